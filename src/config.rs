@@ -1,0 +1,295 @@
+//! Proxy configuration.
+//!
+//! Sources are layered, each overriding the one before: built-in defaults, the TOML file given
+//! with `--config`, `VIEWGATE_*` environment variables, then command-line flags. Layering happens
+//! on a TOML table before deserialising, so every source is checked by the same schema and a
+//! misspelt key is an error that names it instead of a setting silently ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables that override configuration keys. Nested keys use a double
+/// underscore: `VIEWGATE_CLIENT_TLS__MODE=require` sets `client_tls.mode`.
+pub const ENV_PREFIX: &str = "VIEWGATE_";
+const ENV_NESTING: &str = "__";
+/// Variables with the prefix that are not configuration keys.
+const ENV_NOT_CONFIG: &[&str] = &["VIEWGATE_CONFIG", "VIEWGATE_PG_BIN", "VIEWGATE_LOG"];
+
+/// Postgres's own bound on a message: 1 GiB minus one byte.
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address clients connect to.
+    pub listen: String,
+    /// The Postgres server behind the proxy, as a URL: `postgres://host:port`. `sslmode` and
+    /// `sslrootcert` query parameters override `[upstream_tls]`. A host that starts with `/` is
+    /// a Unix socket directory.
+    pub upstream: String,
+    /// Client connections served at once; more are refused with SQLSTATE 53300.
+    pub max_client_connections: usize,
+    /// Largest message accepted from a client, in bytes.
+    pub max_message_len: usize,
+    /// How long a client may take from connecting to finishing authentication.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// How long connecting to the upstream may take.
+    #[serde(with = "humantime_serde")]
+    pub upstream_connect_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long sessions may run on before they are closed with 57P01.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `viewgate=debug`.
+    pub log_level: String,
+    pub client_tls: ClientTlsConfig,
+    pub upstream_tls: UpstreamTlsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:6432".into(),
+            upstream: "postgres://127.0.0.1:5432".into(),
+            max_client_connections: 1000,
+            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            startup_timeout: Duration::from_secs(15),
+            upstream_connect_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            client_tls: ClientTlsConfig::default(),
+            upstream_tls: UpstreamTlsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// TLS between clients and the proxy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientTlsConfig {
+    pub mode: ClientTlsMode,
+    /// PEM certificate chain presented to clients.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientTlsMode {
+    /// SSLRequest is answered 'N'.
+    #[default]
+    Disable,
+    /// TLS if the client asks for it.
+    Allow,
+    /// Clients that do not use TLS are refused.
+    Require,
+}
+
+/// TLS between the proxy and the upstream, with libpq's `sslmode` meanings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTlsConfig {
+    pub mode: UpstreamTlsMode,
+    /// PEM file of the CA certificates trusted for `verify-full`.
+    pub root_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    Disable,
+    /// TLS when the server offers it, without certificate checks (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS always, without certificate checks.
+    Require,
+    /// TLS always; the chain must lead to `root_cert` and name the upstream host.
+    VerifyFull,
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+}
+
+impl Config {
+    /// Builds the configuration from all layers. `env` is passed in (rather than read here) so
+    /// that tests do not depend on the process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            table = text.parse().map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX)
+                && !ENV_NOT_CONFIG.contains(&name.as_str())
+            {
+                let path: Vec<String> = key
+                    .split(ENV_NESTING)
+                    .map(|part| part.to_ascii_lowercase())
+                    .collect();
+                set_path(&mut table, &path, env_value(&value))
+                    .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+            }
+        }
+        let flags = [
+            ("listen", &overrides.listen),
+            ("upstream", &overrides.upstream),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                table.insert(key.into(), toml::Value::String(value.clone()));
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_client_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_client_connections must be at least 1".into(),
+            ));
+        }
+        if !(1024..=DEFAULT_MAX_MESSAGE_LEN).contains(&self.max_message_len) {
+            return Err(ConfigError::Invalid(format!(
+                "max_message_len must be between 1024 and {DEFAULT_MAX_MESSAGE_LEN}"
+            )));
+        }
+        if self.client_tls.mode != ClientTlsMode::Disable
+            && (self.client_tls.cert.is_none() || self.client_tls.key.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "client_tls.mode allow/require needs client_tls.cert and client_tls.key".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An environment value is read as a TOML value when it is one (`100`, `true`), else a string.
+fn env_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut table) => table.remove("v").unwrap_or_else(|| raw.into()),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a section"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("viewgate.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:7000\"\nmax_client_connections = 5\nstartup_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("VIEWGATE_MAX_CLIENT_CONNECTIONS", "7"),
+                ("VIEWGATE_UPSTREAM_TLS__MODE", "require"),
+                ("PATH", "/bin"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:7001".into()),
+                upstream: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7001");
+        assert_eq!(config.max_client_connections, 7);
+        assert_eq!(config.startup_timeout, Duration::from_secs(2));
+        assert_eq!(config.upstream_tls.mode, UpstreamTlsMode::Require);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let error =
+            Config::load(None, env(&[("VIEWGATE_LISTN", "x")]), &Overrides::default()).unwrap_err();
+        assert!(error.to_string().contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn tls_without_certificate_is_refused() {
+        let error = Config::load(
+            None,
+            env(&[("VIEWGATE_CLIENT_TLS__MODE", "require")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("client_tls.cert"), "{error}");
+    }
+}

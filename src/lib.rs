@@ -1,0 +1,16 @@
+//! viewgate: a PostgreSQL proxy that lets several versions of an application's schema live on
+//! one database, each client seeing the version it was built for.
+//!
+//! Data plane: [`proxy`] (listener → handshake → auth → session → upstream) over [`protocol`]
+//! and [`net`]. Shared plumbing: [`config`], [`shutdown`], [`logging`]. Development and demo
+//! support: [`pg_cluster`] (throwaway Postgres clusters) and [`demo`].
+//! See docs/ARCHITECTURE.md for the codemap.
+
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod net;
+pub mod pg_cluster;
+pub mod protocol;
+pub mod proxy;
+pub mod shutdown;

@@ -1,0 +1,139 @@
+//! rustls configurations: the server side clients see, and the client side towards the upstream.
+//!
+//! libpq's `sslmode=prefer` and `require` encrypt without checking the server's certificate;
+//! viewgate reproduces that with a verifier that checks signatures but not the chain, so that
+//! the upstream modes mean exactly what a Postgres user expects. Only `verify-full` checks the
+//! chain and the host name.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use crate::config::UpstreamTlsMode;
+
+/// The ALPN protocol name Postgres 17+ clients offer.
+const POSTGRES_ALPN: &[u8] = b"postgresql";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate file {path}: {reason}")]
+    Certificate { path: String, reason: String },
+    #[error("cannot read private key file {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("upstream_tls.mode = verify-full needs upstream_tls.root_cert (or sslrootcert=)")]
+    MissingRootCert,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let error = |reason: String| TlsError::Certificate {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(error("no PEM certificate in the file".into()));
+    }
+    Ok(certificates)
+}
+
+/// The configuration for TLS between clients and the proxy.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = read_certificates(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![POSTGRES_ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The configuration for TLS towards the upstream, or `None` when the mode is `disable`.
+pub fn upstream_config(
+    mode: UpstreamTlsMode,
+    root_cert: Option<&Path>,
+) -> Result<Option<Arc<ClientConfig>>, TlsError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let config = match mode {
+        UpstreamTlsMode::Disable => return Ok(None),
+        UpstreamTlsMode::Prefer | UpstreamTlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider())))
+            .with_no_client_auth(),
+        UpstreamTlsMode::VerifyFull => {
+            let mut roots = RootCertStore::empty();
+            for certificate in read_certificates(root_cert.ok_or(TlsError::MissingRootCert)?)? {
+                roots.add(certificate)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(Some(Arc::new(config)))
+}
+
+/// libpq's `require`: the handshake must be sound, but any certificate is accepted.
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,372 @@
+//! Throwaway PostgreSQL clusters started from the system's server binaries.
+//!
+//! `viewgate demo` and every integration test need a real Postgres that nobody has to install or
+//! configure by hand. This module finds the server binaries, runs `initdb` into a temporary
+//! directory, starts the server on a free loopback port and, on drop, stops it and deletes the
+//! directory. `initdb` refuses to run as root, so when we are root every server command runs as
+//! the `postgres` system user through `runuser`.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Where Debian and Ubuntu install one directory of server binaries per major version.
+const DEBIAN_PG_LIB: &str = "/usr/lib/postgresql";
+/// Overrides the search for the server binaries (a directory holding `initdb`, `pg_ctl`, ...).
+pub const PG_BIN_ENV: &str = "VIEWGATE_PG_BIN";
+/// The superuser every throwaway cluster is created with, whoever runs it.
+pub const SUPERUSER: &str = "postgres";
+/// The system account server commands run as when we are root.
+const SYSTEM_USER: &str = "postgres";
+/// How often `start` tries a new port when the chosen one was taken in the meantime.
+const PORT_ATTEMPTS: usize = 5;
+/// How long `pg_ctl` waits for the server to start or stop.
+const PG_CTL_TIMEOUT_SECS: &str = "60";
+
+/// Errors raised while creating, starting or driving a throwaway cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "no PostgreSQL server binaries found (looked for initdb in ${PG_BIN_ENV}, {DEBIAN_PG_LIB}/*/bin and PATH); install them, e.g. `apt-get install postgresql`"
+    )]
+    BinariesNotFound,
+    #[error("running as root, but there is no `{SYSTEM_USER}` system user to run the server as")]
+    NoSystemUser,
+    #[error("{command} failed: {detail}")]
+    CommandFailed { command: String, detail: String },
+    #[error("i/o error while preparing the cluster: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How clients must authenticate over TCP. Local (Unix socket) connections are always trusted so
+/// that the harness itself can administer the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterAuth {
+    /// Every TCP client is trusted.
+    #[default]
+    Trust,
+    /// TCP clients need a password; the stored password's type picks md5 or SCRAM-SHA-256.
+    Password,
+}
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    pub auth: ClusterAuth,
+    /// Extra `postgresql.conf` lines, e.g. `wal_level = logical`.
+    pub settings: Vec<String>,
+}
+
+/// A running cluster in a temporary directory; stopped and deleted on drop.
+pub struct ThrowawayCluster {
+    bin_dir: PathBuf,
+    // Dropped after the server is stopped: holds data dir, socket and log.
+    dir: tempfile::TempDir,
+    port: u16,
+    run_as_postgres: bool,
+    running: bool,
+}
+
+impl ThrowawayCluster {
+    /// Creates and starts a cluster. Blocks for about a second (initdb plus server start).
+    pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
+        let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
+        let run_as_postgres = running_as_root();
+        if run_as_postgres && !system_user_exists() {
+            return Err(ClusterError::NoSystemUser);
+        }
+        let dir = tempfile::Builder::new().prefix("viewgate-pg-").tempdir()?;
+        if run_as_postgres {
+            chown_to_system_user(dir.path())?;
+        }
+        let mut cluster = ThrowawayCluster {
+            bin_dir,
+            dir,
+            port: 0,
+            run_as_postgres,
+            running: false,
+        };
+        cluster.init(options)?;
+        cluster.start_on_free_port()?;
+        Ok(cluster)
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory that holds the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A path to one of the server's client programs (`psql`, `pgbench`, ...).
+    pub fn bin(&self, program: &str) -> PathBuf {
+        self.bin_dir.join(program)
+    }
+
+    /// The server's major version, read from its data directory.
+    pub fn major_version(&self) -> Result<u32, ClusterError> {
+        let text = fs::read_to_string(self.data_dir().join("PG_VERSION"))?;
+        text.trim()
+            .parse()
+            .map_err(|_| ClusterError::CommandFailed {
+                command: "read PG_VERSION".into(),
+                detail: text,
+            })
+    }
+
+    /// A URL for a TCP client of this cluster.
+    pub fn url(&self, user: &str, database: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A key=value connection string for the superuser over the Unix socket (always trusted).
+    pub fn admin_conninfo(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user={SUPERUSER} dbname={database}",
+            self.socket_dir().display(),
+            self.port
+        )
+    }
+
+    /// Runs SQL as the superuser through psql over the Unix socket and returns its unaligned,
+    /// tuples-only output. Stops at the first error.
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, ClusterError> {
+        let output = Command::new(self.bin("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.admin_conninfo(database))
+            .args(["-c", sql])
+            .stdin(Stdio::null())
+            .output()?;
+        check("psql", &output)?;
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned())
+    }
+
+    /// Stops the server (fast shutdown: sessions are terminated).
+    pub fn stop(&mut self) -> Result<(), ClusterError> {
+        if self.running {
+            self.pg_ctl(&["-m", "fast", "stop"])?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port after `stop`.
+    pub fn restart(&mut self) -> Result<(), ClusterError> {
+        self.stop()?;
+        self.pg_ctl(&["start"])?;
+        self.running = true;
+        Ok(())
+    }
+
+    fn init(&self, options: &ClusterOptions) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        let data = data.to_string_lossy();
+        self.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        )?;
+        let hba_method = match options.auth {
+            ClusterAuth::Trust => "trust",
+            ClusterAuth::Password => "md5",
+        };
+        let hba = format!(
+            "local all all trust\n\
+             host all all 127.0.0.1/32 {hba_method}\n\
+             host all all ::1/128 {hba_method}\n"
+        );
+        self.write_as_owner("pg_hba.conf", &hba)?;
+        let mut conf = String::from(
+            "listen_addresses = '127.0.0.1'\n\
+             fsync = off\n\
+             synchronous_commit = off\n\
+             full_page_writes = off\n\
+             max_connections = 200\n\
+             shared_buffers = 32MB\n",
+        );
+        conf.push_str(&format!(
+            "unix_socket_directories = '{}'\n",
+            self.socket_dir().display()
+        ));
+        for line in &options.settings {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        self.append_as_owner("postgresql.conf", &conf)
+    }
+
+    fn start_on_free_port(&mut self) -> Result<(), ClusterError> {
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            self.port = free_port()?;
+            self.append_as_owner("postgresql.conf", &format!("port = {}\n", self.port))?;
+            match self.pg_ctl(&["start"]) {
+                Ok(()) => {
+                    self.running = true;
+                    return Ok(());
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("at least one attempt was made"))
+    }
+
+    fn pg_ctl(&self, action: &[&str]) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        let log = self.dir.path().join("server.log");
+        let mut args = vec![
+            "-D".to_owned(),
+            data.to_string_lossy().into_owned(),
+            "-l".to_owned(),
+            log.to_string_lossy().into_owned(),
+            "-w".to_owned(),
+            "-t".to_owned(),
+            PG_CTL_TIMEOUT_SECS.to_owned(),
+        ];
+        args.extend(action.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run("pg_ctl", &args).map_err(|error| match error {
+            ClusterError::CommandFailed { command, detail } => ClusterError::CommandFailed {
+                command,
+                detail: format!(
+                    "{detail}\nserver log:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                ),
+            },
+            other => other,
+        })
+    }
+
+    /// Runs a server binary, as the `postgres` system user when we are root.
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), ClusterError> {
+        let binary = self.bin(program);
+        let mut command = if self.run_as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", SYSTEM_USER, "--"]).arg(&binary);
+            command
+        } else {
+            Command::new(&binary)
+        };
+        // The server inherits our working directory; as another user it may not be able to
+        // read it, so start everything from the cluster's own directory.
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()?;
+        check(program, &output)
+    }
+
+    fn write_as_owner(&self, file: &str, text: &str) -> Result<(), ClusterError> {
+        fs::write(self.data_dir().join(file), text)?;
+        Ok(())
+    }
+
+    fn append_as_owner(&self, file: &str, text: &str) -> Result<(), ClusterError> {
+        let mut handle = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data_dir().join(file))?;
+        handle.write_all(text.as_bytes())?;
+        Ok(())
+    }
+}
+
+impl Drop for ThrowawayCluster {
+    fn drop(&mut self) {
+        if self.running {
+            // Immediate mode: nothing in a throwaway cluster is worth a checkpoint.
+            let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+        }
+    }
+}
+
+fn check(program: &str, output: &Output) -> Result<(), ClusterError> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(ClusterError::CommandFailed {
+        command: program.to_owned(),
+        detail: format!(
+            "{}{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    })
+}
+
+/// The newest directory of server binaries we can find.
+pub fn find_bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(PG_BIN_ENV) {
+        return Some(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(DEBIAN_PG_LIB)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+}
+
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+fn system_user_exists() -> bool {
+    Command::new("id")
+        .args(["-u", SYSTEM_USER])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn chown_to_system_user(path: &Path) -> Result<(), ClusterError> {
+    let output = Command::new("chown")
+        .arg(format!("{SYSTEM_USER}:"))
+        .arg(path)
+        .output()?;
+    check("chown", &output)
+}
+
+/// A loopback port nobody listens on right now. Another process may take it before we bind
+/// it, which is why `start` retries.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

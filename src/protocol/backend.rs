@@ -1,0 +1,179 @@
+//! The server messages viewgate acts on, decoded with bounds checks.
+//!
+//! Only the startup sequence (Authentication, ParameterStatus, BackendKeyData) and the markers
+//! the session loop needs (ReadyForQuery, ErrorResponse) are decoded; everything else is
+//! forwarded as bytes. Decoders take the whole frame (tag and length included) as produced by
+//! the frame scanner, and return `None` for a malformed body instead of panicking.
+
+use bytes::{BufMut, BytesMut};
+
+use super::frame::{HEADER_LEN, encode_message};
+
+pub const AUTHENTICATION: u8 = b'R';
+pub const BACKEND_KEY_DATA: u8 = b'K';
+pub const PARAMETER_STATUS: u8 = b'S';
+pub const READY_FOR_QUERY: u8 = b'Z';
+pub const ERROR_RESPONSE: u8 = b'E';
+pub const NOTICE_RESPONSE: u8 = b'N';
+pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
+
+/// The SASL mechanism whose channel binding cannot survive TLS ending at the proxy.
+pub const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+
+fn body(frame: &[u8]) -> &[u8] {
+    frame.get(HEADER_LEN..).unwrap_or_default()
+}
+
+fn read_u32(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?))
+}
+
+/// An Authentication message's request code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRequest {
+    Ok,
+    CleartextPassword,
+    Md5Password,
+    Sasl,
+    SaslContinue,
+    SaslFinal,
+    /// Kerberos, GSSAPI, SSPI and anything newer: not relayed.
+    Unsupported(u32),
+}
+
+pub fn auth_request(frame: &[u8]) -> Option<AuthRequest> {
+    Some(match read_u32(body(frame))? {
+        0 => AuthRequest::Ok,
+        3 => AuthRequest::CleartextPassword,
+        5 => AuthRequest::Md5Password,
+        10 => AuthRequest::Sasl,
+        11 => AuthRequest::SaslContinue,
+        12 => AuthRequest::SaslFinal,
+        other => AuthRequest::Unsupported(other),
+    })
+}
+
+/// Rewrites an AuthenticationSASL message without `SCRAM-SHA-256-PLUS`. Returns `None` when the
+/// message is malformed.
+pub fn sasl_without_channel_binding(frame: &[u8]) -> Option<BytesMut> {
+    let mechanisms = body(frame).get(4..)?;
+    let (&0, list) = mechanisms.split_last()? else {
+        return None;
+    };
+    let mut out = BytesMut::with_capacity(frame.len());
+    encode_message(&mut out, AUTHENTICATION, |b| {
+        b.put_u32(10);
+        for mechanism in list.split(|&c| c == 0).filter(|m| !m.is_empty()) {
+            if mechanism != SCRAM_PLUS.as_bytes() {
+                b.put_slice(mechanism);
+                b.put_u8(0);
+            }
+        }
+        b.put_u8(0);
+    });
+    Some(out)
+}
+
+/// BackendKeyData: the process id and secret a client needs to cancel its query.
+pub fn backend_key_data(frame: &[u8]) -> Option<(u32, Vec<u8>)> {
+    let body = body(frame);
+    let pid = read_u32(body)?;
+    let secret = body.get(4..)?;
+    (4..=256)
+        .contains(&secret.len())
+        .then(|| (pid, secret.to_vec()))
+}
+
+/// ParameterStatus: a setting the server reports (server_version, TimeZone, ...).
+pub fn parameter_status(frame: &[u8]) -> Option<(String, String)> {
+    let mut strings = body(frame).split(|&b| b == 0);
+    let name = std::str::from_utf8(strings.next()?).ok()?;
+    let value = std::str::from_utf8(strings.next()?).ok()?;
+    Some((name.to_owned(), value.to_owned()))
+}
+
+/// The transaction status a ReadyForQuery reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransactionStatus {
+    #[default]
+    Idle,
+    InTransaction,
+    Failed,
+}
+
+pub fn ready_for_query(frame: &[u8]) -> Option<TransactionStatus> {
+    match body(frame) {
+        [b'I'] => Some(TransactionStatus::Idle),
+        [b'T'] => Some(TransactionStatus::InTransaction),
+        [b'E'] => Some(TransactionStatus::Failed),
+        _ => None,
+    }
+}
+
+/// The fields of an ErrorResponse or NoticeResponse that viewgate reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorFields {
+    pub severity: String,
+    pub code: String,
+    pub message: String,
+}
+
+pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
+    let mut fields = ErrorFields::default();
+    let mut rest = body(frame);
+    loop {
+        let (&kind, after) = rest.split_first()?;
+        if kind == 0 {
+            return Some(fields);
+        }
+        let end = after.iter().position(|&b| b == 0)?;
+        let value = String::from_utf8_lossy(&after[..end]).into_owned();
+        match kind {
+            b'V' => fields.severity = value,
+            b'S' if fields.severity.is_empty() => fields.severity = value,
+            b'C' => fields.code = value,
+            b'M' => fields.message = value,
+            _ => {}
+        }
+        rest = &after[end + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_message(&mut out, tag, |b| b.put_slice(body));
+        out.to_vec()
+    }
+
+    #[test]
+    fn strips_scram_plus_from_the_offer() {
+        let offer = frame(b'R', b"\0\0\0\x0aSCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0");
+        let stripped = sasl_without_channel_binding(&offer).unwrap();
+        assert_eq!(
+            &stripped[..],
+            &frame(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0")[..]
+        );
+        assert_eq!(auth_request(&stripped), Some(AuthRequest::Sasl));
+    }
+
+    #[test]
+    fn malformed_bodies_decode_to_none() {
+        assert_eq!(auth_request(&frame(b'R', b"\0\0")), None);
+        assert_eq!(backend_key_data(&frame(b'K', b"\0\0\0\x01")), None);
+        assert_eq!(ready_for_query(&frame(b'Z', b"X")), None);
+        assert_eq!(error_fields(&frame(b'E', b"SERROR")), None);
+        assert!(sasl_without_channel_binding(&frame(b'R', b"\0\0\0\x0aSCRAM")).is_none());
+    }
+
+    #[test]
+    fn reads_error_fields() {
+        let fields = error_fields(&frame(b'E', b"SFATAL\0VFATAL\0C57P01\0Mbye\0\0")).unwrap();
+        assert_eq!(fields.code, "57P01");
+        assert_eq!(fields.severity, "FATAL");
+        assert_eq!(fields.message, "bye");
+    }
+}

@@ -1,0 +1,211 @@
+//! Message framing: splitting a byte stream into Postgres protocol messages.
+//!
+//! After startup, every message is a 1-byte tag and a big-endian i32 length that counts itself
+//! but not the tag. The proxy forwards most messages without looking inside them, so
+//! [`FrameScanner`] walks a read buffer and says, stretch by stretch, whether the bytes pass
+//! through untouched or form a complete message the caller asked to inspect. A message that
+//! passes through may be forwarded in pieces as it arrives: a 1 GiB DataRow streams through a
+//! buffer of a few kilobytes.
+
+/// Tag byte plus the i32 length.
+pub const HEADER_LEN: usize = 5;
+/// The smallest valid length field: the length counts its own four bytes.
+const MIN_LENGTH_FIELD: i32 = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("invalid length {length} in message of type {tag:?}")]
+    InvalidLength { tag: char, length: i32 },
+    #[error("message of type {tag:?} is {length} bytes long, over the limit of {limit}")]
+    TooLong {
+        tag: char,
+        length: usize,
+        limit: usize,
+    },
+}
+
+/// One step through a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// The next `n` bytes pass through unchanged: whole uninteresting messages or a piece of one.
+    Passthrough(usize),
+    /// A complete message the caller wants to see, header included.
+    Message { tag: u8, frame: &'a [u8] },
+    /// The buffer ends inside a header or inside a wanted message. `frame_len` is how many bytes
+    /// the pending message needs in all (header included), so the caller can reserve them.
+    Incomplete { frame_len: usize },
+}
+
+/// Walks the messages of one direction of a connection. It remembers how much of a
+/// passed-through message is still to come, so it can resume across reads.
+#[derive(Debug)]
+pub struct FrameScanner {
+    passthrough_left: usize,
+    max_frame_len: usize,
+}
+
+impl FrameScanner {
+    /// `max_message_len` bounds the length field (as Postgres does, 1 GiB - 1 by default).
+    pub fn new(max_message_len: usize) -> Self {
+        FrameScanner {
+            passthrough_left: 0,
+            max_frame_len: max_message_len,
+        }
+    }
+
+    /// True while a passed-through message has been forwarded only in part; nothing may be
+    /// injected into the stream until it completes.
+    pub fn mid_message(&self) -> bool {
+        self.passthrough_left > 0
+    }
+
+    /// Classifies the start of `buf`. `wanted` picks the message tags the caller inspects.
+    pub fn step<'a>(
+        &mut self,
+        buf: &'a [u8],
+        wanted: impl Fn(u8) -> bool,
+    ) -> Result<Step<'a>, FrameError> {
+        if self.passthrough_left > 0 {
+            if buf.is_empty() {
+                return Ok(Step::Incomplete {
+                    frame_len: self.passthrough_left,
+                });
+            }
+            let n = self.passthrough_left.min(buf.len());
+            self.passthrough_left -= n;
+            return Ok(Step::Passthrough(n));
+        }
+        let Some(header) = buf.get(..HEADER_LEN) else {
+            return Ok(Step::Incomplete {
+                frame_len: HEADER_LEN,
+            });
+        };
+        let tag = header[0];
+        let length = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        if length < MIN_LENGTH_FIELD {
+            return Err(FrameError::InvalidLength {
+                tag: char::from(tag),
+                length,
+            });
+        }
+        let length = length as usize;
+        if length > self.max_frame_len {
+            return Err(FrameError::TooLong {
+                tag: char::from(tag),
+                length,
+                limit: self.max_frame_len,
+            });
+        }
+        let frame_len = 1 + length;
+        if wanted(tag) {
+            return Ok(match buf.get(..frame_len) {
+                Some(frame) => Step::Message { tag, frame },
+                None => Step::Incomplete { frame_len },
+            });
+        }
+        let n = frame_len.min(buf.len());
+        self.passthrough_left = frame_len - n;
+        Ok(Step::Passthrough(n))
+    }
+}
+
+/// Builds a message with `tag` whose body is written by `body`, filling in the length.
+pub fn encode_message(out: &mut bytes::BytesMut, tag: u8, body: impl FnOnce(&mut bytes::BytesMut)) {
+    use bytes::BufMut;
+    let start = out.len();
+    out.put_u8(tag);
+    out.put_i32(0);
+    body(out);
+    let length = (out.len() - start - 1) as i32;
+    out[start + 1..start + HEADER_LEN].copy_from_slice(&length.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn passes_uninteresting_messages_and_stops_at_wanted_ones() {
+        let mut buf = frame(b'D', b"row");
+        buf.extend(frame(b'Z', b"I"));
+        let mut scanner = FrameScanner::new(1 << 20);
+        let wanted = |t| t == b'Z';
+        assert_eq!(scanner.step(&buf, wanted).unwrap(), Step::Passthrough(8));
+        assert_eq!(
+            scanner.step(&buf[8..], wanted).unwrap(),
+            Step::Message {
+                tag: b'Z',
+                frame: &buf[8..]
+            }
+        );
+    }
+
+    #[test]
+    fn streams_a_large_passthrough_message_in_pieces() {
+        let buf = frame(b'D', &[7u8; 100]);
+        let mut scanner = FrameScanner::new(1 << 20);
+        assert_eq!(
+            scanner.step(&buf[..10], |_| false).unwrap(),
+            Step::Passthrough(10)
+        );
+        assert!(scanner.mid_message());
+        assert_eq!(
+            scanner.step(&[], |_| false).unwrap(),
+            Step::Incomplete { frame_len: 95 }
+        );
+        assert_eq!(
+            scanner.step(&buf[10..], |_| true).unwrap(),
+            Step::Passthrough(95)
+        );
+        assert!(!scanner.mid_message());
+    }
+
+    #[test]
+    fn wanted_messages_wait_until_complete() {
+        let buf = frame(b'Q', b"select 1\0");
+        let mut scanner = FrameScanner::new(1 << 20);
+        assert_eq!(
+            scanner.step(&buf[..7], |_| true).unwrap(),
+            Step::Incomplete {
+                frame_len: buf.len()
+            }
+        );
+        assert_eq!(
+            scanner.step(&buf[..3], |_| true).unwrap(),
+            Step::Incomplete {
+                frame_len: HEADER_LEN
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_lengths() {
+        let mut scanner = FrameScanner::new(100);
+        let negative = [b'Q', 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            scanner.step(&negative, |_| true),
+            Err(FrameError::InvalidLength { length: -1, .. })
+        ));
+        let too_small = [b'Q', 0, 0, 0, 3];
+        assert!(scanner.step(&too_small, |_| true).is_err());
+        let too_big = [b'Q', 0, 0, 1, 0];
+        assert!(matches!(
+            scanner.step(&too_big, |_| true),
+            Err(FrameError::TooLong { length: 256, .. })
+        ));
+    }
+
+    #[test]
+    fn encode_message_fills_in_the_length() {
+        let mut out = bytes::BytesMut::new();
+        encode_message(&mut out, b'Z', |b| b.extend_from_slice(b"I"));
+        assert_eq!(&out[..], &frame(b'Z', b"I")[..]);
+    }
+}

@@ -1,0 +1,10 @@
+//! The Postgres wire protocol, as much of it as a message-level proxy needs: framing, the
+//! startup packets, the few messages viewgate inspects, and the ones it sends itself.
+
+pub mod backend;
+pub mod frame;
+pub mod frontend;
+pub mod reader;
+pub mod reply;
+pub mod sqlstate;
+pub mod startup;

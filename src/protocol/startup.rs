@@ -1,0 +1,295 @@
+//! Startup-phase packets: untagged, length-prefixed, told apart by a 32-bit code.
+//!
+//! A client's first packet is a StartupMessage, or one of the special requests (SSLRequest,
+//! GSSENCRequest, CancelRequest) that share its framing. Every length is bounded before
+//! anything is allocated, and every field is checked, because this is the first thing an
+//! unauthenticated peer sends us.
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::sqlstate::SqlState;
+
+/// Postgres's own bound on a startup packet.
+pub const STARTUP_PACKET_MAX_LEN: usize = 10_000;
+/// Length field plus the code: the smallest possible packet.
+const STARTUP_PACKET_MIN_LEN: usize = 8;
+pub const SSL_REQUEST_CODE: u32 = 80_877_103;
+pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
+pub const CANCEL_REQUEST_CODE: u32 = 80_877_102;
+/// Protocol 3.0, the version viewgate speaks on both sides.
+pub const PROTOCOL_3_0: u32 = 3 << 16;
+/// Startup parameters with this prefix are protocol extensions, not settings.
+const PROTOCOL_EXTENSION_PREFIX: &str = "_pq_.";
+
+/// A startup-phase failure, with what the client should be told.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{message}")]
+    Refused { code: SqlState, message: String },
+    #[error("client connection failed during startup: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StartupError {
+    fn refused(code: SqlState, message: impl Into<String>) -> Self {
+        StartupError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartupPacket {
+    SslRequest,
+    GssEncRequest,
+    /// The key is 4 bytes in protocol 3.0 and up to 256 in 3.2.
+    Cancel {
+        process_id: u32,
+        secret: Vec<u8>,
+    },
+    Startup(StartupMessage),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupMessage {
+    /// The version the client asked for (major << 16 | minor).
+    pub protocol: u32,
+    /// Parameters in the client's order, protocol extensions (`_pq_.*`) removed.
+    pub params: Vec<(String, String)>,
+    /// Protocol extensions the client asked for; viewgate supports none.
+    pub extensions: Vec<String>,
+}
+
+impl StartupMessage {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn user(&self) -> &str {
+        self.param("user").unwrap_or_default()
+    }
+
+    /// The database, which defaults to the user name as in Postgres.
+    pub fn database(&self) -> &str {
+        self.param("database").unwrap_or(self.user())
+    }
+
+    /// True when viewgate must answer with NegotiateProtocolVersion: the client asked for a
+    /// newer minor version or for protocol extensions.
+    pub fn needs_negotiation(&self) -> bool {
+        self.protocol != PROTOCOL_3_0 || !self.extensions.is_empty()
+    }
+
+    /// The StartupMessage sent upstream: protocol 3.0 and the client's parameters.
+    pub fn encode_for_upstream(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(256);
+        out.put_i32(0);
+        out.put_u32(PROTOCOL_3_0);
+        for (key, value) in &self.params {
+            put_cstr(&mut out, key);
+            put_cstr(&mut out, value);
+        }
+        out.put_u8(0);
+        let length = out.len() as i32;
+        out[..4].copy_from_slice(&length.to_be_bytes());
+        out
+    }
+}
+
+fn put_cstr(out: &mut BytesMut, s: &str) {
+    out.put_slice(s.as_bytes());
+    out.put_u8(0);
+}
+
+/// Reads one startup-phase packet. The caller bounds the time it may take.
+pub async fn read_startup_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<StartupPacket, StartupError> {
+    let length = reader.read_i32().await? as i64;
+    if !(STARTUP_PACKET_MIN_LEN as i64..=STARTUP_PACKET_MAX_LEN as i64).contains(&length) {
+        return Err(StartupError::refused(
+            SqlState::PROTOCOL_VIOLATION,
+            format!(
+                "invalid length of startup packet: {length} (must be {STARTUP_PACKET_MIN_LEN} to {STARTUP_PACKET_MAX_LEN})"
+            ),
+        ));
+    }
+    let mut body = vec![0u8; length as usize - 4];
+    reader.read_exact(&mut body).await?;
+    parse_startup_packet(&body)
+}
+
+/// Parses the packet body (everything after the length).
+pub fn parse_startup_packet(body: &[u8]) -> Result<StartupPacket, StartupError> {
+    let (code, rest) = body.split_at(4);
+    let code = u32::from_be_bytes([code[0], code[1], code[2], code[3]]);
+    match code {
+        SSL_REQUEST_CODE if rest.is_empty() => Ok(StartupPacket::SslRequest),
+        GSSENC_REQUEST_CODE if rest.is_empty() => Ok(StartupPacket::GssEncRequest),
+        CANCEL_REQUEST_CODE if (8..=260).contains(&rest.len()) => Ok(StartupPacket::Cancel {
+            process_id: u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]),
+            secret: rest[4..].to_vec(),
+        }),
+        SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE => Err(StartupError::refused(
+            SqlState::PROTOCOL_VIOLATION,
+            "invalid length of startup packet",
+        )),
+        _ if code >> 16 == 3 => parse_startup_message(code, rest).map(StartupPacket::Startup),
+        _ => Err(StartupError::refused(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            format!(
+                "unsupported frontend protocol {}.{}: viewgate supports 3.0",
+                code >> 16,
+                code & 0xffff
+            ),
+        )),
+    }
+}
+
+fn parse_startup_message(protocol: u32, body: &[u8]) -> Result<StartupMessage, StartupError> {
+    let layout_error = || {
+        StartupError::refused(
+            SqlState::PROTOCOL_VIOLATION,
+            "invalid startup packet layout: expected terminator as last byte",
+        )
+    };
+    let Some((&0, strings)) = body.split_last() else {
+        return Err(layout_error());
+    };
+    let mut parts = strings.split(|&b| b == 0);
+    let mut message = StartupMessage {
+        protocol,
+        params: Vec::new(),
+        extensions: Vec::new(),
+    };
+    if !strings.is_empty() {
+        // `strings` ends with the last value's terminator, so split yields a final empty piece.
+        let mut pieces: Vec<&[u8]> = parts.by_ref().collect();
+        if pieces.pop() != Some(&[][..]) || pieces.len() % 2 != 0 {
+            return Err(layout_error());
+        }
+        for pair in pieces.chunks_exact(2) {
+            let key = utf8(pair[0])?;
+            let value = utf8(pair[1])?;
+            if key.is_empty() {
+                return Err(layout_error());
+            }
+            if key.starts_with(PROTOCOL_EXTENSION_PREFIX) {
+                message.extensions.push(key);
+            } else {
+                message.params.push((key, value));
+            }
+        }
+    }
+    if message.user().is_empty() {
+        return Err(StartupError::refused(
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            "no PostgreSQL user name specified in startup packet",
+        ));
+    }
+    Ok(message)
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, StartupError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        StartupError::refused(
+            SqlState::PROTOCOL_VIOLATION,
+            "startup parameters must be valid UTF-8",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(code: u32, strings: &[&str]) -> Vec<u8> {
+        let mut v = code.to_be_bytes().to_vec();
+        for s in strings {
+            v.extend_from_slice(s.as_bytes());
+            v.push(0);
+        }
+        v.push(0);
+        v
+    }
+
+    #[test]
+    fn parses_parameters_and_separates_extensions() {
+        let packet = parse_startup_packet(&body(
+            PROTOCOL_3_0 | 2,
+            &["user", "alice", "database", "db", "_pq_.x", "1"],
+        ))
+        .unwrap();
+        let StartupPacket::Startup(message) = packet else {
+            panic!("not a startup message")
+        };
+        assert_eq!(message.user(), "alice");
+        assert_eq!(message.database(), "db");
+        assert_eq!(message.extensions, vec!["_pq_.x".to_string()]);
+        assert!(message.needs_negotiation());
+        let encoded = message.encode_for_upstream();
+        assert_eq!(
+            parse_startup_packet(&encoded[4..]).unwrap(),
+            StartupPacket::Startup(StartupMessage {
+                protocol: PROTOCOL_3_0,
+                params: message.params.clone(),
+                extensions: vec![],
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_packets_with_the_right_sqlstate() {
+        let cases: Vec<(Vec<u8>, SqlState)> = vec![
+            (body(PROTOCOL_3_0, &["user"]), SqlState::PROTOCOL_VIOLATION),
+            (
+                body(PROTOCOL_3_0, &["database", "x"]),
+                SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            ),
+            (
+                PROTOCOL_3_0
+                    .to_be_bytes()
+                    .iter()
+                    .copied()
+                    .chain(*b"user\0a")
+                    .collect(),
+                SqlState::PROTOCOL_VIOLATION,
+            ),
+            (
+                body(2 << 16, &["user", "a"]),
+                SqlState::FEATURE_NOT_SUPPORTED,
+            ),
+            (
+                SSL_REQUEST_CODE
+                    .to_be_bytes()
+                    .iter()
+                    .copied()
+                    .chain([1])
+                    .collect(),
+                SqlState::PROTOCOL_VIOLATION,
+            ),
+        ];
+        for (packet, expected) in cases {
+            match parse_startup_packet(&packet) {
+                Err(StartupError::Refused { code, .. }) => assert_eq!(code, expected),
+                other => panic!("{packet:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bounds_the_length_before_reading() {
+        let mut input: &[u8] = &[0, 1, 0, 0];
+        let error = read_startup_packet(&mut input).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("invalid length of startup packet")
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Authentication, relayed: the upstream authenticates the client, the proxy carries messages.
+//!
+//! viewgate stores no passwords. It forwards the upstream's challenges (cleartext, md5,
+//! SCRAM-SHA-256) and the client's answers unchanged, so a wrong password is refused exactly as
+//! Postgres refuses it. Two things are changed on the way: `SCRAM-SHA-256-PLUS` is removed from
+//! the mechanisms offered, because channel binding ties SCRAM to the TLS connection the client
+//! sees, which ends at the proxy; and the upstream's BackendKeyData is replaced by a key of
+//! the proxy's own (see `cancel`).
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::cancel::{CancelRegistration, UpstreamKey};
+use super::error::SessionError;
+use super::state::ProxyState;
+use crate::net::stream::{ClientStream, UpstreamStream};
+use crate::protocol::backend::{self, AuthRequest};
+use crate::protocol::frontend::PASSWORD;
+use crate::protocol::reader::{MessageReader, ReadError};
+use crate::protocol::reply;
+use crate::protocol::sqlstate::SqlState;
+use crate::protocol::startup::StartupMessage;
+
+/// Bound on one upstream message during startup; the server sends only short ones here.
+const UPSTREAM_STARTUP_MESSAGE_MAX_LEN: usize = 1 << 20;
+
+/// A session ready for queries.
+pub struct Established {
+    pub cancel_key: Option<CancelRegistration>,
+    /// The upstream key, kept to cancel upstream work when the client vanishes mid-query.
+    pub upstream_key: Option<UpstreamKey>,
+    /// ParameterStatus values reported so far.
+    pub parameters: Vec<(String, String)>,
+    pub client_leftover: BytesMut,
+    pub upstream_leftover: BytesMut,
+}
+
+/// Sends the startup message upstream and relays authentication until ReadyForQuery.
+pub async fn establish(
+    client: &mut ClientStream,
+    upstream: &mut UpstreamStream,
+    startup: &StartupMessage,
+    state: &ProxyState,
+) -> Result<Established, SessionError> {
+    upstream
+        .write_all(&startup.encode_for_upstream())
+        .await
+        .map_err(|_| SessionError::UpstreamClosed)?;
+    let mut from_client = MessageReader::new(state.config.max_message_len);
+    let mut from_upstream = MessageReader::new(UPSTREAM_STARTUP_MESSAGE_MAX_LEN);
+    let mut to_client = BytesMut::with_capacity(1024);
+    let mut established = Established {
+        cancel_key: None,
+        upstream_key: None,
+        parameters: Vec::new(),
+        client_leftover: BytesMut::new(),
+        upstream_leftover: BytesMut::new(),
+    };
+    loop {
+        let frame = from_upstream
+            .next(upstream)
+            .await
+            .map_err(upstream_read_error)?;
+        let invalid = || {
+            SessionError::UpstreamProtocol(format!(
+                "bad message {:?} during startup",
+                char::from(frame[0])
+            ))
+        };
+        match frame[0] {
+            backend::AUTHENTICATION => {
+                let request = backend::auth_request(&frame).ok_or_else(invalid)?;
+                match request {
+                    AuthRequest::Ok | AuthRequest::SaslFinal => to_client.extend_from_slice(&frame),
+                    AuthRequest::CleartextPassword
+                    | AuthRequest::Md5Password
+                    | AuthRequest::SaslContinue => {
+                        to_client.extend_from_slice(&frame);
+                        relay_client_answer(client, upstream, &mut from_client, &mut to_client)
+                            .await?;
+                    }
+                    AuthRequest::Sasl => {
+                        let offer =
+                            backend::sasl_without_channel_binding(&frame).ok_or_else(invalid)?;
+                        to_client.extend_from_slice(&offer);
+                        relay_client_answer(client, upstream, &mut from_client, &mut to_client)
+                            .await?;
+                    }
+                    AuthRequest::Unsupported(code) => {
+                        return Err(SessionError::Refused {
+                            code: SqlState::FEATURE_NOT_SUPPORTED,
+                            message: format!(
+                                "the upstream server asked for authentication method {code} (Kerberos, GSSAPI or SSPI), which viewgate cannot relay"
+                            ),
+                        });
+                    }
+                }
+            }
+            backend::BACKEND_KEY_DATA => {
+                let (process_id, secret) = backend::backend_key_data(&frame).ok_or_else(invalid)?;
+                let upstream_key = UpstreamKey {
+                    target: state.upstream.clone(),
+                    process_id,
+                    secret,
+                };
+                let registration = state.cancel_keys.register(upstream_key.clone());
+                to_client.extend_from_slice(&reply::backend_key_data(
+                    registration.process_id,
+                    registration.secret,
+                ));
+                established.cancel_key = Some(registration);
+                established.upstream_key = Some(upstream_key);
+            }
+            backend::PARAMETER_STATUS => {
+                established
+                    .parameters
+                    .push(backend::parameter_status(&frame).ok_or_else(invalid)?);
+                to_client.extend_from_slice(&frame);
+            }
+            backend::NOTICE_RESPONSE | backend::NEGOTIATE_PROTOCOL_VERSION => {
+                to_client.extend_from_slice(&frame)
+            }
+            backend::ERROR_RESPONSE => {
+                to_client.extend_from_slice(&frame);
+                send(client, &mut to_client).await?;
+                return Err(SessionError::UpstreamEnded);
+            }
+            backend::READY_FOR_QUERY => {
+                to_client.extend_from_slice(&frame);
+                send(client, &mut to_client).await?;
+                established.client_leftover = from_client.into_leftover();
+                established.upstream_leftover = from_upstream.into_leftover();
+                return Ok(established);
+            }
+            _ => return Err(invalid()),
+        }
+    }
+}
+
+/// Flushes what the client should see so far, then forwards its one answer upstream.
+async fn relay_client_answer(
+    client: &mut ClientStream,
+    upstream: &mut UpstreamStream,
+    from_client: &mut MessageReader,
+    to_client: &mut BytesMut,
+) -> Result<(), SessionError> {
+    send(client, to_client).await?;
+    let answer = from_client
+        .next(client)
+        .await
+        .map_err(|error| match error {
+            ReadError::Frame(error) => SessionError::client_protocol(error),
+            ReadError::Closed | ReadError::Io(_) => SessionError::ClientGone,
+        })?;
+    if answer[0] != PASSWORD {
+        return Err(SessionError::ClientProtocol(format!(
+            "expected a password message during authentication, got message type {:?}",
+            char::from(answer[0])
+        )));
+    }
+    upstream
+        .write_all(&answer)
+        .await
+        .map_err(|_| SessionError::UpstreamClosed)
+}
+
+async fn send(client: &mut ClientStream, bytes: &mut BytesMut) -> Result<(), SessionError> {
+    let result = async {
+        client.write_all(bytes).await?;
+        client.flush().await
+    };
+    result.await.map_err(|_| SessionError::ClientGone)?;
+    bytes.clear();
+    Ok(())
+}
+
+fn upstream_read_error(error: ReadError) -> SessionError {
+    match error {
+        ReadError::Frame(error) => SessionError::UpstreamProtocol(error.to_string()),
+        ReadError::Closed | ReadError::Io(_) => SessionError::UpstreamClosed,
+    }
+}

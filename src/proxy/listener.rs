@@ -1,0 +1,130 @@
+//! The accept loop: connection limits, one task per client, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use super::error::SessionError;
+use super::handshake::{self, Negotiated};
+use super::session;
+use super::state::ProxyState;
+use super::upstream::UpstreamError;
+use crate::config::Config;
+use crate::shutdown::Shutdown;
+
+/// Connections over the limit still get a proper 53300 error, which needs a short startup
+/// exchange; at most this many such exchanges run at once, beyond that sockets are just closed.
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// How long refused connections get to send their startup packet.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// After sessions were told to close, how long they get to say goodbye.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A bound proxy, not yet serving.
+pub struct Proxy {
+    listener: TcpListener,
+    state: Arc<ProxyState>,
+}
+
+impl Proxy {
+    pub async fn bind(config: Config, shutdown: Shutdown) -> Result<Proxy, ListenError> {
+        let state = Arc::new(ProxyState::new(config, shutdown)?);
+        let address = state.config.listen.clone();
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| ListenError::Bind { address, source })?;
+        Ok(Proxy { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &Arc<ProxyState> {
+        &self.state
+    }
+
+    /// Serves until shutdown begins, then waits for sessions as the configuration says.
+    pub async fn run(self) {
+        let Proxy { listener, state } = self;
+        let sessions = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(state.config.max_client_connections));
+        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = state.shutdown.begun() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            if let Ok(slot) = slots.clone().try_acquire_owned() {
+                let state = state.clone();
+                sessions.spawn(async move {
+                    session::serve(tcp, peer, state).await;
+                    drop(slot);
+                });
+            } else if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                let state = state.clone();
+                sessions.spawn(async move {
+                    refuse_too_many(tcp, &state).await;
+                    drop(refusal);
+                });
+            } else {
+                tracing::warn!(%peer, "connection dropped: over max_client_connections");
+            }
+        }
+        drop(listener);
+        sessions.close();
+        tracing::info!(
+            sessions = sessions.len(),
+            timeout = ?state.config.shutdown_timeout,
+            "no longer accepting connections; waiting for sessions to finish"
+        );
+        if tokio::time::timeout(state.config.shutdown_timeout, sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                sessions = sessions.len(),
+                "shutdown timeout reached; closing sessions"
+            );
+            state.shutdown.close_sessions();
+            let _ = tokio::time::timeout(CLOSE_GRACE, sessions.wait()).await;
+        }
+    }
+}
+
+/// Answers a connection over the limit with 53300 after its startup packet, as Postgres does.
+async fn refuse_too_many(tcp: TcpStream, state: &ProxyState) {
+    let deadline = tokio::time::Instant::now() + REFUSAL_TIMEOUT;
+    if let Ok(Negotiated::Session { mut client, .. }) =
+        handshake::negotiate(tcp, state, deadline).await
+    {
+        handshake::refuse(&mut client, SessionError::TooManyClients).await;
+        let _ = client.shutdown().await;
+    }
+}

@@ -1,0 +1,214 @@
+//! Integration-test harness: a throwaway Postgres with a viewgate proxy in front of it.
+//!
+//! The proxy runs on its own runtime in a background thread, so tests may block (run psql,
+//! pgbench, Python) without starving it. Dropping a [`TestProxy`] closes the proxy's sessions,
+//! then stops and deletes the cluster, also when the test panicked.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use viewgate::config::{Config, UpstreamTlsMode};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
+use viewgate::proxy::Proxy;
+use viewgate::shutdown::Shutdown;
+
+pub use viewgate::pg_cluster::ClusterAuth;
+
+pub struct TestProxy {
+    pub address: SocketAddr,
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+    // Declared last: dropped after the proxy has stopped.
+    pub cluster: ThrowawayCluster,
+}
+
+impl TestProxy {
+    /// A trust-auth cluster behind a proxy with default settings.
+    pub fn start() -> Self {
+        Self::start_with(ClusterOptions::default(), |_| {})
+    }
+
+    /// A cluster started with `options` behind a proxy whose config `tweak` may change.
+    pub fn start_with(options: ClusterOptions, tweak: impl FnOnce(&mut Config)) -> Self {
+        let cluster = ThrowawayCluster::start(&options).expect("throwaway cluster starts");
+        let mut config = proxy_config(&cluster);
+        tweak(&mut config);
+        let (address, shutdown, thread) = spawn_proxy(config);
+        TestProxy {
+            address,
+            shutdown,
+            thread: Some(thread),
+            cluster,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// A libpq URL through the proxy.
+    pub fn url(&self, user: &str, database: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{database}", self.port())
+    }
+
+    /// A libpq key=value string through the proxy as the superuser.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres",
+            self.port()
+        )
+    }
+
+    /// Runs SQL directly on the cluster (not through the proxy), as the superuser.
+    pub fn admin(&self, sql: &str) -> String {
+        self.cluster
+            .psql("postgres", sql)
+            .expect("admin SQL succeeds")
+    }
+
+    /// A psql command through the proxy with `-X -A -t -v ON_ERROR_STOP=1` set.
+    pub fn psql(&self, conninfo: &str) -> Command {
+        let mut command = Command::new(self.cluster.bin("psql"));
+        command
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                conninfo,
+            ])
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Stops the proxy now: sessions get 57P01.
+    pub fn stop(&mut self) {
+        self.shutdown.close_sessions();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The configuration tests start from: the cluster as upstream, a free port, short timeouts.
+pub fn proxy_config(cluster: &ThrowawayCluster) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        upstream: format!("postgres://127.0.0.1:{}", cluster.port()),
+        shutdown_timeout: Duration::from_secs(1),
+        log_level: "warn".into(),
+        ..Config::default()
+    };
+    config.upstream_tls.mode = UpstreamTlsMode::Disable;
+    config
+}
+
+/// Starts a proxy with `config` on a runtime of its own; returns once it is listening.
+pub fn spawn_proxy(config: Config) -> (SocketAddr, Shutdown, std::thread::JoinHandle<()>) {
+    viewgate::logging::init(config.log_format, &config.log_level);
+    let shutdown = Shutdown::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let proxy_shutdown = shutdown.clone();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime starts");
+        runtime.block_on(async move {
+            let proxy = Proxy::bind(config, proxy_shutdown)
+                .await
+                .expect("proxy binds");
+            ready_tx.send(proxy.local_addr().unwrap()).unwrap();
+            proxy.run().await;
+        });
+    });
+    let address = ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("proxy starts listening");
+    (address, shutdown, thread)
+}
+
+/// The `viewgate` binary, for tests that need a separate process (signals, CLI).
+pub fn viewgate_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_viewgate"))
+}
+
+/// A `viewgate serve` child process; killed on drop if still running.
+pub struct ProxyProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl ProxyProcess {
+    /// Starts `viewgate serve` in front of `cluster` with extra `VIEWGATE_*` variables, and
+    /// waits until it accepts connections.
+    pub fn start(cluster: &ThrowawayCluster, env: &[(&str, &str)]) -> Self {
+        let port = viewgate::pg_cluster::free_port().unwrap();
+        let mut command = Command::new(viewgate_binary());
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--upstream",
+                &format!("postgres://127.0.0.1:{}?sslmode=disable", cluster.port()),
+            ])
+            .env("VIEWGATE_LOG_LEVEL", "viewgate=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("viewgate starts");
+        let started = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(started, "viewgate serve did not start listening on {port}");
+        ProxyProcess { child, port }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command and returns its stdout, panicking with stderr when it fails.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command.output().expect("command starts");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
