@@ -5,6 +5,8 @@
 //! then stops and deletes the cluster, also when the test panicked.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -117,7 +119,13 @@ pub fn proxy_config(cluster: &ThrowawayCluster) -> Config {
 
 /// Starts a proxy with `config` on a runtime of its own; returns once it is listening.
 pub fn spawn_proxy(config: Config) -> (SocketAddr, Shutdown, std::thread::JoinHandle<()>) {
-    viewgate::logging::init(config.log_format, &config.log_level);
+    // Through libtest's capture: logs show only for failing tests.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var(viewgate::logging::LOG_ENV).unwrap_or_else(|_| config.log_level.clone()),
+        )
+        .with_test_writer()
+        .try_init();
     let shutdown = Shutdown::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let proxy_shutdown = shutdown.clone();
