@@ -275,6 +275,18 @@ mod tests {
         assert_eq!(config.upstream_tls.mode, UpstreamTlsMode::Require);
     }
 
+    /// deploy/viewgate.toml documents every key with its default; keep the two in step.
+    #[test]
+    fn the_example_config_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/viewgate.toml");
+        let example = Config::load(Some(&path), Vec::new(), &Overrides::default()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+    }
+
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
         let error =

@@ -161,7 +161,6 @@ fn parse_startup_message(protocol: u32, body: &[u8]) -> Result<StartupMessage, S
     let Some((&0, strings)) = body.split_last() else {
         return Err(layout_error());
     };
-    let mut parts = strings.split(|&b| b == 0);
     let mut message = StartupMessage {
         protocol,
         params: Vec::new(),
@@ -169,8 +168,8 @@ fn parse_startup_message(protocol: u32, body: &[u8]) -> Result<StartupMessage, S
     };
     if !strings.is_empty() {
         // `strings` ends with the last value's terminator, so split yields a final empty piece.
-        let mut pieces: Vec<&[u8]> = parts.by_ref().collect();
-        if pieces.pop() != Some(&[][..]) || pieces.len() % 2 != 0 {
+        let mut pieces: Vec<&[u8]> = strings.split(|&b| b == 0).collect();
+        if pieces.pop() != Some(&[][..]) || !pieces.len().is_multiple_of(2) {
             return Err(layout_error());
         }
         for pair in pieces.chunks_exact(2) {

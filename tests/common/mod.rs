@@ -17,6 +17,7 @@ use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 use viewgate::proxy::Proxy;
 use viewgate::shutdown::Shutdown;
 
+#[allow(unused_imports)]
 pub use viewgate::pg_cluster::ClusterAuth;
 
 pub struct TestProxy {
