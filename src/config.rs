@@ -183,9 +183,12 @@ impl Config {
                 table.insert(key.into(), toml::Value::String(value.clone()));
             }
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        // Re-parsing the merged table as text (rather than converting the value) makes the
+        // deserialiser's errors quote the offending line, so they name the key.
+        let merged = toml::to_string(&table).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let config: Config = toml::from_str(&merged).map_err(|e| {
+            ConfigError::Invalid(format!("(file, environment and flags merged) {e}"))
+        })?;
         config.validate()?;
         Ok(config)
     }

@@ -58,6 +58,15 @@ pub struct ClusterOptions {
     pub auth: ClusterAuth,
     /// Extra `postgresql.conf` lines, e.g. `wal_level = logical`.
     pub settings: Vec<String>,
+    /// A PEM certificate and private key: the server then accepts TLS (`ssl = on`).
+    pub tls: Option<ServerCertificate>,
+}
+
+/// PEM texts of a server certificate (chain) and its private key.
+#[derive(Debug, Clone)]
+pub struct ServerCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// A running cluster in a temporary directory; stopped and deleted on drop.
@@ -210,6 +219,11 @@ impl ThrowawayCluster {
             "unix_socket_directories = '{}'\n",
             self.socket_dir().display()
         ));
+        if let Some(tls) = &options.tls {
+            self.write_private("server.crt", &tls.cert_pem)?;
+            self.write_private("server.key", &tls.key_pem)?;
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
         for line in &options.settings {
             conf.push_str(line);
             conf.push('\n');
@@ -281,6 +295,18 @@ impl ThrowawayCluster {
 
     fn write_as_owner(&self, file: &str, text: &str) -> Result<(), ClusterError> {
         fs::write(self.data_dir().join(file), text)?;
+        Ok(())
+    }
+
+    /// Writes a file only the server's user may read (Postgres insists for private keys).
+    fn write_private(&self, file: &str, text: &str) -> Result<(), ClusterError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.data_dir().join(file);
+        fs::write(&path, text)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+        if self.run_as_postgres {
+            chown_to_system_user(&path)?;
+        }
         Ok(())
     }
 

@@ -8,16 +8,19 @@ use viewgate::protocol::startup::parse_startup_packet;
 
 /// Messages built from arbitrary tags and bodies, with correct lengths.
 fn well_formed_stream() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec((any::<u8>(), prop::collection::vec(any::<u8>(), 0..300)), 0..20)
-        .prop_map(|messages| {
-            let mut out = Vec::new();
-            for (tag, body) in messages {
-                out.push(tag);
-                out.extend(((body.len() + 4) as u32).to_be_bytes());
-                out.extend(body);
-            }
-            out
-        })
+    prop::collection::vec(
+        (any::<u8>(), prop::collection::vec(any::<u8>(), 0..300)),
+        0..20,
+    )
+    .prop_map(|messages| {
+        let mut out = Vec::new();
+        for (tag, body) in messages {
+            out.push(tag);
+            out.extend(((body.len() + 4) as u32).to_be_bytes());
+            out.extend(body);
+        }
+        out
+    })
 }
 
 proptest! {

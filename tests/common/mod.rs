@@ -5,6 +5,7 @@
 //! then stops and deletes the cluster, also when the test panicked.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod raw;
 
 use std::net::SocketAddr;

@@ -1,0 +1,70 @@
+//! The `viewgate` command line as a user meets it: the README's demo, and configuration
+//! mistakes reported with a message that says what to fix.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::viewgate_binary;
+
+#[test]
+fn demo_runs_a_query_through_the_proxy_and_cleans_up() {
+    let output = Command::new(viewgate_binary())
+        .args(["demo", "--no-wait"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("is behind viewgate on 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("psql 'postgres://postgres@127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("the throwaway cluster is gone"), "{stdout}");
+}
+
+fn serve_error(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(viewgate_binary());
+    command.arg("serve").args(args).stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "serve {args:?} must fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn configuration_mistakes_name_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("viewgate.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nmax_clients = 5\n").unwrap();
+    let error = serve_error(&["--config", file.to_str().unwrap()], &[]);
+    assert!(error.contains("unknown field `max_clients`"), "{error}");
+
+    let error = serve_error(&["--upstream", "mysql://db"], &[]);
+    assert!(error.contains("scheme must be postgres://"), "{error}");
+
+    let error = serve_error(
+        &["--listen", "127.0.0.1:0"],
+        &[("VIEWGATE_SHUTDOWN_TIMEOUT", "soon")],
+    );
+    assert!(
+        error.contains("shutdown_timeout") || error.contains("duration"),
+        "{error}"
+    );
+
+    let error = serve_error(&["--config", "/nonexistent/viewgate.toml"], &[]);
+    assert!(
+        error.contains("cannot read config file /nonexistent/viewgate.toml"),
+        "{error}"
+    );
+}
