@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod error;
 pub mod handshake;
 pub mod listener;
+pub mod pump;
 pub mod session;
 pub mod state;
 pub mod upstream;

@@ -1,0 +1,143 @@
+//! One direction of a session: read from one side, scan for message boundaries, write to the
+//! other side.
+//!
+//! A session runs two pumps concurrently in its task, so a write that blocks in one direction
+//! never stops the other from reading. That matters for pipelining: when a client sends more
+//! than the socket buffers hold, Postgres stops reading queries until its results are read;
+//! a proxy that stopped reading results while it waited to write queries would deadlock.
+//! Bytes are forwarded from the read buffer in place, one write per read.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::frame::{FrameError, FrameScanner, Step};
+
+/// Free space kept in a read buffer: what one read can take.
+const READ_CHUNK: usize = 16 * 1024;
+/// A buffer that grew past this for one large message is replaced once empty, so an idle
+/// session does not keep its peak.
+const SHRINK_ABOVE: usize = 256 * 1024;
+
+/// What the pump's caller decides about a wanted message.
+pub enum Inspection {
+    Continue,
+    /// Forward this message, then stop the pump (the client sent Terminate).
+    Stop,
+    /// The message is malformed; stop before forwarding it.
+    Invalid(&'static str),
+}
+
+/// Why a pump stopped.
+#[derive(Debug)]
+pub enum PumpEnd {
+    /// The reading side closed or failed.
+    ReaderClosed,
+    /// The writing side failed.
+    WriterFailed,
+    Protocol(FrameError),
+    Invalid(&'static str),
+    Stopped,
+}
+
+/// A direction's buffer and framing state; outlives the pump so the session can tell, after
+/// the pump is dropped, whether the stream stands between two messages.
+pub struct Direction {
+    buffer: BytesMut,
+    frames: FrameScanner,
+    /// A write was started and may not have completed (the pump was dropped during it).
+    writing: bool,
+}
+
+impl Direction {
+    /// `leftover` is what was read past the end of startup.
+    pub fn new(leftover: BytesMut, max_message_len: usize) -> Self {
+        Direction {
+            buffer: leftover,
+            frames: FrameScanner::new(max_message_len),
+            writing: false,
+        }
+    }
+
+    /// True when the receiving side has been sent whole messages only, so the proxy may add
+    /// one of its own (a FATAL error) without corrupting the stream.
+    pub fn at_message_boundary(&self) -> bool {
+        !self.writing && !self.frames.mid_message()
+    }
+
+    /// Moves bytes from `reader` to `writer` until one side ends or `inspect` stops it.
+    pub async fn pump<R, W>(
+        &mut self,
+        mut reader: R,
+        mut writer: W,
+        wanted: fn(u8) -> bool,
+        mut inspect: impl FnMut(u8, &[u8]) -> Inspection,
+    ) -> PumpEnd
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            if !self.buffer.is_empty() {
+                let (len, verdict) =
+                    match scan(&mut self.frames, &self.buffer, wanted, &mut inspect) {
+                        Ok(scanned) => scanned,
+                        Err(error) => return PumpEnd::Protocol(error),
+                    };
+                if len > 0 {
+                    self.writing = true;
+                    if write(&mut writer, &self.buffer[..len]).await.is_err() {
+                        return PumpEnd::WriterFailed;
+                    }
+                    self.writing = false;
+                    self.buffer.advance(len);
+                }
+                match verdict {
+                    Inspection::Continue => {}
+                    Inspection::Stop => return PumpEnd::Stopped,
+                    Inspection::Invalid(reason) => return PumpEnd::Invalid(reason),
+                }
+            }
+            reserve(&mut self.buffer);
+            match reader.read_buf(&mut self.buffer).await {
+                Ok(n) if n > 0 => {}
+                _ => return PumpEnd::ReaderClosed,
+            }
+        }
+    }
+}
+
+/// Scans complete messages (and pieces of passed-through ones) at the start of `buffer`,
+/// calling `inspect` for each wanted message. Returns how many bytes may be forwarded and the
+/// verdict that ended the scan (`Continue` when the buffer ran out).
+fn scan(
+    frames: &mut FrameScanner,
+    buffer: &[u8],
+    wanted: fn(u8) -> bool,
+    inspect: &mut impl FnMut(u8, &[u8]) -> Inspection,
+) -> Result<(usize, Inspection), FrameError> {
+    let mut position = 0;
+    loop {
+        match frames.step(&buffer[position..], wanted)? {
+            Step::Passthrough(n) => position += n,
+            Step::Message { tag, frame } => match inspect(tag, frame) {
+                Inspection::Continue => position += frame.len(),
+                Inspection::Stop => return Ok((position + frame.len(), Inspection::Stop)),
+                invalid @ Inspection::Invalid(_) => return Ok((position, invalid)),
+            },
+            Step::Incomplete { .. } => return Ok((position, Inspection::Continue)),
+        }
+    }
+}
+
+/// Keeps room for one more read; hands back memory a large message left behind.
+fn reserve(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > SHRINK_ABOVE {
+        *buffer = BytesMut::with_capacity(READ_CHUNK);
+    }
+    buffer.reserve(READ_CHUNK);
+}
+
+async fn write<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
