@@ -60,6 +60,9 @@ fn psycopg3_prepared_pipeline_copy_binary() {
             "COPY binary last row",
             "binary result formats",
             "binary values",
+            "cancel SQLSTATE",
+            "cancelled promptly",
+            "usable after cancel",
         ],
     );
     assert!(stdout.ends_with("psycopg: all checks passed\n"), "{stdout}");
@@ -87,6 +90,10 @@ fn asyncpg_extended_flow_codecs_transactions_copy() {
             "copy_records_to_table",
             "copy_from_query",
             "visible to another session",
+            "notifications received",
+            "timeout cancelled the query promptly",
+            "usable after cancel",
+            "server query really stopped",
         ],
     );
     assert!(stdout.ends_with("asyncpg: all checks passed\n"), "{stdout}");

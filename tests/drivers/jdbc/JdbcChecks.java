@@ -1,5 +1,5 @@
 // pgJDBC through viewgate: server-side prepare past prepareThreshold, batch insert, a
-// transaction, binary transfer and error SQLSTATEs.
+// transaction, binary transfer, error SQLSTATEs and a query timeout (CancelRequest).
 // Usage: java -cp postgresql.jar:classes JdbcChecks JDBC_URL. Prints "ok <check>" per passed
 // check; exits 1 on the first mismatch.
 
@@ -104,6 +104,20 @@ public class JdbcChecks {
             }
             check("error SQLSTATEs", states, new String[] {"23505", "42P01", "22012"});
             check("usable after errors", count(conn, "SELECT 7"), 7L);
+
+            // A query timeout makes pgJDBC send a CancelRequest with the key the proxy issued.
+            long started = System.nanoTime();
+            String cancelState;
+            try (Statement st = conn.createStatement()) {
+                st.setQueryTimeout(1);
+                st.execute("SELECT pg_sleep(30)");
+                cancelState = "no error";
+            } catch (SQLException e) {
+                cancelState = e.getSQLState();
+            }
+            check("query timeout SQLSTATE", cancelState, "57014");
+            check("cancelled promptly", (System.nanoTime() - started) / 1_000_000_000L < 5, true);
+            check("usable after cancel", count(conn, "SELECT 8"), 8L);
         }
 
         // Binary transfer: prepareThreshold=-1 prepares at once and asks for binary results.

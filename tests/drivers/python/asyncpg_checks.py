@@ -1,4 +1,4 @@
-"""asyncpg through viewgate: its Parse/Describe/Flush flow, binary codecs, transactions, COPY.
+"""asyncpg through viewgate: Parse/Describe/Flush flow, binary codecs, transactions, COPY, NOTIFY, cancel.
 
 Usage: asyncpg_checks.py DSN. Prints one "ok <check>" line per passed check; any mismatch
 raises, so the exit status is non-zero.
@@ -8,6 +8,7 @@ import datetime
 import decimal
 import json
 import sys
+import time
 
 import asyncpg
 
@@ -96,7 +97,27 @@ async def main():
     # A second connection sees the committed rows.
     other = await asyncpg.connect(dsn)
     check("visible to another session", await other.fetchval("SELECT count(*) FROM apg_items"), 3501)
+
+    # LISTEN/NOTIFY: the other connection notifies, the listener's callback receives it.
+    received = asyncio.Queue()
+    await conn.add_listener("apg_events", lambda _c, _pid, channel, payload: received.put_nowait((channel, payload)))
+    await other.execute("NOTIFY apg_events, 'hello'")
+    await other.execute("SELECT pg_notify('apg_events', $1)", "again")
+    got = [await asyncio.wait_for(received.get(), 5) for _ in range(2)]
+    check("notifications received", got, [("apg_events", "hello"), ("apg_events", "again")])
     await other.close()
+
+    # A timeout makes asyncpg send a CancelRequest; the session must survive it.
+    started = time.monotonic()
+    try:
+        await conn.fetchval("SELECT pg_sleep(30)", timeout=0.5)
+        raise SystemExit("MISMATCH pg_sleep did not time out")
+    except asyncio.TimeoutError:
+        pass
+    check("timeout cancelled the query promptly", time.monotonic() - started < 5, True)
+    check("usable after cancel", await conn.fetchval("SELECT 'alive'"), "alive")
+    check("server query really stopped",
+          await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'"), 0)
     await conn.close()
     print("asyncpg: all checks passed")
 

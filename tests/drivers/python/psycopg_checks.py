@@ -1,4 +1,4 @@
-"""psycopg 3 through viewgate: server-side prepares, pipeline mode, COPY, binary cursors.
+"""psycopg 3 through viewgate: server-side prepares, pipeline mode, COPY, binary cursors, cancel.
 
 Usage: psycopg_checks.py DSN. Prints one "ok <check>" line per passed check; any mismatch
 raises, so the exit status is non-zero.
@@ -6,6 +6,8 @@ raises, so the exit status is non-zero.
 import datetime
 import decimal
 import sys
+import threading
+import time
 
 import psycopg
 from psycopg import errors, sql
@@ -112,5 +114,18 @@ with psycopg.connect(dsn, autocommit=True) as conn:
         ))
         cur.execute(sql.SQL("SELECT sum(id) FROM {}").format(sql.Identifier("py_items")))
         check("binary aggregate", cur.fetchone()[0], sum(range(20)) + sum(range(1000, 6000)))
+
+with psycopg.connect(dsn, autocommit=True) as conn:
+    # Cancel from another thread (a CancelRequest on a new connection with the proxy's key).
+    timer = threading.Timer(0.5, conn.cancel_safe)
+    timer.start()
+    started = time.monotonic()
+    try:
+        conn.execute("SELECT pg_sleep(30)")
+        raise SystemExit("MISMATCH pg_sleep was not cancelled")
+    except errors.QueryCanceled as error:
+        check("cancel SQLSTATE", error.sqlstate, "57014")
+    check("cancelled promptly", time.monotonic() - started < 5, True)
+    check("usable after cancel", conn.execute("SELECT 'alive'").fetchone()[0], "alive")
 
 print("psycopg: all checks passed")
