@@ -1,0 +1,67 @@
+//! pgJDBC through the proxy: the driver Java services use.
+//!
+//! Uses Debian's `libpostgresql-jdbc-java` jar (installed with apt-get when missing; Maven
+//! Central is not reachable), compiles `tests/drivers/jdbc/*.java` into `target/` and runs
+//! them with the proxy's JDBC URL. The program checks every result and exits non-zero on a
+//! mismatch; here we also require the lines saying what passed.
+
+mod common;
+#[path = "drivers/deps.rs"]
+mod deps;
+
+use std::process::{Command, Stdio};
+
+use common::TestProxy;
+
+#[test]
+fn pgjdbc_prepare_threshold_batch_transaction_binary_errors() {
+    let proxy = TestProxy::start();
+    let jar = deps::jdbc_jar();
+    let classes = deps::jdbc_classes(&jar);
+    let url = format!(
+        "jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres&sslmode=disable",
+        proxy.port()
+    );
+    let output = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}:{}", jar.display(), classes.display()))
+        .args(["JdbcChecks", &url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("java starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "JdbcChecks failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in [
+        "statement uses a server-side prepare after the threshold",
+        "one named server-side statement",
+        "batch update counts",
+        "batch rows",
+        "transaction seen by another session",
+        "error SQLSTATEs",
+        "usable after errors",
+        "query timeout SQLSTATE",
+        "cancelled promptly",
+        "usable after cancel",
+        "binary int8",
+        "binary float8",
+        "binary bytea",
+        "binary int4[]",
+        "binary timestamptz",
+        "binary statement server-prepared",
+    ] {
+        assert!(
+            stdout.lines().any(|line| line == format!("ok {check}")),
+            "missing check {check:?} in:\n{stdout}"
+        );
+    }
+    assert!(stdout.ends_with("jdbc: all checks passed\n"), "{stdout}");
+    assert_eq!(
+        proxy.admin("SELECT count(*), max(id) FROM jdbc_items"),
+        "1001|5001"
+    );
+}
