@@ -13,4 +13,5 @@ pub mod net;
 pub mod pg_cluster;
 pub mod protocol;
 pub mod proxy;
+pub mod rewriter;
 pub mod shutdown;

@@ -1,0 +1,20 @@
+//! Version-aware SQL rewriting: references to managed tables become references to the
+//! client's version's views, spliced into the original text.
+//!
+//! Splicing rather than re-printing keeps comments, hints and formatting as the client wrote
+//! them, and leaves every statement that names no managed table byte-for-byte unchanged.
+//! Pipeline: a cheap case-insensitive scan (`rewrite::mentions_managed_table`) → tokenizing and
+//! splitting into statements (`statements`) → parsing each candidate from a blanked copy of the
+//! text → collecting edits (`references`) → splicing (`splice`).
+
+pub mod references;
+pub mod rewrite;
+pub mod splice;
+pub mod statements;
+pub mod targets;
+
+pub use rewrite::{Rewrite, RewriteError, rewrite};
+pub use targets::{RelationName, VersionTargets, ViewTarget};
+
+#[cfg(test)]
+mod tests;

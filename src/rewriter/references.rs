@@ -1,0 +1,372 @@
+//! Finds the references to managed tables in a parsed statement and the edit for each.
+//!
+//! A reference is rewritten where a statement reads or writes rows through it: FROM and JOIN
+//! items (in every subquery, CTE, LATERAL item and set operation), INSERT / UPDATE / DELETE /
+//! MERGE targets, COPY's table, and table names inside `'name'::regclass` and
+//! `to_regclass('name')` (ORMs introspect that way). A CTE named like a managed table shadows
+//! it for unqualified references within its scope.
+//!
+//! Each reference is replaced by the version's view; where the reference had no alias, the
+//! original name is kept as one (`model_metadata_v2 AS model_metadata`) so qualified column
+//! references (`model_metadata.id`, `RETURNING model_metadata.*`) keep working.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    CopySource, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, Query, Spanned, Statement, TableFactor, TableObject, Value,
+    Visit, Visitor,
+};
+
+use super::splice::{Edit, TextIndex};
+use super::targets::{VersionTargets, ViewTarget, fold_identifier, quote_identifier};
+
+/// The CTE names a WITH clause introduces, and how many of them are visible right now (a CTE
+/// body sees only the CTEs before it, unless the WITH is RECURSIVE).
+struct CteScope {
+    names: Vec<String>,
+    visible: usize,
+    /// Addresses of the CTE bodies, to recognise them when the visitor enters them.
+    bodies: Vec<usize>,
+    recursive: bool,
+}
+
+pub struct Collector<'a> {
+    sql: &'a str,
+    index: &'a TextIndex<'a>,
+    targets: &'a VersionTargets,
+    scopes: Vec<CteScope>,
+    /// Per visited query: whether it pushed a scope, and a visibility to restore on leaving.
+    frames: Vec<(bool, Option<(usize, usize)>)>,
+    edits: Vec<Edit>,
+    unlocatable: bool,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(sql: &'a str, index: &'a TextIndex<'a>, targets: &'a VersionTargets) -> Self {
+        Collector {
+            sql,
+            index,
+            targets,
+            scopes: Vec::new(),
+            frames: Vec::new(),
+            edits: Vec::new(),
+            unlocatable: false,
+        }
+    }
+
+    /// The edits for one statement, or `None` when a reference could not be located in the
+    /// text (the statement must then not be rewritten piecemeal).
+    pub fn collect(mut self, statement: &Statement) -> Option<Vec<Edit>> {
+        let _ = statement.visit(&mut self);
+        (!self.unlocatable).then_some(self.edits)
+    }
+
+    fn shadowed(&self, name: &str) -> bool {
+        self.scopes
+            .iter()
+            .any(|scope| scope.names[..scope.visible].iter().any(|n| n == name))
+    }
+
+    /// A relation name as (schema, name), folded; `None` for names that are not plain
+    /// identifiers (dialect functions).
+    fn split_name(name: &ObjectName) -> Option<(Option<String>, String, &Ident)> {
+        let idents: Vec<&Ident> = name
+            .0
+            .iter()
+            .map(|part| match part {
+                ObjectNamePart::Identifier(ident) => Some(ident),
+                ObjectNamePart::Function(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        let (last, qualifiers) = idents.split_last()?;
+        let schema = qualifiers.last().map(|i| fold(i));
+        Some((schema, fold(last), last))
+    }
+
+    fn resolve(&self, name: &ObjectName) -> Option<(&'a ViewTarget, bool, &str)> {
+        let (schema, table, last) = Self::split_name(name)?;
+        if schema.is_none() && self.shadowed(&table) {
+            return None;
+        }
+        let target = self.targets.resolve(schema.as_deref(), &table)?;
+        let written = self
+            .index
+            .range(last.span)
+            .map(|r| &self.sql[r])
+            .unwrap_or_default();
+        Some((target, schema.is_some(), written))
+    }
+
+    /// Replaces a relation name by the view; adds the original name as alias when asked.
+    fn relation(&mut self, name: &ObjectName, add_alias: bool) {
+        let Some((target, qualified, written)) = self.resolve(name) else {
+            return;
+        };
+        let Some(range) = self.index.range(name.span()) else {
+            self.unlocatable = true;
+            return;
+        };
+        let mut text = view_reference(target, qualified);
+        if add_alias {
+            if written.is_empty() {
+                self.unlocatable = true;
+                return;
+            }
+            text.push_str(" AS ");
+            text.push_str(written);
+        }
+        self.edits.push(Edit { range, text });
+    }
+
+    /// `COPY t [(cols)] TO ...` reads through the view with a query; `COPY t FROM` writes
+    /// through the view (Postgres accepts that when the view has an INSTEAD OF INSERT trigger,
+    /// and says so when it has not).
+    fn copy(&mut self, table_name: &ObjectName, columns: &[Ident], to: bool) {
+        let Some((target, qualified, _)) = self.resolve(table_name) else {
+            return;
+        };
+        let Some(name_range) = self.index.range(table_name.span()) else {
+            self.unlocatable = true;
+            return;
+        };
+        let view = view_reference(target, qualified);
+        if !to {
+            self.edits.push(Edit { range: name_range, text: view });
+            return;
+        }
+        let mut end = name_range.end;
+        let mut selected = "*".to_owned();
+        if let Some(last) = columns.last() {
+            let close = self
+                .index
+                .range(last.span)
+                .and_then(|r| self.sql[r.end..].find(')').map(|p| r.end + p + 1));
+            let Some(close) = close else {
+                self.unlocatable = true;
+                return;
+            };
+            end = close;
+            selected = columns
+                .iter()
+                .filter_map(|c| self.index.range(c.span).map(|r| self.sql[r].to_owned()))
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        self.edits.push(Edit {
+            range: name_range.start..end,
+            text: format!("(SELECT {selected} FROM {view})"),
+        });
+    }
+
+    /// A table name inside a string literal that Postgres resolves as a relation.
+    fn regclass_literal(&mut self, literal: &sqlparser::ast::ValueWithSpan) {
+        let Value::SingleQuotedString(content) = &literal.value else {
+            return;
+        };
+        let Some((schema, table)) = parse_literal_name(content) else {
+            return;
+        };
+        let Some(target) = self.targets.resolve(schema.as_deref(), &table) else {
+            return;
+        };
+        let Some(range) = self.index.range(literal.span) else {
+            self.unlocatable = true;
+            return;
+        };
+        let view = view_reference(target, schema.is_some());
+        self.edits.push(Edit {
+            range,
+            text: format!("'{}'", view.replace('\'', "''")),
+        });
+    }
+}
+
+/// How the rewritten statement names the view: qualified when the original was, or when the
+/// view lives in another schema than its table (schema-per-version layout).
+pub fn view_reference(target: &ViewTarget, qualified: bool) -> String {
+    if qualified || target.view.schema != target.table.schema {
+        format!(
+            "{}.{}",
+            quote_identifier(&target.view.schema),
+            quote_identifier(&target.view.name)
+        )
+    } else {
+        quote_identifier(&target.view.name)
+    }
+}
+
+/// Reads `name`, `schema.name` or quoted forms from a regclass literal's content.
+fn parse_literal_name(content: &str) -> Option<(Option<String>, String)> {
+    let mut parts = Vec::new();
+    let mut chars = content.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                part.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+            if part.is_empty() || part.contains(|c: char| c.is_whitespace() || c == '"') {
+                return None;
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
+    let name = parts.pop()?;
+    let schema = parts.pop();
+    Some((schema, name))
+}
+
+impl Visitor for Collector<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let address = query as *const Query as usize;
+        let mut restore = None;
+        for (i, scope) in self.scopes.iter_mut().enumerate().rev() {
+            if let Some(position) = scope.bodies.iter().position(|&b| b == address) {
+                restore = Some((i, scope.visible));
+                scope.visible = if scope.recursive { scope.names.len() } else { position };
+                break;
+            }
+        }
+        let pushed = if let Some(with) = &query.with {
+            let names: Vec<String> = with
+                .cte_tables
+                .iter()
+                .map(|cte| fold_identifier(&cte.alias.name.value, cte.alias.name.quote_style.is_some()))
+                .collect();
+            self.scopes.push(CteScope {
+                visible: names.len(),
+                names,
+                bodies: with
+                    .cte_tables
+                    .iter()
+                    .map(|cte| &*cte.query as *const Query as usize)
+                    .collect(),
+                recursive: with.recursive,
+            });
+            true
+        } else {
+            false
+        };
+        self.frames.push((pushed, restore));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        if let Some((pushed, restore)) = self.frames.pop() {
+            if pushed {
+                self.scopes.pop();
+            }
+            if let Some((scope, visible)) = restore
+                && let Some(scope) = self.scopes.get_mut(scope)
+            {
+                scope.visible = visible;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+        {
+            self.relation(name, alias.is_none());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+        match statement {
+            Statement::Insert(insert) => {
+                if let TableObject::TableName(name) = &insert.table {
+                    self.relation(name, insert.table_alias.is_none());
+                }
+            }
+            Statement::Copy {
+                source: CopySource::Table {
+                    table_name,
+                    columns,
+                },
+                to,
+                ..
+            } => self.copy(table_name, columns, *to),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Cast {
+                expr: inner,
+                data_type: DataType::Regclass,
+                ..
+            } => {
+                if let Expr::Value(literal) = &**inner {
+                    self.regclass_literal(literal);
+                }
+            }
+            Expr::Function(function) => {
+                let is_to_regclass = function
+                    .name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("to_regclass"));
+                if is_to_regclass
+                    && let FunctionArguments::List(list) = &function.args
+                    && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(literal)))] =
+                        list.args.as_slice()
+                {
+                    self.regclass_literal(literal);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_names_from_regclass_literals() {
+        assert_eq!(parse_literal_name("Model_Metadata"), Some((None, "model_metadata".into())));
+        assert_eq!(
+            parse_literal_name("public.\"Odd\"\"Name\""),
+            Some((Some("public".into()), "Odd\"Name".into()))
+        );
+        assert_eq!(parse_literal_name("a b"), None);
+        assert_eq!(parse_literal_name("\"open"), None);
+    }
+}

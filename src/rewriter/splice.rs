@@ -1,0 +1,96 @@
+//! Turning parser positions into byte offsets, and splicing replacements into the original
+//! text so that everything not replaced (comments, spacing, hints) stays as the client wrote it.
+
+use sqlparser::tokenizer::{Location, Span};
+
+/// Maps sqlparser's 1-based (line, column-in-characters) locations to byte offsets.
+pub struct TextIndex<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> TextIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        TextIndex { text, line_starts }
+    }
+
+    /// The byte offset of a location; `None` for the empty location or one off the text.
+    pub fn offset(&self, location: Location) -> Option<usize> {
+        let line_start = *self.line_starts.get(usize::try_from(location.line).ok()?.checked_sub(1)?)?;
+        let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
+        let line = &self.text[line_start..];
+        if column == 0 {
+            return Some(line_start);
+        }
+        match line.char_indices().nth(column) {
+            Some((offset, _)) => Some(line_start + offset),
+            // A column just past the last character (an end location at end of text).
+            None if line.chars().count() == column => Some(self.text.len()),
+            None => None,
+        }
+    }
+
+    /// The byte range a span covers (its end is exclusive).
+    pub fn range(&self, span: Span) -> Option<std::ops::Range<usize>> {
+        let start = self.offset(span.start)?;
+        let end = self.offset(span.end)?;
+        (start <= end).then_some(start..end)
+    }
+}
+
+/// A replacement of `range` (bytes of the original text) by `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub range: std::ops::Range<usize>,
+    pub text: String,
+}
+
+/// Applies non-overlapping edits; `None` if any overlap (which would mean two readings of the
+/// same text, so the statement is not rewritten blindly).
+pub fn apply(text: &str, mut edits: Vec<Edit>) -> Option<String> {
+    edits.sort_by_key(|e| e.range.start);
+    let mut out = String::with_capacity(text.len() + edits.len() * 16);
+    let mut position = 0;
+    for edit in &edits {
+        if edit.range.start < position || edit.range.end > text.len() {
+            return None;
+        }
+        out.push_str(&text[position..edit.range.start]);
+        out.push_str(&edit.text);
+        position = edit.range.end;
+    }
+    out.push_str(&text[position..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_columns_in_characters() {
+        let text = "SELECT 'é' FROM t\n  JOIN u";
+        let index = TextIndex::new(text);
+        assert_eq!(index.offset(Location::new(1, 17)), Some(text.find('t').unwrap()));
+        assert_eq!(index.offset(Location::new(2, 8)), Some(text.len() - 1));
+        assert_eq!(index.offset(Location::new(2, 9)), Some(text.len()));
+        assert_eq!(index.offset(Location::new(0, 0)), None);
+        assert_eq!(index.offset(Location::new(3, 1)), None);
+    }
+
+    #[test]
+    fn applies_edits_in_order_and_refuses_overlaps() {
+        let edits = vec![
+            Edit { range: 14..15, text: "t_v2 AS t".into() },
+            Edit { range: 0..6, text: "select".into() },
+        ];
+        assert_eq!(apply("SELECT * FROM t", edits).unwrap(), "select * FROM t_v2 AS t");
+        let overlapping = vec![
+            Edit { range: 0..5, text: String::new() },
+            Edit { range: 4..6, text: String::new() },
+        ];
+        assert_eq!(apply("abcdefg", overlapping), None);
+    }
+}

@@ -1,0 +1,194 @@
+//! A query string split into statements, each classified and prepared for the parser.
+//!
+//! The tokenizer (which understands strings, quoted identifiers, comments and dollar quoting)
+//! finds the top-level semicolons, so one statement the parser cannot read does not stop the
+//! others from being rewritten. Only statements that read or write rows are candidates;
+//! everything else (DDL, SET, VACUUM, DO, ...) passes through untouched.
+//!
+//! Each candidate is parsed from a *blanked copy* of the whole text: every character outside
+//! the statement becomes a space (newlines stay), so the parser's line/column positions hold
+//! for the original text. The same trick works around parser gaps that do not change which
+//! tables a statement names: `ONLY`, `NO KEY` / `KEY` in locking clauses and `SYMMETRIC` are
+//! blanked for the parser, and stay in the text that is sent.
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, TokenizerError};
+
+use super::splice::TextIndex;
+
+/// How a statement is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Reads or writes rows: parse it and rewrite managed tables.
+    Rewritable,
+    /// `TABLE name`: the parser cannot read it, but its one relation is easy to find.
+    TableShorthand,
+    /// Anything else: forwarded as written.
+    PassThrough,
+}
+
+/// One statement of a query string.
+#[derive(Debug)]
+pub struct StatementText {
+    /// Byte range in the original text (without the terminating semicolon).
+    pub range: std::ops::Range<usize>,
+    pub kind: Kind,
+    /// The tokens of the statement, with positions in the original text.
+    pub tokens: Vec<TokenWithSpan>,
+}
+
+/// Splits `sql` at top-level semicolons.
+pub fn split(sql: &str, index: &TextIndex) -> Result<Vec<StatementText>, TokenizerError> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location()?;
+    let mut statements = Vec::new();
+    let mut current: Vec<TokenWithSpan> = Vec::new();
+    for token in tokens {
+        if token.token == Token::SemiColon {
+            push_statement(&mut statements, std::mem::take(&mut current), index);
+        } else if token.token != Token::EOF {
+            current.push(token);
+        }
+    }
+    push_statement(&mut statements, current, index);
+    Ok(statements)
+}
+
+fn push_statement(out: &mut Vec<StatementText>, tokens: Vec<TokenWithSpan>, index: &TextIndex) {
+    let meaningful: Vec<&TokenWithSpan> = tokens.iter().filter(|t| !is_trivia(&t.token)).collect();
+    let (Some(first), Some(last)) = (meaningful.first(), meaningful.last()) else {
+        return;
+    };
+    let (Some(start), Some(end)) = (index.offset(first.span.start), index.offset(last.span.end))
+    else {
+        return;
+    };
+    let kind = classify(&meaningful);
+    out.push(StatementText {
+        range: start..end,
+        kind,
+        tokens,
+    });
+}
+
+fn is_trivia(token: &Token) -> bool {
+    matches!(token, Token::Whitespace(_))
+}
+
+fn keyword(token: &Token) -> Option<Keyword> {
+    match token {
+        Token::Word(word) if word.quote_style.is_none() => Some(word.keyword),
+        _ => None,
+    }
+}
+
+fn classify(tokens: &[&TokenWithSpan]) -> Kind {
+    match tokens.first().map(|t| &t.token) {
+        Some(Token::LParen) => Kind::Rewritable,
+        Some(token) => match keyword(token) {
+            Some(Keyword::TABLE) => Kind::TableShorthand,
+            Some(
+                Keyword::SELECT
+                | Keyword::WITH
+                | Keyword::INSERT
+                | Keyword::UPDATE
+                | Keyword::DELETE
+                | Keyword::MERGE
+                | Keyword::COPY
+                | Keyword::EXPLAIN
+                | Keyword::PREPARE
+                | Keyword::DECLARE
+                | Keyword::VALUES,
+            ) => Kind::Rewritable,
+            _ => Kind::PassThrough,
+        },
+        None => Kind::PassThrough,
+    }
+}
+
+/// The text the parser sees for `statement`: the original with everything outside the
+/// statement, and the parser-gap keywords inside it, replaced by spaces character for
+/// character.
+pub fn parse_text(sql: &str, statement: &StatementText, index: &TextIndex) -> String {
+    let mut blank_ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let meaningful: Vec<&TokenWithSpan> =
+        statement.tokens.iter().filter(|t| !is_trivia(&t.token)).collect();
+    for (i, token) in meaningful.iter().enumerate() {
+        let previous = i.checked_sub(1).and_then(|p| keyword(&meaningful[p].token));
+        let next = meaningful.get(i + 1).map(|t| &t.token);
+        let blank = match keyword(&token.token) {
+            // `FROM ONLY t`, `JOIN ONLY t`, `UPDATE ONLY t`: ONLY before a relation name.
+            Some(Keyword::ONLY) => {
+                matches!(previous, Some(Keyword::FROM | Keyword::JOIN | Keyword::UPDATE | Keyword::INTO))
+                    && matches!(next, Some(Token::Word(_)))
+            }
+            // `FOR NO KEY UPDATE`, `FOR KEY SHARE`.
+            Some(Keyword::NO) => {
+                previous == Some(Keyword::FOR) && next.and_then(keyword) == Some(Keyword::KEY)
+            }
+            Some(Keyword::KEY) => {
+                matches!(previous, Some(Keyword::FOR | Keyword::NO))
+                    && matches!(next.and_then(keyword), Some(Keyword::UPDATE | Keyword::SHARE))
+            }
+            Some(Keyword::SYMMETRIC) => previous == Some(Keyword::BETWEEN),
+            _ => false,
+        };
+        if blank && let Some(range) = index.range(token.span) {
+            blank_ranges.push(range);
+        }
+    }
+    sql.char_indices()
+        .map(|(offset, c)| {
+            let inside = statement.range.contains(&offset)
+                && !blank_ranges.iter().any(|r| r.contains(&offset));
+            match (inside, c) {
+                (true, c) => c,
+                (false, '\n') => '\n',
+                (false, _) => ' ',
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(sql: &str) -> Vec<(String, Kind)> {
+        let index = TextIndex::new(sql);
+        split(sql, &index)
+            .unwrap()
+            .into_iter()
+            .map(|s| (sql[s.range.clone()].to_owned(), s.kind))
+            .collect()
+    }
+
+    #[test]
+    fn splits_at_top_level_semicolons_only() {
+        let sql = "SELECT ';' ; /* ; */ VACUUM t;DO $$ BEGIN PERFORM 1; END $$ ;  TABLE t";
+        assert_eq!(
+            kinds(sql),
+            vec![
+                ("SELECT ';'".to_owned(), Kind::Rewritable),
+                ("VACUUM t".to_owned(), Kind::PassThrough),
+                ("DO $$ BEGIN PERFORM 1; END $$".to_owned(), Kind::PassThrough),
+                ("TABLE t".to_owned(), Kind::TableShorthand),
+            ]
+        );
+    }
+
+    #[test]
+    fn blanks_parser_gaps_but_nothing_else() {
+        let sql = "SELECT x FROM ONLY t WHERE a BETWEEN SYMMETRIC 1 AND 2 FOR NO KEY UPDATE; SELECT 'ONLY'";
+        let index = TextIndex::new(sql);
+        let statements = split(sql, &index).unwrap();
+        let first = parse_text(sql, &statements[0], &index);
+        assert_eq!(first.chars().count(), sql.chars().count());
+        assert_eq!(
+            first.trim_end(),
+            "SELECT x FROM      t WHERE a BETWEEN           1 AND 2 FOR        UPDATE"
+        );
+        let second = parse_text(sql, &statements[1], &index);
+        assert_eq!(second.trim(), "SELECT 'ONLY'");
+    }
+}

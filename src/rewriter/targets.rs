@@ -1,0 +1,148 @@
+//! What one schema version rewrites: each managed table and the view that stands for it.
+
+/// A relation name as Postgres stores it: case-sensitive, after identifier folding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelationName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl RelationName {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        RelationName {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// A managed table and the view a version sees it through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewTarget {
+    pub table: RelationName,
+    pub view: RelationName,
+}
+
+/// The managed tables of one version.
+#[derive(Debug, Clone, Default)]
+pub struct VersionTargets {
+    pub version: String,
+    targets: Vec<ViewTarget>,
+}
+
+impl VersionTargets {
+    pub fn new(version: impl Into<String>, targets: Vec<ViewTarget>) -> Self {
+        VersionTargets {
+            version: version.into(),
+            targets,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Table names a statement must mention (in any case) before it is worth parsing.
+    pub fn table_names(&self) -> impl Iterator<Item = &str> {
+        self.targets.iter().map(|t| t.table.name.as_str())
+    }
+
+    /// The target for a reference `schema.name` (folded names). An unqualified name matches
+    /// when exactly one managed table has it, whatever its schema: the proxy cannot see the
+    /// client's search_path, and a managed name is meant to be unambiguous.
+    pub fn resolve(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
+        let mut matches = self.targets.iter().filter(|t| {
+            t.table.name == name && schema.is_none_or(|schema| t.table.schema == schema)
+        });
+        let first = matches.next()?;
+        matches.next().is_none().then_some(first)
+    }
+}
+
+/// Folds an identifier the way Postgres does: unquoted ones to lower case (ASCII only, as
+/// Postgres does for multi-byte encodings), quoted ones as written.
+pub fn fold_identifier(value: &str, quoted: bool) -> String {
+    if quoted {
+        value.to_owned()
+    } else {
+        value.to_ascii_lowercase()
+    }
+}
+
+/// Writes an identifier so Postgres reads it back unchanged: bare when it is a plain
+/// lower-case name, quoted otherwise.
+pub fn quote_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c.is_ascii_lowercase() || (i > 0 && c.is_ascii_digit()));
+    if plain && !name.is_empty() && !is_reserved(name) {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// Reserved words that cannot stand bare as a relation name (the ones a table is likeliest to
+/// be called; quoting more than needed is harmless).
+fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        "all" | "analyse" | "analyze" | "and" | "any" | "array" | "as" | "asc" | "both" | "case"
+            | "cast" | "check" | "collate" | "column" | "constraint" | "create" | "default"
+            | "desc" | "distinct" | "do" | "else" | "end" | "except" | "false" | "for"
+            | "foreign" | "from" | "grant" | "group" | "having" | "in" | "into" | "is" | "join"
+            | "limit" | "not" | "null" | "offset" | "on" | "only" | "or" | "order" | "primary"
+            | "references" | "select" | "table" | "then" | "to" | "true" | "union" | "unique"
+            | "user" | "using" | "when" | "where" | "window" | "with"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets() -> VersionTargets {
+        VersionTargets::new(
+            "v2",
+            vec![
+                ViewTarget {
+                    table: RelationName::new("public", "model_metadata"),
+                    view: RelationName::new("public", "model_metadata_v2"),
+                },
+                ViewTarget {
+                    table: RelationName::new("public", "dup"),
+                    view: RelationName::new("public", "dup_v2"),
+                },
+                ViewTarget {
+                    table: RelationName::new("other", "dup"),
+                    view: RelationName::new("other", "dup_v2"),
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn resolves_qualified_and_unambiguous_names() {
+        let targets = targets();
+        assert!(targets.resolve(None, "model_metadata").is_some());
+        assert!(targets.resolve(Some("public"), "model_metadata").is_some());
+        assert!(targets.resolve(Some("other"), "model_metadata").is_none());
+        assert!(targets.resolve(None, "dup").is_none(), "ambiguous without a schema");
+        assert_eq!(
+            targets.resolve(Some("other"), "dup").unwrap().view.name,
+            "dup_v2"
+        );
+    }
+
+    #[test]
+    fn quotes_only_when_needed() {
+        assert_eq!(quote_identifier("model_metadata_v2"), "model_metadata_v2");
+        assert_eq!(quote_identifier("Mixed"), "\"Mixed\"");
+        assert_eq!(quote_identifier("user"), "\"user\"");
+        assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_identifier("1st"), "\"1st\"");
+        assert_eq!(fold_identifier("Model", false), "model");
+        assert_eq!(fold_identifier("Model", true), "Model");
+    }
+}

@@ -1,0 +1,228 @@
+//! Rewriter behaviour, statement by statement: what goes in, exactly what comes out.
+
+use super::{RelationName, Rewrite, VersionTargets, ViewTarget, rewrite};
+
+fn v2() -> VersionTargets {
+    VersionTargets::new(
+        "v2",
+        vec![
+            ViewTarget {
+                table: RelationName::new("public", "model_metadata"),
+                view: RelationName::new("public", "model_metadata_v2"),
+            },
+            ViewTarget {
+                table: RelationName::new("public", "Accounts"),
+                view: RelationName::new("public", "Accounts_v2"),
+            },
+        ],
+    )
+}
+
+fn schema_per_version() -> VersionTargets {
+    VersionTargets::new(
+        "v2",
+        vec![ViewTarget {
+            table: RelationName::new("public", "model_metadata"),
+            view: RelationName::new("v2", "model_metadata"),
+        }],
+    )
+}
+
+#[track_caller]
+fn check(input: &str, expected: &str) {
+    match rewrite(input, &v2()).unwrap() {
+        Rewrite::Rewritten(output) => assert_eq!(output, expected, "input: {input}"),
+        Rewrite::Unchanged => assert_eq!(input, expected, "expected a rewrite of: {input}"),
+    }
+}
+
+#[test]
+fn plain_references_get_the_view_and_keep_their_name_as_alias() {
+    check(
+        "SELECT id FROM model_metadata WHERE model_metadata.id = 1",
+        "SELECT id FROM model_metadata_v2 AS model_metadata WHERE model_metadata.id = 1",
+    );
+    check(
+        "select * from Model_Metadata m join model_metadata AS n on m.id = n.id",
+        "select * from model_metadata_v2 m join model_metadata_v2 AS n on m.id = n.id",
+    );
+    check(
+        "SELECT * FROM public.model_metadata",
+        "SELECT * FROM public.model_metadata_v2 AS model_metadata",
+    );
+    check(
+        "SELECT * FROM \"model_metadata\" WHERE \"model_metadata\".\"id\" > 0",
+        "SELECT * FROM model_metadata_v2 AS \"model_metadata\" WHERE \"model_metadata\".\"id\" > 0",
+    );
+    check(
+        "SELECT * FROM \"Accounts\"",
+        "SELECT * FROM \"Accounts_v2\" AS \"Accounts\"",
+    );
+}
+
+#[test]
+fn comments_and_formatting_survive() {
+    check(
+        "/* app=web */ SELECT id -- the key\nFROM   model_metadata\n\tWHERE id = $1 /* hint */",
+        "/* app=web */ SELECT id -- the key\nFROM   model_metadata_v2 AS model_metadata\n\tWHERE id = $1 /* hint */",
+    );
+    check(
+        "SELECT 'é' AS ü, id FROM model_metadata",
+        "SELECT 'é' AS ü, id FROM model_metadata_v2 AS model_metadata",
+    );
+}
+
+#[test]
+fn writes_keep_returning_and_on_conflict_working() {
+    check(
+        "INSERT INTO model_metadata (model_name) VALUES ($1) ON CONFLICT (id) DO UPDATE SET model_name = EXCLUDED.model_name RETURNING model_metadata.*",
+        "INSERT INTO model_metadata_v2 AS model_metadata (model_name) VALUES ($1) ON CONFLICT (id) DO UPDATE SET model_name = EXCLUDED.model_name RETURNING model_metadata.*",
+    );
+    check(
+        "UPDATE model_metadata SET model_name = 'x' WHERE model_metadata.id = 3 RETURNING id",
+        "UPDATE model_metadata_v2 AS model_metadata SET model_name = 'x' WHERE model_metadata.id = 3 RETURNING id",
+    );
+    check(
+        "DELETE FROM model_metadata USING model_metadata AS other WHERE model_metadata.id = other.id",
+        "DELETE FROM model_metadata_v2 AS model_metadata USING model_metadata_v2 AS other WHERE model_metadata.id = other.id",
+    );
+}
+
+#[test]
+fn subqueries_ctes_lateral_set_operations() {
+    check(
+        "WITH recent AS (SELECT * FROM model_metadata) SELECT * FROM recent WHERE EXISTS (SELECT 1 FROM model_metadata x) UNION SELECT * FROM model_metadata",
+        "WITH recent AS (SELECT * FROM model_metadata_v2 AS model_metadata) SELECT * FROM recent WHERE EXISTS (SELECT 1 FROM model_metadata_v2 x) UNION SELECT * FROM model_metadata_v2 AS model_metadata",
+    );
+    check(
+        "SELECT * FROM t, LATERAL (SELECT * FROM model_metadata WHERE id = t.id) s WHERE t.id IN (SELECT id FROM model_metadata)",
+        "SELECT * FROM t, LATERAL (SELECT * FROM model_metadata_v2 AS model_metadata WHERE id = t.id) s WHERE t.id IN (SELECT id FROM model_metadata_v2 AS model_metadata)",
+    );
+}
+
+#[test]
+fn a_cte_named_like_a_managed_table_shadows_it() {
+    check(
+        "WITH model_metadata AS (SELECT 1 AS id) SELECT * FROM model_metadata",
+        "WITH model_metadata AS (SELECT 1 AS id) SELECT * FROM model_metadata",
+    );
+    // A non-recursive CTE's own body still sees the table.
+    check(
+        "WITH model_metadata AS (SELECT * FROM model_metadata) SELECT * FROM model_metadata",
+        "WITH model_metadata AS (SELECT * FROM model_metadata_v2 AS model_metadata) SELECT * FROM model_metadata",
+    );
+    // A qualified reference is never shadowed.
+    check(
+        "WITH model_metadata AS (SELECT 1) SELECT * FROM public.model_metadata",
+        "WITH model_metadata AS (SELECT 1) SELECT * FROM public.model_metadata_v2 AS model_metadata",
+    );
+}
+
+#[test]
+fn locking_clauses_and_parser_gaps() {
+    check(
+        "SELECT * FROM model_metadata WHERE id = 1 FOR UPDATE",
+        "SELECT * FROM model_metadata_v2 AS model_metadata WHERE id = 1 FOR UPDATE",
+    );
+    check(
+        "SELECT * FROM model_metadata FOR NO KEY UPDATE OF model_metadata",
+        "SELECT * FROM model_metadata_v2 AS model_metadata FOR NO KEY UPDATE OF model_metadata",
+    );
+    check(
+        "SELECT * FROM model_metadata FOR KEY SHARE",
+        "SELECT * FROM model_metadata_v2 AS model_metadata FOR KEY SHARE",
+    );
+    check(
+        "SELECT * FROM ONLY model_metadata WHERE id BETWEEN SYMMETRIC 5 AND 1",
+        "SELECT * FROM ONLY model_metadata_v2 AS model_metadata WHERE id BETWEEN SYMMETRIC 5 AND 1",
+    );
+    check("TABLE model_metadata", "TABLE model_metadata_v2");
+    check("TABLE public.model_metadata", "TABLE public.model_metadata_v2");
+}
+
+#[test]
+fn multi_statement_strings_rewrite_each_statement() {
+    check(
+        "BEGIN; SELECT * FROM model_metadata; VACUUM model_metadata; SELECT 1; COMMIT",
+        "BEGIN; SELECT * FROM model_metadata_v2 AS model_metadata; VACUUM model_metadata; SELECT 1; COMMIT",
+    );
+}
+
+#[test]
+fn ddl_and_do_blocks_pass_through() {
+    for sql in [
+        "ALTER TABLE model_metadata ADD COLUMN x int",
+        "CREATE INDEX ON model_metadata (model_name)",
+        "DROP TABLE model_metadata",
+        "TRUNCATE model_metadata",
+        "VACUUM ANALYZE model_metadata",
+        "DO $$ BEGIN PERFORM 1 FROM model_metadata; END $$",
+        "GRANT SELECT ON model_metadata TO app",
+    ] {
+        assert_eq!(rewrite(sql, &v2()).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
+}
+
+#[test]
+fn copy_reads_and_writes_through_the_view() {
+    check(
+        "COPY model_metadata TO STDOUT WITH (FORMAT csv)",
+        "COPY (SELECT * FROM model_metadata_v2) TO STDOUT WITH (FORMAT csv)",
+    );
+    check(
+        "COPY model_metadata (id, model_name) TO STDOUT",
+        "COPY (SELECT id, model_name FROM model_metadata_v2) TO STDOUT",
+    );
+    check(
+        "COPY model_metadata (model_name) FROM STDIN",
+        "COPY model_metadata_v2 (model_name) FROM STDIN",
+    );
+}
+
+#[test]
+fn regclass_literals_follow_the_version() {
+    check(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'model_metadata'::regclass",
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'model_metadata_v2'::regclass",
+    );
+    check(
+        "SELECT to_regclass('public.model_metadata')",
+        "SELECT to_regclass('public.model_metadata_v2')",
+    );
+    check(
+        "SELECT 'model_metadata'::text",
+        "SELECT 'model_metadata'::text",
+    );
+}
+
+#[test]
+fn schema_per_version_layout_always_qualifies() {
+    let output = rewrite("SELECT * FROM model_metadata", &schema_per_version()).unwrap();
+    assert_eq!(
+        output,
+        Rewrite::Rewritten("SELECT * FROM v2.model_metadata AS model_metadata".into())
+    );
+}
+
+#[test]
+fn unmanaged_statements_are_untouched() {
+    for sql in [
+        "SELECT 1",
+        "SELECT * FROM model_metadata_archive",
+        "SELECT 'model_metadata'",
+        "INSERT INTO other (model_metadata) VALUES (1)",
+    ] {
+        assert_eq!(rewrite(sql, &v2()).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
+}
+
+#[test]
+fn unparseable_statements_naming_a_managed_table_are_reported_with_a_position() {
+    let error = rewrite(
+        "SELECT 1; SELECT * FROM ROWS FROM (generate_series(1, 2)) AS model_metadata",
+        &v2(),
+    )
+    .unwrap_err();
+    assert!(error.position.is_some_and(|p| p > 10), "{error:?}");
+    assert!(error.to_string().contains("version v2"), "{error}");
+}
