@@ -62,25 +62,32 @@ pub enum ControlError {
         lock_timeout_ms: u128,
         message: String,
     },
-    #[error("version {0} is not in the catalog")]
+    /// Postgres's 55P03: a lock was not granted within lock_timeout. Retried by apply.
+    #[error("{context}: {message}")]
+    LockNotAvailable { context: String, message: String },
+    #[error("version {0} is not in the catalog (nothing to retire)")]
     UnknownVersion(String),
     #[error("version {0} is the default version; set another default version before retiring it")]
     VersionIsDefault(String),
 }
 
 impl ControlError {
-    /// Wraps a Postgres error with what we were doing.
+    /// Wraps a Postgres error with what we were doing; a lock timeout stays recognisable so
+    /// apply can retry it.
     pub fn database(context: impl Into<String>, error: &tokio_postgres::Error) -> Self {
-        ControlError::Database {
-            context: context.into(),
-            message: describe_postgres_error(error),
+        let context = context.into();
+        let message = describe_postgres_error(error);
+        if is_lock_timeout(error) {
+            ControlError::LockNotAvailable { context, message }
+        } else {
+            ControlError::Database { context, message }
         }
     }
+}
 
-    /// Whether the error is Postgres's `lock_not_available` (55P03), which a retry may cure.
-    pub fn is_lock_timeout(error: &tokio_postgres::Error) -> bool {
-        error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
-    }
+/// Whether the error is Postgres's `lock_not_available` (55P03), which a retry may cure.
+pub fn is_lock_timeout(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
 }
 
 /// Postgres's own message with its SQLSTATE, detail and hint, as a user would want to read it.
@@ -94,9 +101,6 @@ pub fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
     }
     if let Some(hint) = db.hint() {
         text.push_str(&format!("; hint: {hint}"));
-    }
-    if let Some(position) = db.position() {
-        text.push_str(&format!("; at {position:?}"));
     }
     text
 }
