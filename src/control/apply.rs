@@ -132,7 +132,9 @@ pub async fn apply(
 }
 
 /// Records a failed command in the history in its own transaction. Best effort: the original
-/// error matters more than a failure to record it, which is only logged.
+/// error matters more than a failure to record it, which is only logged. Only creating the
+/// catalog needs the apply lock; with a catalog in place the row is written even while another
+/// apply holds the lock (that is how "apply already running" failures get recorded).
 pub async fn record_failure(
     client: &mut Client,
     templates: &Templates,
@@ -145,8 +147,10 @@ pub async fn record_failure(
             .await
             .map_err(|error| ControlError::database("recording the failure", &error))?;
         catalog::set_local_lock_timeout(&transaction, locks.lock_timeout).await?;
-        catalog::wait_apply_lock(&transaction).await?;
-        catalog::ensure_catalog(&transaction, templates).await?;
+        if !catalog::catalog_exists(&transaction).await? {
+            catalog::wait_apply_lock(&transaction).await?;
+            catalog::ensure_catalog(&transaction, templates).await?;
+        }
         catalog::record_history(&transaction, entry).await?;
         transaction
             .commit()

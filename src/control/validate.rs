@@ -31,19 +31,18 @@ pub async fn check_names_are_free(
         if is_managed {
             continue;
         }
-        let clash = |what: &str| ControlError::Mismatch {
+        let clash = |planned: String, existing: &str| ControlError::Mismatch {
             file: spec.source.clone(),
             context: format!("version {}, table {}", view.version, view.table_name),
             problem: format!(
-                "would create {what} that already exists and is not managed by viewgate; pick another version name, or rename or drop the existing object"
+                "would create {planned}, but a {existing} of that name already exists and is not managed by viewgate; pick another version name, or rename or drop the existing object"
             ),
         };
         if let Some(kind) = relation_kind(client, &view.view_schema, &view.view_name).await? {
-            return Err(clash(&format!(
-                "view {}, but a {} of that name",
-                view.qualified_view(),
-                relation_kind_name(&kind)
-            )));
+            return Err(clash(
+                format!("view {}", view.qualified_view()),
+                relation_kind_name(&kind),
+            ));
         }
         if let Some(trigger) = &view.trigger {
             let exists = client
@@ -56,10 +55,13 @@ pub async fn check_names_are_free(
                 .map_err(|error| ControlError::database("looking up trigger functions", &error))?
                 .is_some();
             if exists {
-                return Err(clash(&format!(
-                    "trigger function {}.{}, but a function of that name",
-                    trigger.function_schema, trigger.function_name
-                )));
+                return Err(clash(
+                    format!(
+                        "trigger function {}.{}",
+                        trigger.function_schema, trigger.function_name
+                    ),
+                    "function",
+                ));
             }
         }
     }
