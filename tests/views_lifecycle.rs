@@ -378,3 +378,62 @@ async fn user_templates_change_what_is_generated() {
         "t"
     );
 }
+
+#[tokio::test]
+async fn apply_and_drop_notify_listening_proxies_and_noops_stay_quiet() {
+    let database = Database::start();
+    database.admin(SCHEMA);
+    let (listener, mut connection) =
+        tokio_postgres::connect(&database.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+    let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) =
+            std::future::poll_fn(|context| connection.poll_message(context)).await
+        {
+            if let tokio_postgres::AsyncMessage::Notification(notification) = message {
+                let _ = sender.send((
+                    notification.channel().to_owned(),
+                    notification.payload().to_owned(),
+                ));
+            }
+        }
+    });
+    listener
+        .batch_execute("LISTEN viewgate_control")
+        .await
+        .expect("listens");
+
+    let path = database.spec_file("viewgate.toml", &spec("suffix", V2_TABLES));
+    database.apply(&path).await.expect("applies");
+    let received = tokio::time::timeout(std::time::Duration::from_secs(5), notifications.recv())
+        .await
+        .expect("notified in time")
+        .expect("a notification");
+    assert_eq!(
+        received,
+        (
+            "viewgate_control".to_owned(),
+            r#"{"action":"apply","versions":["v1","v2"]}"#.to_owned()
+        )
+    );
+
+    database.apply(&path).await.expect("no-op");
+    let mut client = database.client().await;
+    let locks = LockSettings {
+        lock_timeout: std::time::Duration::from_millis(500),
+        max_attempts: 2,
+    };
+    retire::retire(&mut client, "v1", &Templates::built_in(), locks)
+        .await
+        .expect("retires");
+    let received = tokio::time::timeout(std::time::Duration::from_secs(5), notifications.recv())
+        .await
+        .expect("notified in time")
+        .expect("a notification");
+    assert_eq!(
+        received.1, r#"{"action":"drop","versions":["v1"]}"#,
+        "the no-op in between sent nothing"
+    );
+}

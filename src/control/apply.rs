@@ -235,6 +235,9 @@ async fn apply_once(
         error: None,
     };
     catalog::record_history(&transaction, &entry).await?;
+    if !outcome.is_noop() {
+        catalog::notify_change(&transaction, "apply", &outcome.applied).await?;
+    }
     transaction
         .commit()
         .await

@@ -16,6 +16,9 @@ use super::templates::{self, Templates};
 /// applies (or an apply and a drop) never interleave. The bytes spell "viewgate".
 pub const APPLY_LOCK_KEY: i64 = 0x7669_6577_6761_7465;
 
+/// The channel proxies LISTEN on; a notification means "reload the routing map".
+pub const CONTROL_CHANNEL: &str = "viewgate_control";
+
 /// A version as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CatalogVersion {
@@ -371,5 +374,21 @@ pub async fn record_history(
         )
         .await
         .map_err(|error| ControlError::database("recording apply history", &error))?;
+    Ok(())
+}
+
+/// Tells every listening proxy that versions changed. Sent inside the caller's transaction, so
+/// Postgres delivers it only if that transaction commits. The payload is JSON, e.g.
+/// `{"action":"apply","versions":["v2"]}`.
+pub async fn notify_change(
+    client: &impl GenericClient,
+    action: &str,
+    versions: &[String],
+) -> Result<(), ControlError> {
+    let payload = serde_json::json!({ "action": action, "versions": versions }).to_string();
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CONTROL_CHANNEL, &payload])
+        .await
+        .map_err(|error| ControlError::database("notifying proxies", &error))?;
     Ok(())
 }

@@ -135,6 +135,7 @@ async fn retire_once(
         },
     )
     .await?;
+    catalog::notify_change(&transaction, "drop", &[version.to_owned()]).await?;
     transaction
         .commit()
         .await
