@@ -370,7 +370,10 @@ pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String,
     )
 }
 
+/// Hex digits of a checksum shown to people: enough to compare by eye.
+const SHORT_CHECKSUM_LEN: usize = 12;
+
 /// The first characters of a checksum, enough for people to compare.
 pub fn short(checksum: &str) -> &str {
-    checksum.get(..12).unwrap_or(checksum)
+    checksum.get(..SHORT_CHECKSUM_LEN).unwrap_or(checksum)
 }

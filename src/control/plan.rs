@@ -485,3 +485,114 @@ impl Planner<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::control::introspect::{BaseColumn, ServerSnapshot};
+
+    const SPEC: &str = r#"
+[[tables]]
+name = "t"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "t"
+columns = ["id", { name = "label", from = "name" }]
+
+[[versions]]
+name = "v2"
+[[versions.tables]]
+base = "t"
+columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower(NEW.shout)" } }]
+"#;
+
+    fn spec(text: &str) -> Spec {
+        Spec::parse(Path::new("spec.toml"), text).expect("valid spec")
+    }
+
+    fn snapshot_with_t() -> ServerSnapshot {
+        let column = |name: &str, default: Option<&str>| BaseColumn {
+            name: name.into(),
+            type_name: "text".into(),
+            default: default.map(str::to_owned),
+            generated: false,
+        };
+        let mut snapshot = ServerSnapshot {
+            version_num: Some(160_000),
+            ..ServerSnapshot::default()
+        };
+        snapshot.tables.insert(
+            ("public".into(), "t".into()),
+            BaseTable {
+                schema: "public".into(),
+                name: "t".into(),
+                columns: vec![
+                    column("id", Some("nextval('t_id_seq'::regclass)")),
+                    column("name", None),
+                ],
+                primary_key: vec!["id".into()],
+            },
+        );
+        snapshot
+    }
+
+    #[test]
+    fn plain_and_renamed_columns_need_no_trigger_but_expressions_do() {
+        let plan = build(&spec(SPEC), &snapshot_with_t()).expect("plans");
+        let v1 = &plan.versions[0].views[0];
+        assert_eq!(v1.view_name, "t_v1");
+        assert!(v1.trigger.is_none());
+        assert!(
+            v1.defaults.is_empty(),
+            "auto-updatable views use base defaults"
+        );
+        let v2 = &plan.versions[1].views[0];
+        let trigger = v2.trigger.as_ref().expect("expression needs a trigger");
+        assert_eq!(trigger.function_name, "t_v2_write");
+        assert_eq!(trigger.key[0].view_column, "id");
+        assert_eq!(
+            v2.defaults[0].column, "id",
+            "trigger-backed views inherit defaults"
+        );
+        assert_eq!(v2.defaults[0].origin, "base table");
+    }
+
+    #[test]
+    fn offline_triggers_need_a_declared_key() {
+        let error = build(&spec(SPEC), &ServerSnapshot::default())
+            .expect_err("no key offline")
+            .to_string();
+        assert!(error.contains("spec.toml: version v2, table t"), "{error}");
+        assert!(error.contains("declare `key = [...]`"), "{error}");
+        let with_key = SPEC.replace("name = \"t\"\n", "name = \"t\"\nkey = [\"id\"]\n");
+        assert!(build(&spec(&with_key), &ServerSnapshot::default()).is_ok());
+    }
+
+    #[test]
+    fn the_schema_layout_names_views_after_the_table() {
+        let text = format!("[options]\nlayout = \"schema\"\n{SPEC}");
+        let plan = build(&spec(&text), &snapshot_with_t()).expect("plans");
+        let view = &plan.versions[1].views[0];
+        assert_eq!(
+            (view.view_schema.as_str(), view.view_name.as_str()),
+            ("v2", "t")
+        );
+        assert_eq!(plan.versions[1].own_schema.as_deref(), Some("v2"));
+    }
+
+    #[test]
+    fn a_missing_write_back_target_names_the_column() {
+        let text = SPEC.replace("write = { name =", "write = { nme =");
+        let error = build(&spec(&text), &snapshot_with_t())
+            .expect_err("no column nme")
+            .to_string();
+        assert!(
+            error.contains("version v2, table t, column shout, write.nme"),
+            "{error}"
+        );
+    }
+}

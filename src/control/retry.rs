@@ -14,11 +14,13 @@ use super::error::ControlError;
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Longest backoff between two attempts.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Doublings past this are capped anyway; bounding them keeps the shift from overflowing.
+const MAX_DOUBLINGS: u32 = 16;
 
 /// How long to wait before attempt `attempt + 1` (1-based `attempt` just failed): a random
 /// point in the upper half of the exponential delay.
 pub fn backoff_delay(attempt: u32) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(16);
+    let doublings = attempt.saturating_sub(1).min(MAX_DOUBLINGS);
     let ceiling = BACKOFF_BASE
         .saturating_mul(1u32 << doublings)
         .min(BACKOFF_CAP);
@@ -78,7 +80,7 @@ mod tests {
     fn backoff_grows_exponentially_within_jitter_and_is_capped() {
         for attempt in 1..=20 {
             let ceiling = BACKOFF_BASE
-                .saturating_mul(1u32 << (attempt - 1).min(16))
+                .saturating_mul(1u32 << (attempt - 1).min(MAX_DOUBLINGS))
                 .min(BACKOFF_CAP);
             let delay = backoff_delay(attempt);
             assert!(
