@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use viewgate::config::{Config, Overrides};
+use viewgate::control::commands as control;
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
 use viewgate::shutdown::{self, Shutdown};
@@ -43,6 +44,77 @@ enum Command {
         /// Exit after the self-check instead of serving until Ctrl-C.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Create the viewgate catalog (schema `viewgate`); safe to run again.
+    Init {
+        /// The database, e.g. postgres://user@host:5432/app.
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        /// Directory of templates overriding the built-in ones.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Generate, apply, inspect and retire versioned views (see docs/views.md).
+    Views {
+        #[command(subcommand)]
+        command: ViewsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ViewsCommand {
+    /// Print the SQL `apply` would run; changes nothing. Offline unless --database is given.
+    Generate {
+        #[arg(long)]
+        spec: PathBuf,
+        /// Check names and expressions against this database (read-only).
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: Option<String>,
+        /// Do not connect, even if a database is configured.
+        #[arg(long)]
+        offline: bool,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Apply the spec in one transaction; a no-op when nothing changed.
+    Apply {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// Longest wait for a lock per attempt [default: the spec's, else 2000].
+        #[arg(long)]
+        lock_timeout_ms: Option<u64>,
+        /// Attempts before giving up on lock timeouts [default: the spec's, else 5].
+        #[arg(long)]
+        max_attempts: Option<u32>,
+    },
+    /// Show each version, its views, and whether they match the spec.
+    Status {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retire a version: drop its views and mark it retired in the catalog.
+    Drop {
+        #[arg(long)]
+        version: String,
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        #[arg(long)]
+        lock_timeout_ms: Option<u64>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
     },
 }
 
@@ -92,8 +164,76 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("demo failed")
             }
+            Command::Init {
+                database,
+                templates,
+            } => {
+                control::init(&database, templates.as_deref()).await?;
+                println!("viewgate catalog is ready (schema viewgate)");
+                Ok(())
+            }
+            Command::Views { command } => views(command).await,
         }
     })
+}
+
+async fn views(command: ViewsCommand) -> anyhow::Result<()> {
+    viewgate::logging::init(Default::default(), "warn");
+    let locks = |lock_timeout_ms: Option<u64>, max_attempts| control::LockOverrides {
+        lock_timeout: lock_timeout_ms.map(std::time::Duration::from_millis),
+        max_attempts,
+    };
+    match command {
+        ViewsCommand::Generate {
+            spec,
+            database,
+            offline,
+            templates,
+        } => {
+            let database = database.filter(|_| !offline);
+            print!(
+                "{}",
+                control::generate(&spec, templates.as_deref(), database.as_deref()).await?
+            );
+        }
+        ViewsCommand::Apply {
+            spec,
+            database,
+            templates,
+            lock_timeout_ms,
+            max_attempts,
+        } => {
+            let overrides = locks(lock_timeout_ms, max_attempts);
+            let outcome = control::apply(&spec, templates.as_deref(), &database, overrides).await?;
+            println!("{outcome}");
+        }
+        ViewsCommand::Status {
+            spec,
+            database,
+            templates,
+            json,
+        } => {
+            let report = control::status(&spec, templates.as_deref(), &database).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+        }
+        ViewsCommand::Drop {
+            version,
+            database,
+            templates,
+            lock_timeout_ms,
+            max_attempts,
+        } => {
+            let overrides = locks(lock_timeout_ms, max_attempts);
+            let outcome =
+                control::drop_version(&database, &version, templates.as_deref(), overrides).await?;
+            println!("{outcome}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {

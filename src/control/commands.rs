@@ -1,0 +1,160 @@
+//! Entry points of the `viewgate views …` and `viewgate init` commands: load the spec and the
+//! templates, connect, run, and hand back something printable. `src/main.rs` only parses
+//! arguments and prints what these return.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::apply::{self, ApplyOutcome, LockSettings};
+use super::catalog::{self, HistoryEntry};
+use super::connect::connect;
+use super::error::ControlError;
+use super::generate;
+use super::introspect::{self, ServerSnapshot};
+use super::plan;
+use super::retire::{self, RetireOutcome};
+use super::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
+use super::status::{self, StatusReport};
+use super::templates::Templates;
+use super::validate;
+
+/// Command-line overrides of the spec's lock settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockOverrides {
+    pub lock_timeout: Option<Duration>,
+    pub max_attempts: Option<u32>,
+}
+
+impl LockOverrides {
+    fn over(self, base: LockSettings) -> LockSettings {
+        LockSettings {
+            lock_timeout: self.lock_timeout.unwrap_or(base.lock_timeout),
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts).max(1),
+        }
+    }
+}
+
+/// The spec, and the templates: `--templates` wins over the spec's `options.templates`.
+fn load(spec_path: &Path, templates_dir: Option<&Path>) -> Result<(Spec, Templates), ControlError> {
+    let spec = Spec::load(spec_path)?;
+    let templates = Templates::load(templates_dir.or(spec.options.templates.as_deref()))?;
+    Ok((spec, templates))
+}
+
+/// `views generate`: the SQL apply would run. With a database, names are checked and read
+/// expressions compiled in a read-only transaction that is rolled back; without, offline.
+pub async fn generate(
+    spec_path: &Path,
+    templates_dir: Option<&Path>,
+    database: Option<&str>,
+) -> Result<String, ControlError> {
+    let (spec, templates) = load(spec_path, templates_dir)?;
+    let Some(database) = database else {
+        let plan = plan::build(&spec, &ServerSnapshot::default())?;
+        return Ok(generate::render(&plan, &templates)?.script());
+    };
+    let mut client = connect(database).await?;
+    let transaction = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
+    let snapshot = introspect::snapshot(
+        &transaction,
+        spec.tables
+            .iter()
+            .map(|table| (table.schema.as_str(), table.name.as_str())),
+    )
+    .await?;
+    let plan = plan::build(&spec, &snapshot)?;
+    let managed = if catalog::catalog_exists(&transaction).await? {
+        catalog::load_objects(&transaction).await?
+    } else {
+        Vec::new()
+    };
+    validate::check_names_are_free(&transaction, &spec, &plan, &managed).await?;
+    validate::check_read_expressions(&transaction, &spec, &plan).await?;
+    let script = generate::render(&plan, &templates)?.script();
+    transaction
+        .rollback()
+        .await
+        .map_err(|error| ControlError::database("ending the read-only transaction", &error))?;
+    Ok(script)
+}
+
+/// `views apply`.
+pub async fn apply(
+    spec_path: &Path,
+    templates_dir: Option<&Path>,
+    database: &str,
+    overrides: LockOverrides,
+) -> Result<ApplyOutcome, ControlError> {
+    let (spec, templates) = load(spec_path, templates_dir)?;
+    let mut client = connect(database).await?;
+    let locks = overrides.over(LockSettings::from_spec(&spec));
+    apply::apply(&mut client, &spec, &templates, locks).await
+}
+
+/// `views status`.
+pub async fn status(
+    spec_path: &Path,
+    templates_dir: Option<&Path>,
+    database: &str,
+) -> Result<StatusReport, ControlError> {
+    let (spec, templates) = load(spec_path, templates_dir)?;
+    let client = connect(database).await?;
+    status::status(&client, &spec, &templates).await
+}
+
+/// `views drop --version V`.
+pub async fn drop_version(
+    database: &str,
+    version: &str,
+    templates_dir: Option<&Path>,
+    overrides: LockOverrides,
+) -> Result<RetireOutcome, ControlError> {
+    let templates = Templates::load(templates_dir)?;
+    let mut client = connect(database).await?;
+    let locks = overrides.over(default_locks());
+    retire::retire(&mut client, version, &templates, locks).await
+}
+
+/// `init`: creates the catalog (idempotent) and records that it did.
+pub async fn init(database: &str, templates_dir: Option<&Path>) -> Result<(), ControlError> {
+    let templates = Templates::load(templates_dir)?;
+    let mut client = connect(database).await?;
+    let started = Instant::now();
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting the init transaction", &error))?;
+    catalog::set_local_lock_timeout(&transaction, DEFAULT_LOCK_TIMEOUT).await?;
+    catalog::wait_apply_lock(&transaction).await?;
+    catalog::ensure_catalog(&transaction, &templates).await?;
+    catalog::record_history(
+        &transaction,
+        &HistoryEntry {
+            action: "init",
+            success: true,
+            spec_file: None,
+            spec_checksum: None,
+            versions: Vec::new(),
+            duration: started.elapsed(),
+            attempts: 1,
+            error: None,
+        },
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| ControlError::database("committing the catalog", &error))
+}
+
+fn default_locks() -> LockSettings {
+    LockSettings {
+        lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+    }
+}

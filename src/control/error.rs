@@ -1,0 +1,106 @@
+//! Errors of the control plane, worded so the user knows which file, version, table or column
+//! to fix and what Postgres said.
+
+use std::path::PathBuf;
+
+/// A spec file that cannot be read, parsed or is inconsistent in itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read spec {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", file.display())]
+    Syntax { file: PathBuf, message: String },
+    #[error("{}: {context}: {problem}", file.display())]
+    Invalid {
+        file: PathBuf,
+        context: String,
+        problem: String,
+    },
+}
+
+/// Anything that stops a control command.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The spec names something the database does not have, or would clash with it.
+    #[error("{}: {context}: {problem}", file.display())]
+    Mismatch {
+        file: PathBuf,
+        context: String,
+        problem: String,
+    },
+    #[error("template {name}: {message}")]
+    Template { name: String, message: String },
+    #[error("cannot connect to {target}: {message}")]
+    Connect { target: String, message: String },
+    #[error("{context}: {message}")]
+    Database { context: String, message: String },
+    /// Postgres rejected generated SQL; nothing of the apply was kept.
+    #[error(
+        "{}: version {version}, table {table}: Postgres rejected the generated SQL: {message} (nothing was applied)",
+        file.display()
+    )]
+    Rejected {
+        file: PathBuf,
+        version: String,
+        table: String,
+        message: String,
+    },
+    #[error(
+        "another viewgate apply or drop is running on this database; try again when it has finished"
+    )]
+    ApplyInProgress,
+    #[error(
+        "gave up after {attempts} attempts: a lock needed for the DDL stayed held longer than lock_timeout ({lock_timeout_ms} ms) each time ({message}); nothing was applied. Find the blocking session in pg_locks/pg_stat_activity, or raise lock_timeout_ms"
+    )]
+    LockTimeout {
+        attempts: u32,
+        lock_timeout_ms: u128,
+        message: String,
+    },
+    /// Postgres's 55P03: a lock was not granted within lock_timeout. Retried by apply.
+    #[error("{context}: {message}")]
+    LockNotAvailable { context: String, message: String },
+    #[error("version {0} is not in the catalog (nothing to retire)")]
+    UnknownVersion(String),
+    #[error("version {0} is the default version; set another default version before retiring it")]
+    VersionIsDefault(String),
+}
+
+impl ControlError {
+    /// Wraps a Postgres error with what we were doing; a lock timeout stays recognisable so
+    /// apply can retry it.
+    pub fn database(context: impl Into<String>, error: &tokio_postgres::Error) -> Self {
+        let context = context.into();
+        let message = describe_postgres_error(error);
+        if is_lock_timeout(error) {
+            ControlError::LockNotAvailable { context, message }
+        } else {
+            ControlError::Database { context, message }
+        }
+    }
+}
+
+/// Whether the error is Postgres's `lock_not_available` (55P03), which a retry may cure.
+pub fn is_lock_timeout(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// Postgres's own message with its SQLSTATE, detail and hint, as a user would want to read it.
+pub fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!("; detail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!("; hint: {hint}"));
+    }
+    text
+}

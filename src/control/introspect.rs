@@ -1,0 +1,178 @@
+//! What the server has: the managed base tables' columns, defaults and keys, the server version,
+//! and which relations already occupy the names views would take.
+//!
+//! Generation needs these facts to check a spec against the database and to give trigger-backed
+//! views the base table's defaults (an INSTEAD OF trigger only sees what the view supplies).
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::GenericClient;
+
+use super::error::ControlError;
+
+/// First server version (`server_version_num`) with `security_invoker` views.
+pub const SECURITY_INVOKER_MIN_VERSION: i32 = 150_000;
+
+/// One column of a base table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseColumn {
+    pub name: String,
+    /// `format_type` of the column, e.g. `numeric(10,2)`.
+    pub type_name: String,
+    /// The default as SQL text; serial and identity columns give their `nextval(...)`.
+    pub default: Option<String>,
+    /// Generated columns cannot be written, so trigger-backed inserts leave them out.
+    pub generated: bool,
+}
+
+/// A base table as the server has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseTable {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<BaseColumn>,
+    pub primary_key: Vec<String>,
+}
+
+impl BaseTable {
+    pub fn column(&self, name: &str) -> Option<&BaseColumn> {
+        self.columns.iter().find(|column| column.name == name)
+    }
+}
+
+/// The facts generation depends on. Built from the server, or empty when generating offline.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSnapshot {
+    /// `server_version_num`; `None` offline.
+    pub version_num: Option<i32>,
+    /// Base tables found, keyed by (schema, name). Missing tables are absent.
+    pub tables: BTreeMap<(String, String), BaseTable>,
+}
+
+impl ServerSnapshot {
+    pub fn is_offline(&self) -> bool {
+        self.version_num.is_none()
+    }
+
+    /// Offline we assume a supported server (15+); online we ask.
+    pub fn supports_security_invoker(&self) -> bool {
+        self.version_num
+            .is_none_or(|version| version >= SECURITY_INVOKER_MIN_VERSION)
+    }
+
+    pub fn table(&self, schema: &str, name: &str) -> Option<&BaseTable> {
+        self.tables.get(&(schema.to_owned(), name.to_owned()))
+    }
+}
+
+const COLUMNS_SQL: &str = "
+SELECT a.attname,
+       format_type(a.atttypid, a.atttypmod),
+       CASE
+         WHEN a.attgenerated <> '' THEN NULL
+         WHEN a.attidentity <> '' THEN
+           format('nextval(%L::regclass)', pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname))
+         ELSE pg_get_expr(d.adbin, d.adrelid)
+       END,
+       a.attgenerated <> ''
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+ORDER BY a.attnum";
+
+const PRIMARY_KEY_SQL: &str = "
+SELECT a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) ON true
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
+ORDER BY k.position";
+
+const RELATION_KIND_SQL: &str = "
+SELECT c.relkind::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2";
+
+/// Reads the server version and the given base tables.
+pub async fn snapshot(
+    client: &impl GenericClient,
+    tables: impl IntoIterator<Item = (&str, &str)>,
+) -> Result<ServerSnapshot, ControlError> {
+    let version_num = server_version_num(client).await?;
+    let mut snapshot = ServerSnapshot {
+        version_num: Some(version_num),
+        tables: BTreeMap::new(),
+    };
+    for (schema, name) in tables {
+        if let Some(table) = base_table(client, schema, name).await? {
+            snapshot
+                .tables
+                .insert((schema.to_owned(), name.to_owned()), table);
+        }
+    }
+    Ok(snapshot)
+}
+
+pub async fn server_version_num(client: &impl GenericClient) -> Result<i32, ControlError> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|error| ControlError::database("reading the server version", &error))?;
+    Ok(row.get(0))
+}
+
+async fn base_table(
+    client: &impl GenericClient,
+    schema: &str,
+    name: &str,
+) -> Result<Option<BaseTable>, ControlError> {
+    let context = || format!("reading the columns of {schema}.{name}");
+    let rows = client
+        .query(COLUMNS_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let columns = rows
+        .iter()
+        .map(|row| BaseColumn {
+            name: row.get(0),
+            type_name: row.get(1),
+            default: row.get(2),
+            generated: row.get(3),
+        })
+        .collect();
+    let primary_key = client
+        .query(PRIMARY_KEY_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    Ok(Some(BaseTable {
+        schema: schema.to_owned(),
+        name: name.to_owned(),
+        columns,
+        primary_key,
+    }))
+}
+
+/// The `relkind` of the relation `schema.name`, if one exists (`v` for a view, `r` a table, …).
+pub async fn relation_kind(
+    client: &impl GenericClient,
+    schema: &str,
+    name: &str,
+) -> Result<Option<String>, ControlError> {
+    let row = client
+        .query_opt(RELATION_KIND_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| {
+            ControlError::database(format!("looking up relation {schema}.{name}"), &error)
+        })?;
+    Ok(row.map(|row| row.get(0)))
+}

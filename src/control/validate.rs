@@ -1,0 +1,166 @@
+//! Checks that need the server: the names a plan would create are free, and declared
+//! expressions compile. Run before anything is created, so a bad spec fails with Postgres's own
+//! message and nothing applied.
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::GenericClient;
+
+use super::catalog::CatalogObject;
+use super::error::{ControlError, describe_postgres_error, is_lock_timeout};
+use super::introspect::relation_kind;
+use super::plan::{Plan, ViewPlan};
+use super::quote::quote_qualified;
+use super::spec::Spec;
+
+/// Fails when a view or trigger function the plan creates would replace a relation or function
+/// viewgate does not manage (e.g. a version name that makes `orders_v2` clash with a real table).
+pub async fn check_names_are_free(
+    client: &impl GenericClient,
+    spec: &Spec,
+    plan: &Plan,
+    managed: &[CatalogObject],
+) -> Result<(), ControlError> {
+    let managed_views: BTreeSet<(&str, &str)> = managed
+        .iter()
+        .map(|object| (object.view_schema.as_str(), object.view_name.as_str()))
+        .collect();
+    for view in plan.versions.iter().flat_map(|version| &version.views) {
+        let is_managed =
+            managed_views.contains(&(view.view_schema.as_str(), view.view_name.as_str()));
+        if is_managed {
+            continue;
+        }
+        let clash = |planned: String, existing: &str| ControlError::Mismatch {
+            file: spec.source.clone(),
+            context: format!("version {}, table {}", view.version, view.table_name),
+            problem: format!(
+                "would create {planned}, but a {existing} of that name already exists and is not managed by viewgate; pick another version name, or rename or drop the existing object"
+            ),
+        };
+        if let Some(kind) = relation_kind(client, &view.view_schema, &view.view_name).await? {
+            return Err(clash(
+                format!("view {}", view.qualified_view()),
+                relation_kind_name(&kind),
+            ));
+        }
+        if let Some(trigger) = &view.trigger {
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                     WHERE n.nspname = $1 AND p.proname = $2",
+                    &[&trigger.function_schema, &trigger.function_name],
+                )
+                .await
+                .map_err(|error| ControlError::database("looking up trigger functions", &error))?
+                .is_some();
+            if exists {
+                return Err(clash(
+                    format!(
+                        "trigger function {}.{}",
+                        trigger.function_schema, trigger.function_name
+                    ),
+                    "function",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compiles every read expression against its base table without reading a row.
+pub async fn check_read_expressions(
+    client: &impl GenericClient,
+    spec: &Spec,
+    plan: &Plan,
+) -> Result<(), ControlError> {
+    for view in plan.versions.iter().flat_map(|version| &version.views) {
+        for column in &view.columns {
+            if let Some(expression) = &column.expression {
+                let sql = format!(
+                    "SELECT ({expression}) FROM {} LIMIT 0",
+                    quote_qualified(&view.base_schema, &view.base_table)
+                );
+                client.execute(sql.as_str(), &[]).await.map_err(|error| {
+                    rejected(
+                        spec,
+                        view,
+                        &format!("expression of column {}", column.name),
+                        &error,
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compiles a trigger-backed view's write-back and hidden-default expressions the way its
+/// trigger will evaluate them, with `NEW` and `OLD` as rows of the view. plpgsql only checks
+/// these at the first write, which is too late. The view must exist already.
+pub async fn check_write_expressions(
+    client: &impl GenericClient,
+    spec: &Spec,
+    view: &ViewPlan,
+) -> Result<(), ControlError> {
+    let Some(trigger) = &view.trigger else {
+        return Ok(());
+    };
+    let target = quote_qualified(&view.view_schema, &view.view_name);
+    for assignment in &trigger.insert {
+        if let Some(expression) = &assignment.expression {
+            let sql = format!(
+                "SELECT ({expression}) FROM {target} AS \"new\" CROSS JOIN {target} AS \"old\" LIMIT 0"
+            );
+            client.execute(sql.as_str(), &[]).await.map_err(|error| {
+                rejected(
+                    spec,
+                    view,
+                    &format!(
+                        "write-back expression for base column {} (refer to the written row as NEW.<column>)",
+                        assignment.base_column
+                    ),
+                    &error,
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A Postgres error about generated SQL for `view`; lock timeouts stay retryable.
+pub fn rejected(
+    spec: &Spec,
+    view: &ViewPlan,
+    what: &str,
+    error: &tokio_postgres::Error,
+) -> ControlError {
+    if is_lock_timeout(error) {
+        return ControlError::database(
+            format!(
+                "version {}, table {}: {what}",
+                view.version, view.table_name
+            ),
+            error,
+        );
+    }
+    ControlError::Rejected {
+        file: spec.source.clone(),
+        version: view.version.clone(),
+        table: view.table_name.clone(),
+        message: format!("{what}: {}", describe_postgres_error(error)),
+    }
+}
+
+fn relation_kind_name(kind: &str) -> &'static str {
+    match kind {
+        "r" | "p" => "table",
+        "v" => "view",
+        "m" => "materialized view",
+        "S" => "sequence",
+        "f" => "foreign table",
+        "i" | "I" => "index",
+        "c" => "composite type",
+        _ => "relation",
+    }
+}

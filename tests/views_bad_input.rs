@@ -1,0 +1,327 @@
+//! Bad specs and hostile conditions: each fails with a message naming what to fix, and leaves
+//! the database exactly as it was (failures are still recorded in the apply history).
+
+#[path = "views/support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Database, exec, quick_locks};
+use viewgate::control::ControlError;
+use viewgate::control::apply::{self, LockSettings};
+use viewgate::control::catalog::APPLY_LOCK_KEY;
+use viewgate::control::spec::Spec;
+use viewgate::control::templates::Templates;
+
+const BASE: &str = "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, kind text)";
+
+fn spec_with_v2_columns(columns: &str) -> String {
+    format!(
+        r#"
+[[tables]]
+name = "items"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "items"
+columns = ["id", "name"]
+
+[[versions]]
+name = "v2"
+[[versions.tables]]
+base = "items"
+columns = {columns}
+"#
+    )
+}
+
+/// Nothing of an apply is left: no views, no catalog rows for versions.
+fn assert_nothing_applied(database: &Database) {
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_class WHERE relname IN ('items_v1', 'items_v2')"),
+        "0",
+        "no view was left behind"
+    );
+    if database.admin("SELECT to_regclass('viewgate.versions') IS NOT NULL") == "t" {
+        assert_eq!(
+            database.admin("SELECT count(*) FROM viewgate.versions"),
+            "0",
+            "no version was recorded"
+        );
+    }
+}
+
+fn last_history(database: &Database) -> String {
+    database.admin("SELECT action, success, attempts, error FROM viewgate.apply_history ORDER BY id DESC LIMIT 1")
+}
+
+#[tokio::test]
+async fn a_missing_table_is_reported_with_file_and_version() {
+    let database = Database::start();
+    let path = database.spec_file("typo.toml", &spec_with_v2_columns("[\"id\"]"));
+    let error = database
+        .apply(&path)
+        .await
+        .expect_err("no items table")
+        .to_string();
+    assert!(error.contains("typo.toml"), "{error}");
+    assert!(error.contains("version v1, table items"), "{error}");
+    assert!(
+        error.contains("base table public.items does not exist"),
+        "{error}"
+    );
+    assert_nothing_applied(&database);
+    assert!(
+        last_history(&database).starts_with("apply|f|1|"),
+        "failure recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_column_is_reported_with_file_version_and_column() {
+    let database = Database::start();
+    database.admin(BASE);
+    let path = database.spec_file(
+        "viewgate.toml",
+        &spec_with_v2_columns(r#"["id", "name", "knd"]"#),
+    );
+    let error = database.apply(&path).await.expect_err("typo").to_string();
+    assert!(error.contains("viewgate.toml"), "{error}");
+    assert!(
+        error.contains("version v2, table items, column knd"),
+        "{error}"
+    );
+    assert!(error.contains("has no column \"knd\""), "{error}");
+    assert_nothing_applied(&database);
+
+    let renamed = database.spec_file(
+        "renamed.toml",
+        &spec_with_v2_columns(r#"["id", { name = "category", from = "knd" }]"#),
+    );
+    let error = database
+        .apply(&renamed)
+        .await
+        .expect_err("typo in from")
+        .to_string();
+    assert!(
+        error.contains("version v2, table items, column category (from knd)"),
+        "{error}"
+    );
+
+    // The online dry run reports the same, without applying anything.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_viewgate"))
+        .args(["views", "generate", "--spec"])
+        .arg(&path)
+        .args(["--database", &database.url()])
+        .output()
+        .expect("viewgate runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("column knd"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_invalid_version_name_is_rejected_before_connecting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        spec_with_v2_columns("[\"id\"]").replace("\"v2\"", "\"V2-beta\""),
+    )
+    .expect("written");
+    let error = Spec::load(&path).expect_err("invalid name").to_string();
+    assert!(error.contains("bad.toml"), "{error}");
+    assert!(error.contains("version \"V2-beta\""), "{error}");
+    assert!(error.contains("not a valid version name"), "{error}");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_viewgate"))
+        .args(["views", "apply", "--spec"])
+        .arg(&path)
+        .args(["--database", "postgres://nobody@127.0.0.1:1/none"])
+        .output()
+        .expect("viewgate runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a valid version name"));
+}
+
+#[tokio::test]
+async fn a_version_name_colliding_with_an_existing_relation_is_rejected() {
+    let database = Database::start();
+    database.admin(BASE);
+    database
+        .admin("CREATE TABLE items_v2 (precious text); INSERT INTO items_v2 VALUES ('keep me')");
+    let path = database.spec_file("viewgate.toml", &spec_with_v2_columns("[\"id\", \"name\"]"));
+    let error = database
+        .apply(&path)
+        .await
+        .expect_err("collision")
+        .to_string();
+    assert!(error.contains("version v2, table items"), "{error}");
+    assert!(
+        error
+            .contains("would create view public.items_v2, but a table of that name already exists"),
+        "{error}"
+    );
+    assert_eq!(database.admin("SELECT precious FROM items_v2"), "keep me");
+    assert_eq!(
+        database.admin("SELECT to_regclass('items_v1') IS NULL"),
+        "t",
+        "v1 rolled back too"
+    );
+}
+
+#[tokio::test]
+async fn an_expression_that_does_not_compile_shows_postgres_message_and_applies_nothing() {
+    let database = Database::start();
+    database.admin(BASE);
+    let path = database.spec_file(
+        "viewgate.toml",
+        &spec_with_v2_columns(r#"["id", { name = "kind", expr = "COALESCE(kind, 42)" }]"#),
+    );
+    let error = database
+        .apply(&path)
+        .await
+        .expect_err("type error")
+        .to_string();
+    assert!(error.contains("version v2, table items"), "{error}");
+    assert!(
+        error.contains("COALESCE types text and integer cannot be matched"),
+        "{error}"
+    );
+    assert!(error.contains("nothing was applied"), "{error}");
+    assert_nothing_applied(&database);
+    let history = last_history(&database);
+    assert!(history.starts_with("apply|f|1|"), "{history}");
+    assert!(
+        history.contains("COALESCE types text and integer"),
+        "{history}"
+    );
+
+    let bad_write = database.spec_file(
+        "write.toml",
+        &spec_with_v2_columns(
+            r#"["id", "name", { name = "kind", expr = "upper(kind)", write = { kind = "lower(NEW.kindd)" } }]"#,
+        ),
+    );
+    let error = database
+        .apply(&bad_write)
+        .await
+        .expect_err("bad write-back")
+        .to_string();
+    assert!(
+        error.contains("write-back expression for base column kind"),
+        "{error}"
+    );
+    assert!(error.contains("column new.kindd does not exist"), "{error}");
+    assert_nothing_applied(&database);
+}
+
+#[tokio::test]
+async fn a_conflicting_lock_makes_apply_retry_then_fail_cleanly() {
+    let database = Database::start();
+    database.admin(BASE);
+    let path = database.spec_file("viewgate.toml", &spec_with_v2_columns("[\"id\", \"name\"]"));
+    let blocker = database.client().await;
+    exec(&blocker, "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE").await;
+
+    let started = Instant::now();
+    let error = database.apply(&path).await.expect_err("lock is held");
+    let elapsed = started.elapsed();
+    let locks = quick_locks();
+    assert!(
+        matches!(error, ControlError::LockTimeout { attempts, .. } if attempts == locks.max_attempts),
+        "{error}"
+    );
+    assert!(
+        elapsed >= locks.lock_timeout * locks.max_attempts,
+        "each attempt waited for its lock_timeout: {elapsed:?}"
+    );
+    assert!(error.to_string().contains("lock timeout"), "{error}");
+    exec(&blocker, "ROLLBACK").await;
+    assert_nothing_applied(&database);
+    assert!(
+        last_history(&database).starts_with("apply|f|3|"),
+        "{}",
+        last_history(&database)
+    );
+
+    // Released while apply is retrying: a later attempt succeeds.
+    exec(&blocker, "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE").await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        exec(&blocker, "ROLLBACK").await;
+        blocker
+    });
+    let spec = Spec::load(&path).expect("spec");
+    let mut client = database.client().await;
+    let patient = LockSettings {
+        lock_timeout: Duration::from_millis(300),
+        max_attempts: 8,
+    };
+    let outcome = apply::apply(&mut client, &spec, &Templates::built_in(), patient)
+        .await
+        .expect("succeeds once the lock is released");
+    assert!(outcome.attempts >= 2, "{outcome}");
+    assert_eq!(outcome.applied, ["v1", "v2"]);
+    release.await.expect("released");
+}
+
+#[tokio::test]
+async fn a_second_apply_while_one_runs_fails_fast() {
+    let database = Database::start();
+    database.admin(BASE);
+    let path = database.spec_file("viewgate.toml", &spec_with_v2_columns("[\"id\", \"name\"]"));
+    viewgate::control::commands::init(&database.url(), None)
+        .await
+        .expect("init");
+    let other_apply = database.client().await;
+    exec(
+        &other_apply,
+        &format!("BEGIN; SELECT pg_advisory_xact_lock({APPLY_LOCK_KEY})"),
+    )
+    .await;
+    // A lock timeout far longer than the assertion below: waiting for the lock would show.
+    let patient = LockSettings {
+        lock_timeout: Duration::from_secs(10),
+        max_attempts: 3,
+    };
+    let spec = Spec::load(&path).expect("spec");
+    let mut client = database.client().await;
+    let started = Instant::now();
+    let error = apply::apply(&mut client, &spec, &Templates::built_in(), patient)
+        .await
+        .expect_err("lock held by another apply");
+    assert!(matches!(error, ControlError::ApplyInProgress), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed fast instead of waiting: {:?}",
+        started.elapsed()
+    );
+    exec(&other_apply, "COMMIT").await;
+    assert_nothing_applied(&database);
+    let history = last_history(&database);
+    assert!(
+        history.starts_with("apply|f|1|another viewgate apply"),
+        "the failure is recorded even while the lock is held: {history}"
+    );
+
+    // Two real applies at once: one applies; the other fails fast or finds nothing to do.
+    let (first, second) = tokio::join!(database.apply(&path), database.apply(&path));
+    let outcomes = [first, second];
+    let applied = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Ok(outcome) if !outcome.is_noop()))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        match outcome {
+            Ok(_) | Err(ControlError::ApplyInProgress) => {}
+            Err(other) => panic!("unexpected failure: {other}"),
+        }
+    }
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.versions WHERE state = 'active'"),
+        "2"
+    );
+}
