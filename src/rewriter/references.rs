@@ -13,9 +13,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, Query, Spanned, Statement, TableFactor, TableObject, Value,
-    Visit, Visitor,
+    CopySource, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    ObjectNamePart, Query, Spanned, Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
 use super::splice::{Edit, TextIndex};
@@ -133,7 +132,10 @@ impl<'a> Collector<'a> {
         };
         let view = view_reference(target, qualified);
         if !to {
-            self.edits.push(Edit { range: name_range, text: view });
+            self.edits.push(Edit {
+                range: name_range,
+                text: view,
+            });
             return;
         }
         let mut end = name_range.end;
@@ -248,7 +250,11 @@ impl Visitor for Collector<'_> {
         for (i, scope) in self.scopes.iter_mut().enumerate().rev() {
             if let Some(position) = scope.bodies.iter().position(|&b| b == address) {
                 restore = Some((i, scope.visible));
-                scope.visible = if scope.recursive { scope.names.len() } else { position };
+                scope.visible = if scope.recursive {
+                    scope.names.len()
+                } else {
+                    position
+                };
                 break;
             }
         }
@@ -256,7 +262,9 @@ impl Visitor for Collector<'_> {
             let names: Vec<String> = with
                 .cte_tables
                 .iter()
-                .map(|cte| fold_identifier(&cte.alias.name.value, cte.alias.name.quote_style.is_some()))
+                .map(|cte| {
+                    fold_identifier(&cte.alias.name.value, cte.alias.name.quote_style.is_some())
+                })
                 .collect();
             self.scopes.push(CteScope {
                 visible: names.len(),
@@ -311,10 +319,11 @@ impl Visitor for Collector<'_> {
                 }
             }
             Statement::Copy {
-                source: CopySource::Table {
-                    table_name,
-                    columns,
-                },
+                source:
+                    CopySource::Table {
+                        table_name,
+                        columns,
+                    },
                 to,
                 ..
             } => self.copy(table_name, columns, *to),
@@ -361,7 +370,10 @@ mod tests {
 
     #[test]
     fn reads_names_from_regclass_literals() {
-        assert_eq!(parse_literal_name("Model_Metadata"), Some((None, "model_metadata".into())));
+        assert_eq!(
+            parse_literal_name("Model_Metadata"),
+            Some((None, "model_metadata".into()))
+        );
         assert_eq!(
             parse_literal_name("public.\"Odd\"\"Name\""),
             Some((Some("public".into()), "Odd\"Name".into()))

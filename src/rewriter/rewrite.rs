@@ -37,10 +37,12 @@ pub fn rewrite(sql: &str, targets: &VersionTargets) -> Result<Rewrite, RewriteEr
     let error = |reason: String, location: Option<Location>| RewriteError {
         version: targets.version.clone(),
         reason,
-        position: location.and_then(|l| index.offset(l)).map(|o| sql[..o].chars().count() + 1),
+        position: location
+            .and_then(|l| index.offset(l))
+            .map(|o| sql[..o].chars().count() + 1),
     };
-    let statements = statements::split(sql, &index)
-        .map_err(|e| error(e.message.clone(), Some(e.location)))?;
+    let statements =
+        statements::split(sql, &index).map_err(|e| error(e.message.clone(), Some(e.location)))?;
     let mut edits = Vec::new();
     for statement in &statements {
         if statement.kind == Kind::PassThrough
@@ -99,7 +101,10 @@ fn parsed_edits(
     for parsed_statement in &parsed {
         let found = Collector::new(sql, index, targets)
             .collect(parsed_statement)
-            .ok_or(("a table reference could not be located in the text".to_owned(), None))?;
+            .ok_or((
+                "a table reference could not be located in the text".to_owned(),
+                None,
+            ))?;
         edits.extend(found);
     }
     Ok(edits)
@@ -110,7 +115,10 @@ fn parser_reason(message: &str) -> (String, Option<Location>) {
     let location = message.rfind(" at Line: ").and_then(|at| {
         let rest = &message[at + " at Line: ".len()..];
         let (line, column) = rest.split_once(", Column: ")?;
-        Some(Location::new(line.trim().parse().ok()?, column.trim().parse().ok()?))
+        Some(Location::new(
+            line.trim().parse().ok()?,
+            column.trim().parse().ok()?,
+        ))
     });
     let reason = match message.rfind(" at Line: ") {
         Some(at) => &message[..at],
@@ -140,7 +148,9 @@ fn table_shorthand(
     let mut names = Vec::new();
     for (i, token) in rest.iter().enumerate() {
         match (&token.token, i % 2) {
-            (Token::Word(word), 0) => names.push(fold_identifier(&word.value, word.quote_style.is_some())),
+            (Token::Word(word), 0) => {
+                names.push(fold_identifier(&word.value, word.quote_style.is_some()))
+            }
             (Token::Period, 1) => {}
             _ => return Vec::new(),
         }
@@ -157,5 +167,8 @@ fn table_shorthand(
         return Vec::new();
     };
     let text = view_reference(target, schema.is_some());
-    vec![Edit { range: start..end, text }]
+    vec![Edit {
+        range: start..end,
+        text,
+    }]
 }

@@ -18,7 +18,9 @@ impl<'a> TextIndex<'a> {
 
     /// The byte offset of a location; `None` for the empty location or one off the text.
     pub fn offset(&self, location: Location) -> Option<usize> {
-        let line_start = *self.line_starts.get(usize::try_from(location.line).ok()?.checked_sub(1)?)?;
+        let line_start = *self
+            .line_starts
+            .get(usize::try_from(location.line).ok()?.checked_sub(1)?)?;
         let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
         let line = &self.text[line_start..];
         if column == 0 {
@@ -73,7 +75,10 @@ mod tests {
     fn counts_columns_in_characters() {
         let text = "SELECT 'é' FROM t\n  JOIN u";
         let index = TextIndex::new(text);
-        assert_eq!(index.offset(Location::new(1, 17)), Some(text.find('t').unwrap()));
+        assert_eq!(
+            index.offset(Location::new(1, 17)),
+            Some(text.find('t').unwrap())
+        );
         assert_eq!(index.offset(Location::new(2, 8)), Some(text.len() - 1));
         assert_eq!(index.offset(Location::new(2, 9)), Some(text.len()));
         assert_eq!(index.offset(Location::new(0, 0)), None);
@@ -83,13 +88,28 @@ mod tests {
     #[test]
     fn applies_edits_in_order_and_refuses_overlaps() {
         let edits = vec![
-            Edit { range: 14..15, text: "t_v2 AS t".into() },
-            Edit { range: 0..6, text: "select".into() },
+            Edit {
+                range: 14..15,
+                text: "t_v2 AS t".into(),
+            },
+            Edit {
+                range: 0..6,
+                text: "select".into(),
+            },
         ];
-        assert_eq!(apply("SELECT * FROM t", edits).unwrap(), "select * FROM t_v2 AS t");
+        assert_eq!(
+            apply("SELECT * FROM t", edits).unwrap(),
+            "select * FROM t_v2 AS t"
+        );
         let overlapping = vec![
-            Edit { range: 0..5, text: String::new() },
-            Edit { range: 4..6, text: String::new() },
+            Edit {
+                range: 0..5,
+                text: String::new(),
+            },
+            Edit {
+                range: 4..6,
+                text: String::new(),
+            },
         ];
         assert_eq!(apply("abcdefg", overlapping), None);
     }

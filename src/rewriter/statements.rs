@@ -111,16 +111,21 @@ fn classify(tokens: &[&TokenWithSpan]) -> Kind {
 /// character.
 pub fn parse_text(sql: &str, statement: &StatementText, index: &TextIndex) -> String {
     let mut blank_ranges: Vec<std::ops::Range<usize>> = Vec::new();
-    let meaningful: Vec<&TokenWithSpan> =
-        statement.tokens.iter().filter(|t| !is_trivia(&t.token)).collect();
+    let meaningful: Vec<&TokenWithSpan> = statement
+        .tokens
+        .iter()
+        .filter(|t| !is_trivia(&t.token))
+        .collect();
     for (i, token) in meaningful.iter().enumerate() {
         let previous = i.checked_sub(1).and_then(|p| keyword(&meaningful[p].token));
         let next = meaningful.get(i + 1).map(|t| &t.token);
         let blank = match keyword(&token.token) {
             // `FROM ONLY t`, `JOIN ONLY t`, `UPDATE ONLY t`: ONLY before a relation name.
             Some(Keyword::ONLY) => {
-                matches!(previous, Some(Keyword::FROM | Keyword::JOIN | Keyword::UPDATE | Keyword::INTO))
-                    && matches!(next, Some(Token::Word(_)))
+                matches!(
+                    previous,
+                    Some(Keyword::FROM | Keyword::JOIN | Keyword::UPDATE | Keyword::INTO)
+                ) && matches!(next, Some(Token::Word(_)))
             }
             // `FOR NO KEY UPDATE`, `FOR KEY SHARE`.
             Some(Keyword::NO) => {
@@ -128,7 +133,10 @@ pub fn parse_text(sql: &str, statement: &StatementText, index: &TextIndex) -> St
             }
             Some(Keyword::KEY) => {
                 matches!(previous, Some(Keyword::FOR | Keyword::NO))
-                    && matches!(next.and_then(keyword), Some(Keyword::UPDATE | Keyword::SHARE))
+                    && matches!(
+                        next.and_then(keyword),
+                        Some(Keyword::UPDATE | Keyword::SHARE)
+                    )
             }
             Some(Keyword::SYMMETRIC) => previous == Some(Keyword::BETWEEN),
             _ => false,
@@ -171,7 +179,10 @@ mod tests {
             vec![
                 ("SELECT ';'".to_owned(), Kind::Rewritable),
                 ("VACUUM t".to_owned(), Kind::PassThrough),
-                ("DO $$ BEGIN PERFORM 1; END $$".to_owned(), Kind::PassThrough),
+                (
+                    "DO $$ BEGIN PERFORM 1; END $$".to_owned(),
+                    Kind::PassThrough
+                ),
                 ("TABLE t".to_owned(), Kind::TableShorthand),
             ]
         );

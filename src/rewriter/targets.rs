@@ -88,13 +88,63 @@ pub fn quote_identifier(name: &str) -> String {
 fn is_reserved(name: &str) -> bool {
     matches!(
         name,
-        "all" | "analyse" | "analyze" | "and" | "any" | "array" | "as" | "asc" | "both" | "case"
-            | "cast" | "check" | "collate" | "column" | "constraint" | "create" | "default"
-            | "desc" | "distinct" | "do" | "else" | "end" | "except" | "false" | "for"
-            | "foreign" | "from" | "grant" | "group" | "having" | "in" | "into" | "is" | "join"
-            | "limit" | "not" | "null" | "offset" | "on" | "only" | "or" | "order" | "primary"
-            | "references" | "select" | "table" | "then" | "to" | "true" | "union" | "unique"
-            | "user" | "using" | "when" | "where" | "window" | "with"
+        "all"
+            | "analyse"
+            | "analyze"
+            | "and"
+            | "any"
+            | "array"
+            | "as"
+            | "asc"
+            | "both"
+            | "case"
+            | "cast"
+            | "check"
+            | "collate"
+            | "column"
+            | "constraint"
+            | "create"
+            | "default"
+            | "desc"
+            | "distinct"
+            | "do"
+            | "else"
+            | "end"
+            | "except"
+            | "false"
+            | "for"
+            | "foreign"
+            | "from"
+            | "grant"
+            | "group"
+            | "having"
+            | "in"
+            | "into"
+            | "is"
+            | "join"
+            | "limit"
+            | "not"
+            | "null"
+            | "offset"
+            | "on"
+            | "only"
+            | "or"
+            | "order"
+            | "primary"
+            | "references"
+            | "select"
+            | "table"
+            | "then"
+            | "to"
+            | "true"
+            | "union"
+            | "unique"
+            | "user"
+            | "using"
+            | "when"
+            | "where"
+            | "window"
+            | "with"
     )
 }
 
@@ -128,7 +178,10 @@ mod tests {
         assert!(targets.resolve(None, "model_metadata").is_some());
         assert!(targets.resolve(Some("public"), "model_metadata").is_some());
         assert!(targets.resolve(Some("other"), "model_metadata").is_none());
-        assert!(targets.resolve(None, "dup").is_none(), "ambiguous without a schema");
+        assert!(
+            targets.resolve(None, "dup").is_none(),
+            "ambiguous without a schema"
+        );
         assert_eq!(
             targets.resolve(Some("other"), "dup").unwrap().view.name,
             "dup_v2"

@@ -137,7 +137,10 @@ fn locking_clauses_and_parser_gaps() {
         "SELECT * FROM ONLY model_metadata_v2 AS model_metadata WHERE id BETWEEN SYMMETRIC 5 AND 1",
     );
     check("TABLE model_metadata", "TABLE model_metadata_v2");
-    check("TABLE public.model_metadata", "TABLE public.model_metadata_v2");
+    check(
+        "TABLE public.model_metadata",
+        "TABLE public.model_metadata_v2",
+    );
 }
 
 #[test]
