@@ -63,6 +63,22 @@ pub struct Config {
     pub log_level: String,
     pub client_tls: ClientTlsConfig,
     pub upstream_tls: UpstreamTlsConfig,
+    /// The database holding the viewgate catalog, as a URL with user and database
+    /// (`postgres://viewgate@db:5432/app`). Unset: no versioning, a plain proxy.
+    pub catalog: Option<String>,
+    /// What to do with a statement that names a managed table but cannot be parsed safely.
+    pub unparseable_policy: UnparseablePolicy,
+}
+
+/// What happens to a statement naming a managed table that the rewriter cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnparseablePolicy {
+    /// Refused with SQLSTATE 42601, naming the position and the reason.
+    #[default]
+    Reject,
+    /// Forwarded as written (it then reaches the base table).
+    Passthrough,
 }
 
 impl Default for Config {
@@ -79,6 +95,8 @@ impl Default for Config {
             log_level: "info".into(),
             client_tls: ClientTlsConfig::default(),
             upstream_tls: UpstreamTlsConfig::default(),
+            catalog: None,
+            unparseable_policy: UnparseablePolicy::Reject,
         }
     }
 }

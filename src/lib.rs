@@ -15,4 +15,5 @@ pub mod pg_cluster;
 pub mod protocol;
 pub mod proxy;
 pub mod rewriter;
+pub mod router;
 pub mod shutdown;

@@ -16,6 +16,39 @@ pub fn is_inspected(tag: u8) -> bool {
     matches!(tag, QUERY | PARSE | SYNC | FUNCTION_CALL | TERMINATE)
 }
 
+/// The SQL text of a Query or Parse message; `None` when the message is malformed or the text
+/// is not UTF-8 (a client_encoding other than UTF8: forwarded unread).
+pub fn statement_text(tag: u8, frame: &[u8]) -> Option<&str> {
+    let body = frame.get(super::frame::HEADER_LEN..)?;
+    let (start, end) = statement_bounds(tag, body)?;
+    std::str::from_utf8(&body[start..end]).ok()
+}
+
+/// The same message with its SQL text replaced (a Parse keeps its name and parameter types).
+pub fn with_statement(tag: u8, frame: &[u8], sql: &str) -> Option<bytes::BytesMut> {
+    use bytes::BufMut;
+    let body = frame.get(super::frame::HEADER_LEN..)?;
+    let (start, end) = statement_bounds(tag, body)?;
+    let mut out = bytes::BytesMut::with_capacity(frame.len() + sql.len());
+    super::frame::encode_message(&mut out, tag, |b| {
+        b.put_slice(&body[..start]);
+        b.put_slice(sql.as_bytes());
+        b.put_slice(&body[end..]);
+    });
+    Some(out)
+}
+
+/// Where the SQL text lies in a Query or Parse body (without its terminator).
+fn statement_bounds(tag: u8, body: &[u8]) -> Option<(usize, usize)> {
+    let start = match tag {
+        QUERY => 0,
+        PARSE => body.iter().position(|&b| b == 0)? + 1,
+        _ => return None,
+    };
+    let end = start + body.get(start..)?.iter().position(|&b| b == 0)?;
+    Some((start, end))
+}
+
 /// Whether a message with this tag is answered by exactly one ReadyForQuery.
 pub fn expects_ready_for_query(tag: u8) -> bool {
     matches!(tag, QUERY | SYNC | FUNCTION_CALL)
@@ -32,4 +65,37 @@ pub fn scram_channel_binding_flag(frame: &[u8]) -> Option<u8> {
     }
     // After the mechanism: an i32 length, then the client-first-message.
     body.get(end + 1 + 4).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::encode_message;
+    use bytes::{BufMut, BytesMut};
+
+    #[test]
+    fn replaces_the_text_of_query_and_parse_keeping_the_rest() {
+        let mut query = BytesMut::new();
+        encode_message(&mut query, QUERY, |b| b.put_slice(b"SELECT 1\0"));
+        assert_eq!(statement_text(QUERY, &query), Some("SELECT 1"));
+        let replaced = with_statement(QUERY, &query, "SELECT 22").unwrap();
+        assert_eq!(statement_text(QUERY, &replaced), Some("SELECT 22"));
+
+        let mut parse = BytesMut::new();
+        encode_message(&mut parse, PARSE, |b| {
+            b.put_slice(b"stmt1\0SELECT $1\0");
+            b.put_u16(1);
+            b.put_u32(23);
+        });
+        assert_eq!(statement_text(PARSE, &parse), Some("SELECT $1"));
+        let replaced = with_statement(PARSE, &parse, "SELECT $1 + 0").unwrap();
+        let mut expected = BytesMut::new();
+        encode_message(&mut expected, PARSE, |b| {
+            b.put_slice(b"stmt1\0SELECT $1 + 0\0");
+            b.put_u16(1);
+            b.put_u32(23);
+        });
+        assert_eq!(replaced, expected);
+        assert_eq!(statement_text(PARSE, &parse[..8]), None);
+    }
 }

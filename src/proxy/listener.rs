@@ -12,9 +12,9 @@ use tokio_util::task::TaskTracker;
 use super::error::SessionError;
 use super::handshake::{self, Negotiated};
 use super::session;
-use super::state::ProxyState;
-use super::upstream::UpstreamError;
+use super::state::{ProxyState, StateError};
 use crate::config::Config;
+use crate::router::watcher;
 use crate::shutdown::Shutdown;
 
 /// Connections over the limit still get a proper 53300 error, which needs a short startup
@@ -35,7 +35,7 @@ pub enum ListenError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    State(#[from] StateError),
 }
 
 /// A bound proxy, not yet serving.
@@ -47,6 +47,16 @@ pub struct Proxy {
 impl Proxy {
     pub async fn bind(config: Config, shutdown: Shutdown) -> Result<Proxy, ListenError> {
         let state = Arc::new(ProxyState::new(config, shutdown)?);
+        if let Some(catalog) = &state.catalog {
+            // Route the very first sessions; if the catalog is unreachable now, the watcher
+            // keeps trying and sessions run unversioned meanwhile.
+            match catalog.load().await {
+                Ok(routing) => state.routing.store(Arc::new(routing)),
+                Err(error) => {
+                    tracing::warn!(%error, "could not load the viewgate catalog at startup")
+                }
+            }
+        }
         let address = state.config.listen.clone();
         let listener = TcpListener::bind(&address)
             .await
@@ -65,6 +75,13 @@ impl Proxy {
     /// Serves until shutdown begins, then waits for sessions as the configuration says.
     pub async fn run(self) {
         let Proxy { listener, state } = self;
+        if let Some(catalog) = &state.catalog {
+            tokio::spawn(watcher::watch(
+                catalog.clone(),
+                state.routing.clone(),
+                state.shutdown.clone(),
+            ));
+        }
         let sessions = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(state.config.max_client_connections));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));

@@ -21,6 +21,8 @@ const SHRINK_ABOVE: usize = 256 * 1024;
 /// What the pump's caller decides about a wanted message.
 pub enum Inspection {
     Continue,
+    /// Send this message instead (a rewritten Query or Parse).
+    Replace(BytesMut),
     /// Forward this message, then stop the pump (the client sent Terminate).
     Stop,
     /// The message is malformed; stop before forwarding it.
@@ -43,6 +45,8 @@ pub enum PumpEnd {
 /// the pump is dropped, whether the stream stands between two messages.
 pub struct Direction {
     buffer: BytesMut,
+    /// Output assembled when a message is replaced; otherwise bytes go out from `buffer`.
+    spliced: BytesMut,
     frames: FrameScanner,
     /// A write was started and may not have completed (the pump was dropped during it).
     writing: bool,
@@ -53,6 +57,7 @@ impl Direction {
     pub fn new(leftover: BytesMut, max_message_len: usize) -> Self {
         Direction {
             buffer: leftover,
+            spliced: BytesMut::new(),
             frames: FrameScanner::new(max_message_len),
             writing: false,
         }
@@ -78,21 +83,33 @@ impl Direction {
     {
         loop {
             if !self.buffer.is_empty() {
-                let (len, verdict) =
-                    match scan(&mut self.frames, &self.buffer, wanted, &mut inspect) {
-                        Ok(scanned) => scanned,
-                        Err(error) => return PumpEnd::Protocol(error),
-                    };
-                if len > 0 {
+                let scanned = scan(
+                    &mut self.frames,
+                    &self.buffer,
+                    &mut self.spliced,
+                    wanted,
+                    &mut inspect,
+                );
+                let (len, verdict) = match scanned {
+                    Ok(scanned) => scanned,
+                    Err(error) => return PumpEnd::Protocol(error),
+                };
+                let output = if self.spliced.is_empty() {
+                    &self.buffer[..len]
+                } else {
+                    &self.spliced[..]
+                };
+                if !output.is_empty() {
                     self.writing = true;
-                    if write(&mut writer, &self.buffer[..len]).await.is_err() {
+                    if write(&mut writer, output).await.is_err() {
                         return PumpEnd::WriterFailed;
                     }
                     self.writing = false;
-                    self.buffer.advance(len);
                 }
+                self.spliced.clear();
+                self.buffer.advance(len);
                 match verdict {
-                    Inspection::Continue => {}
+                    Inspection::Continue | Inspection::Replace(_) => {}
                     Inspection::Stop => return PumpEnd::Stopped,
                     Inspection::Invalid(reason) => return PumpEnd::Invalid(reason),
                 }
@@ -107,26 +124,44 @@ impl Direction {
 }
 
 /// Scans complete messages (and pieces of passed-through ones) at the start of `buffer`,
-/// calling `inspect` for each wanted message. Returns how many bytes may be forwarded and the
-/// verdict that ended the scan (`Continue` when the buffer ran out).
+/// calling `inspect` for each wanted message. Returns how many bytes were consumed and the
+/// verdict that ended the scan (`Continue` when the buffer ran out). When `inspect` replaced a
+/// message, `spliced` holds everything to send for the consumed bytes; otherwise it stays empty
+/// and the consumed bytes go out as they are.
 fn scan(
     frames: &mut FrameScanner,
     buffer: &[u8],
+    spliced: &mut BytesMut,
     wanted: fn(u8) -> bool,
     inspect: &mut impl FnMut(u8, &[u8]) -> Inspection,
 ) -> Result<(usize, Inspection), FrameError> {
     let mut position = 0;
-    loop {
+    // Bytes before this offset are already in `spliced`.
+    let mut copied = 0;
+    let verdict = loop {
         match frames.step(&buffer[position..], wanted)? {
             Step::Passthrough(n) => position += n,
             Step::Message { tag, frame } => match inspect(tag, frame) {
                 Inspection::Continue => position += frame.len(),
-                Inspection::Stop => return Ok((position + frame.len(), Inspection::Stop)),
-                invalid @ Inspection::Invalid(_) => return Ok((position, invalid)),
+                Inspection::Replace(replacement) => {
+                    spliced.extend_from_slice(&buffer[copied..position]);
+                    spliced.extend_from_slice(&replacement);
+                    position += frame.len();
+                    copied = position;
+                }
+                Inspection::Stop => {
+                    position += frame.len();
+                    break Inspection::Stop;
+                }
+                invalid @ Inspection::Invalid(_) => break invalid,
             },
-            Step::Incomplete { .. } => return Ok((position, Inspection::Continue)),
+            Step::Incomplete { .. } => break Inspection::Continue,
         }
+    };
+    if !spliced.is_empty() {
+        spliced.extend_from_slice(&buffer[copied..position]);
     }
+    Ok((position, verdict))
 }
 
 /// Keeps room for one more read; hands back memory a large message left behind.

@@ -20,9 +20,12 @@ use super::handshake::{self, Negotiated};
 use super::pump::{Direction, Inspection, PumpEnd};
 use super::state::ProxyState;
 use crate::net::stream::{ClientStream, UpstreamStream};
-use crate::protocol::backend;
+use crate::protocol::backend::{self, TransactionStatus};
 use crate::protocol::frontend;
 use crate::protocol::reply::{self, Severity};
+use crate::protocol::sqlstate::SqlState;
+use crate::protocol::startup::StartupMessage;
+use crate::router::{Routed, SessionRouter, version_command};
 
 /// Upstream messages are framed with the protocol's own bound; the proxy only inspects small
 /// ones whole (ReadyForQuery, ErrorResponse, ParameterStatus).
@@ -35,6 +38,13 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
         Ok(Negotiated::Session { client, startup }) => (client, startup),
         Ok(Negotiated::Cancelled) => return,
         Err(error) => return log_end(peer, &error),
+    };
+    let router = match session_router(&startup, &state) {
+        Ok(router) => router,
+        Err(error) => {
+            let error = handshake::refuse(&mut client, error).await;
+            return log_end(peer, &error);
+        }
     };
     let span = tracing::debug_span!("session", %peer, user = startup.user(), database = startup.database());
     let _enter = span.enter();
@@ -56,10 +66,31 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
         }
     };
     tracing::debug!("session established");
-    let session = Session::new(client, upstream, established, state);
+    let session = Session::new(client, upstream, established, router, state);
     if let Err(error) = session.run().await {
         log_end(peer, &error);
     }
+}
+
+/// The session's router, when versioning is on; an unknown declared version is refused.
+fn session_router(
+    startup: &StartupMessage,
+    state: &ProxyState,
+) -> Result<Option<SessionRouter>, SessionError> {
+    if state.catalog.is_none() {
+        return Ok(None);
+    }
+    SessionRouter::new(
+        state.routing.clone(),
+        startup.database(),
+        version_command::from_startup(&startup.params),
+        state.config.unparseable_policy,
+    )
+    .map(Some)
+    .map_err(|error| SessionError::Refused {
+        code: SqlState::INVALID_PARAMETER_VALUE,
+        message: error.to_string(),
+    })
 }
 
 fn log_end(peer: SocketAddr, error: &SessionError) {
@@ -82,6 +113,13 @@ struct Progress {
     upstream_fatal: AtomicBool,
 }
 
+impl Progress {
+    /// No transaction open, as of the last ReadyForQuery.
+    fn idle(&self) -> bool {
+        self.transaction.load(Ordering::Relaxed) == TransactionStatus::Idle as u8
+    }
+}
+
 struct Session {
     client: ClientStream,
     upstream: UpstreamStream,
@@ -89,6 +127,7 @@ struct Session {
     from_client: Direction,
     from_upstream: Direction,
     progress: Progress,
+    router: Option<SessionRouter>,
     upstream_key: Option<UpstreamKey>,
     /// ParameterStatus values, kept to replay the session on another upstream later.
     parameters: Vec<(String, String)>,
@@ -100,6 +139,7 @@ impl Session {
         client: ClientStream,
         upstream: UpstreamStream,
         established: Established,
+        router: Option<SessionRouter>,
         state: Arc<ProxyState>,
     ) -> Self {
         Session {
@@ -108,6 +148,7 @@ impl Session {
             from_client: Direction::new(established.client_leftover, state.config.max_message_len),
             from_upstream: Direction::new(established.upstream_leftover, UPSTREAM_MAX_MESSAGE_LEN),
             progress: Progress::default(),
+            router,
             upstream_key: established.upstream_key,
             parameters: established.parameters,
             _cancel_key: established.cancel_key,
@@ -143,19 +184,22 @@ impl Session {
         let (upstream_reader, upstream_writer) = self.upstream.split();
         let progress = &self.progress;
         let parameters = &mut self.parameters;
+        let router = &mut self.router;
 
         let to_upstream = self.from_client.pump(
             client_reader,
             upstream_writer,
             frontend::is_inspected,
-            |tag, _frame| {
+            |tag, frame| {
                 if frontend::expects_ready_for_query(tag) {
                     progress.awaiting_ready.fetch_add(1, Ordering::Relaxed);
                 }
-                if tag == frontend::TERMINATE {
-                    Inspection::Stop
-                } else {
-                    Inspection::Continue
+                match (tag, router.as_mut()) {
+                    (frontend::TERMINATE, _) => Inspection::Stop,
+                    (frontend::QUERY | frontend::PARSE, Some(router)) => {
+                        route(router, progress, tag, frame)
+                    }
+                    _ => Inspection::Continue,
                 }
             },
         );
@@ -203,6 +247,21 @@ impl Session {
             tracing::warn!(%error, "could not cancel the upstream query of a vanished client");
         }
         let _ = self.upstream.write_all(&terminate_message()).await;
+    }
+}
+
+/// Rewrites a Query or Parse for the session's version. Text that is not UTF-8 (another
+/// client_encoding) is forwarded unread.
+fn route(router: &mut SessionRouter, progress: &Progress, tag: u8, frame: &[u8]) -> Inspection {
+    let Some(sql) = frontend::statement_text(tag, frame) else {
+        return Inspection::Continue;
+    };
+    match router.statement(sql, progress.idle()) {
+        Routed::Forward => Inspection::Continue,
+        Routed::Replace(text) => match frontend::with_statement(tag, frame, &text) {
+            Some(message) => Inspection::Replace(message),
+            None => Inspection::Continue,
+        },
     }
 }
 

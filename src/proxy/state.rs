@@ -8,7 +8,19 @@ use super::cancel::CancelRegistry;
 use super::upstream::{UpstreamError, UpstreamTarget};
 use crate::config::{ClientTlsMode, Config};
 use crate::net::tls;
+use crate::router::state::{SharedRouting, unrouted};
+use crate::router::watcher::CatalogSource;
 use crate::shutdown::Shutdown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Catalog(#[from] crate::router::watcher::WatchError),
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
+}
 
 pub struct ProxyState {
     pub config: Config,
@@ -17,17 +29,26 @@ pub struct ProxyState {
     pub tls_acceptor: Option<TlsAcceptor>,
     pub cancel_keys: Arc<CancelRegistry>,
     pub shutdown: Shutdown,
+    /// Where routing state comes from; `None` when versioning is off (a plain proxy).
+    pub catalog: Option<Arc<CatalogSource>>,
+    pub routing: SharedRouting,
 }
 
 impl ProxyState {
-    pub fn new(config: Config, shutdown: Shutdown) -> Result<Self, UpstreamError> {
+    pub fn new(config: Config, shutdown: Shutdown) -> Result<Self, StateError> {
         let tls_acceptor = match (&config.client_tls.cert, &config.client_tls.key) {
             (Some(cert), Some(key)) if config.client_tls.mode != ClientTlsMode::Disable => {
                 Some(TlsAcceptor::from(tls::server_config(cert, key)?))
             }
             _ => None,
         };
+        let catalog = match &config.catalog {
+            Some(url) => Some(Arc::new(CatalogSource::parse(url)?)),
+            None => None,
+        };
         Ok(ProxyState {
+            catalog,
+            routing: unrouted(),
             upstream: Arc::new(UpstreamTarget::from_config(&config)?),
             tls_acceptor,
             cancel_keys: CancelRegistry::new(),

@@ -1,0 +1,15 @@
+//! Which schema version each session runs at, and what its statements become.
+//!
+//! `state` is the routing state built from the catalog and swapped atomically; `watcher` keeps
+//! it in step with the catalog (LISTEN/NOTIFY); `session_router` resolves one session's version
+//! and rewrites its statements with the `rewriter`; `version_command` recognises
+//! `SET/RESET/SHOW viewgate.version`; `raise` turns refusals into errors Postgres reports.
+
+pub mod raise;
+pub mod session_router;
+pub mod state;
+pub mod version_command;
+pub mod watcher;
+
+pub use session_router::{Routed, SessionRouter};
+pub use state::{RoutingState, SharedRouting};

@@ -1,0 +1,46 @@
+//! Statements that make Postgres itself report a viewgate error.
+//!
+//! When the proxy refuses a statement (an unknown version, a statement it cannot rewrite
+//! safely), it sends Postgres a statement that raises the error instead. The error then comes
+//! back in its proper place in the response stream, with the transaction aborted exactly as any
+//! other error would abort it, for the simple and the extended protocol alike. Text that may
+//! come from a client travels hex-encoded, so nothing a client sends is ever pasted into SQL.
+
+use crate::protocol::sqlstate::SqlState;
+
+/// A DO block raising `message` with SQLSTATE `code`.
+pub fn raise_statement(code: SqlState, message: &str) -> String {
+    format!(
+        "DO $viewgate$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = {}; END$viewgate$",
+        text_expression(message)
+    )
+}
+
+/// A SELECT returning `value` as one text column named `column` (for `SHOW viewgate.version`).
+pub fn select_text(column: &str, value: &str) -> String {
+    format!(
+        "SELECT {} AS \"{}\"",
+        text_expression(value),
+        column.replace('"', "\"\"")
+    )
+}
+
+/// A SQL expression evaluating to `text`, built from hex digits only.
+fn text_expression(text: &str) -> String {
+    let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("convert_from(decode('{hex}', 'hex'), 'UTF8')")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_never_appears_in_the_sql() {
+        let hostile = "x'); DROP TABLE t; --$viewgate$";
+        let sql = raise_statement(SqlState::INVALID_PARAMETER_VALUE, hostile);
+        assert!(!sql.contains("DROP"));
+        assert!(sql.contains("ERRCODE = '22023'"));
+        assert!(!select_text("viewgate.version", hostile).contains("DROP"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Recognises the statements that declare or ask for a session's version:
+//! `SET [SESSION] viewgate.version {=|TO} v2`, `SET viewgate.version TO DEFAULT`,
+//! `RESET viewgate.version` and `SHOW viewgate.version`.
+//!
+//! Tokenized with sqlparser's tokenizer, so comments, quoting and case are handled as Postgres
+//! does. Only whole-statement forms are recognised; anything else is ordinary SQL.
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// The setting's name, as written in SET and SHOW (case-insensitive).
+pub const VERSION_SETTING: &str = "viewgate.version";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionCommand {
+    Set(String),
+    /// RESET, or SET … TO DEFAULT: back to what startup or routing decided.
+    Reset,
+    /// `SET LOCAL`: applies to one transaction, which viewgate does not split; refused.
+    SetLocal,
+    Show,
+}
+
+/// The version command `sql` is, if it is one (a trailing semicolon is allowed).
+pub fn parse(sql: &str) -> Option<VersionCommand> {
+    // The cheap test first: most statements never mention the setting.
+    if !contains_ignore_case(sql, VERSION_SETTING) {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut tokens: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    if tokens.last() == Some(&Token::SemiColon) {
+        tokens.pop();
+    }
+    let keyword = |t: &Token| match t {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.keyword),
+        _ => None,
+    };
+    let is_setting = |t: &[Token]| {
+        matches!(t, [Token::Word(a), Token::Period, Token::Word(b)]
+            if a.value.eq_ignore_ascii_case("viewgate") && b.value.eq_ignore_ascii_case("version"))
+    };
+    match tokens.as_slice() {
+        [first, rest @ ..] if keyword(first) == Some(Keyword::SHOW) && is_setting(rest) => {
+            Some(VersionCommand::Show)
+        }
+        [first, rest @ ..] if keyword(first) == Some(Keyword::RESET) && is_setting(rest) => {
+            Some(VersionCommand::Reset)
+        }
+        [first, rest @ ..] if keyword(first) == Some(Keyword::SET) => {
+            let (local, rest) = match rest.first().and_then(keyword) {
+                Some(Keyword::SESSION) => (false, &rest[1..]),
+                Some(Keyword::LOCAL) => (true, &rest[1..]),
+                _ => (false, rest),
+            };
+            if rest.len() != 5 || !is_setting(&rest[..3]) {
+                return None;
+            }
+            if !(rest[3] == Token::Eq || keyword(&rest[3]) == Some(Keyword::TO)) {
+                return None;
+            }
+            if local {
+                return Some(VersionCommand::SetLocal);
+            }
+            match &rest[4] {
+                Token::SingleQuotedString(value) => Some(VersionCommand::Set(value.clone())),
+                Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::DEFAULT => {
+                    Some(VersionCommand::Reset)
+                }
+                Token::Word(w) => Some(VersionCommand::Set(if w.quote_style.is_some() {
+                    w.value.clone()
+                } else {
+                    w.value.to_ascii_lowercase()
+                })),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// The version a startup packet declares: a `viewgate.version` parameter, or
+/// `-c viewgate.version=…` / `--viewgate.version=…` inside `options`.
+pub fn from_startup(params: &[(String, String)]) -> Option<String> {
+    if let Some((_, value)) = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(VERSION_SETTING))
+    {
+        return Some(value.clone());
+    }
+    let (_, options) = params.iter().find(|(k, _)| k == "options")?;
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let assignment = if word == "-c" {
+            words.next()?
+        } else if let Some(rest) = word.strip_prefix("-c") {
+            rest
+        } else if let Some(rest) = word.strip_prefix("--") {
+            rest
+        } else {
+            continue;
+        };
+        if let Some((name, value)) = assignment.split_once('=')
+            && name.eq_ignore_ascii_case(VERSION_SETTING)
+        {
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_every_form() {
+        let set = |v: &str| Some(VersionCommand::Set(v.into()));
+        assert_eq!(parse("SET viewgate.version = 'v2'"), set("v2"));
+        assert_eq!(parse("set SESSION Viewgate.Version to v2;"), set("v2"));
+        assert_eq!(parse("SET viewgate.version TO \"V2\""), set("V2"));
+        assert_eq!(parse("/* c */ SET viewgate.version = V3"), set("v3"));
+        assert_eq!(
+            parse("SET viewgate.version TO DEFAULT"),
+            Some(VersionCommand::Reset)
+        );
+        assert_eq!(parse("RESET viewgate.version"), Some(VersionCommand::Reset));
+        assert_eq!(parse("SHOW viewgate.version"), Some(VersionCommand::Show));
+        assert_eq!(
+            parse("SET LOCAL viewgate.version = 'v2'"),
+            Some(VersionCommand::SetLocal)
+        );
+        assert_eq!(parse("SELECT 'SET viewgate.version = v2'"), None);
+        assert_eq!(parse("SET viewgate.version = 'v2'; SELECT 1"), None);
+        assert_eq!(parse("SELECT 1"), None);
+    }
+
+    #[test]
+    fn reads_startup_declarations() {
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            from_startup(&params(&[("viewgate.version", "v2")])),
+            Some("v2".into())
+        );
+        assert_eq!(
+            from_startup(&params(&[(
+                "options",
+                "-c statement_timeout=5s -c viewgate.version=v1"
+            )])),
+            Some("v1".into())
+        );
+        assert_eq!(
+            from_startup(&params(&[("options", "-cviewgate.version=v3")])),
+            Some("v3".into())
+        );
+        assert_eq!(
+            from_startup(&params(&[("options", "--viewgate.version=v4")])),
+            Some("v4".into())
+        );
+        assert_eq!(
+            from_startup(&params(&[("options", "-c search_path=x")])),
+            None
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Keeps the routing state in step with the catalog.
+//!
+//! A control connection loads the routing map, LISTENs on `viewgate_control`, and reloads on
+//! every notification (`views apply`, `views drop` and routing commands send one). If the
+//! connection is lost the proxy keeps serving with the last state and reconnects with backoff;
+//! a change made meanwhile is picked up by the load after reconnecting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_postgres::AsyncMessage;
+
+use super::state::{RoutingState, SharedRouting};
+use crate::control::catalog::{CONTROL_CHANNEL, load_routing_map};
+use crate::shutdown::Shutdown;
+
+/// First and longest pause before reconnecting to the catalog.
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Connection(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Catalog(#[from] crate::control::error::ControlError),
+    #[error("invalid catalog URL: {0}")]
+    Url(tokio_postgres::Error),
+    #[error("the catalog URL must name a database (postgres://user@host:port/DATABASE)")]
+    NoDatabase,
+}
+
+/// Where the catalog lives.
+pub struct CatalogSource {
+    config: tokio_postgres::Config,
+    database: String,
+}
+
+impl CatalogSource {
+    pub fn parse(url: &str) -> Result<Self, WatchError> {
+        let config: tokio_postgres::Config = url.parse().map_err(WatchError::Url)?;
+        let database = config
+            .get_dbname()
+            .ok_or(WatchError::NoDatabase)?
+            .to_owned();
+        Ok(CatalogSource { config, database })
+    }
+
+    /// Loads the state once; used at startup so the first sessions are already routed.
+    pub async fn load(&self) -> Result<RoutingState, WatchError> {
+        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let state = self.load_with(&client).await;
+        drop(client);
+        let _ = connection.await;
+        state
+    }
+
+    /// A failed load is an error, never an empty state: the last good state keeps serving.
+    async fn load_with(&self, client: &tokio_postgres::Client) -> Result<RoutingState, WatchError> {
+        let map = load_routing_map(client).await?;
+        Ok(RoutingState::from_catalog(&self.database, &map))
+    }
+}
+
+/// Runs until shutdown: keeps `routing` equal to the catalog's latest state.
+pub async fn watch(source: Arc<CatalogSource>, routing: SharedRouting, shutdown: Shutdown) {
+    let mut pause = RECONNECT_MIN;
+    loop {
+        tokio::select! {
+            _ = shutdown.begun() => return,
+            result = follow(&source, &routing) => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, retry_in = ?pause, "lost the catalog connection; serving with the last routing state");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.begun() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// One control connection's life: LISTEN, load, reload on each notification.
+async fn follow(source: &CatalogSource, routing: &SharedRouting) -> Result<(), WatchError> {
+    let (client, mut connection) = source.config.connect(tokio_postgres::NoTls).await?;
+    let (notify_tx, mut notify_rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if notify_tx.send(()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    });
+    client
+        .batch_execute(&format!("LISTEN {CONTROL_CHANNEL}"))
+        .await?;
+    routing.store(Arc::new(source.load_with(&client).await?));
+    tracing::info!(database = %source.database, "following the viewgate catalog");
+    while notify_rx.recv().await.is_some() {
+        // Several notifications in a burst need one reload.
+        while notify_rx.try_recv().is_ok() {}
+        let state = source.load_with(&client).await?;
+        tracing::info!(versions = ?state.version_names(), default = ?state.default_version, "routing state reloaded");
+        routing.store(Arc::new(state));
+    }
+    match driver.await {
+        Ok(result) => Ok(result?),
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,285 @@
+//! Versioned sessions through the proxy: each client's SQL lands on its version's views.
+//!
+//! The seed example (examples/model_metadata) is applied with the real CLI; the proxy learns
+//! the versions from the catalog. A v1 and a v2 client share rows: v2 writes `model_type`, v1
+//! never sees it and its rows read as 'neural_network' under v2.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TestProxy, run_ok, viewgate_binary, wait_until};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
+
+const EXAMPLE: &str = "examples/model_metadata";
+
+/// A proxy over a cluster with the seed example applied and `v1` as the default version.
+fn versioned_proxy() -> TestProxy {
+    let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
+        config.catalog = Some(format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+            config.upstream.rsplit(':').next().unwrap()
+        ));
+    });
+    let schema = std::fs::read_to_string(Path::new(EXAMPLE).join("schema.sql")).unwrap();
+    proxy.admin(&schema);
+    run_ok(Command::new(viewgate_binary()).args([
+        "views",
+        "apply",
+        "--spec",
+        &format!("{EXAMPLE}/viewgate.toml"),
+        "--database",
+        &proxy.cluster.url(SUPERUSER, "postgres"),
+    ]));
+    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
+    // The proxy follows the catalog: wait until a default-version session is versioned.
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(
+            &proxy,
+            None,
+            "SHOW viewgate.version"
+        )
+        .is_ok_and(|out| out == "v1")),
+        "the proxy did not pick up the catalog"
+    );
+    proxy
+}
+
+/// Runs SQL through the proxy with psql at `version` (None: the default).
+fn psql(proxy: &TestProxy, version: Option<&str>, sql: &str) -> Result<String, String> {
+    let mut conninfo = proxy.conninfo();
+    if let Some(version) = version {
+        conninfo.push_str(&format!(" options='-c viewgate.version={version}'"));
+    }
+    let output = proxy.psql(&conninfo).args(["-c", sql]).output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+#[test]
+fn v1_and_v2_clients_share_rows_each_through_its_own_view() {
+    let proxy = versioned_proxy();
+    psql(&proxy, Some("v2"), "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '1', 'transformer')").unwrap();
+    psql(
+        &proxy,
+        None,
+        "INSERT INTO model_metadata (model_name, model_version) VALUES ('mlp', '2')",
+    )
+    .unwrap();
+
+    // v1 sees its five columns and both rows.
+    let v1 = psql(
+        &proxy,
+        None,
+        "SELECT * FROM model_metadata ORDER BY model_name LIMIT 1",
+    )
+    .unwrap();
+    assert_eq!(v1.split('|').count(), 5, "{v1}");
+    let error = psql(&proxy, None, "SELECT model_type FROM model_metadata").unwrap_err();
+    assert!(
+        error.contains("column \"model_type\" does not exist"),
+        "{error}"
+    );
+    // v2 reads v1's row with the default type, and its own row as written.
+    let v2 = psql(
+        &proxy,
+        Some("v2"),
+        "SELECT model_name, model_type FROM model_metadata ORDER BY model_name",
+    )
+    .unwrap();
+    assert_eq!(v2, "bert|transformer\nmlp|neural_network");
+    // The base table holds what each wrote.
+    assert_eq!(
+        proxy.admin("SELECT model_name || ':' || coalesce(model_type, 'NULL') FROM model_metadata ORDER BY 1"),
+        "bert:transformer\nmlp:NULL"
+    );
+    // Qualified references, RETURNING and comments survive the rewrite.
+    let returned = psql(&proxy, Some("v2"), "/* app */ UPDATE public.model_metadata SET model_version = '3' WHERE model_metadata.model_name = 'mlp' RETURNING model_metadata.model_type").unwrap();
+    assert_eq!(returned, "neural_network");
+}
+
+#[test]
+fn versions_are_declared_shown_and_refused_when_unknown() {
+    let proxy = versioned_proxy();
+    assert_eq!(
+        psql(&proxy, Some("v2"), "SHOW viewgate.version").unwrap(),
+        "v2"
+    );
+    // SET switches the session (outside a transaction, at once).
+    let switched = proxy
+        .psql(&proxy.conninfo())
+        .args([
+            "-c",
+            "SET viewgate.version = 'v2'",
+            "-c",
+            "SELECT count(*) FROM pg_class WHERE false",
+            "-c",
+            "SHOW viewgate.version",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&switched.stdout)
+            .trim()
+            .lines()
+            .last(),
+        Some("v2")
+    );
+    // Unknown versions: refused at SET (the session goes on) and at startup.
+    let error = psql(&proxy, None, "SET viewgate.version = 'v9'").unwrap_err();
+    assert!(
+        error.contains("unknown viewgate version \"v9\"; known versions: v1, v2"),
+        "{error}"
+    );
+    let error = psql(&proxy, Some("v9"), "SELECT 1").unwrap_err();
+    assert!(error.contains("unknown viewgate version \"v9\""), "{error}");
+    let error = psql(&proxy, None, "SET LOCAL viewgate.version = 'v2'").unwrap_err();
+    assert!(
+        error.contains("SET LOCAL viewgate.version is not supported"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_change_waits_for_the_transaction_to_end() {
+    let proxy = versioned_proxy();
+    let client = connect(&proxy).await;
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = 'v2'")
+        .await
+        .unwrap();
+    assert_eq!(
+        columns(&client).await,
+        5,
+        "inside the transaction: still v1"
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 7, "after COMMIT: v2");
+    client
+        .batch_execute("RESET viewgate.version")
+        .await
+        .unwrap();
+    assert_eq!(columns(&client).await, 5, "RESET: back to the default");
+}
+
+/// How many columns `model_metadata` has for the session right now.
+async fn columns(client: &tokio_postgres::Client) -> usize {
+    client
+        .prepare("SELECT * FROM model_metadata")
+        .await
+        .unwrap()
+        .columns()
+        .len()
+}
+
+async fn connect(proxy: &TestProxy) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.url(SUPERUSER, "postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[test]
+fn unparseable_statements_naming_a_managed_table_are_refused_with_42601() {
+    let proxy = versioned_proxy();
+    let error = psql(
+        &proxy,
+        None,
+        "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS model_metadata",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("viewgate cannot rewrite this statement for version v1"),
+        "{error}"
+    );
+    assert!(error.contains("at character"), "{error}");
+    // DDL passes through to the base table.
+    psql(
+        &proxy,
+        None,
+        "CREATE INDEX model_metadata_name ON model_metadata (model_name)",
+    )
+    .unwrap();
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM pg_indexes WHERE indexname = 'model_metadata_name'"),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prepared_statements_keep_their_version_and_new_versions_appear_without_restart() {
+    let proxy = versioned_proxy();
+    let client = connect(&proxy).await;
+    client
+        .execute(
+            "INSERT INTO model_metadata (model_name, model_version) VALUES ($1, $2)",
+            &[&"a", &"1"],
+        )
+        .await
+        .unwrap();
+    let under_v1 = client
+        .prepare("SELECT * FROM model_metadata")
+        .await
+        .unwrap();
+    assert_eq!(under_v1.columns().len(), 5);
+    client
+        .batch_execute("SET viewgate.version = 'v2'")
+        .await
+        .unwrap();
+    let rows = client.query(&under_v1, &[]).await.unwrap();
+    assert_eq!(rows[0].len(), 5, "prepared under v1, still v1");
+    let under_v2 = client
+        .prepare("SELECT * FROM model_metadata")
+        .await
+        .unwrap();
+    assert_eq!(under_v2.columns().len(), 7);
+
+    // A version applied while the proxy runs is usable at once.
+    let spec = std::fs::read_to_string(Path::new(EXAMPLE).join("viewgate.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("v3.toml");
+    std::fs::write(
+        &spec_path,
+        format!("{spec}\n[[versions]]\nname = \"v3\"\n\n[[versions.tables]]\nbase = \"model_metadata\"\ncolumns = [\"id\", \"model_name\"]\n"),
+    )
+    .unwrap();
+    let database = proxy.cluster.url(SUPERUSER, "postgres");
+    tokio::task::spawn_blocking(move || {
+        run_ok(Command::new(viewgate_binary()).args([
+            "views",
+            "apply",
+            "--spec",
+            spec_path.to_str().unwrap(),
+            "--database",
+            &database,
+        ]))
+    })
+    .await
+    .unwrap();
+    let mut columns = 0;
+    for _ in 0..50 {
+        if client
+            .batch_execute("SET viewgate.version = 'v3'")
+            .await
+            .is_ok()
+        {
+            columns = client
+                .prepare("SELECT * FROM model_metadata")
+                .await
+                .unwrap()
+                .columns()
+                .len();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(columns, 2, "v3 was not picked up within 2.5 s");
+}
