@@ -1,14 +1,26 @@
-//! `viewgate demo`: a throwaway Postgres with the proxy in front of it, ready to try.
+//! `viewgate demo`: the whole product on a throwaway Postgres, in one command.
 //!
-//! Everything runs locally and is deleted on exit; nothing needs configuring. The demo proves
-//! the path works by running a query through the proxy before it prints the connection string.
+//! It creates the seed example's table (examples/model_metadata), generates and applies the v1
+//! and v2 views, makes v1 the default version, starts the proxy, and shows a v1 and a v2 client
+//! writing rows the other reads. Then it prints both connection strings to try by hand.
+//! Everything runs locally and is deleted on exit.
 
+use std::path::Path;
 use std::time::Duration;
 
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
 use crate::config::{Config, UpstreamTlsMode};
+use crate::control::apply::{self, LockSettings};
+use crate::control::spec::Spec;
+use crate::control::templates::Templates;
 use crate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 use crate::proxy::Proxy;
 use crate::shutdown::{self, Shutdown};
+
+const EXAMPLE_SCHEMA: &str = include_str!("../examples/model_metadata/schema.sql");
+const EXAMPLE_SPEC: &str = include_str!("../examples/model_metadata/viewgate.toml");
+const EXAMPLE_SPEC_NAME: &str = "examples/model_metadata/viewgate.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -16,7 +28,11 @@ pub enum DemoError {
     Cluster(#[from] crate::pg_cluster::ClusterError),
     #[error(transparent)]
     Listen(#[from] crate::proxy::ListenError),
-    #[error("the query through the proxy failed: {0}")]
+    #[error("the example spec is invalid: {0}")]
+    Spec(#[from] crate::control::SpecError),
+    #[error("applying the example views failed: {0}")]
+    Apply(#[from] crate::control::ControlError),
+    #[error("a query in the tour failed: {0}")]
     Query(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -24,7 +40,7 @@ pub enum DemoError {
 
 pub struct DemoOptions {
     pub listen: String,
-    /// Exit after the self-check instead of serving until Ctrl-C.
+    /// Exit after the tour instead of serving until Ctrl-C.
     pub exit_after_check: bool,
 }
 
@@ -34,9 +50,27 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         tokio::task::spawn_blocking(|| ThrowawayCluster::start(&ClusterOptions::default()))
             .await
             .map_err(std::io::Error::other)??;
+    let direct_url = cluster.url(SUPERUSER, "postgres");
+
+    println!("Creating table model_metadata and applying views v1 and v2 ({EXAMPLE_SPEC_NAME})...");
+    let mut admin = connect(&direct_url).await?;
+    admin.batch_execute(EXAMPLE_SCHEMA).await?;
+    let spec = Spec::parse(Path::new(EXAMPLE_SPEC_NAME), EXAMPLE_SPEC)?;
+    apply::apply(
+        &mut admin,
+        &spec,
+        &Templates::built_in(),
+        LockSettings::from_spec(&spec),
+    )
+    .await?;
+    admin
+        .batch_execute("UPDATE viewgate.settings SET default_version = 'v1'")
+        .await?;
+
     let mut config = Config {
         listen: options.listen,
         upstream: format!("postgres://127.0.0.1:{}", cluster.port()),
+        catalog: Some(direct_url.clone()),
         ..Config::default()
     };
     config.upstream_tls.mode = UpstreamTlsMode::Disable;
@@ -46,35 +80,86 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let address = proxy.local_addr()?;
     let serving = tokio::spawn(proxy.run());
 
-    let url = format!(
-        "postgres://{SUPERUSER}@{}:{}/postgres",
-        address.ip(),
-        address.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version'), pg_backend_pid()",
-            &[],
-        )
-        .await?;
-    let version: String = row.get(0);
+    let v1_url = format!("postgres://{SUPERUSER}@{address}/postgres");
+    let v2_url = format!("{v1_url}?options=-c%20viewgate.version%3Dv2");
+    tour(&v1_url, &v2_url).await?;
+
     println!(
-        "PostgreSQL {version} (direct on port {}) is behind viewgate on {address}.",
+        "\nviewgate listens on {address} (Postgres itself on port {}). Try it:",
         cluster.port()
     );
-    drop(client);
-    let _ = connection.await;
-
-    println!("\nConnect through the proxy:\n  psql '{url}'");
+    println!("  psql '{v1_url}'   # v1, the default version");
+    println!("  psql '{v2_url}'   # v2");
+    println!(
+        "  then: SELECT * FROM model_metadata;  SHOW viewgate.version;  SET viewgate.version = 'v2';"
+    );
     if !options.exit_after_check {
         println!("\nPress Ctrl-C to stop; the cluster is deleted on exit.");
         shutdown::termination_signal().await?;
     }
     shutdown.close_sessions();
     let _ = serving.await;
+    drop(admin);
     drop(cluster);
     println!("Stopped; the throwaway cluster is gone.");
     Ok(())
+}
+
+/// Two clients, one per version, on the same rows.
+async fn tour(v1_url: &str, v2_url: &str) -> Result<(), DemoError> {
+    let v1 = connect(v1_url).await?;
+    let v2 = connect(v2_url).await?;
+    let statements: [(&Client, &str, &str); 4] = [
+        (
+            &v2,
+            "v2",
+            "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '1.0', 'transformer')",
+        ),
+        (
+            &v1,
+            "v1",
+            "INSERT INTO model_metadata (model_name, model_version, hyperparameters) VALUES ('mlp', '0.3', '{\"layers\": 3}')",
+        ),
+        (&v1, "v1", "SELECT * FROM model_metadata ORDER BY id"),
+        (
+            &v2,
+            "v2",
+            "SELECT id, model_name, model_type, schema_version FROM model_metadata ORDER BY id",
+        ),
+    ];
+    println!("\nThe same table through the proxy, by two application versions:");
+    for (client, version, sql) in statements {
+        println!("\n[{version}] {sql}");
+        for line in render(&client.simple_query(sql).await?) {
+            println!("     {line}");
+        }
+    }
+    Ok(())
+}
+
+/// Rows as `col=value` lines, or the command tag.
+fn render(messages: &[SimpleQueryMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(
+                row.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| {
+                        format!("{}={}", column.name(), row.get(i).unwrap_or("NULL"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            ),
+            SimpleQueryMessage::CommandComplete(rows) => Some(format!("({rows} rows)")),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use common::viewgate_binary;
 
 #[test]
-fn demo_runs_a_query_through_the_proxy_and_cleans_up() {
+fn demo_tours_two_versions_on_the_same_rows_and_cleans_up() {
     let output = Command::new(viewgate_binary())
         .args(["demo", "--no-wait"])
         .stdin(Stdio::null())
