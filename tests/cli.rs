@@ -20,12 +20,21 @@ fn demo_tours_two_versions_on_the_same_rows_and_cleans_up() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // v1 reads its five columns; v2 reads v1's row with the default and its own as written.
     assert!(
-        stdout.contains("is behind viewgate on 127.0.0.1:"),
+        stdout.contains("id=2  model_name=mlp  model_version=0.3  hyperparameters="),
         "{stdout}"
     );
     assert!(
-        stdout.contains("psql 'postgres://postgres@127.0.0.1:"),
+        stdout.contains("model_name=bert  model_type=transformer"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("model_name=mlp  model_type=neural_network"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("?options=-c%20viewgate.version%3Dv2"),
         "{stdout}"
     );
     assert!(stdout.contains("the throwaway cluster is gone"), "{stdout}");
