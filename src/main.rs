@@ -84,12 +84,8 @@ enum ViewsCommand {
         database: String,
         #[arg(long)]
         templates: Option<PathBuf>,
-        /// Longest wait for a lock per attempt [default: the spec's, else 2000].
-        #[arg(long)]
-        lock_timeout_ms: Option<u64>,
-        /// Attempts before giving up on lock timeouts [default: the spec's, else 5].
-        #[arg(long)]
-        max_attempts: Option<u32>,
+        #[command(flatten)]
+        locks: LockArgs,
     },
     /// Show each version, its views, and whether they match the spec.
     Status {
@@ -111,11 +107,29 @@ enum ViewsCommand {
         database: String,
         #[arg(long)]
         templates: Option<PathBuf>,
-        #[arg(long)]
-        lock_timeout_ms: Option<u64>,
-        #[arg(long)]
-        max_attempts: Option<u32>,
+        #[command(flatten)]
+        locks: LockArgs,
     },
+}
+
+/// How long DDL may wait for locks, shared by the commands that change the database.
+#[derive(clap::Args)]
+struct LockArgs {
+    /// Longest wait for a lock per attempt [default: the spec's, else 2000].
+    #[arg(long)]
+    lock_timeout_ms: Option<u64>,
+    /// Attempts before giving up on lock timeouts [default: the spec's, else 5].
+    #[arg(long)]
+    max_attempts: Option<u32>,
+}
+
+impl LockArgs {
+    fn overrides(&self) -> control::LockOverrides {
+        control::LockOverrides {
+            lock_timeout: self.lock_timeout_ms.map(std::time::Duration::from_millis),
+            max_attempts: self.max_attempts,
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -179,10 +193,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn views(command: ViewsCommand) -> anyhow::Result<()> {
     viewgate::logging::init(Default::default(), "warn");
-    let locks = |lock_timeout_ms: Option<u64>, max_attempts| control::LockOverrides {
-        lock_timeout: lock_timeout_ms.map(std::time::Duration::from_millis),
-        max_attempts,
-    };
     match command {
         ViewsCommand::Generate {
             spec,
@@ -200,10 +210,9 @@ async fn views(command: ViewsCommand) -> anyhow::Result<()> {
             spec,
             database,
             templates,
-            lock_timeout_ms,
-            max_attempts,
+            locks: lock_args,
         } => {
-            let overrides = locks(lock_timeout_ms, max_attempts);
+            let overrides = lock_args.overrides();
             let outcome = control::apply(&spec, templates.as_deref(), &database, overrides).await?;
             println!("{outcome}");
         }
@@ -224,10 +233,9 @@ async fn views(command: ViewsCommand) -> anyhow::Result<()> {
             version,
             database,
             templates,
-            lock_timeout_ms,
-            max_attempts,
+            locks: lock_args,
         } => {
-            let overrides = locks(lock_timeout_ms, max_attempts);
+            let overrides = lock_args.overrides();
             let outcome =
                 control::drop_version(&database, &version, templates.as_deref(), overrides).await?;
             println!("{outcome}");
