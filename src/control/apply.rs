@@ -15,7 +15,6 @@ use tokio_postgres::{Client, GenericClient};
 use super::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry};
 use super::error::ControlError;
 use super::generate::{self, GeneratedVersion};
-use super::introspect;
 use super::plan;
 use super::retry::with_lock_retries;
 use super::spec::Spec;
@@ -179,14 +178,7 @@ async fn apply_once(
     catalog::try_apply_lock(&transaction).await?;
     catalog::ensure_catalog(&transaction, templates).await?;
 
-    let snapshot = introspect::snapshot(
-        &transaction,
-        spec.tables
-            .iter()
-            .map(|table| (table.schema.as_str(), table.name.as_str())),
-    )
-    .await?;
-    let plan = plan::build(spec, &snapshot)?;
+    let plan = plan::against_database(&transaction, spec).await?;
     let generated = generate::render(&plan, templates)?;
     let recorded_versions = catalog::load_versions(&transaction).await?;
     let recorded_objects = catalog::load_objects(&transaction).await?;

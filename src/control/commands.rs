@@ -10,7 +10,7 @@ use super::catalog::{self, HistoryEntry};
 use super::connect::connect;
 use super::error::ControlError;
 use super::generate;
-use super::introspect::{self, ServerSnapshot};
+use super::introspect::ServerSnapshot;
 use super::plan;
 use super::retire::{self, RetireOutcome};
 use super::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
@@ -60,14 +60,7 @@ pub async fn generate(
         .start()
         .await
         .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
-    let snapshot = introspect::snapshot(
-        &transaction,
-        spec.tables
-            .iter()
-            .map(|table| (table.schema.as_str(), table.name.as_str())),
-    )
-    .await?;
-    let plan = plan::build(&spec, &snapshot)?;
+    let plan = plan::against_database(&transaction, &spec).await?;
     let managed = if catalog::catalog_exists(&transaction).await? {
         catalog::load_objects(&transaction).await?
     } else {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::error::ControlError;
-use super::introspect::{BaseTable, ServerSnapshot};
+use super::introspect::{self, BaseTable, ServerSnapshot};
 use super::spec::{ColumnSource, Layout, MAX_IDENTIFIER_BYTES, Spec, Version, VersionTable};
 
 /// Suffix of the plpgsql function behind a trigger-backed view.
@@ -104,6 +104,19 @@ impl ViewPlan {
 
 /// Builds the plan for every version of `spec` (or only `only_version`), checking names against
 /// `snapshot` unless it is offline.
+/// Reads the spec's base tables from the server and plans the spec against them.
+pub async fn against_database(
+    client: &impl tokio_postgres::GenericClient,
+    spec: &Spec,
+) -> Result<Plan, ControlError> {
+    let tables = spec
+        .tables
+        .iter()
+        .map(|table| (table.schema.as_str(), table.name.as_str()));
+    let snapshot = introspect::snapshot(client, tables).await?;
+    build(spec, &snapshot)
+}
+
 pub fn build(spec: &Spec, snapshot: &ServerSnapshot) -> Result<Plan, ControlError> {
     let planner = Planner { spec, snapshot };
     let versions = spec

@@ -15,7 +15,6 @@ use super::apply::short;
 use super::catalog::{self, CatalogObject};
 use super::error::ControlError;
 use super::generate;
-use super::introspect;
 use super::plan;
 use super::spec::Spec;
 use super::templates::Templates;
@@ -110,14 +109,7 @@ pub async fn status(
     spec: &Spec,
     templates: &Templates,
 ) -> Result<StatusReport, ControlError> {
-    let snapshot = introspect::snapshot(
-        client,
-        spec.tables
-            .iter()
-            .map(|table| (table.schema.as_str(), table.name.as_str())),
-    )
-    .await?;
-    let plan = plan::build(spec, &snapshot)?;
+    let plan = plan::against_database(client, spec).await?;
     let generated = generate::render(&plan, templates)?;
     let catalog_present = catalog::catalog_exists(client).await?;
     let (recorded_versions, recorded_objects, default_version) = if catalog_present {
