@@ -154,7 +154,8 @@ fn framing(c: &mut Criterion) {
             while received < response.len() {
                 received = (received + SEGMENT_LEN).min(response.len());
                 let window = black_box(&response[consumed..received]);
-                let (window_steps, window_consumed) = scan(&mut scanner, window, inspected_upstream);
+                let (window_steps, window_consumed) =
+                    scan(&mut scanner, window, inspected_upstream);
                 steps += window_steps;
                 consumed += window_consumed;
             }
