@@ -12,6 +12,7 @@
 #   PG_BIN            directory with initdb/pg_ctl/postgres [newest /usr/lib/postgresql/*/bin]
 #   PG_SHARED_BUFFERS shared_buffers of the throwaway cluster [256MB]
 #   KEEP_WORK_DIR     set to 1 to keep the temp dir (logs) after the run [0]
+#   UPSTREAM_SOCKET   how the proxies reach Postgres: tcp (127.0.0.1) or unix (socket) [tcp]
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
@@ -21,6 +22,11 @@ PG_SUPERUSER=postgres
 PG_SYSTEM_USER=postgres
 PG_SHARED_BUFFERS="${PG_SHARED_BUFFERS:-256MB}"
 KEEP_WORK_DIR="${KEEP_WORK_DIR:-0}"
+UPSTREAM_SOCKET="${UPSTREAM_SOCKET:-tcp}"
+if [[ "$UPSTREAM_SOCKET" != tcp && "$UPSTREAM_SOCKET" != unix ]]; then
+    echo "UPSTREAM_SOCKET must be tcp or unix" >&2
+    exit 1
+fi
 # How long to wait for a server to accept connections, in tenths of a second.
 READY_WAIT_TENTHS=300
 # How long a stopped proxy may take to exit before it is killed, in tenths of a second.
@@ -148,13 +154,23 @@ build_viewgate() {
     VIEWGATE_BIN="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/viewgate"
 }
 
+upstream_url() {
+    if [[ "$UPSTREAM_SOCKET" == unix ]]; then
+        echo "postgres://$LOOPBACK:$PG_PORT?host=$WORK_DIR&sslmode=disable"
+    else
+        echo "postgres://$LOOPBACK:$PG_PORT?sslmode=disable"
+    fi
+}
+
+# start_viewgate [NAME=VALUE ...]: extra environment for the proxy (e.g. TOKIO_WORKER_THREADS=1).
+# VIEWGATE_BIN may be set beforehand to run another build.
 start_viewgate() {
     VG_PORT="$(free_port)"
-    log "start viewgate on $LOOPBACK:$VG_PORT"
-    VIEWGATE_LOG_LEVEL=warn VIEWGATE_UPSTREAM_TLS__MODE=disable \
+    log "start viewgate ${VIEWGATE_BIN/#$REPO_DIR\//} $* on $LOOPBACK:$VG_PORT"
+    env "$@" VIEWGATE_LOG_LEVEL=warn VIEWGATE_UPSTREAM_TLS__MODE=disable \
         "$VIEWGATE_BIN" serve --listen "$LOOPBACK:$VG_PORT" \
-        --upstream "postgres://$LOOPBACK:$PG_PORT?sslmode=disable" \
-        >"$WORK_DIR/viewgate.log" 2>&1 &
+        --upstream "$(upstream_url)" \
+        >"$WORK_DIR/viewgate-$VG_PORT.log" 2>&1 &
     VG_PID=$!
     wait_ready "$VG_PORT" viewgate
 }
@@ -174,7 +190,7 @@ start_pgbouncer() {
     printf '"%s" ""\n' "$PG_SUPERUSER" >"$dir/userlist.txt"
     cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
-* = host=$LOOPBACK port=$PG_PORT
+* = host=$([[ "$UPSTREAM_SOCKET" == unix ]] && echo "$WORK_DIR" || echo "$LOOPBACK") port=$PG_PORT
 
 [pgbouncer]
 listen_addr = $LOOPBACK
@@ -203,12 +219,19 @@ EOF
 
 # CPU time (utime + stime, all threads) a process has used so far, in clock ticks.
 cpu_ticks() {
+    local user sys
+    read -r user sys <<<"$(cpu_ticks_split "$1")"
+    echo $((user + sys))
+}
+
+# "utime stime" of a process (all threads), in clock ticks.
+cpu_ticks_split() {
     # Fields after the command name, which is in parentheses and may hold spaces:
     # state is field 3 of the full line, utime 14 and stime 15.
     local stat
     stat="$(cat "/proc/$1/stat")"
     stat="${stat##*) }"
-    awk '{ print $12 + $13 }' <<<"$stat"
+    awk '{ print $12, $13 }' <<<"$stat"
 }
 
 # Resident set size of a process, in KiB.
@@ -223,5 +246,6 @@ machine_summary() {
     echo "- memory: $(free -m | awk '/^Mem:/ { print $2 " MiB" }')"
     echo "- load average at start: $LOAD_AT_START"
     echo "- Postgres: $("$PG_BIN/postgres" --version)"
+    echo "- proxies reach Postgres over: $UPSTREAM_SOCKET"
     echo "- viewgate: $(git -C "$REPO_DIR" rev-parse --short HEAD)$(git -C "$REPO_DIR" diff --quiet HEAD -- src || echo ' (with uncommitted changes in src/)')"
 }

@@ -65,27 +65,28 @@ pid_of() {
     esac
 }
 
-# run_pgbench TARGET MODE CLIENTS SECONDS -> prints "tps transactions cpu_ticks latency_ms"
+# run_pgbench TARGET MODE CLIENTS SECONDS
+#   -> prints "tps transactions utime_ticks stime_ticks latency_ms" (ticks of the proxy)
 run_pgbench() {
     local target="$1" mode="$2" clients="$3" seconds="$4"
-    local port pid threads out before=0 after=0
+    local port pid threads out user0=0 sys0=0 user1=0 sys1=0
     port="$(port_of "$target")"
     pid="$(pid_of "$target")"
     threads=$((THREADS < clients ? THREADS : clients))
     out="$WORK_DIR/pgbench-$target-$mode-$clients.log"
-    [[ -n "$pid" ]] && before="$(cpu_ticks "$pid")"
+    [[ -n "$pid" ]] && read -r user0 sys0 <<<"$(cpu_ticks_split "$pid")"
     if ! "$PGBENCH" -n -S -M "$mode" -c "$clients" -j "$threads" -T "$seconds" \
         -h "$LOOPBACK" -p "$port" -U "$PG_SUPERUSER" "$DB_NAME" >"$out" 2>&1; then
         echo "pgbench against $target failed:" >&2
         cat "$out" >&2
         return 1
     fi
-    [[ -n "$pid" ]] && after="$(cpu_ticks "$pid")"
+    [[ -n "$pid" ]] && read -r user1 sys1 <<<"$(cpu_ticks_split "$pid")"
     local tps txns latency
     tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)"
     txns="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")"
     latency="$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out")"
-    echo "$tps $txns $((after - before)) ${latency:-nan}"
+    echo "$tps $txns $((user1 - user0)) $((sys1 - sys0)) ${latency:-nan}"
 }
 
 for target in $TARGETS; do
@@ -96,20 +97,20 @@ for target in $TARGETS; do
 done
 
 RESULTS_CSV="$WORK_DIR/results.csv"
-echo "mode,clients,target,tps,transactions,cpu_ticks,latency_ms" >"$RESULTS_CSV"
+echo "mode,clients,target,tps,transactions,utime_ticks,stime_ticks,latency_ms" >"$RESULTS_CSV"
 for mode in $MODES; do
     for clients in $CLIENTS; do
         for target in $TARGETS; do
             log "pgbench -S -M $mode -c $clients -T $DURATION -> $target"
             result="$(run_pgbench "$target" "$mode" "$clients" "$DURATION")"
-            read -r tps txns ticks latency <<<"$result"
-            echo "$mode,$clients,$target,$tps,$txns,$ticks,$latency" >>"$RESULTS_CSV"
+            read -r tps txns user sys latency <<<"$result"
+            echo "$mode,$clients,$target,$tps,$txns,$user,$sys,$latency" >>"$RESULTS_CSV"
         done
     done
 done
 
 # One table row per mode × clients: TPS per target, ratios, µs of proxy CPU per transaction
-# (cpu ticks / CLK_TCK / transactions) and the proxy's average CPU use in cores.
+# ((utime + stime) ticks / CLK_TCK / transactions) and the proxy's average CPU use in cores.
 render_table() {
     awk -F, -v tck="$CLK_TCK" -v dur="$DURATION" '
         NR == 1 { next }
@@ -118,8 +119,8 @@ render_table() {
             if (!(key in seen)) { seen[key] = 1; order[++n] = key }
             tps[key, $3] = $4
             if ($3 != "direct" && $5 > 0) {
-                us[key, $3] = $6 / tck / $5 * 1e6
-                cores[key, $3] = $6 / tck / dur
+                us[key, $3] = ($6 + $7) / tck / $5 * 1e6
+                cores[key, $3] = ($6 + $7) / tck / dur
             }
         }
         function num(v, fmt) { return v == "" ? "–" : sprintf(fmt, v) }
@@ -138,6 +139,18 @@ render_table() {
         }' "$RESULTS_CSV"
 }
 
+# Proxy CPU per transaction split into user and system (kernel) time.
+render_cpu_split() {
+    awk -F, -v tck="$CLK_TCK" '
+        NR == 1 || $3 == "direct" || $5 == 0 { next }
+        { printf "| %s | %s | %s | %.1f | %.1f | %.1f |\n", $1, $2, $3,
+              $6 / tck / $5 * 1e6, $7 / tck / $5 * 1e6, ($6 + $7) / tck / $5 * 1e6 }
+        BEGIN {
+            print "| mode | clients | proxy | user µs/txn | system µs/txn | total µs/txn |"
+            print "|---|---:|---|---:|---:|---:|"
+        }' "$RESULTS_CSV"
+}
+
 mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/pgbench-$(date +%Y%m%d-%H%M%S).md"
 {
@@ -150,6 +163,8 @@ REPORT="$RESULTS_DIR/pgbench-$(date +%Y%m%d-%H%M%S).md"
     echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     render_table
+    echo
+    render_cpu_split
     echo
     echo "Raw results (CSV):"
     echo

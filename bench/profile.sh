@@ -21,8 +21,10 @@
 # How to run (as root, or with perf_event_paranoid ≤ 1 and ptrace allowed):
 #   bench/profile.sh
 #   CLIENTS=32 MODE=prepared SECONDS_PER_STEP=5 bench/profile.sh
+#   PROXY=pgbouncer bench/profile.sh     # the same measurements of PgBouncer, for comparison
 set -euo pipefail
 
+PROXY="${PROXY:-viewgate}"               # viewgate or pgbouncer
 CLIENTS="${CLIENTS:-8}"
 MODE="${MODE:-simple}"
 THREADS="${THREADS:-2}"
@@ -41,15 +43,28 @@ start_postgres 200
 log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -q -s "$SCALE" -h "$LOOPBACK" -p "$PG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" \
     >"$WORK_DIR/pgbench-init.log" 2>&1
-start_viewgate
+case "$PROXY" in
+viewgate)
+    start_viewgate
+    PROXY_PID="$PROXY_PID" PROXY_PORT="$VG_PORT"
+    ;;
+pgbouncer)
+    start_pgbouncer 200 50
+    PROXY_PID="$PGB_PID" PROXY_PORT="$PGB_PORT"
+    ;;
+*)
+    echo "PROXY must be viewgate or pgbouncer" >&2
+    exit 1
+    ;;
+esac
 
-OUT_DIR="$RESULTS_DIR/profile-$(date +%Y%m%d-%H%M%S)"
+OUT_DIR="$RESULTS_DIR/profile-$PROXY-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT_DIR"
 
-# pgbench_through SECONDS LOGFILE: select-only pgbench through viewgate; prints transactions.
+# pgbench_through SECONDS LOGFILE: select-only pgbench through the proxy; prints transactions.
 pgbench_through() {
     "$PGBENCH" -n -S -M "$MODE" -c "$CLIENTS" -j "$((THREADS < CLIENTS ? THREADS : CLIENTS))" \
-        -T "$1" -h "$LOOPBACK" -p "$VG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" >"$2" 2>&1
+        -T "$1" -h "$LOOPBACK" -p "$PROXY_PORT" -U "$PG_SUPERUSER" "$DB_NAME" >"$2" 2>&1
     sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$2"
 }
 
@@ -63,7 +78,7 @@ fi
 
 SUMMARY="$OUT_DIR/summary.md"
 {
-    echo "# viewgate profile: pgbench -S -M $MODE -c $CLIENTS ($(date -Is))"
+    echo "# $PROXY profile: pgbench -S -M $MODE -c $CLIENTS ($(date -Is))"
     echo
     machine_summary
     echo "- environment: TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-unset}"
@@ -72,15 +87,19 @@ SUMMARY="$OUT_DIR/summary.md"
 
 # 1. Plain run.
 log "step 1: plain run, ${SECONDS_PER_STEP}s"
-before="$(cpu_ticks "$VG_PID")"
+read -r user0 sys0 <<<"$(cpu_ticks_split "$PROXY_PID")"
 txns="$(pgbench_through "$SECONDS_PER_STEP" "$OUT_DIR/pgbench-plain.log")"
-after="$(cpu_ticks "$VG_PID")"
+read -r user1 sys1 <<<"$(cpu_ticks_split "$PROXY_PID")"
+ticks=$((user1 - user0 + sys1 - sys0))
+us_per_tick=$((1000000 / CLK_TCK))
 {
     echo "## Plain run"
     echo
     echo "- TPS: $(tps_of "$OUT_DIR/pgbench-plain.log")"
-    echo "- proxy CPU per transaction: $(per_txn "$((after - before))" "$txns" "$((1000000 / CLK_TCK))") µs"
-    echo "- proxy CPU use: $(awk -v t="$((after - before))" -v k="$CLK_TCK" -v s="$SECONDS_PER_STEP" 'BEGIN { printf "%.2f", t / k / s }') cores"
+    echo "- proxy CPU per transaction: $(per_txn "$ticks" "$txns" "$us_per_tick") µs" \
+        "(user $(per_txn "$((user1 - user0))" "$txns" "$us_per_tick")," \
+        "system $(per_txn "$((sys1 - sys0))" "$txns" "$us_per_tick"))"
+    echo "- proxy CPU use: $(awk -v t="$ticks" -v k="$CLK_TCK" -v s="$SECONDS_PER_STEP" 'BEGIN { printf "%.2f", t / k / s }') cores"
     echo
 } >>"$SUMMARY"
 
@@ -88,7 +107,7 @@ after="$(cpu_ticks "$VG_PID")"
 if command -v perf >/dev/null && perf stat -e instructions true >/dev/null 2>&1; then
     log "step 2: perf stat, ${SECONDS_PER_STEP}s"
     perf stat -x, -e task-clock,context-switches,cpu-migrations,cycles,instructions \
-        -p "$VG_PID" -o "$OUT_DIR/perf-stat.csv" &
+        -p "$PROXY_PID" -o "$OUT_DIR/perf-stat.csv" &
     PERF_PID=$!
     EXTRA_PIDS+=("$PERF_PID")
     txns="$(pgbench_through "$SECONDS_PER_STEP" "$OUT_DIR/pgbench-perf-stat.log")"
@@ -102,7 +121,8 @@ if command -v perf >/dev/null && perf stat -e instructions true >/dev/null 2>&1;
         awk -F, -v t="$txns" '$1 ~ /^[0-9.]+$/ { printf "| %s | %s | %.2f |\n", $3, $1, $1 / t }' \
             "$OUT_DIR/perf-stat.csv"
         echo
-        echo "(task-clock is in ms; per transaction in ms too.)"
+        echo "(task-clock is in ms, per transaction too. cycles and instructions are missing"
+        echo "where the machine, e.g. a VM, exposes no hardware counters.)"
         echo
     } >>"$SUMMARY"
 else
@@ -112,7 +132,7 @@ fi
 # 3. Syscalls.
 if command -v strace >/dev/null; then
     log "step 3: strace -c, ${SECONDS_PER_STEP}s"
-    strace -c -f -p "$VG_PID" -o "$OUT_DIR/strace-c.txt" 2>/dev/null &
+    strace -c -f -p "$PROXY_PID" -o "$OUT_DIR/strace-c.txt" 2>/dev/null &
     STRACE_PID=$!
     EXTRA_PIDS+=("$STRACE_PID")
     sleep 0.5
@@ -142,29 +162,37 @@ fi
 # 4. Sampled profile.
 if command -v perf >/dev/null && perf stat -e instructions true >/dev/null 2>&1; then
     log "step 4: perf record, ${SECONDS_PER_STEP}s"
-    perf record -q -F "$PERF_FREQUENCY" --call-graph dwarf,16384 -p "$VG_PID" \
+    perf record -q -F "$PERF_FREQUENCY" --call-graph dwarf,16384 -p "$PROXY_PID" \
         -o "$OUT_DIR/perf.data" 2>/dev/null &
     PERF_PID=$!
     EXTRA_PIDS+=("$PERF_PID")
     txns="$(pgbench_through "$SECONDS_PER_STEP" "$OUT_DIR/pgbench-perf-record.log")"
     kill -INT "$PERF_PID"
     wait "$PERF_PID" || true
-    perf report -i "$OUT_DIR/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-        -g none --percent-limit 0.3 >"$OUT_DIR/perf-self.txt" || true
-    perf report -i "$OUT_DIR/perf.data" --children --sort symbol --stdio 2>/dev/null \
-        -g none --percent-limit 2 >"$OUT_DIR/perf-children.txt" || true
+    # Where samples land: by object (kernel vs viewgate vs libc), by symbol, and for the two
+    # hottest kernel symbols, the call chains that lead there. Without hardware counters perf
+    # samples on a timer, so kernel time spent with interrupts off shows up at the point they
+    # are switched back on (finish_task_switch, _raw_spin_unlock_irqrestore).
+    report() { perf report -i "$OUT_DIR/perf.data" --stdio --no-inline "$@" 2>/dev/null | sed 's/ *$//'; }
+    report --no-children --sort dso -g none >"$OUT_DIR/perf-dso.txt" || true
+    report --no-children --sort dso,sym -g none --percent-limit 0.3 >"$OUT_DIR/perf-self.txt" || true
+    report --no-children --sort sym -g caller,0.5,callee,function,percent --percent-limit 5 \
+        >"$OUT_DIR/perf-callers.txt" || true
     {
-        echo "## Top symbols by self time (perf record, $txns transactions)"
+        echo "## Samples by object (perf record, $txns transactions)"
+        echo
+        echo '```'
+        grep -E '^ +[0-9]' "$OUT_DIR/perf-dso.txt"
+        echo '```'
+        echo
+        echo "## Top symbols by self time"
         echo
         echo '```'
         grep -E '^ +[0-9]' "$OUT_DIR/perf-self.txt" | head -n "$PERF_TOP_SYMBOLS"
         echo '```'
         echo
-        echo "## Top symbols including callees"
+        echo "Call chains of the symbols above 5 %: $OUT_DIR/perf-callers.txt"
         echo
-        echo '```'
-        grep -E '^ +[0-9]' "$OUT_DIR/perf-children.txt" | head -n "$PERF_TOP_SYMBOLS"
-        echo '```'
     } >>"$SUMMARY"
 fi
 
