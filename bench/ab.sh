@@ -37,7 +37,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init
 
 build_viewgate
-CURRENT_BUILD="$VIEWGATE_BIN"
+CURRENT_BUILD="$VG_BIN"
 start_postgres 200
 log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -q -s "$SCALE" -h "$LOOPBACK" -p "$PG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" \
@@ -54,7 +54,7 @@ for spec in "$@"; do
         echo "not an executable: $binary" >&2
         exit 1
     fi
-    VIEWGATE_BIN="$binary"
+    VG_BIN="$binary"
     start_viewgate "${parts[@]:1}"
     EXTRA_PIDS+=("$VG_PID")
     NAMES+=("$spec")

@@ -12,6 +12,8 @@
 #   PG_BIN            directory with initdb/pg_ctl/postgres [newest /usr/lib/postgresql/*/bin]
 #   PG_SHARED_BUFFERS shared_buffers of the throwaway cluster [256MB]
 #   KEEP_WORK_DIR     set to 1 to keep the temp dir (logs) after the run [0]
+#   VG_BIN            run this viewgate binary instead of building one [cargo build --release]
+#                     (not VIEWGATE_*: viewgate reads every VIEWGATE_* variable as configuration)
 #   UPSTREAM_SOCKET   how the proxies reach Postgres: tcp (127.0.0.1) or unix (socket) [tcp]
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -149,9 +151,13 @@ EOF
 }
 
 build_viewgate() {
+    if [[ -n "${VG_BIN:-}" ]]; then
+        log "using $VG_BIN (VG_BIN), not building"
+        return
+    fi
     log "cargo build --release"
     (cd "$REPO_DIR" && cargo build --release --quiet --bin viewgate)
-    VIEWGATE_BIN="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/viewgate"
+    VG_BIN="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/viewgate"
 }
 
 upstream_url() {
@@ -163,12 +169,12 @@ upstream_url() {
 }
 
 # start_viewgate [NAME=VALUE ...]: extra environment for the proxy (e.g. TOKIO_WORKER_THREADS=1).
-# VIEWGATE_BIN may be set beforehand to run another build.
+# VG_BIN may be set beforehand to run another build.
 start_viewgate() {
     VG_PORT="$(free_port)"
-    log "start viewgate ${VIEWGATE_BIN/#$REPO_DIR\//} $* on $LOOPBACK:$VG_PORT"
+    log "start viewgate ${VG_BIN/#$REPO_DIR\//} $* on $LOOPBACK:$VG_PORT"
     env "$@" VIEWGATE_LOG_LEVEL=warn VIEWGATE_UPSTREAM_TLS__MODE=disable \
-        "$VIEWGATE_BIN" serve --listen "$LOOPBACK:$VG_PORT" \
+        "$VG_BIN" serve --listen "$LOOPBACK:$VG_PORT" \
         --upstream "$(upstream_url)" \
         >"$WORK_DIR/viewgate-$VG_PORT.log" 2>&1 &
     VG_PID=$!

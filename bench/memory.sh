@@ -11,7 +11,7 @@
 #      one-time allocations are in the baseline), opens $IDLE_CLIENTS idle sessions through it
 #      with bench/idle_clients.py (raw sockets, full startup), reads VmRSS again and reports
 #      KiB per connection; then closes them and reads VmRSS once more.
-#  (b) Runs `COPY (SELECT repeat('x', $ROW_BYTES) FROM generate_series(1, $ROWS)) TO STDOUT`
+#  (b) Restarts viewgate (so memory freed in (a) cannot mask growth), runs `COPY (SELECT repeat('x', $ROW_BYTES) FROM generate_series(1, $ROWS)) TO STDOUT`
 #      through viewgate with psql, counting the bytes, while sampling viewgate's VmRSS every
 #      $SAMPLE_INTERVAL s; reports the largest growth over the pre-transfer RSS and the
 #      throughput, with the same COPY run directly against Postgres for reference.
@@ -95,6 +95,12 @@ stream() {
     end="$(date +%s.%N)"
     echo "$bytes $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')"
 }
+
+# A fresh proxy, so that memory freed by (a) cannot hide growth; one small COPY warms it up.
+stop_pid "$VG_PID"
+start_viewgate
+"$PSQL" -X -q -h "$LOOPBACK" -p "$VG_PORT" -U "$PG_SUPERUSER" -d "$DB_NAME" -v ON_ERROR_STOP=1 \
+    -c "COPY (SELECT repeat('x', $ROW_BYTES) FROM generate_series(1, 1000)) TO STDOUT" >/dev/null
 
 log "streaming $ROWS rows of $ROW_BYTES bytes directly (reference)"
 read -r direct_bytes direct_seconds <<<"$(stream "$PG_PORT")"

@@ -46,7 +46,7 @@ log "pgbench -i -s $SCALE"
 case "$PROXY" in
 viewgate)
     start_viewgate
-    PROXY_PID="$PROXY_PID" PROXY_PORT="$VG_PORT"
+    PROXY_PID="$VG_PID" PROXY_PORT="$VG_PORT"
     ;;
 pgbouncer)
     start_pgbouncer 200 50
