@@ -14,6 +14,7 @@
 # How to run: each argument is one variant, `BINARY[,NAME=VALUE...]` (environment for that
 # proxy); `-` as BINARY means the current release build (built first).
 #   bench/ab.sh - -,TOKIO_WORKER_THREADS=1           # runtime knob, same build
+#   bench/ab.sh - -,UPSTREAM_SOCKET=unix             # upstream over a Unix socket
 #   cp target/release/viewgate /tmp/viewgate-before  # build comparison:
 #   (apply the change) && bench/ab.sh /tmp/viewgate-before -
 #   ROUNDS=5 DURATION=10 CLIENTS=32 MODE=prepared bench/ab.sh ...
@@ -33,6 +34,7 @@ if (($# < 2)); then
     exit 2
 fi
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init
 

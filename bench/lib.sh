@@ -16,6 +16,8 @@
 #                     (not VIEWGATE_*: viewgate reads every VIEWGATE_* variable as configuration)
 #   UPSTREAM_SOCKET   how the proxies reach Postgres: tcp (127.0.0.1) or unix (socket) [tcp]
 
+# Variables below are used by the scripts that source this file.
+# shellcheck disable=SC2034
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 RESULTS_DIR="$BENCH_DIR/results"
@@ -34,7 +36,7 @@ READY_WAIT_TENTHS=300
 # How long a stopped proxy may take to exit before it is killed, in tenths of a second.
 STOP_WAIT_TENTHS=50
 
-PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+PG_BIN="${PG_BIN:-$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}"
 if [[ -z "$PG_BIN" || ! -x "$PG_BIN/initdb" ]]; then
     echo "no PostgreSQL server binaries found; set PG_BIN or apt-get install postgresql" >&2
     exit 1
@@ -160,22 +162,28 @@ build_viewgate() {
     VG_BIN="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/viewgate"
 }
 
+# upstream_url [tcp|unix]
 upstream_url() {
-    if [[ "$UPSTREAM_SOCKET" == unix ]]; then
+    if [[ "${1:-$UPSTREAM_SOCKET}" == unix ]]; then
         echo "postgres://$LOOPBACK:$PG_PORT?host=$WORK_DIR&sslmode=disable"
     else
         echo "postgres://$LOOPBACK:$PG_PORT?sslmode=disable"
     fi
 }
 
-# start_viewgate [NAME=VALUE ...]: extra environment for the proxy (e.g. TOKIO_WORKER_THREADS=1).
+# start_viewgate [NAME=VALUE ...]: extra environment for the proxy (e.g. TOKIO_WORKER_THREADS=1);
+# UPSTREAM_SOCKET=tcp|unix among them overrides the global setting for this proxy only.
 # VG_BIN may be set beforehand to run another build.
 start_viewgate() {
+    local socket="$UPSTREAM_SOCKET" setting
+    for setting in "$@"; do
+        [[ "$setting" == UPSTREAM_SOCKET=* ]] && socket="${setting#UPSTREAM_SOCKET=}"
+    done
     VG_PORT="$(free_port)"
     log "start viewgate ${VG_BIN/#$REPO_DIR\//} $* on $LOOPBACK:$VG_PORT"
     env "$@" VIEWGATE_LOG_LEVEL=warn VIEWGATE_UPSTREAM_TLS__MODE=disable \
         "$VG_BIN" serve --listen "$LOOPBACK:$VG_PORT" \
-        --upstream "$(upstream_url)" \
+        --upstream "$(upstream_url "$socket")" \
         >"$WORK_DIR/viewgate-$VG_PORT.log" 2>&1 &
     VG_PID=$!
     wait_ready "$VG_PORT" viewgate

@@ -20,6 +20,8 @@
 # How to run (as root or as a user that can run initdb; needs psql, python3):
 #   bench/memory.sh
 #   IDLE_CLIENTS=200 ROWS=100000 bench/memory.sh      # a quicker, smaller run
+# start_viewgate takes optional settings, not the script's arguments:
+# shellcheck disable=SC2119
 set -euo pipefail
 
 IDLE_CLIENTS="${IDLE_CLIENTS:-500}"
@@ -32,6 +34,7 @@ RSS_PER_CLIENT_TARGET_KIB=100
 STREAM_GROWTH_TARGET_KIB=$((32 * 1024))
 DB_NAME=postgres
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init
 

@@ -17,6 +17,8 @@
 # How to run (as root or as a user that can run initdb; needs pgbench, python3):
 #   bench/pgbench.sh                           # defaults: 15 s per run, about 5½ minutes
 #   DURATION=5 CLIENTS="8" MODES=simple bench/pgbench.sh
+# start_viewgate takes optional settings, not the script's arguments:
+# shellcheck disable=SC2119
 set -euo pipefail
 
 DURATION="${DURATION:-15}"              # seconds per pgbench run
@@ -31,6 +33,7 @@ PGB_MAX_CLIENT_CONN="${PGB_MAX_CLIENT_CONN:-200}"
 PGB_POOL_SIZE="${PGB_POOL_SIZE:-50}"    # must be ≥ the largest client count
 DB_NAME=postgres
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init
 

@@ -22,6 +22,8 @@
 #   bench/profile.sh
 #   CLIENTS=32 MODE=prepared SECONDS_PER_STEP=5 bench/profile.sh
 #   PROXY=pgbouncer bench/profile.sh     # the same measurements of PgBouncer, for comparison
+# start_viewgate takes optional settings, not the script's arguments:
+# shellcheck disable=SC2119
 set -euo pipefail
 
 PROXY="${PROXY:-viewgate}"               # viewgate or pgbouncer
@@ -35,6 +37,7 @@ PERF_FREQUENCY="${PERF_FREQUENCY:-499}"  # samples per second per thread for per
 PERF_TOP_SYMBOLS="${PERF_TOP_SYMBOLS:-40}"
 DB_NAME=postgres
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init
 
