@@ -17,6 +17,9 @@ const ENV_NESTING: &str = "__";
 /// Variables with the prefix that are not configuration keys.
 const ENV_NOT_CONFIG: &[&str] = &["VIEWGATE_CONFIG", "VIEWGATE_PG_BIN", "VIEWGATE_LOG"];
 
+/// More threads than this is a configuration mistake, not a tuning.
+const MAX_WORKER_THREADS: usize = 256;
+
 /// Postgres's own bound on a message: 1 GiB minus one byte.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
 
@@ -58,6 +61,9 @@ pub struct Config {
     /// On SIGTERM/SIGINT, how long sessions may run on before they are closed with 57P01.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Threads serving sessions; 0 means one per CPU core. Where Postgres and clients share
+    /// the machine, fewer threads spend less CPU per transaction (see docs/benchmarks.md).
+    pub worker_threads: usize,
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `viewgate=debug`.
     pub log_level: String,
@@ -91,6 +97,7 @@ impl Default for Config {
             startup_timeout: Duration::from_secs(15),
             upstream_connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
+            worker_threads: 0,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             client_tls: ClientTlsConfig::default(),
@@ -216,6 +223,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_client_connections must be at least 1".into(),
             ));
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "worker_threads must be at most {MAX_WORKER_THREADS} (0: one per CPU core)"
+            )));
         }
         if !(1024..=DEFAULT_MAX_MESSAGE_LEN).contains(&self.max_message_len) {
             return Err(ConfigError::Invalid(format!(

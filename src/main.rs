@@ -158,37 +158,65 @@ fn user_message(error: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            upstream,
+        } => {
+            let overrides = Overrides { listen, upstream };
+            let config = Config::load(config.as_deref(), std::env::vars(), &overrides)?;
+            runtime(config.worker_threads)?.block_on(serve(config))
+        }
+        Command::Demo { listen, no_wait } => runtime(0)?.block_on(async {
+            viewgate::logging::init(Default::default(), "warn");
+            demo::run(DemoOptions {
+                listen,
+                exit_after_check: no_wait,
+            })
+            .await
+            .context("demo failed")
+        }),
+        Command::Init {
+            database,
+            templates,
+        } => runtime(0)?.block_on(async {
+            control::init(&database, templates.as_deref()).await?;
+            println!("viewgate catalog is ready (schema viewgate)");
+            Ok(())
+        }),
+        Command::Views { command } => runtime(0)?.block_on(views(command)),
+    }
+}
+
+/// The async runtime; `worker_threads` 0 means one per CPU core.
+fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Serve {
-                config,
-                listen,
-                upstream,
-            } => serve(config, Overrides { listen, upstream }).await,
-            Command::Demo { listen, no_wait } => {
-                viewgate::logging::init(Default::default(), "warn");
-                demo::run(DemoOptions {
-                    listen,
-                    exit_after_check: no_wait,
-                })
-                .await
-                .context("demo failed")
-            }
-            Command::Init {
-                database,
-                templates,
-            } => {
-                control::init(&database, templates.as_deref()).await?;
-                println!("viewgate catalog is ready (schema viewgate)");
-                Ok(())
-            }
-            Command::Views { command } => views(command).await,
+        .context("cannot start the async runtime")
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    viewgate::logging::init(config.log_format, &config.log_level);
+    let shutdown = Shutdown::new();
+    let proxy = Proxy::bind(config, shutdown.clone()).await?;
+    tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.address, "viewgate serving");
+    let serving = tokio::spawn(proxy.run());
+    tokio::select! {
+        signal = shutdown::termination_signal() => {
+            tracing::info!(signal = signal?, "shutting down");
+            shutdown.begin();
         }
-    })
+        _ = shutdown.begun() => {}
+    }
+    serving.await.context("the accept loop failed")?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn views(command: ViewsCommand) -> anyhow::Result<()> {
@@ -241,24 +269,5 @@ async fn views(command: ViewsCommand) -> anyhow::Result<()> {
             println!("{outcome}");
         }
     }
-    Ok(())
-}
-
-async fn serve(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
-    let config = Config::load(config_file.as_deref(), std::env::vars(), &overrides)?;
-    viewgate::logging::init(config.log_format, &config.log_level);
-    let shutdown = Shutdown::new();
-    let proxy = Proxy::bind(config, shutdown.clone()).await?;
-    tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.address, "viewgate serving");
-    let serving = tokio::spawn(proxy.run());
-    tokio::select! {
-        signal = shutdown::termination_signal() => {
-            tracing::info!(signal = signal?, "shutting down");
-            shutdown.begin();
-        }
-        _ = shutdown.begun() => {}
-    }
-    serving.await.context("the accept loop failed")?;
-    tracing::info!("stopped");
     Ok(())
 }

@@ -11,6 +11,11 @@ use common::raw::{self, PROTOCOL_3_0};
 use common::{ProxyProcess, wait_until};
 use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
 
+/// Upper bounds generous enough for a loaded CI machine; what they guard against is a proxy
+/// that never reacts, not a slow one.
+const LISTENER_CLOSE_LIMIT: Duration = Duration::from_secs(5);
+const IDLE_EXIT_LIMIT: Duration = Duration::from_secs(10);
+
 fn send_signal(process: &ProxyProcess, signal: &str) {
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &process.child.id().to_string()])
