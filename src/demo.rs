@@ -16,7 +16,7 @@ use crate::control::spec::Spec;
 use crate::control::templates::Templates;
 use crate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 use crate::proxy::Proxy;
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::{Shutdown, TerminationSignals};
 
 const EXAMPLE_SCHEMA: &str = include_str!("../examples/model_metadata/schema.sql");
 const EXAMPLE_SPEC: &str = include_str!("../examples/model_metadata/viewgate.toml");
@@ -45,6 +45,7 @@ pub struct DemoOptions {
 }
 
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    let mut signals = TerminationSignals::install()?;
     println!("Starting a throwaway PostgreSQL cluster...");
     let cluster =
         tokio::task::spawn_blocking(|| ThrowawayCluster::start(&ClusterOptions::default()))
@@ -95,7 +96,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     );
     if !options.exit_after_check {
         println!("\nPress Ctrl-C to stop; the cluster is deleted on exit.");
-        shutdown::termination_signal().await?;
+        signals.recv().await;
     }
     shutdown.close_sessions();
     let _ = serving.await;

@@ -9,7 +9,7 @@ use viewgate::config::{Config, Overrides};
 use viewgate::control::commands as control;
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
-use viewgate::shutdown::{self, Shutdown};
+use viewgate::shutdown::{Shutdown, TerminationSignals};
 
 #[derive(Parser)]
 #[command(
@@ -203,13 +203,14 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     viewgate::logging::init(config.log_format, &config.log_level);
+    let mut signals = TerminationSignals::install().context("cannot install signal handlers")?;
     let shutdown = Shutdown::new();
     let proxy = Proxy::bind(config, shutdown.clone()).await?;
     tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.address, "viewgate serving");
     let serving = tokio::spawn(proxy.run());
     tokio::select! {
-        signal = shutdown::termination_signal() => {
-            tracing::info!(signal = signal?, "shutting down");
+        signal = signals.recv() => {
+            tracing::info!(signal, "shutting down");
             shutdown.begin();
         }
         _ = shutdown.begun() => {}

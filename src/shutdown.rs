@@ -3,6 +3,7 @@
 //! Stage one stops accepting connections and lets sessions run on; stage two, after the
 //! configured timeout, tells every remaining session to close with a proper 57P01 error.
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -36,13 +37,27 @@ impl Shutdown {
     }
 }
 
-/// Resolves when the process receives SIGTERM or SIGINT; returns the signal's name.
-pub async fn termination_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from the moment `install` returns. Install before opening the
+/// listener: a signal that arrives earlier would take the default action and kill the process
+/// without a graceful shutdown.
+pub struct TerminationSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl TerminationSignals {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(TerminationSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves at the next SIGTERM or SIGINT; returns the signal's name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
