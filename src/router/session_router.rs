@@ -170,3 +170,153 @@ fn unknown_version_message(state: &RoutingState, version: &str) -> String {
         state.version_names().join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::catalog::{RoutedTable, RoutingMap};
+    use crate::router::state::RoutingState;
+    use arc_swap::ArcSwap;
+
+    fn routing(default: Option<&str>) -> SharedRouting {
+        let table = |version: &str| RoutedTable {
+            table_name: "t".into(),
+            base_schema: "public".into(),
+            base_table: "t".into(),
+            view_schema: "public".into(),
+            view_name: format!("t_{version}"),
+        };
+        let map = RoutingMap {
+            default_version: default.map(str::to_owned),
+            versions: [("v1", table("v1")), ("v2", table("v2"))]
+                .into_iter()
+                .map(|(v, t)| (v.to_owned(), vec![t]))
+                .collect(),
+        };
+        Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
+            "app", &map,
+        )))
+    }
+
+    fn router(default: Option<&str>, declared: Option<&str>) -> SessionRouter {
+        SessionRouter::new(
+            routing(default),
+            "app",
+            declared.map(str::to_owned),
+            UnparseablePolicy::Reject,
+        )
+        .unwrap()
+    }
+
+    fn replaced(routed: Routed) -> String {
+        match routed {
+            Routed::Replace(text) => text,
+            Routed::Forward => panic!("expected a replacement"),
+        }
+    }
+
+    #[test]
+    fn declared_beats_default_and_reset_returns_to_the_declaration() {
+        let mut session = router(Some("v1"), Some("v2"));
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM t", true)),
+            "SELECT * FROM t_v2 AS t"
+        );
+        assert_eq!(
+            session.statement("SET viewgate.version = 'v1'", true),
+            Routed::Forward
+        );
+        assert_eq!(session.version(), Some("v1"));
+        assert_eq!(
+            session.statement("RESET viewgate.version", true),
+            Routed::Forward
+        );
+        assert_eq!(session.version(), Some("v2"));
+        let mut undeclared = router(Some("v1"), None);
+        assert_eq!(undeclared.version(), Some("v1"));
+    }
+
+    #[test]
+    fn a_change_inside_a_transaction_waits_for_idle() {
+        let mut session = router(Some("v1"), None);
+        session.statement("SET viewgate.version = 'v2'", false);
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM t", false)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM t", true)),
+            "SELECT * FROM t_v2 AS t"
+        );
+    }
+
+    #[test]
+    fn unknown_versions_are_refused() {
+        let error = SessionRouter::new(
+            routing(None),
+            "app",
+            Some("v9".into()),
+            UnparseablePolicy::Reject,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            error.to_string(),
+            "unknown viewgate version \"v9\"; known versions: v1, v2"
+        );
+        let mut session = router(None, Some("v1"));
+        let raised = replaced(session.statement("SET viewgate.version = 'v9'", true));
+        assert!(
+            raised.starts_with("DO $viewgate$") && raised.contains("'22023'"),
+            "{raised}"
+        );
+        assert_eq!(
+            session.version(),
+            Some("v1"),
+            "a refused SET changes nothing"
+        );
+    }
+
+    #[test]
+    fn other_databases_and_unversioned_sessions_pass_through() {
+        let mut elsewhere = SessionRouter::new(
+            routing(Some("v1")),
+            "other",
+            None,
+            UnparseablePolicy::Reject,
+        )
+        .unwrap();
+        assert_eq!(
+            elsewhere.statement("SELECT * FROM t", true),
+            Routed::Forward
+        );
+        let mut no_default = router(None, None);
+        assert_eq!(
+            no_default.statement("SELECT * FROM t", true),
+            Routed::Forward
+        );
+    }
+
+    #[test]
+    fn the_policy_decides_about_unparseable_statements() {
+        let unparseable = "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS t";
+        let mut rejecting = router(Some("v1"), None);
+        let raised = replaced(rejecting.statement(unparseable, true));
+        assert!(raised.contains("'42601'"), "{raised}");
+        let mut forwarding = SessionRouter::new(
+            routing(Some("v1")),
+            "app",
+            None,
+            UnparseablePolicy::Passthrough,
+        )
+        .unwrap();
+        assert_eq!(forwarding.statement(unparseable, true), Routed::Forward);
+    }
+
+    #[test]
+    fn show_answers_the_version_in_effect() {
+        let mut session = router(Some("v1"), None);
+        let show = replaced(session.statement("SHOW viewgate.version", true));
+        assert_eq!(show, select_text(VERSION_SETTING, "v1"));
+    }
+}
