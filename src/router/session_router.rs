@@ -232,7 +232,7 @@ mod tests {
             Routed::Forward
         );
         assert_eq!(session.version(), Some("v2"));
-        let mut undeclared = router(Some("v1"), None);
+        let undeclared = router(Some("v1"), None);
         assert_eq!(undeclared.version(), Some("v1"));
     }
 
