@@ -106,7 +106,7 @@ impl Direction {
                     }
                     self.writing = false;
                 }
-                self.spliced.clear();
+                release(&mut self.spliced);
                 self.buffer.advance(len);
                 match verdict {
                     Inspection::Continue | Inspection::Replace(_) => {}
@@ -162,6 +162,15 @@ fn scan(
         spliced.extend_from_slice(&buffer[copied..position]);
     }
     Ok((position, verdict))
+}
+
+/// Empties an output buffer, handing back memory a large rewritten message left behind.
+fn release(buffer: &mut BytesMut) {
+    if buffer.capacity() > SHRINK_ABOVE {
+        *buffer = BytesMut::new();
+    } else {
+        buffer.clear();
+    }
 }
 
 /// Keeps room for one more read; hands back memory a large message left behind.
