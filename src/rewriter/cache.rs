@@ -10,8 +10,8 @@
 //! allocates nothing: it returns a clone of an `Arc`.
 //!
 //! Eviction policy (sampled second chance, a CLOCK variant): time is divided into epochs that
-//! end at each sweep, and a hit records the current epoch in its entry (an insert counts as a
-//! hit). When an insert finds the cache full, one thread sweeps: entries used in the ending
+//! end at each sweep, and a hit records the current epoch in its entry (an insert does not:
+//! new entries are cold until they are hit). When an insert finds the cache full, one thread sweeps: entries used in the ending
 //! epoch are hot and kept; a random sample (one in [`SWEEP_SAMPLE`]) of the cold ones is
 //! evicted; if that frees less than 1/[`SWEEP_SAMPLE`] of the capacity, more cold entries are
 //! evicted in map order, and only if everything was hot, hot ones. Each sweep frees a fixed
@@ -43,6 +43,10 @@ pub const DEFAULT_MAX_SQL_BYTES: usize = 64 * 1024;
 /// A sweep evicts about one in this many cold entries, and frees at least 1/this of the
 /// capacity.
 pub const SWEEP_SAMPLE: u64 = 8;
+
+/// `last_used` of an entry not hit since it was inserted: no epoch ever reaches it, so a new
+/// entry is cold, and a burst of one-off statements cannot push out the hot ones.
+const NEVER_USED: u64 = u64::MAX;
 
 /// What `rewrite` said about one statement: the text to send, or why it cannot be rewritten.
 pub type RewriteOutcome = Result<Rewrite, RewriteError>;
@@ -78,7 +82,7 @@ struct Entry {
     version: Box<str>,
     sql: Box<str>,
     outcome: Arc<RewriteOutcome>,
-    /// The sweep epoch of the last hit (or of the insert).
+    /// The sweep epoch of the last hit; [`NEVER_USED`] until the first.
     last_used: AtomicU64,
 }
 
@@ -191,7 +195,7 @@ impl RewriteCache {
             version: version.into(),
             sql: sql.into(),
             outcome: Arc::clone(&outcome),
-            last_used: AtomicU64::new(self.epoch.load(Ordering::Relaxed)),
+            last_used: AtomicU64::new(NEVER_USED),
         };
         // Counted before it is visible, so a racing sweep never takes the count below zero.
         self.len.fetch_add(1, Ordering::Relaxed);

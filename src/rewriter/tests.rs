@@ -252,3 +252,26 @@ fn schema_qualified_column_references_follow_the_alias() {
         "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class, model_metadata_v2 m",
     );
 }
+
+#[test]
+fn the_mention_scan_ignores_case_and_finds_names_anywhere() {
+    use super::rewrite::mentions_managed_table;
+    for sql in [
+        "model_metadata",
+        "SELECT * FROM MODEL_METADATA",
+        "select 1 /* Model_Metadata */",
+        "xmodel_metadatax",
+        "mmmodel_metadata",
+    ] {
+        assert!(mentions_managed_table(sql, &v2()), "{sql}");
+    }
+    for sql in [
+        "",
+        "model_metadat",
+        "m",
+        "SELECT model_meta_data",
+        "odel_metadata",
+    ] {
+        assert!(!mentions_managed_table(sql, &v2()), "{sql}");
+    }
+}
