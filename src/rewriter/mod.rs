@@ -4,15 +4,18 @@
 //! Splicing rather than re-printing keeps comments, hints and formatting as the client wrote
 //! them, and leaves every statement that names no managed table byte-for-byte unchanged.
 //! Pipeline: a cheap case-insensitive scan (`rewrite::mentions_managed_table`) → tokenizing and
-//! splitting into statements (`statements`) → parsing each candidate from a blanked copy of the
-//! text → collecting edits (`references`) → splicing (`splice`).
+//! splitting into statements (`statements`) → parsing each candidate from its own tokens →
+//! collecting edits (`references`) → splicing (`splice`). The proxy calls it through
+//! `cache::rewrite_cached`, which remembers outcomes by (version, SQL text).
 
+pub mod cache;
 pub mod references;
 pub mod rewrite;
 pub mod splice;
 pub mod statements;
 pub mod targets;
 
+pub use cache::{CacheConfig, CacheStats, RewriteCache, RewriteOutcome, rewrite_cached};
 pub use rewrite::{Rewrite, RewriteError, rewrite};
 pub use targets::{RelationName, VersionTargets, ViewTarget};
 

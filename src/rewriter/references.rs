@@ -8,13 +8,17 @@
 //!
 //! Each reference is replaced by the version's view; where the reference had no alias, the
 //! original name is kept as one (`model_metadata_v2 AS model_metadata`) so qualified column
-//! references (`model_metadata.id`, `RETURNING model_metadata.*`) keep working.
+//! references (`model_metadata.id`, `RETURNING model_metadata.*`) keep working. Column
+//! references qualified with the schema too (`"public"."model_metadata"."id"`, as Prisma writes
+//! them) would no longer resolve once the table is aliased, so their schema qualifier is dropped
+//! (`"model_metadata"."id"`), which names the alias.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     CopySource, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, Query, Spanned, Statement, TableFactor, TableObject, Value, Visit, Visitor,
+    ObjectNamePart, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned,
+    Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
 use super::splice::{Edit, TextIndex};
@@ -162,6 +166,64 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// `schema.table` qualifying a column or a wildcard (`idents` ends with the table): when it
+    /// names a managed table, drop `schema.` so the qualifier names the alias the table
+    /// reference was given.
+    fn schema_qualified(&mut self, idents: &[&Ident]) {
+        let [.., schema, table] = idents else {
+            return;
+        };
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        if self
+            .targets
+            .resolve(Some(&fold(schema)), &fold(table))
+            .is_none()
+        {
+            return;
+        }
+        let (Some(first), Some(table_range)) = (
+            idents.first().and_then(|i| self.index.range(i.span)),
+            self.index.range(table.span),
+        ) else {
+            self.unlocatable = true;
+            return;
+        };
+        self.edits.push(Edit {
+            range: first.start..table_range.start,
+            text: String::new(),
+        });
+    }
+
+    /// `schema.table.*` items of a projection or RETURNING list.
+    fn select_items(&mut self, items: &[SelectItem]) {
+        for item in items {
+            if let SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) = item
+                && let Some(idents) = name
+                    .0
+                    .iter()
+                    .map(ObjectNamePart::as_ident)
+                    .collect::<Option<Vec<_>>>()
+            {
+                self.schema_qualified(&idents);
+            }
+        }
+    }
+
+    /// The projections of a query body's SELECTs (nested queries are visited on their own).
+    fn set_expr(&mut self, body: &SetExpr) {
+        match body {
+            SetExpr::Select(select) => self.select_items(&select.projection),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left);
+                self.set_expr(right);
+            }
+            _ => {}
+        }
+    }
+
     /// A table name inside a string literal that Postgres resolves as a relation.
     fn regclass_literal(&mut self, literal: &sqlparser::ast::ValueWithSpan) {
         let Value::SingleQuotedString(content) = &literal.value else {
@@ -281,6 +343,7 @@ impl Visitor for Collector<'_> {
             false
         };
         self.frames.push((pushed, restore));
+        self.set_expr(&query.body);
         ControlFlow::Continue(())
     }
 
@@ -317,6 +380,13 @@ impl Visitor for Collector<'_> {
                 if let TableObject::TableName(name) = &insert.table {
                     self.relation(name, insert.table_alias.is_none());
                 }
+                self.select_items(insert.returning.as_deref().unwrap_or_default());
+            }
+            Statement::Update(update) => {
+                self.select_items(update.returning.as_deref().unwrap_or_default());
+            }
+            Statement::Delete(delete) => {
+                self.select_items(delete.returning.as_deref().unwrap_or_default());
             }
             Statement::Copy {
                 source:
@@ -334,6 +404,10 @@ impl Visitor for Collector<'_> {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         match expr {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 3 => {
+                let qualifier: Vec<&Ident> = parts[..parts.len() - 1].iter().collect();
+                self.schema_qualified(&qualifier);
+            }
             Expr::Cast {
                 expr: inner,
                 data_type: DataType::Regclass,

@@ -44,17 +44,19 @@ pub fn rewrite(sql: &str, targets: &VersionTargets) -> Result<Rewrite, RewriteEr
     let statements =
         statements::split(sql, &index).map_err(|e| error(e.message.clone(), Some(e.location)))?;
     let mut edits = Vec::new();
-    for statement in &statements {
+    for statement in statements {
         if statement.kind == Kind::PassThrough
             || !mentions_managed_table(&sql[statement.range.clone()], targets)
         {
             continue;
         }
         let statement_edits = match statement.kind {
-            Kind::TableShorthand => table_shorthand(statement, &index, targets),
-            _ => parsed_edits(sql, statement, &index, targets).map_err(|(reason, location)| {
-                error(reason, location.or(Some(statement_start(statement))))
-            })?,
+            Kind::TableShorthand => table_shorthand(&statement, &index, targets),
+            _ => {
+                let start = statement_start(&statement);
+                parsed_edits(sql, statement, &index, targets)
+                    .map_err(|(reason, location)| error(reason, location.or(Some(start))))?
+            }
         };
         edits.extend(statement_edits);
     }
@@ -69,13 +71,30 @@ pub fn rewrite(sql: &str, targets: &VersionTargets) -> Result<Rewrite, RewriteEr
 /// The cheap test run on every statement: does it mention a managed table's name at all, in
 /// any case? Most statements of most applications do not, and are forwarded without parsing.
 pub fn mentions_managed_table(sql: &str, targets: &VersionTargets) -> bool {
-    let haystack = sql.as_bytes();
-    targets.table_names().any(|name| {
-        let needle = name.as_bytes();
-        !needle.is_empty()
-            && haystack
-                .windows(needle.len())
-                .any(|window| window.eq_ignore_ascii_case(needle))
+    targets
+        .table_names()
+        .any(|name| contains_ignore_ascii_case(sql.as_bytes(), name.as_bytes()))
+}
+
+/// Substring search ignoring ASCII case, without lowering a copy: memchr finds each
+/// occurrence of the needle's first byte (in either case), then the rest is compared.
+fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    let (Some((&first, rest)), Some(last_start)) = (
+        needle.split_first(),
+        haystack.len().checked_sub(needle.len()),
+    ) else {
+        return false;
+    };
+    let candidates = haystack.get(..=last_start).unwrap_or_default();
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        candidates,
+    )
+    .any(|start| {
+        haystack
+            .get(start + 1..start + needle.len())
+            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(rest))
     })
 }
 
@@ -90,12 +109,13 @@ fn statement_start(statement: &StatementText) -> Location {
 
 fn parsed_edits(
     sql: &str,
-    statement: &StatementText,
+    statement: StatementText,
     index: &TextIndex,
     targets: &VersionTargets,
 ) -> Result<Vec<Edit>, (String, Option<Location>)> {
-    let text = statements::parse_text(sql, statement, index);
-    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, &text)
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .with_tokens_with_locations(statements::parser_tokens(statement))
+        .parse_statements()
         .map_err(|e| parser_reason(&e.to_string()))?;
     let mut edits = Vec::new();
     for parsed_statement in &parsed {

@@ -7,24 +7,50 @@ use sqlparser::tokenizer::{Location, Span};
 pub struct TextIndex<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
+    /// Whether each line is pure ASCII, where a column is a byte count (the common case, and
+    /// O(1) instead of a walk along the line).
+    ascii_lines: Vec<bool>,
 }
 
 impl<'a> TextIndex<'a> {
     pub fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        TextIndex { text, line_starts }
+        let ascii_lines = line_starts
+            .iter()
+            .enumerate()
+            .map(|(line, &start)| {
+                let end = line_starts.get(line + 1).copied().unwrap_or(text.len());
+                text.as_bytes()
+                    .get(start..end)
+                    .is_some_and(<[u8]>::is_ascii)
+            })
+            .collect();
+        TextIndex {
+            text,
+            line_starts,
+            ascii_lines,
+        }
     }
 
     /// The byte offset of a location; `None` for the empty location or one off the text.
     pub fn offset(&self, location: Location) -> Option<usize> {
-        let line_start = *self
-            .line_starts
-            .get(usize::try_from(location.line).ok()?.checked_sub(1)?)?;
+        let line_number = usize::try_from(location.line).ok()?.checked_sub(1)?;
+        let line_start = *self.line_starts.get(line_number)?;
         let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
         let line = &self.text[line_start..];
         if column == 0 {
             return Some(line_start);
+        }
+        if self.ascii_lines.get(line_number) == Some(&true) {
+            let line_end = self
+                .line_starts
+                .get(line_number + 1)
+                .copied()
+                .unwrap_or(self.text.len());
+            // Past the line's last character only at the very end of the text, as below.
+            let offset = line_start + column;
+            return (offset < line_end || offset == self.text.len()).then_some(offset);
         }
         match line.char_indices().nth(column) {
             Some((offset, _)) => Some(line_start + offset),

@@ -5,11 +5,11 @@
 //! others from being rewritten. Only statements that read or write rows are candidates;
 //! everything else (DDL, SET, VACUUM, DO, ...) passes through untouched.
 //!
-//! Each candidate is parsed from a *blanked copy* of the whole text: every character outside
-//! the statement becomes a space (newlines stay), so the parser's line/column positions hold
-//! for the original text. The same trick works around parser gaps that do not change which
-//! tables a statement names: `ONLY`, `NO KEY` / `KEY` in locking clauses and `SYMMETRIC` are
-//! blanked for the parser, and stay in the text that is sent.
+//! Each candidate is parsed from its own tokens (the query string is tokenized once), which
+//! carry their line/column positions in the original text, so the parser's spans locate table
+//! names there. Dropping tokens works around parser gaps that do not change which tables a
+//! statement names: `ONLY`, `NO KEY` / `KEY` in locking clauses and `SYMMETRIC` are left out
+//! of what the parser reads, and stay in the text that is sent.
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -106,20 +106,30 @@ fn classify(tokens: &[&TokenWithSpan]) -> Kind {
     }
 }
 
-/// The text the parser sees for `statement`: the original with everything outside the
-/// statement, and the parser-gap keywords inside it, replaced by spaces character for
-/// character.
-pub fn parse_text(sql: &str, statement: &StatementText, index: &TextIndex) -> String {
-    let mut blank_ranges: Vec<std::ops::Range<usize>> = Vec::new();
-    let meaningful: Vec<&TokenWithSpan> = statement
+/// The tokens the parser reads for `statement`: its own tokens, with their positions in the
+/// original text, minus the parser-gap keywords.
+pub fn parser_tokens(statement: StatementText) -> Vec<TokenWithSpan> {
+    let meaningful: Vec<usize> = statement
         .tokens
         .iter()
-        .filter(|t| !is_trivia(&t.token))
+        .enumerate()
+        .filter(|(_, t)| !is_trivia(&t.token))
+        .map(|(i, _)| i)
         .collect();
-    for (i, token) in meaningful.iter().enumerate() {
-        let previous = i.checked_sub(1).and_then(|p| keyword(&meaningful[p].token));
-        let next = meaningful.get(i + 1).map(|t| &t.token);
-        let blank = match keyword(&token.token) {
+    let keyword_at = |position: Option<usize>| {
+        position
+            .and_then(|p| meaningful.get(p))
+            .and_then(|&i| statement.tokens.get(i))
+            .and_then(|t| keyword(&t.token))
+    };
+    let mut gaps = vec![false; statement.tokens.len()];
+    for (position, &index) in meaningful.iter().enumerate() {
+        let previous = keyword_at(position.checked_sub(1));
+        let next = meaningful
+            .get(position + 1)
+            .and_then(|&i| statement.tokens.get(i))
+            .map(|t| &t.token);
+        let gap = match statement.tokens.get(index).and_then(|t| keyword(&t.token)) {
             // `FROM ONLY t`, `JOIN ONLY t`, `UPDATE ONLY t`: ONLY before a relation name.
             Some(Keyword::ONLY) => {
                 matches!(
@@ -141,20 +151,16 @@ pub fn parse_text(sql: &str, statement: &StatementText, index: &TextIndex) -> St
             Some(Keyword::SYMMETRIC) => previous == Some(Keyword::BETWEEN),
             _ => false,
         };
-        if blank && let Some(range) = index.range(token.span) {
-            blank_ranges.push(range);
+        if let Some(slot) = gaps.get_mut(index) {
+            *slot = gap;
         }
     }
-    sql.char_indices()
-        .map(|(offset, c)| {
-            let inside = statement.range.contains(&offset)
-                && !blank_ranges.iter().any(|r| r.contains(&offset));
-            match (inside, c) {
-                (true, c) => c,
-                (false, '\n') => '\n',
-                (false, _) => ' ',
-            }
-        })
+    statement
+        .tokens
+        .into_iter()
+        .zip(gaps)
+        .filter(|(_, gap)| !gap)
+        .map(|(token, _)| token)
         .collect()
 }
 
@@ -188,18 +194,23 @@ mod tests {
         );
     }
 
+    fn parser_text(tokens: &[TokenWithSpan]) -> String {
+        tokens.iter().map(|t| t.token.to_string()).collect()
+    }
+
     #[test]
-    fn blanks_parser_gaps_but_nothing_else() {
+    fn drops_parser_gaps_but_nothing_else() {
         let sql = "SELECT x FROM ONLY t WHERE a BETWEEN SYMMETRIC 1 AND 2 FOR NO KEY UPDATE; SELECT 'ONLY'";
         let index = TextIndex::new(sql);
-        let statements = split(sql, &index).unwrap();
-        let first = parse_text(sql, &statements[0], &index);
-        assert_eq!(first.chars().count(), sql.chars().count());
+        let mut statements = split(sql, &index).unwrap().into_iter();
+        let first = parser_tokens(statements.next().unwrap());
         assert_eq!(
-            first.trim_end(),
-            "SELECT x FROM      t WHERE a BETWEEN           1 AND 2 FOR        UPDATE"
+            parser_text(&first),
+            "SELECT x FROM  t WHERE a BETWEEN  1 AND 2 FOR   UPDATE"
         );
-        let second = parse_text(sql, &statements[1], &index);
-        assert_eq!(second.trim(), "SELECT 'ONLY'");
+        let t = first.iter().find(|t| t.token.to_string() == "t").unwrap();
+        assert_eq!(index.offset(t.span.start), sql.find(" t ").map(|o| o + 1));
+        let second = parser_tokens(statements.next().unwrap());
+        assert_eq!(parser_text(&second).trim(), "SELECT 'ONLY'");
     }
 }

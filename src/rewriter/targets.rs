@@ -1,4 +1,9 @@
 //! What one schema version rewrites: each managed table and the view that stands for it.
+//!
+//! Built from the catalog's routing map ([`VersionTargets::from_routing_map`]), so the names
+//! the rewriter splices are exactly the ones the view generator created.
+
+use crate::control::catalog::RoutingMap;
 
 /// A relation name as Postgres stores it: case-sensitive, after identifier folding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -36,6 +41,21 @@ impl VersionTargets {
             version: version.into(),
             targets,
         }
+    }
+
+    /// The targets of `version` in the catalog's routing map; `None` when the catalog has no
+    /// active version of that name. A managed table is named by the schema of its base table
+    /// and the name the version's clients use.
+    pub fn from_routing_map(map: &RoutingMap, version: &str) -> Option<Self> {
+        let tables = map.versions.get(version)?;
+        let targets = tables
+            .iter()
+            .map(|routed| ViewTarget {
+                table: RelationName::new(&routed.base_schema, &routed.table_name),
+                view: RelationName::new(&routed.view_schema, &routed.view_name),
+            })
+            .collect();
+        Some(VersionTargets::new(version, targets))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -186,6 +206,30 @@ mod tests {
             targets.resolve(Some("other"), "dup").unwrap().view.name,
             "dup_v2"
         );
+    }
+
+    #[test]
+    fn builds_targets_from_the_routing_map() {
+        use crate::control::catalog::RoutedTable;
+        let mut map = RoutingMap::default();
+        map.versions.insert(
+            "v2".into(),
+            vec![RoutedTable {
+                table_name: "model_metadata".into(),
+                base_schema: "public".into(),
+                base_table: "model_metadata".into(),
+                view_schema: "public".into(),
+                view_name: "model_metadata_v2".into(),
+            }],
+        );
+        let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
+        assert_eq!(targets.version, "v2");
+        let target = targets.resolve(Some("public"), "model_metadata").unwrap();
+        assert_eq!(
+            target.view,
+            RelationName::new("public", "model_metadata_v2")
+        );
+        assert!(VersionTargets::from_routing_map(&map, "v3").is_none());
     }
 
     #[test]

@@ -229,3 +229,49 @@ fn unparseable_statements_naming_a_managed_table_are_reported_with_a_position() 
     assert!(error.position.is_some_and(|p| p > 10), "{error:?}");
     assert!(error.to_string().contains("version v2"), "{error}");
 }
+
+#[test]
+fn schema_qualified_column_references_follow_the_alias() {
+    // Prisma qualifies every column with schema and table; once the table is aliased, only
+    // the alias resolves, so the schema qualifier goes.
+    check(
+        r#"SELECT "public"."model_metadata"."id", "public"."model_metadata".* FROM "public"."model_metadata" WHERE "public"."model_metadata"."id" = $1"#,
+        r#"SELECT "model_metadata"."id", "model_metadata".* FROM public.model_metadata_v2 AS "model_metadata" WHERE "model_metadata"."id" = $1"#,
+    );
+    check(
+        r#"INSERT INTO "public"."model_metadata" ("model_name") VALUES ($1) RETURNING "public"."model_metadata"."id", public . model_metadata . *"#,
+        r#"INSERT INTO public.model_metadata_v2 AS "model_metadata" ("model_name") VALUES ($1) RETURNING "model_metadata"."id", model_metadata . *"#,
+    );
+    check(
+        "UPDATE public.model_metadata SET model_name = 'x' WHERE public.model_metadata.id = 1 RETURNING public.model_metadata.id",
+        "UPDATE public.model_metadata_v2 AS model_metadata SET model_name = 'x' WHERE model_metadata.id = 1 RETURNING model_metadata.id",
+    );
+    // Catalog columns qualified the same way are not managed tables.
+    check(
+        "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class, model_metadata m",
+        "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class, model_metadata_v2 m",
+    );
+}
+
+#[test]
+fn the_mention_scan_ignores_case_and_finds_names_anywhere() {
+    use super::rewrite::mentions_managed_table;
+    for sql in [
+        "model_metadata",
+        "SELECT * FROM MODEL_METADATA",
+        "select 1 /* Model_Metadata */",
+        "xmodel_metadatax",
+        "mmmodel_metadata",
+    ] {
+        assert!(mentions_managed_table(sql, &v2()), "{sql}");
+    }
+    for sql in [
+        "",
+        "model_metadat",
+        "m",
+        "SELECT model_meta_data",
+        "odel_metadata",
+    ] {
+        assert!(!mentions_managed_table(sql, &v2()), "{sql}");
+    }
+}

@@ -1,0 +1,579 @@
+-- Rewrite corpus: see README.md in this directory for the format and the markers.
+
+-- ===== Django =====================================================================
+
+-- name: django_get_by_pk
+-- params: int8:2
+SELECT {Q}."id", {Q}."model_name", {Q}."model_version", {Q}."hyperparameters", {Q}."created_at" FROM {Q} WHERE {Q}."id" = $1 LIMIT 21
+
+-- name: django_filter_order_slice
+-- params: text:resnet
+SELECT {Q}."id", {Q}."model_version" FROM {Q} WHERE {Q}."model_name" = $1 ORDER BY {Q}."created_at" DESC LIMIT 10 OFFSET 0
+
+-- name: django_count
+SELECT COUNT(*) AS "__count" FROM {Q}
+
+-- name: django_exists
+-- params: text:bert
+SELECT 1 AS "a" FROM {Q} WHERE {Q}."model_name" = $1 LIMIT 1
+
+-- name: django_insert_returning_id
+-- params: text:vit | text:1.0 | jsonb:{"patch": 16}
+INSERT INTO {Q} ("model_name", "model_version", "hyperparameters", "created_at") VALUES ($1, $2, $3, '2024-06-01T00:00:00+00:00'::timestamptz) RETURNING {Q}."id"
+
+-- name: django_bulk_create
+INSERT INTO {Q} ("model_name", "model_version", "hyperparameters", "created_at") VALUES ('a', '1', '{}'::jsonb, '2024-06-01T00:00:00+00:00'::timestamptz), ('b', '2', '{"x": 1}'::jsonb, '2024-06-02T00:00:00+00:00'::timestamptz) RETURNING {Q}."id", {Q}."model_name"
+
+-- name: django_update_by_pk
+-- params: text:1.1 | int8:1
+UPDATE {Q} SET "model_version" = $1 WHERE {Q}."id" = $2
+
+-- name: django_delete_in
+DELETE FROM {Q} WHERE {Q}."id" IN (3, 4)
+
+-- name: django_values_list_distinct
+SELECT DISTINCT {Q}."model_name" FROM {Q} ORDER BY {Q}."model_name" ASC
+
+-- name: django_jsonb_has_key
+-- params: text:layers
+SELECT {Q}."id" FROM {Q} WHERE ({Q}."hyperparameters" ? $1) ORDER BY {Q}."id" ASC
+
+-- name: django_jsonb_contains
+-- params: jsonb:{"lr": 0.1}
+SELECT {Q}."id", {Q}."model_name" FROM {Q} WHERE {Q}."hyperparameters" @> $1 ORDER BY {Q}."id"
+
+-- name: django_key_transform
+SELECT {Q}."id", ({Q}."hyperparameters" -> 'lr') AS "lr" FROM {Q} WHERE ({Q}."hyperparameters" -> 'lr') IS NOT NULL ORDER BY {Q}."id"
+
+-- name: django_aggregate_group_by
+SELECT {Q}."model_name", COUNT({Q}."id") AS "n", MAX({Q}."model_version") AS "latest" FROM {Q} GROUP BY {Q}."model_name" HAVING COUNT({Q}."id") >= 1 ORDER BY {Q}."model_name"
+
+-- name: django_join_unmanaged
+SELECT "deployments"."env", {Q}."model_name" FROM "deployments" INNER JOIN {Q} ON ("deployments"."model_id" = {Q}."id") WHERE "deployments"."replicas" > 1 ORDER BY "deployments"."id"
+
+-- name: django_subquery_in
+SELECT "deployments"."id" FROM "deployments" WHERE "deployments"."model_id" IN (SELECT U0."id" FROM {Q} U0 WHERE U0."model_name" = 'bert') ORDER BY 1
+
+-- name: django_exists_subquery
+SELECT {Q}."id", EXISTS(SELECT 1 AS "a" FROM "deployments" U0 WHERE U0."model_id" = ({Q}."id") LIMIT 1) AS "deployed" FROM {Q} ORDER BY {Q}."id"
+
+-- name: django_select_for_update_skip_locked
+SELECT {Q}."id" FROM {Q} WHERE {Q}."model_name" = 'resnet' ORDER BY {Q}."id" FOR UPDATE SKIP LOCKED
+
+-- name: django_get_or_create_savepoint
+-- params: text:resnet | text:1.0
+SELECT {Q}."id", {Q}."model_name" FROM {Q} WHERE ({Q}."model_name" = $1 AND {Q}."model_version" = $2) LIMIT 21
+
+-- name: django_window_row_number
+SELECT "col1", "col2" FROM (SELECT {Q}."model_name" AS "col1", ROW_NUMBER() OVER (PARTITION BY {Q}."model_name" ORDER BY {Q}."id" DESC) AS "col2" FROM {Q}) "qualify" WHERE "col2" = 1 ORDER BY 1
+
+-- name: django_paginator_count_over
+SELECT {Q}."id", COUNT(*) OVER () AS "total" FROM {Q} ORDER BY {Q}."id" LIMIT 2 OFFSET 2
+
+-- name: django_case_when
+SELECT {Q}."id", CASE WHEN {Q}."model_name" = 'resnet' THEN 'vision' WHEN {Q}."model_name" IN ('bert', 'gpt') THEN 'nlp' ELSE 'other' END AS "family" FROM {Q} ORDER BY {Q}."id"
+
+-- name: django_upsert_on_conflict
+-- errors: v2
+INSERT INTO {Q} ("id", "model_name", "model_version", "hyperparameters", "created_at") VALUES (1, 'resnet', '9.9', '{}'::jsonb, '2024-01-01T00:00:00+00:00'::timestamptz) ON CONFLICT("id") DO UPDATE SET "model_version" = EXCLUDED."model_version" RETURNING {Q}."id", {Q}."model_version"
+
+-- name: django_introspect_columns_regclass
+SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = {R}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+
+-- ===== SQLAlchemy =================================================================
+
+-- name: sqlalchemy_get
+-- params: int8:1
+SELECT {N}.id AS model_metadata_id, {N}.model_name AS model_metadata_model_name, {N}.model_version AS model_metadata_model_version FROM {N} WHERE {N}.id = $1
+
+-- name: sqlalchemy_select_in_any
+-- params: int8[]:1,2,5
+SELECT {N}.id, {N}.model_name FROM {N} WHERE {N}.id = ANY($1) ORDER BY {N}.id
+
+-- name: sqlalchemy_expanding_in
+-- params: text:resnet | text:gpt
+SELECT {N}.id FROM {N} WHERE {N}.model_name IN ($1, $2) ORDER BY {N}.id
+
+-- name: sqlalchemy_any_array_literal
+SELECT {N}.model_name FROM {N} WHERE {N}.model_version = ANY(ARRAY['1.0', '2.0']) ORDER BY {N}.id
+
+-- name: sqlalchemy_insert_returning
+-- params: text:t5 | text:1.0
+INSERT INTO {N} (model_name, model_version, created_at) VALUES ($1, $2, '2024-06-01 00:00:00+00') RETURNING {N}.id
+
+-- name: sqlalchemy_insertmanyvalues
+INSERT INTO {N} (model_name, model_version, hyperparameters, created_at) SELECT p0::TEXT, p1::TEXT, p2::JSONB, '2024-06-01 00:00:00+00' FROM (VALUES ('m1', '1', '{}', 0), ('m2', '2', '{"a": 1}', 1)) AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter RETURNING {N}.id, {N}.model_name
+
+-- name: sqlalchemy_update_returning
+-- params: text:2.1 | text:bert
+UPDATE {N} SET model_version=$1 WHERE {N}.model_name = $2 RETURNING {N}.id, {N}.model_version
+
+-- name: sqlalchemy_delete_returning
+-- params: int8:6
+DELETE FROM {N} WHERE {N}.id = $1 RETURNING {N}.id, {N}.model_name
+
+-- name: sqlalchemy_aliased_self_join
+SELECT model_metadata_1.id, model_metadata_2.id AS id_1 FROM {N} AS model_metadata_1 JOIN {N} AS model_metadata_2 ON model_metadata_1.model_name = model_metadata_2.model_name AND model_metadata_1.id < model_metadata_2.id ORDER BY 1, 2
+
+-- name: sqlalchemy_outer_join_unmanaged
+SELECT {N}.model_name, deployments.env FROM {N} LEFT OUTER JOIN deployments ON {N}.id = deployments.model_id ORDER BY {N}.id, deployments.env NULLS LAST
+
+-- name: sqlalchemy_cte
+WITH latest AS (SELECT {N}.model_name AS model_name, max({N}.created_at) AS max_created FROM {N} GROUP BY {N}.model_name) SELECT {N}.id, {N}.model_name FROM {N} JOIN latest ON {N}.model_name = latest.model_name AND {N}.created_at = latest.max_created ORDER BY {N}.id
+
+-- name: sqlalchemy_scalar_subquery
+SELECT deployments.id, (SELECT {N}.model_name FROM {N} WHERE {N}.id = deployments.model_id) AS anon_1 FROM deployments ORDER BY deployments.id
+
+-- name: sqlalchemy_union
+SELECT {N}.model_name FROM {N} WHERE {N}.id < 3 UNION SELECT {N}.model_name FROM {N} WHERE {N}.id > 4 ORDER BY 1
+
+-- name: sqlalchemy_union_all_except
+(SELECT {N}.id FROM {N} UNION ALL SELECT deployments.model_id FROM deployments) EXCEPT SELECT 7 ORDER BY 1
+
+-- name: sqlalchemy_intersect
+SELECT {N}.id FROM {N} INTERSECT SELECT deployments.model_id FROM deployments ORDER BY 1
+
+-- name: sqlalchemy_distinct_on
+SELECT DISTINCT ON ({N}.model_name) {N}.model_name, {N}.model_version FROM {N} ORDER BY {N}.model_name, {N}.created_at DESC
+
+-- name: sqlalchemy_lateral
+SELECT deployments.env, anon_1.model_name FROM deployments, LATERAL (SELECT {N}.model_name AS model_name FROM {N} WHERE {N}.id = deployments.model_id) AS anon_1 ORDER BY deployments.id
+
+-- name: sqlalchemy_json_getitem
+SELECT {N}.id, {N}.hyperparameters ->> 'lr' AS lr FROM {N} WHERE CAST({N}.hyperparameters ->> 'lr' AS FLOAT) > 0.01 ORDER BY {N}.id
+
+-- name: sqlalchemy_json_path
+SELECT {N}.id, {N}.hyperparameters #>> '{tags,0}' AS first_tag FROM {N} WHERE {N}.hyperparameters #> '{tags}' IS NOT NULL
+
+-- name: sqlalchemy_nulls_last
+SELECT {N}.id FROM {N} ORDER BY {N}.hyperparameters ->> 'depth' DESC NULLS LAST, {N}.id
+
+-- name: sqlalchemy_has_table
+-- params: text:model_metadata | text:public
+SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace WHERE pg_catalog.pg_class.relname = $1::VARCHAR AND pg_catalog.pg_class.relkind = ANY (ARRAY['r', 'p', 'f', 'v', 'm']) AND pg_catalog.pg_namespace.nspname = $2::VARCHAR
+
+-- name: sqlalchemy_reflect_columns
+SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS format_type, a.attnotnull AS not_null FROM pg_catalog.pg_attribute AS a WHERE a.attrelid = {RP}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+
+-- name: sqlalchemy_count_subquery
+SELECT count(*) AS count_1 FROM (SELECT {N}.id AS model_metadata_id FROM {N} WHERE {N}.model_name LIKE 'res%') AS anon_1
+
+-- name: sqlalchemy_exists_where
+SELECT deployments.id FROM deployments WHERE EXISTS (SELECT * FROM {N} WHERE {N}.id = deployments.model_id AND {N}.model_name = 'bert') ORDER BY deployments.id
+
+-- name: sqlalchemy_not_exists
+SELECT deployments.id FROM deployments WHERE NOT (EXISTS (SELECT 1 FROM {N} WHERE {N}.id = deployments.model_id)) ORDER BY deployments.id
+
+-- name: sqlalchemy_with_for_update_of
+SELECT {N}.id FROM {N} WHERE {N}.id = 1 FOR UPDATE OF {N}
+
+-- name: sqlalchemy_for_no_key_update
+SELECT {N}.id FROM {N} WHERE {N}.id = 2 FOR NO KEY UPDATE
+
+-- name: sqlalchemy_for_share_nowait
+SELECT {N}.id FROM {N} WHERE {N}.id = 2 FOR SHARE NOWAIT
+
+-- name: sqlalchemy_update_from_unmanaged
+UPDATE {N} SET model_version=(deployments.env || '-' || {N}.model_version) FROM deployments WHERE {N}.id = deployments.model_id AND deployments.env = 'staging' RETURNING {N}.id, {N}.model_version
+
+-- name: sqlalchemy_delete_using_unmanaged
+DELETE FROM {N} USING deployments WHERE {N}.id = deployments.model_id AND deployments.env = 'dev' RETURNING {N}.id
+
+-- ===== ActiveRecord ===============================================================
+
+-- name: activerecord_find
+-- params: int8:3 | int8:1
+SELECT {Q}.* FROM {Q} WHERE {Q}."id" = $1 LIMIT $2
+
+-- name: activerecord_where_order_limit
+-- params: text:resnet | int8:11
+SELECT {Q}.* FROM {Q} WHERE {Q}."model_name" = $1 ORDER BY {Q}."id" ASC LIMIT $2
+
+-- name: activerecord_find_each_batches
+-- params: int8:2 | int8:1000
+SELECT {Q}."id" FROM {Q} WHERE {Q}."id" > $1 ORDER BY {Q}."id" ASC LIMIT $2
+
+-- name: activerecord_pluck
+SELECT {Q}."model_name", {Q}."model_version" FROM {Q} ORDER BY {Q}."id"
+
+-- name: activerecord_insert
+-- params: text:yolo | text:8 | jsonb:{} | text:2024-06-01 00:00:00
+INSERT INTO {Q} ("model_name", "model_version", "hyperparameters", "created_at") VALUES ($1, $2, $3, ($4::text)::timestamptz) RETURNING "id"
+
+-- name: activerecord_insert_all_on_conflict_do_nothing
+-- errors: v2
+INSERT INTO {Q} ("id","model_name","model_version","created_at") VALUES (1, 'dup', '1', '2024-06-01'), (50, 'new', '1', '2024-06-01') ON CONFLICT ("id") DO NOTHING RETURNING "id"
+
+-- name: activerecord_upsert_all
+-- errors: v2
+INSERT INTO {Q} AS {Q} ("id","model_name","model_version","created_at") VALUES (2, 'bert', '2.5', '2024-02-01'), (60, 'new', '1', '2024-06-01') ON CONFLICT ("id") DO UPDATE SET "model_version"=excluded."model_version" RETURNING "id"
+
+-- name: activerecord_update
+-- params: text:3.6 | int8:3
+UPDATE {Q} SET "model_version" = $1 WHERE {Q}."id" = $2
+
+-- name: activerecord_update_all_subquery
+UPDATE {Q} SET "model_version" = 'archived' WHERE {Q}."id" IN (SELECT {Q}."id" FROM {Q} WHERE {Q}."created_at" < '2024-03-01' ORDER BY {Q}."id" LIMIT 2)
+
+-- name: activerecord_destroy
+-- params: int8:5
+DELETE FROM {Q} WHERE {Q}."id" = $1
+
+-- name: activerecord_exists
+-- params: int8:1
+SELECT 1 AS one FROM {Q} WHERE {Q}."model_name" = 'gpt' LIMIT $1
+
+-- name: activerecord_count_distinct
+SELECT COUNT(DISTINCT {Q}."model_name") FROM {Q}
+
+-- name: activerecord_group_count
+SELECT COUNT(*) AS "count_all", {Q}."model_name" AS "model_metadata_model_name" FROM {Q} GROUP BY {Q}."model_name" ORDER BY "model_metadata_model_name"
+
+-- name: activerecord_joins_unmanaged
+SELECT {Q}.* FROM {Q} INNER JOIN "deployments" ON "deployments"."model_id" = {Q}."id" WHERE "deployments"."env" = 'prod' ORDER BY {Q}."id"
+
+-- name: activerecord_includes_preload
+-- params: int8[]:1,2,4
+SELECT "deployments".* FROM "deployments" WHERE "deployments"."model_id" = ANY($1) ORDER BY "deployments"."id"
+
+-- name: activerecord_eager_load_in
+SELECT {Q}.* FROM {Q} WHERE {Q}."id" IN (1, 2, 4) ORDER BY {Q}."id"
+
+-- name: activerecord_lock
+SELECT {Q}.* FROM {Q} WHERE {Q}."id" = 4 LIMIT 1 FOR UPDATE
+
+-- name: activerecord_introspect_attributes
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.atttypid, a.atttypmod, c.collname, col_description(a.attrelid, a.attnum) AS comment FROM pg_attribute a LEFT JOIN pg_attrdef d ON a.attrelid = d.adrelid AND a.attnum = d.adnum LEFT JOIN pg_type t ON a.atttypid = t.oid LEFT JOIN pg_collation c ON a.attcollation = c.oid AND a.attcollation <> t.typcollation WHERE a.attrelid = {RQ}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+
+-- name: activerecord_primary_keys
+SELECT a.attname FROM (SELECT indrelid, indkey, generate_subscripts(indkey, 1) idx FROM pg_index WHERE indrelid = {RQ}::regclass AND indisprimary) i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[i.idx] ORDER BY i.idx
+
+-- name: activerecord_table_exists_by_name
+SELECT c.relname FROM pg_class c LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY (current_schemas(false)) AND c.relname = 'model_metadata' AND c.relkind IN ('r','p')
+
+-- name: activerecord_optimistic_lock_update
+UPDATE {Q} SET "model_version" = '1.2' WHERE {Q}."id" = 1 AND {Q}."model_version" = '1.0'
+
+-- ===== Prisma =====================================================================
+
+-- name: prisma_find_unique
+-- params: int8:2 | int8:1 | int8:0
+SELECT {PQ}."id", {PQ}."model_name", {PQ}."model_version", {PQ}."hyperparameters" FROM {PQ} WHERE ({PQ}."id" = $1 AND 1=1) LIMIT $2 OFFSET $3
+
+-- name: prisma_find_many_order
+-- params: text:res | int8:10 | int8:0
+SELECT {PQ}."id", {PQ}."model_name" FROM {PQ} WHERE {PQ}."model_name"::text LIKE $1 || '%' ORDER BY {PQ}."created_at" DESC LIMIT $2 OFFSET $3
+
+-- name: prisma_create
+-- params: text:clip | text:1.0 | jsonb:{"dim": 512} | text:2024-06-01T00:00:00Z
+INSERT INTO {PQ} ("model_name","model_version","hyperparameters","created_at") VALUES ($1,$2,$3,($4::text)::timestamptz) RETURNING {PQ}."id", {PQ}."model_name", {PQ}."model_version", {PQ}."hyperparameters", {PQ}."created_at"
+
+-- name: prisma_update_many
+-- params: text:2.2 | text:transformer%
+UPDATE {PQ} SET "model_version" = $1 WHERE {PQ}."model_name"::text LIKE $2 OR {PQ}."id" = 2
+
+-- name: prisma_update_returning
+-- params: text:3.9 | int8:3
+UPDATE {PQ} SET "model_version" = $1 WHERE ({PQ}."id" = $2 AND 1=1) RETURNING {PQ}."id", {PQ}."model_version"
+
+-- name: prisma_delete
+-- params: int8:4
+DELETE FROM {PQ} WHERE ({PQ}."id" = $1 AND 1=1)
+
+-- name: prisma_count_aggregate
+SELECT COUNT(*) AS "_count._all" FROM (SELECT {PQ}."id" FROM {PQ} WHERE 1=1 OFFSET 0) AS "sub"
+
+-- name: prisma_json_path_filter
+-- params: text:0.1
+SELECT {PQ}."id" FROM {PQ} WHERE ({PQ}."hyperparameters"#>ARRAY['lr']::text[])::jsonb::text = $1 ORDER BY {PQ}."id"
+
+-- name: prisma_in_list
+-- params: int8:1 | int8:3 | int8:5
+SELECT {PQ}."id", {PQ}."model_name" FROM {PQ} WHERE {PQ}."id" IN ($1,$2,$3) ORDER BY {PQ}."id" ASC
+
+-- name: prisma_relation_load
+SELECT "public"."deployments"."id", "public"."deployments"."model_id" FROM "public"."deployments" WHERE "public"."deployments"."model_id" IN (SELECT {PQ}."id" FROM {PQ} WHERE {PQ}."model_name" = 'bert') ORDER BY "public"."deployments"."id"
+
+-- name: prisma_distinct_group
+SELECT {PQ}."model_name", COUNT({PQ}."id") AS "_count$id" FROM {PQ} WHERE 1=1 GROUP BY {PQ}."model_name" HAVING COUNT({PQ}."id") > 1 ORDER BY {PQ}."model_name"
+
+-- name: prisma_upsert_select_then_insert
+-- params: text:resnet
+SELECT {PQ}."id" FROM {PQ} WHERE {PQ}."model_name" = $1 ORDER BY {PQ}."id"
+
+-- ===== Hand-written application SQL ===============================================
+
+-- name: plain_select_star
+SELECT * FROM {T} ORDER BY id
+
+-- name: plain_select_star_v2_columns
+-- errors: v1
+SELECT id, model_type, schema_version FROM {T} ORDER BY id
+
+-- name: plain_alias
+SELECT m.id, m.model_name FROM {N} m WHERE m.id BETWEEN 2 AND 4 ORDER BY m.id
+
+-- name: plain_alias_as
+SELECT mm.id FROM {N} AS mm WHERE mm.model_version LIKE '%.0' ORDER BY 1
+
+-- name: qualified_keeps_alias
+SELECT model_metadata.id, model_metadata.model_name FROM {T} WHERE model_metadata.id = 2
+
+-- name: qualified_wildcard_with_alias_kept
+SELECT model_metadata.* FROM {T} WHERE model_metadata.id <= 2 ORDER BY model_metadata.id
+
+-- name: whole_row_reference
+SELECT to_jsonb(model_metadata) - 'created_at' FROM {T} WHERE id = 2
+
+-- name: uppercase_name
+SELECT {U}.ID FROM {U} WHERE {U}.ID > 4 ORDER BY 1
+
+-- name: schema_qualified
+SELECT {P}.id FROM {P} WHERE {P}.model_name = 'gpt'
+
+-- name: schema_qualified_aliased
+SELECT m.id FROM {P} m ORDER BY m.id DESC LIMIT 3
+
+-- name: comments_and_newlines
+/* controller=models,action=index */
+SELECT id, model_name -- the list page
+FROM   {T}
+WHERE  id > 1 /* pagination */
+ORDER  BY id
+LIMIT  3
+
+-- name: jsonb_arrow_operators
+SELECT id, hyperparameters -> 'lr', hyperparameters ->> 'layers', hyperparameters ? 'heads', hyperparameters ?| ARRAY['eta', 'depth'], hyperparameters ?& ARRAY['lr'] FROM {T} ORDER BY id
+
+-- name: jsonb_contained_by
+SELECT id FROM {T} WHERE '{"lr": 0.1, "layers": 50, "x": 1}'::jsonb @> hyperparameters AND hyperparameters <> '{}' ORDER BY id
+
+-- name: jsonb_set_update
+UPDATE {T} SET hyperparameters = jsonb_set(hyperparameters, '{lr}', '0.2') WHERE hyperparameters ? 'lr' RETURNING id, hyperparameters
+
+-- name: jsonb_concat_update
+-- params: jsonb:{"tuned": true} | int8:4
+UPDATE {T} SET hyperparameters = hyperparameters || $1 WHERE id = $2 RETURNING hyperparameters
+
+-- name: jsonb_each_lateral
+SELECT m.id, kv.key, kv.value FROM {N} m CROSS JOIN LATERAL jsonb_each(m.hyperparameters) AS kv ORDER BY m.id, kv.key
+
+-- name: window_functions
+SELECT id, model_name, rank() OVER w, lag(model_version) OVER w, sum(id) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM {T} WINDOW w AS (PARTITION BY model_name ORDER BY id) ORDER BY id
+
+-- name: count_over_pagination
+SELECT id, count(*) OVER () AS full_count FROM {T} WHERE id > 1 ORDER BY id LIMIT 2 OFFSET 1
+
+-- name: distinct_on_latest
+SELECT DISTINCT ON (model_name) model_name, id, created_at FROM {T} ORDER BY model_name, created_at DESC
+
+-- name: group_by_having_case
+SELECT model_name, count(*) FILTER (WHERE hyperparameters ? 'lr') AS with_lr, CASE WHEN count(*) > 1 THEN 'many' ELSE 'one' END FROM {T} GROUP BY model_name HAVING count(*) >= 1 ORDER BY model_name
+
+-- name: casts
+SELECT id::text, model_version::numeric, CAST(created_at AS date), hyperparameters::text FROM {T} ORDER BY id
+
+-- name: nulls_first_last
+SELECT id FROM {T} ORDER BY hyperparameters->>'heads' ASC NULLS FIRST, id DESC
+
+-- name: limit_offset_fetch
+SELECT id FROM {T} ORDER BY id OFFSET 1 ROWS FETCH FIRST 2 ROWS ONLY
+
+-- name: cte_multiple
+WITH names AS (SELECT DISTINCT model_name FROM {T}), counts AS (SELECT model_name, count(*) AS n FROM {T} GROUP BY model_name) SELECT names.model_name, counts.n FROM names JOIN counts USING (model_name) ORDER BY 1
+
+-- name: cte_shadowing_table_name
+WITH model_metadata AS (SELECT id, model_name FROM {T} WHERE id < 3) SELECT * FROM model_metadata ORDER BY id
+
+-- name: cte_recursive
+WITH RECURSIVE chain(id, depth) AS (SELECT id, 1 FROM {T} WHERE id = 1 UNION ALL SELECT m.id, c.depth + 1 FROM chain c JOIN {N} m ON m.id = c.id + 1 WHERE c.depth < 4) SELECT * FROM chain ORDER BY id
+
+-- name: cte_data_modifying
+WITH moved AS (UPDATE {T} SET model_version = 'retired' WHERE id = 6 RETURNING id, model_name) SELECT * FROM moved
+
+-- name: cte_delete_then_insert
+WITH gone AS (DELETE FROM {T} WHERE id = 5 RETURNING model_name, model_version, hyperparameters) INSERT INTO {T} (model_name, model_version, hyperparameters, created_at) SELECT model_name || '-copy', model_version, hyperparameters, '2024-06-01' FROM gone RETURNING id, model_name
+
+-- name: insert_select_from_same_table
+INSERT INTO {T} (model_name, model_version, hyperparameters, created_at) SELECT model_name, model_version || '-dup', hyperparameters, created_at FROM {N} src WHERE src.id <= 2 RETURNING id, model_version
+
+-- name: insert_multi_row_values
+INSERT INTO {T} (model_name, model_version, created_at) VALUES ('a', '1', '2024-06-01'), ('b', '2', '2024-06-02'), ('c', '3', '2024-06-03') RETURNING id, model_name
+
+-- name: insert_default_values
+-- errors: v1 v2
+INSERT INTO {T} DEFAULT VALUES RETURNING id
+
+-- name: insert_with_alias_returning_alias
+INSERT INTO {N} AS m (model_name, model_version, created_at) VALUES ('al', '1', '2024-06-01') RETURNING m.id, m.model_name
+
+-- name: insert_returning_qualified_star
+INSERT INTO {T} (model_name, model_version, created_at) VALUES ('q', '1', '2024-06-01') RETURNING model_metadata.id, model_metadata.model_name
+
+-- name: insert_v2_columns
+-- errors: v1
+INSERT INTO {T} (model_name, model_version, model_type, created_at) VALUES ('w2v', '1', 'embedding', '2024-06-01') RETURNING id, model_type, schema_version
+
+-- name: insert_v2_null_type_reads_default
+-- errors: v1
+INSERT INTO {T} (model_name, model_version, created_at) VALUES ('nt', '1', '2024-06-01') RETURNING id, model_type
+
+-- name: update_from_join
+UPDATE {N} m SET model_version = d.env FROM deployments d WHERE d.model_id = m.id AND d.replicas = 3 RETURNING m.id, m.model_version
+
+-- name: update_from_self
+UPDATE {T} SET model_version = other.model_version FROM {N} other WHERE other.id = 2 AND model_metadata.id = 3 RETURNING model_metadata.id, model_metadata.model_version
+
+-- name: update_with_subquery_set
+UPDATE {T} SET model_version = (SELECT max(model_version) FROM {N} x WHERE x.model_name = model_metadata.model_name) WHERE id = 1 RETURNING id, model_version
+
+-- name: update_v2_model_type
+-- errors: v1
+UPDATE {T} SET model_type = 'cnn' WHERE model_type = 'neural_network' RETURNING id, model_type
+
+-- name: delete_using_self
+DELETE FROM {T} USING {N} newer WHERE newer.model_name = model_metadata.model_name AND newer.id > model_metadata.id RETURNING model_metadata.id
+
+-- name: delete_where_exists
+DELETE FROM {T} WHERE NOT EXISTS (SELECT 1 FROM deployments d WHERE d.model_id = model_metadata.id) RETURNING id
+
+-- name: delete_all_count
+DELETE FROM {T}
+
+-- name: exists_in_select_list
+SELECT EXISTS (SELECT 1 FROM {T} WHERE model_name = 'gpt'), EXISTS (SELECT 1 FROM {T} WHERE model_name = 'nope')
+
+-- name: in_subquery_not_in
+SELECT id FROM {T} WHERE id NOT IN (SELECT model_id FROM deployments) ORDER BY id
+
+-- name: any_param_text_array
+-- params: text[]:resnet,gpt
+SELECT id FROM {T} WHERE model_name = ANY($1::text[]) ORDER BY id
+
+-- name: all_operator
+SELECT id FROM {T} WHERE id > ALL (SELECT model_id FROM deployments WHERE env = 'prod' AND model_id < 3) ORDER BY id
+
+-- name: between_symmetric
+SELECT id FROM {T} WHERE id BETWEEN SYMMETRIC 4 AND 2 ORDER BY id
+
+-- name: from_only
+SELECT id FROM ONLY {T} WHERE id = 1
+
+-- name: table_shorthand
+TABLE {N}
+
+-- name: values_join
+SELECT v.label, m.model_name FROM (VALUES (1, 'first'), (2, 'second')) AS v(id, label) JOIN {N} m ON m.id = v.id ORDER BY v.id
+
+-- name: full_outer_join
+SELECT m.id, d.id FROM {N} m FULL OUTER JOIN deployments d ON d.model_id = m.id ORDER BY m.id NULLS LAST, d.id NULLS LAST
+
+-- name: cross_join_count
+SELECT count(*) FROM {N} a CROSS JOIN {N} b
+
+-- name: natural_join_using
+SELECT id, model_name FROM {T} JOIN tags ON tags.model_id = model_metadata.id WHERE tags.tag = 'nlp' ORDER BY id
+
+-- name: string_agg_order
+SELECT string_agg(model_name, ',' ORDER BY id) FROM {T}
+
+-- name: array_agg_json_agg
+SELECT model_name, array_agg(id ORDER BY id), json_agg(model_version ORDER BY id) FROM {T} GROUP BY model_name ORDER BY model_name
+
+-- name: generate_series_join
+SELECT g, m.model_name FROM generate_series(1, 3) AS g LEFT JOIN {N} m ON m.id = g ORDER BY g
+
+-- name: text_search_like_ilike
+SELECT id FROM {T} WHERE model_name ILIKE 'RES%' OR model_version ~ '^3' ORDER BY id
+
+-- name: coalesce_nullif
+SELECT id, coalesce(hyperparameters->>'heads', 'n/a'), nullif(model_version, '1.0') FROM {T} ORDER BY id
+
+-- name: date_functions
+SELECT date_trunc('month', created_at) AS month, count(*) FROM {T} GROUP BY 1 ORDER BY 1
+
+-- name: extract_epoch
+SELECT id, extract(epoch FROM created_at)::bigint FROM {T} ORDER BY id
+
+-- name: string_containing_table_name
+SELECT 'model_metadata' AS label, count(*) FROM {T}
+
+-- name: identifier_containing_table_name
+SELECT m.id AS model_metadata_id FROM {N} m WHERE m.id = 1
+
+-- name: explain_costs_off
+EXPLAIN (COSTS OFF) SELECT id FROM {T} WHERE id = 1
+
+-- name: multi_statement_string
+SELECT count(*) FROM {T}; SELECT max(id) FROM {T} WHERE model_name = 'resnet'
+
+-- name: multi_statement_with_unmanaged
+SELECT 1; UPDATE {T} SET model_version = 'x' WHERE id = 1; SELECT model_version FROM {T} WHERE id = 1
+
+-- name: to_regclass_lookup
+SELECT to_regclass({R}) IS NOT NULL, {R}::regclass::text
+
+-- name: regclass_for_count_estimate
+SELECT relkind FROM pg_class WHERE oid = {RP}::regclass
+
+-- name: information_schema_columns_not_rewritten
+SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'model_metadata' ORDER BY ordinal_position
+
+-- name: information_schema_tables_not_rewritten
+SELECT table_name, table_type FROM information_schema.tables WHERE table_name = 'model_metadata'
+
+-- name: pg_class_by_name_not_rewritten
+SELECT relname, relkind FROM pg_class WHERE relname = 'model_metadata'
+
+-- name: unmanaged_table_only
+SELECT env, sum(replicas) FROM deployments GROUP BY env ORDER BY env
+
+-- name: prefix_named_table_unmanaged
+SELECT count(*) FROM model_metadata_archive
+
+-- name: copy_out_table
+-- mode: copy
+COPY {N} (id, model_name) TO STDOUT
+-- hand:
+COPY (SELECT id, model_name FROM model_metadata_{V}) TO STDOUT
+
+-- name: copy_out_query
+-- mode: copy
+COPY (SELECT id, model_version FROM {T} ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)
+
+-- name: prepare_execute
+PREPARE by_name(text) AS SELECT id FROM {T} WHERE model_name = $1 ORDER BY id; EXECUTE by_name('resnet'); DEALLOCATE by_name
+
+-- name: declare_cursor_fetch
+DECLARE c CURSOR FOR SELECT id, model_name FROM {T} ORDER BY id; FETCH 2 FROM c; CLOSE c
+
+-- name: nested_subqueries
+SELECT id FROM {T} WHERE id IN (SELECT id FROM {N} a WHERE a.model_name IN (SELECT b.model_name FROM {N} b WHERE b.id IN (SELECT model_id FROM deployments))) ORDER BY id
+
+-- name: derived_table_alias
+SELECT sub.n FROM (SELECT model_name, count(*) AS n FROM {T} GROUP BY model_name) sub WHERE sub.model_name = 'resnet'
+
+-- name: unicode_and_escapes
+SELECT id, 'é–ü' AS ü, E'tab\there' AS esc, $tag$ model_metadata $tag$ AS dollar FROM {T} WHERE id = 1
+
+-- name: quoted_mixed_case_alias
+SELECT "M"."id" FROM {N} "M" WHERE "M"."model_name" = 'bert'
+
+-- name: row_constructor_compare
+SELECT id FROM {T} WHERE (model_name, model_version) = ('resnet', '2.0')
+
+-- name: interval_arithmetic
+SELECT id FROM {T} WHERE created_at > timestamptz '2024-03-01 00:00:00+00' - interval '1 day' ORDER BY id
+
+-- name: select_into_temp
+SELECT id, model_name INTO TEMP tmp_models FROM {T} WHERE id < 3; SELECT * FROM tmp_models ORDER BY id
+
+-- name: create_table_as_passes_through
+-- DDL is never rewritten, so CREATE TABLE ... AS reads the base table (see docs/rewriting.md).
+CREATE TEMP TABLE snapshot AS SELECT id FROM model_metadata WHERE id > 3; SELECT count(*) FROM snapshot
+
+-- name: prisma_qualified_wildcard
+SELECT {PQ}.* FROM {PQ} WHERE {PQ}."id" = 3
+
+-- name: schema_qualified_columns_unquoted
+UPDATE {P} SET model_version = 'q' WHERE {P}.id = 2 RETURNING {P}.id, {P}.model_version

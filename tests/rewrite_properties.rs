@@ -1,0 +1,392 @@
+//! Properties of the rewriter over generated input: it never panics (whatever the bytes, however
+//! deep the nesting), leaves statements that do not name a managed table alone, and for
+//! generated SELECT / INSERT / UPDATE / DELETE statements changes exactly the table-name spans,
+//! producing SQL that parses.
+
+use proptest::prelude::*;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use viewgate::rewriter::{RelationName, Rewrite, VersionTargets, ViewTarget, rewrite};
+
+const MANAGED: &str = "model_metadata";
+const VIEW: &str = "model_metadata_v2";
+
+/// Nesting depths far beyond the parser's recursion limit.
+const DEEP_NESTING: [usize; 3] = [500, 5_000, 50_000];
+
+fn v2() -> VersionTargets {
+    VersionTargets::new(
+        "v2",
+        vec![ViewTarget {
+            table: RelationName::new("public", MANAGED),
+            view: RelationName::new("public", VIEW),
+        }],
+    )
+}
+
+/// Fragments that stress the tokenizer: unterminated quotes and comments, dollar quoting,
+/// escapes, multi-byte characters, NUL, statement separators.
+fn fragment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("'".to_owned()),
+        Just("\"".to_owned()),
+        Just("$$".to_owned()),
+        Just("$tag$".to_owned()),
+        Just("/*".to_owned()),
+        Just("*/".to_owned()),
+        Just("--".to_owned()),
+        Just("\n".to_owned()),
+        Just("(".to_owned()),
+        Just(")".to_owned()),
+        Just(";".to_owned()),
+        Just(".".to_owned()),
+        Just("E'\\".to_owned()),
+        Just("::regclass".to_owned()),
+        Just("é😀\u{0}".to_owned()),
+        Just(MANAGED.to_owned()),
+        Just("MODEL_METADATA".to_owned()),
+        Just("SELECT".to_owned()),
+        Just("FROM".to_owned()),
+        Just("WITH".to_owned()),
+        Just("INSERT INTO".to_owned()),
+        Just("UPDATE".to_owned()),
+        Just("DELETE FROM".to_owned()),
+        Just("COPY".to_owned()),
+        Just("TABLE".to_owned()),
+        Just("ONLY".to_owned()),
+        Just("AS".to_owned()),
+        Just("FOR NO KEY UPDATE".to_owned()),
+        Just("JOIN".to_owned()),
+        Just("LATERAL".to_owned()),
+        Just(" ".to_owned()),
+        "[a-z_]{1,8}",
+        any::<String>(),
+    ]
+}
+
+fn token_soup() -> impl Strategy<Value = String> {
+    proptest::collection::vec(fragment(), 0..40).prop_map(|parts| parts.join(" "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn never_panics_on_arbitrary_text(prefix in any::<String>(), suffix in any::<String>()) {
+        let _ = rewrite(&format!("{prefix}{suffix}"), &v2());
+        let _ = rewrite(&format!("{prefix}{MANAGED}{suffix}"), &v2());
+    }
+
+    #[test]
+    fn never_panics_on_token_soup(sql in token_soup()) {
+        if let Ok(Rewrite::Rewritten(output)) = rewrite(&sql, &v2()) {
+            prop_assert!(output.contains(VIEW), "{sql:?} -> {output:?}");
+        }
+    }
+
+    #[test]
+    fn text_not_naming_a_managed_table_is_unchanged(sql in token_soup()) {
+        let sql = sql.replace(MANAGED, "").replace("MODEL_METADATA", "");
+        prop_assume!(!sql.to_ascii_lowercase().contains(MANAGED));
+        prop_assert_eq!(rewrite(&sql, &v2()), Ok(Rewrite::Unchanged));
+    }
+
+    #[test]
+    fn only_table_name_spans_change(statement in statement()) {
+        let (input, expected) = statement.render();
+        let output = match rewrite(&input, &v2()) {
+            Ok(Rewrite::Rewritten(output)) => output,
+            other => return Err(TestCaseError::fail(format!("{input:?} gave {other:?}"))),
+        };
+        prop_assert_eq!(&output, &expected, "input: {}", input);
+        prop_assert!(
+            Parser::parse_sql(&PostgreSqlDialect {}, &without_parser_gaps(&output)).is_ok(),
+            "output does not parse: {}",
+            output
+        );
+    }
+}
+
+/// sqlparser cannot read `ONLY`, `SYMMETRIC` or `NO KEY` (the rewriter blanks them for the
+/// parser and keeps them in what it sends, since Postgres reads them); remove them likewise
+/// before checking that the output parses.
+fn without_parser_gaps(sql: &str) -> String {
+    sql.replace("ONLY ", "")
+        .replace("SYMMETRIC ", "")
+        .replace("NO KEY ", "")
+}
+
+#[test]
+fn deep_nesting_is_an_error_or_a_rewrite_never_a_crash() {
+    for depth in DEEP_NESTING {
+        let parens = format!(
+            "SELECT * FROM {MANAGED} WHERE {}1{}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        );
+        let subqueries = format!(
+            "{}SELECT * FROM {MANAGED}{}",
+            "SELECT * FROM (".repeat(depth),
+            ") s".repeat(depth)
+        );
+        let unbalanced = format!("SELECT * FROM {MANAGED} WHERE {}", "(".repeat(depth));
+        for sql in [parens, subqueries, unbalanced] {
+            match rewrite(&sql, &v2()) {
+                Err(error) => assert!(error.to_string().contains("version v2"), "{error}"),
+                Ok(Rewrite::Rewritten(output)) => assert!(output.contains(VIEW)),
+                Ok(Rewrite::Unchanged) => panic!("depth {depth}: a managed table was left alone"),
+            }
+        }
+    }
+}
+
+/// A piece of a generated statement: text kept as is, or a table reference the rewriter must
+/// replace.
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Table {
+        written: Written,
+        alias: Option<String>,
+    },
+}
+
+/// Ways a client names the managed table.
+#[derive(Debug, Clone, Copy)]
+enum Written {
+    Bare,
+    Upper,
+    Mixed,
+    Quoted,
+    Qualified,
+    QualifiedUpper,
+    QualifiedQuoted,
+}
+
+impl Written {
+    fn all() -> [Written; 7] {
+        [
+            Written::Bare,
+            Written::Upper,
+            Written::Mixed,
+            Written::Quoted,
+            Written::Qualified,
+            Written::QualifiedUpper,
+            Written::QualifiedQuoted,
+        ]
+    }
+
+    /// (as written, the name as written without its schema, the view as the rewriter names it)
+    fn forms(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Written::Bare => ("model_metadata", "model_metadata", VIEW),
+            Written::Upper => ("MODEL_METADATA", "MODEL_METADATA", VIEW),
+            Written::Mixed => ("Model_Metadata", "Model_Metadata", VIEW),
+            Written::Quoted => ("\"model_metadata\"", "\"model_metadata\"", VIEW),
+            Written::Qualified => (
+                "public.model_metadata",
+                "model_metadata",
+                "public.model_metadata_v2",
+            ),
+            Written::QualifiedUpper => (
+                "PUBLIC.model_metadata",
+                "model_metadata",
+                "public.model_metadata_v2",
+            ),
+            Written::QualifiedQuoted => (
+                "\"public\".\"model_metadata\"",
+                "\"model_metadata\"",
+                "public.model_metadata_v2",
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Statement(Vec<Piece>);
+
+impl Statement {
+    /// The statement as sent, and what the rewriter must make of it (derived here from the
+    /// pieces, not from the rewriter).
+    fn render(&self) -> (String, String) {
+        let mut input = String::new();
+        let mut expected = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(text) => {
+                    input.push_str(text);
+                    expected.push_str(text);
+                }
+                Piece::Table { written, alias } => {
+                    let (as_written, name, view) = written.forms();
+                    input.push_str(as_written);
+                    expected.push_str(view);
+                    match alias {
+                        Some(alias) => {
+                            input.push_str(alias);
+                            expected.push_str(alias);
+                        }
+                        None => {
+                            expected.push_str(" AS ");
+                            expected.push_str(name);
+                        }
+                    }
+                }
+            }
+        }
+        (input, expected)
+    }
+}
+
+fn text(value: &str) -> Piece {
+    Piece::Text(value.to_owned())
+}
+
+/// Whitespace and comments between words; comments and strings may name the table and must
+/// not be touched.
+fn gap() -> impl Strategy<Value = Piece> {
+    prop_oneof![
+        Just(" "),
+        Just("  "),
+        Just("\n"),
+        Just("\t"),
+        Just(" /* model_metadata */ "),
+        Just(" -- FROM model_metadata\n"),
+        Just(" /* é */ "),
+    ]
+    .prop_map(text)
+}
+
+fn table(insert_target: bool) -> impl Strategy<Value = Piece> {
+    let aliases = if insert_target {
+        prop_oneof![Just(None), Just(Some(" AS m".to_owned()))].boxed()
+    } else {
+        prop_oneof![
+            Just(None),
+            Just(Some(" m".to_owned())),
+            Just(Some(" AS m".to_owned())),
+            Just(Some(" AS \"MM\"".to_owned())),
+        ]
+        .boxed()
+    };
+    (proptest::sample::select(Written::all().to_vec()), aliases)
+        .prop_map(|(written, alias)| Piece::Table { written, alias })
+}
+
+fn predicate(depth: u32) -> BoxedStrategy<Vec<Piece>> {
+    let leaf = prop_oneof![
+        Just(vec![text("id = 1")]),
+        Just(vec![text("model_name = 'model_metadata'")]),
+        Just(vec![text("hyperparameters ->> 'k' = 'v'")]),
+        Just(vec![text("id = ANY($1)")]),
+        Just(vec![text("id BETWEEN SYMMETRIC 1 AND 5")]),
+    ];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    prop_oneof![
+        leaf,
+        (table(false), predicate(depth - 1)).prop_map(|(table, inner)| {
+            let mut pieces = vec![text("id IN (SELECT id FROM "), table, text(" WHERE ")];
+            pieces.extend(inner);
+            pieces.push(text(")"));
+            pieces
+        }),
+        (table(false), gap()).prop_map(|(table, gap)| vec![
+            text("EXISTS (SELECT 1 FROM"),
+            gap,
+            table,
+            text(")")
+        ]),
+        (predicate(depth - 1), predicate(depth - 1)).prop_map(|(left, right)| {
+            let mut pieces = vec![text("(")];
+            pieces.extend(left);
+            pieces.push(text(" OR "));
+            pieces.extend(right);
+            pieces.push(text(")"));
+            pieces
+        }),
+    ]
+    .boxed()
+}
+
+fn select() -> impl Strategy<Value = Vec<Piece>> {
+    (
+        gap(),
+        proptest::bool::ANY,
+        table(false),
+        proptest::bool::ANY,
+        predicate(2),
+        prop_oneof![
+            Just(""),
+            Just(" ORDER BY id NULLS LAST LIMIT 10 OFFSET 5"),
+            Just(" FOR UPDATE SKIP LOCKED"),
+            Just(" FOR NO KEY UPDATE"),
+        ],
+    )
+        .prop_map(|(gap, only, table, join, predicate, tail)| {
+            let mut pieces = vec![
+                text("SELECT id, model_name AS model_metadata_name FROM"),
+                gap,
+            ];
+            if only {
+                pieces.push(text("ONLY "));
+            }
+            pieces.push(table);
+            if join {
+                pieces.push(text(" JOIN deployments d ON d.model_id = id"));
+            }
+            pieces.push(text(" WHERE "));
+            pieces.extend(predicate);
+            pieces.push(text(tail));
+            pieces
+        })
+}
+
+fn insert() -> impl Strategy<Value = Vec<Piece>> {
+    (table(true), gap(), proptest::bool::ANY).prop_map(|(table, gap, upsert)| {
+        let mut pieces = vec![text("INSERT INTO"), gap, table];
+        pieces.push(text(" (model_name) VALUES ('model_metadata'), ($1)"));
+        if upsert {
+            pieces.push(text(
+                " ON CONFLICT (id) DO UPDATE SET model_name = EXCLUDED.model_name",
+            ));
+        }
+        pieces.push(text(" RETURNING id"));
+        pieces
+    })
+}
+
+fn update() -> impl Strategy<Value = Vec<Piece>> {
+    (table(false), predicate(1)).prop_map(|(table, predicate)| {
+        let mut pieces = vec![text("UPDATE "), table, text(" SET model_name = 'x' WHERE ")];
+        pieces.extend(predicate);
+        pieces
+    })
+}
+
+fn delete() -> impl Strategy<Value = Vec<Piece>> {
+    (table(false), predicate(1), proptest::bool::ANY).prop_map(|(table, predicate, using)| {
+        let mut pieces = vec![text("DELETE FROM "), table];
+        if using {
+            pieces.push(text(" USING deployments d"));
+        }
+        pieces.push(text(" WHERE "));
+        pieces.extend(predicate);
+        pieces
+    })
+}
+
+fn statement() -> impl Strategy<Value = Statement> {
+    (
+        prop_oneof![select(), insert(), update(), delete()],
+        prop_oneof![Just(""), Just("/* app=web */ "), Just("\n  ")],
+        prop_oneof![Just(""), Just(";"), Just("; SELECT 1")],
+    )
+        .prop_map(|(body, lead, trail)| {
+            let mut pieces = vec![text(lead)];
+            pieces.extend(body);
+            pieces.push(text(trail));
+            Statement(pieces)
+        })
+}
