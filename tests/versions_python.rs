@@ -87,3 +87,51 @@ fn psycopg3_v1_and_v2_clients_share_rows_through_their_views() {
         "pg-bert:transformer:2,pg-mlp-0:NULL:10,pg-mlp-1:cnn:1"
     );
 }
+
+#[test]
+fn asyncpg_v1_and_v2_clients_share_rows_through_their_views() {
+    let proxy = versioned_proxy();
+    run_script(
+        &proxy,
+        "versions_asyncpg.py",
+        &[
+            "v1 SHOW viewgate.version",
+            "v2 SHOW viewgate.version",
+            "v2 prepared INSERT RETURNING * attributes",
+            "v1 prepared INSERT RETURNING * attributes",
+            "v2 RETURNING record keys",
+            "v2 RETURNING values (binary jsonb)",
+            "v1 RETURNING record keys",
+            "base table: v1 rows have NULL model_type",
+            "base table: v2 rows have model_type",
+            "v1 fetch record keys",
+            "v2 fetch record keys",
+            "v2 reads v1's rows as neural_network",
+            "v1 reads v2's jsonb",
+            "v1 cannot name model_type (SQLSTATE)",
+            "prepared statements reused 100 times by both clients",
+            "v2 UPDATE RETURNING",
+            "v2 sees v1's UPDATE of its row, model_type kept",
+            "base table after UPDATEs",
+            "v1 does not see v2's uncommitted row",
+            "v1 sees v2's committed row",
+            "rolled back DELETE: v2 still sees its rows",
+            "v1 DELETE RETURNING",
+            "v2 DELETE RETURNING (through the INSTEAD OF trigger)",
+            "rows left, seen by v1, v2 and directly",
+            "v2 SHOW viewgate.version at the end",
+            "prepared before SET keeps v1's columns",
+            "cached statement text keeps v1's columns",
+            "new statement after SET gets v2's columns",
+        ],
+        "asyncpg versions: all checks passed",
+    );
+    // 25 + 25 + 40 inserted, 1 committed in a transaction, 20 deleted; v1's rows keep NULL
+    // model_type except the two v2 set to 'cnn'.
+    assert_eq!(
+        proxy.admin(
+            "SELECT coalesce(model_type, 'NULL'), count(*) FROM model_metadata GROUP BY 1 ORDER BY 1"
+        ),
+        "NULL|53\ncnn|2\ngan|1\ntransformer|15"
+    );
+}
