@@ -135,3 +135,23 @@ fn asyncpg_v1_and_v2_clients_share_rows_through_their_views() {
         "NULL|53\ncnn|2\ngan|1\ntransformer|15"
     );
 }
+
+/// Pipelined statements reach the proxy before Postgres answered the BEGIN in front of them;
+/// a `SET viewgate.version` among them must still wait for the transaction to end.
+#[test]
+fn psycopg3_pipelined_version_change_waits_for_the_transaction_to_end() {
+    let proxy = versioned_proxy();
+    run_script(
+        &proxy,
+        "versions_psycopg_pipeline.py",
+        &[
+            "pipelined transaction: SELECT before SET at v1",
+            "pipelined transaction: SELECT after SET, same transaction, still v1",
+            "after COMMIT the SET applies",
+            "explicit BEGIN in a pipeline: SELECT before SET at v1",
+            "explicit BEGIN in a pipeline: SELECT after SET, same transaction, still v1",
+            "after the pipelined COMMIT the SET applies",
+        ],
+        "psycopg pipeline versions: all checks passed",
+    );
+}
