@@ -10,56 +10,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestProxy, run_ok, viewgate_binary, wait_until};
-use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
-
-const EXAMPLE: &str = "examples/model_metadata";
-
-/// A proxy over a cluster with the seed example applied and `v1` as the default version.
-fn versioned_proxy() -> TestProxy {
-    let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
-        config.catalog = Some(format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
-            config.upstream.rsplit(':').next().unwrap()
-        ));
-    });
-    let schema = std::fs::read_to_string(Path::new(EXAMPLE).join("schema.sql")).unwrap();
-    proxy.admin(&schema);
-    run_ok(Command::new(viewgate_binary()).args([
-        "views",
-        "apply",
-        "--spec",
-        &format!("{EXAMPLE}/viewgate.toml"),
-        "--database",
-        &proxy.cluster.url(SUPERUSER, "postgres"),
-    ]));
-    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
-    // The proxy follows the catalog: wait until a default-version session is versioned.
-    assert!(
-        wait_until(Duration::from_secs(5), || psql(
-            &proxy,
-            None,
-            "SHOW viewgate.version"
-        )
-        .is_ok_and(|out| out == "v1")),
-        "the proxy did not pick up the catalog"
-    );
-    proxy
-}
-
-/// Runs SQL through the proxy with psql at `version` (None: the default).
-fn psql(proxy: &TestProxy, version: Option<&str>, sql: &str) -> Result<String, String> {
-    let mut conninfo = proxy.conninfo();
-    if let Some(version) = version {
-        conninfo.push_str(&format!(" options='-c viewgate.version={version}'"));
-    }
-    let output = proxy.psql(&conninfo).args(["-c", sql]).output().unwrap();
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
-}
+use common::versions::{EXAMPLE, psql, versioned_proxy};
+use common::{TestProxy, run_ok, viewgate_binary};
+use viewgate::pg_cluster::SUPERUSER;
 
 #[test]
 fn v1_and_v2_clients_share_rows_each_through_its_own_view() {

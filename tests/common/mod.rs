@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod raw;
+pub mod versions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

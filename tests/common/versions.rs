@@ -1,0 +1,63 @@
+//! A proxy with versioned sessions, for the tests of version routing (`tests/versioning.rs`,
+//! `tests/versions_python.rs`).
+//!
+//! The seed example (`examples/model_metadata`) is applied with the real CLI, the catalog's
+//! default version is set to `v1`, and the proxy learns the versions from the catalog; the
+//! helper returns once a default session answers `SHOW viewgate.version` with `v1`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
+
+use super::{TestProxy, run_ok, viewgate_binary, wait_until};
+
+/// The seed example: `schema.sql` (the base table) and `viewgate.toml` (v1 and v2).
+pub const EXAMPLE: &str = "examples/model_metadata";
+
+/// A proxy over a cluster with the seed example applied and `v1` as the default version.
+pub fn versioned_proxy() -> TestProxy {
+    let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
+        config.catalog = Some(format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+            config.upstream.rsplit(':').next().unwrap()
+        ));
+    });
+    let schema = std::fs::read_to_string(Path::new(EXAMPLE).join("schema.sql")).unwrap();
+    proxy.admin(&schema);
+    run_ok(Command::new(viewgate_binary()).args([
+        "views",
+        "apply",
+        "--spec",
+        &format!("{EXAMPLE}/viewgate.toml"),
+        "--database",
+        &proxy.cluster.url(SUPERUSER, "postgres"),
+    ]));
+    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
+    // The proxy follows the catalog: wait until a default-version session is versioned.
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(
+            &proxy,
+            None,
+            "SHOW viewgate.version"
+        )
+        .is_ok_and(|out| out == "v1")),
+        "the proxy did not pick up the catalog"
+    );
+    proxy
+}
+
+/// Runs SQL through the proxy with psql at `version` (None: the default).
+pub fn psql(proxy: &TestProxy, version: Option<&str>, sql: &str) -> Result<String, String> {
+    let mut conninfo = proxy.conninfo();
+    if let Some(version) = version {
+        conninfo.push_str(&format!(" options='-c viewgate.version={version}'"));
+    }
+    let output = proxy.psql(&conninfo).args(["-c", sql]).output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
