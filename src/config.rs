@@ -74,6 +74,8 @@ pub struct Config {
     pub catalog: Option<String>,
     /// What to do with a statement that names a managed table but cannot be parsed safely.
     pub unparseable_policy: UnparseablePolicy,
+    /// Rewritten statements kept, keyed by (version, SQL text); 0 disables the cache.
+    pub rewrite_cache_entries: usize,
 }
 
 /// What happens to a statement naming a managed table that the rewriter cannot read.
@@ -104,6 +106,7 @@ impl Default for Config {
             upstream_tls: UpstreamTlsConfig::default(),
             catalog: None,
             unparseable_policy: UnparseablePolicy::Reject,
+            rewrite_cache_entries: crate::rewriter::CacheConfig::default().max_entries,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub const QUERY: u8 = b'Q';
 pub const PARSE: u8 = b'P';
+pub const EXECUTE: u8 = b'E';
 pub const SYNC: u8 = b'S';
 pub const FUNCTION_CALL: u8 = b'F';
 pub const TERMINATE: u8 = b'X';
@@ -14,6 +15,12 @@ pub const PASSWORD: u8 = b'p';
 /// Whether the session loop needs to see a client message with this tag.
 pub fn is_inspected(tag: u8) -> bool {
     matches!(tag, QUERY | PARSE | SYNC | FUNCTION_CALL | TERMINATE)
+}
+
+/// For versioned sessions, also Execute: it starts work that only a Sync ends, so until that
+/// Sync the session is not at a transaction boundary.
+pub fn is_inspected_versioned(tag: u8) -> bool {
+    is_inspected(tag) || tag == EXECUTE
 }
 
 /// The SQL text of a Query or Parse message; `None` when the message is malformed or the text
@@ -47,11 +54,6 @@ fn statement_bounds(tag: u8, body: &[u8]) -> Option<(usize, usize)> {
     };
     let end = start + body.get(start..)?.iter().position(|&b| b == 0)?;
     Some((start, end))
-}
-
-/// Whether a message with this tag is answered by exactly one ReadyForQuery.
-pub fn expects_ready_for_query(tag: u8) -> bool {
-    matches!(tag, QUERY | SYNC | FUNCTION_CALL)
 }
 
 /// The channel-binding flag of a SCRAM SASLInitialResponse: `n` (client cannot bind), `y`

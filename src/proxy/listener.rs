@@ -79,6 +79,7 @@ impl Proxy {
             tokio::spawn(watcher::watch(
                 catalog.clone(),
                 state.routing.clone(),
+                state.rewrite_cache.clone(),
                 state.shutdown.clone(),
             ));
         }

@@ -85,6 +85,7 @@ fn session_router(
         startup.database(),
         version_command::from_startup(&startup.params),
         state.config.unparseable_policy,
+        state.rewrite_cache.clone(),
     )
     .map(Some)
     .map_err(|error| SessionError::Refused {
@@ -111,12 +112,35 @@ struct Progress {
     transaction: AtomicU8,
     /// The upstream sent a FATAL error: the client knows why the session is ending.
     upstream_fatal: AtomicBool,
+    /// An Execute was sent since the last Sync: work runs that only the Sync will end.
+    unsynced: AtomicBool,
 }
 
 impl Progress {
-    /// No transaction open, as of the last ReadyForQuery.
+    /// At a transaction boundary: the last ReadyForQuery said idle and nothing sent since is
+    /// still in flight. A pipelined BEGIN has not been answered yet, so what follows it is not
+    /// at a boundary even though the last status says idle.
     fn idle(&self) -> bool {
         self.transaction.load(Ordering::Relaxed) == TransactionStatus::Idle as u8
+            && self.awaiting_ready.load(Ordering::Relaxed) == 0
+            && !self.unsynced.load(Ordering::Relaxed)
+    }
+
+    /// Accounts for a client message on its way upstream.
+    fn sent(&self, tag: u8) {
+        match tag {
+            frontend::QUERY | frontend::FUNCTION_CALL => {
+                self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
+            }
+            frontend::SYNC => {
+                self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
+                self.unsynced.store(false, Ordering::Relaxed);
+            }
+            // Parse, Bind and Describe run nothing (asyncpg prepares with Parse, Describe and
+            // Flush, and no Sync); an Execute does.
+            frontend::EXECUTE => self.unsynced.store(true, Ordering::Relaxed),
+            _ => {}
+        }
     }
 }
 
@@ -186,23 +210,25 @@ impl Session {
         let parameters = &mut self.parameters;
         let router = &mut self.router;
 
-        let to_upstream = self.from_client.pump(
-            client_reader,
-            upstream_writer,
-            frontend::is_inspected,
-            |tag, frame| {
-                if frontend::expects_ready_for_query(tag) {
-                    progress.awaiting_ready.fetch_add(1, Ordering::Relaxed);
-                }
-                match (tag, router.as_mut()) {
-                    (frontend::TERMINATE, _) => Inspection::Stop,
-                    (frontend::QUERY | frontend::PARSE, Some(router)) => {
-                        route(router, progress, tag, frame)
+        let wanted = if router.is_some() {
+            frontend::is_inspected_versioned
+        } else {
+            frontend::is_inspected
+        };
+        let to_upstream =
+            self.from_client
+                .pump(client_reader, upstream_writer, wanted, |tag, frame| {
+                    // Decided before this message itself counts as in flight.
+                    let idle = progress.idle();
+                    progress.sent(tag);
+                    match (tag, router.as_mut()) {
+                        (frontend::TERMINATE, _) => Inspection::Stop,
+                        (frontend::QUERY | frontend::PARSE, Some(router)) => {
+                            route(router, idle, tag, frame)
+                        }
+                        _ => Inspection::Continue,
                     }
-                    _ => Inspection::Continue,
-                }
-            },
-        );
+                });
         let to_client = self.from_upstream.pump(
             upstream_reader,
             client_writer,
@@ -252,11 +278,11 @@ impl Session {
 
 /// Rewrites a Query or Parse for the session's version. Text that is not UTF-8 (another
 /// client_encoding) is forwarded unread.
-fn route(router: &mut SessionRouter, progress: &Progress, tag: u8, frame: &[u8]) -> Inspection {
+fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspection {
     let Some(sql) = frontend::statement_text(tag, frame) else {
         return Inspection::Continue;
     };
-    match router.statement(sql, progress.idle()) {
+    match router.statement(sql, idle) {
         Routed::Forward => Inspection::Continue,
         Routed::Replace(text) => match frontend::with_statement(tag, frame, &text) {
             Some(message) => Inspection::Replace(message),

@@ -8,6 +8,7 @@ use super::cancel::CancelRegistry;
 use super::upstream::{UpstreamError, UpstreamTarget};
 use crate::config::{ClientTlsMode, Config};
 use crate::net::tls;
+use crate::rewriter::{CacheConfig, RewriteCache};
 use crate::router::state::{SharedRouting, unrouted};
 use crate::router::watcher::CatalogSource;
 use crate::shutdown::Shutdown;
@@ -32,6 +33,8 @@ pub struct ProxyState {
     /// Where routing state comes from; `None` when versioning is off (a plain proxy).
     pub catalog: Option<Arc<CatalogSource>>,
     pub routing: SharedRouting,
+    /// Rewrites shared by all sessions; cleared whenever the routing state is reloaded.
+    pub rewrite_cache: Arc<RewriteCache>,
 }
 
 impl ProxyState {
@@ -49,6 +52,10 @@ impl ProxyState {
         Ok(ProxyState {
             catalog,
             routing: unrouted(),
+            rewrite_cache: Arc::new(RewriteCache::new(CacheConfig {
+                max_entries: config.rewrite_cache_entries,
+                ..CacheConfig::default()
+            })),
             upstream: Arc::new(UpstreamTarget::from_config(&config)?),
             tls_acceptor,
             cancel_keys: CancelRegistry::new(),

@@ -13,7 +13,7 @@ use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::UnparseablePolicy;
 use crate::protocol::sqlstate::SqlState;
-use crate::rewriter::{Rewrite, VersionTargets, rewrite};
+use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +35,7 @@ pub struct SessionRouter {
     /// The version in effect for the current transaction, if the session is versioned.
     current: Option<Arc<VersionTargets>>,
     policy: UnparseablePolicy,
+    cache: Arc<RewriteCache>,
 }
 
 impl SessionRouter {
@@ -44,6 +45,7 @@ impl SessionRouter {
         database: &str,
         startup_version: Option<String>,
         policy: UnparseablePolicy,
+        cache: Arc<RewriteCache>,
     ) -> Result<Self, UnknownVersion> {
         {
             let state = routing.load();
@@ -61,6 +63,7 @@ impl SessionRouter {
             startup_version,
             current: None,
             policy,
+            cache,
         };
         router.refresh();
         Ok(router)
@@ -99,9 +102,9 @@ impl SessionRouter {
         let Some(targets) = &self.current else {
             return Routed::Forward;
         };
-        match rewrite(sql, targets) {
+        match &*rewrite_cached(&self.cache, sql, targets) {
             Ok(Rewrite::Unchanged) => Routed::Forward,
-            Ok(Rewrite::Rewritten(text)) => Routed::Replace(text),
+            Ok(Rewrite::Rewritten(text)) => Routed::Replace(text.clone()),
             Err(error) => match self.policy {
                 UnparseablePolicy::Passthrough => {
                     tracing::debug!(%error, "statement forwarded without rewriting");
@@ -204,6 +207,7 @@ mod tests {
             "app",
             declared.map(str::to_owned),
             UnparseablePolicy::Reject,
+            Arc::new(RewriteCache::default()),
         )
         .unwrap()
     }
@@ -257,6 +261,7 @@ mod tests {
             "app",
             Some("v9".into()),
             UnparseablePolicy::Reject,
+            Arc::new(RewriteCache::default()),
         )
         .err()
         .unwrap();
@@ -284,6 +289,7 @@ mod tests {
             "other",
             None,
             UnparseablePolicy::Reject,
+            Arc::new(RewriteCache::default()),
         )
         .unwrap();
         assert_eq!(
@@ -308,6 +314,7 @@ mod tests {
             "app",
             None,
             UnparseablePolicy::Passthrough,
+            Arc::new(RewriteCache::default()),
         )
         .unwrap();
         assert_eq!(forwarding.statement(unparseable, true), Routed::Forward);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::control::catalog::RoutingMap;
-use crate::rewriter::{RelationName, VersionTargets, ViewTarget};
+use crate::rewriter::VersionTargets;
 
 #[derive(Debug, Default)]
 pub struct RoutingState {
@@ -22,21 +22,10 @@ impl RoutingState {
     pub fn from_catalog(database: &str, map: &RoutingMap) -> Self {
         let versions = map
             .versions
-            .iter()
-            .map(|(version, tables)| {
-                let targets = tables
-                    .iter()
-                    .map(|table| ViewTarget {
-                        // Clients write the version's own name for the table (it may be a
-                        // rename of the base table), in the base table's schema.
-                        table: RelationName::new(&table.base_schema, &table.table_name),
-                        view: RelationName::new(&table.view_schema, &table.view_name),
-                    })
-                    .collect();
-                (
-                    version.clone(),
-                    Arc::new(VersionTargets::new(version, targets)),
-                )
+            .keys()
+            .filter_map(|version| {
+                let targets = VersionTargets::from_routing_map(map, version)?;
+                Some((version.clone(), Arc::new(targets)))
             })
             .collect();
         RoutingState {

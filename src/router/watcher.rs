@@ -13,6 +13,7 @@ use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
 use crate::control::catalog::{CONTROL_CHANNEL, load_routing_map};
+use crate::rewriter::RewriteCache;
 use crate::shutdown::Shutdown;
 
 /// First and longest pause before reconnecting to the catalog.
@@ -65,12 +66,17 @@ impl CatalogSource {
 }
 
 /// Runs until shutdown: keeps `routing` equal to the catalog's latest state.
-pub async fn watch(source: Arc<CatalogSource>, routing: SharedRouting, shutdown: Shutdown) {
+pub async fn watch(
+    source: Arc<CatalogSource>,
+    routing: SharedRouting,
+    cache: Arc<RewriteCache>,
+    shutdown: Shutdown,
+) {
     let mut pause = RECONNECT_MIN;
     loop {
         tokio::select! {
             _ = shutdown.begun() => return,
-            result = follow(&source, &routing) => {
+            result = follow(&source, &routing, &cache) => {
                 if let Err(error) = result {
                     tracing::warn!(%error, retry_in = ?pause, "lost the catalog connection; serving with the last routing state");
                 }
@@ -85,7 +91,11 @@ pub async fn watch(source: Arc<CatalogSource>, routing: SharedRouting, shutdown:
 }
 
 /// One control connection's life: LISTEN, load, reload on each notification.
-async fn follow(source: &CatalogSource, routing: &SharedRouting) -> Result<(), WatchError> {
+async fn follow(
+    source: &CatalogSource,
+    routing: &SharedRouting,
+    cache: &RewriteCache,
+) -> Result<(), WatchError> {
     let (client, mut connection) = source.config.connect(tokio_postgres::NoTls).await?;
     let (notify_tx, mut notify_rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -106,17 +116,23 @@ async fn follow(source: &CatalogSource, routing: &SharedRouting) -> Result<(), W
     client
         .batch_execute(&format!("LISTEN {CONTROL_CHANNEL}"))
         .await?;
-    routing.store(Arc::new(source.load_with(&client).await?));
+    publish(routing, cache, source.load_with(&client).await?);
     tracing::info!(database = %source.database, "following the viewgate catalog");
     while notify_rx.recv().await.is_some() {
         // Several notifications in a burst need one reload.
         while notify_rx.try_recv().is_ok() {}
         let state = source.load_with(&client).await?;
         tracing::info!(versions = ?state.version_names(), default = ?state.default_version, "routing state reloaded");
-        routing.store(Arc::new(state));
+        publish(routing, cache, state);
     }
     match driver.await {
         Ok(result) => Ok(result?),
         Err(_) => Ok(()),
     }
+}
+
+/// Makes `state` the routing state. Cached rewrites name views of the old state, so they go.
+fn publish(routing: &SharedRouting, cache: &RewriteCache, state: RoutingState) {
+    routing.store(Arc::new(state));
+    cache.clear();
 }
