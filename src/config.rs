@@ -76,6 +76,11 @@ pub struct Config {
     pub unparseable_policy: UnparseablePolicy,
     /// Rewritten statements kept, keyed by (version, SQL text); 0 disables the cache.
     pub rewrite_cache_entries: usize,
+    /// Address of the admin HTTP API (/healthz, /readyz, /metrics); unset: no admin API.
+    pub admin_listen: Option<String>,
+    /// Bearer token the admin API requires (except /healthz and /readyz). Required unless
+    /// `admin_listen` is a loopback address.
+    pub admin_token: Option<String>,
 }
 
 /// What happens to a statement naming a managed table that the rewriter cannot read.
@@ -107,6 +112,8 @@ impl Default for Config {
             catalog: None,
             unparseable_policy: UnparseablePolicy::Reject,
             rewrite_cache_entries: crate::rewriter::CacheConfig::default().max_entries,
+            admin_listen: None,
+            admin_token: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! support: [`pg_cluster`] (throwaway Postgres clusters) and [`demo`].
 //! See docs/ARCHITECTURE.md for the codemap.
 
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod demo;

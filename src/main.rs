@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use viewgate::admin::AdminServer;
 use viewgate::config::{Config, Overrides};
 use viewgate::control::commands as control;
 use viewgate::demo::{self, DemoOptions};
@@ -205,7 +206,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     viewgate::logging::init(config.log_format, &config.log_level);
     let mut signals = TerminationSignals::install().context("cannot install signal handlers")?;
     let shutdown = Shutdown::new();
+    let admin = config
+        .admin_listen
+        .clone()
+        .map(|a| (a, config.admin_token.clone()));
     let proxy = Proxy::bind(config, shutdown.clone()).await?;
+    if let Some((address, token)) = admin {
+        let server = AdminServer::bind(&address, token, proxy.state().clone()).await?;
+        tracing::info!(listen = %server.local_addr()?, "admin API serving");
+        tokio::spawn(server.run(proxy.state().clone()));
+    }
     tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.address, "viewgate serving");
     let serving = tokio::spawn(proxy.run());
     tokio::select! {

@@ -50,6 +50,8 @@ pub enum ClusterAuth {
     Trust,
     /// TCP clients need a password; the stored password's type picks md5 or SCRAM-SHA-256.
     Password,
+    /// TCP clients send their password in clear text (hba method `password`).
+    Cleartext,
 }
 
 /// What to start.
@@ -200,6 +202,7 @@ impl ThrowawayCluster {
         let hba_method = match options.auth {
             ClusterAuth::Trust => "trust",
             ClusterAuth::Password => "md5",
+            ClusterAuth::Cleartext => "password",
         };
         let hba = format!(
             "local all all trust\n\

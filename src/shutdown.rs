@@ -28,6 +28,10 @@ impl Shutdown {
         self.close_sessions.cancel();
     }
 
+    pub fn is_begun(&self) -> bool {
+        self.stop_accepting.is_cancelled()
+    }
+
     pub async fn begun(&self) {
         self.stop_accepting.cancelled().await
     }

@@ -1,4 +1,4 @@
-//! Password authentication relayed through the proxy: md5 and SCRAM-SHA-256.
+//! Password authentication relayed through the proxy: md5, SCRAM-SHA-256 and cleartext.
 //!
 //! viewgate stores no passwords; it carries the upstream's challenges and the client's answers.
 //! The cluster's hba method is `md5`, so the stored password decides: an md5 hash gets the md5
@@ -159,4 +159,36 @@ fn psql_reports_the_same_refusal_as_postgres() {
             "{through_proxy}"
         );
     }
+}
+
+/// The `password` hba method asks for the password in clear text; the proxy relays that too.
+#[test]
+fn cleartext_passwords_are_relayed() {
+    let proxy = TestProxy::start_with(
+        ClusterOptions {
+            auth: ClusterAuth::Cleartext,
+            ..ClusterOptions::default()
+        },
+        |_| {},
+    );
+    proxy.admin(&format!(
+        "CREATE ROLE plain_user LOGIN PASSWORD '{MD5_PASSWORD}'"
+    ));
+    let output = psql_as(&proxy, proxy.port(), "plain_user", MD5_PASSWORD);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "plain_user|42"
+    );
+    let refused = psql_as(&proxy, proxy.port(), "plain_user", "wrong");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

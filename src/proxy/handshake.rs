@@ -39,7 +39,10 @@ pub async fn negotiate(
     deadline: Instant,
 ) -> Result<Negotiated, SessionError> {
     let mut client = ClientStream::Plain(tcp);
-    let mut encryption_negotiated = false;
+    // As in Postgres, each kind of encryption may be asked for once: libpq with
+    // gssencmode=prefer asks for GSS, hears 'N', then asks for TLS on the same connection.
+    let mut ssl_asked = false;
+    let mut gss_asked = false;
     loop {
         let packet = match tokio::time::timeout_at(deadline, read_startup_packet(&mut client)).await
         {
@@ -51,14 +54,19 @@ pub async fn negotiate(
             Err(_) => return Err(refuse(&mut client, SessionError::StartupTimeout).await),
         };
         match packet {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest if encryption_negotiated => {
+            StartupPacket::SslRequest if ssl_asked => {
+                let error =
+                    SessionError::ClientProtocol("SSL was requested twice during startup".into());
+                return Err(refuse(&mut client, error).await);
+            }
+            StartupPacket::GssEncRequest if gss_asked => {
                 let error = SessionError::ClientProtocol(
-                    "encryption was requested twice during startup".into(),
+                    "GSS encryption was requested twice during startup".into(),
                 );
                 return Err(refuse(&mut client, error).await);
             }
             StartupPacket::SslRequest => {
-                encryption_negotiated = true;
+                ssl_asked = true;
                 client = match (client, &state.tls_acceptor) {
                     (ClientStream::Plain(mut tcp), Some(acceptor)) => {
                         tcp.write_all(&[ACCEPT_ENCRYPTION])
@@ -81,7 +89,7 @@ pub async fn negotiate(
                 };
             }
             StartupPacket::GssEncRequest => {
-                encryption_negotiated = true;
+                gss_asked = true;
                 client
                     .write_all(&[REFUSE_ENCRYPTION])
                     .await

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -101,17 +102,32 @@ impl Proxy {
             let _ = tcp.set_nodelay(true);
             if let Ok(slot) = slots.clone().try_acquire_owned() {
                 let state = state.clone();
+                let counters = &state.session_counters;
+                counters.accepted.fetch_add(1, Ordering::Relaxed);
+                counters.active.fetch_add(1, Ordering::Relaxed);
                 sessions.spawn(async move {
-                    session::serve(tcp, peer, state).await;
+                    session::serve(tcp, peer, state.clone()).await;
+                    state
+                        .session_counters
+                        .active
+                        .fetch_sub(1, Ordering::Relaxed);
                     drop(slot);
                 });
             } else if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                state
+                    .session_counters
+                    .refused
+                    .fetch_add(1, Ordering::Relaxed);
                 let state = state.clone();
                 sessions.spawn(async move {
                     refuse_too_many(tcp, &state).await;
                     drop(refusal);
                 });
             } else {
+                state
+                    .session_counters
+                    .refused
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, "connection dropped: over max_client_connections");
             }
         }

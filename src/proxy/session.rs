@@ -1,9 +1,10 @@
 //! One client's session: startup, then two pumps between client and upstream.
 //!
-//! The client→upstream pump watches for the messages that earn a ReadyForQuery and for
-//! Terminate; the upstream→client pump watches ReadyForQuery (transaction status), FATAL
-//! errors and ParameterStatus. Whichever pump ends first ends the session; the session then
-//! tells the client why, if it can do so between two messages. See docs/CLIENT_SESSION.md.
+//! The client→upstream pump counts the messages that earn a ReadyForQuery, hands Query and
+//! Parse texts to the session's router (versioned sessions) and stops at Terminate; the
+//! upstream→client pump watches ReadyForQuery (transaction status), FATAL errors and
+//! ParameterStatus. Whichever pump ends first ends the session; the session then tells the
+//! client why, if it can do so between two messages. See docs/CLIENT_SESSION.md.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::auth::{self, Established};
 use super::cancel::{CancelRegistration, UpstreamKey};
@@ -47,7 +49,20 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
         }
     };
     let span = tracing::debug_span!("session", %peer, user = startup.user(), database = startup.database());
-    let _enter = span.enter();
+    relay_session(client, startup, router, state, deadline)
+        .instrument(span)
+        .await
+        .unwrap_or_else(|error| log_end(peer, &error));
+}
+
+/// Connects upstream, relays authentication, then runs the session to its end.
+async fn relay_session(
+    mut client: ClientStream,
+    startup: StartupMessage,
+    router: Option<SessionRouter>,
+    state: Arc<ProxyState>,
+    deadline: Instant,
+) -> Result<(), SessionError> {
     let connected = async {
         let mut upstream = state.upstream.connect().await?;
         let established = tokio::time::timeout_at(
@@ -60,16 +75,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
     };
     let (upstream, established) = match connected.await {
         Ok(pair) => pair,
-        Err(error) => {
-            let error = handshake::refuse(&mut client, error).await;
-            return log_end(peer, &error);
-        }
+        Err(error) => return Err(handshake::refuse(&mut client, error).await),
     };
     tracing::debug!("session established");
-    let session = Session::new(client, upstream, established, router, state);
-    if let Err(error) = session.run().await {
-        log_end(peer, &error);
-    }
+    Session::new(client, upstream, established, router, state)
+        .run()
+        .await
 }
 
 /// The session's router, when versioning is on; an unknown declared version is refused.

@@ -1,6 +1,7 @@
 //! What every session of one proxy shares: configuration, the upstream, TLS and cancel keys.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use tokio_rustls::TlsAcceptor;
 
@@ -35,6 +36,15 @@ pub struct ProxyState {
     pub routing: SharedRouting,
     /// Rewrites shared by all sessions; cleared whenever the routing state is reloaded.
     pub rewrite_cache: Arc<RewriteCache>,
+    pub session_counters: SessionCounters,
+}
+
+/// Per-proxy session counts, read by the admin API's /metrics.
+#[derive(Default)]
+pub struct SessionCounters {
+    pub active: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 impl ProxyState {
@@ -52,6 +62,7 @@ impl ProxyState {
         Ok(ProxyState {
             catalog,
             routing: unrouted(),
+            session_counters: SessionCounters::default(),
             rewrite_cache: Arc::new(RewriteCache::new(CacheConfig {
                 max_entries: config.rewrite_cache_entries,
                 ..CacheConfig::default()

@@ -1,0 +1,11 @@
+//! The admin HTTP API, on its own listen address: health for orchestrators, Prometheus metrics.
+//!
+//! `/healthz` (the process is up) and `/readyz` (accepting sessions, and the catalog loaded when
+//! one is configured) answer anyone, as Kubernetes probes expect. Everything else needs
+//! `Authorization: Bearer <admin_token>`. Routing and cutover operations join here later.
+
+pub mod auth;
+pub mod metrics;
+pub mod server;
+
+pub use server::{AdminError, AdminServer};
