@@ -9,43 +9,18 @@ mod common;
 #[path = "drivers/deps.rs"]
 mod deps;
 
-use std::process::{Command, Stdio};
-
 use common::TestProxy;
 
 /// Runs `tests/drivers/python/{script}` against the proxy and returns its stdout.
 fn run_script(proxy: &TestProxy, script: &str) -> String {
-    let python = deps::python();
-    let output = Command::new(python)
-        .arg(deps::drivers_src().join("python").join(script))
-        .arg(proxy.url("postgres", "postgres"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("python starts");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{script} failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn assert_checked(stdout: &str, checks: &[&str]) {
-    for check in checks {
-        assert!(
-            stdout.lines().any(|line| line == format!("ok {check}")),
-            "missing check {check:?} in:\n{stdout}"
-        );
-    }
+    deps::run_python(script, &[proxy.url("postgres", "postgres")])
 }
 
 #[test]
 fn psycopg3_prepared_pipeline_copy_binary() {
     let proxy = TestProxy::start();
     let stdout = run_script(&proxy, "psycopg_checks.py");
-    assert_checked(
+    deps::assert_checked(
         &stdout,
         &[
             "prepare=True reuses one server-side statement (50 executions)",
@@ -77,7 +52,7 @@ fn psycopg3_prepared_pipeline_copy_binary() {
 fn asyncpg_extended_flow_codecs_transactions_copy() {
     let proxy = TestProxy::start();
     let stdout = run_script(&proxy, "asyncpg_checks.py");
-    assert_checked(
+    deps::assert_checked(
         &stdout,
         &[
             "fetch rows",

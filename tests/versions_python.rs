@@ -12,8 +12,6 @@ mod common;
 #[path = "drivers/deps.rs"]
 mod deps;
 
-use std::process::{Command, Stdio};
-
 use common::TestProxy;
 use common::versions::versioned_proxy;
 use viewgate::pg_cluster::SUPERUSER;
@@ -21,26 +19,14 @@ use viewgate::pg_cluster::SUPERUSER;
 /// Runs `tests/drivers/python/{script} PROXY_DSN ADMIN_DSN` and returns its stdout, after
 /// checking that it passed every check in `checks` and printed `done` last.
 fn run_script(proxy: &TestProxy, script: &str, checks: &[&str], done: &str) -> String {
-    let output = Command::new(deps::python())
-        .arg(deps::drivers_src().join("python").join(script))
-        .arg(proxy.url(SUPERUSER, "postgres"))
-        .arg(proxy.cluster.url(SUPERUSER, "postgres"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("python starts");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{script} failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = deps::run_python(
+        script,
+        &[
+            proxy.url(SUPERUSER, "postgres"),
+            proxy.cluster.url(SUPERUSER, "postgres"),
+        ],
     );
-    for check in checks {
-        assert!(
-            stdout.lines().any(|line| line == format!("ok {check}")),
-            "missing check {check:?} in:\n{stdout}"
-        );
-    }
+    deps::assert_checked(&stdout, checks);
     assert!(stdout.ends_with(&format!("{done}\n")), "{stdout}");
     stdout
 }

@@ -172,3 +172,32 @@ fn compile_jdbc(jar: &Path) -> PathBuf {
     drop(lock);
     classes
 }
+
+/// Runs `tests/drivers/python/{script}` with `args` in the provisioned venv, fails the test
+/// with the script's output unless it exits 0, and returns its stdout.
+pub fn run_python(script: &str, args: &[String]) -> String {
+    let output = Command::new(python())
+        .arg(drivers_src().join("python").join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Asserts that a driver script reported every one of `checks` as passed (`ok <check>`).
+pub fn assert_checked(stdout: &str, checks: &[&str]) {
+    for check in checks {
+        assert!(
+            stdout.lines().any(|line| line == format!("ok {check}")),
+            "missing check {check:?} in:\n{stdout}"
+        );
+    }
+}
