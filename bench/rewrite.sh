@@ -29,7 +29,10 @@
 # Tunables: DURATION [15] seconds per run, CLIENTS [8], THREADS [2], ROWS [10000],
 #   MODES ["simple prepared"], SCRIPTS ["read rw"], WARMUP [3] seconds per target,
 #   PG_BIN [newest /usr/lib/postgresql/*/bin], VG_BIN [build target/release/viewgate],
-#   KEEP_WORK_DIR [0] (1 keeps logs and configs).
+#   PG_SHARED_BUFFERS [128MB], KEEP_WORK_DIR [0] (1 keeps logs and configs); the helpers
+#   (Postgres, viewgate, cleanup) are bench/lib.sh's.
+# start_viewgate takes optional settings, not the script's arguments:
+# shellcheck disable=SC2119
 set -euo pipefail
 
 DURATION="${DURATION:-15}"
@@ -39,93 +42,31 @@ ROWS="${ROWS:-10000}"
 MODES="${MODES:-simple prepared}"
 SCRIPTS="${SCRIPTS:-read rw}"
 WARMUP="${WARMUP:-3}"
-KEEP_WORK_DIR="${KEEP_WORK_DIR:-0}"
 TARGETS="direct off on"
-LOOPBACK=127.0.0.1
-PG_USER=postgres
+PG_MAX_CONNECTIONS=100
+# Read by lib.sh's start_postgres; this benchmark's cluster is smaller than lib.sh's default.
+PG_SHARED_BUFFERS="${PG_SHARED_BUFFERS:-128MB}"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-RESULTS_DIR="$BENCH_DIR/results"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 EXAMPLE="$REPO_DIR/examples/model_metadata"
+bench_init
 
-PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
-if [[ -z "$PG_BIN" || ! -x "$PG_BIN/initdb" ]]; then
-    echo "no PostgreSQL server binaries found; set PG_BIN or apt-get install postgresql" >&2
-    exit 1
-fi
-PSQL="$PG_BIN/psql"
-PGBENCH="$PG_BIN/pgbench"
-# initdb and pg_ctl refuse to run as root.
-AS_PG=()
-if [[ "$(id -u)" == 0 ]]; then
-    AS_PG=(runuser -u postgres --)
-fi
-CLK_TCK="$(getconf CLK_TCK)"
-
-WORK_DIR=""
-PG_DATA=""
-PG_PORT=""
 ON_PID=""
 OFF_PID=""
 ON_PORT=""
 OFF_PORT=""
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 fail() {
     echo "FAILED: $*" >&2
     exit 1
-}
-
-stop_pid() {
-    local pid="$1" i
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$?
-    set +e
-    stop_pid "$ON_PID"
-    stop_pid "$OFF_PID"
-    if [[ -n "$PG_DATA" && -f "$PG_DATA/postmaster.pid" ]]; then
-        (cd "$WORK_DIR" && "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1)
-    fi
-    if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
-        if [[ "$KEEP_WORK_DIR" == 1 ]]; then log "kept $WORK_DIR"; else rm -rf "$WORK_DIR"; fi
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-WORK_DIR="$(mktemp -d -t viewgate-rewrite.XXXXXX)"
-[[ "$(id -u)" == 0 ]] && chown postgres: "$WORK_DIR"
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_ready() {
-    local port="$1" what="$2" i
-    for ((i = 0; i < 300; i++)); do
-        "$PG_BIN/pg_isready" -q -h "$LOOPBACK" -p "$port" -U "$PG_USER" -d postgres && return 0
-        sleep 0.1
-    done
-    fail "$what did not become ready on port $port"
 }
 
 # sql PORT SQL [extra psql args]: runs SQL as the superuser, prints unaligned tuples.
 sql() {
     local port="$1" query="$2"
     shift 2
-    "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -h "$LOOPBACK" -p "$port" -U "$PG_USER" -d postgres \
+    "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -h "$LOOPBACK" -p "$port" -U "$PG_SUPERUSER" -d postgres \
         "$@" -c "$query"
 }
 
@@ -138,31 +79,9 @@ expect() {
 }
 
 # --- build, Postgres, catalog, data -----------------------------------------------------
-if [[ -z "${VG_BIN:-}" ]]; then
-    log "cargo build --release"
-    (cd "$REPO_DIR" && cargo build --release --quiet --bin viewgate)
-    VG_BIN="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/viewgate"
-fi
-
-PG_DATA="$WORK_DIR/pgdata"
-PG_PORT="$(free_port)"
-log "initdb + start Postgres ($("$PG_BIN/postgres" --version)) on $LOOPBACK:$PG_PORT"
-(cd "$WORK_DIR" && "${AS_PG[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_USER" -A trust -E UTF8 \
-    --locale=C --no-sync >"$WORK_DIR/initdb.log" 2>&1) || fail "initdb (see $WORK_DIR/initdb.log)"
-cat >>"$PG_DATA/postgresql.conf" <<EOF
-listen_addresses = '$LOOPBACK'
-port = $PG_PORT
-unix_socket_directories = '$WORK_DIR'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-max_connections = 100
-shared_buffers = 128MB
-EOF
-(cd "$WORK_DIR" && "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK_DIR/postgres.log" \
-    -w -t 60 start >/dev/null)
-wait_ready "$PG_PORT" Postgres
-DATABASE_URL="postgres://$PG_USER@$LOOPBACK:$PG_PORT/postgres"
+build_viewgate
+start_postgres "$PG_MAX_CONNECTIONS"
+DATABASE_URL="postgres://$PG_SUPERUSER@$LOOPBACK:$PG_PORT/postgres"
 
 log "seed table, views apply, default version v2, $ROWS rows"
 sql "$PG_PORT" "$(cat "$EXAMPLE/schema.sql")" >/dev/null
@@ -178,28 +97,16 @@ expect "rows seeded, half with NULL model_type" \
     "$ROWS/$((ROWS / 2))"
 
 # --- the two proxies --------------------------------------------------------------------
-# start_viewgate NAME CATALOG_LINE: prints "PID PORT".
-start_viewgate() {
-    local name="$1" catalog_line="$2" port config
-    port="$(free_port)"
-    config="$WORK_DIR/viewgate-$name.toml"
-    cat >"$config" <<EOF
-listen = "$LOOPBACK:$port"
-upstream = "postgres://$LOOPBACK:$PG_PORT?sslmode=disable"
-log_level = "warn"
-$catalog_line
-
-[upstream_tls]
-mode = "disable"
-EOF
-    "$VG_BIN" serve --config "$config" >"$WORK_DIR/viewgate-$name.log" 2>&1 &
-    echo "$! $port"
-}
-read -r ON_PID ON_PORT <<<"$(start_viewgate on "catalog = \"$DATABASE_URL\"")"
-read -r OFF_PID OFF_PORT <<<"$(start_viewgate off "")"
+# "on" reads the catalog from a config file (VIEWGATE_CONFIG is serve's --config); listen,
+# upstream, log level and upstream TLS come from lib.sh's start_viewgate. Each start_viewgate
+# overwrites VG_PID, so the first proxy is handed to EXTRA_PIDS for the cleanup on exit.
+printf 'catalog = "%s"\n' "$DATABASE_URL" >"$WORK_DIR/viewgate-on.toml"
+start_viewgate VIEWGATE_CONFIG="$WORK_DIR/viewgate-on.toml"
+ON_PID="$VG_PID" ON_PORT="$VG_PORT"
+EXTRA_PIDS+=("$ON_PID")
+start_viewgate
+OFF_PID="$VG_PID" OFF_PORT="$VG_PORT"
 log "viewgate rewriting on: $LOOPBACK:$ON_PORT (pid $ON_PID); off: $LOOPBACK:$OFF_PORT (pid $OFF_PID)"
-wait_ready "$ON_PORT" "viewgate (on)"
-wait_ready "$OFF_PORT" "viewgate (off)"
 
 # "on" really rewrites: model_metadata reads as the v2 view (no NULL model_type); "off" and
 # the base table do not.
@@ -234,8 +141,6 @@ port_of() { case "$1" in direct) echo "$PG_PORT" ;; off) echo "$OFF_PORT" ;; on)
 pid_of() { case "$1" in direct) echo "" ;; off) echo "$OFF_PID" ;; on) echo "$ON_PID" ;; esac }
 table_of() { case "$1" in on) echo model_metadata ;; *) echo model_metadata_v2 ;; esac }
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
 # run_pgbench SCRIPT TARGET MODE SECONDS -> "tps transactions proxy_ticks latency_ms"
 run_pgbench() {
     local script="$1" target="$2" mode="$3" seconds="$4" file pid out t0=0 t1=0
@@ -244,7 +149,7 @@ run_pgbench() {
     out="$WORK_DIR/pgbench-$script-$target-$mode.log"
     [[ -n "$pid" ]] && t0="$(cpu_ticks "$pid")"
     if ! "$PGBENCH" -n -f "$file" -M "$mode" -c "$CLIENTS" -j "$THREADS" -T "$seconds" \
-        -h "$LOOPBACK" -p "$(port_of "$target")" -U "$PG_USER" postgres >"$out" 2>&1; then
+        -h "$LOOPBACK" -p "$(port_of "$target")" -U "$PG_SUPERUSER" postgres >"$out" 2>&1; then
         cat "$out" >&2
         fail "pgbench $script -M $mode against $target"
     fi

@@ -6,31 +6,18 @@ raises, so the exit status is non-zero.
 import asyncio
 import datetime
 import decimal
-import json
-import sys
 import time
 
 import asyncpg
 
-dsn = sys.argv[1]
+from checks import binary_jsonb, check, dsn_args, mismatch
 
-
-def check(name, actual, expected):
-    if actual != expected:
-        raise SystemExit(f"MISMATCH {name}: got {actual!r}, expected {expected!r}")
-    print(f"ok {name}")
+(dsn,) = dsn_args("DSN")
 
 
 async def main():
     conn = await asyncpg.connect(dsn)
-    # jsonb in binary: a version byte (1), then the JSON text.
-    await conn.set_type_codec(
-        "jsonb",
-        encoder=lambda value: b"\x01" + json.dumps(value).encode(),
-        decoder=lambda data: json.loads(data[1:]),
-        schema="pg_catalog",
-        format="binary",
-    )
+    await binary_jsonb(conn)
     await conn.execute("DROP TABLE IF EXISTS apg_items")
     await conn.execute(
         "CREATE TABLE apg_items(id int PRIMARY KEY, tags text[], doc jsonb, price numeric, at timestamptz)"
@@ -46,7 +33,7 @@ async def main():
     for i in range(200):
         row = await statement.fetchrow(i, float(i))
         if tuple(row) != (i + 1, i / 2):
-            raise SystemExit(f"MISMATCH prepared row {i}: {tuple(row)!r}")
+            mismatch(f"prepared row {i}: {tuple(row)!r}")
     check("prepared statement reused 200 times", [a.name for a in statement.get_attributes()], ["?column?", "?column?"])
 
     # executemany: one statement, many Bind/Execute pairs.
@@ -71,7 +58,7 @@ async def main():
         async with conn.transaction():
             await conn.execute("INSERT INTO apg_items(id) VALUES (1001)")
             await conn.execute("INSERT INTO apg_items(id) VALUES (1000)")
-        raise SystemExit("MISMATCH duplicate insert succeeded")
+        mismatch("duplicate insert succeeded")
     except asyncpg.UniqueViolationError as error:
         check("unique violation SQLSTATE", error.sqlstate, "23505")
     check("commit kept, rollback discarded",
@@ -111,7 +98,7 @@ async def main():
     started = time.monotonic()
     try:
         await conn.fetchval("SELECT pg_sleep(30)", timeout=0.5)
-        raise SystemExit("MISMATCH pg_sleep did not time out")
+        mismatch("pg_sleep did not time out")
     except asyncio.TimeoutError:
         pass
     check("timeout cancelled the query promptly", time.monotonic() - started < 5, True)

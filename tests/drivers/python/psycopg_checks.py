@@ -5,7 +5,6 @@ raises, so the exit status is non-zero.
 """
 import datetime
 import decimal
-import sys
 import threading
 import time
 
@@ -13,13 +12,9 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
-dsn = sys.argv[1]
+from checks import check, dsn_args, mismatch
 
-
-def check(name, actual, expected):
-    if actual != expected:
-        raise SystemExit(f"MISMATCH {name}: got {actual!r}, expected {expected!r}")
-    print(f"ok {name}")
+(dsn,) = dsn_args("DSN")
 
 
 with psycopg.connect(dsn, autocommit=True) as conn:
@@ -30,7 +25,7 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     for i in range(50):
         row = conn.execute("SELECT %s::int * 3, %s::text", (i, f"v{i}"), prepare=True).fetchone()
         if row != (i * 3, f"v{i}"):
-            raise SystemExit(f"MISMATCH prepared row {i}: {row!r}")
+            mismatch(f"prepared row {i}: {row!r}")
     prepared = conn.execute(
         "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int * 3%%'"
     ).fetchone()[0]
@@ -58,7 +53,7 @@ with psycopg.connect(dsn, prepare_threshold=0) as conn:
     # An error reports its SQLSTATE and the connection carries on after rollback.
     try:
         conn.execute("INSERT INTO py_items VALUES (1, 'dup', 0, now())")
-        raise SystemExit("MISMATCH duplicate insert succeeded")
+        mismatch("duplicate insert succeeded")
     except errors.UniqueViolation as error:
         check("unique violation SQLSTATE", error.sqlstate, "23505")
     conn.rollback()
@@ -79,7 +74,7 @@ with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.pipeline():
             conn.execute("SELECT 1/0")
             conn.execute("SELECT 1")
-        raise SystemExit("MISMATCH pipeline error not raised")
+        mismatch("pipeline error not raised")
     except errors.DivisionByZero as error:
         check("pipeline error SQLSTATE", error.sqlstate, "22012")
     check("usable after pipeline error", conn.execute("SELECT 'alive'").fetchone()[0], "alive")
@@ -122,7 +117,7 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     started = time.monotonic()
     try:
         conn.execute("SELECT pg_sleep(30)")
-        raise SystemExit("MISMATCH pg_sleep was not cancelled")
+        mismatch("pg_sleep was not cancelled")
     except errors.QueryCanceled as error:
         check("cancel SQLSTATE", error.sqlstate, "57014")
     check("cancelled promptly", time.monotonic() - started < 5, True)

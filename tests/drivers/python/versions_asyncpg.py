@@ -10,33 +10,17 @@ ADMIN_DSN reaches Postgres directly, to look at the base table. Prints one "ok <
 per passed check; any mismatch raises, so the exit status is non-zero.
 """
 import asyncio
-import json
-import sys
 
 import asyncpg
 
-proxy_dsn, admin_dsn = sys.argv[1], sys.argv[2]
+from checks import V1_COLUMNS, V2_COLUMNS, binary_jsonb, check, dsn_args, mismatch
 
-V1_COLUMNS = ["id", "model_name", "model_version", "hyperparameters", "created_at"]
-V2_COLUMNS = ["id", "model_name", "model_version", "model_type", "hyperparameters", "created_at", "schema_version"]
-
-
-def check(name, actual, expected):
-    if actual != expected:
-        raise SystemExit(f"MISMATCH {name}: got {actual!r}, expected {expected!r}")
-    print(f"ok {name}")
+proxy_dsn, admin_dsn = dsn_args("PROXY_DSN", "ADMIN_DSN")
 
 
 async def connect(dsn, **kwargs):
     conn = await asyncpg.connect(dsn, **kwargs)
-    # jsonb in binary: a version byte (1), then the JSON text.
-    await conn.set_type_codec(
-        "jsonb",
-        encoder=lambda value: b"\x01" + json.dumps(value).encode(),
-        decoder=lambda data: json.loads(data[1:]),
-        schema="pg_catalog",
-        format="binary",
-    )
+    await binary_jsonb(conn)
     return conn
 
 
@@ -113,7 +97,7 @@ async def main():
     )
     try:
         await v1.fetch("SELECT model_type FROM model_metadata")
-        raise SystemExit("MISMATCH v1 could read model_type")
+        mismatch("v1 could read model_type")
     except asyncpg.exceptions.UndefinedColumnError as error:
         check("v1 cannot name model_type (SQLSTATE)", error.sqlstate, "42703")
 
@@ -124,7 +108,7 @@ async def main():
         name = f"apg-x{i % 40:02d}"
         r1, r2 = await asyncio.gather(by_name_v1.fetchrow(name), by_name_v2.fetchrow(name))
         if len(r1) != 5 or len(r2) != 7 or r2["model_type"] != "neural_network" or r1["hyperparameters"] != r2["hyperparameters"]:
-            raise SystemExit(f"MISMATCH prepared execution {i}: {r1!r} {r2!r}")
+            mismatch(f"prepared execution {i}: {r1!r} {r2!r}")
     check("prepared statements reused 100 times by both clients", (len(r1), len(r2)), (5, 7))
 
     # UPDATE through each version, with RETURNING.

@@ -9,25 +9,12 @@ client declares itself with `options=-c viewgate.version=v2`. ADMIN_DSN reaches 
 directly, to look at the base table. Prints one "ok <check>" line per passed check; any
 mismatch raises, so the exit status is non-zero.
 """
-import sys
-
 import psycopg
 from psycopg.types.json import Jsonb
 
-proxy_dsn, admin_dsn = sys.argv[1], sys.argv[2]
+from checks import V1_COLUMNS, V2_COLUMNS, check, dsn_args, mismatch, names
 
-V1_COLUMNS = ["id", "model_name", "model_version", "hyperparameters", "created_at"]
-V2_COLUMNS = ["id", "model_name", "model_version", "model_type", "hyperparameters", "created_at", "schema_version"]
-
-
-def check(name, actual, expected):
-    if actual != expected:
-        raise SystemExit(f"MISMATCH {name}: got {actual!r}, expected {expected!r}")
-    print(f"ok {name}")
-
-
-def names(cursor):
-    return [column.name for column in cursor.description]
+proxy_dsn, admin_dsn = dsn_args("PROXY_DSN", "ADMIN_DSN")
 
 
 def base_type(admin, name):
@@ -92,7 +79,7 @@ check(
 )
 try:
     v1.execute("SELECT model_type FROM model_metadata")
-    raise SystemExit("MISMATCH v1 could read model_type")
+    mismatch("v1 could read model_type")
 except psycopg.errors.UndefinedColumn as error:
     check("v1 cannot name model_type (SQLSTATE)", error.sqlstate, "42703")
 v1.rollback()
@@ -103,10 +90,10 @@ v2.commit()
 for i in range(20):
     cur = v1.execute("SELECT * FROM model_metadata WHERE model_name = %s", (f"pg-mlp-{i % 3}",))
     if len(cur.description) != 5 or cur.fetchone()[1] != f"pg-mlp-{i % 3}":
-        raise SystemExit(f"MISMATCH v1 prepared execution {i}")
+        mismatch(f"v1 prepared execution {i}")
     cur = v2.execute("SELECT * FROM model_metadata WHERE model_name = %s", (f"pg-mlp-{i % 3}",))
     if len(cur.description) != 7 or cur.fetchone()[3] != "neural_network":
-        raise SystemExit(f"MISMATCH v2 prepared execution {i}")
+        mismatch(f"v2 prepared execution {i}")
 # pg_prepared_statements shows the text Postgres received: the rewritten one, on the view.
 prepared = [
     v.execute(

@@ -8,24 +8,11 @@ Usage: versions_psycopg_pipeline.py PROXY_DSN [ADMIN_DSN, unused]. The proxy's d
 version is v1. Prints one "ok <check>" line per passed check; any mismatch raises, so the
 exit status is non-zero.
 """
-import sys
-
 import psycopg
 
-proxy_dsn = sys.argv[1]
+from checks import V1_COLUMNS, V2_COLUMNS, check, dsn_args, names
 
-V1_COLUMNS = ["id", "model_name", "model_version", "hyperparameters", "created_at"]
-V2_COLUMNS = ["id", "model_name", "model_version", "model_type", "hyperparameters", "created_at", "schema_version"]
-
-
-def check(name, actual, expected):
-    if actual != expected:
-        raise SystemExit(f"MISMATCH {name}: got {actual!r}, expected {expected!r}")
-    print(f"ok {name}")
-
-
-def names(cursor):
-    return [column.name for column in cursor.description]
+(proxy_dsn,) = dsn_args("PROXY_DSN")
 
 
 # A version change takes effect at a transaction boundary, never inside a transaction, also
