@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::versions::{EXAMPLE, psql, versioned_proxy};
 use common::{TestProxy, run_ok, viewgate_binary};
-use viewgate::pg_cluster::SUPERUSER;
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
 
 #[test]
 fn v1_and_v2_clients_share_rows_each_through_its_own_view() {
@@ -235,4 +235,31 @@ async fn prepared_statements_keep_their_version_and_new_versions_appear_without_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(columns, 2, "v3 was not picked up within 2.5 s");
+}
+
+/// Until the catalog is read, sessions on its database are refused rather than served
+/// unversioned (which would put them on the base tables); other databases are not affected.
+#[test]
+fn sessions_wait_for_the_catalog_instead_of_running_unversioned() {
+    let unreachable = format!(
+        "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+        viewgate::pg_cluster::free_port().unwrap()
+    );
+    let proxy = TestProxy::start_with(ClusterOptions::default(), move |config| {
+        config.catalog = Some(unreachable);
+    });
+    let error = psql(&proxy, None, "SELECT 1").unwrap_err();
+    assert!(error.contains("has not loaded its catalog"), "{error}");
+    let other_database = proxy
+        .psql(&format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} dbname=template1",
+            proxy.port()
+        ))
+        .args(["-c", "SELECT 'served'"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&other_database.stdout).trim(),
+        "served"
+    );
 }

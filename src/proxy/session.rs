@@ -88,8 +88,19 @@ fn session_router(
     startup: &StartupMessage,
     state: &ProxyState,
 ) -> Result<Option<SessionRouter>, SessionError> {
-    if state.catalog.is_none() {
+    let Some(catalog) = &state.catalog else {
         return Ok(None);
+    };
+    // Until the catalog has been read, the proxy cannot tell which version a session on its
+    // database should see; serving it unversioned would put it on the base tables.
+    if startup.database() == catalog.database() && !state.routing.load().loaded() {
+        return Err(SessionError::Refused {
+            code: SqlState::CANNOT_CONNECT_NOW,
+            message: format!(
+                "viewgate has not loaded its catalog for database \"{}\" yet; retry shortly",
+                catalog.database()
+            ),
+        });
     }
     SessionRouter::new(
         state.routing.clone(),

@@ -35,6 +35,11 @@ impl RoutingState {
         }
     }
 
+    /// Whether the catalog has been read at least once (an empty catalog counts).
+    pub fn loaded(&self) -> bool {
+        self.database.is_some()
+    }
+
     /// Whether sessions on `database` are versioned at all.
     pub fn governs(&self, database: &str) -> bool {
         self.database.as_deref() == Some(database) && !self.versions.is_empty()

@@ -48,6 +48,11 @@ impl CatalogSource {
         Ok(CatalogSource { config, database })
     }
 
+    /// The database whose catalog this is.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
     /// Loads the state once; used at startup so the first sessions are already routed.
     pub async fn load(&self) -> Result<RoutingState, WatchError> {
         let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
