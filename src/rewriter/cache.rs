@@ -11,15 +11,16 @@
 //!
 //! Eviction policy (sampled second chance, a CLOCK variant): time is divided into epochs that
 //! end at each sweep, and a hit records the current epoch in its entry (an insert does not:
-//! new entries are cold until they are hit). When an insert finds the cache full, one thread sweeps: entries used in the ending
-//! epoch are hot and kept; a random sample (one in [`SWEEP_SAMPLE`]) of the cold ones is
-//! evicted; if that frees less than 1/[`SWEEP_SAMPLE`] of the capacity, more cold entries are
-//! evicted in map order, and only if everything was hot, hot ones. Each sweep frees a fixed
-//! share of the capacity, so its O(capacity) cost is amortised over as many inserts, and an
-//! entry hit between sweeps is evicted only when every entry was. Other threads never wait for a sweep: while one
-//! runs, their inserts are skipped (the rewrite is returned uncached). The entry count can
-//! therefore overshoot the capacity only by the inserts racing a full-cache check, at most one
-//! per inserting thread. Statements longer than the configured maximum are never cached.
+//! new entries are cold until they are hit). When an insert finds the cache full, one thread
+//! sweeps: entries used in the ending epoch are hot and kept; a random sample (one in
+//! [`SWEEP_SAMPLE`]) of the cold ones is evicted; if that frees less than 1/[`SWEEP_SAMPLE`]
+//! of the capacity, more cold entries are evicted in map order, and only if everything was
+//! hot, hot ones. Each sweep frees a fixed share of the capacity, so its O(capacity) cost is
+//! amortised over as many inserts, and an entry hit between sweeps is evicted only when every
+//! entry was. Other threads never wait for a sweep: while one runs, their inserts are skipped
+//! (the rewrite is returned uncached). The entry count can therefore overshoot the capacity
+//! only by the inserts racing a full-cache check, at most one per inserting thread.
+//! Statements longer than the configured maximum are never cached.
 //!
 //! The cache does not know when a version's views change: call [`RewriteCache::clear`] when the
 //! routing map is reloaded.
