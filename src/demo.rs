@@ -12,6 +12,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::config::{Config, UpstreamTlsMode};
 use crate::control::apply::{self, LockSettings};
+use crate::control::cutover;
 use crate::control::spec::Spec;
 use crate::control::templates::Templates;
 use crate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
@@ -64,9 +65,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         LockSettings::from_spec(&spec),
     )
     .await?;
-    admin
-        .batch_execute("UPDATE viewgate.settings SET default_version = 'v1'")
-        .await?;
+    cutover::cutover(&mut admin, "v1").await?;
 
     let mut config = Config {
         listen: options.listen,

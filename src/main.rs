@@ -55,6 +55,22 @@ enum Command {
         #[arg(long)]
         templates: Option<PathBuf>,
     },
+    /// Blue-green flip of the default version (sessions move at their next transaction
+    /// boundary), or back with --rollback.
+    Cutover {
+        /// The version that becomes the default.
+        #[arg(
+            long,
+            required_unless_present = "rollback",
+            conflicts_with = "rollback"
+        )]
+        to: Option<String>,
+        /// Return to the version the last cutover replaced.
+        #[arg(long)]
+        rollback: bool,
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+    },
     /// Generate, apply, inspect and retire versioned views (see docs/views.md).
     Views {
         #[command(subcommand)]
@@ -184,6 +200,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => runtime(0)?.block_on(async {
             control::init(&database, templates.as_deref()).await?;
             println!("viewgate catalog is ready (schema viewgate)");
+            Ok(())
+        }),
+        Command::Cutover { to, database, .. } => runtime(0)?.block_on(async {
+            let outcome = control::cutover(&database, to.as_deref()).await?;
+            println!("{outcome}");
             Ok(())
         }),
         Command::Views { command } => runtime(0)?.block_on(views(command)),

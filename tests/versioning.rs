@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::versions::{EXAMPLE, psql, versioned_proxy};
+use common::versions::{EXAMPLE, columns, connect, psql, versioned_proxy};
 use common::{TestProxy, run_ok, viewgate_binary};
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
 
@@ -119,25 +119,6 @@ async fn a_version_change_waits_for_the_transaction_to_end() {
         .await
         .unwrap();
     assert_eq!(columns(&client).await, 5, "RESET: back to the default");
-}
-
-/// How many columns `model_metadata` has for the session right now.
-async fn columns(client: &tokio_postgres::Client) -> usize {
-    client
-        .prepare("SELECT * FROM model_metadata")
-        .await
-        .unwrap()
-        .columns()
-        .len()
-}
-
-async fn connect(proxy: &TestProxy) -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.url(SUPERUSER, "postgres"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    client
 }
 
 #[test]

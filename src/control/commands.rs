@@ -113,6 +113,18 @@ pub async fn drop_version(
     retire::retire(&mut client, version, &templates, locks).await
 }
 
+/// `cutover --to V` / `cutover --rollback`: flips the default version.
+pub async fn cutover(
+    database: &str,
+    to: Option<&str>,
+) -> Result<super::cutover::CutoverOutcome, ControlError> {
+    let mut client = connect(database).await?;
+    match to {
+        Some(version) => super::cutover::cutover(&mut client, version).await,
+        None => super::cutover::rollback(&mut client).await,
+    }
+}
+
 /// `init`: creates the catalog (idempotent) and records that it did.
 pub async fn init(database: &str, templates_dir: Option<&Path>) -> Result<(), ControlError> {
     let templates = Templates::load(templates_dir)?;

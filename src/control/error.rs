@@ -69,6 +69,12 @@ pub enum ControlError {
     UnknownVersion(String),
     #[error("version {0} is the default version; set another default version before retiring it")]
     VersionIsDefault(String),
+    #[error("this database has no viewgate catalog; run `viewgate views apply` first")]
+    NoCatalog,
+    #[error("version {version} is not an active version (active: {active})")]
+    NotActive { version: String, active: String },
+    #[error("no earlier cutover to roll back")]
+    NothingToRollBack,
 }
 
 impl ControlError {

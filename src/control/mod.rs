@@ -6,7 +6,8 @@
 //! [`validate`] checks names and expressions against the server; [`apply`] runs it in one
 //! transaction with lock timeouts and [`retry`]; [`status`] compares the database with the
 //! spec; [`retire`] drops a version; [`catalog`] owns the `viewgate` schema, and
-//! [`catalog::load_routing_map`] is what the proxy reads. [`commands`] is what the CLI calls.
+//! [`catalog::load_routing_map`] is what the proxy reads; [`cutover`] flips the default
+//! version. [`commands`] is what the CLI calls.
 //! See docs/views.md.
 
 pub mod apply;
@@ -14,6 +15,7 @@ pub mod catalog;
 pub mod checksum;
 pub mod commands;
 pub mod connect;
+pub mod cutover;
 pub mod error;
 pub mod generate;
 pub mod introspect;

@@ -61,3 +61,32 @@ pub fn psql(proxy: &TestProxy, version: Option<&str>, sql: &str) -> Result<Strin
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
     }
 }
+
+/// How many columns `model_metadata` has for the session right now (through a Parse, so it
+/// is rewritten for the session's current version).
+pub async fn columns(client: &tokio_postgres::Client) -> usize {
+    client
+        .prepare("SELECT * FROM model_metadata")
+        .await
+        .unwrap()
+        .columns()
+        .len()
+}
+
+/// A tokio-postgres client through the proxy at the default version, or at `options`'
+/// declared one.
+pub async fn connect(proxy: &TestProxy) -> tokio_postgres::Client {
+    connect_with(proxy, "").await
+}
+
+pub async fn connect_with(proxy: &TestProxy, options: &str) -> tokio_postgres::Client {
+    let mut url = proxy.url(SUPERUSER, "postgres");
+    if !options.is_empty() {
+        url.push_str(&format!("?options={options}"));
+    }
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
