@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod rewriter;
 pub mod router;
 pub mod shutdown;
+pub mod telemetry;

@@ -11,6 +11,7 @@ use viewgate::control::commands as control;
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
 use viewgate::shutdown::{Shutdown, TerminationSignals};
+use viewgate::telemetry::heartbeat::{self, ProxyIdentity};
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +71,14 @@ enum Command {
         rollback: bool,
         #[arg(long, env = "VIEWGATE_DATABASE")]
         database: String,
+    },
+    /// Versions, the default, routing rules, live sessions per version per proxy, recent events.
+    Status {
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Generate, apply, inspect and retire versioned views (see docs/views.md).
     Views {
@@ -207,6 +216,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{outcome}");
             Ok(())
         }),
+        Command::Status { database, json } => runtime(0)?.block_on(async {
+            let overview = control::overview(&database).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&overview)?);
+            } else {
+                print!("{overview}");
+            }
+            Ok(())
+        }),
         Command::Views { command } => runtime(0)?.block_on(views(command)),
     }
 }
@@ -232,11 +250,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .clone()
         .map(|a| (a, config.admin_token.clone()));
     let proxy = Proxy::bind(config, shutdown.clone()).await?;
+    let mut admin_address = None;
     if let Some((address, token)) = admin {
         let server = AdminServer::bind(&address, token, proxy.state().clone()).await?;
+        admin_address = Some(server.local_addr()?);
         tracing::info!(listen = %server.local_addr()?, "admin API serving");
         tokio::spawn(server.run(proxy.state().clone()));
     }
+    let identity = ProxyIdentity::new(proxy.local_addr()?, admin_address);
+    let heartbeat = tokio::spawn(heartbeat::run(proxy.state().clone(), identity));
     tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.address, "viewgate serving");
     let serving = tokio::spawn(proxy.run());
     tokio::select! {
@@ -247,6 +269,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ = shutdown.begun() => {}
     }
     serving.await.context("the accept loop failed")?;
+    // It removes this proxy's row from the catalog on its way out.
+    let _ = heartbeat.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,6 +7,8 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use crate::proxy::state::ProxyState;
+use crate::telemetry::Telemetry;
+use crate::telemetry::histogram::LATENCY_BUCKETS;
 
 /// All metrics in the Prometheus text format (version 0.0.4).
 pub fn render(state: &ProxyState) -> String {
@@ -62,19 +64,95 @@ pub fn render(state: &ProxyState) -> String {
         "Schema versions known from the catalog.",
         routing.version_names().len() as u64,
     );
+    render_versions(&mut out, &state.telemetry);
     out
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = write!(
+/// Per-version sessions, queries, errors by SQLSTATE class and latency; per-rule hits.
+fn render_versions(out: &mut String, telemetry: &Telemetry) {
+    let versions = telemetry.versions();
+    header(
         out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        "viewgate_version_sessions",
+        "gauge",
+        "Sessions running at each version now.",
     );
+    for v in &versions {
+        let _ = writeln!(
+            out,
+            "viewgate_version_sessions{{version=\"{}\"}} {}",
+            v.version, v.sessions
+        );
+    }
+    header(
+        out,
+        "viewgate_version_queries_total",
+        "counter",
+        "Requests (a Query, or up to a Sync) answered, per version.",
+    );
+    for v in &versions {
+        let _ = writeln!(
+            out,
+            "viewgate_version_queries_total{{version=\"{}\"}} {}",
+            v.version, v.queries
+        );
+    }
+    header(
+        out,
+        "viewgate_version_errors_total",
+        "counter",
+        "ErrorResponses per version and SQLSTATE class.",
+    );
+    for v in &versions {
+        for (class, count) in &v.errors {
+            let _ = writeln!(
+                out,
+                "viewgate_version_errors_total{{version=\"{}\",class=\"{class}\"}} {count}",
+                v.version
+            );
+        }
+    }
+    let name = "viewgate_version_query_seconds";
+    header(
+        out,
+        name,
+        "histogram",
+        "Time from sending a request upstream to its ReadyForQuery, per version.",
+    );
+    for v in &versions {
+        let labels = format!("version=\"{}\"", v.version);
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&v.latency.cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {}",
+            v.latency.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", v.latency.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", v.latency.count);
+    }
+    header(
+        out,
+        "viewgate_rule_hits_total",
+        "counter",
+        "Sessions whose version a routing rule decided, per rule id.",
+    );
+    for (rule, hits) in telemetry.rule_hits() {
+        let _ = writeln!(out, "viewgate_rule_hits_total{{rule=\"{rule}\"}} {hits}");
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-    );
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
 }

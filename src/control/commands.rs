@@ -125,6 +125,12 @@ pub async fn cutover(
     }
 }
 
+/// `status`: versions, default, rules, proxies and recent events, from the catalog.
+pub async fn overview(database: &str) -> Result<super::overview::Overview, ControlError> {
+    let client = connect(database).await?;
+    super::overview::load(&client).await
+}
+
 /// `init`: creates the catalog (idempotent) and records that it did.
 pub async fn init(database: &str, templates_dir: Option<&Path>) -> Result<(), ControlError> {
     let templates = Templates::load(templates_dir)?;

@@ -19,6 +19,7 @@ pub mod cutover;
 pub mod error;
 pub mod generate;
 pub mod introspect;
+pub mod overview;
 pub mod plan;
 pub mod quote;
 pub mod retire;

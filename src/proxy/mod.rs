@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cancel;
 pub mod error;
 pub mod handshake;
+pub mod ledger;
 pub mod listener;
 pub mod pump;
 pub mod session;

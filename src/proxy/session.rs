@@ -19,6 +19,7 @@ use super::auth::{self, Established};
 use super::cancel::{CancelRegistration, UpstreamKey};
 use super::error::SessionError;
 use super::handshake::{self, Negotiated};
+use super::ledger::RequestLedger;
 use super::pump::{Direction, Inspection, PumpEnd};
 use super::state::ProxyState;
 use crate::net::stream::{ClientStream, UpstreamStream};
@@ -28,6 +29,7 @@ use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
 use crate::protocol::startup::StartupMessage;
 use crate::router::{Routed, SessionRouter, version_command};
+use crate::telemetry::SessionAccount;
 
 /// Upstream messages are framed with the protocol's own bound; the proxy only inspects small
 /// ones whole (ReadyForQuery, ErrorResponse, ParameterStatus).
@@ -177,6 +179,9 @@ struct Session {
     upstream_key: Option<UpstreamKey>,
     /// ParameterStatus values, kept to replay the session on another upstream later.
     parameters: Vec<(String, String)>,
+    /// Per-version accounting of a versioned session's requests (unused when unversioned).
+    account: SessionAccount,
+    ledger: RequestLedger,
     _cancel_key: Option<CancelRegistration>,
 }
 
@@ -197,6 +202,8 @@ impl Session {
             router,
             upstream_key: established.upstream_key,
             parameters: established.parameters,
+            account: SessionAccount::new(state.telemetry.clone()),
+            ledger: RequestLedger::default(),
             _cancel_key: established.cancel_key,
             state,
         }
@@ -231,6 +238,8 @@ impl Session {
         let progress = &self.progress;
         let parameters = &mut self.parameters;
         let router = &mut self.router;
+        let account = &mut self.account;
+        let ledger = &self.ledger;
 
         let wanted = if router.is_some() {
             frontend::is_inspected_versioned
@@ -243,19 +252,34 @@ impl Session {
                     // Decided before this message itself counts as in flight.
                     let idle = progress.idle();
                     progress.sent(tag);
-                    match (tag, router.as_mut()) {
-                        (frontend::TERMINATE, _) => Inspection::Stop,
-                        (frontend::QUERY | frontend::PARSE, Some(router)) => {
-                            route(router, idle, tag, frame)
+                    let Some(router) = router.as_mut() else {
+                        return match tag {
+                            frontend::TERMINATE => Inspection::Stop,
+                            _ => Inspection::Continue,
+                        };
+                    };
+                    let inspection = match tag {
+                        frontend::TERMINATE => Inspection::Stop,
+                        frontend::QUERY | frontend::PARSE => {
+                            let inspection = route(router, idle, tag, frame);
+                            account_for(router, account, ledger);
+                            inspection
                         }
                         _ => Inspection::Continue,
+                    };
+                    if matches!(
+                        tag,
+                        frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
+                    ) {
+                        ledger.sent();
                     }
+                    inspection
                 });
         let to_client = self.from_upstream.pump(
             upstream_reader,
             client_writer,
             is_inspected_upstream,
-            |tag, frame| inspect_upstream(progress, parameters, tag, frame),
+            |tag, frame| inspect_upstream(progress, ledger, parameters, tag, frame),
         );
         tokio::select! {
             // Fixed order: cheaper than tokio's random start, and each branch is one future.
@@ -313,6 +337,14 @@ fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspe
     }
 }
 
+/// Counts the session's next requests against the version (and rule) now in effect.
+fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &RequestLedger) {
+    match router.version() {
+        Some(version) => ledger.attribute(account.assign(version, None)),
+        None => account.release(),
+    }
+}
+
 fn is_inspected_upstream(tag: u8) -> bool {
     matches!(
         tag,
@@ -322,6 +354,7 @@ fn is_inspected_upstream(tag: u8) -> bool {
 
 fn inspect_upstream(
     progress: &Progress,
+    ledger: &RequestLedger,
     parameters: &mut Vec<(String, String)>,
     tag: u8,
     frame: &[u8],
@@ -337,12 +370,14 @@ fn inspect_upstream(
                 progress
                     .awaiting_ready
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            ledger.ready();
         }
         backend::ERROR_RESPONSE => {
-            if let Some(fields) = backend::error_fields(frame)
-                && matches!(fields.severity.as_str(), "FATAL" | "PANIC")
-            {
-                progress.upstream_fatal.store(true, Ordering::Relaxed);
+            if let Some(fields) = backend::error_fields(frame) {
+                if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
+                    progress.upstream_fatal.store(true, Ordering::Relaxed);
+                }
+                ledger.error(&fields.code);
             }
         }
         backend::PARAMETER_STATUS => {

@@ -13,6 +13,7 @@ use crate::rewriter::{CacheConfig, RewriteCache};
 use crate::router::state::{SharedRouting, unrouted};
 use crate::router::watcher::CatalogSource;
 use crate::shutdown::Shutdown;
+use crate::telemetry::Telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -37,6 +38,8 @@ pub struct ProxyState {
     /// Rewrites shared by all sessions; cleared whenever the routing state is reloaded.
     pub rewrite_cache: Arc<RewriteCache>,
     pub session_counters: SessionCounters,
+    /// Per-version and per-rule counters (admin API, heartbeat, canary guard).
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Per-proxy session counts, read by the admin API's /metrics.
@@ -63,6 +66,7 @@ impl ProxyState {
             catalog,
             routing: unrouted(),
             session_counters: SessionCounters::default(),
+            telemetry: Telemetry::new(),
             rewrite_cache: Arc::new(RewriteCache::new(CacheConfig {
                 max_entries: config.rewrite_cache_entries,
                 ..CacheConfig::default()

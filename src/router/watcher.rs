@@ -53,6 +53,11 @@ impl CatalogSource {
         &self.database
     }
 
+    /// How to connect to the catalog's database (for the heartbeat and the canary guard).
+    pub fn postgres_config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
     /// Loads the state once; used at startup so the first sessions are already routed.
     pub async fn load(&self) -> Result<RoutingState, WatchError> {
         let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 
 use super::{TestProxy, run_ok, viewgate_binary, wait_until};
 
@@ -24,17 +24,7 @@ pub fn versioned_proxy() -> TestProxy {
             config.upstream.rsplit(':').next().unwrap()
         ));
     });
-    let schema = std::fs::read_to_string(Path::new(EXAMPLE).join("schema.sql")).unwrap();
-    proxy.admin(&schema);
-    run_ok(Command::new(viewgate_binary()).args([
-        "views",
-        "apply",
-        "--spec",
-        &format!("{EXAMPLE}/viewgate.toml"),
-        "--database",
-        &proxy.cluster.url(SUPERUSER, "postgres"),
-    ]));
-    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
+    apply_example(&proxy.cluster);
     // The proxy follows the catalog: wait until a default-version session is versioned.
     assert!(
         wait_until(Duration::from_secs(5), || psql(
@@ -46,6 +36,27 @@ pub fn versioned_proxy() -> TestProxy {
         "the proxy did not pick up the catalog"
     );
     proxy
+}
+
+/// Creates the example's base table in `cluster`'s `postgres` database, applies its views with
+/// the CLI, and makes `v1` the default version.
+pub fn apply_example(cluster: &ThrowawayCluster) {
+    let schema = std::fs::read_to_string(Path::new(EXAMPLE).join("schema.sql")).unwrap();
+    cluster.psql("postgres", &schema).unwrap();
+    run_ok(Command::new(viewgate_binary()).args([
+        "views",
+        "apply",
+        "--spec",
+        &format!("{EXAMPLE}/viewgate.toml"),
+        "--database",
+        &cluster.url(SUPERUSER, "postgres"),
+    ]));
+    cluster
+        .psql(
+            "postgres",
+            "UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control",
+        )
+        .unwrap();
 }
 
 /// Runs SQL through the proxy with psql at `version` (None: the default).

@@ -1,0 +1,161 @@
+//! The proxy's heartbeat: every few seconds it writes who it is, where its admin API listens,
+//! the default version it routes to and its live sessions per version into
+//! `viewgate.proxies`, so `viewgate status` can show every replica from the catalog alone.
+//!
+//! The heartbeat never creates catalog objects: if the table is missing (no catalog yet, or one
+//! made by an older build) it skips the beat. A lost connection is retried; serving never
+//! depends on it. A graceful shutdown removes the proxy's row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::proxy::state::ProxyState;
+
+/// How often a proxy reports; `viewgate status` calls a proxy stale after
+/// [`STALE_AFTER_BEATS`] missed beats.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+pub const STALE_AFTER_BEATS: u32 = 3;
+/// How long a graceful shutdown waits to remove the proxy's row.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the proxy reports about itself besides its counters.
+#[derive(Debug, Clone)]
+pub struct ProxyIdentity {
+    /// Unique per replica and stable across restarts: host name and listen port.
+    pub proxy_id: String,
+    pub hostname: String,
+    pub listen: String,
+    pub admin_listen: Option<String>,
+}
+
+impl ProxyIdentity {
+    pub fn new(listen: std::net::SocketAddr, admin_listen: Option<std::net::SocketAddr>) -> Self {
+        let hostname = host_name();
+        ProxyIdentity {
+            proxy_id: format!("{hostname}:{}", listen.port()),
+            hostname,
+            listen: listen.to_string(),
+            admin_listen: admin_listen.map(|a| a.to_string()),
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("heartbeat: {0}")]
+struct BeatError(#[from] tokio_postgres::Error);
+
+/// Beats until shutdown; does nothing without a catalog.
+pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
+    let Some(catalog) = state.catalog.clone() else {
+        return;
+    };
+    let started = unix_now();
+    let mut client: Option<Client> = None;
+    let mut warned = false;
+    loop {
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = connect(catalog.postgres_config()).await.ok();
+        }
+        if let Some(connected) = &client {
+            match beat(connected, &state, &identity, started).await {
+                Ok(()) => warned = false,
+                Err(error) if !warned => {
+                    tracing::warn!(%error, "could not write the proxy heartbeat; retrying");
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::select! {
+            _ = state.shutdown.begun() => break,
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+        }
+    }
+    if let Some(client) = client {
+        let remove = "DELETE FROM viewgate.proxies WHERE proxy_id = $1";
+        let _ = tokio::time::timeout(
+            FAREWELL_TIMEOUT,
+            client.execute(remove, &[&identity.proxy_id]),
+        )
+        .await;
+    }
+}
+
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The proxy's start time as the catalog should record it (seconds since the epoch).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// Writes one heartbeat; skipped when the catalog has no `viewgate.proxies` table.
+async fn beat(
+    client: &Client,
+    state: &ProxyState,
+    identity: &ProxyIdentity,
+    started: f64,
+) -> Result<(), BeatError> {
+    let sessions = serde_json::to_string(&state.telemetry.sessions_by_version())
+        .unwrap_or_else(|_| "{}".to_owned());
+    let active = i64::try_from(
+        state
+            .session_counters
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed),
+    )
+    .unwrap_or(i64::MAX);
+    let default_version = state.routing.load().default_version.clone();
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let written = client
+        .execute(
+            "INSERT INTO viewgate.proxies AS p
+               (proxy_id, hostname, pid, listen, admin_listen, build, started_at, last_seen,
+                default_version, sessions_active, sessions)
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), now(), $8, $9, $10::text::jsonb)
+             ON CONFLICT (proxy_id) DO UPDATE SET
+               hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, listen = EXCLUDED.listen,
+               admin_listen = EXCLUDED.admin_listen, build = EXCLUDED.build,
+               started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen,
+               default_version = EXCLUDED.default_version,
+               sessions_active = EXCLUDED.sessions_active, sessions = EXCLUDED.sessions",
+            &[
+                &identity.proxy_id,
+                &identity.hostname,
+                &pid,
+                &identity.listen,
+                &identity.admin_listen,
+                &env!("CARGO_PKG_VERSION"),
+                &started,
+                &default_version,
+                &active,
+                &sessions,
+            ],
+        )
+        .await;
+    match written {
+        Ok(_) => Ok(()),
+        // The statement names the table, so a catalog without it fails to plan: skip quietly.
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,251 @@
+//! Per-version and per-rule counters, shared by every session of one proxy.
+//!
+//! Sessions look their counters up only when their assignment changes (a new version, or a
+//! different rule), and keep an `Arc` to them; per request they touch atomics only. The admin
+//! API's /metrics, the heartbeat and the canary guard read the same counters.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use super::histogram::LatencyHistogram;
+use super::window::ErrorWindow;
+
+/// Everything one proxy counts, keyed by version name and rule id.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    versions: DashMap<String, Arc<VersionStats>>,
+    rules: DashMap<i64, Arc<RuleStats>>,
+}
+
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    /// Sessions whose current transaction (or next one) runs at this version.
+    sessions: AtomicI64,
+    queries: AtomicU64,
+    /// Errors by SQLSTATE class (its first two characters). Errors are rare; a lock is fine.
+    errors: Mutex<BTreeMap<String, u64>>,
+    latency: LatencyHistogram,
+}
+
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    /// Times the rule decided a session's version.
+    hits: AtomicU64,
+    /// Outcomes of the requests of sessions this rule placed, per version, for the guard.
+    windows: DashMap<String, Arc<ErrorWindow>>,
+}
+
+/// Where a session's requests are counted: its version and, when a rule placed it there,
+/// that rule's window for the version.
+#[derive(Debug)]
+pub struct Attribution {
+    version: Arc<VersionStats>,
+    rule_window: Option<Arc<ErrorWindow>>,
+}
+
+impl Attribution {
+    /// A request answered by ReadyForQuery, `elapsed` after it was sent.
+    pub fn finished(&self, elapsed: Duration, failed: bool) {
+        self.version.queries.fetch_add(1, Ordering::Relaxed);
+        self.version.latency.record(elapsed);
+        if let Some(window) = &self.rule_window {
+            window.record(failed);
+        }
+    }
+
+    /// An ErrorResponse with SQLSTATE `code`.
+    pub fn failed(&self, code: &str) {
+        let class = code.get(..2).unwrap_or("??").to_owned();
+        let mut errors = self
+            .version
+            .errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *errors.entry(class).or_default() += 1;
+    }
+}
+
+/// Read-only copies for rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionSnapshot {
+    pub version: String,
+    pub sessions: i64,
+    pub queries: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub latency: super::histogram::HistogramSnapshot,
+}
+
+impl Telemetry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Telemetry::default())
+    }
+
+    fn version(&self, version: &str) -> Arc<VersionStats> {
+        if let Some(stats) = self.versions.get(version) {
+            return stats.clone();
+        }
+        self.versions.entry(version.to_owned()).or_default().clone()
+    }
+
+    fn rule(&self, rule: i64) -> Arc<RuleStats> {
+        self.rules.entry(rule).or_default().clone()
+    }
+
+    /// The window of requests by sessions `rule` placed at `version`, if any were.
+    pub fn rule_window(&self, rule: i64, version: &str) -> Option<Arc<ErrorWindow>> {
+        self.rules
+            .get(&rule)?
+            .windows
+            .get(version)
+            .map(|w| w.clone())
+    }
+
+    pub fn versions(&self) -> Vec<VersionSnapshot> {
+        let mut snapshots: Vec<VersionSnapshot> = self
+            .versions
+            .iter()
+            .map(|entry| {
+                let stats = entry.value();
+                VersionSnapshot {
+                    version: entry.key().clone(),
+                    sessions: stats.sessions.load(Ordering::Relaxed),
+                    queries: stats.queries.load(Ordering::Relaxed),
+                    errors: stats
+                        .errors
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .clone(),
+                    latency: stats.latency.snapshot(),
+                }
+            })
+            .collect();
+        snapshots.sort_by(|a, b| a.version.cmp(&b.version));
+        snapshots
+    }
+
+    /// Live sessions per version (versions with none left out).
+    pub fn sessions_by_version(&self) -> BTreeMap<String, i64> {
+        self.versions
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.sessions.load(Ordering::Relaxed)))
+            .filter(|(_, sessions)| *sessions > 0)
+            .collect()
+    }
+
+    /// Hits per rule id, in id order.
+    pub fn rule_hits(&self) -> Vec<(i64, u64)> {
+        let mut hits: Vec<(i64, u64)> = self
+            .rules
+            .iter()
+            .map(|entry| (*entry.key(), entry.hits.load(Ordering::Relaxed)))
+            .collect();
+        hits.sort_unstable();
+        hits
+    }
+}
+
+/// One session's place in the counters: it holds one session in its version's gauge and
+/// gives it back when the assignment changes or the session ends.
+#[derive(Debug)]
+pub struct SessionAccount {
+    telemetry: Arc<Telemetry>,
+    current: Option<(String, Option<i64>, Arc<Attribution>)>,
+}
+
+impl SessionAccount {
+    pub fn new(telemetry: Arc<Telemetry>) -> Self {
+        SessionAccount {
+            telemetry,
+            current: None,
+        }
+    }
+
+    /// The session now runs at `version`, placed there by `rule` (if a rule decided). Cheap
+    /// when nothing changed, which is the common case at every transaction boundary.
+    pub fn assign(&mut self, version: &str, rule: Option<i64>) -> &Arc<Attribution> {
+        let unchanged = matches!(&self.current, Some((v, r, _)) if v == version && *r == rule);
+        if !unchanged {
+            self.release();
+        }
+        let telemetry = &self.telemetry;
+        let (_, _, attribution) = self.current.get_or_insert_with(|| {
+            let stats = telemetry.version(version);
+            stats.sessions.fetch_add(1, Ordering::Relaxed);
+            let rule_window = rule.map(|id| {
+                let rule = telemetry.rule(id);
+                rule.hits.fetch_add(1, Ordering::Relaxed);
+                rule.windows.entry(version.to_owned()).or_default().clone()
+            });
+            let attribution = Arc::new(Attribution {
+                version: stats,
+                rule_window,
+            });
+            (version.to_owned(), rule, attribution)
+        });
+        attribution
+    }
+
+    /// The session no longer runs at any version (e.g. the catalog dropped them all).
+    pub fn release(&mut self) {
+        if let Some((_, _, attribution)) = self.current.take() {
+            attribution.version.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn current(&self) -> Option<&Arc<Attribution>> {
+        self.current.as_ref().map(|(_, _, attribution)| attribution)
+    }
+}
+
+impl Drop for SessionAccount {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_follow_their_assignment_and_rules_count_hits() {
+        let telemetry = Telemetry::new();
+        let mut first = SessionAccount::new(telemetry.clone());
+        let mut second = SessionAccount::new(telemetry.clone());
+        first.assign("v1", None);
+        second.assign("v2", Some(7));
+        second.assign("v2", Some(7));
+        assert_eq!(
+            telemetry.sessions_by_version(),
+            BTreeMap::from([("v1".into(), 1), ("v2".into(), 1)])
+        );
+        first.assign("v2", None);
+        assert_eq!(
+            telemetry.sessions_by_version(),
+            BTreeMap::from([("v2".into(), 2)])
+        );
+        assert_eq!(
+            telemetry.rule_hits(),
+            vec![(7, 1)],
+            "an unchanged assignment is no new hit"
+        );
+        second
+            .assign("v2", Some(7))
+            .finished(Duration::from_millis(2), true);
+        second.current().unwrap().failed("22012");
+        let window = telemetry.rule_window(7, "v2").unwrap();
+        let totals = window.totals(Duration::from_secs(10));
+        assert_eq!((totals.queries, totals.errors), (1, 1));
+        drop(second);
+        drop(first);
+        assert!(telemetry.sessions_by_version().is_empty());
+        let v2 = telemetry.versions().pop().unwrap();
+        assert_eq!(v2.queries, 1);
+        assert_eq!(v2.errors, BTreeMap::from([("22".into(), 1)]));
+        assert_eq!(v2.latency.count, 1);
+    }
+}

@@ -1,0 +1,156 @@
+//! `viewgate status` and the per-version metrics: a proxy's heartbeat shows its live sessions
+//! per version in the catalog, /metrics counts queries, errors by SQLSTATE class and latency
+//! per version, and a proxy that stops gracefully leaves the catalog.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::http::get;
+use common::versions::apply_example;
+use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
+
+const TOKEN: &str = "status-test-token";
+
+fn status_json(database: &str) -> serde_json::Value {
+    let out =
+        run_ok(Command::new(viewgate_binary()).args(["status", "--json", "--database", database]));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The value of the metric line starting with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_metrics_show_sessions_queries_and_errors_per_version() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    apply_example(&cluster);
+    let database = cluster.url(SUPERUSER, "postgres");
+    let admin_port = free_port().unwrap();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
+    let mut process = ProxyProcess::start(
+        &cluster,
+        &[
+            ("VIEWGATE_CATALOG", database.as_str()),
+            ("VIEWGATE_ADMIN_LISTEN", admin_listen.as_str()),
+            ("VIEWGATE_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    let url = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", process.port);
+    let connect = |options: &'static str| {
+        let url = format!("{url}{options}");
+        async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+        }
+    };
+    let v1 = connect("").await;
+    let v2 = connect("?options=-c%20viewgate.version%3Dv2").await;
+    for _ in 0..3 {
+        v1.simple_query("SELECT count(*) FROM model_metadata")
+            .await
+            .unwrap();
+        v2.query("SELECT model_type FROM model_metadata", &[])
+            .await
+            .unwrap();
+    }
+    // model_type does not exist at v1: an undefined-column error (class 42) counted at v1.
+    let error = v1
+        .simple_query("SELECT model_type FROM model_metadata")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "42703");
+
+    let (status, metrics) = get(admin_port, "/metrics", Some(TOKEN));
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&metrics, "viewgate_version_sessions{version=\"v1\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "viewgate_version_sessions{version=\"v2\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "viewgate_version_queries_total{version=\"v1\"}"),
+        Some(4.0)
+    );
+    // Each tokio-postgres `query` is three requests up to a Sync: prepare (Parse, Describe),
+    // execute (Bind, Execute), and close the statement it dropped (Close).
+    assert_eq!(
+        sample(&metrics, "viewgate_version_queries_total{version=\"v2\"}"),
+        Some(9.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "viewgate_version_errors_total{version=\"v1\",class=\"42\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "viewgate_version_query_seconds_count{version=\"v2\"}"
+        ),
+        Some(9.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "viewgate_version_query_seconds_bucket{version=\"v2\",le=\"+Inf\"}"
+        ),
+        Some(9.0)
+    );
+
+    // The heartbeat publishes the live sessions per version to the catalog.
+    let mut seen = serde_json::Value::Null;
+    let published = wait_until(Duration::from_secs(10), || {
+        seen = status_json(&database);
+        seen["sessions"] == serde_json::json!({"v1": 1, "v2": 1})
+    });
+    assert!(published, "status never showed the sessions: {seen:#}");
+    let proxy = &seen["proxies"][0];
+    assert_eq!(proxy["stale"], false);
+    assert_eq!(proxy["default_version"], "v1");
+    assert_eq!(proxy["listen"], format!("127.0.0.1:{}", process.port));
+    assert_eq!(proxy["admin_listen"], admin_listen);
+    assert_eq!(seen["default_version"], "v1");
+    let text = run_ok(Command::new(viewgate_binary()).args(["status", "--database", &database]));
+    assert!(text.contains("default version: v1"), "{text}");
+    assert!(text.contains("proxies: 1 live, 0 stale"), "{text}");
+    assert!(text.contains("v1=1 v2=1"), "{text}");
+
+    // A session that leaves is no longer counted; a proxy that stops leaves the catalog.
+    drop(v2);
+    assert!(wait_until(Duration::from_secs(10), || status_json(
+        &database
+    )["sessions"]
+        == serde_json::json!({"v1": 1})));
+    drop(v1);
+    let pid = process.child.id().to_string();
+    run_ok(Command::new("kill").args(["-TERM", &pid]));
+    assert!(process.child.wait().unwrap().success());
+    assert_eq!(status_json(&database)["proxies"], serde_json::json!([]));
+}
+
+#[test]
+fn status_without_a_catalog_says_how_to_create_one() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    let output = Command::new(viewgate_binary())
+        .args(["status", "--database", &cluster.url(SUPERUSER, "postgres")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no viewgate catalog"), "{stderr}");
+}
