@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::http::get;
+use common::http::{get, post_json};
 use common::versions::apply_example;
 use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
@@ -153,4 +153,59 @@ fn status_without_a_catalog_says_how_to_create_one() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no viewgate catalog"), "{stderr}");
+}
+
+#[test]
+fn the_admin_api_runs_status_and_cutover_with_the_token_only() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    apply_example(&cluster);
+    let database = cluster.url(SUPERUSER, "postgres");
+    let admin_port = free_port().unwrap();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
+    let _process = ProxyProcess::start(
+        &cluster,
+        &[
+            ("VIEWGATE_CATALOG", database.as_str()),
+            ("VIEWGATE_ADMIN_LISTEN", admin_listen.as_str()),
+            ("VIEWGATE_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    let cutover = r#"{"to": "v2"}"#;
+    for token in [None, Some("wrong")] {
+        assert_eq!(get(admin_port, "/status", token).0, 401);
+        assert_eq!(post_json(admin_port, "/cutover", token, cutover).0, 401);
+    }
+    assert_eq!(
+        status_json(&database)["default_version"],
+        "v1",
+        "refused requests change nothing"
+    );
+
+    let (code, body) = get(admin_port, "/status", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["default_version"], "v1");
+    assert_eq!(status["versions"].as_array().unwrap().len(), 2);
+
+    let (code, body) = post_json(admin_port, "/cutover", Some(TOKEN), cutover);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(status_json(&database)["default_version"], "v2");
+    let (code, body) = post_json(admin_port, "/cutover", Some(TOKEN), r#"{"rollback": true}"#);
+    assert_eq!(code, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (reply["from"].as_str(), reply["to"].as_str()),
+        (Some("v2"), Some("v1"))
+    );
+
+    let (code, body) = post_json(admin_port, "/cutover", Some(TOKEN), r#"{"to": "v9"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("v9"), "{body}");
+    let (code, _) = post_json(
+        admin_port,
+        "/cutover",
+        Some(TOKEN),
+        r#"{"to": "v2", "rollback": true}"#,
+    );
+    assert_eq!(code, 400);
 }

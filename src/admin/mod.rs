@@ -2,10 +2,11 @@
 //!
 //! `/healthz` (the process is up) and `/readyz` (accepting sessions, and the catalog loaded when
 //! one is configured) answer anyone, as Kubernetes probes expect. Everything else needs
-//! `Authorization: Bearer <admin_token>`. Routing and cutover operations join here later.
+//! `Authorization: Bearer <admin_token>`. The control operations (status, cutover, routes) are in [`operations`].
 
 pub mod auth;
 pub mod metrics;
+pub mod operations;
 pub mod server;
 
 pub use server::{AdminError, AdminServer};

@@ -11,7 +11,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use super::auth::{AdminToken, require_token};
-use super::metrics;
+use super::{metrics, operations};
 use crate::proxy::state::ProxyState;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,7 @@ impl AdminServer {
         }
         let protected = Router::new()
             .route("/metrics", get(metrics_handler))
+            .merge(operations::router())
             .route_layer(axum::middleware::from_fn_with_state(
                 AdminToken(token),
                 require_token,

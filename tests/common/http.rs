@@ -7,16 +7,39 @@ use std::time::Duration;
 
 /// A GET; returns the status code and the body.
 pub fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    request(port, "GET", path, token, None)
+}
+
+/// A POST of a JSON body; returns the status code and the body.
+pub fn post_json(port: u16, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    request(port, "POST", path, token, Some(body))
+}
+
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let authorization = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let body = json
+        .map(|json| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                json.len()
+            )
+        })
+        .unwrap_or_else(|| "\r\n".to_owned());
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{authorization}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{authorization}Connection: close\r\n{body}"
     )
     .unwrap();
     let mut response = String::new();
