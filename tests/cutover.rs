@@ -100,3 +100,18 @@ fn cutover_refuses_unknown_versions_and_says_when_nothing_changes() {
     let error = cutover(&proxy, &["--rollback"]).unwrap_err();
     assert!(error.contains("no earlier cutover to roll back"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_loses_its_catalog_connection_keeps_routing_and_catches_up() {
+    let proxy = versioned_proxy();
+    let killed = proxy.admin(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = 'viewgate-proxy'",
+    );
+    assert_ne!(killed, "0", "the proxy's catalog connection was not found");
+    // Still routed with the last state while it reconnects.
+    assert_eq!(columns(&connect(&proxy).await).await, V1_COLUMNS);
+    // A change made while the connection was down is picked up once it is back.
+    cutover(&proxy, &["--to", "v2"]).unwrap();
+    wait_for_default(&proxy, V2_COLUMNS).await;
+}

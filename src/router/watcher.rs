@@ -32,6 +32,9 @@ pub enum WatchError {
     NoDatabase,
 }
 
+/// The application_name of the proxy's catalog connections (watcher, heartbeat, guard).
+pub const CONTROL_APPLICATION_NAME: &str = "viewgate-proxy";
+
 /// Where the catalog lives.
 pub struct CatalogSource {
     config: tokio_postgres::Config,
@@ -40,7 +43,11 @@ pub struct CatalogSource {
 
 impl CatalogSource {
     pub fn parse(url: &str) -> Result<Self, WatchError> {
-        let config: tokio_postgres::Config = url.parse().map_err(WatchError::Url)?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(WatchError::Url)?;
+        if config.get_application_name().is_none() {
+            // So an operator can tell the proxy's own connections apart in pg_stat_activity.
+            config.application_name(CONTROL_APPLICATION_NAME);
+        }
         let database = config
             .get_dbname()
             .ok_or(WatchError::NoDatabase)?
