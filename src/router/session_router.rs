@@ -191,6 +191,7 @@ mod tests {
         };
         let map = RoutingMap {
             default_version: default.map(str::to_owned),
+            rules: Default::default(),
             versions: [("v1", table("v1")), ("v2", table("v2"))]
                 .into_iter()
                 .map(|(v, t)| (v.to_owned(), vec![t]))
