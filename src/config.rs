@@ -81,7 +81,27 @@ pub struct Config {
     /// Bearer token the admin API requires (except /healthz and /readyz). Required unless
     /// `admin_listen` is a loopback address.
     pub admin_token: Option<String>,
+    /// What identifies a client for a routing rule's weighted split: the same values always
+    /// land on the same version while the weights stand.
+    pub sticky_identity: Vec<StickyField>,
 }
+
+/// One part of the client identity a split hashes (see `router::rules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StickyField {
+    User,
+    Database,
+    ApplicationName,
+    ClientAddress,
+}
+
+/// The default split identity: one application instance on one host as one user.
+pub const DEFAULT_STICKY_IDENTITY: [StickyField; 3] = [
+    StickyField::User,
+    StickyField::ApplicationName,
+    StickyField::ClientAddress,
+];
 
 /// What happens to a statement naming a managed table that the rewriter cannot read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -114,6 +134,7 @@ impl Default for Config {
             rewrite_cache_entries: crate::rewriter::CacheConfig::default().max_entries,
             admin_listen: None,
             admin_token: None,
+            sticky_identity: DEFAULT_STICKY_IDENTITY.to_vec(),
         }
     }
 }
@@ -244,6 +265,18 @@ impl Config {
                 "max_message_len must be between 1024 and {DEFAULT_MAX_MESSAGE_LEN}"
             )));
         }
+        if self.sticky_identity.is_empty() {
+            return Err(ConfigError::Invalid(
+                "sticky_identity needs at least one of \"user\", \"database\", \"application_name\", \"client_address\"".into(),
+            ));
+        }
+        for (i, field) in self.sticky_identity.iter().enumerate() {
+            if self.sticky_identity[..i].contains(field) {
+                return Err(ConfigError::Invalid(format!(
+                    "sticky_identity lists {field:?} twice"
+                )));
+            }
+        }
         if self.client_tls.mode != ClientTlsMode::Disable
             && (self.client_tls.cert.is_none() || self.client_tls.key.is_none())
         {
@@ -335,6 +368,33 @@ mod tests {
         let error =
             Config::load(None, env(&[("VIEWGATE_LISTN", "x")]), &Overrides::default()).unwrap_err();
         assert!(error.to_string().contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn sticky_identity_is_checked() {
+        let config = Config::load(
+            None,
+            env(&[("VIEWGATE_STICKY_IDENTITY", r#"["database", "user"]"#)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.sticky_identity,
+            [StickyField::Database, StickyField::User]
+        );
+        for (value, expected) in [
+            ("[]", "at least one"),
+            (r#"["user", "user"]"#, "twice"),
+            (r#"["host"]"#, "unknown variant"),
+        ] {
+            let error = Config::load(
+                None,
+                env(&[("VIEWGATE_STICKY_IDENTITY", value)]),
+                &Overrides::default(),
+            )
+            .unwrap_err();
+            assert!(error.to_string().contains(expected), "{value}: {error}");
+        }
     }
 
     #[test]

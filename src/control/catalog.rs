@@ -1,5 +1,6 @@
 //! The catalog in schema `viewgate`: creating it, reading and writing versions, their objects
-//! and apply history, and [`load_routing_map`], the proxy's view of which tables are managed.
+//! and apply history, and [`load_routing_map`], the proxy's view of which tables are managed
+//! and of the routing rules (their model is in `rules.rs`).
 //!
 //! The DDL is the `catalog.sql.j2` template. All values go through bind parameters.
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use super::error::ControlError;
+use super::rules::{self, CatalogRules};
 use super::templates::{self, Templates};
 
 /// Key of the transaction-level advisory lock every catalog-changing command takes, so two
@@ -64,11 +66,13 @@ pub struct RoutedTable {
     pub view_name: String,
 }
 
-/// What the proxy needs to rewrite table names: per active version, its tables and views.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// What the proxy needs to route sessions and rewrite table names: per active version, its
+/// tables and views; the default version; every routing rule, in evaluation order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RoutingMap {
     pub default_version: Option<String>,
     pub versions: BTreeMap<String, Vec<RoutedTable>>,
+    pub rules: CatalogRules,
 }
 
 impl RoutingMap {
@@ -101,6 +105,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
     let mut map = RoutingMap {
         default_version: default_version(client).await?,
         versions: BTreeMap::new(),
+        rules: rules::load_rules(client).await?,
     };
     for row in rows {
         map.versions

@@ -1,6 +1,6 @@
-//! Entry points of the `viewgate views …` and `viewgate init` commands: load the spec and the
-//! templates, connect, run, and hand back something printable. `src/main.rs` only parses
-//! arguments and prints what these return.
+//! Entry points of the `viewgate views …`, `init`, `cutover` and `route …` commands: load the
+//! spec and the templates (or check the rule), connect, run, and hand back something printable.
+//! `src/main.rs` only parses arguments and prints what these return.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +13,8 @@ use super::generate;
 use super::introspect::ServerSnapshot;
 use super::plan;
 use super::retire::{self, RetireOutcome};
+use super::routes::{self, AddedRule, NewRule, RemovedRule, WeightsChanged};
+use super::rules::{Assign, CatalogRules, Cidr, Glob, Guard};
 use super::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
 use super::status::{self, StatusReport};
 use super::templates::Templates;
@@ -129,6 +131,88 @@ pub async fn cutover(
 pub async fn overview(database: &str) -> Result<super::overview::Overview, ControlError> {
     let client = connect(database).await?;
     super::overview::load(&client).await
+}
+
+/// `route add`'s options as typed: checked and turned into a rule by [`route_add`].
+#[derive(Debug, Clone, Default)]
+pub struct RouteArgs {
+    pub version: Option<String>,
+    /// `v2=10,v1=90`
+    pub split: Option<String>,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub application: Option<String>,
+    pub cidr: Option<String>,
+    pub enforce: bool,
+    pub position: Option<i32>,
+    pub guard_error_rate: Option<f64>,
+    pub guard_window: Option<Duration>,
+    pub guard_min_queries: Option<u32>,
+    pub note: Option<String>,
+}
+
+impl RouteArgs {
+    /// The rule, or what is wrong with it (before connecting anywhere).
+    pub fn to_rule(&self) -> Result<NewRule, ControlError> {
+        let glob = |text: &Option<String>| text.as_deref().map(Glob::parse).transpose();
+        let assign = match (&self.version, &self.split) {
+            (Some(version), None) => Assign::Version(version.clone()),
+            (None, Some(split)) => Assign::parse_split(split)?,
+            _ => {
+                return Err(super::rules::RuleError::Assign(
+                    "give either --version V or --split V=W,…".into(),
+                )
+                .into());
+            }
+        };
+        let guard = Guard {
+            error_rate: self.guard_error_rate,
+            window: self.guard_window,
+            min_queries: self.guard_min_queries,
+        };
+        guard.validate()?;
+        Ok(NewRule {
+            match_user: glob(&self.user)?,
+            match_database: glob(&self.database)?,
+            match_application: glob(&self.application)?,
+            match_cidr: self.cidr.as_deref().map(Cidr::parse).transpose()?,
+            assign,
+            enforce: self.enforce,
+            position: self.position,
+            guard,
+            note: self.note.clone(),
+        })
+    }
+}
+
+/// `route list`.
+pub async fn route_list(database: &str) -> Result<CatalogRules, ControlError> {
+    let client = connect(database).await?;
+    routes::list(&client).await
+}
+
+/// `route add`.
+pub async fn route_add(database: &str, args: &RouteArgs) -> Result<AddedRule, ControlError> {
+    let rule = args.to_rule()?;
+    let mut client = connect(database).await?;
+    routes::add(&mut client, &rule).await
+}
+
+/// `route remove ID`.
+pub async fn route_remove(database: &str, id: i64) -> Result<RemovedRule, ControlError> {
+    let mut client = connect(database).await?;
+    routes::remove(&mut client, id).await
+}
+
+/// `route set-weights ID v2=20,v1=80`.
+pub async fn route_set_weights(
+    database: &str,
+    id: i64,
+    weights: &str,
+) -> Result<WeightsChanged, ControlError> {
+    let split = Assign::parse_split(weights)?;
+    let mut client = connect(database).await?;
+    routes::set_weights(&mut client, id, split).await
 }
 
 /// `init`: creates the catalog (idempotent) and records that it did.

@@ -75,6 +75,10 @@ pub enum ControlError {
     NotActive { version: String, active: String },
     #[error("no earlier cutover to roll back")]
     NothingToRollBack,
+    #[error(transparent)]
+    Rule(#[from] super::rules::RuleError),
+    #[error("there is no routing rule with id {0} (see `viewgate route list`)")]
+    RuleNotFound(i64),
 }
 
 impl ControlError {

@@ -7,7 +7,8 @@
 //! transaction with lock timeouts and [`retry`]; [`status`] compares the database with the
 //! spec; [`retire`] drops a version; [`catalog`] owns the `viewgate` schema, and
 //! [`catalog::load_routing_map`] is what the proxy reads; [`cutover`] flips the default
-//! version. [`commands`] is what the CLI calls.
+//! version; [`rules`] is the routing rule model and [`routes`] changes the rules.
+//! [`commands`] is what the CLI calls.
 //! See docs/views.md.
 
 pub mod apply;
@@ -24,6 +25,8 @@ pub mod plan;
 pub mod quote;
 pub mod retire;
 pub mod retry;
+pub mod routes;
+pub mod rules;
 pub mod spec;
 pub mod status;
 pub mod templates;

@@ -28,7 +28,7 @@ use crate::protocol::frontend;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
 use crate::protocol::startup::StartupMessage;
-use crate::router::{Routed, SessionRouter, version_command};
+use crate::router::{ClientIdentity, Routed, SessionRouter, version_command};
 use crate::telemetry::SessionAccount;
 
 /// Upstream messages are framed with the protocol's own bound; the proxy only inspects small
@@ -43,7 +43,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
         Ok(Negotiated::Cancelled) => return,
         Err(error) => return log_end(peer, &error),
     };
-    let router = match session_router(&startup, &state) {
+    let router = match session_router(&startup, peer, &state) {
         Ok(router) => router,
         Err(error) => {
             let error = handshake::refuse(&mut client, error).await;
@@ -86,8 +86,10 @@ async fn relay_session(
 }
 
 /// The session's router, when versioning is on; an unknown declared version is refused.
+/// Routing rules match on the startup's user, database and application_name and on `peer`.
 fn session_router(
     startup: &StartupMessage,
+    peer: SocketAddr,
     state: &ProxyState,
 ) -> Result<Option<SessionRouter>, SessionError> {
     let Some(catalog) = &state.catalog else {
@@ -104,10 +106,17 @@ fn session_router(
             ),
         });
     }
+    let client = ClientIdentity {
+        user: startup.user().to_owned(),
+        database: startup.database().to_owned(),
+        application_name: startup.param("application_name").unwrap_or("").to_owned(),
+        address: Some(peer.ip()),
+    };
     SessionRouter::new(
         state.routing.clone(),
-        startup.database(),
+        client,
         version_command::from_startup(&startup.params),
+        &state.config.sticky_identity,
         state.config.unparseable_policy,
         state.rewrite_cache.clone(),
     )
@@ -339,8 +348,10 @@ fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspe
 
 /// Counts the session's next requests against the version (and rule) now in effect.
 fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &RequestLedger) {
-    match router.version() {
-        Some(version) => ledger.attribute(account.assign(version, None)),
+    match router.assignment() {
+        Some(assignment) => {
+            ledger.attribute(account.assign(assignment.version(), assignment.reason.rule_id()))
+        }
         None => account.release(),
     }
 }

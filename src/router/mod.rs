@@ -3,13 +3,16 @@
 //! `state` is the routing state built from the catalog and swapped atomically; `watcher` keeps
 //! it in step with the catalog (LISTEN/NOTIFY); `session_router` resolves one session's version
 //! and rewrites its statements with the `rewriter`; `version_command` recognises
-//! `SET/RESET/SHOW viewgate.version`; `raise` turns refusals into errors Postgres reports.
+//! `SET/RESET/SHOW viewgate.version`; `raise` turns refusals into errors Postgres reports;
+//! `rules` evaluates routing rules and decides, with a reason, which version a session gets.
 
 pub mod raise;
+pub mod rules;
 pub mod session_router;
 pub mod state;
 pub mod version_command;
 pub mod watcher;
 
+pub use rules::{Assignment, ClientIdentity, Reason};
 pub use session_router::{Routed, SessionRouter};
 pub use state::{RoutingState, SharedRouting};

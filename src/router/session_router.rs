@@ -1,19 +1,24 @@
 //! A session's version and what each of its statements becomes.
 //!
-//! Resolution order (shared/DESIGN.md decision 3): `SET viewgate.version` in the session, then
-//! the startup declaration, then the catalog's default version. A change takes effect at a
-//! transaction boundary: the version in effect is picked again only when the session is idle,
-//! so a transaction sees one version from BEGIN to COMMIT. A statement prepared under a version
-//! keeps it, because Parse is rewritten when it is sent.
+//! Resolution order (shared/DESIGN.md decision 3, in `rules.rs`): a matching routing rule
+//! marked `enforce`, then `SET viewgate.version` in the session, then the startup declaration,
+//! then the first matching routing rule, then the catalog's default version. A change takes
+//! effect at a transaction boundary: the version in effect is picked again only when the
+//! session is idle, so a transaction sees one version from BEGIN to COMMIT. A statement
+//! prepared under a version keeps it, because Parse is rewritten when it is sent.
+//!
+//! Picking again is cheap: the session remembers the routing state's generation it resolved
+//! under and evaluates rules only when the catalog was reloaded or its own SET changed.
 
 use std::sync::Arc;
 
 use super::raise::{raise_statement, select_text};
+use super::rules::{self, Assignment, ClientIdentity, Reason, Requested};
 use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
-use crate::config::UnparseablePolicy;
+use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
-use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
+use crate::rewriter::{Rewrite, RewriteCache, rewrite_cached};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,28 +34,35 @@ pub struct UnknownVersion(pub String);
 
 pub struct SessionRouter {
     routing: SharedRouting,
-    database: String,
+    client: ClientIdentity,
+    /// The client's split bucket (0 to 99), fixed for the session.
+    bucket: u8,
     startup_version: Option<String>,
-    declared: Option<String>,
+    /// `SET viewgate.version` in the session (RESET clears it).
+    set: Option<String>,
     /// The version in effect for the current transaction, if the session is versioned.
-    current: Option<Arc<VersionTargets>>,
+    assignment: Option<Assignment>,
+    /// The routing state generation `assignment` was resolved under; `None`: resolve again.
+    resolved_under: Option<u64>,
     policy: UnparseablePolicy,
     cache: Arc<RewriteCache>,
 }
 
 impl SessionRouter {
-    /// Checks the startup declaration against the catalog.
+    /// Checks the startup declaration against the catalog. `sticky_identity` picks what of
+    /// `client` a weighted split hashes.
     pub fn new(
         routing: SharedRouting,
-        database: &str,
+        client: ClientIdentity,
         startup_version: Option<String>,
+        sticky_identity: &[StickyField],
         policy: UnparseablePolicy,
         cache: Arc<RewriteCache>,
     ) -> Result<Self, UnknownVersion> {
         {
             let state = routing.load();
             if let Some(version) = &startup_version
-                && state.governs(database)
+                && state.governs(&client.database)
                 && state.targets(version).is_none()
             {
                 return Err(UnknownVersion(unknown_version_message(&state, version)));
@@ -58,10 +70,12 @@ impl SessionRouter {
         }
         let mut router = SessionRouter {
             routing,
-            database: database.to_owned(),
-            declared: startup_version.clone(),
+            bucket: client.bucket(sticky_identity),
+            client,
             startup_version,
-            current: None,
+            set: None,
+            assignment: None,
+            resolved_under: None,
             policy,
             cache,
         };
@@ -71,23 +85,26 @@ impl SessionRouter {
 
     /// The version in effect, by name.
     pub fn version(&self) -> Option<&str> {
-        self.current
-            .as_ref()
-            .map(|targets| targets.version.as_str())
+        self.assignment.as_ref().map(Assignment::version)
+    }
+
+    /// The version in effect and why the session has it; `None` for an unversioned session.
+    pub fn assignment(&self) -> Option<&Assignment> {
+        self.assignment.as_ref()
     }
 
     /// Picks the version in effect again; call only at a transaction boundary.
     fn refresh(&mut self) {
         let state = self.routing.load();
-        self.current = if state.governs(&self.database) {
-            self.declared
-                .as_deref()
-                .or(state.default_version.as_deref())
-                .and_then(|version| state.targets(version))
-                .cloned()
-        } else {
-            None
+        if self.resolved_under == Some(state.generation()) {
+            return;
+        }
+        let requested = Requested {
+            set: self.set.as_deref(),
+            declared: self.startup_version.as_deref(),
         };
+        self.assignment = rules::resolve(&state, &self.client, self.bucket, requested);
+        self.resolved_under = Some(state.generation());
     }
 
     /// Decides what to send for one statement (a Query's text or a Parse's query). `idle`
@@ -99,10 +116,10 @@ impl SessionRouter {
         if let Some(command) = version_command::parse(sql) {
             return self.version_command(command, idle);
         }
-        let Some(targets) = &self.current else {
+        let Some(assignment) = &self.assignment else {
             return Routed::Forward;
         };
-        match &*rewrite_cached(&self.cache, sql, targets) {
+        match &*rewrite_cached(&self.cache, sql, assignment.targets()) {
             Ok(Rewrite::Unchanged) => Routed::Forward,
             Ok(Rewrite::Rewritten(text)) => Routed::Replace(text.clone()),
             Err(error) => match self.policy {
@@ -124,45 +141,69 @@ impl SessionRouter {
         }
     }
 
+    /// The session's own choice changed: resolve again (now if idle, else at the boundary).
+    fn requested_changed(&mut self, idle: bool) {
+        self.resolved_under = None;
+        if idle {
+            self.refresh();
+        }
+    }
+
     fn version_command(&mut self, command: VersionCommand, idle: bool) -> Routed {
         match command {
             VersionCommand::Show => {
                 let state = self.routing.load();
                 let version = self
                     .version()
-                    .map(str::to_owned)
-                    .or_else(|| self.declared.clone())
-                    .or_else(|| state.default_version.clone())
+                    .or(self.set.as_deref())
+                    .or(self.startup_version.as_deref())
+                    .or(state.default_version.as_deref())
                     .unwrap_or_default();
-                Routed::Replace(select_text(VERSION_SETTING, &version))
+                Routed::Replace(select_text(VERSION_SETTING, version))
             }
             VersionCommand::SetLocal => Routed::Replace(raise_statement(
                 SqlState::FEATURE_NOT_SUPPORTED,
                 "SET LOCAL viewgate.version is not supported: a version applies to whole transactions; use SET outside a transaction",
             )),
             VersionCommand::Reset => {
-                self.declared = self.startup_version.clone();
-                if idle {
-                    self.refresh();
-                }
+                self.set = None;
+                self.requested_changed(idle);
                 Routed::Forward
             }
             VersionCommand::Set(version) => {
                 let state = self.routing.load();
-                if state.governs(&self.database) && state.targets(&version).is_none() {
+                if state.governs(&self.client.database) && state.targets(&version).is_none() {
                     let message = unknown_version_message(&state, &version);
                     return Routed::Replace(raise_statement(
                         SqlState::INVALID_PARAMETER_VALUE,
                         &message,
                     ));
                 }
-                self.declared = Some(version);
-                if idle {
-                    self.refresh();
+                if let Some(message) = self.enforced_elsewhere(&state, &version) {
+                    return Routed::Replace(raise_statement(
+                        SqlState::INSUFFICIENT_PRIVILEGE,
+                        &message,
+                    ));
                 }
+                self.set = Some(version);
+                self.requested_changed(idle);
                 // Postgres keeps the setting too, so current_setting() agrees.
                 Routed::Forward
             }
+        }
+    }
+
+    /// Why a SET to `version` is refused, if an enforced rule (under the latest state) pins
+    /// this client to another version. Refused as 42501 (insufficient_privilege): the value
+    /// is valid, the client is just not allowed to choose.
+    fn enforced_elsewhere(&self, state: &RoutingState, version: &str) -> Option<String> {
+        let assignment = rules::resolve(state, &self.client, self.bucket, Requested::default())?;
+        match assignment.reason {
+            Reason::Enforced(id) if assignment.version() != version => Some(format!(
+                "viewgate.version is enforced as \"{}\" for this client by routing rule {id}; it cannot be set to \"{version}\"",
+                assignment.version()
+            )),
+            _ => None,
         }
     }
 }
@@ -178,10 +219,40 @@ fn unknown_version_message(state: &RoutingState, version: &str) -> String {
 mod tests {
     use super::*;
     use crate::control::catalog::{RoutedTable, RoutingMap};
+    use crate::control::rules::{Assign, CatalogRules, Glob, Guard, Rule};
     use crate::router::state::RoutingState;
     use arc_swap::ArcSwap;
 
+    fn client(database: &str) -> ClientIdentity {
+        ClientIdentity {
+            user: "alice".into(),
+            database: database.into(),
+            application_name: "web-1".into(),
+            address: Some("127.0.0.1".parse().unwrap()),
+        }
+    }
+
+    fn session(
+        routing: SharedRouting,
+        database: &str,
+        declared: Option<&str>,
+        policy: UnparseablePolicy,
+    ) -> Result<SessionRouter, UnknownVersion> {
+        SessionRouter::new(
+            routing,
+            client(database),
+            declared.map(str::to_owned),
+            &crate::config::DEFAULT_STICKY_IDENTITY,
+            policy,
+            Arc::new(RewriteCache::default()),
+        )
+    }
+
     fn routing(default: Option<&str>) -> SharedRouting {
+        routing_with(default, Vec::new())
+    }
+
+    fn routing_with(default: Option<&str>, rules: Vec<Rule>) -> SharedRouting {
         let table = |version: &str| RoutedTable {
             table_name: "t".into(),
             base_schema: "public".into(),
@@ -191,6 +262,10 @@ mod tests {
         };
         let map = RoutingMap {
             default_version: default.map(str::to_owned),
+            rules: CatalogRules {
+                rules,
+                invalid: Vec::new(),
+            },
             versions: [("v1", table("v1")), ("v2", table("v2"))]
                 .into_iter()
                 .map(|(v, t)| (v.to_owned(), vec![t]))
@@ -202,14 +277,7 @@ mod tests {
     }
 
     fn router(default: Option<&str>, declared: Option<&str>) -> SessionRouter {
-        SessionRouter::new(
-            routing(default),
-            "app",
-            declared.map(str::to_owned),
-            UnparseablePolicy::Reject,
-            Arc::new(RewriteCache::default()),
-        )
-        .unwrap()
+        session(routing(default), "app", declared, UnparseablePolicy::Reject).unwrap()
     }
 
     fn replaced(routed: Routed) -> String {
@@ -256,15 +324,9 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_refused() {
-        let error = SessionRouter::new(
-            routing(None),
-            "app",
-            Some("v9".into()),
-            UnparseablePolicy::Reject,
-            Arc::new(RewriteCache::default()),
-        )
-        .err()
-        .unwrap();
+        let error = session(routing(None), "app", Some("v9"), UnparseablePolicy::Reject)
+            .err()
+            .unwrap();
         assert_eq!(
             error.to_string(),
             "unknown viewgate version \"v9\"; known versions: v1, v2"
@@ -284,12 +346,11 @@ mod tests {
 
     #[test]
     fn other_databases_and_unversioned_sessions_pass_through() {
-        let mut elsewhere = SessionRouter::new(
+        let mut elsewhere = session(
             routing(Some("v1")),
             "other",
             None,
             UnparseablePolicy::Reject,
-            Arc::new(RewriteCache::default()),
         )
         .unwrap();
         assert_eq!(
@@ -309,12 +370,11 @@ mod tests {
         let mut rejecting = router(Some("v1"), None);
         let raised = replaced(rejecting.statement(unparseable, true));
         assert!(raised.contains("'42601'"), "{raised}");
-        let mut forwarding = SessionRouter::new(
+        let mut forwarding = session(
             routing(Some("v1")),
             "app",
             None,
             UnparseablePolicy::Passthrough,
-            Arc::new(RewriteCache::default()),
         )
         .unwrap();
         assert_eq!(forwarding.statement(unparseable, true), Routed::Forward);
@@ -325,5 +385,55 @@ mod tests {
         let mut session = router(Some("v1"), None);
         let show = replaced(session.statement("SHOW viewgate.version", true));
         assert_eq!(show, select_text(VERSION_SETTING, "v1"));
+    }
+
+    fn rule(id: i64, version: &str, enforce: bool) -> Rule {
+        Rule {
+            id,
+            position: 1,
+            match_user: None,
+            match_database: None,
+            match_application: Some(Glob::parse("web-*").unwrap()),
+            match_cidr: None,
+            assign: Assign::Version(version.into()),
+            enforce,
+            guard: Guard::default(),
+            enabled: true,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn the_assignment_says_why_and_follows_the_catalog_at_the_boundary() {
+        let shared = routing_with(Some("v1"), vec![rule(4, "v2", false)]);
+        let mut session = session(shared.clone(), "app", None, UnparseablePolicy::Reject).unwrap();
+        let why = |s: &SessionRouter| s.assignment().map(|a| a.to_string()).unwrap_or_default();
+        assert_eq!(why(&session), "v2 (rule 4)");
+        // The rule goes: the session keeps v2 inside its transaction, takes the default after.
+        shared.store(routing(Some("v1")).load_full());
+        session.statement("SELECT 1", false);
+        assert_eq!(why(&session), "v2 (rule 4)");
+        session.statement("SELECT 1", true);
+        assert_eq!(why(&session), "v1 (default)");
+        session.statement("SET viewgate.version = v2", true);
+        assert_eq!(why(&session), "v2 (set)");
+        let declared = router(Some("v1"), Some("v2"));
+        assert_eq!(why(&declared), "v2 (declared)");
+    }
+
+    #[test]
+    fn an_enforced_rule_beats_the_declaration_and_refuses_a_set_elsewhere() {
+        let shared = routing_with(Some("v1"), vec![rule(5, "v2", true)]);
+        let mut session = session(shared, "app", Some("v1"), UnparseablePolicy::Reject).unwrap();
+        assert_eq!(session.assignment().unwrap().reason, Reason::Enforced(5));
+        assert_eq!(session.version(), Some("v2"));
+        let raised = replaced(session.statement("SET viewgate.version = 'v1'", true));
+        assert!(raised.contains("'42501'"), "{raised}");
+        assert_eq!(
+            session.statement("SET viewgate.version = 'v2'", true),
+            Routed::Forward,
+            "setting the enforced version itself is harmless"
+        );
+        assert_eq!(session.version(), Some("v2"));
     }
 }

@@ -1,14 +1,20 @@
-//! The routing state every session reads: which versions exist, what each rewrites, and the
-//! default. Built from the catalog; replaced whole and swapped atomically, so sessions never
-//! take a lock to read it.
+//! The routing state every session reads: which versions exist, what each rewrites, the
+//! default, and the routing rules compiled against those versions. Built from the catalog;
+//! replaced whole and swapped atomically, so sessions never take a lock to read it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
+use super::rules::CompiledRule;
 use crate::control::catalog::RoutingMap;
 use crate::rewriter::VersionTargets;
+
+/// Numbers every state built, so a session can tell cheaply whether the state it resolved its
+/// version under is still the current one.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, Default)]
 pub struct RoutingState {
@@ -16,11 +22,18 @@ pub struct RoutingState {
     pub database: Option<String>,
     pub default_version: Option<String>,
     versions: HashMap<String, Arc<VersionTargets>>,
+    /// Enabled, valid rules in evaluation order.
+    rules: Vec<CompiledRule>,
+    /// Unique per state built from the catalog (0: the unloaded state).
+    generation: u64,
 }
 
 impl RoutingState {
+    /// Builds the state; rules that are disabled are left out, and rules that are invalid or
+    /// name a version the catalog does not have (any more) are left out with a warning, so one
+    /// bad rule never stops routing.
     pub fn from_catalog(database: &str, map: &RoutingMap) -> Self {
-        let versions = map
+        let versions: HashMap<String, Arc<VersionTargets>> = map
             .versions
             .keys()
             .filter_map(|version| {
@@ -28,11 +41,39 @@ impl RoutingState {
                 Some((version.clone(), Arc::new(targets)))
             })
             .collect();
+        for invalid in &map.rules.invalid {
+            tracing::warn!(rule = invalid.id, problem = %invalid.problem, "routing rule ignored: it is not valid");
+        }
+        let rules = map
+            .rules
+            .rules
+            .iter()
+            .filter(|rule| rule.enabled)
+            .filter_map(|rule| match CompiledRule::compile(rule, &versions) {
+                Ok(compiled) => Some(compiled),
+                Err(version) => {
+                    tracing::warn!(rule = rule.id, %version, "routing rule ignored: it names a version that is not active");
+                    None
+                }
+            })
+            .collect();
         RoutingState {
             database: Some(database.to_owned()),
             default_version: map.default_version.clone(),
             versions,
+            rules,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Differs between any two states built from the catalog.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The enabled rules, in evaluation order.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
     }
 
     /// Whether the catalog has been read at least once (an empty catalog counts).

@@ -1,7 +1,8 @@
 //! Keeps the routing state in step with the catalog.
 //!
-//! A control connection loads the routing map, LISTENs on `viewgate_control`, and reloads on
-//! every notification (`views apply`, `views drop` and routing commands send one). If the
+//! A control connection loads the routing map (versions, default, routing rules), LISTENs on
+//! `viewgate_control`, and reloads on every notification (`views apply`, `views drop`,
+//! `cutover` and `route` commands send one). If the
 //! connection is lost the proxy keeps serving with the last state and reconnects with backoff;
 //! a change made meanwhile is picked up by the load after reconnecting.
 
@@ -139,7 +140,7 @@ async fn follow(
         // Several notifications in a burst need one reload.
         while notify_rx.try_recv().is_ok() {}
         let state = source.load_with(&client).await?;
-        tracing::info!(versions = ?state.version_names(), default = ?state.default_version, "routing state reloaded");
+        tracing::info!(versions = ?state.version_names(), default = ?state.default_version, rules = state.rules().len(), "routing state reloaded");
         publish(routing, cache, state);
     }
     match driver.await {

@@ -4,6 +4,7 @@
 //! The data plane only increments counters here; everything that reads them (admin API,
 //! heartbeat, guard) runs off the hot path.
 
+pub mod guard;
 pub mod heartbeat;
 pub mod histogram;
 pub mod stats;

@@ -1,0 +1,481 @@
+//! Which version a session gets, and why: routing rules evaluated against the client, and the
+//! resolution order around them.
+//!
+//! Order (shared/DESIGN.md decision 3, with `enforce`): a matching rule marked `enforce` →
+//! `SET viewgate.version` in the session → the startup declaration → the first matching rule →
+//! the catalog's default. Rules are compiled once per catalog load ([`CompiledRule`]), so a
+//! session evaluates them with no allocation, and only when the routing state or its own
+//! declaration changed.
+//!
+//! A weighted split is sticky: the client's bucket is
+//! `u64::from_be_bytes(SHA-256(f1 ‖ 0x00 ‖ f2 ‖ 0x00 ‖ …)[0..8]) mod 100` over the configured
+//! `sticky_identity` fields in their configured order (user, database, application_name as
+//! sent at startup, client IP address as text without the port; absent values are empty).
+//! The split's entries are walked in their listed order, summing weights, and the first entry
+//! whose running sum exceeds the bucket wins. So the bucket does not depend on the rule, and
+//! widening `v2=10,v1=90` to `v2=20,v1=80` keeps every client that was on v2 there.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::state::RoutingState;
+use crate::config::StickyField;
+use crate::control::rules::{Assign, Cidr, Glob, Guard, Rule, TOTAL_WEIGHT};
+use crate::rewriter::VersionTargets;
+
+/// What routing rules can match a session on, fixed at startup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub user: String,
+    pub database: String,
+    /// As sent in the startup packet (empty when not sent); a later SET does not move the
+    /// session.
+    pub application_name: String,
+    /// The client's address; `None` for clients that are not on IP (none today).
+    pub address: Option<IpAddr>,
+}
+
+impl ClientIdentity {
+    /// The split bucket, 0 to 99 (see the module documentation for the exact definition).
+    pub fn bucket(&self, fields: &[StickyField]) -> u8 {
+        let mut hasher = Sha256::new();
+        for field in fields {
+            match field {
+                StickyField::User => hasher.update(self.user.as_bytes()),
+                StickyField::Database => hasher.update(self.database.as_bytes()),
+                StickyField::ApplicationName => hasher.update(self.application_name.as_bytes()),
+                StickyField::ClientAddress => {
+                    if let Some(address) = self.address {
+                        hasher.update(address.to_canonical().to_string().as_bytes());
+                    }
+                }
+            }
+            // Startup values cannot contain NUL, so it separates fields unambiguously.
+            hasher.update([0u8]);
+        }
+        let digest = hasher.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        (u64::from_be_bytes(first) % u64::from(TOTAL_WEIGHT)) as u8
+    }
+}
+
+/// Why a session runs at its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The startup declaration (`options=-c viewgate.version=…` or the parameter).
+    Declared,
+    /// `SET viewgate.version` in the session.
+    Set,
+    /// The first matching routing rule (by id).
+    Rule(i64),
+    /// A matching rule with `enforce`, which beats the session's own declaration.
+    Enforced(i64),
+    /// The catalog's default version.
+    Default,
+}
+
+impl Reason {
+    /// A fixed label ("declared", "set", "rule", "enforced", "default"), for metrics.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Reason::Declared => "declared",
+            Reason::Set => "set",
+            Reason::Rule(_) => "rule",
+            Reason::Enforced(_) => "enforced",
+            Reason::Default => "default",
+        }
+    }
+
+    /// The rule that decided, if one did.
+    pub fn rule_id(self) -> Option<i64> {
+        match self {
+            Reason::Rule(id) | Reason::Enforced(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Rule(id) => write!(f, "rule {id}"),
+            Reason::Enforced(id) => write!(f, "rule {id} (enforced)"),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+/// A session's version and why it has it. Cloning is one reference-count increment.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    targets: Arc<VersionTargets>,
+    pub reason: Reason,
+}
+
+impl Assignment {
+    pub fn version(&self) -> &str {
+        &self.targets.version
+    }
+
+    pub fn targets(&self) -> &Arc<VersionTargets> {
+        &self.targets
+    }
+}
+
+impl fmt::Display for Assignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.version(), self.reason)
+    }
+}
+
+/// A rule ready to evaluate: its versions resolved to their rewrite targets.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub id: i64,
+    pub position: i32,
+    match_user: Option<Glob>,
+    match_database: Option<Glob>,
+    match_application: Option<Glob>,
+    match_cidr: Option<Cidr>,
+    target: Target,
+    pub enforce: bool,
+    /// Canary guard settings, for whoever watches the rule's error rate.
+    pub guard: Guard,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Version(Arc<VersionTargets>),
+    /// (version, weight) in the listed order; weights sum to [`TOTAL_WEIGHT`].
+    Split(Vec<(Arc<VersionTargets>, u32)>),
+}
+
+impl CompiledRule {
+    /// Resolves the rule's versions; `Err` names the first one `versions` does not have.
+    pub fn compile(
+        rule: &Rule,
+        versions: &HashMap<String, Arc<VersionTargets>>,
+    ) -> Result<Self, String> {
+        let lookup = |version: &str| {
+            versions
+                .get(version)
+                .cloned()
+                .ok_or_else(|| version.to_owned())
+        };
+        let target = match &rule.assign {
+            Assign::Version(version) => Target::Version(lookup(version)?),
+            Assign::Split(entries) => Target::Split(
+                entries
+                    .iter()
+                    .map(|(version, weight)| Ok((lookup(version)?, *weight)))
+                    .collect::<Result<_, String>>()?,
+            ),
+        };
+        Ok(CompiledRule {
+            id: rule.id,
+            position: rule.position,
+            match_user: rule.match_user.clone(),
+            match_database: rule.match_database.clone(),
+            match_application: rule.match_application.clone(),
+            match_cidr: rule.match_cidr,
+            target,
+            enforce: rule.enforce,
+            guard: rule.guard,
+        })
+    }
+
+    pub fn matches(&self, client: &ClientIdentity) -> bool {
+        let name =
+            |glob: &Option<Glob>, value: &str| glob.as_ref().is_none_or(|g| g.matches(value));
+        name(&self.match_user, &client.user)
+            && name(&self.match_database, &client.database)
+            && name(&self.match_application, &client.application_name)
+            && self
+                .match_cidr
+                .is_none_or(|cidr| client.address.is_some_and(|a| cidr.contains(a)))
+    }
+
+    /// The version for a client in `bucket` (0 to 99).
+    pub fn pick(&self, bucket: u8) -> &Arc<VersionTargets> {
+        match &self.target {
+            Target::Version(targets) => targets,
+            Target::Split(entries) => {
+                let mut running = 0;
+                for (targets, weight) in entries {
+                    running += weight;
+                    if u32::from(bucket) < running {
+                        return targets;
+                    }
+                }
+                // Unreachable while weights sum to 100 (checked when loaded).
+                &entries[entries.len() - 1].0
+            }
+        }
+    }
+
+    /// The version the canary guard watches: a split's first entry, while it still has
+    /// weight and there is another entry to give it to.
+    pub fn canary(&self) -> Option<&str> {
+        match &self.target {
+            Target::Split(entries) if entries.len() > 1 && entries[0].1 > 0 => {
+                Some(entries[0].0.version.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// The versions this rule can assign, in the listed order.
+    pub fn versions(&self) -> impl Iterator<Item = &str> {
+        let (single, split) = match &self.target {
+            Target::Version(targets) => (Some(targets), &[][..]),
+            Target::Split(entries) => (None, entries.as_slice()),
+        };
+        single
+            .into_iter()
+            .chain(split.iter().map(|(targets, _)| targets))
+            .map(|targets| targets.version.as_str())
+    }
+}
+
+/// What a session asked for itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Requested<'a> {
+    /// `SET viewgate.version` in the session.
+    pub set: Option<&'a str>,
+    /// The startup declaration.
+    pub declared: Option<&'a str>,
+}
+
+/// The session's version under `state`, and why; `None` for a session `state` does not
+/// version (another database, an empty catalog, no default, or a requested version that has
+/// gone from the catalog since).
+pub fn resolve(
+    state: &RoutingState,
+    client: &ClientIdentity,
+    bucket: u8,
+    requested: Requested<'_>,
+) -> Option<Assignment> {
+    if !state.governs(&client.database) {
+        return None;
+    }
+    let rule = state.rules().iter().find(|rule| rule.matches(client));
+    let by_rule = |rule: &CompiledRule, reason: Reason| Assignment {
+        targets: rule.pick(bucket).clone(),
+        reason,
+    };
+    let by_name = |version: &str, reason: Reason| {
+        Some(Assignment {
+            targets: state.targets(version)?.clone(),
+            reason,
+        })
+    };
+    match (rule, requested.set, requested.declared) {
+        (Some(rule), _, _) if rule.enforce => Some(by_rule(rule, Reason::Enforced(rule.id))),
+        (_, Some(version), _) => by_name(version, Reason::Set),
+        (_, None, Some(version)) => by_name(version, Reason::Declared),
+        (Some(rule), None, None) => Some(by_rule(rule, Reason::Rule(rule.id))),
+        (None, None, None) => by_name(state.default_version.as_deref()?, Reason::Default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::catalog::{RoutedTable, RoutingMap};
+    use crate::control::rules::CatalogRules;
+
+    const DEFAULT_FIELDS: &[StickyField] = &crate::config::DEFAULT_STICKY_IDENTITY;
+
+    fn client(user: &str, application_name: &str, address: &str) -> ClientIdentity {
+        ClientIdentity {
+            user: user.into(),
+            database: "app".into(),
+            application_name: application_name.into(),
+            address: Some(address.parse().unwrap()),
+        }
+    }
+
+    fn rule(id: i64, assign: Assign) -> Rule {
+        Rule {
+            id,
+            position: id as i32,
+            match_user: None,
+            match_database: None,
+            match_application: None,
+            match_cidr: None,
+            assign,
+            enforce: false,
+            guard: Guard::default(),
+            enabled: true,
+            note: None,
+        }
+    }
+
+    fn state(rules: Vec<Rule>) -> RoutingState {
+        let table = |version: &str| RoutedTable {
+            table_name: "t".into(),
+            base_schema: "public".into(),
+            base_table: "t".into(),
+            view_schema: "public".into(),
+            view_name: format!("t_{version}"),
+        };
+        let map = RoutingMap {
+            default_version: Some("v1".into()),
+            versions: ["v1", "v2", "v3"]
+                .into_iter()
+                .map(|v| (v.to_owned(), vec![table(v)]))
+                .collect(),
+            rules: CatalogRules {
+                rules,
+                invalid: Vec::new(),
+            },
+        };
+        RoutingState::from_catalog("app", &map)
+    }
+
+    fn version(state: &RoutingState, client: &ClientIdentity, requested: Requested) -> String {
+        resolve(state, client, client.bucket(DEFAULT_FIELDS), requested)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_bucket_is_a_documented_sha256_and_depends_on_the_chosen_fields() {
+        let alice = client("alice", "web", "10.0.0.1");
+        // SHA-256("alice\0web\010.0.0.1\0"), first 8 bytes big-endian, mod 100: fixed forever,
+        // so every replica and every build agree.
+        let digest = Sha256::digest(b"alice\0web\x0010.0.0.1\0");
+        let expected = u64::from_be_bytes(digest[..8].try_into().unwrap()) % 100;
+        assert_eq!(u64::from(alice.bucket(DEFAULT_FIELDS)), expected);
+        let mut mapped = alice.clone();
+        mapped.address = Some("::ffff:10.0.0.1".parse().unwrap());
+        assert_eq!(
+            mapped.bucket(DEFAULT_FIELDS),
+            alice.bucket(DEFAULT_FIELDS),
+            "an IPv4-mapped address is the IPv4 address"
+        );
+        let by_user = [StickyField::User];
+        assert_eq!(
+            client("alice", "other", "10.9.9.9").bucket(&by_user),
+            alice.bucket(&by_user)
+        );
+        // Across many identities the buckets spread evenly enough for a split to mean something.
+        let on_first_ten = (0..10_000)
+            .filter(|i| {
+                client("u", &format!("client-{i}"), "127.0.0.1").bucket(DEFAULT_FIELDS) < 10
+            })
+            .count();
+        assert!((800..1200).contains(&on_first_ten), "{on_first_ten}");
+    }
+
+    #[test]
+    fn a_split_walks_cumulative_weights_in_listed_order() {
+        let split = Assign::Split(vec![("v2".into(), 10), ("v1".into(), 0), ("v3".into(), 90)]);
+        let state = state(vec![rule(1, split)]);
+        let compiled = &state.rules()[0];
+        assert_eq!(compiled.pick(0).version, "v2");
+        assert_eq!(compiled.pick(9).version, "v2");
+        assert_eq!(
+            compiled.pick(10).version,
+            "v3",
+            "a zero weight is never picked"
+        );
+        assert_eq!(compiled.pick(99).version, "v3");
+        assert_eq!(compiled.versions().collect::<Vec<_>>(), ["v2", "v1", "v3"]);
+    }
+
+    #[test]
+    fn precedence_enforced_then_set_then_declared_then_rule_then_default() {
+        let mut to_v2 = rule(3, Assign::Version("v2".into()));
+        to_v2.match_application = Some(Glob::parse("web*").unwrap());
+        let state_rule = state(vec![to_v2.clone()]);
+        let web = client("alice", "web-1", "10.0.0.1");
+        let batch = client("alice", "batch", "10.0.0.1");
+        let none = Requested::default();
+        let declared = Requested {
+            set: None,
+            declared: Some("v3"),
+        };
+        let set = Requested {
+            set: Some("v1"),
+            declared: Some("v3"),
+        };
+        assert_eq!(version(&state_rule, &web, none), "v2 (rule 3)");
+        assert_eq!(version(&state_rule, &batch, none), "v1 (default)");
+        assert_eq!(version(&state_rule, &web, declared), "v3 (declared)");
+        assert_eq!(version(&state_rule, &web, set), "v1 (set)");
+        to_v2.enforce = true;
+        let state_enforced = state(vec![to_v2]);
+        assert_eq!(
+            version(&state_enforced, &web, set),
+            "v2 (rule 3 (enforced))"
+        );
+        assert_eq!(
+            version(&state_enforced, &web, declared),
+            "v2 (rule 3 (enforced))"
+        );
+        assert_eq!(version(&state_enforced, &batch, declared), "v3 (declared)");
+    }
+
+    #[test]
+    fn the_first_matching_rule_in_position_order_decides() {
+        let mut by_user = rule(7, Assign::Version("v3".into()));
+        by_user.position = 1;
+        by_user.match_user = Some(Glob::parse("alice").unwrap());
+        let mut by_cidr = rule(2, Assign::Version("v2".into()));
+        by_cidr.position = 2;
+        by_cidr.match_cidr = Some(Cidr::parse("10.0.0.0/8").unwrap());
+        let mut by_database = rule(4, Assign::Version("v2".into()));
+        by_database.position = 3;
+        by_database.match_database = Some(Glob::parse("other").unwrap());
+        let state = state(vec![by_user, by_cidr, by_database]);
+        let none = Requested::default();
+        assert_eq!(
+            version(&state, &client("alice", "", "10.0.0.1"), none),
+            "v3 (rule 7)"
+        );
+        assert_eq!(
+            version(&state, &client("bob", "", "10.2.3.4"), none),
+            "v2 (rule 2)"
+        );
+        assert_eq!(
+            version(&state, &client("bob", "", "192.168.0.1"), none),
+            "v1 (default)"
+        );
+        let mut unaddressed = client("bob", "", "10.0.0.1");
+        unaddressed.address = None;
+        assert_eq!(version(&state, &unaddressed, none), "v1 (default)");
+    }
+
+    #[test]
+    fn rules_naming_unknown_versions_or_disabled_are_skipped() {
+        let mut disabled = rule(1, Assign::Version("v2".into()));
+        disabled.enabled = false;
+        let unknown = rule(2, Assign::Split(vec![("v9".into(), 50), ("v2".into(), 50)]));
+        let fallback = rule(3, Assign::Version("v3".into()));
+        let state = state(vec![disabled, unknown, fallback]);
+        assert_eq!(state.rules().len(), 1);
+        assert_eq!(
+            version(&state, &client("a", "b", "127.0.0.1"), Requested::default()),
+            "v3 (rule 3)"
+        );
+    }
+
+    #[test]
+    fn other_databases_and_vanished_declarations_are_unversioned() {
+        let state = state(vec![rule(1, Assign::Version("v2".into()))]);
+        let mut elsewhere = client("a", "b", "127.0.0.1");
+        elsewhere.database = "other".into();
+        assert!(resolve(&state, &elsewhere, 0, Requested::default()).is_none());
+        let gone = Requested {
+            set: None,
+            declared: Some("v0"),
+        };
+        assert!(resolve(&state, &client("a", "b", "127.0.0.1"), 0, gone).is_none());
+    }
+}
