@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::http::{get, post_json};
+use common::http::{get, post_json, request};
 use common::versions::apply_example;
 use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
@@ -81,6 +81,14 @@ async fn status_and_metrics_show_sessions_queries_and_errors_per_version() {
         Some(1.0)
     );
     assert_eq!(
+        sample(
+            &metrics,
+            "viewgate_version_sessions_by_reason{version=\"v2\",reason=\"declared\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
         sample(&metrics, "viewgate_version_queries_total{version=\"v1\"}"),
         Some(4.0)
     );
@@ -125,10 +133,16 @@ async fn status_and_metrics_show_sessions_queries_and_errors_per_version() {
     assert_eq!(proxy["listen"], format!("127.0.0.1:{}", process.port));
     assert_eq!(proxy["admin_listen"], admin_listen);
     assert_eq!(seen["default_version"], "v1");
+    assert_eq!(
+        seen["session_reasons"],
+        serde_json::json!({"v1": {"default": 1}, "v2": {"declared": 1}})
+    );
     let text = run_ok(Command::new(viewgate_binary()).args(["status", "--database", &database]));
     assert!(text.contains("default version: v1"), "{text}");
     assert!(text.contains("proxies: 1 live, 0 stale"), "{text}");
     assert!(text.contains("v1=1 v2=1"), "{text}");
+    assert!(text.contains("1 live session(s) (declared: 1)"), "{text}");
+    assert!(text.contains("rules:\n  (none"), "{text}");
 
     // A session that leaves is no longer counted; a proxy that stops leaves the catalog.
     drop(v2);
@@ -208,4 +222,54 @@ fn the_admin_api_runs_status_and_cutover_with_the_token_only() {
         r#"{"to": "v2", "rollback": true}"#,
     );
     assert_eq!(code, 400);
+
+    // Routing rules: add, list, set weights, remove — the CLI's operations over HTTP.
+    let rule = r#"{"split": "v2=10,v1=90", "application": "web-*", "guard_error_rate": 0.05, "guard_window": "30s"}"#;
+    assert_eq!(post_json(admin_port, "/routes", None, rule).0, 401);
+    assert_eq!(get(admin_port, "/routes", Some("wrong")).0, 401);
+    let (code, body) = post_json(admin_port, "/routes", Some(TOKEN), rule);
+    assert_eq!(code, 200, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (code, body) = get(admin_port, "/routes", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["rules"][0]["id"], id);
+    assert_eq!(listed["rules"][0]["match_application"], "web-*");
+    let weights = format!("/routes/{id}/weights");
+    let (code, body) = post_json(
+        admin_port,
+        &weights,
+        Some(TOKEN),
+        r#"{"weights": "v2=30,v1=70"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = post_json(
+        admin_port,
+        &weights,
+        Some(TOKEN),
+        r#"{"weights": "v2=30,v1=60"}"#,
+    );
+    assert_eq!(code, 400, "weights must sum to 100: {body}");
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                &format!("SELECT assign::text FROM viewgate.routing_rules WHERE id = {id}")
+            )
+            .unwrap(),
+        r#"{"split": [["v2", 30], ["v1", 70]]}"#
+    );
+    let path = format!("/routes/{id}");
+    assert_eq!(request(admin_port, "DELETE", &path, None, None).0, 401);
+    assert_eq!(
+        request(admin_port, "DELETE", &path, Some(TOKEN), None).0,
+        200
+    );
+    assert_eq!(
+        request(admin_port, "DELETE", &path, Some(TOKEN), None).0,
+        404
+    );
+    assert_eq!(status_json(&database)["rules"], serde_json::json!([]));
 }

@@ -86,6 +86,20 @@ fn render_versions(out: &mut String, telemetry: &Telemetry) {
     }
     header(
         out,
+        "viewgate_version_sessions_by_reason",
+        "gauge",
+        "Sessions per version by why they run at it (declared, set, rule N, default).",
+    );
+    for (version, reasons) in telemetry.sessions_by_reason() {
+        for (reason, sessions) in reasons {
+            let _ = writeln!(
+                out,
+                "viewgate_version_sessions_by_reason{{version=\"{version}\",reason=\"{reason}\"}} {sessions}"
+            );
+        }
+    }
+    header(
+        out,
         "viewgate_version_queries_total",
         "counter",
         "Requests (a Query, or up to a Sync) answered, per version.",

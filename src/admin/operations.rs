@@ -1,5 +1,6 @@
 //! The control operations of the admin API: the same catalog operations as the CLI
-//! (`viewgate status`, `cutover --to` / `--rollback`), for callers that reach the proxy's admin
+//! (`viewgate status`, `cutover --to` / `--rollback`, `route list|add|remove|set-weights`),
+//! for callers that reach the proxy's admin
 //! port rather than the catalog database. The proxy connects to its catalog for each request;
 //! the change reaches every proxy (this one included) through the catalog's NOTIFY.
 //!
@@ -7,22 +8,28 @@
 
 use std::sync::Arc;
 
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::control::commands::RouteArgs;
 use crate::control::connect::connect;
 use crate::control::error::ControlError;
-use crate::control::{cutover, overview};
+use crate::control::rules::Assign;
+use crate::control::{cutover, overview, routes};
 use crate::proxy::state::ProxyState;
 
 pub fn router() -> Router<Arc<ProxyState>> {
     Router::new()
         .route("/status", get(status))
         .route("/cutover", post(cutover_handler))
+        .route("/routes", get(route_list).post(route_add))
+        .route("/routes/{id}", delete(route_remove))
+        .route("/routes/{id}/weights", post(route_set_weights))
 }
 
 /// A failed operation, as JSON `{"error": "..."}` with a status saying whose fault it was.
@@ -33,6 +40,7 @@ impl From<ControlError> for OperationError {
         let status = match error {
             ControlError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Database { .. } => StatusCode::BAD_GATEWAY,
+            ControlError::RuleNotFound(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         };
         OperationError(status, error.to_string())
@@ -89,6 +97,58 @@ async fn cutover_handler(
         "from": outcome.from,
         "to": outcome.to,
         "message": outcome.to_string(),
+    }))
+    .into_response())
+}
+
+async fn route_list(State(state): State<Arc<ProxyState>>) -> Result<Response, OperationError> {
+    let client = catalog(&state).await?;
+    Ok(Json(routes::list(&client).await?).into_response())
+}
+
+/// The body is `route add`'s options as JSON, e.g.
+/// `{"split": "v2=10,v1=90", "application": "web-*", "guard_error_rate": 0.05}`.
+async fn route_add(
+    State(state): State<Arc<ProxyState>>,
+    Json(args): Json<RouteArgs>,
+) -> Result<Response, OperationError> {
+    let rule = args.to_rule()?;
+    let mut client = catalog(&state).await?;
+    Ok(Json(routes::add(&mut client, &rule).await?).into_response())
+}
+
+async fn route_remove(
+    State(state): State<Arc<ProxyState>>,
+    Path(id): Path<i64>,
+) -> Result<Response, OperationError> {
+    let mut client = catalog(&state).await?;
+    let removed = routes::remove(&mut client, id).await?;
+    Ok(
+        Json(serde_json::json!({ "removed": removed.id, "message": removed.to_string() }))
+            .into_response(),
+    )
+}
+
+/// `{"weights": "v2=20,v1=80"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightsRequest {
+    weights: String,
+}
+
+async fn route_set_weights(
+    State(state): State<Arc<ProxyState>>,
+    Path(id): Path<i64>,
+    Json(request): Json<WeightsRequest>,
+) -> Result<Response, OperationError> {
+    let split = Assign::parse_split(&request.weights).map_err(ControlError::from)?;
+    let mut client = catalog(&state).await?;
+    let changed = routes::set_weights(&mut client, id, split).await?;
+    Ok(Json(serde_json::json!({
+        "id": changed.id,
+        "from": changed.from,
+        "to": changed.to.to_string(),
+        "message": changed.to_string(),
     }))
     .into_response())
 }

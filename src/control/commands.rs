@@ -133,8 +133,10 @@ pub async fn overview(database: &str) -> Result<super::overview::Overview, Contr
     super::overview::load(&client).await
 }
 
-/// `route add`'s options as typed: checked and turned into a rule by [`route_add`].
-#[derive(Debug, Clone, Default)]
+/// `route add`'s options as typed (on the command line, or as JSON to the admin API's
+/// `POST /routes`): checked and turned into a rule by [`route_add`].
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouteArgs {
     pub version: Option<String>,
     /// `v2=10,v1=90`
@@ -146,6 +148,8 @@ pub struct RouteArgs {
     pub enforce: bool,
     pub position: Option<i32>,
     pub guard_error_rate: Option<f64>,
+    /// `"30s"` in JSON.
+    #[serde(with = "humantime_serde")]
     pub guard_window: Option<Duration>,
     pub guard_min_queries: Option<u32>,
     pub note: Option<String>,

@@ -1,6 +1,6 @@
 //! `viewgate status`: the whole deployment as the catalog knows it — versions, the default,
-//! routing rules, every proxy's heartbeat with its live sessions per version, and the latest
-//! control-plane events. Read-only; printed as text or JSON.
+//! routing rules, every proxy's heartbeat with its live sessions per version (and why they
+//! run at it), and the latest control-plane events. Read-only; printed as text or JSON.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +10,7 @@ use tokio_postgres::GenericClient;
 
 use super::catalog::{self, CatalogVersion};
 use super::error::ControlError;
+use super::rules::{self, Rule};
 use crate::telemetry::heartbeat::{HEARTBEAT_INTERVAL, STALE_AFTER_BEATS};
 
 /// How many recent history rows status shows.
@@ -19,9 +20,13 @@ const RECENT_EVENTS: i64 = 10;
 pub struct Overview {
     pub versions: Vec<CatalogVersion>,
     pub default_version: Option<String>,
+    /// Routing rules in evaluation order (disabled ones included, marked).
+    pub rules: Vec<Rule>,
     pub proxies: Vec<ProxyHeartbeat>,
     /// Live sessions per version, summed over the proxies that are not stale.
     pub sessions: BTreeMap<String, i64>,
+    /// The same sessions by why they run at their version ("declared", "rule 3", "default").
+    pub session_reasons: BTreeMap<String, BTreeMap<String, i64>>,
     pub recent_events: Vec<Event>,
 }
 
@@ -40,6 +45,7 @@ pub struct ProxyHeartbeat {
     pub default_version: Option<String>,
     pub sessions_active: i64,
     pub sessions: BTreeMap<String, i64>,
+    pub session_reasons: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,16 +70,25 @@ pub async fn load(client: &impl GenericClient) -> Result<Overview, ControlError>
     let default_version = catalog::default_version(client).await?;
     let proxies = load_proxies(client).await?;
     let mut sessions = BTreeMap::new();
+    let mut session_reasons: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for proxy in proxies.iter().filter(|p| !p.stale) {
         for (version, count) in &proxy.sessions {
             *sessions.entry(version.clone()).or_default() += count;
+        }
+        for (version, reasons) in &proxy.session_reasons {
+            let total = session_reasons.entry(version.clone()).or_default();
+            for (reason, count) in reasons {
+                *total.entry(reason.clone()).or_default() += count;
+            }
         }
     }
     Ok(Overview {
         versions,
         default_version,
+        rules: rules::load_rules(client).await?.rules,
         proxies,
         sessions,
+        session_reasons,
         recent_events: load_events(client).await?,
     })
 }
@@ -93,7 +108,7 @@ async fn load_proxies(client: &impl GenericClient) -> Result<Vec<ProxyHeartbeat>
             "SELECT proxy_id, listen, admin_listen, pid, build,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                     extract(epoch FROM now() - last_seen)::float8,
-                    default_version, sessions_active, sessions::text
+                    default_version, sessions_active, sessions::text, session_reasons::text
              FROM viewgate.proxies ORDER BY proxy_id",
             &[],
         )
@@ -104,6 +119,7 @@ async fn load_proxies(client: &impl GenericClient) -> Result<Vec<ProxyHeartbeat>
         .map(|row| {
             let seconds_since_seen: f64 = row.get(6);
             let sessions: String = row.get(9);
+            let reasons: String = row.get(10);
             ProxyHeartbeat {
                 proxy_id: row.get(0),
                 listen: row.get(1),
@@ -116,6 +132,7 @@ async fn load_proxies(client: &impl GenericClient) -> Result<Vec<ProxyHeartbeat>
                 default_version: row.get(7),
                 sessions_active: row.get(8),
                 sessions: serde_json::from_str(&sessions).unwrap_or_default(),
+                session_reasons: serde_json::from_str(&reasons).unwrap_or_default(),
             }
         })
         .collect())
@@ -151,10 +168,41 @@ impl fmt::Display for Overview {
         writeln!(f, "versions:")?;
         for version in &self.versions {
             let live = self.sessions.get(&version.version).copied().unwrap_or(0);
+            let reasons = self
+                .session_reasons
+                .get(&version.version)
+                .map(|reasons| {
+                    let parts: Vec<String> = reasons
+                        .iter()
+                        .map(|(why, n)| format!("{why}: {n}"))
+                        .collect();
+                    format!(" ({})", parts.join(", "))
+                })
+                .unwrap_or_default();
             writeln!(
                 f,
-                "  {:<12} {:<8} {live} live session(s)",
+                "  {:<12} {:<8} {live} live session(s){reasons}",
                 version.version, version.state
+            )?;
+        }
+        writeln!(f, "rules:")?;
+        if self.rules.is_empty() {
+            writeln!(
+                f,
+                "  (none: every session gets its declared version or the default)"
+            )?;
+        }
+        for rule in &self.rules {
+            let enforce = if rule.enforce { " enforce" } else { "" };
+            let disabled = if rule.enabled { "" } else { " (disabled)" };
+            writeln!(
+                f,
+                "  rule {:<4} #{:<3} {} -> {}{enforce}  guard {}{disabled}",
+                rule.id,
+                rule.position,
+                rule.match_text(),
+                rule.assign,
+                rule.guard
             )?;
         }
         let live = self.proxies.iter().filter(|p| !p.stale).count();

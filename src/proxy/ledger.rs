@@ -94,6 +94,7 @@ impl RequestLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::Reason;
     use crate::telemetry::{SessionAccount, Telemetry};
 
     #[test]
@@ -101,10 +102,10 @@ mod tests {
         let telemetry = Telemetry::new();
         let mut account = SessionAccount::new(telemetry.clone());
         let ledger = RequestLedger::default();
-        ledger.attribute(account.assign("v1", None));
+        ledger.attribute(account.assign("v1", Reason::Default));
         ledger.sent();
         ledger.sent();
-        ledger.attribute(account.assign("v2", None));
+        ledger.attribute(account.assign("v2", Reason::Default));
         ledger.sent();
         ledger.error("42P01");
         ledger.ready();

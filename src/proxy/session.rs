@@ -350,7 +350,7 @@ fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspe
 fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &RequestLedger) {
     match router.assignment() {
         Some(assignment) => {
-            ledger.attribute(account.assign(assignment.version(), assignment.reason.rule_id()))
+            ledger.attribute(account.assign(assignment.version(), assignment.reason))
         }
         None => account.release(),
     }

@@ -113,8 +113,8 @@ async fn beat(
     identity: &ProxyIdentity,
     started: f64,
 ) -> Result<(), BeatError> {
-    let sessions = serde_json::to_string(&state.telemetry.sessions_by_version())
-        .unwrap_or_else(|_| "{}".to_owned());
+    let sessions = json_text(&state.telemetry.sessions_by_version());
+    let reasons = json_text(&state.telemetry.sessions_by_reason());
     let active = i64::try_from(
         state
             .session_counters
@@ -128,14 +128,16 @@ async fn beat(
         .execute(
             "INSERT INTO viewgate.proxies AS p
                (proxy_id, hostname, pid, listen, admin_listen, build, started_at, last_seen,
-                default_version, sessions_active, sessions)
-             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), now(), $8, $9, $10::text::jsonb)
+                default_version, sessions_active, sessions, session_reasons)
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), now(), $8, $9, $10::text::jsonb,
+                     $11::text::jsonb)
              ON CONFLICT (proxy_id) DO UPDATE SET
                hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, listen = EXCLUDED.listen,
                admin_listen = EXCLUDED.admin_listen, build = EXCLUDED.build,
                started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen,
                default_version = EXCLUDED.default_version,
-               sessions_active = EXCLUDED.sessions_active, sessions = EXCLUDED.sessions",
+               sessions_active = EXCLUDED.sessions_active, sessions = EXCLUDED.sessions,
+               session_reasons = EXCLUDED.session_reasons",
             &[
                 &identity.proxy_id,
                 &identity.hostname,
@@ -147,6 +149,7 @@ async fn beat(
                 &default_version,
                 &active,
                 &sessions,
+                &reasons,
             ],
         )
         .await;
@@ -158,4 +161,8 @@ async fn beat(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
 }

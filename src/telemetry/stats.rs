@@ -13,12 +13,15 @@ use dashmap::DashMap;
 
 use super::histogram::LatencyHistogram;
 use super::window::ErrorWindow;
+use crate::router::Reason;
 
 /// Everything one proxy counts, keyed by version name and rule id.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     versions: DashMap<String, Arc<VersionStats>>,
     rules: DashMap<i64, Arc<RuleStats>>,
+    /// Live sessions per version and the reason they run at it (declared, rule N, default…).
+    reasons: DashMap<(String, Reason), Arc<AtomicI64>>,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +47,8 @@ pub struct RuleStats {
 #[derive(Debug)]
 pub struct Attribution {
     version: Arc<VersionStats>,
+    /// The session's slot among the sessions at this version for this reason.
+    reason_sessions: Arc<AtomicI64>,
     rule_window: Option<Arc<ErrorWindow>>,
 }
 
@@ -136,6 +141,21 @@ impl Telemetry {
             .collect()
     }
 
+    /// Live sessions per version and reason (`{"v2": {"rule 3": 5, "declared": 1}}`).
+    pub fn sessions_by_reason(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for entry in &self.reasons {
+            let sessions = entry.value().load(Ordering::Relaxed);
+            if sessions > 0 {
+                let (version, reason) = entry.key();
+                out.entry(version.clone())
+                    .or_default()
+                    .insert(reason.to_string(), sessions);
+            }
+        }
+        out
+    }
+
     /// Hits per rule id, in id order.
     pub fn rule_hits(&self) -> Vec<(i64, u64)> {
         let mut hits: Vec<(i64, u64)> = self
@@ -153,7 +173,7 @@ impl Telemetry {
 #[derive(Debug)]
 pub struct SessionAccount {
     telemetry: Arc<Telemetry>,
-    current: Option<(String, Option<i64>, Arc<Attribution>)>,
+    current: Option<(String, Reason, Arc<Attribution>)>,
 }
 
 impl SessionAccount {
@@ -164,10 +184,10 @@ impl SessionAccount {
         }
     }
 
-    /// The session now runs at `version`, placed there by `rule` (if a rule decided). Cheap
-    /// when nothing changed, which is the common case at every transaction boundary.
-    pub fn assign(&mut self, version: &str, rule: Option<i64>) -> &Arc<Attribution> {
-        let unchanged = matches!(&self.current, Some((v, r, _)) if v == version && *r == rule);
+    /// The session now runs at `version` for `reason`. Cheap when nothing changed, which is
+    /// the common case at every transaction boundary.
+    pub fn assign(&mut self, version: &str, reason: Reason) -> &Arc<Attribution> {
+        let unchanged = matches!(&self.current, Some((v, r, _)) if v == version && *r == reason);
         if !unchanged {
             self.release();
         }
@@ -175,16 +195,23 @@ impl SessionAccount {
         let (_, _, attribution) = self.current.get_or_insert_with(|| {
             let stats = telemetry.version(version);
             stats.sessions.fetch_add(1, Ordering::Relaxed);
-            let rule_window = rule.map(|id| {
+            let reason_sessions = telemetry
+                .reasons
+                .entry((version.to_owned(), reason))
+                .or_default()
+                .clone();
+            reason_sessions.fetch_add(1, Ordering::Relaxed);
+            let rule_window = reason.rule_id().map(|id| {
                 let rule = telemetry.rule(id);
                 rule.hits.fetch_add(1, Ordering::Relaxed);
                 rule.windows.entry(version.to_owned()).or_default().clone()
             });
             let attribution = Arc::new(Attribution {
                 version: stats,
+                reason_sessions,
                 rule_window,
             });
-            (version.to_owned(), rule, attribution)
+            (version.to_owned(), reason, attribution)
         });
         attribution
     }
@@ -193,6 +220,7 @@ impl SessionAccount {
     pub fn release(&mut self) {
         if let Some((_, _, attribution)) = self.current.take() {
             attribution.version.sessions.fetch_sub(1, Ordering::Relaxed);
+            attribution.reason_sessions.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -216,17 +244,24 @@ mod tests {
         let telemetry = Telemetry::new();
         let mut first = SessionAccount::new(telemetry.clone());
         let mut second = SessionAccount::new(telemetry.clone());
-        first.assign("v1", None);
-        second.assign("v2", Some(7));
-        second.assign("v2", Some(7));
+        first.assign("v1", Reason::Default);
+        second.assign("v2", Reason::Rule(7));
+        second.assign("v2", Reason::Rule(7));
         assert_eq!(
             telemetry.sessions_by_version(),
             BTreeMap::from([("v1".into(), 1), ("v2".into(), 1)])
         );
-        first.assign("v2", None);
+        first.assign("v2", Reason::Declared);
         assert_eq!(
             telemetry.sessions_by_version(),
             BTreeMap::from([("v2".into(), 2)])
+        );
+        assert_eq!(
+            telemetry.sessions_by_reason(),
+            BTreeMap::from([(
+                "v2".into(),
+                BTreeMap::from([("declared".into(), 1), ("rule 7".into(), 1)])
+            )])
         );
         assert_eq!(
             telemetry.rule_hits(),
@@ -234,7 +269,7 @@ mod tests {
             "an unchanged assignment is no new hit"
         );
         second
-            .assign("v2", Some(7))
+            .assign("v2", Reason::Rule(7))
             .finished(Duration::from_millis(2), true);
         second.current().unwrap().failed("22012");
         let window = telemetry.rule_window(7, "v2").unwrap();
@@ -243,6 +278,7 @@ mod tests {
         drop(second);
         drop(first);
         assert!(telemetry.sessions_by_version().is_empty());
+        assert!(telemetry.sessions_by_reason().is_empty());
         let v2 = telemetry.versions().pop().unwrap();
         assert_eq!(v2.queries, 1);
         assert_eq!(v2.errors, BTreeMap::from([("22".into(), 1)]));
