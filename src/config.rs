@@ -81,6 +81,10 @@ pub struct Config {
     /// Bearer token the admin API requires (except /healthz and /readyz). Required unless
     /// `admin_listen` is a loopback address.
     pub admin_token: Option<String>,
+    /// A pgpass-format file (`host:port:database:user:password`) with the passwords viewgate
+    /// uses when it moves live sessions to a new upstream (`viewgate cutover --upstream`).
+    /// Unset: only upstreams that trust the proxy can be switched to.
+    pub upstream_passfile: Option<PathBuf>,
 }
 
 /// What happens to a statement naming a managed table that the rewriter cannot read.
@@ -114,6 +118,7 @@ impl Default for Config {
             rewrite_cache_entries: crate::rewriter::CacheConfig::default().max_entries,
             admin_listen: None,
             admin_token: None,
+            upstream_passfile: None,
         }
     }
 }

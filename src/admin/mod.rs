@@ -2,9 +2,11 @@
 //!
 //! `/healthz` (the process is up) and `/readyz` (accepting sessions, and the catalog loaded when
 //! one is configured) answer anyone, as Kubernetes probes expect. Everything else needs
-//! `Authorization: Bearer <admin_token>`. Routing and cutover operations join here later.
+//! `Authorization: Bearer <admin_token>`, including pause/resume and the upstream switch
+//! (`server.rs`); `client.rs` is the CLI's side of those calls.
 
 pub mod auth;
+pub mod client;
 pub mod metrics;
 pub mod server;
 

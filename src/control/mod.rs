@@ -26,6 +26,7 @@ pub mod retry;
 pub mod spec;
 pub mod status;
 pub mod templates;
+pub mod upstream_cutover;
 pub mod validate;
 
 pub use catalog::{RoutedTable, RoutingMap, load_routing_map};

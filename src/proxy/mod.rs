@@ -9,9 +9,14 @@ pub mod cancel;
 pub mod error;
 pub mod handshake;
 pub mod listener;
+pub mod passfile;
+pub mod pause;
 pub mod pump;
+pub mod reconnect;
 pub mod session;
 pub mod state;
+pub mod switch;
 pub mod upstream;
+pub mod upstream_auth;
 
 pub use listener::{ListenError, Proxy};
