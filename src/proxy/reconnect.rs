@@ -15,8 +15,8 @@
 //! Replay on the new connection: the client's StartupMessage (the login, `upstream_auth.rs`),
 //! then `set_config(name, value, false)` for each setting (client_encoding first, role and
 //! session_authorization last, so the rest is set with the original privileges), then a Parse
-//! for each protocol-level prepared statement and the original `PREPARE` text for SQL-level
-//! ones. Any error fails the move; the caller aborts the whole switch.
+//! for each protocol-level prepared statement and the original `PREPARE` statement for
+//! SQL-level ones (cut out of its query string when that held several statements). Any error fails the move; the caller aborts the whole switch.
 //!
 //! Not carried over (documented in docs/CLIENT_SESSION.md): temporary tables, session advisory
 //! locks, LISTEN registrations, WITH HOLD cursors, the unnamed prepared statement, and
@@ -34,6 +34,8 @@ use crate::protocol::backend::{self, TransactionStatus};
 use crate::protocol::frame::{HEADER_LEN, encode_message};
 use crate::protocol::reader::{MessageReader, ReadError};
 use crate::protocol::startup::StartupMessage;
+use crate::rewriter::splice::TextIndex;
+use crate::rewriter::statements;
 
 /// The proxy's own statement on the old connection; a name no driver generates.
 const STATE_STATEMENT: &str = "__viewgate_session_state";
@@ -249,12 +251,14 @@ async fn replay(
     }
     sync(&mut out);
     for (name, text) in &state.prepares {
-        if !is_single_statement(text) {
-            return Err(ReconnectError::UnreplayablePrepare(
-                String::from_utf8_lossy(name).into_owned(),
-            ));
-        }
-        encode_message(&mut out, b'Q', |b| put_cstr(b, text));
+        let statement = if is_single_statement(text) {
+            text.clone()
+        } else {
+            prepare_statement_of(text, name).ok_or_else(|| {
+                ReconnectError::UnreplayablePrepare(String::from_utf8_lossy(name).into_owned())
+            })?
+        };
+        encode_message(&mut out, b'Q', |b| put_cstr(b, &statement));
     }
     write(stream, &out)
         .await
@@ -294,6 +298,34 @@ fn is_single_statement(text: &[u8]) -> bool {
         .rposition(|&b| !(b.is_ascii_whitespace() || b == b';'))
         .map_or(&text[..0], |end| &text[..=end]);
     !trimmed.contains(&b';')
+}
+
+/// The `PREPARE name ...` statement of a multi-statement query string (Postgres records the
+/// whole string a statement was prepared in). Found with the rewriter's tokenizer, so
+/// semicolons in strings, comments and dollar quotes do not split it.
+fn prepare_statement_of(text: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    use sqlparser::tokenizer::Token;
+    let text = std::str::from_utf8(text).ok()?;
+    let name = std::str::from_utf8(name).ok()?;
+    let index = TextIndex::new(text);
+    statements::split(text, &index)
+        .ok()?
+        .into_iter()
+        .find(|statement| {
+            let mut words = statement.tokens.iter().filter_map(|token| match &token.token {
+                Token::Word(word) => Some(word),
+                _ => None,
+            });
+            let first = words.next();
+            let second = words.next();
+            matches!((first, second), (Some(keyword), Some(word))
+                if keyword.value.eq_ignore_ascii_case("prepare")
+                    && match word.quote_style {
+                        Some(_) => word.value == name,
+                        None => word.value.to_lowercase() == name,
+                    })
+        })
+        .map(|statement| text[statement.range].as_bytes().to_vec())
 }
 
 fn parse(out: &mut BytesMut, name: &[u8], sql: &[u8], types: &[u32]) {
@@ -416,5 +448,15 @@ mod tests {
         assert_eq!(parse_oid_array(b"{}"), Vec::<u32>::new());
         assert!(is_single_statement(b"PREPARE a AS SELECT 1;  "));
         assert!(!is_single_statement(b"PREPARE a AS SELECT 1; SELECT 2"));
+        let text = b"SET x = 'a;b'; PREPARE \"Q\" AS SELECT ';'; prepare q2(int) AS SELECT $1";
+        assert_eq!(
+            prepare_statement_of(text, b"Q").unwrap(),
+            b"PREPARE \"Q\" AS SELECT ';'"
+        );
+        assert_eq!(
+            prepare_statement_of(text, b"q2").unwrap(),
+            b"prepare q2(int) AS SELECT $1"
+        );
+        assert_eq!(prepare_statement_of(text, b"q3"), None);
     }
 }
