@@ -106,7 +106,7 @@ fn replicated_clusters(b_auth: ClusterAuth) -> Clusters {
         "postgres",
         &format!(
             "CREATE SUBSCRIPTION viewgate_cutover CONNECTION 'host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres' \
-             PUBLICATION viewgate_cutover WITH (slot_name = '{SLOT}')",
+             PUBLICATION viewgate_cutover WITH (slot_name = '{SLOT}', synchronous_commit = 'on')",
             a.port()
         ),
     )

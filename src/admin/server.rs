@@ -124,7 +124,7 @@ async fn ready_handler(State(state): State<Arc<ProxyState>>) -> impl IntoRespons
 struct Params(serde_json::Map<String, serde_json::Value>);
 
 impl Params {
-    fn parse(uri: &Uri, body: &[u8]) -> Result<Params, Response> {
+    fn parse(uri: &Uri, body: &[u8]) -> Result<Params, &'static str> {
         let mut map = serde_json::Map::new();
         if let Some(query) = uri.query() {
             for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -137,7 +137,7 @@ impl Params {
         if !body.iter().all(u8::is_ascii_whitespace) {
             match serde_json::from_slice::<serde_json::Value>(body) {
                 Ok(serde_json::Value::Object(object)) => map.extend(object),
-                _ => return Err(bad_request("the body must be a JSON object")),
+                _ => return Err("the body must be a JSON object"),
             }
         }
         Ok(Params(map))
@@ -150,13 +150,13 @@ impl Params {
         }
     }
 
-    fn timeout(&self) -> Result<Duration, Response> {
+    fn timeout(&self) -> Result<Duration, &'static str> {
         match self.string("timeout_ms") {
             None => Ok(DEFAULT_PAUSE_TIMEOUT),
             Some(text) => text
                 .parse()
                 .map(Duration::from_millis)
-                .map_err(|_| bad_request("timeout_ms must be a whole number of milliseconds")),
+                .map_err(|_| "timeout_ms must be a whole number of milliseconds"),
         }
     }
 }
@@ -195,7 +195,7 @@ async fn pause_status(State(state): State<Arc<ProxyState>>) -> Response {
 async fn pause_handler(State(state): State<Arc<ProxyState>>, uri: Uri, body: Bytes) -> Response {
     let timeout = match Params::parse(&uri, &body).and_then(|p| p.timeout()) {
         Ok(timeout) => timeout,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     answer(state.switchboard.pause(&state, timeout).await)
 }
@@ -207,11 +207,11 @@ async fn resume_handler(State(state): State<Arc<ProxyState>>) -> Response {
 async fn prepare_handler(State(state): State<Arc<ProxyState>>, uri: Uri, body: Bytes) -> Response {
     let params = match Params::parse(&uri, &body) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     let timeout = match params.timeout() {
         Ok(timeout) => timeout,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     let Some(url) = params.string("url") else {
         return bad_request("url is required: the new upstream, e.g. postgres://host:5432");

@@ -153,12 +153,14 @@ pub async fn cutover(
         abort_prepared(proxies, &prepared, options.timeout).await;
         return Err(UpstreamCutoverError::Several(failed));
     }
+    let replication_started = Instant::now();
     if let (Some(slot), Some(database)) = (&options.wait_replication, &options.database)
         && let Err(error) = wait_for_slot(database, slot, options.timeout).await
     {
         abort_prepared(proxies, &prepared, options.timeout).await;
         return Err(error);
     }
+    let replication_ms = replication_started.elapsed().as_secs_f64() * 1000.0;
     let empty = json!({});
     let committed = join_all(
         proxies
@@ -169,17 +171,26 @@ pub async fn cutover(
     let mut lines: Vec<String> = proxies
         .iter()
         .zip(&committed)
-        .filter_map(|(proxy, result)| {
+        .zip(&prepared)
+        .filter_map(|((proxy, result), prepare)| {
             let report = result.as_ref().ok()?;
+            let prepare = prepare.as_ref().ok()?;
             Some(format!(
-                "{}: {} sessions now on {}; {}",
+                "{}: {} sessions now on {}; {} (transactions finished in {:.1} ms, sessions reconnected in {:.1} ms)",
                 proxy.address(),
                 report["sessions"],
                 report["upstream"].as_str().unwrap_or_default(),
-                waits(&report["waits"])
+                waits(&report["waits"]),
+                prepare["waited_ms"].as_f64().unwrap_or_default(),
+                prepare["prepare_ms"].as_f64().unwrap_or_default(),
             ))
         })
         .collect();
+    if options.wait_replication.is_some() {
+        lines.push(format!(
+            "replication slot caught up in {replication_ms:.1} ms"
+        ));
+    }
     let failed = failures(&committed);
     if !failed.is_empty() {
         // A commit cannot be undone on the proxies that made it; say exactly where we are.

@@ -312,18 +312,21 @@ fn prepare_statement_of(text: &[u8], name: &[u8]) -> Option<Vec<u8>> {
         .ok()?
         .into_iter()
         .find(|statement| {
-            let mut words = statement.tokens.iter().filter_map(|token| match &token.token {
-                Token::Word(word) => Some(word),
-                _ => None,
-            });
+            let mut words = statement
+                .tokens
+                .iter()
+                .filter_map(|token| match &token.token {
+                    Token::Word(word) => Some(word),
+                    _ => None,
+                });
             let first = words.next();
             let second = words.next();
             matches!((first, second), (Some(keyword), Some(word))
-                if keyword.value.eq_ignore_ascii_case("prepare")
-                    && match word.quote_style {
-                        Some(_) => word.value == name,
-                        None => word.value.to_lowercase() == name,
-                    })
+            if keyword.value.eq_ignore_ascii_case("prepare")
+                && match word.quote_style {
+                    Some(_) => word.value == name,
+                    None => word.value.to_lowercase() == name,
+                })
         })
         .map(|statement| text[statement.range].as_bytes().to_vec())
 }
