@@ -84,6 +84,10 @@ pub struct Config {
     /// What identifies a client for a routing rule's weighted split: the same values always
     /// land on the same version while the weights stand.
     pub sticky_identity: Vec<StickyField>,
+    /// A pgpass-format file (`host:port:database:user:password`) with the passwords viewgate
+    /// uses when it moves live sessions to a new upstream (`viewgate cutover --upstream`).
+    /// Unset: only upstreams that trust the proxy can be switched to.
+    pub upstream_passfile: Option<PathBuf>,
 }
 
 /// One part of the client identity a split hashes (see `router::rules`).
@@ -135,6 +139,7 @@ impl Default for Config {
             admin_listen: None,
             admin_token: None,
             sticky_identity: DEFAULT_STICKY_IDENTITY.to_vec(),
+            upstream_passfile: None,
         }
     }
 }

@@ -1,13 +1,15 @@
 //! The `viewgate` command line: the binary's edge, where errors become messages and exit codes.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use viewgate::admin::AdminServer;
 use viewgate::config::{Config, Overrides};
 use viewgate::control::commands as control;
+use viewgate::control::upstream_cutover::{self, CutoverOptions};
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
 use viewgate::shutdown::{Shutdown, TerminationSignals};
@@ -57,20 +59,48 @@ enum Command {
         templates: Option<PathBuf>,
     },
     /// Blue-green flip of the default version (sessions move at their next transaction
-    /// boundary), or back with --rollback.
+    /// boundary), back with --rollback; or, with --upstream, move every proxy's sessions to
+    /// another Postgres server at their next transaction boundary.
+    #[command(group(ArgGroup::new("mode").required(true).args(["to", "rollback", "upstream"])))]
     Cutover {
         /// The version that becomes the default.
-        #[arg(
-            long,
-            required_unless_present = "rollback",
-            conflicts_with = "rollback"
-        )]
+        #[arg(long)]
         to: Option<String>,
         /// Return to the version the last cutover replaced.
         #[arg(long)]
         rollback: bool,
+        /// The new upstream server (postgres://host:port[?sslmode=...]); the proxies pause,
+        /// reconnect every session there replaying its settings and prepared statements, and
+        /// resume. Needs --admin.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// The catalog database: required for --to/--rollback; with --upstream, the switch
+        /// is recorded there (and --wait-replication reads the slot there).
         #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
+        database: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// With --upstream: how long in-flight transactions may take to finish (and the slot
+        /// to catch up) before the cutover is aborted.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// With --upstream: before committing, wait until this logical replication slot on
+        /// the old upstream (--database) has confirmed all its WAL.
+        #[arg(long, requires = "upstream")]
+        wait_replication: Option<String>,
+    },
+    /// Pause the proxies: each session stops at its next transaction boundary, clients wait
+    /// (no error). Fails, resuming, if transactions outlast --timeout.
+    Pause {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Resume paused proxies; prints how long clients waited.
+    Resume {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Versions, the default, routing rules, live sessions per version per proxy, recent events.
     Status {
@@ -165,7 +195,7 @@ enum RouteCommand {
     },
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime_serde::re::humantime::parse_duration(text)
         .map_err(|error| format!("{error} (write e.g. 30s, 500ms, 2m)"))
 }
@@ -219,6 +249,17 @@ enum ViewsCommand {
         #[command(flatten)]
         locks: LockArgs,
     },
+}
+
+/// Which proxies a pause, resume or upstream cutover talks to.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// A proxy's admin API, e.g. http://127.0.0.1:6433; repeat for several proxies.
+    #[arg(long = "admin", env = "VIEWGATE_ADMIN", value_delimiter = ',')]
+    admin: Vec<String>,
+    /// The proxies' admin_token.
+    #[arg(long, env = "VIEWGATE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// How long DDL may wait for locks, shared by the commands that change the database.
@@ -294,7 +335,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("viewgate catalog is ready (schema viewgate)");
             Ok(())
         }),
+        Command::Cutover {
+            to,
+            upstream: Some(url),
+            database,
+            admin,
+            timeout,
+            wait_replication,
+            ..
+        } if to.is_none() => runtime(0)?.block_on(async {
+            let proxies = upstream_cutover::clients(&admin.admin, admin.token)?;
+            let options = CutoverOptions {
+                url,
+                timeout,
+                database,
+                wait_replication,
+            };
+            println!("{}", upstream_cutover::cutover(&proxies, &options).await?);
+            Ok(())
+        }),
         Command::Cutover { to, database, .. } => runtime(0)?.block_on(async {
+            let database = database
+                .context("--database (or VIEWGATE_DATABASE) is required for a version cutover")?;
             let outcome = control::cutover(&database, to.as_deref()).await?;
             println!("{outcome}");
             Ok(())
@@ -306,6 +368,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{overview}");
             }
+            Ok(())
+        }),
+        Command::Pause { admin, timeout } => runtime(0)?.block_on(async {
+            let proxies = upstream_cutover::clients(&admin.admin, admin.token)?;
+            println!("{}", upstream_cutover::pause(&proxies, timeout).await?);
+            Ok(())
+        }),
+        Command::Resume { admin } => runtime(0)?.block_on(async {
+            let proxies = upstream_cutover::clients(&admin.admin, admin.token)?;
+            println!("{}", upstream_cutover::resume(&proxies).await?);
             Ok(())
         }),
         Command::Views { command } => runtime(0)?.block_on(views(command)),
@@ -343,7 +415,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let identity = ProxyIdentity::new(proxy.local_addr()?, admin_address);
     let heartbeat = tokio::spawn(heartbeat::run(proxy.state().clone(), identity));
-    tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.address, "viewgate serving");
+    tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.load().address, "viewgate serving");
     let serving = tokio::spawn(proxy.run());
     tokio::select! {
         signal = signals.recv() => {

@@ -64,6 +64,25 @@ pub fn render(state: &ProxyState) -> String {
         "Schema versions known from the catalog.",
         routing.version_names().len() as u64,
     );
+    gauge(
+        &mut out,
+        "viewgate_paused",
+        "1 while the pause gate is closed (pause or upstream cutover), else 0.",
+        u64::from(state.pause.is_closed()),
+    );
+    let (buckets, count, sum) = state.pause.histogram().snapshot();
+    let name = "viewgate_pause_wait_seconds";
+    let _ = write!(
+        out,
+        "# HELP {name} How long client messages and new sessions waited at the pause gate.\n# TYPE {name} histogram\n"
+    );
+    for (bound, cumulative) in buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = write!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}\n"
+    );
     render_versions(&mut out, &state.telemetry);
     out
 }

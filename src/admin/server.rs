@@ -1,18 +1,33 @@
 //! The admin HTTP server (axum): routes, binding, shutdown with the proxy.
+//!
+//! Pause and upstream-switch routes (token-protected, JSON answers, see `proxy::switch`):
+//! `GET /pause` (state), `POST /pause` (`timeout_ms`), `POST /resume`,
+//! `POST /upstream/prepare` (`url`, `timeout_ms`), `POST /upstream/commit`,
+//! `POST /upstream/abort`. Parameters come from the query string or a JSON object body.
+//! Errors are `{"error": "..."}` with 409 (wrong state, or another operation running),
+//! 400 (bad parameters), 502 (a session could not move: the switch was undone) or 504 (in-flight
+//! transactions outlasted the timeout: the proxy resumed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
 use tokio::net::TcpListener;
 
 use super::auth::{AdminToken, require_token};
 use super::{metrics, operations};
 use crate::proxy::state::ProxyState;
+use crate::proxy::switch::SwitchError;
+
+/// How long a pause or prepare waits for in-flight transactions unless told otherwise.
+pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -56,6 +71,11 @@ impl AdminServer {
         let protected = Router::new()
             .route("/metrics", get(metrics_handler))
             .merge(operations::router())
+            .route("/pause", get(pause_status).post(pause_handler))
+            .route("/resume", post(resume_handler))
+            .route("/upstream/prepare", post(prepare_handler))
+            .route("/upstream/commit", post(commit_handler))
+            .route("/upstream/abort", post(abort_handler))
             .route_layer(axum::middleware::from_fn_with_state(
                 AdminToken(token),
                 require_token,
@@ -99,4 +119,112 @@ async fn ready_handler(State(state): State<Arc<ProxyState>>) -> impl IntoRespons
         (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "catalog not loaded yet\n"),
     }
+}
+
+/// Parameters of a control request: the query string, then a JSON object body over it.
+struct Params(serde_json::Map<String, serde_json::Value>);
+
+impl Params {
+    fn parse(uri: &Uri, body: &[u8]) -> Result<Params, &'static str> {
+        let mut map = serde_json::Map::new();
+        if let Some(query) = uri.query() {
+            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                map.insert(
+                    key.into_owned(),
+                    serde_json::Value::String(value.into_owned()),
+                );
+            }
+        }
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(serde_json::Value::Object(object)) => map.extend(object),
+                _ => return Err("the body must be a JSON object"),
+            }
+        }
+        Ok(Params(map))
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        match self.0.get(key)? {
+            serde_json::Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    fn timeout(&self) -> Result<Duration, &'static str> {
+        match self.string("timeout_ms") {
+            None => Ok(DEFAULT_PAUSE_TIMEOUT),
+            Some(text) => text
+                .parse()
+                .map(Duration::from_millis)
+                .map_err(|_| "timeout_ms must be a whole number of milliseconds"),
+        }
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    json_error(StatusCode::BAD_REQUEST, message)
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum_json(&serde_json::json!({ "error": message }))).into_response()
+}
+
+/// JSON without axum's `json` feature: serialised here, sent with its content type.
+fn axum_json<T: Serialize>(value: &T) -> ([(header::HeaderName, &'static str); 1], String) {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(value).unwrap_or_else(|_| "{}".into()),
+    )
+}
+
+fn answer<T: Serialize>(result: Result<T, SwitchError>) -> Response {
+    match result {
+        Ok(report) => (StatusCode::OK, axum_json(&report)).into_response(),
+        Err(error) => {
+            let status = StatusCode::from_u16(error.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json_error(status, &error.to_string())
+        }
+    }
+}
+
+async fn pause_status(State(state): State<Arc<ProxyState>>) -> Response {
+    (StatusCode::OK, axum_json(&state.switchboard.status(&state))).into_response()
+}
+
+async fn pause_handler(State(state): State<Arc<ProxyState>>, uri: Uri, body: Bytes) -> Response {
+    let timeout = match Params::parse(&uri, &body).and_then(|p| p.timeout()) {
+        Ok(timeout) => timeout,
+        Err(message) => return bad_request(message),
+    };
+    answer(state.switchboard.pause(&state, timeout).await)
+}
+
+async fn resume_handler(State(state): State<Arc<ProxyState>>) -> Response {
+    answer(state.switchboard.resume(&state).await)
+}
+
+async fn prepare_handler(State(state): State<Arc<ProxyState>>, uri: Uri, body: Bytes) -> Response {
+    let params = match Params::parse(&uri, &body) {
+        Ok(params) => params,
+        Err(message) => return bad_request(message),
+    };
+    let timeout = match params.timeout() {
+        Ok(timeout) => timeout,
+        Err(message) => return bad_request(message),
+    };
+    let Some(url) = params.string("url") else {
+        return bad_request("url is required: the new upstream, e.g. postgres://host:5432");
+    };
+    let board = state.switchboard.clone();
+    answer(board.prepare(&state, &url, timeout).await)
+}
+
+async fn commit_handler(State(state): State<Arc<ProxyState>>) -> Response {
+    answer(state.switchboard.commit(&state).await)
+}
+
+async fn abort_handler(State(state): State<Arc<ProxyState>>) -> Response {
+    answer(state.switchboard.abort(&state).await)
 }

@@ -30,6 +30,7 @@ pub mod rules;
 pub mod spec;
 pub mod status;
 pub mod templates;
+pub mod upstream_cutover;
 pub mod validate;
 
 pub use catalog::{RoutedTable, RoutingMap, load_routing_map};

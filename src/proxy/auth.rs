@@ -7,12 +7,15 @@
 //! sees, which ends at the proxy; and the upstream's BackendKeyData is replaced by a key of
 //! the proxy's own (see `cancel`).
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::cancel::{CancelRegistration, UpstreamKey};
 use super::error::SessionError;
 use super::state::ProxyState;
+use super::upstream::UpstreamTarget;
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, AuthRequest};
 use crate::protocol::frontend;
@@ -39,6 +42,7 @@ pub struct Established {
 pub async fn establish(
     client: &mut ClientStream,
     upstream: &mut UpstreamStream,
+    target: &Arc<UpstreamTarget>,
     startup: &StartupMessage,
     state: &ProxyState,
 ) -> Result<Established, SessionError> {
@@ -106,7 +110,7 @@ pub async fn establish(
             backend::BACKEND_KEY_DATA => {
                 let (process_id, secret) = backend::backend_key_data(&frame).ok_or_else(invalid)?;
                 let upstream_key = UpstreamKey {
-                    target: state.upstream.clone(),
+                    target: target.clone(),
                     process_id,
                     secret,
                 };

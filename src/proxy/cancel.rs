@@ -38,6 +38,16 @@ pub struct CancelRegistration {
     pub secret: u32,
 }
 
+impl CancelRegistration {
+    /// The session moved to another upstream backend: the client keeps its key, which now
+    /// cancels work on the new backend.
+    pub fn repoint(&self, upstream: UpstreamKey) {
+        if let Some(mut entry) = self.registry.sessions.get_mut(&self.process_id) {
+            entry.upstream = upstream;
+        }
+    }
+}
+
 impl Drop for CancelRegistration {
     fn drop(&mut self) {
         self.registry.sessions.remove(&self.process_id);

@@ -14,6 +14,7 @@ use super::error::SessionError;
 use super::handshake::{self, Negotiated};
 use super::session;
 use super::state::{ProxyState, StateError};
+use super::upstream::UpstreamTarget;
 use crate::config::Config;
 use crate::router::watcher;
 use crate::shutdown::Shutdown;
@@ -58,6 +59,9 @@ impl Proxy {
                     tracing::warn!(%error, "could not load the viewgate catalog at startup")
                 }
             }
+        }
+        if let Some(catalog) = &state.config.catalog {
+            use_recorded_upstream(catalog, &state).await;
         }
         let address = state.config.listen.clone();
         let listener = TcpListener::bind(&address)
@@ -151,6 +155,37 @@ impl Proxy {
             state.shutdown.close_sessions();
             let _ = tokio::time::timeout(CLOSE_GRACE, sessions.wait()).await;
         }
+    }
+}
+
+/// A committed upstream cutover is recorded in the catalog (`viewgate.settings.upstream`); a
+/// proxy restarted afterwards starts there rather than at its configured upstream. When the
+/// catalog cannot be read, the configured upstream is used and the reason logged.
+async fn use_recorded_upstream(catalog: &str, state: &ProxyState) {
+    let recorded = async {
+        let (client, connection) = tokio_postgres::connect(catalog, tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let row = client
+            .query_opt("SELECT upstream FROM viewgate.settings", &[])
+            .await;
+        drop(client);
+        let _ = connection.await;
+        Ok::<_, tokio_postgres::Error>(row?.and_then(|row| row.get::<_, Option<String>>(0)))
+    };
+    match recorded.await {
+        Ok(Some(url)) if url != state.config.upstream => {
+            match UpstreamTarget::from_url(&url, &state.config) {
+                Ok(target) => {
+                    tracing::info!(%url, "using the upstream recorded by the last cutover");
+                    state.upstream.store(Arc::new(target));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the catalog's recorded upstream is invalid; using the configured one")
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "no recorded upstream in the catalog"),
     }
 }
 

@@ -10,9 +10,14 @@ pub mod error;
 pub mod handshake;
 pub mod ledger;
 pub mod listener;
+pub mod passfile;
+pub mod pause;
 pub mod pump;
+pub mod reconnect;
 pub mod session;
 pub mod state;
+pub mod switch;
 pub mod upstream;
+pub mod upstream_auth;
 
 pub use listener::{ListenError, Proxy};

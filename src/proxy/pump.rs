@@ -6,10 +6,20 @@
 //! than the socket buffers hold, Postgres stops reading queries until its results are read;
 //! a proxy that stopped reading results while it waited to write queries would deadlock.
 //! Bytes are forwarded from the read buffer in place, one write per read.
+//!
+//! A pump can be stopped from outside (`stop`) only where the stream is clean: while it waits
+//! to read, with no message partly forwarded (and, for the upstream side, nothing buffered),
+//! or while it holds a message at the pause gate. Never during a write. That is what lets a
+//! session end its pumps at a transaction boundary, swap its upstream connection and start
+//! them again (`session.rs`) without losing or splitting a message.
+
+use std::future::Future;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::pause::PauseGate;
 use crate::protocol::frame::{FrameError, FrameScanner, Step};
 
 /// Free space kept in a read buffer: what one read can take.
@@ -27,6 +37,9 @@ pub enum Inspection {
     Stop,
     /// The message is malformed; stop before forwarding it.
     Invalid(&'static str),
+    /// The pause gate is closed: keep this message unforwarded in the buffer, stop reading,
+    /// and offer it again once the gate opens.
+    Hold,
 }
 
 /// Why a pump stopped.
@@ -39,6 +52,8 @@ pub enum PumpEnd {
     Protocol(FrameError),
     Invalid(&'static str),
     Stopped,
+    /// `stop` resolved at a clean point; the direction can be pumped again later.
+    Interrupted,
 }
 
 /// A direction's buffer and framing state; outlives the pump so the session can tell, after
@@ -50,17 +65,38 @@ pub struct Direction {
     frames: FrameScanner,
     /// A write was started and may not have completed (the pump was dropped during it).
     writing: bool,
+    /// Whether a stop may leave unforwarded bytes in the buffer: yes for client input (it is
+    /// forwarded later, maybe to another upstream), no for upstream output (it belongs to the
+    /// connection it came from).
+    keeps_input_on_stop: bool,
+    /// When the message at the front of the buffer began waiting at the pause gate.
+    held_since: Option<Instant>,
 }
 
 impl Direction {
-    /// `leftover` is what was read past the end of startup.
-    pub fn new(leftover: BytesMut, max_message_len: usize) -> Self {
+    /// `leftover` is what was read past the end of startup; `client_side` is true for the
+    /// direction that reads from the client.
+    pub fn new(leftover: BytesMut, max_message_len: usize, client_side: bool) -> Self {
         Direction {
             buffer: leftover,
             spliced: BytesMut::new(),
             frames: FrameScanner::new(max_message_len),
             writing: false,
+            keeps_input_on_stop: client_side,
+            held_since: None,
         }
+    }
+
+    /// Nothing from the reading side is buffered (or partly forwarded).
+    pub fn is_drained(&self) -> bool {
+        self.buffer.is_empty() && !self.frames.mid_message()
+    }
+
+    /// Where a stop may end the pump (see the module comment).
+    fn stoppable(&self) -> bool {
+        !self.writing
+            && !self.frames.mid_message()
+            && (self.keeps_input_on_stop || self.buffer.is_empty())
     }
 
     /// True when the receiving side has been sent whole messages only, so the proxy may add
@@ -69,18 +105,22 @@ impl Direction {
         !self.writing && !self.frames.mid_message()
     }
 
-    /// Moves bytes from `reader` to `writer` until one side ends or `inspect` stops it.
+    /// Moves bytes from `reader` to `writer` until one side ends, `inspect` stops it, or
+    /// `stop` resolves at a clean point. `gate` is what a held message waits for.
     pub async fn pump<R, W>(
         &mut self,
         mut reader: R,
         mut writer: W,
         wanted: fn(u8) -> bool,
         mut inspect: impl FnMut(u8, &[u8]) -> Inspection,
+        gate: &PauseGate,
+        stop: impl Future<Output = ()>,
     ) -> PumpEnd
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        tokio::pin!(stop);
         loop {
             if !self.buffer.is_empty() {
                 let scanned = scan(
@@ -108,14 +148,40 @@ impl Direction {
                 }
                 release(&mut self.spliced);
                 self.buffer.advance(len);
+                // After a hold the scan starts at the held message: consuming anything means
+                // it went through.
+                if len > 0
+                    && let Some(since) = self.held_since.take()
+                {
+                    gate.hold_ended(since);
+                }
                 match verdict {
                     Inspection::Continue | Inspection::Replace(_) => {}
                     Inspection::Stop => return PumpEnd::Stopped,
                     Inspection::Invalid(reason) => return PumpEnd::Invalid(reason),
+                    Inspection::Hold => {
+                        if self.held_since.is_none() {
+                            let now = Instant::now();
+                            self.held_since = Some(now);
+                            gate.hold_started(now);
+                        }
+                        tokio::select! {
+                            biased;
+                            _ = &mut stop => return PumpEnd::Interrupted,
+                            _ = gate.opened() => {}
+                        }
+                        continue;
+                    }
                 }
             }
             reserve(&mut self.buffer);
-            match reader.read_buf(&mut self.buffer).await {
+            let stoppable = self.stoppable();
+            let read = tokio::select! {
+                biased;
+                read = reader.read_buf(&mut self.buffer) => read,
+                _ = &mut stop, if stoppable => return PumpEnd::Interrupted,
+            };
+            match read {
                 Ok(n) if n > 0 => {}
                 _ => return PumpEnd::ReaderClosed,
             }
@@ -154,6 +220,7 @@ fn scan(
                     break Inspection::Stop;
                 }
                 invalid @ Inspection::Invalid(_) => break invalid,
+                Inspection::Hold => break Inspection::Hold,
             },
             Step::Incomplete { .. } => break Inspection::Continue,
         }

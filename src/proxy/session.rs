@@ -5,14 +5,23 @@
 //! upstream→client pump watches ReadyForQuery (transaction status), FATAL errors and
 //! ParameterStatus. Whichever pump ends first ends the session; the session then tells the
 //! client why, if it can do so between two messages. See docs/CLIENT_SESSION.md.
+//!
+//! The pause gate (`pause.rs`) is consulted for the first client message after each
+//! transaction boundary: while it is closed, that message is held. A switch request
+//! (`switch.rs`) stops both pumps at clean points, is carried out with the session to itself
+//! (a new upstream connection is prepared, swapped in, or dropped), and the pumps start again
+//! on the same buffers, so a held message is forwarded to whichever upstream is current.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
+use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::auth::{self, Established};
@@ -20,10 +29,14 @@ use super::cancel::{CancelRegistration, UpstreamKey};
 use super::error::SessionError;
 use super::handshake::{self, Negotiated};
 use super::ledger::RequestLedger;
+use super::pause::PauseGate;
 use super::pump::{Direction, Inspection, PumpEnd};
+use super::reconnect::{self, Reconnected, SwitchPlan};
 use super::state::ProxyState;
+use super::switch::{Registration, SessionControl};
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, TransactionStatus};
+use crate::protocol::frame::encode_message;
 use crate::protocol::frontend;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
@@ -58,18 +71,33 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
 }
 
 /// Connects upstream, relays authentication, then runs the session to its end.
+///
+/// While the pause gate is closed a new session waits here, after its startup packet and
+/// before connecting upstream, so that it connects to whichever upstream is current when the
+/// gate opens. Its startup deadline starts again after the wait. A session in this stretch
+/// counts as busy: a pause waits for logins under way to finish.
 async fn relay_session(
     mut client: ClientStream,
     startup: StartupMessage,
     router: Option<SessionRouter>,
     state: Arc<ProxyState>,
-    deadline: Instant,
+    mut deadline: Instant,
 ) -> Result<(), SessionError> {
+    let startup_pass = match pass_gate(&state).await {
+        Ok((pass, waited)) => {
+            if waited {
+                deadline = Instant::now() + state.config.startup_timeout;
+            }
+            pass
+        }
+        Err(error) => return Err(handshake::refuse(&mut client, error).await),
+    };
     let connected = async {
-        let mut upstream = state.upstream.connect().await?;
+        let target = state.upstream.load_full();
+        let mut upstream = target.connect().await?;
         let established = tokio::time::timeout_at(
             deadline,
-            auth::establish(&mut client, &mut upstream, &startup, &state),
+            auth::establish(&mut client, &mut upstream, &target, &startup, &state),
         )
         .await
         .map_err(|_| SessionError::StartupTimeout)??;
@@ -80,9 +108,43 @@ async fn relay_session(
         Err(error) => return Err(handshake::refuse(&mut client, error).await),
     };
     tracing::debug!("session established");
-    Session::new(client, upstream, established, router, state)
-        .run()
-        .await
+    // Registered before the startup pass ends, so a switch that waits for quiet sessions
+    // cannot miss this one.
+    let session = Session::new(client, upstream, established, startup, router, state);
+    drop(startup_pass);
+    session.run().await
+}
+
+/// Enters the gate as a busy session for the startup, waiting while it is closed; says
+/// whether it waited.
+async fn pass_gate(state: &Arc<ProxyState>) -> Result<(StartupPass, bool), SessionError> {
+    let mut waited_since = None;
+    loop {
+        if state.pause.try_enter() {
+            if let Some(since) = waited_since {
+                state.pause.hold_ended(since);
+            }
+            return Ok((StartupPass(state.clone()), waited_since.is_some()));
+        }
+        if waited_since.is_none() {
+            let now = std::time::Instant::now();
+            state.pause.hold_started(now);
+            waited_since = Some(now);
+        }
+        tokio::select! {
+            _ = state.pause.opened() => {}
+            _ = state.shutdown.sessions_closing() => return Err(SessionError::Shutdown),
+        }
+    }
+}
+
+/// A session counted busy while it connects and logs in.
+struct StartupPass(Arc<ProxyState>);
+
+impl Drop for StartupPass {
+    fn drop(&mut self) {
+        self.0.pause.leave();
+    }
 }
 
 /// The session's router, when versioning is on; an unknown declared version is refused.
@@ -147,6 +209,12 @@ struct Progress {
     upstream_fatal: AtomicBool,
     /// An Execute was sent since the last Sync: work runs that only the Sync will end.
     unsynced: AtomicBool,
+    /// An extended-protocol message (Parse, Bind, Describe, Execute, Close) was sent since the
+    /// last Sync: the batch is open, and its unnamed statement or portal would not survive a
+    /// move to another upstream.
+    open_batch: AtomicBool,
+    /// The session counts as busy at the pause gate (entered, not yet left).
+    busy: AtomicBool,
 }
 
 impl Progress {
@@ -159,6 +227,12 @@ impl Progress {
             && !self.unsynced.load(Ordering::Relaxed)
     }
 
+    /// At a boundary where the pause gate may hold the session or move it to another
+    /// upstream: idle, and no extended-protocol batch left open.
+    fn quiet(&self) -> bool {
+        self.idle() && !self.open_batch.load(Ordering::Relaxed)
+    }
+
     /// Accounts for a client message on its way upstream.
     fn sent(&self, tag: u8) {
         match tag {
@@ -168,13 +242,67 @@ impl Progress {
             frontend::SYNC => {
                 self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
                 self.unsynced.store(false, Ordering::Relaxed);
+                self.open_batch.store(false, Ordering::Relaxed);
             }
             // Parse, Bind and Describe run nothing (asyncpg prepares with Parse, Describe and
             // Flush, and no Sync); an Execute does.
-            frontend::EXECUTE => self.unsynced.store(true, Ordering::Relaxed),
+            frontend::EXECUTE => {
+                self.unsynced.store(true, Ordering::Relaxed);
+                self.open_batch.store(true, Ordering::Relaxed);
+            }
+            frontend::PARSE | BIND | DESCRIBE | CLOSE => {
+                self.open_batch.store(true, Ordering::Relaxed)
+            }
             _ => {}
         }
     }
+
+    /// Called for each client message before it is forwarded: the first message of new work
+    /// enters the pause gate, or is held there. `false` means hold.
+    fn enter(&self, gate: &PauseGate, tag: u8) -> bool {
+        if !starts_work(tag) || self.busy.load(Ordering::Relaxed) {
+            return true;
+        }
+        if !gate.try_enter() {
+            return false;
+        }
+        self.busy.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// Called after each upstream message: leaves the gate at the boundary.
+    fn maybe_leave(&self, gate: &PauseGate) {
+        if self.busy.load(Ordering::Relaxed) && self.quiet() {
+            self.busy.store(false, Ordering::Relaxed);
+            gate.leave();
+        }
+    }
+}
+
+const BIND: u8 = b'B';
+const DESCRIBE: u8 = b'D';
+const CLOSE: u8 = b'C';
+const FLUSH: u8 = b'H';
+const COPY_DATA: u8 = b'd';
+const COPY_DONE: u8 = b'c';
+const COPY_FAIL: u8 = b'f';
+
+/// Client messages that begin work when they arrive at a boundary. Flush and the COPY
+/// messages do not (they only mean something inside work already counted); Terminate ends
+/// the session and is never held.
+fn starts_work(tag: u8) -> bool {
+    !matches!(
+        tag,
+        FLUSH | COPY_DATA | COPY_DONE | COPY_FAIL | frontend::TERMINATE
+    )
+}
+
+/// Every client message but CopyData is inspected whole: the pause gate must see the first
+/// message after a boundary whatever its type, and must never hold a message half-forwarded.
+/// (Client messages other than CopyData are small; CopyData flows only inside a COPY, which
+/// is never at a boundary, and streams through in pieces.)
+fn is_inspected_client(tag: u8) -> bool {
+    tag != COPY_DATA
 }
 
 struct Session {
@@ -186,12 +314,19 @@ struct Session {
     progress: Progress,
     router: Option<SessionRouter>,
     upstream_key: Option<UpstreamKey>,
-    /// ParameterStatus values, kept to replay the session on another upstream later.
+    /// ParameterStatus values, as the client last heard them.
     parameters: Vec<(String, String)>,
     /// Per-version accounting of a versioned session's requests (unused when unversioned).
     account: SessionAccount,
     ledger: RequestLedger,
-    _cancel_key: Option<CancelRegistration>,
+    /// The client's startup, replayed when the session moves to another upstream.
+    startup: StartupMessage,
+    cancel_key: Option<CancelRegistration>,
+    /// Switch requests (`switch.rs`); `None` once the registry has gone.
+    control: Option<mpsc::Receiver<SessionControl>>,
+    /// A connection to the next upstream, set up and waiting for the switch's commit.
+    pending: Option<Reconnected>,
+    _registration: Registration,
 }
 
 impl Session {
@@ -199,21 +334,35 @@ impl Session {
         client: ClientStream,
         upstream: UpstreamStream,
         established: Established,
+        startup: StartupMessage,
         router: Option<SessionRouter>,
         state: Arc<ProxyState>,
     ) -> Self {
+        let (registration, control) = state.sessions.register();
         Session {
             client,
             upstream,
-            from_client: Direction::new(established.client_leftover, state.config.max_message_len),
-            from_upstream: Direction::new(established.upstream_leftover, UPSTREAM_MAX_MESSAGE_LEN),
+            from_client: Direction::new(
+                established.client_leftover,
+                state.config.max_message_len,
+                true,
+            ),
+            from_upstream: Direction::new(
+                established.upstream_leftover,
+                UPSTREAM_MAX_MESSAGE_LEN,
+                false,
+            ),
             progress: Progress::default(),
             router,
             upstream_key: established.upstream_key,
             parameters: established.parameters,
             account: SessionAccount::new(state.telemetry.clone()),
             ledger: RequestLedger::default(),
-            _cancel_key: established.cancel_key,
+            startup,
+            cancel_key: established.cancel_key,
+            control: Some(control),
+            pending: None,
+            _registration: registration,
             state,
         }
     }
@@ -234,89 +383,239 @@ impl Session {
             }
             Ok(()) => {}
         }
+        if let Some(pending) = self.pending.take() {
+            pending.discard().await;
+        }
         let _ = self.client.shutdown().await;
         let _ = self.upstream.shutdown().await;
         result
     }
 
-    /// Runs both pumps until one ends (or shutdown closes sessions).
+    /// Runs the pumps, stopping them for each switch request and starting them again after.
     async fn relay(&mut self) -> Result<(), SessionError> {
-        let shutdown = self.state.shutdown.clone();
-        let (client_reader, client_writer) = self.client.split();
-        let (upstream_reader, upstream_writer) = self.upstream.split();
-        let progress = &self.progress;
-        let parameters = &mut self.parameters;
-        let router = &mut self.router;
-        let account = &mut self.account;
-        let ledger = &self.ledger;
-
-        let wanted = if router.is_some() {
-            frontend::is_inspected_versioned
-        } else {
-            frontend::is_inspected
-        };
-        let to_upstream =
-            self.from_client
-                .pump(client_reader, upstream_writer, wanted, |tag, frame| {
-                    // Decided before this message itself counts as in flight.
-                    let idle = progress.idle();
-                    progress.sent(tag);
-                    let Some(router) = router.as_mut() else {
-                        return match tag {
-                            frontend::TERMINATE => Inspection::Stop,
-                            _ => Inspection::Continue,
-                        };
-                    };
-                    let inspection = match tag {
-                        frontend::TERMINATE => Inspection::Stop,
-                        frontend::QUERY | frontend::PARSE => {
-                            let inspection = route(router, idle, tag, frame);
-                            account_for(router, account, ledger);
-                            inspection
-                        }
-                        _ => Inspection::Continue,
-                    };
-                    if matches!(
-                        tag,
-                        frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
-                    ) {
-                        ledger.sent();
-                    }
-                    inspection
-                });
-        let to_client = self.from_upstream.pump(
-            upstream_reader,
-            client_writer,
-            is_inspected_upstream,
-            |tag, frame| inspect_upstream(progress, ledger, parameters, tag, frame),
-        );
-        tokio::select! {
-            // Fixed order: cheaper than tokio's random start, and each branch is one future.
-            biased;
-            _ = shutdown.sessions_closing() => Err(SessionError::Shutdown),
-            end = to_upstream => match end {
-                PumpEnd::Stopped => Ok(()),
-                PumpEnd::ReaderClosed => Err(SessionError::ClientGone),
-                PumpEnd::WriterFailed => Err(self.upstream_gone()),
-                PumpEnd::Protocol(error) => Err(SessionError::client_protocol(error)),
-                PumpEnd::Invalid(reason) => Err(SessionError::ClientProtocol(reason.into())),
-            },
-            end = to_client => match end {
-                PumpEnd::ReaderClosed => Err(self.upstream_gone()),
-                PumpEnd::WriterFailed => Err(SessionError::ClientGone),
-                PumpEnd::Protocol(error) => Err(SessionError::UpstreamProtocol(error.to_string())),
-                PumpEnd::Invalid(reason) => Err(SessionError::UpstreamProtocol(reason.into())),
-                PumpEnd::Stopped => Ok(()),
-            },
+        loop {
+            match self.relay_until_control().await? {
+                Some(control) => self.obey(control).await?,
+                None => return Ok(()),
+            }
         }
     }
 
-    fn upstream_gone(&self) -> SessionError {
-        if self.progress.upstream_fatal.load(Ordering::Relaxed) {
-            SessionError::UpstreamEnded
-        } else {
-            SessionError::UpstreamClosed
+    /// Runs both pumps until one ends (or shutdown closes sessions), or until a switch request
+    /// arrives: then both pumps are stopped at clean points and the request is returned.
+    async fn relay_until_control(&mut self) -> Result<Option<SessionControl>, SessionError> {
+        let Session {
+            client,
+            upstream,
+            state,
+            from_client,
+            from_upstream,
+            progress,
+            router,
+            parameters,
+            control,
+            account,
+            ledger,
+            ..
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let gate = &state.pause;
+        let stop = CancellationToken::new();
+        let (client_reader, client_writer) = client.split();
+        let (upstream_reader, upstream_writer) = upstream.split();
+        let progress = &*progress;
+        let ledger = &*ledger;
+
+        let to_upstream = from_client.pump(
+            client_reader,
+            upstream_writer,
+            is_inspected_client,
+            |tag, frame| {
+                if tag == frontend::TERMINATE {
+                    return Inspection::Stop;
+                }
+                if !progress.enter(gate, tag) {
+                    return Inspection::Hold;
+                }
+                // Decided before this message itself counts as in flight.
+                let idle = progress.idle();
+                progress.sent(tag);
+                let Some(router) = router.as_mut() else {
+                    return Inspection::Continue;
+                };
+                let inspection = match tag {
+                    frontend::QUERY | frontend::PARSE => {
+                        let inspection = route(router, idle, tag, frame);
+                        account_for(router, account, ledger);
+                        inspection
+                    }
+                    _ => Inspection::Continue,
+                };
+                if matches!(
+                    tag,
+                    frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
+                ) {
+                    ledger.sent();
+                }
+                inspection
+            },
+            gate,
+            stop.cancelled(),
+        );
+        let to_client = from_upstream.pump(
+            upstream_reader,
+            client_writer,
+            is_inspected_upstream,
+            |tag, frame| inspect_upstream(progress, ledger, gate, parameters, tag, frame),
+            gate,
+            stop.cancelled(),
+        );
+        tokio::pin!(to_upstream, to_client);
+        let mut request = None;
+        let (mut client_side_stopped, mut upstream_side_stopped) = (false, false);
+        loop {
+            tokio::select! {
+                // Fixed order: cheaper than tokio's random start.
+                biased;
+                _ = shutdown.sessions_closing() => return Err(SessionError::Shutdown),
+                received = next_control(control), if request.is_none() && control.is_some() => {
+                    match received {
+                        Some(received) => {
+                            request = Some(received);
+                            stop.cancel();
+                        }
+                        None => *control = None,
+                    }
+                }
+                end = &mut to_upstream, if !client_side_stopped => match end {
+                    PumpEnd::Interrupted => client_side_stopped = true,
+                    PumpEnd::Stopped => return Ok(None),
+                    PumpEnd::ReaderClosed => return Err(SessionError::ClientGone),
+                    PumpEnd::WriterFailed => return Err(upstream_gone(progress)),
+                    PumpEnd::Protocol(error) => return Err(SessionError::client_protocol(error)),
+                    PumpEnd::Invalid(reason) => {
+                        return Err(SessionError::ClientProtocol(reason.into()));
+                    }
+                },
+                end = &mut to_client, if !upstream_side_stopped => match end {
+                    PumpEnd::Interrupted => upstream_side_stopped = true,
+                    PumpEnd::ReaderClosed => return Err(upstream_gone(progress)),
+                    PumpEnd::WriterFailed => return Err(SessionError::ClientGone),
+                    PumpEnd::Protocol(error) => {
+                        return Err(SessionError::UpstreamProtocol(error.to_string()));
+                    }
+                    PumpEnd::Invalid(reason) => {
+                        return Err(SessionError::UpstreamProtocol(reason.into()));
+                    }
+                    PumpEnd::Stopped => return Ok(None),
+                },
+            }
+            if client_side_stopped && upstream_side_stopped {
+                return Ok(request);
+            }
         }
+    }
+
+    /// Carries out a switch request with both pumps stopped.
+    async fn obey(&mut self, control: SessionControl) -> Result<(), SessionError> {
+        match control {
+            SessionControl::Prepare { plan, reply } => {
+                let result = self.prepare_move(&plan).await;
+                let _ = reply.send(result);
+            }
+            SessionControl::Commit { reply } => {
+                let result = self.commit_move().await;
+                let _ = reply.send(());
+                result?;
+            }
+            SessionControl::Abort { reply } => {
+                if let Some(pending) = self.pending.take() {
+                    pending.discard().await;
+                }
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens and sets up the connection to the plan's upstream; the old one stays in use.
+    async fn prepare_move(&mut self, plan: &SwitchPlan) -> Result<(), String> {
+        let who = format!(
+            "session of user \"{}\" on database \"{}\"",
+            self.startup.user(),
+            self.startup.database()
+        );
+        if !self.progress.quiet()
+            || !self.from_upstream.is_drained()
+            || !self.from_client.at_message_boundary()
+        {
+            return Err(format!("{who}: not at a transaction boundary"));
+        }
+        if let Some(old) = self.pending.take() {
+            old.discard().await;
+        }
+        let mut to_client = BytesMut::new();
+        let prepared =
+            reconnect::prepare(&mut self.upstream, &mut to_client, &self.startup, plan).await;
+        if !to_client.is_empty() {
+            let _ = self.client.write_all(&to_client).await;
+            let _ = self.client.flush().await;
+        }
+        match prepared {
+            Ok(reconnected) => {
+                self.pending = Some(reconnected);
+                Ok(())
+            }
+            Err(error) => Err(format!("{who}: {error}")),
+        }
+    }
+
+    /// Swaps to the prepared connection and ends the old one. The client keeps its cancel
+    /// key (now pointing at the new backend) and hears of every parameter whose value the new
+    /// server reports differently; that happens here, between two messages of its stream.
+    async fn commit_move(&mut self) -> Result<(), SessionError> {
+        let Some(reconnected) = self.pending.take() else {
+            return Ok(());
+        };
+        let mut old = std::mem::replace(&mut self.upstream, reconnected.stream);
+        let _ = old.write_all(&terminate_message()).await;
+        let _ = old.shutdown().await;
+        drop(old);
+        let login = reconnected.login;
+        self.from_upstream = Direction::new(login.leftover, UPSTREAM_MAX_MESSAGE_LEN, false);
+        let key = UpstreamKey {
+            target: self.state.upstream.load_full(),
+            process_id: login.process_id,
+            secret: login.secret,
+        };
+        if let Some(registration) = &self.cancel_key {
+            registration.repoint(key.clone());
+        }
+        self.upstream_key = Some(key);
+        let mut reports = BytesMut::new();
+        for (name, value) in login.parameters {
+            let known = self.parameters.iter_mut().find(|(known, _)| *known == name);
+            match known {
+                Some(entry) if entry.1 == value => continue,
+                Some(entry) => entry.1 = value.clone(),
+                None => self.parameters.push((name.clone(), value.clone())),
+            }
+            encode_message(&mut reports, backend::PARAMETER_STATUS, |b| {
+                b.put_slice(name.as_bytes());
+                b.put_u8(0);
+                b.put_slice(value.as_bytes());
+                b.put_u8(0);
+            });
+        }
+        if !reports.is_empty() {
+            let written = async {
+                self.client.write_all(&reports).await?;
+                self.client.flush().await
+            };
+            written.await.map_err(|_| SessionError::ClientGone)?;
+        }
+        tracing::debug!("session moved to the new upstream");
+        Ok(())
     }
 
     /// The client vanished: stop whatever it left running upstream, then close politely.
@@ -328,6 +627,32 @@ impl Session {
             tracing::warn!(%error, "could not cancel the upstream query of a vanished client");
         }
         let _ = self.upstream.write_all(&terminate_message()).await;
+    }
+}
+
+impl Drop for Session {
+    /// A session that ends with work in flight no longer counts as busy.
+    fn drop(&mut self) {
+        if self.progress.busy.swap(false, Ordering::Relaxed) {
+            self.state.pause.leave();
+        }
+    }
+}
+
+async fn next_control(
+    control: &mut Option<mpsc::Receiver<SessionControl>>,
+) -> Option<SessionControl> {
+    match control {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn upstream_gone(progress: &Progress) -> SessionError {
+    if progress.upstream_fatal.load(Ordering::Relaxed) {
+        SessionError::UpstreamEnded
+    } else {
+        SessionError::UpstreamClosed
     }
 }
 
@@ -366,6 +691,7 @@ fn is_inspected_upstream(tag: u8) -> bool {
 fn inspect_upstream(
     progress: &Progress,
     ledger: &RequestLedger,
+    gate: &PauseGate,
     parameters: &mut Vec<(String, String)>,
     tag: u8,
     frame: &[u8],
@@ -382,6 +708,7 @@ fn inspect_upstream(
                     .awaiting_ready
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
             ledger.ready();
+            progress.maybe_leave(gate);
         }
         backend::ERROR_RESPONSE => {
             if let Some(fields) = backend::error_fields(frame) {

@@ -1,11 +1,15 @@
-//! What every session of one proxy shares: configuration, the upstream, TLS and cancel keys.
+//! What every session of one proxy shares: configuration, the upstream, TLS and cancel keys,
+//! the pause gate and the registry the upstream switch reaches sessions through.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use arc_swap::ArcSwap;
 use tokio_rustls::TlsAcceptor;
 
 use super::cancel::CancelRegistry;
+use super::pause::PauseGate;
+use super::switch::{SessionRegistry, Switchboard};
 use super::upstream::{UpstreamError, UpstreamTarget};
 use crate::config::{ClientTlsMode, Config};
 use crate::net::tls;
@@ -27,7 +31,8 @@ pub enum StateError {
 
 pub struct ProxyState {
     pub config: Config,
-    pub upstream: Arc<UpstreamTarget>,
+    /// Where new sessions connect; replaced whole by a committed upstream switch.
+    pub upstream: ArcSwap<UpstreamTarget>,
     /// Present unless client TLS is disabled.
     pub tls_acceptor: Option<TlsAcceptor>,
     pub cancel_keys: Arc<CancelRegistry>,
@@ -40,6 +45,10 @@ pub struct ProxyState {
     pub session_counters: SessionCounters,
     /// Per-version and per-rule counters (admin API, heartbeat, canary guard).
     pub telemetry: Arc<Telemetry>,
+    pub pause: PauseGate,
+    /// Established sessions, for the upstream switch.
+    pub sessions: Arc<SessionRegistry>,
+    pub switchboard: Arc<Switchboard>,
 }
 
 /// Per-proxy session counts, read by the admin API's /metrics.
@@ -71,7 +80,10 @@ impl ProxyState {
                 max_entries: config.rewrite_cache_entries,
                 ..CacheConfig::default()
             })),
-            upstream: Arc::new(UpstreamTarget::from_config(&config)?),
+            upstream: ArcSwap::from_pointee(UpstreamTarget::from_config(&config)?),
+            pause: PauseGate::default(),
+            sessions: Arc::default(),
+            switchboard: Arc::default(),
             tls_acceptor,
             cancel_keys: CancelRegistry::new(),
             shutdown,

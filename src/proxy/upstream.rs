@@ -62,7 +62,13 @@ pub struct UpstreamTarget {
 
 impl UpstreamTarget {
     pub fn from_config(config: &Config) -> Result<Self, UpstreamError> {
-        let url = &config.upstream;
+        Self::from_url(&config.upstream, config)
+    }
+
+    /// A target from `url`, with TLS defaults and timeouts from `config` (an upstream switch
+    /// names its new upstream this way).
+    pub fn from_url(url: &str, config: &Config) -> Result<Self, UpstreamError> {
+        let url = &url.to_owned();
         let invalid = |reason: &str| UpstreamError::InvalidUrl {
             url: url.clone(),
             reason: reason.to_owned(),

@@ -1,0 +1,465 @@
+//! Moving one session to another upstream: capture its state on the old connection, open and
+//! log in a new one, and replay the state there. Used by the two-phase switch (`switch.rs`)
+//! while the session stands at a transaction boundary with its pumps stopped.
+//!
+//! Session state is *asked of the old server* rather than reconstructed from the statements
+//! the client sent: `pg_settings` rows whose source is `session` are exactly the settings the
+//! client changed with SET, RESET or `set_config(..., false)` and that are still in effect
+//! (a SET that failed, or was rolled back with its transaction, is not there), and
+//! `pg_prepared_statements` lists every named prepared statement that exists now, with the
+//! text the server parsed (already rewritten for the session's version) and its parameter
+//! types. The query runs as a named statement of the proxy's own in the extended protocol,
+//! so it leaves the client's unnamed statement alone, and the old connection stays usable if
+//! the switch is aborted.
+//!
+//! Replay on the new connection: the client's StartupMessage (the login, `upstream_auth.rs`),
+//! then `set_config(name, value, false)` for each setting (client_encoding first, role and
+//! session_authorization last, so the rest is set with the original privileges), then a Parse
+//! for each protocol-level prepared statement and the original `PREPARE` statement for
+//! SQL-level ones (cut out of its query string when that held several statements). Any error fails the move; the caller aborts the whole switch.
+//!
+//! Not carried over (documented in docs/CLIENT_SESSION.md): temporary tables, session advisory
+//! locks, LISTEN registrations, WITH HOLD cursors, the unnamed prepared statement, and
+//! sequence state (`currval`).
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::upstream::{UpstreamError, UpstreamTarget};
+use super::upstream_auth::{self, Credentials, LoggedIn, LoginError};
+use crate::net::stream::UpstreamStream;
+use crate::protocol::backend::{self, TransactionStatus};
+use crate::protocol::frame::{HEADER_LEN, encode_message};
+use crate::protocol::reader::{MessageReader, ReadError};
+use crate::protocol::startup::StartupMessage;
+use crate::rewriter::splice::TextIndex;
+use crate::rewriter::statements;
+
+/// The proxy's own statement on the old connection; a name no driver generates.
+const STATE_STATEMENT: &str = "__viewgate_session_state";
+/// Session settings and prepared statements, one row each: kind, name, value, parameter OIDs.
+const STATE_SQL: &str = "SELECT 's', name, pg_catalog.current_setting(name), NULL \
+     FROM pg_catalog.pg_settings WHERE source = 'session' \
+     AND name NOT IN ('transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
+     UNION ALL \
+     SELECT CASE WHEN from_sql THEN 'q' ELSE 'p' END, name, statement, \
+     parameter_types::pg_catalog.oid[]::pg_catalog.text \
+     FROM pg_catalog.pg_prepared_statements WHERE name <> '__viewgate_session_state'";
+const SET_CONFIG_SQL: &[u8] = b"SELECT pg_catalog.set_config($1, $2, false)";
+/// Type OIDs below this are built in and equal on every cluster; others are left for the new
+/// server to infer (a user-defined type has another OID there).
+const FIRST_NORMAL_OBJECT_ID: u32 = 16_384;
+const TEXT_OID: u32 = 25;
+/// Bound on one message while capturing and replaying state.
+const MESSAGE_MAX_LEN: usize = 1 << 30;
+
+const PARSE_COMPLETE: u8 = b'1';
+const BIND_COMPLETE: u8 = b'2';
+const CLOSE_COMPLETE: u8 = b'3';
+const DATA_ROW: u8 = b'D';
+const COMMAND_COMPLETE: u8 = b'C';
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconnectError {
+    #[error("reading the session's state on the old upstream failed: {0}")]
+    Capture(String),
+    #[error(transparent)]
+    Connect(#[from] UpstreamError),
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    #[error("replaying the session's state on the new upstream failed: {0}")]
+    Replay(String),
+    #[error(
+        "prepared statement {0:?} was created by a multi-statement query and cannot be replayed"
+    )]
+    UnreplayablePrepare(String),
+}
+
+/// Where sessions move to, shared by all sessions of one switch.
+pub struct SwitchPlan {
+    pub target: Arc<UpstreamTarget>,
+    pub credentials: Credentials,
+}
+
+/// A new upstream connection, logged in and carrying the session's state.
+pub struct Reconnected {
+    pub stream: UpstreamStream,
+    pub login: LoggedIn,
+}
+
+impl Reconnected {
+    /// Ends the new connection politely (the switch was aborted).
+    pub async fn discard(mut self) {
+        let _ = self.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// What a session has that a new connection must be given.
+#[derive(Debug, Default, PartialEq)]
+struct SessionState {
+    settings: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Protocol-level statements: name, text, parameter type OIDs.
+    statements: Vec<(Vec<u8>, Vec<u8>, Vec<u32>)>,
+    /// SQL-level `PREPARE` texts.
+    prepares: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Captures the session's state on `old`, opens a connection per `plan` and replays it there.
+/// Messages the old server sends on its own meanwhile (notifications, notices) are appended to
+/// `to_client`.
+pub async fn prepare(
+    old: &mut UpstreamStream,
+    to_client: &mut BytesMut,
+    startup: &StartupMessage,
+    plan: &SwitchPlan,
+) -> Result<Reconnected, ReconnectError> {
+    let state = capture(old, to_client).await?;
+    let mut stream = plan.target.connect().await?;
+    let mut login =
+        upstream_auth::login(&mut stream, &plan.target, startup, &plan.credentials).await?;
+    // The server says nothing after its first ReadyForQuery until asked.
+    if !login.leftover.is_empty() {
+        return Err(ReconnectError::Replay(
+            "unexpected data after the login".into(),
+        ));
+    }
+    let mut reader = MessageReader::new(MESSAGE_MAX_LEN);
+    replay(&mut stream, &mut reader, &state, &mut login.parameters).await?;
+    login.leftover = reader.into_leftover();
+    Ok(Reconnected { stream, login })
+}
+
+async fn capture(
+    old: &mut UpstreamStream,
+    to_client: &mut BytesMut,
+) -> Result<SessionState, ReconnectError> {
+    let mut out = BytesMut::new();
+    parse(
+        &mut out,
+        STATE_STATEMENT.as_bytes(),
+        STATE_SQL.as_bytes(),
+        &[],
+    );
+    bind(&mut out, STATE_STATEMENT.as_bytes(), &[]);
+    execute(&mut out);
+    encode_message(&mut out, b'C', |b| {
+        b.put_u8(b'S');
+        put_cstr(b, STATE_STATEMENT.as_bytes());
+    });
+    sync(&mut out);
+    write(old, &out)
+        .await
+        .map_err(|e| ReconnectError::Capture(e.to_string()))?;
+    let mut reader = MessageReader::new(MESSAGE_MAX_LEN);
+    let mut state = SessionState::default();
+    let mut failure = None;
+    loop {
+        let frame = reader
+            .next(old)
+            .await
+            .map_err(|e| ReconnectError::Capture(read_error(e)))?;
+        match frame[0] {
+            DATA_ROW => {
+                if let Err(reason) = state.add_row(&frame) {
+                    failure.get_or_insert(reason);
+                }
+            }
+            PARSE_COMPLETE | BIND_COMPLETE | CLOSE_COMPLETE | COMMAND_COMPLETE => {}
+            backend::ERROR_RESPONSE => {
+                failure.get_or_insert(error_text(&frame));
+            }
+            backend::READY_FOR_QUERY => {
+                if backend::ready_for_query(&frame) != Some(TransactionStatus::Idle) {
+                    failure.get_or_insert("the session is not idle".into());
+                }
+                break;
+            }
+            // Notifications, notices and parameter reports belong to the client.
+            _ => to_client.extend_from_slice(&frame),
+        }
+    }
+    // Nothing else is in flight at a boundary, so nothing can have been read past the
+    // ReadyForQuery; if something was, the stream is not what we think it is.
+    if !reader.into_leftover().is_empty() {
+        failure.get_or_insert("unexpected data after the state query".into());
+    }
+    match failure {
+        Some(reason) => Err(ReconnectError::Capture(reason)),
+        None => {
+            state.order_settings();
+            Ok(state)
+        }
+    }
+}
+
+impl SessionState {
+    fn add_row(&mut self, frame: &[u8]) -> Result<(), String> {
+        let fields = data_row(frame).ok_or("a malformed row")?;
+        let [Some(kind), Some(name), Some(value), types] = fields.as_slice() else {
+            return Err("a row of the wrong shape".into());
+        };
+        match kind.as_slice() {
+            b"s" => self.settings.push((name.clone(), value.clone())),
+            b"p" => {
+                let types = types.as_deref().map(parse_oid_array).unwrap_or_default();
+                self.statements.push((name.clone(), value.clone(), types));
+            }
+            b"q" => self.prepares.push((name.clone(), value.clone())),
+            _ => return Err("a row of an unknown kind".into()),
+        }
+        Ok(())
+    }
+
+    /// client_encoding first (later values arrive in it), role and session_authorization
+    /// last (the rest is set with the login's privileges).
+    fn order_settings(&mut self) {
+        let rank = |name: &[u8]| match name {
+            b"client_encoding" => 0,
+            b"role" | b"session_authorization" => 2,
+            _ => 1,
+        };
+        self.settings.sort_by_key(|(name, _)| rank(name));
+        // session_authorization resets role, so role goes after it.
+        self.settings
+            .sort_by_key(|(name, _)| name.as_slice() == b"role");
+    }
+}
+
+async fn replay(
+    stream: &mut UpstreamStream,
+    reader: &mut MessageReader,
+    state: &SessionState,
+    parameters: &mut Vec<(String, String)>,
+) -> Result<(), ReconnectError> {
+    let mut out = BytesMut::new();
+    if !state.settings.is_empty() {
+        parse(&mut out, b"", SET_CONFIG_SQL, &[TEXT_OID, TEXT_OID]);
+        for (name, value) in &state.settings {
+            bind(&mut out, b"", &[name, value]);
+            execute(&mut out);
+        }
+    }
+    for (name, text, types) in &state.statements {
+        let types: Vec<u32> = types
+            .iter()
+            .map(|&oid| if oid < FIRST_NORMAL_OBJECT_ID { oid } else { 0 })
+            .collect();
+        parse(&mut out, name, text, &types);
+    }
+    sync(&mut out);
+    for (name, text) in &state.prepares {
+        let statement = if is_single_statement(text) {
+            text.clone()
+        } else {
+            prepare_statement_of(text, name).ok_or_else(|| {
+                ReconnectError::UnreplayablePrepare(String::from_utf8_lossy(name).into_owned())
+            })?
+        };
+        encode_message(&mut out, b'Q', |b| put_cstr(b, &statement));
+    }
+    write(stream, &out)
+        .await
+        .map_err(|e| ReconnectError::Replay(e.to_string()))?;
+    let mut ready_owed = 1 + state.prepares.len();
+    let mut failure = None;
+    while ready_owed > 0 {
+        let frame = reader
+            .next(stream)
+            .await
+            .map_err(|e| ReconnectError::Replay(read_error(e)))?;
+        match frame[0] {
+            backend::ERROR_RESPONSE => {
+                failure.get_or_insert(error_text(&frame));
+            }
+            backend::PARAMETER_STATUS => {
+                if let Some((name, value)) = backend::parameter_status(&frame) {
+                    match parameters.iter_mut().find(|(known, _)| *known == name) {
+                        Some(entry) => entry.1 = value,
+                        None => parameters.push((name, value)),
+                    }
+                }
+            }
+            backend::READY_FOR_QUERY => ready_owed -= 1,
+            _ => {}
+        }
+    }
+    failure.map_or(Ok(()), |reason| Err(ReconnectError::Replay(reason)))
+}
+
+/// A PREPARE text holding one statement (a trailing semicolon allowed). Quotes are not
+/// parsed: a semicolon anywhere else makes the text count as several statements, which errs
+/// on the side of refusing the move.
+fn is_single_statement(text: &[u8]) -> bool {
+    let trimmed = text
+        .iter()
+        .rposition(|&b| !(b.is_ascii_whitespace() || b == b';'))
+        .map_or(&text[..0], |end| &text[..=end]);
+    !trimmed.contains(&b';')
+}
+
+/// The `PREPARE name ...` statement of a multi-statement query string (Postgres records the
+/// whole string a statement was prepared in). Found with the rewriter's tokenizer, so
+/// semicolons in strings, comments and dollar quotes do not split it.
+fn prepare_statement_of(text: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    use sqlparser::tokenizer::Token;
+    let text = std::str::from_utf8(text).ok()?;
+    let name = std::str::from_utf8(name).ok()?;
+    let index = TextIndex::new(text);
+    statements::split(text, &index)
+        .ok()?
+        .into_iter()
+        .find(|statement| {
+            let mut words = statement
+                .tokens
+                .iter()
+                .filter_map(|token| match &token.token {
+                    Token::Word(word) => Some(word),
+                    _ => None,
+                });
+            let first = words.next();
+            let second = words.next();
+            matches!((first, second), (Some(keyword), Some(word))
+            if keyword.value.eq_ignore_ascii_case("prepare")
+                && match word.quote_style {
+                    Some(_) => word.value == name,
+                    None => word.value.to_lowercase() == name,
+                })
+        })
+        .map(|statement| text[statement.range].as_bytes().to_vec())
+}
+
+fn parse(out: &mut BytesMut, name: &[u8], sql: &[u8], types: &[u32]) {
+    encode_message(out, b'P', |b| {
+        put_cstr(b, name);
+        put_cstr(b, sql);
+        b.put_u16(types.len() as u16);
+        for oid in types {
+            b.put_u32(*oid);
+        }
+    });
+}
+
+/// Binds the unnamed portal to `statement` with text parameters and text results.
+fn bind(out: &mut BytesMut, statement: &[u8], params: &[&Vec<u8>]) {
+    encode_message(out, b'B', |b| {
+        b.put_u8(0);
+        put_cstr(b, statement);
+        b.put_u16(0);
+        b.put_u16(params.len() as u16);
+        for param in params {
+            b.put_i32(param.len() as i32);
+            b.put_slice(param);
+        }
+        b.put_u16(0);
+    });
+}
+
+fn execute(out: &mut BytesMut) {
+    encode_message(out, b'E', |b| {
+        b.put_u8(0);
+        b.put_i32(0);
+    });
+}
+
+fn sync(out: &mut BytesMut) {
+    encode_message(out, b'S', |_| {});
+}
+
+fn put_cstr(out: &mut BytesMut, bytes: &[u8]) {
+    out.put_slice(bytes);
+    out.put_u8(0);
+}
+
+/// The fields of a DataRow (`None` for SQL NULL); `None` when malformed.
+fn data_row(frame: &[u8]) -> Option<Vec<Option<Vec<u8>>>> {
+    let body = frame.get(HEADER_LEN..)?;
+    let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    let mut rest = &body[2..];
+    let mut fields = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        if len < 0 {
+            fields.push(None);
+        } else {
+            let len = len as usize;
+            fields.push(Some(rest.get(..len)?.to_vec()));
+            rest = &rest[len..];
+        }
+    }
+    Some(fields)
+}
+
+/// `{23,25}` → [23, 25].
+fn parse_oid_array(text: &[u8]) -> Vec<u32> {
+    String::from_utf8_lossy(text)
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .filter_map(|oid| oid.trim().parse().ok())
+        .collect()
+}
+
+fn error_text(frame: &[u8]) -> String {
+    backend::error_fields(frame)
+        .map(|fields| format!("{} (SQLSTATE {})", fields.message, fields.code))
+        .unwrap_or_else(|| "an unreadable error".into())
+}
+
+fn read_error(error: ReadError) -> String {
+    error.to_string()
+}
+
+async fn write(stream: &mut UpstreamStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_replayed_encoding_first_and_role_last() {
+        let mut state = SessionState::default();
+        for name in [
+            "role",
+            "search_path",
+            "session_authorization",
+            "client_encoding",
+        ] {
+            state.settings.push((name.into(), b"x".to_vec()));
+        }
+        state.order_settings();
+        let order: Vec<&[u8]> = state.settings.iter().map(|(n, _)| n.as_slice()).collect();
+        assert_eq!(
+            order,
+            [
+                b"client_encoding".as_slice(),
+                b"search_path",
+                b"session_authorization",
+                b"role"
+            ]
+        );
+    }
+
+    #[test]
+    fn oid_arrays_and_single_statements() {
+        assert_eq!(parse_oid_array(b"{23,25}"), [23, 25]);
+        assert_eq!(parse_oid_array(b"{}"), Vec::<u32>::new());
+        assert!(is_single_statement(b"PREPARE a AS SELECT 1;  "));
+        assert!(!is_single_statement(b"PREPARE a AS SELECT 1; SELECT 2"));
+        let text = b"SET x = 'a;b'; PREPARE \"Q\" AS SELECT ';'; prepare q2(int) AS SELECT $1";
+        assert_eq!(
+            prepare_statement_of(text, b"Q").unwrap(),
+            b"PREPARE \"Q\" AS SELECT ';'"
+        );
+        assert_eq!(
+            prepare_statement_of(text, b"q2").unwrap(),
+            b"prepare q2(int) AS SELECT $1"
+        );
+        assert_eq!(prepare_statement_of(text, b"q3"), None);
+    }
+}

@@ -1,0 +1,455 @@
+//! `viewgate cutover --upstream`: moving live sessions between two Postgres clusters.
+//!
+//! Cluster A holds the managed table (the seed example) and the viewgate catalog; cluster B
+//! gets A's schema (pg_dump --schema-only) and its rows by logical replication. Under pgbench
+//! load through the proxy (8 clients inserting and reading through the managed table), the
+//! cutover pauses every session at its transaction boundary, waits until the replication slot
+//! has confirmed everything A wrote (`--wait-replication`), moves every session to B and
+//! resumes: no transaction fails, and B holds exactly the rows pgbench was told were
+//! committed, those written after the cutover only on B. Run with `-M simple` and
+//! `-M prepared` (named statements, replayed on B). Also: a cutover to an unreachable server
+//! is aborted and clients go on with A; sessions keep their settings, SQL- and protocol-level
+//! prepared statements across a move; a password login on B comes from `upstream_passfile`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::versions::EXAMPLE;
+use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
+use viewgate::pg_cluster::{ClusterAuth, ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
+
+const TOKEN: &str = "cutover-test-token";
+const CLIENTS: &str = "8";
+const LOAD_SECONDS: u64 = 10;
+/// B's sequence starts here, so rows written on B are told apart from replicated ones.
+const B_IDS_FROM: i64 = 1_000_000_000;
+const SLOT: &str = "viewgate_cutover";
+
+/// Each transaction inserts one row through the managed table and reads it back.
+const SCRIPT: &str = "\\set n random(1, 1000000000)\n\
+BEGIN;\n\
+INSERT INTO model_metadata (model_name, model_version) VALUES ('bench', :n::text);\n\
+SELECT model_name FROM model_metadata WHERE model_version = :n::text LIMIT 1;\n\
+END;\n";
+
+struct Clusters {
+    a: ThrowawayCluster,
+    b: ThrowawayCluster,
+}
+
+/// A with the seed example, catalog (default v1) and a publication; B with A's schema,
+/// subscribed, its sequence moved past A's ids.
+fn replicated_clusters(b_auth: ClusterAuth) -> Clusters {
+    let a = ThrowawayCluster::start(&ClusterOptions {
+        settings: vec!["wal_level = logical".into()],
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let b = ThrowawayCluster::start(&ClusterOptions {
+        auth: b_auth,
+        settings: vec!["wal_receiver_status_interval = 1".into()],
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let schema = std::fs::read_to_string(Path::new(EXAMPLE).join("schema.sql")).unwrap();
+    a.psql("postgres", &schema).unwrap();
+    run_ok(Command::new(viewgate_binary()).args([
+        "views",
+        "apply",
+        "--spec",
+        &format!("{EXAMPLE}/viewgate.toml"),
+        "--database",
+        &a.url(SUPERUSER, "postgres"),
+    ]));
+    a.psql(
+        "postgres",
+        "UPDATE viewgate.settings SET default_version = 'v1'",
+    )
+    .unwrap();
+    let dump = Command::new(a.bin("pg_dump"))
+        .args([
+            "--schema-only",
+            "--no-publications",
+            "--no-subscriptions",
+            "-d",
+        ])
+        .arg(a.admin_conninfo("postgres"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    // Through a file: the dump uses psql meta-commands (\restrict), which -c does not run.
+    let dump_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(dump_file.path(), &dump.stdout).unwrap();
+    let restore = Command::new(b.bin("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(b.admin_conninfo("postgres"))
+        .arg("-f")
+        .arg(dump_file.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(restore.status.success(), "{}", text(&restore));
+    a.psql(
+        "postgres",
+        "CREATE PUBLICATION viewgate_cutover FOR ALL TABLES",
+    )
+    .unwrap();
+    b.psql(
+        "postgres",
+        &format!(
+            "CREATE SUBSCRIPTION viewgate_cutover CONNECTION 'host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres' \
+             PUBLICATION viewgate_cutover WITH (slot_name = '{SLOT}', synchronous_commit = 'on')",
+            a.port()
+        ),
+    )
+    .unwrap();
+    b.psql(
+        "postgres",
+        &format!("SELECT setval('public.model_metadata_id_seq', {B_IDS_FROM})"),
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || b
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'"
+            )
+            .is_ok_and(|n| n == "0")),
+        "B's initial copy did not finish"
+    );
+    Clusters { a, b }
+}
+
+struct Proxy {
+    process: ProxyProcess,
+    admin: String,
+}
+
+/// A proxy in front of A, versioned by A's catalog, with its admin API.
+fn proxy_in_front_of(a: &ThrowawayCluster, extra: &[(&str, &str)]) -> Proxy {
+    let admin_port = free_port().unwrap();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
+    let catalog = a.url(SUPERUSER, "postgres");
+    let mut env = vec![
+        ("VIEWGATE_ADMIN_LISTEN", admin_listen.as_str()),
+        ("VIEWGATE_ADMIN_TOKEN", TOKEN),
+        ("VIEWGATE_CATALOG", catalog.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let process = ProxyProcess::start(a, &env);
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    }));
+    Proxy {
+        process,
+        admin: format!("http://{admin_listen}"),
+    }
+}
+
+impl Proxy {
+    fn cutover(&self, url: &str, extra: &[&str]) -> Output {
+        Command::new(viewgate_binary())
+            .args(["cutover", "--upstream", url, "--admin", &self.admin])
+            .args(["--timeout", "10s"])
+            .args(extra)
+            .env("VIEWGATE_ADMIN_TOKEN", TOKEN)
+            .env_remove("VIEWGATE_DATABASE")
+            .output()
+            .unwrap()
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+            self.process.port
+        )
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+/// Stops the proxy and returns what it logged, for failure messages.
+fn log_of(proxy: Proxy) -> String {
+    let mut process = proxy.process;
+    let _ = process.child.kill();
+    let mut log = String::new();
+    if let Some(mut stderr) = process.child.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut log);
+    }
+    log
+}
+
+fn upstream_url(cluster: &ThrowawayCluster) -> String {
+    format!("postgres://127.0.0.1:{}?sslmode=disable", cluster.port())
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn count(cluster: &ThrowawayCluster, filter: &str) -> i64 {
+    cluster
+        .psql(
+            "postgres",
+            &format!("SELECT count(*) FROM public.model_metadata WHERE {filter}"),
+        )
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn cutover_under_load(mode: &str) {
+    let clusters = replicated_clusters(ClusterAuth::Trust);
+    let proxy = proxy_in_front_of(&clusters.a, &[]);
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(script.path(), SCRIPT).unwrap();
+    let bench = Command::new(clusters.a.bin("pgbench"))
+        .args(["-h", "127.0.0.1", "-p", &proxy.process.port.to_string()])
+        .args(["-U", SUPERUSER, "-n", "-M", mode, "-c", CLIENTS, "-j", "2"])
+        .args(["-T", &LOAD_SECONDS.to_string(), "--failures-detailed", "-f"])
+        .arg(script.path())
+        .arg("postgres")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(LOAD_SECONDS / 3));
+    let catalog = clusters.a.url(SUPERUSER, "postgres");
+    let cutover = proxy.cutover(
+        &upstream_url(&clusters.b),
+        &["--database", &catalog, "--wait-replication", SLOT],
+    );
+    let report = text(&cutover);
+    assert!(cutover.status.success(), "{report}");
+    eprintln!("pgbench -M {mode}: cutover A -> B: {}", report.trim());
+    let bench = bench.wait_with_output().unwrap();
+    let out = text(&bench);
+    assert!(bench.status.success(), "{out}");
+    assert!(
+        out.lines()
+            .any(|line| line.starts_with("number of failed transactions: 0 ")),
+        "{out}"
+    );
+    let committed: i64 = out
+        .lines()
+        .find_map(|line| line.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no transaction count in:\n{out}"));
+    assert!(committed > 0, "{out}");
+
+    let b_ids = format!("id >= {B_IDS_FROM}");
+    let a_ids = format!("id < {B_IDS_FROM}");
+    assert_eq!(
+        count(&clusters.b, "model_name = 'bench'"),
+        committed,
+        "B holds exactly the committed rows"
+    );
+    assert!(
+        count(&clusters.b, &b_ids) > 0,
+        "rows written after the cutover are on B"
+    );
+    assert_eq!(count(&clusters.a, &b_ids), 0, "and not on A");
+    assert_eq!(
+        count(&clusters.a, "true"),
+        count(&clusters.b, &a_ids),
+        "every row written on A reached B before the switch"
+    );
+    assert!(
+        clusters
+            .a
+            .psql("postgres", "SELECT upstream FROM viewgate.settings")
+            .unwrap()
+            .contains(&format!("127.0.0.1:{}", clusters.b.port())),
+        "the switch is recorded in the catalog"
+    );
+    assert_eq!(
+        clusters
+            .a
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM viewgate.apply_history WHERE action = 'upstream'"
+            )
+            .unwrap(),
+        "1"
+    );
+}
+
+#[test]
+fn upstream_cutover_under_pgbench_load_simple_protocol() {
+    cutover_under_load("simple");
+}
+
+#[test]
+fn upstream_cutover_under_pgbench_load_prepared_statements() {
+    cutover_under_load("prepared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_to_an_unreachable_server_is_aborted_and_clients_go_on() {
+    let clusters = replicated_clusters(ClusterAuth::Trust);
+    let proxy = proxy_in_front_of(&clusters.a, &[]);
+    let client = proxy.client().await;
+    let before: i32 = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let busy = tokio::spawn({
+        let client = proxy.client().await;
+        async move {
+            for i in 0..200 {
+                client
+                    .query_one("SELECT $1::int", &[&i])
+                    .await
+                    .expect("no query fails while the cutover is tried and aborted");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let nowhere = format!(
+        "postgres://127.0.0.1:{}?sslmode=disable",
+        free_port().unwrap()
+    );
+    let output = tokio::task::spawn_blocking(move || (proxy.cutover(&nowhere, &[]), proxy))
+        .await
+        .unwrap();
+    let (output, proxy) = output;
+    assert!(!output.status.success());
+    let error = text(&output);
+    assert!(
+        error.contains("aborted") && error.contains("could not connect"),
+        "{error}"
+    );
+    if busy.await.is_err() {
+        panic!("a query failed; proxy log:\n{}", log_of(proxy));
+    }
+    let after: i32 = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(before, after, "still on A");
+    assert_eq!(after, i32::from(clusters.a.port()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_settings_and_prepared_statements_and_log_in_with_the_passfile() {
+    let clusters = replicated_clusters(ClusterAuth::Password);
+    clusters
+        .b
+        .psql("postgres", "ALTER ROLE postgres PASSWORD 'secret-b'")
+        .unwrap();
+    let passfile = tempfile::NamedTempFile::new().unwrap();
+    let passfile_path = passfile.path().display().to_string();
+    let proxy = proxy_in_front_of(
+        &clusters.a,
+        &[("VIEWGATE_UPSTREAM_PASSFILE", passfile_path.as_str())],
+    );
+    let client = proxy.client().await;
+    client
+        .batch_execute(
+            "SET search_path = pg_catalog, public; SET statement_timeout = '42s'; \
+             SET TIME ZONE 'Asia/Tokyo'; PREPARE by_name(text) AS SELECT count(*) FROM model_metadata WHERE model_name = $1",
+        )
+        .await
+        .unwrap();
+    let statement = client
+        .prepare("SELECT $1::int8 + 1, current_setting('statement_timeout')")
+        .await
+        .unwrap();
+
+    // No password for B yet: the cutover fails naming the user, and nothing changed.
+    std::fs::write(passfile.path(), "127.0.0.1:1:*:postgres:wrong\n").unwrap();
+    let output = proxy.cutover(&upstream_url(&clusters.b), &[]);
+    assert!(!output.status.success());
+    let error = text(&output);
+    assert!(
+        error.contains("upstream_passfile has no password for user \"postgres\""),
+        "{error}"
+    );
+    let port: i32 = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(port, i32::from(clusters.a.port()));
+
+    std::fs::write(
+        passfile.path(),
+        format!("127.0.0.1:{}:*:postgres:secret-b\n", clusters.b.port()),
+    )
+    .unwrap();
+    let output = proxy.cutover(&upstream_url(&clusters.b), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    let port: i32 = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(port, i32::from(clusters.b.port()), "the session is on B");
+    let row = client.query_one(&statement, &[&41i64]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+    assert_eq!(row.get::<_, String>(1), "42s");
+    let settings = client
+        .query_one(
+            "SELECT current_setting('search_path'), current_setting('TimeZone')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(settings.get::<_, String>(0), "pg_catalog, public");
+    assert_eq!(settings.get::<_, String>(1), "Asia/Tokyo");
+    let rows = client
+        .simple_query("EXECUTE by_name('nobody')")
+        .await
+        .unwrap();
+    let rows = rows
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 1, "the SQL-level prepared statement runs on B");
+    // The session still runs at its version: v1's view, not the base table.
+    let columns = client
+        .prepare("SELECT * FROM model_metadata")
+        .await
+        .unwrap()
+        .columns()
+        .len();
+    assert_eq!(columns, 5);
+    // New sessions go to B too, and log in there with their own password (relayed).
+    let url = format!(
+        "postgres://{SUPERUSER}:secret-b@127.0.0.1:{}/postgres",
+        proxy.process.port
+    );
+    let (fresh, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let port: i32 = fresh
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(port, i32::from(clusters.b.port()));
+}
