@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use crate::proxy::state::ProxyState;
 use crate::telemetry::Telemetry;
-use crate::telemetry::histogram::LATENCY_BUCKETS;
+use crate::telemetry::histogram::{HistogramSnapshot, LATENCY_BUCKETS};
 
 /// All metrics in the Prometheus text format (version 0.0.4).
 pub fn render(state: &ProxyState) -> String {
@@ -70,19 +70,14 @@ pub fn render(state: &ProxyState) -> String {
         "1 while the pause gate is closed (pause or upstream cutover), else 0.",
         u64::from(state.pause.is_closed()),
     );
-    let (buckets, count, sum) = state.pause.histogram().snapshot();
     let name = "viewgate_pause_wait_seconds";
-    let _ = write!(
-        out,
-        "# HELP {name} How long client messages and new sessions waited at the pause gate.\n# TYPE {name} histogram\n"
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "How long client messages and new sessions waited at the pause gate.",
     );
-    for (bound, cumulative) in buckets {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-    }
-    let _ = write!(
-        out,
-        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}\n"
-    );
+    histogram(&mut out, name, "", &state.pause.histogram().snapshot());
     render_versions(&mut out, &state.telemetry);
     out
 }
@@ -153,17 +148,8 @@ fn render_versions(out: &mut String, telemetry: &Telemetry) {
         "Time from sending a request upstream to its ReadyForQuery, per version.",
     );
     for v in &versions {
-        let labels = format!("version=\"{}\"", v.version);
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(&v.latency.cumulative) {
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels},le=\"+Inf\"}} {}",
-            v.latency.count
-        );
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", v.latency.sum_seconds);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", v.latency.count);
+        let labels = format!("version=\"{}\",", v.version);
+        histogram(out, name, &labels, &v.latency);
     }
     header(
         out,
@@ -174,6 +160,26 @@ fn render_versions(out: &mut String, telemetry: &Telemetry) {
     for (rule, hits) in telemetry.rule_hits() {
         let _ = writeln!(out, "viewgate_rule_hits_total{{rule=\"{rule}\"}} {hits}");
     }
+}
+
+/// One histogram's series; `labels` is empty or ends with a comma.
+fn histogram(out: &mut String, name: &str, labels: &str, snapshot: &HistogramSnapshot) {
+    for (bound, count) in LATENCY_BUCKETS.iter().zip(&snapshot.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}le=\"+Inf\"}} {}",
+        snapshot.count
+    );
+    let labels = labels.trim_end_matches(',');
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", snapshot.sum_seconds);
+    let _ = writeln!(out, "{name}_count{braces} {}", snapshot.count);
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

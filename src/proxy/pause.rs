@@ -19,16 +19,14 @@
 //! opens (a per-pause summary for the caller) and kept in a histogram for /metrics.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::telemetry::histogram::LatencyHistogram;
 use tokio::sync::{Notify, watch};
 
-/// Upper bounds of the wait histogram's buckets, in seconds (Prometheus `le` labels).
-pub const WAIT_BUCKETS: [f64; 12] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 /// Hold start times kept for one pause's summary; beyond this only the histogram counts.
 const MAX_TRACKED_HOLDS: usize = 100_000;
 
@@ -40,7 +38,7 @@ pub struct PauseGate {
     /// Woken when a session leaves busy while the gate is closed.
     quiet: Notify,
     episode: Mutex<Episode>,
-    histogram: WaitHistogram,
+    histogram: LatencyHistogram,
 }
 
 /// The pause in progress: when it began and when each wait in it began.
@@ -70,7 +68,7 @@ impl Default for PauseGate {
             busy: AtomicUsize::new(0),
             quiet: Notify::new(),
             episode: Mutex::new(Episode::default()),
-            histogram: WaitHistogram::default(),
+            histogram: LatencyHistogram::default(),
         }
     }
 }
@@ -200,7 +198,7 @@ impl PauseGate {
         let _ = open.wait_for(|open| *open).await;
     }
 
-    pub fn histogram(&self) -> &WaitHistogram {
+    pub fn histogram(&self) -> &LatencyHistogram {
         &self.histogram
     }
 }
@@ -212,42 +210,6 @@ fn percentile(sorted: &[f64], quantile: f64) -> f64 {
     }
     let rank = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
-}
-
-/// How long clients waited at the gate, over the proxy's life (Prometheus histogram).
-#[derive(Default)]
-pub struct WaitHistogram {
-    buckets: [AtomicU64; WAIT_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl WaitHistogram {
-    fn record(&self, wait: Duration) {
-        let seconds = wait.as_secs_f64();
-        for (bound, bucket) in WAIT_BUCKETS.iter().zip(&self.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// Cumulative counts per bucket bound, the total count and the sum in seconds.
-    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
-        let buckets = WAIT_BUCKETS
-            .iter()
-            .zip(&self.buckets)
-            .map(|(bound, count)| (*bound, count.load(Ordering::Relaxed)))
-            .collect();
-        (
-            buckets,
-            self.count.load(Ordering::Relaxed),
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-        )
-    }
 }
 
 #[cfg(test)]

@@ -389,10 +389,11 @@ impl Switchboard {
         let _operation = self.begin()?;
         let prepared = {
             let mut phase = self.lock_phase();
-            if phase.phase != Phase::Prepared {
-                return Err(SwitchError::WrongState("no upstream switch is prepared"));
-            }
-            phase.prepared.take().expect("a prepared phase has a plan")
+            let prepared = match phase.phase {
+                Phase::Prepared => phase.prepared.take(),
+                _ => None,
+            };
+            prepared.ok_or(SwitchError::WrongState("no upstream switch is prepared"))?
         };
         self.generation.fetch_add(1, Ordering::SeqCst);
         state.upstream.store(prepared.target.clone());

@@ -149,7 +149,7 @@ pub async fn login(
                             .map_err(|e| LoginError::Protocol(e.to_string()))?;
                     }
                     AUTH_MD5 => {
-                        let salt: [u8; 4] = data.get(..4).ok_or_else(invalid)?.try_into().unwrap();
+                        let salt: [u8; 4] = *data.first_chunk::<4>().ok_or_else(invalid)?;
                         let password = credentials.password(target, startup)?;
                         let hash = md5_hash(user.as_bytes(), password.as_bytes(), salt);
                         frontend::password_message(hash.as_bytes(), &mut out)
