@@ -9,6 +9,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::http::request;
 use common::{ProxyProcess, viewgate_binary, wait_until};
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
 
@@ -87,7 +88,7 @@ async fn an_idle_client_waits_during_a_pause_and_is_answered_after_resume() {
 
     let out = run_ok(&mut fixture.cli(&["pause", "--timeout", "5s"]));
     assert!(out.contains("paused"), "{out}");
-    let (status, body) = http(fixture.admin_port, "GET", "/pause", Some(TOKEN));
+    let (status, body) = request(fixture.admin_port, "GET", "/pause", Some(TOKEN), None);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""state":"paused""#), "{body}");
 
@@ -99,7 +100,7 @@ async fn an_idle_client_waits_during_a_pause_and_is_answered_after_resume() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!query.is_finished(), "the query must wait while paused");
-    let (_, body) = http(fixture.admin_port, "GET", "/pause", Some(TOKEN));
+    let (_, body) = request(fixture.admin_port, "GET", "/pause", Some(TOKEN), None);
     assert!(body.contains(r#""held_messages":1"#), "{body}");
 
     let out = run_ok(&mut fixture.cli(&["resume"]));
@@ -110,7 +111,7 @@ async fn an_idle_client_waits_during_a_pause_and_is_answered_after_resume() {
         .unwrap();
     assert_eq!(answer.unwrap(), 42);
 
-    let (_, metrics) = http(fixture.admin_port, "GET", "/metrics", Some(TOKEN));
+    let (_, metrics) = request(fixture.admin_port, "GET", "/metrics", Some(TOKEN), None);
     assert!(
         metrics.contains("viewgate_pause_wait_seconds_count 1"),
         "{metrics}"
@@ -168,7 +169,7 @@ async fn a_pause_that_outlasts_its_timeout_is_undone_and_reported() {
         error.contains("1 session(s) still had transactions in flight") && error.contains("504"),
         "{error}"
     );
-    let (_, body) = http(fixture.admin_port, "GET", "/pause", Some(TOKEN));
+    let (_, body) = request(fixture.admin_port, "GET", "/pause", Some(TOKEN), None);
     assert!(body.contains(r#""state":"open""#), "{body}");
     // Neither the stuck client nor the others noticed anything.
     other.simple_query("SELECT 1").await.unwrap();
@@ -187,17 +188,20 @@ fn pause_and_switch_endpoints_need_the_token() {
         "/upstream/abort",
     ] {
         assert_eq!(
-            http(fixture.admin_port, "POST", path, None).0,
+            request(fixture.admin_port, "POST", path, None, None).0,
             401,
             "{path}"
         );
         assert_eq!(
-            http(fixture.admin_port, "POST", path, Some("wrong")).0,
+            request(fixture.admin_port, "POST", path, Some("wrong"), None).0,
             401,
             "{path}"
         );
     }
-    assert_eq!(http(fixture.admin_port, "GET", "/pause", None).0, 401);
+    assert_eq!(
+        request(fixture.admin_port, "GET", "/pause", None, None).0,
+        401
+    );
     let output = Command::new(viewgate_binary())
         .args(["pause", "--admin"])
         .arg(format!("http://127.0.0.1:{}", fixture.admin_port))
@@ -211,36 +215,13 @@ fn pause_and_switch_endpoints_need_the_token() {
         text(&output)
     );
     // Wrong-state requests are 409, with a JSON error.
-    let (status, body) = http(fixture.admin_port, "POST", "/upstream/commit", Some(TOKEN));
+    let (status, body) = request(
+        fixture.admin_port,
+        "POST",
+        "/upstream/commit",
+        Some(TOKEN),
+        None,
+    );
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("no upstream switch is prepared"), "{body}");
-}
-
-/// A plain HTTP/1.1 request with an empty body; the status and the body.
-fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let authorization = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }

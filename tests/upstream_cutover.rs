@@ -13,12 +13,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::versions::EXAMPLE;
-use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
+use common::versions::apply_example;
+use common::{ProxyProcess, viewgate_binary, wait_until};
 use viewgate::pg_cluster::{ClusterAuth, ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
 
 const TOKEN: &str = "cutover-test-token";
@@ -54,21 +53,7 @@ fn replicated_clusters(b_auth: ClusterAuth) -> Clusters {
         ..ClusterOptions::default()
     })
     .unwrap();
-    let schema = std::fs::read_to_string(Path::new(EXAMPLE).join("schema.sql")).unwrap();
-    a.psql("postgres", &schema).unwrap();
-    run_ok(Command::new(viewgate_binary()).args([
-        "views",
-        "apply",
-        "--spec",
-        &format!("{EXAMPLE}/viewgate.toml"),
-        "--database",
-        &a.url(SUPERUSER, "postgres"),
-    ]));
-    a.psql(
-        "postgres",
-        "UPDATE viewgate.settings SET default_version = 'v1'",
-    )
-    .unwrap();
+    apply_example(&a);
     let dump = Command::new(a.bin("pg_dump"))
         .args([
             "--schema-only",

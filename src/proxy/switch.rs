@@ -397,17 +397,7 @@ impl Switchboard {
         };
         self.generation.fetch_add(1, Ordering::SeqCst);
         state.upstream.store(prepared.target.clone());
-        let replies = state
-            .sessions
-            .senders()
-            .into_iter()
-            .map(|session| async move {
-                let (reply, answer) = oneshot::channel();
-                if session.send(SessionControl::Commit { reply }).await.is_ok() {
-                    let _ = tokio::time::timeout(SWAP_TIMEOUT, answer).await;
-                }
-            });
-        futures_util::future::join_all(replies).await;
+        broadcast(state, |reply| SessionControl::Commit { reply }).await;
         let waits = state.pause.open().unwrap_or_default();
         {
             let mut phase = self.lock_phase();
@@ -476,16 +466,21 @@ async fn close_and_wait(state: &ProxyState, timeout: Duration) -> Result<Duratio
 }
 
 async fn broadcast_abort(state: &ProxyState) {
-    let replies = state
-        .sessions
-        .senders()
-        .into_iter()
-        .map(|session| async move {
-            let (reply, answer) = oneshot::channel();
-            if session.send(SessionControl::Abort { reply }).await.is_ok() {
+    broadcast(state, |reply| SessionControl::Abort { reply }).await;
+}
+
+/// Sends every session the request `make` builds and waits (each at most [`SWAP_TIMEOUT`]) for
+/// its acknowledgement.
+async fn broadcast(state: &ProxyState, make: impl Fn(oneshot::Sender<()>) -> SessionControl) {
+    let replies = state.sessions.senders().into_iter().map(|session| {
+        let (reply, answer) = oneshot::channel();
+        let request = make(reply);
+        async move {
+            if session.send(request).await.is_ok() {
                 let _ = tokio::time::timeout(SWAP_TIMEOUT, answer).await;
             }
-        });
+        }
+    });
     futures_util::future::join_all(replies).await;
 }
 
