@@ -11,6 +11,13 @@ pub const SYNC: u8 = b'S';
 pub const FUNCTION_CALL: u8 = b'F';
 pub const TERMINATE: u8 = b'X';
 pub const PASSWORD: u8 = b'p';
+pub const BIND: u8 = b'B';
+pub const DESCRIBE: u8 = b'D';
+pub const CLOSE: u8 = b'C';
+pub const FLUSH: u8 = b'H';
+pub const COPY_DATA: u8 = b'd';
+pub const COPY_DONE: u8 = b'c';
+pub const COPY_FAIL: u8 = b'f';
 
 /// Whether the session loop needs to see a client message with this tag.
 pub fn is_inspected(tag: u8) -> bool {

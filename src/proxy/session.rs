@@ -250,7 +250,7 @@ impl Progress {
                 self.unsynced.store(true, Ordering::Relaxed);
                 self.open_batch.store(true, Ordering::Relaxed);
             }
-            frontend::PARSE | BIND | DESCRIBE | CLOSE => {
+            frontend::PARSE | frontend::BIND | frontend::DESCRIBE | frontend::CLOSE => {
                 self.open_batch.store(true, Ordering::Relaxed)
             }
             _ => {}
@@ -279,21 +279,17 @@ impl Progress {
     }
 }
 
-const BIND: u8 = b'B';
-const DESCRIBE: u8 = b'D';
-const CLOSE: u8 = b'C';
-const FLUSH: u8 = b'H';
-const COPY_DATA: u8 = b'd';
-const COPY_DONE: u8 = b'c';
-const COPY_FAIL: u8 = b'f';
-
 /// Client messages that begin work when they arrive at a boundary. Flush and the COPY
 /// messages do not (they only mean something inside work already counted); Terminate ends
 /// the session and is never held.
 fn starts_work(tag: u8) -> bool {
     !matches!(
         tag,
-        FLUSH | COPY_DATA | COPY_DONE | COPY_FAIL | frontend::TERMINATE
+        frontend::FLUSH
+            | frontend::COPY_DATA
+            | frontend::COPY_DONE
+            | frontend::COPY_FAIL
+            | frontend::TERMINATE
     )
 }
 
@@ -302,7 +298,7 @@ fn starts_work(tag: u8) -> bool {
 /// (Client messages other than CopyData are small; CopyData flows only inside a COPY, which
 /// is never at a boundary, and streams through in pieces.)
 fn is_inspected_client(tag: u8) -> bool {
-    tag != COPY_DATA
+    tag != frontend::COPY_DATA
 }
 
 struct Session {
