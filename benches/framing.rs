@@ -9,7 +9,7 @@
 //! - `server_response_segments`: the same bytes arriving in 1448-byte pieces (one TCP segment
 //!   each), so DataRows straddle reads and the scanner resumes mid-message;
 //! - `client_extended_batch`: Parse/Bind/Describe/Execute/Sync for one parameterised query,
-//!   with the client-side inspected tags.
+//!   with the session's client-side interest (Parse whole, the others by their header).
 //!
 //! Throughput is reported in messages: criterion's "time" divided by the element count is the
 //! cost per message. Run with `cargo bench --bench framing`.
@@ -18,7 +18,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use viewgate::protocol::backend;
-use viewgate::protocol::frame::{FrameScanner, Step};
+use viewgate::protocol::frame::{FrameScanner, Interest, Step};
 use viewgate::protocol::frontend;
 
 /// Rows in the simulated result set.
@@ -109,21 +109,19 @@ fn client_extended_batch() -> (Vec<u8>, usize) {
     (out, 5)
 }
 
-fn inspected_upstream(tag: u8) -> bool {
-    matches!(
-        tag,
-        backend::READY_FOR_QUERY | backend::ERROR_RESPONSE | backend::PARAMETER_STATUS
-    )
-}
-
 /// Walks `buf` the way the session loop does, looking at each inspected message's tag; returns
 /// the number of steps and how many bytes were consumed (forwardable).
-fn scan(scanner: &mut FrameScanner, buf: &[u8], wanted: fn(u8) -> bool) -> (usize, usize) {
+fn scan(scanner: &mut FrameScanner, buf: &[u8], interest: fn(u8) -> Interest) -> (usize, usize) {
     let mut position = 0;
     let mut steps = 0;
     loop {
-        match scanner.step(&buf[position..], wanted) {
+        match scanner.step_with(&buf[position..], interest) {
             Ok(Step::Passthrough(n)) => position += n,
+            // As in the session: the gate lets it pass.
+            Ok(Step::Header { tag, frame_len }) => {
+                black_box(tag);
+                scanner.pass(frame_len);
+            }
             Ok(Step::Message { tag, frame }) => {
                 black_box(tag);
                 position += frame.len();
@@ -142,7 +140,13 @@ fn framing(c: &mut Criterion) {
     group.throughput(Throughput::Elements(response_messages as u64));
     group.bench_function("server_response", |b| {
         let mut scanner = FrameScanner::new(MAX_MESSAGE_LEN);
-        b.iter(|| scan(&mut scanner, black_box(&response), inspected_upstream))
+        b.iter(|| {
+            scan(
+                &mut scanner,
+                black_box(&response),
+                backend::session_interest,
+            )
+        })
     });
 
     group.bench_function("server_response_segments", |b| {
@@ -155,7 +159,7 @@ fn framing(c: &mut Criterion) {
                 received = (received + SEGMENT_LEN).min(response.len());
                 let window = black_box(&response[consumed..received]);
                 let (window_steps, window_consumed) =
-                    scan(&mut scanner, window, inspected_upstream);
+                    scan(&mut scanner, window, backend::session_interest);
                 steps += window_steps;
                 consumed += window_consumed;
             }
@@ -168,7 +172,7 @@ fn framing(c: &mut Criterion) {
     group.throughput(Throughput::Elements(batch_messages as u64));
     group.bench_function("client_extended_batch", |b| {
         let mut scanner = FrameScanner::new(MAX_MESSAGE_LEN);
-        b.iter(|| scan(&mut scanner, black_box(&batch), frontend::is_inspected))
+        b.iter(|| scan(&mut scanner, black_box(&batch), frontend::session_interest))
     });
 
     group.finish();

@@ -3,8 +3,17 @@
 
 use proptest::prelude::*;
 use viewgate::protocol::backend;
-use viewgate::protocol::frame::{FrameScanner, HEADER_LEN, Step};
+use viewgate::protocol::frame::{FrameScanner, HEADER_LEN, Interest, Step};
 use viewgate::protocol::startup::parse_startup_packet;
+
+/// Every kind of interest, spread over the tags.
+fn three_ways(tag: u8) -> Interest {
+    match tag % 3 {
+        0 => Interest::Whole,
+        1 => Interest::Header,
+        _ => Interest::Skip,
+    }
+}
 
 /// Messages built from arbitrary tags and bodies, with correct lengths.
 fn well_formed_stream() -> impl Strategy<Value = Vec<u8>> {
@@ -50,8 +59,9 @@ proptest! {
         for chunk in bytes.chunks(cut) {
             let mut position = 0;
             loop {
-                match scanner.step(&chunk[position..], |t| t % 3 == 0) {
+                match scanner.step_with(&chunk[position..], three_ways) {
                     Ok(Step::Passthrough(n)) => { prop_assert!(n > 0); position += n }
+                    Ok(Step::Header { frame_len, .. }) => scanner.pass(frame_len),
                     Ok(Step::Message { frame, .. }) => position += frame.len(),
                     Ok(Step::Incomplete { frame_len }) => { prop_assert!(frame_len >= 1); break }
                     Err(_) => return Ok(()),
@@ -61,13 +71,19 @@ proptest! {
     }
 
     /// However a well-formed stream is cut into reads, the scanner forwards every byte exactly
-    /// once and hands each wanted message over whole.
+    /// once, hands each wanted message over whole and shows each glanced one by its header.
     #[test]
     fn scanner_forwards_every_byte_once_across_any_read_boundaries(
         stream in well_formed_stream(),
         cuts in prop::collection::vec(1usize..500, 1..40),
     ) {
         let wanted = |tag: u8| tag.is_ascii_uppercase();
+        let interest = |tag: u8| match tag {
+            t if wanted(t) => Interest::Whole,
+            t if t.is_ascii_lowercase() => Interest::Header,
+            _ => Interest::Skip,
+        };
+        let mut glanced = 0;
         let mut scanner = FrameScanner::new(1 << 16);
         let mut pending: Vec<u8> = Vec::new();
         let mut forwarded: Vec<u8> = Vec::new();
@@ -80,8 +96,14 @@ proptest! {
             offset = end;
             let mut position = 0;
             loop {
-                match scanner.step(&pending[position..], wanted).unwrap() {
+                match scanner.step_with(&pending[position..], interest).unwrap() {
                     Step::Passthrough(n) => position += n,
+                    Step::Header { tag, frame_len } => {
+                        prop_assert!(tag.is_ascii_lowercase());
+                        prop_assert!(frame_len >= HEADER_LEN);
+                        glanced += 1;
+                        scanner.pass(frame_len);
+                    }
                     Step::Message { tag, frame } => {
                         prop_assert!(wanted(tag));
                         prop_assert!(frame.len() >= HEADER_LEN);
@@ -96,16 +118,21 @@ proptest! {
         }
         prop_assert!(pending.is_empty());
         prop_assert_eq!(&forwarded, &stream);
-        let expected_wanted = {
-            let mut count = 0;
+        let (expected_wanted, expected_glanced) = {
+            let (mut whole, mut headers) = (0, 0);
             let mut at = 0;
             while at < stream.len() {
                 let length = u32::from_be_bytes(stream[at + 1..at + 5].try_into().unwrap()) as usize;
-                if wanted(stream[at]) { count += 1 }
+                match interest(stream[at]) {
+                    Interest::Whole => whole += 1,
+                    Interest::Header => headers += 1,
+                    Interest::Skip => {}
+                }
                 at += 1 + length;
             }
-            count
+            (whole, headers)
         };
         prop_assert_eq!(wanted_seen, expected_wanted);
+        prop_assert_eq!(glanced, expected_glanced);
     }
 }

@@ -7,7 +7,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::frame::{HEADER_LEN, encode_message};
+use super::frame::{HEADER_LEN, Interest, encode_message};
 
 pub const AUTHENTICATION: u8 = b'R';
 pub const BACKEND_KEY_DATA: u8 = b'K';
@@ -19,6 +19,15 @@ pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 
 /// The SASL mechanism whose channel binding cannot survive TLS ending at the proxy.
 pub const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+
+/// The server messages the session loop acts on, all small: ReadyForQuery, ErrorResponse and
+/// ParameterStatus. Everything else (rows above all) streams through.
+pub fn session_interest(tag: u8) -> Interest {
+    match tag {
+        READY_FOR_QUERY | ERROR_RESPONSE | PARAMETER_STATUS => Interest::Whole,
+        _ => Interest::Skip,
+    }
+}
 
 fn body(frame: &[u8]) -> &[u8] {
     frame.get(HEADER_LEN..).unwrap_or_default()

@@ -24,6 +24,18 @@ pub enum FrameError {
     },
 }
 
+/// How much of a message of some type the caller wants to see before it passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Nothing: it passes through, in pieces if it arrives in pieces.
+    Skip,
+    /// The whole message, buffered until complete.
+    Whole,
+    /// Its header only (tag and length): enough to decide whether it may pass, without
+    /// buffering a body that may be large (a Bind carrying a 100 MB parameter).
+    Header,
+}
+
 /// One step through a buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step<'a> {
@@ -31,6 +43,9 @@ pub enum Step<'a> {
     Passthrough(usize),
     /// A complete message the caller wants to see, header included.
     Message { tag: u8, frame: &'a [u8] },
+    /// The header of a message the caller wants to glance at. Nothing is consumed: the caller
+    /// either lets it through with [`FrameScanner::pass`] or leaves it where it is.
+    Header { tag: u8, frame_len: usize },
     /// The buffer ends inside a header or inside a wanted message. `frame_len` is how many bytes
     /// the pending message needs in all (header included), so the caller can reserve them.
     Incomplete { frame_len: usize },
@@ -59,11 +74,33 @@ impl FrameScanner {
         self.passthrough_left > 0
     }
 
-    /// Classifies the start of `buf`. `wanted` picks the message tags the caller inspects.
+    /// Classifies the start of `buf`. `wanted` picks the message tags the caller inspects
+    /// whole; the rest pass through.
     pub fn step<'a>(
         &mut self,
         buf: &'a [u8],
         wanted: impl Fn(u8) -> bool,
+    ) -> Result<Step<'a>, FrameError> {
+        self.step_with(buf, |tag| {
+            if wanted(tag) {
+                Interest::Whole
+            } else {
+                Interest::Skip
+            }
+        })
+    }
+
+    /// Lets the message whose [`Step::Header`] was just returned pass through.
+    pub fn pass(&mut self, frame_len: usize) {
+        self.passthrough_left = frame_len;
+    }
+
+    /// Classifies the start of `buf`, with `interest` saying per message type how much the
+    /// caller wants to see.
+    pub fn step_with<'a>(
+        &mut self,
+        buf: &'a [u8],
+        interest: impl Fn(u8) -> Interest,
     ) -> Result<Step<'a>, FrameError> {
         if self.passthrough_left > 0 {
             if buf.is_empty() {
@@ -97,11 +134,15 @@ impl FrameScanner {
             });
         }
         let frame_len = 1 + length;
-        if wanted(tag) {
-            return Ok(match buf.get(..frame_len) {
-                Some(frame) => Step::Message { tag, frame },
-                None => Step::Incomplete { frame_len },
-            });
+        match interest(tag) {
+            Interest::Whole => {
+                return Ok(match buf.get(..frame_len) {
+                    Some(frame) => Step::Message { tag, frame },
+                    None => Step::Incomplete { frame_len },
+                });
+            }
+            Interest::Header => return Ok(Step::Header { tag, frame_len }),
+            Interest::Skip => {}
         }
         let n = frame_len.min(buf.len());
         self.passthrough_left = frame_len - n;
@@ -123,6 +164,46 @@ pub fn encode_message(out: &mut bytes::BytesMut, tag: u8, body: impl FnOnce(&mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_glance_consumes_nothing_until_the_caller_passes_the_message() {
+        let mut buf = frame(b'B', &[7u8; 100]);
+        buf.extend(frame(b'S', b""));
+        let mut scanner = FrameScanner::new(1 << 20);
+        let interest = |t| {
+            if t == b'B' {
+                Interest::Header
+            } else {
+                Interest::Whole
+            }
+        };
+        // Only the first 20 bytes of the Bind have arrived: the glance needs just the header.
+        assert_eq!(
+            scanner.step_with(&buf[..20], interest).unwrap(),
+            Step::Header {
+                tag: b'B',
+                frame_len: 105
+            }
+        );
+        assert!(!scanner.mid_message(), "a glance alone starts nothing");
+        scanner.pass(105);
+        assert_eq!(
+            scanner.step_with(&buf[..20], interest).unwrap(),
+            Step::Passthrough(20)
+        );
+        assert!(scanner.mid_message());
+        assert_eq!(
+            scanner.step_with(&buf[20..], interest).unwrap(),
+            Step::Passthrough(85)
+        );
+        assert_eq!(
+            scanner.step_with(&buf[105..], interest).unwrap(),
+            Step::Message {
+                tag: b'S',
+                frame: &buf[105..]
+            }
+        );
+    }
 
     fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag];

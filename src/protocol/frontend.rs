@@ -1,8 +1,11 @@
 //! The client messages viewgate inspects after startup.
 //!
-//! The session loop watches Query, Parse, Sync, FunctionCall and Terminate: Query, Sync and
-//! FunctionCall each earn exactly one ReadyForQuery, which is how the proxy knows whether work is
-//! in flight; Terminate ends the session. Query and Parse carry the SQL that the rewriter reads.
+//! The session loop sees the type of every client message but CopyData (the pause gate holds
+//! the first one after a boundary): Query, Sync and FunctionCall each earn exactly one
+//! ReadyForQuery, which is how the proxy knows whether work is in flight; Terminate ends the
+//! session. Query and Parse carry the SQL that the rewriter reads.
+
+use super::frame::Interest;
 
 pub const QUERY: u8 = b'Q';
 pub const PARSE: u8 = b'P';
@@ -19,15 +22,17 @@ pub const COPY_DATA: u8 = b'd';
 pub const COPY_DONE: u8 = b'c';
 pub const COPY_FAIL: u8 = b'f';
 
-/// Whether the session loop needs to see a client message with this tag.
-pub fn is_inspected(tag: u8) -> bool {
-    matches!(tag, QUERY | PARSE | SYNC | FUNCTION_CALL | TERMINATE)
-}
-
-/// For versioned sessions, also Execute: it starts work that only a Sync ends, so until that
-/// Sync the session is not at a transaction boundary.
-pub fn is_inspected_versioned(tag: u8) -> bool {
-    is_inspected(tag) || tag == EXECUTE
+/// What the session loop must see of each client message. The pause gate must see the first
+/// message after a boundary whatever its type, before any of it is forwarded, but needs only
+/// its type: a header glance, so a Bind carrying a large parameter streams through instead
+/// of being buffered whole. Query and Parse are read whole for their SQL text, Terminate to
+/// stop on it. CopyData flows only inside a COPY, never at a boundary.
+pub fn session_interest(tag: u8) -> Interest {
+    match tag {
+        QUERY | PARSE | TERMINATE => Interest::Whole,
+        COPY_DATA => Interest::Skip,
+        _ => Interest::Header,
+    }
 }
 
 /// The SQL text of a Query or Parse message; `None` when the message is malformed or the text

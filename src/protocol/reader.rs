@@ -47,7 +47,9 @@ impl MessageReader {
                     return Ok(self.buffer.split_to(len));
                 }
                 Step::Incomplete { frame_len } => frame_len - self.buffer.len(),
-                Step::Passthrough(_) => unreachable!("every tag is wanted"),
+                Step::Passthrough(_) | Step::Header { .. } => {
+                    unreachable!("every tag is wanted whole")
+                }
             };
             // Grow with what arrives, not with what the length field claims.
             self.buffer.reserve(missing.min(READ_CHUNK));

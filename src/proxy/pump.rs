@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::pause::PauseGate;
-use crate::protocol::frame::{FrameError, FrameScanner, Step};
+use crate::protocol::frame::{FrameError, FrameScanner, HEADER_LEN, Interest, Step};
 
 /// Free space kept in a read buffer: what one read can take.
 const READ_CHUNK: usize = 16 * 1024;
@@ -111,7 +111,7 @@ impl Direction {
         &mut self,
         mut reader: R,
         mut writer: W,
-        wanted: fn(u8) -> bool,
+        interest: fn(u8) -> Interest,
         mut inspect: impl FnMut(u8, &[u8]) -> Inspection,
         gate: &PauseGate,
         stop: impl Future<Output = ()>,
@@ -127,7 +127,7 @@ impl Direction {
                     &mut self.frames,
                     &self.buffer,
                     &mut self.spliced,
-                    wanted,
+                    interest,
                     &mut inspect,
                 );
                 let (len, verdict) = match scanned {
@@ -198,15 +198,29 @@ fn scan(
     frames: &mut FrameScanner,
     buffer: &[u8],
     spliced: &mut BytesMut,
-    wanted: fn(u8) -> bool,
+    interest: fn(u8) -> Interest,
     inspect: &mut impl FnMut(u8, &[u8]) -> Inspection,
 ) -> Result<(usize, Inspection), FrameError> {
     let mut position = 0;
     // Bytes before this offset are already in `spliced`.
     let mut copied = 0;
     let verdict = loop {
-        match frames.step(&buffer[position..], wanted)? {
+        match frames.step_with(&buffer[position..], interest)? {
             Step::Passthrough(n) => position += n,
+            // `inspect` sees the header only: the message may pass or wait, nothing else.
+            Step::Header { tag, frame_len } => {
+                let header = &buffer[position..position + HEADER_LEN];
+                match inspect(tag, header) {
+                    Inspection::Continue => frames.pass(frame_len),
+                    Inspection::Hold => break Inspection::Hold,
+                    invalid @ Inspection::Invalid(_) => break invalid,
+                    Inspection::Replace(_) | Inspection::Stop => {
+                        break Inspection::Invalid(
+                            "a message seen by its header can only pass or wait",
+                        );
+                    }
+                }
+            }
             Step::Message { tag, frame } => match inspect(tag, frame) {
                 Inspection::Continue => position += frame.len(),
                 Inspection::Replace(replacement) => {

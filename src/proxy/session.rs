@@ -293,14 +293,6 @@ fn starts_work(tag: u8) -> bool {
     )
 }
 
-/// Every client message but CopyData is inspected whole: the pause gate must see the first
-/// message after a boundary whatever its type, and must never hold a message half-forwarded.
-/// (Client messages other than CopyData are small; CopyData flows only inside a COPY, which
-/// is never at a boundary, and streams through in pieces.)
-fn is_inspected_client(tag: u8) -> bool {
-    tag != frontend::COPY_DATA
-}
-
 struct Session {
     client: ClientStream,
     upstream: UpstreamStream,
@@ -425,7 +417,7 @@ impl Session {
         let to_upstream = from_client.pump(
             client_reader,
             upstream_writer,
-            is_inspected_client,
+            frontend::session_interest,
             |tag, frame| {
                 if tag == frontend::TERMINATE {
                     return Inspection::Stop;
@@ -461,7 +453,7 @@ impl Session {
         let to_client = from_upstream.pump(
             upstream_reader,
             client_writer,
-            is_inspected_upstream,
+            backend::session_interest,
             |tag, frame| inspect_upstream(progress, ledger, gate, parameters, tag, frame),
             gate,
             stop.cancelled(),
@@ -675,13 +667,6 @@ fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &Re
         }
         None => account.release(),
     }
-}
-
-fn is_inspected_upstream(tag: u8) -> bool {
-    matches!(
-        tag,
-        backend::READY_FOR_QUERY | backend::ERROR_RESPONSE | backend::PARAMETER_STATUS
-    )
 }
 
 fn inspect_upstream(
