@@ -18,6 +18,7 @@ use crate::control::templates::Templates;
 use crate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 use crate::proxy::Proxy;
 use crate::shutdown::{Shutdown, TerminationSignals};
+use crate::telemetry::heartbeat::{self, ProxyIdentity};
 
 const EXAMPLE_SCHEMA: &str = include_str!("../examples/model_metadata/schema.sql");
 const EXAMPLE_SPEC: &str = include_str!("../examples/model_metadata/viewgate.toml");
@@ -78,6 +79,10 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let shutdown = Shutdown::new();
     let proxy = Proxy::bind(config, shutdown.clone()).await?;
     let address = proxy.local_addr()?;
+    let heartbeat = tokio::spawn(heartbeat::run(
+        proxy.state().clone(),
+        ProxyIdentity::new(address, None),
+    ));
     let serving = tokio::spawn(proxy.run());
 
     let v1_url = format!("postgres://{SUPERUSER}@{address}/postgres");
@@ -93,12 +98,17 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     println!(
         "  then: SELECT * FROM model_metadata;  SHOW viewgate.version;  SET viewgate.version = 'v2';"
     );
+    println!("  viewgate status --database '{direct_url}'   # versions, rules, live sessions");
+    println!(
+        "  viewgate route add --split v2=50,v1=50 --database '{direct_url}'   # a canary for new sessions"
+    );
     if !options.exit_after_check {
         println!("\nPress Ctrl-C to stop; the cluster is deleted on exit.");
         signals.recv().await;
     }
     shutdown.close_sessions();
     let _ = serving.await;
+    let _ = heartbeat.await;
     drop(admin);
     drop(cluster);
     println!("Stopped; the throwaway cluster is gone.");

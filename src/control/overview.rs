@@ -233,12 +233,17 @@ impl fmt::Display for Overview {
         writeln!(f, "recent events:")?;
         for event in &self.recent_events {
             let outcome = if event.success { "ok" } else { "FAILED" };
+            // A cutover or rollback records [from, to]; other actions the versions they touched.
+            let separator = match event.action.as_str() {
+                "cutover" | "rollback" => ">",
+                _ => ",",
+            };
             write!(
                 f,
                 "  {}  {:<9} {outcome:<6} [{}] by {}",
                 event.at,
                 event.action,
-                event.versions.join(">"),
+                event.versions.join(separator),
                 event.by
             )?;
             if let Some(error) = &event.error {
