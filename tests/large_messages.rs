@@ -27,7 +27,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn a_bind_with_a_large_parameter_streams_through() {
     let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
     cluster
-        .psql("postgres", "CREATE TABLE blobs (id int PRIMARY KEY, body bytea NOT NULL)")
+        .psql(
+            "postgres",
+            "CREATE TABLE blobs (id int PRIMARY KEY, body bytea NOT NULL)",
+        )
         .unwrap();
     let proxy = ProxyProcess::start(&cluster, &[]);
     let url = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", proxy.port);
@@ -47,7 +50,10 @@ async fn a_bind_with_a_large_parameter_streams_through() {
         .get(0);
     assert_eq!(stored as usize, PARAMETER_LEN);
     let peak = peak_rss_kib(proxy.child.id());
-    eprintln!("viewgate peak RSS after a {} MiB Bind: {peak} KiB", PARAMETER_LEN >> 20);
+    eprintln!(
+        "viewgate peak RSS after a {} MiB Bind: {peak} KiB",
+        PARAMETER_LEN >> 20
+    );
     assert!(
         peak < PEAK_RSS_LIMIT_KIB,
         "the proxy's peak RSS reached {peak} KiB: the Bind was buffered"
