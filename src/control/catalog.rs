@@ -56,6 +56,23 @@ pub struct HistoryEntry {
     pub error: Option<String>,
 }
 
+impl HistoryEntry {
+    /// A successful control-plane event that applied no spec (init, cutover, route, guard,
+    /// upstream): one attempt, no error.
+    pub fn event(action: &'static str, versions: Vec<String>, duration: Duration) -> Self {
+        HistoryEntry {
+            action,
+            success: true,
+            spec_file: None,
+            spec_checksum: None,
+            versions,
+            duration,
+            attempts: 1,
+            error: None,
+        }
+    }
+}
+
 /// A managed table as one version's clients name it, and the view that serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RoutedTable {

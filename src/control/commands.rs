@@ -233,16 +233,7 @@ pub async fn init(database: &str, templates_dir: Option<&Path>) -> Result<(), Co
     catalog::ensure_catalog(&transaction, &templates).await?;
     catalog::record_history(
         &transaction,
-        &HistoryEntry {
-            action: "init",
-            success: true,
-            spec_file: None,
-            spec_checksum: None,
-            versions: Vec::new(),
-            duration: started.elapsed(),
-            attempts: 1,
-            error: None,
-        },
+        &HistoryEntry::event("init", Vec::new(), started.elapsed()),
     )
     .await?;
     transaction

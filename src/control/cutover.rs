@@ -101,17 +101,12 @@ async fn switch(client: &mut Client, target: Target<'_>) -> Result<CutoverOutcom
         )
         .await
         .map_err(database("setting the default version"))?;
-    let entry = HistoryEntry {
+    let entry = HistoryEntry::event(
         action,
-        success: true,
-        spec_file: None,
-        spec_checksum: None,
         // [from, to]: what a later rollback returns to.
-        versions: vec![outcome.from.clone().unwrap_or_default(), outcome.to.clone()],
-        duration: started.elapsed(),
-        attempts: 1,
-        error: None,
-    };
+        vec![outcome.from.clone().unwrap_or_default(), outcome.to.clone()],
+        started.elapsed(),
+    );
     catalog::record_history(&transaction, &entry).await?;
     catalog::notify_change(&transaction, action, std::slice::from_ref(&outcome.to)).await?;
     transaction

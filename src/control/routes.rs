@@ -252,16 +252,7 @@ async fn finish(
     assign: &Assign,
 ) -> Result<(), ControlError> {
     let versions: Vec<String> = assign.versions().map(str::to_owned).collect();
-    let entry = HistoryEntry {
-        action: "route",
-        success: true,
-        spec_file: None,
-        spec_checksum: None,
-        versions: versions.clone(),
-        duration: started.elapsed(),
-        attempts: 1,
-        error: None,
-    };
+    let entry = HistoryEntry::event("route", versions.clone(), started.elapsed());
     catalog::record_history(&transaction, &entry).await?;
     catalog::notify_change(&transaction, "route", &versions).await?;
     transaction

@@ -292,16 +292,11 @@ async fn record(database: &str, url: &str, duration: Duration) -> Result<(), Con
         )
         .await
         .map_err(|e| ControlError::database("recording the upstream", &e))?;
-    let entry = HistoryEntry {
-        action: "upstream",
-        success: true,
-        spec_file: None,
-        spec_checksum: None,
-        versions: vec![previous.unwrap_or_default(), url],
+    let entry = HistoryEntry::event(
+        "upstream",
+        vec![previous.unwrap_or_default(), url],
         duration,
-        attempts: 1,
-        error: None,
-    };
+    );
     catalog::record_history(&transaction, &entry).await?;
     transaction
         .commit()

@@ -176,14 +176,8 @@ async fn record_trip(url: &str, trip: &Trip) -> Result<bool, ControlError> {
     catalog::record_history(
         &transaction,
         &HistoryEntry {
-            action: "guard",
-            success: true,
-            spec_file: None,
-            spec_checksum: None,
-            versions: versions.clone(),
-            duration: started.elapsed(),
-            attempts: 1,
             error: Some(trip.to_string()),
+            ..HistoryEntry::event("guard", versions.clone(), started.elapsed())
         },
     )
     .await?;
