@@ -512,6 +512,41 @@ fn invalid_rules_are_refused_with_clear_errors_and_change_nothing() {
     );
 }
 
+#[test]
+fn a_version_a_rule_names_cannot_be_retired() {
+    let proxy = versioned_proxy();
+    let id = add(&proxy, &["--split", "v2=10,v1=90"]);
+    let drop_v2 = || {
+        Command::new(viewgate_binary())
+            .args(["views", "drop", "--version", "v2", "--database"])
+            .arg(proxy.cluster.url(SUPERUSER, "postgres"))
+            .output()
+            .unwrap()
+    };
+    let refused = drop_v2();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("version v2 is named by routing rule(s) {id}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        proxy.admin("SELECT state FROM viewgate.versions WHERE version = 'v2'"),
+        "active"
+    );
+    route(&proxy, &["set-weights", &id, "v1=100"]).unwrap();
+    let retired = drop_v2();
+    assert!(
+        retired.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retired.stderr)
+    );
+    assert_eq!(
+        proxy.admin("SELECT state FROM viewgate.versions WHERE version = 'v2'"),
+        "retired"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_catalog_from_the_previous_build_is_upgraded_by_the_first_route_command() {
     let proxy = versioned_proxy();

@@ -67,6 +67,10 @@ pub enum ControlError {
     LockNotAvailable { context: String, message: String },
     #[error("version {0} is not in the catalog (nothing to retire)")]
     UnknownVersion(String),
+    #[error(
+        "version {version} is named by routing rule(s) {rules}; remove them (`viewgate route remove ID`) or take it out of their split (`viewgate route set-weights ID ...`) before retiring it"
+    )]
+    VersionInRules { version: String, rules: String },
     #[error("version {0} is the default version; set another default version before retiring it")]
     VersionIsDefault(String),
     #[error("this database has no viewgate catalog; run `viewgate views apply` first")]

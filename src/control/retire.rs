@@ -2,7 +2,8 @@
 //! functions and marking it retired in the catalog, in one transaction under the apply lock.
 //!
 //! The catalog, not the spec, says what to drop, so a version can be retired after it left the
-//! spec. The default version cannot be retired: clients would lose their tables.
+//! spec. The default version cannot be retired, nor one a routing rule names: clients would
+//! lose their tables.
 
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use super::catalog::{self, HistoryEntry};
 use super::error::ControlError;
 use super::quote::quote_ident;
 use super::retry::with_lock_retries;
+use super::rules;
 use super::templates::Templates;
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +102,20 @@ async fn retire_once(
     }
     if catalog::default_version(&transaction).await?.as_deref() == Some(version) {
         return Err(ControlError::VersionIsDefault(version.to_owned()));
+    }
+    // A rule naming a retired version is skipped whole by the proxies, its other versions too.
+    let naming: Vec<String> = rules::load_rules(&transaction)
+        .await?
+        .rules
+        .iter()
+        .filter(|rule| rule.versions().contains(&version))
+        .map(|rule| rule.id.to_string())
+        .collect();
+    if !naming.is_empty() {
+        return Err(ControlError::VersionInRules {
+            version: version.to_owned(),
+            rules: naming.join(", "),
+        });
     }
     let objects: Vec<_> = catalog::load_objects(&transaction)
         .await?
