@@ -273,3 +273,52 @@ fn the_admin_api_runs_status_and_cutover_with_the_token_only() {
     );
     assert_eq!(status_json(&database)["rules"], serde_json::json!([]));
 }
+
+#[test]
+fn an_upstream_cutover_that_leaves_a_live_proxy_behind_is_refused() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    apply_example(&cluster);
+    let database = cluster.url(SUPERUSER, "postgres");
+    let start = || {
+        let admin_listen = format!("127.0.0.1:{}", free_port().unwrap());
+        let process = ProxyProcess::start(
+            &cluster,
+            &[
+                ("VIEWGATE_CATALOG", database.as_str()),
+                ("VIEWGATE_ADMIN_LISTEN", admin_listen.as_str()),
+                ("VIEWGATE_ADMIN_TOKEN", TOKEN),
+            ],
+        );
+        (process, admin_listen)
+    };
+    let (_first, first_admin) = start();
+    let (_second, _) = start();
+    assert!(wait_until(Duration::from_secs(10), || {
+        status_json(&database)["proxies"].as_array().map(Vec::len) == Some(2)
+    }));
+    let output = Command::new(viewgate_binary())
+        .args([
+            "cutover",
+            "--upstream",
+            &format!("postgres://127.0.0.1:{}", cluster.port()),
+        ])
+        .args(["--database", &database, "--token", TOKEN])
+        .args(["--admin", &format!("http://{first_admin}")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the catalog shows 2 live proxies but --admin names 1"),
+        "{stderr}"
+    );
+    let (_, pause) = get(
+        first_admin.rsplit(':').next().unwrap().parse().unwrap(),
+        "/pause",
+        Some(TOKEN),
+    );
+    assert!(
+        pause.contains("\"state\":\"open\""),
+        "nothing was paused: {pause}"
+    );
+}

@@ -93,7 +93,10 @@ pub async fn load(client: &impl GenericClient) -> Result<Overview, ControlError>
     })
 }
 
-async fn load_proxies(client: &impl GenericClient) -> Result<Vec<ProxyHeartbeat>, ControlError> {
+/// Every proxy's latest heartbeat; empty when the catalog predates heartbeats.
+pub async fn load_proxies(
+    client: &impl GenericClient,
+) -> Result<Vec<ProxyHeartbeat>, ControlError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('viewgate.proxies') IS NOT NULL", &[])
         .await

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::catalog::{self, HistoryEntry};
 use super::connect::connect;
 use super::error::ControlError;
+use super::overview::{self, ProxyHeartbeat};
 use super::templates::Templates;
 use crate::admin::client::{AdminClient, AdminClientError};
 use crate::proxy::switch::without_password;
@@ -39,6 +40,14 @@ pub enum UpstreamCutoverError {
     ReplicationNeedsDatabase,
     #[error("replication slot {slot:?} {problem}")]
     Replication { slot: String, problem: String },
+    #[error(
+        "the catalog shows {live} live proxies but --admin names {named}: every proxy must switch together, or some would go on writing to the old upstream. Live proxies (admin address): {proxies}. Name them all (see `viewgate status`)"
+    )]
+    ProxiesMissing {
+        live: usize,
+        named: usize,
+        proxies: String,
+    },
     #[error(transparent)]
     Catalog(#[from] ControlError),
 }
@@ -61,6 +70,35 @@ impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.lines.join("\n"))
     }
+}
+
+/// Refuses a cutover that would leave live proxies (by their catalog heartbeat) behind.
+async fn all_live_proxies_named(database: &str, named: usize) -> Result<(), UpstreamCutoverError> {
+    let client = connect(database).await?;
+    let live: Vec<ProxyHeartbeat> = overview::load_proxies(&client)
+        .await?
+        .into_iter()
+        .filter(|proxy| !proxy.stale)
+        .collect();
+    if live.len() <= named {
+        return Ok(());
+    }
+    let proxies = live
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p.proxy_id,
+                p.admin_listen.as_deref().unwrap_or("none")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(UpstreamCutoverError::ProxiesMissing {
+        live: live.len(),
+        named,
+        proxies,
+    })
 }
 
 /// The admin clients for `addresses`.
@@ -140,6 +178,9 @@ pub async fn cutover(
     let started = Instant::now();
     if options.wait_replication.is_some() && options.database.is_none() {
         return Err(UpstreamCutoverError::ReplicationNeedsDatabase);
+    }
+    if let Some(database) = &options.database {
+        all_live_proxies_named(database, proxies.len()).await?;
     }
     let body = json!({ "url": options.url, "timeout_ms": options.timeout.as_millis() as u64 });
     let prepared = join_all(
