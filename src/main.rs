@@ -184,6 +184,20 @@ enum RouteCommand {
         #[arg(long, env = "VIEWGATE_DATABASE")]
         database: String,
     },
+    /// Turn a rule back on (its versions must be active).
+    Enable {
+        id: i64,
+        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+    },
+    /// Turn a rule off without removing it: proxies skip it until it is enabled again.
+    Disable {
+        id: i64,
+        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+    },
     /// Replace a rule's assignment with a split, e.g. v2=20,v1=80.
     SetWeights {
         id: i64,
@@ -534,6 +548,15 @@ async fn route(command: RouteCommand) -> anyhow::Result<()> {
         }
         RouteCommand::Remove { id, database } => {
             println!("{}", control::route_remove(&database, id).await?);
+        }
+        RouteCommand::Enable { id, database } => {
+            println!("{}", control::route_set_enabled(&database, id, true).await?);
+        }
+        RouteCommand::Disable { id, database } => {
+            println!(
+                "{}",
+                control::route_set_enabled(&database, id, false).await?
+            );
         }
         RouteCommand::SetWeights {
             id,

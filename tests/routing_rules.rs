@@ -512,6 +512,24 @@ fn invalid_rules_are_refused_with_clear_errors_and_change_nothing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_rule_is_skipped_until_enabled_again() {
+    let proxy = versioned_proxy();
+    let port = proxy.port();
+    let id = add(&proxy, &["--version", "v2", "--application", "toggled"]);
+    wait_for(port, SUPERUSER, "toggled", None, "v2").await;
+    let out = route(&proxy, &["disable", &id]).unwrap();
+    assert!(out.contains(&format!("rule {id} disabled")), "{out}");
+    wait_for(port, SUPERUSER, "toggled", None, "v1").await;
+    let listed = route(&proxy, &["list", "--json"]).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["rules"][0]["enabled"], false, "{listed}");
+    route(&proxy, &["enable", &id]).unwrap();
+    wait_for(port, SUPERUSER, "toggled", None, "v2").await;
+    let missing = route(&proxy, &["disable", "999"]).unwrap_err();
+    assert!(missing.contains("999"), "{missing}");
+}
+
 #[test]
 fn a_version_a_rule_names_cannot_be_retired() {
     let proxy = versioned_proxy();

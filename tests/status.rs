@@ -261,6 +261,18 @@ fn the_admin_api_runs_status_and_cutover_with_the_token_only() {
             .unwrap(),
         r#"{"split": [["v2", 30], ["v1", 70]]}"#
     );
+    let enabled = format!("/routes/{id}/enabled");
+    let (code, body) = post_json(admin_port, &enabled, Some(TOKEN), r#"{"enabled": false}"#);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                &format!("SELECT enabled FROM viewgate.routing_rules WHERE id = {id}")
+            )
+            .unwrap(),
+        "f"
+    );
     let path = format!("/routes/{id}");
     assert_eq!(request(admin_port, "DELETE", &path, None, None).0, 401);
     assert_eq!(

@@ -30,6 +30,7 @@ pub fn router() -> Router<Arc<ProxyState>> {
         .route("/routes", get(route_list).post(route_add))
         .route("/routes/{id}", delete(route_remove))
         .route("/routes/{id}/weights", post(route_set_weights))
+        .route("/routes/{id}/enabled", post(route_set_enabled))
 }
 
 /// A failed operation, as JSON `{"error": "..."}` with a status saying whose fault it was.
@@ -127,6 +128,28 @@ async fn route_remove(
         Json(serde_json::json!({ "removed": removed.id, "message": removed.to_string() }))
             .into_response(),
     )
+}
+
+/// `{"enabled": false}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnabledRequest {
+    enabled: bool,
+}
+
+async fn route_set_enabled(
+    State(state): State<Arc<ProxyState>>,
+    Path(id): Path<i64>,
+    Json(request): Json<EnabledRequest>,
+) -> Result<Response, OperationError> {
+    let mut client = catalog(&state).await?;
+    let toggled = routes::set_enabled(&mut client, id, request.enabled).await?;
+    Ok(Json(serde_json::json!({
+        "id": toggled.id,
+        "enabled": toggled.enabled,
+        "message": toggled.to_string(),
+    }))
+    .into_response())
 }
 
 /// `{"weights": "v2=20,v1=80"}`.

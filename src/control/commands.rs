@@ -208,6 +208,16 @@ pub async fn route_remove(database: &str, id: i64) -> Result<RemovedRule, Contro
     routes::remove(&mut client, id).await
 }
 
+/// `route enable ID` / `route disable ID`.
+pub async fn route_set_enabled(
+    database: &str,
+    id: i64,
+    enabled: bool,
+) -> Result<routes::RuleToggled, ControlError> {
+    let mut client = connect(database).await?;
+    routes::set_enabled(&mut client, id, enabled).await
+}
+
 /// `route set-weights ID v2=20,v1=80`.
 pub async fn route_set_weights(
     database: &str,

@@ -167,6 +167,48 @@ pub async fn remove(client: &mut Client, id: i64) -> Result<RemovedRule, Control
     Ok(RemovedRule { id })
 }
 
+/// What `route enable` / `route disable` changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleToggled {
+    pub id: i64,
+    pub enabled: bool,
+}
+
+impl fmt::Display for RuleToggled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.enabled { "enabled" } else { "disabled" };
+        write!(
+            f,
+            "rule {} {state}; proxies re-route its sessions at their next transaction boundary",
+            self.id
+        )
+    }
+}
+
+/// Turns a rule on or off without losing it. Enabling checks its versions are still active.
+pub async fn set_enabled(
+    client: &mut Client,
+    id: i64,
+    enabled: bool,
+) -> Result<RuleToggled, ControlError> {
+    let started = Instant::now();
+    let transaction = begin(client).await?;
+    let row = transaction
+        .query_opt(
+            "UPDATE viewgate.routing_rules SET enabled = $2 WHERE id = $1 RETURNING assign::text",
+            &[&id, &enabled],
+        )
+        .await
+        .map_err(|error| ControlError::database("changing the routing rule", &error))?
+        .ok_or(ControlError::RuleNotFound(id))?;
+    let assign = parse_assign(&row.get::<_, String>(0)).unwrap_or(Assign::Split(Vec::new()));
+    if enabled {
+        check_active(&transaction, &assign).await?;
+    }
+    finish(transaction, started, &assign).await?;
+    Ok(RuleToggled { id, enabled })
+}
+
 pub async fn set_weights(
     client: &mut Client,
     id: i64,
