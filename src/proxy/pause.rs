@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::{Notify, watch};
 
 use crate::telemetry::histogram::LatencyHistogram;
-use tokio::sync::{Notify, watch};
 
 /// Hold start times kept for one pause's summary; beyond this only the histogram counts.
 const MAX_TRACKED_HOLDS: usize = 100_000;
