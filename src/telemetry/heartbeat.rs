@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::proxy::state::ProxyState;
+use crate::router::watcher::CatalogSource;
 
 /// How often a proxy reports; `viewgate status` calls a proxy stale after
 /// [`STALE_AFTER_BEATS`] missed beats.
@@ -65,7 +66,17 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
     let mut warned = false;
     loop {
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = connect(catalog.postgres_config()).await.ok();
+            client = match connect(&catalog).await {
+                Ok(connected) => Some(connected),
+                // A TLS or login problem would otherwise only show as a missing proxy in status.
+                Err(error) => {
+                    if !warned {
+                        tracing::warn!(%error, "could not connect to the catalog for the heartbeat; retrying");
+                        warned = true;
+                    }
+                    None
+                }
+            };
         }
         if let Some(connected) = &client {
             match beat(connected, &state, &identity, started).await {
@@ -92,8 +103,8 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+async fn connect(catalog: &CatalogSource) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = catalog.connect().await?;
     tokio::spawn(connection);
     Ok(client)
 }
