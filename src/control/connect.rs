@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 use super::error::ControlError;
-use crate::net::postgres_tls::PostgresTarget;
+use crate::net::postgres_tls::{PostgresTarget, error_text};
 
 /// `application_name` the control commands use unless the URL sets one.
 pub const APPLICATION_NAME: &str = "viewgate";
@@ -22,7 +22,10 @@ pub async fn connect(database: &str) -> Result<Client, ControlError> {
         target.config_mut().application_name(APPLICATION_NAME);
     }
     let (client, connection) = target.connect().await.map_err(|error| {
-        let mut message = super::error::describe_postgres_error(&error);
+        let mut message = match error.as_db_error() {
+            Some(_) => super::error::describe_postgres_error(&error),
+            None => error_text(&error),
+        };
         if let Some(hint) = target.hint(&error) {
             message.push_str(&format!("; hint: {hint}"));
         }

@@ -189,6 +189,18 @@ impl PostgresTarget {
     }
 }
 
+/// tokio-postgres's error with its causes: its own `Display` says only "error performing TLS
+/// handshake" or "error connecting to server" and leaves the reason to `source()`.
+pub fn error_text(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 fn trusted_roots(mode: SslMode, root_cert: Option<&Path>) -> Result<&Path, PostgresTlsError> {
     match root_cert {
         None => Err(PostgresTlsError::MissingRootCert(mode.as_str())),
@@ -396,7 +408,7 @@ impl RustlsConnect {
             .unwrap_or_default();
         let hint = match &reason {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "it does not name the host in the connection string (sslmode=verify-full): connect by a name the certificate lists, or use sslmode=verify-ca".to_owned()
+                "connect by a host name the certificate lists, or use sslmode=verify-ca to check only the CA".to_owned()
             }
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
@@ -408,7 +420,7 @@ impl RustlsConnect {
         };
         HandshakeError::Certificate {
             mode: self.mode.as_str(),
-            reason: format!("{reason:?}"),
+            reason: reason.to_string(),
             hint,
         }
     }
@@ -416,7 +428,7 @@ impl RustlsConnect {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("the server's certificate was rejected under sslmode={mode} ({reason}): {hint}")]
+    #[error("the server's certificate was rejected under sslmode={mode}: {reason}; {hint}")]
     Certificate {
         mode: &'static str,
         reason: String,

@@ -14,7 +14,7 @@ use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
 use crate::control::catalog::{CONTROL_CHANNEL, load_routing_map};
-use crate::net::postgres_tls::{PostgresConnection, PostgresTarget, PostgresTlsError};
+use crate::net::postgres_tls::{PostgresConnection, PostgresTarget, PostgresTlsError, error_text};
 use crate::rewriter::RewriteCache;
 use crate::shutdown::Shutdown;
 
@@ -24,7 +24,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error(transparent)]
+    #[error("{}", error_text(.0))]
     Connection(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Catalog(#[from] crate::control::error::ControlError),

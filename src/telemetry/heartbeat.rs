@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use crate::net::postgres_tls::error_text;
 use crate::proxy::state::ProxyState;
 use crate::router::watcher::CatalogSource;
 
@@ -71,6 +72,7 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
                 // A TLS or login problem would otherwise only show as a missing proxy in status.
                 Err(error) => {
                     if !warned {
+                        let error = error_text(&error);
                         tracing::warn!(%error, "could not connect to the catalog for the heartbeat; retrying");
                         warned = true;
                     }
