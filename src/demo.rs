@@ -168,6 +168,8 @@ fn render(messages: &[SimpleQueryMessage]) -> Vec<String> {
         .collect()
 }
 
+/// Plain on purpose: the demo only talks to its own throwaway cluster on 127.0.0.1 and to its
+/// own proxy in front of it, both local by construction (catalog TLS is `net::postgres_tls`).
 async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(connection);

@@ -62,6 +62,9 @@ pub struct ClusterOptions {
     pub settings: Vec<String>,
     /// A PEM certificate and private key: the server then accepts TLS (`ssl = on`).
     pub tls: Option<ServerCertificate>,
+    /// TCP clients must use TLS (`hostssl` lines only, as with `rds.force_ssl`); needs `tls`.
+    /// Unix socket connections stay trusted, for the harness.
+    pub tls_only: bool,
 }
 
 /// PEM texts of a server certificate (chain) and its private key.
@@ -204,10 +207,11 @@ impl ThrowawayCluster {
             ClusterAuth::Password => "md5",
             ClusterAuth::Cleartext => "password",
         };
+        let tcp = if options.tls_only { "hostssl" } else { "host" };
         let hba = format!(
             "local all all trust\n\
-             host all all 127.0.0.1/32 {hba_method}\n\
-             host all all ::1/128 {hba_method}\n"
+             {tcp} all all 127.0.0.1/32 {hba_method}\n\
+             {tcp} all all ::1/128 {hba_method}\n"
         );
         self.write_as_owner("pg_hba.conf", &hba)?;
         let mut conf = String::from(

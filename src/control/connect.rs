@@ -1,30 +1,36 @@
 //! Connecting the control commands to Postgres, named so `apply_history` shows who ran them.
 
-use std::str::FromStr;
-
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::error::ControlError;
+use crate::net::postgres_tls::{PostgresTarget, error_text};
 
 /// `application_name` the control commands use unless the URL sets one.
 pub const APPLICATION_NAME: &str = "viewgate";
 
-/// Connects to `database` (a libpq URL or key=value string) without TLS; the connection is
-/// driven by a background task that ends when the client is dropped.
+/// Connects to `database` (a libpq URL or key=value string) with TLS as its `sslmode` says
+/// (`net::postgres_tls`); the connection is driven by a background task that ends when the
+/// client is dropped.
 pub async fn connect(database: &str) -> Result<Client, ControlError> {
     let connect_error = |message: String| ControlError::Connect {
         target: redact(database),
         message,
     };
-    let mut config = tokio_postgres::Config::from_str(database)
-        .map_err(|error| connect_error(error.to_string()))?;
-    if config.get_application_name().is_none() {
-        config.application_name(APPLICATION_NAME);
+    let mut target =
+        PostgresTarget::parse(database).map_err(|error| connect_error(error.to_string()))?;
+    if target.config().get_application_name().is_none() {
+        target.config_mut().application_name(APPLICATION_NAME);
     }
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|error| connect_error(super::error::describe_postgres_error(&error)))?;
+    let (client, connection) = target.connect().await.map_err(|error| {
+        let mut message = match error.as_db_error() {
+            Some(_) => super::error::describe_postgres_error(&error),
+            None => error_text(&error),
+        };
+        if let Some(hint) = target.hint(&error) {
+            message.push_str(&format!("; hint: {hint}"));
+        }
+        connect_error(message)
+    })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "control connection ended with an error");

@@ -1,4 +1,6 @@
-//! Byte streams to clients and to the upstream: plain TCP, TLS over TCP, or a Unix socket.
+//! Byte streams to clients and to the upstream: plain TCP, TLS over TCP, or a Unix socket; and
+//! TLS for viewgate's own tokio-postgres connections (the catalog).
 
+pub mod postgres_tls;
 pub mod stream;
 pub mod tls;

@@ -3,14 +3,19 @@
 //! libpq's `sslmode=prefer` and `require` encrypt without checking the server's certificate;
 //! viewgate reproduces that with a verifier that checks signatures but not the chain, so that
 //! the upstream modes mean exactly what a Postgres user expects. Only `verify-full` checks the
-//! chain and the host name.
+//! chain and the host name; `verify-ca` (used by the catalog connections, `postgres_tls.rs`)
+//! checks the chain but not the name.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
@@ -87,6 +92,80 @@ pub fn upstream_config(
         }
     };
     Ok(Some(Arc::new(config)))
+}
+
+/// libpq's `verify-ca`: the server's chain must lead to a certificate in `root_cert`, whatever
+/// host name the certificate is for.
+pub fn verify_ca_config(root_cert: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(root_cert)? {
+        roots.add(certificate)?;
+    }
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|error| rustls::Error::General(error.to_string()))?;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// `config` offering ALPN `postgresql`, which Postgres 17+ insists on for direct TLS
+/// (`sslnegotiation=direct`) and ignores otherwise.
+pub fn with_postgres_alpn(config: &ClientConfig) -> Arc<ClientConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![POSTGRES_ALPN.to_vec()];
+    Arc::new(config)
+}
+
+/// The webpki verifier with the host name check removed. webpki checks the chain before the
+/// name, so a name error means the chain was accepted.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// libpq's `require`: the handshake must be sound, but any certificate is accepted.

@@ -16,7 +16,7 @@ use super::session;
 use super::state::{ProxyState, StateError};
 use super::upstream::UpstreamTarget;
 use crate::config::Config;
-use crate::router::watcher;
+use crate::router::watcher::{self, CatalogSource};
 use crate::shutdown::Shutdown;
 use crate::telemetry::guard;
 
@@ -60,7 +60,7 @@ impl Proxy {
                 }
             }
         }
-        if let Some(catalog) = &state.config.catalog {
+        if let Some(catalog) = &state.catalog {
             use_recorded_upstream(catalog, &state).await;
         }
         let address = state.config.listen.clone();
@@ -161,9 +161,9 @@ impl Proxy {
 /// A committed upstream cutover is recorded in the catalog (`viewgate.settings.upstream`); a
 /// proxy restarted afterwards starts there rather than at its configured upstream. When the
 /// catalog cannot be read, the configured upstream is used and the reason logged.
-async fn use_recorded_upstream(catalog: &str, state: &ProxyState) {
+async fn use_recorded_upstream(catalog: &CatalogSource, state: &ProxyState) {
     let recorded = async {
-        let (client, connection) = tokio_postgres::connect(catalog, tokio_postgres::NoTls).await?;
+        let (client, connection) = catalog.connect().await?;
         let connection = tokio::spawn(connection);
         let row = client
             .query_opt("SELECT upstream FROM viewgate.settings", &[])

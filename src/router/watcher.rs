@@ -14,6 +14,7 @@ use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
 use crate::control::catalog::{CONTROL_CHANNEL, load_routing_map};
+use crate::net::postgres_tls::{PostgresConnection, PostgresTarget, PostgresTlsError, error_text};
 use crate::rewriter::RewriteCache;
 use crate::shutdown::Shutdown;
 
@@ -23,12 +24,12 @@ const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error(transparent)]
+    #[error("{}", error_text(.0))]
     Connection(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Catalog(#[from] crate::control::error::ControlError),
-    #[error("invalid catalog URL: {0}")]
-    Url(tokio_postgres::Error),
+    #[error("catalog URL: {0}")]
+    Url(#[from] PostgresTlsError),
     #[error("the catalog URL must name a database (postgres://user@host:port/DATABASE)")]
     NoDatabase,
 }
@@ -36,24 +37,29 @@ pub enum WatchError {
 /// The application_name of the proxy's catalog connections (watcher, heartbeat, guard).
 pub const CONTROL_APPLICATION_NAME: &str = "viewgate-proxy";
 
-/// Where the catalog lives.
+/// Where the catalog lives, and how to reach it (TLS per the URL's `sslmode`).
 pub struct CatalogSource {
-    config: tokio_postgres::Config,
+    target: PostgresTarget,
     database: String,
 }
 
 impl CatalogSource {
+    /// Parses the `catalog` URL; a bad `sslmode` or unreadable `sslrootcert` is an error here,
+    /// so the proxy refuses to start rather than retrying forever.
     pub fn parse(url: &str) -> Result<Self, WatchError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(WatchError::Url)?;
-        if config.get_application_name().is_none() {
+        let mut target = PostgresTarget::parse(url)?;
+        if target.config().get_application_name().is_none() {
             // So an operator can tell the proxy's own connections apart in pg_stat_activity.
-            config.application_name(CONTROL_APPLICATION_NAME);
+            target
+                .config_mut()
+                .application_name(CONTROL_APPLICATION_NAME);
         }
-        let database = config
+        let database = target
+            .config()
             .get_dbname()
             .ok_or(WatchError::NoDatabase)?
             .to_owned();
-        Ok(CatalogSource { config, database })
+        Ok(CatalogSource { target, database })
     }
 
     /// The database whose catalog this is.
@@ -61,14 +67,17 @@ impl CatalogSource {
         &self.database
     }
 
-    /// How to connect to the catalog's database (for the heartbeat and the canary guard).
-    pub fn postgres_config(&self) -> &tokio_postgres::Config {
-        &self.config
+    /// A new connection to the catalog's database (watcher, heartbeat, recorded upstream);
+    /// the caller drives the returned connection.
+    pub async fn connect(
+        &self,
+    ) -> Result<(tokio_postgres::Client, PostgresConnection), tokio_postgres::Error> {
+        self.target.connect().await
     }
 
     /// Loads the state once; used at startup so the first sessions are already routed.
     pub async fn load(&self) -> Result<RoutingState, WatchError> {
-        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+        let (client, connection) = self.connect().await?;
         let connection = tokio::spawn(connection);
         let state = self.load_with(&client).await;
         drop(client);
@@ -114,7 +123,7 @@ async fn follow(
     routing: &SharedRouting,
     cache: &RewriteCache,
 ) -> Result<(), WatchError> {
-    let (client, mut connection) = source.config.connect(tokio_postgres::NoTls).await?;
+    let (client, mut connection) = source.connect().await?;
     let (notify_tx, mut notify_rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use crate::net::postgres_tls::error_text;
 use crate::proxy::state::ProxyState;
+use crate::router::watcher::CatalogSource;
 
 /// How often a proxy reports; `viewgate status` calls a proxy stale after
 /// [`STALE_AFTER_BEATS`] missed beats.
@@ -65,7 +67,18 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
     let mut warned = false;
     loop {
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = connect(catalog.postgres_config()).await.ok();
+            client = match connect(&catalog).await {
+                Ok(connected) => Some(connected),
+                // A TLS or login problem would otherwise only show as a missing proxy in status.
+                Err(error) => {
+                    if !warned {
+                        let error = error_text(&error);
+                        tracing::warn!(%error, "could not connect to the catalog for the heartbeat; retrying");
+                        warned = true;
+                    }
+                    None
+                }
+            };
         }
         if let Some(connected) = &client {
             match beat(connected, &state, &identity, started).await {
@@ -92,8 +105,8 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+async fn connect(catalog: &CatalogSource) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = catalog.connect().await?;
     tokio::spawn(connection);
     Ok(client)
 }
