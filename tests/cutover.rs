@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::versions::{columns, connect, connect_with, versioned_proxy};
-use common::{TestProxy, viewgate_binary};
-use viewgate::pg_cluster::SUPERUSER;
+use common::TestProxy;
+use common::versions::{catalog_command, columns, connect, connect_with, versioned_proxy};
 
 const V1_COLUMNS: usize = 5;
 const V2_COLUMNS: usize = 7;
@@ -17,17 +15,7 @@ const V2_COLUMNS: usize = 7;
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
 
 fn cutover(proxy: &TestProxy, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(viewgate_binary())
-        .arg("cutover")
-        .args(args)
-        .args(["--database", &proxy.cluster.url(SUPERUSER, "postgres")])
-        .output()
-        .unwrap();
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
+    catalog_command(proxy, "cutover", args)
 }
 
 /// Waits until a new default session sees `expected` columns: the proxy has reloaded.

@@ -14,7 +14,7 @@ use viewgate::config::DEFAULT_STICKY_IDENTITY;
 use viewgate::pg_cluster::SUPERUSER;
 use viewgate::router::ClientIdentity;
 
-use common::versions::versioned_proxy;
+use common::versions::{catalog_command, versioned_proxy};
 use common::{ProxyProcess, TestProxy, viewgate_binary};
 
 /// The bound on applying a rule change on every proxy.
@@ -27,17 +27,7 @@ const CONCURRENCY: usize = 16;
 
 /// Runs `viewgate route ARGS --database <catalog>`: stdout on success, stderr on failure.
 fn route(proxy: &TestProxy, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(viewgate_binary())
-        .arg("route")
-        .args(args)
-        .args(["--database", &proxy.cluster.url(SUPERUSER, "postgres")])
-        .output()
-        .unwrap();
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
+    catalog_command(proxy, "route", args)
 }
 
 fn add(proxy: &TestProxy, args: &[&str]) -> String {

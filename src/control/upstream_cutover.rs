@@ -134,14 +134,15 @@ pub async fn pause(
     let lines = proxies
         .iter()
         .zip(results)
-        .map(|(proxy, result)| {
-            let report = result.expect("failures were handled");
-            format!(
+        // Every result is Ok here: failures returned above.
+        .filter_map(|(proxy, result)| {
+            let report = result.ok()?;
+            Some(format!(
                 "{}: paused ({} sessions; in-flight transactions finished in {:.1} ms)",
                 proxy.address(),
                 report["sessions"],
                 report["waited_ms"].as_f64().unwrap_or_default()
-            )
+            ))
         })
         .collect();
     Ok(Outcome { lines })

@@ -59,6 +59,22 @@ pub fn apply_example(cluster: &ThrowawayCluster) {
         .unwrap();
 }
 
+/// Runs `viewgate COMMAND ARGS --database <the proxy's catalog>`: stdout on success, stderr
+/// on failure, both trimmed.
+pub fn catalog_command(proxy: &TestProxy, command: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(viewgate_binary())
+        .arg(command)
+        .args(args)
+        .args(["--database", &proxy.cluster.url(SUPERUSER, "postgres")])
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
 /// Runs SQL through the proxy with psql at `version` (None: the default).
 pub fn psql(proxy: &TestProxy, version: Option<&str>, sql: &str) -> Result<String, String> {
     let mut conninfo = proxy.conninfo();
