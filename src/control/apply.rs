@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
 use super::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry};
+use super::definition::{self, VersionDefinition};
 use super::error::ControlError;
 use super::generate::{self, GeneratedVersion};
 use super::plan;
@@ -273,9 +274,9 @@ async fn is_current(
     Ok(true)
 }
 
-/// (Re)creates one version's objects and records them; returns the views it dropped because
-/// the spec no longer lists them.
-async fn apply_version(
+/// (Re)creates one version's objects and records them, with the version's definition; returns
+/// the views it dropped because the spec no longer lists them.
+pub async fn apply_version(
     client: &impl GenericClient,
     spec: &Spec,
     templates: &Templates,
@@ -348,6 +349,9 @@ async fn apply_version(
     )
     .await?;
     catalog::replace_objects(client, &version.name, &objects).await?;
+    if let Some(spec_version) = spec.version(&version.name) {
+        definition::record(client, &VersionDefinition::from_spec(spec, spec_version)).await?;
+    }
     Ok(dropped)
 }
 

@@ -23,6 +23,8 @@ pub struct BaseColumn {
     pub default: Option<String>,
     /// Generated columns cannot be written, so trigger-backed inserts leave them out.
     pub generated: bool,
+    /// `NOT NULL` is declared on the column.
+    pub not_null: bool,
 }
 
 /// A base table as the server has it.
@@ -74,7 +76,8 @@ SELECT a.attname,
            format('nextval(%L::regclass)', pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname))
          ELSE pg_get_expr(d.adbin, d.adrelid)
        END,
-       a.attgenerated <> ''
+       a.attgenerated <> '',
+       a.attnotnull
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -145,6 +148,7 @@ async fn base_table(
             type_name: row.get(1),
             default: row.get(2),
             generated: row.get(3),
+            not_null: row.get(4),
         })
         .collect();
     let primary_key = client

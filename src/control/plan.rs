@@ -533,6 +533,7 @@ columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower
             type_name: "text".into(),
             default: default.map(str::to_owned),
             generated: false,
+            not_null: false,
         };
         let mut snapshot = ServerSnapshot {
             version_num: Some(160_000),

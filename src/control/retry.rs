@@ -29,32 +29,56 @@ pub fn backoff_delay(attempt: u32) -> Duration {
     half + Duration::from_millis(jitter_ms)
 }
 
+/// An error that may be a lock timeout worth another attempt.
+pub trait LockRetryError: Sized {
+    /// The timeout's description when this is a lock timeout (55P03); `None` otherwise.
+    fn lock_timeout(&self) -> Option<String>;
+    /// The error reported after the last attempt lost its lock race too.
+    fn gave_up(attempts: u32, lock_timeout: Duration, last: String) -> Self;
+}
+
+impl LockRetryError for ControlError {
+    fn lock_timeout(&self) -> Option<String> {
+        match self {
+            ControlError::LockNotAvailable { context, message } => {
+                Some(format!("{context}: {message}"))
+            }
+            _ => None,
+        }
+    }
+
+    fn gave_up(attempts: u32, lock_timeout: Duration, last: String) -> Self {
+        ControlError::LockTimeout {
+            attempts,
+            lock_timeout_ms: lock_timeout.as_millis(),
+            message: last,
+        }
+    }
+}
+
 /// Result of an operation run under [`with_lock_retries`]: its value and how many attempts it
 /// took, or the error and the attempts spent.
-pub struct Attempted<T> {
-    pub result: Result<T, ControlError>,
+pub struct Attempted<T, E = ControlError> {
+    pub result: Result<T, E>,
     pub attempts: u32,
 }
 
 /// Runs `operation` until it succeeds, fails with anything but a lock timeout, or has been tried
-/// `max_attempts` times; a final lock timeout becomes [`ControlError::LockTimeout`].
-pub async fn with_lock_retries<T>(
+/// `max_attempts` times; a final lock timeout becomes [`LockRetryError::gave_up`].
+pub async fn with_lock_retries<T, E: LockRetryError>(
     max_attempts: u32,
     lock_timeout: Duration,
-    mut operation: impl AsyncFnMut() -> Result<T, ControlError>,
-) -> Attempted<T> {
+    mut operation: impl AsyncFnMut() -> Result<T, E>,
+) -> Attempted<T, E> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         match operation().await {
-            Err(ControlError::LockNotAvailable { context, message }) => {
+            Err(error) if error.lock_timeout().is_some() => {
+                let message = error.lock_timeout().unwrap_or_default();
                 if attempt >= max_attempts {
                     return Attempted {
-                        result: Err(ControlError::LockTimeout {
-                            attempts: attempt,
-                            lock_timeout_ms: lock_timeout.as_millis(),
-                            message: format!("{context}: {message}"),
-                        }),
+                        result: Err(E::gave_up(attempt, lock_timeout, message)),
                         attempts: attempt,
                     };
                 }

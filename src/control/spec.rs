@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::SpecError;
 
@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 const RESERVED_SCHEMA_NAMES: &[&str] = &["public", "viewgate", "information_schema"];
 
 /// Where a version's views go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// `{schema}.{table}_{version}`: next to the base table.
@@ -67,7 +67,7 @@ pub struct SpecOptions {
 }
 
 /// A base table viewgate manages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManagedTable {
     pub schema: String,
     pub name: String,
@@ -75,14 +75,14 @@ pub struct ManagedTable {
     pub key: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Version {
     pub name: String,
     pub tables: Vec<VersionTable>,
 }
 
 /// One managed table as one version sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionTable {
     /// The base table (a `[[tables]]` name).
     pub base: String,
@@ -93,7 +93,7 @@ pub struct VersionTable {
     pub hidden_defaults: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Column {
     /// The name this version sees.
     pub name: String,
@@ -102,7 +102,7 @@ pub struct Column {
     pub default: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ColumnSource {
     /// A base column, under the same or another name.
     Physical { base_column: String },

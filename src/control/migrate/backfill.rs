@@ -1,0 +1,323 @@
+//! The backfill: existing rows get the new version's columns, in batches walked by primary key,
+//! each batch one short transaction that also commits its checkpoint, so a killed run resumes
+//! from its last committed batch.
+//!
+//! Only rows that existed when the backfill started are visited: the walk stops at the largest
+//! key seen then (the high-water mark). Rows written later got their values from the sync
+//! triggers (pgroll's issue #583 is what happens otherwise: a backfill that never ends under
+//! heavy inserts). Rows are locked in key order (`FOR NO KEY UPDATE`), as single-row writers
+//! expect, and the batch writes as `viewgate_backfill`, so no sync trigger redoes its work.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use super::derive::Backfill;
+use super::error::MigrateError;
+use super::progress::Progress;
+use super::state::{self, Checkpoint};
+use super::sync::BACKFILL_WRITER;
+use crate::control::error::{ControlError, describe_postgres_error};
+use crate::control::quote::{quote_ident, quote_qualified};
+
+/// Times one batch is tried again after a deadlock or a serialization failure with a writer.
+const BATCH_ATTEMPTS: u32 = 5;
+
+/// Key of a checkpoint: `schema.table`.
+pub fn checkpoint_key(backfill: &Backfill) -> String {
+    format!("{}.{}", backfill.schema, backfill.table)
+}
+
+/// The statement that fills one batch. Parameters: the cursor's key values (all NULL for the
+/// first batch), then the high-water mark's. Returns the rows updated and the batch's last key.
+pub fn batch_sql(backfill: &Backfill, batch_size: u32) -> String {
+    let table = quote_qualified(&backfill.schema, &backfill.table);
+    let key_count = backfill.key.len();
+    let key_list = backfill
+        .key
+        .iter()
+        .map(|(name, _)| quote_ident(name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let params = |offset: usize| {
+        backfill
+            .key
+            .iter()
+            .enumerate()
+            .map(|(index, (_, type_name))| format!("${}::text::{type_name}", offset + index + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let key_alias = |index: usize| quote_ident(&format!("_vg_k{index}"));
+    let inner_keys = backfill
+        .key
+        .iter()
+        .enumerate()
+        .map(|(index, (name, _))| format!("_vg_t.{} AS {}", quote_ident(name), key_alias(index)))
+        .collect::<Vec<_>>();
+    let inner_columns = backfill.columns.iter().map(|(logical, physical)| {
+        format!(
+            "_vg_t.{} AS {}",
+            quote_ident(physical),
+            quote_ident(logical)
+        )
+    });
+    let inner = inner_keys
+        .iter()
+        .cloned()
+        .chain(inner_columns)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = backfill
+        .assigns
+        .iter()
+        .enumerate()
+        .map(|(index, assign)| {
+            format!(
+                "(\n            {}\n        ) AS {}",
+                assign.expression,
+                quote_ident(&format!("_vg_v{index}"))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",\n        ");
+    let outer_keys = (0..key_count).map(key_alias).collect::<Vec<_>>().join(", ");
+    let sets = backfill
+        .assigns
+        .iter()
+        .enumerate()
+        .map(|(index, assign)| {
+            format!(
+                "{} = _vg_source.{}",
+                quote_ident(&assign.target),
+                quote_ident(&format!("_vg_v{index}"))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let target_keys = backfill
+        .key
+        .iter()
+        .map(|(name, _)| format!("_vg_target.{}", quote_ident(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let source_keys = (0..key_count)
+        .map(|index| format!("_vg_source.{}", key_alias(index)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let last_key = backfill
+        .key
+        .iter()
+        .map(|(name, _)| format!("{}::text", quote_ident(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let descending = backfill
+        .key
+        .iter()
+        .map(|(name, _)| format!("{} DESC", quote_ident(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH _vg_batch AS (
+    SELECT {key_list} FROM {table}
+    WHERE ($1::text IS NULL OR ({key_list}) > ({cursor}))
+      AND ({key_list}) <= ({high_water})
+    ORDER BY {key_list}
+    LIMIT {batch_size}
+    FOR NO KEY UPDATE
+), _vg_source AS (
+    SELECT {outer_keys},
+        {values}
+    FROM (SELECT {inner} FROM {table} AS _vg_t JOIN _vg_batch USING ({key_list})) AS _vg_row
+), _vg_updated AS (
+    UPDATE {table} AS _vg_target SET {sets}
+    FROM _vg_source
+    WHERE ({target_keys}) = ({source_keys})
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM _vg_updated),
+       (SELECT ARRAY[{last_key}] FROM _vg_batch ORDER BY {descending} LIMIT 1)",
+        cursor = params(0),
+        high_water = params(key_count),
+    )
+}
+
+/// The largest key now and an estimate of the rows up to it.
+async fn start_checkpoint(
+    client: &Client,
+    backfill: &Backfill,
+) -> Result<Checkpoint, MigrateError> {
+    let table = quote_qualified(&backfill.schema, &backfill.table);
+    let key = backfill
+        .key
+        .iter()
+        .map(|(name, _)| format!("{}::text", quote_ident(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let descending = backfill
+        .key
+        .iter()
+        .map(|(name, _)| format!("{} DESC", quote_ident(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let context = || format!("reading the key range of {}", checkpoint_key(backfill));
+    let high_water: Option<Vec<String>> = client
+        .query_opt(
+            &format!("SELECT ARRAY[{key}] FROM {table} ORDER BY {descending} LIMIT 1"),
+            &[],
+        )
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .map(|row| row.get(0));
+    let estimate: i64 = client
+        .query_one(
+            &format!(
+                "SELECT CASE WHEN c.reltuples >= 100000 THEN c.reltuples::bigint
+                             ELSE (SELECT count(*) FROM {table}) END
+                 FROM pg_class c WHERE c.oid = $1::text::regclass"
+            ),
+            &[&table],
+        )
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .get(0);
+    Ok(Checkpoint {
+        cursor: None,
+        done: high_water.is_none(),
+        high_water,
+        rows: 0,
+        estimate: u64::try_from(estimate).unwrap_or(0),
+    })
+}
+
+/// Runs (or resumes) the backfill of one table to its high-water mark.
+pub async fn run(
+    client: &mut Client,
+    migration_id: i64,
+    backfill: &Backfill,
+    checkpoint: Option<Checkpoint>,
+    batch_size: u32,
+    batch_delay: Duration,
+    progress: &mut dyn Progress,
+) -> Result<Checkpoint, MigrateError> {
+    let key = checkpoint_key(backfill);
+    let mut checkpoint = match checkpoint {
+        Some(checkpoint) if checkpoint.high_water.is_some() || checkpoint.done => checkpoint,
+        _ => {
+            let fresh = start_checkpoint(client, backfill).await?;
+            state::save_checkpoint(client, migration_id, &key, &fresh).await?;
+            fresh
+        }
+    };
+    let sql = batch_sql(backfill, batch_size);
+    let started = Instant::now();
+    let rows_at_start = checkpoint.rows;
+    progress.backfill(&key, checkpoint.rows, checkpoint.estimate, 0.0);
+    while !checkpoint.done {
+        let Some(high_water) = checkpoint.high_water.clone() else {
+            break;
+        };
+        let (updated, last) =
+            one_batch(client, migration_id, &key, &sql, &checkpoint, &high_water).await?;
+        checkpoint.rows += updated;
+        match last {
+            Some(last) => checkpoint.cursor = Some(last),
+            None => checkpoint.done = true,
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            (checkpoint.rows - rows_at_start) as f64 / elapsed
+        } else {
+            0.0
+        };
+        progress.backfill(
+            &key,
+            checkpoint.rows,
+            checkpoint.estimate.max(checkpoint.rows),
+            rate,
+        );
+        if !batch_delay.is_zero() && !checkpoint.done {
+            tokio::time::sleep(batch_delay).await;
+        }
+    }
+    Ok(checkpoint)
+}
+
+/// One batch and its checkpoint in one transaction, retried on deadlocks with writers.
+async fn one_batch(
+    client: &mut Client,
+    migration_id: i64,
+    key: &str,
+    sql: &str,
+    checkpoint: &Checkpoint,
+    high_water: &[String],
+) -> Result<(u64, Option<Vec<String>>), MigrateError> {
+    let key_count = high_water.len();
+    let cursor: Vec<Option<String>> = match &checkpoint.cursor {
+        Some(cursor) => cursor.iter().cloned().map(Some).collect(),
+        None => vec![None; key_count],
+    };
+    let high: Vec<Option<String>> = high_water.iter().cloned().map(Some).collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result: Result<(u64, Option<Vec<String>>), tokio_postgres::Error> = async {
+            let transaction = client.transaction().await?;
+            transaction
+                .execute(
+                    "SELECT set_config('viewgate.version', $1, true)",
+                    &[&BACKFILL_WRITER],
+                )
+                .await?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = cursor
+                .iter()
+                .chain(high.iter())
+                .map(|value| value as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let row = transaction.query_one(sql, &params).await?;
+            let updated: i64 = row.get(0);
+            let last: Option<Vec<String>> = row.get(1);
+            let mut next = checkpoint.clone();
+            next.rows += u64::try_from(updated).unwrap_or(0);
+            match &last {
+                Some(last) => next.cursor = Some(last.clone()),
+                None => next.done = true,
+            }
+            transaction
+                .execute(
+                    state::SAVE_CHECKPOINT,
+                    &[&migration_id, &key, &state::checkpoint_json(&next)],
+                )
+                .await?;
+            transaction.commit().await?;
+            Ok((u64::try_from(updated).unwrap_or(0), last))
+        }
+        .await;
+        match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(error)
+                if attempt < BATCH_ATTEMPTS
+                    && matches!(
+                        error.code(),
+                        Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
+                            | Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE)
+                    ) =>
+            {
+                tracing::warn!(%error, attempt, "backfill batch lost a lock race; retrying");
+            }
+            Err(error) => {
+                let at = checkpoint
+                    .cursor
+                    .as_ref()
+                    .map(|cursor| format!(" after key ({})", cursor.join(", ")))
+                    .unwrap_or_default();
+                return Err(MigrateError::Failed {
+                    version: String::new(),
+                    step: format!("backfilling {key}{at}"),
+                    message: describe_postgres_error(&error),
+                    aftermath: String::new(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! `viewgate migrate complete`: the contract. Retires the oldest live migration's previous
+//! version — its views, the sync triggers that served its writers — then drops what only it
+//! used and renames the physical schema into the new version's shape. Refused, naming each
+//! proxy and its live sessions, while anything still uses the previous version.
+//!
+//! Physical renames are followed everywhere they are recorded: the definitions of the versions
+//! that remain (their views are regenerated, so `views status` sees no drift) and the plans and
+//! triggers of later migrations that are still live.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_postgres::{Client, Transaction};
+
+use super::derive::{ColumnMap, MigrationPlan, Rename};
+use super::error::MigrateError;
+use super::start::{create_views, prepare_catalog, run_sql};
+use super::state::{self, MigrationRecord, Phase};
+use super::sync;
+use super::usage;
+use crate::control::apply::drop_sql;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::definition::{self, VersionDefinition};
+use crate::control::error::ControlError;
+use crate::control::retry::with_lock_retries;
+use crate::control::spec::ColumnSource;
+use crate::control::templates::Templates;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompleteOutcome {
+    pub version: String,
+    pub retired: String,
+    pub seconds: f64,
+}
+
+/// Completes the oldest live migration.
+pub async fn complete(
+    client: &mut Client,
+    templates: &Templates,
+) -> Result<CompleteOutcome, MigrateError> {
+    let started = Instant::now();
+    state::try_lock(client).await?;
+    prepare_catalog(client, templates).await?;
+    let current = state::load_current(client).await?;
+    let Some(position) = current
+        .iter()
+        .position(|record| record.phase != Phase::Completed)
+    else {
+        return Err(MigrateError::State(
+            "there is no live migration to complete".into(),
+        ));
+    };
+    let record = &current[position];
+    if record.phase != Phase::Live {
+        return Err(MigrateError::State(format!(
+            "the migration to {} is still backfilling; run `viewgate migrate start` on its file to finish it first",
+            record.version
+        )));
+    }
+    let reasons = usage::reasons_in_use(client, &record.from).await?;
+    if !reasons.is_empty() {
+        return Err(MigrateError::InUse {
+            action: format!(
+                "completing the migration to {} (which retires {})",
+                record.version, record.from
+            ),
+            reasons: reasons.join("; "),
+        });
+    }
+    let later: Vec<&MigrationRecord> = current[position + 1..].iter().collect();
+    let settings = record.migration.settings;
+    let attempted = with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+        complete_once(client, record, &later, templates).await
+    })
+    .await;
+    attempted.result?;
+    for step in &record.plan.complete_concurrent {
+        client
+            .batch_execute(&step.sql)
+            .await
+            .map_err(|error| ControlError::database(step.description.clone(), &error))?;
+    }
+    Ok(CompleteOutcome {
+        version: record.version.clone(),
+        retired: record.from.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn complete_once(
+    client: &mut Client,
+    record: &MigrationRecord,
+    later: &[&MigrationRecord],
+    templates: &Templates,
+) -> Result<(), MigrateError> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting the complete transaction", &error))?;
+    catalog::set_local_lock_timeout(&transaction, record.migration.settings.lock_timeout).await?;
+    catalog::try_apply_lock(&transaction).await?;
+    for table_sync in &record.plan.syncs {
+        let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);
+        run_sql(
+            &transaction,
+            &record.version,
+            "dropping the sync triggers",
+            &sql,
+        )
+        .await?;
+    }
+    for object in catalog::load_objects(&transaction)
+        .await?
+        .iter()
+        .filter(|object| object.version == record.from)
+    {
+        let sql = drop_sql(templates, object)?;
+        run_sql(
+            &transaction,
+            &record.version,
+            "dropping the retired version's views",
+            &sql,
+        )
+        .await?;
+    }
+    catalog::retire_version(&transaction, &record.from).await?;
+    for step in &record.plan.complete {
+        run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
+    }
+    if !record.plan.renames.is_empty() {
+        follow_renames(&transaction, record, later, templates).await?;
+    }
+    state::set_phase(&transaction, record.id, Phase::Completed).await?;
+    catalog::record_history(
+        &transaction,
+        &HistoryEntry {
+            action: "migrate_complete",
+            success: true,
+            spec_file: Some(record.file.clone()),
+            spec_checksum: Some(record.checksum.clone()),
+            versions: vec![record.from.clone(), record.version.clone()],
+            duration: std::time::Duration::ZERO,
+            attempts: 1,
+            error: None,
+        },
+    )
+    .await?;
+    catalog::notify_change(
+        &transaction,
+        "migrate",
+        &[record.from.clone(), record.version.clone()],
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| ControlError::database("committing the contract", &error))?;
+    Ok(())
+}
+
+/// Rewrites every recorded definition and later plan to the renamed physical names, and
+/// regenerates what was generated from them.
+async fn follow_renames(
+    transaction: &Transaction<'_>,
+    record: &MigrationRecord,
+    later: &[&MigrationRecord],
+    templates: &Templates,
+) -> Result<(), MigrateError> {
+    let renames = &record.plan.renames;
+    let versions = catalog::load_versions(transaction).await?;
+    for (name, recorded) in &versions {
+        if recorded.state == "retired" {
+            continue;
+        }
+        let Some(mut definition) = definition::load(transaction, name).await? else {
+            continue;
+        };
+        if rename_definition(&mut definition, renames) {
+            let source = std::path::PathBuf::from(&record.file);
+            create_views(transaction, &definition, &source, templates).await?;
+        }
+    }
+    let old_side: Vec<String> = versions.keys().cloned().collect();
+    for later_record in later {
+        let mut plan = later_record.plan.clone();
+        rename_plan(&mut plan, renames);
+        let sides: Vec<String> = old_side
+            .iter()
+            .filter(|version| **version != later_record.version)
+            .cloned()
+            .collect();
+        for table_sync in &plan.syncs {
+            let sql = format!(
+                "{}{}",
+                sync::drop_sql(later_record.id, &table_sync.schema, &table_sync.table),
+                sync::create_sql(later_record.id, table_sync, &sides)
+            );
+            run_sql(
+                transaction,
+                &later_record.version,
+                "recreating a later migration's sync triggers",
+                &sql,
+            )
+            .await?;
+        }
+        state::save_plan(transaction, later_record.id, &plan).await?;
+    }
+    Ok(())
+}
+
+fn rename_column_map(map: &mut ColumnMap, schema: &str, table: &str, renames: &[Rename]) {
+    for (_, physical) in map.iter_mut() {
+        rename_physical(physical, schema, table, renames);
+    }
+}
+
+fn rename_physical(column: &mut String, schema: &str, table: &str, renames: &[Rename]) {
+    for rename in renames {
+        if let Rename::Column {
+            schema: s,
+            table: t,
+            from,
+            to,
+        } = rename
+            && s == schema
+            && t == table
+            && column == from
+        {
+            *column = to.clone();
+        }
+    }
+}
+
+fn rename_table_name(name: &mut String, schema: &str, renames: &[Rename]) {
+    for rename in renames {
+        if let Rename::Table {
+            schema: s,
+            from,
+            to,
+        } = rename
+            && s == schema
+            && name == from
+        {
+            *name = to.clone();
+        }
+    }
+}
+
+/// Applies `renames` to a definition; whether anything changed.
+pub fn rename_definition(definition: &mut VersionDefinition, renames: &[Rename]) -> bool {
+    let before = definition.clone();
+    for version_table in &mut definition.version.tables {
+        let Some(managed) = before.managed(&version_table.base) else {
+            continue;
+        };
+        for column in &mut version_table.columns {
+            if let ColumnSource::Physical { base_column } = &mut column.source {
+                rename_physical(base_column, &managed.schema, &managed.name, renames);
+            }
+        }
+        let mut base = version_table.base.clone();
+        rename_table_name(&mut base, &managed.schema, renames);
+        version_table.base = base;
+    }
+    for managed in &mut definition.tables {
+        let schema = managed.schema.clone();
+        let table = managed.name.clone();
+        for key in &mut managed.key {
+            rename_physical(key, &schema, &table, renames);
+        }
+        rename_table_name(&mut managed.name, &schema, renames);
+    }
+    *definition != before
+}
+
+/// Applies `renames` to a later migration's plan (what its triggers and backfill read).
+pub fn rename_plan(plan: &mut MigrationPlan, renames: &[Rename]) {
+    rename_definition(&mut plan.definition, renames);
+    for table_sync in &mut plan.syncs {
+        let (schema, table) = (table_sync.schema.clone(), table_sync.table.clone());
+        rename_column_map(&mut table_sync.up_columns, &schema, &table, renames);
+        rename_column_map(&mut table_sync.down_columns, &schema, &table, renames);
+        for assign in table_sync.up.iter_mut().chain(table_sync.down.iter_mut()) {
+            rename_physical(&mut assign.target, &schema, &table, renames);
+        }
+        rename_table_name(&mut table_sync.table, &schema, renames);
+    }
+}

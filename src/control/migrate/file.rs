@@ -1,0 +1,897 @@
+//! The migration file: one TOML file per new schema version, written by the application team
+//! and committed with the application, naming the version it creates, the version it starts
+//! from, and the operations that turn one into the other.
+//!
+//! Parsing checks everything that needs no database: identifier shapes, that each operation
+//! names what it must, that SQL fragments (types, `up`/`down` expressions, defaults, checks)
+//! cannot end the statement they are pasted into. Whether tables and columns exist is checked
+//! against the live schema when the migration is planned (see `derive.rs`). Every error names the
+//! file and the operation (by its 1-based position) concerned.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::MigrateError;
+use crate::control::checksum::sha256_hex;
+use crate::control::spec::{MAX_IDENTIFIER_BYTES, is_valid_version_name};
+
+/// Rows one backfill batch updates when the file does not say.
+pub const DEFAULT_BATCH_SIZE: u32 = 1_000;
+/// Largest batch a file may ask for: one batch is one transaction holding its rows' locks.
+pub const MAX_BATCH_SIZE: u32 = 100_000;
+/// Pause between backfill batches when the file does not say.
+pub const DEFAULT_BATCH_DELAY: Duration = Duration::ZERO;
+/// How long one expand or contract DDL attempt waits for its lock before it backs off.
+pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+/// Attempts in all for one DDL transaction that keeps losing its lock race.
+pub const DEFAULT_MIGRATION_ATTEMPTS: u32 = 20;
+/// Marker no SQL fragment from a file may contain: generated trigger bodies are quoted with it.
+pub const BODY_QUOTE: &str = "$viewgate_sync$";
+
+/// A parsed, self-consistent migration file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Migration {
+    /// The version this migration creates.
+    pub version: String,
+    /// The version it derives from.
+    pub from: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub settings: MigrationSettings,
+    pub operations: Vec<Operation>,
+}
+
+/// How the migration runs: backfill pace and DDL lock behaviour.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSettings {
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    #[serde(default, rename = "batch_delay_ms", with = "millis")]
+    pub batch_delay: Duration,
+    #[serde(
+        default = "default_lock_timeout",
+        rename = "lock_timeout_ms",
+        with = "millis"
+    )]
+    pub lock_timeout: Duration,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        MigrationSettings {
+            batch_size: DEFAULT_BATCH_SIZE,
+            batch_delay: DEFAULT_BATCH_DELAY,
+            lock_timeout: DEFAULT_MIGRATION_LOCK_TIMEOUT,
+            max_attempts: DEFAULT_MIGRATION_ATTEMPTS,
+        }
+    }
+}
+
+fn default_batch_size() -> u32 {
+    DEFAULT_BATCH_SIZE
+}
+fn default_lock_timeout() -> Duration {
+    DEFAULT_MIGRATION_LOCK_TIMEOUT
+}
+fn default_attempts() -> u32 {
+    DEFAULT_MIGRATION_ATTEMPTS
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// One step of a migration. Expressions (`up`, `down`, `default`, `check`) and `type` are SQL
+/// written by the file's author; everything named (tables, columns, indexes) is an identifier
+/// and is always quoted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    AddColumn(AddColumn),
+    DropColumn(DropColumn),
+    RenameColumn(RenameColumn),
+    AlterColumn(AlterColumn),
+    CreateTable(CreateTable),
+    DropTable(DropTable),
+    RenameTable(RenameTable),
+    CreateIndex(CreateIndex),
+    DropIndex(DropIndex),
+    RawSql(RawSql),
+}
+
+/// A new column. Older versions do not see it; their writes fill it with `up`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumn {
+    pub table: String,
+    pub column: ColumnDefinition,
+    /// The value for existing rows and for rows older versions write, as an expression over
+    /// the older version's columns. Defaults to `default`, else NULL.
+    #[serde(default)]
+    pub up: Option<String>,
+}
+
+/// A column as `add_column` and `create_table` declare it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDefinition {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub sql_type: String,
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub primary_key: bool,
+    #[serde(default)]
+    pub check: Option<String>,
+    #[serde(default)]
+    pub references: Option<ForeignKey>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `REFERENCES table (column) [ON DELETE action]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKey {
+    pub table: String,
+    #[serde(default)]
+    pub schema: Option<String>,
+    pub column: String,
+    #[serde(default)]
+    pub on_delete: Option<ReferentialAction>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferentialAction {
+    NoAction,
+    Restrict,
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+impl ReferentialAction {
+    pub fn sql(self) -> &'static str {
+        match self {
+            ReferentialAction::NoAction => "NO ACTION",
+            ReferentialAction::Restrict => "RESTRICT",
+            ReferentialAction::Cascade => "CASCADE",
+            ReferentialAction::SetNull => "SET NULL",
+            ReferentialAction::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+/// The new version no longer sees the column; it is dropped at complete. Writes through the new
+/// version fill it with `down` (over the new version's columns) while older versions live.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropColumn {
+    pub table: String,
+    pub column: String,
+    #[serde(default)]
+    pub down: Option<String>,
+}
+
+/// The new version sees the column under another name; the physical column is renamed at
+/// complete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RenameColumn {
+    pub table: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// A change to one column: its type, nullability, default, a check or uniqueness, a foreign
+/// key, a new name. Anything but a new default or name gives the new version a column of its
+/// own, kept in step with the old one by `up` and `down`, and swapped in at complete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlterColumn {
+    pub table: String,
+    pub column: String,
+    #[serde(default, rename = "type")]
+    pub sql_type: Option<String>,
+    #[serde(default)]
+    pub nullable: Option<bool>,
+    /// A new default for inserts through the new version (`""` is not allowed; use
+    /// `drop_default`).
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub drop_default: bool,
+    #[serde(default)]
+    pub check: Option<String>,
+    #[serde(default)]
+    pub unique: Option<bool>,
+    #[serde(default)]
+    pub references: Option<ForeignKey>,
+    #[serde(default)]
+    pub rename_to: Option<String>,
+    /// The new column's value from the old version's columns (defaults to the column itself).
+    #[serde(default)]
+    pub up: Option<String>,
+    /// The old column's value from the new version's columns (defaults to the column itself).
+    #[serde(default)]
+    pub down: Option<String>,
+}
+
+impl AlterColumn {
+    /// Whether the change needs a physical column of its own during the migration.
+    pub fn needs_new_column(&self) -> bool {
+        self.sql_type.is_some()
+            || self.nullable == Some(false)
+            || self.check.is_some()
+            || self.unique == Some(true)
+            || self.references.is_some()
+            || self.up.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTable {
+    pub table: String,
+    #[serde(default)]
+    pub schema: Option<String>,
+    pub columns: Vec<ColumnDefinition>,
+}
+
+/// The new version no longer sees the table; it is dropped at complete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropTable {
+    pub table: String,
+}
+
+/// The new version names the table differently; the physical table is renamed at complete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RenameTable {
+    pub from: String,
+    pub to: String,
+}
+
+/// An index built `CONCURRENTLY` during expand (every version benefits at once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndex {
+    pub name: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub unique: bool,
+    /// `btree` when not given.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// A partial index's predicate.
+    #[serde(default, rename = "where")]
+    pub predicate: Option<String>,
+}
+
+/// An index dropped `CONCURRENTLY` at complete (older versions may still rely on it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropIndex {
+    pub name: String,
+    #[serde(default)]
+    pub schema: Option<String>,
+}
+
+/// SQL of the author's own, run in the expand transaction; `down` undoes it on rollback.
+/// With `on_complete = true` it runs at complete instead (and `down` is not used).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSql {
+    pub up: String,
+    #[serde(default)]
+    pub down: Option<String>,
+    #[serde(default)]
+    pub on_complete: bool,
+}
+
+impl Operation {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::AddColumn(_) => "add_column",
+            Operation::DropColumn(_) => "drop_column",
+            Operation::RenameColumn(_) => "rename_column",
+            Operation::AlterColumn(_) => "alter_column",
+            Operation::CreateTable(_) => "create_table",
+            Operation::DropTable(_) => "drop_table",
+            Operation::RenameTable(_) => "rename_table",
+            Operation::CreateIndex(_) => "create_index",
+            Operation::DropIndex(_) => "drop_index",
+            Operation::RawSql(_) => "raw_sql",
+        }
+    }
+}
+
+/// A migration file as read: the parsed migration and the checksum of its exact bytes.
+#[derive(Debug, Clone)]
+pub struct MigrationFile {
+    pub path: PathBuf,
+    pub checksum: String,
+    pub migration: Migration,
+}
+
+impl MigrationFile {
+    pub fn load(path: &Path) -> Result<Self, MigrateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MigrateError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, MigrateError> {
+        let migration: Migration = toml::from_str(text).map_err(|error| MigrateError::Syntax {
+            file: path.to_owned(),
+            message: error.to_string(),
+        })?;
+        Checker { file: path }.check(&migration)?;
+        Ok(MigrationFile {
+            path: path.to_owned(),
+            checksum: sha256_hex(text),
+            migration,
+        })
+    }
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, context: impl Into<String>, problem: impl Into<String>) -> MigrateError {
+        MigrateError::Invalid {
+            file: self.file.to_owned(),
+            context: context.into(),
+            problem: problem.into(),
+        }
+    }
+
+    fn check(&self, migration: &Migration) -> Result<(), MigrateError> {
+        for (what, name) in [("version", &migration.version), ("from", &migration.from)] {
+            if !is_valid_version_name(name) {
+                return Err(self.invalid(
+                    "migration",
+                    format!("{what} {name:?} is not a valid version name (a lowercase letter, then up to 30 lowercase letters, digits or _)"),
+                ));
+            }
+        }
+        if migration.version == migration.from {
+            return Err(self.invalid("migration", "version and from are the same"));
+        }
+        let settings = &migration.settings;
+        if settings.batch_size == 0 || settings.batch_size > MAX_BATCH_SIZE {
+            return Err(self.invalid(
+                "[settings]",
+                format!("batch_size must be between 1 and {MAX_BATCH_SIZE}"),
+            ));
+        }
+        if settings.max_attempts == 0 {
+            return Err(self.invalid("[settings]", "max_attempts must be at least 1"));
+        }
+        if settings.lock_timeout.is_zero() {
+            return Err(self.invalid(
+                "[settings]",
+                "lock_timeout_ms must be above 0 (0 would wait for locks forever)",
+            ));
+        }
+        if migration.operations.is_empty() {
+            return Err(self.invalid("migration", "has no [[operations]]"));
+        }
+        for (index, operation) in migration.operations.iter().enumerate() {
+            let context = format!("operation {} ({})", index + 1, operation.kind());
+            self.operation(&context, operation)?;
+        }
+        Ok(())
+    }
+
+    fn operation(&self, context: &str, operation: &Operation) -> Result<(), MigrateError> {
+        match operation {
+            Operation::AddColumn(op) => {
+                self.identifier(context, "table", &op.table)?;
+                self.column_definition(context, &op.column)?;
+                if op.column.primary_key {
+                    return Err(self.invalid(
+                        context,
+                        "add_column cannot add a primary key column; create the table with it",
+                    ));
+                }
+                self.fragment(context, "up", op.up.as_deref())?;
+                if !op.column.nullable && op.up.is_none() && op.column.default.is_none() {
+                    return Err(self.invalid(
+                        context,
+                        format!(
+                            "column {} is NOT NULL: give `up` (its value for existing rows and for rows older versions write) or a `default`",
+                            op.column.name
+                        ),
+                    ));
+                }
+            }
+            Operation::DropColumn(op) => {
+                self.identifier(context, "table", &op.table)?;
+                self.identifier(context, "column", &op.column)?;
+                self.fragment(context, "down", op.down.as_deref())?;
+            }
+            Operation::RenameColumn(op) => {
+                self.identifier(context, "table", &op.table)?;
+                self.identifier(context, "from", &op.from)?;
+                self.identifier(context, "to", &op.to)?;
+                if op.from == op.to {
+                    return Err(self.invalid(context, "from and to are the same"));
+                }
+            }
+            Operation::AlterColumn(op) => {
+                self.identifier(context, "table", &op.table)?;
+                self.identifier(context, "column", &op.column)?;
+                for (what, fragment) in [
+                    ("type", op.sql_type.as_deref()),
+                    ("default", op.default.as_deref()),
+                    ("check", op.check.as_deref()),
+                    ("up", op.up.as_deref()),
+                    ("down", op.down.as_deref()),
+                ] {
+                    self.fragment(context, what, fragment)?;
+                }
+                if let Some(name) = &op.rename_to {
+                    self.identifier(context, "rename_to", name)?;
+                }
+                if let Some(references) = &op.references {
+                    self.foreign_key(context, references)?;
+                }
+                if op.default.is_some() && op.drop_default {
+                    return Err(self.invalid(context, "default and drop_default contradict"));
+                }
+                let changes_something = op.needs_new_column()
+                    || op.nullable.is_some()
+                    || op.default.is_some()
+                    || op.drop_default
+                    || op.unique.is_some()
+                    || op.rename_to.is_some();
+                if !changes_something {
+                    return Err(self.invalid(context, "changes nothing about the column"));
+                }
+                if op.down.is_some() && !op.needs_new_column() {
+                    return Err(self.invalid(
+                        context,
+                        "`down` only applies when the column changes type, gains NOT NULL, a check, uniqueness, a foreign key or an `up`",
+                    ));
+                }
+            }
+            Operation::CreateTable(op) => {
+                self.identifier(context, "table", &op.table)?;
+                if let Some(schema) = &op.schema {
+                    self.identifier(context, "schema", schema)?;
+                }
+                if op.columns.is_empty() {
+                    return Err(self.invalid(context, "a table needs at least one column"));
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                for column in &op.columns {
+                    self.column_definition(context, column)?;
+                    if !seen.insert(&column.name) {
+                        return Err(self.invalid(
+                            context,
+                            format!("column {} is declared twice", column.name),
+                        ));
+                    }
+                }
+                if !op.columns.iter().any(|column| column.primary_key) {
+                    return Err(self.invalid(
+                        context,
+                        "a managed table needs a primary key (`primary_key = true` on its key columns): views write rows back by it and backfills walk it",
+                    ));
+                }
+            }
+            Operation::DropTable(op) => self.identifier(context, "table", &op.table)?,
+            Operation::RenameTable(op) => {
+                self.identifier(context, "from", &op.from)?;
+                self.identifier(context, "to", &op.to)?;
+                if op.from == op.to {
+                    return Err(self.invalid(context, "from and to are the same"));
+                }
+            }
+            Operation::CreateIndex(op) => {
+                self.identifier(context, "index", &op.name)?;
+                self.identifier(context, "table", &op.table)?;
+                if op.columns.is_empty() {
+                    return Err(self.invalid(context, "an index needs at least one column"));
+                }
+                for column in &op.columns {
+                    self.identifier(context, "column", column)?;
+                }
+                if let Some(method) = &op.method {
+                    let known = ["btree", "hash", "gist", "gin", "spgist", "brin"];
+                    if !known.contains(&method.as_str()) {
+                        return Err(self.invalid(
+                            context,
+                            format!(
+                                "unknown index method {method:?} (one of {})",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                self.fragment(context, "where", op.predicate.as_deref())?;
+            }
+            Operation::DropIndex(op) => {
+                self.identifier(context, "index", &op.name)?;
+                if let Some(schema) = &op.schema {
+                    self.identifier(context, "schema", schema)?;
+                }
+            }
+            Operation::RawSql(op) => {
+                if op.up.trim().is_empty() {
+                    return Err(self.invalid(context, "up is empty"));
+                }
+                if op.on_complete && op.down.is_some() {
+                    return Err(self.invalid(
+                        context,
+                        "a raw_sql that runs at complete cannot be undone; drop `down` or `on_complete`",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn column_definition(
+        &self,
+        context: &str,
+        column: &ColumnDefinition,
+    ) -> Result<(), MigrateError> {
+        let context = format!("{context}, column {}", column.name);
+        self.identifier(&context, "column", &column.name)?;
+        self.fragment(&context, "type", Some(&column.sql_type))?;
+        self.fragment(&context, "default", column.default.as_deref())?;
+        self.fragment(&context, "check", column.check.as_deref())?;
+        if let Some(references) = &column.references {
+            self.foreign_key(&context, references)?;
+        }
+        Ok(())
+    }
+
+    fn foreign_key(&self, context: &str, references: &ForeignKey) -> Result<(), MigrateError> {
+        self.identifier(context, "references.table", &references.table)?;
+        self.identifier(context, "references.column", &references.column)?;
+        if let Some(schema) = &references.schema {
+            self.identifier(context, "references.schema", schema)?;
+        }
+        Ok(())
+    }
+
+    fn identifier(&self, context: &str, what: &str, name: &str) -> Result<(), MigrateError> {
+        if name.is_empty() {
+            return Err(self.invalid(context, format!("{what} name is empty")));
+        }
+        if name.len() > MAX_IDENTIFIER_BYTES {
+            return Err(self.invalid(
+                context,
+                format!("{what} name {name:?} is longer than {MAX_IDENTIFIER_BYTES} bytes; Postgres would truncate it"),
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(self.invalid(
+                context,
+                format!("{what} name {name:?} contains a control character"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An SQL fragment must be one expression (or type): it may not be empty, end the
+    /// statement it is pasted into, or close the generated trigger body's quoting. Postgres
+    /// checks the rest when the migration is planned against the database.
+    fn fragment(
+        &self,
+        context: &str,
+        what: &str,
+        fragment: Option<&str>,
+    ) -> Result<(), MigrateError> {
+        let Some(fragment) = fragment else {
+            return Ok(());
+        };
+        if fragment.trim().is_empty() {
+            return Err(self.invalid(context, format!("{what} is empty")));
+        }
+        if fragment.contains(BODY_QUOTE) {
+            return Err(self.invalid(
+                context,
+                format!("{what} contains {BODY_QUOTE}, which viewgate reserves"),
+            ));
+        }
+        if has_statement_separator(fragment) {
+            return Err(self.invalid(
+                context,
+                format!("{what} {fragment:?} contains a `;` outside quotes: it must be a single expression"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `sql` has a `;` outside string literals, quoted identifiers, dollar quotes and
+/// comments: a fragment with one would end the statement it is pasted into.
+pub fn has_statement_separator(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b';' => return true,
+            quote @ (b'\'' | b'"') => {
+                index += 1;
+                while index < bytes.len() {
+                    if bytes[index] == quote {
+                        if bytes.get(index + 1) == Some(&quote) {
+                            index += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    index += 1;
+                }
+            }
+            b'-' if bytes.get(index + 1) == Some(&b'-') => {
+                while index < bytes.len() && bytes[index] != b'\n' {
+                    index += 1;
+                }
+            }
+            b'/' if bytes.get(index + 1) == Some(&b'*') => {
+                // Postgres block comments nest.
+                let mut depth = 0usize;
+                while index < bytes.len() {
+                    if bytes[index] == b'/' && bytes.get(index + 1) == Some(&b'*') {
+                        depth += 1;
+                        index += 2;
+                        continue;
+                    }
+                    if bytes[index] == b'*' && bytes.get(index + 1) == Some(&b'/') {
+                        depth -= 1;
+                        index += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                    index += 1;
+                }
+                continue;
+            }
+            b'$' => {
+                let rest = &sql[index..];
+                let tag_len = rest[1..]
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .map(|end| end + 1);
+                if let Some(tag_end) = tag_len
+                    && rest.as_bytes().get(tag_end) == Some(&b'$')
+                {
+                    let tag = &rest[..=tag_end];
+                    if let Some(close) = rest[tag.len()..].find(tag) {
+                        index += tag.len() + close + tag.len();
+                        continue;
+                    }
+                    return true; // an unterminated dollar quote swallows the rest
+                }
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MigrationFile, MigrateError> {
+        MigrationFile::parse(Path::new("0002.toml"), text)
+    }
+
+    const ADD: &str = r#"
+version = "v2"
+from = "v1"
+
+[[operations]]
+op = "add_column"
+table = "model_metadata"
+up = "'neural_network'"
+column = { name = "model_type", type = "text", nullable = false }
+"#;
+
+    #[test]
+    fn an_add_column_file_parses_with_default_settings() {
+        let file = parse(ADD).unwrap();
+        assert_eq!(file.migration.version, "v2");
+        assert_eq!(file.migration.settings, MigrationSettings::default());
+        let Operation::AddColumn(op) = &file.migration.operations[0] else {
+            panic!("not add_column");
+        };
+        assert!(!op.column.nullable);
+        assert_eq!(op.up.as_deref(), Some("'neural_network'"));
+        assert_eq!(file.checksum.len(), 64);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_them() {
+        let error = parse(&ADD.replace("up =", "upp ="))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("upp"), "{error}");
+        let error = parse(&format!("{ADD}\n[settings]\nbatch = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("batch"), "{error}");
+    }
+
+    #[test]
+    fn a_not_null_column_without_up_or_default_is_refused() {
+        let error = parse(&ADD.replace("up = \"'neural_network'\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("operation 1 (add_column)"), "{error}");
+        assert!(error.contains("give `up`"), "{error}");
+    }
+
+    #[test]
+    fn fragments_cannot_end_the_statement() {
+        let hostile = ADD.replace("'neural_network'", "1); DROP TABLE model_metadata; --");
+        let error = parse(&hostile).unwrap_err().to_string();
+        assert!(error.contains("single expression"), "{error}");
+        let quoted = ADD.replace(
+            "'neural_network'",
+            "'a;b' || \\\"x;y\\\" -- ; \\n || $q$;$q$",
+        );
+        assert!(parse(&quoted).is_ok());
+        let breakout = ADD.replace("'neural_network'", "$viewgate_sync$ || 1");
+        assert!(
+            parse(&breakout)
+                .unwrap_err()
+                .to_string()
+                .contains("reserves")
+        );
+    }
+
+    #[test]
+    fn separators_are_found_only_outside_quotes_and_comments() {
+        assert!(!has_statement_separator("'a;b'"));
+        assert!(!has_statement_separator("\"a;b\""));
+        assert!(!has_statement_separator("1 -- ;"));
+        assert!(!has_statement_separator("1 /* /* ; */ ; */ + 2"));
+        assert!(!has_statement_separator("$x$;$x$"));
+        assert!(!has_statement_separator("'it''s;'"));
+        assert!(has_statement_separator("1; 2"));
+        assert!(has_statement_separator("'a' ; 'b'"));
+        assert!(has_statement_separator("$x$ unterminated ;"));
+        assert!(has_statement_separator("1 /* c */ ;"));
+    }
+
+    #[test]
+    fn versions_and_settings_are_checked() {
+        assert!(parse(&ADD.replace("\"v2\"", "\"V2\"")).is_err());
+        assert!(parse(&ADD.replace("from = \"v1\"", "from = \"v2\"")).is_err());
+        let error = parse(&format!("{ADD}\n[settings]\nbatch_size = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("batch_size"), "{error}");
+        let file = parse(&format!(
+            "{ADD}\n[settings]\nbatch_size = 50\nbatch_delay_ms = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(file.migration.settings.batch_size, 50);
+        assert_eq!(
+            file.migration.settings.batch_delay,
+            Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn every_operation_kind_parses() {
+        let text = r#"
+version = "v3"
+from = "v2"
+[[operations]]
+op = "drop_column"
+table = "t"
+column = "legacy"
+down = "'x'"
+[[operations]]
+op = "rename_column"
+table = "t"
+from = "a"
+to = "b"
+[[operations]]
+op = "alter_column"
+table = "t"
+column = "n"
+type = "bigint"
+up = "n::bigint"
+down = "n::integer"
+[[operations]]
+op = "create_table"
+table = "tags"
+columns = [{ name = "id", type = "bigserial", primary_key = true }, { name = "label", type = "text", nullable = false, unique = true }]
+[[operations]]
+op = "drop_table"
+table = "old"
+[[operations]]
+op = "rename_table"
+from = "t"
+to = "things"
+[[operations]]
+op = "create_index"
+name = "t_b_idx"
+table = "t"
+columns = ["b"]
+[[operations]]
+op = "drop_index"
+name = "t_old_idx"
+[[operations]]
+op = "raw_sql"
+up = "COMMENT ON TABLE t IS 'x'"
+down = "COMMENT ON TABLE t IS NULL"
+"#;
+        let file = parse(text).unwrap();
+        let kinds: Vec<_> = file
+            .migration
+            .operations
+            .iter()
+            .map(Operation::kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "drop_column",
+                "rename_column",
+                "alter_column",
+                "create_table",
+                "drop_table",
+                "rename_table",
+                "create_index",
+                "drop_index",
+                "raw_sql"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_table_needs_a_primary_key() {
+        let text = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "create_table"
+table = "tags"
+columns = [{ name = "label", type = "text" }]
+"#;
+        assert!(parse(text).unwrap_err().to_string().contains("primary key"));
+    }
+}

@@ -1,0 +1,27 @@
+//! Migrations that change the physical schema while old and new clients stay live.
+//!
+//! A migration file ([`file`]) names the version it creates, the one it starts from, and its
+//! operations. [`derive`] turns it, with the previous version's recorded definition and the
+//! live schema, into the new version's definition and the SQL of every phase. [`start`] runs the
+//! expand (DDL, [`sync`] triggers, the new version's views), the [`backfill`], validation and
+//! index builds, then makes the version live; [`complete`] contracts and retires the previous
+//! version; [`rollback`] undoes the expand. [`usage`] says who still uses a version, [`state`]
+//! is the catalog's record of each migration, [`status`] reports on them and prints plans.
+//! See docs/migrations.md.
+
+pub mod backfill;
+pub mod complete;
+pub mod derive;
+pub mod error;
+pub mod file;
+pub mod progress;
+pub mod rollback;
+pub mod start;
+pub mod state;
+pub mod status;
+pub mod sync;
+pub mod usage;
+
+pub use error::MigrateError;
+pub use file::MigrationFile;
+pub use progress::{Progress, Silent};

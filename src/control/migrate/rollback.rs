@@ -1,0 +1,161 @@
+//! `viewgate migrate rollback`: undo the newest migration's expand — its indexes, sync triggers,
+//! views and added columns and tables — refused while anything still uses its version.
+//!
+//! The same undo runs by itself when `migrate start` fails after its expand committed, so a
+//! failed migration leaves nothing behind.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::error::MigrateError;
+use super::start::{prepare_catalog, run_sql};
+use super::state::{self, MigrationRecord, Phase};
+use super::sync;
+use super::usage;
+use crate::control::apply::{LockSettings, drop_sql};
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::error::ControlError;
+use crate::control::retry::with_lock_retries;
+use crate::control::templates::Templates;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackOutcome {
+    pub version: String,
+    pub from: String,
+    pub seconds: f64,
+}
+
+/// Rolls back the newest migration that is not completed.
+pub async fn rollback(
+    client: &mut Client,
+    templates: &Templates,
+) -> Result<RollbackOutcome, MigrateError> {
+    let started = Instant::now();
+    state::try_lock(client).await?;
+    prepare_catalog(client, templates).await?;
+    let current = state::load_current(client).await?;
+    let Some(record) = current
+        .iter()
+        .rev()
+        .find(|record| record.phase != Phase::Completed)
+    else {
+        return Err(MigrateError::State(
+            "there is no migration to roll back (none started, or all completed)".into(),
+        ));
+    };
+    let reasons = usage::reasons_in_use(client, &record.version).await?;
+    if !reasons.is_empty() {
+        return Err(MigrateError::InUse {
+            action: format!("rolling back the migration to {}", record.version),
+            reasons: reasons.join("; "),
+        });
+    }
+    undo(client, record, templates, "migrate rollback").await?;
+    Ok(RollbackOutcome {
+        version: record.version.clone(),
+        from: record.from.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Removes everything `record`'s expand created and marks it rolled back.
+pub async fn undo(
+    client: &mut Client,
+    record: &MigrationRecord,
+    templates: &Templates,
+    why: &str,
+) -> Result<(), MigrateError> {
+    let settings = record.migration.settings;
+    for step in &record.plan.rollback_concurrent {
+        client
+            .batch_execute(&step.sql)
+            .await
+            .map_err(|error| ControlError::database(step.description.clone(), &error))?;
+    }
+    let locks = LockSettings {
+        lock_timeout: settings.lock_timeout,
+        max_attempts: settings.max_attempts,
+    };
+    let attempted = with_lock_retries(locks.max_attempts, locks.lock_timeout, async || {
+        undo_once(client, record, templates, locks, why).await
+    })
+    .await;
+    attempted.result
+}
+
+async fn undo_once(
+    client: &mut Client,
+    record: &MigrationRecord,
+    templates: &Templates,
+    locks: LockSettings,
+    why: &str,
+) -> Result<(), MigrateError> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting the rollback transaction", &error))?;
+    catalog::set_local_lock_timeout(&transaction, locks.lock_timeout).await?;
+    catalog::wait_apply_lock(&transaction).await?;
+    for table_sync in &record.plan.syncs {
+        let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);
+        run_sql(
+            &transaction,
+            &record.version,
+            "dropping the sync triggers",
+            &sql,
+        )
+        .await?;
+    }
+    for object in catalog::load_objects(&transaction)
+        .await?
+        .iter()
+        .filter(|object| object.version == record.version)
+    {
+        let sql = drop_sql(templates, object)?;
+        run_sql(
+            &transaction,
+            &record.version,
+            "dropping the new version's views",
+            &sql,
+        )
+        .await?;
+    }
+    transaction
+        .execute(
+            "DELETE FROM viewgate.versions WHERE version = $1",
+            &[&record.version],
+        )
+        .await
+        .map_err(|error| ControlError::database("forgetting the new version", &error))?;
+    for step in &record.plan.rollback {
+        run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
+    }
+    state::set_phase(&transaction, record.id, Phase::RolledBack).await?;
+    catalog::record_history(
+        &transaction,
+        &HistoryEntry {
+            action: "migrate_rollback",
+            success: true,
+            spec_file: Some(record.file.clone()),
+            spec_checksum: Some(record.checksum.clone()),
+            versions: vec![record.version.clone()],
+            duration: std::time::Duration::ZERO,
+            attempts: 1,
+            error: Some(why.to_owned()),
+        },
+    )
+    .await?;
+    catalog::notify_change(
+        &transaction,
+        "migrate",
+        std::slice::from_ref(&record.version),
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| ControlError::database("committing the rollback", &error))?;
+    Ok(())
+}

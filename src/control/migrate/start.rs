@@ -1,0 +1,505 @@
+//! `viewgate migrate start FILE`: expand, backfill, validate, then make the new version live.
+//!
+//! 1. **Expand**, one transaction under a short `lock_timeout` retried with backoff: the
+//!    migration's row, the additive DDL, the sync triggers, the new version's views (state
+//!    `pending`: no proxy routes to it yet). A failure rolls all of it back.
+//! 2. **Backfill** existing rows in keyed batches, each committing its checkpoint.
+//! 3. **Validate** the NOT VALID constraints, then build indexes `CONCURRENTLY`.
+//! 4. **Live**: the version becomes `active` and the proxies are told (NOTIFY).
+//!
+//! A failure after the expand rolls the whole migration back (see `rollback.rs`) and says so.
+//! Killed between phases or mid-backfill, the same command resumes where the catalog says the
+//! migration stands; a file whose checksum changed since it started is refused.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use super::backfill::{self, checkpoint_key};
+use super::derive::{self, MigrationPlan};
+use super::error::MigrateError;
+use super::file::MigrationFile;
+use super::progress::Progress;
+use super::rollback;
+use super::state::{self, Checkpoint, MigrationRecord, Phase};
+use super::sync;
+use crate::control::apply;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::definition::{self, VersionDefinition};
+use crate::control::error::{ControlError, describe_postgres_error};
+use crate::control::generate;
+use crate::control::introspect;
+use crate::control::plan;
+use crate::control::retry::with_lock_retries;
+use crate::control::templates::Templates;
+use crate::control::validate;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StartOutcome {
+    pub version: String,
+    pub from: String,
+    /// `started`, `resumed`, or `already live`.
+    pub how: &'static str,
+    pub rows_backfilled: u64,
+    pub seconds: f64,
+}
+
+/// Runs or resumes the migration in `file`. `client` holds the migration lock for its session.
+pub async fn start(
+    client: &mut Client,
+    file: &MigrationFile,
+    templates: &Templates,
+    progress: &mut dyn Progress,
+) -> Result<StartOutcome, MigrateError> {
+    let started = Instant::now();
+    let migration = &file.migration;
+    state::try_lock(client).await?;
+    prepare_catalog(client, templates).await?;
+
+    let existing = state::load_current(client)
+        .await?
+        .into_iter()
+        .find(|record| record.version == migration.version);
+    let (record, how) = match existing {
+        Some(record) if record.checksum != file.checksum => {
+            return Err(MigrateError::ChecksumChanged {
+                version: record.version,
+                recorded: apply::short(&record.checksum).to_owned(),
+                current: apply::short(&file.checksum).to_owned(),
+            });
+        }
+        Some(record) if record.phase != Phase::Backfilling => {
+            return Ok(StartOutcome {
+                version: record.version,
+                from: record.from,
+                how: "already live",
+                rows_backfilled: 0,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        Some(record) => (record, "resumed"),
+        None => {
+            progress.step("expand");
+            let settings = migration.settings;
+            let attempted =
+                with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+                    expand(client, file, templates).await
+                })
+                .await;
+            let record = attempted.result?;
+            (record, "started")
+        }
+    };
+
+    match finish(client, &record, progress).await {
+        Ok(rows) => Ok(StartOutcome {
+            version: record.version.clone(),
+            from: record.from.clone(),
+            how,
+            rows_backfilled: rows,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        Err(error) => {
+            let (step, message) = match &error {
+                MigrateError::Failed { step, message, .. } => (step.clone(), message.clone()),
+                other => ("finishing the migration".to_owned(), other.to_string()),
+            };
+            let aftermath = match rollback::undo(client, &record, templates, "migration failed")
+                .await
+            {
+                Ok(()) => "the migration was rolled back: nothing of it remains".to_owned(),
+                Err(undo) => format!(
+                    "rolling it back failed too ({undo}); run `viewgate migrate rollback` once the cause is fixed"
+                ),
+            };
+            Err(MigrateError::Failed {
+                version: record.version.clone(),
+                step,
+                message,
+                aftermath,
+            })
+        }
+    }
+}
+
+/// Creates or upgrades the catalog (idempotent), under the apply lock.
+pub async fn prepare_catalog(
+    client: &mut Client,
+    templates: &Templates,
+) -> Result<(), MigrateError> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting a transaction", &error))?;
+    catalog::wait_apply_lock(&transaction).await?;
+    catalog::ensure_catalog(&transaction, templates).await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| ControlError::database("preparing the catalog", &error))?;
+    Ok(())
+}
+
+/// The previous version's definition and the plan derived from it, read inside `client`'s
+/// transaction (so the expand sees the same schema the plan was made for).
+pub async fn plan_against(
+    client: &impl GenericClient,
+    file: &MigrationFile,
+) -> Result<(VersionDefinition, MigrationPlan), MigrateError> {
+    let migration = &file.migration;
+    let versions = catalog::load_versions(client).await?;
+    match versions.get(&migration.version) {
+        Some(recorded) if recorded.state != "retired" => {
+            return Err(MigrateError::Refused {
+                version: migration.version.clone(),
+                operation: "migration".into(),
+                problem: format!(
+                    "version {} already exists (created by `views apply`?); name the new version differently",
+                    migration.version
+                ),
+            });
+        }
+        _ => {}
+    }
+    match versions.get(&migration.from) {
+        Some(recorded) if recorded.state == "active" => {}
+        Some(recorded) => {
+            return Err(MigrateError::Refused {
+                version: migration.version.clone(),
+                operation: "migration".into(),
+                problem: format!(
+                    "version {} is {}, not active: a migration starts from a live version",
+                    migration.from, recorded.state
+                ),
+            });
+        }
+        None => {
+            return Err(MigrateError::Refused {
+                version: migration.version.clone(),
+                operation: "migration".into(),
+                problem: format!("version {} is not in the catalog", migration.from),
+            });
+        }
+    }
+    let current = state::load_current(client).await?;
+    if let Some(busy) = current
+        .iter()
+        .find(|record| record.phase == Phase::Backfilling)
+    {
+        return Err(MigrateError::Refused {
+            version: migration.version.clone(),
+            operation: "migration".into(),
+            problem: format!(
+                "the migration to {} is still backfilling; let it finish (`viewgate migrate start` on its file resumes it) before starting another",
+                busy.version
+            ),
+        });
+    }
+    if let Some(later) = current.iter().find(|record| record.from == migration.from) {
+        return Err(MigrateError::Refused {
+            version: migration.version.clone(),
+            operation: "migration".into(),
+            problem: format!(
+                "version {} already has a migration derived from it ({}); versions form one chain",
+                migration.from, later.version
+            ),
+        });
+    }
+    let from = definition::load(client, &migration.from)
+        .await?
+        .ok_or_else(|| MigrateError::NoDefinition {
+            version: migration.from.clone(),
+        })?;
+    let tables = from
+        .tables
+        .iter()
+        .map(|table| (table.schema.as_str(), table.name.as_str()));
+    let snapshot = introspect::snapshot(client, tables).await?;
+    let plan = derive::derive(migration, &from, &snapshot)?;
+    Ok((from, plan))
+}
+
+/// Every version the catalog knows but `new_version`: their writers count as older.
+async fn old_side(
+    client: &impl GenericClient,
+    new_version: &str,
+) -> Result<Vec<String>, MigrateError> {
+    Ok(catalog::load_versions(client)
+        .await?
+        .into_keys()
+        .filter(|version| version != new_version)
+        .collect())
+}
+
+async fn expand(
+    client: &mut Client,
+    file: &MigrationFile,
+    templates: &Templates,
+) -> Result<MigrationRecord, MigrateError> {
+    let migration = &file.migration;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting the expand transaction", &error))?;
+    catalog::set_local_lock_timeout(&transaction, migration.settings.lock_timeout).await?;
+    catalog::try_apply_lock(&transaction).await?;
+    let (_, plan) = plan_against(&transaction, file).await?;
+    let checkpoints: BTreeMap<String, Checkpoint> = plan
+        .backfills
+        .iter()
+        .map(|backfill| (checkpoint_key(backfill), Checkpoint::default()))
+        .collect();
+    let file_name = file.path.display().to_string();
+    let id = state::insert(
+        &transaction,
+        &file_name,
+        &file.checksum,
+        migration,
+        &plan,
+        &checkpoints,
+    )
+    .await?;
+    for step in &plan.expand {
+        run_step(&transaction, &migration.version, step).await?;
+    }
+    let old_side = old_side(&transaction, &migration.version).await?;
+    for table_sync in &plan.syncs {
+        let sql = sync::create_sql(id, table_sync, &old_side);
+        run_sql(
+            &transaction,
+            &migration.version,
+            &format!(
+                "creating the sync triggers on {}.{}",
+                table_sync.schema, table_sync.table
+            ),
+            &sql,
+        )
+        .await?;
+    }
+    create_views(&transaction, &plan.definition, &file.path, templates).await?;
+    transaction
+        .execute(
+            "UPDATE viewgate.versions SET state = 'pending' WHERE version = $1",
+            &[&migration.version],
+        )
+        .await
+        .map_err(|error| ControlError::database("marking the new version pending", &error))?;
+    catalog::record_history(
+        &transaction,
+        &HistoryEntry {
+            action: "migrate_start",
+            success: true,
+            spec_file: Some(file_name.clone()),
+            spec_checksum: Some(file.checksum.clone()),
+            versions: vec![migration.from.clone(), migration.version.clone()],
+            duration: std::time::Duration::ZERO,
+            attempts: 1,
+            error: None,
+        },
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| ControlError::database("committing the expand", &error))?;
+    Ok(MigrationRecord {
+        id,
+        version: migration.version.clone(),
+        from: migration.from.clone(),
+        file: file_name,
+        checksum: file.checksum.clone(),
+        migration: migration.clone(),
+        plan,
+        phase: Phase::Backfilling,
+        backfill: checkpoints,
+        started_at: String::new(),
+    })
+}
+
+/// Generates, creates and records the views of `definition`'s version (and the definition).
+pub async fn create_views(
+    transaction: &Transaction<'_>,
+    definition: &VersionDefinition,
+    source: &std::path::Path,
+    templates: &Templates,
+) -> Result<(), MigrateError> {
+    let spec = definition.to_spec(source);
+    let view_plan = plan::against_database(transaction, &spec).await?;
+    let generated = generate::render(&view_plan, templates)?;
+    let recorded_objects = catalog::load_objects(transaction).await?;
+    validate::check_names_are_free(transaction, &spec, &view_plan, &recorded_objects).await?;
+    for version in &generated.versions {
+        let recorded: Vec<_> = recorded_objects
+            .iter()
+            .filter(|object| object.version == version.name)
+            .collect();
+        apply::apply_version(transaction, &spec, templates, version, &recorded).await?;
+    }
+    definition::record(transaction, definition).await?;
+    Ok(())
+}
+
+async fn run_step(
+    client: &impl GenericClient,
+    version: &str,
+    step: &derive::Step,
+) -> Result<(), MigrateError> {
+    run_sql(client, version, &step.description, &step.sql).await
+}
+
+/// Runs `sql`; a lock timeout stays a [`ControlError::LockNotAvailable`] so the caller retries.
+pub async fn run_sql(
+    client: &impl GenericClient,
+    version: &str,
+    what: &str,
+    sql: &str,
+) -> Result<(), MigrateError> {
+    client.batch_execute(sql).await.map_err(|error| {
+        if crate::control::error::is_lock_timeout(&error) {
+            MigrateError::Control(ControlError::database(what.to_owned(), &error))
+        } else {
+            MigrateError::Failed {
+                version: version.to_owned(),
+                step: what.to_owned(),
+                message: describe_postgres_error(&error),
+                aftermath: "nothing of this step was kept".to_owned(),
+            }
+        }
+    })
+}
+
+/// Backfill, validate, build indexes, go live. Returns the rows backfilled.
+async fn finish(
+    client: &mut Client,
+    record: &MigrationRecord,
+    progress: &mut dyn Progress,
+) -> Result<u64, MigrateError> {
+    let settings = record.migration.settings;
+    let mut rows = 0;
+    for backfill_plan in &record.plan.backfills {
+        let key = checkpoint_key(backfill_plan);
+        progress.step(&format!("backfill {key}"));
+        let checkpoint = backfill::run(
+            client,
+            record.id,
+            backfill_plan,
+            record.backfill.get(&key).cloned(),
+            settings.batch_size,
+            settings.batch_delay,
+            progress,
+        )
+        .await?;
+        rows += checkpoint.rows;
+    }
+    for step in &record.plan.validate {
+        progress.step(&step.description);
+        let attempted =
+            with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+                let transaction = client
+                    .transaction()
+                    .await
+                    .map_err(|error| ControlError::database("starting a transaction", &error))?;
+                catalog::set_local_lock_timeout(&transaction, settings.lock_timeout).await?;
+                transaction
+                    .batch_execute(&step.sql)
+                    .await
+                    .map_err(|error| ControlError::database(step.description.clone(), &error))?;
+                transaction
+                    .commit()
+                    .await
+                    .map_err(|error| ControlError::database(step.description.clone(), &error))
+            })
+            .await;
+        attempted
+            .result
+            .map_err(|error| failed(record, &step.description, error))?;
+    }
+    for (step, undo) in record
+        .plan
+        .concurrent
+        .iter()
+        .zip(&record.plan.rollback_concurrent)
+    {
+        progress.step(&step.description);
+        // A build killed half-way leaves an invalid index behind: drop it and build again.
+        let attempted =
+            with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+                set_session_lock_timeout(client, settings.lock_timeout).await?;
+                for sql in [&undo.sql, &step.sql] {
+                    client.batch_execute(sql).await.map_err(|error| {
+                        ControlError::database(step.description.clone(), &error)
+                    })?;
+                }
+                Ok(())
+            })
+            .await;
+        let _ = client.batch_execute("RESET lock_timeout").await;
+        attempted
+            .result
+            .map_err(|error| failed(record, &step.description, error))?;
+    }
+    progress.step("live");
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting a transaction", &error))?;
+    catalog::wait_apply_lock(&transaction).await?;
+    transaction
+        .execute(
+            "UPDATE viewgate.versions SET state = 'active', applied_at = now() WHERE version = $1",
+            &[&record.version],
+        )
+        .await
+        .map_err(|error| ControlError::database("making the new version active", &error))?;
+    state::set_phase(&transaction, record.id, Phase::Live).await?;
+    catalog::record_history(
+        &transaction,
+        &HistoryEntry {
+            action: "migrate_live",
+            success: true,
+            spec_file: Some(record.file.clone()),
+            spec_checksum: Some(record.checksum.clone()),
+            versions: vec![record.version.clone()],
+            duration: std::time::Duration::ZERO,
+            attempts: 1,
+            error: None,
+        },
+    )
+    .await?;
+    catalog::notify_change(
+        &transaction,
+        "migrate",
+        std::slice::from_ref(&record.version),
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| ControlError::database("making the new version live", &error))?;
+    Ok(rows)
+}
+
+fn failed(record: &MigrationRecord, step: &str, error: ControlError) -> MigrateError {
+    MigrateError::Failed {
+        version: record.version.clone(),
+        step: step.to_owned(),
+        message: error.to_string(),
+        aftermath: String::new(),
+    }
+}
+
+async fn set_session_lock_timeout(
+    client: &Client,
+    timeout: std::time::Duration,
+) -> Result<(), ControlError> {
+    client
+        .execute(
+            "SELECT set_config('lock_timeout', $1, false)",
+            &[&format!("{}ms", timeout.as_millis())],
+        )
+        .await
+        .map_err(|error| ControlError::database("setting lock_timeout", &error))?;
+    Ok(())
+}

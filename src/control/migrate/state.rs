@@ -1,0 +1,234 @@
+//! The migrations' rows in the catalog (`viewgate.migrations`): which migrations exist, their
+//! phase, their plan, and the backfill checkpoints. Every value is bound.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::GenericClient;
+
+use super::derive::MigrationPlan;
+use super::error::MigrateError;
+use super::file::Migration;
+use crate::control::error::ControlError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Backfilling,
+    Live,
+    Completed,
+    RolledBack,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Backfilling => "backfilling",
+            Phase::Live => "live",
+            Phase::Completed => "completed",
+            Phase::RolledBack => "rolled_back",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, MigrateError> {
+        Ok(match text {
+            "backfilling" => Phase::Backfilling,
+            "live" => Phase::Live,
+            "completed" => Phase::Completed,
+            "rolled_back" => Phase::RolledBack,
+            other => {
+                return Err(MigrateError::State(format!(
+                    "unknown migration phase {other:?} in the catalog"
+                )));
+            }
+        })
+    }
+}
+
+/// Where one table's backfill stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The key of the last row of the last committed batch; `None` before the first.
+    pub cursor: Option<Vec<String>>,
+    /// The largest key when the backfill started: rows after it were written under the triggers.
+    pub high_water: Option<Vec<String>>,
+    pub rows: u64,
+    /// Rows to visit, as estimated when the backfill started.
+    pub estimate: u64,
+    pub done: bool,
+}
+
+/// A migration as the catalog records it.
+#[derive(Debug, Clone)]
+pub struct MigrationRecord {
+    pub id: i64,
+    pub version: String,
+    pub from: String,
+    pub file: String,
+    pub checksum: String,
+    pub migration: Migration,
+    pub plan: MigrationPlan,
+    pub phase: Phase,
+    pub backfill: BTreeMap<String, Checkpoint>,
+    pub started_at: String,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, MigrateError> {
+    serde_json::from_str(text).map_err(|error| {
+        MigrateError::State(format!(
+            "the catalog's {what} cannot be read by this build: {error}"
+        ))
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> String {
+    // Plain data with string keys: serialising cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+const SELECT: &str =
+    "SELECT id, version, from_version, file, checksum, migration::text, plan::text,
+       phase, backfill::text,
+       to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+FROM viewgate.migrations";
+
+fn record(row: &tokio_postgres::Row) -> Result<MigrationRecord, MigrateError> {
+    Ok(MigrationRecord {
+        id: row.get(0),
+        version: row.get(1),
+        from: row.get(2),
+        file: row.get(3),
+        checksum: row.get(4),
+        migration: decode("migration", row.get(5))?,
+        plan: decode("migration plan", row.get(6))?,
+        phase: Phase::parse(row.get(7))?,
+        backfill: decode("backfill checkpoint", row.get(8))?,
+        started_at: row.get(9),
+    })
+}
+
+/// Every migration that is not rolled back, oldest first.
+pub async fn load_current(
+    client: &impl GenericClient,
+) -> Result<Vec<MigrationRecord>, MigrateError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('viewgate.migrations') IS NOT NULL", &[])
+        .await
+        .map_err(|error| ControlError::database("looking for viewgate.migrations", &error))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            &format!("{SELECT} WHERE phase <> 'rolled_back' ORDER BY id"),
+            &[],
+        )
+        .await
+        .map_err(|error| ControlError::database("reading viewgate.migrations", &error))?;
+    rows.iter().map(record).collect()
+}
+
+/// Records a new migration in phase `backfilling`; returns its id.
+pub async fn insert(
+    client: &impl GenericClient,
+    file: &str,
+    checksum: &str,
+    migration: &Migration,
+    plan: &MigrationPlan,
+    backfill: &BTreeMap<String, Checkpoint>,
+) -> Result<i64, MigrateError> {
+    let row = client
+        .query_one(
+            "INSERT INTO viewgate.migrations
+               (version, from_version, file, checksum, migration, plan, phase, backfill)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, 'backfilling', $7::text::jsonb)
+             RETURNING id",
+            &[
+                &migration.version,
+                &migration.from,
+                &file,
+                &checksum,
+                &encode(migration),
+                &encode(plan),
+                &encode(backfill),
+            ],
+        )
+        .await
+        .map_err(|error| ControlError::database("recording the migration", &error))?;
+    Ok(row.get(0))
+}
+
+pub async fn set_phase(
+    client: &impl GenericClient,
+    id: i64,
+    phase: Phase,
+) -> Result<(), MigrateError> {
+    let finished = matches!(phase, Phase::Completed | Phase::RolledBack);
+    client
+        .execute(
+            "UPDATE viewgate.migrations
+             SET phase = $2, updated_at = now(),
+                 finished_at = CASE WHEN $3 THEN now() ELSE finished_at END
+             WHERE id = $1",
+            &[&id, &phase.as_str(), &finished],
+        )
+        .await
+        .map_err(|error| ControlError::database("recording the migration's phase", &error))?;
+    Ok(())
+}
+
+/// Records one table's checkpoint: `$1` the migration id, `$2` the table, `$3` the checkpoint
+/// as JSON ([`checkpoint_json`]). The backfill runs it inside each batch's transaction.
+pub const SAVE_CHECKPOINT: &str = "UPDATE viewgate.migrations
+     SET backfill = jsonb_set(backfill, ARRAY[$2::text], $3::text::jsonb), updated_at = now()
+     WHERE id = $1";
+
+pub fn checkpoint_json(checkpoint: &Checkpoint) -> String {
+    encode(checkpoint)
+}
+
+pub async fn save_checkpoint(
+    client: &impl GenericClient,
+    id: i64,
+    table: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), MigrateError> {
+    client
+        .execute(SAVE_CHECKPOINT, &[&id, &table, &encode(checkpoint)])
+        .await
+        .map_err(|error| ControlError::database("recording the backfill checkpoint", &error))?;
+    Ok(())
+}
+
+pub async fn save_plan(
+    client: &impl GenericClient,
+    id: i64,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    client
+        .execute(
+            "UPDATE viewgate.migrations SET plan = $2::text::jsonb, updated_at = now() WHERE id = $1",
+            &[&id, &encode(plan)],
+        )
+        .await
+        .map_err(|error| ControlError::database("recording the migration plan", &error))?;
+    Ok(())
+}
+
+/// Takes the migration lock for this session, or says another migration command holds it.
+pub async fn try_lock(client: &impl GenericClient) -> Result<(), MigrateError> {
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('viewgate.migrate'))",
+            &[],
+        )
+        .await
+        .map_err(|error| ControlError::database("taking the migration lock", &error))?
+        .get(0);
+    if locked {
+        Ok(())
+    } else {
+        Err(MigrateError::Busy)
+    }
+}

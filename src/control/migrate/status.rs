@@ -1,0 +1,237 @@
+//! `viewgate migrate status` and `migrate plan`: where each migration stands (phase, backfill
+//! progress, live sessions per version), and every statement a migration would run, per phase.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::derive::{MigrationPlan, Step};
+use super::error::MigrateError;
+use super::file::MigrationFile;
+use super::start::plan_against;
+use super::state::{self, Checkpoint};
+use super::sync;
+use crate::control::catalog;
+use crate::control::error::ControlError;
+use crate::control::overview;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStatus {
+    pub version: String,
+    pub from: String,
+    pub phase: &'static str,
+    pub file: String,
+    pub checksum: String,
+    pub started_at: String,
+    pub backfill: BTreeMap<String, Checkpoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub migrations: Vec<MigrationStatus>,
+    /// Live sessions per version, summed over every proxy whose heartbeat is fresh.
+    pub sessions: BTreeMap<String, i64>,
+    pub default_version: Option<String>,
+}
+
+pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
+    if !catalog::catalog_exists(client).await? {
+        return Err(MigrateError::Control(ControlError::NoCatalog));
+    }
+    let migrations = state::load_current(client)
+        .await?
+        .into_iter()
+        .map(|record| MigrationStatus {
+            phase: record.phase.as_str(),
+            version: record.version,
+            from: record.from,
+            file: record.file,
+            checksum: record.checksum,
+            started_at: record.started_at,
+            backfill: record.backfill,
+        })
+        .collect();
+    let mut sessions = BTreeMap::new();
+    for proxy in overview::load_proxies(client).await? {
+        if proxy.stale {
+            continue;
+        }
+        for (version, count) in proxy.sessions {
+            *sessions.entry(version).or_insert(0) += count;
+        }
+    }
+    Ok(StatusReport {
+        migrations,
+        sessions,
+        default_version: catalog::default_version(client).await?,
+    })
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.migrations.is_empty() {
+            writeln!(f, "no migrations in progress")?;
+        }
+        for migration in &self.migrations {
+            writeln!(
+                f,
+                "{} -> {}: {} (file {}, started {})",
+                migration.from,
+                migration.version,
+                migration.phase,
+                migration.file,
+                migration.started_at
+            )?;
+            for (table, checkpoint) in &migration.backfill {
+                let percent = if checkpoint.estimate == 0 {
+                    100.0
+                } else {
+                    (checkpoint.rows as f64 * 100.0 / checkpoint.estimate as f64).min(100.0)
+                };
+                writeln!(
+                    f,
+                    "  backfill {table}: {} of ~{} rows ({percent:.0}%){}",
+                    checkpoint.rows,
+                    checkpoint.estimate,
+                    if checkpoint.done { ", done" } else { "" }
+                )?;
+            }
+        }
+        let sessions: Vec<String> = self
+            .sessions
+            .iter()
+            .map(|(version, count)| format!("{version}={count}"))
+            .collect();
+        writeln!(
+            f,
+            "live sessions: {}; default version: {}",
+            if sessions.is_empty() {
+                "none".to_owned()
+            } else {
+                sessions.join(", ")
+            },
+            self.default_version.as_deref().unwrap_or("(none)")
+        )
+    }
+}
+
+/// Every statement of every phase, as `migrate start`, `complete` and `rollback` would run them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub version: String,
+    pub from: String,
+    pub plan: MigrationPlan,
+    pub sync_sql: String,
+    pub backfill_sql: Vec<String>,
+}
+
+pub async fn plan(client: &mut Client, file: &MigrationFile) -> Result<PlanReport, MigrateError> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
+    transaction
+        .batch_execute("SET TRANSACTION READ ONLY")
+        .await
+        .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
+    if !catalog::catalog_exists(&transaction).await? {
+        return Err(MigrateError::Control(ControlError::NoCatalog));
+    }
+    let (_, plan) = plan_against(&transaction, file).await?;
+    let versions: Vec<String> = catalog::load_versions(&transaction)
+        .await?
+        .into_keys()
+        .collect();
+    let next_id: i64 = match transaction
+        .query_one(
+            "SELECT coalesce(max(id), 0) + 1 FROM viewgate.migrations",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row.get(0),
+        Err(_) => 1,
+    };
+    let sync_sql = plan
+        .syncs
+        .iter()
+        .map(|table_sync| sync::create_sql(next_id, table_sync, &versions))
+        .collect();
+    let backfill_sql = plan
+        .backfills
+        .iter()
+        .map(|backfill| super::backfill::batch_sql(backfill, file.migration.settings.batch_size))
+        .collect();
+    Ok(PlanReport {
+        version: file.migration.version.clone(),
+        from: file.migration.from.clone(),
+        plan,
+        sync_sql,
+        backfill_sql,
+    })
+}
+
+fn write_steps(f: &mut fmt::Formatter<'_>, title: &str, steps: &[Step]) -> fmt::Result {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "\n-- {title}")?;
+    for step in steps {
+        writeln!(f, "-- {}\n{};", step.description, step.sql)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plan = &self.plan;
+        writeln!(
+            f,
+            "-- migration {} -> {} (nothing has run)",
+            self.from, self.version
+        )?;
+        write_steps(f, "phase 1, expand (one transaction)", &plan.expand)?;
+        if !self.sync_sql.is_empty() {
+            writeln!(
+                f,
+                "\n-- phase 1, sync triggers (same transaction)\n{}",
+                self.sync_sql
+            )?;
+        }
+        writeln!(
+            f,
+            "-- phase 1, views of {} (same transaction; `viewgate views generate` renders them the same way)",
+            self.version
+        )?;
+        for sql in &self.backfill_sql {
+            writeln!(
+                f,
+                "\n-- phase 2, backfill: one batch ($1.. = cursor, then high-water mark)\n{sql};"
+            )?;
+        }
+        write_steps(
+            f,
+            "phase 3, validate (one transaction each)",
+            &plan.validate,
+        )?;
+        write_steps(
+            f,
+            "phase 3, indexes (outside transactions)",
+            &plan.concurrent,
+        )?;
+        write_steps(
+            f,
+            "migrate complete (one transaction, after the old version's views and triggers are dropped)",
+            &plan.complete,
+        )?;
+        write_steps(f, "migrate complete, afterwards", &plan.complete_concurrent)?;
+        write_steps(f, "migrate rollback, first", &plan.rollback_concurrent)?;
+        write_steps(
+            f,
+            "migrate rollback (one transaction, after the new version's views and triggers are dropped)",
+            &plan.rollback,
+        )
+    }
+}

@@ -1,0 +1,247 @@
+//! The sync triggers: while a migration is live, every write to a base table keeps both
+//! versions' representations of the row right, whoever wrote it.
+//!
+//! The writer's version is the session setting `viewgate.version`, which the proxy keeps equal
+//! to the version each session runs at (and which a client connecting directly can set). A
+//! writer at the migration's previous version or older, or one with no version at all (an old
+//! deployment writing the base table directly), gets the new version's columns computed with
+//! `up`; a writer at the new version or newer gets the old version's columns computed with
+//! `down`. The backfill writes with the version `viewgate_backfill`, which no trigger acts on.
+//!
+//! Two triggers per table per migration, so that chained migrations run in the right order:
+//! BEFORE triggers fire in name order, `_vg_sync_0_…` (down, newest migration first) before
+//! `_vg_sync_1_…` (up, oldest migration first). A v1 write then fills v2's columns before v3's
+//! are computed from them, and a v3 write fills v2's before v1's.
+
+use sha2::{Digest, Sha256};
+
+use super::derive::{Assign, ColumnMap, TableSync};
+use super::file::BODY_QUOTE;
+use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
+
+/// The version the backfill writes as; no sync trigger acts on its writes.
+pub const BACKFILL_WRITER: &str = "viewgate_backfill";
+/// Schema of the trigger functions (viewgate's catalog).
+const FUNCTION_SCHEMA: &str = "viewgate";
+/// Digits of a migration id in trigger names, so names sort as numbers do.
+const ID_DIGITS: usize = 10;
+const MAX_ID: i64 = 9_999_999_999;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    fn word(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+/// Trigger and function names of one direction of a migration on one table.
+pub struct SyncNames {
+    pub trigger: String,
+    pub function: String,
+}
+
+pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str) -> SyncNames {
+    let digest = Sha256::digest(format!("{schema}.{table}").as_bytes());
+    let table_hash: String = digest[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let trigger = match direction {
+        Direction::Down => format!("_vg_sync_0_{:0ID_DIGITS$}", MAX_ID - migration_id),
+        Direction::Up => format!("_vg_sync_1_{migration_id:0ID_DIGITS$}"),
+    };
+    SyncNames {
+        trigger,
+        function: format!("sync_{migration_id}_{}_{table_hash}", direction.word()),
+    }
+}
+
+/// The SQL creating both triggers (where they have work) for `sync`. `old_side` lists the
+/// versions whose writes count as older (the previous version and every version before it).
+pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> String {
+    let mut sql = String::new();
+    for (direction, assigns, columns) in [
+        (Direction::Down, &sync.down, &sync.down_columns),
+        (Direction::Up, &sync.up, &sync.up_columns),
+    ] {
+        if assigns.is_empty() {
+            continue;
+        }
+        sql.push_str(&one_trigger(
+            migration_id,
+            direction,
+            sync,
+            assigns,
+            columns,
+            old_side,
+        ));
+    }
+    sql
+}
+
+/// The SQL dropping both triggers and their functions (whether or not they exist).
+pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
+    let mut sql = String::new();
+    for direction in [Direction::Down, Direction::Up] {
+        let names = names(migration_id, direction, schema, table);
+        sql.push_str(&format!(
+            "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}();\n",
+            quote_ident(&names.trigger),
+            quote_qualified(schema, table),
+            quote_qualified(FUNCTION_SCHEMA, &names.function)
+        ));
+    }
+    sql
+}
+
+fn one_trigger(
+    migration_id: i64,
+    direction: Direction,
+    sync: &TableSync,
+    assigns: &[Assign],
+    columns: &ColumnMap,
+    old_side: &[String],
+) -> String {
+    let names = names(migration_id, direction, &sync.schema, &sync.table);
+    let table = quote_qualified(&sync.schema, &sync.table);
+    let function = quote_qualified(FUNCTION_SCHEMA, &names.function);
+    let old_side_array = quote_literal(&format!(
+        "{{{}}}",
+        old_side
+            .iter()
+            .map(|version| format!("\"{version}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    let is_old_side =
+        format!("(coalesce(writer, '') = '' OR writer = ANY ({old_side_array}::text[]))");
+    let acts = match direction {
+        Direction::Up => is_old_side,
+        Direction::Down => format!("NOT {is_old_side}"),
+    };
+    let declarations: String = columns
+        .iter()
+        .map(|(logical, physical)| {
+            format!(
+                "        {} {}.{}%TYPE := NEW.{};\n",
+                quote_ident(logical),
+                table,
+                quote_ident(physical),
+                quote_ident(physical)
+            )
+        })
+        .collect();
+    let assignments: String = assigns
+        .iter()
+        .map(|assign| {
+            format!(
+                "        NEW.{} := (\n            {}\n        );\n",
+                quote_ident(&assign.target),
+                assign.expression
+            )
+        })
+        .collect();
+    format!(
+        "CREATE OR REPLACE FUNCTION {function}()
+RETURNS trigger
+LANGUAGE plpgsql
+AS {BODY_QUOTE}
+DECLARE
+    writer text := current_setting('viewgate.version', true);
+BEGIN
+    IF writer = {backfill} OR NOT {acts} THEN
+        RETURN NEW;
+    END IF;
+    DECLARE
+{declarations}    BEGIN
+{assignments}    END;
+    RETURN NEW;
+END
+{BODY_QUOTE};
+DROP TRIGGER IF EXISTS {trigger} ON {table};
+CREATE TRIGGER {trigger}
+    BEFORE INSERT OR UPDATE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {function}();
+",
+        backfill = quote_literal(BACKFILL_WRITER),
+        trigger = quote_ident(&names.trigger),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_triggers_sort_newest_first_and_before_every_up_trigger() {
+        let mut triggers: Vec<String> = [2, 3, 11]
+            .iter()
+            .flat_map(|id| {
+                [Direction::Up, Direction::Down]
+                    .map(|direction| names(*id, direction, "public", "t").trigger)
+            })
+            .collect();
+        triggers.sort();
+        let order: Vec<&str> = triggers.iter().map(String::as_str).collect();
+        assert_eq!(
+            order,
+            [
+                "_vg_sync_0_9999999988",
+                "_vg_sync_0_9999999996",
+                "_vg_sync_0_9999999997",
+                "_vg_sync_1_0000000002",
+                "_vg_sync_1_0000000003",
+                "_vg_sync_1_0000000011",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_fit_an_identifier_and_differ_per_table() {
+        let a = names(
+            MAX_ID,
+            Direction::Down,
+            "a_very_long_schema_name",
+            "a_very_long_table_name",
+        );
+        assert!(a.function.len() <= 63 && a.trigger.len() <= 63);
+        assert_ne!(
+            a.function,
+            names(MAX_ID, Direction::Down, "public", "t").function
+        );
+    }
+
+    #[test]
+    fn the_trigger_reads_logical_names_and_writes_physical_columns() {
+        let sync = TableSync {
+            schema: "public".into(),
+            table: "t".into(),
+            up: vec![Assign {
+                target: "_vg_v2_n".into(),
+                expression: "n::bigint".into(),
+            }],
+            up_columns: vec![("n".into(), "n".into())],
+            down: vec![],
+            down_columns: vec![("n".into(), "_vg_v2_n".into())],
+        };
+        let sql = create_sql(4, &sync, &["v1".into()]);
+        assert!(
+            sql.contains("\"n\" \"public\".\"t\".\"n\"%TYPE := NEW.\"n\";"),
+            "{sql}"
+        );
+        assert!(sql.contains("NEW.\"_vg_v2_n\" := ("), "{sql}");
+        assert!(sql.contains("'{\"v1\"}'::text[]"), "{sql}");
+        assert!(
+            !sql.contains("sync_4_down"),
+            "no down work, no down trigger: {sql}"
+        );
+    }
+}

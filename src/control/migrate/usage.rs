@@ -1,0 +1,50 @@
+//! Who still uses a version: live proxies' sessions (from their heartbeats), the default
+//! version, routing rules. Contract and rollback are refused while anything does — which only
+//! viewgate can know, because it is the proxy every client goes through.
+
+use tokio_postgres::GenericClient;
+
+use super::error::MigrateError;
+use crate::control::{catalog, overview, rules};
+
+/// Why `version` is still in use, one reason a line; empty when nothing uses it.
+pub async fn reasons_in_use(
+    client: &impl GenericClient,
+    version: &str,
+) -> Result<Vec<String>, MigrateError> {
+    let mut reasons = Vec::new();
+    for proxy in overview::load_proxies(client).await? {
+        if proxy.stale {
+            continue;
+        }
+        let sessions = proxy.sessions.get(version).copied().unwrap_or(0);
+        if sessions > 0 {
+            reasons.push(format!(
+                "proxy {} ({}) has {sessions} live session(s) at {version}",
+                proxy.proxy_id, proxy.listen
+            ));
+        }
+        if proxy.default_version.as_deref() == Some(version) {
+            reasons.push(format!(
+                "proxy {} ({}) still routes default sessions to {version}",
+                proxy.proxy_id, proxy.listen
+            ));
+        }
+    }
+    if catalog::default_version(client).await?.as_deref() == Some(version) {
+        reasons.push(format!(
+            "{version} is the default version (`viewgate cutover --to …` first)"
+        ));
+    }
+    if rules::rules_table_ready(client).await? {
+        for rule in rules::load_rules(client).await?.rules {
+            if rule.versions().contains(&version) {
+                reasons.push(format!(
+                    "routing rule {} assigns {version} (`viewgate route remove {}` or set-weights first)",
+                    rule.id, rule.id
+                ));
+            }
+        }
+    }
+    Ok(reasons)
+}

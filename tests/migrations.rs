@@ -1,0 +1,422 @@
+//! Migrations against a real Postgres: each operation end to end (start → clients at the old
+//! and the new version read and write the same rows → complete; and start → rollback), a
+//! failing migration leaves nothing, a killed backfill resumes, contract is refused while the
+//! old version is in use. Clients here connect directly and set `viewgate.version` as the proxy
+//! does for its sessions.
+
+#[path = "views/support.rs"]
+mod support;
+
+use support::{Database, exec, lines};
+use tokio_postgres::Client;
+use viewgate::control::migrate::complete::complete;
+use viewgate::control::migrate::rollback::rollback;
+use viewgate::control::migrate::start::start;
+use viewgate::control::migrate::{MigrateError, MigrationFile, Progress, Silent};
+use viewgate::control::templates::Templates;
+
+const BASE: &str = "CREATE TABLE public.models (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    size integer NOT NULL DEFAULT 0,
+    legacy_note text
+);";
+
+const SPEC: &str = r#"
+[[tables]]
+name = "models"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "legacy_note"]
+"#;
+
+async fn seeded(rows: usize) -> Database {
+    let database = Database::start();
+    database.admin(BASE);
+    database.apply_text(SPEC).await;
+    database.admin(&format!(
+        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, {rows}) AS n"
+    ));
+    database
+}
+
+/// A client at `version`, as the proxy would make it.
+async fn at(database: &Database, version: &str) -> Client {
+    let client = database.client().await;
+    exec(&client, &format!("SET viewgate.version = '{version}'")).await;
+    client
+}
+
+async fn start_text(
+    database: &Database,
+    name: &str,
+    text: &str,
+) -> Result<viewgate::control::migrate::start::StartOutcome, MigrateError> {
+    let path = database.spec_file(name, text);
+    let file = MigrationFile::load(&path)?;
+    let mut client = database.client().await;
+    start(&mut client, &file, &Templates::built_in(), &mut Silent).await
+}
+
+async fn complete_now(database: &Database) -> Result<(), MigrateError> {
+    let mut client = database.client().await;
+    complete(&mut client, &Templates::built_in())
+        .await
+        .map(|_| ())
+}
+
+async fn rollback_now(database: &Database) -> Result<(), MigrateError> {
+    let mut client = database.client().await;
+    rollback(&mut client, &Templates::built_in())
+        .await
+        .map(|_| ())
+}
+
+fn base_columns(database: &Database) -> String {
+    database.admin(
+        "SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN '!' ELSE '' END, ',' ORDER BY attnum)
+         FROM pg_attribute WHERE attrelid = 'public.models'::regclass AND attnum > 0 AND NOT attisdropped",
+    )
+}
+
+fn triggers(database: &Database) -> String {
+    database.admin("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.models'::regclass AND NOT tgisinternal")
+}
+
+const ADD_KIND: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "CASE WHEN name LIKE 'bert%' THEN 'transformer' ELSE 'neural_network' END"
+column = { name = "kind", type = "text", nullable = false, check = "kind <> ''" }
+"#;
+
+#[tokio::test]
+async fn add_column_not_null_with_up_serves_both_versions_then_contracts() {
+    let database = seeded(50).await;
+    let outcome = start_text(&database, "0002.toml", ADD_KIND)
+        .await
+        .expect("starts");
+    assert_eq!(outcome.rows_backfilled, 50);
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT kind, count(*) FROM models_v2 GROUP BY kind").await,
+        ["neural_network|50"],
+        "existing rows backfilled with up"
+    );
+    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('bert-large')").await;
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (name, kind) VALUES ('gpt', 'decoder')",
+    )
+    .await;
+    exec(
+        &v1,
+        "UPDATE models_v1 SET name = 'bert-base' WHERE name = 'model-1'",
+    )
+    .await;
+    assert_eq!(
+        lines(&v2, "SELECT name, kind FROM models_v2 WHERE name IN ('bert-large', 'gpt', 'bert-base') ORDER BY name").await,
+        ["bert-base|transformer", "bert-large|transformer", "gpt|decoder"],
+        "v1 writes fill kind with up; v2 writes keep their own"
+    );
+    assert_eq!(
+        lines(&v1, "SELECT count(*) FROM models_v1").await,
+        ["52"],
+        "v1 reads every row, including v2's"
+    );
+    let refused = v2
+        .batch_execute("INSERT INTO models_v2 (name, kind) VALUES ('x', '')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code().map(|code| code.code()),
+        Some("23514"),
+        "the check holds for new rows"
+    );
+
+    // The default version is v1 (the spec applied none; set it): complete is refused.
+    database.admin("UPDATE viewgate.settings SET default_version = 'v1'");
+    let refused = complete_now(&database).await.unwrap_err().to_string();
+    assert!(refused.contains("v1 is the default version"), "{refused}");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,name:text!,size:integer!,legacy_note:text,kind:text!",
+        "kind became a real NOT NULL column"
+    );
+    assert_eq!(triggers(&database), "0", "sync triggers are gone");
+    assert_eq!(
+        database.admin("SELECT string_agg(version || '=' || state, ',' ORDER BY version) FROM viewgate.versions"),
+        "v1=retired,v2=active"
+    );
+    assert_eq!(
+        database.admin("SELECT to_regclass('public.models_v1') IS NULL"),
+        "t"
+    );
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (name, kind) VALUES ('after', 'cnn')",
+    )
+    .await;
+}
+
+const CHANGE_SIZE: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "numeric(12,1)"
+up = "size / 10.0"
+down = "(size * 10)::integer"
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "name"
+to = "title"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "legacy_note"
+[[operations]]
+op = "create_index"
+name = "models_title_idx"
+table = "models"
+columns = ["title"]
+"#;
+
+#[tokio::test]
+async fn alter_rename_drop_roll_back_cleanly_then_complete() {
+    let database = seeded(20).await;
+    let before = base_columns(&database);
+    start_text(&database, "0002.toml", CHANGE_SIZE)
+        .await
+        .expect("starts");
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT title, size FROM models_v2 WHERE id = 7").await,
+        ["model-7|0.7"]
+    );
+    exec(&v2, "UPDATE models_v2 SET size = 4.2 WHERE id = 7").await;
+    assert_eq!(
+        lines(&v1, "SELECT name, size FROM models_v1 WHERE id = 7").await,
+        ["model-7|42"],
+        "down"
+    );
+    exec(&v1, "UPDATE models_v1 SET size = 90 WHERE id = 8").await;
+    assert_eq!(
+        lines(&v2, "SELECT size FROM models_v2 WHERE id = 8").await,
+        ["9.0"],
+        "up"
+    );
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (title, size) VALUES ('new', 1.5)",
+    )
+    .await;
+    assert_eq!(
+        lines(
+            &v1,
+            "SELECT name, size, legacy_note FROM models_v1 WHERE name = 'new'"
+        )
+        .await,
+        ["new|15|<null>"]
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_indexes WHERE indexname = 'models_title_idx'"),
+        "1"
+    );
+
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(base_columns(&database), before, "the expand is undone");
+    assert_eq!(triggers(&database), "0");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_indexes WHERE indexname = 'models_title_idx'"),
+        "0"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.versions WHERE version = 'v2'"),
+        "0"
+    );
+    assert_eq!(
+        lines(&v1, "SELECT name, size FROM models_v1 WHERE name = 'new'").await,
+        ["new|15"],
+        "writes made during the migration stay"
+    );
+
+    start_text(&database, "0002.toml", CHANGE_SIZE)
+        .await
+        .expect("starts again");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,title:text!,size:numeric(12,1)!",
+        "renamed, retyped, dropped"
+    );
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT title, size FROM models_v2 WHERE id = 8").await,
+        ["model-8|9.0"]
+    );
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (title, size) VALUES ('later', 2.5)",
+    )
+    .await;
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_indexes WHERE indexname = 'models_title_idx'"),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_up_expression_leaves_nothing_behind() {
+    let database = seeded(10).await;
+    database.admin("UPDATE models SET legacy_note = 'not a number' WHERE id = 6");
+    let before = base_columns(&database);
+    let text = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "legacy_note::integer"
+column = { name = "note_number", type = "integer" }
+"#;
+    let error = start_text(&database, "0002.toml", text)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("22P02"), "{error}");
+    assert!(error.contains("backfilling public.models"), "{error}");
+    assert!(error.contains("rolled back"), "{error}");
+    assert_eq!(base_columns(&database), before);
+    assert_eq!(triggers(&database), "0");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.versions WHERE version = 'v2'"),
+        "0"
+    );
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "rolled_back"
+    );
+}
+
+#[tokio::test]
+async fn conflicts_with_the_live_schema_are_refused_before_any_change() {
+    let database = seeded(3).await;
+    let before = base_columns(&database);
+    for (operation, expected) in [
+        (
+            r#"op = "add_column"
+table = "models"
+column = { name = "size", type = "integer" }"#,
+            "already has a column size",
+        ),
+        (
+            r#"op = "drop_column"
+table = "models"
+column = "nope""#,
+            "has no column nope",
+        ),
+        (
+            r#"op = "add_column"
+table = "missing"
+column = { name = "a", type = "integer" }"#,
+            "has no table \"missing\"",
+        ),
+        (
+            r#"op = "add_column"
+table = "models"
+column = { name = "a", type = "no_such_type" }"#,
+            "no_such_type",
+        ),
+    ] {
+        let text = format!("version = \"v2\"\nfrom = \"v1\"\n[[operations]]\n{operation}\n");
+        let error = start_text(&database, "bad.toml", &text)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{expected}: {error}");
+        assert_eq!(base_columns(&database), before);
+        assert_eq!(
+            database.admin("SELECT count(*) FROM viewgate.versions WHERE version = 'v2'"),
+            "0"
+        );
+    }
+}
+
+/// Progress that stops the run (by panicking its task) once `after` rows are done.
+struct KillAfter(u64);
+
+impl Progress for KillAfter {
+    fn step(&mut self, _description: &str) {}
+    fn backfill(&mut self, _table: &str, rows: u64, _estimate: u64, _rate: f64) {
+        assert!(rows < self.0, "killed mid-backfill");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_refused() {
+    let database = seeded(1000).await;
+    let text = format!("{ADD_KIND}\n[settings]\nbatch_size = 100\n");
+    let path = database.spec_file("0002.toml", &text);
+    let file = MigrationFile::load(&path).unwrap();
+    let mut client = database.client().await;
+    let templates = Templates::built_in();
+    let mut kill = KillAfter(300);
+    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(start(
+        &mut client,
+        &file,
+        &templates,
+        &mut kill,
+    )))
+    .await;
+    drop(client);
+    assert!(killed.is_err(), "the run was killed");
+    let done: i64 = database
+        .admin("SELECT (backfill -> 'public.models' ->> 'rows')::bigint FROM viewgate.migrations")
+        .parse()
+        .unwrap();
+    assert_eq!(done, 300, "three batches committed with their checkpoint");
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "backfilling"
+    );
+
+    let changed = start_text(
+        &database,
+        "0002.toml",
+        &text.replace("'transformer'", "'tf'"),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(changed.contains("different file"), "{changed}");
+
+    let outcome = start_text(&database, "0002.toml", &text)
+        .await
+        .expect("resumes");
+    assert_eq!(outcome.how, "resumed");
+    assert_eq!(
+        outcome.rows_backfilled, 1000,
+        "the remaining 700 and the 300 before"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE kind IS NULL"),
+        "0"
+    );
+}
