@@ -23,7 +23,8 @@ pub struct BaseColumn {
     pub default: Option<String>,
     /// Generated columns cannot be written, so trigger-backed inserts leave them out.
     pub generated: bool,
-    /// `NOT NULL` is declared on the column.
+    /// `NOT NULL` is declared on the column, or a check stands in for it (a migration adds
+    /// NOT NULL as `CHECK (column IS NOT NULL) NOT VALID` until it completes).
     pub not_null: bool,
 }
 
@@ -77,7 +78,11 @@ SELECT a.attname,
          ELSE pg_get_expr(d.adbin, d.adrelid)
        END,
        a.attgenerated <> '',
-       a.attnotnull
+       a.attnotnull OR EXISTS (
+         SELECT 1 FROM pg_constraint k
+         WHERE k.conrelid = c.oid AND k.contype = 'c'
+           AND regexp_replace(pg_get_constraintdef(k.oid), ' NOT VALID$', '')
+               = format('CHECK ((%s IS NOT NULL))', quote_ident(a.attname)))
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

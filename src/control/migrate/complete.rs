@@ -38,8 +38,17 @@ pub async fn complete(
     client: &mut Client,
     templates: &Templates,
 ) -> Result<CompleteOutcome, MigrateError> {
-    let started = Instant::now();
     state::try_lock(client).await?;
+    let result = complete_locked(client, templates).await;
+    state::unlock(client).await;
+    result
+}
+
+async fn complete_locked(
+    client: &mut Client,
+    templates: &Templates,
+) -> Result<CompleteOutcome, MigrateError> {
+    let started = Instant::now();
     prepare_catalog(client, templates).await?;
     let current = state::load_current(client).await?;
     let Some(position) = current

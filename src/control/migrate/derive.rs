@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MigrateError;
 use super::file::{
-    AddColumn, AlterColumn, ColumnDefinition, CreateIndex, CreateTable, DropColumn, ForeignKey,
-    Migration, Operation, RawSql, RenameColumn,
+    AddColumn, AddConstraint, AlterColumn, ColumnDefinition, ConstraintKind, CreateIndex,
+    CreateTable, DropColumn, ForeignKey, Migration, Operation, RawSql, RenameColumn,
 };
 use crate::control::definition::VersionDefinition;
 use crate::control::introspect::{BaseTable, ServerSnapshot};
@@ -219,11 +219,170 @@ impl Deriver<'_> {
                 ));
                 Ok(())
             }
+            Operation::AddConstraint(op) => self.add_constraint(op),
+            Operation::DropConstraint(op) => {
+                let (_, managed, _) = self.table(&op.table)?;
+                self.plan_steps.complete.push(Step::new(
+                    format!("drop constraint {}", op.name),
+                    format!(
+                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                        quote_qualified(&managed.schema, &managed.name),
+                        quote_ident(&op.name)
+                    ),
+                ));
+                Ok(())
+            }
+            Operation::SplitColumn(op) => {
+                for part in &op.into {
+                    self.add_column(&AddColumn {
+                        table: op.table.clone(),
+                        column: part.column.clone(),
+                        up: Some(part.up.clone()),
+                    })?;
+                }
+                self.drop_column(&DropColumn {
+                    table: op.table.clone(),
+                    column: op.column.clone(),
+                    down: Some(op.down.clone()),
+                })
+            }
+            Operation::MergeColumns(op) => {
+                self.add_column(&AddColumn {
+                    table: op.table.clone(),
+                    column: op.into.clone(),
+                    up: Some(op.up.clone()),
+                })?;
+                for column in &op.columns {
+                    self.drop_column(&DropColumn {
+                        table: op.table.clone(),
+                        column: column.clone(),
+                        down: op.down.get(column).cloned(),
+                    })?;
+                }
+                Ok(())
+            }
             Operation::RawSql(op) => {
                 self.raw_sql(op);
                 Ok(())
             }
         }
+    }
+
+    /// The physical columns behind the new version's `columns` of table `index`.
+    fn physical_columns(
+        &self,
+        index: usize,
+        table: &str,
+        columns: &[String],
+    ) -> Result<Vec<String>, MigrateError> {
+        let version_columns = &self.definition.version.tables[index].columns;
+        columns
+            .iter()
+            .map(
+                |name| match version_columns.iter().find(|column| &column.name == name) {
+                    Some(Column {
+                        source: ColumnSource::Physical { base_column },
+                        ..
+                    }) => Ok(base_column.clone()),
+                    Some(_) => Err(self.refuse(format!(
+                        "column {name} is an expression; name its base columns"
+                    ))),
+                    None => Err(self.refuse(format!("table {table} has no column {name}"))),
+                },
+            )
+            .collect()
+    }
+
+    fn add_constraint(&mut self, op: &AddConstraint) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(&op.table)?;
+        let table = quote_qualified(&managed.schema, &managed.name);
+        let name = quote_ident(&op.name);
+        let physical = self.physical_columns(index, &op.table, &op.columns)?;
+        let column_list = physical
+            .iter()
+            .map(|column| quote_ident(column))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match op.kind {
+            ConstraintKind::Check => {
+                let names: Vec<(String, String)> = self.definition.version.tables[index]
+                    .columns
+                    .iter()
+                    .filter_map(|column| match &column.source {
+                        ColumnSource::Physical { base_column } => {
+                            Some((column.name.clone(), base_column.clone()))
+                        }
+                        ColumnSource::Expression { .. } => None,
+                    })
+                    .collect();
+                let check = over_physical(op.check.as_deref().unwrap_or_default(), &names);
+                self.plan_steps.expand.push(Step::new(
+                    format!(
+                        "check {} for new rows, validated after the backfill",
+                        op.name
+                    ),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID"),
+                ));
+                self.plan_steps
+                    .validate
+                    .push(validate_step(&table, &op.name));
+                self.plan_steps.rollback.push(Step::new(
+                    format!("drop constraint {}", op.name),
+                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
+                ));
+            }
+            ConstraintKind::ForeignKey => {
+                let references = op
+                    .references
+                    .as_ref()
+                    .ok_or_else(|| self.refuse("a foreign key needs `references`"))?;
+                let target = quote_qualified(
+                    references.schema.as_deref().unwrap_or(&managed.schema),
+                    &references.table,
+                );
+                let target_columns = references
+                    .columns
+                    .iter()
+                    .map(|column| quote_ident(column))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let on_delete = references
+                    .on_delete
+                    .map(|action| format!(" ON DELETE {}", action.sql()))
+                    .unwrap_or_default();
+                self.plan_steps.expand.push(Step::new(
+                    format!("foreign key {} for new rows, validated after the backfill", op.name),
+                    format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({column_list}) REFERENCES {target} ({target_columns}){on_delete} NOT VALID"
+                    ),
+                ));
+                self.plan_steps
+                    .validate
+                    .push(validate_step(&table, &op.name));
+                self.plan_steps.rollback.push(Step::new(
+                    format!("drop constraint {}", op.name),
+                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
+                ));
+            }
+            ConstraintKind::Unique => {
+                self.plan_steps.concurrent.push(Step::new(
+                    format!("unique index {} built without blocking writes", op.name),
+                    format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({column_list})"),
+                ));
+                self.plan_steps.rollback_concurrent.push(Step::new(
+                    format!("drop the unique index {}", op.name),
+                    format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        quote_qualified(&managed.schema, &op.name)
+                    ),
+                ));
+                self.plan_steps.complete.push(Step::new(
+                    format!("turn the unique index {} into a constraint", op.name),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The new version's table its clients call `name`, with its managed base table and what
@@ -901,23 +1060,11 @@ impl Deriver<'_> {
 
     fn create_index(&mut self, op: &CreateIndex) -> Result<(), MigrateError> {
         let (index, managed, _) = self.table(&op.table)?;
-        let columns = &self.definition.version.tables[index].columns;
-        let physical: Vec<String> = op
-            .columns
+        let physical: Vec<String> = self
+            .physical_columns(index, &op.table, &op.columns)?
             .iter()
-            .map(
-                |name| match columns.iter().find(|column| &column.name == name) {
-                    Some(Column {
-                        source: ColumnSource::Physical { base_column },
-                        ..
-                    }) => Ok(quote_ident(base_column)),
-                    Some(_) => Err(self.refuse(format!(
-                        "column {name} is an expression; index its base columns"
-                    ))),
-                    None => Err(self.refuse(format!("table {} has no column {name}", op.table))),
-                },
-            )
-            .collect::<Result<_, _>>()?;
+            .map(|column| quote_ident(column))
+            .collect();
         let unique = if op.unique { "UNIQUE " } else { "" };
         let method = op.method.as_deref().unwrap_or("btree");
         let predicate = op
@@ -1052,30 +1199,38 @@ fn validate_step(table: &str, constraint: &str) -> Step {
     )
 }
 
-/// A check names the column by its logical name; on a column of the migration's own it must
-/// name the physical one. Identifiers are replaced token by token (sqlparser's tokenizer), so
-/// strings, comments and longer names that merely contain the name stay as they are.
-fn check_over_physical(check: &str, logical: &str, physical: &str) -> String {
+/// A check names columns by their logical names; on the base table it must name the physical
+/// ones. Identifiers are replaced token by token in one pass (sqlparser's tokenizer), so
+/// strings, comments and longer names that merely contain a name stay as they are.
+fn over_physical(expression: &str, names: &[(String, String)]) -> String {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
-    if logical == physical {
-        return check.to_owned();
+    if names.iter().all(|(logical, physical)| logical == physical) {
+        return expression.to_owned();
     }
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, check).tokenize() else {
-        return check.to_owned();
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, expression).tokenize() else {
+        return expression.to_owned();
     };
     tokens
         .into_iter()
-        .map(|token| match &token {
-            Token::Word(word)
-                if (word.quote_style.is_none() && word.value.to_lowercase() == logical)
-                    || (word.quote_style == Some('"') && word.value == logical) =>
-            {
-                quote_ident(physical)
+        .map(|token| {
+            if let Token::Word(word) = &token {
+                let name = match word.quote_style {
+                    None => word.value.to_lowercase(),
+                    Some('"') => word.value.clone(),
+                    Some(_) => return token.to_string(),
+                };
+                if let Some((_, physical)) = names.iter().find(|(logical, _)| *logical == name) {
+                    return quote_ident(physical);
+                }
             }
-            _ => token.to_string(),
+            token.to_string()
         })
         .collect()
+}
+
+fn check_over_physical(check: &str, logical: &str, physical: &str) -> String {
+    over_physical(check, &[(logical.to_owned(), physical.to_owned())])
 }
 
 fn column_sql(column: &ColumnDefinition) -> String {

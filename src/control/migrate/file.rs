@@ -112,6 +112,10 @@ pub enum Operation {
     RenameTable(RenameTable),
     CreateIndex(CreateIndex),
     DropIndex(DropIndex),
+    AddConstraint(AddConstraint),
+    DropConstraint(DropConstraint),
+    SplitColumn(SplitColumn),
+    MergeColumns(MergeColumns),
     RawSql(RawSql),
 }
 
@@ -303,6 +307,86 @@ pub struct DropIndex {
     pub schema: Option<String>,
 }
 
+/// A constraint over one or more columns of the new version. CHECK and FOREIGN KEY are added
+/// `NOT VALID` during expand and validated after the backfill; UNIQUE is built as an index
+/// `CONCURRENTLY` and becomes a constraint at complete. Older versions' writes must satisfy it
+/// too from the expand on; to change a single column under its own rules while the old version
+/// keeps writing anything, use `alter_column` (which gives the new version its own column).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AddConstraint {
+    pub table: String,
+    pub name: String,
+    /// Columns (the new version's names) for UNIQUE and FOREIGN KEY.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// `check`, `unique` or `foreign_key`.
+    #[serde(rename = "type")]
+    pub kind: ConstraintKind,
+    /// The CHECK expression, over the new version's column names.
+    #[serde(default)]
+    pub check: Option<String>,
+    #[serde(default)]
+    pub references: Option<MultiColumnReference>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintKind {
+    Check,
+    Unique,
+    ForeignKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MultiColumnReference {
+    pub table: String,
+    #[serde(default)]
+    pub schema: Option<String>,
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub on_delete: Option<ReferentialAction>,
+}
+
+/// A constraint dropped at complete (older versions may rely on it until then).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropConstraint {
+    pub table: String,
+    pub name: String,
+}
+
+/// One column becomes several: each new column has its `up` over the old version's columns, and
+/// `down` rebuilds the old column from the new version's columns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SplitColumn {
+    pub table: String,
+    pub column: String,
+    pub into: Vec<SplitPart>,
+    pub down: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SplitPart {
+    pub column: ColumnDefinition,
+    pub up: String,
+}
+
+/// Several columns become one: `up` computes it from the old version's columns, `down` gives each
+/// old column its value from the new version's columns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MergeColumns {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub into: ColumnDefinition,
+    pub up: String,
+    pub down: std::collections::BTreeMap<String, String>,
+}
+
 /// SQL of the author's own, run in the expand transaction; `down` undoes it on rollback.
 /// With `on_complete = true` it runs at complete instead (and `down` is not used).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -327,6 +411,10 @@ impl Operation {
             Operation::RenameTable(_) => "rename_table",
             Operation::CreateIndex(_) => "create_index",
             Operation::DropIndex(_) => "drop_index",
+            Operation::AddConstraint(_) => "add_constraint",
+            Operation::DropConstraint(_) => "drop_constraint",
+            Operation::SplitColumn(_) => "split_column",
+            Operation::MergeColumns(_) => "merge_columns",
             Operation::RawSql(_) => "raw_sql",
         }
     }
@@ -546,6 +634,76 @@ impl Checker<'_> {
                 self.identifier(context, "index", &op.name)?;
                 if let Some(schema) = &op.schema {
                     self.identifier(context, "schema", schema)?;
+                }
+            }
+            Operation::AddConstraint(op) => {
+                self.identifier(context, "table", &op.table)?;
+                self.identifier(context, "constraint", &op.name)?;
+                for column in &op.columns {
+                    self.identifier(context, "column", column)?;
+                }
+                self.fragment(context, "check", op.check.as_deref())?;
+                match op.kind {
+                    ConstraintKind::Check if op.check.is_none() => {
+                        return Err(self.invalid(context, "a check constraint needs `check`"));
+                    }
+                    ConstraintKind::Unique | ConstraintKind::ForeignKey
+                        if op.columns.is_empty() =>
+                    {
+                        return Err(self.invalid(context, "name the constraint's `columns`"));
+                    }
+                    ConstraintKind::ForeignKey => {
+                        let Some(references) = &op.references else {
+                            return Err(self.invalid(context, "a foreign key needs `references`"));
+                        };
+                        self.identifier(context, "references.table", &references.table)?;
+                        for column in &references.columns {
+                            self.identifier(context, "references.columns", column)?;
+                        }
+                        if references.columns.len() != op.columns.len() {
+                            return Err(self.invalid(
+                                context,
+                                "references.columns must name as many columns as columns",
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Operation::DropConstraint(op) => {
+                self.identifier(context, "table", &op.table)?;
+                self.identifier(context, "constraint", &op.name)?;
+            }
+            Operation::SplitColumn(op) => {
+                self.identifier(context, "table", &op.table)?;
+                self.identifier(context, "column", &op.column)?;
+                if op.into.len() < 2 {
+                    return Err(self.invalid(context, "split into at least two columns"));
+                }
+                for part in &op.into {
+                    self.column_definition(context, &part.column)?;
+                    self.fragment(context, "up", Some(&part.up))?;
+                }
+                self.fragment(context, "down", Some(&op.down))?;
+            }
+            Operation::MergeColumns(op) => {
+                self.identifier(context, "table", &op.table)?;
+                if op.columns.len() < 2 {
+                    return Err(self.invalid(context, "merge at least two columns"));
+                }
+                for column in &op.columns {
+                    self.identifier(context, "column", column)?;
+                }
+                self.column_definition(context, &op.into)?;
+                self.fragment(context, "up", Some(&op.up))?;
+                for (column, down) in &op.down {
+                    if !op.columns.contains(column) {
+                        return Err(self.invalid(
+                            context,
+                            format!("down names {column}, which is not one of the merged columns"),
+                        ));
+                    }
+                    self.fragment(context, "down", Some(down))?;
                 }
             }
             Operation::RawSql(op) => {

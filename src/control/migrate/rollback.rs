@@ -32,8 +32,17 @@ pub async fn rollback(
     client: &mut Client,
     templates: &Templates,
 ) -> Result<RollbackOutcome, MigrateError> {
-    let started = Instant::now();
     state::try_lock(client).await?;
+    let result = rollback_locked(client, templates).await;
+    state::unlock(client).await;
+    result
+}
+
+async fn rollback_locked(
+    client: &mut Client,
+    templates: &Templates,
+) -> Result<RollbackOutcome, MigrateError> {
+    let started = Instant::now();
     prepare_catalog(client, templates).await?;
     let current = state::load_current(client).await?;
     let Some(record) = current

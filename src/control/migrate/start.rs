@@ -53,9 +53,20 @@ pub async fn start(
     templates: &Templates,
     progress: &mut dyn Progress,
 ) -> Result<StartOutcome, MigrateError> {
+    state::try_lock(client).await?;
+    let result = start_locked(client, file, templates, progress).await;
+    state::unlock(client).await;
+    result
+}
+
+async fn start_locked(
+    client: &mut Client,
+    file: &MigrationFile,
+    templates: &Templates,
+    progress: &mut dyn Progress,
+) -> Result<StartOutcome, MigrateError> {
     let started = Instant::now();
     let migration = &file.migration;
-    state::try_lock(client).await?;
     prepare_catalog(client, templates).await?;
 
     let existing = state::load_current(client)

@@ -216,6 +216,19 @@ pub async fn save_plan(
     Ok(())
 }
 
+/// Releases the migration lock taken by [`try_lock`]; the lock also goes with the session.
+pub async fn unlock(client: &impl GenericClient) {
+    if let Err(error) = client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('viewgate.migrate'))",
+            &[],
+        )
+        .await
+    {
+        tracing::warn!(%error, "could not release the migration lock; it goes with the connection");
+    }
+}
+
 /// Takes the migration lock for this session, or says another migration command holds it.
 pub async fn try_lock(client: &impl GenericClient) -> Result<(), MigrateError> {
     let locked: bool = client

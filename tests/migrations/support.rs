@@ -1,0 +1,84 @@
+//! Shared helpers of the migration tests: a seeded table and its v1 spec, clients at a version,
+//! and the migrate commands run in-process.
+#![allow(dead_code)]
+
+use tokio_postgres::Client;
+use viewgate::control::migrate::complete::complete;
+use viewgate::control::migrate::rollback::rollback;
+use viewgate::control::migrate::start::{StartOutcome, start};
+use viewgate::control::migrate::{MigrateError, MigrationFile, Silent};
+use viewgate::control::templates::Templates;
+
+use super::support::{Database, exec};
+
+pub const BASE: &str = "CREATE TABLE public.models (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    size integer NOT NULL DEFAULT 0,
+    legacy_note text
+);";
+
+pub const SPEC: &str = r#"
+[[tables]]
+name = "models"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "legacy_note"]
+"#;
+
+pub async fn seeded(rows: usize) -> Database {
+    let database = Database::start();
+    database.admin(BASE);
+    database.apply_text(SPEC).await;
+    database.admin(&format!(
+        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, {rows}) AS n"
+    ));
+    database
+}
+
+/// A client at `version`, as the proxy would make it.
+pub async fn at(database: &Database, version: &str) -> Client {
+    let client = database.client().await;
+    exec(&client, &format!("SET viewgate.version = '{version}'")).await;
+    client
+}
+
+pub async fn start_text(
+    database: &Database,
+    name: &str,
+    text: &str,
+) -> Result<StartOutcome, MigrateError> {
+    let path = database.spec_file(name, text);
+    let file = MigrationFile::load(&path)?;
+    let mut client = database.client().await;
+    start(&mut client, &file, &Templates::built_in(), &mut Silent).await
+}
+
+pub async fn complete_now(database: &Database) -> Result<(), MigrateError> {
+    let mut client = database.client().await;
+    complete(&mut client, &Templates::built_in())
+        .await
+        .map(|_| ())
+}
+
+pub async fn rollback_now(database: &Database) -> Result<(), MigrateError> {
+    let mut client = database.client().await;
+    rollback(&mut client, &Templates::built_in())
+        .await
+        .map(|_| ())
+}
+
+pub fn base_columns(database: &Database) -> String {
+    database.admin(
+        "SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN '!' ELSE '' END, ',' ORDER BY attnum)
+         FROM pg_attribute WHERE attrelid = 'public.models'::regclass AND attnum > 0 AND NOT attisdropped",
+    )
+}
+
+pub fn triggers(database: &Database) -> String {
+    database.admin("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.models'::regclass AND NOT tgisinternal")
+}
