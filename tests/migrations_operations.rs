@@ -107,24 +107,25 @@ down = { first = "split_part(full_name, ' ', 1)", last = "split_part(full_name, 
 async fn tables_are_created_renamed_and_dropped() {
     let database = seeded(2).await;
     database.admin("CREATE TABLE public.old_log (id bigserial PRIMARY KEY, line text)");
-    let spec = format!(
-        "{}\n[[tables]]\nname = \"old_log\"\nkey = [\"id\"]\n[[versions.tables]]\nbase = \"old_log\"\ncolumns = [\"id\", \"line\"]\n",
-        migration_support::SPEC
-            .replace("[[versions]]", "[[versions]]")
-            .trim_end()
-    );
-    // The [[tables]] entry must precede the versions in TOML's array-of-tables order.
-    let spec = spec.replacen(
-        "[[versions]]",
-        "[[tables]]\nname = \"old_log\"\nkey = [\"id\"]\n\n[[versions]]",
-        1,
-    );
-    let spec = spec.replacen(
-        "\n[[tables]]\nname = \"old_log\"\nkey = [\"id\"]\n[[versions.tables]]",
-        "\n[[versions.tables]]",
-        1,
-    );
-    database.apply_text(&spec).await;
+    let spec = r#"
+[[tables]]
+name = "models"
+key = ["id"]
+
+[[tables]]
+name = "old_log"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "legacy_note"]
+[[versions.tables]]
+base = "old_log"
+columns = ["id", "line"]
+"#;
+    database.apply_text(spec).await;
     let text = migration(
         r#"
 [[operations]]
