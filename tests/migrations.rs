@@ -12,7 +12,7 @@ mod support;
 use migration_support::{
     at, base_columns, complete_now, rollback_now, seeded, start_text, triggers,
 };
-use support::{Database, exec, lines};
+use support::{exec, lines};
 use viewgate::control::migrate::start::start;
 use viewgate::control::migrate::{MigrationFile, Progress};
 use viewgate::control::templates::Templates;
