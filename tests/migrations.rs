@@ -350,3 +350,72 @@ async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_ref
         "0"
     );
 }
+
+/// Progress that, when the backfill begins, has another session update row 5 and hold its lock
+/// for a second: the backfill's batch takes its snapshot before that update commits.
+struct ConcurrentWriter {
+    conninfo: String,
+    started: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress for ConcurrentWriter {
+    fn step(&mut self, description: &str) {
+        if description.starts_with("backfill") && self.started.is_none() {
+            let conninfo = self.conninfo.clone();
+            self.started = Some(std::thread::spawn(move || {
+                let status = std::process::Command::new("psql")
+                    .args([&conninfo, "-q", "-c", "BEGIN; UPDATE models SET size = 999 WHERE id = 5; SELECT pg_sleep(1); COMMIT"])
+                    .output()
+                    .expect("psql runs");
+                assert!(status.status.success(), "{status:?}");
+            }));
+            // Let the writer take the row's lock before the first batch starts.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
+}
+
+#[tokio::test]
+async fn the_backfill_never_writes_a_value_computed_from_a_stale_row() {
+    let database = seeded(20).await;
+    let text = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+up = "size::bigint * 1000"
+down = "(size / 1000)::integer"
+"#;
+    let path = database.spec_file("0002.toml", text);
+    let file = MigrationFile::load(&path).unwrap();
+    let mut client = database.client().await;
+    let mut writer = ConcurrentWriter {
+        conninfo: database.url(),
+        started: None,
+    };
+    start(&mut client, &file, &Templates::built_in(), &mut writer)
+        .await
+        .expect("starts");
+    writer
+        .started
+        .take()
+        .expect("the writer ran")
+        .join()
+        .expect("the writer succeeded");
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT size FROM models_v2 WHERE id = 5").await,
+        ["999000"],
+        "the batch waited for the writer's lock and recomputed from the row it committed"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM models WHERE _vg_v2_size IS DISTINCT FROM size::bigint * 1000"
+        ),
+        "0"
+    );
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use super::derive::Backfill;
+use super::derive::{Backfill, over_physical};
 use super::error::MigrateError;
 use super::progress::Progress;
 use super::state::{self, Checkpoint};
@@ -30,109 +30,101 @@ pub fn checkpoint_key(backfill: &Backfill) -> String {
 
 /// The statement that fills one batch. Parameters: the cursor's key values (all NULL for the
 /// first batch), then the high-water mark's. Returns the rows updated and the batch's last key.
+///
+/// The new values are computed in the UPDATE's own SET list, over the target row: if a writer
+/// changed a row between this statement's snapshot and its lock, Postgres re-evaluates the SET
+/// list on the row's newest version (EvalPlanQual), so the backfill never writes a value
+/// computed from a stale row. `up` is written over the previous version's names; it is
+/// translated to the physical columns token by token.
 pub fn batch_sql(backfill: &Backfill, batch_size: u32) -> String {
     let table = quote_qualified(&backfill.schema, &backfill.table);
     let key_count = backfill.key.len();
-    let key_list = backfill
-        .key
-        .iter()
-        .map(|(name, _)| quote_ident(name))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let joined = |items: Vec<String>, separator: &str| items.join(separator);
+    let key_list = joined(
+        backfill
+            .key
+            .iter()
+            .map(|(name, _)| quote_ident(name))
+            .collect(),
+        ", ",
+    );
     let params = |offset: usize| {
+        joined(
+            backfill
+                .key
+                .iter()
+                .enumerate()
+                .map(|(index, (_, type_name))| {
+                    format!("${}::text::{type_name}", offset + index + 1)
+                })
+                .collect(),
+            ", ",
+        )
+    };
+    let sets = joined(
+        backfill
+            .assigns
+            .iter()
+            .map(|assign| {
+                format!(
+                    "{} = (\n        {}\n    )",
+                    quote_ident(&assign.target),
+                    over_physical(&assign.expression, &backfill.columns)
+                )
+            })
+            .collect(),
+        ",\n    ",
+    );
+    let target_keys = joined(
+        backfill
+            .key
+            .iter()
+            .map(|(name, _)| format!("_vg_target.{}", quote_ident(name)))
+            .collect(),
+        ", ",
+    );
+    // The batch's keys go by aliases, so that an `up` naming a key column is not ambiguous.
+    let alias = |index: usize| format!("_vg_k{index}");
+    let aliased_keys = joined(
         backfill
             .key
             .iter()
             .enumerate()
-            .map(|(index, (_, type_name))| format!("${}::text::{type_name}", offset + index + 1))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let key_alias = |index: usize| quote_ident(&format!("_vg_k{index}"));
-    let inner_keys = backfill
-        .key
-        .iter()
-        .enumerate()
-        .map(|(index, (name, _))| format!("_vg_t.{} AS {}", quote_ident(name), key_alias(index)))
-        .collect::<Vec<_>>();
-    let inner_columns = backfill.columns.iter().map(|(logical, physical)| {
-        format!(
-            "_vg_t.{} AS {}",
-            quote_ident(physical),
-            quote_ident(logical)
-        )
-    });
-    let inner = inner_keys
-        .iter()
-        .cloned()
-        .chain(inner_columns)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let values = backfill
-        .assigns
-        .iter()
-        .enumerate()
-        .map(|(index, assign)| {
-            format!(
-                "(\n            {}\n        ) AS {}",
-                assign.expression,
-                quote_ident(&format!("_vg_v{index}"))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",\n        ");
-    let outer_keys = (0..key_count).map(key_alias).collect::<Vec<_>>().join(", ");
-    let sets = backfill
-        .assigns
-        .iter()
-        .enumerate()
-        .map(|(index, assign)| {
-            format!(
-                "{} = _vg_source.{}",
-                quote_ident(&assign.target),
-                quote_ident(&format!("_vg_v{index}"))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let target_keys = backfill
-        .key
-        .iter()
-        .map(|(name, _)| format!("_vg_target.{}", quote_ident(name)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let source_keys = (0..key_count)
-        .map(|index| format!("_vg_source.{}", key_alias(index)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let last_key = backfill
-        .key
-        .iter()
-        .map(|(name, _)| format!("{}::text", quote_ident(name)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let descending = backfill
-        .key
-        .iter()
-        .map(|(name, _)| format!("{} DESC", quote_ident(name)))
-        .collect::<Vec<_>>()
-        .join(", ");
+            .map(|(index, (name, _))| format!("{} AS {}", quote_ident(name), alias(index)))
+            .collect(),
+        ", ",
+    );
+    let batch_keys = joined(
+        (0..key_count)
+            .map(|index| format!("_vg_batch.{}", alias(index)))
+            .collect(),
+        ", ",
+    );
+    let last_key = joined(
+        (0..key_count)
+            .map(|index| format!("{}::text", alias(index)))
+            .collect(),
+        ", ",
+    );
+    let descending = joined(
+        (0..key_count)
+            .map(|index| format!("{} DESC", alias(index)))
+            .collect(),
+        ", ",
+    );
     format!(
         "WITH _vg_batch AS (
-    SELECT {key_list} FROM {table}
+    SELECT {aliased_keys} FROM {table}
     WHERE ($1::text IS NULL OR ({key_list}) > ({cursor}))
       AND ({key_list}) <= ({high_water})
     ORDER BY {key_list}
     LIMIT {batch_size}
     FOR NO KEY UPDATE
-), _vg_source AS (
-    SELECT {outer_keys},
-        {values}
-    FROM (SELECT {inner} FROM {table} AS _vg_t JOIN _vg_batch USING ({key_list})) AS _vg_row
 ), _vg_updated AS (
-    UPDATE {table} AS _vg_target SET {sets}
-    FROM _vg_source
-    WHERE ({target_keys}) = ({source_keys})
+    UPDATE {table} AS _vg_target SET
+    {sets}
+    FROM _vg_batch
+    WHERE ({target_keys}) = ({batch_keys})
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM _vg_updated),

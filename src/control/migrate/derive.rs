@@ -1202,7 +1202,7 @@ fn validate_step(table: &str, constraint: &str) -> Step {
 /// A check names columns by their logical names; on the base table it must name the physical
 /// ones. Identifiers are replaced token by token in one pass (sqlparser's tokenizer), so
 /// strings, comments and longer names that merely contain a name stay as they are.
-fn over_physical(expression: &str, names: &[(String, String)]) -> String {
+pub fn over_physical(expression: &str, names: &[(String, String)]) -> String {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::tokenizer::{Token, Tokenizer};
     if names.iter().all(|(logical, physical)| logical == physical) {

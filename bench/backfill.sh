@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# bench/backfill.sh — a migration under live write traffic: backfill rate, the writers' latency
+# and lock waits while it runs, lost or failed writes, and what the sync triggers cost writers.
+#
+# Why: issue 10's goals are relative and about behaviour under load — backfill ≥ 100k rows/s
+# (pgroll's CI: 9–53k), writers' p99 during the migration against the same writers before it,
+# no lock wait over 100 ms, 0 failed transactions, 0 lost acknowledged writes, and a dual-write
+# cost ≤ 1.5× (pgroll's triggers: 4–4.5×). One run measures all of them on one cluster.
+#
+# What it does: builds viewgate (release), starts a throwaway Postgres (fsync=off,
+# log_lock_waits=on, deadlock_timeout=100ms so every wait over 100 ms is logged), creates
+# `models` with $ROWS rows and applies a v1 spec, starts viewgate with the catalog, then runs
+# $WRITERS pgbench clients through viewgate at v1 (each transaction updates a random row and
+# inserts one) in three windows:
+#   1. before: $DURATION s with no migration;
+#   2. during: writers run while `viewgate migrate start` adds a NOT NULL column computed from
+#      another (`up`) and changes a column's type (`up`/`down`), backfilling every row;
+#   3. live:   $DURATION s with the migration live (sync triggers on every write).
+# Then checks that every row the writers were told was committed is there and has the new
+# columns filled. Prints a Markdown report and writes it to bench/results/ (gitignored).
+#
+# How to run (as root or a user that can run initdb):
+#   bench/backfill.sh                        # 1,000,000 rows, 8 writers, 15 s windows
+#   ROWS=200000 DURATION=5 bench/backfill.sh
+# shellcheck disable=SC2119
+set -euo pipefail
+
+ROWS="${ROWS:-1000000}"
+WRITERS="${WRITERS:-8}"
+DURATION="${DURATION:-15}"
+BATCH_SIZE="${BATCH_SIZE:-1000}"
+# The writers' window during the migration; it must outlast the migration to cover all of it.
+DURING_WINDOW="${DURING_WINDOW:-120}"
+DB_NAME=postgres
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init
+
+build_viewgate
+start_postgres 100
+cat >>"$PG_DATA/postgresql.conf" <<CONF
+log_lock_waits = on
+deadlock_timeout = 100ms
+log_line_prefix = '%m [%p] app=%a '
+CONF
+psql_q() { "$PSQL" -qAtX -h "$LOOPBACK" -p "$PG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" -c "$1"; }
+psql_q "SELECT pg_reload_conf()" >/dev/null
+DATABASE_URL="postgres://$PG_SUPERUSER@$LOOPBACK:$PG_PORT/$DB_NAME?sslmode=disable"
+
+log "creating models with $ROWS rows"
+psql_q "CREATE TABLE models (id bigserial PRIMARY KEY, name text NOT NULL, size integer NOT NULL DEFAULT 0, note text);
+        INSERT INTO models (name, size) SELECT 'model-' || n, n % 1000 FROM generate_series(1, $ROWS) AS n" >/dev/null
+psql_q "VACUUM ANALYZE models" >/dev/null
+cat >"$WORK_DIR/spec.toml" <<'SPEC'
+[[tables]]
+name = "models"
+key = ["id"]
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "note"]
+SPEC
+cat >"$WORK_DIR/0002.toml" <<MIGRATION
+version = "v2"
+from = "v1"
+[settings]
+batch_size = $BATCH_SIZE
+[[operations]]
+op = "add_column"
+table = "models"
+up = "CASE WHEN size >= 500 THEN 'large' ELSE 'small' END"
+column = { name = "kind", type = "text", nullable = false }
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+up = "size::bigint * 1000"
+down = "(size / 1000)::integer"
+MIGRATION
+"$VG_BIN" views apply --spec "$WORK_DIR/spec.toml" --database "$DATABASE_URL" >/dev/null
+"$VG_BIN" cutover --to v1 --database "$DATABASE_URL" >/dev/null
+start_viewgate VIEWGATE_CATALOG="$DATABASE_URL"
+
+cat >"$WORK_DIR/writer.sql" <<WRITER
+\set id random(1, $ROWS)
+BEGIN;
+UPDATE models SET size = size + 1 WHERE id = :id;
+INSERT INTO models (name, size) VALUES ('writer', 1);
+END;
+WRITER
+
+# run_writers NAME SECONDS: pgbench through viewgate at v1, one log line per transaction.
+run_writers() {
+    local name="$1" seconds="$2"
+    PGOPTIONS="-c viewgate.version=v1" PGAPPNAME="writer" "$PGBENCH" -n -M simple \
+        -f "$WORK_DIR/writer.sql" -c "$WRITERS" -j 2 -T "$seconds" \
+        -l --log-prefix="$WORK_DIR/tx-$name" \
+        -h "$LOOPBACK" -p "$VG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" >"$WORK_DIR/pgbench-$name.log" 2>&1 || true
+}
+
+# p99 latency in ms of the transactions logged for NAME, optionally only those that ended
+# between epoch seconds FROM and TO.
+p99_ms() {
+    local name="$1" from="${2:-0}" to="${3:-9999999999}"
+    cat "$WORK_DIR"/tx-"$name".* 2>/dev/null |
+        awk -v from="$from" -v to="$to" '$5 >= from && $5 <= to { print $3 }' |
+        sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else printf "%.2f", v[int(NR * 0.99 + 0.5)] / 1000 }'
+}
+tx_count() { cat "$WORK_DIR"/tx-"$1".* 2>/dev/null | wc -l; }
+tps_of() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK_DIR/pgbench-$1.log" | head -n 1; }
+failed_of() {
+    local failed aborted
+    failed="$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK_DIR/pgbench-$1.log")"
+    aborted="$(grep -c 'aborted' "$WORK_DIR/pgbench-$1.log" || true)"
+    echo "${failed:-0} failed, $aborted aborted clients"
+}
+
+log "window 1: writers without a migration, ${DURATION}s"
+run_writers before "$DURATION"
+
+log "window 2: writers while migrate start runs"
+run_writers during "$DURING_WINDOW" &
+WRITERS_PID=$!
+EXTRA_PIDS+=("$WRITERS_PID")
+sleep 2
+MIG_START="$(date +%s.%N)"
+"$VG_BIN" migrate start "$WORK_DIR/0002.toml" --database "$DATABASE_URL" \
+    >"$WORK_DIR/migrate.out" 2>"$WORK_DIR/migrate.progress"
+MIG_END="$(date +%s.%N)"
+log "migration done in $(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "%.1f", b - a }') s; waiting for the writers' window to end"
+wait "$WRITERS_PID" || true
+
+log "window 3: writers with the migration live, ${DURATION}s"
+run_writers live "$DURATION"
+
+BACKFILLED="$(sed -n 's/.*: \([0-9]*\) rows backfilled.*/\1/p' "$WORK_DIR/migrate.out")"
+MIG_SECONDS="$(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "%.2f", b - a }')"
+RATE="$(awk -v r="${BACKFILLED:-0}" -v s="$MIG_SECONDS" 'BEGIN { printf "%.0f", r / s }')"
+# Every acknowledged writer transaction inserted one row named 'writer'.
+ACKED=$(($(tx_count before) + $(tx_count during) + $(tx_count live)))
+STORED="$(psql_q "SELECT count(*) FROM models WHERE name = 'writer'")"
+UNFILLED="$(psql_q "SELECT count(*) FROM models WHERE kind IS NULL OR _vg_v2_size IS DISTINCT FROM size::bigint * 1000")"
+WAITS="$(grep -c 'app=writer.*still waiting for' "$WORK_DIR/postgres.log" || true)"
+LONGEST_WAIT="$(grep -o 'app=writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
+P99_BEFORE="$(p99_ms before)"
+P99_DURING="$(p99_ms during "$MIG_START" "$MIG_END")"
+P99_LIVE="$(p99_ms live)"
+TPS_BEFORE="$(tps_of before)"
+TPS_LIVE="$(tps_of live)"
+
+mkdir -p "$RESULTS_DIR"
+REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
+{
+    echo "# Migration under write load ($(date -Is))"
+    echo
+    machine_summary
+    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE"
+    echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row"
+    echo
+    echo "| measure | value | goal |"
+    echo "|---|---:|---|"
+    echo "| rows backfilled | ${BACKFILLED:-?} | all $ROWS |"
+    echo "| migrate start, expand to live | ${MIG_SECONDS} s | |"
+    echo "| backfill rate (rows / whole migrate start) | ${RATE} rows/s | ≥ 100,000 |"
+    echo "| writers' p99 before | ${P99_BEFORE} ms | |"
+    echo "| writers' p99 during the migration | ${P99_DURING} ms | flat |"
+    echo "| writers' p99 with the migration live | ${P99_LIVE} ms | |"
+    echo "| lock waits over 100 ms (writers) | ${WAITS} (longest ${LONGEST_WAIT:-none} ms) | 0 |"
+    echo "| failed writer transactions | before: $(failed_of before); during: $(failed_of during); live: $(failed_of live) | 0 |"
+    echo "| acknowledged writes / rows stored | $ACKED / $STORED | equal |"
+    echo "| rows with v2 columns not filled | $UNFILLED | 0 |"
+    echo "| writer TPS before / live | $TPS_BEFORE / $TPS_LIVE | |"
+    echo "| dual-write cost (TPS before ÷ TPS live) | $(awk -v a="$TPS_BEFORE" -v b="$TPS_LIVE" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }') | ≤ 1.5× |"
+    echo
+    echo "migrate start said: $(cat "$WORK_DIR/migrate.out")"
+} >"$REPORT"
+cat "$REPORT"
+log "written to $REPORT"
