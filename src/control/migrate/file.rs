@@ -24,9 +24,9 @@ pub const MAX_BATCH_SIZE: u32 = 100_000;
 /// Pause between backfill batches when the file does not say.
 pub const DEFAULT_BATCH_DELAY: Duration = Duration::ZERO;
 /// How long one expand or contract DDL attempt waits for its lock before it backs off.
-pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
 /// Attempts in all for one DDL transaction that keeps losing its lock race.
-pub const DEFAULT_MIGRATION_ATTEMPTS: u32 = 20;
+pub const DEFAULT_MIGRATION_ATTEMPTS: u32 = 40;
 /// Marker no SQL fragment from a file may contain: generated trigger bodies are quoted with it.
 pub const BODY_QUOTE: &str = "$viewgate_sync$";
 

@@ -121,17 +121,24 @@ fn one_trigger(
             .collect::<Vec<_>>()
             .join(",")
     ));
+    // Decided in the trigger's WHEN clause, which Postgres evaluates without calling the
+    // function: a write the trigger has no work for (the other side's, the backfill's) costs
+    // almost nothing.
+    let writer = "current_setting('viewgate.version', true)";
     let is_old_side =
-        format!("(coalesce(writer, '') = '' OR writer = ANY ({old_side_array}::text[]))");
+        format!("(coalesce({writer}, '') = '' OR {writer} = ANY ({old_side_array}::text[]))");
     let acts = match direction {
         Direction::Up => is_old_side,
-        Direction::Down => format!("NOT {is_old_side}"),
+        Direction::Down => format!(
+            "(NOT {is_old_side} AND {writer} <> {backfill})",
+            backfill = quote_literal(BACKFILL_WRITER)
+        ),
     };
     let declarations: String = columns
         .iter()
         .map(|(logical, physical)| {
             format!(
-                "        {} {}.{}%TYPE := NEW.{};\n",
+                "    {} {}.{}%TYPE := NEW.{};\n",
                 quote_ident(logical),
                 table,
                 quote_ident(physical),
@@ -143,7 +150,7 @@ fn one_trigger(
         .iter()
         .map(|assign| {
             format!(
-                "        NEW.{} := (\n            {}\n        );\n",
+                "    NEW.{} := (\n        {}\n    );\n",
                 quote_ident(&assign.target),
                 assign.expression
             )
@@ -155,23 +162,17 @@ RETURNS trigger
 LANGUAGE plpgsql
 AS {BODY_QUOTE}
 DECLARE
-    writer text := current_setting('viewgate.version', true);
-BEGIN
-    IF writer = {backfill} OR NOT {acts} THEN
-        RETURN NEW;
-    END IF;
-    DECLARE
-{declarations}    BEGIN
-{assignments}    END;
-    RETURN NEW;
+{declarations}BEGIN
+{assignments}    RETURN NEW;
 END
 {BODY_QUOTE};
 DROP TRIGGER IF EXISTS {trigger} ON {table};
 CREATE TRIGGER {trigger}
     BEFORE INSERT OR UPDATE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION {function}();
+    FOR EACH ROW
+    WHEN {acts}
+    EXECUTE FUNCTION {function}();
 ",
-        backfill = quote_literal(BACKFILL_WRITER),
         trigger = quote_ident(&names.trigger),
     )
 }
