@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::config::{Config, UpstreamTlsMode};
-use crate::control::apply::{self, LockSettings};
-use crate::control::cutover;
-use crate::control::spec::Spec;
+use crate::control::cutover::default_version as cutover;
 use crate::control::templates::Templates;
+use crate::control::views::apply::{self, LockSettings};
+use crate::control::views::spec::Spec;
 use crate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 use crate::proxy::Proxy;
 use crate::shutdown::{Shutdown, TerminationSignals};

@@ -7,10 +7,12 @@
 //! See docs/ARCHITECTURE.md for the codemap.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod logging;
+pub mod model;
 pub mod net;
 pub mod pg_cluster;
 pub mod protocol;

@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::{ArgGroup, Parser, Subcommand};
 
 use viewgate::admin::AdminServer;
+use viewgate::cli::commands as control;
 use viewgate::config::{Config, Overrides};
-use viewgate::control::commands as control;
-use viewgate::control::upstream_cutover::{self, CutoverOptions};
+use viewgate::control::cutover::upstream::{self as upstream_cutover, CutoverOptions};
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
 use viewgate::shutdown::{Shutdown, TerminationSignals};
@@ -506,7 +506,7 @@ async fn route(command: RouteCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rules)?);
             } else {
-                print!("{}", viewgate::control::routes::list_text(&rules));
+                print!("{}", viewgate::control::routing::routes::list_text(&rules));
             }
         }
         RouteCommand::Add {

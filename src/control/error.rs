@@ -80,7 +80,7 @@ pub enum ControlError {
     #[error("no earlier cutover to roll back")]
     NothingToRollBack,
     #[error(transparent)]
-    Rule(#[from] super::rules::RuleError),
+    Rule(#[from] crate::model::rule::RuleError),
     #[error("there is no routing rule with id {0} (see `viewgate route list`)")]
     RuleNotFound(i64),
 }

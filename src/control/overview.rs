@@ -10,7 +10,7 @@ use tokio_postgres::GenericClient;
 
 use super::catalog::{self, CatalogVersion};
 use super::error::ControlError;
-use super::rules::{self, Rule};
+use crate::model::rule::{self as rules, Rule};
 use crate::telemetry::heartbeat::{HEARTBEAT_INTERVAL, STALE_AFTER_BEATS};
 
 /// How many recent history rows status shows.

@@ -1,6 +1,7 @@
 //! Byte streams to clients and to the upstream: plain TCP, TLS over TCP, or a Unix socket; and
 //! TLS for viewgate's own tokio-postgres connections (the catalog).
 
+pub mod admin_client;
 pub mod postgres_tls;
 pub mod stream;
 pub mod tls;

@@ -16,6 +16,7 @@ pub mod pump;
 pub mod reconnect;
 pub mod session;
 pub mod state;
+pub mod stats;
 pub mod switch;
 pub mod upstream;
 pub mod upstream_auth;

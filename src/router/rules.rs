@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::state::RoutingState;
 use crate::config::StickyField;
-use crate::control::rules::{Assign, Cidr, Glob, Guard, Rule, TOTAL_WEIGHT};
+use crate::model::rule::{Assign, Cidr, Glob, Guard, Rule, TOTAL_WEIGHT};
 use crate::rewriter::VersionTargets;
 
 /// What routing rules can match a session on, fixed at startup.
@@ -287,7 +287,7 @@ pub fn resolve(
 mod tests {
     use super::*;
     use crate::control::catalog::{RoutedTable, RoutingMap};
-    use crate::control::rules::CatalogRules;
+    use crate::model::rule::CatalogRules;
 
     const DEFAULT_FIELDS: &[StickyField] = &crate::config::DEFAULT_STICKY_IDENTITY;
 

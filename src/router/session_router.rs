@@ -219,7 +219,7 @@ fn unknown_version_message(state: &RoutingState, version: &str) -> String {
 mod tests {
     use super::*;
     use crate::control::catalog::{RoutedTable, RoutingMap};
-    use crate::control::rules::{Assign, CatalogRules, Glob, Guard, Rule};
+    use crate::model::rule::{Assign, CatalogRules, Glob, Guard, Rule};
     use crate::router::state::RoutingState;
     use arc_swap::ArcSwap;
 

@@ -12,11 +12,11 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
-use super::catalog::{self, HistoryEntry};
-use super::error::ControlError;
-use super::rules::{self, Assign, CatalogRules, Cidr, Glob, Guard};
-use super::spec::DEFAULT_LOCK_TIMEOUT;
-use super::templates::Templates;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::error::ControlError;
+use crate::control::templates::Templates;
+use crate::control::views::spec::DEFAULT_LOCK_TIMEOUT;
+use crate::model::rule::{self as rules, Assign, CatalogRules, Cidr, Glob, Guard};
 
 /// What `route add` writes.
 #[derive(Debug, Clone)]

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-use super::error::ControlError;
-use super::rules::{self, CatalogRules};
-use super::templates::{self, Templates};
+use crate::control::error::ControlError;
+use crate::control::templates::{self, Templates};
+use crate::model::rule::{self as rules, CatalogRules};
 
 /// Key of the transaction-level advisory lock every catalog-changing command takes, so two
 /// applies (or an apply and a drop) never interleave. The bytes spell "viewgate".

@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::error::ControlError;
 use super::introspect::{self, BaseTable, ServerSnapshot};
 use super::spec::{ColumnSource, Layout, MAX_IDENTIFIER_BYTES, Spec, Version, VersionTable};
+use crate::control::error::ControlError;
 
 /// Suffix of the plpgsql function behind a trigger-backed view.
 pub const WRITE_FUNCTION_SUFFIX: &str = "_write";
@@ -504,7 +504,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::control::introspect::{BaseColumn, ServerSnapshot};
+    use crate::control::views::introspect::{BaseColumn, ServerSnapshot};
 
     const SPEC: &str = r#"
 [[tables]]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-use super::error::ControlError;
+use crate::control::error::ControlError;
 
 /// Weights of a split are percentages.
 pub const TOTAL_WEIGHT: u32 = 100;

@@ -11,12 +11,12 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::apply::{LockSettings, drop_sql, record_failure};
-use super::catalog::{self, HistoryEntry};
-use super::error::ControlError;
-use super::quote::quote_ident;
-use super::retry::with_lock_retries;
-use super::rules;
-use super::templates::Templates;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::error::ControlError;
+use crate::control::quote::quote_ident;
+use crate::control::retry::with_lock_retries;
+use crate::control::templates::Templates;
+use crate::model::rule as rules;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RetireOutcome {

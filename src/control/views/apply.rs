@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
-use super::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry};
-use super::error::ControlError;
 use super::generate::{self, GeneratedVersion};
 use super::plan;
-use super::retry::with_lock_retries;
 use super::spec::Spec;
-use super::templates::{self, Templates};
 use super::validate;
+use crate::control::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry};
+use crate::control::error::ControlError;
+use crate::control::retry::with_lock_retries;
+use crate::control::templates::{self, Templates};
 
 /// How apply deals with locks.
 #[derive(Debug, Clone, Copy)]

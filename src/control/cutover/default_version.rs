@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use super::catalog::{self, HistoryEntry};
-use super::error::ControlError;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::error::ControlError;
 
 /// What a cutover changed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,8 +41,8 @@ use crate::protocol::frontend;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
 use crate::protocol::startup::StartupMessage;
+use crate::proxy::stats::SessionAccount;
 use crate::router::{ClientIdentity, Routed, SessionRouter, version_command};
-use crate::telemetry::SessionAccount;
 
 /// Upstream messages are framed with the protocol's own bound; the proxy only inspects small
 /// ones whole (ReadyForQuery, ErrorResponse, ParameterStatus).

@@ -5,20 +5,20 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::apply::{self, ApplyOutcome, LockSettings};
-use super::catalog::{self, HistoryEntry};
-use super::connect::connect;
-use super::error::ControlError;
-use super::generate;
-use super::introspect::ServerSnapshot;
-use super::plan;
-use super::retire::{self, RetireOutcome};
-use super::routes::{self, AddedRule, NewRule, RemovedRule, WeightsChanged};
-use super::rules::{Assign, CatalogRules, Cidr, Glob, Guard};
-use super::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
-use super::status::{self, StatusReport};
-use super::templates::Templates;
-use super::validate;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::connect::connect;
+use crate::control::error::ControlError;
+use crate::control::routing::routes::{self, AddedRule, NewRule, RemovedRule, WeightsChanged};
+use crate::control::templates::Templates;
+use crate::control::views::apply::{self, ApplyOutcome, LockSettings};
+use crate::control::views::generate;
+use crate::control::views::introspect::ServerSnapshot;
+use crate::control::views::plan;
+use crate::control::views::retire::{self, RetireOutcome};
+use crate::control::views::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
+use crate::control::views::status::{self, StatusReport};
+use crate::control::views::validate;
+use crate::model::rule::{Assign, CatalogRules, Cidr, Glob, Guard};
 
 /// Command-line overrides of the spec's lock settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -119,18 +119,20 @@ pub async fn drop_version(
 pub async fn cutover(
     database: &str,
     to: Option<&str>,
-) -> Result<super::cutover::CutoverOutcome, ControlError> {
+) -> Result<crate::control::cutover::default_version::CutoverOutcome, ControlError> {
     let mut client = connect(database).await?;
     match to {
-        Some(version) => super::cutover::cutover(&mut client, version).await,
-        None => super::cutover::rollback(&mut client).await,
+        Some(version) => {
+            crate::control::cutover::default_version::cutover(&mut client, version).await
+        }
+        None => crate::control::cutover::default_version::rollback(&mut client).await,
     }
 }
 
 /// `status`: versions, default, rules, proxies and recent events, from the catalog.
-pub async fn overview(database: &str) -> Result<super::overview::Overview, ControlError> {
+pub async fn overview(database: &str) -> Result<crate::control::overview::Overview, ControlError> {
     let client = connect(database).await?;
-    super::overview::load(&client).await
+    crate::control::overview::load(&client).await
 }
 
 /// `route add`'s options as typed (on the command line, or as JSON to the admin API's
@@ -163,7 +165,7 @@ impl RouteArgs {
             (Some(version), None) => Assign::Version(version.clone()),
             (None, Some(split)) => Assign::parse_split(split)?,
             _ => {
-                return Err(super::rules::RuleError::Assign(
+                return Err(crate::model::rule::RuleError::Assign(
                     "give either --version V or --split V=W,…".into(),
                 )
                 .into());

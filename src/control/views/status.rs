@@ -12,12 +12,12 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use super::apply::short;
-use super::catalog::{self, CatalogObject};
-use super::error::ControlError;
 use super::generate;
 use super::plan;
 use super::spec::Spec;
-use super::templates::Templates;
+use crate::control::catalog::{self, CatalogObject};
+use crate::control::error::ControlError;
+use crate::control::templates::Templates;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {

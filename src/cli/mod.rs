@@ -1,0 +1,4 @@
+//! The binary's edge: what the `viewgate` commands run. `src/main.rs` parses the arguments and
+//! prints what these return.
+
+pub mod commands;
