@@ -7,6 +7,7 @@
 //! See docs/ARCHITECTURE.md for the codemap.
 
 pub mod admin;
+pub mod catalog_read;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -7,8 +7,8 @@ mod support;
 use std::process::Command;
 
 use support::{Database, exec, lines, repo_file};
+use viewgate::catalog_read::load_routing_map;
 use viewgate::control::ControlError;
-use viewgate::control::catalog::load_routing_map;
 use viewgate::control::templates::Templates;
 use viewgate::control::views::apply::LockSettings;
 use viewgate::control::views::retire;

@@ -22,7 +22,7 @@ use crate::control::cutover::default_version as cutover;
 use crate::control::error::ControlError;
 use crate::control::overview;
 use crate::control::routing::routes;
-use crate::model::rule::Assign;
+use crate::model::Assign;
 use crate::proxy::state::ProxyState;
 
 pub fn router() -> Router<Arc<ProxyState>> {

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::catalog_read;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::connect::connect;
 use crate::control::error::ControlError;
@@ -18,7 +19,7 @@ use crate::control::views::retire::{self, RetireOutcome};
 use crate::control::views::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
 use crate::control::views::status::{self, StatusReport};
 use crate::control::views::validate;
-use crate::model::rule::{Assign, CatalogRules, Cidr, Glob, Guard};
+use crate::model::{Assign, CatalogRules, Cidr, Glob, Guard};
 
 /// Command-line overrides of the spec's lock settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,7 +64,7 @@ pub async fn generate(
         .await
         .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
     let plan = plan::against_database(&transaction, &spec).await?;
-    let managed = if catalog::catalog_exists(&transaction).await? {
+    let managed = if catalog_read::catalog_exists(&transaction).await? {
         catalog::load_objects(&transaction).await?
     } else {
         Vec::new()
@@ -165,7 +166,7 @@ impl RouteArgs {
             (Some(version), None) => Assign::Version(version.clone()),
             (None, Some(split)) => Assign::parse_split(split)?,
             _ => {
-                return Err(crate::model::rule::RuleError::Assign(
+                return Err(crate::model::RuleError::Assign(
                     "give either --version V or --split V=W,…".into(),
                 )
                 .into());

@@ -18,5 +18,4 @@ pub mod routing;
 pub mod templates;
 pub mod views;
 
-pub use catalog::{RoutedTable, RoutingMap, load_routing_map};
 pub use error::{ControlError, SpecError};

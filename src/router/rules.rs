@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::state::RoutingState;
 use crate::config::StickyField;
-use crate::model::rule::{Assign, Cidr, Glob, Guard, Rule, TOTAL_WEIGHT};
+use crate::model::{Assign, Cidr, Glob, Guard, Rule, TOTAL_WEIGHT};
 use crate::rewriter::VersionTargets;
 
 /// What routing rules can match a session on, fixed at startup.
@@ -286,8 +286,8 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::catalog::{RoutedTable, RoutingMap};
-    use crate::model::rule::CatalogRules;
+    use crate::model::CatalogRules;
+    use crate::model::{RoutedTable, RoutingMap};
 
     const DEFAULT_FIELDS: &[StickyField] = &crate::config::DEFAULT_STICKY_IDENTITY;
 

@@ -218,8 +218,8 @@ fn unknown_version_message(state: &RoutingState, version: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::catalog::{RoutedTable, RoutingMap};
-    use crate::model::rule::{Assign, CatalogRules, Glob, Guard, Rule};
+    use crate::model::{Assign, CatalogRules, Glob, Guard, Rule};
+    use crate::model::{RoutedTable, RoutingMap};
     use crate::router::state::RoutingState;
     use arc_swap::ArcSwap;
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use super::rules::CompiledRule;
-use crate::control::catalog::RoutingMap;
+use crate::model::RoutingMap;
 use crate::rewriter::VersionTargets;
 
 /// Numbers every state built, so a session can tell cheaply whether the state it resolved its

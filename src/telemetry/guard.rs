@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::connect::connect;
 use crate::control::error::ControlError;
-use crate::model::rule::{Assign, Guard};
+use crate::model::{Assign, Guard};
 use crate::proxy::state::ProxyState;
 use crate::proxy::stats::window::WindowTotals;
 

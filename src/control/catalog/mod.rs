@@ -12,14 +12,11 @@ use tokio_postgres::GenericClient;
 
 use crate::control::error::ControlError;
 use crate::control::templates::{self, Templates};
-use crate::model::rule::{self as rules, CatalogRules};
+use crate::model::channel::CONTROL_CHANNEL;
 
 /// Key of the transaction-level advisory lock every catalog-changing command takes, so two
 /// applies (or an apply and a drop) never interleave. The bytes spell "viewgate".
 pub const APPLY_LOCK_KEY: i64 = 0x7669_6577_6761_7465;
-
-/// The channel proxies LISTEN on; a notification means "reload the routing map".
-pub const CONTROL_CHANNEL: &str = "viewgate_control";
 
 /// A version as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,83 +68,6 @@ impl HistoryEntry {
             error: None,
         }
     }
-}
-
-/// A managed table as one version's clients name it, and the view that serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RoutedTable {
-    pub table_name: String,
-    pub base_schema: String,
-    pub base_table: String,
-    pub view_schema: String,
-    pub view_name: String,
-}
-
-/// What the proxy needs to route sessions and rewrite table names: per active version, its
-/// tables and views; the default version; every routing rule, in evaluation order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RoutingMap {
-    pub default_version: Option<String>,
-    pub versions: BTreeMap<String, Vec<RoutedTable>>,
-    pub rules: CatalogRules,
-}
-
-impl RoutingMap {
-    /// The view serving `table_name` (as the version's clients write it) at `version`.
-    pub fn view_for(&self, version: &str, table_name: &str) -> Option<&RoutedTable> {
-        self.versions
-            .get(version)?
-            .iter()
-            .find(|table| table.table_name == table_name)
-    }
-}
-
-/// Loads the routing map from the catalog; empty when there is no catalog yet.
-pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap, ControlError> {
-    if !catalog_exists(client).await? {
-        return Ok(RoutingMap::default());
-    }
-    let context = "reading the routing map from the viewgate catalog";
-    let rows = client
-        .query(
-            "SELECT o.version, o.table_name, o.base_schema, o.base_table, o.view_schema, o.view_name
-             FROM viewgate.version_objects o
-             JOIN viewgate.versions v ON v.version = o.version
-             WHERE v.state = 'active'
-             ORDER BY o.version, o.table_name",
-            &[],
-        )
-        .await
-        .map_err(|error| ControlError::database(context, &error))?;
-    let mut map = RoutingMap {
-        default_version: default_version(client).await?,
-        versions: BTreeMap::new(),
-        rules: rules::load_rules(client).await?,
-    };
-    for row in rows {
-        map.versions
-            .entry(row.get(0))
-            .or_default()
-            .push(RoutedTable {
-                table_name: row.get(1),
-                base_schema: row.get(2),
-                base_table: row.get(3),
-                view_schema: row.get(4),
-                view_name: row.get(5),
-            });
-    }
-    Ok(map)
-}
-
-pub async fn catalog_exists(client: &impl GenericClient) -> Result<bool, ControlError> {
-    let row = client
-        .query_one(
-            "SELECT to_regclass('viewgate.versions') IS NOT NULL AND to_regclass('viewgate.apply_history') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(|error| ControlError::database("looking for the viewgate catalog", &error))?;
-    Ok(row.get(0))
 }
 
 /// Creates the catalog if it is missing; harmless when it exists.
@@ -245,14 +165,6 @@ pub async fn load_objects(client: &impl GenericClient) -> Result<Vec<CatalogObje
             fingerprint: row.get(7),
         })
         .collect())
-}
-
-pub async fn default_version(client: &impl GenericClient) -> Result<Option<String>, ControlError> {
-    let row = client
-        .query_opt("SELECT default_version FROM viewgate.settings", &[])
-        .await
-        .map_err(|error| ControlError::database("reading viewgate.settings", &error))?;
-    Ok(row.and_then(|row| row.get(0)))
 }
 
 /// What a view looks like in the server right now, hashed: its definition, options, comment,

@@ -16,6 +16,7 @@ use super::generate::{self, GeneratedVersion};
 use super::plan;
 use super::spec::Spec;
 use super::validate;
+use crate::catalog_read;
 use crate::control::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry};
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
@@ -146,7 +147,7 @@ pub async fn record_failure(
             .await
             .map_err(|error| ControlError::database("recording the failure", &error))?;
         catalog::set_local_lock_timeout(&transaction, locks.lock_timeout).await?;
-        if !catalog::catalog_exists(&transaction).await? {
+        if !catalog_read::catalog_exists(&transaction).await? {
             catalog::wait_apply_lock(&transaction).await?;
             catalog::ensure_catalog(&transaction, templates).await?;
         }
