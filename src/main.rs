@@ -13,7 +13,7 @@ use viewgate::control::cutover::upstream::{self as upstream_cutover, CutoverOpti
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
 use viewgate::shutdown::{Shutdown, TerminationSignals};
-use viewgate::telemetry::heartbeat::{self, ProxyIdentity};
+use viewgate::telemetry::heartbeat::ProxyIdentity;
 
 #[derive(Parser)]
 #[command(
@@ -428,9 +428,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(server.run(proxy.state().clone()));
     }
     let identity = ProxyIdentity::new(proxy.local_addr()?, admin_address);
-    let heartbeat = tokio::spawn(heartbeat::run(proxy.state().clone(), identity));
     tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.load().address, "viewgate serving");
-    let serving = tokio::spawn(proxy.run());
+    let serving = tokio::spawn(viewgate::cli::serve::run(proxy, Some(identity)));
     tokio::select! {
         signal = signals.recv() => {
             tracing::info!(signal, "shutting down");
@@ -438,9 +437,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ = shutdown.begun() => {}
     }
+    // Returns once the heartbeat has removed this proxy's row from the catalog.
     serving.await.context("the accept loop failed")?;
-    // It removes this proxy's row from the catalog on its way out.
-    let _ = heartbeat.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -524,7 +522,7 @@ async fn route(command: RouteCommand) -> anyhow::Result<()> {
             note,
             database,
         } => {
-            let args = control::RouteArgs {
+            let args = viewgate::control::routing::RouteArgs {
                 version,
                 split,
                 user,

@@ -16,12 +16,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::cli::commands::RouteArgs;
 use crate::control::connect::connect;
 use crate::control::cutover::default_version as cutover;
 use crate::control::error::ControlError;
 use crate::control::overview;
-use crate::control::routing::routes;
+use crate::control::routing::{RouteArgs, routes};
 use crate::model::Assign;
 use crate::proxy::state::ProxyState;
 

@@ -2,3 +2,4 @@
 //! prints what these return.
 
 pub mod commands;
+pub mod serve;

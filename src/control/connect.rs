@@ -3,6 +3,7 @@
 use tokio_postgres::Client;
 
 use super::error::ControlError;
+use crate::net::conninfo::redact;
 use crate::net::postgres_tls::{PostgresTarget, error_text};
 
 /// `application_name` the control commands use unless the URL sets one.
@@ -37,40 +38,4 @@ pub async fn connect(database: &str) -> Result<Client, ControlError> {
         }
     });
     Ok(client)
-}
-
-/// The connection string without its password, for messages.
-fn redact(database: &str) -> String {
-    match url::Url::parse(database) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(url) => url.to_string(),
-        Err(_) => database
-            .split_whitespace()
-            .map(|pair| {
-                if pair.starts_with("password=") {
-                    "password=***"
-                } else {
-                    pair
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact("host=db password=secret"), "host=db password=***");
-    }
 }

@@ -2,6 +2,7 @@
 //! TLS for viewgate's own tokio-postgres connections (the catalog).
 
 pub mod admin_client;
+pub mod conninfo;
 pub mod postgres_error;
 pub mod postgres_tls;
 pub mod stream;

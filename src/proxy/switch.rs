@@ -29,6 +29,7 @@ use super::reconnect::SwitchPlan;
 use super::state::ProxyState;
 use super::upstream::{UpstreamError, UpstreamTarget};
 use super::upstream_auth::Credentials;
+use crate::net::conninfo::without_password;
 
 /// A prepared switch that is neither committed nor aborted within this time is aborted.
 pub const PREPARED_EXPIRY: Duration = Duration::from_secs(60);
@@ -482,29 +483,4 @@ async fn broadcast(state: &ProxyState, make: impl Fn(oneshot::Sender<()>) -> Ses
         }
     });
     futures_util::future::join_all(replies).await;
-}
-
-/// The URL with any password removed, for logs, reports and the catalog.
-pub fn without_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_removed_from_reported_urls() {
-        assert_eq!(
-            without_password("postgres://app:secret@db:5432/x?sslmode=require"),
-            "postgres://app@db:5432/x?sslmode=require"
-        );
-        assert_eq!(without_password("postgres://db:5432"), "postgres://db:5432");
-    }
 }

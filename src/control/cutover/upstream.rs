@@ -23,7 +23,7 @@ use crate::control::error::ControlError;
 use crate::control::overview::{self, ProxyHeartbeat};
 use crate::control::templates::Templates;
 use crate::net::admin_client::{AdminClient, AdminClientError};
-use crate::proxy::switch::without_password;
+use crate::net::conninfo::without_password;
 
 /// How often the replication slot is checked while waiting for it.
 const REPLICATION_POLL: Duration = Duration::from_millis(20);

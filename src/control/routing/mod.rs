@@ -2,4 +2,7 @@
 //! `/routes`. The rule model itself is shared (`model`), so the proxies read exactly what
 //! these commands write.
 
+pub mod route_args;
 pub mod routes;
+
+pub use route_args::RouteArgs;
