@@ -23,6 +23,31 @@ const MAX_WORKER_THREADS: usize = 256;
 /// Postgres's own bound on a message: 1 GiB minus one byte.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
 
+/// Entries kept by default: far more distinct statements than a typical application sends.
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+/// Longest SQL text cached by default (bytes). Longer statements are generated ones (bulk
+/// VALUES lists) that rarely repeat and would crowd out the rest.
+pub const DEFAULT_MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// Size limits of the rewriter's cache (`rewriter::RewriteCache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// At most this many entries (0 disables caching).
+    pub max_entries: usize,
+    /// Statements longer than this (bytes) are rewritten every time.
+    pub max_sql_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -135,7 +160,7 @@ impl Default for Config {
             upstream_tls: UpstreamTlsConfig::default(),
             catalog: None,
             unparseable_policy: UnparseablePolicy::Reject,
-            rewrite_cache_entries: crate::rewriter::CacheConfig::default().max_entries,
+            rewrite_cache_entries: CacheConfig::default().max_entries,
             admin_listen: None,
             admin_token: None,
             sticky_identity: DEFAULT_STICKY_IDENTITY.to_vec(),
