@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::limits::MAX_MESSAGE_LEN;
+
 /// Prefix of environment variables that override configuration keys. Nested keys use a double
 /// underscore: `VIEWGATE_CLIENT_TLS__MODE=require` sets `client_tls.mode`.
 pub const ENV_PREFIX: &str = "VIEWGATE_";
@@ -19,9 +21,6 @@ const ENV_NOT_CONFIG: &[&str] = &["VIEWGATE_CONFIG", "VIEWGATE_PG_BIN", "VIEWGAT
 
 /// More threads than this is a configuration mistake, not a tuning.
 const MAX_WORKER_THREADS: usize = 256;
-
-/// Postgres's own bound on a message: 1 GiB minus one byte.
-pub const DEFAULT_MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
 
 /// Entries kept by default: far more distinct statements than a typical application sends.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
@@ -149,7 +148,7 @@ impl Default for Config {
             listen: "127.0.0.1:6432".into(),
             upstream: "postgres://127.0.0.1:5432".into(),
             max_client_connections: 1000,
-            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_message_len: MAX_MESSAGE_LEN,
             startup_timeout: Duration::from_secs(15),
             upstream_connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
@@ -290,9 +289,9 @@ impl Config {
                 "worker_threads must be at most {MAX_WORKER_THREADS} (0: one per CPU core)"
             )));
         }
-        if !(1024..=DEFAULT_MAX_MESSAGE_LEN).contains(&self.max_message_len) {
+        if !(1024..=MAX_MESSAGE_LEN).contains(&self.max_message_len) {
             return Err(ConfigError::Invalid(format!(
-                "max_message_len must be between 1024 and {DEFAULT_MAX_MESSAGE_LEN}"
+                "max_message_len must be between 1024 and {MAX_MESSAGE_LEN}"
             )));
         }
         if self.sticky_identity.is_empty() {

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod frame;
 pub mod frontend;
+pub mod limits;
 pub mod reader;
 pub mod reply;
 pub mod sqlstate;

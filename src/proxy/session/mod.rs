@@ -38,15 +38,12 @@ use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, TransactionStatus};
 use crate::protocol::frame::encode_message;
 use crate::protocol::frontend;
+use crate::protocol::limits::UPSTREAM_MESSAGE_MAX_LEN;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
 use crate::protocol::startup::StartupMessage;
 use crate::proxy::stats::SessionAccount;
 use crate::router::{ClientIdentity, Routed, SessionRouter, version_command};
-
-/// Upstream messages are framed with the protocol's own bound; the proxy only inspects small
-/// ones whole (ReadyForQuery, ErrorResponse, ParameterStatus).
-const UPSTREAM_MAX_MESSAGE_LEN: usize = i32::MAX as usize;
 
 /// Serves one accepted connection to its end. Never panics on input; errors are logged.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
@@ -337,7 +334,7 @@ impl Session {
             ),
             from_upstream: Direction::new(
                 established.upstream_leftover,
-                UPSTREAM_MAX_MESSAGE_LEN,
+                UPSTREAM_MESSAGE_MAX_LEN,
                 false,
             ),
             progress: Progress::default(),
@@ -367,7 +364,7 @@ impl Session {
                     let _ = self.client.write_all(&frame).await;
                     let _ = self.client.flush().await;
                 }
-                let _ = self.upstream.write_all(&terminate_message()).await;
+                let _ = self.upstream.write_all(&frontend::TERMINATE_MESSAGE).await;
             }
             Ok(()) => {}
         }
@@ -566,11 +563,11 @@ impl Session {
             return Ok(());
         };
         let mut old = std::mem::replace(&mut self.upstream, reconnected.stream);
-        let _ = old.write_all(&terminate_message()).await;
+        let _ = old.write_all(&frontend::TERMINATE_MESSAGE).await;
         let _ = old.shutdown().await;
         drop(old);
         let login = reconnected.login;
-        self.from_upstream = Direction::new(login.leftover, UPSTREAM_MAX_MESSAGE_LEN, false);
+        self.from_upstream = Direction::new(login.leftover, UPSTREAM_MESSAGE_MAX_LEN, false);
         let key = UpstreamKey {
             target: self.state.upstream.load_full(),
             process_id: login.process_id,
@@ -614,7 +611,7 @@ impl Session {
         {
             tracing::warn!(%error, "could not cancel the upstream query of a vanished client");
         }
-        let _ = self.upstream.write_all(&terminate_message()).await;
+        let _ = self.upstream.write_all(&frontend::TERMINATE_MESSAGE).await;
     }
 }
 
@@ -710,8 +707,4 @@ fn inspect_upstream(
         _ => {}
     }
     Inspection::Continue
-}
-
-fn terminate_message() -> [u8; 5] {
-    [frontend::TERMINATE, 0, 0, 0, 4]
 }
