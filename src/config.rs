@@ -326,8 +326,17 @@ fn env_value(raw: &str) -> toml::Value {
     }
 }
 
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
-    let (last, parents) = path.split_last().ok_or("empty key")?;
+/// A `VIEWGATE_*` variable whose name makes no configuration key.
+#[derive(Debug, thiserror::Error)]
+enum KeyError {
+    #[error("empty key")]
+    Empty,
+    #[error("`{0}` is not a section")]
+    NotASection(String),
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), KeyError> {
+    let (last, parents) = path.split_last().ok_or(KeyError::Empty)?;
     let mut current = table;
     for part in parents {
         let entry = current
@@ -335,7 +344,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = entry
             .as_table_mut()
-            .ok_or_else(|| format!("`{part}` is not a section"))?;
+            .ok_or_else(|| KeyError::NotASection(part.clone()))?;
     }
     current.insert(last.clone(), value);
     Ok(())

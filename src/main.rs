@@ -209,9 +209,14 @@ enum RouteCommand {
     },
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime_serde::re::humantime::parse_duration(text)
-        .map_err(|error| format!("{error} (write e.g. 30s, 500ms, 2m)"))
+/// A duration argument that does not read as one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (write e.g. 30s, 500ms, 2m)")]
+struct DurationArgError(humantime_serde::re::humantime::DurationError);
+
+/// clap's value parser for durations (`30s`, `500ms`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration, DurationArgError> {
+    humantime_serde::re::humantime::parse_duration(text).map_err(DurationArgError)
 }
 
 #[derive(Subcommand)]

@@ -71,6 +71,17 @@ pub enum ReconnectError {
     UnreplayablePrepare(String),
 }
 
+/// A row of the state query that is not what the query returns.
+#[derive(Debug, thiserror::Error)]
+enum BadRow {
+    #[error("a malformed row")]
+    Malformed,
+    #[error("a row of the wrong shape")]
+    Shape,
+    #[error("a row of an unknown kind")]
+    UnknownKind,
+}
+
 /// Where sessions move to, shared by all sessions of one switch.
 pub struct SwitchPlan {
     pub target: Arc<UpstreamTarget>,
@@ -158,7 +169,7 @@ async fn capture(
         match frame[0] {
             backend::DATA_ROW => {
                 if let Err(reason) = state.add_row(&frame) {
-                    failure.get_or_insert(reason);
+                    failure.get_or_insert(reason.to_string());
                 }
             }
             backend::PARSE_COMPLETE
@@ -193,10 +204,10 @@ async fn capture(
 }
 
 impl SessionState {
-    fn add_row(&mut self, frame: &[u8]) -> Result<(), String> {
-        let fields = data_row(frame).ok_or("a malformed row")?;
+    fn add_row(&mut self, frame: &[u8]) -> Result<(), BadRow> {
+        let fields = data_row(frame).ok_or(BadRow::Malformed)?;
         let [Some(kind), Some(name), Some(value), types] = fields.as_slice() else {
-            return Err("a row of the wrong shape".into());
+            return Err(BadRow::Shape);
         };
         match kind.as_slice() {
             b"s" => self.settings.push((name.clone(), value.clone())),
@@ -205,7 +216,7 @@ impl SessionState {
                 self.statements.push((name.clone(), value.clone(), types));
             }
             b"q" => self.prepares.push((name.clone(), value.clone())),
-            _ => return Err("a row of an unknown kind".into()),
+            _ => return Err(BadRow::UnknownKind),
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::pause::WaitSummary;
-use super::reconnect::SwitchPlan;
+use super::reconnect::{ReconnectError, SwitchPlan};
 use super::state::ProxyState;
 use super::upstream::{UpstreamError, UpstreamTarget};
 use super::upstream_auth::Credentials;
@@ -38,12 +38,23 @@ const CONTROL_QUEUE: usize = 4;
 /// Extra time sessions get to answer a commit or abort (they only swap connections).
 const SWAP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why one session could not prepare its move, for the operator's report.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{who}: not at a transaction boundary")]
+    NotAtBoundary { who: String },
+    #[error("{who}: {source}")]
+    Reconnect { who: String, source: ReconnectError },
+    #[error("a session did not finish connecting in time")]
+    TimedOut,
+}
+
 /// What the coordinator asks of one session.
 pub enum SessionControl {
     /// Open and set up a connection to the plan's upstream; keep the old one meanwhile.
     Prepare {
         plan: Arc<SwitchPlan>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), PrepareError>>,
     },
     /// Switch to the prepared connection.
     Commit { reply: oneshot::Sender<()> },
@@ -335,7 +346,7 @@ impl Switchboard {
                 match tokio::time::timeout(deadline, answer).await {
                     Ok(Ok(result)) => Some(result),
                     Ok(Err(_)) => None,
-                    Err(_) => Some(Err("a session did not finish connecting in time".into())),
+                    Err(_) => Some(Err(PrepareError::TimedOut)),
                 }
             }
         });
@@ -344,6 +355,7 @@ impl Switchboard {
         let mut failures: Vec<String> = results
             .into_iter()
             .filter_map(|result| result?.err())
+            .map(|error| error.to_string())
             .collect();
         if !failures.is_empty() {
             failures.sort();

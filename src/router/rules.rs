@@ -155,17 +155,22 @@ enum Target {
     Split(Vec<(Arc<VersionTargets>, u32)>),
 }
 
+/// A rule names a version that is not active: the proxy skips the whole rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the rule names version {0}, which is not active")]
+pub struct InactiveVersion(pub String);
+
 impl CompiledRule {
     /// Resolves the rule's versions; `Err` names the first one `versions` does not have.
     pub fn compile(
         rule: &Rule,
         versions: &HashMap<String, Arc<VersionTargets>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, InactiveVersion> {
         let lookup = |version: &str| {
             versions
                 .get(version)
                 .cloned()
-                .ok_or_else(|| version.to_owned())
+                .ok_or_else(|| InactiveVersion(version.to_owned()))
         };
         let target = match &rule.assign {
             Assign::Version(version) => Target::Version(lookup(version)?),
@@ -173,7 +178,7 @@ impl CompiledRule {
                 entries
                     .iter()
                     .map(|(version, weight)| Ok((lookup(version)?, *weight)))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, InactiveVersion>>()?,
             ),
         };
         Ok(CompiledRule {

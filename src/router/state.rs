@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use super::rules::CompiledRule;
+use super::rules::{CompiledRule, InactiveVersion};
 use crate::model::RoutingMap;
 use crate::rewriter::VersionTargets;
 
@@ -51,7 +51,7 @@ impl RoutingState {
             .filter(|rule| rule.enabled)
             .filter_map(|rule| match CompiledRule::compile(rule, &versions) {
                 Ok(compiled) => Some(compiled),
-                Err(version) => {
+                Err(InactiveVersion(version)) => {
                     tracing::warn!(rule = rule.id, %version, "routing rule ignored: it names a version that is not active");
                     None
                 }

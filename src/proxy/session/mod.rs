@@ -33,7 +33,7 @@ use super::pause::PauseGate;
 use super::pump::{Direction, Inspection, PumpEnd};
 use super::reconnect::{self, Reconnected, SwitchPlan};
 use super::state::ProxyState;
-use super::switch::{Registration, SessionControl};
+use super::switch::{PrepareError, Registration, SessionControl};
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, TransactionStatus};
 use crate::protocol::frame::encode_message;
@@ -524,7 +524,7 @@ impl Session {
     }
 
     /// Opens and sets up the connection to the plan's upstream; the old one stays in use.
-    async fn prepare_move(&mut self, plan: &SwitchPlan) -> Result<(), String> {
+    async fn prepare_move(&mut self, plan: &SwitchPlan) -> Result<(), PrepareError> {
         let who = format!(
             "session of user \"{}\" on database \"{}\"",
             self.startup.user(),
@@ -534,7 +534,7 @@ impl Session {
             || !self.from_upstream.is_drained()
             || !self.from_client.at_message_boundary()
         {
-            return Err(format!("{who}: not at a transaction boundary"));
+            return Err(PrepareError::NotAtBoundary { who });
         }
         if let Some(old) = self.pending.take() {
             old.discard().await;
@@ -551,7 +551,7 @@ impl Session {
                 self.pending = Some(reconnected);
                 Ok(())
             }
-            Err(error) => Err(format!("{who}: {error}")),
+            Err(source) => Err(PrepareError::Reconnect { who, source }),
         }
     }
 
