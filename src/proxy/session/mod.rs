@@ -11,39 +11,43 @@
 //! (`switch.rs`) stops both pumps at clean points, is carried out with the session to itself
 //! (a new upstream connection is prepared, swapped in, or dropped), and the pumps start again
 //! on the same buffers, so a held message is forwarded to whichever upstream is current.
+//!
+//! This file sets a session up (handshake, routing, login) and ends it; its parts live beside
+//! it: `progress` (transaction boundaries), `relay` (the pump loop) and `upstream_move` (the
+//! move to another upstream).
+
+mod progress;
+mod relay;
+mod upstream_move;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
-use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::auth::{self, Established};
-use super::cancel::{CancelRegistration, UpstreamKey};
-use super::error::SessionError;
-use super::handshake::{self, Negotiated};
-use super::ledger::RequestLedger;
-use super::pause::PauseGate;
-use super::pump::{Direction, Inspection, PumpEnd};
-use super::reconnect::{self, Reconnected, SwitchPlan};
-use super::state::ProxyState;
-use super::switch::{PrepareError, Registration, SessionControl};
+use self::progress::Progress;
 use crate::net::stream::{ClientStream, UpstreamStream};
-use crate::protocol::backend::{self, TransactionStatus};
-use crate::protocol::frame::encode_message;
 use crate::protocol::frontend;
 use crate::protocol::limits::UPSTREAM_MESSAGE_MAX_LEN;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
 use crate::protocol::startup::StartupMessage;
+use crate::proxy::auth::{self, Established};
+use crate::proxy::cancel::{CancelRegistration, UpstreamKey};
+use crate::proxy::error::SessionError;
+use crate::proxy::handshake::{self, Negotiated};
+use crate::proxy::ledger::RequestLedger;
+use crate::proxy::pump::Direction;
+use crate::proxy::reconnect::Reconnected;
+use crate::proxy::state::ProxyState;
 use crate::proxy::stats::SessionAccount;
-use crate::router::{ClientIdentity, Routed, SessionRouter, version_command};
+use crate::proxy::switch::{Registration, SessionControl};
+use crate::router::{ClientIdentity, SessionRouter, version_command};
 
 /// Serves one accepted connection to its end. Never panics on input; errors are logged.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
@@ -195,101 +199,6 @@ fn log_end(peer: SocketAddr, error: &SessionError) {
     }
 }
 
-/// What both pumps read and write. Atomics because the session future must be `Send`; both
-/// pumps run in one task, so `Relaxed` suffices.
-#[derive(Default)]
-struct Progress {
-    /// Messages sent upstream that are still owed a ReadyForQuery.
-    awaiting_ready: AtomicU32,
-    transaction: AtomicU8,
-    /// The upstream sent a FATAL error: the client knows why the session is ending.
-    upstream_fatal: AtomicBool,
-    /// An Execute was sent since the last Sync: work runs that only the Sync will end.
-    unsynced: AtomicBool,
-    /// An extended-protocol message (Parse, Bind, Describe, Execute, Close) was sent since the
-    /// last Sync: the batch is open, and its unnamed statement or portal would not survive a
-    /// move to another upstream.
-    open_batch: AtomicBool,
-    /// The session counts as busy at the pause gate (entered, not yet left).
-    busy: AtomicBool,
-}
-
-impl Progress {
-    /// At a transaction boundary: the last ReadyForQuery said idle and nothing sent since is
-    /// still in flight. A pipelined BEGIN has not been answered yet, so what follows it is not
-    /// at a boundary even though the last status says idle.
-    fn idle(&self) -> bool {
-        self.transaction.load(Ordering::Relaxed) == TransactionStatus::Idle as u8
-            && self.awaiting_ready.load(Ordering::Relaxed) == 0
-            && !self.unsynced.load(Ordering::Relaxed)
-    }
-
-    /// At a boundary where the pause gate may hold the session or move it to another
-    /// upstream: idle, and no extended-protocol batch left open.
-    fn quiet(&self) -> bool {
-        self.idle() && !self.open_batch.load(Ordering::Relaxed)
-    }
-
-    /// Accounts for a client message on its way upstream.
-    fn sent(&self, tag: u8) {
-        match tag {
-            frontend::QUERY | frontend::FUNCTION_CALL => {
-                self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
-            }
-            frontend::SYNC => {
-                self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
-                self.unsynced.store(false, Ordering::Relaxed);
-                self.open_batch.store(false, Ordering::Relaxed);
-            }
-            // Parse, Bind and Describe run nothing (asyncpg prepares with Parse, Describe and
-            // Flush, and no Sync); an Execute does.
-            frontend::EXECUTE => {
-                self.unsynced.store(true, Ordering::Relaxed);
-                self.open_batch.store(true, Ordering::Relaxed);
-            }
-            frontend::PARSE | frontend::BIND | frontend::DESCRIBE | frontend::CLOSE => {
-                self.open_batch.store(true, Ordering::Relaxed)
-            }
-            _ => {}
-        }
-    }
-
-    /// Called for each client message before it is forwarded: the first message of new work
-    /// enters the pause gate, or is held there. `false` means hold.
-    fn enter(&self, gate: &PauseGate, tag: u8) -> bool {
-        if !starts_work(tag) || self.busy.load(Ordering::Relaxed) {
-            return true;
-        }
-        if !gate.try_enter() {
-            return false;
-        }
-        self.busy.store(true, Ordering::Relaxed);
-        true
-    }
-
-    /// Called after each upstream message: leaves the gate at the boundary.
-    fn maybe_leave(&self, gate: &PauseGate) {
-        if self.busy.load(Ordering::Relaxed) && self.quiet() {
-            self.busy.store(false, Ordering::Relaxed);
-            gate.leave();
-        }
-    }
-}
-
-/// Client messages that begin work when they arrive at a boundary. Flush and the COPY
-/// messages do not (they only mean something inside work already counted); Terminate ends
-/// the session and is never held.
-fn starts_work(tag: u8) -> bool {
-    !matches!(
-        tag,
-        frontend::FLUSH
-            | frontend::COPY_DATA
-            | frontend::COPY_DONE
-            | frontend::COPY_FAIL
-            | frontend::TERMINATE
-    )
-}
-
 struct Session {
     client: ClientStream,
     upstream: UpstreamStream,
@@ -376,233 +285,6 @@ impl Session {
         result
     }
 
-    /// Runs the pumps, stopping them for each switch request and starting them again after.
-    async fn relay(&mut self) -> Result<(), SessionError> {
-        loop {
-            match self.relay_until_control().await? {
-                Some(control) => self.obey(control).await?,
-                None => return Ok(()),
-            }
-        }
-    }
-
-    /// Runs both pumps until one ends (or shutdown closes sessions), or until a switch request
-    /// arrives: then both pumps are stopped at clean points and the request is returned.
-    async fn relay_until_control(&mut self) -> Result<Option<SessionControl>, SessionError> {
-        let Session {
-            client,
-            upstream,
-            state,
-            from_client,
-            from_upstream,
-            progress,
-            router,
-            parameters,
-            control,
-            account,
-            ledger,
-            ..
-        } = self;
-        let shutdown = state.shutdown.clone();
-        let gate = &state.pause;
-        let stop = CancellationToken::new();
-        let (client_reader, client_writer) = client.split();
-        let (upstream_reader, upstream_writer) = upstream.split();
-        let progress = &*progress;
-        let ledger = &*ledger;
-
-        let to_upstream = from_client.pump(
-            client_reader,
-            upstream_writer,
-            frontend::session_interest,
-            |tag, frame| {
-                if tag == frontend::TERMINATE {
-                    return Inspection::Stop;
-                }
-                if !progress.enter(gate, tag) {
-                    return Inspection::Hold;
-                }
-                // Decided before this message itself counts as in flight.
-                let idle = progress.idle();
-                progress.sent(tag);
-                let Some(router) = router.as_mut() else {
-                    return Inspection::Continue;
-                };
-                let inspection = match tag {
-                    frontend::QUERY | frontend::PARSE => {
-                        let inspection = route(router, idle, tag, frame);
-                        account_for(router, account, ledger);
-                        inspection
-                    }
-                    _ => Inspection::Continue,
-                };
-                if matches!(
-                    tag,
-                    frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
-                ) {
-                    ledger.sent();
-                }
-                inspection
-            },
-            gate,
-            stop.cancelled(),
-        );
-        let to_client = from_upstream.pump(
-            upstream_reader,
-            client_writer,
-            backend::session_interest,
-            |tag, frame| inspect_upstream(progress, ledger, gate, parameters, tag, frame),
-            gate,
-            stop.cancelled(),
-        );
-        tokio::pin!(to_upstream, to_client);
-        let mut request = None;
-        let (mut client_side_stopped, mut upstream_side_stopped) = (false, false);
-        loop {
-            tokio::select! {
-                // Fixed order: cheaper than tokio's random start.
-                biased;
-                _ = shutdown.sessions_closing() => return Err(SessionError::Shutdown),
-                received = next_control(control), if request.is_none() && control.is_some() => {
-                    match received {
-                        Some(received) => {
-                            request = Some(received);
-                            stop.cancel();
-                        }
-                        None => *control = None,
-                    }
-                }
-                end = &mut to_upstream, if !client_side_stopped => match end {
-                    PumpEnd::Interrupted => client_side_stopped = true,
-                    PumpEnd::Stopped => return Ok(None),
-                    PumpEnd::ReaderClosed => return Err(SessionError::ClientGone),
-                    PumpEnd::WriterFailed => return Err(upstream_gone(progress)),
-                    PumpEnd::Protocol(error) => return Err(SessionError::client_protocol(error)),
-                    PumpEnd::Invalid(reason) => {
-                        return Err(SessionError::ClientProtocol(reason.into()));
-                    }
-                },
-                end = &mut to_client, if !upstream_side_stopped => match end {
-                    PumpEnd::Interrupted => upstream_side_stopped = true,
-                    PumpEnd::ReaderClosed => return Err(upstream_gone(progress)),
-                    PumpEnd::WriterFailed => return Err(SessionError::ClientGone),
-                    PumpEnd::Protocol(error) => {
-                        return Err(SessionError::UpstreamProtocol(error.to_string()));
-                    }
-                    PumpEnd::Invalid(reason) => {
-                        return Err(SessionError::UpstreamProtocol(reason.into()));
-                    }
-                    PumpEnd::Stopped => return Ok(None),
-                },
-            }
-            if client_side_stopped && upstream_side_stopped {
-                return Ok(request);
-            }
-        }
-    }
-
-    /// Carries out a switch request with both pumps stopped.
-    async fn obey(&mut self, control: SessionControl) -> Result<(), SessionError> {
-        match control {
-            SessionControl::Prepare { plan, reply } => {
-                let result = self.prepare_move(&plan).await;
-                let _ = reply.send(result);
-            }
-            SessionControl::Commit { reply } => {
-                let result = self.commit_move().await;
-                let _ = reply.send(());
-                result?;
-            }
-            SessionControl::Abort { reply } => {
-                if let Some(pending) = self.pending.take() {
-                    pending.discard().await;
-                }
-                let _ = reply.send(());
-            }
-        }
-        Ok(())
-    }
-
-    /// Opens and sets up the connection to the plan's upstream; the old one stays in use.
-    async fn prepare_move(&mut self, plan: &SwitchPlan) -> Result<(), PrepareError> {
-        let who = format!(
-            "session of user \"{}\" on database \"{}\"",
-            self.startup.user(),
-            self.startup.database()
-        );
-        if !self.progress.quiet()
-            || !self.from_upstream.is_drained()
-            || !self.from_client.at_message_boundary()
-        {
-            return Err(PrepareError::NotAtBoundary { who });
-        }
-        if let Some(old) = self.pending.take() {
-            old.discard().await;
-        }
-        let mut to_client = BytesMut::new();
-        let prepared =
-            reconnect::prepare(&mut self.upstream, &mut to_client, &self.startup, plan).await;
-        if !to_client.is_empty() {
-            let _ = self.client.write_all(&to_client).await;
-            let _ = self.client.flush().await;
-        }
-        match prepared {
-            Ok(reconnected) => {
-                self.pending = Some(reconnected);
-                Ok(())
-            }
-            Err(source) => Err(PrepareError::Reconnect { who, source }),
-        }
-    }
-
-    /// Swaps to the prepared connection and ends the old one. The client keeps its cancel
-    /// key (now pointing at the new backend) and hears of every parameter whose value the new
-    /// server reports differently; that happens here, between two messages of its stream.
-    async fn commit_move(&mut self) -> Result<(), SessionError> {
-        let Some(reconnected) = self.pending.take() else {
-            return Ok(());
-        };
-        let mut old = std::mem::replace(&mut self.upstream, reconnected.stream);
-        let _ = old.write_all(&frontend::TERMINATE_MESSAGE).await;
-        let _ = old.shutdown().await;
-        drop(old);
-        let login = reconnected.login;
-        self.from_upstream = Direction::new(login.leftover, UPSTREAM_MESSAGE_MAX_LEN, false);
-        let key = UpstreamKey {
-            target: self.state.upstream.load_full(),
-            process_id: login.process_id,
-            secret: login.secret,
-        };
-        if let Some(registration) = &self.cancel_key {
-            registration.repoint(key.clone());
-        }
-        self.upstream_key = Some(key);
-        let mut reports = BytesMut::new();
-        for (name, value) in login.parameters {
-            let known = self.parameters.iter_mut().find(|(known, _)| *known == name);
-            match known {
-                Some(entry) if entry.1 == value => continue,
-                Some(entry) => entry.1 = value.clone(),
-                None => self.parameters.push((name.clone(), value.clone())),
-            }
-            encode_message(&mut reports, backend::PARAMETER_STATUS, |b| {
-                b.put_slice(name.as_bytes());
-                b.put_u8(0);
-                b.put_slice(value.as_bytes());
-                b.put_u8(0);
-            });
-        }
-        if !reports.is_empty() {
-            let written = async {
-                self.client.write_all(&reports).await?;
-                self.client.flush().await
-            };
-            written.await.map_err(|_| SessionError::ClientGone)?;
-        }
-        tracing::debug!("session moved to the new upstream");
-        Ok(())
-    }
-
     /// The client vanished: stop whatever it left running upstream, then close politely.
     async fn abandon_upstream(&mut self) {
         if self.progress.awaiting_ready.load(Ordering::Relaxed) > 0
@@ -622,89 +304,4 @@ impl Drop for Session {
             self.state.pause.leave();
         }
     }
-}
-
-async fn next_control(
-    control: &mut Option<mpsc::Receiver<SessionControl>>,
-) -> Option<SessionControl> {
-    match control {
-        Some(receiver) => receiver.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn upstream_gone(progress: &Progress) -> SessionError {
-    if progress.upstream_fatal.load(Ordering::Relaxed) {
-        SessionError::UpstreamEnded
-    } else {
-        SessionError::UpstreamClosed
-    }
-}
-
-/// Rewrites a Query or Parse for the session's version. Text that is not UTF-8 (another
-/// client_encoding) is forwarded unread.
-fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspection {
-    let Some(sql) = frontend::statement_text(tag, frame) else {
-        return Inspection::Continue;
-    };
-    match router.statement(sql, idle) {
-        Routed::Forward => Inspection::Continue,
-        Routed::Replace(text) => match frontend::with_statement(tag, frame, &text) {
-            Some(message) => Inspection::Replace(message),
-            None => Inspection::Continue,
-        },
-    }
-}
-
-/// Counts the session's next requests against the version (and rule) now in effect.
-fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &RequestLedger) {
-    match router.assignment() {
-        Some(assignment) => {
-            ledger.attribute(account.assign(assignment.version(), assignment.reason))
-        }
-        None => account.release(),
-    }
-}
-
-fn inspect_upstream(
-    progress: &Progress,
-    ledger: &RequestLedger,
-    gate: &PauseGate,
-    parameters: &mut Vec<(String, String)>,
-    tag: u8,
-    frame: &[u8],
-) -> Inspection {
-    match tag {
-        backend::READY_FOR_QUERY => {
-            let Some(status) = backend::ready_for_query(frame) else {
-                return Inspection::Invalid("ReadyForQuery with an unknown transaction status");
-            };
-            progress.transaction.store(status as u8, Ordering::Relaxed);
-            // Saturating: a server may answer a Sync the proxy did not count (none today).
-            let _ =
-                progress
-                    .awaiting_ready
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-            ledger.ready();
-            progress.maybe_leave(gate);
-        }
-        backend::ERROR_RESPONSE => {
-            if let Some(fields) = backend::error_fields(frame) {
-                if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
-                    progress.upstream_fatal.store(true, Ordering::Relaxed);
-                }
-                ledger.error(&fields.code);
-            }
-        }
-        backend::PARAMETER_STATUS => {
-            if let Some((name, value)) = backend::parameter_status(frame) {
-                match parameters.iter_mut().find(|(known, _)| *known == name) {
-                    Some(entry) => entry.1 = value,
-                    None => parameters.push((name, value)),
-                }
-            }
-        }
-        _ => {}
-    }
-    Inspection::Continue
 }
