@@ -4,6 +4,7 @@ use tokio_postgres::Client;
 
 use super::error::ControlError;
 use crate::net::conninfo::redact;
+use crate::net::postgres_error::describe_postgres_error;
 use crate::net::postgres_tls::{PostgresTarget, error_text};
 
 /// `application_name` the control commands use unless the URL sets one.
@@ -24,7 +25,7 @@ pub async fn connect(database: &str) -> Result<Client, ControlError> {
     }
     let (client, connection) = target.connect().await.map_err(|error| {
         let mut message = match error.as_db_error() {
-            Some(_) => super::error::describe_postgres_error(&error),
+            Some(_) => describe_postgres_error(&error),
             None => error_text(&error),
         };
         if let Some(hint) = target.hint(&error) {

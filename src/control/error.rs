@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-pub use crate::net::postgres_error::describe_postgres_error;
+use crate::net::postgres_error::describe_postgres_error;
 
 use crate::catalog_read::CatalogReadError;
 use crate::model::{CidrError, GlobError, RuleError};

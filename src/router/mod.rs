@@ -7,6 +7,7 @@
 //! `rules` evaluates routing rules and decides, with a reason, which version a session gets.
 
 pub mod raise;
+pub mod resolve;
 pub mod rules;
 pub mod session_router;
 pub mod state;

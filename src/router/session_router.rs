@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use super::raise::{raise_statement, select_text};
-use super::rules::{self, Assignment, ClientIdentity, Reason, Requested};
+use super::resolve::{self, Requested};
+use super::rules::{Assignment, ClientIdentity, Reason};
 use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
@@ -103,7 +104,7 @@ impl SessionRouter {
             set: self.set.as_deref(),
             declared: self.startup_version.as_deref(),
         };
-        self.assignment = rules::resolve(&state, &self.client, self.bucket, requested);
+        self.assignment = resolve::resolve(&state, &self.client, self.bucket, requested);
         self.resolved_under = Some(state.generation());
     }
 
@@ -197,7 +198,7 @@ impl SessionRouter {
     /// this client to another version. Refused as 42501 (insufficient_privilege): the value
     /// is valid, the client is just not allowed to choose.
     fn enforced_elsewhere(&self, state: &RoutingState, version: &str) -> Option<String> {
-        let assignment = rules::resolve(state, &self.client, self.bucket, Requested::default())?;
+        let assignment = resolve::resolve(state, &self.client, self.bucket, Requested::default())?;
         match assignment.reason {
             Reason::Enforced(id) if assignment.version() != version => Some(format!(
                 "viewgate.version is enforced as \"{}\" for this client by routing rule {id}; it cannot be set to \"{version}\"",
