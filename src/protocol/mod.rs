@@ -1,5 +1,6 @@
 //! The Postgres wire protocol, as much of it as a message-level proxy needs: framing, the
-//! startup packets, the few messages viewgate inspects, and the ones it sends itself.
+//! startup packets, the few messages viewgate inspects, and the ones it sends itself. Every
+//! length bound is in `limits`, every tag and code in `backend`, `frontend` or `startup`.
 
 pub mod backend;
 pub mod frame;

@@ -1,5 +1,5 @@
 //! Moving one session to another upstream: capture its state on the old connection, open and
-//! log in a new one, and replay the state there. Used by the two-phase switch (`switch.rs`)
+//! log in a new one, and replay the state there. Used by the two-phase switch (`switch/`)
 //! while the session stands at a transaction boundary with its pumps stopped.
 //!
 //! Session state is *asked of the old server* rather than reconstructed from the statements

@@ -1,6 +1,6 @@
 //! A session's version and what each of its statements becomes.
 //!
-//! Resolution order (shared/DESIGN.md decision 3, in `rules.rs`): a matching routing rule
+//! Resolution order (decision 3 of the team's design notes, in `resolve.rs`): a matching routing rule
 //! marked `enforce`, then `SET viewgate.version` in the session, then the startup declaration,
 //! then the first matching routing rule, then the catalog's default version. A change takes
 //! effect at a transaction boundary: the version in effect is picked again only when the

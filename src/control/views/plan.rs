@@ -4,6 +4,9 @@
 //! templates render, so it carries raw names and expressions; quoting happens in the templates
 //! through the `ident` and `literal` filters. Checking the spec against the database happens
 //! here too, so a typo in a column name is reported before any SQL runs.
+//!
+//! One concept, one file: with its tests it runs past 600 lines, but the plan and the checks
+//! that build it read best together.
 
 use std::collections::BTreeSet;
 

@@ -8,7 +8,7 @@
 //!
 //! The pause gate (`pause.rs`) is consulted for the first client message after each
 //! transaction boundary: while it is closed, that message is held. A switch request
-//! (`switch.rs`) stops both pumps at clean points, is carried out with the session to itself
+//! (`switch/`) stops both pumps at clean points, is carried out with the session to itself
 //! (a new upstream connection is prepared, swapped in, or dropped), and the pumps start again
 //! on the same buffers, so a held message is forwarded to whichever upstream is current.
 //!
@@ -216,7 +216,7 @@ struct Session {
     /// The client's startup, replayed when the session moves to another upstream.
     startup: StartupMessage,
     cancel_key: Option<CancelRegistration>,
-    /// Switch requests (`switch.rs`); `None` once the registry has gone.
+    /// Switch requests (`switch/`); `None` once the registry has gone.
     control: Option<mpsc::Receiver<SessionControl>>,
     /// A connection to the next upstream, set up and waiting for the switch's commit.
     pending: Option<Reconnected>,

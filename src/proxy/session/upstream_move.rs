@@ -1,4 +1,4 @@
-//! Moving a session to another upstream, on the switchboard's requests (`switch.rs`), with
+//! Moving a session to another upstream, on the switchboard's requests (`switch/`), with
 //! both pumps stopped: prepare a logged-in connection carrying the session's state beside the
 //! old one, then swap to it (commit) or drop it (abort).
 
