@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::limits::MAX_MESSAGE_LEN;
+
 /// Prefix of environment variables that override configuration keys. Nested keys use a double
 /// underscore: `VIEWGATE_CLIENT_TLS__MODE=require` sets `client_tls.mode`.
 pub const ENV_PREFIX: &str = "VIEWGATE_";
@@ -20,8 +22,30 @@ const ENV_NOT_CONFIG: &[&str] = &["VIEWGATE_CONFIG", "VIEWGATE_PG_BIN", "VIEWGAT
 /// More threads than this is a configuration mistake, not a tuning.
 const MAX_WORKER_THREADS: usize = 256;
 
-/// Postgres's own bound on a message: 1 GiB minus one byte.
-pub const DEFAULT_MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
+/// Entries kept by default: far more distinct statements than a typical application sends.
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+/// Longest SQL text cached by default (bytes). Longer statements are generated ones (bulk
+/// VALUES lists) that rarely repeat and would crowd out the rest.
+pub const DEFAULT_MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// Size limits of the rewriter's cache (`rewriter::RewriteCache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// At most this many entries (0 disables caching).
+    pub max_entries: usize,
+    /// Statements longer than this (bytes) are rewritten every time.
+    pub max_sql_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -124,7 +148,7 @@ impl Default for Config {
             listen: "127.0.0.1:6432".into(),
             upstream: "postgres://127.0.0.1:5432".into(),
             max_client_connections: 1000,
-            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_message_len: MAX_MESSAGE_LEN,
             startup_timeout: Duration::from_secs(15),
             upstream_connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
@@ -135,7 +159,7 @@ impl Default for Config {
             upstream_tls: UpstreamTlsConfig::default(),
             catalog: None,
             unparseable_policy: UnparseablePolicy::Reject,
-            rewrite_cache_entries: crate::rewriter::CacheConfig::default().max_entries,
+            rewrite_cache_entries: CacheConfig::default().max_entries,
             admin_listen: None,
             admin_token: None,
             sticky_identity: DEFAULT_STICKY_IDENTITY.to_vec(),
@@ -265,9 +289,9 @@ impl Config {
                 "worker_threads must be at most {MAX_WORKER_THREADS} (0: one per CPU core)"
             )));
         }
-        if !(1024..=DEFAULT_MAX_MESSAGE_LEN).contains(&self.max_message_len) {
+        if !(1024..=MAX_MESSAGE_LEN).contains(&self.max_message_len) {
             return Err(ConfigError::Invalid(format!(
-                "max_message_len must be between 1024 and {DEFAULT_MAX_MESSAGE_LEN}"
+                "max_message_len must be between 1024 and {MAX_MESSAGE_LEN}"
             )));
         }
         if self.sticky_identity.is_empty() {
@@ -302,8 +326,17 @@ fn env_value(raw: &str) -> toml::Value {
     }
 }
 
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
-    let (last, parents) = path.split_last().ok_or("empty key")?;
+/// A `VIEWGATE_*` variable whose name makes no configuration key.
+#[derive(Debug, thiserror::Error)]
+enum KeyError {
+    #[error("empty key")]
+    Empty,
+    #[error("`{0}` is not a section")]
+    NotASection(String),
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), KeyError> {
+    let (last, parents) = path.split_last().ok_or(KeyError::Empty)?;
     let mut current = table;
     for part in parents {
         let entry = current
@@ -311,7 +344,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = entry
             .as_table_mut()
-            .ok_or_else(|| format!("`{part}` is not a section"))?;
+            .ok_or_else(|| KeyError::NotASection(part.clone()))?;
     }
     current.insert(last.clone(), value);
     Ok(())

@@ -11,14 +11,14 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::config::{Config, UpstreamTlsMode};
-use crate::control::apply::{self, LockSettings};
-use crate::control::cutover;
-use crate::control::spec::Spec;
+use crate::control::cutover::default_version as cutover;
 use crate::control::templates::Templates;
+use crate::control::views::apply::{self, LockSettings};
+use crate::control::views::spec::Spec;
 use crate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 use crate::proxy::Proxy;
 use crate::shutdown::{Shutdown, TerminationSignals};
-use crate::telemetry::heartbeat::{self, ProxyIdentity};
+use crate::telemetry::heartbeat::ProxyIdentity;
 
 const EXAMPLE_SCHEMA: &str = include_str!("../examples/model_metadata/schema.sql");
 const EXAMPLE_SPEC: &str = include_str!("../examples/model_metadata/viewgate.toml");
@@ -79,11 +79,10 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let shutdown = Shutdown::new();
     let proxy = Proxy::bind(config, shutdown.clone()).await?;
     let address = proxy.local_addr()?;
-    let heartbeat = tokio::spawn(heartbeat::run(
-        proxy.state().clone(),
-        ProxyIdentity::new(address, None),
+    let serving = tokio::spawn(crate::cli::serve::run(
+        proxy,
+        Some(ProxyIdentity::new(address, None)),
     ));
-    let serving = tokio::spawn(proxy.run());
 
     let v1_url = format!("postgres://{SUPERUSER}@{address}/postgres");
     let v2_url = format!("{v1_url}?options=-c%20viewgate.version%3Dv2");
@@ -108,7 +107,6 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     }
     shutdown.close_sessions();
     let _ = serving.await;
-    let _ = heartbeat.await;
     drop(admin);
     drop(cluster);
     println!("Stopped; the throwaway cluster is gone.");

@@ -8,13 +8,13 @@ use clap::{ArgGroup, Parser, Subcommand};
 
 use viewgate::admin::AdminServer;
 use viewgate::cli;
+use viewgate::cli::commands as control;
 use viewgate::config::{Config, Overrides};
-use viewgate::control::commands as control;
-use viewgate::control::upstream_cutover::{self, CutoverOptions};
+use viewgate::control::cutover::upstream::{self as upstream_cutover, CutoverOptions};
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
 use viewgate::shutdown::{Shutdown, TerminationSignals};
-use viewgate::telemetry::heartbeat::{self, ProxyIdentity};
+use viewgate::telemetry::heartbeat::ProxyIdentity;
 
 #[derive(Parser)]
 #[command(
@@ -261,9 +261,14 @@ enum RouteCommand {
     },
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime_serde::re::humantime::parse_duration(text)
-        .map_err(|error| format!("{error} (write e.g. 30s, 500ms, 2m)"))
+/// A duration argument that does not read as one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (write e.g. 30s, 500ms, 2m)")]
+struct DurationArgError(humantime_serde::re::humantime::DurationError);
+
+/// clap's value parser for durations (`30s`, `500ms`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration, DurationArgError> {
+    humantime_serde::re::humantime::parse_duration(text).map_err(DurationArgError)
 }
 
 #[derive(Subcommand)]
@@ -547,9 +552,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(server.run(proxy.state().clone()));
     }
     let identity = ProxyIdentity::new(proxy.local_addr()?, admin_address);
-    let heartbeat = tokio::spawn(heartbeat::run(proxy.state().clone(), identity));
     tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.load().address, "viewgate serving");
-    let serving = tokio::spawn(proxy.run());
+    let serving = tokio::spawn(viewgate::cli::serve::run(proxy, Some(identity)));
     tokio::select! {
         signal = signals.recv() => {
             tracing::info!(signal, "shutting down");
@@ -557,9 +561,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ = shutdown.begun() => {}
     }
+    // Returns once the heartbeat has removed this proxy's row from the catalog.
     serving.await.context("the accept loop failed")?;
-    // It removes this proxy's row from the catalog on its way out.
-    let _ = heartbeat.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -625,7 +628,7 @@ async fn route(command: RouteCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rules)?);
             } else {
-                print!("{}", viewgate::control::routes::list_text(&rules));
+                print!("{}", viewgate::control::routing::routes::list_text(&rules));
             }
         }
         RouteCommand::Add {
@@ -643,7 +646,7 @@ async fn route(command: RouteCommand) -> anyhow::Result<()> {
             note,
             database,
         } => {
-            let args = control::RouteArgs {
+            let args = viewgate::control::routing::RouteArgs {
                 version,
                 split,
                 user,

@@ -16,7 +16,7 @@ use futures_util::{StreamExt, TryStreamExt, pin_mut};
 use support::{Database, repo_file};
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, SimpleQueryMessage};
-use viewgate::control::catalog::load_routing_map;
+use viewgate::catalog_read::load_routing_map;
 use viewgate::rewriter::{Rewrite, VersionTargets, rewrite};
 
 const CORPUS: &str = include_str!("rewrite_corpus/statements.sql");

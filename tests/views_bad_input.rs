@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use support::{Database, exec, quick_locks};
 use viewgate::control::ControlError;
-use viewgate::control::apply::{self, LockSettings};
 use viewgate::control::catalog::APPLY_LOCK_KEY;
-use viewgate::control::spec::Spec;
 use viewgate::control::templates::Templates;
+use viewgate::control::views::apply::{self, LockSettings};
+use viewgate::control::views::spec::Spec;
 
 const BASE: &str = "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, kind text)";
 
@@ -272,7 +272,7 @@ async fn a_second_apply_while_one_runs_fails_fast() {
     let database = Database::start();
     database.admin(BASE);
     let path = database.spec_file("viewgate.toml", &spec_with_v2_columns("[\"id\", \"name\"]"));
-    viewgate::control::commands::init(&database.url(), None)
+    viewgate::cli::commands::init(&database.url(), None)
         .await
         .expect("init");
     let other_apply = database.client().await;

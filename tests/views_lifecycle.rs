@@ -7,13 +7,13 @@ mod support;
 use std::process::Command;
 
 use support::{Database, exec, lines, repo_file};
+use viewgate::catalog_read::load_routing_map;
 use viewgate::control::ControlError;
-use viewgate::control::apply::LockSettings;
-use viewgate::control::catalog::load_routing_map;
-use viewgate::control::retire;
-use viewgate::control::spec::Spec;
-use viewgate::control::status;
 use viewgate::control::templates::Templates;
+use viewgate::control::views::apply::LockSettings;
+use viewgate::control::views::retire;
+use viewgate::control::views::spec::Spec;
+use viewgate::control::views::status;
 
 const SCHEMA: &str = "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, kind text);
                       CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)";

@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 
 use support::{Database, exec, lines, repo_file};
-use viewgate::control::catalog::load_routing_map;
+use viewgate::catalog_read::load_routing_map;
 
 async fn seeded() -> Database {
     let database = Database::start();

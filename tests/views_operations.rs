@@ -5,7 +5,7 @@
 mod support;
 
 use support::{Database, exec, lines};
-use viewgate::control::catalog::load_routing_map;
+use viewgate::catalog_read::load_routing_map;
 
 async fn with_spec(schema: &str, spec: &str) -> Database {
     let database = Database::start();

@@ -7,8 +7,8 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use crate::proxy::state::ProxyState;
-use crate::telemetry::Telemetry;
-use crate::telemetry::histogram::{HistogramSnapshot, LATENCY_BUCKETS};
+use crate::proxy::stats::Telemetry;
+use crate::proxy::stats::histogram::{HistogramSnapshot, LATENCY_BUCKETS};
 
 /// All metrics in the Prometheus text format (version 0.0.4).
 pub fn render(state: &ProxyState) -> String {

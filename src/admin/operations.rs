@@ -16,11 +16,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::control::commands::RouteArgs;
 use crate::control::connect::connect;
+use crate::control::cutover::default_version as cutover;
 use crate::control::error::ControlError;
-use crate::control::rules::Assign;
-use crate::control::{cutover, overview, routes};
+use crate::control::overview;
+use crate::control::routing::{RouteArgs, routes};
+use crate::model::Assign;
 use crate::proxy::state::ProxyState;
 
 pub fn router() -> Router<Arc<ProxyState>> {

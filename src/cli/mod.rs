@@ -1,5 +1,7 @@
-//! The command line's handlers (the binary's edge): each loads what its command names,
-//! connects, calls the control plane and returns something printable.
+//! The binary's edge: what the `viewgate` commands run. `src/main.rs` parses the arguments and
+//! prints what these return.
 
+pub mod commands;
 pub mod migrate;
 pub mod progress;
+pub mod serve;

@@ -3,6 +3,8 @@
 use tokio_postgres::Client;
 
 use super::error::ControlError;
+use crate::net::conninfo::redact;
+use crate::net::postgres_error::describe_postgres_error;
 use crate::net::postgres_tls::{PostgresTarget, error_text};
 
 /// `application_name` the control commands use unless the URL sets one.
@@ -23,7 +25,7 @@ pub async fn connect(database: &str) -> Result<Client, ControlError> {
     }
     let (client, connection) = target.connect().await.map_err(|error| {
         let mut message = match error.as_db_error() {
-            Some(_) => super::error::describe_postgres_error(&error),
+            Some(_) => describe_postgres_error(&error),
             None => error_text(&error),
         };
         if let Some(hint) = target.hint(&error) {
@@ -37,40 +39,4 @@ pub async fn connect(database: &str) -> Result<Client, ControlError> {
         }
     });
     Ok(client)
-}
-
-/// The connection string without its password, for messages.
-fn redact(database: &str) -> String {
-    match url::Url::parse(database) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(url) => url.to_string(),
-        Err(_) => database
-            .split_whitespace()
-            .map(|pair| {
-                if pair.starts_with("password=") {
-                    "password=***"
-                } else {
-                    pair
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact("host=db password=secret"), "host=db password=***");
-    }
 }

@@ -3,6 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::net::postgres_error::describe_postgres_error;
+
+use crate::catalog_read::CatalogReadError;
+use crate::model::{CidrError, GlobError, RuleError};
+
 /// A spec file that cannot be read, parsed or is inconsistent in itself.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -80,7 +85,7 @@ pub enum ControlError {
     #[error("no earlier cutover to roll back")]
     NothingToRollBack,
     #[error(transparent)]
-    Rule(#[from] super::rules::RuleError),
+    Rule(#[from] RuleError),
     #[error("there is no routing rule with id {0} (see `viewgate route list`)")]
     RuleNotFound(i64),
 }
@@ -104,17 +109,20 @@ pub fn is_lock_timeout(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
 }
 
-/// Postgres's own message with its SQLSTATE, detail and hint, as a user would want to read it.
-pub fn describe_postgres_error(error: &tokio_postgres::Error) -> String {
-    let Some(db) = error.as_db_error() else {
-        return error.to_string();
-    };
-    let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-    if let Some(detail) = db.detail() {
-        text.push_str(&format!("; detail: {detail}"));
+impl From<CatalogReadError> for ControlError {
+    fn from(error: CatalogReadError) -> Self {
+        ControlError::database(error.context, &error.source)
     }
-    if let Some(hint) = db.hint() {
-        text.push_str(&format!("; hint: {hint}"));
+}
+
+impl From<GlobError> for ControlError {
+    fn from(error: GlobError) -> Self {
+        ControlError::Rule(error.into())
     }
-    text
+}
+
+impl From<CidrError> for ControlError {
+    fn from(error: CidrError) -> Self {
+        ControlError::Rule(error.into())
+    }
 }

@@ -10,8 +10,9 @@ use tokio_postgres::GenericClient;
 
 use super::catalog::{self, CatalogVersion};
 use super::error::ControlError;
-use super::rules::{self, Rule};
-use crate::telemetry::heartbeat::{HEARTBEAT_INTERVAL, STALE_AFTER_BEATS};
+use crate::catalog_read;
+use crate::model::Rule;
+use crate::model::heartbeat::{HEARTBEAT_INTERVAL, STALE_AFTER_BEATS};
 
 /// How many recent history rows status shows.
 const RECENT_EVENTS: i64 = 10;
@@ -60,14 +61,14 @@ pub struct Event {
 
 /// Reads the overview; a database without a catalog is an error that says how to create one.
 pub async fn load(client: &impl GenericClient) -> Result<Overview, ControlError> {
-    if !catalog::catalog_exists(client).await? {
+    if !catalog_read::catalog_exists(client).await? {
         return Err(ControlError::NoCatalog);
     }
     let versions = catalog::load_versions(client)
         .await?
         .into_values()
         .collect();
-    let default_version = catalog::default_version(client).await?;
+    let default_version = catalog_read::default_version(client).await?;
     let proxies = load_proxies(client).await?;
     let mut sessions = BTreeMap::new();
     let mut session_reasons: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
@@ -85,7 +86,7 @@ pub async fn load(client: &impl GenericClient) -> Result<Overview, ControlError>
     Ok(Overview {
         versions,
         default_version,
-        rules: rules::load_rules(client).await?.rules,
+        rules: catalog_read::load_rules(client).await?.rules,
         proxies,
         sessions,
         session_reasons,

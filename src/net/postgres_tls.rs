@@ -354,7 +354,7 @@ impl MakeTlsConnect<Socket> for RustlsConnect {
             Err(_) if self.mode != SslMode::VerifyFull => {
                 Ok(ServerName::from(std::net::IpAddr::from([0, 0, 0, 0])))
             }
-            Err(_) => Err(domain.to_owned()),
+            Err(_) => Err(HandshakeError::ServerName(domain.to_owned())),
         };
         Ok(RustlsConnector {
             connect: self.clone(),
@@ -366,7 +366,8 @@ impl MakeTlsConnect<Socket> for RustlsConnect {
 /// The handshake with one host.
 pub struct RustlsConnector {
     connect: RustlsConnect,
-    name: Result<ServerName<'static>, String>,
+    /// The name to check, or why there is none (reported if a handshake is attempted).
+    name: Result<ServerName<'static>, HandshakeError>,
 }
 
 impl TlsConnect<Socket> for RustlsConnector {
@@ -378,7 +379,7 @@ impl TlsConnect<Socket> for RustlsConnector {
         Box::pin(async move {
             let RustlsConnector { connect, name } = self;
             let config = connect.config.clone().ok_or(HandshakeError::Disabled)?;
-            let name = name.map_err(HandshakeError::ServerName)?;
+            let name = name?;
             tokio_rustls::TlsConnector::from(config)
                 .connect(name, socket)
                 .await

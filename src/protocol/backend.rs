@@ -16,6 +16,27 @@ pub const READY_FOR_QUERY: u8 = b'Z';
 pub const ERROR_RESPONSE: u8 = b'E';
 pub const NOTICE_RESPONSE: u8 = b'N';
 pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
+pub const PARSE_COMPLETE: u8 = b'1';
+pub const BIND_COMPLETE: u8 = b'2';
+pub const CLOSE_COMPLETE: u8 = b'3';
+pub const DATA_ROW: u8 = b'D';
+pub const COMMAND_COMPLETE: u8 = b'C';
+
+/// ErrorResponse and NoticeResponse field codes viewgate reads or writes.
+pub const FIELD_SEVERITY: u8 = b'S';
+/// The severity, never translated.
+pub const FIELD_SEVERITY_NONLOCALIZED: u8 = b'V';
+pub const FIELD_CODE: u8 = b'C';
+pub const FIELD_MESSAGE: u8 = b'M';
+pub const FIELD_HINT: u8 = b'H';
+
+/// Authentication request codes (the first field of an Authentication message).
+pub const AUTH_OK: u32 = 0;
+pub const AUTH_CLEARTEXT_PASSWORD: u32 = 3;
+pub const AUTH_MD5_PASSWORD: u32 = 5;
+pub const AUTH_SASL: u32 = 10;
+pub const AUTH_SASL_CONTINUE: u32 = 11;
+pub const AUTH_SASL_FINAL: u32 = 12;
 
 /// The SASL mechanism whose channel binding cannot survive TLS ending at the proxy.
 pub const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
@@ -52,12 +73,12 @@ pub enum AuthRequest {
 
 pub fn auth_request(frame: &[u8]) -> Option<AuthRequest> {
     Some(match read_u32(body(frame))? {
-        0 => AuthRequest::Ok,
-        3 => AuthRequest::CleartextPassword,
-        5 => AuthRequest::Md5Password,
-        10 => AuthRequest::Sasl,
-        11 => AuthRequest::SaslContinue,
-        12 => AuthRequest::SaslFinal,
+        AUTH_OK => AuthRequest::Ok,
+        AUTH_CLEARTEXT_PASSWORD => AuthRequest::CleartextPassword,
+        AUTH_MD5_PASSWORD => AuthRequest::Md5Password,
+        AUTH_SASL => AuthRequest::Sasl,
+        AUTH_SASL_CONTINUE => AuthRequest::SaslContinue,
+        AUTH_SASL_FINAL => AuthRequest::SaslFinal,
         other => AuthRequest::Unsupported(other),
     })
 }
@@ -71,7 +92,7 @@ pub fn sasl_without_channel_binding(frame: &[u8]) -> Option<BytesMut> {
     };
     let mut out = BytesMut::with_capacity(frame.len());
     encode_message(&mut out, AUTHENTICATION, |b| {
-        b.put_u32(10);
+        b.put_u32(AUTH_SASL);
         for mechanism in list.split(|&c| c == 0).filter(|m| !m.is_empty()) {
             if mechanism != SCRAM_PLUS.as_bytes() {
                 b.put_slice(mechanism);
@@ -138,10 +159,10 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
         let end = after.iter().position(|&b| b == 0)?;
         let value = String::from_utf8_lossy(&after[..end]).into_owned();
         match kind {
-            b'V' => fields.severity = value,
-            b'S' if fields.severity.is_empty() => fields.severity = value,
-            b'C' => fields.code = value,
-            b'M' => fields.message = value,
+            FIELD_SEVERITY_NONLOCALIZED => fields.severity = value,
+            FIELD_SEVERITY if fields.severity.is_empty() => fields.severity = value,
+            FIELD_CODE => fields.code = value,
+            FIELD_MESSAGE => fields.message = value,
             _ => {}
         }
         rest = &after[end + 1..];

@@ -22,6 +22,13 @@ pub const COPY_DATA: u8 = b'd';
 pub const COPY_DONE: u8 = b'c';
 pub const COPY_FAIL: u8 = b'f';
 
+/// Close and Describe name a prepared statement with this byte (a portal with [`PORTAL`]).
+pub const STATEMENT: u8 = b'S';
+pub const PORTAL: u8 = b'P';
+
+/// A whole Terminate message: the tag and a length of 4, no body.
+pub const TERMINATE_MESSAGE: [u8; 5] = [TERMINATE, 0, 0, 0, 4];
+
 /// What the session loop must see of each client message. The pause gate must see the first
 /// message after a boundary whatever its type, before any of it is forwarded, but needs only
 /// its type: a header glance, so a Bind carrying a large parameter streams through instead

@@ -8,6 +8,9 @@ use pgwire::messages::Message;
 use pgwire::messages::response::ErrorResponse;
 use pgwire::messages::startup::{BackendKeyData, NegotiateProtocolVersion, SecretKey};
 
+use super::backend::{
+    FIELD_CODE, FIELD_HINT, FIELD_MESSAGE, FIELD_SEVERITY, FIELD_SEVERITY_NONLOCALIZED,
+};
 use super::sqlstate::SqlState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +38,13 @@ pub fn error_response(
     hint: Option<&str>,
 ) -> BytesMut {
     let mut fields = vec![
-        (b'S', severity.as_str().to_owned()),
-        (b'V', severity.as_str().to_owned()),
-        (b'C', code.as_str().to_owned()),
-        (b'M', message.to_owned()),
+        (FIELD_SEVERITY, severity.as_str().to_owned()),
+        (FIELD_SEVERITY_NONLOCALIZED, severity.as_str().to_owned()),
+        (FIELD_CODE, code.as_str().to_owned()),
+        (FIELD_MESSAGE, message.to_owned()),
     ];
     if let Some(hint) = hint {
-        fields.push((b'H', hint.to_owned()));
+        fields.push((FIELD_HINT, hint.to_owned()));
     }
     encode(ErrorResponse::new(fields))
 }

@@ -8,12 +8,13 @@
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::limits::{STARTUP_PACKET_MAX_LEN, STARTUP_PACKET_MIN_LEN};
 use super::sqlstate::SqlState;
 
-/// Postgres's own bound on a startup packet.
-pub const STARTUP_PACKET_MAX_LEN: usize = 10_000;
-/// Length field plus the code: the smallest possible packet.
-const STARTUP_PACKET_MIN_LEN: usize = 8;
+/// Answer to SSLRequest and GSSENCRequest: go ahead with the handshake.
+pub const ACCEPT_ENCRYPTION: u8 = b'S';
+/// Answer to SSLRequest and GSSENCRequest: continue unencrypted.
+pub const REFUSE_ENCRYPTION: u8 = b'N';
 pub const SSL_REQUEST_CODE: u32 = 80_877_103;
 pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 pub const CANCEL_REQUEST_CODE: u32 = 80_877_102;

@@ -19,13 +19,11 @@ use super::upstream::UpstreamTarget;
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::backend::{self, AuthRequest};
 use crate::protocol::frontend;
+use crate::protocol::limits::LOGIN_MESSAGE_MAX_LEN;
 use crate::protocol::reader::{MessageReader, ReadError};
 use crate::protocol::reply;
 use crate::protocol::sqlstate::SqlState;
 use crate::protocol::startup::StartupMessage;
-
-/// Bound on one upstream message during startup; the server sends only short ones here.
-const UPSTREAM_STARTUP_MESSAGE_MAX_LEN: usize = 1 << 20;
 
 /// A session ready for queries.
 pub struct Established {
@@ -51,7 +49,7 @@ pub async fn establish(
         .await
         .map_err(|_| SessionError::UpstreamClosed)?;
     let mut from_client = MessageReader::new(state.config.max_message_len);
-    let mut from_upstream = MessageReader::new(UPSTREAM_STARTUP_MESSAGE_MAX_LEN);
+    let mut from_upstream = MessageReader::new(LOGIN_MESSAGE_MAX_LEN);
     let mut to_client = BytesMut::with_capacity(1024);
     let mut established = Established {
         cancel_key: None,

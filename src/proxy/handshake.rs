@@ -15,11 +15,10 @@ use crate::config::ClientTlsMode;
 use crate::net::stream::ClientStream;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
-use crate::protocol::startup::{StartupError, StartupMessage, StartupPacket, read_startup_packet};
-
-/// Answers to SSLRequest and GSSENCRequest.
-const ACCEPT_ENCRYPTION: u8 = b'S';
-const REFUSE_ENCRYPTION: u8 = b'N';
+use crate::protocol::startup::{
+    ACCEPT_ENCRYPTION, REFUSE_ENCRYPTION, StartupError, StartupMessage, StartupPacket,
+    read_startup_packet,
+};
 
 /// What a new connection turned out to be.
 pub enum Negotiated {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
-use crate::telemetry::Attribution;
+use crate::proxy::stats::Attribution;
 
 #[derive(Debug, Default)]
 pub struct RequestLedger {
@@ -94,8 +94,8 @@ impl RequestLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::stats::{SessionAccount, Telemetry};
     use crate::router::Reason;
-    use crate::telemetry::{SessionAccount, Telemetry};
 
     #[test]
     fn answers_are_counted_against_the_version_their_request_ran_at() {

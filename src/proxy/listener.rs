@@ -18,7 +18,6 @@ use super::upstream::UpstreamTarget;
 use crate::config::Config;
 use crate::router::watcher::{self, CatalogSource};
 use crate::shutdown::Shutdown;
-use crate::telemetry::guard;
 
 /// Connections over the limit still get a proper 53300 error, which needs a short startup
 /// exchange; at most this many such exchanges run at once, beyond that sockets are just closed.
@@ -88,7 +87,6 @@ impl Proxy {
                 state.rewrite_cache.clone(),
                 state.shutdown.clone(),
             ));
-            tokio::spawn(guard::run(state.clone()));
         }
         let sessions = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(state.config.max_client_connections));

@@ -3,6 +3,11 @@
 //! listener (accept, limits) → handshake (TLS, startup) → auth (relayed) → session (message
 //! loop) → upstream. Messages are forwarded as the bytes they arrived as; only the few the proxy
 //! acts on are decoded (see `protocol`).
+//!
+//! `session/` is a session in its parts (setup, transaction boundaries, the pump loop, the move
+//! to another upstream); `switch/` pauses sessions and moves them to another upstream; `stats/`
+//! holds the counters sessions increment. The canary guard and heartbeat that read those
+//! counters are started by the edge (`cli::serve`), not here.
 
 pub mod auth;
 pub mod cancel;
@@ -16,6 +21,7 @@ pub mod pump;
 pub mod reconnect;
 pub mod session;
 pub mod state;
+pub mod stats;
 pub mod switch;
 pub mod upstream;
 pub mod upstream_auth;

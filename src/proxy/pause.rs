@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-use crate::telemetry::histogram::LatencyHistogram;
+use crate::proxy::stats::histogram::LatencyHistogram;
 
 /// Hold start times kept for one pause's summary; beyond this only the histogram counts.
 const MAX_TRACKED_HOLDS: usize = 100_000;

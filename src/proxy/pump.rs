@@ -11,7 +11,7 @@
 //! to read, with no message partly forwarded (and, for the upstream side, nothing buffered),
 //! or while it holds a message at the pause gate. Never during a write. That is what lets a
 //! session end its pumps at a transaction boundary, swap its upstream connection and start
-//! them again (`session.rs`) without losing or splitting a message.
+//! them again (`session/relay.rs`) without losing or splitting a message.
 
 use std::future::Future;
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! Moving one session to another upstream: capture its state on the old connection, open and
-//! log in a new one, and replay the state there. Used by the two-phase switch (`switch.rs`)
+//! log in a new one, and replay the state there. Used by the two-phase switch (`switch/`)
 //! while the session stands at a transaction boundary with its pumps stopped.
 //!
 //! Session state is *asked of the old server* rather than reconstructed from the statements
@@ -32,6 +32,8 @@ use super::upstream_auth::{self, Credentials, LoggedIn, LoginError};
 use crate::net::stream::UpstreamStream;
 use crate::protocol::backend::{self, TransactionStatus};
 use crate::protocol::frame::{HEADER_LEN, encode_message};
+use crate::protocol::frontend;
+use crate::protocol::limits::UPSTREAM_MESSAGE_MAX_LEN;
 use crate::protocol::reader::{MessageReader, ReadError};
 use crate::protocol::startup::StartupMessage;
 use crate::rewriter::splice::TextIndex;
@@ -52,14 +54,6 @@ const SET_CONFIG_SQL: &[u8] = b"SELECT pg_catalog.set_config($1, $2, false)";
 /// server to infer (a user-defined type has another OID there).
 const FIRST_NORMAL_OBJECT_ID: u32 = 16_384;
 const TEXT_OID: u32 = 25;
-/// Bound on one message while capturing and replaying state.
-const MESSAGE_MAX_LEN: usize = 1 << 30;
-
-const PARSE_COMPLETE: u8 = b'1';
-const BIND_COMPLETE: u8 = b'2';
-const CLOSE_COMPLETE: u8 = b'3';
-const DATA_ROW: u8 = b'D';
-const COMMAND_COMPLETE: u8 = b'C';
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconnectError {
@@ -77,6 +71,17 @@ pub enum ReconnectError {
     UnreplayablePrepare(String),
 }
 
+/// A row of the state query that is not what the query returns.
+#[derive(Debug, thiserror::Error)]
+enum BadRow {
+    #[error("a malformed row")]
+    Malformed,
+    #[error("a row of the wrong shape")]
+    Shape,
+    #[error("a row of an unknown kind")]
+    UnknownKind,
+}
+
 /// Where sessions move to, shared by all sessions of one switch.
 pub struct SwitchPlan {
     pub target: Arc<UpstreamTarget>,
@@ -92,7 +97,7 @@ pub struct Reconnected {
 impl Reconnected {
     /// Ends the new connection politely (the switch was aborted).
     pub async fn discard(mut self) {
-        let _ = self.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+        let _ = self.stream.write_all(&frontend::TERMINATE_MESSAGE).await;
         let _ = self.stream.shutdown().await;
     }
 }
@@ -126,7 +131,7 @@ pub async fn prepare(
             "unexpected data after the login".into(),
         ));
     }
-    let mut reader = MessageReader::new(MESSAGE_MAX_LEN);
+    let mut reader = MessageReader::new(UPSTREAM_MESSAGE_MAX_LEN);
     replay(&mut stream, &mut reader, &state, &mut login.parameters).await?;
     login.leftover = reader.into_leftover();
     Ok(Reconnected { stream, login })
@@ -145,15 +150,15 @@ async fn capture(
     );
     bind(&mut out, STATE_STATEMENT.as_bytes(), &[]);
     execute(&mut out);
-    encode_message(&mut out, b'C', |b| {
-        b.put_u8(b'S');
+    encode_message(&mut out, frontend::CLOSE, |b| {
+        b.put_u8(frontend::STATEMENT);
         put_cstr(b, STATE_STATEMENT.as_bytes());
     });
     sync(&mut out);
     write(old, &out)
         .await
         .map_err(|e| ReconnectError::Capture(e.to_string()))?;
-    let mut reader = MessageReader::new(MESSAGE_MAX_LEN);
+    let mut reader = MessageReader::new(UPSTREAM_MESSAGE_MAX_LEN);
     let mut state = SessionState::default();
     let mut failure = None;
     loop {
@@ -162,12 +167,15 @@ async fn capture(
             .await
             .map_err(|e| ReconnectError::Capture(read_error(e)))?;
         match frame[0] {
-            DATA_ROW => {
+            backend::DATA_ROW => {
                 if let Err(reason) = state.add_row(&frame) {
-                    failure.get_or_insert(reason);
+                    failure.get_or_insert(reason.to_string());
                 }
             }
-            PARSE_COMPLETE | BIND_COMPLETE | CLOSE_COMPLETE | COMMAND_COMPLETE => {}
+            backend::PARSE_COMPLETE
+            | backend::BIND_COMPLETE
+            | backend::CLOSE_COMPLETE
+            | backend::COMMAND_COMPLETE => {}
             backend::ERROR_RESPONSE => {
                 failure.get_or_insert(error_text(&frame));
             }
@@ -196,10 +204,10 @@ async fn capture(
 }
 
 impl SessionState {
-    fn add_row(&mut self, frame: &[u8]) -> Result<(), String> {
-        let fields = data_row(frame).ok_or("a malformed row")?;
+    fn add_row(&mut self, frame: &[u8]) -> Result<(), BadRow> {
+        let fields = data_row(frame).ok_or(BadRow::Malformed)?;
         let [Some(kind), Some(name), Some(value), types] = fields.as_slice() else {
-            return Err("a row of the wrong shape".into());
+            return Err(BadRow::Shape);
         };
         match kind.as_slice() {
             b"s" => self.settings.push((name.clone(), value.clone())),
@@ -208,7 +216,7 @@ impl SessionState {
                 self.statements.push((name.clone(), value.clone(), types));
             }
             b"q" => self.prepares.push((name.clone(), value.clone())),
-            _ => return Err("a row of an unknown kind".into()),
+            _ => return Err(BadRow::UnknownKind),
         }
         Ok(())
     }
@@ -258,7 +266,7 @@ async fn replay(
                 ReconnectError::UnreplayablePrepare(String::from_utf8_lossy(name).into_owned())
             })?
         };
-        encode_message(&mut out, b'Q', |b| put_cstr(b, &statement));
+        encode_message(&mut out, frontend::QUERY, |b| put_cstr(b, &statement));
     }
     write(stream, &out)
         .await
@@ -332,7 +340,7 @@ fn prepare_statement_of(text: &[u8], name: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn parse(out: &mut BytesMut, name: &[u8], sql: &[u8], types: &[u32]) {
-    encode_message(out, b'P', |b| {
+    encode_message(out, frontend::PARSE, |b| {
         put_cstr(b, name);
         put_cstr(b, sql);
         b.put_u16(types.len() as u16);
@@ -344,7 +352,7 @@ fn parse(out: &mut BytesMut, name: &[u8], sql: &[u8], types: &[u32]) {
 
 /// Binds the unnamed portal to `statement` with text parameters and text results.
 fn bind(out: &mut BytesMut, statement: &[u8], params: &[&Vec<u8>]) {
-    encode_message(out, b'B', |b| {
+    encode_message(out, frontend::BIND, |b| {
         b.put_u8(0);
         put_cstr(b, statement);
         b.put_u16(0);
@@ -358,14 +366,14 @@ fn bind(out: &mut BytesMut, statement: &[u8], params: &[&Vec<u8>]) {
 }
 
 fn execute(out: &mut BytesMut) {
-    encode_message(out, b'E', |b| {
+    encode_message(out, frontend::EXECUTE, |b| {
         b.put_u8(0);
         b.put_i32(0);
     });
 }
 
 fn sync(out: &mut BytesMut) {
-    encode_message(out, b'S', |_| {});
+    encode_message(out, frontend::SYNC, |_| {});
 }
 
 fn put_cstr(out: &mut BytesMut, bytes: &[u8]) {

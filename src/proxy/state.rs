@@ -11,13 +11,13 @@ use super::cancel::CancelRegistry;
 use super::pause::PauseGate;
 use super::switch::{SessionRegistry, Switchboard};
 use super::upstream::{UpstreamError, UpstreamTarget};
-use crate::config::{ClientTlsMode, Config};
+use crate::config::{CacheConfig, ClientTlsMode, Config};
 use crate::net::tls;
-use crate::rewriter::{CacheConfig, RewriteCache};
+use crate::proxy::stats::Telemetry;
+use crate::rewriter::RewriteCache;
 use crate::router::state::{SharedRouting, unrouted};
 use crate::router::watcher::CatalogSource;
 use crate::shutdown::Shutdown;
-use crate::telemetry::Telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -17,7 +17,9 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::config::{Config, UpstreamTlsMode};
 use crate::net::stream::UpstreamStream;
 use crate::net::tls::{self, TlsError};
-use crate::protocol::startup::{CANCEL_REQUEST_CODE, SSL_REQUEST_CODE};
+use crate::protocol::startup::{
+    ACCEPT_ENCRYPTION, CANCEL_REQUEST_CODE, REFUSE_ENCRYPTION, SSL_REQUEST_CODE,
+};
 
 const DEFAULT_PORT: u16 = 5432;
 
@@ -165,8 +167,8 @@ impl UpstreamTarget {
         request.put_u32(SSL_REQUEST_CODE);
         tcp.write_all(&request).await?;
         match tcp.read_u8().await? {
-            b'S' => {}
-            b'N' if self.tls_mode == UpstreamTlsMode::Prefer => {
+            ACCEPT_ENCRYPTION => {}
+            REFUSE_ENCRYPTION if self.tls_mode == UpstreamTlsMode::Prefer => {
                 return Ok(UpstreamStream::Tcp(tcp));
             }
             _ => return Err(std::io::ErrorKind::ConnectionAborted.into()),

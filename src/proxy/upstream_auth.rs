@@ -20,18 +20,9 @@ use super::upstream::{UpstreamAddress, UpstreamTarget};
 use crate::net::stream::UpstreamStream;
 use crate::protocol::backend;
 use crate::protocol::frame::HEADER_LEN;
+use crate::protocol::limits::LOGIN_MESSAGE_MAX_LEN;
 use crate::protocol::reader::{MessageReader, ReadError};
 use crate::protocol::startup::StartupMessage;
-
-/// Bound on one message during login; the server sends only short ones.
-const LOGIN_MESSAGE_MAX_LEN: usize = 1 << 20;
-
-const AUTH_OK: u32 = 0;
-const AUTH_CLEARTEXT: u32 = 3;
-const AUTH_MD5: u32 = 5;
-const AUTH_SASL: u32 = 10;
-const AUTH_SASL_CONTINUE: u32 = 11;
-const AUTH_SASL_FINAL: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -142,20 +133,20 @@ pub async fn login(
                 let data = &body[4..];
                 let mut out = BytesMut::new();
                 match code {
-                    AUTH_OK => continue,
-                    AUTH_CLEARTEXT => {
+                    backend::AUTH_OK => continue,
+                    backend::AUTH_CLEARTEXT_PASSWORD => {
                         let password = credentials.password(target, startup)?;
                         frontend::password_message(password.as_bytes(), &mut out)
                             .map_err(|e| LoginError::Protocol(e.to_string()))?;
                     }
-                    AUTH_MD5 => {
+                    backend::AUTH_MD5_PASSWORD => {
                         let salt: [u8; 4] = *data.first_chunk::<4>().ok_or_else(invalid)?;
                         let password = credentials.password(target, startup)?;
                         let hash = md5_hash(user.as_bytes(), password.as_bytes(), salt);
                         frontend::password_message(hash.as_bytes(), &mut out)
                             .map_err(|e| LoginError::Protocol(e.to_string()))?;
                     }
-                    AUTH_SASL => {
+                    backend::AUTH_SASL => {
                         let offered = data
                             .split(|&b| b == 0)
                             .any(|mechanism| mechanism == sasl::SCRAM_SHA_256.as_bytes());
@@ -175,7 +166,7 @@ pub async fn login(
                         .map_err(|e| LoginError::Protocol(e.to_string()))?;
                         scram = Some(exchange);
                     }
-                    AUTH_SASL_CONTINUE => {
+                    backend::AUTH_SASL_CONTINUE => {
                         let exchange = scram.as_mut().ok_or_else(invalid)?;
                         exchange.update(data).map_err(|e| LoginError::Scram {
                             user: user.clone(),
@@ -184,7 +175,7 @@ pub async fn login(
                         frontend::sasl_response(exchange.message(), &mut out)
                             .map_err(|e| LoginError::Protocol(e.to_string()))?;
                     }
-                    AUTH_SASL_FINAL => {
+                    backend::AUTH_SASL_FINAL => {
                         let exchange = scram.as_mut().ok_or_else(invalid)?;
                         // Checks the server's signature: the new upstream knows the password.
                         exchange.finish(data).map_err(|e| LoginError::Scram {

@@ -33,13 +33,7 @@ use dashmap::DashMap;
 
 use super::rewrite::{Rewrite, RewriteError, mentions_managed_table, rewrite};
 use super::targets::VersionTargets;
-
-/// Entries kept by default: far more distinct statements than a typical application sends.
-pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
-
-/// Longest SQL text cached by default (bytes). Longer statements are generated ones (bulk
-/// VALUES lists) that rarely repeat and would crowd out the rest.
-pub const DEFAULT_MAX_SQL_BYTES: usize = 64 * 1024;
+use crate::config::CacheConfig;
 
 /// A sweep evicts about one in this many cold entries, and frees at least 1/this of the
 /// capacity.
@@ -51,24 +45,6 @@ const NEVER_USED: u64 = u64::MAX;
 
 /// What `rewrite` said about one statement: the text to send, or why it cannot be rewritten.
 pub type RewriteOutcome = Result<Rewrite, RewriteError>;
-
-/// Size limits of a [`RewriteCache`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// At most this many entries (0 disables caching).
-    pub max_entries: usize,
-    /// Statements longer than this (bytes) are rewritten every time.
-    pub max_sql_bytes: usize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            max_entries: DEFAULT_MAX_ENTRIES,
-            max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
-        }
-    }
-}
 
 /// Counters since the cache was created (`entries` is the current count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -15,7 +15,7 @@ pub mod splice;
 pub mod statements;
 pub mod targets;
 
-pub use cache::{CacheConfig, CacheStats, RewriteCache, RewriteOutcome, rewrite_cached};
+pub use cache::{CacheStats, RewriteCache, RewriteOutcome, rewrite_cached};
 pub use rewrite::{Rewrite, RewriteError, rewrite};
 pub use targets::{RelationName, VersionTargets, ViewTarget};
 

@@ -3,7 +3,7 @@
 //! Built from the catalog's routing map ([`VersionTargets::from_routing_map`]), so the names
 //! the rewriter splices are exactly the ones the view generator created.
 
-use crate::control::catalog::RoutingMap;
+use crate::model::RoutingMap;
 
 /// A relation name as Postgres stores it: case-sensitive, after identifier folding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn builds_targets_from_the_routing_map() {
-        use crate::control::catalog::RoutedTable;
+        use crate::model::RoutedTable;
         let mut map = RoutingMap::default();
         map.versions.insert(
             "v2".into(),

@@ -4,9 +4,11 @@
 //! it in step with the catalog (LISTEN/NOTIFY); `session_router` resolves one session's version
 //! and rewrites its statements with the `rewriter`; `version_command` recognises
 //! `SET/RESET/SHOW viewgate.version`; `raise` turns refusals into errors Postgres reports;
-//! `rules` evaluates routing rules and decides, with a reason, which version a session gets.
+//! `rules` compiles and matches routing rules; `resolve` decides, with a reason, which version
+//! a session gets. The routing map comes from the catalog through `catalog_read`.
 
 pub mod raise;
+pub mod resolve;
 pub mod rules;
 pub mod session_router;
 pub mod state;

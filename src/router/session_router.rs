@@ -1,6 +1,6 @@
 //! A session's version and what each of its statements becomes.
 //!
-//! Resolution order (shared/DESIGN.md decision 3, in `rules.rs`): a matching routing rule
+//! Resolution order (decision 3 of the team's design notes, in `resolve.rs`): a matching routing rule
 //! marked `enforce`, then `SET viewgate.version` in the session, then the startup declaration,
 //! then the first matching routing rule, then the catalog's default version. A change takes
 //! effect at a transaction boundary: the version in effect is picked again only when the
@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use super::raise::{raise_statement, select_text};
-use super::rules::{self, Assignment, ClientIdentity, Reason, Requested};
+use super::resolve::{self, Requested};
+use super::rules::{Assignment, ClientIdentity, Reason};
 use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
@@ -103,7 +104,7 @@ impl SessionRouter {
             set: self.set.as_deref(),
             declared: self.startup_version.as_deref(),
         };
-        self.assignment = rules::resolve(&state, &self.client, self.bucket, requested);
+        self.assignment = resolve::resolve(&state, &self.client, self.bucket, requested);
         self.resolved_under = Some(state.generation());
     }
 
@@ -197,7 +198,7 @@ impl SessionRouter {
     /// this client to another version. Refused as 42501 (insufficient_privilege): the value
     /// is valid, the client is just not allowed to choose.
     fn enforced_elsewhere(&self, state: &RoutingState, version: &str) -> Option<String> {
-        let assignment = rules::resolve(state, &self.client, self.bucket, Requested::default())?;
+        let assignment = resolve::resolve(state, &self.client, self.bucket, Requested::default())?;
         match assignment.reason {
             Reason::Enforced(id) if assignment.version() != version => Some(format!(
                 "viewgate.version is enforced as \"{}\" for this client by routing rule {id}; it cannot be set to \"{version}\"",
@@ -218,8 +219,8 @@ fn unknown_version_message(state: &RoutingState, version: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::catalog::{RoutedTable, RoutingMap};
-    use crate::control::rules::{Assign, CatalogRules, Glob, Guard, Rule};
+    use crate::model::{Assign, CatalogRules, Glob, Guard, Rule};
+    use crate::model::{RoutedTable, RoutingMap};
     use crate::router::state::RoutingState;
     use arc_swap::ArcSwap;
 

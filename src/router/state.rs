@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use super::rules::CompiledRule;
-use crate::control::catalog::RoutingMap;
+use super::rules::{CompiledRule, InactiveVersion};
+use crate::model::RoutingMap;
 use crate::rewriter::VersionTargets;
 
 /// Numbers every state built, so a session can tell cheaply whether the state it resolved its
@@ -51,7 +51,7 @@ impl RoutingState {
             .filter(|rule| rule.enabled)
             .filter_map(|rule| match CompiledRule::compile(rule, &versions) {
                 Ok(compiled) => Some(compiled),
-                Err(version) => {
+                Err(InactiveVersion(version)) => {
                     tracing::warn!(rule = rule.id, %version, "routing rule ignored: it names a version that is not active");
                     None
                 }

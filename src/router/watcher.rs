@@ -13,7 +13,8 @@ use futures_util::StreamExt;
 use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
-use crate::control::catalog::{CONTROL_CHANNEL, load_routing_map};
+use crate::catalog_read::{CatalogReadError, load_routing_map};
+use crate::model::channel::CONTROL_CHANNEL;
 use crate::net::postgres_tls::{PostgresConnection, PostgresTarget, PostgresTlsError, error_text};
 use crate::rewriter::RewriteCache;
 use crate::shutdown::Shutdown;
@@ -27,7 +28,7 @@ pub enum WatchError {
     #[error("{}", error_text(.0))]
     Connection(#[from] tokio_postgres::Error),
     #[error(transparent)]
-    Catalog(#[from] crate::control::error::ControlError),
+    Catalog(#[from] CatalogReadError),
     #[error("catalog URL: {0}")]
     Url(#[from] PostgresTlsError),
     #[error("the catalog URL must name a database (postgres://user@host:port/DATABASE)")]

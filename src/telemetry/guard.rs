@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::connect::connect;
 use crate::control::error::ControlError;
-use crate::control::rules::{Assign, Guard};
+use crate::model::{Assign, Guard};
 use crate::proxy::state::ProxyState;
-use crate::telemetry::window::WindowTotals;
+use crate::proxy::stats::window::WindowTotals;
 
 /// How often the guard looks at the windows.
 pub const GUARD_INTERVAL: Duration = Duration::from_millis(500);

@@ -11,14 +11,11 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use crate::model::heartbeat::HEARTBEAT_INTERVAL;
 use crate::net::postgres_tls::error_text;
 use crate::proxy::state::ProxyState;
 use crate::router::watcher::CatalogSource;
 
-/// How often a proxy reports; `viewgate status` calls a proxy stale after
-/// [`STALE_AFTER_BEATS`] missed beats.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
-pub const STALE_AFTER_BEATS: u32 = 3;
 /// How long a graceful shutdown waits to remove the proxy's row.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 

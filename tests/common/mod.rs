@@ -144,7 +144,7 @@ pub fn spawn_proxy(config: Config) -> (SocketAddr, Shutdown, std::thread::JoinHa
                 .await
                 .expect("proxy binds");
             ready_tx.send(proxy.local_addr().unwrap()).unwrap();
-            proxy.run().await;
+            viewgate::cli::serve::run(proxy, None).await;
         });
     });
     let address = ready_rx

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use viewgate::control::ControlError;
-use viewgate::control::apply::{self, ApplyOutcome, LockSettings};
-use viewgate::control::spec::Spec;
 use viewgate::control::templates::Templates;
+use viewgate::control::views::apply::{self, ApplyOutcome, LockSettings};
+use viewgate::control::views::spec::Spec;
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 
 /// A throwaway cluster and a directory for spec files; both deleted on drop.

@@ -17,8 +17,9 @@ use super::error::MigrateError;
 use super::progress::Progress;
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
-use crate::control::error::{ControlError, describe_postgres_error};
+use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::net::postgres_error::describe_postgres_error;
 
 /// Times one batch is tried again after a deadlock or a serialization failure with a writer.
 const BATCH_ATTEMPTS: u32 = 5;

@@ -14,17 +14,17 @@ use tokio_postgres::{Client, Transaction};
 
 use super::derive::{ColumnMap, MigrationPlan, Rename};
 use super::error::MigrateError;
-use super::start::{create_views, prepare_catalog, run_sql};
 use super::state::{self, MigrationRecord, Phase};
+use super::steps::{create_views, prepare_catalog, run_sql};
 use super::sync;
 use super::usage;
-use crate::control::apply::drop_sql;
 use crate::control::catalog::{self, HistoryEntry};
-use crate::control::definition::{self, VersionDefinition};
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
-use crate::control::spec::ColumnSource;
 use crate::control::templates::Templates;
+use crate::control::views::apply::drop_sql;
+use crate::control::views::definition::{self, VersionDefinition};
+use crate::control::views::spec::ColumnSource;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CompleteOutcome {

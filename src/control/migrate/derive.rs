@@ -24,10 +24,10 @@ use super::file::{
     AddColumn, AddConstraint, AlterColumn, ColumnDefinition, ConstraintKind, CreateIndex,
     CreateTable, DropColumn, ForeignKey, Migration, Operation, RawSql, RenameColumn,
 };
-use crate::control::definition::VersionDefinition;
-use crate::control::introspect::{BaseTable, ServerSnapshot};
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::control::spec::{
+use crate::control::views::definition::VersionDefinition;
+use crate::control::views::introspect::{BaseTable, ServerSnapshot};
+use crate::control::views::spec::{
     Column, ColumnSource, DEFAULT_SCHEMA, MAX_IDENTIFIER_BYTES, ManagedTable, VersionTable,
 };
 
@@ -145,7 +145,7 @@ pub fn derive(
         definition: VersionDefinition {
             layout: from.layout,
             tables: from.tables.clone(),
-            version: crate::control::spec::Version {
+            version: crate::control::views::spec::Version {
                 name: migration.version.clone(),
                 tables: from.version.tables.clone(),
             },

@@ -73,3 +73,9 @@ impl LockRetryError for MigrateError {
         MigrateError::Control(ControlError::gave_up(attempts, lock_timeout, last))
     }
 }
+
+impl From<crate::catalog_read::CatalogReadError> for MigrateError {
+    fn from(error: crate::catalog_read::CatalogReadError) -> Self {
+        MigrateError::Control(error.into())
+    }
+}

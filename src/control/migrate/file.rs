@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::MigrateError;
-use crate::control::checksum::sha256_hex;
-use crate::control::spec::{MAX_IDENTIFIER_BYTES, is_valid_version_name};
+use crate::control::views::checksum::sha256_hex;
+use crate::control::views::spec::{MAX_IDENTIFIER_BYTES, is_valid_version_name};
 
 /// Rows one backfill batch updates when the file does not say.
 pub const DEFAULT_BATCH_SIZE: u32 = 1_000;

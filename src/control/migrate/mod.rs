@@ -19,6 +19,7 @@ pub mod rollback;
 pub mod start;
 pub mod state;
 pub mod status;
+pub mod steps;
 pub mod sync;
 pub mod usage;
 

@@ -10,15 +10,15 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::error::MigrateError;
-use super::start::{prepare_catalog, run_sql};
 use super::state::{self, MigrationRecord, Phase};
+use super::steps::{prepare_catalog, run_sql};
 use super::sync;
 use super::usage;
-use crate::control::apply::{LockSettings, drop_sql};
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
+use crate::control::views::apply::{LockSettings, drop_sql};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackOutcome {

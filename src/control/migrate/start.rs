@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::{Client, GenericClient};
 
 use super::backfill::{self, checkpoint_key};
 use super::derive::{self, MigrationPlan};
@@ -24,17 +24,15 @@ use super::file::MigrationFile;
 use super::progress::Progress;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
+use super::steps::{create_views, prepare_catalog, run_sql};
 use super::sync;
-use crate::control::apply;
 use crate::control::catalog::{self, HistoryEntry};
-use crate::control::definition::{self, VersionDefinition};
-use crate::control::error::{ControlError, describe_postgres_error};
-use crate::control::generate;
-use crate::control::introspect;
-use crate::control::plan;
+use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
-use crate::control::validate;
+use crate::control::views::apply;
+use crate::control::views::definition::{self, VersionDefinition};
+use crate::control::views::introspect;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StartOutcome {
@@ -133,24 +131,6 @@ async fn start_locked(
             })
         }
     }
-}
-
-/// Creates or upgrades the catalog (idempotent), under the apply lock.
-pub async fn prepare_catalog(
-    client: &mut Client,
-    templates: &Templates,
-) -> Result<(), MigrateError> {
-    let transaction = client
-        .transaction()
-        .await
-        .map_err(|error| ControlError::database("starting a transaction", &error))?;
-    catalog::wait_apply_lock(&transaction).await?;
-    catalog::ensure_catalog(&transaction, templates).await?;
-    transaction
-        .commit()
-        .await
-        .map_err(|error| ControlError::database("preparing the catalog", &error))?;
-    Ok(())
 }
 
 /// The previous version's definition and the plan derived from it, read inside `client`'s
@@ -329,56 +309,12 @@ async fn expand(
     })
 }
 
-/// Generates, creates and records the views of `definition`'s version (and the definition).
-pub async fn create_views(
-    transaction: &Transaction<'_>,
-    definition: &VersionDefinition,
-    source: &std::path::Path,
-    templates: &Templates,
-) -> Result<(), MigrateError> {
-    let spec = definition.to_spec(source);
-    let view_plan = plan::against_database(transaction, &spec).await?;
-    let generated = generate::render(&view_plan, templates)?;
-    let recorded_objects = catalog::load_objects(transaction).await?;
-    validate::check_names_are_free(transaction, &spec, &view_plan, &recorded_objects).await?;
-    for version in &generated.versions {
-        let recorded: Vec<_> = recorded_objects
-            .iter()
-            .filter(|object| object.version == version.name)
-            .collect();
-        apply::apply_version(transaction, &spec, templates, version, &recorded).await?;
-    }
-    definition::record(transaction, definition).await?;
-    Ok(())
-}
-
 async fn run_step(
     client: &impl GenericClient,
     version: &str,
     step: &derive::Step,
 ) -> Result<(), MigrateError> {
     run_sql(client, version, &step.description, &step.sql).await
-}
-
-/// Runs `sql`; a lock timeout stays a [`ControlError::LockNotAvailable`] so the caller retries.
-pub async fn run_sql(
-    client: &impl GenericClient,
-    version: &str,
-    what: &str,
-    sql: &str,
-) -> Result<(), MigrateError> {
-    client.batch_execute(sql).await.map_err(|error| {
-        if crate::control::error::is_lock_timeout(&error) {
-            MigrateError::Control(ControlError::database(what.to_owned(), &error))
-        } else {
-            MigrateError::Failed {
-                version: version.to_owned(),
-                step: what.to_owned(),
-                message: describe_postgres_error(&error),
-                aftermath: "nothing of this step was kept".to_owned(),
-            }
-        }
-    })
 }
 
 /// Backfill, validate, build indexes, go live. Returns the rows backfilled.

@@ -13,6 +13,7 @@ use super::file::MigrationFile;
 use super::start::plan_against;
 use super::state::{self, Checkpoint};
 use super::sync;
+use crate::catalog_read;
 use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::overview;
@@ -37,7 +38,7 @@ pub struct StatusReport {
 }
 
 pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
-    if !catalog::catalog_exists(client).await? {
+    if !catalog_read::catalog_exists(client).await? {
         return Err(MigrateError::Control(ControlError::NoCatalog));
     }
     let migrations = state::load_current(client)
@@ -65,7 +66,7 @@ pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
     Ok(StatusReport {
         migrations,
         sessions,
-        default_version: catalog::default_version(client).await?,
+        default_version: catalog_read::default_version(client).await?,
     })
 }
 
@@ -136,7 +137,7 @@ pub async fn plan(client: &mut Client, file: &MigrationFile) -> Result<PlanRepor
         .batch_execute("SET TRANSACTION READ ONLY")
         .await
         .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
-    if !catalog::catalog_exists(&transaction).await? {
+    if !catalog_read::catalog_exists(&transaction).await? {
         return Err(MigrateError::Control(ControlError::NoCatalog));
     }
     let (_, plan) = plan_against(&transaction, file).await?;

@@ -5,7 +5,8 @@
 use tokio_postgres::GenericClient;
 
 use super::error::MigrateError;
-use crate::control::{catalog, overview, rules};
+use crate::catalog_read;
+use crate::control::overview;
 
 /// Why `version` is still in use, one reason a line; empty when nothing uses it.
 pub async fn reasons_in_use(
@@ -31,13 +32,13 @@ pub async fn reasons_in_use(
             ));
         }
     }
-    if catalog::default_version(client).await?.as_deref() == Some(version) {
+    if catalog_read::default_version(client).await?.as_deref() == Some(version) {
         reasons.push(format!(
             "{version} is the default version (`viewgate cutover --to …` first)"
         ));
     }
-    if rules::rules_table_ready(client).await? {
-        for rule in rules::load_rules(client).await?.rules {
+    if catalog_read::rules_table_ready(client).await? {
+        for rule in catalog_read::load_rules(client).await?.rules {
             if rule.versions().contains(&version) {
                 reasons.push(format!(
                     "routing rule {} assigns {version} (`viewgate route remove {}` or set-weights first)",

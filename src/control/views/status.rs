@@ -12,12 +12,13 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use super::apply::short;
-use super::catalog::{self, CatalogObject};
-use super::error::ControlError;
 use super::generate;
 use super::plan;
 use super::spec::Spec;
-use super::templates::Templates;
+use crate::catalog_read;
+use crate::control::catalog::{self, CatalogObject};
+use crate::control::error::ControlError;
+use crate::control::templates::Templates;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -111,12 +112,12 @@ pub async fn status(
 ) -> Result<StatusReport, ControlError> {
     let plan = plan::against_database(client, spec).await?;
     let generated = generate::render(&plan, templates)?;
-    let catalog_present = catalog::catalog_exists(client).await?;
+    let catalog_present = catalog_read::catalog_exists(client).await?;
     let (recorded_versions, recorded_objects, default_version) = if catalog_present {
         (
             catalog::load_versions(client).await?,
             catalog::load_objects(client).await?,
-            catalog::default_version(client).await?,
+            catalog_read::default_version(client).await?,
         )
     } else {
         Default::default()

@@ -11,12 +11,12 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::apply::{LockSettings, drop_sql, record_failure};
-use super::catalog::{self, HistoryEntry};
-use super::error::ControlError;
-use super::quote::quote_ident;
-use super::retry::with_lock_retries;
-use super::rules;
-use super::templates::Templates;
+use crate::catalog_read;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::error::ControlError;
+use crate::control::quote::quote_ident;
+use crate::control::retry::with_lock_retries;
+use crate::control::templates::Templates;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RetireOutcome {
@@ -86,7 +86,7 @@ async fn retire_once(
         .map_err(|error| ControlError::database("starting the drop transaction", &error))?;
     catalog::set_local_lock_timeout(&transaction, locks.lock_timeout).await?;
     catalog::try_apply_lock(&transaction).await?;
-    if !catalog::catalog_exists(&transaction).await? {
+    if !catalog_read::catalog_exists(&transaction).await? {
         return Err(ControlError::UnknownVersion(version.to_owned()));
     }
     let recorded = catalog::load_versions(&transaction)
@@ -100,11 +100,15 @@ async fn retire_once(
             changed: false,
         });
     }
-    if catalog::default_version(&transaction).await?.as_deref() == Some(version) {
+    if catalog_read::default_version(&transaction)
+        .await?
+        .as_deref()
+        == Some(version)
+    {
         return Err(ControlError::VersionIsDefault(version.to_owned()));
     }
     // A rule naming a retired version is skipped whole by the proxies, its other versions too.
-    let naming: Vec<String> = rules::load_rules(&transaction)
+    let naming: Vec<String> = catalog_read::load_rules(&transaction)
         .await?
         .rules
         .iter()

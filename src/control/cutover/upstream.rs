@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::json;
 
-use super::catalog::{self, HistoryEntry};
-use super::connect::connect;
-use super::error::ControlError;
-use super::overview::{self, ProxyHeartbeat};
-use super::templates::Templates;
-use crate::admin::client::{AdminClient, AdminClientError};
-use crate::proxy::switch::without_password;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::connect::connect;
+use crate::control::error::ControlError;
+use crate::control::overview::{self, ProxyHeartbeat};
+use crate::control::templates::Templates;
+use crate::net::admin_client::{AdminClient, AdminClientError};
+use crate::net::conninfo::without_password;
 
 /// How often the replication slot is checked while waiting for it.
 const REPLICATION_POLL: Duration = Duration::from_millis(20);

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use super::catalog::{self, HistoryEntry};
-use super::error::ControlError;
+use crate::catalog_read;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::error::ControlError;
 
 /// What a cutover changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,7 @@ async fn switch(client: &mut Client, target: Target<'_>) -> Result<CutoverOutcom
         .transaction()
         .await
         .map_err(database("starting the cutover transaction"))?;
-    if !catalog::catalog_exists(&transaction).await? {
+    if !catalog_read::catalog_exists(&transaction).await? {
         return Err(ControlError::NoCatalog);
     }
     // The settings row is locked so two cutovers at once take turns.

@@ -12,11 +12,12 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
-use super::catalog::{self, HistoryEntry};
-use super::error::ControlError;
-use super::rules::{self, Assign, CatalogRules, Cidr, Glob, Guard};
-use super::spec::DEFAULT_LOCK_TIMEOUT;
-use super::templates::Templates;
+use crate::catalog_read;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::error::ControlError;
+use crate::control::templates::Templates;
+use crate::control::views::spec::DEFAULT_LOCK_TIMEOUT;
+use crate::model::{Assign, CatalogRules, Cidr, Glob, Guard};
 
 /// What `route add` writes.
 #[derive(Debug, Clone)]
@@ -78,10 +79,10 @@ impl fmt::Display for WeightsChanged {
 
 /// Every rule, in evaluation order (read-only; no lock).
 pub async fn list(client: &Client) -> Result<CatalogRules, ControlError> {
-    if !catalog::catalog_exists(client).await? {
+    if !catalog_read::catalog_exists(client).await? {
         return Err(ControlError::NoCatalog);
     }
-    rules::load_rules(client).await
+    Ok(catalog_read::load_rules(client).await?)
 }
 
 pub async fn add(client: &mut Client, rule: &NewRule) -> Result<AddedRule, ControlError> {
@@ -249,7 +250,7 @@ async fn begin(client: &mut Client) -> Result<Transaction<'_>, ControlError> {
         .transaction()
         .await
         .map_err(|error| ControlError::database("starting the routing transaction", &error))?;
-    if !catalog::catalog_exists(&transaction).await? {
+    if !catalog_read::catalog_exists(&transaction).await? {
         return Err(ControlError::NoCatalog);
     }
     catalog::set_local_lock_timeout(&transaction, DEFAULT_LOCK_TIMEOUT).await?;

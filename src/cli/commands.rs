@@ -5,20 +5,22 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::apply::{self, ApplyOutcome, LockSettings};
-use super::catalog::{self, HistoryEntry};
-use super::connect::connect;
-use super::error::ControlError;
-use super::generate;
-use super::introspect::ServerSnapshot;
-use super::plan;
-use super::retire::{self, RetireOutcome};
-use super::routes::{self, AddedRule, NewRule, RemovedRule, WeightsChanged};
-use super::rules::{Assign, CatalogRules, Cidr, Glob, Guard};
-use super::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
-use super::status::{self, StatusReport};
-use super::templates::Templates;
-use super::validate;
+use crate::catalog_read;
+use crate::control::catalog::{self, HistoryEntry};
+use crate::control::connect::connect;
+use crate::control::error::ControlError;
+use crate::control::routing::RouteArgs;
+use crate::control::routing::routes::{self, AddedRule, RemovedRule, WeightsChanged};
+use crate::control::templates::Templates;
+use crate::control::views::apply::{self, ApplyOutcome, LockSettings};
+use crate::control::views::generate;
+use crate::control::views::introspect::ServerSnapshot;
+use crate::control::views::plan;
+use crate::control::views::retire::{self, RetireOutcome};
+use crate::control::views::spec::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Spec};
+use crate::control::views::status::{self, StatusReport};
+use crate::control::views::validate;
+use crate::model::{Assign, CatalogRules};
 
 /// Command-line overrides of the spec's lock settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,7 +65,7 @@ pub async fn generate(
         .await
         .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
     let plan = plan::against_database(&transaction, &spec).await?;
-    let managed = if catalog::catalog_exists(&transaction).await? {
+    let managed = if catalog_read::catalog_exists(&transaction).await? {
         catalog::load_objects(&transaction).await?
     } else {
         Vec::new()
@@ -119,74 +121,20 @@ pub async fn drop_version(
 pub async fn cutover(
     database: &str,
     to: Option<&str>,
-) -> Result<super::cutover::CutoverOutcome, ControlError> {
+) -> Result<crate::control::cutover::default_version::CutoverOutcome, ControlError> {
     let mut client = connect(database).await?;
     match to {
-        Some(version) => super::cutover::cutover(&mut client, version).await,
-        None => super::cutover::rollback(&mut client).await,
+        Some(version) => {
+            crate::control::cutover::default_version::cutover(&mut client, version).await
+        }
+        None => crate::control::cutover::default_version::rollback(&mut client).await,
     }
 }
 
 /// `status`: versions, default, rules, proxies and recent events, from the catalog.
-pub async fn overview(database: &str) -> Result<super::overview::Overview, ControlError> {
+pub async fn overview(database: &str) -> Result<crate::control::overview::Overview, ControlError> {
     let client = connect(database).await?;
-    super::overview::load(&client).await
-}
-
-/// `route add`'s options as typed (on the command line, or as JSON to the admin API's
-/// `POST /routes`): checked and turned into a rule by [`route_add`].
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RouteArgs {
-    pub version: Option<String>,
-    /// `v2=10,v1=90`
-    pub split: Option<String>,
-    pub user: Option<String>,
-    pub database: Option<String>,
-    pub application: Option<String>,
-    pub cidr: Option<String>,
-    pub enforce: bool,
-    pub position: Option<i32>,
-    pub guard_error_rate: Option<f64>,
-    /// `"30s"` in JSON.
-    #[serde(with = "humantime_serde")]
-    pub guard_window: Option<Duration>,
-    pub guard_min_queries: Option<u32>,
-    pub note: Option<String>,
-}
-
-impl RouteArgs {
-    /// The rule, or what is wrong with it (before connecting anywhere).
-    pub fn to_rule(&self) -> Result<NewRule, ControlError> {
-        let glob = |text: &Option<String>| text.as_deref().map(Glob::parse).transpose();
-        let assign = match (&self.version, &self.split) {
-            (Some(version), None) => Assign::Version(version.clone()),
-            (None, Some(split)) => Assign::parse_split(split)?,
-            _ => {
-                return Err(super::rules::RuleError::Assign(
-                    "give either --version V or --split V=W,…".into(),
-                )
-                .into());
-            }
-        };
-        let guard = Guard {
-            error_rate: self.guard_error_rate,
-            window: self.guard_window,
-            min_queries: self.guard_min_queries,
-        };
-        guard.validate()?;
-        Ok(NewRule {
-            match_user: glob(&self.user)?,
-            match_database: glob(&self.database)?,
-            match_application: glob(&self.application)?,
-            match_cidr: self.cidr.as_deref().map(Cidr::parse).transpose()?,
-            assign,
-            enforce: self.enforce,
-            position: self.position,
-            guard,
-            note: self.note.clone(),
-        })
-    }
+    crate::control::overview::load(&client).await
 }
 
 /// `route list`.

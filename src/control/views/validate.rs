@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::GenericClient;
 
-use super::catalog::CatalogObject;
-use super::error::{ControlError, describe_postgres_error, is_lock_timeout};
 use super::introspect::relation_kind;
 use super::plan::{Plan, ViewPlan};
-use super::quote::quote_qualified;
 use super::spec::Spec;
+use crate::control::catalog::CatalogObject;
+use crate::control::error::{ControlError, is_lock_timeout};
+use crate::control::quote::quote_qualified;
+use crate::net::postgres_error::describe_postgres_error;
 
 /// Fails when a view or trigger function the plan creates would replace a relation or function
 /// viewgate does not manage (e.g. a version name that makes `orders_v2` clash with a real table).

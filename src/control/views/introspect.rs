@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::error::ControlError;
+use crate::control::error::ControlError;
 
 /// First server version (`server_version_num`) with `security_invoker` views.
 pub const SECURITY_INVOKER_MIN_VERSION: i32 = 150_000;

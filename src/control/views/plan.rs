@@ -4,14 +4,17 @@
 //! templates render, so it carries raw names and expressions; quoting happens in the templates
 //! through the `ident` and `literal` filters. Checking the spec against the database happens
 //! here too, so a typo in a column name is reported before any SQL runs.
+//!
+//! One concept, one file: with its tests it runs past 600 lines, but the plan and the checks
+//! that build it read best together.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::error::ControlError;
 use super::introspect::{self, BaseTable, ServerSnapshot};
 use super::spec::{ColumnSource, Layout, MAX_IDENTIFIER_BYTES, Spec, Version, VersionTable};
+use crate::control::error::ControlError;
 
 /// Suffix of the plpgsql function behind a trigger-backed view.
 pub const WRITE_FUNCTION_SUFFIX: &str = "_write";
@@ -504,7 +507,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::control::introspect::{BaseColumn, ServerSnapshot};
+    use crate::control::views::introspect::{BaseColumn, ServerSnapshot};
 
     const SPEC: &str = r#"
 [[tables]]

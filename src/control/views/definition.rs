@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 use crate::control::error::ControlError;
-use crate::control::spec::{
+use crate::control::views::spec::{
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Layout, ManagedTable, Spec, SpecOptions, Version,
     VersionTable,
 };

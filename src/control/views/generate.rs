@@ -8,9 +8,9 @@
 use minijinja::context;
 
 use super::checksum::sha256_hex;
-use super::error::ControlError;
 use super::plan::{Plan, ViewPlan};
-use super::templates::{self, Templates};
+use crate::control::error::ControlError;
+use crate::control::templates::{self, Templates};
 
 /// All SQL for a plan.
 #[derive(Debug, Clone)]
@@ -117,9 +117,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::control::introspect::ServerSnapshot;
-    use crate::control::plan;
-    use crate::control::spec::Spec;
+    use crate::control::views::introspect::ServerSnapshot;
+    use crate::control::views::plan;
+    use crate::control::views::spec::Spec;
 
     fn example() -> GeneratedSql {
         let spec_path =

@@ -12,15 +12,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
-use super::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry};
 use super::definition::{self, VersionDefinition};
-use super::error::ControlError;
 use super::generate::{self, GeneratedVersion};
 use super::plan;
-use super::retry::with_lock_retries;
 use super::spec::Spec;
-use super::templates::{self, Templates};
 use super::validate;
+use crate::catalog_read;
+use crate::control::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry};
+use crate::control::error::ControlError;
+use crate::control::retry::with_lock_retries;
+use crate::control::templates::{self, Templates};
 
 /// How apply deals with locks.
 #[derive(Debug, Clone, Copy)]
@@ -147,7 +148,7 @@ pub async fn record_failure(
             .await
             .map_err(|error| ControlError::database("recording the failure", &error))?;
         catalog::set_local_lock_timeout(&transaction, locks.lock_timeout).await?;
-        if !catalog::catalog_exists(&transaction).await? {
+        if !catalog_read::catalog_exists(&transaction).await? {
             catalog::wait_apply_lock(&transaction).await?;
             catalog::ensure_catalog(&transaction, templates).await?;
         }

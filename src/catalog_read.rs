@@ -1,0 +1,175 @@
+//! The catalog reads both planes make: whether there is a catalog, the default version, the
+//! routing rules and the routing map. The proxy's watcher loads its routing state with
+//! [`load_routing_map`]; the control plane's commands read the same rows with the same code, so
+//! a rule the CLI shows is exactly a rule the proxy applies.
+//!
+//! Shared rather than owned by either plane, so that neither imports the other: reads only,
+//! into the plain data of `model`; every write is in `control::catalog`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio_postgres::GenericClient;
+
+use crate::model::{
+    Assign, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap, Rule, RuleError,
+};
+use crate::net::postgres_error::describe_postgres_error;
+
+/// A catalog read that failed: what was being read, and what Postgres said.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {}", describe_postgres_error(.source))]
+pub struct CatalogReadError {
+    pub context: &'static str,
+    pub source: tokio_postgres::Error,
+}
+
+fn failed(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CatalogReadError {
+    move |source| CatalogReadError { context, source }
+}
+
+/// Loads the routing map from the catalog; empty when there is no catalog yet.
+pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap, CatalogReadError> {
+    if !catalog_exists(client).await? {
+        return Ok(RoutingMap::default());
+    }
+    let context = "reading the routing map from the viewgate catalog";
+    let rows = client
+        .query(
+            "SELECT o.version, o.table_name, o.base_schema, o.base_table, o.view_schema, o.view_name
+             FROM viewgate.version_objects o
+             JOIN viewgate.versions v ON v.version = o.version
+             WHERE v.state = 'active'
+             ORDER BY o.version, o.table_name",
+            &[],
+        )
+        .await
+        .map_err(failed(context))?;
+    let mut map = RoutingMap {
+        default_version: default_version(client).await?,
+        versions: BTreeMap::new(),
+        rules: load_rules(client).await?,
+    };
+    for row in rows {
+        map.versions
+            .entry(row.get(0))
+            .or_default()
+            .push(RoutedTable {
+                table_name: row.get(1),
+                base_schema: row.get(2),
+                base_table: row.get(3),
+                view_schema: row.get(4),
+                view_name: row.get(5),
+            });
+    }
+    Ok(map)
+}
+
+/// Whether the database has a viewgate catalog.
+pub async fn catalog_exists(client: &impl GenericClient) -> Result<bool, CatalogReadError> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('viewgate.versions') IS NOT NULL AND to_regclass('viewgate.apply_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(failed("looking for the viewgate catalog"))?;
+    Ok(row.get(0))
+}
+
+/// The version sessions get when nothing else decides (`cutover --to`).
+pub async fn default_version(
+    client: &impl GenericClient,
+) -> Result<Option<String>, CatalogReadError> {
+    let row = client
+        .query_opt("SELECT default_version FROM viewgate.settings", &[])
+        .await
+        .map_err(failed("reading viewgate.settings"))?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
+/// Whether the catalog has the rules table in its current shape. A catalog made by an older
+/// build has none (or an unused older table) until `init`, `views apply` or a `route` command
+/// upgrades it.
+pub async fn rules_table_ready(client: &impl GenericClient) -> Result<bool, CatalogReadError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute
+                            WHERE attrelid = to_regclass('viewgate.routing_rules')
+                              AND attname = 'assign' AND NOT attisdropped)",
+            &[],
+        )
+        .await
+        .map_err(failed("looking for viewgate.routing_rules"))?;
+    Ok(row.get(0))
+}
+
+/// Reads every rule (enabled or not) in evaluation order; empty when the table is missing.
+pub async fn load_rules(client: &impl GenericClient) -> Result<CatalogRules, CatalogReadError> {
+    if !rules_table_ready(client).await? {
+        return Ok(CatalogRules::default());
+    }
+    // jsonb and cidr travel as text: the crate's optional type support is not needed for two
+    // columns, and parsing them here is where validation happens anyway.
+    let rows = client
+        .query(
+            "SELECT id, position, match_user, match_database, match_application,
+                    host(match_cidr) || '/' || masklen(match_cidr), assign::text, enforce,
+                    guard_error_rate, guard_window_ms, guard_min_queries, enabled, note
+             FROM viewgate.routing_rules ORDER BY position, id",
+            &[],
+        )
+        .await
+        .map_err(failed("reading viewgate.routing_rules"))?;
+    let mut loaded = CatalogRules::default();
+    for row in rows {
+        let id: i64 = row.get(0);
+        let position: i32 = row.get(1);
+        match rule_from_row(&row) {
+            Ok(rule) => loaded.rules.push(rule),
+            Err(error) => loaded.invalid.push(InvalidRule {
+                id,
+                position,
+                problem: error.to_string(),
+            }),
+        }
+    }
+    Ok(loaded)
+}
+
+fn rule_from_row(row: &tokio_postgres::Row) -> Result<Rule, RuleError> {
+    let glob = |index: usize| {
+        row.get::<_, Option<String>>(index)
+            .map(|text| Glob::parse(&text))
+            .transpose()
+    };
+    let assign_text: String = row.get(6);
+    let assign_json: serde_json::Value = serde_json::from_str(&assign_text)
+        .map_err(|error| RuleError::Assign(format!("{assign_text}: {error}")))?;
+    let guard = Guard {
+        error_rate: row.get(8),
+        window: row
+            .get::<_, Option<i32>>(9)
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        min_queries: row
+            .get::<_, Option<i32>>(10)
+            .map(|n| u32::try_from(n).unwrap_or(0)),
+    };
+    guard.validate()?;
+    Ok(Rule {
+        id: row.get(0),
+        position: row.get(1),
+        match_user: glob(2)?,
+        match_database: glob(3)?,
+        match_application: glob(4)?,
+        match_cidr: row
+            .get::<_, Option<String>>(5)
+            .map(|text| Cidr::parse(&text))
+            .transpose()?,
+        assign: Assign::from_json(&assign_json)?,
+        enforce: row.get(7),
+        guard,
+        enabled: row.get(11),
+        note: row.get(12),
+    })
+}

@@ -1,0 +1,75 @@
+//! What every migration phase does the same way: bring the catalog up to date, run one
+//! statement with its description (a lock timeout stays retryable, anything else names the
+//! step), and create a version's views from its definition.
+
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use super::error::MigrateError;
+use crate::control::catalog;
+use crate::control::error::ControlError;
+use crate::control::templates::Templates;
+use crate::control::views::definition::{self, VersionDefinition};
+use crate::control::views::{apply, generate, plan, validate};
+use crate::net::postgres_error::describe_postgres_error;
+
+/// Creates or upgrades the catalog (idempotent), under the apply lock.
+pub async fn prepare_catalog(
+    client: &mut Client,
+    templates: &Templates,
+) -> Result<(), MigrateError> {
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| ControlError::database("starting a transaction", &error))?;
+    catalog::wait_apply_lock(&transaction).await?;
+    catalog::ensure_catalog(&transaction, templates).await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| ControlError::database("preparing the catalog", &error))?;
+    Ok(())
+}
+
+/// Runs `sql`; a lock timeout stays a [`ControlError::LockNotAvailable`] so the caller retries.
+pub async fn run_sql(
+    client: &impl GenericClient,
+    version: &str,
+    what: &str,
+    sql: &str,
+) -> Result<(), MigrateError> {
+    client.batch_execute(sql).await.map_err(|error| {
+        if crate::control::error::is_lock_timeout(&error) {
+            MigrateError::Control(ControlError::database(what.to_owned(), &error))
+        } else {
+            MigrateError::Failed {
+                version: version.to_owned(),
+                step: what.to_owned(),
+                message: describe_postgres_error(&error),
+                aftermath: "nothing of this step was kept".to_owned(),
+            }
+        }
+    })
+}
+
+/// Generates, creates and records the views of `definition`'s version (and the definition).
+pub async fn create_views(
+    transaction: &Transaction<'_>,
+    definition: &VersionDefinition,
+    source: &std::path::Path,
+    templates: &Templates,
+) -> Result<(), MigrateError> {
+    let spec = definition.to_spec(source);
+    let view_plan = plan::against_database(transaction, &spec).await?;
+    let generated = generate::render(&view_plan, templates)?;
+    let recorded_objects = catalog::load_objects(transaction).await?;
+    validate::check_names_are_free(transaction, &spec, &view_plan, &recorded_objects).await?;
+    for version in &generated.versions {
+        let recorded: Vec<_> = recorded_objects
+            .iter()
+            .filter(|object| object.version == version.name)
+            .collect();
+        apply::apply_version(transaction, &spec, templates, version, &recorded).await?;
+    }
+    definition::record(transaction, definition).await?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! The view pipeline: spec file → plan → SQL from templates → apply, and the commands that
+//! inspect and retire what it made.
+//!
+//! [`spec`] parses and checks the TOML spec; [`introspect`] reads the base tables from the
+//! server; [`plan`] resolves names and write paths; [`generate`] renders the templates;
+//! [`validate`] checks names and expressions against the server; [`apply`] runs it in one
+//! transaction with lock timeouts and retries; [`checksum`] fingerprints specs; [`status`]
+//! compares the database with the spec; [`retire`] drops a version; [`definition`] is each
+//! version's recorded definition, which migrations derive the next version from.
+
+pub mod apply;
+pub mod checksum;
+pub mod definition;
+pub mod generate;
+pub mod introspect;
+pub mod plan;
+pub mod retire;
+pub mod spec;
+pub mod status;
+pub mod validate;

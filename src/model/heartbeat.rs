@@ -1,0 +1,9 @@
+//! The heartbeat's timing, agreed between the proxies that write `viewgate.proxies`
+//! (`telemetry::heartbeat`) and `viewgate status`, which judges their rows (`control::overview`).
+
+use std::time::Duration;
+
+/// How often a proxy reports; `viewgate status` calls a proxy stale after
+/// [`STALE_AFTER_BEATS`] missed beats.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+pub const STALE_AFTER_BEATS: u32 = 3;

@@ -1,0 +1,25 @@
+//! The catalog's data model, shared by both planes: plain data and its validation, no I/O.
+//!
+//! [`routing_map`] is what a proxy routes by (versions, their tables and views, the default);
+//! [`rule`] a routing rule, made of a match ([`glob`], [`cidr`]), an [`assign`]ment and a
+//! [`guard`], failing with a [`rule_error`]; [`channel`] and [`heartbeat`] are the contracts
+//! between the proxies and the control plane (the NOTIFY channel, the heartbeat's timing).
+//! The reads that fill this model from Postgres are in `catalog_read`.
+
+pub mod assign;
+pub mod channel;
+pub mod cidr;
+pub mod glob;
+pub mod guard;
+pub mod heartbeat;
+pub mod routing_map;
+pub mod rule;
+pub mod rule_error;
+
+pub use assign::{Assign, TOTAL_WEIGHT};
+pub use cidr::{Cidr, CidrError};
+pub use glob::{Glob, GlobError};
+pub use guard::Guard;
+pub use routing_map::{RoutedTable, RoutingMap};
+pub use rule::{CatalogRules, InvalidRule, Rule};
+pub use rule_error::RuleError;

@@ -1,0 +1,37 @@
+//! What the proxy needs from the catalog to route sessions and rewrite table names: per active
+//! version, its tables and the views serving them; the default version; the routing rules.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::rule::CatalogRules;
+
+/// A managed table as one version's clients name it, and the view that serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoutedTable {
+    pub table_name: String,
+    pub base_schema: String,
+    pub base_table: String,
+    pub view_schema: String,
+    pub view_name: String,
+}
+
+/// What the proxy needs to route sessions and rewrite table names: per active version, its
+/// tables and views; the default version; every routing rule, in evaluation order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RoutingMap {
+    pub default_version: Option<String>,
+    pub versions: BTreeMap<String, Vec<RoutedTable>>,
+    pub rules: CatalogRules,
+}
+
+impl RoutingMap {
+    /// The view serving `table_name` (as the version's clients write it) at `version`.
+    pub fn view_for(&self, version: &str, table_name: &str) -> Option<&RoutedTable> {
+        self.versions
+            .get(version)?
+            .iter()
+            .find(|table| table.table_name == table_name)
+    }
+}

@@ -1,0 +1,233 @@
+//! The pump loop: both directions of a session running at once until one ends, shutdown
+//! closes the session, or a switch request stops them at clean points. Client messages are
+//! counted (`progress`), routed and rewritten on their way up; upstream messages are watched
+//! for ReadyForQuery, FATAL errors and ParameterStatus on their way down.
+
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Session;
+use super::progress::Progress;
+use crate::protocol::backend;
+use crate::protocol::frontend;
+use crate::proxy::error::SessionError;
+use crate::proxy::ledger::RequestLedger;
+use crate::proxy::pause::PauseGate;
+use crate::proxy::pump::{Inspection, PumpEnd};
+use crate::proxy::stats::SessionAccount;
+use crate::proxy::switch::SessionControl;
+use crate::router::{Routed, SessionRouter};
+
+impl Session {
+    /// Runs the pumps, stopping them for each switch request and starting them again after.
+    pub(super) async fn relay(&mut self) -> Result<(), SessionError> {
+        loop {
+            match self.relay_until_control().await? {
+                Some(control) => self.obey(control).await?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Runs both pumps until one ends (or shutdown closes sessions), or until a switch request
+    /// arrives: then both pumps are stopped at clean points and the request is returned.
+    async fn relay_until_control(&mut self) -> Result<Option<SessionControl>, SessionError> {
+        let Session {
+            client,
+            upstream,
+            state,
+            from_client,
+            from_upstream,
+            progress,
+            router,
+            parameters,
+            control,
+            account,
+            ledger,
+            ..
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let gate = &state.pause;
+        let stop = CancellationToken::new();
+        let (client_reader, client_writer) = client.split();
+        let (upstream_reader, upstream_writer) = upstream.split();
+        let progress = &*progress;
+        let ledger = &*ledger;
+
+        let to_upstream = from_client.pump(
+            client_reader,
+            upstream_writer,
+            frontend::session_interest,
+            |tag, frame| {
+                if tag == frontend::TERMINATE {
+                    return Inspection::Stop;
+                }
+                if !progress.enter(gate, tag) {
+                    return Inspection::Hold;
+                }
+                // Decided before this message itself counts as in flight.
+                let idle = progress.idle();
+                progress.sent(tag);
+                let Some(router) = router.as_mut() else {
+                    return Inspection::Continue;
+                };
+                let inspection = match tag {
+                    frontend::QUERY | frontend::PARSE => {
+                        let inspection = route(router, idle, tag, frame);
+                        account_for(router, account, ledger);
+                        inspection
+                    }
+                    _ => Inspection::Continue,
+                };
+                if matches!(
+                    tag,
+                    frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL
+                ) {
+                    ledger.sent();
+                }
+                inspection
+            },
+            gate,
+            stop.cancelled(),
+        );
+        let to_client = from_upstream.pump(
+            upstream_reader,
+            client_writer,
+            backend::session_interest,
+            |tag, frame| inspect_upstream(progress, ledger, gate, parameters, tag, frame),
+            gate,
+            stop.cancelled(),
+        );
+        tokio::pin!(to_upstream, to_client);
+        let mut request = None;
+        let (mut client_side_stopped, mut upstream_side_stopped) = (false, false);
+        loop {
+            tokio::select! {
+                // Fixed order: cheaper than tokio's random start.
+                biased;
+                _ = shutdown.sessions_closing() => return Err(SessionError::Shutdown),
+                received = next_control(control), if request.is_none() && control.is_some() => {
+                    match received {
+                        Some(received) => {
+                            request = Some(received);
+                            stop.cancel();
+                        }
+                        None => *control = None,
+                    }
+                }
+                end = &mut to_upstream, if !client_side_stopped => match end {
+                    PumpEnd::Interrupted => client_side_stopped = true,
+                    PumpEnd::Stopped => return Ok(None),
+                    PumpEnd::ReaderClosed => return Err(SessionError::ClientGone),
+                    PumpEnd::WriterFailed => return Err(upstream_gone(progress)),
+                    PumpEnd::Protocol(error) => return Err(SessionError::client_protocol(error)),
+                    PumpEnd::Invalid(reason) => {
+                        return Err(SessionError::ClientProtocol(reason.into()));
+                    }
+                },
+                end = &mut to_client, if !upstream_side_stopped => match end {
+                    PumpEnd::Interrupted => upstream_side_stopped = true,
+                    PumpEnd::ReaderClosed => return Err(upstream_gone(progress)),
+                    PumpEnd::WriterFailed => return Err(SessionError::ClientGone),
+                    PumpEnd::Protocol(error) => {
+                        return Err(SessionError::UpstreamProtocol(error.to_string()));
+                    }
+                    PumpEnd::Invalid(reason) => {
+                        return Err(SessionError::UpstreamProtocol(reason.into()));
+                    }
+                    PumpEnd::Stopped => return Ok(None),
+                },
+            }
+            if client_side_stopped && upstream_side_stopped {
+                return Ok(request);
+            }
+        }
+    }
+}
+
+async fn next_control(
+    control: &mut Option<mpsc::Receiver<SessionControl>>,
+) -> Option<SessionControl> {
+    match control {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn upstream_gone(progress: &Progress) -> SessionError {
+    if progress.upstream_fatal.load(Ordering::Relaxed) {
+        SessionError::UpstreamEnded
+    } else {
+        SessionError::UpstreamClosed
+    }
+}
+
+/// Rewrites a Query or Parse for the session's version. Text that is not UTF-8 (another
+/// client_encoding) is forwarded unread.
+fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspection {
+    let Some(sql) = frontend::statement_text(tag, frame) else {
+        return Inspection::Continue;
+    };
+    match router.statement(sql, idle) {
+        Routed::Forward => Inspection::Continue,
+        Routed::Replace(text) => match frontend::with_statement(tag, frame, &text) {
+            Some(message) => Inspection::Replace(message),
+            None => Inspection::Continue,
+        },
+    }
+}
+
+/// Counts the session's next requests against the version (and rule) now in effect.
+fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &RequestLedger) {
+    match router.assignment() {
+        Some(assignment) => {
+            ledger.attribute(account.assign(assignment.version(), assignment.reason))
+        }
+        None => account.release(),
+    }
+}
+
+fn inspect_upstream(
+    progress: &Progress,
+    ledger: &RequestLedger,
+    gate: &PauseGate,
+    parameters: &mut Vec<(String, String)>,
+    tag: u8,
+    frame: &[u8],
+) -> Inspection {
+    match tag {
+        backend::READY_FOR_QUERY => {
+            let Some(status) = backend::ready_for_query(frame) else {
+                return Inspection::Invalid("ReadyForQuery with an unknown transaction status");
+            };
+            progress.transaction.store(status as u8, Ordering::Relaxed);
+            // Saturating: a server may answer a Sync the proxy did not count (none today).
+            let _ =
+                progress
+                    .awaiting_ready
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            ledger.ready();
+            progress.maybe_leave(gate);
+        }
+        backend::ERROR_RESPONSE => {
+            if let Some(fields) = backend::error_fields(frame) {
+                if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
+                    progress.upstream_fatal.store(true, Ordering::Relaxed);
+                }
+                ledger.error(&fields.code);
+            }
+        }
+        backend::PARAMETER_STATUS => {
+            if let Some((name, value)) = backend::parameter_status(frame) {
+                match parameters.iter_mut().find(|(known, _)| *known == name) {
+                    Some(entry) => entry.1 = value,
+                    None => parameters.push((name, value)),
+                }
+            }
+        }
+        _ => {}
+    }
+    Inspection::Continue
+}
