@@ -49,6 +49,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         default_version: default_version(client).await?,
         versions: BTreeMap::new(),
         rules: load_rules(client).await?,
+        tracks_writers: migration_live(client).await?,
     };
     for row in rows {
         map.versions
@@ -63,6 +64,19 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
             });
     }
     Ok(map)
+}
+
+/// Whether a migration is backfilling or live (its sync triggers judge writers by version).
+async fn migration_live(client: &impl GenericClient) -> Result<bool, CatalogReadError> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('viewgate.migrations') IS NOT NULL
+                    AND EXISTS (SELECT 1 FROM viewgate.migrations WHERE phase IN ('backfilling', 'live'))",
+            &[],
+        )
+        .await
+        .map_err(failed("looking for live migrations in the viewgate catalog"))?;
+    Ok(row.get(0))
 }
 
 /// Whether the database has a viewgate catalog.

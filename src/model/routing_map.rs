@@ -24,6 +24,9 @@ pub struct RoutingMap {
     pub default_version: Option<String>,
     pub versions: BTreeMap<String, Vec<RoutedTable>>,
     pub rules: CatalogRules,
+    /// A migration is backfilling or live: its sync triggers tell writers apart by the session
+    /// setting `viewgate.version`, so each session must keep it equal to its version upstream.
+    pub tracks_writers: bool,
 }
 
 impl RoutingMap {

@@ -45,7 +45,9 @@ pub const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 /// ParameterStatus. Everything else (rows above all) streams through.
 pub fn session_interest(tag: u8) -> Interest {
     match tag {
-        READY_FOR_QUERY | ERROR_RESPONSE | PARAMETER_STATUS => Interest::Whole,
+        // CommandComplete only so that the answer to a statement the proxy sent itself can be
+        // dropped (`proxy/session/relay.rs`); it is small, and passes on otherwise.
+        READY_FOR_QUERY | ERROR_RESPONSE | PARAMETER_STATUS | COMMAND_COMPLETE => Interest::Whole,
         _ => Interest::Skip,
     }
 }

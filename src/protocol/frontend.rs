@@ -5,6 +5,8 @@
 //! ReadyForQuery, which is how the proxy knows whether work is in flight; Terminate ends the
 //! session. Query and Parse carry the SQL that the rewriter reads.
 
+use bytes::{BufMut, BytesMut};
+
 use super::frame::Interest;
 
 pub const QUERY: u8 = b'Q';
@@ -51,17 +53,26 @@ pub fn statement_text(tag: u8, frame: &[u8]) -> Option<&str> {
 }
 
 /// The same message with its SQL text replaced (a Parse keeps its name and parameter types).
-pub fn with_statement(tag: u8, frame: &[u8], sql: &str) -> Option<bytes::BytesMut> {
-    use bytes::BufMut;
+pub fn with_statement(tag: u8, frame: &[u8], sql: &str) -> Option<BytesMut> {
     let body = frame.get(super::frame::HEADER_LEN..)?;
     let (start, end) = statement_bounds(tag, body)?;
-    let mut out = bytes::BytesMut::with_capacity(frame.len() + sql.len());
+    let mut out = BytesMut::with_capacity(frame.len() + sql.len());
     super::frame::encode_message(&mut out, tag, |b| {
         b.put_slice(&body[..start]);
         b.put_slice(sql.as_bytes());
         b.put_slice(&body[end..]);
     });
     Some(out)
+}
+
+/// A Query message with `sql` as its text (the proxy's own statements; `sql` holds no NUL).
+pub fn query(sql: &str) -> BytesMut {
+    let mut message = BytesMut::with_capacity(sql.len() + super::frame::HEADER_LEN + 1);
+    super::frame::encode_message(&mut message, QUERY, |body| {
+        body.put_slice(sql.as_bytes());
+        body.put_u8(0);
+    });
+    message
 }
 
 /// Where the SQL text lies in a Query or Parse body (without its terminator).

@@ -130,14 +130,16 @@ impl Direction {
                     interest,
                     &mut inspect,
                 );
-                let (len, verdict) = match scanned {
+                let (len, verdict, spliced) = match scanned {
                     Ok(scanned) => scanned,
                     Err(error) => return PumpEnd::Protocol(error),
                 };
-                let output = if self.spliced.is_empty() {
-                    &self.buffer[..len]
-                } else {
+                // A message replaced by nothing (the answer to the proxy's own statement)
+                // leaves `spliced` empty but still spliced.
+                let output = if spliced {
                     &self.spliced[..]
+                } else {
+                    &self.buffer[..len]
                 };
                 if !output.is_empty() {
                     self.writing = true;
@@ -191,17 +193,18 @@ impl Direction {
 
 /// Scans complete messages (and pieces of passed-through ones) at the start of `buffer`,
 /// calling `inspect` for each wanted message. Returns how many bytes were consumed and the
-/// verdict that ended the scan (`Continue` when the buffer ran out). When `inspect` replaced a
-/// message, `spliced` holds everything to send for the consumed bytes; otherwise it stays empty
-/// and the consumed bytes go out as they are.
+/// verdict that ended the scan (`Continue` when the buffer ran out), and whether `inspect`
+/// replaced a message: then `spliced` holds everything to send for the consumed bytes (maybe
+/// nothing); otherwise the consumed bytes go out as they are.
 fn scan(
     frames: &mut FrameScanner,
     buffer: &[u8],
     spliced: &mut BytesMut,
     interest: fn(u8) -> Interest,
     inspect: &mut impl FnMut(u8, &[u8]) -> Inspection,
-) -> Result<(usize, Inspection), FrameError> {
+) -> Result<(usize, Inspection, bool), FrameError> {
     let mut position = 0;
+    let mut replaced = false;
     // Bytes before this offset are already in `spliced`.
     let mut copied = 0;
     let verdict = loop {
@@ -224,6 +227,7 @@ fn scan(
             Step::Message { tag, frame } => match inspect(tag, frame) {
                 Inspection::Continue => position += frame.len(),
                 Inspection::Replace(replacement) => {
+                    replaced = true;
                     spliced.extend_from_slice(&buffer[copied..position]);
                     spliced.extend_from_slice(&replacement);
                     position += frame.len();
@@ -239,10 +243,10 @@ fn scan(
             Step::Incomplete { .. } => break Inspection::Continue,
         }
     };
-    if !spliced.is_empty() {
+    if replaced {
         spliced.extend_from_slice(&buffer[copied..position]);
     }
-    Ok((position, verdict))
+    Ok((position, verdict, replaced))
 }
 
 /// Empties an output buffer, handing back memory a large rewritten message left behind.

@@ -101,6 +101,7 @@ mod tests {
                 rules,
                 invalid: Vec::new(),
             },
+            tracks_writers: false,
         };
         RoutingState::from_catalog("app", &map)
     }

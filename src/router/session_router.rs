@@ -89,6 +89,16 @@ impl SessionRouter {
         self.assignment.as_ref().map(Assignment::version)
     }
 
+    /// The version the client declared at startup, which Postgres received with it.
+    pub fn startup_version(&self) -> Option<&str> {
+        self.startup_version.as_deref()
+    }
+
+    /// Whether the upstream must be told the session's version (a migration is live).
+    pub fn tracks_writers(&self) -> bool {
+        self.routing.load().tracks_writers()
+    }
+
     /// The version in effect and why the session has it; `None` for an unversioned session.
     pub fn assignment(&self) -> Option<&Assignment> {
         self.assignment.as_ref()
@@ -271,6 +281,7 @@ mod tests {
                 .into_iter()
                 .map(|(v, t)| (v.to_owned(), vec![t]))
                 .collect(),
+            tracks_writers: false,
         };
         Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
             "app", &map,

@@ -26,6 +26,8 @@ pub struct RoutingState {
     rules: Vec<CompiledRule>,
     /// Unique per state built from the catalog (0: the unloaded state).
     generation: u64,
+    /// Sessions keep `viewgate.version` set upstream (see `RoutingMap::tracks_writers`).
+    tracks_writers: bool,
 }
 
 impl RoutingState {
@@ -63,7 +65,13 @@ impl RoutingState {
             versions,
             rules,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            tracks_writers: map.tracks_writers,
         }
+    }
+
+    /// Whether a migration's sync triggers need each session's version set upstream.
+    pub fn tracks_writers(&self) -> bool {
+        self.tracks_writers
     }
 
     /// Differs between any two states built from the catalog.

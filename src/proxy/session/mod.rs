@@ -220,6 +220,9 @@ struct Session {
     control: Option<mpsc::Receiver<SessionControl>>,
     /// A connection to the next upstream, set up and waiting for the switch's commit.
     pending: Option<Reconnected>,
+    /// The `viewgate.version` the upstream session has: what the client declared at startup,
+    /// then what the proxy last set (migrations' sync triggers tell writers apart by it).
+    upstream_version: Option<String>,
     _registration: Registration,
 }
 
@@ -233,6 +236,9 @@ impl Session {
         state: Arc<ProxyState>,
     ) -> Self {
         let (registration, control) = state.sessions.register();
+        let upstream_version = router
+            .as_ref()
+            .and_then(|router| router.startup_version().map(str::to_owned));
         Session {
             client,
             upstream,
@@ -256,6 +262,7 @@ impl Session {
             cancel_key: established.cancel_key,
             control: Some(control),
             pending: None,
+            upstream_version,
             _registration: registration,
             state,
         }

@@ -26,6 +26,9 @@ pub(super) struct Progress {
     pub(super) open_batch: AtomicBool,
     /// The session counts as busy at the pause gate (entered, not yet left).
     pub(super) busy: AtomicBool,
+    /// Statements the proxy sent upstream on its own (telling Postgres the session's version)
+    /// whose answers, up to their ReadyForQuery, the client must not see.
+    pub(super) own_statements: AtomicU32,
 }
 
 impl Progress {

@@ -46,6 +46,7 @@ impl Session {
             control,
             account,
             ledger,
+            upstream_version,
             ..
         } = self;
         let shutdown = state.shutdown.clone();
@@ -69,6 +70,7 @@ impl Session {
                 }
                 // Decided before this message itself counts as in flight.
                 let idle = progress.idle();
+                let quiet = progress.quiet();
                 progress.sent(tag);
                 let Some(router) = router.as_mut() else {
                     return Inspection::Continue;
@@ -77,7 +79,11 @@ impl Session {
                     frontend::QUERY | frontend::PARSE => {
                         let inspection = route(router, idle, tag, frame);
                         account_for(router, account, ledger);
-                        inspection
+                        if quiet && router.tracks_writers() {
+                            tell_version(router, upstream_version, progress, frame, inspection)
+                        } else {
+                            inspection
+                        }
                     }
                     _ => Inspection::Continue,
                 };
@@ -179,6 +185,37 @@ fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspe
     }
 }
 
+/// Puts `SET viewgate.version` ahead of the message when the upstream session has another
+/// version than the one now in effect: migrations' sync triggers tell writers apart by it.
+/// Only at a quiet boundary (nothing in flight, no batch open), so the answer — CommandComplete
+/// and ReadyForQuery — comes next and `inspect_upstream` drops it.
+fn tell_version(
+    router: &SessionRouter,
+    upstream_version: &mut Option<String>,
+    progress: &Progress,
+    frame: &[u8],
+    inspection: Inspection,
+) -> Inspection {
+    let Some(version) = router.version() else {
+        return inspection;
+    };
+    if upstream_version.as_deref() == Some(version) {
+        return inspection;
+    }
+    let message = match inspection {
+        Inspection::Continue => frame,
+        Inspection::Replace(ref replaced) => &replaced[..],
+        other => return other,
+    };
+    // Version names are `[a-z][a-z0-9_]*` (checked when the catalog records them): the
+    // literal cannot be broken out of.
+    let mut combined = frontend::query(&format!("SET viewgate.version TO '{version}'"));
+    combined.extend_from_slice(message);
+    progress.own_statements.fetch_add(1, Ordering::Relaxed);
+    *upstream_version = Some(version.to_owned());
+    Inspection::Replace(combined)
+}
+
 /// Counts the session's next requests against the version (and rule) now in effect.
 fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &RequestLedger) {
     match router.assignment() {
@@ -197,6 +234,9 @@ fn inspect_upstream(
     tag: u8,
     frame: &[u8],
 ) -> Inspection {
+    if progress.own_statements.load(Ordering::Relaxed) > 0 {
+        return drop_own_answer(progress, tag, frame);
+    }
     match tag {
         backend::READY_FOR_QUERY => {
             let Some(status) = backend::ready_for_query(frame) else {
@@ -230,4 +270,25 @@ fn inspect_upstream(
         _ => {}
     }
     Inspection::Continue
+}
+
+/// The answer to a statement the proxy sent itself: dropped, up to and including its
+/// ReadyForQuery. Asynchronous messages (notices, notifications, parameter changes) pass.
+fn drop_own_answer(progress: &Progress, tag: u8, frame: &[u8]) -> Inspection {
+    match tag {
+        backend::COMMAND_COMPLETE => Inspection::Replace(bytes::BytesMut::new()),
+        backend::READY_FOR_QUERY => {
+            progress.own_statements.fetch_sub(1, Ordering::Relaxed);
+            Inspection::Replace(bytes::BytesMut::new())
+        }
+        backend::ERROR_RESPONSE => {
+            let code = backend::error_fields(frame).map(|fields| fields.code);
+            tracing::warn!(
+                ?code,
+                "Postgres refused the session's version setting; sync triggers will see the previous one"
+            );
+            Inspection::Replace(bytes::BytesMut::new())
+        }
+        _ => Inspection::Continue,
+    }
 }

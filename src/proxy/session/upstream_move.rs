@@ -93,6 +93,12 @@ impl Session {
             registration.repoint(key.clone());
         }
         self.upstream_key = Some(key);
+        // The new backend started from the client's startup packet: it has the startup
+        // declaration, not what the proxy set since.
+        self.upstream_version = self
+            .router
+            .as_ref()
+            .and_then(|router| router.startup_version().map(str::to_owned));
         let mut reports = BytesMut::new();
         for (name, value) in login.parameters {
             let known = self.parameters.iter_mut().find(|(known, _)| *known == name);

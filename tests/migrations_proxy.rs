@@ -1,0 +1,314 @@
+//! Migrations with the clients going through viewgate: the seed example evolves from a table
+//! without `model_type` to one with it (`migrate start`, then `complete`) while v1 and v2
+//! clients keep writing; contract is refused while a proxy's heartbeat shows v1 sessions; and
+//! a session the proxy routes by default tells Postgres its version, so the sync triggers
+//! treat its writes as the version it runs at.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
+use tokio_postgres::{Client, NoTls};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
+
+const SEED: &str = "examples/model_metadata/migrations";
+/// Upper bound of the background writer's inserts (it is stopped long before).
+const MAX_WRITES: usize = 20_000;
+
+fn viewgate(cluster: &ThrowawayCluster, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(viewgate_binary())
+        .args(args)
+        .args(["--database", &cluster.url(SUPERUSER, "postgres")])
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// A cluster with `schema` and `spec` applied, `v1` the default, and a proxy following it.
+fn setup(schema: &str, spec: &str) -> (ThrowawayCluster, ProxyProcess) {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    cluster.psql("postgres", schema).unwrap();
+    viewgate(&cluster, &["views", "apply", "--spec", spec]).expect("spec applies");
+    viewgate(&cluster, &["cutover", "--to", "v1"]).expect("v1 is the default");
+    let catalog = cluster.url(SUPERUSER, "postgres");
+    let proxy = ProxyProcess::start(&cluster, &[("VIEWGATE_CATALOG", &catalog)]);
+    (cluster, proxy)
+}
+
+/// A client through the proxy at the default version, or declaring `version` (retried until
+/// the proxy has learned it from the catalog).
+async fn client(proxy: &ProxyProcess, version: Option<&str>) -> Client {
+    let mut url = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", proxy.port);
+    if let Some(version) = version {
+        url.push_str(&format!("?options=-c%20viewgate.version%3D{version}"));
+    }
+    let mut last_error = None;
+    for _ in 0..100 {
+        match tokio_postgres::connect(&url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return client;
+            }
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect at {version:?}: {last_error:?}");
+}
+
+async fn text(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|index| row.get(index).unwrap_or("<null>").to_owned())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    cluster
+        .psql("postgres", "INSERT INTO model_metadata (model_name, model_version) SELECT 'seed-' || n, '1' FROM generate_series(1, 500) n")
+        .unwrap();
+
+    // A v1 application keeps inserting through the proxy for the whole migration.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let v1_writer = {
+        let v1 = client(&proxy, None).await;
+        let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            // Bounded: the test stops it long before, and the first failure ends it.
+            for _ in 0..MAX_WRITES {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                if let Err(error) = v1
+                    .execute("INSERT INTO model_metadata (model_name, model_version) VALUES ('writer', '1')", &[])
+                    .await
+                {
+                    return Some(format!("{error:?}"));
+                }
+                acknowledged.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            None
+        })
+    };
+    let plan = viewgate(
+        &cluster,
+        &["migrate", "plan", &format!("{SEED}/0002_model_type.toml")],
+    )
+    .expect("plans");
+    assert!(plan.contains("ADD COLUMN \"model_type\" text"), "{plan}");
+    let started = tokio::task::spawn_blocking({
+        let url = cluster.url(SUPERUSER, "postgres");
+        move || {
+            run_ok(Command::new(viewgate_binary()).args([
+                "migrate",
+                "start",
+                &format!("{SEED}/0002_model_type.toml"),
+                "--database",
+                &url,
+            ]))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(started.contains("v2 is live"), "{started}");
+
+    let v2 = client(&proxy, Some("v2")).await;
+    text(&v2, "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '2', 'transformer')").await;
+    assert_eq!(
+        text(
+            &v2,
+            "SELECT model_type, schema_version FROM model_metadata WHERE model_name = 'seed-7'"
+        )
+        .await,
+        ["neural_network|1"],
+        "existing rows backfilled"
+    );
+    assert_eq!(
+        text(
+            &v2,
+            "SELECT DISTINCT model_type FROM model_metadata WHERE model_name = 'writer'"
+        )
+        .await,
+        ["neural_network"],
+        "v1's writes during and after the migration got `up`"
+    );
+    let v1 = client(&proxy, Some("v1")).await;
+    assert_eq!(
+        text(
+            &v1,
+            "SELECT model_version FROM model_metadata WHERE model_name = 'bert'"
+        )
+        .await,
+        ["2"]
+    );
+
+    // The proxy's heartbeat shows v1 sessions: contract is refused, naming the proxy.
+    viewgate(&cluster, &["cutover", "--to", "v2"]).unwrap();
+    let mut refused = String::new();
+    for _ in 0..50 {
+        match viewgate(&cluster, &["migrate", "complete"]) {
+            Err(message) if message.contains("live session") => {
+                refused = message;
+                break;
+            }
+            Err(message) => {
+                refused = message;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(out) => panic!("complete ran while v1 sessions were live: {out}"),
+        }
+    }
+    assert!(refused.contains("at v1"), "{refused}");
+
+    stop.store(true, Ordering::Relaxed);
+    let failure = v1_writer.await.unwrap();
+    assert_eq!(failure, None, "a v1 write failed");
+    drop(v1);
+    let mut completed = Err(String::new());
+    for _ in 0..50 {
+        completed = viewgate(&cluster, &["migrate", "complete"]);
+        match &completed {
+            Err(message) if message.contains("live session") => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            _ => break,
+        }
+    }
+    let completed = completed.expect("completes once v1's sessions are gone");
+    assert!(completed.contains("v1 is retired"), "{completed}");
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM model_metadata WHERE model_name = 'writer'"
+            )
+            .unwrap(),
+        acknowledged.load(Ordering::Relaxed).to_string(),
+        "every acknowledged write is there"
+    );
+    assert_eq!(
+        cluster.psql("postgres", "SELECT string_agg(attname || ':' || attnotnull, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'model_metadata'::regclass AND attname IN ('model_type', 'schema_version')").unwrap(),
+        "model_type:true,schema_version:true"
+    );
+    assert_eq!(
+        text(
+            &v2,
+            "SELECT count(*) FROM model_metadata WHERE model_type = 'transformer'"
+        )
+        .await,
+        ["1"]
+    );
+}
+
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    for _ in 0..100 {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+const MODELS: &str =
+    "CREATE TABLE models (id bigserial PRIMARY KEY, name text NOT NULL, size integer NOT NULL);
+INSERT INTO models (name, size) VALUES ('a', 1), ('b', 2);";
+const MODELS_SPEC: &str = r#"
+[[tables]]
+name = "models"
+key = ["id"]
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size"]
+"#;
+const RESCALE: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+up = "size::bigint * 1000"
+down = "(size / 1000)::integer"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_session_writes_as_the_version_it_runs_at() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.toml"), MODELS_SPEC).unwrap();
+    std::fs::write(dir.path().join("0002.toml"), RESCALE).unwrap();
+    let (cluster, proxy) = setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
+    viewgate(
+        &cluster,
+        &[
+            "migrate",
+            "start",
+            dir.path().join("0002.toml").to_str().unwrap(),
+        ],
+    )
+    .expect("starts");
+
+    // Opened at the default (v1) before the cutover, kept across it.
+    let session = client(&proxy, None).await;
+    assert!(
+        wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v1"] })
+            .await
+    );
+    text(&session, "UPDATE models SET size = 3 WHERE name = 'a'").await;
+    let v2 = client(&proxy, Some("v2")).await;
+    assert_eq!(
+        text(&v2, "SELECT size FROM models WHERE name = 'a'").await,
+        ["3000"],
+        "a v1 write got up"
+    );
+
+    viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
+    assert!(
+        wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v2"] })
+            .await,
+        "the default session moved to v2"
+    );
+    // Now at v2: its write is in v2's units, and v1 must see it converted back with `down`.
+    text(&session, "UPDATE models SET size = 4200 WHERE name = 'b'").await;
+    let v1 = client(&proxy, Some("v1")).await;
+    assert_eq!(
+        text(&v1, "SELECT size FROM models WHERE name = 'b'").await,
+        ["4"],
+        "down ran: the writer was v2"
+    );
+    assert_eq!(
+        text(&v2, "SELECT size FROM models WHERE name = 'b'").await,
+        ["4200"],
+        "v2's own value kept"
+    );
+    assert!(wait_until(Duration::from_secs(1), || true));
+}
