@@ -8,33 +8,35 @@ use std::process::{Command, Stdio};
 use common::viewgate_binary;
 
 #[test]
-fn demo_tours_two_versions_on_the_same_rows_and_cleans_up() {
+fn demo_tells_a_migration_under_live_traffic_and_cleans_up() {
     let output = Command::new(viewgate_binary())
         .args(["demo", "--no-wait"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // The migration ran with v1 writing, progress on stderr (JSON lines: not a terminal).
+    assert!(stdout.contains("migration v1 -> v2 started: "), "{stdout}");
+    assert!(stdout.contains(" rows backfilled in "), "{stdout}");
     assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        stderr.contains("\"backfill\":\"public.model_metadata\""),
+        "{stderr}"
     );
-    // v1 reads its five columns; v2 reads v1's row with the default and its own as written.
+    // v1 sees v2's row in its own shape; v2 sees v1's rows with model_type from `up`.
     assert!(
-        stdout.contains("id=2  model_name=mlp  model_version=0.3  hyperparameters="),
+        stdout.contains("model_name=bert  model_version=1.0  hyperparameters={}"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("model_name=bert  model_type=transformer"),
+        stdout.contains("model_type=neural_network  count="),
         "{stdout}"
     );
+    assert!(stdout.contains("none lost"), "{stdout}");
+    assert!(stdout.contains("migration to v2 completed"), "{stdout}");
     assert!(
-        stdout.contains("model_name=mlp  model_type=neural_network"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("?options=-c%20viewgate.version%3Dv2"),
+        stdout.contains("model_name=mlp  model_type=neural_network  schema_version=1"),
         "{stdout}"
     );
     assert!(stdout.contains("the throwaway cluster is gone"), "{stdout}");

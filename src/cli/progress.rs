@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -13,7 +14,7 @@ pub fn for_stderr() -> Box<dyn Progress> {
     if std::io::stderr().is_terminal() {
         Box::new(Bars::default())
     } else {
-        Box::new(JsonLines)
+        Box::new(JsonLines::default())
     }
 }
 
@@ -48,7 +49,13 @@ impl Progress for Bars {
     }
 }
 
-struct JsonLines;
+/// At most one backfill line per table this often (and the last one).
+const JSON_LINE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct JsonLines {
+    last_line: HashMap<String, Instant>,
+}
 
 impl Progress for JsonLines {
     fn step(&mut self, description: &str) {
@@ -56,6 +63,15 @@ impl Progress for JsonLines {
     }
 
     fn backfill(&mut self, table: &str, rows: u64, estimate: u64, rate: f64) {
+        let now = Instant::now();
+        let due = self
+            .last_line
+            .get(table)
+            .is_none_or(|last| now.duration_since(*last) >= JSON_LINE_INTERVAL);
+        if !due && rows < estimate {
+            return;
+        }
+        self.last_line.insert(table.to_owned(), now);
         eprintln!(
             "{}",
             serde_json::json!({
