@@ -15,10 +15,10 @@ use tokio_postgres::{Client, Transaction};
 use super::derive::{ColumnMap, MigrationPlan, Rename};
 use super::error::MigrateError;
 use super::state::{self, MigrationRecord, Phase};
-use super::steps::{create_views, prepare_catalog, run_sql};
+use super::steps::{create_views, prepare_catalog, record_event, run_sql};
 use super::sync;
 use super::usage;
-use crate::control::catalog::{self, HistoryEntry};
+use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
@@ -140,24 +140,13 @@ async fn complete_once(
         follow_renames(&transaction, record, later, templates).await?;
     }
     state::set_phase(&transaction, record.id, Phase::Completed).await?;
-    catalog::record_history(
+    record_event(
         &transaction,
-        &HistoryEntry {
-            action: "migrate_complete",
-            success: true,
-            spec_file: Some(record.file.clone()),
-            spec_checksum: Some(record.checksum.clone()),
-            versions: vec![record.from.clone(), record.version.clone()],
-            duration: std::time::Duration::ZERO,
-            attempts: 1,
-            error: None,
-        },
-    )
-    .await?;
-    catalog::notify_change(
-        &transaction,
-        "migrate",
+        "migrate_complete",
+        (&record.file, &record.checksum),
         &[record.from.clone(), record.version.clone()],
+        None,
+        true,
     )
     .await?;
     transaction

@@ -11,10 +11,10 @@ use tokio_postgres::Client;
 
 use super::error::MigrateError;
 use super::state::{self, MigrationRecord, Phase};
-use super::steps::{prepare_catalog, run_sql};
+use super::steps::{prepare_catalog, record_event, run_sql};
 use super::sync;
 use super::usage;
-use crate::control::catalog::{self, HistoryEntry};
+use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
@@ -142,24 +142,13 @@ async fn undo_once(
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     state::set_phase(&transaction, record.id, Phase::RolledBack).await?;
-    catalog::record_history(
+    record_event(
         &transaction,
-        &HistoryEntry {
-            action: "migrate_rollback",
-            success: true,
-            spec_file: Some(record.file.clone()),
-            spec_checksum: Some(record.checksum.clone()),
-            versions: vec![record.version.clone()],
-            duration: std::time::Duration::ZERO,
-            attempts: 1,
-            error: Some(why.to_owned()),
-        },
-    )
-    .await?;
-    catalog::notify_change(
-        &transaction,
-        "migrate",
+        "migrate_rollback",
+        (&record.file, &record.checksum),
         std::slice::from_ref(&record.version),
+        Some(why),
+        true,
     )
     .await?;
     transaction

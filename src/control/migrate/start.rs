@@ -24,9 +24,9 @@ use super::file::MigrationFile;
 use super::progress::Progress;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
-use super::steps::{create_views, prepare_catalog, run_sql};
+use super::steps::{create_views, prepare_catalog, record_event, run_sql};
 use super::sync;
-use crate::control::catalog::{self, HistoryEntry};
+use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
@@ -277,18 +277,13 @@ async fn expand(
         )
         .await
         .map_err(|error| ControlError::database("marking the new version pending", &error))?;
-    catalog::record_history(
+    record_event(
         &transaction,
-        &HistoryEntry {
-            action: "migrate_start",
-            success: true,
-            spec_file: Some(file_name.clone()),
-            spec_checksum: Some(file.checksum.clone()),
-            versions: vec![migration.from.clone(), migration.version.clone()],
-            duration: std::time::Duration::ZERO,
-            attempts: 1,
-            error: None,
-        },
+        "migrate_start",
+        (&file_name, &file.checksum),
+        &[migration.from.clone(), migration.version.clone()],
+        None,
+        false,
     )
     .await?;
     transaction
@@ -401,24 +396,13 @@ async fn finish(
         .await
         .map_err(|error| ControlError::database("making the new version active", &error))?;
     state::set_phase(&transaction, record.id, Phase::Live).await?;
-    catalog::record_history(
+    record_event(
         &transaction,
-        &HistoryEntry {
-            action: "migrate_live",
-            success: true,
-            spec_file: Some(record.file.clone()),
-            spec_checksum: Some(record.checksum.clone()),
-            versions: vec![record.version.clone()],
-            duration: std::time::Duration::ZERO,
-            attempts: 1,
-            error: None,
-        },
-    )
-    .await?;
-    catalog::notify_change(
-        &transaction,
-        "migrate",
+        "migrate_live",
+        (&record.file, &record.checksum),
         std::slice::from_ref(&record.version),
+        None,
+        true,
     )
     .await?;
     transaction

@@ -5,7 +5,7 @@
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::error::MigrateError;
-use crate::control::catalog;
+use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
 use crate::control::templates::Templates;
 use crate::control::views::definition::{self, VersionDefinition};
@@ -71,5 +71,36 @@ pub async fn create_views(
         apply::apply_version(transaction, &spec, templates, version, &recorded).await?;
     }
     definition::record(transaction, definition).await?;
+    Ok(())
+}
+
+/// Records a migration event in `apply_history` inside `transaction`, and with `announce`
+/// tells every proxy (NOTIFY, delivered on commit) that versions changed.
+pub async fn record_event(
+    transaction: &Transaction<'_>,
+    action: &'static str,
+    record: (&str, &str),
+    versions: &[String],
+    note: Option<&str>,
+    announce: bool,
+) -> Result<(), MigrateError> {
+    let (file, checksum) = record;
+    catalog::record_history(
+        transaction,
+        &HistoryEntry {
+            action,
+            success: true,
+            spec_file: Some(file.to_owned()),
+            spec_checksum: Some(checksum.to_owned()),
+            versions: versions.to_vec(),
+            duration: std::time::Duration::ZERO,
+            attempts: 1,
+            error: note.map(str::to_owned),
+        },
+    )
+    .await?;
+    if announce {
+        catalog::notify_change(transaction, "migrate", versions).await?;
+    }
     Ok(())
 }
