@@ -126,52 +126,7 @@ enum Command {
     /// contract (see docs/migrations.md).
     Migrate {
         #[command(subcommand)]
-        command: MigrateCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum MigrateCommand {
-    /// Print every SQL statement of every phase; nothing runs.
-    Plan {
-        file: PathBuf,
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-        /// Print JSON instead of SQL.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Expand, backfill and validate; the new version then becomes available. Resumes a
-    /// migration that was interrupted.
-    Start {
-        file: PathBuf,
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-        /// A directory of templates overriding the built-in ones.
-        #[arg(long)]
-        templates: Option<PathBuf>,
-    },
-    /// Phase and backfill progress of each migration, live sessions per version.
-    Status {
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Contract: retire the oldest live migration's previous version. Refused while anything
-    /// uses that version.
-    Complete {
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-        #[arg(long)]
-        templates: Option<PathBuf>,
-    },
-    /// Undo the newest migration's expand. Refused while anything uses its version.
-    Rollback {
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-        #[arg(long)]
-        templates: Option<PathBuf>,
+        command: cli::migrate::MigrateCommand,
     },
 }
 
@@ -453,74 +408,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Views { command } => runtime(0)?.block_on(views(command)),
         Command::Route { command } => runtime(0)?.block_on(route(command)),
-        Command::Migrate { command } => runtime(0)?.block_on(migrate(command)),
-    }
-}
-
-async fn migrate(command: MigrateCommand) -> anyhow::Result<()> {
-    viewgate::logging::init(Default::default(), "warn");
-    match command {
-        MigrateCommand::Plan {
-            file,
-            database,
-            json,
-        } => {
-            let report = cli::migrate::plan(&file, &database).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
-            }
-        }
-        MigrateCommand::Start {
-            file,
-            database,
-            templates,
-        } => {
-            let mut progress = cli::progress::for_stderr();
-            let outcome =
-                cli::migrate::start(&file, &database, templates.as_deref(), progress.as_mut())
-                    .await?;
-            println!(
-                "migration {} -> {} {}: {} rows backfilled in {:.1} s; {} is live (route clients to it, then `viewgate migrate complete`)",
-                outcome.from,
-                outcome.version,
-                outcome.how,
-                outcome.rows_backfilled,
-                outcome.seconds,
-                outcome.version
-            );
-        }
-        MigrateCommand::Status { database, json } => {
-            let report = cli::migrate::status(&database).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
-            }
-        }
-        MigrateCommand::Complete {
-            database,
-            templates,
-        } => {
-            let outcome = cli::migrate::complete(&database, templates.as_deref()).await?;
-            println!(
-                "migration to {} completed in {:.1} s: {} is retired and the schema contracted",
-                outcome.version, outcome.seconds, outcome.retired
-            );
-        }
-        MigrateCommand::Rollback {
-            database,
-            templates,
-        } => {
-            let outcome = cli::migrate::rollback(&database, templates.as_deref()).await?;
-            println!(
-                "migration {} -> {} rolled back in {:.1} s: {} and everything its expand added are gone",
-                outcome.from, outcome.version, outcome.seconds, outcome.version
-            );
+        Command::Migrate { command } => {
+            viewgate::logging::init(Default::default(), "warn");
+            Ok(runtime(0)?.block_on(cli::migrate::run(command))?)
         }
     }
-    Ok(())
 }
 
 /// The async runtime; `worker_threads` 0 means one per CPU core.

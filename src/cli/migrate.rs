@@ -1,7 +1,9 @@
-//! `viewgate migrate plan|start|status|complete|rollback`: load the file, connect, run, and hand
-//! back something printable. The work itself is in `control::migrate`.
+//! `viewgate migrate plan|start|status|complete|rollback`: the subcommand's arguments, and for
+//! each: load the file, connect, run, print. The work itself is in `control::migrate`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
 
 use crate::control::connect::connect;
 use crate::control::migrate::complete::{self, CompleteOutcome};
@@ -10,6 +12,51 @@ use crate::control::migrate::start::{self, StartOutcome};
 use crate::control::migrate::status::{self, PlanReport, StatusReport};
 use crate::control::migrate::{MigrateError, MigrationFile, Progress};
 use crate::control::templates::Templates;
+
+#[derive(Subcommand)]
+pub enum MigrateCommand {
+    /// Print every SQL statement of every phase; nothing runs.
+    Plan {
+        file: PathBuf,
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        /// Print JSON instead of SQL.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expand, backfill and validate; the new version then becomes available. Resumes a
+    /// migration that was interrupted.
+    Start {
+        file: PathBuf,
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        /// A directory of templates overriding the built-in ones.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Phase and backfill progress of each migration, live sessions per version.
+    Status {
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Contract: retire the oldest live migration's previous version. Refused while anything
+    /// uses that version.
+    Complete {
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Undo the newest migration's expand. Refused while anything uses its version.
+    Rollback {
+        #[arg(long, env = "VIEWGATE_DATABASE")]
+        database: String,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+}
 
 pub async fn plan(file: &Path, database: &str) -> Result<PlanReport, MigrateError> {
     let file = MigrationFile::load(file)?;
@@ -50,4 +97,73 @@ pub async fn rollback(
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
     rollback::rollback(&mut client, &templates).await
+}
+
+/// Runs one `migrate` subcommand and prints its outcome (JSON with `--json`).
+pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
+    match command {
+        MigrateCommand::Plan {
+            file,
+            database,
+            json,
+        } => {
+            let report = plan(&file, &database).await?;
+            if json {
+                println!("{}", to_json(&report));
+            } else {
+                print!("{report}");
+            }
+        }
+        MigrateCommand::Start {
+            file,
+            database,
+            templates,
+        } => {
+            let mut progress = super::progress::for_stderr();
+            let outcome = start(&file, &database, templates.as_deref(), progress.as_mut()).await?;
+            println!(
+                "migration {} -> {} {}: {} rows backfilled in {:.1} s; {} is live (route clients to it, then `viewgate migrate complete`)",
+                outcome.from,
+                outcome.version,
+                outcome.how,
+                outcome.rows_backfilled,
+                outcome.seconds,
+                outcome.version
+            );
+        }
+        MigrateCommand::Status { database, json } => {
+            let report = status(&database).await?;
+            if json {
+                println!("{}", to_json(&report));
+            } else {
+                print!("{report}");
+            }
+        }
+        MigrateCommand::Complete {
+            database,
+            templates,
+        } => {
+            let outcome = complete(&database, templates.as_deref()).await?;
+            println!(
+                "migration to {} completed in {:.1} s: {} is retired and the schema contracted",
+                outcome.version, outcome.seconds, outcome.retired
+            );
+        }
+        MigrateCommand::Rollback {
+            database,
+            templates,
+        } => {
+            let outcome = rollback(&database, templates.as_deref()).await?;
+            println!(
+                "migration {} -> {} rolled back in {:.1} s: {} and everything its expand added are gone",
+                outcome.from, outcome.version, outcome.seconds, outcome.version
+            );
+        }
+    }
+    Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value)
+        .unwrap_or_else(|error| format!("{{\"error\": \"cannot encode the report: {error}\"}}"))
 }

@@ -14,6 +14,8 @@ pub mod complete;
 pub mod derive;
 pub mod error;
 pub mod file;
+pub mod fragment;
+pub mod operation;
 pub mod progress;
 pub mod rollback;
 pub mod start;

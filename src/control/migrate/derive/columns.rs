@@ -1,0 +1,343 @@
+//! Operations on columns: add, drop, rename, alter (a column of the new version's own when the
+//! old version could violate the change), and the physical renames complete will do.
+
+use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Step};
+use crate::control::migrate::error::MigrateError;
+use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
+use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::spec::{Column, ColumnSource, MAX_IDENTIFIER_BYTES, ManagedTable};
+
+impl Deriver<'_> {
+    pub(super) fn add_column(&mut self, op: &AddColumn) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(&op.table)?;
+        let live = self.live_table(&managed)?;
+        let column = &op.column;
+        if self.definition.version.tables[index]
+            .columns
+            .iter()
+            .any(|existing| existing.name == column.name)
+        {
+            return Err(self.refuse(format!(
+                "version {} already has a column {}",
+                self.migration.from, column.name
+            )));
+        }
+        if self.physical_taken(&managed, &live, &column.name) {
+            return Err(self.refuse(format!(
+                "base table {}.{} already has a column {} (hidden from version {}); pick another name or map it with a spec",
+                managed.schema, managed.name, column.name, self.migration.from
+            )));
+        }
+        let table = quote_qualified(&managed.schema, &managed.name);
+        let physical = column.name.clone();
+        self.plan_steps.expand.push(Step::new(
+            format!(
+                "add column {} to {}.{} (nullable, no table rewrite)",
+                column.name, managed.schema, managed.name
+            ),
+            format!(
+                "ALTER TABLE {table} ADD COLUMN {} {}",
+                quote_ident(&physical),
+                column.sql_type
+            ),
+        ));
+        if let Some(default) = &column.default {
+            self.plan_steps.expand.push(Step::new(
+                format!("default for {} on new rows", column.name),
+                format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {default}",
+                    quote_ident(&physical)
+                ),
+            ));
+        }
+        self.note_added(&managed, &physical);
+        self.column_constraints(
+            &managed,
+            &physical,
+            &column.name,
+            !column.nullable,
+            column.check.as_deref(),
+            column.unique,
+            column.references.as_ref(),
+        )?;
+        if let Some(up) = &op.up {
+            let assign = Assign {
+                target: physical.clone(),
+                expression: up.clone(),
+            };
+            self.sync_entry(&managed).0.push(assign.clone());
+            self.backfill_entry(&managed).push(assign);
+        } else if let Some(default) = &column.default {
+            // Older versions' inserts get the base default; existing rows get it from the backfill.
+            self.backfill_entry(&managed).push(Assign {
+                target: physical.clone(),
+                expression: default.clone(),
+            });
+        }
+        self.plan_steps.rollback.push(Step::new(
+            format!("drop column {}", column.name),
+            format!(
+                "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
+                quote_ident(&physical)
+            ),
+        ));
+        self.definition.version.tables[index].columns.push(Column {
+            name: column.name.clone(),
+            source: ColumnSource::Physical {
+                base_column: physical,
+            },
+            default: None,
+        });
+        Ok(())
+    }
+
+    pub(super) fn drop_column(&mut self, op: &DropColumn) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(&op.table)?;
+        let live = self.live_table(&managed)?;
+        let columns = &mut self.definition.version.tables[index].columns;
+        let Some(position) = columns.iter().position(|column| column.name == op.column) else {
+            return Err(self.refuse(format!("table {} has no column {}", op.table, op.column)));
+        };
+        let removed = columns.remove(position);
+        let ColumnSource::Physical { base_column } = removed.source else {
+            // An expression column has nothing physical of its own to drop.
+            return Ok(());
+        };
+        let base = live.column(&base_column);
+        let needs_value = base.is_some_and(|base| base.not_null && base.default.is_none());
+        match &op.down {
+            Some(down) => {
+                let assign = Assign {
+                    target: base_column.clone(),
+                    expression: down.clone(),
+                };
+                self.sync_entry(&managed).1.push(assign);
+            }
+            None if needs_value => {
+                return Err(self.refuse(format!(
+                    "column {} is NOT NULL without a default, so rows the new version inserts need a value for older versions: give `down`",
+                    op.column
+                )));
+            }
+            None => {}
+        }
+        let table = quote_qualified(&managed.schema, &managed.name);
+        self.plan_steps.complete.push(Step::new(
+            format!("drop column {} (only older versions used it)", op.column),
+            format!(
+                "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
+                quote_ident(&base_column)
+            ),
+        ));
+        Ok(())
+    }
+
+    pub(super) fn rename_column(&mut self, op: &RenameColumn) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(&op.table)?;
+        let columns = &mut self.definition.version.tables[index].columns;
+        if columns.iter().any(|column| column.name == op.to) {
+            return Err(self.refuse(format!("table {} already has a column {}", op.table, op.to)));
+        }
+        let Some(column) = columns.iter_mut().find(|column| column.name == op.from) else {
+            return Err(self.refuse(format!("table {} has no column {}", op.table, op.from)));
+        };
+        column.name = op.to.clone();
+        if let ColumnSource::Physical { base_column } = &column.source
+            && *base_column == op.from
+        {
+            let from = base_column.clone();
+            self.physical_rename(&managed, &from, &op.to)?;
+        }
+        Ok(())
+    }
+
+    /// Renames a physical column at complete, unless another column already has the name.
+    pub(super) fn physical_rename(
+        &mut self,
+        managed: &ManagedTable,
+        from: &str,
+        to: &str,
+    ) -> Result<(), MigrateError> {
+        let live = self.live_table(managed)?;
+        if self.physical_taken(managed, &live, to) {
+            // The name is in use in the base table (by a column older versions see): the new
+            // version keeps reading `from` under its new name, and nothing is renamed.
+            return Ok(());
+        }
+        let table = quote_qualified(&managed.schema, &managed.name);
+        self.plan_steps.complete.push(Step::new(
+            format!("rename column {from} to {to}"),
+            format!(
+                "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                quote_ident(from),
+                quote_ident(to)
+            ),
+        ));
+        self.plan_steps.renames.push(Rename::Column {
+            schema: managed.schema.clone(),
+            table: managed.name.clone(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+        });
+        Ok(())
+    }
+
+    pub(super) fn alter_column(&mut self, op: &AlterColumn) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(&op.table)?;
+        let live = self.live_table(&managed)?;
+        let new_name = op.rename_to.clone().unwrap_or_else(|| op.column.clone());
+        let table_columns = &self.definition.version.tables[index].columns;
+        let Some(position) = table_columns
+            .iter()
+            .position(|column| column.name == op.column)
+        else {
+            return Err(self.refuse(format!("table {} has no column {}", op.table, op.column)));
+        };
+        if new_name != op.column && table_columns.iter().any(|column| column.name == new_name) {
+            return Err(self.refuse(format!(
+                "table {} already has a column {new_name}",
+                op.table
+            )));
+        }
+        let ColumnSource::Physical { base_column } = table_columns[position].source.clone() else {
+            return Err(self.refuse(format!(
+                "column {} is an expression in version {}; only physical columns can be altered",
+                op.column, self.migration.from
+            )));
+        };
+        let old = live
+            .column(&base_column)
+            .cloned()
+            .ok_or_else(|| self.refuse(format!("base column {base_column} does not exist")))?;
+        let table = quote_qualified(&managed.schema, &managed.name);
+
+        if op.needs_new_column() || op.nullable == Some(true) && old.not_null {
+            let physical = format!(
+                "{NEW_COLUMN_PREFIX}{}_{}",
+                self.migration.version, base_column
+            );
+            if physical.len() > MAX_IDENTIFIER_BYTES {
+                return Err(self.refuse(format!(
+                    "the new version's column {physical:?} would be longer than {MAX_IDENTIFIER_BYTES} bytes; use a shorter version or column name"
+                )));
+            }
+            if self.physical_taken(&managed, &live, &physical) {
+                return Err(self.refuse(format!("base column {physical} already exists")));
+            }
+            let sql_type = op.sql_type.clone().unwrap_or_else(|| old.type_name.clone());
+            let not_null = op.nullable.map_or(old.not_null, |nullable| !nullable);
+            if old.not_null && !not_null && op.down.is_none() {
+                return Err(self.refuse(format!(
+                    "column {} becomes nullable, but older versions need a value for it: give `down` (e.g. COALESCE({new_name}, …))",
+                    op.column
+                )));
+            }
+            self.plan_steps.expand.push(Step::new(
+                format!("add {physical}, the new version's {new_name}"),
+                format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {sql_type}",
+                    quote_ident(&physical)
+                ),
+            ));
+            let default = op
+                .default
+                .clone()
+                .or_else(|| (!op.drop_default).then(|| old.default.clone()).flatten());
+            if let Some(default) = &default {
+                self.plan_steps.expand.push(Step::new(
+                    format!("default for {physical}"),
+                    format!(
+                        "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {default}",
+                        quote_ident(&physical)
+                    ),
+                ));
+            }
+            self.note_added(&managed, &physical);
+            self.column_constraints(
+                &managed,
+                &physical,
+                &new_name,
+                not_null,
+                op.check.as_deref(),
+                op.unique == Some(true),
+                op.references.as_ref(),
+            )?;
+            let up = Assign {
+                target: physical.clone(),
+                expression: op.up.clone().unwrap_or_else(|| quote_ident(&op.column)),
+            };
+            self.sync_entry(&managed).0.push(up.clone());
+            self.backfill_entry(&managed).push(up);
+            self.sync_entry(&managed).1.push(Assign {
+                target: base_column.clone(),
+                expression: op.down.clone().unwrap_or_else(|| quote_ident(&new_name)),
+            });
+            self.plan_steps.complete.push(Step::new(
+                format!("drop the old {} (only older versions used it)", op.column),
+                format!(
+                    "ALTER TABLE {table} DROP COLUMN {}",
+                    quote_ident(&base_column)
+                ),
+            ));
+            self.plan_steps.rollback.push(Step::new(
+                format!("drop {physical}"),
+                format!(
+                    "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
+                    quote_ident(&physical)
+                ),
+            ));
+            let column = &mut self.definition.version.tables[index].columns[position];
+            column.name = new_name.clone();
+            column.source = ColumnSource::Physical {
+                base_column: physical.clone(),
+            };
+            // The old column is gone by then, so its name is free for the new one.
+            self.plan_steps.complete.push(Step::new(
+                format!("rename {physical} to {new_name}"),
+                format!(
+                    "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                    quote_ident(&physical),
+                    quote_ident(&new_name)
+                ),
+            ));
+            self.plan_steps.renames.push(Rename::Column {
+                schema: managed.schema.clone(),
+                table: managed.name.clone(),
+                from: physical,
+                to: new_name,
+            });
+            return Ok(());
+        }
+
+        // Changes the old version cannot violate: a default, a name.
+        let column = &mut self.definition.version.tables[index].columns[position];
+        column.name = new_name.clone();
+        if let Some(default) = &op.default {
+            column.default = Some(default.clone());
+            self.plan_steps.complete.push(Step::new(
+                format!("default of {new_name} for every writer"),
+                format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {default}",
+                    quote_ident(&base_column)
+                ),
+            ));
+        }
+        if op.drop_default {
+            column.default = Some("NULL".to_owned());
+            self.plan_steps.complete.push(Step::new(
+                format!("drop the default of {new_name}"),
+                format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT",
+                    quote_ident(&base_column)
+                ),
+            ));
+        }
+        if op.nullable == Some(true) {
+            // Already nullable: nothing to do.
+        }
+        if new_name != op.column && base_column == op.column {
+            self.physical_rename(&managed, &base_column, &new_name)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! Constraints and indexes: NOT NULL, CHECK and FOREIGN KEY added `NOT VALID` and validated
+//! after the backfill, uniqueness and indexes built `CONCURRENTLY`.
+
+use super::sql::{check_over_physical, over_physical};
+use super::{Deriver, Step};
+use crate::control::migrate::error::MigrateError;
+use crate::control::migrate::operation::{AddConstraint, ConstraintKind, CreateIndex, ForeignKey};
+use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::spec::{ColumnSource, MAX_IDENTIFIER_BYTES, ManagedTable};
+
+impl Deriver<'_> {
+    /// Constraints of a new physical column: NOT NULL and CHECK and FOREIGN KEY as NOT VALID
+    /// constraints validated after the backfill, uniqueness as an index built concurrently.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn column_constraints(
+        &mut self,
+        managed: &ManagedTable,
+        physical: &str,
+        logical: &str,
+        not_null: bool,
+        check: Option<&str>,
+        unique: bool,
+        references: Option<&ForeignKey>,
+    ) -> Result<(), MigrateError> {
+        let table = quote_qualified(&managed.schema, &managed.name);
+        if not_null {
+            let name = self.constraint_name(&managed.name, logical, "not_null")?;
+            self.plan_steps.expand.push(Step::new(
+                format!(
+                    "NOT NULL on {logical}, checked for new rows now, validated after the backfill"
+                ),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
+                    quote_ident(&name),
+                    quote_ident(physical)
+                ),
+            ));
+            self.plan_steps.validate.push(validate_step(&table, &name));
+            self.plan_steps.complete.push(Step::new(
+                format!("make {logical} NOT NULL (the validated check spares a table scan)"),
+                format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+                    quote_ident(physical)
+                ),
+            ));
+            self.plan_steps.complete.push(Step::new(
+                format!("drop the check that stood in for NOT NULL on {logical}"),
+                format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote_ident(&name)),
+            ));
+        }
+        if let Some(check) = check {
+            let name = self.constraint_name(&managed.name, logical, "check")?;
+            self.plan_steps.expand.push(Step::new(
+                format!("CHECK on {logical}, validated after the backfill"),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({}) NOT VALID",
+                    quote_ident(&name),
+                    check_over_physical(check, logical, physical)
+                ),
+            ));
+            self.plan_steps.validate.push(validate_step(&table, &name));
+        }
+        if let Some(references) = references {
+            let name = self.constraint_name(&managed.name, logical, "fkey")?;
+            let target = quote_qualified(
+                references.schema.as_deref().unwrap_or(&managed.schema),
+                &references.table,
+            );
+            let on_delete = references
+                .on_delete
+                .map(|action| format!(" ON DELETE {}", action.sql()))
+                .unwrap_or_default();
+            self.plan_steps.expand.push(Step::new(
+                format!("foreign key on {logical}, validated after the backfill"),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {target} ({}){on_delete} NOT VALID",
+                    quote_ident(&name),
+                    quote_ident(physical),
+                    quote_ident(&references.column)
+                ),
+            ));
+            self.plan_steps.validate.push(validate_step(&table, &name));
+        }
+        if unique {
+            let index = self.constraint_name(&managed.name, logical, "key")?;
+            let quoted_index = quote_qualified(&managed.schema, &index);
+            self.plan_steps.concurrent.push(Step::new(
+                format!("unique index on {logical}, built without blocking writes"),
+                format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
+                    quote_ident(&index),
+                    quote_ident(physical)
+                ),
+            ));
+            self.plan_steps.rollback_concurrent.push(Step::new(
+                format!("drop the unique index on {logical}"),
+                format!("DROP INDEX CONCURRENTLY IF EXISTS {quoted_index}"),
+            ));
+            self.plan_steps.complete.push(Step::new(
+                format!("turn the unique index on {logical} into a constraint"),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                    quote_ident(&index),
+                    quote_ident(&index)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn constraint_name(
+        &self,
+        table: &str,
+        column: &str,
+        suffix: &str,
+    ) -> Result<String, MigrateError> {
+        let name = format!("{table}_{column}_{suffix}");
+        if name.len() > MAX_IDENTIFIER_BYTES {
+            return Err(self.refuse(format!(
+                "constraint name {name:?} would be longer than {MAX_IDENTIFIER_BYTES} bytes"
+            )));
+        }
+        Ok(name)
+    }
+
+    pub(super) fn add_constraint(&mut self, op: &AddConstraint) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(&op.table)?;
+        let table = quote_qualified(&managed.schema, &managed.name);
+        let name = quote_ident(&op.name);
+        let physical = self.physical_columns(index, &op.table, &op.columns)?;
+        let column_list = physical
+            .iter()
+            .map(|column| quote_ident(column))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match op.kind {
+            ConstraintKind::Check => {
+                let names: Vec<(String, String)> = self.definition.version.tables[index]
+                    .columns
+                    .iter()
+                    .filter_map(|column| match &column.source {
+                        ColumnSource::Physical { base_column } => {
+                            Some((column.name.clone(), base_column.clone()))
+                        }
+                        ColumnSource::Expression { .. } => None,
+                    })
+                    .collect();
+                let check = over_physical(op.check.as_deref().unwrap_or_default(), &names);
+                self.plan_steps.expand.push(Step::new(
+                    format!(
+                        "check {} for new rows, validated after the backfill",
+                        op.name
+                    ),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID"),
+                ));
+                self.plan_steps
+                    .validate
+                    .push(validate_step(&table, &op.name));
+                self.plan_steps.rollback.push(Step::new(
+                    format!("drop constraint {}", op.name),
+                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
+                ));
+            }
+            ConstraintKind::ForeignKey => {
+                let references = op
+                    .references
+                    .as_ref()
+                    .ok_or_else(|| self.refuse("a foreign key needs `references`"))?;
+                let target = quote_qualified(
+                    references.schema.as_deref().unwrap_or(&managed.schema),
+                    &references.table,
+                );
+                let target_columns = references
+                    .columns
+                    .iter()
+                    .map(|column| quote_ident(column))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let on_delete = references
+                    .on_delete
+                    .map(|action| format!(" ON DELETE {}", action.sql()))
+                    .unwrap_or_default();
+                self.plan_steps.expand.push(Step::new(
+                    format!("foreign key {} for new rows, validated after the backfill", op.name),
+                    format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({column_list}) REFERENCES {target} ({target_columns}){on_delete} NOT VALID"
+                    ),
+                ));
+                self.plan_steps
+                    .validate
+                    .push(validate_step(&table, &op.name));
+                self.plan_steps.rollback.push(Step::new(
+                    format!("drop constraint {}", op.name),
+                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
+                ));
+            }
+            ConstraintKind::Unique => {
+                self.plan_steps.concurrent.push(Step::new(
+                    format!("unique index {} built without blocking writes", op.name),
+                    format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({column_list})"),
+                ));
+                self.plan_steps.rollback_concurrent.push(Step::new(
+                    format!("drop the unique index {}", op.name),
+                    format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        quote_qualified(&managed.schema, &op.name)
+                    ),
+                ));
+                self.plan_steps.complete.push(Step::new(
+                    format!("turn the unique index {} into a constraint", op.name),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_index(&mut self, op: &CreateIndex) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(&op.table)?;
+        let physical: Vec<String> = self
+            .physical_columns(index, &op.table, &op.columns)?
+            .iter()
+            .map(|column| quote_ident(column))
+            .collect();
+        let unique = if op.unique { "UNIQUE " } else { "" };
+        let method = op.method.as_deref().unwrap_or("btree");
+        let predicate = op
+            .predicate
+            .as_ref()
+            .map(|predicate| format!(" WHERE ({predicate})"))
+            .unwrap_or_default();
+        let qualified = quote_qualified(&managed.schema, &op.name);
+        self.plan_steps.concurrent.push(Step::new(
+            format!("build index {} without blocking writes", op.name),
+            format!(
+                "CREATE {unique}INDEX CONCURRENTLY {} ON {} USING {method} ({}){predicate}",
+                quote_ident(&op.name),
+                quote_qualified(&managed.schema, &managed.name),
+                physical.join(", ")
+            ),
+        ));
+        self.plan_steps.rollback_concurrent.push(Step::new(
+            format!("drop index {}", op.name),
+            format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"),
+        ));
+        Ok(())
+    }
+}
+
+fn validate_step(table: &str, constraint: &str) -> Step {
+    Step::new(
+        format!("validate {constraint} (existing rows, without blocking writes)"),
+        format!(
+            "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+            quote_ident(constraint)
+        ),
+    )
+}

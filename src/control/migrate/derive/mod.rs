@@ -1,0 +1,476 @@
+//! Deriving a migration's plan: the new version's definition from the previous version's plus
+//! the operations, and for every phase the SQL that changes the physical schema.
+//!
+//! The physical rules (docs/migrations.md has the reasoning):
+//! - the expand phase is additive only: new columns are added nullable and without a default
+//!   that would rewrite the table; NOT NULL, CHECK and FOREIGN KEY arrive as `NOT VALID`
+//!   constraints, validated after the backfill; unique indexes are built `CONCURRENTLY` after
+//!   the backfill;
+//! - a change that the old version could violate (a new type, NOT NULL, a check, uniqueness, a
+//!   foreign key) gives the new version a column of its own (`_vg_{version}_{column}`), kept in
+//!   step by the sync triggers (`up` for writes at older versions, `down` for writes at the new
+//!   one) and swapped in at complete;
+//! - contract (complete) drops what only the retired version used and renames the physical
+//!   schema into the new version's shape; rollback drops what expand added.
+//!
+//! Everything here is pure: the facts about the live schema come in as a [`ServerSnapshot`].
+//! This file holds the plan's types and the walk over the operations; `columns`, `tables` and
+//! `constraints` derive each kind of operation, `sql` turns fragments into statements.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+mod columns;
+mod constraints;
+mod sql;
+mod tables;
+
+use super::error::MigrateError;
+use super::file::Migration;
+use super::operation::{AddColumn, DropColumn, Operation};
+use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::definition::VersionDefinition;
+use crate::control::views::introspect::{BaseTable, ServerSnapshot};
+use crate::control::views::spec::{Column, ColumnSource, DEFAULT_SCHEMA, ManagedTable};
+
+/// Prefix of the physical columns a migration adds for a changed column.
+pub const NEW_COLUMN_PREFIX: &str = "_vg_";
+
+/// One SQL statement of a phase, with what it does in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub description: String,
+    pub sql: String,
+}
+
+impl Step {
+    fn new(description: impl Into<String>, sql: impl Into<String>) -> Self {
+        Step {
+            description: description.into(),
+            sql: sql.into(),
+        }
+    }
+}
+
+/// One column a sync trigger (or the backfill) computes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assign {
+    /// The physical column written.
+    pub target: String,
+    /// SQL over the logical column names of the side it reads from.
+    pub expression: String,
+}
+
+/// The logical names one side of a table sees, and the physical columns behind them.
+pub type ColumnMap = Vec<(String, String)>;
+
+/// What keeps one base table's two representations in step while the migration is live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSync {
+    pub schema: String,
+    pub table: String,
+    /// Columns written for writers at the previous version or older (and direct writers).
+    pub up: Vec<Assign>,
+    /// The previous version's names for the table's columns, which `up` reads.
+    pub up_columns: ColumnMap,
+    /// Columns written for writers at the new version or newer.
+    pub down: Vec<Assign>,
+    /// The new version's names for the table's columns, which `down` reads.
+    pub down_columns: ColumnMap,
+}
+
+/// Existing rows of one table to fill before the new version goes live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backfill {
+    pub schema: String,
+    pub table: String,
+    /// The primary key: physical names and their types, walked in order.
+    pub key: Vec<(String, String)>,
+    pub assigns: Vec<Assign>,
+    /// The previous version's names, which the assignments read.
+    pub columns: ColumnMap,
+}
+
+/// A physical rename done at complete; the remaining versions' definitions follow it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Rename {
+    Column {
+        schema: String,
+        table: String,
+        from: String,
+        to: String,
+    },
+    Table {
+        schema: String,
+        from: String,
+        to: String,
+    },
+}
+
+/// Everything a migration does, phase by phase, derived before anything runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationPlan {
+    pub version: String,
+    pub from: String,
+    /// The new version's definition while the migration is live.
+    pub definition: VersionDefinition,
+    /// Additive DDL, one transaction, before the new version's views are created.
+    pub expand: Vec<Step>,
+    pub syncs: Vec<TableSync>,
+    pub backfills: Vec<Backfill>,
+    /// `VALIDATE CONSTRAINT`s, after the backfill, each in its own transaction.
+    pub validate: Vec<Step>,
+    /// `CREATE INDEX CONCURRENTLY`s, after the backfill, outside any transaction.
+    pub concurrent: Vec<Step>,
+    /// The contract, one transaction (after the old version's views and triggers are gone).
+    pub complete: Vec<Step>,
+    /// `DROP INDEX CONCURRENTLY`s after the contract.
+    pub complete_concurrent: Vec<Step>,
+    pub renames: Vec<Rename>,
+    /// Undoing the expand, one transaction (after the new version's views and triggers are gone).
+    pub rollback: Vec<Step>,
+    /// `DROP INDEX CONCURRENTLY`s undoing `concurrent`, before `rollback`.
+    pub rollback_concurrent: Vec<Step>,
+}
+
+/// Derives the plan of `migration` from `from` (the previous version's definition) and the live
+/// schema (which must hold every base table `from` names).
+pub fn derive(
+    migration: &Migration,
+    from: &VersionDefinition,
+    snapshot: &ServerSnapshot,
+) -> Result<MigrationPlan, MigrateError> {
+    let mut deriver = Deriver {
+        migration,
+        from,
+        snapshot,
+        definition: VersionDefinition {
+            layout: from.layout,
+            tables: from.tables.clone(),
+            version: crate::control::views::spec::Version {
+                name: migration.version.clone(),
+                tables: from.version.tables.clone(),
+            },
+        },
+        plan_steps: Steps::default(),
+        syncs: BTreeMap::new(),
+        backfills: BTreeMap::new(),
+        added_columns: BTreeMap::new(),
+        operation: String::new(),
+    };
+    for (index, operation) in migration.operations.iter().enumerate() {
+        deriver.operation = format!("operation {} ({})", index + 1, operation.kind());
+        deriver.apply(operation)?;
+    }
+    deriver.finish()
+}
+
+#[derive(Default)]
+struct Steps {
+    expand: Vec<Step>,
+    validate: Vec<Step>,
+    concurrent: Vec<Step>,
+    complete: Vec<Step>,
+    complete_concurrent: Vec<Step>,
+    renames: Vec<Rename>,
+    rollback: Vec<Step>,
+    rollback_concurrent: Vec<Step>,
+}
+
+struct Deriver<'a> {
+    migration: &'a Migration,
+    from: &'a VersionDefinition,
+    snapshot: &'a ServerSnapshot,
+    definition: VersionDefinition,
+    plan_steps: Steps,
+    /// Per base table (schema, name): its sync assignments (up, down).
+    syncs: BTreeMap<(String, String), (Vec<Assign>, Vec<Assign>)>,
+    backfills: BTreeMap<(String, String), Vec<Assign>>,
+    /// Physical columns this migration adds, per base table.
+    added_columns: BTreeMap<(String, String), Vec<String>>,
+    operation: String,
+}
+
+impl Deriver<'_> {
+    fn refuse(&self, problem: impl Into<String>) -> MigrateError {
+        MigrateError::Refused {
+            version: self.migration.version.clone(),
+            operation: self.operation.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    fn apply(&mut self, operation: &Operation) -> Result<(), MigrateError> {
+        match operation {
+            Operation::AddColumn(op) => self.add_column(op),
+            Operation::DropColumn(op) => self.drop_column(op),
+            Operation::RenameColumn(op) => self.rename_column(op),
+            Operation::AlterColumn(op) => self.alter_column(op),
+            Operation::CreateTable(op) => self.create_table(op),
+            Operation::DropTable(op) => self.drop_table(&op.table),
+            Operation::RenameTable(op) => self.rename_table(&op.from, &op.to),
+            Operation::CreateIndex(op) => self.create_index(op),
+            Operation::DropIndex(op) => {
+                let schema = op.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
+                self.plan_steps.complete_concurrent.push(Step::new(
+                    format!("drop index {schema}.{}", op.name),
+                    format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        quote_qualified(schema, &op.name)
+                    ),
+                ));
+                Ok(())
+            }
+            Operation::AddConstraint(op) => self.add_constraint(op),
+            Operation::DropConstraint(op) => {
+                let (_, managed, _) = self.table(&op.table)?;
+                self.plan_steps.complete.push(Step::new(
+                    format!("drop constraint {}", op.name),
+                    format!(
+                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                        quote_qualified(&managed.schema, &managed.name),
+                        quote_ident(&op.name)
+                    ),
+                ));
+                Ok(())
+            }
+            Operation::SplitColumn(op) => {
+                for part in &op.into {
+                    self.add_column(&AddColumn {
+                        table: op.table.clone(),
+                        column: part.column.clone(),
+                        up: Some(part.up.clone()),
+                    })?;
+                }
+                self.drop_column(&DropColumn {
+                    table: op.table.clone(),
+                    column: op.column.clone(),
+                    down: Some(op.down.clone()),
+                })
+            }
+            Operation::MergeColumns(op) => {
+                self.add_column(&AddColumn {
+                    table: op.table.clone(),
+                    column: op.into.clone(),
+                    up: Some(op.up.clone()),
+                })?;
+                for column in &op.columns {
+                    self.drop_column(&DropColumn {
+                        table: op.table.clone(),
+                        column: column.clone(),
+                        down: op.down.get(column).cloned(),
+                    })?;
+                }
+                Ok(())
+            }
+            Operation::RawSql(op) => {
+                self.raw_sql(op);
+                Ok(())
+            }
+        }
+    }
+
+    /// The physical columns behind the new version's `columns` of table `index`.
+    fn physical_columns(
+        &self,
+        index: usize,
+        table: &str,
+        columns: &[String],
+    ) -> Result<Vec<String>, MigrateError> {
+        let version_columns = &self.definition.version.tables[index].columns;
+        columns
+            .iter()
+            .map(
+                |name| match version_columns.iter().find(|column| &column.name == name) {
+                    Some(Column {
+                        source: ColumnSource::Physical { base_column },
+                        ..
+                    }) => Ok(base_column.clone()),
+                    Some(_) => Err(self.refuse(format!(
+                        "column {name} is an expression; name its base columns"
+                    ))),
+                    None => Err(self.refuse(format!("table {table} has no column {name}"))),
+                },
+            )
+            .collect()
+    }
+
+    /// The new version's table its clients call `name`, with its managed base table and what
+    /// the server has for it.
+    fn table(&self, name: &str) -> Result<(usize, ManagedTable, Option<BaseTable>), MigrateError> {
+        let index = self
+            .definition
+            .version
+            .tables
+            .iter()
+            .position(|table| table.name == name)
+            .ok_or_else(|| {
+                let known: Vec<_> = self
+                    .definition
+                    .version
+                    .tables
+                    .iter()
+                    .map(|table| table.name.as_str())
+                    .collect();
+                self.refuse(format!(
+                    "version {} has no table {name:?} (it has: {})",
+                    self.migration.from,
+                    known.join(", ")
+                ))
+            })?;
+        let base = &self.definition.version.tables[index].base;
+        let managed =
+            self.definition.managed(base).cloned().ok_or_else(|| {
+                self.refuse(format!("base table {base} is not in the definition"))
+            })?;
+        let live = self.snapshot.table(&managed.schema, &managed.name).cloned();
+        Ok((index, managed, live))
+    }
+
+    fn live_table(&self, managed: &ManagedTable) -> Result<BaseTable, MigrateError> {
+        self.snapshot
+            .table(&managed.schema, &managed.name)
+            .cloned()
+            .ok_or_else(|| {
+                self.refuse(format!(
+                    "base table {}.{} does not exist in the database",
+                    managed.schema, managed.name
+                ))
+            })
+    }
+
+    fn key(
+        &self,
+        managed: &ManagedTable,
+        live: &BaseTable,
+    ) -> Result<Vec<(String, String)>, MigrateError> {
+        let key = if managed.key.is_empty() {
+            &live.primary_key
+        } else {
+            &managed.key
+        };
+        if key.is_empty() {
+            return Err(self.refuse(format!(
+                "table {}.{} has no primary key: the backfill walks rows by their key and cannot do so safely without one; add a primary key (or declare `key` in the spec) first",
+                managed.schema, managed.name
+            )));
+        }
+        key.iter()
+            .map(|column| {
+                live.column(column)
+                    .map(|found| (column.clone(), found.type_name.clone()))
+                    .ok_or_else(|| self.refuse(format!("key column {column} does not exist")))
+            })
+            .collect()
+    }
+
+    fn physical_taken(&self, managed: &ManagedTable, live: &BaseTable, name: &str) -> bool {
+        live.column(name).is_some()
+            || self
+                .added_columns
+                .get(&(managed.schema.clone(), managed.name.clone()))
+                .is_some_and(|added| added.iter().any(|column| column == name))
+    }
+
+    fn note_added(&mut self, managed: &ManagedTable, column: &str) {
+        self.added_columns
+            .entry((managed.schema.clone(), managed.name.clone()))
+            .or_default()
+            .push(column.to_owned());
+    }
+
+    fn sync_entry(&mut self, managed: &ManagedTable) -> &mut (Vec<Assign>, Vec<Assign>) {
+        self.syncs
+            .entry((managed.schema.clone(), managed.name.clone()))
+            .or_default()
+    }
+
+    fn backfill_entry(&mut self, managed: &ManagedTable) -> &mut Vec<Assign> {
+        self.backfills
+            .entry((managed.schema.clone(), managed.name.clone()))
+            .or_default()
+    }
+
+    fn finish(self) -> Result<MigrationPlan, MigrateError> {
+        let from_map = |schema: &str, table: &str| column_map(self.from, schema, table);
+        let to_map = |schema: &str, table: &str| column_map(&self.definition, schema, table);
+        let syncs = self
+            .syncs
+            .iter()
+            .map(|((schema, table), (up, down))| TableSync {
+                schema: schema.clone(),
+                table: table.clone(),
+                up: up.clone(),
+                up_columns: from_map(schema, table),
+                down: down.clone(),
+                down_columns: to_map(schema, table),
+            })
+            .collect();
+        let mut backfills = Vec::new();
+        for ((schema, table), assigns) in &self.backfills {
+            let managed = ManagedTable {
+                schema: schema.clone(),
+                name: table.clone(),
+                key: self
+                    .from
+                    .managed(table)
+                    .map(|managed| managed.key.clone())
+                    .unwrap_or_default(),
+            };
+            let live = self.live_table(&managed)?;
+            backfills.push(Backfill {
+                schema: schema.clone(),
+                table: table.clone(),
+                key: self.key(&managed, &live)?,
+                assigns: assigns.clone(),
+                columns: from_map(schema, table),
+            });
+        }
+        let mut rollback = self.plan_steps.rollback;
+        // Drop what was added last first (a column's constraints go with it).
+        rollback.reverse();
+        Ok(MigrationPlan {
+            version: self.migration.version.clone(),
+            from: self.migration.from.clone(),
+            definition: self.definition,
+            expand: self.plan_steps.expand,
+            syncs,
+            backfills,
+            validate: self.plan_steps.validate,
+            concurrent: self.plan_steps.concurrent,
+            complete: self.plan_steps.complete,
+            complete_concurrent: self.plan_steps.complete_concurrent,
+            renames: self.plan_steps.renames,
+            rollback,
+            rollback_concurrent: self.plan_steps.rollback_concurrent,
+        })
+    }
+}
+
+/// The logical names `definition` gives the physical columns of base table `schema.table`
+/// (physical columns only: expressions have nothing to read in a trigger).
+fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> ColumnMap {
+    let Some(managed) = definition
+        .tables
+        .iter()
+        .find(|managed| managed.schema == schema && managed.name == table)
+    else {
+        return Vec::new();
+    };
+    definition
+        .version
+        .tables
+        .iter()
+        .filter(|version_table| version_table.base == managed.name)
+        .flat_map(|version_table| &version_table.columns)
+        .filter_map(|column| match &column.source {
+            ColumnSource::Physical { base_column } => {
+                Some((column.name.clone(), base_column.clone()))
+            }
+            ColumnSource::Expression { .. } => None,
+        })
+        .collect()
+}
+
+pub use sql::over_physical;

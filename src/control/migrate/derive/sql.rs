@@ -1,0 +1,69 @@
+//! SQL text from a file's fragments: expressions moved from logical to physical names, column
+//! definitions of a new table.
+
+use crate::control::migrate::operation::ColumnDefinition;
+use crate::control::quote::{quote_ident, quote_qualified};
+
+/// A check names columns by their logical names; on the base table it must name the physical
+/// ones. Identifiers are replaced token by token in one pass (sqlparser's tokenizer), so
+/// strings, comments and longer names that merely contain a name stay as they are.
+pub fn over_physical(expression: &str, names: &[(String, String)]) -> String {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if names.iter().all(|(logical, physical)| logical == physical) {
+        return expression.to_owned();
+    }
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, expression).tokenize() else {
+        return expression.to_owned();
+    };
+    tokens
+        .into_iter()
+        .map(|token| {
+            if let Token::Word(word) = &token {
+                let name = match word.quote_style {
+                    None => word.value.to_lowercase(),
+                    Some('"') => word.value.clone(),
+                    Some(_) => return token.to_string(),
+                };
+                if let Some((_, physical)) = names.iter().find(|(logical, _)| *logical == name) {
+                    return quote_ident(physical);
+                }
+            }
+            token.to_string()
+        })
+        .collect()
+}
+
+pub(super) fn check_over_physical(check: &str, logical: &str, physical: &str) -> String {
+    over_physical(check, &[(logical.to_owned(), physical.to_owned())])
+}
+
+pub(super) fn column_sql(column: &ColumnDefinition) -> String {
+    let mut sql = format!("{} {}", quote_ident(&column.name), column.sql_type);
+    if !column.nullable && !column.primary_key {
+        sql.push_str(" NOT NULL");
+    }
+    if let Some(default) = &column.default {
+        sql.push_str(&format!(" DEFAULT {default}"));
+    }
+    if column.unique {
+        sql.push_str(" UNIQUE");
+    }
+    if let Some(check) = &column.check {
+        sql.push_str(&format!(" CHECK ({check})"));
+    }
+    if let Some(references) = &column.references {
+        let target = match &references.schema {
+            Some(schema) => quote_qualified(schema, &references.table),
+            None => quote_ident(&references.table),
+        };
+        sql.push_str(&format!(
+            " REFERENCES {target} ({})",
+            quote_ident(&references.column)
+        ));
+        if let Some(action) = references.on_delete {
+            sql.push_str(&format!(" ON DELETE {}", action.sql()));
+        }
+    }
+    sql
+}

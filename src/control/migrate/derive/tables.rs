@@ -1,0 +1,163 @@
+//! Operations on whole tables (create, drop, rename) and the author's own SQL.
+
+use std::collections::BTreeMap;
+
+use super::sql::column_sql;
+use super::{Deriver, Rename, Step};
+use crate::control::migrate::error::MigrateError;
+use crate::control::migrate::operation::{CreateTable, RawSql};
+use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::spec::{
+    Column, ColumnSource, DEFAULT_SCHEMA, ManagedTable, VersionTable,
+};
+
+impl Deriver<'_> {
+    pub(super) fn create_table(&mut self, op: &CreateTable) -> Result<(), MigrateError> {
+        let schema = op
+            .schema
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
+        if self
+            .definition
+            .version
+            .tables
+            .iter()
+            .any(|table| table.name == op.table)
+            || self
+                .definition
+                .tables
+                .iter()
+                .any(|table| table.name == op.table)
+        {
+            return Err(self.refuse(format!(
+                "table {} already exists in version {}",
+                op.table, self.migration.from
+            )));
+        }
+        let table = quote_qualified(&schema, &op.table);
+        let mut definitions: Vec<String> = op.columns.iter().map(column_sql).collect();
+        let key: Vec<String> = op
+            .columns
+            .iter()
+            .filter(|column| column.primary_key)
+            .map(|column| quote_ident(&column.name))
+            .collect();
+        definitions.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        self.plan_steps.expand.push(Step::new(
+            format!("create table {schema}.{}", op.table),
+            format!(
+                "CREATE TABLE {table} (\n    {}\n)",
+                definitions.join(",\n    ")
+            ),
+        ));
+        self.plan_steps.rollback.push(Step::new(
+            format!("drop table {schema}.{}", op.table),
+            format!("DROP TABLE IF EXISTS {table}"),
+        ));
+        self.definition.tables.push(ManagedTable {
+            schema,
+            name: op.table.clone(),
+            key: op
+                .columns
+                .iter()
+                .filter(|column| column.primary_key)
+                .map(|column| column.name.clone())
+                .collect(),
+        });
+        self.definition.version.tables.push(VersionTable {
+            base: op.table.clone(),
+            name: op.table.clone(),
+            columns: op
+                .columns
+                .iter()
+                .map(|column| Column {
+                    name: column.name.clone(),
+                    source: ColumnSource::Physical {
+                        base_column: column.name.clone(),
+                    },
+                    default: None,
+                })
+                .collect(),
+            hidden_defaults: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
+    pub(super) fn drop_table(&mut self, name: &str) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(name)?;
+        self.definition.version.tables.remove(index);
+        let still_used = self
+            .definition
+            .version
+            .tables
+            .iter()
+            .any(|table| table.base == managed.name);
+        if !still_used {
+            self.definition
+                .tables
+                .retain(|table| table.name != managed.name);
+            self.plan_steps.complete.push(Step::new(
+                format!(
+                    "drop table {}.{} (only older versions used it)",
+                    managed.schema, managed.name
+                ),
+                format!(
+                    "DROP TABLE IF EXISTS {}",
+                    quote_qualified(&managed.schema, &managed.name)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn rename_table(&mut self, from: &str, to: &str) -> Result<(), MigrateError> {
+        let (index, managed, _) = self.table(from)?;
+        if self
+            .definition
+            .version
+            .tables
+            .iter()
+            .any(|table| table.name == to)
+        {
+            return Err(self.refuse(format!("version already has a table {to}")));
+        }
+        self.definition.version.tables[index].name = to.to_owned();
+        let name_free = !self.definition.tables.iter().any(|table| table.name == to)
+            && self.snapshot.table(&managed.schema, to).is_none();
+        if managed.name == from && name_free {
+            self.plan_steps.complete.push(Step::new(
+                format!("rename table {from} to {to}"),
+                format!(
+                    "ALTER TABLE {} RENAME TO {}",
+                    quote_qualified(&managed.schema, from),
+                    quote_ident(to)
+                ),
+            ));
+            self.plan_steps.renames.push(Rename::Table {
+                schema: managed.schema.clone(),
+                from: from.to_owned(),
+                to: to.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn raw_sql(&mut self, op: &RawSql) {
+        if op.on_complete {
+            self.plan_steps.complete.push(Step::new(
+                "the migration's own SQL (at complete)",
+                op.up.clone(),
+            ));
+            return;
+        }
+        self.plan_steps
+            .expand
+            .push(Step::new("the migration's own SQL", op.up.clone()));
+        if let Some(down) = &op.down {
+            // Undone before anything the migration added earlier is dropped.
+            self.plan_steps
+                .rollback
+                .insert(0, Step::new("undo the migration's own SQL", down.clone()));
+        }
+    }
+}
