@@ -32,15 +32,28 @@ fn viewgate(cluster: &ThrowawayCluster, args: &[&str]) -> Result<String, String>
     }
 }
 
-/// A cluster with `schema` and `spec` applied, `v1` the default, and a proxy following it.
-fn setup(schema: &str, spec: &str) -> (ThrowawayCluster, ProxyProcess) {
+/// The admin API's token in these tests.
+const TOKEN: &str = "migration-test-token";
+
+/// A cluster with `schema` and `spec` applied, `v1` the default, and a proxy following it; the
+/// proxy's admin API listens on the returned port.
+fn setup(schema: &str, spec: &str) -> (ThrowawayCluster, ProxyProcess, u16) {
     let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
     cluster.psql("postgres", schema).unwrap();
     viewgate(&cluster, &["views", "apply", "--spec", spec]).expect("spec applies");
     viewgate(&cluster, &["cutover", "--to", "v1"]).expect("v1 is the default");
     let catalog = cluster.url(SUPERUSER, "postgres");
-    let proxy = ProxyProcess::start(&cluster, &[("VIEWGATE_CATALOG", &catalog)]);
-    (cluster, proxy)
+    let admin_port = viewgate::pg_cluster::free_port().unwrap();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let proxy = ProxyProcess::start(
+        &cluster,
+        &[
+            ("VIEWGATE_CATALOG", &catalog),
+            ("VIEWGATE_ADMIN_LISTEN", &admin),
+            ("VIEWGATE_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    (cluster, proxy, admin_port)
 }
 
 /// A client through the proxy at the default version, or declaring `version` (retried until
@@ -85,7 +98,7 @@ async fn text(client: &Client, sql: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
     let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
-    let (cluster, proxy) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    let (cluster, proxy, admin_port) = setup(&schema, &format!("{SEED}/viewgate.toml"));
     cluster
         .psql("postgres", "INSERT INTO model_metadata (model_name, model_version) SELECT 'seed-' || n, '1' FROM generate_series(1, 500) n")
         .unwrap();
@@ -165,6 +178,26 @@ async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
         .await,
         ["2"]
     );
+
+    // The proxy's /metrics shows the migration and its backfill (read with the heartbeat).
+    let live = "viewgate_migration_live{version=\"v2\",from=\"v1\",phase=\"live\"} 1";
+    let metrics = (0..50)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            common::http::get(admin_port, "/metrics", Some(TOKEN)).1
+        })
+        .find(|metrics| metrics.contains(live))
+        .expect("/metrics shows the live migration");
+    let backfilled = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "viewgate_backfill_rows{version=\"v2\",table=\"public.model_metadata\"} ",
+            )
+        })
+        .and_then(|value| value.parse::<u64>().ok())
+        .expect("backfill rows in /metrics");
+    assert!(backfilled >= 500, "{metrics}");
 
     // The proxy's heartbeat shows v1 sessions: contract is refused, naming the proxy.
     viewgate(&cluster, &["cutover", "--to", "v2"]).unwrap();
@@ -266,7 +299,7 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spec.toml"), MODELS_SPEC).unwrap();
     std::fs::write(dir.path().join("0002.toml"), RESCALE).unwrap();
-    let (cluster, proxy) = setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
+    let (cluster, proxy, _) = setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
     viewgate(
         &cluster,
         &[

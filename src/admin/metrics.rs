@@ -79,6 +79,7 @@ pub fn render(state: &ProxyState) -> String {
     );
     histogram(&mut out, name, "", &state.pause.histogram().snapshot());
     render_versions(&mut out, &state.telemetry);
+    migrations(&mut out, state);
     out
 }
 
@@ -160,6 +161,58 @@ fn render_versions(out: &mut String, telemetry: &Telemetry) {
     for (rule, hits) in telemetry.rule_hits() {
         let _ = writeln!(out, "viewgate_rule_hits_total{{rule=\"{rule}\"}} {hits}");
     }
+}
+
+/// Where migrations stand: phase, and per table the rows backfilled of those estimated.
+fn migrations(out: &mut String, state: &ProxyState) {
+    let progress = state.migrations.load();
+    header(
+        out,
+        "viewgate_migration_live",
+        "gauge",
+        "Migrations not yet completed, by the version they create and their phase (backfilling, live).",
+    );
+    for migration in &progress.migrations {
+        let _ = writeln!(
+            out,
+            "viewgate_migration_live{{version=\"{}\",from=\"{}\",phase=\"{}\"}} 1",
+            migration.version, migration.from, migration.phase
+        );
+    }
+    for (name, help) in [
+        (
+            "viewgate_backfill_rows",
+            "Rows a migration's backfill has filled, per table.",
+        ),
+        (
+            "viewgate_backfill_rows_estimate",
+            "Rows a migration's backfill expects to fill, per table.",
+        ),
+    ] {
+        header(out, name, "gauge", help);
+        for migration in &progress.migrations {
+            for table in &migration.tables {
+                let value = if name.ends_with("estimate") {
+                    table.estimate
+                } else {
+                    table.rows
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{version=\"{}\",table=\"{}\"}} {value}",
+                    migration.version,
+                    label_value(&table.table)
+                );
+            }
+        }
+    }
+}
+
+/// A label value as Prometheus's text format wants it: backslash, quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// One histogram's series; `labels` is empty or ends with a comma.

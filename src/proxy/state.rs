@@ -12,6 +12,7 @@ use super::pause::PauseGate;
 use super::switch::{SessionRegistry, Switchboard};
 use super::upstream::{UpstreamError, UpstreamTarget};
 use crate::config::{CacheConfig, ClientTlsMode, Config};
+use crate::model::migration_progress::MigrationProgress;
 use crate::net::tls;
 use crate::proxy::stats::Telemetry;
 use crate::rewriter::RewriteCache;
@@ -49,6 +50,8 @@ pub struct ProxyState {
     /// Established sessions, for the upstream switch.
     pub sessions: Arc<SessionRegistry>,
     pub switchboard: Arc<Switchboard>,
+    /// Where the catalog's migrations stand, as the heartbeat last read it (for /metrics).
+    pub migrations: ArcSwap<MigrationProgress>,
 }
 
 /// Per-proxy session counts, read by the admin API's /metrics.
@@ -84,6 +87,7 @@ impl ProxyState {
             pause: PauseGate::default(),
             sessions: Arc::default(),
             switchboard: Arc::default(),
+            migrations: ArcSwap::default(),
             tls_acceptor,
             cancel_keys: CancelRegistry::new(),
             shutdown,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::model::heartbeat::HEARTBEAT_INTERVAL;
+use crate::model::migration_progress::{MigrationFigures, MigrationProgress};
 use crate::net::postgres_tls::error_text;
 use crate::proxy::state::ProxyState;
 use crate::router::watcher::CatalogSource;
@@ -79,7 +80,10 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
         }
         if let Some(connected) = &client {
             match beat(connected, &state, &identity, started).await {
-                Ok(()) => warned = false,
+                Ok(()) => {
+                    warned = false;
+                    read_migrations(connected, &state).await;
+                }
                 Err(error) if !warned => {
                     tracing::warn!(%error, "could not write the proxy heartbeat; retrying");
                     warned = true;
@@ -114,6 +118,39 @@ fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
+}
+
+/// Reads where the catalog's migrations stand into the proxy's state (for /metrics); leaves
+/// the last figures when the read fails, and none when the catalog has no migrations table.
+async fn read_migrations(client: &Client, state: &ProxyState) {
+    let rows = client
+        .query(
+            "SELECT version, from_version, phase, backfill::text FROM viewgate.migrations
+             WHERE to_regclass('viewgate.migrations') IS NOT NULL AND phase IN ('backfilling', 'live')
+             ORDER BY id",
+            &[],
+        )
+        .await;
+    let migrations = match rows {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| {
+                let backfill: String = row.get(3);
+                MigrationFigures::from_row(row.get(0), row.get(1), row.get(2), &backfill)
+            })
+            .collect(),
+        // 42P01: a catalog from before migrations.
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            Vec::new()
+        }
+        Err(error) => {
+            tracing::debug!(%error, "could not read the migrations' progress");
+            return;
+        }
+    };
+    state
+        .migrations
+        .store(std::sync::Arc::new(MigrationProgress { migrations }));
 }
 
 /// Writes one heartbeat; skipped when the catalog has no `viewgate.proxies` table.

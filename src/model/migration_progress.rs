@@ -1,0 +1,87 @@
+//! Where the database's migrations stand, as a proxy publishes it in `/metrics`: each
+//! migration that is backfilling or live, and per table the rows backfilled of those estimated.
+//! Read from `viewgate.migrations` by the heartbeat, which already visits the catalog.
+
+use serde::Deserialize;
+
+/// The migrations a proxy last saw in the catalog.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrationProgress {
+    pub migrations: Vec<MigrationFigures>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationFigures {
+    pub version: String,
+    pub from: String,
+    pub phase: String,
+    pub tables: Vec<TableBackfill>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableBackfill {
+    pub table: String,
+    pub rows: u64,
+    pub estimate: u64,
+    pub done: bool,
+}
+
+/// The figures of one checkpoint, as `viewgate.migrations.backfill` stores it per table.
+#[derive(Deserialize)]
+struct Checkpoint {
+    #[serde(default)]
+    rows: u64,
+    #[serde(default)]
+    estimate: u64,
+    #[serde(default)]
+    done: bool,
+}
+
+impl MigrationFigures {
+    /// One migration's row; a backfill document this build cannot read gives no tables.
+    pub fn from_row(version: String, from: String, phase: String, backfill_json: &str) -> Self {
+        let checkpoints: std::collections::BTreeMap<String, Checkpoint> =
+            serde_json::from_str(backfill_json).unwrap_or_default();
+        let tables = checkpoints
+            .into_iter()
+            .map(|(table, checkpoint)| TableBackfill {
+                table,
+                rows: checkpoint.rows,
+                estimate: checkpoint.estimate.max(checkpoint.rows),
+                done: checkpoint.done,
+            })
+            .collect();
+        MigrationFigures {
+            version,
+            from,
+            phase,
+            tables,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_become_figures_and_garbage_becomes_none() {
+        let figures = MigrationFigures::from_row(
+            "v2".into(),
+            "v1".into(),
+            "backfilling".into(),
+            r#"{"public.t": {"cursor": ["5"], "rows": 5, "estimate": 3, "done": false}}"#,
+        );
+        assert_eq!(
+            figures.tables,
+            [TableBackfill {
+                table: "public.t".into(),
+                rows: 5,
+                estimate: 5,
+                done: false
+            }]
+        );
+        let unreadable = MigrationFigures::from_row("v2".into(), "v1".into(), "live".into(), "[");
+        assert!(unreadable.tables.is_empty());
+    }
+}
