@@ -22,6 +22,7 @@
 # How to run (as root or a user that can run initdb):
 #   bench/backfill.sh                        # 1,000,000 rows, 8 writers, 15 s windows
 #   ROWS=200000 DURATION=5 bench/backfill.sh
+#   BATCH_SIZE=500 BATCH_DELAY_MS=10 bench/backfill.sh   # a gentler backfill
 # shellcheck disable=SC2119
 set -euo pipefail
 
@@ -29,6 +30,7 @@ ROWS="${ROWS:-1000000}"
 WRITERS="${WRITERS:-8}"
 DURATION="${DURATION:-15}"
 BATCH_SIZE="${BATCH_SIZE:-1000}"
+BATCH_DELAY_MS="${BATCH_DELAY_MS:-0}"
 # The writers' window during the migration; it must outlast the migration to cover all of it.
 DURING_WINDOW="${DURING_WINDOW:-120}"
 DB_NAME=postgres
@@ -67,6 +69,7 @@ version = "v2"
 from = "v1"
 [settings]
 batch_size = $BATCH_SIZE
+batch_delay_ms = $BATCH_DELAY_MS
 [[operations]]
 op = "add_column"
 table = "models"
@@ -163,7 +166,7 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "# Migration under write load ($(date -Is))"
     echo
     machine_summary
-    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE"
+    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS"
     echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row"
     echo
     echo "| measure | value | goal |"
