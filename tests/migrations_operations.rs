@@ -407,3 +407,124 @@ async fn rollback_now_v2_first(database: &support::Database) -> String {
     drop(holder);
     error
 }
+
+/// Everything a migration could leave behind in the schema: columns, constraints, indexes,
+/// triggers, views and functions, as text to compare.
+fn schema_fingerprint(database: &support::Database) -> String {
+    database.admin(
+        "SELECT string_agg(line, E'\\n' ORDER BY line) FROM (
+           SELECT format('column %s.%s %s %s %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid)) AS line
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v') AND a.attnum > 0 AND NOT a.attisdropped
+           UNION ALL SELECT format('constraint %s %s', conname, pg_get_constraintdef(oid)) FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+           UNION ALL SELECT format('index %s', indexdef) FROM pg_indexes WHERE schemaname = 'public'
+           UNION ALL SELECT format('trigger %s', tgname) FROM pg_trigger WHERE NOT tgisinternal
+           UNION ALL SELECT format('function %s', proname) FROM pg_proc WHERE pronamespace = 'viewgate'::regnamespace
+         ) AS everything",
+    )
+}
+
+#[tokio::test]
+async fn every_operation_rolls_back_to_the_schema_it_started_from_then_completes() {
+    let database = seeded(30).await;
+    database.admin(
+        "CREATE INDEX models_size_idx ON models (size);
+         ALTER TABLE models ADD CONSTRAINT models_size_small CHECK (size < 1000000);
+         CREATE TABLE public.extra (id bigserial PRIMARY KEY, note text)",
+    );
+    let operations = [
+        r#"op = "add_column"
+table = "models"
+up = "size * 2"
+column = { name = "double", type = "bigint", nullable = false, unique = true, check = "double >= 0" }"#,
+        r#"op = "drop_column"
+table = "models"
+column = "legacy_note""#,
+        r#"op = "rename_column"
+table = "models"
+from = "name"
+to = "title""#,
+        r#"op = "alter_column"
+table = "models"
+column = "legacy_note"
+nullable = false
+up = "coalesce(legacy_note, 'none')"
+down = "legacy_note""#,
+        r#"op = "create_table"
+table = "notes"
+columns = [{ name = "id", type = "bigserial", primary_key = true }, { name = "body", type = "text" }]"#,
+        r#"op = "drop_table"
+table = "models""#,
+        r#"op = "rename_table"
+from = "models"
+to = "things""#,
+        r#"op = "create_index"
+name = "models_name_idx"
+table = "models"
+columns = ["name"]
+unique = true"#,
+        r#"op = "drop_index"
+name = "models_size_idx""#,
+        r#"op = "add_constraint"
+table = "models"
+name = "models_name_not_empty"
+type = "check"
+check = "name <> ''""#,
+        r#"op = "drop_constraint"
+table = "models"
+name = "models_size_small""#,
+        r#"op = "split_column"
+table = "models"
+column = "name"
+down = "head || '-' || tail"
+into = [
+    { column = { name = "head", type = "text" }, up = "split_part(name, '-', 1)" },
+    { column = { name = "tail", type = "text" }, up = "split_part(name, '-', 2)" },
+]"#,
+        r#"op = "merge_columns"
+table = "models"
+columns = ["name", "legacy_note"]
+into = { name = "label", type = "text" }
+up = "name || coalesce(':' || legacy_note, '')"
+down = { name = "split_part(label, ':', 1)", legacy_note = "nullif(split_part(label, ':', 2), '')" }"#,
+        r#"op = "raw_sql"
+up = "CREATE TABLE public.raw_marker (id int)"
+down = "DROP TABLE public.raw_marker""#,
+    ];
+    for operation in operations {
+        let before = schema_fingerprint(&database);
+        let text = migration(&format!("[[operations]]\n{operation}\n"));
+        start_text(&database, "op.toml", &text)
+            .await
+            .unwrap_or_else(|error| panic!("{operation}: {error}"));
+        assert_eq!(
+            database.admin("SELECT state FROM viewgate.versions WHERE version = 'v2'"),
+            "active",
+            "{operation} made v2"
+        );
+        rollback_now(&database)
+            .await
+            .unwrap_or_else(|error| panic!("{operation}: rollback: {error}"));
+        assert_eq!(
+            schema_fingerprint(&database),
+            before,
+            "rollback of {operation}"
+        );
+    }
+    // And one of them all the way: every migration after a rollback starts from v1 again.
+    start_text(
+        &database,
+        "op.toml",
+        &migration(&format!("[[operations]]\n{}\n", operations[0])),
+    )
+    .await
+    .expect("starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT double FROM models_v2 WHERE id = 3").await,
+        ["6"]
+    );
+}
