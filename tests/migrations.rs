@@ -419,3 +419,55 @@ down = "(size / 1000)::integer"
         "0"
     );
 }
+
+#[tokio::test]
+async fn a_second_migration_command_and_a_table_without_a_key_are_refused() {
+    let database = seeded(3).await;
+    // Another migration command holds the lock: this one is refused at once.
+    let holder = database.client().await;
+    exec(
+        &holder,
+        "SELECT pg_advisory_lock(hashtext('viewgate.migrate'))",
+    )
+    .await;
+    let busy = start_text(&database, "0002.toml", ADD_KIND)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        busy.contains("another viewgate migration command is running"),
+        "{busy}"
+    );
+    drop(holder);
+
+    database.admin("CREATE TABLE public.keyless (name text, size integer)");
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "keyless"
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "keyless"
+columns = ["name", "size"]
+"#,
+        )
+        .await;
+    let text = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "keyless"
+up = "size * 2"
+column = { name = "double", type = "integer" }
+"#;
+    let error = start_text(&database, "0002.toml", text)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("has no primary key"), "{error}");
+    assert!(error.contains("nothing was changed"), "{error}");
+    assert_eq!(database.admin("SELECT count(*) FROM pg_attribute WHERE attrelid = 'keyless'::regclass AND attname = 'double'"), "0");
+}
