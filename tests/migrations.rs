@@ -315,6 +315,12 @@ async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_ref
         &mut kill,
     )))
     .await;
+    // A killed process's session ends and Postgres releases its locks; the panic left this
+    // session open, so release them as its end would.
+    client
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
     drop(client);
     assert!(killed.is_err(), "the run was killed");
     let done: i64 = database

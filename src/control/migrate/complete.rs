@@ -38,10 +38,10 @@ pub async fn complete(
     client: &mut Client,
     templates: &Templates,
 ) -> Result<CompleteOutcome, MigrateError> {
-    state::try_lock(client).await?;
-    let result = complete_locked(client, templates).await;
-    state::unlock(client).await;
-    result
+    state::with_lock(client, async |client| {
+        complete_locked(client, templates).await
+    })
+    .await
 }
 
 async fn complete_locked(

@@ -32,10 +32,10 @@ pub async fn rollback(
     client: &mut Client,
     templates: &Templates,
 ) -> Result<RollbackOutcome, MigrateError> {
-    state::try_lock(client).await?;
-    let result = rollback_locked(client, templates).await;
-    state::unlock(client).await;
-    result
+    state::with_lock(client, async |client| {
+        rollback_locked(client, templates).await
+    })
+    .await
 }
 
 async fn rollback_locked(

@@ -51,10 +51,10 @@ pub async fn start(
     templates: &Templates,
     progress: &mut dyn Progress,
 ) -> Result<StartOutcome, MigrateError> {
-    state::try_lock(client).await?;
-    let result = start_locked(client, file, templates, progress).await;
-    state::unlock(client).await;
-    result
+    state::with_lock(client, async |client| {
+        start_locked(client, file, templates, progress).await
+    })
+    .await
 }
 
 async fn start_locked(

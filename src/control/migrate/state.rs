@@ -216,8 +216,20 @@ pub async fn save_plan(
     Ok(())
 }
 
+/// Runs `work` holding the migration lock (refused at once if another migration command holds
+/// it), and releases the lock after, whatever `work` returned.
+pub async fn with_lock<T>(
+    client: &mut tokio_postgres::Client,
+    work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, MigrateError>,
+) -> Result<T, MigrateError> {
+    try_lock(client).await?;
+    let result = work(client).await;
+    unlock(client).await;
+    result
+}
+
 /// Releases the migration lock taken by [`try_lock`]; the lock also goes with the session.
-pub async fn unlock(client: &impl GenericClient) {
+async fn unlock(client: &impl GenericClient) {
     if let Err(error) = client
         .execute(
             "SELECT pg_advisory_unlock(hashtext('viewgate.migrate'))",
@@ -230,7 +242,7 @@ pub async fn unlock(client: &impl GenericClient) {
 }
 
 /// Takes the migration lock for this session, or says another migration command holds it.
-pub async fn try_lock(client: &impl GenericClient) -> Result<(), MigrateError> {
+async fn try_lock(client: &impl GenericClient) -> Result<(), MigrateError> {
     let locked: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtext('viewgate.migrate'))",
