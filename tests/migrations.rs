@@ -243,6 +243,14 @@ column = { name = "note_number", type = "integer" }
         database.admin("SELECT phase FROM viewgate.migrations"),
         "rolled_back"
     );
+    let recorded = database.admin(
+        "SELECT action || ':' || success || ':' || coalesce(error, '') FROM viewgate.apply_history WHERE action LIKE 'migrate%' ORDER BY id",
+    );
+    assert!(recorded.contains("migrate_start:true:"), "{recorded}");
+    assert!(
+        recorded.contains("migrate_rollback:true:migration failed while backfilling"),
+        "{recorded}"
+    );
 }
 
 #[tokio::test]
@@ -287,6 +295,11 @@ column = { name = "a", type = "no_such_type" }"#,
             "0"
         );
     }
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.apply_history WHERE action = 'migrate_start' AND NOT success AND error LIKE '%nothing was changed%'"),
+        "4",
+        "each refusal is on record"
+    );
 }
 
 /// Progress that stops the run (by panicking its task) once `after` rows are done.

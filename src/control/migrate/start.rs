@@ -26,7 +26,7 @@ use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
 use super::steps::{create_views, prepare_catalog, record_event, run_sql};
 use super::sync;
-use crate::control::catalog;
+use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
@@ -97,7 +97,13 @@ async fn start_locked(
                     expand(client, file, templates).await
                 })
                 .await;
-            let record = attempted.result?;
+            let record = match attempted.result {
+                Ok(record) => record,
+                Err(error) => {
+                    record_refusal(client, templates, file, &error, attempted.attempts).await;
+                    return Err(error);
+                }
+            };
             (record, "started")
         }
     };
@@ -115,9 +121,8 @@ async fn start_locked(
                 MigrateError::Failed { step, message, .. } => (step.clone(), message.clone()),
                 other => ("finishing the migration".to_owned(), other.to_string()),
             };
-            let aftermath = match rollback::undo(client, &record, templates, "migration failed")
-                .await
-            {
+            let why = format!("migration failed while {step}: {message}");
+            let aftermath = match rollback::undo(client, &record, templates, &why).await {
                 Ok(()) => "the migration was rolled back: nothing of it remains".to_owned(),
                 Err(undo) => format!(
                     "rolling it back failed too ({undo}); run `viewgate migrate rollback` once the cause is fixed"
@@ -131,6 +136,33 @@ async fn start_locked(
             })
         }
     }
+}
+
+/// Records in `apply_history` that the migration was refused or failed before anything of it
+/// was kept (best effort, in its own transaction: the expand's was rolled back).
+async fn record_refusal(
+    client: &mut Client,
+    templates: &Templates,
+    file: &MigrationFile,
+    error: &MigrateError,
+    attempts: u32,
+) {
+    let settings = file.migration.settings;
+    let entry = HistoryEntry {
+        action: "migrate_start",
+        success: false,
+        spec_file: Some(file.path.display().to_string()),
+        spec_checksum: Some(file.checksum.clone()),
+        versions: vec![file.migration.from.clone(), file.migration.version.clone()],
+        duration: std::time::Duration::ZERO,
+        attempts,
+        error: Some(error.to_string()),
+    };
+    let locks = apply::LockSettings {
+        lock_timeout: settings.lock_timeout,
+        max_attempts: settings.max_attempts,
+    };
+    apply::record_failure(client, templates, locks, &entry).await;
 }
 
 /// The previous version's definition and the plan derived from it, read inside `client`'s

@@ -45,7 +45,7 @@ pub async fn run_sql(
                 version: version.to_owned(),
                 step: what.to_owned(),
                 message: describe_postgres_error(&error),
-                aftermath: "nothing of this step was kept".to_owned(),
+                aftermath: "its transaction was rolled back: nothing was changed".to_owned(),
             }
         }
     })
