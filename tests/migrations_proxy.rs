@@ -43,16 +43,34 @@ fn setup(schema: &str, spec: &str) -> (ThrowawayCluster, ProxyProcess, u16) {
     viewgate(&cluster, &["views", "apply", "--spec", spec]).expect("spec applies");
     viewgate(&cluster, &["cutover", "--to", "v1"]).expect("v1 is the default");
     let catalog = cluster.url(SUPERUSER, "postgres");
-    let admin_port = viewgate::pg_cluster::free_port().unwrap();
-    let admin = format!("127.0.0.1:{admin_port}");
+    // Port 0: the kernel picks it, so it cannot collide with the proxy's; the heartbeat says
+    // where it landed.
     let proxy = ProxyProcess::start(
         &cluster,
         &[
             ("VIEWGATE_CATALOG", &catalog),
-            ("VIEWGATE_ADMIN_LISTEN", &admin),
+            ("VIEWGATE_ADMIN_LISTEN", "127.0.0.1:0"),
             ("VIEWGATE_ADMIN_TOKEN", TOKEN),
         ],
     );
+    let mut admin = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            admin = cluster
+                .psql(
+                    "postgres",
+                    "SELECT coalesce(max(admin_listen), '') FROM viewgate.proxies",
+                )
+                .unwrap_or_default();
+            !admin.is_empty()
+        }),
+        "the proxy's heartbeat names its admin address"
+    );
+    let admin_port = admin
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("admin address has a port");
     (cluster, proxy, admin_port)
 }
 
