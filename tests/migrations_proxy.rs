@@ -334,6 +334,11 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v1"] })
             .await
     );
+    // Prepared at v1 (Parse is rewritten when sent), executed after the cutover below.
+    let prepared_at_v1 = session
+        .prepare("UPDATE models SET size = $1 WHERE name = $2")
+        .await
+        .unwrap();
     text(&session, "UPDATE models SET size = 3 WHERE name = 'a'").await;
     let v2 = client(&proxy, Some("v2")).await;
     assert_eq!(
@@ -360,6 +365,23 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         text(&v2, "SELECT size FROM models WHERE name = 'b'").await,
         ["4200"],
         "v2's own value kept"
+    );
+
+    // The statement prepared at v1 still writes v1's column, though the upstream session now
+    // says v2: the triggers see which representation changed and run `up`, not `down`.
+    session
+        .execute(&prepared_at_v1, &[&7i32, &"a"])
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&v1, "SELECT size FROM models WHERE name = 'a'").await,
+        ["7"],
+        "v1's write kept"
+    );
+    assert_eq!(
+        text(&v2, "SELECT size FROM models WHERE name = 'a'").await,
+        ["7000"],
+        "and converted"
     );
     assert!(wait_until(Duration::from_secs(1), || true));
 }

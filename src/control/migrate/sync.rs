@@ -44,8 +44,19 @@ impl Direction {
 
 /// Trigger and function names of one direction of a migration on one table.
 pub struct SyncNames {
+    /// The name both triggers of the direction start with (it decides their order).
     pub trigger: String,
     pub function: String,
+}
+
+impl SyncNames {
+    /// The INSERT trigger's and the UPDATE trigger's names: they judge the writer differently.
+    fn triggers(&self) -> [(String, &'static str); 2] {
+        [
+            (format!("{}_i", self.trigger), "INSERT"),
+            (format!("{}_u", self.trigger), "UPDATE"),
+        ]
+    }
 }
 
 pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str) -> SyncNames {
@@ -92,10 +103,15 @@ pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
     let mut sql = String::new();
     for direction in [Direction::Down, Direction::Up] {
         let names = names(migration_id, direction, schema, table);
+        for (trigger, _) in names.triggers() {
+            sql.push_str(&format!(
+                "DROP TRIGGER IF EXISTS {} ON {};\n",
+                quote_ident(&trigger),
+                quote_qualified(schema, table)
+            ));
+        }
         sql.push_str(&format!(
-            "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}();\n",
-            quote_ident(&names.trigger),
-            quote_qualified(schema, table),
+            "DROP FUNCTION IF EXISTS {}();\n",
             quote_qualified(FUNCTION_SCHEMA, &names.function)
         ));
     }
@@ -121,17 +137,34 @@ fn one_trigger(
             .collect::<Vec<_>>()
             .join(",")
     ));
-    // Decided in the trigger's WHEN clause, which Postgres evaluates without calling the
-    // function: a write the trigger has no work for (the other side's, the backfill's) costs
+    // Decided in the triggers' WHEN clauses, which Postgres evaluates without calling the
+    // function: a write a trigger has no work for (the other side's, the backfill's) costs
     // almost nothing.
     let writer = "current_setting('viewgate.version', true)";
-    let is_old_side =
+    let old_writer =
         format!("(coalesce({writer}, '') = '' OR {writer} = ANY ({old_side_array}::text[]))");
-    let acts = match direction {
-        Direction::Up => is_old_side,
-        Direction::Down => format!(
-            "(NOT {is_old_side} AND {writer} <> {backfill})",
-            backfill = quote_literal(BACKFILL_WRITER)
+    let not_backfill = format!(
+        "coalesce({writer}, '') <> {}",
+        quote_literal(BACKFILL_WRITER)
+    );
+    // An UPDATE also shows which representation the writer touched: only a writer at the
+    // older side can change the columns only it sees (down's targets), and only one at the
+    // newer side those only it sees (up's). That overrides the setting, which can lag behind a
+    // statement prepared at another version; when neither or both changed, the setting decides.
+    let old_changed = changed(&sync.down);
+    let new_changed = changed(&sync.up);
+    let (on_insert, on_update) = match direction {
+        Direction::Up => (
+            old_writer.clone(),
+            format!(
+                "({not_backfill} AND (({old_changed} AND NOT {new_changed}) OR ({old_changed} = {new_changed} AND {old_writer})))"
+            ),
+        ),
+        Direction::Down => (
+            format!("(NOT {old_writer} AND {not_backfill})"),
+            format!(
+                "({not_backfill} AND (({new_changed} AND NOT {old_changed}) OR ({old_changed} = {new_changed} AND NOT {old_writer})))"
+            ),
         ),
     };
     let declarations: String = columns
@@ -156,7 +189,7 @@ fn one_trigger(
             )
         })
         .collect();
-    format!(
+    let mut sql = format!(
         "CREATE OR REPLACE FUNCTION {function}()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -166,15 +199,36 @@ DECLARE
 {assignments}    RETURN NEW;
 END
 {BODY_QUOTE};
-DROP TRIGGER IF EXISTS {trigger} ON {table};
+"
+    );
+    for ((trigger, event), condition) in names.triggers().into_iter().zip([on_insert, on_update]) {
+        sql.push_str(&format!(
+            "DROP TRIGGER IF EXISTS {trigger} ON {table};
 CREATE TRIGGER {trigger}
-    BEFORE INSERT OR UPDATE ON {table}
+    BEFORE {event} ON {table}
     FOR EACH ROW
-    WHEN {acts}
+    WHEN {condition}
     EXECUTE FUNCTION {function}();
 ",
-        trigger = quote_ident(&names.trigger),
-    )
+            trigger = quote_ident(&trigger),
+        ));
+    }
+    sql
+}
+
+/// SQL true when an UPDATE changed any of the columns `assigns` write.
+fn changed(assigns: &[Assign]) -> String {
+    if assigns.is_empty() {
+        return "false".to_owned();
+    }
+    let tests: Vec<String> = assigns
+        .iter()
+        .map(|assign| {
+            let column = quote_ident(&assign.target);
+            format!("NEW.{column} IS DISTINCT FROM OLD.{column}")
+        })
+        .collect();
+    format!("({})", tests.join(" OR "))
 }
 
 #[cfg(test)]
