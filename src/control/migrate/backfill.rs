@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::derive::{Backfill, over_physical};
 use super::error::MigrateError;
@@ -21,6 +21,11 @@ use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::net::postgres_error::describe_postgres_error;
 
+/// Tables smaller than this are counted exactly for the progress estimate (the count runs under
+/// the expand's locks, so it must stay quick); larger ones use the planner's estimate.
+const EXACT_COUNT_BELOW_BYTES: i64 = 8 * 1024 * 1024;
+/// Bytes per row assumed for a large table the planner has never estimated.
+const GUESSED_ROW_BYTES: i64 = 100;
 /// Times one batch is tried again after a deadlock or a serialization failure with a writer.
 const BATCH_ATTEMPTS: u32 = 5;
 
@@ -135,9 +140,10 @@ SELECT (SELECT count(*) FROM _vg_updated),
     )
 }
 
-/// The largest key now and an estimate of the rows up to it.
-async fn start_checkpoint(
-    client: &Client,
+/// The largest key now and an estimate of the rows up to it. The expand takes it under its
+/// table locks, after the sync triggers exist: every row past it was written under them.
+pub async fn start_checkpoint(
+    client: &impl GenericClient,
     backfill: &Backfill,
 ) -> Result<Checkpoint, MigrateError> {
     let table = quote_qualified(&backfill.schema, &backfill.table);
@@ -165,8 +171,10 @@ async fn start_checkpoint(
     let estimate: i64 = client
         .query_one(
             &format!(
-                "SELECT CASE WHEN c.reltuples >= 100000 THEN c.reltuples::bigint
-                             ELSE (SELECT count(*) FROM {table}) END
+                "SELECT CASE WHEN pg_relation_size(c.oid) < {EXACT_COUNT_BELOW_BYTES}
+                                  THEN (SELECT count(*) FROM {table})
+                             WHEN c.reltuples > 0 THEN c.reltuples::bigint
+                             ELSE pg_relation_size(c.oid) / {GUESSED_ROW_BYTES} END
                  FROM pg_class c WHERE c.oid = $1::text::regclass"
             ),
             &[&table],

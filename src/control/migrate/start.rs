@@ -301,6 +301,15 @@ async fn expand(
         )
         .await?;
     }
+    // Taken under the expand's locks, after the triggers exist: the backfill visits exactly
+    // the rows that existed before them.
+    let mut checkpoints = checkpoints;
+    for backfill_plan in &plan.backfills {
+        let checkpoint = backfill::start_checkpoint(&transaction, backfill_plan).await?;
+        let key = checkpoint_key(backfill_plan);
+        state::save_checkpoint(&transaction, id, &key, &checkpoint).await?;
+        checkpoints.insert(key, checkpoint);
+    }
     create_views(&transaction, &plan.definition, &file.path, templates).await?;
     transaction
         .execute(
