@@ -38,7 +38,7 @@ use crate::control::views::introspect;
 pub struct StartOutcome {
     pub version: String,
     pub from: String,
-    /// `started`, `resumed`, or `already live`.
+    /// `started`, `resumed`, `already live` or `already completed`.
     pub how: &'static str,
     pub rows_backfilled: u64,
     pub seconds: f64,
@@ -80,10 +80,15 @@ async fn start_locked(
             });
         }
         Some(record) if record.phase != Phase::Backfilling => {
+            let how = if record.phase == Phase::Completed {
+                "already completed"
+            } else {
+                "already live"
+            };
             return Ok(StartOutcome {
                 version: record.version,
                 from: record.from,
-                how: "already live",
+                how,
                 rows_backfilled: 0,
                 seconds: started.elapsed().as_secs_f64(),
             });
@@ -177,7 +182,7 @@ pub async fn plan_against(
         Some(recorded) if recorded.state != "retired" => {
             return Err(MigrateError::Refused {
                 version: migration.version.clone(),
-                operation: "migration".into(),
+                operation: "the file's header".into(),
                 problem: format!(
                     "version {} already exists (created by `views apply`?); name the new version differently",
                     migration.version
@@ -191,7 +196,7 @@ pub async fn plan_against(
         Some(recorded) => {
             return Err(MigrateError::Refused {
                 version: migration.version.clone(),
-                operation: "migration".into(),
+                operation: "the file's header".into(),
                 problem: format!(
                     "version {} is {}, not active: a migration starts from a live version",
                     migration.from, recorded.state
@@ -201,7 +206,7 @@ pub async fn plan_against(
         None => {
             return Err(MigrateError::Refused {
                 version: migration.version.clone(),
-                operation: "migration".into(),
+                operation: "the file's header".into(),
                 problem: format!("version {} is not in the catalog", migration.from),
             });
         }
@@ -213,7 +218,7 @@ pub async fn plan_against(
     {
         return Err(MigrateError::Refused {
             version: migration.version.clone(),
-            operation: "migration".into(),
+            operation: "the file's header".into(),
             problem: format!(
                 "the migration to {} is still backfilling; let it finish (`viewgate migrate start` on its file resumes it) before starting another",
                 busy.version
@@ -223,7 +228,7 @@ pub async fn plan_against(
     if let Some(later) = current.iter().find(|record| record.from == migration.from) {
         return Err(MigrateError::Refused {
             version: migration.version.clone(),
-            operation: "migration".into(),
+            operation: "the file's header".into(),
             problem: format!(
                 "version {} already has a migration derived from it ({}); versions form one chain",
                 migration.from, later.version

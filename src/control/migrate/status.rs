@@ -86,17 +86,21 @@ impl fmt::Display for StatusReport {
                 migration.started_at
             )?;
             for (table, checkpoint) in &migration.backfill {
-                let percent = if checkpoint.estimate == 0 {
+                let estimate = if checkpoint.done {
+                    checkpoint.rows
+                } else {
+                    checkpoint.estimate.max(checkpoint.rows)
+                };
+                let percent = if estimate == 0 {
                     100.0
                 } else {
-                    (checkpoint.rows as f64 * 100.0 / checkpoint.estimate as f64).min(100.0)
+                    checkpoint.rows as f64 * 100.0 / estimate as f64
                 };
+                let state = if checkpoint.done { ", done" } else { "" };
                 writeln!(
                     f,
-                    "  backfill {table}: {} of ~{} rows ({percent:.0}%){}",
-                    checkpoint.rows,
-                    checkpoint.estimate,
-                    if checkpoint.done { ", done" } else { "" }
+                    "  backfill {table}: {} of ~{estimate} rows ({percent:.0}%){state}",
+                    checkpoint.rows
                 )?;
             }
         }
