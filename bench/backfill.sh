@@ -31,6 +31,7 @@
 #   RATE_TPS=1000 bench/backfill.sh          # lighter application traffic
 #   ROWS=200000 DURATION=5 bench/backfill.sh
 #   BATCH_SIZE=500 BATCH_DELAY_MS=10 bench/backfill.sh   # a gentler backfill
+#   YIELD_TO_WRITERS=false bench/backfill.sh             # the backfill flat out, whatever the load
 # shellcheck disable=SC2119
 set -euo pipefail
 
@@ -39,8 +40,13 @@ WRITERS="${WRITERS:-8}"
 DURATION="${DURATION:-15}"
 BATCH_SIZE="${BATCH_SIZE:-1000}"
 BATCH_DELAY_MS="${BATCH_DELAY_MS:-0}"
+# The backfill's adaptive pause (docs/migrations.md); false: flat out whatever the load.
+YIELD_TO_WRITERS="${YIELD_TO_WRITERS:-true}"
 # The paced writers' total rate: about 40 % of what 8 writers reach through viewgate on 2 cores.
 RATE_TPS="${RATE_TPS:-2000}"
+# The server-side per-row measurement: rows per statement, and repeats.
+MICRO_ROWS="${MICRO_ROWS:-100000}"
+MICRO_REPEATS="${MICRO_REPEATS:-5}"
 # The writers' window during the migration; it must outlast the migration to cover all of it.
 DURING_WINDOW="${DURING_WINDOW:-120}"
 DB_NAME=postgres
@@ -80,6 +86,7 @@ from = "v1"
 [settings]
 batch_size = $BATCH_SIZE
 batch_delay_ms = $BATCH_DELAY_MS
+yield_to_writers = $YIELD_TO_WRITERS
 [[operations]]
 op = "add_column"
 table = "models"
@@ -171,6 +178,31 @@ psql_q "ALTER TABLE models DISABLE TRIGGER USER" >/dev/null
 run_writers untriggered-direct "$DURATION" "$PG_PORT" "" writer-untriggered.sql
 psql_q "ALTER TABLE models ENABLE TRIGGER USER" >/dev/null
 
+# The triggers' cost per row, without the network or the client: one session runs the same bulk
+# INSERT and UPDATE with the triggers and with their work written by hand (triggers disabled),
+# interleaved $MICRO_REPEATS times, each in a transaction that is rolled back. Medians.
+log "the triggers' cost per row, server-side, $MICRO_REPEATS interleaved repeats"
+MICRO_SQL="$WORK_DIR/micro.sql"
+{
+    echo '\timing on'
+    for _ in $(seq "$MICRO_REPEATS"); do
+        echo "BEGIN; INSERT INTO models (name, size) SELECT 'bulk', 1 FROM generate_series(1, $MICRO_ROWS); ROLLBACK;"
+        echo "BEGIN; ALTER TABLE models DISABLE TRIGGER USER; INSERT INTO models (name, size, kind, _vg_v2_size) SELECT 'bulk', 1, 'small', 1000 FROM generate_series(1, $MICRO_ROWS); ROLLBACK;"
+        echo "BEGIN; UPDATE models SET size = size + 1 WHERE id <= $MICRO_ROWS; ROLLBACK;"
+        echo "BEGIN; ALTER TABLE models DISABLE TRIGGER USER; UPDATE models SET size = size + 1, _vg_v2_size = (size + 1)::bigint * 1000 WHERE id <= $MICRO_ROWS; ROLLBACK;"
+    done
+} >"$MICRO_SQL"
+# Lines of the timing output that belong to the INSERT/UPDATE statements (the others are
+# BEGIN, ALTER and ROLLBACK: well under a millisecond), in script order.
+"$PSQL" -X -h "$LOOPBACK" -p "$PG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" -f "$MICRO_SQL" 2>&1 |
+    awk '/^(INSERT|UPDATE)/ { want = 1; next } want && /^Time:/ { print $2; want = 0 }' >"$WORK_DIR/micro.times"
+# micro_median K: the median of the K-th of the four statements (1 insert+triggers, 2 insert by
+# hand, 3 update+triggers, 4 update by hand), in microseconds per row.
+micro_median() {
+    awk -v k="$1" -v rows="$MICRO_ROWS" 'NR % 4 == k % 4 { print $1 * 1000 / rows }' "$WORK_DIR/micro.times" |
+        sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else printf "%.2f", v[int((NR + 1) / 2)] }'
+}
+
 BACKFILLED="$(sed -n 's/.*: \([0-9]*\) rows backfilled.*/\1/p' "$WORK_DIR/migrate.out")"
 MIG_SECONDS="$(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "%.2f", b - a }')"
 RATE="$(awk -v r="${BACKFILLED:-0}" -v s="$MIG_SECONDS" 'BEGIN { printf "%.0f", r / s }')"
@@ -201,7 +233,7 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "# Migration under write load ($(date -Is))"
     echo
     machine_summary
-    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS"
+    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS"
     echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row; paced windows at $RATE_TPS tx/s"
     echo
     echo "| measure | value | goal |"
@@ -222,6 +254,8 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "| writer TPS direct to Postgres, before / live | $TPS_BEFORE_DIRECT / $TPS_LIVE_DIRECT | |"
     echo "| dual-write cost direct (TPS before ÷ TPS live) | $(ratio "$TPS_BEFORE_DIRECT" "$TPS_LIVE_DIRECT") | ≤ 1.5× |"
     echo "| the triggers alone, direct (same table: TPS triggers disabled ÷ enabled) | $TPS_UNTRIGGERED_DIRECT / $TPS_LIVE_DIRECT = $(ratio "$TPS_UNTRIGGERED_DIRECT" "$TPS_LIVE_DIRECT") | |"
+    echo "| bulk INSERT, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 1) / $(micro_median 2) = $(ratio "$(micro_median 1)" "$(micro_median 2)") | ≤ 1.5× |"
+    echo "| bulk UPDATE, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 3) / $(micro_median 4) = $(ratio "$(micro_median 3)" "$(micro_median 4)") | ≤ 1.5× |"
     echo
     echo "migrate start said: $(cat "$WORK_DIR/migrate.out")"
 } >"$REPORT"

@@ -8,12 +8,13 @@
 //! heavy inserts). Rows are locked in key order (`FOR NO KEY UPDATE`), as single-row writers
 //! expect, and the batch writes as `viewgate_backfill`, so no sync trigger redoes its work.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_postgres::{Client, GenericClient};
 
 use super::derive::{Backfill, over_physical};
 use super::error::MigrateError;
+use super::pace::BatchPacer;
 use super::progress::Progress;
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
@@ -198,7 +199,7 @@ pub async fn run(
     backfill: &Backfill,
     checkpoint: Option<Checkpoint>,
     batch_size: u32,
-    batch_delay: Duration,
+    mut pacer: BatchPacer,
     progress: &mut dyn Progress,
 ) -> Result<Checkpoint, MigrateError> {
     let key = checkpoint_key(backfill);
@@ -218,8 +219,10 @@ pub async fn run(
         let Some(high_water) = checkpoint.high_water.clone() else {
             break;
         };
+        let batch_started = Instant::now();
         let (updated, last) =
             one_batch(client, migration_id, &key, &sql, &checkpoint, &high_water).await?;
+        let wait = pacer.after_batch(batch_started.elapsed());
         checkpoint.rows += updated;
         match last {
             Some(last) => checkpoint.cursor = Some(last),
@@ -237,8 +240,8 @@ pub async fn run(
             checkpoint.estimate.max(checkpoint.rows),
             rate,
         );
-        if !batch_delay.is_zero() && !checkpoint.done {
-            tokio::time::sleep(batch_delay).await;
+        if !wait.is_zero() && !checkpoint.done {
+            tokio::time::sleep(wait).await;
         }
     }
     Ok(checkpoint)

@@ -21,6 +21,7 @@ use super::backfill::{self, checkpoint_key};
 use super::derive::{self, MigrationPlan};
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::pace::BatchPacer;
 use super::progress::Progress;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
@@ -375,7 +376,7 @@ async fn finish(
             backfill_plan,
             record.backfill.get(&key).cloned(),
             settings.batch_size,
-            settings.batch_delay,
+            BatchPacer::new(settings.batch_delay, settings.yield_to_writers),
             progress,
         )
         .await?;
