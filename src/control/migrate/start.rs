@@ -375,8 +375,11 @@ async fn finish(
             record.id,
             backfill_plan,
             record.backfill.get(&key).cloned(),
-            settings.batch_size,
-            BatchPacer::new(settings.batch_delay, settings.yield_to_writers),
+            BatchPacer::new(
+                settings.batch_delay,
+                settings.yield_to_writers,
+                settings.batch_size,
+            ),
             progress,
         )
         .await?;
