@@ -27,8 +27,8 @@
 # columns filled. Prints a Markdown report and writes it to bench/results/ (gitignored).
 #
 # How to run (as root or a user that can run initdb):
-#   bench/backfill.sh                        # 1,000,000 rows, 8 writers, 15 s windows, 2000 tx/s paced
-#   RATE_TPS=1000 bench/backfill.sh          # lighter application traffic
+#   bench/backfill.sh                        # 1,000,000 rows, 8 writers, 15 s windows, 1000 tx/s paced
+#   RATE_TPS=2000 bench/backfill.sh          # heavier application traffic
 #   ROWS=200000 DURATION=5 bench/backfill.sh
 #   BATCH_SIZE=500 BATCH_DELAY_MS=10 bench/backfill.sh   # a gentler backfill
 #   YIELD_TO_WRITERS=false bench/backfill.sh             # the backfill flat out, whatever the load
@@ -42,8 +42,8 @@ BATCH_SIZE="${BATCH_SIZE:-1000}"
 BATCH_DELAY_MS="${BATCH_DELAY_MS:-0}"
 # The backfill's adaptive pause (docs/migrations.md); false: flat out whatever the load.
 YIELD_TO_WRITERS="${YIELD_TO_WRITERS:-true}"
-# The paced writers' total rate: about 40 % of what 8 writers reach through viewgate on 2 cores.
-RATE_TPS="${RATE_TPS:-2000}"
+# The paced writers' total rate: about a quarter of what 8 writers reach through viewgate here.
+RATE_TPS="${RATE_TPS:-1000}"
 # The server-side per-row measurement: rows per statement, and repeats.
 MICRO_ROWS="${MICRO_ROWS:-100000}"
 MICRO_REPEATS="${MICRO_REPEATS:-5}"
