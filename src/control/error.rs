@@ -84,6 +84,8 @@ pub enum ControlError {
     NotActive { version: String, active: String },
     #[error("no earlier cutover to roll back")]
     NothingToRollBack,
+    #[error("cutover guard: {0}")]
+    CutoverGuard(String),
     #[error(transparent)]
     Rule(#[from] RuleError),
     #[error("there is no routing rule with id {0} (see `viewgate route list`)")]
