@@ -139,6 +139,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::migrate::MigrateCommand,
     },
+    /// Shadow reads: run sampled read-only statements again at another version and report
+    /// where the results differ (see docs/operations.md).
+    Shadow {
+        #[command(subcommand)]
+        command: cli::shadow::ShadowCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -439,6 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             viewgate::logging::init(Default::default(), "warn");
             Ok(runtime(0)?.block_on(cli::migrate::run(command))?)
         }
+        Command::Shadow { command } => Ok(runtime(0)?.block_on(cli::shadow::run(command))?),
     }
 }
 

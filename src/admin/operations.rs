@@ -36,14 +36,15 @@ pub fn router() -> Router<Arc<ProxyState>> {
 }
 
 /// A failed operation, as JSON `{"error": "..."}` with a status saying whose fault it was.
-struct OperationError(StatusCode, String);
+pub(super) struct OperationError(pub(super) StatusCode, pub(super) String);
 
 impl From<ControlError> for OperationError {
     fn from(error: ControlError) -> Self {
         let status = match error {
             ControlError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Database { .. } => StatusCode::BAD_GATEWAY,
-            ControlError::RuleNotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::RuleNotFound(_) | ControlError::NoShadowRun => StatusCode::NOT_FOUND,
+            ControlError::ShadowRunning(_) => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };
         OperationError(status, error.to_string())
@@ -57,7 +58,7 @@ impl IntoResponse for OperationError {
 }
 
 /// The catalog connection for one operation.
-async fn catalog(state: &ProxyState) -> Result<tokio_postgres::Client, OperationError> {
+pub(super) async fn catalog(state: &ProxyState) -> Result<tokio_postgres::Client, OperationError> {
     let Some(url) = &state.config.catalog else {
         return Err(OperationError(
             StatusCode::CONFLICT,

@@ -1,4 +1,5 @@
-//! A bound proxy put to work with the tasks that watch it: the canary and cutover guards, and the heartbeat
+//! A bound proxy put to work with the tasks that watch it: the canary and cutover guards, the
+//! shadow workers, and the heartbeat
 //! when the proxy should show in `viewgate status`. The proxy itself (`proxy::Proxy`) only
 //! serves sessions; these ops tasks are started here, at the edge, so that the data plane never
 //! imports them. `viewgate serve`, `viewgate demo` and the in-process test proxies start
@@ -6,7 +7,7 @@
 
 use crate::proxy::Proxy;
 use crate::telemetry::heartbeat::{self, ProxyIdentity};
-use crate::telemetry::{cutover_guard, guard};
+use crate::telemetry::{cutover_guard, guard, shadow};
 
 /// Serves until shutdown with the canary and cutover guards (when a catalog is configured)
 /// and, given an identity, the heartbeat; returns once the heartbeat has removed this proxy's
@@ -23,7 +24,8 @@ pub async fn run(proxy: Proxy, identity: Option<ProxyIdentity>) {
     let heartbeat = identity.map(|identity| tokio::spawn(heartbeat::run(state.clone(), identity)));
     if state.catalog.is_some() {
         tokio::spawn(guard::run(state.clone()));
-        tokio::spawn(cutover_guard::run(state, proxy_id));
+        tokio::spawn(cutover_guard::run(state.clone(), proxy_id.clone()));
+        shadow::spawn(state, proxy_id);
     }
     proxy.run().await;
     // It removes this proxy's row from the catalog on its way out.

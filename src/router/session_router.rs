@@ -282,6 +282,7 @@ mod tests {
                 .map(|(v, t)| (v.to_owned(), vec![t]))
                 .collect(),
             tracks_writers: false,
+            shadow: None,
         };
         Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
             "app", &map,
