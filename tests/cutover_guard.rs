@@ -16,7 +16,8 @@ use common::{TestProxy, proxy_config, run_ok, spawn_proxy, viewgate_binary};
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
 
 /// v1 reads the column as it is; v2 divides by zero for every row written with the default
-/// schema_version (1); v3 is v1 under another name (healthy).
+/// schema_version (1); v3 is v1 under another name (healthy); v4 never fails but answers
+/// differently (for the shadow run's part in the guard).
 const SPEC: &str = r#"
 [options]
 layout = "suffix"
@@ -46,6 +47,13 @@ name = "v3"
 [[versions.tables]]
 base = "model_metadata"
 columns = ["id", "model_name", "model_version"]
+
+[[versions]]
+name = "v4"
+
+[[versions.tables]]
+base = "model_metadata"
+columns = ["id", "model_name", { name = "model_version", expr = "model_version || '-v4'" }]
 "#;
 /// Requests each proxy serves per round; below the guard's minimum on its own.
 const PER_PROXY: usize = 6;
@@ -317,6 +325,69 @@ async fn a_failing_cutover_rolls_back_by_itself_and_a_healthy_one_holds() {
         &database,
     ]));
     assert!(out.contains("default version: v3 -> v1"), "{out}");
+
+    // A shadow run from v1 to v4 finds every statement answered differently; a guarded cutover
+    // to v4 then rolls back on the shadow run's figures although v4 raises no error.
+    for port in ports {
+        wait_for_default(port, "v1").await;
+    }
+    run_ok(Command::new(viewgate_binary()).args([
+        "shadow",
+        "start",
+        "--from",
+        "v1",
+        "--to",
+        "v4",
+        "--rate",
+        "1",
+        "--database",
+        &database,
+    ]));
+    let differing =
+        "SELECT coalesce(sum((counts ->> 'diff')::bigint), 0) FROM viewgate.shadow_counts";
+    let started = Instant::now();
+    while proxy.admin(differing).parse::<u64>().unwrap() < min {
+        assert!(
+            started.elapsed() < ACT_WAIT,
+            "the shadow run found too little"
+        );
+        for port in ports {
+            assert_eq!(probe(port).await.as_deref(), Ok("v1"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run_ok(Command::new(viewgate_binary()).args([
+        "cutover",
+        "--to",
+        "v4",
+        "--guard-error-rate",
+        "0.2",
+        "--guard-min-queries",
+        MIN_QUERIES,
+        "--database",
+        &database,
+    ]));
+    let started = Instant::now();
+    while proxy.admin("SELECT state FROM viewgate.cutover_guards ORDER BY id DESC LIMIT 1")
+        == "watching"
+    {
+        assert!(
+            started.elapsed() < ACT_WAIT,
+            "the guard never judged the shadow run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = proxy.admin(
+        "SELECT state || ' ' || reason FROM viewgate.cutover_guards ORDER BY id DESC LIMIT 1",
+    );
+    assert!(
+        reason.starts_with("tripped cutover guard: the shadow run found"),
+        "{reason}"
+    );
+    assert_eq!(
+        proxy.admin("SELECT default_version FROM viewgate.settings"),
+        "v1"
+    );
 
     second_shutdown.close_sessions();
     let _ = second_thread.join();

@@ -3,8 +3,10 @@
 //! requests the sessions the default placed at the guarded version ran and how many failed
 //! since the cutover, reads the sum over every proxy, and judges it as the canary guard judges
 //! a rule ([`super::guard::judge`]: above the threshold with at least the minimum of requests).
-//! Past the threshold it rolls the cutover back; once the window has passed under it, it ends
-//! the guard as held. Both are compare-and-sets in the catalog, so whichever proxy is first
+//! Past the threshold it rolls the cutover back; so it does when a shadow run comparing with the
+//! new default (`viewgate shadow start --to V`) finds more of its statements answered
+//! differently (or failing) there than the threshold, judged the same way. Once the window has
+//! passed under both, it ends the guard as held. Both are compare-and-sets in the catalog, so whichever proxy is first
 //! acts and the others find nothing to do.
 //!
 //! Runs in its own task with its own catalog connection; serving never waits on it. When no
@@ -65,8 +67,25 @@ async fn step(client: &mut Client, state: &ProxyState, proxy_id: &str) -> Result
         queries: all.queries,
         errors: all.errors,
     };
-    if let Some(threshold) = judge(&watching.guard, totals) {
-        if let Some(reason) = guard::trip(client, &watching, all, threshold).await? {
+    let as_totals = |counts: GuardCounts| crate::proxy::stats::window::WindowTotals {
+        queries: counts.queries,
+        errors: counts.errors,
+    };
+    // The error rate first; then, with a shadow run comparing with the new default, its rate of
+    // statements answered differently there.
+    let mut tripped = judge(&watching.guard, totals)
+        .map(|threshold| (all, guard::trip_reason(&watching, all, threshold)));
+    if tripped.is_none()
+        && let Some(shadow) = guard::shadow_counts(&*client, &watching.to).await?
+        && let Some(threshold) = judge(&watching.guard, as_totals(shadow))
+    {
+        tripped = Some((
+            shadow,
+            guard::shadow_trip_reason(&watching, shadow, threshold),
+        ));
+    }
+    if let Some((counts, reason)) = tripped {
+        if let Some(reason) = guard::trip(client, &watching, counts, reason).await? {
             tracing::warn!(guard = watching.id, version = %watching.to, "{reason}");
         }
     } else if watching.over && guard::hold(client, &watching, all).await? {

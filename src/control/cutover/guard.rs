@@ -228,6 +228,56 @@ pub async fn report(
     })
 }
 
+/// The running shadow run's comparisons with `to` (matched, differing, failing there) and how
+/// many of them differed or failed, over every proxy; `None` without such a run. The guard
+/// judges this like the error rate: a cutover to a version whose answers differ is rolled back.
+pub async fn shadow_counts(
+    client: &impl GenericClient,
+    to: &str,
+) -> Result<Option<GuardCounts>, ControlError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('viewgate.shadow_counts') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(database("looking for viewgate.shadow_counts"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT coalesce(sum((c.counts ->> 'matched')::bigint + (c.counts ->> 'diff')::bigint
+                                 + (c.counts ->> 'error')::bigint), 0)::bigint,
+                    coalesce(sum((c.counts ->> 'diff')::bigint + (c.counts ->> 'error')::bigint), 0)::bigint
+             FROM viewgate.shadow_runs r
+             LEFT JOIN viewgate.shadow_counts c ON c.run_id = r.id
+             WHERE r.state = 'running' AND r.to_version = $1
+             GROUP BY r.id",
+            &[&to],
+        )
+        .await
+        .map_err(database("reading the shadow run's counts"))?;
+    Ok(row.map(|row| GuardCounts {
+        queries: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+        errors: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+    }))
+}
+
+/// Why a guard rolled a cutover back because the shadow run's answers differ.
+pub fn shadow_trip_reason(guard: &WatchingGuard, counts: GuardCounts, threshold: f64) -> String {
+    format!(
+        "cutover guard: the shadow run found {} of {} statements answered differently (or failing) at version {} ({:.1}%), above the {:.1}% threshold; the default version is {} again",
+        counts.errors,
+        counts.queries,
+        guard.to,
+        counts.error_rate() * 100.0,
+        threshold * 100.0,
+        guard.from
+    )
+}
+
 /// Why a guard rolled a cutover back, as the history and the log say it.
 pub fn trip_reason(guard: &WatchingGuard, counts: GuardCounts, threshold: f64) -> String {
     format!(
@@ -243,13 +293,13 @@ pub fn trip_reason(guard: &WatchingGuard, counts: GuardCounts, threshold: f64) -
 }
 
 /// Rolls the guarded cutover back: the default returns to the version it replaced, the guard is
-/// marked tripped, a `rollback` (with the reason) is recorded and the proxies are told. `None`
+/// marked tripped, a `rollback` (with `reason`) is recorded and the proxies are told. `None`
 /// when the guard is no longer watching or the default changed meanwhile (nothing is changed).
 pub async fn trip(
     client: &mut Client,
     guard: &WatchingGuard,
     counts: GuardCounts,
-    threshold: f64,
+    reason: String,
 ) -> Result<Option<String>, ControlError> {
     let started = Instant::now();
     let transaction = client
@@ -284,7 +334,7 @@ pub async fn trip(
         .await
         .map_err(database("checking the version to return to"))?
         .is_some();
-    let mut reason = trip_reason(guard, counts, threshold);
+    let mut reason = reason;
     let versions = vec![guard.to.clone(), guard.from.clone()];
     if active {
         transaction
