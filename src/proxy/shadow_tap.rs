@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::model::ShadowRun;
@@ -135,11 +136,18 @@ impl ShadowTap {
     }
 
     /// Offers a client message the session just routed. Cheap when no run is in progress: a
-    /// tag comparison and one atomic load of the routing state.
-    pub fn offer(&self, routing: &RoutingState, router: &SessionRouter, tag: u8, frame: &[u8]) {
-        if tag != frontend::QUERY {
+    /// tag comparison and one load of the routing state's snapshot.
+    pub fn offer(
+        &self,
+        routing: &ArcSwap<RoutingState>,
+        router: &SessionRouter,
+        tag: u8,
+        frame: &[u8],
+    ) {
+        if tag != frontend::QUERY || router.version().is_none() {
             return;
         }
+        let routing = routing.load();
         let Some(run) = routing.shadow() else {
             return;
         };
