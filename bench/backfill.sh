@@ -11,18 +11,27 @@
 # log_lock_waits=on, deadlock_timeout=100ms so every wait over 100 ms is logged), creates
 # `models` with $ROWS rows and applies a v1 spec, starts viewgate with the catalog, then runs
 # $WRITERS pgbench clients through viewgate at v1 (each transaction updates a random row and
-# inserts one) in three windows:
-#   1. before: $DURATION s with no migration;
-#   2. during: writers run while `viewgate migrate start` adds a NOT NULL column computed from
-#      another (`up`) and changes a column's type (`up`/`down`), backfilling every row;
-#   3. live:   $DURATION s with the migration live (sync triggers on every write).
-# Then checks that every row the writers were told was committed is there and has the new
+# inserts one) in three phases:
+#   1. before: $DURATION s with no migration, at full speed (direct and through viewgate) and
+#      paced at $RATE_TPS transactions/s through viewgate;
+#   2. during: the paced writers run while `viewgate migrate start` adds a NOT NULL column
+#      computed from another (`up`) and changes a column's type (`up`/`down`), backfilling
+#      every row;
+#   3. live:   $DURATION s with the migration live (sync triggers on every write), after a
+#      VACUUM of what the backfill left behind (autovacuum's job in production): full speed
+#      direct and through viewgate, paced through viewgate, and full speed direct with the
+#      sync triggers disabled (the same table without the triggers: their cost alone).
+# Latency is compared between paced windows: an application sends its traffic at its own rate,
+# and at full speed p99 measures the queue pgbench builds, not the migration. Full-speed
+# windows give the dual-write cost (TPS before ÷ TPS live). Then checks that every row the writers were told was committed is there and has the new
 # columns filled. Prints a Markdown report and writes it to bench/results/ (gitignored).
 #
 # How to run (as root or a user that can run initdb):
-#   bench/backfill.sh                        # 1,000,000 rows, 8 writers, 15 s windows
+#   bench/backfill.sh                        # 1,000,000 rows, 8 writers, 15 s windows, 2000 tx/s paced
+#   RATE_TPS=1000 bench/backfill.sh          # lighter application traffic
 #   ROWS=200000 DURATION=5 bench/backfill.sh
 #   BATCH_SIZE=500 BATCH_DELAY_MS=10 bench/backfill.sh   # a gentler backfill
+#   YIELD_TO_WRITERS=false bench/backfill.sh             # the backfill flat out, whatever the load
 # shellcheck disable=SC2119
 set -euo pipefail
 
@@ -31,6 +40,13 @@ WRITERS="${WRITERS:-8}"
 DURATION="${DURATION:-15}"
 BATCH_SIZE="${BATCH_SIZE:-1000}"
 BATCH_DELAY_MS="${BATCH_DELAY_MS:-0}"
+# The backfill's adaptive pause (docs/migrations.md); false: flat out whatever the load.
+YIELD_TO_WRITERS="${YIELD_TO_WRITERS:-true}"
+# The paced writers' total rate: about 40 % of what 8 writers reach through viewgate on 2 cores.
+RATE_TPS="${RATE_TPS:-2000}"
+# The server-side per-row measurement: rows per statement, and repeats.
+MICRO_ROWS="${MICRO_ROWS:-100000}"
+MICRO_REPEATS="${MICRO_REPEATS:-5}"
 # The writers' window during the migration; it must outlast the migration to cover all of it.
 DURING_WINDOW="${DURING_WINDOW:-120}"
 DB_NAME=postgres
@@ -70,6 +86,7 @@ from = "v1"
 [settings]
 batch_size = $BATCH_SIZE
 batch_delay_ms = $BATCH_DELAY_MS
+yield_to_writers = $YIELD_TO_WRITERS
 [[operations]]
 op = "add_column"
 table = "models"
@@ -94,23 +111,36 @@ UPDATE models SET size = size + 1 WHERE id = :id;
 INSERT INTO models (name, size) VALUES ('writer', 1);
 END;
 WRITER
+# The same writes with the triggers' work done by hand (the check constraint added NOT VALID
+# still holds new rows to the new column): the table's cost without the trigger machinery.
+cat >"$WORK_DIR/writer-untriggered.sql" <<WRITER
+\set id random(1, $ROWS)
+BEGIN;
+UPDATE models SET size = size + 1, _vg_v2_size = (size + 1)::bigint * 1000 WHERE id = :id;
+INSERT INTO models (name, size, kind, _vg_v2_size) VALUES ('writer', 1, 'small', 1000);
+END;
+WRITER
 
-# run_writers NAME SECONDS [PORT]: pgbench through viewgate at v1 (or, given PORT, straight to
-# Postgres on the base table, as an old deployment would), one log line per transaction.
+# run_writers NAME SECONDS [PORT [RATE]]: pgbench through viewgate at v1 (or, given PORT,
+# straight to Postgres on the base table, as an old deployment would), at full speed or paced
+# at RATE transactions/s, one log line per transaction.
 run_writers() {
-    local name="$1" seconds="$2" port="${3:-$VG_PORT}"
+    local name="$1" seconds="$2" port="${3:-$VG_PORT}" rate="${4:-}" script="${5:-writer.sql}"
+    local pace=()
+    [ -n "$rate" ] && pace=(-R "$rate")
     PGOPTIONS="-c viewgate.version=v1" PGAPPNAME="writer" "$PGBENCH" -n -M simple \
-        -f "$WORK_DIR/writer.sql" -c "$WRITERS" -j 2 -T "$seconds" \
+        -f "$WORK_DIR/$script" -c "$WRITERS" -j 2 -T "$seconds" "${pace[@]}" \
         -l --log-prefix="$WORK_DIR/tx-$name" \
         -h "$LOOPBACK" -p "$port" -U "$PG_SUPERUSER" "$DB_NAME" >"$WORK_DIR/pgbench-$name.log" 2>&1 || true
 }
 
 # p99 latency in ms of the transactions logged for NAME, optionally only those that ended
-# between epoch seconds FROM and TO.
+# between epoch seconds FROM and TO. A paced transaction's latency includes its schedule lag
+# (the log's 7th field): the wait an application would see.
 p99_ms() {
     local name="$1" from="${2:-0}" to="${3:-9999999999}"
     cat "$WORK_DIR"/tx-"$name".* 2>/dev/null |
-        awk -v from="$from" -v to="$to" '$5 >= from && $5 <= to { print $3 }' |
+        awk -v from="$from" -v to="$to" '$5 >= from && $5 <= to { print $3 + $7 }' |
         sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else printf "%.2f", v[int(NR * 0.99 + 0.5)] / 1000 }'
 }
 tx_count() { cat "$WORK_DIR"/tx-"$1".* 2>/dev/null | wc -l; }
@@ -122,12 +152,13 @@ failed_of() {
     echo "${failed:-0} failed, $aborted aborted clients"
 }
 
-log "window 1: writers without a migration, ${DURATION}s (direct, then through viewgate)"
+log "phase 1: writers without a migration, ${DURATION}s each (direct, through viewgate, paced)"
 run_writers before-direct "$DURATION" "$PG_PORT"
 run_writers before "$DURATION"
+run_writers before-paced "$DURATION" "$VG_PORT" "$RATE_TPS"
 
-log "window 2: writers while migrate start runs"
-run_writers during "$DURING_WINDOW" &
+log "phase 2: paced writers while migrate start runs"
+run_writers during "$DURING_WINDOW" "$VG_PORT" "$RATE_TPS" &
 WRITERS_PID=$!
 EXTRA_PIDS+=("$WRITERS_PID")
 sleep 2
@@ -138,22 +169,58 @@ MIG_END="$(date +%s.%N)"
 log "migration done in $(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "%.1f", b - a }') s; waiting for the writers' window to end"
 wait "$WRITERS_PID" || true
 
-log "window 3: writers with the migration live, ${DURATION}s (direct, then through viewgate)"
+log "phase 3: writers with the migration live, ${DURATION}s each, after a VACUUM"
+psql_q "VACUUM ANALYZE models" >/dev/null
 run_writers live-direct "$DURATION" "$PG_PORT"
 run_writers live "$DURATION"
+run_writers live-paced "$DURATION" "$VG_PORT" "$RATE_TPS"
+psql_q "ALTER TABLE models DISABLE TRIGGER USER" >/dev/null
+run_writers untriggered-direct "$DURATION" "$PG_PORT" "" writer-untriggered.sql
+psql_q "ALTER TABLE models ENABLE TRIGGER USER" >/dev/null
+
+# The triggers' cost per row, without the network or the client: one session runs the same bulk
+# INSERT and UPDATE with the triggers and with their work written by hand (triggers disabled),
+# interleaved $MICRO_REPEATS times, each in a transaction that is rolled back. Medians.
+log "the triggers' cost per row, server-side, $MICRO_REPEATS interleaved repeats"
+MICRO_SQL="$WORK_DIR/micro.sql"
+{
+    echo '\timing on'
+    for _ in $(seq "$MICRO_REPEATS"); do
+        echo "BEGIN; INSERT INTO models (name, size) SELECT 'bulk', 1 FROM generate_series(1, $MICRO_ROWS); ROLLBACK;"
+        echo "BEGIN; ALTER TABLE models DISABLE TRIGGER USER; INSERT INTO models (name, size, kind, _vg_v2_size) SELECT 'bulk', 1, 'small', 1000 FROM generate_series(1, $MICRO_ROWS); ROLLBACK;"
+        echo "BEGIN; UPDATE models SET size = size + 1 WHERE id <= $MICRO_ROWS; ROLLBACK;"
+        echo "BEGIN; ALTER TABLE models DISABLE TRIGGER USER; UPDATE models SET size = size + 1, _vg_v2_size = (size + 1)::bigint * 1000 WHERE id <= $MICRO_ROWS; ROLLBACK;"
+    done
+} >"$MICRO_SQL"
+# Lines of the timing output that belong to the INSERT/UPDATE statements (the others are
+# BEGIN, ALTER and ROLLBACK: well under a millisecond), in script order.
+"$PSQL" -X -h "$LOOPBACK" -p "$PG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" -f "$MICRO_SQL" 2>&1 |
+    awk '/^(INSERT|UPDATE)/ { want = 1; next } want && /^Time:/ { print $2; want = 0 }' >"$WORK_DIR/micro.times"
+# micro_median K: the median of the K-th of the four statements (1 insert+triggers, 2 insert by
+# hand, 3 update+triggers, 4 update by hand), in microseconds per row.
+micro_median() {
+    awk -v k="$1" -v rows="$MICRO_ROWS" 'NR % 4 == k % 4 { print $1 * 1000 / rows }' "$WORK_DIR/micro.times" |
+        sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else printf "%.2f", v[int((NR + 1) / 2)] }'
+}
 
 BACKFILLED="$(sed -n 's/.*: \([0-9]*\) rows backfilled.*/\1/p' "$WORK_DIR/migrate.out")"
 MIG_SECONDS="$(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "%.2f", b - a }')"
 RATE="$(awk -v r="${BACKFILLED:-0}" -v s="$MIG_SECONDS" 'BEGIN { printf "%.0f", r / s }')"
 # Every acknowledged writer transaction inserted one row named 'writer'.
-ACKED=$(($(tx_count before-direct) + $(tx_count before) + $(tx_count during) + $(tx_count live-direct) + $(tx_count live)))
+ACKED=0
+for window in before-direct before before-paced during live-direct live live-paced untriggered-direct; do
+    ACKED=$((ACKED + $(tx_count "$window")))
+done
 STORED="$(psql_q "SELECT count(*) FROM models WHERE name = 'writer'")"
 UNFILLED="$(psql_q "SELECT count(*) FROM models WHERE kind IS NULL OR _vg_v2_size IS DISTINCT FROM size::bigint * 1000")"
 WAITS="$(grep -c 'app=writer.*still waiting for' "$WORK_DIR/postgres.log" || true)"
 LONGEST_WAIT="$(grep -o 'app=writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
-P99_BEFORE="$(p99_ms before)"
+P99_BEFORE="$(p99_ms before-paced)"
 P99_DURING="$(p99_ms during "$MIG_START" "$MIG_END")"
-P99_LIVE="$(p99_ms live)"
+P99_LIVE="$(p99_ms live-paced)"
+P99_BEFORE_FULL="$(p99_ms before)"
+P99_LIVE_FULL="$(p99_ms live)"
+TPS_UNTRIGGERED_DIRECT="$(tps_of untriggered-direct)"
 TPS_BEFORE="$(tps_of before)"
 TPS_LIVE="$(tps_of live)"
 TPS_BEFORE_DIRECT="$(tps_of before-direct)"
@@ -166,25 +233,29 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "# Migration under write load ($(date -Is))"
     echo
     machine_summary
-    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS"
-    echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row"
+    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS"
+    echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row; paced windows at $RATE_TPS tx/s"
     echo
     echo "| measure | value | goal |"
     echo "|---|---:|---|"
     echo "| rows backfilled | ${BACKFILLED:-?} | all $ROWS |"
     echo "| migrate start, expand to live | ${MIG_SECONDS} s | |"
     echo "| backfill rate (rows / whole migrate start) | ${RATE} rows/s | ≥ 100,000 |"
-    echo "| writers' p99 before | ${P99_BEFORE} ms | |"
-    echo "| writers' p99 during the migration | ${P99_DURING} ms | flat |"
-    echo "| writers' p99 with the migration live | ${P99_LIVE} ms | |"
+    echo "| paced writers' p99 before | ${P99_BEFORE} ms | |"
+    echo "| paced writers' p99 during the migration | ${P99_DURING} ms ($(ratio "$P99_DURING" "$P99_BEFORE")) | flat |"
+    echo "| paced writers' p99 with the migration live | ${P99_LIVE} ms | |"
+    echo "| full-speed writers' p99 before / live | ${P99_BEFORE_FULL} / ${P99_LIVE_FULL} ms | |"
     echo "| lock waits over 100 ms (writers) | ${WAITS} (longest ${LONGEST_WAIT:-none} ms) | 0 |"
-    echo "| failed writer transactions | before: $(failed_of before); during: $(failed_of during); live: $(failed_of live); direct: $(failed_of before-direct) / $(failed_of live-direct) | 0 |"
+    echo "| failed writer transactions | before: $(failed_of before) / $(failed_of before-paced); during: $(failed_of during); live: $(failed_of live) / $(failed_of live-paced); direct: $(failed_of before-direct) / $(failed_of live-direct) | 0 |"
     echo "| acknowledged writes / rows stored | $ACKED / $STORED | equal |"
     echo "| rows with v2 columns not filled | $UNFILLED | 0 |"
     echo "| writer TPS through viewgate, before / live | $TPS_BEFORE / $TPS_LIVE | |"
     echo "| dual-write cost through viewgate (TPS before ÷ TPS live) | $(ratio "$TPS_BEFORE" "$TPS_LIVE") | ≤ 1.5× |"
     echo "| writer TPS direct to Postgres, before / live | $TPS_BEFORE_DIRECT / $TPS_LIVE_DIRECT | |"
     echo "| dual-write cost direct (TPS before ÷ TPS live) | $(ratio "$TPS_BEFORE_DIRECT" "$TPS_LIVE_DIRECT") | ≤ 1.5× |"
+    echo "| the triggers alone, direct (same table: TPS triggers disabled ÷ enabled) | $TPS_UNTRIGGERED_DIRECT / $TPS_LIVE_DIRECT = $(ratio "$TPS_UNTRIGGERED_DIRECT" "$TPS_LIVE_DIRECT") | |"
+    echo "| bulk INSERT, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 1) / $(micro_median 2) = $(ratio "$(micro_median 1)" "$(micro_median 2)") | ≤ 1.5× |"
+    echo "| bulk UPDATE, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 3) / $(micro_median 4) = $(ratio "$(micro_median 3)" "$(micro_median 4)") | ≤ 1.5× |"
     echo
     echo "migrate start said: $(cat "$WORK_DIR/migrate.out")"
 } >"$REPORT"

@@ -2,7 +2,8 @@
 //! without `model_type` to one with it (`migrate start`, then `complete`) while v1 and v2
 //! clients keep writing; contract is refused while a proxy's heartbeat shows v1 sessions; and
 //! a session the proxy routes by default tells Postgres its version, so the sync triggers
-//! treat its writes as the version it runs at.
+//! treat its writes as the version it runs at — and keeps it while it holds statements
+//! prepared at it.
 
 mod common;
 
@@ -347,7 +348,54 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         "a v1 write got up"
     );
 
+    let insert_at_v1 = session
+        .prepare("INSERT INTO models (name, size) VALUES ($1, $2)")
+        .await
+        .unwrap();
     viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
+    // The session holds statements rewritten at v1: while the migration is live it keeps v1
+    // (the triggers judge its writes by it), and says why.
+    let fresh = client(&proxy, None).await;
+    assert!(
+        wait_until_async(|| async { text(&fresh, "SHOW viewgate.version").await == ["v2"] }).await,
+        "a new default session is at v2"
+    );
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    session
+        .execute(&insert_at_v1, &[&"c", &5i32])
+        .await
+        .unwrap();
+    session
+        .execute(&prepared_at_v1, &[&7i32, &"a"])
+        .await
+        .unwrap();
+    let v1 = client(&proxy, Some("v1")).await;
+    assert_eq!(
+        text(
+            &v2,
+            "SELECT size FROM models WHERE name IN ('a', 'c') ORDER BY name"
+        )
+        .await,
+        ["7000", "5000"],
+        "the statements prepared at v1 wrote as v1: up converted both"
+    );
+    let error = session
+        .simple_query("SET viewgate.version = v2")
+        .await
+        .expect_err("a held session cannot SET another version");
+    assert_eq!(error.code().map(|c| c.code()), Some("55000"), "{error}");
+    let mut status = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            status = viewgate(&cluster, &["status", "--json"]).expect("status");
+            status.contains("\"held\"")
+        }),
+        "the heartbeat shows why the session is at v1: {status}"
+    );
+
+    // Closing them releases the session, which takes the default at its next boundary.
+    drop(insert_at_v1);
+    drop(prepared_at_v1);
     assert!(
         wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v2"] })
             .await,
@@ -355,7 +403,6 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
     );
     // Now at v2: its write is in v2's units, and v1 must see it converted back with `down`.
     text(&session, "UPDATE models SET size = 4200 WHERE name = 'b'").await;
-    let v1 = client(&proxy, Some("v1")).await;
     assert_eq!(
         text(&v1, "SELECT size FROM models WHERE name = 'b'").await,
         ["4"],
@@ -366,22 +413,4 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         ["4200"],
         "v2's own value kept"
     );
-
-    // The statement prepared at v1 still writes v1's column, though the upstream session now
-    // says v2: the triggers see which representation changed and run `up`, not `down`.
-    session
-        .execute(&prepared_at_v1, &[&7i32, &"a"])
-        .await
-        .unwrap();
-    assert_eq!(
-        text(&v1, "SELECT size FROM models WHERE name = 'a'").await,
-        ["7"],
-        "v1's write kept"
-    );
-    assert_eq!(
-        text(&v2, "SELECT size FROM models WHERE name = 'a'").await,
-        ["7000"],
-        "and converted"
-    );
-    assert!(wait_until(Duration::from_secs(1), || true));
 }

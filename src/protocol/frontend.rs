@@ -34,11 +34,12 @@ pub const TERMINATE_MESSAGE: [u8; 5] = [TERMINATE, 0, 0, 0, 4];
 /// What the session loop must see of each client message. The pause gate must see the first
 /// message after a boundary whatever its type, before any of it is forwarded, but needs only
 /// its type: a header glance, so a Bind carrying a large parameter streams through instead
-/// of being buffered whole. Query and Parse are read whole for their SQL text, Terminate to
-/// stop on it. CopyData flows only inside a COPY, never at a boundary.
+/// of being buffered whole. Query and Parse are read whole for their SQL text, Close for the
+/// statement it releases, Terminate to stop on it. CopyData flows only inside a COPY, never at
+/// a boundary.
 pub fn session_interest(tag: u8) -> Interest {
     match tag {
-        QUERY | PARSE | TERMINATE => Interest::Whole,
+        QUERY | PARSE | CLOSE | TERMINATE => Interest::Whole,
         COPY_DATA => Interest::Skip,
         _ => Interest::Header,
     }
@@ -50,6 +51,24 @@ pub fn statement_text(tag: u8, frame: &[u8]) -> Option<&str> {
     let body = frame.get(super::frame::HEADER_LEN..)?;
     let (start, end) = statement_bounds(tag, body)?;
     std::str::from_utf8(&body[start..end]).ok()
+}
+
+/// The statement name of a Parse message (empty for the unnamed statement).
+pub fn parse_name(frame: &[u8]) -> Option<&str> {
+    let body = frame.get(super::frame::HEADER_LEN..)?;
+    let end = body.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&body[..end]).ok()
+}
+
+/// The statement a Close message releases; `None` for a portal or a malformed message.
+pub fn closed_statement(frame: &[u8]) -> Option<&str> {
+    let body = frame.get(super::frame::HEADER_LEN..)?;
+    let (&kind, rest) = body.split_first()?;
+    if kind != STATEMENT {
+        return None;
+    }
+    let end = rest.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// The same message with its SQL text replaced (a Parse keeps its name and parameter types).

@@ -5,8 +5,10 @@
 //! and rewrites its statements with the `rewriter`; `version_command` recognises
 //! `SET/RESET/SHOW viewgate.version`; `raise` turns refusals into errors Postgres reports;
 //! `rules` compiles and matches routing rules; `resolve` decides, with a reason, which version
-//! a session gets. The routing map comes from the catalog through `catalog_read`.
+//! a session gets; `prepared` remembers which version each prepared statement was rewritten
+//! at. The routing map comes from the catalog through `catalog_read`.
 
+pub mod prepared;
 pub mod raise;
 pub mod resolve;
 pub mod rules;

@@ -74,10 +74,13 @@ pub enum Reason {
     Enforced(i64),
     /// The catalog's default version.
     Default,
+    /// Kept at its version while a migration is live, because it holds prepared statements
+    /// rewritten at it (see `prepared.rs`).
+    Held,
 }
 
 impl Reason {
-    /// A fixed label ("declared", "set", "rule", "enforced", "default"), for metrics.
+    /// A fixed label ("declared", "set", "rule", "enforced", "default", "held"), for metrics.
     pub fn kind(self) -> &'static str {
         match self {
             Reason::Declared => "declared",
@@ -85,6 +88,7 @@ impl Reason {
             Reason::Rule(_) => "rule",
             Reason::Enforced(_) => "enforced",
             Reason::Default => "default",
+            Reason::Held => "held",
         }
     }
 

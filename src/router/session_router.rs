@@ -5,13 +5,16 @@
 //! then the first matching routing rule, then the catalog's default version. A change takes
 //! effect at a transaction boundary: the version in effect is picked again only when the
 //! session is idle, so a transaction sees one version from BEGIN to COMMIT. A statement
-//! prepared under a version keeps it, because Parse is rewritten when it is sent.
+//! prepared under a version keeps it, because Parse is rewritten when it is sent; while a
+//! migration is live, a session holding such statements keeps its version too
+//! (`prepared.rs` says why), until it closes them.
 //!
 //! Picking again is cheap: the session remembers the routing state's generation it resolved
 //! under and evaluates rules only when the catalog was reloaded or its own SET changed.
 
 use std::sync::Arc;
 
+use super::prepared::PreparedStatements;
 use super::raise::{raise_statement, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
@@ -47,6 +50,8 @@ pub struct SessionRouter {
     resolved_under: Option<u64>,
     policy: UnparseablePolicy,
     cache: Arc<RewriteCache>,
+    /// Named prepared statements that name a managed table, with their versions.
+    prepared: PreparedStatements,
 }
 
 impl SessionRouter {
@@ -79,6 +84,7 @@ impl SessionRouter {
             resolved_under: None,
             policy,
             cache,
+            prepared: PreparedStatements::default(),
         };
         router.refresh();
         Ok(router)
@@ -114,25 +120,75 @@ impl SessionRouter {
             set: self.set.as_deref(),
             declared: self.startup_version.as_deref(),
         };
-        self.assignment = resolve::resolve(&state, &self.client, self.bucket, requested);
+        let next = resolve::resolve(&state, &self.client, self.bucket, requested);
         self.resolved_under = Some(state.generation());
+        if state.tracks_writers()
+            && let Some(current) = &self.assignment
+            && next.as_ref().map(Assignment::version) != Some(current.version())
+            && let Some(next_version) = next.as_ref().map(Assignment::version)
+            && self.prepared.held_against(next_version).is_some()
+        {
+            self.assignment = Some(Assignment {
+                reason: Reason::Held,
+                ..current.clone()
+            });
+            return;
+        }
+        self.assignment = next;
     }
 
     /// Decides what to send for one statement (a Query's text or a Parse's query). `idle`
     /// says no transaction is open, so the version may change now.
     pub fn statement(&mut self, sql: &str, idle: bool) -> Routed {
+        let (routed, rewritten) = self.route(sql, idle);
+        self.remember(None, sql, rewritten);
+        routed
+    }
+
+    /// Decides what to send for a Parse of statement `name`, and remembers which version a
+    /// named statement that names a managed table was prepared at.
+    pub fn parse(&mut self, name: &str, sql: &str, idle: bool) -> Routed {
+        let (routed, rewritten) = self.route(sql, idle);
+        self.remember(Some(name), sql, rewritten);
+        routed
+    }
+
+    /// Follows the statements the session prepares and releases (a Parse named `name`, SQL
+    /// `PREPARE`/`DEALLOCATE`/`DISCARD ALL`); a release lets a held version change.
+    fn remember(&mut self, name: Option<&str>, sql: &str, rewritten: bool) {
+        let rewritten_at = self
+            .assignment
+            .as_ref()
+            .filter(|_| rewritten)
+            .map(Assignment::version);
+        if let Some(name) = name {
+            self.prepared.parsed(name, rewritten_at);
+        }
+        if self.prepared.sql(sql, rewritten_at) {
+            self.resolved_under = None;
+        }
+    }
+
+    /// The client closed prepared statement `name`: a version it held may change now.
+    pub fn closed(&mut self, name: &str) {
+        self.prepared.closed(name);
+        self.resolved_under = None;
+    }
+
+    /// What to send, and whether it is the statement rewritten for the session's version.
+    fn route(&mut self, sql: &str, idle: bool) -> (Routed, bool) {
         if idle {
             self.refresh();
         }
         if let Some(command) = version_command::parse(sql) {
-            return self.version_command(command, idle);
+            return (self.version_command(command, idle), false);
         }
         let Some(assignment) = &self.assignment else {
-            return Routed::Forward;
+            return (Routed::Forward, false);
         };
-        match &*rewrite_cached(&self.cache, sql, assignment.targets()) {
+        let routed = match &*rewrite_cached(&self.cache, sql, assignment.targets()) {
             Ok(Rewrite::Unchanged) => Routed::Forward,
-            Ok(Rewrite::Rewritten(text)) => Routed::Replace(text.clone()),
+            Ok(Rewrite::Rewritten(text)) => return (Routed::Replace(text.clone()), true),
             Err(error) => match self.policy {
                 UnparseablePolicy::Passthrough => {
                     tracing::debug!(%error, "statement forwarded without rewriting");
@@ -149,7 +205,8 @@ impl SessionRouter {
                     ))
                 }
             },
-        }
+        };
+        (routed, false)
     }
 
     /// The session's own choice changed: resolve again (now if idle, else at the boundary).
@@ -194,6 +251,16 @@ impl SessionRouter {
                     return Routed::Replace(raise_statement(
                         SqlState::INSUFFICIENT_PRIVILEGE,
                         &message,
+                    ));
+                }
+                if state.tracks_writers()
+                    && let Some((name, held)) = self.prepared.held_against(&version)
+                {
+                    return Routed::Replace(raise_statement(
+                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        &format!(
+                            "viewgate.version cannot change to \"{version}\" while a migration is live: prepared statement \"{name}\" was rewritten at \"{held}\"; DEALLOCATE it (or reconnect) first"
+                        ),
                     ));
                 }
                 self.set = Some(version);
@@ -264,6 +331,19 @@ mod tests {
     }
 
     fn routing_with(default: Option<&str>, rules: Vec<Rule>) -> SharedRouting {
+        routing_state(default, rules, false)
+    }
+
+    /// Routing while a migration is live: the upstream is told each session's version.
+    fn migrating(default: &str) -> SharedRouting {
+        routing_state(Some(default), Vec::new(), true)
+    }
+
+    fn routing_state(
+        default: Option<&str>,
+        rules: Vec<Rule>,
+        tracks_writers: bool,
+    ) -> SharedRouting {
         let table = |version: &str| RoutedTable {
             table_name: "t".into(),
             base_schema: "public".into(),
@@ -281,7 +361,7 @@ mod tests {
                 .into_iter()
                 .map(|(v, t)| (v.to_owned(), vec![t]))
                 .collect(),
-            tracks_writers: false,
+            tracks_writers,
             shadow: None,
         };
         Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
@@ -448,5 +528,44 @@ mod tests {
             "setting the enforced version itself is harmless"
         );
         assert_eq!(session.version(), Some("v2"));
+    }
+
+    #[test]
+    fn prepared_statements_hold_the_version_while_a_migration_is_live() {
+        let shared = migrating("v1");
+        let mut session = session(shared.clone(), "app", None, UnparseablePolicy::Reject).unwrap();
+        let why = |s: &SessionRouter| s.assignment().map(|a| a.to_string()).unwrap_or_default();
+        assert_eq!(
+            replaced(session.parse("ins", "INSERT INTO t VALUES (1)", true)),
+            "INSERT INTO t_v1 AS t VALUES (1)"
+        );
+        session.parse("plain", "SELECT 1", true);
+        // The default moves on: the session keeps v1 while `ins` exists.
+        shared.store(migrating("v2").load_full());
+        session.statement("SELECT 1", true);
+        assert_eq!(why(&session), "v1 (held)");
+        let refused = replaced(session.statement("SET viewgate.version = v2", true));
+        assert!(refused.contains("'55000'"), "{refused}");
+        session.closed("plain");
+        session.statement("SELECT 1", true);
+        assert_eq!(
+            why(&session),
+            "v1 (held)",
+            "an unmanaged statement holds nothing"
+        );
+        session.statement("DEALLOCATE ins", true);
+        session.statement("SELECT 1", true);
+        assert_eq!(why(&session), "v2 (default)");
+        // With no migration live, statements hold nothing.
+        let shared = routing(Some("v1"));
+        let mut free = session_at(shared.clone());
+        free.parse("ins", "INSERT INTO t VALUES (1)", true);
+        shared.store(routing(Some("v2")).load_full());
+        free.statement("SELECT 1", true);
+        assert_eq!(why(&free), "v2 (default)");
+    }
+
+    fn session_at(shared: SharedRouting) -> SessionRouter {
+        session(shared, "app", None, UnparseablePolicy::Reject).unwrap()
     }
 }

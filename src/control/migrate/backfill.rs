@@ -8,12 +8,13 @@
 //! heavy inserts). Rows are locked in key order (`FOR NO KEY UPDATE`), as single-row writers
 //! expect, and the batch writes as `viewgate_backfill`, so no sync trigger redoes its work.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_postgres::{Client, GenericClient};
 
 use super::derive::{Backfill, over_physical};
 use super::error::MigrateError;
+use super::pace::BatchPacer;
 use super::progress::Progress;
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
@@ -35,14 +36,15 @@ pub fn checkpoint_key(backfill: &Backfill) -> String {
 }
 
 /// The statement that fills one batch. Parameters: the cursor's key values (all NULL for the
-/// first batch), then the high-water mark's. Returns the rows updated and the batch's last key.
+/// first batch), then the high-water mark's, then the batch's row count. Returns the rows
+/// updated and the batch's last key.
 ///
 /// The new values are computed in the UPDATE's own SET list, over the target row: if a writer
 /// changed a row between this statement's snapshot and its lock, Postgres re-evaluates the SET
 /// list on the row's newest version (EvalPlanQual), so the backfill never writes a value
 /// computed from a stale row. `up` is written over the previous version's names; it is
 /// translated to the physical columns token by token.
-pub fn batch_sql(backfill: &Backfill, batch_size: u32) -> String {
+pub fn batch_sql(backfill: &Backfill) -> String {
     let table = quote_qualified(&backfill.schema, &backfill.table);
     let key_count = backfill.key.len();
     let joined = |items: Vec<String>, separator: &str| items.join(separator);
@@ -124,7 +126,7 @@ pub fn batch_sql(backfill: &Backfill, batch_size: u32) -> String {
     WHERE ($1::text IS NULL OR ({key_list}) > ({cursor}))
       AND ({key_list}) <= ({high_water})
     ORDER BY {key_list}
-    LIMIT {batch_size}
+    LIMIT ${limit}::bigint
     FOR NO KEY UPDATE
 ), _vg_updated AS (
     UPDATE {table} AS _vg_target SET
@@ -137,6 +139,7 @@ SELECT (SELECT count(*) FROM _vg_updated),
        (SELECT ARRAY[{last_key}] FROM _vg_batch ORDER BY {descending} LIMIT 1)",
         cursor = params(0),
         high_water = params(key_count),
+        limit = 2 * key_count + 1,
     )
 }
 
@@ -197,8 +200,7 @@ pub async fn run(
     migration_id: i64,
     backfill: &Backfill,
     checkpoint: Option<Checkpoint>,
-    batch_size: u32,
-    batch_delay: Duration,
+    mut pacer: BatchPacer,
     progress: &mut dyn Progress,
 ) -> Result<Checkpoint, MigrateError> {
     let key = checkpoint_key(backfill);
@@ -210,7 +212,7 @@ pub async fn run(
             fresh
         }
     };
-    let sql = batch_sql(backfill, batch_size);
+    let sql = batch_sql(backfill);
     let started = Instant::now();
     let rows_at_start = checkpoint.rows;
     progress.backfill(&key, checkpoint.rows, checkpoint.estimate, 0.0);
@@ -218,8 +220,19 @@ pub async fn run(
         let Some(high_water) = checkpoint.high_water.clone() else {
             break;
         };
-        let (updated, last) =
-            one_batch(client, migration_id, &key, &sql, &checkpoint, &high_water).await?;
+        let batch_started = Instant::now();
+        let rows = pacer.batch_rows();
+        let (updated, last) = one_batch(
+            client,
+            migration_id,
+            &key,
+            &sql,
+            &checkpoint,
+            &high_water,
+            rows,
+        )
+        .await?;
+        let wait = pacer.after_batch(updated, batch_started.elapsed());
         checkpoint.rows += updated;
         match last {
             Some(last) => checkpoint.cursor = Some(last),
@@ -237,8 +250,8 @@ pub async fn run(
             checkpoint.estimate.max(checkpoint.rows),
             rate,
         );
-        if !batch_delay.is_zero() && !checkpoint.done {
-            tokio::time::sleep(batch_delay).await;
+        if !wait.is_zero() && !checkpoint.done {
+            tokio::time::sleep(wait).await;
         }
     }
     Ok(checkpoint)
@@ -252,7 +265,9 @@ async fn one_batch(
     sql: &str,
     checkpoint: &Checkpoint,
     high_water: &[String],
+    rows: u32,
 ) -> Result<(u64, Option<Vec<String>>), MigrateError> {
+    let limit = i64::from(rows);
     let key_count = high_water.len();
     let cursor: Vec<Option<String>> = match &checkpoint.cursor {
         Some(cursor) => cursor.iter().cloned().map(Some).collect(),
@@ -270,11 +285,12 @@ async fn one_batch(
                     &[&BACKFILL_WRITER],
                 )
                 .await?;
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = cursor
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = cursor
                 .iter()
                 .chain(high.iter())
                 .map(|value| value as &(dyn tokio_postgres::types::ToSql + Sync))
                 .collect();
+            params.push(&limit);
             let row = transaction.query_one(sql, &params).await?;
             let updated: i64 = row.get(0);
             let last: Option<Vec<String>> = row.get(1);

@@ -62,6 +62,10 @@ pub struct MigrationSettings {
     pub lock_timeout: Duration,
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
+    /// Whether the backfill waits longer between batches as its batches slow down under the
+    /// application's load (`pace.rs`); on top of `batch_delay`.
+    #[serde(default = "default_yield_to_writers")]
+    pub yield_to_writers: bool,
 }
 
 impl Default for MigrationSettings {
@@ -71,6 +75,7 @@ impl Default for MigrationSettings {
             batch_delay: DEFAULT_BATCH_DELAY,
             lock_timeout: DEFAULT_MIGRATION_LOCK_TIMEOUT,
             max_attempts: DEFAULT_MIGRATION_ATTEMPTS,
+            yield_to_writers: true,
         }
     }
 }
@@ -83,6 +88,9 @@ fn default_lock_timeout() -> Duration {
 }
 fn default_attempts() -> u32 {
     DEFAULT_MIGRATION_ATTEMPTS
+}
+fn default_yield_to_writers() -> bool {
+    true
 }
 
 mod millis {

@@ -4,7 +4,7 @@
 //! operations. [`derive`] turns it, with the previous version's recorded definition and the
 //! live schema, into the new version's definition and the SQL of every phase. [`start`] runs the
 //! expand (DDL, [`sync`] triggers, the new version's views), the [`backfill`], validation and
-//! index builds, then makes the version live; [`complete`] contracts and retires the previous
+//! index builds, then makes the version live ([`pace`] spaces the backfill's batches); [`complete`] contracts and retires the previous
 //! version; [`rollback`] undoes the expand. [`usage`] says who still uses a version, [`state`]
 //! is the catalog's record of each migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
@@ -16,6 +16,7 @@ pub mod error;
 pub mod file;
 pub mod fragment;
 pub mod operation;
+pub mod pace;
 pub mod progress;
 pub mod rollback;
 pub mod start;

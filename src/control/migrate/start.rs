@@ -21,6 +21,7 @@ use super::backfill::{self, checkpoint_key};
 use super::derive::{self, MigrationPlan};
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::pace::BatchPacer;
 use super::progress::Progress;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
@@ -374,8 +375,11 @@ async fn finish(
             record.id,
             backfill_plan,
             record.backfill.get(&key).cloned(),
-            settings.batch_size,
-            settings.batch_delay,
+            BatchPacer::new(
+                settings.batch_delay,
+                settings.yield_to_writers,
+                settings.batch_size,
+            ),
             progress,
         )
         .await?;

@@ -167,7 +167,7 @@ pub async fn plan(client: &mut Client, file: &MigrationFile) -> Result<PlanRepor
     let backfill_sql = plan
         .backfills
         .iter()
-        .map(|backfill| super::backfill::batch_sql(backfill, file.migration.settings.batch_size))
+        .map(super::backfill::batch_sql)
         .collect();
     Ok(PlanReport {
         version: file.migration.version.clone(),

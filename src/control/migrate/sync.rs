@@ -15,7 +15,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::derive::{Assign, ColumnMap, TableSync};
+use super::derive::{Assign, ColumnMap, TableSync, mentions};
 use super::file::BODY_QUOTE;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 
@@ -167,8 +167,14 @@ fn one_trigger(
             ),
         ),
     };
+    // Only the names the expressions read: each declaration is an assignment per row.
     let declarations: String = columns
         .iter()
+        .filter(|(logical, _)| {
+            assigns
+                .iter()
+                .any(|assign| mentions(&assign.expression, logical))
+        })
         .map(|(logical, physical)| {
             format!(
                 "    {} {}.{}%TYPE := NEW.{};\n",
@@ -283,7 +289,7 @@ mod tests {
                 target: "_vg_v2_n".into(),
                 expression: "n::bigint".into(),
             }],
-            up_columns: vec![("n".into(), "n".into())],
+            up_columns: vec![("n".into(), "n".into()), ("other".into(), "other".into())],
             down: vec![],
             down_columns: vec![("n".into(), "_vg_v2_n".into())],
         };
@@ -291,6 +297,10 @@ mod tests {
         assert!(
             sql.contains("\"n\" \"public\".\"t\".\"n\"%TYPE := NEW.\"n\";"),
             "{sql}"
+        );
+        assert!(
+            !sql.contains("\"other\""),
+            "a column no expression reads is not declared: {sql}"
         );
         assert!(sql.contains("NEW.\"_vg_v2_n\" := ("), "{sql}");
         assert!(sql.contains("'{\"v1\"}'::text[]"), "{sql}");

@@ -76,6 +76,12 @@ impl Session {
                     return Inspection::Continue;
                 };
                 let inspection = match tag {
+                    frontend::CLOSE => {
+                        if let Some(name) = frontend::closed_statement(frame) {
+                            router.closed(name);
+                        }
+                        Inspection::Continue
+                    }
                     frontend::QUERY | frontend::PARSE => {
                         let inspection = route(router, idle, tag, frame);
                         // Shadow reads (issue 14): a copy of sampled reads, never a wait.
@@ -178,7 +184,11 @@ fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspe
     let Some(sql) = frontend::statement_text(tag, frame) else {
         return Inspection::Continue;
     };
-    match router.statement(sql, idle) {
+    let routed = match (tag, frontend::parse_name(frame)) {
+        (frontend::PARSE, Some(name)) => router.parse(name, sql, idle),
+        _ => router.statement(sql, idle),
+    };
+    match routed {
         Routed::Forward => Inspection::Continue,
         Routed::Replace(text) => match frontend::with_statement(tag, frame, &text) {
             Some(message) => Inspection::Replace(message),

@@ -473,4 +473,4 @@ fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> Colu
         .collect()
 }
 
-pub use sql::over_physical;
+pub use sql::{mentions, over_physical};

@@ -34,6 +34,24 @@ pub fn over_physical(expression: &str, names: &[(String, String)]) -> String {
         .collect()
 }
 
+/// Whether `expression` names `logical` as an identifier (the way Postgres folds names). An
+/// expression the tokenizer cannot read is assumed to name it.
+pub fn mentions(expression: &str, logical: &str) -> bool {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, expression).tokenize() else {
+        return true;
+    };
+    tokens.iter().any(|token| match token {
+        Token::Word(word) => match word.quote_style {
+            None => word.value.to_lowercase() == logical,
+            Some('"') => word.value == logical,
+            Some(_) => false,
+        },
+        _ => false,
+    })
+}
+
 pub(super) fn check_over_physical(check: &str, logical: &str, physical: &str) -> String {
     over_physical(check, &[(logical.to_owned(), physical.to_owned())])
 }
@@ -66,4 +84,17 @@ pub(super) fn column_sql(column: &ColumnDefinition) -> String {
         }
     }
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn mentions_reads_identifiers_not_strings() {
+        assert!(mentions("CASE WHEN Size >= 500 THEN 1 END", "size"));
+        assert!(mentions("\"Size\" * 2", "Size"));
+        assert!(!mentions("\"Size\" * 2", "size"));
+        assert!(!mentions("'size' || note", "size"));
+    }
 }
