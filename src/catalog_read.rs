@@ -13,6 +13,7 @@ use tokio_postgres::GenericClient;
 
 use crate::model::{
     Assign, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap, Rule, RuleError,
+    ShadowRun,
 };
 use crate::net::postgres_error::describe_postgres_error;
 
@@ -50,6 +51,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         versions: BTreeMap::new(),
         rules: load_rules(client).await?,
         tracks_writers: migration_live(client).await?,
+        shadow: shadow_run(client).await?,
     };
     for row in rows {
         map.versions
@@ -77,6 +79,40 @@ async fn migration_live(client: &impl GenericClient) -> Result<bool, CatalogRead
         .await
         .map_err(failed("looking for live migrations in the viewgate catalog"))?;
     Ok(row.get(0))
+}
+
+/// The shadow run in progress, if the catalog has one.
+pub async fn shadow_run(
+    client: &impl GenericClient,
+) -> Result<Option<ShadowRun>, CatalogReadError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('viewgate.shadow_runs') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(failed("looking for viewgate.shadow_runs"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT id, from_version, to_version, rate, budget, redact
+             FROM viewgate.shadow_runs WHERE state = 'running'
+             ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(failed("reading viewgate.shadow_runs"))?;
+    Ok(row.map(|row| ShadowRun {
+        id: row.get(0),
+        from: row.get(1),
+        to: row.get(2),
+        rate: row.get(3),
+        budget: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+        redact: row.get(5),
+    }))
 }
 
 /// Whether the database has a viewgate catalog.

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{ArgGroup, Parser, Subcommand};
 
 use viewgate::admin::AdminServer;
 use viewgate::cli;
 use viewgate::cli::commands as control;
 use viewgate::config::{Config, Overrides};
+use viewgate::control::cutover::guard::GuardArgs;
 use viewgate::control::cutover::upstream::{self as upstream_cutover, CutoverOptions};
 use viewgate::demo::{self, DemoOptions};
 use viewgate::proxy::Proxy;
@@ -89,6 +90,16 @@ enum Command {
         /// the old upstream (--database) has confirmed all its WAL.
         #[arg(long, requires = "upstream")]
         wait_replication: Option<String>,
+        /// With --to: roll the cutover back by itself if the new default fails more than this
+        /// fraction of its default sessions' requests, across every proxy, within the window.
+        #[arg(long, requires = "to")]
+        guard_error_rate: Option<f64>,
+        /// With --to: how long the guard watches after the cutover (1s to 300s; default 60s).
+        #[arg(long, requires = "to", value_parser = parse_duration)]
+        guard_window: Option<Duration>,
+        /// With --to: requests needed across every proxy before the guard judges (default 20).
+        #[arg(long, requires = "to")]
+        guard_min_queries: Option<u32>,
     },
     /// Pause the proxies: each session stops at its next transaction boundary, clients wait
     /// (no error). Fails, resuming, if transactions outlast --timeout.
@@ -127,6 +138,12 @@ enum Command {
     Migrate {
         #[command(subcommand)]
         command: cli::migrate::MigrateCommand,
+    },
+    /// Shadow reads: run sampled read-only statements again at another version and report
+    /// where the results differ (see docs/operations.md).
+    Shadow {
+        #[command(subcommand)]
+        command: cli::shadow::ShadowCommand,
     },
 }
 
@@ -380,10 +397,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", upstream_cutover::cutover(&proxies, &options).await?);
             Ok(())
         }),
-        Command::Cutover { to, database, .. } => runtime(0)?.block_on(async {
+        Command::Cutover {
+            to,
+            database,
+            guard_error_rate,
+            guard_window,
+            guard_min_queries,
+            ..
+        } => runtime(0)?.block_on(async {
+            let guard = GuardArgs {
+                error_rate: guard_error_rate,
+                window: guard_window,
+                min_queries: guard_min_queries,
+            }
+            .to_guard()?;
+            if guard.is_some() && to.is_none() {
+                bail!("the --guard-* options go with --to VERSION (a guarded cutover)");
+            }
             let database = database
                 .context("--database (or VIEWGATE_DATABASE) is required for a version cutover")?;
-            let outcome = control::cutover(&database, to.as_deref()).await?;
+            let outcome = control::cutover(&database, to.as_deref(), guard.as_ref()).await?;
             println!("{outcome}");
             Ok(())
         }),
@@ -412,6 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             viewgate::logging::init(Default::default(), "warn");
             Ok(runtime(0)?.block_on(cli::migrate::run(command))?)
         }
+        Command::Shadow { command } => Ok(runtime(0)?.block_on(cli::shadow::run(command))?),
     }
 }
 

@@ -223,6 +223,36 @@ fn the_admin_api_runs_status_and_cutover_with_the_token_only() {
     );
     assert_eq!(code, 400);
 
+    // A guarded cutover: bad guard options are refused before anything changes; a good one
+    // starts a guard, which a rollback supersedes.
+    for bad in [
+        r#"{"to": "v2", "guard_error_rate": 2}"#,
+        r#"{"to": "v2", "guard_error_rate": 0.1, "guard_window": "1h"}"#,
+        r#"{"rollback": true, "guard_error_rate": 0.1}"#,
+    ] {
+        let (code, body) = post_json(admin_port, "/cutover", Some(TOKEN), bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains("guard"), "{body}");
+    }
+    assert_eq!(status_json(&database)["default_version"], "v1");
+    let guarded = r#"{"to": "v2", "guard_error_rate": 0.5, "guard_window": "30s"}"#;
+    let (code, body) = post_json(admin_port, "/cutover", Some(TOKEN), guarded);
+    assert_eq!(code, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(reply["guard"].as_i64().is_some(), "{body}");
+    let guard_state = || {
+        cluster
+            .psql(
+                "postgres",
+                "SELECT state || ' ' || from_version || '>' || to_version FROM viewgate.cutover_guards",
+            )
+            .unwrap()
+    };
+    assert_eq!(guard_state(), "watching v1>v2");
+    let (code, body) = post_json(admin_port, "/cutover", Some(TOKEN), r#"{"rollback": true}"#);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(guard_state(), "superseded v1>v2");
+
     // Routing rules: add, list, set weights, remove — the CLI's operations over HTTP.
     let rule = r#"{"split": "v2=10,v1=90", "application": "web-*", "guard_error_rate": 0.05, "guard_window": "30s"}"#;
     assert_eq!(post_json(admin_port, "/routes", None, rule).0, 401);

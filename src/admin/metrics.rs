@@ -80,6 +80,7 @@ pub fn render(state: &ProxyState) -> String {
     histogram(&mut out, name, "", &state.pause.histogram().snapshot());
     render_versions(&mut out, &state.telemetry);
     migrations(&mut out, state);
+    shadow(&mut out, state);
     out
 }
 
@@ -161,6 +162,53 @@ fn render_versions(out: &mut String, telemetry: &Telemetry) {
     for (rule, hits) in telemetry.rule_hits() {
         let _ = writeln!(out, "viewgate_rule_hits_total{{rule=\"{rule}\"}} {hits}");
     }
+}
+
+/// Shadow reads on this proxy: statements sampled, dropped, and what their comparison found.
+fn shadow(out: &mut String, state: &ProxyState) {
+    let counts = state.shadow.counters.snapshot();
+    let value = |name: &str| {
+        counts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    counter(
+        out,
+        "viewgate_shadow_sampled_total",
+        "Read-only statements sampled for the shadow run and queued.",
+        value("sampled"),
+    );
+    counter(
+        out,
+        "viewgate_shadow_dropped_total",
+        "Statements sampled but dropped because the shadow queue was full.",
+        value("dropped"),
+    );
+    let name = "viewgate_shadow_outcomes_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Sampled statements by outcome: matched, diff, nondeterministic, error (at the new version only), timeout, skipped (not eligible).",
+    );
+    for outcome in [
+        "matched",
+        "diff",
+        "nondeterministic",
+        "error",
+        "timeout",
+        "skipped",
+    ] {
+        let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {}", value(outcome));
+    }
+    let running = state.routing.load().shadow().is_some();
+    gauge(
+        out,
+        "viewgate_shadow_running",
+        "1 while a shadow run is in progress, else 0.",
+        u64::from(running),
+    );
 }
 
 /// Where migrations stand: phase, and per table the rows backfilled of those estimated.

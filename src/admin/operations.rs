@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::control::connect::connect;
 use crate::control::cutover::default_version as cutover;
+use crate::control::cutover::guard::GuardArgs;
 use crate::control::error::ControlError;
 use crate::control::overview;
 use crate::control::routing::{RouteArgs, routes};
@@ -35,14 +36,15 @@ pub fn router() -> Router<Arc<ProxyState>> {
 }
 
 /// A failed operation, as JSON `{"error": "..."}` with a status saying whose fault it was.
-struct OperationError(StatusCode, String);
+pub(super) struct OperationError(pub(super) StatusCode, pub(super) String);
 
 impl From<ControlError> for OperationError {
     fn from(error: ControlError) -> Self {
         let status = match error {
             ControlError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Database { .. } => StatusCode::BAD_GATEWAY,
-            ControlError::RuleNotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::RuleNotFound(_) | ControlError::NoShadowRun => StatusCode::NOT_FOUND,
+            ControlError::ShadowRunning(_) => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };
         OperationError(status, error.to_string())
@@ -56,7 +58,7 @@ impl IntoResponse for OperationError {
 }
 
 /// The catalog connection for one operation.
-async fn catalog(state: &ProxyState) -> Result<tokio_postgres::Client, OperationError> {
+pub(super) async fn catalog(state: &ProxyState) -> Result<tokio_postgres::Client, OperationError> {
     let Some(url) = &state.config.catalog else {
         return Err(OperationError(
             StatusCode::CONFLICT,
@@ -71,23 +73,43 @@ async fn status(State(state): State<Arc<ProxyState>>) -> Result<Response, Operat
     Ok(Json(overview::load(&client).await?).into_response())
 }
 
-/// `{"to": "v2"}` or `{"rollback": true}`.
+/// `{"to": "v2"}` (optionally guarded: `"guard_error_rate": 0.05, "guard_window": "60s",
+/// "guard_min_queries": 20`) or `{"rollback": true}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CutoverRequest {
     to: Option<String>,
     #[serde(default)]
     rollback: bool,
+    guard_error_rate: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    guard_window: Option<std::time::Duration>,
+    guard_min_queries: Option<u32>,
 }
 
 async fn cutover_handler(
     State(state): State<Arc<ProxyState>>,
     Json(request): Json<CutoverRequest>,
 ) -> Result<Response, OperationError> {
+    let guard = GuardArgs {
+        error_rate: request.guard_error_rate,
+        window: request.guard_window,
+        min_queries: request.guard_min_queries,
+    }
+    .to_guard()?;
+    if guard.is_some() && request.to.is_none() {
+        return Err(OperationError(
+            StatusCode::BAD_REQUEST,
+            "the guard options go with {\"to\": \"VERSION\"}".into(),
+        ));
+    }
     let mut client = catalog(&state).await?;
-    let outcome = match (request.to, request.rollback) {
-        (Some(to), false) => cutover::cutover(&mut client, &to).await?,
-        (None, true) => cutover::rollback(&mut client).await?,
+    let outcome = match (request.to, request.rollback, guard) {
+        (Some(to), false, Some(guard)) => {
+            cutover::guarded_cutover(&mut client, &to, &guard).await?
+        }
+        (Some(to), false, None) => cutover::cutover(&mut client, &to).await?,
+        (None, true, _) => cutover::rollback(&mut client).await?,
         _ => {
             return Err(OperationError(
                 StatusCode::BAD_REQUEST,
@@ -98,6 +120,7 @@ async fn cutover_handler(
     Ok(Json(serde_json::json!({
         "from": outcome.from,
         "to": outcome.to,
+        "guard": outcome.guard.map(|(id, _)| id),
         "message": outcome.to_string(),
     }))
     .into_response())

@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use super::auth::{AdminToken, require_token};
-use super::{metrics, operations};
+use super::{dashboard, metrics, operations, shadow};
 use crate::proxy::state::ProxyState;
 use crate::proxy::switch::SwitchError;
 
@@ -71,6 +71,8 @@ impl AdminServer {
         let protected = Router::new()
             .route("/metrics", get(metrics_handler))
             .merge(operations::router())
+            .merge(shadow::router())
+            .merge(dashboard::router())
             .route("/pause", get(pause_status).post(pause_handler))
             .route("/resume", post(resume_handler))
             .route("/upstream/prepare", post(prepare_handler))
@@ -83,6 +85,7 @@ impl AdminServer {
         let router = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready_handler))
+            .merge(dashboard::public_router())
             .merge(protected)
             .with_state(state);
         Ok(AdminServer { listener, router })

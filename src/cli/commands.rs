@@ -117,17 +117,18 @@ pub async fn drop_version(
     retire::retire(&mut client, version, &templates, locks).await
 }
 
-/// `cutover --to V` / `cutover --rollback`: flips the default version.
+/// `cutover --to V [--guard-…]` / `cutover --rollback`: flips the default version.
 pub async fn cutover(
     database: &str,
     to: Option<&str>,
+    guard: Option<&crate::model::Guard>,
 ) -> Result<crate::control::cutover::default_version::CutoverOutcome, ControlError> {
+    use crate::control::cutover::default_version as flip;
     let mut client = connect(database).await?;
-    match to {
-        Some(version) => {
-            crate::control::cutover::default_version::cutover(&mut client, version).await
-        }
-        None => crate::control::cutover::default_version::rollback(&mut client).await,
+    match (to, guard) {
+        (Some(version), Some(guard)) => flip::guarded_cutover(&mut client, version, guard).await,
+        (Some(version), None) => flip::cutover(&mut client, version).await,
+        (None, _) => flip::rollback(&mut client).await,
     }
 }
 

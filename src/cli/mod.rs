@@ -5,3 +5,4 @@ pub mod commands;
 pub mod migrate;
 pub mod progress;
 pub mod serve;
+pub mod shadow;

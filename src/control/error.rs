@@ -84,6 +84,14 @@ pub enum ControlError {
     NotActive { version: String, active: String },
     #[error("no earlier cutover to roll back")]
     NothingToRollBack,
+    #[error("cutover guard: {0}")]
+    CutoverGuard(String),
+    #[error("shadow run: {0}")]
+    Shadow(String),
+    #[error("shadow run {0} is already running; stop it first (`viewgate shadow stop`)")]
+    ShadowRunning(i64),
+    #[error("no shadow run is running (start one with `viewgate shadow start`)")]
+    NoShadowRun,
     #[error(transparent)]
     Rule(#[from] RuleError),
     #[error("there is no routing rule with id {0} (see `viewgate route list`)")]

@@ -17,6 +17,7 @@ pub mod overview;
 pub mod quote;
 pub mod retry;
 pub mod routing;
+pub mod shadow;
 pub mod templates;
 pub mod views;
 

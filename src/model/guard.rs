@@ -8,6 +8,14 @@ use serde::Serialize;
 
 use super::rule_error::RuleError;
 
+/// The longest window a guard can judge: the proxies keep one slot per second for it
+/// (`proxy::stats::window`), so a rule's longer window is clamped to it and a guarded
+/// cutover's is refused.
+pub const MAX_GUARD_WINDOW: Duration = Duration::from_secs(300);
+
+/// Requests a guard needs in its window before a rate means anything, unless it says otherwise.
+pub const DEFAULT_MIN_QUERIES: u32 = 20;
+
 /// Canary guard settings, stored and shown here; the guard itself acts on them elsewhere.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Guard {

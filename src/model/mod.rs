@@ -4,7 +4,8 @@
 //! [`rule`] a routing rule, made of a match ([`glob`], [`cidr`]), an [`assign`]ment and a
 //! [`guard`], failing with a [`rule_error`]; [`channel`] and [`heartbeat`] are the contracts
 //! between the proxies and the control plane (the NOTIFY channel, the heartbeat's timing);
-//! [`migration_progress`] is where migrations stand, for `/metrics`.
+//! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
+//! run the proxies sample for.
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
@@ -17,6 +18,7 @@ pub mod migration_progress;
 pub mod routing_map;
 pub mod rule;
 pub mod rule_error;
+pub mod shadow_run;
 
 pub use assign::{Assign, TOTAL_WEIGHT};
 pub use cidr::{Cidr, CidrError};
@@ -25,3 +27,4 @@ pub use guard::Guard;
 pub use routing_map::{RoutedTable, RoutingMap};
 pub use rule::{CatalogRules, InvalidRule, Rule};
 pub use rule_error::RuleError;
+pub use shadow_run::ShadowRun;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::rule::CatalogRules;
+use super::shadow_run::ShadowRun;
 
 /// A managed table as one version's clients name it, and the view that serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +28,8 @@ pub struct RoutingMap {
     /// A migration is backfilling or live: its sync triggers tell writers apart by the session
     /// setting `viewgate.version`, so each session must keep it equal to its version upstream.
     pub tracks_writers: bool,
+    /// The shadow run in progress, if any (`viewgate shadow start`).
+    pub shadow: Option<ShadowRun>,
 }
 
 impl RoutingMap {

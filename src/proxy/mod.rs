@@ -20,6 +20,7 @@ pub mod pause;
 pub mod pump;
 pub mod reconnect;
 pub mod session;
+pub mod shadow_tap;
 pub mod state;
 pub mod stats;
 pub mod switch;

@@ -9,6 +9,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::cancel::CancelRegistry;
 use super::pause::PauseGate;
+use super::shadow_tap::ShadowTap;
 use super::switch::{SessionRegistry, Switchboard};
 use super::upstream::{UpstreamError, UpstreamTarget};
 use crate::config::{CacheConfig, ClientTlsMode, Config};
@@ -52,6 +53,8 @@ pub struct ProxyState {
     pub switchboard: Arc<Switchboard>,
     /// Where the catalog's migrations stand, as the heartbeat last read it (for /metrics).
     pub migrations: ArcSwap<MigrationProgress>,
+    /// Statements sampled for the shadow run, and what became of them.
+    pub shadow: ShadowTap,
 }
 
 /// Per-proxy session counts, read by the admin API's /metrics.
@@ -88,6 +91,7 @@ impl ProxyState {
             sessions: Arc::default(),
             switchboard: Arc::default(),
             migrations: ArcSwap::default(),
+            shadow: ShadowTap::default(),
             tls_acceptor,
             cancel_keys: CancelRegistry::new(),
             shutdown,

@@ -102,6 +102,7 @@ mod tests {
                 invalid: Vec::new(),
             },
             tracks_writers: false,
+            shadow: None,
         };
         RoutingState::from_catalog("app", &map)
     }

@@ -362,6 +362,7 @@ mod tests {
                 .map(|(v, t)| (v.to_owned(), vec![t]))
                 .collect(),
             tracks_writers,
+            shadow: None,
         };
         Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
             "app", &map,

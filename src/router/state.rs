@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use super::rules::{CompiledRule, InactiveVersion};
-use crate::model::RoutingMap;
+use crate::model::{RoutingMap, ShadowRun};
 use crate::rewriter::VersionTargets;
 
 /// Numbers every state built, so a session can tell cheaply whether the state it resolved its
@@ -28,6 +28,8 @@ pub struct RoutingState {
     generation: u64,
     /// Sessions keep `viewgate.version` set upstream (see `RoutingMap::tracks_writers`).
     tracks_writers: bool,
+    /// The shadow run in progress, when it names active versions (`proxy::shadow_tap`).
+    shadow: Option<Arc<ShadowRun>>,
 }
 
 impl RoutingState {
@@ -62,11 +64,21 @@ impl RoutingState {
         RoutingState {
             database: Some(database.to_owned()),
             default_version: map.default_version.clone(),
-            versions,
             rules,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             tracks_writers: map.tracks_writers,
+            shadow: map
+                .shadow
+                .clone()
+                .filter(|run| versions.contains_key(&run.from) && versions.contains_key(&run.to))
+                .map(Arc::new),
+            versions,
         }
+    }
+
+    /// The shadow run in progress, if any.
+    pub fn shadow(&self) -> Option<&Arc<ShadowRun>> {
+        self.shadow.as_ref()
     }
 
     /// Whether a migration's sync triggers need each session's version set upstream.

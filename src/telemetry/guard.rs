@@ -23,8 +23,8 @@ use crate::proxy::stats::window::WindowTotals;
 pub const GUARD_INTERVAL: Duration = Duration::from_millis(500);
 /// The window when the rule sets a threshold but no window.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
-/// Requests needed in the window before a rate means anything.
-pub const DEFAULT_MIN_QUERIES: u32 = 20;
+/// Requests needed in the window before a rate means anything (defined with the settings).
+pub use crate::model::guard::DEFAULT_MIN_QUERIES;
 
 /// A tripped guard: which rule, which version, and what was seen.
 #[derive(Debug, Clone, PartialEq)]

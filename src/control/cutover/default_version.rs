@@ -9,15 +9,21 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
+use super::guard;
 use crate::catalog_read;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
+use crate::control::templates::Templates;
+use crate::control::views::spec::DEFAULT_LOCK_TIMEOUT;
+use crate::model::Guard;
 
 /// What a cutover changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CutoverOutcome {
     pub from: Option<String>,
     pub to: String,
+    /// The guard now watching the cutover (`cutover_guards.id` and its settings).
+    pub guard: Option<(i64, Guard)>,
 }
 
 impl std::fmt::Display for CutoverOutcome {
@@ -30,19 +36,44 @@ impl std::fmt::Display for CutoverOutcome {
                 f,
                 "default version: {from} -> {}; proxies move default sessions at their next transaction boundary",
                 self.to
-            )
+            )?;
+            if let Some((id, guard)) = &self.guard {
+                write!(
+                    f,
+                    "\nguard {id}: rolls back to {from} by itself if {} fails more than {} of the requests of default sessions across every proxy in the next {} (at least {} requests)",
+                    self.to,
+                    guard.error_rate.unwrap_or_default(),
+                    humantime_serde::re::humantime::format_duration(
+                        guard.window.unwrap_or(guard::DEFAULT_CUTOVER_GUARD_WINDOW)
+                    ),
+                    guard
+                        .min_queries
+                        .unwrap_or(crate::model::guard::DEFAULT_MIN_QUERIES)
+                )?;
+            }
+            Ok(())
         }
     }
 }
 
 /// Makes `to` the default version.
 pub async fn cutover(client: &mut Client, to: &str) -> Result<CutoverOutcome, ControlError> {
-    switch(client, Target::Version(to)).await
+    switch(client, Target::Version(to), None).await
+}
+
+/// Makes `to` the default version and starts `guard` watching it: past its error rate the
+/// proxies roll the cutover back by themselves (`telemetry::cutover_guard`).
+pub async fn guarded_cutover(
+    client: &mut Client,
+    to: &str,
+    guard: &Guard,
+) -> Result<CutoverOutcome, ControlError> {
+    switch(client, Target::Version(to), Some(guard)).await
 }
 
 /// Makes the version the last cutover (or rollback) replaced the default again.
 pub async fn rollback(client: &mut Client) -> Result<CutoverOutcome, ControlError> {
-    switch(client, Target::Previous).await
+    switch(client, Target::Previous, None).await
 }
 
 enum Target<'a> {
@@ -50,7 +81,11 @@ enum Target<'a> {
     Previous,
 }
 
-async fn switch(client: &mut Client, target: Target<'_>) -> Result<CutoverOutcome, ControlError> {
+async fn switch(
+    client: &mut Client,
+    target: Target<'_>,
+    guard: Option<&Guard>,
+) -> Result<CutoverOutcome, ControlError> {
     let started = Instant::now();
     let database = |context: &'static str| {
         move |error: tokio_postgres::Error| ControlError::database(context, &error)
@@ -61,6 +96,12 @@ async fn switch(client: &mut Client, target: Target<'_>) -> Result<CutoverOutcom
         .map_err(database("starting the cutover transaction"))?;
     if !catalog_read::catalog_exists(&transaction).await? {
         return Err(ControlError::NoCatalog);
+    }
+    if guard.is_some() && !guard::tables_exist(&transaction).await? {
+        // A catalog from an older build gets the guard's tables, under the apply lock.
+        catalog::set_local_lock_timeout(&transaction, DEFAULT_LOCK_TIMEOUT).await?;
+        catalog::wait_apply_lock(&transaction).await?;
+        catalog::ensure_catalog(&transaction, &Templates::built_in()).await?;
     }
     // The settings row is locked so two cutovers at once take turns.
     let from: Option<String> = transaction
@@ -91,9 +132,30 @@ async fn switch(client: &mut Client, target: Target<'_>) -> Result<CutoverOutcom
             active: active.join(", "),
         });
     }
-    let outcome = CutoverOutcome { from, to };
+    let mut outcome = CutoverOutcome {
+        from,
+        to,
+        guard: None,
+    };
     if outcome.from.as_deref() == Some(outcome.to.as_str()) {
+        if guard.is_some() {
+            return Err(ControlError::CutoverGuard(format!(
+                "the default version is already {}; a guard watches a cutover, so there is nothing to watch",
+                outcome.to
+            )));
+        }
         return Ok(outcome);
+    }
+    guard::supersede(&transaction, action).await?;
+    if let Some(guard) = guard {
+        let Some(from) = outcome.from.clone() else {
+            return Err(ControlError::CutoverGuard(
+                "there is no default version yet to return to; make the first cutover unguarded"
+                    .into(),
+            ));
+        };
+        let id = guard::start(&transaction, &from, &outcome.to, guard).await?;
+        outcome.guard = Some((id, *guard));
     }
     transaction
         .execute(

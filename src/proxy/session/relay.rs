@@ -84,6 +84,8 @@ impl Session {
                     }
                     frontend::QUERY | frontend::PARSE => {
                         let inspection = route(router, idle, tag, frame);
+                        // Shadow reads (issue 14): a copy of sampled reads, never a wait.
+                        state.shadow.offer(&state.routing, router, tag, frame);
                         account_for(router, account, ledger);
                         if quiet && router.tracks_writers() {
                             tell_version(router, upstream_version, progress, frame, inspection)

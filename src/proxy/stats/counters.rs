@@ -22,6 +22,9 @@ pub struct Telemetry {
     rules: DashMap<i64, Arc<RuleStats>>,
     /// Live sessions per version and the reason they run at it (declared, rule N, default…).
     reasons: DashMap<(String, Reason), Arc<AtomicI64>>,
+    /// Outcomes of the requests of sessions the default version placed, per version, for the
+    /// guard of a guarded cutover (`telemetry::cutover_guard`).
+    defaults: DashMap<String, Arc<ErrorWindow>>,
 }
 
 #[derive(Debug, Default)]
@@ -43,13 +46,14 @@ pub struct RuleStats {
 }
 
 /// Where a session's requests are counted: its version and, when a rule placed it there,
-/// that rule's window for the version.
+/// that rule's window for the version (when the default did, the default's window).
 #[derive(Debug)]
 pub struct Attribution {
     version: Arc<VersionStats>,
     /// The session's slot among the sessions at this version for this reason.
     reason_sessions: Arc<AtomicI64>,
-    rule_window: Option<Arc<ErrorWindow>>,
+    /// The guard's window: the rule's, or the default's; none for declared sessions.
+    guard_window: Option<Arc<ErrorWindow>>,
 }
 
 impl Attribution {
@@ -57,7 +61,7 @@ impl Attribution {
     pub fn finished(&self, elapsed: Duration, failed: bool) {
         self.version.queries.fetch_add(1, Ordering::Relaxed);
         self.version.latency.record(elapsed);
-        if let Some(window) = &self.rule_window {
+        if let Some(window) = &self.guard_window {
             window.record(failed);
         }
     }
@@ -107,6 +111,11 @@ impl Telemetry {
             .windows
             .get(version)
             .map(|w| w.clone())
+    }
+
+    /// The window of requests by sessions the default version placed at `version`, if any were.
+    pub fn default_window(&self, version: &str) -> Option<Arc<ErrorWindow>> {
+        self.defaults.get(version).map(|w| w.clone())
     }
 
     pub fn versions(&self) -> Vec<VersionSnapshot> {
@@ -201,15 +210,25 @@ impl SessionAccount {
                 .or_default()
                 .clone();
             reason_sessions.fetch_add(1, Ordering::Relaxed);
-            let rule_window = reason.rule_id().map(|id| {
-                let rule = telemetry.rule(id);
-                rule.hits.fetch_add(1, Ordering::Relaxed);
-                rule.windows.entry(version.to_owned()).or_default().clone()
-            });
+            let guard_window = match reason.rule_id() {
+                Some(id) => {
+                    let rule = telemetry.rule(id);
+                    rule.hits.fetch_add(1, Ordering::Relaxed);
+                    Some(rule.windows.entry(version.to_owned()).or_default().clone())
+                }
+                None if reason == Reason::Default => Some(
+                    telemetry
+                        .defaults
+                        .entry(version.to_owned())
+                        .or_default()
+                        .clone(),
+                ),
+                None => None,
+            };
             let attribution = Arc::new(Attribution {
                 version: stats,
                 reason_sessions,
-                rule_window,
+                guard_window,
             });
             (version.to_owned(), reason, attribution)
         });
@@ -275,6 +294,19 @@ mod tests {
         let window = telemetry.rule_window(7, "v2").unwrap();
         let totals = window.totals(Duration::from_secs(10));
         assert_eq!((totals.queries, totals.errors), (1, 1));
+        assert!(
+            telemetry.default_window("v2").is_none(),
+            "a rule's requests are not the default's"
+        );
+        first
+            .assign("v1", Reason::Default)
+            .finished(Duration::from_millis(1), false);
+        let totals = telemetry
+            .default_window("v1")
+            .unwrap()
+            .totals(Duration::from_secs(10));
+        assert_eq!((totals.queries, totals.errors), (1, 0));
+        first.assign("v2", Reason::Declared);
         drop(second);
         drop(first);
         assert!(telemetry.sessions_by_version().is_empty());

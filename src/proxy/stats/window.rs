@@ -7,8 +7,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The longest window a guard can judge; longer ones are clamped to it.
-pub const MAX_WINDOW: Duration = Duration::from_secs(300);
+/// The longest window a guard can judge (defined with the guard settings, in `model`);
+/// longer ones are clamped to it.
+pub use crate::model::guard::MAX_GUARD_WINDOW as MAX_WINDOW;
 const SLOTS: usize = MAX_WINDOW.as_secs() as usize;
 
 #[derive(Debug, Default)]

@@ -1,0 +1,286 @@
+//! The dashboard's panel as server-rendered HTML: versions and the default (with cutover and
+//! rollback buttons), routing rules with their live weights (a form per split), each proxy's
+//! heartbeat age and sessions per version, this proxy's queries, error rate and mean latency per
+//! version, the shadow run's counts and differences, migrations' phase and backfill, and the
+//! history. Every catalog or client-derived string is HTML-escaped.
+
+use std::fmt::Write;
+
+use crate::control::overview::Overview;
+use crate::control::shadow::report::ShadowReport;
+use crate::model::Assign;
+use crate::model::migration_progress::MigrationProgress;
+use crate::proxy::stats::counters::VersionSnapshot;
+
+/// What the panel shows.
+pub struct PanelData<'a> {
+    pub overview: &'a Overview,
+    pub versions: &'a [VersionSnapshot],
+    pub migrations: &'a MigrationProgress,
+    pub shadow: Option<&'a ShadowReport>,
+}
+
+/// Text made safe for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+pub fn render(data: &PanelData<'_>) -> String {
+    let mut out = String::with_capacity(8192);
+    let overview = data.overview;
+    let default = overview.default_version.as_deref().unwrap_or("(none)");
+    let _ = write!(
+        out,
+        "<h2>Versions</h2><p>default version: <b id=\"default-version\">{}</b> \
+         <button data-action=\"rollback\">Roll back</button></p><table><tr><th>version</th><th>state</th><th>live sessions</th><th></th></tr>",
+        escape(default)
+    );
+    for version in &overview.versions {
+        let sessions = overview
+            .sessions
+            .get(&version.version)
+            .copied()
+            .unwrap_or(0);
+        let button = if version.state == "active"
+            && Some(&version.version) != overview.default_version.as_ref()
+        {
+            format!(
+                "<button data-action=\"cutover\" data-to=\"{0}\">Cut over to {0}</button>",
+                escape(&version.version)
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{sessions}</td><td>{button}</td></tr>",
+            escape(&version.version),
+            escape(&version.state)
+        );
+    }
+    out.push_str("</table>");
+
+    out.push_str("<h2>Routing rules</h2>");
+    if overview.rules.is_empty() {
+        out.push_str("<p class=\"muted\">none</p>");
+    } else {
+        out.push_str("<table><tr><th>rule</th><th>match</th><th>assignment</th><th>guard</th><th>enabled</th><th>weights</th></tr>");
+        for rule in &overview.rules {
+            let weights = match &rule.assign {
+                Assign::Split(_) => format!(
+                    "<form data-action=\"weights\" data-rule=\"{id}\"><input name=\"weights\" id=\"weights-{id}\" value=\"{value}\" size=\"16\"> <button type=\"submit\">Set weights</button></form>",
+                    id = rule.id,
+                    value = escape(&rule.assign.to_string())
+                ),
+                Assign::Version(_) => String::new(),
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td id=\"assign-{}\">{}</td><td>{}</td><td>{}</td><td>{weights}</td></tr>",
+                rule.id,
+                escape(&rule.match_text()),
+                rule.id,
+                escape(&rule.assign.to_string()),
+                escape(&rule.guard.to_string()),
+                rule.enabled
+            );
+        }
+        out.push_str("</table>");
+    }
+
+    out.push_str("<h2>Proxies</h2><table><tr><th>proxy</th><th>heartbeat</th><th>default</th><th>sessions per version</th></tr>");
+    for proxy in &overview.proxies {
+        let sessions: Vec<String> = proxy
+            .sessions
+            .iter()
+            .map(|(version, n)| format!("{}={n}", escape(version)))
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"{}\">{:.1}s ago{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&proxy.proxy_id),
+            if proxy.stale { "stale" } else { "ok" },
+            proxy.seconds_since_seen,
+            if proxy.stale { " (stale)" } else { "" },
+            escape(proxy.default_version.as_deref().unwrap_or("-")),
+            sessions.join(" ")
+        );
+    }
+    out.push_str("</table>");
+
+    out.push_str("<h2>This proxy's traffic</h2><table><tr><th>version</th><th>queries</th><th>error rate</th><th>mean latency</th></tr>");
+    for version in data.versions {
+        let errors: u64 = version.errors.values().sum();
+        let rate = if version.queries == 0 {
+            0.0
+        } else {
+            errors as f64 / version.queries as f64
+        };
+        let mean_ms = if version.latency.count == 0 {
+            0.0
+        } else {
+            version.latency.sum_seconds * 1000.0 / version.latency.count as f64
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{:.2}%</td><td>{mean_ms:.2} ms</td></tr>",
+            escape(&version.version),
+            version.queries,
+            if errors > 0 { "bad" } else { "ok" },
+            rate * 100.0
+        );
+    }
+    out.push_str("</table>");
+
+    shadow(&mut out, data.shadow, overview);
+    migrations(&mut out, data.migrations);
+
+    out.push_str("<h2>History</h2><table><tr><th>at</th><th>action</th><th>versions</th><th>by</th><th>note</th></tr>");
+    for event in &overview.recent_events {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&event.at),
+            if event.success { "ok" } else { "bad" },
+            escape(&event.action),
+            escape(&event.versions.join(", ")),
+            escape(&event.by),
+            escape(event.error.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+fn shadow(out: &mut String, report: Option<&ShadowReport>, overview: &Overview) {
+    out.push_str("<h2>Shadow reads</h2>");
+    if let Some(report) = report {
+        let count = |name: &str| report.totals.get(name).copied().unwrap_or(0);
+        let stop = if report.state == "running" {
+            "<button data-action=\"shadow-stop\">Stop</button>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<p id=\"shadow\">run {} {} &rarr; {} at rate {}: <b>{}</b> {stop}<br>{} sampled, {} dropped, {} skipped; {} matched, <span class=\"{}\">{} differ</span>, {} non-deterministic, {} failed, {} timed out</p>",
+            report.id,
+            escape(&report.from),
+            escape(&report.to),
+            report.rate,
+            escape(&report.state),
+            count("sampled"),
+            count("dropped"),
+            count("skipped"),
+            count("matched"),
+            if count("diff") > 0 { "bad" } else { "ok" },
+            count("diff"),
+            count("nondeterministic"),
+            count("error"),
+            count("timeout")
+        );
+        if !report.diffs.is_empty() {
+            out.push_str("<table><tr><th>kind</th><th>times</th><th>rows</th><th>statement</th><th>sample</th></tr>");
+            for diff in &report.diffs {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{} &rarr; {}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                    escape(&diff.kind),
+                    diff.occurrences,
+                    diff.from_rows.map_or("-".into(), |n| n.to_string()),
+                    diff.to_rows.map_or("-".into(), |n| n.to_string()),
+                    escape(&diff.shape),
+                    escape(&diff.detail.to_string())
+                );
+            }
+            out.push_str("</table>");
+        }
+        if report.state == "running" {
+            return;
+        }
+    } else {
+        out.push_str("<p class=\"muted\">no shadow run yet</p>");
+    }
+    let active: Vec<&str> = overview
+        .versions
+        .iter()
+        .filter(|v| v.state == "active")
+        .map(|v| v.version.as_str())
+        .collect();
+    let options = |selected: usize| -> String {
+        active
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "<option{}>{}</option>",
+                    if i == selected { " selected" } else { "" },
+                    escape(v)
+                )
+            })
+            .collect()
+    };
+    let _ = write!(
+        out,
+        "<form data-action=\"shadow-start\">from <select name=\"from\">{}</select> to <select name=\"to\">{}</select> rate <input name=\"rate\" value=\"0.05\" size=\"5\"> <button type=\"submit\">Start a shadow run</button></form>",
+        options(0),
+        options(1)
+    );
+}
+
+fn migrations(out: &mut String, progress: &MigrationProgress) {
+    out.push_str("<h2>Migrations</h2>");
+    if progress.migrations.is_empty() {
+        out.push_str("<p class=\"muted\">none in progress</p>");
+        return;
+    }
+    out.push_str("<table><tr><th>version</th><th>from</th><th>phase</th><th>backfill</th></tr>");
+    for migration in &progress.migrations {
+        let tables: Vec<String> = migration
+            .tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}/{}{}",
+                    escape(&t.table),
+                    t.rows,
+                    t.estimate,
+                    if t.done { " done" } else { "" }
+                )
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&migration.version),
+            escape(&migration.from),
+            escape(&migration.phase),
+            tables.join("; ")
+        );
+    }
+    out.push_str("</table>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape(r#"<script>"a" & 'b'</script>"#),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! The data plane's whole part in shadow reads: while a shadow run is in progress, a session at
+//! the run's `from` version offers the text of each simple-protocol Query that looks like a
+//! read (its first keyword is SELECT, WITH, VALUES or TABLE); the chosen fraction of them is
+//! copied into a bounded queue with `try_send`, and a full queue drops the statement and counts
+//! it. Nothing here waits, fails or changes the client's message: the message is forwarded as
+//! routed before and after. The work (classifying, running at both versions, comparing,
+//! recording) is done by `telemetry::shadow`, which drains the queue on its own connections.
+//!
+//! Only Query messages are offered: an extended-protocol statement's parameters arrive in a
+//! Bind the proxy streams without decoding, so the statement alone cannot be run again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use crate::model::ShadowRun;
+use crate::protocol::frontend;
+use crate::router::SessionRouter;
+use crate::router::state::RoutingState;
+
+/// Statements waiting for a shadow worker; more are dropped (and counted).
+pub const SHADOW_QUEUE_LEN: usize = 256;
+/// Longer statements are not offered (their copy would cost the session too much).
+pub const MAX_SHADOW_SQL_LEN: usize = 64 * 1024;
+
+/// A sampled statement, as the session sent it, the run it was sampled for, and that run's
+/// counters on this proxy.
+#[derive(Debug)]
+pub struct ShadowJob {
+    pub run: Arc<ShadowRun>,
+    pub sql: String,
+    pub counters: Arc<ShadowCounters>,
+}
+
+/// What the tap and the workers count, per proxy (for `/metrics` and the run's report).
+#[derive(Debug, Default)]
+pub struct ShadowCounters {
+    /// Statements sampled and queued.
+    pub sampled: AtomicU64,
+    /// Sampled but dropped: the queue was full.
+    pub dropped: AtomicU64,
+    pub matched: AtomicU64,
+    pub diff: AtomicU64,
+    pub nondeterministic: AtomicU64,
+    /// Failed at the new version only.
+    pub error: AtomicU64,
+    pub timeout: AtomicU64,
+    /// Not compared: not read-only, volatile, parameters, too large, same text at both
+    /// versions, or failing at the old version too.
+    pub skipped: AtomicU64,
+}
+
+impl ShadowCounters {
+    /// Every counter by name, in a fixed order.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        vec![
+            ("sampled", load(&self.sampled)),
+            ("dropped", load(&self.dropped)),
+            ("matched", load(&self.matched)),
+            ("diff", load(&self.diff)),
+            ("nondeterministic", load(&self.nondeterministic)),
+            ("error", load(&self.error)),
+            ("timeout", load(&self.timeout)),
+            ("skipped", load(&self.skipped)),
+        ]
+    }
+}
+
+/// The queue between the sessions and the shadow workers, and the proxy's counters.
+#[derive(Debug)]
+pub struct ShadowTap {
+    sender: mpsc::Sender<ShadowJob>,
+    /// Taken once by the workers (`telemetry::shadow`).
+    receiver: Mutex<Option<mpsc::Receiver<ShadowJob>>>,
+    /// Eligible statements seen, for exact-fraction sampling without a random generator.
+    seen: AtomicU64,
+    /// Since the proxy started, every run together (`/metrics`).
+    pub counters: ShadowCounters,
+    /// The current run's own counters on this proxy (its report), made by its first sample.
+    run_counters: Mutex<Option<(Arc<ShadowRun>, Arc<ShadowCounters>)>>,
+}
+
+impl Default for ShadowTap {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(SHADOW_QUEUE_LEN);
+        ShadowTap {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            seen: AtomicU64::new(0),
+            counters: ShadowCounters::default(),
+            run_counters: Mutex::new(None),
+        }
+    }
+}
+
+impl ShadowTap {
+    /// The workers' end of the queue; `None` after the first call.
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<ShadowJob>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// Run `run`'s counters on this proxy (new ones the first time a run is seen).
+    pub fn run_counters(&self, run: &Arc<ShadowRun>) -> Arc<ShadowCounters> {
+        let mut current = self
+            .run_counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*current {
+            Some((seen, counters)) if seen.id == run.id => counters.clone(),
+            _ => {
+                let counters = Arc::new(ShadowCounters::default());
+                *current = Some((run.clone(), counters.clone()));
+                counters
+            }
+        }
+    }
+
+    /// The latest run this proxy sampled for, and its counters.
+    pub fn latest_run(&self) -> Option<(Arc<ShadowRun>, Arc<ShadowCounters>)> {
+        self.run_counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Counts one outcome for the proxy and for the job's run.
+    pub fn count(&self, job: &ShadowJob, pick: impl Fn(&ShadowCounters) -> &AtomicU64) {
+        pick(&self.counters).fetch_add(1, Ordering::Relaxed);
+        pick(&job.counters).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Offers a client message the session just routed. Cheap when no run is in progress: a
+    /// tag comparison and one load of the routing state's snapshot.
+    pub fn offer(
+        &self,
+        routing: &ArcSwap<RoutingState>,
+        router: &SessionRouter,
+        tag: u8,
+        frame: &[u8],
+    ) {
+        if tag != frontend::QUERY || router.version().is_none() {
+            return;
+        }
+        let routing = routing.load();
+        let Some(run) = routing.shadow() else {
+            return;
+        };
+        if router.version() != Some(run.from.as_str()) {
+            return;
+        }
+        let Some(sql) = frontend::statement_text(tag, frame) else {
+            return;
+        };
+        if sql.len() > MAX_SHADOW_SQL_LEN || !looks_like_a_read(sql) {
+            return;
+        }
+        // The n-th eligible statement is sampled when n·rate crosses an integer: exactly the
+        // rate over any long stretch, spread evenly, no lock and no random generator.
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        if ((n + 1) as f64 * run.rate).floor() <= (n as f64 * run.rate).floor() {
+            return;
+        }
+        let counters = self.run_counters(run);
+        let job = ShadowJob {
+            run: run.clone(),
+            sql: sql.to_owned(),
+            counters: counters.clone(),
+        };
+        let counter = match self.sender.try_send(job) {
+            Ok(()) => |c: &ShadowCounters| c.sampled.fetch_add(1, Ordering::Relaxed),
+            Err(_) => |c: &ShadowCounters| c.dropped.fetch_add(1, Ordering::Relaxed),
+        };
+        counter(&self.counters);
+        counter(&counters);
+    }
+}
+
+/// Whether the statement's first keyword (after spaces and comments) starts a read. A cheap
+/// filter only: the worker parses the statement before running it.
+pub fn looks_like_a_read(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after
+                .split_once('\n')
+                .map_or("", |(_, next)| next)
+                .trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after
+                .split_once("*/")
+                .map_or("", |(_, next)| next)
+                .trim_start();
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .take(7)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    matches!(word.as_str(), "SELECT" | "WITH" | "VALUES" | "TABLE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_told_by_their_first_keyword() {
+        assert!(looks_like_a_read("select 1"));
+        assert!(looks_like_a_read(
+            "  -- hint\n /* c */ WITH x AS (SELECT 1) SELECT * FROM x"
+        ));
+        assert!(looks_like_a_read("TABLE t"));
+        assert!(!looks_like_a_read("UPDATE t SET a = 1"));
+        assert!(!looks_like_a_read("SELECTED"));
+        assert!(!looks_like_a_read("/* unterminated"));
+        assert!(!looks_like_a_read(""));
+    }
+}

@@ -1,0 +1,165 @@
+//! Which sampled statements a shadow run may run again, decided before anything runs: one
+//! statement, a plain query (no locking clause, no `SELECT … INTO`, no data-modifying CTE, no
+//! parameters), and the functions it calls, for the volatility check against `pg_proc` that
+//! follows. Also the statement's shape (constants masked) that differences are grouped by, and
+//! whether its rows come in a defined order.
+//!
+//! The check is a filter, not the safety net: shadow statements run in a READ ONLY
+//! transaction, so anything it misses fails there instead of writing.
+
+use std::ops::ControlFlow;
+
+use sha2::{Digest, Sha256};
+use sqlparser::ast::{Expr, SetExpr, Statement, Value, visit_expressions, visit_statements};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// The longest shape kept (characters); longer ones are cut.
+pub const MAX_SHAPE_LEN: usize = 1000;
+
+/// A statement the shadow may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eligible {
+    /// The top-level ORDER BY makes row order part of the result.
+    pub ordered: bool,
+    /// LIMIT/FETCH without ORDER BY: which rows come back is not defined.
+    pub unordered_limit: bool,
+    /// Functions called (lower-case names, without schema), for the volatility check.
+    pub functions: Vec<String>,
+}
+
+/// Why a sampled statement is not run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Unparsable,
+    NotOneStatement,
+    NotARead,
+    Parameters,
+}
+
+pub fn classify(sql: &str) -> Result<Eligible, Skip> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|_| Skip::Unparsable)?;
+    let [Statement::Query(query)] = statements.as_slice() else {
+        return Err(if statements.len() == 1 {
+            Skip::NotARead
+        } else {
+            Skip::NotOneStatement
+        });
+    };
+    if !query.locks.is_empty() {
+        return Err(Skip::NotARead);
+    }
+    if let SetExpr::Select(select) = query.body.as_ref()
+        && select.into.is_some()
+    {
+        return Err(Skip::NotARead);
+    }
+    // Any statement nested inside (a data-modifying CTE) is not a read.
+    let nested = visit_statements(&statements, |statement| match statement {
+        Statement::Query(_) => ControlFlow::Continue(()),
+        _ => ControlFlow::Break(()),
+    });
+    if nested.is_break() {
+        return Err(Skip::NotARead);
+    }
+    let mut functions = Vec::new();
+    let placeholders = visit_expressions(&statements, |expr| match expr {
+        Expr::Value(value) if matches!(value.value, Value::Placeholder(_)) => {
+            ControlFlow::Break(())
+        }
+        Expr::Function(function) => {
+            if let Some(last) = function.name.0.last() {
+                functions.push(last.to_string().trim_matches('"').to_lowercase());
+            }
+            ControlFlow::Continue(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    if placeholders.is_break() {
+        return Err(Skip::Parameters);
+    }
+    functions.sort();
+    functions.dedup();
+    let ordered = query.order_by.is_some();
+    Ok(Eligible {
+        ordered,
+        unordered_limit: !ordered && (query.limit_clause.is_some() || query.fetch.is_some()),
+        functions,
+    })
+}
+
+/// The statement with its constants masked (`?`), spaces collapsed, cut at
+/// [`MAX_SHAPE_LEN`]; and a short hash of it.
+pub fn shape(sql: &str) -> (String, String) {
+    let dialect = PostgreSqlDialect {};
+    let text = match Tokenizer::new(&dialect, sql).tokenize() {
+        Ok(tokens) => {
+            let mut out = String::with_capacity(sql.len());
+            let mut space = false;
+            for token in tokens {
+                match token {
+                    Token::Whitespace(_) => space = true,
+                    other => {
+                        if space && !out.is_empty() {
+                            out.push(' ');
+                        }
+                        space = false;
+                        match other {
+                            Token::Number(..)
+                            | Token::SingleQuotedString(_)
+                            | Token::EscapedStringLiteral(_)
+                            | Token::NationalStringLiteral(_)
+                            | Token::HexStringLiteral(_)
+                            | Token::DollarQuotedString(_) => out.push('?'),
+                            other => out.push_str(&other.to_string()),
+                        }
+                    }
+                }
+            }
+            out
+        }
+        Err(_) => sql.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    let text: String = text.chars().take(MAX_SHAPE_LEN).collect();
+    let digest = Sha256::digest(text.as_bytes());
+    let hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    (text, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_reads_are_eligible() {
+        let read = classify("SELECT id, lower(name) FROM t WHERE id > 3 ORDER BY id").unwrap();
+        assert!(read.ordered && !read.unordered_limit);
+        assert_eq!(read.functions, vec!["lower".to_owned()]);
+        assert!(classify("SELECT * FROM t LIMIT 5").unwrap().unordered_limit);
+        for (sql, skip) in [
+            ("UPDATE t SET a = 1", Skip::NotARead),
+            ("SELECT * FROM t FOR UPDATE", Skip::NotARead),
+            ("SELECT * INTO t2 FROM t", Skip::NotARead),
+            (
+                "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone",
+                Skip::NotARead,
+            ),
+            ("SELECT 1; SELECT 2", Skip::NotOneStatement),
+            ("SELECT * FROM t WHERE id = $1", Skip::Parameters),
+            ("SELEC oops", Skip::Unparsable),
+        ] {
+            assert_eq!(classify(sql), Err(skip), "{sql}");
+        }
+    }
+
+    #[test]
+    fn shapes_mask_constants() {
+        let (a, hash_a) = shape("SELECT * FROM t WHERE id = 42 AND name = 'x'");
+        let (b, hash_b) = shape("select *  from t where id = 7 and name = 'yy'");
+        assert_eq!(a, "SELECT * FROM t WHERE id = ? AND name = ?");
+        assert_eq!(b, "select * from t where id = ? and name = ?");
+        assert_ne!(hash_a, hash_b, "keywords keep their case");
+        assert_eq!(hash_a.len(), 16);
+    }
+}

@@ -1,0 +1,525 @@
+//! Shadow reads, the proxy's side: [`SHADOW_WORKERS`] workers drain the queue the sessions fill
+//! (`proxy::shadow_tap`), each on its own catalog-database connection, and a reporter writes
+//! this proxy's counts to the catalog every [`SHADOW_REPORT_INTERVAL`] and ends the run when
+//! the budget is spent over every proxy.
+//!
+//! A worker takes a sampled statement; skips it unless [`classify`] finds a plain read whose
+//! functions are not volatile (`pg_proc.provolatile`) and its text differs between the two
+//! versions; then, in one `REPEATABLE READ READ ONLY` transaction (one snapshot for every run,
+//! so concurrent writes cause no difference, and nothing can write), with
+//! [`SHADOW_STATEMENT_TIMEOUT`], runs it at the old version and at the new one and
+//! [`compare`]s them. On a difference it runs the old version once more: a result that changes
+//! between two runs at the same version (or an unordered LIMIT) is *non-deterministic*, not a
+//! difference. The client's own result is never read or held: it streamed by untouched.
+
+pub mod classify;
+pub mod compare;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{Mutex, mpsc};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use self::classify::classify;
+use self::compare::{ResultSet, compare};
+use crate::control::connect::connect;
+use crate::control::error::ControlError;
+use crate::control::shadow::record::{self, DiffRecord};
+use crate::model::ShadowRun;
+use crate::proxy::shadow_tap::{ShadowCounters, ShadowJob};
+use crate::proxy::state::ProxyState;
+use crate::rewriter::{Rewrite, rewrite};
+
+/// Shadow statements running at once on one proxy (one connection each).
+pub const SHADOW_WORKERS: usize = 2;
+/// How long one shadow statement may run.
+pub const SHADOW_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows read of one result; a larger result is skipped, not compared.
+pub const MAX_SHADOW_ROWS: usize = 10_000;
+/// How often the proxy reports its counts.
+pub const SHADOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Function names whose volatility a worker remembers.
+const MAX_VOLATILITY_CACHE: usize = 4096;
+
+/// How much lower the shadow thread's OS priority is than the process's (nice increment,
+/// capped at the lowest priority, 19).
+pub const SHADOW_THREAD_NICE: i32 = 10;
+
+/// Runs the workers and the reporter on a thread of their own, at a lower OS priority than the
+/// sessions' runtime, so parsing and comparing never take a core from a session; returns at
+/// once. Nothing runs without a catalog.
+pub fn spawn(state: Arc<ProxyState>, proxy_id: String) {
+    if state.config.catalog.is_none() {
+        return;
+    }
+    let started = std::thread::Builder::new()
+        .name("viewgate-shadow".into())
+        .spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(state, proxy_id)),
+                Err(error) => tracing::warn!(%error, "shadow reads are off: no runtime"),
+            }
+        });
+    if let Err(error) = started {
+        tracing::warn!(%error, "shadow reads are off: no thread");
+    }
+}
+
+/// Lowers this thread's priority (Linux: nice applies per thread); a failure leaves it as is.
+fn lower_priority() {
+    // SAFETY: gettid, getpriority and setpriority take no pointers; they only read and set
+    // this thread's scheduling priority.
+    let result = unsafe {
+        let tid = u32::try_from(libc::gettid()).unwrap_or(0);
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            tid,
+            current.saturating_add(SHADOW_THREAD_NICE).min(19),
+        )
+    };
+    if result != 0 {
+        tracing::debug!("could not lower the shadow thread's priority");
+    }
+}
+
+/// The workers and the reporter until shutdown.
+async fn run(state: Arc<ProxyState>, proxy_id: String) {
+    let Some(url) = state.config.catalog.clone() else {
+        return;
+    };
+    let Some(receiver) = state.shadow.take_receiver() else {
+        return;
+    };
+    let receiver = Arc::new(Mutex::new(receiver));
+    let pending = PendingDiffs::default();
+    for _ in 0..SHADOW_WORKERS {
+        tokio::spawn(worker(
+            state.clone(),
+            url.clone(),
+            receiver.clone(),
+            pending.clone(),
+        ));
+    }
+    report_loop(state, url, proxy_id, pending).await;
+}
+
+/// What became of one sampled statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Matched,
+    Diff,
+    Nondeterministic,
+    Error,
+    Timeout,
+    Skipped,
+}
+
+fn count(state: &ProxyState, job: &ShadowJob, outcome: Outcome) {
+    state
+        .shadow
+        .count(job, |counters: &ShadowCounters| match outcome {
+            Outcome::Matched => &counters.matched,
+            Outcome::Diff => &counters.diff,
+            Outcome::Nondeterministic => &counters.nondeterministic,
+            Outcome::Error => &counters.error,
+            Outcome::Timeout => &counters.timeout,
+            Outcome::Skipped => &counters.skipped,
+        });
+}
+
+/// A difference found and not yet written to the catalog.
+#[derive(Debug, Clone)]
+struct PendingDiff {
+    shape: String,
+    from_rows: Option<i64>,
+    to_rows: Option<i64>,
+    detail: serde_json::Value,
+    occurrences: i64,
+}
+
+/// Differences by (run, shape hash, kind), written by the reporter once a second, so a
+/// statement that differs every time costs one catalog write a second, not one each.
+type PendingDiffs = Arc<std::sync::Mutex<HashMap<(i64, String, &'static str), PendingDiff>>>;
+
+/// Distinct differences held between two reports; more are counted, not kept.
+const MAX_PENDING_DIFFS: usize = 1000;
+
+fn note_diff(
+    pending: &PendingDiffs,
+    run: i64,
+    hash: String,
+    kind: &'static str,
+    diff: PendingDiff,
+) {
+    let mut pending = pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let full = pending.len() >= MAX_PENDING_DIFFS;
+    match pending.entry((run, hash, kind)) {
+        std::collections::hash_map::Entry::Occupied(mut entry) => entry.get_mut().occurrences += 1,
+        std::collections::hash_map::Entry::Vacant(entry) if !full => {
+            entry.insert(diff);
+        }
+        std::collections::hash_map::Entry::Vacant(_) => {}
+    }
+}
+
+async fn worker(
+    state: Arc<ProxyState>,
+    url: String,
+    receiver: Arc<Mutex<mpsc::Receiver<ShadowJob>>>,
+    pending: PendingDiffs,
+) {
+    let mut client: Option<Client> = None;
+    let mut volatile: HashMap<String, bool> = HashMap::new();
+    loop {
+        let job = tokio::select! {
+            _ = state.shutdown.begun() => return,
+            job = async { receiver.lock().await.recv().await } => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        // A run that ended since the statement was sampled is not worked on.
+        if state.routing.load().shadow().map(|run| run.id) != Some(job.run.id) {
+            continue;
+        }
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = match connect(&url).await {
+                Ok(connected) => connected
+                    .batch_execute("SET application_name = 'viewgate shadow'")
+                    .await
+                    .ok()
+                    .map(|()| connected),
+                Err(error) => {
+                    tracing::debug!(%error, "shadow worker could not connect");
+                    None
+                }
+            };
+        }
+        let outcome = match client.as_ref() {
+            Some(connected) => match shadow(connected, &state, &job, &mut volatile, &pending).await
+            {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::debug!(%error, "shadow statement not compared");
+                    Outcome::Skipped
+                }
+            },
+            None => Outcome::Skipped,
+        };
+        count(&state, &job, outcome);
+    }
+}
+
+/// One sampled statement: classify, run at both versions, compare, record.
+async fn shadow(
+    client: &Client,
+    state: &ProxyState,
+    job: &ShadowJob,
+    volatile: &mut HashMap<String, bool>,
+    pending: &PendingDiffs,
+) -> Result<Outcome, ControlError> {
+    let Ok(eligible) = classify(&job.sql) else {
+        return Ok(Outcome::Skipped);
+    };
+    if any_volatile(client, &eligible.functions, volatile).await? {
+        return Ok(Outcome::Skipped);
+    }
+    let routing = state.routing.load();
+    let (Some(from), Some(to)) = (routing.targets(&job.run.from), routing.targets(&job.run.to))
+    else {
+        return Ok(Outcome::Skipped);
+    };
+    let text = |targets| match rewrite(&job.sql, targets) {
+        Ok(Rewrite::Unchanged) => Some(job.sql.clone()),
+        Ok(Rewrite::Rewritten(text)) => Some(text),
+        Err(_) => None,
+    };
+    let (Some(from_sql), Some(to_sql)) = (text(from), text(to)) else {
+        return Ok(Outcome::Skipped);
+    };
+    if from_sql == to_sql {
+        // Nothing differs between the versions for this statement.
+        return Ok(Outcome::Skipped);
+    }
+    let (shape, shape_hash) = classify::shape(&job.sql);
+    let diff_record = |kind: &'static str, from_rows, to_rows, detail| {
+        (
+            kind,
+            PendingDiff {
+                shape: shape.clone(),
+                from_rows,
+                to_rows,
+                detail,
+                occurrences: 1,
+            },
+        )
+    };
+
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = {}",
+            SHADOW_STATEMENT_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(|error| ControlError::database("starting a shadow transaction", &error))?;
+    let result = compare_in_snapshot(client, &from_sql, &to_sql, &eligible, job.run.redact).await;
+    // Read only: rolling back loses nothing.
+    let _ = client.batch_execute("ROLLBACK").await;
+    let (outcome, record) = match result? {
+        Compared::Same => (Outcome::Matched, None),
+        Compared::TooLarge | Compared::FailsAtFrom => (Outcome::Skipped, None),
+        Compared::Nondeterministic => (Outcome::Nondeterministic, None),
+        Compared::Differs(difference) => {
+            let detail = serde_json::to_value(&difference).unwrap_or_default();
+            let rows = |n: usize| Some(i64::try_from(n).unwrap_or(i64::MAX));
+            (
+                Outcome::Diff,
+                Some(diff_record(
+                    "diff",
+                    rows(difference.from_rows),
+                    rows(difference.to_rows),
+                    detail,
+                )),
+            )
+        }
+        Compared::FailsAtTo { code, message } => {
+            let timeout = code == "57014";
+            let mut detail = serde_json::json!({ "sqlstate": code });
+            if !job.run.redact {
+                detail["message"] = message.into();
+            }
+            (
+                if timeout {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Error
+                },
+                Some(diff_record(
+                    if timeout { "timeout" } else { "error" },
+                    None,
+                    None,
+                    detail,
+                )),
+            )
+        }
+    };
+    if let Some((kind, diff)) = record {
+        note_diff(pending, job.run.id, shape_hash.clone(), kind, diff);
+    }
+    Ok(outcome)
+}
+
+enum Compared {
+    Same,
+    Differs(compare::Difference),
+    Nondeterministic,
+    TooLarge,
+    FailsAtFrom,
+    FailsAtTo { code: String, message: String },
+}
+
+/// Inside the open snapshot: old version, new version, and the old one again on a difference.
+async fn compare_in_snapshot(
+    client: &Client,
+    from_sql: &str,
+    to_sql: &str,
+    eligible: &classify::Eligible,
+    redact: bool,
+) -> Result<Compared, ControlError> {
+    let from = match read(client, from_sql).await {
+        Ok(Some(result)) => result,
+        Ok(None) => return Ok(Compared::TooLarge),
+        Err(_) => return Ok(Compared::FailsAtFrom),
+    };
+    let to = match read(client, to_sql).await {
+        Ok(Some(result)) => result,
+        Ok(None) => return Ok(Compared::TooLarge),
+        Err(error) => {
+            let (code, message) = match error.as_db_error() {
+                Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
+                None => (String::new(), error.to_string()),
+            };
+            return Ok(Compared::FailsAtTo { code, message });
+        }
+    };
+    let Some(difference) = compare(&from, &to, eligible.ordered, redact) else {
+        return Ok(Compared::Same);
+    };
+    if eligible.unordered_limit {
+        return Ok(Compared::Nondeterministic);
+    }
+    match read(client, from_sql).await {
+        Ok(Some(again)) if compare(&from, &again, eligible.ordered, redact).is_none() => {
+            Ok(Compared::Differs(difference))
+        }
+        _ => Ok(Compared::Nondeterministic),
+    }
+}
+
+/// Runs one statement; `None` when it returns more than [`MAX_SHADOW_ROWS`] rows (the rest is
+/// not read into memory).
+async fn read(client: &Client, sql: &str) -> Result<Option<ResultSet>, tokio_postgres::Error> {
+    let stream = client.simple_query_raw(sql).await?;
+    futures_util::pin_mut!(stream);
+    let mut result = ResultSet::default();
+    while let Some(message) = stream.next().await {
+        match message? {
+            SimpleQueryMessage::RowDescription(columns) => {
+                result.columns = columns.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                if result.rows.len() >= MAX_SHADOW_ROWS {
+                    return Ok(None);
+                }
+                result.rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(result))
+}
+
+/// Whether any of `functions` has a volatile overload (unknown names count as not volatile:
+/// the statement then fails at both versions, or calls something else harmless).
+async fn any_volatile(
+    client: &Client,
+    functions: &[String],
+    cache: &mut HashMap<String, bool>,
+) -> Result<bool, ControlError> {
+    let unknown: Vec<String> = functions
+        .iter()
+        .filter(|name| !cache.contains_key(*name))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        let rows = client
+            .query(
+                "SELECT n, EXISTS (SELECT 1 FROM pg_proc WHERE proname = n AND provolatile = 'v')
+                 FROM unnest($1::text[]) AS n",
+                &[&unknown],
+            )
+            .await
+            .map_err(|error| ControlError::database("reading functions' volatility", &error))?;
+        if cache.len() + rows.len() > MAX_VOLATILITY_CACHE {
+            cache.clear();
+        }
+        for row in rows {
+            cache.insert(row.get(0), row.get(1));
+        }
+    }
+    Ok(functions
+        .iter()
+        .any(|name| cache.get(name).copied().unwrap_or(false)))
+}
+
+/// Every interval while a run is on (and once after it ends): this proxy's counts for the run
+/// and the differences noted since the last report, to the catalog; the run ended once the
+/// comparisons over every proxy reach its budget.
+async fn report_loop(state: Arc<ProxyState>, url: String, proxy_id: String, pending: PendingDiffs) {
+    let mut client: Option<Client> = None;
+    // The run reported last and its counters, for one final report after it ends.
+    let mut last: Option<(Arc<ShadowRun>, Arc<ShadowCounters>)> = None;
+    // The run whose final report was written.
+    let mut finished: Option<i64> = None;
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.begun() => return,
+            _ = tokio::time::sleep(SHADOW_REPORT_INTERVAL) => {}
+        }
+        let current = state.routing.load().shadow().cloned();
+        let report = match (current, last.take()) {
+            (Some(run), _) => {
+                let counters = state.shadow.run_counters(&run);
+                last = Some((run.clone(), counters.clone()));
+                Some((run, counters, true))
+            }
+            (None, Some((run, counters))) => Some((run, counters, false)),
+            // A run that started and ended between two reports: its counters are still the
+            // tap's latest.
+            (None, None) => state
+                .shadow
+                .latest_run()
+                .filter(|(run, _)| finished != Some(run.id))
+                .map(|(run, counters)| (run, counters, false)),
+        };
+        if let Some((run, _, false)) = &report {
+            finished = Some(run.id);
+        }
+        let diffs: Vec<_> = {
+            let mut pending = pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            pending.drain().collect()
+        };
+        if report.is_none() && diffs.is_empty() {
+            continue;
+        }
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = connect(&url).await.ok();
+        }
+        let Some(connected) = client.as_mut() else {
+            continue;
+        };
+        let result = async {
+            for ((run, hash, kind), diff) in &diffs {
+                record::record_diff(
+                    connected,
+                    &DiffRecord {
+                        run: *run,
+                        kind,
+                        shape: &diff.shape,
+                        shape_hash: hash,
+                        from_rows: diff.from_rows,
+                        to_rows: diff.to_rows,
+                        detail: diff.detail.clone(),
+                        occurrences: diff.occurrences,
+                    },
+                )
+                .await?;
+            }
+            if let Some((run, counters, running)) = &report {
+                let counts: BTreeMap<String, u64> = counters
+                    .snapshot()
+                    .into_iter()
+                    .map(|(name, value)| (name.to_owned(), value))
+                    .collect();
+                let compared = record::report_counts(connected, run.id, &proxy_id, &counts).await?;
+                if *running
+                    && compared >= run.budget
+                    && record::exhaust(connected, run.id, compared).await?
+                {
+                    tracing::info!(
+                        run = run.id,
+                        compared,
+                        "shadow run ended: its budget is spent"
+                    );
+                }
+            }
+            Ok::<(), ControlError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => warned = false,
+            Err(error) if !warned => {
+                tracing::warn!(%error, "could not report the shadow counts; retrying");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
