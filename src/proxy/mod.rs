@@ -20,6 +20,7 @@ pub mod pause;
 pub mod pump;
 pub mod reconnect;
 pub mod session;
+pub mod session_threads;
 pub mod state;
 pub mod stats;
 pub mod switch;
