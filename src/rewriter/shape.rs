@@ -24,7 +24,7 @@
 use std::ops::Range;
 
 use super::lexer::{self, Kind, Token};
-use super::rewrite::{Analysis, Failure, contains_ignore_ascii_case, finish};
+use super::rewrite::{Analysis, contains_ignore_ascii_case, finish};
 use super::splice::Edit;
 use super::targets::VersionTargets;
 use super::{Rewrite, RewriteError};
@@ -68,10 +68,6 @@ pub struct TokenEdit {
 pub enum ShapeRewrite {
     Unchanged,
     Edits(Vec<TokenEdit>),
-    Failed {
-        reason: String,
-        at: Option<Boundary>,
-    },
 }
 
 impl Shape {
@@ -244,14 +240,16 @@ fn agrees(tokens: &[Token], parser_tokens: &[Range<usize>]) -> bool {
 
 /// What the full path did to one text, in token terms, when it holds for the whole shape;
 /// `None` when it cannot be trusted to (the lexer disagrees with sqlparser on this text, the
-/// tokenizer failed, or an edit or error falls between token boundaries).
+/// tokenizer failed, or an edit falls between token boundaries). Errors are never learned: the
+/// parser's message quotes the token it stumbled on, which may be a masked constant, so two
+/// statements of one shape can fail with different messages. They are cached by their text.
 pub fn learn(shape: &Shape, tokens: &[Token], analysis: &Analysis) -> Option<ShapeRewrite> {
     if !agrees(tokens, analysis.parser_tokens.as_deref()?) {
         return None;
     }
-    match &analysis.edits {
-        Ok(edits) if edits.is_empty() => Some(ShapeRewrite::Unchanged),
-        Ok(edits) => edits
+    match analysis.edits.as_ref().ok()? {
+        edits if edits.is_empty() => Some(ShapeRewrite::Unchanged),
+        edits => edits
             .iter()
             .map(|edit| {
                 Some(TokenEdit {
@@ -262,13 +260,6 @@ pub fn learn(shape: &Shape, tokens: &[Token], analysis: &Analysis) -> Option<Sha
             })
             .collect::<Option<Vec<_>>>()
             .map(ShapeRewrite::Edits),
-        Err(failure) => Some(ShapeRewrite::Failed {
-            reason: failure.reason.clone(),
-            at: match failure.offset {
-                Some(offset) => Some(shape.boundary(offset, true)?),
-                None => None,
-            },
-        }),
     }
 }
 
@@ -294,20 +285,6 @@ impl ShapeRewrite {
                     })
                     .collect::<Option<Vec<_>>>()?;
                 Some(finish(sql, version, Ok(edits)))
-            }
-            ShapeRewrite::Failed { reason, at } => {
-                let offset = match at {
-                    Some(boundary) => Some(shape.offset(*boundary)?),
-                    None => None,
-                };
-                Some(finish(
-                    sql,
-                    version,
-                    Err(Failure {
-                        reason: reason.clone(),
-                        offset,
-                    }),
-                ))
             }
         }
     }
@@ -390,18 +367,15 @@ mod tests {
     }
 
     #[test]
-    fn errors_keep_their_position_in_each_text() {
+    fn errors_are_not_learned() {
         let targets = v2();
-        let first = "SELECT 'a' FROM model_metadata WHERE ROWS FROM (f())";
+        // The parser's message names the constant it stumbled on.
+        let sql = "VALUES'x' model_metadata";
         let mut tokens = Vec::new();
-        let shape = Shape::of(first, &targets, &mut tokens).unwrap();
-        let learned = learn(&shape, &tokens, &analyse(first, &targets)).unwrap();
-        assert!(matches!(learned, ShapeRewrite::Failed { at: Some(_), .. }));
-        let second = "SELECT 'a longer é' FROM model_metadata WHERE ROWS FROM (f())";
-        let other = Shape::of(second, &targets, &mut tokens).unwrap();
-        let got = learned.apply(second, &other, "v2").unwrap();
-        assert!(got.is_err());
-        assert_eq!(got, rewrite(second, &targets));
+        let shape = Shape::of(sql, &targets, &mut tokens).unwrap();
+        let analysis = analyse(sql, &targets);
+        assert!(analysis.edits.is_err());
+        assert_eq!(learn(&shape, &tokens, &analysis), None);
     }
 
     #[test]
