@@ -1,9 +1,11 @@
-//! Rewriter cost on the hot path: a cold rewrite (parse and splice), a cached one, and the
-//! fast path for statements that name no managed table. Targets: cold ≤ 50 µs, cached ≤ 2 µs.
+//! Rewriter cost on the hot path: a cold rewrite (parse and splice), a cached one (the same
+//! text again, and a new text of a known shape: other constants inlined), a miss through the
+//! cache (parse plus learning the shape), and the fast path for statements that name no
+//! managed table. Targets: cold ≤ 50 µs, cached ≤ 2 µs.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use viewgate::rewriter::rewrite::mentions_managed_table;
 use viewgate::rewriter::{
     RelationName, RewriteCache, VersionTargets, ViewTarget, rewrite, rewrite_cached,
@@ -11,6 +13,17 @@ use viewgate::rewriter::{
 
 /// A ~350-character ORM-shaped SELECT naming the managed table.
 const MANAGED_SELECT: &str = r#"SELECT "model_metadata"."id", "model_metadata"."model_name", "model_metadata"."model_version", "model_metadata"."hyperparameters", "model_metadata"."created_at" FROM "model_metadata" INNER JOIN "deployments" ON ("deployments"."model_id" = "model_metadata"."id") WHERE ("model_metadata"."model_name" = $1 AND "deployments"."env" = $2) ORDER BY "model_metadata"."created_at" DESC LIMIT 21"#;
+
+/// The same statement as a client that binds on its side sends it: constants in the text.
+fn managed_select_with_literals(n: usize) -> String {
+    format!(
+        r#"SELECT "model_metadata"."id", "model_metadata"."model_name", "model_metadata"."model_version", "model_metadata"."hyperparameters", "model_metadata"."created_at" FROM "model_metadata" INNER JOIN "deployments" ON ("deployments"."model_id" = "model_metadata"."id") WHERE ("model_metadata"."model_name" = 'model-{n}' AND "deployments"."env" = 'prod') ORDER BY "model_metadata"."created_at" DESC LIMIT {}"#,
+        n % 50 + 1
+    )
+}
+
+/// Distinct texts of one shape cycled through by the shape-hit benchmark.
+const LITERAL_VARIANTS: usize = 1_000;
 
 /// A statement of the same length that names no managed table.
 const UNMANAGED_SELECT: &str = r#"SELECT "deployments"."id", "deployments"."model_id", "deployments"."env", "deployments"."replicas", "deployments"."created_at" FROM "deployments" INNER JOIN "clusters" ON ("clusters"."id" = "deployments"."cluster_id") WHERE ("deployments"."env" = $1 AND "clusters"."region" = $2 AND "clusters"."name" <> $3) ORDER BY "deployments"."created_at" DESC LIMIT 21"#;
@@ -35,6 +48,26 @@ fn benches(c: &mut Criterion) {
     rewrite_cached(&cache, MANAGED_SELECT, &targets);
     c.bench_function("rewrite_cached_350_chars", |b| {
         b.iter(|| rewrite_cached(&cache, black_box(MANAGED_SELECT), &targets))
+    });
+
+    let variants: Vec<String> = (0..LITERAL_VARIANTS)
+        .map(managed_select_with_literals)
+        .collect();
+    rewrite_cached(&cache, &variants[0], &targets);
+    let mut next = variants.iter().cycle();
+    c.bench_function("rewrite_cached_new_text_known_shape_350_chars", |b| {
+        b.iter(|| rewrite_cached(&cache, black_box(next.next().unwrap()), &targets))
+    });
+    c.bench_function("rewrite_cached_miss_350_chars", |b| {
+        b.iter_batched(
+            RewriteCache::default,
+            // Returned, so the cache is dropped outside the measurement.
+            |cache| {
+                let outcome = rewrite_cached(&cache, black_box(&variants[1]), &targets);
+                (cache, outcome)
+            },
+            BatchSize::SmallInput,
+        )
     });
 
     c.bench_function("mentions_managed_table_unmanaged_350_chars", |b| {

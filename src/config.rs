@@ -19,7 +19,8 @@ const ENV_NESTING: &str = "__";
 /// Variables with the prefix that are not configuration keys.
 const ENV_NOT_CONFIG: &[&str] = &["VIEWGATE_CONFIG", "VIEWGATE_PG_BIN", "VIEWGATE_LOG"];
 
-/// More threads than this is a configuration mistake, not a tuning.
+/// More threads (`worker_threads`, `session_threads`) than this is a configuration mistake,
+/// not a tuning.
 const MAX_WORKER_THREADS: usize = 256;
 
 /// Entries kept by default: far more distinct statements than a typical application sends.
@@ -88,6 +89,10 @@ pub struct Config {
     /// Threads serving sessions; 0 means one per CPU core. Where Postgres and clients share
     /// the machine, fewer threads spend less CPU per transaction (see docs/benchmarks.md).
     pub worker_threads: usize,
+    /// Threads that serve client sessions, each with a single-threaded runtime; a session
+    /// stays on one thread, so no worker hands work to another (see docs/benchmarks.md).
+    /// 0: sessions run on the `worker_threads` runtime.
+    pub session_threads: usize,
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `viewgate=debug`.
     pub log_level: String,
@@ -153,6 +158,7 @@ impl Default for Config {
             upstream_connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             worker_threads: 0,
+            session_threads: 0,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             client_tls: ClientTlsConfig::default(),
@@ -287,6 +293,11 @@ impl Config {
         if self.worker_threads > MAX_WORKER_THREADS {
             return Err(ConfigError::Invalid(format!(
                 "worker_threads must be at most {MAX_WORKER_THREADS} (0: one per CPU core)"
+            )));
+        }
+        if self.session_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "session_threads must be at most {MAX_WORKER_THREADS} (0: none, sessions run on the worker threads)"
             )));
         }
         if !(1024..=MAX_MESSAGE_LEN).contains(&self.max_message_len) {

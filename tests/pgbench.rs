@@ -3,7 +3,8 @@
 //! `-M simple` uses Query messages, `-M extended` unnamed Parse/Bind/Execute, `-M prepared`
 //! named statements reused by every transaction. Eight clients on two threads run TPC-B-like
 //! transactions (updates, an insert, a select) through the proxy; every one must succeed and
-//! the totals must add up, on the proxy's side and in the database.
+//! the totals must add up, on the proxy's side and in the database. The same runs again with
+//! sessions on session threads (`session_threads`), one single-threaded runtime each.
 
 mod common;
 
@@ -13,6 +14,8 @@ use common::{TestProxy, run_ok};
 
 const CLIENTS: u32 = 8;
 const TRANSACTIONS_PER_CLIENT: u32 = 200;
+/// Session threads for the runs that use them: fewer than the clients, so threads share.
+const SESSION_THREADS: usize = 2;
 
 fn pgbench(proxy: &TestProxy) -> Command {
     let mut command = Command::new(proxy.cluster.bin("pgbench"));
@@ -28,7 +31,13 @@ fn pgbench(proxy: &TestProxy) -> Command {
 }
 
 fn run_mode(mode: &str) {
-    let proxy = TestProxy::start();
+    run_mode_on(mode, 0);
+}
+
+fn run_mode_on(mode: &str, session_threads: usize) {
+    let proxy = TestProxy::start_with(Default::default(), |config| {
+        config.session_threads = session_threads;
+    });
     run_ok(pgbench(&proxy).args(["-i", "-s", "1", "-q", "postgres"]));
     assert_eq!(
         proxy.admin("SELECT count(*) FROM pgbench_accounts"),
@@ -92,4 +101,10 @@ fn pgbench_extended_protocol() {
 #[test]
 fn pgbench_prepared_statements() {
     run_mode("prepared");
+}
+
+#[test]
+fn pgbench_on_session_threads() {
+    run_mode_on("simple", SESSION_THREADS);
+    run_mode_on("prepared", SESSION_THREADS);
 }

@@ -4,7 +4,8 @@
 //!
 //! The hand-written versions come from the corpus's markers by plain text substitution, never
 //! from the rewriter. The targets come from the catalog through `load_routing_map`, so this
-//! also proves the catalog → rewriter path. Each run is its own transaction, rolled back, with
+//! also proves the catalog → rewriter path. Every statement goes through the shape cache
+//! (`rewrite_cached`), which must agree with `rewrite`. Each run is its own transaction, rolled back, with
 //! the sequences reset, so writes neither accumulate nor shift generated ids.
 
 #[path = "views/support.rs"]
@@ -17,7 +18,7 @@ use support::{Database, repo_file};
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, SimpleQueryMessage};
 use viewgate::catalog_read::load_routing_map;
-use viewgate::rewriter::{Rewrite, VersionTargets, rewrite};
+use viewgate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite, rewrite_cached};
 
 const CORPUS: &str = include_str!("rewrite_corpus/statements.sql");
 const MINIMUM_CORPUS_SIZE: usize = 110;
@@ -325,12 +326,24 @@ async fn run(client: &Client, entry: &Entry, sql: &str) -> Outcome {
 }
 
 /// Checks one entry at one version; a description of each problem found.
-async fn check(client: &Client, entry: &Entry, targets: &VersionTargets) -> Vec<String> {
+async fn check(
+    client: &Client,
+    cache: &RewriteCache,
+    entry: &Entry,
+    targets: &VersionTargets,
+) -> Vec<String> {
     let version = targets.version.as_str();
     let original = entry.original();
     let by_hand = entry.by_hand(version);
     let mut problems = Vec::new();
-    let sent = match rewrite(&original, targets) {
+    let cached = rewrite_cached(cache, &original, targets);
+    let full = rewrite(&original, targets);
+    if *cached != full {
+        problems.push(format!(
+            "the cache gave {cached:?}, the full rewrite {full:?}"
+        ));
+    }
+    let sent = match full {
         Err(error) => return vec![format!("rewrite failed: {error}")],
         Ok(Rewrite::Unchanged) => {
             if entry.expects_rewrite() {
@@ -397,6 +410,7 @@ async fn corpus_statements_return_what_the_hand_written_view_statements_return()
 
     let client = database.client().await;
     let map = load_routing_map(&client).await.expect("routing map");
+    let cache = RewriteCache::default();
     let mut failures = Vec::new();
     let mut runs = 0;
     for version in VERSIONS {
@@ -404,7 +418,7 @@ async fn corpus_statements_return_what_the_hand_written_view_statements_return()
             .unwrap_or_else(|| panic!("{version} is in the routing map"));
         for entry in &entries {
             runs += 1;
-            for problem in check(&client, entry, &targets).await {
+            for problem in check(&client, &cache, entry, &targets).await {
                 failures.push(format!("[{version}] {}: {problem}", entry.name));
             }
         }
@@ -414,6 +428,62 @@ async fn corpus_statements_return_what_the_hand_written_view_statements_return()
         "{} of {runs} runs failed:\n\n{}",
         failures.len(),
         failures.join("\n\n")
+    );
+}
+
+/// Each corpus statement with its digits changed (other constants, same shape where the digits
+/// were constants).
+fn with_other_digits(sql: &str) -> String {
+    sql.chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_digit((d + 3) % 10, 10).unwrap_or(c),
+            None => c,
+        })
+        .collect()
+}
+
+#[test]
+fn corpus_statements_and_their_variants_through_the_cache_equal_the_full_rewrite() {
+    let entries = parse_corpus(CORPUS);
+    let targets: Vec<VersionTargets> = VERSIONS
+        .iter()
+        .map(|version| {
+            VersionTargets::new(
+                *version,
+                vec![viewgate::rewriter::ViewTarget {
+                    table: viewgate::rewriter::RelationName::new("public", "model_metadata"),
+                    view: viewgate::rewriter::RelationName::new(
+                        "public",
+                        format!("model_metadata_{version}"),
+                    ),
+                }],
+            )
+        })
+        .collect();
+    let cache = RewriteCache::default();
+    for targets in &targets {
+        for entry in &entries {
+            let original = entry.original();
+            for sql in [
+                original.clone(),
+                original.clone(),
+                with_other_digits(&original),
+            ] {
+                assert_eq!(
+                    *rewrite_cached(&cache, &sql, targets),
+                    rewrite(&sql, targets),
+                    "{} at {}: {sql}",
+                    entry.name,
+                    targets.version
+                );
+            }
+        }
+    }
+    let stats = cache.stats();
+    // Every statement's second pass, and the variants of statements whose digits are constants.
+    assert!(
+        stats.hits >= (entries.len() * VERSIONS.len()) as u64,
+        "{stats:?}"
     );
 }
 

@@ -1,4 +1,5 @@
-//! The accept loop: connection limits, one task per client, graceful shutdown.
+//! The accept loop: connection limits, one task per client (on the session threads when
+//! configured), graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::error::SessionError;
 use super::handshake::{self, Negotiated};
 use super::session;
+use super::session_threads::SessionThreads;
 use super::state::{ProxyState, StateError};
 use super::upstream::UpstreamTarget;
 use crate::config::Config;
@@ -38,12 +40,16 @@ pub enum ListenError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("cannot start the session threads (session_threads): {0}")]
+    SessionThreads(std::io::Error),
 }
 
 /// A bound proxy, not yet serving.
 pub struct Proxy {
     listener: TcpListener,
     state: Arc<ProxyState>,
+    /// Where sessions run when `session_threads` is set; else on the caller's runtime.
+    threads: Option<SessionThreads>,
 }
 
 impl Proxy {
@@ -66,7 +72,15 @@ impl Proxy {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| ListenError::Bind { address, source })?;
-        Ok(Proxy { listener, state })
+        let threads = match state.config.session_threads {
+            0 => None,
+            count => Some(SessionThreads::start(count).map_err(ListenError::SessionThreads)?),
+        };
+        Ok(Proxy {
+            listener,
+            state,
+            threads,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -79,7 +93,11 @@ impl Proxy {
 
     /// Serves until shutdown begins, then waits for sessions as the configuration says.
     pub async fn run(self) {
-        let Proxy { listener, state } = self;
+        let Proxy {
+            listener,
+            state,
+            threads,
+        } = self;
         if let Some(catalog) = &state.catalog {
             tokio::spawn(watcher::watch(
                 catalog.clone(),
@@ -109,14 +127,34 @@ impl Proxy {
                 let counters = &state.session_counters;
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
                 counters.active.fetch_add(1, Ordering::Relaxed);
-                sessions.spawn(async move {
+                let serve = move |tcp: TcpStream| async move {
                     session::serve(tcp, peer, state.clone()).await;
                     state
                         .session_counters
                         .active
                         .fetch_sub(1, Ordering::Relaxed);
                     drop(slot);
-                });
+                };
+                match &threads {
+                    None => {
+                        sessions.spawn(serve(tcp));
+                    }
+                    // The socket is registered with this runtime's reactor: it moves as a std
+                    // socket and is registered again on the session's thread.
+                    Some(threads) => match tcp.into_std() {
+                        Ok(tcp) => threads.spawn(sessions.track_future(async move {
+                            match TcpStream::from_std(tcp) {
+                                Ok(tcp) => serve(tcp).await,
+                                Err(error) => {
+                                    tracing::warn!(%error, "cannot move a connection to a session thread");
+                                }
+                            }
+                        })),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot move a connection to a session thread");
+                        }
+                    },
+                }
             } else if let Ok(refusal) = refusals.clone().try_acquire_owned() {
                 state
                     .session_counters
@@ -152,6 +190,9 @@ impl Proxy {
             );
             state.shutdown.close_sessions();
             let _ = tokio::time::timeout(CLOSE_GRACE, sessions.wait()).await;
+        }
+        if let Some(threads) = threads {
+            threads.stop().await;
         }
     }
 }

@@ -1,13 +1,17 @@
-//! A bounded, concurrent cache of rewrites keyed by (version, SQL text).
+//! A bounded, concurrent cache of rewrites keyed by (version, statement shape).
 //!
-//! Parsing costs tens of microseconds while applications repeat the same few hundred
-//! statements, so the proxy looks every statement up here first. Unparseable statements are
-//! cached too (as their error), so a client that repeats one does not pay the parse each time.
+//! Parsing costs tens of microseconds, and applications send the same few hundred statement
+//! *shapes* with different constants inlined (psycopg's client-side binding, Rails without
+//! prepared statements, PHP's emulated prepares, hand-written SQL). So the key is the shape
+//! (`shape.rs`: the lexer's tokens with constants and `IN` lists of constants masked), and the
+//! entry holds the rewrite in token terms: a statement of a known shape costs one lexer pass
+//! and a splice. Texts the shape lexer gives up on, or whose shape cannot be learned from the
+//! parse (see `shape::learn`), are cached by their exact text instead. Unparseable statements
+//! are cached too (as their error), so a client that repeats one does not pay the parse again.
 //!
-//! Keys are a 64-bit keyed hash (SipHash with a per-cache random key) of the version and the
-//! text; each entry keeps its version and text and a hit is only a hit when both match, so a
-//! hash collision is a miss, never a wrong rewrite. Hashing borrowed `&str`s means a hit
-//! allocates nothing: it returns a clone of an `Arc`.
+//! Keys are a 64-bit keyed hash (SipHash with a per-cache random key) of the version, the kind
+//! of key and its bytes; each entry keeps all three and a hit is only a hit when they match,
+//! so a hash collision is a miss, never a wrong rewrite.
 //!
 //! Eviction policy (sampled second chance, a CLOCK variant): time is divided into epochs that
 //! end at each sweep, and a hit records the current epoch in its entry (an insert does not:
@@ -31,7 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-use super::rewrite::{Rewrite, RewriteError, mentions_managed_table, rewrite};
+use super::rewrite::{Rewrite, RewriteError, analyse, finish, mentions_managed_table, rewrite};
+use super::shape::{self, Shape, ShapeRewrite};
 use super::targets::VersionTargets;
 use crate::config::CacheConfig;
 
@@ -55,10 +60,27 @@ pub struct CacheStats {
     pub entries: usize,
 }
 
+/// What an entry is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyKind {
+    /// The exact SQL text.
+    Text,
+    /// The statement's shape key (`Shape::key`).
+    Shape,
+}
+
+/// What an entry holds: an outcome for one text, or a rewrite for a whole shape.
+#[derive(Clone)]
+enum Cached {
+    Outcome(Arc<RewriteOutcome>),
+    Shape(Arc<ShapeRewrite>),
+}
+
 struct Entry {
     version: Box<str>,
-    sql: Box<str>,
-    outcome: Arc<RewriteOutcome>,
+    kind: KeyKind,
+    key: Box<[u8]>,
+    value: Cached,
     /// The sweep epoch of the last hit; [`NEVER_USED`] until the first.
     last_used: AtomicU64,
 }
@@ -124,62 +146,94 @@ impl RewriteCache {
         self.config
     }
 
-    fn key(&self, version: &str, sql: &str) -> u64 {
-        self.key_hasher.hash_one((version, sql))
+    fn key(&self, version: &str, kind: KeyKind, key: &[u8]) -> u64 {
+        self.key_hasher.hash_one((version, kind, key))
     }
 
     fn cacheable(&self, sql: &str) -> bool {
         self.config.max_entries > 0 && sql.len() <= self.config.max_sql_bytes
     }
 
-    /// The cached outcome for `sql` at `version`. Counts a hit or a miss; statements too long
-    /// to cache count as misses.
-    pub fn get(&self, version: &str, sql: &str) -> Option<Arc<RewriteOutcome>> {
-        let found = if self.cacheable(sql) {
-            self.entries
-                .get(&self.key(version, sql))
-                .filter(|entry| &*entry.version == version && &*entry.sql == sql)
-                .map(|entry| {
-                    let epoch = self.epoch.load(Ordering::Relaxed);
-                    if entry.last_used.load(Ordering::Relaxed) != epoch {
-                        entry.last_used.store(epoch, Ordering::Relaxed);
-                    }
-                    Arc::clone(&entry.outcome)
-                })
-        } else {
-            None
-        };
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// The cached outcome for `sql` at `targets`' version, without computing or storing one.
+    /// Counts a hit or a miss; statements too long to cache count as misses.
+    pub fn get(&self, sql: &str, targets: &VersionTargets) -> Option<Arc<RewriteOutcome>> {
+        let mut tokens = Vec::new();
+        let shape = Shape::of(sql, targets, &mut tokens);
+        let found = self.find(sql, targets, shape.as_ref());
+        self.count(found.is_some());
         found
     }
 
-    /// Stores `outcome` (unless the statement is too long, or a sweep by another thread is
-    /// making room) and returns it shared.
-    pub fn insert(&self, version: &str, sql: &str, outcome: RewriteOutcome) -> Arc<RewriteOutcome> {
-        let outcome = Arc::new(outcome);
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The entry for (`version`, `kind`, `key`), marked used in this epoch.
+    fn lookup(&self, version: &str, kind: KeyKind, key: &[u8]) -> Option<Cached> {
+        self.entries
+            .get(&self.key(version, kind, key))
+            .filter(|entry| &*entry.version == version && entry.kind == kind && &*entry.key == key)
+            .map(|entry| {
+                let epoch = self.epoch.load(Ordering::Relaxed);
+                if entry.last_used.load(Ordering::Relaxed) != epoch {
+                    entry.last_used.store(epoch, Ordering::Relaxed);
+                }
+                entry.value.clone()
+            })
+    }
+
+    /// The outcome for `sql` from its shape's entry or its text's entry, if either exists.
+    fn find(
+        &self,
+        sql: &str,
+        targets: &VersionTargets,
+        shape: Option<&Shape>,
+    ) -> Option<Arc<RewriteOutcome>> {
         if !self.cacheable(sql) {
-            return outcome;
+            return None;
+        }
+        let version = targets.version.as_str();
+        if let Some(shape) = shape
+            && let Some(Cached::Shape(rewrite)) = self.lookup(version, KeyKind::Shape, &shape.key)
+            && let Some(outcome) = rewrite.apply(sql, shape, version)
+        {
+            return Some(match outcome {
+                Ok(Rewrite::Unchanged) => self.unchanged(),
+                outcome => Arc::new(outcome),
+            });
+        }
+        match self.lookup(version, KeyKind::Text, sql.as_bytes()) {
+            Some(Cached::Outcome(outcome)) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Stores `value` under (`version`, `kind`, `key`) unless the cache is disabled or a sweep
+    /// by another thread is making room.
+    fn insert(&self, version: &str, kind: KeyKind, key: &[u8], value: Cached) {
+        if self.config.max_entries == 0 {
+            return;
         }
         if self.len.load(Ordering::Relaxed) >= self.config.max_entries && !self.make_room() {
-            return outcome;
+            return;
         }
         let entry = Entry {
             version: version.into(),
-            sql: sql.into(),
-            outcome: Arc::clone(&outcome),
+            kind,
+            key: key.into(),
+            value,
             last_used: AtomicU64::new(NEVER_USED),
         };
         // Counted before it is visible, so a racing sweep never takes the count below zero.
         self.len.fetch_add(1, Ordering::Relaxed);
-        if self.entries.insert(self.key(version, sql), entry).is_some() {
+        if self
+            .entries
+            .insert(self.key(version, kind, key), entry)
+            .is_some()
+        {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
-        outcome
     }
 
     /// The shared `Ok(Unchanged)` outcome, for statements that need no lookup at all.
@@ -248,7 +302,9 @@ impl RewriteCache {
 }
 
 /// [`rewrite`] through `cache`. Statements that name no managed table skip the cache (they
-/// would only crowd it) and share one `Unchanged` outcome.
+/// would only crowd it) and share one `Unchanged` outcome. A statement whose shape was seen
+/// costs a lexer pass and a splice; one that was not is parsed, and its rewrite learned for
+/// its whole shape where `shape::learn` allows, else for its text.
 pub fn rewrite_cached(
     cache: &RewriteCache,
     sql: &str,
@@ -257,10 +313,41 @@ pub fn rewrite_cached(
     if !mentions_managed_table(sql, targets) {
         return cache.unchanged();
     }
-    if let Some(hit) = cache.get(&targets.version, sql) {
+    if !cache.cacheable(sql) {
+        cache.count(false);
+        return Arc::new(rewrite(sql, targets));
+    }
+    let mut tokens = Vec::new();
+    let shape = Shape::of(sql, targets, &mut tokens);
+    if let Some(hit) = cache.find(sql, targets, shape.as_ref()) {
+        cache.count(true);
         return hit;
     }
-    cache.insert(&targets.version, sql, rewrite(sql, targets))
+    cache.count(false);
+    let version = targets.version.as_str();
+    let analysis = analyse(sql, targets);
+    let learned = shape
+        .as_ref()
+        .and_then(|shape| Some((shape, shape::learn(shape, &tokens, &analysis)?)));
+    let outcome = match finish(sql, version, analysis.edits) {
+        Ok(Rewrite::Unchanged) => cache.unchanged(),
+        outcome => Arc::new(outcome),
+    };
+    match learned {
+        Some((shape, rewrite)) => cache.insert(
+            version,
+            KeyKind::Shape,
+            &shape.key,
+            Cached::Shape(Arc::new(rewrite)),
+        ),
+        None => cache.insert(
+            version,
+            KeyKind::Text,
+            sql.as_bytes(),
+            Cached::Outcome(Arc::clone(&outcome)),
+        ),
+    }
+    outcome
 }
 
 #[cfg(test)]
@@ -278,8 +365,9 @@ mod tests {
         )
     }
 
+    /// Statements of distinct shapes (a column alias differs; constants would not).
     fn statement(n: usize) -> String {
-        format!("SELECT id FROM model_metadata WHERE id = {n}")
+        format!("SELECT id AS c{n} FROM model_metadata WHERE id = 1")
     }
 
     fn small(max_entries: usize) -> RewriteCache {
@@ -295,7 +383,7 @@ mod tests {
         let v2 = targets("v2");
         let first = rewrite_cached(&cache, "SELECT * FROM model_metadata", &v2);
         let second = rewrite_cached(&cache, "SELECT * FROM model_metadata", &v2);
-        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(first, second);
         assert_eq!(
             *second,
             Ok(Rewrite::Rewritten(
@@ -391,7 +479,7 @@ mod tests {
         rewrite_cached(&cache, &hot, &v2);
         for n in 1..2_000 {
             rewrite_cached(&cache, &statement(n), &v2);
-            assert!(cache.get("v2", &hot).is_some(), "evicted after {n} inserts");
+            assert!(cache.get(&hot, &v2).is_some(), "evicted after {n} inserts");
         }
         assert!(cache.stats().evictions > 1_000);
     }
@@ -405,7 +493,44 @@ mod tests {
         }
         cache.clear();
         assert_eq!(cache.stats().entries, 0);
-        assert!(cache.get("v2", &statement(1)).is_none());
+        assert!(cache.get(&statement(1), &v2).is_none());
+    }
+
+    #[test]
+    fn statements_differing_only_in_constants_share_one_entry() {
+        let cache = RewriteCache::default();
+        let v2 = targets("v2");
+        for n in 0..100 {
+            let sql = format!(
+                "SELECT * FROM model_metadata WHERE id = {n} AND model_name = 'm{n}' AND id IN ({})",
+                (0..=n % 7)
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            assert_eq!(
+                *rewrite_cached(&cache, &sql, &v2),
+                rewrite(&sql, &v2),
+                "{sql}"
+            );
+        }
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (99, 1, 1));
+    }
+
+    #[test]
+    fn texts_the_lexer_gives_up_on_are_cached_by_text() {
+        let cache = RewriteCache::default();
+        let v2 = targets("v2");
+        // `1_000` is left to the full path by the shape lexer.
+        let sql = "SELECT * FROM model_metadata WHERE id = 1_000";
+        let first = rewrite_cached(&cache, sql, &v2);
+        assert_eq!(*first, rewrite(sql, &v2));
+        assert!(Arc::ptr_eq(&first, &rewrite_cached(&cache, sql, &v2)));
+        let other = "SELECT * FROM model_metadata WHERE id = 2_000";
+        assert_eq!(*rewrite_cached(&cache, other, &v2), rewrite(other, &v2));
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (1, 2, 2));
     }
 
     #[test]

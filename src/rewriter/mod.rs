@@ -6,11 +6,14 @@
 //! Pipeline: a cheap case-insensitive scan (`rewrite::mentions_managed_table`) → tokenizing and
 //! splitting into statements (`statements`) → parsing each candidate from its own tokens →
 //! collecting edits (`references`) → splicing (`splice`). The proxy calls it through
-//! `cache::rewrite_cached`, which remembers outcomes by (version, SQL text).
+//! `cache::rewrite_cached`, which remembers rewrites by (version, statement shape): `lexer`
+//! finds the constants without parsing, `shape` masks them and keeps edits in token terms.
 
 pub mod cache;
+pub mod lexer;
 pub mod references;
 pub mod rewrite;
+pub mod shape;
 pub mod splice;
 pub mod statements;
 pub mod targets;

@@ -1,5 +1,7 @@
 //! The rewriter's entry point: one query string and one version in, the string to send out.
 
+use std::ops::Range;
+
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
@@ -33,16 +35,42 @@ pub fn rewrite(sql: &str, targets: &VersionTargets) -> Result<Rewrite, RewriteEr
     if !mentions_managed_table(sql, targets) {
         return Ok(Rewrite::Unchanged);
     }
+    finish(sql, &targets.version, analyse(sql, targets).edits)
+}
+
+/// Why a statement cannot be rewritten, with a byte offset into the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub offset: Option<usize>,
+}
+
+/// What the full path learned about one text: the edits (or why there are none), and the byte
+/// ranges of the tokens sqlparser read (whitespace and comments left out), which the shape
+/// cache checks its own lexer against. `parser_tokens` is `None` when the tokenizer failed.
+#[derive(Debug)]
+pub struct Analysis {
+    pub parser_tokens: Option<Vec<Range<usize>>>,
+    pub edits: Result<Vec<Edit>, Failure>,
+}
+
+/// Tokenizes, splits, parses and collects the edits of a text that mentions a managed table.
+pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
     let index = TextIndex::new(sql);
-    let error = |reason: String, location: Option<Location>| RewriteError {
-        version: targets.version.clone(),
+    let failure = |reason: String, location: Option<Location>| Failure {
         reason,
-        position: location
-            .and_then(|l| index.offset(l))
-            .map(|o| sql[..o].chars().count() + 1),
+        offset: location.and_then(|l| index.offset(l)),
     };
-    let statements =
-        statements::split(sql, &index).map_err(|e| error(e.message.clone(), Some(e.location)))?;
+    let mut parser_tokens = Vec::new();
+    let statements = match statements::split_recording(sql, &index, Some(&mut parser_tokens)) {
+        Ok(statements) => statements,
+        Err(e) => {
+            return Analysis {
+                parser_tokens: None,
+                edits: Err(failure(e.message.clone(), Some(e.location))),
+            };
+        }
+    };
     let mut edits = Vec::new();
     for statement in statements {
         if statement.kind == Kind::PassThrough
@@ -54,18 +82,52 @@ pub fn rewrite(sql: &str, targets: &VersionTargets) -> Result<Rewrite, RewriteEr
             Kind::TableShorthand => table_shorthand(&statement, &index, targets),
             _ => {
                 let start = statement_start(&statement);
-                parsed_edits(sql, statement, &index, targets)
-                    .map_err(|(reason, location)| error(reason, location.or(Some(start))))?
+                match parsed_edits(sql, statement, &index, targets) {
+                    Ok(found) => found,
+                    Err((reason, location)) => {
+                        return Analysis {
+                            parser_tokens: Some(parser_tokens),
+                            edits: Err(failure(reason, location.or(Some(start)))),
+                        };
+                    }
+                }
             }
         };
         edits.extend(statement_edits);
     }
-    if edits.is_empty() {
-        return Ok(Rewrite::Unchanged);
+    Analysis {
+        parser_tokens: Some(parser_tokens),
+        edits: Ok(edits),
     }
-    splice::apply(sql, edits)
-        .map(Rewrite::Rewritten)
-        .ok_or_else(|| error("overlapping table references".into(), None))
+}
+
+/// The outcome for `sql` from its edits: spliced, unchanged, or the error (its position in
+/// characters, as Postgres counts them).
+pub fn finish(
+    sql: &str,
+    version: &str,
+    edits: Result<Vec<Edit>, Failure>,
+) -> Result<Rewrite, RewriteError> {
+    let error = |failure: Failure| RewriteError {
+        version: version.to_owned(),
+        reason: failure.reason,
+        position: failure
+            .offset
+            .and_then(|o| sql.get(..o))
+            .map(|before| before.chars().count() + 1),
+    };
+    match edits {
+        Ok(edits) if edits.is_empty() => Ok(Rewrite::Unchanged),
+        Ok(edits) => splice::apply(sql, edits)
+            .map(Rewrite::Rewritten)
+            .ok_or_else(|| {
+                error(Failure {
+                    reason: "overlapping table references".into(),
+                    offset: None,
+                })
+            }),
+        Err(failure) => Err(error(failure)),
+    }
 }
 
 /// The cheap test run on every statement: does it mention a managed table's name at all, in
@@ -78,7 +140,7 @@ pub fn mentions_managed_table(sql: &str, targets: &VersionTargets) -> bool {
 
 /// Substring search ignoring ASCII case, without lowering a copy: memchr finds each
 /// occurrence of the needle's first byte (in either case), then the rest is compared.
-fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+pub fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
     let (Some((&first, rest)), Some(last_start)) = (
         needle.split_first(),
         haystack.len().checked_sub(needle.len()),

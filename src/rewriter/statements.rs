@@ -11,6 +11,8 @@
 //! statement names: `ONLY`, `NO KEY` / `KEY` in locking clauses and `SYMMETRIC` are left out
 //! of what the parser reads, and stay in the text that is sent.
 
+use std::ops::Range;
+
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, TokenizerError};
@@ -40,10 +42,27 @@ pub struct StatementText {
 
 /// Splits `sql` at top-level semicolons.
 pub fn split(sql: &str, index: &TextIndex) -> Result<Vec<StatementText>, TokenizerError> {
+    split_recording(sql, index, None)
+}
+
+/// [`split`], also appending to `significant` the byte range of every token other than
+/// whitespace and comments (the shape cache checks its lexer against them).
+pub fn split_recording(
+    sql: &str,
+    index: &TextIndex,
+    mut significant: Option<&mut Vec<Range<usize>>>,
+) -> Result<Vec<StatementText>, TokenizerError> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location()?;
     let mut statements = Vec::new();
     let mut current: Vec<TokenWithSpan> = Vec::new();
     for token in tokens {
+        if let Some(significant) = significant.as_deref_mut()
+            && !is_trivia(&token.token)
+            && token.token != Token::EOF
+            && let Some(range) = index.range(token.span)
+        {
+            significant.push(range);
+        }
         if token.token == Token::SemiColon {
             push_statement(&mut statements, std::mem::take(&mut current), index);
         } else if token.token != Token::EOF {

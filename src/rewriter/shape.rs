@@ -1,0 +1,390 @@
+//! A statement's shape: its text with constants masked, the way `pg_stat_statements`
+//! fingerprints queries, and a rewrite expressed in the shape's tokens so that every statement
+//! of the same shape is rewritten by one lexer pass and a splice.
+//!
+//! The key lists the statement's tokens (`lexer.rs`) other than whitespace and comments:
+//! words, quoted names, operators and parameters by their exact text; string, dollar-quoted
+//! and numeric constants as a placeholder of their kind; an `IN (…)` list made only of such
+//! constants as one placeholder, whatever its length. Each entry also records whether
+//! whitespace or a comment precedes the token, so tokens the parser might read together never
+//! share a key with tokens it reads apart.
+//!
+//! Why two statements of one shape are rewritten alike: the rewriter's decisions depend on
+//! relation names, keywords and structure, all in the key, and on three things that are not,
+//! each handled here. (1) A constant that names a managed table can be rewritten (a
+//! `'model_metadata'::regclass` literal): constants that mention a managed name, in any case,
+//! are kept in the key verbatim. (2) A statement is parsed only when its text mentions a
+//! managed name, comments included: a comment that does adds a marker to the key. (3) Where a
+//! constant, comment or number ends must be where sqlparser ends it: the lexer mirrors its
+//! rules and gives up where unsure, and a shape is learned only when the lexer's token
+//! boundaries agree with the ones sqlparser produced for that very text ([`learn`]).
+//! Edits are stored as token boundaries ([`Boundary`]), so whitespace, comments and constants
+//! may differ in length between statements of one shape.
+
+use std::ops::Range;
+
+use super::lexer::{self, Kind, Token};
+use super::rewrite::{Analysis, contains_ignore_ascii_case, finish};
+use super::splice::Edit;
+use super::targets::VersionTargets;
+use super::{Rewrite, RewriteError};
+
+/// Key tags: the low bits say what a key token is, the high bit that trivia precedes it.
+const TAG_VERBATIM: u8 = 1;
+const TAG_STRING: u8 = 2;
+const TAG_DOLLAR_STRING: u8 = 3;
+const TAG_NUMBER: u8 = 4;
+const TAG_CONSTANT_LIST: u8 = 5;
+/// A comment that mentions a managed name (it makes its statement a parse candidate).
+const TAG_MENTIONING_COMMENT: u8 = 6;
+const TAG_AFTER_TRIVIA: u8 = 0x80;
+
+/// The shape of one statement text.
+#[derive(Debug)]
+pub struct Shape {
+    /// What statements of this shape have in common; the cache's key.
+    pub key: Vec<u8>,
+    /// The byte range of each key token in this text (a masked list spans its constants).
+    spans: Vec<Range<usize>>,
+}
+
+/// A position between tokens: the start or the end of a key token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    Start(u32),
+    End(u32),
+}
+
+/// An edit in token terms: replace from `start` to `end` by `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEdit {
+    start: Boundary,
+    end: Boundary,
+    text: Box<str>,
+}
+
+/// What every statement of a shape becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShapeRewrite {
+    Unchanged,
+    Edits(Vec<TokenEdit>),
+}
+
+impl Shape {
+    /// The shape of `sql` for `targets`, lexed into `tokens` (kept for [`learn`]); `None` when
+    /// the lexer gives up or a managed name could straddle tokens.
+    pub fn of(sql: &str, targets: &VersionTargets, tokens: &mut Vec<Token>) -> Option<Shape> {
+        // A name of identifier characters can only occur inside one token (every run of them
+        // is one token, or the lexer gave up); a name with other characters could straddle.
+        if !targets.table_names().all(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80)
+        }) {
+            return None;
+        }
+        lexer::lex(sql, tokens)?;
+        let mentions = |token: &Token| {
+            let text = sql
+                .as_bytes()
+                .get(token.start..token.end)
+                .unwrap_or_default();
+            targets
+                .table_names()
+                .any(|name| contains_ignore_ascii_case(text, name.as_bytes()))
+        };
+        let maskable = |token: &Token| token.kind.is_constant() && !mentions(token);
+        let mut key = Vec::with_capacity(sql.len() + tokens.len() * 2);
+        let mut spans = Vec::with_capacity(tokens.len());
+        let mut i = 0;
+        while let Some(token) = tokens.get(i) {
+            i += 1;
+            if token.kind == Kind::Comment {
+                if mentions(token) {
+                    key.push(TAG_MENTIONING_COMMENT);
+                }
+                continue;
+            }
+            let flag = if token.after_trivia {
+                TAG_AFTER_TRIVIA
+            } else {
+                0
+            };
+            let text = &sql[token.start..token.end];
+            let tag = match token.kind {
+                _ if !maskable(token) => TAG_VERBATIM,
+                Kind::String | Kind::EscapeString => TAG_STRING,
+                Kind::DollarString => TAG_DOLLAR_STRING,
+                _ => TAG_NUMBER,
+            };
+            key.push(tag | flag);
+            if tag == TAG_VERBATIM {
+                key.extend_from_slice(&u32::try_from(text.len()).ok()?.to_le_bytes());
+                key.extend_from_slice(text.as_bytes());
+            }
+            spans.push(token.start..token.end);
+            if token.kind == Kind::Punct
+                && text == "("
+                && i >= 2
+                && tokens.get(i - 2).is_some_and(|t| {
+                    t.kind == Kind::Word && sql[t.start..t.end].eq_ignore_ascii_case("in")
+                })
+                && let Some((last, span)) = constant_list(sql, tokens, i, &maskable, &mentions)
+            {
+                key.push(TAG_CONSTANT_LIST);
+                spans.push(span);
+                i = last + 1;
+            }
+        }
+        Some(Shape { key, spans })
+    }
+
+    fn start(&self, k: usize) -> Option<usize> {
+        self.spans.get(k).map(|s| s.start)
+    }
+
+    fn end(&self, k: usize) -> Option<usize> {
+        self.spans.get(k).map(|s| s.end)
+    }
+
+    /// The boundary at byte `offset`, preferring a token's start or its end.
+    fn boundary(&self, offset: usize, prefer_start: bool) -> Option<Boundary> {
+        let start = self
+            .spans
+            .binary_search_by_key(&offset, |s| s.start)
+            .ok()
+            .and_then(|k| u32::try_from(k).ok())
+            .map(Boundary::Start);
+        let end = self
+            .spans
+            .binary_search_by_key(&offset, |s| s.end)
+            .ok()
+            .and_then(|k| u32::try_from(k).ok())
+            .map(Boundary::End);
+        if prefer_start {
+            start.or(end)
+        } else {
+            end.or(start)
+        }
+    }
+
+    fn offset(&self, boundary: Boundary) -> Option<usize> {
+        match boundary {
+            Boundary::Start(k) => self.start(usize::try_from(k).ok()?),
+            Boundary::End(k) => self.end(usize::try_from(k).ok()?),
+        }
+    }
+}
+
+/// `IN (c, c, …)` of maskable constants, the `(` at `tokens[open - 1]`: the index of the last
+/// constant and the byte span of them all. Comments between are allowed unless they mention a
+/// managed name.
+fn constant_list(
+    sql: &str,
+    tokens: &[Token],
+    open: usize,
+    maskable: &impl Fn(&Token) -> bool,
+    mentions: &impl Fn(&Token) -> bool,
+) -> Option<(usize, Range<usize>)> {
+    let mut expect_constant = true;
+    let mut first = None;
+    let mut last = None;
+    for (i, token) in tokens.iter().enumerate().skip(open) {
+        if token.kind == Kind::Comment {
+            if mentions(token) {
+                return None;
+            }
+            continue;
+        }
+        let text = &sql[token.start..token.end];
+        if expect_constant {
+            if !maskable(token) {
+                return None;
+            }
+            first.get_or_insert(token.start);
+            last = Some((i, token.end));
+        } else if text == ")" {
+            let (last, end) = last?;
+            return Some((last, first?..end));
+        } else if text != "," {
+            return None;
+        }
+        expect_constant = !expect_constant;
+    }
+    None
+}
+
+/// Whether the lexer's tokens (comments aside) tile sqlparser's: every parser token is one or
+/// more adjacent lexer tokens, and every constant is exactly one parser token.
+fn agrees(tokens: &[Token], parser_tokens: &[Range<usize>]) -> bool {
+    let mut mine = tokens.iter().filter(|t| t.kind != Kind::Comment).peekable();
+    for range in parser_tokens {
+        let mut end = range.start;
+        while end < range.end {
+            let Some(token) = mine.next() else {
+                return false;
+            };
+            let whole = token.start == range.start && token.end == range.end;
+            if token.start != end || (token.kind.is_literal() && !whole) {
+                return false;
+            }
+            end = token.end;
+        }
+        if end != range.end {
+            return false;
+        }
+    }
+    mine.peek().is_none()
+}
+
+/// What the full path did to one text, in token terms, when it holds for the whole shape;
+/// `None` when it cannot be trusted to (the lexer disagrees with sqlparser on this text, the
+/// tokenizer failed, or an edit falls between token boundaries). Errors are never learned: the
+/// parser's message quotes the token it stumbled on, which may be a masked constant, so two
+/// statements of one shape can fail with different messages. They are cached by their text.
+pub fn learn(shape: &Shape, tokens: &[Token], analysis: &Analysis) -> Option<ShapeRewrite> {
+    if !agrees(tokens, analysis.parser_tokens.as_deref()?) {
+        return None;
+    }
+    match analysis.edits.as_ref().ok()? {
+        edits if edits.is_empty() => Some(ShapeRewrite::Unchanged),
+        edits => edits
+            .iter()
+            .map(|edit| {
+                Some(TokenEdit {
+                    start: shape.boundary(edit.range.start, true)?,
+                    end: shape.boundary(edit.range.end, false)?,
+                    text: edit.text.as_str().into(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(ShapeRewrite::Edits),
+    }
+}
+
+impl ShapeRewrite {
+    /// The outcome for `sql`, whose shape is `shape`; `None` if a boundary does not exist in
+    /// it (only a key collision could cause that, and the caller then takes the full path).
+    pub fn apply(
+        &self,
+        sql: &str,
+        shape: &Shape,
+        version: &str,
+    ) -> Option<Result<Rewrite, RewriteError>> {
+        match self {
+            ShapeRewrite::Unchanged => Some(Ok(Rewrite::Unchanged)),
+            ShapeRewrite::Edits(edits) => {
+                let edits = edits
+                    .iter()
+                    .map(|edit| {
+                        Some(Edit {
+                            range: shape.offset(edit.start)?..shape.offset(edit.end)?,
+                            text: edit.text.as_ref().to_owned(),
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(finish(sql, version, Ok(edits)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewriter::rewrite::analyse;
+    use crate::rewriter::{RelationName, ViewTarget, rewrite};
+
+    fn v2() -> VersionTargets {
+        VersionTargets::new(
+            "v2",
+            vec![ViewTarget {
+                table: RelationName::new("public", "model_metadata"),
+                view: RelationName::new("public", "model_metadata_v2"),
+            }],
+        )
+    }
+
+    fn key(sql: &str) -> Option<Vec<u8>> {
+        Shape::of(sql, &v2(), &mut Vec::new()).map(|s| s.key)
+    }
+
+    #[test]
+    fn constants_and_in_lists_are_masked() {
+        let a = key("SELECT * FROM model_metadata WHERE id = 1 AND n = 'x' AND k IN (1, 2, 3)");
+        let b =
+            key("SELECT * FROM model_metadata WHERE id = 42 AND n = 'it''s' AND k IN ('a',$$b$$)");
+        assert!(a.is_some());
+        assert_eq!(a, b);
+        // Whitespace and comments between tokens do not matter; their presence does.
+        let c = key(
+            "SELECT  *\nFROM model_metadata /* req=7 */ WHERE id = 3 AND n = E'y' AND k IN (9)",
+        );
+        assert_eq!(a, c);
+        assert_ne!(
+            a,
+            key("SELECT * FROM model_metadata WHERE id=1 AND n = 'x' AND k IN (1)")
+        );
+    }
+
+    #[test]
+    fn names_constants_and_comments_that_mention_a_table_are_kept() {
+        let plain = key("SELECT x::regclass FROM t WHERE a = 'other'");
+        assert_ne!(
+            plain,
+            key("SELECT x::regclass FROM t WHERE a = 'model_metadata'")
+        );
+        assert_ne!(
+            key("SELECT 1 FROM t /* x */"),
+            key("SELECT 1 FROM t /* MODEL_METADATA */")
+        );
+        assert_ne!(
+            key("SELECT 1 FROM model_metadata"),
+            key("SELECT 1 FROM model_metadata_id")
+        );
+        assert_ne!(
+            key("SELECT 1 FROM \"model_metadata\""),
+            key("SELECT 1 FROM model_metadata")
+        );
+    }
+
+    #[test]
+    fn a_learned_shape_rewrites_other_statements_as_the_parser_does() {
+        let targets = v2();
+        let first = "SELECT m.id FROM public.model_metadata m WHERE public.model_metadata.id IN (1, 2) AND n = 'a'";
+        let mut tokens = Vec::new();
+        let shape = Shape::of(first, &targets, &mut tokens).unwrap();
+        let learned = learn(&shape, &tokens, &analyse(first, &targets)).unwrap();
+        assert!(matches!(learned, ShapeRewrite::Edits(ref e) if e.len() == 2));
+        let second = "SELECT m.id FROM public.model_metadata m WHERE public.model_metadata.id IN (10, 20, 30) /* é */ AND n = 'bb''b'";
+        let other = Shape::of(second, &targets, &mut tokens).unwrap();
+        assert_eq!(shape.key, other.key);
+        assert_eq!(
+            learned.apply(second, &other, "v2").unwrap(),
+            rewrite(second, &targets)
+        );
+    }
+
+    #[test]
+    fn errors_are_not_learned() {
+        let targets = v2();
+        // The parser's message names the constant it stumbled on.
+        let sql = "VALUES'x' model_metadata";
+        let mut tokens = Vec::new();
+        let shape = Shape::of(sql, &targets, &mut tokens).unwrap();
+        let analysis = analyse(sql, &targets);
+        assert!(analysis.edits.is_err());
+        assert_eq!(learn(&shape, &tokens, &analysis), None);
+    }
+
+    #[test]
+    fn disagreement_with_the_parser_is_not_learned() {
+        let targets = v2();
+        // sqlparser reads `</*` as an operator; Postgres and the lexer as `<` and a comment.
+        let sql = "SELECT 1 FROM model_metadata WHERE a </* c */ 2";
+        let mut tokens = Vec::new();
+        let shape = Shape::of(sql, &targets, &mut tokens).unwrap();
+        assert_eq!(learn(&shape, &tokens, &analyse(sql, &targets)), None);
+    }
+}
