@@ -36,9 +36,9 @@ impl PreparedStatements {
         }
     }
 
-    /// A protocol Close of statement `name`.
-    pub fn closed(&mut self, name: &str) {
-        self.versions.remove(name);
+    /// A protocol Close of statement `name`; returns whether it was held.
+    pub fn closed(&mut self, name: &str) -> bool {
+        self.versions.remove(name).is_some()
     }
 
     /// A SQL statement text: `PREPARE name AS …` of a rewritten text holds `name` at
@@ -111,12 +111,18 @@ impl PreparedStatements {
     }
 }
 
-/// The cheap test first: most statements are none of these commands.
+/// The cheap test first, on every statement: most are none of these commands. One pass that
+/// looks further only at a `p` or a `d`.
 fn mentions_a_prepare_command(sql: &str) -> bool {
-    ["prepare", "deallocate", "discard"].iter().any(|word| {
-        sql.as_bytes()
-            .windows(word.len())
-            .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
+    const WORDS: [&[u8]; 3] = [b"prepare", b"deallocate", b"discard"];
+    let bytes = sql.as_bytes();
+    bytes.iter().enumerate().any(|(at, byte)| {
+        matches!(byte, b'p' | b'P' | b'd' | b'D')
+            && WORDS.iter().any(|word| {
+                bytes
+                    .get(at..at + word.len())
+                    .is_some_and(|candidate| candidate.eq_ignore_ascii_case(word))
+            })
     })
 }
 

@@ -171,8 +171,9 @@ impl SessionRouter {
 
     /// The client closed prepared statement `name`: a version it held may change now.
     pub fn closed(&mut self, name: &str) {
-        self.prepared.closed(name);
-        self.resolved_under = None;
+        if self.prepared.closed(name) {
+            self.resolved_under = None;
+        }
     }
 
     /// What to send, and whether it is the statement rewritten for the session's version.
