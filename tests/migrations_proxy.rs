@@ -414,3 +414,83 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         "v2's own value kept"
     );
 }
+
+/// The backfill's pacing signal, end to end: the proxy counts requests per latency bucket, the
+/// heartbeat publishes the counts, the backfill reads them back as deltas, and a tail slower
+/// than the p99 before the backfill makes the pacer shrink its batches and pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backfill_hears_the_applications_latency_through_the_heartbeats() {
+    use viewgate::control::migrate::pace::BatchPacer;
+    use viewgate::control::migrate::writers::{Counts, WriterLatency};
+    use viewgate::model::latency::{LATENCY_SLOTS, bucket_bound};
+
+    const FAST: usize = 400;
+    const SLOW_EVERY: usize = 8;
+    const SLOW_SECONDS: f64 = 0.03;
+    /// A few heartbeats, generously.
+    const BEAT_WAIT: Duration = Duration::from_secs(15);
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    let app = client(&proxy, None).await;
+    let (catalog, connection) =
+        tokio_postgres::connect(&cluster.url(SUPERUSER, "postgres"), NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let total = |counts: &Counts| counts[LATENCY_SLOTS - 1];
+
+    for _ in 0..FAST {
+        text(&app, "SELECT count(*) FROM model_metadata").await;
+    }
+    let mut writers = WriterLatency::default();
+    let deadline = std::time::Instant::now() + BEAT_WAIT;
+    while writers.read(&catalog).await.is_none() || total(&writers.lifetime()) < FAST as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the heartbeat publishes the proxy's requests per latency bucket"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut pacer = BatchPacer::new(Duration::ZERO, true, 1000);
+    pacer.protect_tail(&writers.lifetime());
+    let bucket = pacer
+        .protected_bucket()
+        .expect("enough requests to guard their p99");
+    assert!(
+        bucket_bound(bucket) < SLOW_SECONDS / 2.0,
+        "fast reads have their p99 well below the slow ones: {}",
+        bucket_bound(bucket)
+    );
+
+    // An eighth of the next requests take 30 ms: the tail has left its bucket.
+    for request in 0..FAST {
+        let sql = if request % SLOW_EVERY == 0 {
+            format!("SELECT pg_sleep({SLOW_SECONDS})")
+        } else {
+            "SELECT count(*) FROM model_metadata".to_owned()
+        };
+        text(&app, &sql).await;
+    }
+    let mut since: Counts = [0; LATENCY_SLOTS];
+    let deadline = std::time::Instant::now() + BEAT_WAIT;
+    while total(&since) < FAST as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next beats carry the new requests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(delta) = writers.read(&catalog).await {
+            for (slot, count) in since.iter_mut().zip(delta) {
+                *slot += count;
+            }
+        }
+    }
+    let slower = total(&since) - since[bucket];
+    assert!(
+        slower >= (FAST / SLOW_EVERY) as u64,
+        "every slow request is above the old p99's bucket: {slower} of {since:?}"
+    );
+    pacer.application_latency(&since);
+    assert!(pacer.pause_ratio() > 0.0, "a broken tail asks for a pause");
+    assert!(pacer.batch_rows() < 1000, "and for shorter batches");
+}

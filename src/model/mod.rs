@@ -3,7 +3,8 @@
 //! [`routing_map`] is what a proxy routes by (versions, their tables and views, the default);
 //! [`rule`] a routing rule, made of a match ([`glob`], [`cidr`]), an [`assign`]ment and a
 //! [`guard`], failing with a [`rule_error`]; [`channel`] and [`heartbeat`] are the contracts
-//! between the proxies and the control plane (the NOTIFY channel, the heartbeat's timing);
+//! between the proxies and the control plane (the NOTIFY channel, the heartbeat's timing, the
+//! [`latency`] buckets);
 //! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
 //! run the proxies sample for.
 //! The reads that fill this model from Postgres are in `catalog_read`.
@@ -14,6 +15,7 @@ pub mod cidr;
 pub mod glob;
 pub mod guard;
 pub mod heartbeat;
+pub mod latency;
 pub mod migration_progress;
 pub mod routing_map;
 pub mod rule;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::model::heartbeat::HEARTBEAT_INTERVAL;
+use crate::model::heartbeat::{BACKFILL_HEARTBEAT_INTERVAL, BACKFILLING_PHASE, HEARTBEAT_INTERVAL};
 use crate::model::migration_progress::{MigrationFigures, MigrationProgress};
 use crate::net::postgres_tls::error_text;
 use crate::proxy::state::ProxyState;
@@ -91,9 +91,20 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
                 Err(_) => {}
             }
         }
+        let backfilling = state
+            .migrations
+            .load()
+            .migrations
+            .iter()
+            .any(|migration| migration.phase == BACKFILLING_PHASE);
+        let interval = if backfilling {
+            BACKFILL_HEARTBEAT_INTERVAL
+        } else {
+            HEARTBEAT_INTERVAL
+        };
         tokio::select! {
             _ = state.shutdown.begun() => break,
-            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
     }
     if let Some(client) = client {
@@ -201,12 +212,32 @@ async fn beat(
         )
         .await;
     match written {
-        Ok(_) => Ok(()),
+        Ok(_) => {}
         // The statement names the table, so a catalog without it fails to plan: skip quietly.
         Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-            Ok(())
+            return Ok(());
         }
-        Err(error) => Err(error.into()),
+        Err(error) => return Err(error.into()),
+    }
+    // Apart, so that a catalog from before this column (42703) still gets the beat above.
+    let latency: Vec<i64> = state
+        .telemetry
+        .latency_total()
+        .cumulative
+        .iter()
+        .map(|count| i64::try_from(*count).unwrap_or(i64::MAX))
+        .collect();
+    let written = client
+        .execute(
+            "UPDATE viewgate.proxies SET latency_buckets = $2 WHERE proxy_id = $1",
+            &[&identity.proxy_id, &latency],
+        )
+        .await;
+    match written {
+        Err(error) if error.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => {
+            Err(error.into())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -14,12 +14,14 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::derive::{Backfill, over_physical};
 use super::error::MigrateError;
-use super::pace::BatchPacer;
+use super::pace::{BatchPacer, MIN_TAIL_SAMPLES};
 use super::progress::Progress;
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
+use super::writers::{self, Counts, WriterLatency};
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::model::latency::{LATENCY_SLOTS, bucket_bound};
 use crate::net::postgres_error::describe_postgres_error;
 
 /// Tables smaller than this are counted exactly for the progress estimate (the count runs under
@@ -29,6 +31,11 @@ const EXACT_COUNT_BELOW_BYTES: i64 = 8 * 1024 * 1024;
 const GUESSED_ROW_BYTES: i64 = 100;
 /// Times one batch is tried again after a deadlock or a serialization failure with a writer.
 const BATCH_ATTEMPTS: u32 = 5;
+/// Rows left below which the backfill does not wait to observe the application's latency
+/// first: the wait would outlast the backfill.
+const TAIL_GUARD_MIN_ROWS: u64 = 100_000;
+/// Requests that make a good enough baseline to stop waiting for more.
+const BASELINE_SAMPLES: u64 = 5 * MIN_TAIL_SAMPLES;
 
 /// Key of a checkpoint: `schema.table`.
 pub fn checkpoint_key(backfill: &Backfill) -> String {
@@ -213,6 +220,19 @@ pub async fn run(
         }
     };
     let sql = batch_sql(backfill);
+    let mut writers = WriterLatency::default();
+    if pacer.yields() && checkpoint.estimate.saturating_sub(checkpoint.rows) >= TAIL_GUARD_MIN_ROWS
+    {
+        if let Some(baseline) = observe_baseline(client, &mut writers).await {
+            pacer.protect_tail(&baseline);
+            if let Some(bucket) = pacer.protected_bucket() {
+                tracing::info!(
+                    p99_at_most_ms = bucket_bound(bucket) * 1000.0,
+                    "the backfill yields whenever the application's p99 through the proxies rises above its bucket"
+                );
+            }
+        }
+    }
     let started = Instant::now();
     let rows_at_start = checkpoint.rows;
     progress.backfill(&key, checkpoint.rows, checkpoint.estimate, 0.0);
@@ -232,6 +252,16 @@ pub async fn run(
             rows,
         )
         .await?;
+        if pacer.protected_bucket().is_some() && writers.due() {
+            if let Some(since) = writers.read(&*client).await {
+                pacer.application_latency(&since);
+                tracing::debug!(
+                    pause_ratio = pacer.pause_ratio(),
+                    batch_rows = pacer.batch_rows(),
+                    "backfill pacing"
+                );
+            }
+        }
         let wait = pacer.after_batch(updated, batch_started.elapsed());
         checkpoint.rows += updated;
         match last {
@@ -255,6 +285,27 @@ pub async fn run(
         }
     }
     Ok(checkpoint)
+}
+
+/// The application's latency before the first batch, from the proxies' heartbeats: what they
+/// report over up to [`writers::BASELINE_WAIT`], or over their lifetime when that interval saw
+/// too few requests. `None` when no proxy reports latency.
+async fn observe_baseline(client: &Client, writers: &mut WriterLatency) -> Option<Counts> {
+    writers.read(client).await?;
+    let deadline = Instant::now() + writers::BASELINE_WAIT;
+    let mut seen: Counts = [0; LATENCY_SLOTS];
+    while Instant::now() < deadline && seen[seen.len() - 1] < BASELINE_SAMPLES {
+        tokio::time::sleep(writers::SAMPLE_EVERY).await;
+        let since = writers.read(client).await?;
+        for (slot, count) in seen.iter_mut().zip(since) {
+            *slot += count;
+        }
+    }
+    if seen[seen.len() - 1] >= MIN_TAIL_SAMPLES {
+        Some(seen)
+    } else {
+        Some(writers.lifetime())
+    }
 }
 
 /// One batch and its checkpoint in one transaction, retried on deadlocks with writers.

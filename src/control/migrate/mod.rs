@@ -4,9 +4,11 @@
 //! operations. [`derive`] turns it, with the previous version's recorded definition and the
 //! live schema, into the new version's definition and the SQL of every phase. [`start`] runs the
 //! expand (DDL, [`sync`] triggers, the new version's views), the [`backfill`], validation and
-//! index builds, then makes the version live ([`pace`] spaces the backfill's batches); [`complete`] contracts and retires the previous
-//! version; [`rollback`] undoes the expand. [`usage`] says who still uses a version, [`state`]
-//! is the catalog's record of each migration, [`status`] reports on them and prints plans.
+//! index builds, then makes the version live ([`pace`] spaces the backfill's batches, by its own
+//! time and by the application's latency that [`writers`] reads from the proxies' heartbeats);
+//! [`complete`] contracts and retires the previous version; [`rollback`] undoes the expand.
+//! [`usage`] says who still uses a version, [`state`] is the catalog's record of each
+//! migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
 
 pub mod backfill;
@@ -25,6 +27,7 @@ pub mod status;
 pub mod steps;
 pub mod sync;
 pub mod usage;
+pub mod writers;
 
 pub use error::MigrateError;
 pub use file::MigrationFile;

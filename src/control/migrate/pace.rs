@@ -12,9 +12,19 @@
 //! A batch holds the row locks of all its rows until it commits, and a writer that needs one of
 //! them waits. So the batch shrinks (halves) while batches take longer than
 //! [`BATCH_TIME_TARGET`], and grows back (doubles, up to `batch_size`) once they are quick.
+//!
+//! When proxies serve the application, the pacer also hears the application's own latency
+//! (`writers`): the fraction of its requests slower than the bucket its p99 was in before the
+//! backfill started. Past [`TAIL_FRACTION`] the backfill's p99 promise is broken: it halves its
+//! batch (a shorter burst delays an unlucky request less) and doubles its pause per unit of
+//! batch time (fewer requests meet a burst), AIMD-style; in a quiet interval the pause decays
+//! and, once gone, batches grow back. This is the signal that keeps the writers' p99 flat: the
+//! backfill's own time barely moves when a busy CPU delays the application instead of it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use crate::model::latency::quantile_bucket;
 
 /// Batches whose times per row make the baseline (the fastest of them).
 const BASELINE_BATCHES: usize = 64;
@@ -26,6 +36,20 @@ const MAX_YIELD: Duration = Duration::from_secs(1);
 pub const BATCH_TIME_TARGET: Duration = Duration::from_millis(50);
 /// The smallest batch the backfill shrinks to.
 const MIN_BATCH_ROWS: u32 = 10;
+/// The quantile of the application's latency the backfill keeps where it was.
+const PROTECTED_QUANTILE: f64 = 0.99;
+/// The fraction of requests that may exceed the protected quantile's bucket: above it, the
+/// quantile has left that bucket.
+pub const TAIL_FRACTION: f64 = 1.0 - PROTECTED_QUANTILE;
+/// Requests an interval must hold before its tail is judged (fewer say little about a p99).
+pub const MIN_TAIL_SAMPLES: u64 = 200;
+/// The pause when the tail is first judged broken, and its growth after: `2 × pause + step`.
+const PAUSE_STEP: f64 = 0.5;
+/// The longest pause per unit of batch time: the backfill then works 1/33 of the time.
+const MAX_PAUSE_RATIO: f64 = 32.0;
+/// How much of the pause a quiet interval keeps; below [`MIN_PAUSE_RATIO`] it is gone.
+const PAUSE_DECAY: f64 = 0.7;
+const MIN_PAUSE_RATIO: f64 = 0.05;
 
 #[derive(Debug)]
 pub struct BatchPacer {
@@ -36,6 +60,20 @@ pub struct BatchPacer {
     rows: u32,
     /// Recent batches' times per row, in nanoseconds.
     recent: VecDeque<u64>,
+    /// The application's latency, when proxies report it.
+    tail: Option<TailGuard>,
+}
+
+/// What the application's latency asks of the backfill.
+#[derive(Debug)]
+struct TailGuard {
+    /// The latency bucket that held the application's p99 before the backfill.
+    bucket: usize,
+    /// Requests seen since the tail was last judged, and how many of them were slower.
+    seen: u64,
+    slower: u64,
+    /// The pause after a batch, per unit of the batch's time.
+    pause_ratio: f64,
 }
 
 impl BatchPacer {
@@ -50,7 +88,66 @@ impl BatchPacer {
             largest,
             rows: largest,
             recent: VecDeque::with_capacity(BASELINE_BATCHES),
+            tail: None,
         }
+    }
+
+    /// Whether the pacer yields to the application (`yield_to_writers`).
+    pub fn yields(&self) -> bool {
+        self.yields
+    }
+
+    /// Starts guarding the application's latency from its distribution before the backfill
+    /// (cumulative counts per latency bucket); too few requests leave it unguarded.
+    pub fn protect_tail(&mut self, baseline: &[u64]) {
+        if !self.yields || baseline.last().copied().unwrap_or(0) < MIN_TAIL_SAMPLES {
+            return;
+        }
+        if let Some(bucket) = quantile_bucket(baseline, PROTECTED_QUANTILE) {
+            self.tail = Some(TailGuard {
+                bucket,
+                seen: 0,
+                slower: 0,
+                pause_ratio: 0.0,
+            });
+        }
+    }
+
+    /// The bucket the guarded p99 lies in, if the tail is guarded.
+    pub fn protected_bucket(&self) -> Option<usize> {
+        self.tail.as_ref().map(|tail| tail.bucket)
+    }
+
+    /// Learns from the application's requests since the last call (cumulative counts per
+    /// latency bucket); judges the tail once enough of them have been seen.
+    pub fn application_latency(&mut self, since: &[u64]) {
+        let Some(tail) = &mut self.tail else {
+            return;
+        };
+        let total = since.last().copied().unwrap_or(0);
+        let within = since.get(tail.bucket).copied().unwrap_or(total);
+        tail.seen += total;
+        tail.slower += total.saturating_sub(within);
+        if tail.seen < MIN_TAIL_SAMPLES {
+            return;
+        }
+        let broken = tail.slower as f64 > TAIL_FRACTION * tail.seen as f64;
+        tail.seen = 0;
+        tail.slower = 0;
+        if broken {
+            tail.pause_ratio = (tail.pause_ratio * 2.0 + PAUSE_STEP).min(MAX_PAUSE_RATIO);
+            self.rows = (self.rows / 2).max(MIN_BATCH_ROWS.min(self.largest));
+        } else {
+            tail.pause_ratio *= PAUSE_DECAY;
+            if tail.pause_ratio < MIN_PAUSE_RATIO {
+                tail.pause_ratio = 0.0;
+            }
+        }
+    }
+
+    /// The current pause per unit of batch time the application's tail asks for.
+    pub fn pause_ratio(&self) -> f64 {
+        self.tail.as_ref().map_or(0.0, |tail| tail.pause_ratio)
     }
 
     /// Rows in the next batch.
@@ -61,14 +158,16 @@ impl BatchPacer {
     /// Learns from a batch of `rows` rows that took `took`; returns the wait before the next.
     pub fn after_batch(&mut self, rows: u64, took: Duration) -> Duration {
         let asked = self.rows;
+        let pause_ratio = self.pause_ratio();
         if took > BATCH_TIME_TARGET {
             self.rows = (self.rows / 2).max(MIN_BATCH_ROWS.min(self.largest));
-        } else if took < BATCH_TIME_TARGET / 4 && u64::from(asked) == rows {
+        } else if took < BATCH_TIME_TARGET / 4 && u64::from(asked) == rows && pause_ratio == 0.0 {
             self.rows = self.rows.saturating_mul(2).min(self.largest);
         }
         if !self.yields || rows == 0 {
             return self.fixed;
         }
+        let tail_pause = took.mul_f64(pause_ratio);
         let per_row = u64::try_from(took.as_nanos() / u128::from(rows)).unwrap_or(u64::MAX);
         if self.recent.len() == BASELINE_BATCHES {
             self.recent.pop_front();
@@ -76,7 +175,7 @@ impl BatchPacer {
         self.recent.push_back(per_row);
         let baseline = self.recent.iter().min().copied().unwrap_or(per_row);
         let excess = Duration::from_nanos(per_row.saturating_sub(baseline).saturating_mul(rows));
-        self.fixed + (excess * YIELD_GAIN).min(MAX_YIELD)
+        self.fixed + (excess * YIELD_GAIN).min(MAX_YIELD).max(tail_pause)
     }
 }
 
@@ -121,6 +220,73 @@ mod tests {
             tiny.batch_rows(),
             3,
             "a configured size below the floor stays"
+        );
+    }
+
+    /// Cumulative counts over the first buckets: `fast` requests in bucket 1, `slow` in 6.
+    fn latency(fast: u64, slow: u64) -> Vec<u64> {
+        let mut cumulative = vec![0; crate::model::latency::LATENCY_SLOTS];
+        for (bucket, slot) in cumulative.iter_mut().enumerate() {
+            *slot = match bucket {
+                0 => 0,
+                1..=5 => fast,
+                _ => fast + slow,
+            };
+        }
+        cumulative
+    }
+
+    #[test]
+    fn a_broken_tail_shrinks_and_spaces_batches_and_a_quiet_one_lets_them_back() {
+        let mut pacer = BatchPacer::new(Duration::ZERO, true, 1000);
+        pacer.protect_tail(&latency(50, 0));
+        assert_eq!(pacer.protected_bucket(), None, "too few requests to judge");
+        pacer.protect_tail(&latency(995, 5));
+        assert_eq!(
+            pacer.protected_bucket(),
+            Some(1),
+            "p99 was in the 1 ms bucket"
+        );
+        pacer.application_latency(&latency(90, 10));
+        assert_eq!(
+            pacer.pause_ratio(),
+            0.0,
+            "100 requests are too few to judge"
+        );
+        pacer.application_latency(&latency(90, 10));
+        assert_eq!(
+            pacer.pause_ratio(),
+            PAUSE_STEP,
+            "10 % slower than the old p99"
+        );
+        assert_eq!(pacer.batch_rows(), 500);
+        assert_eq!(
+            pacer.after_batch(500, 10 * MS),
+            5 * MS,
+            "the pause follows the batch's time"
+        );
+        assert_eq!(
+            pacer.batch_rows(),
+            500,
+            "no growth while the tail asks for pauses"
+        );
+        for _ in 0..10 {
+            pacer.application_latency(&latency(150, 50));
+        }
+        assert_eq!(pacer.pause_ratio(), MAX_PAUSE_RATIO);
+        assert_eq!(pacer.batch_rows(), MIN_BATCH_ROWS);
+        for _ in 0..20 {
+            pacer.application_latency(&latency(999, 1));
+        }
+        assert_eq!(pacer.pause_ratio(), 0.0, "quiet intervals end the pause");
+        pacer.after_batch(u64::from(MIN_BATCH_ROWS), MS);
+        assert_eq!(pacer.batch_rows(), 2 * MIN_BATCH_ROWS, "batches grow back");
+        let mut flat_out = BatchPacer::new(Duration::ZERO, false, 1000);
+        flat_out.protect_tail(&latency(995, 5));
+        assert_eq!(
+            flat_out.protected_bucket(),
+            None,
+            "yield_to_writers = false"
         );
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use super::histogram::LatencyHistogram;
+use super::histogram::{HistogramSnapshot, LatencyHistogram};
 use super::window::ErrorWindow;
 use crate::router::Reason;
 
@@ -85,7 +85,7 @@ pub struct VersionSnapshot {
     pub sessions: i64,
     pub queries: u64,
     pub errors: BTreeMap<String, u64>,
-    pub latency: super::histogram::HistogramSnapshot,
+    pub latency: HistogramSnapshot,
 }
 
 impl Telemetry {
@@ -139,6 +139,21 @@ impl Telemetry {
             .collect();
         snapshots.sort_by(|a, b| a.version.cmp(&b.version));
         snapshots
+    }
+
+    /// Every version's requests in one histogram: the application's latency as this proxy
+    /// sees it, which the heartbeat publishes for the backfill to pace itself by.
+    pub fn latency_total(&self) -> HistogramSnapshot {
+        let mut total = LatencyHistogram::default().snapshot();
+        for entry in self.versions.iter() {
+            let snapshot = entry.value().latency.snapshot();
+            for (sum, count) in total.cumulative.iter_mut().zip(&snapshot.cumulative) {
+                *sum += count;
+            }
+            total.count += snapshot.count;
+            total.sum_seconds += snapshot.sum_seconds;
+        }
+        total
     }
 
     /// Live sessions per version (versions with none left out).
@@ -315,5 +330,9 @@ mod tests {
         assert_eq!(v2.queries, 1);
         assert_eq!(v2.errors, BTreeMap::from([("22".into(), 1)]));
         assert_eq!(v2.latency.count, 1);
+        let total = telemetry.latency_total();
+        assert_eq!(total.count, 2, "both versions' requests");
+        assert_eq!(total.cumulative.last(), Some(&2));
+        assert!((total.sum_seconds - 0.003).abs() < 1e-9);
     }
 }

@@ -6,16 +6,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds of the buckets, in seconds: from half a millisecond, where a proxied point
-/// query lands on a local network, to ten seconds, where a statement is surely stuck.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub use crate::model::latency::LATENCY_BUCKETS;
+use crate::model::latency::{LATENCY_SLOTS, bucket_bound, bucket_of, quantile_bucket};
 
 #[derive(Debug, Default)]
 pub struct LatencyHistogram {
     /// Per bucket (not cumulative); the last slot counts what exceeds every bound.
-    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    counts: [AtomicU64; LATENCY_SLOTS],
     sum_micros: AtomicU64,
 }
 
@@ -29,12 +26,7 @@ pub struct HistogramSnapshot {
 
 impl LatencyHistogram {
     pub fn record(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.counts[bucket_of(elapsed.as_secs_f64())].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
@@ -61,17 +53,7 @@ impl HistogramSnapshot {
     /// The value below which `quantile` of the observations fall, at bucket resolution (the
     /// upper bound of the bucket holding it); `None` without observations.
     pub fn quantile_bound(&self, quantile: f64) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = (quantile * self.count as f64).ceil().max(1.0) as u64;
-        let bucket = self.cumulative.iter().position(|seen| *seen >= rank)?;
-        Some(
-            LATENCY_BUCKETS
-                .get(bucket)
-                .copied()
-                .unwrap_or(f64::INFINITY),
-        )
+        quantile_bucket(&self.cumulative, quantile).map(bucket_bound)
     }
 }
 
@@ -92,11 +74,11 @@ mod tests {
             snapshot.cumulative[0], 2,
             "0.5 ms is inside the 0.5 ms bucket"
         );
-        assert_eq!(snapshot.cumulative[3], 3);
+        assert_eq!(snapshot.cumulative[4], 3, "3 ms is inside the 3 ms bucket");
         assert_eq!(*snapshot.cumulative.last().unwrap(), 4);
         assert!((snapshot.sum_seconds - 60.0038).abs() < 1e-9);
         assert_eq!(snapshot.quantile_bound(0.5), Some(0.0005));
-        assert_eq!(snapshot.quantile_bound(0.75), Some(0.005));
+        assert_eq!(snapshot.quantile_bound(0.75), Some(0.003));
         assert_eq!(snapshot.quantile_bound(0.99), Some(f64::INFINITY));
         assert_eq!(
             LatencyHistogram::default().snapshot().quantile_bound(0.5),
