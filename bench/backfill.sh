@@ -163,6 +163,8 @@ WRITERS_PID=$!
 EXTRA_PIDS+=("$WRITERS_PID")
 sleep 2
 MIG_START="$(date +%s.%N)"
+# The pacer's decisions (pause ratio, batch rows) go to migrate.progress with the progress lines.
+VIEWGATE_LOG="${VIEWGATE_LOG:-warn,viewgate::control::migrate::backfill=debug}" \
 "$VG_BIN" migrate start "$WORK_DIR/0002.toml" --database "$DATABASE_URL" \
     >"$WORK_DIR/migrate.out" 2>"$WORK_DIR/migrate.progress"
 MIG_END="$(date +%s.%N)"

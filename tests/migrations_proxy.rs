@@ -240,6 +240,27 @@ async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
     let failure = v1_writer.await.unwrap();
     assert_eq!(failure, None, "a v1 write failed");
     drop(v1);
+    // A proxy that stopped reporting a minute ago with v1 sessions may only be cut off from
+    // the catalog: it still counts. Ten minutes after its last beat it is taken for gone.
+    cluster
+        .psql(
+            "postgres",
+            "INSERT INTO viewgate.proxies (proxy_id, hostname, pid, listen, build, started_at, last_seen, sessions)
+             VALUES ('silent:6432', 'silent', 1, '10.0.0.9:6432', 'old', now() - interval '1 hour', now() - interval '1 minute', '{\"v1\": 3}')",
+        )
+        .unwrap();
+    let refused = viewgate(&cluster, &["migrate", "complete"]).unwrap_err();
+    assert!(
+        refused.contains("proxy silent:6432 (10.0.0.9:6432) has not reported for")
+            && refused.contains("3 live session(s) at v1"),
+        "{refused}"
+    );
+    cluster
+        .psql(
+            "postgres",
+            "UPDATE viewgate.proxies SET last_seen = now() - interval '11 minutes' WHERE proxy_id = 'silent:6432'",
+        )
+        .unwrap();
     let mut completed = Err(String::new());
     for _ in 0..50 {
         completed = viewgate(&cluster, &["migrate", "complete"]);
@@ -432,10 +453,9 @@ async fn the_backfill_hears_the_applications_latency_through_the_heartbeats() {
     let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
     let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
     let app = client(&proxy, None).await;
-    let (catalog, connection) =
-        tokio_postgres::connect(&cluster.url(SUPERUSER, "postgres"), NoTls)
-            .await
-            .unwrap();
+    let (catalog, connection) = tokio_postgres::connect(&cluster.url(SUPERUSER, "postgres"), NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
     let total = |counts: &Counts| counts[LATENCY_SLOTS - 1];
 

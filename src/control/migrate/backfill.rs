@@ -8,7 +8,7 @@
 //! heavy inserts). Rows are locked in key order (`FOR NO KEY UPDATE`), as single-row writers
 //! expect, and the batch writes as `viewgate_backfill`, so no sync trigger redoes its work.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient};
 
@@ -36,6 +36,9 @@ const BATCH_ATTEMPTS: u32 = 5;
 const TAIL_GUARD_MIN_ROWS: u64 = 100_000;
 /// Requests that make a good enough baseline to stop waiting for more.
 const BASELINE_SAMPLES: u64 = 5 * MIN_TAIL_SAMPLES;
+/// How often, while the application's tail holds the backfill back, it pauses to measure that
+/// tail without itself: the load it is judged against may be someone else's.
+const REFERENCE_EVERY: Duration = Duration::from_secs(10);
 
 /// Key of a checkpoint: `schema.table`.
 pub fn checkpoint_key(backfill: &Backfill) -> String {
@@ -234,6 +237,7 @@ pub async fn run(
         }
     }
     let started = Instant::now();
+    let mut last_reference = started;
     let rows_at_start = checkpoint.rows;
     progress.backfill(&key, checkpoint.rows, checkpoint.estimate, 0.0);
     while !checkpoint.done {
@@ -252,7 +256,12 @@ pub async fn run(
             rows,
         )
         .await?;
-        if pacer.protected_bucket().is_some() && writers.due() {
+        if pacer.pause_ratio() > 0.0 && last_reference.elapsed() >= REFERENCE_EVERY {
+            if let Some(quiet) = observe_quiet(client, &mut writers).await {
+                pacer.quiet_latency(&quiet);
+            }
+            last_reference = Instant::now();
+        } else if pacer.protected_bucket().is_some() && writers.due() {
             if let Some(since) = writers.read(&*client).await {
                 pacer.application_latency(&since);
                 tracing::debug!(
@@ -292,20 +301,41 @@ pub async fn run(
 /// too few requests. `None` when no proxy reports latency.
 async fn observe_baseline(client: &Client, writers: &mut WriterLatency) -> Option<Counts> {
     writers.read(client).await?;
-    let deadline = Instant::now() + writers::BASELINE_WAIT;
-    let mut seen: Counts = [0; LATENCY_SLOTS];
-    while Instant::now() < deadline && seen[seen.len() - 1] < BASELINE_SAMPLES {
-        tokio::time::sleep(writers::SAMPLE_EVERY).await;
-        let since = writers.read(client).await?;
-        for (slot, count) in seen.iter_mut().zip(since) {
-            *slot += count;
-        }
-    }
-    if seen[seen.len() - 1] >= MIN_TAIL_SAMPLES {
+    let seen = observe(client, writers, Duration::ZERO, writers::BASELINE_WAIT).await?;
+    if seen[LATENCY_SLOTS - 1] >= MIN_TAIL_SAMPLES {
         Some(seen)
     } else {
         Some(writers.lifetime())
     }
+}
+
+/// The application's latency with the backfill paused: beats that may still cover batches
+/// are read and dropped first.
+async fn observe_quiet(client: &Client, writers: &mut WriterLatency) -> Option<Counts> {
+    observe(client, writers, writers::QUIET_DRAIN, writers::QUIET_SPAN).await
+}
+
+/// Reads the proxies' requests every [`writers::SAMPLE_EVERY`]: drops what arrives within
+/// `drain`, then sums what arrives within `span` after it (or until there are enough).
+async fn observe(
+    client: &Client,
+    writers: &mut WriterLatency,
+    drain: Duration,
+    span: Duration,
+) -> Option<Counts> {
+    let counting_from = Instant::now() + drain;
+    let deadline = counting_from + span;
+    let mut seen: Counts = [0; LATENCY_SLOTS];
+    while Instant::now() < deadline && seen[LATENCY_SLOTS - 1] < BASELINE_SAMPLES {
+        tokio::time::sleep(writers::SAMPLE_EVERY).await;
+        let since = writers.read(client).await?;
+        if Instant::now() >= counting_from {
+            for (slot, count) in seen.iter_mut().zip(since) {
+                *slot += count;
+            }
+        }
+    }
+    Some(seen)
 }
 
 /// One batch and its checkpoint in one transaction, retried on deadlocks with writers.

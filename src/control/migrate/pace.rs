@@ -15,9 +15,12 @@
 //!
 //! When proxies serve the application, the pacer also hears the application's own latency
 //! (`writers`): the fraction of its requests slower than the bucket its p99 was in before the
-//! backfill started. Past [`TAIL_FRACTION`] the backfill's p99 promise is broken: it halves its
-//! batch (a shorter burst delays an unlucky request less) and doubles its pause per unit of
-//! batch time (fewer requests meet a burst), AIMD-style; in a quiet interval the pause decays
+//! backfill started. That fraction is compared with the same fraction measured while the
+//! backfill was paused (the reference, re-measured now and then while the pacer holds back):
+//! the backfill answers for what it adds to the tail, not for load it did not cause. Past the
+//! reference plus [`TAIL_TOLERANCE`], the p99 promise is broken: the backfill halves its batch
+//! (a shorter burst delays an unlucky request less) and doubles its pause per unit of batch
+//! time (fewer requests meet a burst), AIMD-style; an interval within it lets the pause decay
 //! and, once gone, batches grow back. This is the signal that keeps the writers' p99 flat: the
 //! backfill's own time barely moves when a busy CPU delays the application instead of it.
 
@@ -38,9 +41,9 @@ pub const BATCH_TIME_TARGET: Duration = Duration::from_millis(50);
 const MIN_BATCH_ROWS: u32 = 10;
 /// The quantile of the application's latency the backfill keeps where it was.
 const PROTECTED_QUANTILE: f64 = 0.99;
-/// The fraction of requests that may exceed the protected quantile's bucket: above it, the
-/// quantile has left that bucket.
-pub const TAIL_FRACTION: f64 = 1.0 - PROTECTED_QUANTILE;
+/// The share of requests the backfill may add above the protected quantile's bucket, over
+/// the share there with the backfill paused.
+pub const TAIL_TOLERANCE: f64 = 0.005;
 /// Requests an interval must hold before its tail is judged (fewer say little about a p99).
 pub const MIN_TAIL_SAMPLES: u64 = 200;
 /// The pause when the tail is first judged broken, and its growth after: `2 × pause + step`.
@@ -49,7 +52,13 @@ const PAUSE_STEP: f64 = 0.5;
 const MAX_PAUSE_RATIO: f64 = 32.0;
 /// How much of the pause a quiet interval keeps; below [`MIN_PAUSE_RATIO`] it is gone.
 const PAUSE_DECAY: f64 = 0.7;
-const MIN_PAUSE_RATIO: f64 = 0.05;
+const MIN_PAUSE_RATIO: f64 = 0.2;
+/// Standard deviations of chance a count of slow requests may exceed its allowance by before it
+/// is blamed on the backfill: the count is a sample, and a noisy one must not stall it.
+const NOISE_SIGMAS: f64 = 2.0;
+/// The smallest batch the application's tail shrinks the backfill to: below it, round trips
+/// per row, not the database's work, would set the backfill's pace.
+const MIN_TAIL_BATCH_ROWS: u32 = 100;
 
 #[derive(Debug)]
 pub struct BatchPacer {
@@ -69,11 +78,15 @@ pub struct BatchPacer {
 struct TailGuard {
     /// The latency bucket that held the application's p99 before the backfill.
     bucket: usize,
+    /// The share of requests slower than that bucket with the backfill paused, last measured.
+    reference: f64,
     /// Requests seen since the tail was last judged, and how many of them were slower.
     seen: u64,
     slower: u64,
     /// The pause after a batch, per unit of the batch's time.
     pause_ratio: f64,
+    /// Whether the last judgement found the tail broken (batches do not grow meanwhile).
+    broken: bool,
 }
 
 impl BatchPacer {
@@ -106,9 +119,11 @@ impl BatchPacer {
         if let Some(bucket) = quantile_bucket(baseline, PROTECTED_QUANTILE) {
             self.tail = Some(TailGuard {
                 bucket,
+                reference: share_slower(baseline, bucket),
                 seen: 0,
                 slower: 0,
                 pause_ratio: 0.0,
+                broken: false,
             });
         }
     }
@@ -116,6 +131,16 @@ impl BatchPacer {
     /// The bucket the guarded p99 lies in, if the tail is guarded.
     pub fn protected_bucket(&self) -> Option<usize> {
         self.tail.as_ref().map(|tail| tail.bucket)
+    }
+
+    /// Learns the application's tail with the backfill paused (cumulative counts per latency
+    /// bucket over the pause): the reference the tail is judged against while it runs.
+    pub fn quiet_latency(&mut self, counts: &[u64]) {
+        if let Some(tail) = &mut self.tail {
+            if counts.last().copied().unwrap_or(0) >= MIN_TAIL_SAMPLES {
+                tail.reference = share_slower(counts, tail.bucket);
+            }
+        }
     }
 
     /// Learns from the application's requests since the last call (cumulative counts per
@@ -131,12 +156,18 @@ impl BatchPacer {
         if tail.seen < MIN_TAIL_SAMPLES {
             return;
         }
-        let broken = tail.slower as f64 > TAIL_FRACTION * tail.seen as f64;
+        // Slow requests are a sample: allow the reference's share, the tolerance, and chance
+        // (Poisson's standard deviation of the expected count).
+        let expected = tail.reference * tail.seen as f64;
+        let allowed =
+            expected + TAIL_TOLERANCE * tail.seen as f64 + NOISE_SIGMAS * expected.max(1.0).sqrt();
+        let broken = tail.slower as f64 > allowed;
+        tail.broken = broken;
         tail.seen = 0;
         tail.slower = 0;
         if broken {
             tail.pause_ratio = (tail.pause_ratio * 2.0 + PAUSE_STEP).min(MAX_PAUSE_RATIO);
-            self.rows = (self.rows / 2).max(MIN_BATCH_ROWS.min(self.largest));
+            self.rows = (self.rows / 2).max(MIN_TAIL_BATCH_ROWS.min(self.rows));
         } else {
             tail.pause_ratio *= PAUSE_DECAY;
             if tail.pause_ratio < MIN_PAUSE_RATIO {
@@ -159,9 +190,10 @@ impl BatchPacer {
     pub fn after_batch(&mut self, rows: u64, took: Duration) -> Duration {
         let asked = self.rows;
         let pause_ratio = self.pause_ratio();
+        let tail_broken = self.tail.as_ref().is_some_and(|tail| tail.broken);
         if took > BATCH_TIME_TARGET {
             self.rows = (self.rows / 2).max(MIN_BATCH_ROWS.min(self.largest));
-        } else if took < BATCH_TIME_TARGET / 4 && u64::from(asked) == rows && pause_ratio == 0.0 {
+        } else if took < BATCH_TIME_TARGET / 4 && u64::from(asked) == rows && !tail_broken {
             self.rows = self.rows.saturating_mul(2).min(self.largest);
         }
         if !self.yields || rows == 0 {
@@ -177,6 +209,16 @@ impl BatchPacer {
         let excess = Duration::from_nanos(per_row.saturating_sub(baseline).saturating_mul(rows));
         self.fixed + (excess * YIELD_GAIN).min(MAX_YIELD).max(tail_pause)
     }
+}
+
+/// The share of the requests in `cumulative` slower than `bucket`'s bound.
+fn share_slower(cumulative: &[u64], bucket: usize) -> f64 {
+    let total = cumulative.last().copied().unwrap_or(0);
+    if total == 0 {
+        return 0.0;
+    }
+    let within = cumulative.get(bucket).copied().unwrap_or(total);
+    total.saturating_sub(within) as f64 / total as f64
 }
 
 #[cfg(test)]
@@ -274,13 +316,32 @@ mod tests {
             pacer.application_latency(&latency(150, 50));
         }
         assert_eq!(pacer.pause_ratio(), MAX_PAUSE_RATIO);
-        assert_eq!(pacer.batch_rows(), MIN_BATCH_ROWS);
+        assert_eq!(pacer.batch_rows(), MIN_TAIL_BATCH_ROWS);
         for _ in 0..20 {
             pacer.application_latency(&latency(999, 1));
         }
         assert_eq!(pacer.pause_ratio(), 0.0, "quiet intervals end the pause");
-        pacer.after_batch(u64::from(MIN_BATCH_ROWS), MS);
-        assert_eq!(pacer.batch_rows(), 2 * MIN_BATCH_ROWS, "batches grow back");
+        pacer.after_batch(u64::from(MIN_TAIL_BATCH_ROWS), MS);
+        assert_eq!(
+            pacer.batch_rows(),
+            2 * MIN_TAIL_BATCH_ROWS,
+            "batches grow back"
+        );
+
+        pacer.application_latency(&latency(190, 10));
+        assert_eq!(
+            pacer.pause_ratio(),
+            PAUSE_STEP,
+            "5 % slower, the backfill's doing"
+        );
+        pacer.quiet_latency(&latency(380, 20));
+        pacer.application_latency(&latency(190, 10));
+        assert!(
+            pacer.pause_ratio() < PAUSE_STEP,
+            "5 % slower with the backfill paused too: not its doing"
+        );
+        pacer.application_latency(&latency(180, 20));
+        assert!(pacer.pause_ratio() > PAUSE_STEP, "10 % is");
         let mut flat_out = BatchPacer::new(Duration::ZERO, false, 1000);
         flat_out.protect_tail(&latency(995, 5));
         assert_eq!(
@@ -288,6 +349,16 @@ mod tests {
             None,
             "yield_to_writers = false"
         );
+    }
+
+    #[test]
+    fn chance_is_not_blamed_on_the_backfill() {
+        let mut pacer = BatchPacer::new(Duration::ZERO, true, 1000);
+        pacer.protect_tail(&latency(990, 10));
+        pacer.application_latency(&latency(986, 14));
+        assert_eq!(pacer.pause_ratio(), 0.0, "1.4 % against 1 %: within chance");
+        pacer.application_latency(&latency(975, 25));
+        assert!(pacer.pause_ratio() > 0.0, "2.5 % against 1 % is not");
     }
 
     #[test]

@@ -2,11 +2,18 @@
 //! version, routing rules. Contract and rollback are refused while anything does — which only
 //! viewgate can know, because it is the proxy every client goes through.
 
+use std::time::Duration;
+
 use tokio_postgres::GenericClient;
 
 use super::error::MigrateError;
 use crate::catalog_read;
 use crate::control::overview;
+
+/// How long a proxy that stopped reporting still counts: one cut off from the catalog may
+/// still serve the sessions its last heartbeat showed; one that died without its farewell (a
+/// crash, a killed pod) is forgotten after this.
+pub const SILENT_PROXY_COUNTS_FOR: Duration = Duration::from_secs(10 * 60);
 
 /// Why `version` is still in use, one reason a line; empty when nothing uses it.
 pub async fn reasons_in_use(
@@ -15,11 +22,19 @@ pub async fn reasons_in_use(
 ) -> Result<Vec<String>, MigrateError> {
     let mut reasons = Vec::new();
     for proxy in overview::load_proxies(client).await? {
-        if proxy.stale {
+        if proxy.stale && proxy.seconds_since_seen > SILENT_PROXY_COUNTS_FOR.as_secs_f64() {
             continue;
         }
         let sessions = proxy.sessions.get(version).copied().unwrap_or(0);
-        if sessions > 0 {
+        if sessions > 0 && proxy.stale {
+            reasons.push(format!(
+                "proxy {} ({}) has not reported for {:.0} s; its last heartbeat showed {sessions} live session(s) at {version} (a silent proxy counts for {} minutes after its last heartbeat, in case it is only cut off from the catalog)",
+                proxy.proxy_id,
+                proxy.listen,
+                proxy.seconds_since_seen,
+                SILENT_PROXY_COUNTS_FOR.as_secs() / 60
+            ));
+        } else if sessions > 0 {
             reasons.push(format!(
                 "proxy {} ({}) has {sessions} live session(s) at {version}",
                 proxy.proxy_id, proxy.listen

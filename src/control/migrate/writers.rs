@@ -27,6 +27,15 @@ pub const BASELINE_WAIT: Duration = Duration::from_millis(
     HEARTBEAT_INTERVAL.as_millis() as u64 + 2 * BACKFILL_HEARTBEAT_INTERVAL.as_millis() as u64,
 );
 
+/// How long a pause to measure the application without the backfill first lets pass: a beat
+/// taken within it may still count requests that met a batch.
+pub const QUIET_DRAIN: Duration = Duration::from_millis(
+    BACKFILL_HEARTBEAT_INTERVAL.as_millis() as u64 + SAMPLE_EVERY.as_millis() as u64,
+);
+/// How long such a pause then counts the application's requests (at most).
+pub const QUIET_SPAN: Duration =
+    Duration::from_millis(2 * BACKFILL_HEARTBEAT_INTERVAL.as_millis() as u64);
+
 /// Cumulative request counts per latency slot (the last slot is the total).
 pub type Counts = [u64; LATENCY_SLOTS];
 
