@@ -226,15 +226,7 @@ pub async fn run(
     let mut writers = WriterLatency::default();
     if pacer.yields() && checkpoint.estimate.saturating_sub(checkpoint.rows) >= TAIL_GUARD_MIN_ROWS
     {
-        if let Some(baseline) = observe_baseline(client, &mut writers).await {
-            pacer.protect_tail(&baseline);
-            if let Some(bucket) = pacer.protected_bucket() {
-                tracing::info!(
-                    p99_at_most_ms = bucket_bound(bucket) * 1000.0,
-                    "the backfill yields whenever the application's p99 through the proxies rises above its bucket"
-                );
-            }
-        }
+        guard_application_tail(client, &mut writers, &mut pacer).await;
     }
     let started = Instant::now();
     let mut last_reference = started;
@@ -256,21 +248,7 @@ pub async fn run(
             rows,
         )
         .await?;
-        if pacer.pause_ratio() > 0.0 && last_reference.elapsed() >= REFERENCE_EVERY {
-            if let Some(quiet) = observe_quiet(client, &mut writers).await {
-                pacer.quiet_latency(&quiet);
-            }
-            last_reference = Instant::now();
-        } else if pacer.protected_bucket().is_some() && writers.due() {
-            if let Some(since) = writers.read(&*client).await {
-                pacer.application_latency(&since);
-                tracing::debug!(
-                    pause_ratio = pacer.pause_ratio(),
-                    batch_rows = pacer.batch_rows(),
-                    "backfill pacing"
-                );
-            }
-        }
+        listen_to_application(client, &mut writers, &mut pacer, &mut last_reference).await;
         let wait = pacer.after_batch(updated, batch_started.elapsed());
         checkpoint.rows += updated;
         match last {
@@ -294,6 +272,53 @@ pub async fn run(
         }
     }
     Ok(checkpoint)
+}
+
+/// Starts guarding the application's p99 from its latency before the first batch.
+async fn guard_application_tail(
+    client: &Client,
+    writers: &mut WriterLatency,
+    pacer: &mut BatchPacer,
+) {
+    let Some(baseline) = observe_baseline(client, writers).await else {
+        return;
+    };
+    pacer.protect_tail(&baseline);
+    if let Some(bucket) = pacer.protected_bucket() {
+        tracing::info!(
+            p99_at_most_ms = bucket_bound(bucket) * 1000.0,
+            "the backfill yields whenever the application's p99 through the proxies rises above its bucket"
+        );
+    }
+}
+
+/// Between batches: tells the pacer what the application's requests met since the last read,
+/// or, every [`REFERENCE_EVERY`] while it holds the backfill back, pauses to measure them
+/// without the backfill.
+async fn listen_to_application(
+    client: &Client,
+    writers: &mut WriterLatency,
+    pacer: &mut BatchPacer,
+    last_reference: &mut Instant,
+) {
+    if pacer.protected_bucket().is_none() {
+        return;
+    }
+    if pacer.pause_ratio() > 0.0 && last_reference.elapsed() >= REFERENCE_EVERY {
+        if let Some(quiet) = observe_quiet(client, writers).await {
+            pacer.quiet_latency(&quiet);
+        }
+        *last_reference = Instant::now();
+    } else if writers.due()
+        && let Some(since) = writers.read(client).await
+    {
+        pacer.application_latency(&since);
+        tracing::debug!(
+            pause_ratio = pacer.pause_ratio(),
+            batch_rows = pacer.batch_rows(),
+            "backfill pacing"
+        );
+    }
 }
 
 /// The application's latency before the first batch, from the proxies' heartbeats: what they

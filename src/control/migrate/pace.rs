@@ -136,10 +136,10 @@ impl BatchPacer {
     /// Learns the application's tail with the backfill paused (cumulative counts per latency
     /// bucket over the pause): the reference the tail is judged against while it runs.
     pub fn quiet_latency(&mut self, counts: &[u64]) {
-        if let Some(tail) = &mut self.tail {
-            if counts.last().copied().unwrap_or(0) >= MIN_TAIL_SAMPLES {
-                tail.reference = share_slower(counts, tail.bucket);
-            }
+        if let Some(tail) = &mut self.tail
+            && counts.last().copied().unwrap_or(0) >= MIN_TAIL_SAMPLES
+        {
+            tail.reference = share_slower(counts, tail.bucket);
         }
     }
 
