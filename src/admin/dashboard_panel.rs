@@ -1,7 +1,7 @@
 //! The dashboard's panel as server-rendered HTML: versions and the default (with cutover and
 //! rollback buttons), routing rules with their live weights (a form per split), each proxy's
-//! heartbeat age and sessions per version, this proxy's queries, error rate and mean latency per
-//! version, the shadow run's counts and differences, migrations' phase and backfill, and the
+//! heartbeat age and sessions per version, this proxy's queries, error rate, mean and p99
+//! latency per version, the shadow run's counts and differences, migrations' phase and backfill, and the
 //! history. Every catalog or client-derived string is HTML-escaped.
 
 use std::fmt::Write;
@@ -9,6 +9,7 @@ use std::fmt::Write;
 use crate::control::overview::Overview;
 use crate::control::shadow::report::ShadowReport;
 use crate::model::Assign;
+use crate::model::latency::LATENCY_BUCKETS;
 use crate::model::migration_progress::MigrationProgress;
 use crate::proxy::stats::counters::VersionSnapshot;
 
@@ -119,29 +120,7 @@ pub fn render(data: &PanelData<'_>) -> String {
     }
     out.push_str("</table>");
 
-    out.push_str("<h2>This proxy's traffic</h2><table><tr><th>version</th><th>queries</th><th>error rate</th><th>mean latency</th></tr>");
-    for version in data.versions {
-        let errors: u64 = version.errors.values().sum();
-        let rate = if version.queries == 0 {
-            0.0
-        } else {
-            errors as f64 / version.queries as f64
-        };
-        let mean_ms = if version.latency.count == 0 {
-            0.0
-        } else {
-            version.latency.sum_seconds * 1000.0 / version.latency.count as f64
-        };
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{:.2}%</td><td>{mean_ms:.2} ms</td></tr>",
-            escape(&version.version),
-            version.queries,
-            if errors > 0 { "bad" } else { "ok" },
-            rate * 100.0
-        );
-    }
-    out.push_str("</table>");
+    traffic(&mut out, data.versions);
 
     shadow(&mut out, data.shadow, overview);
     migrations(&mut out, data.migrations);
@@ -272,9 +251,64 @@ fn migrations(out: &mut String, progress: &MigrationProgress) {
     out.push_str("</table>");
 }
 
+/// This proxy's requests per version: count, error rate, mean latency and the p99's bucket.
+fn traffic(out: &mut String, versions: &[VersionSnapshot]) {
+    out.push_str("<h2>This proxy's traffic</h2><table><tr><th>version</th><th>queries</th><th>error rate</th><th>mean latency</th><th>p99 latency</th></tr>");
+    for version in versions {
+        let errors: u64 = version.errors.values().sum();
+        let rate = if version.queries == 0 {
+            0.0
+        } else {
+            errors as f64 / version.queries as f64
+        };
+        let mean_ms = if version.latency.count == 0 {
+            0.0
+        } else {
+            version.latency.sum_seconds * 1000.0 / version.latency.count as f64
+        };
+        // The histogram knows the p99 only to its bucket: say so rather than invent digits.
+        let p99 = match version.latency.quantile_bound(0.99) {
+            Some(bound) if bound.is_finite() => format!("≤ {} ms", bound * 1000.0),
+            Some(_) => format!("> {} s", LATENCY_BUCKETS[LATENCY_BUCKETS.len() - 1]),
+            None => "-".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{:.2}%</td><td>{mean_ms:.2} ms</td><td>{p99}</td></tr>",
+            escape(&version.version),
+            version.queries,
+            if errors > 0 { "bad" } else { "ok" },
+            rate * 100.0
+        );
+    }
+    out.push_str("</table>");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traffic_shows_the_p99_to_its_bucket() {
+        use crate::proxy::stats::histogram::LatencyHistogram;
+        let histogram = LatencyHistogram::default();
+        for _ in 0..99 {
+            histogram.record(std::time::Duration::from_micros(800));
+        }
+        histogram.record(std::time::Duration::from_millis(40));
+        let versions = [VersionSnapshot {
+            version: "v<2>".into(),
+            sessions: 1,
+            queries: 100,
+            errors: Default::default(),
+            latency: histogram.snapshot(),
+        }];
+        let mut out = String::new();
+        traffic(&mut out, &versions);
+        assert!(out.contains("<td>v&lt;2&gt;</td><td>100</td>"), "{out}");
+        assert!(out.contains("<td>≤ 1 ms</td>"), "{out}");
+        assert!(out.contains("<td>1.19 ms</td>"), "mean: {out}");
+    }
 
     #[test]
     fn text_is_escaped() {
