@@ -490,3 +490,58 @@ column = { name = "double", type = "integer" }
     assert!(error.contains("nothing was changed"), "{error}");
     assert_eq!(database.admin("SELECT count(*) FROM pg_attribute WHERE attrelid = 'keyless'::regclass AND attname = 'double'"), "0");
 }
+
+/// A constant default reaches existing rows through the catalog: no backfill, no rewrite. Any
+/// other default is kept for new rows and backfilled into the existing ones.
+#[tokio::test]
+async fn add_column_with_a_constant_default_needs_no_backfill() {
+    let database = seeded(50).await;
+    let filenode = || database.admin("SELECT pg_relation_filenode('models')");
+    let before = filenode();
+    let constant = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "status", type = "text", nullable = false, default = "'active'" }
+"#;
+    let outcome = start_text(&database, "0002.toml", constant)
+        .await
+        .expect("starts");
+    assert_eq!(outcome.rows_backfilled, 0, "the catalog holds the default");
+    assert_eq!(filenode(), before, "the table was not rewritten");
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('from-v1')").await;
+    assert_eq!(
+        lines(&v2, "SELECT status, count(*) FROM models_v2 GROUP BY status").await,
+        ["active|51"],
+        "existing rows and v1's insert read the default"
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'status'"),
+        "t"
+    );
+
+    let volatile = r#"
+version = "v3"
+from = "v2"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "token", type = "text", default = "md5(random()::text)" }
+"#;
+    let outcome = start_text(&database, "0003.toml", volatile)
+        .await
+        .expect("starts");
+    assert_eq!(outcome.rows_backfilled, 51, "a volatile default is backfilled");
+    assert_eq!(filenode(), before, "still without a rewrite");
+    assert_eq!(
+        database.admin("SELECT count(DISTINCT token) FROM models"),
+        "51",
+        "each existing row got its own value"
+    );
+}

@@ -1,6 +1,7 @@
 //! Operations on columns: add, drop, rename, alter (a column of the new version's own when the
 //! old version could violate the change), and the physical renames complete will do.
 
+use super::sql::is_constant;
 use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
@@ -30,18 +31,36 @@ impl Deriver<'_> {
         }
         let table = quote_qualified(&managed.schema, &managed.name);
         let physical = column.name.clone();
+        // A constant default without `up` is given to existing rows by the catalog alone.
+        let catalog_default = column
+            .default
+            .as_deref()
+            .filter(|default| op.up.is_none() && is_constant(default));
         self.plan_steps.expand.push(Step::new(
+            match catalog_default {
+                Some(_) => format!(
+                    "add column {} to {}.{} with its constant default (existing rows get it from the catalog, no table rewrite)",
+                    column.name, managed.schema, managed.name
+                ),
+                None => format!(
+                    "add column {} to {}.{} (nullable, no table rewrite)",
+                    column.name, managed.schema, managed.name
+                ),
+            },
             format!(
-                "add column {} to {}.{} (nullable, no table rewrite)",
-                column.name, managed.schema, managed.name
-            ),
-            format!(
-                "ALTER TABLE {table} ADD COLUMN {} {}",
+                "ALTER TABLE {table} ADD COLUMN {} {}{}",
                 quote_ident(&physical),
-                column.sql_type
+                column.sql_type,
+                catalog_default
+                    .map(|default| format!(" DEFAULT {default}"))
+                    .unwrap_or_default()
             ),
         ));
-        if let Some(default) = &column.default {
+        if let Some(default) = column
+            .default
+            .as_ref()
+            .filter(|_| catalog_default.is_none())
+        {
             self.plan_steps.expand.push(Step::new(
                 format!("default for {} on new rows", column.name),
                 format!(
@@ -67,7 +86,11 @@ impl Deriver<'_> {
             };
             self.sync_entry(&managed).0.push(assign.clone());
             self.backfill_entry(&managed).push(assign);
-        } else if let Some(default) = &column.default {
+        } else if let Some(default) = column
+            .default
+            .as_ref()
+            .filter(|_| catalog_default.is_none())
+        {
             // Older versions' inserts get the base default; existing rows get it from the backfill.
             self.backfill_entry(&managed).push(Assign {
                 target: physical.clone(),

@@ -34,6 +34,35 @@ pub fn over_physical(expression: &str, names: &[(String, String)]) -> String {
         .collect()
 }
 
+/// Whether `expression` is a constant: a literal, optionally signed or cast. Postgres adds a
+/// column with such a default without touching a row (the value is kept in the catalog), so
+/// existing rows need no backfill; any other default (a volatile one would rewrite the table
+/// under an exclusive lock) is set for new rows only and backfilled.
+pub fn is_constant(expression: &str) -> bool {
+    use sqlparser::ast::{Expr, UnaryOperator};
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+    use sqlparser::tokenizer::Token;
+    fn constant(expr: &Expr) -> bool {
+        match expr {
+            Expr::Value(_) | Expr::TypedString { .. } => true,
+            Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => constant(inner),
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                expr,
+            } => constant(expr),
+            _ => false,
+        }
+    }
+    let Ok(mut parser) = Parser::new(&PostgreSqlDialect {}).try_with_sql(expression) else {
+        return false;
+    };
+    match parser.parse_expr() {
+        Ok(expr) => constant(&expr) && parser.peek_token().token == Token::EOF,
+        Err(_) => false,
+    }
+}
+
 /// Whether `expression` names `logical` as an identifier (the way Postgres folds names). An
 /// expression the tokenizer cannot read is assumed to name it.
 pub fn mentions(expression: &str, logical: &str) -> bool {
