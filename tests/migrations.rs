@@ -515,7 +515,11 @@ column = { name = "status", type = "text", nullable = false, default = "'active'
     let v2 = at(&database, "v2").await;
     exec(&v1, "INSERT INTO models_v1 (name) VALUES ('from-v1')").await;
     assert_eq!(
-        lines(&v2, "SELECT status, count(*) FROM models_v2 GROUP BY status").await,
+        lines(
+            &v2,
+            "SELECT status, count(*) FROM models_v2 GROUP BY status"
+        )
+        .await,
         ["active|51"],
         "existing rows and v1's insert read the default"
     );
@@ -537,7 +541,10 @@ column = { name = "token", type = "text", default = "md5(random()::text)" }
     let outcome = start_text(&database, "0003.toml", volatile)
         .await
         .expect("starts");
-    assert_eq!(outcome.rows_backfilled, 51, "a volatile default is backfilled");
+    assert_eq!(
+        outcome.rows_backfilled, 51,
+        "a volatile default is backfilled"
+    );
     assert_eq!(filenode(), before, "still without a rewrite");
     assert_eq!(
         database.admin("SELECT count(DISTINCT token) FROM models"),

@@ -248,8 +248,9 @@ pub async fn run(
             rows,
         )
         .await?;
+        let took = batch_started.elapsed();
         listen_to_application(client, &mut writers, &mut pacer, &mut last_reference).await;
-        let wait = pacer.after_batch(updated, batch_started.elapsed());
+        let wait = pacer.after_batch(updated, took);
         checkpoint.rows += updated;
         match last {
             Some(last) => checkpoint.cursor = Some(last),

@@ -33,7 +33,8 @@ use crate::model::latency::quantile_bucket;
 const BASELINE_BATCHES: usize = 64;
 /// The sleep per unit of excess batch time.
 const YIELD_GAIN: u32 = 4;
-/// The longest wait between two batches, however loaded the database.
+/// The longest wait between two batches (besides `batch_delay_ms`), however loaded the
+/// database or however slow the application's tail.
 const MAX_YIELD: Duration = Duration::from_secs(1);
 /// The longest a batch should hold its row locks: half the longest wait a writer may see.
 pub const BATCH_TIME_TARGET: Duration = Duration::from_millis(50);
@@ -207,7 +208,7 @@ impl BatchPacer {
         self.recent.push_back(per_row);
         let baseline = self.recent.iter().min().copied().unwrap_or(per_row);
         let excess = Duration::from_nanos(per_row.saturating_sub(baseline).saturating_mul(rows));
-        self.fixed + (excess * YIELD_GAIN).min(MAX_YIELD).max(tail_pause)
+        self.fixed + (excess * YIELD_GAIN).max(tail_pause).min(MAX_YIELD)
     }
 }
 
@@ -317,6 +318,11 @@ mod tests {
         }
         assert_eq!(pacer.pause_ratio(), MAX_PAUSE_RATIO);
         assert_eq!(pacer.batch_rows(), MIN_TAIL_BATCH_ROWS);
+        assert_eq!(
+            pacer.after_batch(u64::from(MIN_TAIL_BATCH_ROWS), 40 * MS),
+            MAX_YIELD,
+            "however slow the batch, the wait is bounded"
+        );
         for _ in 0..20 {
             pacer.application_latency(&latency(999, 1));
         }
