@@ -9,16 +9,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
-use super::progress::Progress;
+use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
 use crate::protocol::backend;
 use crate::protocol::frontend;
+use crate::protocol::reply::{self, Severity};
+use crate::protocol::sqlstate::SqlState;
 use crate::proxy::error::SessionError;
 use crate::proxy::ledger::RequestLedger;
 use crate::proxy::pause::PauseGate;
 use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
-use crate::router::{Routed, SessionRouter};
+use crate::router::{REFUSED_PARSE, Routed, SessionRouter};
 
 impl Session {
     /// Runs the pumps, stopping them for each switch request and starting them again after.
@@ -83,7 +85,13 @@ impl Session {
                         Inspection::Continue
                     }
                     frontend::QUERY | frontend::PARSE => {
-                        let inspection = route(router, idle, tag, frame);
+                        if let Some(kept) = progress.take_set_verdict() {
+                            router.set_settled(kept);
+                        }
+                        let inspection = route(router, progress, idle, tag, frame);
+                        if router.take_unsettled_set() {
+                            progress.set_sent(tag);
+                        }
                         // Shadow reads (issue 14): a copy of sampled reads, never a wait.
                         state.shadow.offer(&state.routing, router, tag, frame);
                         account_for(router, account, ledger);
@@ -179,8 +187,16 @@ fn upstream_gone(progress: &Progress) -> SessionError {
 }
 
 /// Rewrites a Query or Parse for the session's version. Text that is not UTF-8 (another
-/// client_encoding) is forwarded unread.
-fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspection {
+/// client_encoding) is forwarded unread. A refused Query becomes a statement that raises the
+/// refusal; a refused Parse becomes one that fails at once, whose error the upstream side
+/// replaces with the refusal.
+fn route(
+    router: &mut SessionRouter,
+    progress: &Progress,
+    idle: bool,
+    tag: u8,
+    frame: &[u8],
+) -> Inspection {
     let Some(sql) = frontend::statement_text(tag, frame) else {
         return Inspection::Continue;
     };
@@ -188,12 +204,26 @@ fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspe
         (frontend::PARSE, Some(name)) => router.parse(name, sql, idle),
         _ => router.statement(sql, idle),
     };
-    match routed {
-        Routed::Forward => Inspection::Continue,
-        Routed::Replace(text) => match frontend::with_statement(tag, frame, &text) {
-            Some(message) => Inspection::Replace(message),
-            None => Inspection::Continue,
-        },
+    let text = match routed {
+        Routed::Forward => return Inspection::Continue,
+        Routed::Replace(text) => text,
+        Routed::Refuse(refusal) if tag == frontend::PARSE => {
+            let Some(message) = frontend::with_statement(tag, frame, REFUSED_PARSE) else {
+                return Inspection::Continue;
+            };
+            progress.parse_refused(reply::error_response(
+                Severity::Error,
+                refusal.code,
+                &refusal.message,
+                None,
+            ));
+            return Inspection::Replace(message);
+        }
+        Routed::Refuse(refusal) => refusal.statement(),
+    };
+    match frontend::with_statement(tag, frame, &text) {
+        Some(message) => Inspection::Replace(message),
+        None => Inspection::Continue,
     }
 }
 
@@ -254,7 +284,7 @@ fn inspect_upstream(
             let Some(status) = backend::ready_for_query(frame) else {
                 return Inspection::Invalid("ReadyForQuery with an unknown transaction status");
             };
-            progress.transaction.store(status as u8, Ordering::Relaxed);
+            progress.ready(status);
             // Saturating: a server may answer a Sync the proxy did not count (none today).
             let _ =
                 progress
@@ -263,12 +293,29 @@ fn inspect_upstream(
             ledger.ready();
             progress.maybe_leave(gate);
         }
+        // Only the tags count: a block that ends without one (a COMMIT that failed) rolled back.
+        backend::COMMAND_COMPLETE => match backend::command_block_end(frame) {
+            Some(backend::BlockEnd::Commit) => {
+                progress.last_end.store(END_COMMIT, Ordering::Relaxed)
+            }
+            Some(backend::BlockEnd::Rollback) => {
+                progress.last_end.store(END_ROLLBACK, Ordering::Relaxed)
+            }
+            _ => {}
+        },
         backend::ERROR_RESPONSE => {
             if let Some(fields) = backend::error_fields(frame) {
                 if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
                     progress.upstream_fatal.store(true, Ordering::Relaxed);
                 }
                 ledger.error(&fields.code);
+                let refused = || {
+                    fields.code == SqlState::SYNTAX_ERROR.as_str()
+                        && fields.message.contains(REFUSED_PARSE)
+                };
+                if let Some(error) = progress.refusal_answered(refused) {
+                    return Inspection::Replace(error);
+                }
             }
         }
         backend::PARAMETER_STATUS => {
