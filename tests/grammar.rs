@@ -92,13 +92,13 @@ fn what_cannot_be_rewritten_is_refused_with_its_position() {
         );
         // A refused statement with a parameter: the refusal itself answers the Parse (before,
         // the Bind failed with 08P01 against the DO block that stood in for it).
-        let error = client
-            .query(
-                "SELECT * FROM model_metadata WHERE id = $1 UNION ALL TABLE model_metadata WHERE",
-                &[&1i64],
-            )
-            .await
-            .unwrap_err();
+        // (Nested deeper than viewgate checks: refused, never sent unchecked.)
+        let deep = format!(
+            "{}SELECT * FROM model_metadata WHERE id = $1{}",
+            "SELECT * FROM (".repeat(40),
+            ") s".repeat(40)
+        );
+        let error = client.query(&deep, &[&1i64]).await.unwrap_err();
         let error = error.as_db_error().expect("an error from the server");
         assert_eq!(error.code().code(), "42601", "{error:?}");
         assert!(
