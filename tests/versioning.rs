@@ -121,6 +121,48 @@ async fn a_version_change_waits_for_the_transaction_to_end() {
     assert_eq!(columns(&client).await, 5, "RESET: back to the default");
 }
 
+#[test]
+fn text_in_another_client_encoding_is_rewritten_when_ascii_and_refused_otherwise() {
+    let proxy = versioned_proxy();
+    proxy.admin("INSERT INTO model_metadata (model_name, model_version) VALUES ('bert', '1')");
+    let latin1 = |sql: &str| {
+        let conninfo = format!("{} client_encoding=LATIN1", proxy.conninfo());
+        let output = proxy.psql(&conninfo).args(["-c", sql]).output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
+        if output.status.success() {
+            Ok(text(&output.stdout))
+        } else {
+            Err(text(&output.stderr))
+        }
+    };
+    // Pure ASCII reads the same in every encoding: rewritten (v1's five columns).
+    let row = latin1("SELECT * FROM model_metadata WHERE model_name = 'bert'").unwrap();
+    assert_eq!(row.split('|').count(), 5, "{row}");
+    // Non-ASCII text in LATIN1 naming a managed table: refused, never sent to the base table.
+    let error = latin1("SELECT * FROM model_metadata WHERE model_name <> 'é'").unwrap_err();
+    assert!(
+        error.contains("client_encoding is not UTF8") && error.contains("version v1"),
+        "{error}"
+    );
+    // Non-ASCII text that names no managed table is forwarded.
+    assert!(latin1("SELECT 'é' AS x").is_ok());
+    // After SET client_encoding (reported by Postgres), UTF-8 text is read again.
+    let conninfo = format!("{} client_encoding=LATIN1", proxy.conninfo());
+    let output = proxy
+        .psql(&conninfo)
+        .args([
+            "-c",
+            "SET client_encoding = 'UTF8'",
+            "-c",
+            "SELECT * FROM model_metadata WHERE model_name <> 'é'",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout.trim().split('|').count(), 5, "{stdout}");
+}
+
 /// What `SHOW viewgate.version` answers the session.
 async fn show(client: &tokio_postgres::Client) -> String {
     let rows = client.simple_query("SHOW viewgate.version").await.unwrap();

@@ -22,6 +22,7 @@ use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::{Rewrite, RewriteCache, rewrite_cached};
 
 /// What to send upstream for one statement.
@@ -210,6 +211,31 @@ impl SessionRouter {
         if self.prepared.closed(name) {
             self.resolved_under = None;
         }
+    }
+
+    /// A statement the rewriter cannot read (not UTF-8, or not ASCII in another
+    /// client_encoding: `foreign`): refused if it mentions a managed table, since forwarding
+    /// it would read the base table; `None` (forward it) otherwise.
+    pub fn unreadable(&mut self, bytes: &[u8], foreign: bool) -> Option<Refusal> {
+        let assignment = self.assignment.as_ref()?;
+        let targets = assignment.targets();
+        targets
+            .table_names()
+            .any(|name| contains_ignore_ascii_case(bytes, name.as_bytes()))
+            .then(|| {
+                let why = if foreign {
+                    "it has non-ASCII characters and the session's client_encoding is not UTF8"
+                } else {
+                    "it is not valid UTF-8"
+                };
+                Refusal::new(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "viewgate cannot rewrite this statement for version {}: {why}; set client_encoding to UTF8",
+                        assignment.version()
+                    ),
+                )
+            })
     }
 
     /// What to send, and whether it is the statement rewritten for the session's version.

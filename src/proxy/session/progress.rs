@@ -53,6 +53,9 @@ pub(super) struct Progress {
     /// without their error (an earlier error skipped the Parse) are dropped.
     pub(super) refusals: Mutex<VecDeque<(u64, BytesMut)>>,
     pub(super) refusals_waiting: AtomicU32,
+    /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
+    /// text, which reads the same in every encoding Postgres supports, can be rewritten.
+    pub(super) foreign_encoding: AtomicBool,
 }
 
 /// `unsettled_set` when no SET waits for its fate.

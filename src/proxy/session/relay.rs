@@ -58,6 +58,11 @@ impl Session {
         let (upstream_reader, upstream_writer) = upstream.split();
         let progress = &*progress;
         let ledger = &*ledger;
+        if let Some((_, encoding)) = parameters.iter().find(|(name, _)| name == CLIENT_ENCODING) {
+            progress
+                .foreign_encoding
+                .store(!is_utf8_encoding(encoding), Ordering::Relaxed);
+        }
 
         let to_upstream = from_client.pump(
             client_reader,
@@ -186,10 +191,22 @@ fn upstream_gone(progress: &Progress) -> SessionError {
     }
 }
 
-/// Rewrites a Query or Parse for the session's version. Text that is not UTF-8 (another
-/// client_encoding) is forwarded unread. A refused Query becomes a statement that raises the
-/// refusal; a refused Parse becomes one that fails at once, whose error the upstream side
-/// replaces with the refusal.
+/// The parameter Postgres reports the client's encoding in.
+const CLIENT_ENCODING: &str = "client_encoding";
+
+/// Whether Postgres's name for an encoding is UTF-8 (it reports `UTF8`; accept spellings).
+fn is_utf8_encoding(name: &str) -> bool {
+    name.eq_ignore_ascii_case("UTF8") || name.eq_ignore_ascii_case("UTF-8")
+}
+
+/// Rewrites a Query or Parse for the session's version. The rewriter reads UTF-8: text in
+/// another client_encoding is read only when it is pure ASCII (the same bytes in every
+/// encoding Postgres supports, even those whose multi-byte characters contain ASCII bytes:
+/// their lead bytes are never ASCII); otherwise a statement that mentions a managed table is
+/// refused (it cannot be read safely, and must not reach the base table), and one that does
+/// not is forwarded. A refused Query becomes a statement that raises the refusal; a refused
+/// Parse becomes one that fails at once, whose error the upstream side replaces with the
+/// refusal.
 fn route(
     router: &mut SessionRouter,
     progress: &Progress,
@@ -197,12 +214,17 @@ fn route(
     tag: u8,
     frame: &[u8],
 ) -> Inspection {
-    let Some(sql) = frontend::statement_text(tag, frame) else {
-        return Inspection::Continue;
-    };
-    let routed = match (tag, frontend::parse_name(frame)) {
-        (frontend::PARSE, Some(name)) => router.parse(name, sql, idle),
-        _ => router.statement(sql, idle),
+    let foreign = progress.foreign_encoding.load(Ordering::Relaxed);
+    let readable = frontend::statement_text(tag, frame).filter(|sql| !foreign || sql.is_ascii());
+    let routed = match (readable, tag, frontend::parse_name(frame)) {
+        (Some(sql), frontend::PARSE, Some(name)) => router.parse(name, sql, idle),
+        (Some(sql), _, _) => router.statement(sql, idle),
+        (None, _, _) => match frontend::statement_bytes(tag, frame)
+            .and_then(|bytes| router.unreadable(bytes, foreign))
+        {
+            Some(refusal) => Routed::Refuse(refusal),
+            None => return Inspection::Continue,
+        },
     };
     let text = match routed {
         Routed::Forward => return Inspection::Continue,
@@ -320,6 +342,11 @@ fn inspect_upstream(
         }
         backend::PARAMETER_STATUS => {
             if let Some((name, value)) = backend::parameter_status(frame) {
+                if name == CLIENT_ENCODING {
+                    progress
+                        .foreign_encoding
+                        .store(!is_utf8_encoding(&value), Ordering::Relaxed);
+                }
                 match parameters.iter_mut().find(|(known, _)| *known == name) {
                     Some(entry) => entry.1 = value,
                     None => parameters.push((name, value)),
