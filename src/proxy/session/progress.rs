@@ -239,3 +239,73 @@ fn starts_work(tag: u8) -> bool {
             | frontend::TERMINATE
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `tag` as the client side does (counted first, then routed).
+    fn send(progress: &Progress, tag: u8, sets_version: bool) {
+        progress.sent(tag);
+        if sets_version {
+            progress.set_sent(tag);
+        }
+    }
+
+    fn answer(progress: &Progress, end: Option<u8>, status: TransactionStatus) {
+        if let Some(end) = end {
+            progress.last_end.store(end, Ordering::Relaxed);
+        }
+        progress.ready(status);
+    }
+
+    #[test]
+    fn a_set_outside_a_block_stands_at_its_own_ready_for_query() {
+        let progress = Progress::new();
+        send(&progress, frontend::QUERY, true);
+        assert_eq!(progress.take_set_verdict(), None);
+        answer(&progress, None, TransactionStatus::Idle);
+        assert_eq!(progress.take_set_verdict(), Some(true));
+        assert_eq!(progress.take_set_verdict(), None);
+    }
+
+    #[test]
+    fn a_set_in_a_block_follows_the_block() {
+        for (end, kept) in [
+            (Some(END_COMMIT), true),
+            (Some(END_ROLLBACK), false),
+            (None, false),
+        ] {
+            let progress = Progress::new();
+            send(&progress, frontend::QUERY, false); // BEGIN
+            answer(&progress, None, TransactionStatus::InTransaction);
+            send(&progress, frontend::QUERY, true); // SET
+            answer(&progress, None, TransactionStatus::InTransaction);
+            assert_eq!(progress.take_set_verdict(), None, "the block is still open");
+            send(&progress, frontend::QUERY, false); // COMMIT / ROLLBACK / a failing COMMIT
+            answer(&progress, end, TransactionStatus::Idle);
+            assert_eq!(progress.take_set_verdict(), Some(kept), "{end:?}");
+        }
+    }
+
+    #[test]
+    fn a_parse_is_settled_by_the_next_sync_and_stale_refusals_are_dropped() {
+        let progress = Progress::new();
+        send(&progress, frontend::PARSE, true);
+        progress.parse_refused(BytesMut::from(&b"refusal"[..]));
+        send(&progress, frontend::SYNC, false);
+        // An earlier error skipped the refused Parse: its refusal never answers anything.
+        assert_eq!(progress.refusal_answered(|| false), None);
+        answer(&progress, None, TransactionStatus::Idle);
+        assert_eq!(progress.take_set_verdict(), Some(true));
+        assert_eq!(progress.refusals_waiting.load(Ordering::Relaxed), 0);
+        // A refusal answered in its batch replaces the error once.
+        progress.parse_refused(BytesMut::from(&b"mine"[..]));
+        send(&progress, frontend::SYNC, false);
+        assert_eq!(
+            progress.refusal_answered(|| true).as_deref(),
+            Some(&b"mine"[..])
+        );
+        assert_eq!(progress.refusal_answered(|| true), None);
+    }
+}
