@@ -122,12 +122,119 @@ async fn a_version_change_waits_for_the_transaction_to_end() {
 }
 
 #[test]
+fn text_in_another_client_encoding_is_rewritten_when_ascii_and_refused_otherwise() {
+    let proxy = versioned_proxy();
+    proxy.admin("INSERT INTO model_metadata (model_name, model_version) VALUES ('bert', '1')");
+    let latin1 = |sql: &str| {
+        let conninfo = format!("{} client_encoding=LATIN1", proxy.conninfo());
+        let output = proxy.psql(&conninfo).args(["-c", sql]).output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
+        if output.status.success() {
+            Ok(text(&output.stdout))
+        } else {
+            Err(text(&output.stderr))
+        }
+    };
+    // Pure ASCII reads the same in every encoding: rewritten (v1's five columns).
+    let row = latin1("SELECT * FROM model_metadata WHERE model_name = 'bert'").unwrap();
+    assert_eq!(row.split('|').count(), 5, "{row}");
+    // Non-ASCII text in LATIN1 naming a managed table: refused, never sent to the base table.
+    let error = latin1("SELECT * FROM model_metadata WHERE model_name <> 'é'").unwrap_err();
+    assert!(
+        error.contains("client_encoding is not UTF8") && error.contains("version v1"),
+        "{error}"
+    );
+    // Non-ASCII text that names no managed table is forwarded.
+    assert!(latin1("SELECT 'é' AS x").is_ok());
+    // After SET client_encoding (reported by Postgres), UTF-8 text is read again.
+    let conninfo = format!("{} client_encoding=LATIN1", proxy.conninfo());
+    let output = proxy
+        .psql(&conninfo)
+        .args([
+            "-c",
+            "SET client_encoding = 'UTF8'",
+            "-c",
+            "SELECT * FROM model_metadata WHERE model_name <> 'é'",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout.trim().split('|').count(), 5, "{stdout}");
+}
+
+/// What `SHOW viewgate.version` answers the session.
+async fn show(client: &tokio_postgres::Client) -> String {
+    let rows = client.simple_query("SHOW viewgate.version").await.unwrap();
+    rows.iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_set_in_a_transaction_that_rolls_back_is_undone() {
+    let proxy = versioned_proxy();
+    let client = connect(&proxy).await;
+    // Rolled back: as Postgres undoes its own setting, viewgate undoes the version.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = 'v2'")
+        .await
+        .unwrap();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(columns(&client).await, 5, "after ROLLBACK: still v1");
+    assert_eq!(show(&client).await, "v1");
+    // A block that failed and is ended with COMMIT rolls back too.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = 'v2'")
+        .await
+        .unwrap();
+    assert!(client.batch_execute("SELECT 1/0").await.is_err());
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 5, "after a failed block: still v1");
+    // Through the extended protocol (Parse, Bind, Execute, Sync), committed: it stands.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute("SET viewgate.version = 'v2'", &[])
+        .await
+        .unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 7, "after COMMIT: v2");
+    // RESET in a block that rolls back: v2 stays.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute("RESET viewgate.version")
+        .await
+        .unwrap();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        columns(&client).await,
+        7,
+        "the RESET was rolled back: still v2"
+    );
+    assert_eq!(show(&client).await, "v2");
+    // Outside a block a SET stands at once, and later rollbacks do not touch it.
+    client
+        .batch_execute("SET viewgate.version = 'v1'")
+        .await
+        .unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(columns(&client).await, 5);
+}
+
+#[test]
 fn unparseable_statements_naming_a_managed_table_are_refused_with_42601() {
     let proxy = versioned_proxy();
+    // Neither sqlparser nor Postgres's parser reads it: refused by viewgate, with the position.
     let error = psql(
         &proxy,
         None,
-        "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS model_metadata",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g, model_metadata WHERE",
     )
     .unwrap_err();
     assert!(

@@ -45,8 +45,9 @@ pub const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 /// ParameterStatus. Everything else (rows above all) streams through.
 pub fn session_interest(tag: u8) -> Interest {
     match tag {
-        // CommandComplete only so that the answer to a statement the proxy sent itself can be
-        // dropped (`proxy/session/relay.rs`); it is small, and passes on otherwise.
+        // CommandComplete so that the answer to a statement the proxy sent itself can be
+        // dropped, and to tell a COMMIT from a ROLLBACK (`proxy/session/relay.rs`); it is
+        // small, and passes on otherwise.
         READY_FOR_QUERY | ERROR_RESPONSE | PARAMETER_STATUS | COMMAND_COMPLETE => Interest::Whole,
         _ => Interest::Skip,
     }
@@ -122,6 +123,27 @@ pub fn parameter_status(frame: &[u8]) -> Option<(String, String)> {
     let name = std::str::from_utf8(strings.next()?).ok()?;
     let value = std::str::from_utf8(strings.next()?).ok()?;
     Some((name.to_owned(), value.to_owned()))
+}
+
+/// How a statement ended a transaction block, by its CommandComplete tag: `COMMIT` (and
+/// `PREPARE TRANSACTION`, after which the session's settings stand as after a commit), or
+/// `ROLLBACK` (also what a COMMIT of a failed block answers, and a ROLLBACK TO SAVEPOINT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockEnd {
+    Commit,
+    Rollback,
+    /// Any other statement.
+    Other,
+}
+
+/// The block ending a CommandComplete reports; `None` for a malformed one.
+pub fn command_block_end(frame: &[u8]) -> Option<BlockEnd> {
+    let tag = body(frame).split(|&b| b == 0).next()?;
+    Some(match tag {
+        b"COMMIT" | b"PREPARE TRANSACTION" => BlockEnd::Commit,
+        b"ROLLBACK" => BlockEnd::Rollback,
+        _ => BlockEnd::Other,
+    })
 }
 
 /// The transaction status a ReadyForQuery reports.

@@ -53,6 +53,13 @@ pub fn statement_text(tag: u8, frame: &[u8]) -> Option<&str> {
     std::str::from_utf8(&body[start..end]).ok()
 }
 
+/// The raw bytes of a Query's or Parse's statement, whatever their encoding.
+pub fn statement_bytes(tag: u8, frame: &[u8]) -> Option<&[u8]> {
+    let body = frame.get(super::frame::HEADER_LEN..)?;
+    let (start, end) = statement_bounds(tag, body)?;
+    body.get(start..end)
+}
+
 /// The statement name of a Parse message (empty for the unnamed statement).
 pub fn parse_name(frame: &[u8]) -> Option<&str> {
     let body = frame.get(super::frame::HEADER_LEN..)?;

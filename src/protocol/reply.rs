@@ -49,7 +49,8 @@ pub fn error_response(
     encode(ErrorResponse::new(fields))
 }
 
-/// The BackendKeyData a client sees: the proxy's key, never the upstream's.
+/// The BackendKeyData a client sees: the upstream backend's process id with the proxy's own
+/// secret, never the upstream's.
 pub fn backend_key_data(process_id: u32, secret: u32) -> BytesMut {
     encode(BackendKeyData::new(
         process_id as i32,

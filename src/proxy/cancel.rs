@@ -1,12 +1,18 @@
-//! Cancel keys: each client gets a key of the proxy's own, mapped to its upstream backend's.
+//! Cancel keys: each client is told its upstream backend's real process id and a secret of
+//! the proxy's own, mapped to the upstream backend's key.
 //!
 //! A CancelRequest arrives on a new, unauthenticated connection carrying only a process id and
-//! a secret. Handing clients the upstream's key would let them cancel other backends through a
-//! different proxy path and would break when a session moves to another upstream; so the proxy
-//! issues its own keys and forwards a matching request with the upstream key.
+//! a secret. The process id is the upstream backend's real one, so what a driver reports
+//! matches `pg_stat_activity.pid`, `pg_terminate_backend` and the pid in the session's own
+//! NOTIFYs (connection pools and "ignore my own notifications" checks use them). The secret
+//! is the proxy's: handing clients the upstream's would let them cancel through another path
+//! and would break when a session moves to another upstream. Sessions are found by their
+//! secret (unique in the registry, random per session), and the process id must match too.
+//! After an upstream switch the session keeps the process id it was told at startup (the
+//! protocol has no way to tell a client a new one): its cancels still reach the new backend,
+//! but that pid names the old backend, not the one serving the session now.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use dashmap::DashMap;
 
@@ -21,19 +27,22 @@ pub struct UpstreamKey {
 }
 
 struct Entry {
-    secret: u32,
+    /// The process id the client was told (its first upstream backend's).
+    process_id: u32,
     upstream: UpstreamKey,
 }
 
+/// Sessions by the proxy-side secret their client holds. The map's hasher is keyed at
+/// random, so a lookup's timing says nothing about how close a guessed secret came.
 #[derive(Default)]
 pub struct CancelRegistry {
     sessions: DashMap<u32, Entry>,
-    next_process_id: AtomicU32,
 }
 
 /// A session's proxy-side key; removes itself from the registry when the session ends.
 pub struct CancelRegistration {
     registry: Arc<CancelRegistry>,
+    /// The upstream backend's real process id.
     pub process_id: u32,
     pub secret: u32,
 }
@@ -42,7 +51,7 @@ impl CancelRegistration {
     /// The session moved to another upstream backend: the client keeps its key, which now
     /// cancels work on the new backend.
     pub fn repoint(&self, upstream: UpstreamKey) {
-        if let Some(mut entry) = self.registry.sessions.get_mut(&self.process_id) {
+        if let Some(mut entry) = self.registry.sessions.get_mut(&self.secret) {
             entry.upstream = upstream;
         }
     }
@@ -50,29 +59,26 @@ impl CancelRegistration {
 
 impl Drop for CancelRegistration {
     fn drop(&mut self) {
-        self.registry.sessions.remove(&self.process_id);
+        self.registry.sessions.remove(&self.secret);
     }
 }
 
 impl CancelRegistry {
     pub fn new() -> Arc<Self> {
-        Arc::new(CancelRegistry {
-            sessions: DashMap::new(),
-            // A random start keeps keys from different proxy runs apart.
-            next_process_id: AtomicU32::new(rand::random()),
-        })
+        Arc::new(CancelRegistry::default())
     }
 
-    /// Issues a fresh key for a session whose upstream backend is `upstream`.
+    /// Issues a key for a session whose upstream backend is `upstream`: its real process id
+    /// and a fresh secret no other session of this proxy holds.
     pub fn register(self: &Arc<Self>, upstream: UpstreamKey) -> CancelRegistration {
-        let secret = rand::random();
+        let process_id = upstream.process_id;
         loop {
-            let process_id = self.next_process_id.fetch_add(1, Ordering::Relaxed);
-            if process_id == 0 {
-                continue;
-            }
-            if let dashmap::Entry::Vacant(slot) = self.sessions.entry(process_id) {
-                slot.insert(Entry { secret, upstream });
+            let secret: u32 = rand::random();
+            if let dashmap::Entry::Vacant(slot) = self.sessions.entry(secret) {
+                slot.insert(Entry {
+                    process_id,
+                    upstream,
+                });
                 return CancelRegistration {
                     registry: self.clone(),
                     process_id,
@@ -84,9 +90,10 @@ impl CancelRegistry {
 
     /// The upstream key for a client's CancelRequest, if its key is one we issued.
     pub fn lookup(&self, process_id: u32, secret: &[u8]) -> Option<UpstreamKey> {
-        let entry = self.sessions.get(&process_id)?;
-        let matches = secret.len() == 4 && constant_time_eq(&entry.secret.to_be_bytes(), secret);
-        matches.then(|| entry.upstream.clone())
+        let secret: [u8; 4] = secret.try_into().ok()?;
+        let entry = self.sessions.get(&u32::from_be_bytes(secret))?;
+        constant_time_eq(&entry.process_id.to_be_bytes(), &process_id.to_be_bytes())
+            .then(|| entry.upstream.clone())
     }
 
     pub fn len(&self) -> usize {
@@ -117,11 +124,30 @@ mod tests {
             process_id: 42,
             secret: vec![1, 2, 3, 4],
         });
+        assert_eq!(
+            registration.process_id, 42,
+            "the client is told the real pid"
+        );
         let secret = registration.secret.to_be_bytes();
         let found = registry.lookup(registration.process_id, &secret).unwrap();
         assert_eq!(found.process_id, 42);
         let wrong = (registration.secret ^ 1).to_be_bytes();
         assert!(registry.lookup(registration.process_id, &wrong).is_none());
+        assert!(
+            registry.lookup(43, &secret).is_none(),
+            "the pid must match too"
+        );
+        // Two sessions on backends with the same pid (two upstreams) stay apart.
+        let target = Arc::new(UpstreamTarget::from_config(&Config::default()).unwrap());
+        let other = registry.register(UpstreamKey {
+            target,
+            process_id: 42,
+            secret: vec![5, 6, 7, 8],
+        });
+        assert_ne!(other.secret, registration.secret);
+        let found = registry.lookup(42, &other.secret.to_be_bytes()).unwrap();
+        assert_eq!(found.secret, vec![5, 6, 7, 8]);
+        drop(other);
         let id = registration.process_id;
         drop(registration);
         assert!(registry.lookup(id, &secret).is_none());

@@ -417,7 +417,7 @@ mod tests {
     fn errors_are_cached_and_unmanaged_statements_bypass_the_cache() {
         let cache = RewriteCache::default();
         let v2 = targets("v2");
-        let bad = "SELECT * FROM ROWS FROM (f()) AS model_metadata";
+        let bad = "SELECT * FROM model_metadata WHERE";
         assert!(rewrite_cached(&cache, bad, &v2).is_err());
         assert!(rewrite_cached(&cache, bad, &v2).is_err());
         assert_eq!(

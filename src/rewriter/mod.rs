@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod lexer;
+pub mod postgres_grammar;
 pub mod references;
 pub mod rewrite;
 pub mod shape;

@@ -16,9 +16,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned,
-    Statement, TableFactor, TableObject, Value, Visit, Visitor,
+    CopySource, DataType, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Spanned, Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
 use super::splice::{Edit, TextIndex};
@@ -43,6 +43,9 @@ pub struct Collector<'a> {
     frames: Vec<(bool, Option<(usize, usize)>)>,
     edits: Vec<Edit>,
     unlocatable: bool,
+    /// Addresses of the table factors that are DML targets (UPDATE, DELETE, MERGE): Postgres
+    /// opens these as tables, so a WITH item of the same name does not shadow them.
+    dml_targets: Vec<usize>,
 }
 
 impl<'a> Collector<'a> {
@@ -55,6 +58,7 @@ impl<'a> Collector<'a> {
             frames: Vec::new(),
             edits: Vec::new(),
             unlocatable: false,
+            dml_targets: Vec::new(),
         }
     }
 
@@ -89,8 +93,17 @@ impl<'a> Collector<'a> {
     }
 
     fn resolve(&self, name: &ObjectName) -> Option<(&'a ViewTarget, bool, &str)> {
+        self.resolve_in(name, true)
+    }
+
+    /// `shadowable`: whether a WITH item named like the table hides it (not for DML targets).
+    fn resolve_in(
+        &self,
+        name: &ObjectName,
+        shadowable: bool,
+    ) -> Option<(&'a ViewTarget, bool, &str)> {
         let (schema, table, last) = Self::split_name(name)?;
-        if schema.is_none() && self.shadowed(&table) {
+        if shadowable && schema.is_none() && self.shadowed(&table) {
             return None;
         }
         let target = self.targets.resolve(schema.as_deref(), &table)?;
@@ -103,8 +116,8 @@ impl<'a> Collector<'a> {
     }
 
     /// Replaces a relation name by the view; adds the original name as alias when asked.
-    fn relation(&mut self, name: &ObjectName, add_alias: bool) {
-        let Some((target, qualified, written)) = self.resolve(name) else {
+    fn relation(&mut self, name: &ObjectName, add_alias: bool, shadowable: bool) {
+        let Some((target, qualified, written)) = self.resolve_in(name, shadowable) else {
             return;
         };
         let Some(range) = self.index.range(name.span()) else {
@@ -120,7 +133,11 @@ impl<'a> Collector<'a> {
             text.push_str(" AS ");
             text.push_str(written);
         }
-        self.edits.push(Edit { range, text });
+        self.edits.push(Edit {
+            range,
+            text,
+            relation: true,
+        });
     }
 
     /// `COPY t [(cols)] TO ...` reads through the view with a query; `COPY t FROM` writes
@@ -139,6 +156,7 @@ impl<'a> Collector<'a> {
             self.edits.push(Edit {
                 range: name_range,
                 text: view,
+                relation: true,
             });
             return;
         }
@@ -163,6 +181,7 @@ impl<'a> Collector<'a> {
         self.edits.push(Edit {
             range: name_range.start..end,
             text: format!("(SELECT {selected} FROM {view})"),
+            relation: true,
         });
     }
 
@@ -191,6 +210,7 @@ impl<'a> Collector<'a> {
         self.edits.push(Edit {
             range: first.start..table_range.start,
             text: String::new(),
+            relation: false,
         });
     }
 
@@ -243,6 +263,7 @@ impl<'a> Collector<'a> {
         self.edits.push(Edit {
             range,
             text: format!("'{}'", view.replace('\'', "''")),
+            relation: false,
         });
     }
 }
@@ -369,7 +390,9 @@ impl Visitor for Collector<'_> {
             ..
         } = factor
         {
-            self.relation(name, alias.is_none());
+            let address = factor as *const TableFactor as usize;
+            let shadowable = !self.dml_targets.contains(&address);
+            self.relation(name, alias.is_none(), shadowable);
         }
         ControlFlow::Continue(())
     }
@@ -378,15 +401,28 @@ impl Visitor for Collector<'_> {
         match statement {
             Statement::Insert(insert) => {
                 if let TableObject::TableName(name) = &insert.table {
-                    self.relation(name, insert.table_alias.is_none());
+                    self.relation(name, insert.table_alias.is_none(), false);
                 }
                 self.select_items(insert.returning.as_deref().unwrap_or_default());
             }
             Statement::Update(update) => {
+                self.dml_targets
+                    .push(&update.table.relation as *const TableFactor as usize);
                 self.select_items(update.returning.as_deref().unwrap_or_default());
             }
             Statement::Delete(delete) => {
+                let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) =
+                    &delete.from;
+                self.dml_targets.extend(
+                    tables
+                        .iter()
+                        .map(|t| &t.relation as *const TableFactor as usize),
+                );
                 self.select_items(delete.returning.as_deref().unwrap_or_default());
+            }
+            Statement::Merge(merge) => {
+                self.dml_targets
+                    .push(&merge.table as *const TableFactor as usize);
             }
             Statement::Copy {
                 source:

@@ -7,6 +7,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
+use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::references::{Collector, view_reference};
 use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
@@ -54,8 +55,29 @@ pub struct Analysis {
     pub edits: Result<Vec<Edit>, Failure>,
 }
 
-/// Tokenizes, splits, parses and collects the edits of a text that mentions a managed table.
+/// Tokenizes, splits, parses and collects the edits of a text that mentions a managed table,
+/// then has Postgres's parser confirm them (`check`): the full path, taken on a cache miss.
 pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
+    let reading = read_with_sqlparser(sql, targets);
+    Analysis {
+        parser_tokens: reading.parser_tokens,
+        edits: check(sql, targets, reading.edits, reading.failure, reading.unread),
+    }
+}
+
+/// What sqlparser made of a text: the edits of the statements it read, the first failure,
+/// and the byte ranges of the statements it could not read.
+#[derive(Debug)]
+pub struct ParserReading {
+    pub parser_tokens: Option<Vec<Range<usize>>>,
+    pub edits: Vec<Edit>,
+    pub failure: Option<Failure>,
+    pub unread: Vec<Range<usize>>,
+}
+
+/// sqlparser's reading alone, without Postgres's check (the differential test compares the
+/// two).
+pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading {
     let index = TextIndex::new(sql);
     let failure = |reason: String, location: Option<Location>| Failure {
         reason,
@@ -65,13 +87,17 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
     let statements = match statements::split_recording(sql, &index, Some(&mut parser_tokens)) {
         Ok(statements) => statements,
         Err(e) => {
-            return Analysis {
+            return ParserReading {
                 parser_tokens: None,
-                edits: Err(failure(e.message.clone(), Some(e.location))),
+                edits: Vec::new(),
+                failure: Some(failure(e.message.clone(), Some(e.location))),
+                unread: std::iter::once(0..sql.len()).collect(),
             };
         }
     };
     let mut edits = Vec::new();
+    let mut first_failure = None;
+    let mut unread = Vec::new();
     for statement in statements {
         if statement.kind == Kind::PassThrough
             || !mentions_managed_table(&sql[statement.range.clone()], targets)
@@ -82,23 +108,111 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
             Kind::TableShorthand => table_shorthand(&statement, &index, targets),
             _ => {
                 let start = statement_start(&statement);
+                let range = statement.range.clone();
                 match parsed_edits(sql, statement, &index, targets) {
                     Ok(found) => found,
                     Err((reason, location)) => {
-                        return Analysis {
-                            parser_tokens: Some(parser_tokens),
-                            edits: Err(failure(reason, location.or(Some(start)))),
-                        };
+                        first_failure
+                            .get_or_insert_with(|| failure(reason, location.or(Some(start))));
+                        unread.push(range);
+                        Vec::new()
                     }
                 }
             }
         };
         edits.extend(statement_edits);
     }
-    Analysis {
+    ParserReading {
         parser_tokens: Some(parser_tokens),
-        edits: Ok(edits),
+        edits,
+        failure: first_failure,
+        unread,
     }
+}
+
+/// sqlparser's edits confirmed by Postgres's parser. Every reference Postgres reads as a
+/// managed table is rewritten, and nothing else is rewritten as one: a reference sqlparser
+/// did not edit (in a statement it could not read, or in a form it reads differently, such as
+/// `SELECT … UNION TABLE t`) is rewritten from Postgres's position, or the statement is
+/// refused; a relation edit of sqlparser's that Postgres does not read as a managed table
+/// refuses it. A statement Postgres itself rejects keeps sqlparser's verdict (sent, it would
+/// fail there and read nothing).
+fn check(
+    sql: &str,
+    targets: &VersionTargets,
+    edits: Vec<Edit>,
+    failure: Option<Failure>,
+    unread: Vec<Range<usize>>,
+) -> Result<Vec<Edit>, Failure> {
+    let references = match postgres_grammar::managed_references(sql, targets) {
+        Reading::Parsed(references) => references,
+        Reading::Rejected(_) | Reading::TooLong => return failure.map_or(Ok(edits), Err),
+        Reading::Unavailable(reason) => {
+            return Err(Failure {
+                reason: format!("PostgreSQL's parser could not check it ({reason})"),
+                offset: failure.and_then(|f| f.offset),
+            });
+        }
+    };
+    let mut checked = edits;
+    for reference in &references {
+        let covered = !unread.iter().any(|r| r.contains(&reference.offset))
+            && checked
+                .iter()
+                .any(|e| e.relation && e.range.start == reference.offset);
+        if !covered {
+            checked.push(edit_from_reference(sql, targets, reference)?);
+        }
+    }
+    if let Some(extra) = checked
+        .iter()
+        .find(|e| e.relation && !references.iter().any(|r| r.offset == e.range.start))
+    {
+        return Err(Failure {
+            reason: "viewgate's parser and PostgreSQL's disagree about a table reference".into(),
+            offset: Some(extra.range.start),
+        });
+    }
+    Ok(checked)
+}
+
+/// The edit for a reference only Postgres's parser could read: the name replaced by the
+/// view, the written name kept as alias where the reference has none and may take one.
+fn edit_from_reference(
+    sql: &str,
+    targets: &VersionTargets,
+    reference: &Reference,
+) -> Result<Edit, Failure> {
+    let cannot = |why: &str| Failure {
+        reason: format!(
+            "it names managed table \"{}\" {why}, which viewgate cannot rewrite",
+            reference.name
+        ),
+        offset: Some(reference.offset),
+    };
+    if reference.place == Place::CopyTo {
+        return Err(cannot(
+            "in COPY … TO, in syntax viewgate's own parser cannot read",
+        ));
+    }
+    let target = targets
+        .resolve(reference.schema.as_deref(), &reference.name)
+        .ok_or_else(|| cannot("ambiguously"))?;
+    let (range, last) = postgres_grammar::name_extent(sql, reference.offset)
+        .ok_or_else(|| cannot("in an unusual spelling"))?;
+    let mut text = view_reference(target, reference.schema.is_some());
+    let takes_alias = matches!(reference.place, Place::From | Place::Target)
+        && !reference.aliased
+        && !postgres_grammar::after_table_keyword(sql, reference.offset);
+    if takes_alias {
+        text.push_str(" AS ");
+        text.push_str(&sql[last]);
+    }
+    Ok(Edit {
+        range,
+        text,
+        relation: true,
+    })
 }
 
 /// The outcome for `sql` from its edits: spliced, unchanged, or the error (its position in
@@ -252,5 +366,6 @@ fn table_shorthand(
     vec![Edit {
         range: start..end,
         text,
+        relation: true,
     }]
 }

@@ -281,6 +281,8 @@ impl ShapeRewrite {
                         Some(Edit {
                             range: shape.offset(edit.start)?..shape.offset(edit.end)?,
                             text: edit.text.as_ref().to_owned(),
+                            // Only the full path compares edits with Postgres's reading.
+                            relation: false,
                         })
                     })
                     .collect::<Option<Vec<_>>>()?;

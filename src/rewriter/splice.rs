@@ -73,6 +73,10 @@ impl<'a> TextIndex<'a> {
 pub struct Edit {
     pub range: std::ops::Range<usize>,
     pub text: String,
+    /// Whether the edit replaces a relation reference (a FROM item, a DML or COPY target, the
+    /// relation of `TABLE`), as opposed to a qualifier or a regclass literal: these are what
+    /// Postgres's parser is asked to confirm (`postgres_grammar.rs`).
+    pub relation: bool,
 }
 
 /// Applies non-overlapping edits; `None` if any overlap (which would mean two readings of the
@@ -117,10 +121,12 @@ mod tests {
             Edit {
                 range: 14..15,
                 text: "t_v2 AS t".into(),
+                relation: true,
             },
             Edit {
                 range: 0..6,
                 text: "select".into(),
+                relation: false,
             },
         ];
         assert_eq!(
@@ -131,10 +137,12 @@ mod tests {
             Edit {
                 range: 0..5,
                 text: String::new(),
+                relation: false,
             },
             Edit {
                 range: 4..6,
                 text: String::new(),
+                relation: false,
             },
         ];
         assert_eq!(apply("abcdefg", overlapping), None);

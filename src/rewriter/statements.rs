@@ -8,7 +8,7 @@
 //! Each candidate is parsed from its own tokens (the query string is tokenized once), which
 //! carry their line/column positions in the original text, so the parser's spans locate table
 //! names there. Dropping tokens works around parser gaps that do not change which tables a
-//! statement names: `ONLY`, `NO KEY` / `KEY` in locking clauses and `SYMMETRIC` are left out
+//! statement names: `ONLY` before a relation, `NO KEY` / `KEY` in locking clauses and `SYMMETRIC` are left out
 //! of what the parser reads, and stay in the text that is sent.
 
 use std::ops::Range;
@@ -149,12 +149,27 @@ pub fn parser_tokens(statement: StatementText) -> Vec<TokenWithSpan> {
             .and_then(|&i| statement.tokens.get(i))
             .map(|t| &t.token);
         let gap = match statement.tokens.get(index).and_then(|t| keyword(&t.token)) {
-            // `FROM ONLY t`, `JOIN ONLY t`, `UPDATE ONLY t`: ONLY before a relation name.
+            // `FROM ONLY t`, `JOIN ONLY t`, `UPDATE ONLY t`, `USING ONLY t`, `FROM a, ONLY t`:
+            // ONLY before a relation name (ONLY is reserved, so a comma before it can only be
+            // a FROM list's).
             Some(Keyword::ONLY) => {
-                matches!(
-                    previous,
-                    Some(Keyword::FROM | Keyword::JOIN | Keyword::UPDATE | Keyword::INTO)
-                ) && matches!(next, Some(Token::Word(_)))
+                let after_comma = position
+                    .checked_sub(1)
+                    .and_then(|p| meaningful.get(p))
+                    .and_then(|&i| statement.tokens.get(i))
+                    .is_some_and(|t| t.token == Token::Comma);
+                (after_comma
+                    || matches!(
+                        previous,
+                        Some(
+                            Keyword::FROM
+                                | Keyword::JOIN
+                                | Keyword::UPDATE
+                                | Keyword::INTO
+                                | Keyword::USING
+                        )
+                    ))
+                    && matches!(next, Some(Token::Word(_)))
             }
             // `FOR NO KEY UPDATE`, `FOR KEY SHARE`.
             Some(Keyword::NO) => {

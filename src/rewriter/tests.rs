@@ -220,14 +220,55 @@ fn unmanaged_statements_are_untouched() {
 }
 
 #[test]
-fn unparseable_statements_naming_a_managed_table_are_reported_with_a_position() {
-    let error = rewrite(
-        "SELECT 1; SELECT * FROM ROWS FROM (generate_series(1, 2)) AS model_metadata",
-        &v2(),
-    )
-    .unwrap_err();
-    assert!(error.position.is_some_and(|p| p > 10), "{error:?}");
+fn statements_only_postgres_can_parse_are_rewritten_from_its_positions() {
+    // sqlparser cannot read ROWS FROM; Postgres's parser says where the tables are.
+    check(
+        "SELECT 1; SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g, model_metadata WHERE g = id",
+        "SELECT 1; SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g, model_metadata_v2 AS model_metadata WHERE g = id",
+    );
+    check(
+        "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g JOIN public . model_metadata m ON true",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g JOIN public.model_metadata_v2 m ON true",
+    );
+    // Only an alias is named like the table: nothing to rewrite (this was refused before).
+    assert_eq!(
+        rewrite(
+            "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS model_metadata",
+            &v2()
+        )
+        .unwrap(),
+        Rewrite::Unchanged
+    );
+}
+
+#[test]
+fn references_sqlparser_misses_are_rewritten_from_postgres_positions_or_refused() {
+    // sqlparser reads `TABLE t` in a set operation without a table reference.
+    check(
+        "SELECT * FROM model_metadata UNION ALL TABLE model_metadata",
+        "SELECT * FROM model_metadata_v2 AS model_metadata UNION ALL TABLE model_metadata_v2",
+    );
+    // A WITH item does not shadow a DML target in Postgres: these write the table.
+    check(
+        "WITH model_metadata AS (SELECT 1) UPDATE model_metadata SET model_name = 'x'",
+        "WITH model_metadata AS (SELECT 1) UPDATE model_metadata_v2 AS model_metadata SET model_name = 'x'",
+    );
+    check(
+        "WITH model_metadata AS (SELECT 1) DELETE FROM model_metadata",
+        "WITH model_metadata AS (SELECT 1) DELETE FROM model_metadata_v2 AS model_metadata",
+    );
+    // COPY … TO needs a query in place of the name, which only sqlparser's reading gives.
+    let sql = "SELECT 1; COPY model_metadata TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)";
+    let error = rewrite(sql, &v2()).unwrap_err();
+    assert_eq!(
+        error.position,
+        Some(sql.find("model").unwrap() + 1),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("version v2"), "{error}");
+    // Neither parser reads it: refused, not forwarded.
+    let error = rewrite("SELECT 1; SELECT * FROM model_metadata WHERE", &v2()).unwrap_err();
+    assert!(error.position.is_some_and(|p| p > 10), "{error:?}");
 }
 
 #[test]

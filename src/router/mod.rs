@@ -17,6 +17,7 @@ pub mod state;
 pub mod version_command;
 pub mod watcher;
 
+pub use raise::{REFUSED_PARSE, Refusal};
 pub use rules::{Assignment, ClientIdentity, Reason};
 pub use session_router::{Routed, SessionRouter};
 pub use state::{RoutingState, SharedRouting};

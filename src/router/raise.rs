@@ -8,6 +8,35 @@
 
 use crate::protocol::sqlstate::SqlState;
 
+/// What a Parse that viewgate refuses is replaced by: Postgres fails it at once (42601,
+/// `syntax error at or near "viewgate_refused_statement"`), so the Bind, Describe and
+/// Execute after it are skipped up to the Sync, as after any failed Parse; the session puts
+/// the refusal's own ErrorResponse in place of that syntax error. (A DO block raising the
+/// error, as for a Query, would fail at Bind instead whenever the client binds parameters:
+/// 08P01, "bind message supplies 1 parameters, but prepared statement requires 0".)
+pub const REFUSED_PARSE: &str = "viewgate_refused_statement";
+
+/// A statement viewgate refuses: the SQLSTATE and message the client gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: SqlState,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: SqlState, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The statement that makes Postgres raise it (for a Query).
+    pub fn statement(&self) -> String {
+        raise_statement(self.code, &self.message)
+    }
+}
+
 /// A DO block raising `message` with SQLSTATE `code`.
 pub fn raise_statement(code: SqlState, message: &str) -> String {
     format!(

@@ -15,13 +15,14 @@
 use std::sync::Arc;
 
 use super::prepared::PreparedStatements;
-use super::raise::{raise_statement, select_text};
+use super::raise::{Refusal, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
 use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::{Rewrite, RewriteCache, rewrite_cached};
 
 /// What to send upstream for one statement.
@@ -29,6 +30,8 @@ use crate::rewriter::{Rewrite, RewriteCache, rewrite_cached};
 pub enum Routed {
     Forward,
     Replace(String),
+    /// Refused: the client gets this error in the statement's place.
+    Refuse(Refusal),
 }
 
 /// A version the catalog does not know, declared at startup.
@@ -44,6 +47,11 @@ pub struct SessionRouter {
     startup_version: Option<String>,
     /// `SET viewgate.version` in the session (RESET clears it).
     set: Option<String>,
+    /// `set` as it was before the oldest SET or RESET whose fate Postgres has not told yet
+    /// (made inside a transaction block, it is undone if the block rolls back).
+    unsettled: Option<Option<String>>,
+    /// A SET or RESET just began `unsettled`: the session must watch for its fate.
+    new_unsettled: bool,
     /// The version in effect for the current transaction, if the session is versioned.
     assignment: Option<Assignment>,
     /// The routing state generation `assignment` was resolved under; `None`: resolve again.
@@ -80,6 +88,8 @@ impl SessionRouter {
             client,
             startup_version,
             set: None,
+            unsettled: None,
+            new_unsettled: false,
             assignment: None,
             resolved_under: None,
             policy,
@@ -169,11 +179,63 @@ impl SessionRouter {
         }
     }
 
+    /// Whether the statement just routed began an unsettled SET, whose fate (committed or
+    /// rolled back) the session must report through [`SessionRouter::set_settled`].
+    pub fn take_unsettled_set(&mut self) -> bool {
+        std::mem::take(&mut self.new_unsettled)
+    }
+
+    /// Postgres told the fate of the unsettled SET: kept, or rolled back with its transaction
+    /// block (as Postgres's own setting was), which undoes every SET since.
+    pub fn set_settled(&mut self, kept: bool) {
+        if let Some(before) = self.unsettled.take()
+            && !kept
+            && before != self.set
+        {
+            self.set = before;
+            self.resolved_under = None;
+        }
+    }
+
+    /// The session's own choice is about to change: remember what it was until Postgres says
+    /// whether the change stands.
+    fn set_changing(&mut self) {
+        if self.unsettled.is_none() {
+            self.unsettled = Some(self.set.clone());
+            self.new_unsettled = true;
+        }
+    }
+
     /// The client closed prepared statement `name`: a version it held may change now.
     pub fn closed(&mut self, name: &str) {
         if self.prepared.closed(name) {
             self.resolved_under = None;
         }
+    }
+
+    /// A statement the rewriter cannot read (not UTF-8, or not ASCII in another
+    /// client_encoding: `foreign`): refused if it mentions a managed table, since forwarding
+    /// it would read the base table; `None` (forward it) otherwise.
+    pub fn unreadable(&mut self, bytes: &[u8], foreign: bool) -> Option<Refusal> {
+        let assignment = self.assignment.as_ref()?;
+        let targets = assignment.targets();
+        targets
+            .table_names()
+            .any(|name| contains_ignore_ascii_case(bytes, name.as_bytes()))
+            .then(|| {
+                let why = if foreign {
+                    "it has non-ASCII characters and the session's client_encoding is not UTF8"
+                } else {
+                    "it is not valid UTF-8"
+                };
+                Refusal::new(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "viewgate cannot rewrite this statement for version {}: {why}; set client_encoding to UTF8",
+                        assignment.version()
+                    ),
+                )
+            })
     }
 
     /// What to send, and whether it is the statement rewritten for the session's version.
@@ -200,9 +262,9 @@ impl SessionRouter {
                         .position
                         .map(|p| format!(" (at character {p})"))
                         .unwrap_or_default();
-                    Routed::Replace(raise_statement(
+                    Routed::Refuse(Refusal::new(
                         SqlState::SYNTAX_ERROR,
-                        &format!("{error}{position}"),
+                        format!("{error}{position}"),
                     ))
                 }
             },
@@ -230,11 +292,12 @@ impl SessionRouter {
                     .unwrap_or_default();
                 Routed::Replace(select_text(VERSION_SETTING, version))
             }
-            VersionCommand::SetLocal => Routed::Replace(raise_statement(
+            VersionCommand::SetLocal => Routed::Refuse(Refusal::new(
                 SqlState::FEATURE_NOT_SUPPORTED,
                 "SET LOCAL viewgate.version is not supported: a version applies to whole transactions; use SET outside a transaction",
             )),
             VersionCommand::Reset => {
+                self.set_changing();
                 self.set = None;
                 self.requested_changed(idle);
                 Routed::Forward
@@ -243,27 +306,25 @@ impl SessionRouter {
                 let state = self.routing.load();
                 if state.governs(&self.client.database) && state.targets(&version).is_none() {
                     let message = unknown_version_message(&state, &version);
-                    return Routed::Replace(raise_statement(
+                    return Routed::Refuse(Refusal::new(
                         SqlState::INVALID_PARAMETER_VALUE,
-                        &message,
+                        message,
                     ));
                 }
                 if let Some(message) = self.enforced_elsewhere(&state, &version) {
-                    return Routed::Replace(raise_statement(
-                        SqlState::INSUFFICIENT_PRIVILEGE,
-                        &message,
-                    ));
+                    return Routed::Refuse(Refusal::new(SqlState::INSUFFICIENT_PRIVILEGE, message));
                 }
                 if state.tracks_writers()
                     && let Some((name, held)) = self.prepared.held_against(&version)
                 {
-                    return Routed::Replace(raise_statement(
+                    return Routed::Refuse(Refusal::new(
                         SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        &format!(
+                        format!(
                             "viewgate.version cannot change to \"{version}\" while a migration is live: prepared statement \"{name}\" was rewritten at \"{held}\"; DEALLOCATE it (or reconnect) first"
                         ),
                     ));
                 }
+                self.set_changing();
                 self.set = Some(version);
                 self.requested_changed(idle);
                 // Postgres keeps the setting too, so current_setting() agrees.
@@ -377,6 +438,7 @@ mod tests {
     fn replaced(routed: Routed) -> String {
         match routed {
             Routed::Replace(text) => text,
+            Routed::Refuse(refusal) => refusal.statement(),
             Routed::Forward => panic!("expected a replacement"),
         }
     }
@@ -460,7 +522,7 @@ mod tests {
 
     #[test]
     fn the_policy_decides_about_unparseable_statements() {
-        let unparseable = "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS t";
+        let unparseable = "SELECT * FROM t WHERE";
         let mut rejecting = router(Some("v1"), None);
         let raised = replaced(rejecting.statement(unparseable, true));
         assert!(raised.contains("'42601'"), "{raised}");

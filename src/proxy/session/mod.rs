@@ -252,7 +252,7 @@ impl Session {
                 UPSTREAM_MESSAGE_MAX_LEN,
                 false,
             ),
-            progress: Progress::default(),
+            progress: Progress::new(),
             router,
             upstream_key: established.upstream_key,
             parameters: established.parameters,

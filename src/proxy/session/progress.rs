@@ -3,7 +3,11 @@
 //! session counts as busy at the pause gate. Decides when a session is idle (its version may
 //! change) and quiet (it may be held or moved to another upstream).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use bytes::BytesMut;
 
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend;
@@ -29,9 +33,136 @@ pub(super) struct Progress {
     /// Statements the proxy sent upstream on its own (telling Postgres the session's version)
     /// whose answers, up to their ReadyForQuery, the client must not see.
     pub(super) own_statements: AtomicU32,
+    /// Whether a COMMIT ([`END_COMMIT`]) or ROLLBACK ([`END_ROLLBACK`]) was answered since the
+    /// last ReadyForQuery (0: neither), for the next one to judge how a block ended.
+    pub(super) last_end: AtomicU8,
+    /// Messages sent that a ReadyForQuery answers (Query, Sync, FunctionCall), and
+    /// ReadyForQuery messages received, since the session began: batch `n` (from 0) is
+    /// answered when `batches_answered` passes `n`.
+    pub(super) batches_sent: AtomicU64,
+    pub(super) batches_answered: AtomicU64,
+    /// The batch of the oldest `SET viewgate.version` whose fate Postgres has not told yet
+    /// ([`NO_BATCH`]: none): answered outside a block it stands; inside one, it stands only if
+    /// the block commits.
+    pub(super) unsettled_set: AtomicU64,
+    /// That SET's fate, once known: [`SET_KEPT`], [`SET_UNDONE`], or 0 (not yet).
+    pub(super) set_verdict: AtomicU8,
+    /// Parses viewgate refused, oldest first: the batch each belongs to and the ErrorResponse
+    /// the client gets in place of Postgres's answer to `REFUSED_PARSE`. A Mutex, touched
+    /// only when `refusals_waiting` says there is one; entries whose batch was answered
+    /// without their error (an earlier error skipped the Parse) are dropped.
+    pub(super) refusals: Mutex<VecDeque<(u64, BytesMut)>>,
+    pub(super) refusals_waiting: AtomicU32,
+    /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
+    /// text, which reads the same in every encoding Postgres supports, can be rewritten.
+    pub(super) foreign_encoding: AtomicBool,
 }
 
+/// `unsettled_set` when no SET waits for its fate.
+pub(super) const NO_BATCH: u64 = u64::MAX;
+/// The SET stands (it committed).
+const SET_KEPT: u8 = 1;
+/// The SET was rolled back with its block.
+const SET_UNDONE: u8 = 2;
+
+/// The last statement committed its block (`last_end`, `block_ended`).
+pub(super) const END_COMMIT: u8 = 1;
+/// The last statement rolled its block back, or failed.
+pub(super) const END_ROLLBACK: u8 = 2;
+
 impl Progress {
+    /// A fresh session's progress: idle, nothing sent, no SET waiting for its fate.
+    pub(super) fn new() -> Self {
+        Progress {
+            unsettled_set: AtomicU64::new(NO_BATCH),
+            ..Progress::default()
+        }
+    }
+
+    /// Called for each ReadyForQuery the client sees: records the status and, once the
+    /// batch of an unsettled SET is answered and the session is idle again, its fate: kept if
+    /// it ran outside a block or its block committed, undone if the block rolled back.
+    pub(super) fn ready(&self, status: TransactionStatus) {
+        let previous = self.transaction.swap(status as u8, Ordering::Relaxed);
+        let end = self.last_end.swap(0, Ordering::Relaxed);
+        let answered = self.batches_answered.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.refusals_waiting.load(Ordering::Relaxed) > 0 {
+            self.with_refusals(|refusals| {
+                while refusals.front().is_some_and(|(batch, _)| *batch < answered) {
+                    refusals.pop_front();
+                }
+            });
+        }
+        let unsettled = self.unsettled_set.load(Ordering::Relaxed);
+        if unsettled == NO_BATCH || answered <= unsettled || status != TransactionStatus::Idle {
+            return;
+        }
+        let was_in_block = previous == TransactionStatus::InTransaction as u8
+            || previous == TransactionStatus::Failed as u8;
+        let kept = !was_in_block || end == END_COMMIT;
+        self.set_verdict
+            .store(if kept { SET_KEPT } else { SET_UNDONE }, Ordering::Relaxed);
+        self.unsettled_set.store(NO_BATCH, Ordering::Relaxed);
+    }
+
+    /// A `SET viewgate.version` was just routed in a message of kind `tag` (already counted
+    /// by [`Progress::sent`]): its fate is told by the ReadyForQuery that answers it (a
+    /// Query's own, a Parse's next Sync's).
+    pub(super) fn set_sent(&self, tag: u8) {
+        let sent = self.batches_sent.load(Ordering::Relaxed);
+        let batch = if tag == frontend::QUERY {
+            sent.saturating_sub(1)
+        } else {
+            sent
+        };
+        let _ = self.unsettled_set.compare_exchange(
+            NO_BATCH,
+            batch,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A Parse was refused and replaced by `REFUSED_PARSE`: `error` goes to the client in
+    /// place of Postgres's answer (its batch ends at the next Sync).
+    pub(super) fn parse_refused(&self, error: BytesMut) {
+        let batch = self.batches_sent.load(Ordering::Relaxed);
+        self.with_refusals(|refusals| refusals.push_back((batch, error)));
+    }
+
+    /// The client's ErrorResponse for an upstream error answering a refused Parse, if it is
+    /// one (`refused`: the error is Postgres's answer to `REFUSED_PARSE`).
+    pub(super) fn refusal_answered(&self, refused: impl FnOnce() -> bool) -> Option<BytesMut> {
+        if self.refusals_waiting.load(Ordering::Relaxed) == 0 || !refused() {
+            return None;
+        }
+        let mut answer = None;
+        self.with_refusals(|refusals| answer = refusals.pop_front().map(|(_, error)| error));
+        answer
+    }
+
+    fn with_refusals(&self, change: impl FnOnce(&mut VecDeque<(u64, BytesMut)>)) {
+        // A poisoned lock only means another pump panicked mid-change; the queue is still a
+        // queue.
+        let mut refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut refusals);
+        self.refusals_waiting.store(
+            u32::try_from(refusals.len()).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The fate of the unsettled SET, once known: `Some(true)` if it stands.
+    pub(super) fn take_set_verdict(&self) -> Option<bool> {
+        match self.set_verdict.swap(0, Ordering::Relaxed) {
+            0 => None,
+            verdict => Some(verdict == SET_KEPT),
+        }
+    }
+
     /// At a transaction boundary: the last ReadyForQuery said idle and nothing sent since is
     /// still in flight. A pipelined BEGIN has not been answered yet, so what follows it is not
     /// at a boundary even though the last status says idle.
@@ -52,9 +183,11 @@ impl Progress {
         match tag {
             frontend::QUERY | frontend::FUNCTION_CALL => {
                 self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
+                self.batches_sent.fetch_add(1, Ordering::Relaxed);
             }
             frontend::SYNC => {
                 self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
+                self.batches_sent.fetch_add(1, Ordering::Relaxed);
                 self.unsynced.store(false, Ordering::Relaxed);
                 self.open_batch.store(false, Ordering::Relaxed);
             }
@@ -105,4 +238,74 @@ fn starts_work(tag: u8) -> bool {
             | frontend::COPY_FAIL
             | frontend::TERMINATE
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `tag` as the client side does (counted first, then routed).
+    fn send(progress: &Progress, tag: u8, sets_version: bool) {
+        progress.sent(tag);
+        if sets_version {
+            progress.set_sent(tag);
+        }
+    }
+
+    fn answer(progress: &Progress, end: Option<u8>, status: TransactionStatus) {
+        if let Some(end) = end {
+            progress.last_end.store(end, Ordering::Relaxed);
+        }
+        progress.ready(status);
+    }
+
+    #[test]
+    fn a_set_outside_a_block_stands_at_its_own_ready_for_query() {
+        let progress = Progress::new();
+        send(&progress, frontend::QUERY, true);
+        assert_eq!(progress.take_set_verdict(), None);
+        answer(&progress, None, TransactionStatus::Idle);
+        assert_eq!(progress.take_set_verdict(), Some(true));
+        assert_eq!(progress.take_set_verdict(), None);
+    }
+
+    #[test]
+    fn a_set_in_a_block_follows_the_block() {
+        for (end, kept) in [
+            (Some(END_COMMIT), true),
+            (Some(END_ROLLBACK), false),
+            (None, false),
+        ] {
+            let progress = Progress::new();
+            send(&progress, frontend::QUERY, false); // BEGIN
+            answer(&progress, None, TransactionStatus::InTransaction);
+            send(&progress, frontend::QUERY, true); // SET
+            answer(&progress, None, TransactionStatus::InTransaction);
+            assert_eq!(progress.take_set_verdict(), None, "the block is still open");
+            send(&progress, frontend::QUERY, false); // COMMIT / ROLLBACK / a failing COMMIT
+            answer(&progress, end, TransactionStatus::Idle);
+            assert_eq!(progress.take_set_verdict(), Some(kept), "{end:?}");
+        }
+    }
+
+    #[test]
+    fn a_parse_is_settled_by_the_next_sync_and_stale_refusals_are_dropped() {
+        let progress = Progress::new();
+        send(&progress, frontend::PARSE, true);
+        progress.parse_refused(BytesMut::from(&b"refusal"[..]));
+        send(&progress, frontend::SYNC, false);
+        // An earlier error skipped the refused Parse: its refusal never answers anything.
+        assert_eq!(progress.refusal_answered(|| false), None);
+        answer(&progress, None, TransactionStatus::Idle);
+        assert_eq!(progress.take_set_verdict(), Some(true));
+        assert_eq!(progress.refusals_waiting.load(Ordering::Relaxed), 0);
+        // A refusal answered in its batch replaces the error once.
+        progress.parse_refused(BytesMut::from(&b"mine"[..]));
+        send(&progress, frontend::SYNC, false);
+        assert_eq!(
+            progress.refusal_answered(|| true).as_deref(),
+            Some(&b"mine"[..])
+        );
+        assert_eq!(progress.refusal_answered(|| true), None);
+    }
 }

@@ -9,16 +9,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
-use super::progress::Progress;
+use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
 use crate::protocol::backend;
 use crate::protocol::frontend;
+use crate::protocol::reply::{self, Severity};
+use crate::protocol::sqlstate::SqlState;
 use crate::proxy::error::SessionError;
 use crate::proxy::ledger::RequestLedger;
 use crate::proxy::pause::PauseGate;
 use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
-use crate::router::{Routed, SessionRouter};
+use crate::router::{REFUSED_PARSE, Routed, SessionRouter};
 
 impl Session {
     /// Runs the pumps, stopping them for each switch request and starting them again after.
@@ -56,6 +58,11 @@ impl Session {
         let (upstream_reader, upstream_writer) = upstream.split();
         let progress = &*progress;
         let ledger = &*ledger;
+        if let Some((_, encoding)) = parameters.iter().find(|(name, _)| name == CLIENT_ENCODING) {
+            progress
+                .foreign_encoding
+                .store(!is_utf8_encoding(encoding), Ordering::Relaxed);
+        }
 
         let to_upstream = from_client.pump(
             client_reader,
@@ -83,7 +90,13 @@ impl Session {
                         Inspection::Continue
                     }
                     frontend::QUERY | frontend::PARSE => {
-                        let inspection = route(router, idle, tag, frame);
+                        if let Some(kept) = progress.take_set_verdict() {
+                            router.set_settled(kept);
+                        }
+                        let inspection = route(router, progress, idle, tag, frame);
+                        if router.take_unsettled_set() {
+                            progress.set_sent(tag);
+                        }
                         // Shadow reads (issue 14): a copy of sampled reads, never a wait.
                         state.shadow.offer(&state.routing, router, tag, frame);
                         account_for(router, account, ledger);
@@ -178,22 +191,61 @@ fn upstream_gone(progress: &Progress) -> SessionError {
     }
 }
 
-/// Rewrites a Query or Parse for the session's version. Text that is not UTF-8 (another
-/// client_encoding) is forwarded unread.
-fn route(router: &mut SessionRouter, idle: bool, tag: u8, frame: &[u8]) -> Inspection {
-    let Some(sql) = frontend::statement_text(tag, frame) else {
-        return Inspection::Continue;
-    };
-    let routed = match (tag, frontend::parse_name(frame)) {
-        (frontend::PARSE, Some(name)) => router.parse(name, sql, idle),
-        _ => router.statement(sql, idle),
-    };
-    match routed {
-        Routed::Forward => Inspection::Continue,
-        Routed::Replace(text) => match frontend::with_statement(tag, frame, &text) {
-            Some(message) => Inspection::Replace(message),
-            None => Inspection::Continue,
+/// The parameter Postgres reports the client's encoding in.
+const CLIENT_ENCODING: &str = "client_encoding";
+
+/// Whether Postgres's name for an encoding is UTF-8 (it reports `UTF8`; accept spellings).
+fn is_utf8_encoding(name: &str) -> bool {
+    name.eq_ignore_ascii_case("UTF8") || name.eq_ignore_ascii_case("UTF-8")
+}
+
+/// Rewrites a Query or Parse for the session's version. The rewriter reads UTF-8: text in
+/// another client_encoding is read only when it is pure ASCII (the same bytes in every
+/// encoding Postgres supports, even those whose multi-byte characters contain ASCII bytes:
+/// their lead bytes are never ASCII); otherwise a statement that mentions a managed table is
+/// refused (it cannot be read safely, and must not reach the base table), and one that does
+/// not is forwarded. A refused Query becomes a statement that raises the refusal; a refused
+/// Parse becomes one that fails at once, whose error the upstream side replaces with the
+/// refusal.
+fn route(
+    router: &mut SessionRouter,
+    progress: &Progress,
+    idle: bool,
+    tag: u8,
+    frame: &[u8],
+) -> Inspection {
+    let foreign = progress.foreign_encoding.load(Ordering::Relaxed);
+    let readable = frontend::statement_text(tag, frame).filter(|sql| !foreign || sql.is_ascii());
+    let routed = match (readable, tag, frontend::parse_name(frame)) {
+        (Some(sql), frontend::PARSE, Some(name)) => router.parse(name, sql, idle),
+        (Some(sql), _, _) => router.statement(sql, idle),
+        (None, _, _) => match frontend::statement_bytes(tag, frame)
+            .and_then(|bytes| router.unreadable(bytes, foreign))
+        {
+            Some(refusal) => Routed::Refuse(refusal),
+            None => return Inspection::Continue,
         },
+    };
+    let text = match routed {
+        Routed::Forward => return Inspection::Continue,
+        Routed::Replace(text) => text,
+        Routed::Refuse(refusal) if tag == frontend::PARSE => {
+            let Some(message) = frontend::with_statement(tag, frame, REFUSED_PARSE) else {
+                return Inspection::Continue;
+            };
+            progress.parse_refused(reply::error_response(
+                Severity::Error,
+                refusal.code,
+                &refusal.message,
+                None,
+            ));
+            return Inspection::Replace(message);
+        }
+        Routed::Refuse(refusal) => refusal.statement(),
+    };
+    match frontend::with_statement(tag, frame, &text) {
+        Some(message) => Inspection::Replace(message),
+        None => Inspection::Continue,
     }
 }
 
@@ -254,7 +306,7 @@ fn inspect_upstream(
             let Some(status) = backend::ready_for_query(frame) else {
                 return Inspection::Invalid("ReadyForQuery with an unknown transaction status");
             };
-            progress.transaction.store(status as u8, Ordering::Relaxed);
+            progress.ready(status);
             // Saturating: a server may answer a Sync the proxy did not count (none today).
             let _ =
                 progress
@@ -263,16 +315,38 @@ fn inspect_upstream(
             ledger.ready();
             progress.maybe_leave(gate);
         }
+        // Only the tags count: a block that ends without one (a COMMIT that failed) rolled back.
+        backend::COMMAND_COMPLETE => match backend::command_block_end(frame) {
+            Some(backend::BlockEnd::Commit) => {
+                progress.last_end.store(END_COMMIT, Ordering::Relaxed)
+            }
+            Some(backend::BlockEnd::Rollback) => {
+                progress.last_end.store(END_ROLLBACK, Ordering::Relaxed)
+            }
+            _ => {}
+        },
         backend::ERROR_RESPONSE => {
             if let Some(fields) = backend::error_fields(frame) {
                 if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
                     progress.upstream_fatal.store(true, Ordering::Relaxed);
                 }
                 ledger.error(&fields.code);
+                let refused = || {
+                    fields.code == SqlState::SYNTAX_ERROR.as_str()
+                        && fields.message.contains(REFUSED_PARSE)
+                };
+                if let Some(error) = progress.refusal_answered(refused) {
+                    return Inspection::Replace(error);
+                }
             }
         }
         backend::PARAMETER_STATUS => {
             if let Some((name, value)) = backend::parameter_status(frame) {
+                if name == CLIENT_ENCODING {
+                    progress
+                        .foreign_encoding
+                        .store(!is_utf8_encoding(&value), Ordering::Relaxed);
+                }
                 match parameters.iter_mut().find(|(known, _)| *known == name) {
                     Some(entry) => entry.1 = value,
                     None => parameters.push((name, value)),
