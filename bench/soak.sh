@@ -20,13 +20,15 @@
 #
 # How to run: bench/soak.sh [DURATION_SECONDS]   (default 1800)
 # Tunables: CLIENTS per stream [4], WARMUP seconds excluded from the slope [120],
-#           VG_BIN (see lib.sh) to skip the release build.
+#           RATE transactions per second per stream (pgbench -R) [unlimited: as fast as it
+#           goes; set it on a shared machine], VG_BIN (see lib.sh) to skip the release build.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 DURATION="${1:-1800}"
 CLIENTS="${CLIENTS:-4}"
 WARMUP="${WARMUP:-120}"
+RATE="${RATE:-}"
 # Seconds between the operations' rounds and between RSS samples.
 ROUND_SECONDS=60
 SAMPLE_SECONDS=10
@@ -62,8 +64,10 @@ PGBENCH_PIDS=()
 for stream in "${STREAMS[@]}"; do
     options=""
     [[ "$stream" != default ]] && options="-c viewgate.version=$stream"
+    rate=()
+    [[ -n "$RATE" ]] && rate=(-R "$RATE")
     PGOPTIONS="$options" PGAPPNAME="soak-$stream" "$PGBENCH" -n -h "$LOOPBACK" -p "$VG_PORT" \
-        -U "$PG_SUPERUSER" -c "$CLIENTS" -j 1 -T "$DURATION" -f "$WORK_DIR/$stream.sql" postgres \
+        -U "$PG_SUPERUSER" -c "$CLIENTS" -j 1 -T "$DURATION" "${rate[@]}" -f "$WORK_DIR/$stream.sql" postgres \
         >"$WORK_DIR/pgbench-$stream.log" 2>&1 &
     PGBENCH_PIDS+=($!)
     EXTRA_PIDS+=($!)
