@@ -143,6 +143,20 @@ p99_ms() {
         awk -v from="$from" -v to="$to" '$5 >= from && $5 <= to { print $3 + $7 }' |
         sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else printf "%.2f", v[int(NR * 0.99 + 0.5)] / 1000 }'
 }
+# p99 in ms per STEP seconds of the transactions logged for NAME that ended between FROM and
+# TO: "0 s: 2.1, 10 s: 2.4, …", to see where in a window a tail comes from.
+p99_timeline() {
+    local name="$1" from="$2" to="$3" step="$4"
+    cat "$WORK_DIR"/tx-"$name".* 2>/dev/null |
+        awk -v from="$from" -v to="$to" -v step="$step" \
+            '$5 >= from && $5 <= to { print int(($5 - from) / step), $3 + $7 }' |
+        sort -k1,1n -k2,2n |
+        awk -v step="$step" '
+            function flush() { if (n > 0) printf "%s%d s: %.1f", sep, cur * step, v[int(n * 0.99 + 0.5)] / 1000; sep = ", " }
+            $1 != cur { flush(); cur = $1; n = 0 }
+            { v[++n] = $2 }
+            END { flush(); print "" }'
+}
 tx_count() { cat "$WORK_DIR"/tx-"$1".* 2>/dev/null | wc -l; }
 tps_of() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK_DIR/pgbench-$1.log" | head -n 1; }
 failed_of() {
@@ -219,6 +233,10 @@ WAITS="$(grep -c 'app=writer.*still waiting for' "$WORK_DIR/postgres.log" || tru
 LONGEST_WAIT="$(grep -o 'app=writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
 P99_BEFORE="$(p99_ms before-paced)"
 P99_DURING="$(p99_ms during "$MIG_START" "$MIG_END")"
+# The same pgbench run after the migration went live (sync triggers on, before the VACUUM):
+# the fairest reference for what the backfill itself adds.
+P99_AFTER="$(p99_ms during "$(awk -v t="$MIG_END" 'BEGIN { printf "%.3f", t + 1 }')")"
+P99_TIMELINE="$(p99_timeline during "$MIG_START" "$MIG_END" 10)"
 P99_LIVE="$(p99_ms live-paced)"
 P99_BEFORE_FULL="$(p99_ms before)"
 P99_LIVE_FULL="$(p99_ms live)"
@@ -245,6 +263,8 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "| backfill rate (rows / whole migrate start) | ${RATE} rows/s | ≥ 100,000 |"
     echo "| paced writers' p99 before | ${P99_BEFORE} ms | |"
     echo "| paced writers' p99 during the migration | ${P99_DURING} ms ($(ratio "$P99_DURING" "$P99_BEFORE")) | flat |"
+    echo "| paced writers' p99 in the same run, after the migration went live | ${P99_AFTER} ms (during ÷ after: $(ratio "$P99_DURING" "$P99_AFTER")) | |"
+    echo "| paced writers' p99 per 10 s of the migration (ms) | ${P99_TIMELINE} | |"
     echo "| paced writers' p99 with the migration live | ${P99_LIVE} ms | |"
     echo "| full-speed writers' p99 before / live | ${P99_BEFORE_FULL} / ${P99_LIVE_FULL} ms | |"
     echo "| lock waits over 100 ms (writers) | ${WAITS} (longest ${LONGEST_WAIT:-none} ms) | 0 |"

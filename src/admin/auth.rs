@@ -1,9 +1,14 @@
 //! Bearer-token check for the admin API.
+//!
+//! The presented token is compared in constant time: both sides are hashed first (SHA-256),
+//! so neither where the first differing byte is nor the expected token's length shows in how
+//! long a refusal takes; the two digests are then compared with an XOR fold, no early exit.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 
 /// The token admin requests must present; `None` allows everyone (loopback-only setups).
 #[derive(Clone)]
@@ -35,7 +40,33 @@ pub async fn require_token(
     }
 }
 
-/// Compares without an early exit, so timing does not reveal how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares without an early exit, so timing reveals neither how much of a token matched nor
+/// how long the expected one is: the digests have a fixed length whatever was presented.
+fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(presented), Sha256::digest(expected));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        let expected = b"s3cret-token";
+        assert!(constant_time_eq(b"s3cret-token", expected));
+        for presented in [
+            &b""[..],
+            b"s3cret-toke",
+            b"s3cret-tokenx",
+            b"s3cret-tokeN",
+            b"S3cret-token",
+            b"s3cret-token\0",
+        ] {
+            assert!(!constant_time_eq(presented, expected), "{presented:?}");
+        }
+    }
 }

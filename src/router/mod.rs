@@ -3,7 +3,8 @@
 //! `state` is the routing state built from the catalog and swapped atomically; `watcher` keeps
 //! it in step with the catalog (LISTEN/NOTIFY); `session_router` resolves one session's version
 //! and rewrites its statements with the `rewriter`; `version_command` recognises
-//! `SET/RESET/SHOW viewgate.version`; `raise` turns refusals into errors Postgres reports;
+//! `SET/RESET/SHOW viewgate.version`; `version_setting` is the statement that keeps
+//! it set upstream, the version name hex-encoded; `raise` turns refusals into errors Postgres reports;
 //! `rules` compiles and matches routing rules; `resolve` decides, with a reason, which version
 //! a session gets; `prepared` remembers which version each prepared statement was rewritten
 //! at. The routing map comes from the catalog through `catalog_read`.
@@ -15,6 +16,7 @@ pub mod rules;
 pub mod session_router;
 pub mod state;
 pub mod version_command;
+pub mod version_setting;
 pub mod watcher;
 
 pub use raise::{REFUSED_PARSE, Refusal};

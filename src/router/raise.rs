@@ -55,7 +55,7 @@ pub fn select_text(column: &str, value: &str) -> String {
 }
 
 /// A SQL expression evaluating to `text`, built from hex digits only.
-fn text_expression(text: &str) -> String {
+pub(crate) fn text_expression(text: &str) -> String {
     let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
     format!("convert_from(decode('{hex}', 'hex'), 'UTF8')")
 }

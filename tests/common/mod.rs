@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod fault_relay;
 pub mod http;
 pub mod raw;
 pub mod versions;

@@ -132,6 +132,25 @@ pub fn start_session(address: SocketAddr, user: &str) -> (TcpStream, Vec<u8>) {
     }
 }
 
+/// Connects and sends a startup packet with exactly `params`; reads up to the first
+/// ReadyForQuery (`Ok`) or ErrorResponse (`Err`).
+pub fn start_session_with(
+    address: SocketAddr,
+    params: &[(&str, &str)],
+) -> Result<TcpStream, ErrorReport> {
+    let mut stream = connect(address);
+    stream
+        .write_all(&startup_packet(PROTOCOL_3_0, params))
+        .unwrap();
+    loop {
+        match read_message(&mut stream).expect("an answer to the startup packet") {
+            (b'Z', _) => return Ok(stream),
+            (b'E', body) => return Err(parse_error(&body)),
+            _ => {}
+        }
+    }
+}
+
 /// Sends a simple query and collects messages up to ReadyForQuery: (tag, body) pairs.
 pub fn simple_query(stream: &mut TcpStream, sql: &str) -> Vec<(u8, Vec<u8>)> {
     stream.write_all(&query(sql)).unwrap();

@@ -20,6 +20,7 @@ use crate::proxy::pause::PauseGate;
 use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
+use crate::router::version_setting::set_version_statement;
 use crate::router::{REFUSED_PARSE, Routed, SessionRouter};
 
 impl Session {
@@ -249,7 +250,7 @@ fn route(
     }
 }
 
-/// Puts `SET viewgate.version` ahead of the message when the upstream session has another
+/// Puts a setting of `viewgate.version` ahead of the message when the upstream session has another
 /// version than the one now in effect: migrations' sync triggers tell writers apart by it.
 /// Only at a quiet boundary (nothing in flight, no batch open), so the answer — CommandComplete
 /// and ReadyForQuery — comes next and `inspect_upstream` drops it.
@@ -271,9 +272,8 @@ fn tell_version(
         Inspection::Replace(ref replaced) => &replaced[..],
         other => return other,
     };
-    // Version names are `[a-z][a-z0-9_]*` (checked when the catalog records them): the
-    // literal cannot be broken out of.
-    let mut combined = frontend::query(&format!("SET viewgate.version TO '{version}'"));
+    // The name comes from the catalog: never pasted into SQL (see `version_setting`).
+    let mut combined = frontend::query(&set_version_statement(version));
     combined.extend_from_slice(message);
     progress.own_statements.fetch_add(1, Ordering::Relaxed);
     *upstream_version = Some(version.to_owned());
