@@ -2,8 +2,8 @@
 //! text again, and a new text of a known shape: other constants inlined), a miss through the
 //! cache (parse plus learning the shape), and the fast path for statements that name no
 //! managed table. Targets: cold ≤ 50 µs, cached ≤ 2 µs. And the parsers alone, to choose
-//! between them (docs/rewriting.md): sqlparser, libpg_query (`pg_query::parse`, which also
-//! decodes the tree from protobuf), and the check the cold path now makes with the latter.
+//! between them (docs/rewriting.md): sqlparser, libpg_query (`pg_query::parse`, which packs the
+//! tree as protobuf and decodes it; and its JSON form, which the check reads), and the check.
 
 use std::hint::black_box;
 
@@ -11,6 +11,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use viewgate::rewriter::postgres_grammar::managed_references;
+use viewgate::rewriter::postgres_parser;
 use viewgate::rewriter::rewrite::{finish, mentions_managed_table, read_with_sqlparser};
 use viewgate::rewriter::{
     RelationName, RewriteCache, VersionTargets, ViewTarget, rewrite, rewrite_cached,
@@ -59,6 +60,11 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("parse_pg_query_350_chars", |b| {
         b.iter(|| pg_query::parse(black_box(MANAGED_SELECT)).map(|r| r.protobuf.stmts.len()))
+    });
+    c.bench_function("parse_pg_query_json_350_chars", |b| {
+        b.iter(|| {
+            postgres_parser::parse(black_box(MANAGED_SELECT)).map(|tree| tree.text().map(str::len))
+        })
     });
     c.bench_function("postgres_references_350_chars", |b| {
         b.iter(|| managed_references(black_box(MANAGED_SELECT), &targets))

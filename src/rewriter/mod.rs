@@ -11,7 +11,9 @@
 
 pub mod cache;
 pub mod lexer;
+pub mod parse_tree;
 pub mod postgres_grammar;
+pub mod postgres_parser;
 pub mod references;
 pub mod rewrite;
 pub mod shape;

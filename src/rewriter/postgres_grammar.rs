@@ -8,17 +8,18 @@
 //! only sent when the two agree (`rewrite.rs`). Where sqlparser cannot parse the statement at
 //! all, these references are what is rewritten.
 //!
-//! The parse tree is walked generically (through its serde form), so no node type that can
-//! hold a relation is forgotten: every `RangeVar` in a statement that reads or writes rows is
-//! a reference, except the ones Postgres does not read as a relation here: the new table of
-//! `SELECT … INTO` / `CREATE TABLE … AS` (an `IntoClause`), the names of a locking clause
-//! (`FOR UPDATE OF t` names a FROM item, which keeps its name as the alias), and an
-//! unqualified name a WITH item shadows in its scope. DML targets are never shadowed by a WITH
-//! item: Postgres opens them as tables.
+//! The parse tree (libpg_query's JSON form, `postgres_parser.rs`) is walked generically, so no
+//! node type that can hold a relation is forgotten: every `RangeVar` in a statement that reads
+//! or writes rows is a reference, except the ones Postgres does not read as a relation here:
+//! the new table of `SELECT … INTO` / `CREATE TABLE … AS` (an `IntoClause`), the names of a
+//! locking clause (`FOR UPDATE OF t` names a FROM item, which keeps its name as the alias),
+//! and an unqualified name a WITH item shadows in its scope. DML targets are never shadowed by
+//! a WITH item: Postgres opens them as tables.
 
-use pg_query::protobuf::node::Node as PgNode;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
+use super::parse_tree::Tree;
+use super::postgres_parser::{self, ParseFailure};
 use super::targets::VersionTargets;
 
 /// Where a reference stands, which decides how it may be rewritten.
@@ -53,38 +54,48 @@ pub enum Reading {
     Parsed(Vec<Reference>),
     /// Postgres rejects its syntax: sent as it is, it fails there and reads nothing.
     Rejected(String),
-    /// The check could not be made (a tree deeper than the decoder allows, a NUL byte).
+    /// The check could not be made (a tree deeper than the reader allows, a NUL byte).
     Unavailable(String),
     /// Longer than [`MAX_CHECKED_BYTES`]: not checked (sqlparser's reading stands alone).
     TooLong,
 }
 
-/// The longest query string Postgres's parser is asked about. The parser itself is not
-/// recursive, but the conversion of its tree to protobuf (in C) and the walk here are: a
-/// left-deep chain like `1+1+…+1` nests one level per two bytes, and a level takes up to about
-/// 4 KiB of stack in an unoptimised build. 16 KiB of text therefore needs at most about
-/// 32 MiB, and [`CHECK_STACK_BYTES`] gives it twice that. Longer statements (bulk INSERTs,
-/// mostly) are rewritten on sqlparser's reading alone.
+/// The longest query string Postgres's parser is asked about. Longer statements (bulk INSERTs,
+/// mostly) are rewritten on sqlparser's reading alone: checking costs time in proportion to
+/// the text, and a bulk INSERT's shape is new for every row count.
 pub const MAX_CHECKED_BYTES: usize = 16 * 1024;
 
-/// The stack the check runs on: a fresh mapping per check (only the pages touched are ever
-/// committed), so a deep tree can never overflow a worker thread's own, smaller stack.
+/// The stack a check runs on when the thread's own has too little left: a fresh mapping for
+/// that check (only the pages touched are ever committed), so a deep tree can never overflow
+/// a worker thread's own, smaller stack.
 pub const CHECK_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Stack a check may take per byte of text. The parser itself is not recursive (and its
+/// bison stack stops at 10,000 levels), but the conversion of its tree to JSON is: a
+/// left-deep chain like `1+1+…+1` nests one level per two bytes. Measured in a release build
+/// (`1+…`, `x COLLATE c …`, `x AT TIME ZONE 1 …`, `1::int…` chains until a 1 MiB thread
+/// overflowed): at most 129 bytes a level, 64 a byte of text. Four times that, for frames
+/// this measurement did not meet.
+const CHECK_STACK_PER_BYTE: usize = 256;
+
+/// Stack a check takes besides the conversion's recursion (the JSON reader and the walk stop
+/// at 128 levels).
+const CHECK_STACK_BASE: usize = 256 * 1024;
 
 /// Statement kinds whose relation references read or write rows (the same kinds the
 /// rewriter rewrites; DDL such as `CREATE VIEW … AS` keeps naming the base table).
-fn rewritable(node: &PgNode) -> bool {
+fn rewritable(kind: &str) -> bool {
     matches!(
-        node,
-        PgNode::SelectStmt(_)
-            | PgNode::InsertStmt(_)
-            | PgNode::UpdateStmt(_)
-            | PgNode::DeleteStmt(_)
-            | PgNode::MergeStmt(_)
-            | PgNode::CopyStmt(_)
-            | PgNode::ExplainStmt(_)
-            | PgNode::PrepareStmt(_)
-            | PgNode::DeclareCursorStmt(_)
+        kind,
+        "SelectStmt"
+            | "InsertStmt"
+            | "UpdateStmt"
+            | "DeleteStmt"
+            | "MergeStmt"
+            | "CopyStmt"
+            | "ExplainStmt"
+            | "PrepareStmt"
+            | "DeclareCursorStmt"
     )
 }
 
@@ -93,14 +104,27 @@ pub fn managed_references(sql: &str, targets: &VersionTargets) -> Reading {
     if sql.len() > MAX_CHECKED_BYTES {
         return Reading::TooLong;
     }
-    stacker::grow(CHECK_STACK_BYTES, || read(sql, targets))
+    // Mapping a fresh stack costs a few system calls and page faults; a short statement's
+    // worst case fits in what a worker thread has left, so it runs where it is.
+    let worst_case = CHECK_STACK_BASE + sql.len() * CHECK_STACK_PER_BYTE;
+    stacker::maybe_grow(worst_case, CHECK_STACK_BYTES, || read(sql, targets))
 }
 
 fn read(sql: &str, targets: &VersionTargets) -> Reading {
-    let parsed = match pg_query::parse(sql) {
-        Ok(parsed) => parsed,
-        Err(pg_query::Error::Parse(message)) => return Reading::Rejected(message),
-        Err(other) => return Reading::Unavailable(other.to_string()),
+    let json = match postgres_parser::parse(sql) {
+        Ok(json) => json,
+        Err(ParseFailure::Syntax(message)) => return Reading::Rejected(message),
+        Err(ParseFailure::Unreadable(reason)) => return Reading::Unavailable(reason),
+    };
+    let tree = match json.text() {
+        Ok(text) => Tree::read(text),
+        Err(ParseFailure::Syntax(reason) | ParseFailure::Unreadable(reason)) => {
+            return Reading::Unavailable(reason);
+        }
+    };
+    let tree = match tree {
+        Ok(tree) => tree,
+        Err(error) => return Reading::Unavailable(error.to_string()),
     };
     let mut walker = Walker {
         targets,
@@ -108,16 +132,13 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         found: Vec::new(),
         unlocatable: false,
     };
-    for raw in &parsed.protobuf.stmts {
-        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+    for raw in tree.get("stmts").map(Tree::as_array).unwrap_or_default() {
+        // `{"stmt":{"SelectStmt":{…}}}`: a node is an object with its type as the only key.
+        let Some(statement @ Tree::Object(fields)) = raw.get("stmt") else {
             continue;
         };
-        if !rewritable(node) {
-            continue;
-        }
-        match serde_json::to_value(node) {
-            Ok(tree) => walker.walk(&tree, Mode::Read),
-            Err(error) => return Reading::Unavailable(error.to_string()),
+        if fields.first().is_some_and(|(kind, _)| rewritable(kind)) {
+            walker.walk(statement);
         }
     }
     if walker.unlocatable {
@@ -126,13 +147,8 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
     Reading::Parsed(walker.found)
 }
 
-/// How a `RangeVar` met in the walk is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Read,
-    /// The `relation` of a DML statement, or of COPY.
-    Target(Place),
-}
+/// A node's fields, in the order libpg_query writes them.
+type Fields<'a> = [(Cow<'a, str>, Tree<'a>)];
 
 struct Walker<'t> {
     targets: &'t VersionTargets,
@@ -143,114 +159,98 @@ struct Walker<'t> {
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, value: &Value, mode: Mode) {
-        match value {
-            Value::Array(items) => {
-                for item in items {
-                    self.walk(item, Mode::Read);
-                }
-            }
-            Value::Object(map) => self.object(map, mode),
+    fn walk(&mut self, tree: &Tree) {
+        match tree {
+            Tree::Array(items) => items.iter().for_each(|item| self.walk(item)),
+            Tree::Object(fields) => self.object(fields),
             _ => {}
         }
     }
 
-    fn object(&mut self, map: &Map<String, Value>, mode: Mode) {
-        if is_range_var(map) {
-            self.range_var(map, mode);
-            return;
-        }
-        // `SELECT … INTO new_table` and `CREATE TABLE … AS`: the new table is no reference.
-        if map.contains_key("rel") && map.contains_key("skip_data") {
-            return;
-        }
-        // `FOR UPDATE OF t`: `t` names a FROM item, not a relation.
-        if map.contains_key("locked_rels") && map.contains_key("strength") {
-            return;
-        }
-        if let Some(Value::Object(with)) = map.get("with_clause") {
-            self.with_scope(map, with);
-            return;
-        }
-        for (key, child) in map {
-            let child_mode = match key.as_str() {
-                "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
-                    self.statement(child, Place::Target);
-                    continue;
+    /// An object: a tagged node (`{"RangeVar":{…}}`) or a node's own fields, read in the
+    /// scope of its WITH clause if it has one.
+    fn object(&mut self, fields: &Fields) {
+        match field(fields, "withClause") {
+            Some(with) => self.enter_with(with, |walker| {
+                for (key, child) in fields {
+                    if key != "withClause" {
+                        walker.entry(key, child);
+                    }
                 }
-                "CopyStmt" => {
-                    let from = child
-                        .get("is_from")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false);
-                    self.statement(child, if from { Place::CopyFrom } else { Place::CopyTo });
-                    continue;
+            }),
+            None => {
+                for (key, child) in fields {
+                    self.entry(key, child);
                 }
-                _ => Mode::Read,
-            };
-            self.walk(child, child_mode);
+            }
+        }
+    }
+
+    /// One field of an object, or the one entry of a tagged node.
+    fn entry(&mut self, key: &str, child: &Tree) {
+        match key {
+            "RangeVar" => self.range_var(child, Place::From),
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                self.statement(child, Place::Target);
+            }
+            "CopyStmt" => {
+                let from = child.get("is_from").and_then(Tree::as_bool) == Some(true);
+                let place = if from { Place::CopyFrom } else { Place::CopyTo };
+                self.statement(child, place);
+            }
+            // `FOR UPDATE OF t`: `t` names a FROM item, not a relation.
+            "LockingClause" => {}
+            // `SELECT … INTO new_table`, `CREATE TABLE … AS`: the new table is no reference.
+            "intoClause" | "into" => {}
+            _ => self.walk(child),
         }
     }
 
     /// A DML or COPY statement: its `relation` is a target; the rest is read as usual.
-    fn statement(&mut self, body: &Value, place: Place) {
-        let Value::Object(map) = body else {
+    fn statement(&mut self, body: &Tree, place: Place) {
+        let Tree::Object(fields) = body else {
             return;
         };
-        if let Some(Value::Object(with)) = map.get("with_clause") {
-            self.enter_with(with, |walker| walker.statement_fields(map, place));
-        } else {
-            self.statement_fields(map, place);
+        match field(fields, "withClause") {
+            Some(with) => self.enter_with(with, |walker| walker.statement_fields(fields, place)),
+            None => self.statement_fields(fields, place),
         }
     }
 
-    fn statement_fields(&mut self, map: &Map<String, Value>, place: Place) {
-        for (key, child) in map {
-            match key.as_str() {
-                "with_clause" => {}
-                "relation" => self.walk(child, Mode::Target(place)),
-                _ => self.walk(child, Mode::Read),
+    fn statement_fields(&mut self, fields: &Fields, place: Place) {
+        for (key, child) in fields {
+            match key.as_ref() {
+                "withClause" => {}
+                // Written without its tag: the field's type is a RangeVar.
+                "relation" => self.range_var(child, place),
+                _ => self.walk(child),
             }
         }
-    }
-
-    /// A statement with a WITH clause: its items' bodies, then the rest in their scope.
-    fn with_scope(&mut self, map: &Map<String, Value>, with: &Map<String, Value>) {
-        self.enter_with(with, |walker| {
-            for (key, child) in map {
-                if key != "with_clause" {
-                    walker.walk(child, Mode::Read);
-                }
-            }
-        });
     }
 
     /// Walks the WITH items' bodies (a non-recursive item sees only the items before it, a
     /// recursive WITH sees all), then runs `rest` with every item visible.
-    fn enter_with(&mut self, with: &Map<String, Value>, rest: impl FnOnce(&mut Self)) {
-        let recursive = with
-            .get("recursive")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let items: Vec<&Map<String, Value>> = with
+    fn enter_with(&mut self, with: &Tree, rest: impl FnOnce(&mut Self)) {
+        let recursive = with.get("recursive").and_then(Tree::as_bool) == Some(true);
+        let items: Vec<&Tree> = with
             .get("ctes")
-            .and_then(Value::as_array)
-            .map(|ctes| {
-                ctes.iter()
-                    .filter_map(|node| node.get("node")?.get("CommonTableExpr")?.as_object())
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map(Tree::as_array)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|node| node.get("CommonTableExpr"))
+            .collect();
         let names: Vec<String> = items
             .iter()
-            .filter_map(|item| item.get("ctename")?.as_str().map(str::to_owned))
+            .filter_map(|item| item.get("ctename")?.as_text().map(str::to_owned))
             .collect();
         for (i, item) in items.iter().enumerate() {
             let visible = if recursive { names.len() } else { i };
             self.scopes.push(names[..visible.min(names.len())].to_vec());
-            for (key, child) in item.iter() {
-                if key != "ctename" {
-                    self.walk(child, Mode::Read);
+            if let Tree::Object(fields) = item {
+                for (key, child) in fields {
+                    if key != "ctename" {
+                        self.walk(child);
+                    }
                 }
             }
             self.scopes.pop();
@@ -264,25 +264,22 @@ impl Walker<'_> {
         self.scopes.iter().flatten().any(|cte| cte == name)
     }
 
-    fn range_var(&mut self, map: &Map<String, Value>, mode: Mode) {
-        let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
-        let schema = Some(text("schemaname")).filter(|s| !s.is_empty());
-        let name = text("relname");
-        let place = match mode {
-            Mode::Read => Place::From,
-            Mode::Target(place) => place,
-        };
+    fn range_var(&mut self, range_var: &Tree, place: Place) {
+        let text = |key: &str| range_var.get(key).and_then(Tree::as_text);
+        let schema = text("schemaname").filter(|s| !s.is_empty());
+        let name = text("relname").unwrap_or_default();
         if place == Place::From && schema.is_none() && self.shadowed(name) {
             return;
         }
         if self.targets.resolve(schema, name).is_none() {
             return;
         }
-        let offset = map
+        // libpg_query leaves out integer fields that are 0; -1 means "unknown".
+        let location = range_var
             .get("location")
-            .and_then(Value::as_i64)
+            .map_or(Some(0), Tree::as_integer)
             .and_then(|l| usize::try_from(l).ok());
-        let Some(offset) = offset else {
+        let Some(offset) = location else {
             self.unlocatable = true;
             return;
         };
@@ -290,16 +287,18 @@ impl Walker<'_> {
             offset,
             schema: schema.map(str::to_owned),
             name: name.to_owned(),
-            aliased: map.get("alias").is_some_and(|a| !a.is_null()),
+            aliased: range_var.get("alias").is_some_and(|a| *a != Tree::Other),
             place,
         });
     }
 }
 
-/// A `RangeVar`, recognised by its fields: it appears both as a tagged node and as a plain
-/// field (`InsertStmt.relation`), so its tag cannot be relied on.
-fn is_range_var(map: &Map<String, Value>) -> bool {
-    map.contains_key("relname") && map.contains_key("relpersistence") && map.contains_key("inh")
+/// The field `key` of a node's fields.
+fn field<'f, 'a>(fields: &'f Fields<'a>, key: &str) -> Option<&'f Tree<'a>> {
+    fields
+        .iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value)
 }
 
 /// The byte range of the relation name written at `offset` (`name`, `schema.name`,
