@@ -17,7 +17,7 @@ pub struct Bind<'a> {
 }
 
 /// Reads `N` bytes at `*at` and moves past them.
-fn take<'a, const N: usize>(body: &'a [u8], at: &mut usize) -> Option<[u8; N]> {
+fn take<const N: usize>(body: &[u8], at: &mut usize) -> Option<[u8; N]> {
     let bytes = body.get(*at..at.checked_add(N)?)?;
     *at += N;
     bytes.try_into().ok()
