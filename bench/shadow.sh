@@ -194,6 +194,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 
+# The raw figures first, so a failure below loses nothing.
+mkdir -p "$RESULTS_DIR"
+STAMP="$(date +%Y%m%d-%H%M%S)"
+cp "$RESULTS_CSV" "$RESULTS_DIR/shadow-$STAMP.csv"
+cp "$SHADOW_CSV" "$RESULTS_DIR/shadow-runs-$STAMP.csv"
+
 # --- report ------------------------------------------------------------------------------
 # Medians over the rounds per mode × condition, and ratios to "off": of the medians, and the
 # median of each round's own ratio (the pairs ran back to back).
@@ -209,7 +215,7 @@ render_table() {
             key = $2 "," $3
             if (!(key in seen)) { seen[key] = 1; order[++n] = key }
             tps[key] = tps[key] " " $4; p99[key] = p99[key] " " $5
-            rtps[$1, $2, $3] = $4; rp99[$1, $2, $3] = $5; rounds[$1] = 1
+            rtps[$1, $2, $3] = $4; rp99[$1, $2, $3] = $5; if ($1 > maxr) maxr = $1
         }
         END {
             print "| mode | shadow | TPS (median) | p99 ms (median) | TPS ÷ off | p99 ÷ off | per-round p99 ÷ off | per-round TPS ÷ off |"
@@ -218,18 +224,17 @@ render_table() {
                 k = order[i]; split(k, part, ","); m = part[1]; c = part[2]
                 t = median(tps[k]); p = median(p99[k]); t0 = median(tps[m ",off"]); p0 = median(p99[m ",off"])
                 pr = ""; tr = ""
-                for (r in rounds) {
+                for (r = 1; r <= maxr; r++) {
                     if (rp99[r, m, "off"] > 0) pr = pr sprintf("%s%.2f", pr == "" ? "" : " ", rp99[r, m, c] / rp99[r, m, "off"])
                     if (rtps[r, m, "off"] > 0) tr = tr sprintf("%s%.2f", tr == "" ? "" : " ", rtps[r, m, c] / rtps[r, m, "off"])
                 }
-                printf "| %s | %s | %.0f | %.3f | %.2f | %.2f | %s | %s |\n", m, c, t, p,
-                    t0 > 0 ? t / t0 : 0, p0 > 0 ? p / p0 : 0, pr, tr
+                printf("| %s | %s | %.0f | %.3f | %.2f | %.2f | %s | %s |\n", m, c, t, p,
+                    (t0 > 0 ? t / t0 : 0), (p0 > 0 ? p / p0 : 0), pr, tr)
             }
         }' "$RESULTS_CSV"
 }
 
-mkdir -p "$RESULTS_DIR"
-REPORT="$RESULTS_DIR/shadow-$(date +%Y%m%d-%H%M%S).md"
+REPORT="$RESULTS_DIR/shadow-$STAMP.md"
 {
     echo "# Shadow reads: client TPS and p$LATENCY_PERCENTILE with and without a shadow run ($(date -Is))"
     echo
