@@ -13,7 +13,7 @@ use tokio_postgres::GenericClient;
 
 use crate::model::{
     Assign, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap, Rule, RuleError,
-    ShadowRun,
+    ShadowRun, ShapePattern,
 };
 use crate::net::postgres_error::describe_postgres_error;
 
@@ -98,20 +98,39 @@ pub async fn shadow_run(
     }
     let row = client
         .query_opt(
-            "SELECT id, from_version, to_version, rate, budget, redact
-             FROM viewgate.shadow_runs WHERE state = 'running'
+            // `match_shape` through jsonb: a catalog older than `--match` has no such column.
+            "SELECT id, from_version, to_version, rate, budget, redact,
+                    to_jsonb(r) ->> 'match_shape'
+             FROM viewgate.shadow_runs r WHERE state = 'running'
              ORDER BY id DESC LIMIT 1",
             &[],
         )
         .await
         .map_err(failed("reading viewgate.shadow_runs"))?;
-    Ok(row.map(|row| ShadowRun {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let pattern = match row
+        .get::<_, Option<String>>(6)
+        .as_deref()
+        .map(ShapePattern::parse)
+    {
+        None => None,
+        Some(Ok(pattern)) => Some(pattern),
+        Some(Err(error)) => {
+            // Only a hand-edited row can hold one: sample nothing rather than every read.
+            tracing::warn!(%error, "the shadow run's pattern is invalid; not sampling");
+            return Ok(None);
+        }
+    };
+    Ok(Some(ShadowRun {
         id: row.get(0),
         from: row.get(1),
         to: row.get(2),
         rate: row.get(3),
         budget: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
         redact: row.get(5),
+        pattern,
     }))
 }
 

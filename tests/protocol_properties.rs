@@ -125,7 +125,8 @@ proptest! {
                 let length = u32::from_be_bytes(stream[at + 1..at + 5].try_into().unwrap()) as usize;
                 match interest(stream[at]) {
                     Interest::Whole => whole += 1,
-                    Interest::Header => headers += 1,
+                    Interest::WholeUpTo(limit) if length < limit => whole += 1,
+                    Interest::Header | Interest::WholeUpTo(_) => headers += 1,
                     Interest::Skip => {}
                 }
                 at += 1 + length;

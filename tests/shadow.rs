@@ -3,10 +3,16 @@
 //! counts, the differing rows), matches what agrees, calls a statement that changes between two
 //! runs at the same version non-deterministic, skips writes and volatile calls, and never
 //! changes what the v1 client gets. Bad options are refused; the admin API starts, stops and
-//! reports; a redacting run keeps no values and ends by itself when its budget is spent; the
-//! client's p99 latency with shadowing stays within 10 % of a run without.
+//! reports; a redacting run keeps no values and ends by itself when its budget is spent.
+//! Extended-protocol reads (tokio-postgres, psycopg 3 with text and binary parameters) are
+//! shadowed with their parameters; `--match` keeps a run to the statements whose shape
+//! matches; the client's search_path (startup or SET) is the shadow's. Shadow statements that
+//! take seconds never hold up the client's reads (a functional check, not a speed goal: the
+//! speed is measured by `bench/shadow.sh`, docs/benchmarks.md).
 
 mod common;
+#[path = "drivers/deps.rs"]
+mod deps;
 
 use std::path::Path;
 use std::process::Command;
@@ -50,8 +56,19 @@ const VOLATILE: &str = "SELECT id, random() FROM model_metadata";
 const WRITE: &str = "UPDATE model_metadata SET model_version = model_version WHERE false";
 /// Long enough for the workers and the once-a-second report (not a speed assertion).
 const REPORT_WAIT: Duration = Duration::from_secs(20);
-/// Statements per latency sample.
-const LATENCY_QUERIES: usize = 600;
+/// An unmanaged table only the schema `app` has: found through the client's search_path.
+const LOOKUP: &str = "CREATE SCHEMA app; CREATE TABLE app.lookup (id bigint PRIMARY KEY, label text); \
+                      INSERT INTO app.lookup VALUES (1, 'a'), (2, 'b'), (3, 'c')";
+/// A read that needs `app` on the search_path.
+const THROUGH_SEARCH_PATH: &str = "SELECT m.id, m.model_version, l.label \
+                                   FROM model_metadata m JOIN lookup l ON l.id = m.id";
+/// v2's model_version goes through a function that sleeps 2 s a row: each shadow statement at
+/// v2 runs into the shadow's 5 s statement timeout.
+const SLOW_FUNCTION: &str = "CREATE FUNCTION slow_text(t text) RETURNS text LANGUAGE plpgsql STABLE \
+                             AS $$ BEGIN PERFORM pg_sleep(2); RETURN t; END $$";
+/// Far above a read's own time, far below one shadow statement's (not a speed goal: a read
+/// that waited for the shadow would take 5 s or more).
+const PROMPT: Duration = Duration::from_secs(2);
 
 struct Setup {
     database: String,
@@ -86,6 +103,12 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 fn start(cluster: &ThrowawayCluster) -> Setup {
+    start_with(cluster, SPEC, "SELECT 1")
+}
+
+/// The example's table with three rows, `setup` run, `spec` applied, v1 the default, and
+/// `viewgate serve` with an admin port.
+fn start_with(cluster: &ThrowawayCluster, spec_text: &str, setup: &str) -> Setup {
     let database = cluster.url(SUPERUSER, "postgres");
     cluster
         .psql(
@@ -100,8 +123,9 @@ fn start(cluster: &ThrowawayCluster) -> Setup {
              VALUES ('alpha', '1'), ('planted', '2'), ('gamma', '3')",
         )
         .unwrap();
+    cluster.psql("postgres", setup).unwrap();
     let spec = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    std::fs::write(spec.path(), SPEC).unwrap();
+    std::fs::write(spec.path(), spec_text).unwrap();
     run_ok(
         Command::new(viewgate_binary())
             .args(["views", "apply", "--database", &database, "--spec"])
@@ -136,12 +160,20 @@ fn start(cluster: &ThrowawayCluster) -> Setup {
 }
 
 async fn client(port: u16) -> tokio_postgres::Client {
+    client_with_options(port, None).await
+}
+
+/// A client whose startup packet carries `options` (e.g. `-c search_path=…`).
+async fn client_with_options(port: u16, options: Option<&str>) -> tokio_postgres::Client {
     let mut config = tokio_postgres::Config::new();
     config
         .host("127.0.0.1")
         .port(port)
         .user(SUPERUSER)
         .dbname("postgres");
+    if let Some(options) = options {
+        config.options(options);
+    }
     let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     client
@@ -395,68 +427,261 @@ async fn a_planted_difference_is_found_and_reported_without_touching_the_client(
     );
 }
 
-/// p99 of `count` sequential statements on one session, in microseconds.
-async fn p99(session: &tokio_postgres::Client, count: usize) -> u128 {
-    let mut times = Vec::with_capacity(count);
-    for _ in 0..count {
-        let started = Instant::now();
-        session.simple_query(PLANTED).await.unwrap();
-        times.push(started.elapsed().as_micros());
-    }
-    times.sort_unstable();
-    times[count * 99 / 100]
+/// The rows of an extended-protocol query (tokio-postgres: a named statement, binary
+/// parameters), as (id, name, version).
+async fn extended_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    parameter: i64,
+) -> Vec<(i64, String, String)> {
+    let mut rows: Vec<_> = client
+        .query(sql, &[&parameter])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    rows.sort();
+    rows
 }
 
-/// A timing comparison: meaningful only on a machine that is otherwise quiet (on a shared
-/// 2-core machine other work moves p99 by more than 10 % between two runs without shadowing),
-/// hence run on demand: `cargo test --test shadow -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a latency measurement: run alone on a quiet machine"]
-async fn shadowing_leaves_the_clients_latency_alone() {
-    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
-    let setup = start(&cluster);
-    let session = client(setup.process.port).await;
-    p99(&session, LATENCY_QUERIES / 4).await; // warm-up
-    // Alternating blocks, so drift on a shared machine hits both sides alike.
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    for _ in 0..2 {
-        off.push(p99(&session, LATENCY_QUERIES).await);
-        run_ok(Command::new(viewgate_binary()).args([
-            "shadow",
-            "start",
-            "--from",
-            "v1",
-            "--to",
-            "v2",
-            "--rate",
-            "0.05",
-            "--budget",
-            "100000",
-            "--database",
-            &setup.database,
-        ]));
-        wait_running(setup.admin_port, true);
-        on.push(p99(&session, LATENCY_QUERIES).await);
-        run_ok(Command::new(viewgate_binary()).args([
-            "shadow",
-            "stop",
-            "--database",
-            &setup.database,
-        ]));
-        wait_running(setup.admin_port, false);
+fn v1_rows() -> Vec<(i64, String, String)> {
+    vec![
+        (1, "alpha".into(), "1".into()),
+        (2, "planted".into(), "2".into()),
+        (3, "gamma".into(), "3".into()),
+    ]
+}
+
+fn shadow_start(database: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "shadow",
+        "start",
+        "--from",
+        "v1",
+        "--to",
+        "v2",
+        "--rate",
+        "1",
+        "--database",
+        database,
+    ];
+    args.extend_from_slice(extra);
+    run_ok(Command::new(viewgate_binary()).args(&args))
+}
+
+fn shadow_stop(database: &str, admin_port: u16) {
+    run_ok(Command::new(viewgate_binary()).args(["shadow", "stop", "--database", database]));
+    wait_running(admin_port, false);
+}
+
+/// Polls the report until `done` holds (or fails after [`REPORT_WAIT`]).
+async fn report_until(
+    database: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + REPORT_WAIT;
+    loop {
+        let now = report(database);
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the report never got there: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The last run's final counts arrive with the next report, within a second.
-    std::thread::sleep(Duration::from_millis(1500));
-    let found = report(&setup.database);
-    eprintln!("p99 per block (µs): without shadowing {off:?}, with shadowing at rate 0.05 {on:?}");
-    let (off, on) = (off.iter().min().unwrap(), on.iter().min().unwrap());
-    eprintln!(
-        "best p99 without shadowing {off} µs, with shadowing at rate 0.05 {on} µs; last run: {}",
-        found["totals"]
-    );
-    assert!(total(&found, "diff") >= 1, "the run compared: {found}");
+}
+
+/// The differences of kind `diff` by shape.
+fn diff_shapes(report: &serde_json::Value) -> Vec<String> {
+    let mut shapes: Vec<String> = report["diffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|diff| diff["kind"] == "diff")
+        .map(|diff| diff["shape"].as_str().unwrap().to_owned())
+        .collect();
+    shapes.sort();
+    shapes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_reads_match_patterns_and_the_clients_search_path() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    let setup = start_with(&cluster, SPEC, LOOKUP);
+    let database = setup.database.as_str();
+    let admin_port = setup.admin_port;
+
+    // A bad pattern: a clear error, nothing started (CLI and admin API).
+    let output = viewgate(&[
+        "shadow",
+        "start",
+        "--from",
+        "v1",
+        "--to",
+        "v2",
+        "--rate",
+        "1",
+        "--match",
+        "**",
+        "--database",
+        database,
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        *on as f64 <= *off as f64 * 1.10,
-        "p99 with shadowing {on} µs is more than 10 % above {off} µs"
+        !output.status.success() && stderr.contains("matches every statement"),
+        "{stderr}"
     );
+    let (code, reply) = post_json(
+        admin_port,
+        "/shadow/start",
+        Some(TOKEN),
+        r#"{"from": "v1", "to": "v2", "rate": 1, "match": "a\u0001"}"#,
+    );
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.contains("control character"), "{reply}");
+    assert!(
+        !viewgate(&["shadow", "report", "--database", database])
+            .status
+            .success(),
+        "no run was started"
+    );
+
+    // Run 1: only statements whose shape has "model_version from model_metadata where"
+    // (case-insensitive), from tokio-postgres (binary parameter) and psycopg 3 (text and
+    // binary parameters); a count with a parameter and a simple query do not match.
+    let out = shadow_start(
+        database,
+        &["--match", "model_version  from model_metadata WHERE"],
+    );
+    assert!(out.contains("matching"), "{out}");
+    wait_running(admin_port, true);
+    let session = client(setup.process.port).await;
+    let extended = "SELECT id, model_name, model_version FROM model_metadata WHERE id >= $1";
+    assert_eq!(extended_rows(&session, extended, 1).await, v1_rows());
+    let count: i64 = session
+        .query_one(
+            "SELECT count(*) FROM model_metadata WHERE model_name <> $1::text",
+            &[&"none"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 3);
+    assert_eq!(rows(&session, PLANTED).await.len(), 3);
+    let dsn = format!(
+        "host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres",
+        setup.process.port
+    );
+    let stdout = deps::run_python("shadow_reads.py", &[dsn]);
+    deps::assert_checked(
+        &stdout,
+        &["text parameter reads v1", "binary parameter reads v1"],
+    );
+    let found = report_until(database, |now| total(now, "diff") >= 3).await;
+    assert_eq!(found["match"], "model_version from model_metadata WHERE");
+    assert_eq!(
+        total(&found, "sampled"),
+        3,
+        "only the matching statements: {found}"
+    );
+    assert_eq!(total(&found, "diff"), 3, "{found}");
+    assert_eq!(
+        diff_shapes(&found),
+        vec![
+            "SELECT id, model_name, model_version FROM model_metadata WHERE id >= $1".to_owned(),
+            "SELECT id, model_name, model_version FROM model_metadata WHERE model_name <> $1"
+                .to_owned(),
+        ],
+        "tokio-postgres's and psycopg's binary reads share a shape: {found}"
+    );
+    for diff in found["diffs"].as_array().unwrap() {
+        assert_eq!(
+            diff["detail"]["only_to"],
+            serde_json::json!([["2", "planted", "changed"]]),
+            "{diff}"
+        );
+    }
+    let text =
+        run_ok(Command::new(viewgate_binary()).args(["shadow", "report", "--database", database]));
+    assert!(
+        text.contains("match \"model_version from model_metadata WHERE\""),
+        "{text}"
+    );
+    shadow_stop(database, admin_port);
+
+    // Run 2: the client's search_path, from its startup packet (a simple query) and from a SET
+    // (an extended-protocol query); `lookup` is only in `app`.
+    shadow_start(database, &[]);
+    wait_running(admin_port, true);
+    let startup = client_with_options(setup.process.port, Some("-c search_path=app,public")).await;
+    assert_eq!(rows(&startup, THROUGH_SEARCH_PATH).await.len(), 3);
+    let set = client(setup.process.port).await;
+    set.batch_execute("SET search_path TO app, public")
+        .await
+        .unwrap();
+    let bound = set
+        .query(&format!("{THROUGH_SEARCH_PATH} WHERE m.id >= $1"), &[&1i64])
+        .await
+        .unwrap();
+    assert_eq!(bound.len(), 3);
+    let found = report_until(database, |now| total(now, "diff") >= 2).await;
+    assert_eq!(total(&found, "sampled"), 2, "{found}");
+    assert_eq!(
+        (total(&found, "error"), total(&found, "skipped")),
+        (0, 0),
+        "both resolved `lookup` through the client's search_path: {found}"
+    );
+    for diff in found["diffs"].as_array().unwrap() {
+        assert_eq!(diff["kind"], "diff", "{diff}");
+        assert_eq!(
+            diff["detail"]["only_to"],
+            serde_json::json!([["2", "changed", "b"]]),
+            "{diff}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_shadow_statements_never_hold_up_the_client() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    let slow_spec = SPEC.replace(
+        "CASE WHEN model_name = 'planted' THEN 'changed' ELSE model_version END",
+        "slow_text(model_version)",
+    );
+    let setup = start_with(&cluster, &slow_spec, SLOW_FUNCTION);
+    let database = setup.database.as_str();
+    shadow_start(database, &["--budget", "1000"]);
+    wait_running(setup.admin_port, true);
+    let session = client(setup.process.port).await;
+    let extended = "SELECT id, model_name, model_version FROM model_metadata WHERE id >= $1";
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert_eq!(rows(&session, PLANTED).await.len(), 3);
+        assert_eq!(extended_rows(&session, extended, 1).await, v1_rows());
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < PROMPT,
+        "a client's reads waited for the shadow: {slowest:?}"
+    );
+    // Meanwhile the shadow statements ran into their timeout at v2, and say so.
+    let found = report_until(database, |now| total(now, "timeout") >= 2).await;
+    assert_eq!(
+        total(&found, "sampled") + total(&found, "dropped"),
+        20,
+        "{found}"
+    );
+    assert!(
+        found["diffs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|diff| diff["kind"] == "timeout" && diff["detail"]["sqlstate"] == "57014"),
+        "{found}"
+    );
+    shadow_stop(database, setup.admin_port);
 }

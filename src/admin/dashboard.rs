@@ -131,8 +131,10 @@ panel.addEventListener("submit", (event) => {
       return act("Set the weights of rule " + form.dataset.rule + " to " + data.weights,
                  "/routes/" + form.dataset.rule + "/weights", { weights: data.weights });
     case "shadow-start":
-      return act("Start a shadow run from " + data.from + " to " + data.to + " at rate " + data.rate,
-                 "/shadow/start", { from: data.from, to: data.to, rate: Number(data.rate) });
+      return act("Start a shadow run from " + data.from + " to " + data.to + " at rate " + data.rate +
+                 (data.match ? " for statements matching " + data.match : ""),
+                 "/shadow/start", Object.assign({ from: data.from, to: data.to, rate: Number(data.rate) },
+                                                data.match ? { match: data.match } : {}));
   }
 });
 panel.addEventListener("click", (event) => {

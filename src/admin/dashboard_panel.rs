@@ -153,11 +153,16 @@ fn shadow(out: &mut String, report: Option<&ShadowReport>, overview: &Overview) 
         };
         let _ = write!(
             out,
-            "<p id=\"shadow\">run {} {} &rarr; {} at rate {}: <b>{}</b> {stop}<br>{} sampled, {} dropped, {} skipped; {} matched, <span class=\"{}\">{} differ</span>, {} non-deterministic, {} failed, {} timed out</p>",
+            "<p id=\"shadow\">run {} {} &rarr; {} at rate {}{}: <b>{}</b> {stop}<br>{} sampled, {} dropped, {} skipped; {} matched, <span class=\"{}\">{} differ</span>, {} non-deterministic, {} failed, {} timed out</p>",
             report.id,
             escape(&report.from),
             escape(&report.to),
             report.rate,
+            report
+                .matching
+                .as_deref()
+                .map(|pattern| format!(" matching <code>{}</code>", escape(pattern)))
+                .unwrap_or_default(),
             escape(&report.state),
             count("sampled"),
             count("dropped"),
@@ -212,7 +217,7 @@ fn shadow(out: &mut String, report: Option<&ShadowReport>, overview: &Overview) 
     };
     let _ = write!(
         out,
-        "<form data-action=\"shadow-start\">from <select name=\"from\">{}</select> to <select name=\"to\">{}</select> rate <input name=\"rate\" value=\"0.05\" size=\"5\"> <button type=\"submit\">Start a shadow run</button></form>",
+        "<form data-action=\"shadow-start\">from <select name=\"from\">{}</select> to <select name=\"to\">{}</select> rate <input name=\"rate\" value=\"0.05\" size=\"5\"> match <input name=\"match\" placeholder=\"optional: model_metadata WHERE id = ?\" size=\"30\"> <button type=\"submit\">Start a shadow run</button></form>",
         options(0),
         options(1)
     );

@@ -28,6 +28,10 @@ pub enum ShadowCommand {
         /// Record differing rows as hashes, not values.
         #[arg(long)]
         redact: bool,
+        /// Shadow only statements whose shape (constants shown as `?`, as the report prints
+        /// it) contains this pattern, case-insensitively; `*` matches any run of characters.
+        #[arg(long = "match", value_name = "PATTERN")]
+        matching: Option<String>,
         #[arg(long, env = "VIEWGATE_DATABASE")]
         database: String,
     },
@@ -55,6 +59,7 @@ pub async fn run(command: ShadowCommand) -> Result<(), ControlError> {
             rate,
             budget,
             redact,
+            matching,
             database,
         } => {
             let args = ShadowArgs {
@@ -63,6 +68,7 @@ pub async fn run(command: ShadowCommand) -> Result<(), ControlError> {
                 rate,
                 budget,
                 redact,
+                matching,
             };
             args.check()?;
             let mut client = connect(&database).await?;

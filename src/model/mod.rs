@@ -6,7 +6,7 @@
 //! between the proxies and the control plane (the NOTIFY channel, the heartbeat's timing, the
 //! [`latency`] buckets);
 //! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
-//! run the proxies sample for.
+//! run the proxies sample for, filtered by a [`shape_pattern`].
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
@@ -21,6 +21,7 @@ pub mod routing_map;
 pub mod rule;
 pub mod rule_error;
 pub mod shadow_run;
+pub mod shape_pattern;
 
 pub use assign::{Assign, TOTAL_WEIGHT};
 pub use cidr::{Cidr, CidrError};
@@ -30,3 +31,4 @@ pub use routing_map::{RoutedTable, RoutingMap};
 pub use rule::{CatalogRules, InvalidRule, Rule};
 pub use rule_error::RuleError;
 pub use shadow_run::ShadowRun;
+pub use shape_pattern::{ShapePattern, ShapePatternError};

@@ -1,9 +1,11 @@
 //! A shadow run as the proxies read it from the catalog (`viewgate shadow start`): which
-//! version's read-only statements are sampled, at what rate, to be run again at which version
-//! and compared; how many comparisons it may spend; whether samples keep values. Plain data;
+//! version's read-only statements (those matching its pattern) are sampled, at what rate, to
+//! be run again at which version and compared; how many comparisons it may spend; whether samples keep values. Plain data;
 //! the sampling is `proxy::shadow_tap`, the comparing `telemetry::shadow`.
 
 use serde::Serialize;
+
+use super::shape_pattern::ShapePattern;
 
 /// The most comparisons one run may spend, over every proxy (`--budget`).
 pub const MAX_SHADOW_BUDGET: u64 = 10_000_000;
@@ -23,4 +25,6 @@ pub struct ShadowRun {
     pub budget: u64,
     /// Differing rows are recorded as hashes, not values.
     pub redact: bool,
+    /// Only statements whose shape matches are sampled (`--match`); `None`: every read.
+    pub pattern: Option<ShapePattern>,
 }

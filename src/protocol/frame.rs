@@ -34,6 +34,9 @@ pub enum Interest {
     /// Its header only (tag and length): enough to decide whether it may pass, without
     /// buffering a body that may be large (a Bind carrying a 100 MB parameter).
     Header,
+    /// The whole message when it is at most this many bytes long (header included), else its
+    /// header only: small messages are read, large ones still stream.
+    WholeUpTo(usize),
 }
 
 /// One step through a buffer.
@@ -135,7 +138,10 @@ impl FrameScanner {
         }
         let frame_len = 1 + length;
         match interest(tag) {
-            Interest::Whole => {
+            Interest::WholeUpTo(limit) if frame_len > limit => {
+                return Ok(Step::Header { tag, frame_len });
+            }
+            Interest::Whole | Interest::WholeUpTo(_) => {
                 return Ok(match buf.get(..frame_len) {
                     Some(frame) => Step::Message { tag, frame },
                     None => Step::Incomplete { frame_len },
@@ -164,6 +170,32 @@ pub fn encode_message(out: &mut bytes::BytesMut, tag: u8, body: impl FnOnce(&mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_up_to_reads_small_messages_and_glances_at_large_ones() {
+        let interest = |_| Interest::WholeUpTo(10);
+        let small = frame(b'B', &[1u8; 5]);
+        let mut scanner = FrameScanner::new(1 << 20);
+        assert_eq!(
+            scanner.step_with(&small[..7], interest).unwrap(),
+            Step::Incomplete { frame_len: 10 }
+        );
+        assert_eq!(
+            scanner.step_with(&small, interest).unwrap(),
+            Step::Message {
+                tag: b'B',
+                frame: &small[..]
+            }
+        );
+        let large = frame(b'B', &[1u8; 6]);
+        assert_eq!(
+            scanner.step_with(&large[..6], interest).unwrap(),
+            Step::Header {
+                tag: b'B',
+                frame_len: 11
+            }
+        );
+    }
 
     #[test]
     fn a_header_glance_consumes_nothing_until_the_caller_passes_the_message() {

@@ -35,11 +35,13 @@ pub const TERMINATE_MESSAGE: [u8; 5] = [TERMINATE, 0, 0, 0, 4];
 /// message after a boundary whatever its type, before any of it is forwarded, but needs only
 /// its type: a header glance, so a Bind carrying a large parameter streams through instead
 /// of being buffered whole. Query and Parse are read whole for their SQL text, Close for the
-/// statement it releases, Terminate to stop on it. CopyData flows only inside a COPY, never at
-/// a boundary.
+/// statement it releases, Terminate to stop on it. A Bind is read whole only when it is small
+/// (shadow reads copy its parameters); a larger one is glanced at. CopyData flows only inside
+/// a COPY, never at a boundary.
 pub fn session_interest(tag: u8) -> Interest {
     match tag {
         QUERY | PARSE | CLOSE | TERMINATE => Interest::Whole,
+        BIND => Interest::WholeUpTo(super::limits::INSPECTED_BIND_MAX_LEN),
         COPY_DATA => Interest::Skip,
         _ => Interest::Header,
     }

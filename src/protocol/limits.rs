@@ -21,3 +21,8 @@ pub const STARTUP_PACKET_MAX_LEN: usize = 10_000;
 
 /// Length field plus the code: the smallest possible startup packet.
 pub const STARTUP_PACKET_MIN_LEN: usize = 8;
+
+/// A Bind up to this long (header included) is read whole by the session, so a shadow run can
+/// copy its parameters; a longer one streams through seen by its header only (and is not
+/// shadowed).
+pub const INSPECTED_BIND_MAX_LEN: usize = 64 * 1024;

@@ -7,8 +7,9 @@
 //! `session/` is a session in its parts (setup, transaction boundaries, the pump loop, the move
 //! to another upstream); `switch/` pauses sessions and moves them to another upstream; `stats/`
 //! holds the counters sessions increment; `session_threads` optionally pins sessions to
-//! single-threaded runtimes; `shadow_tap` copies sampled reads for shadow runs. The canary guard and heartbeat that read those
-//! counters are started by the edge (`cli::serve`), not here.
+//! single-threaded runtimes; `shadow_tap` copies sampled reads for shadow runs, with what each
+//! session remembers for them in `shadow_session` (and `search_path`). The canary guard and
+//! heartbeat that read those counters are started by the edge (`cli::serve`), not here.
 
 pub mod auth;
 pub mod cancel;
@@ -20,8 +21,10 @@ pub mod passfile;
 pub mod pause;
 pub mod pump;
 pub mod reconnect;
+pub mod search_path;
 pub mod session;
 pub mod session_threads;
+pub mod shadow_session;
 pub mod shadow_tap;
 pub mod state;
 pub mod stats;

@@ -1,13 +1,15 @@
 //! The data plane's whole part in shadow reads: while a shadow run is in progress, a session at
-//! the run's `from` version offers the text of each simple-protocol Query that looks like a
-//! read (its first keyword is SELECT, WITH, VALUES or TABLE); the chosen fraction of them is
-//! copied into a bounded queue with `try_send`, and a full queue drops the statement and counts
-//! it. Nothing here waits, fails or changes the client's message: the message is forwarded as
-//! routed before and after. The work (classifying, running at both versions, comparing,
-//! recording) is done by `telemetry::shadow`, which drains the queue on its own connections.
+//! the run's `from` version offers each statement that looks like a read (its first keyword is
+//! SELECT, WITH, VALUES or TABLE) and whose shape matches the run's `--match` pattern, if it has
+//! one: the text of a simple-protocol Query, or a Bind of a statement the session prepared at
+//! `from` (its text, the parameter types its Parse declared, and the Bind's parameter formats
+//! and values, copied). The chosen fraction of them is copied into a bounded queue with
+//! `try_send`, and a full queue drops the statement and counts it. Nothing here waits, fails or
+//! changes the client's message: the message is forwarded as routed before and after. The
+//! work (classifying, running at both versions, comparing, recording) is done by
+//! `telemetry::shadow`, which drains the queue on its own connections.
 //!
-//! Only Query messages are offered: an extended-protocol statement's parameters arrive in a
-//! Bind the proxy streams without decoding, so the statement alone cannot be run again.
+//! A Bind longer than `INSPECTED_BIND_MAX_LEN` streams through unread, and is not offered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
+use super::shadow_session::{PreparedRead, ShadowSession};
 use crate::model::ShadowRun;
-use crate::protocol::frontend;
+use crate::protocol::{bind, frontend};
 use crate::router::SessionRouter;
 use crate::router::state::RoutingState;
 
@@ -30,8 +33,32 @@ pub const MAX_SHADOW_SQL_LEN: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct ShadowJob {
     pub run: Arc<ShadowRun>,
-    pub sql: String,
+    pub sql: Arc<str>,
+    /// The bound parameters of an extended-protocol statement; `None` for a simple Query.
+    pub parameters: Option<BoundParameters>,
+    /// The client's search_path when it was sampled (`None`: the server's default).
+    pub search_path: Option<Arc<str>>,
     pub counters: Arc<ShadowCounters>,
+}
+
+/// A Bind's parameters, copied, with the types the statement's Parse declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundParameters {
+    pub types: Arc<[u32]>,
+    /// As the Bind sent them: none (all text), one for all, or one per value.
+    pub formats: Vec<i16>,
+    pub values: Vec<Option<Vec<u8>>>,
+}
+
+impl BoundParameters {
+    /// Whether parameter `index` is in binary format.
+    pub fn is_binary(&self, index: usize) -> bool {
+        match self.formats.as_slice() {
+            [] => false,
+            [all] => *all == 1,
+            each => each.get(index) == Some(&1),
+        }
+    }
 }
 
 /// What the tap and the workers count, per proxy (for `/metrics` and the run's report).
@@ -135,30 +162,112 @@ impl ShadowTap {
         pick(&job.counters).fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Offers a client message the session just routed. Cheap when no run is in progress: a
-    /// tag comparison and one load of the routing state's snapshot.
+    /// Offers a client message the session just routed, and keeps the session's shadow memory
+    /// (`session`) up to date. Cheap when no run is in progress: a tag comparison and one load
+    /// of the routing state's snapshot (plus, for a named Parse that looks like a read, a copy
+    /// of its text).
     pub fn offer(
         &self,
         routing: &ArcSwap<RoutingState>,
         router: &SessionRouter,
+        session: &mut ShadowSession,
         tag: u8,
         frame: &[u8],
     ) {
-        if tag != frontend::QUERY || router.version().is_none() {
-            return;
-        }
-        let routing = routing.load();
-        let Some(run) = routing.shadow() else {
+        let Some(version) = router.version() else {
             return;
         };
-        if router.version() != Some(run.from.as_str()) {
-            return;
+        match tag {
+            frontend::QUERY => {
+                let Some(sql) = frontend::statement_text(tag, frame) else {
+                    return;
+                };
+                session.query(sql);
+                let routing = routing.load();
+                if let Some(run) = routing.shadow().filter(|run| run.from == version) {
+                    self.sample(run, sql, || (Arc::from(sql), None), session);
+                }
+            }
+            frontend::PARSE => {
+                let (Some(name), Some(sql)) = (
+                    frontend::parse_name(frame),
+                    frontend::statement_text(tag, frame),
+                ) else {
+                    return;
+                };
+                let remember = sql.len() <= MAX_SHADOW_SQL_LEN
+                    && looks_like_a_read(sql)
+                    && (!name.is_empty()
+                        || routing
+                            .load()
+                            .shadow()
+                            .is_some_and(|run| run.from == version));
+                let read = remember
+                    .then(|| bind::parse_parameter_types(frame))
+                    .flatten()
+                    .map(|types| PreparedRead {
+                        sql: Arc::from(sql),
+                        parameter_types: Arc::from(types),
+                        version: Arc::from(version),
+                    });
+                session.parsed(name, read);
+            }
+            frontend::CLOSE => {
+                if let Some(name) = frontend::closed_statement(frame) {
+                    session.closed(name);
+                }
+            }
+            frontend::BIND => {
+                let routing = routing.load();
+                let Some(run) = routing.shadow() else {
+                    return;
+                };
+                // A Bind seen by its header only (a large one) does not decode.
+                let Some(bound) = bind::bind(frame) else {
+                    return;
+                };
+                let Some(read) = session
+                    .statement(bound.statement)
+                    .filter(|read| *read.version == *run.from)
+                    .cloned()
+                else {
+                    return;
+                };
+                let copy = || {
+                    let parameters = BoundParameters {
+                        types: read.parameter_types.clone(),
+                        formats: bound.formats.clone(),
+                        values: bound
+                            .values
+                            .iter()
+                            .map(|value| value.map(<[u8]>::to_vec))
+                            .collect(),
+                    };
+                    (read.sql.clone(), Some(parameters))
+                };
+                self.sample(run, &read.sql, copy, session);
+            }
+            _ => {}
         }
-        let Some(sql) = frontend::statement_text(tag, frame) else {
-            return;
-        };
+    }
+
+    /// Samples a statement at the run's `from` version: matched against the run's pattern,
+    /// counted for the rate, copied (by `copy`) only when sampled.
+    fn sample(
+        &self,
+        run: &Arc<ShadowRun>,
+        sql: &str,
+        copy: impl FnOnce() -> (Arc<str>, Option<BoundParameters>),
+        session: &mut ShadowSession,
+    ) {
         if sql.len() > MAX_SHADOW_SQL_LEN || !looks_like_a_read(sql) {
             return;
+        }
+        if let Some(pattern) = &run.pattern {
+            match session.readable_shape(sql) {
+                Some(readable) if pattern.matches(&readable) => {}
+                _ => return,
+            }
         }
         // The n-th eligible statement is sampled when n·rate crosses an integer: exactly the
         // rate over any long stretch, spread evenly, no lock and no random generator.
@@ -167,9 +276,12 @@ impl ShadowTap {
             return;
         }
         let counters = self.run_counters(run);
+        let (sql, parameters) = copy();
         let job = ShadowJob {
             run: run.clone(),
-            sql: sql.to_owned(),
+            sql,
+            parameters,
+            search_path: session.search_path().cloned(),
             counters: counters.clone(),
         };
         let counter = match self.sender.try_send(job) {

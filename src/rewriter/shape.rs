@@ -292,6 +292,26 @@ impl ShapeRewrite {
     }
 }
 
+/// A statement's shape as people read it: its tokens with constants shown as `?`, comments
+/// left out and each run of whitespace as one space (`SELECT * FROM t WHERE id = ?`). What a
+/// shadow run's `--match` pattern is matched against, and what its report groups by. `None`
+/// when the lexer gives up on the text.
+pub fn readable(sql: &str, tokens: &mut Vec<Token>) -> Option<String> {
+    lexer::lex(sql, tokens)?;
+    let mut out = String::with_capacity(sql.len());
+    for token in tokens.iter().filter(|token| token.kind != Kind::Comment) {
+        if token.after_trivia && !out.is_empty() {
+            out.push(' ');
+        }
+        if token.kind.is_constant() {
+            out.push('?');
+        } else {
+            out.push_str(sql.get(token.start..token.end)?);
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +408,22 @@ mod tests {
         let mut tokens = Vec::new();
         let shape = Shape::of(sql, &targets, &mut tokens).unwrap();
         assert_eq!(learn(&shape, &tokens, &analyse(sql, &targets)), None);
+    }
+
+    #[test]
+    fn readable_shapes_mask_constants_and_drop_comments() {
+        let mut tokens = Vec::new();
+        assert_eq!(
+            readable(
+                "/* app */ SELECT id,name  FROM t\n WHERE id = 42 AND n = 'x' -- end",
+                &mut tokens
+            )
+            .as_deref(),
+            Some("SELECT id,name FROM t WHERE id = ? AND n = ?")
+        );
+        assert_eq!(
+            readable("SELECT $1::int, $$q$$", &mut tokens).as_deref(),
+            Some("SELECT $1::int, ?")
+        );
     }
 }

@@ -21,6 +21,9 @@ pub struct ShadowReport {
     pub rate: f64,
     pub budget: i64,
     pub redact: bool,
+    /// The `--match` pattern, if the run has one.
+    #[serde(rename = "match")]
+    pub matching: Option<String>,
     pub state: String,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -64,8 +67,8 @@ pub async fn load(client: &impl GenericClient) -> Result<ShadowReport, ControlEr
             "SELECT id, from_version, to_version, rate, budget, redact, state,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    reason
-             FROM viewgate.shadow_runs ORDER BY (state = 'running') DESC, id DESC LIMIT 1",
+                    reason, to_jsonb(r) ->> 'match_shape'
+             FROM viewgate.shadow_runs r ORDER BY (state = 'running') DESC, id DESC LIMIT 1",
             &[],
         )
         .await
@@ -79,6 +82,7 @@ pub async fn load(client: &impl GenericClient) -> Result<ShadowReport, ControlEr
         rate: row.get(3),
         budget: row.get(4),
         redact: row.get(5),
+        matching: row.get(10),
         state: row.get(6),
         started_at: row.get(7),
         finished_at: row.get(8),
@@ -130,12 +134,16 @@ impl fmt::Display for ShadowReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "shadow run {}: {} -> {}  rate {}  budget {}{}  {} since {}{}",
+            "shadow run {}: {} -> {}  rate {}  budget {}{}{}  {} since {}{}",
             self.id,
             self.from,
             self.to,
             self.rate,
             self.budget,
+            self.matching
+                .as_deref()
+                .map(|pattern| format!("  match {pattern:?}"))
+                .unwrap_or_default(),
             if self.redact { "  redacted" } else { "" },
             self.state,
             self.started_at,

@@ -13,6 +13,7 @@ use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
 use crate::control::templates::Templates;
 use crate::control::views::spec::DEFAULT_LOCK_TIMEOUT;
+use crate::model::ShapePattern;
 use crate::model::shadow_run::{DEFAULT_SHADOW_BUDGET, MAX_SHADOW_BUDGET};
 
 /// `shadow start`'s options as typed (CLI flags, or JSON to `POST /shadow/start`).
@@ -25,11 +26,24 @@ pub struct ShadowArgs {
     pub budget: Option<u64>,
     #[serde(default)]
     pub redact: bool,
+    /// `--match`: only statements whose shape matches are shadowed (`model::ShapePattern`).
+    #[serde(default, rename = "match")]
+    pub matching: Option<String>,
 }
 
 impl ShadowArgs {
+    /// The `--match` pattern, checked.
+    pub fn pattern(&self) -> Result<Option<ShapePattern>, ControlError> {
+        self.matching
+            .as_deref()
+            .map(ShapePattern::parse)
+            .transpose()
+            .map_err(|error| ControlError::Shadow(error.to_string()))
+    }
+
     /// What is wrong with the options, before connecting anywhere.
     pub fn check(&self) -> Result<(), ControlError> {
+        self.pattern()?;
         if !(self.rate > 0.0 && self.rate <= 1.0) {
             return Err(ControlError::Shadow(format!(
                 "the rate is a fraction above 0 and at most 1 (e.g. 0.05), not {}",
@@ -60,15 +74,22 @@ pub struct Started {
     pub to: String,
     pub rate: f64,
     pub budget: u64,
+    /// The `--match` pattern, as stored.
+    #[serde(rename = "match")]
+    pub matching: Option<String>,
 }
 
 impl std::fmt::Display for Started {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "shadow run {}: {:.2}% of the read-only statements of sessions at {} are run again at {} and compared, up to {} comparisons; `viewgate shadow report` shows what differs",
+            "shadow run {}: {:.2}% of the read-only statements{} of sessions at {} are run again at {} and compared, up to {} comparisons; `viewgate shadow report` shows what differs",
             self.id,
             self.rate * 100.0,
+            self.matching
+                .as_deref()
+                .map(|pattern| format!(" matching {pattern:?}"))
+                .unwrap_or_default(),
             self.from,
             self.to,
             self.budget
@@ -83,6 +104,7 @@ fn database(context: &'static str) -> impl Fn(tokio_postgres::Error) -> ControlE
 /// Starts a shadow run.
 pub async fn start(client: &mut Client, args: &ShadowArgs) -> Result<Started, ControlError> {
     args.check()?;
+    let matching = args.pattern()?.map(|pattern| pattern.as_str().to_owned());
     let started = Instant::now();
     let transaction = client
         .transaction()
@@ -126,9 +148,9 @@ pub async fn start(client: &mut Client, args: &ShadowArgs) -> Result<Started, Co
     let budget_sql = i64::try_from(budget).unwrap_or(i64::MAX);
     let id: i64 = transaction
         .query_one(
-            "INSERT INTO viewgate.shadow_runs (from_version, to_version, rate, budget, redact, state)
-             VALUES ($1, $2, $3, $4, $5, 'running') RETURNING id",
-            &[&args.from, &args.to, &args.rate, &budget_sql, &args.redact],
+            "INSERT INTO viewgate.shadow_runs (from_version, to_version, rate, budget, redact, match_shape, state)
+             VALUES ($1, $2, $3, $4, $5, $6, 'running') RETURNING id",
+            &[&args.from, &args.to, &args.rate, &budget_sql, &args.redact, &matching],
         )
         .await
         .map_err(database("starting the shadow run"))?
@@ -150,6 +172,7 @@ pub async fn start(client: &mut Client, args: &ShadowArgs) -> Result<Started, Co
         to: args.to.clone(),
         rate: args.rate,
         budget,
+        matching,
     })
 }
 
@@ -205,7 +228,13 @@ mod tests {
             rate,
             budget,
             redact: false,
+            matching: None,
         };
+        let matching = |pattern: &str| ShadowArgs {
+            matching: Some(pattern.into()),
+            ..args(0.05, None, "v2")
+        };
+        assert!(matching("FROM model_metadata WHERE id = ?").check().is_ok());
         assert!(args(0.05, None, "v2").check().is_ok());
         for (bad, expected) in [
             (args(0.0, None, "v2"), "above 0"),
@@ -214,6 +243,8 @@ mod tests {
             (args(0.1, Some(0), "v2"), "budget"),
             (args(0.1, Some(MAX_SHADOW_BUDGET + 1), "v2"), "budget"),
             (args(0.1, None, "v1"), "two versions"),
+            (matching(" * "), "matches every statement"),
+            (matching("a\u{1}"), "control character"),
         ] {
             let error = bad.check().unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");

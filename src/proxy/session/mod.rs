@@ -44,6 +44,7 @@ use crate::proxy::handshake::{self, Negotiated};
 use crate::proxy::ledger::RequestLedger;
 use crate::proxy::pump::Direction;
 use crate::proxy::reconnect::Reconnected;
+use crate::proxy::shadow_session::ShadowSession;
 use crate::proxy::state::ProxyState;
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::{Registration, SessionControl};
@@ -223,6 +224,8 @@ struct Session {
     /// The `viewgate.version` the upstream session has: what the client declared at startup,
     /// then what the proxy last set (migrations' sync triggers tell writers apart by it).
     upstream_version: Option<String>,
+    /// What shadow reads need to remember of the session (prepared reads, search_path).
+    shadow: ShadowSession,
     _registration: Registration,
 }
 
@@ -253,6 +256,7 @@ impl Session {
                 false,
             ),
             progress: Progress::new(),
+            shadow: ShadowSession::new(&startup.params),
             router,
             upstream_key: established.upstream_key,
             parameters: established.parameters,

@@ -50,6 +50,7 @@ impl Session {
             account,
             ledger,
             upstream_version,
+            shadow,
             ..
         } = self;
         let shutdown = state.shutdown.clone();
@@ -98,8 +99,6 @@ impl Session {
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
                         }
-                        // Shadow reads (issue 14): a copy of sampled reads, never a wait.
-                        state.shadow.offer(&state.routing, router, tag, frame);
                         account_for(router, account, ledger);
                         if quiet && router.tracks_writers() {
                             tell_version(router, upstream_version, progress, frame, inspection)
@@ -109,6 +108,10 @@ impl Session {
                     }
                     _ => Inspection::Continue,
                 };
+                // Shadow reads: a copy of sampled reads, never a wait.
+                state
+                    .shadow
+                    .offer(&state.routing, router, shadow, tag, frame);
                 if matches!(
                     tag,
                     frontend::QUERY | frontend::SYNC | frontend::FUNCTION_CALL

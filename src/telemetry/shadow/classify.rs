@@ -1,6 +1,6 @@
 //! Which sampled statements a shadow run may run again, decided before anything runs: one
 //! statement, a plain query (no locking clause, no `SELECT … INTO`, no data-modifying CTE, no
-//! parameters), and the functions it calls, for the volatility check against `pg_proc` that
+//! parameters unless the client bound them), and the functions it calls, for the volatility check against `pg_proc` that
 //! follows. Also the statement's shape (constants masked) that differences are grouped by, and
 //! whether its rows come in a defined order.
 //!
@@ -14,6 +14,8 @@ use sqlparser::ast::{Expr, SetExpr, Statement, Value, visit_expressions, visit_s
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::rewriter::shape::readable;
 
 /// The longest shape kept (characters); longer ones are cut.
 pub const MAX_SHAPE_LEN: usize = 1000;
@@ -38,7 +40,9 @@ pub enum Skip {
     Parameters,
 }
 
-pub fn classify(sql: &str) -> Result<Eligible, Skip> {
+/// `bound`: the statement came with the client's parameters (extended protocol), so `$n`
+/// placeholders can be filled.
+pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|_| Skip::Unparsable)?;
     let [Statement::Query(query)] = statements.as_slice() else {
         return Err(if statements.len() == 1 {
@@ -65,7 +69,7 @@ pub fn classify(sql: &str) -> Result<Eligible, Skip> {
     }
     let mut functions = Vec::new();
     let placeholders = visit_expressions(&statements, |expr| match expr {
-        Expr::Value(value) if matches!(value.value, Value::Placeholder(_)) => {
+        Expr::Value(value) if !bound && matches!(value.value, Value::Placeholder(_)) => {
             ControlFlow::Break(())
         }
         Expr::Function(function) => {
@@ -90,11 +94,13 @@ pub fn classify(sql: &str) -> Result<Eligible, Skip> {
 }
 
 /// The statement with its constants masked (`?`), spaces collapsed, cut at
-/// [`MAX_SHAPE_LEN`]; and a short hash of it.
+/// [`MAX_SHAPE_LEN`] — the rewriter's readable shape, which `--match` patterns are matched
+/// against (sqlparser's tokens where that lexer gives up); and a short hash of it.
 pub fn shape(sql: &str) -> (String, String) {
     let dialect = PostgreSqlDialect {};
-    let text = match Tokenizer::new(&dialect, sql).tokenize() {
-        Ok(tokens) => {
+    let text = match readable(sql, &mut Vec::new()) {
+        Some(text) => Ok(text),
+        None => Tokenizer::new(&dialect, sql).tokenize().map(|tokens| {
             let mut out = String::with_capacity(sql.len());
             let mut space = false;
             for token in tokens {
@@ -118,7 +124,10 @@ pub fn shape(sql: &str) -> (String, String) {
                 }
             }
             out
-        }
+        }),
+    };
+    let text = match text {
+        Ok(text) => text,
         Err(_) => sql.split_whitespace().collect::<Vec<_>>().join(" "),
     };
     let text: String = text.chars().take(MAX_SHAPE_LEN).collect();
@@ -133,10 +142,19 @@ mod tests {
 
     #[test]
     fn only_plain_reads_are_eligible() {
-        let read = classify("SELECT id, lower(name) FROM t WHERE id > 3 ORDER BY id").unwrap();
+        let read = classify(
+            "SELECT id, lower(name) FROM t WHERE id > 3 ORDER BY id",
+            false,
+        )
+        .unwrap();
         assert!(read.ordered && !read.unordered_limit);
         assert_eq!(read.functions, vec!["lower".to_owned()]);
-        assert!(classify("SELECT * FROM t LIMIT 5").unwrap().unordered_limit);
+        assert!(
+            classify("SELECT * FROM t LIMIT 5", false)
+                .unwrap()
+                .unordered_limit
+        );
+        assert!(classify("SELECT * FROM t WHERE id = $1", true).is_ok());
         for (sql, skip) in [
             ("UPDATE t SET a = 1", Skip::NotARead),
             ("SELECT * FROM t FOR UPDATE", Skip::NotARead),
@@ -149,7 +167,7 @@ mod tests {
             ("SELECT * FROM t WHERE id = $1", Skip::Parameters),
             ("SELEC oops", Skip::Unparsable),
         ] {
-            assert_eq!(classify(sql), Err(skip), "{sql}");
+            assert_eq!(classify(sql, false), Err(skip), "{sql}");
         }
     }
 

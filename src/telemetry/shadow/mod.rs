@@ -7,11 +7,14 @@
 //! functions are not volatile (`pg_proc.provolatile`) and its text differs between the two
 //! versions; then, in one `REPEATABLE READ READ ONLY` transaction (one snapshot for every run,
 //! so concurrent writes cause no difference, and nothing can write), with
-//! [`SHADOW_STATEMENT_TIMEOUT`], runs it at the old version and at the new one and
-//! [`compare`]s them. On a difference it runs the old version once more: a result that changes
+//! [`SHADOW_STATEMENT_TIMEOUT`] and the client's `search_path` (set with `set_config` and a
+//! bound parameter), runs it at the old version and at the new one — a simple Query as text,
+//! an extended-protocol statement prepared with the client's parameter types and bound with
+//! its parameters ([`bound`]) — and [`compare`]s them. On a difference it runs the old version once more: a result that changes
 //! between two runs at the same version (or an unordered LIMIT) is *non-deterministic*, not a
 //! difference. The client's own result is never read or held: it streamed by untouched.
 
+pub mod bound;
 pub mod classify;
 pub mod compare;
 
@@ -29,7 +32,7 @@ use crate::control::connect::connect;
 use crate::control::error::ControlError;
 use crate::control::shadow::record::{self, DiffRecord};
 use crate::model::ShadowRun;
-use crate::proxy::shadow_tap::{ShadowCounters, ShadowJob};
+use crate::proxy::shadow_tap::{BoundParameters, ShadowCounters, ShadowJob};
 use crate::proxy::state::ProxyState;
 use crate::rewriter::{Rewrite, rewrite};
 
@@ -228,7 +231,7 @@ async fn shadow(
     volatile: &mut HashMap<String, bool>,
     pending: &PendingDiffs,
 ) -> Result<Outcome, ControlError> {
-    let Ok(eligible) = classify(&job.sql) else {
+    let Ok(eligible) = classify(&job.sql, job.parameters.is_some()) else {
         return Ok(Outcome::Skipped);
     };
     if any_volatile(client, &eligible.functions, volatile).await? {
@@ -240,7 +243,7 @@ async fn shadow(
         return Ok(Outcome::Skipped);
     };
     let text = |targets| match rewrite(&job.sql, targets) {
-        Ok(Rewrite::Unchanged) => Some(job.sql.clone()),
+        Ok(Rewrite::Unchanged) => Some(job.sql.to_string()),
         Ok(Rewrite::Rewritten(text)) => Some(text),
         Err(_) => None,
     };
@@ -272,7 +275,25 @@ async fn shadow(
         ))
         .await
         .map_err(|error| ControlError::database("starting a shadow transaction", &error))?;
-    let result = compare_in_snapshot(client, &from_sql, &to_sql, &eligible, job.run.redact).await;
+    let result = match &job.search_path {
+        Some(path) => client
+            .execute("SELECT set_config('search_path', $1, true)", &[&&**path])
+            .await
+            .map_err(|error| ControlError::database("setting the client's search_path", &error))
+            .map(drop),
+        None => Ok(()),
+    };
+    let result = match result {
+        Ok(()) => {
+            let statement = Statement {
+                from_sql: &from_sql,
+                to_sql: &to_sql,
+                parameters: job.parameters.as_ref(),
+            };
+            compare_in_snapshot(client, &statement, &eligible, job.run.redact).await
+        }
+        Err(error) => Err(error),
+    };
     // Read only: rolling back loses nothing.
     let _ = client.batch_execute("ROLLBACK").await;
     let (outcome, record) = match result? {
@@ -328,20 +349,40 @@ enum Compared {
     FailsAtTo { code: String, message: String },
 }
 
+/// A sampled statement as each version reads it, and the client's parameters if it had any.
+struct Statement<'a> {
+    from_sql: &'a str,
+    to_sql: &'a str,
+    parameters: Option<&'a BoundParameters>,
+}
+
+impl Statement<'_> {
+    async fn read(
+        &self,
+        client: &Client,
+        sql: &str,
+    ) -> Result<Option<ResultSet>, tokio_postgres::Error> {
+        match self.parameters {
+            Some(parameters) => bound::read_bound(client, sql, parameters).await,
+            None => read(client, sql).await,
+        }
+    }
+}
+
 /// Inside the open snapshot: old version, new version, and the old one again on a difference.
 async fn compare_in_snapshot(
     client: &Client,
-    from_sql: &str,
-    to_sql: &str,
+    statement: &Statement<'_>,
     eligible: &classify::Eligible,
     redact: bool,
 ) -> Result<Compared, ControlError> {
-    let from = match read(client, from_sql).await {
+    let (from_sql, to_sql) = (statement.from_sql, statement.to_sql);
+    let from = match statement.read(client, from_sql).await {
         Ok(Some(result)) => result,
         Ok(None) => return Ok(Compared::TooLarge),
         Err(_) => return Ok(Compared::FailsAtFrom),
     };
-    let to = match read(client, to_sql).await {
+    let to = match statement.read(client, to_sql).await {
         Ok(Some(result)) => result,
         Ok(None) => return Ok(Compared::TooLarge),
         Err(error) => {
@@ -358,7 +399,7 @@ async fn compare_in_snapshot(
     if eligible.unordered_limit {
         return Ok(Compared::Nondeterministic);
     }
-    match read(client, from_sql).await {
+    match statement.read(client, from_sql).await {
         Ok(Some(again)) if compare(&from, &again, eligible.ordered, redact).is_none() => {
             Ok(Compared::Differs(difference))
         }
