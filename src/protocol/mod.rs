@@ -3,6 +3,7 @@
 //! length bound is in `limits`, every tag and code in `backend`, `frontend` or `startup`.
 
 pub mod backend;
+pub mod cancel_key;
 pub mod frame;
 pub mod frontend;
 pub mod limits;
