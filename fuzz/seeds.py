@@ -91,6 +91,10 @@ def main():
         "\n" + deploy,
         "LISTEN=127.0.0.1:7000;CLIENT_TLS__MODE=require\n" + deploy,
         "MAX_CLIENT_CONNECTIONS=0\nlisten = \"x\"\n",
+        # Peering: this replica's id and the others' client addresses.
+        "PEER_ID=1\n[[peers]]\nid = 2\naddress = \"10.0.0.2:6432\"\n"
+        "[[peers]]\nid = 255\naddress = \"[::1]:6432\"\n",
+        "PEER_ID=3;PEERS=[{id = 3, address = \"b:1\"}]\n",
     ])
     write(out, "startup_packet", [
         startup([("user", "postgres"), ("database", "postgres")]),
