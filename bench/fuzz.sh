@@ -8,7 +8,7 @@
 # What it does: installs cargo-fuzz from crates.io if missing; builds the targets with the
 # installed stable toolchain (RUSTC_BOOTSTRAP=1 lets it take the nightly-only sanitizer flags;
 # no nightly download), AddressSanitizer on, optimised like the shipped build (FUZZ_BUILD=-O;
-# CI's smoke uses FUZZ_BUILD=--dev FUZZ_SANITIZER=none: about half the build, coverage-guided
+# CI's smoke uses FUZZ_BUILD=--dev FUZZ_SANITIZER=none: a far cheaper build, coverage-guided
 # all the same, debug assertions and overflow checks on, no leak or memory-error detection); seeds
 # fuzz/corpus/<target> from the test suites (fuzz/seeds.py; the corpus keeps what earlier runs
 # learned, it is not in git); runs each target for SECONDS (libFuzzer: -max_total_time, a 10 s
