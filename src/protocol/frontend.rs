@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn statement_text_ends_at_the_first_nul() {
         let sql =
-            "INSERT INTO model_metadata (\"id\") VALUES (1, '20;\0\0\06-01') RETURNING \"id\"";
+            "INSERT INTO model_metadata (\"id\") VALUES (1, '20;\0\0\x006-01') RETURNING \"id\"";
         let mut body = sql.as_bytes().to_vec();
         body.push(0);
         let mut frame = BytesMut::new();
