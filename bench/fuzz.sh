@@ -8,18 +8,21 @@
 # What it does: installs cargo-fuzz from crates.io if missing; builds the targets with the
 # installed stable toolchain (RUSTC_BOOTSTRAP=1 lets it take the nightly-only sanitizer flags;
 # no nightly download), AddressSanitizer on, optimised like the shipped build (FUZZ_BUILD=-O;
-# CI's smoke uses FUZZ_BUILD=--dev: quicker to build, debug assertions and overflow checks on); seeds
+# CI's smoke uses FUZZ_BUILD=--dev FUZZ_SANITIZER=none: a far cheaper build, coverage-guided
+# all the same, debug assertions and overflow checks on, no leak or memory-error detection); seeds
 # fuzz/corpus/<target> from the test suites (fuzz/seeds.py; the corpus keeps what earlier runs
 # learned, it is not in git); runs each target for SECONDS (libFuzzer: -max_total_time, a 10 s
 # per-input timeout, a 2 GiB RSS limit, leak detection on); prints one Markdown row per target.
 # A crash, timeout or leak leaves its input in fuzz/artifacts/<target>/ and fails the script.
 #
 # How to run: bench/fuzz.sh [SECONDS] [TARGET...]   (default 60 s, every target)
-# Tunables: CARGO_TARGET_DIR as usual; FUZZ_BUILD, cargo fuzz's build mode flag [-O].
+# Tunables: CARGO_TARGET_DIR as usual; FUZZ_BUILD, cargo fuzz's build mode flag [-O];
+# FUZZ_SANITIZER, cargo fuzz's --sanitizer (address, leak, memory, thread, none) [address].
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-60}"
 build="${FUZZ_BUILD:--O}"
+sanitizer="${FUZZ_SANITIZER:-address}"
 shift || true
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -29,9 +32,11 @@ fi
 mapfile -t targets < <(if [ "$#" -gt 0 ]; then printf '%s\n' "$@"; else cargo fuzz list; fi)
 echo "--- building ${#targets[@]} fuzz targets" >&2
 if [ "$#" -gt 0 ]; then
-  for target in "${targets[@]}"; do cargo fuzz build "$build" "$target" >&2; done
+  for target in "${targets[@]}"; do
+    cargo fuzz build "$build" --sanitizer "$sanitizer" "$target" >&2
+  done
 else
-  cargo fuzz build "$build" >&2
+  cargo fuzz build "$build" --sanitizer "$sanitizer" >&2
 fi
 python3 seeds.py corpus
 logs="$(mktemp -d)"
@@ -41,7 +46,7 @@ printf '| target | seconds | executions | execs/s | coverage (edges) | features 
 for target in "${targets[@]}"; do
   log="$logs/$target.log"
   mkdir -p "corpus/$target" "artifacts/$target"
-  if cargo fuzz run "$build" "$target" "corpus/$target" -- \
+  if cargo fuzz run "$build" --sanitizer "$sanitizer" "$target" "corpus/$target" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="artifacts/$target/" >"$log" 2>&1; then
     result=ok

@@ -82,7 +82,12 @@ def cstr(text):
 
 def main():
     out = pathlib.Path(sys.argv[1])
-    write(out, "rewrite", sql_seeds())
+    # Crashes found, kept as seeds so every run replays them: a NUL inside a literal (the
+    # harness now cuts at the first NUL, as the proxy does).
+    crashes = [b"INSERT INTO model_metadata (\"id\",\"model_name\",\"model_verisno\",\"created_at\") VALUES "
+               b"(1, 'dup', '1', '20;\0\0\x006-01'), (00, 'new', '1', '2024-06-01') "
+               b"ON CONFLICT (\"id\") DO NOTHING RETURNING \"id\""]
+    write(out, "rewrite", sql_seeds() + crashes)
     write(out, "spec_file", toml_seeds("[[versions]]", ["examples/model_metadata/viewgate.toml"]))
     migrations = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").rglob("migrations/*.toml"))
     write(out, "migration_file", toml_seeds("[[operations]]", migrations))
@@ -91,6 +96,10 @@ def main():
         "\n" + deploy,
         "LISTEN=127.0.0.1:7000;CLIENT_TLS__MODE=require\n" + deploy,
         "MAX_CLIENT_CONNECTIONS=0\nlisten = \"x\"\n",
+        # Peering: this replica's id and the others' client addresses.
+        "PEER_ID=1\n[[peers]]\nid = 2\naddress = \"10.0.0.2:6432\"\n"
+        "[[peers]]\nid = 255\naddress = \"[::1]:6432\"\n",
+        "PEER_ID=3;PEERS=[{id = 3, address = \"b:1\"}]\n",
     ])
     write(out, "startup_packet", [
         startup([("user", "postgres"), ("database", "postgres")]),

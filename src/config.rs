@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::cancel_key::MAX_PEER_ID;
 use crate::protocol::limits::MAX_MESSAGE_LEN;
 
 /// Prefix of environment variables that override configuration keys. Nested keys use a double
@@ -117,6 +118,21 @@ pub struct Config {
     /// uses when it moves live sessions to a new upstream (`viewgate cutover --upstream`).
     /// Unset: only upstreams that trust the proxy can be switched to.
     pub upstream_passfile: Option<PathBuf>,
+    /// This replica's id among its peers (1 to 255), written into every cancel key it hands
+    /// out, so a CancelRequest that lands on another replica is forwarded here. Unset: no
+    /// peering (cancel keys are fully random and only this replica's are honoured).
+    pub peer_id: Option<u32>,
+    /// The other replicas behind the same load balancer, to which CancelRequests naming them
+    /// are forwarded. Needs `peer_id`.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// Another replica: its peer id and where its client port listens (`host:port`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: u32,
+    pub address: String,
 }
 
 /// One part of the client identity a split hashes (see `router::rules`).
@@ -170,6 +186,8 @@ impl Default for Config {
             admin_token: None,
             sticky_identity: DEFAULT_STICKY_IDENTITY.to_vec(),
             upstream_passfile: None,
+            peer_id: None,
+            peers: Vec::new(),
         }
     }
 }
@@ -324,8 +342,63 @@ impl Config {
                 "client_tls.mode allow/require needs client_tls.cert and client_tls.key".into(),
             ));
         }
+        self.validate_peers()
+    }
+
+    /// Peer ids fit the cancel key, are unique and are not this replica's own; addresses are
+    /// `host:port`.
+    fn validate_peers(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let in_range = |id: u32| (1..=MAX_PEER_ID).contains(&id);
+        if let Some(own) = self.peer_id
+            && !in_range(own)
+        {
+            return invalid(format!(
+                "peer_id {own} is out of range: it must be between 1 and {MAX_PEER_ID}"
+            ));
+        }
+        if !self.peers.is_empty() && self.peer_id.is_none() {
+            return invalid("peers needs peer_id: this replica's own id among them".into());
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            if !in_range(peer.id) {
+                return invalid(format!(
+                    "peers: id {} is out of range: it must be between 1 and {MAX_PEER_ID}",
+                    peer.id
+                ));
+            }
+            if Some(peer.id) == self.peer_id {
+                return invalid(format!(
+                    "peers: id {} is this replica's own peer_id; list only the other replicas",
+                    peer.id
+                ));
+            }
+            if self.peers[..i].iter().any(|other| other.id == peer.id) {
+                return invalid(format!("peers: id {} is listed twice", peer.id));
+            }
+            if !is_host_port(&peer.address) {
+                return invalid(format!(
+                    "peers: the address of peer {} is {:?}; it must be host:port",
+                    peer.id, peer.address
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// `host:port` (an IPv6 host in brackets), with a port from 1 to 65535.
+fn is_host_port(address: &str) -> bool {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    !host.is_empty()
+        && !host.contains(['[', ']', '/', ' '])
+        && port.parse::<u16>().is_ok_and(|port| port != 0)
 }
 
 /// An environment value is read as a TOML value when it is one (`100`, `true`), else a string.
@@ -443,6 +516,64 @@ mod tests {
             )
             .unwrap_err();
             assert!(error.to_string().contains(expected), "{value}: {error}");
+        }
+    }
+
+    #[test]
+    fn peers_are_read_and_checked() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("VIEWGATE_PEER_ID", "1"),
+                (
+                    "VIEWGATE_PEERS",
+                    r#"[{id = 2, address = "10.0.0.2:6432"}, {id = 255, address = "[::1]:7000"}]"#,
+                ),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.peer_id, Some(1));
+        assert_eq!(
+            config.peers,
+            [
+                PeerConfig {
+                    id: 2,
+                    address: "10.0.0.2:6432".into()
+                },
+                PeerConfig {
+                    id: 255,
+                    address: "[::1]:7000".into()
+                }
+            ]
+        );
+        let peer = |id: u32, address: &str| format!(r#"{{id = {id}, address = "{address}"}}"#);
+        let ok = peer(2, "b:6432");
+        for (own, peers, expected) in [
+            (Some("0"), String::new(), "peer_id 0 is out of range"),
+            (Some("256"), String::new(), "peer_id 256 is out of range"),
+            (None, ok.clone(), "peers needs peer_id"),
+            (Some("1"), peer(0, "b:1"), "id 0 is out of range"),
+            (Some("1"), peer(300, "b:1"), "id 300 is out of range"),
+            (Some("1"), peer(1, "a:1"), "id 1 is this replica's own"),
+            (
+                Some("1"),
+                format!("{ok}, {}", peer(2, "c:1")),
+                "id 2 is listed twice",
+            ),
+            (Some("1"), peer(2, "b"), "must be host:port"),
+            (Some("1"), peer(2, "b:0"), "must be host:port"),
+            (Some("1"), peer(2, ":6432"), "must be host:port"),
+            (Some("1"), peer(2, "b:65536"), "must be host:port"),
+        ] {
+            let mut pairs = vec![("VIEWGATE_PEERS", format!("[{peers}]"))];
+            if let Some(own) = own {
+                pairs.push(("VIEWGATE_PEER_ID", own.to_owned()));
+            }
+            let pairs: Vec<(String, String)> =
+                pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let error = Config::load(None, pairs, &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
         }
     }
 

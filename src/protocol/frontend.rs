@@ -133,6 +133,22 @@ mod tests {
     use crate::protocol::frame::encode_message;
     use bytes::{BufMut, BytesMut};
 
+    /// The fuzzer's first crash (`fuzz/fuzz_targets/rewrite.rs`): a NUL inside a literal. The
+    /// text the rewriter gets ends at the first NUL, whatever follows in the message.
+    #[test]
+    fn statement_text_ends_at_the_first_nul() {
+        let sql =
+            "INSERT INTO model_metadata (\"id\") VALUES (1, '20;\0\0\x006-01') RETURNING \"id\"";
+        let mut body = sql.as_bytes().to_vec();
+        body.push(0);
+        let mut frame = BytesMut::new();
+        encode_message(&mut frame, QUERY, |b| b.put_slice(&body));
+        assert_eq!(
+            statement_text(QUERY, &frame),
+            Some("INSERT INTO model_metadata (\"id\") VALUES (1, '20;")
+        );
+    }
+
     #[test]
     fn replaces_the_text_of_query_and_parse_keeping_the_rest() {
         let mut query = BytesMut::new();

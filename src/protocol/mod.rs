@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod bind;
+pub mod cancel_key;
 pub mod frame;
 pub mod frontend;
 pub mod limits;

@@ -102,6 +102,17 @@ impl StartupMessage {
     }
 }
 
+/// A CancelRequest for `process_id` and `secret` (how a proxy forwards one, upstream or to a
+/// peer).
+pub fn encode_cancel_request(process_id: u32, secret: &[u8]) -> BytesMut {
+    let mut request = BytesMut::with_capacity(12 + secret.len());
+    request.put_i32((12 + secret.len()) as i32);
+    request.put_u32(CANCEL_REQUEST_CODE);
+    request.put_u32(process_id);
+    request.put_slice(secret);
+    request
+}
+
 fn put_cstr(out: &mut BytesMut, s: &str) {
     out.put_slice(s.as_bytes());
     out.put_u8(0);

@@ -7,7 +7,8 @@
 //! NOTIFYs (connection pools and "ignore my own notifications" checks use them). The secret
 //! is the proxy's: handing clients the upstream's would let them cancel through another path
 //! and would break when a session moves to another upstream. Sessions are found by their
-//! secret (unique in the registry, random per session), and the process id must match too.
+//! secret (unique in the registry, random per session; with peering it also names this
+//! replica, see `protocol::cancel_key` and `peers`), and the process id must match too.
 //! After an upstream switch the session keeps the process id it was told at startup (the
 //! protocol has no way to tell a client a new one): its cancels still reach the new backend,
 //! but that pid names the old backend, not the one serving the session now.
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use super::upstream::UpstreamTarget;
+use crate::protocol::cancel_key::issue_secret;
 
 /// The upstream backend a session runs on, as a CancelRequest must name it.
 #[derive(Clone)]
@@ -37,6 +39,8 @@ struct Entry {
 #[derive(Default)]
 pub struct CancelRegistry {
     sessions: DashMap<u32, Entry>,
+    /// This replica's peer id, written into every secret it issues (`protocol::cancel_key`).
+    peer_id: Option<u32>,
 }
 
 /// A session's proxy-side key; removes itself from the registry when the session ends.
@@ -68,12 +72,21 @@ impl CancelRegistry {
         Arc::new(CancelRegistry::default())
     }
 
+    /// A registry whose secrets name this replica (`peer_id`) for its peers, or are wholly
+    /// random without peering.
+    pub fn with_peer_id(peer_id: Option<u32>) -> Arc<Self> {
+        Arc::new(CancelRegistry {
+            sessions: DashMap::default(),
+            peer_id,
+        })
+    }
+
     /// Issues a key for a session whose upstream backend is `upstream`: its real process id
     /// and a fresh secret no other session of this proxy holds.
     pub fn register(self: &Arc<Self>, upstream: UpstreamKey) -> CancelRegistration {
         let process_id = upstream.process_id;
         loop {
-            let secret: u32 = rand::random();
+            let secret = issue_secret(self.peer_id, rand::random());
             if let dashmap::Entry::Vacant(slot) = self.sessions.entry(secret) {
                 slot.insert(Entry {
                     process_id,
@@ -114,6 +127,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::protocol::cancel_key::read_secret;
 
     #[test]
     fn keys_resolve_only_with_the_right_secret_and_vanish_on_drop() {
@@ -152,5 +166,27 @@ mod tests {
         drop(registration);
         assert!(registry.lookup(id, &secret).is_none());
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_replicas_secrets_name_it() {
+        let registry = CancelRegistry::with_peer_id(Some(9));
+        let target = Arc::new(UpstreamTarget::from_config(&Config::default()).unwrap());
+        let registrations: Vec<_> = (0..64)
+            .map(|pid| {
+                registry.register(UpstreamKey {
+                    target: target.clone(),
+                    process_id: pid,
+                    secret: vec![0; 4],
+                })
+            })
+            .collect();
+        for registration in &registrations {
+            let read = read_secret(registration.secret);
+            assert_eq!(read.peer_id, 9);
+            assert!(!read.forwarded);
+            let secret = registration.secret.to_be_bytes();
+            assert!(registry.lookup(registration.process_id, &secret).is_some());
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The client side of startup: TLS and GSS negotiation, cancel requests, the StartupMessage.
+//! The client side of startup: TLS and GSS negotiation, cancel requests (this replica's own, or
+//! forwarded to the peer that owns the session: `peers`), the StartupMessage.
 //!
 //! Runs before a client is known, so everything here is bounded: the packet size (10,000 bytes),
 //! the number of packets (one encryption request, then the startup), and the time (the
@@ -10,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::error::SessionError;
+use super::peers::{self, CancelRoute};
 use super::state::ProxyState;
 use crate::config::ClientTlsMode;
 use crate::net::stream::ClientStream;
@@ -133,7 +135,27 @@ pub async fn refuse(client: &mut ClientStream, error: SessionError) -> SessionEr
 }
 
 async fn forward_cancel(state: &ProxyState, process_id: u32, secret: &[u8]) {
-    let Some(key) = state.cancel_keys.lookup(process_id, secret) else {
+    let secret = match state.peers.route(secret) {
+        CancelRoute::Local(secret) => secret,
+        CancelRoute::Forward {
+            peer_id,
+            address,
+            secret,
+        } => {
+            match peers::forward(address, process_id, &secret).await {
+                Ok(()) => tracing::debug!(process_id, peer_id, "cancel request sent to its peer"),
+                Err(error) => tracing::warn!(
+                    %error, peer_id, address, "could not forward a cancel request to its peer"
+                ),
+            }
+            return;
+        }
+        CancelRoute::Dropped(reason) => {
+            tracing::debug!(process_id, "cancel request dropped: {reason}");
+            return;
+        }
+    };
+    let Some(key) = state.cancel_keys.lookup(process_id, &secret) else {
         // As Postgres does, say nothing to the requester about keys that do not match.
         tracing::debug!(process_id, "cancel request with an unknown key ignored");
         return;

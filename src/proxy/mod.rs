@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod listener;
 pub mod passfile;
 pub mod pause;
+pub mod peers;
 pub mod pump;
 pub mod reconnect;
 pub mod search_path;

@@ -1,4 +1,4 @@
-//! What every session of one proxy shares: configuration, the upstream, TLS and cancel keys,
+//! What every session of one proxy shares: configuration, the upstream, TLS, cancel keys and peers,
 //! the pause gate and the registry the upstream switch reaches sessions through.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::cancel::CancelRegistry;
 use super::pause::PauseGate;
+use super::peers::Peers;
 use super::shadow_tap::ShadowTap;
 use super::switch::{SessionRegistry, Switchboard};
 use super::upstream::{UpstreamError, UpstreamTarget};
@@ -38,6 +39,8 @@ pub struct ProxyState {
     /// Present unless client TLS is disabled.
     pub tls_acceptor: Option<TlsAcceptor>,
     pub cancel_keys: Arc<CancelRegistry>,
+    /// The other replicas a CancelRequest naming them is forwarded to.
+    pub peers: Peers,
     pub shutdown: Shutdown,
     /// Where routing state comes from; `None` when versioning is off (a plain proxy).
     pub catalog: Option<Arc<CatalogSource>>,
@@ -93,7 +96,8 @@ impl ProxyState {
             migrations: ArcSwap::default(),
             shadow: ShadowTap::default(),
             tls_acceptor,
-            cancel_keys: CancelRegistry::new(),
+            cancel_keys: CancelRegistry::with_peer_id(config.peer_id),
+            peers: Peers::from_config(&config),
             shutdown,
             config,
         })

@@ -18,7 +18,7 @@ use crate::config::{Config, UpstreamTlsMode};
 use crate::net::stream::UpstreamStream;
 use crate::net::tls::{self, TlsError};
 use crate::protocol::startup::{
-    ACCEPT_ENCRYPTION, CANCEL_REQUEST_CODE, REFUSE_ENCRYPTION, SSL_REQUEST_CODE,
+    ACCEPT_ENCRYPTION, REFUSE_ENCRYPTION, SSL_REQUEST_CODE, encode_cancel_request,
 };
 
 const DEFAULT_PORT: u16 = 5432;
@@ -188,11 +188,7 @@ impl UpstreamTarget {
     /// Sends a CancelRequest for an upstream backend. Postgres reads cancel requests before
     /// any authentication or TLS, so a plain connection always does.
     pub async fn send_cancel(&self, process_id: u32, secret: &[u8]) -> std::io::Result<()> {
-        let mut request = BytesMut::with_capacity(12 + secret.len());
-        request.put_i32((12 + secret.len()) as i32);
-        request.put_u32(CANCEL_REQUEST_CODE);
-        request.put_u32(process_id);
-        request.put_slice(secret);
+        let request = encode_cancel_request(process_id, secret);
         let send = async {
             match &self.address {
                 UpstreamAddress::Tcp { host, port } => {

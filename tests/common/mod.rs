@@ -169,7 +169,11 @@ impl ProxyProcess {
     /// Starts `viewgate serve` in front of `cluster` with extra `VIEWGATE_*` variables, and
     /// waits until it accepts connections.
     pub fn start(cluster: &ThrowawayCluster, env: &[(&str, &str)]) -> Self {
-        let port = viewgate::pg_cluster::free_port().unwrap();
+        Self::start_on(cluster, viewgate::pg_cluster::free_port().unwrap(), env)
+    }
+
+    /// As `start`, listening on `port` (for proxies that must know each other's ports).
+    pub fn start_on(cluster: &ThrowawayCluster, port: u16, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(viewgate_binary());
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
