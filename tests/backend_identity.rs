@@ -12,28 +12,7 @@ use common::{TestProxy, raw};
 
 /// Starts a raw session and returns it with the (process id, secret) it was told.
 fn session_with_key(proxy: &TestProxy) -> (std::net::TcpStream, u32, u32) {
-    let mut stream = raw::connect(proxy.address);
-    stream
-        .write_all(&raw::startup_packet(
-            raw::PROTOCOL_3_0,
-            &[("user", "postgres"), ("database", "postgres")],
-        ))
-        .unwrap();
-    let mut key = None;
-    loop {
-        let (tag, body) = raw::read_message(&mut stream).expect("session starts");
-        match tag {
-            b'K' => {
-                let word = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
-                key = Some((word(0), word(4)));
-            }
-            b'Z' => break,
-            b'E' => panic!("startup failed: {:?}", raw::parse_error(&body)),
-            _ => {}
-        }
-    }
-    let (pid, secret) = key.expect("BackendKeyData");
-    (stream, pid, secret)
+    raw::start_session_with_key(proxy.address, "postgres")
 }
 
 fn one_value(stream: &mut std::net::TcpStream, sql: &str) -> String {

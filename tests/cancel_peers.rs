@@ -100,28 +100,7 @@ async fn a_query_started_through_one_replica_is_cancelled_through_the_other() {
 
 /// A raw session on `port` and the cancel key it was told (process id, secret).
 fn session_with_key(port: u16) -> (TcpStream, u32, u32) {
-    let mut stream = raw::connect(address(port));
-    stream
-        .write_all(&raw::startup_packet(
-            raw::PROTOCOL_3_0,
-            &[("user", SUPERUSER), ("database", "postgres")],
-        ))
-        .unwrap();
-    let mut key = None;
-    loop {
-        let (tag, body) = raw::read_message(&mut stream).expect("session starts");
-        match tag {
-            b'K' => {
-                let word = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
-                key = Some((word(0), word(4)));
-            }
-            b'Z' => break,
-            b'E' => panic!("startup failed: {:?}", raw::parse_error(&body)),
-            _ => {}
-        }
-    }
-    let (pid, secret) = key.expect("BackendKeyData");
-    (stream, pid, secret)
+    raw::start_session_with_key(address(port), SUPERUSER)
 }
 
 /// Sends a CancelRequest with `secret` (any length) to `port`; returns once the proxy has

@@ -102,6 +102,38 @@ impl StartupMessage {
     }
 }
 
+/// The value a startup packet gives the run-time setting `name` (case-insensitive): its own
+/// parameter, else the last `-c name=value` / `--name=value` inside `options`, as Postgres
+/// applies them in order.
+pub fn startup_setting(params: &[(String, String)], name: &str) -> Option<String> {
+    if let Some((_, value)) = params
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+    {
+        return Some(value.clone());
+    }
+    let (_, options) = params.iter().find(|(key, _)| key == "options")?;
+    let mut words = options.split_whitespace();
+    let mut found = None;
+    while let Some(word) = words.next() {
+        let assignment = if word == "-c" {
+            words.next().unwrap_or_default()
+        } else if let Some(rest) = word.strip_prefix("-c") {
+            rest
+        } else if let Some(rest) = word.strip_prefix("--") {
+            rest
+        } else {
+            continue;
+        };
+        if let Some((key, value)) = assignment.split_once('=')
+            && key.eq_ignore_ascii_case(name)
+        {
+            found = Some(value.to_owned());
+        }
+    }
+    found
+}
+
 /// A CancelRequest for `process_id` and `secret` (how a proxy forwards one, upstream or to a
 /// peer).
 pub fn encode_cancel_request(process_id: u32, secret: &[u8]) -> BytesMut {

@@ -7,6 +7,7 @@
 //! kept in the form `SHOW search_path` prints (every element double-quoted), and is only ever
 //! passed to Postgres as a bound parameter.
 
+use crate::protocol::startup::startup_setting;
 use crate::rewriter::lexer::{self, Kind, Token};
 
 /// The setting's name.
@@ -25,32 +26,7 @@ pub enum SearchPathChange {
 
 /// The search_path a startup packet sets, if any.
 pub fn from_startup(params: &[(String, String)]) -> Option<String> {
-    if let Some((_, value)) = params
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(SEARCH_PATH))
-    {
-        return Some(value.clone()).filter(|value| value.len() <= MAX_SEARCH_PATH_LEN);
-    }
-    let (_, options) = params.iter().find(|(name, _)| name == "options")?;
-    let mut words = options.split_whitespace();
-    let mut found = None;
-    while let Some(word) = words.next() {
-        let assignment = if word == "-c" {
-            words.next().unwrap_or_default()
-        } else if let Some(rest) = word.strip_prefix("-c") {
-            rest
-        } else if let Some(rest) = word.strip_prefix("--") {
-            rest
-        } else {
-            continue;
-        };
-        if let Some((name, value)) = assignment.split_once('=')
-            && name.eq_ignore_ascii_case(SEARCH_PATH)
-        {
-            found = Some(value.to_owned());
-        }
-    }
-    found.filter(|value| value.len() <= MAX_SEARCH_PATH_LEN)
+    startup_setting(params, SEARCH_PATH).filter(|value| value.len() <= MAX_SEARCH_PATH_LEN)
 }
 
 /// What a simple Query's text does to the search_path: the last change among its statements,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::mpsc;
 
 use super::shadow_session::{PreparedRead, ShadowSession};
@@ -30,7 +30,7 @@ use crate::router::state::RoutingState;
 /// Statements waiting for a shadow worker; more are dropped (and counted).
 pub const SHADOW_QUEUE_LEN: usize = 256;
 /// Statements a proxy queues for shadowing in any one second; more are dropped (and counted).
-pub const MAX_SHADOW_STATEMENTS_PER_SECOND: u64 = 100;
+pub const MAX_SHADOW_STATEMENTS_PER_SECOND: u64 = 25;
 /// Longer statements are not offered (their copy would cost the session too much).
 pub const MAX_SHADOW_SQL_LEN: usize = 64 * 1024;
 
@@ -117,7 +117,8 @@ pub struct ShadowTap {
     /// Since the proxy started, every run together (`/metrics`).
     pub counters: ShadowCounters,
     /// The current run's own counters on this proxy (its report), made by its first sample.
-    run_counters: Mutex<Option<(Arc<ShadowRun>, Arc<ShadowCounters>)>>,
+    /// Read on every sampled statement, so without a lock.
+    run_counters: ArcSwapOption<(Arc<ShadowRun>, Arc<ShadowCounters>)>,
 }
 
 impl Default for ShadowTap {
@@ -131,7 +132,7 @@ impl Default for ShadowTap {
             queued_this_second: AtomicU64::new(0),
             started: Instant::now(),
             counters: ShadowCounters::default(),
-            run_counters: Mutex::new(None),
+            run_counters: ArcSwapOption::empty(),
         }
     }
 }
@@ -147,26 +148,28 @@ impl ShadowTap {
 
     /// Run `run`'s counters on this proxy (new ones the first time a run is seen).
     pub fn run_counters(&self, run: &Arc<ShadowRun>) -> Arc<ShadowCounters> {
-        let mut current = self
-            .run_counters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match &*current {
-            Some((seen, counters)) if seen.id == run.id => counters.clone(),
-            _ => {
-                let counters = Arc::new(ShadowCounters::default());
-                *current = Some((run.clone(), counters.clone()));
-                counters
-            }
+        if let Some(current) = &*self.run_counters.load()
+            && current.0.id == run.id
+        {
+            return current.1.clone();
+        }
+        // Sessions meeting a new run together agree on one set of counters.
+        self.run_counters.rcu(|current| match current {
+            Some(current) if current.0.id == run.id => Some(current.clone()),
+            _ => Some(Arc::new((run.clone(), Arc::new(ShadowCounters::default())))),
+        });
+        match &*self.run_counters.load() {
+            Some(now) if now.0.id == run.id => now.1.clone(),
+            // A newer run took its place meanwhile: this statement counts for no run.
+            _ => Arc::default(),
         }
     }
 
     /// The latest run this proxy sampled for, and its counters.
     pub fn latest_run(&self) -> Option<(Arc<ShadowRun>, Arc<ShadowCounters>)> {
         self.run_counters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .load_full()
+            .map(|current| (current.0.clone(), current.1.clone()))
     }
 
     /// Counts one outcome for the proxy and for the job's run.
@@ -289,21 +292,26 @@ impl ShadowTap {
             return;
         }
         let counters = self.run_counters(run);
-        let (sql, parameters) = copy();
-        let job = ShadowJob {
-            run: run.clone(),
-            sql,
-            parameters,
-            search_path: session.search_path().cloned(),
-            counters: counters.clone(),
+        // Past this second's cap nothing is copied: the statement is only counted.
+        let queued = self.take_from_this_second() && {
+            let (sql, parameters) = copy();
+            let job = ShadowJob {
+                run: run.clone(),
+                sql,
+                parameters,
+                search_path: session.search_path().cloned(),
+                counters: counters.clone(),
+            };
+            self.sender.try_send(job).is_ok()
         };
-        let within_cap = self.take_from_this_second();
-        let counter = match within_cap.then(|| self.sender.try_send(job)) {
-            Some(Ok(())) => |c: &ShadowCounters| c.sampled.fetch_add(1, Ordering::Relaxed),
-            Some(Err(_)) | None => |c: &ShadowCounters| c.dropped.fetch_add(1, Ordering::Relaxed),
-        };
-        counter(&self.counters);
-        counter(&counters);
+        for counters in [&self.counters, &*counters] {
+            let counter = if queued {
+                &counters.sampled
+            } else {
+                &counters.dropped
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

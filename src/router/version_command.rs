@@ -9,6 +9,8 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use crate::protocol::startup::startup_setting;
+
 /// The setting's name, as written in SET and SHOW (case-insensitive).
 pub const VERSION_SETTING: &str = "viewgate.version";
 
@@ -92,33 +94,9 @@ pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 }
 
 /// The version a startup packet declares: a `viewgate.version` parameter, or
-/// `-c viewgate.version=…` / `--viewgate.version=…` inside `options`.
+/// `-c viewgate.version=…` / `--viewgate.version=…` inside `options` (the last one wins).
 pub fn from_startup(params: &[(String, String)]) -> Option<String> {
-    if let Some((_, value)) = params
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(VERSION_SETTING))
-    {
-        return Some(value.clone());
-    }
-    let (_, options) = params.iter().find(|(k, _)| k == "options")?;
-    let mut words = options.split_whitespace();
-    while let Some(word) = words.next() {
-        let assignment = if word == "-c" {
-            words.next()?
-        } else if let Some(rest) = word.strip_prefix("-c") {
-            rest
-        } else if let Some(rest) = word.strip_prefix("--") {
-            rest
-        } else {
-            continue;
-        };
-        if let Some((name, value)) = assignment.split_once('=')
-            && name.eq_ignore_ascii_case(VERSION_SETTING)
-        {
-            return Some(value.to_owned());
-        }
-    }
-    None
+    startup_setting(params, VERSION_SETTING)
 }
 
 #[cfg(test)]

@@ -132,6 +132,33 @@ pub fn start_session(address: SocketAddr, user: &str) -> (TcpStream, Vec<u8>) {
     }
 }
 
+/// Connects, starts a trust-auth session as `user` and reads up to the first ReadyForQuery;
+/// returns the stream and the cancel key it was told (process id, secret).
+pub fn start_session_with_key(address: SocketAddr, user: &str) -> (TcpStream, u32, u32) {
+    let mut stream = connect(address);
+    stream
+        .write_all(&startup_packet(
+            PROTOCOL_3_0,
+            &[("user", user), ("database", "postgres")],
+        ))
+        .unwrap();
+    let mut key = None;
+    loop {
+        let (tag, body) = read_message(&mut stream).expect("session starts");
+        match tag {
+            b'K' => {
+                let word = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
+                key = Some((word(0), word(4)));
+            }
+            b'Z' => break,
+            b'E' => panic!("startup failed: {:?}", parse_error(&body)),
+            _ => {}
+        }
+    }
+    let (pid, secret) = key.expect("BackendKeyData");
+    (stream, pid, secret)
+}
+
 /// Connects and sends a startup packet with exactly `params`; reads up to the first
 /// ReadyForQuery (`Ok`) or ErrorResponse (`Err`).
 pub fn start_session_with(
