@@ -25,6 +25,8 @@ const SYSTEM_USER: &str = "postgres";
 const PORT_ATTEMPTS: usize = 5;
 /// How long `pg_ctl` waits for the server to start or stop.
 const PG_CTL_TIMEOUT_SECS: &str = "60";
+/// How long killed server processes may take to disappear.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Errors raised while creating, starting or driving a throwaway cluster.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +175,40 @@ impl ThrowawayCluster {
             self.pg_ctl(&["-m", "fast", "stop"])?;
             self.running = false;
         }
+        Ok(())
+    }
+
+    /// Kills the server as a crash or the OOM killer would: SIGKILL to the postmaster and to
+    /// every process it started, with no shutdown of any kind. `restart` then starts it again,
+    /// and Postgres replays its WAL (crash recovery) before it accepts connections.
+    pub fn kill_hard(&mut self) -> Result<(), ClusterError> {
+        let lock_file = fs::read_to_string(self.data_dir().join("postmaster.pid"))?;
+        let postmaster: libc::pid_t = lock_file
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| ClusterError::CommandFailed {
+                command: "kill".into(),
+                detail: "postmaster.pid names no process".into(),
+            })?;
+        // Stopped first, so that it forks no child between the scan and the kill.
+        signal(postmaster, libc::SIGSTOP)?;
+        let mut victims = children_of(postmaster)?;
+        victims.push(postmaster);
+        for &pid in &victims {
+            signal(pid, libc::SIGKILL)?;
+        }
+        let deadline = std::time::Instant::now() + KILL_WAIT;
+        while victims.iter().any(|&pid| holds_pid(pid)) {
+            if std::time::Instant::now() > deadline {
+                return Err(ClusterError::CommandFailed {
+                    command: "kill -KILL".into(),
+                    detail: format!("processes {victims:?} still alive after {KILL_WAIT:?}"),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.running = false;
         Ok(())
     }
 
@@ -372,6 +408,52 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+}
+
+/// Sends `signal` to `pid`; a process that is already gone is not an error.
+fn signal(pid: libc::pid_t, signal: libc::c_int) -> Result<(), ClusterError> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(error.into())
+    }
+}
+
+/// The processes whose parent is `parent`, from /proc.
+fn children_of(parent: libc::pid_t) -> Result<Vec<libc::pid_t>, ClusterError> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if parent_pid(pid) == Some(parent) {
+            children.push(pid);
+        }
+    }
+    Ok(children)
+}
+
+/// A process that still holds its pid, a zombie included: a new postmaster refuses to start
+/// while the pid in `postmaster.pid` answers `kill(pid, 0)`, which a zombie does.
+fn holds_pid(pid: libc::pid_t) -> bool {
+    parent_pid(pid).is_some()
+}
+
+/// The parent pid of `pid` from /proc/PID/stat; `None` when `pid` is gone.
+fn parent_pid(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses; the
+    // state and then the parent pid follow it.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn running_as_root() -> bool {

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestProxy, raw};
 
@@ -23,36 +22,7 @@ fn one_value(stream: &mut std::net::TcpStream, sql: &str) -> String {
 }
 
 fn cancel(proxy: &TestProxy, pid: u32, secret: u32) {
-    let mut connection = raw::connect(proxy.address);
-    let mut packet = 16u32.to_be_bytes().to_vec();
-    packet.extend(80_877_102u32.to_be_bytes());
-    packet.extend(pid.to_be_bytes());
-    packet.extend(secret.to_be_bytes());
-    connection.write_all(&packet).unwrap();
-    assert!(raw::is_closed(&mut connection));
-}
-
-/// Runs `pg_sleep(seconds)` and returns the SQLSTATE it ended with, if any, and how long.
-fn sleep_outcome(
-    stream: &mut std::net::TcpStream,
-    seconds: f64,
-    during: impl FnOnce(),
-) -> (Option<String>, Duration) {
-    let started = Instant::now();
-    stream
-        .write_all(&raw::query(&format!("SELECT pg_sleep({seconds})")))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    during();
-    let mut code = None;
-    loop {
-        let (tag, body) = raw::read_message(stream).unwrap();
-        match tag {
-            b'E' => code = Some(raw::parse_error(&body).code),
-            b'Z' => return (code, started.elapsed()),
-            _ => {}
-        }
-    }
+    raw::send_cancel(proxy.address, pid, &secret.to_be_bytes());
 }
 
 #[test]
@@ -83,12 +53,12 @@ fn clients_are_told_the_real_backend_pid_and_cancel_with_the_proxys_secret() {
 
     // The secret is the proxy's, not the upstream's: a wrong one cancels nothing, the right
     // one (with the pid) cancels.
-    let (code, _) = sleep_outcome(&mut session, 0.8, || cancel(&proxy, pid, secret ^ 1));
+    let (code, _) = raw::sleep_outcome(&mut session, 0.8, || cancel(&proxy, pid, secret ^ 1));
     assert_eq!(code, None, "a wrong secret must not cancel");
-    let (code, elapsed) = sleep_outcome(&mut session, 30.0, || cancel(&proxy, pid, secret));
+    let (code, elapsed) = raw::sleep_outcome(&mut session, 30.0, || cancel(&proxy, pid, secret));
     assert_eq!(code.as_deref(), Some("57014"));
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    let (code, _) = sleep_outcome(&mut session, 0.8, || cancel(&proxy, pid ^ 1, secret));
+    let (code, _) = raw::sleep_outcome(&mut session, 0.8, || cancel(&proxy, pid ^ 1, secret));
     assert_eq!(code, None, "a wrong pid must not cancel");
 
     // Another session can terminate this one by the pid its driver reported.

@@ -249,13 +249,7 @@ fn cancel_requests_with_unknown_keys_cancel_nothing() {
         .write_all(&raw::query("SELECT pg_sleep(0.5), 'finished'"))
         .unwrap();
     for process_id in [0u32, 1, 12345, u32::MAX] {
-        let mut cancel = raw::connect(proxy.address);
-        let mut packet = 16u32.to_be_bytes().to_vec();
-        packet.extend(80_877_102u32.to_be_bytes());
-        packet.extend(process_id.to_be_bytes());
-        packet.extend(7u32.to_be_bytes());
-        cancel.write_all(&packet).unwrap();
-        assert!(raw::is_closed(&mut cancel));
+        raw::send_cancel(proxy.address, process_id, &7u32.to_be_bytes());
     }
     let mut messages = Vec::new();
     loop {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -107,36 +106,14 @@ fn session_with_key(port: u16) -> (TcpStream, u32, u32) {
 /// closed the connection (it has then decided), and how long that took.
 fn send_cancel(port: u16, pid: u32, secret: &[u8]) -> Duration {
     let started = Instant::now();
-    let mut connection = raw::connect(address(port));
-    let mut packet = ((12 + secret.len()) as u32).to_be_bytes().to_vec();
-    packet.extend(80_877_102u32.to_be_bytes());
-    packet.extend(pid.to_be_bytes());
-    packet.extend(secret);
-    connection.write_all(&packet).unwrap();
-    assert!(
-        raw::is_closed(&mut connection),
-        "the proxy closes a cancel connection"
-    );
+    raw::send_cancel(address(port), pid, secret);
     started.elapsed()
 }
 
 /// Runs `pg_sleep(seconds)` on `stream`, calls `during` meanwhile, and returns the SQLSTATE
-/// the statement ended with, if any.
+/// it ended with, if any.
 fn sleep_outcome(stream: &mut TcpStream, seconds: f64, during: impl FnOnce()) -> Option<String> {
-    stream
-        .write_all(&raw::query(&format!("SELECT pg_sleep({seconds})")))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    during();
-    let mut code = None;
-    loop {
-        let (tag, body) = raw::read_message(stream).expect("the statement is answered");
-        match tag {
-            b'E' => code = Some(raw::parse_error(&body).code),
-            b'Z' => return code,
-            _ => {}
-        }
-    }
+    raw::sleep_outcome(stream, seconds, during).0
 }
 
 /// A new session on `port` answers a query.

@@ -1,6 +1,7 @@
-//! Failing infrastructure around a real proxy and a real Postgres: the path to Postgres reset
-//! and Postgres stopped and restarted under load (no hung client, every failure a clean
-//! SQLSTATE, service back soon after Postgres accepts again); a result stalled mid-stream (a
+//! Failing infrastructure around a real proxy and a real Postgres: the path to Postgres reset,
+//! Postgres stopped and restarted under load, and Postgres killed with SIGKILL under pgbench
+//! (one backend, then the whole server): no hung client, every failure a clean SQLSTATE,
+//! service back soon after Postgres accepts again; a result stalled mid-stream (a
 //! cancel and statement_timeout still end it, other sessions carry on); the catalog connection
 //! lost and back (routing keeps its last snapshot, reloads on return); a client that does not
 //! read while a large result streams (the proxy's memory stays bounded); and a burst of
@@ -208,6 +209,124 @@ async fn upstream_reset_and_restart_under_load_end_cleanly_and_service_returns()
     assert!(unclean.is_empty(), "errors without a SQLSTATE: {unclean:?}");
     let back = back.expect("the proxy serves again once Postgres accepts");
     assert!(back < RECOVERY_LIMIT, "{back:?}");
+}
+
+/// How Postgres dies in `pgbench_through_a_killed_postgres_ends_cleanly_and_service_returns`.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// SIGKILL to one of pgbench's backends: the postmaster ends every other session
+    /// (57P02) and restarts itself through crash recovery.
+    OneBackend,
+    /// SIGKILL to the postmaster and all its processes at once; started again once every
+    /// client has ended, recovering from its WAL.
+    WholeServer,
+}
+
+/// pgbench through the proxy while Postgres is killed with SIGKILL (`kill -9`), first one
+/// backend, then the whole server. Every pgbench client ends (none hangs), each with an
+/// ErrorResponse that Postgres or the proxy sent (libpq's "server closed the connection
+/// unexpectedly" would mean a session dropped with no word); the proxy serves again within
+/// `RECOVERY_LIMIT` of Postgres accepting again (the figure is printed), and a new pgbench run
+/// completes without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_through_a_killed_postgres_ends_cleanly_and_service_returns() {
+    let mut proxy = TestProxy::start();
+    let pgbench = |proxy: &TestProxy, args: &[&str]| {
+        let mut command = std::process::Command::new(proxy.cluster.bin("pgbench"));
+        command.args(["-h", "127.0.0.1", "-p", &proxy.port().to_string()]);
+        command.args(["-U", SUPERUSER]).args(args).arg("postgres");
+        command
+    };
+    tokio::task::block_in_place(|| {
+        common::run_ok(&mut pgbench(&proxy, &["-i", "-s", "1", "-q"]));
+    });
+    let postgres = SocketAddr::from(([127, 0, 0, 1], proxy.cluster.port()));
+    for kill in [Kill::OneBackend, Kill::WholeServer] {
+        let mut load = pgbench(&proxy, &["-c", "8", "-j", "2", "-T", "60", "-n"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let running = proxy.cluster.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'",
+        );
+        assert!(load.try_wait().unwrap().is_none(), "{kill:?}: pgbench runs");
+        // Watched from its own thread, so the kill's own waiting does not delay the reading.
+        let killed_at = Instant::now();
+        let watcher = std::thread::spawn(move || {
+            let ended = wait_until(HUNG, || load.try_wait().unwrap().is_some());
+            let ended_after = killed_at.elapsed();
+            if !ended {
+                let _ = load.kill();
+            }
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(load.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            (ended.then_some(ended_after), load.wait().unwrap(), stderr)
+        });
+        tokio::task::block_in_place(|| match kill {
+            Kill::OneBackend => {
+                let pid: i32 = proxy
+                    .cluster
+                    .psql(
+                        "postgres",
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' \
+                         LIMIT 1",
+                    )
+                    .unwrap()
+                    .parse()
+                    .expect("a pgbench backend");
+                // SAFETY: kill(2) with plain integers.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            }
+            Kill::WholeServer => proxy.cluster.kill_hard().unwrap(),
+        });
+        let (ended_after, status, stderr) = tokio::task::block_in_place(|| watcher.join()).unwrap();
+        let ended_after = ended_after
+            .unwrap_or_else(|| panic!("{kill:?}: pgbench hung {HUNG:?} after the kill:\n{stderr}"));
+        let aborts: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.contains("aborted in command"))
+            .collect();
+        println!(
+            "{kill:?}: {running:?} sessions; pgbench ended {ended_after:?} after the kill ({status}); {} aborts:\n{}",
+            aborts.len(),
+            aborts.join("\n")
+        );
+        assert!(!aborts.is_empty(), "{kill:?}: no client noticed:\n{stderr}");
+        // A FATAL that arrives between two statements is printed by libpq on a line of its
+        // own, and pgbench then reports "perhaps the backend died"; either way it was told.
+        let told = stderr
+            .lines()
+            .filter(|line| line.contains("FATAL:"))
+            .count();
+        assert!(
+            told >= aborts.len() && !stderr.contains("terminated abnormally"),
+            "{kill:?}: a session ended without an ErrorResponse:\n{stderr}"
+        );
+
+        if let Kill::WholeServer = kill {
+            // Started again only after every client ended: none waited for Postgres's return.
+            tokio::task::block_in_place(|| proxy.cluster.restart()).unwrap();
+        }
+        let accepting = time_to_serve(postgres, Duration::from_secs(60))
+            .await
+            .expect("Postgres accepts again");
+        let back = time_to_serve(proxy.address, RECOVERY_LIMIT).await;
+        println!(
+            "{kill:?}: Postgres accepted {accepting:?} after pgbench ended (and any restart), the proxy served \
+             {back:?} after that"
+        );
+        let back = back.expect("the proxy serves again once Postgres accepts");
+        assert!(back < RECOVERY_LIMIT, "{kill:?}: {back:?}");
+        tokio::task::block_in_place(|| {
+            common::run_ok(&mut pgbench(
+                &proxy,
+                &["-c", "8", "-j", "2", "-t", "50", "-n"],
+            ));
+        });
+    }
 }
 
 /// Session rows of `SELECT g, repeat('x', 200)` big enough to fill every buffer on the way.

@@ -206,13 +206,7 @@ fn require_mode_refuses_plaintext_before_a_byte_reaches_postgres() {
             "{report:?}"
         );
     }
-    let mut cancel = raw::connect(address);
-    let mut packet = 16u32.to_be_bytes().to_vec();
-    packet.extend(80_877_102u32.to_be_bytes());
-    packet.extend(1u32.to_be_bytes());
-    packet.extend(2u32.to_be_bytes());
-    cancel.write_all(&packet).unwrap();
-    assert!(raw::is_closed(&mut cancel));
+    raw::send_cancel(address, 1, &2u32.to_be_bytes());
     assert_eq!(
         (relay.accepted(), relay.bytes_to_target()),
         (0, 0),

@@ -9,6 +9,8 @@ use std::time::Duration;
 /// How long any read may block before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PROTOCOL_3_0: u32 = 3 << 16;
+/// The code a CancelRequest carries where a startup packet has its protocol version.
+pub const CANCEL_REQUEST_CODE: u32 = 80_877_102;
 
 pub fn connect(address: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(address).expect("proxy accepts the connection");
@@ -113,28 +115,25 @@ pub fn is_closed(stream: &mut TcpStream) -> bool {
 /// Connects, starts a trust-auth session as `user` and reads up to the first ReadyForQuery.
 /// Returns the messages seen on the way (tags).
 pub fn start_session(address: SocketAddr, user: &str) -> (TcpStream, Vec<u8>) {
-    let mut stream = connect(address);
-    stream
-        .write_all(&startup_packet(
-            PROTOCOL_3_0,
-            &[("user", user), ("database", "postgres")],
-        ))
-        .unwrap();
-    let mut tags = Vec::new();
-    loop {
-        let (tag, body) = read_message(&mut stream).expect("session starts");
-        tags.push(tag);
-        match tag {
-            b'Z' => return (stream, tags),
-            b'E' => panic!("startup failed: {:?}", parse_error(&body)),
-            _ => {}
-        }
-    }
+    let (stream, messages) = startup_messages(address, user);
+    (stream, messages.into_iter().map(|(tag, _)| tag).collect())
 }
 
 /// Connects, starts a trust-auth session as `user` and reads up to the first ReadyForQuery;
 /// returns the stream and the cancel key it was told (process id, secret).
 pub fn start_session_with_key(address: SocketAddr, user: &str) -> (TcpStream, u32, u32) {
+    let (stream, messages) = startup_messages(address, user);
+    let (_, body) = messages
+        .iter()
+        .find(|(tag, _)| *tag == b'K')
+        .expect("BackendKeyData");
+    let word = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
+    (stream, word(0), word(4))
+}
+
+/// Starts a trust-auth session as `user` and returns every message up to and including the
+/// first ReadyForQuery; a startup ErrorResponse fails the test.
+fn startup_messages(address: SocketAddr, user: &str) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
     let mut stream = connect(address);
     stream
         .write_all(&startup_packet(
@@ -142,21 +141,64 @@ pub fn start_session_with_key(address: SocketAddr, user: &str) -> (TcpStream, u3
             &[("user", user), ("database", "postgres")],
         ))
         .unwrap();
-    let mut key = None;
+    let mut messages = Vec::new();
     loop {
         let (tag, body) = read_message(&mut stream).expect("session starts");
+        if tag == b'E' {
+            panic!("startup failed: {:?}", parse_error(&body));
+        }
+        messages.push((tag, body));
+        if tag == b'Z' {
+            return (stream, messages);
+        }
+    }
+}
+
+/// A CancelRequest packet for `process_id` with `secret` (4 bytes in protocol 3.0; protocol
+/// 3.2 allows up to 256).
+pub fn cancel_request(process_id: u32, secret: &[u8]) -> Vec<u8> {
+    let mut packet = ((12 + secret.len()) as u32).to_be_bytes().to_vec();
+    packet.extend(CANCEL_REQUEST_CODE.to_be_bytes());
+    packet.extend(process_id.to_be_bytes());
+    packet.extend(secret);
+    packet
+}
+
+/// Sends a CancelRequest on its own connection and checks the proxy closes it, as Postgres
+/// does (a cancel is never answered).
+pub fn send_cancel(address: SocketAddr, process_id: u32, secret: &[u8]) {
+    let mut connection = connect(address);
+    connection
+        .write_all(&cancel_request(process_id, secret))
+        .unwrap();
+    assert!(
+        is_closed(&mut connection),
+        "the proxy closes a cancel connection"
+    );
+}
+
+/// Sends `SELECT pg_sleep(seconds)`, calls `during` 300 ms later (while it sleeps), and
+/// returns the SQLSTATE the statement ended with, if any, and how long it took.
+pub fn sleep_outcome(
+    stream: &mut TcpStream,
+    seconds: f64,
+    during: impl FnOnce(),
+) -> (Option<String>, Duration) {
+    let started = std::time::Instant::now();
+    stream
+        .write_all(&query(&format!("SELECT pg_sleep({seconds})")))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    during();
+    let mut code = None;
+    loop {
+        let (tag, body) = read_message(stream).expect("the statement is answered");
         match tag {
-            b'K' => {
-                let word = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
-                key = Some((word(0), word(4)));
-            }
-            b'Z' => break,
-            b'E' => panic!("startup failed: {:?}", parse_error(&body)),
+            b'E' => code = Some(parse_error(&body).code),
+            b'Z' => return (code, started.elapsed()),
             _ => {}
         }
     }
-    let (pid, secret) = key.expect("BackendKeyData");
-    (stream, pid, secret)
 }
 
 /// Connects and sends a startup packet with exactly `params`; reads up to the first
