@@ -14,14 +14,14 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::derive::{Backfill, over_physical};
 use super::error::MigrateError;
-use super::pace::{BatchPacer, MIN_TAIL_SAMPLES};
+use super::pace::BatchPacer;
 use super::progress::Progress;
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
-use super::writers::{self, Counts, WriterLatency};
+use super::writers::WriterLatency;
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::model::latency::{LATENCY_SLOTS, bucket_bound};
+use crate::model::latency::bucket_bound;
 use crate::net::postgres_error::describe_postgres_error;
 
 /// Tables smaller than this are counted exactly for the progress estimate (the count runs under
@@ -34,8 +34,6 @@ const BATCH_ATTEMPTS: u32 = 5;
 /// Rows left below which the backfill does not wait to observe the application's latency
 /// first: the wait would outlast the backfill.
 const TAIL_GUARD_MIN_ROWS: u64 = 100_000;
-/// Requests that make a good enough baseline to stop waiting for more.
-const BASELINE_SAMPLES: u64 = 5 * MIN_TAIL_SAMPLES;
 /// How often, while the application's tail holds the backfill back, it pauses to measure that
 /// tail without itself: the load it is judged against may be someone else's.
 const REFERENCE_EVERY: Duration = Duration::from_secs(10);
@@ -281,7 +279,7 @@ async fn guard_application_tail(
     writers: &mut WriterLatency,
     pacer: &mut BatchPacer,
 ) {
-    let Some(baseline) = observe_baseline(client, writers).await else {
+    let Some(baseline) = writers.baseline(client).await else {
         return;
     };
     pacer.protect_tail(&baseline);
@@ -306,7 +304,7 @@ async fn listen_to_application(
         return;
     }
     if pacer.pause_ratio() > 0.0 && last_reference.elapsed() >= REFERENCE_EVERY {
-        if let Some(quiet) = observe_quiet(client, writers).await {
+        if let Some(quiet) = writers.quiet(client).await {
             pacer.quiet_latency(&quiet);
         }
         *last_reference = Instant::now();
@@ -320,48 +318,6 @@ async fn listen_to_application(
             "backfill pacing"
         );
     }
-}
-
-/// The application's latency before the first batch, from the proxies' heartbeats: what they
-/// report over up to [`writers::BASELINE_WAIT`], or over their lifetime when that interval saw
-/// too few requests. `None` when no proxy reports latency.
-async fn observe_baseline(client: &Client, writers: &mut WriterLatency) -> Option<Counts> {
-    writers.read(client).await?;
-    let seen = observe(client, writers, Duration::ZERO, writers::BASELINE_WAIT).await?;
-    if seen[LATENCY_SLOTS - 1] >= MIN_TAIL_SAMPLES {
-        Some(seen)
-    } else {
-        Some(writers.lifetime())
-    }
-}
-
-/// The application's latency with the backfill paused: beats that may still cover batches
-/// are read and dropped first.
-async fn observe_quiet(client: &Client, writers: &mut WriterLatency) -> Option<Counts> {
-    observe(client, writers, writers::QUIET_DRAIN, writers::QUIET_SPAN).await
-}
-
-/// Reads the proxies' requests every [`writers::SAMPLE_EVERY`]: drops what arrives within
-/// `drain`, then sums what arrives within `span` after it (or until there are enough).
-async fn observe(
-    client: &Client,
-    writers: &mut WriterLatency,
-    drain: Duration,
-    span: Duration,
-) -> Option<Counts> {
-    let counting_from = Instant::now() + drain;
-    let deadline = counting_from + span;
-    let mut seen: Counts = [0; LATENCY_SLOTS];
-    while Instant::now() < deadline && seen[LATENCY_SLOTS - 1] < BASELINE_SAMPLES {
-        tokio::time::sleep(writers::SAMPLE_EVERY).await;
-        let since = writers.read(client).await?;
-        if Instant::now() >= counting_from {
-            for (slot, count) in seen.iter_mut().zip(since) {
-                *slot += count;
-            }
-        }
-    }
-    Some(seen)
 }
 
 /// One batch and its checkpoint in one transaction, retried on deadlocks with writers.

@@ -9,26 +9,16 @@
 //! file and the operation (by its 1-based position) concerned.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::error::MigrateError;
 use super::fragment::has_statement_separator;
 use super::operation::{ColumnDefinition, ConstraintKind, ForeignKey, Operation};
+use super::settings::{MAX_BATCH_SIZE, MigrationSettings};
 use crate::control::views::checksum::sha256_hex;
 use crate::control::views::spec::{MAX_IDENTIFIER_BYTES, is_valid_version_name};
 
-/// Rows one backfill batch updates when the file does not say.
-pub const DEFAULT_BATCH_SIZE: u32 = 1_000;
-/// Largest batch a file may ask for: one batch is one transaction holding its rows' locks.
-pub const MAX_BATCH_SIZE: u32 = 100_000;
-/// Pause between backfill batches when the file does not say.
-pub const DEFAULT_BATCH_DELAY: Duration = Duration::ZERO;
-/// How long one expand or contract DDL attempt waits for its lock before it backs off.
-pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
-/// Attempts in all for one DDL transaction that keeps losing its lock race.
-pub const DEFAULT_MIGRATION_ATTEMPTS: u32 = 40;
 /// Marker no SQL fragment from a file may contain: generated trigger bodies are quoted with it.
 pub const BODY_QUOTE: &str = "$viewgate_sync$";
 
@@ -44,67 +34,6 @@ pub struct Migration {
     #[serde(default)]
     pub settings: MigrationSettings,
     pub operations: Vec<Operation>,
-}
-
-/// How the migration runs: backfill pace and DDL lock behaviour.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MigrationSettings {
-    #[serde(default = "default_batch_size")]
-    pub batch_size: u32,
-    #[serde(default, rename = "batch_delay_ms", with = "millis")]
-    pub batch_delay: Duration,
-    #[serde(
-        default = "default_lock_timeout",
-        rename = "lock_timeout_ms",
-        with = "millis"
-    )]
-    pub lock_timeout: Duration,
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-    /// Whether the backfill waits longer between batches as its batches slow down under the
-    /// application's load (`pace.rs`); on top of `batch_delay`.
-    #[serde(default = "default_yield_to_writers")]
-    pub yield_to_writers: bool,
-}
-
-impl Default for MigrationSettings {
-    fn default() -> Self {
-        MigrationSettings {
-            batch_size: DEFAULT_BATCH_SIZE,
-            batch_delay: DEFAULT_BATCH_DELAY,
-            lock_timeout: DEFAULT_MIGRATION_LOCK_TIMEOUT,
-            max_attempts: DEFAULT_MIGRATION_ATTEMPTS,
-            yield_to_writers: true,
-        }
-    }
-}
-
-fn default_batch_size() -> u32 {
-    DEFAULT_BATCH_SIZE
-}
-fn default_lock_timeout() -> Duration {
-    DEFAULT_MIGRATION_LOCK_TIMEOUT
-}
-fn default_attempts() -> u32 {
-    DEFAULT_MIGRATION_ATTEMPTS
-}
-fn default_yield_to_writers() -> bool {
-    true
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
-    }
 }
 
 /// A migration file as read: the parsed migration and the checksum of its exact bytes.
@@ -485,6 +414,8 @@ impl Checker<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(text: &str) -> Result<MigrationFile, MigrateError> {

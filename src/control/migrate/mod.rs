@@ -21,6 +21,7 @@ pub mod operation;
 pub mod pace;
 pub mod progress;
 pub mod rollback;
+pub mod settings;
 pub mod start;
 pub mod state;
 pub mod status;

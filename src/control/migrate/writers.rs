@@ -19,22 +19,27 @@ use tokio_postgres::GenericClient;
 use crate::model::heartbeat::{BACKFILL_HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL, STALE_AFTER_BEATS};
 use crate::model::latency::LATENCY_SLOTS;
 
+use super::pace::MIN_TAIL_SAMPLES;
+
 /// How often the backfill reads the proxies' counts: twice per fast heartbeat.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// How long the backfill waits, before its first batch, for the application's latency without
 /// it: a slow beat (proxies that have not yet seen the backfill start) and two fast ones.
-pub const BASELINE_WAIT: Duration = Duration::from_millis(
+const BASELINE_WAIT: Duration = Duration::from_millis(
     HEARTBEAT_INTERVAL.as_millis() as u64 + 2 * BACKFILL_HEARTBEAT_INTERVAL.as_millis() as u64,
 );
 
 /// How long a pause to measure the application without the backfill first lets pass: a beat
 /// taken within it may still count requests that met a batch.
-pub const QUIET_DRAIN: Duration = Duration::from_millis(
+const QUIET_DRAIN: Duration = Duration::from_millis(
     BACKFILL_HEARTBEAT_INTERVAL.as_millis() as u64 + SAMPLE_EVERY.as_millis() as u64,
 );
 /// How long such a pause then counts the application's requests (at most).
-pub const QUIET_SPAN: Duration =
+const QUIET_SPAN: Duration =
     Duration::from_millis(2 * BACKFILL_HEARTBEAT_INTERVAL.as_millis() as u64);
+
+/// Requests that make a good enough baseline to stop waiting for more.
+const BASELINE_SAMPLES: u64 = 5 * MIN_TAIL_SAMPLES;
 
 /// Cumulative request counts per latency slot (the last slot is the total).
 pub type Counts = [u64; LATENCY_SLOTS];
@@ -99,6 +104,48 @@ impl WriterLatency {
         }
         self.previous = current;
         Some(since)
+    }
+
+    /// The application's latency before the first batch: what the proxies report over up to
+    /// [`BASELINE_WAIT`], or over their lifetime when that interval saw too few requests.
+    /// `None` when no proxy reports latency.
+    pub async fn baseline(&mut self, client: &impl GenericClient) -> Option<Counts> {
+        self.read(client).await?;
+        let seen = self.observe(client, Duration::ZERO, BASELINE_WAIT).await?;
+        if seen[LATENCY_SLOTS - 1] >= MIN_TAIL_SAMPLES {
+            Some(seen)
+        } else {
+            Some(self.lifetime())
+        }
+    }
+
+    /// The application's latency with the backfill paused: beats that may still cover
+    /// batches are read and dropped first.
+    pub async fn quiet(&mut self, client: &impl GenericClient) -> Option<Counts> {
+        self.observe(client, QUIET_DRAIN, QUIET_SPAN).await
+    }
+
+    /// Reads the proxies' requests every [`SAMPLE_EVERY`]: drops what arrives within `drain`,
+    /// then sums what arrives within `span` after it (or until there are enough).
+    async fn observe(
+        &mut self,
+        client: &impl GenericClient,
+        drain: Duration,
+        span: Duration,
+    ) -> Option<Counts> {
+        let counting_from = Instant::now() + drain;
+        let deadline = counting_from + span;
+        let mut seen: Counts = [0; LATENCY_SLOTS];
+        while Instant::now() < deadline && seen[LATENCY_SLOTS - 1] < BASELINE_SAMPLES {
+            tokio::time::sleep(SAMPLE_EVERY).await;
+            let since = self.read(client).await?;
+            if Instant::now() >= counting_from {
+                for (slot, count) in seen.iter_mut().zip(since) {
+                    *slot += count;
+                }
+            }
+        }
+        Some(seen)
     }
 
     /// Every live proxy's counts since it started, summed: the application's latency over the
