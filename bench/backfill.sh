@@ -49,6 +49,10 @@ MICRO_ROWS="${MICRO_ROWS:-100000}"
 MICRO_REPEATS="${MICRO_REPEATS:-5}"
 # The writers' window during the migration; it must outlast the migration to cover all of it.
 DURING_WINDOW="${DURING_WINDOW:-120}"
+# Experiment: renice the backfill's Postgres backend (application_name viewgate) to this
+# niceness while the migration runs (root only), to see how much of the writers' tail is the
+# backfill's CPU: empty leaves it alone.
+RENICE_BACKFILL="${RENICE_BACKFILL:-}"
 DB_NAME=postgres
 
 # shellcheck source=bench/lib.sh
@@ -166,16 +170,68 @@ failed_of() {
     echo "${failed:-0} failed, $aborted aborted clients"
 }
 
+# What the writers' backends are doing, sampled every 10 ms from pg_stat_activity by one
+# session that commits after each sample (no snapshot held: vacuum is not held back): each
+# tick's rows are the writers in a transaction (active or waiting for the client) and the
+# backfill's backend when active. Read per window by wait_profile.
+psql_q "CREATE UNLOGGED TABLE wait_samples (at timestamptz, app text, what text);
+        CREATE UNLOGGED TABLE wait_ticks (at timestamptz)" >/dev/null
+start_sampler() {
+    PGAPPNAME=sampler "$PSQL" -qAtX -h "$LOOPBACK" -p "$PG_PORT" -U "$PG_SUPERUSER" "$DB_NAME" -c "
+        DO \$\$ BEGIN LOOP
+            PERFORM pg_stat_clear_snapshot();
+            INSERT INTO wait_ticks VALUES (clock_timestamp());
+            INSERT INTO wait_samples
+                SELECT clock_timestamp(), application_name,
+                       CASE WHEN state = 'active'
+                            THEN coalesce(wait_event_type || ':' || wait_event, 'CPU (running or runnable)')
+                            ELSE state || coalesce(' ' || wait_event_type || ':' || wait_event, '') END
+                FROM pg_stat_activity
+                WHERE (application_name = 'writer' AND state IN ('active', 'idle in transaction'))
+                   OR (application_name = 'viewgate' AND state = 'active' AND query LIKE '%UPDATE%');
+            COMMIT;
+            PERFORM pg_sleep(0.01);
+        END LOOP; END \$\$" >/dev/null 2>&1 &
+    SAMPLER_PID=$!
+    EXTRA_PIDS+=("$SAMPLER_PID")
+}
+# wait_profile FROM TO: per backend kind and state, the average number of backends in it
+# over the ticks between epoch seconds FROM and TO ("writer CPU 0.41, writer Lock:tuple 0.02").
+wait_profile() {
+    psql_q "WITH ticks AS (SELECT count(*) AS n FROM wait_ticks
+                           WHERE at BETWEEN to_timestamp($1) AND to_timestamp($2))
+            SELECT coalesce(string_agg(format('%s %s %s', app, what, round(c::numeric / n, 3)), ', ' ORDER BY c DESC), 'no samples')
+            FROM (SELECT app, what, count(*) AS c FROM wait_samples
+                  WHERE at BETWEEN to_timestamp($1) AND to_timestamp($2) GROUP BY 1, 2) s, ticks
+            WHERE c::numeric / n >= 0.005"
+}
+# Renices every active backfill backend to RENICE_BACKFILL until killed (see the knob).
+renice_backfill() {
+    while sleep 0.2; do
+        for pid in $(psql_q "SELECT pid FROM pg_stat_activity WHERE application_name = 'viewgate'"); do
+            renice -n "$RENICE_BACKFILL" -p "$pid" >/dev/null 2>&1 || true
+        done
+    done
+}
+start_sampler
+
 log "phase 1: writers without a migration, ${DURATION}s each (direct, through viewgate, paced)"
 run_writers before-direct "$DURATION" "$PG_PORT"
 run_writers before "$DURATION"
+BEFORE_PACED_START="$(date +%s.%N)"
 run_writers before-paced "$DURATION" "$VG_PORT" "$RATE_TPS"
+BEFORE_PACED_END="$(date +%s.%N)"
 
 log "phase 2: paced writers while migrate start runs"
 run_writers during "$DURING_WINDOW" "$VG_PORT" "$RATE_TPS" &
 WRITERS_PID=$!
 EXTRA_PIDS+=("$WRITERS_PID")
 sleep 2
+if [ -n "$RENICE_BACKFILL" ]; then
+    renice_backfill &
+    RENICE_PID=$!
+    EXTRA_PIDS+=("$RENICE_PID")
+fi
 MIG_START="$(date +%s.%N)"
 # The pacer's decisions (pause ratio, batch rows) go to migrate.progress with the progress lines.
 VIEWGATE_LOG="${VIEWGATE_LOG:-warn,viewgate::control::migrate::backfill=debug}" \
@@ -183,7 +239,9 @@ VIEWGATE_LOG="${VIEWGATE_LOG:-warn,viewgate::control::migrate::backfill=debug}" 
     >"$WORK_DIR/migrate.out" 2>"$WORK_DIR/migrate.progress"
 MIG_END="$(date +%s.%N)"
 log "migration done in $(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "%.1f", b - a }') s; waiting for the writers' window to end"
+[ -n "$RENICE_BACKFILL" ] && stop_pid "$RENICE_PID"
 wait "$WRITERS_PID" || true
+DURING_END="$(date +%s.%N)"
 
 log "phase 3: writers with the migration live, ${DURATION}s each, after a VACUUM"
 psql_q "VACUUM ANALYZE models" >/dev/null
@@ -237,6 +295,9 @@ P99_DURING="$(p99_ms during "$MIG_START" "$MIG_END")"
 # the fairest reference for what the backfill itself adds.
 P99_AFTER="$(p99_ms during "$(awk -v t="$MIG_END" 'BEGIN { printf "%.3f", t + 1 }')")"
 P99_TIMELINE="$(p99_timeline during "$MIG_START" "$MIG_END" 10)"
+PROFILE_BEFORE="$(wait_profile "$BEFORE_PACED_START" "$BEFORE_PACED_END")"
+PROFILE_DURING="$(wait_profile "$MIG_START" "$MIG_END")"
+PROFILE_AFTER="$(wait_profile "$(awk -v t="$MIG_END" 'BEGIN { printf "%.3f", t + 1 }')" "$DURING_END")"
 P99_LIVE="$(p99_ms live-paced)"
 P99_BEFORE_FULL="$(p99_ms before)"
 P99_LIVE_FULL="$(p99_ms live)"
@@ -253,7 +314,7 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "# Migration under write load ($(date -Is))"
     echo
     machine_summary
-    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS"
+    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS${RENICE_BACKFILL:+; backfill backend reniced to $RENICE_BACKFILL}"
     echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row; paced windows at $RATE_TPS tx/s"
     echo
     echo "| measure | value | goal |"
@@ -265,6 +326,9 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "| paced writers' p99 during the migration | ${P99_DURING} ms ($(ratio "$P99_DURING" "$P99_BEFORE")) | flat |"
     echo "| paced writers' p99 in the same run, after the migration went live | ${P99_AFTER} ms (during ÷ after: $(ratio "$P99_DURING" "$P99_AFTER")) | |"
     echo "| paced writers' p99 per 10 s of the migration (ms) | ${P99_TIMELINE} | |"
+    echo "| paced writers' backends, average number in each state (10 ms samples): before | ${PROFILE_BEFORE} | |"
+    echo "| the same during the migration (viewgate = the backfill's batches) | ${PROFILE_DURING} | |"
+    echo "| the same in the same run after it went live | ${PROFILE_AFTER} | |"
     echo "| paced writers' p99 with the migration live | ${P99_LIVE} ms | |"
     echo "| full-speed writers' p99 before / live | ${P99_BEFORE_FULL} / ${P99_LIVE_FULL} ms | |"
     echo "| lock waits over 100 ms (writers) | ${WAITS} (longest ${LONGEST_WAIT:-none} ms) | 0 |"
