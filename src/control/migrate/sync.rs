@@ -8,8 +8,8 @@
 //! `up`; a writer at the new version or newer gets the old version's columns computed with
 //! `down`. The backfill writes with the version `viewgate_backfill`, which no trigger acts on.
 //!
-//! Two triggers per table per migration, so that chained migrations run in the right order:
-//! BEFORE triggers fire in name order, `_vg_sync_0_…` (down, newest migration first) before
+//! Each direction has an INSERT and an UPDATE trigger (with a function each), named so that
+//! chained migrations run in the right order: BEFORE triggers fire in name order, `_vg_sync_0_…` (down, newest migration first) before
 //! `_vg_sync_1_…` (up, oldest migration first). A v1 write then fills v2's columns before v3's
 //! are computed from them, and a v3 write fills v2's before v1's.
 
@@ -46,15 +46,23 @@ impl Direction {
 pub struct SyncNames {
     /// The name both triggers of the direction start with (it decides their order).
     pub trigger: String,
+    /// The INSERT trigger's function: it computes, its trigger's WHEN clause decides.
     pub function: String,
+    /// The UPDATE trigger's function: it decides, then computes.
+    pub update_function: String,
 }
 
 impl SyncNames {
-    /// The INSERT trigger's and the UPDATE trigger's names: they judge the writer differently.
-    fn triggers(&self) -> [(String, &'static str); 2] {
+    /// The INSERT trigger's and the UPDATE trigger's names, events and functions: they judge
+    /// the writer differently.
+    fn triggers(&self) -> [(String, &'static str, &str); 2] {
         [
-            (format!("{}_i", self.trigger), "INSERT"),
-            (format!("{}_u", self.trigger), "UPDATE"),
+            (format!("{}_i", self.trigger), "INSERT", &self.function),
+            (
+                format!("{}_u", self.trigger),
+                "UPDATE",
+                &self.update_function,
+            ),
         ]
     }
 }
@@ -72,6 +80,7 @@ pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str)
     SyncNames {
         trigger,
         function: format!("sync_{migration_id}_{}_{table_hash}", direction.word()),
+        update_function: format!("sync_{migration_id}_{}_u_{table_hash}", direction.word()),
     }
 }
 
@@ -103,17 +112,19 @@ pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
     let mut sql = String::new();
     for direction in [Direction::Down, Direction::Up] {
         let names = names(migration_id, direction, schema, table);
-        for (trigger, _) in names.triggers() {
+        for (trigger, _, _) in names.triggers() {
             sql.push_str(&format!(
                 "DROP TRIGGER IF EXISTS {} ON {};\n",
                 quote_ident(&trigger),
                 quote_qualified(schema, table)
             ));
         }
-        sql.push_str(&format!(
-            "DROP FUNCTION IF EXISTS {}();\n",
-            quote_qualified(FUNCTION_SCHEMA, &names.function)
-        ));
+        for (_, _, function) in names.triggers() {
+            sql.push_str(&format!(
+                "DROP FUNCTION IF EXISTS {}();\n",
+                quote_qualified(FUNCTION_SCHEMA, function)
+            ));
+        }
     }
     sql
 }
@@ -128,15 +139,14 @@ fn one_trigger(
 ) -> String {
     let names = names(migration_id, direction, &sync.schema, &sync.table);
     let table = quote_qualified(&sync.schema, &sync.table);
-    let function = quote_qualified(FUNCTION_SCHEMA, &names.function);
-    // Decided in the triggers' WHEN clauses, which Postgres evaluates without calling the
-    // function: a write a trigger has no work for (the other side's, the backfill's) costs
-    // almost nothing per row. But Postgres reads each WHEN clause back from its stored node
-    // tree once per statement, at a cost that grows with the tree (a fifth of a single-row
-    // INSERT's time under perf with the first, longer form), so each test appears once where
-    // it can: the setting is read once per test, a writer with no version is one more element
-    // of the array, and an UPDATE's two change tests are each written once or twice, not
-    // twice each.
+    // Postgres reads a trigger's WHEN clause back from its stored node tree once per
+    // statement, at a cost that grows with the tree: with the full decisions in WHEN clauses,
+    // that was a fifth of a single-row INSERT's backend time and more of an UPDATE's (perf,
+    // docs/benchmarks.md). So the INSERT trigger, judged by the setting alone, decides in a
+    // short WHEN clause (read once, a writer with no version one more element of the array),
+    // and a write it has no work for never calls its function; the UPDATE trigger, whose
+    // decision also looks at which columns changed, decides in its function, behind a WHEN
+    // clause that only keeps the backfill's rows from calling it.
     let writer = "coalesce(current_setting('viewgate.version', true), '')";
     let old_writer = format!(
         "{writer} = ANY ({}::text[])",
@@ -151,50 +161,56 @@ fn one_trigger(
                 .chain(["", BACKFILL_WRITER])
         )
     );
-    let not_backfill = format!("{writer} <> {}", quote_literal(BACKFILL_WRITER));
+    let not_backfill = format!(
+        "current_setting('viewgate.version', true) IS DISTINCT FROM {}",
+        quote_literal(BACKFILL_WRITER)
+    );
     // An UPDATE also shows which representation the writer touched: only a writer at the
     // older side can change the columns only it sees (down's targets), and only one at the
     // newer side those only it sees (up's). That overrides the setting, which can lag behind a
     // statement prepared at another version; when neither or both changed, the setting decides.
-    // Where exactly one side changed, `old_changed` says which, and so does `new_changed`:
-    // the shorter is written.
     let old_changed = changed(&sync.down);
     let new_changed = changed(&sync.up);
-    let (older_side_changed, newer_side_changed) = if old_changed.len() <= new_changed.len() {
-        (old_changed.clone(), format!("NOT {old_changed}"))
-    } else {
-        (format!("NOT {new_changed}"), new_changed.clone())
-    };
-    let (on_insert, on_update) = match direction {
+    let (on_insert, update_decides) = match direction {
         Direction::Up => (
-            format!("({old_writer})"),
+            old_writer.clone(),
             format!(
-                "(CASE WHEN {old_changed} = {new_changed} THEN {old_writer} \
-                 ELSE {older_side_changed} AND {not_backfill} END)"
+                "CASE WHEN {old_changed} = {new_changed} THEN {old_writer} ELSE {old_changed} END"
             ),
         ),
         Direction::Down => (
-            format!("({new_writer})"),
+            new_writer.clone(),
             format!(
-                "(CASE WHEN {old_changed} = {new_changed} THEN {new_writer} \
-                 ELSE {newer_side_changed} AND {not_backfill} END)"
+                "CASE WHEN {old_changed} = {new_changed} THEN {new_writer} ELSE {new_changed} END"
             ),
         ),
     };
-    // Only the names the expressions read: each declaration is an assignment per row.
-    let declarations: String = columns
+    // Only the names the expressions read: each is an assignment per row.
+    let read: Vec<_> = columns
         .iter()
         .filter(|(logical, _)| {
             assigns
                 .iter()
                 .any(|assign| mentions(&assign.expression, logical))
         })
+        .collect();
+    let declarations: String = read
+        .iter()
         .map(|(logical, physical)| {
             format!(
-                "    {} {}.{}%TYPE := NEW.{};\n",
+                "    {} {}.{}%TYPE;\n",
                 quote_ident(logical),
                 table,
-                quote_ident(physical),
+                quote_ident(physical)
+            )
+        })
+        .collect();
+    let reads: String = read
+        .iter()
+        .map(|(logical, physical)| {
+            format!(
+                "    {} := NEW.{};\n",
+                quote_ident(logical),
                 quote_ident(physical)
             )
         })
@@ -209,28 +225,39 @@ fn one_trigger(
             )
         })
         .collect();
-    let mut sql = format!(
-        "CREATE OR REPLACE FUNCTION {function}()
+    let function_sql = |function: &str, decision: &str| {
+        format!(
+            "CREATE OR REPLACE FUNCTION {}()
 RETURNS trigger
 LANGUAGE plpgsql
 AS {BODY_QUOTE}
 DECLARE
 {declarations}BEGIN
-{assignments}    RETURN NEW;
+{decision}{reads}{assignments}    RETURN NEW;
 END
 {BODY_QUOTE};
-"
-    );
-    for ((trigger, event), condition) in names.triggers().into_iter().zip([on_insert, on_update]) {
+",
+            quote_qualified(FUNCTION_SCHEMA, function)
+        )
+    };
+    let mut sql = function_sql(&names.function, "");
+    sql.push_str(&function_sql(
+        &names.update_function,
+        &format!("    IF NOT ({update_decides}) THEN\n        RETURN NEW;\n    END IF;\n"),
+    ));
+    for ((trigger, event, function), condition) in
+        names.triggers().into_iter().zip([on_insert, not_backfill])
+    {
         sql.push_str(&format!(
             "DROP TRIGGER IF EXISTS {trigger} ON {table};
 CREATE TRIGGER {trigger}
     BEFORE {event} ON {table}
     FOR EACH ROW
-    WHEN {condition}
+    WHEN ({condition})
     EXECUTE FUNCTION {function}();
 ",
             trigger = quote_ident(&trigger),
+            function = quote_qualified(FUNCTION_SCHEMA, function),
         ));
     }
     sql
@@ -315,10 +342,8 @@ mod tests {
             down_columns: vec![("n".into(), "_vg_v2_n".into())],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
-        assert!(
-            sql.contains("\"n\" \"public\".\"t\".\"n\"%TYPE := NEW.\"n\";"),
-            "{sql}"
-        );
+        assert!(sql.contains("\"n\" \"public\".\"t\".\"n\"%TYPE;"), "{sql}");
+        assert!(sql.contains("\"n\" := NEW.\"n\";"), "{sql}");
         assert!(
             !sql.contains("\"other\""),
             "a column no expression reads is not declared: {sql}"
@@ -328,6 +353,26 @@ mod tests {
         assert!(
             !sql.contains("sync_4_down"),
             "no down work, no down trigger: {sql}"
+        );
+        // The INSERT trigger decides in its WHEN clause; the UPDATE trigger's function decides,
+        // and its WHEN clause only keeps the backfill out.
+        assert!(
+            sql.contains(
+                "BEFORE INSERT ON \"public\".\"t\"\n    FOR EACH ROW\n    WHEN (coalesce(current_setting('viewgate.version', true), '') = ANY ('{\"v1\",\"\"}'::text[]))\n    EXECUTE FUNCTION \"viewgate\".\"sync_4_up_332b4fbd0105\"();"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "BEFORE UPDATE ON \"public\".\"t\"\n    FOR EACH ROW\n    WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM 'viewgate_backfill')\n    EXECUTE FUNCTION \"viewgate\".\"sync_4_up_u_332b4fbd0105\"();"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "    IF NOT (CASE WHEN false = (NEW.\"_vg_v2_n\" IS DISTINCT FROM OLD.\"_vg_v2_n\")"
+            ),
+            "{sql}"
         );
     }
 }
