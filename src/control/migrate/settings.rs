@@ -16,6 +16,7 @@ pub const DEFAULT_BATCH_DELAY: Duration = Duration::ZERO;
 pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
 /// Attempts in all for one DDL transaction that keeps losing its lock race.
 pub const DEFAULT_MIGRATION_ATTEMPTS: u32 = 40;
+
 /// How the migration runs: backfill pace and DDL lock behaviour.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

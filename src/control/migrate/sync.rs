@@ -9,9 +9,10 @@
 //! `down`. The backfill writes with the version `viewgate_backfill`, which no trigger acts on.
 //!
 //! Each direction has an INSERT and an UPDATE trigger (with a function each), named so that
-//! chained migrations run in the right order: BEFORE triggers fire in name order, `_vg_sync_0_…` (down, newest migration first) before
-//! `_vg_sync_1_…` (up, oldest migration first). A v1 write then fills v2's columns before v3's
-//! are computed from them, and a v3 write fills v2's before v1's.
+//! chained migrations run in the right order: BEFORE triggers fire in name order,
+//! `_vg_sync_0_…` (down, newest migration first) before `_vg_sync_1_…` (up, oldest migration
+//! first). A v1 write then fills v2's columns before v3's are computed from them, and a v3
+//! write fills v2's before v1's.
 
 use sha2::{Digest, Sha256};
 
@@ -194,27 +195,16 @@ fn one_trigger(
                 .any(|assign| mentions(&assign.expression, logical))
         })
         .collect();
-    let declarations: String = read
+    let (declarations, reads): (String, String) = read
         .iter()
         .map(|(logical, physical)| {
-            format!(
-                "    {} {}.{}%TYPE;\n",
-                quote_ident(logical),
-                table,
-                quote_ident(physical)
+            let (logical, physical) = (quote_ident(logical), quote_ident(physical));
+            (
+                format!("    {logical} {table}.{physical}%TYPE;\n"),
+                format!("    {logical} := NEW.{physical};\n"),
             )
         })
-        .collect();
-    let reads: String = read
-        .iter()
-        .map(|(logical, physical)| {
-            format!(
-                "    {} := NEW.{};\n",
-                quote_ident(logical),
-                quote_ident(physical)
-            )
-        })
-        .collect();
+        .unzip();
     let assignments: String = assigns
         .iter()
         .map(|assign| {
