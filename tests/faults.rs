@@ -4,7 +4,8 @@
 //! service back soon after Postgres accepts again; a result stalled mid-stream (a
 //! cancel and statement_timeout still end it, other sessions carry on); the catalog connection
 //! lost and back (routing keeps its last snapshot, reloads on return); a client that does not
-//! read while a large result streams (the proxy's memory stays bounded); and a burst of
+//! read while a large result streams (the proxy's memory stays bounded); a slow and a narrow
+//! path to Postgres (sessions slower, none broken); and a burst of
 //! connection attempts beyond `max_client_connections` (53300 each, no descriptor leaked,
 //! capacity back). Faults on the network come from `common::fault_relay`.
 //!
@@ -209,6 +210,88 @@ async fn upstream_reset_and_restart_under_load_end_cleanly_and_service_returns()
     assert!(unclean.is_empty(), "errors without a SQLSTATE: {unclean:?}");
     let back = back.expect("the proxy serves again once Postgres accepts");
     assert!(back < RECOVERY_LIMIT, "{back:?}");
+}
+
+/// Latency added to each chunk on the path to Postgres, in each direction.
+const PATH_LATENCY: Duration = Duration::from_millis(40);
+/// Bytes per second on that path when it is narrowed.
+const PATH_BANDWIDTH: u64 = 512 * 1024;
+/// The result streamed through the narrowed path.
+const NARROW_RESULT_BYTES: usize = 2 * 1024 * 1024;
+
+/// How long `SELECT 42` takes on `client`, checking the answer.
+async fn timed_select(client: &tokio_postgres::Client) -> Duration {
+    let started = Instant::now();
+    let rows = client.simple_query("SELECT 42").await.unwrap();
+    let answered = rows
+        .iter()
+        .any(|message| matches!(message, SimpleQueryMessage::Row(row) if row.get(0) == Some("42")));
+    assert!(answered, "the answer arrives intact");
+    started.elapsed()
+}
+
+/// A slow path to Postgres (latency on every chunk, then a bandwidth cap) makes sessions
+/// slower and nothing else: logins (several round trips upstream) and statements succeed with
+/// exact results, no timeout of the proxy's own fires early, a large result arrives whole at
+/// the capped rate, and once the path is fast again so is the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_narrow_path_to_postgres_slows_sessions_and_breaks_none() {
+    let (proxy, relay) = proxy_behind_relay();
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(&url(proxy.address), NoTls)
+            .await
+            .expect("a session starts through the slow path");
+        tokio::spawn(connection);
+        client
+    };
+    let fast_client = connect().await;
+    let fast = timed_select(&fast_client).await;
+
+    relay.set(|faults| faults.latency = PATH_LATENCY);
+    let started = Instant::now();
+    let slow_client = connect().await;
+    let login = started.elapsed();
+    let slow = timed_select(&slow_client).await;
+    println!("with {PATH_LATENCY:?} a chunk: login {login:?}, SELECT {slow:?} (was {fast:?})");
+    assert!(
+        slow >= PATH_LATENCY * 2,
+        "the latency is on the path: {slow:?}"
+    );
+    assert!(slow < HUNG, "{slow:?}");
+    // A session started before the path slowed is as slow now, and as correct.
+    assert!(timed_select(&fast_client).await >= PATH_LATENCY * 2);
+
+    relay.set(|faults| {
+        faults.latency = Duration::ZERO;
+        faults.bandwidth = Some(PATH_BANDWIDTH);
+    });
+    let started = Instant::now();
+    let rows = slow_client
+        .simple_query(&format!("SELECT repeat('x', {NARROW_RESULT_BYTES})"))
+        .await
+        .expect("a large result streams through the narrow path");
+    let streamed = started.elapsed();
+    let value = rows
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::len),
+            _ => None,
+        })
+        .expect("a row");
+    let floor = Duration::from_secs_f64(NARROW_RESULT_BYTES as f64 / PATH_BANDWIDTH as f64);
+    println!(
+        "{NARROW_RESULT_BYTES} bytes at {PATH_BANDWIDTH} B/s: {streamed:?} (the cap alone: {floor:?})"
+    );
+    assert_eq!(value, NARROW_RESULT_BYTES, "the result arrives whole");
+    assert!(
+        streamed >= floor.mul_f64(0.8),
+        "the cap is on the path: {streamed:?}"
+    );
+
+    relay.set(|faults| faults.bandwidth = None);
+    let again = timed_select(&slow_client).await;
+    println!("path fast again: SELECT {again:?}");
+    assert!(again < PATH_LATENCY, "{again:?}");
 }
 
 /// How Postgres dies in `pgbench_through_a_killed_postgres_ends_cleanly_and_service_returns`.
