@@ -22,6 +22,7 @@ use crate::control::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry}
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::{self, Templates};
+use crate::model::catalog_substitutes::substitute_schema;
 
 /// How apply deals with locks.
 #[derive(Debug, Clone, Copy)]
@@ -341,6 +342,18 @@ pub async fn apply_version(
             fingerprint,
         });
     }
+    client
+        .batch_execute(&version.catalog)
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!(
+                    "creating the catalog substitutes of version {}",
+                    version.name
+                ),
+                &error,
+            )
+        })?;
     catalog::upsert_version(
         client,
         &version.name,
@@ -363,6 +376,7 @@ pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String,
         minijinja::context! {
             object => object,
             write_function_suffix => plan::WRITE_FUNCTION_SUFFIX,
+            catalog_schema => substitute_schema(&object.version),
         },
     )
 }
