@@ -7,9 +7,11 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::TestProxy;
-use common::versions::{psql, versioned_proxy};
+use common::versions::{catalog_command, psql, versioned_proxy};
+use common::{TestProxy, wait_until};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
 
 /// `\d model_metadata` through the proxy at `version`, as psql prints it (aligned, with
 /// its title and footers).
@@ -282,5 +284,151 @@ fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
               WHERE nspname LIKE 'viewgate_catalog_%'"
         ),
         "viewgate_catalog_v1,viewgate_catalog_v2"
+    );
+}
+
+/// A spec with a renamed table, renamed key column, hidden columns, an expression column and
+/// keys the newer version cannot see whole.
+const RENAMES_SCHEMA: &str = "CREATE TABLE public.customers (
+    customer_id serial PRIMARY KEY,
+    name text NOT NULL,
+    email text NOT NULL UNIQUE,
+    legacy_code text CONSTRAINT code_unique UNIQUE,
+    price_cents integer NOT NULL DEFAULT 0,
+    CONSTRAINT name_code_unique UNIQUE (name, legacy_code)
+);
+CREATE INDEX customers_name_lower ON public.customers (lower(name));";
+
+const RENAMES_SPEC: &str = r#"
+[[tables]]
+name = "customers"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "customers"
+columns = ["customer_id", "name", "email", "legacy_code"]
+
+[[versions]]
+name = "v2"
+[[versions.tables]]
+base = "customers"
+name = "clients"
+columns = [
+    { name = "id", from = "customer_id" },
+    { name = "full_name", from = "name" },
+    "email",
+    { name = "price", expr = "(price_cents / 100.0)::numeric(12,2)", write = { price_cents = "round(NEW.price * 100)::integer" }, default = "0" },
+]
+"#;
+
+/// A proxy over a cluster with `schema` created and `spec` applied by the CLI, `v1` the
+/// default version.
+fn proxy_with_spec(schema: &str, spec: &str) -> TestProxy {
+    let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
+        config.catalog = Some(format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+            config.upstream.rsplit(':').next().unwrap()
+        ));
+    });
+    proxy.admin(schema);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("viewgate.toml");
+    std::fs::write(&spec_file, spec).unwrap();
+    let spec_path = spec_file.display().to_string();
+    catalog_command(&proxy, "views", &["apply", "--spec", &spec_path]).unwrap();
+    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(
+            &proxy,
+            Some("v2"),
+            "SHOW viewgate.version"
+        )
+        .is_ok_and(|out| out == "v2")),
+        "the proxy did not pick up the catalog"
+    );
+    proxy
+}
+
+#[test]
+fn renamed_tables_and_columns_carry_their_keys_and_hidden_ones_drop_out() {
+    let proxy = proxy_with_spec(RENAMES_SCHEMA, RENAMES_SPEC);
+    let at = |version: &str, sql: &str| psql(&proxy, Some(version), sql).unwrap();
+    let columns = |table: &str| {
+        format!(
+            "SELECT column_name, data_type, is_nullable, coalesce(column_default, '-')
+               FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+        )
+    };
+    assert_eq!(
+        at("v2", &columns("clients")),
+        "id|integer|NO|nextval('customers_customer_id_seq'::regclass)
+full_name|text|NO|-
+email|text|NO|-
+price|numeric|YES|0"
+    );
+    assert_eq!(at("v2", &columns("customers")), "", "v2 calls it clients");
+    assert_eq!(
+        at("v1", &columns("customers")),
+        "customer_id|integer|NO|nextval('customers_customer_id_seq'::regclass)
+name|text|NO|-
+email|text|NO|-
+legacy_code|text|YES|-"
+    );
+    let keys = |table: &str| {
+        format!(
+            "SELECT tc.constraint_type, tc.constraint_name, string_agg(k.column_name, ',' ORDER BY k.ordinal_position)
+               FROM information_schema.table_constraints tc
+               JOIN information_schema.key_column_usage k USING (constraint_schema, constraint_name)
+              WHERE tc.table_name = '{table}' GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+    };
+    // v2 does not see legacy_code: the keys on it are not v2's.
+    assert_eq!(
+        at("v2", &keys("clients")),
+        "PRIMARY KEY|customers_pkey|id\nUNIQUE|customers_email_key|email"
+    );
+    assert_eq!(
+        at("v1", &keys("customers")),
+        "PRIMARY KEY|customers_pkey|customer_id
+UNIQUE|code_unique|legacy_code
+UNIQUE|customers_email_key|email
+UNIQUE|name_code_unique|name,legacy_code"
+    );
+    // By oid, as psql and JDBC read them: the primary key on the renamed column, the
+    // expression index and the keys on hidden columns gone.
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT c2.relname, i.indisprimary, array_agg(a.attname ORDER BY a.attnum)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indrelid = c.oid
+               JOIN pg_catalog.pg_class c2 ON c2.oid = i.indexrelid
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+              WHERE c.relname = 'clients' GROUP BY 1, 2 ORDER BY 1"
+        ),
+        "customers_email_key|f|{email}\ncustomers_pkey|t|{id}"
+    );
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'clients_v2', 'customers_v2')"
+        ),
+        "0"
+    );
+
+    // Retiring a version drops its substitutes with its views; the other keeps its own.
+    catalog_command(&proxy, "views", &["drop", "--version", "v2"]).unwrap();
+    assert_eq!(
+        proxy.admin(
+            "SELECT string_agg(nspname, ',') FROM pg_namespace WHERE nspname LIKE 'viewgate_catalog_%'"
+        ),
+        "viewgate_catalog_v1"
+    );
+    assert_eq!(
+        at(
+            "v1",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers'"
+        ),
+        "4"
     );
 }

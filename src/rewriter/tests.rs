@@ -316,3 +316,72 @@ fn the_mention_scan_ignores_case_and_finds_names_anywhere() {
         assert!(!mentions_managed_table(sql, &v2()), "{sql}");
     }
 }
+
+#[track_caller]
+fn check_with_catalog(input: &str, expected: &str) {
+    let targets = v2().with_catalog_substitutes("viewgate_catalog_v2");
+    match rewrite(input, &targets).unwrap() {
+        Rewrite::Rewritten(output) => assert_eq!(output, expected, "input: {input}"),
+        Rewrite::Unchanged => assert_eq!(input, expected, "expected a rewrite of: {input}"),
+    }
+}
+
+#[test]
+fn catalog_relations_go_to_the_versions_substitutes() {
+    check_with_catalog(
+        "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = 'model_metadata'",
+        "SELECT c.oid FROM viewgate_catalog_v2.pg_class c WHERE c.relname = 'model_metadata'",
+    );
+    // Unqualified, upper case, and SQLAlchemy's schema-qualified column references.
+    check_with_catalog(
+        "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class JOIN PG_ATTRIBUTE ON attrelid = pg_class.oid",
+        "SELECT pg_class.relname FROM viewgate_catalog_v2.pg_class AS pg_class JOIN viewgate_catalog_v2.pg_attribute AS PG_ATTRIBUTE ON attrelid = pg_class.oid",
+    );
+    check_with_catalog(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1",
+        "SELECT column_name FROM viewgate_catalog_v2.columns AS columns WHERE table_name = $1",
+    );
+    // A managed table and a catalog relation in one statement; the regclass literal of the
+    // managed table is the view, the catalog's own stays the catalog.
+    check_with_catalog(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = 'model_metadata'::regclass AND 'pg_class'::regclass > 0",
+        "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a WHERE a.attrelid = 'model_metadata_v2'::regclass AND 'pg_class'::regclass > 0",
+    );
+    // Only pg_catalog's relations, and information_schema's only when qualified.
+    for unchanged in [
+        "SELECT * FROM columns",
+        "SELECT * FROM public.pg_class",
+        "SELECT * FROM pg_catalog.pg_namespace",
+        "SELECT * FROM pg_indexes",
+        "SELECT * FROM information_schema.schemata",
+        "SELECT 'pg_catalog.pg_class'::regclass",
+    ] {
+        check_with_catalog(unchanged, unchanged);
+    }
+    // Without substitutes (a version applied before them), catalog queries stay as written.
+    check(
+        "SELECT * FROM pg_catalog.pg_class",
+        "SELECT * FROM pg_catalog.pg_class",
+    );
+}
+
+#[test]
+fn the_mention_scan_finds_any_name_in_one_pass_per_first_byte() {
+    use super::rewrite::contains_any_ignore_ascii_case;
+    let names = [
+        "pg_class",
+        "pg_index",
+        "model_metadata",
+        "information_schema",
+    ];
+    let scan =
+        |text: &str| contains_any_ignore_ascii_case(text.as_bytes(), || names.iter().copied());
+    assert!(scan("select * from PG_INDEX"));
+    assert!(scan("select * from pg_class"));
+    assert!(scan("Information_Schema.columns"));
+    assert!(scan("pg_pg_index"));
+    assert!(!scan("select * from pg_inde"));
+    assert!(!scan("select pg_namespace, pg_clas, model_metadat"));
+    assert!(!scan(""));
+    assert!(!contains_any_ignore_ascii_case(b"abc", || [""].into_iter()));
+}
