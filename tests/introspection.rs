@@ -285,6 +285,30 @@ fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
         ),
         "viewgate_catalog_v1,viewgate_catalog_v2"
     );
+    // A version whose substitutes are gone (applied by an older viewgate, or dropped by hand)
+    // reads the real catalog once the proxy reloads, rather than failing on a missing schema.
+    proxy.admin("DROP SCHEMA viewgate_catalog_v1 CASCADE; NOTIFY viewgate_control");
+    let names = "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
+                   FROM information_schema.columns WHERE table_name = 'model_metadata'";
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(&proxy, Some("v1"), names)
+            .is_ok_and(|out| out.split(',').count() == 7)),
+        "v1 should read the real catalog without its substitutes"
+    );
+    assert_eq!(
+        psql(&proxy, Some("v2"), names).unwrap(),
+        "id,model_name,model_version,model_type,hyperparameters,created_at,schema_version"
+    );
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v2"),
+            "SELECT count(*) FROM pg_class WHERE relname = 'model_metadata_v2'"
+        )
+        .unwrap(),
+        "0",
+        "v2 keeps its substitutes"
+    );
 }
 
 /// A spec with a renamed table, renamed key column, hidden columns, an expression column and
@@ -430,5 +454,82 @@ UNIQUE|name_code_unique|name,legacy_code"
             "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers'"
         ),
         "4"
+    );
+}
+
+/// The schema-per-version layout: the version's view is `v2.model_metadata`; by name it reads
+/// as `public.model_metadata`, and psql finds it where the version's schema is on the
+/// search_path (`pg_table_is_visible` is the real one; docs/rewriting.md).
+#[test]
+fn the_schema_layout_shows_the_version_in_the_tables_schema() {
+    let spec = std::fs::read_to_string("examples/model_metadata/viewgate.toml")
+        .unwrap()
+        .replace("layout = \"suffix\"", "layout = \"schema\"");
+    assert!(spec.contains("layout = \"schema\""));
+    let schema = std::fs::read_to_string("examples/model_metadata/schema.sql").unwrap();
+    let proxy = proxy_with_spec(&schema, &spec);
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v2"),
+            "SELECT string_agg(column_name || ':' || is_nullable, ',' ORDER BY ordinal_position)
+               FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'model_metadata'"
+        )
+        .unwrap(),
+        "id:NO,model_name:NO,model_version:NO,model_type:YES,hyperparameters:NO,created_at:NO,schema_version:NO"
+    );
+    let conninfo = format!(
+        "{} options='-c viewgate.version=v1 -c search_path=v1,public'",
+        proxy.conninfo()
+    );
+    let described = common::run_ok(proxy.psql(&conninfo).args(["-c", "\\d model_metadata"]));
+    let columns: Vec<&str> = described
+        .lines()
+        .filter_map(|line| line.split('|').next())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "model_name",
+            "model_version",
+            "hyperparameters",
+            "created_at"
+        ],
+        "{described}"
+    );
+}
+
+/// A schema named like a version's substitutes that viewgate did not make is never dropped:
+/// apply fails and says so.
+#[test]
+fn a_foreign_schema_of_the_substitutes_name_is_kept_and_apply_fails() {
+    let proxy = versioned_proxy();
+    proxy.admin("CREATE SCHEMA viewgate_catalog_v3; CREATE TABLE viewgate_catalog_v3.keep (x int)");
+    let spec = std::fs::read_to_string("examples/model_metadata/viewgate.toml").unwrap()
+        + r#"
+[[versions]]
+name = "v3"
+
+[[versions.tables]]
+base = "model_metadata"
+columns = ["id", "model_name"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("viewgate.toml");
+    std::fs::write(&spec_file, spec).unwrap();
+    let error = catalog_command(
+        &proxy,
+        "views",
+        &["apply", "--spec", &spec_file.display().to_string()],
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("schema viewgate_catalog_v3 exists and is not viewgate's"),
+        "{error}"
+    );
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM viewgate_catalog_v3.keep"),
+        "0"
     );
 }
