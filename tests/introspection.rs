@@ -533,3 +533,38 @@ columns = ["id", "model_name"]
         "0"
     );
 }
+
+/// The substitutes are readable by any role, like the catalogs, and `information_schema`'s
+/// own privilege filter still applies to the session's role, not to the substitutes' owner.
+#[test]
+fn an_unprivileged_role_reads_the_substitutes_with_its_own_privileges() {
+    let proxy = versioned_proxy();
+    proxy.admin("CREATE ROLE app LOGIN");
+    let conninfo = proxy
+        .conninfo()
+        .replace(&format!("user={SUPERUSER}"), "user=app");
+    assert_ne!(conninfo, proxy.conninfo());
+    let as_app = |sql: &str| {
+        common::run_ok(proxy.psql(&conninfo).args(["-c", sql]))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(as_app("SHOW viewgate.version"), "v1");
+    assert_eq!(
+        as_app(
+            "SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a
+               JOIN pg_class c ON c.oid = a.attrelid
+              WHERE c.relname = 'model_metadata' AND a.attnum > 0"
+        ),
+        "id,model_name,model_version,hyperparameters,created_at"
+    );
+    let columns =
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'model_metadata'";
+    assert_eq!(
+        as_app(columns),
+        "0",
+        "app may not use the table: none of its columns show"
+    );
+    proxy.admin("GRANT SELECT ON public.model_metadata_v1 TO app");
+    assert_eq!(as_app(columns), "5");
+}
