@@ -309,6 +309,19 @@ fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
         "0",
         "v2 keeps its substitutes"
     );
+    // The next apply sees them missing and makes them again.
+    let applied = catalog_command(
+        &proxy,
+        "views",
+        &["apply", "--spec", "examples/model_metadata/viewgate.toml"],
+    )
+    .unwrap();
+    assert!(applied.starts_with("applied versions v1;"), "{applied}");
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(&proxy, Some("v1"), names)
+            .is_ok_and(|out| out.split(',').count() == 5)),
+        "v1's substitutes should be back"
+    );
 }
 
 /// A spec with a renamed table, renamed key column, hidden columns, an expression column and
