@@ -162,6 +162,30 @@ schema_version|integer|NO|1"
             "model_metadata|id",
             "at {version}"
         );
+        // The system views over them: pg_tables, pg_views, pg_indexes.
+        assert_eq!(
+            at(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'model_metadata%'"
+            ),
+            "model_metadata",
+            "at {version}"
+        );
+        assert_eq!(
+            at("SELECT viewname FROM pg_catalog.pg_views WHERE viewname LIKE 'model_metadata%'"),
+            if version == "v1" {
+                "model_metadata_v2"
+            } else {
+                "model_metadata_v1"
+            },
+            "at {version}"
+        );
+        assert_eq!(
+            at(
+                "SELECT tablename, indexname FROM pg_indexes WHERE tablename LIKE 'model_metadata%'"
+            ),
+            "model_metadata|model_metadata_pkey",
+            "at {version}"
+        );
     }
 }
 
@@ -444,6 +468,13 @@ UNIQUE|name_code_unique|name,legacy_code"
               WHERE c.relname = 'clients' GROUP BY 1, 2 ORDER BY 1"
         ),
         "customers_email_key|f|{email}\ncustomers_pkey|t|{id}"
+    );
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'clients'"
+        ),
+        "customers_email_key,customers_pkey"
     );
     assert_eq!(
         at(

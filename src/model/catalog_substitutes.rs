@@ -20,6 +20,9 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_attrdef",
     "pg_index",
     "pg_constraint",
+    "pg_tables",
+    "pg_views",
+    "pg_indexes",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.

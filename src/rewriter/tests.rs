@@ -352,7 +352,7 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT * FROM columns",
         "SELECT * FROM public.pg_class",
         "SELECT * FROM pg_catalog.pg_namespace",
-        "SELECT * FROM pg_indexes",
+        "SELECT * FROM pg_stats",
         "SELECT * FROM information_schema.schemata",
         "SELECT 'pg_catalog.pg_class'::regclass",
     ] {
