@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod lexer;
+pub mod mention;
 pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;

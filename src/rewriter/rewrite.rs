@@ -13,6 +13,8 @@ use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
 use super::targets::{VersionTargets, fold_identifier};
 
+pub use super::mention::contains_ignore_ascii_case;
+
 /// What to send instead of the client's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewrite {
@@ -248,65 +250,7 @@ pub fn finish(
 /// catalog substitutes, a substituted catalog relation's) at all, in any case? Most
 /// statements of most applications do not, and are forwarded without parsing.
 pub fn mentions_managed_table(sql: &str, targets: &VersionTargets) -> bool {
-    contains_any_ignore_ascii_case(sql.as_bytes(), || targets.table_names())
-}
-
-/// Whether any of `needles` occurs in `haystack`, ignoring ASCII case: one pass over the
-/// haystack per distinct first byte (the catalog names all start with `pg_`, so five of them
-/// cost one pass, not five), comparing every needle of that first byte at each candidate.
-/// `needles` is called again for each pass rather than collected, so nothing is allocated.
-pub fn contains_any_ignore_ascii_case<'n, I>(haystack: &[u8], needles: impl Fn() -> I) -> bool
-where
-    I: Iterator<Item = &'n str>,
-{
-    for (index, needle) in needles().enumerate() {
-        let Some(&first) = needle.as_bytes().first() else {
-            continue;
-        };
-        let first = first.to_ascii_lowercase();
-        let seen = needles()
-            .take(index)
-            .any(|earlier| earlier.as_bytes().first().map(u8::to_ascii_lowercase) == Some(first));
-        if seen {
-            continue;
-        }
-        let found =
-            memchr::memchr2_iter(first, first.to_ascii_uppercase(), haystack).any(|start| {
-                needles().any(|candidate| {
-                    let candidate = candidate.as_bytes();
-                    candidate.first().map(u8::to_ascii_lowercase) == Some(first)
-                        && haystack
-                            .get(start..start + candidate.len())
-                            .is_some_and(|window| window.eq_ignore_ascii_case(candidate))
-                })
-            });
-        if found {
-            return true;
-        }
-    }
-    false
-}
-
-/// Substring search ignoring ASCII case, without lowering a copy: memchr finds each
-/// occurrence of the needle's first byte (in either case), then the rest is compared.
-pub fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
-    let (Some((&first, rest)), Some(last_start)) = (
-        needle.split_first(),
-        haystack.len().checked_sub(needle.len()),
-    ) else {
-        return false;
-    };
-    let candidates = haystack.get(..=last_start).unwrap_or_default();
-    memchr::memchr2_iter(
-        first.to_ascii_lowercase(),
-        first.to_ascii_uppercase(),
-        candidates,
-    )
-    .any(|start| {
-        haystack
-            .get(start + 1..start + needle.len())
-            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(rest))
-    })
+    targets.mention_scan().found_in(sql.as_bytes())
 }
 
 fn statement_start(statement: &StatementText) -> Location {

@@ -5,6 +5,7 @@
 //! catalog substitutes exist also sends its catalog relations (`pg_catalog.pg_class`,
 //! `information_schema.columns`, …) to them, so introspection shows the version's tables.
 
+use super::mention::MentionScan;
 use crate::model::RoutingMap;
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
 
@@ -42,15 +43,19 @@ pub struct VersionTargets {
     /// What a statement must mention to reach one of `catalog` (the relation names, and
     /// `information_schema`, which qualifies every reference to its substitutes).
     catalog_mentions: Vec<&'static str>,
+    /// `table_names()`, grouped for the fast path's scan.
+    mention_scan: MentionScan,
 }
 
 impl VersionTargets {
     pub fn new(version: impl Into<String>, targets: Vec<ViewTarget>) -> Self {
+        let mention_scan = MentionScan::new(targets.iter().map(|t| t.table.name.as_str()));
         VersionTargets {
             version: version.into(),
             targets,
             catalog: Vec::new(),
             catalog_mentions: Vec::new(),
+            mention_scan,
         }
     }
 
@@ -65,7 +70,13 @@ impl VersionTargets {
         self.catalog_mentions = catalog_substitutes::PG_CATALOG_SUBSTITUTES.to_vec();
         self.catalog_mentions
             .push(catalog_substitutes::INFORMATION_SCHEMA);
+        self.mention_scan = MentionScan::new(self.table_names());
         self
+    }
+
+    /// The fast path's scan for `table_names()`.
+    pub fn mention_scan(&self) -> &MentionScan {
+        &self.mention_scan
     }
 
     /// The targets of `version` in the catalog's routing map; `None` when the catalog has no

@@ -366,22 +366,22 @@ fn catalog_relations_go_to_the_versions_substitutes() {
 }
 
 #[test]
-fn the_mention_scan_finds_any_name_in_one_pass_per_first_byte() {
-    use super::rewrite::contains_any_ignore_ascii_case;
-    let names = [
-        "pg_class",
-        "pg_index",
-        "model_metadata",
-        "information_schema",
-    ];
-    let scan =
-        |text: &str| contains_any_ignore_ascii_case(text.as_bytes(), || names.iter().copied());
-    assert!(scan("select * from PG_INDEX"));
-    assert!(scan("select * from pg_class"));
-    assert!(scan("Information_Schema.columns"));
-    assert!(scan("pg_pg_index"));
-    assert!(!scan("select * from pg_inde"));
-    assert!(!scan("select pg_namespace, pg_clas, model_metadat"));
-    assert!(!scan(""));
-    assert!(!contains_any_ignore_ascii_case(b"abc", || [""].into_iter()));
+fn with_catalog_substitutes_the_mention_scan_also_looks_for_the_catalog() {
+    use super::rewrite::mentions_managed_table;
+    let plain = v2();
+    let with_catalog = v2().with_catalog_substitutes("viewgate_catalog_v2");
+    for sql in [
+        "SELECT * FROM pg_catalog.pg_class",
+        "select * from PG_INDEXES",
+        "SELECT * FROM Information_Schema.tables",
+    ] {
+        assert!(!mentions_managed_table(sql, &plain), "{sql}");
+        assert!(mentions_managed_table(sql, &with_catalog), "{sql}");
+    }
+    let unrelated = "SELECT * FROM pg_namespace JOIN deployments USING (id)";
+    assert!(!mentions_managed_table(unrelated, &with_catalog));
+    assert!(mentions_managed_table(
+        "SELECT * FROM Model_Metadata",
+        &with_catalog
+    ));
 }
