@@ -20,6 +20,9 @@ struct FirstByte {
     byte: u8,
     /// Names of one byte: found wherever that byte is.
     whole: bool,
+    /// The shortest name of the group: no name starts closer than this to the end.
+    shortest: usize,
+    /// Per second byte, the rest of each name (from its third byte).
     by_second: Vec<(u8, Vec<Box<[u8]>>)>,
 }
 
@@ -38,19 +41,21 @@ impl MentionScan {
                     groups.push(FirstByte {
                         byte: first,
                         whole: false,
+                        shortest: bytes.len(),
                         by_second: Vec::new(),
                     });
                     groups.last_mut().expect("just pushed")
                 }
             };
-            let Some(&second) = bytes.get(1) else {
+            group.shortest = group.shortest.min(bytes.len());
+            let (Some(&second), Some(tail)) = (bytes.get(1), bytes.get(2..)) else {
                 group.whole = true;
                 continue;
             };
             let second = second.to_ascii_lowercase();
             match group.by_second.iter_mut().find(|(byte, _)| *byte == second) {
-                Some((_, needles)) => needles.push(bytes.into()),
-                None => group.by_second.push((second, vec![bytes.into()])),
+                Some((_, tails)) => tails.push(tail.into()),
+                None => group.by_second.push((second, vec![tail.into()])),
             }
         }
         MentionScan { groups }
@@ -59,8 +64,12 @@ impl MentionScan {
     /// Whether any of the names occurs in `haystack`, ignoring ASCII case.
     pub fn found_in(&self, haystack: &[u8]) -> bool {
         self.groups.iter().any(|group| {
+            let Some(last_start) = haystack.len().checked_sub(group.shortest) else {
+                return false;
+            };
+            let candidates = haystack.get(..=last_start).unwrap_or_default();
             let mut starts =
-                memchr::memchr2_iter(group.byte, group.byte.to_ascii_uppercase(), haystack);
+                memchr::memchr2_iter(group.byte, group.byte.to_ascii_uppercase(), candidates);
             if group.whole {
                 return starts.next().is_some();
             }
@@ -72,11 +81,11 @@ impl MentionScan {
                     .by_second
                     .iter()
                     .filter(|(byte, _)| *byte == second)
-                    .flat_map(|(_, needles)| needles)
-                    .any(|needle| {
+                    .flat_map(|(_, tails)| tails)
+                    .any(|tail| {
                         haystack
-                            .get(start..start + needle.len())
-                            .is_some_and(|window| window.eq_ignore_ascii_case(needle))
+                            .get(start + 2..start + 2 + tail.len())
+                            .is_some_and(|window| window.eq_ignore_ascii_case(tail))
                     })
             })
         })
