@@ -255,6 +255,32 @@ schema_version|integer|t|1"
     );
 }
 
+/// Comments on the base table and its columns, as SQLAlchemy and JDBC read them (joined from
+/// `pg_description`): the version's table has the base table's, on its own columns.
+#[test]
+fn comments_of_the_base_table_show_on_the_versions_table() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "COMMENT ON TABLE model_metadata IS 'Model registry';
+         COMMENT ON COLUMN model_metadata.model_name IS 'Name of the model';
+         COMMENT ON COLUMN model_metadata.model_type IS 'Kind, v2 only'",
+    );
+    let comments = "SELECT coalesce(a.attname, '(table)'), d.description
+                      FROM pg_catalog.pg_class c
+                      JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_catalog.pg_class'::regclass
+                      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+                     WHERE c.relname = 'model_metadata' ORDER BY d.objsubid";
+    assert_eq!(
+        psql(&proxy, Some("v1"), comments).unwrap(),
+        "(table)|Model registry\nmodel_name|Name of the model"
+    );
+    // v2's model_type is an expression over the base column, not the column: no comment.
+    assert_eq!(
+        psql(&proxy, Some("v2"), comments).unwrap(),
+        "(table)|Model registry\nmodel_name|Name of the model"
+    );
+}
+
 #[test]
 fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
     let proxy = versioned_proxy();

@@ -152,6 +152,8 @@ fn sqlalchemy_reflection_follows_the_version() {
         for check in [
             "session",
             "get_columns",
+            "get_table_comment",
+            "column comments",
             "get_pk_constraint",
             "get_unique_constraints",
             "has_table",

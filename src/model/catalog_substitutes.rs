@@ -23,6 +23,7 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_tables",
     "pg_views",
     "pg_indexes",
+    "pg_description",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.

@@ -4,8 +4,8 @@
 //! cost next to nothing on statements that name none. The names are grouped by their first
 //! byte once, when a version's targets are built: the scan makes one `memchr` pass over the
 //! statement per group and, where the byte occurs, compares only the names whose second byte
-//! follows it. A version with catalog substitutes looks for ten names, eight of which start
-//! with `pg_`: three passes, not ten.
+//! follows it. A version with catalog substitutes looks for eleven names, nine of which
+//! start with `pg_`: three passes, not eleven.
 
 /// A version's names, grouped by their first byte and, within a group, by their second (both
 /// lower case), ready to scan for: where the first byte occurs, the next byte picks the few

@@ -568,6 +568,8 @@ SELECT count(*) > 0 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_type t ON 
 
 -- name: catalog_regclass_literal_stays_the_catalog
 SELECT count(*) FROM pg_catalog.pg_description WHERE classoid = 'pg_catalog.pg_class'::regclass AND objoid = 0
+-- hand:
+SELECT count(*) FROM viewgate_catalog_{V}.pg_description AS pg_description WHERE classoid = 'pg_catalog.pg_class'::regclass AND objoid = 0
 
 -- name: unmanaged_table_only
 SELECT env, sum(replicas) FROM deployments GROUP BY env ORDER BY env

@@ -36,6 +36,12 @@ EXPECTED = {
     ],
 }
 
+# Comments go to the base table (DDL passes through the proxy unchanged); each version's
+# table shows them on the columns it has as base columns.
+with create_engine(url).begin() as conn:
+    conn.exec_driver_sql("COMMENT ON TABLE model_metadata IS 'Model registry'")
+    conn.exec_driver_sql("COMMENT ON COLUMN model_metadata.model_name IS 'Name of the model'")
+
 for version, expected in EXPECTED.items():
     engine = create_engine(url, connect_args={"options": f"-c viewgate.version={version}"})
     with engine.connect() as conn:
@@ -46,6 +52,12 @@ for version, expected in EXPECTED.items():
         for c in inspector.get_columns("model_metadata")
     ]
     check(f"{version} get_columns", columns, expected)
+    check(f"{version} get_table_comment", inspector.get_table_comment("model_metadata"), {"text": "Model registry"})
+    check(
+        f"{version} column comments",
+        {c["name"]: c["comment"] for c in inspector.get_columns("model_metadata") if c.get("comment")},
+        {"model_name": "Name of the model"},
+    )
     pk = inspector.get_pk_constraint("model_metadata")
     check(f"{version} get_pk_constraint", (pk["name"], pk["constrained_columns"]), ("model_metadata_pkey", ["id"]))
     check(f"{version} get_unique_constraints", inspector.get_unique_constraints("model_metadata"), [])
