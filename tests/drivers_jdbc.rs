@@ -41,7 +41,8 @@ fn run_program(proxy: &TestProxy, program: &str) -> String {
 }
 
 /// `DatabaseMetaData` (getColumns, getPrimaryKeys, getTables, getIndexInfo) at v1 and v2:
-/// each version's `model_metadata`, its columns in order with types, nullability, defaults.
+/// each version's `model_metadata`, its columns in order with types, nullability, defaults,
+/// and the base table's comments.
 #[test]
 fn pgjdbc_database_metadata_follows_the_version() {
     let proxy = versioned_proxy();
@@ -50,6 +51,8 @@ fn pgjdbc_database_metadata_follows_the_version() {
         for check in [
             "session",
             "getColumns",
+            "getColumns REMARKS",
+            "getTables REMARKS",
             "getPrimaryKeys",
             "getTables",
             "getIndexInfo",

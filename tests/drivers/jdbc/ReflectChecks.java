@@ -44,6 +44,12 @@ public class ReflectChecks {
         List<String> v2 = List.of(id, "2 model_name text NO null", "3 model_version text NO null",
                 "4 model_type text YES null", "5 hyperparameters jsonb NO '{}'::jsonb",
                 "6 created_at timestamptz NO now()", "7 schema_version int4 NO 1");
+        // Comments go to the base table (DDL passes through unchanged); each version's table
+        // shows them on the columns it has as base columns (REMARKS).
+        try (Connection conn = DriverManager.getConnection(url); Statement st = conn.createStatement()) {
+            st.execute("COMMENT ON TABLE model_metadata IS 'Model registry'");
+            st.execute("COMMENT ON COLUMN model_metadata.model_name IS 'Name of the model'");
+        }
         for (String version : List.of("v1", "v2")) {
             String versioned = url + "&options=-c%20viewgate.version%3D" + version;
             try (Connection conn = DriverManager.getConnection(versioned)) {
@@ -53,6 +59,19 @@ public class ReflectChecks {
                 }
                 DatabaseMetaData meta = conn.getMetaData();
                 check(version + " getColumns", columns(meta), version.equals("v1") ? v1 : v2);
+
+                List<String> remarks = new ArrayList<>();
+                try (ResultSet rs = meta.getColumns(null, "public", "model_metadata", null)) {
+                    while (rs.next()) {
+                        if (rs.getString("REMARKS") != null) {
+                            remarks.add(rs.getString("COLUMN_NAME") + ": " + rs.getString("REMARKS"));
+                        }
+                    }
+                }
+                check(version + " getColumns REMARKS", remarks, List.of("model_name: Name of the model"));
+                try (ResultSet rs = meta.getTables(null, "public", "model_metadata", new String[] {"TABLE"})) {
+                    check(version + " getTables REMARKS", rs.next() ? rs.getString("REMARKS") : null, "Model registry");
+                }
 
                 List<String> keys = new ArrayList<>();
                 try (ResultSet rs = meta.getPrimaryKeys(null, "public", "model_metadata")) {
