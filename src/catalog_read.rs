@@ -6,11 +6,12 @@
 //! Shared rather than owned by either plane, so that neither imports the other: reads only,
 //! into the plain data of `model`; every write is in `control::catalog`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio_postgres::GenericClient;
 
+use crate::model::catalog_substitutes::{SUBSTITUTE_SCHEMA_PREFIX, substitutes};
 use crate::model::{
     Assign, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap, Rule, RuleError,
     ShadowRun, ShapePattern,
@@ -52,6 +53,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         rules: load_rules(client).await?,
         tracks_writers: migration_live(client).await?,
         shadow: shadow_run(client).await?,
+        catalog_substitutes: catalog_substitutes(client).await?,
     };
     for row in rows {
         map.versions
@@ -66,6 +68,28 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
             });
     }
     Ok(map)
+}
+
+/// The active versions whose schema of catalog substitutes holds every substitute relation
+/// (`model::catalog_substitutes`). A version applied by an older viewgate, or with templates
+/// that leave the substitutes out, has none and its catalog queries stay as written.
+async fn catalog_substitutes(
+    client: &impl GenericClient,
+) -> Result<BTreeSet<String>, CatalogReadError> {
+    let names: Vec<&str> = substitutes().map(|(_, name)| name).collect();
+    let rows = client
+        .query(
+            "SELECT v.version FROM viewgate.versions v
+              WHERE v.state = 'active'
+                AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = $1 || v.version AND c.relname = ANY ($2::text[]))
+                    = pg_catalog.cardinality($2::text[])",
+            &[&SUBSTITUTE_SCHEMA_PREFIX, &names],
+        )
+        .await
+        .map_err(failed("looking for the versions' catalog substitutes"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// Whether a migration is backfilling or live (its sync triggers judge writers by version).

@@ -12,6 +12,64 @@ mod deps;
 use std::process::{Command, Stdio};
 
 use common::TestProxy;
+use common::versions::versioned_proxy;
+
+/// Runs `tests/drivers/jdbc/{program}.java` with the proxy's JDBC URL; its stdout, after
+/// checking that it exited successfully.
+fn run_program(proxy: &TestProxy, program: &str) -> String {
+    let jar = deps::jdbc_jar();
+    let classes = deps::jdbc_classes(&jar);
+    let url = format!(
+        "jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres&sslmode=disable",
+        proxy.port()
+    );
+    let output = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}:{}", jar.display(), classes.display()))
+        .args([program, &url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("java starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// `DatabaseMetaData` (getColumns, getPrimaryKeys, getTables, getIndexInfo) at v1 and v2:
+/// each version's `model_metadata`, its columns in order with types, nullability, defaults,
+/// and the base table's comments.
+#[test]
+fn pgjdbc_database_metadata_follows_the_version() {
+    let proxy = versioned_proxy();
+    let stdout = run_program(&proxy, "ReflectChecks");
+    for version in ["v1", "v2"] {
+        for check in [
+            "session",
+            "getColumns",
+            "getColumns REMARKS",
+            "getTables REMARKS",
+            "getPrimaryKeys",
+            "getTables",
+            "getIndexInfo",
+        ] {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|line| line == format!("ok {version} {check}")),
+                "missing check {version} {check} in:\n{stdout}"
+            );
+        }
+    }
+    assert!(
+        stdout.ends_with("jdbc reflection: all checks passed\n"),
+        "{stdout}"
+    );
+}
 
 #[test]
 fn pgjdbc_prepare_threshold_batch_transaction_binary_errors() {

@@ -1,11 +1,14 @@
 //! Properties of the rewriter over generated input: it never panics (whatever the bytes, however
-//! deep the nesting), leaves statements that do not name a managed table alone, and for
+//! deep the nesting), leaves statements that do not name a managed table alone (nor, at a
+//! version without catalog substitutes, catalog queries), its fast path's scan finds exactly
+//! the names a plain lowered search finds, and for
 //! generated SELECT / INSERT / UPDATE / DELETE statements changes exactly the table-name spans,
 //! producing SQL that parses.
 
 use proptest::prelude::*;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use viewgate::rewriter::rewrite::mentions_managed_table;
 use viewgate::rewriter::{RelationName, Rewrite, VersionTargets, ViewTarget, rewrite};
 
 const MANAGED: &str = "model_metadata";
@@ -88,6 +91,32 @@ proptest! {
     fn text_not_naming_a_managed_table_is_unchanged(sql in token_soup()) {
         let sql = sql.replace(MANAGED, "").replace("MODEL_METADATA", "");
         prop_assume!(!sql.to_ascii_lowercase().contains(MANAGED));
+        prop_assert_eq!(rewrite(&sql, &v2()), Ok(Rewrite::Unchanged));
+    }
+
+    #[test]
+    fn the_mention_scan_finds_exactly_the_names_a_lowered_search_finds(
+        pieces in proptest::collection::vec(
+            prop_oneof![
+                Just("pg_"), Just("PG_CLASS"), Just("pg_clas"), Just("pg_index"), Just("es"),
+                Just("information_schema"), Just("INFORMATION_SCHEM"), Just("model_metadata"),
+                Just("p"), Just("g"), Just("_"), Just(" "), Just("é"), Just("\"")
+            ],
+            0..12,
+        ),
+    ) {
+        let text: String = pieces.concat();
+        let targets = v2().with_catalog_substitutes("viewgate_catalog_v2");
+        let lowered = text.to_ascii_lowercase();
+        let expected = targets.table_names().any(|name| lowered.contains(&name.to_ascii_lowercase()));
+        prop_assert_eq!(mentions_managed_table(&text, &targets), expected, "{:?}", text);
+    }
+
+    #[test]
+    fn catalog_text_at_a_version_without_substitutes_is_unchanged(sql in token_soup()) {
+        let sql = sql.replace(MANAGED, "").replace("MODEL_METADATA", "");
+        prop_assume!(!sql.to_ascii_lowercase().contains(MANAGED));
+        let sql = format!("SELECT * FROM pg_catalog.pg_class; {sql}");
         prop_assert_eq!(rewrite(&sql, &v2()), Ok(Rewrite::Unchanged));
     }
 

@@ -141,3 +141,62 @@ fn psycopg3_pipelined_version_change_waits_for_the_transaction_to_end() {
         "psycopg pipeline versions: all checks passed",
     );
 }
+
+/// SQLAlchemy's reflection (`inspect`, `autoload_with`) reads `pg_catalog` with the table's
+/// name bound as a parameter: each version reflects its own `model_metadata`.
+#[test]
+fn sqlalchemy_reflection_follows_the_version() {
+    let proxy = versioned_proxy();
+    let mut checks = Vec::new();
+    for version in ["v1", "v2"] {
+        for check in [
+            "session",
+            "get_columns",
+            "get_table_comment",
+            "column comments",
+            "get_pk_constraint",
+            "get_unique_constraints",
+            "has_table",
+            "get_table_names",
+            "get_view_names",
+            "autoload_with columns",
+            "autoload_with primary key",
+        ] {
+            checks.push(format!("{version} {check}"));
+        }
+    }
+    let checks: Vec<&str> = checks.iter().map(String::as_str).collect();
+    run_script(
+        &proxy,
+        "reflect_sqlalchemy.py",
+        &checks,
+        "sqlalchemy reflection: all checks passed",
+    );
+}
+
+/// asyncpg describes what it prepares and introspects unknown types (a whole-row value's
+/// composite type) through `pg_type` and `pg_attribute`: each version gets its own columns.
+#[test]
+fn asyncpg_introspection_follows_the_version() {
+    let proxy = versioned_proxy();
+    let mut checks = Vec::new();
+    for version in ["v1", "v2"] {
+        for check in [
+            "session",
+            "prepared attribute types",
+            "whole-row value fields",
+            "whole-row value name",
+            "pg_attribute by bound name",
+            "pg_attribute nullability",
+        ] {
+            checks.push(format!("{version} {check}"));
+        }
+    }
+    let checks: Vec<&str> = checks.iter().map(String::as_str).collect();
+    run_script(
+        &proxy,
+        "reflect_asyncpg.py",
+        &checks,
+        "asyncpg introspection: all checks passed",
+    );
+}

@@ -20,6 +20,7 @@ pub const VIEW: &str = "view.sql.j2";
 pub const VIEW_DEFAULTS: &str = "view_defaults.sql.j2";
 pub const WRITE_TRIGGER: &str = "write_trigger.sql.j2";
 pub const DROP_VIEW: &str = "drop_view.sql.j2";
+pub const VERSION_CATALOG: &str = "version_catalog.sql.j2";
 pub const CATALOG: &str = "catalog.sql.j2";
 
 /// The built-in templates, the same files as `view-templates/` at build time.
@@ -40,6 +41,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../view-templates/drop_view.sql.j2"),
     ),
     (CATALOG, include_str!("../../view-templates/catalog.sql.j2")),
+    (
+        VERSION_CATALOG,
+        include_str!("../../view-templates/version_catalog.sql.j2"),
+    ),
 ];
 
 /// A loaded template set.

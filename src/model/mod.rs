@@ -5,11 +5,13 @@
 //! [`guard`], failing with a [`rule_error`]; [`channel`] and [`heartbeat`] are the contracts
 //! between the proxies and the control plane (the NOTIFY channel, the heartbeat's timing, the
 //! [`latency`] buckets);
+//! [`catalog_substitutes`] names the catalog relations each version sees through substitutes;
 //! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
 //! run the proxies sample for, filtered by a [`shape_pattern`].
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
+pub mod catalog_substitutes;
 pub mod channel;
 pub mod cidr;
 pub mod glob;

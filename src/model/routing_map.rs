@@ -1,7 +1,7 @@
 //! What the proxy needs from the catalog to route sessions and rewrite table names: per active
 //! version, its tables and the views serving them; the default version; the routing rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -30,6 +30,9 @@ pub struct RoutingMap {
     pub tracks_writers: bool,
     /// The shadow run in progress, if any (`viewgate shadow start`).
     pub shadow: Option<ShadowRun>,
+    /// Active versions whose catalog substitutes exist (`catalog_substitutes`): their clients'
+    /// catalog queries are sent there. A version applied before they existed has none.
+    pub catalog_substitutes: BTreeSet<String>,
 }
 
 impl RoutingMap {

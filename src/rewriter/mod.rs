@@ -8,9 +8,13 @@
 //! collecting edits (`references`) → splicing (`splice`). The proxy calls it through
 //! `cache::rewrite_cached`, which remembers rewrites by (version, statement shape): `lexer`
 //! finds the constants without parsing, `shape` masks them and keeps edits in token terms.
+//! A version with catalog substitutes also rewrites the catalog relations introspection reads
+//! (`pg_catalog.pg_class`, `information_schema.columns`, …) to its own (`targets`), by the same
+//! pipeline, so psql's `\d` and ORMs' reflection show the version's tables.
 
 pub mod cache;
 pub mod lexer;
+pub mod mention;
 pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;

@@ -252,7 +252,7 @@ impl<'a> Collector<'a> {
         let Some((schema, table)) = parse_literal_name(content) else {
             return;
         };
-        let Some(target) = self.targets.resolve(schema.as_deref(), &table) else {
+        let Some(target) = self.targets.resolve_table(schema.as_deref(), &table) else {
             return;
         };
         let Some(range) = self.index.range(literal.span) else {

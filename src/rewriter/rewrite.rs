@@ -13,6 +13,8 @@ use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
 use super::targets::{VersionTargets, fold_identifier};
 
+pub use super::mention::contains_ignore_ascii_case;
+
 /// What to send instead of the client's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rewrite {
@@ -244,34 +246,11 @@ pub fn finish(
     }
 }
 
-/// The cheap test run on every statement: does it mention a managed table's name at all, in
-/// any case? Most statements of most applications do not, and are forwarded without parsing.
+/// The cheap test run on every statement: does it mention a managed table's name (or, with
+/// catalog substitutes, a substituted catalog relation's) at all, in any case? Most
+/// statements of most applications do not, and are forwarded without parsing.
 pub fn mentions_managed_table(sql: &str, targets: &VersionTargets) -> bool {
-    targets
-        .table_names()
-        .any(|name| contains_ignore_ascii_case(sql.as_bytes(), name.as_bytes()))
-}
-
-/// Substring search ignoring ASCII case, without lowering a copy: memchr finds each
-/// occurrence of the needle's first byte (in either case), then the rest is compared.
-pub fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
-    let (Some((&first, rest)), Some(last_start)) = (
-        needle.split_first(),
-        haystack.len().checked_sub(needle.len()),
-    ) else {
-        return false;
-    };
-    let candidates = haystack.get(..=last_start).unwrap_or_default();
-    memchr::memchr2_iter(
-        first.to_ascii_lowercase(),
-        first.to_ascii_uppercase(),
-        candidates,
-    )
-    .any(|start| {
-        haystack
-            .get(start + 1..start + needle.len())
-            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(rest))
-    })
+    targets.mention_scan().found_in(sql.as_bytes())
 }
 
 fn statement_start(statement: &StatementText) -> Location {

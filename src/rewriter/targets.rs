@@ -1,9 +1,13 @@
 //! What one schema version rewrites: each managed table and the view that stands for it.
 //!
 //! Built from the catalog's routing map ([`VersionTargets::from_routing_map`]), so the names
-//! the rewriter splices are exactly the ones the view generator created.
+//! the rewriter splices are exactly the ones the view generator created. A version whose
+//! catalog substitutes exist also sends its catalog relations (`pg_catalog.pg_class`,
+//! `information_schema.columns`, …) to them, so introspection shows the version's tables.
 
+use super::mention::MentionScan;
 use crate::model::RoutingMap;
+use crate::model::catalog_substitutes::{self, PG_CATALOG};
 
 /// A relation name as Postgres stores it: case-sensitive, after identifier folding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,14 +37,46 @@ pub struct ViewTarget {
 pub struct VersionTargets {
     pub version: String,
     targets: Vec<ViewTarget>,
+    /// Catalog relations and their substitutes for this version: rewritten like managed
+    /// tables, except inside regclass literals (`'pg_class'::regclass` must stay the catalog).
+    catalog: Vec<ViewTarget>,
+    /// What a statement must mention to reach one of `catalog` (the relation names, and
+    /// `information_schema`, which qualifies every reference to its substitutes).
+    catalog_mentions: Vec<&'static str>,
+    /// `table_names()`, grouped for the fast path's scan.
+    mention_scan: MentionScan,
 }
 
 impl VersionTargets {
     pub fn new(version: impl Into<String>, targets: Vec<ViewTarget>) -> Self {
+        let mention_scan = MentionScan::new(targets.iter().map(|t| t.table.name.as_str()));
         VersionTargets {
             version: version.into(),
             targets,
+            catalog: Vec::new(),
+            catalog_mentions: Vec::new(),
+            mention_scan,
         }
+    }
+
+    /// These targets, with the catalog relations sent to the substitutes in `schema`.
+    pub fn with_catalog_substitutes(mut self, schema: &str) -> Self {
+        self.catalog = catalog_substitutes::substitutes()
+            .map(|(catalog, name)| ViewTarget {
+                table: RelationName::new(catalog, name),
+                view: RelationName::new(schema, name),
+            })
+            .collect();
+        self.catalog_mentions = catalog_substitutes::PG_CATALOG_SUBSTITUTES.to_vec();
+        self.catalog_mentions
+            .push(catalog_substitutes::INFORMATION_SCHEMA);
+        self.mention_scan = MentionScan::new(self.table_names());
+        self
+    }
+
+    /// The fast path's scan for `table_names()`.
+    pub fn mention_scan(&self) -> &MentionScan {
+        &self.mention_scan
     }
 
     /// The targets of `version` in the catalog's routing map; `None` when the catalog has no
@@ -54,23 +90,49 @@ impl VersionTargets {
                 table: RelationName::new(&routed.base_schema, &routed.table_name),
                 view: RelationName::new(&routed.view_schema, &routed.view_name),
             })
-            .collect();
-        Some(VersionTargets::new(version, targets))
+            .collect::<Vec<_>>();
+        let has_tables = !targets.is_empty();
+        let targets = VersionTargets::new(version, targets);
+        Some(match map.catalog_substitutes.contains(version) {
+            true if has_tables => {
+                targets.with_catalog_substitutes(&catalog_substitutes::substitute_schema(version))
+            }
+            _ => targets,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
     }
 
-    /// Table names a statement must mention (in any case) before it is worth parsing.
+    /// Names a statement must mention (in any case) before it is worth parsing: the managed
+    /// tables' and, with catalog substitutes, the catalog relations'.
     pub fn table_names(&self) -> impl Iterator<Item = &str> {
-        self.targets.iter().map(|t| t.table.name.as_str())
+        self.targets
+            .iter()
+            .map(|t| t.table.name.as_str())
+            .chain(self.catalog_mentions.iter().copied())
     }
 
-    /// The target for a reference `schema.name` (folded names). An unqualified name matches
-    /// when exactly one managed table has it, whatever its schema: the proxy cannot see the
-    /// client's search_path, and a managed name is meant to be unambiguous.
+    /// The target for a relation reference `schema.name` (folded names): a managed table, or
+    /// a catalog relation with a substitute. An unqualified name matches when exactly one
+    /// managed table has it, whatever its schema: the proxy cannot see the client's
+    /// search_path, and a managed name is meant to be unambiguous. Catalog relations match
+    /// unqualified only in `pg_catalog`, which Postgres searches first.
     pub fn resolve(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
+        self.resolve_table(schema, name).or_else(|| {
+            self.catalog.iter().find(|t| {
+                t.table.name == name
+                    && schema.map_or(t.table.schema == PG_CATALOG, |s| t.table.schema == s)
+            })
+        })
+    }
+
+    /// The managed table a reference names, leaving catalog relations out: what a regclass
+    /// literal resolves to (`'model_metadata'::regclass` is the version's view, while
+    /// `'pg_class'::regclass` stays the real catalog, which `pg_description.classoid` and
+    /// `pg_depend.classid` are compared with).
+    pub fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
         let mut matches = self.targets.iter().filter(|t| {
             t.table.name == name && schema.is_none_or(|schema| t.table.schema == schema)
         });
@@ -230,6 +292,32 @@ mod tests {
             RelationName::new("public", "model_metadata_v2")
         );
         assert!(VersionTargets::from_routing_map(&map, "v3").is_none());
+        assert!(
+            targets.resolve(Some("pg_catalog"), "pg_class").is_none(),
+            "no substitutes unless the catalog has them"
+        );
+        map.catalog_substitutes.insert("v2".into());
+        let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
+        let pg_class = targets.resolve(None, "pg_class").unwrap();
+        assert_eq!(
+            pg_class.view,
+            RelationName::new("viewgate_catalog_v2", "pg_class")
+        );
+        assert_eq!(
+            targets.resolve(Some("pg_catalog"), "pg_class"),
+            Some(pg_class)
+        );
+        assert!(targets.resolve(Some("public"), "pg_class").is_none());
+        assert!(targets.resolve_table(None, "pg_class").is_none());
+        assert!(targets.resolve(None, "columns").is_none());
+        assert_eq!(
+            targets
+                .resolve(Some("information_schema"), "columns")
+                .unwrap()
+                .view,
+            RelationName::new("viewgate_catalog_v2", "columns")
+        );
+        assert!(targets.table_names().any(|n| n == "information_schema"));
     }
 
     #[test]

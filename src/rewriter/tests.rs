@@ -316,3 +316,72 @@ fn the_mention_scan_ignores_case_and_finds_names_anywhere() {
         assert!(!mentions_managed_table(sql, &v2()), "{sql}");
     }
 }
+
+#[track_caller]
+fn check_with_catalog(input: &str, expected: &str) {
+    let targets = v2().with_catalog_substitutes("viewgate_catalog_v2");
+    match rewrite(input, &targets).unwrap() {
+        Rewrite::Rewritten(output) => assert_eq!(output, expected, "input: {input}"),
+        Rewrite::Unchanged => assert_eq!(input, expected, "expected a rewrite of: {input}"),
+    }
+}
+
+#[test]
+fn catalog_relations_go_to_the_versions_substitutes() {
+    check_with_catalog(
+        "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = 'model_metadata'",
+        "SELECT c.oid FROM viewgate_catalog_v2.pg_class c WHERE c.relname = 'model_metadata'",
+    );
+    // Unqualified, upper case, and SQLAlchemy's schema-qualified column references.
+    check_with_catalog(
+        "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class JOIN PG_ATTRIBUTE ON attrelid = pg_class.oid",
+        "SELECT pg_class.relname FROM viewgate_catalog_v2.pg_class AS pg_class JOIN viewgate_catalog_v2.pg_attribute AS PG_ATTRIBUTE ON attrelid = pg_class.oid",
+    );
+    check_with_catalog(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1",
+        "SELECT column_name FROM viewgate_catalog_v2.columns AS columns WHERE table_name = $1",
+    );
+    // A managed table and a catalog relation in one statement; the regclass literal of the
+    // managed table is the view, the catalog's own stays the catalog.
+    check_with_catalog(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = 'model_metadata'::regclass AND 'pg_class'::regclass > 0",
+        "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a WHERE a.attrelid = 'model_metadata_v2'::regclass AND 'pg_class'::regclass > 0",
+    );
+    // Only pg_catalog's relations, and information_schema's only when qualified.
+    for unchanged in [
+        "SELECT * FROM columns",
+        "SELECT * FROM public.pg_class",
+        "SELECT * FROM pg_catalog.pg_namespace",
+        "SELECT * FROM pg_stats",
+        "SELECT * FROM information_schema.schemata",
+        "SELECT 'pg_catalog.pg_class'::regclass",
+    ] {
+        check_with_catalog(unchanged, unchanged);
+    }
+    // Without substitutes (a version applied before them), catalog queries stay as written.
+    check(
+        "SELECT * FROM pg_catalog.pg_class",
+        "SELECT * FROM pg_catalog.pg_class",
+    );
+}
+
+#[test]
+fn with_catalog_substitutes_the_mention_scan_also_looks_for_the_catalog() {
+    use super::rewrite::mentions_managed_table;
+    let plain = v2();
+    let with_catalog = v2().with_catalog_substitutes("viewgate_catalog_v2");
+    for sql in [
+        "SELECT * FROM pg_catalog.pg_class",
+        "select * from PG_INDEXES",
+        "SELECT * FROM Information_Schema.tables",
+    ] {
+        assert!(!mentions_managed_table(sql, &plain), "{sql}");
+        assert!(mentions_managed_table(sql, &with_catalog), "{sql}");
+    }
+    let unrelated = "SELECT * FROM pg_namespace JOIN deployments USING (id)";
+    assert!(!mentions_managed_table(unrelated, &with_catalog));
+    assert!(mentions_managed_table(
+        "SELECT * FROM Model_Metadata",
+        &with_catalog
+    ));
+}

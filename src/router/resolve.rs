@@ -103,6 +103,7 @@ mod tests {
             },
             tracks_writers: false,
             shadow: None,
+            catalog_substitutes: Default::default(),
         };
         RoutingState::from_catalog("app", &map)
     }

@@ -425,6 +425,7 @@ mod tests {
                 .collect(),
             tracks_writers,
             shadow: None,
+            catalog_substitutes: Default::default(),
         };
         Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
             "app", &map,

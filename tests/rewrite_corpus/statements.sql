@@ -151,9 +151,13 @@ SELECT {N}.id FROM {N} ORDER BY {N}.hyperparameters ->> 'depth' DESC NULLS LAST,
 -- name: sqlalchemy_has_table
 -- params: text:model_metadata | text:public
 SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace WHERE pg_catalog.pg_class.relname = $1::VARCHAR AND pg_catalog.pg_class.relkind = ANY (ARRAY['r', 'p', 'f', 'v', 'm']) AND pg_catalog.pg_namespace.nspname = $2::VARCHAR
+-- hand:
+SELECT pg_class.relname FROM viewgate_catalog_{V}.pg_class AS pg_class JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_class.relnamespace WHERE pg_class.relname = $1::VARCHAR AND pg_class.relkind = ANY (ARRAY['r', 'p', 'f', 'v', 'm']) AND pg_catalog.pg_namespace.nspname = $2::VARCHAR
 
 -- name: sqlalchemy_reflect_columns
 SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS format_type, a.attnotnull AS not_null FROM pg_catalog.pg_attribute AS a WHERE a.attrelid = {RP}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+-- hand:
+SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS format_type, a.attnotnull AS not_null FROM viewgate_catalog_{V}.pg_attribute AS a WHERE a.attrelid = 'public.model_metadata_{V}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 
 -- name: sqlalchemy_count_subquery
 SELECT count(*) AS count_1 FROM (SELECT {N}.id AS model_metadata_id FROM {N} WHERE {N}.model_name LIKE 'res%') AS anon_1
@@ -244,12 +248,18 @@ SELECT {Q}.* FROM {Q} WHERE {Q}."id" = 4 LIMIT 1 FOR UPDATE
 
 -- name: activerecord_introspect_attributes
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.atttypid, a.atttypmod, c.collname, col_description(a.attrelid, a.attnum) AS comment FROM pg_attribute a LEFT JOIN pg_attrdef d ON a.attrelid = d.adrelid AND a.attnum = d.adnum LEFT JOIN pg_type t ON a.atttypid = t.oid LEFT JOIN pg_collation c ON a.attcollation = c.oid AND a.attcollation <> t.typcollation WHERE a.attrelid = {RQ}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+-- hand:
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.atttypid, a.atttypmod, c.collname, col_description(a.attrelid, a.attnum) AS comment FROM viewgate_catalog_{V}.pg_attribute a LEFT JOIN viewgate_catalog_{V}.pg_attrdef d ON a.attrelid = d.adrelid AND a.attnum = d.adnum LEFT JOIN pg_type t ON a.atttypid = t.oid LEFT JOIN pg_collation c ON a.attcollation = c.oid AND a.attcollation <> t.typcollation WHERE a.attrelid = '"model_metadata_{V}"'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 
 -- name: activerecord_primary_keys
 SELECT a.attname FROM (SELECT indrelid, indkey, generate_subscripts(indkey, 1) idx FROM pg_index WHERE indrelid = {RQ}::regclass AND indisprimary) i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[i.idx] ORDER BY i.idx
+-- hand:
+SELECT a.attname FROM (SELECT indrelid, indkey, generate_subscripts(indkey, 1) idx FROM viewgate_catalog_{V}.pg_index AS pg_index WHERE indrelid = '"model_metadata_{V}"'::regclass AND indisprimary) i JOIN viewgate_catalog_{V}.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[i.idx] ORDER BY i.idx
 
 -- name: activerecord_table_exists_by_name
 SELECT c.relname FROM pg_class c LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY (current_schemas(false)) AND c.relname = 'model_metadata' AND c.relkind IN ('r','p')
+-- hand:
+SELECT c.relname FROM viewgate_catalog_{V}.pg_class c LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY (current_schemas(false)) AND c.relname = 'model_metadata' AND c.relkind IN ('r','p')
 
 -- name: activerecord_optimistic_lock_update
 UPDATE {Q} SET "model_version" = '1.2' WHERE {Q}."id" = 1 AND {Q}."model_version" = '1.0'
@@ -515,15 +525,51 @@ SELECT to_regclass({R}) IS NOT NULL, {R}::regclass::text
 
 -- name: regclass_for_count_estimate
 SELECT relkind FROM pg_class WHERE oid = {RP}::regclass
+-- hand:
+SELECT relkind FROM viewgate_catalog_{V}.pg_class AS pg_class WHERE oid = 'public.model_metadata_{V}'::regclass
 
--- name: information_schema_columns_not_rewritten
+-- name: information_schema_columns_by_name
 SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'model_metadata' ORDER BY ordinal_position
+-- hand:
+SELECT column_name, data_type FROM viewgate_catalog_{V}.columns AS columns WHERE table_schema = 'public' AND table_name = 'model_metadata' ORDER BY ordinal_position
 
--- name: information_schema_tables_not_rewritten
+-- name: information_schema_tables_by_name
 SELECT table_name, table_type FROM information_schema.tables WHERE table_name = 'model_metadata'
+-- hand:
+SELECT table_name, table_type FROM viewgate_catalog_{V}.tables AS tables WHERE table_name = 'model_metadata'
 
--- name: pg_class_by_name_not_rewritten
+-- name: pg_class_by_name
 SELECT relname, relkind FROM pg_class WHERE relname = 'model_metadata'
+-- hand:
+SELECT relname, relkind FROM viewgate_catalog_{V}.pg_class AS pg_class WHERE relname = 'model_metadata'
+
+-- name: psql_describe_lookup
+SELECT c.oid = {RP}::regclass, n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname OPERATOR(pg_catalog.~) '^(model_metadata)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3
+-- hand:
+SELECT c.oid = 'public.model_metadata_{V}'::regclass, n.nspname, c.relname FROM viewgate_catalog_{V}.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname OPERATOR(pg_catalog.~) '^(model_metadata)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3
+
+-- name: psql_describe_indexes
+SELECT c2.relname, i.indisprimary, i.indisunique, pg_catalog.pg_get_constraintdef(con.oid, true), contype FROM pg_catalog.pg_class c, pg_catalog.pg_class c2, pg_catalog.pg_index i LEFT JOIN pg_catalog.pg_constraint con ON (conrelid = i.indrelid AND conindid = i.indexrelid AND contype IN ('p','u','x')) WHERE c.oid = {RP}::regclass AND c.oid = i.indrelid AND i.indexrelid = c2.oid ORDER BY i.indisprimary DESC, c2.relname
+-- hand:
+SELECT c2.relname, i.indisprimary, i.indisunique, pg_catalog.pg_get_constraintdef(con.oid, true), contype FROM viewgate_catalog_{V}.pg_class c, viewgate_catalog_{V}.pg_class c2, viewgate_catalog_{V}.pg_index i LEFT JOIN viewgate_catalog_{V}.pg_constraint con ON (conrelid = i.indrelid AND conindid = i.indexrelid AND contype IN ('p','u','x')) WHERE c.oid = 'public.model_metadata_{V}'::regclass AND c.oid = i.indrelid AND i.indexrelid = c2.oid ORDER BY i.indisprimary DESC, c2.relname
+
+-- name: jdbc_get_primary_keys
+SELECT result.TABLE_NAME, result.COLUMN_NAME, result.KEY_SEQ, result.PK_NAME FROM (SELECT ct.relname AS TABLE_NAME, a.attname AS COLUMN_NAME, (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, ci.relname AS PK_NAME, information_schema._pg_expandarray(i.indkey) AS KEYS, a.attnum AS A_ATTNUM FROM pg_catalog.pg_class ct JOIN pg_catalog.pg_attribute a ON (ct.oid = a.attrelid) JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid) JOIN pg_catalog.pg_index i ON (a.attrelid = i.indrelid) JOIN pg_catalog.pg_class ci ON (ci.oid = i.indexrelid) WHERE true AND n.nspname = E'public' AND ct.relname = E'model_metadata' AND i.indisprimary) result WHERE result.A_ATTNUM = (result.KEYS).x ORDER BY result.table_name, result.pk_name, result.key_seq
+-- hand:
+SELECT result.TABLE_NAME, result.COLUMN_NAME, result.KEY_SEQ, result.PK_NAME FROM (SELECT ct.relname AS TABLE_NAME, a.attname AS COLUMN_NAME, (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, ci.relname AS PK_NAME, information_schema._pg_expandarray(i.indkey) AS KEYS, a.attnum AS A_ATTNUM FROM viewgate_catalog_{V}.pg_class ct JOIN viewgate_catalog_{V}.pg_attribute a ON (ct.oid = a.attrelid) JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid) JOIN viewgate_catalog_{V}.pg_index i ON (a.attrelid = i.indrelid) JOIN viewgate_catalog_{V}.pg_class ci ON (ci.oid = i.indexrelid) WHERE true AND n.nspname = E'public' AND ct.relname = E'model_metadata' AND i.indisprimary) result WHERE result.A_ATTNUM = (result.KEYS).x ORDER BY result.table_name, result.pk_name, result.key_seq
+
+-- name: information_schema_key_column_usage
+SELECT tc.constraint_type, k.column_name, k.ordinal_position FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage k ON k.constraint_name = tc.constraint_name AND k.table_name = tc.table_name WHERE tc.table_name = 'model_metadata' ORDER BY 1, 3
+-- hand:
+SELECT tc.constraint_type, k.column_name, k.ordinal_position FROM viewgate_catalog_{V}.table_constraints tc JOIN viewgate_catalog_{V}.key_column_usage k ON k.constraint_name = tc.constraint_name AND k.table_name = tc.table_name WHERE tc.table_name = 'model_metadata' ORDER BY 1, 3
+
+-- name: catalog_unrelated_relation_unchanged
+SELECT count(*) > 0 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid WHERE n.nspname = 'pg_catalog'
+
+-- name: catalog_regclass_literal_stays_the_catalog
+SELECT count(*) FROM pg_catalog.pg_description WHERE classoid = 'pg_catalog.pg_class'::regclass AND objoid = 0
+-- hand:
+SELECT count(*) FROM viewgate_catalog_{V}.pg_description AS pg_description WHERE classoid = 'pg_catalog.pg_class'::regclass AND objoid = 0
 
 -- name: unmanaged_table_only
 SELECT env, sum(replicas) FROM deployments GROUP BY env ORDER BY env

@@ -22,6 +22,7 @@ use crate::control::catalog::{self, CatalogObject, CatalogVersion, HistoryEntry}
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::{self, Templates};
+use crate::model::catalog_substitutes::{self, substitute_schema};
 
 /// How apply deals with locks.
 #[derive(Debug, Clone, Copy)]
@@ -272,7 +273,33 @@ async fn is_current(
             return Ok(false);
         }
     }
-    Ok(true)
+    // Catalog substitutes dropped by hand are made again (unless the templates make none).
+    Ok(version.catalog.trim().is_empty() || substitutes_present(client, &version.name).await?)
+}
+
+/// Whether the schema of `version`'s catalog substitutes holds every substitute relation.
+async fn substitutes_present(
+    client: &impl GenericClient,
+    version: &str,
+) -> Result<bool, ControlError> {
+    let names: Vec<&str> = catalog_substitutes::substitutes()
+        .map(|(_, name)| name)
+        .collect();
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.count(*) = pg_catalog.cardinality($2::text[])
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = ANY ($2::text[])",
+            &[&substitute_schema(version), &names],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("looking for the catalog substitutes of version {version}"),
+                &error,
+            )
+        })?;
+    Ok(row.get(0))
 }
 
 /// (Re)creates one version's objects and records them, with the version's definition; returns
@@ -341,6 +368,18 @@ pub async fn apply_version(
             fingerprint,
         });
     }
+    client
+        .batch_execute(&version.catalog)
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!(
+                    "creating the catalog substitutes of version {}",
+                    version.name
+                ),
+                &error,
+            )
+        })?;
     catalog::upsert_version(
         client,
         &version.name,
@@ -363,6 +402,7 @@ pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String,
         minijinja::context! {
             object => object,
             write_function_suffix => plan::WRITE_FUNCTION_SUFFIX,
+            catalog_schema => substitute_schema(&object.version),
         },
     )
 }

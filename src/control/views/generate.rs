@@ -11,6 +11,7 @@ use super::checksum::sha256_hex;
 use super::plan::{Plan, ViewPlan};
 use crate::control::error::ControlError;
 use crate::control::templates::{self, Templates};
+use crate::model::catalog_substitutes::{self, substitute_schema};
 
 /// All SQL for a plan.
 #[derive(Debug, Clone)]
@@ -27,7 +28,9 @@ pub struct GeneratedVersion {
     /// SQL run before the version's views (e.g. its schema in the schema layout).
     pub preamble: String,
     pub views: Vec<GeneratedView>,
-    /// sha256 of the version's SQL (preamble and views).
+    /// SQL run after the views: the version's catalog substitutes (`version_catalog.sql.j2`).
+    pub catalog: String,
+    /// sha256 of the version's SQL (preamble, views and catalog substitutes).
     pub checksum: String,
 }
 
@@ -58,6 +61,7 @@ impl GeneratedVersion {
         for view in &self.views {
             sql.push_str(&view.sql);
         }
+        sql.push_str(&self.catalog);
         sql
     }
 }
@@ -78,10 +82,19 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
                 })
             })
             .collect::<Result<Vec<_>, ControlError>>()?;
+        let catalog = templates.render(
+            templates::VERSION_CATALOG,
+            context! {
+                version => version,
+                schema => substitute_schema(&version.name),
+                substitutes => catalog_substitutes::substitutes().map(|(_, name)| name).collect::<Vec<_>>(),
+            },
+        )?;
         let mut generated = GeneratedVersion {
             name: version.name.clone(),
             preamble,
             views,
+            catalog,
             checksum: String::new(),
         };
         generated.checksum = sha256_hex(&generated.sql());

@@ -1,0 +1,83 @@
+//! The catalog relations a version's clients see through substitutes, and where those live.
+//!
+//! Introspection (psql's `\d`, SQLAlchemy's reflection, JDBC's `DatabaseMetaData`,
+//! `information_schema` queries) reads the system catalogs, where a managed table is the base
+//! table and its versions are views of other names. Each applied version therefore gets a
+//! schema of its own (`viewgate_catalog_<version>`, made by the `version_catalog.sql.j2`
+//! template) holding a substitute for each relation listed here: the live catalog, except that
+//! the version's view reads as the managed table. The rewriter sends a version's references to
+//! these relations there. Both planes read the lists from this file, so the relations the
+//! templates create and the ones the rewriter substitutes cannot drift apart.
+
+/// Prefix of the schema holding a version's catalog substitutes; the version name follows.
+pub const SUBSTITUTE_SCHEMA_PREFIX: &str = "viewgate_catalog_";
+
+/// `pg_catalog` relations with a substitute, found by their name qualified with `pg_catalog`
+/// or unqualified (`pg_catalog` is always searched first for unqualified names).
+pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
+    "pg_class",
+    "pg_attribute",
+    "pg_attrdef",
+    "pg_index",
+    "pg_constraint",
+    "pg_tables",
+    "pg_views",
+    "pg_indexes",
+    "pg_description",
+];
+
+/// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
+pub const PG_CATALOG: &str = "pg_catalog";
+
+/// `information_schema` views with a substitute, found only when qualified with
+/// `information_schema` (an unqualified `columns` is far likelier a table of the application).
+pub const INFORMATION_SCHEMA_SUBSTITUTES: &[&str] = &[
+    "columns",
+    "tables",
+    "views",
+    "table_constraints",
+    "key_column_usage",
+    "constraint_column_usage",
+    "constraint_table_usage",
+];
+
+/// The schema `INFORMATION_SCHEMA_SUBSTITUTES` stand in for.
+pub const INFORMATION_SCHEMA: &str = "information_schema";
+
+/// The schema holding `version`'s substitutes. Version names are at most 31 characters of
+/// `[a-z0-9_]`, so the result is a plain identifier within Postgres's 63-byte limit.
+pub fn substitute_schema(version: &str) -> String {
+    format!("{SUBSTITUTE_SCHEMA_PREFIX}{version}")
+}
+
+/// Every substitute relation, as (catalog schema, relation name).
+pub fn substitutes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    PG_CATALOG_SUBSTITUTES
+        .iter()
+        .map(|name| (PG_CATALOG, *name))
+        .chain(
+            INFORMATION_SCHEMA_SUBSTITUTES
+                .iter()
+                .map(|name| (INFORMATION_SCHEMA, *name)),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitute_names_are_distinct_plain_identifiers() {
+        let mut names: Vec<&str> = substitutes().map(|(_, name)| name).collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "one schema holds them all");
+        assert!(
+            names
+                .iter()
+                .all(|name| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        );
+        assert_eq!(substitute_schema("v2"), "viewgate_catalog_v2");
+    }
+}

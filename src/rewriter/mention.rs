@@ -1,0 +1,165 @@
+//! The fast path's scan: does a statement mention any name a version rewrites, in any case?
+//!
+//! Run on every statement of every versioned session, before anything is tokenized, so it must
+//! cost next to nothing on statements that name none. The names are grouped by their first
+//! byte once, when a version's targets are built: the scan makes one `memchr` pass over the
+//! statement per group and, where the byte occurs, compares only the names whose second byte
+//! follows it. A version with catalog substitutes looks for eleven names, nine of which
+//! start with `pg_`: three passes, not eleven.
+
+/// A version's names, grouped by their first byte and, within a group, by their second (both
+/// lower case), ready to scan for: where the first byte occurs, the next byte picks the few
+/// names worth comparing (`deployments` has three `p`s, none followed by `g`).
+#[derive(Debug, Clone, Default)]
+pub struct MentionScan {
+    groups: Vec<FirstByte>,
+}
+
+#[derive(Debug, Clone)]
+struct FirstByte {
+    byte: u8,
+    /// Names of one byte: found wherever that byte is.
+    whole: bool,
+    /// The shortest name of the group: no name starts closer than this to the end.
+    shortest: usize,
+    /// Per second byte, the rest of each name (from its third byte).
+    by_second: Vec<(u8, Vec<Box<[u8]>>)>,
+}
+
+impl MentionScan {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut groups: Vec<FirstByte> = Vec::new();
+        for name in names {
+            let bytes = name.as_bytes();
+            let Some(&first) = bytes.first() else {
+                continue;
+            };
+            let first = first.to_ascii_lowercase();
+            let group = match groups.iter().position(|group| group.byte == first) {
+                Some(index) => &mut groups[index],
+                None => {
+                    groups.push(FirstByte {
+                        byte: first,
+                        whole: false,
+                        shortest: bytes.len(),
+                        by_second: Vec::new(),
+                    });
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            group.shortest = group.shortest.min(bytes.len());
+            let (Some(&second), Some(tail)) = (bytes.get(1), bytes.get(2..)) else {
+                group.whole = true;
+                continue;
+            };
+            let second = second.to_ascii_lowercase();
+            match group.by_second.iter_mut().find(|(byte, _)| *byte == second) {
+                Some((_, tails)) => tails.push(tail.into()),
+                None => group.by_second.push((second, vec![tail.into()])),
+            }
+        }
+        MentionScan { groups }
+    }
+
+    /// Whether any of the names occurs in `haystack`, ignoring ASCII case.
+    pub fn found_in(&self, haystack: &[u8]) -> bool {
+        self.groups.iter().any(|group| {
+            let Some(last_start) = haystack.len().checked_sub(group.shortest) else {
+                return false;
+            };
+            let candidates = haystack.get(..=last_start).unwrap_or_default();
+            let mut starts =
+                memchr::memchr2_iter(group.byte, group.byte.to_ascii_uppercase(), candidates);
+            if group.whole {
+                return starts.next().is_some();
+            }
+            starts.any(|start| {
+                let Some(second) = haystack.get(start + 1).map(u8::to_ascii_lowercase) else {
+                    return false;
+                };
+                group
+                    .by_second
+                    .iter()
+                    .filter(|(byte, _)| *byte == second)
+                    .flat_map(|(_, tails)| tails)
+                    .any(|tail| {
+                        haystack
+                            .get(start + 2..start + 2 + tail.len())
+                            .is_some_and(|window| window.eq_ignore_ascii_case(tail))
+                    })
+            })
+        })
+    }
+}
+
+/// Substring search ignoring ASCII case, without lowering a copy: memchr finds each
+/// occurrence of the needle's first byte (in either case), then the rest is compared.
+pub fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    let (Some((&first, rest)), Some(last_start)) = (
+        needle.split_first(),
+        haystack.len().checked_sub(needle.len()),
+    ) else {
+        return false;
+    };
+    let candidates = haystack.get(..=last_start).unwrap_or_default();
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        candidates,
+    )
+    .any(|start| {
+        haystack
+            .get(start + 1..start + needle.len())
+            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(rest))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_any_name_in_any_case_and_nothing_else() {
+        let scan = MentionScan::new([
+            "pg_class",
+            "pg_index",
+            "model_metadata",
+            "information_schema",
+            "",
+        ]);
+        assert_eq!(scan.groups.len(), 3, "one group a first byte");
+        for text in [
+            "select * from PG_INDEX",
+            "select * from pg_class",
+            "Information_Schema.columns",
+            "pg_pg_index",
+            "x MODEL_METADATA",
+        ] {
+            assert!(scan.found_in(text.as_bytes()), "{text}");
+        }
+        for text in [
+            "select * from pg_inde",
+            "pg_namespace, pg_clas, model_metadat",
+            "",
+            "p",
+        ] {
+            assert!(!scan.found_in(text.as_bytes()), "{text}");
+        }
+        assert!(!MentionScan::new([]).found_in(b"anything"));
+        let one_byte = MentionScan::new(["x"]);
+        assert!(one_byte.found_in(b"a X b") && !one_byte.found_in(b"abc"));
+    }
+
+    #[test]
+    fn finds_one_name_ignoring_case() {
+        assert!(contains_ignore_ascii_case(
+            b"a Model_Metadata b",
+            b"model_metadata"
+        ));
+        assert!(!contains_ignore_ascii_case(
+            b"model_metadat",
+            b"model_metadata"
+        ));
+        assert!(!contains_ignore_ascii_case(b"abc", b""));
+    }
+}

@@ -1,0 +1,640 @@
+//! Introspection follows the version: psql's `\d`, `information_schema` and the `pg_catalog`
+//! relations read by name or by oid show a versioned client its version of `model_metadata`
+//! (name, columns in order, types, nullability, defaults, primary key), through the proxy on a
+//! real Postgres with the seed example applied by the CLI. The drivers' own reflection
+//! (SQLAlchemy, asyncpg, pgJDBC) is in `tests/drivers_python.rs` and `tests/drivers_jdbc.rs`.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::versions::{catalog_command, psql, versioned_proxy};
+use common::{TestProxy, wait_until};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
+
+/// `\d model_metadata` through the proxy at `version`, as psql prints it (aligned, with
+/// its title and footers).
+fn describe(proxy: &TestProxy, version: &str) -> String {
+    let conninfo = format!(
+        "{} options='-c viewgate.version={version}'",
+        proxy.conninfo()
+    );
+    let output = Command::new(proxy.cluster.bin("psql"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", &conninfo, "-c"])
+        .arg("\\d model_metadata")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_owned()
+}
+
+const V1_DESCRIBED: &str = r#"                                         Table "public.model_metadata"
+     Column      |           Type           | Collation | Nullable |                  Default
+-----------------+--------------------------+-----------+----------+--------------------------------------------
+ id              | bigint                   |           | not null | nextval('model_metadata_id_seq'::regclass)
+ model_name      | text                     |           | not null |
+ model_version   | text                     |           | not null |
+ hyperparameters | jsonb                    |           | not null | '{}'::jsonb
+ created_at      | timestamp with time zone |           | not null | now()
+Indexes:
+    "model_metadata_pkey" PRIMARY KEY, btree (id)"#;
+
+#[test]
+fn psql_describe_shows_each_versions_table() {
+    let proxy = versioned_proxy();
+    assert_eq!(describe(&proxy, "v1"), V1_DESCRIBED);
+
+    let v2 = describe(&proxy, "v2");
+    let lines: Vec<&str> = v2.lines().collect();
+    assert_eq!(lines[0].trim(), r#"Table "public.model_metadata""#, "{v2}");
+    let columns: Vec<Vec<&str>> = lines[3..10]
+        .iter()
+        .map(|line| line.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            [
+                "id",
+                "bigint",
+                "",
+                "not null",
+                "nextval('model_metadata_id_seq'::regclass)"
+            ],
+            ["model_name", "text", "", "not null", ""],
+            ["model_version", "text", "", "not null", ""],
+            ["model_type", "text", "", "", ""],
+            ["hyperparameters", "jsonb", "", "not null", "'{}'::jsonb"],
+            [
+                "created_at",
+                "timestamp with time zone",
+                "",
+                "not null",
+                "now()"
+            ],
+            ["schema_version", "integer", "", "not null", "1"],
+        ],
+        "{v2}"
+    );
+    assert_eq!(lines[10], "Indexes:", "{v2}");
+    assert_eq!(
+        lines[11].trim(),
+        r#""model_metadata_pkey" PRIMARY KEY, btree (id)"#,
+        "{v2}"
+    );
+    // The write trigger that makes v2 writable is the view's own, and shows as such.
+    assert!(v2.contains("model_metadata_v2_write"), "{v2}");
+}
+
+/// `information_schema.columns` by the table's name: (name, type, nullable, default) in order.
+const COLUMNS_BY_NAME: &str =
+    "SELECT column_name, data_type, is_nullable, coalesce(column_default, '-')
+    FROM information_schema.columns WHERE table_name = 'model_metadata' ORDER BY ordinal_position";
+
+#[test]
+fn information_schema_by_name_follows_the_version() {
+    let proxy = versioned_proxy();
+    assert_eq!(
+        psql(&proxy, Some("v1"), COLUMNS_BY_NAME).unwrap(),
+        "id|bigint|NO|nextval('model_metadata_id_seq'::regclass)
+model_name|text|NO|-
+model_version|text|NO|-
+hyperparameters|jsonb|NO|'{}'::jsonb
+created_at|timestamp with time zone|NO|now()"
+    );
+    assert_eq!(
+        psql(&proxy, Some("v2"), COLUMNS_BY_NAME).unwrap(),
+        "id|bigint|NO|nextval('model_metadata_id_seq'::regclass)
+model_name|text|NO|-
+model_version|text|NO|-
+model_type|text|YES|-
+hyperparameters|jsonb|NO|'{}'::jsonb
+created_at|timestamp with time zone|NO|now()
+schema_version|integer|NO|1"
+    );
+    for version in ["v1", "v2"] {
+        let at = |sql: &str| psql(&proxy, Some(version), sql).unwrap();
+        // The table is a table, once; the version's view is not listed besides it.
+        assert_eq!(
+            at(
+                "SELECT table_name, table_type FROM information_schema.tables
+                 WHERE table_schema = 'public' AND table_name LIKE 'model_metadata%' ORDER BY 1"
+            ),
+            if version == "v1" {
+                "model_metadata|BASE TABLE\nmodel_metadata_v2|VIEW"
+            } else {
+                "model_metadata|BASE TABLE\nmodel_metadata_v1|VIEW"
+            },
+            "at {version}"
+        );
+        assert_eq!(
+            at(
+                "SELECT count(*) FROM information_schema.views WHERE table_name = 'model_metadata_'
+                 || current_setting('viewgate.version')"
+            ),
+            "0",
+            "at {version}"
+        );
+        assert_eq!(
+            at("SELECT tc.constraint_type, kcu.column_name, kcu.ordinal_position
+                  FROM information_schema.table_constraints tc
+                  JOIN information_schema.key_column_usage kcu USING (constraint_schema, constraint_name)
+                 WHERE tc.table_name = 'model_metadata'"),
+            "PRIMARY KEY|id|1",
+            "at {version}"
+        );
+        assert_eq!(
+            at(
+                "SELECT table_name, column_name FROM information_schema.constraint_column_usage
+                 WHERE constraint_name = 'model_metadata_pkey'"
+            ),
+            "model_metadata|id",
+            "at {version}"
+        );
+        // The system views over them: pg_tables, pg_views, pg_indexes.
+        assert_eq!(
+            at(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'model_metadata%'"
+            ),
+            "model_metadata",
+            "at {version}"
+        );
+        assert_eq!(
+            at("SELECT viewname FROM pg_catalog.pg_views WHERE viewname LIKE 'model_metadata%'"),
+            if version == "v1" {
+                "model_metadata_v2"
+            } else {
+                "model_metadata_v1"
+            },
+            "at {version}"
+        );
+        assert_eq!(
+            at(
+                "SELECT tablename, indexname FROM pg_indexes WHERE tablename LIKE 'model_metadata%'"
+            ),
+            "model_metadata|model_metadata_pkey",
+            "at {version}"
+        );
+    }
+}
+
+/// (name, type, not null, default) of `model_metadata` read from `pg_attribute`/`pg_attrdef`.
+fn attributes_query(relation: &str) -> String {
+    format!(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                coalesce(pg_get_expr(d.adbin, d.adrelid), '-')
+           FROM pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum)
+          WHERE a.attrelid = {relation} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+    )
+}
+
+const V1_ATTRIBUTES: &str = "id|bigint|t|nextval('model_metadata_id_seq'::regclass)
+model_name|text|t|-
+model_version|text|t|-
+hyperparameters|jsonb|t|'{}'::jsonb
+created_at|timestamp with time zone|t|now()";
+
+#[test]
+fn pg_catalog_by_name_and_by_regclass_agree() {
+    let proxy = versioned_proxy();
+    let by_name = attributes_query(
+        "(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = 'model_metadata')",
+    );
+    let by_regclass = attributes_query("'model_metadata'::regclass");
+    assert_eq!(psql(&proxy, Some("v1"), &by_name).unwrap(), V1_ATTRIBUTES);
+    assert_eq!(
+        psql(&proxy, Some("v1"), &by_regclass).unwrap(),
+        V1_ATTRIBUTES
+    );
+    for version in ["v1", "v2"] {
+        let at = |sql: &str| psql(&proxy, Some(version), sql).unwrap();
+        // One relation of that name, a table, with the oid a regclass literal gives.
+        assert_eq!(
+            at(
+                "SELECT count(*), bool_and(oid = 'model_metadata'::regclass), min(relkind)
+                  FROM pg_class WHERE relname = 'model_metadata'"
+            ),
+            "1|t|r",
+            "at {version}"
+        );
+        // Its primary key, on its own attribute numbers, by pg_index and by pg_constraint.
+        assert_eq!(
+            at("SELECT a.attname FROM pg_index i JOIN pg_attribute a
+                    ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = 'model_metadata'::regclass AND i.indisprimary"),
+            "id",
+            "at {version}"
+        );
+        assert_eq!(
+            at("SELECT conname, conkey FROM pg_catalog.pg_constraint
+                 WHERE conrelid = (SELECT oid FROM pg_class WHERE relname = 'model_metadata')"),
+            "model_metadata_pkey|{1}",
+            "at {version}"
+        );
+    }
+    assert_eq!(
+        psql(&proxy, Some("v2"), &by_name).unwrap(),
+        "id|bigint|t|nextval('model_metadata_id_seq'::regclass)
+model_name|text|t|-
+model_version|text|t|-
+model_type|text|f|-
+hyperparameters|jsonb|t|'{}'::jsonb
+created_at|timestamp with time zone|t|now()
+schema_version|integer|t|1"
+    );
+}
+
+/// Comments on the base table and its columns, as SQLAlchemy and JDBC read them (joined from
+/// `pg_description`): the version's table has the base table's, on its own columns.
+#[test]
+fn comments_of_the_base_table_show_on_the_versions_table() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "COMMENT ON TABLE model_metadata IS 'Model registry';
+         COMMENT ON COLUMN model_metadata.model_name IS 'Name of the model';
+         COMMENT ON COLUMN model_metadata.model_type IS 'Kind, v2 only'",
+    );
+    let comments = "SELECT coalesce(a.attname, '(table)'), d.description
+                      FROM pg_catalog.pg_class c
+                      JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_catalog.pg_class'::regclass
+                      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+                     WHERE c.relname = 'model_metadata' ORDER BY d.objsubid";
+    assert_eq!(
+        psql(&proxy, Some("v1"), comments).unwrap(),
+        "(table)|Model registry\nmodel_name|Name of the model"
+    );
+    // v2's model_type is an expression over the base column, not the column: no comment.
+    assert_eq!(
+        psql(&proxy, Some("v2"), comments).unwrap(),
+        "(table)|Model registry\nmodel_name|Name of the model"
+    );
+}
+
+#[test]
+fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
+    let proxy = versioned_proxy();
+    // A session of no version (the superuser's direct connection) sees the base table.
+    let base = proxy.admin(&format!(
+        "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns
+          WHERE table_name = 'model_metadata'; {}",
+        "SELECT count(*) FROM pg_class WHERE relname LIKE 'model_metadata%' AND relkind IN ('r', 'v')"
+    ));
+    assert_eq!(
+        base,
+        "id,model_name,model_version,model_type,hyperparameters,created_at,schema_version\n3"
+    );
+    // Through the proxy, a session in a database without the catalog is unversioned: its
+    // catalog queries are forwarded as written.
+    proxy.admin("CREATE DATABASE elsewhere");
+    proxy
+        .cluster
+        .psql(
+            "elsewhere",
+            "CREATE TABLE public.model_metadata (id int PRIMARY KEY, only_here text NOT NULL)",
+        )
+        .unwrap();
+    let conninfo = proxy
+        .conninfo()
+        .replace("dbname=postgres", "dbname=elsewhere");
+    let through = common::run_ok(proxy.psql(&conninfo).args(["-c", COLUMNS_BY_NAME]));
+    assert_eq!(through.trim(), "id|integer|NO|-\nonly_here|text|NO|-");
+    // Other catalog relations and statements naming none are forwarded as written: a query
+    // on pg_namespace and pg_proc sees the same as it does directly.
+    let unrelated = "SELECT count(*) FROM pg_namespace n JOIN pg_proc p ON p.pronamespace = n.oid
+                      WHERE n.nspname = 'pg_catalog'";
+    assert_eq!(
+        psql(&proxy, Some("v1"), unrelated).unwrap(),
+        proxy.admin(unrelated)
+    );
+    // 'pg_class'::regclass stays the catalog (pg_description and pg_depend compare with it).
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT 'pg_class'::regclass::oid = 1259"
+        )
+        .unwrap(),
+        "t"
+    );
+    // The substitutes of both versions exist, and the server's own catalog is untouched.
+    assert_eq!(
+        proxy.admin(
+            "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace
+              WHERE nspname LIKE 'viewgate_catalog_%'"
+        ),
+        "viewgate_catalog_v1,viewgate_catalog_v2"
+    );
+    // A version whose substitutes are gone (applied by an older viewgate, or dropped by hand)
+    // reads the real catalog once the proxy reloads, rather than failing on a missing schema.
+    proxy.admin("DROP SCHEMA viewgate_catalog_v1 CASCADE; NOTIFY viewgate_control");
+    let names = "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
+                   FROM information_schema.columns WHERE table_name = 'model_metadata'";
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(&proxy, Some("v1"), names)
+            .is_ok_and(|out| out.split(',').count() == 7)),
+        "v1 should read the real catalog without its substitutes"
+    );
+    assert_eq!(
+        psql(&proxy, Some("v2"), names).unwrap(),
+        "id,model_name,model_version,model_type,hyperparameters,created_at,schema_version"
+    );
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v2"),
+            "SELECT count(*) FROM pg_class WHERE relname = 'model_metadata_v2'"
+        )
+        .unwrap(),
+        "0",
+        "v2 keeps its substitutes"
+    );
+    // The next apply sees them missing and makes them again.
+    let applied = catalog_command(
+        &proxy,
+        "views",
+        &["apply", "--spec", "examples/model_metadata/viewgate.toml"],
+    )
+    .unwrap();
+    assert!(applied.starts_with("applied versions v1;"), "{applied}");
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(&proxy, Some("v1"), names)
+            .is_ok_and(|out| out.split(',').count() == 5)),
+        "v1's substitutes should be back"
+    );
+}
+
+/// A spec with a renamed table, renamed key column, hidden columns, an expression column and
+/// keys the newer version cannot see whole.
+const RENAMES_SCHEMA: &str = "CREATE TABLE public.customers (
+    customer_id serial PRIMARY KEY,
+    name text NOT NULL,
+    email text NOT NULL UNIQUE,
+    legacy_code text CONSTRAINT code_unique UNIQUE,
+    price_cents integer NOT NULL DEFAULT 0,
+    CONSTRAINT name_code_unique UNIQUE (name, legacy_code)
+);
+CREATE INDEX customers_name_lower ON public.customers (lower(name));";
+
+const RENAMES_SPEC: &str = r#"
+[[tables]]
+name = "customers"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "customers"
+columns = ["customer_id", "name", "email", "legacy_code"]
+
+[[versions]]
+name = "v2"
+[[versions.tables]]
+base = "customers"
+name = "clients"
+columns = [
+    { name = "id", from = "customer_id" },
+    { name = "full_name", from = "name" },
+    "email",
+    { name = "price", expr = "(price_cents / 100.0)::numeric(12,2)", write = { price_cents = "round(NEW.price * 100)::integer" }, default = "0" },
+]
+"#;
+
+/// A proxy over a cluster with `schema` created and `spec` applied by the CLI, `v1` the
+/// default version.
+fn proxy_with_spec(schema: &str, spec: &str) -> TestProxy {
+    let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
+        config.catalog = Some(format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+            config.upstream.rsplit(':').next().unwrap()
+        ));
+    });
+    proxy.admin(schema);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("viewgate.toml");
+    std::fs::write(&spec_file, spec).unwrap();
+    let spec_path = spec_file.display().to_string();
+    catalog_command(&proxy, "views", &["apply", "--spec", &spec_path]).unwrap();
+    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(
+            &proxy,
+            Some("v2"),
+            "SHOW viewgate.version"
+        )
+        .is_ok_and(|out| out == "v2")),
+        "the proxy did not pick up the catalog"
+    );
+    proxy
+}
+
+#[test]
+fn renamed_tables_and_columns_carry_their_keys_and_hidden_ones_drop_out() {
+    let proxy = proxy_with_spec(RENAMES_SCHEMA, RENAMES_SPEC);
+    let at = |version: &str, sql: &str| psql(&proxy, Some(version), sql).unwrap();
+    let columns = |table: &str| {
+        format!(
+            "SELECT column_name, data_type, is_nullable, coalesce(column_default, '-')
+               FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+        )
+    };
+    assert_eq!(
+        at("v2", &columns("clients")),
+        "id|integer|NO|nextval('customers_customer_id_seq'::regclass)
+full_name|text|NO|-
+email|text|NO|-
+price|numeric|YES|0"
+    );
+    assert_eq!(at("v2", &columns("customers")), "", "v2 calls it clients");
+    assert_eq!(
+        at("v1", &columns("customers")),
+        "customer_id|integer|NO|nextval('customers_customer_id_seq'::regclass)
+name|text|NO|-
+email|text|NO|-
+legacy_code|text|YES|-"
+    );
+    let keys = |table: &str| {
+        format!(
+            "SELECT tc.constraint_type, tc.constraint_name, string_agg(k.column_name, ',' ORDER BY k.ordinal_position)
+               FROM information_schema.table_constraints tc
+               JOIN information_schema.key_column_usage k USING (constraint_schema, constraint_name)
+              WHERE tc.table_name = '{table}' GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+    };
+    // v2 does not see legacy_code: the keys on it are not v2's.
+    assert_eq!(
+        at("v2", &keys("clients")),
+        "PRIMARY KEY|customers_pkey|id\nUNIQUE|customers_email_key|email"
+    );
+    assert_eq!(
+        at("v1", &keys("customers")),
+        "PRIMARY KEY|customers_pkey|customer_id
+UNIQUE|code_unique|legacy_code
+UNIQUE|customers_email_key|email
+UNIQUE|name_code_unique|name,legacy_code"
+    );
+    // By oid, as psql and JDBC read them: the primary key on the renamed column, the
+    // expression index and the keys on hidden columns gone.
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT c2.relname, i.indisprimary, array_agg(a.attname ORDER BY a.attnum)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indrelid = c.oid
+               JOIN pg_catalog.pg_class c2 ON c2.oid = i.indexrelid
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+              WHERE c.relname = 'clients' GROUP BY 1, 2 ORDER BY 1"
+        ),
+        "customers_email_key|f|{email}\ncustomers_pkey|t|{id}"
+    );
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'clients'"
+        ),
+        "customers_email_key,customers_pkey"
+    );
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'clients_v2', 'customers_v2')"
+        ),
+        "0"
+    );
+
+    // Retiring a version drops its substitutes with its views; the other keeps its own.
+    catalog_command(&proxy, "views", &["drop", "--version", "v2"]).unwrap();
+    assert_eq!(
+        proxy.admin(
+            "SELECT string_agg(nspname, ',') FROM pg_namespace WHERE nspname LIKE 'viewgate_catalog_%'"
+        ),
+        "viewgate_catalog_v1"
+    );
+    assert_eq!(
+        at(
+            "v1",
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers'"
+        ),
+        "4"
+    );
+}
+
+/// The schema-per-version layout: the version's view is `v2.model_metadata`; by name it reads
+/// as `public.model_metadata`, and psql finds it where the version's schema is on the
+/// search_path (`pg_table_is_visible` is the real one; docs/rewriting.md).
+#[test]
+fn the_schema_layout_shows_the_version_in_the_tables_schema() {
+    let spec = std::fs::read_to_string("examples/model_metadata/viewgate.toml")
+        .unwrap()
+        .replace("layout = \"suffix\"", "layout = \"schema\"");
+    assert!(spec.contains("layout = \"schema\""));
+    let schema = std::fs::read_to_string("examples/model_metadata/schema.sql").unwrap();
+    let proxy = proxy_with_spec(&schema, &spec);
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v2"),
+            "SELECT string_agg(column_name || ':' || is_nullable, ',' ORDER BY ordinal_position)
+               FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'model_metadata'"
+        )
+        .unwrap(),
+        "id:NO,model_name:NO,model_version:NO,model_type:YES,hyperparameters:NO,created_at:NO,schema_version:NO"
+    );
+    let conninfo = format!(
+        "{} options='-c viewgate.version=v1 -c search_path=v1,public'",
+        proxy.conninfo()
+    );
+    let described = common::run_ok(proxy.psql(&conninfo).args(["-c", "\\d model_metadata"]));
+    let columns: Vec<&str> = described
+        .lines()
+        .filter_map(|line| line.split('|').next())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "model_name",
+            "model_version",
+            "hyperparameters",
+            "created_at"
+        ],
+        "{described}"
+    );
+}
+
+/// A schema named like a version's substitutes that viewgate did not make is never dropped:
+/// apply fails and says so.
+#[test]
+fn a_foreign_schema_of_the_substitutes_name_is_kept_and_apply_fails() {
+    let proxy = versioned_proxy();
+    proxy.admin("CREATE SCHEMA viewgate_catalog_v3; CREATE TABLE viewgate_catalog_v3.keep (x int)");
+    let spec = std::fs::read_to_string("examples/model_metadata/viewgate.toml").unwrap()
+        + r#"
+[[versions]]
+name = "v3"
+
+[[versions.tables]]
+base = "model_metadata"
+columns = ["id", "model_name"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("viewgate.toml");
+    std::fs::write(&spec_file, spec).unwrap();
+    let error = catalog_command(
+        &proxy,
+        "views",
+        &["apply", "--spec", &spec_file.display().to_string()],
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("schema viewgate_catalog_v3 exists and is not viewgate's"),
+        "{error}"
+    );
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM viewgate_catalog_v3.keep"),
+        "0"
+    );
+}
+
+/// The substitutes are readable by any role, like the catalogs, and `information_schema`'s
+/// own privilege filter still applies to the session's role, not to the substitutes' owner.
+#[test]
+fn an_unprivileged_role_reads_the_substitutes_with_its_own_privileges() {
+    let proxy = versioned_proxy();
+    proxy.admin("CREATE ROLE app LOGIN");
+    let conninfo = proxy
+        .conninfo()
+        .replace(&format!("user={SUPERUSER}"), "user=app");
+    assert_ne!(conninfo, proxy.conninfo());
+    let as_app = |sql: &str| {
+        common::run_ok(proxy.psql(&conninfo).args(["-c", sql]))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(as_app("SHOW viewgate.version"), "v1");
+    assert_eq!(
+        as_app(
+            "SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a
+               JOIN pg_class c ON c.oid = a.attrelid
+              WHERE c.relname = 'model_metadata' AND a.attnum > 0"
+        ),
+        "id,model_name,model_version,hyperparameters,created_at"
+    );
+    let columns =
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'model_metadata'";
+    assert_eq!(
+        as_app(columns),
+        "0",
+        "app may not use the table: none of its columns show"
+    );
+    proxy.admin("GRANT SELECT ON public.model_metadata_v1 TO app");
+    assert_eq!(as_app(columns), "5");
+}
