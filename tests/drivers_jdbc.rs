@@ -74,26 +74,7 @@ fn pgjdbc_database_metadata_follows_the_version() {
 #[test]
 fn pgjdbc_prepare_threshold_batch_transaction_binary_errors() {
     let proxy = TestProxy::start();
-    let jar = deps::jdbc_jar();
-    let classes = deps::jdbc_classes(&jar);
-    let url = format!(
-        "jdbc:postgresql://127.0.0.1:{}/postgres?user=postgres&sslmode=disable",
-        proxy.port()
-    );
-    let output = Command::new("java")
-        .arg("-cp")
-        .arg(format!("{}:{}", jar.display(), classes.display()))
-        .args(["JdbcChecks", &url])
-        .stdin(Stdio::null())
-        .output()
-        .expect("java starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "JdbcChecks failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_program(&proxy, "JdbcChecks");
     for check in [
         "statement uses a server-side prepare after the threshold",
         "one named server-side statement",
