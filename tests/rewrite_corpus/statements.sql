@@ -623,3 +623,198 @@ SELECT {PQ}.* FROM {PQ} WHERE {PQ}."id" = 3
 
 -- name: schema_qualified_columns_unquoted
 UPDATE {P} SET model_version = 'q' WHERE {P}.id = 2 RETURNING {P}.id, {P}.model_version
+
+-- ===== Sequelize ==================================================================
+
+-- name: sequelize_find_all
+SELECT "id", "model_name", "model_version", "hyperparameters", "created_at" FROM {Q} AS "ModelMetadata" ORDER BY "ModelMetadata"."id" ASC
+
+-- name: sequelize_find_by_pk
+-- params: int8:3
+SELECT "id", "model_name", "model_version" FROM {Q} AS "ModelMetadata" WHERE "ModelMetadata"."id" = $1
+
+-- name: sequelize_find_one
+SELECT "id", "model_name" FROM {Q} AS "ModelMetadata" WHERE "ModelMetadata"."model_name" = 'bert' LIMIT 1
+
+-- name: sequelize_create
+-- params: text:clip | text:1.0 | jsonb:{"dim": 512}
+INSERT INTO {Q} ("id","model_name","model_version","hyperparameters","created_at") VALUES (DEFAULT,$1,$2,$3,'2024-06-01 00:00:00.000 +00:00') RETURNING "id","model_name","model_version","hyperparameters","created_at"
+
+-- name: sequelize_bulk_create
+INSERT INTO {Q} ("id","model_name","model_version","hyperparameters","created_at") VALUES (DEFAULT,'a','1','{}','2024-06-01 00:00:00.000 +00:00'),(DEFAULT,'b','2','{"x":1}','2024-06-02 00:00:00.000 +00:00') RETURNING "id","model_name"
+
+-- name: sequelize_update
+-- params: text:4.0 | int8:1
+UPDATE {Q} SET "model_version"=$1 WHERE "id" = $2
+
+-- name: sequelize_update_returning
+UPDATE {Q} SET "model_version"='5.0' WHERE "id" IN (1, 2) RETURNING "id","model_version"
+
+-- name: sequelize_increment_returning_all
+UPDATE {Q} SET "model_version"="model_version" || '.1' WHERE "id" = 2 RETURNING *
+
+-- name: sequelize_destroy
+-- params: int8:6
+DELETE FROM {Q} WHERE "id" = $1
+
+-- name: sequelize_count
+SELECT count(*) AS "count" FROM {Q} AS "ModelMetadata"
+
+-- name: sequelize_count_where
+SELECT count("ModelMetadata"."id") AS "count" FROM {Q} AS "ModelMetadata" WHERE "ModelMetadata"."model_name" LIKE 'res%'
+
+-- name: sequelize_include_has_many
+SELECT "ModelMetadata"."id", "ModelMetadata"."model_name", "deployments"."id" AS "deployments.id", "deployments"."env" AS "deployments.env" FROM {Q} AS "ModelMetadata" LEFT OUTER JOIN "deployments" AS "deployments" ON "ModelMetadata"."id" = "deployments"."model_id" ORDER BY "ModelMetadata"."id", "deployments"."id"
+
+-- name: sequelize_find_and_count_all_subquery
+SELECT "ModelMetadata".* FROM (SELECT "ModelMetadata"."id", "ModelMetadata"."model_name" FROM {Q} AS "ModelMetadata" ORDER BY "ModelMetadata"."id" LIMIT 3 OFFSET 1) AS "ModelMetadata" ORDER BY "ModelMetadata"."id"
+
+-- name: sequelize_max
+SELECT max("created_at") AS "max" FROM {Q} AS "ModelMetadata"
+
+-- name: sequelize_group_count
+SELECT "model_name", count("id") AS "n" FROM {Q} AS "ModelMetadata" GROUP BY "model_name" ORDER BY "model_name"
+
+-- name: sequelize_json_path
+SELECT "id" FROM {Q} AS "ModelMetadata" WHERE ("ModelMetadata"."hyperparameters"#>>'{lr}') = '0.1' ORDER BY "id"
+
+-- name: sequelize_v2_attribute
+-- errors: v1
+SELECT "id", "model_type" FROM {Q} AS "ModelMetadata" WHERE "ModelMetadata"."model_type" = 'transformer' ORDER BY "id"
+
+-- ===== Hibernate ==================================================================
+
+-- name: hibernate_find
+-- params: int8:1
+select m1_0.id,m1_0.created_at,m1_0.hyperparameters,m1_0.model_name,m1_0.model_version from {N} m1_0 where m1_0.id=$1
+
+-- name: hibernate_query_order_fetch_first
+-- params: text:%e% | int8:3
+select m1_0.id,m1_0.model_name from {N} m1_0 where m1_0.model_name like $1 escape '' order by m1_0.created_at desc fetch first $2 rows only
+
+-- name: hibernate_insert_returning_id
+-- params: jsonb:{"lr": 0.2} | text:vit | text:1.0
+insert into {N} (created_at,hyperparameters,model_name,model_version) values ('2024-06-01 00:00:00+00',$1,$2,$3) returning id
+
+-- name: hibernate_update_all_columns
+-- params: text:bert | text:9 | int8:2
+update {N} set created_at='2024-06-01 00:00:00+00',hyperparameters='{}',model_name=$1,model_version=$2 where id=$3
+
+-- name: hibernate_delete
+-- params: int8:5
+delete from {N} where id=$1
+
+-- name: hibernate_count
+select count(m1_0.id) from {N} m1_0
+
+-- name: hibernate_left_join_fetch
+-- params: text:bert
+select m1_0.id,d1_0.model_id,d1_0.id,d1_0.env from {N} m1_0 left join deployments d1_0 on m1_0.id=d1_0.model_id where m1_0.model_name=$1 order by d1_0.id
+
+-- name: hibernate_exists_subquery
+select m1_0.id from {N} m1_0 where exists(select 1 from deployments d1_0 where d1_0.model_id=m1_0.id and d1_0.env='prod') order by m1_0.id
+
+-- name: hibernate_pessimistic_write
+-- params: int8:3
+select m1_0.id,m1_0.model_version from {N} m1_0 where m1_0.id=$1 for no key update
+
+-- name: hibernate_optimistic_version_check
+-- params: text:2.1 | int8:2 | text:2.0
+update {N} set model_version=$1 where id=$2 and model_version=$3
+
+-- name: hibernate_in_list_padding
+-- params: int8:1 | int8:2 | int8:3
+select m1_0.id from {N} m1_0 where m1_0.id in ($1,$2,$3,$3) order by m1_0.id
+
+-- name: hibernate_offset_fetch
+-- params: int8:2 | int8:2
+select m1_0.id,m1_0.model_name from {N} m1_0 order by m1_0.id offset $1 rows fetch first $2 rows only
+
+-- name: hibernate_group_having
+-- params: int8:1
+select m1_0.model_name,count(*) from {N} m1_0 group by m1_0.model_name having count(*)>$1 order by 1
+
+-- name: hibernate_jsonb_exists_function
+select m1_0.id from {N} m1_0 where jsonb_exists(m1_0.hyperparameters,'lr') order by m1_0.id
+
+-- name: hibernate_v2_columns
+-- errors: v1
+select m1_0.id,m1_0.model_type,m1_0.schema_version from {N} m1_0 order by m1_0.id
+
+-- ===== Hand-written: CTEs, windows, LATERAL, set operations, JSON ===================
+
+-- name: recursive_cte_join
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3) SELECT n.i, m.model_name FROM n JOIN {N} m ON m.id = n.i ORDER BY n.i
+
+-- name: window_rank_partition
+SELECT id, model_name, rank() OVER (PARTITION BY model_name ORDER BY created_at DESC) AS r FROM {T} ORDER BY id
+
+-- name: window_lag_gap
+SELECT id, created_at - lag(created_at) OVER (ORDER BY created_at) AS gap FROM {T} ORDER BY created_at
+
+-- name: window_named_frame
+SELECT id, sum(id) OVER w AS running FROM {T} WINDOW w AS (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) ORDER BY id
+
+-- name: lateral_top_deployment
+SELECT m.id, d.env FROM {N} m CROSS JOIN LATERAL (SELECT env FROM deployments WHERE model_id = m.id ORDER BY replicas DESC, id LIMIT 1) d ORDER BY m.id
+
+-- name: lateral_jsonb_keys
+SELECT m.id, k FROM {N} m, LATERAL jsonb_object_keys(m.hyperparameters) AS k ORDER BY m.id, k
+
+-- name: union_with_archive
+SELECT id FROM {T} WHERE model_name = 'bert' UNION SELECT id FROM model_metadata_archive ORDER BY 1
+
+-- name: intersect_deployed
+SELECT model_id FROM deployments INTERSECT SELECT id FROM {T} ORDER BY 1
+
+-- name: except_undeployed
+SELECT id FROM {T} EXCEPT SELECT model_id FROM deployments ORDER BY 1
+
+-- name: jsonb_agg_objects
+SELECT jsonb_agg(jsonb_build_object('id', id, 'name', model_name) ORDER BY id) FROM {T}
+
+-- name: jsonpath_exists
+SELECT id FROM {T} WHERE hyperparameters @? '$.lr ? (@ < 0.01)' ORDER BY id
+
+-- name: jsonb_contains_array
+SELECT id FROM {T} WHERE hyperparameters @> '{"tags": ["nlp"]}' ORDER BY id
+
+-- name: aggregate_filter_clause
+SELECT count(*) FILTER (WHERE model_name = 'resnet') AS resnets, count(*) AS total FROM {T}
+
+-- name: grouping_sets_total
+SELECT model_name, count(*) FROM {T} GROUP BY GROUPING SETS ((model_name), ()) ORDER BY model_name NULLS LAST
+
+-- name: distinct_on_latest
+SELECT DISTINCT ON (model_name) model_name, model_version FROM {T} ORDER BY model_name, created_at DESC
+
+-- name: update_from_join_returning
+UPDATE {N} SET model_version = model_version || '-prod' FROM deployments d WHERE d.model_id = {N}.id AND d.env = 'prod' RETURNING {N}.id
+
+-- name: delete_using_returning
+DELETE FROM {N} USING tags t WHERE t.model_id = {N}.id AND t.tag = 'vision' RETURNING {N}.id
+
+-- name: cte_update_count
+WITH moved AS (UPDATE {T} SET model_version = '0' WHERE id = 4 RETURNING id) SELECT count(*) FROM moved
+
+-- name: scalar_subquery_per_row
+SELECT d.id, (SELECT model_name FROM {T} WHERE id = d.model_id) AS name FROM deployments d ORDER BY d.id
+
+-- name: not_exists_anti_join
+SELECT d.id FROM deployments d WHERE NOT EXISTS (SELECT 1 FROM {T} WHERE id = d.model_id) ORDER BY d.id
+
+-- name: array_agg_tags
+SELECT m.model_name, array_agg(t.tag ORDER BY t.tag) FROM {N} m JOIN tags t ON t.model_id = m.id GROUP BY m.model_name ORDER BY 1
+
+-- name: generate_series_left_join
+SELECT g, m.model_name FROM generate_series(1, 3) g LEFT JOIN {N} m ON m.id = g ORDER BY g
+
+-- name: values_list_left_join
+SELECT v.name, m.id FROM (VALUES ('bert'), ('gpt'), ('nope')) v(name) LEFT JOIN {N} m ON m.model_name = v.name ORDER BY v.name, m.id
+
+-- name: case_buckets
+SELECT id, CASE WHEN created_at < '2024-03-01' THEN 'old' ELSE 'new' END AS age FROM {T} ORDER BY id
+
+-- name: v2_coalesced_type_groups
+-- errors: v1
+SELECT model_type, count(*) FROM {T} GROUP BY model_type ORDER BY model_type
