@@ -818,3 +818,244 @@ SELECT id, CASE WHEN created_at < '2024-03-01' THEN 'old' ELSE 'new' END AS age 
 -- name: v2_coalesced_type_groups
 -- errors: v1
 SELECT model_type, count(*) FROM {T} GROUP BY model_type ORDER BY model_type
+
+-- ===== More Django ================================================================
+
+-- name: django_values_list_flat
+SELECT {Q}."model_name" FROM {Q} ORDER BY {Q}."model_name" ASC
+
+-- name: django_aggregate_avg
+SELECT AVG({Q}."id") AS "id__avg" FROM {Q}
+
+-- name: django_annotate_count_join
+SELECT {Q}."id", COUNT("deployments"."id") AS "n" FROM {Q} LEFT OUTER JOIN "deployments" ON ({Q}."id" = "deployments"."model_id") GROUP BY {Q}."id" ORDER BY {Q}."id"
+
+-- name: django_q_or
+SELECT {Q}."id" FROM {Q} WHERE ({Q}."model_name" = 'bert' OR {Q}."model_version" = '1.0') ORDER BY {Q}."id"
+
+-- name: django_icontains
+SELECT {Q}."id" FROM {Q} WHERE UPPER({Q}."model_name"::text) LIKE UPPER('%ES%') ORDER BY {Q}."id"
+
+-- name: django_in_subquery
+SELECT {Q}."id" FROM {Q} WHERE {Q}."id" IN (SELECT U0."model_id" FROM "deployments" U0 WHERE U0."env" = 'prod') ORDER BY {Q}."id"
+
+-- name: django_exclude_isnull
+SELECT {Q}."id" FROM {Q} WHERE NOT ({Q}."model_version" IS NULL) ORDER BY {Q}."id"
+
+-- name: django_trunc_month
+SELECT DATE_TRUNC('month', {Q}."created_at" AT TIME ZONE 'UTC') AS "m", COUNT(*) AS "n" FROM {Q} GROUP BY 1 ORDER BY 1
+
+-- name: django_jsonfield_has_key
+SELECT {Q}."id" FROM {Q} WHERE {Q}."hyperparameters" ? 'layers' ORDER BY {Q}."id"
+
+-- name: django_jsonfield_key_transform
+SELECT {Q}."id", ({Q}."hyperparameters" -> 'lr') AS "lr" FROM {Q} ORDER BY {Q}."id"
+
+-- name: django_select_for_update_nowait
+SELECT {Q}."id" FROM {Q} WHERE {Q}."id" = 1 FOR UPDATE NOWAIT
+
+-- name: django_delete_in
+DELETE FROM {Q} WHERE {Q}."id" IN (4, 5)
+
+-- name: django_update_f_expression
+UPDATE {Q} SET "model_version" = ({Q}."model_version" || '-x') WHERE {Q}."id" = 3
+
+-- ===== More SQLAlchemy ============================================================
+
+-- name: sqla_in_expanding
+-- params: int8:1 | int8:2
+SELECT model_metadata.id, model_metadata.model_name FROM {T} WHERE model_metadata.id IN ($1, $2) ORDER BY model_metadata.id
+
+-- name: sqla_exists
+SELECT EXISTS (SELECT * FROM {T} WHERE model_metadata.model_name = 'gpt') AS anon_1
+
+-- name: sqla_count_distinct
+SELECT count(DISTINCT model_metadata.model_name) AS count_1 FROM {T}
+
+-- name: sqla_aliased_outerjoin
+SELECT model_metadata_1.id, deployments_1.env FROM {N} AS model_metadata_1 LEFT OUTER JOIN deployments AS deployments_1 ON model_metadata_1.id = deployments_1.model_id ORDER BY model_metadata_1.id, deployments_1.env
+
+-- name: sqla_anon_subquery
+SELECT anon_1.model_name, anon_1.n FROM (SELECT model_metadata.model_name AS model_name, count(*) AS n FROM {T} GROUP BY model_metadata.model_name) AS anon_1 WHERE anon_1.n > 1
+
+-- name: sqla_cte
+WITH top AS (SELECT model_metadata.id AS id FROM {T} ORDER BY model_metadata.created_at DESC LIMIT 2) SELECT top.id FROM top ORDER BY top.id
+
+-- name: sqla_insert_returning_params
+-- params: text:t5 | text:1 | jsonb:{}
+INSERT INTO {T} (model_name, model_version, hyperparameters, created_at) VALUES ($1, $2, $3, '2024-06-01T00:00:00+00:00') RETURNING model_metadata.id
+
+-- name: sqla_insertmanyvalues
+INSERT INTO {T} (model_name, model_version, created_at) VALUES ('a', '1', '2024-06-01'), ('b', '2', '2024-06-02') RETURNING model_metadata.id, model_metadata.model_name
+
+-- name: sqla_update_params
+-- params: text:7 | text:resnet
+UPDATE {T} SET model_version=$1 WHERE model_metadata.model_name = $2
+
+-- name: sqla_delete_returning
+-- params: int8:6
+DELETE FROM {T} WHERE model_metadata.id = $1 RETURNING model_metadata.id, model_metadata.model_name
+
+-- name: sqla_between
+SELECT model_metadata.id FROM {T} WHERE model_metadata.created_at BETWEEN '2024-02-01' AND '2024-04-01' ORDER BY model_metadata.id
+
+-- name: sqla_coalesce_label
+SELECT coalesce(model_metadata.model_version, 'none') AS v FROM {T} ORDER BY model_metadata.id
+
+-- name: sqla_json_getitem_astext
+SELECT model_metadata.id FROM {T} WHERE (model_metadata.hyperparameters ->> 'layers') IS NOT NULL ORDER BY model_metadata.id
+
+-- name: sqla_limit_offset_params
+-- params: int8:2 | int8:1
+SELECT model_metadata.id FROM {T} ORDER BY model_metadata.id LIMIT $1 OFFSET $2
+
+-- ===== More ActiveRecord ==========================================================
+
+-- name: ar_find_by
+-- params: text:bert | int8:1
+SELECT {Q}.* FROM {Q} WHERE {Q}."model_name" = $1 LIMIT $2
+
+-- name: ar_pluck_like
+SELECT {Q}."id" FROM {Q} WHERE {Q}."model_version" LIKE '1%' ORDER BY {Q}."id"
+
+-- name: ar_where_not
+SELECT {Q}."id" FROM {Q} WHERE {Q}."model_name" != 'resnet' ORDER BY {Q}."id" ASC
+
+-- name: ar_last
+SELECT {Q}.* FROM {Q} ORDER BY {Q}."id" DESC LIMIT 1
+
+-- name: ar_inner_joins
+SELECT {Q}."id" FROM {Q} INNER JOIN "deployments" ON "deployments"."model_id" = {Q}."id" WHERE "deployments"."env" = 'prod' ORDER BY {Q}."id"
+
+-- name: ar_group_count_alias_with_table_name
+SELECT COUNT(*) AS "count_all", {Q}."model_name" AS "model_metadata_model_name" FROM {Q} GROUP BY {Q}."model_name" ORDER BY 2
+
+-- name: ar_exists_limit
+-- params: int8:2 | int8:1
+SELECT 1 AS one FROM {Q} WHERE {Q}."id" = $1 LIMIT $2
+
+-- name: ar_update_all
+UPDATE {Q} SET "model_version" = '0.0' WHERE {Q}."model_name" = 'xgb'
+
+-- name: ar_delete_all_subquery
+DELETE FROM {Q} WHERE {Q}."id" IN (SELECT {Q}."id" FROM {Q} WHERE {Q}."model_name" = 'lstm')
+
+-- name: ar_find_in_batches
+-- params: int8:2 | int8:2
+SELECT {Q}.* FROM {Q} WHERE {Q}."id" > $1 ORDER BY {Q}."id" ASC LIMIT $2
+
+-- name: ar_touch
+-- params: int8:3
+UPDATE {Q} SET "created_at" = '2024-07-01 00:00:00' WHERE {Q}."id" = $1
+
+-- ===== More Prisma ================================================================
+
+-- name: prisma_find_first_or
+-- params: text:bert | text:gpt | int8:1 | int8:0
+SELECT {PQ}."id" FROM {PQ} WHERE ({PQ}."model_name" = $1 OR {PQ}."model_name" = $2) ORDER BY {PQ}."id" ASC LIMIT $3 OFFSET $4
+
+-- name: prisma_not_in
+-- params: int8:1 | int8:2
+SELECT {PQ}."id" FROM {PQ} WHERE {PQ}."id" NOT IN ($1,$2) ORDER BY {PQ}."id" ASC
+
+-- name: prisma_delete_many
+-- params: text:xgb | text:lstm
+DELETE FROM {PQ} WHERE {PQ}."model_name" IN ($1,$2)
+
+-- name: prisma_aggregate_min_max
+-- params: int8:0
+SELECT MIN("sub"."created_at"), MAX("sub"."created_at") FROM (SELECT {PQ}."created_at" FROM {PQ} WHERE 1=1 OFFSET $1) AS "sub"
+
+-- name: prisma_group_by_having
+-- params: int8:1 | int8:0
+SELECT {PQ}."model_name", COUNT({PQ}."id") FROM {PQ} WHERE 1=1 GROUP BY {PQ}."model_name" HAVING COUNT({PQ}."id") > $1 ORDER BY {PQ}."model_name" ASC OFFSET $2
+
+-- name: prisma_json_equals
+-- params: jsonb:{}
+SELECT {PQ}."id" FROM {PQ} WHERE {PQ}."hyperparameters" = $1 ORDER BY {PQ}."id"
+
+-- name: prisma_relation_count
+SELECT {PQ}."id", (SELECT COUNT(*) FROM "public"."deployments" WHERE "public"."deployments"."model_id" = {PQ}."id") AS "_count" FROM {PQ} ORDER BY {PQ}."id"
+
+-- name: prisma_cursor_pagination
+-- params: int8:3 | int8:2 | int8:0
+SELECT {PQ}."id" FROM {PQ} WHERE {PQ}."id" >= (SELECT {PQ}."id" FROM {PQ} WHERE ({PQ}."id") = ($1)) ORDER BY {PQ}."id" ASC LIMIT $2 OFFSET $3
+
+-- ===== More hand-written SQL ======================================================
+
+-- name: count_distinct_expression
+SELECT count(DISTINCT lower(model_name)) FROM {T}
+
+-- name: string_agg_ordered
+SELECT string_agg(model_name, ',' ORDER BY id) FROM {T}
+
+-- name: percentile_within_group
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY id) FROM {T}
+
+-- name: ntile_window
+SELECT id, ntile(2) OVER (ORDER BY id) FROM {T} ORDER BY id
+
+-- name: first_value_window
+SELECT DISTINCT model_name, first_value(model_version) OVER (PARTITION BY model_name ORDER BY created_at) FROM {T} ORDER BY 1
+
+-- name: two_ctes_join_using
+WITH a AS (SELECT id FROM {T} WHERE id < 4), b AS (SELECT id FROM {T} WHERE id > 2) SELECT a.id FROM a JOIN b USING (id) ORDER BY 1
+
+-- name: materialized_cte
+WITH m AS MATERIALIZED (SELECT id, model_name FROM {T}) SELECT count(*) FROM m WHERE model_name LIKE 'r%'
+
+-- name: join_using_subquery
+SELECT id, model_name FROM {T} JOIN (SELECT model_id AS id FROM deployments WHERE env = 'prod') p USING (id) ORDER BY id
+
+-- name: full_outer_join
+SELECT m.id, d.id FROM {N} m FULL OUTER JOIN deployments d ON d.model_id = m.id ORDER BY m.id NULLS LAST, d.id NULLS LAST
+
+-- name: self_join
+SELECT a.id, b.id FROM {N} a JOIN {N} b ON a.model_name = b.model_name AND a.id < b.id ORDER BY 1, 2
+
+-- name: any_array_literal
+SELECT id FROM {T} WHERE id = ANY (ARRAY[1, 3, 5]) ORDER BY id
+
+-- name: any_int_array_param
+-- params: int8[]:1,2,6
+SELECT id FROM {T} WHERE id = ANY ($1) ORDER BY id
+
+-- name: any_text_array_param
+-- params: text[]:bert,gpt
+SELECT id FROM {T} WHERE model_name = ANY ($1) ORDER BY id
+
+-- name: ilike_prefix
+SELECT id FROM {T} WHERE model_name ILIKE 'RES%' ORDER BY id
+
+-- name: regex_match
+SELECT id FROM {T} WHERE model_name ~ '^(bert|gpt)$' ORDER BY id
+
+-- name: jsonb_set_update
+UPDATE {T} SET hyperparameters = jsonb_set(hyperparameters, '{lr}', '0.5') WHERE id = 1 RETURNING hyperparameters
+
+-- name: jsonb_each_text_lateral
+SELECT m.id, e.key, e.value FROM {N} m, jsonb_each_text(m.hyperparameters) e WHERE m.id = 4 ORDER BY e.key
+
+-- name: to_jsonb_whole_row
+SELECT to_jsonb(m) - 'created_at' FROM {N} m WHERE m.id = 2
+
+-- name: row_to_json_subquery
+SELECT row_to_json(t) FROM (SELECT id, model_name FROM {T} WHERE id = 3) t
+
+-- name: insert_select_from_same_table
+INSERT INTO {T} (model_name, model_version, created_at) SELECT model_name || '-copy', model_version, created_at FROM {N} src WHERE src.id = 2 RETURNING id, model_name
+
+-- name: insert_with_defaults
+INSERT INTO {T} (model_name, model_version) VALUES ('d', '1') RETURNING id, hyperparameters
+
+-- name: insert_returning_star
+INSERT INTO {T} (model_name, model_version, created_at) VALUES ('m1', '1', '2024-06-01'), ('m2', '2', '2024-06-02') RETURNING *
+
+-- name: lock_table_passes_through
+LOCK TABLE model_metadata IN ACCESS SHARE MODE
+
+-- name: order_by_nulls_last
+SELECT id FROM {T} ORDER BY model_version DESC NULLS LAST, id
+
+-- name: group_by_rollup
+SELECT model_name, count(*) FROM {T} GROUP BY ROLLUP (model_name) ORDER BY model_name NULLS LAST
