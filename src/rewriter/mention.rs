@@ -35,18 +35,19 @@ impl MentionScan {
                 continue;
             };
             let first = first.to_ascii_lowercase();
-            let group = match groups.iter().position(|group| group.byte == first) {
-                Some(index) => &mut groups[index],
-                None => {
+            let index = groups
+                .iter()
+                .position(|group| group.byte == first)
+                .unwrap_or_else(|| {
                     groups.push(FirstByte {
                         byte: first,
                         whole: false,
                         shortest: bytes.len(),
                         by_second: Vec::new(),
                     });
-                    groups.last_mut().expect("just pushed")
-                }
-            };
+                    groups.len() - 1
+                });
+            let group = &mut groups[index];
             group.shortest = group.shortest.min(bytes.len());
             let (Some(&second), Some(tail)) = (bytes.get(1), bytes.get(2..)) else {
                 group.whole = true;
