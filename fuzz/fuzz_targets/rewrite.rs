@@ -1,5 +1,6 @@
 //! The rewriter on arbitrary SQL text at every version of a spec: v1 and v2 of the seed example
-//! (v2's view computes a column and shows columns v1 hides) and a v3 that renames the table
+//! (v2's view computes a column and shows columns v1 hides, and its catalog reads go to its
+//! catalog substitutes) and a v3 that renames the table
 //! (clients say `models`) and keeps its views in a schema of their own. Each input is rewritten
 //! directly and through the shape cache, which lives across inputs as it does in the proxy; the
 //! two must agree.
@@ -35,7 +36,8 @@ fn versions() -> &'static [VersionTargets] {
                 "v2",
                 ("public", "model_metadata"),
                 ("public", "model_metadata_v2"),
-            ),
+            )
+            .with_catalog_substitutes("viewgate_catalog_v2"),
             view("v3", ("public", "models"), ("v3", "models")),
         ]
     })
