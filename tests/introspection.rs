@@ -510,6 +510,67 @@ UNIQUE|name_code_unique|name,legacy_code"
         "0"
     );
 
+    // The per-column views and the planner's statistics name only the version's columns:
+    // legacy_code (hidden at v2) and price_cents (hidden at both) never show.
+    proxy.admin(
+        "INSERT INTO customers (name, email, legacy_code)
+         SELECT 'n' || g, 'e' || g, 'l' || g FROM generate_series(1, 20) g;
+         ANALYZE customers",
+    );
+    let names = |version: &str, relation: &str, column: &str, table: &str| {
+        at(
+            version,
+            &format!(
+                "SELECT coalesce(string_agg(DISTINCT {column}, ',' ORDER BY {column}), '-')
+                   FROM {relation} WHERE {column} IS NOT NULL AND {table}"
+            ),
+        )
+    };
+    for relation in [
+        "information_schema.column_privileges",
+        "information_schema.role_column_grants",
+        "information_schema.column_udt_usage",
+    ] {
+        assert_eq!(
+            names("v2", relation, "column_name", "table_name = 'clients'"),
+            "email,full_name,id,price",
+            "{relation} at v2"
+        );
+        assert_eq!(
+            names(
+                "v2",
+                relation,
+                "column_name",
+                "table_name IN ('customers', 'clients_v2')"
+            ),
+            "-",
+            "{relation} at v2 under the base and view names"
+        );
+        assert_eq!(
+            names("v1", relation, "column_name", "table_name = 'customers'"),
+            "customer_id,email,legacy_code,name",
+            "{relation} at v1"
+        );
+    }
+    assert_eq!(
+        names("v2", "pg_stats", "attname", "tablename = 'clients'"),
+        "email,full_name,id",
+        "statistics of the plain and renamed columns, under the version's names"
+    );
+    assert_eq!(
+        names(
+            "v2",
+            "pg_catalog.pg_stats",
+            "attname",
+            "tablename = 'customers'"
+        ),
+        "-"
+    );
+    assert_eq!(
+        names("v1", "pg_stats", "attname", "tablename = 'customers'"),
+        "customer_id,email,legacy_code,name"
+    );
+
     // Retiring a version drops its substitutes with its views; the other keeps its own.
     catalog_command(&proxy, "views", &["drop", "--version", "v2"]).unwrap();
     assert_eq!(

@@ -24,6 +24,7 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_views",
     "pg_indexes",
     "pg_description",
+    "pg_stats",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
@@ -39,6 +40,21 @@ pub const INFORMATION_SCHEMA_SUBSTITUTES: &[&str] = &[
     "key_column_usage",
     "constraint_column_usage",
     "constraint_table_usage",
+    "column_privileges",
+    "role_column_grants",
+    "column_udt_usage",
+    "column_domain_usage",
+    "column_column_usage",
+];
+/// The `information_schema` substitutes among those that list a table's columns (privileges,
+/// types, domains, generation): for a managed table, its version's view's own rows, so a
+/// column the version hides is never named.
+pub const VIEW_COLUMN_RELATIONS: &[&str] = &[
+    "column_privileges",
+    "role_column_grants",
+    "column_udt_usage",
+    "column_domain_usage",
+    "column_column_usage",
 ];
 
 /// The schema `INFORMATION_SCHEMA_SUBSTITUTES` stand in for.
@@ -65,6 +81,13 @@ pub fn substitutes() -> impl Iterator<Item = (&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn view_column_relations_are_information_schema_substitutes() {
+        for name in VIEW_COLUMN_RELATIONS {
+            assert!(INFORMATION_SCHEMA_SUBSTITUTES.contains(name), "{name}");
+        }
+    }
 
     #[test]
     fn substitute_names_are_distinct_plain_identifiers() {

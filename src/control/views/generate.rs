@@ -88,6 +88,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
                 version => version,
                 schema => substitute_schema(&version.name),
                 substitutes => catalog_substitutes::substitutes().map(|(_, name)| name).collect::<Vec<_>>(),
+                view_column_relations => catalog_substitutes::VIEW_COLUMN_RELATIONS,
             },
         )?;
         let mut generated = GeneratedVersion {
