@@ -26,6 +26,7 @@ use crate::control::views::apply::{self, LockSettings};
 use crate::control::views::spec::Spec;
 use crate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 use crate::proxy::Proxy;
+use crate::router::state::SharedRouting;
 use crate::shutdown::{Shutdown, TerminationSignals};
 use crate::telemetry::heartbeat::ProxyIdentity;
 
@@ -37,6 +38,8 @@ const EXAMPLE_MIGRATION: &str =
 const EXAMPLE_MIGRATION_NAME: &str = "examples/model_metadata/migrations/0002_model_type.toml";
 /// Rows the table holds before the migration: enough for the backfill to show progress.
 const SEED_ROWS: u32 = 50_000;
+/// How long the demo waits for the proxy to load a version the migration made.
+const ROUTING_WAIT: Duration = Duration::from_secs(5);
 /// How long the demo waits for the last v1 session to leave the proxy's heartbeat.
 const DRAIN_WAIT: Duration = Duration::from_secs(15);
 
@@ -54,6 +57,8 @@ pub enum DemoError {
     Query(#[from] tokio_postgres::Error),
     #[error("the example migration failed: {0}")]
     Migrate(#[from] MigrateError),
+    #[error("the proxy did not load version {0} from the catalog within {ROUTING_WAIT:?}")]
+    NotRouted(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -105,6 +110,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let shutdown = Shutdown::new();
     let proxy = Proxy::bind(config, shutdown.clone()).await?;
     let address = proxy.local_addr()?;
+    let routing = proxy.state().routing.clone();
     let serving = tokio::spawn(crate::cli::serve::run(
         proxy,
         Some(ProxyIdentity::new(address, None)),
@@ -113,7 +119,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let default_url = format!("postgres://{SUPERUSER}@{address}/postgres");
     let v1_url = format!("{default_url}?options=-c%20viewgate.version%3Dv1");
     let v2_url = format!("{default_url}?options=-c%20viewgate.version%3Dv2");
-    tour(&mut admin, &v1_url, &v2_url).await?;
+    tour(&mut admin, &routing, &v1_url, &v2_url).await?;
 
     println!(
         "\nviewgate listens on {address} (Postgres itself on port {}). Try it:",
@@ -139,7 +145,12 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
 }
 
 /// The migration, told by its clients.
-async fn tour(admin: &mut Client, v1_url: &str, v2_url: &str) -> Result<(), DemoError> {
+async fn tour(
+    admin: &mut Client,
+    routing: &SharedRouting,
+    v1_url: &str,
+    v2_url: &str,
+) -> Result<(), DemoError> {
     let v1 = connect(v1_url).await?;
     println!("\nApplication build v1 works through the proxy:");
     show(
@@ -184,7 +195,8 @@ async fn tour(admin: &mut Client, v1_url: &str, v2_url: &str) -> Result<(), Demo
         written.load(Ordering::Relaxed)
     );
 
-    let v2 = connect_when_known(v2_url).await?;
+    wait_until_routed(routing, "v2").await?;
+    let v2 = connect(v2_url).await?;
     println!("\nBuild v2 runs beside v1, on the same rows:");
     show(
         &v2,
@@ -260,18 +272,17 @@ async fn count(client: &Client, sql: &str) -> Result<i64, DemoError> {
 }
 
 /// Connects once the proxy has learned the version from the catalog (it follows NOTIFY).
-async fn connect_when_known(url: &str) -> Result<Client, DemoError> {
-    let mut attempts = 0;
-    loop {
-        match connect(url).await {
-            Ok(client) => return Ok(client),
-            Err(_) if attempts < 50 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => return Err(error.into()),
+/// Waits until the proxy has loaded `version` from the catalog (its watcher reloads on the
+/// NOTIFY that `migrate start` sends), so the version's first client is not refused.
+async fn wait_until_routed(routing: &SharedRouting, version: &str) -> Result<(), DemoError> {
+    let deadline = tokio::time::Instant::now() + ROUTING_WAIT;
+    while routing.load().targets(version).is_none() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DemoError::NotRouted(version.to_owned()));
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
 }
 
 /// Rows as `col=value` lines, or the command tag.
