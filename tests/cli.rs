@@ -40,6 +40,9 @@ fn demo_tells_a_migration_under_live_traffic_and_cleans_up() {
         "{stdout}"
     );
     assert!(stdout.contains("the throwaway cluster is gone"), "{stdout}");
+    // No client of the story is refused or fails on the way (v2's first client waits until
+    // the proxy has loaded v2).
+    assert!(!stderr.contains("session ended with an error"), "{stderr}");
 }
 
 fn serve_error(args: &[&str], env: &[(&str, &str)]) -> String {
