@@ -3,8 +3,9 @@
 //! Statements are generated from a grammar of the forms applications send (SELECT with joins,
 //! subqueries, LATERAL, set operations, `TABLE`, WITH items that shadow the table or not,
 //! INSERT … SELECT and ON CONFLICT, UPDATE … FROM, DELETE … USING, MERGE, COPY, EXPLAIN,
-//! `SELECT … INTO`, locking clauses, `ROWS FROM`), with the managed table written in every
-//! way (bare, upper case, quoted, qualified, under an alias) beside look-alikes (another
+//! `SELECT … INTO`, locking clauses, `ROWS FROM`, the table's row type in casts), with the
+//! managed table written in every way (bare, upper case, quoted, qualified, under an alias)
+//! beside look-alikes (another
 //! schema's table of the same name, longer names, strings, comments, column qualifiers, an
 //! alias named like the table). libpg_query is the oracle:
 //!
@@ -120,7 +121,11 @@ impl Gen {
         if depth == 0 {
             return self.pick(&leaves).to_owned();
         }
-        match self.below(4) {
+        match self.below(5) {
+            3 => {
+                let array = if self.chance(30) { "[]" } else { "" };
+                format!("(NULL::{}{array}) IS NULL", self.name())
+            }
             0 => format!(
                 "EXISTS (SELECT 1 FROM {})",
                 self.table_expression(depth - 1)

@@ -33,6 +33,8 @@ pub enum Place {
     CopyFrom,
     /// `COPY name … TO`: only readable through a query.
     CopyTo,
+    /// A row type's name (`NULL::name`, `CAST(r AS name[])`): the table's composite type.
+    RowType,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -190,6 +192,8 @@ impl Walker<'_> {
     fn entry(&mut self, key: &str, child: &Tree) {
         match key {
             "RangeVar" => self.range_var(child, Place::From),
+            // Tagged in lists (`PREPARE p (t)`), untagged as a cast's field.
+            "TypeName" | "typeName" => self.type_name(child),
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
                 self.statement(child, Place::Target);
             }
@@ -274,12 +278,7 @@ impl Walker<'_> {
         if self.targets.resolve(schema, name).is_none() {
             return;
         }
-        // libpg_query leaves out integer fields that are 0; -1 means "unknown".
-        let location = range_var
-            .get("location")
-            .map_or(Some(0), Tree::as_integer)
-            .and_then(|l| usize::try_from(l).ok());
-        let Some(offset) = location else {
+        let Some(offset) = location(range_var) else {
             self.unlocatable = true;
             return;
         };
@@ -291,6 +290,46 @@ impl Walker<'_> {
             place,
         });
     }
+}
+
+impl Walker<'_> {
+    /// A type name that names a managed table's row type. A WITH item never shadows a type.
+    fn type_name(&mut self, type_name: &Tree) {
+        let names: Vec<&str> = type_name
+            .get("names")
+            .map(Tree::as_array)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|part| part.get("String")?.get("sval")?.as_text())
+            .collect();
+        let (schema, name) = match names.as_slice() {
+            [name] => (None, *name),
+            [.., schema, name] => (Some(*schema), *name),
+            [] => return,
+        };
+        if self.targets.resolve_table(schema, name).is_none() {
+            return;
+        }
+        let Some(offset) = location(type_name) else {
+            self.unlocatable = true;
+            return;
+        };
+        self.found.push(Reference {
+            offset,
+            schema: schema.map(str::to_owned),
+            name: name.to_owned(),
+            aliased: false,
+            place: Place::RowType,
+        });
+    }
+}
+
+/// A node's `location`: libpg_query leaves out integer fields that are 0, and -1 means
+/// "unknown".
+fn location(node: &Tree) -> Option<usize> {
+    node.get("location")
+        .map_or(Some(0), Tree::as_integer)
+        .and_then(|l| usize::try_from(l).ok())
 }
 
 /// The field `key` of a node's fields.
@@ -475,6 +514,21 @@ mod tests {
             "x".repeat(MAX_CHECKED_BYTES)
         );
         assert_eq!(managed_references(&long, &targets()), Reading::TooLong);
+    }
+
+    #[test]
+    fn row_types_are_references_and_no_with_item_shadows_them() {
+        let sql = "WITH model_metadata AS (SELECT 1) SELECT NULL::model_metadata, CAST(NULL AS public.model_metadata[]), NULL::int";
+        assert_eq!(
+            offsets(sql),
+            vec![
+                (sql.find("::model").unwrap() + 2, Place::RowType),
+                (sql.find("public").unwrap(), Place::RowType),
+            ]
+        );
+        let sql = "PREPARE p (model_metadata) AS SELECT $1";
+        assert_eq!(offsets(sql), vec![(11, Place::RowType)]);
+        assert_eq!(offsets("SELECT NULL::other.model_metadata"), vec![]);
     }
 
     #[test]

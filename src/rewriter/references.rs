@@ -16,9 +16,10 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopySource, DataType, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Spanned, Statement, TableFactor, TableObject, Value, Visit, Visitor,
+    ArrayElemTypeDef, CopySource, DataType, Expr, FromTable, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Spanned, Statement, TableFactor, TableObject, Value,
+    Visit, Visitor,
 };
 
 use super::splice::{Edit, TextIndex};
@@ -244,6 +245,26 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// A managed table's name used as a type (`NULL::model_metadata`): its row type is the
+    /// base table's, with every column of every version, so it becomes the view's.
+    fn row_type(&mut self, name: &ObjectName) {
+        let Some((schema, table, _)) = Self::split_name(name) else {
+            return;
+        };
+        let Some(target) = self.targets.resolve_table(schema.as_deref(), &table) else {
+            return;
+        };
+        let Some(range) = self.index.range(name.span()) else {
+            self.unlocatable = true;
+            return;
+        };
+        self.edits.push(Edit {
+            range,
+            text: view_reference(target, schema.is_some()),
+            relation: true,
+        });
+    }
+
     /// A table name inside a string literal that Postgres resolves as a relation.
     fn regclass_literal(&mut self, literal: &sqlparser::ast::ValueWithSpan) {
         let Value::SingleQuotedString(content) = &literal.value else {
@@ -265,6 +286,18 @@ impl<'a> Collector<'a> {
             text: format!("'{}'", view.replace('\'', "''")),
             relation: false,
         });
+    }
+}
+
+/// The name a type written as a plain or array type (`t`, `t[]`, `s.t[][]`) gives, if it is
+/// not one of sqlparser's built-in types.
+fn row_type_name(data_type: &DataType) -> Option<&ObjectName> {
+    match data_type {
+        DataType::Custom(name, modifiers) if modifiers.is_empty() => Some(name),
+        DataType::Array(
+            ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::AngleBracket(inner),
+        ) => row_type_name(inner),
+        _ => None,
     }
 }
 
@@ -451,6 +484,12 @@ impl Visitor for Collector<'_> {
             } => {
                 if let Expr::Value(literal) = &**inner {
                     self.regclass_literal(literal);
+                }
+            }
+            Expr::Cast { data_type, .. }
+            | Expr::TypedString(sqlparser::ast::TypedString { data_type, .. }) => {
+                if let Some(name) = row_type_name(data_type) {
+                    self.row_type(name);
                 }
             }
             Expr::Function(function) => {

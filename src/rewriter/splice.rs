@@ -74,8 +74,8 @@ pub struct Edit {
     pub range: std::ops::Range<usize>,
     pub text: String,
     /// Whether the edit replaces a relation reference (a FROM item, a DML or COPY target, the
-    /// relation of `TABLE`), as opposed to a qualifier or a regclass literal: these are what
-    /// Postgres's parser is asked to confirm (`postgres_grammar.rs`).
+    /// relation of `TABLE`) or a row type's name, as opposed to a qualifier or a regclass
+    /// literal: these are what Postgres's parser is asked to confirm (`postgres_grammar.rs`).
     pub relation: bool,
 }
 

@@ -352,7 +352,7 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT * FROM columns",
         "SELECT * FROM public.pg_class",
         "SELECT * FROM pg_catalog.pg_namespace",
-        "SELECT * FROM pg_stats",
+        "SELECT * FROM pg_stat_activity",
         "SELECT * FROM information_schema.schemata",
         "SELECT 'pg_catalog.pg_class'::regclass",
     ] {
@@ -384,4 +384,29 @@ fn with_catalog_substitutes_the_mention_scan_also_looks_for_the_catalog() {
         "SELECT * FROM Model_Metadata",
         &with_catalog
     ));
+}
+
+#[test]
+fn a_managed_tables_row_type_becomes_the_views() {
+    check(
+        "SELECT (NULL::model_metadata).*",
+        "SELECT (NULL::model_metadata_v2).*",
+    );
+    check(
+        "SELECT * FROM json_populate_recordset(null::\"public\".\"model_metadata\", $1)",
+        "SELECT * FROM json_populate_recordset(null::public.model_metadata_v2, $1)",
+    );
+    check(
+        "SELECT CAST(NULL AS model_metadata[]), model_metadata '(1)'",
+        "SELECT CAST(NULL AS model_metadata_v2[]), model_metadata_v2 '(1)'",
+    );
+    // A WITH item does not shadow a type; an unmanaged type stays.
+    check(
+        "WITH model_metadata AS (SELECT 1) SELECT NULL::model_metadata FROM model_metadata",
+        "WITH model_metadata AS (SELECT 1) SELECT NULL::model_metadata_v2 FROM model_metadata",
+    );
+    check(
+        "SELECT NULL::other.model_metadata, '1'::int8",
+        "SELECT NULL::other.model_metadata, '1'::int8",
+    );
 }

@@ -1059,3 +1059,29 @@ SELECT id FROM {T} ORDER BY model_version DESC NULLS LAST, id
 
 -- name: group_by_rollup
 SELECT model_name, count(*) FROM {T} GROUP BY ROLLUP (model_name) ORDER BY model_name NULLS LAST
+
+-- ===== Row types: the table's name used as a type =================================
+-- The base table's row type has every column of every version; the view's has the version's.
+
+-- name: rowtype_null_cast_expanded
+SELECT (NULL::{N}).*
+
+-- name: rowtype_pg_typeof_array
+SELECT pg_typeof(NULL::{Q}[]), array_length(ARRAY[NULL::{N}, NULL::{N}], 1)
+
+-- name: rowtype_json_populate_record
+SELECT * FROM json_populate_record(NULL::{P}, '{"id": 7, "model_name": "x", "model_version": "1", "model_type": "cnn", "hyperparameters": {}}')
+
+-- name: rowtype_jsonb_populate_record_field
+SELECT (jsonb_populate_record(NULL::{N}, '{"model_name": "y"}')).model_name
+
+-- name: postgrest_insert_json_populate_recordset
+INSERT INTO {PQ}("model_name", "model_version") SELECT "pgrst_body"."model_name", "pgrst_body"."model_version" FROM (SELECT '[{"model_name": "pgrst", "model_version": "9"}]'::json AS json_data) pgrst_payload, LATERAL (SELECT "model_name", "model_version" FROM json_populate_recordset(null::{PQ}, pgrst_payload.json_data) _) pgrst_body RETURNING "model_name", "model_version"
+
+-- name: rowtype_typed_string_literal
+-- errors: v2
+SELECT ({N} '(1,a,1,{},2024-01-01 00:00:00+00)').model_name
+
+-- name: rowtype_cast_of_row
+-- errors: v2
+SELECT (CAST(ROW(1, 'a', '1', '{}'::jsonb, '2024-01-01'::timestamptz) AS {N})).model_version
