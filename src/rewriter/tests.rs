@@ -385,3 +385,108 @@ fn with_catalog_substitutes_the_mention_scan_also_looks_for_the_catalog() {
         &with_catalog
     ));
 }
+
+/// v3 of `tests/copy_versions.rs`: an auto-updatable view renaming two columns, one with a
+/// default of its own, with its recorded mapping.
+fn renamed_with_mapping(trigger_backed: bool) -> VersionTargets {
+    use std::sync::Arc;
+
+    use crate::model::{MappedColumn, ViewMapping};
+
+    let column = |name: &str, base: &str, default: Option<&str>| MappedColumn {
+        name: name.into(),
+        base_column: Some(base.into()),
+        expression: None,
+        type_name: "text".into(),
+        default: default.map(str::to_owned),
+        base_default: None,
+        base_identity_always: false,
+    };
+    let view = RelationName::new("public", "model_metadata_v3");
+    VersionTargets::new(
+        "v3",
+        vec![ViewTarget {
+            table: RelationName::new("public", "model_metadata"),
+            view: view.clone(),
+        }],
+    )
+    .with_base_write(
+        view,
+        super::targets::BaseWrite {
+            base: RelationName::new("public", "model_metadata"),
+            mapping: Arc::new(ViewMapping {
+                trigger_backed,
+                columns: vec![
+                    column("id", "id", None),
+                    column("name", "model_name", None),
+                    column("Version", "model_version", Some("'0.0'::text")),
+                ],
+                insert: Vec::new(),
+            }),
+        },
+    )
+}
+
+#[test]
+fn copy_from_an_auto_updatable_view_writes_the_base_table_with_mapped_columns() {
+    let targets = renamed_with_mapping(false);
+    let out = |sql: &str| rewrite(sql, &targets);
+    assert_eq!(
+        out("COPY model_metadata (id, name, \"Version\") FROM STDIN WITH (FORMAT csv, FORCE_NULL (name), FORCE_NOT_NULL (\"Version\"))"),
+        Ok(Rewrite::Rewritten(
+            "COPY public.model_metadata (id, model_name, model_version) FROM STDIN WITH (FORMAT csv, FORCE_NULL (model_name), FORCE_NOT_NULL (model_version))".into()
+        ))
+    );
+    // No column list: the view's columns in its order.
+    assert_eq!(
+        out("copy public.model_metadata from stdin (format binary)"),
+        Ok(Rewrite::Rewritten(
+            "copy public.model_metadata (id, model_name, model_version) from stdin (format binary)"
+                .into()
+        ))
+    );
+    // Leaving out a column with a default of the view's own is refused, with the position.
+    let error = out("COPY model_metadata (id, name) FROM STDIN").unwrap_err();
+    assert!(error.reason.contains("\"Version\""), "{error}");
+    assert_eq!(error.position, Some(6));
+    // A column the version does not have.
+    let error = out("COPY model_metadata (id, model_name, \"Version\") FROM STDIN").unwrap_err();
+    assert!(error.reason.contains("\"model_name\""), "{error}");
+    assert_eq!(error.position, Some(26));
+    // COPY … TO reads through the view, as before.
+    assert_eq!(
+        out("COPY model_metadata (id, name) TO STDOUT"),
+        Ok(Rewrite::Rewritten(
+            "COPY (SELECT id, name FROM model_metadata_v3) TO STDOUT".into()
+        ))
+    );
+    // A trigger-backed view keeps COPY … FROM (its INSTEAD OF trigger runs per row).
+    assert_eq!(
+        rewrite(
+            "COPY model_metadata (id) FROM STDIN",
+            &renamed_with_mapping(true)
+        ),
+        Ok(Rewrite::Rewritten(
+            "COPY model_metadata_v3 (id) FROM STDIN".into()
+        ))
+    );
+    // Through the shape cache, the same.
+    let cache = super::RewriteCache::default();
+    for _ in 0..2 {
+        assert_eq!(
+            *super::rewrite_cached(
+                &cache,
+                "COPY model_metadata (name) FROM STDIN (FORMAT csv, DELIMITER ';')",
+                &renamed_with_mapping(false)
+            ),
+            Err(
+                out("COPY model_metadata (name) FROM STDIN (FORMAT csv, DELIMITER ';')")
+                    .unwrap_err()
+            )
+        );
+        assert_eq!(
+            *super::rewrite_cached(&cache, "COPY model_metadata (\"Version\", id) FROM STDIN (FORMAT csv, DELIMITER ';')", &targets),
+            Ok(Rewrite::Rewritten("COPY public.model_metadata (model_version, id) FROM STDIN (FORMAT csv, DELIMITER ';')".into()))
+        );
+    }
+}
