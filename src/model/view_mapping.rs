@@ -22,6 +22,9 @@ pub struct ViewMapping {
     /// For a trigger-backed view, the base columns its trigger's INSERT writes, and from what.
     #[serde(default)]
     pub insert: Vec<WriteAssignment>,
+    /// For a trigger-backed view, the base columns its trigger's UPDATE writes, and from what.
+    #[serde(default)]
+    pub update: Vec<WriteAssignment>,
 }
 
 /// One column of the view.
@@ -50,8 +53,12 @@ pub struct WriteAssignment {
     pub base_column: String,
     /// Written from this view column as it is (`NEW.col`).
     pub view_column: Option<String>,
-    /// Or computed by this expression of the spec's over `NEW`.
+    /// Or computed by this expression of the spec's over `NEW` (and, on UPDATE, `OLD`).
     pub expression: Option<String>,
+    /// On UPDATE, the expression applies only when this view column changed (otherwise the
+    /// base column keeps its value).
+    #[serde(default)]
+    pub when_changed: Option<String>,
 }
 
 impl ViewMapping {
@@ -82,7 +89,7 @@ mod tests {
         let column = mapping.column("full_name").unwrap();
         assert_eq!(column.base_column.as_deref(), Some("name"));
         assert!(column.base_default_applies());
-        assert!(mapping.insert.is_empty());
+        assert!(mapping.insert.is_empty() && mapping.update.is_empty());
         assert!(mapping.column("name").is_none());
     }
 

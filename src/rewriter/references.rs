@@ -17,21 +17,15 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, DataType, Expr, FromTable,
-    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, Statement, TableFactor,
+    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart, OnInsert,
+    Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, Statement, TableFactor,
     TableObject, Value, Visit, Visitor,
 };
 
+use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
 use super::targets::{BaseWrite, VersionTargets, ViewTarget, fold_identifier, quote_identifier};
-
-/// Why a statement that could be read is refused all the same: viewgate would have to write
-/// the base table for it and cannot do so exactly. `offset` is a byte offset into the text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: String,
-    pub offset: Option<usize>,
-}
+use super::upsert::Upsert;
 
 /// Why [`Collector::collect`] gives no edits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +79,8 @@ pub struct Collector<'a> {
     edits: Vec<Edit>,
     unlocatable: bool,
     refusal: Option<Refusal>,
+    /// The ranges an upsert's edits cover (`upsert.rs`): no other edit may fall inside them.
+    upsert_ranges: Vec<std::ops::Range<usize>>,
     /// Addresses of the table factors that are DML targets (UPDATE, DELETE, MERGE): Postgres
     /// opens these as tables, so a WITH item of the same name does not shadow them.
     dml_targets: Vec<usize>,
@@ -101,6 +97,7 @@ impl<'a> Collector<'a> {
             edits: Vec::new(),
             unlocatable: false,
             refusal: None,
+            upsert_ranges: Vec::new(),
             dml_targets: Vec::new(),
         }
     }
@@ -369,6 +366,55 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// Whether `range` overlaps an upsert's edits (which map such references themselves).
+    fn in_upsert(&self, range: std::ops::Range<usize>) -> bool {
+        self.upsert_ranges.iter().any(|r| {
+            r.start < range.end.max(range.start + 1) && range.start < r.end.max(r.start + 1)
+        })
+    }
+
+    /// `INSERT … ON CONFLICT` through a trigger-backed view with a recorded mapping: the
+    /// upsert on the base table (`upsert.rs`). `false` when it is not such an insert.
+    fn upsert(&mut self, insert: &sqlparser::ast::Insert) -> bool {
+        let (TableObject::TableName(name), Some(OnInsert::OnConflict(conflict))) =
+            (&insert.table, &insert.on)
+        else {
+            return false;
+        };
+        let Some((target, _, written)) = self.resolve_in(name, false) else {
+            return false;
+        };
+        let Some(write) = self
+            .targets
+            .base_write(target)
+            .filter(|write| write.mapping.trigger_backed)
+        else {
+            return false;
+        };
+        let Some(name_range) = self.index.range(name.span()) else {
+            self.unlocatable = true;
+            return true;
+        };
+        let upsert = Upsert {
+            sql: self.sql,
+            index: self.index,
+            target,
+            write,
+            version: &self.targets.version,
+        };
+        match upsert.edits(insert, conflict, name_range, written) {
+            Ok(edits) => {
+                self.upsert_ranges
+                    .extend(edits.iter().map(|edit| edit.range.clone()));
+                self.edits.extend(edits);
+            }
+            Err(refusal) => {
+                self.refusal.get_or_insert(refusal);
+            }
+        }
+        true
+    }
+
     /// `schema.table` qualifying a column or a wildcard (`idents` ends with the table): when it
     /// names a managed table, drop `schema.` so the qualifier names the alias the table
     /// reference was given.
@@ -391,6 +437,9 @@ impl<'a> Collector<'a> {
             self.unlocatable = true;
             return;
         };
+        if self.in_upsert(first.start..table_range.end) {
+            return;
+        }
         self.edits.push(Edit {
             range: first.start..table_range.start,
             text: String::new(),
@@ -584,6 +633,9 @@ impl Visitor for Collector<'_> {
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
         match statement {
             Statement::Insert(insert) => {
+                if self.upsert(insert) {
+                    return ControlFlow::Continue(());
+                }
                 if let TableObject::TableName(name) = &insert.table {
                     self.relation(name, insert.table_alias.is_none(), false);
                 }

@@ -216,6 +216,16 @@ fn edit_from_reference(
     let target = targets
         .resolve(reference.schema.as_deref(), &reference.name)
         .ok_or_else(|| cannot("ambiguously"))?;
+    if reference.place == Place::Target
+        && contains_ignore_ascii_case(sql.as_bytes(), b"conflict")
+        && targets
+            .base_write(target)
+            .is_some_and(|write| write.mapping.trigger_backed)
+    {
+        return Err(cannot(
+            "as the target of what may be INSERT … ON CONFLICT through a trigger-backed view (written to the base table), in syntax viewgate's own parser cannot read",
+        ));
+    }
     if reference.place == Place::CopyFrom
         && targets
             .base_write(target)

@@ -7,7 +7,7 @@
 
 use tokio_postgres::GenericClient;
 
-use super::plan::ViewPlan;
+use super::plan::{self, ViewPlan};
 use crate::control::error::ControlError;
 use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
 
@@ -79,19 +79,26 @@ pub async fn read(
             }
         })
         .collect();
-    let insert = plan
-        .trigger
-        .iter()
-        .flat_map(|trigger| &trigger.insert)
-        .map(|assignment| WriteAssignment {
-            base_column: assignment.base_column.clone(),
-            view_column: assignment.view_column.clone(),
-            expression: assignment.expression.clone(),
-        })
-        .collect();
+    let assignments = |list: &[plan::Assignment]| {
+        list.iter()
+            .map(|assignment| WriteAssignment {
+                base_column: assignment.base_column.clone(),
+                view_column: assignment.view_column.clone(),
+                expression: assignment.expression.clone(),
+                when_changed: assignment.when_changed.clone(),
+            })
+            .collect()
+    };
     Ok(ViewMapping {
         trigger_backed: plan.trigger.is_some(),
         columns,
-        insert,
+        insert: plan
+            .trigger
+            .as_ref()
+            .map_or_else(Vec::new, |t| assignments(&t.insert)),
+        update: plan
+            .trigger
+            .as_ref()
+            .map_or_else(Vec::new, |t| assignments(&t.update)),
     })
 }
