@@ -439,6 +439,17 @@ fn what_cannot_be_copied_exactly_is_refused_and_old_catalogs_copy_as_before() {
         last.expect("the proxy reloaded the catalog")
     });
     assert!(before.1.contains("cannot copy to view"), "{before:?}");
+    // `views status` shows such a version as pending, as apply treats it.
+    let status = run_ok(Command::new(viewgate_binary()).args([
+        "views",
+        "status",
+        "--spec",
+        dir.join("viewgate.toml").to_str().unwrap(),
+        "--database",
+        &proxy.cluster.url(SUPERUSER, "postgres"),
+    ]));
+    assert!(status.contains("version v1: pending"), "{status}");
+    assert!(status.contains("version v2: applied"), "{status}");
     // The next apply records the mapping again (the version counts as not current).
     proxy.admin("DELETE FROM model_metadata WHERE model_name = 'a'");
     apply(&proxy, &dir.join("viewgate.toml"));
