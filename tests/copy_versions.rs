@@ -8,6 +8,8 @@
 //! (tokio-postgres) and the simple one (psql's `\copy`); every row is checked in the base
 //! table and read back through the version. What cannot be copied exactly is refused with
 //! 42601 and its position; a view recorded before the catalog kept mappings copies as before.
+//! A trigger-backed version with renamed columns (v4) takes COPY through its view and upserts
+//! through the base table with its names mapped.
 
 mod common;
 
@@ -25,7 +27,8 @@ use tokio_postgres::types::Type;
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
 
 /// v3: `model_name` and `model_version` renamed, and `version` defaulting to '0.0' at this
-/// version only (the base column has no default).
+/// version only (the base column has no default). v4: trigger-backed with renamed columns,
+/// the key among them, and a computed `kind` written back in lower case.
 const V3: &str = r#"
 [[versions]]
 name = "v3"
@@ -38,6 +41,18 @@ columns = [
     { name = "version", from = "model_version", default = "'0.0'" },
     "hyperparameters",
     "created_at",
+]
+
+[[versions]]
+name = "v4"
+
+[[versions.tables]]
+base = "model_metadata"
+columns = [
+    { name = "model_id", from = "id" },
+    { name = "name", from = "model_name" },
+    "model_version",
+    { name = "kind", expr = "upper(model_type)", write = { model_type = "lower(NEW.kind)" } },
 ]
 "#;
 
@@ -469,6 +484,36 @@ fn what_cannot_be_copied_exactly_is_refused_and_old_catalogs_copy_as_before() {
             .is_ok()
         })),
         "COPY at v1 works again after the apply"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_trigger_backed_version_with_renamed_columns_copies_and_upserts() {
+    let (proxy, dir) = proxy();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let v4 = connect(&proxy, "v4").await;
+        // COPY … FROM goes through the view: its trigger writes `kind` back in lower case.
+        copy_in(
+            &v4,
+            "COPY model_metadata (model_id, name, model_version, kind) FROM STDIN (FORMAT csv)",
+            "1,resnet,1.0,CNN\n",
+        )
+        .await
+        .unwrap();
+        // An upsert on the renamed key, SET through the computed column, RETURNING *.
+        let upsert = "INSERT INTO model_metadata AS m (model_id, name, model_version, kind) VALUES ($1, $2, '1.0', $3) ON CONFLICT (model_id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name || '+' || m.name RETURNING *";
+        for (id, name, kind) in [(1i64, "resnet2", "Vision"), (2, "bert", "NLP")] {
+            let row = v4.query_one(upsert, &[&id, &name, &kind]).await.unwrap();
+            let columns: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+            assert_eq!(columns, ["model_id", "name", "model_version", "kind"]);
+            assert_eq!(row.get::<_, String>(3), kind.to_uppercase());
+        }
+    });
+    assert_eq!(
+        proxy.admin("SELECT id, model_name, model_type FROM model_metadata ORDER BY id"),
+        "1|resnet2+resnet|vision\n2|bert|nlp"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

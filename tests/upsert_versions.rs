@@ -204,3 +204,69 @@ fn what_cannot_be_mapped_is_refused_with_its_reason() {
         }
     });
 }
+
+/// What the emulation costs Postgres (run by hand: `cargo test --release --test
+/// upsert_versions -- --ignored --nocapture`): 1,000-row upserts at v2, sent straight to the
+/// cluster as the proxy rewrites them, against the same upsert written by hand on the base
+/// table, and against a plain 1,000-row insert through the view's trigger.
+#[test]
+#[ignore]
+fn measure_the_emulated_upsert_against_a_hand_written_one() {
+    use std::time::Instant;
+    use viewgate::catalog_read::load_routing_map;
+    use viewgate::pg_cluster::SUPERUSER;
+    use viewgate::rewriter::{Rewrite, VersionTargets, rewrite};
+
+    let proxy = proxy();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(
+            &proxy.cluster.url(SUPERUSER, "postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let map = load_routing_map(&client).await.unwrap();
+        let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
+        let values_from = |first: usize, round: usize| {
+            (0..1000)
+                .map(|i| format!("({}, 'n{}', '{round}')", first + i, first + i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let values = |round: usize| values_from(1000, round);
+        let client_sql = |round| format!("INSERT INTO model_metadata (id, model_name, model_version) VALUES {} ON CONFLICT (id) DO UPDATE SET model_version = EXCLUDED.model_version", values(round));
+        let hand_sql = |round| format!("INSERT INTO public.model_metadata AS t (id, model_name, model_version) VALUES {} ON CONFLICT (id) DO UPDATE SET model_version = EXCLUDED.model_version", values(round));
+        let emulated = |round: usize| match rewrite(&client_sql(round), &targets) {
+            Ok(Rewrite::Rewritten(text)) => text,
+            other => panic!("{other:?}"),
+        };
+        let mut timings = Vec::new();
+        let makers: [(&str, &dyn Fn(usize) -> String); 2] = [
+            ("emulated (rewritten)", &emulated),
+            ("hand-written base upsert", &hand_sql),
+        ];
+        for (label, make) in makers {
+            client.batch_execute("DELETE FROM model_metadata WHERE id >= 1000").await.unwrap();
+            let mut total = std::time::Duration::ZERO;
+            for round in 0..20 {
+                let sql = make(round);
+                let started = Instant::now();
+                client.batch_execute(&sql).await.unwrap();
+                total += started.elapsed();
+            }
+            timings.push(format!("{label}: {:.1} ms per 1,000-row upsert (20 rounds, first inserts, then updates)", total.as_secs_f64() * 1000.0 / 20.0));
+        }
+        client.batch_execute("DELETE FROM model_metadata WHERE id >= 1000").await.unwrap();
+        let mut total = std::time::Duration::ZERO;
+        for round in 0..20 {
+            let sql = format!("INSERT INTO model_metadata_v2 (id, model_name, model_version) VALUES {}", values_from(10_000 + 1000 * round, round));
+            let started = Instant::now();
+            client.batch_execute(&sql).await.unwrap();
+            total += started.elapsed();
+        }
+        timings.push(format!("plain insert through the view's trigger: {:.1} ms per 1,000 rows", total.as_secs_f64() * 1000.0 / 20.0));
+        println!("{}", timings.join("\n"));
+    });
+}
