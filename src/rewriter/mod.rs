@@ -27,6 +27,7 @@ pub mod refusal;
 pub mod rewrite;
 pub mod shape;
 pub mod splice;
+pub mod statement_scan;
 pub mod statements;
 pub mod targets;
 pub mod upsert;
