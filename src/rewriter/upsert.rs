@@ -118,7 +118,8 @@ impl Upsert<'_> {
         written: &str,
     ) -> Result<Vec<Edit>, Refusal> {
         let at_name = Some(name_range.start);
-        if self.mapping().update.is_empty() && self.mapping().insert.is_empty() {
+        // A trigger-backed view writes at least its key columns on INSERT and UPDATE.
+        if self.mapping().update.is_empty() || self.mapping().insert.is_empty() {
             return Err(self.refusal(
                 "the catalog has no write mapping for the view; run viewgate views apply again",
                 at_name,
