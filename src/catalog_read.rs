@@ -14,7 +14,7 @@ use tokio_postgres::GenericClient;
 use crate::model::catalog_substitutes::{SUBSTITUTE_SCHEMA_PREFIX, substitutes};
 use crate::model::{
     Assign, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap, Rule, RuleError,
-    ShadowRun, ShapePattern,
+    ShadowRun, ShapePattern, ViewMapping,
 };
 use crate::net::postgres_error::describe_postgres_error;
 
@@ -38,7 +38,9 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
     let context = "reading the routing map from the viewgate catalog";
     let rows = client
         .query(
-            "SELECT o.version, o.table_name, o.base_schema, o.base_table, o.view_schema, o.view_name
+            // `mapping` through jsonb: a catalog older than the column has no such column.
+            "SELECT o.version, o.table_name, o.base_schema, o.base_table, o.view_schema, o.view_name,
+                    to_jsonb(o) ->> 'mapping'
              FROM viewgate.version_objects o
              JOIN viewgate.versions v ON v.version = o.version
              WHERE v.state = 'active'
@@ -56,16 +58,27 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         catalog_substitutes: catalog_substitutes(client).await?,
     };
     for row in rows {
-        map.versions
-            .entry(row.get(0))
-            .or_default()
-            .push(RoutedTable {
-                table_name: row.get(1),
-                base_schema: row.get(2),
-                base_table: row.get(3),
-                view_schema: row.get(4),
-                view_name: row.get(5),
-            });
+        let version: String = row.get(0);
+        let view_name: String = row.get(5);
+        let mapping = row.get::<_, Option<String>>(6).and_then(|text| {
+            match serde_json::from_str::<ViewMapping>(&text) {
+                Ok(mapping) => Some(mapping),
+                Err(error) => {
+                    // Only a hand-edited row can hold one: write through the view as before.
+                    tracing::warn!(%error, %version, view = %view_name,
+                        "the view's recorded column mapping is invalid; ignoring it");
+                    None
+                }
+            }
+        });
+        map.versions.entry(version).or_default().push(RoutedTable {
+            table_name: row.get(1),
+            base_schema: row.get(2),
+            base_table: row.get(3),
+            view_schema: row.get(4),
+            view_name,
+            mapping,
+        });
     }
     Ok(map)
 }

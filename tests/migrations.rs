@@ -133,6 +133,16 @@ async fn alter_rename_drop_roll_back_cleanly_then_complete() {
     start_text(&database, "0002.toml", CHANGE_SIZE)
         .await
         .expect("starts");
+    // The new version's views are recorded with their column mapping (the proxy writes the
+    // base table by it): the renamed column shows the base column the view reads.
+    assert_eq!(
+        database.admin(
+            "SELECT c ->> 'base_column' FROM viewgate.version_objects o,
+                    jsonb_array_elements(o.mapping -> 'columns') c
+              WHERE o.version = 'v2' AND c ->> 'name' = 'title'"
+        ),
+        "name"
+    );
     let v1 = at(&database, "v1").await;
     let v2 = at(&database, "v2").await;
     assert_eq!(

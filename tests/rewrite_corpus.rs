@@ -87,6 +87,9 @@ struct Entry {
     mode: Mode,
     template: String,
     hand: Option<String>,
+    /// `-- hand v2:`: the hand-written statement at one version, instead of `hand` or the
+    /// markers (for v2's upserts, written on the base table as its trigger would write).
+    hand_at: Vec<(String, String)>,
 }
 
 impl Entry {
@@ -99,7 +102,12 @@ impl Entry {
     }
 
     fn by_hand(&self, version: &str) -> String {
-        let template = self.hand.as_ref().unwrap_or(&self.template);
+        let at_version = self
+            .hand_at
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, text)| text);
+        let template = at_version.or(self.hand.as_ref()).unwrap_or(&self.template);
         MARKERS
             .iter()
             .fold(template.clone(), |text, (marker, _, hand)| {
@@ -126,6 +134,7 @@ fn parse_corpus(text: &str) -> Vec<Entry> {
                 mode: Mode::Simple,
                 template: String::new(),
                 hand: None,
+                hand_at: Vec::new(),
             });
             in_hand = false;
             continue;
@@ -146,8 +155,18 @@ fn parse_corpus(text: &str) -> Vec<Entry> {
         } else if line.trim() == "-- hand:" {
             in_hand = true;
             entry.hand = Some(String::new());
+        } else if let Some(version) = line
+            .trim()
+            .strip_prefix("-- hand ")
+            .and_then(|rest| rest.strip_suffix(':'))
+        {
+            in_hand = true;
+            entry.hand_at.push((version.to_owned(), String::new()));
         } else if in_hand {
-            push_line(entry.hand.get_or_insert_default(), line);
+            match entry.hand_at.last_mut() {
+                Some((_, text)) => push_line(text, line),
+                None => push_line(entry.hand.get_or_insert_default(), line),
+            }
         } else if !(entry.template.is_empty() && line.starts_with("-- ")) {
             push_line(&mut entry.template, line);
         }
@@ -155,6 +174,9 @@ fn parse_corpus(text: &str) -> Vec<Entry> {
     for entry in &mut entries {
         entry.template = entry.template.trim().to_owned();
         if let Some(hand) = &mut entry.hand {
+            *hand = hand.trim().to_owned();
+        }
+        for (_, hand) in &mut entry.hand_at {
             *hand = hand.trim().to_owned();
         }
     }

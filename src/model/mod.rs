@@ -7,7 +7,8 @@
 //! [`latency`] buckets);
 //! [`catalog_substitutes`] names the catalog relations each version sees through substitutes;
 //! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
-//! run the proxies sample for, filtered by a [`shape_pattern`].
+//! run the proxies sample for, filtered by a [`shape_pattern`]; [`view_mapping`] how a view's
+//! columns map onto its base table (what the rewriter writes the base table by).
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
@@ -24,6 +25,7 @@ pub mod rule;
 pub mod rule_error;
 pub mod shadow_run;
 pub mod shape_pattern;
+pub mod view_mapping;
 
 pub use assign::{Assign, TOTAL_WEIGHT};
 pub use cidr::{Cidr, CidrError};
@@ -34,3 +36,4 @@ pub use rule::{CatalogRules, InvalidRule, Rule};
 pub use rule_error::RuleError;
 pub use shadow_run::ShadowRun;
 pub use shape_pattern::{ShapePattern, ShapePatternError};
+pub use view_mapping::{MappedColumn, ViewMapping, WriteAssignment};

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::rule::CatalogRules;
 use super::shadow_run::ShadowRun;
+use super::view_mapping::ViewMapping;
 
 /// A managed table as one version's clients name it, and the view that serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,6 +17,9 @@ pub struct RoutedTable {
     pub base_table: String,
     pub view_schema: String,
     pub view_name: String,
+    /// How the view's columns map onto the base table (`view_mapping`); `None` for a version
+    /// applied before the catalog recorded it.
+    pub mapping: Option<ViewMapping>,
 }
 
 /// What the proxy needs to route sessions and rewrite table names: per active version, its

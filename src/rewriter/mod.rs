@@ -10,7 +10,11 @@
 //! finds the constants without parsing, `shape` masks them and keeps edits in token terms.
 //! A version with catalog substitutes also rewrites the catalog relations introspection reads
 //! (`pg_catalog.pg_class`, `information_schema.columns`, …) to its own (`targets`), by the same
-//! pipeline, so psql's `\d` and ORMs' reflection show the version's tables.
+//! pipeline, so psql's `\d` and ORMs' reflection show the version's tables. Where Postgres
+//! cannot write a version's view itself, the write goes to the base table with the view's
+//! columns mapped: `COPY … FROM` through an auto-updatable view (`references`), `INSERT … ON
+//! CONFLICT` through a trigger-backed one (`upsert`); what cannot be mapped exactly is refused
+//! (`refusal`).
 
 pub mod cache;
 pub mod lexer;
@@ -19,11 +23,14 @@ pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;
 pub mod references;
+pub mod refusal;
 pub mod rewrite;
 pub mod shape;
 pub mod splice;
+pub mod statement_scan;
 pub mod statements;
 pub mod targets;
+pub mod upsert;
 
 pub use cache::{CacheStats, RewriteCache, RewriteOutcome, rewrite_cached};
 pub use rewrite::{Rewrite, RewriteError, rewrite};

@@ -16,14 +16,48 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    ArrayElemTypeDef, CopySource, DataType, Expr, FromTable, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Spanned, Statement, TableFactor, TableObject, Value,
-    Visit, Visitor,
+    ArrayElemTypeDef, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, DataType,
+    Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    ObjectNamePart, OnInsert, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned,
+    Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
+use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
-use super::targets::{VersionTargets, ViewTarget, fold_identifier, quote_identifier};
+use super::targets::{BaseWrite, VersionTargets, ViewTarget, fold_identifier, quote_identifier};
+use super::upsert::Upsert;
+
+/// Why [`Collector::collect`] gives no edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotCollected {
+    /// A reference could not be located in the text.
+    Unlocatable,
+    /// The statement is refused.
+    Refused(Refusal),
+}
+
+/// A COPY statement's options that name columns (`FORCE_NOT_NULL`, `FORCE_NULL`, and the
+/// pre-9.0 `FORCE NOT NULL`).
+fn copy_option_columns<'s>(
+    options: &'s [CopyOption],
+    legacy_options: &'s [CopyLegacyOption],
+) -> impl Iterator<Item = &'s Ident> {
+    let modern = options.iter().flat_map(|option| match option {
+        CopyOption::ForceNotNull(columns) | CopyOption::ForceNull(columns) => columns.as_slice(),
+        _ => &[],
+    });
+    let legacy = legacy_options.iter().flat_map(|option| match option {
+        CopyLegacyOption::Csv(csv) => csv
+            .iter()
+            .flat_map(|option| match option {
+                CopyLegacyCsvOption::ForceNotNull(columns) => columns.as_slice(),
+                _ => &[],
+            })
+            .collect::<Vec<_>>(),
+        _ => Vec::new(),
+    });
+    modern.chain(legacy)
+}
 
 /// The CTE names a WITH clause introduces, and how many of them are visible right now (a CTE
 /// body sees only the CTEs before it, unless the WITH is RECURSIVE).
@@ -44,6 +78,9 @@ pub struct Collector<'a> {
     frames: Vec<(bool, Option<(usize, usize)>)>,
     edits: Vec<Edit>,
     unlocatable: bool,
+    refusal: Option<Refusal>,
+    /// The ranges an upsert's edits cover (`upsert.rs`): no other edit may fall inside them.
+    upsert_ranges: Vec<std::ops::Range<usize>>,
     /// Addresses of the table factors that are DML targets (UPDATE, DELETE, MERGE): Postgres
     /// opens these as tables, so a WITH item of the same name does not shadow them.
     dml_targets: Vec<usize>,
@@ -59,15 +96,28 @@ impl<'a> Collector<'a> {
             frames: Vec::new(),
             edits: Vec::new(),
             unlocatable: false,
+            refusal: None,
+            upsert_ranges: Vec::new(),
             dml_targets: Vec::new(),
         }
     }
 
-    /// The edits for one statement, or `None` when a reference could not be located in the
-    /// text (the statement must then not be rewritten piecemeal).
-    pub fn collect(mut self, statement: &Statement) -> Option<Vec<Edit>> {
+    /// The edits for one statement; none when a reference could not be located in the text
+    /// (the statement must then not be rewritten piecemeal) or the statement is refused.
+    pub fn collect(mut self, statement: &Statement) -> Result<Vec<Edit>, NotCollected> {
         let _ = statement.visit(&mut self);
-        (!self.unlocatable).then_some(self.edits)
+        if let Some(refusal) = self.refusal {
+            return Err(NotCollected::Refused(refusal));
+        }
+        match self.unlocatable {
+            true => Err(NotCollected::Unlocatable),
+            false => Ok(self.edits),
+        }
+    }
+
+    /// Refuses the statement (the first reason is kept).
+    fn refuse(&mut self, reason: String, offset: Option<usize>) {
+        self.refusal.get_or_insert(Refusal { reason, offset });
     }
 
     fn shadowed(&self, name: &str) -> bool {
@@ -141,10 +191,18 @@ impl<'a> Collector<'a> {
         });
     }
 
-    /// `COPY t [(cols)] TO ...` reads through the view with a query; `COPY t FROM` writes
-    /// through the view (Postgres accepts that when the view has an INSTEAD OF INSERT trigger,
-    /// and says so when it has not).
-    fn copy(&mut self, table_name: &ObjectName, columns: &[Ident], to: bool) {
+    /// `COPY t [(cols)] TO ...` reads through the view with a query. `COPY t FROM` writes
+    /// through the view where it has an INSTEAD OF INSERT trigger (Postgres runs it for each
+    /// row); into an auto-updatable view, which Postgres cannot copy to, it writes the base
+    /// table with the view's columns mapped (`copy_into_base`), where the catalog recorded the
+    /// mapping (otherwise through the view, and Postgres says it cannot).
+    fn copy(
+        &mut self,
+        table_name: &ObjectName,
+        columns: &[Ident],
+        to: bool,
+        force_columns: Vec<&Ident>,
+    ) {
         let Some((target, qualified, _)) = self.resolve(table_name) else {
             return;
         };
@@ -153,6 +211,13 @@ impl<'a> Collector<'a> {
             return;
         };
         let view = view_reference(target, qualified);
+        if !to
+            && let Some(write) = self.targets.base_write(target)
+            && !write.mapping.trigger_backed
+        {
+            self.copy_into_base(target, write, name_range, columns, force_columns);
+            return;
+        }
         if !to {
             self.edits.push(Edit {
                 range: name_range,
@@ -186,6 +251,170 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// The column list's end: just past the `)` after its last column, or the name's end.
+    fn column_list_end(&mut self, name_end: usize, columns: &[Ident]) -> Option<usize> {
+        let Some(last) = columns.last() else {
+            return Some(name_end);
+        };
+        let close = self
+            .index
+            .range(last.span)
+            .and_then(|r| self.sql[r.end..].find(')').map(|p| r.end + p + 1));
+        if close.is_none() {
+            self.unlocatable = true;
+        }
+        close
+    }
+
+    /// `COPY t [(cols)] FROM …` through an auto-updatable view: `COPY base (base cols) FROM …`.
+    /// Exact when every column it writes is a view column shown as a base column (plain or
+    /// renamed; always so in an auto-updatable view), none is an identity column `GENERATED
+    /// ALWAYS` (an INSERT through the view refuses a value for it, a COPY would store it), and
+    /// every view column it leaves out gets the base column's default (an INSERT through the
+    /// view would apply the view's own default). No column list means the view's columns in
+    /// the view's order. `FORCE_NOT_NULL` / `FORCE_NULL` name the base columns too.
+    fn copy_into_base(
+        &mut self,
+        target: &ViewTarget,
+        write: &BaseWrite,
+        name_range: std::ops::Range<usize>,
+        columns: &[Ident],
+        force_columns: Vec<&Ident>,
+    ) {
+        let mapping = &write.mapping;
+        let table = &target.table.name;
+        let version = &self.targets.version;
+        let Some(end) = self.column_list_end(name_range.end, columns) else {
+            return;
+        };
+        let listed: Vec<(String, Option<usize>)> = if columns.is_empty() {
+            mapping
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), None))
+                .collect()
+        } else {
+            columns
+                .iter()
+                .map(|c| {
+                    let offset = self.index.range(c.span).map(|r| r.start);
+                    (fold_identifier(&c.value, c.quote_style.is_some()), offset)
+                })
+                .collect()
+        };
+        let mut base_columns = Vec::with_capacity(listed.len());
+        for (name, offset) in &listed {
+            let Some(column) = mapping.column(name) else {
+                return self.refuse(
+                    format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
+                    offset.or(Some(name_range.start)),
+                );
+            };
+            let Some(base) = &column.base_column else {
+                return self.refuse(
+                    format!("COPY … FROM cannot write column \"{name}\" of \"{table}\", an expression at version {version}"),
+                    offset.or(Some(name_range.start)),
+                );
+            };
+            if column.base_identity_always {
+                return self.refuse(
+                    format!("COPY … FROM would write column \"{name}\" of \"{table}\", an identity column GENERATED ALWAYS, which an insert through version {version} may not; leave it out of the column list"),
+                    offset.or(Some(name_range.start)),
+                );
+            }
+            base_columns.push(quote_identifier(base));
+        }
+        if let Some(omitted) = mapping.columns.iter().find(|column| {
+            !listed.iter().any(|(name, _)| *name == column.name) && !column.base_default_applies()
+        }) {
+            return self.refuse(
+                format!(
+                    "COPY … FROM leaves out column \"{}\" of \"{table}\", whose default at version {version} ({}) is not the base table's, and viewgate copies into the base table; list the column and give its values",
+                    omitted.name,
+                    omitted.default.as_deref().unwrap_or_default()
+                ),
+                Some(name_range.start),
+            );
+        }
+        for ident in force_columns {
+            let name = fold_identifier(&ident.value, ident.quote_style.is_some());
+            let Some(range) = self.index.range(ident.span) else {
+                self.unlocatable = true;
+                return;
+            };
+            let Some(base) = mapping.column(&name).and_then(|c| c.base_column.as_deref()) else {
+                return self.refuse(
+                    format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
+                    Some(range.start),
+                );
+            };
+            self.edits.push(Edit {
+                range,
+                text: quote_identifier(base),
+                relation: false,
+            });
+        }
+        self.edits.push(Edit {
+            range: name_range.start..end,
+            text: format!(
+                "{}.{} ({})",
+                quote_identifier(&write.base.schema),
+                quote_identifier(&write.base.name),
+                base_columns.join(", ")
+            ),
+            relation: true,
+        });
+    }
+
+    /// Whether `range` overlaps an upsert's edits (which map such references themselves).
+    fn in_upsert(&self, range: std::ops::Range<usize>) -> bool {
+        self.upsert_ranges.iter().any(|r| {
+            r.start < range.end.max(range.start + 1) && range.start < r.end.max(r.start + 1)
+        })
+    }
+
+    /// `INSERT … ON CONFLICT` through a trigger-backed view with a recorded mapping: the
+    /// upsert on the base table (`upsert.rs`). `false` when it is not such an insert.
+    fn upsert(&mut self, insert: &sqlparser::ast::Insert) -> bool {
+        let (TableObject::TableName(name), Some(OnInsert::OnConflict(conflict))) =
+            (&insert.table, &insert.on)
+        else {
+            return false;
+        };
+        let Some((target, _, written)) = self.resolve_in(name, false) else {
+            return false;
+        };
+        let Some(write) = self
+            .targets
+            .base_write(target)
+            .filter(|write| write.mapping.trigger_backed)
+        else {
+            return false;
+        };
+        let Some(name_range) = self.index.range(name.span()) else {
+            self.unlocatable = true;
+            return true;
+        };
+        let upsert = Upsert {
+            sql: self.sql,
+            index: self.index,
+            target,
+            write,
+            version: &self.targets.version,
+        };
+        match upsert.edits(insert, conflict, name_range, written) {
+            Ok(edits) => {
+                self.upsert_ranges
+                    .extend(edits.iter().map(|edit| edit.range.clone()));
+                self.edits.extend(edits);
+            }
+            Err(refusal) => {
+                self.refusal.get_or_insert(refusal);
+            }
+        }
+        true
+    }
+
     /// `schema.table` qualifying a column or a wildcard (`idents` ends with the table): when it
     /// names a managed table, drop `schema.` so the qualifier names the alias the table
     /// reference was given.
@@ -208,6 +437,9 @@ impl<'a> Collector<'a> {
             self.unlocatable = true;
             return;
         };
+        if self.in_upsert(first.start..table_range.end) {
+            return;
+        }
         self.edits.push(Edit {
             range: first.start..table_range.start,
             text: String::new(),
@@ -433,6 +665,9 @@ impl Visitor for Collector<'_> {
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
         match statement {
             Statement::Insert(insert) => {
+                if self.upsert(insert) {
+                    return ControlFlow::Continue(());
+                }
                 if let TableObject::TableName(name) = &insert.table {
                     self.relation(name, insert.table_alias.is_none(), false);
                 }
@@ -464,8 +699,15 @@ impl Visitor for Collector<'_> {
                         columns,
                     },
                 to,
+                options,
+                legacy_options,
                 ..
-            } => self.copy(table_name, columns, *to),
+            } => self.copy(
+                table_name,
+                columns,
+                *to,
+                copy_option_columns(options, legacy_options).collect(),
+            ),
             _ => {}
         }
         ControlFlow::Continue(())

@@ -8,7 +8,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::postgres_grammar::{self, Place, Reading, Reference};
-use super::references::{Collector, view_reference};
+use super::references::{Collector, NotCollected, view_reference};
 use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
 use super::targets::{VersionTargets, fold_identifier};
@@ -63,7 +63,10 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
     let reading = read_with_sqlparser(sql, targets);
     Analysis {
         parser_tokens: reading.parser_tokens,
-        edits: check(sql, targets, reading.edits, reading.failure, reading.unread),
+        edits: match reading.refusal {
+            Some(refusal) => Err(refusal),
+            None => check(sql, targets, reading.edits, reading.failure, reading.unread),
+        },
     }
 }
 
@@ -75,6 +78,9 @@ pub struct ParserReading {
     pub edits: Vec<Edit>,
     pub failure: Option<Failure>,
     pub unread: Vec<Range<usize>>,
+    /// A statement sqlparser read but viewgate refuses (it cannot write it exactly): the
+    /// whole text is refused, whatever Postgres's parser says.
+    pub refusal: Option<Failure>,
 }
 
 /// sqlparser's reading alone, without Postgres's check (the differential test compares the
@@ -94,11 +100,13 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
                 edits: Vec::new(),
                 failure: Some(failure(e.message.clone(), Some(e.location))),
                 unread: std::iter::once(0..sql.len()).collect(),
+                refusal: None,
             };
         }
     };
     let mut edits = Vec::new();
     let mut first_failure = None;
+    let mut refusal = None;
     let mut unread = Vec::new();
     for statement in statements {
         if statement.kind == Kind::PassThrough
@@ -113,10 +121,17 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
                 let range = statement.range.clone();
                 match parsed_edits(sql, statement, &index, targets) {
                     Ok(found) => found,
-                    Err((reason, location)) => {
+                    Err(NotParsed::Parser(reason, location)) => {
                         first_failure
                             .get_or_insert_with(|| failure(reason, location.or(Some(start))));
                         unread.push(range);
+                        Vec::new()
+                    }
+                    Err(NotParsed::Refused(reason, offset)) => {
+                        refusal.get_or_insert(Failure {
+                            reason,
+                            offset: offset.or_else(|| index.offset(start)),
+                        });
                         Vec::new()
                     }
                 }
@@ -129,6 +144,7 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
         edits,
         failure: first_failure,
         unread,
+        refusal,
     }
 }
 
@@ -200,6 +216,25 @@ fn edit_from_reference(
     let target = targets
         .resolve(reference.schema.as_deref(), &reference.name)
         .ok_or_else(|| cannot("ambiguously"))?;
+    if reference.place == Place::Target
+        && contains_ignore_ascii_case(sql.as_bytes(), b"conflict")
+        && targets
+            .base_write(target)
+            .is_some_and(|write| write.mapping.trigger_backed)
+    {
+        return Err(cannot(
+            "as the target of what may be INSERT … ON CONFLICT through a trigger-backed view (written to the base table), in syntax viewgate's own parser cannot read",
+        ));
+    }
+    if reference.place == Place::CopyFrom
+        && targets
+            .base_write(target)
+            .is_some_and(|write| !write.mapping.trigger_backed)
+    {
+        return Err(cannot(
+            "in COPY … FROM (into the base table, since Postgres cannot copy to this version's view), in syntax viewgate's own parser cannot read",
+        ));
+    }
     let (range, last) = postgres_grammar::name_extent(sql, reference.offset)
         .ok_or_else(|| cannot("in an unusual spelling"))?;
     let mut text = view_reference(target, reference.schema.is_some());
@@ -262,24 +297,39 @@ fn statement_start(statement: &StatementText) -> Location {
         .unwrap_or(Location::new(1, 1))
 }
 
+/// Why a statement gives no edits: sqlparser could not read it (or locate a reference in
+/// it), or it was read and is refused (reason, byte offset).
+enum NotParsed {
+    Parser(String, Option<Location>),
+    Refused(String, Option<usize>),
+}
+
 fn parsed_edits(
     sql: &str,
     statement: StatementText,
     index: &TextIndex,
     targets: &VersionTargets,
-) -> Result<Vec<Edit>, (String, Option<Location>)> {
+) -> Result<Vec<Edit>, NotParsed> {
     let parsed = Parser::new(&PostgreSqlDialect {})
         .with_tokens_with_locations(statements::parser_tokens(statement))
         .parse_statements()
-        .map_err(|e| parser_reason(&e.to_string()))?;
+        .map_err(|e| {
+            let (reason, location) = parser_reason(&e.to_string());
+            NotParsed::Parser(reason, location)
+        })?;
     let mut edits = Vec::new();
     for parsed_statement in &parsed {
         let found = Collector::new(sql, index, targets)
             .collect(parsed_statement)
-            .ok_or((
-                "a table reference could not be located in the text".to_owned(),
-                None,
-            ))?;
+            .map_err(|not| match not {
+                NotCollected::Unlocatable => NotParsed::Parser(
+                    "a table reference could not be located in the text".to_owned(),
+                    None,
+                ),
+                NotCollected::Refused(refusal) => {
+                    NotParsed::Refused(refusal.reason, refusal.offset)
+                }
+            })?;
         edits.extend(found);
     }
     Ok(edits)

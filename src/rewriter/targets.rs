@@ -4,10 +4,15 @@
 //! the rewriter splices are exactly the ones the view generator created. A version whose
 //! catalog substitutes exist also sends its catalog relations (`pg_catalog.pg_class`,
 //! `information_schema.columns`, …) to them, so introspection shows the version's tables.
+//! Where the catalog recorded how a view maps onto its base table, the targets carry that too
+//! ([`BaseWrite`]), for the statements the rewriter sends to the base table (COPY … FROM
+//! through an auto-updatable view).
+
+use std::sync::Arc;
 
 use super::mention::MentionScan;
-use crate::model::RoutingMap;
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
+use crate::model::{RoutingMap, ViewMapping};
 
 /// A relation name as Postgres stores it: case-sensitive, after identifier folding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,11 +37,20 @@ pub struct ViewTarget {
     pub view: RelationName,
 }
 
+/// A view's base table and how the view's columns map onto it (`model::view_mapping`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseWrite {
+    pub base: RelationName,
+    pub mapping: Arc<ViewMapping>,
+}
+
 /// The managed tables of one version.
 #[derive(Debug, Clone, Default)]
 pub struct VersionTargets {
     pub version: String,
     targets: Vec<ViewTarget>,
+    /// Per view (by its name), its base table and column mapping, where the catalog has one.
+    base_writes: Vec<(RelationName, BaseWrite)>,
     /// Catalog relations and their substitutes for this version: rewritten like managed
     /// tables, except inside regclass literals (`'pg_class'::regclass` must stay the catalog).
     catalog: Vec<ViewTarget>,
@@ -53,6 +67,7 @@ impl VersionTargets {
         VersionTargets {
             version: version.into(),
             targets,
+            base_writes: Vec::new(),
             catalog: Vec::new(),
             catalog_mentions: Vec::new(),
             mention_scan,
@@ -74,6 +89,20 @@ impl VersionTargets {
         self
     }
 
+    /// These targets, with `view`'s base table and column mapping.
+    pub fn with_base_write(mut self, view: RelationName, write: BaseWrite) -> Self {
+        self.base_writes.push((view, write));
+        self
+    }
+
+    /// The base table and column mapping of a target's view, if the catalog recorded them.
+    pub fn base_write(&self, target: &ViewTarget) -> Option<&BaseWrite> {
+        self.base_writes
+            .iter()
+            .find(|(view, _)| *view == target.view)
+            .map(|(_, write)| write)
+    }
+
     /// The fast path's scan for `table_names()`.
     pub fn mention_scan(&self) -> &MentionScan {
         &self.mention_scan
@@ -92,7 +121,18 @@ impl VersionTargets {
             })
             .collect::<Vec<_>>();
         let has_tables = !targets.is_empty();
-        let targets = VersionTargets::new(version, targets);
+        let mut targets = VersionTargets::new(version, targets);
+        for routed in tables {
+            if let Some(mapping) = &routed.mapping {
+                targets = targets.with_base_write(
+                    RelationName::new(&routed.view_schema, &routed.view_name),
+                    BaseWrite {
+                        base: RelationName::new(&routed.base_schema, &routed.base_table),
+                        mapping: Arc::new(mapping.clone()),
+                    },
+                );
+            }
+        }
         Some(match map.catalog_substitutes.contains(version) {
             true if has_tables => {
                 targets.with_catalog_substitutes(&catalog_substitutes::substitute_schema(version))
@@ -282,6 +322,7 @@ mod tests {
                 base_table: "model_metadata".into(),
                 view_schema: "public".into(),
                 view_name: "model_metadata_v2".into(),
+                mapping: None,
             }],
         );
         let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();

@@ -410,3 +410,244 @@ fn a_managed_tables_row_type_becomes_the_views() {
         "SELECT NULL::other.model_metadata, '1'::int8",
     );
 }
+
+/// v3 of `tests/copy_versions.rs`: an auto-updatable view renaming two columns, one with a
+/// default of its own, with its recorded mapping.
+fn renamed_with_mapping(trigger_backed: bool) -> VersionTargets {
+    use std::sync::Arc;
+
+    use crate::model::{MappedColumn, ViewMapping};
+
+    let column = |name: &str, base: &str, default: Option<&str>| MappedColumn {
+        name: name.into(),
+        base_column: Some(base.into()),
+        expression: None,
+        type_name: "text".into(),
+        default: default.map(str::to_owned),
+        base_default: None,
+        base_identity_always: false,
+    };
+    let view = RelationName::new("public", "model_metadata_v3");
+    VersionTargets::new(
+        "v3",
+        vec![ViewTarget {
+            table: RelationName::new("public", "model_metadata"),
+            view: view.clone(),
+        }],
+    )
+    .with_base_write(
+        view,
+        super::targets::BaseWrite {
+            base: RelationName::new("public", "model_metadata"),
+            mapping: Arc::new(ViewMapping {
+                trigger_backed,
+                columns: vec![
+                    column("id", "id", None),
+                    column("name", "model_name", None),
+                    column("Version", "model_version", Some("'0.0'::text")),
+                ],
+                insert: Vec::new(),
+                update: Vec::new(),
+            }),
+        },
+    )
+}
+
+#[test]
+fn copy_from_an_auto_updatable_view_writes_the_base_table_with_mapped_columns() {
+    let targets = renamed_with_mapping(false);
+    let out = |sql: &str| rewrite(sql, &targets);
+    assert_eq!(
+        out("COPY model_metadata (id, name, \"Version\") FROM STDIN WITH (FORMAT csv, FORCE_NULL (name), FORCE_NOT_NULL (\"Version\"))"),
+        Ok(Rewrite::Rewritten(
+            "COPY public.model_metadata (id, model_name, model_version) FROM STDIN WITH (FORMAT csv, FORCE_NULL (model_name), FORCE_NOT_NULL (model_version))".into()
+        ))
+    );
+    // No column list: the view's columns in its order.
+    assert_eq!(
+        out("copy public.model_metadata from stdin (format binary)"),
+        Ok(Rewrite::Rewritten(
+            "copy public.model_metadata (id, model_name, model_version) from stdin (format binary)"
+                .into()
+        ))
+    );
+    // Leaving out a column with a default of the view's own is refused, with the position.
+    let error = out("COPY model_metadata (id, name) FROM STDIN").unwrap_err();
+    assert!(error.reason.contains("\"Version\""), "{error}");
+    assert_eq!(error.position, Some(6));
+    // A column the version does not have.
+    let error = out("COPY model_metadata (id, model_name, \"Version\") FROM STDIN").unwrap_err();
+    assert!(error.reason.contains("\"model_name\""), "{error}");
+    assert_eq!(error.position, Some(26));
+    // COPY … TO reads through the view, as before.
+    assert_eq!(
+        out("COPY model_metadata (id, name) TO STDOUT"),
+        Ok(Rewrite::Rewritten(
+            "COPY (SELECT id, name FROM model_metadata_v3) TO STDOUT".into()
+        ))
+    );
+    // A trigger-backed view keeps COPY … FROM (its INSTEAD OF trigger runs per row).
+    assert_eq!(
+        rewrite(
+            "COPY model_metadata (id) FROM STDIN",
+            &renamed_with_mapping(true)
+        ),
+        Ok(Rewrite::Rewritten(
+            "COPY model_metadata_v3 (id) FROM STDIN".into()
+        ))
+    );
+    // Through the shape cache, the same.
+    let cache = super::RewriteCache::default();
+    for _ in 0..2 {
+        assert_eq!(
+            *super::rewrite_cached(
+                &cache,
+                "COPY model_metadata (name) FROM STDIN (FORMAT csv, DELIMITER ';')",
+                &renamed_with_mapping(false)
+            ),
+            Err(
+                out("COPY model_metadata (name) FROM STDIN (FORMAT csv, DELIMITER ';')")
+                    .unwrap_err()
+            )
+        );
+        assert_eq!(
+            *super::rewrite_cached(&cache, "COPY model_metadata (\"Version\", id) FROM STDIN (FORMAT csv, DELIMITER ';')", &targets),
+            Ok(Rewrite::Rewritten("COPY public.model_metadata (model_version, id) FROM STDIN (FORMAT csv, DELIMITER ';')".into()))
+        );
+    }
+}
+
+/// v2 of the seed example with its recorded mapping: `model_type` an expression with a
+/// write-back, the rest plain, defaults copied from the base table.
+fn seed_v2_with_mapping() -> VersionTargets {
+    use std::sync::Arc;
+
+    use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
+
+    let column = |name: &str, expression: Option<&str>, type_name: &str, default: Option<&str>| {
+        MappedColumn {
+            name: name.into(),
+            base_column: expression.is_none().then(|| name.into()),
+            expression: expression.map(str::to_owned),
+            type_name: type_name.into(),
+            default: default.map(str::to_owned),
+            base_default: default.map(str::to_owned),
+            base_identity_always: false,
+        }
+    };
+    let plain = |name: &str| WriteAssignment {
+        base_column: name.into(),
+        view_column: Some(name.into()),
+        expression: None,
+        when_changed: None,
+    };
+    let names = ["id", "model_name", "model_version"];
+    let mut insert: Vec<WriteAssignment> = names.iter().map(|n| plain(n)).collect();
+    insert.push(WriteAssignment {
+        base_column: "model_type".into(),
+        view_column: None,
+        expression: Some("NEW.model_type".into()),
+        when_changed: None,
+    });
+    let mut update = insert.clone();
+    update[3].when_changed = Some("model_type".into());
+    let view = RelationName::new("public", "model_metadata_v2");
+    VersionTargets::new(
+        "v2",
+        vec![ViewTarget {
+            table: RelationName::new("public", "model_metadata"),
+            view: view.clone(),
+        }],
+    )
+    .with_base_write(
+        view,
+        super::targets::BaseWrite {
+            base: RelationName::new("public", "model_metadata"),
+            mapping: Arc::new(ViewMapping {
+                trigger_backed: true,
+                columns: vec![
+                    column(
+                        "id",
+                        None,
+                        "bigint",
+                        Some("nextval('model_metadata_id_seq'::regclass)"),
+                    ),
+                    column("model_name", None, "text", None),
+                    column("model_version", None, "text", None),
+                    column(
+                        "model_type",
+                        Some("COALESCE(model_type, 'neural_network')"),
+                        "text",
+                        None,
+                    ),
+                ],
+                insert,
+                update,
+            }),
+        },
+    )
+}
+
+#[test]
+fn an_upsert_through_a_trigger_backed_view_is_one_upsert_on_the_base_table() {
+    let targets = seed_v2_with_mapping();
+    let sql = "INSERT INTO model_metadata (id, model_name, model_version) VALUES (1, 'a', DEFAULT) ON CONFLICT (id) DO UPDATE SET model_type = EXCLUDED.model_type WHERE model_metadata.model_version < 'b' RETURNING model_type, *";
+    let expected = "INSERT INTO public.model_metadata AS model_metadata (id, model_name, model_version, model_type) \
+SELECT new.id, new.model_name, new.model_version, (NEW.model_type) FROM (SELECT \
+CAST(viewgate_input.id AS bigint) AS id, CAST(viewgate_input.model_name AS text) AS model_name, \
+CAST(viewgate_input.model_version AS text) AS model_version, CAST(NULL AS text) AS model_type FROM ( \
+VALUES (CAST(1 AS bigint), CAST('a' AS text), CAST(NULL AS text))) AS viewgate_input (id, model_name, model_version)) AS new \
+ON CONFLICT (id) DO UPDATE SET (id, model_name, model_version, model_type) = (SELECT new.id, new.model_name, new.model_version, \
+CASE WHEN new.model_type IS DISTINCT FROM old.model_type THEN (NEW.model_type) ELSE model_metadata.model_type END \
+FROM (SELECT CAST((COALESCE(excluded.model_type, 'neural_network')) AS text) AS model_type, model_metadata.id AS id, \
+model_metadata.model_name AS model_name, model_metadata.model_version AS model_version) AS new, \
+(SELECT model_metadata.id AS id, model_metadata.model_name AS model_name, model_metadata.model_version AS model_version, \
+(COALESCE(model_metadata.model_type, 'neural_network')) AS model_type) AS old) \
+WHERE model_metadata.model_version < 'b' RETURNING (COALESCE(model_metadata.model_type, 'neural_network')) AS model_type, \
+model_metadata.id AS id, model_metadata.model_name AS model_name, model_metadata.model_version AS model_version, \
+(COALESCE(model_metadata.model_type, 'neural_network')) AS model_type";
+    assert_eq!(
+        rewrite(sql, &targets),
+        Ok(Rewrite::Rewritten(expected.into()))
+    );
+    // Statements of the same shape with other constants, through the shape cache: the same
+    // as the full path.
+    let cache = super::RewriteCache::default();
+    for (id, name) in [(1, "a"), (22, "it''s"), (333, "$x$")] {
+        let text = sql.replace("(1, 'a'", &format!("({id}, '{name}'"));
+        assert_eq!(
+            *super::rewrite_cached(&cache, &text, &targets),
+            rewrite(&text, &targets),
+            "{text}"
+        );
+    }
+    assert!(cache.stats().hits >= 2, "{:?}", cache.stats());
+    // What cannot be mapped exactly is refused with the position.
+    let error = rewrite(
+        "INSERT INTO model_metadata (model_type) VALUES ('x') ON CONFLICT (model_type) DO NOTHING",
+        &targets,
+    )
+    .unwrap_err();
+    assert!(error.reason.contains("is an expression"), "{error}");
+    assert_eq!(error.position, Some(67));
+    // Without ON CONFLICT the insert goes through the view and its trigger, as before.
+    assert_eq!(
+        rewrite("INSERT INTO model_metadata (id) VALUES (1)", &targets),
+        Ok(Rewrite::Rewritten(
+            "INSERT INTO model_metadata_v2 AS model_metadata (id) VALUES (1)".into()
+        ))
+    );
+}
+
+#[test]
+fn upsert_text_cut_or_mangled_anywhere_never_panics() {
+    let targets = seed_v2_with_mapping();
+    let sql = "INSERT INTO model_metadata AS m (id, model_name) VALUES (1, DEFAULT), ($1, 'b') ON CONFLICT (id) DO UPDATE SET model_name = EXCLUDED.model_name || m.model_name, model_type = upper(EXCLUDED.model_type) WHERE m.id > 0 RETURNING m.*, model_type, public.model_metadata.id";
+    for (end, _) in sql.char_indices() {
+        let _ = rewrite(&sql[..end], &targets);
+        for insert in ["(", ")", ",", "=", ";", " ON CONFLICT ", " DEFAULT", "'"] {
+            let mangled = format!("{}{insert}{}", &sql[..end], &sql[end..]);
+            let _ = rewrite(&mangled, &targets);
+        }
+    }
+}

@@ -412,6 +412,7 @@ mod tests {
             base_table: "t".into(),
             view_schema: "public".into(),
             view_name: format!("t_{version}"),
+            mapping: None,
         };
         let map = RoutingMap {
             default_version: default.map(str::to_owned),

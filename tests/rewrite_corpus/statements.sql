@@ -74,8 +74,9 @@ SELECT {Q}."id", COUNT(*) OVER () AS "total" FROM {Q} ORDER BY {Q}."id" LIMIT 2 
 SELECT {Q}."id", CASE WHEN {Q}."model_name" = 'resnet' THEN 'vision' WHEN {Q}."model_name" IN ('bert', 'gpt') THEN 'nlp' ELSE 'other' END AS "family" FROM {Q} ORDER BY {Q}."id"
 
 -- name: django_upsert_on_conflict
--- errors: v2
 INSERT INTO {Q} ("id", "model_name", "model_version", "hyperparameters", "created_at") VALUES (1, 'resnet', '9.9', '{}'::jsonb, '2024-01-01T00:00:00+00:00'::timestamptz) ON CONFLICT("id") DO UPDATE SET "model_version" = EXCLUDED."model_version" RETURNING {Q}."id", {Q}."model_version"
+-- hand v2:
+INSERT INTO public.model_metadata AS "model_metadata" ("id", "model_name", "model_version", "hyperparameters", "created_at") VALUES (1, 'resnet', '9.9', '{}'::jsonb, '2024-01-01T00:00:00+00:00'::timestamptz) ON CONFLICT ("id") DO UPDATE SET "model_version" = EXCLUDED."model_version" RETURNING "model_metadata"."id", "model_metadata"."model_version"
 
 -- name: django_introspect_columns_regclass
 SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = {R}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
@@ -205,12 +206,31 @@ SELECT {Q}."model_name", {Q}."model_version" FROM {Q} ORDER BY {Q}."id"
 INSERT INTO {Q} ("model_name", "model_version", "hyperparameters", "created_at") VALUES ($1, $2, $3, ($4::text)::timestamptz) RETURNING "id"
 
 -- name: activerecord_insert_all_on_conflict_do_nothing
--- errors: v2
 INSERT INTO {Q} ("id","model_name","model_version","created_at") VALUES (1, 'dup', '1', '2024-06-01'), (50, 'new', '1', '2024-06-01') ON CONFLICT ("id") DO NOTHING RETURNING "id"
+-- hand v2:
+INSERT INTO public.model_metadata ("id","model_name","model_version","created_at") VALUES (1, 'dup', '1', '2024-06-01'), (50, 'new', '1', '2024-06-01') ON CONFLICT ("id") DO NOTHING RETURNING "id"
 
 -- name: activerecord_upsert_all
--- errors: v2
 INSERT INTO {Q} AS {Q} ("id","model_name","model_version","created_at") VALUES (2, 'bert', '2.5', '2024-02-01'), (60, 'new', '1', '2024-06-01') ON CONFLICT ("id") DO UPDATE SET "model_version"=excluded."model_version" RETURNING "id"
+-- hand v2:
+INSERT INTO public.model_metadata AS "model_metadata" ("id","model_name","model_version","created_at") VALUES (2, 'bert', '2.5', '2024-02-01'), (60, 'new', '1', '2024-06-01') ON CONFLICT ("id") DO UPDATE SET "model_version"=excluded."model_version" RETURNING "id"
+
+-- name: hand_upsert_returning_the_computed_column
+-- errors: v1
+INSERT INTO {T} (id, model_name, model_version) VALUES (1, 'resnet', '1.1'), (70, 'new', '1') ON CONFLICT (id) DO UPDATE SET model_version = EXCLUDED.model_version RETURNING id, model_type, model_metadata.model_version
+-- hand v2:
+INSERT INTO public.model_metadata AS model_metadata (id, model_name, model_version) VALUES (1, 'resnet', '1.1'), (70, 'new', '1') ON CONFLICT (id) DO UPDATE SET model_version = EXCLUDED.model_version RETURNING id, COALESCE(model_type, 'neural_network') AS model_type, model_metadata.model_version
+
+-- name: hand_upsert_do_nothing_without_a_target
+INSERT INTO {N} (id, model_name, model_version) VALUES (3, 'dup', '1'), (71, 'n', '1') ON CONFLICT DO NOTHING RETURNING id
+-- hand v2:
+INSERT INTO public.model_metadata (id, model_name, model_version) VALUES (3, 'dup', '1'), (71, 'n', '1') ON CONFLICT DO NOTHING RETURNING id
+
+-- name: hand_upsert_model_type_from_excluded
+-- errors: v1
+INSERT INTO {N} AS m (id, model_name, model_version, model_type) VALUES (2, 'bert', '2.0', 'encoder') ON CONFLICT (id) DO UPDATE SET model_type = EXCLUDED.model_type RETURNING m.*
+-- hand v2:
+INSERT INTO public.model_metadata AS m (id, model_name, model_version, model_type) VALUES (2, 'bert', '2.0', 'encoder') ON CONFLICT (id) DO UPDATE SET model_type = EXCLUDED.model_type RETURNING m.id, m.model_name, m.model_version, COALESCE(m.model_type, 'neural_network') AS model_type, m.hyperparameters, m.created_at, m.schema_version
 
 -- name: activerecord_update
 -- params: text:3.6 | int8:3

@@ -5,6 +5,7 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use crate::control::error::ControlError;
+use crate::model::ViewMapping;
 
 /// One generated view as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,15 +18,19 @@ pub struct CatalogObject {
     pub view_name: String,
     pub trigger_backed: bool,
     pub fingerprint: String,
+    /// How the view's columns map onto the base table; `None` when recorded by a viewgate
+    /// from before the mapping (`views apply` then applies the version again).
+    pub mapping: Option<ViewMapping>,
 }
 
 /// The recorded objects of every version, in (version, table) order.
 pub async fn load_objects(client: &impl GenericClient) -> Result<Vec<CatalogObject>, ControlError> {
     let rows = client
         .query(
+            // `mapping` through jsonb: a catalog older than the column has no such column.
             "SELECT version, table_name, base_schema, base_table, view_schema, view_name,
-                    trigger_backed, fingerprint
-             FROM viewgate.version_objects ORDER BY version, table_name",
+                    trigger_backed, fingerprint, to_jsonb(o) ->> 'mapping'
+             FROM viewgate.version_objects o ORDER BY version, table_name",
             &[],
         )
         .await
@@ -41,6 +46,10 @@ pub async fn load_objects(client: &impl GenericClient) -> Result<Vec<CatalogObje
             view_name: row.get(5),
             trigger_backed: row.get(6),
             fingerprint: row.get(7),
+            // An unreadable mapping (a hand-edited row) counts as none: apply records it again.
+            mapping: row
+                .get::<_, Option<String>>(8)
+                .and_then(|text| serde_json::from_str(&text).ok()),
         })
         .collect())
 }
@@ -92,12 +101,21 @@ pub async fn replace_objects(
         .await
         .map_err(|error| ControlError::database(context(), &error))?;
     for object in objects {
+        let mapping = object
+            .mapping
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|error| ControlError::Database {
+                context: context(),
+                message: error.to_string(),
+            })?;
         client
             .execute(
                 "INSERT INTO viewgate.version_objects
                    (version, table_name, base_schema, base_table, view_schema, view_name,
-                    trigger_backed, fingerprint)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    trigger_backed, fingerprint, mapping)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)",
                 &[
                     &object.version,
                     &object.table_name,
@@ -107,6 +125,7 @@ pub async fn replace_objects(
                     &object.view_name,
                     &object.trigger_backed,
                     &object.fingerprint,
+                    &mapping,
                 ],
             )
             .await

@@ -14,6 +14,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::definition::{self, VersionDefinition};
 use super::generate::{self, GeneratedVersion};
+use super::mapping;
 use super::plan;
 use super::spec::Spec;
 use super::validate;
@@ -266,6 +267,13 @@ async fn is_current(
     if planned != on_record {
         return Ok(false);
     }
+    // Views recorded before the catalog kept their column mapping get it now.
+    if recorded_objects
+        .iter()
+        .any(|object| object.mapping.is_none())
+    {
+        return Ok(false);
+    }
     for object in recorded_objects {
         let live =
             catalog::live_fingerprint(client, &object.view_schema, &object.view_name).await?;
@@ -357,6 +365,7 @@ pub async fn apply_version(
                         view.plan.qualified_view()
                     ),
                 })?;
+        let mapping = mapping::read(client, &view.plan).await?;
         objects.push(CatalogObject {
             version: version.name.clone(),
             table_name: view.plan.table_name.clone(),
@@ -366,6 +375,7 @@ pub async fn apply_version(
             view_name: view.plan.view_name.clone(),
             trigger_backed: view.plan.trigger.is_some(),
             fingerprint,
+            mapping: Some(mapping),
         });
     }
     client

@@ -6,13 +6,15 @@
 //! [`validate`] checks names and expressions against the server; [`apply`] runs it in one
 //! transaction with lock timeouts and retries; [`checksum`] fingerprints specs; [`status`]
 //! compares the database with the spec; [`retire`] drops a version; [`definition`] is each
-//! version's recorded definition, which migrations derive the next version from.
+//! version's recorded definition, which migrations derive the next version from; [`mapping`]
+//! how each view's columns map onto its base table, recorded for the proxy.
 
 pub mod apply;
 pub mod checksum;
 pub mod definition;
 pub mod generate;
 pub mod introspect;
+pub mod mapping;
 pub mod plan;
 pub mod retire;
 pub mod spec;

@@ -171,6 +171,8 @@ pub async fn status(
                     "drifted"
                 } else if recorded.checksum != version.checksum
                     || objects.iter().any(|object| object.state != "ok")
+                    // Recorded before the catalog kept column mappings: apply records them.
+                    || on_record.iter().any(|object| object.mapping.is_none())
                 {
                     "pending"
                 } else {

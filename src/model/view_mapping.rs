@@ -1,0 +1,112 @@
+//! How one version's view maps onto its base table, column by column, as `views apply` (and
+//! `migrate start`) records it in `viewgate.version_objects.mapping`.
+//!
+//! The data plane needs it where Postgres cannot write through the view itself and the
+//! rewriter writes the base table instead: `COPY … FROM` through an auto-updatable view (Postgres
+//! refuses to copy to any view without an INSTEAD OF INSERT trigger) becomes a COPY into the
+//! base table with the view's columns mapped to base columns. What decides whether that is
+//! exact is recorded too: each view column's own default (an insert through the view applies
+//! it, a COPY into the base table applies the base column's), and identity columns. A version
+//! applied before the mapping existed has none, and its statements are rewritten as before.
+
+use serde::{Deserialize, Serialize};
+
+/// One view's mapping onto its base table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewMapping {
+    /// Whether the view writes through an INSTEAD OF trigger (it has expression columns or
+    /// hidden defaults); otherwise Postgres updates it by itself.
+    pub trigger_backed: bool,
+    /// The view's columns, in the view's order.
+    pub columns: Vec<MappedColumn>,
+    /// For a trigger-backed view, the base columns its trigger's INSERT writes, and from what.
+    #[serde(default)]
+    pub insert: Vec<WriteAssignment>,
+    /// For a trigger-backed view, the base columns its trigger's UPDATE writes, and from what.
+    #[serde(default)]
+    pub update: Vec<WriteAssignment>,
+}
+
+/// One column of the view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappedColumn {
+    /// The column's name in the view.
+    pub name: String,
+    /// The base column it shows (plain or renamed); `None` for an expression column.
+    pub base_column: Option<String>,
+    /// The read expression over the base row, for an expression column.
+    pub expression: Option<String>,
+    /// The view column's type (`format_type`).
+    pub type_name: String,
+    /// The view's own default for the column (`pg_get_expr`), if it has one.
+    pub default: Option<String>,
+    /// The base column's default, if it has one (plain and renamed columns).
+    pub base_default: Option<String>,
+    /// The base column is an identity column `GENERATED ALWAYS` (`attidentity = 'a'`).
+    #[serde(default)]
+    pub base_identity_always: bool,
+}
+
+/// One base column a trigger-backed view's INSERT writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAssignment {
+    pub base_column: String,
+    /// Written from this view column as it is (`NEW.col`).
+    pub view_column: Option<String>,
+    /// Or computed by this expression of the spec's over `NEW` (and, on UPDATE, `OLD`).
+    pub expression: Option<String>,
+    /// On UPDATE, the expression applies only when this view column changed (otherwise the
+    /// base column keeps its value).
+    #[serde(default)]
+    pub when_changed: Option<String>,
+}
+
+impl ViewMapping {
+    /// The view column named `name` (as Postgres stores it: folded, case-sensitive).
+    pub fn column(&self, name: &str) -> Option<&MappedColumn> {
+        self.columns.iter().find(|column| column.name == name)
+    }
+}
+
+impl MappedColumn {
+    /// Whether an insert that leaves this column out stores what the base column's own
+    /// default gives: the view has no default of its own, or the same one.
+    pub fn base_default_applies(&self) -> bool {
+        self.default.is_none() || self.default == self.base_default
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_mapping_without_the_later_fields() {
+        let json = r#"{"trigger_backed": false, "columns": [{"name": "full_name",
+            "base_column": "name", "expression": null, "type_name": "text",
+            "default": null, "base_default": null}]}"#;
+        let mapping: ViewMapping = serde_json::from_str(json).unwrap();
+        let column = mapping.column("full_name").unwrap();
+        assert_eq!(column.base_column.as_deref(), Some("name"));
+        assert!(column.base_default_applies());
+        assert!(mapping.insert.is_empty() && mapping.update.is_empty());
+        assert!(mapping.column("name").is_none());
+    }
+
+    #[test]
+    fn a_view_default_of_its_own_does_not_let_the_base_default_apply() {
+        let column = |default: Option<&str>, base: Option<&str>| MappedColumn {
+            name: "c".into(),
+            base_column: Some("c".into()),
+            expression: None,
+            type_name: "integer".into(),
+            default: default.map(str::to_owned),
+            base_default: base.map(str::to_owned),
+            base_identity_always: false,
+        };
+        assert!(column(None, Some("1")).base_default_applies());
+        assert!(column(Some("1"), Some("1")).base_default_applies());
+        assert!(!column(Some("2"), Some("1")).base_default_applies());
+        assert!(!column(Some("2"), None).base_default_applies());
+    }
+}

@@ -1,0 +1,716 @@
+//! `INSERT … ON CONFLICT` through a trigger-backed view, as one upsert on the base table.
+//!
+//! Postgres cannot upsert through a view with an INSTEAD OF trigger: it infers a conflict
+//! target from the view's unique indexes, which a view has none of (42P10), and `ON CONFLICT
+//! DO NOTHING` without a target is silently ignored (the trigger's INSERT then raises 23505).
+//! So the rewriter sends the statement to the base table, emulating the trigger exactly:
+//!
+//! ```sql
+//! INSERT INTO public.t AS t (<the trigger's INSERT columns>)
+//! SELECT <the trigger's INSERT values, over NEW>
+//! FROM (SELECT CAST(viewgate_input.c AS <type>) AS c, …,             -- listed columns
+//!              CAST(<the view's default> AS <type>) AS d, …          -- the others
+//!       FROM (<the client's VALUES or SELECT>) AS viewgate_input (c, …)) AS new
+//! ON CONFLICT (<base columns>) DO UPDATE SET (<the trigger's UPDATE columns>) =
+//!     (SELECT <the trigger's UPDATE values, over NEW and OLD>
+//!      FROM (SELECT CAST(<client's value> AS <type>) AS c, …, <read of the others>) AS new,
+//!           (SELECT <read of every column>) AS old)
+//! WHERE … RETURNING …
+//! ```
+//!
+//! The input rows become a view-shaped derived table aliased `new`, so the spec's write
+//! expressions (`NEW.col`) apply verbatim; omitted columns (and `DEFAULT` in VALUES) take the
+//! view's defaults, as an INSERT through the view would. Values are cast to the view's column
+//! types (in VALUES too, so parameters get the view's types). References to the target row
+//! and `EXCLUDED.col` in SET, WHERE and RETURNING are mapped through the view's read
+//! expressions (a plain or renamed column is the base column, an expression column its
+//! expression over that row), RETURNING `*` is the view's columns under their names, and a
+//! bare column keeps its name. One statement on the base table: atomic, and as safe under
+//! concurrency as any upsert. Everything it cannot map exactly is refused with a reason
+//! ([`Refusal`]): subqueries in the mapped clauses (their scoping is not tracked), columns the
+//! version does not have, a conflict target on an expression column, `DEFAULT` in SET,
+//! `DEFAULT VALUES`, `INSERT … SELECT` without a column list.
+//!
+//! Every edit only inserts or replaces text between the client's tokens and never copies the
+//! client's text, so the shape cache can apply it to statements with other constants.
+
+use std::ops::{ControlFlow, Range};
+
+use sqlparser::ast::{
+    AssignmentTarget, ConflictTarget, Expr, Ident, Insert, ObjectNamePart, OnConflict,
+    OnConflictAction, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned,
+    visit_expressions,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::lexer::{self, Kind};
+use super::refusal::Refusal;
+use super::splice::{self, Edit, TextIndex};
+use super::statement_scan::{Scan, SetSegment};
+use super::targets::{BaseWrite, ViewTarget, fold_identifier, quote_identifier};
+use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
+
+/// The derived table of the client's rows.
+const INPUT_ALIAS: &str = "viewgate_input";
+/// The view-shaped rows the spec's write expressions read as `NEW` and, on UPDATE, `OLD`.
+const NEW_ALIAS: &str = "new";
+const OLD_ALIAS: &str = "old";
+/// The proposed row of an upsert.
+const EXCLUDED: &str = "excluded";
+
+/// One upsert through a trigger-backed view.
+pub struct Upsert<'a> {
+    pub sql: &'a str,
+    pub index: &'a TextIndex<'a>,
+    pub target: &'a ViewTarget,
+    pub write: &'a BaseWrite,
+    pub version: &'a str,
+}
+
+/// The name the statement's target row goes by: its alias, or the table's name as written.
+struct RowName {
+    /// As written (used to qualify base columns).
+    text: String,
+    /// Folded, to recognise qualifiers.
+    folded: String,
+    /// Whether the client gave an alias (then `schema.table.col` no longer names the row).
+    aliased: bool,
+}
+
+impl Upsert<'_> {
+    fn mapping(&self) -> &ViewMapping {
+        &self.write.mapping
+    }
+
+    fn refusal(&self, why: impl std::fmt::Display, offset: Option<usize>) -> Refusal {
+        Refusal::new(
+            format!(
+                "INSERT … ON CONFLICT through version {}'s trigger-backed view of \"{}\" is written to the base table, and viewgate cannot map this exactly: {why}",
+                self.version, self.target.table.name
+            ),
+            offset,
+        )
+    }
+
+    fn offset(&self, ident: &Ident) -> Option<usize> {
+        self.index.range(ident.span).map(|r| r.start)
+    }
+
+    fn column(&self, name: &str, offset: Option<usize>) -> Result<&MappedColumn, Refusal> {
+        self.mapping().column(name).ok_or_else(|| {
+            self.refusal(
+                format!(
+                    "column \"{name}\" does not exist at version {}",
+                    self.version
+                ),
+                offset,
+            )
+        })
+    }
+
+    /// The edits for `insert`, whose table name spans `name_range` and is written `written`.
+    pub fn edits(
+        &self,
+        insert: &Insert,
+        conflict: &OnConflict,
+        name_range: Range<usize>,
+        written: &str,
+    ) -> Result<Vec<Edit>, Refusal> {
+        let at_name = Some(name_range.start);
+        // A trigger-backed view writes at least its key columns on INSERT and UPDATE.
+        if self.mapping().update.is_empty() || self.mapping().insert.is_empty() {
+            return Err(self.refusal(
+                "the catalog has no write mapping for the view; run viewgate views apply again",
+                at_name,
+            ));
+        }
+        if !insert.assignments.is_empty() || insert.partitioned.is_some() || insert.or.is_some() {
+            return Err(self.refusal("this INSERT form", at_name));
+        }
+        let row = match &insert.table_alias {
+            Some(alias) => RowName {
+                text: self
+                    .index
+                    .range(alias.alias.span)
+                    .map(|r| self.sql[r].to_owned())
+                    .unwrap_or_default(),
+                folded: fold_identifier(&alias.alias.value, alias.alias.quote_style.is_some()),
+                aliased: true,
+            },
+            None => RowName {
+                text: written.to_owned(),
+                folded: self.target.table.name.clone(),
+                aliased: false,
+            },
+        };
+        if row.text.is_empty() {
+            return Err(self.refusal("the table's alias could not be located", at_name));
+        }
+        let mut tokens = Vec::new();
+        lexer::lex(self.sql, &mut tokens).ok_or_else(|| {
+            self.refusal("its text is outside what viewgate's lexer reads", at_name)
+        })?;
+        tokens.retain(|t| t.kind != Kind::Comment);
+        let scan = Scan {
+            sql: self.sql,
+            tokens: &tokens,
+        };
+
+        // Where the client's source rows are: after the column list (or alias, or name), up to
+        // `ON CONFLICT` at the statement's own level.
+        let mut head_end = match &insert.table_alias {
+            Some(alias) => self.index.range(alias.alias.span).map(|r| r.end),
+            None => Some(name_range.end),
+        }
+        .ok_or_else(|| self.refusal("the table's alias could not be located", at_name))?;
+        let mut listed = Vec::with_capacity(insert.columns.len());
+        for column in &insert.columns {
+            let [ObjectNamePart::Identifier(ident)] = column.0.as_slice() else {
+                return Err(self.refusal("a qualified column in the column list", at_name));
+            };
+            let range = self
+                .index
+                .range(ident.span)
+                .ok_or_else(|| self.refusal("a column could not be located", at_name))?;
+            head_end = head_end.max(range.end);
+            let name = fold_identifier(&ident.value, ident.quote_style.is_some());
+            self.column(&name, Some(range.start))?;
+            if listed.contains(&name) {
+                return Err(self.refusal(
+                    format!("column \"{name}\" is listed twice"),
+                    Some(range.start),
+                ));
+            }
+            listed.push(name);
+        }
+        if !insert.columns.is_empty() {
+            head_end = scan
+                .after(head_end)
+                .filter(|&i| scan.punct(i, ")"))
+                .map(|i| tokens[i].end)
+                .ok_or_else(|| self.refusal("the column list could not be located", at_name))?;
+        }
+        let Some(source) = &insert.source else {
+            return Err(self.refusal("DEFAULT VALUES", at_name));
+        };
+        let first = scan
+            .after(head_end)
+            .ok_or_else(|| self.refusal("the rows could not be located", at_name))?;
+        let on = scan
+            .on_conflict(first)
+            .ok_or_else(|| self.refusal("ON CONFLICT could not be located", at_name))?;
+        if on == first {
+            return Err(self.refusal("the rows could not be located", at_name));
+        }
+        let source_end = tokens[on - 1].end;
+        let values =
+            match &*source.body {
+                SetExpr::Values(values)
+                    if source.with.is_none()
+                        && source.order_by.is_none()
+                        && scan.word(first, "values") =>
+                {
+                    let rows = scan.rows(first + 1, on).filter(|rows| {
+                        rows.len() == values.rows.len()
+                            && rows
+                                .iter()
+                                .zip(&values.rows)
+                                .all(|(r, v)| r.len() == v.len())
+                    });
+                    Some(rows.ok_or_else(|| {
+                        self.refusal("the VALUES rows could not be located", at_name)
+                    })?)
+                }
+                _ => None,
+            };
+        if listed.is_empty() {
+            let Some(width) = values.as_ref().and_then(|rows| rows.first()).map(Vec::len) else {
+                return Err(self.refusal(
+                    "INSERT … SELECT without a column list; list the columns",
+                    at_name,
+                ));
+            };
+            if width > self.mapping().columns.len() {
+                return Err(self.refusal("more values than the view has columns", at_name));
+            }
+            listed = self.mapping().columns[..width]
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+        }
+
+        let mut edits = Vec::new();
+        // The head: the base table, the trigger's INSERT, the view-shaped `new` row.
+        let base = format!(
+            "{}.{}",
+            quote_identifier(&self.write.base.schema),
+            quote_identifier(&self.write.base.name)
+        );
+        let insert_columns = join(
+            self.mapping()
+                .insert
+                .iter()
+                .map(|a| quote_identifier(&a.base_column)),
+        );
+        let insert_values = join(
+            self.mapping()
+                .insert
+                .iter()
+                .map(|a| self.written_value(a, &row)),
+        );
+        let mut new_row = Vec::with_capacity(self.mapping().columns.len());
+        for column in &self.mapping().columns {
+            let value = if listed.contains(&column.name) {
+                format!("{INPUT_ALIAS}.{}", quote_identifier(&column.name))
+            } else {
+                column.default.clone().unwrap_or_else(|| "NULL".into())
+            };
+            new_row.push(format!(
+                "CAST({value} AS {}) AS {}",
+                self.type_of(column, at_name)?,
+                quote_identifier(&column.name)
+            ));
+        }
+        edits.push(Edit {
+            range: name_range.start..head_end,
+            text: format!(
+                "{base} AS {} ({insert_columns}) SELECT {insert_values} FROM (SELECT {} FROM (",
+                row.text,
+                new_row.join(", ")
+            ),
+            relation: true,
+        });
+        // VALUES: each value cast to its column's type (so parameters get it), DEFAULT the
+        // view's default.
+        for row_values in values.iter().flatten() {
+            for (value, name) in row_values.iter().zip(&listed) {
+                let column = self.column(name, None)?;
+                let type_name = self.type_of(column, Some(value.start))?;
+                if scan.is_default(value) {
+                    edits.push(Edit {
+                        range: tokens[value.start].start..tokens[value.end - 1].end,
+                        text: format!(
+                            "CAST({} AS {type_name})",
+                            column.default.as_deref().unwrap_or("NULL")
+                        ),
+                        relation: false,
+                    });
+                } else {
+                    let (start, end) = (tokens[value.start].start, tokens[value.end - 1].end);
+                    edits.push(insertion(start, "CAST(".into()));
+                    edits.push(insertion(end, format!(" AS {type_name})")));
+                }
+            }
+        }
+        edits.push(insertion(
+            source_end,
+            format!(
+                ") AS {INPUT_ALIAS} ({})) AS {NEW_ALIAS}",
+                join(listed.iter().map(|c| quote_identifier(c)))
+            ),
+        ));
+
+        // The conflict target names base columns.
+        if let Some(ConflictTarget::Columns(columns)) = &conflict.conflict_target {
+            for ident in columns {
+                let offset = self.offset(ident);
+                let name = fold_identifier(&ident.value, ident.quote_style.is_some());
+                let column = self.column(&name, offset)?;
+                let Some(base) = &column.base_column else {
+                    return Err(self.refusal(
+                        format!(
+                            "conflict target column \"{name}\" is an expression at this version"
+                        ),
+                        offset,
+                    ));
+                };
+                let range = self.index.range(ident.span).ok_or_else(|| {
+                    self.refusal("a conflict target could not be located", offset)
+                })?;
+                edits.push(Edit {
+                    range,
+                    text: quote_identifier(base),
+                    relation: false,
+                });
+            }
+        }
+        if let OnConflictAction::DoUpdate(update) = &conflict.action {
+            self.do_update(&scan, on, &update.assignments, &row, &mut edits)?;
+            if let Some(selection) = &update.selection {
+                self.map_expression(selection, &row, &mut edits)?;
+            }
+        }
+        for item in insert.returning.iter().flatten() {
+            self.returning(item, &row, &mut edits)?;
+        }
+        Ok(edits)
+    }
+
+    fn type_of<'m>(
+        &self,
+        column: &'m MappedColumn,
+        offset: Option<usize>,
+    ) -> Result<&'m str, Refusal> {
+        if column.type_name.is_empty() {
+            return Err(self.refusal(
+                format!("the catalog has no type for column \"{}\"", column.name),
+                offset,
+            ));
+        }
+        Ok(&column.type_name)
+    }
+
+    /// A base column's value as the trigger writes it (over `new`, and `old` on UPDATE).
+    fn written_value(&self, assignment: &WriteAssignment, row: &RowName) -> String {
+        let value = match (&assignment.view_column, &assignment.expression) {
+            (Some(view_column), _) => format!("{NEW_ALIAS}.{}", quote_identifier(view_column)),
+            (None, Some(expression)) => format!("({expression})"),
+            (None, None) => "NULL".into(),
+        };
+        match &assignment.when_changed {
+            Some(column) => {
+                let column = quote_identifier(column);
+                format!(
+                    "CASE WHEN {NEW_ALIAS}.{column} IS DISTINCT FROM {OLD_ALIAS}.{column} THEN {value} ELSE {}.{} END",
+                    row.text,
+                    quote_identifier(&assignment.base_column)
+                )
+            }
+            None => value,
+        }
+    }
+
+    /// `DO UPDATE SET c = x, …`: the trigger's UPDATE over a `new` row made of the client's
+    /// values (in place, cast) and the current row's other columns, and an `old` row.
+    fn do_update(
+        &self,
+        scan: &Scan,
+        on: usize,
+        assignments: &[sqlparser::ast::Assignment],
+        row: &RowName,
+        edits: &mut Vec<Edit>,
+    ) -> Result<(), Refusal> {
+        let at = |i: usize| scan.tokens.get(i).map(|t| t.start);
+        let segments = scan
+            .set_list(on)
+            .filter(|s| s.len() == assignments.len())
+            .ok_or_else(|| self.refusal("the SET list could not be located", at(on)))?;
+        let mut set: Vec<(&MappedColumn, &SetSegment)> = Vec::with_capacity(assignments.len());
+        for (assignment, segment) in assignments.iter().zip(&segments) {
+            let AssignmentTarget::ColumnName(name) = &assignment.target else {
+                return Err(self.refusal("a SET of several columns at once", at(segment.target)));
+            };
+            let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
+                return Err(self.refusal("a qualified SET column", at(segment.target)));
+            };
+            let column_name = fold_identifier(&ident.value, ident.quote_style.is_some());
+            let column = self.column(&column_name, at(segment.target))?;
+            if set.iter().any(|(c, _)| c.name == column_name) {
+                return Err(self.refusal(
+                    format!("column \"{column_name}\" is set twice"),
+                    at(segment.target),
+                ));
+            }
+            if matches!(&assignment.value, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+            {
+                return Err(self.refusal("DEFAULT in DO UPDATE SET", at(segment.value.start)));
+            }
+            self.map_expression(&assignment.value, row, edits)?;
+            set.push((column, segment));
+        }
+        let update = &self.mapping().update;
+        let columns = join(update.iter().map(|a| quote_identifier(&a.base_column)));
+        let values = join(update.iter().map(|a| self.written_value(a, row)));
+        let head = if update.len() == 1 {
+            columns
+        } else {
+            format!("({columns})")
+        };
+        let mut rest = Vec::new();
+        let mut old = Vec::new();
+        for column in &self.mapping().columns {
+            let read = format!(
+                "{} AS {}",
+                self.read(column, &row.text)?,
+                quote_identifier(&column.name)
+            );
+            if !set.iter().any(|(c, _)| c.name == column.name) {
+                rest.push(read.clone());
+            }
+            old.push(read);
+        }
+        for (i, (column, segment)) in set.iter().enumerate() {
+            let cast = format!(
+                " AS {}) AS {}",
+                self.type_of(column, at(segment.target))?,
+                quote_identifier(&column.name)
+            );
+            let value_start = scan.tokens[segment.value.start].start;
+            let value_end = scan.tokens[segment.value.end - 1].end;
+            if i == 0 {
+                edits.push(Edit {
+                    range: scan.tokens[segment.target].start..value_start,
+                    text: format!("{head} = (SELECT {values} FROM (SELECT CAST("),
+                    relation: false,
+                });
+            }
+            match set.get(i + 1) {
+                Some((_, next)) => edits.push(Edit {
+                    range: value_end..scan.tokens[next.value.start].start,
+                    text: format!("{cast}, CAST("),
+                    relation: false,
+                }),
+                None => edits.push(insertion(
+                    value_end,
+                    format!(
+                        "{cast}{}) AS {NEW_ALIAS}, (SELECT {}) AS {OLD_ALIAS})",
+                        rest.iter().map(|r| format!(", {r}")).collect::<String>(),
+                        old.join(", ")
+                    ),
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// A RETURNING item, over the base row: `*` and `t.*` as the view's columns, a bare column
+    /// under its view name, any other expression mapped.
+    fn returning(
+        &self,
+        item: &SelectItem,
+        row: &RowName,
+        edits: &mut Vec<Edit>,
+    ) -> Result<(), Refusal> {
+        let all = || -> Result<String, Refusal> {
+            Ok(join(
+                self.mapping()
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        Ok(format!(
+                            "{} AS {}",
+                            self.read(c, &row.text)?,
+                            quote_identifier(&c.name)
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, Refusal>>()?,
+            ))
+        };
+        match item {
+            SelectItem::Wildcard(options) => {
+                let range = self
+                    .index
+                    .range(options.wildcard_token.0.span)
+                    .ok_or_else(|| self.refusal("RETURNING * could not be located", None))?;
+                edits.push(Edit {
+                    range,
+                    text: all()?,
+                    relation: false,
+                });
+            }
+            SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(name),
+                options,
+            ) => {
+                let idents: Option<Vec<&Ident>> =
+                    name.0.iter().map(ObjectNamePart::as_ident).collect();
+                let start = name
+                    .0
+                    .first()
+                    .and_then(|p| p.as_ident())
+                    .and_then(|i| self.offset(i));
+                let names_row = idents.is_some_and(|idents| self.names_row(&idents, row));
+                let end = self
+                    .index
+                    .range(options.wildcard_token.0.span)
+                    .map(|r| r.end);
+                let (Some(start), Some(end), true) = (start, end, names_row) else {
+                    return Err(self.refusal("RETURNING of another relation's columns", start));
+                };
+                edits.push(Edit {
+                    range: start..end,
+                    text: all()?,
+                    relation: false,
+                });
+            }
+            SelectItem::UnnamedExpr(expr @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_))) => {
+                let before = edits.len();
+                self.map_expression(expr, row, edits)?;
+                let column = match expr {
+                    Expr::Identifier(ident) => Some(ident),
+                    Expr::CompoundIdentifier(parts) => parts.last(),
+                    _ => None,
+                };
+                if let (Some(edit), Some(ident)) = (edits.get_mut(before), column) {
+                    edit.text.push_str(" AS ");
+                    edit.text.push_str(&quote_identifier(&fold_identifier(
+                        &ident.value,
+                        ident.quote_style.is_some(),
+                    )));
+                }
+            }
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                self.map_expression(expr, row, edits)?;
+            }
+            SelectItem::QualifiedWildcard(..) | SelectItem::ExprWithAliases { .. } => {
+                return Err(self.refusal("this RETURNING item", None));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether qualifiers name the target row: its alias (or name), or `schema.table` when
+    /// it has no alias.
+    fn names_row(&self, qualifiers: &[&Ident], row: &RowName) -> bool {
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        match qualifiers {
+            [name] => fold(name) == row.folded,
+            [schema, table] => {
+                !row.aliased
+                    && fold(table) == self.target.table.name
+                    && fold(schema) == self.target.table.schema
+            }
+            _ => false,
+        }
+    }
+
+    /// Maps every column reference in `expr` (the target row's, or `EXCLUDED`'s) to the view's
+    /// read of it over the base row.
+    fn map_expression(
+        &self,
+        expr: &Expr,
+        row: &RowName,
+        edits: &mut Vec<Edit>,
+    ) -> Result<(), Refusal> {
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        let flow = visit_expressions(expr, |e| {
+            let mapped = match e {
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => Err(self
+                    .refusal(
+                        "a subquery in ON CONFLICT's SET, WHERE or RETURNING",
+                        self.index.range(e.span()).map(|r| r.start),
+                    )),
+                Expr::Identifier(ident) => {
+                    let name = fold(ident);
+                    let offset = self.offset(ident);
+                    if ident.quote_style.is_none() && name == "default" {
+                        Err(self.refusal("DEFAULT here", offset))
+                    } else {
+                        self.column(&name, offset)
+                            .and_then(|c| Ok((ident.span, ident.span, self.read(c, &row.text)?)))
+                    }
+                }
+                Expr::CompoundIdentifier(parts) => match parts.split_last() {
+                    Some((column, qualifiers)) => {
+                        let offset = qualifiers.first().and_then(|i| self.offset(i));
+                        let relation = match qualifiers {
+                            [q] if fold(q) == EXCLUDED => Some(EXCLUDED.to_owned()),
+                            _ if self.names_row(&qualifiers.iter().collect::<Vec<_>>(), row) => {
+                                Some(row.text.clone())
+                            }
+                            _ => None,
+                        };
+                        match relation {
+                            Some(relation) => self
+                                .column(&fold(column), self.offset(column))
+                                .and_then(|c| {
+                                    Ok((qualifiers[0].span, column.span, self.read(c, &relation)?))
+                                }),
+                            None => {
+                                Err(self
+                                    .refusal("a reference to another relation's column", offset))
+                            }
+                        }
+                    }
+                    None => return ControlFlow::Continue(()),
+                },
+                _ => return ControlFlow::Continue(()),
+            };
+            match mapped {
+                Ok((first, last, text)) => {
+                    match (self.index.range(first), self.index.range(last)) {
+                        (Some(first), Some(last)) => {
+                            edits.push(Edit {
+                                range: first.start..last.end,
+                                text,
+                                relation: false,
+                            });
+                            ControlFlow::Continue(())
+                        }
+                        _ => {
+                            ControlFlow::Break(self.refusal("a column could not be located", None))
+                        }
+                    }
+                }
+                Err(refusal) => ControlFlow::Break(refusal),
+            }
+        });
+        match flow {
+            ControlFlow::Break(refusal) => Err(refusal),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    /// The view's read of `column` over the base row named `relation`: the base column, or
+    /// the spec's expression with its column references qualified.
+    fn read(&self, column: &MappedColumn, relation: &str) -> Result<String, Refusal> {
+        if let Some(base) = &column.base_column {
+            return Ok(format!("{relation}.{}", quote_identifier(base)));
+        }
+        let expression = column.expression.as_deref().unwrap_or("NULL");
+        qualify(expression, relation)
+            .map(|qualified| format!("({qualified})"))
+            .ok_or_else(|| {
+                self.refusal(
+                    format!(
+                        "the read expression of column \"{}\" (only expressions without subqueries that viewgate's parser reads are mapped)",
+                        column.name
+                    ),
+                    None,
+                )
+            })
+    }
+}
+
+/// `expression` (a spec's, over the base row) with every column reference qualified by
+/// `relation`; `None` when it has a subquery or a qualified reference, or cannot be parsed.
+fn qualify(expression: &str, relation: &str) -> Option<String> {
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(expression)
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    let index = TextIndex::new(expression);
+    let mut edits = Vec::new();
+    let flow = visit_expressions(&parsed, |e| match e {
+        Expr::Subquery(_)
+        | Expr::Exists { .. }
+        | Expr::InSubquery { .. }
+        | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
+        Expr::Identifier(ident) => match index.range(ident.span) {
+            Some(range) => {
+                edits.push(insertion(range.start, format!("{relation}.")));
+                ControlFlow::Continue(())
+            }
+            None => ControlFlow::Break(()),
+        },
+        _ => ControlFlow::Continue(()),
+    });
+    if flow.is_break() {
+        return None;
+    }
+    splice::apply(expression, edits)
+}
+
+fn insertion(at: usize, text: String) -> Edit {
+    Edit {
+        range: at..at,
+        text,
+        relation: false,
+    }
+}
+
+fn join(items: impl IntoIterator<Item = String>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(", ")
+}
