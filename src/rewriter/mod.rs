@@ -10,7 +10,9 @@
 //! finds the constants without parsing, `shape` masks them and keeps edits in token terms.
 //! A version with catalog substitutes also rewrites the catalog relations introspection reads
 //! (`pg_catalog.pg_class`, `information_schema.columns`, …) to its own (`targets`), by the same
-//! pipeline, so psql's `\d` and ORMs' reflection show the version's tables.
+//! pipeline, so psql's `\d` and ORMs' reflection show the version's tables. Where a session's
+//! search_path makes an unqualified managed name mean another schema's relation, `resolution`
+//! pins it there (targets with pins, cached under an identity of their own).
 
 pub mod cache;
 pub mod lexer;
@@ -19,6 +21,7 @@ pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;
 pub mod references;
+pub mod resolution;
 pub mod rewrite;
 pub mod shape;
 pub mod splice;

@@ -6,6 +6,7 @@
 //! `information_schema.columns`, …) to them, so introspection shows the version's tables.
 
 use super::mention::MentionScan;
+use super::resolution::SearchPathCandidates;
 use crate::model::RoutingMap;
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
 
@@ -45,6 +46,17 @@ pub struct VersionTargets {
     catalog_mentions: Vec<&'static str>,
     /// `table_names()`, grouped for the fast path's scan.
     mention_scan: MentionScan,
+    /// Managed names another relation could shadow on a search_path (`resolution.rs`);
+    /// empty in the common case.
+    pub search_path_candidates: std::sync::Arc<SearchPathCandidates>,
+    /// Whether sessions follow their search_path: some version of the routing state has
+    /// candidates (the same for every version of one state).
+    pub follows_search_path: bool,
+    /// Unqualified names a session's search_path resolves elsewhere (`with_pins`): to this
+    /// relation, or (`None`) left as written.
+    pub(super) pins: Vec<(String, Option<ViewTarget>)>,
+    /// What the rewrite cache keys these targets by, when it is not `version` (pinned).
+    pub(super) cache_identity: Option<String>,
 }
 
 impl VersionTargets {
@@ -56,7 +68,33 @@ impl VersionTargets {
             catalog: Vec::new(),
             catalog_mentions: Vec::new(),
             mention_scan,
+            search_path_candidates: Default::default(),
+            follows_search_path: false,
+            pins: Vec::new(),
+            cache_identity: None,
         }
+    }
+
+    /// The managed tables (catalog relations left out).
+    pub fn managed(&self) -> &[ViewTarget] {
+        &self.targets
+    }
+
+    /// What the rewrite cache keys these targets by: the version, or with pins the version
+    /// and the resolution, so no session is served a rewrite made under another resolution.
+    pub fn cache_identity(&self) -> &str {
+        self.cache_identity.as_deref().unwrap_or(&self.version)
+    }
+
+    /// The pin of an unqualified `name`, if the session's search_path resolves it elsewhere.
+    fn pinned(&self, schema: Option<&str>, name: &str) -> Option<Option<&ViewTarget>> {
+        if schema.is_some() || self.pins.is_empty() {
+            return None;
+        }
+        self.pins
+            .iter()
+            .find(|(pinned, _)| pinned == name)
+            .map(|(_, target)| target.as_ref())
     }
 
     /// These targets, with the catalog relations sent to the substitutes in `schema`.
@@ -120,6 +158,9 @@ impl VersionTargets {
     /// search_path, and a managed name is meant to be unambiguous. Catalog relations match
     /// unqualified only in `pg_catalog`, which Postgres searches first.
     pub fn resolve(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
+        if let Some(pinned) = self.pinned(schema, name) {
+            return pinned;
+        }
         self.resolve_table(schema, name).or_else(|| {
             self.catalog.iter().find(|t| {
                 t.table.name == name
@@ -133,6 +174,9 @@ impl VersionTargets {
     /// `'pg_class'::regclass` stays the real catalog, which `pg_description.classoid` and
     /// `pg_depend.classid` are compared with).
     pub fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
+        if let Some(pinned) = self.pinned(schema, name) {
+            return pinned;
+        }
         let mut matches = self.targets.iter().filter(|t| {
             t.table.name == name && schema.is_none_or(|schema| t.table.schema == schema)
         });

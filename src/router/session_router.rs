@@ -11,6 +11,12 @@
 //!
 //! Picking again is cheap: the session remembers the routing state's generation it resolved
 //! under and evaluates rules only when the catalog was reloaded or its own SET changed.
+//!
+//! The session's `search_path` is followed too (`session_search_path`), while some relation
+//! could shadow a managed name: unqualified names are rewritten only where Postgres would
+//! find the managed table. Its SETs share the version's transaction bookkeeping: one
+//! snapshot, taken before the first change whose fate is not known, is put back if the
+//! transaction block rolls back, and a `SET LOCAL` value ends with the block.
 
 use std::sync::Arc;
 
@@ -18,10 +24,13 @@ use super::prepared::PreparedStatements;
 use super::raise::{Refusal, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
+use super::search_path::{self, PathCommand};
+use super::session_search_path::{PathValue, SessionSearchPath};
 use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
+use crate::rewriter::lexer::Token;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::{Rewrite, RewriteCache, rewrite_cached};
 
@@ -47,9 +56,10 @@ pub struct SessionRouter {
     startup_version: Option<String>,
     /// `SET viewgate.version` in the session (RESET clears it).
     set: Option<String>,
-    /// `set` as it was before the oldest SET or RESET whose fate Postgres has not told yet
-    /// (made inside a transaction block, it is undone if the block rolls back).
-    unsettled: Option<Option<String>>,
+    /// `set` and the session's search_path as they were before the oldest SET or RESET whose
+    /// fate Postgres has not told yet (made inside a transaction block, it is undone if the
+    /// block rolls back).
+    unsettled: Option<(Option<String>, PathValue)>,
     /// A SET or RESET just began `unsettled`: the session must watch for its fate.
     new_unsettled: bool,
     /// The version in effect for the current transaction, if the session is versioned.
@@ -60,6 +70,10 @@ pub struct SessionRouter {
     cache: Arc<RewriteCache>,
     /// Named prepared statements that name a managed table, with their versions.
     prepared: PreparedStatements,
+    /// The session's search_path, as far as the proxy follows it.
+    search_path: SessionSearchPath,
+    /// The lexer's buffer for reading search_path changes.
+    path_tokens: Vec<Token>,
 }
 
 impl SessionRouter {
@@ -95,9 +109,30 @@ impl SessionRouter {
             policy,
             cache,
             prepared: PreparedStatements::default(),
+            search_path: SessionSearchPath::new(None),
+            path_tokens: Vec::new(),
         };
         router.refresh();
         Ok(router)
+    }
+
+    /// The search_path the startup packet declared, if any (what RESET returns to unless the
+    /// upstream is asked at login).
+    pub fn declare_search_path(&mut self, declared: Option<&str>) {
+        self.search_path = SessionSearchPath::new(declared);
+    }
+
+    /// Whether the upstream should be asked for the session's search_path at login: some
+    /// relation could shadow a managed name, so the role's and database's defaults matter.
+    pub fn wants_login_search_path(&self) -> bool {
+        self.assignment
+            .as_ref()
+            .is_some_and(|assignment| assignment.targets().follows_search_path)
+    }
+
+    /// The upstream's answer to `SHOW search_path` at login.
+    pub fn login_search_path(&mut self, value: &str) {
+        self.search_path.at_login(value);
     }
 
     /// The version in effect, by name.
@@ -188,10 +223,15 @@ impl SessionRouter {
     /// Postgres told the fate of the unsettled SET: kept, or rolled back with its transaction
     /// block (as Postgres's own setting was), which undoes every SET since.
     pub fn set_settled(&mut self, kept: bool) {
-        if let Some(before) = self.unsettled.take()
-            && !kept
-            && before != self.set
-        {
+        let Some((before, path_before)) = self.unsettled.take() else {
+            return;
+        };
+        self.search_path.transaction_ended();
+        if kept {
+            return;
+        }
+        self.search_path.restore(path_before);
+        if before != self.set {
             self.set = before;
             self.resolved_under = None;
         }
@@ -201,7 +241,7 @@ impl SessionRouter {
     /// whether the change stands.
     fn set_changing(&mut self) {
         if self.unsettled.is_none() {
-            self.unsettled = Some(self.set.clone());
+            self.unsettled = Some((self.set.clone(), self.search_path.session_value()));
             self.new_unsettled = true;
         }
     }
@@ -249,7 +289,19 @@ impl SessionRouter {
         let Some(assignment) = &self.assignment else {
             return (Routed::Forward, false);
         };
-        let routed = match &*rewrite_cached(&self.cache, sql, assignment.targets()) {
+        let base = assignment.targets();
+        let resolved;
+        let targets = if base.follows_search_path {
+            resolved = self.search_path.targets(base, &self.client.user);
+            if let Some(command) = search_path::command(sql, &mut self.path_tokens) {
+                self.path_changed(command);
+            }
+            &*resolved
+        } else {
+            self.search_path.unread();
+            &**base
+        };
+        let routed = match &*rewrite_cached(&self.cache, sql, targets) {
             Ok(Rewrite::Unchanged) => Routed::Forward,
             Ok(Rewrite::Rewritten(text)) => return (Routed::Replace(text.clone()), true),
             Err(error) => match self.policy {
@@ -270,6 +322,13 @@ impl SessionRouter {
             },
         };
         (routed, false)
+    }
+
+    /// The statement being routed changes the search_path: it applies from the next
+    /// statement, and its fate is watched like a version SET's.
+    fn path_changed(&mut self, command: PathCommand) {
+        self.set_changing();
+        self.search_path.apply(command);
     }
 
     /// The session's own choice changed: resolve again (now if idle, else at the boundary).
@@ -426,6 +485,7 @@ mod tests {
             tracks_writers,
             shadow: None,
             catalog_substitutes: Default::default(),
+            relation_schemas: Default::default(),
         };
         Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
             "app", &map,
