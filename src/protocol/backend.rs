@@ -235,7 +235,10 @@ mod tests {
         assert_eq!(error_fields(&frame(b'E', b"SERROR")), None);
         assert!(sasl_without_channel_binding(&frame(b'R', b"\0\0\0\x0aSCRAM")).is_none());
         assert_eq!(data_row_first_text(&frame(b'D', b"\0\x01\0\0\0\x09")), None);
-        assert_eq!(data_row_first_text(&frame(b'D', b"\0\x01\xff\xff\xff\xff")), None);
+        assert_eq!(
+            data_row_first_text(&frame(b'D', b"\0\x01\xff\xff\xff\xff")),
+            None
+        );
         assert_eq!(data_row_first_text(&frame(b'D', b"\0\0")), None);
         assert_eq!(
             data_row_first_text(&frame(b'D', b"\0\x01\0\0\0\x06public")).as_deref(),

@@ -46,7 +46,10 @@ pub async fn ask(
             backend::ROW_DESCRIPTION | backend::COMMAND_COMPLETE => {}
             backend::ERROR_RESPONSE => {
                 let code = backend::error_fields(&frame).map(|fields| fields.code);
-                tracing::warn!(?code, "Postgres refused SHOW search_path at login; the session's search_path is not followed");
+                tracing::warn!(
+                    ?code,
+                    "Postgres refused SHOW search_path at login; the session's search_path is not followed"
+                );
                 value = None;
             }
             _ => to_client.extend_from_slice(&frame),

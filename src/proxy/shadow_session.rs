@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::router::search_path::{self, SearchPathChange};
 use crate::rewriter::lexer::Token;
 use crate::rewriter::shape;
+use crate::router::search_path::{self, SearchPathChange};
 
 /// Statement text a session remembers for shadow reads; statements past it are not shadowed.
 pub const MAX_REMEMBERED_SQL_BYTES: usize = 256 * 1024;

@@ -215,11 +215,17 @@ mod tests {
         // `$user` names the session user's schema.
         let mine = candidate(&["public"], &["alice"]);
         assert_eq!(
-            walk(&effective_path(&strings(&["$user", "public"]), "alice"), &mine),
+            walk(
+                &effective_path(&strings(&["$user", "public"]), "alice"),
+                &mine
+            ),
             Some(Pin::Schema("alice".into()))
         );
         assert_eq!(
-            walk(&effective_path(&strings(&["$user", "public"]), "bob"), &mine),
+            walk(
+                &effective_path(&strings(&["$user", "public"]), "bob"),
+                &mine
+            ),
             None
         );
         // A relation in pg_catalog is found first unless the path lists pg_catalog later.
@@ -250,14 +256,10 @@ mod tests {
     #[test]
     fn view_schemas_of_the_schema_layout_are_not_shadows() {
         let mut map = RoutingMap::default();
-        map.versions.insert(
-            "v1".into(),
-            vec![routed("v1", "model_metadata")],
-        );
-        map.versions.insert(
-            "v2".into(),
-            vec![routed("v2", "model_metadata")],
-        );
+        map.versions
+            .insert("v1".into(), vec![routed("v1", "model_metadata")]);
+        map.versions
+            .insert("v2".into(), vec![routed("v2", "model_metadata")]);
         map.relation_schemas.insert(
             "model_metadata".into(),
             ["public", "v1", "v2"].map(String::from).into(),
@@ -285,16 +287,17 @@ mod tests {
     #[test]
     fn pinned_targets_resolve_unqualified_names_elsewhere_under_their_own_identity() {
         let mut map = RoutingMap::default();
-        map.versions.insert(
-            "v2".into(),
-            vec![routed("public", "model_metadata_v2")],
-        );
+        map.versions
+            .insert("v2".into(), vec![routed("public", "model_metadata_v2")]);
         let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
         let pinned = targets.with_pins(&[("model_metadata".into(), Pin::Schema("t".into()))]);
         let target = pinned.resolve(None, "model_metadata").unwrap();
         assert_eq!(target.view, RelationName::new("t", "model_metadata"));
         assert_eq!(
-            pinned.resolve(Some("public"), "model_metadata").unwrap().view,
+            pinned
+                .resolve(Some("public"), "model_metadata")
+                .unwrap()
+                .view,
             RelationName::new("public", "model_metadata_v2"),
             "qualified names are unchanged"
         );

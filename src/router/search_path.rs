@@ -194,7 +194,13 @@ fn set_config_call(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
             }
         });
         found = Some(
-            match (punct(1, ","), literal(args.get(2)), punct(3, ","), local, punct(5, ")")) {
+            match (
+                punct(1, ","),
+                literal(args.get(2)),
+                punct(3, ","),
+                local,
+                punct(5, ")"),
+            ) {
                 (true, Some(value), true, Some(local), true) => PathCommand::Set { value, local },
                 _ => PathCommand::Unknown { local: false },
             },
@@ -406,7 +412,10 @@ mod tests {
             Some(PathCommand::Unknown { local: false })
         );
         assert_eq!(
-            command("SELECT set_config($1, 'a', false) -- search_path", &mut tokens),
+            command(
+                "SELECT set_config($1, 'a', false) -- search_path",
+                &mut tokens
+            ),
             Some(PathCommand::Unknown { local: false })
         );
         assert_eq!(
@@ -430,7 +439,10 @@ mod tests {
             Some(PathCommand::Reset { local: false })
         );
         assert_eq!(command("SHOW search_path", &mut tokens), None);
-        assert_eq!(command("SELECT current_setting('search_path')", &mut tokens), None);
+        assert_eq!(
+            command("SELECT current_setting('search_path')", &mut tokens),
+            None
+        );
         assert_eq!(command("RESET work_mem", &mut tokens), None);
         assert_eq!(command("SELECT 1", &mut tokens), None);
     }

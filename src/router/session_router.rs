@@ -689,6 +689,115 @@ mod tests {
         assert_eq!(why(&free), "v2 (default)");
     }
 
+    /// Routing where schema `tenant_a` holds a relation named like managed table `t`.
+    fn shadowed() -> SharedRouting {
+        let routing = routing(Some("v1"));
+        let mut map = RoutingMap {
+            default_version: Some("v1".into()),
+            ..RoutingMap::default()
+        };
+        map.versions.insert(
+            "v1".into(),
+            vec![RoutedTable {
+                table_name: "t".into(),
+                base_schema: "public".into(),
+                base_table: "t".into(),
+                view_schema: "public".into(),
+                view_name: "t_v1".into(),
+            }],
+        );
+        map.relation_schemas
+            .insert("t".into(), ["public", "tenant_a"].map(String::from).into());
+        routing.store(Arc::new(RoutingState::from_catalog("app", &map)));
+        routing
+    }
+
+    #[test]
+    fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
+        let mut session = session_at(shadowed());
+        assert!(session.wants_login_search_path());
+        let select = |session: &mut SessionRouter, idle| session.statement("SELECT * FROM t", idle);
+        // Unknown path: as before, rewritten.
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        session.login_search_path("tenant_a, public");
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM public.t", true)),
+            "SELECT * FROM public.t_v1 AS t",
+            "qualified names are unchanged"
+        );
+        // A SET outside a block stands.
+        assert_eq!(
+            session.statement("SET search_path TO public", true),
+            Routed::Forward
+        );
+        assert!(session.take_unsettled_set());
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // A SET in a block that rolls back is undone.
+        session.statement("BEGIN", true);
+        session.statement("SET search_path TO tenant_a", false);
+        assert!(session.take_unsettled_set());
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        session.set_settled(false);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // SET LOCAL lasts to the end of its block, even one that commits.
+        session.statement("BEGIN", true);
+        session.statement("SET LOCAL search_path TO tenant_a", false);
+        assert!(session.take_unsettled_set());
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // RESET returns to the login value; an unreadable change is today's behaviour.
+        session.statement("RESET search_path", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        session.statement("SELECT set_config('search_path', $1, false)", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // `$user` is the session user ("alice").
+        session.statement("SET search_path = \"$user\", tenant_a", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        // Nothing on the path holds the name: left as written.
+        session.statement("SET search_path = nowhere", true);
+        session.set_settled(true);
+        assert_eq!(select(&mut session, true), Routed::Forward);
+        // Without shadows, sessions do not follow (and do not ask at login).
+        let plain = session_at(routing(Some("v1")));
+        assert!(!plain.wants_login_search_path());
+    }
+
     fn session_at(shared: SharedRouting) -> SessionRouter {
         session(shared, "app", None, UnparseablePolicy::Reject).unwrap()
     }

@@ -126,7 +126,11 @@ impl SessionSearchPath {
     /// The targets a statement is rewritten with: `base` itself unless the path is known and
     /// resolves some unqualified managed name elsewhere. Computed again only when the path
     /// or the targets changed.
-    pub fn targets(&mut self, base: &Arc<VersionTargets>, session_user: &str) -> Arc<VersionTargets> {
+    pub fn targets(
+        &mut self,
+        base: &Arc<VersionTargets>,
+        session_user: &str,
+    ) -> Arc<VersionTargets> {
         if let Some((for_base, epoch, resolved)) = &self.resolved
             && Arc::ptr_eq(for_base, base)
             && *epoch == self.epoch
