@@ -12,7 +12,8 @@
 //! (`pg_catalog.pg_class`, `information_schema.columns`, …) to its own (`targets`), by the same
 //! pipeline, so psql's `\d` and ORMs' reflection show the version's tables. Where a session's
 //! search_path makes an unqualified managed name mean another schema's relation, `resolution`
-//! pins it there (targets with pins, cached under an identity of their own).
+//! pins it there (`shadowing` holds the data; targets with pins are cached under an identity
+//! of their own).
 
 pub mod cache;
 pub mod lexer;
@@ -23,6 +24,7 @@ pub mod postgres_parser;
 pub mod references;
 pub mod resolution;
 pub mod rewrite;
+pub mod shadowing;
 pub mod shape;
 pub mod splice;
 pub mod statements;

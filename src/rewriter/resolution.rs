@@ -1,7 +1,7 @@
 //! Postgres's name resolution for unqualified managed names: which relation a session's
 //! `search_path` makes `model_metadata` mean.
 //!
-//! A version's [`SearchPathCandidates`] list the managed names that another relation of the
+//! A version's [`SearchPathCandidates`] ([`candidates`]) list the managed names that another relation of the
 //! same name could shadow (from the routing map's `relation_schemas`): per name, the schemas
 //! that count as the managed table (its base table's schema, and every version's view schema
 //! where the view has the table's own name, as in the schema-per-version layout) and the other
@@ -18,75 +18,44 @@
 
 use std::collections::BTreeSet;
 
-use super::targets::{RelationName, VersionTargets, ViewTarget};
+pub use super::shadowing::{NameCandidates, Pin, SearchPathCandidates};
+use super::targets::VersionTargets;
 use crate::model::RoutingMap;
 use crate::model::catalog_substitutes::PG_CATALOG;
 
 /// The `search_path` element that stands for the session user's own schema.
 pub const USER_ELEMENT: &str = "$user";
 
-/// One managed name that a relation in another schema could shadow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NameCandidates {
-    /// The name as the version's clients write it (folded).
-    pub name: String,
-    /// Schemas where finding the name means the managed table (or one of its views).
-    pub own: BTreeSet<String>,
-    /// Other schemas holding a relation of that name.
-    pub others: BTreeSet<String>,
-}
-
-/// The names of one version that a search_path may resolve elsewhere; empty in the common case.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SearchPathCandidates {
-    pub names: Vec<NameCandidates>,
-}
-
-impl SearchPathCandidates {
-    /// The candidates of `targets` (one version's) in `map`. Only names that resolve
-    /// unqualified at all (one managed table of that name) are candidates.
-    pub fn of(targets: &VersionTargets, map: &RoutingMap) -> Self {
-        let mut names = Vec::new();
-        for target in targets.managed() {
-            let name = &target.table.name;
-            if targets.resolve_table(None, name) != Some(target) {
-                continue;
-            }
-            let Some(holders) = map.relation_schemas.get(name) else {
-                continue;
-            };
-            let mut own = BTreeSet::from([target.table.schema.clone()]);
-            own.extend(
-                map.versions
-                    .values()
-                    .flatten()
-                    .filter(|routed| routed.view_name == *name)
-                    .map(|routed| routed.view_schema.clone()),
-            );
-            let others: BTreeSet<String> = holders.difference(&own).cloned().collect();
-            if !others.is_empty() {
-                names.push(NameCandidates {
-                    name: name.clone(),
-                    own,
-                    others,
-                });
-            }
+/// The candidates of `targets` (one version's) in `map`. Only names that resolve unqualified
+/// at all (one managed table of that name) are candidates.
+pub fn candidates(targets: &VersionTargets, map: &RoutingMap) -> SearchPathCandidates {
+    let mut names = Vec::new();
+    for target in targets.managed() {
+        let name = &target.table.name;
+        if targets.resolve_table(None, name) != Some(target) {
+            continue;
         }
-        SearchPathCandidates { names }
+        let Some(holders) = map.relation_schemas.get(name) else {
+            continue;
+        };
+        let mut own = BTreeSet::from([target.table.schema.clone()]);
+        own.extend(
+            map.versions
+                .values()
+                .flatten()
+                .filter(|routed| routed.view_name == *name)
+                .map(|routed| routed.view_schema.clone()),
+        );
+        let others: BTreeSet<String> = holders.difference(&own).cloned().collect();
+        if !others.is_empty() {
+            names.push(NameCandidates {
+                name: name.clone(),
+                own,
+                others,
+            });
+        }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-}
-
-/// Where an unqualified managed name resolves when not to the managed table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pin {
-    /// To the relation of that name in this schema.
-    Schema(String),
-    /// To nothing the proxy knows of: the name is left as written.
-    Absent,
+    SearchPathCandidates { names }
 }
 
 /// The schemas Postgres searches, in order, for a search_path of `elements` (schema names as
@@ -131,46 +100,11 @@ pub fn pins(candidates: &SearchPathCandidates, path: &[String]) -> Vec<(String, 
         .collect()
 }
 
-impl VersionTargets {
-    /// These targets with unqualified `pins` resolved elsewhere, under a cache identity of
-    /// their own (the rewrite cache keys by it, so no session is served another resolution).
-    pub fn with_pins(&self, pins: &[(String, Pin)]) -> VersionTargets {
-        let mut pinned = self.clone();
-        let mut identity = self.version.clone();
-        pinned.pins = pins
-            .iter()
-            .map(|(name, pin)| {
-                identity.push('\0');
-                identity.push_str(name);
-                identity.push('\u{1}');
-                let target = match pin {
-                    Pin::Schema(schema) => {
-                        identity.push_str(schema);
-                        let table = self
-                            .managed()
-                            .iter()
-                            .find(|target| target.table.name == *name)
-                            .map(|target| target.table.clone())
-                            .unwrap_or_else(|| RelationName::new("", name.as_str()));
-                        Some(ViewTarget {
-                            table,
-                            view: RelationName::new(schema.as_str(), name.as_str()),
-                        })
-                    }
-                    Pin::Absent => None,
-                };
-                (name.clone(), target)
-            })
-            .collect();
-        pinned.cache_identity = (!pins.is_empty()).then_some(identity);
-        pinned
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::RoutedTable;
+    use crate::rewriter::targets::RelationName;
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
@@ -265,12 +199,12 @@ mod tests {
             ["public", "v1", "v2"].map(String::from).into(),
         );
         let targets = VersionTargets::from_routing_map(&map, "v1").unwrap();
-        assert!(SearchPathCandidates::of(&targets, &map).is_empty());
+        assert!(candidates(&targets, &map).is_empty());
         map.relation_schemas
             .get_mut("model_metadata")
             .unwrap()
             .insert("tenant_a".into());
-        let candidates = SearchPathCandidates::of(&targets, &map);
+        let candidates = candidates(&targets, &map);
         assert_eq!(
             candidates.names,
             vec![NameCandidates {

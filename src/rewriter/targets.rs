@@ -6,7 +6,7 @@
 //! `information_schema.columns`, …) to them, so introspection shows the version's tables.
 
 use super::mention::MentionScan;
-use super::resolution::SearchPathCandidates;
+use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::RoutingMap;
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
 
@@ -182,6 +182,42 @@ impl VersionTargets {
         });
         let first = matches.next()?;
         matches.next().is_none().then_some(first)
+    }
+}
+
+impl VersionTargets {
+    /// These targets with unqualified `pins` resolved elsewhere, under a cache identity of
+    /// their own (the rewrite cache keys by it, so no session is served another resolution).
+    pub fn with_pins(&self, pins: &[(String, Pin)]) -> VersionTargets {
+        let mut pinned = self.clone();
+        let mut identity = self.version.clone();
+        pinned.pins = pins
+            .iter()
+            .map(|(name, pin)| {
+                identity.push('\0');
+                identity.push_str(name);
+                identity.push('\u{1}');
+                let target = match pin {
+                    Pin::Schema(schema) => {
+                        identity.push_str(schema);
+                        let table = self
+                            .managed()
+                            .iter()
+                            .find(|target| target.table.name == *name)
+                            .map(|target| target.table.clone())
+                            .unwrap_or_else(|| RelationName::new("", name.as_str()));
+                        Some(ViewTarget {
+                            table,
+                            view: RelationName::new(schema.as_str(), name.as_str()),
+                        })
+                    }
+                    Pin::Absent => None,
+                };
+                (name.clone(), target)
+            })
+            .collect();
+        pinned.cache_identity = (!pins.is_empty()).then_some(identity);
+        pinned
     }
 }
 

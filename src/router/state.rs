@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use super::rules::{CompiledRule, InactiveVersion};
 use crate::model::{RoutingMap, ShadowRun};
 use crate::rewriter::VersionTargets;
-use crate::rewriter::resolution::SearchPathCandidates;
+use crate::rewriter::resolution;
 
 /// Numbers every state built, so a session can tell cheaply whether the state it resolved its
 /// version under is still the current one.
@@ -45,7 +45,7 @@ impl RoutingState {
             .collect();
         // Sessions follow their search_path only where a relation could shadow a managed name.
         for targets in &mut built {
-            targets.search_path_candidates = Arc::new(SearchPathCandidates::of(targets, map));
+            targets.search_path_candidates = Arc::new(resolution::candidates(targets, map));
         }
         let follows = built
             .iter()
