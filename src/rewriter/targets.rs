@@ -154,8 +154,8 @@ impl VersionTargets {
 
     /// The target for a relation reference `schema.name` (folded names): a managed table, or
     /// a catalog relation with a substitute. An unqualified name matches when exactly one
-    /// managed table has it, whatever its schema: the proxy cannot see the client's
-    /// search_path, and a managed name is meant to be unambiguous. Catalog relations match
+    /// managed table has it, whatever its schema, unless the session's search_path pins it
+    /// elsewhere ([`VersionTargets::with_pins`], `resolution.rs`). Catalog relations match
     /// unqualified only in `pg_catalog`, which Postgres searches first.
     pub fn resolve(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
         if let Some(pinned) = self.pinned(schema, name) {
@@ -194,12 +194,11 @@ impl VersionTargets {
         pinned.pins = pins
             .iter()
             .map(|(name, pin)| {
-                identity.push('\0');
-                identity.push_str(name);
-                identity.push('\u{1}');
+                // Lengths make the identity unambiguous whatever characters names hold.
+                identity.push_str(&format!("\0{}:{name}", name.len()));
                 let target = match pin {
                     Pin::Schema(schema) => {
-                        identity.push_str(schema);
+                        identity.push_str(&format!("={}:{schema}", schema.len()));
                         let table = self
                             .managed()
                             .iter()
@@ -211,7 +210,10 @@ impl VersionTargets {
                             view: RelationName::new(schema.as_str(), name.as_str()),
                         })
                     }
-                    Pin::Absent => None,
+                    Pin::Absent => {
+                        identity.push('-');
+                        None
+                    }
                 };
                 (name.clone(), target)
             })
