@@ -125,9 +125,8 @@ impl SessionRouter {
     /// Whether the upstream should be asked for the session's search_path at login: some
     /// relation could shadow a managed name, so the role's and database's defaults matter.
     pub fn wants_login_search_path(&self) -> bool {
-        self.assignment
-            .as_ref()
-            .is_some_and(|assignment| assignment.targets().follows_search_path)
+        let state = self.routing.load();
+        state.governs(&self.client.database) && state.follows_search_path()
     }
 
     /// The upstream's answer to `SHOW search_path` at login.
@@ -287,6 +286,8 @@ impl SessionRouter {
             return (self.version_command(command, idle), false);
         }
         let Some(assignment) = &self.assignment else {
+            // Not read for search_path changes: unknown once the session is versioned.
+            self.search_path.unread();
             return (Routed::Forward, false);
         };
         let base = assignment.targets();

@@ -31,6 +31,8 @@ pub struct RoutingState {
     tracks_writers: bool,
     /// The shadow run in progress, when it names active versions (`proxy::shadow_tap`).
     shadow: Option<Arc<ShadowRun>>,
+    /// Some relation could shadow a managed name: sessions follow their search_path.
+    follows_search_path: bool,
 }
 
 impl RoutingState {
@@ -79,6 +81,7 @@ impl RoutingState {
             rules,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             tracks_writers: map.tracks_writers,
+            follows_search_path: follows,
             shadow: map
                 .shadow
                 .clone()
@@ -91,6 +94,11 @@ impl RoutingState {
     /// The shadow run in progress, if any.
     pub fn shadow(&self) -> Option<&Arc<ShadowRun>> {
         self.shadow.as_ref()
+    }
+
+    /// Whether sessions follow their search_path (some relation could shadow a managed name).
+    pub fn follows_search_path(&self) -> bool {
+        self.follows_search_path
     }
 
     /// Whether a migration's sync triggers need each session's version set upstream.
