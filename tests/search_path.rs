@@ -123,6 +123,14 @@ fn an_earlier_schema_is_read_and_the_managed_table_is_rewritten_again_after_set(
     )
     .unwrap();
     assert_eq!(out, "base\ntenant_a\npublic\nbase\ntenant_a");
+    // Within one query string, a SET applies to the statements after it.
+    let out = session(
+        &proxy,
+        "",
+        &["SELECT model_name FROM model_metadata; SET search_path = tenant_a, public; SELECT marker FROM model_metadata"],
+    )
+    .unwrap();
+    assert_eq!(out, "base\ntenant_a");
 }
 
 #[test]

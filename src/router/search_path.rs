@@ -85,32 +85,48 @@ pub enum PathCommand {
 }
 
 /// What a Query's or Parse's text does to the search_path: the last change among its
-/// statements, or `None` (cheaply, without lexing, for text that mentions none of
-/// `search_path`, `reset` and `discard`). Text the lexer cannot read, or longer than
-/// [`MAX_SEARCH_PATH_LEN`], that mentions `search_path` changes it unknowably.
+/// statements, or `None`. See [`commands`].
 pub fn command(sql: &str, tokens: &mut Vec<Token>) -> Option<PathCommand> {
+    commands(sql, tokens).pop().map(|(_, command)| command)
+}
+
+/// Every change a Query's or Parse's text makes to the search_path, in order, each with the
+/// byte offset where its statement ends (after its `;`, or the end of the text): empty,
+/// cheaply and without lexing, for text that mentions none of `search_path`, `reset` and
+/// `discard`. Text the lexer cannot read, or longer than [`MAX_SEARCH_PATH_LEN`], that
+/// mentions `search_path` changes it unknowably at its end.
+pub fn commands(sql: &str, tokens: &mut Vec<Token>) -> Vec<(usize, PathCommand)> {
     let mentions = |word: &str| {
         crate::rewriter::rewrite::contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes())
     };
     let named = mentions(SEARCH_PATH);
     if !named && !mentions("reset") && !mentions("discard") {
-        return None;
+        return Vec::new();
     }
-    let unknown = named.then_some(PathCommand::Unknown { local: false });
     if sql.len() > MAX_SEARCH_PATH_LEN || lexer::lex(sql, tokens).is_none() {
-        return unknown;
+        return match named {
+            true => vec![(sql.len(), PathCommand::Unknown { local: false })],
+            false => Vec::new(),
+        };
     }
     let words: Vec<&Token> = tokens
         .iter()
         .filter(|token| token.kind != Kind::Comment)
         .collect();
-    let mut last = None;
-    for statement in words.split(|token| text(sql, token) == ";") {
-        if let Some(found) = statement_command(sql, statement) {
-            last = Some(found);
+    let mut found = Vec::new();
+    let mut start = 0;
+    for (index, token) in words.iter().enumerate() {
+        if text(sql, token) == ";" {
+            if let Some(command) = statement_command(sql, &words[start..index]) {
+                found.push((token.end, command));
+            }
+            start = index + 1;
         }
     }
-    last
+    if let Some(command) = statement_command(sql, &words[start..]) {
+        found.push((sql.len(), command));
+    }
+    found
 }
 
 fn statement_command(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
@@ -445,6 +461,14 @@ mod tests {
         );
         assert_eq!(command("RESET work_mem", &mut tokens), None);
         assert_eq!(command("SELECT 1", &mut tokens), None);
+        let sql = "SET search_path TO a; SELECT 1; RESET search_path";
+        assert_eq!(
+            commands(sql, &mut tokens),
+            vec![
+                (21, set("\"a\"", false).unwrap()),
+                (sql.len(), PathCommand::Reset { local: false })
+            ]
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
-use crate::rewriter::{Rewrite, RewriteCache, rewrite_cached};
+use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -290,22 +290,61 @@ impl SessionRouter {
             self.search_path.unread();
             return (Routed::Forward, false);
         };
-        let base = assignment.targets();
-        let resolved;
-        let targets = if base.follows_search_path {
-            resolved = self.search_path.targets(base, &self.client.user);
-            if let Some(command) = search_path::command(sql, &mut self.path_tokens) {
+        if !assignment.targets().follows_search_path {
+            self.search_path.unread();
+            return match self.rewrite_piece(sql, assignment.targets(), 0) {
+                Ok(Some(text)) => (Routed::Replace(text), true),
+                Ok(None) => (Routed::Forward, false),
+                Err(routed) => (routed, false),
+            };
+        }
+        // Following the search_path: each statement that changes it ends a piece, and the
+        // pieces after it are rewritten with the new path (Postgres runs them in order).
+        let base = assignment.targets().clone();
+        let changes = search_path::commands(sql, &mut self.path_tokens);
+        let pieces = changes
+            .into_iter()
+            .map(|(end, command)| (end, Some(command)))
+            .chain(std::iter::once((sql.len(), None)));
+        let (mut text, mut start, mut rewritten) = (String::new(), 0, false);
+        for (end, command) in pieces {
+            let piece = sql.get(start..end).unwrap_or_default();
+            if !piece.is_empty() {
+                let targets = self.search_path.targets(&base, &self.client.user);
+                let offset = sql[..start].chars().count();
+                match self.rewrite_piece(piece, &targets, offset) {
+                    Ok(Some(replaced)) => {
+                        text.push_str(&replaced);
+                        rewritten = true;
+                    }
+                    Ok(None) => text.push_str(piece),
+                    Err(routed) => return (routed, false),
+                }
+            }
+            if let Some(command) = command {
                 self.path_changed(command);
             }
-            &*resolved
-        } else {
-            self.search_path.unread();
-            &**base
-        };
-        let routed = match &*rewrite_cached(&self.cache, sql, targets) {
-            Ok(Rewrite::Unchanged) => Routed::Forward,
-            Ok(Rewrite::Rewritten(text)) => return (Routed::Replace(text.clone()), true),
-            Err(error) => match self.policy {
+            start = end.max(start);
+        }
+        match rewritten {
+            true => (Routed::Replace(text), true),
+            false => (Routed::Forward, false),
+        }
+    }
+
+    /// `piece` (a whole statement text, or the part of one between search_path changes that
+    /// starts `offset` characters in) rewritten for `targets`: `Ok(None)` unchanged, `Err`
+    /// what to send instead when it cannot be rewritten (per the unparseable policy).
+    fn rewrite_piece(
+        &self,
+        piece: &str,
+        targets: &VersionTargets,
+        offset: usize,
+    ) -> Result<Option<String>, Routed> {
+        match &*rewrite_cached(&self.cache, piece, targets) {
+            Ok(Rewrite::Unchanged) => Ok(None),
+            Ok(Rewrite::Rewritten(text)) => Ok(Some(text.clone())),
+            Err(error) => Err(match self.policy {
                 UnparseablePolicy::Passthrough => {
                     tracing::debug!(%error, "statement forwarded without rewriting");
                     Routed::Forward
@@ -313,16 +352,15 @@ impl SessionRouter {
                 UnparseablePolicy::Reject => {
                     let position = error
                         .position
-                        .map(|p| format!(" (at character {p})"))
+                        .map(|p| format!(" (at character {})", p + offset))
                         .unwrap_or_default();
                     Routed::Refuse(Refusal::new(
                         SqlState::SYNTAX_ERROR,
                         format!("{error}{position}"),
                     ))
                 }
-            },
-        };
-        (routed, false)
+            }),
+        }
     }
 
     /// The statement being routed changes the search_path: it applies from the next
@@ -794,6 +832,21 @@ mod tests {
         session.statement("SET search_path = nowhere", true);
         session.set_settled(true);
         assert_eq!(select(&mut session, true), Routed::Forward);
+        // Within one query string, a change applies to the statements after it.
+        session.statement("SET search_path = public", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(session.statement(
+                "SELECT * FROM t; SET search_path TO tenant_a; SELECT * FROM t",
+                true
+            )),
+            "SELECT * FROM t_v1 AS t; SET search_path TO tenant_a; SELECT * FROM tenant_a.t AS t"
+        );
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
         // Without shadows, sessions do not follow (and do not ask at login).
         let plain = session_at(routing(Some("v1")));
         assert!(!plain.wants_login_search_path());
