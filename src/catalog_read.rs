@@ -56,6 +56,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         tracks_writers: migration_live(client).await?,
         shadow: shadow_run(client).await?,
         catalog_substitutes: catalog_substitutes(client).await?,
+        relation_schemas: BTreeMap::new(),
     };
     for row in rows {
         let version: String = row.get(0);
@@ -80,7 +81,38 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
             mapping,
         });
     }
+    map.relation_schemas = relation_schemas(client, &map.managed_names()).await?;
     Ok(map)
+}
+
+/// Per name in `names`, the schemas holding a relation of that name that a search_path can
+/// reach: tables, views, materialized views, foreign and partitioned tables, outside the
+/// temporary and TOAST schemas (another session's temporary table is not visible to a
+/// client; its own is not tracked). Names travel as a bound array.
+pub async fn relation_schemas(
+    client: &impl GenericClient,
+    names: &[&str],
+) -> Result<BTreeMap<String, BTreeSet<String>>, CatalogReadError> {
+    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if names.is_empty() {
+        return Ok(found);
+    }
+    let rows = client
+        .query(
+            "SELECT c.relname::text, n.nspname::text
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = ANY ($1::text[])
+                AND c.relkind IN ('r', 'v', 'm', 'f', 'p')
+                AND n.nspname !~ '^pg_(toast_)?temp_' AND n.nspname <> 'pg_toast'",
+            &[&names],
+        )
+        .await
+        .map_err(failed("looking for relations named like managed tables"))?;
+    for row in rows {
+        found.entry(row.get(0)).or_default().insert(row.get(1));
+    }
+    Ok(found)
 }
 
 /// The active versions whose schema of catalog substitutes holds every substitute relation

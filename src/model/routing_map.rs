@@ -37,6 +37,12 @@ pub struct RoutingMap {
     /// Active versions whose catalog substitutes exist (`catalog_substitutes`): their clients'
     /// catalog queries are sent there. A version applied before they existed has none.
     pub catalog_substitutes: BTreeSet<String>,
+    /// Per managed table name (as some version's clients write it), the schemas where a
+    /// relation of that name exists (table, view, materialized view, foreign or partitioned
+    /// table; other sessions' temporary schemas left out). The rewriter walks a session's
+    /// search_path over these (`rewriter::resolution`); kept fresh by the watcher's periodic
+    /// refresh, since creating a relation does not notify.
+    pub relation_schemas: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl RoutingMap {
@@ -46,5 +52,16 @@ impl RoutingMap {
             .get(version)?
             .iter()
             .find(|table| table.table_name == table_name)
+    }
+
+    /// Every managed table name some active version's clients write, sorted, once each.
+    pub fn managed_names(&self) -> Vec<&str> {
+        let names: BTreeSet<&str> = self
+            .versions
+            .values()
+            .flatten()
+            .map(|table| table.table_name.as_str())
+            .collect();
+        names.into_iter().collect()
     }
 }

@@ -20,6 +20,7 @@ pub const PARSE_COMPLETE: u8 = b'1';
 pub const BIND_COMPLETE: u8 = b'2';
 pub const CLOSE_COMPLETE: u8 = b'3';
 pub const DATA_ROW: u8 = b'D';
+pub const ROW_DESCRIPTION: u8 = b'T';
 pub const COMMAND_COMPLETE: u8 = b'C';
 
 /// ErrorResponse and NoticeResponse field codes viewgate reads or writes.
@@ -115,6 +116,18 @@ pub fn backend_key_data(frame: &[u8]) -> Option<(u32, Vec<u8>)> {
     (4..=256)
         .contains(&secret.len())
         .then(|| (pid, secret.to_vec()))
+}
+
+/// DataRow: its first column as text (`None` when malformed, NULL or not UTF-8).
+pub fn data_row_first_text(frame: &[u8]) -> Option<String> {
+    let body = body(frame);
+    let columns = i16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    if columns < 1 {
+        return None;
+    }
+    let len = usize::try_from(i32::from_be_bytes(body.get(2..6)?.try_into().ok()?)).ok()?;
+    let value = body.get(6..6usize.checked_add(len)?)?;
+    std::str::from_utf8(value).ok().map(str::to_owned)
 }
 
 /// ParameterStatus: a setting the server reports (server_version, TimeZone, ...).
@@ -221,6 +234,16 @@ mod tests {
         assert_eq!(ready_for_query(&frame(b'Z', b"X")), None);
         assert_eq!(error_fields(&frame(b'E', b"SERROR")), None);
         assert!(sasl_without_channel_binding(&frame(b'R', b"\0\0\0\x0aSCRAM")).is_none());
+        assert_eq!(data_row_first_text(&frame(b'D', b"\0\x01\0\0\0\x09")), None);
+        assert_eq!(
+            data_row_first_text(&frame(b'D', b"\0\x01\xff\xff\xff\xff")),
+            None
+        );
+        assert_eq!(data_row_first_text(&frame(b'D', b"\0\0")), None);
+        assert_eq!(
+            data_row_first_text(&frame(b'D', b"\0\x01\0\0\0\x06public")).as_deref(),
+            Some("public")
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::cancel::{CancelRegistration, UpstreamKey};
 use super::error::SessionError;
+use super::login_search_path;
 use super::state::ProxyState;
 use super::upstream::UpstreamTarget;
 use crate::net::stream::{ClientStream, UpstreamStream};
@@ -34,15 +35,20 @@ pub struct Established {
     pub parameters: Vec<(String, String)>,
     pub client_leftover: BytesMut,
     pub upstream_leftover: BytesMut,
+    /// The upstream's `SHOW search_path` after login, when asked for (`login_search_path`).
+    pub search_path: Option<String>,
 }
 
-/// Sends the startup message upstream and relays authentication until ReadyForQuery.
+/// Sends the startup message upstream and relays authentication until ReadyForQuery;
+/// `ask_search_path`: then asks the upstream for the session's search_path before the client
+/// hears that the session is ready.
 pub async fn establish(
     client: &mut ClientStream,
     upstream: &mut UpstreamStream,
     target: &Arc<UpstreamTarget>,
     startup: &StartupMessage,
     state: &ProxyState,
+    ask_search_path: bool,
 ) -> Result<Established, SessionError> {
     upstream
         .write_all(&startup.encode_for_upstream())
@@ -57,6 +63,7 @@ pub async fn establish(
         parameters: Vec::new(),
         client_leftover: BytesMut::new(),
         upstream_leftover: BytesMut::new(),
+        search_path: None,
     };
     loop {
         let frame = from_upstream
@@ -135,6 +142,11 @@ pub async fn establish(
                 return Err(SessionError::UpstreamEnded);
             }
             backend::READY_FOR_QUERY => {
+                if ask_search_path {
+                    established.search_path =
+                        login_search_path::ask(upstream, &mut from_upstream, &mut to_client)
+                            .await?;
+                }
                 to_client.extend_from_slice(&frame);
                 send(client, &mut to_client).await?;
                 established.client_leftover = from_client.into_leftover();

@@ -2,7 +2,7 @@
 //! statements it prepared that look like reads (text, declared parameter types, and the
 //! version each was rewritten at, which it keeps for its life), so that a later Bind of one of
 //! them can be copied with its parameters; and the client's `search_path`
-//! (`search_path.rs`). Named statements are remembered whether or not a run is in progress
+//! (`router::search_path`). Named statements are remembered whether or not a run is in progress
 //! (drivers prepare once and bind for hours), up to [`MAX_REMEMBERED_SQL_BYTES`] of text per
 //! session; the unnamed statement only while a run is, since it is parsed again before each
 //! use.
@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::search_path::{self, SearchPathChange};
 use crate::rewriter::lexer::Token;
 use crate::rewriter::shape;
+use crate::router::search_path::{self, SearchPathChange};
 
 /// Statement text a session remembers for shadow reads; statements past it are not shadowed.
 pub const MAX_REMEMBERED_SQL_BYTES: usize = 256 * 1024;

@@ -11,7 +11,9 @@
 //!
 //! Keys are a 64-bit keyed hash (SipHash with a per-cache random key) of the version, the kind
 //! of key and its bytes; each entry keeps all three and a hit is only a hit when they match,
-//! so a hash collision is a miss, never a wrong rewrite.
+//! so a hash collision is a miss, never a wrong rewrite. The "version" is the targets'
+//! [`VersionTargets::cache_identity`]: the version name, or, where a session's search_path
+//! resolves some unqualified names elsewhere, the name and that resolution.
 //!
 //! Eviction policy (sampled second chance, a CLOCK variant): time is divided into epochs that
 //! end at each sweep, and a hit records the current epoch in its entry (an insert does not:
@@ -194,8 +196,9 @@ impl RewriteCache {
             return None;
         }
         let version = targets.version.as_str();
+        let identity = targets.cache_identity();
         if let Some(shape) = shape
-            && let Some(Cached::Shape(rewrite)) = self.lookup(version, KeyKind::Shape, &shape.key)
+            && let Some(Cached::Shape(rewrite)) = self.lookup(identity, KeyKind::Shape, &shape.key)
             && let Some(outcome) = rewrite.apply(sql, shape, version)
         {
             return Some(match outcome {
@@ -203,7 +206,7 @@ impl RewriteCache {
                 outcome => Arc::new(outcome),
             });
         }
-        match self.lookup(version, KeyKind::Text, sql.as_bytes()) {
+        match self.lookup(identity, KeyKind::Text, sql.as_bytes()) {
             Some(Cached::Outcome(outcome)) => Some(outcome),
             _ => None,
         }
@@ -333,15 +336,16 @@ pub fn rewrite_cached(
         Ok(Rewrite::Unchanged) => cache.unchanged(),
         outcome => Arc::new(outcome),
     };
+    let identity = targets.cache_identity();
     match learned {
         Some((shape, rewrite)) => cache.insert(
-            version,
+            identity,
             KeyKind::Shape,
             &shape.key,
             Cached::Shape(Arc::new(rewrite)),
         ),
         None => cache.insert(
-            version,
+            identity,
             KeyKind::Text,
             sql.as_bytes(),
             Cached::Outcome(Arc::clone(&outcome)),

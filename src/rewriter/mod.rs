@@ -14,7 +14,9 @@
 //! cannot write a version's view itself, the write goes to the base table with the view's
 //! columns mapped: `COPY … FROM` through an auto-updatable view (`references`), `INSERT … ON
 //! CONFLICT` through a trigger-backed one (`upsert`); what cannot be mapped exactly is refused
-//! (`refusal`).
+//! (`refusal`). Where a session's search_path makes an unqualified managed name mean another
+//! schema's relation, `resolution` pins it there (`shadowing` holds the data; targets with pins
+//! are cached under an identity of their own).
 
 pub mod cache;
 pub mod lexer;
@@ -24,7 +26,9 @@ pub mod postgres_grammar;
 pub mod postgres_parser;
 pub mod references;
 pub mod refusal;
+pub mod resolution;
 pub mod rewrite;
+pub mod shadowing;
 pub mod shape;
 pub mod splice;
 pub mod statement_scan;

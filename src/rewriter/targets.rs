@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use super::mention::MentionScan;
+use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
 use crate::model::{RoutingMap, ViewMapping};
 
@@ -59,6 +60,17 @@ pub struct VersionTargets {
     catalog_mentions: Vec<&'static str>,
     /// `table_names()`, grouped for the fast path's scan.
     mention_scan: MentionScan,
+    /// Managed names another relation could shadow on a search_path (`resolution.rs`);
+    /// empty in the common case.
+    pub search_path_candidates: std::sync::Arc<SearchPathCandidates>,
+    /// Whether sessions follow their search_path: some version of the routing state has
+    /// candidates (the same for every version of one state).
+    pub follows_search_path: bool,
+    /// Unqualified names a session's search_path resolves elsewhere (`with_pins`): to this
+    /// relation, or (`None`) left as written.
+    pub(super) pins: Vec<(String, Option<ViewTarget>)>,
+    /// What the rewrite cache keys these targets by, when it is not `version` (pinned).
+    pub(super) cache_identity: Option<String>,
 }
 
 impl VersionTargets {
@@ -71,7 +83,33 @@ impl VersionTargets {
             catalog: Vec::new(),
             catalog_mentions: Vec::new(),
             mention_scan,
+            search_path_candidates: Default::default(),
+            follows_search_path: false,
+            pins: Vec::new(),
+            cache_identity: None,
         }
+    }
+
+    /// The managed tables (catalog relations left out).
+    pub fn managed(&self) -> &[ViewTarget] {
+        &self.targets
+    }
+
+    /// What the rewrite cache keys these targets by: the version, or with pins the version
+    /// and the resolution, so no session is served a rewrite made under another resolution.
+    pub fn cache_identity(&self) -> &str {
+        self.cache_identity.as_deref().unwrap_or(&self.version)
+    }
+
+    /// The pin of an unqualified `name`, if the session's search_path resolves it elsewhere.
+    fn pinned(&self, schema: Option<&str>, name: &str) -> Option<Option<&ViewTarget>> {
+        if schema.is_some() || self.pins.is_empty() {
+            return None;
+        }
+        self.pins
+            .iter()
+            .find(|(pinned, _)| pinned == name)
+            .map(|(_, target)| target.as_ref())
     }
 
     /// These targets, with the catalog relations sent to the substitutes in `schema`.
@@ -156,10 +194,13 @@ impl VersionTargets {
 
     /// The target for a relation reference `schema.name` (folded names): a managed table, or
     /// a catalog relation with a substitute. An unqualified name matches when exactly one
-    /// managed table has it, whatever its schema: the proxy cannot see the client's
-    /// search_path, and a managed name is meant to be unambiguous. Catalog relations match
+    /// managed table has it, whatever its schema, unless the session's search_path pins it
+    /// elsewhere ([`VersionTargets::with_pins`], `resolution.rs`). Catalog relations match
     /// unqualified only in `pg_catalog`, which Postgres searches first.
     pub fn resolve(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
+        if let Some(pinned) = self.pinned(schema, name) {
+            return pinned;
+        }
         self.resolve_table(schema, name).or_else(|| {
             self.catalog.iter().find(|t| {
                 t.table.name == name
@@ -173,11 +214,52 @@ impl VersionTargets {
     /// `'pg_class'::regclass` stays the real catalog, which `pg_description.classoid` and
     /// `pg_depend.classid` are compared with).
     pub fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
+        if let Some(pinned) = self.pinned(schema, name) {
+            return pinned;
+        }
         let mut matches = self.targets.iter().filter(|t| {
             t.table.name == name && schema.is_none_or(|schema| t.table.schema == schema)
         });
         let first = matches.next()?;
         matches.next().is_none().then_some(first)
+    }
+}
+
+impl VersionTargets {
+    /// These targets with unqualified `pins` resolved elsewhere, under a cache identity of
+    /// their own (the rewrite cache keys by it, so no session is served another resolution).
+    pub fn with_pins(&self, pins: &[(String, Pin)]) -> VersionTargets {
+        let mut pinned = self.clone();
+        let mut identity = self.version.clone();
+        pinned.pins = pins
+            .iter()
+            .map(|(name, pin)| {
+                // Lengths make the identity unambiguous whatever characters names hold.
+                identity.push_str(&format!("\0{}:{name}", name.len()));
+                let target = match pin {
+                    Pin::Schema(schema) => {
+                        identity.push_str(&format!("={}:{schema}", schema.len()));
+                        let table = self
+                            .managed()
+                            .iter()
+                            .find(|target| target.table.name == *name)
+                            .map(|target| target.table.clone())
+                            .unwrap_or_else(|| RelationName::new("", name.as_str()));
+                        Some(ViewTarget {
+                            table,
+                            view: RelationName::new(schema.as_str(), name.as_str()),
+                        })
+                    }
+                    Pin::Absent => {
+                        identity.push('-');
+                        None
+                    }
+                };
+                (name.clone(), target)
+            })
+            .collect();
+        pinned.cache_identity = (!pins.is_empty()).then_some(identity);
+        pinned
     }
 }
 

@@ -7,13 +7,17 @@
 //! it set upstream, the version name hex-encoded; `raise` turns refusals into errors Postgres reports;
 //! `rules` compiles and matches routing rules; `resolve` decides, with a reason, which version
 //! a session gets; `prepared` remembers which version each prepared statement was rewritten
-//! at. The routing map comes from the catalog through `catalog_read`.
+//! at; `search_path` reads what statements do to the search_path and `session_search_path`
+//! follows a session's, so unqualified names resolve as Postgres would resolve them. The
+//! routing map comes from the catalog through `catalog_read`.
 
 pub mod prepared;
 pub mod raise;
 pub mod resolve;
 pub mod rules;
+pub mod search_path;
 pub mod session_router;
+pub mod session_search_path;
 pub mod state;
 pub mod version_command;
 pub mod version_setting;

@@ -105,6 +105,7 @@ mod tests {
             tracks_writers: false,
             shadow: None,
             catalog_substitutes: Default::default(),
+            relation_schemas: Default::default(),
         };
         RoutingState::from_catalog("app", &map)
     }

@@ -11,6 +11,12 @@
 //!
 //! Picking again is cheap: the session remembers the routing state's generation it resolved
 //! under and evaluates rules only when the catalog was reloaded or its own SET changed.
+//!
+//! The session's `search_path` is followed too (`session_search_path`), while some relation
+//! could shadow a managed name: unqualified names are rewritten only where Postgres would
+//! find the managed table. Its SETs share the version's transaction bookkeeping: one
+//! snapshot, taken before the first change whose fate is not known, is put back if the
+//! transaction block rolls back, and a `SET LOCAL` value ends with the block.
 
 use std::sync::Arc;
 
@@ -18,12 +24,15 @@ use super::prepared::PreparedStatements;
 use super::raise::{Refusal, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
+use super::search_path::{self, PathCommand};
+use super::session_search_path::{PathValue, SessionSearchPath};
 use super::state::{RoutingState, SharedRouting};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
+use crate::rewriter::lexer::Token;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
-use crate::rewriter::{Rewrite, RewriteCache, rewrite_cached};
+use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,9 +56,10 @@ pub struct SessionRouter {
     startup_version: Option<String>,
     /// `SET viewgate.version` in the session (RESET clears it).
     set: Option<String>,
-    /// `set` as it was before the oldest SET or RESET whose fate Postgres has not told yet
-    /// (made inside a transaction block, it is undone if the block rolls back).
-    unsettled: Option<Option<String>>,
+    /// `set` and the session's search_path as they were before the oldest SET or RESET whose
+    /// fate Postgres has not told yet (made inside a transaction block, it is undone if the
+    /// block rolls back).
+    unsettled: Option<(Option<String>, PathValue)>,
     /// A SET or RESET just began `unsettled`: the session must watch for its fate.
     new_unsettled: bool,
     /// The version in effect for the current transaction, if the session is versioned.
@@ -60,6 +70,10 @@ pub struct SessionRouter {
     cache: Arc<RewriteCache>,
     /// Named prepared statements that name a managed table, with their versions.
     prepared: PreparedStatements,
+    /// The session's search_path, as far as the proxy follows it.
+    search_path: SessionSearchPath,
+    /// The lexer's buffer for reading search_path changes.
+    path_tokens: Vec<Token>,
 }
 
 impl SessionRouter {
@@ -95,9 +109,29 @@ impl SessionRouter {
             policy,
             cache,
             prepared: PreparedStatements::default(),
+            search_path: SessionSearchPath::new(None),
+            path_tokens: Vec::new(),
         };
         router.refresh();
         Ok(router)
+    }
+
+    /// The search_path the startup packet declared, if any (what RESET returns to unless the
+    /// upstream is asked at login).
+    pub fn declare_search_path(&mut self, declared: Option<&str>) {
+        self.search_path = SessionSearchPath::new(declared);
+    }
+
+    /// Whether the upstream should be asked for the session's search_path at login: some
+    /// relation could shadow a managed name, so the role's and database's defaults matter.
+    pub fn wants_login_search_path(&self) -> bool {
+        let state = self.routing.load();
+        state.governs(&self.client.database) && state.follows_search_path()
+    }
+
+    /// The upstream's answer to `SHOW search_path` at login.
+    pub fn login_search_path(&mut self, value: &str) {
+        self.search_path.at_login(value);
     }
 
     /// The version in effect, by name.
@@ -188,10 +222,15 @@ impl SessionRouter {
     /// Postgres told the fate of the unsettled SET: kept, or rolled back with its transaction
     /// block (as Postgres's own setting was), which undoes every SET since.
     pub fn set_settled(&mut self, kept: bool) {
-        if let Some(before) = self.unsettled.take()
-            && !kept
-            && before != self.set
-        {
+        let Some((before, path_before)) = self.unsettled.take() else {
+            return;
+        };
+        self.search_path.transaction_ended();
+        if kept {
+            return;
+        }
+        self.search_path.restore(path_before);
+        if before != self.set {
             self.set = before;
             self.resolved_under = None;
         }
@@ -201,7 +240,7 @@ impl SessionRouter {
     /// whether the change stands.
     fn set_changing(&mut self) {
         if self.unsettled.is_none() {
-            self.unsettled = Some(self.set.clone());
+            self.unsettled = Some((self.set.clone(), self.search_path.session_value()));
             self.new_unsettled = true;
         }
     }
@@ -247,12 +286,65 @@ impl SessionRouter {
             return (self.version_command(command, idle), false);
         }
         let Some(assignment) = &self.assignment else {
+            // Not read for search_path changes: unknown once the session is versioned.
+            self.search_path.unread();
             return (Routed::Forward, false);
         };
-        let routed = match &*rewrite_cached(&self.cache, sql, assignment.targets()) {
-            Ok(Rewrite::Unchanged) => Routed::Forward,
-            Ok(Rewrite::Rewritten(text)) => return (Routed::Replace(text.clone()), true),
-            Err(error) => match self.policy {
+        if !assignment.targets().follows_search_path {
+            self.search_path.unread();
+            return match self.rewrite_piece(sql, assignment.targets(), 0) {
+                Ok(Some(text)) => (Routed::Replace(text), true),
+                Ok(None) => (Routed::Forward, false),
+                Err(routed) => (routed, false),
+            };
+        }
+        // Following the search_path: each statement that changes it ends a piece, and the
+        // pieces after it are rewritten with the new path (Postgres runs them in order).
+        let base = assignment.targets().clone();
+        let changes = search_path::commands(sql, &mut self.path_tokens);
+        let pieces = changes
+            .into_iter()
+            .map(|(end, command)| (end, Some(command)))
+            .chain(std::iter::once((sql.len(), None)));
+        let (mut text, mut start, mut rewritten) = (String::new(), 0, false);
+        for (end, command) in pieces {
+            let piece = sql.get(start..end).unwrap_or_default();
+            if !piece.is_empty() {
+                let targets = self.search_path.targets(&base, &self.client.user);
+                let offset = sql[..start].chars().count();
+                match self.rewrite_piece(piece, &targets, offset) {
+                    Ok(Some(replaced)) => {
+                        text.push_str(&replaced);
+                        rewritten = true;
+                    }
+                    Ok(None) => text.push_str(piece),
+                    Err(routed) => return (routed, false),
+                }
+            }
+            if let Some(command) = command {
+                self.path_changed(command);
+            }
+            start = end.max(start);
+        }
+        match rewritten {
+            true => (Routed::Replace(text), true),
+            false => (Routed::Forward, false),
+        }
+    }
+
+    /// `piece` (a whole statement text, or the part of one between search_path changes that
+    /// starts `offset` characters in) rewritten for `targets`: `Ok(None)` unchanged, `Err`
+    /// what to send instead when it cannot be rewritten (per the unparseable policy).
+    fn rewrite_piece(
+        &self,
+        piece: &str,
+        targets: &VersionTargets,
+        offset: usize,
+    ) -> Result<Option<String>, Routed> {
+        match &*rewrite_cached(&self.cache, piece, targets) {
+            Ok(Rewrite::Unchanged) => Ok(None),
+            Ok(Rewrite::Rewritten(text)) => Ok(Some(text.clone())),
+            Err(error) => Err(match self.policy {
                 UnparseablePolicy::Passthrough => {
                     tracing::debug!(%error, "statement forwarded without rewriting");
                     Routed::Forward
@@ -260,16 +352,22 @@ impl SessionRouter {
                 UnparseablePolicy::Reject => {
                     let position = error
                         .position
-                        .map(|p| format!(" (at character {p})"))
+                        .map(|p| format!(" (at character {})", p + offset))
                         .unwrap_or_default();
                     Routed::Refuse(Refusal::new(
                         SqlState::SYNTAX_ERROR,
                         format!("{error}{position}"),
                     ))
                 }
-            },
-        };
-        (routed, false)
+            }),
+        }
+    }
+
+    /// The statement being routed changes the search_path: it applies from the next
+    /// statement, and its fate is watched like a version SET's.
+    fn path_changed(&mut self, command: PathCommand) {
+        self.set_changing();
+        self.search_path.apply(command);
     }
 
     /// The session's own choice changed: resolve again (now if idle, else at the boundary).
@@ -427,6 +525,7 @@ mod tests {
             tracks_writers,
             shadow: None,
             catalog_substitutes: Default::default(),
+            relation_schemas: Default::default(),
         };
         Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
             "app", &map,
@@ -628,6 +727,131 @@ mod tests {
         shared.store(routing(Some("v2")).load_full());
         free.statement("SELECT 1", true);
         assert_eq!(why(&free), "v2 (default)");
+    }
+
+    /// Routing where schema `tenant_a` holds a relation named like managed table `t`.
+    fn shadowed() -> SharedRouting {
+        let routing = routing(Some("v1"));
+        let mut map = RoutingMap {
+            default_version: Some("v1".into()),
+            ..RoutingMap::default()
+        };
+        map.versions.insert(
+            "v1".into(),
+            vec![RoutedTable {
+                table_name: "t".into(),
+                base_schema: "public".into(),
+                base_table: "t".into(),
+                view_schema: "public".into(),
+                view_name: "t_v1".into(),
+                mapping: None,
+            }],
+        );
+        map.relation_schemas
+            .insert("t".into(), ["public", "tenant_a"].map(String::from).into());
+        routing.store(Arc::new(RoutingState::from_catalog("app", &map)));
+        routing
+    }
+
+    #[test]
+    fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
+        let mut session = session_at(shadowed());
+        assert!(session.wants_login_search_path());
+        let select = |session: &mut SessionRouter, idle| session.statement("SELECT * FROM t", idle);
+        // Unknown path: as before, rewritten.
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        session.login_search_path("tenant_a, public");
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM public.t", true)),
+            "SELECT * FROM public.t_v1 AS t",
+            "qualified names are unchanged"
+        );
+        // A SET outside a block stands.
+        assert_eq!(
+            session.statement("SET search_path TO public", true),
+            Routed::Forward
+        );
+        assert!(session.take_unsettled_set());
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // A SET in a block that rolls back is undone.
+        session.statement("BEGIN", true);
+        session.statement("SET search_path TO tenant_a", false);
+        assert!(session.take_unsettled_set());
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        session.set_settled(false);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // SET LOCAL lasts to the end of its block, even one that commits.
+        session.statement("BEGIN", true);
+        session.statement("SET LOCAL search_path TO tenant_a", false);
+        assert!(session.take_unsettled_set());
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // RESET returns to the login value; an unreadable change is today's behaviour.
+        session.statement("RESET search_path", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        session.statement("SELECT set_config('search_path', $1, false)", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // `$user` is the session user ("alice").
+        session.statement("SET search_path = \"$user\", tenant_a", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        // Nothing on the path holds the name: left as written.
+        session.statement("SET search_path = nowhere", true);
+        session.set_settled(true);
+        assert_eq!(select(&mut session, true), Routed::Forward);
+        // Within one query string, a change applies to the statements after it.
+        session.statement("SET search_path = public", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(session.statement(
+                "SELECT * FROM t; SET search_path TO tenant_a; SELECT * FROM t",
+                true
+            )),
+            "SELECT * FROM t_v1 AS t; SET search_path TO tenant_a; SELECT * FROM tenant_a.t AS t"
+        );
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        // Without shadows, sessions do not follow (and do not ask at login).
+        let plain = session_at(routing(Some("v1")));
+        assert!(!plain.wants_login_search_path());
     }
 
     fn session_at(shared: SharedRouting) -> SessionRouter {

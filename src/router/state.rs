@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use super::rules::{CompiledRule, InactiveVersion};
 use crate::model::{RoutingMap, ShadowRun};
 use crate::rewriter::VersionTargets;
+use crate::rewriter::resolution;
 
 /// Numbers every state built, so a session can tell cheaply whether the state it resolved its
 /// version under is still the current one.
@@ -30,6 +31,8 @@ pub struct RoutingState {
     tracks_writers: bool,
     /// The shadow run in progress, when it names active versions (`proxy::shadow_tap`).
     shadow: Option<Arc<ShadowRun>>,
+    /// Some relation could shadow a managed name: sessions follow their search_path.
+    follows_search_path: bool,
 }
 
 impl RoutingState {
@@ -37,12 +40,23 @@ impl RoutingState {
     /// name a version the catalog does not have (any more) are left out with a warning, so one
     /// bad rule never stops routing.
     pub fn from_catalog(database: &str, map: &RoutingMap) -> Self {
-        let versions: HashMap<String, Arc<VersionTargets>> = map
+        let mut built: Vec<VersionTargets> = map
             .versions
             .keys()
-            .filter_map(|version| {
-                let targets = VersionTargets::from_routing_map(map, version)?;
-                Some((version.clone(), Arc::new(targets)))
+            .filter_map(|version| VersionTargets::from_routing_map(map, version))
+            .collect();
+        // Sessions follow their search_path only where a relation could shadow a managed name.
+        for targets in &mut built {
+            targets.search_path_candidates = Arc::new(resolution::candidates(targets, map));
+        }
+        let follows = built
+            .iter()
+            .any(|targets| !targets.search_path_candidates.is_empty());
+        let versions: HashMap<String, Arc<VersionTargets>> = built
+            .into_iter()
+            .map(|mut targets| {
+                targets.follows_search_path = follows;
+                (targets.version.clone(), Arc::new(targets))
             })
             .collect();
         for invalid in &map.rules.invalid {
@@ -67,6 +81,7 @@ impl RoutingState {
             rules,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             tracks_writers: map.tracks_writers,
+            follows_search_path: follows,
             shadow: map
                 .shadow
                 .clone()
@@ -79,6 +94,11 @@ impl RoutingState {
     /// The shadow run in progress, if any.
     pub fn shadow(&self) -> Option<&Arc<ShadowRun>> {
         self.shadow.as_ref()
+    }
+
+    /// Whether sessions follow their search_path (some relation could shadow a managed name).
+    pub fn follows_search_path(&self) -> bool {
+        self.follows_search_path
     }
 
     /// Whether a migration's sync triggers need each session's version set upstream.

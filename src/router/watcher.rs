@@ -5,6 +5,12 @@
 //! `cutover` and `route` commands send one). If the
 //! connection is lost the proxy keeps serving with the last state and reconnects with backoff;
 //! a change made meanwhile is picked up by the load after reconnecting.
+//!
+//! Creating or dropping a relation named like a managed table (a tenant's own
+//! `model_metadata`) sends no notification, so every [`RELATION_REFRESH_INTERVAL`] the
+//! watcher also reads again which schemas hold such relations (`catalog_read::
+//! relation_schemas`, one indexed query) and publishes a new state only when that changed
+//! (publishing empties the rewrite cache).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +19,8 @@ use futures_util::StreamExt;
 use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
-use crate::catalog_read::{CatalogReadError, load_routing_map};
+use crate::catalog_read::{CatalogReadError, load_routing_map, relation_schemas};
+use crate::model::RoutingMap;
 use crate::model::channel::CONTROL_CHANNEL;
 use crate::net::postgres_tls::{PostgresConnection, PostgresTarget, PostgresTlsError, error_text};
 use crate::rewriter::RewriteCache;
@@ -22,6 +29,9 @@ use crate::shutdown::Shutdown;
 /// First and longest pause before reconnecting to the catalog.
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// How often the schemas holding relations named like managed tables are read again: how
+/// long a newly created (or dropped) same-named relation may go unnoticed.
+pub const RELATION_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -88,8 +98,17 @@ impl CatalogSource {
 
     /// A failed load is an error, never an empty state: the last good state keeps serving.
     async fn load_with(&self, client: &tokio_postgres::Client) -> Result<RoutingState, WatchError> {
+        Ok(self.load_map(client).await?.1)
+    }
+
+    /// The routing map and the state built from it.
+    async fn load_map(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<(RoutingMap, RoutingState), WatchError> {
         let map = load_routing_map(client).await?;
-        Ok(RoutingState::from_catalog(&self.database, &map))
+        let state = RoutingState::from_catalog(&self.database, &map);
+        Ok((map, state))
     }
 }
 
@@ -144,14 +163,35 @@ async fn follow(
     client
         .batch_execute(&format!("LISTEN {CONTROL_CHANNEL}"))
         .await?;
-    publish(routing, cache, source.load_with(&client).await?);
+    let (mut map, state) = source.load_map(&client).await?;
+    publish(routing, cache, state);
     tracing::info!(database = %source.database, "following the viewgate catalog");
-    while notify_rx.recv().await.is_some() {
-        // Several notifications in a burst need one reload.
-        while notify_rx.try_recv().is_ok() {}
-        let state = source.load_with(&client).await?;
-        tracing::info!(versions = ?state.version_names(), default = ?state.default_version, rules = state.rules().len(), "routing state reloaded");
-        publish(routing, cache, state);
+    let mut refresh = tokio::time::interval(RELATION_REFRESH_INTERVAL);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.tick().await;
+    loop {
+        tokio::select! {
+            notified = notify_rx.recv() => {
+                if notified.is_none() {
+                    break;
+                }
+                // Several notifications in a burst need one reload.
+                while notify_rx.try_recv().is_ok() {}
+                let (loaded, state) = source.load_map(&client).await?;
+                map = loaded;
+                tracing::info!(versions = ?state.version_names(), default = ?state.default_version, rules = state.rules().len(), "routing state reloaded");
+                publish(routing, cache, state);
+            }
+            _ = refresh.tick() => {
+                let names = map.managed_names();
+                let schemas = relation_schemas(&client, &names).await?;
+                if schemas != map.relation_schemas {
+                    map.relation_schemas = schemas;
+                    tracing::info!(relations = ?map.relation_schemas, "relations named like managed tables changed");
+                    publish(routing, cache, RoutingState::from_catalog(&source.database, &map));
+                }
+            }
+        }
     }
     match driver.await {
         Ok(result) => Ok(result?),

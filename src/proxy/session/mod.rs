@@ -48,7 +48,7 @@ use crate::proxy::shadow_session::ShadowSession;
 use crate::proxy::state::ProxyState;
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::{Registration, SessionControl};
-use crate::router::{ClientIdentity, SessionRouter, version_command};
+use crate::router::{ClientIdentity, SessionRouter, search_path, version_command};
 
 /// Serves one accepted connection to its end. Never panics on input; errors are logged.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
@@ -97,9 +97,19 @@ async fn relay_session(
     let connected = async {
         let target = state.upstream.load_full();
         let mut upstream = target.connect().await?;
+        let ask_search_path = router
+            .as_ref()
+            .is_some_and(SessionRouter::wants_login_search_path);
         let established = tokio::time::timeout_at(
             deadline,
-            auth::establish(&mut client, &mut upstream, &target, &startup, &state),
+            auth::establish(
+                &mut client,
+                &mut upstream,
+                &target,
+                &startup,
+                &state,
+                ask_search_path,
+            ),
         )
         .await
         .map_err(|_| SessionError::StartupTimeout)??;
@@ -109,6 +119,10 @@ async fn relay_session(
         Ok(pair) => pair,
         Err(error) => return Err(handshake::refuse(&mut client, error).await),
     };
+    let mut router = router;
+    if let (Some(router), Some(path)) = (router.as_mut(), &established.search_path) {
+        router.login_search_path(path);
+    }
     tracing::debug!("session established");
     // Registered before the startup pass ends, so a switch that waits for quiet sessions
     // cannot miss this one.
@@ -176,7 +190,7 @@ fn session_router(
         application_name: startup.param("application_name").unwrap_or("").to_owned(),
         address: Some(peer.ip()),
     };
-    SessionRouter::new(
+    let mut router = SessionRouter::new(
         state.routing.clone(),
         client,
         version_command::from_startup(&startup.params),
@@ -184,11 +198,12 @@ fn session_router(
         state.config.unparseable_policy,
         state.rewrite_cache.clone(),
     )
-    .map(Some)
     .map_err(|error| SessionError::Refused {
         code: SqlState::INVALID_PARAMETER_VALUE,
         message: error.to_string(),
-    })
+    })?;
+    router.declare_search_path(search_path::from_startup(&startup.params).as_deref());
+    Ok(Some(router))
 }
 
 fn log_end(peer: SocketAddr, error: &SessionError) {

@@ -1,0 +1,246 @@
+//! Postgres's name resolution for unqualified managed names: which relation a session's
+//! `search_path` makes `model_metadata` mean.
+//!
+//! A version's [`SearchPathCandidates`] ([`candidates`]) list the managed names that another relation of the
+//! same name could shadow (from the routing map's `relation_schemas`): per name, the schemas
+//! that count as the managed table (its base table's schema, and every version's view schema
+//! where the view has the table's own name, as in the schema-per-version layout) and the other
+//! schemas that hold a relation of that name. The common case, no such relation anywhere, has
+//! no candidates and nothing here runs.
+//!
+//! [`walk`] follows an effective search_path (`$user` expanded, `pg_catalog` first unless
+//! listed; [`effective_path`]) as Postgres does: the first schema holding the name decides. A
+//! name whose first holder is another schema is *pinned* there ([`Pin::Schema`]): the rewriter
+//! writes `tenant_a.model_metadata AS model_metadata`, which reads what Postgres would have
+//! read, and fails rather than falling through to the base table if that relation has gone
+//! since the map was loaded. A name no schema on the path holds is left as written
+//! ([`Pin::Absent`]): Postgres then finds what the proxy does not know of, or nothing.
+
+use std::collections::BTreeSet;
+
+pub use super::shadowing::{NameCandidates, Pin, SearchPathCandidates};
+use super::targets::VersionTargets;
+use crate::model::RoutingMap;
+use crate::model::catalog_substitutes::PG_CATALOG;
+
+/// The `search_path` element that stands for the session user's own schema.
+pub const USER_ELEMENT: &str = "$user";
+
+/// The candidates of `targets` (one version's) in `map`. Only names that resolve unqualified
+/// at all (one managed table of that name) are candidates.
+pub fn candidates(targets: &VersionTargets, map: &RoutingMap) -> SearchPathCandidates {
+    let mut names = Vec::new();
+    for target in targets.managed() {
+        let name = &target.table.name;
+        if targets.resolve_table(None, name) != Some(target) {
+            continue;
+        }
+        let Some(holders) = map.relation_schemas.get(name) else {
+            continue;
+        };
+        let mut own = BTreeSet::from([target.table.schema.clone()]);
+        own.extend(
+            map.versions
+                .values()
+                .flatten()
+                .filter(|routed| routed.view_name == *name)
+                .map(|routed| routed.view_schema.clone()),
+        );
+        let others: BTreeSet<String> = holders.difference(&own).cloned().collect();
+        if !others.is_empty() {
+            names.push(NameCandidates {
+                name: name.clone(),
+                own,
+                others,
+            });
+        }
+    }
+    SearchPathCandidates { names }
+}
+
+/// The schemas Postgres searches, in order, for a search_path of `elements` (schema names as
+/// stored, e.g. `["$user", "public"]`) in a session of `session_user`: `$user` expanded and
+/// `pg_catalog` first unless the path lists it. The session's temporary schema, which
+/// Postgres searches first unless listed, is not modelled (its tables are not tracked).
+pub fn effective_path(elements: &[String], session_user: &str) -> Vec<String> {
+    let mut path = Vec::with_capacity(elements.len() + 1);
+    if !elements.iter().any(|element| element == PG_CATALOG) {
+        path.push(PG_CATALOG.to_owned());
+    }
+    for element in elements {
+        if element == USER_ELEMENT {
+            path.push(session_user.to_owned());
+        } else {
+            path.push(element.clone());
+        }
+    }
+    path
+}
+
+/// Where `candidate` resolves on `path` (an [`effective_path`]): `None` when the first schema
+/// holding it is the managed table's own (rewrite as usual), otherwise the [`Pin`].
+pub fn walk(path: &[String], candidate: &NameCandidates) -> Option<Pin> {
+    for schema in path {
+        if candidate.own.contains(schema) {
+            return None;
+        }
+        if candidate.others.contains(schema) {
+            return Some(Pin::Schema(schema.clone()));
+        }
+    }
+    Some(Pin::Absent)
+}
+
+/// The pins for every candidate on `path`; empty when every name resolves to its managed table.
+pub fn pins(candidates: &SearchPathCandidates, path: &[String]) -> Vec<(String, Pin)> {
+    candidates
+        .names
+        .iter()
+        .filter_map(|candidate| Some((candidate.name.clone(), walk(path, candidate)?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RoutedTable;
+    use crate::rewriter::targets::RelationName;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn candidate(own: &[&str], others: &[&str]) -> NameCandidates {
+        NameCandidates {
+            name: "model_metadata".into(),
+            own: own.iter().map(|s| (*s).to_owned()).collect(),
+            others: others.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_effective_path_expands_user_and_puts_pg_catalog_first() {
+        assert_eq!(
+            effective_path(&strings(&["$user", "public"]), "alice"),
+            strings(&["pg_catalog", "alice", "public"])
+        );
+        assert_eq!(
+            effective_path(&strings(&["public", "pg_catalog"]), "alice"),
+            strings(&["public", "pg_catalog"])
+        );
+        assert_eq!(effective_path(&[], "alice"), strings(&["pg_catalog"]));
+    }
+
+    #[test]
+    fn the_first_schema_holding_the_name_decides() {
+        let tenant = candidate(&["public"], &["tenant_a", "tenant_b"]);
+        let walk_on = |path: &[&str]| walk(&effective_path(&strings(path), "alice"), &tenant);
+        assert_eq!(
+            walk_on(&["tenant_a", "public"]),
+            Some(Pin::Schema("tenant_a".into()))
+        );
+        assert_eq!(walk_on(&["public", "tenant_a"]), None);
+        assert_eq!(walk_on(&["nowhere", "public"]), None);
+        assert_eq!(
+            walk_on(&["$user", "tenant_b", "public"]),
+            Some(Pin::Schema("tenant_b".into()))
+        );
+        assert_eq!(walk_on(&["nowhere"]), Some(Pin::Absent));
+        // `$user` names the session user's schema.
+        let mine = candidate(&["public"], &["alice"]);
+        assert_eq!(
+            walk(
+                &effective_path(&strings(&["$user", "public"]), "alice"),
+                &mine
+            ),
+            Some(Pin::Schema("alice".into()))
+        );
+        assert_eq!(
+            walk(
+                &effective_path(&strings(&["$user", "public"]), "bob"),
+                &mine
+            ),
+            None
+        );
+        // A relation in pg_catalog is found first unless the path lists pg_catalog later.
+        let system = candidate(&["public"], &["pg_catalog"]);
+        assert_eq!(
+            walk(&effective_path(&strings(&["public"]), "a"), &system),
+            Some(Pin::Schema("pg_catalog".into()))
+        );
+        assert_eq!(
+            walk(
+                &effective_path(&strings(&["public", "pg_catalog"]), "a"),
+                &system
+            ),
+            None
+        );
+    }
+
+    fn routed(view_schema: &str, view_name: &str) -> RoutedTable {
+        RoutedTable {
+            table_name: "model_metadata".into(),
+            base_schema: "public".into(),
+            base_table: "model_metadata".into(),
+            view_schema: view_schema.into(),
+            view_name: view_name.into(),
+            mapping: None,
+        }
+    }
+
+    #[test]
+    fn view_schemas_of_the_schema_layout_are_not_shadows() {
+        let mut map = RoutingMap::default();
+        map.versions
+            .insert("v1".into(), vec![routed("v1", "model_metadata")]);
+        map.versions
+            .insert("v2".into(), vec![routed("v2", "model_metadata")]);
+        map.relation_schemas.insert(
+            "model_metadata".into(),
+            ["public", "v1", "v2"].map(String::from).into(),
+        );
+        let targets = VersionTargets::from_routing_map(&map, "v1").unwrap();
+        assert!(candidates(&targets, &map).is_empty());
+        map.relation_schemas
+            .get_mut("model_metadata")
+            .unwrap()
+            .insert("tenant_a".into());
+        let candidates = candidates(&targets, &map);
+        assert_eq!(
+            candidates.names,
+            vec![NameCandidates {
+                name: "model_metadata".into(),
+                own: ["public", "v1", "v2"].map(String::from).into(),
+                others: ["tenant_a".to_owned()].into(),
+            }]
+        );
+        // A v1 client with v2's schema first still reads its own version.
+        let path = effective_path(&strings(&["v2", "tenant_a", "public"]), "alice");
+        assert!(pins(&candidates, &path).is_empty());
+    }
+
+    #[test]
+    fn pinned_targets_resolve_unqualified_names_elsewhere_under_their_own_identity() {
+        let mut map = RoutingMap::default();
+        map.versions
+            .insert("v2".into(), vec![routed("public", "model_metadata_v2")]);
+        let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
+        let pinned = targets.with_pins(&[("model_metadata".into(), Pin::Schema("t".into()))]);
+        let target = pinned.resolve(None, "model_metadata").unwrap();
+        assert_eq!(target.view, RelationName::new("t", "model_metadata"));
+        assert_eq!(
+            pinned
+                .resolve(Some("public"), "model_metadata")
+                .unwrap()
+                .view,
+            RelationName::new("public", "model_metadata_v2"),
+            "qualified names are unchanged"
+        );
+        assert_ne!(pinned.cache_identity(), targets.cache_identity());
+        let absent = targets.with_pins(&[("model_metadata".into(), Pin::Absent)]);
+        assert!(absent.resolve(None, "model_metadata").is_none());
+        assert!(absent.resolve_table(None, "model_metadata").is_none());
+        assert_ne!(absent.cache_identity(), pinned.cache_identity());
+        assert_eq!(targets.with_pins(&[]).cache_identity(), "v2");
+    }
+}

@@ -1,0 +1,308 @@
+//! Unqualified names through the proxy follow the session's search_path as Postgres resolves
+//! them: a relation named `model_metadata` in a schema earlier on the path is what the client
+//! reads (never the version's view), and the managed table is rewritten again once the path
+//! puts its schema first. The search_path comes from the startup packet, the role's default
+//! (asked of the upstream at login), `SET`, `SET LOCAL`, `RESET` and `set_config`, with
+//! transaction semantics. A relation created after the proxy started is found by the
+//! watcher's periodic refresh, which no notification triggers.
+//!
+//! The tenant tables have a `marker` column the managed table does not have, and the v1 view
+//! hides the base table's `model_type`: `SELECT marker` succeeds only on a tenant table, and
+//! `SELECT model_type` fails on the v1 view (and would succeed on the base table, which no
+//! statement here may read unrewritten).
+
+mod common;
+
+use std::time::Duration;
+
+use common::versions::{columns, connect, connect_with, psql, versioned_proxy};
+use common::{TestProxy, wait_until};
+use viewgate::router::watcher::RELATION_REFRESH_INTERVAL;
+
+/// How many columns the v1 view of the seed example has.
+const V1_COLUMNS: usize = 5;
+/// How many columns each tenant table has.
+const TENANT_COLUMNS: usize = 2;
+
+/// Creates `schema.model_metadata (id, marker)` holding one row marked with the schema name.
+fn tenant_table(proxy: &TestProxy, schema: &str) {
+    proxy.admin(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE {schema}.model_metadata (id int, marker text);
+         INSERT INTO {schema}.model_metadata VALUES (1, '{schema}');
+         GRANT USAGE ON SCHEMA {schema} TO PUBLIC;
+         GRANT SELECT ON {schema}.model_metadata TO PUBLIC"
+    ));
+}
+
+/// Runs `sql` (one psql session, each entry its own simple Query) with extra conninfo.
+fn session(proxy: &TestProxy, extra: &str, sql: &[&str]) -> Result<String, String> {
+    let conninfo = format!("{} {extra}", proxy.conninfo());
+    let mut command = proxy.psql(&conninfo);
+    for statement in sql {
+        command.args(["-c", statement]);
+    }
+    let output = command.output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// A proxy with the seed example, a v1 row, and `tenant_a.model_metadata` known to it.
+fn proxy_with_tenant() -> TestProxy {
+    let proxy = versioned_proxy();
+    psql(
+        &proxy,
+        None,
+        "INSERT INTO model_metadata (model_name, model_version) VALUES ('base', '1')",
+    )
+    .unwrap();
+    tenant_table(&proxy, "tenant_a");
+    // A reload now rather than at the next periodic refresh.
+    proxy.admin("NOTIFY viewgate_control");
+    assert!(
+        wait_until(Duration::from_secs(5), || session(
+            &proxy,
+            "options='-c search_path=tenant_a,public'",
+            &["SELECT marker FROM model_metadata"]
+        )
+        .is_ok_and(|out| out == "tenant_a")),
+        "the proxy did not learn of tenant_a.model_metadata"
+    );
+    proxy
+}
+
+fn is_view_error(error: &str) -> bool {
+    error.contains("column \"model_type\" does not exist")
+}
+
+#[test]
+fn an_earlier_schema_is_read_and_the_managed_table_is_rewritten_again_after_set() {
+    let proxy = proxy_with_tenant();
+    let out = session(
+        &proxy,
+        "",
+        &[
+            "SET search_path = tenant_a, public",
+            "SELECT marker FROM model_metadata",
+            "SELECT count(*) FROM public.model_metadata WHERE model_name = 'base'",
+            "SET search_path = public",
+            "SELECT model_name FROM model_metadata",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out, "tenant_a\n1\nbase");
+    // After SET back, the unqualified name is the v1 view again (model_type hidden).
+    let error = session(
+        &proxy,
+        "",
+        &[
+            "SET search_path = tenant_a, public",
+            "SET search_path = public",
+            "SELECT model_type FROM model_metadata",
+        ],
+    )
+    .unwrap_err();
+    assert!(is_view_error(&error), "{error}");
+    // RESET returns to the session's start value; DEFAULT too.
+    let out = session(
+        &proxy,
+        "options='-c search_path=tenant_a,public'",
+        &[
+            "SET search_path = public",
+            "SELECT model_name FROM model_metadata",
+            "RESET search_path",
+            "SELECT marker FROM model_metadata",
+            "SELECT pg_catalog.set_config('search_path', 'public', false)",
+            "SELECT model_name FROM model_metadata",
+            "SET search_path TO DEFAULT",
+            "SELECT marker FROM model_metadata",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out, "base\ntenant_a\npublic\nbase\ntenant_a");
+    // Within one query string, a SET applies to the statements after it.
+    let out = session(
+        &proxy,
+        "",
+        &["SELECT model_name FROM model_metadata; SET search_path = tenant_a, public; SELECT marker FROM model_metadata"],
+    )
+    .unwrap();
+    assert_eq!(out, "base\ntenant_a");
+}
+
+#[test]
+fn a_set_in_a_rolled_back_transaction_is_undone_and_set_local_ends_at_commit() {
+    let proxy = proxy_with_tenant();
+    let error = session(
+        &proxy,
+        "",
+        &[
+            "BEGIN",
+            "SET search_path = tenant_a, public",
+            "SELECT marker FROM model_metadata",
+            "ROLLBACK",
+            "SELECT model_type FROM model_metadata",
+        ],
+    )
+    .unwrap_err();
+    assert!(is_view_error(&error), "{error}");
+    let out = session(
+        &proxy,
+        "",
+        &[
+            "BEGIN",
+            "SET search_path = tenant_a, public",
+            "SELECT marker FROM model_metadata",
+            "ROLLBACK",
+            "SELECT model_name FROM model_metadata",
+            "BEGIN",
+            "SET search_path = tenant_a, public",
+            "COMMIT",
+            "SELECT marker FROM model_metadata",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out, "tenant_a\nbase\ntenant_a");
+    let out = session(
+        &proxy,
+        "",
+        &[
+            "BEGIN",
+            "SET LOCAL search_path = tenant_a, public",
+            "SELECT marker FROM model_metadata",
+            "COMMIT",
+            "SELECT model_name FROM model_metadata",
+            "BEGIN",
+            "SELECT set_config('search_path', 'tenant_a, public', true)",
+            "SELECT marker FROM model_metadata",
+            "ROLLBACK",
+            "SELECT model_name FROM model_metadata",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out, "tenant_a\nbase\ntenant_a, public\ntenant_a\nbase");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_extended_protocol_and_the_rewrite_cache_keep_sessions_apart() {
+    let proxy = proxy_with_tenant();
+    let tenant = connect_with(&proxy, "-c%20search_path%3Dtenant_a,public").await;
+    let plain = connect(&proxy).await;
+    // The same text, prepared alternately: each session gets its own resolution.
+    for _ in 0..3 {
+        assert_eq!(columns(&tenant).await, TENANT_COLUMNS);
+        assert_eq!(columns(&plain).await, V1_COLUMNS);
+    }
+    // SET through the extended protocol.
+    plain
+        .execute("SET search_path TO tenant_a, public", &[])
+        .await
+        .unwrap();
+    assert_eq!(columns(&plain).await, TENANT_COLUMNS);
+    tenant
+        .execute("SET search_path TO public", &[])
+        .await
+        .unwrap();
+    assert_eq!(columns(&tenant).await, V1_COLUMNS);
+}
+
+#[test]
+fn the_role_default_and_user_are_asked_of_the_upstream_at_login() {
+    let proxy = proxy_with_tenant();
+    proxy.admin(
+        "CREATE ROLE tenant_user LOGIN SUPERUSER;
+         ALTER ROLE tenant_user SET search_path = tenant_a, public",
+    );
+    let as_tenant = format!(
+        "host=127.0.0.1 port={} user=tenant_user dbname=postgres",
+        proxy.port()
+    );
+    let read = |conninfo: &str, sql: &str| {
+        let output = proxy.psql(conninfo).args(["-c", sql]).output().unwrap();
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    };
+    assert_eq!(
+        read(&as_tenant, "SELECT marker FROM model_metadata").unwrap(),
+        "tenant_a"
+    );
+    // `$user` in the server's default path: a role with a schema of its own name.
+    tenant_table(&proxy, "tenant_b");
+    proxy.admin("CREATE ROLE tenant_b LOGIN SUPERUSER; NOTIFY viewgate_control");
+    let as_b = format!(
+        "host=127.0.0.1 port={} user=tenant_b dbname=postgres",
+        proxy.port()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || read(
+            &as_b,
+            "SELECT marker FROM model_metadata"
+        )
+        .is_ok_and(|out| out == "tenant_b")),
+        "{:?}",
+        read(&as_b, "SELECT marker FROM model_metadata")
+    );
+    // Everyone else still reads the version's view.
+    let error = psql(&proxy, None, "SELECT model_type FROM model_metadata").unwrap_err();
+    assert!(is_view_error(&error), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relation_created_after_the_proxy_started_is_found_by_the_periodic_refresh() {
+    let proxy = versioned_proxy();
+    let early = connect(&proxy).await;
+    assert_eq!(columns(&early).await, V1_COLUMNS);
+    // No notification: only the periodic refresh can notice.
+    tenant_table(&proxy, "tenant_c");
+    let started = std::time::Instant::now();
+    let found = wait_until(RELATION_REFRESH_INTERVAL * 3, || {
+        session(
+            &proxy,
+            "options='-c search_path=tenant_c,public'",
+            &["SELECT marker FROM model_metadata"],
+        )
+        .is_ok_and(|out| out == "tenant_c")
+    });
+    assert!(found, "not found after {:?}", started.elapsed());
+    // A session from before follows its SETs from then on.
+    early
+        .batch_execute("SET search_path TO tenant_c, public")
+        .await
+        .unwrap();
+    assert_eq!(columns(&early).await, TENANT_COLUMNS);
+    early
+        .batch_execute("SET search_path TO public")
+        .await
+        .unwrap();
+    assert_eq!(columns(&early).await, V1_COLUMNS);
+    // Dropped again (no notification): until the refresh notices, the pinned name fails;
+    // it never falls through to the base table.
+    let pinned = connect_with(&proxy, "-c%20search_path%3Dtenant_c,public").await;
+    assert_eq!(columns(&pinned).await, TENANT_COLUMNS);
+    proxy.admin("DROP TABLE tenant_c.model_metadata");
+    let error = pinned
+        .query("SELECT model_type FROM model_metadata", &[])
+        .await
+        .unwrap_err();
+    let message = error.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("does not exist")),
+        "{message:?}"
+    );
+    assert!(wait_until(RELATION_REFRESH_INTERVAL * 3, || {
+        session(
+            &proxy,
+            "options='-c search_path=tenant_c,public'",
+            &["SELECT model_name FROM model_metadata"],
+        )
+        .is_ok_and(|out| out.is_empty())
+    }));
+}
