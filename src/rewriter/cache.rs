@@ -9,11 +9,15 @@
 //! parse (see `shape::learn`), are cached by their exact text instead. Unparseable statements
 //! are cached too (as their error), so a client that repeats one does not pay the parse again.
 //!
-//! Keys are a 64-bit keyed hash (SipHash with a per-cache random key) of the version, the kind
-//! of key and its bytes; each entry keeps all three and a hit is only a hit when they match,
-//! so a hash collision is a miss, never a wrong rewrite. The "version" is the targets'
-//! [`VersionTargets::cache_identity`]: the version name, or, where a session's search_path
-//! resolves some unqualified names elsewhere, the name and that resolution.
+//! Keys are a 64-bit keyed hash (SipHash with a per-cache random key) of the version, the
+//! routing generation, the kind of key and its bytes; each entry keeps all four and a hit is
+//! only a hit when they match, so a hash collision is a miss, never a wrong rewrite. The
+//! "version" is the targets' [`VersionTargets::cache_identity`]: the version name, or, where a
+//! session's search_path resolves some unqualified names elsewhere, the name and that
+//! resolution. The generation ([`VersionTargets::routing_generation`]) is the routing state's:
+//! the cache is cleared when a new state is published, but a session still holding the old
+//! state's targets may store a rewrite after that; keyed by its generation, it is never served
+//! to a session on the new state (and ages out like any unused entry).
 //!
 //! Eviction policy (sampled second chance, a CLOCK variant): time is divided into epochs that
 //! end at each sweep, and a hit records the current epoch in its entry (an insert does not:
@@ -80,11 +84,28 @@ enum Cached {
 
 struct Entry {
     version: Box<str>,
+    generation: u64,
     kind: KeyKind,
     key: Box<[u8]>,
     value: Cached,
     /// The sweep epoch of the last hit; [`NEVER_USED`] until the first.
     last_used: AtomicU64,
+}
+
+/// Whose rewrites an entry holds: the targets' cache identity and routing generation.
+#[derive(Debug, Clone, Copy)]
+struct Scope<'a> {
+    identity: &'a str,
+    generation: u64,
+}
+
+impl<'a> Scope<'a> {
+    fn of(targets: &'a VersionTargets) -> Self {
+        Scope {
+            identity: targets.cache_identity(),
+            generation: targets.routing_generation,
+        }
+    }
 }
 
 /// The map's keys are already SipHash values; hashing them again would only cost time.
@@ -148,8 +169,9 @@ impl RewriteCache {
         self.config
     }
 
-    fn key(&self, version: &str, kind: KeyKind, key: &[u8]) -> u64 {
-        self.key_hasher.hash_one((version, kind, key))
+    fn key(&self, scope: Scope, kind: KeyKind, key: &[u8]) -> u64 {
+        self.key_hasher
+            .hash_one((scope.identity, scope.generation, kind, key))
     }
 
     fn cacheable(&self, sql: &str) -> bool {
@@ -171,11 +193,16 @@ impl RewriteCache {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The entry for (`version`, `kind`, `key`), marked used in this epoch.
-    fn lookup(&self, version: &str, kind: KeyKind, key: &[u8]) -> Option<Cached> {
+    /// The entry for (`scope`, `kind`, `key`), marked used in this epoch.
+    fn lookup(&self, scope: Scope, kind: KeyKind, key: &[u8]) -> Option<Cached> {
         self.entries
-            .get(&self.key(version, kind, key))
-            .filter(|entry| &*entry.version == version && entry.kind == kind && &*entry.key == key)
+            .get(&self.key(scope, kind, key))
+            .filter(|entry| {
+                &*entry.version == scope.identity
+                    && entry.generation == scope.generation
+                    && entry.kind == kind
+                    && &*entry.key == key
+            })
             .map(|entry| {
                 let epoch = self.epoch.load(Ordering::Relaxed);
                 if entry.last_used.load(Ordering::Relaxed) != epoch {
@@ -196,9 +223,9 @@ impl RewriteCache {
             return None;
         }
         let version = targets.version.as_str();
-        let identity = targets.cache_identity();
+        let scope = Scope::of(targets);
         if let Some(shape) = shape
-            && let Some(Cached::Shape(rewrite)) = self.lookup(identity, KeyKind::Shape, &shape.key)
+            && let Some(Cached::Shape(rewrite)) = self.lookup(scope, KeyKind::Shape, &shape.key)
             && let Some(outcome) = rewrite.apply(sql, shape, version)
         {
             return Some(match outcome {
@@ -206,15 +233,15 @@ impl RewriteCache {
                 outcome => Arc::new(outcome),
             });
         }
-        match self.lookup(identity, KeyKind::Text, sql.as_bytes()) {
+        match self.lookup(scope, KeyKind::Text, sql.as_bytes()) {
             Some(Cached::Outcome(outcome)) => Some(outcome),
             _ => None,
         }
     }
 
-    /// Stores `value` under (`version`, `kind`, `key`) unless the cache is disabled or a sweep
+    /// Stores `value` under (`scope`, `kind`, `key`) unless the cache is disabled or a sweep
     /// by another thread is making room.
-    fn insert(&self, version: &str, kind: KeyKind, key: &[u8], value: Cached) {
+    fn insert(&self, scope: Scope, kind: KeyKind, key: &[u8], value: Cached) {
         if self.config.max_entries == 0 {
             return;
         }
@@ -222,7 +249,8 @@ impl RewriteCache {
             return;
         }
         let entry = Entry {
-            version: version.into(),
+            version: scope.identity.into(),
+            generation: scope.generation,
             kind,
             key: key.into(),
             value,
@@ -232,7 +260,7 @@ impl RewriteCache {
         self.len.fetch_add(1, Ordering::Relaxed);
         if self
             .entries
-            .insert(self.key(version, kind, key), entry)
+            .insert(self.key(scope, kind, key), entry)
             .is_some()
         {
             self.len.fetch_sub(1, Ordering::Relaxed);
@@ -336,16 +364,16 @@ pub fn rewrite_cached(
         Ok(Rewrite::Unchanged) => cache.unchanged(),
         outcome => Arc::new(outcome),
     };
-    let identity = targets.cache_identity();
+    let scope = Scope::of(targets);
     match learned {
         Some((shape, rewrite)) => cache.insert(
-            identity,
+            scope,
             KeyKind::Shape,
             &shape.key,
             Cached::Shape(Arc::new(rewrite)),
         ),
         None => cache.insert(
-            identity,
+            scope,
             KeyKind::Text,
             sql.as_bytes(),
             Cached::Outcome(Arc::clone(&outcome)),
@@ -498,6 +526,33 @@ mod tests {
         cache.clear();
         assert_eq!(cache.stats().entries, 0);
         assert!(cache.get(&statement(1), &v2).is_none());
+    }
+
+    /// A session still on a replaced routing state stores its rewrite after the cache was
+    /// cleared: a session on the new state (other views for the same version) never gets it.
+    #[test]
+    fn a_rewrite_made_under_a_replaced_routing_state_is_not_served_under_the_new_one() {
+        let cache = RewriteCache::default();
+        let mut old = targets("v2");
+        old.routing_generation = 1;
+        let mut new = VersionTargets::new(
+            "v2",
+            vec![ViewTarget {
+                table: RelationName::new("public", "model_metadata"),
+                view: RelationName::new("public", "model_metadata_v2_reapplied"),
+            }],
+        );
+        new.routing_generation = 2;
+        cache.clear();
+        rewrite_cached(&cache, &statement(1), &old);
+        let served = rewrite_cached(&cache, &statement(1), &new);
+        assert_eq!(
+            served.as_ref().as_ref().unwrap(),
+            &Rewrite::Rewritten(
+                "SELECT id AS c1 FROM model_metadata_v2_reapplied AS model_metadata WHERE id = 1"
+                    .into()
+            )
+        );
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct VersionTargets {
     pub(super) pins: Vec<(String, Option<ViewTarget>)>,
     /// What the rewrite cache keys these targets by, when it is not `version` (pinned).
     pub(super) cache_identity: Option<String>,
+    /// The routing state these targets were built for (`router::state`). The rewrite cache
+    /// keys by it too: a rewrite a session made with the targets of a state that was replaced
+    /// meanwhile (stored after the cache was cleared) is never served under the new one.
+    pub routing_generation: u64,
 }
 
 impl VersionTargets {
@@ -87,6 +91,7 @@ impl VersionTargets {
             follows_search_path: false,
             pins: Vec::new(),
             cache_identity: None,
+            routing_generation: 0,
         }
     }
 

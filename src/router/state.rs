@@ -40,6 +40,7 @@ impl RoutingState {
     /// name a version the catalog does not have (any more) are left out with a warning, so one
     /// bad rule never stops routing.
     pub fn from_catalog(database: &str, map: &RoutingMap) -> Self {
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         let mut built: Vec<VersionTargets> = map
             .versions
             .keys()
@@ -48,6 +49,7 @@ impl RoutingState {
         // Sessions follow their search_path only where a relation could shadow a managed name.
         for targets in &mut built {
             targets.search_path_candidates = Arc::new(resolution::candidates(targets, map));
+            targets.routing_generation = generation;
         }
         let follows = built
             .iter()
@@ -79,7 +81,7 @@ impl RoutingState {
             database: Some(database.to_owned()),
             default_version: map.default_version.clone(),
             rules,
-            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            generation,
             tracks_writers: map.tracks_writers,
             follows_search_path: follows,
             shadow: map
