@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio_postgres::GenericClient;
 
-use crate::model::catalog_substitutes::{SUBSTITUTE_SCHEMA_PREFIX, substitutes};
+use crate::model::catalog_substitutes::{
+    SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX, substitutes,
+};
 use crate::model::{
     Assign, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap, Rule, RuleError,
     ShadowRun, ShapePattern, ViewMapping,
@@ -116,12 +118,13 @@ pub async fn relation_schemas(
 }
 
 /// The active versions whose schema of catalog substitutes holds every substitute relation
-/// (`model::catalog_substitutes`). A version applied by an older viewgate, or with templates
+/// and function (`model::catalog_substitutes`). A version applied by an older viewgate, or with templates
 /// that leave the substitutes out, has none and its catalog queries stay as written.
 async fn catalog_substitutes(
     client: &impl GenericClient,
 ) -> Result<BTreeSet<String>, CatalogReadError> {
     let names: Vec<&str> = substitutes().map(|(_, name)| name).collect();
+    let functions: Vec<&str> = SUBSTITUTE_FUNCTIONS.to_vec();
     let rows = client
         .query(
             "SELECT v.version FROM viewgate.versions v
@@ -129,8 +132,12 @@ async fn catalog_substitutes(
                 AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = $1 || v.version AND c.relname = ANY ($2::text[]))
-                    = pg_catalog.cardinality($2::text[])",
-            &[&SUBSTITUTE_SCHEMA_PREFIX, &names],
+                    = pg_catalog.cardinality($2::text[])
+                AND (SELECT pg_catalog.count(DISTINCT p.proname) FROM pg_catalog.pg_proc p
+                       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                      WHERE n.nspname = $1 || v.version AND p.proname = ANY ($3::text[]))
+                    = pg_catalog.cardinality($3::text[])",
+            &[&SUBSTITUTE_SCHEMA_PREFIX, &names, &functions],
         )
         .await
         .map_err(failed("looking for the versions' catalog substitutes"))?;

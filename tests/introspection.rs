@@ -16,13 +16,18 @@ use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
 /// `\d model_metadata` through the proxy at `version`, as psql prints it (aligned, with
 /// its title and footers).
 fn describe(proxy: &TestProxy, version: &str) -> String {
+    describe_table(proxy, version, "model_metadata")
+}
+
+/// `\d table` through the proxy at `version`, as psql prints it.
+fn describe_table(proxy: &TestProxy, version: &str, table: &str) -> String {
     let conninfo = format!(
         "{} options='-c viewgate.version={version}'",
         proxy.conninfo()
     );
     let output = Command::new(proxy.cluster.bin("psql"))
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", &conninfo, "-c"])
-        .arg("\\d model_metadata")
+        .arg(format!("\\d {table}"))
         .output()
         .unwrap();
     assert!(
@@ -279,6 +284,17 @@ fn comments_of_the_base_table_show_on_the_versions_table() {
         psql(&proxy, Some("v2"), comments).unwrap(),
         "(table)|Model registry\nmodel_name|Name of the model"
     );
+    // The same through the functions psql's `\d+` and ActiveRecord call with the oid.
+    let by_function = "SELECT obj_description('model_metadata'::regclass, 'pg_class'),
+                              pg_catalog.col_description('model_metadata'::regclass, 2),
+                              coalesce(obj_description('model_metadata'::regclass), '-')";
+    for version in ["v1", "v2"] {
+        assert_eq!(
+            psql(&proxy, Some(version), by_function).unwrap(),
+            "Model registry|Name of the model|Model registry",
+            "at {version}"
+        );
+    }
 }
 
 #[test]
@@ -508,6 +524,48 @@ UNIQUE|name_code_unique|name,legacy_code"
             "SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'clients_v2', 'customers_v2')"
         ),
         "0"
+    );
+
+    // Keys and indexes printed by oid, as psql's `\d` and SQLAlchemy's reflection print them:
+    // on the version's table and column names.
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT string_agg(pg_get_constraintdef(oid), '; ' ORDER BY conname) FROM pg_constraint
+              WHERE conrelid = 'clients'::regclass"
+        ),
+        "UNIQUE (email); PRIMARY KEY (id)"
+    );
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT string_agg(def, '; ' ORDER BY def)
+               FROM (SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true) || ' / '
+                            || pg_catalog.pg_get_indexdef(i.indexrelid, 1, true) AS def
+                       FROM pg_catalog.pg_index i WHERE i.indrelid = 'clients'::regclass) d"
+        ),
+        "CREATE UNIQUE INDEX customers_email_key ON clients USING btree (email) / email; \
+         CREATE UNIQUE INDEX customers_pkey ON clients USING btree (id) / id"
+    );
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'customers_pkey'"
+        ),
+        "CREATE UNIQUE INDEX customers_pkey ON public.clients USING btree (id)"
+    );
+    assert_eq!(
+        at(
+            "v1",
+            "SELECT pg_get_indexdef('customers_pkey'::regclass) || ' / ' || pg_get_constraintdef(oid)
+               FROM pg_constraint WHERE conname = 'customers_pkey'"
+        ),
+        "CREATE UNIQUE INDEX customers_pkey ON public.customers USING btree (customer_id) / PRIMARY KEY (customer_id)"
+    );
+    let describe = describe_table(&proxy, "v2", "clients");
+    assert!(
+        describe.contains("\"customers_pkey\" PRIMARY KEY, btree (id)"),
+        "{describe}"
     );
 
     // The per-column views and the planner's statistics name only the version's columns:

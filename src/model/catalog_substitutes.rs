@@ -60,6 +60,16 @@ pub const VIEW_COLUMN_RELATIONS: &[&str] = &[
 /// The schema `INFORMATION_SCHEMA_SUBSTITUTES` stand in for.
 pub const INFORMATION_SCHEMA: &str = "information_schema";
 
+/// `pg_catalog` functions with a substitute in the same schema, found by their name qualified
+/// with `pg_catalog` or unqualified: the ones introspection calls with a managed table's (the
+/// version's view's) oid, which print or read the base table's names and comments.
+pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
+    "pg_get_indexdef",
+    "pg_get_constraintdef",
+    "col_description",
+    "obj_description",
+];
+
 /// The schema holding `version`'s substitutes. Version names are at most 31 characters of
 /// `[a-z0-9_]`, so the result is a plain identifier within Postgres's 63-byte limit.
 pub fn substitute_schema(version: &str) -> String {

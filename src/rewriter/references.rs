@@ -497,6 +497,33 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// A call of a catalog function that prints or reads the base table's names and comments
+    /// (`pg_get_indexdef(oid)`, `col_description(oid, n)`) goes to the version's substitute.
+    fn substitute_function(&mut self, name: &ObjectName) {
+        let Some((schema, function, _)) = Self::split_name(name) else {
+            return;
+        };
+        let Some(substitute) = self
+            .targets
+            .substitute_function(schema.as_deref(), &function)
+        else {
+            return;
+        };
+        let Some(range) = self.index.range(name.span()) else {
+            self.unlocatable = true;
+            return;
+        };
+        self.edits.push(Edit {
+            range,
+            text: format!(
+                "{}.{}",
+                quote_identifier(&substitute.schema),
+                quote_identifier(&substitute.name)
+            ),
+            relation: false,
+        });
+    }
+
     /// A table name inside a string literal that Postgres resolves as a relation.
     fn regclass_literal(&mut self, literal: &sqlparser::ast::ValueWithSpan) {
         let Value::SingleQuotedString(content) = &literal.value else {
@@ -735,6 +762,7 @@ impl Visitor for Collector<'_> {
                 }
             }
             Expr::Function(function) => {
+                self.substitute_function(&function.name);
                 let is_to_regclass = function
                     .name
                     .0

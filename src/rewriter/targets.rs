@@ -117,6 +117,16 @@ impl VersionTargets {
             .map(|(_, target)| target.as_ref())
     }
 
+    /// Where a call of the function `schema.name` (folded names) goes instead: a `pg_catalog`
+    /// function with a substitute (`SUBSTITUTE_FUNCTIONS`), in this version's substitutes'
+    /// schema; `None` for every other function, and for every function without substitutes.
+    pub fn substitute_function(&self, schema: Option<&str>, name: &str) -> Option<RelationName> {
+        let substitutes = &self.catalog.first()?.view.schema;
+        (schema.is_none_or(|schema| schema == PG_CATALOG)
+            && catalog_substitutes::SUBSTITUTE_FUNCTIONS.contains(&name))
+        .then(|| RelationName::new(substitutes.as_str(), name))
+    }
+
     /// These targets, with the catalog relations sent to the substitutes in `schema`.
     pub fn with_catalog_substitutes(mut self, schema: &str) -> Self {
         self.catalog = catalog_substitutes::substitutes()

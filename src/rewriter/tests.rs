@@ -358,10 +358,24 @@ fn catalog_relations_go_to_the_versions_substitutes() {
     ] {
         check_with_catalog(unchanged, unchanged);
     }
+    // The functions that print or read the base table's names and comments by oid go to the
+    // version's substitutes, qualified with pg_catalog or not; others stay.
+    check_with_catalog(
+        "SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true), col_description(c.oid, 1), Obj_Description(c.oid, 'pg_class'), pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid",
+        "SELECT viewgate_catalog_v2.pg_get_indexdef(i.indexrelid, 0, true), viewgate_catalog_v2.col_description(c.oid, 1), viewgate_catalog_v2.obj_description(c.oid, 'pg_class'), pg_get_viewdef(c.oid) FROM viewgate_catalog_v2.pg_class c JOIN viewgate_catalog_v2.pg_index i ON i.indrelid = c.oid",
+    );
+    check_with_catalog(
+        "SELECT public.col_description(1, 1) FROM model_metadata",
+        "SELECT public.col_description(1, 1) FROM model_metadata_v2 AS model_metadata",
+    );
     // Without substitutes (a version applied before them), catalog queries stay as written.
     check(
         "SELECT * FROM pg_catalog.pg_class",
         "SELECT * FROM pg_catalog.pg_class",
+    );
+    check(
+        "SELECT pg_get_constraintdef(1) FROM model_metadata",
+        "SELECT pg_get_constraintdef(1) FROM model_metadata_v2 AS model_metadata",
     );
 }
 
