@@ -278,21 +278,10 @@ impl Walker<'_> {
         if self.targets.resolve(schema, name).is_none() {
             return;
         }
-        let Some(offset) = location(range_var) else {
-            self.unlocatable = true;
-            return;
-        };
-        self.found.push(Reference {
-            offset,
-            schema: schema.map(str::to_owned),
-            name: name.to_owned(),
-            aliased: range_var.get("alias").is_some_and(|a| *a != Tree::Other),
-            place,
-        });
+        let aliased = range_var.get("alias").is_some_and(|a| *a != Tree::Other);
+        self.found_at(range_var, schema, name, aliased, place);
     }
-}
 
-impl Walker<'_> {
     /// A type name that names a managed table's row type. A WITH item never shadows a type.
     fn type_name(&mut self, type_name: &Tree) {
         let names: Vec<&str> = type_name
@@ -310,7 +299,20 @@ impl Walker<'_> {
         if self.targets.resolve_table(schema, name).is_none() {
             return;
         }
-        let Some(offset) = location(type_name) else {
+        self.found_at(type_name, schema, name, false, Place::RowType);
+    }
+
+    /// Records a reference at `node`'s position; a node without one makes the reading
+    /// unusable (an edit needs its place in the text).
+    fn found_at(
+        &mut self,
+        node: &Tree,
+        schema: Option<&str>,
+        name: &str,
+        aliased: bool,
+        place: Place,
+    ) {
+        let Some(offset) = location(node) else {
             self.unlocatable = true;
             return;
         };
@@ -318,8 +320,8 @@ impl Walker<'_> {
             offset,
             schema: schema.map(str::to_owned),
             name: name.to_owned(),
-            aliased: false,
-            place: Place::RowType,
+            aliased,
+            place,
         });
     }
 }

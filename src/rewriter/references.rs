@@ -486,14 +486,19 @@ impl<'a> Collector<'a> {
         let Some(target) = self.targets.resolve_table(schema.as_deref(), &table) else {
             return;
         };
+        self.replace_name(name, view_reference(target, schema.is_some()), true);
+    }
+
+    /// Replaces the (possibly qualified) `name` by `text`.
+    fn replace_name(&mut self, name: &ObjectName, text: String, relation: bool) {
         let Some(range) = self.index.range(name.span()) else {
             self.unlocatable = true;
             return;
         };
         self.edits.push(Edit {
             range,
-            text: view_reference(target, schema.is_some()),
-            relation: true,
+            text,
+            relation,
         });
     }
 
@@ -509,19 +514,12 @@ impl<'a> Collector<'a> {
         else {
             return;
         };
-        let Some(range) = self.index.range(name.span()) else {
-            self.unlocatable = true;
-            return;
-        };
-        self.edits.push(Edit {
-            range,
-            text: format!(
-                "{}.{}",
-                quote_identifier(&substitute.schema),
-                quote_identifier(&substitute.name)
-            ),
-            relation: false,
-        });
+        let text = format!(
+            "{}.{}",
+            quote_identifier(&substitute.schema),
+            quote_identifier(&substitute.name)
+        );
+        self.replace_name(name, text, false);
     }
 
     /// A table name inside a string literal that Postgres resolves as a relation.
