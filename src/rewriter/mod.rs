@@ -16,6 +16,7 @@
 //! CONFLICT` through a trigger-backed one (`upsert`); what cannot be mapped exactly is refused
 //! (`refusal`).
 
+pub mod base_row;
 pub mod cache;
 pub mod lexer;
 pub mod mention;
