@@ -20,6 +20,7 @@ pub mod base_row;
 pub mod cache;
 pub mod lexer;
 pub mod mention;
+pub mod merge;
 pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;
