@@ -13,8 +13,9 @@
 //! pipeline, so psql's `\d` and ORMs' reflection show the version's tables. Where Postgres
 //! cannot write a version's view itself, the write goes to the base table with the view's
 //! columns mapped: `COPY … FROM` through an auto-updatable view (`references`), `INSERT … ON
-//! CONFLICT` through a trigger-backed one (`upsert`); what cannot be mapped exactly is refused
-//! (`refusal`).
+//! CONFLICT` through a trigger-backed one (`upsert`), `MERGE` through either (`merge`), the
+//! view's reads and its trigger's writes over the base row shared (`base_row`); what cannot
+//! be mapped exactly is refused (`refusal`).
 
 pub mod base_row;
 pub mod cache;

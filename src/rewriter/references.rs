@@ -761,11 +761,9 @@ impl Visitor for Collector<'_> {
                 );
                 self.select_items(delete.returning.as_deref().unwrap_or_default());
             }
-            Statement::Merge(merge) => {
-                if !self.merge(merge) {
-                    self.dml_targets
-                        .push(&merge.table as *const TableFactor as usize);
-                }
+            Statement::Merge(merge) if !self.merge(merge) => {
+                self.dml_targets
+                    .push(&merge.table as *const TableFactor as usize);
             }
             Statement::Copy {
                 source:

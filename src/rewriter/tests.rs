@@ -702,7 +702,11 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
         Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING model_metadata_v3 s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, ('0.0'::text))".into()))
     );
     // Unqualified, `name` is both the target's and the source's: ambiguous, as in Postgres.
-    let error = rewrite("MERGE INTO model_metadata t USING model_metadata s ON name = 'x' WHEN MATCHED THEN DELETE", &v3).unwrap_err();
+    let error = rewrite(
+        "MERGE INTO model_metadata t USING model_metadata s ON name = 'x' WHEN MATCHED THEN DELETE",
+        &v3,
+    )
+    .unwrap_err();
     assert!(error.reason.contains("ambiguous"), "{error}");
     // Statements of one shape with other constants, through the shape cache: the same as the
     // full path.
@@ -722,7 +726,12 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
         &v3,
     )
     .unwrap_err();
-    assert!(error.reason.contains("\"model_name\" does not exist at version v3"), "{error}");
+    assert!(
+        error
+            .reason
+            .contains("\"model_name\" does not exist at version v3"),
+        "{error}"
+    );
     assert_eq!(error.position, Some(74));
     // A version without a recorded mapping: MERGE names the view, as before.
     assert_eq!(
@@ -737,7 +746,9 @@ fn merge_text_cut_or_mangled_anywhere_never_panics() {
     let sql = "MERGE INTO model_metadata AS m USING (SELECT $1::bigint AS k, 'n' AS n) s ON m.id = s.k WHEN MATCHED AND m.model_type = 'x' THEN UPDATE SET model_name = CASE WHEN s.n = '' THEN m.model_name ELSE s.n END, model_type = upper(s.n) WHEN MATCHED THEN UPDATE SET model_version = DEFAULT WHEN NOT MATCHED THEN INSERT (id, model_type) VALUES (s.k, DEFAULT) WHEN NOT MATCHED THEN INSERT DEFAULT VALUES";
     for (end, _) in sql.char_indices() {
         let _ = rewrite(&sql[..end], &targets);
-        for insert in ["(", ")", ",", "=", ";", " WHEN ", " DEFAULT", "'", " CASE ", " END "] {
+        for insert in [
+            "(", ")", ",", "=", ";", " WHEN ", " DEFAULT", "'", " CASE ", " END ",
+        ] {
             let mangled = format!("{}{insert}{}", &sql[..end], &sql[end..]);
             let _ = rewrite(&mangled, &targets);
         }
