@@ -45,7 +45,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use super::base_row::{BaseRow, Resolution, RowName, insertion, join};
+use super::base_row::{BaseRow, NEW_ALIAS, OLD_ALIAS, Resolution, RowName, insertion, join};
 use super::lexer::{self, Kind};
 use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
@@ -188,6 +188,15 @@ impl BaseRow<'_> {
             return Err(self.refusal("the target's alias could not be located", at_name));
         }
         let trigger_backed = self.mapping().trigger_backed;
+        if trigger_backed && [NEW_ALIAS, OLD_ALIAS].contains(&row.folded.as_str()) {
+            return Err(self.refusal(
+                format!(
+                    "the target named \"{}\", as the rows the trigger's writes read are",
+                    row.folded
+                ),
+                at_name,
+            ));
+        }
         if trigger_backed && (self.mapping().update.is_empty() || self.mapping().insert.is_empty())
         {
             return Err(self.refusal(
@@ -828,11 +837,7 @@ impl BaseRow<'_> {
                 .map(|(_, read)| read.clone())
                 .collect()
         };
-        let from_old = format!(
-            "(SELECT {}) AS {}",
-            old.join(", "),
-            super::base_row::OLD_ALIAS
-        );
+        let from_old = format!("(SELECT {}) AS {}", old.join(", "), OLD_ALIAS);
         for ((column, segment), &owner) in set.iter().zip(&owners) {
             let assignment = &update[owner];
             let value_start = scan.tokens[segment.value.start].start;
@@ -856,7 +861,7 @@ impl BaseRow<'_> {
                         .iter()
                         .map(|r| format!(", {r}"))
                         .collect::<String>(),
-                    super::base_row::NEW_ALIAS
+                    NEW_ALIAS
                 ),
             ));
         }
@@ -870,7 +875,7 @@ impl BaseRow<'_> {
                     quote_identifier(&assignment.base_column),
                     self.written_value(assignment, row),
                     others(None).join(", "),
-                    super::base_row::NEW_ALIAS
+                    NEW_ALIAS
                 )
             })
             .collect();

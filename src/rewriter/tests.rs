@@ -733,6 +733,9 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
         "{error}"
     );
     assert_eq!(error.position, Some(74));
+    // The target may not be named like the trigger's rows.
+    let error = rewrite("MERGE INTO model_metadata AS new USING (VALUES (1)) s (k) ON new.id = s.k WHEN MATCHED THEN DELETE", &v2).unwrap_err();
+    assert!(error.reason.contains("the target named \"new\""), "{error}");
     // A version without a recorded mapping: MERGE names the view, as before.
     assert_eq!(
         rewrite("MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN DELETE", &self::v2()),
