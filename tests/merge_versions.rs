@@ -394,3 +394,63 @@ fn what_cannot_be_mapped_exactly_is_refused() {
         "1|resnet|1.0|-\n2|bert|2.0|transformer\n3|gpt|3.0|transformer"
     );
 }
+
+/// What the emulation costs Postgres (run by hand: `cargo test --test merge_versions --
+/// --ignored --nocapture`): a 1,000-row MERGE at v2 (every row matched and updated, after a
+/// first round that inserts them), sent straight to the cluster as the proxy rewrites it,
+/// against the same MERGE written by hand on the base table; and at v1, where the rewrite
+/// only renames, the same comparison.
+#[test]
+#[ignore]
+fn measure_the_emulated_merge_against_a_hand_written_one() {
+    use std::time::Instant;
+    use viewgate::catalog_read::load_routing_map;
+    use viewgate::rewriter::{Rewrite, VersionTargets, rewrite};
+
+    let proxy = proxy();
+    reseed(&proxy);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(
+            &proxy.cluster.url(SUPERUSER, "postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let map = load_routing_map(&client).await.unwrap();
+        let merge = |table: &str, round: usize| {
+            format!("MERGE INTO {table} AS t USING (SELECT g AS id, 'n' || g AS name, '{round}' AS v FROM generate_series(1000, 1999) g) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_version = s.v WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, s.v)")
+        };
+        let mut timings = Vec::new();
+        for version in ["v1", "v2"] {
+            let targets = VersionTargets::from_routing_map(&map, version).unwrap();
+            let emulated = |round: usize| match rewrite(&merge("model_metadata", round), &targets) {
+                Ok(Rewrite::Rewritten(text)) => text,
+                other => panic!("{other:?}"),
+            };
+            let hand = |round: usize| merge("public.model_metadata", round);
+            let makers: [(&str, &dyn Fn(usize) -> String); 2] =
+                [("emulated (rewritten)", &emulated), ("hand-written on the base table", &hand)];
+            for (label, make) in makers {
+                let mut total = Duration::ZERO;
+                for _ in 0..3 {
+                    client.batch_execute("DELETE FROM model_metadata WHERE id >= 1000").await.unwrap();
+                    for round in 0..21 {
+                        let sql = make(round);
+                        let started = Instant::now();
+                        client.batch_execute(&sql).await.unwrap();
+                        if round > 0 {
+                            total += started.elapsed();
+                        }
+                    }
+                }
+                timings.push(format!(
+                    "{version} {label}: {:.1} ms per 1,000-row MERGE updating every row (mean of 60)",
+                    total.as_secs_f64() * 1000.0 / 60.0
+                ));
+            }
+        }
+        println!("{}", timings.join("\n"));
+    });
+}
