@@ -757,3 +757,32 @@ fn merge_text_cut_or_mangled_anywhere_never_panics() {
         }
     }
 }
+
+#[test]
+fn merge_under_with_explain_prepare_and_only_is_written_to_the_base_table() {
+    let v2 = seed_v2_with_mapping();
+    for (sql, expected) in [
+        (
+            "EXPLAIN MERGE INTO model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "EXPLAIN MERGE INTO public.model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+        ),
+        (
+            "PREPARE p (bigint) AS MERGE INTO model_metadata t USING (VALUES ($1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "PREPARE p (bigint) AS MERGE INTO public.model_metadata t USING (VALUES ($1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+        ),
+        (
+            "MERGE INTO ONLY model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "MERGE INTO ONLY public.model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+        ),
+        (
+            "WITH model_metadata AS (SELECT 1 AS id) MERGE INTO model_metadata t USING model_metadata x ON t.id = x.id WHEN MATCHED THEN DELETE",
+            "WITH model_metadata AS (SELECT 1 AS id) MERGE INTO public.model_metadata t USING model_metadata x ON t.id = x.id WHEN MATCHED THEN DELETE",
+        ),
+    ] {
+        assert_eq!(
+            rewrite(sql, &v2),
+            Ok(Rewrite::Rewritten(expected.into())),
+            "{sql}"
+        );
+    }
+}
