@@ -151,6 +151,21 @@ impl BaseRow<'_> {
         }
     }
 
+    /// Refuses a target row named like the rows the trigger's writes read (`new`, `old`):
+    /// the trigger's `ELSE <row>.col` would read the derived row instead of the stored one.
+    pub fn check_row_name(&self, row: &RowName, offset: Option<usize>) -> Result<(), Refusal> {
+        if [NEW_ALIAS, OLD_ALIAS].contains(&row.folded.as_str()) {
+            return Err(self.refusal(
+                format!(
+                    "the target named \"{}\", as the rows the trigger's writes read are",
+                    row.folded
+                ),
+                offset,
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether qualifiers name the target row: its alias (or name), or `schema.table` when
     /// it has no alias.
     pub fn names_row(&self, qualifiers: &[&Ident], row: &RowName) -> bool {

@@ -188,14 +188,8 @@ impl BaseRow<'_> {
             return Err(self.refusal("the target's alias could not be located", at_name));
         }
         let trigger_backed = self.mapping().trigger_backed;
-        if trigger_backed && [NEW_ALIAS, OLD_ALIAS].contains(&row.folded.as_str()) {
-            return Err(self.refusal(
-                format!(
-                    "the target named \"{}\", as the rows the trigger's writes read are",
-                    row.folded
-                ),
-                at_name,
-            ));
+        if trigger_backed {
+            self.check_row_name(&row, at_name)?;
         }
         if trigger_backed && (self.mapping().update.is_empty() || self.mapping().insert.is_empty())
         {

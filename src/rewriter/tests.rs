@@ -630,6 +630,13 @@ model_metadata.id AS id, model_metadata.model_name AS model_name, model_metadata
     .unwrap_err();
     assert!(error.reason.contains("is an expression"), "{error}");
     assert_eq!(error.position, Some(67));
+    // The target may not be named like the trigger's rows.
+    let error = rewrite(
+        "INSERT INTO model_metadata AS old (id) VALUES (1) ON CONFLICT (id) DO NOTHING",
+        &targets,
+    )
+    .unwrap_err();
+    assert!(error.reason.contains("the target named \"old\""), "{error}");
     // Without ON CONFLICT the insert goes through the view and its trigger, as before.
     assert_eq!(
         rewrite("INSERT INTO model_metadata (id) VALUES (1)", &targets),

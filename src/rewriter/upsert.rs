@@ -127,6 +127,7 @@ impl BaseRow<'_> {
         if row.text.is_empty() {
             return Err(self.refusal("the table's alias could not be located", at_name));
         }
+        self.check_row_name(&row, at_name)?;
         let mut tokens = Vec::new();
         lexer::lex(self.sql, &mut tokens).ok_or_else(|| {
             self.refusal("its text is outside what viewgate's lexer reads", at_name)
