@@ -4,7 +4,9 @@
 //! The data plane needs it where Postgres cannot write through the view itself and the
 //! rewriter writes the base table instead: `COPY … FROM` through an auto-updatable view (Postgres
 //! refuses to copy to any view without an INSTEAD OF INSERT trigger) becomes a COPY into the
-//! base table with the view's columns mapped to base columns. What decides whether that is
+//! base table with the view's columns mapped to base columns; an upsert through a
+//! trigger-backed view and a MERGE into any view (which PostgreSQL before 17 refuses) become
+//! statements on the base table that read and write as the view does. What decides whether that is
 //! exact is recorded too: each view column's own default (an insert through the view applies
 //! it, a COPY into the base table applies the base column's), and identity columns. A version
 //! applied before the mapping existed has none, and its statements are rewritten as before.

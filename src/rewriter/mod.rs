@@ -13,14 +13,18 @@
 //! pipeline, so psql's `\d` and ORMs' reflection show the version's tables. Where Postgres
 //! cannot write a version's view itself, the write goes to the base table with the view's
 //! columns mapped: `COPY … FROM` through an auto-updatable view (`references`), `INSERT … ON
-//! CONFLICT` through a trigger-backed one (`upsert`); what cannot be mapped exactly is refused
-//! (`refusal`). Where a session's search_path makes an unqualified managed name mean another
-//! schema's relation, `resolution` pins it there (`shadowing` holds the data; targets with pins
-//! are cached under an identity of their own).
+//! CONFLICT` through a trigger-backed one (`upsert`), `MERGE` through either (`merge`), the
+//! view's reads and its trigger's writes over the base row shared (`base_row`); what cannot
+//! be mapped exactly is refused (`refusal`).
+//! Where a session's search_path makes an unqualified managed name mean another schema's
+//! relation, `resolution` pins it there (`shadowing` holds the data; targets with pins are
+//! cached under an identity of their own).
 
+pub mod base_row;
 pub mod cache;
 pub mod lexer;
 pub mod mention;
+pub mod merge;
 pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;

@@ -27,8 +27,11 @@ use super::targets::VersionTargets;
 pub enum Place {
     /// A FROM item (also `TABLE name`, `MERGE … USING`, `DELETE … USING`).
     From,
-    /// The target of INSERT, UPDATE, DELETE or MERGE.
+    /// The target of INSERT, UPDATE or DELETE.
     Target,
+    /// The target of MERGE (written to the base table where the version's view has a
+    /// recorded mapping, `merge.rs`).
+    MergeTarget,
     /// `COPY name … FROM`.
     CopyFrom,
     /// `COPY name … TO`: only readable through a query.
@@ -194,9 +197,10 @@ impl Walker<'_> {
             "RangeVar" => self.range_var(child, Place::From),
             // Tagged in lists (`PREPARE p (t)`), untagged as a cast's field.
             "TypeName" | "typeName" => self.type_name(child),
-            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" => {
                 self.statement(child, Place::Target);
             }
+            "MergeStmt" => self.statement(child, Place::MergeTarget),
             "CopyStmt" => {
                 let from = child.get("is_from").and_then(Tree::as_bool) == Some(true);
                 let place = if from { Place::CopyFrom } else { Place::CopyTo };

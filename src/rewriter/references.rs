@@ -22,6 +22,8 @@ use sqlparser::ast::{
     Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
+use super::base_row::{BaseRow, Statement as Written};
+use super::merge::Source;
 use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
 use super::targets::{BaseWrite, VersionTargets, ViewTarget, fold_identifier, quote_identifier};
@@ -79,8 +81,12 @@ pub struct Collector<'a> {
     edits: Vec<Edit>,
     unlocatable: bool,
     refusal: Option<Refusal>,
-    /// The ranges an upsert's edits cover (`upsert.rs`): no other edit may fall inside them.
+    /// The ranges an upsert's or a MERGE's edits cover (`upsert.rs`, `merge.rs`): no other
+    /// edit may fall inside them.
     upsert_ranges: Vec<std::ops::Range<usize>>,
+    /// Addresses of the table factors already rewritten with their statement (a MERGE
+    /// target written to the base table).
+    handled_factors: Vec<usize>,
     /// Addresses of the table factors that are DML targets (UPDATE, DELETE, MERGE): Postgres
     /// opens these as tables, so a WITH item of the same name does not shadow them.
     dml_targets: Vec<usize>,
@@ -98,6 +104,7 @@ impl<'a> Collector<'a> {
             unlocatable: false,
             refusal: None,
             upsert_ranges: Vec::new(),
+            handled_factors: Vec::new(),
             dml_targets: Vec::new(),
         }
     }
@@ -415,6 +422,69 @@ impl<'a> Collector<'a> {
         true
     }
 
+    /// `MERGE` into a managed table whose view has a recorded mapping: one MERGE on the base
+    /// table (`merge.rs`), since Postgres before 17 cannot MERGE into a view. `false` when it
+    /// is not such a MERGE.
+    fn merge(&mut self, merge: &sqlparser::ast::Merge) -> bool {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = &merge.table
+        else {
+            return false;
+        };
+        let Some((target, _, written)) = self.resolve_in(name, false) else {
+            return false;
+        };
+        let written = written.to_owned();
+        let Some(write) = self.targets.base_write(target) else {
+            return false;
+        };
+        self.handled_factors
+            .push(&merge.table as *const TableFactor as usize);
+        let Some(name_range) = self.index.range(name.span()) else {
+            self.unlocatable = true;
+            return true;
+        };
+        let source = Source::of(&merge.source, &|name| {
+            let (target, _, _) = self.resolve(name)?;
+            let write = self.targets.base_write(target)?;
+            Some(
+                write
+                    .mapping
+                    .columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+            )
+        });
+        let base_row = BaseRow {
+            sql: self.sql,
+            index: self.index,
+            target,
+            write,
+            version: &self.targets.version,
+            statement: Written::Merge,
+        };
+        match base_row.merge(merge, name_range, &written, alias.as_ref(), &source) {
+            Ok(edits) => {
+                self.upsert_ranges.extend(
+                    edits
+                        .iter()
+                        .filter(|edit| !edit.range.is_empty())
+                        .map(|edit| edit.range.clone()),
+                );
+                self.edits.extend(edits);
+            }
+            Err(refusal) => {
+                self.refusal.get_or_insert(refusal);
+            }
+        }
+        true
+    }
+
     /// `schema.table` qualifying a column or a wildcard (`idents` ends with the table): when it
     /// names a managed table, drop `schema.` so the qualifier names the alias the table
     /// reference was given.
@@ -681,6 +751,9 @@ impl Visitor for Collector<'_> {
         } = factor
         {
             let address = factor as *const TableFactor as usize;
+            if self.handled_factors.contains(&address) {
+                return ControlFlow::Continue(());
+            }
             let shadowable = !self.dml_targets.contains(&address);
             self.relation(name, alias.is_none(), shadowable);
         }
@@ -713,7 +786,7 @@ impl Visitor for Collector<'_> {
                 );
                 self.select_items(delete.returning.as_deref().unwrap_or_default());
             }
-            Statement::Merge(merge) => {
+            Statement::Merge(merge) if !self.merge(merge) => {
                 self.dml_targets
                     .push(&merge.table as *const TableFactor as usize);
             }

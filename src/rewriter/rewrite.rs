@@ -235,11 +235,18 @@ fn edit_from_reference(
             "in COPY … FROM (into the base table, since Postgres cannot copy to this version's view), in syntax viewgate's own parser cannot read",
         ));
     }
+    if reference.place == Place::MergeTarget && targets.base_write(target).is_some() {
+        return Err(cannot(
+            "as the target of MERGE (written to the base table, since PostgreSQL before 17 cannot MERGE into a view), in syntax viewgate's own parser cannot read",
+        ));
+    }
     let (range, last) = postgres_grammar::name_extent(sql, reference.offset)
         .ok_or_else(|| cannot("in an unusual spelling"))?;
     let mut text = view_reference(target, reference.schema.is_some());
-    let takes_alias = matches!(reference.place, Place::From | Place::Target)
-        && !reference.aliased
+    let takes_alias = matches!(
+        reference.place,
+        Place::From | Place::Target | Place::MergeTarget
+    ) && !reference.aliased
         && !postgres_grammar::after_table_keyword(sql, reference.offset);
     if takes_alias {
         text.push_str(" AS ");

@@ -1,8 +1,9 @@
-//! Where the parts of an `INSERT … ON CONFLICT` are in its text, from the lexer's tokens:
-//! extents sqlparser's spans do not give reliably (a VALUES row's values, where the rows end
-//! and `ON CONFLICT` begins, a SET list's targets and values), found by counting parentheses
-//! at the statement's own level. The upsert rewrite (`upsert.rs`) places its edits there, and
-//! checks the counts against sqlparser's reading; anything that does not match is refused.
+//! Where the parts of an `INSERT … ON CONFLICT` or a `MERGE` are in its text, from the lexer's
+//! tokens: extents sqlparser's spans do not give reliably (a VALUES row's values, where the
+//! rows end and `ON CONFLICT` begins, a SET list's targets and values), found by counting
+//! parentheses (and `CASE … END`) at the statement's own level. The upsert and MERGE rewrites
+//! (`upsert.rs`, `merge.rs`) place their edits there, and check the counts against sqlparser's
+//! reading; anything that does not match is refused.
 
 use std::ops::Range;
 
@@ -43,11 +44,12 @@ impl Scan<'_> {
         (i < self.tokens.len()).then_some(i)
     }
 
-    /// The depth change a token makes.
+    /// The depth change a token makes (`CASE … END` counts as brackets: its `WHEN` is not a
+    /// MERGE clause's).
     pub fn depth(&self, i: usize) -> i32 {
-        if self.punct(i, "(") || self.punct(i, "[") {
+        if self.punct(i, "(") || self.punct(i, "[") || self.word(i, "case") {
             1
-        } else if self.punct(i, ")") || self.punct(i, "]") {
+        } else if self.punct(i, ")") || self.punct(i, "]") || self.word(i, "end") {
             -1
         } else {
             0
@@ -138,6 +140,20 @@ impl Scan<'_> {
             depth += self.depth(i);
             i += 1;
         };
+        self.assignments(set, &["where", "returning"])
+    }
+
+    /// The assignments of a MERGE clause's `UPDATE SET` (`update` is the UPDATE token), up to
+    /// the next `WHEN`, `RETURNING` or the statement's end at their level.
+    pub fn merge_set_list(&self, update: usize) -> Option<Vec<SetSegment>> {
+        if !self.word(update, "update") || !self.word(update + 1, "set") {
+            return None;
+        }
+        self.assignments(update + 2, &["when", "returning"])
+    }
+
+    /// `target = value, …` from token `set`, up to one of `stops` (words), `;` or the end.
+    fn assignments(&self, set: usize, stops: &[&str]) -> Option<Vec<SetSegment>> {
         let mut segments = Vec::new();
         let mut start = set;
         let mut equals = None;
@@ -148,8 +164,7 @@ impl Scan<'_> {
                 || (depth == 0
                     && (self.punct(j, ",")
                         || self.punct(j, ";")
-                        || self.word(j, "where")
-                        || self.word(j, "returning")))
+                        || stops.iter().any(|stop| self.word(j, stop))))
                 || depth < 0;
             if ends {
                 let assign = equals?;
@@ -173,6 +188,31 @@ impl Scan<'_> {
             }
             depth += self.depth(j);
             j += 1;
+        }
+    }
+
+    /// The parenthesised list that starts at token `open`: its items as token ranges, and the
+    /// index of its closing parenthesis.
+    pub fn parenthesised(&self, open: usize) -> Option<(Vec<Range<usize>>, usize)> {
+        if !self.punct(open, "(") {
+            return None;
+        }
+        let mut depth = 0;
+        let mut close = open;
+        loop {
+            depth += self.depth(close);
+            if depth == 0 {
+                break;
+            }
+            close += 1;
+            if close >= self.tokens.len() || depth < 0 {
+                return None;
+            }
+        }
+        let rows = self.rows(open, close + 1)?;
+        match <[_; 1]>::try_from(rows) {
+            Ok([items]) => Some((items, close)),
+            Err(_) => None,
         }
     }
 }

@@ -9,13 +9,15 @@
 //! carry their line/column positions in the original text, so the parser's spans locate table
 //! names there. Dropping tokens works around parser gaps that do not change which tables a
 //! statement names: `ONLY` before a relation, `NO KEY` / `KEY` in locking clauses and `SYMMETRIC` are left out
-//! of what the parser reads, and stay in the text that is sent.
+//! of what the parser reads, and stay in the text that is sent. A MERGE clause's `INSERT
+//! DEFAULT VALUES`, which sqlparser does not know, is read as `INSERT VALUES (DEFAULT)` (the
+//! added tokens have no position; `merge.rs` recognises the form by the text).
 
 use std::ops::Range;
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, TokenizerError};
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, TokenizerError};
 
 use super::splice::TextIndex;
 
@@ -142,6 +144,8 @@ pub fn parser_tokens(statement: StatementText) -> Vec<TokenWithSpan> {
             .and_then(|t| keyword(&t.token))
     };
     let mut gaps = vec![false; statement.tokens.len()];
+    // The VALUES tokens of `THEN INSERT DEFAULT VALUES`, after which `(DEFAULT)` is read.
+    let mut default_values = Vec::new();
     for (position, &index) in meaningful.iter().enumerate() {
         let previous = keyword_at(position.checked_sub(1));
         let next = meaningful
@@ -183,19 +187,35 @@ pub fn parser_tokens(statement: StatementText) -> Vec<TokenWithSpan> {
                     )
             }
             Some(Keyword::SYMMETRIC) => previous == Some(Keyword::BETWEEN),
+            // `WHEN NOT MATCHED THEN INSERT DEFAULT VALUES` (MERGE).
+            Some(Keyword::DEFAULT) => {
+                let merge_insert = previous == Some(Keyword::INSERT)
+                    && keyword_at(position.checked_sub(2)) == Some(Keyword::THEN)
+                    && next.and_then(keyword) == Some(Keyword::VALUES);
+                if merge_insert && let Some(&values) = meaningful.get(position + 1) {
+                    default_values.push(values);
+                }
+                merge_insert
+            }
             _ => false,
         };
         if let Some(slot) = gaps.get_mut(index) {
             *slot = gap;
         }
     }
-    statement
-        .tokens
-        .into_iter()
-        .zip(gaps)
-        .filter(|(_, gap)| !gap)
-        .map(|(token, _)| token)
-        .collect()
+    let mut tokens = Vec::with_capacity(statement.tokens.len() + 3 * default_values.len());
+    for (index, (token, gap)) in statement.tokens.into_iter().zip(gaps).enumerate() {
+        if !gap {
+            tokens.push(token);
+        }
+        if default_values.contains(&index) {
+            tokens.extend(
+                [Token::LParen, Token::make_keyword("DEFAULT"), Token::RParen]
+                    .map(|token| TokenWithSpan::new(token, Span::empty())),
+            );
+        }
+    }
+    tokens
 }
 
 #[cfg(test)]
@@ -246,5 +266,20 @@ mod tests {
         assert_eq!(index.offset(t.span.start), sql.find(" t ").map(|o| o + 1));
         let second = parser_tokens(statements.next().unwrap());
         assert_eq!(parser_text(&second).trim(), "SELECT 'ONLY'");
+    }
+
+    #[test]
+    fn reads_a_merge_insert_of_default_values_as_a_row_of_default() {
+        let sql = "MERGE INTO t USING s ON true WHEN NOT MATCHED THEN INSERT DEFAULT VALUES; INSERT INTO t DEFAULT VALUES";
+        let index = TextIndex::new(sql);
+        let mut statements = split(sql, &index).unwrap().into_iter();
+        let merge = parser_tokens(statements.next().unwrap());
+        assert!(
+            parser_text(&merge).ends_with("THEN INSERT  VALUES(DEFAULT)"),
+            "{}",
+            parser_text(&merge)
+        );
+        let insert = parser_tokens(statements.next().unwrap());
+        assert!(parser_text(&insert).ends_with("INSERT INTO t DEFAULT VALUES"));
     }
 }

@@ -6,7 +6,7 @@
 //! `information_schema.columns`, …) to them, so introspection shows the version's tables.
 //! Where the catalog recorded how a view maps onto its base table, the targets carry that too
 //! ([`BaseWrite`]), for the statements the rewriter sends to the base table (COPY … FROM
-//! through an auto-updatable view).
+//! through an auto-updatable view, upserts through a trigger-backed one, MERGE).
 
 use std::sync::Arc;
 

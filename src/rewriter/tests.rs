@@ -644,6 +644,13 @@ model_metadata.id AS id, model_metadata.model_name AS model_name, model_metadata
     .unwrap_err();
     assert!(error.reason.contains("is an expression"), "{error}");
     assert_eq!(error.position, Some(67));
+    // The target may not be named like the trigger's rows.
+    let error = rewrite(
+        "INSERT INTO model_metadata AS old (id) VALUES (1) ON CONFLICT (id) DO NOTHING",
+        &targets,
+    )
+    .unwrap_err();
+    assert!(error.reason.contains("the target named \"old\""), "{error}");
     // Without ON CONFLICT the insert goes through the view and its trigger, as before.
     assert_eq!(
         rewrite("INSERT INTO model_metadata (id) VALUES (1)", &targets),
@@ -663,5 +670,140 @@ fn upsert_text_cut_or_mangled_anywhere_never_panics() {
             let mangled = format!("{}{insert}{}", &sql[..end], &sql[end..]);
             let _ = rewrite(&mangled, &targets);
         }
+    }
+}
+
+#[test]
+fn merge_into_a_version_is_one_merge_on_the_base_table() {
+    let v2 = seed_v2_with_mapping();
+    let sql = "MERGE INTO model_metadata AS t USING (VALUES (1, 'x', 'k')) AS s (id, name, kind) ON t.id = s.id WHEN MATCHED AND t.model_type = 'neural_network' THEN UPDATE SET model_name = s.name, model_type = s.kind WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT (id, model_name, model_version, model_type) VALUES (s.id, s.name, DEFAULT, s.kind)";
+    let expected = "MERGE INTO public.model_metadata AS t USING (VALUES (1, 'x', 'k')) AS s (id, name, kind) ON t.id = s.id \
+WHEN MATCHED AND (COALESCE(t.model_type, 'neural_network')) = 'neural_network' THEN UPDATE SET (id, model_name, model_version, model_type) = \
+(SELECT new.id, new.model_name, new.model_version, CASE WHEN new.model_type IS DISTINCT FROM old.model_type THEN (NEW.model_type) ELSE t.model_type END \
+FROM (SELECT CAST(s.name AS text) AS model_name, CAST(s.kind AS text) AS model_type, t.id AS id, t.model_version AS model_version) AS new, \
+(SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS old) \
+WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT (id, model_name, model_version, model_type) \
+VALUES (CAST(s.id AS bigint), CAST(s.name AS text), CAST(NULL AS text), (CAST(s.kind AS text)))";
+    assert_eq!(rewrite(sql, &v2), Ok(Rewrite::Rewritten(expected.into())));
+    // INSERT DEFAULT VALUES: the trigger's INSERT over the view's defaults; the target
+    // without an alias keeps its name as one.
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata USING (SELECT 5 AS id) s ON model_metadata.id = s.id WHEN NOT MATCHED THEN INSERT DEFAULT VALUES", &v2),
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata AS model_metadata USING (SELECT 5 AS id) s ON model_metadata.id = s.id WHEN NOT MATCHED THEN INSERT (id, model_name, model_version, model_type) VALUES (CAST(nextval('model_metadata_id_seq'::regclass) AS bigint), CAST(NULL AS text), CAST(NULL AS text), (CAST(NULL AS text)))".into()))
+    );
+    // A second UPDATE action: one sub-select per base column (PostgreSQL 15 crashes on a
+    // correlated multi-column assignment there).
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED AND t.id = 1 THEN DELETE WHEN MATCHED AND t.id = 2 THEN UPDATE SET model_name = 'a' WHEN MATCHED THEN UPDATE SET model_type = 'b'", &v2),
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED AND t.id = 1 THEN DELETE \
+WHEN MATCHED AND t.id = 2 THEN UPDATE SET (id, model_name, model_version, model_type) = (SELECT new.id, new.model_name, new.model_version, \
+CASE WHEN new.model_type IS DISTINCT FROM old.model_type THEN (NEW.model_type) ELSE t.model_type END FROM (SELECT CAST('a' AS text) AS model_name, \
+t.id AS id, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS new, (SELECT t.id AS id, \
+t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS old) \
+WHEN MATCHED THEN UPDATE SET model_type = (SELECT CASE WHEN new.model_type IS DISTINCT FROM old.model_type THEN (NEW.model_type) ELSE t.model_type END \
+FROM (SELECT CAST('b' AS text) AS model_type, t.id AS id, t.model_name AS model_name, t.model_version AS model_version) AS new, \
+(SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS old), \
+id = (SELECT new.id FROM (SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS new, \
+(SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS old), \
+model_name = (SELECT new.model_name FROM (SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS new, \
+(SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS old), \
+model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS new, \
+(SELECT t.id AS id, t.model_name AS model_name, t.model_version AS model_version, (COALESCE(t.model_type, 'neural_network')) AS model_type) AS old)".into()))
+    );
+
+    // An auto-updatable view with renamed columns: base names, the view's own default for
+    // an omitted column, the managed table as the source (its view).
+    let v3 = renamed_with_mapping(false);
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata t USING (VALUES (1, 'a')) s (id, n) ON t.id = s.id WHEN MATCHED AND t.\"Version\" = '1' THEN UPDATE SET name = s.n WHEN NOT MATCHED THEN INSERT (id, name) VALUES (s.id, s.n)", &v3),
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING (VALUES (1, 'a')) s (id, n) ON t.id = s.id WHEN MATCHED AND t.model_version = '1' THEN UPDATE SET model_name = s.n WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.n, ('0.0'::text))".into()))
+    );
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata t USING model_metadata s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.name, DEFAULT)", &v3),
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING model_metadata_v3 s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, ('0.0'::text))".into()))
+    );
+    // Unqualified, `name` is both the target's and the source's: ambiguous, as in Postgres.
+    let error = rewrite(
+        "MERGE INTO model_metadata t USING model_metadata s ON name = 'x' WHEN MATCHED THEN DELETE",
+        &v3,
+    )
+    .unwrap_err();
+    assert!(error.reason.contains("ambiguous"), "{error}");
+    // Statements of one shape with other constants, through the shape cache: the same as the
+    // full path.
+    let cache = super::RewriteCache::default();
+    for (id, name) in [(1, "a"), (22, "it''s"), (333, "$x$")] {
+        let text = sql.replace("(1, 'x'", &format!("({id}, '{name}'"));
+        assert_eq!(
+            *super::rewrite_cached(&cache, &text, &v2),
+            rewrite(&text, &v2),
+            "{text}"
+        );
+    }
+    assert!(cache.stats().hits >= 2, "{:?}", cache.stats());
+    // Refusals carry their position.
+    let error = rewrite(
+        "MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k AND t.model_name = 'x' WHEN MATCHED THEN DELETE",
+        &v3,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .reason
+            .contains("\"model_name\" does not exist at version v3"),
+        "{error}"
+    );
+    assert_eq!(error.position, Some(74));
+    // The target may not be named like the trigger's rows.
+    let error = rewrite("MERGE INTO model_metadata AS new USING (VALUES (1)) s (k) ON new.id = s.k WHEN MATCHED THEN DELETE", &v2).unwrap_err();
+    assert!(error.reason.contains("the target named \"new\""), "{error}");
+    // A version without a recorded mapping: MERGE names the view, as before.
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN DELETE", &self::v2()),
+        Ok(Rewrite::Rewritten("MERGE INTO model_metadata_v2 t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN DELETE".into()))
+    );
+}
+
+#[test]
+fn merge_text_cut_or_mangled_anywhere_never_panics() {
+    let targets = seed_v2_with_mapping();
+    let sql = "MERGE INTO model_metadata AS m USING (SELECT $1::bigint AS k, 'n' AS n) s ON m.id = s.k WHEN MATCHED AND m.model_type = 'x' THEN UPDATE SET model_name = CASE WHEN s.n = '' THEN m.model_name ELSE s.n END, model_type = upper(s.n) WHEN MATCHED THEN UPDATE SET model_version = DEFAULT WHEN NOT MATCHED THEN INSERT (id, model_type) VALUES (s.k, DEFAULT) WHEN NOT MATCHED THEN INSERT DEFAULT VALUES";
+    for (end, _) in sql.char_indices() {
+        let _ = rewrite(&sql[..end], &targets);
+        for insert in [
+            "(", ")", ",", "=", ";", " WHEN ", " DEFAULT", "'", " CASE ", " END ",
+        ] {
+            let mangled = format!("{}{insert}{}", &sql[..end], &sql[end..]);
+            let _ = rewrite(&mangled, &targets);
+        }
+    }
+}
+
+#[test]
+fn merge_under_with_explain_prepare_and_only_is_written_to_the_base_table() {
+    let v2 = seed_v2_with_mapping();
+    for (sql, expected) in [
+        (
+            "EXPLAIN MERGE INTO model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "EXPLAIN MERGE INTO public.model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+        ),
+        (
+            "PREPARE p (bigint) AS MERGE INTO model_metadata t USING (VALUES ($1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "PREPARE p (bigint) AS MERGE INTO public.model_metadata t USING (VALUES ($1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+        ),
+        (
+            "MERGE INTO ONLY model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "MERGE INTO ONLY public.model_metadata t USING (VALUES (1)) s (id) ON t.id = s.id WHEN MATCHED THEN DELETE",
+        ),
+        (
+            "WITH model_metadata AS (SELECT 1 AS id) MERGE INTO model_metadata t USING model_metadata x ON t.id = x.id WHEN MATCHED THEN DELETE",
+            "WITH model_metadata AS (SELECT 1 AS id) MERGE INTO public.model_metadata t USING model_metadata x ON t.id = x.id WHEN MATCHED THEN DELETE",
+        ),
+    ] {
+        assert_eq!(
+            rewrite(sql, &v2),
+            Ok(Rewrite::Rewritten(expected.into())),
+            "{sql}"
+        );
     }
 }

@@ -34,28 +34,22 @@
 //! Every edit only inserts or replaces text between the client's tokens and never copies the
 //! client's text, so the shape cache can apply it to statements with other constants.
 
-use std::ops::{ControlFlow, Range};
+use std::ops::Range;
 
 use sqlparser::ast::{
-    AssignmentTarget, ConflictTarget, Expr, Ident, Insert, ObjectNamePart, OnConflict,
-    OnConflictAction, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned,
-    visit_expressions,
+    ConflictTarget, Expr, Ident, Insert, ObjectNamePart, OnConflict, OnConflictAction, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
+use super::base_row::{BaseRow, NEW_ALIAS, Resolution, RowName, Statement, insertion, join};
 use super::lexer::{self, Kind};
 use super::refusal::Refusal;
-use super::splice::{self, Edit, TextIndex};
-use super::statement_scan::{Scan, SetSegment};
+use super::splice::{Edit, TextIndex};
+use super::statement_scan::Scan;
 use super::targets::{BaseWrite, ViewTarget, fold_identifier, quote_identifier};
-use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
 
 /// The derived table of the client's rows.
 const INPUT_ALIAS: &str = "viewgate_input";
-/// The view-shaped rows the spec's write expressions read as `NEW` and, on UPDATE, `OLD`.
-const NEW_ALIAS: &str = "new";
-const OLD_ALIAS: &str = "old";
 /// The proposed row of an upsert.
 const EXCLUDED: &str = "excluded";
 
@@ -68,49 +62,50 @@ pub struct Upsert<'a> {
     pub version: &'a str,
 }
 
-/// The name the statement's target row goes by: its alias, or the table's name as written.
-struct RowName {
-    /// As written (used to qualify base columns).
-    text: String,
-    /// Folded, to recognise qualifiers.
-    folded: String,
-    /// Whether the client gave an alias (then `schema.table.col` no longer names the row).
-    aliased: bool,
-}
-
 impl Upsert<'_> {
-    fn mapping(&self) -> &ViewMapping {
-        &self.write.mapping
-    }
-
-    fn refusal(&self, why: impl std::fmt::Display, offset: Option<usize>) -> Refusal {
-        Refusal::new(
-            format!(
-                "INSERT … ON CONFLICT through version {}'s trigger-backed view of \"{}\" is written to the base table, and viewgate cannot map this exactly: {why}",
-                self.version, self.target.table.name
-            ),
-            offset,
-        )
-    }
-
-    fn offset(&self, ident: &Ident) -> Option<usize> {
-        self.index.range(ident.span).map(|r| r.start)
-    }
-
-    fn column(&self, name: &str, offset: Option<usize>) -> Result<&MappedColumn, Refusal> {
-        self.mapping().column(name).ok_or_else(|| {
-            self.refusal(
-                format!(
-                    "column \"{name}\" does not exist at version {}",
-                    self.version
-                ),
-                offset,
-            )
-        })
+    fn base_row(&self) -> BaseRow<'_> {
+        BaseRow {
+            sql: self.sql,
+            index: self.index,
+            target: self.target,
+            write: self.write,
+            version: self.version,
+            statement: Statement::Upsert,
+        }
     }
 
     /// The edits for `insert`, whose table name spans `name_range` and is written `written`.
     pub fn edits(
+        &self,
+        insert: &Insert,
+        conflict: &OnConflict,
+        name_range: Range<usize>,
+        written: &str,
+    ) -> Result<Vec<Edit>, Refusal> {
+        self.base_row()
+            .upsert(insert, conflict, name_range, written)
+    }
+}
+
+impl BaseRow<'_> {
+    /// How an upsert's clauses read a column reference: unqualified or naming the target row,
+    /// the view's read over the target row; `EXCLUDED.col`, over the proposed row; anything
+    /// else is another relation's, refused.
+    fn upsert_resolution(&self, qualifiers: &[&Ident], row: &RowName) -> Resolution {
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        match qualifiers {
+            [] => Ok(Some(row.text.clone())),
+            [q] if fold(q) == EXCLUDED => Ok(Some(EXCLUDED.to_owned())),
+            _ if self.names_row(qualifiers, row) => Ok(Some(row.text.clone())),
+            _ => Err(self.refusal(
+                "a reference to another relation's column",
+                qualifiers.first().and_then(|i| self.offset(i)),
+            )),
+        }
+    }
+
+    /// The upsert's edits: `insert`'s table name spans `name_range` and is written `written`.
+    fn upsert(
         &self,
         insert: &Insert,
         conflict: &OnConflict,
@@ -128,25 +123,11 @@ impl Upsert<'_> {
         if !insert.assignments.is_empty() || insert.partitioned.is_some() || insert.or.is_some() {
             return Err(self.refusal("this INSERT form", at_name));
         }
-        let row = match &insert.table_alias {
-            Some(alias) => RowName {
-                text: self
-                    .index
-                    .range(alias.alias.span)
-                    .map(|r| self.sql[r].to_owned())
-                    .unwrap_or_default(),
-                folded: fold_identifier(&alias.alias.value, alias.alias.quote_style.is_some()),
-                aliased: true,
-            },
-            None => RowName {
-                text: written.to_owned(),
-                folded: self.target.table.name.clone(),
-                aliased: false,
-            },
-        };
+        let row = self.row_name(insert.table_alias.as_ref().map(|a| &a.alias), written);
         if row.text.is_empty() {
             return Err(self.refusal("the table's alias could not be located", at_name));
         }
+        self.check_row_name(&row, at_name)?;
         let mut tokens = Vec::new();
         lexer::lex(self.sql, &mut tokens).ok_or_else(|| {
             self.refusal("its text is outside what viewgate's lexer reads", at_name)
@@ -242,11 +223,7 @@ impl Upsert<'_> {
 
         let mut edits = Vec::new();
         // The head: the base table, the trigger's INSERT, the view-shaped `new` row.
-        let base = format!(
-            "{}.{}",
-            quote_identifier(&self.write.base.schema),
-            quote_identifier(&self.write.base.name)
-        );
+        let base = self.base();
         let insert_columns = join(
             self.mapping()
                 .insert
@@ -338,47 +315,17 @@ impl Upsert<'_> {
         if let OnConflictAction::DoUpdate(update) = &conflict.action {
             self.do_update(&scan, on, &update.assignments, &row, &mut edits)?;
             if let Some(selection) = &update.selection {
-                self.map_expression(selection, &row, &mut edits)?;
+                self.map_expression(
+                    selection,
+                    &|q, _| self.upsert_resolution(q, &row),
+                    &mut edits,
+                )?;
             }
         }
         for item in insert.returning.iter().flatten() {
             self.returning(item, &row, &mut edits)?;
         }
         Ok(edits)
-    }
-
-    fn type_of<'m>(
-        &self,
-        column: &'m MappedColumn,
-        offset: Option<usize>,
-    ) -> Result<&'m str, Refusal> {
-        if column.type_name.is_empty() {
-            return Err(self.refusal(
-                format!("the catalog has no type for column \"{}\"", column.name),
-                offset,
-            ));
-        }
-        Ok(&column.type_name)
-    }
-
-    /// A base column's value as the trigger writes it (over `new`, and `old` on UPDATE).
-    fn written_value(&self, assignment: &WriteAssignment, row: &RowName) -> String {
-        let value = match (&assignment.view_column, &assignment.expression) {
-            (Some(view_column), _) => format!("{NEW_ALIAS}.{}", quote_identifier(view_column)),
-            (None, Some(expression)) => format!("({expression})"),
-            (None, None) => "NULL".into(),
-        };
-        match &assignment.when_changed {
-            Some(column) => {
-                let column = quote_identifier(column);
-                format!(
-                    "CASE WHEN {NEW_ALIAS}.{column} IS DISTINCT FROM {OLD_ALIAS}.{column} THEN {value} ELSE {}.{} END",
-                    row.text,
-                    quote_identifier(&assignment.base_column)
-                )
-            }
-            None => value,
-        }
     }
 
     /// `DO UPDATE SET c = x, …`: the trigger's UPDATE over a `new` row made of the client's
@@ -396,82 +343,9 @@ impl Upsert<'_> {
             .set_list(on)
             .filter(|s| s.len() == assignments.len())
             .ok_or_else(|| self.refusal("the SET list could not be located", at(on)))?;
-        let mut set: Vec<(&MappedColumn, &SetSegment)> = Vec::with_capacity(assignments.len());
-        for (assignment, segment) in assignments.iter().zip(&segments) {
-            let AssignmentTarget::ColumnName(name) = &assignment.target else {
-                return Err(self.refusal("a SET of several columns at once", at(segment.target)));
-            };
-            let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
-                return Err(self.refusal("a qualified SET column", at(segment.target)));
-            };
-            let column_name = fold_identifier(&ident.value, ident.quote_style.is_some());
-            let column = self.column(&column_name, at(segment.target))?;
-            if set.iter().any(|(c, _)| c.name == column_name) {
-                return Err(self.refusal(
-                    format!("column \"{column_name}\" is set twice"),
-                    at(segment.target),
-                ));
-            }
-            if matches!(&assignment.value, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
-            {
-                return Err(self.refusal("DEFAULT in DO UPDATE SET", at(segment.value.start)));
-            }
-            self.map_expression(&assignment.value, row, edits)?;
-            set.push((column, segment));
-        }
-        let update = &self.mapping().update;
-        let columns = join(update.iter().map(|a| quote_identifier(&a.base_column)));
-        let values = join(update.iter().map(|a| self.written_value(a, row)));
-        let head = if update.len() == 1 {
-            columns
-        } else {
-            format!("({columns})")
-        };
-        let mut rest = Vec::new();
-        let mut old = Vec::new();
-        for column in &self.mapping().columns {
-            let read = format!(
-                "{} AS {}",
-                self.read(column, &row.text)?,
-                quote_identifier(&column.name)
-            );
-            if !set.iter().any(|(c, _)| c.name == column.name) {
-                rest.push(read.clone());
-            }
-            old.push(read);
-        }
-        for (i, (column, segment)) in set.iter().enumerate() {
-            let cast = format!(
-                " AS {}) AS {}",
-                self.type_of(column, at(segment.target))?,
-                quote_identifier(&column.name)
-            );
-            let value_start = scan.tokens[segment.value.start].start;
-            let value_end = scan.tokens[segment.value.end - 1].end;
-            if i == 0 {
-                edits.push(Edit {
-                    range: scan.tokens[segment.target].start..value_start,
-                    text: format!("{head} = (SELECT {values} FROM (SELECT CAST("),
-                    relation: false,
-                });
-            }
-            match set.get(i + 1) {
-                Some((_, next)) => edits.push(Edit {
-                    range: value_end..scan.tokens[next.value.start].start,
-                    text: format!("{cast}, CAST("),
-                    relation: false,
-                }),
-                None => edits.push(insertion(
-                    value_end,
-                    format!(
-                        "{cast}{}) AS {NEW_ALIAS}, (SELECT {}) AS {OLD_ALIAS})",
-                        rest.iter().map(|r| format!(", {r}")).collect::<String>(),
-                        old.join(", ")
-                    ),
-                )),
-            }
-        }
-        Ok(())
+        let resolve = |qualifiers: &[&Ident], _: &Ident| self.upsert_resolution(qualifiers, row);
+        let set = self.set_columns(scan, assignments, &segments, &resolve, edits)?;
+        self.trigger_update(scan, &set, row, edits)
     }
 
     /// A RETURNING item, over the base row: `*` and `t.*` as the view's columns, a bare column
@@ -536,7 +410,7 @@ impl Upsert<'_> {
             }
             SelectItem::UnnamedExpr(expr @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_))) => {
                 let before = edits.len();
-                self.map_expression(expr, row, edits)?;
+                self.map_expression(expr, &|q, _| self.upsert_resolution(q, row), edits)?;
                 let column = match expr {
                     Expr::Identifier(ident) => Some(ident),
                     Expr::CompoundIdentifier(parts) => parts.last(),
@@ -551,7 +425,7 @@ impl Upsert<'_> {
                 }
             }
             SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
-                self.map_expression(expr, row, edits)?;
+                self.map_expression(expr, &|q, _| self.upsert_resolution(q, row), edits)?;
             }
             SelectItem::QualifiedWildcard(..) | SelectItem::ExprWithAliases { .. } => {
                 return Err(self.refusal("this RETURNING item", None));
@@ -559,158 +433,4 @@ impl Upsert<'_> {
         }
         Ok(())
     }
-
-    /// Whether qualifiers name the target row: its alias (or name), or `schema.table` when
-    /// it has no alias.
-    fn names_row(&self, qualifiers: &[&Ident], row: &RowName) -> bool {
-        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
-        match qualifiers {
-            [name] => fold(name) == row.folded,
-            [schema, table] => {
-                !row.aliased
-                    && fold(table) == self.target.table.name
-                    && fold(schema) == self.target.table.schema
-            }
-            _ => false,
-        }
-    }
-
-    /// Maps every column reference in `expr` (the target row's, or `EXCLUDED`'s) to the view's
-    /// read of it over the base row.
-    fn map_expression(
-        &self,
-        expr: &Expr,
-        row: &RowName,
-        edits: &mut Vec<Edit>,
-    ) -> Result<(), Refusal> {
-        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
-        let flow = visit_expressions(expr, |e| {
-            let mapped = match e {
-                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => Err(self
-                    .refusal(
-                        "a subquery in ON CONFLICT's SET, WHERE or RETURNING",
-                        self.index.range(e.span()).map(|r| r.start),
-                    )),
-                Expr::Identifier(ident) => {
-                    let name = fold(ident);
-                    let offset = self.offset(ident);
-                    if ident.quote_style.is_none() && name == "default" {
-                        Err(self.refusal("DEFAULT here", offset))
-                    } else {
-                        self.column(&name, offset)
-                            .and_then(|c| Ok((ident.span, ident.span, self.read(c, &row.text)?)))
-                    }
-                }
-                Expr::CompoundIdentifier(parts) => match parts.split_last() {
-                    Some((column, qualifiers)) => {
-                        let offset = qualifiers.first().and_then(|i| self.offset(i));
-                        let relation = match qualifiers {
-                            [q] if fold(q) == EXCLUDED => Some(EXCLUDED.to_owned()),
-                            _ if self.names_row(&qualifiers.iter().collect::<Vec<_>>(), row) => {
-                                Some(row.text.clone())
-                            }
-                            _ => None,
-                        };
-                        match relation {
-                            Some(relation) => self
-                                .column(&fold(column), self.offset(column))
-                                .and_then(|c| {
-                                    Ok((qualifiers[0].span, column.span, self.read(c, &relation)?))
-                                }),
-                            None => {
-                                Err(self
-                                    .refusal("a reference to another relation's column", offset))
-                            }
-                        }
-                    }
-                    None => return ControlFlow::Continue(()),
-                },
-                _ => return ControlFlow::Continue(()),
-            };
-            match mapped {
-                Ok((first, last, text)) => {
-                    match (self.index.range(first), self.index.range(last)) {
-                        (Some(first), Some(last)) => {
-                            edits.push(Edit {
-                                range: first.start..last.end,
-                                text,
-                                relation: false,
-                            });
-                            ControlFlow::Continue(())
-                        }
-                        _ => {
-                            ControlFlow::Break(self.refusal("a column could not be located", None))
-                        }
-                    }
-                }
-                Err(refusal) => ControlFlow::Break(refusal),
-            }
-        });
-        match flow {
-            ControlFlow::Break(refusal) => Err(refusal),
-            ControlFlow::Continue(()) => Ok(()),
-        }
-    }
-
-    /// The view's read of `column` over the base row named `relation`: the base column, or
-    /// the spec's expression with its column references qualified.
-    fn read(&self, column: &MappedColumn, relation: &str) -> Result<String, Refusal> {
-        if let Some(base) = &column.base_column {
-            return Ok(format!("{relation}.{}", quote_identifier(base)));
-        }
-        let expression = column.expression.as_deref().unwrap_or("NULL");
-        qualify(expression, relation)
-            .map(|qualified| format!("({qualified})"))
-            .ok_or_else(|| {
-                self.refusal(
-                    format!(
-                        "the read expression of column \"{}\" (only expressions without subqueries that viewgate's parser reads are mapped)",
-                        column.name
-                    ),
-                    None,
-                )
-            })
-    }
-}
-
-/// `expression` (a spec's, over the base row) with every column reference qualified by
-/// `relation`; `None` when it has a subquery or a qualified reference, or cannot be parsed.
-fn qualify(expression: &str, relation: &str) -> Option<String> {
-    let parsed = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(expression)
-        .ok()?
-        .parse_expr()
-        .ok()?;
-    let index = TextIndex::new(expression);
-    let mut edits = Vec::new();
-    let flow = visit_expressions(&parsed, |e| match e {
-        Expr::Subquery(_)
-        | Expr::Exists { .. }
-        | Expr::InSubquery { .. }
-        | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
-        Expr::Identifier(ident) => match index.range(ident.span) {
-            Some(range) => {
-                edits.push(insertion(range.start, format!("{relation}.")));
-                ControlFlow::Continue(())
-            }
-            None => ControlFlow::Break(()),
-        },
-        _ => ControlFlow::Continue(()),
-    });
-    if flow.is_break() {
-        return None;
-    }
-    splice::apply(expression, edits)
-}
-
-fn insertion(at: usize, text: String) -> Edit {
-    Edit {
-        range: at..at,
-        text,
-        relation: false,
-    }
-}
-
-fn join(items: impl IntoIterator<Item = String>) -> String {
-    items.into_iter().collect::<Vec<_>>().join(", ")
 }

@@ -1105,3 +1105,58 @@ SELECT ({N} '(1,a,1,{},2024-01-01 00:00:00+00)').model_name
 -- name: rowtype_cast_of_row
 -- errors: v2
 SELECT (CAST(ROW(1, 'a', '1', '{}'::jsonb, '2024-01-01'::timestamptz) AS {N})).model_version
+
+-- ===== MERGE: one MERGE on the base table (PostgreSQL 15 cannot MERGE into a view) =====
+-- At v1 and v2 the hand-written equivalent is the MERGE written by hand on the base table
+-- (docs/rewriting.md, "MERGE through a version"); the SELECT after it reads the result back
+-- through the version in the same transaction.
+
+-- name: hand_merge_using_values_update_and_insert
+MERGE INTO {N} AS t USING (VALUES (1, 'resnet-x'), (90, 'new')) AS s (id, name) ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = s.name WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, '1'); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+-- hand v1:
+MERGE INTO public.model_metadata AS t USING (VALUES (1, 'resnet-x'), (90, 'new')) AS s (id, name) ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = s.name WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, '1'); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+-- hand v2:
+MERGE INTO public.model_metadata AS t USING (VALUES (1, 'resnet-x'), (90, 'new')) AS s (id, name) ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = s.name WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, '1'); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+
+-- name: hand_merge_delete_from_a_subquery_source_with_a_condition
+MERGE INTO {N} m USING (SELECT model_id FROM deployments WHERE env = 'staging') d ON m.id = d.model_id WHEN MATCHED AND m.model_version >= '2' THEN DELETE; SELECT id FROM {T} ORDER BY id
+-- hand v1:
+MERGE INTO public.model_metadata m USING (SELECT model_id FROM deployments WHERE env = 'staging') d ON m.id = d.model_id WHEN MATCHED AND m.model_version >= '2' THEN DELETE; SELECT id FROM {T} ORDER BY id
+-- hand v2:
+MERGE INTO public.model_metadata m USING (SELECT model_id FROM deployments WHERE env = 'staging') d ON m.id = d.model_id WHEN MATCHED AND m.model_version >= '2' THEN DELETE; SELECT id FROM {T} ORDER BY id
+
+-- name: hand_merge_do_nothing_and_insert_without_a_column_list
+MERGE INTO {N} t USING (VALUES (3), (91)) s (k) ON t.id = s.k WHEN MATCHED THEN DO NOTHING WHEN NOT MATCHED THEN INSERT VALUES (s.k, 'm' || s.k, '9'); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+-- hand v1:
+MERGE INTO public.model_metadata t USING (VALUES (3), (91)) s (k) ON t.id = s.k WHEN MATCHED THEN DO NOTHING WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.k, 'm' || s.k, '9'); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+-- hand v2:
+MERGE INTO public.model_metadata t USING (VALUES (3), (91)) s (k) ON t.id = s.k WHEN MATCHED THEN DO NOTHING WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.k, 'm' || s.k, '9'); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+
+-- name: hand_merge_insert_default_and_omitted_columns
+MERGE INTO {N} t USING (VALUES (92)) s (k) ON t.id = s.k WHEN NOT MATCHED THEN INSERT (model_version, model_name, hyperparameters) VALUES ('1', 'd' || s.k, DEFAULT); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+-- hand v1:
+MERGE INTO public.model_metadata t USING (VALUES (92)) s (k) ON t.id = s.k WHEN NOT MATCHED THEN INSERT (model_version, model_name) VALUES ('1', 'd' || s.k); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+-- hand v2:
+MERGE INTO public.model_metadata t USING (VALUES (92)) s (k) ON t.id = s.k WHEN NOT MATCHED THEN INSERT (model_version, model_name) VALUES ('1', 'd' || s.k); SELECT id, model_name, model_version, hyperparameters FROM {T} ORDER BY id
+
+-- name: hand_merge_from_the_managed_table_itself
+MERGE INTO {N} t USING (SELECT id, model_name FROM {T} WHERE id <= 2) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = upper(s.model_name); SELECT id, model_name FROM {T} ORDER BY id
+-- hand v1:
+MERGE INTO public.model_metadata t USING (SELECT id, model_name FROM {T} WHERE id <= 2) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = upper(s.model_name); SELECT id, model_name FROM {T} ORDER BY id
+-- hand v2:
+MERGE INTO public.model_metadata t USING (SELECT id, model_name FROM {T} WHERE id <= 2) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = upper(s.model_name); SELECT id, model_name FROM {T} ORDER BY id
+
+-- name: hand_merge_with_parameters
+-- params: int8:1 | text:renamed
+MERGE INTO {N} AS t USING (SELECT $1::int8 AS id, $2::text AS name) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = s.name, model_version = t.model_version || '.1' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, '0')
+-- hand v1:
+MERGE INTO public.model_metadata AS t USING (SELECT $1::int8 AS id, $2::text AS name) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = s.name, model_version = t.model_version || '.1' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, '0')
+-- hand v2:
+MERGE INTO public.model_metadata AS t USING (SELECT $1::int8 AS id, $2::text AS name) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_name = s.name, model_version = t.model_version || '.1' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, '0')
+
+-- name: hand_merge_with_a_condition_from_another_table
+MERGE INTO {N} t USING (SELECT id FROM deployments WHERE env = 'prod') s ON t.id = s.id WHEN MATCHED AND t.model_name <> 'x' THEN UPDATE SET model_version = t.model_version || '-prod'; SELECT id, model_version FROM {T} ORDER BY id
+-- hand v1:
+MERGE INTO public.model_metadata t USING (SELECT id FROM deployments WHERE env = 'prod') s ON t.id = s.id WHEN MATCHED AND t.model_name <> 'x' THEN UPDATE SET model_version = t.model_version || '-prod'; SELECT id, model_version FROM {T} ORDER BY id
+-- hand v2:
+MERGE INTO public.model_metadata t USING (SELECT id FROM deployments WHERE env = 'prod') s ON t.id = s.id WHEN MATCHED AND t.model_name <> 'x' THEN UPDATE SET model_version = t.model_version || '-prod'; SELECT id, model_version FROM {T} ORDER BY id

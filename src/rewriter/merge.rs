@@ -1,0 +1,970 @@
+//! `MERGE` into a version's view, as one MERGE on the base table.
+//!
+//! PostgreSQL before 17 cannot MERGE into any view ("cannot execute MERGE on relation …"), so
+//! where the catalog recorded how the version's view maps onto its base table, the rewriter
+//! sends the MERGE to the base table, written so that its effect is what MERGE on the view
+//! would do (as PostgreSQL 17 runs it):
+//!
+//! ```sql
+//! MERGE INTO public.t AS t USING <source, as written> ON <mapped>
+//! WHEN MATCHED AND <mapped> THEN UPDATE SET <base column> = <value>, …    -- auto-updatable
+//! WHEN MATCHED THEN UPDATE SET (<the trigger's UPDATE columns>) =         -- trigger-backed
+//!     (SELECT <the trigger's UPDATE values> FROM (SELECT CAST(<value> AS <type>) AS c, …,
+//!      <the view's read of the other columns>) AS new, (SELECT <reads>) AS old)
+//! WHEN MATCHED THEN DELETE | DO NOTHING
+//! WHEN NOT MATCHED THEN INSERT (<base columns>) VALUES (<values>)
+//! ```
+//!
+//! References to the target row (in ON, the WHEN conditions, SET values and INSERT values) are
+//! the view's reads of its columns over the base row (`base_row.rs`): the base column of a
+//! plain or renamed column, the spec's expression of an expression column; a column the
+//! version does not have is refused, never read from the base table. An unqualified name is
+//! the target's only where the source's columns are known (a subquery or VALUES with named
+//! columns, an alias with a column list, the managed table itself) and do not include it;
+//! otherwise it must be qualified. UPDATE SET and INSERT lists name base columns: through an
+//! auto-updatable view the columns the view shows, through a trigger-backed view the base
+//! columns its trigger writes, from the trigger's own expressions over `NEW` (and `OLD`).
+//! INSERT leaves the view's defaults to the columns it omits (and to `DEFAULT`). In a
+//! trigger-backed INSERT each listed value is spliced once, in place, into the one base value
+//! the trigger computes from it (cast to the view column's type), so it is evaluated once, as
+//! the trigger would see it; a trigger that reads a listed column twice, or computes one base
+//! column from two listed ones, is refused. What cannot be written exactly is refused with a
+//! reason: subqueries in the mapped clauses, RETURNING, `DEFAULT` in SET, `WHEN NOT MATCHED BY
+//! SOURCE`, a SET of several columns at once, whole-row references to the target.
+//!
+//! Every edit inserts or replaces text between the client's tokens and never copies the
+//! client's constants, so the shape cache can apply it to statements with other constants.
+
+use std::ops::{ControlFlow, Range};
+
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Merge, MergeAction,
+    MergeClauseKind, MergeInsertExpr, MergeInsertKind, MergeUpdateKind, ObjectName, ObjectNamePart,
+    Query, SelectItem, SetExpr, TableFactor, visit_expressions,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::base_row::{BaseRow, NEW_ALIAS, OLD_ALIAS, Resolution, RowName, insertion, join};
+use super::lexer::{self, Kind};
+use super::refusal::Refusal;
+use super::splice::{Edit, TextIndex};
+use super::statement_scan::{Scan, SetSegment};
+use super::targets::{fold_identifier, quote_identifier};
+use crate::model::MappedColumn;
+
+/// What the client's MERGE source (`USING …`) is known to provide.
+pub struct Source {
+    /// The name the source's rows go by (its alias, or a table's name), folded.
+    pub name: Option<String>,
+    /// Its columns, folded, where they are known from the statement (or, for the managed
+    /// table itself, from the mapping); `None` when they are not.
+    pub columns: Option<Vec<String>>,
+}
+
+impl Source {
+    /// The source of `factor`; `managed_columns` gives a managed table's columns at the version.
+    pub fn of(
+        factor: &TableFactor,
+        managed_columns: &dyn Fn(&ObjectName) -> Option<Vec<String>>,
+    ) -> Source {
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        let renamed = |columns: Option<Vec<String>>, alias: &Option<sqlparser::ast::TableAlias>| {
+            let aliases: Vec<String> = alias
+                .iter()
+                .flat_map(|a| a.columns.iter().map(|c| fold(&c.name)))
+                .collect();
+            match columns {
+                Some(mut columns) if aliases.len() <= columns.len() => {
+                    columns[..aliases.len()].clone_from_slice(&aliases);
+                    Some(columns)
+                }
+                // Fewer columns than aliases is Postgres's error; unknown columns stay unknown
+                // unless every one is named.
+                Some(_) => None,
+                None => None,
+            }
+        };
+        match factor {
+            TableFactor::Table { name, alias, .. } => Source {
+                name: alias
+                    .as_ref()
+                    .map(|a| fold(&a.name))
+                    .or_else(|| name.0.last().and_then(ObjectNamePart::as_ident).map(fold)),
+                columns: renamed(managed_columns(name), alias),
+            },
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => Source {
+                name: alias.as_ref().map(|a| fold(&a.name)),
+                columns: renamed(query_columns(subquery), alias),
+            },
+            other => Source {
+                name: match other {
+                    TableFactor::Function { alias, .. }
+                    | TableFactor::TableFunction { alias, .. }
+                    | TableFactor::UNNEST { alias, .. }
+                    | TableFactor::NestedJoin { alias, .. } => {
+                        alias.as_ref().map(|a| fold(&a.name))
+                    }
+                    _ => None,
+                },
+                columns: None,
+            },
+        }
+    }
+}
+
+/// The output column names of a query, where the statement alone tells them.
+fn query_columns(query: &Query) -> Option<Vec<String>> {
+    set_expr_columns(&query.body)
+}
+
+fn set_expr_columns(body: &SetExpr) -> Option<Vec<String>> {
+    let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+    match body {
+        SetExpr::Select(select) => select
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(fold(alias)),
+                SelectItem::UnnamedExpr(expr) => expression_name(expr).map(fold),
+                _ => None,
+            })
+            .collect(),
+        SetExpr::Values(values) => values
+            .rows
+            .first()
+            .map(|row| (1..=row.len()).map(|i| format!("column{i}")).collect()),
+        SetExpr::Query(query) => query_columns(query),
+        SetExpr::SetOperation { left, .. } => set_expr_columns(left),
+        _ => None,
+    }
+}
+
+/// The name Postgres gives an unnamed output column, for the forms where it is a column's.
+fn expression_name(expr: &Expr) -> Option<&Ident> {
+    match expr {
+        Expr::Identifier(ident) => Some(ident),
+        Expr::CompoundIdentifier(parts) => parts.last(),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => expression_name(expr),
+        _ => None,
+    }
+}
+
+/// One piece of a trigger's write: text of the spec's, or a `NEW.col` / `OLD.col` reference.
+enum Piece {
+    Text(String),
+    New(String),
+    Old(String),
+}
+
+/// A base column as the trigger's INSERT writes it.
+struct Written {
+    base_column: String,
+    pieces: Vec<Piece>,
+}
+
+impl BaseRow<'_> {
+    /// The edits for `merge`, whose target's name spans `name_range` and is written
+    /// `written`, with `alias` if the client gave one, reading from `source`.
+    pub fn merge(
+        &self,
+        merge: &Merge,
+        name_range: Range<usize>,
+        written: &str,
+        alias: Option<&sqlparser::ast::TableAlias>,
+        source: &Source,
+    ) -> Result<Vec<Edit>, Refusal> {
+        let at_name = Some(name_range.start);
+        if alias.is_some_and(|a| !a.columns.is_empty()) {
+            return Err(self.refusal("a column list on the target's alias", at_name));
+        }
+        if merge.output.is_some() {
+            return Err(self.refusal("RETURNING (MERGE … RETURNING is PostgreSQL 17's)", at_name));
+        }
+        let row = self.row_name(alias.map(|a| &a.name), written);
+        if row.text.is_empty() {
+            return Err(self.refusal("the target's alias could not be located", at_name));
+        }
+        let trigger_backed = self.mapping().trigger_backed;
+        if trigger_backed {
+            self.check_row_name(&row, at_name)?;
+        }
+        if trigger_backed && (self.mapping().update.is_empty() || self.mapping().insert.is_empty())
+        {
+            return Err(self.refusal(
+                "the catalog has no write mapping for the view; run viewgate views apply again",
+                at_name,
+            ));
+        }
+        let mut tokens = Vec::new();
+        lexer::lex(self.sql, &mut tokens).ok_or_else(|| {
+            self.refusal("its text is outside what viewgate's lexer reads", at_name)
+        })?;
+        tokens.retain(|t| t.kind != Kind::Comment);
+        let scan = Scan {
+            sql: self.sql,
+            tokens: &tokens,
+        };
+        let resolve = |qualifiers: &[&Ident], column: &Ident| {
+            self.merge_resolution(qualifiers, column, &row, source)
+        };
+        let mut edits = vec![Edit {
+            range: name_range,
+            text: match alias {
+                Some(_) => self.base(),
+                None => format!("{} AS {}", self.base(), row.text),
+            },
+            relation: true,
+        }];
+        self.mapped(&merge.on, &row, &resolve, &mut edits)?;
+        let mut updates = 0;
+        for clause in &merge.clauses {
+            let at_when = self.index.range(clause.when_token.0.span).map(|r| r.start);
+            if clause.clause_kind == MergeClauseKind::NotMatchedBySource {
+                return Err(self.refusal("WHEN NOT MATCHED BY SOURCE (PostgreSQL 17's)", at_when));
+            }
+            if let Some(predicate) = &clause.predicate {
+                self.mapped(predicate, &row, &resolve, &mut edits)?;
+            }
+            match &clause.action {
+                MergeAction::Delete { .. } | MergeAction::DoNothing { .. } => {}
+                MergeAction::Update(update) => {
+                    let at_update = self
+                        .index
+                        .range(update.update_token.0.span)
+                        .map(|r| r.start);
+                    let MergeUpdateKind::Set(assignments) = &update.kind else {
+                        return Err(self.refusal("UPDATE SET *", at_update));
+                    };
+                    if update.update_predicate.is_some() || update.delete_predicate.is_some() {
+                        return Err(self.refusal("this UPDATE form", at_update));
+                    }
+                    let segments = at_update
+                        .and_then(|at| scan.after(at))
+                        .and_then(|i| scan.merge_set_list(i))
+                        .filter(|s| s.len() == assignments.len())
+                        .ok_or_else(|| {
+                            self.refusal("the SET list could not be located", at_update)
+                        })?;
+                    for assignment in assignments {
+                        self.whole_row(&assignment.value, &row)?;
+                    }
+                    let set =
+                        self.set_columns(&scan, assignments, &segments, &resolve, &mut edits)?;
+                    updates += 1;
+                    if trigger_backed && updates == 1 {
+                        self.trigger_update(&scan, &set, &row, &mut edits)?;
+                    } else if trigger_backed {
+                        // PostgreSQL 15 crashes on a correlated multi-column assignment in
+                        // a MERGE's second UPDATE action: one sub-select per base column.
+                        self.trigger_update_per_column(&scan, &set, &row, at_update, &mut edits)?;
+                    } else {
+                        for (column, segment) in &set {
+                            let at = scan.tokens[segment.target].start;
+                            let base = self.base_column(column, Some(at))?;
+                            edits.push(Edit {
+                                range: at..scan.tokens[segment.target].end,
+                                text: quote_identifier(base),
+                                relation: false,
+                            });
+                        }
+                    }
+                }
+                MergeAction::Insert(insert) => {
+                    self.insert(&scan, insert, &row, &resolve, &mut edits)?;
+                }
+            }
+        }
+        Ok(edits)
+    }
+
+    /// How MERGE's clauses read a column reference: a name qualified by the target row is
+    /// the target's; an unqualified one is the target's when it is a column of the view and
+    /// not of the source (which must then be known); anything else is left to Postgres.
+    fn merge_resolution(
+        &self,
+        qualifiers: &[&Ident],
+        column: &Ident,
+        row: &RowName,
+        source: &Source,
+    ) -> Resolution {
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        let offset = qualifiers
+            .first()
+            .copied()
+            .and_then(|i| self.offset(i))
+            .or(self.offset(column));
+        match qualifiers {
+            [] => {}
+            _ if self.names_row(qualifiers, row) => return Ok(Some(row.text.clone())),
+            [first, ..] if qualifiers.len() > 1 && fold(first) == row.folded => {
+                return Err(self.refusal(
+                    "a field of a target column written without parentheses; write (t.col).field",
+                    offset,
+                ));
+            }
+            _ => return Ok(None),
+        }
+        let name = fold(column);
+        let in_view = self.mapping().column(&name).is_some();
+        let in_source = source
+            .columns
+            .as_ref()
+            .map(|columns| columns.contains(&name));
+        match (in_view, in_source) {
+            (true, Some(false)) => Ok(Some(row.text.clone())),
+            (false, Some(true)) => Ok(None),
+            (true, Some(true)) => Err(self.refusal(
+                format!("column reference \"{name}\" is ambiguous (the target's and the source's)"),
+                offset,
+            )),
+            _ if name == row.folded => Err(self.refusal(
+                "a whole-row reference to the target (it would read the base table's row)",
+                offset,
+            )),
+            _ if source.name.as_deref() == Some(name.as_str()) => Ok(None),
+            (false, Some(false)) => Err(self.refusal(
+                format!(
+                    "column \"{name}\" does not exist at version {} (nor in the source)",
+                    self.version
+                ),
+                offset,
+            )),
+            (_, None) => Err(self.refusal(
+                format!(
+                    "the unqualified column reference \"{name}\", where viewgate does not know the source's columns (qualify it with the target's or the source's name)"
+                ),
+                offset,
+            )),
+        }
+    }
+
+    /// `expr`'s references mapped, after refusing whole-row references to the target.
+    fn mapped(
+        &self,
+        expr: &Expr,
+        row: &RowName,
+        resolve: &dyn Fn(&[&Ident], &Ident) -> Resolution,
+        edits: &mut Vec<Edit>,
+    ) -> Result<(), Refusal> {
+        self.whole_row(expr, row)?;
+        self.map_expression(expr, resolve, edits)
+    }
+
+    /// Refuses `t.*` of the target row inside `expr` (as a function's argument, say): it
+    /// would expand to the base table's columns.
+    fn whole_row(&self, expr: &Expr, row: &RowName) -> Result<(), Refusal> {
+        let names_row = |name: &ObjectName| {
+            name.0
+                .iter()
+                .map(ObjectNamePart::as_ident)
+                .collect::<Option<Vec<&Ident>>>()
+                .is_some_and(|idents| self.names_row(&idents, row))
+        };
+        let flow = visit_expressions(expr, |e| {
+            let found = match e {
+                Expr::QualifiedWildcard(name, _) => names_row(name),
+                Expr::Function(function) => match &function.args {
+                    FunctionArguments::List(list) => list.args.iter().any(|arg| {
+                        let (FunctionArg::Unnamed(arg)
+                        | FunctionArg::Named { arg, .. }
+                        | FunctionArg::ExprNamed { arg, .. }) = arg;
+                        matches!(arg, FunctionArgExpr::QualifiedWildcard(name) if names_row(name))
+                    }),
+                    _ => false,
+                },
+                _ => false,
+            };
+            if found {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        match flow {
+            ControlFlow::Break(()) => Err(self.refusal(
+                "a whole-row reference to the target (it would read the base table's row)",
+                None,
+            )),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    /// The base column an auto-updatable view's column shows.
+    fn base_column<'m>(
+        &self,
+        column: &'m MappedColumn,
+        offset: Option<usize>,
+    ) -> Result<&'m str, Refusal> {
+        column.base_column.as_deref().ok_or_else(|| {
+            self.refusal(
+                format!(
+                    "column \"{}\" is an expression at version {}",
+                    column.name, self.version
+                ),
+                offset,
+            )
+        })
+    }
+
+    /// `WHEN NOT MATCHED THEN INSERT [(cols)] VALUES (…)` or `INSERT DEFAULT VALUES`.
+    fn insert(
+        &self,
+        scan: &Scan,
+        insert: &MergeInsertExpr,
+        row: &RowName,
+        resolve: &dyn Fn(&[&Ident], &Ident) -> Resolution,
+        edits: &mut Vec<Edit>,
+    ) -> Result<(), Refusal> {
+        let at_insert = self
+            .index
+            .range(insert.insert_token.0.span)
+            .map(|r| r.start);
+        let MergeInsertKind::Values(values) = &insert.kind else {
+            return Err(self.refusal("this INSERT form", at_insert));
+        };
+        if insert.insert_predicate.is_some() {
+            return Err(self.refusal("this INSERT form", at_insert));
+        }
+        let cannot_locate = || self.refusal("the INSERT could not be located", at_insert);
+        let first = at_insert
+            .and_then(|at| scan.after(at))
+            .ok_or_else(cannot_locate)?;
+        if !scan.word(first, "insert") {
+            return Err(cannot_locate());
+        }
+        let default_values = scan.word(first + 1, "default") && scan.word(first + 2, "values");
+        // The column list: its names, and the tokens of its parentheses.
+        let mut listed = Vec::with_capacity(insert.columns.len());
+        let mut list = None;
+        for name in &insert.columns {
+            let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
+                return Err(self.refusal("a qualified column in the INSERT list", at_insert));
+            };
+            let offset = self.offset(ident);
+            let name = fold_identifier(&ident.value, ident.quote_style.is_some());
+            self.column(&name, offset)?;
+            if listed.iter().any(|(n, _)| *n == name) {
+                return Err(self.refusal(format!("column \"{name}\" is listed twice"), offset));
+            }
+            listed.push((
+                name,
+                self.index.range(ident.span).ok_or_else(cannot_locate)?,
+            ));
+        }
+        if !listed.is_empty() {
+            let (items, close) = scan
+                .parenthesised(first + 1)
+                .filter(|(items, _)| items.len() == listed.len())
+                .ok_or_else(cannot_locate)?;
+            list = Some((first + 1, close));
+            let _ = items;
+        }
+        let values_token = match (default_values, list) {
+            (true, _) => first + 2,
+            (false, Some((_, close))) => close + 1,
+            (false, None) => first + 1,
+        };
+        if !scan.word(values_token, "values") {
+            return Err(cannot_locate());
+        }
+        // The VALUES row: each value's tokens, and its closing parenthesis.
+        let row_values = if default_values {
+            None
+        } else {
+            let [expressions] = values.rows.as_slice() else {
+                return Err(self.refusal("more than one VALUES row", at_insert));
+            };
+            let expressions = expressions.content.as_slice();
+            let (items, close) = scan
+                .parenthesised(values_token + 1)
+                .filter(|(items, _)| items.len() == expressions.len())
+                .ok_or_else(cannot_locate)?;
+            if listed.is_empty() {
+                if items.len() > self.mapping().columns.len() {
+                    return Err(self.refusal("more values than the view has columns", at_insert));
+                }
+                // No list: the view's first columns, in its order.
+                for column in &self.mapping().columns[..items.len()] {
+                    listed.push((column.name.clone(), 0..0));
+                }
+            }
+            Some((items, expressions, close))
+        };
+        let write_list = |edits: &mut Vec<Edit>, columns: &[String]| {
+            let text = format!("({})", join(columns.iter().map(|c| quote_identifier(c))));
+            match list {
+                Some((open, close)) => edits.push(Edit {
+                    range: scan.tokens[open].start..scan.tokens[close].end,
+                    text,
+                    relation: false,
+                }),
+                None => edits.push(insertion(
+                    scan.tokens[values_token].start,
+                    format!("{text} "),
+                )),
+            }
+        };
+        let default_of = |column: &MappedColumn| -> Result<String, Refusal> {
+            Ok(format!(
+                "CAST({} AS {})",
+                column.default.as_deref().unwrap_or("NULL"),
+                self.type_of(column, at_insert)?
+            ))
+        };
+
+        if !self.mapping().trigger_backed {
+            // Auto-updatable: the listed view columns are base columns; the ones left out
+            // whose view default is not the base column's get it written out.
+            let mut columns = Vec::with_capacity(listed.len());
+            for (name, _) in &listed {
+                let column = self.column(name, at_insert)?;
+                columns.push(self.base_column(column, at_insert)?.to_owned());
+            }
+            let omitted: Vec<&MappedColumn> = self
+                .mapping()
+                .columns
+                .iter()
+                .filter(|c| !listed.iter().any(|(n, _)| *n == c.name) && !c.base_default_applies())
+                .collect();
+            let mut extra_values = Vec::with_capacity(omitted.len());
+            for column in &omitted {
+                columns.push(self.base_column(column, at_insert)?.to_owned());
+                extra_values.push(format!("({})", column.default.as_deref().unwrap_or("NULL")));
+            }
+            let Some((items, expressions, close)) = row_values else {
+                if !omitted.is_empty() {
+                    edits.push(Edit {
+                        range: scan.tokens[first + 1].start..scan.tokens[values_token].end,
+                        text: format!(
+                            "({}) VALUES ({})",
+                            join(columns.iter().map(|c| quote_identifier(c))),
+                            extra_values.join(", ")
+                        ),
+                        relation: false,
+                    });
+                }
+                return Ok(());
+            };
+            if list.is_some() && omitted.is_empty() {
+                // Rename in place.
+                for ((_, range), base) in listed.iter().zip(&columns) {
+                    edits.push(Edit {
+                        range: range.clone(),
+                        text: quote_identifier(base),
+                        relation: false,
+                    });
+                }
+            } else {
+                write_list(edits, &columns);
+            }
+            for ((value, expr), (name, _)) in items.iter().zip(expressions).zip(&listed) {
+                let column = self.column(name, at_insert)?;
+                if scan.is_default(value) {
+                    if !column.base_default_applies() {
+                        edits.push(Edit {
+                            range: scan.tokens[value.start].start..scan.tokens[value.end - 1].end,
+                            text: format!("({})", column.default.as_deref().unwrap_or("NULL")),
+                            relation: false,
+                        });
+                    }
+                    continue;
+                }
+                self.mapped(expr, row, resolve, edits)?;
+            }
+            if !extra_values.is_empty() {
+                edits.push(insertion(
+                    scan.tokens[close].start,
+                    extra_values.iter().map(|v| format!(", {v}")).collect(),
+                ));
+            }
+            return Ok(());
+        }
+
+        // Trigger-backed: the trigger's INSERT, each base value computed from at most one
+        // listed view column, spliced around that column's value.
+        let written = self.trigger_insert()?;
+        let reads = |name: &str| -> usize {
+            written
+                .iter()
+                .flat_map(|w| &w.pieces)
+                .filter(|p| matches!(p, Piece::New(n) if n == name))
+                .count()
+        };
+        for (name, range) in &listed {
+            let offset = Some(range.start)
+                .filter(|_| !range.is_empty())
+                .or(at_insert);
+            match reads(name) {
+                1 => {}
+                0 => {
+                    return Err(self.refusal(
+                        format!("the view's trigger does not write column \"{name}\", so its value would not be evaluated"),
+                        offset,
+                    ));
+                }
+                _ => {
+                    return Err(self.refusal(
+                        format!("the view's trigger reads column \"{name}\" more than once"),
+                        offset,
+                    ));
+                }
+            }
+        }
+        for column in &self.mapping().columns {
+            if column.default.is_some()
+                && !listed.iter().any(|(n, _)| *n == column.name)
+                && reads(&column.name) > 1
+            {
+                return Err(self.refusal(
+                    format!(
+                        "the view's trigger reads column \"{}\", left to its default, more than once",
+                        column.name
+                    ),
+                    at_insert,
+                ));
+            }
+        }
+        // Which listed column (by position) each base value is spliced around.
+        let mut owners: Vec<Option<usize>> = Vec::with_capacity(written.len());
+        for w in &written {
+            let slots: Vec<usize> = w
+                .pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::New(n) => listed.iter().position(|(l, _)| l == n),
+                    _ => None,
+                })
+                .collect();
+            if slots.len() > 1 {
+                return Err(self.refusal(
+                    format!(
+                        "the view's trigger computes base column \"{}\" from more than one listed column",
+                        w.base_column
+                    ),
+                    at_insert,
+                ));
+            }
+            owners.push(slots.first().copied());
+        }
+        // Renders a base value, with the listed column at `slot` split out (prefix, suffix).
+        let render = |w: &Written, slot: Option<&str>| -> Result<(String, String), Refusal> {
+            let (mut before, mut after) = (String::new(), String::new());
+            let mut split = false;
+            for piece in &w.pieces {
+                let out = if split { &mut after } else { &mut before };
+                match piece {
+                    Piece::Text(text) => out.push_str(text),
+                    Piece::New(name) if Some(name.as_str()) == slot => split = true,
+                    Piece::New(name) => out.push_str(&default_of(self.column(name, at_insert)?)?),
+                    Piece::Old(name) => out.push_str(&format!(
+                        "CAST(NULL AS {})",
+                        self.type_of(self.column(name, at_insert)?, at_insert)?
+                    )),
+                }
+            }
+            Ok((before, after))
+        };
+        let mut columns = Vec::with_capacity(written.len());
+        let mut rest = Vec::new();
+        for (slot, (name, _)) in listed.iter().enumerate() {
+            if let Some(w) = owners
+                .iter()
+                .position(|o| *o == Some(slot))
+                .map(|i| &written[i])
+            {
+                columns.push(w.base_column.clone());
+            } else {
+                return Err(self.refusal(
+                    format!("the view's trigger does not write column \"{name}\""),
+                    at_insert,
+                ));
+            }
+        }
+        for (w, owner) in written.iter().zip(&owners) {
+            if owner.is_none() {
+                columns.push(w.base_column.clone());
+                rest.push(render(w, None)?.0);
+            }
+        }
+        let Some((items, expressions, close)) = row_values else {
+            edits.push(Edit {
+                range: scan.tokens[first + 1].start..scan.tokens[values_token].end,
+                text: format!(
+                    "({}) VALUES ({})",
+                    join(columns.iter().map(|c| quote_identifier(c))),
+                    rest.join(", ")
+                ),
+                relation: false,
+            });
+            return Ok(());
+        };
+        write_list(edits, &columns);
+        for (slot, ((value, expr), (name, _))) in
+            items.iter().zip(expressions).zip(&listed).enumerate()
+        {
+            let column = self.column(name, at_insert)?;
+            let Some(w) = owners
+                .iter()
+                .position(|o| *o == Some(slot))
+                .map(|i| &written[i])
+            else {
+                return Err(cannot_locate());
+            };
+            let (before, after) = render(w, Some(name))?;
+            let (start, end) = (
+                scan.tokens[value.start].start,
+                scan.tokens[value.end - 1].end,
+            );
+            if scan.is_default(value) {
+                edits.push(Edit {
+                    range: start..end,
+                    text: format!("{before}{}{after}", default_of(column)?),
+                    relation: false,
+                });
+                continue;
+            }
+            edits.push(insertion(start, format!("{before}CAST(")));
+            self.mapped(expr, row, resolve, edits)?;
+            edits.push(insertion(
+                end,
+                format!(" AS {}){after}", self.type_of(column, Some(start))?),
+            ));
+        }
+        if !rest.is_empty() {
+            edits.push(insertion(
+                scan.tokens[close].start,
+                rest.iter().map(|v| format!(", {v}")).collect(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `SET c = x, …` as the trigger's UPDATE, one base column at a time: `b = (SELECT <the
+    /// trigger's value> FROM (SELECT <new row>) AS new, (SELECT <old row>) AS old)`, the
+    /// client's value spliced into the one base value that reads it. Refused where a SET
+    /// column is read by other than one of the trigger's assignments, or one assignment reads
+    /// two SET columns.
+    fn trigger_update_per_column(
+        &self,
+        scan: &Scan,
+        set: &[(&MappedColumn, &SetSegment)],
+        row: &RowName,
+        at_update: Option<usize>,
+        edits: &mut Vec<Edit>,
+    ) -> Result<(), Refusal> {
+        let update = &self.mapping().update;
+        // The view columns each assignment reads as NEW (or compares, when it changed).
+        let mut reads = Vec::with_capacity(update.len());
+        for assignment in update {
+            let mut columns: Vec<String> = match (&assignment.view_column, &assignment.expression) {
+                (Some(view_column), _) => vec![view_column.clone()],
+                (None, Some(expression)) => write_pieces(expression)
+                    .ok_or_else(|| {
+                        self.refusal(
+                            format!(
+                                "the trigger's write expression for base column \"{}\" (only expressions over NEW and OLD without subqueries are mapped)",
+                                assignment.base_column
+                            ),
+                            at_update,
+                        )
+                    })?
+                    .into_iter()
+                    .filter_map(|piece| match piece {
+                        Piece::New(name) | Piece::Old(name) => Some(name),
+                        Piece::Text(_) => None,
+                    })
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+            columns.extend(assignment.when_changed.clone());
+            reads.push(columns);
+        }
+        let mut owners = Vec::with_capacity(set.len());
+        for (column, segment) in set {
+            let at = scan.tokens.get(segment.target).map(|t| t.start);
+            let readers: Vec<usize> = (0..update.len())
+                .filter(|&i| reads[i].contains(&column.name))
+                .collect();
+            let [owner] = readers.as_slice() else {
+                return Err(self.refusal(
+                    format!(
+                        "a second UPDATE action setting column \"{}\", which the view's trigger reads in {} of its assignments (one is mapped)",
+                        column.name,
+                        readers.len()
+                    ),
+                    at,
+                ));
+            };
+            let others = set
+                .iter()
+                .filter(|(c, _)| c.name != column.name && reads[*owner].contains(&c.name))
+                .count();
+            if others > 0 {
+                return Err(self.refusal(
+                    format!(
+                        "a second UPDATE action setting columns the view's trigger combines into base column \"{}\"",
+                        update[*owner].base_column
+                    ),
+                    at,
+                ));
+            }
+            owners.push(*owner);
+        }
+        let mut old = Vec::with_capacity(self.mapping().columns.len());
+        for column in &self.mapping().columns {
+            old.push(format!(
+                "{} AS {}",
+                self.read(column, &row.text)?,
+                quote_identifier(&column.name)
+            ));
+        }
+        // The `new` row of an assignment: the read of every column but `set_column`.
+        let others = |set_column: Option<&str>| -> Vec<String> {
+            self.mapping()
+                .columns
+                .iter()
+                .zip(&old)
+                .filter(|(c, _)| Some(c.name.as_str()) != set_column)
+                .map(|(_, read)| read.clone())
+                .collect()
+        };
+        let from_old = format!("(SELECT {}) AS {}", old.join(", "), OLD_ALIAS);
+        for ((column, segment), &owner) in set.iter().zip(&owners) {
+            let assignment = &update[owner];
+            let value_start = scan.tokens[segment.value.start].start;
+            let value_end = scan.tokens[segment.value.end - 1].end;
+            edits.push(Edit {
+                range: scan.tokens[segment.target].start..value_start,
+                text: format!(
+                    "{} = (SELECT {} FROM (SELECT CAST(",
+                    quote_identifier(&assignment.base_column),
+                    self.written_value(assignment, row)
+                ),
+                relation: false,
+            });
+            edits.push(insertion(
+                value_end,
+                format!(
+                    " AS {}) AS {}{}) AS {}, {from_old})",
+                    self.type_of(column, at_update)?,
+                    quote_identifier(&column.name),
+                    others(Some(&column.name))
+                        .iter()
+                        .map(|r| format!(", {r}"))
+                        .collect::<String>(),
+                    NEW_ALIAS
+                ),
+            ));
+        }
+        let rest: Vec<String> = update
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !owners.contains(i))
+            .map(|(_, assignment)| {
+                format!(
+                    ", {} = (SELECT {} FROM (SELECT {}) AS {}, {from_old})",
+                    quote_identifier(&assignment.base_column),
+                    self.written_value(assignment, row),
+                    others(None).join(", "),
+                    NEW_ALIAS
+                )
+            })
+            .collect();
+        if let Some((_, last)) = set.last() {
+            edits.push(insertion(
+                scan.tokens[last.value.end - 1].end,
+                rest.concat(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The trigger's INSERT, each base value as pieces: the spec's text and its `NEW.col` /
+    /// `OLD.col` references (a write expression with anything else that names a column, or a
+    /// subquery, is refused: the trigger would read it otherwise).
+    fn trigger_insert(&self) -> Result<Vec<Written>, Refusal> {
+        let mut written = Vec::with_capacity(self.mapping().insert.len());
+        for assignment in &self.mapping().insert {
+            let pieces = match (&assignment.view_column, &assignment.expression) {
+                (Some(view_column), _) => vec![Piece::New(view_column.clone())],
+                (None, Some(expression)) => {
+                    let mut pieces = vec![Piece::Text("(".into())];
+                    pieces.extend(write_pieces(expression).ok_or_else(|| {
+                        self.refusal(
+                            format!(
+                                "the trigger's write expression for base column \"{}\" (only expressions over NEW and OLD without subqueries are mapped)",
+                                assignment.base_column
+                            ),
+                            None,
+                        )
+                    })?);
+                    pieces.push(Piece::Text(")".into()));
+                    pieces
+                }
+                (None, None) => vec![Piece::Text("NULL".into())],
+            };
+            written.push(Written {
+                base_column: assignment.base_column.clone(),
+                pieces,
+            });
+        }
+        Ok(written)
+    }
+}
+
+/// A write expression of the spec's split at its `NEW.col` and `OLD.col` references; `None`
+/// when it names anything else as a column, has a subquery, or cannot be parsed.
+fn write_pieces(expression: &str) -> Option<Vec<Piece>> {
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(expression)
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    let index = TextIndex::new(expression);
+    let mut references = Vec::new();
+    let flow = visit_expressions(&parsed, |e| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } | Expr::Identifier(_) => {
+            ControlFlow::Break(())
+        }
+        Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+            [row, column] if row.quote_style.is_none() => {
+                let column = fold_identifier(&column.value, column.quote_style.is_some());
+                let piece = match row.value.to_ascii_lowercase().as_str() {
+                    "new" => Piece::New(column),
+                    "old" => Piece::Old(column),
+                    _ => return ControlFlow::Break(()),
+                };
+                match index.range(parts[0].span).zip(index.range(parts[1].span)) {
+                    Some((first, last)) => {
+                        references.push((first.start..last.end, piece));
+                        ControlFlow::Continue(())
+                    }
+                    None => ControlFlow::Break(()),
+                }
+            }
+            _ => ControlFlow::Break(()),
+        },
+        _ => ControlFlow::Continue(()),
+    });
+    if flow.is_break() {
+        return None;
+    }
+    references.sort_by_key(|(range, _)| range.start);
+    let mut pieces = Vec::with_capacity(2 * references.len() + 1);
+    let mut position = 0;
+    for (range, piece) in references {
+        if range.start < position {
+            return None;
+        }
+        pieces.push(Piece::Text(
+            expression.get(position..range.start)?.to_owned(),
+        ));
+        pieces.push(piece);
+        position = range.end;
+    }
+    pieces.push(Piece::Text(expression.get(position..)?.to_owned()));
+    Some(pieces)
+}
