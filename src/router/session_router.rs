@@ -1023,6 +1023,14 @@ mod tests {
         session.statement("BEGIN", true);
         session.statement("ROLLBACK TO a", false);
         assert_eq!(select(&mut session), "SELECT * FROM t_v1 AS t");
+        // Past the cap, a rollback that may name a forgotten savepoint is refused.
+        session.statement("SAVEPOINT first", false);
+        for i in 0..MAX_SAVEPOINTS {
+            session.statement(&format!("SAVEPOINT p{i}"), false);
+        }
+        let refused = replaced(session.statement("ROLLBACK TO first", false));
+        assert!(refused.contains("'54000'"), "{refused}");
+        assert_eq!(session.statement("ROLLBACK TO p1", false), Routed::Forward);
         // One query string: each statement sees what the ones before it left.
         session.statement("COMMIT", false);
         assert_eq!(

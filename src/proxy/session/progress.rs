@@ -308,6 +308,17 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_settled_by_a_ready_for_query_that_is_not_failed() {
+        let progress = Progress::new();
+        progress.errors.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(progress.errors(), (1, 0), "seen before its ReadyForQuery");
+        answer(&progress, None, TransactionStatus::Failed);
+        assert_eq!(progress.errors(), (1, 0), "the block is failed");
+        answer(&progress, None, TransactionStatus::InTransaction);
+        assert_eq!(progress.errors(), (1, 1), "recovered");
+    }
+
+    #[test]
     fn a_parse_is_settled_by_the_next_sync_and_stale_refusals_are_dropped() {
         let progress = Progress::new();
         send(&progress, frontend::PARSE, true);
