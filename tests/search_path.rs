@@ -306,3 +306,90 @@ async fn a_relation_created_after_the_proxy_started_is_found_by_the_periodic_ref
         .is_ok_and(|out| out.is_empty())
     }));
 }
+
+#[test]
+fn rollback_to_a_savepoint_undoes_a_search_path_set_after_it() {
+    let proxy = proxy_with_tenant();
+    let out = session(
+        &proxy,
+        "",
+        &[
+            "BEGIN",
+            "SAVEPOINT a",
+            "SET search_path = tenant_a, public",
+            "SELECT marker FROM model_metadata",
+            "ROLLBACK TO a",
+            "SELECT model_name FROM model_metadata",
+            "COMMIT",
+            "SELECT model_name FROM model_metadata",
+            // SET LOCAL values are put back too, quoted names kept as written.
+            "BEGIN",
+            "SET LOCAL search_path = tenant_a, public",
+            "SAVEPOINT \"Sp\"",
+            "SET LOCAL search_path = public",
+            "SELECT model_name FROM model_metadata",
+            "ROLLBACK TO SAVEPOINT \"Sp\"",
+            "SELECT marker FROM model_metadata",
+            "COMMIT",
+            "SELECT model_name FROM model_metadata",
+            // RELEASE keeps the value.
+            "BEGIN",
+            "SAVEPOINT a",
+            "SET search_path = tenant_a, public",
+            "RELEASE a",
+            "COMMIT",
+            "SELECT marker FROM model_metadata",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out, "tenant_a\nbase\nbase\nbase\ntenant_a\nbase\ntenant_a");
+    // Within one query string, each statement sees the path its predecessors left.
+    let out = session(
+        &proxy,
+        "",
+        &["BEGIN; SAVEPOINT a; SET search_path = tenant_a, public; SELECT marker FROM model_metadata; ROLLBACK TO a; SELECT model_name FROM model_metadata; COMMIT",
+          "SELECT model_name FROM model_metadata"],
+    )
+    .unwrap();
+    assert_eq!(out, "tenant_a\nbase\nbase");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn savepoints_through_the_extended_protocol() {
+    let proxy = proxy_with_tenant();
+    let client = connect(&proxy).await;
+    client.batch_execute("BEGIN").await.unwrap();
+    client.execute("SAVEPOINT a", &[]).await.unwrap();
+    client
+        .execute("SET search_path TO tenant_a, public", &[])
+        .await
+        .unwrap();
+    client.execute("SAVEPOINT b", &[]).await.unwrap();
+    client
+        .execute("SET search_path TO public", &[])
+        .await
+        .unwrap();
+    client.execute("ROLLBACK TO b", &[]).await.unwrap();
+    assert_eq!(
+        columns(&client).await,
+        TENANT_COLUMNS,
+        "back at b: tenant_a"
+    );
+    client.batch_execute("ROLLBACK TO a").await.unwrap();
+    let rows = client
+        .query(
+            "SELECT model_name FROM model_metadata WHERE $1::int = 1",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "base");
+    // A failed ROLLBACK TO: the block's rollback puts back the pre-block path.
+    client
+        .execute("SET search_path TO tenant_a, public", &[])
+        .await
+        .unwrap();
+    assert!(client.execute("ROLLBACK TO nosuch", &[]).await.is_err());
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(columns(&client).await, V1_COLUMNS);
+}

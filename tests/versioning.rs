@@ -351,3 +351,106 @@ fn sessions_wait_for_the_catalog_instead_of_running_unversioned() {
         "served"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_to_a_savepoint_undoes_a_version_set_after_it() {
+    let proxy = versioned_proxy();
+    let client = connect(&proxy).await;
+    // ROLLBACK TO undoes the SET made after the savepoint: v1 after the block commits.
+    client.batch_execute("BEGIN; SAVEPOINT a").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = v2")
+        .await
+        .unwrap();
+    client.batch_execute("ROLLBACK TO a").await.unwrap();
+    assert_eq!(show(&client).await, "v1");
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 5, "rolled back to a: still v1");
+    assert_eq!(show(&client).await, "v1");
+    // RELEASE keeps the value.
+    client.batch_execute("BEGIN; SAVEPOINT a").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = v2")
+        .await
+        .unwrap();
+    client.batch_execute("RELEASE SAVEPOINT a").await.unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 7, "released: v2");
+    // Nested, quoted names, through the extended protocol (Parse, Bind, Execute, Sync).
+    client.batch_execute("BEGIN").await.unwrap();
+    client.execute("SAVEPOINT a", &[]).await.unwrap();
+    client
+        .execute("SET viewgate.version = v1", &[])
+        .await
+        .unwrap();
+    client.execute("SAVEPOINT \"B\"", &[]).await.unwrap();
+    client
+        .execute("SET viewgate.version = v2", &[])
+        .await
+        .unwrap();
+    client
+        .execute("ROLLBACK TO SAVEPOINT \"B\"", &[])
+        .await
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT current_setting('viewgate.version') WHERE $1::int = 1",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "v1", "Postgres agrees");
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 5, "rolled back to B: v1");
+    client.batch_execute("BEGIN; SAVEPOINT a").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = v2")
+        .await
+        .unwrap();
+    client.batch_execute("SAVEPOINT b").await.unwrap();
+    client.batch_execute("ROLLBACK TO a").await.unwrap();
+    // b went with the rollback to a: this fails and leaves the block failed.
+    assert!(client.batch_execute("ROLLBACK TO b").await.is_err());
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 5, "still v1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_rollback_to_leaves_the_block_failed_and_its_end_restores() {
+    let proxy = versioned_proxy();
+    let client = connect(&proxy).await;
+    // An unknown savepoint: the block fails, and its rollback puts back the pre-block v1.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = v2")
+        .await
+        .unwrap();
+    client.batch_execute("SAVEPOINT a").await.unwrap();
+    assert!(client.batch_execute("ROLLBACK TO nosuch").await.is_err());
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(columns(&client).await, 5);
+    assert_eq!(show(&client).await, "v1");
+    // A SAVEPOINT refused in a failed block is not followed: ROLLBACK TO x goes to the
+    // first x, before the SET, and the block then commits.
+    client.batch_execute("BEGIN; SAVEPOINT x").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = v2")
+        .await
+        .unwrap();
+    assert!(client.batch_execute("SELECT 1/0").await.is_err());
+    assert!(client.batch_execute("SAVEPOINT x").await.is_err());
+    client.batch_execute("ROLLBACK TO x").await.unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 5, "rolled back to the first x: v1");
+    // After a failed ROLLBACK TO, one to a real savepoint recovers the block.
+    client.batch_execute("BEGIN; SAVEPOINT a").await.unwrap();
+    assert!(client.batch_execute("ROLLBACK TO nosuch").await.is_err());
+    client.batch_execute("ROLLBACK TO a").await.unwrap();
+    client
+        .batch_execute("SET viewgate.version = v2")
+        .await
+        .unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(columns(&client).await, 7);
+    assert_eq!(show(&client).await, "v2");
+}

@@ -13,6 +13,7 @@ impl SqlState {
     pub const SYNTAX_ERROR: SqlState = SqlState("42601");
     pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
     pub const TOO_MANY_CONNECTIONS: SqlState = SqlState("53300");
     pub const ADMIN_SHUTDOWN: SqlState = SqlState("57P01");
     pub const CANNOT_CONNECT_NOW: SqlState = SqlState("57P03");

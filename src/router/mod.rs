@@ -8,13 +8,15 @@
 //! `rules` compiles and matches routing rules; `resolve` decides, with a reason, which version
 //! a session gets; `prepared` remembers which version each prepared statement was rewritten
 //! at; `search_path` reads what statements do to the search_path and `session_search_path`
-//! follows a session's, so unqualified names resolve as Postgres would resolve them. The
+//! follows a session's, so unqualified names resolve as Postgres would resolve them;
+//! `savepoints` follows a block's savepoints, so `ROLLBACK TO` puts settings back. The
 //! routing map comes from the catalog through `catalog_read`.
 
 pub mod prepared;
 pub mod raise;
 pub mod resolve;
 pub mod rules;
+pub mod savepoints;
 pub mod search_path;
 pub mod session_router;
 pub mod session_search_path;

@@ -17,6 +17,16 @@
 //! find the managed table. Its SETs share the version's transaction bookkeeping: one
 //! snapshot, taken before the first change whose fate is not known, is put back if the
 //! transaction block rolls back, and a `SET LOCAL` value ends with the block.
+//!
+//! Savepoints (`savepoints`) take the same kind of snapshot (the version SET and both
+//! search_path values) when made; `ROLLBACK TO` puts it back. Like SETs, they take effect
+//! when routed, so statements pipelined after them are rewritten as Postgres will run them.
+//! Where Postgres refuses one, the proxy does not follow it either: a rollback to a name no
+//! savepoint has changes nothing (the block is failed, and its end puts back the snapshot
+//! taken before the block's first SET, which savepoints never touch); a `SAVEPOINT` or
+//! `RELEASE` routed while the block may be failed (Postgres reported an error since a
+//! ReadyForQuery or a `ROLLBACK TO` last showed it good; the proxy sees an error before the
+//! client does) is not recorded; outside a block none exists.
 
 use std::sync::Arc;
 
@@ -24,6 +34,7 @@ use super::prepared::PreparedStatements;
 use super::raise::{Refusal, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
+use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
 use super::search_path::{self, PathCommand};
 use super::session_search_path::{PathValue, SessionSearchPath};
 use super::state::{RoutingState, SharedRouting};
@@ -74,6 +85,30 @@ pub struct SessionRouter {
     search_path: SessionSearchPath,
     /// The lexer's buffer for reading search_path changes.
     path_tokens: Vec<Token>,
+    /// The open block's savepoints, each with the settings when it was made.
+    savepoints: Savepoints<Snapshot>,
+    /// The block may be failed (an error since it was last known good): Postgres refuses
+    /// SAVEPOINT and RELEASE there, so they are not recorded.
+    block_failed: bool,
+    /// The session's error count (see [`SessionRouter::note_errors`]) when a `ROLLBACK TO` a
+    /// known savepoint last recovered the block.
+    recovered_at: u64,
+    /// The error count last noted.
+    errors: u64,
+}
+
+/// What ends a piece of a statement text: a search_path change or a savepoint step.
+enum Event {
+    Path(PathCommand),
+    Step(Step),
+}
+
+/// What a savepoint puts back: the version SET, and the session and `SET LOCAL` search_paths.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    set: Option<String>,
+    path: PathValue,
+    local_path: Option<PathValue>,
 }
 
 impl SessionRouter {
@@ -111,6 +146,10 @@ impl SessionRouter {
             prepared: PreparedStatements::default(),
             search_path: SessionSearchPath::new(None),
             path_tokens: Vec::new(),
+            savepoints: Savepoints::default(),
+            block_failed: false,
+            recovered_at: 0,
+            errors: 0,
         };
         router.refresh();
         Ok(router)
@@ -245,6 +284,68 @@ impl SessionRouter {
         }
     }
 
+    /// Follows `steps` in order; `Some` refuses the statement (see [`Self::follow_step`]).
+    fn follow_steps(&mut self, steps: Vec<(usize, Step)>, in_block: &mut bool) -> Option<Routed> {
+        steps
+            .into_iter()
+            .find_map(|(_, step)| self.follow_step(step, in_block))
+    }
+
+    /// Follows one statement that matters to savepoints (see the module's comment on when);
+    /// `in_block`: whether a transaction block is open, as the statements before it left it.
+    /// `Some`: the statement is refused, because it cannot be followed.
+    fn follow_step(&mut self, step: Step, in_block: &mut bool) -> Option<Routed> {
+        let command = match step {
+            Step::Begin => {
+                *in_block = true;
+                return None;
+            }
+            Step::End { chain } => {
+                self.savepoints.clear();
+                *in_block = chain;
+                return None;
+            }
+            // Outside a block Postgres refuses it, and no savepoint exists.
+            Step::Command(_) if !*in_block => return None,
+            Step::Command(command) => command,
+        };
+        match command {
+            SavepointCommand::Savepoint(name) if !self.block_failed => {
+                let snapshot = Snapshot {
+                    set: self.set.clone(),
+                    path: self.search_path.session_value(),
+                    local_path: self.search_path.local_value(),
+                };
+                self.savepoints.push(name, snapshot);
+            }
+            SavepointCommand::Release(name) if !self.block_failed => self.savepoints.release(&name),
+            SavepointCommand::Savepoint(_) | SavepointCommand::Release(_) => {}
+            SavepointCommand::RollbackTo(name) => match self.savepoints.rollback_to(&name) {
+                Lookup::Found(snapshot) => {
+                    self.search_path.restore(snapshot.path);
+                    self.search_path.restore_local(snapshot.local_path);
+                    if snapshot.set != self.set {
+                        self.set = snapshot.set;
+                        self.resolved_under = None;
+                    }
+                    // A block the rollback recovered is no longer failed.
+                    self.block_failed = false;
+                    self.recovered_at = self.errors;
+                }
+                Lookup::Missing => {}
+                Lookup::Forgotten => {
+                    return Some(Routed::Refuse(Refusal::new(
+                        SqlState::PROGRAM_LIMIT_EXCEEDED,
+                        format!(
+                            "viewgate cannot follow ROLLBACK TO SAVEPOINT \"{name}\": it remembers only the newest {MAX_SAVEPOINTS} savepoints of a transaction; roll the transaction back"
+                        ),
+                    )));
+                }
+            },
+        }
+        None
+    }
+
     /// The client closed prepared statement `name`: a version it held may change now.
     pub fn closed(&mut self, name: &str) {
         if self.prepared.closed(name) {
@@ -277,21 +378,42 @@ impl SessionRouter {
             })
     }
 
+    /// Notes, before a statement is routed, how many errors Postgres reported in the session
+    /// (`errors`) and how many of them a ReadyForQuery saying the block is not failed put
+    /// behind it (`settled`): more errors since then, or since a `ROLLBACK TO` that recovered
+    /// the block, mean the block may be failed.
+    pub fn note_errors(&mut self, errors: u64, settled: u64) {
+        self.errors = errors;
+        self.block_failed = errors > settled.max(self.recovered_at);
+    }
+
     /// What to send, and whether it is the statement rewritten for the session's version.
     fn route(&mut self, sql: &str, idle: bool) -> (Routed, bool) {
         if idle {
             self.refresh();
+            self.savepoints.clear();
         }
         if let Some(command) = version_command::parse(sql) {
             return (self.version_command(command, idle), false);
         }
+        let steps = savepoints::steps(sql, &mut self.path_tokens);
+        let mut in_block = !idle;
         let Some(assignment) = &self.assignment else {
             // Not read for search_path changes: unknown once the session is versioned.
             self.search_path.unread();
-            return (Routed::Forward, false);
+            return match self.follow_steps(steps, &mut in_block) {
+                Some(refused) => (refused, false),
+                None => (Routed::Forward, false),
+            };
         };
         if !assignment.targets().follows_search_path {
             self.search_path.unread();
+            if let Some(refused) = self.follow_steps(steps, &mut in_block) {
+                return (refused, false);
+            }
+            let Some(assignment) = &self.assignment else {
+                return (Routed::Forward, false);
+            };
             return match self.rewrite_piece(sql, assignment.targets(), 0) {
                 Ok(Some(text)) => (Routed::Replace(text), true),
                 Ok(None) => (Routed::Forward, false),
@@ -302,12 +424,22 @@ impl SessionRouter {
         // pieces after it are rewritten with the new path (Postgres runs them in order).
         let base = assignment.targets().clone();
         let changes = search_path::commands(sql, &mut self.path_tokens);
-        let pieces = changes
+        let mut events: Vec<(usize, Event)> = changes
             .into_iter()
-            .map(|(end, command)| (end, Some(command)))
+            .map(|(end, command)| (end, Event::Path(command)))
+            .chain(
+                steps
+                    .into_iter()
+                    .map(|(end, step)| (end, Event::Step(step))),
+            )
+            .collect();
+        events.sort_by_key(|(end, _)| *end);
+        let pieces = events
+            .into_iter()
+            .map(|(end, event)| (end, Some(event)))
             .chain(std::iter::once((sql.len(), None)));
         let (mut text, mut start, mut rewritten) = (String::new(), 0, false);
-        for (end, command) in pieces {
+        for (end, event) in pieces {
             let piece = sql.get(start..end).unwrap_or_default();
             if !piece.is_empty() {
                 let targets = self.search_path.targets(&base, &self.client.user);
@@ -321,8 +453,14 @@ impl SessionRouter {
                     Err(routed) => return (routed, false),
                 }
             }
-            if let Some(command) = command {
-                self.path_changed(command);
+            match event {
+                Some(Event::Path(command)) => self.path_changed(command),
+                Some(Event::Step(step)) => {
+                    if let Some(refused) = self.follow_step(step, &mut in_block) {
+                        return (refused, false);
+                    }
+                }
+                None => {}
             }
             start = end.max(start);
         }
@@ -852,6 +990,56 @@ mod tests {
         // Without shadows, sessions do not follow (and do not ask at login).
         let plain = session_at(routing(Some("v1")));
         assert!(!plain.wants_login_search_path());
+    }
+
+    #[test]
+    fn savepoints_put_back_the_version_and_the_search_path() {
+        let mut session = session_at(shadowed());
+        session.login_search_path("public");
+        let select =
+            |session: &mut SessionRouter| replaced(session.statement("SELECT * FROM t", false));
+        session.statement("BEGIN", true);
+        session.statement("SAVEPOINT a", false);
+        session.statement("SET viewgate.version = v2", false);
+        session.statement("SET search_path = tenant_a", false);
+        assert_eq!(select(&mut session), "SELECT * FROM tenant_a.t AS t");
+        session.statement("ROLLBACK TO SAVEPOINT A", false);
+        assert_eq!(select(&mut session), "SELECT * FROM t_v1 AS t");
+        assert_eq!(session.set, None);
+        // Known failed: a SAVEPOINT is not recorded, so ROLLBACK TO finds the first "a".
+        session.statement("SET search_path = tenant_a", false);
+        session.note_errors(1, 0);
+        session.statement("SAVEPOINT a", false);
+        session.statement("ROLLBACK TO a", false);
+        session.note_errors(1, 0);
+        assert!(!session.block_failed, "the rollback recovered the block");
+        assert_eq!(select(&mut session), "SELECT * FROM t_v1 AS t");
+        // Unknown names change nothing; the block's end clears the stack.
+        session.statement("SET search_path = tenant_a", false);
+        session.statement("ROLLBACK TO nosuch", false);
+        assert_eq!(select(&mut session), "SELECT * FROM tenant_a.t AS t");
+        session.statement("COMMIT", false);
+        session.statement("SET search_path = public", true);
+        session.statement("BEGIN", true);
+        session.statement("ROLLBACK TO a", false);
+        assert_eq!(select(&mut session), "SELECT * FROM t_v1 AS t");
+        // Past the cap, a rollback that may name a forgotten savepoint is refused.
+        session.statement("SAVEPOINT first", false);
+        for i in 0..MAX_SAVEPOINTS {
+            session.statement(&format!("SAVEPOINT p{i}"), false);
+        }
+        let refused = replaced(session.statement("ROLLBACK TO first", false));
+        assert!(refused.contains("'54000'"), "{refused}");
+        assert_eq!(session.statement("ROLLBACK TO p1", false), Routed::Forward);
+        // One query string: each statement sees what the ones before it left.
+        session.statement("COMMIT", false);
+        assert_eq!(
+            replaced(session.statement(
+                "BEGIN; SAVEPOINT b; SET search_path = tenant_a; SELECT * FROM t; ROLLBACK TO b; SELECT * FROM t",
+                true
+            )),
+            "BEGIN; SAVEPOINT b; SET search_path = tenant_a; SELECT * FROM tenant_a.t AS t; ROLLBACK TO b; SELECT * FROM t_v1 AS t"
+        );
     }
 
     fn session_at(shared: SharedRouting) -> SessionRouter {

@@ -13,7 +13,8 @@
 //! Transactions are the router's business (the same snapshot undoes a `SET
 //! viewgate.version`): [`SessionSearchPath::session_value`] and
 //! [`SessionSearchPath::restore`] save and put back the session value, and
-//! [`SessionSearchPath::transaction_ended`] drops the `SET LOCAL` value.
+//! [`SessionSearchPath::transaction_ended`] drops the `SET LOCAL` value; a savepoint saves
+//! and puts back both ([`SessionSearchPath::local_value`], [`SessionSearchPath::restore_local`]).
 
 use std::sync::Arc;
 
@@ -86,6 +87,19 @@ impl SessionSearchPath {
     pub fn restore(&mut self, value: PathValue) {
         if self.session != value {
             self.session = value;
+            self.epoch += 1;
+        }
+    }
+
+    /// The `SET LOCAL` value, for a savepoint to put back.
+    pub fn local_value(&self) -> Option<PathValue> {
+        self.local.clone()
+    }
+
+    /// Puts back a `SET LOCAL` value saved by a savepoint rolled back to.
+    pub fn restore_local(&mut self, value: Option<PathValue>) {
+        if self.local != value {
+            self.local = value;
             self.epoch += 1;
         }
     }

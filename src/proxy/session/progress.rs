@@ -53,6 +53,10 @@ pub(super) struct Progress {
     /// without their error (an earlier error skipped the Parse) are dropped.
     pub(super) refusals: Mutex<VecDeque<(u64, BytesMut)>>,
     pub(super) refusals_waiting: AtomicU32,
+    /// ErrorResponses from Postgres (the proxy's own statements' answers aside), and their
+    /// number at the last ReadyForQuery whose status was not failed ([`Progress::errors`]).
+    pub(super) errors: AtomicU64,
+    pub(super) errors_settled: AtomicU64,
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
     /// text, which reads the same in every encoding Postgres supports, can be rewritten.
     pub(super) foreign_encoding: AtomicBool,
@@ -84,6 +88,10 @@ impl Progress {
     /// it ran outside a block or its block committed, undone if the block rolled back.
     pub(super) fn ready(&self, status: TransactionStatus) {
         let previous = self.transaction.swap(status as u8, Ordering::Relaxed);
+        if status != TransactionStatus::Failed {
+            self.errors_settled
+                .store(self.errors.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         let end = self.last_end.swap(0, Ordering::Relaxed);
         let answered = self.batches_answered.fetch_add(1, Ordering::Relaxed) + 1;
         if self.refusals_waiting.load(Ordering::Relaxed) > 0 {
@@ -170,6 +178,17 @@ impl Progress {
         self.transaction.load(Ordering::Relaxed) == TransactionStatus::Idle as u8
             && self.awaiting_ready.load(Ordering::Relaxed) == 0
             && !self.unsynced.load(Ordering::Relaxed)
+    }
+
+    /// How many errors Postgres reported, and how many of them a ReadyForQuery that said the
+    /// session is not in a failed block has since put behind it: while more were reported,
+    /// the block may be failed (the client may have seen the error before its
+    /// ReadyForQuery arrived).
+    pub(super) fn errors(&self) -> (u64, u64) {
+        (
+            self.errors.load(Ordering::Relaxed),
+            self.errors_settled.load(Ordering::Relaxed),
+        )
     }
 
     /// At a boundary where the pause gate may hold the session or move it to another
@@ -286,6 +305,17 @@ mod tests {
             answer(&progress, end, TransactionStatus::Idle);
             assert_eq!(progress.take_set_verdict(), Some(kept), "{end:?}");
         }
+    }
+
+    #[test]
+    fn errors_are_settled_by_a_ready_for_query_that_is_not_failed() {
+        let progress = Progress::new();
+        progress.errors.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(progress.errors(), (1, 0), "seen before its ReadyForQuery");
+        answer(&progress, None, TransactionStatus::Failed);
+        assert_eq!(progress.errors(), (1, 0), "the block is failed");
+        answer(&progress, None, TransactionStatus::InTransaction);
+        assert_eq!(progress.errors(), (1, 1), "recovered");
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl Session {
                 // Decided before this message itself counts as in flight.
                 let idle = progress.idle();
                 let quiet = progress.quiet();
+                let (errors, errors_settled) = progress.errors();
                 progress.sent(tag);
                 let Some(router) = router.as_mut() else {
                     return Inspection::Continue;
@@ -95,6 +96,7 @@ impl Session {
                         if let Some(kept) = progress.take_set_verdict() {
                             router.set_settled(kept);
                         }
+                        router.note_errors(errors, errors_settled);
                         let inspection = route(router, progress, idle, tag, frame);
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
@@ -329,6 +331,7 @@ fn inspect_upstream(
             _ => {}
         },
         backend::ERROR_RESPONSE => {
+            progress.errors.fetch_add(1, Ordering::Relaxed);
             if let Some(fields) = backend::error_fields(frame) {
                 if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
                     progress.upstream_fatal.store(true, Ordering::Relaxed);
