@@ -133,6 +133,38 @@ fn an_earlier_schema_is_read_and_the_managed_table_is_rewritten_again_after_set(
     assert_eq!(out, "base\ntenant_a");
 }
 
+/// A change of the path the proxy cannot see (here inside a DO block) never lets the name as
+/// written reach the base table: a name the proxy believes no schema holds is still
+/// rewritten to the view, which Postgres then finds on the real path, or nothing.
+#[test]
+fn a_path_changed_where_the_proxy_cannot_see_never_reaches_the_base_table() {
+    let proxy = proxy_with_tenant();
+    let hidden_change =
+        "DO $$ BEGIN PERFORM pg_catalog.set_config('search_path', 'public', false); END $$";
+    let error = session(
+        &proxy,
+        "options='-c search_path=nowhere'",
+        &[hidden_change, "SELECT model_type FROM model_metadata"],
+    )
+    .unwrap_err();
+    assert!(is_view_error(&error), "{error}");
+    let out = session(
+        &proxy,
+        "options='-c search_path=nowhere'",
+        &[hidden_change, "SELECT model_name FROM model_metadata"],
+    )
+    .unwrap();
+    assert_eq!(out, "base");
+    // Without the hidden change nothing on the path holds the view either: Postgres says so.
+    let error = session(
+        &proxy,
+        "options='-c search_path=nowhere'",
+        &["SELECT model_name FROM model_metadata"],
+    )
+    .unwrap_err();
+    assert!(error.contains("does not exist"), "{error}");
+}
+
 #[test]
 fn a_set_in_a_rolled_back_transaction_is_undone_and_set_local_ends_at_commit() {
     let proxy = proxy_with_tenant();

@@ -255,6 +255,63 @@ fn unparseable_statements_naming_a_managed_table_are_refused_with_42601() {
     );
 }
 
+/// A table made from a query holds the columns the client's version sees (as `SELECT …
+/// INTO` does); a view's definition over a managed table is refused with the way to build
+/// it, and one over the version's view by name is created as written.
+#[test]
+fn a_table_from_a_query_has_the_version_s_columns_and_a_view_over_the_table_is_refused() {
+    let proxy = versioned_proxy();
+    psql(
+        &proxy,
+        None,
+        "INSERT INTO model_metadata (model_name, model_version) VALUES ('mlp', '1')",
+    )
+    .unwrap();
+    psql(
+        &proxy,
+        None,
+        "CREATE TABLE snapshot AS SELECT * FROM model_metadata; CREATE TEMP TABLE t AS TABLE model_metadata",
+    )
+    .unwrap();
+    let snapshot_columns = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute \
+         WHERE attrelid = 'snapshot'::regclass AND attnum > 0";
+    let base_columns = proxy.admin(
+        "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute \
+         WHERE attrelid = 'model_metadata'::regclass AND attnum > 0",
+    );
+    assert!(base_columns.contains("model_type"), "{base_columns}");
+    let copied = proxy.admin(snapshot_columns);
+    assert!(!copied.contains("model_type"), "{copied}");
+    assert_eq!(copied.split(',').count(), 5, "{copied}");
+    assert_eq!(proxy.admin("SELECT model_name FROM snapshot"), "mlp");
+    for refused in [
+        "CREATE VIEW report AS SELECT model_name FROM model_metadata",
+        "CREATE MATERIALIZED VIEW report AS SELECT * FROM public.model_metadata",
+    ] {
+        let error = psql(&proxy, None, refused).unwrap_err();
+        assert!(
+            error.contains("ERROR:  viewgate cannot rewrite this statement for version v1")
+                && error.contains("public.model_metadata_v1")
+                && error.contains("at character"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM pg_class WHERE relname = 'report'"),
+        "0"
+    );
+    psql(
+        &proxy,
+        None,
+        "CREATE VIEW report AS SELECT model_name FROM model_metadata_v1",
+    )
+    .unwrap();
+    assert_eq!(
+        psql(&proxy, Some("v2"), "SELECT model_name FROM report").unwrap(),
+        "mlp"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prepared_statements_keep_their_version_and_new_versions_appear_without_restart() {
     let proxy = versioned_proxy();

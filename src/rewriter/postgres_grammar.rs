@@ -14,7 +14,8 @@
 //! the new table of `SELECT … INTO` / `CREATE TABLE … AS` (an `IntoClause`), the names of a
 //! locking clause (`FOR UPDATE OF t` names a FROM item, which keeps its name as the alias),
 //! and an unqualified name a WITH item shadows in its scope. DML targets are never shadowed by
-//! a WITH item: Postgres opens them as tables.
+//! a WITH item: Postgres opens them as tables. In a view's or materialized view's definition,
+//! only managed tables count, as [`Place::ViewDefinition`] (refused, `refusal.rs`).
 
 use std::borrow::Cow;
 
@@ -38,6 +39,9 @@ pub enum Place {
     CopyTo,
     /// A row type's name (`NULL::name`, `CAST(r AS name[])`): the table's composite type.
     RowType,
+    /// A managed table (or its row type) in the definition of a view or materialized view,
+    /// which viewgate refuses (`refusal::view_definition`).
+    ViewDefinition,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -88,7 +92,8 @@ const CHECK_STACK_PER_BYTE: usize = 256;
 const CHECK_STACK_BASE: usize = 256 * 1024;
 
 /// Statement kinds whose relation references read or write rows (the same kinds the
-/// rewriter rewrites; DDL such as `CREATE VIEW … AS` keeps naming the base table).
+/// rewriter reads: `CREATE TABLE … AS` is rewritten, a view's definition refused; other
+/// DDL keeps naming the base table).
 fn rewritable(kind: &str) -> bool {
     matches!(
         kind,
@@ -101,6 +106,8 @@ fn rewritable(kind: &str) -> bool {
             | "ExplainStmt"
             | "PrepareStmt"
             | "DeclareCursorStmt"
+            | "CreateTableAsStmt"
+            | "ViewStmt"
     )
 }
 
@@ -136,6 +143,7 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         scopes: Vec::new(),
         found: Vec::new(),
         unlocatable: false,
+        defining_view: false,
     };
     for raw in tree.get("stmts").map(Tree::as_array).unwrap_or_default() {
         // `{"stmt":{"SelectStmt":{…}}}`: a node is an object with its type as the only key.
@@ -161,6 +169,9 @@ struct Walker<'t> {
     scopes: Vec<Vec<String>>,
     found: Vec<Reference>,
     unlocatable: bool,
+    /// Inside a view's or materialized view's definition: only managed tables are
+    /// references there, as [`Place::ViewDefinition`].
+    defining_view: bool,
 }
 
 impl Walker<'_> {
@@ -210,8 +221,28 @@ impl Walker<'_> {
             "LockingClause" => {}
             // `SELECT … INTO new_table`, `CREATE TABLE … AS`: the new table is no reference.
             "intoClause" | "into" => {}
+            "ViewStmt" => self.view_definition(child, "view"),
+            "CreateTableAsStmt"
+                if child.get("objtype").and_then(Tree::as_text) == Some("OBJECT_MATVIEW") =>
+            {
+                self.view_definition(child, "into");
+            }
             _ => self.walk(child),
         }
+    }
+
+    /// A view's definition (`name_field` holds the new view's name, no reference).
+    fn view_definition(&mut self, body: &Tree, name_field: &str) {
+        let Tree::Object(fields) = body else {
+            return;
+        };
+        self.defining_view = true;
+        for (key, child) in fields {
+            if key != name_field {
+                self.walk(child);
+            }
+        }
+        self.defining_view = false;
     }
 
     /// A DML or COPY statement: its `relation` is a target; the rest is read as usual.
@@ -316,6 +347,18 @@ impl Walker<'_> {
         aliased: bool,
         place: Place,
     ) {
+        let place = match self.defining_view {
+            false => place,
+            // A catalog relation or a name pinned elsewhere reads as written there.
+            true if self
+                .targets
+                .resolve(schema, name)
+                .is_some_and(|target| self.targets.is_managed(target)) =>
+            {
+                Place::ViewDefinition
+            }
+            true => return,
+        };
         let Some(offset) = location(node) else {
             self.unlocatable = true;
             return;
@@ -457,7 +500,25 @@ mod tests {
         assert_eq!(offsets(sql), vec![]);
         let sql = "SELECT 'model_metadata', model_metadata.id FROM other";
         assert_eq!(offsets(sql), vec![]);
-        let sql = "CREATE VIEW x AS SELECT * FROM model_metadata";
+        // A new table's query reads; a view's definition is marked; other DDL is not read.
+        let sql = "CREATE TABLE model_metadata AS SELECT * FROM model_metadata";
+        assert_eq!(
+            offsets(sql),
+            vec![(sql.rfind("model").unwrap(), Place::From)]
+        );
+        let sql = "CREATE VIEW model_metadata AS SELECT * FROM model_metadata";
+        assert_eq!(
+            offsets(sql),
+            vec![(sql.rfind("model").unwrap(), Place::ViewDefinition)]
+        );
+        let sql = "CREATE MATERIALIZED VIEW model_metadata AS SELECT NULL::model_metadata";
+        assert_eq!(
+            offsets(sql),
+            vec![(sql.rfind("model").unwrap(), Place::ViewDefinition)]
+        );
+        let sql = "CREATE VIEW v AS SELECT * FROM pg_class";
+        assert_eq!(offsets(sql), vec![]);
+        let sql = "CREATE TABLE t (LIKE model_metadata)";
         assert_eq!(offsets(sql), vec![]);
     }
 

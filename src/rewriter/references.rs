@@ -24,7 +24,7 @@ use sqlparser::ast::{
 
 use super::base_row::{BaseRow, Statement as Written};
 use super::merge::Source;
-use super::refusal::Refusal;
+use super::refusal::{self, Refusal};
 use super::splice::{Edit, TextIndex};
 use super::targets::{BaseWrite, VersionTargets, ViewTarget, fold_identifier, quote_identifier};
 use super::upsert::Upsert;
@@ -90,6 +90,9 @@ pub struct Collector<'a> {
     /// Addresses of the table factors that are DML targets (UPDATE, DELETE, MERGE): Postgres
     /// opens these as tables, so a WITH item of the same name does not shadow them.
     dml_targets: Vec<usize>,
+    /// The statement defines a view (`CREATE [MATERIALIZED] VIEW`): nothing in it is
+    /// rewritten, and a managed table in it refuses it (`refusal::view_definition`).
+    defining_view: bool,
 }
 
 impl<'a> Collector<'a> {
@@ -106,6 +109,7 @@ impl<'a> Collector<'a> {
             upsert_ranges: Vec::new(),
             handled_factors: Vec::new(),
             dml_targets: Vec::new(),
+            defining_view: false,
         }
     }
 
@@ -115,6 +119,10 @@ impl<'a> Collector<'a> {
         let _ = statement.visit(&mut self);
         if let Some(refusal) = self.refusal {
             return Err(NotCollected::Refused(refusal));
+        }
+        if self.defining_view {
+            // Names written in a view's definition resolve as Postgres resolves them.
+            return Ok(Vec::new());
         }
         match self.unlocatable {
             true => Err(NotCollected::Unlocatable),
@@ -178,6 +186,10 @@ impl<'a> Collector<'a> {
         let Some((target, qualified, written)) = self.resolve_in(name, shadowable) else {
             return;
         };
+        if self.defining_view {
+            self.refuse_view_definition(target, name);
+            return;
+        }
         let Some(range) = self.index.range(name.span()) else {
             self.unlocatable = true;
             return;
@@ -556,7 +568,22 @@ impl<'a> Collector<'a> {
         let Some(target) = self.targets.resolve_table(schema.as_deref(), &table) else {
             return;
         };
+        if self.defining_view {
+            self.refuse_view_definition(target, name);
+            return;
+        }
         self.replace_name(name, view_reference(target, schema.is_some()), true);
+    }
+
+    /// A view's definition names `target` at `name`: refused if it is a managed table (a
+    /// catalog relation or a name the search_path pins elsewhere reads as written).
+    fn refuse_view_definition(&mut self, target: &ViewTarget, name: &ObjectName) {
+        if self.targets.is_managed(target) {
+            let offset = self.index.range(name.span()).map(|range| range.start);
+            let view = view_reference(target, true);
+            let reason = refusal::view_definition(&target.table.name, &self.targets.version, &view);
+            self.refuse(reason, offset);
+        }
     }
 
     /// Replaces the (possibly qualified) `name` by `text`.
@@ -786,6 +813,7 @@ impl Visitor for Collector<'_> {
                 );
                 self.select_items(delete.returning.as_deref().unwrap_or_default());
             }
+            Statement::CreateView(_) => self.defining_view = true,
             Statement::Merge(merge) if !self.merge(merge) => {
                 self.dml_targets
                     .push(&merge.table as *const TableFactor as usize);

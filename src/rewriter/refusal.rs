@@ -18,3 +18,12 @@ impl Refusal {
         }
     }
 }
+
+/// Why `CREATE [MATERIALIZED] VIEW` over managed table `table` is refused: a view's
+/// definition is not rewritten (built on the version's view, it would hold the view in place
+/// against `views apply` and `migrate complete`), and as written it reads the base table.
+pub fn view_definition(table: &str, version: &str, view: &str) -> String {
+    format!(
+        "a view's definition is not rewritten, and as written this one reads managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) to build on this version, or create the view over a direct connection to build it on the base table"
+    )
+}

@@ -10,11 +10,13 @@
 //!
 //! [`walk`] follows an effective search_path (`$user` expanded, `pg_catalog` first unless
 //! listed; [`effective_path`]) as Postgres does: the first schema holding the name decides. A
-//! name whose first holder is another schema is *pinned* there ([`Pin::Schema`]): the rewriter
+//! name whose first holder is another schema is *pinned* there ([`Pin`]): the rewriter
 //! writes `tenant_a.model_metadata AS model_metadata`, which reads what Postgres would have
 //! read, and fails rather than falling through to the base table if that relation has gone
-//! since the map was loaded. A name no schema on the path holds is left as written
-//! ([`Pin::Absent`]): Postgres then finds what the proxy does not know of, or nothing.
+//! since the map was loaded. A name no schema on the path holds is rewritten to the version's
+//! view as usual, never left as written: were the proxy's idea of the path wrong (a change it
+//! cannot see, such as a `set_config` inside a function), the name as written could reach the
+//! base table, while the view's name finds the view or nothing.
 
 use std::collections::BTreeSet;
 
@@ -77,18 +79,16 @@ pub fn effective_path(elements: &[String], session_user: &str) -> Vec<String> {
     path
 }
 
-/// Where `candidate` resolves on `path` (an [`effective_path`]): `None` when the first schema
-/// holding it is the managed table's own (rewrite as usual), otherwise the [`Pin`].
+/// Where `candidate` resolves on `path` (an [`effective_path`]): the [`Pin`] when the first
+/// schema holding it is another than the managed table's own; `None` (rewrite as usual) when
+/// it is the managed table's own, or when no schema on the path holds it.
 pub fn walk(path: &[String], candidate: &NameCandidates) -> Option<Pin> {
-    for schema in path {
-        if candidate.own.contains(schema) {
-            return None;
-        }
-        if candidate.others.contains(schema) {
-            return Some(Pin::Schema(schema.clone()));
-        }
-    }
-    Some(Pin::Absent)
+    let first = path
+        .iter()
+        .find(|schema| candidate.own.contains(*schema) || candidate.others.contains(*schema))?;
+    candidate.others.contains(first).then(|| Pin {
+        schema: first.clone(),
+    })
 }
 
 /// The pins for every candidate on `path`; empty when every name resolves to its managed table.
@@ -108,6 +108,12 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn pin(schema: &str) -> Pin {
+        Pin {
+            schema: schema.into(),
+        }
     }
 
     fn candidate(own: &[&str], others: &[&str]) -> NameCandidates {
@@ -135,17 +141,15 @@ mod tests {
     fn the_first_schema_holding_the_name_decides() {
         let tenant = candidate(&["public"], &["tenant_a", "tenant_b"]);
         let walk_on = |path: &[&str]| walk(&effective_path(&strings(path), "alice"), &tenant);
-        assert_eq!(
-            walk_on(&["tenant_a", "public"]),
-            Some(Pin::Schema("tenant_a".into()))
-        );
+        assert_eq!(walk_on(&["tenant_a", "public"]), Some(pin("tenant_a")));
         assert_eq!(walk_on(&["public", "tenant_a"]), None);
         assert_eq!(walk_on(&["nowhere", "public"]), None);
         assert_eq!(
             walk_on(&["$user", "tenant_b", "public"]),
-            Some(Pin::Schema("tenant_b".into()))
+            Some(pin("tenant_b"))
         );
-        assert_eq!(walk_on(&["nowhere"]), Some(Pin::Absent));
+        // Held nowhere on the path: the view's name, never the name as written.
+        assert_eq!(walk_on(&["nowhere"]), None);
         // `$user` names the session user's schema.
         let mine = candidate(&["public"], &["alice"]);
         assert_eq!(
@@ -153,7 +157,7 @@ mod tests {
                 &effective_path(&strings(&["$user", "public"]), "alice"),
                 &mine
             ),
-            Some(Pin::Schema("alice".into()))
+            Some(pin("alice"))
         );
         assert_eq!(
             walk(
@@ -166,7 +170,7 @@ mod tests {
         let system = candidate(&["public"], &["pg_catalog"]);
         assert_eq!(
             walk(&effective_path(&strings(&["public"]), "a"), &system),
-            Some(Pin::Schema("pg_catalog".into()))
+            Some(pin("pg_catalog"))
         );
         assert_eq!(
             walk(
@@ -225,7 +229,7 @@ mod tests {
         map.versions
             .insert("v2".into(), vec![routed("public", "model_metadata_v2")]);
         let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
-        let pinned = targets.with_pins(&[("model_metadata".into(), Pin::Schema("t".into()))]);
+        let pinned = targets.with_pins(&[("model_metadata".into(), pin("t"))]);
         let target = pinned.resolve(None, "model_metadata").unwrap();
         assert_eq!(target.view, RelationName::new("t", "model_metadata"));
         assert_eq!(
@@ -237,10 +241,10 @@ mod tests {
             "qualified names are unchanged"
         );
         assert_ne!(pinned.cache_identity(), targets.cache_identity());
-        let absent = targets.with_pins(&[("model_metadata".into(), Pin::Absent)]);
-        assert!(absent.resolve(None, "model_metadata").is_none());
-        assert!(absent.resolve_table(None, "model_metadata").is_none());
-        assert_ne!(absent.cache_identity(), pinned.cache_identity());
+        assert!(!pinned.is_managed(target));
+        assert!(targets.is_managed(targets.resolve(None, "model_metadata").unwrap()));
+        let elsewhere = targets.with_pins(&[("model_metadata".into(), pin("u"))]);
+        assert_ne!(elsewhere.cache_identity(), pinned.cache_identity());
         assert_eq!(targets.with_pins(&[]).cache_identity(), "v2");
     }
 }

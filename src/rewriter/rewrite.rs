@@ -9,6 +9,7 @@ use sqlparser::tokenizer::{Location, Token};
 
 use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::references::{Collector, NotCollected, view_reference};
+use super::refusal;
 use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
 use super::targets::{VersionTargets, fold_identifier};
@@ -172,6 +173,18 @@ fn check(
             });
         }
     };
+    if let Some(reference) = references.iter().find(|r| r.place == Place::ViewDefinition)
+        && let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name)
+    {
+        return Err(Failure {
+            reason: refusal::view_definition(
+                &target.table.name,
+                &targets.version,
+                &view_reference(target, true),
+            ),
+            offset: Some(reference.offset),
+        });
+    }
     let mut checked = edits;
     for reference in &references {
         let covered = !unread.iter().any(|r| r.contains(&reference.offset))

@@ -27,11 +27,9 @@ impl SearchPathCandidates {
     }
 }
 
-/// Where an unqualified managed name resolves when not to the managed table.
+/// Where an unqualified managed name resolves when not to the managed table: the relation
+/// of that name in `schema`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pin {
-    /// To the relation of that name in this schema.
-    Schema(String),
-    /// To nothing the proxy knows of: the name is left as written.
-    Absent,
+pub struct Pin {
+    pub schema: String,
 }

@@ -121,10 +121,56 @@ fn classify(tokens: &[&TokenWithSpan]) -> Kind {
                 | Keyword::DECLARE
                 | Keyword::VALUES,
             ) => Kind::Rewritable,
+            Some(Keyword::CREATE) => create_kind(&tokens[1..]),
             _ => Kind::PassThrough,
         },
         None => Kind::PassThrough,
     }
+}
+
+/// A CREATE statement that holds a query is read like one: `CREATE … TABLE … AS query`
+/// (the new table gets the rows and columns the version sees, as `SELECT … INTO` does) and
+/// `CREATE [MATERIALIZED] VIEW … AS query` (whose managed names the collector refuses). Other
+/// CREATE statements are DDL and pass through.
+fn create_kind(tokens: &[&TokenWithSpan]) -> Kind {
+    let mut words = tokens.iter().map(|t| keyword(&t.token)).skip_while(|word| {
+        matches!(
+            word,
+            Some(
+                Keyword::OR
+                    | Keyword::REPLACE
+                    | Keyword::TEMP
+                    | Keyword::TEMPORARY
+                    | Keyword::LOCAL
+                    | Keyword::GLOBAL
+                    | Keyword::UNLOGGED
+                    | Keyword::RECURSIVE
+                    | Keyword::MATERIALIZED
+            )
+        )
+    });
+    match words.next() {
+        Some(Some(Keyword::VIEW)) => Kind::Rewritable,
+        Some(Some(Keyword::TABLE)) if has_top_level_as(tokens) => Kind::Rewritable,
+        _ => Kind::PassThrough,
+    }
+}
+
+/// Whether `AS` stands outside every parenthesis (`CREATE TABLE t (a, b) AS …`, not a
+/// generated column's `AS (…)`).
+fn has_top_level_as(tokens: &[&TokenWithSpan]) -> bool {
+    let mut depth = 0usize;
+    tokens.iter().any(|token| match &token.token {
+        Token::LParen => {
+            depth += 1;
+            false
+        }
+        Token::RParen => {
+            depth = depth.saturating_sub(1);
+            false
+        }
+        other => depth == 0 && keyword(other) == Some(Keyword::AS),
+    })
 }
 
 /// The tokens the parser reads for `statement`: its own tokens, with their positions in the
@@ -246,6 +292,38 @@ mod tests {
                 ("TABLE t".to_owned(), Kind::TableShorthand),
             ]
         );
+    }
+
+    #[test]
+    fn create_statements_with_a_query_are_read_and_other_ddl_is_not() {
+        let read = [
+            "CREATE TABLE t AS SELECT 1",
+            "CREATE TEMP TABLE t (a, b) AS SELECT 1, 2",
+            "create unlogged table if not exists t as table x",
+            "CREATE VIEW v AS SELECT 1",
+            "CREATE OR REPLACE TEMP RECURSIVE VIEW v (n) AS VALUES (1)",
+            "CREATE MATERIALIZED VIEW v AS SELECT 1",
+        ];
+        for sql in read {
+            assert_eq!(
+                kinds(sql),
+                vec![(sql.to_owned(), Kind::Rewritable)],
+                "{sql}"
+            );
+        }
+        let ddl = [
+            "CREATE TABLE t (a int GENERATED ALWAYS AS (a * 2) STORED)",
+            "CREATE TABLE t (LIKE x)",
+            "CREATE INDEX ON t (a)",
+            "CREATE FUNCTION f() RETURNS int AS 'SELECT 1' LANGUAGE sql",
+        ];
+        for sql in ddl {
+            assert_eq!(
+                kinds(sql),
+                vec![(sql.to_owned(), Kind::PassThrough)],
+                "{sql}"
+            );
+        }
     }
 
     fn parser_text(tokens: &[TokenWithSpan]) -> String {

@@ -67,8 +67,8 @@ pub struct VersionTargets {
     /// candidates (the same for every version of one state).
     pub follows_search_path: bool,
     /// Unqualified names a session's search_path resolves elsewhere (`with_pins`): to this
-    /// relation, or (`None`) left as written.
-    pub(super) pins: Vec<(String, Option<ViewTarget>)>,
+    /// relation.
+    pub(super) pins: Vec<(String, ViewTarget)>,
     /// What the rewrite cache keys these targets by, when it is not `version` (pinned).
     pub(super) cache_identity: Option<String>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
@@ -107,14 +107,20 @@ impl VersionTargets {
     }
 
     /// The pin of an unqualified `name`, if the session's search_path resolves it elsewhere.
-    fn pinned(&self, schema: Option<&str>, name: &str) -> Option<Option<&ViewTarget>> {
+    fn pinned(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
         if schema.is_some() || self.pins.is_empty() {
             return None;
         }
         self.pins
             .iter()
             .find(|(pinned, _)| pinned == name)
-            .map(|(_, target)| target.as_ref())
+            .map(|(_, target)| target)
+    }
+
+    /// Whether `target` is one of the version's managed tables (not a catalog relation, nor
+    /// a name the session's search_path pins elsewhere).
+    pub fn is_managed(&self, target: &ViewTarget) -> bool {
+        self.targets.contains(target)
     }
 
     /// Where a call of the function `schema.name` (folded names) goes instead: a `pg_catalog`
@@ -214,7 +220,7 @@ impl VersionTargets {
     /// unqualified only in `pg_catalog`, which Postgres searches first.
     pub fn resolve(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
         if let Some(pinned) = self.pinned(schema, name) {
-            return pinned;
+            return Some(pinned);
         }
         self.resolve_table(schema, name).or_else(|| {
             self.catalog.iter().find(|t| {
@@ -230,7 +236,7 @@ impl VersionTargets {
     /// `pg_depend.classid` are compared with).
     pub fn resolve_table(&self, schema: Option<&str>, name: &str) -> Option<&ViewTarget> {
         if let Some(pinned) = self.pinned(schema, name) {
-            return pinned;
+            return Some(pinned);
         }
         let mut matches = self.targets.iter().filter(|t| {
             t.table.name == name && schema.is_none_or(|schema| t.table.schema == schema)
@@ -251,24 +257,17 @@ impl VersionTargets {
             .map(|(name, pin)| {
                 // Lengths make the identity unambiguous whatever characters names hold.
                 identity.push_str(&format!("\0{}:{name}", name.len()));
-                let target = match pin {
-                    Pin::Schema(schema) => {
-                        identity.push_str(&format!("={}:{schema}", schema.len()));
-                        let table = self
-                            .managed()
-                            .iter()
-                            .find(|target| target.table.name == *name)
-                            .map(|target| target.table.clone())
-                            .unwrap_or_else(|| RelationName::new("", name.as_str()));
-                        Some(ViewTarget {
-                            table,
-                            view: RelationName::new(schema.as_str(), name.as_str()),
-                        })
-                    }
-                    Pin::Absent => {
-                        identity.push('-');
-                        None
-                    }
+                let schema = &pin.schema;
+                identity.push_str(&format!("={}:{schema}", schema.len()));
+                let table = self
+                    .managed()
+                    .iter()
+                    .find(|target| target.table.name == *name)
+                    .map(|target| target.table.clone())
+                    .unwrap_or_else(|| RelationName::new("", name.as_str()));
+                let target = ViewTarget {
+                    table,
+                    view: RelationName::new(schema.as_str(), name.as_str()),
                 };
                 (name.clone(), target)
             })

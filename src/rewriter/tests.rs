@@ -167,6 +167,56 @@ fn ddl_and_do_blocks_pass_through() {
 }
 
 #[test]
+fn a_new_table_made_from_a_query_gets_the_version_s_rows() {
+    check(
+        "CREATE TABLE snapshot AS SELECT * FROM model_metadata",
+        "CREATE TABLE snapshot AS SELECT * FROM model_metadata_v2 AS model_metadata",
+    );
+    check(
+        "CREATE TEMP TABLE model_metadata AS SELECT m.* FROM public.model_metadata m WITH NO DATA",
+        "CREATE TEMP TABLE model_metadata AS SELECT m.* FROM public.model_metadata_v2 m WITH NO DATA",
+    );
+    // A form sqlparser does not read is rewritten from PostgreSQL's positions.
+    check(
+        "CREATE TABLE snapshot AS TABLE model_metadata",
+        "CREATE TABLE snapshot AS TABLE model_metadata_v2",
+    );
+}
+
+#[test]
+fn a_view_s_definition_over_a_managed_table_is_refused_and_other_views_pass() {
+    for sql in [
+        "CREATE VIEW report AS SELECT id, model_name FROM model_metadata",
+        "CREATE OR REPLACE VIEW report AS SELECT * FROM other JOIN public.model_metadata m ON true",
+        "CREATE MATERIALIZED VIEW report AS SELECT count(*) FROM model_metadata",
+        "CREATE VIEW report AS SELECT NULL::model_metadata AS r",
+        "CREATE RECURSIVE VIEW report (n) AS SELECT 1 UNION ALL SELECT n FROM report, model_metadata",
+    ] {
+        let error = rewrite(sql, &v2()).unwrap_err();
+        assert!(
+            error.reason.contains("public.model_metadata_v2")
+                && error.reason.contains("direct connection"),
+            "{sql}: {error}"
+        );
+        let position = error.position.unwrap();
+        assert!(
+            sql[position - 1..]
+                .to_ascii_lowercase()
+                .contains("model_metadata"),
+            "{sql}: {position}"
+        );
+    }
+    for sql in [
+        "CREATE VIEW model_metadata_summary AS SELECT 1",
+        "CREATE VIEW report AS SELECT * FROM model_metadata_v2",
+        "CREATE VIEW model_metadata AS SELECT 1",
+        "CREATE VIEW report AS SELECT 'model_metadata' AS name",
+    ] {
+        assert_eq!(rewrite(sql, &v2()).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
+}
+
+#[test]
 fn copy_reads_and_writes_through_the_view() {
     check(
         "COPY model_metadata TO STDOUT WITH (FORMAT csv)",

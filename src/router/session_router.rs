@@ -968,10 +968,13 @@ mod tests {
             replaced(select(&mut session, true)),
             "SELECT * FROM tenant_a.t AS t"
         );
-        // Nothing on the path holds the name: left as written.
+        // Nothing on the path holds the name: the view's name, never the base table's.
         session.statement("SET search_path = nowhere", true);
         session.set_settled(true);
-        assert_eq!(select(&mut session, true), Routed::Forward);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
         // Within one query string, a change applies to the statements after it.
         session.statement("SET search_path = public", true);
         session.set_settled(true);
