@@ -634,9 +634,9 @@ SELECT id FROM {T} WHERE created_at > timestamptz '2024-03-01 00:00:00+00' - int
 -- name: select_into_temp
 SELECT id, model_name INTO TEMP tmp_models FROM {T} WHERE id < 3; SELECT * FROM tmp_models ORDER BY id
 
--- name: create_table_as_passes_through
--- DDL is never rewritten, so CREATE TABLE ... AS reads the base table (see docs/rewriting.md).
-CREATE TEMP TABLE snapshot AS SELECT id FROM model_metadata WHERE id > 3; SELECT count(*) FROM snapshot
+-- name: create_table_as_reads_the_version
+-- The new table gets the rows and columns the version sees, as SELECT ... INTO does.
+CREATE TEMP TABLE snapshot AS SELECT * FROM {T} WHERE id > 3; SELECT * FROM snapshot ORDER BY id
 
 -- name: prisma_qualified_wildcard
 SELECT {PQ}.* FROM {PQ} WHERE {PQ}."id" = 3
