@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use common::versions::{columns, connect, connect_with, psql, versioned_proxy};
 use common::{TestProxy, wait_until};
+use viewgate::pg_cluster::SUPERUSER;
 use viewgate::router::watcher::RELATION_REFRESH_INTERVAL;
 
 /// How many columns the v1 view of the seed example has.
@@ -279,6 +280,27 @@ fn the_role_default_and_user_are_asked_of_the_upstream_at_login() {
         .is_ok_and(|out| out == "tenant_b")),
         "{:?}",
         read(&as_b, "SELECT marker FROM model_metadata")
+    );
+    // Another role: `$user` is no longer tenant_b, and the proxy, which does not learn the
+    // role's name, rewrites to the view (Postgres finds it in public) rather than pinning
+    // tenant_b or reaching the base table; RESET ROLE brings tenant_b's schema back.
+    let after_role_change = |sql: &str| {
+        session(
+            &proxy,
+            "user=tenant_b",
+            &[
+                &format!("SET ROLE {SUPERUSER}"),
+                sql,
+                "RESET ROLE",
+                "SELECT marker FROM model_metadata",
+            ],
+        )
+    };
+    let error = after_role_change("SELECT model_type FROM model_metadata").unwrap_err();
+    assert!(is_view_error(&error), "{error}");
+    assert_eq!(
+        after_role_change("SELECT model_name FROM model_metadata").unwrap(),
+        "base\ntenant_b"
     );
     // Everyone else still reads the version's view.
     let error = psql(&proxy, None, "SELECT model_type FROM model_metadata").unwrap_err();

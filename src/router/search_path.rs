@@ -22,6 +22,9 @@ const SEARCH_PATH: &str = "search_path";
 const SET_CONFIG: &str = "set_config";
 /// Postgres's longest identifier, in bytes (`NAMEDATALEN - 1`); longer names are truncated.
 const MAX_IDENTIFIER_BYTES: usize = 63;
+/// Words without which a statement that does not name the search_path cannot change it:
+/// RESET and DISCARD, a role change, and `set_config` with a bound setting name.
+const USER_OR_RESET_WORDS: [&str; 5] = ["reset", "discard", "role", "authorization", SET_CONFIG];
 /// A longer value is not followed (the client's session is treated as unknown).
 pub const MAX_SEARCH_PATH_LEN: usize = 4096;
 
@@ -82,6 +85,23 @@ pub enum PathCommand {
     Reset { local: bool },
     /// Changed in a way the proxy cannot read.
     Unknown { local: bool },
+    /// `DISCARD ALL`: back to the session's start value, and the role to the login user's.
+    Discard,
+    /// The current user changed, so `$user` in the path may name another schema.
+    Role(RoleChange),
+}
+
+/// How a statement changes the current user (the role `$user` stands for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// `SET [SESSION | LOCAL] ROLE name`, `set_config('role', …)`, or a DO block that may.
+    Set,
+    /// `RESET ROLE`, `SET ROLE NONE`.
+    Reset,
+    /// `SET [SESSION | LOCAL] SESSION AUTHORIZATION name`.
+    SetAuthorization,
+    /// `SET SESSION AUTHORIZATION DEFAULT`, `RESET SESSION AUTHORIZATION`.
+    ResetAuthorization,
 }
 
 /// What a Query's or Parse's text does to the search_path: the last change among its
@@ -100,7 +120,7 @@ pub fn commands(sql: &str, tokens: &mut Vec<Token>) -> Vec<(usize, PathCommand)>
         crate::rewriter::rewrite::contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes())
     };
     let named = mentions(SEARCH_PATH);
-    if !named && !mentions("reset") && !mentions("discard") {
+    if !named && !USER_OR_RESET_WORDS.iter().any(|word| mentions(word)) {
         return Vec::new();
     }
     if sql.len() > MAX_SEARCH_PATH_LEN || lexer::lex(sql, tokens).is_none() {
@@ -135,9 +155,15 @@ fn statement_command(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
             return Some(PathCommand::Reset { local: false });
         }
         [first, all] if is_word(sql, first, "DISCARD") && is_word(sql, all, "ALL") => {
-            return Some(PathCommand::Reset { local: false });
+            return Some(PathCommand::Discard);
         }
         _ => {}
+    }
+    if let Some(change) = role_change(sql, tokens) {
+        return Some(PathCommand::Role(change));
+    }
+    if let Some(command) = do_block_command(sql, tokens) {
+        return Some(command);
     }
     if let Some(change) = statement_change(sql, tokens) {
         return Some(match change {
@@ -170,6 +196,55 @@ fn statement_command(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
     set_config_call(sql, tokens)
 }
 
+/// `SET [SESSION | LOCAL] ROLE …`, `SET [SESSION | LOCAL] SESSION AUTHORIZATION …`,
+/// `RESET ROLE`, `RESET SESSION AUTHORIZATION`.
+fn role_change(sql: &str, tokens: &[&Token]) -> Option<RoleChange> {
+    let (first, rest) = tokens.split_first()?;
+    let reset = is_word(sql, first, "RESET");
+    if !reset && !is_word(sql, first, "SET") {
+        return None;
+    }
+    let keyword = rest
+        .iter()
+        .take(3)
+        .position(|token| is_word(sql, token, "ROLE") || is_word(sql, token, "AUTHORIZATION"))?;
+    let authorization = is_word(sql, rest[keyword], "AUTHORIZATION");
+    let back = reset
+        || rest.get(keyword + 1).is_some_and(|token| {
+            is_word(sql, token, if authorization { "DEFAULT" } else { "NONE" })
+        });
+    Some(match (authorization, back) {
+        (false, false) => RoleChange::Set,
+        (false, true) => RoleChange::Reset,
+        (true, false) => RoleChange::SetAuthorization,
+        (true, true) => RoleChange::ResetAuthorization,
+    })
+}
+
+/// A DO block whose body mentions the search_path or the role may change either where the
+/// proxy cannot follow.
+fn do_block_command(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
+    let first = tokens.first()?;
+    if !is_word(sql, first, "DO") {
+        return None;
+    }
+    let body_mentions = |word: &str| {
+        tokens.iter().any(|token| {
+            crate::rewriter::rewrite::contains_ignore_ascii_case(
+                text(sql, token).as_bytes(),
+                word.as_bytes(),
+            )
+        })
+    };
+    if body_mentions(SEARCH_PATH) {
+        Some(PathCommand::Unknown { local: false })
+    } else if body_mentions("role") || body_mentions("authorization") {
+        Some(PathCommand::Role(RoleChange::Set))
+    } else {
+        None
+    }
+}
+
 /// The last `set_config('search_path', …)` call in a statement: with literal arguments
 /// followed, otherwise unknown. Calls that set other settings by a literal name are ignored.
 fn set_config_call(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
@@ -193,6 +268,13 @@ fn set_config_call(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
             }
         };
         match literal(args.first()) {
+            Some(name)
+                if name.eq_ignore_ascii_case("role")
+                    || name.eq_ignore_ascii_case("session_authorization") =>
+            {
+                found = Some(PathCommand::Role(RoleChange::Set));
+                continue;
+            }
             Some(name) if !name.eq_ignore_ascii_case(SEARCH_PATH) => continue,
             Some(_) => {}
             None => {
@@ -452,7 +534,58 @@ mod tests {
         );
         assert_eq!(
             command("discard all", &mut tokens),
-            Some(PathCommand::Reset { local: false })
+            Some(PathCommand::Discard)
+        );
+        // A bound setting name may be the search_path.
+        assert_eq!(
+            command("SELECT pg_catalog.set_config($1, $2, false)", &mut tokens),
+            Some(PathCommand::Unknown { local: false })
+        );
+        // Role changes move `$user`.
+        for (sql, change) in [
+            ("SET ROLE alice", RoleChange::Set),
+            ("set local role none", RoleChange::Reset),
+            ("SET SESSION ROLE alice", RoleChange::Set),
+            (
+                "SET SESSION AUTHORIZATION alice",
+                RoleChange::SetAuthorization,
+            ),
+            (
+                "SET LOCAL SESSION AUTHORIZATION DEFAULT",
+                RoleChange::ResetAuthorization,
+            ),
+            ("RESET ROLE", RoleChange::Reset),
+            (
+                "reset session authorization",
+                RoleChange::ResetAuthorization,
+            ),
+            ("SELECT set_config('role', 'alice', false)", RoleChange::Set),
+            (
+                "DO $$ BEGIN EXECUTE 'SET ROLE alice'; END $$",
+                RoleChange::Set,
+            ),
+        ] {
+            assert_eq!(
+                command(sql, &mut tokens),
+                Some(PathCommand::Role(change)),
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            command(
+                "DO $$ BEGIN PERFORM set_config('search_path', 'x', false); END $$",
+                &mut tokens
+            ),
+            Some(PathCommand::Unknown { local: false })
+        );
+        assert_eq!(command("DO $$ BEGIN PERFORM 1; END $$", &mut tokens), None);
+        assert_eq!(command("SELECT role FROM grants", &mut tokens), None);
+        assert_eq!(
+            command(
+                "SELECT set_config('application_name', 'reset', false)",
+                &mut tokens
+            ),
+            None
         );
         assert_eq!(command("SHOW search_path", &mut tokens), None);
         assert_eq!(

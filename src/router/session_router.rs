@@ -968,6 +968,26 @@ mod tests {
             replaced(select(&mut session, true)),
             "SELECT * FROM tenant_a.t AS t"
         );
+        // Another role makes `$user` unknown: a path listing it resolves as unknown (to the
+        // view) until RESET ROLE (or DISCARD ALL) puts the login user back.
+        session.statement("SET ROLE bob", true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        session.statement("SET search_path = tenant_a", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
+        session.statement("RESET ROLE", true);
+        session.statement("SET search_path = \"$user\", tenant_a", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM tenant_a.t AS t"
+        );
         // Nothing on the path holds the name: the view's name, never the base table's.
         session.statement("SET search_path = nowhere", true);
         session.set_settled(true);

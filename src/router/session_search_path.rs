@@ -18,9 +18,9 @@
 
 use std::sync::Arc;
 
-use super::search_path::{PathCommand, parse_list};
+use super::search_path::{PathCommand, RoleChange, parse_list};
 use crate::rewriter::VersionTargets;
-use crate::rewriter::resolution::{effective_path, pins};
+use crate::rewriter::resolution::{USER_ELEMENT, effective_path, pins};
 
 /// A search_path value, or the fact that the proxy does not know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,10 @@ pub struct SessionSearchPath {
     reset: PathValue,
     session: PathValue,
     local: Option<PathValue>,
+    /// A role was set (`SET ROLE`) and not reset since: `$user` is not the login user.
+    role_set: bool,
+    /// The session authorization was set and not reset since: likewise.
+    authorization_set: bool,
     /// Changes whenever the effective value may have: the resolved targets are computed again.
     epoch: u64,
     /// The targets last resolved: for which version's targets (held, so compared by
@@ -60,6 +64,8 @@ impl SessionSearchPath {
             session: reset.clone(),
             reset,
             local: None,
+            role_set: false,
+            authorization_set: false,
             epoch: 0,
             resolved: None,
         }
@@ -127,6 +133,20 @@ impl SessionSearchPath {
             PathCommand::Set { value, local } => (PathValue::parse(&value), local),
             PathCommand::Reset { local } => (self.reset.clone(), local),
             PathCommand::Unknown { local } => (PathValue::Unknown, local),
+            PathCommand::Discard => {
+                (self.role_set, self.authorization_set) = (false, false);
+                (self.reset.clone(), false)
+            }
+            PathCommand::Role(change) => {
+                match change {
+                    RoleChange::Set => self.role_set = true,
+                    RoleChange::Reset => self.role_set = false,
+                    RoleChange::SetAuthorization => self.authorization_set = true,
+                    RoleChange::ResetAuthorization => self.authorization_set = false,
+                }
+                self.epoch += 1;
+                return;
+            }
         };
         if local {
             self.local = Some(value);
@@ -135,6 +155,15 @@ impl SessionSearchPath {
             self.local = None;
         }
         self.epoch += 1;
+    }
+
+    /// Whether `$user` stands for the login user: no role or session authorization set
+    /// since login or `DISCARD ALL`. The proxy does not learn the new role's name (SET
+    /// LOCAL ROLE ends with its block, a DO block's change is not seen), so a path listing
+    /// `$user` is then unknown; a change rolled back is not undone here, which errs on that
+    /// side too, except for a RESET rolled back.
+    fn user_is_login(&self) -> bool {
+        !self.role_set && !self.authorization_set
     }
 
     /// The targets a statement is rewritten with: `base` itself unless the path is known and
@@ -152,7 +181,9 @@ impl SessionSearchPath {
             return resolved.clone();
         }
         let resolved = match self.current() {
-            PathValue::Known(elements) => {
+            PathValue::Known(elements)
+                if self.user_is_login() || !elements.iter().any(|e| e == USER_ELEMENT) =>
+            {
                 let path = effective_path(elements, session_user);
                 let pins = pins(&base.search_path_candidates, &path);
                 if pins.is_empty() {
@@ -161,7 +192,7 @@ impl SessionSearchPath {
                     Arc::new(base.with_pins(&pins))
                 }
             }
-            PathValue::Unknown => base.clone(),
+            PathValue::Known(_) | PathValue::Unknown => base.clone(),
         };
         self.resolved = Some((base.clone(), self.epoch, resolved.clone()));
         resolved
