@@ -9,7 +9,8 @@
 //! a session gets; `prepared` remembers which version each prepared statement was rewritten
 //! at; `search_path` reads what statements do to the search_path and `session_search_path`
 //! follows a session's, so unqualified names resolve as Postgres would resolve them;
-//! `savepoints` follows a block's savepoints, so `ROLLBACK TO` puts settings back. The
+//! `savepoints` follows a block's savepoints, so `ROLLBACK TO` puts settings back;
+//! `statement_words` splits a query string into the words those readers look at. The
 //! routing map comes from the catalog through `catalog_read`.
 
 pub mod prepared;
@@ -21,6 +22,7 @@ pub mod search_path;
 pub mod session_router;
 pub mod session_search_path;
 pub mod state;
+pub mod statement_words;
 pub mod version_command;
 pub mod version_setting;
 pub mod watcher;

@@ -14,16 +14,14 @@
 
 use std::collections::VecDeque;
 
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::Token;
 
+use super::statement_words::{self, truncate_identifier};
 use crate::rewriter::lexer::{self, Kind};
 
 /// Savepoints remembered per transaction block; older ones are forgotten past it.
 pub const MAX_SAVEPOINTS: usize = 1024;
-/// Postgres's longest identifier, in bytes (`NAMEDATALEN - 1`).
-const MAX_IDENTIFIER_BYTES: usize = 63;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SavepointCommand {
@@ -44,14 +42,7 @@ pub fn parse(sql: &str) -> Option<SavepointCommand> {
     {
         return None;
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let mut tokens: Vec<Token> = tokens
-        .into_iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
-        .collect();
-    if tokens.last() == Some(&Token::SemiColon) {
-        tokens.pop();
-    }
+    let tokens = statement_words::command_tokens(sql)?;
     let keyword = |t: &Token| match t {
         Token::Word(w) if w.quote_style.is_none() => Some(w.keyword),
         _ => None,
@@ -95,13 +86,7 @@ fn name(tokens: &[Token]) -> Option<String> {
         Some(_) => return None,
         None => word.value.to_ascii_lowercase(),
     };
-    if name.len() > MAX_IDENTIFIER_BYTES {
-        let mut end = MAX_IDENTIFIER_BYTES;
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        name.truncate(end);
-    }
+    truncate_identifier(&mut name);
     Some(name)
 }
 
@@ -128,28 +113,13 @@ pub fn steps(sql: &str, tokens: &mut Vec<lexer::Token>) -> Vec<(usize, Step)> {
     if !mentions("savepoint") && !mentions("release") && !mentions("rollback") {
         return Vec::new();
     }
-    if lexer::lex(sql, tokens).is_none() {
+    let Some(statements) = statement_words::statements(sql, tokens) else {
         return Vec::new();
-    }
-    let words: Vec<&lexer::Token> = tokens
-        .iter()
-        .filter(|token| token.kind != Kind::Comment)
-        .collect();
-    let text = |token: &lexer::Token| sql.get(token.start..token.end).unwrap_or_default();
-    let mut found = Vec::new();
-    let mut start = 0;
-    for index in 0..=words.len() {
-        let end = match words.get(index) {
-            Some(token) if text(token) == ";" => token.end,
-            Some(_) => continue,
-            None => sql.len(),
-        };
-        if let Some(step) = step(sql, &words[start..index]) {
-            found.push((end, step));
-        }
-        start = index + 1;
-    }
-    found
+    };
+    statements
+        .into_iter()
+        .filter_map(|(end, words)| Some((end, step(sql, &words)?)))
+        .collect()
 }
 
 /// The [`Step`] one statement (its tokens, comments left out) is, if any.

@@ -13,15 +13,14 @@
 //!
 //! [`change`] is the shadow runs' narrower reading (session-level SET and RESET only).
 
+use super::statement_words::{self, is_word, text, truncate_identifier};
 use crate::protocol::startup::startup_setting;
-use crate::rewriter::lexer::{self, Kind, Token};
+use crate::rewriter::lexer::{Kind, Token};
 
 /// The setting's name.
 const SEARCH_PATH: &str = "search_path";
 /// The function that can set it inside any statement.
 const SET_CONFIG: &str = "set_config";
-/// Postgres's longest identifier, in bytes (`NAMEDATALEN - 1`); longer names are truncated.
-const MAX_IDENTIFIER_BYTES: usize = 63;
 /// Words without which a statement that does not name the search_path cannot change it:
 /// RESET and DISCARD, a role change, and `set_config` with a bound setting name.
 const USER_OR_RESET_WORDS: [&str; 5] = ["reset", "discard", "role", "authorization", SET_CONFIG];
@@ -53,26 +52,10 @@ pub fn change(sql: &str, tokens: &mut Vec<Token>) -> Option<SearchPathChange> {
     {
         return None;
     }
-    lexer::lex(sql, tokens)?;
-    let words: Vec<&Token> = tokens
-        .iter()
-        .filter(|token| token.kind != Kind::Comment)
-        .collect();
-    let mut last = None;
-    for statement in words.split(|token| text(sql, token) == ";") {
-        if let Some(found) = statement_change(sql, statement) {
-            last = Some(found);
-        }
-    }
-    last
-}
-
-fn text<'a>(sql: &'a str, token: &Token) -> &'a str {
-    sql.get(token.start..token.end).unwrap_or_default()
-}
-
-fn is_word(sql: &str, token: &Token, word: &str) -> bool {
-    token.kind == Kind::Word && text(sql, token).eq_ignore_ascii_case(word)
+    statement_words::statements(sql, tokens)?
+        .into_iter()
+        .rev()
+        .find_map(|(_, words)| statement_change(sql, &words))
 }
 
 /// What a statement does to the search_path, as the router follows it.
@@ -123,30 +106,20 @@ pub fn commands(sql: &str, tokens: &mut Vec<Token>) -> Vec<(usize, PathCommand)>
     if !named && !USER_OR_RESET_WORDS.iter().any(|word| mentions(word)) {
         return Vec::new();
     }
-    if sql.len() > MAX_SEARCH_PATH_LEN || lexer::lex(sql, tokens).is_none() {
+    let statements = match sql.len() > MAX_SEARCH_PATH_LEN {
+        true => None,
+        false => statement_words::statements(sql, tokens),
+    };
+    let Some(statements) = statements else {
         return match named {
             true => vec![(sql.len(), PathCommand::Unknown { local: false })],
             false => Vec::new(),
         };
-    }
-    let words: Vec<&Token> = tokens
-        .iter()
-        .filter(|token| token.kind != Kind::Comment)
-        .collect();
-    let mut found = Vec::new();
-    let mut start = 0;
-    for (index, token) in words.iter().enumerate() {
-        if text(sql, token) == ";" {
-            if let Some(command) = statement_command(sql, &words[start..index]) {
-                found.push((token.end, command));
-            }
-            start = index + 1;
-        }
-    }
-    if let Some(command) = statement_command(sql, &words[start..]) {
-        found.push((sql.len(), command));
-    }
-    found
+    };
+    statements
+        .into_iter()
+        .filter_map(|(end, words)| Some((end, statement_command(sql, &words)?)))
+        .collect()
 }
 
 fn statement_command(sql: &str, tokens: &[&Token]) -> Option<PathCommand> {
@@ -352,16 +325,6 @@ pub fn parse_list(value: &str) -> Option<Vec<String>> {
             None if rest.is_empty() => return Some(names),
             None => return None,
         }
-    }
-}
-
-fn truncate_identifier(name: &mut String) {
-    if name.len() > MAX_IDENTIFIER_BYTES {
-        let mut end = MAX_IDENTIFIER_BYTES;
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        name.truncate(end);
     }
 }
 
@@ -614,6 +577,9 @@ mod tests {
         assert_eq!(list("a b"), None);
         assert_eq!(list("\"open"), None);
         let long = "x".repeat(70);
-        assert_eq!(parse_list(&long).unwrap()[0].len(), MAX_IDENTIFIER_BYTES);
+        assert_eq!(
+            parse_list(&long).unwrap()[0].len(),
+            statement_words::MAX_IDENTIFIER_BYTES
+        );
     }
 }

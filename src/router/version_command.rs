@@ -5,9 +5,8 @@
 //! Tokenized with sqlparser's tokenizer, so comments, quoting and case are handled as Postgres
 //! does. Only whole-statement forms are recognised; anything else is ordinary SQL.
 
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::Token;
 
 use crate::protocol::startup::startup_setting;
 
@@ -30,14 +29,7 @@ pub fn parse(sql: &str) -> Option<VersionCommand> {
     if !contains_ignore_case(sql, VERSION_SETTING) {
         return None;
     }
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let mut tokens: Vec<Token> = tokens
-        .into_iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
-        .collect();
-    if tokens.last() == Some(&Token::SemiColon) {
-        tokens.pop();
-    }
+    let tokens = super::statement_words::command_tokens(sql)?;
     let keyword = |t: &Token| match t {
         Token::Word(w) if w.quote_style.is_none() => Some(w.keyword),
         _ => None,
