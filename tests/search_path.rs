@@ -166,6 +166,65 @@ fn a_path_changed_where_the_proxy_cannot_see_never_reaches_the_base_table() {
     assert!(error.contains("does not exist"), "{error}");
 }
 
+/// Postgres searches a session's temporary schema first: after `CREATE TEMP TABLE
+/// model_metadata`, the unqualified name is that table (reads and writes), the qualified one
+/// still the version's view, and a drop or a rollback brings the view back. No relation of
+/// the name exists outside the managed schema, so nothing else is followed here.
+#[test]
+fn the_session_s_own_temporary_table_is_read_and_written_before_the_view() {
+    let proxy = versioned_proxy();
+    psql(
+        &proxy,
+        None,
+        "INSERT INTO model_metadata (model_name, model_version) VALUES ('base', '1')",
+    )
+    .unwrap();
+    let out = session(
+        &proxy,
+        "",
+        &[
+            "CREATE TEMP TABLE model_metadata (id int, marker text)",
+            "INSERT INTO model_metadata VALUES (1, 'temporary')",
+            "SELECT marker FROM model_metadata",
+            "SELECT model_name FROM public.model_metadata",
+            "UPDATE model_metadata SET marker = 'updated' RETURNING marker",
+            "DROP TABLE model_metadata",
+            "SELECT model_name FROM model_metadata",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out, "temporary\nbase\nupdated\nbase");
+    assert_eq!(
+        proxy.admin("SELECT count(*) || ':' || min(model_name) FROM public.model_metadata"),
+        "1:base"
+    );
+    // Made in a block that rolls back, or ON COMMIT DROP: gone after it.
+    for made in [
+        [
+            "BEGIN",
+            "CREATE TEMP TABLE model_metadata (marker text)",
+            "ROLLBACK",
+        ],
+        [
+            "BEGIN",
+            "CREATE TEMP TABLE model_metadata (marker text) ON COMMIT DROP",
+            "COMMIT",
+        ],
+    ] {
+        let mut statements = made.to_vec();
+        statements.push("SELECT model_name FROM model_metadata");
+        assert_eq!(session(&proxy, "", &statements).unwrap(), "base");
+    }
+    // SELECT … INTO TEMP in one query string with the statement that reads it.
+    let out = session(
+        &proxy,
+        "",
+        &["SELECT 'copied' AS marker INTO TEMP model_metadata; SELECT marker FROM model_metadata"],
+    )
+    .unwrap();
+    assert_eq!(out, "copied");
+}
+
 #[test]
 fn a_set_in_a_rolled_back_transaction_is_undone_and_set_local_ends_at_commit() {
     let proxy = proxy_with_tenant();

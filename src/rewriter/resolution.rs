@@ -25,6 +25,9 @@ use super::targets::VersionTargets;
 use crate::model::RoutingMap;
 use crate::model::catalog_substitutes::PG_CATALOG;
 
+/// The alias Postgres gives a session's own temporary schema, in a name or a search_path.
+pub const TEMP_SCHEMA: &str = "pg_temp";
+
 /// The `search_path` element that stands for the session user's own schema.
 pub const USER_ELEMENT: &str = "$user";
 
@@ -61,13 +64,15 @@ pub fn candidates(targets: &VersionTargets, map: &RoutingMap) -> SearchPathCandi
 }
 
 /// The schemas Postgres searches, in order, for a search_path of `elements` (schema names as
-/// stored, e.g. `["$user", "public"]`) in a session of `session_user`: `$user` expanded and
-/// `pg_catalog` first unless the path lists it. The session's temporary schema, which
-/// Postgres searches first unless listed, is not modelled (its tables are not tracked).
+/// stored, e.g. `["$user", "public"]`) in a session of `session_user`: `$user` expanded, the
+/// session's temporary schema (`pg_temp`) first and then `pg_catalog` unless the path lists
+/// them.
 pub fn effective_path(elements: &[String], session_user: &str) -> Vec<String> {
-    let mut path = Vec::with_capacity(elements.len() + 1);
-    if !elements.iter().any(|element| element == PG_CATALOG) {
-        path.push(PG_CATALOG.to_owned());
+    let mut path = Vec::with_capacity(elements.len() + 2);
+    for implicit in [TEMP_SCHEMA, PG_CATALOG] {
+        if !elements.iter().any(|element| element == implicit) {
+            path.push(implicit.to_owned());
+        }
     }
     for element in elements {
         if element == USER_ELEMENT {
@@ -89,6 +94,39 @@ pub fn walk(path: &[String], candidate: &NameCandidates) -> Option<Pin> {
     candidate.others.contains(first).then(|| Pin {
         schema: first.clone(),
     })
+}
+
+/// `candidates` with the session's own temporary relations of `names` (managed names of
+/// `targets`) added as holders in [`TEMP_SCHEMA`]: the watcher never sees a session's
+/// temporary schema, so the session follows its own (`router::temporary_relations`).
+pub fn with_temporary(
+    candidates: &SearchPathCandidates,
+    targets: &VersionTargets,
+    names: &BTreeSet<String>,
+) -> SearchPathCandidates {
+    let mut merged = candidates.clone();
+    for name in names {
+        let Some(target) = targets.resolve_table(None, name) else {
+            continue;
+        };
+        match merged.names.iter_mut().find(|c| c.name == *name) {
+            Some(candidate) => {
+                candidate.others.insert(TEMP_SCHEMA.to_owned());
+            }
+            None => {
+                let mut own = BTreeSet::from([target.table.schema.clone()]);
+                if target.view.name == *name {
+                    own.insert(target.view.schema.clone());
+                }
+                merged.names.push(NameCandidates {
+                    name: name.clone(),
+                    own,
+                    others: BTreeSet::from([TEMP_SCHEMA.to_owned()]),
+                });
+            }
+        }
+    }
+    merged
 }
 
 /// The pins for every candidate on `path`; empty when every name resolves to its managed table.
@@ -128,13 +166,16 @@ mod tests {
     fn the_effective_path_expands_user_and_puts_pg_catalog_first() {
         assert_eq!(
             effective_path(&strings(&["$user", "public"]), "alice"),
-            strings(&["pg_catalog", "alice", "public"])
+            strings(&["pg_temp", "pg_catalog", "alice", "public"])
         );
         assert_eq!(
-            effective_path(&strings(&["public", "pg_catalog"]), "alice"),
-            strings(&["public", "pg_catalog"])
+            effective_path(&strings(&["public", "pg_catalog", "pg_temp"]), "alice"),
+            strings(&["public", "pg_catalog", "pg_temp"])
         );
-        assert_eq!(effective_path(&[], "alice"), strings(&["pg_catalog"]));
+        assert_eq!(
+            effective_path(&[], "alice"),
+            strings(&["pg_temp", "pg_catalog"])
+        );
     }
 
     #[test]

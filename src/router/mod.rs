@@ -10,7 +10,9 @@
 //! at; `search_path` reads what statements do to the search_path and `session_search_path`
 //! follows a session's, so unqualified names resolve as Postgres would resolve them;
 //! `savepoints` follows a block's savepoints, so `ROLLBACK TO` puts settings back;
-//! `statement_words` splits a query string into the words those readers look at. The
+//! `temporary_relations` follows the session's own temporary tables named like a managed
+//! one, which Postgres searches first; `statement_words` splits a query string into the
+//! words those readers look at. The
 //! routing map comes from the catalog through `catalog_read`.
 
 pub mod prepared;
@@ -23,6 +25,7 @@ pub mod session_router;
 pub mod session_search_path;
 pub mod state;
 pub mod statement_words;
+pub mod temporary_relations;
 pub mod version_command;
 pub mod version_setting;
 pub mod watcher;

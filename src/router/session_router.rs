@@ -36,8 +36,9 @@ use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
 use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
 use super::search_path::{self, PathCommand};
-use super::session_search_path::{PathValue, SessionSearchPath};
+use super::session_search_path::{PathValue, SavedPath, SessionSearchPath};
 use super::state::{RoutingState, SharedRouting};
+use super::temporary_relations::{self, TempCommand};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
@@ -70,7 +71,7 @@ pub struct SessionRouter {
     /// `set` and the session's search_path as they were before the oldest SET or RESET whose
     /// fate Postgres has not told yet (made inside a transaction block, it is undone if the
     /// block rolls back).
-    unsettled: Option<(Option<String>, PathValue)>,
+    unsettled: Option<(Option<String>, SavedPath)>,
     /// A SET or RESET just began `unsettled`: the session must watch for its fate.
     new_unsettled: bool,
     /// The version in effect for the current transaction, if the session is versioned.
@@ -97,17 +98,20 @@ pub struct SessionRouter {
     errors: u64,
 }
 
-/// What ends a piece of a statement text: a search_path change or a savepoint step.
+/// What ends a piece of a statement text: a search_path change, a savepoint step, or a
+/// temporary relation named like a managed table created or dropped.
 enum Event {
     Path(PathCommand),
     Step(Step),
+    Temporary(TempCommand),
 }
 
-/// What a savepoint puts back: the version SET, and the session and `SET LOCAL` search_paths.
+/// What a savepoint puts back: the version SET, the session and `SET LOCAL` search_paths,
+/// and the session's temporary relations.
 #[derive(Debug, Clone)]
 struct Snapshot {
     set: Option<String>,
-    path: PathValue,
+    path: SavedPath,
     local_path: Option<PathValue>,
 }
 
@@ -406,7 +410,9 @@ impl SessionRouter {
                 None => (Routed::Forward, false),
             };
         };
-        if !assignment.targets().follows_search_path {
+        let follows = assignment.targets().follows_search_path;
+        let temporary = temporary_relations::may_change(sql, self.search_path.has_temporary());
+        if !follows && !temporary && !self.search_path.has_temporary() {
             self.search_path.unread();
             if let Some(refused) = self.follow_steps(steps, &mut in_block) {
                 return (refused, false);
@@ -420,10 +426,23 @@ impl SessionRouter {
                 Err(routed) => (routed, false),
             };
         }
-        // Following the search_path: each statement that changes it ends a piece, and the
-        // pieces after it are rewritten with the new path (Postgres runs them in order).
+        // Following the search_path or temporary relations: each statement that changes
+        // them ends a piece, and the pieces after it are rewritten with the new resolution
+        // (Postgres runs them in order).
         let base = assignment.targets().clone();
-        let changes = search_path::commands(sql, &mut self.path_tokens);
+        let changes = match follows {
+            true => search_path::commands(sql, &mut self.path_tokens),
+            false => {
+                self.search_path.unread();
+                Vec::new()
+            }
+        };
+        let created_or_dropped = match temporary {
+            true => temporary_relations::commands(sql, &mut self.path_tokens, |name| {
+                base.resolve_table(None, name).is_some()
+            }),
+            false => Vec::new(),
+        };
         let mut events: Vec<(usize, Event)> = changes
             .into_iter()
             .map(|(end, command)| (end, Event::Path(command)))
@@ -431,6 +450,11 @@ impl SessionRouter {
                 steps
                     .into_iter()
                     .map(|(end, step)| (end, Event::Step(step))),
+            )
+            .chain(
+                created_or_dropped
+                    .into_iter()
+                    .map(|(end, command)| (end, Event::Temporary(command))),
             )
             .collect();
         events.sort_by_key(|(end, _)| *end);
@@ -455,6 +479,10 @@ impl SessionRouter {
             }
             match event {
                 Some(Event::Path(command)) => self.path_changed(command),
+                Some(Event::Temporary(command)) => {
+                    self.set_changing();
+                    self.search_path.apply_temporary(command);
+                }
                 Some(Event::Step(step)) => {
                     if let Some(refused) = self.follow_step(step, &mut in_block) {
                         return (refused, false);
@@ -680,6 +708,76 @@ mod tests {
             Routed::Refuse(refusal) => refusal.statement(),
             Routed::Forward => panic!("expected a replacement"),
         }
+    }
+
+    #[test]
+    fn the_session_s_own_temporary_table_is_read_before_the_version_s_view() {
+        let mut session = router(Some("v1"), None);
+        let select = |session: &mut SessionRouter, idle| session.statement("SELECT * FROM t", idle);
+        // Made and used in one query string: the statements after it read it.
+        assert_eq!(
+            replaced(session.statement(
+                "CREATE TEMP TABLE t (a int); INSERT INTO t SELECT * FROM t",
+                true
+            )),
+            "CREATE TEMP TABLE t (a int); INSERT INTO pg_temp.t AS t SELECT * FROM pg_temp.t AS t"
+        );
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM pg_temp.t AS t"
+        );
+        // A drop in a block that rolls back is undone.
+        session.statement("DROP TABLE IF EXISTS t", false);
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        session.set_settled(false);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM pg_temp.t AS t"
+        );
+        // Dropped for good.
+        session.statement("DROP TABLE t", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // ON COMMIT DROP ends with the block.
+        session.statement("CREATE TEMP TABLE t (a int) ON COMMIT DROP", false);
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM pg_temp.t AS t"
+        );
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        // A rollback to a savepoint made before it undoes it.
+        session.statement("SAVEPOINT s", false);
+        session.statement("SELECT 1 AS a INTO TEMP t", false);
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM pg_temp.t AS t"
+        );
+        session.statement("ROLLBACK TO SAVEPOINT s", false);
+        assert_eq!(
+            replaced(select(&mut session, false)),
+            "SELECT * FROM t_v1 AS t"
+        );
+        session.set_settled(true);
+        // DISCARD TEMP forgets them all; another name is no managed table.
+        session.statement("CREATE TEMP TABLE t (a int)", true);
+        session.statement("DISCARD TEMP", true);
+        session.statement("CREATE TEMP TABLE u (a int)", true);
+        session.set_settled(true);
+        assert_eq!(
+            replaced(select(&mut session, true)),
+            "SELECT * FROM t_v1 AS t"
+        );
     }
 
     #[test]

@@ -16,11 +16,15 @@
 //! [`SessionSearchPath::transaction_ended`] drops the `SET LOCAL` value; a savepoint saves
 //! and puts back both ([`SessionSearchPath::local_value`], [`SessionSearchPath::restore_local`]).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::search_path::{PathCommand, RoleChange, parse_list};
+use super::temporary_relations::TempCommand;
 use crate::rewriter::VersionTargets;
-use crate::rewriter::resolution::{USER_ELEMENT, effective_path, pins};
+use crate::rewriter::resolution::{
+    TEMP_SCHEMA, USER_ELEMENT, effective_path, pins, with_temporary,
+};
 
 /// A search_path value, or the fact that the proxy does not know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +44,23 @@ impl PathValue {
     }
 }
 
+/// What a rolled-back transaction or savepoint puts back: the session value, and the
+/// session's temporary relations named like managed tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedPath {
+    value: PathValue,
+    temporary: BTreeSet<String>,
+}
+
 #[derive(Debug)]
 pub struct SessionSearchPath {
     reset: PathValue,
     session: PathValue,
+    /// The session's own temporary relations named like a managed table
+    /// (`temporary_relations`), searched before the path unless it lists `pg_temp`.
+    temporary: BTreeSet<String>,
+    /// Those of them made `ON COMMIT DROP`: gone when the transaction ends.
+    ending: BTreeSet<String>,
     local: Option<PathValue>,
     /// A role was set (`SET ROLE`) and not reset since: `$user` is not the login user.
     role_set: bool,
@@ -63,6 +80,8 @@ impl SessionSearchPath {
         SessionSearchPath {
             session: reset.clone(),
             reset,
+            temporary: BTreeSet::new(),
+            ending: BTreeSet::new(),
             local: None,
             role_set: false,
             authorization_set: false,
@@ -84,17 +103,52 @@ impl SessionSearchPath {
         self.local.as_ref().unwrap_or(&self.session)
     }
 
-    /// The session-level value, to restore if the transaction that changes it rolls back.
-    pub fn session_value(&self) -> PathValue {
-        self.session.clone()
+    /// The session-level value and temporary relations, to restore if the transaction that
+    /// changes them rolls back.
+    pub fn session_value(&self) -> SavedPath {
+        SavedPath {
+            value: self.session.clone(),
+            temporary: self.temporary.clone(),
+        }
     }
 
     /// Puts back a session value saved before a change that was rolled back.
-    pub fn restore(&mut self, value: PathValue) {
-        if self.session != value {
-            self.session = value;
+    pub fn restore(&mut self, saved: SavedPath) {
+        if self.session != saved.value || self.temporary != saved.temporary {
+            self.session = saved.value;
+            self.ending.retain(|name| saved.temporary.contains(name));
+            self.temporary = saved.temporary;
             self.epoch += 1;
         }
+    }
+
+    /// Whether the session has a temporary relation named like a managed table.
+    pub fn has_temporary(&self) -> bool {
+        !self.temporary.is_empty()
+    }
+
+    /// Follows a temporary relation created or dropped (`temporary_relations`).
+    pub fn apply_temporary(&mut self, command: TempCommand) {
+        match command {
+            TempCommand::Created {
+                name,
+                on_commit_drop,
+            } => {
+                if on_commit_drop {
+                    self.ending.insert(name.clone());
+                }
+                self.temporary.insert(name);
+            }
+            TempCommand::Dropped(name) => {
+                self.ending.remove(&name);
+                self.temporary.remove(&name);
+            }
+            TempCommand::DroppedAll => {
+                self.ending.clear();
+                self.temporary.clear();
+            }
+        }
+        self.epoch += 1;
     }
 
     /// The `SET LOCAL` value, for a savepoint to put back.
@@ -110,9 +164,16 @@ impl SessionSearchPath {
         }
     }
 
-    /// The transaction ended: a `SET LOCAL` value ends with it.
+    /// The transaction ended: a `SET LOCAL` value ends with it, and so do temporary
+    /// relations made `ON COMMIT DROP`.
     pub fn transaction_ended(&mut self) {
         if self.local.take().is_some() {
+            self.epoch += 1;
+        }
+        if !self.ending.is_empty() {
+            for name in std::mem::take(&mut self.ending) {
+                self.temporary.remove(&name);
+            }
             self.epoch += 1;
         }
     }
@@ -180,19 +241,31 @@ impl SessionSearchPath {
         {
             return resolved.clone();
         }
-        let resolved = match self.current() {
+        let path = match self.current() {
             PathValue::Known(elements)
                 if self.user_is_login() || !elements.iter().any(|e| e == USER_ELEMENT) =>
             {
-                let path = effective_path(elements, session_user);
-                let pins = pins(&base.search_path_candidates, &path);
-                if pins.is_empty() {
-                    base.clone()
-                } else {
-                    Arc::new(base.with_pins(&pins))
-                }
+                Some(effective_path(elements, session_user))
             }
-            PathValue::Known(_) | PathValue::Unknown => base.clone(),
+            // An unknown path still searches the temporary schema first, unless it lists
+            // `pg_temp`, which is rare enough to assume not.
+            PathValue::Known(_) | PathValue::Unknown if self.has_temporary() => {
+                Some(vec![TEMP_SCHEMA.to_owned()])
+            }
+            PathValue::Known(_) | PathValue::Unknown => None,
+        };
+        let pins = match (&path, self.has_temporary()) {
+            (None, _) => Vec::new(),
+            (Some(path), false) => pins(&base.search_path_candidates, path),
+            (Some(path), true) => {
+                let candidates =
+                    with_temporary(&base.search_path_candidates, base, &self.temporary);
+                pins(&candidates, path)
+            }
+        };
+        let resolved = match pins.is_empty() {
+            true => base.clone(),
+            false => Arc::new(base.with_pins(&pins)),
         };
         self.resolved = Some((base.clone(), self.epoch, resolved.clone()));
         resolved
