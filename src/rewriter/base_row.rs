@@ -20,6 +20,7 @@ use sqlparser::ast::{AssignmentTarget, Expr, Ident, ObjectNamePart, Spanned, vis
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use super::lexer::{self, Kind, Token};
 use super::refusal::Refusal;
 use super::splice::{self, Edit, TextIndex};
 use super::statement_scan::{Scan, SetSegment};
@@ -90,6 +91,17 @@ impl BaseRow<'_> {
             Statement::Upsert => "ON CONFLICT's SET, WHERE or RETURNING",
             Statement::Merge => "MERGE's ON, WHEN conditions, SET or INSERT values",
         }
+    }
+
+    /// The statement's tokens without comments, for a [`Scan`] of its clauses; refused (at
+    /// `at_name`) when the text is outside what the lexer reads.
+    pub fn significant_tokens(&self, at_name: Option<usize>) -> Result<Vec<Token>, Refusal> {
+        let mut tokens = Vec::new();
+        lexer::lex(self.sql, &mut tokens).ok_or_else(|| {
+            self.refusal("its text is outside what viewgate's lexer reads", at_name)
+        })?;
+        tokens.retain(|t| t.kind != Kind::Comment);
+        Ok(tokens)
     }
 
     pub fn offset(&self, ident: &Ident) -> Option<usize> {
@@ -389,6 +401,16 @@ impl BaseRow<'_> {
     }
 }
 
+/// A spec's expression (the text the catalog recorded) as sqlparser reads it; `None` when it
+/// cannot be parsed.
+pub fn parse_expression(expression: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(expression)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
 /// Whether `expr` is the keyword `DEFAULT` (sqlparser reads it as an identifier).
 pub fn is_default(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
@@ -397,11 +419,7 @@ pub fn is_default(expr: &Expr) -> bool {
 /// `expression` (a spec's, over the base row) with every column reference qualified by
 /// `relation`; `None` when it has a subquery or a qualified reference, or cannot be parsed.
 fn qualify(expression: &str, relation: &str) -> Option<String> {
-    let parsed = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(expression)
-        .ok()?
-        .parse_expr()
-        .ok()?;
+    let parsed = parse_expression(expression)?;
     let index = TextIndex::new(expression);
     let mut edits = Vec::new();
     let flow = visit_expressions(&parsed, |e| match e {

@@ -42,11 +42,10 @@ use sqlparser::ast::{
     MergeClauseKind, MergeInsertExpr, MergeInsertKind, MergeUpdateKind, ObjectName, ObjectNamePart,
     Query, SelectItem, SetExpr, TableFactor, visit_expressions,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
-use super::base_row::{BaseRow, NEW_ALIAS, OLD_ALIAS, Resolution, RowName, insertion, join};
-use super::lexer::{self, Kind};
+use super::base_row::{
+    BaseRow, NEW_ALIAS, OLD_ALIAS, Resolution, RowName, insertion, join, parse_expression,
+};
 use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
 use super::statement_scan::{Scan, SetSegment};
@@ -198,11 +197,7 @@ impl BaseRow<'_> {
                 at_name,
             ));
         }
-        let mut tokens = Vec::new();
-        lexer::lex(self.sql, &mut tokens).ok_or_else(|| {
-            self.refusal("its text is outside what viewgate's lexer reads", at_name)
-        })?;
-        tokens.retain(|t| t.kind != Kind::Comment);
+        let tokens = self.significant_tokens(at_name)?;
         let scan = Scan {
             sql: self.sql,
             tokens: &tokens,
@@ -918,11 +913,7 @@ impl BaseRow<'_> {
 /// A write expression of the spec's split at its `NEW.col` and `OLD.col` references; `None`
 /// when it names anything else as a column, has a subquery, or cannot be parsed.
 fn write_pieces(expression: &str) -> Option<Vec<Piece>> {
-    let parsed = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(expression)
-        .ok()?
-        .parse_expr()
-        .ok()?;
+    let parsed = parse_expression(expression)?;
     let index = TextIndex::new(expression);
     let mut references = Vec::new();
     let flow = visit_expressions(&parsed, |e| match e {

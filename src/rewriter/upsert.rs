@@ -42,7 +42,6 @@ use sqlparser::ast::{
 };
 
 use super::base_row::{BaseRow, NEW_ALIAS, Resolution, RowName, Statement, insertion, join};
-use super::lexer::{self, Kind};
 use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
 use super::statement_scan::Scan;
@@ -128,11 +127,7 @@ impl BaseRow<'_> {
             return Err(self.refusal("the table's alias could not be located", at_name));
         }
         self.check_row_name(&row, at_name)?;
-        let mut tokens = Vec::new();
-        lexer::lex(self.sql, &mut tokens).ok_or_else(|| {
-            self.refusal("its text is outside what viewgate's lexer reads", at_name)
-        })?;
-        tokens.retain(|t| t.kind != Kind::Comment);
+        let tokens = self.significant_tokens(at_name)?;
         let scan = Scan {
             sql: self.sql,
             tokens: &tokens,
