@@ -215,6 +215,23 @@ fn the_session_s_own_temporary_table_is_read_and_written_before_the_view() {
         statements.push("SELECT model_name FROM model_metadata");
         assert_eq!(session(&proxy, "", &statements).unwrap(), "base");
     }
+    // Made in a query string that fails: rolled back with it, the view read after.
+    let output = proxy
+        .psql(&proxy.conninfo())
+        .args(["-v", "ON_ERROR_STOP=0"])
+        .args([
+            "-c",
+            "CREATE TEMP TABLE model_metadata (marker text); SELECT 1/0",
+        ])
+        .args(["-c", "SELECT model_name FROM model_metadata"])
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(out.trim(), "base", "{err}");
+    assert!(err.contains("division by zero"), "{err}");
     // SELECT … INTO TEMP in one query string with the statement that reads it.
     let out = session(
         &proxy,

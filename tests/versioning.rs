@@ -225,6 +225,16 @@ async fn a_version_set_in_a_transaction_that_rolls_back_is_undone() {
     client.batch_execute("BEGIN").await.unwrap();
     client.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(columns(&client).await, 5);
+    // A query string outside a block is one implicit transaction: an error anywhere in it
+    // undoes a SET before it, and skips one after it.
+    for failing in [
+        "SET viewgate.version = 'v2'; SELECT 1/0",
+        "SELECT 1/0; SET viewgate.version = 'v2'",
+    ] {
+        assert!(client.batch_execute(failing).await.is_err(), "{failing}");
+        assert_eq!(columns(&client).await, 5, "{failing}");
+        assert_eq!(show(&client).await, "v1", "{failing}");
+    }
 }
 
 #[test]

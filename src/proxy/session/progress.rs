@@ -42,11 +42,16 @@ pub(super) struct Progress {
     pub(super) batches_sent: AtomicU64,
     pub(super) batches_answered: AtomicU64,
     /// The batch of the oldest `SET viewgate.version` whose fate Postgres has not told yet
-    /// ([`NO_BATCH`]: none): answered outside a block it stands; inside one, it stands only if
-    /// the block commits.
+    /// ([`NO_BATCH`]: none): answered outside a block it stands unless its batch failed (an
+    /// implicit transaction, rolled back whole); inside one, it stands only if the block
+    /// commits.
     pub(super) unsettled_set: AtomicU64,
     /// That SET's fate, once known: [`SET_KEPT`], [`SET_UNDONE`], or 0 (not yet).
     pub(super) set_verdict: AtomicU8,
+    /// Postgres reported an error while answering the unsettled SET's batch: run outside a
+    /// block, the batch was one implicit transaction, rolled back whole (the SET with it, or
+    /// skipped after the error).
+    pub(super) unsettled_failed: AtomicBool,
     /// Parses viewgate refused, oldest first: the batch each belongs to and the ErrorResponse
     /// the client gets in place of Postgres's answer to `REFUSED_PARSE`. A Mutex, touched
     /// only when `refusals_waiting` says there is one; entries whose batch was answered
@@ -107,7 +112,11 @@ impl Progress {
         }
         let was_in_block = previous == TransactionStatus::InTransaction as u8
             || previous == TransactionStatus::Failed as u8;
-        let kept = !was_in_block || end == END_COMMIT;
+        let failed = self.unsettled_failed.swap(false, Ordering::Relaxed);
+        let kept = match was_in_block {
+            true => end == END_COMMIT,
+            false => !failed,
+        };
         self.set_verdict
             .store(if kept { SET_KEPT } else { SET_UNDONE }, Ordering::Relaxed);
         self.unsettled_set.store(NO_BATCH, Ordering::Relaxed);
@@ -123,12 +132,25 @@ impl Progress {
         } else {
             sent
         };
-        let _ = self.unsettled_set.compare_exchange(
+        let fresh = self.unsettled_set.compare_exchange(
             NO_BATCH,
             batch,
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+        if fresh.is_ok() {
+            self.unsettled_failed.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Postgres sent an ErrorResponse (not to one of the proxy's own statements): counted,
+    /// and noted against the unsettled SET if it answers the SET's batch.
+    pub(super) fn upstream_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let unsettled = self.unsettled_set.load(Ordering::Relaxed);
+        if unsettled != NO_BATCH && self.batches_answered.load(Ordering::Relaxed) == unsettled {
+            self.unsettled_failed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// A Parse was refused and replaced by `REFUSED_PARSE`: `error` goes to the client in
@@ -286,6 +308,22 @@ mod tests {
         answer(&progress, None, TransactionStatus::Idle);
         assert_eq!(progress.take_set_verdict(), Some(true));
         assert_eq!(progress.take_set_verdict(), None);
+    }
+
+    #[test]
+    fn a_set_in_a_batch_that_fails_outside_a_block_is_undone() {
+        let progress = Progress::new();
+        send(&progress, frontend::QUERY, true); // SET …; SELECT 1/0
+        progress.upstream_error();
+        answer(&progress, None, TransactionStatus::Idle);
+        assert_eq!(progress.take_set_verdict(), Some(false));
+        // An error answering an earlier batch is not the SET's.
+        send(&progress, frontend::QUERY, false); // SELECT 1/0
+        send(&progress, frontend::QUERY, true); // SET, pipelined behind it
+        progress.upstream_error();
+        answer(&progress, None, TransactionStatus::Idle);
+        answer(&progress, None, TransactionStatus::Idle);
+        assert_eq!(progress.take_set_verdict(), Some(true));
     }
 
     #[test]

@@ -331,7 +331,7 @@ fn inspect_upstream(
             _ => {}
         },
         backend::ERROR_RESPONSE => {
-            progress.errors.fetch_add(1, Ordering::Relaxed);
+            progress.upstream_error();
             if let Some(fields) = backend::error_fields(frame) {
                 if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
                     progress.upstream_fatal.store(true, Ordering::Relaxed);
