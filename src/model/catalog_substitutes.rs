@@ -25,6 +25,8 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_indexes",
     "pg_description",
     "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
@@ -62,10 +64,12 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 
 /// `pg_catalog` functions with a substitute in the same schema, found by their name qualified
 /// with `pg_catalog` or unqualified: the ones introspection calls with a managed table's (the
-/// version's view's) oid, which print or read the base table's names and comments.
+/// version's view's) oid, which print or read the base table's names and comments, or the
+/// view's definition.
 pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_indexdef",
     "pg_get_constraintdef",
+    "pg_get_viewdef",
     "col_description",
     "obj_description",
 ];
