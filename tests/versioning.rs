@@ -56,6 +56,52 @@ fn v1_and_v2_clients_share_rows_each_through_its_own_view() {
     assert_eq!(returned, "neural_network");
 }
 
+/// A NOT NULL or CHECK violation's detail prints the failing base row whole, hidden columns
+/// included: a versioned client gets a note in its place; the message and SQLSTATE stand.
+#[test]
+fn a_constraint_violation_does_not_show_a_version_the_base_row() {
+    let proxy = versioned_proxy();
+    psql(&proxy, Some("v2"), "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '1', 'secret_type')").unwrap();
+    proxy.admin(
+        "ALTER TABLE model_metadata ADD CONSTRAINT short_name CHECK (length(model_name) < 10)",
+    );
+    let error = psql(
+        &proxy,
+        None,
+        "UPDATE model_metadata SET model_name = 'a-much-longer-name' WHERE model_name = 'bert'",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("violates check constraint \"short_name\"")
+            && error.contains("the failing row is the base table's")
+            && !error.contains("secret_type"),
+        "{error}"
+    );
+    let error = psql(
+        &proxy,
+        None,
+        "INSERT INTO model_metadata (model_name, model_version) VALUES (NULL, '1')",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("violates not-null constraint")
+            && error.contains("the failing row is the base table's"),
+        "{error}"
+    );
+    // Straight to Postgres the detail is there, hidden column and all.
+    let direct = proxy
+        .cluster
+        .psql(
+            "postgres",
+            "UPDATE model_metadata SET model_name = 'a-much-longer-name' WHERE model_name = 'bert'",
+        )
+        .map_err(|e| e.to_string());
+    assert!(
+        direct.as_ref().is_err_and(|e| e.contains("secret_type")),
+        "{direct:?}"
+    );
+}
+
 #[test]
 fn versions_are_declared_shown_and_refused_when_unknown() {
     let proxy = versioned_proxy();

@@ -30,6 +30,9 @@ pub const FIELD_SEVERITY_NONLOCALIZED: u8 = b'V';
 pub const FIELD_CODE: u8 = b'C';
 pub const FIELD_MESSAGE: u8 = b'M';
 pub const FIELD_HINT: u8 = b'H';
+pub const FIELD_DETAIL: u8 = b'D';
+pub const FIELD_SCHEMA: u8 = b's';
+pub const FIELD_TABLE: u8 = b't';
 
 /// Authentication request codes (the first field of an Authentication message).
 pub const AUTH_OK: u32 = 0;
@@ -183,6 +186,9 @@ pub struct ErrorFields {
     pub severity: String,
     pub code: String,
     pub message: String,
+    /// The table an error is about (constraint violations name it), with its schema.
+    pub schema: String,
+    pub table: String,
 }
 
 pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
@@ -200,10 +206,43 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
             FIELD_SEVERITY if fields.severity.is_empty() => fields.severity = value,
             FIELD_CODE => fields.code = value,
             FIELD_MESSAGE => fields.message = value,
+            FIELD_SCHEMA => fields.schema = value,
+            FIELD_TABLE => fields.table = value,
             _ => {}
         }
         rest = &after[end + 1..];
     }
+}
+
+/// The ErrorResponse `frame` with its detail field (if any) replaced by `detail`, the other
+/// fields as they were; `None` for a malformed frame.
+pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
+    let mut fields: Vec<(u8, &[u8])> = Vec::new();
+    let mut rest = body(frame);
+    loop {
+        let (&kind, after) = rest.split_first()?;
+        if kind == 0 {
+            break;
+        }
+        let end = after.iter().position(|&b| b == 0)?;
+        if kind != FIELD_DETAIL {
+            fields.push((kind, &after[..end]));
+        }
+        rest = &after[end + 1..];
+    }
+    let mut out = BytesMut::with_capacity(frame.len() + detail.len());
+    encode_message(&mut out, ERROR_RESPONSE, |b| {
+        for (kind, value) in &fields {
+            b.put_u8(*kind);
+            b.put_slice(value);
+            b.put_u8(0);
+        }
+        b.put_u8(FIELD_DETAIL);
+        b.put_slice(detail.replace('\0', "").as_bytes());
+        b.put_u8(0);
+        b.put_u8(0);
+    });
+    Some(out)
 }
 
 #[cfg(test)]
@@ -252,5 +291,27 @@ mod tests {
         assert_eq!(fields.code, "57P01");
         assert_eq!(fields.severity, "FATAL");
         assert_eq!(fields.message, "bye");
+    }
+
+    #[test]
+    fn replaces_the_detail_and_keeps_every_other_field() {
+        let original = frame(
+            b'E',
+            b"SERROR\0C23502\0Mnull value\0DFailing row contains (1, x)\0spublic\0tt\0\0",
+        );
+        let replaced = with_detail(&original, "hidden").unwrap();
+        assert_eq!(
+            &replaced[..],
+            &frame(
+                b'E',
+                b"SERROR\0C23502\0Mnull value\0spublic\0tt\0Dhidden\0\0"
+            )[..]
+        );
+        let fields = error_fields(&replaced).unwrap();
+        assert_eq!(
+            (fields.schema.as_str(), fields.table.as_str()),
+            ("public", "t")
+        );
+        assert_eq!(with_detail(&frame(b'E', b"SERROR"), "x"), None);
     }
 }

@@ -2,7 +2,7 @@
 //! default, and the routing rules compiled against those versions. Built from the catalog;
 //! replaced whole and swapped atomically, so sessions never take a lock to read it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +33,8 @@ pub struct RoutingState {
     shadow: Option<Arc<ShadowRun>>,
     /// Some relation could shadow a managed name: sessions follow their search_path.
     follows_search_path: bool,
+    /// The managed tables' base tables, as (schema, table).
+    base_tables: HashSet<(String, String)>,
 }
 
 impl RoutingState {
@@ -84,6 +86,12 @@ impl RoutingState {
             generation,
             tracks_writers: map.tracks_writers,
             follows_search_path: follows,
+            base_tables: map
+                .versions
+                .values()
+                .flatten()
+                .map(|routed| (routed.base_schema.clone(), routed.base_table.clone()))
+                .collect(),
             shadow: map
                 .shadow
                 .clone()
@@ -96,6 +104,15 @@ impl RoutingState {
     /// The shadow run in progress, if any.
     pub fn shadow(&self) -> Option<&Arc<ShadowRun>> {
         self.shadow.as_ref()
+    }
+
+    /// Whether `schema.table` is a managed table's base table, whose whole row a version's
+    /// client must not be shown.
+    pub fn is_base_table(&self, schema: &str, table: &str) -> bool {
+        !self.base_tables.is_empty()
+            && self
+                .base_tables
+                .contains(&(schema.to_owned(), table.to_owned()))
     }
 
     /// Whether sessions follow their search_path (some relation could shadow a managed name).

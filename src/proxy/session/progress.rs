@@ -62,6 +62,9 @@ pub(super) struct Progress {
     /// number at the last ReadyForQuery whose status was not failed ([`Progress::errors`]).
     pub(super) errors: AtomicU64,
     pub(super) errors_settled: AtomicU64,
+    /// The session runs at a version (as last routed): errors about a managed table's base
+    /// table must not show it the base row.
+    pub(super) versioned: AtomicBool,
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
     /// text, which reads the same in every encoding Postgres supports, can be rewritten.
     pub(super) foreign_encoding: AtomicBool,

@@ -21,7 +21,7 @@ use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
 use crate::router::version_setting::set_version_statement;
-use crate::router::{REFUSED_PARSE, Routed, SessionRouter};
+use crate::router::{REFUSED_PARSE, Routed, SessionRouter, SharedRouting};
 
 impl Session {
     /// Runs the pumps, stopping them for each switch request and starting them again after.
@@ -102,6 +102,9 @@ impl Session {
                             progress.set_sent(tag);
                         }
                         account_for(router, account, ledger);
+                        progress
+                            .versioned
+                            .store(router.assignment().is_some(), Ordering::Relaxed);
                         if quiet && router.tracks_writers() {
                             tell_version(router, upstream_version, progress, frame, inspection)
                         } else {
@@ -129,7 +132,17 @@ impl Session {
             upstream_reader,
             client_writer,
             backend::session_interest,
-            |tag, frame| inspect_upstream(progress, ledger, gate, parameters, tag, frame),
+            |tag, frame| {
+                inspect_upstream(
+                    progress,
+                    ledger,
+                    gate,
+                    &state.routing,
+                    parameters,
+                    tag,
+                    frame,
+                )
+            },
             gate,
             stop.cancelled(),
         );
@@ -285,6 +298,18 @@ fn tell_version(
     Inspection::Replace(combined)
 }
 
+/// What a versioned client is told in place of a constraint violation's "Failing row
+/// contains (…)", which prints the base table's whole row.
+const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table's, with columns this version does not see; it is not shown";
+
+/// Whether an error's detail prints a managed table's whole base row: a NOT NULL or CHECK
+/// violation (each details the failing row) on a base table.
+fn shows_base_row(fields: &backend::ErrorFields, routing: &SharedRouting) -> bool {
+    (fields.code == SqlState::NOT_NULL_VIOLATION.as_str()
+        || fields.code == SqlState::CHECK_VIOLATION.as_str())
+        && routing.load().is_base_table(&fields.schema, &fields.table)
+}
+
 /// Counts the session's next requests against the version (and rule) now in effect.
 fn account_for(router: &SessionRouter, account: &mut SessionAccount, ledger: &RequestLedger) {
     match router.assignment() {
@@ -299,6 +324,7 @@ fn inspect_upstream(
     progress: &Progress,
     ledger: &RequestLedger,
     gate: &PauseGate,
+    routing: &SharedRouting,
     parameters: &mut Vec<(String, String)>,
     tag: u8,
     frame: &[u8],
@@ -342,6 +368,12 @@ fn inspect_upstream(
                         && fields.message.contains(REFUSED_PARSE)
                 };
                 if let Some(error) = progress.refusal_answered(refused) {
+                    return Inspection::Replace(error);
+                }
+                if progress.versioned.load(Ordering::Relaxed)
+                    && shows_base_row(&fields, routing)
+                    && let Some(error) = backend::with_detail(frame, HIDDEN_ROW_DETAIL)
+                {
                     return Inspection::Replace(error);
                 }
             }
