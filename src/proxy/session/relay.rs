@@ -1,7 +1,9 @@
 //! The pump loop: both directions of a session running at once until one ends, shutdown
 //! closes the session, or a switch request stops them at clean points. Client messages are
 //! counted (`progress`), routed and rewritten on their way up; upstream messages are watched
-//! for ReadyForQuery, FATAL errors and ParameterStatus on their way down.
+//! for ReadyForQuery, FATAL errors and ParameterStatus on their way down, and a constraint
+//! violation's detail that prints a managed table's base row is hidden from a versioned
+//! session (it would show columns its version does not have).
 
 use std::sync::atomic::Ordering;
 
