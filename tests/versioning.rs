@@ -57,7 +57,8 @@ fn v1_and_v2_clients_share_rows_each_through_its_own_view() {
 }
 
 /// A NOT NULL or CHECK violation's detail prints the failing base row whole, hidden columns
-/// included: a versioned client gets a note in its place; the message and SQLSTATE stand.
+/// included, and a unique violation's the key: a versioned client gets a note in place of a
+/// row, and of a key with a column its version does not see; the message and SQLSTATE stand.
 #[test]
 fn a_constraint_violation_does_not_show_a_version_the_base_row() {
     let proxy = versioned_proxy();
@@ -86,6 +87,31 @@ fn a_constraint_violation_does_not_show_a_version_the_base_row() {
     assert!(
         error.contains("violates not-null constraint")
             && error.contains("the failing row is the base table's"),
+        "{error}"
+    );
+    // A key the version sees stands; one with a column it does not see is not shown.
+    proxy.admin("CREATE UNIQUE INDEX one_version ON model_metadata (model_version)");
+    let error = psql(
+        &proxy,
+        None,
+        "INSERT INTO model_metadata (model_name, model_version) VALUES ('mlp', '1')",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("DETAIL:  Key (model_version)=(1) already exists."),
+        "{error}"
+    );
+    proxy.admin(
+        "DROP INDEX one_version;
+         CREATE UNIQUE INDEX one_type ON model_metadata (model_name, model_type) NULLS NOT DISTINCT",
+    );
+    let insert = "INSERT INTO model_metadata (model_name, model_version) VALUES ('mlp', '2')";
+    psql(&proxy, None, insert).unwrap();
+    let error = psql(&proxy, None, insert).unwrap_err();
+    assert!(
+        error.contains("duplicate key value violates unique constraint \"one_type\"")
+            && error.contains("the key is the base table's")
+            && !error.contains("model_type"),
         "{error}"
     );
     // Straight to Postgres the detail is there, hidden column and all.

@@ -186,6 +186,7 @@ pub struct ErrorFields {
     pub severity: String,
     pub code: String,
     pub message: String,
+    pub detail: String,
     /// The table an error is about (constraint violations name it), with its schema.
     pub schema: String,
     pub table: String,
@@ -206,6 +207,7 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
             FIELD_SEVERITY if fields.severity.is_empty() => fields.severity = value,
             FIELD_CODE => fields.code = value,
             FIELD_MESSAGE => fields.message = value,
+            FIELD_DETAIL => fields.detail = value,
             FIELD_SCHEMA => fields.schema = value,
             FIELD_TABLE => fields.table = value,
             _ => {}

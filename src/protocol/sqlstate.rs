@@ -18,8 +18,6 @@ impl SqlState {
     pub const ADMIN_SHUTDOWN: SqlState = SqlState("57P01");
     pub const CANNOT_CONNECT_NOW: SqlState = SqlState("57P03");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
-    pub const NOT_NULL_VIOLATION: SqlState = SqlState("23502");
-    pub const CHECK_VIOLATION: SqlState = SqlState("23514");
 
     pub fn as_str(self) -> &'static str {
         self.0

@@ -15,13 +15,15 @@
 //! columns mapped: `COPY … FROM` through an auto-updatable view (`references`), `INSERT … ON
 //! CONFLICT` through a trigger-backed one (`upsert`), `MERGE` through either (`merge`), the
 //! view's reads and its trigger's writes over the base row shared (`base_row`); what cannot
-//! be mapped exactly is refused (`refusal`).
+//! be mapped exactly is refused (`refusal`). A constraint violation's detail, which speaks of
+//! the base row, is told in the version's terms or not at all (`error_detail`).
 //! Where a session's search_path makes an unqualified managed name mean another schema's
 //! relation, `resolution` pins it there (`shadowing` holds the data; targets with pins are
 //! cached under an identity of their own).
 
 pub mod base_row;
 pub mod cache;
+pub mod error_detail;
 pub mod lexer;
 pub mod mention;
 pub mod merge;

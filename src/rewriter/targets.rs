@@ -162,6 +162,14 @@ impl VersionTargets {
             .map(|(_, write)| write)
     }
 
+    /// The mapping recorded for the view over base table `base`, if any.
+    pub fn base_write_of(&self, base: &RelationName) -> Option<&BaseWrite> {
+        self.base_writes
+            .iter()
+            .map(|(_, write)| write)
+            .find(|write| write.base == *base)
+    }
+
     /// The fast path's scan for `table_names()`.
     pub fn mention_scan(&self) -> &MentionScan {
         &self.mention_scan

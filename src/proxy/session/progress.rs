@@ -4,14 +4,15 @@
 //! change) and quiet (it may be held or moved to another upstream).
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend;
 use crate::proxy::pause::PauseGate;
+use crate::rewriter::VersionTargets;
 
 /// What both pumps read and write. Atomics because the session future must be `Send`; both
 /// pumps run in one task, so `Relaxed` suffices.
@@ -62,9 +63,12 @@ pub(super) struct Progress {
     /// number at the last ReadyForQuery whose status was not failed ([`Progress::errors`]).
     pub(super) errors: AtomicU64,
     pub(super) errors_settled: AtomicU64,
-    /// The session runs at a version (as last routed): errors about a managed table's base
-    /// table must not show it the base row.
-    pub(super) versioned: AtomicBool,
+    /// The targets of the version the session last ran a statement at (`None`: unversioned),
+    /// for what a constraint violation's detail may show it (`rewriter::error_detail`).
+    version_targets: Mutex<Option<Arc<VersionTargets>>>,
+    /// The address of `version_targets`' value (0 for none): a statement routed at the same
+    /// targets takes no lock.
+    version_targets_at: AtomicUsize,
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
     /// text, which reads the same in every encoding Postgres supports, can be rewritten.
     pub(super) foreign_encoding: AtomicBool,
@@ -144,6 +148,22 @@ impl Progress {
         if fresh.is_ok() {
             self.unsettled_failed.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// The session's statement was just routed at `targets`' version (`None`: unversioned).
+    pub(super) fn note_version(&self, targets: Option<&Arc<VersionTargets>>) {
+        let at = targets.map_or(0, |targets| Arc::as_ptr(targets) as usize);
+        // The slot holds the Arc, so no other live targets can have its address.
+        if self.version_targets_at.swap(at, Ordering::Relaxed) != at
+            && let Ok(mut slot) = self.version_targets.lock()
+        {
+            *slot = targets.cloned();
+        }
+    }
+
+    /// The targets of the version the session last ran at, if it is versioned.
+    pub(super) fn version_targets(&self) -> Option<Arc<VersionTargets>> {
+        self.version_targets.lock().ok()?.clone()
     }
 
     /// Postgres sent an ErrorResponse (not to one of the proxy's own statements): counted,

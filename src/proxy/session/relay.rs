@@ -7,6 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +23,10 @@ use crate::proxy::pause::PauseGate;
 use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
+use crate::rewriter::error_detail;
+use crate::rewriter::targets::RelationName;
 use crate::router::version_setting::set_version_statement;
-use crate::router::{REFUSED_PARSE, Routed, SessionRouter, SharedRouting};
+use crate::router::{Assignment, REFUSED_PARSE, Routed, SessionRouter, SharedRouting};
 
 impl Session {
     /// Runs the pumps, stopping them for each switch request and starting them again after.
@@ -104,9 +107,7 @@ impl Session {
                             progress.set_sent(tag);
                         }
                         account_for(router, account, ledger);
-                        progress
-                            .versioned
-                            .store(router.assignment().is_some(), Ordering::Relaxed);
+                        progress.note_version(router.assignment().map(Assignment::targets));
                         if quiet && router.tracks_writers() {
                             tell_version(router, upstream_version, progress, frame, inspection)
                         } else {
@@ -300,16 +301,29 @@ fn tell_version(
     Inspection::Replace(combined)
 }
 
-/// What a versioned client is told in place of a constraint violation's "Failing row
-/// contains (…)", which prints the base table's whole row.
-const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table's, with columns this version does not see; it is not shown";
+/// SQLSTATE class 23: integrity constraint violations, the errors whose detail names a row
+/// or key.
+const INTEGRITY_CONSTRAINT_CLASS: &str = "23";
 
-/// Whether an error's detail prints a managed table's whole base row: a NOT NULL or CHECK
-/// violation (each details the failing row) on a base table.
-fn shows_base_row(fields: &backend::ErrorFields, routing: &SharedRouting) -> bool {
-    (fields.code == SqlState::NOT_NULL_VIOLATION.as_str()
-        || fields.code == SqlState::CHECK_VIOLATION.as_str())
-        && routing.load().is_base_table(&fields.schema, &fields.table)
+/// The ErrorResponse a versioned session gets in place of `frame`, a constraint violation on
+/// a managed table's base table whose detail speaks of columns its version may not have
+/// (`rewriter::error_detail`); `None`: it stands.
+fn detail_for_version(
+    progress: &Progress,
+    routing: &SharedRouting,
+    fields: &backend::ErrorFields,
+    frame: &[u8],
+) -> Option<BytesMut> {
+    if fields.detail.is_empty() || !fields.code.starts_with(INTEGRITY_CONSTRAINT_CLASS) {
+        return None;
+    }
+    let targets = progress.version_targets()?;
+    if !routing.load().is_base_table(&fields.schema, &fields.table) {
+        return None;
+    }
+    let base = RelationName::new(fields.schema.as_str(), fields.table.as_str());
+    let detail = error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?;
+    backend::with_detail(frame, &detail)
 }
 
 /// Counts the session's next requests against the version (and rule) now in effect.
@@ -372,10 +386,7 @@ fn inspect_upstream(
                 if let Some(error) = progress.refusal_answered(refused) {
                     return Inspection::Replace(error);
                 }
-                if progress.versioned.load(Ordering::Relaxed)
-                    && shows_base_row(&fields, routing)
-                    && let Some(error) = backend::with_detail(frame, HIDDEN_ROW_DETAIL)
-                {
+                if let Some(error) = detail_for_version(progress, routing, &fields, frame) {
                     return Inspection::Replace(error);
                 }
             }

@@ -1,0 +1,192 @@
+//! What a version's client is told of a constraint violation on a managed table's base table.
+//!
+//! A write through a version's view fails at the base table, and Postgres's detail speaks in
+//! the base table's terms: NOT NULL and CHECK violations print the failing row whole ("Failing
+//! row contains (…)"), unique, exclusion and foreign key violations the key ("Key (a, b)=(…)
+//! already exists"). A version must not be shown columns it does not have, so the row is
+//! never shown, and a key only when each of its columns is one the version sees (a renamed one
+//! under the version's name); the proxy replaces the detail, never the message or SQLSTATE.
+
+use super::targets::{RelationName, VersionTargets, quote_identifier};
+
+/// In place of a failing row.
+pub const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table's, with columns this version does not see; it is not shown";
+/// In place of a key the version does not see whole.
+pub const HIDDEN_KEY_DETAIL: &str = "viewgate: the key is the base table's, with columns this version does not see under these names; it is not shown";
+
+const NOT_NULL_VIOLATION: &str = "23502";
+const CHECK_VIOLATION: &str = "23514";
+const UNIQUE_VIOLATION: &str = "23505";
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+const EXCLUSION_VIOLATION: &str = "23P01";
+
+/// The detail a client of `targets`' version gets instead of `detail`, for an error with
+/// SQLSTATE `code` about `base` (a managed table's base table); `None`: the detail stands.
+pub fn for_version(
+    code: &str,
+    detail: &str,
+    base: &RelationName,
+    targets: &VersionTargets,
+) -> Option<String> {
+    match code {
+        NOT_NULL_VIOLATION | CHECK_VIOLATION => Some(HIDDEN_ROW_DETAIL.to_owned()),
+        UNIQUE_VIOLATION | FOREIGN_KEY_VIOLATION | EXCLUSION_VIOLATION => {
+            match key_for_version(code, detail, base, targets) {
+                Key::Same => None,
+                Key::Renamed(detail) => Some(detail),
+                Key::Hidden => Some(HIDDEN_KEY_DETAIL.to_owned()),
+            }
+        }
+        _ => None,
+    }
+}
+
+enum Key {
+    Same,
+    Renamed(String),
+    Hidden,
+}
+
+/// `Key (a, b)=(…) …` with the columns in the version's names.
+fn key_for_version(code: &str, detail: &str, base: &RelationName, targets: &VersionTargets) -> Key {
+    let Some(mapping) = targets.base_write_of(base).map(|write| &write.mapping) else {
+        return Key::Hidden;
+    };
+    let Some((columns, rest)) = detail
+        .strip_prefix("Key (")
+        .and_then(|after| after.split_once(")=("))
+    else {
+        return Key::Hidden;
+    };
+    let mut renamed = false;
+    let mut names = Vec::new();
+    for column in columns.split(", ") {
+        let Some(base_column) = column_name(column) else {
+            return Key::Hidden;
+        };
+        let Some(shown) = mapping
+            .columns
+            .iter()
+            .find(|c| c.base_column.as_deref() == Some(base_column.as_str()))
+        else {
+            return Key::Hidden;
+        };
+        renamed |= shown.name != base_column;
+        names.push(quote_identifier(&shown.name));
+    }
+    match renamed {
+        false => Key::Same,
+        // An exclusion violation names the key twice; only the plain forms are rewritten.
+        true if code == EXCLUSION_VIOLATION => Key::Hidden,
+        true => Key::Renamed(format!("Key ({})=({rest}", names.join(", "))),
+    }
+}
+
+/// A column as an index's column list prints it: a name, bare or double-quoted; `None` for an
+/// expression.
+fn column_name(text: &str) -> Option<String> {
+    if let Some(quoted) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        return Some(quoted.replace("\"\"", "\""));
+    }
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c == '_' || c == '$' || c.is_ascii_lowercase() || c.is_ascii_digit());
+    plain.then(|| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MappedColumn, ViewMapping};
+    use crate::rewriter::targets::{BaseWrite, ViewTarget};
+    use std::sync::Arc;
+
+    fn column(name: &str, base_column: Option<&str>) -> MappedColumn {
+        MappedColumn {
+            name: name.into(),
+            base_column: base_column.map(str::to_owned),
+            expression: None,
+            type_name: "text".into(),
+            default: None,
+            base_default: None,
+            base_identity_always: false,
+        }
+    }
+
+    fn targets() -> (RelationName, VersionTargets) {
+        let base = RelationName::new("public", "customers");
+        let view = RelationName::new("public", "customers_v2");
+        let mapping = ViewMapping {
+            trigger_backed: false,
+            columns: vec![
+                column("id", Some("id")),
+                column("full_name", Some("name")),
+                column("Email", Some("email")),
+                column("label", None),
+            ],
+            insert: Vec::new(),
+            update: Vec::new(),
+        };
+        let targets = VersionTargets::new(
+            "v2",
+            vec![ViewTarget {
+                table: base.clone(),
+                view: view.clone(),
+            }],
+        )
+        .with_base_write(
+            view,
+            BaseWrite {
+                base: base.clone(),
+                mapping: Arc::new(mapping),
+            },
+        );
+        (base, targets)
+    }
+
+    #[test]
+    fn rows_are_never_shown_and_keys_only_in_the_version_s_names() {
+        let (base, targets) = targets();
+        let detail = |code: &str, text: &str| for_version(code, text, &base, &targets);
+        assert_eq!(
+            detail("23502", "Failing row contains (1, null, secret).").as_deref(),
+            Some(HIDDEN_ROW_DETAIL)
+        );
+        assert_eq!(detail("23505", "Key (id)=(1) already exists."), None);
+        assert_eq!(
+            detail("23505", "Key (name, id)=(bert, 1) already exists.").as_deref(),
+            Some("Key (full_name, id)=(bert, 1) already exists.")
+        );
+        assert_eq!(
+            detail("23503", "Key (email)=(x) is not present in table \"t\".").as_deref(),
+            Some("Key (\"Email\")=(x) is not present in table \"t\".")
+        );
+        for hidden in [
+            "Key (secret)=(x) already exists.",
+            "Key (lower(name))=(x) already exists.",
+            "Schlüssel (id)=(1) existiert bereits.",
+        ] {
+            assert_eq!(
+                detail("23505", hidden).as_deref(),
+                Some(HIDDEN_KEY_DETAIL),
+                "{hidden}"
+            );
+        }
+        assert_eq!(
+            detail(
+                "23P01",
+                "Key (name)=(a) conflicts with existing key (name)=(b)."
+            )
+            .as_deref(),
+            Some(HIDDEN_KEY_DETAIL)
+        );
+        assert_eq!(detail("22012", "anything"), None);
+        // A base table without a recorded mapping: no key is shown.
+        let other = RelationName::new("public", "orders");
+        assert_eq!(
+            for_version("23505", "Key (id)=(1) already exists.", &other, &targets).as_deref(),
+            Some(HIDDEN_KEY_DETAIL)
+        );
+    }
+}
