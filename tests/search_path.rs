@@ -318,6 +318,72 @@ async fn the_extended_protocol_and_the_rewrite_cache_keep_sessions_apart() {
     assert_eq!(columns(&tenant).await, V1_COLUMNS);
 }
 
+/// Postgres parses a prepared statement again when the search_path changed since it was
+/// planned; so does the proxy, at the session's next quiet message (a hidden Close and
+/// Parse of the text rewritten under the new path). The two tenant tables have the same
+/// row, so Postgres itself runs the statement on the new path's table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prepared_statement_follows_a_later_search_path_change() {
+    let proxy = proxy_with_tenant();
+    tenant_table(&proxy, "tenant_b");
+    proxy.admin("NOTIFY viewgate_control");
+    assert!(
+        wait_until(Duration::from_secs(5), || session(
+            &proxy,
+            "options='-c search_path=tenant_b,public'",
+            &["SELECT marker FROM model_metadata"]
+        )
+        .is_ok_and(|out| out == "tenant_b")),
+        "the proxy did not learn of tenant_b.model_metadata"
+    );
+    let client = connect_with(&proxy, "-c%20search_path%3Dtenant_a,public").await;
+    let statement = client
+        .prepare("SELECT marker FROM model_metadata")
+        .await
+        .unwrap();
+    let marker = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, String>(0);
+    assert_eq!(
+        marker(client.query(&statement, &[]).await.unwrap()),
+        "tenant_a"
+    );
+    client
+        .batch_execute("SET search_path = tenant_b, public")
+        .await
+        .unwrap();
+    assert_eq!(
+        marker(client.query(&statement, &[]).await.unwrap()),
+        "tenant_b"
+    );
+    // Twice, and with parameters: prepared once per change, kept after.
+    let by_id = client
+        .prepare("SELECT marker FROM model_metadata WHERE id = $1")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET search_path = tenant_a, public")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            marker(client.query(&statement, &[]).await.unwrap()),
+            "tenant_a"
+        );
+        assert_eq!(
+            marker(client.query(&by_id, &[&1i32]).await.unwrap()),
+            "tenant_a"
+        );
+    }
+    // Back to the managed table, whose row differs: the statement fails rather than reading
+    // a tenant table (Postgres fails too, parsing it again: the view has no `marker`).
+    client
+        .batch_execute("SET search_path = public")
+        .await
+        .unwrap();
+    assert!(client.query(&statement, &[]).await.is_err());
+    // The session goes on.
+    assert_eq!(columns(&client).await, V1_COLUMNS);
+}
+
 #[test]
 fn the_role_default_and_user_are_asked_of_the_upstream_at_login() {
     let proxy = proxy_with_tenant();

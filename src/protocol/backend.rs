@@ -53,6 +53,9 @@ pub fn session_interest(tag: u8) -> Interest {
         // dropped, and to tell a COMMIT from a ROLLBACK (`proxy/session/relay.rs`); it is
         // small, and passes on otherwise.
         READY_FOR_QUERY | ERROR_RESPONSE | PARAMETER_STATUS | COMMAND_COMPLETE => Interest::Whole,
+        // The answers to statements the proxy prepares again on the session's behalf, which
+        // the client must not see (header-only messages).
+        PARSE_COMPLETE | CLOSE_COMPLETE => Interest::Whole,
         _ => Interest::Skip,
     }
 }

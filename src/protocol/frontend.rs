@@ -30,6 +30,8 @@ pub const PORTAL: u8 = b'P';
 
 /// A whole Terminate message: the tag and a length of 4, no body.
 pub const TERMINATE_MESSAGE: [u8; 5] = [TERMINATE, 0, 0, 0, 4];
+/// A Sync message.
+pub const SYNC_MESSAGE: [u8; 5] = [SYNC, 0, 0, 0, 4];
 
 /// What the session loop must see of each client message. The pause gate must see the first
 /// message after a boundary whatever its type, before any of it is forwarded, but needs only
@@ -91,6 +93,18 @@ pub fn with_statement(tag: u8, frame: &[u8], sql: &str) -> Option<BytesMut> {
         b.put_slice(&body[end..]);
     });
     Some(out)
+}
+
+/// A Close of prepared statement `name` (the proxy's own; `name` holds no NUL, as it came
+/// from a Parse).
+pub fn close_statement(name: &str) -> BytesMut {
+    let mut message = BytesMut::with_capacity(name.len() + super::frame::HEADER_LEN + 2);
+    super::frame::encode_message(&mut message, CLOSE, |body| {
+        body.put_u8(STATEMENT);
+        body.put_slice(name.as_bytes());
+        body.put_u8(0);
+    });
+    message
 }
 
 /// A Query message with `sql` as its text (the proxy's own statements; `sql` holds no NUL).

@@ -9,6 +9,11 @@
 //! session holds its version (`session_router.rs`) until the client closes them (protocol
 //! Close, `DEALLOCATE`, `DISCARD ALL`) or disconnects.
 //!
+//! A protocol statement rewritten under the session's name resolution (a search_path or
+//! temporary relation that shadows a managed name) is also remembered whole ([`Resolved`]),
+//! so the router can prepare it again when that resolution changes, as Postgres parses a
+//! prepared statement again under a new search_path.
+//!
 //! Named statements are tracked both ways Postgres creates them: the extended protocol's
 //! Parse and SQL `PREPARE` (one namespace). The unnamed statement is not: it lives until the
 //! next Parse, which drivers send in the same batch as its Execute.
@@ -23,6 +28,25 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 pub struct PreparedStatements {
     /// Statement name → the version it was rewritten at.
     versions: HashMap<String, String>,
+    /// Protocol statements whose rewrite depends on how the session resolves names.
+    resolved: HashMap<String, Resolved>,
+}
+
+/// A named statement whose rewrite depends on how the session resolves unqualified names
+/// (its search_path, its temporary relations): what is needed to prepare it again when that
+/// changes, as Postgres parses a prepared statement again when the search_path changed.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The client's text.
+    pub sql: String,
+    /// The version it was rewritten at.
+    pub version: String,
+    /// The cache identity of the targets it was rewritten with (`VersionTargets`).
+    pub identity: String,
+    /// The text sent to Postgres.
+    pub sent: String,
+    /// The client's Parse message, whose name and parameter types a new Parse keeps.
+    pub message: Vec<u8>,
 }
 
 impl PreparedStatements {
@@ -31,6 +55,7 @@ impl PreparedStatements {
     /// Postgres (42P05), so only a rewritten statement changes what is known: an unmanaged
     /// reuse of a held name keeps the hold until the name is closed.
     pub fn parsed(&mut self, name: &str, version: Option<&str>) {
+        self.resolved.remove(name);
         if let (false, Some(version)) = (name.is_empty(), version) {
             self.versions.insert(name.to_owned(), version.to_owned());
         }
@@ -38,7 +63,23 @@ impl PreparedStatements {
 
     /// A protocol Close of statement `name`; returns whether it was held.
     pub fn closed(&mut self, name: &str) -> bool {
+        self.resolved.remove(name);
         self.versions.remove(name).is_some()
+    }
+
+    /// Statement `name`, just parsed, depends on the session's name resolution.
+    pub fn resolved(&mut self, name: &str, resolved: Resolved) {
+        self.resolved.insert(name.to_owned(), resolved);
+    }
+
+    /// The statements that depend on the session's name resolution, by name.
+    pub fn resolution_dependent(&mut self) -> impl Iterator<Item = (&String, &mut Resolved)> {
+        self.resolved.iter_mut()
+    }
+
+    /// Whether any statement depends on the session's name resolution.
+    pub fn has_resolution_dependent(&self) -> bool {
+        !self.resolved.is_empty()
     }
 
     /// A SQL statement text: `PREPARE name AS …` of a rewritten text holds `name` at
@@ -79,10 +120,12 @@ impl PreparedStatements {
                         Some(all) if keyword(all) == Some(Keyword::ALL) => {
                             released |= !self.versions.is_empty();
                             self.versions.clear();
+                            self.resolved.clear();
                         }
                         Some(target) => {
                             if let Some(name) = identifier(target) {
                                 released |= self.versions.remove(&name).is_some();
+                                self.resolved.remove(&name);
                             }
                         }
                         None => {}
@@ -94,6 +137,7 @@ impl PreparedStatements {
                 {
                     released |= !self.versions.is_empty();
                     self.versions.clear();
+                    self.resolved.clear();
                 }
                 _ => {}
             }

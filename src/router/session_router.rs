@@ -33,7 +33,7 @@
 
 use std::sync::Arc;
 
-use super::prepared::PreparedStatements;
+use super::prepared::{PreparedStatements, Resolved};
 use super::raise::{Refusal, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
@@ -99,6 +99,12 @@ pub struct SessionRouter {
     recovered_at: u64,
     /// The error count last noted.
     errors: u64,
+    /// The cache identity of the targets the statement just routed was rewritten with, when
+    /// the session's name resolution decided them (see [`SessionRouter::parse_message`]).
+    resolved_identity: Option<String>,
+    /// The resolution epoch (search_path epoch, routing generation) prepared statements were
+    /// last checked under ([`SessionRouter::stale_statements`]).
+    resolution_checked: Option<(u64, u64)>,
 }
 
 /// What ends a piece of a statement text: a search_path change, a savepoint step, or a
@@ -157,6 +163,8 @@ impl SessionRouter {
             block_failed: false,
             recovered_at: 0,
             errors: 0,
+            resolved_identity: None,
+            resolution_checked: None,
         };
         router.refresh();
         Ok(router)
@@ -238,9 +246,68 @@ impl SessionRouter {
     /// Decides what to send for a Parse of statement `name`, and remembers which version a
     /// named statement that names a managed table was prepared at.
     pub fn parse(&mut self, name: &str, sql: &str, idle: bool) -> Routed {
+        self.parse_message(name, sql, idle, &[])
+    }
+
+    /// [`SessionRouter::parse`] of the client's Parse `message`: a named statement rewritten
+    /// under the session's name resolution is remembered with it, to be prepared again when
+    /// that resolution changes ([`SessionRouter::stale_statements`]).
+    pub fn parse_message(&mut self, name: &str, sql: &str, idle: bool, message: &[u8]) -> Routed {
         let (routed, rewritten) = self.route(sql, idle);
         self.remember(Some(name), sql, rewritten);
+        if let (Routed::Replace(sent), Some(identity), Some(assignment), false) = (
+            &routed,
+            self.resolved_identity.take(),
+            &self.assignment,
+            name.is_empty(),
+        ) {
+            let resolved = Resolved {
+                sql: sql.to_owned(),
+                version: assignment.version().to_owned(),
+                identity,
+                sent: sent.clone(),
+                message: message.to_vec(),
+            };
+            self.prepared.resolved(name, resolved);
+        }
         routed
+    }
+
+    /// The named statements whose rewrite the session's name resolution has changed since
+    /// they were prepared, each with its text rewritten under the resolution now in effect
+    /// (the caller prepares them again, as Postgres would parse them again under a new
+    /// search_path). Cheap when nothing changed: the resolution's epoch is compared first.
+    pub fn stale_statements(&mut self) -> Vec<(String, String, Vec<u8>)> {
+        if !self.prepared.has_resolution_dependent() {
+            return Vec::new();
+        }
+        let state = self.routing.load();
+        let epoch = (self.search_path.epoch(), state.generation());
+        if self.resolution_checked == Some(epoch) {
+            return Vec::new();
+        }
+        self.resolution_checked = Some(epoch);
+        let mut stale = Vec::new();
+        for (name, resolved) in self.prepared.resolution_dependent() {
+            let Some(base) = state.targets(&resolved.version) else {
+                continue;
+            };
+            let targets = self.search_path.targets(base, &self.client.user);
+            if targets.cache_identity() == resolved.identity {
+                continue;
+            }
+            resolved.identity = targets.cache_identity().to_owned();
+            let text = match &*rewrite_cached(&self.cache, &resolved.sql, &targets) {
+                Ok(Rewrite::Rewritten(text)) => text.clone(),
+                Ok(Rewrite::Unchanged) => resolved.sql.clone(),
+                Err(_) => continue,
+            };
+            if text != resolved.sent {
+                resolved.sent = text.clone();
+                stale.push((name.clone(), text, resolved.message.clone()));
+            }
+        }
+        stale
     }
 
     /// Follows the statements the session prepares and releases (a Parse named `name`, SQL
@@ -396,6 +463,7 @@ impl SessionRouter {
 
     /// What to send, and whether it is the statement rewritten for the session's version.
     fn route(&mut self, sql: &str, idle: bool) -> (Routed, bool) {
+        self.resolved_identity = None;
         if idle {
             self.refresh();
             self.savepoints.clear();
@@ -475,6 +543,7 @@ impl SessionRouter {
                     Ok(Some(replaced)) => {
                         text.push_str(&replaced);
                         rewritten = true;
+                        self.resolved_identity = Some(targets.cache_identity().to_owned());
                     }
                     Ok(None) => text.push_str(piece),
                     Err(routed) => return (routed, false),

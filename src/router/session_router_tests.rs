@@ -490,6 +490,41 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
 }
 
 #[test]
+fn named_statements_are_prepared_again_when_the_resolution_changes() {
+    let mut session = session_at(shadowed());
+    session.statement("SET search_path = tenant_a, public", true);
+    session.set_settled(true);
+    assert_eq!(
+        replaced(session.parse_message("s1", "SELECT * FROM t", true, b"parse s1")),
+        "SELECT * FROM tenant_a.t AS t"
+    );
+    // The unnamed statement lives one batch; an unmanaged one depends on nothing.
+    session.parse("", "SELECT * FROM t", true);
+    session.parse_message("s2", "SELECT 1", true, b"parse s2");
+    assert!(session.stale_statements().is_empty());
+    session.statement("SET search_path = public", true);
+    session.set_settled(true);
+    assert_eq!(
+        session.stale_statements(),
+        vec![(
+            "s1".to_owned(),
+            "SELECT * FROM t_v1 AS t".to_owned(),
+            b"parse s1".to_vec()
+        )]
+    );
+    assert!(session.stale_statements().is_empty(), "prepared again once");
+    // A change that leaves its text as it is prepares nothing.
+    session.statement("SET search_path = nowhere, public", true);
+    session.set_settled(true);
+    assert!(session.stale_statements().is_empty());
+    // Closed: forgotten.
+    session.closed("s1");
+    session.statement("SET search_path = tenant_a", true);
+    session.set_settled(true);
+    assert!(session.stale_statements().is_empty());
+}
+
+#[test]
 fn savepoints_put_back_the_version_and_the_search_path() {
     let mut session = session_at(shadowed());
     session.login_search_path("public");

@@ -122,6 +122,11 @@ impl SessionSearchPath {
         }
     }
 
+    /// Changes whenever the resolution may have (the path, the role, temporary relations).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Whether the session has a temporary relation named like a managed table.
     pub fn has_temporary(&self) -> bool {
         !self.temporary.is_empty()

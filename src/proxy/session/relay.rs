@@ -90,6 +90,10 @@ impl Session {
                 let Some(router) = router.as_mut() else {
                     return Inspection::Continue;
                 };
+                let prepared_again = match quiet {
+                    true => prepare_again(router),
+                    false => None,
+                };
                 let inspection = match tag {
                     frontend::CLOSE => {
                         if let Some(name) = frontend::closed_statement(frame) {
@@ -115,6 +119,10 @@ impl Session {
                         }
                     }
                     _ => Inspection::Continue,
+                };
+                let inspection = match prepared_again {
+                    Some(ahead) => put_ahead(progress, ahead, frame, inspection),
+                    None => inspection,
                 };
                 // Shadow reads: a copy of sampled reads, never a wait.
                 state
@@ -239,7 +247,7 @@ fn route(
     let foreign = progress.foreign_encoding.load(Ordering::Relaxed);
     let readable = frontend::statement_text(tag, frame).filter(|sql| !foreign || sql.is_ascii());
     let routed = match (readable, tag, frontend::parse_name(frame)) {
-        (Some(sql), frontend::PARSE, Some(name)) => router.parse(name, sql, idle),
+        (Some(sql), frontend::PARSE, Some(name)) => router.parse_message(name, sql, idle, frame),
         (Some(sql), _, _) => router.statement(sql, idle),
         (None, _, _) => match frontend::statement_bytes(tag, frame)
             .and_then(|bytes| router.unreadable(bytes, foreign))
@@ -269,6 +277,49 @@ fn route(
         Some(message) => Inspection::Replace(message),
         None => Inspection::Continue,
     }
+}
+
+/// The messages that prepare again the session's named statements whose rewrite its name
+/// resolution has changed since they were prepared (`SessionRouter::stale_statements`), as
+/// Postgres parses a prepared statement again when the search_path changed: a Close and a
+/// Parse of the new text (the client's name and parameter types) each, then a Sync. Only at
+/// a quiet boundary, so their answers up to the ReadyForQuery come next and
+/// `inspect_upstream` drops them.
+fn prepare_again(router: &mut SessionRouter) -> Option<BytesMut> {
+    let stale = router.stale_statements();
+    if stale.is_empty() {
+        return None;
+    }
+    let mut messages = BytesMut::new();
+    for (name, text, parse) in stale {
+        let Some(parse) = frontend::with_statement(frontend::PARSE, &parse, &text) else {
+            continue;
+        };
+        messages.extend_from_slice(&frontend::close_statement(&name));
+        messages.extend_from_slice(&parse);
+    }
+    if messages.is_empty() {
+        return None;
+    }
+    messages.extend_from_slice(&frontend::SYNC_MESSAGE);
+    Some(messages)
+}
+
+/// `ahead` (the proxy's own messages, answered up to one ReadyForQuery) followed by the
+/// client's message as `inspection` leaves it.
+fn put_ahead(
+    progress: &Progress,
+    mut ahead: BytesMut,
+    frame: &[u8],
+    inspection: Inspection,
+) -> Inspection {
+    match inspection {
+        Inspection::Continue => ahead.extend_from_slice(frame),
+        Inspection::Replace(replaced) => ahead.extend_from_slice(&replaced),
+        other => return other,
+    }
+    progress.own_statements.fetch_add(1, Ordering::Relaxed);
+    Inspection::Replace(ahead)
 }
 
 /// Puts a setting of `viewgate.version` ahead of the message when the upstream session has another
@@ -413,7 +464,9 @@ fn inspect_upstream(
 /// ReadyForQuery. Asynchronous messages (notices, notifications, parameter changes) pass.
 fn drop_own_answer(progress: &Progress, tag: u8, frame: &[u8]) -> Inspection {
     match tag {
-        backend::COMMAND_COMPLETE => Inspection::Replace(bytes::BytesMut::new()),
+        backend::COMMAND_COMPLETE | backend::PARSE_COMPLETE | backend::CLOSE_COMPLETE => {
+            Inspection::Replace(bytes::BytesMut::new())
+        }
         backend::READY_FOR_QUERY => {
             progress.own_statements.fetch_sub(1, Ordering::Relaxed);
             Inspection::Replace(bytes::BytesMut::new())
@@ -422,7 +475,7 @@ fn drop_own_answer(progress: &Progress, tag: u8, frame: &[u8]) -> Inspection {
             let code = backend::error_fields(frame).map(|fields| fields.code);
             tracing::warn!(
                 ?code,
-                "Postgres refused the session's version setting; sync triggers will see the previous one"
+                "Postgres refused a statement the proxy sent on the session's behalf (its version setting, or a prepared statement prepared again)"
             );
             Inspection::Replace(bytes::BytesMut::new())
         }
