@@ -373,6 +373,22 @@ async fn a_prepared_statement_follows_a_later_search_path_change() {
             "tenant_a"
         );
     }
+    // A Bind too large to be read whole is not preceded by anything: the statement is
+    // prepared again ahead of the next message the proxy reads whole.
+    let by_other = client
+        .prepare("SELECT marker FROM model_metadata WHERE marker <> $1")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET search_path = tenant_b, public")
+        .await
+        .unwrap();
+    let large = "x".repeat(1 << 20);
+    assert_eq!(client.query(&by_other, &[&large]).await.unwrap().len(), 1);
+    assert_eq!(
+        marker(client.query(&by_other, &[&"y"]).await.unwrap()),
+        "tenant_b"
+    );
     // Back to the managed table, whose row differs: the statement fails rather than reading
     // a tenant table (Postgres fails too, parsing it again: the view has no `marker`).
     client

@@ -157,6 +157,15 @@ impl FrameScanner {
 }
 
 /// Builds a message with `tag` whose body is written by `body`, filling in the length.
+/// Whether `frame` (a tag, a length and what was read of the body) is the whole message,
+/// not its header alone (a message the pumps only glance at).
+pub fn is_whole(frame: &[u8]) -> bool {
+    frame
+        .get(1..HEADER_LEN)
+        .and_then(|length| length.try_into().ok())
+        .is_some_and(|length: [u8; 4]| u32::from_be_bytes(length) as usize + 1 == frame.len())
+}
+
 pub fn encode_message(out: &mut bytes::BytesMut, tag: u8, body: impl FnOnce(&mut bytes::BytesMut)) {
     use bytes::BufMut;
     let start = out.len();
@@ -313,6 +322,16 @@ mod tests {
             scanner.step(&too_big, |_| true),
             Err(FrameError::TooLong { length: 256, .. })
         ));
+    }
+
+    #[test]
+    fn a_whole_message_is_told_from_its_header() {
+        let mut message = bytes::BytesMut::new();
+        encode_message(&mut message, b'B', |b| b.extend_from_slice(b"abc"));
+        assert!(is_whole(&message));
+        assert!(!is_whole(&message[..HEADER_LEN]));
+        assert!(is_whole(&[b'S', 0, 0, 0, 4]));
+        assert!(!is_whole(&[b'S', 0, 0]));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::Session;
 use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
 use crate::protocol::backend;
+use crate::protocol::frame;
 use crate::protocol::frontend;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
@@ -90,7 +91,9 @@ impl Session {
                 let Some(router) = router.as_mut() else {
                     return Inspection::Continue;
                 };
-                let prepared_again = match quiet {
+                // Ahead of a message seen whole only: one glanced at by its header can only
+                // pass or wait (`pump`).
+                let prepared_again = match quiet && frame::is_whole(frame) {
                     true => prepare_again(router),
                     false => None,
                 };
@@ -281,35 +284,31 @@ fn route(
 
 /// The messages that prepare again the session's named statements whose rewrite its name
 /// resolution has changed since they were prepared (`SessionRouter::stale_statements`), as
-/// Postgres parses a prepared statement again when the search_path changed: a Close and a
-/// Parse of the new text (the client's name and parameter types) each, then a Sync. Only at
-/// a quiet boundary, so their answers up to the ReadyForQuery come next and
-/// `inspect_upstream` drops them.
-fn prepare_again(router: &mut SessionRouter) -> Option<BytesMut> {
-    let stale = router.stale_statements();
-    if stale.is_empty() {
-        return None;
-    }
+/// Postgres parses a prepared statement again when the search_path changed: for each, a
+/// Close, a Parse of the new text (the client's name and parameter types) and a Sync of its
+/// own, so that one failing Parse does not make Postgres skip the others. Only at a quiet
+/// boundary, so their answers up to each ReadyForQuery come next and `inspect_upstream`
+/// drops them. Returns the messages and how many ReadyForQuery answer them.
+fn prepare_again(router: &mut SessionRouter) -> Option<(BytesMut, u32)> {
     let mut messages = BytesMut::new();
-    for (name, text, parse) in stale {
+    let mut batches = 0;
+    for (name, text, parse) in router.stale_statements() {
         let Some(parse) = frontend::with_statement(frontend::PARSE, &parse, &text) else {
             continue;
         };
         messages.extend_from_slice(&frontend::close_statement(&name));
         messages.extend_from_slice(&parse);
+        messages.extend_from_slice(&frontend::SYNC_MESSAGE);
+        batches += 1;
     }
-    if messages.is_empty() {
-        return None;
-    }
-    messages.extend_from_slice(&frontend::SYNC_MESSAGE);
-    Some(messages)
+    (batches > 0).then_some((messages, batches))
 }
 
-/// `ahead` (the proxy's own messages, answered up to one ReadyForQuery) followed by the
+/// `ahead` (the proxy's own messages, answered up to `batches` ReadyForQuery) followed by the
 /// client's message as `inspection` leaves it.
 fn put_ahead(
     progress: &Progress,
-    mut ahead: BytesMut,
+    (mut ahead, batches): (BytesMut, u32),
     frame: &[u8],
     inspection: Inspection,
 ) -> Inspection {
@@ -318,7 +317,9 @@ fn put_ahead(
         Inspection::Replace(replaced) => ahead.extend_from_slice(&replaced),
         other => return other,
     }
-    progress.own_statements.fetch_add(1, Ordering::Relaxed);
+    progress
+        .own_statements
+        .fetch_add(batches, Ordering::Relaxed);
     Inspection::Replace(ahead)
 }
 
