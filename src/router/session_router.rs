@@ -99,9 +99,9 @@ pub struct SessionRouter {
     recovered_at: u64,
     /// The error count last noted.
     errors: u64,
-    /// The cache identity of the targets the statement just routed was rewritten with, when
-    /// the session's name resolution decided them (see [`SessionRouter::parse_message`]).
-    resolved_identity: Option<String>,
+    /// The targets the statement just routed was rewritten with, when the session's name
+    /// resolution decided them (see [`SessionRouter::parse_message`]).
+    resolved_with: Option<Arc<VersionTargets>>,
     /// The resolution epoch (search_path epoch, routing generation) prepared statements were
     /// last checked under ([`SessionRouter::stale_statements`]).
     resolution_checked: Option<(u64, u64)>,
@@ -163,7 +163,7 @@ impl SessionRouter {
             block_failed: false,
             recovered_at: 0,
             errors: 0,
-            resolved_identity: None,
+            resolved_with: None,
             resolution_checked: None,
         };
         router.refresh();
@@ -255,16 +255,16 @@ impl SessionRouter {
     pub fn parse_message(&mut self, name: &str, sql: &str, idle: bool, message: &[u8]) -> Routed {
         let (routed, rewritten) = self.route(sql, idle);
         self.remember(Some(name), sql, rewritten);
-        if let (Routed::Replace(sent), Some(identity), Some(assignment), false) = (
+        if let (Routed::Replace(sent), Some(targets), Some(assignment), false) = (
             &routed,
-            self.resolved_identity.take(),
+            self.resolved_with.take(),
             &self.assignment,
             name.is_empty(),
         ) {
             let resolved = Resolved {
                 sql: sql.to_owned(),
                 version: assignment.version().to_owned(),
-                identity,
+                identity: targets.cache_identity().to_owned(),
                 sent: sent.clone(),
                 message: message.to_vec(),
             };
@@ -463,7 +463,7 @@ impl SessionRouter {
 
     /// What to send, and whether it is the statement rewritten for the session's version.
     fn route(&mut self, sql: &str, idle: bool) -> (Routed, bool) {
-        self.resolved_identity = None;
+        self.resolved_with = None;
         if idle {
             self.refresh();
             self.savepoints.clear();
@@ -543,7 +543,7 @@ impl SessionRouter {
                     Ok(Some(replaced)) => {
                         text.push_str(&replaced);
                         rewritten = true;
-                        self.resolved_identity = Some(targets.cache_identity().to_owned());
+                        self.resolved_with = Some(targets.clone());
                     }
                     Ok(None) => text.push_str(piece),
                     Err(routed) => return (routed, false),
