@@ -60,19 +60,25 @@ fn proxy_with_tenant() -> TestProxy {
         "INSERT INTO model_metadata (model_name, model_version) VALUES ('base', '1')",
     )
     .unwrap();
-    tenant_table(&proxy, "tenant_a");
+    known_tenant_table(&proxy, "tenant_a");
+    proxy
+}
+
+/// [`tenant_table`], and waits until the proxy reads it for a session whose path puts
+/// `schema` first.
+fn known_tenant_table(proxy: &TestProxy, schema: &str) {
+    tenant_table(proxy, schema);
     // A reload now rather than at the next periodic refresh.
     proxy.admin("NOTIFY viewgate_control");
     assert!(
         wait_until(Duration::from_secs(5), || session(
-            &proxy,
-            "options='-c search_path=tenant_a,public'",
+            proxy,
+            &format!("options='-c search_path={schema},public'"),
             &["SELECT marker FROM model_metadata"]
         )
-        .is_ok_and(|out| out == "tenant_a")),
-        "the proxy did not learn of tenant_a.model_metadata"
+        .is_ok_and(|out| out == schema)),
+        "the proxy did not learn of {schema}.model_metadata"
     );
-    proxy
 }
 
 fn is_view_error(error: &str) -> bool {
@@ -325,17 +331,7 @@ async fn the_extended_protocol_and_the_rewrite_cache_keep_sessions_apart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prepared_statement_follows_a_later_search_path_change() {
     let proxy = proxy_with_tenant();
-    tenant_table(&proxy, "tenant_b");
-    proxy.admin("NOTIFY viewgate_control");
-    assert!(
-        wait_until(Duration::from_secs(5), || session(
-            &proxy,
-            "options='-c search_path=tenant_b,public'",
-            &["SELECT marker FROM model_metadata"]
-        )
-        .is_ok_and(|out| out == "tenant_b")),
-        "the proxy did not learn of tenant_b.model_metadata"
-    );
+    known_tenant_table(&proxy, "tenant_b");
     let client = connect_with(&proxy, "-c%20search_path%3Dtenant_a,public").await;
     let statement = client
         .prepare("SELECT marker FROM model_metadata")
