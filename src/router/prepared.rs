@@ -19,10 +19,13 @@
 //! next Parse, which drivers send in the same batch as its Execute.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 #[derive(Debug, Default)]
 pub struct PreparedStatements {
@@ -72,14 +75,39 @@ impl PreparedStatements {
         self.resolved.insert(name.to_owned(), resolved);
     }
 
-    /// The statements that depend on the session's name resolution, by name.
-    pub fn resolution_dependent(&mut self) -> impl Iterator<Item = (&String, &mut Resolved)> {
-        self.resolved.iter_mut()
-    }
-
     /// Whether any statement depends on the session's name resolution.
     pub fn has_resolution_dependent(&self) -> bool {
         !self.resolved.is_empty()
+    }
+
+    /// The statements depending on the session's name resolution whose rewrite changed under
+    /// the targets `resolve` now gives their version, each as (name, new text, the client's
+    /// Parse message); remembered as prepared again.
+    pub fn stale(
+        &mut self,
+        cache: &RewriteCache,
+        mut resolve: impl FnMut(&str) -> Option<Arc<VersionTargets>>,
+    ) -> Vec<(String, String, Vec<u8>)> {
+        let mut stale = Vec::new();
+        for (name, resolved) in &mut self.resolved {
+            let Some(targets) = resolve(&resolved.version) else {
+                continue;
+            };
+            if targets.cache_identity() == resolved.identity {
+                continue;
+            }
+            resolved.identity = targets.cache_identity().to_owned();
+            let text = match &*rewrite_cached(cache, &resolved.sql, &targets) {
+                Ok(Rewrite::Rewritten(text)) => text.clone(),
+                Ok(Rewrite::Unchanged) => resolved.sql.clone(),
+                Err(_) => continue,
+            };
+            if text != resolved.sent {
+                resolved.sent = text.clone();
+                stale.push((name.clone(), text, resolved.message.clone()));
+            }
+        }
+        stale
     }
 
     /// A SQL statement text: `PREPARE name AS …` of a rewritten text holds `name` at

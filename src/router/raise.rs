@@ -7,6 +7,8 @@
 //! come from a client travels hex-encoded, so nothing a client sends is ever pasted into SQL.
 
 use crate::protocol::sqlstate::SqlState;
+use crate::rewriter::VersionTargets;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
 
 /// What a Parse that viewgate refuses is replaced by: Postgres fails it at once (42601,
 /// `syntax error at or near "viewgate_refused_statement"`), so the Bind, Describe and
@@ -24,6 +26,29 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// For a statement the rewriter cannot read (not UTF-8, or not ASCII in another
+    /// client_encoding: `foreign`) at `targets`' version: a refusal if it mentions a managed
+    /// table, since forwarding it would read the base table; `None` (forward it) otherwise.
+    pub fn unreadable(targets: &VersionTargets, bytes: &[u8], foreign: bool) -> Option<Self> {
+        targets
+            .table_names()
+            .any(|name| contains_ignore_ascii_case(bytes, name.as_bytes()))
+            .then(|| {
+                let why = if foreign {
+                    "it has non-ASCII characters and the session's client_encoding is not UTF8"
+                } else {
+                    "it is not valid UTF-8"
+                };
+                Refusal::new(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "viewgate cannot rewrite this statement for version {}: {why}; set client_encoding to UTF8",
+                        targets.version
+                    ),
+                )
+            })
+    }
+
     pub fn new(code: SqlState, message: impl Into<String>) -> Self {
         Refusal {
             code,

@@ -48,6 +48,33 @@ pub fn resolve(
     }
 }
 
+/// Why a SET to `version` is refused, if an enforced rule (under `state`) pins `client` (of
+/// split `bucket`) to another version. Refused as 42501 (insufficient_privilege): the value
+/// is valid, the client is just not allowed to choose.
+pub fn enforced_elsewhere(
+    state: &RoutingState,
+    client: &ClientIdentity,
+    bucket: u8,
+    version: &str,
+) -> Option<String> {
+    let assignment = resolve(state, client, bucket, Requested::default())?;
+    match assignment.reason {
+        Reason::Enforced(id) if assignment.version() != version => Some(format!(
+            "viewgate.version is enforced as \"{}\" for this client by routing rule {id}; it cannot be set to \"{version}\"",
+            assignment.version()
+        )),
+        _ => None,
+    }
+}
+
+/// The message for a version `state` does not know, naming those it does.
+pub fn unknown_version_message(state: &RoutingState, version: &str) -> String {
+    format!(
+        "unknown viewgate version \"{version}\"; known versions: {}",
+        state.version_names().join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,13 +40,12 @@ use super::rules::{Assignment, ClientIdentity, Reason};
 use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
 use super::search_path::{self, PathCommand};
 use super::session_search_path::{PathValue, SavedPath, SessionSearchPath};
-use super::state::{RoutingState, SharedRouting};
+use super::state::SharedRouting;
 use super::temporary_relations::{self, TempCommand};
 use super::version_command::{self, VERSION_SETTING, VersionCommand};
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
-use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 /// What to send upstream for one statement.
@@ -141,7 +140,9 @@ impl SessionRouter {
                 && state.governs(&client.database)
                 && state.targets(version).is_none()
             {
-                return Err(UnknownVersion(unknown_version_message(&state, version)));
+                return Err(UnknownVersion(resolve::unknown_version_message(
+                    &state, version,
+                )));
             }
         }
         let mut router = SessionRouter {
@@ -287,27 +288,12 @@ impl SessionRouter {
             return Vec::new();
         }
         self.resolution_checked = Some(epoch);
-        let mut stale = Vec::new();
-        for (name, resolved) in self.prepared.resolution_dependent() {
-            let Some(base) = state.targets(&resolved.version) else {
-                continue;
-            };
-            let targets = self.search_path.targets(base, &self.client.user);
-            if targets.cache_identity() == resolved.identity {
-                continue;
-            }
-            resolved.identity = targets.cache_identity().to_owned();
-            let text = match &*rewrite_cached(&self.cache, &resolved.sql, &targets) {
-                Ok(Rewrite::Rewritten(text)) => text.clone(),
-                Ok(Rewrite::Unchanged) => resolved.sql.clone(),
-                Err(_) => continue,
-            };
-            if text != resolved.sent {
-                resolved.sent = text.clone();
-                stale.push((name.clone(), text, resolved.message.clone()));
-            }
-        }
-        stale
+        let user = &self.client.user;
+        let search_path = &mut self.search_path;
+        self.prepared.stale(&self.cache, |version| {
+            let base = state.targets(version)?;
+            Some(search_path.targets(base, user))
+        })
     }
 
     /// Follows the statements the session prepares and releases (a Parse named `name`, SQL
@@ -432,24 +418,7 @@ impl SessionRouter {
     /// it would read the base table; `None` (forward it) otherwise.
     pub fn unreadable(&mut self, bytes: &[u8], foreign: bool) -> Option<Refusal> {
         let assignment = self.assignment.as_ref()?;
-        let targets = assignment.targets();
-        targets
-            .table_names()
-            .any(|name| contains_ignore_ascii_case(bytes, name.as_bytes()))
-            .then(|| {
-                let why = if foreign {
-                    "it has non-ASCII characters and the session's client_encoding is not UTF8"
-                } else {
-                    "it is not valid UTF-8"
-                };
-                Refusal::new(
-                    SqlState::FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "viewgate cannot rewrite this statement for version {}: {why}; set client_encoding to UTF8",
-                        assignment.version()
-                    ),
-                )
-            })
+        Refusal::unreadable(assignment.targets(), bytes, foreign)
     }
 
     /// Notes, before a statement is routed, how many errors Postgres reported in the session
@@ -641,13 +610,15 @@ impl SessionRouter {
             VersionCommand::Set(version) => {
                 let state = self.routing.load();
                 if state.governs(&self.client.database) && state.targets(&version).is_none() {
-                    let message = unknown_version_message(&state, &version);
+                    let message = resolve::unknown_version_message(&state, &version);
                     return Routed::Refuse(Refusal::new(
                         SqlState::INVALID_PARAMETER_VALUE,
                         message,
                     ));
                 }
-                if let Some(message) = self.enforced_elsewhere(&state, &version) {
+                if let Some(message) =
+                    resolve::enforced_elsewhere(&state, &self.client, self.bucket, &version)
+                {
                     return Routed::Refuse(Refusal::new(SqlState::INSUFFICIENT_PRIVILEGE, message));
                 }
                 if state.tracks_writers()
@@ -668,27 +639,6 @@ impl SessionRouter {
             }
         }
     }
-
-    /// Why a SET to `version` is refused, if an enforced rule (under the latest state) pins
-    /// this client to another version. Refused as 42501 (insufficient_privilege): the value
-    /// is valid, the client is just not allowed to choose.
-    fn enforced_elsewhere(&self, state: &RoutingState, version: &str) -> Option<String> {
-        let assignment = resolve::resolve(state, &self.client, self.bucket, Requested::default())?;
-        match assignment.reason {
-            Reason::Enforced(id) if assignment.version() != version => Some(format!(
-                "viewgate.version is enforced as \"{}\" for this client by routing rule {id}; it cannot be set to \"{version}\"",
-                assignment.version()
-            )),
-            _ => None,
-        }
-    }
-}
-
-fn unknown_version_message(state: &RoutingState, version: &str) -> String {
-    format!(
-        "unknown viewgate version \"{version}\"; known versions: {}",
-        state.version_names().join(", ")
-    )
 }
 
 #[cfg(test)]
