@@ -394,6 +394,75 @@ fn a_table_from_a_query_has_the_version_s_columns_and_a_view_over_the_table_is_r
     );
 }
 
+/// DDL that copies a managed table's columns gets the version's (`LIKE`); DDL that would keep
+/// the table's whole shape (a parent, a stored row type, a function's or DO block's body) and
+/// built-ins that read a relation named in a string are refused, and nothing is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refused() {
+    let proxy = versioned_proxy();
+    psql(
+        &proxy,
+        None,
+        "CREATE TABLE scratch (LIKE model_metadata INCLUDING DEFAULTS)",
+    )
+    .unwrap();
+    let attributes = |table: &str| {
+        proxy.admin(&format!(
+            "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute \
+             WHERE attrelid = '{table}'::regclass AND attnum > 0"
+        ))
+    };
+    assert_eq!(attributes("scratch"), attributes("model_metadata_v1"));
+    assert!(!attributes("scratch").contains("model_type"));
+    for refused in [
+        "CREATE TABLE child () INHERITS (model_metadata)",
+        "CREATE TABLE holder (r model_metadata)",
+        "CREATE FUNCTION everything() RETURNS SETOF model_metadata LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FUNCTION everything() RETURNS text LANGUAGE sql AS $$ SELECT model_type FROM model_metadata $$",
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT array_agg(model_type) FROM model_metadata); END $$",
+        "SELECT query_to_xml('SELECT * FROM model_metadata', true, false, '')",
+        "SELECT table_to_xml('model_metadata', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        r#"SELECT * FROM U&"\006Dodel_metadata""#,
+    ] {
+        let error = psql(&proxy, None, refused).unwrap_err();
+        assert!(
+            error.contains("ERROR:  viewgate cannot rewrite this statement for version v1"),
+            "{refused}: {error}"
+        );
+    }
+    assert_eq!(
+        proxy.admin(
+            "SELECT (SELECT count(*) FROM pg_class WHERE relname IN ('child', 'holder')) \
+             + (SELECT count(*) FROM pg_proc WHERE proname = 'everything')"
+        ),
+        "0"
+    );
+    // Through the extended protocol, with the query as a parameter: its own 42601.
+    let client = connect(&proxy).await;
+    let error = client
+        .query_one(
+            "SELECT query_to_xml($1, true, false, '')::text",
+            &[&"SELECT * FROM model_metadata"],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::SYNTAX_ERROR)
+    );
+    // Naming the version's view is the way, and works.
+    let xml: String = client
+        .query_one(
+            "SELECT query_to_xml('SELECT count(*) FROM model_metadata_v1', true, false, '')::text",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(xml.contains("<count>"), "{xml}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prepared_statements_keep_their_version_and_new_versions_appear_without_restart() {
     let proxy = versioned_proxy();

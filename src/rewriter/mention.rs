@@ -7,6 +7,16 @@
 //! follows it. A version with catalog substitutes looks for eleven names, nine of which
 //! start with `pg_`: three passes, not eleven.
 
+/// Built-ins that read a relation named in a string, which a statement must mention for
+/// `query_functions.rs` to look at it (each a prefix of its family: `query_to_xmlschema`,
+/// `table_to_xml_and_xmlschema`, …).
+pub const RELATION_READING_FUNCTIONS: &[&str] = &[
+    "query_to_xml",
+    "table_to_xml",
+    "schema_to_xml",
+    "database_to_xml",
+];
+
 /// A version's names, grouped by their first byte and, within a group, by their second (both
 /// lower case), ready to scan for: where the first byte occurs, the next byte picks the few
 /// names worth comparing (`deployments` has three `p`s, none followed by `g`).
@@ -62,8 +72,14 @@ impl MentionScan {
         MentionScan { groups }
     }
 
-    /// Whether any of the names occurs in `haystack`, ignoring ASCII case.
+    /// Whether any of the names occurs in `haystack`, ignoring ASCII case, or could: a
+    /// Unicode-escaped identifier (`U&"\006Dodel_metadata"`) spells any name without its
+    /// letters, so a statement with one is always read (Postgres's parser decodes it).
     pub fn found_in(&self, haystack: &[u8]) -> bool {
+        !self.groups.is_empty() && unicode_escaped_identifier(haystack) || self.names_in(haystack)
+    }
+
+    fn names_in(&self, haystack: &[u8]) -> bool {
         self.groups.iter().any(|group| {
             let Some(last_start) = haystack.len().checked_sub(group.shortest) else {
                 return false;
@@ -91,6 +107,12 @@ impl MentionScan {
             })
         })
     }
+}
+
+/// Whether `haystack` holds `U&"` (in either case), which opens a Unicode-escaped identifier.
+fn unicode_escaped_identifier(haystack: &[u8]) -> bool {
+    memchr::memmem::find_iter(haystack, b"&\"")
+        .any(|at| at > 0 && haystack[at - 1].eq_ignore_ascii_case(&b'u'))
 }
 
 /// Substring search ignoring ASCII case, without lowering a copy: memchr finds each
@@ -147,6 +169,9 @@ mod tests {
             assert!(!scan.found_in(text.as_bytes()), "{text}");
         }
         assert!(!MentionScan::new([]).found_in(b"anything"));
+        assert!(scan.found_in(br#"SELECT * FROM u&"\0064eployments""#));
+        assert!(!scan.found_in(br#"SELECT 'a&"b'"#));
+        assert!(!MentionScan::new([]).found_in(br#"U&"x""#));
         let one_byte = MentionScan::new(["x"]);
         assert!(one_byte.found_in(b"a X b") && !one_byte.found_in(b"abc"));
     }

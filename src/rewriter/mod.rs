@@ -23,6 +23,7 @@
 
 pub mod base_row;
 pub mod cache;
+pub mod definitions;
 pub mod error_detail;
 pub mod lexer;
 pub mod mention;
@@ -30,6 +31,7 @@ pub mod merge;
 pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;
+pub mod query_functions;
 pub mod references;
 pub mod refusal;
 pub mod resolution;

@@ -15,12 +15,15 @@
 //! locking clause (`FOR UPDATE OF t` names a FROM item, which keeps its name as the alias),
 //! and an unqualified name a WITH item shadows in its scope. DML targets are never shadowed by
 //! a WITH item: Postgres opens them as tables. In a view's or materialized view's definition,
-//! only managed tables count, as [`Place::ViewDefinition`] (refused, `refusal.rs`).
+//! only managed tables count, as [`Place::ViewDefinition`] (refused, `refusal.rs`). In DDL
+//! only what copies or stores a managed table's shape is read (`definitions.rs`).
 
 use std::borrow::Cow;
 
+use super::definitions::{self, READ_KINDS, UNTAGGED_TYPE_FIELDS};
 use super::parse_tree::Tree;
 use super::postgres_parser::{self, ParseFailure};
+use super::query_functions::{self, FirstArgument};
 use super::targets::VersionTargets;
 
 /// Where a reference stands, which decides how it may be rewritten.
@@ -39,9 +42,19 @@ pub enum Place {
     CopyTo,
     /// A row type's name (`NULL::name`, `CAST(r AS name[])`): the table's composite type.
     RowType,
-    /// A managed table (or its row type) in the definition of a view or materialized view,
-    /// which viewgate refuses (`refusal::view_definition`).
+    /// A managed table (or its row type) in the definition of a view, materialized view or
+    /// rule, which viewgate refuses (`refusal::view_definition`).
     ViewDefinition,
+    /// `CREATE TABLE … (LIKE name)`: the columns are copied from the version's view.
+    Like,
+    /// The row type stored by DDL, a typed table's type, or a parent table (`INHERITS`,
+    /// `PARTITION OF`): refused (`definitions.rs`).
+    StoredShape,
+    /// A function's, procedure's or DO block's body: refused (`definitions.rs`).
+    FunctionBody,
+    /// A string a built-in function reads relations from (`query_to_xml`): refused
+    /// (`query_functions.rs`).
+    QueryText,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -111,9 +124,24 @@ fn rewritable(kind: &str) -> bool {
     )
 }
 
+/// The longest query string whose DDL is checked (a long text that sqlparser passes through
+/// and that names a managed table): DDL is rare, and nothing else could read it. Within what
+/// [`CHECK_STACK_BYTES`] allows at [`CHECK_STACK_PER_BYTE`].
+pub const MAX_CHECKED_DEFINITION_BYTES: usize = 192 * 1024;
+
 /// The references `sql` makes to `targets`' managed tables, by Postgres's grammar.
 pub fn managed_references(sql: &str, targets: &VersionTargets) -> Reading {
-    if sql.len() > MAX_CHECKED_BYTES {
+    managed_references_within(sql, targets, MAX_CHECKED_BYTES)
+}
+
+/// [`managed_references`] for a text longer than [`MAX_CHECKED_BYTES`] that holds DDL, up to
+/// [`MAX_CHECKED_DEFINITION_BYTES`].
+pub fn definition_references(sql: &str, targets: &VersionTargets) -> Reading {
+    managed_references_within(sql, targets, MAX_CHECKED_DEFINITION_BYTES)
+}
+
+fn managed_references_within(sql: &str, targets: &VersionTargets, limit: usize) -> Reading {
+    if sql.len() > limit {
         return Reading::TooLong;
     }
     // Mapping a fresh stack costs a few system calls and page faults; a short statement's
@@ -139,18 +167,23 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         Err(error) => return Reading::Unavailable(error.to_string()),
     };
     let mut walker = Walker {
+        sql,
         targets,
         scopes: Vec::new(),
         found: Vec::new(),
         unlocatable: false,
-        defining_view: false,
+        defining: None,
+        storing: false,
     };
     for raw in tree.get("stmts").map(Tree::as_array).unwrap_or_default() {
         // `{"stmt":{"SelectStmt":{…}}}`: a node is an object with its type as the only key.
         let Some(statement @ Tree::Object(fields)) = raw.get("stmt") else {
             continue;
         };
-        if fields.first().is_some_and(|(kind, _)| rewritable(kind)) {
+        if fields
+            .first()
+            .is_some_and(|(kind, _)| rewritable(kind) || READ_KINDS.contains(&kind.as_ref()))
+        {
             walker.walk(statement);
         }
     }
@@ -164,14 +197,18 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
 type Fields<'a> = [(Cow<'a, str>, Tree<'a>)];
 
 struct Walker<'t> {
+    sql: &'t str,
     targets: &'t VersionTargets,
     /// The WITH item names visible where the walk is, innermost last.
     scopes: Vec<Vec<String>>,
     found: Vec<Reference>,
     unlocatable: bool,
-    /// Inside a view's or materialized view's definition: only managed tables are
-    /// references there, as [`Place::ViewDefinition`].
-    defining_view: bool,
+    /// Inside a definition Postgres keeps (a view's, a rule's, a `BEGIN ATOMIC` body): only
+    /// managed tables are references there, all at this place.
+    defining: Option<Place>,
+    /// Inside DDL: relations are the DDL's own business, row types are stored
+    /// ([`Place::StoredShape`]).
+    storing: bool,
 }
 
 impl Walker<'_> {
@@ -205,9 +242,11 @@ impl Walker<'_> {
     /// One field of an object, or the one entry of a tagged node.
     fn entry(&mut self, key: &str, child: &Tree) {
         match key {
+            "RangeVar" if self.storing => {}
             "RangeVar" => self.range_var(child, Place::From),
             // Tagged in lists (`PREPARE p (t)`), untagged as a cast's field.
             "TypeName" | "typeName" => self.type_name(child),
+            key if UNTAGGED_TYPE_FIELDS.contains(&key) => self.type_name(child),
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" => {
                 self.statement(child, Place::Target);
             }
@@ -221,28 +260,122 @@ impl Walker<'_> {
             "LockingClause" => {}
             // `SELECT … INTO new_table`, `CREATE TABLE … AS`: the new table is no reference.
             "intoClause" | "into" => {}
-            "ViewStmt" => self.view_definition(child, "view"),
+            "ViewStmt" => self.definition(child, "view", Place::ViewDefinition),
             "CreateTableAsStmt"
                 if child.get("objtype").and_then(Tree::as_text) == Some("OBJECT_MATVIEW") =>
             {
-                self.view_definition(child, "into");
+                self.definition(child, "into", Place::ViewDefinition);
+            }
+            "RuleStmt" => self.definition(child, "relation", Place::ViewDefinition),
+            "CreateStmt" | "AlterTableStmt" | "CompositeTypeStmt" | "CreateDomainStmt"
+            | "DefineStmt" | "CreateCastStmt" | "CreateSchemaStmt" => self.ddl(child),
+            "CreateFunctionStmt" => self.function(child),
+            "DoStmt" => self.bodies(child.get("args")),
+            "FuncCall" => {
+                self.function_call(child);
+                self.walk(child);
+            }
+            "TableLikeClause" if self.storing => {
+                if let Some(relation) = child.get("relation") {
+                    self.range_var(relation, Place::Like);
+                }
+            }
+            // `INHERITS (t)`, `PARTITION OF t`.
+            "inhRelations" if self.storing => {
+                for parent in child.as_array() {
+                    if let Some(relation) = parent.get("RangeVar") {
+                        self.range_var(relation, Place::StoredShape);
+                    }
+                }
+            }
+            // `ALTER TABLE … INHERIT t`.
+            "AlterTableCmd"
+                if child.get("subtype").and_then(Tree::as_text) == Some("AT_AddInherit") =>
+            {
+                if let Some(parent) = child.get("def").and_then(|def| def.get("RangeVar")) {
+                    self.range_var(parent, Place::StoredShape);
+                }
             }
             _ => self.walk(child),
         }
     }
 
-    /// A view's definition (`name_field` holds the new view's name, no reference).
-    fn view_definition(&mut self, body: &Tree, name_field: &str) {
+    /// A definition Postgres keeps and reads later (`name_field` holds the new object's
+    /// name, or the table a rule is on: no reference).
+    fn definition(&mut self, body: &Tree, name_field: &str, place: Place) {
         let Tree::Object(fields) = body else {
             return;
         };
-        self.defining_view = true;
         for (key, child) in fields {
             if key != name_field {
-                self.walk(child);
+                self.defined(child, place);
             }
         }
-        self.defining_view = false;
+    }
+
+    /// Walks `tree` as part of a definition at `place`.
+    fn defined(&mut self, tree: &Tree, place: Place) {
+        let outer = (
+            self.defining.replace(place),
+            std::mem::take(&mut self.storing),
+        );
+        self.walk(tree);
+        (self.defining, self.storing) = outer;
+    }
+
+    /// DDL: only what copies or stores a managed table's shape is read.
+    fn ddl(&mut self, body: &Tree) {
+        let outer = std::mem::replace(&mut self.storing, true);
+        self.walk(body);
+        self.storing = outer;
+    }
+
+    /// `CREATE FUNCTION | PROCEDURE`: its argument and result types are stored, a `BEGIN
+    /// ATOMIC` body is a definition, a string body is scanned.
+    fn function(&mut self, body: &Tree) {
+        let Tree::Object(fields) = body else {
+            return;
+        };
+        let outer = std::mem::replace(&mut self.storing, true);
+        for (key, child) in fields {
+            match key.as_ref() {
+                "sql_body" => self.defined(child, Place::FunctionBody),
+                "options" => self.bodies(Some(child)),
+                _ => self.entry(key, child),
+            }
+        }
+        self.storing = outer;
+    }
+
+    /// The `AS` items of a function's options or a DO block's arguments: each string body
+    /// that may name a managed table is a [`Place::FunctionBody`] reference.
+    fn bodies(&mut self, items: Option<&Tree>) {
+        for item in items.map(Tree::as_array).unwrap_or_default() {
+            let Some(option) = item.get("DefElem") else {
+                continue;
+            };
+            if option.get("defname").and_then(Tree::as_text) != Some("as") {
+                continue;
+            }
+            let from = location(option).unwrap_or(0);
+            let mut texts = Vec::new();
+            strings(option.get("arg"), &mut texts);
+            for text in texts {
+                let Some((at, target)) = definitions::body_mention(text, self.targets) else {
+                    continue;
+                };
+                let offset =
+                    definitions::body_offset(self.sql, from, text).map_or(from, |b| b + at);
+                self.found.push(Reference {
+                    offset,
+                    schema: Some(target.table.schema.clone()),
+                    name: target.table.name.clone(),
+                    aliased: false,
+                    place: Place::FunctionBody,
+                });
+                return;
+            }
+        }
     }
 
     /// A DML or COPY statement: its `relation` is a target; the rest is read as usual.
@@ -334,7 +467,57 @@ impl Walker<'_> {
         if self.targets.resolve_table(schema, name).is_none() {
             return;
         }
-        self.found_at(type_name, schema, name, false, Place::RowType);
+        let place = if self.storing {
+            Place::StoredShape
+        } else {
+            Place::RowType
+        };
+        self.found_at(type_name, schema, name, false, place);
+    }
+
+    /// A call of a built-in that reads relations named in its first argument
+    /// (`query_functions.rs`), when that argument may name a managed table.
+    fn function_call(&mut self, call: &Tree) {
+        let names: Vec<&str> = call
+            .get("funcname")
+            .map(Tree::as_array)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|part| part.get("String")?.get("sval")?.as_text())
+            .collect();
+        let name = match names.as_slice() {
+            [name] | ["pg_catalog", name] => *name,
+            _ => return,
+        };
+        let argument = call.get("args").and_then(|args| args.as_array().first());
+        let constant = argument.and_then(|argument| {
+            let constant = argument
+                .get("A_Const")
+                .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))?;
+            Some((
+                constant.get("sval")?.get("sval")?.as_text()?,
+                location(constant)?,
+            ))
+        });
+        let first = constant.map_or(FirstArgument::Other, |(text, _)| FirstArgument::Text(text));
+        let Some((target, at)) = query_functions::reads_managed_table(name, first, self.targets)
+        else {
+            return;
+        };
+        let mention = constant.zip(at).and_then(|((text, from), at)| {
+            definitions::body_offset(self.sql, from, text).map(|start| start + at)
+        });
+        let Some(offset) = mention.or_else(|| location(call)) else {
+            self.unlocatable = true;
+            return;
+        };
+        self.found.push(Reference {
+            offset,
+            schema: Some(target.table.schema.clone()),
+            name: target.table.name.clone(),
+            aliased: false,
+            place: Place::QueryText,
+        });
     }
 
     /// Records a reference at `node`'s position; a node without one makes the reading
@@ -347,17 +530,17 @@ impl Walker<'_> {
         aliased: bool,
         place: Place,
     ) {
-        let place = match self.defining_view {
-            false => place,
-            // A catalog relation or a name pinned elsewhere reads as written there.
-            true if self
-                .targets
+        let managed = || {
+            self.targets
                 .resolve(schema, name)
-                .is_some_and(|target| self.targets.is_managed(target)) =>
-            {
-                Place::ViewDefinition
-            }
-            true => return,
+                .is_some_and(|target| self.targets.is_managed(target))
+        };
+        // A catalog relation or a name pinned elsewhere reads as written there.
+        let place = match self.defining {
+            Some(definition) if managed() => definition,
+            Some(_) => return,
+            None if self.storing && !managed() => return,
+            None => place,
         };
         let Some(offset) = location(node) else {
             self.unlocatable = true;
@@ -370,6 +553,22 @@ impl Walker<'_> {
             aliased,
             place,
         });
+    }
+}
+
+/// The texts of the `String` nodes in `tree` (a function's `AS 'obj', 'symbol'` has two).
+fn strings<'t>(tree: Option<&'t Tree>, out: &mut Vec<&'t str>) {
+    match tree {
+        Some(Tree::Object(fields)) => {
+            for (key, child) in fields {
+                match (key.as_ref(), child) {
+                    ("sval", Tree::Text(text)) => out.push(text),
+                    _ => strings(Some(child), out),
+                }
+            }
+        }
+        Some(Tree::Array(items)) => items.iter().for_each(|item| strings(Some(item), out)),
+        _ => {}
     }
 }
 
@@ -423,6 +622,10 @@ pub fn name_extent(
 /// one as Postgres's scanner reads it (letters, digits, `_`, `$`, and any non-ASCII byte).
 fn identifier_end(bytes: &[u8], start: usize) -> Option<usize> {
     let first = *bytes.get(start)?;
+    // `U&"…"` spells the name with escapes: not a name the rewriter splices around.
+    if first.eq_ignore_ascii_case(&b'u') && bytes.get(start + 1) == Some(&b'&') {
+        return None;
+    }
     if first == b'"' {
         let mut i = start + 1;
         loop {
@@ -465,148 +668,5 @@ pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rewriter::{RelationName, ViewTarget};
-
-    fn targets() -> VersionTargets {
-        VersionTargets::new(
-            "v1",
-            vec![ViewTarget {
-                table: RelationName::new("public", "model_metadata"),
-                view: RelationName::new("public", "model_metadata_v1"),
-            }],
-        )
-    }
-
-    fn offsets(sql: &str) -> Vec<(usize, Place)> {
-        match managed_references(sql, &targets()) {
-            Reading::Parsed(found) => found.into_iter().map(|r| (r.offset, r.place)).collect(),
-            other => panic!("{sql}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn finds_references_postgres_reads_and_only_those() {
-        let sql = "TABLE model_metadata";
-        assert_eq!(offsets(sql), vec![(6, Place::From)]);
-        let sql = "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g, public.model_metadata m";
-        assert_eq!(
-            offsets(sql),
-            vec![(sql.find("public").unwrap(), Place::From)]
-        );
-        // The new table of SELECT INTO, a locking clause's names and strings are not references.
-        let sql = "SELECT * INTO model_metadata FROM t FOR UPDATE OF model_metadata";
-        assert_eq!(offsets(sql), vec![]);
-        let sql = "SELECT 'model_metadata', model_metadata.id FROM other";
-        assert_eq!(offsets(sql), vec![]);
-        // A new table's query reads; a view's definition is marked; other DDL is not read.
-        let sql = "CREATE TABLE model_metadata AS SELECT * FROM model_metadata";
-        assert_eq!(
-            offsets(sql),
-            vec![(sql.rfind("model").unwrap(), Place::From)]
-        );
-        let sql = "CREATE VIEW model_metadata AS SELECT * FROM model_metadata";
-        assert_eq!(
-            offsets(sql),
-            vec![(sql.rfind("model").unwrap(), Place::ViewDefinition)]
-        );
-        let sql = "CREATE MATERIALIZED VIEW model_metadata AS SELECT NULL::model_metadata";
-        assert_eq!(
-            offsets(sql),
-            vec![(sql.rfind("model").unwrap(), Place::ViewDefinition)]
-        );
-        let sql = "CREATE VIEW v AS SELECT * FROM pg_class";
-        assert_eq!(offsets(sql), vec![]);
-        let sql = "CREATE TABLE t (LIKE model_metadata)";
-        assert_eq!(offsets(sql), vec![]);
-    }
-
-    #[test]
-    fn with_items_shadow_reads_but_not_targets() {
-        let sql =
-            "WITH model_metadata AS (SELECT * FROM model_metadata) SELECT * FROM model_metadata";
-        assert_eq!(
-            offsets(sql),
-            vec![(sql.find("FROM m").unwrap() + 5, Place::From)]
-        );
-        let sql = "WITH RECURSIVE model_metadata AS (SELECT 1 UNION ALL SELECT 1 FROM model_metadata) SELECT 1";
-        assert_eq!(offsets(sql), vec![]);
-        let sql = "WITH model_metadata AS (SELECT 1) UPDATE model_metadata SET id = 1";
-        assert_eq!(
-            offsets(sql),
-            vec![(sql.find("UPDATE m").unwrap() + 7, Place::Target)]
-        );
-        let sql = "COPY model_metadata TO STDOUT; COPY model_metadata FROM STDIN";
-        assert_eq!(
-            offsets(sql),
-            vec![
-                (5, Place::CopyTo),
-                (sql.rfind("model").unwrap(), Place::CopyFrom)
-            ]
-        );
-    }
-
-    #[test]
-    fn rejected_and_unavailable_are_told_apart() {
-        assert!(matches!(
-            managed_references("SELEC * FROM model_metadata", &targets()),
-            Reading::Rejected(_)
-        ));
-        // Too deep for the decoder, or for Postgres's parser stack: never a crash, and never
-        // a reading that could miss a reference.
-        for depth in [200, 1_000] {
-            let deep = format!(
-                "SELECT * FROM {}model_metadata{}",
-                "(SELECT * FROM ".repeat(depth),
-                ") s".repeat(depth)
-            );
-            assert!(
-                !matches!(managed_references(&deep, &targets()), Reading::Parsed(_)),
-                "{depth}"
-            );
-        }
-        // The worst nesting per byte that fits the limit: a left-deep operator chain.
-        let chain = format!("SELECT * FROM model_metadata WHERE {}1", "1+".repeat(8_000));
-        assert!(chain.len() <= MAX_CHECKED_BYTES);
-        let reading = std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(move || managed_references(&chain, &targets()))
-            .unwrap()
-            .join()
-            .unwrap();
-        assert!(matches!(reading, Reading::Unavailable(_)), "{reading:?}");
-        let long = format!(
-            "SELECT * FROM model_metadata /* {} */",
-            "x".repeat(MAX_CHECKED_BYTES)
-        );
-        assert_eq!(managed_references(&long, &targets()), Reading::TooLong);
-    }
-
-    #[test]
-    fn row_types_are_references_and_no_with_item_shadows_them() {
-        let sql = "WITH model_metadata AS (SELECT 1) SELECT NULL::model_metadata, CAST(NULL AS public.model_metadata[]), NULL::int";
-        assert_eq!(
-            offsets(sql),
-            vec![
-                (sql.find("::model").unwrap() + 2, Place::RowType),
-                (sql.find("public").unwrap(), Place::RowType),
-            ]
-        );
-        let sql = "PREPARE p (model_metadata) AS SELECT $1";
-        assert_eq!(offsets(sql), vec![(11, Place::RowType)]);
-        assert_eq!(offsets("SELECT NULL::other.model_metadata"), vec![]);
-    }
-
-    #[test]
-    fn name_extents() {
-        let sql = "FROM public . \"Model\"\"x\" m";
-        let (whole, last) = name_extent(sql, 5).unwrap();
-        assert_eq!(&sql[whole], "public . \"Model\"\"x\"");
-        assert_eq!(&sql[last], "\"Model\"\"x\"");
-        assert_eq!(name_extent("FROM (x)", 5), None);
-        assert!(after_table_keyword("TABLE ONLY t", 11));
-        assert!(after_table_keyword("x UNION table t", 14));
-        assert!(!after_table_keyword("SELECT * FROM mytable t", 22));
-    }
-}
+#[path = "postgres_grammar_tests.rs"]
+mod tests;

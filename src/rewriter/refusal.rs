@@ -1,7 +1,8 @@
 //! `Refusal`: a statement the rewriter could read but refuses all the same, because viewgate
 //! would have to write the base table for it and cannot do so exactly (a COPY … FROM column
 //! the version lacks, an upsert form it cannot map). The proxy answers it with 42601 and the
-//! position; it is never forwarded.
+//! position; it is never forwarded. So is DDL that would keep a managed table's whole shape
+//! (a view's definition, a stored row type, a function's body: `definitions.rs`).
 
 /// Why a read statement is refused. `offset` is a byte offset into the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,26 @@ impl Refusal {
             reason: reason.into(),
             offset,
         }
+    }
+}
+
+use super::postgres_grammar::Place;
+
+/// Why a statement whose reference stands at `place` is refused, if that place is one where
+/// viewgate refuses a managed table (`definitions.rs`).
+pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<String> {
+    match place {
+        Place::ViewDefinition => Some(view_definition(table, version, view)),
+        Place::StoredShape => Some(format!(
+            "DDL is not rewritten, and this statement would keep the row type or the columns of managed table \"{table}\" itself, which has columns version \"{version}\" does not have; use the version's view ({view}) or its row type, or run the statement over a direct connection to build on the base table (inheriting from or partitioning a managed table can only be done there)"
+        )),
+        Place::FunctionBody => Some(format!(
+            "a function's or DO block's body is not rewritten: Postgres reads it when it runs, under the caller's search_path, and as written it may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) or another schema's table explicitly in the body, or create it over a direct connection"
+        )),
+        Place::QueryText => Some(format!(
+            "the relations a function reads from a string are not rewritten, and this call may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) in a constant argument, or read the version's views one by one"
+        )),
+        _ => None,
     }
 }
 

@@ -61,12 +61,12 @@ pub struct Analysis {
 /// Tokenizes, splits, parses and collects the edits of a text that mentions a managed table,
 /// then has Postgres's parser confirm them (`check`): the full path, taken on a cache miss.
 pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
-    let reading = read_with_sqlparser(sql, targets);
+    let mut reading = read_with_sqlparser(sql, targets);
     Analysis {
-        parser_tokens: reading.parser_tokens,
-        edits: match reading.refusal {
+        parser_tokens: reading.parser_tokens.take(),
+        edits: match reading.refusal.take() {
             Some(refusal) => Err(refusal),
-            None => check(sql, targets, reading.edits, reading.failure, reading.unread),
+            None => check(sql, targets, reading),
         },
     }
 }
@@ -82,6 +82,9 @@ pub struct ParserReading {
     /// A statement sqlparser read but viewgate refuses (it cannot write it exactly): the
     /// whole text is refused, whatever Postgres's parser says.
     pub refusal: Option<Failure>,
+    /// Whether a statement sqlparser passes through (DDL) mentions a managed name: only
+    /// Postgres's parser reads those (`definitions.rs`).
+    pub ddl_mentions: bool,
 }
 
 /// sqlparser's reading alone, without Postgres's check (the differential test compares the
@@ -102,6 +105,7 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
                 failure: Some(failure(e.message.clone(), Some(e.location))),
                 unread: std::iter::once(0..sql.len()).collect(),
                 refusal: None,
+                ddl_mentions: true,
             };
         }
     };
@@ -109,10 +113,13 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
     let mut first_failure = None;
     let mut refusal = None;
     let mut unread = Vec::new();
+    let mut ddl_mentions = false;
     for statement in statements {
-        if statement.kind == Kind::PassThrough
-            || !mentions_managed_table(&sql[statement.range.clone()], targets)
-        {
+        if !mentions_managed_table(&sql[statement.range.clone()], targets) {
+            continue;
+        }
+        if statement.kind == Kind::PassThrough {
+            ddl_mentions = true;
             continue;
         }
         let statement_edits = match statement.kind {
@@ -146,6 +153,7 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
         failure: first_failure,
         unread,
         refusal,
+        ddl_mentions,
     }
 }
 
@@ -155,15 +163,35 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
 /// `SELECT … UNION TABLE t`) is rewritten from Postgres's position, or the statement is
 /// refused; a relation edit of sqlparser's that Postgres does not read as a managed table
 /// refuses it. A statement Postgres itself rejects keeps sqlparser's verdict (sent, it would
-/// fail there and read nothing).
+/// fail there and read nothing). DDL that names a managed table is read by Postgres's parser
+/// alone, up to a longer limit, and refused beyond it.
 fn check(
     sql: &str,
     targets: &VersionTargets,
-    edits: Vec<Edit>,
-    failure: Option<Failure>,
-    unread: Vec<Range<usize>>,
+    reading: ParserReading,
 ) -> Result<Vec<Edit>, Failure> {
-    let references = match postgres_grammar::managed_references(sql, targets) {
+    let ParserReading {
+        edits,
+        failure,
+        unread,
+        ddl_mentions,
+        ..
+    } = reading;
+    let mut postgres = postgres_grammar::managed_references(sql, targets);
+    if postgres == Reading::TooLong && ddl_mentions {
+        postgres = postgres_grammar::definition_references(sql, targets);
+        if postgres == Reading::TooLong {
+            return Err(Failure {
+                reason: format!(
+                    "it holds DDL that names a managed table, and at {} bytes it is longer than the {} bytes PostgreSQL's parser is asked to check; send the DDL on its own",
+                    sql.len(),
+                    postgres_grammar::MAX_CHECKED_DEFINITION_BYTES
+                ),
+                offset: None,
+            });
+        }
+    }
+    let references = match postgres {
         Reading::Parsed(references) => references,
         Reading::Rejected(_) | Reading::TooLong => return failure.map_or(Ok(edits), Err),
         Reading::Unavailable(reason) => {
@@ -173,17 +201,19 @@ fn check(
             });
         }
     };
-    if let Some(reference) = references.iter().find(|r| r.place == Place::ViewDefinition)
-        && let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name)
-    {
-        return Err(Failure {
-            reason: refusal::view_definition(
-                &target.table.name,
-                &targets.version,
-                &view_reference(target, true),
-            ),
-            offset: Some(reference.offset),
-        });
+    for reference in &references {
+        let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name) else {
+            continue;
+        };
+        let view = view_reference(target, true);
+        if let Some(reason) =
+            refusal::of_place(reference.place, &target.table.name, &targets.version, &view)
+        {
+            return Err(Failure {
+                reason,
+                offset: Some(reference.offset),
+            });
+        }
     }
     let mut checked = edits;
     for reference in &references {

@@ -2,8 +2,9 @@
 //!
 //! The tokenizer (which understands strings, quoted identifiers, comments and dollar quoting)
 //! finds the top-level semicolons, so one statement the parser cannot read does not stop the
-//! others from being rewritten. Only statements that read or write rows are candidates;
-//! everything else (DDL, SET, VACUUM, DO, ...) passes through untouched.
+//! others from being rewritten. Only statements that read or write rows are candidates for
+//! sqlparser; everything else (DDL, SET, VACUUM, DO, ...) is left to Postgres's parser, which
+//! reads only the DDL that would copy or keep a managed table's shape (`definitions.rs`).
 //!
 //! Each candidate is parsed from its own tokens (the query string is tokenized once), which
 //! carry their line/column positions in the original text, so the parser's spans locate table

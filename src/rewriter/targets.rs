@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::mention::MentionScan;
+use super::mention::{MentionScan, RELATION_READING_FUNCTIONS};
 use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
 use crate::model::{RoutingMap, ViewMapping};
@@ -79,7 +79,11 @@ pub struct VersionTargets {
 
 impl VersionTargets {
     pub fn new(version: impl Into<String>, targets: Vec<ViewTarget>) -> Self {
-        let mention_scan = MentionScan::new(targets.iter().map(|t| t.table.name.as_str()));
+        let names = targets.iter().map(|t| t.table.name.as_str());
+        let functions = RELATION_READING_FUNCTIONS
+            .iter()
+            .filter(|_| !targets.is_empty());
+        let mention_scan = MentionScan::new(names.chain(functions.copied()));
         VersionTargets {
             version: version.into(),
             targets,
@@ -213,12 +217,19 @@ impl VersionTargets {
     }
 
     /// Names a statement must mention (in any case) before it is worth parsing: the managed
-    /// tables' and, with catalog substitutes, the catalog relations'.
+    /// tables', the built-ins that read relations named in a string (`query_functions.rs`)
+    /// and, with catalog substitutes, the catalog relations'.
     pub fn table_names(&self) -> impl Iterator<Item = &str> {
         self.targets
             .iter()
             .map(|t| t.table.name.as_str())
             .chain(self.catalog_mentions.iter().copied())
+            .chain(
+                RELATION_READING_FUNCTIONS
+                    .iter()
+                    .copied()
+                    .filter(|_| !self.targets.is_empty()),
+            )
     }
 
     /// The target for a relation reference `schema.name` (folded names): a managed table, or

@@ -152,18 +152,54 @@ fn multi_statement_strings_rewrite_each_statement() {
 }
 
 #[test]
-fn ddl_and_do_blocks_pass_through() {
+fn ddl_on_the_table_itself_passes_through() {
     for sql in [
         "ALTER TABLE model_metadata ADD COLUMN x int",
         "CREATE INDEX ON model_metadata (model_name)",
         "DROP TABLE model_metadata",
         "TRUNCATE model_metadata",
         "VACUUM ANALYZE model_metadata",
-        "DO $$ BEGIN PERFORM 1 FROM model_metadata; END $$",
         "GRANT SELECT ON model_metadata TO app",
+        "CREATE TABLE child (id int REFERENCES model_metadata (id))",
+        "DO $$ BEGIN PERFORM 1 FROM model_metadata_v2; END $$",
     ] {
         assert_eq!(rewrite(sql, &v2()).unwrap(), Rewrite::Unchanged, "{sql}");
     }
+}
+
+#[test]
+fn ddl_that_would_keep_the_base_shape_is_rewritten_or_refused() {
+    check(
+        "CREATE TEMP TABLE scratch (LIKE model_metadata INCLUDING ALL)",
+        "CREATE TEMP TABLE scratch (LIKE model_metadata_v2 INCLUDING ALL)",
+    );
+    check(
+        "CREATE TABLE s (LIKE public.model_metadata); SELECT * FROM model_metadata",
+        "CREATE TABLE s (LIKE public.model_metadata_v2); SELECT * FROM model_metadata_v2 AS model_metadata",
+    );
+    for (sql, at) in [
+        ("DO $$ BEGIN PERFORM 1 FROM model_metadata; END $$", "model"),
+        ("CREATE TABLE t () INHERITS (model_metadata)", "model"),
+        (
+            "CREATE FUNCTION f() RETURNS SETOF model_metadata LANGUAGE sql AS 'SELECT 1'",
+            "model",
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN (SELECT count(*) FROM model_metadata); END $f$",
+            "model",
+        ),
+    ] {
+        let error = rewrite(sql, &v2()).unwrap_err();
+        assert_eq!(error.position, Some(sql.find(at).unwrap() + 1), "{sql}");
+        assert!(error.reason.contains("model_metadata_v2"), "{sql}: {error}");
+    }
+    // Too long for the parser to check: refused, never passed through unread.
+    let long = format!(
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 /* {} */ FROM model_metadata $$",
+        "x".repeat(crate::rewriter::postgres_grammar::MAX_CHECKED_DEFINITION_BYTES)
+    );
+    let error = rewrite(&long, &v2()).unwrap_err();
+    assert!(error.reason.contains("longer than"), "{error}");
 }
 
 #[test]
@@ -860,5 +896,39 @@ fn merge_under_with_explain_prepare_and_only_is_written_to_the_base_table() {
             Ok(Rewrite::Rewritten(expected.into())),
             "{sql}"
         );
+    }
+}
+
+#[test]
+fn a_name_spelled_with_unicode_escapes_is_refused_not_passed_through() {
+    for sql in [
+        r#"SELECT * FROM U&"\006Dodel_metadata""#,
+        r#"SELECT * FROM public.u&"model\005Fmetadata" m"#,
+    ] {
+        let error = rewrite(sql, &v2()).unwrap_err();
+        assert!(error.reason.contains("unusual spelling"), "{sql}: {error}");
+    }
+    assert_eq!(
+        rewrite(r#"SELECT * FROM U&"\0074" t"#, &v2()).unwrap(),
+        Rewrite::Unchanged
+    );
+}
+
+#[test]
+fn built_ins_that_read_a_named_relation_are_refused_where_they_may_read_the_base_table() {
+    for sql in [
+        "SELECT query_to_xml('SELECT * FROM model_metadata', true, false, '')",
+        "SELECT table_to_xml('model_metadata', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT database_to_xmlschema(true, false, '')",
+    ] {
+        let error = rewrite(sql, &v2()).unwrap_err();
+        assert!(error.reason.contains("model_metadata_v2"), "{sql}: {error}");
+    }
+    for sql in [
+        "SELECT query_to_xml('SELECT * FROM model_metadata_v2', true, false, '')",
+        "SELECT table_to_xml('model_metadata_v2', true, false, '')",
+    ] {
+        assert_eq!(rewrite(sql, &v2()).unwrap(), Rewrite::Unchanged, "{sql}");
     }
 }

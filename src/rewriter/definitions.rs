@@ -1,0 +1,159 @@
+//! DDL that would keep a managed table's whole shape: what the grammar check reads in it.
+//!
+//! Most DDL names a managed table to change the table itself (`ALTER TABLE`, `CREATE INDEX`,
+//! `GRANT`): that is the operator's business and passes through. Some DDL instead builds a new
+//! object from the table's shape or stores a reference that is read later, and as written it
+//! would give a version every column of every version:
+//! - `CREATE TABLE … (LIKE t)` copies the columns: rewritten to the version's view, which
+//!   `LIKE` accepts and which leaves no dependency behind ([`Place::Like`]);
+//! - the row type stored in a column, a function's argument or result, a composite type, a
+//!   domain, a cast or an aggregate, a typed table (`OF t`), a table that inherits from or is a
+//!   partition of `t` ([`Place::StoredShape`]): refused, since naming the view's type would
+//!   hold the view in place against `views apply` and `migrate complete`;
+//! - a function's or procedure's body, and a DO block's ([`Place::FunctionBody`]): refused.
+//!   A `BEGIN ATOMIC` body is parsed with the function and read like a view's definition; a
+//!   string body is read by Postgres only when it runs, under its caller's search_path, so
+//!   any mention of a managed name that could mean the table refuses it ([`body_mention`]).
+//!
+//! [`Place::Like`]: super::postgres_grammar::Place::Like
+//! [`Place::StoredShape`]: super::postgres_grammar::Place::StoredShape
+//! [`Place::FunctionBody`]: super::postgres_grammar::Place::FunctionBody
+
+use super::targets::{VersionTargets, ViewTarget, fold_identifier};
+
+/// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.
+/// `CreateSchemaStmt` holds `CREATE TABLE` / `CREATE VIEW` elements.
+pub const READ_KINDS: &[&str] = &[
+    "CreateStmt",
+    "AlterTableStmt",
+    "CompositeTypeStmt",
+    "CreateDomainStmt",
+    "CreateFunctionStmt",
+    "DefineStmt",
+    "CreateCastStmt",
+    "DoStmt",
+    "RuleStmt",
+    "CreateSchemaStmt",
+];
+
+/// Fields that hold a type name without its `TypeName` tag, besides a cast's `typeName`.
+pub const UNTAGGED_TYPE_FIELDS: &[&str] = &[
+    "argType",
+    "returnType",
+    "ofTypename",
+    "sourcetype",
+    "targettype",
+];
+
+/// The first place in a function's or DO block's `body` that may name one of `targets`'
+/// managed tables: the name as a whole identifier (in any case, quoted or not), unqualified or
+/// qualified with the table's own schema. A name qualified otherwise (`tenant.model_metadata`,
+/// a column `m.model_metadata`) is some other relation. Returns the byte offset in `body`.
+pub fn body_mention<'t>(
+    body: &str,
+    targets: &'t VersionTargets,
+) -> Option<(usize, &'t ViewTarget)> {
+    let bytes = body.as_bytes();
+    let mut found: Option<(usize, &ViewTarget)> = None;
+    for target in targets.managed() {
+        let name = target.table.name.as_bytes();
+        let mut from = 0;
+        while let Some(at) = find_ignore_ascii_case(&bytes[from..], name).map(|i| i + from) {
+            from = at + 1;
+            let end = at + name.len();
+            if is_identifier_byte(bytes.get(end).copied())
+                || (at > 0 && is_identifier_byte(bytes.get(at - 1).copied()))
+            {
+                continue;
+            }
+            if qualifier_before(body, at).is_some_and(|q| q != target.table.schema) {
+                continue;
+            }
+            if found.is_none_or(|(first, _)| at < first) {
+                found = Some((at, target));
+            }
+            break;
+        }
+    }
+    found
+}
+
+/// Where `body` stands in `sql`, searching from `from` (a body in dollar quotes appears
+/// verbatim; one in single quotes with doubled quotes or escapes does not).
+pub fn body_offset(sql: &str, from: usize, body: &str) -> Option<usize> {
+    sql.get(from..)?.find(body).map(|i| i + from)
+}
+
+fn is_identifier_byte(byte: Option<u8>) -> bool {
+    byte.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
+}
+
+/// The folded qualifier written before the name at `at` (`schema.` or `"Schema" .`), if any.
+fn qualifier_before(body: &str, at: usize) -> Option<String> {
+    let before = body[..at].trim_end_matches(|c: char| c.is_ascii_whitespace() || c == '"');
+    let before = before.strip_suffix('.')?.trim_end();
+    if let Some(quoted) = before.strip_suffix('"') {
+        let start = quoted.rfind('"')?;
+        return Some(fold_identifier(&quoted[start + 1..], true));
+    }
+    let start = before
+        .bytes()
+        .rposition(|b| !is_identifier_byte(Some(b)))
+        .map_or(0, |i| i + 1);
+    Some(fold_identifier(&before[start..], false))
+}
+
+fn find_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    (0..=haystack.len() - needle.len())
+        .find(|&i| haystack[i..i + needle.len()].eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewriter::RelationName;
+
+    fn targets() -> VersionTargets {
+        VersionTargets::new(
+            "v1",
+            vec![ViewTarget {
+                table: RelationName::new("public", "model_metadata"),
+                view: RelationName::new("public", "model_metadata_v1"),
+            }],
+        )
+    }
+
+    #[test]
+    fn a_body_mentions_a_managed_table_by_its_name_or_its_own_schema() {
+        let targets = targets();
+        let at = |body: &str| body_mention(body, &targets).map(|(at, _)| at);
+        assert_eq!(at("SELECT * FROM model_metadata"), Some(14));
+        assert_eq!(at("select 1 from Public.\"Model_Metadata\""), Some(22));
+        assert_eq!(
+            at("BEGIN PERFORM 1 FROM public . MODEL_METADATA; END"),
+            Some(30)
+        );
+        assert_eq!(at("DECLARE r model_metadata%ROWTYPE;"), Some(10));
+        // Another schema's table, a column of that name, longer names: not the managed table.
+        assert_eq!(at("SELECT * FROM tenant.model_metadata"), None);
+        assert_eq!(at("SELECT m.model_metadata FROM x m"), None);
+        assert_eq!(
+            at("SELECT * FROM model_metadata_v1, my_model_metadata"),
+            None
+        );
+        assert_eq!(at("SELECT 1"), None);
+        // The first mention counts, whichever comes first.
+        assert_eq!(at("x.model_metadata; model_metadata"), Some(18));
+    }
+
+    #[test]
+    fn a_body_is_found_where_it_is_written_verbatim() {
+        let sql = "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql";
+        assert_eq!(body_offset(sql, 32, " SELECT 1 "), Some(37));
+        assert_eq!(body_offset(sql, 32, "it''s"), None);
+        assert_eq!(body_offset(sql, 500, "x"), None);
+    }
+}
