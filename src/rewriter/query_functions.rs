@@ -5,7 +5,7 @@
 //! read a managed table this way would return every column of every version, and is refused.
 //! A call whose argument is not a constant (a parameter, an expression) could name anything,
 //! and is refused too; the version's views can be named instead. The fast path reads a
-//! statement that mentions one (`mention::RELATION_READING_FUNCTIONS`).
+//! statement that mentions one (`mention::RELATION_READING_FUNCTION_MARK`).
 
 use super::definitions::body_mention;
 use super::targets::{VersionTargets, ViewTarget};

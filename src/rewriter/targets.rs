@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::mention::{MentionScan, RELATION_READING_FUNCTIONS};
+use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARK};
 use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
 use crate::model::{RoutingMap, ViewMapping};
@@ -80,10 +80,8 @@ pub struct VersionTargets {
 impl VersionTargets {
     pub fn new(version: impl Into<String>, targets: Vec<ViewTarget>) -> Self {
         let names = targets.iter().map(|t| t.table.name.as_str());
-        let functions = RELATION_READING_FUNCTIONS
-            .iter()
-            .filter(|_| !targets.is_empty());
-        let mention_scan = MentionScan::new(names.chain(functions.copied()));
+        let functions = (!targets.is_empty()).then_some(RELATION_READING_FUNCTION_MARK);
+        let mention_scan = MentionScan::new(names.chain(functions));
         VersionTargets {
             version: version.into(),
             targets,
@@ -224,12 +222,7 @@ impl VersionTargets {
             .iter()
             .map(|t| t.table.name.as_str())
             .chain(self.catalog_mentions.iter().copied())
-            .chain(
-                RELATION_READING_FUNCTIONS
-                    .iter()
-                    .copied()
-                    .filter(|_| !self.targets.is_empty()),
-            )
+            .chain((!self.targets.is_empty()).then_some(RELATION_READING_FUNCTION_MARK))
     }
 
     /// The target for a relation reference `schema.name` (folded names): a managed table, or
