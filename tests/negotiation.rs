@@ -1,7 +1,8 @@
 //! Encryption negotiation at startup as Postgres clients perform it: GSSENCRequest and (with
 //! client TLS disabled) SSLRequest are declined with 'N' and the same connection goes on to a
 //! normal startup. libpq with gssencmode=prefer asks for GSS, then for TLS, on one connection;
-//! asking for the same kind twice is a protocol violation, as in Postgres.
+//! asking for the same kind twice is a protocol violation, as in Postgres. A replication
+//! connection is refused: its stream would carry base tables whole.
 
 mod common;
 
@@ -56,4 +57,32 @@ fn gss_then_tls_like_libpq_then_a_repeat_is_refused() {
         report.message.contains("SSL was requested twice"),
         "{report:?}"
     );
+}
+
+#[test]
+fn replication_connections_are_refused_and_ordinary_ones_with_the_parameter_off_go_on() {
+    let proxy = TestProxy::start();
+    for mode in ["database", "true", "on"] {
+        let mut stream = raw::connect(proxy.address);
+        let startup = [("user", "postgres"), ("replication", mode)];
+        stream
+            .write_all(&raw::startup_packet(PROTOCOL_3_0, &startup))
+            .unwrap();
+        let report = raw::expect_error(&mut stream);
+        assert_eq!(report.code, "0A000", "{mode}: {report:?}");
+        assert!(
+            report
+                .message
+                .contains("does not proxy replication connections"),
+            "{report:?}"
+        );
+    }
+    let mut stream = raw::connect(proxy.address);
+    let startup = [("user", "postgres"), ("replication", "off")];
+    stream
+        .write_all(&raw::startup_packet(PROTOCOL_3_0, &startup))
+        .unwrap();
+    while raw::read_message(&mut stream).unwrap().0 != b'Z' {}
+    let rows = raw::first_column(&raw::simple_query(&mut stream, "SELECT 'ordinary'"));
+    assert_eq!(rows, vec!["ordinary"]);
 }

@@ -1,5 +1,6 @@
 //! The client side of startup: TLS and GSS negotiation, cancel requests (this replica's own, or
-//! forwarded to the peer that owns the session: `peers`), the StartupMessage.
+//! forwarded to the peer that owns the session: `peers`), the StartupMessage (a replication
+//! connection is refused: it would stream base tables whole).
 //!
 //! Runs before a client is known, so everything here is bounded: the packet size (10,000 bytes),
 //! the number of packets (one encryption request, then the startup), and the time (the
@@ -21,6 +22,23 @@ use crate::protocol::startup::{
     ACCEPT_ENCRYPTION, REFUSE_ENCRYPTION, StartupError, StartupMessage, StartupPacket,
     read_startup_packet,
 };
+
+/// The startup parameter that makes a connection a walsender (`database` for logical
+/// replication, a true boolean for physical), which viewgate refuses.
+const REPLICATION_PARAMETER: &str = "replication";
+
+/// Whether `value` is one of the spellings Postgres's `parse_bool` reads as false (a unique
+/// prefix of `false` or `no`, `off`/`of`, `0`): the only `replication` values that leave a
+/// connection an ordinary one.
+fn means_false(value: &str) -> bool {
+    let value = value.trim().to_ascii_lowercase();
+    !value.is_empty()
+        && ("false".starts_with(&value)
+            || "no".starts_with(&value)
+            || value == "off"
+            || value == "of"
+            || value == "0")
+}
 
 /// What a new connection turned out to be.
 pub enum Negotiated {
@@ -109,6 +127,17 @@ pub async fn negotiate(
                     };
                     return Err(refuse(&mut client, error).await);
                 }
+                if let Some(mode) = startup.param(REPLICATION_PARAMETER)
+                    && !means_false(mode)
+                {
+                    let error = SessionError::Refused {
+                        code: SqlState::FEATURE_NOT_SUPPORTED,
+                        message: format!(
+                            "viewgate does not proxy replication connections (replication={mode}): their streams and base backups carry managed tables' base rows whole, every version's columns included; connect to PostgreSQL directly"
+                        ),
+                    };
+                    return Err(refuse(&mut client, error).await);
+                }
                 if startup.needs_negotiation() {
                     let reply = reply::negotiate_protocol_version(startup.extensions.clone());
                     client
@@ -162,5 +191,20 @@ async fn forward_cancel(state: &ProxyState, process_id: u32, secret: &[u8]) {
     };
     if let Err(error) = key.target.send_cancel(key.process_id, &key.secret).await {
         tracing::warn!(%error, "could not forward a cancel request upstream");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::means_false;
+
+    #[test]
+    fn only_false_spellings_leave_a_connection_ordinary() {
+        for value in ["false", "f", "FALSE", "no", "n", "off", "of", "0", " off "] {
+            assert!(means_false(value), "{value}");
+        }
+        for value in ["database", "true", "on", "yes", "1", "", "o", "nope"] {
+            assert!(!means_false(value), "{value}");
+        }
     }
 }
