@@ -343,6 +343,42 @@ fn the_versions_table_has_no_view_definition() {
     );
 }
 
+/// The rule that makes the version's view a view (`_RETURN`, whose SELECT names the base table's
+/// columns, `model_type` among them) prints as NULL, as for an oid that is no rule: the version
+/// sees a table. Another version's view keeps its rule, as it keeps its view definition.
+#[test]
+fn the_versions_table_has_no_rule_definition() {
+    let proxy = versioned_proxy();
+    let rules = "SELECT quote_nullable(pg_get_ruledef(r.oid)), quote_nullable(pg_catalog.pg_get_ruledef(r.oid, true))
+                   FROM pg_rewrite r WHERE r.ev_class = 'model_metadata'::regclass";
+    for version in ["v1", "v2"] {
+        assert_eq!(
+            psql(&proxy, Some(version), rules).unwrap(),
+            "NULL|NULL",
+            "at {version}"
+        );
+    }
+    // What the server prints of the view's rule: its SELECT reads the base table's columns.
+    let v1_rule = "SELECT pg_get_ruledef(r.oid, true) FROM pg_rewrite r
+                    WHERE r.ev_class = 'model_metadata_v1'::regclass";
+    assert!(
+        proxy.admin(v1_rule).contains("DO INSTEAD"),
+        "{}",
+        proxy.admin(v1_rule)
+    );
+    // v2's view, seen from v1, is another relation: the real function.
+    let v2_rule = "SELECT pg_get_ruledef(r.oid, true) FROM pg_rewrite r
+                    WHERE r.ev_class = 'model_metadata_v2'::regclass";
+    let from_v1 = psql(
+        &proxy,
+        Some("v1"),
+        &format!("{v2_rule} AND EXISTS (SELECT FROM pg_class WHERE relname = 'model_metadata')"),
+    )
+    .unwrap();
+    assert_eq!(from_v1, proxy.admin(v2_rule));
+    assert!(from_v1.contains("model_type"), "{from_v1}");
+}
+
 #[test]
 fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
     let proxy = versioned_proxy();
@@ -487,13 +523,15 @@ fn proxy_with_spec(schema: &str, spec: &str) -> TestProxy {
     let spec_path = spec_file.display().to_string();
     catalog_command(&proxy, "views", &["apply", "--spec", &spec_path]).unwrap();
     proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
+    // A session without a version is v1 only once the proxy has loaded the catalog (with the
+    // versions' substitutes); Postgres itself answers `SHOW` for a version given at startup.
     assert!(
         wait_until(Duration::from_secs(5), || psql(
             &proxy,
-            Some("v2"),
+            None,
             "SHOW viewgate.version"
         )
-        .is_ok_and(|out| out == "v2")),
+        .is_ok_and(|out| out == "v1")),
         "the proxy did not pick up the catalog"
     );
     proxy
@@ -1046,6 +1084,196 @@ fn extended_statistics_follow_the_version() {
         assert_eq!(at(version, exprs), "0", "at {version}");
     }
     assert_eq!(proxy.admin(exprs), "1");
+}
+
+/// Statistics objects (`pg_statistic_ext`, psql's "Statistics objects:" footer and the
+/// `pg_get_statisticsobjdef*` printers) of a managed table show under the version's table, its
+/// attribute numbers and column names, when the version sees every column and there is no
+/// expression (as for indexes); the others are gone and their definitions NULL. Compared with
+/// the same object made by hand under v2's names.
+#[test]
+fn statistics_objects_follow_the_version() {
+    let proxy = proxy_with_spec(KEYS_SCHEMA, KEYS_SPEC);
+    let at = |version: &str, sql: &str| psql(&proxy, Some(version), sql).unwrap();
+    proxy.admin(
+        "CREATE STATISTICS customers_name_referrer_stats (ndistinct, dependencies)
+           ON referrer_id, name FROM customers;
+         CREATE STATISTICS customers_all_kinds_stats ON email, customer_id FROM customers;
+         CREATE STATISTICS customers_name_code_stats ON name, legacy_code FROM customers;
+         CREATE STATISTICS customers_lower_name_stats ON lower(name), email FROM customers;
+         CREATE STATISTICS invoices_stats ON invoice_id, customer_id FROM invoices",
+    );
+    proxy.admin("CREATE DATABASE handmade");
+    proxy.cluster.psql("handmade", KEYS_HANDMADE_V2).unwrap();
+    let handmade = |sql: &str| proxy.cluster.psql("handmade", sql).unwrap();
+    handmade(
+        "CREATE STATISTICS customers_name_referrer_stats (ndistinct, dependencies)
+           ON referred_by, full_name FROM clients;
+         CREATE STATISTICS customers_all_kinds_stats ON email, id FROM clients;
+         CREATE STATISTICS invoices_stats ON invoice_id, customer_id FROM invoices",
+    );
+    let objects = |table: &str| {
+        format!(
+            "SELECT string_agg(format('%s: %s %s %s | %s | %s | %s', x.stxname, x.stxrelid = '{table}'::regclass, x.stxkeys,
+                                      x.stxkind, pg_get_statisticsobjdef(x.oid),
+                                      pg_catalog.pg_get_statisticsobjdef_columns(x.oid),
+                                      quote_nullable(pg_get_statisticsobjdef_expressions(x.oid))), E'\\n' ORDER BY x.stxname)
+               FROM pg_statistic_ext x WHERE x.stxrelid = '{table}'::regclass"
+        )
+    };
+    let v2 = at("v2", &objects("clients"));
+    assert_eq!(v2, handmade(&objects("clients")));
+    assert_eq!(
+        v2,
+        "customers_all_kinds_stats: t 1 3 {d,f,m} | CREATE STATISTICS public.customers_all_kinds_stats ON id, email FROM clients | id, email | NULL
+customers_name_referrer_stats: t 2 4 {d,f} | CREATE STATISTICS public.customers_name_referrer_stats (ndistinct, dependencies) ON full_name, referred_by FROM clients | full_name, referred_by | NULL"
+    );
+    // Qualified only where Postgres qualifies the table.
+    let qualified = "SET search_path = pg_catalog;
+                     SELECT pg_get_statisticsobjdef(x.oid) FROM pg_statistic_ext x
+                      WHERE x.stxname = 'customers_all_kinds_stats'";
+    assert_eq!(at("v2", qualified), handmade(qualified));
+    assert!(at("v2", qualified).ends_with(" FROM public.clients"));
+    // An unmanaged table's are the server's.
+    assert_eq!(
+        at("v2", &objects("invoices")),
+        proxy.admin(&objects("invoices"))
+    );
+    // What v2 does not see whole (legacy_code) or sees no column of (an expression) is gone,
+    // and its definitions are NULL.
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT count(*) FROM pg_statistic_ext
+              WHERE stxname IN ('customers_name_code_stats', 'customers_lower_name_stats')"
+        ),
+        "0"
+    );
+    for name in ["customers_name_code_stats", "customers_lower_name_stats"] {
+        let oid = proxy.admin(&format!(
+            "SELECT oid FROM pg_statistic_ext WHERE stxname = '{name}'"
+        ));
+        assert_eq!(
+            at(
+                "v2",
+                &format!(
+                    "SELECT quote_nullable(pg_get_statisticsobjdef({oid})),
+                            quote_nullable(pg_get_statisticsobjdef_columns({oid})),
+                            quote_nullable(pg_get_statisticsobjdef_expressions({oid}))
+                       FROM pg_class WHERE relname = 'clients'"
+                )
+            ),
+            "NULL|NULL|NULL",
+            "{name}"
+        );
+    }
+    // v1 sees the one on legacy_code, under the base names (its table is named customers);
+    // the one on an expression is gone there too.
+    assert_eq!(
+        at(
+            "v1",
+            "SELECT string_agg(pg_get_statisticsobjdef(oid), E'\\n' ORDER BY stxname) FROM pg_statistic_ext
+              WHERE stxrelid = 'customers'::regclass"
+        ),
+        "CREATE STATISTICS public.customers_all_kinds_stats ON customer_id, email FROM customers
+CREATE STATISTICS public.customers_name_code_stats ON name, legacy_code FROM customers
+CREATE STATISTICS public.customers_name_referrer_stats (ndistinct, dependencies) ON name, referrer_id FROM customers"
+    );
+
+    // psql's \d footer: the objects and their columns as for the hand-made table. The table
+    // after FROM is psql's `stxrelid::regclass`, which prints the view's own name
+    // (docs/rewriting.md, Not covered).
+    let footer = |text: &str| {
+        text.split("Statistics objects:")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let described = describe_table(&proxy, "v2", "clients");
+    let by_hand = describe_at(&proxy, &proxy.cluster.admin_conninfo("handmade"), "clients");
+    assert_eq!(
+        footer(&described),
+        footer(&by_hand).replace(" FROM clients", " FROM clients_v2"),
+        "{described}"
+    );
+    assert_eq!(
+        footer(&described),
+        "
+    \"public.customers_all_kinds_stats\" ON id, email FROM clients_v2
+    \"public.customers_name_referrer_stats\" (ndistinct, dependencies) ON full_name, referred_by FROM clients_v2"
+    );
+}
+
+/// `information_schema.referential_constraints` names only constraints: the foreign keys the
+/// version does not see (to a column it does not see) are gone, as from `table_constraints`.
+/// `check_constraints` lists no CHECK constraint of a managed table (its clause names base
+/// columns; `pg_constraint` shows none either) and none of the base table's NOT NULL rows
+/// (which name hidden columns); an unmanaged table's are the server's.
+#[test]
+fn referential_and_check_constraints_follow_the_version() {
+    let proxy = proxy_with_spec(KEYS_SCHEMA, KEYS_SPEC);
+    let at = |version: &str, sql: &str| psql(&proxy, Some(version), sql).unwrap();
+    proxy.admin(
+        "ALTER TABLE customers ADD CONSTRAINT customers_code_check CHECK (legacy_code <> '');
+         ALTER TABLE customers ADD CONSTRAINT customers_name_check CHECK (name <> '');
+         ALTER TABLE invoices ADD CONSTRAINT invoices_id_check CHECK (invoice_id > 0)",
+    );
+    proxy.admin("CREATE DATABASE handmade");
+    proxy.cluster.psql("handmade", KEYS_HANDMADE_V2).unwrap();
+    let handmade = |sql: &str| proxy.cluster.psql("handmade", sql).unwrap();
+    let referential = "SELECT string_agg(format('%s -> %s.%s %s %s %s', constraint_name, unique_constraint_schema,
+                                                unique_constraint_name, match_option, update_rule, delete_rule),
+                                         E'\\n' ORDER BY constraint_name)
+                         FROM information_schema.referential_constraints WHERE constraint_schema = 'public'";
+    let v2 = at("v2", referential);
+    assert_eq!(v2, handmade(referential));
+    assert!(!v2.contains("orders_customer_code_fkey"), "{v2}");
+    assert!(
+        proxy
+            .admin(referential)
+            .contains("orders_customer_code_fkey -> public.customers_legacy_code_key")
+    );
+    assert_eq!(
+        at("v1", referential),
+        proxy.admin(referential),
+        "v1 sees every key"
+    );
+
+    let checks = |filter: &str| {
+        format!(
+            "SELECT string_agg(constraint_name || ': ' || check_clause, E'\\n' ORDER BY constraint_name)
+               FROM information_schema.check_constraints WHERE constraint_schema = 'public' {filter}"
+        )
+    };
+    let base = proxy.admin(&checks(""));
+    // The server's: CHECK clauses and NOT NULL rows naming the base columns.
+    assert!(
+        base.contains("customers_code_check: ((legacy_code <> ''::text))")
+            && base.contains("_not_null: customer_id IS NOT NULL"),
+        "{base}"
+    );
+    // Through the proxy, at either version: the server's rows of every other table (invoices'
+    // check and NOT NULL rows), none of the managed tables'.
+    let managed_oids =
+        proxy.admin("SELECT 'customers'::regclass::oid || '|' || 'orders'::regclass::oid");
+    let others = proxy.admin(&checks(&format!(
+        "AND constraint_name !~ '^customers_' AND constraint_name !~ '^[0-9]+_({managed_oids})_[0-9]+_not_null$'"
+    )));
+    assert!(
+        others.contains("invoices_id_check: ((invoice_id > 0))"),
+        "{others}"
+    );
+    assert!(others.contains("invoice_id IS NOT NULL"), "{others}");
+    for version in ["v1", "v2"] {
+        let seen = at(version, &checks(""));
+        assert_eq!(seen, others, "at {version}");
+        for base_column in ["legacy_code", "referrer_id", "customer_id", "order_id"] {
+            assert!(
+                !seen.contains(base_column),
+                "{base_column} at {version}: {seen}"
+            );
+        }
+    }
 }
 
 /// The schema-per-version layout: the version's view is `v2.model_metadata`; by name it reads

@@ -27,6 +27,7 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_stats",
     "pg_stats_ext",
     "pg_stats_ext_exprs",
+    "pg_statistic_ext",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
@@ -47,6 +48,8 @@ pub const INFORMATION_SCHEMA_SUBSTITUTES: &[&str] = &[
     "column_udt_usage",
     "column_domain_usage",
     "column_column_usage",
+    "referential_constraints",
+    "check_constraints",
 ];
 /// The `information_schema` substitutes among those that list a table's columns (privileges,
 /// types, domains, generation): for a managed table, its version's view's own rows, so a
@@ -64,12 +67,17 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 
 /// `pg_catalog` functions with a substitute in the same schema, found by their name qualified
 /// with `pg_catalog` or unqualified: the ones introspection calls with a managed table's (the
-/// version's view's) oid, which print or read the base table's names and comments, or the
-/// view's definition.
+/// version's view's) oid or an oid the substitutes show for it (an index, a constraint, a
+/// statistics object, the view's rule), which print or read the base table's names and
+/// comments, or the view's definition.
 pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_indexdef",
     "pg_get_constraintdef",
     "pg_get_viewdef",
+    "pg_get_ruledef",
+    "pg_get_statisticsobjdef",
+    "pg_get_statisticsobjdef_columns",
+    "pg_get_statisticsobjdef_expressions",
     "col_description",
     "obj_description",
 ];
