@@ -114,16 +114,9 @@ fn find_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewriter::RelationName;
 
     fn targets() -> VersionTargets {
-        VersionTargets::new(
-            "v1",
-            vec![ViewTarget {
-                table: RelationName::new("public", "model_metadata"),
-                view: RelationName::new("public", "model_metadata_v1"),
-            }],
-        )
+        VersionTargets::seed_example("v1")
     }
 
     #[test]

@@ -452,13 +452,7 @@ impl Walker<'_> {
 
     /// A type name that names a managed table's row type. A WITH item never shadows a type.
     fn type_name(&mut self, type_name: &Tree) {
-        let names: Vec<&str> = type_name
-            .get("names")
-            .map(Tree::as_array)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|part| part.get("String")?.get("sval")?.as_text())
-            .collect();
+        let names = name_parts(type_name.get("names"));
         let (schema, name) = match names.as_slice() {
             [name] => (None, *name),
             [.., schema, name] => (Some(*schema), *name),
@@ -478,13 +472,7 @@ impl Walker<'_> {
     /// A call of a built-in that reads relations named in its first argument
     /// (`query_functions.rs`), when that argument may name a managed table.
     fn function_call(&mut self, call: &Tree) {
-        let names: Vec<&str> = call
-            .get("funcname")
-            .map(Tree::as_array)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|part| part.get("String")?.get("sval")?.as_text())
-            .collect();
+        let names = name_parts(call.get("funcname"));
         let name = match names.as_slice() {
             [name] | ["pg_catalog", name] => *name,
             _ => return,
@@ -554,6 +542,15 @@ impl Walker<'_> {
             place,
         });
     }
+}
+
+/// The parts of a qualified name, a list of `String` nodes (`["pg_catalog", "int4"]`).
+fn name_parts<'t>(list: Option<&'t Tree>) -> Vec<&'t str> {
+    list.map(Tree::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|part| part.get("String")?.get("sval")?.as_text())
+        .collect()
 }
 
 /// The texts of the `String` nodes in `tree` (a function's `AS 'obj', 'symbol'` has two).

@@ -1,16 +1,9 @@
 //! Tests of `postgres_grammar.rs`: which references PostgreSQL's parser reports, and where.
 
 use super::*;
-use crate::rewriter::{RelationName, ViewTarget};
 
 fn targets() -> VersionTargets {
-    VersionTargets::new(
-        "v1",
-        vec![ViewTarget {
-            table: RelationName::new("public", "model_metadata"),
-            view: RelationName::new("public", "model_metadata_v1"),
-        }],
-    )
+    VersionTargets::seed_example("v1")
 }
 
 fn offsets(sql: &str) -> Vec<(usize, Place)> {

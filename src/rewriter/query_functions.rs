@@ -51,16 +51,9 @@ pub fn reads_managed_table<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewriter::RelationName;
 
     fn targets() -> VersionTargets {
-        VersionTargets::new(
-            "v1",
-            vec![ViewTarget {
-                table: RelationName::new("public", "model_metadata"),
-                view: RelationName::new("public", "model_metadata_v1"),
-            }],
-        )
+        VersionTargets::seed_example("v1")
     }
 
     #[test]

@@ -379,6 +379,21 @@ fn is_reserved(name: &str) -> bool {
 }
 
 #[cfg(test)]
+impl VersionTargets {
+    /// The seed example's managed table at `version` (`public.model_metadata` through
+    /// `public.model_metadata_<version>`), for the rewriter's unit tests.
+    pub fn seed_example(version: &str) -> VersionTargets {
+        VersionTargets::new(
+            version,
+            vec![ViewTarget {
+                table: RelationName::new("public", "model_metadata"),
+                view: RelationName::new("public", format!("model_metadata_{version}")),
+            }],
+        )
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
