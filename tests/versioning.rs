@@ -424,6 +424,13 @@ async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refus
         "SELECT table_to_xml('model_metadata', true, false, '')",
         "SELECT schema_to_xml('public', true, false, '')",
         r#"SELECT * FROM U&"\006Dodel_metadata""#,
+        // Found by a red-team pass: names spelled in escapes, SQL built at run time, a query
+        // run from a string, a policy's subquery, statistics of hidden columns.
+        r"CREATE FUNCTION everything() RETURNS SETOF text LANGUAGE sql AS E'SELECT model_type FROM public.model\x5fmetadata'",
+        "DO $$ DECLARE r text; BEGIN EXECUTE 'SELECT string_agg(model_type, '','') FROM model' || '_metadata' INTO r; RAISE NOTICE '%', r; END $$",
+        "SELECT * FROM ts_stat('SELECT to_tsvector(''simple'', model_type) FROM public.model_metadata')",
+        "CREATE POLICY p ON scratch USING ((SELECT count(model_type) FROM model_metadata) > 0)",
+        "CREATE TEMP VIEW statistics AS SELECT attname, histogram_bounds::text FROM pg_stats",
     ] {
         let error = psql(&proxy, None, refused).unwrap_err();
         assert!(
@@ -438,6 +445,35 @@ async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refus
         ),
         "0"
     );
+    // A temporary table the proxy believes in, renamed away: a view over the name is
+    // qualified with pg_temp, so Postgres cannot resolve it to the base table.
+    let output = proxy
+        .psql(&proxy.conninfo())
+        .args([
+            "-c",
+            "CREATE TEMP TABLE model_metadata (x int)",
+            "-c",
+            "ALTER TABLE model_metadata RENAME TO gone",
+            "-c",
+            "CREATE TEMP VIEW vv AS SELECT * FROM model_metadata",
+            "-c",
+            "SELECT count(model_type) FROM vv",
+        ])
+        .output()
+        .unwrap();
+    let stale = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stale.contains("relation \"pg_temp.model_metadata\" does not exist"),
+        "{stale}"
+    );
+    // Too long for Postgres's parser to check, with a relation sqlparser reads differently.
+    let long = format!(
+        "SELECT NULL::bigint, 'a', 'b', '{}', NULL, NULL, NULL UNION ALL TABLE model_metadata",
+        "x".repeat(17_000)
+    );
+    let error = psql(&proxy, None, &long).unwrap_err();
+    assert!(error.contains("longer than"), "{error}");
     // Through the extended protocol, with the query as a parameter: its own 42601.
     let client = connect(&proxy).await;
     let error = client

@@ -13,11 +13,15 @@
 //! - a function's or procedure's body, and a DO block's ([`Place::FunctionBody`]): refused.
 //!   A `BEGIN ATOMIC` body is parsed with the function and read like a view's definition; a
 //!   string body is read by Postgres only when it runs, under its caller's search_path, so
-//!   any mention of a managed name that could mean the table refuses it ([`body_mention`]).
+//!   any mention of a managed name that could mean the table refuses it ([`body_mention`]),
+//!   and so does a body that may run SQL the proxy cannot see: built at run time, or in a
+//!   language other than SQL and PL/pgSQL ([`judge_body`], [`Place::UnseenSql`]);
+//! - a policy's expressions, which Postgres keeps like a view's definition.
 //!
 //! [`Place::Like`]: super::postgres_grammar::Place::Like
 //! [`Place::StoredShape`]: super::postgres_grammar::Place::StoredShape
 //! [`Place::FunctionBody`]: super::postgres_grammar::Place::FunctionBody
+//! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
 use super::targets::{VersionTargets, ViewTarget, fold_identifier};
 
@@ -33,6 +37,8 @@ pub const READ_KINDS: &[&str] = &[
     "CreateCastStmt",
     "DoStmt",
     "RuleStmt",
+    "CreatePolicyStmt",
+    "AlterPolicyStmt",
     "CreateSchemaStmt",
 ];
 
@@ -78,6 +84,68 @@ pub fn body_mention<'t>(
     found
 }
 
+/// Languages whose bodies are read for what they may run: SQL and PL/pgSQL. C and internal
+/// functions' "bodies" name a symbol; every other language can run SQL from strings the proxy
+/// cannot see, and is refused.
+const READ_LANGUAGES: &[&str] = &["sql", "plpgsql"];
+const SYMBOL_LANGUAGES: &[&str] = &["c", "internal"];
+
+/// What in a SQL or PL/pgSQL body runs SQL it builds at run time (PL/pgSQL's `EXECUTE`, the
+/// built-ins of `query_functions.rs`) or reads the statistics of every column
+/// (`pg_stats`, `pg_statistic…`), whole words or, for names, anywhere, in any case.
+const RUNTIME_SQL_WORDS: &[&str] = &["execute"];
+const RUNTIME_SQL_NAMES: &[&str] = &[
+    "_to_xml",
+    "ts_stat",
+    "ts_rewrite",
+    "pg_stats",
+    "pg_statistic",
+];
+
+/// What a function's or DO block's body may do with the managed tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'t> {
+    /// It may name this managed table, at this byte offset.
+    Names(usize, &'t ViewTarget),
+    /// It may run SQL the proxy cannot see (built at run time, at this offset, or in a
+    /// language it cannot read: `None`).
+    RunsUnseenSql(Option<usize>),
+    /// Neither: it runs only what it says, and names no managed table.
+    Plain,
+}
+
+/// Judges `body`, written in `language` (folded), for `targets`.
+pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -> Body<'t> {
+    if SYMBOL_LANGUAGES.contains(&language) {
+        return Body::Plain;
+    }
+    if !READ_LANGUAGES.contains(&language) {
+        return Body::RunsUnseenSql(None);
+    }
+    if let Some((at, target)) = body_mention(body, targets) {
+        return Body::Names(at, target);
+    }
+    let bytes = body.as_bytes();
+    let words = RUNTIME_SQL_WORDS.iter().filter_map(|word| {
+        find_all_ignore_ascii_case(bytes, word.as_bytes()).find(|&at| {
+            !(at > 0 && is_identifier_byte(bytes.get(at - 1).copied()))
+                && !is_identifier_byte(bytes.get(at + word.len()).copied())
+        })
+    });
+    let names = RUNTIME_SQL_NAMES
+        .iter()
+        .filter_map(|name| find_all_ignore_ascii_case(bytes, name.as_bytes()).next());
+    match words.chain(names).min() {
+        Some(at) => Body::RunsUnseenSql(Some(at)),
+        None => Body::Plain,
+    }
+}
+
+/// The catalog views that hold values of every column (histograms, most common values):
+/// through their substitutes a version sees only its own columns', but a definition naming
+/// them keeps the real ones, and is refused like one naming a managed table.
+pub const STATISTICS_VIEWS: &[&str] = &["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs"];
+
 /// Where `body` stands in `sql`, searching from `from` (a body in dollar quotes appears
 /// verbatim; one in single quotes with doubled quotes or escapes does not).
 pub fn body_offset(sql: &str, from: usize, body: &str) -> Option<usize> {
@@ -104,13 +172,22 @@ fn qualifier_before(body: &str, at: usize) -> Option<String> {
 }
 
 fn find_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    (0..=haystack.len() - needle.len())
-        .find(|&i| haystack[i..i + needle.len()].eq_ignore_ascii_case(needle))
+    find_all_ignore_ascii_case(haystack, needle).next()
 }
 
+/// Every offset where `needle` occurs in `haystack`, ignoring ASCII case.
+fn find_all_ignore_ascii_case<'h>(
+    haystack: &'h [u8],
+    needle: &'h [u8],
+) -> impl Iterator<Item = usize> + 'h {
+    let last = haystack
+        .len()
+        .checked_sub(needle.len())
+        .filter(|_| !needle.is_empty());
+    last.into_iter()
+        .flat_map(|last| 0..=last)
+        .filter(move |&i| haystack[i..i + needle.len()].eq_ignore_ascii_case(needle))
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +217,41 @@ mod tests {
         assert_eq!(at("SELECT 1"), None);
         // The first mention counts, whichever comes first.
         assert_eq!(at("x.model_metadata; model_metadata"), Some(18));
+    }
+
+    #[test]
+    fn a_body_that_may_run_sql_the_proxy_cannot_see_is_told_apart() {
+        let targets = targets();
+        let judge = |body: &str, language: &str| judge_body(body, language, &targets);
+        assert!(matches!(
+            judge("SELECT * FROM model_metadata", "sql"),
+            Body::Names(14, _)
+        ));
+        assert_eq!(
+            judge(
+                "BEGIN EXECUTE 'SELECT 1 FROM model' || '_metadata'; END",
+                "plpgsql"
+            ),
+            Body::RunsUnseenSql(Some(6))
+        );
+        assert_eq!(
+            judge("SELECT * FROM Query_To_Xml($1, true, false, '')", "sql"),
+            Body::RunsUnseenSql(Some(19))
+        );
+        assert_eq!(
+            judge("SELECT histogram_bounds FROM pg_stats", "sql"),
+            Body::RunsUnseenSql(Some(29))
+        );
+        assert_eq!(
+            judge("plpy.execute('x')", "plpython3u"),
+            Body::RunsUnseenSql(None)
+        );
+        assert_eq!(judge("my_symbol", "c"), Body::Plain);
+        // Words that merely contain `execute`, other tables: plain.
+        assert_eq!(
+            judge("BEGIN PERFORM executed_at FROM jobs; END", "plpgsql"),
+            Body::Plain
+        );
     }
 
     #[test]

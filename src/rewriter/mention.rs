@@ -7,13 +7,13 @@
 //! follows it. A version with catalog substitutes looks for eleven names, nine of which
 //! start with `pg_`: three passes, not eleven.
 
-/// What every built-in that reads a relation named in a string has in its name
-/// (`query_to_xml`, `table_to_xml_and_xmlschema`, …): a statement must mention it for
-/// `query_functions.rs` to look at it. One name, so one more pass of the scan, not four, and
-/// one that starts with a byte SQL seldom holds (`_` or `t` would stop the scan at every
-/// column name). Measured on the 357-character unmanaged statement of `benches/rewrite.rs`:
-/// the scan took 70 ns; with `_to_xml` it took 127 ns, with `xml` and the `U&"` check 82 ns.
-pub const RELATION_READING_FUNCTION_MARK: &str = "xml";
+/// What the built-ins that read a relation named in a string have in their names
+/// (`query_to_xml`, `table_to_xml_and_xmlschema`, …, `ts_stat`, `ts_rewrite`): a statement
+/// must mention one for `query_functions.rs` to look at it. Few marks, each starting with a
+/// byte SQL seldom holds where possible (`_` would stop the scan at every column name).
+/// Measured on the 357-character unmanaged statement of `benches/rewrite.rs`: the scan took
+/// 70 ns; with `_to_xml` it took 127 ns, with `xml` and the `U&"` check 82 ns.
+pub const RELATION_READING_FUNCTION_MARKS: &[&str] = &["xml", "ts_stat", "ts_rewrite"];
 
 /// A version's names, grouped by their first byte and, within a group, by their second (both
 /// lower case), ready to scan for: where the first byte occurs, the next byte picks the few
@@ -70,11 +70,10 @@ impl MentionScan {
         MentionScan { groups }
     }
 
-    /// Whether any of the names occurs in `haystack`, ignoring ASCII case, or could: a
-    /// Unicode-escaped identifier (`U&"\006Dodel_metadata"`) spells any name without its
-    /// letters, so a statement with one is always read (Postgres's parser decodes it).
+    /// Whether any of the names occurs in `haystack`, ignoring ASCII case, or could
+    /// ([`may_hide_a_name`]).
     pub fn found_in(&self, haystack: &[u8]) -> bool {
-        !self.groups.is_empty() && unicode_escaped_identifier(haystack) || self.names_in(haystack)
+        !self.groups.is_empty() && may_hide_a_name(haystack) || self.names_in(haystack)
     }
 
     fn names_in(&self, haystack: &[u8]) -> bool {
@@ -107,13 +106,61 @@ impl MentionScan {
     }
 }
 
-/// Whether `haystack` holds `U&"` (in either case), which opens a Unicode-escaped identifier.
-fn unicode_escaped_identifier(haystack: &[u8]) -> bool {
+/// Whether `haystack` may name a managed table without spelling the name, so that it must be
+/// read whatever the names' scan says: Postgres's parser decodes the name and the rewriter
+/// sees it. A Unicode escape (`U&"\006Dodel_metadata"`, `U&'…'`) or an escape string with a
+/// backslash (`E'model\x5fmetadata'`, read as a relation by `query_to_xml` or as a body)
+/// spells any name without its letters; a definition statement (`DO`, `CREATE FUNCTION`,
+/// …) can build it at run time (`definitions.rs`). All are rare in application traffic.
+pub fn may_hide_a_name(haystack: &[u8]) -> bool {
+    unicode_escape(haystack)
+        || escape_string_with_backslash(haystack)
+        || starts_definition(haystack)
+}
+
+/// `U&"` or `U&'` (in either case), which opens a Unicode-escaped identifier or string.
+fn unicode_escape(haystack: &[u8]) -> bool {
     memchr::memchr_iter(b'&', haystack).any(|at| {
         at > 0
             && haystack[at - 1].eq_ignore_ascii_case(&b'u')
-            && haystack.get(at + 1) == Some(&b'"')
+            && matches!(haystack.get(at + 1), Some(b'"' | b'\''))
     })
+}
+
+/// A backslash, and an `E'` that opens an escape string.
+fn escape_string_with_backslash(haystack: &[u8]) -> bool {
+    memchr::memchr(b'\\', haystack).is_some()
+        && memchr::memchr_iter(b'\'', haystack).any(|at| {
+            at > 0
+                && haystack[at - 1].eq_ignore_ascii_case(&b'e')
+                && (at < 2 || !is_identifier_byte(haystack[at - 2]))
+        })
+}
+
+/// Whether a statement of `haystack` starts with `DO` or `CREATE` (at the start of the text
+/// or after a `;`, past whitespace): Postgres's parser reads what such a statement keeps.
+pub fn starts_definition(haystack: &[u8]) -> bool {
+    let starts_with_word = |at: usize| {
+        let rest = &haystack[at..];
+        let start = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        let rest = &rest[start..];
+        ["do", "create"].iter().any(|word| {
+            rest.len() >= word.len()
+                && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+                && !rest
+                    .get(word.len())
+                    .copied()
+                    .is_some_and(is_identifier_byte)
+        })
+    };
+    starts_with_word(0) || memchr::memchr_iter(b';', haystack).any(|at| starts_with_word(at + 1))
+}
+
+fn is_identifier_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || byte >= 0x80
 }
 
 /// Substring search ignoring ASCII case, without lowering a copy: memchr finds each
@@ -170,8 +217,23 @@ mod tests {
             assert!(!scan.found_in(text.as_bytes()), "{text}");
         }
         assert!(!MentionScan::new([]).found_in(b"anything"));
-        assert!(scan.found_in(br#"SELECT * FROM u&"\0064eployments""#));
-        assert!(!scan.found_in(br#"SELECT 'a&"b'"#));
+        for hidden in [
+            r#"SELECT * FROM u&"\0064eployments""#,
+            r#"SELECT query_to_xml(U&'x', true, false, '')"#,
+            r#"SELECT x(e'model\x5fmetadata')"#,
+            "DO $$ BEGIN EXECUTE 'x'; END $$",
+            "SELECT 1;\n create function f() returns int language sql as 'select 1'",
+        ] {
+            assert!(scan.found_in(hidden.as_bytes()), "{hidden}");
+        }
+        for plain in [
+            r#"SELECT 'a&"b'"#,
+            r#"SELECT 'the\d'"#,
+            "SELECT done FROM docs",
+            "SELECT 1; created",
+        ] {
+            assert!(!scan.found_in(plain.as_bytes()), "{plain}");
+        }
         assert!(!MentionScan::new([]).found_in(br#"U&"x""#));
         let one_byte = MentionScan::new(["x"]);
         assert!(one_byte.found_in(b"a X b") && !one_byte.found_in(b"abc"));

@@ -20,10 +20,12 @@
 
 use std::borrow::Cow;
 
-use super::definitions::{self, READ_KINDS, UNTAGGED_TYPE_FIELDS};
+use super::definitions::{
+    self, Body, READ_KINDS, STATISTICS_VIEWS, UNTAGGED_TYPE_FIELDS, judge_body,
+};
 use super::parse_tree::Tree;
 use super::postgres_parser::{self, ParseFailure};
-use super::query_functions::{self, FirstArgument};
+use super::query_functions::{self, Argument, Reads};
 use super::targets::VersionTargets;
 
 /// Where a reference stands, which decides how it may be rewritten.
@@ -52,6 +54,10 @@ pub enum Place {
     StoredShape,
     /// A function's, procedure's or DO block's body: refused (`definitions.rs`).
     FunctionBody,
+    /// A body that may run SQL the proxy cannot see (built at run time, or in a language
+    /// it cannot read): refused (`definitions.rs`); the reference names the version's first
+    /// managed table.
+    UnseenSql,
     /// A string a built-in function reads relations from (`query_to_xml`): refused
     /// (`query_functions.rs`).
     QueryText,
@@ -267,10 +273,18 @@ impl Walker<'_> {
                 self.definition(child, "into", Place::ViewDefinition);
             }
             "RuleStmt" => self.definition(child, "relation", Place::ViewDefinition),
+            // A policy's USING and WITH CHECK expressions may hold subqueries.
+            "CreatePolicyStmt" | "AlterPolicyStmt" => {
+                self.definition(child, "table", Place::ViewDefinition);
+            }
             "CreateStmt" | "AlterTableStmt" | "CompositeTypeStmt" | "CreateDomainStmt"
             | "DefineStmt" | "CreateCastStmt" | "CreateSchemaStmt" => self.ddl(child),
             "CreateFunctionStmt" => self.function(child),
-            "DoStmt" => self.bodies(child.get("args")),
+            "DoStmt" => {
+                let language = language(child.get("args"));
+                let language = language.as_deref().unwrap_or(DO_LANGUAGE);
+                self.bodies(child.get("args"), language);
+            }
             "FuncCall" => {
                 self.function_call(child);
                 self.walk(child);
@@ -340,7 +354,11 @@ impl Walker<'_> {
         for (key, child) in fields {
             match key.as_ref() {
                 "sql_body" => self.defined(child, Place::FunctionBody),
-                "options" => self.bodies(Some(child)),
+                "options" => {
+                    let language = language(Some(child));
+                    let language = language.as_deref().unwrap_or(FUNCTION_LANGUAGE);
+                    self.bodies(Some(child), language);
+                }
                 _ => self.entry(key, child),
             }
         }
@@ -349,7 +367,7 @@ impl Walker<'_> {
 
     /// The `AS` items of a function's options or a DO block's arguments: each string body
     /// that may name a managed table is a [`Place::FunctionBody`] reference.
-    fn bodies(&mut self, items: Option<&Tree>) {
+    fn bodies(&mut self, items: Option<&Tree>, language: &str) {
         for item in items.map(Tree::as_array).unwrap_or_default() {
             let Some(option) = item.get("DefElem") else {
                 continue;
@@ -361,17 +379,25 @@ impl Walker<'_> {
             let mut texts = Vec::new();
             strings(option.get("arg"), &mut texts);
             for text in texts {
-                let Some((at, target)) = definitions::body_mention(text, self.targets) else {
-                    continue;
+                let (at, target, place) = match judge_body(text, language, self.targets) {
+                    Body::Plain => continue,
+                    Body::Names(at, target) => (Some(at), target, Place::FunctionBody),
+                    Body::RunsUnseenSql(at) => {
+                        let Some(first) = self.targets.managed().first() else {
+                            continue;
+                        };
+                        (at, first, Place::UnseenSql)
+                    }
                 };
-                let offset =
-                    definitions::body_offset(self.sql, from, text).map_or(from, |b| b + at);
+                let offset = at
+                    .and_then(|at| Some(definitions::body_offset(self.sql, from, text)? + at))
+                    .unwrap_or(from);
                 self.found.push(Reference {
                     offset,
                     schema: Some(target.table.schema.clone()),
                     name: target.table.name.clone(),
                     aliased: false,
-                    place: Place::FunctionBody,
+                    place,
                 });
                 return;
             }
@@ -469,7 +495,7 @@ impl Walker<'_> {
         self.found_at(type_name, schema, name, false, place);
     }
 
-    /// A call of a built-in that reads relations named in its first argument
+    /// A call of a built-in that reads relations named in an argument
     /// (`query_functions.rs`), when that argument may name a managed table.
     fn function_call(&mut self, call: &Tree) {
         let names = name_parts(call.get("funcname"));
@@ -477,8 +503,15 @@ impl Walker<'_> {
             [name] | ["pg_catalog", name] => *name,
             _ => return,
         };
-        let argument = call.get("args").and_then(|args| args.as_array().first());
-        let constant = argument.and_then(|argument| {
+        let arguments = call.get("args").map(Tree::as_array).unwrap_or_default();
+        let Some(reads) = query_functions::reads(name, arguments.len()) else {
+            return;
+        };
+        let index = match reads {
+            Reads::Query(n) | Reads::Relation(n) | Reads::Schema(n) => n,
+            Reads::Database => 0,
+        };
+        let constant = arguments.get(index).and_then(|argument| {
             let constant = argument
                 .get("A_Const")
                 .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))?;
@@ -487,8 +520,9 @@ impl Walker<'_> {
                 location(constant)?,
             ))
         });
-        let first = constant.map_or(FirstArgument::Other, |(text, _)| FirstArgument::Text(text));
-        let Some((target, at)) = query_functions::reads_managed_table(name, first, self.targets)
+        let argument = constant.map_or(Argument::Other, |(text, _)| Argument::Text(text));
+        let Some((target, at)) =
+            query_functions::reads_managed_table(reads, argument, self.targets)
         else {
             return;
         };
@@ -523,10 +557,22 @@ impl Walker<'_> {
                 .resolve(schema, name)
                 .is_some_and(|target| self.targets.is_managed(target))
         };
-        // A catalog relation or a name pinned elsewhere reads as written there.
+        // A name the search_path pins elsewhere is qualified with that schema in a definition
+        // too: left as written, Postgres could resolve it to the managed table after all (a
+        // temporary table the proxy believes in was renamed, a schema it counts has no USAGE).
+        let pinned = self.targets.is_pinned(schema, name);
+        let statistics =
+            schema.is_none_or(|schema| schema == "pg_catalog") && STATISTICS_VIEWS.contains(&name);
         let place = match self.defining {
-            Some(definition) if managed() => definition,
+            Some(definition) if managed() || statistics => definition,
+            Some(_) if pinned => place,
+            // Other catalog relations read as written there.
             Some(_) => return,
+            None if self.storing && pinned => match place {
+                // Rewritten like `LIKE`: the pinned relation, qualified.
+                Place::StoredShape => Place::Like,
+                other => other,
+            },
             None if self.storing && !managed() => return,
             None => place,
         };
@@ -551,6 +597,23 @@ fn name_parts<'t>(list: Option<&'t Tree>) -> Vec<&'t str> {
         .iter()
         .filter_map(|part| part.get("String")?.get("sval")?.as_text())
         .collect()
+}
+
+/// The language a DO block's body is in when it names none.
+const DO_LANGUAGE: &str = "plpgsql";
+/// The language a function is taken to be in when it names none (a `BEGIN ATOMIC` body).
+const FUNCTION_LANGUAGE: &str = "sql";
+
+/// The `LANGUAGE` item of a function's options or a DO block's arguments, folded.
+fn language(items: Option<&Tree>) -> Option<String> {
+    items
+        .map(Tree::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| item.get("DefElem"))
+        .find(|option| option.get("defname").and_then(Tree::as_text) == Some("language"))
+        .and_then(|option| option.get("arg")?.get("String")?.get("sval")?.as_text())
+        .map(|name| name.to_ascii_lowercase())
 }
 
 /// The texts of the `String` nodes in `tree` (a function's `AS 'obj', 'symbol'` has two).

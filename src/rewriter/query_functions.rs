@@ -1,44 +1,67 @@
-//! Built-in functions that read relations named in a string: `query_to_xml` runs a query
-//! given as text, `table_to_xml` reads a relation given by name, `schema_to_xml` and
-//! `database_to_xml` read every table of a schema or the database. Postgres parses those names
-//! when the function runs, so the rewriter never sees them as references; a call that could
-//! read a managed table this way would return every column of every version, and is refused.
-//! A call whose argument is not a constant (a parameter, an expression) could name anything,
-//! and is refused too; the version's views can be named instead. The fast path reads a
-//! statement that mentions one (`mention::RELATION_READING_FUNCTION_MARK`).
+//! Built-in functions that read relations named in a string: `query_to_xml`, `ts_stat` and
+//! `ts_rewrite` run a query given as text, `table_to_xml` reads a relation given by name,
+//! `schema_to_xml` and `database_to_xml` read every table of a schema or the database.
+//! Postgres parses those names when the function runs, so the rewriter never sees them as
+//! references; a call that could read a managed table this way would return every column of
+//! every version, and is refused. A call whose argument is not a constant (a parameter, an
+//! expression) could name anything, and is refused too; the version's views can be named
+//! instead. The fast path reads a statement that mentions one
+//! (`mention::RELATION_READING_FUNCTION_MARKS`).
 
 use super::definitions::body_mention;
 use super::targets::{VersionTargets, ViewTarget};
 
-/// The first argument of a call, as the parser gives it.
+/// What a built-in reads from one of its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstArgument<'a> {
+pub enum Reads {
+    /// Runs the query text in argument `n` (0-based).
+    Query(usize),
+    /// Reads the relation named in argument `n` (an implicit regclass).
+    Relation(usize),
+    /// Reads every table of the schema named in argument `n`.
+    Schema(usize),
+    /// Reads every table of the database.
+    Database,
+}
+
+/// What `pg_catalog.function`, called with `arguments` arguments, reads from them, if it is
+/// one of these built-ins.
+pub fn reads(function: &str, arguments: usize) -> Option<Reads> {
+    let family = |prefix: &str| function.starts_with(prefix);
+    match function {
+        _ if family("query_to_xml") => Some(Reads::Query(0)),
+        _ if family("table_to_xml") => Some(Reads::Relation(0)),
+        _ if family("schema_to_xml") => Some(Reads::Schema(0)),
+        _ if family("database_to_xml") => Some(Reads::Database),
+        "ts_stat" => Some(Reads::Query(0)),
+        // `ts_rewrite(query, select)`; the three-argument form takes only tsqueries.
+        "ts_rewrite" if arguments == 2 => Some(Reads::Query(1)),
+        _ => None,
+    }
+}
+
+/// An argument of a call, as the parser gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Argument<'a> {
     /// A string constant (also one cast to a type: `'t'::regclass`): its text.
     Text(&'a str),
     /// A parameter, an expression, or nothing.
     Other,
 }
 
-/// Why the call of `pg_catalog.function` with `first` would read a managed table, if it
-/// could: the table it may read, and the byte offset of the mention within `first`'s text.
+/// The managed table a call that `reads` its `argument` may read, and the byte offset of the
+/// mention within the argument's text where there is one.
 pub fn reads_managed_table<'t>(
-    function: &str,
-    first: FirstArgument,
+    reads: Reads,
+    argument: Argument,
     targets: &'t VersionTargets,
 ) -> Option<(&'t ViewTarget, Option<usize>)> {
-    let family = |prefix: &str| function.starts_with(prefix);
     let any_table = || targets.managed().first().map(|target| (target, None));
-    if family("database_to_xml") {
-        return any_table();
-    }
-    let reads = family("query_to_xml") || family("table_to_xml") || family("schema_to_xml");
-    if !reads {
-        return None;
-    }
-    let FirstArgument::Text(text) = first else {
-        return any_table();
+    let text = match (reads, argument) {
+        (Reads::Database, _) | (_, Argument::Other) => return any_table(),
+        (_, Argument::Text(text)) => text,
     };
-    if family("schema_to_xml") {
+    if let Reads::Schema(_) = reads {
         return targets
             .managed()
             .iter()
@@ -52,39 +75,42 @@ pub fn reads_managed_table<'t>(
 mod tests {
     use super::*;
 
-    fn targets() -> VersionTargets {
-        VersionTargets::seed_example("v1")
-    }
-
     #[test]
     fn a_call_reads_a_managed_table_when_its_text_may_name_one() {
-        let targets = targets();
-        let reads = |function: &str, first| {
-            reads_managed_table(function, first, &targets).map(|(_, at)| at)
+        let targets = VersionTargets::seed_example("v1");
+        let call = |function: &str, count: usize, argument| {
+            let what = reads(function, count)?;
+            reads_managed_table(what, argument, &targets).map(|(_, at)| at)
         };
-        let text = FirstArgument::Text;
+        let text = Argument::Text;
         assert_eq!(
-            reads("query_to_xml", text("SELECT * FROM model_metadata")),
+            call("query_to_xml", 4, text("SELECT * FROM model_metadata")),
             Some(Some(14))
         );
         assert_eq!(
-            reads("query_to_xml", text("SELECT * FROM model_metadata_v1")),
+            call("query_to_xml", 4, text("SELECT * FROM model_metadata_v1")),
             None
         );
         assert_eq!(
-            reads("table_to_xmlschema", text("public.model_metadata")),
+            call("table_to_xmlschema", 4, text("public.model_metadata")),
             Some(Some(7))
         );
-        assert_eq!(reads("table_to_xml", text("model_metadata_v1")), None);
-        assert_eq!(reads("schema_to_xml", text("public")), Some(None));
-        assert_eq!(reads("schema_to_xml", text("audit")), None);
+        assert_eq!(call("table_to_xml", 4, text("model_metadata_v1")), None);
+        assert_eq!(call("schema_to_xml", 4, text("public")), Some(None));
+        assert_eq!(call("schema_to_xml", 4, text("audit")), None);
         assert_eq!(
-            reads("database_to_xml_and_xmlschema", text("x")),
+            call("database_to_xml_and_xmlschema", 3, text("x")),
             Some(None)
         );
+        assert_eq!(
+            call("ts_stat", 1, text("SELECT v FROM model_metadata")),
+            Some(Some(14))
+        );
+        assert_eq!(reads("ts_rewrite", 2), Some(Reads::Query(1)));
+        assert_eq!(reads("ts_rewrite", 3), None);
         // Whatever a parameter or an expression holds, it could name the table.
-        assert_eq!(reads("query_to_xml", FirstArgument::Other), Some(None));
-        assert_eq!(reads("table_to_xml", FirstArgument::Other), Some(None));
-        assert_eq!(reads("xmlelement", FirstArgument::Other), None);
+        assert_eq!(call("query_to_xml", 4, Argument::Other), Some(None));
+        assert_eq!(call("table_to_xml", 4, Argument::Other), Some(None));
+        assert_eq!(reads("xmlelement", 1), None);
     }
 }

@@ -33,6 +33,9 @@ pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<
         Place::FunctionBody => Some(format!(
             "a function's or DO block's body is not rewritten: Postgres reads it when it runs, under the caller's search_path, and as written it may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) or another schema's table explicitly in the body, or create it over a direct connection"
         )),
+        Place::UnseenSql => Some(format!(
+            "a function's or DO block's body that may run SQL viewgate cannot see (built at run time with EXECUTE or a built-in that runs a query from a string, reading pg_stats, or in a language other than SQL and PL/pgSQL) is not accepted from a session at version \"{version}\": that SQL could read managed table \"{table}\" whole, with columns the version does not have; create it over a direct connection, or name the version's view ({view}) in plain SQL"
+        )),
         Place::QueryText => Some(format!(
             "the relations a function reads from a string are not rewritten, and this call may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) in a constant argument, or read the version's views one by one"
         )),

@@ -13,7 +13,9 @@
 //! relation names, keywords and structure, all in the key, and on three things that are not,
 //! each handled here. (1) A constant that names a managed table can be rewritten (a
 //! `'model_metadata'::regclass` literal): constants that mention a managed name, in any case,
-//! are kept in the key verbatim. (2) A statement is parsed only when its text mentions a
+//! are kept in the key verbatim (so is an escape string with a backslash, which can spell
+//! one: `lexer.rs`), and a text with a definition statement (`DO`, `CREATE …`, whose body
+//! is a constant) has no shape. (2) A statement is parsed only when its text mentions a
 //! managed name, comments included: a comment that does adds a marker to the key. (3) Where a
 //! constant, comment or number ends must be where sqlparser ends it: the lexer mirrors its
 //! rules and gives up where unsure, and a shape is learned only when the lexer's token
@@ -24,6 +26,7 @@
 use std::ops::Range;
 
 use super::lexer::{self, Kind, Token};
+use super::mention::starts_definition;
 use super::rewrite::{Analysis, contains_ignore_ascii_case, finish};
 use super::splice::Edit;
 use super::targets::VersionTargets;
@@ -82,6 +85,11 @@ impl Shape {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80)
         }) {
+            return None;
+        }
+        // A definition's verdict can turn on a body's text, a constant: such statements
+        // (rare) are not learned by shape.
+        if starts_definition(sql.as_bytes()) {
             return None;
         }
         lexer::lex(sql, tokens)?;

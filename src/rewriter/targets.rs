@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARK};
+use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARKS};
 use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::catalog_substitutes::{self, PG_CATALOG};
 use crate::model::{RoutingMap, ViewMapping};
@@ -80,7 +80,10 @@ pub struct VersionTargets {
 impl VersionTargets {
     pub fn new(version: impl Into<String>, targets: Vec<ViewTarget>) -> Self {
         let names = targets.iter().map(|t| t.table.name.as_str());
-        let functions = (!targets.is_empty()).then_some(RELATION_READING_FUNCTION_MARK);
+        let functions = RELATION_READING_FUNCTION_MARKS
+            .iter()
+            .copied()
+            .filter(|_| !targets.is_empty());
         let mention_scan = MentionScan::new(names.chain(functions));
         VersionTargets {
             version: version.into(),
@@ -117,6 +120,11 @@ impl VersionTargets {
             .iter()
             .find(|(pinned, _)| pinned == name)
             .map(|(_, target)| target)
+    }
+
+    /// Whether the session's search_path pins the unqualified `name` elsewhere.
+    pub fn is_pinned(&self, schema: Option<&str>, name: &str) -> bool {
+        self.pinned(schema, name).is_some()
     }
 
     /// Whether `target` is one of the version's managed tables (not a catalog relation, nor
@@ -222,7 +230,12 @@ impl VersionTargets {
             .iter()
             .map(|t| t.table.name.as_str())
             .chain(self.catalog_mentions.iter().copied())
-            .chain((!self.targets.is_empty()).then_some(RELATION_READING_FUNCTION_MARK))
+            .chain(
+                RELATION_READING_FUNCTION_MARKS
+                    .iter()
+                    .copied()
+                    .filter(|_| !self.targets.is_empty()),
+            )
     }
 
     /// The target for a relation reference `schema.name` (folded names): a managed table, or
