@@ -66,10 +66,7 @@ pub fn body_mention<'t>(
         let mut from = 0;
         while let Some(at) = find_ignore_ascii_case(&bytes[from..], name).map(|i| i + from) {
             from = at + 1;
-            let end = at + name.len();
-            if is_identifier_byte(bytes.get(end).copied())
-                || (at > 0 && is_identifier_byte(bytes.get(at - 1).copied()))
-            {
+            if !stands_alone(bytes, at, name.len()) {
                 continue;
             }
             if qualifier_before(body, at).is_some_and(|q| q != target.table.schema) {
@@ -127,10 +124,8 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     }
     let bytes = body.as_bytes();
     let words = RUNTIME_SQL_WORDS.iter().filter_map(|word| {
-        find_all_ignore_ascii_case(bytes, word.as_bytes()).find(|&at| {
-            !(at > 0 && is_identifier_byte(bytes.get(at - 1).copied()))
-                && !is_identifier_byte(bytes.get(at + word.len()).copied())
-        })
+        find_all_ignore_ascii_case(bytes, word.as_bytes())
+            .find(|&at| stands_alone(bytes, at, word.len()))
     });
     let names = RUNTIME_SQL_NAMES
         .iter()
@@ -150,6 +145,12 @@ pub const STATISTICS_VIEWS: &[&str] = &["pg_stats", "pg_stats_ext", "pg_stats_ex
 /// verbatim; one in single quotes with doubled quotes or escapes does not).
 pub fn body_offset(sql: &str, from: usize, body: &str) -> Option<usize> {
     sql.get(from..)?.find(body).map(|i| i + from)
+}
+
+/// Whether the `len` bytes at `at` are a whole identifier, not part of a longer one.
+fn stands_alone(bytes: &[u8], at: usize, len: usize) -> bool {
+    let before = at.checked_sub(1).and_then(|i| bytes.get(i).copied());
+    !is_identifier_byte(before) && !is_identifier_byte(bytes.get(at + len).copied())
 }
 
 fn is_identifier_byte(byte: Option<u8>) -> bool {
