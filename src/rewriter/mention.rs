@@ -76,7 +76,8 @@ impl MentionScan {
         !self.groups.is_empty() && may_hide_a_name(haystack) || self.names_in(haystack)
     }
 
-    fn names_in(&self, haystack: &[u8]) -> bool {
+    /// Whether any of the names occurs in `haystack` as written, ignoring ASCII case.
+    pub fn names_in(&self, haystack: &[u8]) -> bool {
         self.groups.iter().any(|group| {
             let Some(last_start) = haystack.len().checked_sub(group.shortest) else {
                 return false;
@@ -127,14 +128,34 @@ fn unicode_escape(haystack: &[u8]) -> bool {
     })
 }
 
-/// A backslash, and an `E'` that opens an escape string.
+/// An escape string (`E'…'`) with a backslash in it. Looked for only when the text has a
+/// backslash at all; a quote that merely looks like `E'` inside another string makes the
+/// text read when it need not be, never the reverse.
 fn escape_string_with_backslash(haystack: &[u8]) -> bool {
     memchr::memchr(b'\\', haystack).is_some()
         && memchr::memchr_iter(b'\'', haystack).any(|at| {
             at > 0
                 && haystack[at - 1].eq_ignore_ascii_case(&b'e')
                 && (at < 2 || !is_identifier_byte(haystack[at - 2]))
+                && escape_string_has_backslash(&haystack[at + 1..])
         })
+}
+
+/// Whether the escape string whose content starts `content` has a backslash before it ends
+/// (`''` is a quote inside it).
+fn escape_string_has_backslash(content: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(found) = memchr::memchr2(b'\\', b'\'', &content[at..]) {
+        let found = at + found;
+        if content[found] == b'\\' {
+            return true;
+        }
+        if content.get(found + 1) != Some(&b'\'') {
+            return false;
+        }
+        at = found + 2;
+    }
+    false
 }
 
 /// Whether a statement of `haystack` starts with `DO` or `CREATE` (at the start of the text
@@ -228,6 +249,7 @@ mod tests {
         }
         for plain in [
             r#"SELECT 'a&"b'"#,
+            r"SELECT e'it''s', 'ends in a backslash\'",
             r#"SELECT 'the\d'"#,
             "SELECT done FROM docs",
             "SELECT 1; created",

@@ -157,6 +157,10 @@ fn managed_references_within(sql: &str, targets: &VersionTargets, limit: usize) 
 }
 
 fn read(sql: &str, targets: &VersionTargets) -> Reading {
+    // A query string ends at its first NUL on the wire: Postgres never reads such a text.
+    if sql.contains('\0') {
+        return Reading::Rejected("a NUL byte".into());
+    }
     let json = match postgres_parser::parse(sql) {
         Ok(json) => json,
         Err(ParseFailure::Syntax(message)) => return Reading::Rejected(message),
