@@ -3,9 +3,9 @@
 //! counted (`progress`), routed and rewritten on their way up; upstream messages are watched
 //! for ReadyForQuery, FATAL errors and ParameterStatus (client_encoding and
 //! standard_conforming_strings decide what the rewriter may read) on their way down, and a
-//! constraint
-//! violation's detail that prints a managed table's base row is hidden from a versioned
-//! session (it would show columns its version does not have).
+//! constraint violation's detail that prints a managed table's base row is hidden from a
+//! versioned session (it would show columns its version does not have). A versioned session
+//! forwards FunctionCall only for large-object functions (`router::function_call`).
 
 use std::sync::atomic::Ordering;
 
