@@ -438,3 +438,65 @@ async fn sessions_keep_settings_and_prepared_statements_and_log_in_with_the_pass
         .get(0);
     assert_eq!(port, i32::from(clusters.b.port()));
 }
+
+/// With standard_conforming_strings off, Postgres reads `model_type FROM model_metadata`
+/// outside any literal here; viewgate, and Postgres with the setting on, read two literals.
+const SMUGGLED: &str = "SELECT 'x\\' AS a, ' AS b, model_type FROM model_metadata -- '\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_prepared_with_conforming_strings_keep_their_reading_across_a_move() {
+    let clusters = replicated_clusters(ClusterAuth::Trust);
+    clusters
+        .a
+        .psql(
+            "postgres",
+            "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '1', 'secret-type')",
+        )
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || count(&clusters.b, "true") == 1),
+        "the row did not reach B"
+    );
+    let proxy = proxy_in_front_of(&clusters.a, &[]);
+    let client = proxy.client().await;
+    // Prepared while the setting is on (viewgate reads no reference: forwarded as it came),
+    // by SQL and by Parse; then the session turns the setting off, which the move replays.
+    client
+        .batch_execute(&format!("PREPARE smuggled AS {SMUGGLED}"))
+        .await
+        .unwrap();
+    let statement = client.prepare(SMUGGLED).await.unwrap();
+    client
+        .batch_execute("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    let output = proxy.cutover(&upstream_url(&clusters.b), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let port: i32 = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(port, i32::from(clusters.b.port()), "the session is on B");
+
+    // On B both read as they were prepared: two literals, no column of the base table.
+    let literals = ["x\\", " AS b, model_type FROM model_metadata -- "];
+    let row = client.query_one(&statement, &[]).await.unwrap();
+    let values: [String; 2] = [row.get(0), row.get(1)];
+    assert_eq!(values, literals);
+    let messages = client.simple_query("EXECUTE smuggled").await.unwrap();
+    let row = messages
+        .iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .expect("a row");
+    assert_eq!([row.get(0), row.get(1)], literals.map(Some));
+    // And the session still has the setting off.
+    let setting = client
+        .query_one("SELECT current_setting('standard_conforming_strings')", &[])
+        .await
+        .unwrap();
+    assert_eq!(setting.get::<_, String>(0), "off");
+}

@@ -3,7 +3,8 @@
 //! The session loop sees the type of every client message but CopyData (the pause gate holds
 //! the first one after a boundary): Query, Sync and FunctionCall each earn exactly one
 //! ReadyForQuery, which is how the proxy knows whether work is in flight; Terminate ends the
-//! session. Query and Parse carry the SQL that the rewriter reads.
+//! session. Query and Parse carry the SQL that the rewriter reads; a FunctionCall names the
+//! function it calls by oid.
 
 use bytes::{BufMut, BytesMut};
 
@@ -37,12 +38,14 @@ pub const SYNC_MESSAGE: [u8; 5] = [SYNC, 0, 0, 0, 4];
 /// message after a boundary whatever its type, before any of it is forwarded, but needs only
 /// its type: a header glance, so a Bind carrying a large parameter streams through instead
 /// of being buffered whole. Query and Parse are read whole for their SQL text, Close for the
-/// statement it releases, Terminate to stop on it. A Bind is read whole only when it is small
-/// (shadow reads copy its parameters); a larger one is glanced at. CopyData flows only inside
-/// a COPY, never at a boundary.
+/// statement it releases, Terminate to stop on it. A FunctionCall is read whole, like a Query
+/// (bounded by `max_message_len` alike): a versioned session forwards it only for the
+/// large-object functions, and one it refuses is replaced whole. A Bind is read whole only
+/// when it is small (shadow reads copy its parameters); a larger one is glanced at. CopyData
+/// flows only inside a COPY, never at a boundary.
 pub fn session_interest(tag: u8) -> Interest {
     match tag {
-        QUERY | PARSE | CLOSE | TERMINATE => Interest::Whole,
+        QUERY | PARSE | CLOSE | TERMINATE | FUNCTION_CALL => Interest::Whole,
         BIND => Interest::WholeUpTo(super::limits::INSPECTED_BIND_MAX_LEN),
         COPY_DATA => Interest::Skip,
         _ => Interest::Header,
@@ -69,6 +72,13 @@ pub fn parse_name(frame: &[u8]) -> Option<&str> {
     let body = frame.get(super::frame::HEADER_LEN..)?;
     let end = body.iter().position(|&b| b == 0)?;
     std::str::from_utf8(&body[..end]).ok()
+}
+
+/// The oid of the function a FunctionCall message calls (its body's first four bytes);
+/// `None` for a message too short to hold one.
+pub fn function_call_oid(frame: &[u8]) -> Option<u32> {
+    let oid = frame.get(super::frame::HEADER_LEN..super::frame::HEADER_LEN + 4)?;
+    Some(u32::from_be_bytes(oid.try_into().ok()?))
 }
 
 /// The statement a Close message releases; `None` for a portal or a malformed message.
@@ -187,5 +197,25 @@ mod tests {
         });
         assert_eq!(replaced, expected);
         assert_eq!(statement_text(PARSE, &parse[..8]), None);
+    }
+
+    #[test]
+    fn reads_the_oid_a_function_call_calls() {
+        // lo_open(oid 16384, INV_READ): oid 952, no argument formats, two int4 arguments,
+        // binary result.
+        let mut call = BytesMut::new();
+        encode_message(&mut call, FUNCTION_CALL, |b| {
+            b.put_u32(952);
+            b.put_u16(0);
+            b.put_u16(2);
+            b.put_i32(4);
+            b.put_u32(16384);
+            b.put_i32(4);
+            b.put_u32(0x40000);
+            b.put_u16(1);
+        });
+        assert_eq!(function_call_oid(&call), Some(952));
+        assert_eq!(function_call_oid(&call[..8]), None);
+        assert_eq!(session_interest(FUNCTION_CALL), Interest::Whole);
     }
 }

@@ -18,6 +18,13 @@
 //! for each protocol-level prepared statement and the original `PREPARE` statement for
 //! SQL-level ones (cut out of its query string when that held several statements). Any error fails the move; the caller aborts the whole switch.
 //!
+//! Postgres records a statement's text, not the `standard_conforming_strings` it was read
+//! under. In a session that has it off, a statement viewgate forwarded only because it read as
+//! with the setting on (it has a backslash and names a managed table: the session refuses such
+//! text while the setting is not known to be on) is prepared again with the setting on for the
+//! moment, so the new server reads it as the old one did, not as a reference to the base table
+//! that the setting's new value would make of it.
+//!
 //! Not carried over (documented in docs/CLIENT_SESSION.md): temporary tables, session advisory
 //! locks, LISTEN registrations, WITH HOLD cursors, the unnamed prepared statement, and
 //! sequence state (`currval`).
@@ -50,6 +57,8 @@ const STATE_SQL: &str = "SELECT 's', name, pg_catalog.current_setting(name), NUL
      parameter_types::pg_catalog.oid[]::pg_catalog.text \
      FROM pg_catalog.pg_prepared_statements WHERE name <> '__viewgate_session_state'";
 const SET_CONFIG_SQL: &[u8] = b"SELECT pg_catalog.set_config($1, $2, false)";
+/// The setting that decides how a backslash in a `'…'` literal reads.
+const STANDARD_CONFORMING_STRINGS: &[u8] = b"standard_conforming_strings";
 /// Type OIDs below this are built in and equal on every cluster; others are left for the new
 /// server to infer (a user-defined type has another OID there).
 const FIRST_NORMAL_OBJECT_ID: u32 = 16_384;
@@ -110,16 +119,22 @@ struct SessionState {
     statements: Vec<(Vec<u8>, Vec<u8>, Vec<u32>)>,
     /// SQL-level `PREPARE` texts.
     prepares: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Statements and `PREPARE`s (as above) to prepare again with
+    /// `standard_conforming_strings` on, in a session that has it off.
+    conforming_statements: Vec<(Vec<u8>, Vec<u8>, Vec<u32>)>,
+    conforming_prepares: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Captures the session's state on `old`, opens a connection per `plan` and replays it there.
 /// Messages the old server sends on its own meanwhile (notifications, notices) are appended to
-/// `to_client`.
+/// `to_client`. `read_as_conforming` says which statement texts the session forwarded only as
+/// read with `standard_conforming_strings` on (see the module comment).
 pub async fn prepare(
     old: &mut UpstreamStream,
     to_client: &mut BytesMut,
     startup: &StartupMessage,
     plan: &SwitchPlan,
+    read_as_conforming: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<Reconnected, ReconnectError> {
     let state = capture(old, to_client).await?;
     let mut stream = plan.target.connect().await?;
@@ -132,6 +147,7 @@ pub async fn prepare(
         ));
     }
     let mut reader = MessageReader::new(UPSTREAM_MESSAGE_MAX_LEN);
+    let state = state.conforming_where(read_as_conforming);
     replay(&mut stream, &mut reader, &state, &mut login.parameters).await?;
     login.leftover = reader.into_leftover();
     Ok(Reconnected { stream, login })
@@ -204,6 +220,32 @@ async fn capture(
 }
 
 impl SessionState {
+    /// Whether the session has `standard_conforming_strings` off.
+    fn strings_off(&self) -> bool {
+        self.settings
+            .iter()
+            .any(|(name, value)| name == STANDARD_CONFORMING_STRINGS && value != b"on")
+    }
+
+    /// Sets apart, in a session that has `standard_conforming_strings` off, the statements
+    /// the session forwarded only as read with it on (`read_as_conforming`).
+    fn conforming_where(mut self, read_as_conforming: &dyn Fn(&[u8]) -> bool) -> Self {
+        if !self.strings_off() {
+            return self;
+        }
+        let (conforming, others) = std::mem::take(&mut self.statements)
+            .into_iter()
+            .partition(|(_, text, _)| read_as_conforming(text));
+        self.conforming_statements = conforming;
+        self.statements = others;
+        let (conforming, others) = std::mem::take(&mut self.prepares)
+            .into_iter()
+            .partition(|(_, text)| read_as_conforming(text));
+        self.conforming_prepares = conforming;
+        self.prepares = others;
+        self
+    }
+
     fn add_row(&mut self, frame: &[u8]) -> Result<(), BadRow> {
         let fields = data_row(frame).ok_or(BadRow::Malformed)?;
         let [Some(kind), Some(name), Some(value), types] = fields.as_slice() else {
@@ -243,6 +285,9 @@ async fn replay(
     parameters: &mut Vec<(String, String)>,
 ) -> Result<(), ReconnectError> {
     let mut out = BytesMut::new();
+    let (on, off) = (b"on".to_vec(), b"off".to_vec());
+    let strings = STANDARD_CONFORMING_STRINGS.to_vec();
+    let conforming = !state.conforming_statements.is_empty();
     if !state.settings.is_empty() {
         parse(&mut out, b"", SET_CONFIG_SQL, &[TEXT_OID, TEXT_OID]);
         for (name, value) in &state.settings {
@@ -250,28 +295,39 @@ async fn replay(
             execute(&mut out);
         }
     }
+    // The settings are in: `standard_conforming_strings` on just for the statements read so.
+    if conforming {
+        bind(&mut out, b"", &[&strings, &on]);
+        execute(&mut out);
+        for (name, text, types) in &state.conforming_statements {
+            parse_statement(&mut out, name, text, types);
+        }
+        bind(&mut out, b"", &[&strings, &off]);
+        execute(&mut out);
+    }
     for (name, text, types) in &state.statements {
-        let types: Vec<u32> = types
-            .iter()
-            .map(|&oid| if oid < FIRST_NORMAL_OBJECT_ID { oid } else { 0 })
-            .collect();
-        parse(&mut out, name, text, &types);
+        parse_statement(&mut out, name, text, types);
     }
     sync(&mut out);
+    let mut ready_owed = 1 + state.prepares.len();
+    if !state.conforming_prepares.is_empty() {
+        encode_message(&mut out, frontend::QUERY, |b| {
+            put_cstr(b, b"SET standard_conforming_strings = on")
+        });
+        for (name, text) in &state.conforming_prepares {
+            prepare_query(&mut out, name, text)?;
+        }
+        encode_message(&mut out, frontend::QUERY, |b| {
+            put_cstr(b, b"SET standard_conforming_strings = off")
+        });
+        ready_owed += 2 + state.conforming_prepares.len();
+    }
     for (name, text) in &state.prepares {
-        let statement = if is_single_statement(text) {
-            text.clone()
-        } else {
-            prepare_statement_of(text, name).ok_or_else(|| {
-                ReconnectError::UnreplayablePrepare(String::from_utf8_lossy(name).into_owned())
-            })?
-        };
-        encode_message(&mut out, frontend::QUERY, |b| put_cstr(b, &statement));
+        prepare_query(&mut out, name, text)?;
     }
     write(stream, &out)
         .await
         .map_err(|e| ReconnectError::Replay(e.to_string()))?;
-    let mut ready_owed = 1 + state.prepares.len();
     let mut failure = None;
     while ready_owed > 0 {
         let frame = reader
@@ -295,6 +351,29 @@ async fn replay(
         }
     }
     failure.map_or(Ok(()), |reason| Err(ReconnectError::Replay(reason)))
+}
+
+/// A Parse of a protocol-level statement, with its built-in parameter types (others are left
+/// for the new server to infer).
+fn parse_statement(out: &mut BytesMut, name: &[u8], text: &[u8], types: &[u32]) {
+    let types: Vec<u32> = types
+        .iter()
+        .map(|&oid| if oid < FIRST_NORMAL_OBJECT_ID { oid } else { 0 })
+        .collect();
+    parse(out, name, text, &types);
+}
+
+/// A Query running a SQL-level `PREPARE` again (cut out of a multi-statement query string).
+fn prepare_query(out: &mut BytesMut, name: &[u8], text: &[u8]) -> Result<(), ReconnectError> {
+    let statement = if is_single_statement(text) {
+        text.to_vec()
+    } else {
+        prepare_statement_of(text, name).ok_or_else(|| {
+            ReconnectError::UnreplayablePrepare(String::from_utf8_lossy(name).into_owned())
+        })?
+    };
+    encode_message(out, frontend::QUERY, |b| put_cstr(b, &statement));
+    Ok(())
 }
 
 /// A PREPARE text holding one statement (a trailing semicolon allowed). Quotes are not
@@ -451,6 +530,30 @@ mod tests {
                 b"role"
             ]
         );
+    }
+
+    #[test]
+    fn statements_read_as_conforming_are_set_apart_only_while_strings_are_off() {
+        let backslash = |text: &[u8]| text.contains(&b'\\');
+        let state = |value: &[u8]| SessionState {
+            settings: vec![(STANDARD_CONFORMING_STRINGS.to_vec(), value.to_vec())],
+            statements: vec![
+                (b"a".to_vec(), b"SELECT 'x\\'".to_vec(), Vec::new()),
+                (b"b".to_vec(), b"SELECT 1".to_vec(), Vec::new()),
+            ],
+            prepares: vec![(b"c".to_vec(), b"PREPARE c AS SELECT 'x\\'".to_vec())],
+            ..SessionState::default()
+        };
+        let on = state(b"on").conforming_where(&backslash);
+        assert!(on.conforming_statements.is_empty() && on.conforming_prepares.is_empty());
+        let off = state(b"off").conforming_where(&backslash);
+        let names = |list: &[(Vec<u8>, Vec<u8>, Vec<u32>)]| -> Vec<Vec<u8>> {
+            list.iter().map(|(name, _, _)| name.clone()).collect()
+        };
+        assert_eq!(names(&off.conforming_statements), [b"a".to_vec()]);
+        assert_eq!(names(&off.statements), [b"b".to_vec()]);
+        assert_eq!(off.conforming_prepares.len(), 1);
+        assert!(off.prepares.is_empty());
     }
 
     #[test]

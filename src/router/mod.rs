@@ -12,9 +12,11 @@
 //! `savepoints` follows a block's savepoints, so `ROLLBACK TO` puts settings back;
 //! `temporary_relations` follows the session's own temporary tables named like a managed
 //! one, which Postgres searches first; `statement_words` splits a query string into the
-//! words those readers look at. The
+//! words those readers look at; `function_call` decides which FunctionCall messages a
+//! versioned session may send (large-object functions only). The
 //! routing map comes from the catalog through `catalog_read`.
 
+pub mod function_call;
 pub mod prepared;
 pub mod raise;
 pub mod resolve;
@@ -30,7 +32,7 @@ pub mod version_command;
 pub mod version_setting;
 pub mod watcher;
 
-pub use raise::{REFUSED_PARSE, Refusal};
+pub use raise::{ConformingStrings, REFUSED_PARSE, Refusal};
 pub use rules::{Assignment, ClientIdentity, Reason};
 pub use session_router::{Routed, SessionRouter};
 pub use state::{RoutingState, SharedRouting};

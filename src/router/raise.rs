@@ -18,6 +18,22 @@ use crate::rewriter::rewrite::contains_ignore_ascii_case;
 /// 08P01, "bind message supplies 1 parameters, but prepared statement requires 0".)
 pub const REFUSED_PARSE: &str = "viewgate_refused_statement";
 
+/// How Postgres will read a backslash in the session's next `'…'` literal, as the session
+/// follows `standard_conforming_strings` (reported in ParameterStatus whenever it changes).
+/// viewgate's lexers read it as `On` does: a backslash is an ordinary character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConformingStrings {
+    /// `standard_conforming_strings = on`: as viewgate reads it.
+    On,
+    /// `off`: `\'` inside `'…'` escapes the quote, so a string ends elsewhere than
+    /// viewgate reads, and text it takes for a literal may be a reference.
+    Off,
+    /// Work sent before the statement is not answered yet and may change the setting (a
+    /// pipelined `SET standard_conforming_strings = off`): Postgres reports the change only
+    /// with that answer.
+    Pending,
+}
+
 /// A statement viewgate refuses: the SQLSTATE and message the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -30,10 +46,7 @@ impl Refusal {
     /// client_encoding: `foreign`) at `targets`' version: a refusal if it mentions a managed
     /// table, since forwarding it would read the base table; `None` (forward it) otherwise.
     pub fn unreadable(targets: &VersionTargets, bytes: &[u8], foreign: bool) -> Option<Self> {
-        targets
-            .table_names()
-            .any(|name| contains_ignore_ascii_case(bytes, name.as_bytes()))
-            .then(|| {
+        mentions_managed_table(targets, bytes).then(|| {
                 let why = if foreign {
                     "it has non-ASCII characters and the session's client_encoding is not UTF8"
                 } else {
@@ -49,6 +62,37 @@ impl Refusal {
             })
     }
 
+    /// For a statement with a backslash while Postgres may read `'…'` literals otherwise than
+    /// viewgate (`strings` is not [`ConformingStrings::On`]): a refusal if it mentions a
+    /// managed table (the test [`Refusal::unreadable`] makes), since a backslash may end a
+    /// literal where viewgate reads none and leave a reference to the base table unrewritten;
+    /// `None` (read it as usual) otherwise. A statement without a backslash reads the same
+    /// under either setting: the caller does not ask.
+    pub fn backslashes(
+        targets: &VersionTargets,
+        bytes: &[u8],
+        strings: ConformingStrings,
+    ) -> Option<Self> {
+        let why = match strings {
+            ConformingStrings::On => return None,
+            ConformingStrings::Off => {
+                "it has a backslash and standard_conforming_strings is off, so Postgres may end a string literal where viewgate reads none; set standard_conforming_strings to on"
+            }
+            ConformingStrings::Pending => {
+                "it has a backslash and a statement sent before it, not yet answered, may change standard_conforming_strings; send it once the earlier statements are answered, with standard_conforming_strings on"
+            }
+        };
+        mentions_managed_table(targets, bytes).then(|| {
+            Refusal::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "viewgate cannot rewrite this statement for version {}: {why}",
+                    targets.version
+                ),
+            )
+        })
+    }
+
     pub fn new(code: SqlState, message: impl Into<String>) -> Self {
         Refusal {
             code,
@@ -60,6 +104,14 @@ impl Refusal {
     pub fn statement(&self) -> String {
         raise_statement(self.code, &self.message)
     }
+}
+
+/// Whether `bytes` mention, in any case, a name a statement must mention to reach one of
+/// `targets`' relations (the rewriter's own first test).
+fn mentions_managed_table(targets: &VersionTargets, bytes: &[u8]) -> bool {
+    targets
+        .table_names()
+        .any(|name| contains_ignore_ascii_case(bytes, name.as_bytes()))
 }
 
 /// A DO block raising `message` with SQLSTATE `code`.
@@ -96,5 +148,43 @@ mod tests {
         assert!(!sql.contains("DROP"));
         assert!(sql.contains("ERRCODE = '22023'"));
         assert!(!select_text("viewgate.version", hostile).contains("DROP"));
+    }
+
+    /// The red team's statement: with standard_conforming_strings off, Postgres reads
+    /// `model_type FROM model_metadata` outside any literal.
+    const SMUGGLED: &str = "SELECT 'x\\' AS a, ' AS b, model_type FROM model_metadata -- '";
+
+    #[test]
+    fn a_backslash_near_a_managed_table_is_refused_unless_strings_conform() {
+        let targets = VersionTargets::seed_example("v1");
+        assert_eq!(
+            Refusal::backslashes(&targets, SMUGGLED.as_bytes(), ConformingStrings::On),
+            None
+        );
+        for (strings, advice) in [
+            (
+                ConformingStrings::Off,
+                "set standard_conforming_strings to on",
+            ),
+            (
+                ConformingStrings::Pending,
+                "once the earlier statements are answered",
+            ),
+        ] {
+            let refusal = Refusal::backslashes(&targets, SMUGGLED.as_bytes(), strings).unwrap();
+            assert_eq!(refusal.code, SqlState::FEATURE_NOT_SUPPORTED);
+            assert!(
+                refusal.message.contains(advice) && refusal.message.contains("version v1"),
+                "{refusal:?}"
+            );
+            // Names no managed table (in any case): forwarded.
+            assert_eq!(
+                Refusal::backslashes(&targets, b"SELECT 'x\\' AS a, ' FROM other -- '", strings),
+                None
+            );
+            assert!(
+                Refusal::backslashes(&targets, b"select 1 from MODEL_METADATA", strings).is_some()
+            );
+        }
     }
 }

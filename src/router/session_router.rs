@@ -33,8 +33,9 @@
 
 use std::sync::Arc;
 
+use super::function_call;
 use super::prepared::{PreparedStatements, Resolved};
-use super::raise::{Refusal, select_text};
+use super::raise::{ConformingStrings, Refusal, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
 use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
@@ -419,6 +420,36 @@ impl SessionRouter {
     pub fn unreadable(&mut self, bytes: &[u8], foreign: bool) -> Option<Refusal> {
         let assignment = self.assignment.as_ref()?;
         Refusal::unreadable(assignment.targets(), bytes, foreign)
+    }
+
+    /// A statement with a backslash while Postgres may read its `'…'` literals otherwise than
+    /// the rewriter (`strings`): refused if it mentions a managed table of the version in
+    /// effect for it (picked again first when `idle`, as routing it would); `None` (route it
+    /// as usual) otherwise.
+    pub fn backslashes(
+        &mut self,
+        bytes: &[u8],
+        idle: bool,
+        strings: ConformingStrings,
+    ) -> Option<Refusal> {
+        if idle {
+            self.refresh();
+        }
+        Refusal::backslashes(self.assignment.as_ref()?.targets(), bytes, strings)
+    }
+
+    /// A FunctionCall message of function `oid`: `Some` is the refusal the client gets in its
+    /// place (`function_call`: in a version with managed tables, only large-object functions
+    /// are called this way). The version is picked again first when `idle`.
+    pub fn function_call(&mut self, oid: Option<u32>, idle: bool) -> Option<Refusal> {
+        if idle {
+            self.refresh();
+        }
+        let targets = self
+            .assignment
+            .as_ref()
+            .map(|assignment| &**assignment.targets());
+        function_call::refusal(targets, oid)
     }
 
     /// Notes, before a statement is routed, how many errors Postgres reported in the session

@@ -13,6 +13,7 @@ use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend;
 use crate::proxy::pause::PauseGate;
 use crate::rewriter::VersionTargets;
+use crate::router::ConformingStrings;
 
 /// What both pumps read and write. Atomics because the session future must be `Send`; both
 /// pumps run in one task, so `Relaxed` suffices.
@@ -72,6 +73,9 @@ pub(super) struct Progress {
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
     /// text, which reads the same in every encoding Postgres supports, can be rewritten.
     pub(super) foreign_encoding: AtomicBool,
+    /// The session's standard_conforming_strings is off (from ParameterStatus): Postgres
+    /// reads `\'` inside `'…'` as an escaped quote, which viewgate's lexers do not.
+    pub(super) nonstandard_strings: AtomicBool,
 }
 
 /// `unsettled_set` when no SET waits for its fate.
@@ -236,6 +240,23 @@ impl Progress {
         )
     }
 
+    /// How Postgres will read a backslash in the `'…'` literals of the statement about to be
+    /// sent: as the session follows standard_conforming_strings, unless work sent before it
+    /// is still unanswered: that work may change the setting, and Postgres reports a change
+    /// (ParameterStatus) only before the ReadyForQuery answering it. Call before the statement
+    /// itself is counted ([`Progress::sent`]).
+    pub(super) fn conforming_strings(&self) -> ConformingStrings {
+        if self.nonstandard_strings.load(Ordering::Relaxed) {
+            ConformingStrings::Off
+        } else if self.awaiting_ready.load(Ordering::Relaxed) > 0
+            || self.unsynced.load(Ordering::Relaxed)
+        {
+            ConformingStrings::Pending
+        } else {
+            ConformingStrings::On
+        }
+    }
+
     /// At a boundary where the pause gate may hold the session or move it to another
     /// upstream: idle, and no extended-protocol batch left open.
     pub(super) fn quiet(&self) -> bool {
@@ -377,6 +398,25 @@ mod tests {
         assert_eq!(progress.errors(), (1, 0), "the block is failed");
         answer(&progress, None, TransactionStatus::InTransaction);
         assert_eq!(progress.errors(), (1, 1), "recovered");
+    }
+
+    #[test]
+    fn strings_conform_only_as_followed_and_with_nothing_unanswered() {
+        let progress = Progress::new();
+        assert_eq!(progress.conforming_strings(), ConformingStrings::On);
+        // A pipelined `SET standard_conforming_strings = off` is not answered yet.
+        send(&progress, frontend::QUERY, false);
+        assert_eq!(progress.conforming_strings(), ConformingStrings::Pending);
+        progress.nonstandard_strings.store(true, Ordering::Relaxed); // its ParameterStatus
+        progress.awaiting_ready.store(0, Ordering::Relaxed); // its ReadyForQuery
+        answer(&progress, None, TransactionStatus::Idle);
+        assert_eq!(progress.conforming_strings(), ConformingStrings::Off);
+        progress.nonstandard_strings.store(false, Ordering::Relaxed);
+        // An Execute runs before its Sync: what it runs may change the setting too.
+        send(&progress, frontend::PARSE, false);
+        assert_eq!(progress.conforming_strings(), ConformingStrings::On);
+        send(&progress, frontend::EXECUTE, false);
+        assert_eq!(progress.conforming_strings(), ConformingStrings::Pending);
     }
 
     #[test]

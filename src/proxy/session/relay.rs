@@ -1,9 +1,11 @@
 //! The pump loop: both directions of a session running at once until one ends, shutdown
 //! closes the session, or a switch request stops them at clean points. Client messages are
 //! counted (`progress`), routed and rewritten on their way up; upstream messages are watched
-//! for ReadyForQuery, FATAL errors and ParameterStatus on their way down, and a constraint
-//! violation's detail that prints a managed table's base row is hidden from a versioned
-//! session (it would show columns its version does not have).
+//! for ReadyForQuery, FATAL errors and ParameterStatus (client_encoding and
+//! standard_conforming_strings decide what the rewriter may read) on their way down, and a
+//! constraint violation's detail that prints a managed table's base row is hidden from a
+//! versioned session (it would show columns its version does not have). A versioned session
+//! forwards FunctionCall only for large-object functions (`router::function_call`).
 
 use std::sync::atomic::Ordering;
 
@@ -27,7 +29,9 @@ use crate::proxy::switch::SessionControl;
 use crate::rewriter::error_detail;
 use crate::rewriter::targets::RelationName;
 use crate::router::version_setting::set_version_statement;
-use crate::router::{Assignment, REFUSED_PARSE, Routed, SessionRouter, SharedRouting};
+use crate::router::{
+    Assignment, ConformingStrings, REFUSED_PARSE, Routed, SessionRouter, SharedRouting,
+};
 
 impl Session {
     /// Runs the pumps, stopping them for each switch request and starting them again after.
@@ -66,10 +70,10 @@ impl Session {
         let (upstream_reader, upstream_writer) = upstream.split();
         let progress = &*progress;
         let ledger = &*ledger;
-        if let Some((_, encoding)) = parameters.iter().find(|(name, _)| name == CLIENT_ENCODING) {
-            progress
-                .foreign_encoding
-                .store(!is_utf8_encoding(encoding), Ordering::Relaxed);
+        // Followed from the login's reports, and after a move to another upstream from what
+        // the new server reported (`upstream_move`).
+        for (name, value) in parameters.iter() {
+            follow_parameter(progress, name, value);
         }
 
         let to_upstream = from_client.pump(
@@ -86,6 +90,7 @@ impl Session {
                 // Decided before this message itself counts as in flight.
                 let idle = progress.idle();
                 let quiet = progress.quiet();
+                let strings = progress.conforming_strings();
                 let (errors, errors_settled) = progress.errors();
                 progress.sent(tag);
                 let Some(router) = router.as_mut() else {
@@ -109,7 +114,7 @@ impl Session {
                             router.set_settled(kept);
                         }
                         router.note_errors(errors, errors_settled);
-                        let inspection = route(router, progress, idle, tag, frame);
+                        let inspection = route(router, progress, idle, strings, tag, frame);
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
                         }
@@ -119,6 +124,16 @@ impl Session {
                             tell_version(router, upstream_version, progress, frame, inspection)
                         } else {
                             inspection
+                        }
+                    }
+                    // Answered as Postgres answers a failed call (ErrorResponse, then the
+                    // ReadyForQuery it was counted as owed): the refusal, raised by a Query.
+                    frontend::FUNCTION_CALL => {
+                        match router.function_call(frontend::function_call_oid(frame), idle) {
+                            Some(refusal) => {
+                                Inspection::Replace(frontend::query(&refusal.statement()))
+                            }
+                            None => Inspection::Continue,
                         }
                     }
                     _ => Inspection::Continue,
@@ -227,6 +242,30 @@ fn upstream_gone(progress: &Progress) -> SessionError {
 /// The parameter Postgres reports the client's encoding in.
 const CLIENT_ENCODING: &str = "client_encoding";
 
+/// The parameter Postgres reports how it reads backslashes in `'…'` literals in.
+const STANDARD_CONFORMING_STRINGS: &str = "standard_conforming_strings";
+
+/// Notes a parameter Postgres reported that decides what the rewriter may read.
+fn follow_parameter(progress: &Progress, name: &str, value: &str) {
+    match name {
+        CLIENT_ENCODING => progress
+            .foreign_encoding
+            .store(!is_utf8_encoding(value), Ordering::Relaxed),
+        STANDARD_CONFORMING_STRINGS => progress
+            .nonstandard_strings
+            .store(!is_on(value), Ordering::Relaxed),
+        _ => {}
+    }
+}
+
+/// Whether a boolean setting's reported value is on (Postgres reports `on` or `off`; accept
+/// the spellings it reads). Anything else counts as off: refusing is the safe side.
+fn is_on(value: &str) -> bool {
+    ["on", "true", "yes", "1"]
+        .iter()
+        .any(|spelling| value.eq_ignore_ascii_case(spelling))
+}
+
 /// Whether Postgres's name for an encoding is UTF-8 (it reports `UTF8`; accept spellings).
 fn is_utf8_encoding(name: &str) -> bool {
     name.eq_ignore_ascii_case("UTF8") || name.eq_ignore_ascii_case("UTF-8")
@@ -237,22 +276,35 @@ fn is_utf8_encoding(name: &str) -> bool {
 /// encoding Postgres supports, even those whose multi-byte characters contain ASCII bytes:
 /// their lead bytes are never ASCII); otherwise a statement that mentions a managed table is
 /// refused (it cannot be read safely, and must not reach the base table), and one that does
-/// not is forwarded. A refused Query becomes a statement that raises the refusal; a refused
-/// Parse becomes one that fails at once, whose error the upstream side replaces with the
-/// refusal.
+/// not is forwarded. The rewriter reads `'…'` literals as with standard_conforming_strings
+/// on: while Postgres may read them otherwise (`strings`), a statement with a backslash that
+/// mentions a managed table is refused too (a backslash may end a literal where the rewriter
+/// reads none); one without a backslash reads the same either way. A refused Query becomes a
+/// statement that raises the refusal; a refused Parse becomes one that fails at once, whose
+/// error the upstream side replaces with the refusal.
 fn route(
     router: &mut SessionRouter,
     progress: &Progress,
     idle: bool,
+    strings: ConformingStrings,
     tag: u8,
     frame: &[u8],
 ) -> Inspection {
     let foreign = progress.foreign_encoding.load(Ordering::Relaxed);
+    let backslashes = match strings {
+        ConformingStrings::On => None,
+        _ => frontend::statement_bytes(tag, frame)
+            .filter(|bytes| bytes.contains(&b'\\'))
+            .and_then(|bytes| router.backslashes(bytes, idle, strings)),
+    };
     let readable = frontend::statement_text(tag, frame).filter(|sql| !foreign || sql.is_ascii());
-    let routed = match (readable, tag, frontend::parse_name(frame)) {
-        (Some(sql), frontend::PARSE, Some(name)) => router.parse_message(name, sql, idle, frame),
-        (Some(sql), _, _) => router.statement(sql, idle),
-        (None, _, _) => match frontend::statement_bytes(tag, frame)
+    let routed = match (backslashes, readable, tag, frontend::parse_name(frame)) {
+        (Some(refusal), _, _, _) => Routed::Refuse(refusal),
+        (None, Some(sql), frontend::PARSE, Some(name)) => {
+            router.parse_message(name, sql, idle, frame)
+        }
+        (None, Some(sql), _, _) => router.statement(sql, idle),
+        (None, None, _, _) => match frontend::statement_bytes(tag, frame)
             .and_then(|bytes| router.unreadable(bytes, foreign))
         {
             Some(refusal) => Routed::Refuse(refusal),
@@ -445,11 +497,7 @@ fn inspect_upstream(
         }
         backend::PARAMETER_STATUS => {
             if let Some((name, value)) = backend::parameter_status(frame) {
-                if name == CLIENT_ENCODING {
-                    progress
-                        .foreign_encoding
-                        .store(!is_utf8_encoding(&value), Ordering::Relaxed);
-                }
+                follow_parameter(progress, &name, &value);
                 match parameters.iter_mut().find(|(known, _)| *known == name) {
                     Some(entry) => entry.1 = value,
                     None => parameters.push((name, value)),

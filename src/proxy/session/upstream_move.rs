@@ -15,6 +15,7 @@ use crate::proxy::error::SessionError;
 use crate::proxy::pump::Direction;
 use crate::proxy::reconnect::{self, SwitchPlan};
 use crate::proxy::switch::{PrepareError, SessionControl};
+use crate::router::{ConformingStrings, Refusal};
 
 impl Session {
     /// Carries out a switch request with both pumps stopped.
@@ -56,8 +57,27 @@ impl Session {
             old.discard().await;
         }
         let mut to_client = BytesMut::new();
-        let prepared =
-            reconnect::prepare(&mut self.upstream, &mut to_client, &self.startup, plan).await;
+        // What the session forwarded only as read with standard_conforming_strings on: a
+        // backslash near a managed table of its version (`route` refuses such text otherwise).
+        let targets = self
+            .router
+            .as_ref()
+            .and_then(|router| router.assignment())
+            .map(|assignment| assignment.targets().clone());
+        let read_as_conforming = |text: &[u8]| {
+            text.contains(&b'\\')
+                && targets.as_deref().is_some_and(|targets| {
+                    Refusal::backslashes(targets, text, ConformingStrings::Off).is_some()
+                })
+        };
+        let prepared = reconnect::prepare(
+            &mut self.upstream,
+            &mut to_client,
+            &self.startup,
+            plan,
+            &read_as_conforming,
+        )
+        .await;
         if !to_client.is_empty() {
             let _ = self.client.write_all(&to_client).await;
             let _ = self.client.flush().await;
