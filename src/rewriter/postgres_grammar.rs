@@ -20,12 +20,9 @@
 
 use std::borrow::Cow;
 
-use super::definitions::{
-    self, Body, READ_KINDS, STATISTICS_VIEWS, UNTAGGED_TYPE_FIELDS, judge_body,
-};
+use super::definitions::{READ_KINDS, STATISTICS_VIEWS, UNTAGGED_TYPE_FIELDS};
 use super::parse_tree::Tree;
 use super::postgres_parser::{self, ParseFailure};
-use super::query_functions::{self, Argument, Reads};
 use super::targets::VersionTargets;
 
 /// Where a reference stands, which decides how it may be rewritten.
@@ -284,11 +281,7 @@ impl Walker<'_> {
             "CreateStmt" | "AlterTableStmt" | "CompositeTypeStmt" | "CreateDomainStmt"
             | "DefineStmt" | "CreateCastStmt" | "CreateSchemaStmt" => self.ddl(child),
             "CreateFunctionStmt" => self.function(child),
-            "DoStmt" => {
-                let language = language(child.get("args"));
-                let language = language.as_deref().unwrap_or(DO_LANGUAGE);
-                self.bodies(child.get("args"), language);
-            }
+            "DoStmt" => self.do_block(child),
             "FuncCall" => {
                 self.function_call(child);
                 self.walk(child);
@@ -315,96 +308,6 @@ impl Walker<'_> {
                 }
             }
             _ => self.walk(child),
-        }
-    }
-
-    /// A definition Postgres keeps and reads later (`name_field` holds the new object's
-    /// name, or the table a rule is on: no reference).
-    fn definition(&mut self, body: &Tree, name_field: &str, place: Place) {
-        let Tree::Object(fields) = body else {
-            return;
-        };
-        for (key, child) in fields {
-            if key != name_field {
-                self.defined(child, place);
-            }
-        }
-    }
-
-    /// Walks `tree` as part of a definition at `place`.
-    fn defined(&mut self, tree: &Tree, place: Place) {
-        let outer = (
-            self.defining.replace(place),
-            std::mem::take(&mut self.storing),
-        );
-        self.walk(tree);
-        (self.defining, self.storing) = outer;
-    }
-
-    /// DDL: only what copies or stores a managed table's shape is read.
-    fn ddl(&mut self, body: &Tree) {
-        let outer = std::mem::replace(&mut self.storing, true);
-        self.walk(body);
-        self.storing = outer;
-    }
-
-    /// `CREATE FUNCTION | PROCEDURE`: its argument and result types are stored, a `BEGIN
-    /// ATOMIC` body is a definition, a string body is scanned.
-    fn function(&mut self, body: &Tree) {
-        let Tree::Object(fields) = body else {
-            return;
-        };
-        let outer = std::mem::replace(&mut self.storing, true);
-        for (key, child) in fields {
-            match key.as_ref() {
-                "sql_body" => self.defined(child, Place::FunctionBody),
-                "options" => {
-                    let language = language(Some(child));
-                    let language = language.as_deref().unwrap_or(FUNCTION_LANGUAGE);
-                    self.bodies(Some(child), language);
-                }
-                _ => self.entry(key, child),
-            }
-        }
-        self.storing = outer;
-    }
-
-    /// The `AS` items of a function's options or a DO block's arguments: each string body
-    /// that may name a managed table is a [`Place::FunctionBody`] reference.
-    fn bodies(&mut self, items: Option<&Tree>, language: &str) {
-        for item in items.map(Tree::as_array).unwrap_or_default() {
-            let Some(option) = item.get("DefElem") else {
-                continue;
-            };
-            if option.get("defname").and_then(Tree::as_text) != Some("as") {
-                continue;
-            }
-            let from = location(option).unwrap_or(0);
-            let mut texts = Vec::new();
-            strings(option.get("arg"), &mut texts);
-            for text in texts {
-                let (at, target, place) = match judge_body(text, language, self.targets) {
-                    Body::Plain => continue,
-                    Body::Names(at, target) => (Some(at), target, Place::FunctionBody),
-                    Body::RunsUnseenSql(at) => {
-                        let Some(first) = self.targets.managed().first() else {
-                            continue;
-                        };
-                        (at, first, Place::UnseenSql)
-                    }
-                };
-                let offset = at
-                    .and_then(|at| Some(definitions::body_offset(self.sql, from, text)? + at))
-                    .unwrap_or(from);
-                self.found.push(Reference {
-                    offset,
-                    schema: Some(target.table.schema.clone()),
-                    name: target.table.name.clone(),
-                    aliased: false,
-                    place,
-                });
-                return;
-            }
         }
     }
 
@@ -499,53 +402,6 @@ impl Walker<'_> {
         self.found_at(type_name, schema, name, false, place);
     }
 
-    /// A call of a built-in that reads relations named in an argument
-    /// (`query_functions.rs`), when that argument may name a managed table.
-    fn function_call(&mut self, call: &Tree) {
-        let names = name_parts(call.get("funcname"));
-        let name = match names.as_slice() {
-            [name] | ["pg_catalog", name] => *name,
-            _ => return,
-        };
-        let arguments = call.get("args").map(Tree::as_array).unwrap_or_default();
-        let Some(reads) = query_functions::reads(name, arguments.len()) else {
-            return;
-        };
-        let index = match reads {
-            Reads::Query(n) | Reads::Relation(n) | Reads::Schema(n) => n,
-            Reads::Database => 0,
-        };
-        let constant = arguments.get(index).and_then(|argument| {
-            let constant = argument
-                .get("A_Const")
-                .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))?;
-            Some((
-                constant.get("sval")?.get("sval")?.as_text()?,
-                location(constant)?,
-            ))
-        });
-        let argument = constant.map_or(Argument::Other, |(text, _)| Argument::Text(text));
-        let Some((target, at)) =
-            query_functions::reads_managed_table(reads, argument, self.targets)
-        else {
-            return;
-        };
-        let mention = constant.zip(at).and_then(|((text, from), at)| {
-            definitions::body_offset(self.sql, from, text).map(|start| start + at)
-        });
-        let Some(offset) = mention.or_else(|| location(call)) else {
-            self.unlocatable = true;
-            return;
-        };
-        self.found.push(Reference {
-            offset,
-            schema: Some(target.table.schema.clone()),
-            name: target.table.name.clone(),
-            aliased: false,
-            place: Place::QueryText,
-        });
-    }
-
     /// Records a reference at `node`'s position; a node without one makes the reading
     /// unusable (an edit needs its place in the text).
     fn found_at(
@@ -601,39 +457,6 @@ fn name_parts<'t>(list: Option<&'t Tree>) -> Vec<&'t str> {
         .iter()
         .filter_map(|part| part.get("String")?.get("sval")?.as_text())
         .collect()
-}
-
-/// The language a DO block's body is in when it names none.
-const DO_LANGUAGE: &str = "plpgsql";
-/// The language a function is taken to be in when it names none (a `BEGIN ATOMIC` body).
-const FUNCTION_LANGUAGE: &str = "sql";
-
-/// The `LANGUAGE` item of a function's options or a DO block's arguments, folded.
-fn language(items: Option<&Tree>) -> Option<String> {
-    items
-        .map(Tree::as_array)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|item| item.get("DefElem"))
-        .find(|option| option.get("defname").and_then(Tree::as_text) == Some("language"))
-        .and_then(|option| option.get("arg")?.get("String")?.get("sval")?.as_text())
-        .map(|name| name.to_ascii_lowercase())
-}
-
-/// The texts of the `String` nodes in `tree` (a function's `AS 'obj', 'symbol'` has two).
-fn strings<'t>(tree: Option<&'t Tree>, out: &mut Vec<&'t str>) {
-    match tree {
-        Some(Tree::Object(fields)) => {
-            for (key, child) in fields {
-                match (key.as_ref(), child) {
-                    ("sval", Tree::Text(text)) => out.push(text),
-                    _ => strings(Some(child), out),
-                }
-            }
-        }
-        Some(Tree::Array(items)) => items.iter().for_each(|item| strings(Some(item), out)),
-        _ => {}
-    }
 }
 
 /// A node's `location`: libpg_query leaves out integer fields that are 0, and -1 means
@@ -730,6 +553,9 @@ pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
     }
     word(before, "table")
 }
+
+#[path = "postgres_grammar_definitions.rs"]
+mod definitions_walk;
 
 #[cfg(test)]
 #[path = "postgres_grammar_tests.rs"]
