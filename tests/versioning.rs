@@ -431,6 +431,9 @@ async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refus
         "SELECT * FROM ts_stat('SELECT to_tsvector(''simple'', model_type) FROM public.model_metadata')",
         "CREATE POLICY p ON scratch USING ((SELECT count(model_type) FROM model_metadata) > 0)",
         "CREATE TEMP VIEW statistics AS SELECT attname, histogram_bounds::text FROM pg_stats",
+        // Another version's view, named explicitly.
+        "SELECT model_type FROM model_metadata_v2",
+        "SELECT table_to_xml('16386', true, false, '')",
     ] {
         let error = psql(&proxy, None, refused).unwrap_err();
         assert!(

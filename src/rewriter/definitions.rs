@@ -51,16 +51,21 @@ pub const UNTAGGED_TYPE_FIELDS: &[&str] = &[
     "targettype",
 ];
 
-/// The first place in a function's or DO block's `body` that may name one of `targets`'
-/// managed tables: the name as a whole identifier (in any case, quoted or not), unqualified or
-/// qualified with the table's own schema. A name qualified otherwise (`tenant.model_metadata`,
-/// a column `m.model_metadata`) is some other relation. Returns the byte offset in `body`.
+/// The first place in a function's or DO block's `body` (or a query text a built-in runs)
+/// that may name one of `targets`' managed tables: the name as a whole identifier (in any
+/// case, quoted or not), unqualified or qualified with the table's own schema, or anything
+/// spelled with Unicode escapes (`U&"model\005fmetadata"`, which could spell any name: taken
+/// to name the first managed table). A name qualified with another identifier
+/// (`tenant.model_metadata`, a column `m.model_metadata`) is some other relation; one whose
+/// qualifier cannot be read (a comment before the dot) counts. Returns the byte offset in
+/// `body`.
 pub fn body_mention<'t>(
     body: &str,
     targets: &'t VersionTargets,
 ) -> Option<(usize, &'t ViewTarget)> {
     let bytes = body.as_bytes();
-    let mut found: Option<(usize, &ViewTarget)> = None;
+    let mut found: Option<(usize, &ViewTarget)> =
+        unicode_escape(bytes).zip(targets.managed().first());
     for target in targets.managed() {
         let name = target.table.name.as_bytes();
         let mut from = 0;
@@ -69,7 +74,8 @@ pub fn body_mention<'t>(
             if !stands_alone(bytes, at, name.len()) {
                 continue;
             }
-            if qualifier_before(body, at).is_some_and(|q| q != target.table.schema) {
+            if qualifier_before(body, at).is_some_and(|q| !q.is_empty() && q != target.table.schema)
+            {
                 continue;
             }
             if found.is_none_or(|(first, _)| at < first) {
@@ -78,7 +84,26 @@ pub fn body_mention<'t>(
             break;
         }
     }
+    // Another version's view, by its name: it reads that version's columns.
+    for view in targets.other_views() {
+        let at = find_all_ignore_ascii_case(bytes, view.name.as_bytes())
+            .find(|&at| stands_alone(bytes, at, view.name.len()));
+        if let (Some(at), Some(first)) = (at, targets.managed().first())
+            && found.is_none_or(|(earlier, _)| at < earlier)
+        {
+            found = Some((at, first));
+        }
+    }
     found
+}
+
+/// Where `text` first opens a Unicode-escaped identifier or string (`U&"`, `U&'`).
+fn unicode_escape(text: &[u8]) -> Option<usize> {
+    text.windows(3).position(|window| {
+        window[0].eq_ignore_ascii_case(&b'u')
+            && window[1] == b'&'
+            && matches!(window[2], b'"' | b'\'')
+    })
 }
 
 /// Languages whose bodies are read for what they may run: SQL and PL/pgSQL. C and internal
@@ -157,7 +182,8 @@ fn is_identifier_byte(byte: Option<u8>) -> bool {
     byte.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
 }
 
-/// The folded qualifier written before the name at `at` (`schema.` or `"Schema" .`), if any.
+/// The folded qualifier written before the name at `at` (`schema.` or `"Schema" .`), if any;
+/// empty when something other than an identifier stands before the dot (a comment).
 fn qualifier_before(body: &str, at: usize) -> Option<String> {
     let before = body[..at].trim_end_matches(|c: char| c.is_ascii_whitespace() || c == '"');
     let before = before.strip_suffix('.')?.trim_end();
@@ -218,6 +244,11 @@ mod tests {
         assert_eq!(at("SELECT 1"), None);
         // The first mention counts, whichever comes first.
         assert_eq!(at("x.model_metadata; model_metadata"), Some(18));
+        // Found by a red-team pass: escapes and comments around the qualifier.
+        assert_eq!(at(r#"SELECT 1 FROM U&"model\005fmetadata""#), Some(14));
+        assert_eq!(at(r#"SELECT 1 FROM pg_catalog.u&"pg\005fstats""#), Some(25));
+        assert_eq!(at("SELECT 1 FROM public/**/.model_metadata"), Some(25));
+        assert_eq!(at("SELECT 1 FROM public /* */ . model_metadata"), Some(29));
     }
 
     #[test]

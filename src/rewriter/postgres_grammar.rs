@@ -58,6 +58,9 @@ pub enum Place {
     /// A string a built-in function reads relations from (`query_to_xml`): refused
     /// (`query_functions.rs`).
     QueryText,
+    /// Another version's view, named explicitly (`model_metadata_v2` at v1): refused, since
+    /// a session sees only its own version.
+    OtherVersion,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -377,6 +380,9 @@ impl Walker<'_> {
             return;
         }
         if self.targets.resolve(schema, name).is_none() {
+            if self.targets.other_version_view(schema, name).is_some() {
+                self.other_version(range_var, schema, name);
+            }
             return;
         }
         let aliased = range_var.get("alias").is_some_and(|a| *a != Tree::Other);
@@ -400,6 +406,21 @@ impl Walker<'_> {
             Place::RowType
         };
         self.found_at(type_name, schema, name, false, place);
+    }
+
+    /// Another version's view, named explicitly: refused wherever it stands.
+    fn other_version(&mut self, node: &Tree, schema: Option<&str>, name: &str) {
+        let Some(offset) = location(node) else {
+            self.unlocatable = true;
+            return;
+        };
+        self.found.push(Reference {
+            offset,
+            schema: schema.map(str::to_owned),
+            name: name.to_owned(),
+            aliased: false,
+            place: Place::OtherVersion,
+        });
     }
 
     /// Records a reference at `node`'s position; a node without one makes the reading

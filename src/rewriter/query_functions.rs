@@ -61,6 +61,12 @@ pub fn reads_managed_table<'t>(
         (Reads::Database, _) | (_, Argument::Other) => return any_table(),
         (_, Argument::Text(text)) => text,
     };
+    // An oid (`'16386'`, as `pg_type.typrelid` gives it) names a relation without its name.
+    if let Reads::Relation(_) = reads
+        && text.trim().bytes().all(|b| b.is_ascii_digit())
+    {
+        return any_table();
+    }
     if let Reads::Schema(_) = reads {
         return targets
             .managed()
@@ -96,6 +102,7 @@ mod tests {
             Some(Some(7))
         );
         assert_eq!(call("table_to_xml", 4, text("model_metadata_v1")), None);
+        assert_eq!(call("table_to_xml", 4, text(" 16386")), Some(None));
         assert_eq!(call("schema_to_xml", 4, text("public")), Some(None));
         assert_eq!(call("schema_to_xml", 4, text("audit")), None);
         assert_eq!(

@@ -43,6 +43,13 @@ pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<
     }
 }
 
+/// Why naming `view`, another version's view, is refused in a session at `version`.
+pub fn other_version(view: &str, version: &str) -> String {
+    format!(
+        "\"{view}\" is another version's view, and a session at version \"{version}\" sees only its own; name the managed table (viewgate rewrites it to this version's view), or set viewgate.version to the version you mean"
+    )
+}
+
 /// Why `CREATE [MATERIALIZED] VIEW` over managed table `table` is refused: a view's
 /// definition is not rewritten (built on the version's view, it would hold the view in place
 /// against `views apply` and `migrate complete`), and as written it reads the base table.

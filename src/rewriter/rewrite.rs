@@ -8,7 +8,9 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::lexer;
+use super::mention::may_hide_a_name;
 use super::postgres_grammar::{self, Place, Reading, Reference};
+use super::query_functions;
 use super::references::{Collector, NotCollected, view_reference};
 use super::refusal;
 use super::splice::{self, Edit, TextIndex};
@@ -121,11 +123,13 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
     let mut unread = Vec::new();
     let mut ddl_mentions = false;
     for statement in statements {
-        if !mentions_managed_table(&sql[statement.range.clone()], targets) {
+        let text = &sql[statement.range.clone()];
+        if !mentions_managed_table(text, targets) {
             continue;
         }
         if statement.kind == Kind::PassThrough {
-            ddl_mentions = true;
+            ddl_mentions |= targets.mention_scan().names_in(text.as_bytes())
+                || may_hide_a_name(text.as_bytes());
             continue;
         }
         let statement_edits = match statement.kind {
@@ -221,6 +225,12 @@ fn check(
         }
     };
     for reference in &references {
+        if reference.place == Place::OtherVersion {
+            return Err(Failure {
+                reason: refusal::other_version(&reference.name, &targets.version),
+                offset: Some(reference.offset),
+            });
+        }
         let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name) else {
             continue;
         };
@@ -258,8 +268,9 @@ fn check(
 
 /// For a text Postgres's parser does not check (too long), where sqlparser's `edits` may have
 /// missed a reference: the offset of an identifier naming a managed table (or a name pinned
-/// elsewhere) that no edit covers and that does not qualify a column (`name.column`), or the
-/// text's start when the lexer cannot read it. Such a name is a relation sqlparser read
+/// elsewhere) that no edit covers and that does not qualify a column (`name.column`), or of a
+/// built-in that runs a query from a string (`query_functions.rs`), or the text's start when
+/// the lexer cannot read it. Such a name is a relation sqlparser read
 /// differently (`… UNION ALL TABLE name`), or a whole-row reference, refused with it.
 fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> Option<usize> {
     let mut tokens = Vec::new();
@@ -279,6 +290,13 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
             }
             _ => return None,
         };
+        // A call that runs a query from a string (its text unchecked, as the rest), another
+        // version's view.
+        if query_functions::reads(&name, 2).is_some()
+            || targets.other_version_view(None, &name).is_some()
+        {
+            return Some(token.start);
+        }
         targets.resolve_table(None, &name)?;
         let covered = edits
             .iter()

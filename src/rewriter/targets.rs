@@ -71,6 +71,9 @@ pub struct VersionTargets {
     pub(super) pins: Vec<(String, ViewTarget)>,
     /// What the rewrite cache keys these targets by, when it is not `version` (pinned).
     pub(super) cache_identity: Option<String>,
+    /// The views other versions read their managed tables through: a session at this version
+    /// that names one is refused (it would see that version's columns).
+    other_views: Vec<RelationName>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
     /// keys by it too: a rewrite a session made with the targets of a state that was replaced
     /// meanwhile (stored after the cache was cleared) is never served under the new one.
@@ -96,8 +99,28 @@ impl VersionTargets {
             follows_search_path: false,
             pins: Vec::new(),
             cache_identity: None,
+            other_views: Vec::new(),
             routing_generation: 0,
         }
+    }
+
+    /// These targets, with the views other versions read the managed tables through.
+    pub fn with_other_versions_views(mut self, views: Vec<RelationName>) -> Self {
+        self.other_views = views;
+        self
+    }
+
+    /// The view of another version that `schema.name` (folded) names, if any: by its name
+    /// unqualified, or by schema and name.
+    pub fn other_version_view(&self, schema: Option<&str>, name: &str) -> Option<&RelationName> {
+        self.other_views
+            .iter()
+            .find(|view| view.name == name && schema.is_none_or(|schema| view.schema == schema))
+    }
+
+    /// The views of other versions, for scans of text (`definitions::body_mention`).
+    pub fn other_views(&self) -> &[RelationName] {
+        &self.other_views
     }
 
     /// The managed tables (catalog relations left out).
@@ -198,7 +221,17 @@ impl VersionTargets {
             })
             .collect::<Vec<_>>();
         let has_tables = !targets.is_empty();
-        let mut targets = VersionTargets::new(version, targets);
+        let own: Vec<RelationName> = targets.iter().map(|t| t.view.clone()).collect();
+        let other_views = map
+            .versions
+            .iter()
+            .filter(|(other, _)| other.as_str() != version)
+            .flat_map(|(_, tables)| tables)
+            .map(|routed| RelationName::new(&routed.view_schema, &routed.view_name))
+            .filter(|view| !own.contains(view))
+            .collect();
+        let mut targets =
+            VersionTargets::new(version, targets).with_other_versions_views(other_views);
         for routed in tables {
             if let Some(mapping) = &routed.mapping {
                 targets = targets.with_base_write(

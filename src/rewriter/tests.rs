@@ -689,3 +689,40 @@ fn a_text_too_long_to_check_is_refused_where_a_managed_name_is_left_unrewritten(
         ))
     );
 }
+
+/// Found by a second red-team pass.
+#[test]
+fn oids_escapes_comments_and_long_texts_do_not_hide_a_managed_table() {
+    let padding = "x".repeat(crate::rewriter::postgres_grammar::MAX_CHECKED_BYTES);
+    for sql in [
+        "SELECT table_to_xml('16386', true, false, '')".to_owned(),
+        r#"SELECT query_to_xml('SELECT model_type FROM U&"model\005fmetadata"', true, false, '')"#
+            .to_owned(),
+        "SELECT * FROM ts_stat('SELECT v FROM public/**/.model_metadata')".to_owned(),
+        r#"DO $$ BEGIN PERFORM 1 FROM U&"model\005fmetadata"; END $$"#.to_owned(),
+        "CREATE FUNCTION f() RETURNS SETOF text LANGUAGE sql AS $$ SELECT model_type FROM public /* */ . model_metadata $$".to_owned(),
+        format!("SELECT query_to_xml('SELECT model_type FROM model_metadata', true, false, '')::text, length('{padding}')"),
+        format!("DO $$ BEGIN EXECUTE 'SELECT 1'; RAISE NOTICE '{padding}'; END $$"),
+    ] {
+        assert!(rewrite(&sql, &v2()).is_err(), "{}", &sql[..sql.len().min(120)]);
+    }
+}
+
+/// Another version's view named explicitly reads that version's columns: refused, wherever
+/// it stands (FROM, a body, a query text); the version's own view is allowed.
+#[test]
+fn another_version_s_view_is_refused_and_the_own_allowed() {
+    let v1 = VersionTargets::seed_example("v1")
+        .with_other_versions_views(vec![RelationName::new("public", "model_metadata_v2")]);
+    for sql in [
+        "SELECT model_type FROM model_metadata_v2",
+        "SELECT * FROM public.model_metadata_v2 m JOIN x USING (id)",
+        "SELECT query_to_xml('SELECT * FROM model_metadata_v2', true, false, '')",
+        "CREATE FUNCTION f() RETURNS SETOF text LANGUAGE sql AS $$ SELECT model_type FROM model_metadata_v2 $$",
+    ] {
+        let error = rewrite(sql, &v1).unwrap_err();
+        assert!(error.position.is_some(), "{sql}: {error}");
+    }
+    let sql = "SELECT model_name FROM model_metadata_v1";
+    assert_eq!(rewrite(sql, &v1).unwrap(), Rewrite::Unchanged);
+}
