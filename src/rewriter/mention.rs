@@ -12,7 +12,8 @@
 /// must mention one for `query_functions.rs` to look at it. Few marks, each starting with a
 /// byte SQL seldom holds where possible (`_` would stop the scan at every column name).
 /// Measured on the 357-character unmanaged statement of `benches/rewrite.rs`: the scan took
-/// 70 ns; with `_to_xml` it took 127 ns, with `xml` and the `U&"` check 82 ns.
+/// 70 ns; with `_to_xml` it took 127 ns, with `xml` and the `U&"` check 82 ns, with the `ts_`
+/// names and every check of [`may_hide_a_name`] 204 ns (docs/rewriting.md, "Cost").
 pub const RELATION_READING_FUNCTION_MARKS: &[&str] = &["xml", "ts_stat", "ts_rewrite"];
 
 /// A version's names, grouped by their first byte and, within a group, by their second (both
