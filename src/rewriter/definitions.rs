@@ -161,11 +161,6 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     }
 }
 
-/// The catalog views that hold values of every column (histograms, most common values):
-/// through their substitutes a version sees only its own columns', but a definition naming
-/// them keeps the real ones, and is refused like one naming a managed table.
-pub const STATISTICS_VIEWS: &[&str] = &["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs"];
-
 /// Where `body` stands in `sql`, searching from `from` (a body in dollar quotes appears
 /// verbatim; one in single quotes with doubled quotes or escapes does not).
 pub fn body_offset(sql: &str, from: usize, body: &str) -> Option<usize> {

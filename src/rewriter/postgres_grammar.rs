@@ -20,10 +20,10 @@
 
 use std::borrow::Cow;
 
-use super::definitions::{READ_KINDS, STATISTICS_VIEWS, UNTAGGED_TYPE_FIELDS};
+use super::definitions::{READ_KINDS, UNTAGGED_TYPE_FIELDS};
 use super::parse_tree::Tree;
 use super::postgres_parser::{self, ParseFailure};
-use super::targets::VersionTargets;
+use super::targets::{VersionTargets, parse_relation_literal};
 
 /// Where a reference stands, which decides how it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +285,11 @@ impl Walker<'_> {
             | "DefineStmt" | "CreateCastStmt" | "CreateSchemaStmt" => self.ddl(child),
             "CreateFunctionStmt" => self.function(child),
             "DoStmt" => self.do_block(child),
+            // `'model_metadata_v2'::regclass`: another version's view, by oid.
+            "TypeCast" => {
+                self.regclass_literal(child);
+                self.walk(child);
+            }
             "FuncCall" => {
                 self.function_call(child);
                 self.walk(child);
@@ -408,6 +413,32 @@ impl Walker<'_> {
         self.found_at(type_name, schema, name, false, place);
     }
 
+    /// A regclass literal naming another version's view (`pg_get_viewdef('…_v2'::regclass)`
+    /// would print that version's definition and columns).
+    fn regclass_literal(&mut self, cast: &Tree) {
+        let type_name = name_parts(cast.get("typeName").and_then(|t| t.get("names")));
+        if !matches!(
+            type_name.as_slice(),
+            ["regclass"] | ["pg_catalog", "regclass"]
+        ) {
+            return;
+        }
+        let Some(constant) = cast.get("arg").and_then(|arg| arg.get("A_Const")) else {
+            return;
+        };
+        let Some(text) = constant.get("sval").and_then(|v| v.get("sval")?.as_text()) else {
+            return;
+        };
+        if let Some((schema, name)) = parse_relation_literal(text)
+            && self
+                .targets
+                .other_version_view(schema.as_deref(), &name)
+                .is_some()
+        {
+            self.other_version(constant, schema.as_deref(), &name);
+        }
+    }
+
     /// Another version's view, named explicitly: refused wherever it stands.
     fn other_version(&mut self, node: &Tree, schema: Option<&str>, name: &str) {
         let Some(offset) = location(node) else {
@@ -442,13 +473,11 @@ impl Walker<'_> {
         // too: left as written, Postgres could resolve it to the managed table after all (a
         // temporary table the proxy believes in was renamed, a schema it counts has no USAGE).
         let pinned = self.targets.is_pinned(schema, name);
-        let statistics =
-            schema.is_none_or(|schema| schema == "pg_catalog") && STATISTICS_VIEWS.contains(&name);
         let place = match self.defining {
-            Some(definition) if managed() || statistics => definition,
             Some(_) if pinned => place,
-            // Other catalog relations read as written there.
-            Some(_) => return,
+            // A managed table, or a catalog relation the version reads through a substitute
+            // (a definition would keep the real one, which shows every version's columns).
+            Some(definition) => definition,
             None if self.storing && pinned => match place {
                 // Rewritten like `LIKE`: the pinned relation, qualified.
                 Place::StoredShape => Place::Like,

@@ -26,7 +26,10 @@ use super::base_row::{BaseRow, Statement as Written};
 use super::merge::Source;
 use super::refusal::{self, Refusal};
 use super::splice::{Edit, TextIndex};
-use super::targets::{BaseWrite, VersionTargets, ViewTarget, fold_identifier, quote_identifier};
+use super::targets::{
+    BaseWrite, VersionTargets, ViewTarget, fold_identifier, parse_relation_literal,
+    quote_identifier,
+};
 use super::upsert::Upsert;
 
 /// Why [`Collector::collect`] gives no edits.
@@ -624,7 +627,7 @@ impl<'a> Collector<'a> {
         let Value::SingleQuotedString(content) = &literal.value else {
             return;
         };
-        let Some((schema, table)) = parse_literal_name(content) else {
+        let Some((schema, table)) = parse_relation_literal(content) else {
             return;
         };
         let Some(target) = self.targets.resolve_table(schema.as_deref(), &table) else {
@@ -667,48 +670,6 @@ pub fn view_reference(target: &ViewTarget, qualified: bool) -> String {
     } else {
         quote_identifier(&target.view.name)
     }
-}
-
-/// Reads `name`, `schema.name` or quoted forms from a regclass literal's content.
-fn parse_literal_name(content: &str) -> Option<(Option<String>, String)> {
-    let mut parts = Vec::new();
-    let mut chars = content.trim().chars().peekable();
-    loop {
-        let mut part = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '"' if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        part.push('"');
-                    }
-                    '"' => break,
-                    c => part.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == '.' {
-                    break;
-                }
-                part.push(c.to_ascii_lowercase());
-                chars.next();
-            }
-            if part.is_empty() || part.contains(|c: char| c.is_whitespace() || c == '"') {
-                return None;
-            }
-        }
-        parts.push(part);
-        match chars.next() {
-            None => break,
-            Some('.') => continue,
-            Some(_) => return None,
-        }
-    }
-    let name = parts.pop()?;
-    let schema = parts.pop();
-    Some((schema, name))
 }
 
 impl Visitor for Collector<'_> {
@@ -889,14 +850,14 @@ mod tests {
     #[test]
     fn reads_names_from_regclass_literals() {
         assert_eq!(
-            parse_literal_name("Model_Metadata"),
+            parse_relation_literal("Model_Metadata"),
             Some((None, "model_metadata".into()))
         );
         assert_eq!(
-            parse_literal_name("public.\"Odd\"\"Name\""),
+            parse_relation_literal("public.\"Odd\"\"Name\""),
             Some((Some("public".into()), "Odd\"Name".into()))
         );
-        assert_eq!(parse_literal_name("a b"), None);
-        assert_eq!(parse_literal_name("\"open"), None);
+        assert_eq!(parse_relation_literal("a b"), None);
+        assert_eq!(parse_relation_literal("\"open"), None);
     }
 }

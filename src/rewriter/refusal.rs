@@ -43,6 +43,14 @@ pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<
     }
 }
 
+/// Why a definition (a view's, rule's or policy's) naming catalog relation `relation`, which
+/// the version reads through a substitute, is refused.
+pub fn catalog_definition(relation: &str, version: &str) -> String {
+    format!(
+        "a view's, rule's or policy's definition is not rewritten, and as written this one would keep reading the real \"{relation}\", which describes managed tables with columns version \"{version}\" does not have; query it directly, or create the definition over a direct connection"
+    )
+}
+
 /// Why naming `view`, another version's view, is refused in a session at `version`.
 pub fn other_version(view: &str, version: &str) -> String {
     format!(

@@ -235,6 +235,12 @@ fn check(
             continue;
         };
         let view = view_reference(target, true);
+        if reference.place == Place::ViewDefinition && !targets.is_managed(target) {
+            return Err(Failure {
+                reason: refusal::catalog_definition(&target.table.name, &targets.version),
+                offset: Some(reference.offset),
+            });
+        }
         if let Some(reason) =
             refusal::of_place(reference.place, &target.table.name, &targets.version, &view)
         {

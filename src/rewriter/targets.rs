@@ -335,6 +335,48 @@ impl VersionTargets {
     }
 }
 
+/// Reads `name`, `schema.name` or quoted forms from a regclass literal's content.
+pub fn parse_relation_literal(content: &str) -> Option<(Option<String>, String)> {
+    let mut parts = Vec::new();
+    let mut chars = content.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                part.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+            if part.is_empty() || part.contains(|c: char| c.is_whitespace() || c == '"') {
+                return None;
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
+    let name = parts.pop()?;
+    let schema = parts.pop();
+    Some((schema, name))
+}
+
 /// Folds an identifier the way Postgres does: unquoted ones to lower case (ASCII only, as
 /// Postgres does for multi-byte encodings), quoted ones as written.
 pub fn fold_identifier(value: &str, quoted: bool) -> String {

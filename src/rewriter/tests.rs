@@ -607,7 +607,12 @@ fn policies_and_statistics_views_in_definitions_are_refused() {
         Some(sql.find("pg_stats").unwrap() + 1),
         "{error}"
     );
-    let sql = "CREATE TEMP VIEW c AS SELECT relname FROM pg_class";
+    // Any catalog relation the version reads through a substitute: a definition would keep
+    // the real one.
+    let sql = "CREATE TEMP VIEW c AS SELECT attname FROM pg_attribute";
+    let error = rewrite(sql, &catalog).unwrap_err();
+    assert!(error.reason.contains("\"pg_attribute\""), "{error}");
+    let sql = "CREATE TEMP VIEW c AS SELECT typname FROM pg_type";
     assert_eq!(rewrite(sql, &catalog).unwrap(), Rewrite::Unchanged);
 }
 
@@ -723,6 +728,12 @@ fn another_version_s_view_is_refused_and_the_own_allowed() {
         let error = rewrite(sql, &v1).unwrap_err();
         assert!(error.position.is_some(), "{sql}: {error}");
     }
-    let sql = "SELECT model_name FROM model_metadata_v1";
-    assert_eq!(rewrite(sql, &v1).unwrap(), Rewrite::Unchanged);
+    let error = rewrite("SELECT pg_get_viewdef('model_metadata_v2'::regclass)", &v1).unwrap_err();
+    assert_eq!(error.position, Some(23), "{error}");
+    for sql in [
+        "SELECT model_name FROM model_metadata_v1",
+        "SELECT pg_get_viewdef('model_metadata_v1'::regclass)",
+    ] {
+        assert_eq!(rewrite(sql, &v1).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
 }
