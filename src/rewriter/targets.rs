@@ -111,8 +111,12 @@ impl VersionTargets {
     }
 
     /// The view of another version that `schema.name` (folded) names, if any: by its name
-    /// unqualified, or by schema and name.
+    /// unqualified, or by schema and name. An unqualified managed name is the managed table
+    /// (in the schema-per-version layout every version's view has its name).
     pub fn other_version_view(&self, schema: Option<&str>, name: &str) -> Option<&RelationName> {
+        if schema.is_none() && self.resolve_table(None, name).is_some() {
+            return None;
+        }
         self.other_views
             .iter()
             .find(|view| view.name == name && schema.is_none_or(|schema| view.schema == schema))
