@@ -441,21 +441,11 @@ impl Walker<'_> {
 
     /// Another version's view, named explicitly: refused wherever it stands.
     fn other_version(&mut self, node: &Tree, schema: Option<&str>, name: &str) {
-        let Some(offset) = location(node) else {
-            self.unlocatable = true;
-            return;
-        };
-        self.found.push(Reference {
-            offset,
-            schema: schema.map(str::to_owned),
-            name: name.to_owned(),
-            aliased: false,
-            place: Place::OtherVersion,
-        });
+        self.record(node, schema, name, false, Place::OtherVersion);
     }
 
-    /// Records a reference at `node`'s position; a node without one makes the reading
-    /// unusable (an edit needs its place in the text).
+    /// Records a reference to `schema.name` at `node`, at the place the walk is in
+    /// (definitions and DDL decide it: a managed table, a pinned name, a catalog relation).
     fn found_at(
         &mut self,
         node: &Tree,
@@ -486,6 +476,19 @@ impl Walker<'_> {
             None if self.storing && !managed() => return,
             None => place,
         };
+        self.record(node, schema, name, aliased, place);
+    }
+
+    /// Adds the reference at `node`'s position; a node without one makes the reading
+    /// unusable (an edit needs its place in the text).
+    fn record(
+        &mut self,
+        node: &Tree,
+        schema: Option<&str>,
+        name: &str,
+        aliased: bool,
+        place: Place,
+    ) {
         let Some(offset) = location(node) else {
             self.unlocatable = true;
             return;
