@@ -15,7 +15,8 @@
 //! `'model_metadata'::regclass` literal): constants that mention a managed name, in any case,
 //! are kept in the key verbatim (so is an escape string with a backslash, which can spell
 //! one: `lexer.rs`), and a text with a definition statement (`DO`, `CREATE …`, whose body
-//! is a constant) has no shape. (2) A statement is parsed only when its text mentions a
+//! is a constant) or a call of a built-in that reads a relation named in a string has no
+//! shape. (2) A statement is parsed only when its text mentions a
 //! managed name, comments included: a comment that does adds a marker to the key. (3) Where a
 //! constant, comment or number ends must be where sqlparser ends it: the lexer mirrors its
 //! rules and gives up where unsure, and a shape is learned only when the lexer's token
@@ -26,7 +27,7 @@
 use std::ops::Range;
 
 use super::lexer::{self, Kind, Token};
-use super::mention::starts_definition;
+use super::mention::{RELATION_READING_FUNCTION_MARKS, starts_definition};
 use super::rewrite::{Analysis, contains_ignore_ascii_case, finish};
 use super::splice::Edit;
 use super::targets::VersionTargets;
@@ -87,9 +88,14 @@ impl Shape {
         }) {
             return None;
         }
-        // A definition's verdict can turn on a body's text, a constant: such statements
-        // (rare) are not learned by shape.
-        if starts_definition(sql.as_bytes()) {
+        // A definition's verdict can turn on a body's text, a constant, and so can a call of a
+        // built-in that reads a relation named in a string (`'16386'`, a `U&"…"` inside the
+        // query): such statements (rare) are not learned by shape.
+        if starts_definition(sql.as_bytes())
+            || RELATION_READING_FUNCTION_MARKS
+                .iter()
+                .any(|mark| contains_ignore_ascii_case(sql.as_bytes(), mark.as_bytes()))
+        {
             return None;
         }
         lexer::lex(sql, tokens)?;

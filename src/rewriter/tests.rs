@@ -737,3 +737,23 @@ fn another_version_s_view_is_refused_and_the_own_allowed() {
         assert_eq!(rewrite(sql, &v1).unwrap(), Rewrite::Unchanged, "{sql}");
     }
 }
+
+/// Found by the fuzzer: two calls of one shape whose verdicts differ by a constant (a `U&`
+/// name inside the query text) are never served each other's verdict by the cache.
+#[test]
+fn the_cache_never_serves_a_query_built_in_another_constant_s_verdict() {
+    let cache = crate::rewriter::RewriteCache::default();
+    let targets = v2();
+    for sql in [
+        "SELECT query_to_xml('SELECT 1', true, false, '')",
+        r#"SELECT query_to_xml('SELECT model_type FROM U&"model\005fmetadata"', true, false, '')"#,
+        "SELECT table_to_xml('other', true, false, '')",
+        "SELECT table_to_xml('16386', true, false, '')",
+    ] {
+        assert_eq!(
+            *crate::rewriter::rewrite_cached(&cache, sql, &targets),
+            rewrite(sql, &targets),
+            "{sql}"
+        );
+    }
+}
