@@ -434,6 +434,11 @@ async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refus
         // Another version's view, named explicitly.
         "SELECT model_type FROM model_metadata_v2",
         "SELECT table_to_xml('16386', true, false, '')",
+        // A third pass: built-ins nested in a query text, the real catalog named in a string.
+        "SELECT query_to_xml('SELECT table_to_xml(16386::oid::regclass, true, false, '''')', true, false, '')",
+        "SELECT query_to_xml('SELECT histogram_bounds::text FROM pg_stats', true, false, '')",
+        "SELECT table_to_xml('pg_stats', true, false, '')",
+        "SELECT schema_to_xml('pg_catalog', true, false, '')",
     ] {
         let error = psql(&proxy, None, refused).unwrap_err();
         assert!(
@@ -477,6 +482,18 @@ async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refus
     );
     let error = psql(&proxy, None, &long).unwrap_err();
     assert!(error.contains("longer than"), "{error}");
+    // A printer called by oid alone goes to the substitutes: another version's view's
+    // definition prints NULL.
+    let v2_oid = proxy.admin("SELECT 'model_metadata_v2'::regclass::oid");
+    assert_eq!(
+        psql(
+            &proxy,
+            None,
+            &format!("SELECT quote_nullable(pg_get_viewdef({v2_oid}))")
+        )
+        .unwrap(),
+        "NULL"
+    );
     // Through the extended protocol, with the query as a parameter: its own 42601.
     let client = connect(&proxy).await;
     let error = client

@@ -24,6 +24,7 @@
 //! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
 use super::targets::{VersionTargets, ViewTarget, fold_identifier};
+use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES};
 
 /// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.
 /// `CreateSchemaStmt` holds `CREATE TABLE` / `CREATE VIEW` elements.
@@ -114,7 +115,8 @@ const SYMBOL_LANGUAGES: &[&str] = &["c", "internal"];
 
 /// What in a SQL or PL/pgSQL body runs SQL it builds at run time (PL/pgSQL's `EXECUTE`, the
 /// built-ins of `query_functions.rs`) or reads the statistics of every column
-/// (`pg_stats`, `pg_statistic…`), whole words or, for names, anywhere, in any case.
+/// (`pg_stats`, `pg_statistic…`), whole words or, for names, anywhere, in any case; the
+/// catalog relations with substitutes count too (`judge_body`).
 const RUNTIME_SQL_WORDS: &[&str] = &["execute"];
 const RUNTIME_SQL_NAMES: &[&str] = &[
     "_to_xml",
@@ -152,8 +154,12 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
         find_all_ignore_ascii_case(bytes, word.as_bytes())
             .find(|&at| stands_alone(bytes, at, word.len()))
     });
+    // The catalog relations a version reads through substitutes: in a body they would be
+    // the real ones, describing every version's columns.
     let names = RUNTIME_SQL_NAMES
         .iter()
+        .chain(PG_CATALOG_SUBSTITUTES)
+        .chain([&INFORMATION_SCHEMA])
         .filter_map(|name| find_all_ignore_ascii_case(bytes, name.as_bytes()).next());
     match words.chain(names).min() {
         Some(at) => Body::RunsUnseenSql(Some(at)),

@@ -8,8 +8,9 @@
 //! instead. The fast path reads a statement that mentions one
 //! (`mention::RELATION_READING_FUNCTION_MARKS`).
 
-use super::definitions::body_mention;
-use super::targets::{VersionTargets, ViewTarget};
+use super::definitions::{Body, body_mention, judge_body};
+use super::targets::{VersionTargets, ViewTarget, parse_relation_literal};
+use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, PG_CATALOG, PG_CATALOG_SUBSTITUTES};
 
 /// What a built-in reads from one of its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,31 @@ pub fn reads_managed_table<'t>(
     {
         return any_table();
     }
+    match reads {
+        // A query text is judged as a SQL body is: a nested built-in, a catalog relation
+        // (the real one, there), `pg_stats`.
+        Reads::Query(_) => {
+            return match judge_body(text, "sql", targets) {
+                Body::Names(at, target) => Some((target, Some(at))),
+                Body::RunsUnseenSql(at) => targets.managed().first().map(|target| (target, at)),
+                Body::Plain => None,
+            };
+        }
+        // A catalog relation with a substitute, read whole as the real one.
+        Reads::Relation(_)
+            if parse_relation_literal(text).is_some_and(|(schema, name)| {
+                schema.as_deref() == Some(INFORMATION_SCHEMA)
+                    || (schema.as_deref().is_none_or(|s| s == PG_CATALOG)
+                        && PG_CATALOG_SUBSTITUTES.contains(&name.as_str()))
+            }) =>
+        {
+            return any_table();
+        }
+        Reads::Schema(_) if text == PG_CATALOG || text == INFORMATION_SCHEMA => {
+            return any_table();
+        }
+        _ => {}
+    }
     if let Reads::Schema(_) = reads {
         return targets
             .managed()
@@ -119,5 +145,29 @@ mod tests {
         assert_eq!(call("query_to_xml", 4, Argument::Other), Some(None));
         assert_eq!(call("table_to_xml", 4, Argument::Other), Some(None));
         assert_eq!(reads("xmlelement", 1), None);
+        // Found by a third red-team pass: nested built-ins, the real catalog by name.
+        assert!(
+            call(
+                "query_to_xml",
+                4,
+                text("SELECT table_to_xml(16386::oid::regclass, true, false, '')")
+            )
+            .is_some()
+        );
+        assert!(
+            call(
+                "query_to_xml",
+                4,
+                text("SELECT histogram_bounds FROM pg_stats")
+            )
+            .is_some()
+        );
+        assert!(call("query_to_xml", 4, text("SELECT attname FROM pg_attribute")).is_some());
+        assert!(call("table_to_xml", 4, text("pg_catalog.pg_stats")).is_some());
+        assert!(call("schema_to_xml", 4, text("pg_catalog")).is_some());
+        assert_eq!(
+            call("query_to_xml", 4, text("SELECT 1 FROM documents")),
+            None
+        );
     }
 }

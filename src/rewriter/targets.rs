@@ -181,6 +181,9 @@ impl VersionTargets {
         self.catalog_mentions = catalog_substitutes::PG_CATALOG_SUBSTITUTES.to_vec();
         self.catalog_mentions
             .push(catalog_substitutes::INFORMATION_SCHEMA);
+        // A printer called by oid alone (`pg_get_indexdef(16390)`) goes to its substitute too.
+        self.catalog_mentions
+            .extend(catalog_substitutes::SUBSTITUTE_FUNCTIONS.iter().copied());
         self.mention_scan = MentionScan::new(self.table_names());
         self
     }
