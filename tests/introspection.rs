@@ -135,18 +135,21 @@ schema_version|integer|NO|1"
     );
     for version in ["v1", "v2"] {
         let at = |sql: &str| psql(&proxy, Some(version), sql).unwrap();
-        // The table is a table, once; the version's view is not listed besides it.
+        // The table is a table, once; neither the version's view nor another version's (whose
+        // columns are not this version's) is listed besides it.
         assert_eq!(
             at(
                 "SELECT table_name, table_type FROM information_schema.tables
                  WHERE table_schema = 'public' AND table_name LIKE 'model_metadata%' ORDER BY 1"
             ),
-            if version == "v1" {
-                "model_metadata|BASE TABLE\nmodel_metadata_v2|VIEW"
-            } else {
-                "model_metadata|BASE TABLE\nmodel_metadata_v1|VIEW"
-            },
+            "model_metadata|BASE TABLE",
             "at {version}"
+        );
+        assert_eq!(
+            at("SELECT count(*) FROM information_schema.columns
+                  WHERE table_name LIKE 'model_metadata_v%' OR column_name = 'schema_version'"),
+            if version == "v1" { "0" } else { "1" },
+            "at {version}: v2 has schema_version as a column of its table, v1 nowhere"
         );
         assert_eq!(
             at(
@@ -181,12 +184,8 @@ schema_version|integer|NO|1"
             "at {version}"
         );
         assert_eq!(
-            at("SELECT viewname FROM pg_catalog.pg_views WHERE viewname LIKE 'model_metadata%'"),
-            if version == "v1" {
-                "model_metadata_v2"
-            } else {
-                "model_metadata_v1"
-            },
+            at("SELECT count(*) FROM pg_catalog.pg_views WHERE viewname LIKE 'model_metadata%'"),
+            "0",
             "at {version}"
         );
         assert_eq!(
@@ -342,44 +341,125 @@ fn the_versions_table_has_no_view_definition() {
     );
 }
 
-/// The rule that makes the version's view a view (`_RETURN`, whose SELECT names the base table's
-/// columns, `model_type` among them) prints as NULL, as for an oid that is no rule: the version
-/// sees a table. So do another version's view's rule and definition, found by oid.
+/// The rule that makes the version's view a view (`_RETURN`, whose SELECT and stored tree name
+/// the base table's columns, `model_type` among them) is not there: the version sees a table,
+/// which has none, and its oid prints as NULL, as for an oid that is no rule. Another
+/// version's view is not there at all, found by oid, nor the base table's columns through the
+/// object printers; a printer called in FROM is substituted like one in the select list.
 #[test]
 fn the_versions_table_has_no_rule_definition() {
     let proxy = versioned_proxy();
-    let rules = "SELECT quote_nullable(pg_get_ruledef(r.oid)), quote_nullable(pg_catalog.pg_get_ruledef(r.oid, true))
-                   FROM pg_rewrite r WHERE r.ev_class = 'model_metadata'::regclass";
+    let v1_rule_oid =
+        proxy.admin("SELECT oid FROM pg_rewrite WHERE ev_class = 'model_metadata_v1'::regclass");
+    // What the server prints of the view's rule: its SELECT reads the base table's columns.
+    assert!(
+        proxy
+            .admin(&format!("SELECT pg_get_ruledef({v1_rule_oid}, true)"))
+            .contains("DO INSTEAD")
+    );
     for version in ["v1", "v2"] {
         assert_eq!(
-            psql(&proxy, Some(version), rules).unwrap(),
-            "NULL|NULL",
+            psql(
+                &proxy,
+                Some(version),
+                "SELECT count(*) FROM pg_rewrite r WHERE r.ev_class = 'model_metadata'::regclass"
+            )
+            .unwrap(),
+            "0",
             "at {version}"
         );
     }
-    // What the server prints of the view's rule: its SELECT reads the base table's columns.
-    let v1_rule = "SELECT pg_get_ruledef(r.oid, true) FROM pg_rewrite r
-                    WHERE r.ev_class = 'model_metadata_v1'::regclass";
-    assert!(
-        proxy.admin(v1_rule).contains("DO INSTEAD"),
-        "{}",
-        proxy.admin(v1_rule)
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            &format!(
+                "SELECT quote_nullable(pg_get_ruledef({v1_rule_oid})) || '|' || quote_nullable(pg_catalog.pg_get_ruledef({v1_rule_oid}, true))"
+            )
+        )
+        .unwrap(),
+        "NULL|NULL"
     );
-    // v2's view, found from v1 by its oid (not by name, which is refused): its rule and
-    // definition print as NULL too, since they name columns v1 does not have.
+    // v2's view, found from v1 by its oid (not by name, which is refused).
     let v2_oid = proxy.admin("SELECT 'model_metadata_v2'::regclass::oid");
-    let v2_rule = format!(
-        "SELECT quote_nullable(pg_get_ruledef(r.oid, true)) || '|' || quote_nullable(pg_get_viewdef({v2_oid}::oid))
-           FROM pg_rewrite r WHERE r.ev_class = {v2_oid}::oid"
+    let v2_rule_oid = proxy.admin(&format!(
+        "SELECT oid FROM pg_rewrite WHERE ev_class = {v2_oid}::oid"
+    ));
+    let by_oid = format!(
+        "SELECT (SELECT count(*) FROM pg_class WHERE oid = {v2_oid}::oid)
+              + (SELECT count(*) FROM pg_attribute WHERE attrelid = {v2_oid}::oid)
+              + (SELECT count(*) FROM pg_rewrite WHERE ev_class = {v2_oid}::oid)
+              + (SELECT count(*) FROM pg_description WHERE objoid = {v2_oid}::oid),
+                quote_nullable(pg_get_ruledef({v2_rule_oid}, true)), quote_nullable(pg_get_viewdef({v2_oid}::oid)),
+                (SELECT quote_nullable(d) FROM pg_catalog.pg_get_viewdef({v2_oid}::oid) AS d),
+                (SELECT quote_nullable(d) FROM pg_class c, LATERAL pg_get_viewdef({v2_oid}::oid, true) AS d LIMIT 1)"
     );
-    let from_v1 = psql(
-        &proxy,
-        Some("v1"),
-        &format!("{v2_rule} AND EXISTS (SELECT FROM pg_class WHERE relname = 'model_metadata')"),
-    )
-    .unwrap();
-    assert_eq!(from_v1, "NULL|NULL");
-    assert!(proxy.admin(&v2_rule).contains("model_type"));
+    assert_eq!(
+        psql(&proxy, Some("v1"), &by_oid).unwrap(),
+        "0|NULL|NULL|NULL|NULL"
+    );
+    assert!(proxy.admin(&by_oid).contains("model_type"));
+    // The base table's columns by the object printers, from the oids pg_depend lists: NULL,
+    // as for an object that does not exist; the server names the column.
+    let base_oid = proxy.admin("SELECT 'public.model_metadata'::regclass::oid");
+    let attnum = proxy.admin(
+        "SELECT attnum FROM pg_attribute WHERE attrelid = 'public.model_metadata'::regclass AND attname = 'model_type'",
+    );
+    let printed = format!(
+        "SELECT quote_nullable(pg_describe_object('pg_class'::regclass, {base_oid}, {attnum})),
+                (SELECT quote_nullable(identity) FROM pg_identify_object('pg_class'::regclass, {base_oid}, {attnum})),
+                (SELECT quote_nullable(object_names::text) FROM pg_catalog.pg_identify_object_as_address('pg_class'::regclass, {base_oid}, {attnum}))"
+    );
+    assert_eq!(
+        psql(&proxy, Some("v1"), &printed).unwrap(),
+        "NULL|NULL|NULL"
+    );
+    assert!(
+        proxy.admin(&printed).contains("model_type"),
+        "{}",
+        proxy.admin(&printed)
+    );
+}
+
+/// No relation listed anywhere in the catalog names a column the version does not have: not
+/// another version's view, not a base-table index over a hidden column (an index's
+/// attributes carry the columns' names), and another version's catalog substitutes, which
+/// describe that version's columns, are refused by name.
+#[test]
+fn no_listed_relation_names_a_column_the_version_does_not_have() {
+    let proxy = versioned_proxy();
+    proxy.admin("CREATE INDEX model_metadata_by_type ON public.model_metadata (model_type)");
+    let named = "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                  WHERE a.attname IN ('model_type', 'schema_version') AND NOT a.attisdropped";
+    let index = "SELECT count(*) FROM pg_class WHERE relname = 'model_metadata_by_type'";
+    assert_eq!(psql(&proxy, Some("v1"), named).unwrap(), "0");
+    assert_eq!(psql(&proxy, Some("v1"), index).unwrap(), "0");
+    // At v2 both columns are its table's; its model_type is computed (a COALESCE over the base
+    // column), so an index of the base column is not its table's either.
+    assert_eq!(psql(&proxy, Some("v2"), named).unwrap(), "2");
+    assert_eq!(psql(&proxy, Some("v2"), index).unwrap(), "0");
+    // Straight to the server: the base table, both views and the index.
+    assert_eq!(proxy.admin(named), "5");
+    for sql in [
+        "SELECT base_column FROM viewgate_catalog_v2.managed_columns",
+        "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a",
+        "SELECT viewgate_catalog_v2.col_description(1, 2)",
+    ] {
+        let refused = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            refused.contains("another version's catalog"),
+            "{sql}: {refused}"
+        );
+    }
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT count(*) FROM viewgate_catalog_v1.managed_columns WHERE base_column = 'model_name'"
+        )
+        .unwrap(),
+        "1"
+    );
 }
 
 #[test]

@@ -28,6 +28,7 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_stats_ext",
     "pg_stats_ext_exprs",
     "pg_statistic_ext",
+    "pg_rewrite",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
@@ -69,7 +70,8 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 /// with `pg_catalog` or unqualified: the ones introspection calls with a managed table's (the
 /// version's view's) oid or an oid the substitutes show for it (an index, a constraint, a
 /// statistics object, the view's rule), which print or read the base table's names and
-/// comments, or the view's definition.
+/// comments, or the view's definition; and the object printers, which name a column of a
+/// relation the version does not see from the oids `pg_depend` lists.
 pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_indexdef",
     "pg_get_constraintdef",
@@ -80,6 +82,9 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_statisticsobjdef_expressions",
     "col_description",
     "obj_description",
+    "pg_describe_object",
+    "pg_identify_object",
+    "pg_identify_object_as_address",
 ];
 
 /// The schema holding `version`'s substitutes. Version names are at most 31 characters of

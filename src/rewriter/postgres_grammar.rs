@@ -385,7 +385,7 @@ impl Walker<'_> {
             return;
         }
         if self.targets.resolve(schema, name).is_none() {
-            if self.targets.other_version_view(schema, name).is_some() {
+            if self.targets.names_other_version(schema, name) {
                 self.other_version(range_var, schema, name);
             }
             return;
@@ -430,10 +430,7 @@ impl Walker<'_> {
             return;
         };
         if let Some((schema, name)) = parse_relation_literal(text)
-            && self
-                .targets
-                .other_version_view(schema.as_deref(), &name)
-                .is_some()
+            && self.targets.names_other_version(schema.as_deref(), &name)
         {
             self.other_version(constant, schema.as_deref(), &name);
         }

@@ -109,6 +109,13 @@ impl Walker<'_> {
     /// (`query_functions.rs`), when that argument may name a managed table.
     pub(super) fn function_call(&mut self, call: &Tree) {
         let names = name_parts(call.get("funcname"));
+        // Another version's catalog substitutes print that version's columns and comments.
+        if let [schema, name] = names.as_slice()
+            && self.targets.is_other_versions_catalog(schema)
+        {
+            self.other_version(call, Some(schema), name);
+            return;
+        }
         let name = match names.as_slice() {
             [name] | ["pg_catalog", name] => *name,
             _ => return,

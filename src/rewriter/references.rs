@@ -745,6 +745,17 @@ impl Visitor for Collector<'_> {
             let shadowable = !self.dml_targets.contains(&address);
             self.relation(name, alias.is_none(), shadowable);
         }
+        // A function in FROM (`FROM pg_identify_object(…)`, `LATERAL pg_get_viewdef(c.oid)`)
+        // is a call like any other: a printer with a substitute goes there too.
+        if let TableFactor::Table {
+            name,
+            args: Some(_),
+            ..
+        }
+        | TableFactor::Function { name, .. } = factor
+        {
+            self.substitute_function(name);
+        }
         ControlFlow::Continue(())
     }
 

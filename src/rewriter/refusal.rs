@@ -58,6 +58,14 @@ pub fn other_version(view: &str, version: &str) -> String {
     )
 }
 
+/// Why naming `schema.name`, in another version's schema of catalog substitutes, is refused
+/// in a session at `version`.
+pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String {
+    format!(
+        "\"{schema}.{name}\" is another version's catalog, which describes columns a session at version \"{version}\" does not have; name the catalog relation itself (pg_catalog.pg_class, information_schema.columns, …): viewgate shows this version's"
+    )
+}
+
 /// Why `CREATE [MATERIALIZED] VIEW` over managed table `table` is refused: a view's
 /// definition is not rewritten (built on the version's view, it would hold the view in place
 /// against `views apply` and `migrate complete`), and as written it reads the base table.

@@ -226,8 +226,13 @@ fn check(
     };
     for reference in &references {
         if reference.place == Place::OtherVersion {
+            let schema = reference.schema.as_deref().unwrap_or_default();
             return Err(Failure {
-                reason: refusal::other_version(&reference.name, &targets.version),
+                reason: if targets.is_other_versions_catalog(schema) {
+                    refusal::other_versions_catalog(schema, &reference.name, &targets.version)
+                } else {
+                    refusal::other_version(&reference.name, &targets.version)
+                },
                 offset: Some(reference.offset),
             });
         }
@@ -298,9 +303,7 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
         };
         // A call that runs a query from a string (its text unchecked, as the rest), another
         // version's view.
-        if query_functions::reads(&name, 2).is_some()
-            || targets.other_version_view(None, &name).is_some()
-        {
+        if query_functions::reads(&name, 2).is_some() || targets.names_other_version(None, &name) {
             return Some(token.start);
         }
         targets.resolve_table(None, &name)?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARKS};
 use super::shadowing::{Pin, SearchPathCandidates};
-use crate::model::catalog_substitutes::{self, PG_CATALOG};
+use crate::model::catalog_substitutes::{self, PG_CATALOG, SUBSTITUTE_SCHEMA_PREFIX};
 use crate::model::{RoutingMap, ViewMapping};
 
 /// A relation name as Postgres stores it: case-sensitive, after identifier folding.
@@ -85,6 +85,7 @@ impl VersionTargets {
         let names = targets.iter().map(|t| t.table.name.as_str());
         let functions = RELATION_READING_FUNCTION_MARKS
             .iter()
+            .chain([&SUBSTITUTE_SCHEMA_PREFIX])
             .copied()
             .filter(|_| !targets.is_empty());
         let mention_scan = MentionScan::new(names.chain(functions));
@@ -110,16 +111,29 @@ impl VersionTargets {
         self
     }
 
-    /// The view of another version that `schema.name` (folded) names, if any: by its name
-    /// unqualified, or by schema and name. An unqualified managed name is the managed table
+    /// Whether `schema.name` (folded) is another version's: one of its views, by its name
+    /// unqualified or by schema and name, or anything in its schema of catalog substitutes
+    /// (they list that version's columns). An unqualified managed name is the managed table
     /// (in the schema-per-version layout every version's view has its name).
-    pub fn other_version_view(&self, schema: Option<&str>, name: &str) -> Option<&RelationName> {
+    pub fn names_other_version(&self, schema: Option<&str>, name: &str) -> bool {
+        if schema.is_some_and(|schema| self.is_other_versions_catalog(schema)) {
+            return true;
+        }
         if schema.is_none() && self.resolve_table(None, name).is_some() {
-            return None;
+            return false;
         }
         self.other_views
             .iter()
-            .find(|view| view.name == name && schema.is_none_or(|schema| view.schema == schema))
+            .any(|view| view.name == name && schema.is_none_or(|schema| view.schema == schema))
+    }
+
+    /// Whether `schema` (folded) holds catalog substitutes that are not this version's.
+    pub fn is_other_versions_catalog(&self, schema: &str) -> bool {
+        schema.starts_with(SUBSTITUTE_SCHEMA_PREFIX)
+            && self
+                .catalog
+                .first()
+                .is_none_or(|own| own.view.schema != schema)
     }
 
     /// The views of other versions, for scans of text (`definitions::body_mention`).
@@ -273,6 +287,7 @@ impl VersionTargets {
             .chain(
                 RELATION_READING_FUNCTION_MARKS
                     .iter()
+                    .chain([&SUBSTITUTE_SCHEMA_PREFIX])
                     .copied()
                     .filter(|_| !self.targets.is_empty()),
             )

@@ -224,6 +224,47 @@ fn another_version_s_view_is_refused_and_the_own_allowed() {
     }
 }
 
+/// Another version's catalog substitutes list that version's columns (and their helper views
+/// name them as values): refused like its views, relations and functions alike; the
+/// version's own are what the rewriter writes, and stay allowed.
+#[test]
+fn another_version_s_catalog_substitutes_are_refused_and_the_own_allowed() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    for (sql, at) in [
+        (
+            "SELECT base_column FROM viewgate_catalog_v2.managed_columns",
+            "viewgate",
+        ),
+        (
+            "SELECT attname FROM pg_class c, VIEWGATE_CATALOG_V2.pg_attribute a",
+            "VIEW",
+        ),
+        (
+            "SELECT viewgate_catalog_v3.col_description(1, 2)",
+            "viewgate",
+        ),
+        ("SELECT 'viewgate_catalog_v2.pg_class'::regclass", "'"),
+    ] {
+        let error = rewrite(sql, &v1).unwrap_err();
+        assert_eq!(
+            error.position,
+            sql.find(at).map(|i| i + 1),
+            "{sql}: {error}"
+        );
+        assert!(
+            error.reason.contains("another version's catalog"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        rewrite("SELECT * FROM viewgate_catalog_v1.managed_columns", &v1).unwrap(),
+        Rewrite::Unchanged
+    );
+    // A version without substitutes has none of its own.
+    let bare = VersionTargets::seed_example("v1");
+    assert!(rewrite("SELECT * FROM viewgate_catalog_v1.pg_class", &bare).is_err());
+}
+
 /// Found by the fuzzer: two calls of one shape whose verdicts differ by a constant (a `U&`
 /// name inside the query text) are never served each other's verdict by the cache.
 #[test]

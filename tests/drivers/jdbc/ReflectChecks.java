@@ -87,8 +87,8 @@ public class ReflectChecks {
                         tables.add(rs.getString("TABLE_NAME") + " " + rs.getString("TABLE_TYPE"));
                     }
                 }
-                String other = version.equals("v1") ? "model_metadata_v2" : "model_metadata_v1";
-                check(version + " getTables", tables, List.of("model_metadata TABLE", other + " VIEW"));
+                // Another version's view is not listed: its columns are not this version's.
+                check(version + " getTables", tables, List.of("model_metadata TABLE"));
 
                 List<String> unique = new ArrayList<>();
                 try (ResultSet rs = meta.getIndexInfo(null, "public", "model_metadata", true, false)) {
