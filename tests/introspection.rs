@@ -462,6 +462,62 @@ fn no_listed_relation_names_a_column_the_version_does_not_have() {
     );
 }
 
+/// With information_schema on the search_path an unqualified `columns` would read the real
+/// one, base columns and all: a versioned session may not put it there, by a statement or from
+/// its startup packet. Unversioned sessions may.
+#[test]
+fn information_schema_stays_off_a_versioned_search_path() {
+    let proxy = versioned_proxy();
+    for sql in [
+        "SET search_path = public, information_schema",
+        "SELECT set_config('search_path', 'information' || '_schema', false)",
+        "ALTER ROLE CURRENT_USER SET search_path = information_schema",
+    ] {
+        let refused = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            refused.contains("information_schema on the search_path"),
+            "{sql}: {refused}"
+        );
+    }
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM pg_db_role_setting"),
+        "0",
+        "nothing was stored"
+    );
+    let conninfo = format!(
+        "{} options='-c viewgate.version=v1 -c search_path=public,information_schema'",
+        proxy.conninfo()
+    );
+    let output = proxy
+        .psql(&conninfo)
+        .args(["-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("information_schema on the search_path"),
+        "{stderr}"
+    );
+    // The qualified name shows the version's table; another path is followed as before.
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SET search_path = public; SELECT count(*) FROM information_schema.columns WHERE table_name = 'model_metadata'"
+        )
+        .unwrap(),
+        "5"
+    );
+    // A session of no version sees the real catalog anyway.
+    assert_eq!(
+        proxy.admin(
+            "SET search_path = information_schema; SELECT count(*) FROM columns WHERE table_name = 'model_metadata'"
+        ),
+        "7"
+    );
+}
+
 #[test]
 fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
     let proxy = versioned_proxy();

@@ -140,14 +140,19 @@ fn an_earlier_schema_is_read_and_the_managed_table_is_rewritten_again_after_set(
     assert_eq!(out, "base\ntenant_a");
 }
 
-/// A change of the path the proxy cannot see (here inside a DO block) never lets the name as
-/// written reach the base table: a name the proxy believes no schema holds is still
-/// rewritten to the view, which Postgres then finds on the real path, or nothing.
+/// A change of the path the proxy cannot see (here inside a function created over a direct
+/// connection: a DO block or function body sent through the proxy that may change the path
+/// is refused, `tests/introspection.rs`) never lets the name as written reach the base table:
+/// a name the proxy believes no schema holds is still rewritten to the view, which Postgres
+/// then finds on the real path, or nothing.
 #[test]
 fn a_path_changed_where_the_proxy_cannot_see_never_reaches_the_base_table() {
     let proxy = proxy_with_tenant();
-    let hidden_change =
-        "DO $$ BEGIN PERFORM pg_catalog.set_config('search_path', 'public', false); END $$";
+    proxy.admin(
+        "CREATE FUNCTION public.use_public_path() RETURNS void LANGUAGE sql
+         AS $$ SELECT pg_catalog.set_config('search_path', 'public', false) $$",
+    );
+    let hidden_change = "SELECT public.use_public_path()";
     let error = session(
         &proxy,
         "options='-c search_path=nowhere'",

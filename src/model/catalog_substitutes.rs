@@ -9,6 +9,17 @@
 //! these relations there. Both planes read the lists from this file, so the relations the
 //! templates create and the ones the rewriter substitutes cannot drift apart.
 
+/// The setting that decides how unqualified names resolve.
+pub const SEARCH_PATH: &str = "search_path";
+
+/// The built-in that sets a setting from an expression.
+pub const SET_CONFIG: &str = "set_config";
+
+/// What may put `information_schema` on a search_path, where an unqualified `columns` would
+/// read the real one: a version with substitutes reads every statement naming these
+/// (`rewriter::search_path_catalog`).
+pub const SEARCH_PATH_SETTERS: &[&str] = &[SEARCH_PATH, SET_CONFIG];
+
 /// Prefix of the schema holding a version's catalog substitutes; the version name follows.
 pub const SUBSTITUTE_SCHEMA_PREFIX: &str = "viewgate_catalog_";
 

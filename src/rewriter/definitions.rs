@@ -24,7 +24,9 @@
 //! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
 use super::targets::{VersionTargets, ViewTarget, fold_identifier};
-use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES};
+use crate::model::catalog_substitutes::{
+    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, SEARCH_PATH_SETTERS,
+};
 
 /// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.
 /// `CreateSchemaStmt` holds `CREATE TABLE` / `CREATE VIEW` elements.
@@ -156,10 +158,16 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     });
     // The catalog relations a version reads through substitutes: in a body they would be
     // the real ones, describing every version's columns.
+    // And where those are substituted, what may put information_schema on the search_path
+    // (`search_path_catalog.rs`; a body's values may be computed).
+    let path_changes = SEARCH_PATH_SETTERS
+        .iter()
+        .filter(|_| targets.has_catalog_substitutes());
     let names = RUNTIME_SQL_NAMES
         .iter()
         .chain(PG_CATALOG_SUBSTITUTES)
         .chain([&INFORMATION_SCHEMA])
+        .chain(path_changes)
         .filter_map(|name| find_all_ignore_ascii_case(bytes, name.as_bytes()).next());
     match words.chain(names).min() {
         Some(at) => Body::RunsUnseenSql(Some(at)),
@@ -204,7 +212,7 @@ fn find_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Every offset where `needle` occurs in `haystack`, ignoring ASCII case.
-fn find_all_ignore_ascii_case<'h>(
+pub(super) fn find_all_ignore_ascii_case<'h>(
     haystack: &'h [u8],
     needle: &'h [u8],
 ) -> impl Iterator<Item = usize> + 'h {

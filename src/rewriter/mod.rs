@@ -36,6 +36,7 @@ pub mod references;
 pub mod refusal;
 pub mod resolution;
 pub mod rewrite;
+pub mod search_path_catalog;
 pub mod shadowing;
 pub mod shape;
 pub mod splice;

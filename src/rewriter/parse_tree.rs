@@ -140,6 +140,23 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// The parts of a qualified name, a list of `String` nodes (`["pg_catalog", "int4"]`).
+pub fn name_parts<'t>(list: Option<&'t Tree>) -> Vec<&'t str> {
+    list.map(Tree::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|part| part.get("String")?.get("sval")?.as_text())
+        .collect()
+}
+
+/// A node's `location`: libpg_query leaves out integer fields that are 0, and -1 means
+/// "unknown".
+pub fn location(node: &Tree) -> Option<usize> {
+    node.get("location")
+        .map_or(Some(0), Tree::as_integer)
+        .and_then(|l| usize::try_from(l).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,9 +21,11 @@
 use std::borrow::Cow;
 
 use super::definitions::{READ_KINDS, UNTAGGED_TYPE_FIELDS};
-use super::parse_tree::Tree;
+use super::parse_tree::{Tree, location, name_parts};
 use super::postgres_parser::{self, ParseFailure};
+use super::search_path_catalog;
 use super::targets::{VersionTargets, parse_relation_literal};
+use crate::model::catalog_substitutes::INFORMATION_SCHEMA;
 
 /// Where a reference stands, which decides how it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,9 @@ pub enum Place {
     /// Another version's view, named explicitly (`model_metadata_v2` at v1): refused, since
     /// a session sees only its own version.
     OtherVersion,
+    /// What may put `information_schema` on the search_path, where an unqualified name
+    /// would read the real one (`search_path_catalog.rs`): refused.
+    CatalogPath,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -190,6 +195,19 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         let Some(statement @ Tree::Object(fields)) = raw.get("stmt") else {
             continue;
         };
+        if let Some(offset) = targets
+            .has_catalog_substitutes()
+            .then(|| search_path_catalog::information_schema_on_path(statement))
+            .flatten()
+        {
+            walker.found.push(Reference {
+                offset,
+                schema: None,
+                name: INFORMATION_SCHEMA.to_owned(),
+                aliased: false,
+                place: Place::CatalogPath,
+            });
+        }
         if fields
             .first()
             .is_some_and(|(kind, _)| rewritable(kind) || READ_KINDS.contains(&kind.as_ref()))
@@ -498,23 +516,6 @@ impl Walker<'_> {
             place,
         });
     }
-}
-
-/// The parts of a qualified name, a list of `String` nodes (`["pg_catalog", "int4"]`).
-fn name_parts<'t>(list: Option<&'t Tree>) -> Vec<&'t str> {
-    list.map(Tree::as_array)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|part| part.get("String")?.get("sval")?.as_text())
-        .collect()
-}
-
-/// A node's `location`: libpg_query leaves out integer fields that are 0, and -1 means
-/// "unknown".
-fn location(node: &Tree) -> Option<usize> {
-    node.get("location")
-        .map_or(Some(0), Tree::as_integer)
-        .and_then(|l| usize::try_from(l).ok())
 }
 
 /// The field `key` of a node's fields.

@@ -3,8 +3,9 @@
 //! calls of built-ins that read a relation named in a string: the `Walker`'s methods for
 //! `definitions.rs` and `query_functions.rs`, apart from the walk of rows read and written.
 
-use super::{Place, Reference, Tree, Walker, location, name_parts};
+use super::{Place, Reference, Tree, Walker};
 use crate::rewriter::definitions::{self, Body, judge_body};
+use crate::rewriter::parse_tree::{location, name_parts};
 use crate::rewriter::query_functions::{self, Argument, Reads};
 
 impl Walker<'_> {

@@ -34,7 +34,7 @@ pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<
             "a function's or DO block's body is not rewritten: Postgres reads it when it runs, under the caller's search_path, and as written it may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) or another schema's table explicitly in the body, or create it over a direct connection"
         )),
         Place::UnseenSql => Some(format!(
-            "a function's or DO block's body that may run SQL viewgate cannot see (built at run time with EXECUTE or a built-in that runs a query from a string, reading pg_stats, or in a language other than SQL and PL/pgSQL) is not accepted from a session at version \"{version}\": that SQL could read managed table \"{table}\" whole, with columns the version does not have; create it over a direct connection, or name the version's view ({view}) in plain SQL"
+            "a function's or DO block's body that may run SQL viewgate cannot see (built at run time with EXECUTE or a built-in that runs a query from a string, reading pg_stats or the catalog, changing the search_path, or in a language other than SQL and PL/pgSQL) is not accepted from a session at version \"{version}\": that SQL could read managed table \"{table}\" whole, with columns the version does not have; create it over a direct connection, or name the version's view ({view}) in plain SQL"
         )),
         Place::QueryText => Some(format!(
             "the relations a function reads from a string are not rewritten, and this call may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) in a constant argument, or read the version's views one by one"
@@ -63,6 +63,14 @@ pub fn other_version(view: &str, version: &str) -> String {
 pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String {
     format!(
         "\"{schema}.{name}\" is another version's catalog, which describes columns a session at version \"{version}\" does not have; name the catalog relation itself (pg_catalog.pg_class, information_schema.columns, …): viewgate shows this version's"
+    )
+}
+
+/// Why a statement that may put `information_schema` on the search_path is refused in a
+/// session at `version`.
+pub fn information_schema_path(version: &str) -> String {
+    format!(
+        "with information_schema on the search_path, an unqualified name such as columns or tables would read the real information_schema, which describes columns version \"{version}\" does not have; leave it off the search_path and write information_schema.columns (viewgate shows this version's), or give set_config('search_path', …) a constant value"
     )
 }
 

@@ -13,6 +13,7 @@ use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::query_functions;
 use super::references::{Collector, NotCollected, view_reference};
 use super::refusal;
+use super::search_path_catalog;
 use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
 use super::targets::{VersionTargets, fold_identifier};
@@ -204,6 +205,20 @@ fn check(
     let references = match postgres {
         Reading::Parsed(references) => references,
         Reading::TooLong => {
+            if let Some(offset) = targets
+                .has_catalog_substitutes()
+                .then(|| search_path_catalog::unchecked_path_change(sql))
+                .flatten()
+            {
+                return Err(Failure {
+                    reason: format!(
+                        "at {} bytes it is longer than the {} bytes PostgreSQL's parser is asked to check, and it may change the search_path; send that on its own",
+                        sql.len(),
+                        postgres_grammar::MAX_CHECKED_BYTES
+                    ),
+                    offset: Some(offset),
+                });
+            }
             if let Some(offset) = unaccounted_mention(sql, targets, &edits) {
                 return Err(Failure {
                     reason: format!(
@@ -225,6 +240,12 @@ fn check(
         }
     };
     for reference in &references {
+        if reference.place == Place::CatalogPath {
+            return Err(Failure {
+                reason: refusal::information_schema_path(&targets.version),
+                offset: Some(reference.offset),
+            });
+        }
         if reference.place == Place::OtherVersion {
             let schema = reference.schema.as_deref().unwrap_or_default();
             return Err(Failure {

@@ -174,6 +174,11 @@ impl VersionTargets {
         self.targets.contains(target)
     }
 
+    /// Whether the version reads the catalog through substitutes.
+    pub fn has_catalog_substitutes(&self) -> bool {
+        !self.catalog.is_empty()
+    }
+
     /// Where a call of the function `schema.name` (folded names) goes instead: a `pg_catalog`
     /// function with a substitute (`SUBSTITUTE_FUNCTIONS`), in this version's substitutes'
     /// schema; `None` for every other function, and for every function without substitutes.
@@ -198,6 +203,9 @@ impl VersionTargets {
         // A printer called by oid alone (`pg_get_indexdef(16390)`) goes to its substitute too.
         self.catalog_mentions
             .extend(catalog_substitutes::SUBSTITUTE_FUNCTIONS.iter().copied());
+        // What may put information_schema on the search_path (`search_path_catalog.rs`).
+        self.catalog_mentions
+            .extend(catalog_substitutes::SEARCH_PATH_SETTERS.iter().copied());
         self.mention_scan = MentionScan::new(self.table_names());
         self
     }

@@ -284,3 +284,77 @@ fn the_cache_never_serves_a_query_built_in_another_constant_s_verdict() {
         );
     }
 }
+
+/// information_schema on the search_path would make an unqualified `columns` read the real
+/// one: every statement the proxy sees that may put it there is refused at a version with
+/// catalog substitutes, at the value; other paths and other settings pass.
+#[test]
+fn information_schema_on_the_search_path_is_refused_where_the_catalog_is_substituted() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    for (sql, at) in [
+        (
+            "SET search_path = public, information_schema",
+            "information_schema",
+        ),
+        (
+            "SET LOCAL search_path TO \"information_schema\"",
+            "\"information",
+        ),
+        ("SET search_path = 'public, Information_Schema'", "'"),
+        (
+            "ALTER ROLE app SET search_path = information_schema",
+            "information_schema",
+        ),
+        (
+            "ALTER DATABASE app SET search_path TO information_schema, public",
+            "information_schema",
+        ),
+        (
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = information_schema AS 'SELECT 1'",
+            "information_schema",
+        ),
+        (
+            "SELECT set_config('search_path', 'information_schema', false)",
+            "'information_schema'",
+        ),
+        (
+            "SELECT pg_catalog.set_config('search_path', 'information' || '_schema', false)",
+            "pg_catalog",
+        ),
+        ("SELECT set_config($1, 'x', false)", "set_config"),
+        (r#"SET search_path = U&"information\005fschema""#, "U&"),
+        (
+            "DO $$ BEGIN PERFORM set_config(chr(115) || 'earch_path', 'x', false); END $$",
+            "set_config",
+        ),
+    ] {
+        let Err(error) = rewrite(sql, &v1) else {
+            panic!("{sql} passed");
+        };
+        assert!(error.reason.contains("search_path"), "{sql}: {error}");
+        assert_eq!(
+            error.position,
+            sql.find(at).map(|i| i + 1),
+            "{sql}: {error}"
+        );
+    }
+    for sql in [
+        "SET search_path = public, tenant_a",
+        "SELECT set_config('search_path', 'tenant_a', false)",
+        "SELECT set_config('app.tenant', $1, false)",
+        "SELECT column_name FROM information_schema.columns",
+    ] {
+        assert!(rewrite(sql, &v1).is_ok(), "{sql}");
+    }
+    let long = format!(
+        "SET search_path = information_schema; SELECT length('{}')",
+        "x".repeat(17_000)
+    );
+    assert!(rewrite(&long, &v1).is_err());
+    // Without substitutes, information_schema is the real one whichever way it is named.
+    let bare = VersionTargets::seed_example("v1");
+    assert_eq!(
+        rewrite("SET search_path = information_schema", &bare).unwrap(),
+        Rewrite::Unchanged
+    );
+}

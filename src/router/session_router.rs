@@ -48,6 +48,7 @@ use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
+use crate::rewriter::{refusal, search_path_catalog};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -176,6 +177,16 @@ impl SessionRouter {
     /// upstream is asked at login).
     pub fn declare_search_path(&mut self, declared: Option<&str>) {
         self.search_path = SessionSearchPath::new(declared);
+    }
+
+    /// Why the session may not start with the search_path its startup packet declared: one
+    /// with information_schema on it, at a version that reads the catalog through substitutes
+    /// (`rewriter::search_path_catalog`).
+    pub fn startup_path_refusal(&self, declared: Option<&str>) -> Option<String> {
+        let targets = self.assignment.as_ref()?.targets();
+        (targets.has_catalog_substitutes()
+            && declared.is_some_and(search_path_catalog::names_information_schema))
+        .then(|| refusal::information_schema_path(&targets.version))
     }
 
     /// Whether the upstream should be asked for the session's search_path at login: some

@@ -202,7 +202,14 @@ fn session_router(
         code: SqlState::INVALID_PARAMETER_VALUE,
         message: error.to_string(),
     })?;
-    router.declare_search_path(search_path::from_startup(&startup.params).as_deref());
+    let declared = search_path::from_startup(&startup.params);
+    if let Some(message) = router.startup_path_refusal(declared.as_deref()) {
+        return Err(SessionError::Refused {
+            code: SqlState::FEATURE_NOT_SUPPORTED,
+            message: format!("viewgate: {message}"),
+        });
+    }
+    router.declare_search_path(declared.as_deref());
     Ok(Some(router))
 }
 
