@@ -440,6 +440,19 @@ fn no_listed_relation_names_a_column_the_version_does_not_have() {
     assert_eq!(psql(&proxy, Some("v2"), index).unwrap(), "0");
     // Straight to the server: the base table, both views and the index.
     assert_eq!(proxy.admin(named), "5");
+    // v2's write trigger and its function (whose body maps v2's columns onto the base
+    // table's, model_type among them), by name and by oid.
+    let function = proxy.admin(
+        "SELECT t.tgfoid || ',' || t.oid FROM pg_trigger t WHERE t.tgrelid = 'model_metadata_v2'::regclass",
+    );
+    let (function, trigger) = function.split_once(',').unwrap();
+    let bodies = format!(
+        "SELECT (SELECT count(*) FROM pg_proc WHERE prosrc LIKE '%model_type%' OR oid = {function})
+              + (SELECT count(*) FROM pg_trigger WHERE oid = {trigger}),
+                quote_nullable(pg_get_functiondef({function})), quote_nullable(pg_get_triggerdef({trigger}, true))"
+    );
+    assert_eq!(psql(&proxy, Some("v1"), &bodies).unwrap(), "0|NULL|NULL");
+    assert!(proxy.admin(&bodies).contains("model_type"));
     for sql in [
         "SELECT base_column FROM viewgate_catalog_v2.managed_columns",
         "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a",

@@ -40,6 +40,8 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_stats_ext_exprs",
     "pg_statistic_ext",
     "pg_rewrite",
+    "pg_trigger",
+    "pg_proc",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
@@ -96,6 +98,8 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_describe_object",
     "pg_identify_object",
     "pg_identify_object_as_address",
+    "pg_get_triggerdef",
+    "pg_get_functiondef",
 ];
 
 /// The schema holding `version`'s substitutes. Version names are at most 31 characters of

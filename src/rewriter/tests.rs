@@ -447,8 +447,8 @@ fn catalog_relations_go_to_the_versions_substitutes() {
     // The functions that print or read the base table's names and comments by oid go to the
     // version's substitutes, qualified with pg_catalog or not; others stay.
     check_with_catalog(
-        "SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true), col_description(c.oid, 1), Obj_Description(c.oid, 'pg_class'), pg_get_viewdef(c.oid), pg_get_triggerdef(1) FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid",
-        "SELECT viewgate_catalog_v2.pg_get_indexdef(i.indexrelid, 0, true), viewgate_catalog_v2.col_description(c.oid, 1), viewgate_catalog_v2.obj_description(c.oid, 'pg_class'), viewgate_catalog_v2.pg_get_viewdef(c.oid), pg_get_triggerdef(1) FROM viewgate_catalog_v2.pg_class c JOIN viewgate_catalog_v2.pg_index i ON i.indrelid = c.oid",
+        "SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true), col_description(c.oid, 1), Obj_Description(c.oid, 'pg_class'), pg_get_viewdef(c.oid), pg_get_userbyid(1) FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid",
+        "SELECT viewgate_catalog_v2.pg_get_indexdef(i.indexrelid, 0, true), viewgate_catalog_v2.col_description(c.oid, 1), viewgate_catalog_v2.obj_description(c.oid, 'pg_class'), viewgate_catalog_v2.pg_get_viewdef(c.oid), pg_get_userbyid(1) FROM viewgate_catalog_v2.pg_class c JOIN viewgate_catalog_v2.pg_index i ON i.indrelid = c.oid",
     );
     // The extended statistics' views, unqualified or not.
     check_with_catalog(
