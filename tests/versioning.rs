@@ -517,6 +517,45 @@ async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refus
         .unwrap()
         .get(0);
     assert!(xml.contains("<count>"), "{xml}");
+    // Under another name (found by the fourth red-team pass: an operator over ts_rewrite read
+    // base rows whole, one over pg_get_viewdef printed v2's SQL): refused, nothing created.
+    for sql in [
+        "CREATE OPERATOR pg_temp.@@@ (LEFTARG = tsquery, RIGHTARG = text, FUNCTION = ts_rewrite)",
+        "CREATE AGGREGATE pg_temp.tr(text) (SFUNC = ts_rewrite, STYPE = tsquery, INITCOND = 'x')",
+        "CREATE OPERATOR pg_temp.## (RIGHTARG = oid, FUNCTION = pg_get_viewdef)",
+    ] {
+        let error = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::SYNTAX_ERROR),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        proxy.admin(
+            "SELECT count(*) FROM pg_operator WHERE oprname IN ('@@@', '##') AND oprnamespace <> 'pg_catalog'::regnamespace"
+        ),
+        "0"
+    );
+    // Row types with columns v1 does not have: v2's view's, the base table's array type.
+    for sql in [
+        "SELECT json_populate_record((NULL::_model_metadata)[1], '{}')::text",
+        "SELECT json_populate_record(NULL::model_metadata_v2, '{}')::text",
+    ] {
+        assert!(client.simple_query(sql).await.is_err(), "{sql}");
+    }
+    let row = client
+        .query_one(
+            "SELECT json_populate_record((NULL::model_metadata[])[1], '{}')::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "(,,,,)",
+        "v1's row type, five columns"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

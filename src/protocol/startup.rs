@@ -103,8 +103,10 @@ impl StartupMessage {
 }
 
 /// The value a startup packet gives the run-time setting `name` (case-insensitive): its own
-/// parameter, else the last `-c name=value` / `--name=value` inside `options`, as Postgres
-/// applies them in order.
+/// parameter (Postgres applies those after `options`), else the last `-c name=value` /
+/// `--name=value` inside `options`, read as Postgres reads them: words split at unescaped
+/// whitespace, a backslash taking the next character literally, and `-` in a setting's name
+/// meaning `_` (`-c search-path=…` sets `search_path`).
 pub fn startup_setting(params: &[(String, String)], name: &str) -> Option<String> {
     if let Some((_, value)) = params
         .iter()
@@ -113,7 +115,8 @@ pub fn startup_setting(params: &[(String, String)], name: &str) -> Option<String
         return Some(value.clone());
     }
     let (_, options) = params.iter().find(|(key, _)| key == "options")?;
-    let mut words = options.split_whitespace();
+    let words = split_options(options);
+    let mut words = words.iter().map(String::as_str);
     let mut found = None;
     while let Some(word) = words.next() {
         let assignment = if word == "-c" {
@@ -126,12 +129,33 @@ pub fn startup_setting(params: &[(String, String)], name: &str) -> Option<String
             continue;
         };
         if let Some((key, value)) = assignment.split_once('=')
-            && key.eq_ignore_ascii_case(name)
+            && key.replace('-', "_").eq_ignore_ascii_case(name)
         {
             found = Some(value.to_owned());
         }
     }
     found
+}
+
+/// The startup packet's `options` split into words as Postgres's `pg_split_opts` does:
+/// at whitespace, except where a backslash escapes it (the backslash itself dropped).
+fn split_options(options: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = options.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return words;
+        }
+        let mut word = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_ascii_whitespace()) {
+            match c {
+                '\\' => word.extend(chars.next()),
+                c => word.push(c),
+            }
+        }
+        words.push(word);
+    }
 }
 
 /// A CancelRequest for `process_id` and `secret` (how a proxy forwards one, upstream or to a
@@ -250,6 +274,22 @@ fn utf8(bytes: &[u8]) -> Result<String, StartupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_are_read_as_postgres_reads_them() {
+        let setting = |options: &str| {
+            startup_setting(&[("options".to_owned(), options.to_owned())], "search_path")
+        };
+        assert_eq!(setting("-c search-path=a").as_deref(), Some("a"));
+        assert_eq!(setting("--search-path=a").as_deref(), Some("a"));
+        assert_eq!(setting(r"-c search_path=a,\ b").as_deref(), Some("a, b"));
+        assert_eq!(setting(r"-csearch_path=a\\b").as_deref(), Some(r"a\b"));
+        assert_eq!(
+            setting("-c x=1   -c SEARCH_PATH=a -c search_path=b").as_deref(),
+            Some("b")
+        );
+        assert_eq!(setting("-c x=1"), None);
+    }
 
     fn body(code: u32, strings: &[&str]) -> Vec<u8> {
         let mut v = code.to_be_bytes().to_vec();

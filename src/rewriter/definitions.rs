@@ -25,7 +25,7 @@
 
 use super::targets::{VersionTargets, ViewTarget, fold_identifier};
 use crate::model::catalog_substitutes::{
-    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, SEARCH_PATH_SETTERS,
+    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, SEARCH_PATH_SETTERS, SUBSTITUTE_SCHEMA_PREFIX,
 };
 
 /// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.
@@ -166,7 +166,7 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     let names = RUNTIME_SQL_NAMES
         .iter()
         .chain(PG_CATALOG_SUBSTITUTES)
-        .chain([&INFORMATION_SCHEMA])
+        .chain([&INFORMATION_SCHEMA, &SUBSTITUTE_SCHEMA_PREFIX])
         .chain(path_changes)
         .filter_map(|name| find_all_ignore_ascii_case(bytes, name.as_bytes()).next());
     match words.chain(names).min() {

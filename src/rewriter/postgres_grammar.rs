@@ -20,9 +20,11 @@
 
 use std::borrow::Cow;
 
+use super::definitions::find_all_ignore_ascii_case;
 use super::definitions::{READ_KINDS, UNTAGGED_TYPE_FIELDS};
 use super::parse_tree::{Tree, location, name_parts};
 use super::postgres_parser::{self, ParseFailure};
+use super::query_functions;
 use super::search_path_catalog;
 use super::targets::{VersionTargets, parse_relation_literal};
 use crate::model::catalog_substitutes::INFORMATION_SCHEMA;
@@ -66,6 +68,13 @@ pub enum Place {
     /// What may put `information_schema` on the search_path, where an unqualified name
     /// would read the real one (`search_path_catalog.rs`): refused.
     CatalogPath,
+    /// A managed table's array type by its internal name (`_model_metadata`), which is the
+    /// base table's: refused (`model_metadata[]` is rewritten to the version's).
+    BaseArrayType,
+    /// DDL that makes a built-in the rewriter must see called by name callable under another
+    /// (an operator or aggregate over `ts_rewrite`, `pg_get_viewdef`, `set_config`:
+    /// `query_functions::aliased_built_in`): refused; the reference names the built-in.
+    AliasedBuiltIn,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -195,9 +204,10 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         let Some(statement @ Tree::Object(fields)) = raw.get("stmt") else {
             continue;
         };
-        if let Some(offset) = targets
-            .has_catalog_substitutes()
-            .then(|| search_path_catalog::information_schema_on_path(statement))
+        if let Some(offset) = (!targets.managed().is_empty())
+            .then(|| {
+                search_path_catalog::catalog_on_path(statement, targets.has_catalog_substitutes())
+            })
             .flatten()
         {
             walker.found.push(Reference {
@@ -206,6 +216,32 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
                 name: INFORMATION_SCHEMA.to_owned(),
                 aliased: false,
                 place: Place::CatalogPath,
+            });
+        }
+        let aliasing = fields
+            .first()
+            .is_some_and(|(kind, _)| query_functions::ALIASING_KINDS.contains(&kind.as_ref()));
+        if let Some(function) = aliasing
+            .then(|| query_functions::aliased_built_in(statement))
+            .flatten()
+        {
+            let from = raw
+                .get("stmt_location")
+                .and_then(Tree::as_integer)
+                .and_then(|at| usize::try_from(at).ok())
+                .unwrap_or(0);
+            let offset = sql
+                .get(from..)
+                .and_then(|rest| {
+                    find_all_ignore_ascii_case(rest.as_bytes(), function.as_bytes()).next()
+                })
+                .map_or(from, |at| from + at);
+            walker.found.push(Reference {
+                offset,
+                schema: None,
+                name: function.to_owned(),
+                aliased: false,
+                place: Place::AliasedBuiltIn,
             });
         }
         if fields
@@ -420,6 +456,21 @@ impl Walker<'_> {
             [.., schema, name] => (Some(*schema), *name),
             [] => return,
         };
+        // Another version's view's row type (or its array type), and a managed table's array
+        // type by its internal name (`_model_metadata`: the base table's row, whole).
+        let element = name.strip_prefix('_');
+        if self.targets.names_other_version(schema, name)
+            || element.is_some_and(|element| self.targets.names_other_version(schema, element))
+        {
+            self.other_version(type_name, schema, name);
+            return;
+        }
+        if let Some(element) = element
+            && self.targets.resolve_table(schema, element).is_some()
+        {
+            self.record(type_name, schema, element, false, Place::BaseArrayType);
+            return;
+        }
         if self.targets.resolve_table(schema, name).is_none() {
             return;
         }

@@ -9,8 +9,45 @@
 //! (`mention::RELATION_READING_FUNCTION_MARKS`).
 
 use super::definitions::{Body, body_mention, judge_body};
+use super::parse_tree::Tree;
 use super::targets::{VersionTargets, ViewTarget, parse_relation_literal};
-use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, PG_CATALOG, PG_CATALOG_SUBSTITUTES};
+use crate::model::catalog_substitutes::{
+    INFORMATION_SCHEMA, PG_CATALOG, PG_CATALOG_SUBSTITUTES, SET_CONFIG, SUBSTITUTE_FUNCTIONS,
+};
+
+/// DDL that makes a function callable under another name: an operator, an aggregate's
+/// transition or final function, a type's input or output, a cast, an operator class's support
+/// function, a transform. A call through that name is no call the rewriter recognises.
+pub const ALIASING_KINDS: &[&str] = &[
+    "DefineStmt",
+    "CreateCastStmt",
+    "CreateOpClassStmt",
+    "CreateTransformStmt",
+    "AlterOperatorStmt",
+];
+
+/// Whether the rewriter must see `function` (folded) called by its own name: a built-in of
+/// this file, a printer with a substitute, or `set_config` (`search_path_catalog.rs`).
+pub fn must_be_called_by_name(function: &str) -> bool {
+    reads(function, 2).is_some()
+        || SUBSTITUTE_FUNCTIONS.contains(&function)
+        || function == SET_CONFIG
+}
+
+/// The first such function an aliasing statement (`ALIASING_KINDS`) names, anywhere in it.
+pub fn aliased_built_in<'t>(statement: &'t Tree<'t>) -> Option<&'t str> {
+    match statement {
+        Tree::Array(items) => items.iter().find_map(aliased_built_in),
+        Tree::Object(fields) => fields.iter().find_map(|(key, child)| {
+            let named = (key == "String")
+                .then(|| child.get("sval").and_then(Tree::as_text))
+                .flatten()
+                .filter(|name| must_be_called_by_name(name));
+            named.or_else(|| aliased_built_in(child))
+        }),
+        _ => None,
+    }
+}
 
 /// What a built-in reads from one of its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +125,19 @@ pub fn reads_managed_table<'t>(
         {
             return any_table();
         }
-        Reads::Schema(_) if text == PG_CATALOG || text == INFORMATION_SCHEMA => {
+        // Another version's catalog substitutes (they describe that version's columns).
+        Reads::Relation(_)
+            if parse_relation_literal(text).is_some_and(|(schema, _)| {
+                schema.is_some_and(|schema| targets.is_other_versions_catalog(&schema))
+            }) =>
+        {
+            return any_table();
+        }
+        Reads::Schema(_)
+            if text == PG_CATALOG
+                || text == INFORMATION_SCHEMA
+                || targets.is_other_versions_catalog(text) =>
+        {
             return any_table();
         }
         _ => {}

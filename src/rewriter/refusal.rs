@@ -36,6 +36,9 @@ pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<
         Place::UnseenSql => Some(format!(
             "a function's or DO block's body that may run SQL viewgate cannot see (built at run time with EXECUTE or a built-in that runs a query from a string, reading pg_stats or the catalog, changing the search_path, or in a language other than SQL and PL/pgSQL) is not accepted from a session at version \"{version}\": that SQL could read managed table \"{table}\" whole, with columns the version does not have; create it over a direct connection, or name the version's view ({view}) in plain SQL"
         )),
+        Place::BaseArrayType => Some(format!(
+            "\"_{table}\" is the array type of managed table \"{table}\" itself, whose rows have columns version \"{version}\" does not have; write {table}[] (viewgate rewrites it to the version's row type, {view}[])"
+        )),
         Place::QueryText => Some(format!(
             "the relations a function reads from a string are not rewritten, and this call may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) in a constant argument, or read the version's views one by one"
         )),
@@ -66,11 +69,19 @@ pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String
     )
 }
 
-/// Why a statement that may put `information_schema` on the search_path is refused in a
-/// session at `version`.
+/// Why DDL making `function` callable under another name (an operator, an aggregate, a
+/// type's or cast's function) is refused in a session at `version`.
+pub fn aliased_built_in(function: &str, version: &str) -> String {
+    format!(
+        "an operator, aggregate, type, cast or transform over {function} would call it under another name, and viewgate must see it called by its own (it may read a relation named in a string, print a definition naming columns version \"{version}\" does not have, or change the search_path); call {function} by name, or create this over a direct connection"
+    )
+}
+
+/// Why a statement that may put `information_schema` or a schema of catalog substitutes on
+/// the search_path is refused in a session at `version`.
 pub fn information_schema_path(version: &str) -> String {
     format!(
-        "with information_schema on the search_path, an unqualified name such as columns or tables would read the real information_schema, which describes columns version \"{version}\" does not have; leave it off the search_path and write information_schema.columns (viewgate shows this version's), or give set_config('search_path', …) a constant value"
+        "with information_schema (or a viewgate_catalog_ schema) on the search_path, an unqualified name such as columns or tables would read a catalog describing columns version \"{version}\" does not have; leave it off the search_path and write information_schema.columns (viewgate shows this version's), or give set_config('search_path', …) a constant value"
     )
 }
 

@@ -240,6 +240,12 @@ fn check(
         }
     };
     for reference in &references {
+        if reference.place == Place::AliasedBuiltIn {
+            return Err(Failure {
+                reason: refusal::aliased_built_in(&reference.name, &targets.version),
+                offset: Some(reference.offset),
+            });
+        }
         if reference.place == Place::CatalogPath {
             return Err(Failure {
                 reason: refusal::information_schema_path(&targets.version),
@@ -323,14 +329,26 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
             _ => return None,
         };
         // A call that runs a query from a string (its text unchecked, as the rest), another
-        // version's view.
-        if query_functions::reads(&name, 2).is_some() || targets.names_other_version(None, &name) {
+        // version's view or catalog substitutes, an array type by its internal name.
+        let element = name.strip_prefix('_');
+        if query_functions::reads(&name, 2).is_some()
+            || targets.names_other_version(None, &name)
+            || targets.is_other_versions_catalog(&name)
+            || element.is_some_and(|element| {
+                targets.resolve_table(None, element).is_some()
+                    || targets.names_other_version(None, element)
+            })
+        {
             return Some(token.start);
         }
-        targets.resolve_table(None, &name)?;
         let covered = edits
             .iter()
             .any(|edit| edit.range.start <= token.start && token.end <= edit.range.end);
+        // A printer with a substitute that was not sent there.
+        if targets.substitute_function(None, &name).is_some() && !covered {
+            return Some(token.start);
+        }
+        targets.resolve_table(None, &name)?;
         let qualifies = significant
             .get(i + 1)
             .is_some_and(|next| &sql[next.start..next.end] == ".");

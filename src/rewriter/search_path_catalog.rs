@@ -1,10 +1,11 @@
-//! `information_schema` on the search_path: what would make an unqualified `columns` or
-//! `tables` read the real `information_schema`, which describes every version's columns.
+//! `information_schema` or a schema of catalog substitutes on the search_path: what would make
+//! an unqualified `columns` or `tables` read the real `information_schema`, which describes
+//! every version's columns, or another version's substitutes, which describe that version's.
 //!
 //! A version with catalog substitutes sends `information_schema.columns` to its own, but an
 //! unqualified `columns` is far likelier an application's table and is left alone
-//! (`model::catalog_substitutes`). So a session at such a version may not put
-//! `information_schema` on a search_path by any statement the proxy sees: `SET search_path`,
+//! (`model::catalog_substitutes`). So a versioned session may not put either kind of schema on
+//! a search_path by any statement the proxy sees: `SET search_path`,
 //! `ALTER ROLE | DATABASE … SET search_path` (the next login's path), a function's
 //! `SET search_path` clause, and `set_config('search_path', …)` whose value is not a constant
 //! (the proxy cannot tell what it holds), or whose parameter name is not. Paths set where the
@@ -14,7 +15,7 @@
 use super::definitions::find_all_ignore_ascii_case;
 use super::parse_tree::{Tree, location, name_parts};
 use crate::model::catalog_substitutes::{
-    INFORMATION_SCHEMA, SEARCH_PATH, SEARCH_PATH_SETTERS, SET_CONFIG,
+    INFORMATION_SCHEMA, SEARCH_PATH, SEARCH_PATH_SETTERS, SET_CONFIG, SUBSTITUTE_SCHEMA_PREFIX,
 };
 
 /// Where a text that is not parsed (longer than `MAX_CHECKED_BYTES`) may change the
@@ -27,29 +28,34 @@ pub fn unchecked_path_change(sql: &str) -> Option<usize> {
 }
 
 /// The byte offset of the first place in `statement` (a parse tree) that may put
-/// `information_schema` on a search_path.
-pub fn information_schema_on_path(statement: &Tree) -> Option<usize> {
+/// `information_schema` or a schema of substitutes on a search_path. `unread_values`: whether
+/// a `set_config` whose value (or setting name) is not a constant counts, as it does at a
+/// version with substitutes (where information_schema matters and the fast path reads every
+/// `set_config`); elsewhere only a value naming such a schema does.
+pub fn catalog_on_path(statement: &Tree, unread_values: bool) -> Option<usize> {
     let mut found = None;
-    visit(statement, &mut found);
+    visit(statement, unread_values, &mut found);
     found
 }
 
-fn visit(tree: &Tree, found: &mut Option<usize>) {
+fn visit(tree: &Tree, unread_values: bool, found: &mut Option<usize>) {
     match tree {
-        Tree::Array(items) => items.iter().for_each(|item| visit(item, found)),
+        Tree::Array(items) => items
+            .iter()
+            .for_each(|item| visit(item, unread_values, found)),
         Tree::Object(fields) => {
             for (key, child) in fields {
                 let at = match key.as_ref() {
                     // Tagged as a statement or a function's option; untagged as the
                     // `setstmt` field of `ALTER ROLE | DATABASE | SYSTEM … SET`.
                     "VariableSetStmt" | "setstmt" => setting(child),
-                    "FuncCall" => set_config_call(child),
+                    "FuncCall" => set_config_call(child, unread_values),
                     _ => None,
                 };
                 if let Some(at) = at {
                     *found = Some(found.map_or(at, |earlier| earlier.min(at)));
                 }
-                visit(child, found);
+                visit(child, unread_values, found);
             }
         }
         _ => {}
@@ -66,13 +72,13 @@ fn setting(set: &Tree) -> Option<usize> {
     arguments
         .iter()
         .filter_map(|argument| constant(argument))
-        .find(|(value, _)| names_information_schema(value))
+        .find(|(value, _)| names_catalog_schema(value))
         .map(|(_, at)| at)
 }
 
 /// `set_config(name, value, is_local)`: refused when `name` may be `search_path` and `value`
 /// may hold `information_schema`, or cannot be read as a constant.
-fn set_config_call(call: &Tree) -> Option<usize> {
+fn set_config_call(call: &Tree, unread_values: bool) -> Option<usize> {
     let names = name_parts(call.get("funcname"));
     if !matches!(names.as_slice(), [SET_CONFIG] | ["pg_catalog", SET_CONFIG]) {
         return None;
@@ -85,10 +91,10 @@ fn set_config_call(call: &Tree) -> Option<usize> {
     match constant(name) {
         Some((name, _)) if !name.eq_ignore_ascii_case(SEARCH_PATH) => None,
         Some(_) => match constant(value) {
-            Some((value, at)) => names_information_schema(value).then_some(at),
-            None => Some(call_at),
+            Some((value, at)) => names_catalog_schema(value).then_some(at),
+            None => unread_values.then_some(call_at),
         },
-        None => Some(call_at),
+        None => unread_values.then_some(call_at),
     }
 }
 
@@ -102,19 +108,20 @@ fn constant<'t>(argument: &'t Tree) -> Option<(&'t str, usize)> {
 }
 
 /// Whether a search_path value (comma-separated names, unquoted ones folded to lower case)
-/// names `information_schema`.
-pub fn names_information_schema(value: &str) -> bool {
+/// names `information_schema` or a schema of catalog substitutes (any version's).
+pub fn names_catalog_schema(value: &str) -> bool {
     value.split(',').map(str::trim).any(|name| {
-        match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-            Some(quoted) => quoted == INFORMATION_SCHEMA,
-            None => name.eq_ignore_ascii_case(INFORMATION_SCHEMA),
-        }
+        let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.to_owned(),
+            None => name.to_ascii_lowercase(),
+        };
+        name == INFORMATION_SCHEMA || name.starts_with(SUBSTITUTE_SCHEMA_PREFIX)
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::names_information_schema;
+    use super::names_catalog_schema;
 
     #[test]
     fn values_are_read_as_postgres_splits_them() {
@@ -122,16 +129,18 @@ mod tests {
             "information_schema",
             "public, Information_Schema",
             "\"$user\",\"information_schema\"",
+            "public, VIEWGATE_CATALOG_V2",
         ] {
-            assert!(names_information_schema(value), "{value}");
+            assert!(names_catalog_schema(value), "{value}");
         }
         for value in [
             "public",
             "\"Information_Schema\"",
             "my_information_schema",
             "",
+            "\"VIEWGATE_CATALOG_V2\"",
         ] {
-            assert!(!names_information_schema(value), "{value}");
+            assert!(!names_catalog_schema(value), "{value}");
         }
     }
 }

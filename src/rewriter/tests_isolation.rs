@@ -358,3 +358,105 @@ fn information_schema_on_the_search_path_is_refused_where_the_catalog_is_substit
         Rewrite::Unchanged
     );
 }
+
+/// Found by the fourth red-team pass: DDL that calls a built-in under another name (an
+/// operator or aggregate over `ts_rewrite` read base rows whole; over `pg_get_viewdef`,
+/// another version's SQL; over `set_config`, a path with information_schema) is refused.
+#[test]
+fn built_ins_called_under_another_name_are_refused() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    for (sql, function) in [
+        (
+            "CREATE OPERATOR pg_temp.@@@ (LEFTARG = tsquery, RIGHTARG = text, FUNCTION = ts_rewrite)",
+            "ts_rewrite",
+        ),
+        (
+            "CREATE AGGREGATE pg_temp.tr(text) (SFUNC = ts_rewrite, STYPE = tsquery, INITCOND = 'x')",
+            "ts_rewrite",
+        ),
+        (
+            "CREATE OPERATOR pg_temp.## (RIGHTARG = oid, FUNCTION = pg_catalog.pg_get_viewdef)",
+            "pg_get_viewdef",
+        ),
+        (
+            "CREATE AGGREGATE pg_temp.sp(text, bool) (SFUNC = set_config, STYPE = text, INITCOND = 'search_path')",
+            "set_config",
+        ),
+        (
+            "CREATE CAST (int AS text) WITH FUNCTION query_to_xml(text, bool, bool, text)",
+            "query_to_xml",
+        ),
+    ] {
+        let Err(error) = rewrite(sql, &v1) else {
+            panic!("{sql} passed");
+        };
+        assert!(
+            error.reason.contains("under another name"),
+            "{sql}: {error}"
+        );
+        assert_eq!(error.position, sql.find(function).map(|i| i + 1), "{sql}");
+    }
+    assert!(
+        rewrite(
+            "CREATE OPERATOR pg_temp.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq)",
+            &v1
+        )
+        .is_ok()
+    );
+}
+
+/// Found by the fourth red-team pass: another version's catalog substitutes reached without
+/// naming a relation in them (a relation or schema named in a string, a search_path, a body,
+/// a text too long to check) are refused.
+#[test]
+fn another_version_s_substitutes_are_refused_by_every_path() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    let padding = "x".repeat(17_000);
+    for sql in [
+        "SELECT table_to_xml('viewgate_catalog_v2.pg_stats', true, false, '')".to_owned(),
+        "SELECT schema_to_xml('viewgate_catalog_v2', true, false, '')".to_owned(),
+        "SELECT query_to_xml('SELECT * FROM viewgate_catalog_v2.columns', true, false, '')"
+            .to_owned(),
+        "SET search_path = viewgate_catalog_v2, public".to_owned(),
+        "SELECT set_config('search_path', 'viewgate_catalog_v2', false)".to_owned(),
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql SET search_path = 'viewgate_catalog_v2' AS 'SELECT 1'".to_owned(),
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ SET SCHEMA 'viewgate_catalog_v2' $$"
+            .to_owned(),
+        format!("SELECT base_column, '{padding}' FROM viewgate_catalog_v2.managed_columns"),
+    ] {
+        assert!(rewrite(&sql, &v1).is_err(), "{}", &sql[..sql.len().min(100)]);
+    }
+    assert!(
+        rewrite(
+            "SELECT table_to_xml('viewgate_catalog_v1.pg_stats', true, false, '')",
+            &v1
+        )
+        .is_ok()
+    );
+}
+
+/// Found by the fourth red-team pass: row types that carry columns the version does not have
+/// (another version's view's, a managed table's array type by its internal name) are refused,
+/// short or long; the version's own array type is written `model_metadata[]`.
+#[test]
+fn row_types_with_other_columns_are_refused() {
+    let v1 = VersionTargets::seed_example("v1")
+        .with_other_versions_views(vec![RelationName::new("public", "model_metadata_v2")]);
+    let padding = "x".repeat(17_000);
+    for sql in [
+        "SELECT json_populate_record((NULL::_model_metadata)[1], '{}')".to_owned(),
+        "SELECT NULL::model_metadata_v2".to_owned(),
+        "SELECT NULL::public._model_metadata_v2".to_owned(),
+        format!("SELECT NULL::_model_metadata, '{padding}'"),
+    ] {
+        assert!(
+            rewrite(&sql, &v1).is_err(),
+            "{}",
+            &sql[..sql.len().min(100)]
+        );
+    }
+    let Ok(Rewrite::Rewritten(sql)) = rewrite("SELECT NULL::model_metadata[]", &v1) else {
+        panic!("model_metadata[] is rewritten");
+    };
+    assert!(sql.contains("model_metadata_v1"), "{sql}");
+}

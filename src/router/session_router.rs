@@ -180,12 +180,12 @@ impl SessionRouter {
     }
 
     /// Why the session may not start with the search_path its startup packet declared: one
-    /// with information_schema on it, at a version that reads the catalog through substitutes
-    /// (`rewriter::search_path_catalog`).
+    /// with information_schema or a schema of catalog substitutes on it, at a version with
+    /// managed tables (`rewriter::search_path_catalog`).
     pub fn startup_path_refusal(&self, declared: Option<&str>) -> Option<String> {
         let targets = self.assignment.as_ref()?.targets();
-        (targets.has_catalog_substitutes()
-            && declared.is_some_and(search_path_catalog::names_information_schema))
+        (!targets.managed().is_empty()
+            && declared.is_some_and(search_path_catalog::names_catalog_schema))
         .then(|| refusal::information_schema_path(&targets.version))
     }
 
