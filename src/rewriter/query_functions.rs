@@ -6,7 +6,10 @@
 //! every version, and is refused. A call whose argument is not a constant (a parameter, an
 //! expression) could name anything, and is refused too; the version's views can be named
 //! instead. The fast path reads a statement that mentions one
-//! (`mention::RELATION_READING_FUNCTION_MARKS`).
+//! (`mention::RELATION_READING_FUNCTION_MARKS`). Since only a call by name is recognised, DDL
+//! that would make one of them callable under another name (an operator, an aggregate's
+//! function, a cast) is refused, and so is the same for the printers with substitutes and
+//! `set_config` (`aliased_built_in`).
 
 use super::definitions::{Body, body_mention, judge_body};
 use super::parse_tree::Tree;
