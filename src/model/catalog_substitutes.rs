@@ -42,6 +42,24 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_rewrite",
     "pg_trigger",
     "pg_proc",
+    "pg_stat_all_indexes",
+    "pg_stat_sys_indexes",
+    "pg_stat_user_indexes",
+    "pg_statio_all_indexes",
+    "pg_statio_sys_indexes",
+    "pg_statio_user_indexes",
+];
+
+/// The `pg_catalog` substitutes among those that list indexes by name with their statistics:
+/// without the indexes the version does not see (an index's default name carries its
+/// columns': `model_metadata_schema_version_idx`).
+pub const INDEX_STATISTICS_VIEWS: &[&str] = &[
+    "pg_stat_all_indexes",
+    "pg_stat_sys_indexes",
+    "pg_stat_user_indexes",
+    "pg_statio_all_indexes",
+    "pg_statio_sys_indexes",
+    "pg_statio_user_indexes",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
@@ -123,6 +141,13 @@ pub fn substitutes() -> impl Iterator<Item = (&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_statistics_views_are_pg_catalog_substitutes() {
+        for name in INDEX_STATISTICS_VIEWS {
+            assert!(PG_CATALOG_SUBSTITUTES.contains(name), "{name}");
+        }
+    }
 
     #[test]
     fn view_column_relations_are_information_schema_substitutes() {

@@ -89,6 +89,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
                 schema => substitute_schema(&version.name),
                 substitutes => catalog_substitutes::substitutes().map(|(_, name)| name).collect::<Vec<_>>(),
                 view_column_relations => catalog_substitutes::VIEW_COLUMN_RELATIONS,
+                index_statistics_views => catalog_substitutes::INDEX_STATISTICS_VIEWS,
             },
         )?;
         let mut generated = GeneratedVersion {
