@@ -476,6 +476,18 @@ fn no_listed_relation_names_a_column_the_version_does_not_have() {
         .unwrap(),
         "1"
     );
+    // Nor are their definitions printed, which name the columns they describe (found by the
+    // fifth red-team pass): not in pg_views, information_schema.views or pg_rewrite, and
+    // NULL by oid.
+    let v2_columns = proxy.admin("SELECT 'viewgate_catalog_v2.managed_columns'::regclass::oid");
+    let definitions = format!(
+        "SELECT (SELECT count(*) FROM pg_views WHERE schemaname LIKE 'viewgate%')
+              + (SELECT count(*) FROM information_schema.views WHERE table_schema LIKE 'viewgate%')
+              + (SELECT count(*) FROM pg_rewrite WHERE ev_class = {v2_columns}),
+                quote_nullable(pg_get_viewdef({v2_columns}))"
+    );
+    assert_eq!(psql(&proxy, Some("v1"), &definitions).unwrap(), "0|NULL");
+    assert!(proxy.admin(&definitions).contains("schema_version"));
 }
 
 /// With information_schema on the search_path an unqualified `columns` would read the real

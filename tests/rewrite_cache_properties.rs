@@ -362,16 +362,23 @@ proptest! {
         let targets = v2();
         let cache = RewriteCache::default();
         let mut refused = false;
+        let mut marked = false;
         for (constants, lists) in &fillings {
             let sql = render(&template, constants, lists);
             let expected = rewrite(&sql, &targets);
             refused |= expected.is_err();
+            marked |= constants.iter().chain(lists).any(|constant| {
+                let constant = constant.to_ascii_lowercase();
+                targets.table_names().any(|name| constant.contains(&name.to_ascii_lowercase()))
+            });
             prop_assert_eq!(&*rewrite_cached(&cache, &sql, &targets), &expected);
         }
         let stats = cache.stats();
         // Statements that name no managed table outside comments and strings skip the cache;
-        // refused ones are cached by their text (the parser's message quotes constants).
-        if stats.hits + stats.misses > 0 && !refused {
+        // refused ones are cached by their text (the parser's message quotes constants), and
+        // so is a constant holding a name the version looks for (`$$xml$$`: kept verbatim in
+        // the shape, since a verdict may turn on it).
+        if stats.hits + stats.misses > 0 && !refused && !marked {
             prop_assert_eq!(stats.entries, 1, "{:?} {:?}", template, stats);
             prop_assert_eq!(stats.hits, VARIANTS as u64 - 1);
         }

@@ -20,6 +20,12 @@ pub const SET_CONFIG: &str = "set_config";
 /// (`rewriter::search_path_catalog`).
 pub const SEARCH_PATH_SETTERS: &[&str] = &[SEARCH_PATH, SET_CONFIG];
 
+/// `SET SCHEMA 'a'` sets the search_path too, and its value may be split into adjacent
+/// literals (`'information_' 'schema'`) that name neither setting: the word every version
+/// with managed tables reads statements for, and refuses in a body, where values may be
+/// spelled with escapes.
+pub const SCHEMA_WORD: &str = "schema";
+
 /// Prefix of the schema holding a version's catalog substitutes; the version name follows.
 pub const SUBSTITUTE_SCHEMA_PREFIX: &str = "viewgate_catalog_";
 

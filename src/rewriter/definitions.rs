@@ -25,7 +25,8 @@
 
 use super::targets::{VersionTargets, ViewTarget, fold_identifier};
 use crate::model::catalog_substitutes::{
-    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, SEARCH_PATH_SETTERS, SUBSTITUTE_SCHEMA_PREFIX,
+    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, SCHEMA_WORD, SEARCH_PATH_SETTERS,
+    SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,
 };
 
 /// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.
@@ -152,16 +153,25 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
         return Body::Names(at, target);
     }
     let bytes = body.as_bytes();
-    let words = RUNTIME_SQL_WORDS.iter().filter_map(|word| {
-        find_all_ignore_ascii_case(bytes, word.as_bytes())
-            .find(|&at| stands_alone(bytes, at, word.len()))
-    });
+    // `SET SCHEMA`, whose value a body's string may spell with escapes.
+    let schema_word = [&SCHEMA_WORD]
+        .into_iter()
+        .filter(|_| !targets.managed().is_empty());
+    let words = RUNTIME_SQL_WORDS
+        .iter()
+        .chain(schema_word)
+        .filter_map(|word| {
+            find_all_ignore_ascii_case(bytes, word.as_bytes())
+                .find(|&at| stands_alone(bytes, at, word.len()))
+        });
     // The catalog relations a version reads through substitutes: in a body they would be
     // the real ones, describing every version's columns.
-    // And where those are substituted, what may put information_schema on the search_path
-    // (`search_path_catalog.rs`; a body's values may be computed).
+    // And where those are substituted: the printers (the real ones, in a body) and what may
+    // put information_schema on the search_path (`search_path_catalog.rs`; a body's values
+    // may be computed).
     let path_changes = SEARCH_PATH_SETTERS
         .iter()
+        .chain(SUBSTITUTE_FUNCTIONS)
         .filter(|_| targets.has_catalog_substitutes());
     let names = RUNTIME_SQL_NAMES
         .iter()

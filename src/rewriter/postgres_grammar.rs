@@ -68,6 +68,10 @@ pub enum Place {
     /// What may put `information_schema` on the search_path, where an unqualified name
     /// would read the real one (`search_path_catalog.rs`): refused.
     CatalogPath,
+    /// A call of a printer with a substitute (`pg_get_viewdef`, …): it must be where
+    /// sqlparser's reading sent it to the substitute, else refused (a DEFAULT, a domain's
+    /// CHECK, syntax sqlparser cannot read, a name spelled with escapes).
+    Printer,
     /// A managed table's array type by its internal name (`_model_metadata`), which is the
     /// base table's: refused (`model_metadata[]` is rewritten to the version's).
     BaseArrayType,

@@ -69,6 +69,14 @@ pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String
     )
 }
 
+/// Why a call of `function`, a printer with a substitute, that viewgate's own parser did not
+/// read (in DDL, or in syntax or a spelling it cannot read) is refused at `version`.
+pub fn unsubstituted_printer(function: &str, version: &str) -> String {
+    format!(
+        "{function} is called where viewgate cannot send it to version \"{version}\"'s substitute (in DDL such as a DEFAULT or a CHECK, in syntax viewgate's parser cannot read, or spelled with escapes), and the real one prints definitions naming columns the version does not have; call it in a plain query"
+    )
+}
+
 /// Why DDL making `function` callable under another name (an operator, an aggregate, a
 /// type's or cast's function) is refused in a session at `version`.
 pub fn aliased_built_in(function: &str, version: &str) -> String {

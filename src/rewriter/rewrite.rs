@@ -17,6 +17,7 @@ use super::search_path_catalog;
 use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
 use super::targets::{VersionTargets, fold_identifier};
+use crate::model::catalog_substitutes::INFORMATION_SCHEMA;
 
 pub use super::mention::contains_ignore_ascii_case;
 
@@ -240,6 +241,17 @@ fn check(
         }
     };
     for reference in &references {
+        if reference.place == Place::Printer {
+            let substituted = !unread.iter().any(|r| r.contains(&reference.offset))
+                && edits.iter().any(|e| e.range.contains(&reference.offset));
+            if !substituted {
+                return Err(Failure {
+                    reason: refusal::unsubstituted_printer(&reference.name, &targets.version),
+                    offset: Some(reference.offset),
+                });
+            }
+            continue;
+        }
         if reference.place == Place::AliasedBuiltIn {
             return Err(Failure {
                 reason: refusal::aliased_built_in(&reference.name, &targets.version),
@@ -283,7 +295,7 @@ fn check(
         }
     }
     let mut checked = edits;
-    for reference in &references {
+    for reference in references.iter().filter(|r| r.place != Place::Printer) {
         let covered = !unread.iter().any(|r| r.contains(&reference.offset))
             && checked
                 .iter()
@@ -344,14 +356,24 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
         let covered = edits
             .iter()
             .any(|edit| edit.range.start <= token.start && token.end <= edit.range.end);
-        // A printer with a substitute that was not sent there.
-        if targets.substitute_function(None, &name).is_some() && !covered {
-            return Some(token.start);
-        }
-        targets.resolve_table(None, &name)?;
         let qualifies = significant
             .get(i + 1)
             .is_some_and(|next| &sql[next.start..next.end] == ".");
+        // What a version with substitutes sends there, where no edit did: anything
+        // `information_schema.` qualifies, a printer, a catalog relation (`pg_stats`) that
+        // does not qualify a column.
+        if targets.has_catalog_substitutes()
+            && !covered
+            && (name == INFORMATION_SCHEMA
+                || targets.substitute_function(None, &name).is_some()
+                || (!qualifies
+                    && targets
+                        .resolve(None, &name)
+                        .is_some_and(|target| !targets.is_managed(target))))
+        {
+            return Some(token.start);
+        }
+        targets.resolve_table(None, &name)?;
         (!covered && !qualifies).then_some(token.start)
     })
 }

@@ -12,7 +12,20 @@ use std::sync::Arc;
 
 use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARKS};
 use super::shadowing::{Pin, SearchPathCandidates};
-use crate::model::catalog_substitutes::{self, PG_CATALOG, SUBSTITUTE_SCHEMA_PREFIX};
+use crate::model::catalog_substitutes::{
+    self, PG_CATALOG, SCHEMA_WORD, SEARCH_PATH_SETTERS, SUBSTITUTE_SCHEMA_PREFIX,
+};
+
+/// What every version with managed tables looks for besides the tables' names: the built-ins
+/// that read a relation named in a string, another version's substitutes, and what may
+/// change the search_path (`search_path_catalog.rs`).
+fn version_marks<'a>() -> impl Iterator<Item = &'a str> {
+    RELATION_READING_FUNCTION_MARKS
+        .iter()
+        .chain([&SUBSTITUTE_SCHEMA_PREFIX, &SCHEMA_WORD])
+        .chain(SEARCH_PATH_SETTERS)
+        .map(|mark| -> &'a str { mark })
+}
 use crate::model::{RoutingMap, ViewMapping};
 
 /// A relation name as Postgres stores it: case-sensitive, after identifier folding.
@@ -83,12 +96,8 @@ pub struct VersionTargets {
 impl VersionTargets {
     pub fn new(version: impl Into<String>, targets: Vec<ViewTarget>) -> Self {
         let names = targets.iter().map(|t| t.table.name.as_str());
-        let functions = RELATION_READING_FUNCTION_MARKS
-            .iter()
-            .chain([&SUBSTITUTE_SCHEMA_PREFIX])
-            .copied()
-            .filter(|_| !targets.is_empty());
-        let mention_scan = MentionScan::new(names.chain(functions));
+        let marks = version_marks().filter(|_| !targets.is_empty());
+        let mention_scan = MentionScan::new(names.chain(marks));
         VersionTargets {
             version: version.into(),
             targets,
@@ -203,9 +212,6 @@ impl VersionTargets {
         // A printer called by oid alone (`pg_get_indexdef(16390)`) goes to its substitute too.
         self.catalog_mentions
             .extend(catalog_substitutes::SUBSTITUTE_FUNCTIONS.iter().copied());
-        // What may put information_schema on the search_path (`search_path_catalog.rs`).
-        self.catalog_mentions
-            .extend(catalog_substitutes::SEARCH_PATH_SETTERS.iter().copied());
         self.mention_scan = MentionScan::new(self.table_names());
         self
     }
@@ -292,13 +298,7 @@ impl VersionTargets {
             .iter()
             .map(|t| t.table.name.as_str())
             .chain(self.catalog_mentions.iter().copied())
-            .chain(
-                RELATION_READING_FUNCTION_MARKS
-                    .iter()
-                    .chain([&SUBSTITUTE_SCHEMA_PREFIX])
-                    .copied()
-                    .filter(|_| !self.targets.is_empty()),
-            )
+            .chain(version_marks().filter(|_| !self.targets.is_empty()))
     }
 
     /// The target for a relation reference `schema.name` (folded names): a managed table, or

@@ -351,12 +351,11 @@ fn information_schema_on_the_search_path_is_refused_where_the_catalog_is_substit
         "x".repeat(17_000)
     );
     assert!(rewrite(&long, &v1).is_err());
-    // Without substitutes, information_schema is the real one whichever way it is named.
+    // Without substitutes the constant forms are refused too (another version's substitutes
+    // on the path would be read); values the proxy cannot read are not.
     let bare = VersionTargets::seed_example("v1");
-    assert_eq!(
-        rewrite("SET search_path = information_schema", &bare).unwrap(),
-        Rewrite::Unchanged
-    );
+    assert!(rewrite("SET search_path = information_schema", &bare).is_err());
+    assert!(rewrite("SELECT set_config('search_path', $1, false)", &bare).is_ok());
 }
 
 /// Found by the fourth red-team pass: DDL that calls a built-in under another name (an
@@ -459,4 +458,56 @@ fn row_types_with_other_columns_are_refused() {
         panic!("model_metadata[] is rewritten");
     };
     assert!(sql.contains("model_metadata_v1"), "{sql}");
+}
+
+/// Found by the fifth red-team pass: a printer with a substitute called where sqlparser's
+/// reading cannot send it there (DDL, syntax it cannot read, a name spelled with escapes, a
+/// body) is refused rather than left to the real one.
+#[test]
+fn printers_that_cannot_be_substituted_are_refused() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    for sql in [
+        "CREATE TEMP TABLE t (d text DEFAULT pg_get_viewdef(16793))",
+        "CREATE DOMAIN d AS int CHECK (VALUE::text <> pg_get_indexdef(17024))",
+        r#"SELECT U&"pg\005fget\005fviewdef"(16793)"#,
+        "SELECT * FROM ROWS FROM (pg_get_viewdef(16793))",
+        "SELECT TRIM(BOTH FROM pg_get_indexdef(17024))",
+        "CREATE FUNCTION pg_temp.v(oid) RETURNS text LANGUAGE sql AS $$ SELECT pg_get_viewdef($1) $$",
+        "SELECT query_to_xml('SELECT pg_get_viewdef(16793)', true, false, '')",
+    ] {
+        assert!(rewrite(sql, &v1).is_err(), "{sql}");
+    }
+    let Ok(Rewrite::Rewritten(sql)) = rewrite("SELECT pg_get_viewdef(16793)", &v1) else {
+        panic!("a plain call is substituted");
+    };
+    assert!(sql.contains("viewgate_catalog_v1.pg_get_viewdef"), "{sql}");
+}
+
+/// Found by the fifth red-team pass: `SET SCHEMA` with its value split into adjacent literals
+/// (one string to Postgres), or spelled with escapes in a body, put information_schema on
+/// the path; and a catalog relation in a text too long to check (`(TABLE pg_catalog.pg_stats)`,
+/// which sqlparser does not read as a relation) read the real one, whose verdict the cache then
+/// served to short texts of the same shape.
+#[test]
+fn split_schema_values_and_long_catalog_reads_are_refused() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    let padding = "x".repeat(17_000);
+    for sql in [
+        "SET SCHEMA 'information_'\n'schema'".to_owned(),
+        "SET LOCAL SCHEMA 'viewgate_catalog_'\n'v2'".to_owned(),
+        r"CREATE FUNCTION pg_temp.sp() RETURNS int LANGUAGE sql AS $$ SET SCHEMA E'information\x5fschema'; SELECT 1 $$".to_owned(),
+        format!("SELECT s.attname FROM (TABLE pg_catalog.pg_stats) s WHERE length('{padding}') > 0"),
+        format!("SELECT column_name FROM (TABLE information_schema.columns) c WHERE length('{padding}') > 0"),
+    ] {
+        assert!(rewrite(&sql, &v1).is_err(), "{}", &sql[..sql.len().min(100)]);
+    }
+    let cache = crate::rewriter::RewriteCache::default();
+    let long = format!("SELECT relname FROM pg_class WHERE relname <> '{padding}'");
+    let short = "SELECT relname FROM pg_class WHERE relname <> 'x'";
+    assert!(crate::rewriter::rewrite_cached(&cache, &long, &v1).is_ok());
+    assert_eq!(
+        *crate::rewriter::rewrite_cached(&cache, short, &v1),
+        rewrite(short, &v1)
+    );
+    assert_eq!(cache.stats().hits, 0, "the long text taught no shape");
 }
