@@ -113,11 +113,20 @@ impl MentionScan {
 /// sees it. A Unicode escape (`U&"\006Dodel_metadata"`, `U&'…'`) or an escape string with a
 /// backslash (`E'model\x5fmetadata'`, read as a relation by `query_to_xml` or as a body)
 /// spells any name without its letters; a definition statement (`DO`, `CREATE FUNCTION`,
-/// …) can build it at run time (`definitions.rs`). All are rare in application traffic.
+/// …) can build it at run time (`definitions.rs`); a string continued after a `--` comment
+/// joins parts that each spell only half of it. All are rare in application traffic.
 pub fn may_hide_a_name(haystack: &[u8]) -> bool {
     unicode_escape(haystack)
         || escape_string_with_backslash(haystack)
         || starts_definition(haystack)
+        || comment_after_quote(haystack)
+}
+
+/// A `--` comment after a quote: a string may continue after it (`'model_' -- c⏎'metadata'`,
+/// `lexer::string_continued_after_comment`), spelling a name no part shows.
+pub fn comment_after_quote(haystack: &[u8]) -> bool {
+    memchr::memchr(b'\'', haystack)
+        .is_some_and(|quote| memchr::memmem::find(&haystack[quote..], b"--").is_some())
 }
 
 /// `U&"` or `U&'` (in either case), which opens a Unicode-escaped identifier or string.

@@ -7,12 +7,10 @@
 //! SELECT, the packing alone was 58 % of the check's instructions and the parse itself 3 %.
 //! libpg_query's JSON output is written in one pass, so the check asks for that instead, through
 //! the library's C entry points (`pg_query_parse` / `pg_query_free_parse_result`), which the
-//! `pg_query` crate links but does not expose.
+//! `pg_query` crate links but does not expose. The crate's scanner (`pg_query::scan`) is used
+//! as it is, for the rare texts with a comment after a quote.
 
 use std::ffi::{CStr, CString, c_char, c_int};
-
-// The crate is linked for its static libpg_query; nothing else of it is used here.
-use pg_query as _;
 
 /// libpg_query's `PgQueryError` (pg_query.h), of which only the message is read.
 #[repr(C)]
@@ -96,6 +94,29 @@ pub fn parse(sql: &str) -> Result<JsonTree, ParseFailure> {
     // SAFETY: as above; freed once, and nothing read from it afterwards.
     unsafe { pg_query_free_parse_result(result) };
     Err(ParseFailure::Syntax(message))
+}
+
+/// Where a string constant continues after a `--` comment (`'a' -- c⏎'b'`), by Postgres's own
+/// scanner: the offset of the part after the comment. The server's lexer (up to PostgreSQL 16
+/// at least) takes the comment for the whitespace between the two parts and reads one string;
+/// the parser libpg_query compiles reads two, so a body or a value split that way would be
+/// judged in halves. `None` also for a text the scanner rejects (the server rejects it too).
+pub fn string_continued_after_comment(sql: &str) -> Option<usize> {
+    use pg_query::protobuf::Token;
+    let tokens = pg_query::scan(sql).ok()?.tokens;
+    let is = |at: usize, token: Token| tokens.get(at).is_some_and(|t| t.token == token as i32);
+    (0..tokens.len()).find_map(|at| {
+        if !is(at, Token::Sconst) && !is(at, Token::Usconst) {
+            return None;
+        }
+        let comments = (at + 1..)
+            .take_while(|&next| is(next, Token::SqlComment))
+            .count();
+        let next = at + 1 + comments;
+        (comments > 0 && is(next, Token::Sconst))
+            .then(|| usize::try_from(tokens[next].start).ok())
+            .flatten()
+    })
 }
 
 #[cfg(test)]

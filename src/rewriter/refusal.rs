@@ -69,6 +69,9 @@ pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String
     )
 }
 
+/// Why a string constant continued after a `--` comment is refused.
+pub const STRING_CONTINUED_AFTER_COMMENT: &str = "a string constant continues after a comment ('a' -- …, then 'b' on the next line), which PostgreSQL reads as one string and the parser viewgate checks with reads as two; put the parts together, or on consecutive lines without a comment between them";
+
 /// Why a call of `function`, a printer with a substitute, that viewgate's own parser did not
 /// read (in DDL, or in syntax or a spelling it cannot read) is refused at `version`.
 pub fn unsubstituted_printer(function: &str, version: &str) -> String {

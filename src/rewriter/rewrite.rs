@@ -8,8 +8,9 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::lexer;
-use super::mention::may_hide_a_name;
+use super::mention::{comment_after_quote, may_hide_a_name};
 use super::postgres_grammar::{self, Place, Reading, Reference};
+use super::postgres_parser;
 use super::query_functions;
 use super::references::{Collector, NotCollected, view_reference};
 use super::refusal;
@@ -66,6 +67,18 @@ pub struct Analysis {
 /// Tokenizes, splits, parses and collects the edits of a text that mentions a managed table,
 /// then has Postgres's parser confirm them (`check`): the full path, taken on a cache miss.
 pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
+    if let Some(offset) = comment_after_quote(sql.as_bytes())
+        .then(|| postgres_parser::string_continued_after_comment(sql))
+        .flatten()
+    {
+        return Analysis {
+            parser_tokens: None,
+            edits: Err(Failure {
+                reason: refusal::STRING_CONTINUED_AFTER_COMMENT.into(),
+                offset: Some(offset),
+            }),
+        };
+    }
     let mut reading = read_with_sqlparser(sql, targets);
     if !targets.mention_scan().names_in(sql.as_bytes()) {
         // Read only because it may hide a name (`mention::may_hide_a_name`): what Postgres's

@@ -511,3 +511,26 @@ fn split_schema_values_and_long_catalog_reads_are_refused() {
     );
     assert_eq!(cache.stats().hits, 0, "the long text taught no shape");
 }
+
+/// Found by the sixth red-team pass: a string constant continued after a `--` comment
+/// (`'…model_' -- c⏎'metadata'`) is one string to the server but two to the parser the proxy
+/// asks, so a body or a search_path value split that way was judged in halves: refused.
+#[test]
+fn strings_continued_after_a_comment_are_refused() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    for sql in [
+        "DO 'BEGIN RAISE NOTICE ''%'', (SELECT string_agg(model_type, '','') FROM public.model_' -- c\n'metadata); END'",
+        "CREATE FUNCTION pg_temp.r() RETURNS SETOF text LANGUAGE sql AS 'SELECT m::text FROM model_' -- c\r'metadata m'",
+        "SET SCHEMA 'information_' -- c\n'schema'",
+        "SELECT 1; SET search_path = 'viewgate_' -- one\n -- two\n'catalog_v2'",
+    ] {
+        let Err(error) = rewrite(sql, &v1) else {
+            panic!("{sql} passed");
+        };
+        assert!(error.reason.contains("after a comment"), "{sql}: {error}");
+    }
+    // A comment after a string that nothing continues, and strings joined by a newline alone
+    // (which both parsers join), are read as before.
+    assert!(rewrite("SELECT 'a' -- c\nFROM model_metadata", &v1).is_ok());
+    assert!(rewrite("SELECT 'a'\n'b' FROM model_metadata", &v1).is_ok());
+}
