@@ -537,6 +537,19 @@ async fn ddl_and_built_ins_that_would_see_the_whole_table_are_rewritten_or_refus
         ),
         "0"
     );
+    // A body continued after a comment (found by the sixth red-team pass: one string to the
+    // server, which then updated and read model_type): refused, nothing written.
+    let split = "DO 'BEGIN UPDATE public.model_' -- c\n'metadata SET model_type = ''x''; END'";
+    let error = client.batch_execute(split).await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::SYNTAX_ERROR),
+        "{error}"
+    );
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM public.model_metadata WHERE model_type = 'x'"),
+        "0"
+    );
     // Row types with columns v1 does not have: v2's view's, the base table's array type.
     for sql in [
         "SELECT json_populate_record((NULL::_model_metadata)[1], '{}')::text",
