@@ -1,111 +1,247 @@
 //! The fast path's scan: does a statement mention any name a version rewrites, in any case?
 //!
 //! Run on every statement of every versioned session, before anything is tokenized, so it must
-//! cost next to nothing on statements that name none. The names are grouped by their first
-//! byte once, when a version's targets are built: the scan makes one `memchr` pass over the
-//! statement per group and, where the byte occurs, compares only the names whose second byte
-//! follows it. A version with catalog substitutes looks for eleven names, nine of which
-//! start with `pg_`: three passes, not eleven.
+//! cost next to nothing on statements that name none. One pass finds every name: the statement
+//! is lowered a chunk at a time into a buffer on the stack, and Teddy, aho-corasick's SIMD
+//! multi-pattern searcher, looks there for the first three bytes of every name at once (`mod`,
+//! `pg_`, `inf`, …, lowered once when a version's targets are built); only where one occurs are
+//! the names starting so compared whole, on the statement as written. The `U&"` and `U&'` that
+//! open a Unicode escape (which may hide a name, [`may_hide_a_name`]) are two more entries of
+//! the same search. Before, one memchr pass per distinct first byte of the names (five for
+//! the seed's version, nine with catalog substitutes, one more for every table starting with
+//! another letter) stopped at every `t` and `s` of the text (`ts_stat`, `search_path`). Spelling each start in every case
+//! instead of lowering the text (`mod`, `moD`, …, `MOD`) fits only seven starts in Teddy's 64
+//! patterns and cost more even within them. An automaton over the whole names,
+//! ASCII-case-insensitive (aho-corasick's DFA), walks the text a byte at a time, about 1.5 ns a
+//! byte whatever the names: slower than the passes on the benchmark's statement, so it serves
+//! only where Teddy does not (more than 64 starts, or a machine without SSSE3 or NEON).
+//! Figures: docs/rewriting.md, "Cost".
+
+use aho_corasick::{AhoCorasick, Span, packed};
 
 /// What the built-ins that read a relation named in a string have in their names
 /// (`query_to_xml`, `table_to_xml_and_xmlschema`, …, `ts_stat`, `ts_rewrite`): a statement
-/// must mention one for `query_functions.rs` to look at it. Few marks, each starting with a
-/// byte SQL seldom holds where possible (`_` would stop the scan at every column name).
-/// Measured on the 357-character unmanaged statement of `benches/rewrite.rs`: the scan took
-/// 70 ns; with `_to_xml` it took 127 ns, with `xml` and the `U&"` check 82 ns, with the `ts_`
-/// names and every check of [`may_hide_a_name`] 204 ns (docs/rewriting.md, "Cost").
+/// must mention one for `query_functions.rs` to look at it. Few marks, with starts SQL seldom
+/// holds (`_` would find a candidate at every column name). In the one-pass scan they cost no
+/// pass of their own, two starts (`xml`, `ts_`) among the search's patterns. Measured on the
+/// 357-character unmanaged statement of `benches/rewrite.rs` with the scan of one memchr pass
+/// per first byte: 70 ns without them, 204 ns with them and every check of
+/// [`may_hide_a_name`]; with the one-pass scan, every mark and check included, 89–109 ns
+/// (docs/rewriting.md, "Cost").
 pub const RELATION_READING_FUNCTION_MARKS: &[&str] = &["xml", "ts_stat", "ts_rewrite"];
 
-/// A version's names, grouped by their first byte and, within a group, by their second (both
-/// lower case), ready to scan for: where the first byte occurs, the next byte picks the few
-/// names worth comparing (`deployments` has three `p`s, none followed by `g`).
+/// How many bytes of each name Teddy looks for: with two, `mo`, `pg`, `co` would stop the scan
+/// at every `COUNT`, `model_id` or `ORDER`; a third byte makes a stop rare and keeps names
+/// sharing it (the catalog's `pg_…`) one pattern.
+const START_LEN: usize = 3;
+
+/// How much of a statement is lowered at a time, into a buffer on the stack: a statement of
+/// a few hundred bytes takes one chunk, a longer one a Teddy call a chunk.
+const LOWERED_CHUNK: usize = 1024;
+
+/// What opens a Unicode escape (`U&"\006Dodel_metadata"`, `U&'…'`), found with the names.
+const UNICODE_ESCAPES: [&[u8]; 2] = [b"u&\"", b"u&'"];
+
+/// A version's names (and the Unicode escapes), ready to scan for in one pass.
 #[derive(Debug, Clone, Default)]
 pub struct MentionScan {
-    groups: Vec<FirstByte>,
+    search: Search,
 }
 
+/// What the scan looks for: a name, or an escape that may hide one.
 #[derive(Debug, Clone)]
-struct FirstByte {
-    byte: u8,
-    /// Names of one byte: found wherever that byte is.
-    whole: bool,
-    /// The shortest name of the group: no name starts closer than this to the end.
-    shortest: usize,
-    /// Per second byte, the rest of each name (from its third byte).
-    by_second: Vec<(u8, Vec<Box<[u8]>>)>,
+struct Entry {
+    bytes: Box<[u8]>,
+    is_name: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Search {
+    /// No names: nothing is found, not even what may hide one.
+    #[default]
+    Nothing,
+    /// Teddy over the entries' lowered starts (all of one length, so at most one occurs at a
+    /// position); `entries` holds per start (Teddy's pattern) the entries beginning with it.
+    Starts {
+        searcher: packed::Searcher,
+        start_len: usize,
+        entries: Vec<Vec<Entry>>,
+    },
+    /// One automaton over the whole entries, ASCII-case-insensitive; `is_name` per entry.
+    Automaton {
+        automaton: AhoCorasick,
+        is_name: Vec<bool>,
+    },
+    /// Each entry looked for on its own: the automaton could not be built (only past its
+    /// limit of 2^31 states, over two gigabytes of names).
+    OneByOne(Vec<Entry>),
 }
 
 impl MentionScan {
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut groups: Vec<FirstByte> = Vec::new();
-        for name in names {
-            let bytes = name.as_bytes();
-            let Some(&first) = bytes.first() else {
-                continue;
-            };
-            let first = first.to_ascii_lowercase();
-            let index = groups
-                .iter()
-                .position(|group| group.byte == first)
-                .unwrap_or_else(|| {
-                    groups.push(FirstByte {
-                        byte: first,
-                        whole: false,
-                        shortest: bytes.len(),
-                        by_second: Vec::new(),
-                    });
-                    groups.len() - 1
-                });
-            let group = &mut groups[index];
-            group.shortest = group.shortest.min(bytes.len());
-            let (Some(&second), Some(tail)) = (bytes.get(1), bytes.get(2..)) else {
-                group.whole = true;
-                continue;
-            };
-            let second = second.to_ascii_lowercase();
-            match group.by_second.iter_mut().find(|(byte, _)| *byte == second) {
-                Some((_, tails)) => tails.push(tail.into()),
-                None => group.by_second.push((second, vec![tail.into()])),
-            }
+        let entries = entries(names);
+        if entries.is_empty() {
+            return MentionScan::default();
         }
-        MentionScan { groups }
+        let search = Search::starts(&entries).unwrap_or_else(|| Search::automaton(entries));
+        MentionScan { search }
     }
 
     /// Whether any of the names occurs in `haystack`, ignoring ASCII case, or could
     /// ([`may_hide_a_name`]).
     pub fn found_in(&self, haystack: &[u8]) -> bool {
-        !self.groups.is_empty() && may_hide_a_name(haystack) || self.names_in(haystack)
+        !matches!(self.search, Search::Nothing)
+            && (self.search.finds(haystack, true) || may_hide_a_name_unsearched(haystack))
     }
 
     /// Whether any of the names occurs in `haystack` as written, ignoring ASCII case.
     pub fn names_in(&self, haystack: &[u8]) -> bool {
-        self.groups.iter().any(|group| {
-            let Some(last_start) = haystack.len().checked_sub(group.shortest) else {
-                return false;
-            };
-            let candidates = haystack.get(..=last_start).unwrap_or_default();
-            let mut starts =
-                memchr::memchr2_iter(group.byte, group.byte.to_ascii_uppercase(), candidates);
-            if group.whole {
-                return starts.next().is_some();
+        self.search.finds(haystack, false)
+    }
+
+    /// Whether Teddy searches for these names; `None` on a machine without it.
+    #[cfg(test)]
+    pub(super) fn searched_by_teddy(&self) -> Option<bool> {
+        packed::Searcher::new(["abc"])?;
+        Some(matches!(self.search, Search::Starts { .. }))
+    }
+}
+
+impl Search {
+    /// Teddy over the entries' lowered starts, if the machine has the instructions it needs
+    /// (SSSE3 or AVX2, NEON) and they are few enough (it declines more than 64 patterns, or 16
+    /// of one byte, where its verification would dominate).
+    fn starts(entries: &[Entry]) -> Option<Search> {
+        // A name shorter than the others' starts is a start of its own length, so that every
+        // start has one length.
+        let start_len = entries
+            .iter()
+            .map(|entry| entry.bytes.len())
+            .min()?
+            .min(START_LEN);
+        let mut starts: Vec<Vec<u8>> = Vec::new();
+        let mut grouped: Vec<Vec<Entry>> = Vec::new();
+        for entry in entries {
+            let start = entry.bytes.get(..start_len)?.to_ascii_lowercase();
+            match starts.iter().position(|known| *known == start) {
+                Some(index) => grouped.get_mut(index)?.push(entry.clone()),
+                None => {
+                    starts.push(start);
+                    grouped.push(vec![entry.clone()]);
+                }
             }
-            starts.any(|start| {
-                let Some(second) = haystack.get(start + 1).map(u8::to_ascii_lowercase) else {
-                    return false;
-                };
-                group
-                    .by_second
-                    .iter()
-                    .filter(|(byte, _)| *byte == second)
-                    .flat_map(|(_, tails)| tails)
-                    .any(|tail| {
-                        haystack
-                            .get(start + 2..start + 2 + tail.len())
-                            .is_some_and(|window| window.eq_ignore_ascii_case(tail))
-                    })
-            })
+        }
+        Some(Search::Starts {
+            searcher: packed::Searcher::new(starts)?,
+            start_len,
+            entries: grouped,
         })
     }
+
+    fn automaton(entries: Vec<Entry>) -> Search {
+        match AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(entries.iter().map(|entry| &entry.bytes))
+        {
+            Ok(automaton) => Search::Automaton {
+                automaton,
+                is_name: entries.iter().map(|entry| entry.is_name).collect(),
+            },
+            Err(_) => Search::OneByOne(entries),
+        }
+    }
+
+    /// Whether a name (or, with `escapes`, an escape) occurs in `haystack`, ignoring ASCII case.
+    fn finds(&self, haystack: &[u8], escapes: bool) -> bool {
+        let wanted = |entry: &Entry| entry.is_name || escapes;
+        match self {
+            Search::Nothing => false,
+            Search::Starts {
+                searcher,
+                start_len,
+                entries,
+            } => {
+                let occurs_at = |at: usize, start: usize| {
+                    let next = haystack.get(at + start_len).map(u8::to_ascii_lowercase);
+                    entries.get(start).is_some_and(|entries| {
+                        entries.iter().filter(|entry| wanted(entry)).any(|entry| {
+                            // Names sharing a start mostly differ in the next byte (`pg_class`,
+                            // `pg_index`, … at a `pg_catalog`): one byte rules them out.
+                            entry
+                                .bytes
+                                .get(*start_len)
+                                .is_none_or(|byte| Some(byte.to_ascii_lowercase()) == next)
+                                && haystack
+                                    .get(at..at + entry.bytes.len())
+                                    .is_some_and(|window| window.eq_ignore_ascii_case(&entry.bytes))
+                        })
+                    })
+                };
+                let mut lowered = [0; LOWERED_CHUNK];
+                let mut offset = 0;
+                loop {
+                    let chunk = haystack.get(offset..).unwrap_or_default();
+                    let chunk = chunk.get(..LOWERED_CHUNK).unwrap_or(chunk);
+                    let lowered = &mut lowered[..chunk.len()];
+                    for (lower, byte) in lowered.iter_mut().zip(chunk) {
+                        *lower = byte.to_ascii_lowercase();
+                    }
+                    let mut from = 0;
+                    while let Some(found) =
+                        searcher.find_in(&*lowered, Span::from(from..lowered.len()))
+                    {
+                        if occurs_at(offset + found.start(), found.pattern().as_usize()) {
+                            return true;
+                        }
+                        // Another start may begin inside this one.
+                        from = found.start() + 1;
+                    }
+                    if offset + chunk.len() >= haystack.len() {
+                        return false;
+                    }
+                    // The next chunk repeats this one's last bytes, so that a start across the
+                    // boundary is seen whole.
+                    offset += chunk.len() - (*start_len - 1);
+                }
+            }
+            Search::Automaton { automaton, is_name } => {
+                if escapes {
+                    automaton.is_match(haystack)
+                } else {
+                    // Overlapping: an escape's match must not hide a name's over the same bytes.
+                    automaton.find_overlapping_iter(haystack).any(|found| {
+                        is_name
+                            .get(found.pattern().as_usize())
+                            .copied()
+                            .unwrap_or(false)
+                    })
+                }
+            }
+            Search::OneByOne(entries) => entries
+                .iter()
+                .filter(|entry| wanted(entry))
+                .any(|entry| contains_ignore_ascii_case(haystack, &entry.bytes)),
+        }
+    }
+}
+
+/// The non-empty names and, when there is one, the escapes that may hide a name.
+fn entries<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = names
+        .into_iter()
+        .filter(|name| !name.is_empty())
+        .map(|name| Entry {
+            bytes: name.as_bytes().into(),
+            is_name: true,
+        })
+        .collect();
+    if !entries.is_empty() {
+        entries.extend(UNICODE_ESCAPES.iter().map(|escape| Entry {
+            bytes: (*escape).into(),
+            is_name: false,
+        }));
+    }
+    entries
 }
 
 /// Whether `haystack` may name a managed table without spelling the name, so that it must be
@@ -116,8 +252,13 @@ impl MentionScan {
 /// …) can build it at run time (`definitions.rs`); a string continued after a `--` comment
 /// joins parts that each spell only half of it. All are rare in application traffic.
 pub fn may_hide_a_name(haystack: &[u8]) -> bool {
-    unicode_escape(haystack)
-        || escape_string_with_backslash(haystack)
+    unicode_escape(haystack) || may_hide_a_name_unsearched(haystack)
+}
+
+/// Every check of [`may_hide_a_name`] but the Unicode escape, which [`MentionScan`] finds in
+/// its search with the names: the fast path runs these after it, so a new check belongs here.
+fn may_hide_a_name_unsearched(haystack: &[u8]) -> bool {
+    escape_string_with_backslash(haystack)
         || starts_definition(haystack)
         || comment_after_quote(haystack)
 }
@@ -229,7 +370,10 @@ mod tests {
             "information_schema",
             "",
         ]);
-        assert_eq!(scan.groups.len(), 3, "one group a first byte");
+        assert!(
+            matches!(scan.search, Search::Starts { .. }) || !teddy_available(),
+            "{scan:?}"
+        );
         for text in [
             "select * from PG_INDEX",
             "select * from pg_class",
@@ -254,6 +398,7 @@ mod tests {
             r#"SELECT x(e'model\x5fmetadata')"#,
             "DO $$ BEGIN EXECUTE 'x'; END $$",
             "SELECT 1;\n create function f() returns int language sql as 'select 1'",
+            "SELECT x FROM f('model_' -- c\n'metadata')",
         ] {
             assert!(scan.found_in(hidden.as_bytes()), "{hidden}");
         }
@@ -269,6 +414,143 @@ mod tests {
         assert!(!MentionScan::new([]).found_in(br#"U&"x""#));
         let one_byte = MentionScan::new(["x"]);
         assert!(one_byte.found_in(b"a X b") && !one_byte.found_in(b"abc"));
+    }
+
+    impl Search {
+        fn kind(&self) -> &'static str {
+            match self {
+                Search::Nothing => "nothing",
+                Search::Starts { .. } => "starts",
+                Search::Automaton { .. } => "automaton",
+                Search::OneByOne(_) => "one by one",
+            }
+        }
+    }
+
+    fn teddy_available() -> bool {
+        packed::Searcher::new(["abc"]).is_some()
+    }
+
+    /// Each way of searching, for the same names.
+    fn searches(names: &[&str]) -> Vec<Search> {
+        let entries = entries(names.iter().copied());
+        let automaton = Search::automaton(entries.clone());
+        assert!(matches!(automaton, Search::Automaton { .. }));
+        Search::starts(&entries)
+            .into_iter()
+            .chain([automaton, Search::OneByOne(entries)])
+            .collect()
+    }
+
+    #[test]
+    fn every_search_finds_what_a_lowered_search_finds() {
+        let name_sets: &[&[&str]] = &[
+            &["model_metadata", "xml", "ts_stat", "ts_rewrite"],
+            &[
+                "pg_class",
+                "pg_index",
+                "PG_Inde",
+                "information_schema",
+                "col_description",
+            ],
+            &["x", "xml"],
+            &["ab", "abab", "b_"],
+            &["aaa", "aab"],
+            &["aaax", "aab"],
+            &["ÉTé", "é", "u&\"x"],
+            &["q&'", "ts_"],
+        ];
+        let pieces = [
+            "a",
+            "A",
+            "b",
+            "x",
+            "X",
+            "ml",
+            "ML",
+            "u&",
+            "U&",
+            "\"",
+            "'",
+            "_",
+            "ts_",
+            "TS_",
+            "stat",
+            "pg_",
+            "PG_",
+            "class",
+            "inde",
+            "X",
+            "é",
+            "É",
+            "tÉ",
+            "TÉ",
+            "model_metadata",
+            "MODEL_METADAT",
+            "information_schema",
+            "q&",
+            "aa",
+            "ab",
+        ];
+        let mut texts = vec![String::new()];
+        for a in pieces {
+            texts.push(a.to_owned());
+            for b in pieces {
+                for c in ["", "A", "'", "&\"", "_s", "b"] {
+                    texts.push(format!("{a}{b}{c}"));
+                    // Long enough for Teddy (shorter texts are searched by Rabin-Karp).
+                    texts.push(format!("select 1 from t where v = 2 or w = 3; {a}{b}{c}"));
+                }
+                // Across the boundary of the chunks the text is lowered in.
+                for before in LOWERED_CHUNK - 4..=LOWERED_CHUNK {
+                    texts.push(format!("{}{a}{b}", "-".repeat(before)));
+                }
+            }
+        }
+        for names in name_sets {
+            let searches = searches(names);
+            assert_eq!(
+                searches.len(),
+                2 + usize::from(teddy_available()),
+                "{names:?}"
+            );
+            let lowered_entries: Vec<(String, bool)> = entries(names.iter().copied())
+                .iter()
+                .map(|entry| {
+                    let text = String::from_utf8_lossy(&entry.bytes).to_ascii_lowercase();
+                    (text, entry.is_name)
+                })
+                .collect();
+            for text in &texts {
+                let lowered = text.to_ascii_lowercase();
+                for escapes in [false, true] {
+                    let expected = lowered_entries
+                        .iter()
+                        .any(|(entry, is_name)| (*is_name || escapes) && lowered.contains(entry));
+                    for search in &searches {
+                        assert_eq!(
+                            search.finds(text.as_bytes(), escapes),
+                            expected,
+                            "{names:?} in {text:?} (escapes: {escapes}) by {}",
+                            search.kind()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn past_teddys_limit_one_automaton_searches() {
+        let many: Vec<String> = (b'a'..=b'h')
+            .flat_map(|first| (b'a'..=b'i').map(move |second| [first, second]))
+            .map(|start| format!("{}_table", String::from_utf8_lossy(&start)))
+            .collect();
+        let scan = MentionScan::new(many.iter().map(String::as_str));
+        assert!(matches!(scan.search, Search::Automaton { .. }), "{scan:?}");
+        assert!(
+            scan.found_in(b"select * from HI_Table") && !scan.found_in(b"select * from hi_tabl")
+        );
     }
 
     #[test]

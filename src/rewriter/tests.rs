@@ -496,6 +496,14 @@ fn with_catalog_substitutes_the_mention_scan_also_looks_for_the_catalog() {
 }
 
 #[test]
+fn a_version_with_catalog_substitutes_is_searched_by_teddy() {
+    // Every mark and catalog name, and room for a few tables: a mark or substitute that
+    // pushed the starts past Teddy's 64 would send every version to the slower automaton.
+    let with_catalog = v2().with_catalog_substitutes("viewgate_catalog_v2");
+    assert_ne!(with_catalog.mention_scan().searched_by_teddy(), Some(false));
+}
+
+#[test]
 fn a_managed_tables_row_type_becomes_the_views() {
     check(
         "SELECT (NULL::model_metadata).*",
