@@ -264,7 +264,7 @@ fn may_hide_a_name_unsearched(haystack: &[u8]) -> bool {
 }
 
 /// A `--` comment after a quote: a string may continue after it (`'model_' -- c⏎'metadata'`,
-/// `lexer::string_continued_after_comment`), spelling a name no part shows.
+/// `postgres_parser::string_continued_after_comment`), spelling a name no part shows.
 pub fn comment_after_quote(haystack: &[u8]) -> bool {
     memchr::memchr(b'\'', haystack)
         .is_some_and(|quote| memchr::memmem::find(&haystack[quote..], b"--").is_some())
