@@ -123,17 +123,7 @@ impl Walker<'_> {
         };
         // A printer with a substitute: sqlparser's edit must send it there.
         if self.targets.substitute_function(None, name).is_some() {
-            let Some(offset) = location(call) else {
-                self.unlocatable = true;
-                return;
-            };
-            self.found.push(Reference {
-                offset,
-                schema: None,
-                name: name.to_owned(),
-                aliased: false,
-                place: Place::Printer,
-            });
+            self.record(call, None, name, false, Place::Printer);
         }
         let arguments = call.get("args").map(Tree::as_array).unwrap_or_default();
         let Some(reads) = query_functions::reads(name, arguments.len()) else {
