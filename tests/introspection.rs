@@ -549,6 +549,66 @@ fn information_schema_stays_off_a_versioned_search_path() {
     );
 }
 
+/// Found by the seventh red-team pass: `UPDATE pg_settings` changed the search_path with no
+/// word the proxy looked for, and EXPLAIN VERBOSE listed hidden columns (a self-join's scan
+/// outputs the base table's every column; `count(*)` picked the index on `schema_version`).
+#[test]
+fn pg_settings_writes_and_verbose_plans_are_refused_at_a_version() {
+    let proxy = versioned_proxy();
+    proxy.admin("CREATE INDEX ON model_metadata (schema_version); ANALYZE model_metadata");
+    for (sql, why) in [
+        (
+            "UPDATE pg_settings SET setting = 'information_sch' || 'ema' WHERE name = 'search' || '_path'",
+            "pg_settings",
+        ),
+        (
+            "CREATE TEMP VIEW s AS SELECT * FROM pg_settings",
+            "pg_settings",
+        ),
+        (
+            "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM model_metadata a JOIN model_metadata b USING (id)",
+            "EXPLAIN VERBOSE",
+        ),
+        (
+            "EXPLAIN VERBOSE SELECT count(*) FROM model_metadata",
+            "EXPLAIN VERBOSE",
+        ),
+    ] {
+        let refused = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            refused.contains(why)
+                && !refused.contains("model_type")
+                && !refused.contains("schema_version"),
+            "{sql}: {refused}"
+        );
+    }
+    assert_eq!(
+        psql(&proxy, Some("v1"), "SHOW search_path").unwrap(),
+        "\"$user\", public"
+    );
+    // Reading pg_settings, and a plan without VERBOSE, are as Postgres gives them.
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT setting FROM pg_settings WHERE name = 'standard_conforming_strings'"
+        )
+        .unwrap(),
+        "on"
+    );
+    let plan = psql(
+        &proxy,
+        Some("v1"),
+        "EXPLAIN (COSTS OFF) SELECT * FROM model_metadata a JOIN model_metadata b USING (id)",
+    )
+    .unwrap();
+    assert!(plan.contains("Join"), "{plan}");
+    assert!(
+        !plan.contains("model_type") && !plan.contains("Output"),
+        "{plan}"
+    );
+}
+
 #[test]
 fn unversioned_sessions_and_unrelated_statements_see_the_real_catalog() {
     let proxy = versioned_proxy();

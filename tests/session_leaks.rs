@@ -2,10 +2,11 @@
 //! clients (psql, tokio-postgres, a raw protocol client):
 //!
 //! - `standard_conforming_strings = off`: Postgres then reads `\'` inside `'…'` as an escaped
-//!   quote, so text viewgate reads as a literal can be a reference to the base table. While
-//!   the session has it off (followed from ParameterStatus), or work that may turn it off is
-//!   unanswered, a statement with a backslash that mentions a managed table is refused
-//!   (0A000), by Query and by Parse; one without a backslash is rewritten as usual.
+//!   quote, so text viewgate reads as a literal can be a reference to the base table. A
+//!   versioned session may not turn it off; one that has it off anyway (from its login,
+//!   followed from ParameterStatus) is refused every statement but turning it on (0A000), by
+//!   Query and by Parse; while earlier work is unanswered, a statement with a backslash that
+//!   the rewriter would read is refused.
 //! - The FunctionCall message calls a function by oid with no SQL to rewrite: a versioned
 //!   session may call only the large-object functions so (0A000 for `table_to_xml` and the
 //!   rest, and the session goes on); libpq's large-object API still works through the proxy.
@@ -18,20 +19,36 @@ use std::process::{Command, Stdio};
 
 use common::TestProxy;
 use common::raw;
-use common::versions::{connect, psql, versioned_proxy};
+use common::versions::{psql, versioned_proxy};
 use viewgate::pg_cluster::SUPERUSER;
 
 /// The red team's statement: with standard_conforming_strings off, Postgres reads
 /// `model_type FROM model_metadata` outside any literal; viewgate reads it inside one.
 const SMUGGLED: &str = "SELECT 'x\\' AS a, ' AS b, model_type FROM model_metadata -- '\n;";
 
-/// What the refusal tells the user to do.
-const ADVICE: &str = "set standard_conforming_strings to on";
+/// What the refusal of a statement turning the setting off says.
+const TURNS_OFF: &str = "may turn it off";
+/// What a session that has the setting off is told.
+const TURN_ON: &str = "run SET standard_conforming_strings = on";
+/// What a backslash sent while earlier work is unanswered is told.
+const WAIT: &str = "once the earlier statements are answered";
 
 fn with_a_row(proxy: &TestProxy) {
     proxy.admin(
         "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '1', 'secret-type')",
     );
+}
+
+/// A role whose logins have standard_conforming_strings off (set over a direct connection,
+/// where the proxy cannot see it): Postgres reports it at login.
+const LEGACY_ROLE: &str = "legacy_strings";
+
+fn with_a_legacy_role(proxy: &TestProxy) {
+    proxy.admin(&format!(
+        "CREATE ROLE {LEGACY_ROLE} LOGIN; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {LEGACY_ROLE}; \
+         ALTER ROLE {LEGACY_ROLE} SET standard_conforming_strings = off"
+    ));
 }
 
 /// Runs each of `commands` as its own `-c` through psql (each its own Query), stopping at the
@@ -50,7 +67,7 @@ fn psql_commands(command: &mut Command, commands: &[&str]) -> Result<String, Str
 }
 
 #[test]
-fn backslashes_near_a_managed_table_are_refused_while_strings_do_not_conform() {
+fn a_versioned_session_never_reads_with_strings_that_do_not_conform() {
     let proxy = versioned_proxy();
     with_a_row(&proxy);
     // The leak is real: straight to Postgres, the statement reads the base table's column.
@@ -66,53 +83,72 @@ fn backslashes_near_a_managed_table_are_refused_while_strings_do_not_conform() {
     .unwrap();
     assert!(leaked.contains("secret-type"), "{leaked}");
 
-    // Through viewgate: refused with 0A000, never sent to the base table.
+    // Through viewgate, no statement turns it off (0A000 from the rewriter's refusal is
+    // 42601; either way, refused before Postgres runs it), and the session keeps it on.
     let through = |commands: &[&str]| psql_commands(&mut proxy.psql(&proxy.conninfo()), commands);
-    let error = through(&["SET standard_conforming_strings = off", SMUGGLED]).unwrap_err();
-    assert!(
-        error.contains(ADVICE) && error.contains("version v1") && !error.contains("secret-type"),
-        "{error}"
-    );
-    let code = through(&[
+    for turn_off in [
         "SET standard_conforming_strings = off",
-        "\\set VERBOSITY verbose",
-        SMUGGLED,
-    ])
-    .unwrap_err();
-    assert!(code.contains("0A000"), "{code}");
-    // Also when the login turned it off (reported in the startup's ParameterStatus).
-    let conninfo = format!(
+        "SET LOCAL standard_conforming_strings TO false",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "SELECT set_config('standard_' || 'conforming_strings', 'off', false)",
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        // The seventh red-team pass crashed Postgres 15's pg_stat_statements so, and read
+        // base rows through bodies with `\x5f` escapes.
+        "SELECT set_config('standard_conforming_strings', 'off', false); SELECT 'a\\' AS x, ' AS y, (SELECT 1) AS z --'",
+    ] {
+        // (A computed name may be the search_path too, which is refused first.)
+        let error = through(&[turn_off]).unwrap_err();
+        assert!(
+            error.contains(TURNS_OFF) || error.contains("set_config('search_path', …)"),
+            "{turn_off}: {error}"
+        );
+    }
+    let setting = through(&["SHOW standard_conforming_strings"]).unwrap();
+    assert_eq!(setting, "on");
+
+    // Nor does a login's startup packet.
+    let declared = format!(
         "{} options='-c standard_conforming_strings=off'",
         proxy.conninfo()
     );
-    let error = psql_commands(&mut proxy.psql(&conninfo), &[SMUGGLED]).unwrap_err();
-    assert!(error.contains(ADVICE), "{error}");
+    let error = psql_commands(&mut proxy.psql(&declared), &["SELECT 1"]).unwrap_err();
+    assert!(error.contains(TURN_ON), "{error}");
 
-    // Without a backslash the statement reads the same either way: rewritten (v1's five
-    // columns), while the setting is off.
-    let row = through(&[
-        "SET standard_conforming_strings = off",
+    // A login whose role has it off (reported in the startup's ParameterStatus): every
+    // statement is refused, with or without a backslash, until the session turns it on.
+    with_a_legacy_role(&proxy);
+    let conninfo = format!("{} user={LEGACY_ROLE}", proxy.conninfo());
+    let off = |commands: &[&str]| psql_commands(&mut proxy.psql(&conninfo), commands);
+    for sql in [
+        SMUGGLED,
         "SELECT * FROM model_metadata WHERE model_name = 'bert'",
+        "SELECT 1",
+    ] {
+        let error = off(&[sql]).unwrap_err();
+        assert!(
+            error.contains(TURN_ON)
+                && error.contains("version v1")
+                && !error.contains("secret-type"),
+            "{sql}: {error}"
+        );
+    }
+    let code = off(&["\\set VERBOSITY verbose", "SELECT 1"]).unwrap_err();
+    assert!(code.contains("0A000"), "{code}");
+    assert_eq!(off(&["SHOW standard_conforming_strings"]).unwrap(), "off");
+
+    // Turned back on, the statement is read as viewgate reads it: two literals, no column
+    // of the table; and a read is rewritten (v1's five columns).
+    let back_on = off(&["SET standard_conforming_strings = on", SMUGGLED]).unwrap();
+    assert_eq!(back_on, "x\\| AS b, model_type FROM model_metadata --");
+    let row = off(&[
+        "SET standard_conforming_strings TO true",
+        "SELECT * FROM model_metadata WHERE model_name <> 'a\\b'",
     ])
     .unwrap();
     assert_eq!(row.split('|').count(), 5, "{row}");
-    // With a backslash but no managed table: forwarded.
-    let plain = through(&[
-        "SET standard_conforming_strings = off",
-        "SELECT 'it\\'s' AS quoted",
-    ])
-    .unwrap();
-    assert_eq!(plain, "it's");
-
-    // With the setting back on, the statement is read as viewgate reads it: two literals,
-    // no column of the table.
-    let back_on = through(&[
-        "SET standard_conforming_strings = off",
-        "SET standard_conforming_strings = on",
-        SMUGGLED,
-    ])
-    .unwrap();
-    assert_eq!(back_on, "x\\| AS b, model_type FROM model_metadata --");
+    // RESET goes back to the login's value, off: so it does not count as turning it on.
+    let error = off(&["RESET standard_conforming_strings"]).unwrap_err();
+    assert!(error.contains(TURN_ON), "{error}");
     let row = psql(
         &proxy,
         None,
@@ -123,20 +159,33 @@ fn backslashes_near_a_managed_table_are_refused_while_strings_do_not_conform() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_parse_with_backslashes_is_refused_while_strings_do_not_conform() {
+async fn a_parse_is_refused_while_strings_may_not_conform() {
     let proxy = versioned_proxy();
     with_a_row(&proxy);
-    let client = connect(&proxy).await;
+    with_a_legacy_role(&proxy);
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.url(LEGACY_ROLE, "postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    // Parse: the refusal's own ErrorResponse, in the Parse's place; without a backslash too.
+    for sql in [
+        SMUGGLED,
+        "SELECT * FROM model_metadata WHERE model_name = $1",
+    ] {
+        let error = client.prepare(sql).await.unwrap_err();
+        let error = error.as_db_error().expect("an error from the server side");
+        assert_eq!(error.code().code(), "0A000", "{error:?}");
+        assert!(error.message().contains(TURN_ON), "{error:?}");
+    }
+
+    // Back on: prepared and read as viewgate reads it; the session goes on as usual.
     client
-        .batch_execute("SET standard_conforming_strings = off")
+        .batch_execute("SET standard_conforming_strings = on")
         .await
         .unwrap();
-    // Parse: the refusal's own ErrorResponse, in the Parse's place.
-    let error = client.prepare(SMUGGLED).await.unwrap_err();
-    let error = error.as_db_error().expect("an error from the server side");
-    assert_eq!(error.code().code(), "0A000", "{error:?}");
-    assert!(error.message().contains(ADVICE), "{error:?}");
-    // The session goes on; without a backslash, rewritten as usual.
+    let statement = client.prepare(SMUGGLED).await.unwrap();
+    assert_eq!(statement.columns().len(), 2);
     let rows = client
         .query(
             "SELECT * FROM model_metadata WHERE model_name = $1",
@@ -146,27 +195,18 @@ async fn a_parse_with_backslashes_is_refused_while_strings_do_not_conform() {
         .unwrap();
     assert_eq!(rows[0].columns().len(), 5);
 
-    // Back on: prepared and read as viewgate reads it.
-    client
-        .batch_execute("SET standard_conforming_strings = on")
-        .await
-        .unwrap();
-    let statement = client.prepare(SMUGGLED).await.unwrap();
-    assert_eq!(statement.columns().len(), 2);
-
-    // A SET pipelined ahead of the statement, not answered when the statement is routed:
-    // the proxy cannot know yet how Postgres will read it, so it is refused too.
-    let (set, prepared) = tokio::join!(
-        client.batch_execute("SET standard_conforming_strings = off"),
+    // Work pipelined ahead of the statement, not answered when the statement is routed: the
+    // proxy cannot know yet how Postgres will read it (that work might have changed the
+    // setting where the proxy cannot see), so a backslash near a managed table is refused.
+    let (earlier, prepared) = tokio::join!(
+        client.batch_execute("SELECT pg_sleep(0.05)"),
         client.prepare(SMUGGLED),
     );
-    set.unwrap();
+    earlier.unwrap();
     let error = prepared.unwrap_err();
-    assert_eq!(
-        error.as_db_error().map(|error| error.code().code()),
-        Some("0A000"),
-        "{error:?}"
-    );
+    let error = error.as_db_error().expect("an error from the server side");
+    assert_eq!(error.code().code(), "0A000", "{error:?}");
+    assert!(error.message().contains(WAIT), "{error:?}");
 }
 
 /// `table_to_xml` and `query_to_xml` by oid (fixed in pg_proc.dat).

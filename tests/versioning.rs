@@ -216,6 +216,19 @@ fn text_in_another_client_encoding_is_rewritten_when_ascii_and_refused_otherwise
         error.contains("client_encoding is not UTF8") && error.contains("version v1"),
         "{error}"
     );
+    // So is one the rewriter would have read for what it may hide or substitute (the seventh
+    // red-team pass read base rows through a name spelled with Unicode escapes, which the
+    // bytes do not spell), or for a catalog relation the version reads through a substitute.
+    for sql in [
+        r#"SELECT 'é', m::text FROM public.U&"\006Dodel\005Fmetadata" m"#,
+        "SELECT 'é', attname FROM pg_attribute WHERE attname = 'x'",
+    ] {
+        let error = latin1(sql).unwrap_err();
+        assert!(
+            error.contains("client_encoding is not UTF8"),
+            "{sql}: {error}"
+        );
+    }
     // Non-ASCII text that names no managed table is forwarded.
     assert!(latin1("SELECT 'é' AS x").is_ok());
     // After SET client_encoding (reported by Postgres), UTF-8 text is read again.

@@ -20,6 +20,17 @@ pub const SET_CONFIG: &str = "set_config";
 /// (`rewriter::search_path_catalog`).
 pub const SEARCH_PATH_SETTERS: &[&str] = &[SEARCH_PATH, SET_CONFIG];
 
+/// The setting that decides whether a backslash escapes inside `'…'` literals.
+pub const STANDARD_CONFORMING_STRINGS: &str = "standard_conforming_strings";
+
+/// The view whose UPDATE rule changes any setting, by a name and value it may compute.
+pub const PG_SETTINGS: &str = "pg_settings";
+
+/// What may change how Postgres reads the session's later text
+/// (`rewriter::reading_settings`): every version with managed tables reads statements naming
+/// these, and refuses them in bodies and in texts too long to check.
+pub const READING_SETTERS: &[&str] = &[STANDARD_CONFORMING_STRINGS, PG_SETTINGS, SET_CONFIG];
+
 /// `SET SCHEMA 'a'` sets the search_path too, and its value may be split into adjacent
 /// literals (`'information_' 'schema'`) that name neither setting: the word every version
 /// with managed tables reads statements for, and refuses in a body, where values may be

@@ -36,6 +36,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::upstream::{UpstreamError, UpstreamTarget};
 use super::upstream_auth::{self, Credentials, LoggedIn, LoginError};
+use crate::model::catalog_substitutes;
 use crate::net::stream::UpstreamStream;
 use crate::protocol::backend::{self, TransactionStatus};
 use crate::protocol::frame::{HEADER_LEN, encode_message};
@@ -49,8 +50,11 @@ use crate::rewriter::statements;
 /// The proxy's own statement on the old connection; a name no driver generates.
 const STATE_STATEMENT: &str = "__viewgate_session_state";
 /// Session settings and prepared statements, one row each: kind, name, value, parameter OIDs.
+/// standard_conforming_strings whatever set it: a role's default can have it off, and the
+/// statements read with it on must be told apart from those read with it off.
 const STATE_SQL: &str = "SELECT 's', name, pg_catalog.current_setting(name), NULL \
-     FROM pg_catalog.pg_settings WHERE source = 'session' \
+     FROM pg_catalog.pg_settings \
+     WHERE (source = 'session' OR name = 'standard_conforming_strings') \
      AND name NOT IN ('transaction_isolation', 'transaction_read_only', 'transaction_deferrable') \
      UNION ALL \
      SELECT CASE WHEN from_sql THEN 'q' ELSE 'p' END, name, statement, \
@@ -58,7 +62,8 @@ const STATE_SQL: &str = "SELECT 's', name, pg_catalog.current_setting(name), NUL
      FROM pg_catalog.pg_prepared_statements WHERE name <> '__viewgate_session_state'";
 const SET_CONFIG_SQL: &[u8] = b"SELECT pg_catalog.set_config($1, $2, false)";
 /// The setting that decides how a backslash in a `'…'` literal reads.
-const STANDARD_CONFORMING_STRINGS: &[u8] = b"standard_conforming_strings";
+const STANDARD_CONFORMING_STRINGS: &[u8] =
+    catalog_substitutes::STANDARD_CONFORMING_STRINGS.as_bytes();
 /// Type OIDs below this are built in and equal on every cluster; others are left for the new
 /// server to infer (a user-defined type has another OID there).
 const FIRST_NORMAL_OBJECT_ID: u32 = 16_384;

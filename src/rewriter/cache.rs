@@ -598,6 +598,25 @@ mod tests {
         assert_eq!((stats.hits, stats.misses, stats.entries), (1, 2, 2));
     }
 
+    /// The seventh red-team pass: a text with a `/* */` comment between two literals (two
+    /// strings to Postgres) taught its shape, and the same text with a `--` comment there
+    /// (one string to Postgres: `information_schema`) was served that verdict.
+    #[test]
+    fn a_comment_between_literals_is_never_learned_by_shape() {
+        let cache = RewriteCache::default();
+        let v1 = VersionTargets::seed_example("v1");
+        let taught = "SET SCHEMA 'information_' /* c */\n'schema'";
+        let exploit = "SET SCHEMA 'information_' --\n'schema'";
+        let first = rewrite_cached(&cache, taught, &v1);
+        assert_eq!(*first, rewrite(taught, &v1));
+        let served = rewrite_cached(&cache, exploit, &v1);
+        assert_eq!(*served, rewrite(exploit, &v1));
+        assert!(served.is_err(), "{served:?}");
+        // Each text is kept under its own text: asked again, both are hits.
+        assert!(Arc::ptr_eq(&first, &rewrite_cached(&cache, taught, &v1)));
+        assert_eq!(cache.stats().entries, 2);
+    }
+
     #[test]
     fn concurrent_sessions_see_correct_rewrites_and_consistent_counters() {
         const THREADS: usize = 8;

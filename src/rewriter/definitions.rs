@@ -25,8 +25,8 @@
 
 use super::targets::{VersionTargets, ViewTarget, fold_identifier};
 use crate::model::catalog_substitutes::{
-    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, SCHEMA_WORD, SEARCH_PATH_SETTERS,
-    SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,
+    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS,
+    SET_CONFIG, SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,
 };
 
 /// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.
@@ -173,8 +173,16 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
         .iter()
         .chain(SUBSTITUTE_FUNCTIONS)
         .filter(|_| targets.has_catalog_substitutes());
+    // What may change how later text reads (`reading_settings.rs`), with values a body may
+    // compute; `set_config` matters there only to a body whose strings hold a backslash.
+    let has_backslash = bytes.contains(&b'\\');
+    let reading_setters = READING_SETTERS
+        .iter()
+        .filter(|_| !targets.managed().is_empty())
+        .filter(|setter| has_backslash || **setter != SET_CONFIG);
     let names = RUNTIME_SQL_NAMES
         .iter()
+        .chain(reading_setters)
         .chain(PG_CATALOG_SUBSTITUTES)
         .chain([&INFORMATION_SCHEMA, &SUBSTITUTE_SCHEMA_PREFIX])
         .chain(path_changes)

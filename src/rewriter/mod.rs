@@ -32,6 +32,7 @@ pub mod parse_tree;
 pub mod postgres_grammar;
 pub mod postgres_parser;
 pub mod query_functions;
+pub mod reading_settings;
 pub mod references;
 pub mod refusal;
 pub mod resolution;

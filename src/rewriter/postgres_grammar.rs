@@ -25,9 +25,10 @@ use super::definitions::{READ_KINDS, UNTAGGED_TYPE_FIELDS};
 use super::parse_tree::{Tree, location, name_parts};
 use super::postgres_parser::{self, ParseFailure};
 use super::query_functions;
+use super::reading_settings;
 use super::search_path_catalog;
 use super::targets::{VersionTargets, parse_relation_literal};
-use crate::model::catalog_substitutes::INFORMATION_SCHEMA;
+use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, STANDARD_CONFORMING_STRINGS};
 
 /// Where a reference stands, which decides how it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,14 @@ pub enum Place {
     /// What may put `information_schema` on the search_path, where an unqualified name
     /// would read the real one (`search_path_catalog.rs`): refused.
     CatalogPath,
+    /// What may change how Postgres reads later text where the proxy cannot follow
+    /// (`standard_conforming_strings` off, a write to `pg_settings`:
+    /// `reading_settings.rs`): refused.
+    ReadingSetting,
+    /// `EXPLAIN (VERBOSE)` of a statement that reads a managed table or a catalog substitute:
+    /// refused, since its plan may list the base table's every column
+    /// (`explains_verbosely`); the reference is at the statement's start.
+    VerboseExplain,
     /// A call of a printer with a substitute (`pg_get_viewdef`, …): it must be where
     /// sqlparser's reading sent it to the substitute, else refused (a DEFAULT, a domain's
     /// CHECK, syntax sqlparser cannot read, a name spelled with escapes).
@@ -222,6 +231,18 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
                 place: Place::CatalogPath,
             });
         }
+        if let Some(offset) = (!targets.managed().is_empty())
+            .then(|| reading_settings::changes_reading(statement))
+            .flatten()
+        {
+            walker.found.push(Reference {
+                offset,
+                schema: None,
+                name: STANDARD_CONFORMING_STRINGS.to_owned(),
+                aliased: false,
+                place: Place::ReadingSetting,
+            });
+        }
         let aliasing = fields
             .first()
             .is_some_and(|(kind, _)| query_functions::ALIASING_KINDS.contains(&kind.as_ref()));
@@ -229,11 +250,7 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
             .then(|| query_functions::aliased_built_in(statement))
             .flatten()
         {
-            let from = raw
-                .get("stmt_location")
-                .and_then(Tree::as_integer)
-                .and_then(|at| usize::try_from(at).ok())
-                .unwrap_or(0);
+            let from = stmt_location(raw);
             let offset = sql
                 .get(from..)
                 .and_then(|rest| {
@@ -252,13 +269,72 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
             .first()
             .is_some_and(|(kind, _)| rewritable(kind) || READ_KINDS.contains(&kind.as_ref()))
         {
+            let before = walker.found.len();
             walker.walk(statement);
+            if walker.found.len() > before && explains_verbosely(statement) {
+                walker.found.push(Reference {
+                    offset: stmt_location(raw),
+                    schema: None,
+                    name: "EXPLAIN".to_owned(),
+                    aliased: false,
+                    place: Place::VerboseExplain,
+                });
+            }
         }
     }
     if walker.unlocatable {
         return Reading::Unavailable("a table reference without a position".into());
     }
     Reading::Parsed(walker.found)
+}
+
+/// Where a statement of a query string starts (libpg_query leaves out a 0).
+fn stmt_location(raw: &Tree) -> usize {
+    raw.get("stmt_location")
+        .and_then(Tree::as_integer)
+        .and_then(|at| usize::try_from(at).ok())
+        .unwrap_or(0)
+}
+
+/// `EXPLAIN (VERBOSE)`: its plan lists each scan's output columns, and the planner gives the
+/// base table's scan under a version's view every column (a physical target list) or picks
+/// an index on a hidden column for `count(*)`.
+fn explains_verbosely(statement: &Tree) -> bool {
+    let Some(explain) = statement.get("ExplainStmt") else {
+        return false;
+    };
+    explain
+        .get("options")
+        .map(Tree::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|option| option.get("DefElem"))
+        .any(|option| {
+            option.get("defname").and_then(Tree::as_text) == Some("verbose")
+                && option.get("arg").is_none_or(option_not_off)
+        })
+}
+
+/// Whether an option's value (`VERBOSE false`, `VERBOSE 0`, …) leaves it on; any value but
+/// a spelling of false counts as on, the side that refuses.
+fn option_not_off(value: &Tree) -> bool {
+    if let Some(number) = value.get("Integer") {
+        return number.get("ival").and_then(Tree::as_integer).unwrap_or(0) != 0;
+    }
+    if let Some(boolean) = value.get("Boolean") {
+        return boolean
+            .get("boolval")
+            .and_then(Tree::as_bool)
+            .unwrap_or(false);
+    }
+    let text = value
+        .get("String")
+        .and_then(|text| text.get("sval"))
+        .and_then(Tree::as_text)
+        .unwrap_or_default();
+    !["false", "off", "no", "0"]
+        .iter()
+        .any(|off| text.eq_ignore_ascii_case(off))
 }
 
 /// A node's fields, in the order libpg_query writes them.

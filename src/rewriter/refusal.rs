@@ -96,6 +96,19 @@ pub fn information_schema_path(version: &str) -> String {
     )
 }
 
+/// Why `EXPLAIN (VERBOSE)` of a statement reading a managed table is refused.
+pub fn verbose_explain(version: &str) -> String {
+    format!(
+        "EXPLAIN VERBOSE lists the columns each scan outputs, and under version \"{version}\"'s view the planner may scan the base table's every column, including ones this version does not have; EXPLAIN without VERBOSE shows the same plan"
+    )
+}
+
+/// Why a statement that may turn `standard_conforming_strings` off, or writes `pg_settings`,
+/// is refused (`reading_settings.rs`).
+pub fn reading_setting() -> String {
+    "viewgate reads string literals as PostgreSQL does with standard_conforming_strings on, and this statement may turn it off or change a setting through pg_settings, where viewgate cannot follow; keep standard_conforming_strings on (write E'…' for backslash escapes), and change settings with SET or set_config with a constant name".to_owned()
+}
+
 /// Why `CREATE [MATERIALIZED] VIEW` over managed table `table` is refused: a view's
 /// definition is not rewritten (built on the version's view, it would hold the view in place
 /// against `views apply` and `migrate complete`), and as written it reads the base table.

@@ -219,14 +219,13 @@ fn check(
     let references = match postgres {
         Reading::Parsed(references) => references,
         Reading::TooLong => {
-            if let Some(offset) = targets
-                .has_catalog_substitutes()
-                .then(|| search_path_catalog::unchecked_path_change(sql))
-                .flatten()
-            {
+            if let Some(offset) = search_path_catalog::unchecked_setting_change(
+                sql,
+                targets.has_catalog_substitutes(),
+            ) {
                 return Err(Failure {
                     reason: format!(
-                        "at {} bytes it is longer than the {} bytes PostgreSQL's parser is asked to check, and it may change the search_path; send that on its own",
+                        "at {} bytes it is longer than the {} bytes PostgreSQL's parser is asked to check, and it may change the search_path or standard_conforming_strings; send that on its own",
                         sql.len(),
                         postgres_grammar::MAX_CHECKED_BYTES
                     ),
@@ -274,6 +273,18 @@ fn check(
         if reference.place == Place::CatalogPath {
             return Err(Failure {
                 reason: refusal::information_schema_path(&targets.version),
+                offset: Some(reference.offset),
+            });
+        }
+        if reference.place == Place::VerboseExplain {
+            return Err(Failure {
+                reason: refusal::verbose_explain(&targets.version),
+                offset: Some(reference.offset),
+            });
+        }
+        if reference.place == Place::ReadingSetting {
+            return Err(Failure {
+                reason: refusal::reading_setting(),
                 offset: Some(reference.offset),
             });
         }

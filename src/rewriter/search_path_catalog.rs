@@ -15,14 +15,18 @@
 use super::definitions::find_all_ignore_ascii_case;
 use super::parse_tree::{Tree, location, name_parts};
 use crate::model::catalog_substitutes::{
-    INFORMATION_SCHEMA, SEARCH_PATH, SEARCH_PATH_SETTERS, SET_CONFIG, SUBSTITUTE_SCHEMA_PREFIX,
+    INFORMATION_SCHEMA, READING_SETTERS, SEARCH_PATH, SEARCH_PATH_SETTERS, SET_CONFIG,
+    SUBSTITUTE_SCHEMA_PREFIX,
 };
 
 /// Where a text that is not parsed (longer than `MAX_CHECKED_BYTES`) may change the
-/// search_path.
-pub fn unchecked_path_change(sql: &str) -> Option<usize> {
+/// search_path (which matters at a version with substitutes) or how later text reads
+/// (`reading_settings.rs`, at every version).
+pub fn unchecked_setting_change(sql: &str, with_substitutes: bool) -> Option<usize> {
     SEARCH_PATH_SETTERS
         .iter()
+        .filter(|_| with_substitutes)
+        .chain(READING_SETTERS)
         .filter_map(|name| find_all_ignore_ascii_case(sql.as_bytes(), name.as_bytes()).next())
         .min()
 }

@@ -13,17 +13,19 @@ use std::sync::Arc;
 use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARKS};
 use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::catalog_substitutes::{
-    self, PG_CATALOG, SCHEMA_WORD, SEARCH_PATH_SETTERS, SUBSTITUTE_SCHEMA_PREFIX,
+    self, PG_CATALOG, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS, SUBSTITUTE_SCHEMA_PREFIX,
 };
 
 /// What every version with managed tables looks for besides the tables' names: the built-ins
 /// that read a relation named in a string, another version's substitutes, and what may
-/// change the search_path (`search_path_catalog.rs`).
+/// change the search_path (`search_path_catalog.rs`) or how later text reads
+/// (`reading_settings.rs`).
 fn version_marks<'a>() -> impl Iterator<Item = &'a str> {
     RELATION_READING_FUNCTION_MARKS
         .iter()
         .chain([&SUBSTITUTE_SCHEMA_PREFIX, &SCHEMA_WORD])
         .chain(SEARCH_PATH_SETTERS)
+        .chain(READING_SETTERS)
         .map(|mark| -> &'a str { mark })
 }
 use crate::model::{RoutingMap, ViewMapping};

@@ -534,3 +534,86 @@ fn strings_continued_after_a_comment_are_refused() {
     assert!(rewrite("SELECT 'a' -- c\nFROM model_metadata", &v1).is_ok());
     assert!(rewrite("SELECT 'a'\n'b' FROM model_metadata", &v1).is_ok());
 }
+
+/// Found by the seventh red-team pass: with standard_conforming_strings off a body's
+/// `model\x5fmetadata` is the managed table, and `UPDATE pg_settings` put information_schema
+/// on the search_path without a word the proxy looked for. Whatever may turn the setting off,
+/// or writes pg_settings, is refused at every version with managed tables.
+#[test]
+fn what_may_change_how_later_text_reads_is_refused() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    let plain = VersionTargets::seed_example("v1");
+    for sql in [
+        "SET standard_conforming_strings = off",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "SELECT set_config('standard_conforming_strings','off',false); SELECT 'a\\' AS x, ' AS y, (SELECT 1) AS z --'",
+        "SET U&\"standard\\005fconforming_strings\" = off",
+        "UPDATE pg_settings SET setting = 'information_sch' || 'ema' WHERE name = 'search' || '_path'",
+        "CREATE VIEW pg_temp.s AS SELECT * FROM pg_settings",
+        "ALTER ROLE app SET standard_conforming_strings = off",
+    ] {
+        for targets in [&v1, &plain] {
+            let Err(error) = rewrite(sql, targets) else {
+                panic!("{sql} passed");
+            };
+            assert!(
+                error.reason.contains("standard_conforming_strings on"),
+                "{sql}: {error}"
+            );
+        }
+    }
+    // In a body, whose values may be computed: the words themselves; set_config only with a
+    // backslash in the body.
+    for sql in [
+        "DO 'BEGIN UPDATE pg_settings SET setting = 1 WHERE false; END'",
+        "DO $$BEGIN PERFORM set_config('x.y', E'\\\\', false); END$$",
+        "CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'SET standard_conforming_strings = off'; END$$",
+    ] {
+        assert!(rewrite(sql, &plain).is_err(), "{sql} passed");
+    }
+    for sql in [
+        "SET standard_conforming_strings = on",
+        "SELECT name, setting FROM pg_settings WHERE name = 'search_path'",
+        "SELECT set_config('application_name', 'app', false)",
+        "DO $$BEGIN PERFORM set_config('app.tenant', '7', false); END$$",
+    ] {
+        assert!(
+            rewrite(sql, &plain).is_ok(),
+            "{sql}: {:?}",
+            rewrite(sql, &plain)
+        );
+    }
+}
+
+/// Found by the seventh red-team pass: EXPLAIN VERBOSE of `count(*)` picked the index on a
+/// hidden column and listed it, and of a self-join listed every base column.
+#[test]
+fn verbose_explain_of_a_managed_table_is_refused_and_plain_explain_is_rewritten() {
+    let v1 = VersionTargets::seed_example("v1");
+    for sql in [
+        "EXPLAIN VERBOSE SELECT count(*) FROM model_metadata",
+        "EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM model_metadata a JOIN model_metadata b USING (id)",
+        "EXPLAIN (ANALYZE, VERBOSE true) SELECT 1 FROM model_metadata",
+        "EXPLAIN (VERBOSE 1, FORMAT JSON) INSERT INTO model_metadata (model_name) VALUES ('x')",
+    ] {
+        let Err(error) = rewrite(sql, &v1) else {
+            panic!("{sql} passed");
+        };
+        assert!(error.reason.contains("EXPLAIN VERBOSE"), "{sql}: {error}");
+    }
+    for sql in [
+        "EXPLAIN SELECT count(*) FROM model_metadata",
+        "EXPLAIN (VERBOSE false) SELECT * FROM model_metadata",
+        "EXPLAIN (VERBOSE off, COSTS off) SELECT * FROM model_metadata",
+    ] {
+        assert!(
+            matches!(rewrite(sql, &v1), Ok(Rewrite::Rewritten(_))),
+            "{sql}: {:?}",
+            rewrite(sql, &v1)
+        );
+    }
+    assert_eq!(
+        rewrite("EXPLAIN VERBOSE SELECT 1 FROM other", &v1).unwrap(),
+        Rewrite::Unchanged
+    );
+}

@@ -8,7 +8,7 @@
 
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::VersionTargets;
-use crate::rewriter::rewrite::contains_ignore_ascii_case;
+use crate::rewriter::reading_settings;
 
 /// What a Parse that viewgate refuses is replaced by: Postgres fails it at once (42601,
 /// `syntax error at or near "viewgate_refused_statement"`), so the Bind, Describe and
@@ -43,10 +43,12 @@ pub struct Refusal {
 
 impl Refusal {
     /// For a statement the rewriter cannot read (not UTF-8, or not ASCII in another
-    /// client_encoding: `foreign`) at `targets`' version: a refusal if it mentions a managed
-    /// table, since forwarding it would read the base table; `None` (forward it) otherwise.
+    /// client_encoding: `foreign`) at `targets`' version: a refusal if the rewriter would
+    /// have read it (it may name a managed table, a catalog relation with a substitute, or
+    /// hide a name: [`would_be_read`]), since forwarding it unread could read the base table
+    /// or the real catalog; `None` (forward it, as the rewriter would) otherwise.
     pub fn unreadable(targets: &VersionTargets, bytes: &[u8], foreign: bool) -> Option<Self> {
-        mentions_managed_table(targets, bytes).then(|| {
+        would_be_read(targets, bytes).then(|| {
                 let why = if foreign {
                     "it has non-ASCII characters and the session's client_encoding is not UTF8"
                 } else {
@@ -63,11 +65,11 @@ impl Refusal {
     }
 
     /// For a statement with a backslash while Postgres may read `'…'` literals otherwise than
-    /// viewgate (`strings` is not [`ConformingStrings::On`]): a refusal if it mentions a
-    /// managed table (the test [`Refusal::unreadable`] makes), since a backslash may end a
-    /// literal where viewgate reads none and leave a reference to the base table unrewritten;
-    /// `None` (read it as usual) otherwise. A statement without a backslash reads the same
-    /// under either setting: the caller does not ask.
+    /// viewgate (`strings` is not [`ConformingStrings::On`]): a refusal if the rewriter would
+    /// read it (the test [`Refusal::unreadable`] makes), since a backslash may end a literal
+    /// where viewgate reads none and leave a reference unrewritten; `None` (read it as usual)
+    /// otherwise. A statement without a backslash reads the same under either setting: the
+    /// caller does not ask.
     pub fn backslashes(
         targets: &VersionTargets,
         bytes: &[u8],
@@ -82,7 +84,7 @@ impl Refusal {
                 "it has a backslash and a statement sent before it, not yet answered, may change standard_conforming_strings; send it once the earlier statements are answered, with standard_conforming_strings on"
             }
         };
-        mentions_managed_table(targets, bytes).then(|| {
+        would_be_read(targets, bytes).then(|| {
             Refusal::new(
                 SqlState::FEATURE_NOT_SUPPORTED,
                 format!(
@@ -91,6 +93,26 @@ impl Refusal {
                 ),
             )
         })
+    }
+
+    /// For any statement while the session has `standard_conforming_strings` off, at a
+    /// version with managed tables: a refusal unless it only turns the setting back on
+    /// (`rewriter::reading_settings`). A statement without a backslash reads the same either
+    /// way, but a function it calls is compiled with the setting as it is, and its body was
+    /// judged with it on.
+    pub fn nonconforming(targets: &VersionTargets, sql: Option<&str>) -> Option<Self> {
+        if targets.managed().is_empty()
+            || sql.is_some_and(reading_settings::restores_conforming_strings)
+        {
+            return None;
+        }
+        Some(Refusal::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            format!(
+                "viewgate serves version {} only with standard_conforming_strings on, as PostgreSQL has it by default: with it off, a string literal may end where viewgate reads none; run SET standard_conforming_strings = on (and write E'…' where a backslash escapes)",
+                targets.version
+            ),
+        ))
     }
 
     pub fn new(code: SqlState, message: impl Into<String>) -> Self {
@@ -106,12 +128,11 @@ impl Refusal {
     }
 }
 
-/// Whether `bytes` mention, in any case, a name a statement must mention to reach one of
-/// `targets`' relations (the rewriter's own first test).
-fn mentions_managed_table(targets: &VersionTargets, bytes: &[u8]) -> bool {
-    targets
-        .table_names()
-        .any(|name| contains_ignore_ascii_case(bytes, name.as_bytes()))
+/// Whether the rewriter would read `bytes` rather than forward them untouched: its fast
+/// path's test (a managed table's name, a catalog relation it substitutes, a mark, or a
+/// spelling that may hide a name), made on bytes.
+fn would_be_read(targets: &VersionTargets, bytes: &[u8]) -> bool {
+    targets.mention_scan().found_in(bytes)
 }
 
 /// A DO block raising `message` with SQLSTATE `code`.
@@ -140,6 +161,37 @@ pub(crate) fn text_expression(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_strings_off_only_turning_them_on_is_forwarded() {
+        let targets = VersionTargets::seed_example("v1");
+        for sql in [
+            "SELECT 1",
+            "SELECT f()",
+            "DO 'BEGIN RAISE NOTICE ''%'', 1; END'",
+            "SET standard_conforming_strings = on; SELECT 'a\\' AS x",
+            // Back to the login's value, which may be the role's off.
+            "RESET ALL",
+        ] {
+            let refusal = Refusal::nonconforming(&targets, Some(sql)).unwrap();
+            assert_eq!(refusal.code, SqlState::FEATURE_NOT_SUPPORTED);
+            assert!(
+                refusal
+                    .message
+                    .contains("SET standard_conforming_strings = on")
+            );
+        }
+        assert!(Refusal::nonconforming(&targets, None).is_some());
+        for sql in [
+            "SET standard_conforming_strings = on",
+            "SET standard_conforming_strings TO true; SHOW standard_conforming_strings",
+        ] {
+            assert_eq!(Refusal::nonconforming(&targets, Some(sql)), None);
+        }
+        // A version with no managed tables reads nothing, whatever the setting.
+        let empty = VersionTargets::new("v0", Vec::new());
+        assert_eq!(Refusal::nonconforming(&empty, Some("SELECT 1")), None);
+    }
 
     #[test]
     fn client_text_never_appears_in_the_sql() {
@@ -179,8 +231,18 @@ mod tests {
             );
             // Names no managed table (in any case): forwarded.
             assert_eq!(
-                Refusal::backslashes(&targets, b"SELECT 'x\\' AS a, ' FROM other -- '", strings),
+                Refusal::backslashes(&targets, b"SELECT 'x\\' AS a, ' FROM other '", strings),
                 None
+            );
+            // The seventh red-team pass: a name spelled with escapes, where Postgres reads
+            // no literal, is refused as the name itself is.
+            assert!(
+                Refusal::backslashes(
+                    &targets,
+                    br#"SELECT 'a\' AS x, ' AS y, (SELECT 1 FROM public.U&"\006Dodel\005Fmetadata" m) '"#,
+                    strings
+                )
+                .is_some()
             );
             assert!(
                 Refusal::backslashes(&targets, b"select 1 from MODEL_METADATA", strings).is_some()

@@ -48,7 +48,7 @@ use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
-use crate::rewriter::{refusal, search_path_catalog};
+use crate::rewriter::{reading_settings, refusal, search_path_catalog};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -187,6 +187,17 @@ impl SessionRouter {
         (!targets.managed().is_empty()
             && declared.is_some_and(search_path_catalog::names_catalog_schema))
         .then(|| refusal::information_schema_path(&targets.version))
+    }
+
+    /// Why the session may not start with the standard_conforming_strings its startup packet
+    /// declared (`declared`): anything but on, at a version with managed tables
+    /// (`rewriter::reading_settings`).
+    pub fn startup_strings_refusal(&self, declared: Option<&str>) -> Option<String> {
+        let targets = self.assignment.as_ref()?.targets();
+        let refusal = Refusal::nonconforming(targets, None)?;
+        declared
+            .is_some_and(|value| !reading_settings::is_on_value(value))
+            .then_some(refusal.message)
     }
 
     /// Whether the upstream should be asked for the session's search_path at login: some
@@ -447,6 +458,16 @@ impl SessionRouter {
             self.refresh();
         }
         Refusal::backslashes(self.assignment.as_ref()?.targets(), bytes, strings)
+    }
+
+    /// Any statement while the session has standard_conforming_strings off: refused unless
+    /// it turns the setting back on (`Refusal::nonconforming`), at the version in effect for
+    /// it (picked again first when `idle`).
+    pub fn nonconforming(&mut self, sql: Option<&str>, idle: bool) -> Option<Refusal> {
+        if idle {
+            self.refresh();
+        }
+        Refusal::nonconforming(self.assignment.as_ref()?.targets(), sql)
     }
 
     /// A FunctionCall message of function `oid`: `Some` is the refusal the client gets in its

@@ -31,12 +31,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::progress::Progress;
+use crate::model::catalog_substitutes::STANDARD_CONFORMING_STRINGS;
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::frontend;
 use crate::protocol::limits::UPSTREAM_MESSAGE_MAX_LEN;
 use crate::protocol::reply::{self, Severity};
 use crate::protocol::sqlstate::SqlState;
-use crate::protocol::startup::StartupMessage;
+use crate::protocol::startup::{StartupMessage, startup_setting};
 use crate::proxy::auth::{self, Established};
 use crate::proxy::cancel::{CancelRegistration, UpstreamKey};
 use crate::proxy::error::SessionError;
@@ -204,6 +205,13 @@ fn session_router(
     })?;
     let declared = search_path::from_startup(&startup.params);
     if let Some(message) = router.startup_path_refusal(declared.as_deref()) {
+        return Err(SessionError::Refused {
+            code: SqlState::FEATURE_NOT_SUPPORTED,
+            message: format!("viewgate: {message}"),
+        });
+    }
+    let strings = startup_setting(&startup.params, STANDARD_CONFORMING_STRINGS);
+    if let Some(message) = router.startup_strings_refusal(strings.as_deref()) {
         return Err(SessionError::Refused {
             code: SqlState::FEATURE_NOT_SUPPORTED,
             message: format!("viewgate: {message}"),

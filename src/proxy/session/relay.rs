@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Session;
 use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
+use crate::model::catalog_substitutes::STANDARD_CONFORMING_STRINGS;
 use crate::protocol::backend;
 use crate::protocol::frame;
 use crate::protocol::frontend;
@@ -242,9 +243,6 @@ fn upstream_gone(progress: &Progress) -> SessionError {
 /// The parameter Postgres reports the client's encoding in.
 const CLIENT_ENCODING: &str = "client_encoding";
 
-/// The parameter Postgres reports how it reads backslashes in `'…'` literals in.
-const STANDARD_CONFORMING_STRINGS: &str = "standard_conforming_strings";
-
 /// Notes a parameter Postgres reported that decides what the rewriter may read.
 fn follow_parameter(progress: &Progress, name: &str, value: &str) {
     match name {
@@ -279,7 +277,8 @@ fn is_utf8_encoding(name: &str) -> bool {
 /// not is forwarded. The rewriter reads `'…'` literals as with standard_conforming_strings
 /// on: while Postgres may read them otherwise (`strings`), a statement with a backslash that
 /// mentions a managed table is refused too (a backslash may end a literal where the rewriter
-/// reads none); one without a backslash reads the same either way. A refused Query becomes a
+/// reads none); one without a backslash reads the same either way. While it is off, only
+/// turning it back on is forwarded (`Refusal::nonconforming`). A refused Query becomes a
 /// statement that raises the refusal; a refused Parse becomes one that fails at once, whose
 /// error the upstream side replaces with the refusal.
 fn route(
@@ -293,7 +292,8 @@ fn route(
     let foreign = progress.foreign_encoding.load(Ordering::Relaxed);
     let backslashes = match strings {
         ConformingStrings::On => None,
-        _ => frontend::statement_bytes(tag, frame)
+        ConformingStrings::Off => router.nonconforming(frontend::statement_text(tag, frame), idle),
+        ConformingStrings::Pending => frontend::statement_bytes(tag, frame)
             .filter(|bytes| bytes.contains(&b'\\'))
             .and_then(|bytes| router.backslashes(bytes, idle, strings)),
     };

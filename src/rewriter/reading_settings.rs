@@ -1,0 +1,291 @@
+//! Statements that would change how Postgres reads the session's later text where the proxy
+//! cannot follow: `standard_conforming_strings` turned off, and writes to `pg_settings`.
+//!
+//! viewgate's lexers read `'…'` literals as Postgres does with `standard_conforming_strings`
+//! on. Off, a backslash escapes inside them, so a string ends elsewhere than viewgate reads
+//! and a name it took for text is a reference (`'a\' AS x, ' …`), and a body that was judged
+//! with it on reads otherwise when a later call compiles it. Postgres reports the setting's
+//! changes (ParameterStatus) only with the answer to the statement that made them, and a
+//! query string is parsed whole before its first statement runs. So a versioned session may
+//! turn it off by no statement the proxy sees (`SET`, a function's or role's `SET` clause,
+//! `set_config`); a session that has it off anyway is refused every statement but turning it
+//! back on (`router::conforming_strings`).
+//!
+//! `pg_settings` is writable: its UPDATE rule calls `set_config` with a name and a value that
+//! the statement may compute, so it can change any setting (the search_path as well) without
+//! any word the proxy looks for. Writes to it, and views over it (which pass writes on), are
+//! refused; reading it is not.
+
+use super::parse_tree::{Tree, location, name_parts};
+use super::postgres_parser;
+use crate::model::catalog_substitutes::{
+    PG_CATALOG, PG_SETTINGS, SET_CONFIG, STANDARD_CONFORMING_STRINGS,
+};
+
+/// The statements that write the relation in their `relation` field.
+const WRITING_STATEMENTS: &[&str] = &["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"];
+
+/// The spellings of a true boolean setting Postgres reads, as the parser leaves them.
+const ON_VALUES: &[&str] = &["on", "true", "yes", "1"];
+
+/// Whether `sql` only turns `standard_conforming_strings` back on (`SET … = on`), or shows
+/// it: what a session that has it off may still send (`router::Refusal::nonconforming`).
+/// `RESET` and `TO DEFAULT` do not count: they restore the login's value, off in a session
+/// whose role or database has it off. Read by Postgres's parser, whose reading of these
+/// statements does not depend on the setting (they hold no backslash).
+pub fn restores_conforming_strings(sql: &str) -> bool {
+    if sql.contains('\\') {
+        return false;
+    }
+    let Ok(json) = postgres_parser::parse(sql) else {
+        return false;
+    };
+    let Ok(tree) = json.text().map(Tree::read) else {
+        return false;
+    };
+    let Ok(tree) = tree else {
+        return false;
+    };
+    let statements = tree.get("stmts").map(Tree::as_array).unwrap_or_default();
+    !statements.is_empty()
+        && statements.iter().all(|raw| {
+            let Some(statement) = raw.get("stmt") else {
+                return false;
+            };
+            if let Some(set) = statement.get("VariableSetStmt") {
+                let this = set
+                    .get("name")
+                    .and_then(Tree::as_text)
+                    .is_some_and(|name| name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS));
+                let to_value = set.get("kind").and_then(Tree::as_text) == Some("VAR_SET_VALUE");
+                return this && to_value && turns_strings_off(set).is_none();
+            }
+            statement
+                .get("VariableShowStmt")
+                .and_then(|show| show.get("name"))
+                .and_then(Tree::as_text)
+                .is_some_and(|name| name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS))
+        })
+}
+
+/// The byte offset of the first place in `statement` (a parse tree) that turns
+/// `standard_conforming_strings` off or may, or writes `pg_settings`.
+pub fn changes_reading(statement: &Tree) -> Option<usize> {
+    let defines_view = matches!(statement, Tree::Object(fields)
+        if fields.first().is_some_and(|(kind, _)| kind == "ViewStmt"));
+    let mut found = None;
+    visit(statement, defines_view, &mut found);
+    found
+}
+
+fn visit(tree: &Tree, defines_view: bool, found: &mut Option<usize>) {
+    match tree {
+        Tree::Array(items) => items
+            .iter()
+            .for_each(|item| visit(item, defines_view, found)),
+        Tree::Object(fields) => {
+            for (key, child) in fields {
+                let at = match key.as_ref() {
+                    // A statement or a function's option; `setstmt` in `ALTER ROLE … SET`.
+                    "VariableSetStmt" | "setstmt" => turns_strings_off(child),
+                    "FuncCall" => set_config_may_turn_strings_off(child),
+                    kind if WRITING_STATEMENTS.contains(&kind) => {
+                        child.get("relation").and_then(settings_relation)
+                    }
+                    "RangeVar" if defines_view => settings_relation(tree),
+                    _ => None,
+                };
+                if let Some(at) = at {
+                    *found = Some(found.map_or(at, |earlier| earlier.min(at)));
+                }
+                visit(child, defines_view, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `SET standard_conforming_strings` to anything but on (or its default, which a session
+/// that has it on at login has on).
+fn turns_strings_off(set: &Tree) -> Option<usize> {
+    let name = set.get("name").and_then(Tree::as_text)?;
+    if !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS) {
+        return None;
+    }
+    let kind = set.get("kind").and_then(Tree::as_text).unwrap_or_default();
+    if matches!(kind, "VAR_SET_DEFAULT" | "VAR_RESET") {
+        return None;
+    }
+    let arguments = set.get("args").map(Tree::as_array).unwrap_or_default();
+    let all_on = kind == "VAR_SET_VALUE"
+        && !arguments.is_empty()
+        && arguments.iter().all(|argument| is_on(argument));
+    (!all_on).then(|| {
+        arguments
+            .first()
+            .and_then(|argument| argument.get("A_Const"))
+            .and_then(location)
+            .unwrap_or_default()
+    })
+}
+
+/// `set_config(name, value, is_local)` whose name may be `standard_conforming_strings` (it
+/// is not a constant, or is that one) and whose value is not a constant that turns it on.
+fn set_config_may_turn_strings_off(call: &Tree) -> Option<usize> {
+    let names = name_parts(call.get("funcname"));
+    if !matches!(names.as_slice(), [SET_CONFIG] | [PG_CATALOG, SET_CONFIG]) {
+        return None;
+    }
+    let arguments = call.get("args").map(Tree::as_array).unwrap_or_default();
+    let [name, value, ..] = arguments else {
+        return None;
+    };
+    let named_other = text_constant(name)
+        .is_some_and(|name| !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS));
+    (!named_other && !is_on(value)).then(|| location(call).unwrap_or_default())
+}
+
+/// The offset of a `RangeVar` that names `pg_settings` (unqualified or in `pg_catalog`).
+fn settings_relation(range_var: &Tree) -> Option<usize> {
+    let range_var = range_var.get("RangeVar").unwrap_or(range_var);
+    let name = range_var.get("relname").and_then(Tree::as_text)?;
+    let schema = range_var.get("schemaname").and_then(Tree::as_text);
+    (name == PG_SETTINGS && schema.is_none_or(|schema| schema == PG_CATALOG))
+        .then(|| location(range_var).unwrap_or_default())
+}
+
+/// Whether a setting's value, as text (a startup packet's), reads as on.
+pub fn is_on_value(value: &str) -> bool {
+    ON_VALUES.iter().any(|on| value.eq_ignore_ascii_case(on))
+}
+
+/// Whether an argument is a constant that reads as on.
+fn is_on(argument: &Tree) -> bool {
+    let Some(constant) = argument
+        .get("A_Const")
+        .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))
+    else {
+        return false;
+    };
+    if let Some(number) = constant.get("ival") {
+        return number.get("ival").and_then(Tree::as_integer) == Some(1);
+    }
+    if let Some(boolean) = constant.get("boolval") {
+        return boolean.get("boolval").and_then(Tree::as_bool) == Some(true);
+    }
+    constant
+        .get("sval")
+        .and_then(|text| text.get("sval"))
+        .and_then(Tree::as_text)
+        .is_some_and(is_on_value)
+}
+
+/// A string constant (possibly cast).
+fn text_constant<'t>(argument: &'t Tree) -> Option<&'t str> {
+    argument
+        .get("A_Const")
+        .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))?
+        .get("sval")?
+        .get("sval")?
+        .as_text()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(sql: &str) -> bool {
+        let json = postgres_parser::parse(sql).unwrap();
+        let tree = Tree::read(json.text().unwrap()).unwrap();
+        tree.get("stmts")
+            .map(Tree::as_array)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|raw| raw.get("stmt"))
+            .any(|statement| changes_reading(statement).is_some())
+    }
+
+    #[test]
+    fn turning_conforming_strings_off_is_found_by_every_spelling() {
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "SET SESSION standard_conforming_strings TO false",
+            "SET LOCAL standard_conforming_strings = 'off'",
+            "SET \"STANDARD_CONFORMING_STRINGS\" = 0",
+            "SET U&\"standard\\005fconforming_strings\" = off",
+            "SET standard_conforming_strings FROM CURRENT",
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            "SELECT pg_catalog.set_config('standard_conforming_strings', $1, false)",
+            "SELECT set_config('standard_' || 'conforming_strings', 'off', false)",
+            "SELECT set_config($1, 'off', false)",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET standard_conforming_strings = off AS 'SELECT 1'",
+            "ALTER FUNCTION f() SET standard_conforming_strings = off",
+            "ALTER ROLE app SET standard_conforming_strings = off",
+            "ALTER DATABASE app SET standard_conforming_strings TO off",
+        ] {
+            assert!(changes(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn turning_it_on_and_other_settings_are_not() {
+        for sql in [
+            "SET standard_conforming_strings = on",
+            "SET standard_conforming_strings TO true",
+            "SET standard_conforming_strings = 1",
+            "SET standard_conforming_strings TO DEFAULT",
+            "RESET standard_conforming_strings",
+            "RESET ALL",
+            "SHOW standard_conforming_strings",
+            "SELECT set_config('standard_conforming_strings', 'on', false)",
+            "SELECT set_config('application_name', $1, false)",
+            "SET application_name = 'off'",
+            "SELECT name, setting FROM pg_settings WHERE name = 'search_path'",
+            "SELECT * FROM pg_catalog.pg_settings",
+            "UPDATE settings SET setting = 'x'",
+        ] {
+            assert!(!changes(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_session_with_strings_off_may_only_turn_them_back_on() {
+        for sql in [
+            "SET standard_conforming_strings = on",
+            "set standard_conforming_strings to 'on'; show standard_conforming_strings",
+            "SET SESSION standard_conforming_strings TO true",
+        ] {
+            assert!(restores_conforming_strings(sql), "{sql}");
+        }
+        for sql in [
+            "RESET standard_conforming_strings",
+            "RESET ALL",
+            "SET SESSION standard_conforming_strings TO DEFAULT",
+            "SET standard_conforming_strings = off",
+            "SET standard_conforming_strings = on; SELECT 1",
+            "SELECT 'a\\' AS x",
+            "SHOW search_path",
+            "",
+            "SET standard_conforming_strings = on; SELECT f()",
+        ] {
+            assert!(!restores_conforming_strings(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn writes_to_pg_settings_and_views_over_it_are_found() {
+        for sql in [
+            "UPDATE pg_settings SET setting = 'information_sch' || 'ema' WHERE name = 'search' || '_path'",
+            "UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+            "UPDATE U&\"pg\\005fsettings\" SET setting = 'x'",
+            "WITH s AS (UPDATE pg_settings SET setting = 'x' RETURNING 1) SELECT * FROM s",
+            "DELETE FROM pg_settings",
+            "INSERT INTO pg_settings (name) VALUES ('x')",
+            "CREATE VIEW s AS SELECT * FROM pg_settings",
+            "CREATE RULE r AS ON INSERT TO t DO INSTEAD UPDATE pg_settings SET setting = 'x'",
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE pg_settings SET setting = 'x'; END",
+        ] {
+            assert!(changes(sql), "{sql}");
+        }
+    }
+}
