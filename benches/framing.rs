@@ -16,6 +16,10 @@
 
 use std::hint::black_box;
 
+/// The binary's allocator (`src/main.rs`), so the benches measure what the proxy runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use viewgate::protocol::backend;
 use viewgate::protocol::frame::{FrameScanner, Interest, Step};

@@ -8,6 +8,10 @@
 
 use std::hint::black_box;
 
+/// The binary's allocator (`src/main.rs`), so the benches measure what the proxy runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;

@@ -17,6 +17,13 @@ use viewgate::proxy::Proxy;
 use viewgate::shutdown::{Shutdown, TerminationSignals};
 use viewgate::telemetry::heartbeat::ProxyIdentity;
 
+/// mimalloc rather than the system allocator: a cold rewrite allocates and frees hundreds of
+/// small objects (sqlparser's tree, libpg_query's memory contexts, the JSON it reads), and
+/// with glibc's malloc that was a quarter of its cost (61.0 → 46.8 µs, `benches/rewrite.rs`,
+/// docs/benchmarks.md). The benches set the same allocator, so they measure what runs here.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "viewgate",
