@@ -333,6 +333,36 @@ async fn the_extended_protocol_and_the_rewrite_cache_keep_sessions_apart() {
 /// planned; so does the proxy, at the session's next quiet message (a hidden Close and
 /// Parse of the text rewritten under the new path). The two tenant tables have the same
 /// row, so Postgres itself runs the statement on the new path's table.
+/// Found by the eighth red-team pass: a statement prepared again after a search_path change
+/// was sent as its UTF-8 text in a session that had since switched to SJIS (where `Á\'`
+/// swallows the backslash) and read the base rows. A text that would read otherwise now keeps
+/// its first preparation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_that_would_read_otherwise_is_not_prepared_again() {
+    let proxy = proxy_with_tenant();
+    known_tenant_table(&proxy, "tenant_b");
+    let client = connect_with(&proxy, "-c%20search_path%3Dtenant_a,public").await;
+    let ascii = client
+        .prepare("SELECT marker FROM model_metadata")
+        .await
+        .unwrap();
+    let non_ascii = client
+        .prepare("SELECT marker FROM model_metadata WHERE marker <> E'é\\\\'")
+        .await
+        .unwrap();
+    let marker = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, String>(0);
+    client
+        .batch_execute("SET client_encoding = 'LATIN1'; SET search_path = tenant_b, public")
+        .await
+        .unwrap();
+    assert_eq!(marker(client.query(&ascii, &[]).await.unwrap()), "tenant_b");
+    assert_eq!(
+        marker(client.query(&non_ascii, &[]).await.unwrap()),
+        "tenant_a",
+        "kept as first prepared"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prepared_statement_follows_a_later_search_path_change() {
     let proxy = proxy_with_tenant();

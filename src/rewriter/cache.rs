@@ -617,6 +617,45 @@ mod tests {
         assert_eq!(cache.stats().entries, 2);
     }
 
+    /// The eighth red-team pass: verdicts that turn on a constant were learned by shape, so
+    /// `'off'` was served the verdict of `'on'`, and `VERBOSE 1` that of `VERBOSE 0`.
+    #[test]
+    fn verdicts_that_turn_on_a_constant_are_never_served_to_another() {
+        let cache = RewriteCache::default();
+        let v1 = VersionTargets::seed_example("v1");
+        for (taught, other) in [
+            (
+                "SET standard_conforming_strings = 'on'",
+                "SET standard_conforming_strings = 'off'",
+            ),
+            (
+                "SELECT set_config('standard_conforming_strings', 'on', false)",
+                "SELECT set_config('standard_conforming_strings', 'off', false)",
+            ),
+            (
+                "EXPLAIN (VERBOSE 0) SELECT * FROM model_metadata",
+                "EXPLAIN (VERBOSE 1) SELECT * FROM model_metadata",
+            ),
+            ("SET SCHEMA 'public'", "SET SCHEMA 'information_schema'"),
+        ] {
+            assert!(rewrite_cached(&cache, taught, &v1).is_ok(), "{taught}");
+            assert!(rewrite_cached(&cache, other, &v1).is_err(), "{other}");
+        }
+        // An ORM's column named like a mark's word keeps its shape.
+        rewrite_cached(
+            &cache,
+            "SELECT schema_version FROM model_metadata WHERE id = 1",
+            &v1,
+        );
+        let before = cache.stats().hits;
+        rewrite_cached(
+            &cache,
+            "SELECT schema_version FROM model_metadata WHERE id = 2",
+            &v1,
+        );
+        assert_eq!(cache.stats().hits, before + 1);
+    }
+
     #[test]
     fn concurrent_sessions_see_correct_rewrites_and_consistent_counters() {
         const THREADS: usize = 8;

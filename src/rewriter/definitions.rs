@@ -23,6 +23,7 @@
 //! [`Place::FunctionBody`]: super::postgres_grammar::Place::FunctionBody
 //! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
+use super::mention::VERBOSE_MARK;
 use super::targets::{VersionTargets, ViewTarget, fold_identifier};
 use crate::model::catalog_substitutes::{
     INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS,
@@ -157,9 +158,14 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     let schema_word = [&SCHEMA_WORD]
         .into_iter()
         .filter(|_| !targets.managed().is_empty());
+    // `EXPLAIN (VERBOSE)` run by a body (`postgres_grammar::explains_verbosely`).
+    let verbose_word = [&VERBOSE_MARK]
+        .into_iter()
+        .filter(|_| !targets.managed().is_empty());
     let words = RUNTIME_SQL_WORDS
         .iter()
         .chain(schema_word)
+        .chain(verbose_word)
         .filter_map(|word| {
             find_all_ignore_ascii_case(bytes, word.as_bytes())
                 .find(|&at| stands_alone(bytes, at, word.len()))
@@ -200,7 +206,7 @@ pub fn body_offset(sql: &str, from: usize, body: &str) -> Option<usize> {
 }
 
 /// Whether the `len` bytes at `at` are a whole identifier, not part of a longer one.
-fn stands_alone(bytes: &[u8], at: usize, len: usize) -> bool {
+pub(super) fn stands_alone(bytes: &[u8], at: usize, len: usize) -> bool {
     let before = at.checked_sub(1).and_then(|i| bytes.get(i).copied());
     !is_identifier_byte(before) && !is_identifier_byte(bytes.get(at + len).copied())
 }

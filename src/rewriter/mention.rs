@@ -30,6 +30,12 @@ use aho_corasick::{AhoCorasick, Span, packed};
 /// (docs/rewriting.md, "Cost").
 pub const RELATION_READING_FUNCTION_MARKS: &[&str] = &["xml", "ts_stat", "ts_rewrite"];
 
+/// `EXPLAIN (VERBOSE)` lists scans' output columns, and a plan may scan a managed table's base
+/// table however the statement reaches it (a version's own view by name, a prepared
+/// statement, a function): every version with managed tables reads statements with the word
+/// (`postgres_grammar::explains_verbosely`).
+pub const VERBOSE_MARK: &str = "verbose";
+
 /// How many bytes of each name Teddy looks for: with two, `mo`, `pg`, `co` would stop the scan
 /// at every `COUNT`, `model_id` or `ORDER`; a third byte makes a stop rare and keeps names
 /// sharing it (the catalog's `pg_…`) one pattern.

@@ -73,9 +73,10 @@ pub enum Place {
     /// (`standard_conforming_strings` off, a write to `pg_settings`:
     /// `reading_settings.rs`): refused.
     ReadingSetting,
-    /// `EXPLAIN (VERBOSE)` of a statement that reads a managed table or a catalog substitute:
-    /// refused, since its plan may list the base table's every column
-    /// (`explains_verbosely`); the reference is at the statement's start.
+    /// `EXPLAIN (VERBOSE)`, at a version with managed tables: refused, since its plan may list
+    /// a base table's every column, and a statement may reach one by ways the proxy does not
+    /// see (the version's view by name, `EXECUTE` of a prepared statement, a function); the
+    /// reference is at the statement's start.
     VerboseExplain,
     /// A call of a printer with a substitute (`pg_get_viewdef`, …): it must be where
     /// sqlparser's reading sent it to the substitute, else refused (a DEFAULT, a domain's
@@ -269,9 +270,8 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
             .first()
             .is_some_and(|(kind, _)| rewritable(kind) || READ_KINDS.contains(&kind.as_ref()))
         {
-            let before = walker.found.len();
             walker.walk(statement);
-            if walker.found.len() > before && explains_verbosely(statement) {
+            if !targets.managed().is_empty() && explains_verbosely(statement) {
                 walker.found.push(Reference {
                     offset: stmt_location(raw),
                     schema: None,
@@ -298,7 +298,8 @@ fn stmt_location(raw: &Tree) -> usize {
 
 /// `EXPLAIN (VERBOSE)`: its plan lists each scan's output columns, and the planner gives the
 /// base table's scan under a version's view every column (a physical target list) or picks
-/// an index on a hidden column for `count(*)`.
+/// an index on a hidden column for `count(*)`. (`mention::VERBOSE_MARK` has every such text
+/// read.)
 fn explains_verbosely(statement: &Tree) -> bool {
     let Some(explain) = statement.get("ExplainStmt") else {
         return false;

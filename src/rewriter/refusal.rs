@@ -99,7 +99,7 @@ pub fn information_schema_path(version: &str) -> String {
 /// Why `EXPLAIN (VERBOSE)` of a statement reading a managed table is refused.
 pub fn verbose_explain(version: &str) -> String {
     format!(
-        "EXPLAIN VERBOSE lists the columns each scan outputs, and under version \"{version}\"'s view the planner may scan the base table's every column, including ones this version does not have; EXPLAIN without VERBOSE shows the same plan"
+        "EXPLAIN VERBOSE lists the columns each scan outputs, and under version \"{version}\"'s views the planner may scan a base table's every column, including ones this version does not have; EXPLAIN without VERBOSE shows the same plan"
     )
 }
 

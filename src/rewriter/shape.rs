@@ -26,12 +26,14 @@
 
 use std::ops::Range;
 
+use super::definitions::{find_all_ignore_ascii_case, stands_alone};
 use super::lexer::{self, Kind, Token};
-use super::mention::{RELATION_READING_FUNCTION_MARKS, comment_after_quote, starts_definition};
+use super::mention::{comment_after_quote, starts_definition};
 use super::rewrite::{Analysis, contains_ignore_ascii_case, finish};
 use super::splice::Edit;
-use super::targets::VersionTargets;
+use super::targets::{VersionTargets, version_marks};
 use super::{Rewrite, RewriteError};
+use crate::model::catalog_substitutes::SCHEMA_WORD;
 
 /// Key tags: the low bits say what a key token is, the high bit that trivia precedes it.
 const TAG_VERBATIM: u8 = 1;
@@ -67,6 +69,15 @@ pub struct TokenEdit {
     text: Box<str>,
 }
 
+/// Whether `sql` holds one of the version's marks, `schema` as a word of its own (`SET
+/// SCHEMA 'x'`, not `schema_version` or `information_schema`, which ORMs write often).
+fn has_a_mark(sql: &[u8]) -> bool {
+    version_marks().any(|mark| {
+        find_all_ignore_ascii_case(sql, mark.as_bytes())
+            .any(|at| mark != SCHEMA_WORD || stands_alone(sql, at, mark.len()))
+    })
+}
+
 /// What every statement of a shape becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShapeRewrite {
@@ -90,15 +101,16 @@ impl Shape {
         }
         // A definition's verdict can turn on a body's text, a constant, and so can a call of a
         // built-in that reads a relation named in a string (`'16386'`, a `U&"…"` inside the
-        // query): such statements (rare) are not learned by shape. So can a `--` comment
+        // query), a setting's value (`SET standard_conforming_strings = 'off'`: the eighth
+        // red-team pass taught the shape with `'on'`) and EXPLAIN's options (`VERBOSE 0` and
+        // `1`): statements with any of the version's marks (rare) are not learned by shape.
+        // So can a `--` comment
         // after a quote: Postgres continues a string across one (`'a' --⏎'b'` is one string)
         // and not across a `/* */` comment, which the key does not tell apart (the seventh
         // red-team pass taught the shape with one and was served its verdict with the other).
         if starts_definition(sql.as_bytes())
             || comment_after_quote(sql.as_bytes())
-            || RELATION_READING_FUNCTION_MARKS
-                .iter()
-                .any(|mark| contains_ignore_ascii_case(sql.as_bytes(), mark.as_bytes()))
+            || has_a_mark(sql.as_bytes())
         {
             return None;
         }

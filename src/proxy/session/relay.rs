@@ -100,7 +100,11 @@ impl Session {
                 // Ahead of a message seen whole only: one glanced at by its header can only
                 // pass or wait (`pump`).
                 let prepared_again = match quiet && frame::is_whole(frame) {
-                    true => prepare_again(router),
+                    true => prepare_again(
+                        router,
+                        strings,
+                        progress.foreign_encoding.load(Ordering::Relaxed),
+                    ),
                     false => None,
                 };
                 let inspection = match tag {
@@ -341,10 +345,27 @@ fn route(
 /// own, so that one failing Parse does not make Postgres skip the others. Only at a quiet
 /// boundary, so their answers up to each ReadyForQuery come next and `inspect_upstream`
 /// drops them. Returns the messages and how many ReadyForQuery answer them.
-fn prepare_again(router: &mut SessionRouter) -> Option<(BytesMut, u32)> {
+///
+/// A text is prepared again only if Postgres reads it now as it did when it was judged (with
+/// standard_conforming_strings on, in UTF-8 or as ASCII): one with a backslash while the
+/// setting may be off (`strings`), or with other than ASCII in another client_encoding
+/// (`foreign`), keeps its first preparation, whose parse Postgres keeps (it plans again from
+/// the parsed tree, never from the text). The eighth red-team pass had such a text parsed
+/// again under SJIS and under the setting off, and read the base rows.
+fn prepare_again(
+    router: &mut SessionRouter,
+    strings: ConformingStrings,
+    foreign: bool,
+) -> Option<(BytesMut, u32)> {
+    let reads_the_same = |text: &str| {
+        (strings == ConformingStrings::On || !text.contains('\\')) && (!foreign || text.is_ascii())
+    };
     let mut messages = BytesMut::new();
     let mut batches = 0;
     for (name, text, parse) in router.stale_statements() {
+        if !reads_the_same(&text) {
+            continue;
+        }
         let Some(parse) = frontend::with_statement(frontend::PARSE, &parse, &text) else {
             continue;
         };
