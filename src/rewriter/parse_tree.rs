@@ -157,6 +157,20 @@ pub fn location(node: &Tree) -> Option<usize> {
         .and_then(|l| usize::try_from(l).ok())
 }
 
+/// A constant (possibly cast: `'x'::text`), the `A_Const` node.
+pub fn constant<'t>(argument: &'t Tree<'t>) -> Option<&'t Tree<'t>> {
+    argument
+        .get("A_Const")
+        .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))
+}
+
+/// A string constant (possibly cast) and its byte offset.
+pub fn string_constant<'t>(argument: &'t Tree<'t>) -> Option<(&'t str, usize)> {
+    let constant = constant(argument)?;
+    let text = constant.get("sval")?.get("sval")?.as_text()?;
+    Some((text, location(constant)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

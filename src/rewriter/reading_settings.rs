@@ -16,7 +16,7 @@
 //! any word the proxy looks for. Writes to it, and views over it (which pass writes on), are
 //! refused; reading it is not.
 
-use super::parse_tree::{Tree, location, name_parts};
+use super::parse_tree::{Tree, constant, location, name_parts, string_constant};
 use super::postgres_parser;
 use crate::model::catalog_substitutes::{
     PG_CATALOG, PG_SETTINGS, SET_CONFIG, STANDARD_CONFORMING_STRINGS,
@@ -140,8 +140,8 @@ fn set_config_may_turn_strings_off(call: &Tree) -> Option<usize> {
     let [name, value, ..] = arguments else {
         return None;
     };
-    let named_other = text_constant(name)
-        .is_some_and(|name| !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS));
+    let named_other = string_constant(name)
+        .is_some_and(|(name, _)| !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS));
     (!named_other && !is_on(value)).then(|| location(call).unwrap_or_default())
 }
 
@@ -161,10 +161,7 @@ pub fn is_on_value(value: &str) -> bool {
 
 /// Whether an argument is a constant that reads as on.
 fn is_on(argument: &Tree) -> bool {
-    let Some(constant) = argument
-        .get("A_Const")
-        .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))
-    else {
+    let Some(constant) = constant(argument) else {
         return false;
     };
     if let Some(number) = constant.get("ival") {
@@ -178,16 +175,6 @@ fn is_on(argument: &Tree) -> bool {
         .and_then(|text| text.get("sval"))
         .and_then(Tree::as_text)
         .is_some_and(is_on_value)
-}
-
-/// A string constant (possibly cast).
-fn text_constant<'t>(argument: &'t Tree) -> Option<&'t str> {
-    argument
-        .get("A_Const")
-        .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))?
-        .get("sval")?
-        .get("sval")?
-        .as_text()
 }
 
 #[cfg(test)]

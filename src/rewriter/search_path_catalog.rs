@@ -13,7 +13,7 @@
 //! docs/rewriting.md.
 
 use super::definitions::find_all_ignore_ascii_case;
-use super::parse_tree::{Tree, location, name_parts};
+use super::parse_tree::{Tree, location, name_parts, string_constant};
 use crate::model::catalog_substitutes::{
     INFORMATION_SCHEMA, READING_SETTERS, SEARCH_PATH, SEARCH_PATH_SETTERS, SET_CONFIG,
     SUBSTITUTE_SCHEMA_PREFIX,
@@ -75,7 +75,7 @@ fn setting(set: &Tree) -> Option<usize> {
     let arguments = set.get("args").map(Tree::as_array).unwrap_or_default();
     arguments
         .iter()
-        .filter_map(|argument| constant(argument))
+        .filter_map(|argument| string_constant(argument))
         .find(|(value, _)| names_catalog_schema(value))
         .map(|(_, at)| at)
 }
@@ -92,23 +92,14 @@ fn set_config_call(call: &Tree, unread_values: bool) -> Option<usize> {
     let [name, value, ..] = arguments else {
         return None;
     };
-    match constant(name) {
+    match string_constant(name) {
         Some((name, _)) if !name.eq_ignore_ascii_case(SEARCH_PATH) => None,
-        Some(_) => match constant(value) {
+        Some(_) => match string_constant(value) {
             Some((value, at)) => names_catalog_schema(value).then_some(at),
             None => unread_values.then_some(call_at),
         },
         None => unread_values.then_some(call_at),
     }
-}
-
-/// A string constant (possibly cast) and its byte offset.
-fn constant<'t>(argument: &'t Tree) -> Option<(&'t str, usize)> {
-    let constant = argument
-        .get("A_Const")
-        .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))?;
-    let text = constant.get("sval")?.get("sval")?.as_text()?;
-    Some((text, location(constant)?))
 }
 
 /// Whether a search_path value (comma-separated names, unquoted ones folded to lower case)
