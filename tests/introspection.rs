@@ -602,7 +602,8 @@ fn pg_settings_writes_and_verbose_plans_are_refused_at_a_version() {
         "EXPLAIN (COSTS OFF) SELECT * FROM model_metadata a JOIN model_metadata b USING (id)",
     )
     .unwrap();
-    assert!(plan.contains("Join"), "{plan}");
+    // (PostgreSQL 18 removes the self-join on the key: a scan either way.)
+    assert!(plan.contains("Scan on model_metadata"), "{plan}");
     assert!(
         !plan.contains("model_type") && !plan.contains("Output"),
         "{plan}"

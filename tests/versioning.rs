@@ -56,6 +56,45 @@ fn v1_and_v2_clients_share_rows_each_through_its_own_view() {
     assert_eq!(returned, "neural_network");
 }
 
+/// Found by the ninth red-team pass, against PostgreSQL 15: a `system_user` alias (a keyword
+/// since 16) made the check's parser (17's grammar) reject a text the server reads, which
+/// then went out with a `U&` name unrewritten; and the server's `viewgate.version`, which the
+/// sync triggers read, could be set past the proxy.
+#[test]
+fn what_the_check_cannot_read_and_the_server_s_version_setting_are_kept_from_a_version() {
+    let proxy = versioned_proxy();
+    psql(&proxy, Some("v2"), "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '1', 'secret_type')").unwrap();
+    let error = psql(
+        &proxy,
+        Some("v1"),
+        r#"SELECT m::text FROM (SELECT 1) system_user, U&"model\005fmetadata" m"#,
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("parser rejects it") && !error.contains("secret_type"),
+        "{error}"
+    );
+    for sql in [
+        "SET \"viewgate\".version = 'viewgate_backfill'",
+        "SELECT set_config('viewgate.version', 'viewgate_backfill', false)",
+        "SET viewgate.version = 'viewgate_backfill'; SELECT 1",
+    ] {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(error.contains("cannot rewrite"), "{sql}: {error}");
+    }
+    let server = psql(
+        &proxy,
+        Some("v1"),
+        "SELECT coalesce(current_setting('viewgate.version', true), '')",
+    )
+    .unwrap();
+    assert_ne!(server, "viewgate_backfill");
+    assert_eq!(
+        psql(&proxy, Some("v1"), "SHOW viewgate.version").unwrap(),
+        "v1"
+    );
+}
+
 /// A NOT NULL or CHECK violation's detail prints the failing base row whole, hidden columns
 /// included, and a unique violation's the key: a versioned client gets a note in place of a
 /// row, and of a key with a column its version does not see; the message and SQLSTATE stand.
@@ -112,6 +151,21 @@ fn a_constraint_violation_does_not_show_a_version_the_base_row() {
         error.contains("duplicate key value violates unique constraint \"one_type\"")
             && error.contains("the key is the base table's")
             && !error.contains("model_type"),
+        "{error}"
+    );
+    // A view's check option (the ninth red-team pass): Postgres names no table, and the row is
+    // the base table's whole when the view is over the version's view.
+    let error = psql(
+        &proxy,
+        None,
+        "CREATE TEMP VIEW checked AS SELECT * FROM model_metadata_v1 WHERE model_name <> 'zz' WITH CHECK OPTION; \
+         UPDATE checked SET model_name = 'zz' WHERE model_name = 'bert'",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("violates check option")
+            && error.contains("the failing row is the base table's")
+            && !error.contains("secret_type"),
         "{error}"
     );
     // Straight to Postgres the detail is there, hidden column and all.

@@ -20,16 +20,30 @@ pub const SET_CONFIG: &str = "set_config";
 /// (`rewriter::search_path_catalog`).
 pub const SEARCH_PATH_SETTERS: &[&str] = &[SEARCH_PATH, SET_CONFIG];
 
+/// The setting a session declares its version in, as written in SET and SHOW
+/// (case-insensitive); on the server, what the migrations' sync triggers read.
+pub const VERSION_SETTING: &str = "viewgate.version";
+
+/// The word every name of viewgate's own (the version setting, the substitutes' schemas)
+/// starts with: statements naming it are read (`rewriter::reading_settings`).
+pub const VIEWGATE_WORD: &str = "viewgate";
+
 /// The setting that decides whether a backslash escapes inside `'…'` literals.
 pub const STANDARD_CONFORMING_STRINGS: &str = "standard_conforming_strings";
 
 /// The view whose UPDATE rule changes any setting, by a name and value it may compute.
 pub const PG_SETTINGS: &str = "pg_settings";
 
-/// What may change how Postgres reads the session's later text
-/// (`rewriter::reading_settings`): every version with managed tables reads statements naming
-/// these, and refuses them in bodies and in texts too long to check.
-pub const READING_SETTERS: &[&str] = &[STANDARD_CONFORMING_STRINGS, PG_SETTINGS, SET_CONFIG];
+/// What may change how Postgres reads the session's later text, or the version the server
+/// believes the session writes at (`rewriter::reading_settings`): every version with managed
+/// tables reads statements naming these, and refuses them in bodies and in texts too long to
+/// check.
+pub const READING_SETTERS: &[&str] = &[
+    STANDARD_CONFORMING_STRINGS,
+    PG_SETTINGS,
+    SET_CONFIG,
+    VIEWGATE_WORD,
+];
 
 /// `SET SCHEMA 'a'` sets the search_path too, and its value may be split into adjacent
 /// literals (`'information_' 'schema'`) that name neither setting: the word every version

@@ -11,6 +11,13 @@
 //! `set_config`); a session that has it off anyway is refused every statement but turning it
 //! back on (`router::conforming_strings`).
 //!
+//! `viewgate.version` is the proxy's to set on the server: the migrations' sync triggers read
+//! it to tell writers apart (a writer at the old version gets the new columns computed, one
+//! claiming `viewgate_backfill` none). The proxy recognises a `SET viewgate.version` alone in
+//! its query string and sets the server's itself; any other change of it (a quoted name, a
+//! statement among others, `set_config`, a `SET` clause) would change what the triggers
+//! believe while the proxy serves the session at its version, and is refused.
+//!
 //! `pg_settings` is writable: its UPDATE rule calls `set_config` with a name and a value that
 //! the statement may compute, so it can change any setting (the search_path as well) without
 //! any word the proxy looks for. Writes to it, and views over it (which pass writes on), are
@@ -19,7 +26,7 @@
 use super::parse_tree::{Tree, constant, location, name_parts, string_constant};
 use super::postgres_parser;
 use crate::model::catalog_substitutes::{
-    PG_CATALOG, PG_SETTINGS, SET_CONFIG, STANDARD_CONFORMING_STRINGS,
+    PG_CATALOG, PG_SETTINGS, SET_CONFIG, STANDARD_CONFORMING_STRINGS, VERSION_SETTING,
 };
 
 /// The statements that write the relation in their `relation` field.
@@ -87,7 +94,9 @@ fn visit(tree: &Tree, defines_view: bool, found: &mut Option<usize>) {
             for (key, child) in fields {
                 let at = match key.as_ref() {
                     // A statement or a function's option; `setstmt` in `ALTER ROLE … SET`.
-                    "VariableSetStmt" | "setstmt" => turns_strings_off(child),
+                    "VariableSetStmt" | "setstmt" => {
+                        turns_strings_off(child).or_else(|| sets_the_version(child))
+                    }
                     "FuncCall" => set_config_may_turn_strings_off(child),
                     kind if WRITING_STATEMENTS.contains(&kind) => {
                         child.get("relation").and_then(settings_relation)
@@ -129,8 +138,18 @@ fn turns_strings_off(set: &Tree) -> Option<usize> {
     })
 }
 
-/// `set_config(name, value, is_local)` whose name may be `standard_conforming_strings` (it
-/// is not a constant, or is that one) and whose value is not a constant that turns it on.
+/// `SET viewgate.version` (or its RESET) that reached the rewriter: not one the proxy
+/// recognised and applied itself.
+fn sets_the_version(set: &Tree) -> Option<usize> {
+    set.get("name")
+        .and_then(Tree::as_text)
+        .is_some_and(|name| name.eq_ignore_ascii_case(VERSION_SETTING))
+        .then(|| location(set).unwrap_or_default())
+}
+
+/// `set_config(name, value, is_local)` whose name may be `standard_conforming_strings` or
+/// `viewgate.version` (it is not a constant, or is one of them) and whose value is not a
+/// constant that turns the former on.
 fn set_config_may_turn_strings_off(call: &Tree) -> Option<usize> {
     let names = name_parts(call.get("funcname"));
     if !matches!(names.as_slice(), [SET_CONFIG] | [PG_CATALOG, SET_CONFIG]) {
@@ -140,8 +159,12 @@ fn set_config_may_turn_strings_off(call: &Tree) -> Option<usize> {
     let [name, value, ..] = arguments else {
         return None;
     };
-    let named_other = string_constant(name)
-        .is_some_and(|(name, _)| !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS));
+    let named = string_constant(name).map(|(name, _)| name);
+    if named.is_some_and(|name| name.eq_ignore_ascii_case(VERSION_SETTING)) {
+        return Some(location(call).unwrap_or_default());
+    }
+    let named_other =
+        named.is_some_and(|name| !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS));
     (!named_other && !is_on(value)).then(|| location(call).unwrap_or_default())
 }
 
@@ -233,6 +256,23 @@ mod tests {
         ] {
             assert!(!changes(sql), "{sql}");
         }
+    }
+
+    /// The ninth red-team pass set the server's `viewgate.version`, which the sync triggers
+    /// read, past the proxy (which kept answering v1).
+    #[test]
+    fn changes_of_the_version_setting_the_proxy_did_not_make_are_found() {
+        for sql in [
+            "SET \"viewgate\".version = 'viewgate_backfill'",
+            "SET viewgate.version = 'v2'; SELECT 1",
+            "SELECT set_config('viewgate.version', 'v2', false)",
+            "SELECT pg_catalog.set_config('VIEWGATE.VERSION', 'v2', true)",
+            "RESET viewgate.version; SELECT 1",
+            "ALTER ROLE app SET viewgate.version = 'v2'",
+        ] {
+            assert!(changes(sql), "{sql}");
+        }
+        assert!(!changes("SELECT current_setting('viewgate.version', true)"));
     }
 
     #[test]

@@ -96,6 +96,13 @@ pub fn information_schema_path(version: &str) -> String {
     )
 }
 
+/// Why a text that PostgreSQL's parser (libpg_query) rejects is refused rather than sent.
+pub fn postgres_rejects(message: &str) -> String {
+    format!(
+        "PostgreSQL's parser rejects it ({message}); viewgate checks statements with PostgreSQL 17's grammar and sends none it cannot check, since an older server may read the text otherwise"
+    )
+}
+
 /// Why `EXPLAIN (VERBOSE)` of a statement reading a managed table is refused.
 pub fn verbose_explain(version: &str) -> String {
     format!(

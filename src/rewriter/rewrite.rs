@@ -8,7 +8,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::lexer;
-use super::mention::{comment_after_quote, may_hide_a_name};
+use super::mention::{comment_after_quote, may_hide_a_name, unicode_escape};
 use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::postgres_parser;
 use super::query_functions;
@@ -187,9 +187,12 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
 /// did not edit (in a statement it could not read, or in a form it reads differently, such as
 /// `SELECT … UNION TABLE t`) is rewritten from Postgres's position, or the statement is
 /// refused; a relation edit of sqlparser's that Postgres does not read as a managed table
-/// refuses it. A statement Postgres itself rejects keeps sqlparser's verdict (sent, it would
-/// fail there and read nothing). DDL that names a managed table is read by Postgres's parser
-/// alone, up to a longer limit, and refused beyond it.
+/// refuses it. A statement Postgres's parser rejects is refused if it names anything the
+/// rewriter reads, or spells a name with `U&`: the parser is PostgreSQL 17's, and an older
+/// server may accept the text (the ninth red-team pass read base rows behind a `system_user`
+/// alias, a keyword since 16, through a `U&` name sqlparser left alone). DDL that
+/// names a managed table is read by Postgres's parser alone, up to a longer limit, and refused
+/// beyond it.
 fn check(
     sql: &str,
     targets: &VersionTargets,
@@ -243,6 +246,17 @@ fn check(
                 });
             }
             return failure.map_or(Ok(edits), Err);
+        }
+        // A text that names nothing the rewriter reads, under any spelling, is read nowhere
+        // else either (garbage that came here for a quote and a `--`): sqlparser's verdict.
+        Reading::Rejected(message)
+            if targets.mention_scan().names_in(sql.as_bytes())
+                || unicode_escape(sql.as_bytes()) =>
+        {
+            return Err(failure.unwrap_or(Failure {
+                reason: refusal::postgres_rejects(&message),
+                offset: None,
+            }));
         }
         Reading::Rejected(_) => return failure.map_or(Ok(edits), Err),
         Reading::Unavailable(reason) => {

@@ -623,3 +623,24 @@ fn verbose_explain_is_refused_at_a_version_and_plain_explain_is_rewritten() {
         Rewrite::Unchanged
     );
 }
+
+/// Found by the ninth red-team pass: libpg_query (PostgreSQL 17's grammar) rejects a
+/// `system_user` alias that PostgreSQL 15 accepts, and the text went out with sqlparser's
+/// edits alone, which leave a `U&` name and `UNION ALL TABLE` unrewritten: base rows. A text
+/// the check rejects is refused.
+#[test]
+fn a_text_postgres_s_parser_rejects_is_refused_not_sent_unchecked() {
+    let v1 = VersionTargets::seed_example("v1");
+    for sql in [
+        r#"SELECT m::text FROM (SELECT 1) system_user, U&"model\005fmetadata" m"#,
+        "SELECT * FROM (SELECT 1) system_user, model_metadata m UNION ALL TABLE model_metadata",
+    ] {
+        let Err(error) = rewrite(sql, &v1) else {
+            panic!("{sql} passed");
+        };
+        assert!(
+            error.reason.contains("parser rejects it") || error.reason.contains("unusual spelling"),
+            "{sql}: {error}"
+        );
+    }
+}

@@ -10,8 +10,7 @@ use sqlparser::tokenizer::Token;
 
 use crate::protocol::startup::startup_setting;
 
-/// The setting's name, as written in SET and SHOW (case-insensitive).
-pub const VERSION_SETTING: &str = "viewgate.version";
+pub use crate::model::catalog_substitutes::VERSION_SETTING;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionCommand {

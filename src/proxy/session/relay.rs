@@ -439,7 +439,16 @@ fn detail_for_version(
     fields: &backend::ErrorFields,
     frame: &[u8],
 ) -> Option<BytesMut> {
-    if fields.detail.is_empty() || !fields.code.starts_with(INTEGRITY_CONSTRAINT_CLASS) {
+    if fields.detail.is_empty() {
+        return None;
+    }
+    if fields.code == error_detail::WITH_CHECK_OPTION_VIOLATION {
+        let targets = progress.version_targets()?;
+        return (!targets.managed().is_empty())
+            .then(|| backend::with_detail(frame, error_detail::HIDDEN_ROW_DETAIL))
+            .flatten();
+    }
+    if !fields.code.starts_with(INTEGRITY_CONSTRAINT_CLASS) {
         return None;
     }
     let targets = progress.version_targets()?;
