@@ -434,6 +434,21 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         ["4200"],
         "v2's own value kept"
     );
+    // `DISCARD ALL` (what pools send) clears the server's setting too; the proxy tells it
+    // again before the next statement, so the write is still judged a v2 write (the tenth
+    // red-team pass: an empty setting counts as the oldest version). An INSERT, which the
+    // triggers judge by the setting alone.
+    session.batch_execute("DISCARD ALL").await.unwrap();
+    text(
+        &session,
+        "INSERT INTO models (name, size) VALUES ('d', 6300)",
+    )
+    .await;
+    assert_eq!(
+        text(&v1, "SELECT size FROM models WHERE name = 'd'").await,
+        ["6"],
+        "down ran after DISCARD ALL: the writer was still v2"
+    );
 }
 
 /// The backfill's pacing signal, end to end: the proxy counts requests per latency bucket, the

@@ -67,6 +67,14 @@ fn fragment() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `Ok(Unchanged)`, or the refusal of a text Postgres's parser rejects.
+fn unchanged_or_rejected(outcome: &Result<Rewrite, viewgate::rewriter::RewriteError>) -> bool {
+    match outcome {
+        Ok(rewrite) => *rewrite == Rewrite::Unchanged,
+        Err(error) => error.reason.contains("PostgreSQL's parser rejects it"),
+    }
+}
+
 fn token_soup() -> impl Strategy<Value = String> {
     proptest::collection::vec(fragment(), 0..40).prop_map(|parts| parts.join(" "))
 }
@@ -87,11 +95,15 @@ proptest! {
         }
     }
 
+    /// Unchanged, or refused because Postgres's parser rejects it (a text the fast path
+    /// reads, for a quote and a `--` say, that the check's parser cannot read is never sent:
+    /// an older server might read it otherwise).
     #[test]
-    fn text_not_naming_a_managed_table_is_unchanged(sql in token_soup()) {
+    fn text_not_naming_a_managed_table_is_never_rewritten(sql in token_soup()) {
         let sql = sql.replace(MANAGED, "").replace("MODEL_METADATA", "");
         prop_assume!(!sql.to_ascii_lowercase().contains(MANAGED));
-        prop_assert_eq!(rewrite(&sql, &v2()), Ok(Rewrite::Unchanged));
+        let outcome = rewrite(&sql, &v2());
+        prop_assert!(unchanged_or_rejected(&outcome), "{sql:?} -> {outcome:?}");
     }
 
     #[test]
@@ -113,11 +125,12 @@ proptest! {
     }
 
     #[test]
-    fn catalog_text_at_a_version_without_substitutes_is_unchanged(sql in token_soup()) {
+    fn catalog_text_at_a_version_without_substitutes_is_never_rewritten(sql in token_soup()) {
         let sql = sql.replace(MANAGED, "").replace("MODEL_METADATA", "");
         prop_assume!(!sql.to_ascii_lowercase().contains(MANAGED));
         let sql = format!("SELECT * FROM pg_catalog.pg_class; {sql}");
-        prop_assert_eq!(rewrite(&sql, &v2()), Ok(Rewrite::Unchanged));
+        let outcome = rewrite(&sql, &v2());
+        prop_assert!(unchanged_or_rejected(&outcome), "{sql:?} -> {outcome:?}");
     }
 
     #[test]

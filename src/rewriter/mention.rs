@@ -277,7 +277,7 @@ pub fn comment_after_quote(haystack: &[u8]) -> bool {
 }
 
 /// `U&"` or `U&'` (in either case), which opens a Unicode-escaped identifier or string.
-pub fn unicode_escape(haystack: &[u8]) -> bool {
+fn unicode_escape(haystack: &[u8]) -> bool {
     memchr::memchr_iter(b'&', haystack).any(|at| {
         at > 0
             && haystack[at - 1].eq_ignore_ascii_case(&b'u')

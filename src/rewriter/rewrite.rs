@@ -8,7 +8,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::lexer;
-use super::mention::{comment_after_quote, may_hide_a_name, unicode_escape};
+use super::mention::{comment_after_quote, may_hide_a_name};
 use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::postgres_parser;
 use super::query_functions;
@@ -187,10 +187,11 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
 /// did not edit (in a statement it could not read, or in a form it reads differently, such as
 /// `SELECT … UNION TABLE t`) is rewritten from Postgres's position, or the statement is
 /// refused; a relation edit of sqlparser's that Postgres does not read as a managed table
-/// refuses it. A statement Postgres's parser rejects is refused if it names anything the
-/// rewriter reads, or spells a name with `U&`: the parser is PostgreSQL 17's, and an older
-/// server may accept the text (the ninth red-team pass read base rows behind a `system_user`
-/// alias, a keyword since 16, through a `U&` name sqlparser left alone). DDL that
+/// refuses it. A statement Postgres's parser rejects is refused (the fast path sent it here,
+/// so it may reach something the rewriter reads): the parser is PostgreSQL 17's, and an
+/// older server may accept the text, unread: the ninth red-team pass read base rows behind a
+/// `system_user` alias (a keyword since 16) through a `U&` name sqlparser left alone, and the
+/// tenth through a function whose body, never judged, built the name at run time. DDL that
 /// names a managed table is read by Postgres's parser alone, up to a longer limit, and refused
 /// beyond it.
 fn check(
@@ -247,18 +248,12 @@ fn check(
             }
             return failure.map_or(Ok(edits), Err);
         }
-        // A text that names nothing the rewriter reads, under any spelling, is read nowhere
-        // else either (garbage that came here for a quote and a `--`): sqlparser's verdict.
-        Reading::Rejected(message)
-            if targets.mention_scan().names_in(sql.as_bytes())
-                || unicode_escape(sql.as_bytes()) =>
-        {
+        Reading::Rejected(message) => {
             return Err(failure.unwrap_or(Failure {
                 reason: refusal::postgres_rejects(&message),
                 offset: None,
             }));
         }
-        Reading::Rejected(_) => return failure.map_or(Ok(edits), Err),
         Reading::Unavailable(reason) => {
             return Err(Failure {
                 reason: format!("PostgreSQL's parser could not check it ({reason})"),

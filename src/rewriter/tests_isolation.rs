@@ -644,3 +644,17 @@ fn a_text_postgres_s_parser_rejects_is_refused_not_sent_unchecked() {
         );
     }
 }
+
+/// Found by the tenth red-team pass: a function whose parameter is named `system_user` (a
+/// keyword since PostgreSQL 16, an identifier to 15) was rejected by the check's parser, and
+/// its body, never judged, built the table's name at run time. Every text the check rejects
+/// is refused.
+#[test]
+fn a_definition_postgres_s_parser_rejects_is_refused_whatever_it_names() {
+    let v1 = VersionTargets::seed_example("v1");
+    let sql = "CREATE FUNCTION pg_temp.peek(system_user int) RETURNS text LANGUAGE plpgsql AS $$DECLARE r text; BEGIN EXECUTE 'SELECT string_agg(t::text, '','') FROM model' || '_metadata t' INTO r; RETURN r; END$$";
+    let Err(error) = rewrite(sql, &v1) else {
+        panic!("{sql} passed");
+    };
+    assert!(error.reason.contains("parser rejects it"), "{error}");
+}

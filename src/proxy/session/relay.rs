@@ -28,6 +28,7 @@ use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
 use crate::rewriter::error_detail;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::targets::RelationName;
 use crate::router::version_setting::set_version_statement;
 use crate::router::{
@@ -125,11 +126,17 @@ impl Session {
                         }
                         account_for(router, account, ledger);
                         progress.note_version(router.assignment().map(Assignment::targets));
-                        if quiet && router.tracks_writers() {
+                        let inspection = if quiet && router.tracks_writers() {
                             tell_version(router, upstream_version, progress, frame, inspection)
                         } else {
                             inspection
+                        };
+                        // `RESET ALL` and `DISCARD ALL` clear the server's setting too (the
+                        // tenth red-team pass): told again ahead of the next statement.
+                        if frontend::statement_bytes(tag, frame).is_some_and(may_reset_settings) {
+                            *upstream_version = None;
                         }
+                        inspection
                     }
                     // Answered as Postgres answers a failed call (ErrorResponse, then the
                     // ReadyForQuery it was counted as owed): the refusal, raised by a Query.
@@ -425,6 +432,17 @@ fn tell_version(
     *upstream_version = Some(version.to_owned());
     Inspection::Replace(combined)
 }
+
+/// Whether a statement may reset the session's settings (`RESET ALL`, `DISCARD ALL`, also
+/// inside a function or DO block): the words, in any case, anywhere.
+fn may_reset_settings(statement: &[u8]) -> bool {
+    RESETTING_WORDS
+        .iter()
+        .any(|word| contains_ignore_ascii_case(statement, word.as_bytes()))
+}
+
+/// The words of the statements that reset every setting.
+const RESETTING_WORDS: &[&str] = &["reset", "discard"];
 
 /// SQLSTATE class 23: integrity constraint violations, the errors whose detail names a row
 /// or key.
