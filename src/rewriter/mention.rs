@@ -316,15 +316,12 @@ fn escape_string_has_backslash(content: &[u8]) -> bool {
 }
 
 /// Whether a statement of `haystack` starts with `DO` or `CREATE` (at the start of the text
-/// or after a `;`, past whitespace): Postgres's parser reads what such a statement keeps.
+/// or after a `;`, past whitespace and comments, as Postgres's scanner skips them): Postgres's
+/// parser reads what such a statement keeps. The eleventh red-team pass put `/**/` before a
+/// `DO` whose body built the table's name at run time, and the text was never read.
 pub fn starts_definition(haystack: &[u8]) -> bool {
     let starts_with_word = |at: usize| {
-        let rest = &haystack[at..];
-        let start = rest
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(rest.len());
-        let rest = &rest[start..];
+        let rest = past_trivia(&haystack[at..]);
         ["do", "create"].iter().any(|word| {
             rest.len() >= word.len()
                 && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
@@ -336,6 +333,53 @@ pub fn starts_definition(haystack: &[u8]) -> bool {
     };
     starts_with_word(0) || memchr::memchr_iter(b';', haystack).any(|at| starts_with_word(at + 1))
 }
+
+/// `text` past leading whitespace (Postgres's, vertical tab included) and comments (`--` to
+/// the end of the line, `/* */` nested); empty if a comment never ends.
+fn past_trivia(text: &[u8]) -> &[u8] {
+    let mut at = 0;
+    loop {
+        while text
+            .get(at)
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == VERTICAL_TAB)
+        {
+            at += 1;
+        }
+        let rest = &text[at..];
+        if rest.starts_with(b"--") {
+            match rest.iter().position(|b| matches!(b, b'\n' | b'\r')) {
+                Some(end) => at += end + 1,
+                None => return &[],
+            }
+        } else if rest.starts_with(b"/*") {
+            let mut depth = 0usize;
+            let mut i = 0;
+            loop {
+                match (rest.get(i), rest.get(i + 1)) {
+                    (Some(b'/'), Some(b'*')) => {
+                        depth += 1;
+                        i += 2;
+                    }
+                    (Some(b'*'), Some(b'/')) => {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    (Some(_), _) => i += 1,
+                    (None, _) => return &[],
+                }
+            }
+            at += i;
+        } else {
+            return rest;
+        }
+    }
+}
+
+/// Whitespace to Postgres's scanner (16 and later), not to `is_ascii_whitespace`.
+const VERTICAL_TAB: u8 = 0x0B;
 
 fn is_identifier_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || byte >= 0x80
@@ -365,6 +409,30 @@ pub fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    /// The eleventh red-team pass: a comment before `DO` or `CREATE` hid the definition.
+    #[test]
+    fn a_definition_is_found_past_comments_and_any_whitespace_postgres_skips() {
+        for text in [
+            "DO 'BEGIN END'",
+            "/**/DO $$BEGIN END$$",
+            "/* a /* nested */ one */ create function f() returns int as 'select 1' language sql",
+            "-- a comment\nCREATE FUNCTION f() RETURNS int AS 'SELECT 1' LANGUAGE sql",
+            "-- a comment\r/**/\x0bDO'BEGIN END'",
+            "SELECT 1; /* c */ -- d\n DO $$BEGIN END$$",
+        ] {
+            assert!(starts_definition(text.as_bytes()), "{text:?}");
+        }
+        for text in [
+            "SELECT 1 -- DO 'x'",
+            "/* DO 'x' */ SELECT 1",
+            "/* never ends DO 'x'",
+            "SELECT created_at FROM t",
+            "DO$$ AS identifier",
+        ] {
+            assert!(!starts_definition(text.as_bytes()), "{text:?}");
+        }
+    }
     use super::*;
 
     #[test]

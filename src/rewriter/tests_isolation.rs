@@ -658,3 +658,16 @@ fn a_definition_postgres_s_parser_rejects_is_refused_whatever_it_names() {
     };
     assert!(error.reason.contains("parser rejects it"), "{error}");
 }
+
+/// Found by the eleventh red-team pass: a comment before `DO` kept the text from being read,
+/// and its body built the table's name at run time.
+#[test]
+fn a_definition_behind_a_comment_is_read_and_judged() {
+    let v1 = VersionTargets::seed_example("v1");
+    for sql in [
+        "/**/DO $$BEGIN EXECUTE 'UPDATE model' || '_metadata SET model_type = ''x'''; END$$",
+        "-- c\nCREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'SELECT 1 FROM model' || '_metadata'; END$$",
+    ] {
+        assert!(rewrite(sql, &v1).is_err(), "{sql} passed");
+    }
+}
