@@ -319,9 +319,12 @@ fn escape_string_has_backslash(content: &[u8]) -> bool {
 /// or after a `;`, past whitespace and comments, as Postgres's scanner skips them): Postgres's
 /// parser reads what such a statement keeps. The eleventh red-team pass put `/**/` before a
 /// `DO` whose body built the table's name at run time, and the text was never read.
+///
+/// Linear in the text: a `;` inside whitespace or a comment already skipped starts nothing
+/// and is not looked past again (the twelfth red-team pass had `;--` repeated, a comment
+/// from every `;` to the end, cost the square of the length).
 pub fn starts_definition(haystack: &[u8]) -> bool {
-    let starts_with_word = |at: usize| {
-        let rest = past_trivia(&haystack[at..]);
+    let starts_with_word = |rest: &[u8]| {
         ["do", "create"].iter().any(|word| {
             rest.len() >= word.len()
                 && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
@@ -331,7 +334,17 @@ pub fn starts_definition(haystack: &[u8]) -> bool {
                     .is_some_and(is_identifier_byte)
         })
     };
-    starts_with_word(0) || memchr::memchr_iter(b';', haystack).any(|at| starts_with_word(at + 1))
+    let mut skipped_to = 0;
+    std::iter::once(0)
+        .chain(memchr::memchr_iter(b';', haystack).map(|at| at + 1))
+        .any(|start| {
+            if start < skipped_to {
+                return false;
+            }
+            let rest = past_trivia(&haystack[start..]);
+            skipped_to = haystack.len() - rest.len();
+            starts_with_word(rest)
+        })
 }
 
 /// `text` past leading whitespace (Postgres's, vertical tab included) and comments (`--` to
@@ -423,6 +436,19 @@ mod tests {
         ] {
             assert!(starts_definition(text.as_bytes()), "{text:?}");
         }
+        // The twelfth red-team pass: `;--` repeated (one comment, to the end) was read from
+        // every `;` to the end; now each byte is looked past once.
+        let mut long = "SELECT 1".to_owned();
+        long.push_str(&";--".repeat(200_000));
+        assert!(!starts_definition(long.as_bytes()));
+        long.push_str("\nDO 'BEGIN END'");
+        assert!(starts_definition(long.as_bytes()));
+        let nested = format!(
+            "SELECT 1{}{}; DO 'x'",
+            ";/*".repeat(100_000),
+            "*/".repeat(100_000)
+        );
+        assert!(starts_definition(nested.as_bytes()));
         for text in [
             "SELECT 1 -- DO 'x'",
             "/* DO 'x' */ SELECT 1",
