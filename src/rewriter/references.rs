@@ -16,21 +16,24 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    ArrayElemTypeDef, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, DataType,
-    Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, OnInsert, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned,
-    Statement, TableFactor, TableObject, Value, Visit, Visitor,
+    ArrayElemTypeDef, CopySource, DataType, Expr, FromTable, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Spanned, Statement, TableFactor, TableObject, Value,
+    Visit, Visitor,
 };
 
-use super::base_row::{BaseRow, Statement as Written};
-use super::merge::Source;
 use super::refusal::{self, Refusal};
 use super::splice::{Edit, TextIndex};
 use super::targets::{
-    BaseWrite, VersionTargets, ViewTarget, fold_identifier, parse_relation_literal,
-    quote_identifier,
+    VersionTargets, ViewTarget, fold_identifier, parse_relation_literal, quote_identifier,
 };
-use super::upsert::Upsert;
+
+#[path = "references_base_writes.rs"]
+mod base_writes;
+#[path = "references_copy.rs"]
+mod copy;
+
+use copy::copy_option_columns;
 
 /// Why [`Collector::collect`] gives no edits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,29 +42,6 @@ pub enum NotCollected {
     Unlocatable,
     /// The statement is refused.
     Refused(Refusal),
-}
-
-/// A COPY statement's options that name columns (`FORCE_NOT_NULL`, `FORCE_NULL`, and the
-/// pre-9.0 `FORCE NOT NULL`).
-fn copy_option_columns<'s>(
-    options: &'s [CopyOption],
-    legacy_options: &'s [CopyLegacyOption],
-) -> impl Iterator<Item = &'s Ident> {
-    let modern = options.iter().flat_map(|option| match option {
-        CopyOption::ForceNotNull(columns) | CopyOption::ForceNull(columns) => columns.as_slice(),
-        _ => &[],
-    });
-    let legacy = legacy_options.iter().flat_map(|option| match option {
-        CopyLegacyOption::Csv(csv) => csv
-            .iter()
-            .flat_map(|option| match option {
-                CopyLegacyCsvOption::ForceNotNull(columns) => columns.as_slice(),
-                _ => &[],
-            })
-            .collect::<Vec<_>>(),
-        _ => Vec::new(),
-    });
-    modern.chain(legacy)
 }
 
 /// The CTE names a WITH clause introduces, and how many of them are visible right now (a CTE
@@ -211,293 +191,6 @@ impl<'a> Collector<'a> {
             text,
             relation: true,
         });
-    }
-
-    /// `COPY t [(cols)] TO ...` reads through the view with a query. `COPY t FROM` writes
-    /// through the view where it has an INSTEAD OF INSERT trigger (Postgres runs it for each
-    /// row); into an auto-updatable view, which Postgres cannot copy to, it writes the base
-    /// table with the view's columns mapped (`copy_into_base`), where the catalog recorded the
-    /// mapping (otherwise through the view, and Postgres says it cannot).
-    fn copy(
-        &mut self,
-        table_name: &ObjectName,
-        columns: &[Ident],
-        to: bool,
-        force_columns: Vec<&Ident>,
-    ) {
-        let Some((target, qualified, _)) = self.resolve(table_name) else {
-            return;
-        };
-        let Some(name_range) = self.index.range(table_name.span()) else {
-            self.unlocatable = true;
-            return;
-        };
-        let view = view_reference(target, qualified);
-        if !to
-            && let Some(write) = self.targets.base_write(target)
-            && !write.mapping.trigger_backed
-        {
-            self.copy_into_base(target, write, name_range, columns, force_columns);
-            return;
-        }
-        if !to {
-            self.edits.push(Edit {
-                range: name_range,
-                text: view,
-                relation: true,
-            });
-            return;
-        }
-        let mut end = name_range.end;
-        let mut selected = "*".to_owned();
-        if let Some(last) = columns.last() {
-            let close = self
-                .index
-                .range(last.span)
-                .and_then(|r| self.sql[r.end..].find(')').map(|p| r.end + p + 1));
-            let Some(close) = close else {
-                self.unlocatable = true;
-                return;
-            };
-            end = close;
-            selected = columns
-                .iter()
-                .filter_map(|c| self.index.range(c.span).map(|r| self.sql[r].to_owned()))
-                .collect::<Vec<_>>()
-                .join(", ");
-        }
-        self.edits.push(Edit {
-            range: name_range.start..end,
-            text: format!("(SELECT {selected} FROM {view})"),
-            relation: true,
-        });
-    }
-
-    /// The column list's end: just past the `)` after its last column, or the name's end.
-    fn column_list_end(&mut self, name_end: usize, columns: &[Ident]) -> Option<usize> {
-        let Some(last) = columns.last() else {
-            return Some(name_end);
-        };
-        let close = self
-            .index
-            .range(last.span)
-            .and_then(|r| self.sql[r.end..].find(')').map(|p| r.end + p + 1));
-        if close.is_none() {
-            self.unlocatable = true;
-        }
-        close
-    }
-
-    /// `COPY t [(cols)] FROM …` through an auto-updatable view: `COPY base (base cols) FROM …`.
-    /// Exact when every column it writes is a view column shown as a base column (plain or
-    /// renamed; always so in an auto-updatable view), none is an identity column `GENERATED
-    /// ALWAYS` (an INSERT through the view refuses a value for it, a COPY would store it), and
-    /// every view column it leaves out gets the base column's default (an INSERT through the
-    /// view would apply the view's own default). No column list means the view's columns in
-    /// the view's order. `FORCE_NOT_NULL` / `FORCE_NULL` name the base columns too.
-    fn copy_into_base(
-        &mut self,
-        target: &ViewTarget,
-        write: &BaseWrite,
-        name_range: std::ops::Range<usize>,
-        columns: &[Ident],
-        force_columns: Vec<&Ident>,
-    ) {
-        let mapping = &write.mapping;
-        let table = &target.table.name;
-        let version = &self.targets.version;
-        let Some(end) = self.column_list_end(name_range.end, columns) else {
-            return;
-        };
-        let listed: Vec<(String, Option<usize>)> = if columns.is_empty() {
-            mapping
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), None))
-                .collect()
-        } else {
-            columns
-                .iter()
-                .map(|c| {
-                    let offset = self.index.range(c.span).map(|r| r.start);
-                    (fold_identifier(&c.value, c.quote_style.is_some()), offset)
-                })
-                .collect()
-        };
-        let mut base_columns = Vec::with_capacity(listed.len());
-        for (name, offset) in &listed {
-            let Some(column) = mapping.column(name) else {
-                return self.refuse(
-                    format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
-                    offset.or(Some(name_range.start)),
-                );
-            };
-            let Some(base) = &column.base_column else {
-                return self.refuse(
-                    format!("COPY … FROM cannot write column \"{name}\" of \"{table}\", an expression at version {version}"),
-                    offset.or(Some(name_range.start)),
-                );
-            };
-            if column.base_identity_always {
-                return self.refuse(
-                    format!("COPY … FROM would write column \"{name}\" of \"{table}\", an identity column GENERATED ALWAYS, which an insert through version {version} may not; leave it out of the column list"),
-                    offset.or(Some(name_range.start)),
-                );
-            }
-            base_columns.push(quote_identifier(base));
-        }
-        if let Some(omitted) = mapping.columns.iter().find(|column| {
-            !listed.iter().any(|(name, _)| *name == column.name) && !column.base_default_applies()
-        }) {
-            return self.refuse(
-                format!(
-                    "COPY … FROM leaves out column \"{}\" of \"{table}\", whose default at version {version} ({}) is not the base table's, and viewgate copies into the base table; list the column and give its values",
-                    omitted.name,
-                    omitted.default.as_deref().unwrap_or_default()
-                ),
-                Some(name_range.start),
-            );
-        }
-        for ident in force_columns {
-            let name = fold_identifier(&ident.value, ident.quote_style.is_some());
-            let Some(range) = self.index.range(ident.span) else {
-                self.unlocatable = true;
-                return;
-            };
-            let Some(base) = mapping.column(&name).and_then(|c| c.base_column.as_deref()) else {
-                return self.refuse(
-                    format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
-                    Some(range.start),
-                );
-            };
-            self.edits.push(Edit {
-                range,
-                text: quote_identifier(base),
-                relation: false,
-            });
-        }
-        self.edits.push(Edit {
-            range: name_range.start..end,
-            text: format!(
-                "{}.{} ({})",
-                quote_identifier(&write.base.schema),
-                quote_identifier(&write.base.name),
-                base_columns.join(", ")
-            ),
-            relation: true,
-        });
-    }
-
-    /// Whether `range` overlaps an upsert's edits (which map such references themselves).
-    fn in_upsert(&self, range: std::ops::Range<usize>) -> bool {
-        self.upsert_ranges.iter().any(|r| {
-            r.start < range.end.max(range.start + 1) && range.start < r.end.max(r.start + 1)
-        })
-    }
-
-    /// `INSERT … ON CONFLICT` through a trigger-backed view with a recorded mapping: the
-    /// upsert on the base table (`upsert.rs`). `false` when it is not such an insert.
-    fn upsert(&mut self, insert: &sqlparser::ast::Insert) -> bool {
-        let (TableObject::TableName(name), Some(OnInsert::OnConflict(conflict))) =
-            (&insert.table, &insert.on)
-        else {
-            return false;
-        };
-        let Some((target, _, written)) = self.resolve_in(name, false) else {
-            return false;
-        };
-        let Some(write) = self
-            .targets
-            .base_write(target)
-            .filter(|write| write.mapping.trigger_backed)
-        else {
-            return false;
-        };
-        let Some(name_range) = self.index.range(name.span()) else {
-            self.unlocatable = true;
-            return true;
-        };
-        let upsert = Upsert {
-            sql: self.sql,
-            index: self.index,
-            target,
-            write,
-            version: &self.targets.version,
-        };
-        match upsert.edits(insert, conflict, name_range, written) {
-            Ok(edits) => {
-                self.upsert_ranges
-                    .extend(edits.iter().map(|edit| edit.range.clone()));
-                self.edits.extend(edits);
-            }
-            Err(refusal) => {
-                self.refusal.get_or_insert(refusal);
-            }
-        }
-        true
-    }
-
-    /// `MERGE` into a managed table whose view has a recorded mapping: one MERGE on the base
-    /// table (`merge.rs`), since Postgres before 17 cannot MERGE into a view. `false` when it
-    /// is not such a MERGE.
-    fn merge(&mut self, merge: &sqlparser::ast::Merge) -> bool {
-        let TableFactor::Table {
-            name,
-            alias,
-            args: None,
-            ..
-        } = &merge.table
-        else {
-            return false;
-        };
-        let Some((target, _, written)) = self.resolve_in(name, false) else {
-            return false;
-        };
-        let written = written.to_owned();
-        let Some(write) = self.targets.base_write(target) else {
-            return false;
-        };
-        self.handled_factors
-            .push(&merge.table as *const TableFactor as usize);
-        let Some(name_range) = self.index.range(name.span()) else {
-            self.unlocatable = true;
-            return true;
-        };
-        let source = Source::of(&merge.source, &|name| {
-            let (target, _, _) = self.resolve(name)?;
-            let write = self.targets.base_write(target)?;
-            Some(
-                write
-                    .mapping
-                    .columns
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect(),
-            )
-        });
-        let base_row = BaseRow {
-            sql: self.sql,
-            index: self.index,
-            target,
-            write,
-            version: &self.targets.version,
-            statement: Written::Merge,
-        };
-        match base_row.merge(merge, name_range, &written, alias.as_ref(), &source) {
-            Ok(edits) => {
-                self.upsert_ranges.extend(
-                    edits
-                        .iter()
-                        .filter(|edit| !edit.range.is_empty())
-                        .map(|edit| edit.range.clone()),
-                );
-                self.edits.extend(edits);
-            }
-            Err(refusal) => {
-                self.refusal.get_or_insert(refusal);
-            }
-        }
-        true
     }
 
     /// `schema.table` qualifying a column or a wildcard (`idents` ends with the table): when it
