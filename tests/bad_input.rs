@@ -87,6 +87,34 @@ fn unknown_protocol_versions_and_missing_user_are_refused() {
 }
 
 #[test]
+fn a_startup_parameter_given_twice_is_refused() {
+    // Postgres takes the last of repeated parameters; the proxy must not route, version or
+    // check the session by any other, so it takes none.
+    let proxy = TestProxy::start();
+    for params in [
+        &[
+            ("user", "postgres"),
+            ("database", "nobody"),
+            ("database", "postgres"),
+        ][..],
+        &[("user", "nobody"), ("user", "postgres")],
+        &[
+            ("user", "postgres"),
+            ("search_path", "public"),
+            ("SEARCH_PATH", "pg_catalog"),
+        ],
+    ] {
+        let report = error_for(&proxy, &raw::startup_packet(PROTOCOL_3_0, params));
+        assert_eq!(report.code, "08P01", "{params:?}: {report:?}");
+        assert!(
+            report.message.contains("is given more than once"),
+            "{report:?}"
+        );
+    }
+    assert_still_serving(&proxy);
+}
+
+#[test]
 fn newer_minor_versions_and_extensions_are_negotiated_down() {
     let proxy = TestProxy::start();
     let mut stream = raw::connect(proxy.address);

@@ -449,6 +449,47 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         ["6"],
         "down ran after DISCARD ALL: the writer was still v2"
     );
+    // Where the proxy could not tell it again before the next write, a reset is refused (the
+    // thirteenth red-team pass wrote as another version so): among other statements, inside
+    // a block, and a statement pipelined behind an unanswered one.
+    for sql in [
+        "RESET ALL; INSERT INTO models (name, size) VALUES ('e', 1)",
+        "BEGIN; RESET ALL",
+    ] {
+        let error = session.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(
+            error.code().map(|c| c.code()),
+            Some("0A000"),
+            "{sql}: {error}"
+        );
+    }
+    session.batch_execute("BEGIN").await.unwrap();
+    let error = session
+        .batch_execute("RESET ALL")
+        .await
+        .expect_err("in a block");
+    assert!(
+        format!("{error:?}").contains("inside a transaction block"),
+        "{error}"
+    );
+    session.batch_execute("ROLLBACK").await.unwrap();
+    let (reset, insert) = tokio::join!(
+        session.simple_query("RESET ALL"),
+        session.simple_query("INSERT INTO models (name, size) VALUES ('f', 2100)")
+    );
+    reset.expect("a lone reset runs");
+    match insert {
+        Err(error) => assert!(
+            format!("{error:?}").contains("behind an unanswered RESET ALL"),
+            "{error}"
+        ),
+        // Sent after the reset's answer: the version was told again first.
+        Ok(_) => assert_eq!(
+            text(&v1, "SELECT size FROM models WHERE name = 'f'").await,
+            ["2"],
+            "down ran: the writer was v2"
+        ),
+    }
 }
 
 /// The backfill's pacing signal, end to end: the proxy counts requests per latency bucket, the

@@ -137,6 +137,50 @@ pub fn startup_setting(params: &[(String, String)], name: &str) -> Option<String
     found
 }
 
+/// Parameters that are not run-time settings.
+const NON_SETTING_PARAMETERS: [&str; 4] = ["user", "database", "options", "replication"];
+
+/// Refuses a packet whose settings the proxy would read otherwise than Postgres: an `options`
+/// word other than `-c name=value`, `-cname=value` or `--name=value` (Postgres reads the
+/// rest as server switches, `-ec x=y` as `-e` and `-c x=y`), or a setting given twice, as a
+/// parameter, in `options`, or both (Postgres applies them in an order; one name, one value
+/// spares the proxy from following it).
+fn check_settings(params: &[(String, String)]) -> Result<(), StartupError> {
+    let mut names: Vec<String> = params
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .filter(|key| !NON_SETTING_PARAMETERS.contains(key))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Some((_, options)) = params.iter().find(|(key, _)| key == "options") {
+        let words = split_options(options);
+        let mut words = words.iter().map(String::as_str);
+        while let Some(word) = words.next() {
+            let assignment = match word {
+                "-c" => words.next(),
+                _ => word.strip_prefix("--").or_else(|| word.strip_prefix("-c")),
+            };
+            let Some((name, _)) = assignment.and_then(|a| a.split_once('=')) else {
+                return Err(StartupError::refused(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "viewgate reads only \"-c name=value\" and \"--name=value\" in the startup option \"options\", not \"{word}\""
+                    ),
+                ));
+            };
+            names.push(name.replace('-', "_").to_ascii_lowercase());
+        }
+    }
+    names.sort_unstable();
+    match names.windows(2).find(|pair| pair[0] == pair[1]) {
+        Some(pair) => Err(StartupError::refused(
+            SqlState::PROTOCOL_VIOLATION,
+            format!("startup setting \"{}\" is given more than once", pair[0]),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The startup packet's `options` split into words as Postgres's `pg_split_opts` does:
 /// at whitespace, except where a backslash escapes it (the backslash itself dropped).
 fn split_options(options: &str) -> Vec<String> {
@@ -248,11 +292,24 @@ fn parse_startup_message(protocol: u32, body: &[u8]) -> Result<StartupMessage, S
             }
             if key.starts_with(PROTOCOL_EXTENSION_PREFIX) {
                 message.extensions.push(key);
+            } else if message
+                .params
+                .iter()
+                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(&key))
+            {
+                // Postgres applies each in turn, so the last one wins; a proxy that read any
+                // other would version the session by a value Postgres does not use. Names
+                // compare as setting names do: in any case.
+                return Err(StartupError::refused(
+                    SqlState::PROTOCOL_VIOLATION,
+                    format!("startup parameter \"{key}\" is given more than once"),
+                ));
             } else {
                 message.params.push((key, value));
             }
         }
     }
+    check_settings(&message.params)?;
     if message.user().is_empty() {
         return Err(StartupError::refused(
             SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
@@ -327,6 +384,30 @@ mod tests {
     }
 
     #[test]
+    fn reads_every_options_form_postgres_sets_a_setting_by() {
+        let packet = body(
+            PROTOCOL_3_0,
+            &[
+                "user",
+                "a",
+                "options",
+                r"-c a=1 -cb=2 --c-d=3\ x -c  e=4",
+                "f",
+                "5",
+            ],
+        );
+        let StartupPacket::Startup(message) = parse_startup_packet(&packet).unwrap() else {
+            panic!("not a startup message")
+        };
+        assert_eq!(
+            startup_setting(&message.params, "c_d").as_deref(),
+            Some("3 x")
+        );
+        assert_eq!(startup_setting(&message.params, "e").as_deref(), Some("4"));
+        assert_eq!(startup_setting(&message.params, "f").as_deref(), Some("5"));
+    }
+
+    #[test]
     fn rejects_malformed_packets_with_the_right_sqlstate() {
         let cases: Vec<(Vec<u8>, SqlState)> = vec![
             (body(PROTOCOL_3_0, &["user"]), SqlState::PROTOCOL_VIOLATION),
@@ -346,6 +427,24 @@ mod tests {
             (
                 body(2 << 16, &["user", "a"]),
                 SqlState::FEATURE_NOT_SUPPORTED,
+            ),
+            (
+                body(
+                    PROTOCOL_3_0,
+                    &["user", "app", "database", "postgres", "database", "app"],
+                ),
+                SqlState::PROTOCOL_VIOLATION,
+            ),
+            (
+                body(PROTOCOL_3_0, &["user", "x", "user", "app"]),
+                SqlState::PROTOCOL_VIOLATION,
+            ),
+            (
+                body(
+                    PROTOCOL_3_0,
+                    &["user", "app", "search_path", "a", "Search_Path", "b"],
+                ),
+                SqlState::PROTOCOL_VIOLATION,
             ),
             (
                 SSL_REQUEST_CODE

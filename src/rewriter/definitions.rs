@@ -122,6 +122,13 @@ const SYMBOL_LANGUAGES: &[&str] = &["c", "internal"];
 /// (`pg_stats`, `pg_statistic…`), whole words or, for names, anywhere, in any case; the
 /// catalog relations with substitutes count too (`judge_body`).
 const RUNTIME_SQL_WORDS: &[&str] = &["execute"];
+
+/// Refused in a body at a version with managed tables: PL/pgSQL's `PG_EXCEPTION_DETAIL`
+/// holds a caught constraint violation's detail, the base table's failing row whole
+/// (`error_detail.rs` hides it only in the ErrorResponse the client gets; the fourteenth
+/// red-team pass read hidden values so), and `RESET ALL` clears the server's
+/// `viewgate.version`, which the proxy can tell again only between statements.
+const VERSIONED_BODY_WORDS: &[&str] = &["pg_exception_detail", "reset"];
 const RUNTIME_SQL_NAMES: &[&str] = &[
     "_to_xml",
     "ts_stat",
@@ -158,14 +165,16 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     let schema_word = [&SCHEMA_WORD]
         .into_iter()
         .filter(|_| !targets.managed().is_empty());
-    // `EXPLAIN (VERBOSE)` run by a body (`postgres_grammar::explains_verbosely`).
-    let verbose_word = [&VERBOSE_MARK]
+    // `EXPLAIN (VERBOSE)` run by a body (`postgres_grammar::explains_verbosely`), and what
+    // else a versioned session's body may not say.
+    let versioned_words = [&VERBOSE_MARK]
         .into_iter()
+        .chain(VERSIONED_BODY_WORDS)
         .filter(|_| !targets.managed().is_empty());
     let words = RUNTIME_SQL_WORDS
         .iter()
         .chain(schema_word)
-        .chain(verbose_word)
+        .chain(versioned_words)
         .filter_map(|word| {
             find_all_ignore_ascii_case(bytes, word.as_bytes())
                 .find(|&at| stands_alone(bytes, at, word.len()))

@@ -533,3 +533,6 @@ mod base_writes;
 
 #[path = "tests_isolation.rs"]
 mod isolation;
+
+#[path = "tests_red_team.rs"]
+mod red_team;

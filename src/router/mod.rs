@@ -13,12 +13,14 @@
 //! `temporary_relations` follows the session's own temporary tables named like a managed
 //! one, which Postgres searches first; `statement_words` splits a query string into the
 //! words those readers look at; `function_call` decides which FunctionCall messages a
-//! versioned session may send (large-object functions only). The
+//! versioned session may send (large-object functions only); `reset_all` when a versioned
+//! session may reset every setting while a migration is live. The
 //! routing map comes from the catalog through `catalog_read`.
 
 pub mod function_call;
 pub mod prepared;
 pub mod raise;
+pub mod reset_all;
 pub mod resolve;
 pub mod rules;
 pub mod savepoints;

@@ -39,7 +39,7 @@ use super::raise::{ConformingStrings, Refusal, select_text};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
 use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
-use super::search_path::{self, PathCommand};
+use super::search_path::{self, MAX_SEARCH_PATH_LEN, PathCommand};
 use super::session_search_path::{PathValue, SavedPath, SessionSearchPath};
 use super::state::SharedRouting;
 use super::temporary_relations::{self, TempCommand};
@@ -184,9 +184,16 @@ impl SessionRouter {
     /// managed tables (`rewriter::search_path_catalog`).
     pub fn startup_path_refusal(&self, declared: Option<&str>) -> Option<String> {
         let targets = self.assignment.as_ref()?.targets();
-        (!targets.managed().is_empty()
-            && declared.is_some_and(search_path_catalog::names_catalog_schema))
-        .then(|| refusal::information_schema_path(&targets.version))
+        let declared = declared.filter(|_| !targets.managed().is_empty())?;
+        if declared.len() > MAX_SEARCH_PATH_LEN {
+            // Not followed, so not known to keep the catalog's schemas off the path.
+            return Some(format!(
+                "a startup search_path longer than {MAX_SEARCH_PATH_LEN} bytes is refused at version \"{}\": viewgate cannot follow it",
+                targets.version
+            ));
+        }
+        search_path_catalog::names_catalog_schema(declared)
+            .then(|| refusal::information_schema_path(&targets.version))
     }
 
     /// Why the session may not start with the standard_conforming_strings its startup packet

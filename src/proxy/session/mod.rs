@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::progress::Progress;
-use crate::model::catalog_substitutes::STANDARD_CONFORMING_STRINGS;
+use crate::model::catalog_substitutes::{SEARCH_PATH, STANDARD_CONFORMING_STRINGS};
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::frontend;
 use crate::protocol::limits::UPSTREAM_MESSAGE_MAX_LEN;
@@ -203,7 +203,7 @@ fn session_router(
         code: SqlState::INVALID_PARAMETER_VALUE,
         message: error.to_string(),
     })?;
-    let declared = search_path::from_startup(&startup.params);
+    let declared = startup_setting(&startup.params, SEARCH_PATH);
     if let Some(message) = router.startup_path_refusal(declared.as_deref()) {
         return Err(SessionError::Refused {
             code: SqlState::FEATURE_NOT_SUPPORTED,
@@ -217,7 +217,7 @@ fn session_router(
             message: format!("viewgate: {message}"),
         });
     }
-    router.declare_search_path(declared.as_deref());
+    router.declare_search_path(search_path::from_startup(&startup.params).as_deref());
     Ok(Some(router))
 }
 

@@ -60,6 +60,10 @@ pub(super) struct Progress {
     /// without their error (an earlier error skipped the Parse) are dropped.
     pub(super) refusals: Mutex<VecDeque<(u64, BytesMut)>>,
     pub(super) refusals_waiting: AtomicU32,
+    /// The batch of the last `RESET ALL` or `DISCARD ALL` let through while a migration is
+    /// live ([`NO_BATCH`]: none), which statements may not follow until it is answered
+    /// (`router::reset_all`).
+    reset_batch: AtomicU64,
     /// ErrorResponses from Postgres (the proxy's own statements' answers aside), and their
     /// number at the last ReadyForQuery whose status was not failed ([`Progress::errors`]).
     pub(super) errors: AtomicU64,
@@ -95,6 +99,7 @@ impl Progress {
     pub(super) fn new() -> Self {
         Progress {
             unsettled_set: AtomicU64::new(NO_BATCH),
+            reset_batch: AtomicU64::new(NO_BATCH),
             ..Progress::default()
         }
     }
@@ -218,6 +223,18 @@ impl Progress {
             0 => None,
             verdict => Some(verdict == SET_KEPT),
         }
+    }
+
+    /// The Query just counted ([`Progress::sent`]) resets every setting.
+    pub(super) fn reset_sent(&self) {
+        let batch = self.batches_sent.load(Ordering::Relaxed).saturating_sub(1);
+        self.reset_batch.store(batch, Ordering::Relaxed);
+    }
+
+    /// A reset noted by [`Progress::reset_sent`] is not answered yet.
+    pub(super) fn reset_unanswered(&self) -> bool {
+        let batch = self.reset_batch.load(Ordering::Relaxed);
+        batch != NO_BATCH && self.batches_answered.load(Ordering::Relaxed) <= batch
     }
 
     /// At a transaction boundary: the last ReadyForQuery said idle and nothing sent since is

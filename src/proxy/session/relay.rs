@@ -30,9 +30,10 @@ use crate::proxy::switch::SessionControl;
 use crate::rewriter::error_detail;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::targets::RelationName;
+use crate::router::reset_all::{self, Reset};
 use crate::router::version_setting::set_version_statement;
 use crate::router::{
-    Assignment, ConformingStrings, REFUSED_PARSE, Routed, SessionRouter, SharedRouting,
+    Assignment, ConformingStrings, REFUSED_PARSE, Refusal, Routed, SessionRouter, SharedRouting,
 };
 
 impl Session {
@@ -120,7 +121,7 @@ impl Session {
                             router.set_settled(kept);
                         }
                         router.note_errors(errors, errors_settled);
-                        let inspection = route(router, progress, idle, strings, tag, frame);
+                        let inspection = route(router, progress, idle, quiet, strings, tag, frame);
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
                         }
@@ -292,10 +293,33 @@ fn is_utf8_encoding(name: &str) -> bool {
 /// turning it back on is forwarded (`Refusal::nonconforming`). A refused Query becomes a
 /// statement that raises the refusal; a refused Parse becomes one that fails at once, whose
 /// error the upstream side replaces with the refusal.
+/// Why a versioned session's statement may not be sent while a migration is live because
+/// of a reset of every setting (`router::reset_all`): it is one where it may not run, or it
+/// follows one not yet answered. A lone reset that may run is noted as in flight.
+fn reset_refusal(
+    router: &SessionRouter,
+    progress: &Progress,
+    sql: Option<&str>,
+    tag: u8,
+    quiet: bool,
+) -> Option<Refusal> {
+    let version = router.version().filter(|_| router.tracks_writers())?;
+    if progress.reset_unanswered() {
+        return Some(reset_all::behind_reset(version));
+    }
+    let reset = reset_all::resets(sql?, &mut Vec::new());
+    let refusal = reset_all::refusal(reset, tag == frontend::PARSE, quiet, version);
+    if refusal.is_none() && reset == Reset::Alone {
+        progress.reset_sent();
+    }
+    refusal
+}
+
 fn route(
     router: &mut SessionRouter,
     progress: &Progress,
     idle: bool,
+    quiet: bool,
     strings: ConformingStrings,
     tag: u8,
     frame: &[u8],
@@ -309,7 +333,13 @@ fn route(
             .and_then(|bytes| router.backslashes(bytes, idle, strings)),
     };
     let readable = frontend::statement_text(tag, frame).filter(|sql| !foreign || sql.is_ascii());
-    let routed = match (backslashes, readable, tag, frontend::parse_name(frame)) {
+    let resetting = reset_refusal(router, progress, readable, tag, quiet);
+    let routed = match (
+        backslashes.or(resetting),
+        readable,
+        tag,
+        frontend::parse_name(frame),
+    ) {
         (Some(refusal), _, _, _) => Routed::Refuse(refusal),
         (None, Some(sql), frontend::PARSE, Some(name)) => {
             router.parse_message(name, sql, idle, frame)

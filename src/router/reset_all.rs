@@ -1,0 +1,128 @@
+//! `RESET ALL` and `DISCARD ALL` while a migration is live.
+//!
+//! Both put the server's `viewgate.version` back to the session's startup value (or none),
+//! and the migrations' sync triggers take that value for the writer's version. The proxy
+//! tells the version again ahead of the session's next statement, but only at a quiet
+//! boundary (`proxy::session::relay::tell_version`): a statement run after the reset and
+//! before that would write as another version (the thirteenth red-team pass did so with a
+//! `RESET ALL` inside a transaction block). So while a migration is live, a versioned
+//! session's reset must be a Query of its own, sent with nothing in flight and outside a
+//! block, and nothing may follow it until it is answered. Connection pools send exactly that
+//! (`server_reset_query`); Postgres itself runs `DISCARD ALL` only outside blocks and
+//! pipelines.
+
+use super::raise::Refusal;
+use super::statement_words::{self, is_word};
+use crate::protocol::sqlstate::SqlState;
+use crate::rewriter::lexer::Token;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
+
+/// The statements that reset every setting: `RESET ALL`, `DISCARD ALL`.
+const RESETTING: [&str; 2] = ["reset", "discard"];
+
+/// Whether a Query's or Parse's text resets every setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// No statement of it does.
+    None,
+    /// It is one such statement and nothing else.
+    Alone,
+    /// One of its statements does, among others (or the lexer cannot tell).
+    AmongOthers,
+}
+
+/// Reads `sql` for a statement that resets every setting; cheap (no lexing) for text that
+/// mentions neither `reset` nor `discard`.
+pub fn resets(sql: &str, tokens: &mut Vec<Token>) -> Reset {
+    if !RESETTING
+        .iter()
+        .any(|word| contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes()))
+    {
+        return Reset::None;
+    }
+    let Some(statements) = statement_words::statements(sql, tokens) else {
+        return Reset::AmongOthers;
+    };
+    let statements: Vec<_> = statements
+        .into_iter()
+        .filter(|(_, words)| !words.is_empty())
+        .collect();
+    let resetting = |words: &[&Token]| match words {
+        [verb, all] => {
+            RESETTING.iter().any(|word| is_word(sql, verb, word)) && is_word(sql, all, "all")
+        }
+        _ => false,
+    };
+    match statements.iter().any(|(_, words)| resetting(words)) {
+        false => Reset::None,
+        true if statements.len() == 1 => Reset::Alone,
+        true => Reset::AmongOthers,
+    }
+}
+
+/// Why `reset` may not run now at `version` while a migration is live: sent through the
+/// extended protocol (`parse`), among other statements, or while earlier work is in flight
+/// or a transaction block is open (`!quiet`); `None` when it may.
+pub fn refusal(reset: Reset, parse: bool, quiet: bool, version: &str) -> Option<Refusal> {
+    let why = match reset {
+        Reset::None => return None,
+        Reset::Alone if !parse && quiet => return None,
+        Reset::Alone if parse => "through the extended protocol",
+        Reset::Alone => "inside a transaction block or behind unanswered work",
+        Reset::AmongOthers => "among other statements",
+    };
+    Some(Refusal::new(
+        SqlState::FEATURE_NOT_SUPPORTED,
+        format!(
+            "viewgate: RESET ALL or DISCARD ALL {why} is refused at version \"{version}\" while a migration is live: it clears the version the server writes at; send it as a query of its own outside a transaction block"
+        ),
+    ))
+}
+
+/// For a statement sent after a reset and before its answer, while a migration is live.
+pub fn behind_reset(version: &str) -> Refusal {
+    Refusal::new(
+        SqlState::FEATURE_NOT_SUPPORTED,
+        format!(
+            "viewgate: a statement sent behind an unanswered RESET ALL or DISCARD ALL is refused at version \"{version}\" while a migration is live: the server's version is told again only after the reset's answer; wait for it"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_reset_alone_or_among_others() {
+        let mut tokens = Vec::new();
+        for (sql, expected) in [
+            ("SELECT reset_password(1)", Reset::None),
+            ("RESET search_path", Reset::None),
+            ("SELECT 'reset all'", Reset::None),
+            ("RESET ALL", Reset::Alone),
+            (" reset  all ; ", Reset::Alone),
+            ("/* pool */ DISCARD ALL", Reset::Alone),
+            ("BEGIN; RESET ALL", Reset::AmongOthers),
+            ("RESET ALL; INSERT INTO t VALUES (1)", Reset::AmongOthers),
+            ("SELECT $$ RESET ALL", Reset::AmongOthers),
+        ] {
+            assert_eq!(resets(sql, &mut tokens), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn only_a_lone_query_at_a_quiet_boundary_may_reset() {
+        assert!(refusal(Reset::Alone, false, true, "v1").is_none());
+        assert!(refusal(Reset::None, true, false, "v1").is_none());
+        for (reset, parse, quiet) in [
+            (Reset::Alone, true, true),
+            (Reset::Alone, false, false),
+            (Reset::AmongOthers, false, true),
+        ] {
+            let refused = refusal(reset, parse, quiet, "v1").expect("refused");
+            assert_eq!(refused.code, SqlState::FEATURE_NOT_SUPPORTED);
+            assert!(refused.message.contains("while a migration is live"));
+        }
+    }
+}
