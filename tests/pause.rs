@@ -120,6 +120,33 @@ async fn an_idle_client_waits_during_a_pause_and_is_answered_after_resume() {
     assert!(error.contains("not paused (HTTP 409)"), "{error}");
 }
 
+/// tokio-postgres's `copy_in` sends a Sync behind the COPY's Execute, which Postgres reads
+/// inside the COPY and ignores, and another after CopyDone; the fourteenth red-team pass sent
+/// one during a COPY. Counted as owed answers, they left the session busy for good, and every
+/// pause timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_copied_in_is_idle_for_a_pause() {
+    use futures_util::SinkExt;
+    let fixture = start();
+    let client = fixture.client().await;
+    client
+        .batch_execute("CREATE TABLE c (x int)")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let sink = client.copy_in("COPY c FROM STDIN").await.unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"1\n2\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 2);
+    }
+    client.simple_query("SELECT 1").await.unwrap();
+    let out = run_ok(&mut fixture.cli(&["pause", "--timeout", "3s"]));
+    assert!(out.contains("paused"), "{out}");
+    run_ok(&mut fixture.cli(&["resume"]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_waits_for_a_transaction_to_commit() {
     let fixture = start();

@@ -22,6 +22,7 @@ pub const CLOSE_COMPLETE: u8 = b'3';
 pub const DATA_ROW: u8 = b'D';
 pub const ROW_DESCRIPTION: u8 = b'T';
 pub const COMMAND_COMPLETE: u8 = b'C';
+pub const COPY_IN_RESPONSE: u8 = b'G';
 
 /// ErrorResponse and NoticeResponse field codes viewgate reads or writes.
 pub const FIELD_SEVERITY: u8 = b'S';
@@ -45,8 +46,8 @@ pub const AUTH_SASL_FINAL: u32 = 12;
 /// The SASL mechanism whose channel binding cannot survive TLS ending at the proxy.
 pub const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
-/// The server messages the session loop acts on, all small: ReadyForQuery, ErrorResponse and
-/// ParameterStatus. Everything else (rows above all) streams through.
+/// The server messages the session loop acts on, all small: ReadyForQuery, ErrorResponse,
+/// ParameterStatus and CopyInResponse. Everything else (rows above all) streams through.
 pub fn session_interest(tag: u8) -> Interest {
     match tag {
         // CommandComplete so that the answer to a statement the proxy sent itself can be
@@ -56,6 +57,8 @@ pub fn session_interest(tag: u8) -> Interest {
         // The answers to statements the proxy prepares again on the session's behalf, which
         // the client must not see (header-only messages).
         PARSE_COMPLETE | CLOSE_COMPLETE => Interest::Whole,
+        // Postgres now ignores the Syncs behind the COPY's Execute (`proxy/session/progress.rs`).
+        COPY_IN_RESPONSE => Interest::Header,
         _ => Interest::Skip,
     }
 }

@@ -60,6 +60,17 @@ pub(super) struct Progress {
     /// without their error (an earlier error skipped the Parse) are dropped.
     pub(super) refusals: Mutex<VecDeque<(u64, BytesMut)>>,
     pub(super) refusals_waiting: AtomicU32,
+    /// Syncs sent since the last Query or Execute, up to a CopyDone or CopyFail: if that
+    /// Query or Execute turns out to be a `COPY … FROM STDIN`, Postgres reads them inside
+    /// the COPY and ignores them (libpq and tokio-postgres send one right behind the
+    /// Execute), so they are owed no ReadyForQuery ([`Progress::copy_in_started`]).
+    syncs_behind_start: AtomicU64,
+    /// A CopyDone or CopyFail was sent since the last Query or Execute.
+    copy_end_sent: AtomicBool,
+    /// Postgres is in COPY FROM STDIN (CopyInResponse seen) and the client has not ended it:
+    /// a Sync or Flush now is ignored, and any other message ends the COPY with an error,
+    /// consumed without an answer of its own.
+    copy_in: AtomicBool,
     /// The batch of the last `RESET ALL` or `DISCARD ALL` let through while a migration is
     /// live ([`NO_BATCH`]: none), which statements may not follow until it is answered
     /// (`router::reset_all`).
@@ -282,28 +293,76 @@ impl Progress {
 
     /// Accounts for a client message on its way upstream.
     pub(super) fn sent(&self, tag: u8) {
+        if self.copy_in.load(Ordering::Relaxed) {
+            match tag {
+                // Ignored inside a COPY; CopyData is its own.
+                frontend::SYNC | frontend::FLUSH | frontend::COPY_DATA => return,
+                frontend::COPY_DONE | frontend::COPY_FAIL => {}
+                // Ends the COPY with an error, and is consumed by it.
+                _ => {
+                    self.copy_in.store(false, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
         match tag {
             frontend::QUERY | frontend::FUNCTION_CALL => {
                 self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
                 self.batches_sent.fetch_add(1, Ordering::Relaxed);
+                self.behind_new_start();
             }
             frontend::SYNC => {
                 self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
                 self.batches_sent.fetch_add(1, Ordering::Relaxed);
                 self.unsynced.store(false, Ordering::Relaxed);
                 self.open_batch.store(false, Ordering::Relaxed);
+                if !self.copy_end_sent.load(Ordering::Relaxed) {
+                    self.syncs_behind_start.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            frontend::COPY_DONE | frontend::COPY_FAIL => {
+                self.copy_in.store(false, Ordering::Relaxed);
+                self.copy_end_sent.store(true, Ordering::Relaxed);
             }
             // Parse, Bind and Describe run nothing (asyncpg prepares with Parse, Describe and
             // Flush, and no Sync); an Execute does.
             frontend::EXECUTE => {
                 self.unsynced.store(true, Ordering::Relaxed);
                 self.open_batch.store(true, Ordering::Relaxed);
+                self.behind_new_start();
             }
             frontend::PARSE | frontend::BIND | frontend::DESCRIBE | frontend::CLOSE => {
                 self.open_batch.store(true, Ordering::Relaxed)
             }
             _ => {}
         }
+    }
+
+    /// A Query, FunctionCall or Execute was sent: what follows it is behind it.
+    fn behind_new_start(&self) {
+        self.syncs_behind_start.store(0, Ordering::Relaxed);
+        self.copy_end_sent.store(false, Ordering::Relaxed);
+    }
+
+    /// Postgres answered the last Query or Execute with CopyInResponse: the Syncs sent behind
+    /// it before the client's CopyDone or CopyFail were read inside the COPY and ignored, so
+    /// they are owed nothing; until the client ends the COPY, later ones are ignored too.
+    pub(super) fn copy_in_started(&self) {
+        let ignored = self.syncs_behind_start.swap(0, Ordering::Relaxed);
+        let _ = self
+            .awaiting_ready
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(ignored.try_into().unwrap_or(u32::MAX)))
+            });
+        let _ = self
+            .batches_sent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(ignored))
+            });
+        self.copy_in.store(
+            !self.copy_end_sent.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 
     /// Called for each client message before it is forwarded: the first message of new work
@@ -455,5 +514,54 @@ mod tests {
             Some(&b"mine"[..])
         );
         assert_eq!(progress.refusal_answered(|| true), None);
+    }
+
+    /// A ReadyForQuery as the relay takes it: the status, and one answer fewer owed.
+    fn ready_for_query(progress: &Progress) {
+        progress.ready(TransactionStatus::Idle);
+        let _ = progress
+            .awaiting_ready
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Found by the fourteenth red-team pass, and what tokio-postgres's `copy_in` sends: the
+    /// Sync behind a COPY's Execute is read inside the COPY and ignored, and so is one sent
+    /// during it; counted, the session never looked idle again (pause and cutover waited).
+    #[test]
+    fn syncs_postgres_reads_inside_a_copy_are_owed_nothing() {
+        let progress = Progress::new();
+        for tag in [frontend::BIND, frontend::EXECUTE, frontend::SYNC] {
+            progress.sent(tag);
+        }
+        progress.copy_in_started();
+        for tag in [
+            frontend::SYNC,
+            frontend::FLUSH,
+            frontend::COPY_DONE,
+            frontend::SYNC,
+        ] {
+            progress.sent(tag);
+        }
+        assert!(!progress.idle());
+        ready_for_query(&progress);
+        assert!(progress.idle(), "one ReadyForQuery answers the COPY");
+
+        // A simple-protocol COPY whose data, CopyDone and a Sync came before CopyInResponse:
+        // the Sync after CopyDone is a real one.
+        for tag in [frontend::QUERY, frontend::COPY_DONE, frontend::SYNC] {
+            progress.sent(tag);
+        }
+        progress.copy_in_started();
+        ready_for_query(&progress);
+        assert!(!progress.idle());
+        ready_for_query(&progress);
+        assert!(progress.idle());
+
+        // A Query sent inside a COPY ends it with an error and is consumed.
+        progress.sent(frontend::QUERY);
+        progress.copy_in_started();
+        progress.sent(frontend::QUERY);
+        ready_for_query(&progress);
+        assert!(progress.idle());
     }
 }

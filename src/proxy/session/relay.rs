@@ -544,6 +544,7 @@ fn inspect_upstream(
             ledger.ready();
             progress.maybe_leave(gate);
         }
+        backend::COPY_IN_RESPONSE => progress.copy_in_started(),
         // Only the tags count: a block that ends without one (a COMMIT that failed) rolled back.
         backend::COMMAND_COMPLETE => match backend::command_block_end(frame) {
             Some(backend::BlockEnd::Commit) => {
