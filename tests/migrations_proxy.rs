@@ -473,6 +473,15 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         "{error}"
     );
     session.batch_execute("ROLLBACK").await.unwrap();
+    // Prepared, a RESET ALL could run later inside a block: refused through Parse.
+    let error = session
+        .prepare("RESET ALL")
+        .await
+        .expect_err("a Parse of RESET ALL");
+    assert!(
+        format!("{error:?}").contains("extended protocol"),
+        "{error:?}"
+    );
     let (reset, insert) = tokio::join!(
         session.simple_query("RESET ALL"),
         session.simple_query("INSERT INTO models (name, size) VALUES ('f', 2100)")

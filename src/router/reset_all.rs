@@ -6,10 +6,11 @@
 //! boundary (`proxy::session::relay::tell_version`): a statement run after the reset and
 //! before that would write as another version (the thirteenth red-team pass did so with a
 //! `RESET ALL` inside a transaction block). So while a migration is live, a versioned
-//! session's reset must be a Query of its own, sent with nothing in flight and outside a
-//! block, and nothing may follow it until it is answered. Connection pools send exactly that
-//! (`server_reset_query`); Postgres itself runs `DISCARD ALL` only outside blocks and
-//! pipelines.
+//! session's reset must be sent alone (a Query of its own, or a Parse of its own batch) with
+//! nothing in flight and outside a block, and nothing may follow it until it is answered.
+//! Connection pools send exactly that (`server_reset_query`); Postgres itself runs
+//! `DISCARD ALL` only outside blocks and pipelines. A Parse of `RESET ALL` is refused at every
+//! version: the prepared statement could run later, inside a block of a live migration.
 
 use super::raise::Refusal;
 use super::statement_words::{self, is_word};
@@ -25,8 +26,8 @@ const RESETTING: [&str; 2] = ["reset", "discard"];
 pub enum Reset {
     /// No statement of it does.
     None,
-    /// It is one such statement and nothing else.
-    Alone,
+    /// It is one such statement and nothing else; `discard`: `DISCARD ALL`.
+    Alone { discard: bool },
     /// One of its statements does, among others (or the lexer cannot tell).
     AmongOthers,
 }
@@ -53,22 +54,38 @@ pub fn resets(sql: &str, tokens: &mut Vec<Token>) -> Reset {
         }
         _ => false,
     };
-    match statements.iter().any(|(_, words)| resetting(words)) {
-        false => Reset::None,
-        true if statements.len() == 1 => Reset::Alone,
-        true => Reset::AmongOthers,
+    match statements.as_slice() {
+        [(_, words)] if resetting(words) => Reset::Alone {
+            discard: is_word(sql, words[0], "discard"),
+        },
+        _ if statements.iter().any(|(_, words)| resetting(words)) => Reset::AmongOthers,
+        _ => Reset::None,
     }
 }
 
-/// Why `reset` may not run now at `version` while a migration is live: sent through the
-/// extended protocol (`parse`), among other statements, or while earlier work is in flight
-/// or a transaction block is open (`!quiet`); `None` when it may.
-pub fn refusal(reset: Reset, parse: bool, quiet: bool, version: &str) -> Option<Refusal> {
+/// Why `reset` may not be sent now at `version`: a Parse of `RESET ALL` (`parse`) never;
+/// while a migration is `live`, not among other statements, nor while earlier work is in
+/// flight or a transaction block is open (`!quiet`). `None` when it may.
+pub fn refusal(
+    reset: Reset,
+    parse: bool,
+    quiet: bool,
+    live: bool,
+    version: &str,
+) -> Option<Refusal> {
     let why = match reset {
         Reset::None => return None,
-        Reset::Alone if !parse && quiet => return None,
-        Reset::Alone if parse => "through the extended protocol",
-        Reset::Alone => "inside a transaction block or behind unanswered work",
+        Reset::Alone { discard: false } if parse => {
+            return Some(Refusal::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "viewgate: RESET ALL through the extended protocol is refused at version \"{version}\": prepared, it could clear the version the server writes at inside a transaction block; send it as a simple query"
+                ),
+            ));
+        }
+        _ if !live => return None,
+        Reset::Alone { .. } if quiet => return None,
+        Reset::Alone { .. } => "inside a transaction block or behind unanswered work",
         Reset::AmongOthers => "among other statements",
     };
     Some(Refusal::new(
@@ -100,9 +117,9 @@ mod tests {
             ("SELECT reset_password(1)", Reset::None),
             ("RESET search_path", Reset::None),
             ("SELECT 'reset all'", Reset::None),
-            ("RESET ALL", Reset::Alone),
-            (" reset  all ; ", Reset::Alone),
-            ("/* pool */ DISCARD ALL", Reset::Alone),
+            ("RESET ALL", Reset::Alone { discard: false }),
+            (" reset  all ; ", Reset::Alone { discard: false }),
+            ("/* pool */ DISCARD ALL", Reset::Alone { discard: true }),
             ("BEGIN; RESET ALL", Reset::AmongOthers),
             ("RESET ALL; INSERT INTO t VALUES (1)", Reset::AmongOthers),
             ("SELECT $$ RESET ALL", Reset::AmongOthers),
@@ -112,17 +129,27 @@ mod tests {
     }
 
     #[test]
-    fn only_a_lone_query_at_a_quiet_boundary_may_reset() {
-        assert!(refusal(Reset::Alone, false, true, "v1").is_none());
-        assert!(refusal(Reset::None, true, false, "v1").is_none());
-        for (reset, parse, quiet) in [
-            (Reset::Alone, true, true),
-            (Reset::Alone, false, false),
-            (Reset::AmongOthers, false, true),
+    fn only_a_lone_reset_at_a_quiet_boundary_may_run_during_a_migration() {
+        let reset_all = Reset::Alone { discard: false };
+        let discard_all = Reset::Alone { discard: true };
+        for (reset, parse, quiet, live) in [
+            (reset_all, false, true, true),
+            (discard_all, true, true, true),
+            (Reset::None, true, false, true),
+            (Reset::AmongOthers, false, false, false),
         ] {
-            let refused = refusal(reset, parse, quiet, "v1").expect("refused");
+            assert!(refusal(reset, parse, quiet, live, "v1").is_none());
+        }
+        for (reset, parse, quiet, live) in [
+            (reset_all, false, false, true),
+            (discard_all, true, false, true),
+            (Reset::AmongOthers, false, true, true),
+        ] {
+            let refused = refusal(reset, parse, quiet, live, "v1").expect("refused");
             assert_eq!(refused.code, SqlState::FEATURE_NOT_SUPPORTED);
             assert!(refused.message.contains("while a migration is live"));
         }
+        let prepared = refusal(reset_all, true, true, false, "v1").expect("refused");
+        assert!(prepared.message.contains("extended protocol"));
     }
 }

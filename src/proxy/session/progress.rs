@@ -236,9 +236,11 @@ impl Progress {
         }
     }
 
-    /// The Query just counted ([`Progress::sent`]) resets every setting.
-    pub(super) fn reset_sent(&self) {
-        let batch = self.batches_sent.load(Ordering::Relaxed).saturating_sub(1);
+    /// The Query just counted ([`Progress::sent`]) resets every setting, or the Parse just
+    /// sent (`parse`) does, in the batch its next Sync ends.
+    pub(super) fn reset_sent(&self, parse: bool) {
+        let sent = self.batches_sent.load(Ordering::Relaxed);
+        let batch = if parse { sent } else { sent.saturating_sub(1) };
         self.reset_batch.store(batch, Ordering::Relaxed);
     }
 

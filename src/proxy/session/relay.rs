@@ -293,9 +293,9 @@ fn is_utf8_encoding(name: &str) -> bool {
 /// turning it back on is forwarded (`Refusal::nonconforming`). A refused Query becomes a
 /// statement that raises the refusal; a refused Parse becomes one that fails at once, whose
 /// error the upstream side replaces with the refusal.
-/// Why a versioned session's statement may not be sent while a migration is live because
-/// of a reset of every setting (`router::reset_all`): it is one where it may not run, or it
-/// follows one not yet answered. A lone reset that may run is noted as in flight.
+/// Why a versioned session's statement may not be sent because of a reset of every setting
+/// (`router::reset_all`): it is one where it may not run, or, while a migration is live, it
+/// follows one not yet answered. A lone reset that may run then is noted as in flight.
 fn reset_refusal(
     router: &SessionRouter,
     progress: &Progress,
@@ -303,14 +303,16 @@ fn reset_refusal(
     tag: u8,
     quiet: bool,
 ) -> Option<Refusal> {
-    let version = router.version().filter(|_| router.tracks_writers())?;
-    if progress.reset_unanswered() {
+    let version = router.version()?;
+    let live = router.tracks_writers();
+    if live && progress.reset_unanswered() {
         return Some(reset_all::behind_reset(version));
     }
+    let parse = tag == frontend::PARSE;
     let reset = reset_all::resets(sql?, &mut Vec::new());
-    let refusal = reset_all::refusal(reset, tag == frontend::PARSE, quiet, version);
-    if refusal.is_none() && reset == Reset::Alone {
-        progress.reset_sent();
+    let refusal = reset_all::refusal(reset, parse, quiet, live, version);
+    if live && refusal.is_none() && matches!(reset, Reset::Alone { .. }) {
+        progress.reset_sent(parse);
     }
     refusal
 }
