@@ -473,6 +473,33 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         "{error}"
     );
     session.batch_execute("ROLLBACK").await.unwrap();
+    // A version command moves the server's setting too (the thirteenth pass's verification:
+    // `SET … TO DEFAULT` left it at the startup value for good): refused in a block, and the
+    // version is told again after it.
+    session.batch_execute("BEGIN").await.unwrap();
+    let error = session
+        .batch_execute("SET viewgate.version TO DEFAULT")
+        .await
+        .expect_err("in a block");
+    assert!(
+        format!("{error:?}").contains("inside a transaction block"),
+        "{error:?}"
+    );
+    session.batch_execute("ROLLBACK").await.unwrap();
+    session
+        .batch_execute("SET viewgate.version TO DEFAULT")
+        .await
+        .unwrap();
+    text(
+        &session,
+        "INSERT INTO models (name, size) VALUES ('g', 7300)",
+    )
+    .await;
+    assert_eq!(
+        text(&v1, "SELECT size FROM models WHERE name = 'g'").await,
+        ["7"],
+        "down ran after SET … TO DEFAULT: the writer was still v2"
+    );
     // Prepared, a RESET ALL could run later inside a block: refused through Parse.
     let error = session
         .prepare("RESET ALL")

@@ -187,12 +187,12 @@ fn split_options(options: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = options.chars().peekable();
     loop {
-        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        while chars.next_if(|&c| is_c_space(c)).is_some() {}
         if chars.peek().is_none() {
             return words;
         }
         let mut word = String::new();
-        while let Some(c) = chars.next_if(|c| !c.is_ascii_whitespace()) {
+        while let Some(c) = chars.next_if(|&c| !is_c_space(c)) {
             match c {
                 '\\' => word.extend(chars.next()),
                 c => word.push(c),
@@ -200,6 +200,13 @@ fn split_options(options: &str) -> Vec<String> {
         }
         words.push(word);
     }
+}
+
+/// Whitespace as C's `isspace` has it, which `pg_split_opts` splits at: the vertical tab too,
+/// which Rust's `is_ascii_whitespace` leaves out (a red-team pass hid a second setting
+/// behind one).
+fn is_c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{0b}' | '\u{0c}' | '\r')
 }
 
 /// A CancelRequest for `process_id` and `secret` (how a proxy forwards one, upstream or to a
@@ -443,6 +450,55 @@ mod tests {
                 body(
                     PROTOCOL_3_0,
                     &["user", "app", "search_path", "a", "Search_Path", "b"],
+                ),
+                SqlState::PROTOCOL_VIOLATION,
+            ),
+            (
+                body(
+                    PROTOCOL_3_0,
+                    &[
+                        "user",
+                        "app",
+                        "options",
+                        "-c viewgate.version=v1 -ec viewgate.version=v3",
+                    ],
+                ),
+                SqlState::FEATURE_NOT_SUPPORTED,
+            ),
+            (
+                body(PROTOCOL_3_0, &["user", "app", "options", "-c"]),
+                SqlState::FEATURE_NOT_SUPPORTED,
+            ),
+            (
+                body(
+                    PROTOCOL_3_0,
+                    &[
+                        "user",
+                        "app",
+                        "viewgate.version",
+                        "v1",
+                        "options",
+                        "-c viewgate.version=v3",
+                    ],
+                ),
+                SqlState::PROTOCOL_VIOLATION,
+            ),
+            (
+                body(
+                    PROTOCOL_3_0,
+                    &["user", "app", "options", "--search-path=a -csearch_path=b"],
+                ),
+                SqlState::PROTOCOL_VIOLATION,
+            ),
+            (
+                body(
+                    PROTOCOL_3_0,
+                    &[
+                        "user",
+                        "app",
+                        "options",
+                        "-c viewgate.version=v1 -c\x0bviewgate.version=v3",
+                    ],
                 ),
                 SqlState::PROTOCOL_VIOLATION,
             ),

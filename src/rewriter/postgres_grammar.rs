@@ -30,6 +30,14 @@ use super::search_path_catalog;
 use super::targets::{VersionTargets, parse_relation_literal};
 use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, STANDARD_CONFORMING_STRINGS};
 
+#[path = "postgres_grammar_explain.rs"]
+mod explain;
+#[path = "postgres_grammar_names.rs"]
+mod names;
+
+use explain::explains_verbosely;
+pub use names::{after_table_keyword, name_extent};
+
 /// Where a reference stands, which decides how it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
@@ -294,48 +302,6 @@ fn stmt_location(raw: &Tree) -> usize {
         .and_then(Tree::as_integer)
         .and_then(|at| usize::try_from(at).ok())
         .unwrap_or(0)
-}
-
-/// `EXPLAIN (VERBOSE)`: its plan lists each scan's output columns, and the planner gives the
-/// base table's scan under a version's view every column (a physical target list) or picks
-/// an index on a hidden column for `count(*)`. (`mention::VERBOSE_MARK` has every such text
-/// read.)
-fn explains_verbosely(statement: &Tree) -> bool {
-    let Some(explain) = statement.get("ExplainStmt") else {
-        return false;
-    };
-    explain
-        .get("options")
-        .map(Tree::as_array)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|option| option.get("DefElem"))
-        .any(|option| {
-            option.get("defname").and_then(Tree::as_text) == Some("verbose")
-                && option.get("arg").is_none_or(option_not_off)
-        })
-}
-
-/// Whether an option's value (`VERBOSE false`, `VERBOSE 0`, …) leaves it on; any value but
-/// a spelling of false counts as on, the side that refuses.
-fn option_not_off(value: &Tree) -> bool {
-    if let Some(number) = value.get("Integer") {
-        return number.get("ival").and_then(Tree::as_integer).unwrap_or(0) != 0;
-    }
-    if let Some(boolean) = value.get("Boolean") {
-        return boolean
-            .get("boolval")
-            .and_then(Tree::as_bool)
-            .unwrap_or(false);
-    }
-    let text = value
-        .get("String")
-        .and_then(|text| text.get("sval"))
-        .and_then(Tree::as_text)
-        .unwrap_or_default();
-    !["false", "off", "no", "0"]
-        .iter()
-        .any(|off| text.eq_ignore_ascii_case(off))
 }
 
 /// A node's fields, in the order libpg_query writes them.
@@ -656,85 +622,6 @@ fn field<'f, 'a>(fields: &'f Fields<'a>, key: &str) -> Option<&'f Tree<'a>> {
         .iter()
         .find(|(name, _)| name == key)
         .map(|(_, value)| value)
-}
-
-/// The byte range of the relation name written at `offset` (`name`, `schema.name`,
-/// `"Quoted"."Name"`, spaces around the dots), and the range of its last part; `None` when
-/// the text there is not a plain name (a comment inside it, say).
-pub fn name_extent(
-    sql: &str,
-    offset: usize,
-) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-    let bytes = sql.as_bytes();
-    let mut position = offset;
-    let mut last;
-    loop {
-        let start = position;
-        position = identifier_end(bytes, position)?;
-        last = start..position;
-        let mut after = position;
-        while bytes.get(after).is_some_and(u8::is_ascii_whitespace) {
-            after += 1;
-        }
-        if bytes.get(after) != Some(&b'.') {
-            break;
-        }
-        after += 1;
-        while bytes.get(after).is_some_and(u8::is_ascii_whitespace) {
-            after += 1;
-        }
-        position = after;
-    }
-    Some((offset..position, last))
-}
-
-/// The end of the identifier starting at `start`: a quoted one (`""` inside), or an unquoted
-/// one as Postgres's scanner reads it (letters, digits, `_`, `$`, and any non-ASCII byte).
-fn identifier_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let first = *bytes.get(start)?;
-    // `U&"…"` spells the name with escapes: not a name the rewriter splices around.
-    if first.eq_ignore_ascii_case(&b'u') && bytes.get(start + 1) == Some(&b'&') {
-        return None;
-    }
-    if first == b'"' {
-        let mut i = start + 1;
-        loop {
-            match bytes.get(i)? {
-                b'"' if bytes.get(i + 1) == Some(&b'"') => i += 2,
-                b'"' => return Some(i + 1),
-                _ => i += 1,
-            }
-        }
-    }
-    if !(first.is_ascii_alphabetic() || first == b'_' || first >= 0x80) {
-        return None;
-    }
-    let mut i = start + 1;
-    while bytes
-        .get(i)
-        .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
-    {
-        i += 1;
-    }
-    Some(i)
-}
-
-/// Whether the reference at `offset` is the relation of `TABLE [ONLY] name`, which takes no
-/// alias.
-pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
-    let mut before = sql.get(..offset).unwrap_or_default().trim_end();
-    let word = |text: &str, word: &str| {
-        text.len() >= word.len()
-            && text[text.len() - word.len()..].eq_ignore_ascii_case(word)
-            && !text[..text.len() - word.len()]
-                .bytes()
-                .next_back()
-                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'"')
-    };
-    if word(before, "only") {
-        before = before[..before.len() - "only".len()].trim_end();
-    }
-    word(before, "table")
 }
 
 #[path = "postgres_grammar_definitions.rs"]

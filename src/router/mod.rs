@@ -13,18 +13,18 @@
 //! `temporary_relations` follows the session's own temporary tables named like a managed
 //! one, which Postgres searches first; `statement_words` splits a query string into the
 //! words those readers look at; `function_call` decides which FunctionCall messages a
-//! versioned session may send (large-object functions only); `reset_all` when a versioned
-//! session may reset every setting while a migration is live. The
-//! routing map comes from the catalog through `catalog_read`.
+//! versioned session may send (large-object functions only); `server_version` what may
+//! move the server's `viewgate.version` away from the version told it, and when a session
+//! may send it. The routing map comes from the catalog through `catalog_read`.
 
 pub mod function_call;
 pub mod prepared;
 pub mod raise;
-pub mod reset_all;
 pub mod resolve;
 pub mod rules;
 pub mod savepoints;
 pub mod search_path;
+pub mod server_version;
 pub mod session_router;
 pub mod session_search_path;
 pub mod state;

@@ -73,7 +73,7 @@ pub(super) struct Progress {
     copy_in: AtomicBool,
     /// The batch of the last `RESET ALL` or `DISCARD ALL` let through while a migration is
     /// live ([`NO_BATCH`]: none), which statements may not follow until it is answered
-    /// (`router::reset_all`).
+    /// (`router::server_version`).
     reset_batch: AtomicU64,
     /// ErrorResponses from Postgres (the proxy's own statements' answers aside), and their
     /// number at the last ReadyForQuery whose status was not failed ([`Progress::errors`]).

@@ -30,7 +30,7 @@ use crate::proxy::switch::SessionControl;
 use crate::rewriter::error_detail;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::targets::RelationName;
-use crate::router::reset_all::{self, Reset};
+use crate::router::server_version::{self, Reset};
 use crate::router::version_setting::set_version_statement;
 use crate::router::{
     Assignment, ConformingStrings, REFUSED_PARSE, Refusal, Routed, SessionRouter, SharedRouting,
@@ -133,8 +133,12 @@ impl Session {
                             inspection
                         };
                         // `RESET ALL` and `DISCARD ALL` clear the server's setting too (the
-                        // tenth red-team pass): told again ahead of the next statement.
-                        if frontend::statement_bytes(tag, frame).is_some_and(may_reset_settings) {
+                        // tenth red-team pass), and a version command moves it: told again
+                        // ahead of the next statement.
+                        if frontend::statement_bytes(tag, frame).is_some_and(may_reset_settings)
+                            || frontend::statement_text(tag, frame)
+                                .is_some_and(server_version::commands_version)
+                        {
                             *upstream_version = None;
                         }
                         inspection
@@ -294,7 +298,7 @@ fn is_utf8_encoding(name: &str) -> bool {
 /// statement that raises the refusal; a refused Parse becomes one that fails at once, whose
 /// error the upstream side replaces with the refusal.
 /// Why a versioned session's statement may not be sent because of a reset of every setting
-/// (`router::reset_all`): it is one where it may not run, or, while a migration is live, it
+/// (`router::server_version`): it is one where it may not run, or, while a migration is live, it
 /// follows one not yet answered. A lone reset that may run then is noted as in flight.
 fn reset_refusal(
     router: &SessionRouter,
@@ -306,12 +310,12 @@ fn reset_refusal(
     let version = router.version()?;
     let live = router.tracks_writers();
     if live && progress.reset_unanswered() {
-        return Some(reset_all::behind_reset(version));
+        return Some(server_version::behind_reset(version));
     }
     let parse = tag == frontend::PARSE;
-    let reset = reset_all::resets(sql?, &mut Vec::new());
-    let refusal = reset_all::refusal(reset, parse, quiet, live, version);
-    if live && refusal.is_none() && matches!(reset, Reset::Alone { .. }) {
+    let reset = server_version::resets(sql?, &mut Vec::new());
+    let refusal = server_version::refusal(reset, parse, quiet, live, version);
+    if live && refusal.is_none() && matches!(reset, Reset::Alone { .. } | Reset::VersionCommand) {
         progress.reset_sent(parse);
     }
     refusal

@@ -1,19 +1,28 @@
-//! `RESET ALL` and `DISCARD ALL` while a migration is live.
+//! What moves the server's `viewgate.version` away from the version the proxy told it.
 //!
-//! Both put the server's `viewgate.version` back to the session's startup value (or none),
-//! and the migrations' sync triggers take that value for the writer's version. The proxy
-//! tells the version again ahead of the session's next statement, but only at a quiet
-//! boundary (`proxy::session::relay::tell_version`): a statement run after the reset and
-//! before that would write as another version (the thirteenth red-team pass did so with a
-//! `RESET ALL` inside a transaction block). So while a migration is live, a versioned
-//! session's reset must be sent alone (a Query of its own, or a Parse of its own batch) with
-//! nothing in flight and outside a block, and nothing may follow it until it is answered.
-//! Connection pools send exactly that (`server_reset_query`); Postgres itself runs
-//! `DISCARD ALL` only outside blocks and pipelines. A Parse of `RESET ALL` is refused at every
+//! The migrations' sync triggers take the server's `viewgate.version` for the writer's
+//! version, so while a migration is live it must be the version the session's statements
+//! are rewritten at. The proxy tells it ahead of a statement at a quiet boundary
+//! (`proxy::session::relay::tell_version`). Between two such boundaries, three kinds of
+//! statement move it:
+//! - `RESET ALL` and `DISCARD ALL` put it back to the session's startup value (or none);
+//! - `RESET viewgate.version` and `SET viewgate.version TO DEFAULT` do the same, and the
+//!   proxy's own choice goes back to its routing, which may differ (an enforced rule);
+//! - `SET viewgate.version = v` sets it at once, while the proxy moves the session at its
+//!   next transaction boundary.
+//!
+//! The thirteenth red-team pass and its verification wrote as another version through each
+//! (a `RESET ALL` or `RESET viewgate.version` in a block, `SET … TO DEFAULT` at any time). So
+//! while a migration is live, such a statement must be a Query of its own, sent with nothing
+//! in flight and outside a block, and nothing may follow it until it is answered; the proxy
+//! then tells the version again before the next statement. Connection pools send exactly
+//! that (`server_reset_query`); Postgres itself runs `DISCARD ALL` only outside blocks and
+//! pipelines, which lets it through a Parse too. A Parse of `RESET ALL` is refused at every
 //! version: the prepared statement could run later, inside a block of a live migration.
 
 use super::raise::Refusal;
 use super::statement_words::{self, is_word};
+use super::version_command::{self, VersionCommand};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
@@ -21,20 +30,25 @@ use crate::rewriter::rewrite::contains_ignore_ascii_case;
 /// The statements that reset every setting: `RESET ALL`, `DISCARD ALL`.
 const RESETTING: [&str; 2] = ["reset", "discard"];
 
-/// Whether a Query's or Parse's text resets every setting.
+/// Whether a Query's or Parse's text moves the server's version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reset {
     /// No statement of it does.
     None,
-    /// It is one such statement and nothing else; `discard`: `DISCARD ALL`.
+    /// It resets every setting and is nothing else; `discard`: `DISCARD ALL`.
     Alone { discard: bool },
+    /// It is `SET` or `RESET viewgate.version` (only ever recognised as a whole text).
+    VersionCommand,
     /// One of its statements does, among others (or the lexer cannot tell).
     AmongOthers,
 }
 
-/// Reads `sql` for a statement that resets every setting; cheap (no lexing) for text that
-/// mentions neither `reset` nor `discard`.
+/// Reads `sql` for a statement that moves the server's version; cheap (no lexing) for text
+/// that mentions none of `reset`, `discard` and `viewgate.version`.
 pub fn resets(sql: &str, tokens: &mut Vec<Token>) -> Reset {
+    if commands_version(sql) {
+        return Reset::VersionCommand;
+    }
     if !RESETTING
         .iter()
         .any(|word| contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes()))
@@ -63,9 +77,19 @@ pub fn resets(sql: &str, tokens: &mut Vec<Token>) -> Reset {
     }
 }
 
+/// Whether `sql` is `SET` or `RESET viewgate.version`, which moves the server's version
+/// whether or not a migration is live (one may start later).
+pub fn commands_version(sql: &str) -> bool {
+    matches!(
+        version_command::parse(sql),
+        Some(VersionCommand::Set(_) | VersionCommand::Reset)
+    )
+}
+
 /// Why `reset` may not be sent now at `version`: a Parse of `RESET ALL` (`parse`) never;
-/// while a migration is `live`, not among other statements, nor while earlier work is in
-/// flight or a transaction block is open (`!quiet`). `None` when it may.
+/// while a migration is `live`, not among other statements, not a version command through a
+/// Parse, nor while earlier work is in flight or a transaction block is open (`!quiet`).
+/// `None` when it may.
 pub fn refusal(
     reset: Reset,
     parse: bool,
@@ -84,24 +108,27 @@ pub fn refusal(
             ));
         }
         _ if !live => return None,
-        Reset::Alone { .. } if quiet => return None,
-        Reset::Alone { .. } => "inside a transaction block or behind unanswered work",
+        Reset::VersionCommand if parse => "through the extended protocol",
+        Reset::Alone { .. } | Reset::VersionCommand if quiet => return None,
+        Reset::Alone { .. } | Reset::VersionCommand => {
+            "inside a transaction block or behind unanswered work"
+        }
         Reset::AmongOthers => "among other statements",
     };
     Some(Refusal::new(
         SqlState::FEATURE_NOT_SUPPORTED,
         format!(
-            "viewgate: RESET ALL or DISCARD ALL {why} is refused at version \"{version}\" while a migration is live: it clears the version the server writes at; send it as a query of its own outside a transaction block"
+            "viewgate: RESET ALL, DISCARD ALL or a SET or RESET of viewgate.version {why} is refused at version \"{version}\" while a migration is live: it moves the version the server writes at; send it as a query of its own outside a transaction block"
         ),
     ))
 }
 
-/// For a statement sent after a reset and before its answer, while a migration is live.
+/// For a statement sent after one of those and before its answer, while a migration is live.
 pub fn behind_reset(version: &str) -> Refusal {
     Refusal::new(
         SqlState::FEATURE_NOT_SUPPORTED,
         format!(
-            "viewgate: a statement sent behind an unanswered RESET ALL or DISCARD ALL is refused at version \"{version}\" while a migration is live: the server's version is told again only after the reset's answer; wait for it"
+            "viewgate: a statement sent behind an unanswered RESET ALL, DISCARD ALL or SET or RESET of viewgate.version is refused at version \"{version}\" while a migration is live: the server's version is told again only after its answer; wait for it"
         ),
     )
 }
@@ -123,6 +150,10 @@ mod tests {
             ("BEGIN; RESET ALL", Reset::AmongOthers),
             ("RESET ALL; INSERT INTO t VALUES (1)", Reset::AmongOthers),
             ("SELECT $$ RESET ALL", Reset::AmongOthers),
+            ("SET viewgate.version = v2", Reset::VersionCommand),
+            ("set viewgate.version to default;", Reset::VersionCommand),
+            ("RESET viewgate.version", Reset::VersionCommand),
+            ("SHOW viewgate.version", Reset::None),
         ] {
             assert_eq!(resets(sql, &mut tokens), expected, "{sql}");
         }
@@ -132,9 +163,12 @@ mod tests {
     fn only_a_lone_reset_at_a_quiet_boundary_may_run_during_a_migration() {
         let reset_all = Reset::Alone { discard: false };
         let discard_all = Reset::Alone { discard: true };
+        let command = Reset::VersionCommand;
         for (reset, parse, quiet, live) in [
             (reset_all, false, true, true),
             (discard_all, true, true, true),
+            (command, false, true, true),
+            (command, true, false, false),
             (Reset::None, true, false, true),
             (Reset::AmongOthers, false, false, false),
         ] {
@@ -143,6 +177,8 @@ mod tests {
         for (reset, parse, quiet, live) in [
             (reset_all, false, false, true),
             (discard_all, true, false, true),
+            (command, false, false, true),
+            (command, true, true, true),
             (Reset::AmongOthers, false, true, true),
         ] {
             let refused = refusal(reset, parse, quiet, live, "v1").expect("refused");

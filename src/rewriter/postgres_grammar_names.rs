@@ -1,0 +1,81 @@
+//! Where a relation name Postgres's parser located stands in the text: its extent (schema,
+//! dots, quotes) for the splice, and whether `TABLE` precedes it (no alias may follow).
+
+/// The byte range of the relation name written at `offset` (`name`, `schema.name`,
+/// `"Quoted"."Name"`, spaces around the dots), and the range of its last part; `None` when
+/// the text there is not a plain name (a comment inside it, say).
+pub fn name_extent(
+    sql: &str,
+    offset: usize,
+) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let bytes = sql.as_bytes();
+    let mut position = offset;
+    let mut last;
+    loop {
+        let start = position;
+        position = identifier_end(bytes, position)?;
+        last = start..position;
+        let mut after = position;
+        while bytes.get(after).is_some_and(u8::is_ascii_whitespace) {
+            after += 1;
+        }
+        if bytes.get(after) != Some(&b'.') {
+            break;
+        }
+        after += 1;
+        while bytes.get(after).is_some_and(u8::is_ascii_whitespace) {
+            after += 1;
+        }
+        position = after;
+    }
+    Some((offset..position, last))
+}
+
+/// The end of the identifier starting at `start`: a quoted one (`""` inside), or an unquoted
+/// one as Postgres's scanner reads it (letters, digits, `_`, `$`, and any non-ASCII byte).
+fn identifier_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let first = *bytes.get(start)?;
+    // `U&"…"` spells the name with escapes: not a name the rewriter splices around.
+    if first.eq_ignore_ascii_case(&b'u') && bytes.get(start + 1) == Some(&b'&') {
+        return None;
+    }
+    if first == b'"' {
+        let mut i = start + 1;
+        loop {
+            match bytes.get(i)? {
+                b'"' if bytes.get(i + 1) == Some(&b'"') => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+    }
+    if !(first.is_ascii_alphabetic() || first == b'_' || first >= 0x80) {
+        return None;
+    }
+    let mut i = start + 1;
+    while bytes
+        .get(i)
+        .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
+    {
+        i += 1;
+    }
+    Some(i)
+}
+
+/// Whether the reference at `offset` is the relation of `TABLE [ONLY] name`, which takes no
+/// alias.
+pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
+    let mut before = sql.get(..offset).unwrap_or_default().trim_end();
+    let word = |text: &str, word: &str| {
+        text.len() >= word.len()
+            && text[text.len() - word.len()..].eq_ignore_ascii_case(word)
+            && !text[..text.len() - word.len()]
+                .bytes()
+                .next_back()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'"')
+    };
+    if word(before, "only") {
+        before = before[..before.len() - "only".len()].trim_end();
+    }
+    word(before, "table")
+}
