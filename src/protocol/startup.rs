@@ -416,6 +416,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_packets_with_the_right_sqlstate() {
+        let app_options = |options| body(PROTOCOL_3_0, &["user", "app", "options", options]);
         let cases: Vec<(Vec<u8>, SqlState)> = vec![
             (body(PROTOCOL_3_0, &["user"]), SqlState::PROTOCOL_VIOLATION),
             (
@@ -454,21 +455,10 @@ mod tests {
                 SqlState::PROTOCOL_VIOLATION,
             ),
             (
-                body(
-                    PROTOCOL_3_0,
-                    &[
-                        "user",
-                        "app",
-                        "options",
-                        "-c viewgate.version=v1 -ec viewgate.version=v3",
-                    ],
-                ),
+                app_options("-c viewgate.version=v1 -ec viewgate.version=v3"),
                 SqlState::FEATURE_NOT_SUPPORTED,
             ),
-            (
-                body(PROTOCOL_3_0, &["user", "app", "options", "-c"]),
-                SqlState::FEATURE_NOT_SUPPORTED,
-            ),
+            (app_options("-c"), SqlState::FEATURE_NOT_SUPPORTED),
             (
                 body(
                     PROTOCOL_3_0,
@@ -484,22 +474,11 @@ mod tests {
                 SqlState::PROTOCOL_VIOLATION,
             ),
             (
-                body(
-                    PROTOCOL_3_0,
-                    &["user", "app", "options", "--search-path=a -csearch_path=b"],
-                ),
+                app_options("--search-path=a -csearch_path=b"),
                 SqlState::PROTOCOL_VIOLATION,
             ),
             (
-                body(
-                    PROTOCOL_3_0,
-                    &[
-                        "user",
-                        "app",
-                        "options",
-                        "-c viewgate.version=v1 -c\x0bviewgate.version=v3",
-                    ],
-                ),
+                app_options("-c viewgate.version=v1 -c\x0bviewgate.version=v3"),
                 SqlState::PROTOCOL_VIOLATION,
             ),
             (
