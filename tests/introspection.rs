@@ -573,6 +573,11 @@ fn pg_settings_writes_and_verbose_plans_are_refused_at_a_version() {
             "EXPLAIN VERBOSE SELECT count(*) FROM model_metadata",
             "EXPLAIN VERBOSE",
         ),
+        // The sixteenth red-team pass: the query tree came back as a LOG notice.
+        (
+            "SET debug_print_rewritten = on; SET client_min_messages = log",
+            "client_min_messages",
+        ),
     ] {
         let refused = psql(&proxy, Some("v1"), sql).unwrap_err();
         assert!(
@@ -585,6 +590,20 @@ fn pg_settings_writes_and_verbose_plans_are_refused_at_a_version() {
     assert_eq!(
         psql(&proxy, Some("v1"), "SHOW search_path").unwrap(),
         "\"$user\", public"
+    );
+    let conninfo = format!(
+        "{} options='-c viewgate.version=v1 -c client_min_messages=debug1'",
+        proxy.conninfo()
+    );
+    let output = proxy
+        .psql(&conninfo)
+        .args(["-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    let refused = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && refused.contains("client_min_messages below notice"),
+        "{refused}"
     );
     // Reading pg_settings, and a plan without VERBOSE, are as Postgres gives them.
     assert_eq!(

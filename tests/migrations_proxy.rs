@@ -474,8 +474,10 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
     );
     session.batch_execute("ROLLBACK").await.unwrap();
     // A version command moves the server's setting too (the thirteenth pass's verification:
-    // `SET … TO DEFAULT` left it at the startup value for good): refused in a block, and the
-    // version is told again after it.
+    // `SET … TO DEFAULT` left it at the startup value for good): refused in a block, and, in
+    // this session, which moved from v1 to v2 since it connected, refused outside one too
+    // (it would put the server back at v1, where a large Bind behind it could write); a SET
+    // to its own version is told again.
     session.batch_execute("BEGIN").await.unwrap();
     let error = session
         .batch_execute("SET viewgate.version TO DEFAULT")
@@ -486,8 +488,16 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         "{error:?}"
     );
     session.batch_execute("ROLLBACK").await.unwrap();
-    session
+    let error = session
         .batch_execute("SET viewgate.version TO DEFAULT")
+        .await
+        .expect_err("back to the startup version");
+    assert!(
+        format!("{error:?}").contains("changed since it connected"),
+        "{error:?}"
+    );
+    session
+        .batch_execute("SET viewgate.version = v2")
         .await
         .unwrap();
     text(
@@ -498,7 +508,7 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
     assert_eq!(
         text(&v1, "SELECT size FROM models WHERE name = 'g'").await,
         ["7"],
-        "down ran after SET … TO DEFAULT: the writer was still v2"
+        "down ran after the SET: the writer was still v2"
     );
     // Prepared, a RESET ALL could run later inside a block: refused through Parse.
     let error = session
@@ -510,7 +520,7 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         "{error:?}"
     );
     let (reset, insert) = tokio::join!(
-        session.simple_query("RESET ALL"),
+        session.simple_query("DISCARD ALL"),
         session.simple_query("INSERT INTO models (name, size) VALUES ('f', 2100)")
     );
     reset.expect("a lone reset runs");

@@ -307,6 +307,15 @@ async fn declarations_enforce_matches_remove_and_set_weights() {
         "{message}"
     );
     assert_eq!(show(&locked).await, "v2");
+    // The server's setting, which the migrations' triggers read, starts at the session's
+    // version, not at the declaration the rule overrode (the sixteenth red-team pass wrote
+    // as the declared version through a RESET).
+    let server: String = locked
+        .query_one("SELECT current_setting('viewgate.version')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(server, "v2");
 
     // User, CIDR and database matches.
     let user_rule = add(&proxy, &["--version", "v2", "--user", "alice"]);

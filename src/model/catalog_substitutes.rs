@@ -31,6 +31,15 @@ pub const VIEWGATE_WORD: &str = "viewgate";
 /// The setting that decides whether a backslash escapes inside `'…'` literals.
 pub const STANDARD_CONFORMING_STRINGS: &str = "standard_conforming_strings";
 
+/// The setting that decides which of the server's messages reach the client: at `log` or a
+/// `debug` level, the parse and plan trees (`debug_print_*`) and auto_explain's plans, which
+/// name every base column (the sixteenth red-team pass).
+pub const CLIENT_MIN_MESSAGES: &str = "client_min_messages";
+
+/// The levels of `client_min_messages` a versioned session may set: none sends LOG or DEBUG
+/// messages.
+pub const QUIET_MESSAGE_LEVELS: &[&str] = &["notice", "warning", "error"];
+
 /// The view whose UPDATE rule changes any setting, by a name and value it may compute.
 pub const PG_SETTINGS: &str = "pg_settings";
 
@@ -40,6 +49,7 @@ pub const PG_SETTINGS: &str = "pg_settings";
 /// check.
 pub const READING_SETTERS: &[&str] = &[
     STANDARD_CONFORMING_STRINGS,
+    CLIENT_MIN_MESSAGES,
     PG_SETTINGS,
     SET_CONFIG,
     VIEWGATE_WORD,

@@ -86,6 +86,56 @@ impl StartupMessage {
         self.protocol != PROTOCOL_3_0 || !self.extensions.is_empty()
     }
 
+    /// This startup with the run-time setting `name` (a parameter, or a word of `options`,
+    /// in any case) replaced by `value`, or left out for `None`: the proxy, not the client,
+    /// decides what some settings start at upstream.
+    pub fn with_setting(&self, name: &str, value: Option<&str>) -> StartupMessage {
+        let names_it = |assignment: &str| {
+            assignment
+                .split_once('=')
+                .is_some_and(|(key, _)| key.replace('-', "_").eq_ignore_ascii_case(name))
+        };
+        let mut params = Vec::with_capacity(self.params.len() + 1);
+        for (key, old) in &self.params {
+            if key.eq_ignore_ascii_case(name) {
+                continue;
+            }
+            if key != "options" {
+                params.push((key.clone(), old.clone()));
+                continue;
+            }
+            let words = split_options(old);
+            let mut kept = Vec::with_capacity(words.len());
+            let mut words = words.into_iter();
+            while let Some(word) = words.next() {
+                if word == "-c" {
+                    let assignment = words.next().unwrap_or_default();
+                    if !names_it(&assignment) {
+                        kept.extend(["-c".to_owned(), assignment]);
+                    }
+                } else if !word
+                    .strip_prefix("--")
+                    .or_else(|| word.strip_prefix("-c"))
+                    .is_some_and(names_it)
+                {
+                    kept.push(word);
+                }
+            }
+            if !kept.is_empty() {
+                let escaped: Vec<String> = kept.iter().map(|word| escape_option(word)).collect();
+                params.push((key.clone(), escaped.join(" ")));
+            }
+        }
+        if let Some(value) = value {
+            params.push((name.to_owned(), value.to_owned()));
+        }
+        StartupMessage {
+            protocol: self.protocol,
+            params,
+            extensions: self.extensions.clone(),
+        }
+    }
+
     /// The StartupMessage sent upstream: protocol 3.0 and the client's parameters.
     pub fn encode_for_upstream(&self) -> BytesMut {
         let mut out = BytesMut::with_capacity(256);
@@ -200,6 +250,18 @@ fn split_options(options: &str) -> Vec<String> {
         }
         words.push(word);
     }
+}
+
+/// `word` as `split_options` reads it back: whitespace and backslashes escaped.
+fn escape_option(word: &str) -> String {
+    let mut escaped = String::with_capacity(word.len());
+    for c in word.chars() {
+        if c == '\\' || is_c_space(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Whitespace as C's `isspace` has it, which `pg_split_opts` splits at: the vertical tab too,
@@ -412,6 +474,42 @@ mod tests {
         );
         assert_eq!(startup_setting(&message.params, "e").as_deref(), Some("4"));
         assert_eq!(startup_setting(&message.params, "f").as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn a_setting_is_replaced_wherever_the_client_gave_it() {
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let message = StartupMessage {
+            protocol: PROTOCOL_3_0,
+            params: params(&[
+                ("user", "app"),
+                ("VIEWGATE.VERSION", "v3"),
+                (
+                    "options",
+                    r"-c viewgate.version=v3 -c search_path=a\ b --viewgate.version=v4 -cx=1",
+                ),
+            ]),
+            extensions: vec![],
+        };
+        let replaced = message.with_setting("viewgate.version", Some("v1"));
+        assert_eq!(
+            startup_setting(&replaced.params, "viewgate.version").as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            startup_setting(&replaced.params, "search_path").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(startup_setting(&replaced.params, "x").as_deref(), Some("1"));
+        let options = replaced.param("options").unwrap();
+        assert!(!options.contains("viewgate"), "{options}");
+        let removed = message.with_setting("viewgate.version", None);
+        assert_eq!(startup_setting(&removed.params, "viewgate.version"), None);
     }
 
     #[test]

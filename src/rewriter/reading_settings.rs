@@ -18,6 +18,12 @@
 //! statement among others, `set_config`, a `SET` clause) would change what the triggers
 //! believe while the proxy serves the session at its version, and is refused.
 //!
+//! `client_min_messages` at `log` or a `debug` level sends the client the server's LOG and
+//! DEBUG messages: with `debug_print_parse`, `_rewritten` or `_plan` on, or auto_explain,
+//! those are query trees and plans naming every base column and its type. A versioned session
+//! may set it only to a level that sends neither, by any statement the proxy sees, and not in
+//! its startup packet.
+//!
 //! `pg_settings` is writable: its UPDATE rule calls `set_config` with a name and a value that
 //! the statement may compute, so it can change any setting (the search_path as well) without
 //! any word the proxy looks for. Writes to it, and views over it (which pass writes on), are
@@ -26,7 +32,8 @@
 use super::parse_tree::{Tree, constant, location, name_parts, string_constant};
 use super::postgres_parser;
 use crate::model::catalog_substitutes::{
-    PG_CATALOG, PG_SETTINGS, SET_CONFIG, STANDARD_CONFORMING_STRINGS, VERSION_SETTING,
+    CLIENT_MIN_MESSAGES, PG_CATALOG, PG_SETTINGS, QUIET_MESSAGE_LEVELS, SET_CONFIG,
+    STANDARD_CONFORMING_STRINGS, VERSION_SETTING,
 };
 
 /// The statements that write the relation in their `relation` field.
@@ -94,9 +101,9 @@ fn visit(tree: &Tree, defines_view: bool, found: &mut Option<usize>) {
             for (key, child) in fields {
                 let at = match key.as_ref() {
                     // A statement or a function's option; `setstmt` in `ALTER ROLE … SET`.
-                    "VariableSetStmt" | "setstmt" => {
-                        turns_strings_off(child).or_else(|| sets_the_version(child))
-                    }
+                    "VariableSetStmt" | "setstmt" => turns_strings_off(child)
+                        .or_else(|| sets_the_version(child))
+                        .or_else(|| lowers_client_messages(child)),
                     "FuncCall" => set_config_may_turn_strings_off(child),
                     kind if WRITING_STATEMENTS.contains(&kind) => {
                         child.get("relation").and_then(settings_relation)
@@ -138,6 +145,40 @@ fn turns_strings_off(set: &Tree) -> Option<usize> {
     })
 }
 
+/// `SET client_min_messages` to anything but a quiet level (`RESET` and `TO DEFAULT` restore
+/// the login's, which the startup packet could not lower).
+fn lowers_client_messages(set: &Tree) -> Option<usize> {
+    let name = set.get("name").and_then(Tree::as_text)?;
+    if !name.eq_ignore_ascii_case(CLIENT_MIN_MESSAGES) {
+        return None;
+    }
+    let kind = set.get("kind").and_then(Tree::as_text).unwrap_or_default();
+    if matches!(kind, "VAR_SET_DEFAULT" | "VAR_RESET") {
+        return None;
+    }
+    let arguments = set.get("args").map(Tree::as_array).unwrap_or_default();
+    let quiet =
+        kind == "VAR_SET_VALUE" && !arguments.is_empty() && arguments.iter().all(is_quiet_level);
+    (!quiet).then(|| location(set).unwrap_or_default())
+}
+
+/// Whether a constant names a level of `client_min_messages` that sends no LOG or DEBUG
+/// message.
+fn is_quiet_level(argument: &Tree) -> bool {
+    constant(argument)
+        .and_then(|constant| constant.get("sval"))
+        .and_then(|text| text.get("sval"))
+        .and_then(Tree::as_text)
+        .is_some_and(is_quiet_level_value)
+}
+
+/// Whether a value of `client_min_messages`, as text, sends no LOG or DEBUG message.
+pub fn is_quiet_level_value(value: &str) -> bool {
+    QUIET_MESSAGE_LEVELS
+        .iter()
+        .any(|level| value.eq_ignore_ascii_case(level))
+}
+
 /// `SET viewgate.version` (or its RESET) that reached the rewriter: not one the proxy
 /// recognised and applied itself.
 fn sets_the_version(set: &Tree) -> Option<usize> {
@@ -162,6 +203,9 @@ fn set_config_may_turn_strings_off(call: &Tree) -> Option<usize> {
     let named = string_constant(name).map(|(name, _)| name);
     if named.is_some_and(|name| name.eq_ignore_ascii_case(VERSION_SETTING)) {
         return Some(location(call).unwrap_or_default());
+    }
+    if named.is_some_and(|name| name.eq_ignore_ascii_case(CLIENT_MIN_MESSAGES)) {
+        return (!is_quiet_level(value)).then(|| location(call).unwrap_or_default());
     }
     let named_other =
         named.is_some_and(|name| !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS));
@@ -213,6 +257,35 @@ mod tests {
             .iter()
             .filter_map(|raw| raw.get("stmt"))
             .any(|statement| changes_reading(statement).is_some())
+    }
+
+    /// Found by the sixteenth red-team pass: with `client_min_messages = log` and
+    /// `debug_print_rewritten = on`, the query tree, naming every base column and its type,
+    /// came back as a LOG notice.
+    #[test]
+    fn lowering_client_messages_is_found_and_quiet_levels_are_not() {
+        for sql in [
+            "SET client_min_messages = log",
+            "SET LOCAL client_min_messages TO debug1",
+            "SET \"CLIENT_MIN_MESSAGES\" = 'DEBUG5'",
+            "SET client_min_messages FROM CURRENT",
+            "SELECT set_config('client_min_messages', 'log', false)",
+            "SELECT set_config('client_min_messages', $1, true)",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET client_min_messages = log AS 'SELECT 1'",
+            "ALTER ROLE app SET client_min_messages = debug",
+        ] {
+            assert!(changes(sql), "{sql}");
+        }
+        for sql in [
+            "SET client_min_messages = warning",
+            "SET client_min_messages TO 'ERROR'",
+            "RESET client_min_messages",
+            "SET client_min_messages TO DEFAULT",
+            "SELECT set_config('client_min_messages', 'notice', false)",
+            "SET debug_print_parse = on",
+        ] {
+            assert!(!changes(sql), "{sql}");
+        }
     }
 
     #[test]

@@ -37,8 +37,9 @@ pub enum Reset {
     None,
     /// It resets every setting and is nothing else; `discard`: `DISCARD ALL`.
     Alone { discard: bool },
-    /// It is `SET` or `RESET viewgate.version` (only ever recognised as a whole text).
-    VersionCommand,
+    /// It is `SET` or `RESET viewgate.version` (only ever recognised as a whole text);
+    /// `resets`: `RESET`, or `SET … TO DEFAULT`.
+    VersionCommand { resets: bool },
     /// One of its statements does, among others (or the lexer cannot tell).
     AmongOthers,
 }
@@ -46,8 +47,10 @@ pub enum Reset {
 /// Reads `sql` for a statement that moves the server's version; cheap (no lexing) for text
 /// that mentions none of `reset`, `discard` and `viewgate.version`.
 pub fn resets(sql: &str, tokens: &mut Vec<Token>) -> Reset {
-    if commands_version(sql) {
-        return Reset::VersionCommand;
+    match version_command::parse(sql) {
+        Some(VersionCommand::Set(_)) => return Reset::VersionCommand { resets: false },
+        Some(VersionCommand::Reset) => return Reset::VersionCommand { resets: true },
+        _ => {}
     }
     if !RESETTING
         .iter()
@@ -86,20 +89,36 @@ pub fn commands_version(sql: &str) -> bool {
     )
 }
 
-/// Why `reset` may not be sent now at `version`: a Parse of `RESET ALL` (`parse`) never;
-/// while a migration is `live`, not among other statements, not a version command through a
-/// Parse, nor while earlier work is in flight or a transaction block is open (`!quiet`).
-/// `None` when it may.
-pub fn refusal(
-    reset: Reset,
-    parse: bool,
-    quiet: bool,
-    live: bool,
-    version: &str,
-) -> Option<Refusal> {
+/// Where a statement that moves the server's version would be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Situation {
+    /// Through a Parse.
+    pub parse: bool,
+    /// With nothing in flight and outside a transaction block.
+    pub quiet: bool,
+    /// While a migration is live.
+    pub live: bool,
+    /// The server's startup value of `viewgate.version` is not the session's version now
+    /// (the session moved since it connected): a reset would put the server there.
+    pub default_is_other: bool,
+}
+
+/// Why `reset` may not be sent now at `version`: a Parse of `RESET ALL` never; while a
+/// migration is live, not among other statements, not a version command through a Parse,
+/// not while earlier work is in flight or a transaction block is open, and no `RESET` to a
+/// startup value that is not the session's version. `None` when it may.
+pub fn refusal(reset: Reset, at: Situation, version: &str) -> Option<Refusal> {
+    // `DISCARD ALL` deallocates every prepared statement, so what follows it parses first and
+    // is told the version; after the others a large Bind, which the proxy cannot put the
+    // version ahead of, may run a statement prepared before.
+    let resets_to_startup = matches!(
+        reset,
+        Reset::Alone { discard: false } | Reset::VersionCommand { resets: true }
+    );
+    let mut advice = "send it as a query of its own outside a transaction block";
     let why = match reset {
         Reset::None => return None,
-        Reset::Alone { discard: false } if parse => {
+        Reset::Alone { discard: false } if at.parse => {
             return Some(Refusal::new(
                 SqlState::FEATURE_NOT_SUPPORTED,
                 format!(
@@ -107,18 +126,20 @@ pub fn refusal(
                 ),
             ));
         }
-        _ if !live => return None,
-        Reset::VersionCommand if parse => "through the extended protocol",
-        Reset::Alone { .. } | Reset::VersionCommand if quiet => return None,
-        Reset::Alone { .. } | Reset::VersionCommand => {
-            "inside a transaction block or behind unanswered work"
-        }
+        _ if !at.live => return None,
         Reset::AmongOthers => "among other statements",
+        Reset::VersionCommand { .. } if at.parse => "through the extended protocol",
+        _ if !at.quiet => "inside a transaction block or behind unanswered work",
+        _ if resets_to_startup && at.default_is_other => {
+            advice = "reconnect instead, or SET viewgate.version";
+            "in a session whose version changed since it connected (it would put the server back at the startup version)"
+        }
+        _ => return None,
     };
     Some(Refusal::new(
         SqlState::FEATURE_NOT_SUPPORTED,
         format!(
-            "viewgate: RESET ALL, DISCARD ALL or a SET or RESET of viewgate.version {why} is refused at version \"{version}\" while a migration is live: it moves the version the server writes at; send it as a query of its own outside a transaction block"
+            "viewgate: RESET ALL, DISCARD ALL or a SET or RESET of viewgate.version {why} is refused at version \"{version}\" while a migration is live: it moves the version the server writes at; {advice}"
         ),
     ))
 }
@@ -150,9 +171,18 @@ mod tests {
             ("BEGIN; RESET ALL", Reset::AmongOthers),
             ("RESET ALL; INSERT INTO t VALUES (1)", Reset::AmongOthers),
             ("SELECT $$ RESET ALL", Reset::AmongOthers),
-            ("SET viewgate.version = v2", Reset::VersionCommand),
-            ("set viewgate.version to default;", Reset::VersionCommand),
-            ("RESET viewgate.version", Reset::VersionCommand),
+            (
+                "SET viewgate.version = v2",
+                Reset::VersionCommand { resets: false },
+            ),
+            (
+                "set viewgate.version to default;",
+                Reset::VersionCommand { resets: true },
+            ),
+            (
+                "RESET viewgate.version",
+                Reset::VersionCommand { resets: true },
+            ),
             ("SHOW viewgate.version", Reset::None),
         ] {
             assert_eq!(resets(sql, &mut tokens), expected, "{sql}");
@@ -163,29 +193,43 @@ mod tests {
     fn only_a_lone_reset_at_a_quiet_boundary_may_run_during_a_migration() {
         let reset_all = Reset::Alone { discard: false };
         let discard_all = Reset::Alone { discard: true };
-        let command = Reset::VersionCommand;
-        for (reset, parse, quiet, live) in [
-            (reset_all, false, true, true),
-            (discard_all, true, true, true),
-            (command, false, true, true),
-            (command, true, false, false),
-            (Reset::None, true, false, true),
-            (Reset::AmongOthers, false, false, false),
+        let set = Reset::VersionCommand { resets: false };
+        let reset = Reset::VersionCommand { resets: true };
+        let at = |parse, quiet, live, default_is_other| Situation {
+            parse,
+            quiet,
+            live,
+            default_is_other,
+        };
+        for (statement, situation) in [
+            (reset_all, at(false, true, true, false)),
+            (discard_all, at(true, true, true, false)),
+            (set, at(false, true, true, true)),
+            (reset, at(false, true, true, false)),
+            (discard_all, at(false, true, true, true)),
+            (set, at(true, false, false, true)),
+            (Reset::None, at(true, false, true, true)),
+            (Reset::AmongOthers, at(false, false, false, false)),
         ] {
-            assert!(refusal(reset, parse, quiet, live, "v1").is_none());
+            assert!(
+                refusal(statement, situation, "v1").is_none(),
+                "{statement:?}"
+            );
         }
-        for (reset, parse, quiet, live) in [
-            (reset_all, false, false, true),
-            (discard_all, true, false, true),
-            (command, false, false, true),
-            (command, true, true, true),
-            (Reset::AmongOthers, false, true, true),
+        for (statement, situation) in [
+            (reset_all, at(false, false, true, false)),
+            (discard_all, at(true, false, true, false)),
+            (set, at(false, false, true, false)),
+            (set, at(true, true, true, false)),
+            (Reset::AmongOthers, at(false, true, true, false)),
+            (reset_all, at(false, true, true, true)),
+            (reset, at(false, true, true, true)),
         ] {
-            let refused = refusal(reset, parse, quiet, live, "v1").expect("refused");
+            let refused = refusal(statement, situation, "v1").expect("refused");
             assert_eq!(refused.code, SqlState::FEATURE_NOT_SUPPORTED);
             assert!(refused.message.contains("while a migration is live"));
         }
-        let prepared = refusal(reset_all, true, true, false, "v1").expect("refused");
+        let prepared = refusal(reset_all, at(true, true, false, false), "v1").expect("refused");
         assert!(prepared.message.contains("extended protocol"));
     }
 }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use super::function_call;
 use super::prepared::{PreparedStatements, Resolved};
-use super::raise::{ConformingStrings, Refusal, select_text};
+use super::raise::{ConformingStrings, Refusal};
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
 use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
@@ -43,7 +43,7 @@ use super::search_path::{self, MAX_SEARCH_PATH_LEN, PathCommand};
 use super::session_search_path::{PathValue, SavedPath, SessionSearchPath};
 use super::state::SharedRouting;
 use super::temporary_relations::{self, TempCommand};
-use super::version_command::{self, VERSION_SETTING, VersionCommand};
+use super::version_command;
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
@@ -70,6 +70,9 @@ pub struct SessionRouter {
     /// The client's split bucket (0 to 99), fixed for the session.
     bucket: u8,
     startup_version: Option<String>,
+    /// The `viewgate.version` the upstream session was started with, which `RESET` and
+    /// `RESET ALL` put back (`server_version`).
+    server_default: Option<String>,
     /// `SET viewgate.version` in the session (RESET clears it).
     set: Option<String>,
     /// `set` and the session's search_path as they were before the oldest SET or RESET whose
@@ -152,6 +155,7 @@ impl SessionRouter {
             bucket: client.bucket(sticky_identity),
             client,
             startup_version,
+            server_default: None,
             set: None,
             unsettled: None,
             new_unsettled: false,
@@ -207,6 +211,21 @@ impl SessionRouter {
             .then_some(refusal.message)
     }
 
+    /// Why the session may not start with the client_min_messages its startup packet
+    /// declared (`declared`): a level that sends LOG or DEBUG messages, at a version with
+    /// managed tables (`rewriter::reading_settings`).
+    pub fn startup_messages_refusal(&self, declared: Option<&str>) -> Option<String> {
+        let targets = self.assignment.as_ref()?.targets();
+        (!targets.managed().is_empty()
+            && declared.is_some_and(|value| !reading_settings::is_quiet_level_value(value)))
+        .then(|| {
+            format!(
+                "client_min_messages below notice is refused at version \"{}\": the server's LOG and DEBUG messages may print query trees naming columns this version does not have",
+                targets.version
+            )
+        })
+    }
+
     /// Whether the upstream should be asked for the session's search_path at login: some
     /// relation could shadow a managed name, so the role's and database's defaults matter.
     pub fn wants_login_search_path(&self) -> bool {
@@ -224,9 +243,14 @@ impl SessionRouter {
         self.assignment.as_ref().map(Assignment::version)
     }
 
-    /// The version the client declared at startup, which Postgres received with it.
-    pub fn startup_version(&self) -> Option<&str> {
-        self.startup_version.as_deref()
+    /// The upstream session was started with `version` as its `viewgate.version`.
+    pub fn started_upstream_at(&mut self, version: Option<&str>) {
+        self.server_default = version.map(str::to_owned);
+    }
+
+    /// Whether a reset would put the server at another version than the session's.
+    pub fn server_default_is_other(&self) -> bool {
+        self.server_default.as_deref() != self.version()
     }
 
     /// Whether the upstream must be told the session's version (a migration is live).
@@ -654,62 +678,10 @@ impl SessionRouter {
             self.refresh();
         }
     }
-
-    fn version_command(&mut self, command: VersionCommand, idle: bool) -> Routed {
-        match command {
-            VersionCommand::Show => {
-                let state = self.routing.load();
-                let version = self
-                    .version()
-                    .or(self.set.as_deref())
-                    .or(self.startup_version.as_deref())
-                    .or(state.default_version.as_deref())
-                    .unwrap_or_default();
-                Routed::Replace(select_text(VERSION_SETTING, version))
-            }
-            VersionCommand::SetLocal => Routed::Refuse(Refusal::new(
-                SqlState::FEATURE_NOT_SUPPORTED,
-                "SET LOCAL viewgate.version is not supported: a version applies to whole transactions; use SET outside a transaction",
-            )),
-            VersionCommand::Reset => {
-                self.set_changing();
-                self.set = None;
-                self.requested_changed(idle);
-                Routed::Forward
-            }
-            VersionCommand::Set(version) => {
-                let state = self.routing.load();
-                if state.governs(&self.client.database) && state.targets(&version).is_none() {
-                    let message = resolve::unknown_version_message(&state, &version);
-                    return Routed::Refuse(Refusal::new(
-                        SqlState::INVALID_PARAMETER_VALUE,
-                        message,
-                    ));
-                }
-                if let Some(message) =
-                    resolve::enforced_elsewhere(&state, &self.client, self.bucket, &version)
-                {
-                    return Routed::Refuse(Refusal::new(SqlState::INSUFFICIENT_PRIVILEGE, message));
-                }
-                if state.tracks_writers()
-                    && let Some((name, held)) = self.prepared.held_against(&version)
-                {
-                    return Routed::Refuse(Refusal::new(
-                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format!(
-                            "viewgate.version cannot change to \"{version}\" while a migration is live: prepared statement \"{name}\" was rewritten at \"{held}\"; DEALLOCATE it (or reconnect) first"
-                        ),
-                    ));
-                }
-                self.set_changing();
-                self.set = Some(version);
-                self.requested_changed(idle);
-                // Postgres keeps the setting too, so current_setting() agrees.
-                Routed::Forward
-            }
-        }
-    }
 }
+
+#[path = "session_router_version.rs"]
+mod version_commands;
 
 #[cfg(test)]
 #[path = "session_router_tests.rs"]

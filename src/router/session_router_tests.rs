@@ -4,7 +4,9 @@
 use super::*;
 use crate::model::{Assign, CatalogRules, Glob, Guard, Rule};
 use crate::model::{RoutedTable, RoutingMap};
+use crate::router::raise::select_text;
 use crate::router::state::RoutingState;
+use crate::router::version_command::VERSION_SETTING;
 use arc_swap::ArcSwap;
 
 fn client(database: &str) -> ClientIdentity {

@@ -31,7 +31,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::progress::Progress;
-use crate::model::catalog_substitutes::{SEARCH_PATH, STANDARD_CONFORMING_STRINGS};
+use crate::model::catalog_substitutes::{
+    CLIENT_MIN_MESSAGES, SEARCH_PATH, STANDARD_CONFORMING_STRINGS,
+};
 use crate::net::stream::{ClientStream, UpstreamStream};
 use crate::protocol::frontend;
 use crate::protocol::limits::UPSTREAM_MESSAGE_MAX_LEN;
@@ -49,6 +51,7 @@ use crate::proxy::shadow_session::ShadowSession;
 use crate::proxy::state::ProxyState;
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::{Registration, SessionControl};
+use crate::router::version_command::VERSION_SETTING;
 use crate::router::{ClientIdentity, SessionRouter, search_path, version_command};
 
 /// Serves one accepted connection to its end. Never panics on input; errors are logged.
@@ -67,6 +70,14 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
         }
     };
     let span = tracing::debug_span!("session", %peer, user = startup.user(), database = startup.database());
+    // The server's `viewgate.version` starts at the session's version, never at what the
+    // client declared (an enforced rule may have overridden it): `RESET`, `RESET ALL` and
+    // `SET … TO DEFAULT` go back to it, and a session the proxy cannot tell the version
+    // to in time writes at it (the sixteenth red-team pass).
+    let startup = match router.as_ref().and_then(SessionRouter::version) {
+        Some(version) => startup.with_setting(VERSION_SETTING, Some(version)),
+        None => startup,
+    };
     relay_session(client, startup, router, state, deadline)
         .instrument(span)
         .await
@@ -211,7 +222,11 @@ fn session_router(
         });
     }
     let strings = startup_setting(&startup.params, STANDARD_CONFORMING_STRINGS);
-    if let Some(message) = router.startup_strings_refusal(strings.as_deref()) {
+    let levels = startup_setting(&startup.params, CLIENT_MIN_MESSAGES);
+    if let Some(message) = router
+        .startup_strings_refusal(strings.as_deref())
+        .or_else(|| router.startup_messages_refusal(levels.as_deref()))
+    {
         return Err(SessionError::Refused {
             code: SqlState::FEATURE_NOT_SUPPORTED,
             message: format!("viewgate: {message}"),
@@ -244,14 +259,15 @@ struct Session {
     /// Per-version accounting of a versioned session's requests (unused when unversioned).
     account: SessionAccount,
     ledger: RequestLedger,
-    /// The client's startup, replayed when the session moves to another upstream.
+    /// The client's startup, with the session's version for `viewgate.version`: what the
+    /// upstream was sent, replayed when the session moves to another upstream.
     startup: StartupMessage,
     cancel_key: Option<CancelRegistration>,
     /// Switch requests (`switch/`); `None` once the registry has gone.
     control: Option<mpsc::Receiver<SessionControl>>,
     /// A connection to the next upstream, set up and waiting for the switch's commit.
     pending: Option<Reconnected>,
-    /// The `viewgate.version` the upstream session has: what the client declared at startup,
+    /// The `viewgate.version` the upstream session has: the session's version at startup,
     /// then what the proxy last set (migrations' sync triggers tell writers apart by it).
     upstream_version: Option<String>,
     /// What shadow reads need to remember of the session (prepared reads, search_path).
@@ -269,9 +285,11 @@ impl Session {
         state: Arc<ProxyState>,
     ) -> Self {
         let (registration, control) = state.sessions.register();
-        let upstream_version = router
-            .as_ref()
-            .and_then(|router| router.startup_version().map(str::to_owned));
+        let upstream_version = startup_setting(&startup.params, VERSION_SETTING);
+        let mut router = router;
+        if let Some(router) = router.as_mut() {
+            router.started_upstream_at(upstream_version.as_deref());
+        }
         Session {
             client,
             upstream,

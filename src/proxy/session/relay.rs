@@ -143,6 +143,22 @@ impl Session {
                         }
                         inspection
                     }
+                    // A Bind that opens a batch runs a statement prepared earlier: the
+                    // version is told ahead of it as of a Query (the sixteenth red-team pass
+                    // wrote through one after a reset). One glanced at by its header cannot
+                    // be put behind anything; `server_version` keeps resets from leaving
+                    // the server at another version.
+                    frontend::BIND
+                        if quiet && router.tracks_writers() && frame::is_whole(frame) =>
+                    {
+                        tell_version(
+                            router,
+                            upstream_version,
+                            progress,
+                            frame,
+                            Inspection::Continue,
+                        )
+                    }
                     // Answered as Postgres answers a failed call (ErrorResponse, then the
                     // ReadyForQuery it was counted as owed): the refusal, raised by a Query.
                     frontend::FUNCTION_CALL => {
@@ -285,18 +301,6 @@ fn is_utf8_encoding(name: &str) -> bool {
     name.eq_ignore_ascii_case("UTF8") || name.eq_ignore_ascii_case("UTF-8")
 }
 
-/// Rewrites a Query or Parse for the session's version. The rewriter reads UTF-8: text in
-/// another client_encoding is read only when it is pure ASCII (the same bytes in every
-/// encoding Postgres supports, even those whose multi-byte characters contain ASCII bytes:
-/// their lead bytes are never ASCII); otherwise a statement that mentions a managed table is
-/// refused (it cannot be read safely, and must not reach the base table), and one that does
-/// not is forwarded. The rewriter reads `'…'` literals as with standard_conforming_strings
-/// on: while Postgres may read them otherwise (`strings`), a statement with a backslash that
-/// mentions a managed table is refused too (a backslash may end a literal where the rewriter
-/// reads none); one without a backslash reads the same either way. While it is off, only
-/// turning it back on is forwarded (`Refusal::nonconforming`). A refused Query becomes a
-/// statement that raises the refusal; a refused Parse becomes one that fails at once, whose
-/// error the upstream side replaces with the refusal.
 /// Why a versioned session's statement may not be sent because of a reset of every setting
 /// (`router::server_version`): it is one where it may not run, or, while a migration is live, it
 /// follows one not yet answered. A lone reset that may run then is noted as in flight.
@@ -314,13 +318,31 @@ fn reset_refusal(
     }
     let parse = tag == frontend::PARSE;
     let reset = server_version::resets(sql?, &mut Vec::new());
-    let refusal = server_version::refusal(reset, parse, quiet, live, version);
-    if live && refusal.is_none() && matches!(reset, Reset::Alone { .. } | Reset::VersionCommand) {
+    let situation = server_version::Situation {
+        parse,
+        quiet,
+        live,
+        default_is_other: router.server_default_is_other(),
+    };
+    let refusal = server_version::refusal(reset, situation, version);
+    if live && refusal.is_none() && reset != Reset::None {
         progress.reset_sent(parse);
     }
     refusal
 }
 
+/// Rewrites a Query or Parse for the session's version. The rewriter reads UTF-8: text in
+/// another client_encoding is read only when it is pure ASCII (the same bytes in every
+/// encoding Postgres supports, even those whose multi-byte characters contain ASCII bytes:
+/// their lead bytes are never ASCII); otherwise a statement that mentions a managed table is
+/// refused (it cannot be read safely, and must not reach the base table), and one that does
+/// not is forwarded. The rewriter reads `'…'` literals as with standard_conforming_strings
+/// on: while Postgres may read them otherwise (`strings`), a statement with a backslash that
+/// mentions a managed table is refused too (a backslash may end a literal where the rewriter
+/// reads none); one without a backslash reads the same either way. While it is off, only
+/// turning it back on is forwarded (`Refusal::nonconforming`). A refused Query becomes a
+/// statement that raises the refusal; a refused Parse becomes one that fails at once, whose
+/// error the upstream side replaces with the refusal.
 fn route(
     router: &mut SessionRouter,
     progress: &Progress,

@@ -10,11 +10,13 @@ use crate::protocol::backend;
 use crate::protocol::frame::encode_message;
 use crate::protocol::frontend;
 use crate::protocol::limits::UPSTREAM_MESSAGE_MAX_LEN;
+use crate::protocol::startup::startup_setting;
 use crate::proxy::cancel::UpstreamKey;
 use crate::proxy::error::SessionError;
 use crate::proxy::pump::Direction;
 use crate::proxy::reconnect::{self, SwitchPlan};
 use crate::proxy::switch::{PrepareError, SessionControl};
+use crate::router::version_command::VERSION_SETTING;
 use crate::router::{ConformingStrings, Refusal};
 
 impl Session {
@@ -113,12 +115,12 @@ impl Session {
             registration.repoint(key.clone());
         }
         self.upstream_key = Some(key);
-        // The new backend started from the client's startup packet: it has the startup
-        // declaration, not what the proxy set since.
-        self.upstream_version = self
-            .router
-            .as_ref()
-            .and_then(|router| router.startup_version().map(str::to_owned));
+        // The new backend started from the session's startup packet: it has the version
+        // in it, not what the proxy set since.
+        self.upstream_version = startup_setting(&self.startup.params, VERSION_SETTING);
+        if let Some(router) = self.router.as_mut() {
+            router.started_upstream_at(self.upstream_version.as_deref());
+        }
         let mut reports = BytesMut::new();
         for (name, value) in login.parameters {
             let known = self.parameters.iter_mut().find(|(known, _)| *known == name);
