@@ -35,6 +35,9 @@ pub(super) struct Progress {
     /// Statements the proxy sent upstream on its own (telling Postgres the session's version)
     /// whose answers, up to their ReadyForQuery, the client must not see.
     pub(super) own_statements: AtomicU32,
+    /// One of those statements failed since the proxy last sent the version: the server's
+    /// `viewgate.version` may not be what the proxy told it.
+    pub(super) own_failed: AtomicBool,
     /// Whether a COMMIT ([`END_COMMIT`]) or ROLLBACK ([`END_ROLLBACK`]) was answered since the
     /// last ReadyForQuery (0: neither), for the next one to judge how a block ended.
     pub(super) last_end: AtomicU8,

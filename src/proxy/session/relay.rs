@@ -472,6 +472,11 @@ fn tell_version(
     frame: &[u8],
     inspection: Inspection,
 ) -> Inspection {
+    // A statement of the proxy's own failed (a tell among them): what the server holds is
+    // not known, so it is told again.
+    if progress.own_failed.swap(false, Ordering::Relaxed) {
+        *upstream_version = None;
+    }
     let Some(version) = router.version() else {
         return inspection;
     };
@@ -628,6 +633,7 @@ fn drop_own_answer(progress: &Progress, tag: u8, frame: &[u8]) -> Inspection {
             Inspection::Replace(bytes::BytesMut::new())
         }
         backend::ERROR_RESPONSE => {
+            progress.own_failed.store(true, Ordering::Relaxed);
             let code = backend::error_fields(frame).map(|fields| fields.code);
             tracing::warn!(
                 ?code,
