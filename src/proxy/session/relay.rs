@@ -301,9 +301,10 @@ fn is_utf8_encoding(name: &str) -> bool {
     name.eq_ignore_ascii_case("UTF8") || name.eq_ignore_ascii_case("UTF-8")
 }
 
-/// Why a versioned session's statement may not be sent because of a reset of every setting
-/// (`router::server_version`): it is one where it may not run, or, while a migration is live, it
-/// follows one not yet answered. A lone reset that may run then is noted as in flight.
+/// Why a versioned session's statement may not be sent because it moves the server's
+/// `viewgate.version` (`router::server_version`): it is one where it may not run, or, while a
+/// migration is live, it follows one not yet answered. One that may run then is noted as in
+/// flight.
 fn reset_refusal(
     router: &SessionRouter,
     progress: &Progress,
