@@ -108,13 +108,17 @@ pub struct Situation {
 /// not while earlier work is in flight or a transaction block is open, and no `RESET` to a
 /// startup value that is not the session's version. `None` when it may.
 pub fn refusal(reset: Reset, at: Situation, version: &str) -> Option<Refusal> {
-    // `DISCARD ALL` deallocates every prepared statement, so what follows it parses first and
-    // is told the version; after the others a large Bind, which the proxy cannot put the
-    // version ahead of, may run a statement prepared before.
-    let resets_to_startup = matches!(
-        reset,
-        Reset::Alone { discard: false } | Reset::VersionCommand { resets: true }
-    );
+    // A Bind is never preceded by the tell: the statement it runs was rewritten at the
+    // version the session had when it was parsed, which a tell of a newer one would belie
+    // (and a tell, a simple Query, drops the unnamed statement). So nothing may put the
+    // server back at a startup version the session has left while statements parsed since
+    // survive: a Query of `DISCARD ALL` drops them all (the unnamed one too, as every Query
+    // does), a Parse of it not the unnamed one (the seventeenth red-team pass ran one so).
+    let resets_to_startup = match reset {
+        Reset::Alone { discard } => !discard || at.parse,
+        Reset::VersionCommand { resets } => resets,
+        _ => false,
+    };
     let mut advice = "send it as a query of its own outside a transaction block";
     let why = match reset {
         Reset::None => return None,
@@ -207,6 +211,7 @@ mod tests {
             (set, at(false, true, true, true)),
             (reset, at(false, true, true, false)),
             (discard_all, at(false, true, true, true)),
+            (discard_all, at(true, true, true, false)),
             (set, at(true, false, false, true)),
             (Reset::None, at(true, false, true, true)),
             (Reset::AmongOthers, at(false, false, false, false)),
@@ -224,6 +229,7 @@ mod tests {
             (Reset::AmongOthers, at(false, true, true, false)),
             (reset_all, at(false, true, true, true)),
             (reset, at(false, true, true, true)),
+            (discard_all, at(true, true, true, true)),
         ] {
             let refused = refusal(statement, situation, "v1").expect("refused");
             assert_eq!(refused.code, SqlState::FEATURE_NOT_SUPPORTED);

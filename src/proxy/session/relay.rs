@@ -143,22 +143,6 @@ impl Session {
                         }
                         inspection
                     }
-                    // A Bind that opens a batch runs a statement prepared earlier: the
-                    // version is told ahead of it as of a Query (the sixteenth red-team pass
-                    // wrote through one after a reset). One glanced at by its header cannot
-                    // be put behind anything; `server_version` keeps resets from leaving
-                    // the server at another version.
-                    frontend::BIND
-                        if quiet && router.tracks_writers() && frame::is_whole(frame) =>
-                    {
-                        tell_version(
-                            router,
-                            upstream_version,
-                            progress,
-                            frame,
-                            Inspection::Continue,
-                        )
-                    }
                     // Answered as Postgres answers a failed call (ErrorResponse, then the
                     // ReadyForQuery it was counted as owed): the refusal, raised by a Query.
                     frontend::FUNCTION_CALL => {
