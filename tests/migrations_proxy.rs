@@ -100,7 +100,7 @@ async fn text(client: &Client, sql: &str) -> Vec<String> {
     client
         .simple_query(sql)
         .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .unwrap_or_else(|error| panic!("{sql}: {error:?}"))
         .into_iter()
         .filter_map(|message| match message {
             tokio_postgres::SimpleQueryMessage::Row(row) => Some(

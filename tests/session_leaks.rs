@@ -27,7 +27,7 @@ use viewgate::pg_cluster::SUPERUSER;
 const SMUGGLED: &str = "SELECT 'x\\' AS a, ' AS b, model_type FROM model_metadata -- '\n;";
 
 /// What the refusal of a statement turning the setting off says.
-const TURNS_OFF: &str = "may turn it off";
+const TURNS_OFF: &str = "may turn standard_conforming_strings off";
 /// What a session that has the setting off is told.
 const TURN_ON: &str = "run SET standard_conforming_strings = on";
 /// What a backslash sent while earlier work is unanswered is told.

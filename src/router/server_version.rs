@@ -148,6 +148,17 @@ pub fn refusal(reset: Reset, at: Situation, version: &str) -> Option<Refusal> {
     ))
 }
 
+/// For a statement sent while the server may hold another version than the session's and an
+/// extended-protocol batch is open, so that the proxy cannot tell it first.
+pub fn untold(version: &str) -> Refusal {
+    Refusal::new(
+        SqlState::FEATURE_NOT_SUPPORTED,
+        format!(
+            "viewgate: a statement sent inside an unfinished extended-protocol batch is refused at version \"{version}\" while a migration is live and the server may hold another version: send Sync first, and viewgate tells the server the session's version ahead of the next statement"
+        ),
+    )
+}
+
 /// For a statement sent after one of those and before its answer, while a migration is live.
 pub fn behind_reset(version: &str) -> Refusal {
     Refusal::new(

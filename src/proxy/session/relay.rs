@@ -93,6 +93,7 @@ impl Session {
                 // Decided before this message itself counts as in flight.
                 let idle = progress.idle();
                 let quiet = progress.quiet();
+                let batch_open = progress.open_batch.load(Ordering::Relaxed);
                 let strings = progress.conforming_strings();
                 let (errors, errors_settled) = progress.errors();
                 progress.sent(tag);
@@ -121,7 +122,21 @@ impl Session {
                             router.set_settled(kept);
                         }
                         router.note_errors(errors, errors_settled);
-                        let inspection = route(router, progress, idle, quiet, strings, tag, frame);
+                        // Inside an open extended batch the version cannot be told ahead of
+                        // a statement: one sent there while the server may hold another is
+                        // refused (the eighteenth red-team pass left a Close unsynced after
+                        // its session moved, then wrote at the old server version).
+                        // The version itself is picked again only at a quiet boundary, where
+                        // it can be told too.
+                        let untellable =
+                            batch_open && upstream_version.as_deref() != router.version();
+                        let readable = frontend::statement_text(tag, frame).filter(|sql| {
+                            !progress.foreign_encoding.load(Ordering::Relaxed) || sql.is_ascii()
+                        });
+                        let moves_version =
+                            reset_refusal(router, progress, readable, tag, quiet, untellable);
+                        let inspection =
+                            route(router, progress, quiet, moves_version, strings, tag, frame);
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
                         }
@@ -295,11 +310,17 @@ fn reset_refusal(
     sql: Option<&str>,
     tag: u8,
     quiet: bool,
+    untellable: bool,
 ) -> Option<Refusal> {
     let version = router.version()?;
     let live = router.tracks_writers();
     if live && progress.reset_unanswered() {
         return Some(server_version::behind_reset(version));
+    }
+    // Where the version cannot be told ahead of it (a batch is open) and the server may hold
+    // another (after a reset, or a move of the session).
+    if live && untellable {
+        return Some(server_version::untold(version));
     }
     let parse = tag == frontend::PARSE;
     let reset = server_version::resets(sql?, &mut Vec::new());
@@ -332,7 +353,7 @@ fn route(
     router: &mut SessionRouter,
     progress: &Progress,
     idle: bool,
-    quiet: bool,
+    moves_version: Option<Refusal>,
     strings: ConformingStrings,
     tag: u8,
     frame: &[u8],
@@ -346,9 +367,8 @@ fn route(
             .and_then(|bytes| router.backslashes(bytes, idle, strings)),
     };
     let readable = frontend::statement_text(tag, frame).filter(|sql| !foreign || sql.is_ascii());
-    let resetting = reset_refusal(router, progress, readable, tag, quiet);
     let routed = match (
-        backslashes.or(resetting),
+        backslashes.or(moves_version),
         readable,
         tag,
         frontend::parse_name(frame),
