@@ -541,6 +541,76 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
     }
 }
 
+/// Found by the eighteenth red-team pass: a session moved by a cutover while it had an
+/// extended batch open (a Close left without Sync) took its new version for the next Query,
+/// which the proxy could not tell the server ahead of: the INSERT, rewritten for v2, was
+/// judged a v1 write. The version is now picked again only at a quiet boundary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_not_moved_inside_an_open_batch() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.toml"), MODELS_SPEC).unwrap();
+    std::fs::write(dir.path().join("0002.toml"), RESCALE).unwrap();
+    let (cluster, proxy, _) = setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
+    viewgate(
+        &cluster,
+        &[
+            "migrate",
+            "start",
+            dir.path().join("0002.toml").to_str().unwrap(),
+        ],
+    )
+    .expect("starts");
+    let address = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    let (mut session, _) = common::raw::start_session(address, SUPERUSER);
+    let version = common::raw::first_column(&common::raw::simple_query(
+        &mut session,
+        "SHOW viewgate.version",
+    ));
+    assert_eq!(version, ["v1"]);
+    viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
+    let fresh = client(&proxy, None).await;
+    assert!(
+        wait_until_async(|| async { text(&fresh, "SHOW viewgate.version").await == ["v2"] }).await,
+        "the proxy has the new default"
+    );
+    // A Close of no statement opens a batch and fails nothing; the Query runs inside it.
+    let mut close = vec![b'S'];
+    close.extend_from_slice(b"nope\0");
+    let mut batch = common::raw::message(b'C', &close);
+    batch.extend(common::raw::query(
+        "INSERT INTO models (name, size) VALUES ('r1', 7)",
+    ));
+    session.write_all(&batch).unwrap();
+    let mut answers = Vec::new();
+    while let Some((tag, body)) = common::raw::read_message(&mut session) {
+        answers.push((tag, body));
+        if tag == b'Z' {
+            break;
+        }
+    }
+    let error = answers.iter().find(|(tag, _)| *tag == b'E');
+    assert!(
+        error.is_none(),
+        "{:?}",
+        error.map(|(_, body)| common::raw::parse_error(body))
+    );
+    session.write_all(&common::raw::message(b'S', &[])).unwrap();
+    while common::raw::read_message(&mut session).is_some_and(|(tag, _)| tag != b'Z') {}
+    let v2 = client(&proxy, Some("v2")).await;
+    assert_eq!(
+        text(&v2, "SELECT size FROM models WHERE name = 'r1'").await,
+        ["7000"],
+        "written at v1 and judged a v1 write: up converted it"
+    );
+    // At its next quiet boundary the session moves, and is told so.
+    let version = common::raw::first_column(&common::raw::simple_query(
+        &mut session,
+        "SHOW viewgate.version",
+    ));
+    assert_eq!(version, ["v2"]);
+}
+
 /// The backfill's pacing signal, end to end: the proxy counts requests per latency bucket, the
 /// heartbeat publishes the counts, the backfill reads them back as deltas, and a tail slower
 /// than the p99 before the backfill makes the pacer shrink its batches and pause.
