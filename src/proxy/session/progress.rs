@@ -315,6 +315,13 @@ impl Progress {
                 self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
                 self.batches_sent.fetch_add(1, Ordering::Relaxed);
                 self.behind_new_start();
+                if tag == frontend::QUERY {
+                    // A simple Query ends the implicit transaction an unsynced batch began
+                    // (and drops the unnamed statement) as a Sync does: asyncpg prepares
+                    // with Parse, Describe and Flush, then may send a Query.
+                    self.unsynced.store(false, Ordering::Relaxed);
+                    self.open_batch.store(false, Ordering::Relaxed);
+                }
             }
             frontend::SYNC => {
                 self.awaiting_ready.fetch_add(1, Ordering::Relaxed);
