@@ -334,8 +334,9 @@ up = "size::bigint * 1000"
 down = "(size / 1000)::integer"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_default_session_writes_as_the_version_it_runs_at() {
+/// The models table under `MODELS_SPEC` with `RESCALE` started: v1 (the default) and v2
+/// live side by side. The directory holds the files; keep it until the test ends.
+fn start_rescale() -> (tempfile::TempDir, ThrowawayCluster, ProxyProcess) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spec.toml"), MODELS_SPEC).unwrap();
     std::fs::write(dir.path().join("0002.toml"), RESCALE).unwrap();
@@ -349,6 +350,22 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         ],
     )
     .expect("starts");
+    (dir, cluster, proxy)
+}
+
+/// Cuts the default over to v2 and waits until the proxy opens new default sessions at it.
+async fn cut_over_to_v2(cluster: &ThrowawayCluster, proxy: &ProxyProcess) {
+    viewgate(cluster, &["cutover", "--to", "v2"]).expect("cutover");
+    let fresh = client(proxy, None).await;
+    assert!(
+        wait_until_async(|| async { text(&fresh, "SHOW viewgate.version").await == ["v2"] }).await,
+        "a new default session is at v2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_session_writes_as_the_version_it_runs_at() {
+    let (_dir, cluster, proxy) = start_rescale();
 
     // Opened at the default (v1) before the cutover, kept across it.
     let session = client(&proxy, None).await;
@@ -373,14 +390,9 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         .prepare("INSERT INTO models (name, size) VALUES ($1, $2)")
         .await
         .unwrap();
-    viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
+    cut_over_to_v2(&cluster, &proxy).await;
     // The session holds statements rewritten at v1: while the migration is live it keeps v1
     // (the triggers judge its writes by it), and says why.
-    let fresh = client(&proxy, None).await;
-    assert!(
-        wait_until_async(|| async { text(&fresh, "SHOW viewgate.version").await == ["v2"] }).await,
-        "a new default session is at v2"
-    );
     assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
     session
         .execute(&insert_at_v1, &[&"c", &5i32])
@@ -550,19 +562,7 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_not_moved_inside_an_open_batch() {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("spec.toml"), MODELS_SPEC).unwrap();
-    std::fs::write(dir.path().join("0002.toml"), RESCALE).unwrap();
-    let (cluster, proxy, _) = setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
-    viewgate(
-        &cluster,
-        &[
-            "migrate",
-            "start",
-            dir.path().join("0002.toml").to_str().unwrap(),
-        ],
-    )
-    .expect("starts");
+    let (_dir, cluster, proxy) = start_rescale();
     let address = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
     let (mut session, _) = common::raw::start_session(address, SUPERUSER);
     let version = common::raw::first_column(&common::raw::simple_query(
@@ -570,12 +570,7 @@ async fn a_session_is_not_moved_inside_an_open_batch() {
         "SHOW viewgate.version",
     ));
     assert_eq!(version, ["v1"]);
-    viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
-    let fresh = client(&proxy, None).await;
-    assert!(
-        wait_until_async(|| async { text(&fresh, "SHOW viewgate.version").await == ["v2"] }).await,
-        "the proxy has the new default"
-    );
+    cut_over_to_v2(&cluster, &proxy).await;
     // A Close of no statement opens a batch and fails nothing; the Query runs inside it.
     let mut close = vec![b'S'];
     close.extend_from_slice(b"nope\0");

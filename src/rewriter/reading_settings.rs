@@ -124,32 +124,33 @@ fn visit(tree: &Tree, defines_view: bool, found: &mut Option<usize>) {
 /// `SET standard_conforming_strings` to anything but on (or its default, which a session
 /// that has it on at login has on).
 fn turns_strings_off(set: &Tree) -> Option<usize> {
-    let name = set.get("name").and_then(Tree::as_text)?;
-    if !name.eq_ignore_ascii_case(STANDARD_CONFORMING_STRINGS) {
-        return None;
-    }
-    let kind = set.get("kind").and_then(Tree::as_text).unwrap_or_default();
-    if matches!(kind, "VAR_SET_DEFAULT" | "VAR_RESET") {
-        return None;
-    }
-    let arguments = set.get("args").map(Tree::as_array).unwrap_or_default();
-    let all_on = kind == "VAR_SET_VALUE"
-        && !arguments.is_empty()
-        && arguments.iter().all(|argument| is_on(argument));
-    (!all_on).then(|| {
+    let arguments = sets_outside(set, STANDARD_CONFORMING_STRINGS, is_on)?;
+    Some(
         arguments
             .first()
             .and_then(|argument| argument.get("A_Const"))
             .and_then(location)
-            .unwrap_or_default()
-    })
+            .unwrap_or_default(),
+    )
 }
 
 /// `SET client_min_messages` to anything but a quiet level (`RESET` and `TO DEFAULT` restore
 /// the login's, which the startup packet could not lower).
 fn lowers_client_messages(set: &Tree) -> Option<usize> {
+    sets_outside(set, CLIENT_MIN_MESSAGES, is_quiet_level)
+        .map(|_| location(set).unwrap_or_default())
+}
+
+/// The arguments of a `SET` of `setting` to a value `allowed` does not accept (a value that
+/// is not a constant, or any other kind of SET than to values); `None` for another setting,
+/// an allowed value, `RESET` or `TO DEFAULT` (they restore the login's value).
+fn sets_outside<'t, 'a>(
+    set: &'t Tree<'a>,
+    setting: &str,
+    allowed: fn(&Tree) -> bool,
+) -> Option<&'t [Tree<'a>]> {
     let name = set.get("name").and_then(Tree::as_text)?;
-    if !name.eq_ignore_ascii_case(CLIENT_MIN_MESSAGES) {
+    if !name.eq_ignore_ascii_case(setting) {
         return None;
     }
     let kind = set.get("kind").and_then(Tree::as_text).unwrap_or_default();
@@ -157,9 +158,8 @@ fn lowers_client_messages(set: &Tree) -> Option<usize> {
         return None;
     }
     let arguments = set.get("args").map(Tree::as_array).unwrap_or_default();
-    let quiet =
-        kind == "VAR_SET_VALUE" && !arguments.is_empty() && arguments.iter().all(is_quiet_level);
-    (!quiet).then(|| location(set).unwrap_or_default())
+    let within = kind == "VAR_SET_VALUE" && !arguments.is_empty() && arguments.iter().all(allowed);
+    (!within).then_some(arguments)
 }
 
 /// Whether a constant names a level of `client_min_messages` that sends no LOG or DEBUG
@@ -221,7 +221,8 @@ fn settings_relation(range_var: &Tree) -> Option<usize> {
         .then(|| location(range_var).unwrap_or_default())
 }
 
-/// Whether a setting's value, as text (a startup packet's), reads as on.
+/// Whether a setting's value, as text (a startup packet's or one Postgres reports), reads as on.
+/// Anything else counts as off: refusing is the safe side.
 pub fn is_on_value(value: &str) -> bool {
     ON_VALUES.iter().any(|on| value.eq_ignore_ascii_case(on))
 }

@@ -16,9 +16,11 @@
 //! it: `progress` (transaction boundaries), `relay` (the pump loop) and `upstream_move` (the
 //! move to another upstream).
 
+mod hidden_detail;
 mod progress;
 mod relay;
 mod upstream_move;
+mod version_guard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,8 +4,9 @@
 //! for ReadyForQuery, FATAL errors and ParameterStatus (client_encoding and
 //! standard_conforming_strings decide what the rewriter may read) on their way down, and a
 //! constraint violation's detail that prints a managed table's base row is hidden from a
-//! versioned session (it would show columns its version does not have). A versioned session
-//! forwards FunctionCall only for large-object functions (`router::function_call`).
+//! versioned session (`hidden_detail`). What moves the server's `viewgate.version` is guarded,
+//! and the version told ahead when needed (`version_guard`). A versioned session forwards
+//! FunctionCall only for large-object functions (`router::function_call`).
 
 use std::sync::atomic::Ordering;
 
@@ -14,7 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
+use super::hidden_detail::detail_for_version;
 use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
+use super::version_guard::{may_reset_settings, reset_refusal, tell_version};
 use crate::model::catalog_substitutes::STANDARD_CONFORMING_STRINGS;
 use crate::protocol::backend;
 use crate::protocol::frame;
@@ -27,11 +30,8 @@ use crate::proxy::pause::PauseGate;
 use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
-use crate::rewriter::error_detail;
-use crate::rewriter::rewrite::contains_ignore_ascii_case;
-use crate::rewriter::targets::RelationName;
-use crate::router::server_version::{self, Reset};
-use crate::router::version_setting::set_version_statement;
+use crate::rewriter::reading_settings::is_on_value;
+use crate::router::server_version;
 use crate::router::{
     Assignment, ConformingStrings, REFUSED_PARSE, Refusal, Routed, SessionRouter, SharedRouting,
 };
@@ -282,59 +282,14 @@ fn follow_parameter(progress: &Progress, name: &str, value: &str) {
             .store(!is_utf8_encoding(value), Ordering::Relaxed),
         STANDARD_CONFORMING_STRINGS => progress
             .nonstandard_strings
-            .store(!is_on(value), Ordering::Relaxed),
+            .store(!is_on_value(value), Ordering::Relaxed),
         _ => {}
     }
-}
-
-/// Whether a boolean setting's reported value is on (Postgres reports `on` or `off`; accept
-/// the spellings it reads). Anything else counts as off: refusing is the safe side.
-fn is_on(value: &str) -> bool {
-    ["on", "true", "yes", "1"]
-        .iter()
-        .any(|spelling| value.eq_ignore_ascii_case(spelling))
 }
 
 /// Whether Postgres's name for an encoding is UTF-8 (it reports `UTF8`; accept spellings).
 fn is_utf8_encoding(name: &str) -> bool {
     name.eq_ignore_ascii_case("UTF8") || name.eq_ignore_ascii_case("UTF-8")
-}
-
-/// Why a versioned session's statement may not be sent because it moves the server's
-/// `viewgate.version` (`router::server_version`): it is one where it may not run, or, while a
-/// migration is live, it follows one not yet answered. One that may run then is noted as in
-/// flight.
-fn reset_refusal(
-    router: &SessionRouter,
-    progress: &Progress,
-    sql: Option<&str>,
-    tag: u8,
-    quiet: bool,
-    untellable: bool,
-) -> Option<Refusal> {
-    let version = router.version()?;
-    let live = router.tracks_writers();
-    if live && progress.reset_unanswered() {
-        return Some(server_version::behind_reset(version));
-    }
-    // Where the version cannot be told ahead of it (a batch is open) and the server may hold
-    // another (after a reset, or a move of the session).
-    if live && untellable {
-        return Some(server_version::untold(version));
-    }
-    let parse = tag == frontend::PARSE;
-    let reset = server_version::resets(sql?, &mut Vec::new());
-    let situation = server_version::Situation {
-        parse,
-        quiet,
-        live,
-        default_is_other: router.server_default_is_other(),
-    };
-    let refusal = server_version::refusal(reset, situation, version);
-    if live && refusal.is_none() && reset != Reset::None {
-        progress.reset_sent(parse);
-    }
-    refusal
 }
 
 /// Rewrites a Query or Parse for the session's version. The rewriter reads UTF-8: text in
@@ -464,86 +419,6 @@ fn put_ahead(
         .own_statements
         .fetch_add(batches, Ordering::Relaxed);
     Inspection::Replace(ahead)
-}
-
-/// Puts a setting of `viewgate.version` ahead of the message when the upstream session has another
-/// version than the one now in effect: migrations' sync triggers tell writers apart by it.
-/// Only at a quiet boundary (nothing in flight, no batch open), so the answer — CommandComplete
-/// and ReadyForQuery — comes next and `inspect_upstream` drops it.
-fn tell_version(
-    router: &SessionRouter,
-    upstream_version: &mut Option<String>,
-    progress: &Progress,
-    frame: &[u8],
-    inspection: Inspection,
-) -> Inspection {
-    // A statement of the proxy's own failed (a tell among them): what the server holds is
-    // not known, so it is told again.
-    if progress.own_failed.swap(false, Ordering::Relaxed) {
-        *upstream_version = None;
-    }
-    let Some(version) = router.version() else {
-        return inspection;
-    };
-    if upstream_version.as_deref() == Some(version) {
-        return inspection;
-    }
-    let message = match inspection {
-        Inspection::Continue => frame,
-        Inspection::Replace(ref replaced) => &replaced[..],
-        other => return other,
-    };
-    // The name comes from the catalog: never pasted into SQL (see `version_setting`).
-    let mut combined = frontend::query(&set_version_statement(version));
-    combined.extend_from_slice(message);
-    progress.own_statements.fetch_add(1, Ordering::Relaxed);
-    *upstream_version = Some(version.to_owned());
-    Inspection::Replace(combined)
-}
-
-/// Whether a statement may reset the session's settings (`RESET ALL`, `DISCARD ALL`, also
-/// inside a function or DO block): the words, in any case, anywhere.
-fn may_reset_settings(statement: &[u8]) -> bool {
-    RESETTING_WORDS
-        .iter()
-        .any(|word| contains_ignore_ascii_case(statement, word.as_bytes()))
-}
-
-/// The words of the statements that reset every setting.
-const RESETTING_WORDS: &[&str] = &["reset", "discard"];
-
-/// SQLSTATE class 23: integrity constraint violations, the errors whose detail names a row
-/// or key.
-const INTEGRITY_CONSTRAINT_CLASS: &str = "23";
-
-/// The ErrorResponse a versioned session gets in place of `frame`, a constraint violation on
-/// a managed table's base table whose detail speaks of columns its version may not have
-/// (`rewriter::error_detail`); `None`: it stands.
-fn detail_for_version(
-    progress: &Progress,
-    routing: &SharedRouting,
-    fields: &backend::ErrorFields,
-    frame: &[u8],
-) -> Option<BytesMut> {
-    if fields.detail.is_empty() {
-        return None;
-    }
-    if fields.code == error_detail::WITH_CHECK_OPTION_VIOLATION {
-        let targets = progress.version_targets()?;
-        return (!targets.managed().is_empty())
-            .then(|| backend::with_detail(frame, error_detail::HIDDEN_ROW_DETAIL))
-            .flatten();
-    }
-    if !fields.code.starts_with(INTEGRITY_CONSTRAINT_CLASS) {
-        return None;
-    }
-    let targets = progress.version_targets()?;
-    if !routing.load().is_base_table(&fields.schema, &fields.table) {
-        return None;
-    }
-    let base = RelationName::new(fields.schema.as_str(), fields.table.as_str());
-    let detail = error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?;
-    backend::with_detail(frame, &detail)
 }
 
 /// Counts the session's next requests against the version (and rule) now in effect.

@@ -1,0 +1,45 @@
+//! A constraint violation's detail that prints a managed table's base row (or a WITH CHECK
+//! OPTION violation's) would show a versioned session columns its version does not have: the
+//! upstream side replaces it with the version's own shape of the detail, or hides it.
+
+use bytes::BytesMut;
+
+use super::progress::Progress;
+use crate::protocol::backend;
+use crate::rewriter::error_detail;
+use crate::rewriter::targets::RelationName;
+use crate::router::SharedRouting;
+
+/// SQLSTATE class 23: integrity constraint violations, the errors whose detail names a row
+/// or key.
+const INTEGRITY_CONSTRAINT_CLASS: &str = "23";
+
+/// The ErrorResponse a versioned session gets in place of `frame`, a constraint violation on
+/// a managed table's base table whose detail speaks of columns its version may not have
+/// (`rewriter::error_detail`); `None`: it stands.
+pub(super) fn detail_for_version(
+    progress: &Progress,
+    routing: &SharedRouting,
+    fields: &backend::ErrorFields,
+    frame: &[u8],
+) -> Option<BytesMut> {
+    if fields.detail.is_empty() {
+        return None;
+    }
+    if fields.code == error_detail::WITH_CHECK_OPTION_VIOLATION {
+        let targets = progress.version_targets()?;
+        return (!targets.managed().is_empty())
+            .then(|| backend::with_detail(frame, error_detail::HIDDEN_ROW_DETAIL))
+            .flatten();
+    }
+    if !fields.code.starts_with(INTEGRITY_CONSTRAINT_CLASS) {
+        return None;
+    }
+    let targets = progress.version_targets()?;
+    if !routing.load().is_base_table(&fields.schema, &fields.table) {
+        return None;
+    }
+    let base = RelationName::new(fields.schema.as_str(), fields.table.as_str());
+    let detail = error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?;
+    backend::with_detail(frame, &detail)
+}
