@@ -335,12 +335,14 @@ down = "(size / 1000)::integer"
 "#;
 
 /// The models table under `MODELS_SPEC` with `RESCALE` started: v1 (the default) and v2
-/// live side by side. The directory holds the files; keep it until the test ends.
-fn start_rescale() -> (tempfile::TempDir, ThrowawayCluster, ProxyProcess) {
+/// live side by side. The directory holds the files; keep it until the test ends. Also
+/// returns the proxy's admin port.
+fn start_rescale() -> (tempfile::TempDir, ThrowawayCluster, ProxyProcess, u16) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spec.toml"), MODELS_SPEC).unwrap();
     std::fs::write(dir.path().join("0002.toml"), RESCALE).unwrap();
-    let (cluster, proxy, _) = setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
+    let (cluster, proxy, admin_port) =
+        setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
     viewgate(
         &cluster,
         &[
@@ -350,7 +352,7 @@ fn start_rescale() -> (tempfile::TempDir, ThrowawayCluster, ProxyProcess) {
         ],
     )
     .expect("starts");
-    (dir, cluster, proxy)
+    (dir, cluster, proxy, admin_port)
 }
 
 /// Cuts the default over to v2 and waits until the proxy opens new default sessions at it.
@@ -365,7 +367,7 @@ async fn cut_over_to_v2(cluster: &ThrowawayCluster, proxy: &ProxyProcess) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_session_writes_as_the_version_it_runs_at() {
-    let (_dir, cluster, proxy) = start_rescale();
+    let (_dir, cluster, proxy, _) = start_rescale();
 
     // Opened at the default (v1) before the cutover, kept across it.
     let session = client(&proxy, None).await;
@@ -562,7 +564,7 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_not_moved_inside_an_open_batch() {
     use std::io::Write;
-    let (_dir, cluster, proxy) = start_rescale();
+    let (_dir, cluster, proxy, _) = start_rescale();
     let address = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
     let (mut session, _) = common::raw::start_session(address, SUPERUSER);
     let version = common::raw::first_column(&common::raw::simple_query(
@@ -606,6 +608,51 @@ async fn a_session_is_not_moved_inside_an_open_batch() {
         "SHOW viewgate.version",
     ));
     assert_eq!(version, ["v2"]);
+}
+
+/// Found by the nineteenth red-team pass: after an upstream switch the new backend started at
+/// the version the session logged in at, and the first Bind of a statement prepared since
+/// (nothing is told ahead of a Bind) was judged a write of that version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moved_to_another_upstream_keeps_the_version_it_runs_at() {
+    let (_dir, cluster, proxy, admin_port) = start_rescale();
+    let session = client(&proxy, None).await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    cut_over_to_v2(&cluster, &proxy).await;
+    assert!(
+        wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v2"] })
+            .await,
+        "the session logged in at v1 runs at v2 after the cutover"
+    );
+    let insert = session
+        .prepare("INSERT INTO models (name, size) VALUES ($1, $2)")
+        .await
+        .unwrap();
+    // The same server behind a new connection: every session's state is carried over.
+    let switched = Command::new(viewgate_binary())
+        .args(["cutover", "--upstream"])
+        .arg(format!(
+            "postgres://127.0.0.1:{}?sslmode=disable",
+            cluster.port()
+        ))
+        .args(["--admin", &format!("http://127.0.0.1:{admin_port}")])
+        .args(["--timeout", "10s"])
+        .env("VIEWGATE_ADMIN_TOKEN", TOKEN)
+        .env_remove("VIEWGATE_DATABASE")
+        .output()
+        .unwrap();
+    assert!(
+        switched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&switched.stderr)
+    );
+    session.execute(&insert, &[&"s4", &5000i64]).await.unwrap();
+    let v1 = client(&proxy, Some("v1")).await;
+    assert_eq!(
+        text(&v1, "SELECT size FROM models WHERE name = 's4'").await,
+        ["5"],
+        "judged a v2 write: down converted it"
+    );
 }
 
 /// The backfill's pacing signal, end to end: the proxy counts requests per latency bucket, the

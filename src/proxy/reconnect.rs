@@ -106,6 +106,8 @@ pub struct SwitchPlan {
 pub struct Reconnected {
     pub stream: UpstreamStream,
     pub login: LoggedIn,
+    /// The startup packet the new backend was started with: the session's from now on.
+    pub startup: StartupMessage,
 }
 
 impl Reconnected {
@@ -137,14 +139,14 @@ struct SessionState {
 pub async fn prepare(
     old: &mut UpstreamStream,
     to_client: &mut BytesMut,
-    startup: &StartupMessage,
+    startup: StartupMessage,
     plan: &SwitchPlan,
     read_as_conforming: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<Reconnected, ReconnectError> {
     let state = capture(old, to_client).await?;
     let mut stream = plan.target.connect().await?;
     let mut login =
-        upstream_auth::login(&mut stream, &plan.target, startup, &plan.credentials).await?;
+        upstream_auth::login(&mut stream, &plan.target, &startup, &plan.credentials).await?;
     // The server says nothing after its first ReadyForQuery until asked.
     if !login.leftover.is_empty() {
         return Err(ReconnectError::Replay(
@@ -155,7 +157,11 @@ pub async fn prepare(
     let state = state.conforming_where(read_as_conforming);
     replay(&mut stream, &mut reader, &state, &mut login.parameters).await?;
     login.leftover = reader.into_leftover();
-    Ok(Reconnected { stream, login })
+    Ok(Reconnected {
+        stream,
+        login,
+        startup,
+    })
 }
 
 async fn capture(

@@ -17,7 +17,7 @@ use crate::proxy::pump::Direction;
 use crate::proxy::reconnect::{self, SwitchPlan};
 use crate::proxy::switch::{PrepareError, SessionControl};
 use crate::router::version_command::VERSION_SETTING;
-use crate::router::{ConformingStrings, Refusal};
+use crate::router::{ConformingStrings, Refusal, SessionRouter};
 
 impl Session {
     /// Carries out a switch request with both pumps stopped.
@@ -72,10 +72,17 @@ impl Session {
                     Refusal::backslashes(targets, text, ConformingStrings::Off).is_some()
                 })
         };
+        // The new backend starts at the version the session is served at now, not the one
+        // it logged in at: a statement Bound first after the move is told nothing ahead of it
+        // (the nineteenth red-team pass had such a Bind written as the login's version).
+        let startup = match self.router.as_ref().and_then(SessionRouter::version) {
+            Some(version) => self.startup.with_setting(VERSION_SETTING, Some(version)),
+            None => self.startup.clone(),
+        };
         let prepared = reconnect::prepare(
             &mut self.upstream,
             &mut to_client,
-            &self.startup,
+            startup,
             plan,
             &read_as_conforming,
         )
@@ -105,6 +112,7 @@ impl Session {
         let _ = old.shutdown().await;
         drop(old);
         let login = reconnected.login;
+        self.startup = reconnected.startup;
         self.from_upstream = Direction::new(login.leftover, UPSTREAM_MESSAGE_MAX_LEN, false);
         let key = UpstreamKey {
             target: self.state.upstream.load_full(),
@@ -115,8 +123,8 @@ impl Session {
             registration.repoint(key.clone());
         }
         self.upstream_key = Some(key);
-        // The new backend started from the session's startup packet: it has the version
-        // in it, not what the proxy set since.
+        // The new backend started from the startup packet the move sent: it has the version
+        // in it, not anything the proxy set on the old one.
         self.upstream_version = startup_setting(&self.startup.params, VERSION_SETTING);
         if let Some(router) = self.router.as_mut() {
             router.started_upstream_at(self.upstream_version.as_deref());
