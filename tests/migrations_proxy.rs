@@ -655,6 +655,60 @@ async fn a_session_moved_to_another_upstream_keeps_the_version_it_runs_at() {
     );
 }
 
+/// Found by the nineteenth red-team pass: a session was held at its version only by
+/// statements the proxy had rewritten, was released by a DEALLOCATE that Postgres never ran,
+/// and was not held at all by a statement naming its version's view, a WITH HOLD cursor or a
+/// temporary view made at it; after a move, each wrote or read as the other version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_session_made_at_its_version_holds_it_there() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let session = client(&proxy, None).await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    text(
+        &session,
+        "PREPARE own (text, integer) AS INSERT INTO models_v1 (name, size) VALUES ($1, $2)",
+    )
+    .await;
+    text(
+        &session,
+        "DECLARE c CURSOR WITH HOLD FOR SELECT * FROM models ORDER BY id",
+    )
+    .await;
+    text(&session, "CREATE TEMP VIEW tv AS SELECT * FROM models_v1").await;
+    // A DEALLOCATE that Postgres skips after an error releases nothing.
+    session
+        .simple_query("SELECT 1/0; DEALLOCATE own")
+        .await
+        .expect_err("division by zero");
+    text(&session, "SELECT 1").await;
+    cut_over_to_v2(&cluster, &proxy).await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    text(&session, "EXECUTE own('held', 3)").await;
+    let v2 = client(&proxy, Some("v2")).await;
+    assert_eq!(
+        text(&v2, "SELECT size FROM models WHERE name = 'held'").await,
+        ["3000"],
+        "written as v1: up converted it"
+    );
+    // Each release in turn: the session moves once nothing made at v1 is left.
+    for release in ["DEALLOCATE own", "CLOSE c"] {
+        text(&session, release).await;
+        assert_eq!(
+            text(&session, "SHOW viewgate.version").await,
+            ["v1"],
+            "still held after {release}"
+        );
+    }
+    text(&session, "DISCARD TEMP").await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v2"]);
+    // A temporary relation named like v1's view would capture what v1 sessions send.
+    let error = session
+        .simple_query("CREATE TEMP TABLE models_v1 (a int)")
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error}");
+}
+
 /// The backfill's pacing signal, end to end: the proxy counts requests per latency bucket, the
 /// heartbeat publishes the counts, the backfill reads them back as deltas, and a tail slower
 /// than the p99 before the backfill makes the pacer shrink its batches and pause.

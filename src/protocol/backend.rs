@@ -168,6 +168,26 @@ pub fn command_block_end(frame: &[u8]) -> Option<BlockEnd> {
     })
 }
 
+/// The command tags of the statements that drop what a session prepared or declared
+/// (`DEALLOCATE`, `CLOSE`, `DISCARD`): their answer confirms the release (`router::prepared`).
+const RELEASE_TAGS: [&[u8]; 6] = [
+    b"DEALLOCATE",
+    b"DEALLOCATE ALL",
+    b"CLOSE CURSOR",
+    b"CLOSE CURSOR ALL",
+    b"DISCARD ALL",
+    b"DISCARD TEMP",
+];
+
+/// Whether a CommandComplete answers a statement that dropped prepared statements, cursors
+/// or temporary objects.
+pub fn command_releases(frame: &[u8]) -> bool {
+    body(frame)
+        .split(|&b| b == 0)
+        .next()
+        .is_some_and(|tag| RELEASE_TAGS.contains(&tag))
+}
+
 /// The transaction status a ReadyForQuery reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TransactionStatus {

@@ -1,13 +1,25 @@
-//! The session's prepared statements that name a managed table, and the version each was
-//! rewritten at.
+//! What holds a session at the version it runs at: its prepared statements that name a
+//! managed table or its version's view, its `WITH HOLD` cursors and its temporary views and
+//! functions over them, each with the version it was made at.
 //!
-//! A statement is rewritten when it is prepared, so it keeps that version for its life. While
+//! A statement is rewritten when it is prepared, so it keeps that version for its life; a
+//! cursor, a temporary view or a `pg_temp` function keeps the relations it was made over. While
 //! a migration is live the sync triggers tell writers apart by the session's
 //! `viewgate.version`, which the proxy keeps equal to the session's version: a session that
-//! moved to another version and then executed a statement prepared at the old one would be
-//! judged as the wrong writer. So while such statements exist and a migration is live, the
-//! session holds its version (`session_router.rs`) until the client closes them (protocol
-//! Close, `DEALLOCATE`, `DISCARD ALL`) or disconnects.
+//! moved to another version and then wrote through something made at the old one would be
+//! judged as the wrong writer (and read the old version's columns). So while such objects
+//! exist and a migration is live, the session holds its version (`session_router.rs`) until
+//! the client drops them (protocol Close, `DEALLOCATE`, `CLOSE`, `DISCARD`) or disconnects.
+//! A temporary view or function holds until `DISCARD TEMP` or `DISCARD ALL` (a `DROP` of it
+//! is not followed).
+//!
+//! A release counts only once Postgres has done it (the nineteenth red-team pass released
+//! holds on a `DEALLOCATE` that Postgres refused, skipped after an error, or never saw because
+//! the proxy refused its query string): each release the client sends expects one answer
+//! (CloseComplete, or the command tag of `DEALLOCATE`, `CLOSE`, `DISCARD`), the upstream side
+//! counts the answers it sees, and at the next quiet boundary the releases sent since the
+//! last one take effect only if every answer came. Otherwise none does: a session may stay
+//! held longer than it need be, never shorter.
 //!
 //! A protocol statement rewritten under the session's name resolution (a search_path or
 //! temporary relation that shadows a managed name) is also remembered whole ([`Resolved`]),
@@ -16,23 +28,53 @@
 //!
 //! Named statements are tracked both ways Postgres creates them: the extended protocol's
 //! Parse and SQL `PREPARE` (one namespace). The unnamed statement is not: it lives until the
-//! next Parse, which drivers send in the same batch as its Execute.
+//! next Parse or Query, which drivers send in the same batch as its Execute.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer};
-
+use super::statement_words::{self, identifier, is_word};
+use crate::rewriter::lexer::Token;
+use crate::rewriter::resolution::TEMP_SCHEMA;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 #[derive(Debug, Default)]
 pub struct PreparedStatements {
-    /// Statement name → the version it was rewritten at.
-    versions: HashMap<String, String>,
+    /// Statement name → what holds it.
+    versions: HashMap<String, Held>,
+    /// `WITH HOLD` cursor name → what holds it.
+    cursors: HashMap<String, Held>,
+    /// Temporary views and functions made over a version's relations, one per version.
+    temporary: Vec<Held>,
     /// Protocol statements whose rewrite depends on how the session resolves names.
     resolved: HashMap<String, Resolved>,
+    /// Releases sent since the last quiet boundary, each with the sequence number it was sent
+    /// at: it releases only what was made before it.
+    pending: Vec<(Release, u64)>,
+    /// How many answers the releases sent since the last quiet boundary expect.
+    expected_answers: u64,
+    /// The upstream's count of release answers at the last quiet boundary.
+    answers_settled: u64,
+    /// Orders holds and releases within one stretch between quiet boundaries.
+    sequence: u64,
+}
+
+/// The version something was made at, and when (see `PreparedStatements::sequence`).
+#[derive(Debug, Clone)]
+struct Held {
+    version: String,
+    made: u64,
+}
+
+/// What a release the client sent drops once Postgres has done it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Release {
+    Statement(String),
+    AllStatements,
+    Cursor(String),
+    AllCursors,
+    Temporary,
+    Everything,
 }
 
 /// A named statement whose rewrite depends on how the session resolves unqualified names
@@ -53,21 +95,25 @@ pub struct Resolved {
 }
 
 impl PreparedStatements {
-    /// A protocol Parse of statement `name`; `version` is the version it was rewritten at, or
-    /// `None` when it names no managed table. A name that is already prepared is refused by
-    /// Postgres (42P05), so only a rewritten statement changes what is known: an unmanaged
-    /// reuse of a held name keeps the hold until the name is closed.
+    /// A protocol Parse of statement `name`; `version` is the version it was made at, or
+    /// `None` when it names no managed table nor the version's view. A name that is already
+    /// prepared is refused by Postgres (42P05), so only a statement that holds changes what
+    /// is known: an unmanaged reuse of a held name keeps the hold until the name is closed.
     pub fn parsed(&mut self, name: &str, version: Option<&str>) {
         self.resolved.remove(name);
         if let (false, Some(version)) = (name.is_empty(), version) {
-            self.versions.insert(name.to_owned(), version.to_owned());
+            let held = self.held(version);
+            self.versions.insert(name.to_owned(), held);
         }
     }
 
-    /// A protocol Close of statement `name`; returns whether it was held.
-    pub fn closed(&mut self, name: &str) -> bool {
-        self.resolved.remove(name);
-        self.versions.remove(name).is_some()
+    /// A protocol Close of a statement (`Some(name)`) or a portal (`None`): a statement's hold
+    /// ends once Postgres answers it ([`Self::settle`]).
+    pub fn closed(&mut self, statement: Option<&str>) {
+        self.expected_answers += 1;
+        if let Some(name) = statement {
+            self.release(Release::Statement(name.to_owned()));
+        }
     }
 
     /// Statement `name`, just parsed, depends on the session's name resolution.
@@ -110,86 +156,187 @@ impl PreparedStatements {
         stale
     }
 
-    /// A SQL statement text: `PREPARE name AS …` of a rewritten text holds `name` at
-    /// `version`; `DEALLOCATE [PREPARE] name | ALL` and `DISCARD ALL` release. Returns whether
-    /// anything was released.
-    pub fn sql(&mut self, sql: &str, rewritten_at: Option<&str>) -> bool {
-        if !mentions_a_prepare_command(sql) {
-            return false;
+    /// A SQL statement text; `made_at`: the version it names a managed table or the
+    /// version's view at, if it does. `PREPARE name AS …`, `DECLARE name … WITH HOLD …` and
+    /// `CREATE … {TEMP VIEW | VIEW pg_temp.… | FUNCTION pg_temp.… | PROCEDURE pg_temp.…}` of
+    /// such a text hold; `DEALLOCATE [PREPARE] name | ALL`, `CLOSE name | ALL` and `DISCARD
+    /// {ALL | TEMP}` release once answered.
+    pub fn sql(&mut self, sql: &str, made_at: Option<&str>, tokens: &mut Vec<Token>) {
+        if !mentions_a_holding_command(sql) {
+            return;
         }
-        let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
-            return false;
+        let Some(statements) = statement_words::statements(sql, tokens) else {
+            return;
         };
-        let mut released = false;
-        for statement in tokens
-            .split(|token| *token == Token::SemiColon)
-            .map(|statement| {
-                statement
-                    .iter()
-                    .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
-                    .collect::<Vec<_>>()
-            })
-        {
-            match statement.as_slice() {
-                [first, name, ..] if keyword(first) == Some(Keyword::PREPARE) => {
-                    if let (Some(version), Some(name)) = (rewritten_at, identifier(name)) {
-                        self.versions.insert(name, version.to_owned());
-                    }
+        for (_, words) in statements {
+            let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
+            let name = |at: usize| words.get(at).and_then(|t| identifier(sql, t));
+            if word(0, "PREPARE") {
+                if let (Some(version), Some(name)) = (made_at, name(1)) {
+                    let held = self.held(version);
+                    self.versions.insert(name, held);
                 }
-                [first, rest @ ..] if keyword(first) == Some(Keyword::DEALLOCATE) => {
-                    let target = match rest {
-                        [prepare, target, ..] if keyword(prepare) == Some(Keyword::PREPARE) => {
-                            Some(*target)
-                        }
-                        [target, ..] => Some(*target),
-                        [] => None,
-                    };
-                    match target {
-                        Some(all) if keyword(all) == Some(Keyword::ALL) => {
-                            released |= !self.versions.is_empty();
-                            self.versions.clear();
-                            self.resolved.clear();
-                        }
-                        Some(target) => {
-                            if let Some(name) = identifier(target) {
-                                released |= self.versions.remove(&name).is_some();
-                                self.resolved.remove(&name);
-                            }
-                        }
-                        None => {}
-                    }
+            } else if word(0, "DEALLOCATE") {
+                let at = if word(1, "PREPARE") { 2 } else { 1 };
+                self.expected_answers += 1;
+                match (word(at, "ALL"), name(at)) {
+                    (true, _) => self.release(Release::AllStatements),
+                    (false, Some(name)) => self.release(Release::Statement(name)),
+                    (false, None) => {}
                 }
-                [first, all]
-                    if keyword(first) == Some(Keyword::DISCARD)
-                        && keyword(all) == Some(Keyword::ALL) =>
-                {
-                    released |= !self.versions.is_empty();
-                    self.versions.clear();
-                    self.resolved.clear();
+            } else if word(0, "DECLARE") {
+                let holds = (2..words.len())
+                    .take_while(|&at| !word(at, "FOR"))
+                    .any(|at| word(at - 1, "WITH") && word(at, "HOLD"));
+                if let (true, Some(version), Some(name)) = (holds, made_at, name(1)) {
+                    let held = self.held(version);
+                    self.cursors.insert(name, held);
                 }
-                _ => {}
+            } else if word(0, "CLOSE") {
+                self.expected_answers += 1;
+                match (word(1, "ALL"), name(1)) {
+                    (true, _) => self.release(Release::AllCursors),
+                    (false, Some(name)) => self.release(Release::Cursor(name)),
+                    (false, None) => {}
+                }
+            } else if word(0, "CREATE") {
+                if let (true, Some(version)) = (creates_temporary_code(sql, &words), made_at) {
+                    let held = self.held(version);
+                    self.temporary.retain(|made| made.version != version);
+                    self.temporary.push(held);
+                }
+            } else if word(0, "DISCARD") {
+                let release = match () {
+                    () if word(1, "ALL") => Release::Everything,
+                    () if word(1, "TEMP") || word(1, "TEMPORARY") => Release::Temporary,
+                    () => continue,
+                };
+                self.expected_answers += 1;
+                self.release(release);
             }
         }
-        released
     }
 
-    /// A held statement rewritten at a version other than `version`, if any: the session
-    /// cannot move to `version` while a migration is live.
-    pub fn held_against(&self, version: &str) -> Option<(&str, &str)> {
-        self.versions
-            .iter()
-            .find(|(_, held)| held.as_str() != version)
-            .map(|(name, held)| (name.as_str(), held.as_str()))
+    /// At a quiet boundary, with `answers` the upstream's count of release answers so far:
+    /// the releases sent since the last one take effect if every one was answered. Returns
+    /// whether a hold ended.
+    pub fn settle(&mut self, answers: u64) -> bool {
+        let answered = answers.wrapping_sub(self.answers_settled) == self.expected_answers;
+        self.answers_settled = answers;
+        self.expected_answers = 0;
+        let pending = std::mem::take(&mut self.pending);
+        if !answered {
+            return false;
+        }
+        let before = self.held_count();
+        for (release, sent) in pending {
+            let older = |held: &Held| held.made < sent;
+            match release {
+                Release::Statement(name) => {
+                    if self.versions.get(&name).is_some_and(older) {
+                        self.versions.remove(&name);
+                    }
+                    self.resolved.remove(&name);
+                }
+                Release::AllStatements => {
+                    self.versions.retain(|_, held| !older(held));
+                    self.resolved.clear();
+                }
+                Release::Cursor(name) => {
+                    if self.cursors.get(&name).is_some_and(older) {
+                        self.cursors.remove(&name);
+                    }
+                }
+                Release::AllCursors => self.cursors.retain(|_, held| !older(held)),
+                Release::Temporary => self.temporary.retain(|held| !older(held)),
+                Release::Everything => {
+                    self.versions.retain(|_, held| !older(held));
+                    self.cursors.retain(|_, held| !older(held));
+                    self.temporary.retain(|held| !older(held));
+                    self.resolved.clear();
+                }
+            }
+        }
+        self.held_count() < before
+    }
+
+    /// Something made at a version other than `version`, if any: the session cannot move to
+    /// `version` while a migration is live. As (what it is, the version it holds).
+    pub fn held_against(&self, version: &str) -> Option<(String, &str)> {
+        let other = |held: &&Held| held.version != version;
+        if let Some((name, held)) = self.versions.iter().find(|(_, held)| other(held)) {
+            return Some((format!("prepared statement \"{name}\""), &held.version));
+        }
+        if let Some((name, held)) = self.cursors.iter().find(|(_, held)| other(held)) {
+            return Some((format!("cursor \"{name}\""), &held.version));
+        }
+        self.temporary.iter().find(other).map(|held| {
+            (
+                "a temporary view or function".to_owned(),
+                held.version.as_str(),
+            )
+        })
+    }
+
+    fn held(&mut self, version: &str) -> Held {
+        self.sequence += 1;
+        Held {
+            version: version.to_owned(),
+            made: self.sequence,
+        }
+    }
+
+    fn release(&mut self, release: Release) {
+        self.sequence += 1;
+        self.pending.push((release, self.sequence));
+    }
+
+    fn held_count(&self) -> usize {
+        self.versions.len() + self.cursors.len() + self.temporary.len()
     }
 }
 
+/// Whether a `CREATE` statement makes a temporary view (`CREATE [OR REPLACE] {TEMP |
+/// TEMPORARY} [RECURSIVE] VIEW`) or puts a view, function or procedure in `pg_temp`.
+fn creates_temporary_code(sql: &str, words: &[&Token]) -> bool {
+    let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
+    let mut at = 1;
+    if word(at, "OR") && word(at + 1, "REPLACE") {
+        at += 2;
+    }
+    let temporary = word(at, "TEMP") || word(at, "TEMPORARY");
+    if temporary {
+        at += 1;
+    }
+    if word(at, "RECURSIVE") {
+        at += 1;
+    }
+    let kind_is = |kinds: &[&str]| kinds.iter().any(|kind| word(at, kind));
+    (temporary && kind_is(&["VIEW"]))
+        || (kind_is(&["VIEW", "FUNCTION", "PROCEDURE"])
+            && words
+                .get(at + 1)
+                .and_then(|t| identifier(sql, t))
+                .is_some_and(|schema| schema == TEMP_SCHEMA)
+            && words
+                .get(at + 2)
+                .is_some_and(|t| statement_words::text(sql, t) == "."))
+}
+
 /// The cheap test first, on every statement: most are none of these commands. One pass that
-/// looks further only at a `p` or a `d`.
-fn mentions_a_prepare_command(sql: &str) -> bool {
-    const WORDS: [&[u8]; 3] = [b"prepare", b"deallocate", b"discard"];
+/// looks further only at the first letter of one of them.
+pub fn mentions_a_holding_command(sql: &str) -> bool {
+    const WORDS: [&[u8]; 6] = [
+        b"prepare",
+        b"deallocate",
+        b"discard",
+        b"declare",
+        b"close",
+        b"create",
+    ];
     let bytes = sql.as_bytes();
     bytes.iter().enumerate().any(|(at, byte)| {
-        matches!(byte, b'p' | b'P' | b'd' | b'D')
+        matches!(byte, b'p' | b'P' | b'd' | b'D' | b'c' | b'C')
             && WORDS.iter().any(|word| {
                 bytes
                     .get(at..at + word.len())
@@ -198,68 +345,165 @@ fn mentions_a_prepare_command(sql: &str) -> bool {
     })
 }
 
-fn keyword(token: &Token) -> Option<Keyword> {
-    match token {
-        Token::Word(word) if word.quote_style.is_none() => Some(word.keyword),
-        _ => None,
-    }
-}
-
-/// A statement name as Postgres folds it: unquoted names to lower case.
-fn identifier(token: &Token) -> Option<String> {
-    match token {
-        Token::Word(word) if word.quote_style.is_none() => Some(word.value.to_lowercase()),
-        Token::Word(word) if word.quote_style == Some('"') => Some(word.value.clone()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `prepared`'s SQL `sql` as made at `version`.
+    fn run(prepared: &mut PreparedStatements, sql: &str, version: Option<&str>) {
+        prepared.sql(sql, version, &mut Vec::new());
+    }
+
+    /// A quiet boundary at which every release sent since the last one was answered.
+    fn all_answered(prepared: &mut PreparedStatements) -> bool {
+        let answers = prepared.answers_settled + prepared.expected_answers;
+        prepared.settle(answers)
+    }
+
+    fn held(prepared: &PreparedStatements, version: &str) -> Option<String> {
+        prepared.held_against(version).map(|(what, _)| what)
+    }
+
     #[test]
-    fn protocol_statements_are_held_until_closed() {
+    fn protocol_statements_are_held_until_their_close_is_answered() {
         let mut prepared = PreparedStatements::default();
         prepared.parsed("s1", Some("v1"));
         prepared.parsed("", Some("v1"));
         prepared.parsed("s2", None);
-        assert_eq!(prepared.held_against("v2"), Some(("s1", "v1")));
+        assert_eq!(
+            held(&prepared, "v2").as_deref(),
+            Some("prepared statement \"s1\"")
+        );
         assert_eq!(prepared.held_against("v1"), None);
-        prepared.closed("s1");
+        prepared.closed(Some("s1"));
+        assert!(held(&prepared, "v2").is_some(), "not answered yet");
+        assert!(all_answered(&mut prepared));
         assert_eq!(prepared.held_against("v2"), None);
+    }
+
+    #[test]
+    fn a_release_left_unanswered_releases_nothing() {
+        let mut prepared = PreparedStatements::default();
+        prepared.parsed("s1", Some("v1"));
+        // A portal's Close is answered, the statement's is skipped after an error.
+        prepared.closed(None);
+        prepared.closed(Some("s1"));
+        let answers = prepared.answers_settled + 1;
+        assert!(!prepared.settle(answers));
+        assert!(held(&prepared, "v2").is_some());
+        // A DEALLOCATE the proxy refused, or that Postgres failed, has no answer either.
+        run(&mut prepared, "SELECT 1/0; DEALLOCATE s1", None);
+        assert!(!prepared.settle(answers));
+        assert!(held(&prepared, "v2").is_some());
+        run(&mut prepared, "DEALLOCATE s1", None);
+        assert!(prepared.settle(answers + 1));
+        assert!(held(&prepared, "v2").is_none());
+    }
+
+    #[test]
+    fn a_release_drops_only_what_was_made_before_it() {
+        let mut prepared = PreparedStatements::default();
+        prepared.parsed("s1", Some("v1"));
+        run(
+            &mut prepared,
+            "DEALLOCATE ALL; PREPARE p AS INSERT INTO t_v1 VALUES (1)",
+            Some("v1"),
+        );
+        prepared.closed(Some("s1"));
+        prepared.parsed("s1", Some("v1"));
+        all_answered(&mut prepared);
+        let mut left: Vec<&String> = prepared.versions.keys().collect();
+        left.sort();
+        assert_eq!(left, ["p", "s1"]);
     }
 
     #[test]
     fn sql_prepare_deallocate_and_discard_are_followed() {
         let mut prepared = PreparedStatements::default();
-        prepared.sql(
+        run(
+            &mut prepared,
             "PREPARE Ins (int) AS INSERT INTO t_v1 VALUES ($1)",
             Some("v1"),
         );
-        prepared.sql("prepare \"Up\" AS UPDATE t_v1 SET a = 1", Some("v1"));
-        prepared.sql("PREPARE plain AS SELECT 1", None);
-        assert_eq!(prepared.versions.len(), 2);
-        assert!(prepared.sql("DEALLOCATE PREPARE ins", None));
-        assert!(!prepared.sql("DEALLOCATE plain", None));
-        assert!(
-            !prepared.sql("deallocate up", None),
-            "quoted names keep their case"
+        run(
+            &mut prepared,
+            "prepare \"Up\" AS UPDATE t_v1 SET a = 1",
+            Some("v1"),
         );
-        assert!(prepared.sql("SELECT 1; DEALLOCATE \"Up\"", None));
+        run(&mut prepared, "PREPARE plain AS SELECT 1", None);
+        assert_eq!(prepared.versions.len(), 2);
+        run(&mut prepared, "DEALLOCATE PREPARE ins", None);
+        assert!(all_answered(&mut prepared));
+        run(&mut prepared, "deallocate up", None);
+        assert!(!all_answered(&mut prepared), "quoted names keep their case");
+        run(&mut prepared, "SELECT 1; DEALLOCATE \"Up\"", None);
+        assert!(all_answered(&mut prepared));
         assert!(prepared.versions.is_empty());
         prepared.parsed("s1", Some("v1"));
-        assert!(prepared.sql("DISCARD ALL", None));
+        run(&mut prepared, "DISCARD ALL", None);
+        assert!(all_answered(&mut prepared));
         prepared.parsed("s1", Some("v1"));
-        assert!(prepared.sql("DEALLOCATE ALL", None));
+        run(&mut prepared, "DEALLOCATE ALL", None);
+        assert!(all_answered(&mut prepared));
         assert_eq!(prepared.held_against("v9"), None);
+    }
+
+    #[test]
+    fn held_cursors_and_temporary_code_hold_until_closed_or_discarded() {
+        let mut prepared = PreparedStatements::default();
+        run(
+            &mut prepared,
+            "DECLARE c CURSOR FOR SELECT * FROM t_v1",
+            Some("v1"),
+        );
+        assert_eq!(
+            prepared.held_against("v2"),
+            None,
+            "ends with its transaction"
+        );
+        run(
+            &mut prepared,
+            "DECLARE C NO SCROLL CURSOR WITH HOLD FOR SELECT * FROM t_v1",
+            Some("v1"),
+        );
+        assert_eq!(held(&prepared, "v2").as_deref(), Some("cursor \"c\""));
+        run(&mut prepared, "CLOSE c", None);
+        assert!(all_answered(&mut prepared));
+        assert_eq!(prepared.held_against("v2"), None);
+
+        for create in [
+            "CREATE TEMP VIEW tv AS SELECT * FROM t_v1",
+            "create or replace temporary recursive view tv (a) AS SELECT 1 FROM t_v1",
+            "CREATE VIEW pg_temp.tv AS SELECT * FROM t_v1",
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM t_v1'",
+            "CREATE OR REPLACE PROCEDURE PG_TEMP.p() LANGUAGE sql AS 'DELETE FROM t_v1'",
+        ] {
+            run(&mut prepared, create, Some("v1"));
+            assert!(held(&prepared, "v2").is_some(), "{create}");
+            run(&mut prepared, "DISCARD TEMP", None);
+            assert!(all_answered(&mut prepared));
+            assert_eq!(prepared.held_against("v2"), None, "{create}");
+        }
+        for create in [
+            "CREATE VIEW tv AS SELECT * FROM t_v1",
+            "CREATE TEMP TABLE tt AS SELECT * FROM t_v1",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM t_v1'",
+        ] {
+            run(&mut prepared, create, Some("v1"));
+            assert_eq!(prepared.held_against("v2"), None, "{create}");
+        }
     }
 
     #[test]
     fn words_inside_strings_and_comments_are_not_commands() {
         let mut prepared = PreparedStatements::default();
         prepared.parsed("s1", Some("v1"));
-        assert!(!prepared.sql("SELECT 'DEALLOCATE ALL' /* DISCARD ALL */", None));
+        run(
+            &mut prepared,
+            "SELECT 'DEALLOCATE ALL' /* DISCARD ALL */",
+            None,
+        );
+        assert!(!all_answered(&mut prepared));
         assert!(prepared.held_against("v2").is_some());
     }
 }

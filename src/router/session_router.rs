@@ -33,7 +33,7 @@
 
 use std::sync::Arc;
 
-use super::prepared::{PreparedStatements, Resolved};
+use super::prepared::{self, PreparedStatements, Resolved};
 use super::raise::Refusal;
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
@@ -46,6 +46,7 @@ use super::version_command;
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 /// What to send upstream for one statement.
@@ -305,18 +306,31 @@ impl SessionRouter {
         })
     }
 
-    /// Follows the statements the session prepares and releases (a Parse named `name`, SQL
-    /// `PREPARE`/`DEALLOCATE`/`DISCARD ALL`); a release lets a held version change.
+    /// Follows what the session makes that holds its version (a Parse named `name`, SQL
+    /// `PREPARE`, `DECLARE … WITH HOLD`, temporary views and functions) and what releases it
+    /// (`prepared.rs`). A text holds when it was rewritten for the version or names the
+    /// version's own view (forwarded as it is, it reads that version's columns all the same).
     fn remember(&mut self, name: Option<&str>, sql: &str, rewritten: bool) {
-        let rewritten_at = self
+        let named = name.is_some_and(|name| !name.is_empty());
+        if !named && !prepared::mentions_a_holding_command(sql) {
+            return;
+        }
+        let made_at = self
             .assignment
             .as_ref()
-            .filter(|_| rewritten)
+            .filter(|assignment| rewritten || names_own_view(assignment.targets(), sql))
             .map(Assignment::version);
         if let Some(name) = name {
-            self.prepared.parsed(name, rewritten_at);
+            self.prepared.parsed(name, made_at);
         }
-        if self.prepared.sql(sql, rewritten_at) {
+        self.prepared.sql(sql, made_at, &mut self.path_tokens);
+    }
+
+    /// At a quiet boundary, with `answers` the upstream's count of answers to releases:
+    /// those sent since the last one take effect if each was answered; a hold that ends lets
+    /// the version change.
+    pub fn settle_releases(&mut self, answers: u64) {
+        if self.prepared.settle(answers) {
             self.resolved_under = None;
         }
     }
@@ -415,11 +429,10 @@ impl SessionRouter {
         None
     }
 
-    /// The client closed prepared statement `name`: a version it held may change now.
-    pub fn closed(&mut self, name: &str) {
-        if self.prepared.closed(name) {
-            self.resolved_under = None;
-        }
+    /// The client sent a Close of a statement (`Some(name)`) or a portal (`None`): a
+    /// statement's hold ends once Postgres answers it ([`Self::settle_releases`]).
+    pub fn closed(&mut self, statement: Option<&str>) {
+        self.prepared.closed(statement);
     }
 
     /// Notes, before a statement is routed, how many errors Postgres reported in the session
@@ -478,6 +491,21 @@ impl SessionRouter {
                 Vec::new()
             }
         };
+        if temporary
+            && let Some(name) =
+                temporary_view_named_like_a_version(&base, sql, &mut self.path_tokens)
+        {
+            return (
+                Routed::Refuse(Refusal::new(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "a temporary relation named \"{name}\" like a version's view is refused at version \"{}\": viewgate rewrites the managed table to that view by name, and the temporary relation would be found first; choose another name",
+                        base.version
+                    ),
+                )),
+                false,
+            );
+        }
         let created_or_dropped = match temporary {
             true => temporary_relations::commands(sql, &mut self.path_tokens, |name| {
                 base.resolve_table(None, name).is_some()
@@ -585,6 +613,39 @@ impl SessionRouter {
             self.refresh();
         }
     }
+}
+
+/// The name of a temporary relation `sql` creates that is named like one of the managed
+/// tables' views at any version: Postgres searches the session's temporary schema first, so
+/// it would capture every statement rewritten to that view (the nineteenth red-team pass made
+/// `CREATE TEMP VIEW model_metadata_v1` over v3's view at v3, and read v3's columns at v1).
+fn temporary_view_named_like_a_version(
+    targets: &VersionTargets,
+    sql: &str,
+    tokens: &mut Vec<Token>,
+) -> Option<String> {
+    let names_a_view = |name: &str| {
+        targets
+            .managed()
+            .iter()
+            .any(|target| target.view.name == name)
+            || targets.other_views().iter().any(|view| view.name == name)
+    };
+    temporary_relations::commands(sql, tokens, names_a_view)
+        .into_iter()
+        .find_map(|(_, command)| match command {
+            TempCommand::Created { name, .. } => Some(name),
+            _ => None,
+        })
+}
+
+/// Whether `sql` names one of the version's own views (in any case, anywhere in the text: a
+/// mention in a literal holds too, which errs on the safe side).
+fn names_own_view(targets: &VersionTargets, sql: &str) -> bool {
+    targets
+        .managed()
+        .iter()
+        .any(|target| contains_ignore_ascii_case(sql.as_bytes(), target.view.name.as_bytes()))
 }
 
 #[path = "session_router_refusals.rs"]

@@ -324,14 +324,27 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
     assert_eq!(why(&session), "v1 (held)");
     let refused = replaced(session.statement("SET viewgate.version = v2", true));
     assert!(refused.contains("'55000'"), "{refused}");
-    session.closed("plain");
+    // A statement naming the version's own view is forwarded as it is, and holds too.
+    assert_eq!(
+        session.parse("own", "SELECT * FROM T_V1", true),
+        Routed::Forward
+    );
+    session.closed(Some("plain"));
+    session.settle_releases(1);
     session.statement("SELECT 1", true);
     assert_eq!(
         why(&session),
         "v1 (held)",
         "an unmanaged statement holds nothing"
     );
+    // A release Postgres does not answer (skipped after an error) releases nothing.
+    session.statement("SELECT 1/0; DEALLOCATE ins", true);
+    session.settle_releases(1);
+    session.statement("SELECT 1", true);
+    assert_eq!(why(&session), "v1 (held)");
     session.statement("DEALLOCATE ins", true);
+    session.closed(Some("own"));
+    session.settle_releases(3);
     session.statement("SELECT 1", true);
     assert_eq!(why(&session), "v2 (default)");
     // With no migration live, statements hold nothing.
@@ -519,8 +532,9 @@ fn named_statements_are_prepared_again_when_the_resolution_changes() {
     session.statement("SET search_path = nowhere, public", true);
     session.set_settled(true);
     assert!(session.stale_statements().is_empty());
-    // Closed: forgotten.
-    session.closed("s1");
+    // Closed, and the close answered: forgotten.
+    session.closed(Some("s1"));
+    session.settle_releases(1);
     session.statement("SET search_path = tenant_a", true);
     session.set_settled(true);
     assert!(session.stale_statements().is_empty());

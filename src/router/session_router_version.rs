@@ -48,12 +48,12 @@ impl SessionRouter {
                     return Routed::Refuse(Refusal::new(SqlState::INSUFFICIENT_PRIVILEGE, message));
                 }
                 if state.tracks_writers()
-                    && let Some((name, held)) = self.prepared.held_against(&version)
+                    && let Some((what, held)) = self.prepared.held_against(&version)
                 {
                     return Routed::Refuse(Refusal::new(
                         SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
                         format!(
-                            "viewgate.version cannot change to \"{version}\" while a migration is live: prepared statement \"{name}\" was rewritten at \"{held}\"; DEALLOCATE it (or reconnect) first"
+                            "viewgate.version cannot change to \"{version}\" while a migration is live: {what} was made at \"{held}\"; drop it (DEALLOCATE, CLOSE, DISCARD TEMP) or reconnect first"
                         ),
                     ));
                 }

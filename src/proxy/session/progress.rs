@@ -88,6 +88,10 @@ pub(super) struct Progress {
     /// The address of `version_targets`' value (0 for none): a statement routed at the same
     /// targets takes no lock.
     version_targets_at: AtomicUsize,
+    /// Answers to the client's releases (CloseComplete, and the command tags of
+    /// `DEALLOCATE`, `CLOSE`, `DISCARD`) since the session began: a release holds nothing
+    /// back any more only once answered (`router::prepared`).
+    pub(super) release_answers: AtomicU64,
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
     /// text, which reads the same in every encoding Postgres supports, can be rewritten.
     pub(super) foreign_encoding: AtomicBool,

@@ -100,6 +100,11 @@ impl Session {
                 let Some(router) = router.as_mut() else {
                     return Inspection::Continue;
                 };
+                // Every answer is in: the releases sent since the last such boundary take
+                // effect if Postgres answered each one (`router::prepared`).
+                if quiet {
+                    router.settle_releases(progress.release_answers.load(Ordering::Relaxed));
+                }
                 // Ahead of a message seen whole only: one glanced at by its header can only
                 // pass or wait (`pump`).
                 let prepared_again = match quiet && frame::is_whole(frame) {
@@ -112,9 +117,7 @@ impl Session {
                 };
                 let inspection = match tag {
                     frontend::CLOSE => {
-                        if let Some(name) = frontend::closed_statement(frame) {
-                            router.closed(name);
-                        }
+                        router.closed(frontend::closed_statement(frame));
                         Inspection::Continue
                     }
                     frontend::QUERY | frontend::PARSE => {
@@ -458,6 +461,9 @@ fn inspect_upstream(
             progress.maybe_leave(gate);
         }
         backend::COPY_IN_RESPONSE => progress.copy_in_started(),
+        backend::CLOSE_COMPLETE => {
+            progress.release_answers.fetch_add(1, Ordering::Relaxed);
+        }
         // Only the tags count: a block that ends without one (a COMMIT that failed) rolled back.
         backend::COMMAND_COMPLETE => match backend::command_block_end(frame) {
             Some(backend::BlockEnd::Commit) => {
@@ -465,6 +471,9 @@ fn inspect_upstream(
             }
             Some(backend::BlockEnd::Rollback) => {
                 progress.last_end.store(END_ROLLBACK, Ordering::Relaxed)
+            }
+            _ if backend::command_releases(frame) => {
+                progress.release_answers.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         },
