@@ -16,7 +16,11 @@
 //! then `set_config(name, value, false)` for each setting (client_encoding first, role and
 //! session_authorization last, so the rest is set with the original privileges), then a Parse
 //! for each protocol-level prepared statement and the original `PREPARE` statement for
-//! SQL-level ones (cut out of its query string when that held several statements). Any error fails the move; the caller aborts the whole switch.
+//! SQL-level ones (cut out of its query string when that held several statements: the last
+//! `PREPARE` of its name there). An error in the settings fails the move, and the caller
+//! aborts the whole switch; a statement that cannot be prepared on the new server (one over a
+//! temporary table, which is not carried over) is left behind, and its client hears 26000 when
+//! it uses it.
 //!
 //! Postgres records a statement's text, not the `standard_conforming_strings` it was read
 //! under. In a session that has it off, a statement viewgate forwarded only because it read as
@@ -316,39 +320,60 @@ async fn replay(
         bind(&mut out, b"", &[&strings, &off]);
         execute(&mut out);
     }
+    sync(&mut out);
+    // What each ReadyForQuery to come answers, in order: an error in a required part fails
+    // the move; a statement that cannot be prepared on the new upstream (it reads a temporary
+    // table, which is not carried over) is left behind, as the unnamed statement is, and the
+    // client hears 26000 when it uses it: one session's statement does not stop the switch
+    // for every session (the nineteenth red-team pass).
+    let mut parts = vec![Part::Required];
     for (name, text, types) in &state.statements {
         parse_statement(&mut out, name, text, types);
+        sync(&mut out);
+        parts.push(Part::Statement(name.clone()));
     }
-    sync(&mut out);
-    let mut ready_owed = 1 + state.prepares.len();
     if !state.conforming_prepares.is_empty() {
         encode_message(&mut out, frontend::QUERY, |b| {
             put_cstr(b, b"SET standard_conforming_strings = on")
         });
+        parts.push(Part::Required);
         for (name, text) in &state.conforming_prepares {
             prepare_query(&mut out, name, text)?;
+            parts.push(Part::Required);
         }
         encode_message(&mut out, frontend::QUERY, |b| {
             put_cstr(b, b"SET standard_conforming_strings = off")
         });
-        ready_owed += 2 + state.conforming_prepares.len();
+        parts.push(Part::Required);
     }
+    let mut left_behind = Vec::new();
     for (name, text) in &state.prepares {
-        prepare_query(&mut out, name, text)?;
+        match prepare_query(&mut out, name, text) {
+            Ok(()) => parts.push(Part::Statement(name.clone())),
+            Err(_) => left_behind.push(String::from_utf8_lossy(name).into_owned()),
+        }
     }
     write(stream, &out)
         .await
         .map_err(|e| ReconnectError::Replay(e.to_string()))?;
     let mut failure = None;
-    while ready_owed > 0 {
+    let mut answered = 0;
+    while answered < parts.len() {
         let frame = reader
             .next(stream)
             .await
             .map_err(|e| ReconnectError::Replay(read_error(e)))?;
         match frame[0] {
-            backend::ERROR_RESPONSE => {
-                failure.get_or_insert(error_text(&frame));
-            }
+            backend::ERROR_RESPONSE => match &parts[answered] {
+                Part::Required => {
+                    failure.get_or_insert(error_text(&frame));
+                }
+                Part::Statement(name) => left_behind.push(format!(
+                    "{} ({})",
+                    String::from_utf8_lossy(name),
+                    error_text(&frame)
+                )),
+            },
             backend::PARAMETER_STATUS => {
                 if let Some((name, value)) = backend::parameter_status(&frame) {
                     match parameters.iter_mut().find(|(known, _)| *known == name) {
@@ -357,11 +382,28 @@ async fn replay(
                     }
                 }
             }
-            backend::READY_FOR_QUERY => ready_owed -= 1,
+            backend::READY_FOR_QUERY => answered += 1,
             _ => {}
         }
     }
-    failure.map_or(Ok(()), |reason| Err(ReconnectError::Replay(reason)))
+    if let Some(reason) = failure {
+        return Err(ReconnectError::Replay(reason));
+    }
+    if !left_behind.is_empty() {
+        tracing::warn!(
+            ?left_behind,
+            "prepared statements left behind on the old upstream: they could not be prepared on the new one"
+        );
+    }
+    Ok(())
+}
+
+/// What one ReadyForQuery of the replay answers.
+enum Part {
+    /// Settings and what must come with them: an error fails the move.
+    Required,
+    /// One prepared statement, by name: an error leaves it behind.
+    Statement(Vec<u8>),
 }
 
 /// A Parse of a protocol-level statement, with its built-in parameter types (others are left
@@ -398,8 +440,9 @@ fn is_single_statement(text: &[u8]) -> bool {
     !trimmed.contains(&b';')
 }
 
-/// The `PREPARE name ...` statement of a multi-statement query string (Postgres records the
-/// whole string a statement was prepared in). Found with the rewriter's tokenizer, so
+/// The last `PREPARE name ...` statement of a multi-statement query string (Postgres records
+/// the whole string a statement was prepared in; an earlier `PREPARE` of the name was
+/// deallocated before the last ran). Names fold as Postgres folds them: ASCII only. Found with the rewriter's tokenizer, so
 /// semicolons in strings, comments and dollar quotes do not split it.
 fn prepare_statement_of(text: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     use sqlparser::tokenizer::Token;
@@ -409,6 +452,8 @@ fn prepare_statement_of(text: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     statements::split(text, &index)
         .ok()?
         .into_iter()
+        // The last: an earlier one of the same name was deallocated before it ran.
+        .rev()
         .find(|statement| {
             let mut words = statement
                 .tokens
@@ -423,7 +468,7 @@ fn prepare_statement_of(text: &[u8], name: &[u8]) -> Option<Vec<u8>> {
             if keyword.value.eq_ignore_ascii_case("prepare")
                 && match word.quote_style {
                     Some(_) => word.value == name,
-                    None => word.value.to_lowercase() == name,
+                    None => word.value.to_ascii_lowercase() == name,
                 })
         })
         .map(|statement| text[statement.range].as_bytes().to_vec())
