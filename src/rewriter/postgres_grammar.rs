@@ -36,7 +36,7 @@ mod explain;
 mod names;
 
 use explain::explains_verbosely;
-pub use names::{after_table_keyword, name_extent};
+pub use names::{after_table_keyword, aliasable_extent, name_extent};
 
 /// Where a reference stands, which decides how it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

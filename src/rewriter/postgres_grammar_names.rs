@@ -31,6 +31,21 @@ pub fn name_extent(
     Some((offset..position, last))
 }
 
+/// The text a table reference given an alias replaces, `name` being its name's: with the
+/// inheritance star after it (`name *`: a view has no children, so the star adds nothing),
+/// since the alias cannot stand before the star.
+pub fn aliasable_extent(sql: &str, name: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let bytes = sql.as_bytes();
+    let mut after = name.end;
+    while bytes.get(after).is_some_and(u8::is_ascii_whitespace) {
+        after += 1;
+    }
+    match bytes.get(after) {
+        Some(b'*') => name.start..after + 1,
+        _ => name,
+    }
+}
+
 /// The end of the identifier starting at `start`: a quoted one (`""` inside), or an unquoted
 /// one as Postgres's scanner reads it (letters, digits, `_`, `$`, and any non-ASCII byte).
 fn identifier_end(bytes: &[u8], start: usize) -> Option<usize> {

@@ -22,6 +22,7 @@ use sqlparser::ast::{
     Visit, Visitor,
 };
 
+use super::postgres_grammar;
 use super::refusal::{self, Refusal};
 use super::splice::{Edit, TextIndex};
 use super::targets::{
@@ -178,6 +179,7 @@ impl<'a> Collector<'a> {
             return;
         };
         let mut text = view_reference(target, qualified);
+        let mut range = range;
         if add_alias {
             if written.is_empty() {
                 self.unlocatable = true;
@@ -185,6 +187,7 @@ impl<'a> Collector<'a> {
             }
             text.push_str(" AS ");
             text.push_str(written);
+            range = postgres_grammar::aliasable_extent(self.sql, range);
         }
         self.edits.push(Edit {
             range,

@@ -465,9 +465,11 @@ fn edit_from_reference(
         Place::From | Place::Target | Place::MergeTarget
     ) && !reference.aliased
         && !postgres_grammar::after_table_keyword(sql, reference.offset);
+    let mut range = range;
     if takes_alias {
         text.push_str(" AS ");
         text.push_str(&sql[last]);
+        range = postgres_grammar::aliasable_extent(sql, range);
     }
     Ok(Edit {
         range,

@@ -141,6 +141,16 @@ fn locking_clauses_and_parser_gaps() {
         "TABLE public.model_metadata",
         "TABLE public.model_metadata_v2",
     );
+    // The alias goes after an inheritance star (the nineteenth red-team pass had it before
+    // the star: a syntax error).
+    check(
+        "SELECT * FROM model_metadata* WHERE id = 1",
+        "SELECT * FROM model_metadata_v2 AS model_metadata WHERE id = 1",
+    );
+    check(
+        "UPDATE model_metadata* SET model_name = 'x'",
+        "UPDATE model_metadata_v2 AS model_metadata SET model_name = 'x'",
+    );
 }
 
 #[test]
