@@ -91,7 +91,6 @@ impl Session {
                     return Inspection::Hold;
                 }
                 // Decided before this message itself counts as in flight.
-                let idle = progress.idle();
                 let quiet = progress.quiet();
                 let batch_open = progress.open_batch.load(Ordering::Relaxed);
                 let strings = progress.conforming_strings();
@@ -164,7 +163,7 @@ impl Session {
                     // Answered as Postgres answers a failed call (ErrorResponse, then the
                     // ReadyForQuery it was counted as owed): the refusal, raised by a Query.
                     frontend::FUNCTION_CALL => {
-                        match router.function_call(frontend::function_call_oid(frame), idle) {
+                        match router.function_call(frontend::function_call_oid(frame), quiet) {
                             Some(refusal) => {
                                 Inspection::Replace(frontend::query(&refusal.statement()))
                             }
