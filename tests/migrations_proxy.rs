@@ -709,6 +709,52 @@ async fn what_a_session_made_at_its_version_holds_it_there() {
     assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error}");
 }
 
+/// The other side of a release that counts only once answered: a Close answered before an
+/// error later in its batch (pgJDBC sends the Closes of evicted statements ahead of its next
+/// query, which may fail) did release, and the session moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_answered_before_an_error_in_its_batch_releases() {
+    use common::raw::{first_column, message, read_message, simple_query, start_session};
+    use std::io::Write;
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let address = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    let (mut session, _) = start_session(address, SUPERUSER);
+    let until_ready = |session: &mut std::net::TcpStream| {
+        let mut tags = Vec::new();
+        while let Some((tag, _)) = read_message(session) {
+            tags.push(tag);
+            if tag == b'Z' {
+                break;
+            }
+        }
+        tags
+    };
+    let parse = |name: &str, sql: &str| {
+        message(
+            b'P',
+            &[name.as_bytes(), b"\0", sql.as_bytes(), b"\0\0\0"].concat(),
+        )
+    };
+    let mut batch = parse("held", "INSERT INTO models (name, size) VALUES ('x', 1)");
+    batch.extend(message(b'S', &[]));
+    session.write_all(&batch).unwrap();
+    until_ready(&mut session);
+    cut_over_to_v2(&cluster, &proxy).await;
+    let version = |session: &mut std::net::TcpStream| {
+        first_column(&simple_query(session, "SHOW viewgate.version"))
+    };
+    assert_eq!(version(&mut session), ["v1"], "held by its statement");
+    let mut batch = message(b'C', b"Sheld\0");
+    batch.extend(parse("", "SELECT 1/0"));
+    batch.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+    batch.extend(message(b'E', b"\0\0\0\0\0"));
+    batch.extend(message(b'S', &[]));
+    session.write_all(&batch).unwrap();
+    let tags = until_ready(&mut session);
+    assert!(tags.contains(&b'3') && tags.contains(&b'E'), "{tags:?}");
+    assert_eq!(version(&mut session), ["v2"], "the Close was answered");
+}
+
 /// The backfill's pacing signal, end to end: the proxy counts requests per latency bucket, the
 /// heartbeat publishes the counts, the backfill reads them back as deltas, and a tail slower
 /// than the p99 before the backfill makes the pacer shrink its batches and pause.

@@ -15,11 +15,12 @@
 //!
 //! A release counts only once Postgres has done it (the nineteenth red-team pass released
 //! holds on a `DEALLOCATE` that Postgres refused, skipped after an error, or never saw because
-//! the proxy refused its query string): each release the client sends expects one answer
-//! (CloseComplete, or the command tag of `DEALLOCATE`, `CLOSE`, `DISCARD`), the upstream side
-//! counts the answers it sees, and at the next quiet boundary the releases sent since the
-//! last one take effect only if every answer came. Otherwise none does: a session may stay
-//! held longer than it need be, never shorter.
+//! the proxy refused its query string). Each release the client sends (a Close of a statement
+//! or a portal, `DEALLOCATE`, `CLOSE`, `DISCARD`) is answered by CloseComplete or its command
+//! tag, and Postgres runs a batch (a Query, or the messages up to a Sync) in order and stops
+//! it at the first error. So the upstream side notes the batch of each such answer, and at
+//! the next quiet boundary, of the releases each batch held, as many as it had answers take
+//! effect, in order; the rest were skipped or failed and release nothing.
 //!
 //! A protocol statement rewritten under the session's name resolution (a search_path or
 //! temporary relation that shadows a managed name) is also remembered whole ([`Resolved`]),
@@ -48,15 +49,21 @@ pub struct PreparedStatements {
     temporary: Vec<Held>,
     /// Protocol statements whose rewrite depends on how the session resolves names.
     resolved: HashMap<String, Resolved>,
-    /// Releases sent since the last quiet boundary, each with the sequence number it was sent
-    /// at: it releases only what was made before it.
-    pending: Vec<(Release, u64)>,
-    /// How many answers the releases sent since the last quiet boundary expect.
-    expected_answers: u64,
-    /// The upstream's count of release answers at the last quiet boundary.
-    answers_settled: u64,
+    /// Releases sent since the last quiet boundary, in order, each with the sequence number
+    /// it was sent at (it releases only what was made before it) and its batch.
+    pending: Vec<Pending>,
+    /// The batch the messages routed now belong to (`SessionRouter::note_batch`).
+    batch: u64,
     /// Orders holds and releases within one stretch between quiet boundaries.
     sequence: u64,
+}
+
+/// A release sent and not yet known to have been done.
+#[derive(Debug, Clone)]
+struct Pending {
+    release: Release,
+    sent: u64,
+    batch: u64,
 }
 
 /// The version something was made at, and when (see `PreparedStatements::sequence`).
@@ -69,6 +76,8 @@ struct Held {
 /// What a release the client sent drops once Postgres has done it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Release {
+    /// A portal's Close: answered like a statement's, and holding nothing.
+    Portal,
     Statement(String),
     AllStatements,
     Cursor(String),
@@ -110,10 +119,16 @@ impl PreparedStatements {
     /// A protocol Close of a statement (`Some(name)`) or a portal (`None`): a statement's hold
     /// ends once Postgres answers it ([`Self::settle`]).
     pub fn closed(&mut self, statement: Option<&str>) {
-        self.expected_answers += 1;
-        if let Some(name) = statement {
-            self.release(Release::Statement(name.to_owned()));
-        }
+        self.release(match statement {
+            Some(name) => Release::Statement(name.to_owned()),
+            None => Release::Portal,
+        });
+    }
+
+    /// The messages routed from now on belong to batch `batch` (see `proxy::session::progress`:
+    /// counted by the messages a ReadyForQuery answers).
+    pub fn note_batch(&mut self, batch: u64) {
+        self.batch = batch;
     }
 
     /// Statement `name`, just parsed, depends on the session's name resolution.
@@ -178,12 +193,11 @@ impl PreparedStatements {
                 }
             } else if word(0, "DEALLOCATE") {
                 let at = if word(1, "PREPARE") { 2 } else { 1 };
-                self.expected_answers += 1;
-                match (word(at, "ALL"), name(at)) {
-                    (true, _) => self.release(Release::AllStatements),
-                    (false, Some(name)) => self.release(Release::Statement(name)),
-                    (false, None) => {}
-                }
+                self.release(match (word(at, "ALL"), name(at)) {
+                    (true, _) => Release::AllStatements,
+                    (false, Some(name)) => Release::Statement(name),
+                    (false, None) => Release::Portal,
+                });
             } else if word(0, "DECLARE") {
                 let holds = (2..words.len())
                     .take_while(|&at| !word(at, "FOR"))
@@ -193,12 +207,11 @@ impl PreparedStatements {
                     self.cursors.insert(name, held);
                 }
             } else if word(0, "CLOSE") {
-                self.expected_answers += 1;
-                match (word(1, "ALL"), name(1)) {
-                    (true, _) => self.release(Release::AllCursors),
-                    (false, Some(name)) => self.release(Release::Cursor(name)),
-                    (false, None) => {}
-                }
+                self.release(match (word(1, "ALL"), name(1)) {
+                    (true, _) => Release::AllCursors,
+                    (false, Some(name)) => Release::Cursor(name),
+                    (false, None) => Release::Portal,
+                });
             } else if word(0, "CREATE") {
                 if let (true, Some(version)) = (creates_temporary_code(sql, &words), made_at) {
                     let held = self.held(version);
@@ -211,53 +224,74 @@ impl PreparedStatements {
                     () if word(1, "TEMP") || word(1, "TEMPORARY") => Release::Temporary,
                     () => continue,
                 };
-                self.expected_answers += 1;
                 self.release(release);
             }
         }
     }
 
-    /// At a quiet boundary, with `answers` the upstream's count of release answers so far:
-    /// the releases sent since the last one take effect if every one was answered. Returns
-    /// whether a hold ended.
-    pub fn settle(&mut self, answers: u64) -> bool {
-        let answered = answers.wrapping_sub(self.answers_settled) == self.expected_answers;
-        self.answers_settled = answers;
-        self.expected_answers = 0;
+    /// At a quiet boundary, with `answered` the batch of each release answer since the last
+    /// one, in order: of the releases each batch held, as many as it had answers were done
+    /// (Postgres stops a batch at its first error). Returns whether a hold ended.
+    pub fn settle(&mut self, answered: &[u64]) -> bool {
         let pending = std::mem::take(&mut self.pending);
-        if !answered {
+        if pending.is_empty() {
             return false;
         }
         let before = self.held_count();
-        for (release, sent) in pending {
-            let older = |held: &Held| held.made < sent;
-            match release {
-                Release::Statement(name) => {
-                    if self.versions.get(&name).is_some_and(older) {
-                        self.versions.remove(&name);
-                    }
-                    self.resolved.remove(&name);
+        let mut answers = answered.iter().peekable();
+        let mut left_in_batch: Option<(u64, usize)> = None;
+        for Pending {
+            release,
+            sent,
+            batch,
+        } in pending
+        {
+            if left_in_batch.is_none_or(|(counted, _)| counted != batch) {
+                while answers.next_if(|&&answer| answer < batch).is_some() {}
+                let mut count = 0;
+                while answers.next_if(|&&answer| answer == batch).is_some() {
+                    count += 1;
                 }
-                Release::AllStatements => {
-                    self.versions.retain(|_, held| !older(held));
-                    self.resolved.clear();
-                }
-                Release::Cursor(name) => {
-                    if self.cursors.get(&name).is_some_and(older) {
-                        self.cursors.remove(&name);
-                    }
-                }
-                Release::AllCursors => self.cursors.retain(|_, held| !older(held)),
-                Release::Temporary => self.temporary.retain(|held| !older(held)),
-                Release::Everything => {
-                    self.versions.retain(|_, held| !older(held));
-                    self.cursors.retain(|_, held| !older(held));
-                    self.temporary.retain(|held| !older(held));
-                    self.resolved.clear();
-                }
+                left_in_batch = Some((batch, count));
             }
+            let Some((_, left)) = left_in_batch.as_mut().filter(|(_, left)| *left > 0) else {
+                continue;
+            };
+            *left -= 1;
+            self.apply(release, sent);
         }
         self.held_count() < before
+    }
+
+    /// Drops what `release`, sent at `sent`, releases: what was made before it.
+    fn apply(&mut self, release: Release, sent: u64) {
+        let older = |held: &Held| held.made < sent;
+        match release {
+            Release::Portal => {}
+            Release::Statement(name) => {
+                if self.versions.get(&name).is_some_and(older) {
+                    self.versions.remove(&name);
+                }
+                self.resolved.remove(&name);
+            }
+            Release::AllStatements => {
+                self.versions.retain(|_, held| !older(held));
+                self.resolved.clear();
+            }
+            Release::Cursor(name) => {
+                if self.cursors.get(&name).is_some_and(older) {
+                    self.cursors.remove(&name);
+                }
+            }
+            Release::AllCursors => self.cursors.retain(|_, held| !older(held)),
+            Release::Temporary => self.temporary.retain(|held| !older(held)),
+            Release::Everything => {
+                self.versions.retain(|_, held| !older(held));
+                self.cursors.retain(|_, held| !older(held));
+                self.temporary.retain(|held| !older(held));
+                self.resolved.clear();
+            }
+        }
     }
 
     /// Something made at a version other than `version`, if any: the session cannot move to
@@ -288,7 +322,11 @@ impl PreparedStatements {
 
     fn release(&mut self, release: Release) {
         self.sequence += 1;
-        self.pending.push((release, self.sequence));
+        self.pending.push(Pending {
+            release,
+            sent: self.sequence,
+            batch: self.batch,
+        });
     }
 
     fn held_count(&self) -> usize {
@@ -356,8 +394,12 @@ mod tests {
 
     /// A quiet boundary at which every release sent since the last one was answered.
     fn all_answered(prepared: &mut PreparedStatements) -> bool {
-        let answers = prepared.answers_settled + prepared.expected_answers;
-        prepared.settle(answers)
+        let answered: Vec<u64> = prepared
+            .pending
+            .iter()
+            .map(|pending| pending.batch)
+            .collect();
+        prepared.settle(&answered)
     }
 
     fn held(prepared: &PreparedStatements, version: &str) -> Option<String> {
@@ -382,22 +424,29 @@ mod tests {
     }
 
     #[test]
-    fn a_release_left_unanswered_releases_nothing() {
+    fn a_release_counts_only_as_far_as_its_batch_was_answered() {
         let mut prepared = PreparedStatements::default();
         prepared.parsed("s1", Some("v1"));
-        // A portal's Close is answered, the statement's is skipped after an error.
+        prepared.parsed("s2", Some("v1"));
+        // Batch 4: a portal's Close answered, then an error skips the statement's.
+        prepared.note_batch(4);
         prepared.closed(None);
         prepared.closed(Some("s1"));
-        let answers = prepared.answers_settled + 1;
-        assert!(!prepared.settle(answers));
+        assert!(!prepared.settle(&[4]));
         assert!(held(&prepared, "v2").is_some());
-        // A DEALLOCATE the proxy refused, or that Postgres failed, has no answer either.
+        // Batch 5: a DEALLOCATE behind an error in its query string, or one the proxy refused,
+        // has no answer.
+        prepared.note_batch(5);
         run(&mut prepared, "SELECT 1/0; DEALLOCATE s1", None);
-        assert!(!prepared.settle(answers));
-        assert!(held(&prepared, "v2").is_some());
-        run(&mut prepared, "DEALLOCATE s1", None);
-        assert!(prepared.settle(answers + 1));
-        assert!(held(&prepared, "v2").is_none());
+        assert!(!prepared.settle(&[]));
+        // Batch 6: an error after a release leaves it done; batch 7 is answered in full.
+        prepared.note_batch(6);
+        prepared.closed(Some("s1"));
+        prepared.closed(Some("s2"));
+        prepared.note_batch(7);
+        run(&mut prepared, "DEALLOCATE s2", None);
+        assert!(prepared.settle(&[6, 7]));
+        assert!(prepared.versions.is_empty());
     }
 
     #[test]

@@ -326,13 +326,19 @@ impl SessionRouter {
         self.prepared.sql(sql, made_at, &mut self.path_tokens);
     }
 
-    /// At a quiet boundary, with `answers` the upstream's count of answers to releases:
-    /// those sent since the last one take effect if each was answered; a hold that ends lets
+    /// At a quiet boundary, with `answered` the batch of each answer to a release since the
+    /// last one: the releases Postgres did take effect (`prepared.rs`); a hold that ends lets
     /// the version change.
-    pub fn settle_releases(&mut self, answers: u64) {
-        if self.prepared.settle(answers) {
+    pub fn settle_releases(&mut self, answered: &[u64]) {
+        if self.prepared.settle(answered) {
             self.resolved_under = None;
         }
+    }
+
+    /// The messages routed from now on belong to batch `batch` (the count of messages a
+    /// ReadyForQuery answers sent before them).
+    pub fn note_batch(&mut self, batch: u64) {
+        self.prepared.note_batch(batch);
     }
 
     /// Whether the statement just routed began an unsettled SET, whose fate (committed or

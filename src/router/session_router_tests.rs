@@ -329,8 +329,9 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
         session.parse("own", "SELECT * FROM T_V1", true),
         Routed::Forward
     );
+    session.note_batch(1);
     session.closed(Some("plain"));
-    session.settle_releases(1);
+    session.settle_releases(&[1]);
     session.statement("SELECT 1", true);
     assert_eq!(
         why(&session),
@@ -338,13 +339,16 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
         "an unmanaged statement holds nothing"
     );
     // A release Postgres does not answer (skipped after an error) releases nothing.
+    session.note_batch(2);
     session.statement("SELECT 1/0; DEALLOCATE ins", true);
-    session.settle_releases(1);
+    session.settle_releases(&[]);
     session.statement("SELECT 1", true);
     assert_eq!(why(&session), "v1 (held)");
+    session.note_batch(3);
     session.statement("DEALLOCATE ins", true);
+    session.note_batch(4);
     session.closed(Some("own"));
-    session.settle_releases(3);
+    session.settle_releases(&[3, 4]);
     session.statement("SELECT 1", true);
     assert_eq!(why(&session), "v2 (default)");
     // With no migration live, statements hold nothing.
@@ -534,7 +538,7 @@ fn named_statements_are_prepared_again_when_the_resolution_changes() {
     assert!(session.stale_statements().is_empty());
     // Closed, and the close answered: forgotten.
     session.closed(Some("s1"));
-    session.settle_releases(1);
+    session.settle_releases(&[0]);
     session.statement("SET search_path = tenant_a", true);
     session.set_settled(true);
     assert!(session.stale_statements().is_empty());

@@ -88,10 +88,13 @@ pub(super) struct Progress {
     /// The address of `version_targets`' value (0 for none): a statement routed at the same
     /// targets takes no lock.
     version_targets_at: AtomicUsize,
-    /// Answers to the client's releases (CloseComplete, and the command tags of
-    /// `DEALLOCATE`, `CLOSE`, `DISCARD`) since the session began: a release holds nothing
-    /// back any more only once answered (`router::prepared`).
-    pub(super) release_answers: AtomicU64,
+    /// The batch of each answer to a client's release (CloseComplete, and the command tags of
+    /// `DEALLOCATE`, `CLOSE`, `DISCARD`) since the last quiet boundary: a release holds
+    /// nothing back any more only once answered (`router::prepared`). Touched only for those
+    /// answers, which are rare.
+    release_answers: Mutex<Vec<u64>>,
+    /// `release_answers` is not empty: most quiet boundaries take no lock.
+    releases_answered: AtomicBool,
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
     /// text, which reads the same in every encoding Postgres supports, can be rewritten.
     pub(super) foreign_encoding: AtomicBool,
@@ -292,6 +295,29 @@ impl Progress {
         } else {
             ConformingStrings::On
         }
+    }
+
+    /// Postgres answered a release of the client's, in the batch it is answering now.
+    pub(super) fn release_answered(&self) {
+        let batch = self.batches_answered.load(Ordering::Relaxed);
+        self.release_answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(batch);
+        self.releases_answered.store(true, Ordering::Release);
+    }
+
+    /// The batches of the release answers since the last call.
+    pub(super) fn take_release_answers(&self) -> Vec<u64> {
+        if !self.releases_answered.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(
+            &mut *self
+                .release_answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// At a boundary where the pause gate may hold the session or move it to another

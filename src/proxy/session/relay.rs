@@ -95,15 +95,22 @@ impl Session {
                 let batch_open = progress.open_batch.load(Ordering::Relaxed);
                 let strings = progress.conforming_strings();
                 let (errors, errors_settled) = progress.errors();
+                // The batch this message belongs to: a Query's own, or the one its Sync ends.
+                let batch = progress.batches_sent.load(Ordering::Relaxed);
                 progress.sent(tag);
+                // Every answer is in: the releases Postgres did since the last such boundary
+                // take effect (`router::prepared`).
+                let answered = match quiet {
+                    true => progress.take_release_answers(),
+                    false => Vec::new(),
+                };
                 let Some(router) = router.as_mut() else {
                     return Inspection::Continue;
                 };
-                // Every answer is in: the releases sent since the last such boundary take
-                // effect if Postgres answered each one (`router::prepared`).
                 if quiet {
-                    router.settle_releases(progress.release_answers.load(Ordering::Relaxed));
+                    router.settle_releases(&answered);
                 }
+                router.note_batch(batch);
                 // Ahead of a message seen whole only: one glanced at by its header can only
                 // pass or wait (`pump`).
                 let prepared_again = match quiet && frame::is_whole(frame) {
@@ -460,9 +467,7 @@ fn inspect_upstream(
             progress.maybe_leave(gate);
         }
         backend::COPY_IN_RESPONSE => progress.copy_in_started(),
-        backend::CLOSE_COMPLETE => {
-            progress.release_answers.fetch_add(1, Ordering::Relaxed);
-        }
+        backend::CLOSE_COMPLETE => progress.release_answered(),
         // Only the tags count: a block that ends without one (a COMMIT that failed) rolled back.
         backend::COMMAND_COMPLETE => match backend::command_block_end(frame) {
             Some(backend::BlockEnd::Commit) => {
@@ -471,9 +476,7 @@ fn inspect_upstream(
             Some(backend::BlockEnd::Rollback) => {
                 progress.last_end.store(END_ROLLBACK, Ordering::Relaxed)
             }
-            _ if backend::command_releases(frame) => {
-                progress.release_answers.fetch_add(1, Ordering::Relaxed);
-            }
+            _ if backend::command_releases(frame) => progress.release_answered(),
             _ => {}
         },
         backend::ERROR_RESPONSE => {
