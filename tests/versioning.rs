@@ -837,3 +837,60 @@ async fn a_failed_rollback_to_leaves_the_block_failed_and_its_end_restores() {
     assert_eq!(columns(&client).await, 7);
     assert_eq!(show(&client).await, "v2");
 }
+
+/// Twentieth red-team pass (P2): tablefunc's `crosstab` and `connectby` and xml2's
+/// `xpath_table` run SQL made of their text arguments, which Postgres reads when they run. A
+/// call whose arguments may name the base table (or are not constants) is refused; over the
+/// version's view they run, and show only its columns.
+#[test]
+fn extension_functions_that_run_sql_from_strings_cannot_read_the_base_table() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "CREATE EXTENSION tablefunc; \
+         INSERT INTO model_metadata (model_name, model_version, model_type, schema_version) \
+         VALUES ('bert', '1', 'SECRET_TYPE', 777)",
+    );
+    let mut refused = vec![
+        "SELECT * FROM crosstab('SELECT model_type, ''k'', schema_version::text FROM model_metadata ORDER BY 1') AS ct(row_name text, c1 text)",
+        "SELECT * FROM public.crosstab('SELECT model_name, ''k'', id::text FROM model_metadata_v1', 'SELECT DISTINCT model_type FROM public.model_metadata') AS ct(a text, b text)",
+        "SELECT * FROM crosstab2('SELECT model_type, ''k'', ''v'' FROM model_metadata')",
+        "SELECT * FROM connectby('model_metadata', 'model_type', 'schema_version::text', '777', 0) AS t(keyid text, parent_keyid text, level int)",
+        "SELECT * FROM connectby('model_metadata_v1', '(SELECT max(model_type) FROM model_metadata)', 'id::text', '1', 0) AS t(keyid text, parent_keyid text, level int)",
+        "SELECT * FROM connectby('model_' || 'metadata', 'model_type', 'schema_version::text', '777', 0) AS t(keyid text, parent_keyid text, level int)",
+    ];
+    let mut allowed = vec![
+        (
+            "SELECT row_name || ':' || coalesce(c1, '-') FROM crosstab('SELECT model_name, ''k'', model_version FROM model_metadata_v1 ORDER BY 1') AS ct(row_name text, c1 text)",
+            "bert:1",
+        ),
+        (
+            "SELECT keyid FROM connectby('model_metadata_v1', 'id::text', 'NULL::text', '1', 0) AS t(keyid text, parent_keyid text, level int)",
+            "1",
+        ),
+    ];
+    let xml2 = proxy.admin("SELECT count(*) FROM pg_available_extensions WHERE name = 'xml2'");
+    if xml2 == "1" {
+        proxy.admin("CREATE EXTENSION xml2");
+        refused.push(
+            "SELECT * FROM xpath_table('model_type', '''<a>''||schema_version||''</a>''', 'public.model_metadata', '/a', 'true') AS t(k text, v text)",
+        );
+        allowed.push((
+            "SELECT k || ':' || v FROM xpath_table('model_name', '''<a>''||model_version||''</a>''', 'model_metadata_v1', '/a', 'true') AS t(k text, v text)",
+            "bert:1",
+        ));
+    } else {
+        println!("xml2 is not available on this server: xpath_table not tested");
+    }
+    for sql in refused {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            error.contains("ERROR:  viewgate cannot rewrite this statement for version v1")
+                && !error.contains("SECRET")
+                && !error.contains("777"),
+            "{sql}: {error}"
+        );
+    }
+    for (sql, expected) in allowed {
+        assert_eq!(psql(&proxy, Some("v1"), sql).unwrap(), expected, "{sql}");
+    }
+}
