@@ -894,3 +894,65 @@ fn extension_functions_that_run_sql_from_strings_cannot_read_the_base_table() {
         assert_eq!(psql(&proxy, Some("v1"), sql).unwrap(), expected, "{sql}");
     }
 }
+
+/// Twentieth red-team pass (S2): `model_metadata.model_type%TYPE` in a function's signature
+/// was looked up on the base table, and Postgres's NOTICE named the hidden column's type;
+/// another version's view was accepted there. The relation is the version's view now: a
+/// column the version lacks fails as on the view, one it has works; another version's view
+/// is refused.
+#[test]
+fn a_column_type_by_reference_is_the_version_s_column() {
+    let proxy = versioned_proxy();
+    for sql in [
+        "CREATE FUNCTION pg_temp.f1(x model_metadata.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FUNCTION pg_temp.f2() RETURNS public.model_metadata.schema_version%TYPE LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FUNCTION pg_temp.f3() RETURNS TABLE (a \"model_metadata\".\"model_type\"%TYPE) LANGUAGE sql AS 'SELECT NULL::text'",
+        "DROP FUNCTION pg_temp.nope(model_metadata.schema_version%TYPE)",
+    ] {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            error.contains("of relation \"model_metadata_v1\" does not exist")
+                && !error.contains("converted"),
+            "{sql}: {error}"
+        );
+    }
+    // `IF EXISTS` may skip a type that does not resolve, with a NOTICE; either way the
+    // relation is the view.
+    let output = proxy
+        .psql(&format!(
+            "{} options='-c viewgate.version=v1'",
+            proxy.conninfo()
+        ))
+        .args([
+            "-c",
+            "DROP FUNCTION IF EXISTS public.nope(model_metadata.schema_version%TYPE)",
+        ])
+        .output()
+        .unwrap();
+    let notice = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        notice.contains("model_metadata_v1") && !notice.contains("converted"),
+        "{notice}"
+    );
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "CREATE FUNCTION pg_temp.f4(x public.model_metadata.model_name%TYPE) RETURNS text \
+             LANGUAGE sql AS 'SELECT x'; SELECT pg_temp.f4('bert')"
+        )
+        .unwrap(),
+        "bert"
+    );
+    for sql in [
+        "CREATE FUNCTION pg_temp.g2(x model_metadata_v2.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "DROP FUNCTION IF EXISTS pg_temp.g2(public.model_metadata_v2.model_type%TYPE)",
+    ] {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            error.contains("viewgate cannot rewrite this statement for version v1")
+                && error.contains("another version's view"),
+            "{sql}: {error}"
+        );
+    }
+}

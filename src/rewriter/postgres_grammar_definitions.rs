@@ -45,9 +45,18 @@ impl Walker<'_> {
         let Tree::Object(fields) = body else {
             return;
         };
+        // `RETURNS TABLE (a t)`: Postgres's parser copies a single column's type into
+        // `returnType`, located at `TABLE`; the column itself is read among the parameters.
+        let returns_table = fields
+            .iter()
+            .filter(|(key, _)| key == "parameters")
+            .flat_map(|(_, parameters)| parameters.as_array())
+            .filter_map(|parameter| parameter.get("FunctionParameter")?.get("mode")?.as_text())
+            .any(|mode| mode == "FUNC_PARAM_TABLE");
         let outer = std::mem::replace(&mut self.storing, true);
         for (key, child) in fields {
             match key.as_ref() {
+                "returnType" if returns_table => {}
                 "sql_body" => self.defined(child, Place::FunctionBody),
                 "options" => {
                     let language = language(Some(child));
