@@ -1682,3 +1682,55 @@ fn an_unprivileged_role_reads_the_substitutes_with_its_own_privileges() {
     proxy.admin("GRANT SELECT ON public.model_metadata_v1 TO app");
     assert_eq!(as_app(columns), "5");
 }
+
+/// Twentieth red-team pass (P3): row-level security policies, rules, publications and
+/// triggers on the base table print its column names and expressions in system views the
+/// substitutes did not cover (`pg_policies.qual`, `pg_get_expr` over `pg_policy`,
+/// `pg_rules.definition`, `pg_publication_tables.attnames`, `information_schema.triggers` and
+/// `triggered_update_columns`, which also listed another version's view's write trigger).
+/// Through the proxy those rows are gone; the version's own view's trigger reads as the
+/// table's.
+#[test]
+fn policies_rules_publications_and_triggers_of_the_base_table_name_no_hidden_column() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "ALTER TABLE public.model_metadata ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY vg_policy ON public.model_metadata \
+             USING (model_type IS DISTINCT FROM 'SECRET_TYPE' OR schema_version > 0); \
+         CREATE RULE vg_rule AS ON DELETE TO public.model_metadata \
+             WHERE OLD.schema_version < 0 DO INSTEAD NOTHING; \
+         CREATE PUBLICATION vg_publication FOR TABLE public.model_metadata \
+             WHERE (schema_version > 0) WITH (publish = 'insert'); \
+         CREATE FUNCTION public.vg_audit() RETURNS trigger LANGUAGE plpgsql \
+             AS $$BEGIN RETURN NEW; END$$; \
+         CREATE TRIGGER vg_audit BEFORE UPDATE OF model_type, schema_version \
+             ON public.model_metadata FOR EACH ROW WHEN (NEW.schema_version > 0) \
+             EXECUTE FUNCTION public.vg_audit()",
+    );
+    let listed = "SELECT concat_ws(' | ', \
+        (SELECT string_agg(tablename || ':' || coalesce(qual, ''), ',') FROM pg_policies), \
+        (SELECT string_agg(pg_get_expr(polqual, polrelid), ',') FROM pg_catalog.pg_policy), \
+        (SELECT string_agg(tablename || ':' || definition, ',') FROM pg_rules), \
+        (SELECT string_agg(tablename || ':' || attnames::text || ':' || coalesce(rowfilter, ''), ',') \
+           FROM pg_publication_tables), \
+        (SELECT string_agg(pg_get_expr(prqual, prrelid) || ':' || prattrs::text, ',') FROM pg_publication_rel), \
+        (SELECT string_agg(event_object_table || ':' || event_object_column, ',') \
+           FROM information_schema.triggered_update_columns), \
+        (SELECT string_agg(event_object_table || ':' || trigger_name || ':' || coalesce(action_condition, ''), ',') \
+           FROM information_schema.triggers))";
+    // Straight to the server: every one of them names the hidden columns or v2's view.
+    let real = proxy.admin(listed);
+    for name in ["model_type", "schema_version", "model_metadata_v2"] {
+        assert!(real.contains(name), "{name}: {real}");
+    }
+    let v1 = psql(&proxy, Some("v1"), listed).unwrap();
+    for name in ["model_type", "schema_version", "model_metadata"] {
+        assert!(!v1.contains(name), "{name}: {v1}");
+    }
+    // At v2 the base table's objects are gone too (their expressions are the base table's),
+    // and its own view's write trigger reads as the table's.
+    let v2 = psql(&proxy, Some("v2"), listed).unwrap();
+    assert!(!v2.contains("model_metadata_v2"), "{v2}");
+    assert!(!v2.contains("vg_"), "{v2}");
+    assert!(v2.contains("model_metadata:viewgate_write"), "{v2}");
+}

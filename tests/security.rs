@@ -4,7 +4,8 @@
 //! arrives); hostile startup parameters and version names never reach internal SQL (the
 //! CVE-2025-12819 class: with `log_statement = 'all'`, no statement Postgres ran holds them,
 //! and a canary table survives); and the application's role, granted what
-//! docs/operations.md recommends, can use the views but can neither read nor write the catalog.
+//! docs/operations.md recommends, can use the views but can neither read nor write the catalog,
+//! nor attach a version's write function to a table of its own.
 
 mod common;
 
@@ -485,5 +486,99 @@ fn the_application_role_with_the_recommended_grants_cannot_touch_the_catalog() {
             "SELECT default_version || ':' || (SELECT count(*) FROM viewgate.routing_rules) || ':' || (SELECT count(*) FROM viewgate.versions) FROM viewgate.settings"
         ),
         "v1:0:2"
+    );
+}
+
+/// The first ErrorResponse among `messages`, if any.
+fn error_of(messages: &[(u8, Vec<u8>)]) -> Option<raw::ErrorReport> {
+    messages
+        .iter()
+        .find(|(tag, _)| *tag == b'E')
+        .map(|(_, body)| raw::parse_error(body))
+}
+
+/// Twentieth red-team pass (T1): a v1 client attached v2's write function to a temporary
+/// table of its own and read and wrote the base table's hidden columns through it. The
+/// function is not executable by PUBLIC, so attaching it fails; its view's own trigger still
+/// fires for a role granted the view; and a role that may attach it (its owner) finds that
+/// it refuses to run on anything but its view.
+#[test]
+fn a_version_s_write_function_runs_only_as_its_view_s_trigger() {
+    let proxy = common::versions::versioned_proxy();
+    proxy.admin(&recommended_grants());
+    proxy.admin(
+        "INSERT INTO model_metadata (model_name, model_version, model_type, schema_version) \
+         VALUES ('bert', '1', 'SECRET_TYPE', 777)",
+    );
+    let app_session = |version: &str| {
+        let options = format!("-c viewgate.version={version}");
+        raw::start_session_with(
+            proxy.address,
+            &[
+                ("user", "app"),
+                ("database", "postgres"),
+                ("options", &options),
+            ],
+        )
+        .expect("the app role logs in through the proxy")
+    };
+    const TEMP_TABLE: &str = "CREATE TEMP TABLE t (id bigint, model_name text, \
+        model_version text, model_type text, hyperparameters jsonb, created_at timestamptz, \
+        schema_version int)";
+    const ATTACH: &str = "CREATE TRIGGER t_tr BEFORE UPDATE ON t FOR EACH ROW \
+        EXECUTE FUNCTION public.model_metadata_v2_write()";
+
+    let mut v1 = app_session("v1");
+    assert!(error_of(&raw::simple_query(&mut v1, TEMP_TABLE)).is_none());
+    let error = error_of(&raw::simple_query(&mut v1, ATTACH))
+        .expect("the app role attached the v2 write function to its own table");
+    assert_eq!(error.code, "42501", "{error:?}");
+    assert!(
+        error.message.contains("permission denied for function"),
+        "{error:?}"
+    );
+
+    // The v2 view still reads and writes for the app role, through its trigger.
+    let mut v2 = app_session("v2");
+    for sql in [
+        "INSERT INTO model_metadata (model_name, model_version, model_type) \
+         VALUES ('gpt', '1', 'transformer')",
+        "UPDATE model_metadata SET model_type = 'cnn', model_version = '2' \
+         WHERE model_name = 'gpt'",
+        "DELETE FROM model_metadata WHERE model_name = 'nobody'",
+    ] {
+        let answer = raw::simple_query(&mut v2, sql);
+        assert!(
+            error_of(&answer).is_none(),
+            "{sql}: {:?}",
+            error_of(&answer)
+        );
+    }
+    let answer = raw::simple_query(
+        &mut v2,
+        "SELECT model_type || '/' || model_version FROM model_metadata WHERE model_name = 'gpt'",
+    );
+    assert_eq!(raw::first_column(&answer), ["cnn/2"]);
+
+    // The owner may attach it; the function then refuses to run on the other relation, and
+    // the base row keeps its hidden values.
+    let reuse = proxy.cluster.psql(
+        "postgres",
+        &format!(
+            "BEGIN; {TEMP_TABLE}; {ATTACH}; \
+             INSERT INTO t (id) SELECT id FROM model_metadata WHERE model_name = 'bert'; \
+             UPDATE t SET schema_version = 1 RETURNING model_type; COMMIT"
+        ),
+    );
+    let error = reuse
+        .expect_err("the write function ran on a temporary table")
+        .to_string();
+    assert!(
+        error.contains("runs only as that view's trigger"),
+        "{error}"
+    );
+    assert_eq!(
+        proxy.admin("SELECT model_type || '/' || schema_version FROM model_metadata WHERE model_name = 'bert'"),
+        "SECRET_TYPE/777"
     );
 }

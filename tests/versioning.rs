@@ -837,3 +837,122 @@ async fn a_failed_rollback_to_leaves_the_block_failed_and_its_end_restores() {
     assert_eq!(columns(&client).await, 7);
     assert_eq!(show(&client).await, "v2");
 }
+
+/// Twentieth red-team pass (P2): tablefunc's `crosstab` and `connectby` and xml2's
+/// `xpath_table` run SQL made of their text arguments, which Postgres reads when they run. A
+/// call whose arguments may name the base table (or are not constants) is refused; over the
+/// version's view they run, and show only its columns.
+#[test]
+fn extension_functions_that_run_sql_from_strings_cannot_read_the_base_table() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "CREATE EXTENSION tablefunc; \
+         INSERT INTO model_metadata (model_name, model_version, model_type, schema_version) \
+         VALUES ('bert', '1', 'SECRET_TYPE', 777)",
+    );
+    let mut refused = vec![
+        "SELECT * FROM crosstab('SELECT model_type, ''k'', schema_version::text FROM model_metadata ORDER BY 1') AS ct(row_name text, c1 text)",
+        "SELECT * FROM public.crosstab('SELECT model_name, ''k'', id::text FROM model_metadata_v1', 'SELECT DISTINCT model_type FROM public.model_metadata') AS ct(a text, b text)",
+        "SELECT * FROM crosstab2('SELECT model_type, ''k'', ''v'' FROM model_metadata')",
+        "SELECT * FROM connectby('model_metadata', 'model_type', 'schema_version::text', '777', 0) AS t(keyid text, parent_keyid text, level int)",
+        "SELECT * FROM connectby('model_metadata_v1', '(SELECT max(model_type) FROM model_metadata)', 'id::text', '1', 0) AS t(keyid text, parent_keyid text, level int)",
+        "SELECT * FROM connectby('model_' || 'metadata', 'model_type', 'schema_version::text', '777', 0) AS t(keyid text, parent_keyid text, level int)",
+    ];
+    let mut allowed = vec![
+        (
+            "SELECT row_name || ':' || coalesce(c1, '-') FROM crosstab('SELECT model_name, ''k'', model_version FROM model_metadata_v1 ORDER BY 1') AS ct(row_name text, c1 text)",
+            "bert:1",
+        ),
+        (
+            "SELECT keyid FROM connectby('model_metadata_v1', 'id::text', 'NULL::text', '1', 0) AS t(keyid text, parent_keyid text, level int)",
+            "1",
+        ),
+    ];
+    let xml2 = proxy.admin("SELECT count(*) FROM pg_available_extensions WHERE name = 'xml2'");
+    if xml2 == "1" {
+        proxy.admin("CREATE EXTENSION xml2");
+        refused.push(
+            "SELECT * FROM xpath_table('model_type', '''<a>''||schema_version||''</a>''', 'public.model_metadata', '/a', 'true') AS t(k text, v text)",
+        );
+        allowed.push((
+            "SELECT k || ':' || v FROM xpath_table('model_name', '''<a>''||model_version||''</a>''', 'model_metadata_v1', '/a', 'true') AS t(k text, v text)",
+            "bert:1",
+        ));
+    } else {
+        println!("xml2 is not available on this server: xpath_table not tested");
+    }
+    for sql in refused {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            error.contains("ERROR:  viewgate cannot rewrite this statement for version v1")
+                && !error.contains("SECRET")
+                && !error.contains("777"),
+            "{sql}: {error}"
+        );
+    }
+    for (sql, expected) in allowed {
+        assert_eq!(psql(&proxy, Some("v1"), sql).unwrap(), expected, "{sql}");
+    }
+}
+
+/// Twentieth red-team pass (S2): `model_metadata.model_type%TYPE` in a function's signature
+/// was looked up on the base table, and Postgres's NOTICE named the hidden column's type;
+/// another version's view was accepted there. The relation is the version's view now: a
+/// column the version lacks fails as on the view, one it has works; another version's view
+/// is refused.
+#[test]
+fn a_column_type_by_reference_is_the_version_s_column() {
+    let proxy = versioned_proxy();
+    for sql in [
+        "CREATE FUNCTION pg_temp.f1(x model_metadata.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FUNCTION pg_temp.f2() RETURNS public.model_metadata.schema_version%TYPE LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FUNCTION pg_temp.f3() RETURNS TABLE (a \"model_metadata\".\"model_type\"%TYPE) LANGUAGE sql AS 'SELECT NULL::text'",
+        "DROP FUNCTION pg_temp.nope(model_metadata.schema_version%TYPE)",
+    ] {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            error.contains("of relation \"model_metadata_v1\" does not exist")
+                && !error.contains("converted"),
+            "{sql}: {error}"
+        );
+    }
+    // `IF EXISTS` may skip a type that does not resolve, with a NOTICE; either way the
+    // relation is the view.
+    let output = proxy
+        .psql(&format!(
+            "{} options='-c viewgate.version=v1'",
+            proxy.conninfo()
+        ))
+        .args([
+            "-c",
+            "DROP FUNCTION IF EXISTS public.nope(model_metadata.schema_version%TYPE)",
+        ])
+        .output()
+        .unwrap();
+    let notice = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        notice.contains("model_metadata_v1") && !notice.contains("converted"),
+        "{notice}"
+    );
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "CREATE FUNCTION pg_temp.f4(x public.model_metadata.model_name%TYPE) RETURNS text \
+             LANGUAGE sql AS 'SELECT x'; SELECT pg_temp.f4('bert')"
+        )
+        .unwrap(),
+        "bert"
+    );
+    for sql in [
+        "CREATE FUNCTION pg_temp.g2(x model_metadata_v2.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "DROP FUNCTION IF EXISTS pg_temp.g2(public.model_metadata_v2.model_type%TYPE)",
+    ] {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            error.contains("viewgate cannot rewrite this statement for version v1")
+                && error.contains("another version's view"),
+            "{sql}: {error}"
+        );
+    }
+}

@@ -89,6 +89,11 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_statio_all_indexes",
     "pg_statio_sys_indexes",
     "pg_statio_user_indexes",
+    "pg_policy",
+    "pg_policies",
+    "pg_rules",
+    "pg_publication_rel",
+    "pg_publication_tables",
 ];
 
 /// The `pg_catalog` substitutes among those that list indexes by name with their statistics:
@@ -123,6 +128,8 @@ pub const INFORMATION_SCHEMA_SUBSTITUTES: &[&str] = &[
     "column_column_usage",
     "referential_constraints",
     "check_constraints",
+    "triggers",
+    "triggered_update_columns",
 ];
 /// The `information_schema` substitutes among those that list a table's columns (privileges,
 /// types, domains, generation): for a managed table, its version's view's own rows, so a

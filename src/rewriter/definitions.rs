@@ -133,6 +133,9 @@ const RUNTIME_SQL_NAMES: &[&str] = &[
     "_to_xml",
     "ts_stat",
     "ts_rewrite",
+    "crosstab",
+    "connectby",
+    "xpath_table",
     "pg_stats",
     "pg_statistic",
 ];

@@ -20,15 +20,23 @@
 use aho_corasick::{AhoCorasick, Span, packed};
 
 /// What the built-ins that read a relation named in a string have in their names
-/// (`query_to_xml`, `table_to_xml_and_xmlschema`, …, `ts_stat`, `ts_rewrite`): a statement
-/// must mention one for `query_functions.rs` to look at it. Few marks, with starts SQL seldom
-/// holds (`_` would find a candidate at every column name). In the one-pass scan they cost no
-/// pass of their own, two starts (`xml`, `ts_`) among the search's patterns. Measured on the
+/// (`query_to_xml`, `table_to_xml_and_xmlschema`, …, `ts_stat`, `ts_rewrite`, and the
+/// extensions' `crosstab`, `connectby`, `xpath_table`): a statement must mention one for
+/// `query_functions.rs` to look at it. Few marks, with starts SQL seldom holds (`_` would
+/// find a candidate at every column name). In the one-pass scan they cost no pass of their
+/// own, five starts (`xml`, `ts_`, `cro`, `con`, `xpa`) among the search's patterns. Measured on the
 /// 357-character unmanaged statement of `benches/rewrite.rs` with the scan of one memchr pass
 /// per first byte: 70 ns without them, 204 ns with them and every check of
 /// [`may_hide_a_name`]; with the one-pass scan, every mark and check included, 89–109 ns
 /// (docs/rewriting.md, "Cost").
-pub const RELATION_READING_FUNCTION_MARKS: &[&str] = &["xml", "ts_stat", "ts_rewrite"];
+pub const RELATION_READING_FUNCTION_MARKS: &[&str] = &[
+    "xml",
+    "ts_stat",
+    "ts_rewrite",
+    "crosstab",
+    "connectby",
+    "xpath_table",
+];
 
 /// `EXPLAIN (VERBOSE)` lists scans' output columns, and a plan may scan a managed table's base
 /// table however the statement reaches it (a version's own view by name, a prepared

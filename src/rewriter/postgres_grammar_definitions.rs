@@ -45,9 +45,18 @@ impl Walker<'_> {
         let Tree::Object(fields) = body else {
             return;
         };
+        // `RETURNS TABLE (a t)`: Postgres's parser copies a single column's type into
+        // `returnType`, located at `TABLE`; the column itself is read among the parameters.
+        let returns_table = fields
+            .iter()
+            .filter(|(key, _)| key == "parameters")
+            .flat_map(|(_, parameters)| parameters.as_array())
+            .filter_map(|parameter| parameter.get("FunctionParameter")?.get("mode")?.as_text())
+            .any(|mode| mode == "FUNC_PARAM_TABLE");
         let outer = std::mem::replace(&mut self.storing, true);
         for (key, child) in fields {
             match key.as_ref() {
+                "returnType" if returns_table => {}
                 "sql_body" => self.defined(child, Place::FunctionBody),
                 "options" => {
                     let language = language(Some(child));
@@ -119,6 +128,8 @@ impl Walker<'_> {
         }
         let name = match names.as_slice() {
             [name] | ["pg_catalog", name] => *name,
+            // An extension's function, in whatever schema it was created.
+            [.., name] if query_functions::is_sql_building_extension_function(name) => *name,
             _ => return,
         };
         // A printer with a substitute: sqlparser's edit must send it there.
@@ -129,23 +140,34 @@ impl Walker<'_> {
         let Some(reads) = query_functions::reads(name, arguments.len()) else {
             return;
         };
-        let index = match reads {
-            Reads::Query(n) | Reads::Relation(n) | Reads::Schema(n) => n,
-            Reads::Database => 0,
+        let indices = match reads {
+            Reads::Query(n) | Reads::Relation(n) | Reads::Schema(n) => n..n + 1,
+            Reads::Database => 0..1,
+            Reads::Pieces => 0..arguments.len(),
         };
-        let constant = arguments.get(index).and_then(|argument| {
-            let constant = argument
-                .get("A_Const")
-                .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))?;
-            Some((
-                constant.get("sval")?.get("sval")?.as_text()?,
-                location(constant)?,
-            ))
-        });
-        let argument = constant.map_or(Argument::Other, |(text, _)| Argument::Text(text));
-        let Some((target, at)) =
+        // The first argument read that may name a managed table.
+        let Some((constant, (target, at))) = indices.into_iter().find_map(|index| {
+            let argument = arguments.get(index);
+            let constant = argument.and_then(|argument| {
+                argument
+                    .get("A_Const")
+                    .or_else(|| argument.get("TypeCast")?.get("arg")?.get("A_Const"))
+            });
+            let text = constant.and_then(|constant| {
+                Some((
+                    constant.get("sval")?.get("sval")?.as_text()?,
+                    location(constant)?,
+                ))
+            });
+            let argument = match (reads, constant, text) {
+                (_, _, Some((text, _))) => Argument::Text(text),
+                // A number, a boolean or NULL among SQL pieces carries no SQL.
+                (Reads::Pieces, Some(_), None) => return None,
+                _ => Argument::Other,
+            };
             query_functions::reads_managed_table(reads, argument, self.targets)
-        else {
+                .map(|found| (text, found))
+        }) else {
             return;
         };
         let mention = constant.zip(at).and_then(|((text, from), at)| {

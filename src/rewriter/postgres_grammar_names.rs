@@ -1,5 +1,6 @@
 //! Where a relation name Postgres's parser located stands in the text: its extent (schema,
-//! dots, quotes) for the splice, and whether `TABLE` precedes it (no alias may follow).
+//! dots, quotes) for the splice, the relation's part of a column reference (`%TYPE`), and
+//! whether `TABLE` precedes it (no alias may follow).
 
 /// The byte range of the relation name written at `offset` (`name`, `schema.name`,
 /// `"Quoted"."Name"`, spaces around the dots), and the range of its last part; `None` when
@@ -8,13 +9,30 @@ pub fn name_extent(
     sql: &str,
     offset: usize,
 ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let parts = dotted_parts(sql, offset)?;
+    let last = parts.last()?.clone();
+    Some((offset..last.end, last))
+}
+
+/// The byte range of the relation in the column reference written at `offset`
+/// (`table.column`, `schema.table.column`, as a `%TYPE` names a column's type): every part
+/// but the last; `None` when the text there is not a plain dotted name of two parts or more.
+pub fn relation_of_column_extent(sql: &str, offset: usize) -> Option<std::ops::Range<usize>> {
+    match dotted_parts(sql, offset)?.as_slice() {
+        [.., relation, _column] => Some(offset..relation.end),
+        _ => None,
+    }
+}
+
+/// The ranges of the parts of the dotted name written at `offset` (spaces around the dots).
+fn dotted_parts(sql: &str, offset: usize) -> Option<Vec<std::ops::Range<usize>>> {
     let bytes = sql.as_bytes();
     let mut position = offset;
-    let mut last;
+    let mut parts = Vec::new();
     loop {
         let start = position;
         position = identifier_end(bytes, position)?;
-        last = start..position;
+        parts.push(start..position);
         let mut after = position;
         while bytes.get(after).is_some_and(u8::is_ascii_whitespace) {
             after += 1;
@@ -28,7 +46,7 @@ pub fn name_extent(
         }
         position = after;
     }
-    Some((offset..position, last))
+    Some(parts)
 }
 
 /// The text a table reference given an alias replaces, `name` being its name's: with the

@@ -1,6 +1,9 @@
 //! Built-in functions that read relations named in a string: `query_to_xml`, `ts_stat` and
 //! `ts_rewrite` run a query given as text, `table_to_xml` reads a relation given by name,
-//! `schema_to_xml` and `database_to_xml` read every table of a schema or the database.
+//! `schema_to_xml` and `database_to_xml` read every table of a schema or the database; and
+//! the same from trusted or common extensions (`SQL_BUILDING_EXTENSION_FUNCTIONS`):
+//! tablefunc's `crosstab` runs its query texts, its `connectby` and xml2's `xpath_table`
+//! paste their relation, column and condition arguments into a query of their own.
 //! Postgres parses those names when the function runs, so the rewriter never sees them as
 //! references; a call that could read a managed table this way would return every column of
 //! every version, and is refused. A call whose argument is not a constant (a parameter, an
@@ -52,11 +55,32 @@ pub fn aliased_built_in<'t>(statement: &'t Tree<'t>) -> Option<&'t str> {
     }
 }
 
+/// Functions of extensions that run SQL built from their text arguments, by the start of
+/// their names: tablefunc's `crosstab(text)`, `crosstab(text, text)`, `crosstab(text, int)`
+/// and `crosstab2` … `crosstab4` run the query texts they are given; its `connectby(relname,
+/// keyid_fld, parent_keyid_fld, [orderby_fld,] start_with, max_depth[, branch_delim])` and
+/// xml2's `xpath_table(key, document, relname, xpaths, criteria)` paste their relation,
+/// column and condition arguments, unquoted, into `SELECT … FROM … WHERE …`. tablefunc is a
+/// trusted extension, which a database owner may install without a superuser. An extension
+/// lives in whatever schema it was created in, so a call qualified with any schema counts.
+pub const SQL_BUILDING_EXTENSION_FUNCTIONS: &[&str] = &["crosstab", "connectby", "xpath_table"];
+
+/// Whether `function` (folded) is one of `SQL_BUILDING_EXTENSION_FUNCTIONS`.
+pub fn is_sql_building_extension_function(function: &str) -> bool {
+    SQL_BUILDING_EXTENSION_FUNCTIONS
+        .iter()
+        .any(|family| function.starts_with(family))
+}
+
 /// What a built-in reads from one of its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reads {
     /// Runs the query text in argument `n` (0-based).
     Query(usize),
+    /// Runs SQL made of every argument: query texts, or pieces of one (a relation's name, a
+    /// column list, a condition) pasted as they are. Each text is judged as a query is; a
+    /// constant of another type (`connectby`'s depth) carries no SQL.
+    Pieces,
     /// Reads the relation named in argument `n` (an implicit regclass).
     Relation(usize),
     /// Reads every table of the schema named in argument `n`.
@@ -77,6 +101,7 @@ pub fn reads(function: &str, arguments: usize) -> Option<Reads> {
         "ts_stat" => Some(Reads::Query(0)),
         // `ts_rewrite(query, select)`; the three-argument form takes only tsqueries.
         "ts_rewrite" if arguments == 2 => Some(Reads::Query(1)),
+        _ if is_sql_building_extension_function(function) => Some(Reads::Pieces),
         _ => None,
     }
 }
@@ -110,8 +135,9 @@ pub fn reads_managed_table<'t>(
     }
     match reads {
         // A query text is judged as a SQL body is: a nested built-in, a catalog relation
-        // (the real one, there), `pg_stats`.
-        Reads::Query(_) => {
+        // (the real one, there), `pg_stats`. So is a piece of one: the judgement reads words,
+        // and the pieces are pasted apart from each other (`SELECT a, b FROM r WHERE c`).
+        Reads::Query(_) | Reads::Pieces => {
             return match judge_body(text, "sql", targets) {
                 Body::Names(at, target) => Some((target, Some(at))),
                 Body::RunsUnseenSql(at) => targets.managed().first().map(|target| (target, at)),
@@ -221,5 +247,32 @@ mod tests {
             call("query_to_xml", 4, text("SELECT 1 FROM documents")),
             None
         );
+    }
+
+    /// Twentieth red-team pass (P2): tablefunc's and xml2's functions run SQL made of their
+    /// text arguments, every one of which is read.
+    #[test]
+    fn extension_functions_building_sql_from_their_arguments_are_read_whole() {
+        let targets = VersionTargets::seed_example("v1");
+        for function in ["crosstab", "crosstab3", "connectby", "xpath_table"] {
+            assert_eq!(reads(function, 1), Some(Reads::Pieces), "{function}");
+            assert!(must_be_called_by_name(function), "{function}");
+        }
+        let call = |argument| reads_managed_table(Reads::Pieces, argument, &targets);
+        let text = Argument::Text;
+        assert_eq!(
+            call(text("SELECT model_type FROM model_metadata")).map(|(_, at)| at),
+            Some(Some(23))
+        );
+        assert_eq!(
+            call(text("public.model_metadata")).map(|(_, at)| at),
+            Some(Some(7))
+        );
+        assert!(call(text("(SELECT max(model_type) FROM model_metadata)")).is_some());
+        assert!(call(text("pg_attribute")).is_some());
+        assert!(call(Argument::Other).is_some());
+        assert_eq!(call(text("model_metadata_v1")), None);
+        assert_eq!(call(text("id::text")), None);
+        assert_eq!(reads("crossing", 1), None);
     }
 }

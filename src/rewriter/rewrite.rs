@@ -457,8 +457,13 @@ fn edit_from_reference(
             "as the target of MERGE (written to the base table, since PostgreSQL before 17 cannot MERGE into a view), in syntax viewgate's own parser cannot read",
         ));
     }
-    let (range, last) = postgres_grammar::name_extent(sql, reference.offset)
-        .ok_or_else(|| cannot("in an unusual spelling"))?;
+    let (range, last) = match reference.place {
+        // Only the relation of `relation.column%TYPE` is replaced; the column stays.
+        Place::ColumnType => postgres_grammar::relation_of_column_extent(sql, reference.offset)
+            .map(|range| (range.clone(), range)),
+        _ => postgres_grammar::name_extent(sql, reference.offset),
+    }
+    .ok_or_else(|| cannot("in an unusual spelling"))?;
     let mut text = view_reference(target, reference.schema.is_some());
     let takes_alias = matches!(
         reference.place,

@@ -154,6 +154,37 @@ fn text_search_built_ins_running_a_query_are_refused_where_it_may_name_the_table
     }
 }
 
+/// Twentieth red-team pass (P2): tablefunc's `crosstab` and `connectby` and xml2's
+/// `xpath_table` run SQL made of their text arguments; unqualified or in the schema the
+/// extension was created in, any argument that may name the table (or is not a constant) is
+/// refused, and calls over the version's view pass.
+#[test]
+fn extension_functions_building_sql_from_strings_are_refused_where_it_may_name_the_table() {
+    let v1 = VersionTargets::seed_example("v1")
+        .with_other_versions_views(vec![RelationName::new("public", "model_metadata_v2")]);
+    for sql in [
+        "SELECT * FROM crosstab('SELECT model_type, ''k'', schema_version::text FROM model_metadata ORDER BY 1') AS ct(row_name text, c1 text)",
+        "SELECT * FROM public.crosstab('SELECT 1, 2, 3', 'SELECT DISTINCT model_type FROM public.model_metadata') AS ct(a int, b int)",
+        "SELECT * FROM ext.crosstab3($1)",
+        "SELECT * FROM crosstab2('SELECT a, b, c FROM model_metadata_v2')",
+        "SELECT * FROM connectby('model_metadata', 'model_type', 'schema_version::text', '777', 0) AS t(keyid text, parent_keyid text, level int)",
+        "SELECT * FROM connectby('model_metadata_v1', 'id::text', '(SELECT max(model_type) FROM model_metadata)', '1', 0) AS t(a text, b text, c int)",
+        "SELECT * FROM connectby('model_' || 'metadata', 'id::text', 'id::text', '1', 0) AS t(a text, b text, c int)",
+        "SELECT * FROM xpath_table('model_type', '''<a>''||schema_version||''</a>''', 'public.model_metadata', '/a', 'true') AS t(k text, v text)",
+        "SELECT * FROM public.xpath_table('id', 'x', 'model_metadata_v1', '/a', 'id IN (SELECT id FROM model_metadata)') AS t(k text, v text)",
+    ] {
+        let error = rewrite(sql, &v1).unwrap_err();
+        assert!(error.position.is_some(), "{sql}: {error}");
+    }
+    for sql in [
+        "SELECT * FROM crosstab('SELECT model_name, model_version, id::text FROM model_metadata_v1 ORDER BY 1') AS ct(a text, b text)",
+        "SELECT * FROM public.connectby('model_metadata_v1', 'id::text', 'model_name', '1', 0, '~') AS t(a text, b text, c int, d text)",
+        "SELECT * FROM connectby('documents', 'id', 'parent', '1', 0) AS t(a text, b text, c int)",
+    ] {
+        assert_eq!(rewrite(sql, &v1).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
+}
+
 /// Too long for Postgres's parser to check: sqlparser's reading stands, unless a managed name
 /// is left where it made no edit (`UNION ALL TABLE t`, which it reads differently).
 #[test]

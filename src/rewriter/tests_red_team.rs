@@ -115,3 +115,54 @@ fn bodies_may_not_read_an_error_s_detail_or_reset_settings_at_a_version() {
         assert!(rewrite(sql, &v1).is_ok(), "{sql}: {:?}", rewrite(sql, &v1));
     }
 }
+
+/// Found by the twentieth red-team pass: `model_metadata.model_type%TYPE` in a function's
+/// signature was looked up on the base table (its NOTICE named the hidden column's type), and
+/// `model_metadata_v2.model_type%TYPE` read another version's view. The relation part is the
+/// version's view now; another version's view is refused.
+#[test]
+fn a_column_type_by_reference_reads_the_version_s_view() {
+    let v1 = VersionTargets::seed_example("v1")
+        .with_other_versions_views(vec![RelationName::new("public", "model_metadata_v2")]);
+    for (sql, expected) in [
+        (
+            "CREATE FUNCTION pg_temp.f1(x model_metadata.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE FUNCTION pg_temp.f1(x model_metadata_v1.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        ),
+        (
+            "CREATE FUNCTION pg_temp.f2() RETURNS public.model_metadata.schema_version%TYPE LANGUAGE sql AS 'SELECT 1'",
+            "CREATE FUNCTION pg_temp.f2() RETURNS public.model_metadata_v1.schema_version%TYPE LANGUAGE sql AS 'SELECT 1'",
+        ),
+        (
+            "CREATE FUNCTION pg_temp.f3() RETURNS TABLE (a \"model_metadata\" . id%TYPE) LANGUAGE sql AS 'SELECT 1'",
+            "CREATE FUNCTION pg_temp.f3() RETURNS TABLE (a model_metadata_v1 . id%TYPE) LANGUAGE sql AS 'SELECT 1'",
+        ),
+        (
+            "DROP FUNCTION IF EXISTS pg_temp.nope(model_metadata.schema_version%TYPE)",
+            "DROP FUNCTION IF EXISTS pg_temp.nope(model_metadata_v1.schema_version%TYPE)",
+        ),
+    ] {
+        assert_eq!(
+            rewrite(sql, &v1).unwrap_or_else(|error| panic!("{sql}: {error}")),
+            Rewrite::Rewritten(expected.into()),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "CREATE FUNCTION pg_temp.g2(x model_metadata_v2.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "DROP FUNCTION IF EXISTS pg_temp.g2(public.model_metadata_v2.model_type%TYPE)",
+    ] {
+        let error = rewrite(sql, &v1).unwrap_err();
+        assert!(
+            error.reason.contains("another version's view"),
+            "{sql}: {error}"
+        );
+    }
+    // Another relation's column, and a schema's table of the managed name, are left alone.
+    for sql in [
+        "CREATE FUNCTION pg_temp.h(x documents.model_metadata%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FUNCTION pg_temp.h(x audit.model_metadata.id%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    ] {
+        assert_eq!(rewrite(sql, &v1).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
+}

@@ -231,9 +231,16 @@ fn one_trigger(
             )
         })
         .collect();
+    // A trigger function is executable by PUBLIC unless revoked, and Postgres checks EXECUTE
+    // only when a trigger is created: revoked, no role but the owner can attach it to a
+    // relation of its own (as the twentieth red-team pass did with a version's write
+    // function), while the base table's triggers keep firing for every writer. Unlike the
+    // write function, this one reads nothing but the row it is given, so it carries no check
+    // of the relation it runs on (each base-table write would pay for it).
     let function_sql = |function: &str, declarations: &str, decision_and_reads: &str| {
+        let function = quote_qualified(FUNCTION_SCHEMA, function);
         format!(
-            "CREATE OR REPLACE FUNCTION {}()
+            "CREATE OR REPLACE FUNCTION {function}()
 RETURNS trigger
 LANGUAGE plpgsql
 AS {BODY_QUOTE}
@@ -242,8 +249,8 @@ DECLARE
 {decision_and_reads}{assignments}    RETURN NEW;
 END
 {BODY_QUOTE};
-",
-            quote_qualified(FUNCTION_SCHEMA, function)
+REVOKE EXECUTE ON FUNCTION {function}() FROM PUBLIC;
+"
         )
     };
     let mut sql = function_sql(&names.function, &declare(true), "");
@@ -362,6 +369,12 @@ mod tests {
             "a column no expression reads is not declared: {sql}"
         );
         assert!(sql.contains("NEW.\"_vg_v2_n\" := ("), "{sql}");
+        assert!(
+            sql.contains(
+                "REVOKE EXECUTE ON FUNCTION \"viewgate\".\"sync_4_up_332b4fbd0105\"() FROM PUBLIC;"
+            ),
+            "{sql}"
+        );
         assert!(sql.contains("'{\"v1\",\"\"}'::text[]"), "{sql}");
         assert!(
             !sql.contains("sync_4_down"),
