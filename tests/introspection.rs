@@ -1683,7 +1683,7 @@ fn an_unprivileged_role_reads_the_substitutes_with_its_own_privileges() {
     assert_eq!(as_app(columns), "5");
 }
 
-/// Twentieth red-team pass (P3): row-level security policies, rules, publications and
+/// Nineteenth red-team pass (P3): row-level security policies, rules, publications and
 /// triggers on the base table print its column names and expressions in system views the
 /// substitutes did not cover (`pg_policies.qual`, `pg_get_expr` over `pg_policy`,
 /// `pg_rules.definition`, `pg_publication_tables.attnames`, `information_schema.triggers` and

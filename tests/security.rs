@@ -497,7 +497,7 @@ fn error_of(messages: &[(u8, Vec<u8>)]) -> Option<raw::ErrorReport> {
         .map(|(_, body)| raw::parse_error(body))
 }
 
-/// Twentieth red-team pass (T1): a v1 client attached v2's write function to a temporary
+/// Nineteenth red-team pass (T1): a v1 client attached v2's write function to a temporary
 /// table of its own and read and wrote the base table's hidden columns through it. The
 /// function is not executable by PUBLIC, so attaching it fails; its view's own trigger still
 /// fires for a role granted the view; and a role that may attach it (its owner) finds that

@@ -838,7 +838,7 @@ async fn a_failed_rollback_to_leaves_the_block_failed_and_its_end_restores() {
     assert_eq!(show(&client).await, "v2");
 }
 
-/// Twentieth red-team pass (P2): tablefunc's `crosstab` and `connectby` and xml2's
+/// Nineteenth red-team pass (P2): tablefunc's `crosstab` and `connectby` and xml2's
 /// `xpath_table` run SQL made of their text arguments, which Postgres reads when they run. A
 /// call whose arguments may name the base table (or are not constants) is refused; over the
 /// version's view they run, and show only its columns.
@@ -895,7 +895,7 @@ fn extension_functions_that_run_sql_from_strings_cannot_read_the_base_table() {
     }
 }
 
-/// Twentieth red-team pass (S2): `model_metadata.model_type%TYPE` in a function's signature
+/// Nineteenth red-team pass (S2): `model_metadata.model_type%TYPE` in a function's signature
 /// was looked up on the base table, and Postgres's NOTICE named the hidden column's type;
 /// another version's view was accepted there. The relation is the version's view now: a
 /// column the version lacks fails as on the view, one it has works; another version's view

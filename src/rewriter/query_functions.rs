@@ -249,7 +249,7 @@ mod tests {
         );
     }
 
-    /// Twentieth red-team pass (P2): tablefunc's and xml2's functions run SQL made of their
+    /// Nineteenth red-team pass (P2): tablefunc's and xml2's functions run SQL made of their
     /// text arguments, every one of which is read.
     #[test]
     fn extension_functions_building_sql_from_their_arguments_are_read_whole() {

@@ -154,7 +154,7 @@ fn text_search_built_ins_running_a_query_are_refused_where_it_may_name_the_table
     }
 }
 
-/// Twentieth red-team pass (P2): tablefunc's `crosstab` and `connectby` and xml2's
+/// Nineteenth red-team pass (P2): tablefunc's `crosstab` and `connectby` and xml2's
 /// `xpath_table` run SQL made of their text arguments; unqualified or in the schema the
 /// extension was created in, any argument that may name the table (or is not a constant) is
 /// refused, and calls over the version's view pass.

@@ -116,7 +116,7 @@ fn bodies_may_not_read_an_error_s_detail_or_reset_settings_at_a_version() {
     }
 }
 
-/// Found by the twentieth red-team pass: `model_metadata.model_type%TYPE` in a function's
+/// Found by the nineteenth red-team pass: `model_metadata.model_type%TYPE` in a function's
 /// signature was looked up on the base table (its NOTICE named the hidden column's type), and
 /// `model_metadata_v2.model_type%TYPE` read another version's view. The relation part is the
 /// version's view now; another version's view is refused.

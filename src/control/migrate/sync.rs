@@ -233,7 +233,7 @@ fn one_trigger(
         .collect();
     // A trigger function is executable by PUBLIC unless revoked, and Postgres checks EXECUTE
     // only when a trigger is created: revoked, no role but the owner can attach it to a
-    // relation of its own (as the twentieth red-team pass did with a version's write
+    // relation of its own (as the nineteenth red-team pass did with a version's write
     // function), while the base table's triggers keep firing for every writer. Unlike the
     // write function, this one reads nothing but the row it is given, so it carries no check
     // of the relation it runs on (each base-table write would pay for it).
