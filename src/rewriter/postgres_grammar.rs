@@ -565,7 +565,7 @@ impl Walker<'_> {
 
     /// `relation.column%TYPE` (`names` ends with the column): the column's type, which
     /// Postgres looks up in the relation, printing it in a NOTICE. On a managed table that
-    /// is the base table's, whose columns the version may not have (the twentieth red-team
+    /// is the base table's, whose columns the version may not have (the nineteenth red-team
     /// pass read a hidden column's type so); on another version's view, that version's.
     fn column_type(&mut self, type_name: &Tree, names: &[&str]) {
         let (schema, name) = match names {
