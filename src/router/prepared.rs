@@ -58,6 +58,12 @@ pub struct PreparedStatements {
     sequence: u64,
 }
 
+/// How many releases one stretch between quiet boundaries remembers (and how many answers to
+/// them the session keeps): a client that pipelines Closes without ever waiting cannot grow
+/// either without bound. Releases past it are not followed, which leaves a session held,
+/// never released early.
+pub const MAX_PENDING_RELEASES: usize = 4096;
+
 /// A release sent and not yet known to have been done.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -321,6 +327,9 @@ impl PreparedStatements {
     }
 
     fn release(&mut self, release: Release) {
+        if self.pending.len() >= MAX_PENDING_RELEASES {
+            return;
+        }
         self.sequence += 1;
         self.pending.push(Pending {
             release,

@@ -14,6 +14,7 @@ use crate::protocol::frontend;
 use crate::proxy::pause::PauseGate;
 use crate::rewriter::VersionTargets;
 use crate::router::ConformingStrings;
+use crate::router::prepared::MAX_PENDING_RELEASES;
 
 /// What both pumps read and write. Atomics because the session future must be `Send`; both
 /// pumps run in one task, so `Relaxed` suffices.
@@ -300,10 +301,16 @@ impl Progress {
     /// Postgres answered a release of the client's, in the batch it is answering now.
     pub(super) fn release_answered(&self) {
         let batch = self.batches_answered.load(Ordering::Relaxed);
-        self.release_answers
+        let mut answers = self
+            .release_answers
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(batch);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Past the router's limit its releases are not followed: fewer answers only confirm
+        // fewer of those it did follow.
+        if answers.len() < MAX_PENDING_RELEASES {
+            answers.push(batch);
+        }
+        drop(answers);
         self.releases_answered.store(true, Ordering::Release);
     }
 
