@@ -316,7 +316,10 @@ impl Progress {
 
     /// The batches of the release answers since the last call.
     pub(super) fn take_release_answers(&self) -> Vec<u64> {
-        if !self.releases_answered.swap(false, Ordering::Acquire) {
+        // A load first: the common boundary has nothing, and a swap would write the line.
+        if !self.releases_answered.load(Ordering::Relaxed)
+            || !self.releases_answered.swap(false, Ordering::Acquire)
+        {
             return Vec::new();
         }
         std::mem::take(
