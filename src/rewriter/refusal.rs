@@ -61,6 +61,14 @@ pub fn other_version(view: &str, version: &str) -> String {
     )
 }
 
+/// Why naming `table`, a managed table by a name version `version` does not give it, is
+/// refused in a session at that version.
+pub fn hidden_table(table: &str, version: &str) -> String {
+    format!(
+        "\"{table}\" is a managed table that version \"{version}\" does not have by this name (it renames the table or does not list it), and a session at that version sees only its own tables; use the version's name for it, or set viewgate.version to the version you mean"
+    )
+}
+
 /// Why naming `schema.name`, in another version's schema of catalog substitutes, is refused
 /// in a session at `version`.
 pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String {

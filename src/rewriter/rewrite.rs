@@ -302,6 +302,8 @@ fn check(
             return Err(Failure {
                 reason: if targets.is_other_versions_catalog(schema) {
                     refusal::other_versions_catalog(schema, &reference.name, &targets.version)
+                } else if targets.is_hidden_table(reference.schema.as_deref(), &reference.name) {
+                    refusal::hidden_table(&reference.name, &targets.version)
                 } else {
                     refusal::other_version(&reference.name, &targets.version)
                 },

@@ -89,8 +89,15 @@ pub struct VersionTargets {
     /// What the rewrite cache keys these targets by, when it is not `version` (pinned).
     pub(super) cache_identity: Option<String>,
     /// The views other versions read their managed tables through: a session at this version
-    /// that names one is refused (it would see that version's columns).
+    /// that names one is refused (it would see that version's columns). Also every name of
+    /// `hidden_tables`.
     other_views: Vec<RelationName>,
+    /// Managed tables by a name this version does not give them: a base table's own name
+    /// where the version renames the table or does not list it, and other versions' names for
+    /// it. Forwarded, such a name would read the base table whole (the nineteenth red-team
+    /// pass read a renamed table's hidden columns so), so it is refused like another
+    /// version's view.
+    hidden_tables: Vec<RelationName>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
     /// keys by it too: a rewrite a session made with the targets of a state that was replaced
     /// meanwhile (stored after the cache was cleared) is never served under the new one.
@@ -114,6 +121,7 @@ impl VersionTargets {
             pins: Vec::new(),
             cache_identity: None,
             other_views: Vec::new(),
+            hidden_tables: Vec::new(),
             routing_generation: 0,
         }
     }
@@ -121,7 +129,26 @@ impl VersionTargets {
     /// These targets, with the views other versions read the managed tables through.
     pub fn with_other_versions_views(mut self, views: Vec<RelationName>) -> Self {
         self.other_views = views;
+        self.other_views.extend(self.hidden_tables.iter().cloned());
         self
+    }
+
+    /// These targets, with the managed tables' names this version does not give them
+    /// (`hidden_tables`): refused as other versions' views are, and looked for by the fast
+    /// path's scan.
+    pub fn with_hidden_tables(mut self, hidden: Vec<RelationName>) -> Self {
+        self.other_views.extend(hidden.iter().cloned());
+        self.hidden_tables = hidden;
+        self.mention_scan = MentionScan::new(self.table_names());
+        self
+    }
+
+    /// Whether `schema.name` (folded) is a managed table by a name this version does not
+    /// give it.
+    pub fn is_hidden_table(&self, schema: Option<&str>, name: &str) -> bool {
+        self.hidden_tables
+            .iter()
+            .any(|table| table.name == name && schema.is_none_or(|schema| table.schema == schema))
     }
 
     /// Whether `schema.name` (folded) is another version's: one of its views, by its name
@@ -269,8 +296,21 @@ impl VersionTargets {
             .map(|routed| RelationName::new(&routed.view_schema, &routed.view_name))
             .filter(|view| !own.contains(view))
             .collect();
-        let mut targets =
-            VersionTargets::new(version, targets).with_other_versions_views(other_views);
+        let own_names: Vec<RelationName> = targets.iter().map(|t| t.table.clone()).collect();
+        let mut hidden: Vec<RelationName> = Vec::new();
+        for routed in map.versions.values().flatten() {
+            for name in [
+                RelationName::new(&routed.base_schema, &routed.base_table),
+                RelationName::new(&routed.base_schema, &routed.table_name),
+            ] {
+                if !own_names.contains(&name) && !hidden.contains(&name) {
+                    hidden.push(name);
+                }
+            }
+        }
+        let mut targets = VersionTargets::new(version, targets)
+            .with_other_versions_views(other_views)
+            .with_hidden_tables(hidden);
         for routed in tables {
             if let Some(mapping) = &routed.mapping {
                 targets = targets.with_base_write(
@@ -301,6 +341,7 @@ impl VersionTargets {
         self.targets
             .iter()
             .map(|t| t.table.name.as_str())
+            .chain(self.hidden_tables.iter().map(|t| t.name.as_str()))
             .chain(self.catalog_mentions.iter().copied())
             .chain(version_marks().filter(|_| !self.targets.is_empty()))
     }

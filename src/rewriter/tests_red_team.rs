@@ -166,3 +166,50 @@ fn a_column_type_by_reference_reads_the_version_s_view() {
         assert_eq!(rewrite(sql, &v1).unwrap(), Rewrite::Unchanged, "{sql}");
     }
 }
+
+/// Found by the nineteenth red-team pass: at a version that renames a table (`clients` for
+/// the base table `customers`) or does not list it, the base table's own name was no name of
+/// the version's, so it was forwarded and read the base table whole, hidden columns too.
+#[test]
+fn a_managed_table_by_a_name_the_version_does_not_give_it_is_refused() {
+    use crate::model::{RoutedTable, RoutingMap};
+    let table = |name: &str, view: &str| RoutedTable {
+        table_name: name.into(),
+        base_schema: "public".into(),
+        base_table: "customers".into(),
+        view_schema: "public".into(),
+        view_name: view.into(),
+        mapping: None,
+    };
+    let mut map = RoutingMap::default();
+    map.versions
+        .insert("v1".into(), vec![table("customers", "customers_v1")]);
+    map.versions
+        .insert("v2".into(), vec![table("clients", "clients_v2")]);
+    map.versions.insert("v3".into(), Vec::new());
+    let at = |version: &str| VersionTargets::from_routing_map(&map, version).unwrap();
+    let refused = |version: &str, sql: &str| match rewrite(sql, &at(version)) {
+        Err(error) => error.reason,
+        Ok(outcome) => panic!("{sql} at {version}: {outcome:?}"),
+    };
+    for (version, sql) in [
+        ("v2", "SELECT * FROM customers"),
+        ("v2", "TABLE public.customers"),
+        ("v2", "COPY customers TO STDOUT"),
+        ("v1", "SELECT * FROM clients"),
+    ] {
+        let reason = refused(version, sql);
+        assert!(
+            reason.contains("does not have by this name"),
+            "{sql}: {reason}"
+        );
+    }
+    assert!(matches!(
+        rewrite("SELECT * FROM clients", &at("v2")),
+        Ok(Rewrite::Rewritten(text)) if text == "SELECT * FROM clients_v2 AS clients"
+    ));
+    assert!(matches!(
+        rewrite("SELECT * FROM customers", &at("v1")),
+        Ok(Rewrite::Rewritten(_))
+    ));
+}
