@@ -701,12 +701,16 @@ async fn what_a_session_made_at_its_version_holds_it_there() {
     }
     text(&session, "DISCARD TEMP").await;
     assert_eq!(text(&session, "SHOW viewgate.version").await, ["v2"]);
-    // A temporary relation named like v1's view would capture what v1 sessions send.
-    let error = session
-        .simple_query("CREATE TEMP TABLE models_v1 (a int)")
-        .await
-        .expect_err("refused");
-    assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error}");
+    // A relation named like v1's view, however made, would capture what v1 sessions send.
+    for capture in [
+        "CREATE TEMP TABLE models_v1 (a int)",
+        "CREATE TEMP VIEW x AS SELECT 1; ALTER VIEW x RENAME TO models_v1",
+        "SELECT 1 AS a INTO TEMP models_v1",
+    ] {
+        let error = session.simple_query(capture).await.expect_err(capture);
+        assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error}");
+        text(&session, "SELECT 1").await;
+    }
 }
 
 /// The other side of a release that counts only once answered: a Close answered before an

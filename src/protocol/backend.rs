@@ -170,22 +170,23 @@ pub fn command_block_end(frame: &[u8]) -> Option<BlockEnd> {
 
 /// The command tags of the statements that drop what a session prepared or declared
 /// (`DEALLOCATE`, `CLOSE`, `DISCARD`): their answer confirms the release (`router::prepared`).
-const RELEASE_TAGS: [&[u8]; 6] = [
-    b"DEALLOCATE",
-    b"DEALLOCATE ALL",
-    b"CLOSE CURSOR",
-    b"CLOSE CURSOR ALL",
-    b"DISCARD ALL",
-    b"DISCARD TEMP",
+pub const RELEASE_TAGS: [&str; 6] = [
+    "DEALLOCATE",
+    "DEALLOCATE ALL",
+    "CLOSE CURSOR",
+    "CLOSE CURSOR ALL",
+    "DISCARD ALL",
+    "DISCARD TEMP",
 ];
 
-/// Whether a CommandComplete answers a statement that dropped prepared statements, cursors
-/// or temporary objects.
-pub fn command_releases(frame: &[u8]) -> bool {
-    body(frame)
-        .split(|&b| b == 0)
-        .next()
-        .is_some_and(|tag| RELEASE_TAGS.contains(&tag))
+/// The tag of a CommandComplete that answers a statement that dropped prepared statements,
+/// cursors or temporary objects; `None` for any other.
+pub fn release_tag(frame: &[u8]) -> Option<&'static str> {
+    let tag = body(frame).split(|&b| b == 0).next()?;
+    RELEASE_TAGS
+        .iter()
+        .copied()
+        .find(|release| release.as_bytes() == tag)
 }
 
 /// The transaction status a ReadyForQuery reports.

@@ -32,6 +32,7 @@ pub mod statement_words;
 pub mod temporary_relations;
 pub mod version_command;
 pub mod version_setting;
+pub mod view_name_capture;
 pub mod watcher;
 
 pub use raise::{ConformingStrings, REFUSED_PARSE, Refusal};

@@ -45,8 +45,12 @@ pub struct PreparedStatements {
     versions: HashMap<String, Held>,
     /// `WITH HOLD` cursor name → what holds it.
     cursors: HashMap<String, Held>,
-    /// Temporary views and functions made over a version's relations, one per version.
+    /// Temporary views, functions and procedures the session made, one entry per version it
+    /// made them at: they end with `DISCARD TEMP` or `DISCARD ALL`.
     temporary: Vec<Held>,
+    /// Other views, functions, procedures and rules the session made: they outlive any
+    /// release the router follows, so they hold the session until it ends.
+    code: Vec<Held>,
     /// Protocol statements whose rewrite depends on how the session resolves names.
     resolved: HashMap<String, Resolved>,
     /// Releases sent since the last quiet boundary, in order, each with the sequence number
@@ -70,6 +74,27 @@ struct Pending {
     release: Release,
     sent: u64,
     batch: u64,
+    answer: Answer,
+}
+
+/// What answers a release: a Close's CloseComplete, or a statement's command tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    CloseComplete,
+    Tag(&'static str),
+}
+
+/// How a SQL text reached the router (`PreparedStatements::sql`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextContext<'a> {
+    /// The session's version, if it has managed tables.
+    pub version: Option<&'a str>,
+    /// The version, when the text names a managed table or the version's view.
+    pub names_version: Option<&'a str>,
+    /// A transaction block is open before the text runs.
+    pub in_block: bool,
+    /// The text is a Parse's: run later, by an Execute.
+    pub parse: bool,
 }
 
 /// The version something was made at, and when (see `PreparedStatements::sequence`).
@@ -125,10 +150,11 @@ impl PreparedStatements {
     /// A protocol Close of a statement (`Some(name)`) or a portal (`None`): a statement's hold
     /// ends once Postgres answers it ([`Self::settle`]).
     pub fn closed(&mut self, statement: Option<&str>) {
-        self.release(match statement {
+        let release = match statement {
             Some(name) => Release::Statement(name.to_owned()),
             None => Release::Portal,
-        });
+        };
+        self.release(release, Answer::CloseComplete);
     }
 
     /// The messages routed from now on belong to batch `batch` (see `proxy::session::progress`:
@@ -177,96 +203,123 @@ impl PreparedStatements {
         stale
     }
 
-    /// A SQL statement text; `made_at`: the version it names a managed table or the
-    /// version's view at, if it does. `PREPARE name AS …`, `DECLARE name … WITH HOLD …` and
-    /// `CREATE … {TEMP VIEW | VIEW pg_temp.… | FUNCTION pg_temp.… | PROCEDURE pg_temp.…}` of
-    /// such a text hold; `DEALLOCATE [PREPARE] name | ALL`, `CLOSE name | ALL` and `DISCARD
-    /// {ALL | TEMP}` release once answered.
-    pub fn sql(&mut self, sql: &str, made_at: Option<&str>, tokens: &mut Vec<Token>) {
+    /// A SQL statement text (`text` says how it was sent and what it names). `PREPARE name
+    /// AS …` of a text that names a managed table or the version's view holds; so does, at
+    /// any versioned session, `DECLARE name … WITH HOLD …` and `CREATE [OR REPLACE] … {VIEW |
+    /// FUNCTION | PROCEDURE | RULE}`, whatever they name (they may build on something made at
+    /// the version: a temporary view, a temporary table Postgres makes the view temporary
+    /// for). `DEALLOCATE [PREPARE] name | ALL`, `CLOSE name | ALL` and `DISCARD {ALL | TEMP}`
+    /// release once answered; the last two kinds only outside a transaction block (a
+    /// rollback undoes them), and none of them in a Parse (Postgres runs it at an Execute,
+    /// which the router does not follow).
+    pub fn sql(&mut self, sql: &str, text: TextContext<'_>, tokens: &mut Vec<Token>) {
         if !mentions_a_holding_command(sql) {
             return;
         }
         let Some(statements) = statement_words::statements(sql, tokens) else {
             return;
         };
+        let mut in_block = text.in_block;
         for (_, words) in statements {
             let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
             let name = |at: usize| words.get(at).and_then(|t| identifier(sql, t));
-            if word(0, "PREPARE") {
-                if let (Some(version), Some(name)) = (made_at, name(1)) {
+            let release =
+                |release: Release, tag: &'static str| (!text.parse).then_some((release, tag));
+            let mut released = None;
+            if ["BEGIN", "START"].iter().any(|w| word(0, w)) {
+                in_block = true;
+            } else if ["COMMIT", "END", "ROLLBACK", "ABORT"]
+                .iter()
+                .any(|w| word(0, w))
+                || (word(0, "PREPARE") && word(1, "TRANSACTION"))
+            {
+                in_block = false;
+            } else if word(0, "PREPARE") {
+                if let (Some(version), Some(name)) = (text.names_version, name(1)) {
                     let held = self.held(version);
                     self.versions.insert(name, held);
                 }
             } else if word(0, "DEALLOCATE") {
                 let at = if word(1, "PREPARE") { 2 } else { 1 };
-                self.release(match (word(at, "ALL"), name(at)) {
-                    (true, _) => Release::AllStatements,
-                    (false, Some(name)) => Release::Statement(name),
-                    (false, None) => Release::Portal,
-                });
+                released = match (word(at, "ALL"), name(at)) {
+                    (true, _) => release(Release::AllStatements, "DEALLOCATE ALL"),
+                    (false, Some(name)) => release(Release::Statement(name), "DEALLOCATE"),
+                    (false, None) => None,
+                };
             } else if word(0, "DECLARE") {
                 let holds = (2..words.len())
                     .take_while(|&at| !word(at, "FOR"))
                     .any(|at| word(at - 1, "WITH") && word(at, "HOLD"));
-                if let (true, Some(version), Some(name)) = (holds, made_at, name(1)) {
+                if let (true, Some(version), Some(name)) = (holds, text.version, name(1)) {
                     let held = self.held(version);
                     self.cursors.insert(name, held);
                 }
-            } else if word(0, "CLOSE") {
-                self.release(match (word(1, "ALL"), name(1)) {
-                    (true, _) => Release::AllCursors,
-                    (false, Some(name)) => Release::Cursor(name),
-                    (false, None) => Release::Portal,
-                });
-            } else if word(0, "CREATE") {
-                if let (true, Some(version)) = (creates_temporary_code(sql, &words), made_at) {
-                    let held = self.held(version);
-                    self.temporary.retain(|made| made.version != version);
-                    self.temporary.push(held);
-                }
-            } else if word(0, "DISCARD") {
-                let release = match () {
-                    () if word(1, "ALL") => Release::Everything,
-                    () if word(1, "TEMP") || word(1, "TEMPORARY") => Release::Temporary,
-                    () => continue,
+            } else if word(0, "CLOSE") && !in_block {
+                released = match (word(1, "ALL"), name(1)) {
+                    (true, _) => release(Release::AllCursors, "CLOSE CURSOR ALL"),
+                    (false, Some(name)) => release(Release::Cursor(name), "CLOSE CURSOR"),
+                    (false, None) => None,
                 };
-                self.release(release);
+            } else if word(0, "CREATE") {
+                if let (Some(temporary), Some(version)) = (creates_code(sql, &words), text.version)
+                {
+                    let held = self.held(version);
+                    let kept = if temporary {
+                        &mut self.temporary
+                    } else {
+                        &mut self.code
+                    };
+                    kept.retain(|made| made.version != version);
+                    kept.push(held);
+                }
+            } else if word(0, "DISCARD") && !in_block {
+                released = match () {
+                    () if word(1, "ALL") => release(Release::Everything, "DISCARD ALL"),
+                    () if word(1, "TEMP") || word(1, "TEMPORARY") => {
+                        release(Release::Temporary, "DISCARD TEMP")
+                    }
+                    () => None,
+                };
+            }
+            if let Some((release, tag)) = released {
+                self.release(release, Answer::Tag(tag));
             }
         }
     }
 
-    /// At a quiet boundary, with `answered` the batch of each release answer since the last
-    /// one, in order: of the releases each batch held, as many as it had answers were done
-    /// (Postgres stops a batch at its first error). Returns whether a hold ended.
-    pub fn settle(&mut self, answered: &[u64]) -> bool {
+    /// At a quiet boundary, with `answered` the batch and kind of each answer to a release
+    /// since the last one, in order: of the releases of each kind each batch held, as many as
+    /// it had answers of that kind were done (Postgres stops a batch at its first error).
+    /// Returns whether a hold ended.
+    pub fn settle(&mut self, answered: &[(u64, Answer)]) -> bool {
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
             return false;
         }
         let before = self.held_count();
-        let mut answers = answered.iter().peekable();
-        let mut left_in_batch: Option<(u64, usize)> = None;
+        let mut unused: Vec<(u64, Answer)> = answered.to_vec();
         for Pending {
             release,
             sent,
             batch,
+            answer,
         } in pending
         {
-            if left_in_batch.is_none_or(|(counted, _)| counted != batch) {
-                while answers.next_if(|&&answer| answer < batch).is_some() {}
-                let mut count = 0;
-                while answers.next_if(|&&answer| answer == batch).is_some() {
-                    count += 1;
-                }
-                left_in_batch = Some((batch, count));
-            }
-            let Some((_, left)) = left_in_batch.as_mut().filter(|(_, left)| *left > 0) else {
+            let Some(at) = unused.iter().position(|&used| used == (batch, answer)) else {
                 continue;
             };
-            *left -= 1;
+            unused.remove(at);
             self.apply(release, sent);
         }
         self.held_count() < before
+    }
+
+    /// The session moved to another upstream: its cursors and temporary objects stayed on the
+    /// old one (`proxy::reconnect` carries prepared statements and settings only); lasting
+    /// views and functions are in the database, and still hold.
+    pub fn moved_upstream(&mut self) {
+        self.cursors.clear();
+        self.temporary.clear();
     }
 
     /// Drops what `release`, sent at `sent`, releases: what was made before it.
@@ -310,12 +363,16 @@ impl PreparedStatements {
         if let Some((name, held)) = self.cursors.iter().find(|(_, held)| other(held)) {
             return Some((format!("cursor \"{name}\""), &held.version));
         }
-        self.temporary.iter().find(other).map(|held| {
-            (
-                "a temporary view or function".to_owned(),
-                held.version.as_str(),
-            )
-        })
+        self.temporary
+            .iter()
+            .chain(&self.code)
+            .find(other)
+            .map(|held| {
+                (
+                    "a view, function or rule it made".to_owned(),
+                    held.version.as_str(),
+                )
+            })
     }
 
     fn held(&mut self, version: &str) -> Held {
@@ -326,7 +383,7 @@ impl PreparedStatements {
         }
     }
 
-    fn release(&mut self, release: Release) {
+    fn release(&mut self, release: Release, answer: Answer) {
         if self.pending.len() >= MAX_PENDING_RELEASES {
             return;
         }
@@ -335,39 +392,46 @@ impl PreparedStatements {
             release,
             sent: self.sequence,
             batch: self.batch,
+            answer,
         });
     }
 
     fn held_count(&self) -> usize {
-        self.versions.len() + self.cursors.len() + self.temporary.len()
+        self.versions.len() + self.cursors.len() + self.temporary.len() + self.code.len()
     }
 }
 
-/// Whether a `CREATE` statement makes a temporary view (`CREATE [OR REPLACE] {TEMP |
-/// TEMPORARY} [RECURSIVE] VIEW`) or puts a view, function or procedure in `pg_temp`.
-fn creates_temporary_code(sql: &str, words: &[&Token]) -> bool {
+/// Whether a `CREATE` statement makes a view, a function, a procedure or a rule (`CREATE [OR
+/// REPLACE] [TEMP | TEMPORARY] [RECURSIVE] {VIEW | FUNCTION | PROCEDURE | RULE}`), and if so
+/// whether it says it is temporary (the keyword, or a `pg_temp…` schema). A view Postgres
+/// makes temporary by itself (it reads a temporary table) counts as lasting: it holds longer.
+fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
     let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
     let mut at = 1;
     if word(at, "OR") && word(at + 1, "REPLACE") {
         at += 2;
     }
-    let temporary = word(at, "TEMP") || word(at, "TEMPORARY");
+    let mut temporary = word(at, "TEMP") || word(at, "TEMPORARY");
     if temporary {
         at += 1;
     }
     if word(at, "RECURSIVE") {
         at += 1;
     }
-    let kind_is = |kinds: &[&str]| kinds.iter().any(|kind| word(at, kind));
-    (temporary && kind_is(&["VIEW"]))
-        || (kind_is(&["VIEW", "FUNCTION", "PROCEDURE"])
-            && words
-                .get(at + 1)
-                .and_then(|t| identifier(sql, t))
-                .is_some_and(|schema| schema == TEMP_SCHEMA)
-            && words
-                .get(at + 2)
-                .is_some_and(|t| statement_words::text(sql, t) == "."))
+    if !["VIEW", "FUNCTION", "PROCEDURE", "RULE"]
+        .iter()
+        .any(|kind| word(at, kind))
+    {
+        return None;
+    }
+    temporary |= words
+        .get(at + 1)
+        .and_then(|t| identifier(sql, t))
+        .is_some_and(|schema| schema.starts_with(TEMP_SCHEMA))
+        && words
+            .get(at + 2)
+            .is_some_and(|t| statement_words::text(sql, t) == ".");
+    Some(temporary)
 }
 
 /// The cheap test first, on every statement: most are none of these commands. One pass that
@@ -398,15 +462,18 @@ mod tests {
 
     /// `prepared`'s SQL `sql` as made at `version`.
     fn run(prepared: &mut PreparedStatements, sql: &str, version: Option<&str>) {
-        prepared.sql(sql, version, &mut Vec::new());
+        let text = TextContext {
+            version: Some("v1"),
+            names_version: version,
+            ..TextContext::default()
+        };
+        prepared.sql(sql, text, &mut Vec::new());
     }
 
     /// A quiet boundary at which every release sent since the last one was answered.
     fn all_answered(prepared: &mut PreparedStatements) -> bool {
-        let answered: Vec<u64> = prepared
-            .pending
-            .iter()
-            .map(|pending| pending.batch)
+        let answered: Vec<(u64, Answer)> = (prepared.pending.iter())
+            .map(|pending| (pending.batch, pending.answer))
             .collect();
         prepared.settle(&answered)
     }
@@ -441,7 +508,7 @@ mod tests {
         prepared.note_batch(4);
         prepared.closed(None);
         prepared.closed(Some("s1"));
-        assert!(!prepared.settle(&[4]));
+        assert!(!prepared.settle(&[(4, Answer::CloseComplete)]));
         assert!(held(&prepared, "v2").is_some());
         // Batch 5: a DEALLOCATE behind an error in its query string, or one the proxy refused,
         // has no answer.
@@ -454,7 +521,7 @@ mod tests {
         prepared.closed(Some("s2"));
         prepared.note_batch(7);
         run(&mut prepared, "DEALLOCATE s2", None);
-        assert!(prepared.settle(&[6, 7]));
+        assert!(prepared.settle(&[(6, Answer::CloseComplete), (7, Answer::Tag("DEALLOCATE")),]));
         assert!(prepared.versions.is_empty());
     }
 
@@ -542,14 +609,32 @@ mod tests {
             assert!(all_answered(&mut prepared));
             assert_eq!(prepared.held_against("v2"), None, "{create}");
         }
-        for create in [
-            "CREATE VIEW tv AS SELECT * FROM t_v1",
+        // A copy holds nothing; lasting code holds whatever it names, and outlives DISCARD.
+        run(
+            &mut prepared,
             "CREATE TEMP TABLE tt AS SELECT * FROM t_v1",
-            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM t_v1'",
+            Some("v1"),
+        );
+        assert_eq!(prepared.held_against("v2"), None);
+        for create in [
+            "CREATE VIEW tv AS SELECT * FROM tt",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE RULE r AS ON INSERT TO tt DO ALSO NOTIFY x",
         ] {
-            run(&mut prepared, create, Some("v1"));
-            assert_eq!(prepared.held_against("v2"), None, "{create}");
+            let mut prepared = PreparedStatements::default();
+            run(&mut prepared, create, None);
+            run(&mut prepared, "DISCARD ALL", None);
+            all_answered(&mut prepared);
+            assert!(held(&prepared, "v2").is_some(), "{create}");
         }
+        // Inside a block, DISCARD TEMP may be rolled back: it releases nothing.
+        run(&mut prepared, "CREATE TEMP VIEW tv AS SELECT 1", None);
+        run(&mut prepared, "BEGIN; DISCARD TEMP; ROLLBACK", None);
+        all_answered(&mut prepared);
+        assert!(held(&prepared, "v2").is_some());
+        // An upstream switch leaves cursors and temporary objects behind.
+        prepared.moved_upstream();
+        assert_eq!(prepared.held_against("v2"), None);
     }
 
     #[test]

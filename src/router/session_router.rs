@@ -33,7 +33,7 @@
 
 use std::sync::Arc;
 
-use super::prepared::{self, PreparedStatements, Resolved};
+use super::prepared::{self, Answer, PreparedStatements, Resolved, TextContext};
 use super::raise::Refusal;
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
@@ -43,9 +43,11 @@ use super::session_search_path::{PathValue, SavedPath, SessionSearchPath};
 use super::state::SharedRouting;
 use super::temporary_relations::{self, TempCommand};
 use super::version_command;
+use super::view_name_capture;
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
+use crate::rewriter::mention::may_hide_a_name;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
@@ -250,7 +252,7 @@ impl SessionRouter {
     /// says no transaction is open, so the version may change now.
     pub fn statement(&mut self, sql: &str, idle: bool) -> Routed {
         let (routed, rewritten) = self.route(sql, idle);
-        self.remember(None, sql, rewritten);
+        self.remember(None, sql, rewritten, idle);
         routed
     }
 
@@ -265,7 +267,7 @@ impl SessionRouter {
     /// that resolution changes ([`SessionRouter::stale_statements`]).
     pub fn parse_message(&mut self, name: &str, sql: &str, idle: bool, message: &[u8]) -> Routed {
         let (routed, rewritten) = self.route(sql, idle);
-        self.remember(Some(name), sql, rewritten);
+        self.remember(Some(name), sql, rewritten, idle);
         if let (Routed::Replace(sent), Some(targets), Some(assignment), false) = (
             &routed,
             self.resolved_with.take(),
@@ -310,29 +312,46 @@ impl SessionRouter {
     /// `PREPARE`, `DECLARE … WITH HOLD`, temporary views and functions) and what releases it
     /// (`prepared.rs`). A text holds when it was rewritten for the version or names the
     /// version's own view (forwarded as it is, it reads that version's columns all the same).
-    fn remember(&mut self, name: Option<&str>, sql: &str, rewritten: bool) {
+    fn remember(&mut self, name: Option<&str>, sql: &str, rewritten: bool, idle: bool) {
         let named = name.is_some_and(|name| !name.is_empty());
         if !named && !prepared::mentions_a_holding_command(sql) {
             return;
         }
-        let made_at = self
+        let version = self
+            .assignment
+            .as_ref()
+            .filter(|assignment| !assignment.targets().managed().is_empty())
+            .map(Assignment::version);
+        let names_version = self
             .assignment
             .as_ref()
             .filter(|assignment| rewritten || names_own_view(assignment.targets(), sql))
             .map(Assignment::version);
         if let Some(name) = name {
-            self.prepared.parsed(name, made_at);
+            self.prepared.parsed(name, names_version);
         }
-        self.prepared.sql(sql, made_at, &mut self.path_tokens);
+        let text = TextContext {
+            version,
+            names_version,
+            in_block: !idle,
+            parse: name.is_some(),
+        };
+        self.prepared.sql(sql, text, &mut self.path_tokens);
     }
 
     /// At a quiet boundary, with `answered` the batch of each answer to a release since the
     /// last one: the releases Postgres did take effect (`prepared.rs`); a hold that ends lets
     /// the version change.
-    pub fn settle_releases(&mut self, answered: &[u64]) {
+    pub fn settle_releases(&mut self, answered: &[(u64, Answer)]) {
         if self.prepared.settle(answered) {
             self.resolved_under = None;
         }
+    }
+
+    /// The session moved to another upstream, where its cursors and temporary objects are not.
+    pub fn moved_upstream(&mut self) {
+        self.prepared.moved_upstream();
+        self.resolved_under = None;
     }
 
     /// The messages routed from now on belong to batch `batch` (the count of messages a
@@ -470,6 +489,25 @@ impl SessionRouter {
                 None => (Routed::Forward, false),
             };
         };
+        let targets = assignment.targets();
+        let views = (targets
+            .managed()
+            .iter()
+            .map(|target| target.view.name.as_str()))
+        .chain(targets.other_views().iter().map(|view| view.name.as_str()));
+        if let Some(name) = view_name_capture::named_like_a_view(sql, &mut self.path_tokens, views)
+        {
+            return (
+                Routed::Refuse(Refusal::new(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "a relation named \"{name}\" like a version's view is refused at version \"{}\": viewgate rewrites a managed table to its view by that name, and Postgres could find this relation first; choose another name",
+                        targets.version
+                    ),
+                )),
+                false,
+            );
+        }
         let follows = assignment.targets().follows_search_path;
         let temporary = temporary_relations::may_change(sql, self.search_path.has_temporary());
         if !follows && !temporary && !self.search_path.has_temporary() {
@@ -497,21 +535,6 @@ impl SessionRouter {
                 Vec::new()
             }
         };
-        if temporary
-            && let Some(name) =
-                temporary_view_named_like_a_version(&base, sql, &mut self.path_tokens)
-        {
-            return (
-                Routed::Refuse(Refusal::new(
-                    SqlState::FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "a temporary relation named \"{name}\" like a version's view is refused at version \"{}\": viewgate rewrites the managed table to that view by name, and the temporary relation would be found first; choose another name",
-                        base.version
-                    ),
-                )),
-                false,
-            );
-        }
         let created_or_dropped = match temporary {
             true => temporary_relations::commands(sql, &mut self.path_tokens, |name| {
                 base.resolve_table(None, name).is_some()
@@ -621,37 +644,15 @@ impl SessionRouter {
     }
 }
 
-/// The name of a temporary relation `sql` creates that is named like one of the managed
-/// tables' views at any version: Postgres searches the session's temporary schema first, so
-/// it would capture every statement rewritten to that view (the nineteenth red-team pass made
-/// `CREATE TEMP VIEW model_metadata_v1` over v3's view at v3, and read v3's columns at v1).
-fn temporary_view_named_like_a_version(
-    targets: &VersionTargets,
-    sql: &str,
-    tokens: &mut Vec<Token>,
-) -> Option<String> {
-    let names_a_view = |name: &str| {
-        targets
+/// Whether `sql` names one of the version's own views (in any case, anywhere in the text: a
+/// mention in a literal holds too, which errs on the safe side), or may, behind a Unicode
+/// escape (`U&"…"`: the nineteenth red-team pass's verification hid the name so).
+fn names_own_view(targets: &VersionTargets, sql: &str) -> bool {
+    may_hide_a_name(sql.as_bytes())
+        || targets
             .managed()
             .iter()
-            .any(|target| target.view.name == name)
-            || targets.other_views().iter().any(|view| view.name == name)
-    };
-    temporary_relations::commands(sql, tokens, names_a_view)
-        .into_iter()
-        .find_map(|(_, command)| match command {
-            TempCommand::Created { name, .. } => Some(name),
-            _ => None,
-        })
-}
-
-/// Whether `sql` names one of the version's own views (in any case, anywhere in the text: a
-/// mention in a literal holds too, which errs on the safe side).
-fn names_own_view(targets: &VersionTargets, sql: &str) -> bool {
-    targets
-        .managed()
-        .iter()
-        .any(|target| contains_ignore_ascii_case(sql.as_bytes(), target.view.name.as_bytes()))
+            .any(|target| contains_ignore_ascii_case(sql.as_bytes(), target.view.name.as_bytes()))
 }
 
 #[path = "session_router_refusals.rs"]

@@ -331,7 +331,7 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
     );
     session.note_batch(1);
     session.closed(Some("plain"));
-    session.settle_releases(&[1]);
+    session.settle_releases(&[(1, Answer::CloseComplete)]);
     session.statement("SELECT 1", true);
     assert_eq!(
         why(&session),
@@ -348,7 +348,7 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
     session.statement("DEALLOCATE ins", true);
     session.note_batch(4);
     session.closed(Some("own"));
-    session.settle_releases(&[3, 4]);
+    session.settle_releases(&[(3, Answer::Tag("DEALLOCATE")), (4, Answer::CloseComplete)]);
     session.statement("SELECT 1", true);
     assert_eq!(why(&session), "v2 (default)");
     // With no migration live, statements hold nothing.
@@ -538,7 +538,7 @@ fn named_statements_are_prepared_again_when_the_resolution_changes() {
     assert!(session.stale_statements().is_empty());
     // Closed, and the close answered: forgotten.
     session.closed(Some("s1"));
-    session.settle_releases(&[0]);
+    session.settle_releases(&[(0, Answer::CloseComplete)]);
     session.statement("SET search_path = tenant_a", true);
     session.set_settled(true);
     assert!(session.stale_statements().is_empty());

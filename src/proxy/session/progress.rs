@@ -14,7 +14,7 @@ use crate::protocol::frontend;
 use crate::proxy::pause::PauseGate;
 use crate::rewriter::VersionTargets;
 use crate::router::ConformingStrings;
-use crate::router::prepared::MAX_PENDING_RELEASES;
+use crate::router::prepared::{Answer, MAX_PENDING_RELEASES};
 
 /// What both pumps read and write. Atomics because the session future must be `Send`; both
 /// pumps run in one task, so `Relaxed` suffices.
@@ -93,7 +93,7 @@ pub(super) struct Progress {
     /// `DEALLOCATE`, `CLOSE`, `DISCARD`) since the last quiet boundary: a release holds
     /// nothing back any more only once answered (`router::prepared`). Touched only for those
     /// answers, which are rare.
-    release_answers: Mutex<Vec<u64>>,
+    release_answers: Mutex<Vec<(u64, Answer)>>,
     /// `release_answers` is not empty: most quiet boundaries take no lock.
     releases_answered: AtomicBool,
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
@@ -299,7 +299,7 @@ impl Progress {
     }
 
     /// Postgres answered a release of the client's, in the batch it is answering now.
-    pub(super) fn release_answered(&self) {
+    pub(super) fn release_answered(&self, answer: Answer) {
         let batch = self.batches_answered.load(Ordering::Relaxed);
         let mut answers = self
             .release_answers
@@ -308,14 +308,14 @@ impl Progress {
         // Past the router's limit its releases are not followed: fewer answers only confirm
         // fewer of those it did follow.
         if answers.len() < MAX_PENDING_RELEASES {
-            answers.push(batch);
+            answers.push((batch, answer));
         }
         drop(answers);
         self.releases_answered.store(true, Ordering::Release);
     }
 
     /// The batches of the release answers since the last call.
-    pub(super) fn take_release_answers(&self) -> Vec<u64> {
+    pub(super) fn take_release_answers(&self) -> Vec<(u64, Answer)> {
         // A load first: the common boundary has nothing, and a swap would write the line.
         if !self.releases_answered.load(Ordering::Relaxed)
             || !self.releases_answered.swap(false, Ordering::Acquire)

@@ -31,6 +31,7 @@ use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
 use crate::rewriter::reading_settings::is_on_value;
+use crate::router::prepared::Answer;
 use crate::router::server_version;
 use crate::router::{
     Assignment, ConformingStrings, REFUSED_PARSE, Refusal, Routed, SessionRouter, SharedRouting,
@@ -467,7 +468,7 @@ fn inspect_upstream(
             progress.maybe_leave(gate);
         }
         backend::COPY_IN_RESPONSE => progress.copy_in_started(),
-        backend::CLOSE_COMPLETE => progress.release_answered(),
+        backend::CLOSE_COMPLETE => progress.release_answered(Answer::CloseComplete),
         // Only the tags count: a block that ends without one (a COMMIT that failed) rolled back.
         backend::COMMAND_COMPLETE => match backend::command_block_end(frame) {
             Some(backend::BlockEnd::Commit) => {
@@ -476,8 +477,11 @@ fn inspect_upstream(
             Some(backend::BlockEnd::Rollback) => {
                 progress.last_end.store(END_ROLLBACK, Ordering::Relaxed)
             }
-            _ if backend::command_releases(frame) => progress.release_answered(),
-            _ => {}
+            _ => {
+                if let Some(tag) = backend::release_tag(frame) {
+                    progress.release_answered(Answer::Tag(tag));
+                }
+            }
         },
         backend::ERROR_RESPONSE => {
             progress.upstream_error();

@@ -128,6 +128,7 @@ impl Session {
         self.upstream_version = startup_setting(&self.startup.params, VERSION_SETTING);
         if let Some(router) = self.router.as_mut() {
             router.started_upstream_at(self.upstream_version.as_deref());
+            router.moved_upstream();
         }
         let mut reports = BytesMut::new();
         for (name, value) in login.parameters {

@@ -1,0 +1,135 @@
+//! Statements that would give a relation, in any schema, the name of a managed table's view at
+//! some version. The rewriter sends a managed table's references to its version's view by name
+//! (`model_metadata_v1 AS model_metadata`), and Postgres resolves that name on the session's
+//! search_path, temporary schema first: a relation of that name made anywhere the path reaches
+//! would be read and written in the view's place. The nineteenth red-team pass made one at v1
+//! over v1's view, named like v3's, in `pg_temp_N`, and after its session moved to v3 read v1's
+//! columns and had its writes judged as v3's.
+//!
+//! Recognised: `CREATE … {TABLE | VIEW | SEQUENCE} [IF NOT EXISTS] name` (with every modifier
+//! Postgres takes before the kind: `OR REPLACE`, `TEMP`, `UNLOGGED`, `MATERIALIZED`, `FOREIGN`,
+//! `RECURSIVE`, …), `ALTER … RENAME TO name`, and `SELECT … INTO [TEMP | UNLOGGED] [TABLE]
+//! name`, each name qualified or not. Views and tables are made over direct connections by
+//! `views apply` and migrations, never through the proxy.
+
+use super::statement_words::{self, identifier, is_word, text};
+use crate::rewriter::lexer::Token;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
+
+/// The words that may stand between `CREATE` and the kind of relation it makes.
+const CREATE_MODIFIERS: &[&str] = &[
+    "OR",
+    "REPLACE",
+    "GLOBAL",
+    "LOCAL",
+    "TEMP",
+    "TEMPORARY",
+    "UNLOGGED",
+    "RECURSIVE",
+    "MATERIALIZED",
+    "FOREIGN",
+];
+
+/// The kinds of relation a query can read by name.
+const RELATION_KINDS: &[&str] = &["TABLE", "VIEW", "SEQUENCE"];
+
+/// The words that may stand between `INTO` and the table `SELECT … INTO` makes.
+const INTO_MODIFIERS: &[&str] = &["TEMP", "TEMPORARY", "UNLOGGED", "TABLE"];
+
+/// The first name among `views` (folded view names) that a statement of `sql` would give a
+/// relation; `None` when it gives none. Cheap when `sql` mentions none of them.
+pub fn named_like_a_view<'v>(
+    sql: &str,
+    tokens: &mut Vec<Token>,
+    views: impl Iterator<Item = &'v str> + Clone,
+) -> Option<String> {
+    if !views
+        .clone()
+        .any(|view| contains_ignore_ascii_case(sql.as_bytes(), view.as_bytes()))
+    {
+        return None;
+    }
+    let statements = statement_words::statements(sql, tokens)?;
+    statements.into_iter().find_map(|(_, words)| {
+        let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
+        let any = |at: usize, list: &[&str]| list.iter().any(|w| word(at, w));
+        let name_at = |mut at: usize| -> Option<String> {
+            let mut name = identifier(sql, words.get(at)?)?;
+            while words.get(at + 1).is_some_and(|t| text(sql, t) == ".") {
+                at += 2;
+                name = identifier(sql, words.get(at)?)?;
+            }
+            Some(name)
+        };
+        let named = if word(0, "CREATE") {
+            let mut at = 1;
+            while any(at, CREATE_MODIFIERS) {
+                at += 1;
+            }
+            if !any(at, RELATION_KINDS) {
+                return None;
+            }
+            at += 1;
+            if word(at, "IF") && word(at + 1, "NOT") && word(at + 2, "EXISTS") {
+                at += 3;
+            }
+            name_at(at)
+        } else if word(0, "ALTER") {
+            (1..words.len())
+                .find(|&at| word(at - 1, "RENAME") && word(at, "TO"))
+                .and_then(|at| name_at(at + 1))
+        } else if word(0, "SELECT") || word(0, "WITH") {
+            (1..words.len())
+                .find(|&at| word(at, "INTO") && !word(at - 1, "INSERT") && !word(at - 1, "MERGE"))
+                .and_then(|mut at| {
+                    at += 1;
+                    while any(at, INTO_MODIFIERS) {
+                        at += 1;
+                    }
+                    name_at(at)
+                })
+        } else {
+            None
+        };
+        named.filter(|name| views.clone().any(|view| view == name))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(sql: &str) -> Option<String> {
+        named_like_a_view(sql, &mut Vec::new(), ["t_v1", "t_v2"].into_iter())
+    }
+
+    #[test]
+    fn finds_every_way_to_name_a_relation_like_a_view() {
+        for sql in [
+            "CREATE TEMP VIEW t_v2 AS SELECT * FROM t_v1",
+            "create view pg_temp_6.T_V2 as select 1",
+            "CREATE OR REPLACE TEMPORARY RECURSIVE VIEW t_v1 (a) AS SELECT 1",
+            "CREATE UNLOGGED TABLE IF NOT EXISTS app.t_v2 (a int)",
+            "CREATE MATERIALIZED VIEW \"t_v1\" AS SELECT 1",
+            "CREATE SEQUENCE t_v1",
+            "CREATE FOREIGN TABLE t_v2 (a int) SERVER s",
+            "ALTER VIEW tv RENAME TO t_v2",
+            "ALTER TABLE IF EXISTS pg_temp.x RENAME TO t_v1",
+            "SELECT * INTO TEMP TABLE t_v2 FROM t_v1",
+            "SELECT 1; select 2 into unlogged public.t_v1",
+        ] {
+            assert!(named(sql).is_some(), "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM t_v1",
+            "INSERT INTO t_v1 VALUES (1)",
+            "WITH x AS (SELECT 1) INSERT INTO t_v2 SELECT * FROM x",
+            "CREATE TEMP VIEW tv AS SELECT * FROM t_v1",
+            "CREATE INDEX t_v1 ON other (a)",
+            "CREATE VIEW \"T_V1\" AS SELECT 1",
+            "ALTER TABLE t_v1 RENAME COLUMN a TO b",
+        ] {
+            assert_eq!(named(sql), None, "{sql}");
+        }
+    }
+}
