@@ -21,6 +21,23 @@ pub struct ResultSet {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
+impl ResultSet {
+    /// What its rows cost against `MAX_SHADOW_RESULT_BYTES`.
+    pub fn bytes(&self) -> usize {
+        self.rows
+            .iter()
+            .fold(0usize, |sum, row| sum.saturating_add(row_bytes(row)))
+    }
+}
+
+/// What one row costs against `MAX_SHADOW_RESULT_BYTES`: each value's text and its slot.
+pub fn row_bytes(row: &[Option<String>]) -> usize {
+    row.iter().fold(0usize, |sum, value| {
+        sum.saturating_add(super::SHADOW_VALUE_OVERHEAD)
+            .saturating_add(value.as_ref().map_or(0, String::len))
+    })
+}
+
 /// A comparison's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
