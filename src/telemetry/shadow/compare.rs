@@ -201,6 +201,14 @@ mod tests {
     }
 
     #[test]
+    fn a_result_costs_its_text_and_a_slot_per_value() {
+        let slot = crate::telemetry::shadow::SHADOW_VALUE_OVERHEAD;
+        assert_eq!(row_bytes(&[None, None]), 2 * slot, "NULLs count too");
+        let result = set(&["id", "name"], &[&["1", "abc"], &["22", ""]]);
+        assert_eq!(result.bytes(), 4 * slot + 1 + 3 + 2);
+    }
+
+    #[test]
     fn rows_compare_as_multisets_over_shared_columns() {
         let v1 = set(&["id", "name"], &[&["1", "a"], &["2", "b"]]);
         let v2 = set(
