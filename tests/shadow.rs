@@ -8,7 +8,10 @@
 //! shadowed with their parameters; `--match` keeps a run to the statements whose shape
 //! matches; the client's search_path (startup or SET) is the shadow's. Shadow statements that
 //! take seconds never hold up the client's reads (a functional check, not a speed goal: the
-//! speed is measured by `bench/shadow.sh`, docs/benchmarks.md).
+//! speed is measured by `bench/shadow.sh`, docs/benchmarks.md). The re-run has the client's
+//! rights, never the catalog user's: it runs as the client's login role, is not run when the
+//! catalog role cannot take that role or is a superuser and the client is not (client code can
+//! `RESET ROLE`), and a result over the byte cap is counted too large (red-team pass 20b).
 
 mod common;
 #[path = "drivers/deps.rs"]
@@ -109,7 +112,20 @@ fn start(cluster: &ThrowawayCluster) -> Setup {
 /// The example's table with three rows, `setup` run, `spec` applied, v1 the default, and
 /// `viewgate serve` with an admin port.
 fn start_with(cluster: &ThrowawayCluster, spec_text: &str, setup: &str) -> Setup {
+    start_as(cluster, spec_text, setup, "SELECT 1", SUPERUSER)
+}
+
+/// As `start_with`, then `granted` run (after the apply), and the proxy's catalog user
+/// `catalog_user` (the commands still run as the superuser).
+fn start_as(
+    cluster: &ThrowawayCluster,
+    spec_text: &str,
+    setup: &str,
+    granted: &str,
+    catalog_user: &str,
+) -> Setup {
     let database = cluster.url(SUPERUSER, "postgres");
+    let catalog = cluster.url(catalog_user, "postgres");
     cluster
         .psql(
             "postgres",
@@ -138,12 +154,13 @@ fn start_with(cluster: &ThrowawayCluster, spec_text: &str, setup: &str) -> Setup
         "--database",
         &database,
     ]));
+    cluster.psql("postgres", granted).unwrap();
     let admin_port = free_port().unwrap();
     let admin_listen = format!("127.0.0.1:{admin_port}");
     let process = ProxyProcess::start(
         cluster,
         &[
-            ("VIEWGATE_CATALOG", database.as_str()),
+            ("VIEWGATE_CATALOG", catalog.as_str()),
             ("VIEWGATE_ADMIN_LISTEN", admin_listen.as_str()),
             ("VIEWGATE_ADMIN_TOKEN", TOKEN),
             ("VIEWGATE_LOG_LEVEL", "warn"),
@@ -161,6 +178,20 @@ fn start_with(cluster: &ThrowawayCluster, spec_text: &str, setup: &str) -> Setup
 
 async fn client(port: u16) -> tokio_postgres::Client {
     client_with_options(port, None).await
+}
+
+/// A client logged in as `user` (trust authentication).
+async fn client_as(port: u16, user: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user(user)
+        .dbname("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
 }
 
 /// A client whose startup packet carries `options` (e.g. `-c search_path=…`).
@@ -684,4 +715,187 @@ async fn slow_shadow_statements_never_hold_up_the_client() {
         "{found}"
     );
     shadow_stop(database, setup.admin_port);
+}
+
+/// Roles for the rights tests, run before the apply: the application's role `app`, a role
+/// `outsider` the catalog role is no member of, a schema `app` owns (it can write functions),
+/// and a table only the catalog role may read. `viewgate` (NOINHERIT) may take `app`'s role,
+/// not use its rights.
+const ROLES: &str = "CREATE ROLE viewgate LOGIN NOINHERIT; CREATE ROLE app LOGIN; \
+    CREATE ROLE outsider LOGIN; GRANT app TO viewgate; \
+    GRANT USAGE ON SCHEMA public TO app, outsider; \
+    ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO app, outsider; \
+    GRANT SELECT ON public.model_metadata TO app, outsider; \
+    CREATE SCHEMA own AUTHORIZATION app; \
+    CREATE TABLE public.private (secret text); INSERT INTO public.private VALUES ('TOPSECRET'); \
+    REVOKE ALL ON public.private FROM app, outsider";
+/// The catalog role's rights after the apply: the catalog, and every table (it owns the
+/// generated views in a real deployment), `private` included.
+const CATALOG_ROLE: &str = "GRANT USAGE ON SCHEMA viewgate TO viewgate; \
+    GRANT ALL ON ALL TABLES IN SCHEMA viewgate TO viewgate; \
+    GRANT ALL ON ALL SEQUENCES IN SCHEMA viewgate TO viewgate; \
+    GRANT SELECT ON ALL TABLES IN SCHEMA public TO viewgate";
+/// Who runs the shadow statement: the planted row's difference carries it.
+const WHO: &str = "SELECT m.id, m.model_version, current_user AS who FROM model_metadata m";
+/// A table the client may not read (S2).
+const PRIVATE: &str =
+    "SELECT m.id, m.model_version, (SELECT max(secret) FROM private) AS s FROM model_metadata m";
+/// Far over `MAX_SHADOW_RESULT_BYTES` (16 MiB) in three rows: 17 characters × 1.5 M.
+const BIG: &str =
+    "SELECT m.id, m.model_version, repeat(m.model_name, 1500000) AS big FROM model_metadata m";
+/// Seen by the outsider, whose role the catalog role cannot take.
+const OUTSIDER: &str = "SELECT m.id, m.model_version, 'o' AS o FROM model_metadata m";
+/// Functions `app` wrote (over a direct connection): an IMMUTABLE wrapper over a VOLATILE function that leaves the role
+/// it is run with (`RESET ROLE`, allowed in any invoker code) and says who it then is.
+const ESCAPE: &str = "CREATE FUNCTION own.x() RETURNS text LANGUAGE plpgsql VOLATILE \
+    AS $$ BEGIN RESET ROLE; RETURN current_user::text; END $$; \
+    CREATE FUNCTION own.w() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT own.x() $$";
+const ESCAPING: &str = "SELECT own.w() AS who, m.id, m.model_version FROM model_metadata m";
+
+/// The differences whose shape contains `needle`.
+fn diffs_of<'a>(report: &'a serde_json::Value, needle: &str) -> Vec<&'a serde_json::Value> {
+    report["diffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|diff| diff["shape"].as_str().unwrap().contains(needle))
+        .collect()
+}
+
+/// Every sampled statement has an outcome.
+fn settled(report: &serde_json::Value) -> bool {
+    let outcomes: u64 = [
+        "matched",
+        "diff",
+        "nondeterministic",
+        "error",
+        "timeout",
+        "skipped",
+        "too_large",
+        "role_refused",
+    ]
+    .iter()
+    .map(|name| total(report, name))
+    .sum();
+    outcomes == total(report, "sampled")
+}
+
+/// Red-team pass 20b, S2/S3/S5: the shadow re-runs a client's statement with the client's
+/// login role, never the catalog user's; a role the catalog user cannot take, or a superuser
+/// catalog user with a client that is not, means the statement is not run (`role_refused`);
+/// the client's temporary schema is out of reach; a result over the byte cap is recorded as
+/// too large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    let setup = start_as(&cluster, SPEC, ROLES, CATALOG_ROLE, "viewgate");
+    let database = setup.database.as_str();
+    let port = setup.process.port;
+    shadow_start(database, &[]);
+    wait_running(setup.admin_port, true);
+
+    let app = client_as(port, "app").await;
+    assert_eq!(rows(&app, WHO).await.len(), 3);
+    let error = app.simple_query(PRIVATE).await.unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "42501", "{error}");
+    assert_eq!(rows(&app, BIG).await.len(), 3);
+    // The client's temporary function, called by its pg_temp_N name.
+    app.batch_execute(
+        "CREATE FUNCTION pg_temp.t() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 't'::text $$",
+    )
+    .await
+    .unwrap();
+    let temp = rows(
+        &app,
+        "SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()",
+    )
+    .await[0][0]
+        .clone();
+    let temp_read = format!("SELECT {temp}.t() AS t, m.id, m.model_version FROM model_metadata m");
+    assert_eq!(rows(&app, &temp_read).await.len(), 3);
+    let outsider = client_as(port, "outsider").await;
+    assert_eq!(rows(&outsider, OUTSIDER).await.len(), 3);
+
+    let found = report_until(database, |now| {
+        total(now, "too_large") >= 1
+            && total(now, "role_refused") >= 1
+            && total(now, "diff") >= 1
+            && settled(now)
+    })
+    .await;
+    // Run as app: the planted row differs, and the statement says who ran it.
+    let who = diffs_of(&found, "current_user");
+    assert_eq!(who.len(), 1, "{found}");
+    let sample = who[0]["detail"].to_string();
+    assert!(sample.contains("\"app\""), "{sample}");
+    assert!(!sample.contains("viewgate"), "{sample}");
+    // As app the private table fails at v1: not compared, nothing recorded.
+    assert!(diffs_of(&found, "private").is_empty(), "{found}");
+    assert!(total(&found, "skipped") >= 1, "{found}");
+    // The outsider's role cannot be taken: not run.
+    assert!(diffs_of(&found, "AS o FROM").is_empty(), "{found}");
+    assert_eq!(total(&found, "role_refused"), 1, "{found}");
+    // Over the byte cap: counted too large, nothing recorded.
+    assert!(diffs_of(&found, "repeat").is_empty(), "{found}");
+    assert_eq!(total(&found, "too_large"), 1, "{found}");
+    // The temporary function is out of reach of the client's role in another session.
+    assert!(diffs_of(&found, &temp).is_empty(), "{found}");
+    let catalog_role = client_as(cluster.port(), "viewgate").await;
+    let error = catalog_role
+        .batch_execute(&format!(
+            "BEGIN READ ONLY; SET LOCAL ROLE app; SELECT {temp}.t()"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "42501", "{error}");
+    assert!(
+        error
+            .as_db_error()
+            .unwrap()
+            .message()
+            .contains(&format!("permission denied for schema {temp}")),
+        "{error}"
+    );
+    drop(catalog_role);
+    shadow_stop(database, setup.admin_port);
+
+    // A superuser catalog user: client code could RESET ROLE to it, so a client that is not a
+    // superuser is not shadowed at all; a superuser client still is.
+    let superuser_catalog = cluster.url(SUPERUSER, "postgres");
+    let proxy = common::ProxyProcess::start(
+        &cluster,
+        &[
+            ("VIEWGATE_CATALOG", superuser_catalog.as_str()),
+            ("VIEWGATE_LOG_LEVEL", "warn"),
+        ],
+    );
+    shadow_start(database, &[]);
+    // The proxy refuses such a body from a v1 session; app writes it over a direct connection.
+    cluster
+        .psql("postgres", &format!("SET ROLE app; {ESCAPE}"))
+        .unwrap();
+    let app = client_as(proxy.port, "app").await;
+    let superuser = client_as(proxy.port, SUPERUSER).await;
+    // Sent again until the new proxy has seen the run and sampled both.
+    let deadline = Instant::now() + REPORT_WAIT;
+    let found = loop {
+        let _ = app.simple_query(ESCAPING).await;
+        let _ = superuser.simple_query(PLANTED).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = report(database);
+        if total(&now, "role_refused") >= 1 && total(&now, "diff") >= 1 && settled(&now) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the report never got there: {now}"
+        );
+    };
+    assert!(diffs_of(&found, "own.w()").is_empty(), "{found}");
+    assert_eq!(
+        diffs_of(&found, "model_name, model_version FROM").len(),
+        1,
+        "{found}"
+    );
+    drop(proxy);
 }

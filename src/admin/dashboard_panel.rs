@@ -153,7 +153,7 @@ fn shadow(out: &mut String, report: Option<&ShadowReport>, overview: &Overview) 
         };
         let _ = write!(
             out,
-            "<p id=\"shadow\">run {} {} &rarr; {} at rate {}{}: <b>{}</b> {stop}<br>{} sampled, {} dropped, {} skipped; {} matched, <span class=\"{}\">{} differ</span>, {} non-deterministic, {} failed, {} timed out</p>",
+            "<p id=\"shadow\">run {} {} &rarr; {} at rate {}{}: <b>{}</b> {stop}<br>{} sampled, {} dropped, {} skipped, {} too large, {} role refused; {} matched, <span class=\"{}\">{} differ</span>, {} non-deterministic, {} failed, {} timed out</p>",
             report.id,
             escape(&report.from),
             escape(&report.to),
@@ -167,6 +167,8 @@ fn shadow(out: &mut String, report: Option<&ShadowReport>, overview: &Overview) 
             count("sampled"),
             count("dropped"),
             count("skipped"),
+            count("too_large"),
+            count("role_refused"),
             count("matched"),
             if count("diff") > 0 { "bad" } else { "ok" },
             count("diff"),

@@ -190,7 +190,7 @@ fn shadow(out: &mut String, state: &ProxyState) {
         out,
         name,
         "counter",
-        "Sampled statements by outcome: matched, diff, nondeterministic, error (at the new version only), timeout, skipped (not eligible).",
+        "Sampled statements by outcome: matched, diff, nondeterministic, error (at the new version only), timeout, skipped (not eligible), too_large (a result over the row or byte cap), role_refused (not run: the client's role could not be taken).",
     );
     for outcome in [
         "matched",
@@ -199,6 +199,8 @@ fn shadow(out: &mut String, state: &ProxyState) {
         "error",
         "timeout",
         "skipped",
+        "too_large",
+        "role_refused",
     ] {
         let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {}", value(outcome));
     }

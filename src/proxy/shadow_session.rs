@@ -1,8 +1,9 @@
 //! `ShadowSession`, what one session remembers for shadow reads besides its routing: the
 //! statements it prepared that look like reads (text, declared parameter types, and the
 //! version each was rewritten at, which it keeps for its life), so that a later Bind of one of
-//! them can be copied with its parameters; and the client's `search_path`
-//! (`router::search_path`). Named statements are remembered whether or not a run is in progress
+//! them can be copied with its parameters; the client's `search_path`
+//! (`router::search_path`); and the role it logged in as, which the shadow's re-run takes so
+//! that it has the client's rights and never the catalog user's. Named statements are remembered whether or not a run is in progress
 //! (drivers prepare once and bind for hours), up to [`MAX_REMEMBERED_SQL_BYTES`] of text per
 //! session; the unnamed statement only while a run is, since it is parsed again before each
 //! use.
@@ -34,6 +35,10 @@ pub struct ShadowSession {
     unnamed: Option<PreparedRead>,
     /// `None`: the server's default (nothing set, or reset).
     search_path: Option<Arc<str>>,
+    /// The login role (the startup packet's `user`, which Postgres authenticated: logins are
+    /// relayed). A `SET ROLE` inside the session is not followed: the client can undo it
+    /// with `RESET ROLE`, so its login role bounds its rights.
+    role: Arc<str>,
     /// Reused by the statement scans.
     tokens: Vec<Token>,
 }
@@ -43,12 +48,22 @@ impl ShadowSession {
     pub fn new(startup_params: &[(String, String)]) -> Self {
         ShadowSession {
             search_path: search_path::from_startup(startup_params).map(Arc::from),
+            role: startup_params
+                .iter()
+                .find(|(name, _)| name == "user")
+                .map(|(_, user)| Arc::from(user.as_str()))
+                .unwrap_or_default(),
             ..ShadowSession::default()
         }
     }
 
     pub fn search_path(&self) -> Option<&Arc<str>> {
         self.search_path.as_ref()
+    }
+
+    /// The role the session logged in as.
+    pub fn role(&self) -> &Arc<str> {
+        &self.role
     }
 
     /// A simple Query's text: follows what it does to the search_path.
@@ -112,7 +127,11 @@ mod tests {
 
     #[test]
     fn remembers_within_its_bound() {
-        let mut session = ShadowSession::new(&[("search_path".into(), "app".into())]);
+        let mut session = ShadowSession::new(&[
+            ("user".into(), "App \"1\"".into()),
+            ("search_path".into(), "app".into()),
+        ]);
+        assert_eq!(&**session.role(), "App \"1\"");
         assert_eq!(session.search_path().map(|p| &**p), Some("app"));
         session.query("SET search_path TO other");
         assert_eq!(session.search_path().map(|p| &**p), Some("\"other\""));

@@ -44,6 +44,8 @@ pub struct ShadowJob {
     pub parameters: Option<BoundParameters>,
     /// The client's search_path when it was sampled (`None`: the server's default).
     pub search_path: Option<Arc<str>>,
+    /// The client's login role: the shadow re-runs the statement with its rights.
+    pub role: Arc<str>,
     pub counters: Arc<ShadowCounters>,
 }
 
@@ -80,9 +82,14 @@ pub struct ShadowCounters {
     /// Failed at the new version only.
     pub error: AtomicU64,
     pub timeout: AtomicU64,
-    /// Not compared: not read-only, volatile, parameters, too large, same text at both
-    /// versions, or failing at the old version too.
+    /// Not compared: not read-only, volatile, parameters, same text at both versions, or
+    /// failing at the old version too.
     pub skipped: AtomicU64,
+    /// Not compared: a result over `MAX_SHADOW_ROWS` or `MAX_SHADOW_RESULT_BYTES`.
+    pub too_large: AtomicU64,
+    /// Not run: the catalog user could not take the client's role, or is a superuser and
+    /// the client is not (`telemetry::shadow`).
+    pub role_refused: AtomicU64,
 }
 
 impl ShadowCounters {
@@ -98,6 +105,8 @@ impl ShadowCounters {
             ("error", load(&self.error)),
             ("timeout", load(&self.timeout)),
             ("skipped", load(&self.skipped)),
+            ("too_large", load(&self.too_large)),
+            ("role_refused", load(&self.role_refused)),
         ]
     }
 }
@@ -300,6 +309,7 @@ impl ShadowTap {
                 sql,
                 parameters,
                 search_path: session.search_path().cloned(),
+                role: session.role().clone(),
                 counters: counters.clone(),
             };
             self.sender.try_send(job).is_ok()

@@ -155,10 +155,12 @@ impl fmt::Display for ShadowReport {
         let count = |name: &str| self.totals.get(name).copied().unwrap_or(0);
         writeln!(
             f,
-            "statements: {} sampled, {} dropped (queue full), {} skipped; compared: {} matched, {} differ, {} non-deterministic, {} failed at {} only, {} timed out",
+            "statements: {} sampled, {} dropped (queue full), {} skipped, {} too large, {} not run (client's role refused); compared: {} matched, {} differ, {} non-deterministic, {} failed at {} only, {} timed out",
             count("sampled"),
             count("dropped"),
             count("skipped"),
+            count("too_large"),
+            count("role_refused"),
             count("matched"),
             count("diff"),
             count("nondeterministic"),

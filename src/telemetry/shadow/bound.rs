@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 
 use super::MAX_SHADOW_ROWS;
-use super::compare::ResultSet;
+use super::compare::{ResultSet, row_bytes};
 use crate::proxy::shadow_tap::BoundParameters;
 
 /// One client parameter: its bytes as sent, in the format it was sent in.
@@ -88,11 +88,13 @@ fn declared_type(oid: u32) -> Type {
 }
 
 /// Runs `sql` with the client's parameters; `None` when it returns more than
-/// [`MAX_SHADOW_ROWS`] rows (the rest is not read into memory).
+/// [`MAX_SHADOW_ROWS`] rows or more than `bytes` (`compare::row_bytes`; the rest is not read
+/// into memory).
 pub async fn read_bound(
     client: &Client,
     sql: &str,
     parameters: &BoundParameters,
+    bytes: usize,
 ) -> Result<Option<ResultSet>, tokio_postgres::Error> {
     let types: Vec<Type> = parameters
         .types
@@ -119,21 +121,25 @@ pub async fn read_bound(
             .collect(),
         rows: Vec::new(),
     };
+    let mut held = 0usize;
     while let Some(row) = stream.next().await {
         let row = row?;
         if result.rows.len() >= MAX_SHADOW_ROWS {
             return Ok(None);
         }
-        result.rows.push(
-            (0..row.len())
-                .map(|i| {
-                    row.try_get::<_, Option<Rendered>>(i)
-                        .ok()
-                        .flatten()
-                        .map(|rendered| rendered.0)
-                })
-                .collect(),
-        );
+        let values: Vec<Option<String>> = (0..row.len())
+            .map(|i| {
+                row.try_get::<_, Option<Rendered>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|rendered| rendered.0)
+            })
+            .collect();
+        held = held.saturating_add(row_bytes(&values));
+        if held > bytes {
+            return Ok(None);
+        }
+        result.rows.push(values);
     }
     Ok(Some(result))
 }

@@ -155,6 +155,13 @@ mod tests {
                 .unordered_limit
         );
         assert!(classify("SELECT * FROM t WHERE id = $1", true).is_ok());
+        // Left to the volatility check: set_config is volatile in pg_proc.
+        assert_eq!(
+            classify("SELECT set_config('role', 'postgres', true)", false)
+                .unwrap()
+                .functions,
+            vec!["set_config".to_owned()]
+        );
         for (sql, skip) in [
             ("UPDATE t SET a = 1", Skip::NotARead),
             ("SELECT * FROM t FOR UPDATE", Skip::NotARead),
@@ -164,6 +171,17 @@ mod tests {
                 Skip::NotARead,
             ),
             ("SELECT 1; SELECT 2", Skip::NotOneStatement),
+            // The shadow takes the client's role; nothing the client sends may leave it.
+            ("RESET ROLE", Skip::NotARead),
+            ("SET ROLE postgres", Skip::NotARead),
+            ("SET LOCAL ROLE postgres", Skip::NotARead),
+            ("SET SESSION AUTHORIZATION postgres", Skip::NotARead),
+            ("RESET SESSION AUTHORIZATION", Skip::NotARead),
+            ("SELECT 1; RESET ROLE", Skip::NotOneStatement),
+            (
+                "SELECT 1; SET SESSION AUTHORIZATION DEFAULT",
+                Skip::NotOneStatement,
+            ),
             ("SELECT * FROM t WHERE id = $1", Skip::Parameters),
             ("SELEC oops", Skip::Unparsable),
         ] {

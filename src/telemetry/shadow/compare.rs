@@ -21,6 +21,23 @@ pub struct ResultSet {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
+impl ResultSet {
+    /// What its rows cost against `MAX_SHADOW_RESULT_BYTES`.
+    pub fn bytes(&self) -> usize {
+        self.rows
+            .iter()
+            .fold(0usize, |sum, row| sum.saturating_add(row_bytes(row)))
+    }
+}
+
+/// What one row costs against `MAX_SHADOW_RESULT_BYTES`: each value's text and its slot.
+pub fn row_bytes(row: &[Option<String>]) -> usize {
+    row.iter().fold(0usize, |sum, value| {
+        sum.saturating_add(super::SHADOW_VALUE_OVERHEAD)
+            .saturating_add(value.as_ref().map_or(0, String::len))
+    })
+}
+
 /// A comparison's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
@@ -181,6 +198,14 @@ mod tests {
                 .map(|row| row.iter().map(|v| Some((*v).to_owned())).collect())
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_result_costs_its_text_and_a_slot_per_value() {
+        let slot = crate::telemetry::shadow::SHADOW_VALUE_OVERHEAD;
+        assert_eq!(row_bytes(&[None, None]), 2 * slot, "NULLs count too");
+        let result = set(&["id", "name"], &[&["1", "abc"], &["22", ""]]);
+        assert_eq!(result.bytes(), 4 * slot + 1 + 3 + 2);
     }
 
     #[test]

@@ -7,12 +7,23 @@
 //! functions are not volatile (`pg_proc.provolatile`) and its text differs between the two
 //! versions; then, in one `REPEATABLE READ READ ONLY` transaction (one snapshot for every run,
 //! so concurrent writes cause no difference, and nothing can write), with
-//! [`SHADOW_STATEMENT_TIMEOUT`] and the client's `search_path` (set with `set_config` and a
-//! bound parameter), runs it at the old version and at the new one — a simple Query as text,
-//! an extended-protocol statement prepared with the client's parameter types and bound with
-//! its parameters ([`bound`]) — and [`compare`]s them. On a difference it runs the old version once more: a result that changes
+//! [`SHADOW_STATEMENT_TIMEOUT`], `SET LOCAL ROLE` to the client's login role and the client's
+//! `search_path` (set with `set_config` and a bound parameter), runs it at the old version and
+//! at the new one — a simple Query as text, an extended-protocol statement prepared with the
+//! client's parameter types and bound with its parameters ([`bound`]) — and [`compare`]s them.
+//! On a difference it runs the old version once more: a result that changes
 //! between two runs at the same version (or an unordered LIMIT) is *non-deterministic*, not a
 //! difference. The client's own result is never read or held: it streamed by untouched.
+//!
+//! The client's SQL never runs with the catalog user's rights (red-team pass 20b, S2/S3): a
+//! statement whose role the catalog user cannot take is not run (`role_refused`). Nor while
+//! the catalog user is a superuser and the client is not: SQL code the client wrote (a
+//! function, reached through a view, an operator, …) can `RESET ROLE` inside the transaction,
+//! which Postgres allows any invoker code, and would then run as the catalog user.
+//!
+//! What one comparison holds is bounded: [`MAX_SHADOW_ROWS`] rows and
+//! [`MAX_SHADOW_RESULT_BYTES`] over all the results it keeps at once; past either it stops
+//! reading, drops what it read and counts the statement `too_large`.
 
 pub mod bound;
 pub mod classify;
@@ -30,6 +41,7 @@ use self::classify::classify;
 use self::compare::{ResultSet, compare};
 use crate::control::connect::connect;
 use crate::control::error::ControlError;
+use crate::control::quote::quote_ident;
 use crate::control::shadow::record::{self, DiffRecord};
 use crate::model::ShadowRun;
 use crate::proxy::shadow_tap::{BoundParameters, ShadowCounters, ShadowJob};
@@ -42,6 +54,16 @@ pub const SHADOW_WORKERS: usize = 2;
 pub const SHADOW_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows read of one result; a larger result is skipped, not compared.
 pub const MAX_SHADOW_ROWS: usize = 10_000;
+/// Bytes one comparison holds over the results it keeps at once (each value's text and its
+/// slot); past it the comparison stops reading and the statement counts as too large.
+/// Without it one statement made the proxy hold a gigabyte (red-team pass 20b, S5).
+pub const MAX_SHADOW_RESULT_BYTES: usize = 16 * 1024 * 1024;
+/// What a value costs against [`MAX_SHADOW_RESULT_BYTES`] besides its text: its slot in the
+/// row (so a result of many NULLs counts too).
+pub const SHADOW_VALUE_OVERHEAD: usize = std::mem::size_of::<Option<String>>();
+/// SQLSTATEs of a `SET ROLE` the catalog user may not make: insufficient_privilege (not a
+/// member), invalid_parameter_value (no such role).
+const ROLE_REFUSED_CODES: [&str; 2] = ["42501", "22023"];
 /// How often the proxy reports its counts.
 pub const SHADOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Function names whose volatility a worker remembers.
@@ -123,6 +145,8 @@ enum Outcome {
     Error,
     Timeout,
     Skipped,
+    TooLarge,
+    RoleRefused,
 }
 
 fn count(state: &ProxyState, job: &ShadowJob, outcome: Outcome) {
@@ -135,6 +159,8 @@ fn count(state: &ProxyState, job: &ShadowJob, outcome: Outcome) {
             Outcome::Error => &counters.error,
             Outcome::Timeout => &counters.timeout,
             Outcome::Skipped => &counters.skipped,
+            Outcome::TooLarge => &counters.too_large,
+            Outcome::RoleRefused => &counters.role_refused,
         });
 }
 
@@ -275,30 +301,19 @@ async fn shadow(
         ))
         .await
         .map_err(|error| ControlError::database("starting a shadow transaction", &error))?;
-    let result = match &job.search_path {
-        Some(path) => client
-            .execute("SELECT set_config('search_path', $1, true)", &[&&**path])
-            .await
-            .map_err(|error| ControlError::database("setting the client's search_path", &error))
-            .map(drop),
-        None => Ok(()),
+    let statement = Statement {
+        from_sql: &from_sql,
+        to_sql: &to_sql,
+        parameters: job.parameters.as_ref(),
     };
-    let result = match result {
-        Ok(()) => {
-            let statement = Statement {
-                from_sql: &from_sql,
-                to_sql: &to_sql,
-                parameters: job.parameters.as_ref(),
-            };
-            compare_in_snapshot(client, &statement, &eligible, job.run.redact).await
-        }
-        Err(error) => Err(error),
-    };
+    let result = in_transaction(client, job, &statement, &eligible).await;
     // Read only: rolling back loses nothing.
     let _ = client.batch_execute("ROLLBACK").await;
     let (outcome, record) = match result? {
         Compared::Same => (Outcome::Matched, None),
-        Compared::TooLarge | Compared::FailsAtFrom => (Outcome::Skipped, None),
+        Compared::TooLarge => (Outcome::TooLarge, None),
+        Compared::RoleRefused => (Outcome::RoleRefused, None),
+        Compared::FailsAtFrom => (Outcome::Skipped, None),
         Compared::Nondeterministic => (Outcome::Nondeterministic, None),
         Compared::Differs(difference) => {
             let detail = serde_json::to_value(&difference).unwrap_or_default();
@@ -340,13 +355,78 @@ async fn shadow(
     Ok(outcome)
 }
 
+/// Inside the open transaction: the client's role, its search_path, then the comparison.
+async fn in_transaction(
+    client: &Client,
+    job: &ShadowJob,
+    statement: &Statement<'_>,
+    eligible: &classify::Eligible,
+) -> Result<Compared, ControlError> {
+    if !take_client_role(client, &job.role).await? {
+        return Ok(Compared::RoleRefused);
+    }
+    if let Some(path) = &job.search_path {
+        client
+            .execute("SELECT set_config('search_path', $1, true)", &[&&**path])
+            .await
+            .map_err(|error| ControlError::database("setting the client's search_path", &error))?;
+    }
+    compare_in_snapshot(client, statement, eligible, job.run.redact).await
+}
+
+/// `SET LOCAL ROLE` to the client's login role (quoted, never pasted), then a check that the
+/// role now in effect is that role and that the session's own role is no superuser unless the
+/// client's is: client code can `RESET ROLE` back to the session's role, so that role's rights
+/// must not exceed a superuser client's. False: the statement must not run.
+async fn take_client_role(client: &Client, role: &str) -> Result<bool, ControlError> {
+    if role.is_empty() {
+        return Ok(false);
+    }
+    if let Err(error) = client
+        .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+        .await
+    {
+        return match error.code() {
+            Some(code) if ROLE_REFUSED_CODES.contains(&code.code()) => {
+                tracing::debug!(%error, "shadow statement not run: the client's role");
+                Ok(false)
+            }
+            _ => Err(ControlError::database("taking the client's role", &error)),
+        };
+    }
+    let row = client
+        .query_opt(
+            "SELECT current_user::text = $1::text AND (NOT s.rolsuper OR c.rolsuper)
+             FROM pg_roles s, pg_roles c WHERE s.rolname = session_user AND c.rolname = $1::text",
+            &[&role],
+        )
+        .await
+        .map_err(|error| ControlError::database("checking the client's role", &error))?;
+    let taken = row.is_some_and(|row| row.get::<_, bool>(0));
+    if !taken && !SUPERUSER_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            role,
+            "shadow reads skip this client: the catalog user is a superuser and the client is not (docs/operations.md, shadow reads)"
+        );
+    }
+    Ok(taken)
+}
+
+/// Whether the superuser catalog user was warned about once (per proxy).
+static SUPERUSER_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 enum Compared {
     Same,
     Differs(compare::Difference),
     Nondeterministic,
     TooLarge,
+    /// Not run: the client's role could not be taken, or taking it would not bound the rights.
+    RoleRefused,
     FailsAtFrom,
-    FailsAtTo { code: String, message: String },
+    FailsAtTo {
+        code: String,
+        message: String,
+    },
 }
 
 /// A sampled statement as each version reads it, and the client's parameters if it had any.
@@ -357,19 +437,24 @@ struct Statement<'a> {
 }
 
 impl Statement<'_> {
+    /// Runs `sql`; `None` when the result passes [`MAX_SHADOW_ROWS`] or `bytes` (the rest is
+    /// not read into memory, what was read is dropped).
     async fn read(
         &self,
         client: &Client,
         sql: &str,
+        bytes: usize,
     ) -> Result<Option<ResultSet>, tokio_postgres::Error> {
         match self.parameters {
-            Some(parameters) => bound::read_bound(client, sql, parameters).await,
-            None => read(client, sql).await,
+            Some(parameters) => bound::read_bound(client, sql, parameters, bytes).await,
+            None => read(client, sql, bytes).await,
         }
     }
 }
 
 /// Inside the open snapshot: old version, new version, and the old one again on a difference.
+/// The results held at once (old and new, then old and old again) share
+/// [`MAX_SHADOW_RESULT_BYTES`].
 async fn compare_in_snapshot(
     client: &Client,
     statement: &Statement<'_>,
@@ -377,12 +462,16 @@ async fn compare_in_snapshot(
     redact: bool,
 ) -> Result<Compared, ControlError> {
     let (from_sql, to_sql) = (statement.from_sql, statement.to_sql);
-    let from = match statement.read(client, from_sql).await {
+    let from = match statement
+        .read(client, from_sql, MAX_SHADOW_RESULT_BYTES)
+        .await
+    {
         Ok(Some(result)) => result,
         Ok(None) => return Ok(Compared::TooLarge),
         Err(_) => return Ok(Compared::FailsAtFrom),
     };
-    let to = match statement.read(client, to_sql).await {
+    let left = MAX_SHADOW_RESULT_BYTES.saturating_sub(from.bytes());
+    let to = match statement.read(client, to_sql, left).await {
         Ok(Some(result)) => result,
         Ok(None) => return Ok(Compared::TooLarge),
         Err(error) => {
@@ -396,23 +485,30 @@ async fn compare_in_snapshot(
     let Some(difference) = compare(&from, &to, eligible.ordered, redact) else {
         return Ok(Compared::Same);
     };
+    drop(to);
     if eligible.unordered_limit {
         return Ok(Compared::Nondeterministic);
     }
-    match statement.read(client, from_sql).await {
+    match statement.read(client, from_sql, left).await {
         Ok(Some(again)) if compare(&from, &again, eligible.ordered, redact).is_none() => {
             Ok(Compared::Differs(difference))
         }
+        Ok(None) => Ok(Compared::TooLarge),
         _ => Ok(Compared::Nondeterministic),
     }
 }
 
-/// Runs one statement; `None` when it returns more than [`MAX_SHADOW_ROWS`] rows (the rest is
-/// not read into memory).
-async fn read(client: &Client, sql: &str) -> Result<Option<ResultSet>, tokio_postgres::Error> {
+/// Runs one statement; `None` when it returns more than [`MAX_SHADOW_ROWS`] rows or more than
+/// `bytes` (the rest is not read into memory).
+async fn read(
+    client: &Client,
+    sql: &str,
+    bytes: usize,
+) -> Result<Option<ResultSet>, tokio_postgres::Error> {
     let stream = client.simple_query_raw(sql).await?;
     futures_util::pin_mut!(stream);
     let mut result = ResultSet::default();
+    let mut held = 0usize;
     while let Some(message) = stream.next().await {
         match message? {
             SimpleQueryMessage::RowDescription(columns) => {
@@ -422,11 +518,14 @@ async fn read(client: &Client, sql: &str) -> Result<Option<ResultSet>, tokio_pos
                 if result.rows.len() >= MAX_SHADOW_ROWS {
                     return Ok(None);
                 }
-                result.rows.push(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                );
+                let values: Vec<Option<String>> = (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect();
+                held = held.saturating_add(compare::row_bytes(&values));
+                if held > bytes {
+                    return Ok(None);
+                }
+                result.rows.push(values);
             }
             _ => {}
         }
