@@ -426,22 +426,25 @@ fn recommended_grants() -> String {
     after.split_once("```").unwrap().0.to_owned()
 }
 
+/// A raw session of the `app` role through the proxy at `address`, at `version`.
+fn app_session(address: std::net::SocketAddr, version: &str) -> std::net::TcpStream {
+    let options = format!("-c viewgate.version={version}");
+    raw::start_session_with(
+        address,
+        &[
+            ("user", "app"),
+            ("database", "postgres"),
+            ("options", &options),
+        ],
+    )
+    .expect("the app role logs in through the proxy")
+}
+
 #[test]
 fn the_application_role_with_the_recommended_grants_cannot_touch_the_catalog() {
     let proxy = logging_versioned_proxy();
     proxy.admin(&recommended_grants());
-    let app_session = |version: &str| {
-        let options = format!("-c viewgate.version={version}");
-        raw::start_session_with(
-            proxy.address,
-            &[
-                ("user", "app"),
-                ("database", "postgres"),
-                ("options", &options),
-            ],
-        )
-        .expect("the app role logs in through the proxy")
-    };
+    let app_session = |version: &str| app_session(proxy.address, version);
     // The application works at both versions, reads and writes.
     for version in ["v1", "v2"] {
         let mut session = app_session(version);
@@ -510,18 +513,7 @@ fn a_version_s_write_function_runs_only_as_its_view_s_trigger() {
         "INSERT INTO model_metadata (model_name, model_version, model_type, schema_version) \
          VALUES ('bert', '1', 'SECRET_TYPE', 777)",
     );
-    let app_session = |version: &str| {
-        let options = format!("-c viewgate.version={version}");
-        raw::start_session_with(
-            proxy.address,
-            &[
-                ("user", "app"),
-                ("database", "postgres"),
-                ("options", &options),
-            ],
-        )
-        .expect("the app role logs in through the proxy")
-    };
+    let app_session = |version: &str| app_session(proxy.address, version);
     const TEMP_TABLE: &str = "CREATE TEMP TABLE t (id bigint, model_name text, \
         model_version text, model_type text, hyperparameters jsonb, created_at timestamptz, \
         schema_version int)";
