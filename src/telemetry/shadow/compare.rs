@@ -30,10 +30,14 @@ impl ResultSet {
     }
 }
 
+/// What a value costs against `MAX_SHADOW_RESULT_BYTES` besides its text: its slot in the
+/// row (so a result of many NULLs counts too).
+pub const SHADOW_VALUE_OVERHEAD: usize = std::mem::size_of::<Option<String>>();
+
 /// What one row costs against `MAX_SHADOW_RESULT_BYTES`: each value's text and its slot.
 pub fn row_bytes(row: &[Option<String>]) -> usize {
     row.iter().fold(0usize, |sum, value| {
-        sum.saturating_add(super::SHADOW_VALUE_OVERHEAD)
+        sum.saturating_add(SHADOW_VALUE_OVERHEAD)
             .saturating_add(value.as_ref().map_or(0, String::len))
     })
 }
@@ -202,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_result_costs_its_text_and_a_slot_per_value() {
-        let slot = crate::telemetry::shadow::SHADOW_VALUE_OVERHEAD;
+        let slot = SHADOW_VALUE_OVERHEAD;
         assert_eq!(row_bytes(&[None, None]), 2 * slot, "NULLs count too");
         let result = set(&["id", "name"], &[&["1", "abc"], &["22", ""]]);
         assert_eq!(result.bytes(), 4 * slot + 1 + 3 + 2);

@@ -58,9 +58,6 @@ pub const MAX_SHADOW_ROWS: usize = 10_000;
 /// slot); past it the comparison stops reading and the statement counts as too large.
 /// Without it one statement made the proxy hold a gigabyte (red-team pass 20b, S5).
 pub const MAX_SHADOW_RESULT_BYTES: usize = 16 * 1024 * 1024;
-/// What a value costs against [`MAX_SHADOW_RESULT_BYTES`] besides its text: its slot in the
-/// row (so a result of many NULLs counts too).
-pub const SHADOW_VALUE_OVERHEAD: usize = std::mem::size_of::<Option<String>>();
 /// SQLSTATEs of a `SET ROLE` the catalog user may not make: insufficient_privilege (not a
 /// member), invalid_parameter_value (no such role).
 const ROLE_REFUSED_CODES: [&str; 2] = ["42501", "22023"];
