@@ -216,24 +216,31 @@ impl PreparedStatements {
         if !mentions_a_holding_command(sql) {
             return;
         }
+        // Text the lexer cannot read (a form feed, a Unicode escape) that may make something
+        // holds for good: it cannot be followed (the verification of the twentieth pass hid
+        // temporary views so).
         let Some(statements) = statement_words::statements(sql, tokens) else {
+            if let Some(version) = text.version {
+                self.lasting(version);
+            }
             return;
         };
-        let mut in_block = text.in_block;
+        // A release Postgres may undo (`CLOSE`, `DISCARD`: a rollback, or the implicit block
+        // of a query string that fails later) is followed only as a Query of its own outside
+        // a block.
+        let statements: Vec<_> = statements
+            .into_iter()
+            .filter(|(_, words)| !words.is_empty())
+            .collect();
+        let alone = statements.len() == 1 && !text.in_block && !text.parse;
         for (_, words) in statements {
             let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
             let name = |at: usize| words.get(at).and_then(|t| identifier(sql, t));
             let release =
                 |release: Release, tag: &'static str| (!text.parse).then_some((release, tag));
             let mut released = None;
-            if ["BEGIN", "START"].iter().any(|w| word(0, w)) {
-                in_block = true;
-            } else if ["COMMIT", "END", "ROLLBACK", "ABORT"]
-                .iter()
-                .any(|w| word(0, w))
-                || (word(0, "PREPARE") && word(1, "TRANSACTION"))
-            {
-                in_block = false;
+            if word(0, "PREPARE") && word(1, "TRANSACTION") {
+                // Two-phase commit, not a statement.
             } else if word(0, "PREPARE") {
                 if let (Some(version), Some(name)) = (text.names_version, name(1)) {
                     let held = self.held(version);
@@ -254,12 +261,18 @@ impl PreparedStatements {
                     let held = self.held(version);
                     self.cursors.insert(name, held);
                 }
-            } else if word(0, "CLOSE") && !in_block {
+            } else if word(0, "CLOSE") && alone {
                 released = match (word(1, "ALL"), name(1)) {
                     (true, _) => release(Release::AllCursors, "CLOSE CURSOR ALL"),
                     (false, Some(name)) => release(Release::Cursor(name), "CLOSE CURSOR"),
                     (false, None) => None,
                 };
+            } else if word(0, "DO") {
+                // Its body's plain SQL may make anything (the verification of the twentieth
+                // pass made temporary views and prepared statements in one).
+                if let Some(version) = text.version {
+                    self.lasting(version);
+                }
             } else if word(0, "CREATE") {
                 if let (Some(temporary), Some(version)) = (creates_code(sql, &words), text.version)
                 {
@@ -272,7 +285,7 @@ impl PreparedStatements {
                     kept.retain(|made| made.version != version);
                     kept.push(held);
                 }
-            } else if word(0, "DISCARD") && !in_block {
+            } else if word(0, "DISCARD") && alone {
                 released = match () {
                     () if word(1, "ALL") => release(Release::Everything, "DISCARD ALL"),
                     () if word(1, "TEMP") || word(1, "TEMPORARY") => {
@@ -375,6 +388,13 @@ impl PreparedStatements {
             })
     }
 
+    /// Something the session made at `version` that no release the router follows undoes.
+    fn lasting(&mut self, version: &str) {
+        let held = self.held(version);
+        self.code.retain(|made| made.version != version);
+        self.code.push(held);
+    }
+
     fn held(&mut self, version: &str) -> Held {
         self.sequence += 1;
         Held {
@@ -448,12 +468,24 @@ pub fn mentions_a_holding_command(sql: &str) -> bool {
     let bytes = sql.as_bytes();
     bytes.iter().enumerate().any(|(at, byte)| {
         matches!(byte, b'p' | b'P' | b'd' | b'D' | b'c' | b'C')
-            && WORDS.iter().any(|word| {
+            && (WORDS.iter().any(|word| {
                 bytes
                     .get(at..at + word.len())
                     .is_some_and(|candidate| candidate.eq_ignore_ascii_case(word))
-            })
+            }) || opens_a_do_block(bytes, at))
     })
+}
+
+/// Whether `DO` starts at `at`, followed by what may open its body (a space, a dollar quote,
+/// a string): a word of its own, rarer than the two letters.
+fn opens_a_do_block(bytes: &[u8], at: usize) -> bool {
+    bytes
+        .get(at..at + 2)
+        .is_some_and(|word| word.eq_ignore_ascii_case(b"do"))
+        && bytes
+            .get(at + 2)
+            .is_some_and(|&next| next.is_ascii_whitespace() || matches!(next, b'$' | b'\''))
+        && (at == 0 || !bytes[at - 1].is_ascii_alphanumeric() && bytes[at - 1] != b'_')
 }
 
 #[cfg(test)]
@@ -632,6 +664,23 @@ mod tests {
         run(&mut prepared, "BEGIN; DISCARD TEMP; ROLLBACK", None);
         all_answered(&mut prepared);
         assert!(held(&prepared, "v2").is_some());
+        // A release Postgres may undo is followed only as a Query of its own outside a block.
+        for undone in ["DISCARD TEMP; SELECT 1/0", "BEGIN; DISCARD TEMP; ROLLBACK"] {
+            run(&mut prepared, undone, None);
+            all_answered(&mut prepared);
+            assert!(held(&prepared, "v2").is_some(), "{undone}");
+        }
+        // What may make something the router cannot follow holds for good.
+        for unfollowed in [
+            "DO $$ BEGIN CREATE TEMP VIEW x AS SELECT 1; END $$",
+            "CREATE TEMP VIEW U&\"x\" AS SELECT 1",
+        ] {
+            let mut fresh = PreparedStatements::default();
+            run(&mut fresh, unfollowed, None);
+            run(&mut fresh, "DISCARD ALL", None);
+            all_answered(&mut fresh);
+            assert!(held(&fresh, "v2").is_some(), "{unfollowed}");
+        }
         // An upstream switch leaves cursors and temporary objects behind.
         prepared.moved_upstream();
         assert_eq!(prepared.held_against("v2"), None);
