@@ -10,7 +10,10 @@
 use std::ops::ControlFlow;
 
 use sha2::{Digest, Sha256};
-use sqlparser::ast::{Expr, SetExpr, Statement, Value, visit_expressions, visit_statements};
+use sqlparser::ast::{
+    Expr, ObjectName, SetExpr, Statement, TableFactor, Value, Visit, Visitor, visit_expressions,
+    visit_statements,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -83,6 +86,11 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
     if placeholders.is_break() {
         return Err(Skip::Parameters);
     }
+    // Functions called in FROM are no expressions: `FROM set_config('role', …)` ran in the
+    // shadow's transaction and took the catalog role back (the twenty-first red-team pass).
+    let mut from_functions = FromFunctions(Vec::new());
+    let _ = statements.visit(&mut from_functions);
+    functions.extend(from_functions.0);
     functions.sort();
     functions.dedup();
     let ordered = query.order_by.is_some();
@@ -91,6 +99,30 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
         unordered_limit: !ordered && (query.limit_clause.is_some() || query.fetch.is_some()),
         functions,
     })
+}
+
+/// Collects the names of the functions a statement calls in its FROM clauses.
+struct FromFunctions(Vec<String>);
+
+impl Visitor for FromFunctions {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        let name: Option<&ObjectName> = match factor {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => Some(name),
+            _ => None,
+        };
+        if let Some(last) = name.and_then(|name| name.0.last()) {
+            self.0
+                .push(last.to_string().trim_matches('"').to_lowercase());
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// The statement with its constants masked (`?`), spaces collapsed, cut at
@@ -161,6 +193,16 @@ mod tests {
                 .unwrap()
                 .functions,
             vec!["set_config".to_owned()]
+        );
+        // In FROM too (the twenty-first red-team pass took the catalog role back so).
+        assert_eq!(
+            classify(
+                "SELECT * FROM t, set_config('role', 'none', true) s, LATERAL pg_advisory_lock(1) l",
+                false
+            )
+            .unwrap()
+            .functions,
+            vec!["pg_advisory_lock".to_owned(), "set_config".to_owned()]
         );
         for (sql, skip) in [
             ("UPDATE t SET a = 1", Skip::NotARead),
