@@ -82,15 +82,23 @@ pub async fn run(command: ShadowCommand) -> Result<(), ControlError> {
         ShadowCommand::Report { database, json } => {
             let client = connect(&database).await?;
             let report = report::load(&client).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            } else {
-                print!("{report}");
-            }
+            let text = match json {
+                true => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+                false => report.to_string(),
+            };
+            write_out(&text)?;
         }
     }
     Ok(())
+}
+
+/// Writes `text` to stdout. A reader that stops early (`viewgate shadow report | head`) closes
+/// the pipe, which is not the command's failure: `print!` panicked on it.
+fn write_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }

@@ -31,6 +31,10 @@ pub enum SpecError {
 pub enum ControlError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// The command's output could not be written (a closed pipe is not this: see
+    /// `cli::shadow`).
+    #[error("writing the output failed: {0}")]
+    Output(#[from] std::io::Error),
     /// The spec names something the database does not have, or would clash with it.
     #[error("{}: {context}: {problem}", file.display())]
     Mismatch {

@@ -1,0 +1,210 @@
+//! `PreparedStatements`' unit tests: what holds a session, and what releases it once answered.
+
+use super::*;
+
+/// `prepared`'s SQL `sql` as made at `version`.
+fn run(prepared: &mut PreparedStatements, sql: &str, version: Option<&str>) {
+    let text = TextContext {
+        version: Some("v1"),
+        names_version: version,
+        ..TextContext::default()
+    };
+    prepared.sql(sql, text, &mut Vec::new());
+}
+
+/// A quiet boundary at which every release sent since the last one was answered.
+fn all_answered(prepared: &mut PreparedStatements) -> bool {
+    let answered: Vec<(u64, Answer)> = (prepared.pending.iter())
+        .map(|pending| (pending.batch, pending.answer))
+        .collect();
+    prepared.settle(&answered)
+}
+
+fn held(prepared: &PreparedStatements, version: &str) -> Option<String> {
+    prepared.held_against(version).map(|(what, _)| what)
+}
+
+#[test]
+fn protocol_statements_are_held_until_their_close_is_answered() {
+    let mut prepared = PreparedStatements::default();
+    prepared.parsed("s1", Some("v1"));
+    prepared.parsed("", Some("v1"));
+    prepared.parsed("s2", None);
+    assert_eq!(
+        held(&prepared, "v2").as_deref(),
+        Some("prepared statement \"s1\"")
+    );
+    assert_eq!(prepared.held_against("v1"), None);
+    prepared.closed(Some("s1"));
+    assert!(held(&prepared, "v2").is_some(), "not answered yet");
+    assert!(all_answered(&mut prepared));
+    assert_eq!(prepared.held_against("v2"), None);
+}
+
+#[test]
+fn a_release_counts_only_as_far_as_its_batch_was_answered() {
+    let mut prepared = PreparedStatements::default();
+    prepared.parsed("s1", Some("v1"));
+    prepared.parsed("s2", Some("v1"));
+    // Batch 4: a portal's Close answered, then an error skips the statement's.
+    prepared.note_batch(4);
+    prepared.closed(None);
+    prepared.closed(Some("s1"));
+    assert!(!prepared.settle(&[(4, Answer::CloseComplete)]));
+    assert!(held(&prepared, "v2").is_some());
+    // Batch 5: a DEALLOCATE behind an error in its query string, or one the proxy refused,
+    // has no answer.
+    prepared.note_batch(5);
+    run(&mut prepared, "SELECT 1/0; DEALLOCATE s1", None);
+    assert!(!prepared.settle(&[]));
+    // Batch 6: an error after a release leaves it done; batch 7 is answered in full.
+    prepared.note_batch(6);
+    prepared.closed(Some("s1"));
+    prepared.closed(Some("s2"));
+    prepared.note_batch(7);
+    run(&mut prepared, "DEALLOCATE s2", None);
+    assert!(prepared.settle(&[(6, Answer::CloseComplete), (7, Answer::Tag("DEALLOCATE")),]));
+    assert!(prepared.versions.is_empty());
+}
+
+#[test]
+fn a_release_drops_only_what_was_made_before_it() {
+    let mut prepared = PreparedStatements::default();
+    prepared.parsed("s1", Some("v1"));
+    run(
+        &mut prepared,
+        "DEALLOCATE ALL; PREPARE p AS INSERT INTO t_v1 VALUES (1)",
+        Some("v1"),
+    );
+    prepared.closed(Some("s1"));
+    prepared.parsed("s1", Some("v1"));
+    all_answered(&mut prepared);
+    let mut left: Vec<&String> = prepared.versions.keys().collect();
+    left.sort();
+    assert_eq!(left, ["p", "s1"]);
+}
+
+#[test]
+fn sql_prepare_deallocate_and_discard_are_followed() {
+    let mut prepared = PreparedStatements::default();
+    run(
+        &mut prepared,
+        "PREPARE Ins (int) AS INSERT INTO t_v1 VALUES ($1)",
+        Some("v1"),
+    );
+    run(
+        &mut prepared,
+        "prepare \"Up\" AS UPDATE t_v1 SET a = 1",
+        Some("v1"),
+    );
+    run(&mut prepared, "PREPARE plain AS SELECT 1", None);
+    assert_eq!(prepared.versions.len(), 2);
+    run(&mut prepared, "DEALLOCATE PREPARE ins", None);
+    assert!(all_answered(&mut prepared));
+    run(&mut prepared, "deallocate up", None);
+    assert!(!all_answered(&mut prepared), "quoted names keep their case");
+    run(&mut prepared, "SELECT 1; DEALLOCATE \"Up\"", None);
+    assert!(all_answered(&mut prepared));
+    assert!(prepared.versions.is_empty());
+    prepared.parsed("s1", Some("v1"));
+    run(&mut prepared, "DISCARD ALL", None);
+    assert!(all_answered(&mut prepared));
+    prepared.parsed("s1", Some("v1"));
+    run(&mut prepared, "DEALLOCATE ALL", None);
+    assert!(all_answered(&mut prepared));
+    assert_eq!(prepared.held_against("v9"), None);
+}
+
+#[test]
+fn held_cursors_and_temporary_code_hold_until_closed_or_discarded() {
+    let mut prepared = PreparedStatements::default();
+    run(
+        &mut prepared,
+        "DECLARE c CURSOR FOR SELECT * FROM t_v1",
+        Some("v1"),
+    );
+    assert_eq!(
+        prepared.held_against("v2"),
+        None,
+        "ends with its transaction"
+    );
+    run(
+        &mut prepared,
+        "DECLARE C NO SCROLL CURSOR WITH HOLD FOR SELECT * FROM t_v1",
+        Some("v1"),
+    );
+    assert_eq!(held(&prepared, "v2").as_deref(), Some("cursor \"c\""));
+    run(&mut prepared, "CLOSE c", None);
+    assert!(all_answered(&mut prepared));
+    assert_eq!(prepared.held_against("v2"), None);
+
+    for create in [
+        "CREATE TEMP VIEW tv AS SELECT * FROM t_v1",
+        "create or replace temporary recursive view tv (a) AS SELECT 1 FROM t_v1",
+        "CREATE VIEW pg_temp.tv AS SELECT * FROM t_v1",
+        "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM t_v1'",
+        "CREATE OR REPLACE PROCEDURE PG_TEMP.p() LANGUAGE sql AS 'DELETE FROM t_v1'",
+    ] {
+        run(&mut prepared, create, Some("v1"));
+        assert!(held(&prepared, "v2").is_some(), "{create}");
+        run(&mut prepared, "DISCARD TEMP", None);
+        assert!(all_answered(&mut prepared));
+        assert_eq!(prepared.held_against("v2"), None, "{create}");
+    }
+    // A copy holds nothing; lasting code holds whatever it names, and outlives DISCARD.
+    run(
+        &mut prepared,
+        "CREATE TEMP TABLE tt AS SELECT * FROM t_v1",
+        Some("v1"),
+    );
+    assert_eq!(prepared.held_against("v2"), None);
+    for create in [
+        "CREATE VIEW tv AS SELECT * FROM tt",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE RULE r AS ON INSERT TO tt DO ALSO NOTIFY x",
+    ] {
+        let mut prepared = PreparedStatements::default();
+        run(&mut prepared, create, None);
+        run(&mut prepared, "DISCARD ALL", None);
+        all_answered(&mut prepared);
+        assert!(held(&prepared, "v2").is_some(), "{create}");
+    }
+    // Inside a block, DISCARD TEMP may be rolled back: it releases nothing.
+    run(&mut prepared, "CREATE TEMP VIEW tv AS SELECT 1", None);
+    run(&mut prepared, "BEGIN; DISCARD TEMP; ROLLBACK", None);
+    all_answered(&mut prepared);
+    assert!(held(&prepared, "v2").is_some());
+    // A release Postgres may undo is followed only as a Query of its own outside a block.
+    for undone in ["DISCARD TEMP; SELECT 1/0", "BEGIN; DISCARD TEMP; ROLLBACK"] {
+        run(&mut prepared, undone, None);
+        all_answered(&mut prepared);
+        assert!(held(&prepared, "v2").is_some(), "{undone}");
+    }
+    // What may make something the router cannot follow holds for good.
+    for unfollowed in [
+        "DO $$ BEGIN CREATE TEMP VIEW x AS SELECT 1; END $$",
+        "CREATE TEMP VIEW U&\"x\" AS SELECT 1",
+    ] {
+        let mut fresh = PreparedStatements::default();
+        run(&mut fresh, unfollowed, None);
+        run(&mut fresh, "DISCARD ALL", None);
+        all_answered(&mut fresh);
+        assert!(held(&fresh, "v2").is_some(), "{unfollowed}");
+    }
+    // An upstream switch leaves cursors and temporary objects behind.
+    prepared.moved_upstream();
+    assert_eq!(prepared.held_against("v2"), None);
+}
+
+#[test]
+fn words_inside_strings_and_comments_are_not_commands() {
+    let mut prepared = PreparedStatements::default();
+    prepared.parsed("s1", Some("v1"));
+    run(
+        &mut prepared,
+        "SELECT 'DEALLOCATE ALL' /* DISCARD ALL */",
+        None,
+    );
+    assert!(!all_answered(&mut prepared));
+    assert!(prepared.held_against("v2").is_some());
+}
