@@ -1733,4 +1733,25 @@ fn policies_rules_publications_and_triggers_of_the_base_table_name_no_hidden_col
     assert!(!v2.contains("model_metadata_v2"), "{v2}");
     assert!(!v2.contains("vg_"), "{v2}");
     assert!(v2.contains("model_metadata:viewgate_write"), "{v2}");
+
+    // The functions behind those relations, called with the oids a scan finds (the
+    // twenty-first red-team pass): the base table's rule, its publication row, and the names
+    // of its trigger, policy and rule print nothing at v1.
+    let oids = proxy.admin(
+        "SELECT concat_ws(',',             (SELECT oid FROM pg_rewrite WHERE rulename = 'vg_rule'),             (SELECT oid FROM pg_trigger WHERE tgname = 'vg_audit'),             (SELECT oid FROM pg_policy WHERE polname = 'vg_policy'))",
+    );
+    let [rule, trigger, policy] = oids.trim().split(',').collect::<Vec<_>>()[..] else {
+        panic!("{oids}");
+    };
+    let printed = format!(
+        "SELECT concat_ws(' | ', pg_get_ruledef({rule}), pg_get_ruledef({rule}, true),             (SELECT string_agg(relid::regclass || ':' || coalesce(attrs::text, '') || ':'                                || coalesce(pg_get_expr(qual, relid), ''), ',')                FROM pg_get_publication_tables('vg_publication')),             pg_describe_object('pg_rewrite'::regclass, {rule}, 0),             pg_describe_object('pg_trigger'::regclass, {trigger}, 0),             pg_describe_object('pg_policy'::regclass, {policy}, 0),             (pg_identify_object('pg_policy'::regclass, {policy}, 0)).identity)"
+    );
+    let real = proxy.admin(&printed);
+    for name in ["schema_version", "vg_rule", "vg_audit", "vg_policy"] {
+        assert!(real.contains(name), "{name}: {real}");
+    }
+    for version in ["v1", "v2"] {
+        let seen = psql(&proxy, Some(version), &printed).unwrap();
+        assert!(seen.trim().is_empty(), "{version}: {seen}");
+    }
 }

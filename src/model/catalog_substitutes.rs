@@ -150,7 +150,8 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 /// version's view's) oid or an oid the substitutes show for it (an index, a constraint, a
 /// statistics object, the view's rule), which print or read the base table's names and
 /// comments, or the view's definition; and the object printers, which name a column of a
-/// relation the version does not see from the oids `pg_depend` lists.
+/// relation the version does not see from the oids `pg_depend` lists; and the publication
+/// lister behind `pg_publication_tables`, which prints its tables' row filters and columns.
 pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_indexdef",
     "pg_get_constraintdef",
@@ -166,6 +167,7 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_identify_object_as_address",
     "pg_get_triggerdef",
     "pg_get_functiondef",
+    "pg_get_publication_tables",
 ];
 
 /// The schema holding `version`'s substitutes. Version names are at most 31 characters of
