@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use common::http::{get, post_json};
 use common::versions::EXAMPLE;
 use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
+use viewgate::model::shadow_run::SHADOW_OUTCOMES;
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
 
 const TOKEN: &str = "shadow-test-token";
@@ -764,19 +765,7 @@ fn diffs_of<'a>(report: &'a serde_json::Value, needle: &str) -> Vec<&'a serde_js
 
 /// Every sampled statement has an outcome.
 fn settled(report: &serde_json::Value) -> bool {
-    let outcomes: u64 = [
-        "matched",
-        "diff",
-        "nondeterministic",
-        "error",
-        "timeout",
-        "skipped",
-        "too_large",
-        "role_refused",
-    ]
-    .iter()
-    .map(|name| total(report, name))
-    .sum();
+    let outcomes: u64 = SHADOW_OUTCOMES.iter().map(|name| total(report, name)).sum();
     outcomes == total(report, "sampled")
 }
 

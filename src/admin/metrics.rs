@@ -6,6 +6,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use crate::model::shadow_run::SHADOW_OUTCOMES;
 use crate::proxy::state::ProxyState;
 use crate::proxy::stats::Telemetry;
 use crate::proxy::stats::histogram::{HistogramSnapshot, LATENCY_BUCKETS};
@@ -192,16 +193,7 @@ fn shadow(out: &mut String, state: &ProxyState) {
         "counter",
         "Sampled statements by outcome: matched, diff, nondeterministic, error (at the new version only), timeout, skipped (not eligible), too_large (a result over the row or byte cap), role_refused (not run: the client's role could not be taken).",
     );
-    for outcome in [
-        "matched",
-        "diff",
-        "nondeterministic",
-        "error",
-        "timeout",
-        "skipped",
-        "too_large",
-        "role_refused",
-    ] {
+    for outcome in SHADOW_OUTCOMES {
         let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {}", value(outcome));
     }
     let running = state.routing.load().shadow().is_some();

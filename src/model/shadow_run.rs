@@ -11,6 +11,18 @@ use super::shape_pattern::ShapePattern;
 pub const MAX_SHADOW_BUDGET: u64 = 10_000_000;
 /// The budget when `shadow start` gives none.
 pub const DEFAULT_SHADOW_BUDGET: u64 = 10_000;
+/// The outcomes a sampled statement ends in, one each, by the names the counters, the catalog,
+/// `/metrics` and the report use: so the outcomes of a settled run add up to its samples.
+pub const SHADOW_OUTCOMES: &[&str] = &[
+    "matched",
+    "diff",
+    "nondeterministic",
+    "error",
+    "timeout",
+    "skipped",
+    "too_large",
+    "role_refused",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowRun {

@@ -372,6 +372,18 @@ pub fn looks_like_a_read(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::shadow_run::SHADOW_OUTCOMES;
+
+    #[test]
+    fn the_counters_are_the_samples_and_the_outcomes() {
+        let names: Vec<&str> = ShadowCounters::default()
+            .snapshot()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| !["sampled", "dropped"].contains(name))
+            .collect();
+        assert_eq!(names, SHADOW_OUTCOMES);
+    }
 
     #[test]
     fn each_second_queues_at_most_the_cap() {
