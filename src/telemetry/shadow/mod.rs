@@ -4,7 +4,7 @@
 //! the budget is spent over every proxy.
 //!
 //! A worker takes a sampled statement; skips it unless [`classify`] finds a plain read whose
-//! functions are not volatile (`pg_proc.provolatile`) and its text differs between the two
+//! functions are all in `pg_proc` and none volatile (`provolatile`) and its text differs between the two
 //! versions; then, in one `REPEATABLE READ READ ONLY` transaction (one snapshot for every run,
 //! so concurrent writes cause no difference, and nothing can write), with
 //! [`SHADOW_STATEMENT_TIMEOUT`], `SET LOCAL ROLE` to the client's login role and the client's
@@ -530,8 +530,31 @@ async fn read(
     Ok(Some(result))
 }
 
-/// Whether any of `functions` has a volatile overload (unknown names count as not volatile:
-/// the statement then fails at both versions, or calls something else harmless).
+/// Names sqlparser reads as function calls that Postgres implements as syntax, with no
+/// `pg_proc` row: none of them writes or changes the session.
+const SYNTAX_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "greatest",
+    "least",
+    "nullif",
+    "array",
+    "row",
+    "grouping",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "current_user",
+    "current_role",
+    "session_user",
+    "user",
+    "current_catalog",
+];
+
+/// Whether any of `functions` has a volatile overload, or is a name `pg_proc` does not have
+/// and Postgres's syntax does not explain (`SYNTAX_FUNCTIONS`): a name the lookup cannot
+/// find is one misread, and the call may be anything.
 async fn any_volatile(
     client: &Client,
     functions: &[String],
@@ -546,8 +569,10 @@ async fn any_volatile(
         let rows = client
             .query(
                 "SELECT n, EXISTS (SELECT 1 FROM pg_proc WHERE proname = n AND provolatile = 'v')
+                           OR (NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = n)
+                               AND n <> ALL ($2::text[]))
                  FROM unnest($1::text[]) AS n",
-                &[&unknown],
+                &[&unknown, &SYNTAX_FUNCTIONS],
             )
             .await
             .map_err(|error| ControlError::database("reading functions' volatility", &error))?;
