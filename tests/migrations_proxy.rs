@@ -713,6 +713,35 @@ async fn what_a_session_made_at_its_version_holds_it_there() {
     }
 }
 
+/// Found by the twenty-second red-team pass: a temporary table whose default read v1's view
+/// by name, and a DO block whose body followed a comment and spelled CREATE with escapes,
+/// held nothing; after the move to v3 both read v1's view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_expressions_and_do_blocks_hold_the_session() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let stored = client(&proxy, None).await;
+    text(
+        &stored,
+        "CREATE TEMP TABLE d (n int, x xml DEFAULT query_to_xml('TABLE public.models_v1', true, false, ''))",
+    )
+    .await;
+    let block = client(&proxy, None).await;
+    text(
+        &block,
+        r"DO/**/E'BEGIN CREATE TEMP VIEW dv AS SELECT * FROM public.models_v1; END'",
+    )
+    .await;
+    cut_over_to_v2(&cluster, &proxy).await;
+    for session in [&stored, &block] {
+        assert_eq!(text(session, "SHOW viewgate.version").await, ["v1"]);
+    }
+    // The table's default goes with it; what a DO block made cannot be followed.
+    text(&stored, "DISCARD TEMP").await;
+    assert_eq!(text(&stored, "SHOW viewgate.version").await, ["v2"]);
+    text(&block, "DISCARD ALL").await;
+    assert_eq!(text(&block, "SHOW viewgate.version").await, ["v1"]);
+}
+
 /// The other side of a release that counts only once answered: a Close answered before an
 /// error later in its batch (pgJDBC sends the Closes of evicted statements ahead of its next
 /// query, which may fail) did release, and the session moves.

@@ -205,10 +205,11 @@ impl PreparedStatements {
 
     /// A SQL statement text (`text` says how it was sent and what it names). `PREPARE name
     /// AS …` of a text that names a managed table or the version's view holds; so does, at
-    /// any versioned session, `DECLARE name … WITH HOLD …` and `CREATE [OR REPLACE] … {VIEW |
-    /// FUNCTION | PROCEDURE | RULE}`, whatever they name (they may build on something made at
-    /// the version: a temporary view, a temporary table Postgres makes the view temporary
-    /// for). `DEALLOCATE [PREPARE] name | ALL`, `CLOSE name | ALL` and `DISCARD {ALL | TEMP}`
+    /// any versioned session, `DECLARE name … WITH HOLD …`, `CREATE [OR REPLACE] … {VIEW |
+    /// MATERIALIZED VIEW | FUNCTION | PROCEDURE | RULE}` and `DO`, whatever they name (they
+    /// may build on something made at the version: a temporary view, a temporary table
+    /// Postgres makes the view temporary for); and any other `CREATE` or `ALTER` that names a
+    /// managed table or the version's view, but a `CREATE TABLE … AS` copy. `DEALLOCATE [PREPARE] name | ALL`, `CLOSE name | ALL` and `DISCARD {ALL | TEMP}`
     /// release once answered; the last two kinds only outside a transaction block (a
     /// rollback undoes them), and none of them in a Parse (Postgres runs it at an Execute,
     /// which the router does not follow).
@@ -274,16 +275,19 @@ impl PreparedStatements {
                     self.lasting(version);
                 }
             } else if word(0, "CREATE") {
-                if let (Some(temporary), Some(version)) = (creates_code(sql, &words), text.version)
-                {
-                    let held = self.held(version);
-                    let kept = if temporary {
-                        &mut self.temporary
-                    } else {
-                        &mut self.code
-                    };
-                    kept.retain(|made| made.version != version);
-                    kept.push(held);
+                // Besides code, a stored expression (a default, a check, a policy) that names
+                // the version's view keeps reading it (the twenty-second pass read v1's view
+                // at v3 through a temporary table's default); a copy of rows does not.
+                let made = creates_code(sql, &words).or_else(|| {
+                    (text.names_version.is_some() && !copies_rows(sql, &words))
+                        .then(|| says_temporary(sql, &words))
+                });
+                if let (Some(temporary), Some(version)) = (made, text.version) {
+                    self.keep(version, temporary);
+                }
+            } else if word(0, "ALTER") {
+                if let (Some(_), Some(version)) = (text.names_version, text.version) {
+                    self.keep(version, false);
                 }
             } else if word(0, "DISCARD") && alone {
                 released = match () {
@@ -403,6 +407,19 @@ impl PreparedStatements {
         }
     }
 
+    /// Something made at `version` that keeps reading it: until `DISCARD` for a temporary
+    /// object, for the session's life otherwise.
+    fn keep(&mut self, version: &str, temporary: bool) {
+        let held = self.held(version);
+        let kept = if temporary {
+            &mut self.temporary
+        } else {
+            &mut self.code
+        };
+        kept.retain(|made| made.version != version);
+        kept.push(held);
+    }
+
     fn release(&mut self, release: Release, answer: Answer) {
         if self.pending.len() >= MAX_PENDING_RELEASES {
             return;
@@ -421,8 +438,40 @@ impl PreparedStatements {
     }
 }
 
+/// Whether a `CREATE` statement says its object is temporary, as the word after `CREATE [OR
+/// REPLACE] [GLOBAL | LOCAL]`. Anything else counts as lasting, which holds longer.
+fn says_temporary(sql: &str, words: &[&Token]) -> bool {
+    let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
+    let mut at = 1;
+    if word(at, "OR") && word(at + 1, "REPLACE") {
+        at += 2;
+    }
+    if word(at, "GLOBAL") || word(at, "LOCAL") {
+        at += 1;
+    }
+    word(at, "TEMP") || word(at, "TEMPORARY")
+}
+
+/// Whether a `CREATE` statement makes a table from a query's rows (`CREATE … TABLE … AS
+/// query`, an `AS` outside parentheses): a copy, which reads nothing later.
+fn copies_rows(sql: &str, words: &[&Token]) -> bool {
+    let Some(table) = words.iter().position(|t| is_word(sql, t, "TABLE")) else {
+        return false;
+    };
+    let mut depth = 0usize;
+    words[table..].iter().any(|token| {
+        match statement_words::text(sql, token) {
+            "(" => depth += 1,
+            ")" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        depth == 0 && is_word(sql, token, "AS")
+    })
+}
+
 /// Whether a `CREATE` statement makes a view, a function, a procedure or a rule (`CREATE [OR
-/// REPLACE] [TEMP | TEMPORARY] [RECURSIVE] {VIEW | FUNCTION | PROCEDURE | RULE}`), and if so
+/// REPLACE] [TEMP | TEMPORARY] [RECURSIVE | MATERIALIZED] {VIEW | FUNCTION | PROCEDURE |
+/// RULE}`), and if so
 /// whether it says it is temporary (the keyword, or a `pg_temp…` schema). A view Postgres
 /// makes temporary by itself (it reads a temporary table) counts as lasting: it holds longer.
 fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
@@ -435,7 +484,8 @@ fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
     if temporary {
         at += 1;
     }
-    if word(at, "RECURSIVE") {
+    // A materialized view keeps its query, which REFRESH runs again.
+    if word(at, "RECURSIVE") || word(at, "MATERIALIZED") {
         at += 1;
     }
     if !["VIEW", "FUNCTION", "PROCEDURE", "RULE"]
@@ -457,17 +507,18 @@ fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
 /// The cheap test first, on every statement: most are none of these commands. One pass that
 /// looks further only at the first letter of one of them.
 pub fn mentions_a_holding_command(sql: &str) -> bool {
-    const WORDS: [&[u8]; 6] = [
+    const WORDS: [&[u8]; 7] = [
         b"prepare",
         b"deallocate",
         b"discard",
         b"declare",
         b"close",
         b"create",
+        b"alter",
     ];
     let bytes = sql.as_bytes();
     bytes.iter().enumerate().any(|(at, byte)| {
-        matches!(byte, b'p' | b'P' | b'd' | b'D' | b'c' | b'C')
+        matches!(byte, b'p' | b'P' | b'd' | b'D' | b'c' | b'C' | b'a' | b'A')
             && (WORDS.iter().any(|word| {
                 bytes
                     .get(at..at + word.len())
@@ -476,16 +527,17 @@ pub fn mentions_a_holding_command(sql: &str) -> bool {
     })
 }
 
-/// Whether `DO` starts at `at`, followed by what may open its body (a space, a dollar quote,
-/// a string): a word of its own, rarer than the two letters.
+/// Whether `DO` starts at `at` as a word of its own: followed by anything that cannot
+/// continue a word (a space, a comment: the twenty-second pass sent `DO/**/E'…'`, a quote).
 fn opens_a_do_block(bytes: &[u8], at: usize) -> bool {
+    let continues_a_word = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80;
     bytes
         .get(at..at + 2)
         .is_some_and(|word| word.eq_ignore_ascii_case(b"do"))
         && bytes
             .get(at + 2)
-            .is_some_and(|&next| next.is_ascii_whitespace() || matches!(next, b'$' | b'\''))
-        && (at == 0 || !bytes[at - 1].is_ascii_alphanumeric() && bytes[at - 1] != b'_')
+            .is_none_or(|&next| !continues_a_word(next))
+        && (at == 0 || !continues_a_word(bytes[at - 1]))
 }
 
 #[cfg(test)]

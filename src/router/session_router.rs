@@ -310,8 +310,10 @@ impl SessionRouter {
 
     /// Follows what the session makes that holds its version (a Parse named `name`, SQL
     /// `PREPARE`, `DECLARE … WITH HOLD`, any view, function, procedure or rule it creates, a
-    /// DO block, a text the lexer cannot read) and what releases it (`prepared.rs`). A text holds when it was rewritten for the version or names the
-    /// version's own view (forwarded as it is, it reads that version's columns all the same).
+    /// DO block, a stored expression naming the version's view, a text the lexer cannot read)
+    /// and what releases it (`prepared.rs`). A text holds when it was rewritten for the
+    /// version or names the version's own view (forwarded as it is, it reads that version's
+    /// columns all the same).
     fn remember(&mut self, name: Option<&str>, sql: &str, rewritten: bool, idle: bool) {
         let named = name.is_some_and(|name| !name.is_empty());
         if !named && !prepared::mentions_a_holding_command(sql) {
