@@ -742,6 +742,40 @@ async fn stored_expressions_and_do_blocks_hold_the_session() {
     assert_eq!(text(&block, "SHOW viewgate.version").await, ["v1"]);
 }
 
+/// Found by the twenty-second red-team pass: a temporary table named like a version's view
+/// before that version existed (so nothing could refuse the name) captured the session's
+/// reads and writes of the managed table once it moved there. The view is written with its
+/// schema, which no temporary relation shadows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relation_named_like_a_future_view_captures_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.toml"), MODELS_SPEC).unwrap();
+    std::fs::write(dir.path().join("0002.toml"), RESCALE).unwrap();
+    let (cluster, proxy, _) = setup(MODELS, dir.path().join("spec.toml").to_str().unwrap());
+    let session = client(&proxy, None).await;
+    text(
+        &session,
+        "CREATE TEMP TABLE models_v2 (id bigint, name text, size bigint); \
+         INSERT INTO models_v2 VALUES (1, 'captured', 0)",
+    )
+    .await;
+    let migration = dir.path().join("0002.toml");
+    viewgate(&cluster, &["migrate", "start", migration.to_str().unwrap()]).expect("starts");
+    cut_over_to_v2(&cluster, &proxy).await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v2"]);
+    assert_eq!(
+        text(&session, "SELECT name FROM models ORDER BY id").await,
+        ["a", "b"]
+    );
+    text(
+        &session,
+        "INSERT INTO models (name, size) VALUES ('c', 3000)",
+    )
+    .await;
+    let direct = cluster.psql("postgres", "SELECT name FROM models ORDER BY id");
+    assert_eq!(direct.unwrap().trim(), "a\nb\nc");
+}
+
 /// The other side of a release that counts only once answered: a Close answered before an
 /// error later in its batch (pgJDBC sends the Closes of evicted statements ahead of its next
 /// query, which may fail) did release, and the session moves.

@@ -13,6 +13,8 @@ use viewgate::rewriter::{RelationName, Rewrite, VersionTargets, ViewTarget, rewr
 
 const MANAGED: &str = "model_metadata";
 const VIEW: &str = "model_metadata_v2";
+/// The view as the rewriter names it: always with its schema.
+const QUALIFIED_VIEW: &str = "public.model_metadata_v2";
 
 /// Nesting depths far beyond the parser's recursion limit.
 const DEEP_NESTING: [usize; 3] = [500, 5_000, 50_000];
@@ -221,24 +223,16 @@ impl Written {
     /// (as written, the name as written without its schema, the view as the rewriter names it)
     fn forms(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Written::Bare => ("model_metadata", "model_metadata", VIEW),
-            Written::Upper => ("MODEL_METADATA", "MODEL_METADATA", VIEW),
-            Written::Mixed => ("Model_Metadata", "Model_Metadata", VIEW),
-            Written::Quoted => ("\"model_metadata\"", "\"model_metadata\"", VIEW),
-            Written::Qualified => (
-                "public.model_metadata",
-                "model_metadata",
-                "public.model_metadata_v2",
-            ),
-            Written::QualifiedUpper => (
-                "PUBLIC.model_metadata",
-                "model_metadata",
-                "public.model_metadata_v2",
-            ),
+            Written::Bare => ("model_metadata", "model_metadata", QUALIFIED_VIEW),
+            Written::Upper => ("MODEL_METADATA", "MODEL_METADATA", QUALIFIED_VIEW),
+            Written::Mixed => ("Model_Metadata", "Model_Metadata", QUALIFIED_VIEW),
+            Written::Quoted => ("\"model_metadata\"", "\"model_metadata\"", QUALIFIED_VIEW),
+            Written::Qualified => ("public.model_metadata", "model_metadata", QUALIFIED_VIEW),
+            Written::QualifiedUpper => ("PUBLIC.model_metadata", "model_metadata", QUALIFIED_VIEW),
             Written::QualifiedQuoted => (
                 "\"public\".\"model_metadata\"",
                 "\"model_metadata\"",
-                "public.model_metadata_v2",
+                QUALIFIED_VIEW,
             ),
         }
     }

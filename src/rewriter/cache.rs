@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(
             *second,
             Ok(Rewrite::Rewritten(
-                "SELECT * FROM model_metadata_v2 AS model_metadata".into()
+                "SELECT * FROM public.model_metadata_v2 AS model_metadata".into()
             ))
         );
         assert_eq!(
@@ -555,7 +555,7 @@ mod tests {
         assert_eq!(
             served.as_ref().as_ref().unwrap(),
             &Rewrite::Rewritten(
-                "SELECT id AS c1 FROM model_metadata_v2_reapplied AS model_metadata WHERE id = 1"
+                "SELECT id AS c1 FROM public.model_metadata_v2_reapplied AS model_metadata WHERE id = 1"
                     .into()
             )
         );

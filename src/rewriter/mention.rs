@@ -269,6 +269,15 @@ pub fn may_hide_a_name(haystack: &[u8]) -> bool {
     unicode_escape(haystack) || may_hide_a_name_unsearched(haystack)
 }
 
+/// The checks of [`may_hide_a_name`] that look at how the text spells things (escapes, a
+/// string continued after a comment), not at whether it is a definition: whether this very
+/// text may name something without its letters.
+pub fn may_spell_a_name(haystack: &[u8]) -> bool {
+    unicode_escape(haystack)
+        || escape_string_with_backslash(haystack)
+        || comment_after_quote(haystack)
+}
+
 /// Every check of [`may_hide_a_name`] but the Unicode escape, which [`MentionScan`] finds in
 /// its search with the names: the fast path runs these after it, so a new check belongs here.
 fn may_hide_a_name_unsearched(haystack: &[u8]) -> bool {

@@ -142,16 +142,12 @@ impl<'a> Collector<'a> {
         Some((schema, fold(last), last))
     }
 
-    fn resolve(&self, name: &ObjectName) -> Option<(&'a ViewTarget, bool, &str)> {
+    fn resolve(&self, name: &ObjectName) -> Option<(&'a ViewTarget, &str)> {
         self.resolve_in(name, true)
     }
 
     /// `shadowable`: whether a WITH item named like the table hides it (not for DML targets).
-    fn resolve_in(
-        &self,
-        name: &ObjectName,
-        shadowable: bool,
-    ) -> Option<(&'a ViewTarget, bool, &str)> {
+    fn resolve_in(&self, name: &ObjectName, shadowable: bool) -> Option<(&'a ViewTarget, &str)> {
         let (schema, table, last) = Self::split_name(name)?;
         if shadowable && schema.is_none() && self.shadowed(&table) {
             return None;
@@ -162,12 +158,12 @@ impl<'a> Collector<'a> {
             .range(last.span)
             .map(|r| &self.sql[r])
             .unwrap_or_default();
-        Some((target, schema.is_some(), written))
+        Some((target, written))
     }
 
     /// Replaces a relation name by the view; adds the original name as alias when asked.
     fn relation(&mut self, name: &ObjectName, add_alias: bool, shadowable: bool) {
-        let Some((target, qualified, written)) = self.resolve_in(name, shadowable) else {
+        let Some((target, written)) = self.resolve_in(name, shadowable) else {
             return;
         };
         if self.defining_view {
@@ -178,7 +174,7 @@ impl<'a> Collector<'a> {
             self.unlocatable = true;
             return;
         };
-        let mut text = view_reference(target, qualified);
+        let mut text = view_reference(self.targets, target);
         let mut range = range;
         if add_alias {
             if written.is_empty() {
@@ -271,7 +267,7 @@ impl<'a> Collector<'a> {
             self.refuse_view_definition(target, name);
             return;
         }
-        self.replace_name(name, view_reference(target, schema.is_some()), true);
+        self.replace_name(name, view_reference(self.targets, target), true);
     }
 
     /// A view's definition names `target` at `name`: refused if it is a managed table (a
@@ -279,7 +275,7 @@ impl<'a> Collector<'a> {
     fn refuse_view_definition(&mut self, target: &ViewTarget, name: &ObjectName) {
         if self.targets.is_managed(target) {
             let offset = self.index.range(name.span()).map(|range| range.start);
-            let view = view_reference(target, true);
+            let view = view_reference(self.targets, target);
             let reason = refusal::view_definition(&target.table.name, &self.targets.version, &view);
             self.refuse(reason, offset);
         }
@@ -333,7 +329,7 @@ impl<'a> Collector<'a> {
             self.unlocatable = true;
             return;
         };
-        let view = view_reference(target, schema.is_some());
+        let view = view_reference(self.targets, target);
         self.edits.push(Edit {
             range,
             text: format!("'{}'", view.replace('\'', "''")),
@@ -354,18 +350,22 @@ fn row_type_name(data_type: &DataType) -> Option<&ObjectName> {
     }
 }
 
-/// How the rewritten statement names the view: qualified when the original was, or when the
-/// view lives in another schema than its table (schema-per-version layout).
-pub fn view_reference(target: &ViewTarget, qualified: bool) -> String {
-    if qualified || target.view.schema != target.table.schema {
-        format!(
-            "{}.{}",
-            quote_identifier(&target.view.schema),
-            quote_identifier(&target.view.name)
-        )
-    } else {
-        quote_identifier(&target.view.name)
+/// How the rewritten statement names the view: always qualified with its schema. The rewriter
+/// has resolved the name on the session's search_path already; left unqualified, Postgres
+/// would resolve the view's name again, temporary schema first, and a relation or type the
+/// session made there under that name (before the version existed, or through a prepared
+/// `SELECT … INTO`) would be read in the view's place (the twenty-second red-team pass).
+/// The one exception: a name no schema on the session's known search_path holds
+/// (`VersionTargets::leaves_view_unqualified`), where Postgres alone would find nothing.
+pub fn view_reference(targets: &VersionTargets, target: &ViewTarget) -> String {
+    if targets.leaves_view_unqualified(target) {
+        return quote_identifier(&target.view.name);
     }
+    format!(
+        "{}.{}",
+        quote_identifier(&target.view.schema),
+        quote_identifier(&target.view.name)
+    )
 }
 
 impl Visitor for Collector<'_> {

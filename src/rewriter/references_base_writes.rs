@@ -25,7 +25,7 @@ impl Collector<'_> {
         else {
             return false;
         };
-        let Some((target, _, written)) = self.resolve_in(name, false) else {
+        let Some((target, written)) = self.resolve_in(name, false) else {
             return false;
         };
         let Some(write) = self
@@ -72,7 +72,7 @@ impl Collector<'_> {
         else {
             return false;
         };
-        let Some((target, _, written)) = self.resolve_in(name, false) else {
+        let Some((target, written)) = self.resolve_in(name, false) else {
             return false;
         };
         let written = written.to_owned();
@@ -86,7 +86,7 @@ impl Collector<'_> {
             return true;
         };
         let source = Source::of(&merge.source, &|name| {
-            let (target, _, _) = self.resolve(name)?;
+            let (target, _) = self.resolve(name)?;
             let write = self.targets.base_write(target)?;
             Some(
                 write

@@ -46,14 +46,14 @@ impl Collector<'_> {
         to: bool,
         force_columns: Vec<&Ident>,
     ) {
-        let Some((target, qualified, _)) = self.resolve(table_name) else {
+        let Some((target, _)) = self.resolve(table_name) else {
             return;
         };
         let Some(name_range) = self.index.range(table_name.span()) else {
             self.unlocatable = true;
             return;
         };
-        let view = view_reference(target, qualified);
+        let view = view_reference(self.targets, target);
         if !to
             && let Some(write) = self.targets.base_write(target)
             && !write.mapping.trigger_backed

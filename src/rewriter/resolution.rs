@@ -14,9 +14,10 @@
 //! writes `tenant_a.model_metadata AS model_metadata`, which reads what Postgres would have
 //! read, and fails rather than falling through to the base table if that relation has gone
 //! since the map was loaded. A name no schema on the path holds is rewritten to the version's
-//! view as usual, never left as written: were the proxy's idea of the path wrong (a change it
-//! cannot see, such as a `set_config` inside a function), the name as written could reach the
-//! base table, while the view's name finds the view or nothing.
+//! view, never left as written, and with the view's name unqualified (elsewhere it is always
+//! qualified: `references::view_reference`): were the proxy's idea of the path wrong (a change
+//! it cannot see, such as a `set_config` inside a function), the name as written could reach
+//! the base table, while the view's name finds the view or nothing, as Postgres would.
 
 use std::collections::BTreeSet;
 

@@ -313,7 +313,7 @@ fn check(
         let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name) else {
             continue;
         };
-        let view = view_reference(target, true);
+        let view = view_reference(targets, target);
         if reference.place == Place::ViewDefinition && !targets.is_managed(target) {
             return Err(Failure {
                 reason: refusal::catalog_definition(&target.table.name, &targets.version),
@@ -466,7 +466,7 @@ fn edit_from_reference(
         _ => postgres_grammar::name_extent(sql, reference.offset),
     }
     .ok_or_else(|| cannot("in an unusual spelling"))?;
-    let mut text = view_reference(target, reference.schema.is_some());
+    let mut text = view_reference(targets, target);
     let takes_alias = matches!(
         reference.place,
         Place::From | Place::Target | Place::MergeTarget
@@ -624,7 +624,7 @@ fn table_shorthand(
     else {
         return Vec::new();
     };
-    let text = view_reference(target, schema.is_some());
+    let text = view_reference(targets, target);
     vec![Edit {
         range: start..end,
         text,

@@ -86,6 +86,11 @@ pub struct VersionTargets {
     /// Unqualified names a session's search_path resolves elsewhere (`with_pins`): to this
     /// relation.
     pub(super) pins: Vec<(String, ViewTarget)>,
+    /// Unqualified managed names no schema on the session's known search_path holds
+    /// (`with_unreached`): their view is written unqualified, so that Postgres resolves it on
+    /// the real path (the view, or nothing, as for the name as written) rather than the
+    /// proxy's idea of it, which a change it cannot see may have made wrong.
+    pub(super) unreached: Vec<String>,
     /// What the rewrite cache keys these targets by, when it is not `version` (pinned).
     pub(super) cache_identity: Option<String>,
     /// The views other versions read their managed tables through: a session at this version
@@ -119,6 +124,7 @@ impl VersionTargets {
             search_path_candidates: Default::default(),
             follows_search_path: false,
             pins: Vec::new(),
+            unreached: Vec::new(),
             cache_identity: None,
             other_views: Vec::new(),
             hidden_tables: Vec::new(),
@@ -407,6 +413,29 @@ impl VersionTargets {
             .collect();
         pinned.cache_identity = (!pins.is_empty()).then_some(identity);
         pinned
+    }
+
+    /// These targets with the unqualified `names` that no schema on the session's search_path
+    /// holds, under a cache identity of their own.
+    pub fn with_unreached(mut self, names: Vec<String>) -> VersionTargets {
+        if names.is_empty() {
+            return self;
+        }
+        let mut identity = self.cache_identity().to_owned();
+        for name in &names {
+            identity.push_str(&format!("\0!{}:{name}", name.len()));
+        }
+        self.unreached = names;
+        self.cache_identity = Some(identity);
+        self
+    }
+
+    /// Whether the view of `target` is written unqualified (`unreached`): only a managed
+    /// table's view in its own schema.
+    pub fn leaves_view_unqualified(&self, target: &ViewTarget) -> bool {
+        target.view.schema == target.table.schema
+            && self.targets.contains(target)
+            && self.unreached.contains(&target.table.name)
     }
 }
 

@@ -40,11 +40,11 @@ fn check(input: &str, expected: &str) {
 fn plain_references_get_the_view_and_keep_their_name_as_alias() {
     check(
         "SELECT id FROM model_metadata WHERE model_metadata.id = 1",
-        "SELECT id FROM model_metadata_v2 AS model_metadata WHERE model_metadata.id = 1",
+        "SELECT id FROM public.model_metadata_v2 AS model_metadata WHERE model_metadata.id = 1",
     );
     check(
         "select * from Model_Metadata m join model_metadata AS n on m.id = n.id",
-        "select * from model_metadata_v2 m join model_metadata_v2 AS n on m.id = n.id",
+        "select * from public.model_metadata_v2 m join public.model_metadata_v2 AS n on m.id = n.id",
     );
     check(
         "SELECT * FROM public.model_metadata",
@@ -52,11 +52,11 @@ fn plain_references_get_the_view_and_keep_their_name_as_alias() {
     );
     check(
         "SELECT * FROM \"model_metadata\" WHERE \"model_metadata\".\"id\" > 0",
-        "SELECT * FROM model_metadata_v2 AS \"model_metadata\" WHERE \"model_metadata\".\"id\" > 0",
+        "SELECT * FROM public.model_metadata_v2 AS \"model_metadata\" WHERE \"model_metadata\".\"id\" > 0",
     );
     check(
         "SELECT * FROM \"Accounts\"",
-        "SELECT * FROM \"Accounts_v2\" AS \"Accounts\"",
+        "SELECT * FROM public.\"Accounts_v2\" AS \"Accounts\"",
     );
 }
 
@@ -64,11 +64,11 @@ fn plain_references_get_the_view_and_keep_their_name_as_alias() {
 fn comments_and_formatting_survive() {
     check(
         "/* app=web */ SELECT id -- the key\nFROM   model_metadata\n\tWHERE id = $1 /* hint */",
-        "/* app=web */ SELECT id -- the key\nFROM   model_metadata_v2 AS model_metadata\n\tWHERE id = $1 /* hint */",
+        "/* app=web */ SELECT id -- the key\nFROM   public.model_metadata_v2 AS model_metadata\n\tWHERE id = $1 /* hint */",
     );
     check(
         "SELECT 'é' AS ü, id FROM model_metadata",
-        "SELECT 'é' AS ü, id FROM model_metadata_v2 AS model_metadata",
+        "SELECT 'é' AS ü, id FROM public.model_metadata_v2 AS model_metadata",
     );
 }
 
@@ -76,15 +76,15 @@ fn comments_and_formatting_survive() {
 fn writes_keep_returning_and_on_conflict_working() {
     check(
         "INSERT INTO model_metadata (model_name) VALUES ($1) ON CONFLICT (id) DO UPDATE SET model_name = EXCLUDED.model_name RETURNING model_metadata.*",
-        "INSERT INTO model_metadata_v2 AS model_metadata (model_name) VALUES ($1) ON CONFLICT (id) DO UPDATE SET model_name = EXCLUDED.model_name RETURNING model_metadata.*",
+        "INSERT INTO public.model_metadata_v2 AS model_metadata (model_name) VALUES ($1) ON CONFLICT (id) DO UPDATE SET model_name = EXCLUDED.model_name RETURNING model_metadata.*",
     );
     check(
         "UPDATE model_metadata SET model_name = 'x' WHERE model_metadata.id = 3 RETURNING id",
-        "UPDATE model_metadata_v2 AS model_metadata SET model_name = 'x' WHERE model_metadata.id = 3 RETURNING id",
+        "UPDATE public.model_metadata_v2 AS model_metadata SET model_name = 'x' WHERE model_metadata.id = 3 RETURNING id",
     );
     check(
         "DELETE FROM model_metadata USING model_metadata AS other WHERE model_metadata.id = other.id",
-        "DELETE FROM model_metadata_v2 AS model_metadata USING model_metadata_v2 AS other WHERE model_metadata.id = other.id",
+        "DELETE FROM public.model_metadata_v2 AS model_metadata USING public.model_metadata_v2 AS other WHERE model_metadata.id = other.id",
     );
 }
 
@@ -92,11 +92,11 @@ fn writes_keep_returning_and_on_conflict_working() {
 fn subqueries_ctes_lateral_set_operations() {
     check(
         "WITH recent AS (SELECT * FROM model_metadata) SELECT * FROM recent WHERE EXISTS (SELECT 1 FROM model_metadata x) UNION SELECT * FROM model_metadata",
-        "WITH recent AS (SELECT * FROM model_metadata_v2 AS model_metadata) SELECT * FROM recent WHERE EXISTS (SELECT 1 FROM model_metadata_v2 x) UNION SELECT * FROM model_metadata_v2 AS model_metadata",
+        "WITH recent AS (SELECT * FROM public.model_metadata_v2 AS model_metadata) SELECT * FROM recent WHERE EXISTS (SELECT 1 FROM public.model_metadata_v2 x) UNION SELECT * FROM public.model_metadata_v2 AS model_metadata",
     );
     check(
         "SELECT * FROM t, LATERAL (SELECT * FROM model_metadata WHERE id = t.id) s WHERE t.id IN (SELECT id FROM model_metadata)",
-        "SELECT * FROM t, LATERAL (SELECT * FROM model_metadata_v2 AS model_metadata WHERE id = t.id) s WHERE t.id IN (SELECT id FROM model_metadata_v2 AS model_metadata)",
+        "SELECT * FROM t, LATERAL (SELECT * FROM public.model_metadata_v2 AS model_metadata WHERE id = t.id) s WHERE t.id IN (SELECT id FROM public.model_metadata_v2 AS model_metadata)",
     );
 }
 
@@ -109,7 +109,7 @@ fn a_cte_named_like_a_managed_table_shadows_it() {
     // A non-recursive CTE's own body still sees the table.
     check(
         "WITH model_metadata AS (SELECT * FROM model_metadata) SELECT * FROM model_metadata",
-        "WITH model_metadata AS (SELECT * FROM model_metadata_v2 AS model_metadata) SELECT * FROM model_metadata",
+        "WITH model_metadata AS (SELECT * FROM public.model_metadata_v2 AS model_metadata) SELECT * FROM model_metadata",
     );
     // A qualified reference is never shadowed.
     check(
@@ -122,21 +122,21 @@ fn a_cte_named_like_a_managed_table_shadows_it() {
 fn locking_clauses_and_parser_gaps() {
     check(
         "SELECT * FROM model_metadata WHERE id = 1 FOR UPDATE",
-        "SELECT * FROM model_metadata_v2 AS model_metadata WHERE id = 1 FOR UPDATE",
+        "SELECT * FROM public.model_metadata_v2 AS model_metadata WHERE id = 1 FOR UPDATE",
     );
     check(
         "SELECT * FROM model_metadata FOR NO KEY UPDATE OF model_metadata",
-        "SELECT * FROM model_metadata_v2 AS model_metadata FOR NO KEY UPDATE OF model_metadata",
+        "SELECT * FROM public.model_metadata_v2 AS model_metadata FOR NO KEY UPDATE OF model_metadata",
     );
     check(
         "SELECT * FROM model_metadata FOR KEY SHARE",
-        "SELECT * FROM model_metadata_v2 AS model_metadata FOR KEY SHARE",
+        "SELECT * FROM public.model_metadata_v2 AS model_metadata FOR KEY SHARE",
     );
     check(
         "SELECT * FROM ONLY model_metadata WHERE id BETWEEN SYMMETRIC 5 AND 1",
-        "SELECT * FROM ONLY model_metadata_v2 AS model_metadata WHERE id BETWEEN SYMMETRIC 5 AND 1",
+        "SELECT * FROM ONLY public.model_metadata_v2 AS model_metadata WHERE id BETWEEN SYMMETRIC 5 AND 1",
     );
-    check("TABLE model_metadata", "TABLE model_metadata_v2");
+    check("TABLE model_metadata", "TABLE public.model_metadata_v2");
     check(
         "TABLE public.model_metadata",
         "TABLE public.model_metadata_v2",
@@ -145,11 +145,11 @@ fn locking_clauses_and_parser_gaps() {
     // the star: a syntax error).
     check(
         "SELECT * FROM model_metadata* WHERE id = 1",
-        "SELECT * FROM model_metadata_v2 AS model_metadata WHERE id = 1",
+        "SELECT * FROM public.model_metadata_v2 AS model_metadata WHERE id = 1",
     );
     check(
         "UPDATE model_metadata* SET model_name = 'x'",
-        "UPDATE model_metadata_v2 AS model_metadata SET model_name = 'x'",
+        "UPDATE public.model_metadata_v2 AS model_metadata SET model_name = 'x'",
     );
 }
 
@@ -157,7 +157,7 @@ fn locking_clauses_and_parser_gaps() {
 fn multi_statement_strings_rewrite_each_statement() {
     check(
         "BEGIN; SELECT * FROM model_metadata; VACUUM model_metadata; SELECT 1; COMMIT",
-        "BEGIN; SELECT * FROM model_metadata_v2 AS model_metadata; VACUUM model_metadata; SELECT 1; COMMIT",
+        "BEGIN; SELECT * FROM public.model_metadata_v2 AS model_metadata; VACUUM model_metadata; SELECT 1; COMMIT",
     );
 }
 
@@ -181,11 +181,11 @@ fn ddl_on_the_table_itself_passes_through() {
 fn ddl_that_would_keep_the_base_shape_is_rewritten_or_refused() {
     check(
         "CREATE TEMP TABLE scratch (LIKE model_metadata INCLUDING ALL)",
-        "CREATE TEMP TABLE scratch (LIKE model_metadata_v2 INCLUDING ALL)",
+        "CREATE TEMP TABLE scratch (LIKE public.model_metadata_v2 INCLUDING ALL)",
     );
     check(
         "CREATE TABLE s (LIKE public.model_metadata); SELECT * FROM model_metadata",
-        "CREATE TABLE s (LIKE public.model_metadata_v2); SELECT * FROM model_metadata_v2 AS model_metadata",
+        "CREATE TABLE s (LIKE public.model_metadata_v2); SELECT * FROM public.model_metadata_v2 AS model_metadata",
     );
     for (sql, at) in [
         ("DO $$ BEGIN PERFORM 1 FROM model_metadata; END $$", "model"),
@@ -216,7 +216,7 @@ fn ddl_that_would_keep_the_base_shape_is_rewritten_or_refused() {
 fn a_new_table_made_from_a_query_gets_the_version_s_rows() {
     check(
         "CREATE TABLE snapshot AS SELECT * FROM model_metadata",
-        "CREATE TABLE snapshot AS SELECT * FROM model_metadata_v2 AS model_metadata",
+        "CREATE TABLE snapshot AS SELECT * FROM public.model_metadata_v2 AS model_metadata",
     );
     check(
         "CREATE TEMP TABLE model_metadata AS SELECT m.* FROM public.model_metadata m WITH NO DATA",
@@ -225,7 +225,7 @@ fn a_new_table_made_from_a_query_gets_the_version_s_rows() {
     // A form sqlparser does not read is rewritten from PostgreSQL's positions.
     check(
         "CREATE TABLE snapshot AS TABLE model_metadata",
-        "CREATE TABLE snapshot AS TABLE model_metadata_v2",
+        "CREATE TABLE snapshot AS TABLE public.model_metadata_v2",
     );
 }
 
@@ -266,15 +266,15 @@ fn a_view_s_definition_over_a_managed_table_is_refused_and_other_views_pass() {
 fn copy_reads_and_writes_through_the_view() {
     check(
         "COPY model_metadata TO STDOUT WITH (FORMAT csv)",
-        "COPY (SELECT * FROM model_metadata_v2) TO STDOUT WITH (FORMAT csv)",
+        "COPY (SELECT * FROM public.model_metadata_v2) TO STDOUT WITH (FORMAT csv)",
     );
     check(
         "COPY model_metadata (id, model_name) TO STDOUT",
-        "COPY (SELECT id, model_name FROM model_metadata_v2) TO STDOUT",
+        "COPY (SELECT id, model_name FROM public.model_metadata_v2) TO STDOUT",
     );
     check(
         "COPY model_metadata (model_name) FROM STDIN",
-        "COPY model_metadata_v2 (model_name) FROM STDIN",
+        "COPY public.model_metadata_v2 (model_name) FROM STDIN",
     );
 }
 
@@ -282,7 +282,7 @@ fn copy_reads_and_writes_through_the_view() {
 fn regclass_literals_follow_the_version() {
     check(
         "SELECT attname FROM pg_attribute WHERE attrelid = 'model_metadata'::regclass",
-        "SELECT attname FROM pg_attribute WHERE attrelid = 'model_metadata_v2'::regclass",
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'public.model_metadata_v2'::regclass",
     );
     check(
         "SELECT to_regclass('public.model_metadata')",
@@ -320,7 +320,7 @@ fn statements_only_postgres_can_parse_are_rewritten_from_its_positions() {
     // sqlparser cannot read ROWS FROM; Postgres's parser says where the tables are.
     check(
         "SELECT 1; SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g, model_metadata WHERE g = id",
-        "SELECT 1; SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g, model_metadata_v2 AS model_metadata WHERE g = id",
+        "SELECT 1; SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g, public.model_metadata_v2 AS model_metadata WHERE g = id",
     );
     check(
         "SELECT * FROM ROWS FROM (generate_series(1, 2)) AS g JOIN public . model_metadata m ON true",
@@ -342,16 +342,16 @@ fn references_sqlparser_misses_are_rewritten_from_postgres_positions_or_refused(
     // sqlparser reads `TABLE t` in a set operation without a table reference.
     check(
         "SELECT * FROM model_metadata UNION ALL TABLE model_metadata",
-        "SELECT * FROM model_metadata_v2 AS model_metadata UNION ALL TABLE model_metadata_v2",
+        "SELECT * FROM public.model_metadata_v2 AS model_metadata UNION ALL TABLE public.model_metadata_v2",
     );
     // A WITH item does not shadow a DML target in Postgres: these write the table.
     check(
         "WITH model_metadata AS (SELECT 1) UPDATE model_metadata SET model_name = 'x'",
-        "WITH model_metadata AS (SELECT 1) UPDATE model_metadata_v2 AS model_metadata SET model_name = 'x'",
+        "WITH model_metadata AS (SELECT 1) UPDATE public.model_metadata_v2 AS model_metadata SET model_name = 'x'",
     );
     check(
         "WITH model_metadata AS (SELECT 1) DELETE FROM model_metadata",
-        "WITH model_metadata AS (SELECT 1) DELETE FROM model_metadata_v2 AS model_metadata",
+        "WITH model_metadata AS (SELECT 1) DELETE FROM public.model_metadata_v2 AS model_metadata",
     );
     // COPY … TO needs a query in place of the name, which only sqlparser's reading gives.
     let sql = "SELECT 1; COPY model_metadata TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)";
@@ -386,7 +386,7 @@ fn schema_qualified_column_references_follow_the_alias() {
     // Catalog columns qualified the same way are not managed tables.
     check(
         "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class, model_metadata m",
-        "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class, model_metadata_v2 m",
+        "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class, public.model_metadata_v2 m",
     );
 }
 
@@ -441,7 +441,7 @@ fn catalog_relations_go_to_the_versions_substitutes() {
     // managed table is the view, the catalog's own stays the catalog.
     check_with_catalog(
         "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = 'model_metadata'::regclass AND 'pg_class'::regclass > 0",
-        "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a WHERE a.attrelid = 'model_metadata_v2'::regclass AND 'pg_class'::regclass > 0",
+        "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a WHERE a.attrelid = 'public.model_metadata_v2'::regclass AND 'pg_class'::regclass > 0",
     );
     // Only pg_catalog's relations, and information_schema's only when qualified.
     for unchanged in [
@@ -467,7 +467,7 @@ fn catalog_relations_go_to_the_versions_substitutes() {
     );
     check_with_catalog(
         "SELECT public.col_description(1, 1) FROM model_metadata",
-        "SELECT public.col_description(1, 1) FROM model_metadata_v2 AS model_metadata",
+        "SELECT public.col_description(1, 1) FROM public.model_metadata_v2 AS model_metadata",
     );
     // Without substitutes (a version applied before them), catalog queries stay as written.
     check(
@@ -476,7 +476,7 @@ fn catalog_relations_go_to_the_versions_substitutes() {
     );
     check(
         "SELECT pg_get_constraintdef(1) FROM model_metadata",
-        "SELECT pg_get_constraintdef(1) FROM model_metadata_v2 AS model_metadata",
+        "SELECT pg_get_constraintdef(1) FROM public.model_metadata_v2 AS model_metadata",
     );
 }
 
@@ -517,7 +517,7 @@ fn a_version_with_catalog_substitutes_is_searched_by_teddy() {
 fn a_managed_tables_row_type_becomes_the_views() {
     check(
         "SELECT (NULL::model_metadata).*",
-        "SELECT (NULL::model_metadata_v2).*",
+        "SELECT (NULL::public.model_metadata_v2).*",
     );
     check(
         "SELECT * FROM json_populate_recordset(null::\"public\".\"model_metadata\", $1)",
@@ -525,12 +525,12 @@ fn a_managed_tables_row_type_becomes_the_views() {
     );
     check(
         "SELECT CAST(NULL AS model_metadata[]), model_metadata '(1)'",
-        "SELECT CAST(NULL AS model_metadata_v2[]), model_metadata_v2 '(1)'",
+        "SELECT CAST(NULL AS public.model_metadata_v2[]), public.model_metadata_v2 '(1)'",
     );
     // A WITH item does not shadow a type; an unmanaged type stays.
     check(
         "WITH model_metadata AS (SELECT 1) SELECT NULL::model_metadata FROM model_metadata",
-        "WITH model_metadata AS (SELECT 1) SELECT NULL::model_metadata_v2 FROM model_metadata",
+        "WITH model_metadata AS (SELECT 1) SELECT NULL::public.model_metadata_v2 FROM model_metadata",
     );
     check(
         "SELECT NULL::other.model_metadata, '1'::int8",

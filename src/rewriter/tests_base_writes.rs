@@ -75,7 +75,7 @@ fn copy_from_an_auto_updatable_view_writes_the_base_table_with_mapped_columns() 
     assert_eq!(
         out("COPY model_metadata (id, name) TO STDOUT"),
         Ok(Rewrite::Rewritten(
-            "COPY (SELECT id, name FROM model_metadata_v3) TO STDOUT".into()
+            "COPY (SELECT id, name FROM public.model_metadata_v3) TO STDOUT".into()
         ))
     );
     // A trigger-backed view keeps COPY … FROM (its INSTEAD OF trigger runs per row).
@@ -85,7 +85,7 @@ fn copy_from_an_auto_updatable_view_writes_the_base_table_with_mapped_columns() 
             &renamed_with_mapping(true)
         ),
         Ok(Rewrite::Rewritten(
-            "COPY model_metadata_v3 (id) FROM STDIN".into()
+            "COPY public.model_metadata_v3 (id) FROM STDIN".into()
         ))
     );
     // Through the shape cache, the same.
@@ -233,7 +233,7 @@ model_metadata.id AS id, model_metadata.model_name AS model_name, model_metadata
     assert_eq!(
         rewrite("INSERT INTO model_metadata (id) VALUES (1)", &targets),
         Ok(Rewrite::Rewritten(
-            "INSERT INTO model_metadata_v2 AS model_metadata (id) VALUES (1)".into()
+            "INSERT INTO public.model_metadata_v2 AS model_metadata (id) VALUES (1)".into()
         ))
     );
 }
@@ -298,7 +298,7 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
     );
     assert_eq!(
         rewrite("MERGE INTO model_metadata t USING model_metadata s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.name, DEFAULT)", &v3),
-        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING model_metadata_v3 s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, ('0.0'::text))".into()))
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING public.model_metadata_v3 s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, ('0.0'::text))".into()))
     );
     // Unqualified, `name` is both the target's and the source's: ambiguous, as in Postgres.
     let error = rewrite(
@@ -338,7 +338,7 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
     // A version without a recorded mapping: MERGE names the view, as before.
     assert_eq!(
         rewrite("MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN DELETE", &self::v2()),
-        Ok(Rewrite::Rewritten("MERGE INTO model_metadata_v2 t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN DELETE".into()))
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata_v2 t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN DELETE".into()))
     );
 }
 

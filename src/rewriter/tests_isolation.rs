@@ -206,7 +206,7 @@ fn a_text_too_long_to_check_is_refused_where_a_managed_name_is_left_unrewritten(
         rewrite(&bulk, &v2()).unwrap(),
         Rewrite::Rewritten(bulk.replacen(
             "INTO model_metadata",
-            "INTO model_metadata_v2 AS model_metadata",
+            "INTO public.model_metadata_v2 AS model_metadata",
             1
         ))
     );

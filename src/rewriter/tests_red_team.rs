@@ -127,7 +127,7 @@ fn a_column_type_by_reference_reads_the_version_s_view() {
     for (sql, expected) in [
         (
             "CREATE FUNCTION pg_temp.f1(x model_metadata.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
-            "CREATE FUNCTION pg_temp.f1(x model_metadata_v1.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE FUNCTION pg_temp.f1(x public.model_metadata_v1.model_type%TYPE) RETURNS int LANGUAGE sql AS 'SELECT 1'",
         ),
         (
             "CREATE FUNCTION pg_temp.f2() RETURNS public.model_metadata.schema_version%TYPE LANGUAGE sql AS 'SELECT 1'",
@@ -135,11 +135,11 @@ fn a_column_type_by_reference_reads_the_version_s_view() {
         ),
         (
             "CREATE FUNCTION pg_temp.f3() RETURNS TABLE (a \"model_metadata\" . id%TYPE) LANGUAGE sql AS 'SELECT 1'",
-            "CREATE FUNCTION pg_temp.f3() RETURNS TABLE (a model_metadata_v1 . id%TYPE) LANGUAGE sql AS 'SELECT 1'",
+            "CREATE FUNCTION pg_temp.f3() RETURNS TABLE (a public.model_metadata_v1 . id%TYPE) LANGUAGE sql AS 'SELECT 1'",
         ),
         (
             "DROP FUNCTION IF EXISTS pg_temp.nope(model_metadata.schema_version%TYPE)",
-            "DROP FUNCTION IF EXISTS pg_temp.nope(model_metadata_v1.schema_version%TYPE)",
+            "DROP FUNCTION IF EXISTS pg_temp.nope(public.model_metadata_v1.schema_version%TYPE)",
         ),
     ] {
         assert_eq!(
@@ -206,7 +206,7 @@ fn a_managed_table_by_a_name_the_version_does_not_give_it_is_refused() {
     }
     assert!(matches!(
         rewrite("SELECT * FROM clients", &at("v2")),
-        Ok(Rewrite::Rewritten(text)) if text == "SELECT * FROM clients_v2 AS clients"
+        Ok(Rewrite::Rewritten(text)) if text == "SELECT * FROM public.clients_v2 AS clients"
     ));
     assert!(matches!(
         rewrite("SELECT * FROM customers", &at("v1")),

@@ -89,8 +89,12 @@ pub enum Answer {
 pub struct TextContext<'a> {
     /// The session's version, if it has managed tables.
     pub version: Option<&'a str>,
-    /// The version, when the text names a managed table or the version's view.
+    /// The version, when the text names a managed table or the version's view (or, being a
+    /// definition, may build such a name).
     pub names_version: Option<&'a str>,
+    /// The version, when the text itself names a managed table or the version's view: it was
+    /// rewritten, spells the view's name, or may spell it with escapes.
+    pub spells_version: Option<&'a str>,
     /// A transaction block is open before the text runs.
     pub in_block: bool,
     /// The text is a Parse's: run later, by an Execute.
@@ -279,14 +283,14 @@ impl PreparedStatements {
                 // the version's view keeps reading it (the twenty-second pass read v1's view
                 // at v3 through a temporary table's default); a copy of rows does not.
                 let made = creates_code(sql, &words).or_else(|| {
-                    (text.names_version.is_some() && !copies_rows(sql, &words))
+                    (text.spells_version.is_some() && !copies_rows(sql, &words))
                         .then(|| says_temporary(sql, &words))
                 });
                 if let (Some(temporary), Some(version)) = (made, text.version) {
                     self.keep(version, temporary);
                 }
             } else if word(0, "ALTER") {
-                if let (Some(_), Some(version)) = (text.names_version, text.version) {
+                if let (Some(_), Some(version)) = (text.spells_version, text.version) {
                     self.keep(version, false);
                 }
             } else if word(0, "DISCARD") && alone {

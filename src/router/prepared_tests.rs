@@ -7,6 +7,7 @@ fn run(prepared: &mut PreparedStatements, sql: &str, version: Option<&str>) {
     let text = TextContext {
         version: Some("v1"),
         names_version: version,
+        spells_version: version,
         ..TextContext::default()
     };
     prepared.sql(sql, text, &mut Vec::new());

@@ -47,7 +47,7 @@ use super::view_name_capture;
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
-use crate::rewriter::mention::may_hide_a_name;
+use crate::rewriter::mention::{may_hide_a_name, may_spell_a_name};
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
@@ -329,12 +329,18 @@ impl SessionRouter {
             .as_ref()
             .filter(|assignment| rewritten || names_own_view(assignment.targets(), sql))
             .map(Assignment::version);
+        let spells_version = self
+            .assignment
+            .as_ref()
+            .filter(|assignment| rewritten || spells_own_view(assignment.targets(), sql))
+            .map(Assignment::version);
         if let Some(name) = name {
             self.prepared.parsed(name, names_version);
         }
         let text = TextContext {
             version,
             names_version,
+            spells_version,
             in_block: !idle,
             parse: name.is_some(),
         };
@@ -650,7 +656,13 @@ impl SessionRouter {
 /// mention in a literal holds too, which errs on the safe side), or may, behind a Unicode
 /// escape (`U&"…"`: the nineteenth red-team pass's verification hid the name so).
 fn names_own_view(targets: &VersionTargets, sql: &str) -> bool {
-    may_hide_a_name(sql.as_bytes())
+    may_hide_a_name(sql.as_bytes()) || spells_own_view(targets, sql)
+}
+
+/// Whether `sql` itself spells a view of `targets` (or may, with escapes); a definition that
+/// could build the name at run time does not count.
+fn spells_own_view(targets: &VersionTargets, sql: &str) -> bool {
+    may_spell_a_name(sql.as_bytes())
         || targets
             .managed()
             .iter()

@@ -109,7 +109,7 @@ fn the_session_s_own_temporary_table_is_read_before_the_version_s_view() {
     session.statement("DROP TABLE IF EXISTS t", false);
     assert_eq!(
         replaced(select(&mut session, false)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     session.set_settled(false);
     assert_eq!(
@@ -121,7 +121,7 @@ fn the_session_s_own_temporary_table_is_read_before_the_version_s_view() {
     session.set_settled(true);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     // ON COMMIT DROP ends with the block.
     session.statement("CREATE TEMP TABLE t (a int) ON COMMIT DROP", false);
@@ -132,7 +132,7 @@ fn the_session_s_own_temporary_table_is_read_before_the_version_s_view() {
     session.set_settled(true);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     // A rollback to a savepoint made before it undoes it.
     session.statement("SAVEPOINT s", false);
@@ -144,7 +144,7 @@ fn the_session_s_own_temporary_table_is_read_before_the_version_s_view() {
     session.statement("ROLLBACK TO SAVEPOINT s", false);
     assert_eq!(
         replaced(select(&mut session, false)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     session.set_settled(true);
     // DISCARD TEMP forgets them all; another name is no managed table.
@@ -154,7 +154,7 @@ fn the_session_s_own_temporary_table_is_read_before_the_version_s_view() {
     session.set_settled(true);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
 }
 
@@ -163,7 +163,7 @@ fn declared_beats_default_and_reset_returns_to_the_declaration() {
     let mut session = router(Some("v1"), Some("v2"));
     assert_eq!(
         replaced(session.statement("SELECT * FROM t", true)),
-        "SELECT * FROM t_v2 AS t"
+        "SELECT * FROM public.t_v2 AS t"
     );
     assert_eq!(
         session.statement("SET viewgate.version = 'v1'", true),
@@ -185,11 +185,11 @@ fn a_change_inside_a_transaction_waits_for_idle() {
     session.statement("SET viewgate.version = 'v2'", false);
     assert_eq!(
         replaced(session.statement("SELECT * FROM t", false)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     assert_eq!(
         replaced(session.statement("SELECT * FROM t", true)),
-        "SELECT * FROM t_v2 AS t"
+        "SELECT * FROM public.t_v2 AS t"
     );
 }
 
@@ -315,7 +315,7 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
     let why = |s: &SessionRouter| s.assignment().map(|a| a.to_string()).unwrap_or_default();
     assert_eq!(
         replaced(session.parse("ins", "INSERT INTO t VALUES (1)", true)),
-        "INSERT INTO t_v1 AS t VALUES (1)"
+        "INSERT INTO public.t_v1 AS t VALUES (1)"
     );
     session.parse("plain", "SELECT 1", true);
     // The default moves on: the session keeps v1 while `ins` exists.
@@ -392,7 +392,7 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
     // Unknown path: as before, rewritten.
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     session.login_search_path("tenant_a, public");
     assert_eq!(
@@ -413,7 +413,7 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
     session.set_settled(true);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     // A SET in a block that rolls back is undone.
     session.statement("BEGIN", true);
@@ -426,7 +426,7 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
     session.set_settled(false);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     // SET LOCAL lasts to the end of its block, even one that commits.
     session.statement("BEGIN", true);
@@ -439,7 +439,7 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
     session.set_settled(true);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     // RESET returns to the login value; an unreadable change is today's behaviour.
     session.statement("RESET search_path", true);
@@ -452,7 +452,7 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
     session.set_settled(true);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     // `$user` is the session user ("alice").
     session.statement("SET search_path = \"$user\", tenant_a", true);
@@ -466,7 +466,7 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
     session.statement("SET ROLE bob", true);
     assert_eq!(
         replaced(select(&mut session, true)),
-        "SELECT * FROM t_v1 AS t"
+        "SELECT * FROM public.t_v1 AS t"
     );
     session.statement("SET search_path = tenant_a", true);
     session.set_settled(true);
@@ -481,7 +481,8 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
         replaced(select(&mut session, true)),
         "SELECT * FROM tenant_a.t AS t"
     );
-    // Nothing on the path holds the name: the view's name, never the base table's.
+    // Nothing on the path holds the name: the view's name, never the base table's, and
+    // unqualified (Postgres finds it on the real path, or nothing, as it would the table).
     session.statement("SET search_path = nowhere", true);
     session.set_settled(true);
     assert_eq!(
@@ -496,7 +497,7 @@ fn unqualified_names_follow_the_search_path_with_transaction_semantics() {
             "SELECT * FROM t; SET search_path TO tenant_a; SELECT * FROM t",
             true
         )),
-        "SELECT * FROM t_v1 AS t; SET search_path TO tenant_a; SELECT * FROM tenant_a.t AS t"
+        "SELECT * FROM public.t_v1 AS t; SET search_path TO tenant_a; SELECT * FROM tenant_a.t AS t"
     );
     session.set_settled(true);
     assert_eq!(
@@ -527,7 +528,7 @@ fn named_statements_are_prepared_again_when_the_resolution_changes() {
         session.stale_statements(),
         vec![(
             "s1".to_owned(),
-            "SELECT * FROM t_v1 AS t".to_owned(),
+            "SELECT * FROM public.t_v1 AS t".to_owned(),
             b"parse s1".to_vec()
         )]
     );
@@ -556,7 +557,7 @@ fn savepoints_put_back_the_version_and_the_search_path() {
     session.statement("SET search_path = tenant_a", false);
     assert_eq!(select(&mut session), "SELECT * FROM tenant_a.t AS t");
     session.statement("ROLLBACK TO SAVEPOINT A", false);
-    assert_eq!(select(&mut session), "SELECT * FROM t_v1 AS t");
+    assert_eq!(select(&mut session), "SELECT * FROM public.t_v1 AS t");
     assert_eq!(session.set, None);
     // Known failed: a SAVEPOINT is not recorded, so ROLLBACK TO finds the first "a".
     session.statement("SET search_path = tenant_a", false);
@@ -565,7 +566,7 @@ fn savepoints_put_back_the_version_and_the_search_path() {
     session.statement("ROLLBACK TO a", false);
     session.note_errors(1, 0);
     assert!(!session.block_failed, "the rollback recovered the block");
-    assert_eq!(select(&mut session), "SELECT * FROM t_v1 AS t");
+    assert_eq!(select(&mut session), "SELECT * FROM public.t_v1 AS t");
     // Unknown names change nothing; the block's end clears the stack.
     session.statement("SET search_path = tenant_a", false);
     session.statement("ROLLBACK TO nosuch", false);
@@ -574,7 +575,7 @@ fn savepoints_put_back_the_version_and_the_search_path() {
     session.statement("SET search_path = public", true);
     session.statement("BEGIN", true);
     session.statement("ROLLBACK TO a", false);
-    assert_eq!(select(&mut session), "SELECT * FROM t_v1 AS t");
+    assert_eq!(select(&mut session), "SELECT * FROM public.t_v1 AS t");
     // Past the cap, a rollback that may name a forgotten savepoint is refused.
     session.statement("SAVEPOINT first", false);
     for i in 0..MAX_SAVEPOINTS {
@@ -590,7 +591,7 @@ fn savepoints_put_back_the_version_and_the_search_path() {
             "BEGIN; SAVEPOINT b; SET search_path = tenant_a; SELECT * FROM t; ROLLBACK TO b; SELECT * FROM t",
             true
         )),
-        "BEGIN; SAVEPOINT b; SET search_path = tenant_a; SELECT * FROM tenant_a.t AS t; ROLLBACK TO b; SELECT * FROM t_v1 AS t"
+        "BEGIN; SAVEPOINT b; SET search_path = tenant_a; SELECT * FROM tenant_a.t AS t; ROLLBACK TO b; SELECT * FROM public.t_v1 AS t"
     );
 }
 

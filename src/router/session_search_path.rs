@@ -23,7 +23,7 @@ use super::search_path::{PathCommand, RoleChange, parse_list};
 use super::temporary_relations::TempCommand;
 use crate::rewriter::VersionTargets;
 use crate::rewriter::resolution::{
-    TEMP_SCHEMA, USER_ELEMENT, effective_path, pins, with_temporary,
+    Pin, TEMP_SCHEMA, USER_ELEMENT, effective_path, pins, with_temporary,
 };
 
 /// A search_path value, or the fact that the proxy does not know it.
@@ -268,13 +268,36 @@ impl SessionSearchPath {
                 pins(&candidates, path)
             }
         };
-        let resolved = match pins.is_empty() {
-            true => base.clone(),
-            false => Arc::new(base.with_pins(&pins)),
+        // Only a path the proxy read says which names it reaches (an unknown one searched
+        // for temporary relations says nothing of the rest).
+        let unreached = match (&path, self.current()) {
+            (Some(path), PathValue::Known(_)) => unreached(base, path, &pins),
+            _ => Vec::new(),
+        };
+        let resolved = match (pins.is_empty(), unreached.is_empty()) {
+            (true, true) => base.clone(),
+            _ => Arc::new(base.with_pins(&pins).with_unreached(unreached)),
         };
         self.resolved = Some((base.clone(), self.epoch, resolved.clone()));
         resolved
     }
+}
+
+/// The unqualified managed names of `base` that no schema on `path` holds (not pinned, and
+/// neither the table's schema nor, for a view of the table's own name, the view's is on it).
+fn unreached(base: &VersionTargets, path: &[String], pins: &[(String, Pin)]) -> Vec<String> {
+    base.managed()
+        .iter()
+        .filter(|target| base.resolve_table(None, &target.table.name) == Some(*target))
+        .filter(|target| !pins.iter().any(|(name, _)| *name == target.table.name))
+        .filter(|target| {
+            !path.iter().any(|schema| {
+                *schema == target.table.schema
+                    || (target.view.name == target.table.name && *schema == target.view.schema)
+            })
+        })
+        .map(|target| target.table.name.clone())
+        .collect()
 }
 
 #[cfg(test)]

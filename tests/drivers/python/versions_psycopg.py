@@ -98,7 +98,7 @@ for i in range(20):
 prepared = [
     v.execute(
         "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
-        (f"SELECT * FROM model\\_metadata\\_{version} %WHERE model\\_name = $1",),
+        (f"SELECT * FROM public.model\\_metadata\\_{version} %WHERE model\\_name = $1",),
     ).fetchone()[0]
     for v, version in ((v1, "v1"), (v2, "v2"))
 ]
