@@ -101,6 +101,9 @@ pub enum Place {
     /// (an operator or aggregate over `ts_rewrite`, `pg_get_viewdef`, `set_config`:
     /// `query_functions::aliased_built_in`): refused; the reference names the built-in.
     AliasedBuiltIn,
+    /// A built-in the rewriter must see called by name, called in attribute notation
+    /// (`(arg).ts_stat` is `ts_stat(arg)` in Postgres): refused; the reference names it.
+    FieldCall,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -403,6 +406,10 @@ impl Walker<'_> {
             }
             "FuncCall" => {
                 self.function_call(child);
+                self.walk(child);
+            }
+            "A_Indirection" => {
+                self.field_call(child);
                 self.walk(child);
             }
             "TableLikeClause" if self.storing => {

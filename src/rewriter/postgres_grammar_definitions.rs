@@ -4,7 +4,7 @@
 //! `definitions.rs` and `query_functions.rs`, apart from the walk of rows read and written.
 
 use super::{Place, Reference, Tree, Walker};
-use crate::rewriter::definitions::{self, Body, judge_body};
+use crate::rewriter::definitions::{self, Body, find_all_ignore_ascii_case, judge_body};
 use crate::rewriter::parse_tree::{location, name_parts};
 use crate::rewriter::query_functions::{self, Argument, Reads};
 
@@ -113,6 +113,34 @@ impl Walker<'_> {
                 return;
             }
         }
+    }
+
+    /// A field selection `(arg).name` whose name is a built-in the rewriter must see called
+    /// by name (`query_functions::must_be_called_by_name`): Postgres calls `name(arg)` when
+    /// `arg` has no such field, a call no other check reads (the twenty-third red-team pass
+    /// ran `ts_stat` over the base table and the real printers so).
+    pub(super) fn field_call(&mut self, selection: &Tree) {
+        let fields = selection
+            .get("indirection")
+            .map(Tree::as_array)
+            .unwrap_or_default();
+        let Some(name) = fields
+            .iter()
+            .filter_map(|field| field.get("String")?.get("sval")?.as_text())
+            .find(|name| query_functions::must_be_called_by_name(name))
+        else {
+            return;
+        };
+        let offset = find_all_ignore_ascii_case(self.sql.as_bytes(), name.as_bytes())
+            .next()
+            .unwrap_or_default();
+        self.found.push(Reference {
+            offset,
+            schema: None,
+            name: name.to_owned(),
+            aliased: false,
+            place: Place::FieldCall,
+        });
     }
 
     /// A call of a built-in that reads relations named in an argument

@@ -88,6 +88,14 @@ pub fn unsubstituted_printer(function: &str, version: &str) -> String {
     )
 }
 
+/// Why a call of `function` in attribute notation (`(argument).function`) is refused in a
+/// session at `version`.
+pub fn field_call(function: &str, version: &str) -> String {
+    format!(
+        "(…).{function} calls {function} in attribute notation, and viewgate must see it called by its own name (it may read a relation named in a string, print a definition naming columns version \"{version}\" does not have, or change the search_path); write {function}(…)"
+    )
+}
+
 /// Why DDL making `function` callable under another name (an operator, an aggregate, a
 /// type's or cast's function) is refused in a session at `version`.
 pub fn aliased_built_in(function: &str, version: &str) -> String {

@@ -273,6 +273,12 @@ fn check(
             }
             continue;
         }
+        if reference.place == Place::FieldCall {
+            return Err(Failure {
+                reason: refusal::field_call(&reference.name, &targets.version),
+                offset: Some(reference.offset),
+            });
+        }
         if reference.place == Place::AliasedBuiltIn {
             return Err(Failure {
                 reason: refusal::aliased_built_in(&reference.name, &targets.version),

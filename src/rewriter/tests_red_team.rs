@@ -213,3 +213,30 @@ fn a_managed_table_by_a_name_the_version_does_not_give_it_is_refused() {
         Ok(Rewrite::Rewritten(_))
     ));
 }
+
+/// Found by the twenty-third red-team pass: `(x).f` is `f(x)` in Postgres, so
+/// `('SELECT … FROM public.model_' || 'metadata').ts_stat` read the base table's hidden
+/// columns, and `(oid).pg_get_viewdef` printed another version's view through the real
+/// printer. A built-in the rewriter must see called by name is refused in that notation.
+#[test]
+fn built_ins_called_in_attribute_notation_are_refused() {
+    let v1 = VersionTargets::seed_example("v1").with_catalog_substitutes("viewgate_catalog_v1");
+    for sql in [
+        "SELECT (('SELECT array_to_tsvector(ARRAY[model_type]) FROM public.model_' || 'metadata')).ts_stat",
+        "SELECT (('SELECT 1')).TS_STAT",
+        "SELECT (16423::oid).pg_get_viewdef",
+        "SELECT (c.oid).pg_get_indexdef FROM pg_class c",
+        "SELECT ('pub'::text).pg_get_publication_tables",
+        "SELECT ('search_path'::text).set_config",
+    ] {
+        let Err(error) = rewrite(sql, &v1) else {
+            panic!("{sql} passed");
+        };
+        assert!(
+            error.reason.contains("attribute notation"),
+            "{sql}: {error}"
+        );
+    }
+    // A field of a row is still a field.
+    assert!(rewrite("SELECT (m).model_name FROM model_metadata m", &v1).is_ok());
+}

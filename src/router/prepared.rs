@@ -456,12 +456,25 @@ fn says_temporary(sql: &str, words: &[&Token]) -> bool {
     word(at, "TEMP") || word(at, "TEMPORARY")
 }
 
-/// Whether a `CREATE` statement makes a table from a query's rows (`CREATE … TABLE … AS
-/// query`, an `AS` outside parentheses): a copy, which reads nothing later.
+/// Whether a `CREATE` statement makes a table from a query's rows (`CREATE [GLOBAL | LOCAL]
+/// [TEMP | TEMPORARY | UNLOGGED] TABLE … AS query`, an `AS` outside parentheses): a copy,
+/// which reads nothing later. `TABLE` must be the kind made: a trigger's `REFERENCING NEW
+/// TABLE AS` is no copy (the twenty-third pass hid a WHEN clause reading the view so).
 fn copies_rows(sql: &str, words: &[&Token]) -> bool {
-    let Some(table) = words.iter().position(|t| is_word(sql, t, "TABLE")) else {
+    let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
+    let mut table = 1;
+    if word(table, "GLOBAL") || word(table, "LOCAL") {
+        table += 1;
+    }
+    if ["TEMP", "TEMPORARY", "UNLOGGED"]
+        .iter()
+        .any(|modifier| word(table, modifier))
+    {
+        table += 1;
+    }
+    if !word(table, "TABLE") {
         return false;
-    };
+    }
     let mut depth = 0usize;
     words[table..].iter().any(|token| {
         match statement_words::text(sql, token) {

@@ -220,6 +220,10 @@ fn held_cursors_and_temporary_code_hold_until_closed_or_discarded() {
             "CREATE POLICY p ON d USING (EXISTS (SELECT FROM t_v1))",
             false,
         ),
+        (
+            "CREATE TRIGGER tr AFTER INSERT ON d REFERENCING NEW TABLE AS nt FOR EACH STATEMENT WHEN (query_to_xml('TABLE t_v1', true, false, '') IS NOT NULL) EXECUTE FUNCTION f()",
+            false,
+        ),
     ] {
         let mut fresh = PreparedStatements::default();
         run(&mut fresh, stored, Some("v1"));

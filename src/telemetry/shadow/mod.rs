@@ -304,8 +304,12 @@ async fn shadow(
         parameters: job.parameters.as_ref(),
     };
     let result = in_transaction(client, job, &statement, &eligible).await;
-    // Read only: rolling back loses nothing.
-    let _ = client.batch_execute("ROLLBACK").await;
+    // Read only: rolling back loses nothing. Session advisory locks are the one thing a
+    // read can take that outlives its transaction: whatever the checks above missed, none
+    // stays held by the worker's connection (one round trip with the ROLLBACK).
+    let _ = client
+        .batch_execute("ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()")
+        .await;
     let (outcome, record) = match result? {
         Compared::Same => (Outcome::Matched, None),
         Compared::TooLarge => (Outcome::TooLarge, None),
