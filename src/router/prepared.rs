@@ -213,10 +213,11 @@ impl PreparedStatements {
     /// MATERIALIZED VIEW | FUNCTION | PROCEDURE | RULE}` and `DO`, whatever they name (they
     /// may build on something made at the version: a temporary view, a temporary table
     /// Postgres makes the view temporary for); and any other `CREATE` or `ALTER` that names a
-    /// managed table or the version's view, but a `CREATE TABLE … AS` copy. `DEALLOCATE [PREPARE] name | ALL`, `CLOSE name | ALL` and `DISCARD {ALL | TEMP}`
-    /// release once answered; the last two kinds only outside a transaction block (a
-    /// rollback undoes them), and none of them in a Parse (Postgres runs it at an Execute,
-    /// which the router does not follow).
+    /// managed table or the version's view, but a `CREATE TABLE … AS` copy. `DEALLOCATE
+    /// [PREPARE] name | ALL`, `CLOSE name | ALL` and `DISCARD {ALL | TEMP}` release once
+    /// answered; the last two kinds only outside a transaction block (a rollback undoes
+    /// them), and none of them in a Parse (Postgres runs it at an Execute, which the router
+    /// does not follow).
     pub fn sql(&mut self, sql: &str, text: TextContext<'_>, tokens: &mut Vec<Token>) {
         if !mentions_a_holding_command(sql) {
             return;
@@ -488,9 +489,9 @@ fn copies_rows(sql: &str, words: &[&Token]) -> bool {
 
 /// Whether a `CREATE` statement makes a view, a function, a procedure or a rule (`CREATE [OR
 /// REPLACE] [TEMP | TEMPORARY] [RECURSIVE | MATERIALIZED] {VIEW | FUNCTION | PROCEDURE |
-/// RULE}`), and if so
-/// whether it says it is temporary (the keyword, or a `pg_temp…` schema). A view Postgres
-/// makes temporary by itself (it reads a temporary table) counts as lasting: it holds longer.
+/// RULE}`), and if so whether it says it is temporary (the keyword, or a `pg_temp…` schema).
+/// A view Postgres makes temporary by itself (it reads a temporary table) counts as lasting:
+/// it holds longer.
 fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
     let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
     let mut at = 1;
