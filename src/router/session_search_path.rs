@@ -246,19 +246,19 @@ impl SessionSearchPath {
         {
             return resolved.clone();
         }
-        let path = match self.current() {
+        let known = match self.current() {
             PathValue::Known(elements)
                 if self.user_is_login() || !elements.iter().any(|e| e == USER_ELEMENT) =>
             {
                 Some(effective_path(elements, session_user))
             }
-            // An unknown path still searches the temporary schema first, unless it lists
-            // `pg_temp`, which is rare enough to assume not.
-            PathValue::Known(_) | PathValue::Unknown if self.has_temporary() => {
-                Some(vec![TEMP_SCHEMA.to_owned()])
-            }
             PathValue::Known(_) | PathValue::Unknown => None,
         };
+        // An unknown path still searches the temporary schema first, unless it lists
+        // `pg_temp`, which is rare enough to assume not.
+        let path = known
+            .clone()
+            .or_else(|| self.has_temporary().then(|| vec![TEMP_SCHEMA.to_owned()]));
         let pins = match (&path, self.has_temporary()) {
             (None, _) => Vec::new(),
             (Some(path), false) => pins(&base.search_path_candidates, path),
@@ -270,9 +270,9 @@ impl SessionSearchPath {
         };
         // Only a path the proxy read says which names it reaches (an unknown one searched
         // for temporary relations says nothing of the rest).
-        let unreached = match (&path, self.current()) {
-            (Some(path), PathValue::Known(_)) => unreached(base, path, &pins),
-            _ => Vec::new(),
+        let unreached = match &known {
+            Some(path) => unreached(base, path, &pins),
+            None => Vec::new(),
         };
         let resolved = match (pins.is_empty(), unreached.is_empty()) {
             (true, true) => base.clone(),
