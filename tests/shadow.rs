@@ -806,12 +806,13 @@ async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
     assert_eq!(rows(&outsider, OUTSIDER).await.len(), 3);
     // Reads that call a volatile function in FROM, spell its name with a Unicode escape
     // (sqlparser reads another name) or call it in attribute notation: never run again, and
-    // the shadow's connection is left holding no lock (the twenty-first to twenty-third
+    // the shadow's connection is left holding no lock (the twenty-first to twenty-fourth
     // red-team passes left one held).
     for locking in [
         "SELECT m.id FROM model_metadata m, pg_advisory_lock(616161) l",
         r#"SELECT m.id, U&"pg\005fadvisory\005flock"(616162) FROM model_metadata m"#,
         "SELECT m.id, (616163::bigint).pg_advisory_lock FROM model_metadata m",
+        "SELECT m.id, q.pg_advisory_lock FROM model_metadata m, CAST(616164 AS bigint) q",
     ] {
         assert_eq!(rows(&app, locking).await.len(), 3, "{locking}");
     }
@@ -846,7 +847,7 @@ async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
     let catalog_role = client_as(cluster.port(), "viewgate").await;
     let held = rows(
         &catalog_role,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid IN (616161, 616162, 616163)",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid IN (616161, 616162, 616163, 616164)",
     )
     .await;
     assert_eq!(held, vec![vec!["0".to_owned()]], "{found}");

@@ -102,7 +102,8 @@ pub enum Place {
     /// `query_functions::aliased_built_in`): refused; the reference names the built-in.
     AliasedBuiltIn,
     /// A built-in the rewriter must see called by name, called in attribute notation
-    /// (`(arg).ts_stat` is `ts_stat(arg)` in Postgres): refused; the reference names it.
+    /// (`(arg).ts_stat` and `q.ts_stat` are `ts_stat(arg)`, `ts_stat(q)` in Postgres):
+    /// refused; the reference names it.
     FieldCall,
 }
 
@@ -409,7 +410,12 @@ impl Walker<'_> {
                 self.walk(child);
             }
             "A_Indirection" => {
-                self.field_call(child);
+                self.field_call(child, "indirection");
+                self.walk(child);
+            }
+            // `q.ts_stat` is `ts_stat(q)` too when `q` has no such column.
+            "ColumnRef" => {
+                self.field_call(child, "fields");
                 self.walk(child);
             }
             "TableLikeClause" if self.storing => {

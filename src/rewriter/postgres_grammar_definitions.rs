@@ -115,17 +115,18 @@ impl Walker<'_> {
         }
     }
 
-    /// A field selection `(arg).name` whose name is a built-in the rewriter must see called
-    /// by name (`query_functions::must_be_called_by_name`): Postgres calls `name(arg)` when
-    /// `arg` has no such field, a call no other check reads (the twenty-third red-team pass
-    /// ran `ts_stat` over the base table and the real printers so).
-    pub(super) fn field_call(&mut self, selection: &Tree) {
-        let fields = selection
-            .get("indirection")
-            .map(Tree::as_array)
-            .unwrap_or_default();
+    /// A field selection `(arg).name` (an `A_Indirection`'s `indirection`), or a qualified
+    /// column reference `q.name` (a `ColumnRef`'s `fields`), whose field after the first is a
+    /// built-in the rewriter must see called by name (`query_functions::must_be_called_by_name`):
+    /// Postgres calls `name(arg)` when `arg` has no such field, a call no other check reads
+    /// (the twenty-third red-team pass ran `ts_stat` over the base table and the real
+    /// printers in parentheses, the twenty-fourth on a FROM item's alias).
+    pub(super) fn field_call(&mut self, selection: &Tree, list: &str) {
+        let fields = selection.get(list).map(Tree::as_array).unwrap_or_default();
+        let skip = usize::from(list == "fields");
         let Some(name) = fields
             .iter()
+            .skip(skip)
             .filter_map(|field| field.get("String")?.get("sval")?.as_text())
             .find(|name| query_functions::must_be_called_by_name(name))
         else {

@@ -228,6 +228,9 @@ fn built_ins_called_in_attribute_notation_are_refused() {
         "SELECT (c.oid).pg_get_indexdef FROM pg_class c",
         "SELECT ('pub'::text).pg_get_publication_tables",
         "SELECT ('search_path'::text).set_config",
+        "SELECT q.ts_stat FROM concat('SELECT array_to_tsvector(ARRAY[model_type]) FROM public.model_', 'metadata') q",
+        "SELECT g.pg_get_viewdef FROM CAST(16423 AS oid) g",
+        "SELECT public.g.obj_description FROM g",
     ] {
         let Err(error) = rewrite(sql, &v1) else {
             panic!("{sql} passed");
@@ -237,6 +240,12 @@ fn built_ins_called_in_attribute_notation_are_refused() {
             "{sql}: {error}"
         );
     }
-    // A field of a row is still a field.
-    assert!(rewrite("SELECT (m).model_name FROM model_metadata m", &v1).is_ok());
+    // A field of a row is still a field, and a column of a bare name is a column.
+    for sql in [
+        "SELECT (m).model_name FROM model_metadata m",
+        "SELECT m.model_name FROM model_metadata m",
+        "SELECT ts_stat FROM other",
+    ] {
+        assert!(rewrite(sql, &v1).is_ok(), "{sql}");
+    }
 }

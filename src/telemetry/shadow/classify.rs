@@ -33,6 +33,9 @@ pub struct Eligible {
     pub unordered_limit: bool,
     /// Functions called (lower-case names, without schema), for the volatility check.
     pub functions: Vec<String>,
+    /// The last names of qualified column references (`q.f`), which Postgres calls as
+    /// `f(q)` when `q` has no column `f`: looked up for a volatile function of the name.
+    pub fields: Vec<String>,
 }
 
 /// Why a sampled statement is not run again.
@@ -81,7 +84,15 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
         return Err(Skip::NotARead);
     }
     let mut functions = Vec::new();
+    let mut fields = Vec::new();
     let placeholders = visit_expressions(&statements, |expr| match expr {
+        // The twenty-fourth red-team pass called `ts_stat` and `pg_advisory_lock` so.
+        Expr::CompoundIdentifier(parts) if parts.len() > 1 => {
+            if let Some(last) = parts.last() {
+                fields.push(last.value.to_lowercase());
+            }
+            ControlFlow::Continue(())
+        }
         Expr::Value(value) if !bound && matches!(value.value, Value::Placeholder(_)) => {
             ControlFlow::Break(())
         }
@@ -114,11 +125,14 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
     functions.extend(from_functions.0);
     functions.sort();
     functions.dedup();
+    fields.sort();
+    fields.dedup();
     let ordered = query.order_by.is_some();
     Ok(Eligible {
         ordered,
         unordered_limit: !ordered && (query.limit_clause.is_some() || query.fetch.is_some()),
         functions,
+        fields,
     })
 }
 
@@ -224,6 +238,16 @@ mod tests {
             .unwrap()
             .functions,
             vec!["pg_advisory_lock".to_owned(), "set_config".to_owned()]
+        );
+        // A qualified column's last name is looked up too (`q.pg_advisory_lock`).
+        assert_eq!(
+            classify(
+                "SELECT q.pg_advisory_lock, t.id FROM t, CAST(1 AS bigint) q",
+                false
+            )
+            .unwrap()
+            .fields,
+            vec!["id".to_owned(), "pg_advisory_lock".to_owned()]
         );
         // A function called in attribute notation is looked up like any call.
         assert_eq!(

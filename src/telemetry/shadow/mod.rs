@@ -257,7 +257,7 @@ async fn shadow(
     let Ok(eligible) = classify(&job.sql, job.parameters.is_some()) else {
         return Ok(Outcome::Skipped);
     };
-    if any_volatile(client, &eligible.functions, volatile).await? {
+    if any_volatile(client, &eligible.functions, &eligible.fields, volatile).await? {
         return Ok(Outcome::Skipped);
     }
     let routing = state.routing.load();
@@ -556,27 +556,41 @@ const SYNTAX_FUNCTIONS: &[&str] = &[
     "current_catalog",
 ];
 
+/// What a column reference's last name is cached under in the volatility cache, ahead of the
+/// name: a character no function name sqlparser reports starts with in practice.
+const FIELD_KEY: char = '\u{1}';
+
 /// Whether any of `functions` has a volatile overload, or is a name `pg_proc` does not have
 /// and Postgres's syntax does not explain (`SYNTAX_FUNCTIONS`): a name the lookup cannot
-/// find is one misread, and the call may be anything.
+/// find is one misread, and the call may be anything. And whether any of `fields` (the last
+/// names of qualified column references, which Postgres calls as functions when the relation
+/// has no such column: `q.pg_advisory_lock`) has a volatile overload; as a column it is
+/// harmless.
 async fn any_volatile(
     client: &Client,
     functions: &[String],
+    fields: &[String],
     cache: &mut HashMap<String, bool>,
 ) -> Result<bool, ControlError> {
-    let unknown: Vec<String> = functions
+    let keys: Vec<String> = functions
         .iter()
-        .filter(|name| !cache.contains_key(*name))
         .cloned()
+        .chain(fields.iter().map(|field| format!("{FIELD_KEY}{field}")))
+        .collect();
+    let unknown: Vec<&String> = keys
+        .iter()
+        .filter(|key| !cache.contains_key(*key))
         .collect();
     if !unknown.is_empty() {
         let rows = client
             .query(
-                "SELECT n, EXISTS (SELECT 1 FROM pg_proc WHERE proname = n AND provolatile = 'v')
-                           OR (NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = n)
-                               AND n <> ALL ($2::text[]))
-                 FROM unnest($1::text[]) AS n",
-                &[&unknown, &SYNTAX_FUNCTIONS],
+                "SELECT k, CASE WHEN pg_catalog.starts_with(k, $3)
+                                THEN EXISTS (SELECT 1 FROM pg_proc WHERE proname = substr(k, 2) AND provolatile = 'v')
+                                ELSE EXISTS (SELECT 1 FROM pg_proc WHERE proname = k AND provolatile = 'v')
+                                     OR (NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = k)
+                                         AND k <> ALL ($2::text[])) END
+                 FROM unnest($1::text[]) AS k",
+                &[&unknown, &SYNTAX_FUNCTIONS, &FIELD_KEY.to_string()],
             )
             .await
             .map_err(|error| ControlError::database("reading functions' volatility", &error))?;
@@ -587,9 +601,9 @@ async fn any_volatile(
             cache.insert(row.get(0), row.get(1));
         }
     }
-    Ok(functions
+    Ok(keys
         .iter()
-        .any(|name| cache.get(name).copied().unwrap_or(false)))
+        .any(|key| cache.get(key).copied().unwrap_or(false)))
 }
 
 /// Every interval while a run is on (and once after it ends): this proxy's counts for the run
