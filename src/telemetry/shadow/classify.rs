@@ -11,8 +11,8 @@ use std::ops::ControlFlow;
 
 use sha2::{Digest, Sha256};
 use sqlparser::ast::{
-    AccessExpr, Expr, ObjectName, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
-    visit_expressions, visit_statements,
+    AccessExpr, Expr, Ident, ObjectName, ObjectNamePart, SetExpr, Statement, TableFactor, Value,
+    Visit, Visitor, visit_expressions, visit_statements,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -89,7 +89,7 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
         // The twenty-fourth red-team pass called `ts_stat` and `pg_advisory_lock` so.
         Expr::CompoundIdentifier(parts) if parts.len() > 1 => {
             if let Some(last) = parts.last() {
-                fields.push(last.value.to_lowercase());
+                fields.push(folded(last));
             }
             ControlFlow::Continue(())
         }
@@ -97,8 +97,8 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
             ControlFlow::Break(())
         }
         Expr::Function(function) => {
-            if let Some(last) = function.name.0.last() {
-                functions.push(last.to_string().trim_matches('"').to_lowercase());
+            if let Some(last) = function.name.0.last().and_then(ObjectNamePart::as_ident) {
+                functions.push(folded(last));
             }
             ControlFlow::Continue(())
         }
@@ -108,7 +108,7 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
         Expr::CompoundFieldAccess { access_chain, .. } => {
             for access in access_chain {
                 if let AccessExpr::Dot(Expr::Identifier(field)) = access {
-                    functions.push(field.value.to_lowercase());
+                    functions.push(folded(field));
                 }
             }
             ControlFlow::Continue(())
@@ -136,6 +136,15 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
     })
 }
 
+/// A name as Postgres looks it up: quoted as written, unquoted in lower case (the
+/// twenty-fifth red-team pass had `"Rd"` looked up as `rd`, a harmless decoy).
+fn folded(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
 /// Collects the names of the functions a statement calls in its FROM clauses.
 struct FromFunctions(Vec<String>);
 
@@ -152,9 +161,11 @@ impl Visitor for FromFunctions {
             | TableFactor::Function { name, .. } => Some(name),
             _ => None,
         };
-        if let Some(last) = name.and_then(|name| name.0.last()) {
-            self.0
-                .push(last.to_string().trim_matches('"').to_lowercase());
+        if let Some(last) = name
+            .and_then(|name| name.0.last())
+            .and_then(ObjectNamePart::as_ident)
+        {
+            self.0.push(folded(last));
         }
         ControlFlow::Continue(())
     }
@@ -238,6 +249,16 @@ mod tests {
             .unwrap()
             .functions,
             vec!["pg_advisory_lock".to_owned(), "set_config".to_owned()]
+        );
+        // Quoted names keep their case, as Postgres looks them up.
+        assert_eq!(
+            classify("SELECT \"Rd\"(g), g.\"Fx\" FROM t g", false).unwrap(),
+            Eligible {
+                ordered: false,
+                unordered_limit: false,
+                functions: vec!["Rd".to_owned()],
+                fields: vec!["Fx".to_owned()],
+            }
         );
         // A qualified column's last name is looked up too (`q.pg_advisory_lock`).
         assert_eq!(

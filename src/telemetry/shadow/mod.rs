@@ -63,8 +63,6 @@ pub const MAX_SHADOW_RESULT_BYTES: usize = 16 * 1024 * 1024;
 const ROLE_REFUSED_CODES: [&str; 2] = ["42501", "22023"];
 /// How often the proxy reports its counts.
 pub const SHADOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);
-/// Function names whose volatility a worker remembers.
-const MAX_VOLATILITY_CACHE: usize = 4096;
 
 /// How much lower the shadow thread's OS priority is than the process's (nice increment,
 /// capped at the lowest priority, 19).
@@ -205,7 +203,6 @@ async fn worker(
     pending: PendingDiffs,
 ) {
     let mut client: Option<Client> = None;
-    let mut volatile: HashMap<String, bool> = HashMap::new();
     loop {
         let job = tokio::select! {
             _ = state.shutdown.begun() => return,
@@ -232,8 +229,7 @@ async fn worker(
             };
         }
         let outcome = match client.as_ref() {
-            Some(connected) => match shadow(connected, &state, &job, &mut volatile, &pending).await
-            {
+            Some(connected) => match shadow(connected, &state, &job, &pending).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     tracing::debug!(%error, "shadow statement not compared");
@@ -251,13 +247,12 @@ async fn shadow(
     client: &Client,
     state: &ProxyState,
     job: &ShadowJob,
-    volatile: &mut HashMap<String, bool>,
     pending: &PendingDiffs,
 ) -> Result<Outcome, ControlError> {
     let Ok(eligible) = classify(&job.sql, job.parameters.is_some()) else {
         return Ok(Outcome::Skipped);
     };
-    if any_volatile(client, &eligible.functions, &eligible.fields, volatile).await? {
+    if any_volatile(client, &eligible.functions, &eligible.fields).await? {
         return Ok(Outcome::Skipped);
     }
     let routing = state.routing.load();
@@ -556,54 +551,34 @@ const SYNTAX_FUNCTIONS: &[&str] = &[
     "current_catalog",
 ];
 
-/// What a column reference's last name is cached under in the volatility cache, ahead of the
-/// name: a character no function name sqlparser reports starts with in practice.
-const FIELD_KEY: char = '\u{1}';
-
 /// Whether any of `functions` has a volatile overload, or is a name `pg_proc` does not have
 /// and Postgres's syntax does not explain (`SYNTAX_FUNCTIONS`): a name the lookup cannot
 /// find is one misread, and the call may be anything. And whether any of `fields` (the last
 /// names of qualified column references, which Postgres calls as functions when the relation
 /// has no such column: `q.pg_advisory_lock`) has a volatile overload; as a column it is
-/// harmless.
+/// harmless. Looked up for every statement, never cached: a function the client redefines
+/// as volatile between two statements must count (the twenty-fifth red-team pass did so).
 async fn any_volatile(
     client: &Client,
     functions: &[String],
     fields: &[String],
-    cache: &mut HashMap<String, bool>,
 ) -> Result<bool, ControlError> {
-    let keys: Vec<String> = functions
-        .iter()
-        .cloned()
-        .chain(fields.iter().map(|field| format!("{FIELD_KEY}{field}")))
-        .collect();
-    let unknown: Vec<&String> = keys
-        .iter()
-        .filter(|key| !cache.contains_key(*key))
-        .collect();
-    if !unknown.is_empty() {
-        let rows = client
-            .query(
-                "SELECT k, CASE WHEN pg_catalog.starts_with(k, $3)
-                                THEN EXISTS (SELECT 1 FROM pg_proc WHERE proname = substr(k, 2) AND provolatile = 'v')
-                                ELSE EXISTS (SELECT 1 FROM pg_proc WHERE proname = k AND provolatile = 'v')
-                                     OR (NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = k)
-                                         AND k <> ALL ($2::text[])) END
-                 FROM unnest($1::text[]) AS k",
-                &[&unknown, &SYNTAX_FUNCTIONS, &FIELD_KEY.to_string()],
-            )
-            .await
-            .map_err(|error| ControlError::database("reading functions' volatility", &error))?;
-        if cache.len() + rows.len() > MAX_VOLATILITY_CACHE {
-            cache.clear();
-        }
-        for row in rows {
-            cache.insert(row.get(0), row.get(1));
-        }
+    if functions.is_empty() && fields.is_empty() {
+        return Ok(false);
     }
-    Ok(keys
-        .iter()
-        .any(|key| cache.get(key).copied().unwrap_or(false)))
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS n
+                             WHERE EXISTS (SELECT 1 FROM pg_proc WHERE proname = n AND provolatile = 'v')
+                                OR (NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = n)
+                                    AND n <> ALL ($2::text[])))
+                 OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS f
+                             WHERE EXISTS (SELECT 1 FROM pg_proc WHERE proname = f AND provolatile = 'v'))",
+            &[&functions, &SYNTAX_FUNCTIONS, &fields],
+        )
+        .await
+        .map_err(|error| ControlError::database("reading functions' volatility", &error))?;
+    Ok(row.get(0))
 }
 
 /// Every interval while a run is on (and once after it ends): this proxy's counts for the run
