@@ -20,11 +20,12 @@ use sqlparser::ast::{AssignmentTarget, Expr, Ident, ObjectNamePart, Spanned, vis
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use super::identifier::{fold_identifier, quote_identifier};
 use super::lexer::{self, Kind, Token};
 use super::refusal::Refusal;
 use super::splice::{self, Edit, TextIndex};
 use super::statement_scan::{Scan, SetSegment};
-use super::targets::{BaseWrite, ViewTarget, fold_identifier, quote_identifier};
+use super::targets::{BaseWrite, ViewTarget};
 use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
 
 /// The view-shaped rows the spec's write expressions read as `NEW` and, on UPDATE, `OLD`.

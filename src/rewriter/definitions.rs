@@ -23,8 +23,9 @@
 //! [`Place::FunctionBody`]: super::postgres_grammar::Place::FunctionBody
 //! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
+use super::identifier::fold_identifier;
 use super::mention::VERBOSE_MARK;
-use super::targets::{VersionTargets, ViewTarget, fold_identifier};
+use super::targets::{VersionTargets, ViewTarget};
 use crate::model::catalog_substitutes::{
     INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS,
     SET_CONFIG, SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,

@@ -9,7 +9,8 @@
 //! A view's check option violation names no table, and its row may be a base table's: its
 //! detail is replaced at every version with managed tables.
 
-use super::targets::{RelationName, VersionTargets, quote_identifier};
+use super::identifier::quote_identifier;
+use super::targets::{RelationName, VersionTargets};
 
 /// In place of a failing row.
 pub const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table's, with columns this version does not see; it is not shown";

@@ -44,10 +44,10 @@ use sqlparser::ast::{
 };
 
 use super::base_row::{BaseRow, Resolution, RowName, insertion, join};
+use super::identifier::{fold_identifier, quote_identifier};
 use super::refusal::Refusal;
 use super::splice::Edit;
 use super::statement_scan::Scan;
-use super::targets::{fold_identifier, quote_identifier};
 use crate::model::MappedColumn;
 
 #[path = "merge_source.rs"]

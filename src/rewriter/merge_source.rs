@@ -6,7 +6,7 @@ use sqlparser::ast::{
     Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, TableFactor,
 };
 
-use super::super::targets::fold_identifier;
+use super::super::identifier::fold_identifier;
 
 /// What the client's MERGE source (`USING …`) is known to provide.
 pub struct Source {

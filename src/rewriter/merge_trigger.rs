@@ -7,10 +7,10 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{Expr, visit_expressions};
 
 use super::super::base_row::{BaseRow, NEW_ALIAS, OLD_ALIAS, RowName, insertion, parse_expression};
+use super::super::identifier::{fold_identifier, quote_identifier};
 use super::super::refusal::Refusal;
 use super::super::splice::{Edit, TextIndex};
 use super::super::statement_scan::{Scan, SetSegment};
-use super::super::targets::{fold_identifier, quote_identifier};
 use crate::model::MappedColumn;
 
 /// One piece of a trigger's write: text of the spec's, or a `NEW.col` / `OLD.col` reference.

@@ -25,6 +25,7 @@ pub mod base_row;
 pub mod cache;
 pub mod definitions;
 pub mod error_detail;
+pub mod identifier;
 pub mod lexer;
 pub mod mention;
 pub mod merge;

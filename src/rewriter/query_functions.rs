@@ -15,8 +15,9 @@
 //! `set_config` (`aliased_built_in`).
 
 use super::definitions::{Body, body_mention, judge_body};
+use super::identifier::parse_relation_literal;
 use super::parse_tree::Tree;
-use super::targets::{VersionTargets, ViewTarget, parse_relation_literal};
+use super::targets::{VersionTargets, ViewTarget};
 use crate::model::catalog_substitutes::{
     INFORMATION_SCHEMA, PG_CATALOG, PG_CATALOG_SUBSTITUTES, SET_CONFIG, SUBSTITUTE_FUNCTIONS,
 };

@@ -22,12 +22,11 @@ use sqlparser::ast::{
     Visit, Visitor,
 };
 
+use super::identifier::{fold_identifier, parse_relation_literal, quote_identifier};
 use super::postgres_grammar;
 use super::refusal::{self, Refusal};
 use super::splice::{Edit, TextIndex};
-use super::targets::{
-    VersionTargets, ViewTarget, fold_identifier, parse_relation_literal, quote_identifier,
-};
+use super::targets::{VersionTargets, ViewTarget};
 
 #[path = "references_base_writes.rs"]
 mod base_writes;
@@ -547,24 +546,5 @@ impl Visitor for Collector<'_> {
             _ => {}
         }
         ControlFlow::Continue(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_names_from_regclass_literals() {
-        assert_eq!(
-            parse_relation_literal("Model_Metadata"),
-            Some((None, "model_metadata".into()))
-        );
-        assert_eq!(
-            parse_relation_literal("public.\"Odd\"\"Name\""),
-            Some((Some("public".into()), "Odd\"Name".into()))
-        );
-        assert_eq!(parse_relation_literal("a b"), None);
-        assert_eq!(parse_relation_literal("\"open"), None);
     }
 }

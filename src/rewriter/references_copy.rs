@@ -6,8 +6,9 @@ use sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, Ident, ObjectName, Spanned,
 };
 
+use super::super::identifier::{fold_identifier, quote_identifier};
 use super::super::splice::Edit;
-use super::super::targets::{BaseWrite, ViewTarget, fold_identifier, quote_identifier};
+use super::super::targets::{BaseWrite, ViewTarget};
 use super::{Collector, view_reference};
 
 /// A COPY statement's options that name columns (`FORCE_NOT_NULL`, `FORCE_NULL`, and the

@@ -7,6 +7,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
+use super::identifier::fold_identifier;
 use super::lexer;
 use super::mention::{comment_after_quote, may_hide_a_name};
 use super::postgres_grammar::{self, Place, Reading, Reference};
@@ -17,7 +18,7 @@ use super::refusal;
 use super::search_path_catalog;
 use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
-use super::targets::{VersionTargets, fold_identifier};
+use super::targets::VersionTargets;
 use crate::model::catalog_substitutes::INFORMATION_SCHEMA;
 
 pub use super::mention::contains_ignore_ascii_case;

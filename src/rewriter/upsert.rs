@@ -42,10 +42,11 @@ use sqlparser::ast::{
 };
 
 use super::base_row::{BaseRow, NEW_ALIAS, Resolution, RowName, Statement, insertion, join};
+use super::identifier::{fold_identifier, quote_identifier};
 use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
 use super::statement_scan::Scan;
-use super::targets::{BaseWrite, ViewTarget, fold_identifier, quote_identifier};
+use super::targets::{BaseWrite, ViewTarget};
 
 /// The derived table of the client's rows.
 const INPUT_ALIAS: &str = "viewgate_input";

@@ -4,6 +4,7 @@
 use super::*;
 use crate::model::{Assign, CatalogRules, Glob, Guard, Rule};
 use crate::model::{RoutedTable, RoutingMap};
+use crate::router::prepared::Answer;
 use crate::router::raise::select_text;
 use crate::router::state::RoutingState;
 use crate::router::version_command::VERSION_SETTING;

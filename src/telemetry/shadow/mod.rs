@@ -28,8 +28,9 @@
 pub mod bound;
 pub mod classify;
 pub mod compare;
+mod report;
+mod volatility;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,11 +40,12 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use self::classify::classify;
 use self::compare::{ResultSet, compare};
+pub use self::report::SHADOW_REPORT_INTERVAL;
+use self::report::{PendingDiff, PendingDiffs, note_diff, report_loop};
+use self::volatility::any_volatile;
 use crate::control::connect::connect;
 use crate::control::error::ControlError;
 use crate::control::quote::quote_ident;
-use crate::control::shadow::record::{self, DiffRecord};
-use crate::model::ShadowRun;
 use crate::proxy::shadow_tap::{BoundParameters, ShadowCounters, ShadowJob};
 use crate::proxy::state::ProxyState;
 use crate::rewriter::{Rewrite, rewrite};
@@ -61,8 +63,6 @@ pub const MAX_SHADOW_RESULT_BYTES: usize = 16 * 1024 * 1024;
 /// SQLSTATEs of a `SET ROLE` the catalog user may not make: insufficient_privilege (not a
 /// member), invalid_parameter_value (no such role).
 const ROLE_REFUSED_CODES: [&str; 2] = ["42501", "22023"];
-/// How often the proxy reports its counts.
-pub const SHADOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How much lower the shadow thread's OS priority is than the process's (nice increment,
 /// capped at the lowest priority, 19).
@@ -157,43 +157,6 @@ fn count(state: &ProxyState, job: &ShadowJob, outcome: Outcome) {
             Outcome::TooLarge => &counters.too_large,
             Outcome::RoleRefused => &counters.role_refused,
         });
-}
-
-/// A difference found and not yet written to the catalog.
-#[derive(Debug, Clone)]
-struct PendingDiff {
-    shape: String,
-    from_rows: Option<i64>,
-    to_rows: Option<i64>,
-    detail: serde_json::Value,
-    occurrences: i64,
-}
-
-/// Differences by (run, shape hash, kind), written by the reporter once a second, so a
-/// statement that differs every time costs one catalog write a second, not one each.
-type PendingDiffs = Arc<std::sync::Mutex<HashMap<(i64, String, &'static str), PendingDiff>>>;
-
-/// Distinct differences held between two reports; more are counted, not kept.
-const MAX_PENDING_DIFFS: usize = 1000;
-
-fn note_diff(
-    pending: &PendingDiffs,
-    run: i64,
-    hash: String,
-    kind: &'static str,
-    diff: PendingDiff,
-) {
-    let mut pending = pending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let full = pending.len() >= MAX_PENDING_DIFFS;
-    match pending.entry((run, hash, kind)) {
-        std::collections::hash_map::Entry::Occupied(mut entry) => entry.get_mut().occurrences += 1,
-        std::collections::hash_map::Entry::Vacant(entry) if !full => {
-            entry.insert(diff);
-        }
-        std::collections::hash_map::Entry::Vacant(_) => {}
-    }
 }
 
 async fn worker(
@@ -527,154 +490,4 @@ async fn read(
         }
     }
     Ok(Some(result))
-}
-
-/// Names sqlparser reads as function calls that Postgres implements as syntax, with no
-/// `pg_proc` row: none of them writes or changes the session.
-const SYNTAX_FUNCTIONS: &[&str] = &[
-    "coalesce",
-    "greatest",
-    "least",
-    "nullif",
-    "array",
-    "row",
-    "grouping",
-    "current_date",
-    "current_time",
-    "current_timestamp",
-    "localtime",
-    "localtimestamp",
-    "current_user",
-    "current_role",
-    "session_user",
-    "user",
-    "current_catalog",
-];
-
-/// Whether any of `functions` has a volatile overload, or is a name `pg_proc` does not have
-/// and Postgres's syntax does not explain (`SYNTAX_FUNCTIONS`): a name the lookup cannot
-/// find is one misread, and the call may be anything. And whether any of `fields` (the last
-/// names of qualified column references, which Postgres calls as functions when the relation
-/// has no such column: `q.pg_advisory_lock`) has a volatile overload; as a column it is
-/// harmless. Looked up for every statement, never cached: a function the client redefines
-/// as volatile between two statements must count (the twenty-fifth red-team pass did so).
-async fn any_volatile(
-    client: &Client,
-    functions: &[String],
-    fields: &[String],
-) -> Result<bool, ControlError> {
-    if functions.is_empty() && fields.is_empty() {
-        return Ok(false);
-    }
-    let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS n
-                             WHERE EXISTS (SELECT 1 FROM pg_proc WHERE proname = n AND provolatile = 'v')
-                                OR (NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = n)
-                                    AND n <> ALL ($2::text[])))
-                 OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS f
-                             WHERE EXISTS (SELECT 1 FROM pg_proc WHERE proname = f AND provolatile = 'v'))",
-            &[&functions, &SYNTAX_FUNCTIONS, &fields],
-        )
-        .await
-        .map_err(|error| ControlError::database("reading functions' volatility", &error))?;
-    Ok(row.get(0))
-}
-
-/// Every interval while a run is on (and once after it ends): this proxy's counts for the run
-/// and the differences noted since the last report, to the catalog; the run ended once the
-/// comparisons over every proxy reach its budget.
-async fn report_loop(state: Arc<ProxyState>, url: String, proxy_id: String, pending: PendingDiffs) {
-    let mut client: Option<Client> = None;
-    // The run reported last and its counters, for one final report after it ends.
-    let mut last: Option<(Arc<ShadowRun>, Arc<ShadowCounters>)> = None;
-    // The run whose final report was written.
-    let mut finished: Option<i64> = None;
-    let mut warned = false;
-    loop {
-        tokio::select! {
-            _ = state.shutdown.begun() => return,
-            _ = tokio::time::sleep(SHADOW_REPORT_INTERVAL) => {}
-        }
-        let current = state.routing.load().shadow().cloned();
-        let report = match (current, last.take()) {
-            (Some(run), _) => {
-                let counters = state.shadow.run_counters(&run);
-                last = Some((run.clone(), counters.clone()));
-                Some((run, counters, true))
-            }
-            (None, Some((run, counters))) => Some((run, counters, false)),
-            // A run that started and ended between two reports: its counters are still the
-            // tap's latest.
-            (None, None) => state
-                .shadow
-                .latest_run()
-                .filter(|(run, _)| finished != Some(run.id))
-                .map(|(run, counters)| (run, counters, false)),
-        };
-        if let Some((run, _, false)) = &report {
-            finished = Some(run.id);
-        }
-        let diffs: Vec<_> = {
-            let mut pending = pending
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            pending.drain().collect()
-        };
-        if report.is_none() && diffs.is_empty() {
-            continue;
-        }
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = connect(&url).await.ok();
-        }
-        let Some(connected) = client.as_mut() else {
-            continue;
-        };
-        let result = async {
-            for ((run, hash, kind), diff) in &diffs {
-                record::record_diff(
-                    connected,
-                    &DiffRecord {
-                        run: *run,
-                        kind,
-                        shape: &diff.shape,
-                        shape_hash: hash,
-                        from_rows: diff.from_rows,
-                        to_rows: diff.to_rows,
-                        detail: diff.detail.clone(),
-                        occurrences: diff.occurrences,
-                    },
-                )
-                .await?;
-            }
-            if let Some((run, counters, running)) = &report {
-                let counts: BTreeMap<String, u64> = counters
-                    .snapshot()
-                    .into_iter()
-                    .map(|(name, value)| (name.to_owned(), value))
-                    .collect();
-                let compared = record::report_counts(connected, run.id, &proxy_id, &counts).await?;
-                if *running
-                    && compared >= run.budget
-                    && record::exhaust(connected, run.id, compared).await?
-                {
-                    tracing::info!(
-                        run = run.id,
-                        compared,
-                        "shadow run ended: its budget is spent"
-                    );
-                }
-            }
-            Ok::<(), ControlError>(())
-        }
-        .await;
-        match result {
-            Ok(()) => warned = false,
-            Err(error) if !warned => {
-                tracing::warn!(%error, "could not report the shadow counts; retrying");
-                warned = true;
-            }
-            Err(_) => {}
-        }
-    }
 }
