@@ -58,6 +58,15 @@ const NONDETERMINISTIC: &str =
     "SELECT id, model_version, statement_timestamp() AS at FROM model_metadata";
 const VOLATILE: &str = "SELECT id, random() FROM model_metadata";
 const WRITE: &str = "UPDATE model_metadata SET model_version = model_version WHERE false";
+/// One read to sqlparser (`#-` and a string from `$$` to the end), three statements to
+/// Postgres (`#` and a comment): the last one would outlive the shadow's transaction. No
+/// `'` (a quote before a comment is never re-run, `mention::comment_after_quote`).
+const SMUGGLED_STATEMENTS: &str = "SELECT (SELECT count(*) FROM model_metadata) #-- $$\n 2 AS n; \
+                                   COMMIT; SELECT set_config($n$application_name$n$, $v$escaped$v$, false) -- $$";
+/// One statement to both, calling a volatile function only Postgres sees; the planted row
+/// would differ if the shadow ran it.
+const SMUGGLED_CALL: &str = "SELECT m.model_version AS smuggled FROM model_metadata m WHERE m.id #-- $$\n \
+                             pg_try_advisory_lock(616165)::int IS NOT NULL -- $$";
 /// Long enough for the workers and the once-a-second report (not a speed assertion).
 const REPORT_WAIT: Duration = Duration::from_secs(20);
 /// An unmanaged table only the schema `app` has: found through the client's search_path.
@@ -816,6 +825,13 @@ async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
     ] {
         assert_eq!(rows(&app, locking).await.len(), 3, "{locking}");
     }
+    // The twenty-sixth red-team pass: `#--` is an operator and a comment to Postgres, while
+    // sqlparser read a string from the `$$` inside the comment to the end of the text. The
+    // shadow ran what it took for one read as a simple Query: a COMMIT, and after it a
+    // statement as the catalog user that outlived the transaction; and a volatile call it
+    // never saw.
+    app.simple_query(SMUGGLED_STATEMENTS).await.unwrap();
+    assert_eq!(rows(&app, SMUGGLED_CALL).await.len(), 3);
     app.batch_execute("SELECT pg_advisory_unlock_all()")
         .await
         .unwrap();
@@ -852,6 +868,13 @@ async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
     .await;
     assert_eq!(held, vec![vec!["0".to_owned()]], "{found}");
     assert!(diffs_of(&found, "advisory").is_empty(), "{found}");
+    assert!(diffs_of(&found, "smuggled").is_empty(), "{found}");
+    let escaped = rows(
+        &catalog_role,
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'viewgate' AND application_name = 'escaped'",
+    )
+    .await;
+    assert_eq!(escaped, vec![vec!["0".to_owned()]], "{found}");
     let error = catalog_role
         .batch_execute(&format!(
             "BEGIN READ ONLY; SET LOCAL ROLE app; SELECT {temp}.t()"

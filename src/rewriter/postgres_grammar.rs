@@ -194,10 +194,15 @@ fn managed_references_within(sql: &str, targets: &VersionTargets, limit: usize) 
     if sql.len() > limit {
         return Reading::TooLong;
     }
-    // Mapping a fresh stack costs a few system calls and page faults; a short statement's
-    // worst case fits in what a worker thread has left, so it runs where it is.
-    let worst_case = CHECK_STACK_BASE + sql.len() * CHECK_STACK_PER_BYTE;
-    stacker::maybe_grow(worst_case, CHECK_STACK_BYTES, || read(sql, targets))
+    on_check_stack(sql.len(), || read(sql, targets))
+}
+
+/// Runs `parse`, which hands a text of `len` bytes to Postgres's parser, on a stack deep
+/// enough for it: mapping a fresh stack costs a few system calls and page faults, and a short
+/// statement's worst case fits in what a thread has left, so it runs where it is.
+pub fn on_check_stack<R>(len: usize, parse: impl FnOnce() -> R) -> R {
+    let worst_case = CHECK_STACK_BASE + len * CHECK_STACK_PER_BYTE;
+    stacker::maybe_grow(worst_case, CHECK_STACK_BYTES, parse)
 }
 
 fn read(sql: &str, targets: &VersionTargets) -> Reading {

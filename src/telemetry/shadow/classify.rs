@@ -1,7 +1,8 @@
 //! Which sampled statements a shadow run may run again, decided before anything runs: one
 //! statement, a plain query (no locking clause, no `SELECT … INTO`, no data-modifying CTE, no
-//! parameters unless the client bound them), and the functions it calls, for the volatility check against `pg_proc` that
-//! follows. Also the statement's shape (constants masked) that differences are grouped by, and
+//! parameters unless the client bound them), as both sqlparser and Postgres's own parser
+//! (`postgres_reading.rs`) read it, and the functions, operators and types it names, for the
+//! volatility check against the catalog that follows. Also the statement's shape (constants masked) that differences are grouped by, and
 //! whether its rows come in a defined order.
 //!
 //! The check is a filter, not the safety net: shadow statements run in a READ ONLY
@@ -18,6 +19,8 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::postgres_reading;
+pub use super::skip::Skip;
 use crate::rewriter::mention::may_hide_a_name;
 use crate::rewriter::shape::readable;
 
@@ -36,18 +39,10 @@ pub struct Eligible {
     /// The last names of qualified column references (`q.f`), which Postgres calls as
     /// `f(q)` when `q` has no column `f`: looked up for a volatile function of the name.
     pub fields: Vec<String>,
-}
-
-/// Why a sampled statement is not run again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    Unparsable,
-    /// The text may spell a name without its letters (a Unicode escape, an escape string, a
-    /// definition): sqlparser would not read it as Postgres does.
-    Unreadable,
-    NotOneStatement,
-    NotARead,
-    Parameters,
+    /// Operators used, by name (Postgres's reading): looked up for a volatile function.
+    pub operators: Vec<String>,
+    /// Types named (Postgres's reading): looked up for a domain or a volatile cast.
+    pub types: Vec<String>,
 }
 
 /// `bound`: the statement came with the client's parameters (extended protocol), so `$n`
@@ -123,6 +118,11 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
     let mut from_functions = FromFunctions(Vec::new());
     let _ = statements.visit(&mut from_functions);
     functions.extend(from_functions.0);
+    // What runs is what Postgres reads: its reading must agree that this is one plain read,
+    // and every name either parser finds is looked up.
+    let postgres = postgres_reading::read(sql, bound)?;
+    functions.extend(postgres.functions);
+    fields.extend(postgres.fields);
     functions.sort();
     functions.dedup();
     fields.sort();
@@ -133,6 +133,8 @@ pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
         unordered_limit: !ordered && (query.limit_clause.is_some() || query.fetch.is_some()),
         functions,
         fields,
+        operators: postgres.operators,
+        types: postgres.types,
     })
 }
 
@@ -258,6 +260,8 @@ mod tests {
                 unordered_limit: false,
                 functions: vec!["Rd".to_owned()],
                 fields: vec!["Fx".to_owned()],
+                operators: Vec::new(),
+                types: Vec::new(),
             }
         );
         // A qualified column's last name is looked up too (`q.pg_advisory_lock`).
