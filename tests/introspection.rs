@@ -254,6 +254,23 @@ fn pg_catalog_by_name_and_by_regclass_agree() {
             "at {version}"
         );
     }
+    // Built-ins that take the table by its name as text answer for the version's table: a
+    // column v1 does not have is one that does not exist (the twenty-sixth red-team pass read
+    // hidden columns' names from the base table's privileges).
+    let hidden = "SELECT has_column_privilege('model_metadata', 'model_type', 'SELECT')";
+    let refused = psql(&proxy, Some("v1"), hidden).unwrap_err();
+    assert!(refused.contains("does not exist"), "{refused}");
+    assert_eq!(psql(&proxy, Some("v2"), hidden).unwrap(), "t");
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT has_column_privilege('model_metadata', 'model_name', 'SELECT'), \
+             pg_get_serial_sequence('model_metadata', 'id') IS NOT NULL"
+        )
+        .unwrap(),
+        "t|t"
+    );
     assert_eq!(
         psql(&proxy, Some("v2"), &by_name).unwrap(),
         "id|bigint|t|nextval('model_metadata_id_seq'::regclass)

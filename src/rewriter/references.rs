@@ -2,8 +2,9 @@
 //!
 //! A reference is rewritten where a statement reads or writes rows through it: FROM and JOIN
 //! items (in every subquery, CTE, LATERAL item and set operation), INSERT / UPDATE / DELETE /
-//! MERGE targets, COPY's table, and table names inside `'name'::regclass` and
-//! `to_regclass('name')` (ORMs introspect that way). A CTE named like a managed table shadows
+//! MERGE targets, COPY's table, and table names inside `'name'::regclass` and the string
+//! arguments built-ins resolve as relations (`to_regclass('name')`, as ORMs introspect;
+//! `has_column_privilege('name', …)`, [`RELATION_NAMING_FUNCTIONS`]). A CTE named like a managed table shadows
 //! it for unqualified references within its scope.
 //!
 //! Each reference is replaced by the version's view; where the reference had no alias, the
@@ -337,6 +338,20 @@ impl<'a> Collector<'a> {
     }
 }
 
+/// Built-ins that resolve a string argument as a relation name, each with the number of
+/// arguments after it (the relation is that far from the end: `has_table_privilege` takes an
+/// optional role first). Left as written, the name would resolve to the base table, whose
+/// columns answer `has_column_privilege('model_metadata', 'hidden', …)` (the twenty-sixth
+/// red-team pass read hidden columns' names so). Not `pg_get_serial_sequence`: a view's
+/// column owns no sequence, and ORMs reset sequences by it (Django, Rails). It stays a name
+/// oracle: a hidden column's name answers NULL where a missing one errs (docs/rewriting.md).
+pub const RELATION_NAMING_FUNCTIONS: &[(&str, usize)] = &[
+    ("to_regclass", 0),
+    ("has_table_privilege", 1),
+    ("has_any_column_privilege", 1),
+    ("has_column_privilege", 2),
+];
+
 /// The name a type written as a plain or array type (`t`, `t[]`, `s.t[][]`) gives, if it is
 /// not one of sqlparser's built-in types.
 fn row_type_name(data_type: &DataType) -> Option<&ObjectName> {
@@ -529,16 +544,22 @@ impl Visitor for Collector<'_> {
             }
             Expr::Function(function) => {
                 self.substitute_function(&function.name);
-                let is_to_regclass = function
+                let after_relation = function
                     .name
                     .0
                     .last()
                     .and_then(|p| p.as_ident())
-                    .is_some_and(|i| i.value.eq_ignore_ascii_case("to_regclass"));
-                if is_to_regclass
+                    .and_then(|i| {
+                        RELATION_NAMING_FUNCTIONS
+                            .iter()
+                            .find(|(name, _)| i.value.eq_ignore_ascii_case(name))
+                    })
+                    .map(|(_, after)| *after);
+                if let Some(after) = after_relation
                     && let FunctionArguments::List(list) = &function.args
-                    && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(literal)))] =
-                        list.args.as_slice()
+                    && let Some(index) = list.args.len().checked_sub(after + 1)
+                    && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(literal)))) =
+                        list.args.get(index)
                 {
                     self.regclass_literal(literal);
                 }

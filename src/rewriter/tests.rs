@@ -292,6 +292,27 @@ fn regclass_literals_follow_the_version() {
         "SELECT 'model_metadata'::text",
         "SELECT 'model_metadata'::text",
     );
+    // Built-ins that resolve a string as a relation: left as written, the base table's
+    // columns answered (the twenty-sixth red-team pass, F3).
+    check(
+        "SELECT has_column_privilege('model_metadata', 'model_type', 'SELECT')",
+        "SELECT has_column_privilege('public.model_metadata_v2', 'model_type', 'SELECT')",
+    );
+    check(
+        "SELECT has_column_privilege('app', 'model_metadata', 'id', 'SELECT'), \
+         has_table_privilege('model_metadata', 'SELECT'), \
+         has_any_column_privilege('app', 'public.model_metadata', 'SELECT'), \
+         pg_get_serial_sequence('model_metadata', 'id')",
+        "SELECT has_column_privilege('app', 'public.model_metadata_v2', 'id', 'SELECT'), \
+         has_table_privilege('public.model_metadata_v2', 'SELECT'), \
+         has_any_column_privilege('app', 'public.model_metadata_v2', 'SELECT'), \
+         pg_get_serial_sequence('model_metadata', 'id')",
+    );
+    // Only the relation's argument: a column or role of the managed table's name stays.
+    check(
+        "SELECT has_column_privilege('model_metadata', 'model_metadata', 'SELECT')",
+        "SELECT has_column_privilege('public.model_metadata_v2', 'model_metadata', 'SELECT')",
+    );
 }
 
 #[test]
