@@ -105,10 +105,12 @@ pub fn aliased_built_in(function: &str, version: &str) -> String {
 }
 
 /// Why a statement that may put `information_schema` or a schema of catalog substitutes on
-/// the search_path is refused in a session at `version`.
+/// the search_path is refused in a session at `version`: also a `set_config` whose setting
+/// name is computed, which may be the search_path (the twenty-sixth red-team pass found the
+/// message spoke of the path alone).
 pub fn information_schema_path(version: &str) -> String {
     format!(
-        "with information_schema (or a viewgate_catalog_ schema) on the search_path, an unqualified name such as columns or tables would read a catalog describing columns version \"{version}\" does not have; leave it off the search_path and write information_schema.columns (viewgate shows this version's), or give set_config('search_path', …) a constant value"
+        "this may put information_schema (or a viewgate_catalog_ schema) on the search_path, where an unqualified name such as columns or tables would read a catalog describing columns version \"{version}\" does not have; leave it off the search_path and write information_schema.columns (viewgate shows this version's), and give set_config a constant setting name, and for search_path a constant value"
     )
 }
 
