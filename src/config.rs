@@ -102,6 +102,10 @@ pub struct Config {
     /// The database holding the viewgate catalog, as a URL with user and database
     /// (`postgres://viewgate@db:5432/app`). Unset: no versioning, a plain proxy.
     pub catalog: Option<String>,
+    /// Where the shadow workers run clients' reads again, as a URL: the catalog's database
+    /// under a role that may take each client's role and holds no rights of its own, so client
+    /// code that `RESET ROLE`s inside a shadow read has none to use. Unset: the catalog URL.
+    pub shadow_catalog: Option<String>,
     /// What to do with a statement that names a managed table but cannot be parsed safely.
     pub unparseable_policy: UnparseablePolicy,
     /// Rewritten statements kept, keyed by (version, SQL text); 0 disables the cache.
@@ -180,6 +184,7 @@ impl Default for Config {
             client_tls: ClientTlsConfig::default(),
             upstream_tls: UpstreamTlsConfig::default(),
             catalog: None,
+            shadow_catalog: None,
             unparseable_policy: UnparseablePolicy::Reject,
             rewrite_cache_entries: CacheConfig::default().max_entries,
             admin_listen: None,

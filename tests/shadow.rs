@@ -11,7 +11,8 @@
 //! speed is measured by `bench/shadow.sh`, docs/benchmarks.md). The re-run has the client's
 //! rights, never the catalog user's: it runs as the client's login role, is not run when the
 //! catalog role cannot take that role or is a superuser and the client is not (client code can
-//! `RESET ROLE`), and a result over the byte cap is counted too large (red-team pass 20b).
+//! `RESET ROLE`), and a result over the byte cap is counted too large (red-team pass 20b);
+//! with `shadow_catalog` a role reset by client code has no rights to use.
 
 mod common;
 #[path = "drivers/deps.rs"]
@@ -761,6 +762,14 @@ const ESCAPE: &str = "CREATE FUNCTION own.x() RETURNS text LANGUAGE plpgsql VOLA
     AS $$ BEGIN RESET ROLE; RETURN current_user::text; END $$; \
     CREATE FUNCTION own.w() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT own.x() $$";
 const ESCAPING: &str = "SELECT own.w() AS who, m.id, m.model_version FROM model_metadata m";
+/// The shadow workers' own role: a member of the client's role, with no rights of its own.
+const SHADOW_ROLE: &str =
+    "CREATE ROLE viewgate_shadow LOGIN NOINHERIT; GRANT app TO viewgate_shadow";
+/// As `ESCAPE`, reading what the role it resets to may read.
+const PEEK: &str = "CREATE FUNCTION own.peek() RETURNS text LANGUAGE plpgsql VOLATILE \
+    AS $$ BEGIN RESET ROLE; RETURN (SELECT max(secret) FROM public.private); END $$; \
+    CREATE FUNCTION own.pw() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT own.peek() $$";
+const PEEKING: &str = "SELECT own.pw() AS peeked, m.id, m.model_version FROM model_metadata m";
 
 /// The differences whose shape contains `needle`.
 fn diffs_of<'a>(report: &'a serde_json::Value, needle: &str) -> Vec<&'a serde_json::Value> {
@@ -931,5 +940,42 @@ async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
         1,
         "{found}"
     );
+    drop(proxy);
+
+    // With `shadow_catalog`, the workers log in as a role that may take the client's and holds
+    // nothing: client code that resets the role finds no rights to use. With the catalog
+    // role instead, the first run reads `private` with its SELECT, and the role it leaves
+    // behind (no USAGE on `own`) fails the second, which the report records as an error.
+    cluster.psql("postgres", SHADOW_ROLE).unwrap();
+    cluster
+        .psql("postgres", &format!("SET ROLE app; {PEEK}"))
+        .unwrap();
+    let catalog = cluster.url("viewgate", "postgres");
+    let shadow_catalog = cluster.url("viewgate_shadow", "postgres");
+    let proxy = common::ProxyProcess::start(
+        &cluster,
+        &[
+            ("VIEWGATE_CATALOG", catalog.as_str()),
+            ("VIEWGATE_SHADOW_CATALOG", shadow_catalog.as_str()),
+            ("VIEWGATE_LOG_LEVEL", "warn"),
+        ],
+    );
+    let app = client_as(proxy.port, "app").await;
+    let sampled_before = total(&report(database), "sampled");
+    let deadline = Instant::now() + REPORT_WAIT;
+    let found = loop {
+        let _ = app.simple_query(PEEKING).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = report(database);
+        if total(&now, "sampled") > sampled_before && settled(&now) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the report never got there: {now}"
+        );
+    };
+    assert!(diffs_of(&found, "own.pw()").is_empty(), "{found}");
+    assert!(!found.to_string().contains("TOPSECRET"), "{found}");
     drop(proxy);
 }

@@ -1,5 +1,6 @@
 //! Shadow reads, the proxy's side: [`SHADOW_WORKERS`] workers drain the queue the sessions fill
-//! (`proxy::shadow_tap`), each on its own catalog-database connection, and a reporter writes
+//! (`proxy::shadow_tap`), each on its own connection to the catalog's database (as the
+//! `shadow_catalog` role where one is configured: a role with no rights of its own), and a reporter writes
 //! this proxy's counts to the catalog every [`SHADOW_REPORT_INTERVAL`] and ends the run when
 //! the budget is spent over every proxy.
 //!
@@ -124,10 +125,15 @@ async fn run(state: Arc<ProxyState>, proxy_id: String) {
     };
     let receiver = Arc::new(Mutex::new(receiver));
     let pending = PendingDiffs::default();
+    let workers_url = state
+        .config
+        .shadow_catalog
+        .clone()
+        .unwrap_or_else(|| url.clone());
     for _ in 0..SHADOW_WORKERS {
         tokio::spawn(worker(
             state.clone(),
-            url.clone(),
+            workers_url.clone(),
             receiver.clone(),
             pending.clone(),
         ));
