@@ -1,14 +1,15 @@
 //! Shadow reads, the proxy's side: [`SHADOW_WORKERS`] workers drain the queue the sessions fill
 //! (`proxy::shadow_tap`), each on its own connection to the catalog's database (as the
-//! `shadow_catalog` role where one is configured: a role with no rights of its own), and a reporter writes
-//! this proxy's counts to the catalog every [`SHADOW_REPORT_INTERVAL`] and ends the run when
-//! the budget is spent over every proxy.
+//! `shadow_catalog` role where one is configured: a role with no rights of its own), and a
+//! reporter writes this proxy's counts to the catalog every [`SHADOW_REPORT_INTERVAL`] and
+//! ends the run when the budget is spent over every proxy.
 //!
 //! A worker takes a sampled statement; skips it unless [`classify`] finds a plain read, by
 //! sqlparser's reading and Postgres's own, whose functions are all in `pg_proc` and none
-//! volatile (`provolatile`), nor its operators, casts or domains (`volatility.rs`), and its text
-//! differs between the two versions; then, in one `REPEATABLE READ READ ONLY` transaction (one snapshot for every run,
-//! so concurrent writes cause no difference, and nothing can write), with
+//! volatile (`provolatile`), nor its operators, casts or domains (`volatility.rs`), and its
+//! text differs between the two versions; then, in one `REPEATABLE READ READ ONLY`
+//! transaction (one snapshot for every run, so concurrent writes cause no difference, and
+//! nothing can write), with
 //! [`SHADOW_STATEMENT_TIMEOUT`], `SET LOCAL ROLE` to the client's login role and the client's
 //! `search_path` (set with `set_config` and a bound parameter), runs it at the old version and
 //! at the new one — a simple Query as text, once the server's Parse of it showed one command;
