@@ -2,8 +2,8 @@
 //! statement, a plain query (no locking clause, no `SELECT … INTO`, no data-modifying CTE, no
 //! parameters unless the client bound them), as both sqlparser and Postgres's own parser
 //! (`postgres_reading.rs`) read it, and the functions, operators and types it names, for the
-//! volatility check against the catalog that follows. Also the statement's shape (constants masked) that differences are grouped by, and
-//! whether its rows come in a defined order.
+//! volatility check against the catalog that follows. Also the statement's shape (constants
+//! masked) that differences are grouped by, and whether its rows come in a defined order.
 //!
 //! The check is a filter, not the safety net: shadow statements run in a READ ONLY
 //! transaction, so anything it misses fails there instead of writing.
