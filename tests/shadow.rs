@@ -68,6 +68,11 @@ const SMUGGLED_STATEMENTS: &str = "SELECT (SELECT count(*) FROM model_metadata) 
 /// would differ if the shadow ran it.
 const SMUGGLED_CALL: &str = "SELECT m.model_version AS smuggled FROM model_metadata m WHERE m.id #-- $$\n \
                              pg_try_advisory_lock(616165)::int IS NOT NULL -- $$";
+/// A volatile call in a query text tablefunc's `crosstab` runs; the planted row would differ
+/// if the shadow ran it.
+const TABLEFUNC_CALL: &str = "SELECT m.model_version AS tabled, c.v FROM model_metadata m, \
+    crosstab($q$SELECT $a$r$a$::text, $b$c$b$::text, pg_try_advisory_xact_lock(616166)::text$q$) \
+    AS c(r text, v text)";
 /// Long enough for the workers and the once-a-second report (not a speed assertion).
 const REPORT_WAIT: Duration = Duration::from_secs(20);
 /// An unmanaged table only the schema `app` has: found through the client's search_path.
@@ -732,7 +737,8 @@ async fn slow_shadow_statements_never_hold_up_the_client() {
 /// `outsider` the catalog role is no member of, a schema `app` owns (it can write functions),
 /// and a table only the catalog role may read. `viewgate` (NOINHERIT) may take `app`'s role,
 /// not use its rights.
-const ROLES: &str = "CREATE ROLE viewgate LOGIN NOINHERIT; CREATE ROLE app LOGIN; \
+const ROLES: &str = "CREATE EXTENSION tablefunc; \
+    CREATE ROLE viewgate LOGIN NOINHERIT; CREATE ROLE app LOGIN; \
     CREATE ROLE outsider LOGIN; GRANT app TO viewgate; \
     GRANT USAGE ON SCHEMA public TO app, outsider; \
     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO app, outsider; \
@@ -841,6 +847,8 @@ async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
     // never saw.
     app.simple_query(SMUGGLED_STATEMENTS).await.unwrap();
     assert_eq!(rows(&app, SMUGGLED_CALL).await.len(), 3);
+    // The twenty-seventh: a volatile call inside the query text `crosstab` runs.
+    assert_eq!(rows(&app, TABLEFUNC_CALL).await.len(), 3);
     app.batch_execute("SELECT pg_advisory_unlock_all()")
         .await
         .unwrap();
@@ -878,6 +886,7 @@ async fn shadow_reruns_have_the_clients_rights_never_the_catalog_users() {
     assert_eq!(held, vec![vec!["0".to_owned()]], "{found}");
     assert!(diffs_of(&found, "advisory").is_empty(), "{found}");
     assert!(diffs_of(&found, "smuggled").is_empty(), "{found}");
+    assert!(diffs_of(&found, "tabled").is_empty(), "{found}");
     let escaped = rows(
         &catalog_role,
         "SELECT count(*) FROM pg_stat_activity WHERE usename = 'viewgate' AND application_name = 'escaped'",

@@ -13,4 +13,7 @@ pub enum Skip {
     Parameters,
     /// Longer than Postgres's parser is asked to read (`postgres_grammar::MAX_CHECKED_BYTES`).
     TooLong,
+    /// Calls a built-in that runs SQL given as text or pieced together from its arguments
+    /// (`crosstab`, `connectby`, `query_to_xml`, …): neither reading sees that SQL as code.
+    RunsText,
 }
