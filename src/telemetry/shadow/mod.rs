@@ -271,6 +271,7 @@ async fn shadow(
         from_sql: &from_sql,
         to_sql: &to_sql,
         parameters: job.parameters.as_ref(),
+        role: &job.role,
     };
     let result = in_transaction(client, job, &statement, &eligible).await;
     // Read only: rolling back loses nothing. Session advisory locks are the one thing a
@@ -390,7 +391,8 @@ enum Compared {
     Differs(compare::Difference),
     Nondeterministic,
     TooLarge,
-    /// Not run: the client's role could not be taken, or taking it would not bound the rights.
+    /// Not run: the client's role could not be taken, or taking it would not bound the rights;
+    /// or dropped: client code left it ([`Run::RoleLeft`]).
     RoleRefused,
     FailsAtFrom,
     FailsAtTo {
@@ -399,14 +401,41 @@ enum Compared {
     },
 }
 
-/// A sampled statement as each version reads it, and the client's parameters if it had any.
+/// A sampled statement as each version reads it, the client's parameters if it had any, and
+/// the client's role, which every run must leave in effect.
 struct Statement<'a> {
     from_sql: &'a str,
     to_sql: &'a str,
     parameters: Option<&'a BoundParameters>,
+    role: &'a str,
+}
+
+/// One run of a statement inside the comparison.
+enum Run {
+    Rows(ResultSet),
+    /// Past [`MAX_SHADOW_ROWS`] or the byte budget: dropped.
+    TooLarge,
+    /// Client code the statement reached reset the role (Postgres allows any invoker code
+    /// to): what it read had the worker's session role's rights, and so would every later
+    /// run in the transaction. Dropped, and nothing more runs.
+    RoleLeft,
+    Failed(tokio_postgres::Error),
 }
 
 impl Statement<'_> {
+    /// Runs `sql` with at most `bytes` of results kept, and checks the client's role is still
+    /// the one in effect.
+    async fn run(&self, client: &Client, sql: &str, bytes: usize) -> Run {
+        match self.read(client, sql, bytes).await {
+            Ok(Some(result)) => match role_kept(client, self.role).await {
+                true => Run::Rows(result),
+                false => Run::RoleLeft,
+            },
+            Ok(None) => Run::TooLarge,
+            Err(error) => Run::Failed(error),
+        }
+    }
+
     /// Runs `sql`; `None` when the result passes [`MAX_SHADOW_ROWS`] or `bytes` (the rest is
     /// not read into memory, what was read is dropped).
     async fn read(
@@ -440,18 +469,20 @@ async fn compare_in_snapshot(
 ) -> Result<Compared, ControlError> {
     let (from_sql, to_sql) = (statement.from_sql, statement.to_sql);
     let from = match statement
-        .read(client, from_sql, MAX_SHADOW_RESULT_BYTES)
+        .run(client, from_sql, MAX_SHADOW_RESULT_BYTES)
         .await
     {
-        Ok(Some(result)) => result,
-        Ok(None) => return Ok(Compared::TooLarge),
-        Err(_) => return Ok(Compared::FailsAtFrom),
+        Run::Rows(result) => result,
+        Run::TooLarge => return Ok(Compared::TooLarge),
+        Run::RoleLeft => return Ok(Compared::RoleRefused),
+        Run::Failed(_) => return Ok(Compared::FailsAtFrom),
     };
     let left = MAX_SHADOW_RESULT_BYTES.saturating_sub(from.bytes());
-    let to = match statement.read(client, to_sql, left).await {
-        Ok(Some(result)) => result,
-        Ok(None) => return Ok(Compared::TooLarge),
-        Err(error) => {
+    let to = match statement.run(client, to_sql, left).await {
+        Run::Rows(result) => result,
+        Run::TooLarge => return Ok(Compared::TooLarge),
+        Run::RoleLeft => return Ok(Compared::RoleRefused),
+        Run::Failed(error) => {
             let (code, message) = match error.as_db_error() {
                 Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
                 None => (String::new(), error.to_string()),
@@ -466,13 +497,22 @@ async fn compare_in_snapshot(
     if eligible.unordered_limit {
         return Ok(Compared::Nondeterministic);
     }
-    match statement.read(client, from_sql, left).await {
-        Ok(Some(again)) if compare(&from, &again, eligible.ordered, redact).is_none() => {
+    match statement.run(client, from_sql, left).await {
+        Run::Rows(again) if compare(&from, &again, eligible.ordered, redact).is_none() => {
             Ok(Compared::Differs(difference))
         }
-        Ok(None) => Ok(Compared::TooLarge),
+        Run::TooLarge => Ok(Compared::TooLarge),
+        Run::RoleLeft => Ok(Compared::RoleRefused),
         _ => Ok(Compared::Nondeterministic),
     }
+}
+
+/// Whether `role` (the client's) is still the role in effect; a failed check counts as not.
+async fn role_kept(client: &Client, role: &str) -> bool {
+    client
+        .query_one("SELECT current_user::text = $1::text", &[&role])
+        .await
+        .is_ok_and(|row| row.get::<_, bool>(0))
 }
 
 /// Runs one statement; `None` when it returns more than [`MAX_SHADOW_ROWS`] rows or more than
