@@ -351,6 +351,27 @@ fn what_cannot_be_mapped_exactly_is_refused() {
     let proxy = proxy();
     reseed(&proxy);
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The twenty-eighth red-team pass: an alias that is the target's only after Postgres cuts
+    // it to 63 bytes, and references hidden from viewgate's parser behind `#--` (an operator
+    // and a comment to Postgres, the start of a `$$` string to sqlparser), read the base row.
+    let alias = "a".repeat(63);
+    let red_team = [
+        (
+            "v1",
+            format!("MERGE INTO model_metadata AS {alias}x USING (VALUES (1)) s (k) ON {alias}y.id = s.k WHEN MATCHED AND {alias}z.model_type IS NULL THEN DELETE"),
+            "\"model_type\" does not exist at version v1",
+        ),
+        (
+            "v1",
+            "MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN UPDATE SET model_name = 3 #-- $$\n 0 || t.model_type -- $$\n".to_owned(),
+            "lexer reads this text's tokens otherwise",
+        ),
+        (
+            "v2",
+            "INSERT INTO model_metadata AS t (id, model_name, model_version) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET model_name = 3 #-- $$\n 0 || t.schema_version -- $$\n".to_owned(),
+            "lexer reads this text's tokens otherwise",
+        ),
+    ];
     runtime.block_on(async {
         for (version, sql, expected) in [
             ("v2", "MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN UPDATE SET model_name = (SELECT 'x')", "subquery"),
@@ -366,7 +387,12 @@ fn what_cannot_be_mapped_exactly_is_refused() {
             ("v2", "MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED THEN UPDATE SET (model_name, model_version) = ('a', 'b')", "several columns"),
             ("v2", "MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN NOT MATCHED BY SOURCE THEN DELETE", "NOT MATCHED BY SOURCE"),
             ("v4", "MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.model_id = s.k WHEN NOT MATCHED THEN INSERT OVERRIDING USER VALUE VALUES (s.k)", "syntax viewgate's own parser cannot read"),
-        ] {
+        ]
+        .map(|(version, sql, expected)| (version, sql.to_owned(), expected))
+        .into_iter()
+        .chain(red_team)
+        {
+            let sql = sql.as_str();
             let client = at(&proxy, version).await;
             for extended in [false, true] {
                 let error = if extended {

@@ -119,6 +119,20 @@ pub fn string_continued_after_comment(sql: &str) -> Option<usize> {
     })
 }
 
+/// Where each token of `sql` starts, by Postgres's own scanner, comments left out; `None`
+/// for a text the scanner rejects (the server rejects it too).
+pub fn token_starts(sql: &str) -> Option<Vec<usize>> {
+    use pg_query::protobuf::Token;
+    let comment = |token: i32| token == Token::SqlComment as i32 || token == Token::CComment as i32;
+    pg_query::scan(sql)
+        .ok()?
+        .tokens
+        .iter()
+        .filter(|token| !comment(token.token))
+        .map(|token| usize::try_from(token.start).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

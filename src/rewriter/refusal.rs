@@ -80,6 +80,12 @@ pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String
 /// Why a string constant continued after a `--` comment is refused.
 pub const STRING_CONTINUED_AFTER_COMMENT: &str = "a string constant continues after a comment ('a' -- …, then 'b' on the next line), which PostgreSQL reads as one string and the parser viewgate checks with reads as two; put the parts together, or on consecutive lines without a comment between them";
 
+/// Why a MERGE or an upsert whose text PostgreSQL's lexer splits otherwise than viewgate's
+/// parser is refused: such a statement goes to the base table with its column references
+/// mapped by viewgate's reading, and a reference only Postgres sees (`#--` is an operator and a
+/// comment to Postgres, the start of a `$$` string to sqlparser) would read the base row.
+pub const LEXERS_DISAGREE: &str = "PostgreSQL's lexer reads this text's tokens otherwise than the parser viewgate rewrites with (an operator written against a comment, such as #-- or ?--, or strings split by a line break), and a MERGE or an upsert is written to the base table by that parser's reading; put a space between an operator and a comment";
+
 /// Why a call of `function`, a printer with a substitute, that viewgate's own parser did not
 /// read (in DDL, or in syntax or a spelling it cannot read) is refused at `version`.
 pub fn unsubstituted_printer(function: &str, version: &str) -> String {
