@@ -27,6 +27,7 @@ pub mod definitions;
 pub mod error_detail;
 pub mod identifier;
 pub mod lexer;
+pub mod lexer_agreement;
 pub mod mention;
 pub mod merge;
 pub mod parse_tree;
@@ -44,6 +45,7 @@ pub mod shape;
 pub mod splice;
 pub mod statement_scan;
 pub mod statements;
+pub mod table_shorthand;
 pub mod targets;
 pub mod upsert;
 

@@ -3,12 +3,12 @@
 use std::ops::Range;
 
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::identifier::fold_identifier;
 use super::lexer;
+use super::lexer_agreement;
 use super::mention::{comment_after_quote, may_hide_a_name};
 use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::postgres_parser;
@@ -18,6 +18,7 @@ use super::refusal;
 use super::search_path_catalog;
 use super::splice::{self, Edit, TextIndex};
 use super::statements::{self, Kind, StatementText};
+use super::table_shorthand;
 use super::targets::VersionTargets;
 use crate::model::catalog_substitutes::INFORMATION_SCHEMA;
 
@@ -81,8 +82,8 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
         };
     }
     let mut reading = read_with_sqlparser(sql, targets);
-    if let Some(offset) = writes_base_rows(sql)
-        .then(|| lexers_disagree(sql, reading.parser_tokens.as_deref()))
+    if let Some(offset) = lexer_agreement::writes_base_rows(sql)
+        .then(|| lexer_agreement::lexers_disagree(sql, reading.parser_tokens.as_deref()))
         .flatten()
     {
         return Analysis {
@@ -104,41 +105,6 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
             Some(refusal) => Err(refusal),
             None => check(sql, targets, reading),
         },
-    }
-}
-
-/// Whether `sql` may hold a statement the rewriter writes to the base table with its column
-/// references mapped by sqlparser's reading (`merge.rs`, `upsert.rs`): there a reference that
-/// reading misses reads the base row.
-fn writes_base_rows(sql: &str) -> bool {
-    contains_ignore_ascii_case(sql.as_bytes(), b"merge")
-        || contains_ignore_ascii_case(sql.as_bytes(), b"conflict")
-}
-
-/// Where sqlparser's tokens (`parser_tokens`, or none: its tokenizer failed) and Postgres's
-/// scanner's first part ways, if they do: the first token start one of them has and the other
-/// lacks. The twenty-eighth red-team pass hid a MERGE's references to hidden columns in what
-/// sqlparser took for a `$$` string behind `#--`, an operator and a comment to Postgres.
-fn lexers_disagree(sql: &str, parser_tokens: Option<&[Range<usize>]>) -> Option<usize> {
-    let Some(postgres) = postgres_parser::token_starts(sql) else {
-        // Postgres's scanner rejects the text: so will the server.
-        return None;
-    };
-    let Some(parser_tokens) = parser_tokens else {
-        return Some(0);
-    };
-    let ours: Vec<usize> = parser_tokens.iter().map(|token| token.start).collect();
-    let first_missing = |from: &[usize], within: &[usize]| {
-        from.iter()
-            .find(|start| within.binary_search(start).is_err())
-            .copied()
-    };
-    match (
-        first_missing(&postgres, &ours),
-        first_missing(&ours, &postgres),
-    ) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (found, None) | (None, found) => found,
     }
 }
 
@@ -196,7 +162,7 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
             continue;
         }
         let statement_edits = match statement.kind {
-            Kind::TableShorthand => table_shorthand(&statement, &index, targets),
+            Kind::TableShorthand => table_shorthand::edits(&statement, &index, targets),
             _ => {
                 let start = statement_start(&statement);
                 let range = statement.range.clone();
@@ -638,50 +604,4 @@ fn parser_reason(message: &str) -> (String, Option<Location>) {
     };
     let reason = reason.strip_prefix("sql parser error: ").unwrap_or(reason);
     (reason.to_owned(), location)
-}
-
-/// `TABLE [ONLY] name`: the whole statement is the relation.
-fn table_shorthand(
-    statement: &StatementText,
-    index: &TextIndex,
-    targets: &VersionTargets,
-) -> Vec<Edit> {
-    let words: Vec<_> = statement
-        .tokens
-        .iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .collect();
-    let mut rest = &words[1..];
-    if let Some(first) = rest.first()
-        && matches!(&first.token, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::ONLY)
-    {
-        rest = &rest[1..];
-    }
-    let mut names = Vec::new();
-    for (i, token) in rest.iter().enumerate() {
-        match (&token.token, i % 2) {
-            (Token::Word(word), 0) => {
-                names.push(fold_identifier(&word.value, word.quote_style.is_some()))
-            }
-            (Token::Period, 1) => {}
-            _ => return Vec::new(),
-        }
-    }
-    let (Some(name), Some(first), Some(last)) = (names.pop(), rest.first(), rest.last()) else {
-        return Vec::new();
-    };
-    let schema = names.pop();
-    let Some(target) = targets.resolve(schema.as_deref(), &name) else {
-        return Vec::new();
-    };
-    let (Some(start), Some(end)) = (index.offset(first.span.start), index.offset(last.span.end))
-    else {
-        return Vec::new();
-    };
-    let text = view_reference(targets, target);
-    vec![Edit {
-        range: start..end,
-        text,
-        relation: true,
-    }]
 }
