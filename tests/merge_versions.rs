@@ -356,6 +356,29 @@ fn what_cannot_be_mapped_exactly_is_refused() {
     // and a comment to Postgres, the start of a `$$` string to sqlparser), read the base row.
     let alias = "a".repeat(63);
     let red_team = [
+        // The twenty-ninth: a bare name that is the source's alias and a hidden base column
+        // (Postgres reads columns first), and a whole row of the target or of `excluded` in
+        // an upsert at a trigger-backed version.
+        (
+            "v1",
+            "MERGE INTO model_metadata t USING (SELECT 1 AS id) AS model_type ON t.id = model_type.id WHEN MATCHED THEN UPDATE SET model_name = model_type".to_owned(),
+            "\"model_type\" does not exist at version v1",
+        ),
+        (
+            "v4",
+            "INSERT INTO model_metadata AS t (model_id, name, model_version) VALUES (1, 'a', 'b') ON CONFLICT (model_id) DO UPDATE SET name = (t.*)::text".to_owned(),
+            "whole-row reference to the target",
+        ),
+        (
+            "v4",
+            "INSERT INTO model_metadata AS t (model_id, name, model_version) VALUES (1, 'a', 'b') ON CONFLICT (model_id) DO UPDATE SET name = to_jsonb(excluded.*)::text".to_owned(),
+            "whole-row reference to the target",
+        ),
+        (
+            "v4",
+            "INSERT INTO model_metadata AS t (model_id, name, model_version) VALUES (1, 'a', 'b') ON CONFLICT (model_id) DO UPDATE SET name = 'x' RETURNING row_to_json(t.*)".to_owned(),
+            "whole-row reference to the target",
+        ),
         (
             "v1",
             format!("MERGE INTO model_metadata AS {alias}x USING (VALUES (1)) s (k) ON {alias}y.id = s.k WHEN MATCHED AND {alias}z.model_type IS NULL THEN DELETE"),

@@ -16,7 +16,10 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{AssignmentTarget, Expr, Ident, ObjectNamePart, Spanned, visit_expressions};
+use sqlparser::ast::{
+    AssignmentTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    ObjectNamePart, Spanned, visit_expressions,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -333,6 +336,32 @@ impl BaseRow<'_> {
     ) -> Result<(), Refusal> {
         let flow = visit_expressions(expr, |e| {
             let (qualifiers, column): (Vec<&Ident>, &Ident) = match e {
+                Expr::QualifiedWildcard(name, _) => {
+                    return match self.whole_row(name, resolve) {
+                        Some(refusal) => ControlFlow::Break(refusal),
+                        None => ControlFlow::Continue(()),
+                    };
+                }
+                Expr::Function(function) => {
+                    let FunctionArguments::List(list) = &function.args else {
+                        return ControlFlow::Continue(());
+                    };
+                    let refusal = list.args.iter().find_map(|arg| {
+                        let (FunctionArg::Unnamed(arg)
+                        | FunctionArg::Named { arg, .. }
+                        | FunctionArg::ExprNamed { arg, .. }) = arg;
+                        match arg {
+                            FunctionArgExpr::QualifiedWildcard(name) => {
+                                self.whole_row(name, resolve)
+                            }
+                            _ => None,
+                        }
+                    });
+                    return match refusal {
+                        Some(refusal) => ControlFlow::Break(refusal),
+                        None => ControlFlow::Continue(()),
+                    };
+                }
                 Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
                     return ControlFlow::Break(self.refusal(
                         format!("a subquery in {}", self.mapped_clauses()),
@@ -378,6 +407,34 @@ impl BaseRow<'_> {
         match flow {
             ControlFlow::Break(refusal) => Err(refusal),
             ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    /// `name.*` where `resolve` reads `name` as a base row (the target, `excluded`): refused,
+    /// since it expands to the base table's every column (the twenty-ninth red-team pass read
+    /// hidden ones through `(t.*)::text` in an upsert). Another relation's row is left alone
+    /// where `resolve` leaves its columns alone.
+    fn whole_row(
+        &self,
+        name: &ObjectName,
+        resolve: &dyn Fn(&[&Ident], &Ident) -> Resolution,
+    ) -> Option<Refusal> {
+        let Some(qualifiers) = name
+            .0
+            .iter()
+            .map(ObjectNamePart::as_ident)
+            .collect::<Option<Vec<&Ident>>>()
+        else {
+            return Some(self.refusal("a whole-row reference viewgate cannot read", None));
+        };
+        let offset = qualifiers.first().and_then(|first| self.offset(first));
+        match resolve(&qualifiers, &Ident::new("*")) {
+            Ok(Some(_)) => Some(self.refusal(
+                "a whole-row reference to the target (it would read the base table's row)",
+                offset,
+            )),
+            Ok(None) => None,
+            Err(refusal) => Some(refusal),
         }
     }
 

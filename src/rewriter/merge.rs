@@ -35,12 +35,11 @@
 //! Every edit inserts or replaces text between the client's tokens and never copies the
 //! client's constants, so the shape cache can apply it to statements with other constants.
 
-use std::ops::{ControlFlow, Range};
+use std::ops::Range;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Merge, MergeAction,
-    MergeClauseKind, MergeInsertExpr, MergeInsertKind, MergeUpdateKind, ObjectName, ObjectNamePart,
-    visit_expressions,
+    Ident, Merge, MergeAction, MergeClauseKind, MergeInsertExpr, MergeInsertKind, MergeUpdateKind,
+    ObjectNamePart,
 };
 
 use super::base_row::{BaseRow, Resolution, RowName, insertion, join};
@@ -107,7 +106,7 @@ impl BaseRow<'_> {
             },
             relation: true,
         }];
-        self.mapped(&merge.on, &row, &resolve, &mut edits)?;
+        self.map_expression(&merge.on, &resolve, &mut edits)?;
         let mut updates = 0;
         for clause in &merge.clauses {
             let at_when = self.index.range(clause.when_token.0.span).map(|r| r.start);
@@ -115,7 +114,7 @@ impl BaseRow<'_> {
                 return Err(self.refusal("WHEN NOT MATCHED BY SOURCE (PostgreSQL 17's)", at_when));
             }
             if let Some(predicate) = &clause.predicate {
-                self.mapped(predicate, &row, &resolve, &mut edits)?;
+                self.map_expression(predicate, &resolve, &mut edits)?;
             }
             match &clause.action {
                 MergeAction::Delete { .. } | MergeAction::DoNothing { .. } => {}
@@ -137,9 +136,6 @@ impl BaseRow<'_> {
                         .ok_or_else(|| {
                             self.refusal("the SET list could not be located", at_update)
                         })?;
-                    for assignment in assignments {
-                        self.whole_row(&assignment.value, &row)?;
-                    }
                     let set =
                         self.set_columns(&scan, assignments, &segments, &resolve, &mut edits)?;
                     updates += 1;
@@ -162,7 +158,7 @@ impl BaseRow<'_> {
                     }
                 }
                 MergeAction::Insert(insert) => {
-                    self.insert(&scan, insert, &row, &resolve, &mut edits)?;
+                    self.insert(&scan, insert, &resolve, &mut edits)?;
                 }
             }
         }
@@ -213,7 +209,6 @@ impl BaseRow<'_> {
                 "a whole-row reference to the target (it would read the base table's row)",
                 offset,
             )),
-            _ if source.name.as_deref() == Some(name.as_str()) => Ok(None),
             (false, Some(false)) => Err(self.refusal(
                 format!(
                     "column \"{name}\" does not exist at version {} (nor in the source)",
@@ -227,57 +222,6 @@ impl BaseRow<'_> {
                 ),
                 offset,
             )),
-        }
-    }
-
-    /// `expr`'s references mapped, after refusing whole-row references to the target.
-    fn mapped(
-        &self,
-        expr: &Expr,
-        row: &RowName,
-        resolve: &dyn Fn(&[&Ident], &Ident) -> Resolution,
-        edits: &mut Vec<Edit>,
-    ) -> Result<(), Refusal> {
-        self.whole_row(expr, row)?;
-        self.map_expression(expr, resolve, edits)
-    }
-
-    /// Refuses `t.*` of the target row inside `expr` (as a function's argument, say): it
-    /// would expand to the base table's columns.
-    fn whole_row(&self, expr: &Expr, row: &RowName) -> Result<(), Refusal> {
-        let names_row = |name: &ObjectName| {
-            name.0
-                .iter()
-                .map(ObjectNamePart::as_ident)
-                .collect::<Option<Vec<&Ident>>>()
-                .is_some_and(|idents| self.names_row(&idents, row))
-        };
-        let flow = visit_expressions(expr, |e| {
-            let found = match e {
-                Expr::QualifiedWildcard(name, _) => names_row(name),
-                Expr::Function(function) => match &function.args {
-                    FunctionArguments::List(list) => list.args.iter().any(|arg| {
-                        let (FunctionArg::Unnamed(arg)
-                        | FunctionArg::Named { arg, .. }
-                        | FunctionArg::ExprNamed { arg, .. }) = arg;
-                        matches!(arg, FunctionArgExpr::QualifiedWildcard(name) if names_row(name))
-                    }),
-                    _ => false,
-                },
-                _ => false,
-            };
-            if found {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
-        match flow {
-            ControlFlow::Break(()) => Err(self.refusal(
-                "a whole-row reference to the target (it would read the base table's row)",
-                None,
-            )),
-            ControlFlow::Continue(()) => Ok(()),
         }
     }
 
@@ -303,7 +247,6 @@ impl BaseRow<'_> {
         &self,
         scan: &Scan,
         insert: &MergeInsertExpr,
-        row: &RowName,
         resolve: &dyn Fn(&[&Ident], &Ident) -> Resolution,
         edits: &mut Vec<Edit>,
     ) -> Result<(), Refusal> {
@@ -461,7 +404,7 @@ impl BaseRow<'_> {
                     }
                     continue;
                 }
-                self.mapped(expr, row, resolve, edits)?;
+                self.map_expression(expr, resolve, edits)?;
             }
             if !extra_values.is_empty() {
                 edits.push(insertion(
@@ -616,7 +559,7 @@ impl BaseRow<'_> {
                 continue;
             }
             edits.push(insertion(start, format!("{before}CAST(")));
-            self.mapped(expr, row, resolve, edits)?;
+            self.map_expression(expr, resolve, edits)?;
             edits.push(insertion(
                 end,
                 format!(" AS {}){after}", self.type_of(column, Some(start))?),
