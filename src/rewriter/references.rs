@@ -4,8 +4,8 @@
 //! items (in every subquery, CTE, LATERAL item and set operation), INSERT / UPDATE / DELETE /
 //! MERGE targets, COPY's table, and table names inside `'name'::regclass` and the string
 //! arguments built-ins resolve as relations (`to_regclass('name')`, as ORMs introspect;
-//! `has_column_privilege('name', …)`, [`RELATION_NAMING_FUNCTIONS`]). A CTE named like a managed table shadows
-//! it for unqualified references within its scope.
+//! `has_column_privilege('name', …)`, [`RELATION_NAMING_FUNCTIONS`]). A CTE named like a
+//! managed table shadows it for unqualified references within its scope.
 //!
 //! Each reference is replaced by the version's view; where the reference had no alias, the
 //! original name is kept as one (`model_metadata_v2 AS model_metadata`) so qualified column
