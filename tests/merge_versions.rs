@@ -530,6 +530,29 @@ fn each_merge_writes_what_the_same_change_through_the_view_writes() {
             "MERGE INTO model_metadata t USING (VALUES (8, 'n')) s (k, n) ON t.id = s.k WHEN NOT MATCHED THEN INSERT (id, name) VALUES (s.k, s.n)",
             "INSERT INTO model_metadata (id, name) VALUES (8, 'n')",
         ),
+        // A subscripted column is the column (the thirtieth red-team pass found it refused).
+        (
+            "v3",
+            "MERGE INTO model_metadata t USING (VALUES (1, 'q')) s (k, n) ON t.id = s.k WHEN MATCHED AND t.hyperparameters['lr'] IS NULL THEN UPDATE SET name = s.n || coalesce(t.hyperparameters['lr']::text, '-')",
+            "UPDATE model_metadata t SET name = s.n || coalesce(t.hyperparameters['lr']::text, '-') FROM (VALUES (1, 'q')) s (k, n) WHERE t.id = s.k AND t.hyperparameters['lr'] IS NULL",
+        ),
+        (
+            "v2",
+            "MERGE INTO model_metadata t USING (VALUES (2, 'q')) s (k, n) ON t.id = s.k WHEN MATCHED AND t.hyperparameters['lr'] IS NULL THEN UPDATE SET model_name = s.n || t.model_type",
+            "UPDATE model_metadata t SET model_name = s.n || t.model_type FROM (VALUES (2, 'q')) s (k, n) WHERE t.id = s.k AND t.hyperparameters['lr'] IS NULL",
+        ),
+        // WHEN NOT MATCHED sees only the source: its names, unqualified, are the source's
+        // even where the view has them too.
+        (
+            "v3",
+            "MERGE INTO model_metadata t USING (VALUES (8, 'n')) s (id, name) ON t.id = s.id WHEN NOT MATCHED AND name <> '' THEN INSERT (id, name) VALUES (id, name)",
+            "INSERT INTO model_metadata (id, name) VALUES (8, 'n')",
+        ),
+        (
+            "v2",
+            "MERGE INTO model_metadata t USING (VALUES (8, 'n', 'cnn')) s (id, model_name, model_type) ON t.id = s.id WHEN NOT MATCHED THEN INSERT (id, model_name, model_type) VALUES (id, model_name, model_type)",
+            "INSERT INTO model_metadata (id, model_name, model_type) VALUES (8, 'n', 'cnn')",
+        ),
     ];
     cases.extend(
         expression

@@ -89,6 +89,14 @@ fn upserts_through_the_trigger_backed_version_on_keys_and_constraints() {
             ["neural_network|{\"lr\": 1}"]
         );
         assert_eq!(base(&proxy, 1), "resnet|1.0|-|{\"lr\": 1}|1");
+        // Subscripted columns of the target row and of EXCLUDED are those columns (they were
+        // refused as whole-row references).
+        assert_eq!(
+            rows(&v2, "INSERT INTO model_metadata AS m (id, model_name, model_version, hyperparameters) VALUES (1, 'resnet', '1.0', '{\"lr\": 2}') ON CONFLICT (id) DO UPDATE SET model_version = m.hyperparameters['lr']::text || '/' || EXCLUDED.hyperparameters['lr']::text WHERE m.hyperparameters['lr'] IS NOT NULL RETURNING model_version").await.unwrap(),
+            ["1/2"]
+        );
+        assert_eq!(base(&proxy, 1), "resnet|1/2|-|{\"lr\": 1}|1");
+        rows(&v2, "UPDATE model_metadata SET model_version = '1.0' WHERE id = 1").await.unwrap();
         // On the unique constraint, by its columns and by name; DEFAULT and omitted columns
         // take the view's defaults (the sequence, '{}', 1).
         assert_eq!(

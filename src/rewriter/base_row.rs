@@ -17,11 +17,12 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AssignmentTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, Spanned, visit_expressions,
+    AccessExpr, AssignmentTarget, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, Spanned, visit_expressions,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Span;
 
 use super::identifier::{fold_identifier, quote_identifier};
 use super::lexer::{self, Kind, Token};
@@ -334,6 +335,9 @@ impl BaseRow<'_> {
         resolve: &dyn Fn(&[&Ident], &Ident) -> Resolution,
         edits: &mut Vec<Edit>,
     ) -> Result<(), Refusal> {
+        // The names read as the column of a subscripted reference (`t.col['k']`), which the
+        // walk reaches again, on their own, below it.
+        let mut subscripted: Vec<Span> = Vec::new();
         let flow = visit_expressions(expr, |e| {
             let (qualifiers, column): (Vec<&Ident>, &Ident) = match e {
                 Expr::QualifiedWildcard(name, _) => {
@@ -371,7 +375,20 @@ impl BaseRow<'_> {
                 Expr::Identifier(ident) if is_default(e) => {
                     return ControlFlow::Break(self.refusal("DEFAULT here", self.offset(ident)));
                 }
+                Expr::Identifier(ident) if subscripted.contains(&ident.span) => {
+                    return ControlFlow::Continue(());
+                }
                 Expr::Identifier(ident) => (Vec::new(), ident),
+                Expr::CompoundFieldAccess { root, access_chain } => {
+                    let Some(name) = subscripted_name(root, access_chain) else {
+                        return ControlFlow::Continue(());
+                    };
+                    subscripted.extend(name.iter().map(|ident| ident.span));
+                    match name.split_last() {
+                        Some((column, qualifiers)) => (qualifiers.to_vec(), *column),
+                        None => return ControlFlow::Continue(()),
+                    }
+                }
                 Expr::CompoundIdentifier(parts) => match parts.split_last() {
                     Some((column, qualifiers)) => (qualifiers.iter().collect(), column),
                     None => return ControlFlow::Continue(()),
@@ -457,6 +474,25 @@ impl BaseRow<'_> {
                 )
             })
     }
+}
+
+/// The column name a subscripted reference starts with (`t.col['k']`, `col[1]`), root and
+/// fields: sqlparser reads it as an access chain, Postgres as a subscript of the column
+/// `t.col`. `None` when the chain is something else (a field of a parenthesised row, a call).
+fn subscripted_name<'e>(root: &'e Expr, chain: &'e [AccessExpr]) -> Option<Vec<&'e Ident>> {
+    let mut name: Vec<&Ident> = match root {
+        Expr::Identifier(ident) => vec![ident],
+        Expr::CompoundIdentifier(parts) => parts.iter().collect(),
+        _ => return None,
+    };
+    for access in chain {
+        match access {
+            AccessExpr::Dot(Expr::Identifier(field)) => name.push(field),
+            AccessExpr::Subscript(_) => return Some(name),
+            AccessExpr::Dot(_) => return None,
+        }
+    }
+    None
 }
 
 /// A spec's expression (the text the catalog recorded) as sqlparser reads it; `None` when it

@@ -98,6 +98,9 @@ impl BaseRow<'_> {
         let resolve = |qualifiers: &[&Ident], column: &Ident| {
             self.merge_resolution(qualifiers, column, &row, source)
         };
+        let resolve_not_matched = |qualifiers: &[&Ident], column: &Ident| {
+            self.not_matched_resolution(qualifiers, column, &row, source)
+        };
         let mut edits = vec![Edit {
             range: name_range,
             text: match alias {
@@ -113,8 +116,14 @@ impl BaseRow<'_> {
             if clause.clause_kind == MergeClauseKind::NotMatchedBySource {
                 return Err(self.refusal("WHEN NOT MATCHED BY SOURCE (PostgreSQL 17's)", at_when));
             }
+            let resolve: &dyn Fn(&[&Ident], &Ident) -> Resolution = match clause.clause_kind {
+                MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => {
+                    &resolve_not_matched
+                }
+                _ => &resolve,
+            };
             if let Some(predicate) = &clause.predicate {
-                self.map_expression(predicate, &resolve, &mut edits)?;
+                self.map_expression(predicate, resolve, &mut edits)?;
             }
             match &clause.action {
                 MergeAction::Delete { .. } | MergeAction::DoNothing { .. } => {}
@@ -137,7 +146,7 @@ impl BaseRow<'_> {
                             self.refusal("the SET list could not be located", at_update)
                         })?;
                     let set =
-                        self.set_columns(&scan, assignments, &segments, &resolve, &mut edits)?;
+                        self.set_columns(&scan, assignments, &segments, resolve, &mut edits)?;
                     updates += 1;
                     if trigger_backed && updates == 1 {
                         self.trigger_update(&scan, &set, &row, &mut edits)?;
@@ -158,7 +167,7 @@ impl BaseRow<'_> {
                     }
                 }
                 MergeAction::Insert(insert) => {
-                    self.insert(&scan, insert, &resolve, &mut edits)?;
+                    self.insert(&scan, insert, resolve, &mut edits)?;
                 }
             }
         }
@@ -219,6 +228,54 @@ impl BaseRow<'_> {
             (_, None) => Err(self.refusal(
                 format!(
                     "the unqualified column reference \"{name}\", where viewgate does not know the source's columns (qualify it with the target's or the source's name)"
+                ),
+                offset,
+            )),
+        }
+    }
+
+    /// How a `WHEN NOT MATCHED` clause reads a column reference. Postgres hides the target
+    /// there (`setNamespaceForMergeWhen`): an unqualified name is the source's, and the
+    /// target's row cannot be named. So a name the source is known to have is left to
+    /// Postgres; a name it does not have, or may not, is refused here, since Postgres's own
+    /// error would hint at a base column of that name ("There is a column named … in table
+    /// …, but it cannot be referenced from this part of the query").
+    fn not_matched_resolution(
+        &self,
+        qualifiers: &[&Ident],
+        column: &Ident,
+        row: &RowName,
+        source: &Source,
+    ) -> Resolution {
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        let offset = qualifiers
+            .first()
+            .copied()
+            .and_then(|i| self.offset(i))
+            .or(self.offset(column));
+        if !qualifiers.is_empty() {
+            return match self.names_row(qualifiers, row)
+                || qualifiers.first().is_some_and(|first| fold(first) == row.folded)
+            {
+                true => Err(self.refusal(
+                    "a reference to the target in WHEN NOT MATCHED (only the source is visible there)",
+                    offset,
+                )),
+                false => Ok(None),
+            };
+        }
+        let name = fold(column);
+        match source.columns.as_ref().map(|c| c.contains(&name)) {
+            Some(true) => Ok(None),
+            Some(false) => Err(self.refusal(
+                format!(
+                    "column \"{name}\" is not the source's (WHEN NOT MATCHED sees only the source)"
+                ),
+                offset,
+            )),
+            None => Err(self.refusal(
+                format!(
+                    "the unqualified column reference \"{name}\", where viewgate does not know the source's columns (qualify it with the source's name)"
                 ),
                 offset,
             )),

@@ -300,6 +300,47 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
         rewrite("MERGE INTO model_metadata t USING model_metadata s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.name, DEFAULT)", &v3),
         Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING public.model_metadata_v3 s ON t.id = s.id AND s.name = 'x' WHEN NOT MATCHED THEN INSERT (id, model_name, model_version) VALUES (s.id, s.name, ('0.0'::text))".into()))
     );
+    // A subscripted column (`t.col['k']`, jsonb's and arrays' common form) is the column,
+    // mapped like `t.col`; a subscripted whole row is still the whole row.
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED AND t.\"Version\"['a'] = '1' AND name[1] = 'x' THEN DELETE", &v3),
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED AND t.model_version['a'] = '1' AND t.model_name[1] = 'x' THEN DELETE".into()))
+    );
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED AND t.model_type['a'][2] = 'x' THEN DELETE", &v2),
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED AND (COALESCE(t.model_type, 'neural_network'))['a'][2] = 'x' THEN DELETE".into()))
+    );
+    for hidden in [
+        "t.model_type['a']",
+        "model_type[1]",
+        "(t).name['a']",
+        "t['a']",
+    ] {
+        let sql = format!(
+            "MERGE INTO model_metadata t USING (VALUES (1)) s (k) ON t.id = s.k WHEN MATCHED AND {hidden} = 'x' THEN DELETE"
+        );
+        assert!(rewrite(&sql, &v3).is_err(), "{sql}");
+    }
+    // WHEN NOT MATCHED sees only the source (Postgres hides the target there): an
+    // unqualified name the source has is the source's, even where the view has it too; the
+    // target's row, and a name the source lacks, are refused.
+    assert_eq!(
+        rewrite("MERGE INTO model_metadata t USING (VALUES (1, 'a')) s (id, name) ON t.id = s.id WHEN NOT MATCHED AND name <> '' THEN INSERT (id, name) VALUES (id, name)", &v3),
+        Ok(Rewrite::Rewritten("MERGE INTO public.model_metadata t USING (VALUES (1, 'a')) s (id, name) ON t.id = s.id WHEN NOT MATCHED AND name <> '' THEN INSERT (id, model_name, model_version) VALUES (id, name, ('0.0'::text))".into()))
+    );
+    for (value, why) in [
+        ("\"Version\"", "\"Version\" is not the source's"),
+        ("model_version", "\"model_version\" is not the source's"),
+        ("t.name", "a reference to the target in WHEN NOT MATCHED"),
+        ("t.*", "a reference to the target in WHEN NOT MATCHED"),
+        ("t", "\"t\" is not the source's"),
+    ] {
+        let sql = format!(
+            "MERGE INTO model_metadata t USING (VALUES (1, 'a')) s (id, name) ON t.id = s.id WHEN NOT MATCHED THEN INSERT (id, name) VALUES (id, ({value})::text)"
+        );
+        let error = rewrite(&sql, &v3).unwrap_err();
+        assert!(error.reason.contains(why), "{sql}: {error}");
+    }
     // Unqualified, `name` is both the target's and the source's: ambiguous, as in Postgres.
     let error = rewrite(
         "MERGE INTO model_metadata t USING model_metadata s ON name = 'x' WHEN MATCHED THEN DELETE",
