@@ -356,6 +356,58 @@ fn refused(error: tokio_postgres::Error) -> (String, String, Option<u32>) {
     )
 }
 
+/// A `)` inside a comment closes no column list. The thirtieth red-team pass ended the list
+/// there: the rewrite replaced the text up to it, cut the comment's `/*` off, and the rest of
+/// the comment ran as statements nobody had rewritten (reading and writing the base table's
+/// hidden columns at v1). Now the comment is part of the list, and goes with it.
+#[test]
+fn a_parenthesis_inside_a_comment_closes_no_column_list() {
+    let (proxy, dir) = proxy();
+    proxy.admin("INSERT INTO model_metadata (id, model_name, model_version, model_type, schema_version) VALUES (777, 'h', '1', 'HIDDEN_TYPE', 42)");
+    for smuggled in [
+        "COPY model_metadata (id /*) TO STDOUT; SELECT id, model_type, schema_version FROM model_metadata; --*/) TO STDOUT",
+        "COPY model_metadata (id -- ) TO STDOUT; SELECT id, model_type, schema_version FROM model_metadata; /*\n) TO STDOUT --*/",
+        "COPY model_metadata (id /*) TO STDOUT; UPDATE model_metadata SET model_type = 'WRITTEN', schema_version = 7 RETURNING id, model_type, schema_version; --*/) TO STDOUT",
+    ] {
+        assert_eq!(
+            psql(&proxy, Some("v1"), smuggled).as_deref(),
+            Ok("777"),
+            "{smuggled}"
+        );
+    }
+    assert_eq!(
+        proxy.admin("SELECT model_type, schema_version FROM model_metadata"),
+        "HIDDEN_TYPE|42"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let v1 = connect(&proxy, "v1").await;
+        assert_eq!(
+            copy_out(
+                &v1,
+                "COPY model_metadata (id, model_name /* ) */) TO STDOUT"
+            )
+            .await
+            .unwrap(),
+            "777\th\n"
+        );
+        copy_in(
+            &v1,
+            "COPY model_metadata (id, model_name, model_version -- )\n) FROM STDIN",
+            "778\tk\t2\n",
+        )
+        .await
+        .unwrap();
+    });
+    assert_eq!(
+        proxy.admin(
+            "SELECT id, model_name, coalesce(model_type, '-') FROM model_metadata ORDER BY id"
+        ),
+        "777|h|HIDDEN_TYPE\n778|k|-"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn what_cannot_be_copied_exactly_is_refused_and_old_catalogs_copy_as_before() {
     let (proxy, dir) = proxy();

@@ -394,6 +394,24 @@ fn what_cannot_be_mapped_exactly_is_refused() {
             "INSERT INTO model_metadata AS t (id, model_name, model_version) VALUES (1, 'x', 'y') ON CONFLICT (id) DO UPDATE SET model_name = 3 #-- $$\n 0 || t.schema_version -- $$\n".to_owned(),
             "lexer reads this text's tokens otherwise",
         ),
+        // The thirtieth pass: a query inside ARRAY(…), which sqlparser reads as a call, read
+        // the base row through `(SELECT t.*) x`; and a name qualified by the database as well
+        // as the schema was left to Postgres, which read it from the base row.
+        (
+            "v1",
+            "MERGE INTO model_metadata t USING model_metadata s ON t.id = s.id WHEN MATCHED THEN UPDATE SET model_version = array_to_string(ARRAY(SELECT x.model_type || '/' || x.schema_version FROM (SELECT t.*) x), ',')".to_owned(),
+            "subquery",
+        ),
+        (
+            "v4",
+            "INSERT INTO model_metadata AS t (model_id, name, model_version) VALUES (2, 'a', 'b') ON CONFLICT (model_id) DO UPDATE SET name = 'x' RETURNING ARRAY(SELECT g.* FROM (SELECT t.*) x JOIN generate_series(0, 1000) AS g (schema_version) USING (schema_version))::text".to_owned(),
+            "subquery",
+        ),
+        (
+            "v1",
+            "MERGE INTO model_metadata USING model_metadata s ON model_metadata.id = s.id WHEN MATCHED THEN UPDATE SET model_version = coalesce(postgres.public.model_metadata.model_type, '-')".to_owned(),
+            "\"model_type\" does not exist at version v1",
+        ),
     ];
     runtime.block_on(async {
         for (version, sql, expected) in [

@@ -133,6 +133,17 @@ pub fn token_starts(sql: &str) -> Option<Vec<usize>> {
         .collect()
 }
 
+/// Every token of `sql`, comments included, as byte ranges, by Postgres's own scanner;
+/// `None` for a text the scanner rejects (the server rejects it too).
+pub fn token_ranges(sql: &str) -> Option<Vec<std::ops::Range<usize>>> {
+    pg_query::scan(sql)
+        .ok()?
+        .tokens
+        .iter()
+        .map(|token| Some(usize::try_from(token.start).ok()?..usize::try_from(token.end).ok()?))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use sqlparser::ast::{
 };
 
 use super::super::identifier::{fold_identifier, quote_identifier};
+use super::super::lexer::{self, Kind};
 use super::super::splice::Edit;
 use super::super::targets::{BaseWrite, ViewTarget};
 use super::{Collector, view_reference};
@@ -32,6 +33,18 @@ pub(super) fn copy_option_columns<'s>(
         _ => Vec::new(),
     });
     modern.chain(legacy)
+}
+
+/// Just past the `)` that closes a column list whose last name ends at `from`: the next
+/// token that is not a comment, which must be that `)`. Found by tokens, never by searching
+/// the text: a `)` inside a comment is no parenthesis (the thirtieth red-team pass ended the
+/// list there and the rewrite cut the comment open).
+fn closing_parenthesis(sql: &str, from: usize) -> Option<usize> {
+    let rest = sql.get(from..)?;
+    let mut tokens = Vec::new();
+    lexer::lex(rest, &mut tokens)?;
+    let next = tokens.iter().find(|token| token.kind != Kind::Comment)?;
+    (rest.get(next.start..next.end) == Some(")")).then_some(from + next.end)
 }
 
 impl Collector<'_> {
@@ -76,7 +89,7 @@ impl Collector<'_> {
             let close = self
                 .index
                 .range(last.span)
-                .and_then(|r| self.sql[r.end..].find(')').map(|p| r.end + p + 1));
+                .and_then(|r| closing_parenthesis(self.sql, r.end));
             let Some(close) = close else {
                 self.unlocatable = true;
                 return;
@@ -103,7 +116,7 @@ impl Collector<'_> {
         let close = self
             .index
             .range(last.span)
-            .and_then(|r| self.sql[r.end..].find(')').map(|p| r.end + p + 1));
+            .and_then(|r| closing_parenthesis(self.sql, r.end));
         if close.is_none() {
             self.unlocatable = true;
         }

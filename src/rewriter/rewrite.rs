@@ -522,6 +522,10 @@ pub fn finish(
     };
     match edits {
         Ok(edits) if edits.is_empty() => Ok(Rewrite::Unchanged),
+        Ok(edits) if !splice::between_tokens(sql, &edits) => Err(error(Failure {
+            reason: "a rewrite would cut into a comment, a string or a quoted name".into(),
+            offset: None,
+        })),
         Ok(edits) => splice::apply(sql, edits)
             .map(Rewrite::Rewritten)
             .ok_or_else(|| {

@@ -3,6 +3,8 @@
 
 use sqlparser::tokenizer::{Location, Span};
 
+use super::{lexer, postgres_parser};
+
 /// Maps sqlparser's 1-based (line, column-in-characters) locations to byte offsets.
 pub struct TextIndex<'a> {
     text: &'a str,
@@ -97,6 +99,31 @@ pub fn apply(text: &str, mut edits: Vec<Edit>) -> Option<String> {
     Some(out)
 }
 
+/// Whether every edit starts and ends between tokens, never inside a comment, a string or a
+/// quoted name, where what it took away or put in would change how the rest of the text is
+/// read: the thirtieth red-team pass had a COPY's column list end at a `)` inside a comment,
+/// so the edit cut the comment's `/*` off and the comment's text ran as statements. The
+/// tokens are this crate's lexer's, or Postgres's scanner's where that lexer gives up; a text
+/// neither reads is `false`.
+pub fn between_tokens(text: &str, edits: &[Edit]) -> bool {
+    let mut tokens = Vec::new();
+    let ranges: Vec<std::ops::Range<usize>> = match lexer::lex(text, &mut tokens) {
+        Some(()) => tokens.iter().map(|t| t.start..t.end).collect(),
+        None => match postgres_parser::token_ranges(text) {
+            Some(ranges) => ranges,
+            None => return false,
+        },
+    };
+    let outside = |at: usize| {
+        // The last token starting before `at` must end by it.
+        let before = ranges.partition_point(|r| r.start < at);
+        before == 0 || ranges[before - 1].end <= at
+    };
+    edits
+        .iter()
+        .all(|edit| outside(edit.range.start) && outside(edit.range.end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +173,31 @@ mod tests {
             },
         ];
         assert_eq!(apply("abcdefg", overlapping), None);
+    }
+
+    #[test]
+    fn edits_must_start_and_end_between_tokens() {
+        let edit = |range: std::ops::Range<usize>| Edit {
+            range,
+            text: "x".into(),
+            relation: false,
+        };
+        let sql = "COPY t (id /*) TO STDOUT; SELECT 1; --*/) TO STDOUT";
+        let close_in_comment = sql.find(')').unwrap() + 1;
+        let close = sql.rfind(')').unwrap() + 1;
+        assert!(!between_tokens(sql, &[edit(5..close_in_comment)]));
+        assert!(between_tokens(sql, &[edit(5..close)]));
+        // Inside a string or a quoted name, and an insertion there.
+        let sql = "SELECT 'a)b', \"c)d\" FROM t";
+        assert!(!between_tokens(sql, &[edit(9..9)]));
+        assert!(!between_tokens(sql, &[edit(0..17)]));
+        assert!(between_tokens(sql, &[edit(7..12), edit(25..26)]));
+        // Where this crate's lexer gives up (a Unicode escape), Postgres's scanner decides.
+        let sql = "SELECT U&'a)' /* ) */ FROM t";
+        assert!(!between_tokens(sql, &[edit(0..12)]));
+        assert!(!between_tokens(sql, &[edit(0..17)]));
+        assert!(between_tokens(sql, &[edit(27..28)]));
+        // A text neither reads.
+        assert!(!between_tokens("SELECT 'open", &[edit(0..6)]));
     }
 }
