@@ -15,6 +15,9 @@
 use super::statement_words::{self, identifier, is_word, text};
 use crate::rewriter::lexer::Token;
 use crate::rewriter::mention::may_hide_a_name;
+use crate::rewriter::parse_tree::Tree;
+use crate::rewriter::postgres_grammar::{MAX_CHECKED_BYTES, on_check_stack};
+use crate::rewriter::postgres_parser;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
 
 /// The words that may stand between `CREATE` and the kind of relation it makes.
@@ -66,10 +69,16 @@ pub fn named_like_a_view<'v>(
     if !mentioned && !hidden {
         return None;
     }
-    // Text the lexer cannot read (a form feed, a Unicode escape) that mentions a view's name
-    // is not judged: refused (the verification of the twentieth pass hid a CREATE so).
+    // Text the lexer cannot read (a form feed, a Unicode escape) is judged by Postgres's own
+    // parser, which decodes the names (the verification of the twentieth pass hid a CREATE
+    // behind `U&"…"`); text that parser rejects too is refused.
     let Some(statements) = statement_words::statements(sql, tokens) else {
-        return Some(UNREAD_NAME.to_owned());
+        return match made_names_by_postgres(sql) {
+            Some(names) => names
+                .into_iter()
+                .find(|name| views.clone().any(|view| view == name)),
+            None => Some(UNREAD_NAME.to_owned()),
+        };
     };
     statements.into_iter().find_map(|(_, words)| {
         // `EXPLAIN [ANALYZE] …` and `( SELECT … INTO … )` run the statement inside.
@@ -134,6 +143,54 @@ pub fn named_like_a_view<'v>(
     })
 }
 
+/// The relation names Postgres's parser reads `sql` as making or renaming (each statement's
+/// table, view, sequence, `SELECT … INTO` or `CREATE … AS` target, and `RENAME TO` name),
+/// decoded and truncated as the server keeps them; `None` when the parser rejects the text or
+/// it is longer than the parser is given.
+fn made_names_by_postgres(sql: &str) -> Option<Vec<String>> {
+    if sql.len() > MAX_CHECKED_BYTES || sql.contains('\0') {
+        return None;
+    }
+    on_check_stack(sql.len(), || {
+        let json = postgres_parser::parse(sql).ok()?;
+        let tree = Tree::read(json.text().ok()?).ok()?;
+        let mut names = Vec::new();
+        collect_made_names(&tree, &mut names);
+        Some(names)
+    })
+}
+
+/// The walk of [`made_names_by_postgres`]. Nodes are objects keyed by their type; the fields
+/// that hold a made relation are typed, so their values are unwrapped `RangeVar`s.
+fn collect_made_names(tree: &Tree, names: &mut Vec<String>) {
+    match tree {
+        Tree::Object(fields) => {
+            for (key, value) in fields {
+                let made = match key.as_ref() {
+                    "CreateStmt" => value.get("relation"),
+                    "ViewStmt" => value.get("view"),
+                    "CreateSeqStmt" => value.get("sequence"),
+                    "CreateForeignTableStmt" => value.get("base").and_then(|b| b.get("relation")),
+                    "intoClause" | "into" => value.get("rel"),
+                    _ => None,
+                };
+                let name = match key.as_ref() {
+                    "RenameStmt" => value.get("newname"),
+                    _ => made.and_then(|relation| relation.get("relname")),
+                };
+                if let Some(name) = name.and_then(Tree::as_text) {
+                    names.push(name.to_owned());
+                }
+                collect_made_names(value, names);
+            }
+        }
+        Tree::Array(items) => items
+            .iter()
+            .for_each(|item| collect_made_names(item, names)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +218,15 @@ mod tests {
             "(SELECT 1 INTO TEMP t_v1)",
             "CREATE TEMP VIEW U&\"t\\005fv1\" AS SELECT 1",
             "CREATE TEMP VIEW t_v1\u{c} AS SELECT 1",
+            // Where this crate's lexer gives up, Postgres's parser reads the names.
+            "CREATE TABLE U&\"t!005fv2\" UESCAPE '!' (a int)",
+            "SELECT U&'\\0041' INTO TEMP U&\"t\\005fv1\"",
+            "CREATE SEQUENCE t_v1\u{c}",
+            "ALTER VIEW U&\"x\" RENAME TO U&\"t\\005fv2\"",
+            "CREATE TABLE x AS SELECT 1; CREATE VIEW U&\"\\0074_v1\" AS SELECT 1",
+            "CREATE FOREIGN TABLE U&\"t\\005fv1\" (a int) SERVER s",
+            // Text Postgres rejects too.
+            "CREATE VIEW U&\"t_v1 AS SELECT 1",
         ] {
             assert!(named(sql).is_some(), "{sql}");
         }
@@ -173,6 +239,11 @@ mod tests {
             "CREATE INDEX t_v1 ON other (a)",
             "CREATE VIEW \"T_V1\" AS SELECT 1",
             "ALTER TABLE t_v1 RENAME COLUMN a TO b",
+            // A Unicode escape in a value is no name (the twenty-ninth pass saw INSERT INTO
+            // and MERGE INTO with one refused).
+            "INSERT INTO t VALUES (U&'\\0041')",
+            "MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN UPDATE SET b = U&'\\0041'",
+            "CREATE VIEW U&\"t\\005fv3\" AS SELECT U&'t_v1'",
         ] {
             assert_eq!(named(sql), None, "{sql}");
         }
