@@ -528,3 +528,81 @@ down = "DROP TABLE public.raw_marker""#,
         ["6"]
     );
 }
+
+/// Found by the thirty-first red-team pass: completing a migration that renames columns
+/// regenerates the sync triggers of the later live ones, and counted every version but each
+/// one's own as its old side, the versions made after it too. The newest version's writes
+/// then went through the middle migration's `up` instead of its `down`: what v4 wrote was
+/// overwritten from a column it does not have.
+#[tokio::test]
+async fn completing_a_rename_keeps_newer_versions_on_later_migrations_new_side() {
+    let database = seeded(2).await;
+    let rename = migration(
+        r#"
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "name"
+to = "title"
+"#,
+    );
+    start_text(&database, "0002.toml", &rename)
+        .await
+        .expect("v2 starts");
+    let resize = r#"
+version = "v3"
+from = "v2"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "numeric(12,1)"
+up = "size / 10.0"
+down = "(size * 10)::integer"
+"#;
+    start_text(&database, "0003.toml", resize)
+        .await
+        .expect("v3 starts");
+    let note = r#"
+version = "v4"
+from = "v3"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "note", type = "text" }
+"#;
+    start_text(&database, "0004.toml", note)
+        .await
+        .expect("v4 starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v4'");
+    complete_now(&database).await.expect("v1 retires");
+    let c2 = at(&database, "v2").await;
+    let c3 = at(&database, "v3").await;
+    let c4 = at(&database, "v4").await;
+    exec(
+        &c4,
+        "INSERT INTO models_v4 (title, size, note) VALUES ('from v4', 2.5, 'n')",
+    )
+    .await;
+    exec(
+        &c3,
+        "INSERT INTO models_v3 (title, size) VALUES ('from v3', 3.5)",
+    )
+    .await;
+    exec(
+        &c2,
+        "INSERT INTO models_v2 (title, size) VALUES ('from v2', 45)",
+    )
+    .await;
+    let seen = "SELECT title, size FROM models_v{} WHERE title LIKE 'from%' ORDER BY title";
+    assert_eq!(
+        lines(&c4, &seen.replace("{}", "4")).await,
+        ["from v2|4.5", "from v3|3.5", "from v4|2.5"],
+        "v4's own write kept, v2's went through v3's up"
+    );
+    assert_eq!(
+        lines(&c2, &seen.replace("{}", "2")).await,
+        ["from v2|45", "from v3|35", "from v4|25"],
+        "v3's and v4's writes went through v3's down"
+    );
+}

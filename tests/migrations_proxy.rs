@@ -255,6 +255,14 @@ async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
             && refused.contains("3 live session(s) at v1"),
         "{refused}"
     );
+    // `views drop` is refused for the same sessions, and for a version a live migration
+    // starts from (the thirty-first red-team pass retired one under a live session).
+    let dropped = viewgate(&cluster, &["views", "drop", "--version", "v1"]).unwrap_err();
+    assert!(
+        dropped.contains("3 live session(s) at v1")
+            && dropped.contains("the migration from v1 to v2 is live"),
+        "{dropped}"
+    );
     cluster
         .psql(
             "postgres",

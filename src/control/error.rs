@@ -82,6 +82,8 @@ pub enum ControlError {
     VersionInRules { version: String, rules: String },
     #[error("version {0} is the default version; set another default version before retiring it")]
     VersionIsDefault(String),
+    #[error("version {version} is still in use: {reasons}; retire it once nothing uses it")]
+    VersionInUse { version: String, reasons: String },
     #[error("this database has no viewgate catalog; run `viewgate views apply` first")]
     NoCatalog,
     #[error("version {version} is not an active version (active: {active})")]

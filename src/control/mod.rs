@@ -19,6 +19,7 @@ pub mod retry;
 pub mod routing;
 pub mod shadow;
 pub mod templates;
+pub mod usage;
 pub mod views;
 
 pub use error::{ControlError, SpecError};

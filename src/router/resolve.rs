@@ -48,6 +48,24 @@ pub fn resolve(
     }
 }
 
+/// The version a session asked for (SET, else declared) that `state` no longer has: retired
+/// since it was asked for. Called where [`resolve`] gives the session no version, to tell
+/// this apart from a session `state` does not version at all: such a session must not be
+/// forwarded as unversioned, or its statements would name the base table (the thirty-first
+/// red-team pass read newer versions' columns from a session whose version `views drop`
+/// retired under it).
+pub fn retired<'r>(
+    state: &RoutingState,
+    client: &ClientIdentity,
+    requested: Requested<'r>,
+) -> Option<&'r str> {
+    if !state.governs(&client.database) {
+        return None;
+    }
+    let asked = requested.set.or(requested.declared)?;
+    state.targets(asked).is_none().then_some(asked)
+}
+
 /// Why a SET to `version` is refused, if an enforced rule (under `state`) pins `client` (of
 /// split `bucket`) to another version. Refused as 42501 (insufficient_privilege): the value
 /// is valid, the client is just not allowed to choose.

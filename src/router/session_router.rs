@@ -82,6 +82,9 @@ pub struct SessionRouter {
     new_unsettled: bool,
     /// The version in effect for the current transaction, if the session is versioned.
     assignment: Option<Assignment>,
+    /// The version the session asked for, gone from the catalog since (`resolve::retired`):
+    /// every statement is refused until it sets a live one.
+    retired: Option<String>,
     /// The routing state generation `assignment` was resolved under; `None`: resolve again.
     resolved_under: Option<u64>,
     policy: UnparseablePolicy,
@@ -159,6 +162,7 @@ impl SessionRouter {
             unsettled: None,
             new_unsettled: false,
             assignment: None,
+            retired: None,
             resolved_under: None,
             policy,
             cache,
@@ -231,6 +235,10 @@ impl SessionRouter {
         };
         let next = resolve::resolve(&state, &self.client, self.bucket, requested);
         self.resolved_under = Some(state.generation());
+        self.retired = match next {
+            Some(_) => None,
+            None => resolve::retired(&state, &self.client, requested).map(str::to_owned),
+        };
         if state.tracks_writers()
             && let Some(current) = &self.assignment
             && next.as_ref().map(Assignment::version) != Some(current.version())
@@ -372,6 +380,9 @@ impl SessionRouter {
         }
         if let Some(command) = version_command::parse(sql) {
             return (self.version_command(command, idle), false);
+        }
+        if let Some(refusal) = self.retired_refusal() {
+            return (Routed::Refuse(refusal), false);
         }
         let steps = savepoints::steps(sql, &mut self.path_tokens);
         let mut in_block = !idle;

@@ -8,6 +8,7 @@ use super::super::function_call;
 use super::super::raise::{ConformingStrings, Refusal};
 use super::super::search_path::MAX_SEARCH_PATH_LEN;
 use super::SessionRouter;
+use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::{reading_settings, refusal, search_path_catalog};
 
 impl SessionRouter {
@@ -54,6 +55,18 @@ impl SessionRouter {
         })
     }
 
+    /// The refusal of every statement of a session whose version was retired under it
+    /// (`resolve::retired`), naming it.
+    pub(super) fn retired_refusal(&self) -> Option<Refusal> {
+        let version = self.retired.as_deref()?;
+        Some(Refusal::new(
+            SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "viewgate version \"{version}\" was retired while this session used it; reconnect, or SET viewgate.version to a live version"
+            ),
+        ))
+    }
+
     /// A statement the rewriter cannot read (not UTF-8, or not ASCII in another
     /// client_encoding: `foreign`): refused if it mentions a managed table, since forwarding
     /// it would read the base table; `None` (forward it) otherwise.
@@ -94,6 +107,9 @@ impl SessionRouter {
     pub fn function_call(&mut self, oid: Option<u32>, idle: bool) -> Option<Refusal> {
         if idle {
             self.refresh();
+        }
+        if let Some(refusal) = self.retired_refusal() {
+            return Some(refusal);
         }
         let targets = self
             .assignment

@@ -49,6 +49,15 @@ fn migrating(default: &str) -> SharedRouting {
 }
 
 fn routing_state(default: Option<&str>, rules: Vec<Rule>, tracks_writers: bool) -> SharedRouting {
+    routing_of_versions(&["v1", "v2"], default, rules, tracks_writers)
+}
+
+fn routing_of_versions(
+    versions: &[&str],
+    default: Option<&str>,
+    rules: Vec<Rule>,
+    tracks_writers: bool,
+) -> SharedRouting {
     let table = |version: &str| RoutedTable {
         table_name: "t".into(),
         base_schema: "public".into(),
@@ -63,9 +72,9 @@ fn routing_state(default: Option<&str>, rules: Vec<Rule>, tracks_writers: bool) 
             rules,
             invalid: Vec::new(),
         },
-        versions: [("v1", table("v1")), ("v2", table("v2"))]
-            .into_iter()
-            .map(|(v, t)| (v.to_owned(), vec![t]))
+        versions: versions
+            .iter()
+            .map(|v| ((*v).to_owned(), vec![table(v)]))
             .collect(),
         tracks_writers,
         shadow: None,
@@ -291,6 +300,62 @@ fn the_assignment_says_why_and_follows_the_catalog_at_the_boundary() {
     assert_eq!(why(&session), "v2 (set)");
     let declared = router(Some("v1"), Some("v2"));
     assert_eq!(why(&declared), "v2 (declared)");
+}
+
+/// Found by the thirty-first red-team pass: a session whose declared or set version was
+/// retired under it resolved to no version and was forwarded as unversioned, its statements
+/// naming the base table. It is refused until it sets a live version.
+#[test]
+fn a_session_whose_version_is_retired_is_refused_never_unversioned() {
+    for (declared, set) in [(Some("v2"), None), (None, Some("v2"))] {
+        let shared = routing(Some("v1"));
+        let mut session =
+            session(shared.clone(), "app", declared, UnparseablePolicy::Reject).unwrap();
+        if let Some(version) = set {
+            session.statement(&format!("SET viewgate.version = {version}"), true);
+        }
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM t", true)),
+            "SELECT * FROM public.t_v2 AS t"
+        );
+        shared.store(routing_of_versions(&["v1"], Some("v1"), Vec::new(), false).load_full());
+        // Inside its transaction the session keeps v2 (its view is gone; Postgres says so).
+        assert!(matches!(
+            session.statement("SELECT * FROM t", false),
+            Routed::Replace(_)
+        ));
+        for sql in ["SELECT * FROM t", "SELECT 1"] {
+            let Routed::Refuse(refusal) = session.statement(sql, true) else {
+                panic!("{sql} was not refused");
+            };
+            assert!(
+                refusal.message.contains("\"v2\" was retired"),
+                "{}",
+                refusal.message
+            );
+        }
+        assert!(
+            session.function_call(Some(764), true).is_some(),
+            "a FunctionCall too"
+        );
+        session.statement("SET viewgate.version = v1", true);
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM t", true)),
+            "SELECT * FROM public.t_v1 AS t"
+        );
+    }
+    // A database the catalog does not govern stays unversioned, as before.
+    let mut other = session(
+        routing(Some("v1")),
+        "other",
+        Some("v2"),
+        UnparseablePolicy::Reject,
+    )
+    .unwrap();
+    assert!(matches!(
+        other.statement("SELECT * FROM t", true),
+        Routed::Forward
+    ));
 }
 
 #[test]

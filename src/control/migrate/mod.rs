@@ -27,7 +27,6 @@ pub mod state;
 pub mod status;
 pub mod steps;
 pub mod sync;
-pub mod usage;
 pub mod writers;
 
 pub use error::MigrateError;

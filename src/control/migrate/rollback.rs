@@ -13,11 +13,11 @@ use super::error::MigrateError;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{prepare_catalog, record_event, run_sql};
 use super::sync;
-use super::usage;
 use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
+use crate::control::usage;
 use crate::control::views::apply::{LockSettings, drop_sql};
 
 #[derive(Debug, Clone, Serialize)]

@@ -17,6 +17,7 @@ use crate::control::error::ControlError;
 use crate::control::quote::quote_ident;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
+use crate::control::usage;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RetireOutcome {
@@ -121,6 +122,17 @@ async fn retire_once(
             rules: naming.join(", "),
         });
     }
+    // Sessions at the version, and a live migration from or to it: the proxies would have
+    // nothing to rewrite those sessions' statements to (the thirty-first red-team pass
+    // dropped a version under a live session).
+    let mut reasons = usage::reasons_in_use(&transaction, version).await?;
+    reasons.extend(live_migrations_of(&transaction, version).await?);
+    if !reasons.is_empty() {
+        return Err(ControlError::VersionInUse {
+            version: version.to_owned(),
+            reasons: reasons.join("; "),
+        });
+    }
     let objects: Vec<_> = catalog::load_objects(&transaction)
         .await?
         .into_iter()
@@ -165,6 +177,40 @@ async fn retire_once(
         dropped,
         changed: true,
     })
+}
+
+/// The live migrations (not completed, not rolled back) that start from `version` or make it,
+/// one reason each: `migrate complete` or `rollback` retires it, `views drop` may not.
+async fn live_migrations_of(
+    transaction: &tokio_postgres::Transaction<'_>,
+    version: &str,
+) -> Result<Vec<String>, ControlError> {
+    let exists = transaction
+        .query_one("SELECT to_regclass('viewgate.migrations') IS NOT NULL", &[])
+        .await
+        .map_err(|error| ControlError::database("looking for the migrations table", &error))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(Vec::new());
+    }
+    let rows = transaction
+        .query(
+            "SELECT from_version, version FROM viewgate.migrations
+             WHERE phase NOT IN ('completed', 'rolled_back') AND $1 IN (from_version, version)
+             ORDER BY id",
+            &[&version],
+        )
+        .await
+        .map_err(|error| ControlError::database("reading the live migrations", &error))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            format!(
+                "the migration from {} to {} is live (`viewgate migrate complete` or `rollback` retires {version})",
+                row.get::<_, String>(0),
+                row.get::<_, String>(1)
+            )
+        })
+        .collect())
 }
 
 /// Drops the version's own schema (schema layout) unless someone put other objects in it.

@@ -1,14 +1,14 @@
 //! Who still uses a version: live proxies' sessions (from their heartbeats), the default
-//! version, routing rules. Contract and rollback are refused while anything does — which only
-//! viewgate can know, because it is the proxy every client goes through.
+//! version, routing rules. Contract, rollback and `views drop` are refused while anything
+//! does — which only viewgate can know, because it is the proxy every client goes through.
 
 use std::time::Duration;
 
 use tokio_postgres::GenericClient;
 
-use super::error::MigrateError;
+use super::error::ControlError;
+use super::overview;
 use crate::catalog_read;
-use crate::control::overview;
 
 /// How long a proxy that stopped reporting still counts: one cut off from the catalog may
 /// still serve the sessions its last heartbeat showed; one that died without its farewell (a
@@ -19,7 +19,7 @@ pub const SILENT_PROXY_COUNTS_FOR: Duration = Duration::from_secs(10 * 60);
 pub async fn reasons_in_use(
     client: &impl GenericClient,
     version: &str,
-) -> Result<Vec<String>, MigrateError> {
+) -> Result<Vec<String>, ControlError> {
     let mut reasons = Vec::new();
     for proxy in overview::load_proxies(client).await? {
         if proxy.stale && proxy.seconds_since_seen > SILENT_PROXY_COUNTS_FOR.as_secs_f64() {
