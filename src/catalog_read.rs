@@ -59,6 +59,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         shadow: shadow_run(client).await?,
         catalog_substitutes: catalog_substitutes(client).await?,
         relation_schemas: BTreeMap::new(),
+        pending_views: pending_views(client).await?,
     };
     for row in rows {
         let version: String = row.get(0);
@@ -85,6 +86,24 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
     }
     map.relation_schemas = relation_schemas(client, &map.managed_names()).await?;
     Ok(map)
+}
+
+/// The views of versions that are neither live nor retired (`RoutingMap::pending_views`).
+async fn pending_views(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, String)>, CatalogReadError> {
+    let rows = client
+        .query(
+            "SELECT o.view_schema, o.view_name
+             FROM viewgate.version_objects o
+             JOIN viewgate.versions v ON v.version = o.version
+             WHERE v.state NOT IN ('active', 'retired')
+             ORDER BY o.view_schema, o.view_name",
+            &[],
+        )
+        .await
+        .map_err(failed("reading the views of versions not live yet"))?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// Per name in `names`, the schemas holding a relation of that name that a search_path can

@@ -320,6 +320,37 @@ fn comments_of_the_base_table_show_on_the_versions_table() {
     }
 }
 
+/// Found by the thirty-first red-team pass: the views of a version that is not live yet (a
+/// migration's new version while it backfills) were in no proxy's list, so any session could
+/// read and write them by name. They are refused like another version's.
+#[test]
+fn a_pending_versions_views_are_refused_by_name() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "UPDATE viewgate.versions SET state = 'pending' WHERE version = 'v2'; NOTIFY viewgate_control",
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(
+            &proxy,
+            Some("v2"),
+            "SELECT 1"
+        )
+        .is_err_and(|error| error.contains("unknown viewgate version"))),
+        "the proxy reloaded the catalog"
+    );
+    for sql in [
+        "SELECT model_type, schema_version FROM model_metadata_v2",
+        "SELECT model_type FROM public.model_metadata_v2 v JOIN model_metadata m USING (id)",
+        "UPDATE model_metadata_v2 SET model_type = 'x' RETURNING model_type",
+    ] {
+        let refused = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            refused.contains("another version's view"),
+            "{sql}: {refused}"
+        );
+    }
+}
+
 /// A version's table is a table: `pg_get_viewdef` of its oid (what `'model_metadata'::regclass`
 /// and `pg_class` give the version's clients) is NULL, as Postgres prints it for a table, not
 /// the view's SQL naming base columns the version does not have. Another version's view is a

@@ -43,6 +43,10 @@ pub struct RoutingMap {
     /// search_path over these (`rewriter::resolution`); kept fresh by the watcher's periodic
     /// refresh, since creating a relation does not notify.
     pub relation_schemas: BTreeMap<String, BTreeSet<String>>,
+    /// The views (schema, name) of versions that exist but are not live yet: a migration's
+    /// new version while it backfills. No session may name them (the thirty-first red-team
+    /// pass read and wrote a pending version's columns through its view by name).
+    pub pending_views: Vec<(String, String)>,
 }
 
 impl RoutingMap {

@@ -300,6 +300,11 @@ impl VersionTargets {
             .filter(|(other, _)| other.as_str() != version)
             .flat_map(|(_, tables)| tables)
             .map(|routed| RelationName::new(&routed.view_schema, &routed.view_name))
+            .chain(
+                map.pending_views
+                    .iter()
+                    .map(|(schema, name)| RelationName::new(schema, name)),
+            )
             .filter(|view| !own.contains(view))
             .collect();
         let own_names: Vec<RelationName> = targets.iter().map(|t| t.table.clone()).collect();

@@ -151,6 +151,7 @@ mod tests {
             shadow: None,
             catalog_substitutes: Default::default(),
             relation_schemas: Default::default(),
+            pending_views: Vec::new(),
         };
         RoutingState::from_catalog("app", &map)
     }

@@ -80,6 +80,7 @@ fn routing_of_versions(
         shadow: None,
         catalog_substitutes: Default::default(),
         relation_schemas: Default::default(),
+        pending_views: Vec::new(),
     };
     Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
         "app", &map,

@@ -330,7 +330,9 @@ async fn expand(
         (&file_name, &file.checksum),
         &[migration.from.clone(), migration.version.clone()],
         None,
-        false,
+        // The proxies learn of the pending version at once: no session may name its views
+        // while it backfills (`RoutingMap::pending_views`).
+        true,
     )
     .await?;
     transaction
