@@ -312,6 +312,32 @@ column = { name = "a", type = "no_such_type" }"#,
     );
 }
 
+/// Found by the thirty-first red-team pass: where every role may create in a schema
+/// (PostgreSQL 14's default on `public`), a client planted `public.lower(varchar)`, which the
+/// backfill then ran as the catalog role. Such a database is refused before any change, with
+/// the statement that fixes it.
+#[tokio::test]
+async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
+    let database = seeded(3).await;
+    let before = base_columns(&database);
+    database.admin("GRANT CREATE ON SCHEMA public TO PUBLIC");
+    let text = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_column\"\ntable = \"models\"\nup = \"lower(name)\"\ncolumn = { name = \"lower_name\", type = \"text\", nullable = false }\n";
+    let error = start_text(&database, "0002.toml", text)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("every role may create objects in schema(s) public")
+            && error.contains("REVOKE CREATE ON SCHEMA \"public\" FROM PUBLIC;"),
+        "{error}"
+    );
+    assert_eq!(base_columns(&database), before);
+    database.admin("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    start_text(&database, "0002.toml", text)
+        .await
+        .expect("starts once PUBLIC may not create there");
+}
+
 /// Progress that stops the run (by panicking its task) once `after` rows are done.
 struct KillAfter(u64);
 
