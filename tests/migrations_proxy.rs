@@ -908,3 +908,45 @@ async fn the_backfill_hears_the_applications_latency_through_the_heartbeats() {
     assert!(pacer.pause_ratio() > 0.0, "a broken tail asks for a pause");
     assert!(pacer.batch_rows() < 1000, "and for shorter batches");
 }
+
+/// Found by the thirty-first red-team pass: a MERGE is written to the base table with the
+/// version's physical column names, which `migrate complete` may rename under the same
+/// version (RESCALE's `size` at v2 lives in a column of its own until then). A MERGE the
+/// client prepared (a named Parse) before the complete failed after it, naming the renamed
+/// column; it is prepared again at the session's next quiet moment and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_merge_runs_after_the_complete_renames_its_columns() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    cut_over_to_v2(&cluster, &proxy).await;
+    let v2 = client(&proxy, Some("v2")).await;
+    let merge = v2
+        .prepare("MERGE INTO models t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET size = t.size + 1")
+        .await
+        .unwrap();
+    assert_eq!(v2.execute(&merge, &[]).await.unwrap(), 1);
+    let mut completed = Err(String::new());
+    for _ in 0..50 {
+        completed = viewgate(&cluster, &["migrate", "complete"]);
+        match &completed {
+            // The proxies' heartbeats catch up with the cutover within seconds.
+            Err(message) if message.contains("refused") => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            _ => break,
+        }
+    }
+    completed.expect("completes once the proxies no longer serve v1");
+    assert_eq!(
+        cluster
+            .psql("postgres", "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attnum > 0 AND NOT attisdropped")
+            .unwrap(),
+        "id,name,size",
+        "the contract renamed v2's column to size"
+    );
+    let ran = wait_until_async(|| async { v2.execute(&merge, &[]).await.is_ok() }).await;
+    assert!(ran, "the prepared MERGE runs after the complete");
+    assert_eq!(
+        text(&v2, "SELECT size FROM models WHERE id = 1").await,
+        ["1002"]
+    );
+}

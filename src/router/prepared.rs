@@ -136,6 +136,11 @@ pub struct Resolved {
     pub sent: String,
     /// The client's Parse message, whose name and parameter types a new Parse keeps.
     pub message: Vec<u8>,
+    /// Written to the base table with the version's column mapping (a MERGE, an upsert),
+    /// whose physical names a migration's contract may rename under the same version: read
+    /// again whenever the catalog changes, whatever the identity (the thirty-first red-team
+    /// pass saw such a statement fail after `migrate complete`, naming a renamed column).
+    pub writes_base_rows: bool,
 }
 
 impl PreparedStatements {
@@ -190,7 +195,7 @@ impl PreparedStatements {
             let Some(targets) = resolve(&resolved.version) else {
                 continue;
             };
-            if targets.cache_identity() == resolved.identity {
+            if targets.cache_identity() == resolved.identity && !resolved.writes_base_rows {
                 continue;
             }
             resolved.identity = targets.cache_identity().to_owned();

@@ -7,6 +7,7 @@ use super::super::prepared::{self, Answer, Resolved, TextContext};
 use super::super::rules::Assignment;
 use super::{Routed, SessionRouter};
 use crate::rewriter::VersionTargets;
+use crate::rewriter::lexer_agreement;
 use crate::rewriter::mention::{may_hide_a_name, may_spell_a_name};
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
 
@@ -17,18 +18,20 @@ impl SessionRouter {
     pub fn parse_message(&mut self, name: &str, sql: &str, idle: bool, message: &[u8]) -> Routed {
         let (routed, rewritten) = self.route(sql, idle);
         self.remember(Some(name), sql, rewritten, idle);
-        if let (Routed::Replace(sent), Some(targets), Some(assignment), false) = (
-            &routed,
-            self.resolved_with.take(),
-            &self.assignment,
-            name.is_empty(),
-        ) {
+        let resolved_with = self.resolved_with.take();
+        let writes_base_rows = lexer_agreement::writes_base_rows(sql);
+        if let (Routed::Replace(sent), Some(assignment), false) =
+            (&routed, &self.assignment, name.is_empty())
+            && (resolved_with.is_some() || writes_base_rows)
+        {
+            let targets = resolved_with.as_ref().unwrap_or(assignment.targets());
             let resolved = Resolved {
                 sql: sql.to_owned(),
                 version: assignment.version().to_owned(),
                 identity: targets.cache_identity().to_owned(),
                 sent: sent.clone(),
                 message: message.to_vec(),
+                writes_base_rows,
             };
             self.prepared.resolved(name, resolved);
         }
