@@ -17,8 +17,15 @@ use crate::protocol::limits::MAX_MESSAGE_LEN;
 /// underscore: `VIEWGATE_CLIENT_TLS__MODE=require` sets `client_tls.mode`.
 pub const ENV_PREFIX: &str = "VIEWGATE_";
 const ENV_NESTING: &str = "__";
-/// Variables with the prefix that are not configuration keys.
-const ENV_NOT_CONFIG: &[&str] = &["VIEWGATE_CONFIG", "VIEWGATE_PG_BIN", "VIEWGATE_LOG"];
+/// Variables with the prefix that are not configuration keys: the CLI's own (`--config`,
+/// the control commands' `--database`, which docs/operations.md exports for a whole shell)
+/// and the tests' and logging's.
+const ENV_NOT_CONFIG: &[&str] = &[
+    "VIEWGATE_CONFIG",
+    "VIEWGATE_DATABASE",
+    "VIEWGATE_PG_BIN",
+    "VIEWGATE_LOG",
+];
 
 /// More threads (`worker_threads`, `session_threads`) than this is a configuration mistake,
 /// not a tuning.
@@ -465,6 +472,10 @@ mod tests {
                 ("VIEWGATE_MAX_CLIENT_CONNECTIONS", "7"),
                 ("VIEWGATE_UPSTREAM_TLS__MODE", "require"),
                 ("PATH", "/bin"),
+                // The control commands' `--database`, exported for a whole shell
+                // (docs/operations.md): not a key of this file (the thirty-first red-team
+                // pass saw `serve` fail on it).
+                ("VIEWGATE_DATABASE", "postgres://viewgate@db/app"),
             ]),
             &Overrides {
                 listen: Some("127.0.0.1:7001".into()),
