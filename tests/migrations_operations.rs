@@ -348,6 +348,21 @@ column = "legacy_note"
         lines(&c2, "SELECT kind FROM models_v2 WHERE name = 'from v1'").await,
         ["gan"]
     );
+    // An older client's UPDATE of a column every version shares, which no `up` reads, leaves
+    // what newer clients wrote (the thirty-first red-team pass saw it reset to `up`'s value).
+    exec(&c1, "UPDATE models_v1 SET size = 7 WHERE name = 'from v1'").await;
+    assert_eq!(
+        lines(
+            &c3,
+            "SELECT size, category FROM models_v3 WHERE name = 'from v1'"
+        )
+        .await,
+        ["7|GAN"]
+    );
+    assert_eq!(
+        lines(&c2, "SELECT kind FROM models_v2 WHERE name = 'from v1'").await,
+        ["gan"]
+    );
 
     let refused = rollback_now_v2_first(&database).await;
     assert!(

@@ -231,16 +231,49 @@ fn one_trigger(
             )
         })
         .collect();
+    // An UPDATE computes a column again only when a column its expression reads changed: a
+    // writer that touched none of them (an older client setting a column both versions
+    // share) would otherwise put back the derived value over what the other side wrote (the
+    // thirty-first red-team pass saw a v1 UPDATE of `hyperparameters` reset v2's
+    // `model_type`). A constant expression is for new rows only.
+    let update_assignments: String = assigns
+        .iter()
+        .map(|assign| {
+            let read_changed: Vec<String> = columns
+                .iter()
+                .filter(|(logical, _)| mentions(&assign.expression, logical))
+                .map(|(_, physical)| {
+                    let physical = quote_ident(physical);
+                    format!("NEW.{physical} IS DISTINCT FROM OLD.{physical}")
+                })
+                .collect();
+            if read_changed.is_empty() {
+                return String::new();
+            }
+            format!(
+                "    IF {} THEN
+        NEW.{} := (
+            {}
+        );
+    END IF;
+",
+                read_changed.join(" OR "),
+                quote_ident(&assign.target),
+                assign.expression
+            )
+        })
+        .collect();
     // A trigger function is executable by PUBLIC unless revoked, and Postgres checks EXECUTE
     // only when a trigger is created: revoked, no role but the owner can attach it to a
     // relation of its own (as the nineteenth red-team pass did with a version's write
     // function), while the base table's triggers keep firing for every writer. Unlike the
     // write function, this one reads nothing but the row it is given, so it carries no check
     // of the relation it runs on (each base-table write would pay for it).
-    let function_sql = |function: &str, declarations: &str, decision_and_reads: &str| {
-        let function = quote_qualified(FUNCTION_SCHEMA, function);
-        format!(
-            "CREATE OR REPLACE FUNCTION {function}()
+    let function_sql =
+        |function: &str, declarations: &str, decision_and_reads: &str, assignments: &str| {
+            let function = quote_qualified(FUNCTION_SCHEMA, function);
+            format!(
+                "CREATE OR REPLACE FUNCTION {function}()
 RETURNS trigger
 LANGUAGE plpgsql
 AS {BODY_QUOTE}
@@ -251,13 +284,14 @@ END
 {BODY_QUOTE};
 REVOKE EXECUTE ON FUNCTION {function}() FROM PUBLIC;
 "
-        )
-    };
-    let mut sql = function_sql(&names.function, &declare(true), "");
+            )
+        };
+    let mut sql = function_sql(&names.function, &declare(true), "", &assignments);
     sql.push_str(&function_sql(
         &names.update_function,
         &declare(false),
         &format!("    IF NOT ({update_decides}) THEN\n        RETURN NEW;\n    END IF;\n{reads}"),
+        &update_assignments,
     ));
     for ((trigger, event, function), condition) in
         names.triggers().into_iter().zip([on_insert, not_backfill])
