@@ -56,22 +56,25 @@ impl Scan<'_> {
         }
     }
 
-    /// `ON CONFLICT` at the level of token `from`.
+    /// `ON CONFLICT` at the level of token `from`: the last such pair there, since a join of
+    /// the INSERT's source on a column named `conflict` (`JOIN d ON conflict ON CONFLICT (id)`,
+    /// the thirtieth red-team pass) comes before it, and nothing after the clause holds one.
     pub fn on_conflict(&self, from: usize) -> Option<usize> {
         let mut depth = 0;
+        let mut found = None;
         for i in from..self.tokens.len() {
             if depth == 0 && self.word(i, "on") && self.word(i + 1, "conflict") {
-                return Some(i);
+                found = Some(i);
             }
             if depth == 0 && self.punct(i, ";") {
-                return None;
+                break;
             }
             depth += self.depth(i);
             if depth < 0 {
-                return None;
+                break;
             }
         }
-        None
+        found
     }
 
     /// `(v, …), (v, …)` from `from` to `end`: each row's values as token ranges.

@@ -202,6 +202,17 @@ model_metadata.id AS id, model_metadata.model_name AS model_name, model_metadata
         rewrite(sql, &targets),
         Ok(Rewrite::Rewritten(expected.into()))
     );
+    // A join of the source on a column named `conflict` comes before the clause (the
+    // thirtieth red-team pass saw it taken for the clause).
+    let joined = "INSERT INTO model_metadata (id, model_name, model_version) SELECT 1, 'a', 'b' FROM (SELECT true AS conflict) c JOIN (SELECT 1) d ON conflict ON CONFLICT (id) DO NOTHING";
+    let Ok(Rewrite::Rewritten(text)) = rewrite(joined, &targets) else {
+        panic!("{joined}: {:?}", rewrite(joined, &targets));
+    };
+    assert!(
+        text.contains(" ON conflict) AS viewgate_input")
+            && text.ends_with(" ON CONFLICT (id) DO NOTHING"),
+        "{text}"
+    );
     // Statements of the same shape with other constants, through the shape cache: the same
     // as the full path.
     let cache = crate::rewriter::RewriteCache::default();
