@@ -235,33 +235,35 @@ fn one_trigger(
     // writer that touched none of them (an older client setting a column both versions
     // share) would otherwise put back the derived value over what the other side wrote (the
     // thirty-first red-team pass saw a v1 UPDATE of `hyperparameters` reset v2's
-    // `model_type`). A constant expression is for new rows only.
-    let update_assignments: String = assigns
-        .iter()
-        .map(|assign| {
-            let read_changed: Vec<String> = columns
-                .iter()
-                .filter(|(logical, _)| mentions(&assign.expression, logical))
-                .map(|(_, physical)| {
-                    let physical = quote_ident(physical);
-                    format!("NEW.{physical} IS DISTINCT FROM OLD.{physical}")
-                })
-                .collect();
-            if read_changed.is_empty() {
-                return String::new();
-            }
-            format!(
-                "    IF {} THEN
-        NEW.{} := (
-            {}
+    // `model_type`). A constant expression is for new rows only. Assignments reading the
+    // same columns share one test (each costs a comparison a row).
+    let mut guarded: Vec<(String, String)> = Vec::new();
+    for assign in assigns {
+        let read_changed: Vec<String> = columns
+            .iter()
+            .filter(|(logical, _)| mentions(&assign.expression, logical))
+            .map(|(_, physical)| {
+                let physical = quote_ident(physical);
+                format!("NEW.{physical} IS DISTINCT FROM OLD.{physical}")
+            })
+            .collect();
+        if read_changed.is_empty() {
+            continue;
+        }
+        let condition = read_changed.join(" OR ");
+        let assignment = format!(
+            "        NEW.{} := (\n            {}\n        );\n",
+            quote_ident(&assign.target),
+            assign.expression
         );
-    END IF;
-",
-                read_changed.join(" OR "),
-                quote_ident(&assign.target),
-                assign.expression
-            )
-        })
+        match guarded.iter_mut().find(|(known, _)| *known == condition) {
+            Some((_, body)) => body.push_str(&assignment),
+            None => guarded.push((condition, assignment)),
+        }
+    }
+    let update_assignments: String = guarded
+        .iter()
+        .map(|(condition, body)| format!("    IF {condition} THEN\n{body}    END IF;\n"))
         .collect();
     // A trigger function is executable by PUBLIC unless revoked, and Postgres checks EXECUTE
     // only when a trigger is created: revoked, no role but the owner can attach it to a
@@ -358,6 +360,46 @@ mod tests {
                 "_vg_sync_1_0000000003",
                 "_vg_sync_1_0000000011",
             ]
+        );
+    }
+
+    #[test]
+    fn an_update_computes_again_only_what_reads_a_changed_column() {
+        let assign = |target: &str, expression: &str| Assign {
+            target: target.into(),
+            expression: expression.into(),
+        };
+        let sync = TableSync {
+            schema: "public".into(),
+            table: "t".into(),
+            up: vec![
+                assign("_vg_v2_n", "n::bigint * 1000"),
+                assign("kind", "'unknown'"),
+                assign("big", "n >= 500"),
+            ],
+            up_columns: vec![("n".into(), "n".into())],
+            down: vec![],
+            down_columns: vec![],
+        };
+        let sql = create_sql(4, &sync, &["v1".into()]);
+        let update = &sql[sql.find("sync_4_up_u_").unwrap()..];
+        // Both expressions reading `n` behind one test; the constant not at all.
+        assert_eq!(
+            update.matches("IS DISTINCT FROM OLD.\"n\"").count(),
+            1,
+            "{update}"
+        );
+        assert!(
+            update.contains(
+                "    IF NEW.\"n\" IS DISTINCT FROM OLD.\"n\" THEN\n        NEW.\"_vg_v2_n\" := ("
+            ) && update.contains("NEW.\"big\" := ("),
+            "{update}"
+        );
+        assert!(!update.contains("NEW.\"kind\" :="), "{update}");
+        // The INSERT function computes all three.
+        assert!(
+            sql.contains("    NEW.\"kind\" := (\n        'unknown'\n    );"),
+            "{sql}"
         );
     }
 
