@@ -185,11 +185,7 @@ impl BaseRow<'_> {
         source: &Source,
     ) -> Resolution {
         let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
-        let offset = qualifiers
-            .first()
-            .copied()
-            .and_then(|i| self.offset(i))
-            .or(self.offset(column));
+        let offset = self.reference_offset(qualifiers, column);
         match qualifiers {
             [] => {}
             _ if self.names_row(qualifiers, row) => return Ok(Some(row.text.clone())),
@@ -248,11 +244,7 @@ impl BaseRow<'_> {
         source: &Source,
     ) -> Resolution {
         let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
-        let offset = qualifiers
-            .first()
-            .copied()
-            .and_then(|i| self.offset(i))
-            .or(self.offset(column));
+        let offset = self.reference_offset(qualifiers, column);
         if !qualifiers.is_empty() {
             return match self.names_row(qualifiers, row)
                 || qualifiers.first().is_some_and(|first| fold(first) == row.folded)
@@ -280,6 +272,14 @@ impl BaseRow<'_> {
                 offset,
             )),
         }
+    }
+
+    /// Where a column reference starts: its first qualifier, or the column.
+    fn reference_offset(&self, qualifiers: &[&Ident], column: &Ident) -> Option<usize> {
+        qualifiers
+            .first()
+            .and_then(|first| self.offset(first))
+            .or(self.offset(column))
     }
 
     /// The base column an auto-updatable view's column shows.
