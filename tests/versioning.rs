@@ -98,6 +98,23 @@ fn what_the_check_cannot_read_and_the_server_s_version_setting_are_kept_from_a_v
 /// A NOT NULL or CHECK violation's detail prints the failing base row whole, hidden columns
 /// included, and a unique violation's the key: a versioned client gets a note in place of a
 /// row, and of a key with a column its version does not see; the message and SQLSTATE stand.
+/// The thirty-second red-team pass: the view's name was spliced against an alias written
+/// right after a quoted name (`"model_metadata"_1` became one name, another version's view
+/// where versions are called `v1` and `v1_1`), and an alias put inside `ONLY (…)`. Postgres
+/// runs what it is sent, with the version's columns.
+#[test]
+fn a_spliced_view_name_keeps_its_neighbours_apart() {
+    let proxy = versioned_proxy();
+    proxy.admin("INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('m', '1', 'HIDDEN')");
+    for sql in [
+        "SELECT to_jsonb(_1) ?| array['model_type', 'schema_version'] FROM \"model_metadata\"_1",
+        "SELECT to_jsonb(model_metadata) ?| array['model_type', 'schema_version'] FROM\"model_metadata\"",
+        "SELECT to_jsonb(model_metadata) ?| array['model_type', 'schema_version'] FROM ONLY(model_metadata)",
+    ] {
+        assert_eq!(psql(&proxy, Some("v1"), sql).as_deref(), Ok("f"), "{sql}");
+    }
+}
+
 #[test]
 fn a_constraint_violation_does_not_show_a_version_the_base_row() {
     let proxy = versioned_proxy();

@@ -36,7 +36,7 @@ mod explain;
 mod names;
 
 use explain::explains_verbosely;
-pub use names::{after_table_keyword, aliasable_extent, name_extent, relation_of_column_extent};
+pub use names::{after_table_keyword, aliased, name_extent, relation_of_column_extent};
 
 /// Where a reference stands, which decides how it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

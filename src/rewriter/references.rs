@@ -181,9 +181,7 @@ impl<'a> Collector<'a> {
                 self.unlocatable = true;
                 return;
             }
-            text.push_str(" AS ");
-            text.push_str(written);
-            range = postgres_grammar::aliasable_extent(self.sql, range);
+            (range, text) = postgres_grammar::aliased(self.sql, range, &text, written);
         }
         self.edits.push(Edit {
             range,

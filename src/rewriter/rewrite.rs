@@ -494,9 +494,7 @@ fn edit_from_reference(
         && !postgres_grammar::after_table_keyword(sql, reference.offset);
     let mut range = range;
     if takes_alias {
-        text.push_str(" AS ");
-        text.push_str(&sql[last]);
-        range = postgres_grammar::aliasable_extent(sql, range);
+        (range, text) = postgres_grammar::aliased(sql, range, &text, &sql[last]);
     }
     Ok(Edit {
         range,
@@ -506,8 +504,31 @@ fn edit_from_reference(
 }
 
 /// The outcome for `sql` from its edits: spliced, unchanged, or the error (its position in
-/// characters, as Postgres counts them).
+/// characters, as Postgres counts them). An edit that would start or end inside a token is
+/// refused (`splice::between_tokens`).
 pub fn finish(
+    sql: &str,
+    version: &str,
+    edits: Result<Vec<Edit>, Failure>,
+) -> Result<Rewrite, RewriteError> {
+    let cuts_a_token =
+        matches!(&edits, Ok(edits) if !edits.is_empty() && !splice::between_tokens(sql, edits));
+    if cuts_a_token {
+        return finish_between_tokens(
+            sql,
+            version,
+            Err(Failure {
+                reason: "a rewrite would cut into a comment, a string or a quoted name".into(),
+                offset: None,
+            }),
+        );
+    }
+    finish_between_tokens(sql, version, edits)
+}
+
+/// [`finish`] for edits known to start and end between tokens: the shape cache's, which it
+/// keeps as token boundaries (a second lexer pass would cost every cached rewrite).
+pub fn finish_between_tokens(
     sql: &str,
     version: &str,
     edits: Result<Vec<Edit>, Failure>,
@@ -522,10 +543,6 @@ pub fn finish(
     };
     match edits {
         Ok(edits) if edits.is_empty() => Ok(Rewrite::Unchanged),
-        Ok(edits) if !splice::between_tokens(sql, &edits) => Err(error(Failure {
-            reason: "a rewrite would cut into a comment, a string or a quoted name".into(),
-            offset: None,
-        })),
         Ok(edits) => splice::apply(sql, edits)
             .map(Rewrite::Rewritten)
             .ok_or_else(|| {

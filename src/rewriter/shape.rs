@@ -29,7 +29,7 @@ use std::ops::Range;
 use super::definitions::{find_all_ignore_ascii_case, stands_alone};
 use super::lexer::{self, Kind, Token};
 use super::mention::{comment_after_quote, starts_definition};
-use super::rewrite::{Analysis, contains_ignore_ascii_case, finish};
+use super::rewrite::{Analysis, contains_ignore_ascii_case, finish_between_tokens};
 use super::splice::Edit;
 use super::targets::{VersionTargets, version_marks};
 use super::{Rewrite, RewriteError};
@@ -316,7 +316,7 @@ impl ShapeRewrite {
                         })
                     })
                     .collect::<Option<Vec<_>>>()?;
-                Some(finish(sql, version, Ok(edits)))
+                Some(finish_between_tokens(sql, version, Ok(edits)))
             }
         }
     }

@@ -82,7 +82,10 @@ pub struct Edit {
 }
 
 /// Applies non-overlapping edits; `None` if any overlap (which would mean two readings of the
-/// same text, so the statement is not rewritten blindly).
+/// same text, so the statement is not rewritten blindly). A replacement that would run into
+/// the text beside it gets a space there: `"model_metadata"_1` is a name and an alias, but
+/// `public.model_metadata_v1_1` one name (the thirty-second red-team pass read a version
+/// called `v1_1` so), and `FROM"model_metadata"` would become `FROMpublic…`.
 pub fn apply(text: &str, mut edits: Vec<Edit>) -> Option<String> {
     edits.sort_by_key(|e| e.range.start);
     let mut out = String::with_capacity(text.len() + edits.len() * 16);
@@ -92,11 +95,25 @@ pub fn apply(text: &str, mut edits: Vec<Edit>) -> Option<String> {
             return None;
         }
         out.push_str(&text[position..edit.range.start]);
+        if runs_together(out.chars().next_back(), edit.text.chars().next()) {
+            out.push(' ');
+        }
         out.push_str(&edit.text);
+        let next = text.get(edit.range.end..)?.chars().next();
+        if runs_together(edit.text.chars().next_back(), next) {
+            out.push(' ');
+        }
         position = edit.range.end;
     }
     out.push_str(&text[position..]);
     Some(out)
+}
+
+/// Whether two characters side by side would be read as one token where they were two:
+/// both continue a word (an unquoted identifier's characters, or a quoted one's quote).
+fn runs_together(before: Option<char>, after: Option<char>) -> bool {
+    let word = |c: char| c.is_alphanumeric() || matches!(c, '_' | '$' | '"') || !c.is_ascii();
+    before.is_some_and(word) && after.is_some_and(word)
 }
 
 /// Whether every edit starts and ends between tokens, never inside a comment, a string or a
@@ -173,6 +190,22 @@ mod tests {
             },
         ];
         assert_eq!(apply("abcdefg", overlapping), None);
+        // A replacement that would run into its neighbours gets a space on that side.
+        let name = |range: std::ops::Range<usize>| {
+            vec![Edit {
+                range,
+                text: "public.t_v1".into(),
+                relation: true,
+            }]
+        };
+        assert_eq!(
+            apply("SELECT 1 FROM\"t\"_1", name(13..16)).unwrap(),
+            "SELECT 1 FROM public.t_v1 _1"
+        );
+        assert_eq!(
+            apply("SELECT 1 FROM (t)", name(15..16)).unwrap(),
+            "SELECT 1 FROM (public.t_v1)"
+        );
     }
 
     #[test]

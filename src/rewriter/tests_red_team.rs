@@ -249,3 +249,35 @@ fn built_ins_called_in_attribute_notation_are_refused() {
         assert!(rewrite(sql, &v1).is_ok(), "{sql}");
     }
 }
+
+/// The thirty-second red-team pass: a replacement spliced against the text beside it ran
+/// into it (`"model_metadata"_1` became `public.model_metadata_v1_1`, another version's view
+/// where versions are called `v1` and `v1_1`), and an alias was put inside `ONLY (…)`.
+#[test]
+fn a_replacement_never_runs_into_its_neighbours() {
+    let v1 = VersionTargets::seed_example("v1");
+    for (sql, expected) in [
+        (
+            "SELECT id FROM \"model_metadata\"_1",
+            "SELECT id FROM public.model_metadata_v1 _1",
+        ),
+        (
+            "SELECT id FROM\"model_metadata\"",
+            "SELECT id FROM public.model_metadata_v1 AS \"model_metadata\"",
+        ),
+        (
+            "SELECT id FROM ONLY(model_metadata)",
+            "SELECT id FROM ONLY(public.model_metadata_v1) AS model_metadata",
+        ),
+        (
+            "SELECT id FROM only ( model_metadata ) WHERE id = 1",
+            "SELECT id FROM only ( public.model_metadata_v1) AS model_metadata WHERE id = 1",
+        ),
+    ] {
+        assert_eq!(
+            rewrite(sql, &v1),
+            Ok(Rewrite::Rewritten(expected.into())),
+            "{sql}"
+        );
+    }
+}
