@@ -621,3 +621,57 @@ column = { name = "note", type = "text" }
         "v3's and v4's writes went through v3's down"
     );
 }
+
+/// Found by the thirty-second red-team pass: the UPDATE triggers tell whether a column
+/// changed with `IS DISTINCT FROM`, which `json` (like `xml` and the geometric types) has no
+/// operator for, so every older client's UPDATE failed once a migration wrote or read a json
+/// column. Such columns are compared as text.
+#[tokio::test]
+async fn json_columns_written_and_read_by_migrations_take_updates() {
+    let database = seeded(2).await;
+    let meta = migration(
+        r#"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "json_build_object('name', name)"
+column = { name = "meta", type = "json" }
+"#,
+    );
+    start_text(&database, "0002.toml", &meta)
+        .await
+        .expect("v2 starts");
+    let key = r#"
+version = "v3"
+from = "v2"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "meta->>'name'"
+column = { name = "meta_name", type = "text" }
+"#;
+    start_text(&database, "0003.toml", key)
+        .await
+        .expect("v3 starts");
+    let c1 = at(&database, "v1").await;
+    let c2 = at(&database, "v2").await;
+    let c3 = at(&database, "v3").await;
+    exec(&c1, "UPDATE models_v1 SET name = 'renamed' WHERE id = 1").await;
+    exec(&c1, "UPDATE models_v1 SET size = 9 WHERE id = 2").await;
+    exec(
+        &c2,
+        "UPDATE models_v2 SET meta = '{\"name\": \"from v2\"}' WHERE id = 2",
+    )
+    .await;
+    assert_eq!(
+        lines(
+            &c3,
+            "SELECT id, meta::text, meta_name, size FROM models_v3 ORDER BY id"
+        )
+        .await,
+        [
+            "1|{\"name\" : \"renamed\"}|renamed|1",
+            "2|{\"name\": \"from v2\"}|from v2|9"
+        ]
+    );
+}

@@ -170,8 +170,8 @@ fn one_trigger(
     // older side can change the columns only it sees (down's targets), and only one at the
     // newer side those only it sees (up's). That overrides the setting, which can lag behind a
     // statement prepared at another version; when neither or both changed, the setting decides.
-    let old_changed = changed(&sync.down);
-    let new_changed = changed(&sync.up);
+    let old_changed = changed(&sync.down, &sync.compared_as_text);
+    let new_changed = changed(&sync.up, &sync.compared_as_text);
     let (on_insert, update_decides) = match direction {
         Direction::Up => (
             old_writer.clone(),
@@ -242,10 +242,7 @@ fn one_trigger(
         let read_changed: Vec<String> = columns
             .iter()
             .filter(|(logical, _)| mentions(&assign.expression, logical))
-            .map(|(_, physical)| {
-                let physical = quote_ident(physical);
-                format!("NEW.{physical} IS DISTINCT FROM OLD.{physical}")
-            })
+            .map(|(_, physical)| column_changed(physical, &sync.compared_as_text))
             .collect();
         if read_changed.is_empty() {
             continue;
@@ -321,18 +318,25 @@ fn text_array<'a>(elements: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// SQL true when an UPDATE changed any of the columns `assigns` write.
-fn changed(assigns: &[Assign]) -> String {
+fn changed(assigns: &[Assign], compared_as_text: &[String]) -> String {
     if assigns.is_empty() {
         return "false".to_owned();
     }
     let tests: Vec<String> = assigns
         .iter()
-        .map(|assign| {
-            let column = quote_ident(&assign.target);
-            format!("NEW.{column} IS DISTINCT FROM OLD.{column}")
-        })
+        .map(|assign| column_changed(&assign.target, compared_as_text))
         .collect();
     format!("({})", tests.join(" OR "))
+}
+
+/// Whether an UPDATE changed physical column `column`: as text where its type has no
+/// equality operator (`TableSync::compared_as_text`).
+fn column_changed(column: &str, compared_as_text: &[String]) -> String {
+    let quoted = quote_ident(column);
+    match compared_as_text.iter().any(|name| name == column) {
+        true => format!("NEW.{quoted}::text IS DISTINCT FROM OLD.{quoted}::text"),
+        false => format!("NEW.{quoted} IS DISTINCT FROM OLD.{quoted}"),
+    }
 }
 
 #[cfg(test)]
@@ -376,10 +380,12 @@ mod tests {
                 assign("_vg_v2_n", "n::bigint * 1000"),
                 assign("kind", "'unknown'"),
                 assign("big", "n >= 500"),
+                assign("k", "meta->>'k'"),
             ],
-            up_columns: vec![("n".into(), "n".into())],
+            up_columns: vec![("n".into(), "n".into()), ("meta".into(), "meta".into())],
             down: vec![],
             down_columns: vec![],
+            compared_as_text: vec!["meta".into()],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         let update = &sql[sql.find("sync_4_up_u_").unwrap()..];
@@ -396,6 +402,11 @@ mod tests {
             "{update}"
         );
         assert!(!update.contains("NEW.\"kind\" :="), "{update}");
+        // A json column has no equality operator: compared as text.
+        assert!(
+            update.contains("    IF NEW.\"meta\"::text IS DISTINCT FROM OLD.\"meta\"::text THEN\n        NEW.\"k\" := ("),
+            "{update}"
+        );
         // The INSERT function computes all three.
         assert!(
             sql.contains("    NEW.\"kind\" := (\n        'unknown'\n    );"),
@@ -430,6 +441,7 @@ mod tests {
             up_columns: vec![("n".into(), "n".into()), ("other".into(), "other".into())],
             down: vec![],
             down_columns: vec![("n".into(), "_vg_v2_n".into())],
+            compared_as_text: Vec::new(),
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         // The INSERT function reads it as the variable's initial value, the UPDATE function

@@ -69,7 +69,7 @@ impl Deriver<'_> {
                 ),
             ));
         }
-        self.note_added(&managed, &physical);
+        self.note_added(&managed, &physical, &column.sql_type);
         self.column_constraints(
             &managed,
             &physical,
@@ -275,7 +275,7 @@ impl Deriver<'_> {
                     ),
                 ));
             }
-            self.note_added(&managed, &physical);
+            self.note_added(&managed, &physical, &sql_type);
             self.column_constraints(
                 &managed,
                 &physical,
