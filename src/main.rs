@@ -334,12 +334,26 @@ impl LockArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        end_quietly_on_a_closed_pipe();
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("viewgate: error: {}", user_message(&error));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// A control command's output piped into a reader that stops early (`viewgate status |
+/// head`) ends the command as it ends other Unix tools, instead of panicking in `println!`
+/// on the broken pipe. Rust ignores SIGPIPE so a server sees EPIPE on a socket; the proxy
+/// (`serve`, `demo`) keeps that.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
