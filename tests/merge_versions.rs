@@ -457,6 +457,20 @@ fn what_cannot_be_mapped_exactly_is_refused() {
                 );
             }
         }
+        // The thirty-third pass: the dropped schema qualifier of `NOT"public".model_metadata.…`
+        // left `NOTmodel_metadata.model_type`, the target's alias `notmodel_metadata`, and
+        // Postgres read the base row's hidden column. Now it is the source's (v1's view),
+        // which has no such column.
+        let client = at(&proxy, "v1").await;
+        let error = client
+            .simple_query("MERGE INTO model_metadata AS notmodel_metadata USING model_metadata ON notmodel_metadata.id = model_metadata.id WHEN MATCHED THEN UPDATE SET model_name = concat('[', NOT\"public\".model_metadata.model_type)")
+            .await
+            .unwrap_err();
+        let message = error.as_db_error().map(|db| db.message().to_owned()).unwrap_or_default();
+        assert!(
+            message.contains("model_metadata.model_type does not exist"),
+            "{message}"
+        );
     });
     // Nothing was written.
     assert_eq!(

@@ -2,6 +2,8 @@
 //! dots, quotes) for the splice, the relation's part of a column reference (`%TYPE`), and
 //! whether `TABLE` precedes it (no alias may follow).
 
+use super::super::lexer::{self, Kind};
+
 /// The byte range of the relation name written at `offset` (`name`, `schema.name`,
 /// `"Quoted"."Name"`, spaces around the dots), and the range of its last part; `None` when
 /// the text there is not a plain name (a comment inside it, say).
@@ -54,45 +56,91 @@ fn dotted_parts(sql: &str, offset: usize) -> Option<Vec<std::ops::Range<usize>>>
 /// children, so the star adds nothing), since the alias cannot stand before the star; and
 /// for `ONLY (name)`, in place of the name and the closing parenthesis, the alias after it
 /// (`ONLY (view) AS alias`), since it cannot stand inside them (the thirty-second red-team
-/// pass saw `ONLY(view AS alias)` sent).
+/// pass saw `ONLY(view AS alias)` sent). Comments between count for nothing: the shape
+/// cache leaves them out of a statement's shape, so `name /* c */ *` and `name *` must get
+/// the same edit (the thirty-third pass had the first poison the second's cache entry).
 pub fn aliased(
     sql: &str,
     name: std::ops::Range<usize>,
     view: &str,
     alias: &str,
 ) -> (std::ops::Range<usize>, String) {
-    let bytes = sql.as_bytes();
-    let mut after = name.end;
-    while bytes.get(after).is_some_and(u8::is_ascii_whitespace) {
-        after += 1;
-    }
-    match bytes.get(after) {
-        Some(b'*') => (name.start..after + 1, format!("{view} AS {alias}")),
-        Some(b')') if after_only_parenthesis(bytes, name.start) => {
-            (name.start..after + 1, format!("{view}) AS {alias}"))
+    let around = Neighbours::of(sql, name.clone());
+    match around.after.as_deref() {
+        Some("*") => (name.start..around.after_end, format!("{view} AS {alias}")),
+        Some(")") if around.is_before(&["(", "only"]) => {
+            (name.start..around.after_end, format!("{view}) AS {alias}"))
         }
         _ => (name, format!("{view} AS {alias}")),
     }
 }
 
-/// Whether `ONLY (` stands right before `at` (whitespace between).
-fn after_only_parenthesis(bytes: &[u8], at: usize) -> bool {
-    let before = |mut at: usize| {
-        while at > 0 && bytes[at - 1].is_ascii_whitespace() {
-            at -= 1;
+/// The significant tokens around a name: the one after it, and those before it, nearest
+/// first (lower-cased), comments and whitespace left out. Read with this crate's lexer, or,
+/// where it gives up, by skipping whitespace alone (such a text is never cached by shape).
+struct Neighbours {
+    before: Vec<String>,
+    after: Option<String>,
+    after_end: usize,
+}
+
+impl Neighbours {
+    /// How many tokens before a name any question here looks at.
+    const BEFORE: usize = 3;
+
+    fn of(sql: &str, name: std::ops::Range<usize>) -> Self {
+        let mut tokens = Vec::new();
+        let text = |range: std::ops::Range<usize>| sql[range].to_ascii_lowercase();
+        if lexer::lex(sql, &mut tokens).is_some() {
+            let significant = tokens.iter().filter(|token| token.kind != Kind::Comment);
+            let after = significant.clone().find(|token| token.start >= name.end);
+            return Neighbours {
+                before: significant
+                    .filter(|token| token.end <= name.start)
+                    .map(|token| text(token.start..token.end))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .take(Self::BEFORE)
+                    .collect(),
+                after: after.map(|token| text(token.start..token.end)),
+                after_end: after.map_or(name.end, |token| token.end),
+            };
         }
-        at
-    };
-    let open = before(at);
-    if open == 0 || bytes[open - 1] != b'(' {
-        return false;
+        let bytes = sql.as_bytes();
+        let mut before = Vec::new();
+        let mut at = name.start;
+        while before.len() < Self::BEFORE {
+            while at > 0 && bytes[at - 1].is_ascii_whitespace() {
+                at -= 1;
+            }
+            if at == 0 {
+                break;
+            }
+            let end = at;
+            at -= 1;
+            while is_identifier_byte(bytes[end - 1]) && at > 0 && is_identifier_byte(bytes[at - 1])
+            {
+                at -= 1;
+            }
+            before.push(text(at..end));
+        }
+        let mut start = name.end;
+        while bytes.get(start).is_some_and(u8::is_ascii_whitespace) {
+            start += 1;
+        }
+        let after = (start < bytes.len()).then(|| text(start..start + 1));
+        Neighbours {
+            before,
+            after,
+            after_end: start + 1,
+        }
     }
-    let end = before(open - 1);
-    let Some(start) = end.checked_sub(4) else {
-        return false;
-    };
-    bytes[start..end].eq_ignore_ascii_case(b"only")
-        && (start == 0 || !is_identifier_byte(bytes[start - 1]))
+
+    /// Whether the tokens right before the name are `words`, nearest first.
+    fn is_before(&self, words: &[&str]) -> bool {
+        self.before.len() >= words.len() && self.before.iter().zip(words).all(|(a, b)| a == b)
+    }
 }
 
 /// A byte that continues an unquoted identifier as Postgres's scanner reads it.
@@ -128,20 +176,11 @@ fn identifier_end(bytes: &[u8], start: usize) -> Option<usize> {
     Some(i)
 }
 
-/// Whether the reference at `offset` is the relation of `TABLE [ONLY] name`, which takes no
-/// alias.
+/// Whether the reference at `offset` is the relation of `TABLE [ONLY] name` or `TABLE ONLY
+/// (name)`, which take no alias (comments between count for nothing).
 pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
-    let mut before = sql.get(..offset).unwrap_or_default().trim_end();
-    let word = |text: &str, word: &str| {
-        text.len() >= word.len()
-            && text[text.len() - word.len()..].eq_ignore_ascii_case(word)
-            && !text[..text.len() - word.len()]
-                .bytes()
-                .next_back()
-                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'"')
-    };
-    if word(before, "only") {
-        before = before[..before.len() - "only".len()].trim_end();
-    }
-    word(before, "table")
+    let around = Neighbours::of(sql, offset..offset);
+    around.is_before(&["table"])
+        || around.is_before(&["only", "table"])
+        || around.is_before(&["(", "only", "table"])
 }

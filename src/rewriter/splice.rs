@@ -99,8 +99,11 @@ pub fn apply(text: &str, mut edits: Vec<Edit>) -> Option<String> {
             out.push(' ');
         }
         out.push_str(&edit.text);
+        // What now ends the output: the replacement's last character, or, for a deletion
+        // (a dropped `schema.` qualifier), the character before it (the thirty-third pass
+        // had `NOT"public".t.c` become `NOTt.c`, a name of the client's choosing).
         let next = text.get(edit.range.end..)?.chars().next();
-        if runs_together(edit.text.chars().next_back(), next) {
+        if runs_together(out.chars().next_back(), next) {
             out.push(' ');
         }
         position = edit.range.end;
@@ -205,6 +208,15 @@ mod tests {
         assert_eq!(
             apply("SELECT 1 FROM (t)", name(15..16)).unwrap(),
             "SELECT 1 FROM (public.t_v1)"
+        );
+        let dropped = vec![Edit {
+            range: 10..19,
+            text: String::new(),
+            relation: false,
+        }];
+        assert_eq!(
+            apply("SELECT NOT\"public\".t.c FROM t", dropped).unwrap(),
+            "SELECT NOT t.c FROM t"
         );
     }
 

@@ -273,11 +273,44 @@ fn a_replacement_never_runs_into_its_neighbours() {
             "SELECT id FROM only ( model_metadata ) WHERE id = 1",
             "SELECT id FROM only ( public.model_metadata_v1) AS model_metadata WHERE id = 1",
         ),
+        // The thirty-third pass: comments between count for nothing (the shape cache leaves
+        // them out of the shape), `TABLE ONLY (name)` takes no alias, and a dropped schema
+        // qualifier leaves no two words run together.
+        (
+            "SELECT id FROM model_metadata /* c */ * WHERE id = 1",
+            "SELECT id FROM public.model_metadata_v1 AS model_metadata WHERE id = 1",
+        ),
+        (
+            "SELECT id FROM ONLY /* c */ ( model_metadata -- c\n) WHERE id = 1",
+            "SELECT id FROM ONLY /* c */ ( public.model_metadata_v1) AS model_metadata WHERE id = 1",
+        ),
+        (
+            "TABLE ONLY (model_metadata)",
+            "TABLE ONLY (public.model_metadata_v1)",
+        ),
+        (
+            "SELECT NOT\"public\".model_metadata.id FROM model_metadata",
+            "SELECT NOT model_metadata.id FROM public.model_metadata_v1 AS model_metadata",
+        ),
     ] {
         assert_eq!(
             rewrite(sql, &v1),
             Ok(Rewrite::Rewritten(expected.into())),
             "{sql}"
         );
+    }
+    // One shape, spelled with and without the comment, through one cache, in both orders.
+    for first in ["", " /* c */"] {
+        let cache = crate::rewriter::RewriteCache::default();
+        for comment in [first, if first.is_empty() { " /* c */" } else { "" }] {
+            let sql = format!("SELECT id FROM model_metadata{comment} * WHERE id = 7");
+            assert_eq!(
+                *crate::rewriter::rewrite_cached(&cache, &sql, &v1),
+                Ok(Rewrite::Rewritten(
+                    "SELECT id FROM public.model_metadata_v1 AS model_metadata WHERE id = 7".into()
+                )),
+                "{sql}"
+            );
+        }
     }
 }
