@@ -253,13 +253,21 @@ pub(super) fn find_all_ignore_ascii_case<'h>(
     haystack: &'h [u8],
     needle: &'h [u8],
 ) -> impl Iterator<Item = usize> + 'h {
-    let last = haystack
-        .len()
-        .checked_sub(needle.len())
-        .filter(|_| !needle.is_empty());
-    last.into_iter()
-        .flat_map(|last| 0..=last)
+    // Candidates by the first byte, either case (memchr), then compared whole: this runs for
+    // every mark on every statement a shape is looked up for, and comparing at every offset
+    // made it most of a cached rewrite's cost.
+    let bounds = needle
+        .first()
+        .copied()
+        .zip(haystack.len().checked_sub(needle.len()));
+    bounds.into_iter().flat_map(move |(first, last)| {
+        memchr::memchr2_iter(
+            first.to_ascii_lowercase(),
+            first.to_ascii_uppercase(),
+            &haystack[..=last],
+        )
         .filter(move |&i| haystack[i..i + needle.len()].eq_ignore_ascii_case(needle))
+    })
 }
 #[cfg(test)]
 mod tests {

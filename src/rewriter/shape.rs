@@ -25,6 +25,9 @@
 //! may differ in length between statements of one shape.
 
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
 
 use super::definitions::{find_all_ignore_ascii_case, stands_alone};
 use super::lexer::{self, Kind, Token};
@@ -69,13 +72,33 @@ pub struct TokenEdit {
     text: Box<str>,
 }
 
+/// The version's marks, in `version_marks` order, and one automaton finding them all in any
+/// ASCII case: looked for in every statement whose shape is looked up, so one pass over the
+/// text rather than one per mark (which was most of a cached rewrite's cost).
+static MARKS: LazyLock<(Vec<&'static str>, Option<AhoCorasick>)> = LazyLock::new(|| {
+    let marks: Vec<&'static str> = version_marks().collect();
+    let automaton = AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(&marks)
+        .ok();
+    (marks, automaton)
+});
+
 /// Whether `sql` holds one of the version's marks, `schema` as a word of its own (`SET
 /// SCHEMA 'x'`, not `schema_version` or `information_schema`, which ORMs write often).
 fn has_a_mark(sql: &[u8]) -> bool {
-    version_marks().any(|mark| {
-        find_all_ignore_ascii_case(sql, mark.as_bytes())
-            .any(|at| mark != SCHEMA_WORD || stands_alone(sql, at, mark.len()))
-    })
+    let (marks, automaton) = &*MARKS;
+    let counts = |mark: &str, at: usize| mark != SCHEMA_WORD || stands_alone(sql, at, mark.len());
+    match automaton {
+        Some(automaton) => automaton.find_overlapping_iter(sql).any(|found| {
+            marks
+                .get(found.pattern().as_usize())
+                .is_some_and(|mark| counts(mark, found.start()))
+        }),
+        None => marks.iter().any(|mark| {
+            find_all_ignore_ascii_case(sql, mark.as_bytes()).any(|at| counts(mark, at))
+        }),
+    }
 }
 
 /// What every statement of a shape becomes.
