@@ -559,3 +559,7 @@ mod version_commands;
 #[cfg(test)]
 #[path = "session_router_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_router_retired_tests.rs"]
+mod retired_tests;

@@ -1,0 +1,61 @@
+//! The session router when the version a session asked for leaves the catalog under it: it
+//! is refused, never served unversioned.
+
+use super::tests::{replaced, routing, routing_of_versions, session};
+use super::*;
+
+/// Found by the thirty-first red-team pass: a session whose declared or set version was
+/// retired under it resolved to no version and was forwarded as unversioned, its statements
+/// naming the base table. It is refused until it sets a live version.
+#[test]
+fn a_session_whose_version_is_retired_is_refused_never_unversioned() {
+    for (declared, set) in [(Some("v2"), None), (None, Some("v2"))] {
+        let shared = routing(Some("v1"));
+        let mut session =
+            session(shared.clone(), "app", declared, UnparseablePolicy::Reject).unwrap();
+        if let Some(version) = set {
+            session.statement(&format!("SET viewgate.version = {version}"), true);
+        }
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM t", true)),
+            "SELECT * FROM public.t_v2 AS t"
+        );
+        shared.store(routing_of_versions(&["v1"], Some("v1"), Vec::new(), false).load_full());
+        // Inside its transaction the session keeps v2 (its view is gone; Postgres says so).
+        assert!(matches!(
+            session.statement("SELECT * FROM t", false),
+            Routed::Replace(_)
+        ));
+        for sql in ["SELECT * FROM t", "SELECT 1"] {
+            let Routed::Refuse(refusal) = session.statement(sql, true) else {
+                panic!("{sql} was not refused");
+            };
+            assert!(
+                refusal.message.contains("\"v2\" was retired"),
+                "{}",
+                refusal.message
+            );
+        }
+        assert!(
+            session.function_call(Some(764), true).is_some(),
+            "a FunctionCall too"
+        );
+        session.statement("SET viewgate.version = v1", true);
+        assert_eq!(
+            replaced(session.statement("SELECT * FROM t", true)),
+            "SELECT * FROM public.t_v1 AS t"
+        );
+    }
+    // A database the catalog does not govern stays unversioned, as before.
+    let mut other = session(
+        routing(Some("v1")),
+        "other",
+        Some("v2"),
+        UnparseablePolicy::Reject,
+    )
+    .unwrap();
+    assert!(matches!(
+        other.statement("SELECT * FROM t", true),
+        Routed::Forward
+    ));
+}
