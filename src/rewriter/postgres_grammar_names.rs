@@ -129,11 +129,12 @@ impl Neighbours {
         while bytes.get(start).is_some_and(u8::is_ascii_whitespace) {
             start += 1;
         }
-        let after = (start < bytes.len()).then(|| text(start..start + 1));
+        // One character (a whole one: the text is UTF-8, and a name may be followed by any).
+        let next = sql.get(start..).and_then(|rest| rest.chars().next());
         Neighbours {
             before,
-            after,
-            after_end: start + 1,
+            after: next.map(|c| c.to_ascii_lowercase().to_string()),
+            after_end: start + next.map_or(0, char::len_utf8),
         }
     }
 
@@ -183,4 +184,28 @@ pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
     around.is_before(&["table"])
         || around.is_before(&["only", "table"])
         || around.is_before(&["(", "only", "table"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where this crate's lexer gives up (a Unicode escape), the neighbours are read by bytes:
+    /// never cutting a character in two (a name followed by `é` must not panic).
+    #[test]
+    fn neighbours_read_by_bytes_keep_characters_whole() {
+        let sql = "SELECT U&'x' FROM t é";
+        let name = sql.find(" t ").unwrap() + 1..sql.find(" t ").unwrap() + 2;
+        assert_eq!(
+            aliased(sql, name.clone(), "v", "t"),
+            (name.clone(), "v AS t".to_owned())
+        );
+        let sql = "TABLE U&\"x\"; TABLE ONLY ( t )";
+        let at = sql.rfind('t').unwrap();
+        assert!(after_table_keyword(sql, at));
+        assert_eq!(
+            aliased(sql, at..at + 1, "v", "t"),
+            (at..sql.len(), "v) AS t".to_owned())
+        );
+    }
 }
