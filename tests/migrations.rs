@@ -404,6 +404,36 @@ async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_ref
         database.admin("SELECT count(*) FROM models WHERE kind IS NULL"),
         "0"
     );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'viewgate_catalog_v2' AND table_name = 'columns'"),
+        "1",
+        "the resumed run made v2's catalog substitutes as it went live"
+    );
+}
+
+/// The expand leaves a version's catalog substitutes to going live (they are the slowest part
+/// of what it does under the table's lock); a schema of their name that viewgate did not make
+/// is still refused before any change, not after the backfill.
+#[tokio::test]
+async fn a_foreign_schema_of_the_substitutes_name_is_refused_before_any_change() {
+    let database = seeded(3).await;
+    let before = base_columns(&database);
+    database
+        .admin("CREATE SCHEMA viewgate_catalog_v2; CREATE TABLE viewgate_catalog_v2.keep (x int)");
+    let error = start_text(&database, "0002.toml", ADD_KIND)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("schema viewgate_catalog_v2 exists and is not viewgate's")
+            && error.contains("nothing was changed"),
+        "{error}"
+    );
+    assert_eq!(base_columns(&database), before);
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate_catalog_v2.keep"),
+        "0"
+    );
 }
 
 /// Progress that, when the backfill begins, has another session update row 5 and hold its lock

@@ -169,6 +169,15 @@ async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
     assert!(started.contains("v2 is live"), "{started}");
 
     let v2 = client(&proxy, Some("v2")).await;
+    assert!(
+        text(
+            &v2,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'model_metadata'"
+        )
+        .await
+        .contains(&"model_type".to_owned()),
+        "v2's catalog substitutes, made as it went live, show its column"
+    );
     text(&v2, "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '2', 'transformer')").await;
     assert_eq!(
         text(

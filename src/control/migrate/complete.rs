@@ -15,7 +15,7 @@ use tokio_postgres::{Client, Transaction};
 use super::derive::{ColumnMap, MigrationPlan, Rename};
 use super::error::MigrateError;
 use super::state::{self, MigrationRecord, Phase};
-use super::steps::{create_views, prepare_catalog, record_event, run_sql};
+use super::steps::{Substitutes, create_views, prepare_catalog, record_event, run_sql};
 use super::sync;
 use crate::control::catalog;
 use crate::control::error::ControlError;
@@ -175,7 +175,14 @@ async fn follow_renames(
         };
         if rename_definition(&mut definition, renames) {
             let source = std::path::PathBuf::from(&record.file);
-            create_views(transaction, &definition, &source, templates).await?;
+            create_views(
+                transaction,
+                &definition,
+                &source,
+                templates,
+                Substitutes::WithViews,
+            )
+            .await?;
         }
     }
     for (at, later_record) in later.iter().enumerate() {

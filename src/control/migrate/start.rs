@@ -2,10 +2,12 @@
 //!
 //! 1. **Expand**, one transaction under a short `lock_timeout` retried with backoff: the
 //!    migration's row, the additive DDL, the sync triggers, the new version's views (state
-//!    `pending`: no proxy routes to it yet). A failure rolls all of it back.
+//!    `pending`: no proxy routes to it yet). A failure rolls all of it back. Its catalog
+//!    substitutes wait for step 4: the expand holds the table's lock until it commits.
 //! 2. **Backfill** existing rows in keyed batches, each committing its checkpoint.
 //! 3. **Validate** the NOT VALID constraints, then build indexes `CONCURRENTLY`.
-//! 4. **Live**: the version becomes `active` and the proxies are told (NOTIFY).
+//! 4. **Live**: the version's catalog substitutes are made, it becomes `active` and the
+//!    proxies are told (NOTIFY), in one transaction.
 //!
 //! A failure after the expand rolls the whole migration back (see `rollback.rs`) and says so.
 //! Killed between phases or mid-backfill, the same command resumes where the catalog says the
@@ -25,7 +27,9 @@ use super::pace::BatchPacer;
 use super::progress::Progress;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
-use super::steps::{create_views, prepare_catalog, record_event, run_sql};
+use super::steps::{
+    Substitutes, create_substitutes, create_views, prepare_catalog, record_event, run_sql,
+};
 use super::sync;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
@@ -115,7 +119,7 @@ async fn start_locked(
         }
     };
 
-    match finish(client, &record, progress).await {
+    match finish(client, &record, templates, progress).await {
         Ok(rows) => Ok(StartOutcome {
             version: record.version.clone(),
             from: record.from.clone(),
@@ -367,7 +371,14 @@ async fn expand(
         state::save_checkpoint(&transaction, id, &key, &checkpoint).await?;
         checkpoints.insert(key, checkpoint);
     }
-    create_views(&transaction, &plan.definition, &file.path, templates).await?;
+    create_views(
+        &transaction,
+        &plan.definition,
+        &file.path,
+        templates,
+        Substitutes::AtGoingLive,
+    )
+    .await?;
     transaction
         .execute(
             "UPDATE viewgate.versions SET state = 'pending' WHERE version = $1",
@@ -416,6 +427,7 @@ async fn run_step(
 async fn finish(
     client: &mut Client,
     record: &MigrationRecord,
+    templates: &Templates,
     progress: &mut dyn Progress,
 ) -> Result<u64, MigrateError> {
     let settings = record.migration.settings;
@@ -491,6 +503,13 @@ async fn finish(
         .await
         .map_err(|error| ControlError::database("starting a transaction", &error))?;
     catalog::wait_apply_lock(&transaction).await?;
+    create_substitutes(
+        &transaction,
+        &record.plan.definition,
+        std::path::Path::new(&record.file),
+        templates,
+    )
+    .await?;
     transaction
         .execute(
             "UPDATE viewgate.versions SET state = 'active', applied_at = now() WHERE version = $1",

@@ -378,18 +378,7 @@ pub async fn apply_version(
             mapping: Some(mapping),
         });
     }
-    client
-        .batch_execute(&version.catalog)
-        .await
-        .map_err(|error| {
-            ControlError::database(
-                format!(
-                    "creating the catalog substitutes of version {}",
-                    version.name
-                ),
-                &error,
-            )
-        })?;
+    create_substitutes(client, version).await?;
     catalog::upsert_version(
         client,
         &version.name,
@@ -403,6 +392,50 @@ pub async fn apply_version(
         definition::record(client, &VersionDefinition::from_spec(spec, spec_version)).await?;
     }
     Ok(dropped)
+}
+
+/// Creates `version`'s catalog substitutes (none when its `catalog` SQL is empty).
+pub async fn create_substitutes(
+    client: &impl GenericClient,
+    version: &GeneratedVersion,
+) -> Result<(), ControlError> {
+    if version.catalog.is_empty() {
+        return Ok(());
+    }
+    client
+        .batch_execute(&version.catalog)
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!(
+                    "creating the catalog substitutes of version {}",
+                    version.name
+                ),
+                &error,
+            )
+        })
+}
+
+/// Whether a schema named as `version`'s catalog substitutes exists that viewgate did not
+/// make (the substitutes' SQL refuses to drop it).
+pub async fn substitute_schema_is_foreign(
+    client: &impl GenericClient,
+    version: &str,
+) -> Result<bool, ControlError> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $1
+                   AND (pg_catalog.obj_description(n.oid, 'pg_namespace') LIKE 'Managed by viewgate:%') IS NOT TRUE)",
+            &[&substitute_schema(version)],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("looking for the catalog substitutes' schema of version {version}"),
+                &error,
+            )
+        })?
+        .get(0))
 }
 
 /// The SQL that drops one recorded view and its trigger function.
