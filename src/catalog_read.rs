@@ -15,8 +15,8 @@ use crate::model::catalog_substitutes::{
     SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX, substitutes,
 };
 use crate::model::{
-    Assign, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap, Rule, RuleError,
-    ShadowRun, ShapePattern, ViewMapping,
+    Assign, BaseTableKin, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap,
+    Rule, RuleError, ShadowRun, ShapePattern, ViewMapping,
 };
 use crate::net::postgres_error::describe_postgres_error;
 
@@ -60,6 +60,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         catalog_substitutes: catalog_substitutes(client).await?,
         relation_schemas: BTreeMap::new(),
         pending_views: pending_views(client).await?,
+        kin: BaseTableKin::default(),
     };
     for row in rows {
         let version: String = row.get(0);
@@ -85,6 +86,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         });
     }
     map.relation_schemas = relation_schemas(client, &map.managed_names()).await?;
+    map.kin = base_table_kin(client, &map.base_tables()).await?;
     Ok(map)
 }
 
@@ -134,6 +136,65 @@ pub async fn relation_schemas(
         found.entry(row.get(0)).or_default().insert(row.get(1));
     }
     Ok(found)
+}
+
+/// The partitions and inheritance children of `bases` (at any depth) and the foreign keys
+/// into any of them (`model::base_table_kin`). Base tables travel as bound arrays.
+pub async fn base_table_kin(
+    client: &impl GenericClient,
+    bases: &[(String, String)],
+) -> Result<BaseTableKin, CatalogReadError> {
+    let mut kin = BaseTableKin::default();
+    if bases.is_empty() {
+        return Ok(kin);
+    }
+    let schemas: Vec<&str> = bases.iter().map(|(schema, _)| schema.as_str()).collect();
+    let tables: Vec<&str> = bases.iter().map(|(_, table)| table.as_str()).collect();
+    let rows = client
+        .query(
+            "WITH RECURSIVE base (oid, base_schema, base_table) AS (
+                 SELECT c.oid, n.nspname::text, c.relname::text
+                   FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS b (schema, name)
+                   JOIN pg_catalog.pg_namespace n ON n.nspname = b.schema
+                   JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = b.name
+             ), descendant (oid, base_schema, base_table) AS (
+                 SELECT i.inhrelid, b.base_schema, b.base_table
+                   FROM pg_catalog.pg_inherits i JOIN base b ON i.inhparent = b.oid
+                 UNION
+                 SELECT i.inhrelid, d.base_schema, d.base_table
+                   FROM pg_catalog.pg_inherits i JOIN descendant d ON i.inhparent = d.oid
+             )
+             SELECT n.nspname::text, c.relname::text, NULL::text, d.base_schema, d.base_table
+               FROM descendant d
+               JOIN pg_catalog.pg_class c ON c.oid = d.oid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'f')
+             UNION ALL
+             SELECT n.nspname::text, c.relname::text, k.conname::text, t.base_schema, t.base_table
+               FROM pg_catalog.pg_constraint k
+               JOIN (SELECT * FROM base UNION ALL SELECT * FROM descendant) t ON t.oid = k.confrelid
+               JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE k.contype = 'f'",
+            &[&schemas, &tables],
+        )
+        .await
+        .map_err(failed(
+            "looking for the managed tables' partitions, children and foreign keys",
+        ))?;
+    for row in rows {
+        let (schema, table): (String, String) = (row.get(0), row.get(1));
+        let base = (row.get(3), row.get(4));
+        match row.get::<_, Option<String>>(2) {
+            Some(constraint) => {
+                kin.references.insert((schema, table, constraint), base);
+            }
+            None => {
+                kin.descendants.insert((schema, table), base);
+            }
+        }
+    }
+    Ok(kin)
 }
 
 /// The active versions whose schema of catalog substitutes holds every substitute relation

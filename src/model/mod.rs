@@ -8,10 +8,12 @@
 //! [`catalog_substitutes`] names the catalog relations each version sees through substitutes;
 //! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
 //! run the proxies sample for, filtered by a [`shape_pattern`]; [`view_mapping`] how a view's
-//! columns map onto its base table (what the rewriter writes the base table by).
+//! columns map onto its base table (what the rewriter writes the base table by);
+//! [`base_table_kin`] the relations that hold or point at a base table's rows by other names.
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
+pub mod base_table_kin;
 pub mod catalog_substitutes;
 pub mod channel;
 pub mod cidr;
@@ -28,6 +30,7 @@ pub mod shape_pattern;
 pub mod view_mapping;
 
 pub use assign::{Assign, TOTAL_WEIGHT};
+pub use base_table_kin::BaseTableKin;
 pub use cidr::{Cidr, CidrError};
 pub use glob::{Glob, GlobError};
 pub use guard::Guard;

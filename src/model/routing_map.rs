@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::base_table_kin::BaseTableKin;
 use super::rule::CatalogRules;
 use super::shadow_run::ShadowRun;
 use super::view_mapping::ViewMapping;
@@ -47,6 +48,9 @@ pub struct RoutingMap {
     /// new version while it backfills. No session may name them (the thirty-first red-team
     /// pass read and wrote a pending version's columns through its view by name).
     pub pending_views: Vec<(String, String)>,
+    /// The managed tables' partitions, inheritance children and the foreign keys into them;
+    /// kept fresh by the watcher's periodic refresh, as `relation_schemas` is.
+    pub kin: BaseTableKin,
 }
 
 impl RoutingMap {
@@ -56,6 +60,17 @@ impl RoutingMap {
             .get(version)?
             .iter()
             .find(|table| table.table_name == table_name)
+    }
+
+    /// Every managed table's base table, as (schema, table), sorted, once each.
+    pub fn base_tables(&self) -> Vec<(String, String)> {
+        let bases: BTreeSet<(String, String)> = self
+            .versions
+            .values()
+            .flatten()
+            .map(|table| (table.base_schema.clone(), table.base_table.clone()))
+            .collect();
+        bases.into_iter().collect()
     }
 
     /// Every managed table name some active version's clients write, sorted, once each.

@@ -34,6 +34,7 @@ pub const FIELD_HINT: u8 = b'H';
 pub const FIELD_DETAIL: u8 = b'D';
 pub const FIELD_SCHEMA: u8 = b's';
 pub const FIELD_TABLE: u8 = b't';
+pub const FIELD_CONSTRAINT: u8 = b'n';
 
 /// Authentication request codes (the first field of an Authentication message).
 pub const AUTH_OK: u32 = 0;
@@ -217,6 +218,8 @@ pub struct ErrorFields {
     /// The table an error is about (constraint violations name it), with its schema.
     pub schema: String,
     pub table: String,
+    /// The constraint a violation is of (a foreign key's names the referencing table above).
+    pub constraint: String,
 }
 
 pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
@@ -237,6 +240,7 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
             FIELD_DETAIL => fields.detail = value,
             FIELD_SCHEMA => fields.schema = value,
             FIELD_TABLE => fields.table = value,
+            FIELD_CONSTRAINT => fields.constraint = value,
             _ => {}
         }
         rest = &after[end + 1..];

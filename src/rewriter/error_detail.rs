@@ -20,7 +20,7 @@ pub const HIDDEN_KEY_DETAIL: &str = "viewgate: the key is the base table's, with
 const NOT_NULL_VIOLATION: &str = "23502";
 const CHECK_VIOLATION: &str = "23514";
 const UNIQUE_VIOLATION: &str = "23505";
-const FOREIGN_KEY_VIOLATION: &str = "23503";
+pub const FOREIGN_KEY_VIOLATION: &str = "23503";
 const EXCLUSION_VIOLATION: &str = "23P01";
 /// A view's `WITH CHECK OPTION` violated: its detail is the failing row of the relation
 /// written, the base table's whole when the view is over a version's view, and Postgres names

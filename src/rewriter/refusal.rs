@@ -69,6 +69,14 @@ pub fn hidden_table(table: &str, version: &str) -> String {
     )
 }
 
+/// Why naming `table`, a partition or inheritance child of a managed table, is refused in a
+/// session at `version`.
+pub fn descendant(table: &str, version: &str) -> String {
+    format!(
+        "\"{table}\" is a partition or inheritance child of a managed table: its rows are the base table's, with columns a session at version \"{version}\" does not have; read and write them through the managed table"
+    )
+}
+
 /// Why naming `schema.name`, in another version's schema of catalog substitutes, is refused
 /// in a session at `version`.
 pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String {

@@ -103,6 +103,10 @@ pub struct VersionTargets {
     /// pass read a renamed table's hidden columns so), so it is refused like another
     /// version's view.
     hidden_tables: Vec<RelationName>,
+    /// Partitions and inheritance children of the managed tables (`model::base_table_kin`):
+    /// they hold base rows with every base column, so they are refused like other versions'
+    /// views, and looked for by the fast path's scan.
+    descendants: Vec<RelationName>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
     /// keys by it too: a rewrite a session made with the targets of a state that was replaced
     /// meanwhile (stored after the cache was cleared) is never served under the new one.
@@ -128,6 +132,7 @@ impl VersionTargets {
             cache_identity: None,
             other_views: Vec::new(),
             hidden_tables: Vec::new(),
+            descendants: Vec::new(),
             routing_generation: 0,
         }
     }
@@ -147,6 +152,21 @@ impl VersionTargets {
         self.hidden_tables = hidden;
         self.mention_scan = MentionScan::new(self.table_names());
         self
+    }
+
+    /// These targets, with the managed tables' partitions and inheritance children.
+    pub fn with_descendants(mut self, descendants: Vec<RelationName>) -> Self {
+        self.other_views.extend(descendants.iter().cloned());
+        self.descendants = descendants;
+        self.mention_scan = MentionScan::new(self.table_names());
+        self
+    }
+
+    /// Whether `schema.name` (folded) is a partition or inheritance child of a managed table.
+    pub fn is_descendant(&self, schema: Option<&str>, name: &str) -> bool {
+        self.descendants
+            .iter()
+            .any(|table| table.name == name && schema.is_none_or(|schema| table.schema == schema))
     }
 
     /// Whether `schema.name` (folded) is a managed table by a name this version does not
@@ -319,9 +339,16 @@ impl VersionTargets {
                 }
             }
         }
+        let descendants = map
+            .kin
+            .descendants
+            .keys()
+            .map(|(schema, name)| RelationName::new(schema, name))
+            .collect();
         let mut targets = VersionTargets::new(version, targets)
             .with_other_versions_views(other_views)
-            .with_hidden_tables(hidden);
+            .with_hidden_tables(hidden)
+            .with_descendants(descendants);
         for routed in tables {
             if let Some(mapping) = &routed.mapping {
                 targets = targets.with_base_write(
@@ -353,6 +380,7 @@ impl VersionTargets {
             .iter()
             .map(|t| t.table.name.as_str())
             .chain(self.hidden_tables.iter().map(|t| t.name.as_str()))
+            .chain(self.descendants.iter().map(|t| t.name.as_str()))
             .chain(self.catalog_mentions.iter().copied())
             .chain(version_marks().filter(|_| !self.targets.is_empty()))
     }

@@ -152,6 +152,7 @@ mod tests {
             catalog_substitutes: Default::default(),
             relation_schemas: Default::default(),
             pending_views: Vec::new(),
+            kin: Default::default(),
         };
         RoutingState::from_catalog("app", &map)
     }

@@ -81,6 +81,7 @@ pub(super) fn routing_of_versions(
         catalog_substitutes: Default::default(),
         relation_schemas: Default::default(),
         pending_views: Vec::new(),
+        kin: Default::default(),
     };
     Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
         "app", &map,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use super::rules::{CompiledRule, InactiveVersion};
-use crate::model::{RoutingMap, ShadowRun};
+use crate::model::{BaseTableKin, RoutingMap, ShadowRun};
 use crate::rewriter::VersionTargets;
 use crate::rewriter::resolution;
 
@@ -35,6 +35,8 @@ pub struct RoutingState {
     follows_search_path: bool,
     /// The managed tables' base tables, as (schema, table).
     base_tables: HashSet<(String, String)>,
+    /// Their partitions, inheritance children and the foreign keys into them.
+    kin: BaseTableKin,
 }
 
 impl RoutingState {
@@ -92,6 +94,7 @@ impl RoutingState {
                 .flatten()
                 .map(|routed| (routed.base_schema.clone(), routed.base_table.clone()))
                 .collect(),
+            kin: map.kin.clone(),
             shadow: map
                 .shadow
                 .clone()
@@ -113,6 +116,25 @@ impl RoutingState {
             && self
                 .base_tables
                 .contains(&(schema.to_owned(), table.to_owned()))
+    }
+
+    /// The managed base table whose rows `schema.table` holds: the base table itself, or one
+    /// it is a partition or inheritance child of.
+    pub fn base_table_of(&self, schema: &str, table: &str) -> Option<(String, String)> {
+        if self.is_base_table(schema, table) {
+            return Some((schema.to_owned(), table.to_owned()));
+        }
+        self.kin.ancestor(schema, table).cloned()
+    }
+
+    /// The managed base table that foreign key `constraint` of `schema.table` references.
+    pub fn referenced_base_table(
+        &self,
+        schema: &str,
+        table: &str,
+        constraint: &str,
+    ) -> Option<(String, String)> {
+        self.kin.referenced(schema, table, constraint).cloned()
     }
 
     /// Whether sessions follow their search_path (some relation could shadow a managed name).

@@ -9,8 +9,9 @@
 //! Creating or dropping a relation named like a managed table (a tenant's own
 //! `model_metadata`) sends no notification, so every [`RELATION_REFRESH_INTERVAL`] the
 //! watcher also reads again which schemas hold such relations (`catalog_read::
-//! relation_schemas`, one indexed query) and publishes a new state only when that changed
-//! (publishing empties the rewrite cache).
+//! relation_schemas`, one indexed query) and the managed tables' partitions, inheritance
+//! children and foreign keys (`base_table_kin`: creating a partition does not notify either),
+//! and publishes a new state only when that changed (publishing empties the rewrite cache).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use futures_util::StreamExt;
 use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
-use crate::catalog_read::{CatalogReadError, load_routing_map, relation_schemas};
+use crate::catalog_read::{CatalogReadError, base_table_kin, load_routing_map, relation_schemas};
 use crate::model::RoutingMap;
 use crate::model::channel::CONTROL_CHANNEL;
 use crate::net::postgres_tls::{PostgresConnection, PostgresTarget, PostgresTlsError, error_text};
@@ -190,9 +191,11 @@ async fn follow(
             _ = refresh.tick() => {
                 let names = map.managed_names();
                 let schemas = relation_schemas(&client, &names).await?;
-                if schemas != map.relation_schemas {
+                let kin = base_table_kin(&client, &map.base_tables()).await?;
+                if schemas != map.relation_schemas || kin != map.kin {
                     map.relation_schemas = schemas;
-                    tracing::info!(relations = ?map.relation_schemas, "relations named like managed tables changed");
+                    map.kin = kin;
+                    tracing::info!(relations = ?map.relation_schemas, descendants = map.kin.descendants.len(), foreign_keys = map.kin.references.len(), "relations named like managed tables, or their partitions, children or foreign keys, changed");
                     publish(routing, cache, RoutingState::from_catalog(&source.database, &map));
                 }
             }

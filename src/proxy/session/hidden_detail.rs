@@ -36,10 +36,38 @@ pub(super) fn detail_for_version(
         return None;
     }
     let targets = progress.version_targets()?;
-    if !routing.load().is_base_table(&fields.schema, &fields.table) {
-        return None;
-    }
-    let base = RelationName::new(fields.schema.as_str(), fields.table.as_str());
-    let detail = error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?;
+    let state = routing.load();
+    // The row or key a detail prints is of the table the error names (or of the base table a
+    // partition or child of it belongs to), or, for a foreign key into a base table violated
+    // by a write to it, of that base table: Postgres names the referencing table then.
+    let bases: Vec<(String, String)> = state
+        .base_table_of(&fields.schema, &fields.table)
+        .into_iter()
+        .chain(
+            (fields.code == error_detail::FOREIGN_KEY_VIOLATION)
+                .then(|| {
+                    state.referenced_base_table(&fields.schema, &fields.table, &fields.constraint)
+                })
+                .flatten(),
+        )
+        .collect();
+    let detail = match bases.as_slice() {
+        [] => return None,
+        [(schema, table)] => {
+            let base = RelationName::new(schema.as_str(), table.as_str());
+            error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?
+        }
+        // Which side's key it prints is not known: it stands only where both let it stand.
+        [..] => {
+            let replaced = bases.iter().any(|(schema, table)| {
+                let base = RelationName::new(schema.as_str(), table.as_str());
+                error_detail::for_version(&fields.code, &fields.detail, &base, &targets).is_some()
+            });
+            if !replaced {
+                return None;
+            }
+            error_detail::HIDDEN_KEY_DETAIL.to_owned()
+        }
+    };
     backend::with_detail(frame, &detail)
 }

@@ -1,0 +1,104 @@
+//! A managed table's partitions, inheritance children and foreign keys into it, through the
+//! proxy on a real Postgres: a versioned session may not name a child (its rows are the base
+//! table's, every column), the catalog it sees lists none, and no constraint violation's
+//! detail shows it a hidden value, whether Postgres names the child or the referencing table.
+//! Found by the thirty-fifth red-team pass (a partition read by name, a partition's failing
+//! row, a foreign key's "is still referenced" key).
+
+mod common;
+
+use std::time::Duration;
+
+use common::versions::{psql, versioned_proxy};
+use common::wait_until;
+
+#[test]
+fn children_are_refused_and_their_rows_and_referenced_keys_stay_hidden() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "CREATE TABLE model_metadata_child () INHERITS (model_metadata);
+         INSERT INTO model_metadata_child (model_name, model_version, model_type, schema_version)
+              VALUES ('child', '1', 'CHILD_SECRET', 4242);
+         ALTER TABLE model_metadata ADD CONSTRAINT id_schema_version_key UNIQUE (id, schema_version);
+         INSERT INTO model_metadata (id, model_name, model_version, schema_version)
+              VALUES (9001, 'parent', '1', 4343);
+         CREATE TABLE deployments (model_id bigint, schema_version integer,
+                                   FOREIGN KEY (model_id, schema_version)
+                                   REFERENCES model_metadata (id, schema_version));
+         INSERT INTO deployments VALUES (9001, 4343)",
+    );
+    // Creating a child sends no notification: the proxy's periodic refresh finds it.
+    let refused = |sql: &str| {
+        psql(&proxy, Some("v1"), sql)
+            .err()
+            .is_some_and(|error| error.contains("partition or inheritance child"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || refused(
+            "SELECT * FROM model_metadata_child"
+        )),
+        "{:?}",
+        psql(&proxy, Some("v1"), "SELECT * FROM model_metadata_child")
+    );
+    assert!(refused(
+        "UPDATE public.model_metadata_child SET model_type = 'x'"
+    ));
+    assert!(refused(
+        "SELECT count(*) FROM \"model_metadata_child\" c JOIN model_metadata m USING (id)"
+    ));
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT count(*) FROM pg_class WHERE relname = 'model_metadata_child'"
+        )
+        .unwrap(),
+        "0",
+        "the version's catalog lists no child"
+    );
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT model_name FROM model_metadata WHERE model_name = 'child'"
+        )
+        .unwrap(),
+        "child",
+        "the managed table reads the child's rows in the version's shape"
+    );
+
+    // Postgres names the child in the error; the failing row is the base table's whole.
+    let child_row = psql(
+        &proxy,
+        Some("v1"),
+        "UPDATE model_metadata SET model_version = NULL WHERE model_name = 'child'",
+    )
+    .unwrap_err();
+    assert!(
+        child_row.contains("not-null") && child_row.contains("failing row is the base table's"),
+        "{child_row}"
+    );
+    assert!(
+        !child_row.contains("CHILD_SECRET") && !child_row.contains("4242"),
+        "{child_row}"
+    );
+
+    // Postgres names the referencing table; the key printed is the base table's.
+    let referenced = psql(
+        &proxy,
+        Some("v1"),
+        "DELETE FROM model_metadata WHERE model_name = 'parent'",
+    )
+    .unwrap_err();
+    assert!(referenced.contains("foreign key"), "{referenced}");
+    assert!(!referenced.contains("4343"), "{referenced}");
+
+    // v2 has schema_version: the key is its own to see.
+    let at_v2 = psql(
+        &proxy,
+        Some("v2"),
+        "DELETE FROM model_metadata WHERE model_name = 'parent'",
+    )
+    .unwrap_err();
+    assert!(at_v2.contains("(9001, 4343)"), "{at_v2}");
+}
