@@ -127,3 +127,48 @@ fn what_cannot_be_rewritten_is_refused_with_its_position() {
         assert_eq!(row.get::<_, i64>(0), 0);
     });
 }
+
+/// The thirty-fourth red-team pass: Postgres binds `public.model_metadata.id` to the
+/// unaliased table; once viewgate gives the table its name as alias and drops the schema,
+/// `model_metadata.id` would bind to the nearest item of that name, a subquery's here (an
+/// UPDATE wrote four rows where Postgres writes one). Such a statement is refused; the
+/// qualified form alone still reads the table. And where neither sqlparser nor this crate's
+/// lexer reads a text (`xmlelement(name …)`, a `U&` constant), the word in a `--table`
+/// comment is not the `TABLE` keyword: the inner reference keeps its alias.
+#[test]
+fn a_qualified_column_never_moves_to_another_item_of_the_tables_name() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "INSERT INTO model_metadata (id, model_name, model_version) VALUES (1, 'a', '1'), (2, 'b', '1'), (4, 'c', '1')",
+    );
+    for sql in [
+        "SELECT (SELECT public.model_metadata.id FROM (SELECT 42 AS id) AS model_metadata) FROM model_metadata",
+        "UPDATE model_metadata SET model_name = 'x' WHERE EXISTS (SELECT 1 FROM (SELECT 4 AS id) AS model_metadata WHERE public.model_metadata.id = 4)",
+        "WITH model_metadata AS (SELECT 7 AS id) SELECT public.model_metadata.id FROM public.model_metadata, model_metadata",
+    ] {
+        let error = psql(&proxy, Some("v1"), sql).unwrap_err();
+        assert!(
+            error.contains("another FROM item is also named \"model_metadata\""),
+            "{sql}: {error}"
+        );
+    }
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT public.model_metadata.id FROM model_metadata ORDER BY public.model_metadata.id"
+        )
+        .unwrap(),
+        "1\n2\n4"
+    );
+    let counts = psql(
+        &proxy,
+        Some("v1"),
+        "SELECT U&'\\0041', xmlelement(name a, 1)::text, (SELECT count(*) FROM --table\n model_metadata WHERE model_metadata.id = 1) FROM model_metadata ORDER BY model_metadata.id",
+    )
+    .unwrap();
+    assert_eq!(
+        counts, "A|<a>1</a>|1\nA|<a>1</a>|1\nA|<a>1</a>|1",
+        "{counts}"
+    );
+}

@@ -412,6 +412,24 @@ fn what_cannot_be_mapped_exactly_is_refused() {
             "MERGE INTO model_metadata USING model_metadata s ON model_metadata.id = s.id WHEN MATCHED THEN UPDATE SET model_version = coalesce(postgres.public.model_metadata.model_type, '-')".to_owned(),
             "\"model_type\" does not exist at version v1",
         ),
+        // The thirty-fourth: the target aliased with its own name; the rewriter drops the
+        // `public.` of `public.model_metadata.model_type`, and Postgres read what was left,
+        // `model_metadata.model_type`, from the base row.
+        (
+            "v1",
+            "MERGE INTO model_metadata AS model_metadata USING model_metadata_v1 AS s ON model_metadata.id = s.id WHEN MATCHED THEN UPDATE SET model_name = concat('[', public.model_metadata.model_type, ']')".to_owned(),
+            "\"model_type\" does not exist at version v1",
+        ),
+        (
+            "v1",
+            "MERGE INTO model_metadata AS \"model_metadata\" USING (SELECT 2 AS k) s ON \"model_metadata\".id = s.k AND postgres.\"public\".\"model_metadata\".schema_version = 42 WHEN MATCHED THEN DELETE".to_owned(),
+            "\"schema_version\" does not exist at version v1",
+        ),
+        (
+            "v1",
+            "MERGE INTO model_metadata USING other.model_metadata ON public.model_metadata.id = other.model_metadata.id WHEN MATCHED THEN DELETE".to_owned(),
+            "another schema's table of the target's name",
+        ),
     ];
     runtime.block_on(async {
         for (version, sql, expected) in [

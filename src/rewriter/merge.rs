@@ -174,6 +174,24 @@ impl BaseRow<'_> {
         Ok(edits)
     }
 
+    /// `schema.table.col` (or longer) whose table is written like the target row's name,
+    /// but which `names_row` does not take for the row. Where `schema.table` is a managed
+    /// table, the rewriter drops `schema.` (`references::schema_qualified`, so the qualifier
+    /// names the alias it gives the table), and Postgres reads what is left as the row: the
+    /// thirty-fourth red-team pass read the base row through `MERGE INTO model_metadata AS
+    /// model_metadata … public.model_metadata.model_type`. An aliased row is what the name
+    /// means then (no other item in its scope may have its name); an unaliased row's name may
+    /// also be another schema's table in the source, which only an alias tells apart.
+    fn named_like_the_row(&self, row: &RowName, offset: Option<usize>) -> Resolution {
+        match row.aliased {
+            true => Ok(Some(row.text.clone())),
+            false => Err(self.refusal(
+                "a column qualified by another schema's table of the target's name; give the target or that table an alias",
+                offset,
+            )),
+        }
+    }
+
     /// How MERGE's clauses read a column reference: a name qualified by the target row is
     /// the target's; an unqualified one is the target's when it is a column of the view and
     /// not of the source (which must then be known); anything else is left to Postgres.
@@ -194,6 +212,9 @@ impl BaseRow<'_> {
                     "a field of a target column written without parentheses; write (t.col).field",
                     offset,
                 ));
+            }
+            [.., table] if qualifiers.len() > 1 && fold(table) == row.folded => {
+                return self.named_like_the_row(row, offset);
             }
             _ => return Ok(None),
         }
@@ -248,6 +269,7 @@ impl BaseRow<'_> {
         if !qualifiers.is_empty() {
             return match self.names_row(qualifiers, row)
                 || qualifiers.first().is_some_and(|first| fold(first) == row.folded)
+                || qualifiers.last().is_some_and(|last| fold(last) == row.folded)
             {
                 true => Err(self.refusal(
                     "a reference to the target in WHEN NOT MATCHED (only the source is visible there)",

@@ -3,6 +3,7 @@
 //! whether `TABLE` precedes it (no alias may follow).
 
 use super::super::lexer::{self, Kind};
+use super::super::postgres_parser;
 
 /// The byte range of the relation name written at `offset` (`name`, `schema.name`,
 /// `"Quoted"."Name"`, spaces around the dots), and the range of its last part; `None` when
@@ -77,7 +78,9 @@ pub fn aliased(
 
 /// The significant tokens around a name: the one after it, and those before it, nearest
 /// first (lower-cased), comments and whitespace left out. Read with this crate's lexer, or,
-/// where it gives up, by skipping whitespace alone (such a text is never cached by shape).
+/// where it gives up, with Postgres's own scanner (the thirty-fourth red-team pass had a
+/// reading by bytes take the word in a `--table` comment for the `TABLE` keyword); a text
+/// that scanner rejects too is one the server rejects, and has no neighbours here.
 struct Neighbours {
     before: Vec<String>,
     after: Option<String>,
@@ -90,51 +93,38 @@ impl Neighbours {
 
     fn of(sql: &str, name: std::ops::Range<usize>) -> Self {
         let mut tokens = Vec::new();
-        let text = |range: std::ops::Range<usize>| sql[range].to_ascii_lowercase();
-        if lexer::lex(sql, &mut tokens).is_some() {
-            let significant = tokens.iter().filter(|token| token.kind != Kind::Comment);
-            let after = significant.clone().find(|token| token.start >= name.end);
-            return Neighbours {
-                before: significant
-                    .filter(|token| token.end <= name.start)
-                    .map(|token| text(token.start..token.end))
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .take(Self::BEFORE)
-                    .collect(),
-                after: after.map(|token| text(token.start..token.end)),
-                after_end: after.map_or(name.end, |token| token.end),
-            };
-        }
-        let bytes = sql.as_bytes();
-        let mut before = Vec::new();
-        let mut at = name.start;
-        while before.len() < Self::BEFORE {
-            while at > 0 && bytes[at - 1].is_ascii_whitespace() {
-                at -= 1;
-            }
-            if at == 0 {
-                break;
-            }
-            let end = at;
-            at -= 1;
-            while is_identifier_byte(bytes[end - 1]) && at > 0 && is_identifier_byte(bytes[at - 1])
-            {
-                at -= 1;
-            }
-            before.push(text(at..end));
-        }
-        let mut start = name.end;
-        while bytes.get(start).is_some_and(u8::is_ascii_whitespace) {
-            start += 1;
-        }
-        // One character (a whole one: the text is UTF-8, and a name may be followed by any).
-        let next = sql.get(start..).and_then(|rest| rest.chars().next());
+        let significant: Vec<std::ops::Range<usize>> = if lexer::lex(sql, &mut tokens).is_some() {
+            tokens
+                .iter()
+                .filter(|token| token.kind != Kind::Comment)
+                .map(|token| token.start..token.end)
+                .collect()
+        } else {
+            postgres_parser::token_ranges(sql)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|range| {
+                    sql.get(range.clone())
+                        .is_some_and(|token| !token.starts_with("--") && !token.starts_with("/*"))
+                })
+                .collect()
+        };
+        let text = |range: &std::ops::Range<usize>| {
+            sql.get(range.clone())
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        };
+        let after = significant.iter().find(|token| token.start >= name.end);
         Neighbours {
-            before,
-            after: next.map(|c| c.to_ascii_lowercase().to_string()),
-            after_end: start + next.map_or(0, char::len_utf8),
+            before: significant
+                .iter()
+                .filter(|token| token.end <= name.start)
+                .rev()
+                .take(Self::BEFORE)
+                .map(text)
+                .collect(),
+            after: after.map(text),
+            after_end: after.map_or(name.end, |token| token.end),
         }
     }
 
@@ -190,8 +180,9 @@ pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
 mod tests {
     use super::*;
 
-    /// Where this crate's lexer gives up (a Unicode escape), the neighbours are read by bytes:
-    /// never cutting a character in two (a name followed by `é` must not panic).
+    /// Where this crate's lexer gives up (a Unicode escape), Postgres's scanner reads the
+    /// neighbours: never cutting a character in two (a name followed by `é` must not panic),
+    /// and skipping comments (the thirty-fourth pass had `--table` read as `TABLE`).
     #[test]
     fn neighbours_read_by_bytes_keep_characters_whole() {
         let sql = "SELECT U&'x' FROM t é";
@@ -206,6 +197,22 @@ mod tests {
         assert_eq!(
             aliased(sql, at..at + 1, "v", "t"),
             (at..sql.len(), "v) AS t".to_owned())
+        );
+        let sql = "SELECT U&'A', (SELECT 1 FROM --table\n t) FROM x";
+        assert!(!after_table_keyword(sql, sql.find(" t)").unwrap() + 1));
+        let sql = "SELECT U&'A' FROM ONLY /*c*/ ( t /*d*/ ) WHERE true";
+        let at = sql.find(" t ").unwrap() + 1;
+        let close = sql.find(')').unwrap();
+        assert_eq!(
+            aliased(sql, at..at + 1, "v", "t"),
+            (at..close + 1, "v) AS t".to_owned())
+        );
+        let sql = "SELECT U&'A' FROM t /*c*/ * WHERE true";
+        let at = sql.find(" t ").unwrap() + 1;
+        let star = sql.find(" * ").unwrap() + 1;
+        assert_eq!(
+            aliased(sql, at..at + 1, "v", "t"),
+            (at..star + 1, "v AS t".to_owned())
         );
     }
 }

@@ -77,6 +77,13 @@ pub struct Collector<'a> {
     /// The statement defines a view (`CREATE [MATERIALIZED] VIEW`): nothing in it is
     /// rewritten, and a managed table in it refuses it (`refusal::view_definition`).
     defining_view: bool,
+    /// The managed table names whose `schema.` `schema_qualified` dropped from a column's
+    /// qualifier, with where: Postgres reads what is left by the nearest FROM item of that
+    /// name, which must then be the managed table's reference.
+    dropped_schemas: Vec<(String, usize)>,
+    /// The names (folded) of the FROM items other than an unaliased managed table's
+    /// reference: aliases, and tables, functions and WITH items by their own name.
+    other_item_names: Vec<String>,
 }
 
 impl<'a> Collector<'a> {
@@ -94,6 +101,8 @@ impl<'a> Collector<'a> {
             handled_factors: Vec::new(),
             dml_targets: Vec::new(),
             defining_view: false,
+            dropped_schemas: Vec::new(),
+            other_item_names: Vec::new(),
         }
     }
 
@@ -107,6 +116,20 @@ impl<'a> Collector<'a> {
         if self.defining_view {
             // Names written in a view's definition resolve as Postgres resolves them.
             return Ok(Vec::new());
+        }
+        // `public.model_metadata.id` binds, in Postgres, to the unaliased table reference;
+        // `model_metadata.id`, once the schema is dropped, to the nearest item of that name,
+        // which may be a subquery's alias (the thirty-fourth red-team pass changed which rows
+        // an UPDATE wrote so).
+        if let Some((table, offset)) = self
+            .dropped_schemas
+            .iter()
+            .find(|(table, _)| self.other_item_names.contains(table))
+        {
+            return Err(NotCollected::Refused(Refusal {
+                reason: refusal::schema_qualified_beside_namesake(table),
+                offset: Some(*offset),
+            }));
         }
         match self.unlocatable {
             true => Err(NotCollected::Unlocatable),
@@ -159,6 +182,38 @@ impl<'a> Collector<'a> {
             .map(|r| &self.sql[r])
             .unwrap_or_default();
         Some((target, written))
+    }
+
+    /// The name (folded) `factor` goes by in its query, unless it is an unaliased managed
+    /// table's reference (which the rewrite aliases with the name written).
+    fn other_item_name(&self, factor: &TableFactor) -> Option<String> {
+        let fold = |i: &Ident| fold_identifier(&i.value, i.quote_style.is_some());
+        let alias = match factor {
+            TableFactor::Table { alias, .. }
+            | TableFactor::Derived { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::TableFunction { alias, .. }
+            | TableFactor::NestedJoin { alias, .. } => alias.as_ref(),
+            _ => None,
+        };
+        if let Some(alias) = alias {
+            return Some(fold(&alias.name));
+        }
+        match factor {
+            TableFactor::Table { name, args, .. } => {
+                let address = factor as *const TableFactor as usize;
+                let managed = args.is_none()
+                    && self
+                        .resolve_in(name, !self.dml_targets.contains(&address))
+                        .is_some();
+                (!managed).then(|| Self::split_name(name).map(|(_, table, _)| table))?
+            }
+            TableFactor::Function { name, .. } => {
+                Self::split_name(name).map(|(_, function, _)| function)
+            }
+            _ => None,
+        }
     }
 
     /// Replaces a relation name by the view; adds the original name as alias when asked.
@@ -215,6 +270,7 @@ impl<'a> Collector<'a> {
         if self.in_upsert(first.start..table_range.end) {
             return;
         }
+        self.dropped_schemas.push((fold(table), first.start));
         self.edits.push(Edit {
             range: first.start..table_range.start,
             text: String::new(),
@@ -439,6 +495,9 @@ impl Visitor for Collector<'_> {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let Some(name) = self.other_item_name(factor) {
+            self.other_item_names.push(name);
+        }
         if let TableFactor::Table {
             name,
             alias,

@@ -77,6 +77,15 @@ pub fn descendant(table: &str, version: &str) -> String {
     )
 }
 
+/// Why a column qualified by `schema.table`, in a statement where another FROM item is
+/// named `table`, is refused: the rewrite drops `schema.` (the table gets its name as
+/// alias), and Postgres would then bind the column to the nearest item of that name.
+pub fn schema_qualified_beside_namesake(table: &str) -> String {
+    format!(
+        "a column qualified by schema and table \"{table}\" where another FROM item is also named \"{table}\": viewgate gives the table its name as alias, and the column could then name the other item; alias the table and qualify the column by that alias"
+    )
+}
+
 /// Why naming `schema.name`, in another version's schema of catalog substitutes, is refused
 /// in a session at `version`.
 pub fn other_versions_catalog(schema: &str, name: &str, version: &str) -> String {
