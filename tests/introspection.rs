@@ -9,9 +9,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::versions::{catalog_command, psql, versioned_proxy};
+use common::versions::{catalog_command, proxy_with_spec, psql, versioned_proxy};
 use common::{TestProxy, wait_until};
-use viewgate::pg_cluster::{ClusterOptions, SUPERUSER};
+use viewgate::pg_cluster::SUPERUSER;
 
 /// `\d model_metadata` through the proxy at `version`, as psql prints it (aligned, with
 /// its title and footers).
@@ -804,36 +804,6 @@ columns = [
     { name = "price", expr = "(price_cents / 100.0)::numeric(12,2)", write = { price_cents = "round(NEW.price * 100)::integer" }, default = "0" },
 ]
 "#;
-
-/// A proxy over a cluster with `schema` created and `spec` applied by the CLI, `v1` the
-/// default version.
-fn proxy_with_spec(schema: &str, spec: &str) -> TestProxy {
-    let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
-        config.catalog = Some(format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
-            config.upstream.rsplit(':').next().unwrap()
-        ));
-    });
-    proxy.admin(schema);
-    let dir = tempfile::tempdir().unwrap();
-    let spec_file = dir.path().join("viewgate.toml");
-    std::fs::write(&spec_file, spec).unwrap();
-    let spec_path = spec_file.display().to_string();
-    catalog_command(&proxy, "views", &["apply", "--spec", &spec_path]).unwrap();
-    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
-    // A session without a version is v1 only once the proxy has loaded the catalog (with the
-    // versions' substitutes); Postgres itself answers `SHOW` for a version given at startup.
-    assert!(
-        wait_until(Duration::from_secs(5), || psql(
-            &proxy,
-            None,
-            "SHOW viewgate.version"
-        )
-        .is_ok_and(|out| out == "v1")),
-        "the proxy did not pick up the catalog"
-    );
-    proxy
-}
 
 #[test]
 fn renamed_tables_and_columns_carry_their_keys_and_hidden_ones_drop_out() {

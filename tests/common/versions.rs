@@ -38,6 +38,36 @@ pub fn versioned_proxy() -> TestProxy {
     proxy
 }
 
+/// A proxy over a cluster with `schema` created and `spec` applied by the CLI, `v1` the
+/// default version.
+pub fn proxy_with_spec(schema: &str, spec: &str) -> TestProxy {
+    let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
+        config.catalog = Some(format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+            config.upstream.rsplit(':').next().unwrap()
+        ));
+    });
+    proxy.admin(schema);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("viewgate.toml");
+    std::fs::write(&spec_file, spec).unwrap();
+    let spec_path = spec_file.display().to_string();
+    catalog_command(&proxy, "views", &["apply", "--spec", &spec_path]).unwrap();
+    proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
+    // A session without a version is v1 only once the proxy has loaded the catalog (with the
+    // versions' substitutes); Postgres itself answers `SHOW` for a version given at startup.
+    assert!(
+        wait_until(Duration::from_secs(5), || psql(
+            &proxy,
+            None,
+            "SHOW viewgate.version"
+        )
+        .is_ok_and(|out| out == "v1")),
+        "the proxy did not pick up the catalog"
+    );
+    proxy
+}
+
 /// Creates the example's base table in `cluster`'s `postgres` database, applies its views with
 /// the CLI, and makes `v1` the default version.
 pub fn apply_example(cluster: &ThrowawayCluster) {
