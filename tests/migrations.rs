@@ -315,7 +315,7 @@ column = { name = "a", type = "no_such_type" }"#,
 /// Found by the thirty-first red-team pass: where every role may create in a schema
 /// (PostgreSQL 14's default on `public`), a client planted `public.lower(varchar)`, which the
 /// backfill then ran as the catalog role. Such a database is refused before any change, with
-/// the statement that fixes it.
+/// the statement that fixes it; so is a CREATE granted to a client's role by name.
 #[tokio::test]
 async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
     let database = seeded(3).await;
@@ -327,15 +327,32 @@ async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("every role may create objects in schema(s) public")
+        error.contains("every role (PUBLIC) in public")
             && error.contains("REVOKE CREATE ON SCHEMA \"public\" FROM PUBLIC;"),
         "{error}"
     );
     assert_eq!(base_columns(&database), before);
     database.admin("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    // The same given to the application's role by name (the schema's owner keeps it).
+    database.admin(
+        "CREATE ROLE \"App\" LOGIN; GRANT CREATE ON SCHEMA public TO \"App\";
+         CREATE ROLE schema_owner LOGIN; ALTER SCHEMA public OWNER TO schema_owner",
+    );
+    let error = start_text(&database, "0002.toml", text)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("App in public")
+            && error.contains("REVOKE CREATE ON SCHEMA \"public\" FROM \"App\";")
+            && !error.contains("schema_owner"),
+        "{error}"
+    );
+    assert_eq!(base_columns(&database), before);
+    database.admin("REVOKE CREATE ON SCHEMA public FROM \"App\"");
     start_text(&database, "0002.toml", text)
         .await
-        .expect("starts once PUBLIC may not create there");
+        .expect("starts once no client may create there");
 }
 
 /// Progress that stops the run (by panicking its task) once `after` rows are done.

@@ -7,8 +7,9 @@
 //! index builds, then makes the version live ([`pace`] spaces the backfill's batches, by its own
 //! time and by the application's latency that [`writers`] reads from the proxies' heartbeats);
 //! [`complete`] contracts and retires the previous version; [`rollback`] undoes the expand.
-//! [`usage`] says who still uses a version, [`state`] is the catalog's record of each
-//! migration, [`status`] reports on them and prints plans.
+//! [`privileges`] refuses a database where a client could plant a function the expressions
+//! would call. `control::usage` says who still uses a version, [`state`] is the catalog's
+//! record of each migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
 
 pub mod backfill;
@@ -19,6 +20,7 @@ pub mod file;
 pub mod fragment;
 pub mod operation;
 pub mod pace;
+pub mod privileges;
 pub mod progress;
 pub mod rollback;
 pub mod settings;

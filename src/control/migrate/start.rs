@@ -24,6 +24,7 @@ use super::derive::{self, MigrationPlan};
 use super::error::MigrateError;
 use super::file::MigrationFile;
 use super::pace::BatchPacer;
+use super::privileges;
 use super::progress::Progress;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
@@ -33,7 +34,6 @@ use super::steps::{
 use super::sync;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
-use crate::control::quote::quote_ident;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
 use crate::control::views::apply;
@@ -217,7 +217,7 @@ pub async fn plan_against(
             });
         }
     }
-    refuse_schemas_anyone_may_create_in(client, &migration.version).await?;
+    privileges::refuse_where_clients_may_plant_functions(client, &migration.version).await?;
     let current = state::load_current(client).await?;
     if let Some(busy) = current
         .iter()
@@ -254,55 +254,6 @@ pub async fn plan_against(
     let snapshot = introspect::snapshot(client, tables).await?;
     let plan = derive::derive(migration, &from, &snapshot)?;
     Ok((from, plan))
-}
-
-/// Refuses a database where every role may create objects in some schema (`PUBLIC` has
-/// CREATE: PostgreSQL 14 and earlier's default on `public`). A migration's expressions run
-/// unqualified: in the backfill as the catalog role, in the sync triggers in each writer's
-/// session, on the very rows whose hidden columns they read. A client that may create a
-/// function of a more exact argument type (`public.lower(varchar)`) than the built-in is
-/// handed those values and, in the backfill, runs with the catalog role's rights (the
-/// thirty-first red-team pass rewrote its own enforced routing rule so). The functions do
-/// not pin their search_path instead: a `SET` clause costs about 0.8 µs per row on every
-/// write through the triggers (measured on PostgreSQL 15), half again their cost.
-async fn refuse_schemas_anyone_may_create_in(
-    client: &impl GenericClient,
-    version: &str,
-) -> Result<(), MigrateError> {
-    let rows = client
-        .query(
-            "SELECT n.nspname::text FROM pg_catalog.pg_namespace n
-              WHERE pg_catalog.has_schema_privilege('public', n.oid, 'CREATE')
-                AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
-              ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(|error| {
-            ControlError::database("reading which schemas anyone may create in", &error)
-        })?;
-    let schemas: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
-    if schemas.is_empty() {
-        return Ok(());
-    }
-    let revoke: Vec<String> = schemas
-        .iter()
-        .map(|schema| {
-            format!(
-                "REVOKE CREATE ON SCHEMA {} FROM PUBLIC;",
-                quote_ident(schema)
-            )
-        })
-        .collect();
-    Err(MigrateError::Refused {
-        version: version.to_owned(),
-        operation: "the database's privileges".into(),
-        problem: format!(
-            "every role may create objects in schema(s) {} (PUBLIC has CREATE, PostgreSQL 14 and earlier's default), so a client could plant a function the migration's expressions would call: in the backfill with the catalog role's rights, in the sync triggers with values its version does not show; run `{}` first",
-            schemas.join(", "),
-            revoke.join(" ")
-        ),
-    })
 }
 
 /// Every version the catalog knows but `new_version`: their writers count as older.
