@@ -235,8 +235,11 @@ fn one_trigger(
     // writer that touched none of them (an older client setting a column both versions
     // share) would otherwise put back the derived value over what the other side wrote (the
     // thirty-first red-team pass saw a v1 UPDATE of `hyperparameters` reset v2's
-    // `model_type`). A constant expression is for new rows only. Assignments reading the
-    // same columns share one test (each costs a comparison a row).
+    // `model_type`). Going up, a column still NULL is computed too: a row the backfill has
+    // not reached yet (or moved behind its cursor by a key change) has no value there, and a
+    // NOT NULL column's check refuses the UPDATE (the thirty-seventh pass saw every older
+    // client's UPDATE of such a row fail during the backfill, and a moved row never filled).
+    // Assignments with the same test share it (each costs a comparison a row).
     let mut guarded: Vec<(String, String)> = Vec::new();
     for assign in assigns {
         let read_changed: Vec<String> = columns
@@ -258,10 +261,19 @@ fn one_trigger(
             None => guarded.push((condition, assignment)),
         }
     }
-    let update_assignments: String = guarded
+    let mut update_assignments: String = guarded
         .iter()
         .map(|(condition, body)| format!("    IF {condition} THEN\n{body}    END IF;\n"))
         .collect();
+    if direction == Direction::Up {
+        for assign in assigns {
+            let target = quote_ident(&assign.target);
+            update_assignments.push_str(&format!(
+                "    IF NEW.{target} IS NULL THEN\n        NEW.{target} := (\n            {}\n        );\n    END IF;\n",
+                assign.expression
+            ));
+        }
+    }
     // A trigger function is executable by PUBLIC unless revoked, and Postgres checks EXECUTE
     // only when a trigger is created: revoked, no role but the owner can attach it to a
     // relation of its own (as the nineteenth red-team pass did with a version's write
@@ -401,7 +413,14 @@ mod tests {
             ) && update.contains("NEW.\"big\" := ("),
             "{update}"
         );
-        assert!(!update.contains("NEW.\"kind\" :="), "{update}");
+        // The constant only where the row has no value yet (a row the backfill has not
+        // reached): every up column is filled so.
+        assert!(
+            update.contains("    IF NEW.\"kind\" IS NULL THEN\n        NEW.\"kind\" := (")
+                && update.contains("    IF NEW.\"_vg_v2_n\" IS NULL THEN"),
+            "{update}"
+        );
+        assert_eq!(update.matches("NEW.\"kind\" :=").count(), 1, "{update}");
         // A json column has no equality operator: compared as text.
         assert!(
             update.contains("    IF NEW.\"meta\"::text IS DISTINCT FROM OLD.\"meta\"::text THEN\n        NEW.\"k\" := ("),

@@ -1,0 +1,90 @@
+//! Older clients keep writing while a migration backfills, against a real Postgres: an UPDATE
+//! of a row the backfill has not reached yet succeeds and fills the new version's columns
+//! (found by the thirty-seventh red-team pass: the NOT NULL column's check refused every such
+//! UPDATE for the whole backfill), and a row whose key an UPDATE moves behind the backfill's
+//! cursor or past its high-water mark is filled all the same. Clients here connect directly
+//! and set `viewgate.version` as the proxy does for its sessions.
+
+#[path = "migrations/support.rs"]
+mod migration_support;
+#[path = "views/support.rs"]
+mod support;
+
+use migration_support::seeded;
+use viewgate::control::migrate::start::start;
+use viewgate::control::migrate::{MigrationFile, Progress};
+use viewgate::control::templates::Templates;
+
+const ADD_KIND: &str = r#"
+version = "v2"
+from = "v1"
+[settings]
+batch_size = 100
+[[operations]]
+op = "add_column"
+table = "models"
+up = "CASE WHEN name LIKE 'bert%' THEN 'transformer' ELSE 'neural_network' END"
+column = { name = "kind", type = "text", nullable = false }
+[[operations]]
+op = "add_column"
+table = "models"
+up = "'v1-era'"
+column = { name = "era", type = "text" }
+"#;
+
+/// Progress that, once the first batch has committed, writes as a v1 client: statements run
+/// in one psql session, their output kept for the test to look at.
+struct WritesAtV1 {
+    conninfo: String,
+    statements: &'static str,
+    output: Option<std::process::Output>,
+}
+
+impl Progress for WritesAtV1 {
+    fn step(&mut self, _description: &str) {}
+    fn backfill(&mut self, _table: &str, rows: u64, _estimate: u64, _rate: f64) {
+        if rows > 0 && self.output.is_none() {
+            self.output = Some(
+                std::process::Command::new("psql")
+                    .args([&self.conninfo, "-X", "-v", "ON_ERROR_STOP=1", "-c"])
+                    .arg(format!("SET viewgate.version = 'v1'; {}", self.statements))
+                    .output()
+                    .expect("psql runs"),
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn older_clients_update_rows_the_backfill_has_not_reached() {
+    let database = seeded(1000).await;
+    database.admin("UPDATE models SET name = 'bert-' || id WHERE id IN (900, 950, 960)");
+    let path = database.spec_file("0002.toml", ADD_KIND);
+    let file = MigrationFile::load(&path).unwrap();
+    let mut client = database.client().await;
+    let mut writer = WritesAtV1 {
+        conninfo: database.url(),
+        // Ahead of the cursor; moved past the high-water mark; moved behind the cursor.
+        statements: "UPDATE models SET size = size + 1 WHERE id = 900;
+                     UPDATE models SET id = 5000 WHERE id = 950;
+                     UPDATE models SET id = 0 WHERE id = 960;",
+        output: None,
+    };
+    start(&mut client, &file, &Templates::built_in(), &mut writer)
+        .await
+        .expect("the migration runs");
+    let output = writer.output.expect("the v1 client wrote mid-backfill");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        database.admin("SELECT string_agg(id || ':' || kind || ':' || era, ',' ORDER BY id) FROM models WHERE id IN (0, 900, 5000)"),
+        "0:transformer:v1-era,900:transformer:v1-era,5000:transformer:v1-era"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE kind IS NULL OR era IS NULL"),
+        "0"
+    );
+}
