@@ -399,6 +399,20 @@ async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_ref
         "backfilling"
     );
 
+    // The thirty-seventh red-team pass: `views apply` of a spec naming the backfilling
+    // version made it active, its rows half filled.
+    let spec_with_v2 = format!(
+        "{}\n[[versions]]\nname = \"v2\"\n[[versions.tables]]\nbase = \"models\"\ncolumns = [\"id\", \"name\", \"size\", \"kind\"]\n",
+        migration_support::SPEC
+    );
+    let path = database.spec_file("spec_with_v2.toml", &spec_with_v2);
+    let applied = database.apply(&path).await.unwrap_err().to_string();
+    assert!(applied.contains("still backfilling"), "{applied}");
+    assert_eq!(
+        database.admin("SELECT state FROM viewgate.versions WHERE version = 'v2'"),
+        "pending"
+    );
+
     let changed = start_text(
         &database,
         "0002.toml",

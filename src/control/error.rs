@@ -84,6 +84,10 @@ pub enum ControlError {
     VersionIsDefault(String),
     #[error("version {version} is still in use: {reasons}; retire it once nothing uses it")]
     VersionInUse { version: String, reasons: String },
+    #[error(
+        "version {0} belongs to a migration that is still backfilling (`viewgate migrate status`): its views are the migration's, and it goes live when the backfill ends; let it finish (`viewgate migrate start` on its file resumes it) or roll it back, and leave it out of the spec"
+    )]
+    VersionPending(String),
     #[error("this database has no viewgate catalog; run `viewgate views apply` first")]
     NoCatalog,
     #[error("version {version} is not an active version (active: {active})")]

@@ -187,6 +187,16 @@ async fn apply_once(
     let recorded_versions = catalog::load_versions(&transaction).await?;
     let recorded_objects = catalog::load_objects(&transaction).await?;
     validate::check_names_are_free(&transaction, spec, &plan, &recorded_objects).await?;
+    // Applying a backfilling version would make it active before its rows are filled (the
+    // thirty-seventh red-team pass routed clients to NULLs so, and the resumed backfill then
+    // overwrote what they wrote).
+    if let Some(pending) = generated.versions.iter().find(|version| {
+        recorded_versions
+            .get(&version.name)
+            .is_some_and(|recorded| recorded.state == "pending")
+    }) {
+        return Err(ControlError::VersionPending(pending.name.clone()));
+    }
 
     let mut outcome = ApplyOutcome {
         spec_checksum: generated.checksum.clone(),
