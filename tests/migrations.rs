@@ -333,10 +333,13 @@ async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
     );
     assert_eq!(base_columns(&database), before);
     database.admin("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
-    // The same given to the application's role by name (the schema's owner keeps it).
+    // The same given to the application's role by name, held by a role as a schema's owner
+    // (the thirty-seventh pass planted a function in a schema the application's role owned),
+    // or on the database (a client could create a schema of its own).
     database.admin(
         "CREATE ROLE \"App\" LOGIN; GRANT CREATE ON SCHEMA public TO \"App\";
-         CREATE ROLE schema_owner LOGIN; ALTER SCHEMA public OWNER TO schema_owner",
+         CREATE ROLE schema_owner LOGIN; CREATE SCHEMA appx AUTHORIZATION schema_owner;
+         CREATE ROLE creator LOGIN; GRANT CREATE ON DATABASE postgres TO creator",
     );
     let error = start_text(&database, "0002.toml", text)
         .await
@@ -345,11 +348,15 @@ async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
     assert!(
         error.contains("App in public")
             && error.contains("REVOKE CREATE ON SCHEMA \"public\" FROM \"App\";")
-            && !error.contains("schema_owner"),
+            && error.contains("schema_owner in appx")
+            && error.contains("creator may create schemas in database postgres"),
         "{error}"
     );
     assert_eq!(base_columns(&database), before);
-    database.admin("REVOKE CREATE ON SCHEMA public FROM \"App\"");
+    database.admin(
+        "REVOKE CREATE ON SCHEMA public FROM \"App\"; ALTER SCHEMA appx OWNER TO CURRENT_USER;
+         REVOKE CREATE ON DATABASE postgres FROM creator",
+    );
     start_text(&database, "0002.toml", text)
         .await
         .expect("starts once no client may create there");

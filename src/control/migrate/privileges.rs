@@ -6,7 +6,8 @@
 //! runs with the catalog role's rights (the thirty-first red-team pass rewrote its own
 //! enforced routing rule so). The functions do not pin their search_path instead: a `SET`
 //! clause costs about 0.8 µs per row on every write through the triggers (measured on
-//! PostgreSQL 15), half again their cost.
+//! PostgreSQL 15), half again their cost. Only the catalog role and superusers are trusted
+//! to create: viewgate cannot tell an administrator's login role from a client's.
 
 use tokio_postgres::GenericClient;
 
@@ -14,27 +15,34 @@ use super::error::MigrateError;
 use crate::control::error::ControlError;
 use crate::control::quote::quote_ident;
 
-/// Refuses a database where `PUBLIC` may create in some schema (PostgreSQL 14 and earlier's
-/// default on `public`), or where a login role other than the catalog role, a superuser or
-/// the schema's owner (and its members) may: a `CREATE` granted to the application's role.
+/// Refuses a database where `PUBLIC`, or a login role other than the catalog role and the
+/// superusers, may create in some schema or create schemas in the database: a `CREATE`
+/// granted to the application's role, or held as an owner (the thirty-seventh red-team pass
+/// planted `appx.lower(text)` in a schema the application's role owned, put it on its
+/// search_path, and the sync trigger handed it another version's value).
 pub async fn refuse_where_clients_may_plant_functions(
     client: &impl GenericClient,
     version: &str,
 ) -> Result<(), MigrateError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, NULL::text FROM pg_catalog.pg_namespace n
+            "SELECT 'schema', n.nspname::text, NULL::text FROM pg_catalog.pg_namespace n
               WHERE pg_catalog.has_schema_privilege('public', n.oid, 'CREATE')
                 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
              UNION ALL
-             SELECT n.nspname::text, r.rolname::text
+             SELECT 'schema', n.nspname::text, r.rolname::text
                FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r
               WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
                 AND r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> current_user
                 AND NOT pg_catalog.has_schema_privilege('public', n.oid, 'CREATE')
-                AND NOT pg_catalog.pg_has_role(r.oid, n.nspowner, 'USAGE')
                 AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')
-              ORDER BY 1, 2",
+             UNION ALL
+             SELECT 'database', d.datname::text, r.rolname::text
+               FROM pg_catalog.pg_database d CROSS JOIN pg_catalog.pg_roles r
+              WHERE d.datname = pg_catalog.current_database()
+                AND r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> current_user
+                AND pg_catalog.has_database_privilege(r.oid, d.oid, 'CREATE')
+              ORDER BY 1 DESC, 2, 3",
             &[],
         )
         .await
@@ -44,22 +52,26 @@ pub async fn refuse_where_clients_may_plant_functions(
     if rows.is_empty() {
         return Ok(());
     }
-    let grants: Vec<(String, Option<String>)> =
-        rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let grants: Vec<(String, String, Option<String>)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
     let who = grants
         .iter()
-        .map(|(schema, role)| match role {
-            Some(role) => format!("{role} in {schema}"),
-            None => format!("every role (PUBLIC) in {schema}"),
+        .map(|(kind, object, role)| match (kind.as_str(), role) {
+            ("database", Some(role)) => format!("{role} may create schemas in database {object}"),
+            (_, Some(role)) => format!("{role} in {object}"),
+            (_, None) => format!("every role (PUBLIC) in {object}"),
         })
         .collect::<Vec<_>>()
         .join(", ");
     let revoke = grants
         .iter()
-        .map(|(schema, role)| {
+        .map(|(kind, object, role)| {
             format!(
-                "REVOKE CREATE ON SCHEMA {} FROM {};",
-                quote_ident(schema),
+                "REVOKE CREATE ON {} {} FROM {};",
+                kind.to_uppercase(),
+                quote_ident(object),
                 role.as_deref().map_or("PUBLIC".to_owned(), quote_ident)
             )
         })
@@ -69,7 +81,7 @@ pub async fn refuse_where_clients_may_plant_functions(
         version: version.to_owned(),
         operation: "the database's privileges".into(),
         problem: format!(
-            "roles that may connect may create objects where the migration's expressions look for functions ({who}; PUBLIC has CREATE on public by default up to PostgreSQL 14), so a client could plant a function they would call: in the backfill with the catalog role's rights, in the sync triggers with values its version does not show; run `{revoke}` first (a role that should keep CREATE there: make it the schema's owner or a member of it)"
+            "roles that may connect may create objects where the migration's expressions could find functions ({who}; PUBLIC has CREATE on public by default up to PostgreSQL 14), so a client could plant a function they would call: in the backfill with the catalog role's rights, in the sync triggers with values its version does not show; run `{revoke}` first (an owner's CREATE, or one held through pg_database_owner, goes with the ownership: give the schema or database to the catalog role)"
         ),
     })
 }
