@@ -147,6 +147,20 @@ fn a_partitioned_tables_partitions_stay_behind_the_version() {
     assert!(refused("SELECT * FROM readings_2026"));
     assert_lists_none(&proxy, "readings_2026");
     assert_lists_none(&proxy, "readings_old");
+    // A schema holding only a partition reads the base rows whole.
+    for function in [
+        "schema_to_xml",
+        "schema_to_xmlschema",
+        "schema_to_xml_and_xmlschema",
+    ] {
+        let sql = format!("SELECT {function}('archive', true, false, '')");
+        let read = psql(&proxy, Some("v1"), &sql);
+        assert!(
+            read.as_ref()
+                .is_err_and(|error| !error.contains("ARCHIVE_SECRET")),
+            "{sql}: {read:?}"
+        );
+    }
     proxy.admin("CREATE TABLE readings_2027 PARTITION OF readings FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')");
     assert!(
         wait_until(Duration::from_secs(15), || refused("TABLE readings_2027")),
