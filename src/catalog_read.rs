@@ -138,8 +138,10 @@ pub async fn relation_schemas(
     Ok(found)
 }
 
-/// The partitions and inheritance children of `bases` (at any depth) and the foreign keys
-/// into any of them (`model::base_table_kin`). Base tables travel as bound arrays.
+/// The relatives of `bases` (their partitions and inheritance children, and the tables they
+/// are partitions or children of, at any depth) and the foreign keys into any of them
+/// (`model::base_table_kin`). Base tables travel as bound arrays. A relative that is itself a
+/// managed base table is that table's own concern (its name is rewritten), not a relative.
 pub async fn base_table_kin(
     client: &impl GenericClient,
     bases: &[(String, String)],
@@ -163,16 +165,25 @@ pub async fn base_table_kin(
                  UNION
                  SELECT i.inhrelid, d.base_schema, d.base_table
                    FROM pg_catalog.pg_inherits i JOIN descendant d ON i.inhparent = d.oid
+             ), ancestor (oid, base_schema, base_table) AS (
+                 SELECT i.inhparent, b.base_schema, b.base_table
+                   FROM pg_catalog.pg_inherits i JOIN base b ON i.inhrelid = b.oid
+                 UNION
+                 SELECT i.inhparent, a.base_schema, a.base_table
+                   FROM pg_catalog.pg_inherits i JOIN ancestor a ON i.inhrelid = a.oid
+             ), relative (oid, base_schema, base_table) AS (
+                 SELECT * FROM descendant UNION SELECT * FROM ancestor
              )
-             SELECT n.nspname::text, c.relname::text, NULL::text, d.base_schema, d.base_table
-               FROM descendant d
-               JOIN pg_catalog.pg_class c ON c.oid = d.oid
+             SELECT n.nspname::text, c.relname::text, NULL::text, r.base_schema, r.base_table
+               FROM relative r
+               JOIN pg_catalog.pg_class c ON c.oid = r.oid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind IN ('r', 'p', 'f')
+                AND r.oid <> ALL (ARRAY(SELECT b.oid FROM base b))
              UNION ALL
              SELECT n.nspname::text, c.relname::text, k.conname::text, t.base_schema, t.base_table
                FROM pg_catalog.pg_constraint k
-               JOIN (SELECT * FROM base UNION ALL SELECT * FROM descendant) t ON t.oid = k.confrelid
+               JOIN (SELECT * FROM base UNION ALL SELECT * FROM relative) t ON t.oid = k.confrelid
                JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE k.contype = 'f'",
@@ -180,7 +191,7 @@ pub async fn base_table_kin(
         )
         .await
         .map_err(failed(
-            "looking for the managed tables' partitions, children and foreign keys",
+            "looking for the managed tables' partitions, children, parents and foreign keys",
         ))?;
     for row in rows {
         let (schema, table): (String, String) = (row.get(0), row.get(1));
@@ -190,7 +201,7 @@ pub async fn base_table_kin(
                 kin.references.insert((schema, table, constraint), base);
             }
             None => {
-                kin.descendants.insert((schema, table), base);
+                kin.relatives.insert((schema, table), base);
             }
         }
     }

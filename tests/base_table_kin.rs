@@ -1,9 +1,11 @@
-//! A managed table's partitions, inheritance children and foreign keys into it, through the
-//! proxy on a real Postgres: a versioned session may not name a child (its rows are the base
-//! table's, every column), the catalog it sees lists none, and no constraint violation's
-//! detail shows it a hidden value, whether Postgres names the child or the referencing table.
-//! Found by the thirty-fifth red-team pass (a partition read by name, a partition's failing
-//! row, a foreign key's "is still referenced" key).
+//! A managed table's relatives (partitions, inheritance children, parents) and foreign keys
+//! into it, through the proxy on a real Postgres: a versioned session may not name a relative
+//! (a child's rows are the base table's, every column; a parent reads them), the catalog it
+//! sees lists none (by oid or by name), `schema_to_xml` of a schema holding one is refused,
+//! and no constraint violation's detail shows it a hidden value, whether Postgres names the
+//! child or the referencing table. Found by the thirty-fifth red-team pass (a partition read
+//! by name, a partition's failing row, a foreign key's "is still referenced" key) and the
+//! thirty-ninth (a parent, the by-name catalog listings, `schema_to_xml`).
 
 mod common;
 
@@ -25,13 +27,15 @@ fn children_are_refused_and_their_rows_and_referenced_keys_stay_hidden() {
          CREATE TABLE deployments (model_id bigint, schema_version integer,
                                    FOREIGN KEY (model_id, schema_version)
                                    REFERENCES model_metadata (id, schema_version));
-         INSERT INTO deployments VALUES (9001, 4343)",
+         INSERT INTO deployments VALUES (9001, 4343);
+         CREATE INDEX child_secret ON model_metadata_child (id) WHERE model_type = 'CHILD_SECRET';
+         ANALYZE model_metadata_child",
     );
     // Creating a child sends no notification: the proxy's periodic refresh finds it.
     let refused = |sql: &str| {
         psql(&proxy, Some("v1"), sql)
             .err()
-            .is_some_and(|error| error.contains("partition or inheritance child"))
+            .is_some_and(|error| error.contains("partition, inheritance child or parent"))
     };
     assert!(
         wait_until(Duration::from_secs(15), || refused(
@@ -56,6 +60,7 @@ fn children_are_refused_and_their_rows_and_referenced_keys_stay_hidden() {
         "0",
         "the version's catalog lists no child"
     );
+    assert_lists_none(&proxy, "model_metadata_child");
     assert_eq!(
         psql(
             &proxy,
@@ -108,6 +113,11 @@ CREATE TABLE readings (id bigint NOT NULL, taken date NOT NULL, value integer NO
                        secret text, PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
 CREATE TABLE readings_2026 PARTITION OF readings FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 INSERT INTO readings VALUES (1, '2026-05-01', 10, 'PARTITION_SECRET');
+CREATE INDEX readings_2026_secret ON readings_2026 (id) WHERE secret = 'PARTITION_SECRET';
+CREATE SCHEMA archive;
+CREATE TABLE archive.readings_old PARTITION OF readings FOR VALUES FROM ('2000-01-01') TO ('2001-01-01');
+INSERT INTO readings VALUES (2, '2000-05-01', 20, 'ARCHIVE_SECRET');
+ANALYZE readings;
 ";
 
 const PARTITIONED_SPEC: &str = r#"
@@ -132,9 +142,25 @@ fn a_partitioned_tables_partitions_stay_behind_the_version() {
     let refused = |sql: &str| {
         psql(&proxy, Some("v1"), sql)
             .err()
-            .is_some_and(|error| error.contains("partition or inheritance child"))
+            .is_some_and(|error| error.contains("partition, inheritance child or parent"))
     };
     assert!(refused("SELECT * FROM readings_2026"));
+    assert_lists_none(&proxy, "readings_2026");
+    assert_lists_none(&proxy, "readings_old");
+    // A schema holding only a partition reads the base rows whole.
+    for function in [
+        "schema_to_xml",
+        "schema_to_xmlschema",
+        "schema_to_xml_and_xmlschema",
+    ] {
+        let sql = format!("SELECT {function}('archive', true, false, '')");
+        let read = psql(&proxy, Some("v1"), &sql);
+        assert!(
+            read.as_ref()
+                .is_err_and(|error| !error.contains("ARCHIVE_SECRET")),
+            "{sql}: {read:?}"
+        );
+    }
     proxy.admin("CREATE TABLE readings_2027 PARTITION OF readings FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')");
     assert!(
         wait_until(Duration::from_secs(15), || refused("TABLE readings_2027")),
@@ -166,5 +192,72 @@ fn a_partitioned_tables_partitions_stay_behind_the_version() {
             && !described.contains("Partition")
             && !described.contains("secret"),
         "{described}"
+    );
+}
+
+/// Each catalog listing that filters by (schema, name) (pg_tables, pg_indexes, pg_stats,
+/// information_schema's tables and columns) shows nothing of relation `table` at v1.
+fn assert_lists_none(proxy: &common::TestProxy, table: &str) {
+    for sql in [
+        format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+        format!("SELECT count(*) FROM pg_indexes WHERE tablename = '{table}'"),
+        format!("SELECT count(*) FROM pg_stats WHERE tablename = '{table}'"),
+        format!("SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'"),
+        format!("SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}'"),
+    ] {
+        assert_eq!(psql(proxy, Some("v1"), &sql).unwrap(), "0", "{sql}");
+    }
+}
+
+/// A table the managed table inherits from reads the base rows with its own columns: it is
+/// refused by name at a version, and its catalog listings show nothing of it.
+#[test]
+fn a_parent_of_a_managed_table_is_refused_and_unlisted() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "INSERT INTO model_metadata (model_name, model_version, model_type, schema_version)
+              VALUES ('parent', '1', 'PARENT_SECRET', 4444);
+         CREATE TABLE mm_all (id bigint, model_type text, schema_version integer);
+         CREATE TABLE mm_root (id bigint);
+         ALTER TABLE mm_all INHERIT mm_root;
+         ALTER TABLE model_metadata INHERIT mm_all;
+         ANALYZE mm_all",
+    );
+    let refused = |sql: &str| {
+        psql(&proxy, Some("v1"), sql)
+            .err()
+            .is_some_and(|error| error.contains("partition, inheritance child or parent"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || refused(
+            "SELECT id, model_type, schema_version FROM mm_all"
+        )),
+        "{:?}",
+        psql(
+            &proxy,
+            Some("v1"),
+            "SELECT id, model_type, schema_version FROM mm_all"
+        )
+    );
+    assert!(
+        refused("SELECT count(*) FROM public.mm_root"),
+        "a grandparent too"
+    );
+    assert!(refused("UPDATE mm_all SET model_type = 'x'"));
+    for table in ["mm_all", "mm_root"] {
+        assert_eq!(
+            psql(
+                &proxy,
+                Some("v1"),
+                &format!("SELECT count(*) FROM pg_class WHERE relname = '{table}'")
+            )
+            .unwrap(),
+            "0"
+        );
+        assert_lists_none(&proxy, table);
+    }
+    assert!(
+        psql(&proxy, Some("v1"), "SELECT count(*) FROM model_metadata").is_ok(),
+        "the managed table itself still reads"
     );
 }

@@ -437,3 +437,93 @@ async fn apply_and_drop_notify_listening_proxies_and_noops_stay_quiet() {
         "the no-op in between sent nothing"
     );
 }
+
+/// The catalog substitutes' schema is viewgate's only when the applying role is a member of
+/// its owner, whatever its comment says (any owner may write one): a `viewgate_catalog_v2`
+/// another role made with a forged `Managed by viewgate:` comment is refused by `migrate
+/// start` before any change, and kept. Found by the fortieth red-team pass: the backfill ran,
+/// going live failed and so did the rollback ("must be owner"), half-applied.
+#[tokio::test]
+async fn a_forged_substitutes_schema_of_another_role_is_refused_before_any_change_and_kept() {
+    let database = Database::start();
+    database.admin(
+        "CREATE ROLE vg LOGIN; GRANT CREATE ON DATABASE postgres TO vg;
+         GRANT CREATE ON SCHEMA public TO vg;
+         CREATE ROLE intruder;
+         CREATE SCHEMA viewgate_catalog_v2 AUTHORIZATION intruder;
+         COMMENT ON SCHEMA viewgate_catalog_v2 IS 'Managed by viewgate: the catalog as version v2 sees it.';
+         CREATE TABLE viewgate_catalog_v2.keep (x int);
+         ALTER TABLE viewgate_catalog_v2.keep OWNER TO intruder",
+    );
+    let (mut client, connection) = tokio_postgres::connect(
+        &database.cluster.url("vg", "postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    exec(
+        &client,
+        "CREATE TABLE public.models (id bigserial PRIMARY KEY, name text NOT NULL)",
+    )
+    .await;
+    let spec = database.spec_file(
+        "viewgate.toml",
+        "[[tables]]\nname = \"models\"\nkey = [\"id\"]\n\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"models\"\ncolumns = [\"id\", \"name\"]\n",
+    );
+    let spec = Spec::load(&spec).unwrap();
+    viewgate::control::views::apply::apply(
+        &mut client,
+        &spec,
+        &Templates::built_in(),
+        support::quick_locks(),
+    )
+    .await
+    .unwrap();
+    let migration = database.spec_file(
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_column\"\ntable = \"models\"\nup = \"'k'\"\ncolumn = { name = \"kind\", type = \"text\" }\n",
+    );
+    let file = viewgate::control::migrate::MigrationFile::load(&migration).unwrap();
+    let error = viewgate::control::migrate::start::start(
+        &mut client,
+        &file,
+        &Templates::built_in(),
+        &mut viewgate::control::migrate::Silent,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("schema viewgate_catalog_v2 exists and is not viewgate's")
+            && error.contains("nothing was changed"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.models'::regclass AND attname = 'kind'"),
+        "0"
+    );
+    // `views apply` of a v2 is refused by the substitutes' own guard, not by Postgres's
+    // "must be owner" halfway.
+    let with_v2 = database.spec_file(
+        "viewgate2.toml",
+        "[[tables]]\nname = \"models\"\nkey = [\"id\"]\n\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"models\"\ncolumns = [\"id\", \"name\"]\n\n[[versions]]\nname = \"v2\"\n[[versions.tables]]\nbase = \"models\"\ncolumns = [\"id\"]\n",
+    );
+    let error = viewgate::control::views::apply::apply(
+        &mut client,
+        &Spec::load(&with_v2).unwrap(),
+        &Templates::built_in(),
+        support::quick_locks(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("schema viewgate_catalog_v2 exists and is not viewgate's"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate_catalog_v2.keep"),
+        "0"
+    );
+}

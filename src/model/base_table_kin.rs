@@ -1,9 +1,11 @@
 //! Relations that hold a managed table's base rows, or point at them, under names of their
-//! own: partitions and inheritance children (their rows are the base table's, with every base
-//! column) and foreign keys into it (a violation's detail prints the referenced key). A
-//! session at a version must be refused the first by name and shown neither's hidden values
-//! (the thirty-fifth red-team pass read a partition by name, and hidden key values from
-//! another table's foreign-key error).
+//! own: its relatives, partitions and inheritance children (their rows are the base table's,
+//! with every base column) and the tables it is a partition or child of (a parent's scan
+//! reads the base rows with the parent's columns), and foreign keys into them (a violation's
+//! detail prints the referenced key). A session at a version must be refused the relatives
+//! by name and shown neither's hidden values (the thirty-fifth red-team pass read a partition
+//! by name, and hidden key values from another table's foreign-key error; the thirty-ninth
+//! read the base rows through a parent).
 
 use std::collections::BTreeMap;
 
@@ -14,18 +16,19 @@ pub type BaseTable = (String, String);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BaseTableKin {
-    /// Partitions and inheritance children at any depth, (schema, name) → the managed base
-    /// table they descend from.
-    pub descendants: BTreeMap<(String, String), BaseTable>,
-    /// Foreign keys into a base table or a descendant, (schema, table, constraint) of the
+    /// Partitions, inheritance children and parents at any depth, (schema, name) → the
+    /// managed base table they are related to.
+    pub relatives: BTreeMap<(String, String), BaseTable>,
+    /// Foreign keys into a base table or a relative, (schema, table, constraint) of the
     /// referencing side → the base table referenced.
     pub references: BTreeMap<(String, String, String), BaseTable>,
 }
 
 impl BaseTableKin {
-    /// The base table `schema.table` descends from, if it is a partition or child of one.
-    pub fn ancestor(&self, schema: &str, table: &str) -> Option<&BaseTable> {
-        self.descendants.get(&(schema.to_owned(), table.to_owned()))
+    /// The base table `schema.table` is a relative of, if it is a partition, child or parent
+    /// of one.
+    pub fn related_base(&self, schema: &str, table: &str) -> Option<&BaseTable> {
+        self.relatives.get(&(schema.to_owned(), table.to_owned()))
     }
 
     /// The base table constraint `constraint` of `schema.table` references, if any.

@@ -48,8 +48,9 @@ pub struct RoutingMap {
     /// new version while it backfills. No session may name them (the thirty-first red-team
     /// pass read and wrote a pending version's columns through its view by name).
     pub pending_views: Vec<(String, String)>,
-    /// The managed tables' partitions, inheritance children and the foreign keys into them;
-    /// kept fresh by the watcher's periodic refresh, as `relation_schemas` is.
+    /// The managed tables' relatives (partitions, inheritance children, parents) and the
+    /// foreign keys into them; kept fresh by the watcher's periodic refresh, as
+    /// `relation_schemas` is.
     pub kin: BaseTableKin,
 }
 

@@ -69,11 +69,11 @@ pub fn hidden_table(table: &str, version: &str) -> String {
     )
 }
 
-/// Why naming `table`, a partition or inheritance child of a managed table, is refused in a
-/// session at `version`.
-pub fn descendant(table: &str, version: &str) -> String {
+/// Why naming `table`, a relative of a managed table (a partition, inheritance child or
+/// parent), is refused in a session at `version`.
+pub fn relative(table: &str, version: &str) -> String {
     format!(
-        "\"{table}\" is a partition or inheritance child of a managed table: its rows are the base table's, with columns a session at version \"{version}\" does not have; read and write them through the managed table"
+        "\"{table}\" is a partition, inheritance child or parent of a managed table: it holds or reads the base table's rows, with columns a session at version \"{version}\" does not have; read and write them through the managed table"
     )
 }
 

@@ -324,8 +324,8 @@ fn check(
                     refusal::other_versions_catalog(schema, &reference.name, &targets.version)
                 } else if targets.is_hidden_table(reference.schema.as_deref(), &reference.name) {
                     refusal::hidden_table(&reference.name, &targets.version)
-                } else if targets.is_descendant(reference.schema.as_deref(), &reference.name) {
-                    refusal::descendant(&reference.name, &targets.version)
+                } else if targets.is_relative(reference.schema.as_deref(), &reference.name) {
+                    refusal::relative(&reference.name, &targets.version)
                 } else {
                     refusal::other_version(&reference.name, &targets.version)
                 },

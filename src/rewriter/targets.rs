@@ -103,10 +103,10 @@ pub struct VersionTargets {
     /// pass read a renamed table's hidden columns so), so it is refused like another
     /// version's view.
     hidden_tables: Vec<RelationName>,
-    /// Partitions and inheritance children of the managed tables (`model::base_table_kin`):
-    /// they hold base rows with every base column, so they are refused like other versions'
-    /// views, and looked for by the fast path's scan.
-    descendants: Vec<RelationName>,
+    /// Relatives of the managed tables (`model::base_table_kin`): partitions and inheritance
+    /// children hold base rows with every base column, parents read them with theirs, so
+    /// they are refused like other versions' views, and looked for by the fast path's scan.
+    relatives: Vec<RelationName>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
     /// keys by it too: a rewrite a session made with the targets of a state that was replaced
     /// meanwhile (stored after the cache was cleared) is never served under the new one.
@@ -132,7 +132,7 @@ impl VersionTargets {
             cache_identity: None,
             other_views: Vec::new(),
             hidden_tables: Vec::new(),
-            descendants: Vec::new(),
+            relatives: Vec::new(),
             routing_generation: 0,
         }
     }
@@ -154,19 +154,27 @@ impl VersionTargets {
         self
     }
 
-    /// These targets, with the managed tables' partitions and inheritance children.
-    pub fn with_descendants(mut self, descendants: Vec<RelationName>) -> Self {
-        self.other_views.extend(descendants.iter().cloned());
-        self.descendants = descendants;
+    /// These targets, with the managed tables' relatives (partitions, inheritance children
+    /// and parents).
+    pub fn with_relatives(mut self, relatives: Vec<RelationName>) -> Self {
+        self.other_views.extend(relatives.iter().cloned());
+        self.relatives = relatives;
         self.mention_scan = MentionScan::new(self.table_names());
         self
     }
 
-    /// Whether `schema.name` (folded) is a partition or inheritance child of a managed table.
-    pub fn is_descendant(&self, schema: Option<&str>, name: &str) -> bool {
-        self.descendants
+    /// Whether `schema.name` (folded) is a partition, inheritance child or parent of a
+    /// managed table.
+    pub fn is_relative(&self, schema: Option<&str>, name: &str) -> bool {
+        self.relatives
             .iter()
             .any(|table| table.name == name && schema.is_none_or(|schema| table.schema == schema))
+    }
+
+    /// Whether schema `schema` (as written in a string: exact) holds a relative of a managed
+    /// table.
+    pub fn has_relative_in(&self, schema: &str) -> bool {
+        self.relatives.iter().any(|table| table.schema == schema)
     }
 
     /// Whether `schema.name` (folded) is a managed table by a name this version does not
@@ -339,16 +347,16 @@ impl VersionTargets {
                 }
             }
         }
-        let descendants = map
+        let relatives = map
             .kin
-            .descendants
+            .relatives
             .keys()
             .map(|(schema, name)| RelationName::new(schema, name))
             .collect();
         let mut targets = VersionTargets::new(version, targets)
             .with_other_versions_views(other_views)
             .with_hidden_tables(hidden)
-            .with_descendants(descendants);
+            .with_relatives(relatives);
         for routed in tables {
             if let Some(mapping) = &routed.mapping {
                 targets = targets.with_base_write(
@@ -380,7 +388,7 @@ impl VersionTargets {
             .iter()
             .map(|t| t.table.name.as_str())
             .chain(self.hidden_tables.iter().map(|t| t.name.as_str()))
-            .chain(self.descendants.iter().map(|t| t.name.as_str()))
+            .chain(self.relatives.iter().map(|t| t.name.as_str()))
             .chain(self.catalog_mentions.iter().copied())
             .chain(version_marks().filter(|_| !self.targets.is_empty()))
     }

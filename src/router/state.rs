@@ -35,7 +35,8 @@ pub struct RoutingState {
     follows_search_path: bool,
     /// The managed tables' base tables, as (schema, table).
     base_tables: HashSet<(String, String)>,
-    /// Their partitions, inheritance children and the foreign keys into them.
+    /// Their relatives (partitions, inheritance children, parents) and the foreign keys into
+    /// them.
     kin: BaseTableKin,
 }
 
@@ -118,13 +119,13 @@ impl RoutingState {
                 .contains(&(schema.to_owned(), table.to_owned()))
     }
 
-    /// The managed base table whose rows `schema.table` holds: the base table itself, or one
-    /// it is a partition or inheritance child of.
+    /// The managed base table whose rows `schema.table` holds or reads: the base table
+    /// itself, or one it is a relative of (a partition, inheritance child or parent).
     pub fn base_table_of(&self, schema: &str, table: &str) -> Option<(String, String)> {
         if self.is_base_table(schema, table) {
             return Some((schema.to_owned(), table.to_owned()));
         }
-        self.kin.ancestor(schema, table).cloned()
+        self.kin.related_base(schema, table).cloned()
     }
 
     /// The managed base table that foreign key `constraint` of `schema.table` references.

@@ -9,8 +9,8 @@
 //! Creating or dropping a relation named like a managed table (a tenant's own
 //! `model_metadata`) sends no notification, so every [`RELATION_REFRESH_INTERVAL`] the
 //! watcher also reads again which schemas hold such relations (`catalog_read::
-//! relation_schemas`, one indexed query) and the managed tables' partitions, inheritance
-//! children and foreign keys (`base_table_kin`: creating a partition does not notify either),
+//! relation_schemas`, one indexed query) and the managed tables' relatives (partitions,
+//! inheritance children, parents) and foreign keys (`base_table_kin`: creating a partition does not notify either),
 //! and publishes a new state only when that changed (publishing empties the rewrite cache).
 
 use std::sync::Arc;
@@ -195,7 +195,7 @@ async fn follow(
                 if schemas != map.relation_schemas || kin != map.kin {
                     map.relation_schemas = schemas;
                     map.kin = kin;
-                    tracing::info!(relations = ?map.relation_schemas, descendants = map.kin.descendants.len(), foreign_keys = map.kin.references.len(), "relations named like managed tables, or their partitions, children or foreign keys, changed");
+                    tracing::info!(relations = ?map.relation_schemas, relatives = map.kin.relatives.len(), foreign_keys = map.kin.references.len(), "relations named like managed tables, or their partitions, children, parents or foreign keys, changed");
                     publish(routing, cache, RoutingState::from_catalog(&source.database, &map));
                 }
             }

@@ -427,7 +427,10 @@ pub async fn create_substitutes(
 }
 
 /// Whether a schema named as `version`'s catalog substitutes exists that viewgate did not
-/// make (the substitutes' SQL refuses to drop it).
+/// make (the substitutes' SQL refuses to drop it): one without viewgate's comment, or owned by
+/// a role the current one is not a member of. A comment is any owner's to write; another
+/// role's schema is not ours to drop (the fortieth red-team pass forged the comment, and the
+/// migration's rollback then failed with "must be owner").
 pub async fn substitute_schema_is_foreign(
     client: &impl GenericClient,
     version: &str,
@@ -435,7 +438,8 @@ pub async fn substitute_schema_is_foreign(
     Ok(client
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $1
-                   AND (pg_catalog.obj_description(n.oid, 'pg_namespace') LIKE 'Managed by viewgate:%') IS NOT TRUE)",
+                   AND (pg_catalog.obj_description(n.oid, 'pg_namespace') LIKE 'Managed by viewgate:%'
+                        AND pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER')) IS NOT TRUE)",
             &[&substitute_schema(version)],
         )
         .await
