@@ -98,6 +98,31 @@ fn children_are_refused_and_their_rows_and_referenced_keys_stay_hidden() {
     assert!(referenced.contains("foreign key"), "{referenced}");
     assert!(!referenced.contains("4343"), "{referenced}");
 
+    // A cascaded action writes the referencing table, whose failing row holds the key.
+    proxy.admin(
+        "INSERT INTO model_metadata (id, model_name, model_version, schema_version)
+              VALUES (8001, 'cascading', '1', 4444);
+         CREATE TABLE cascaded (model_id bigint CHECK (model_id < 9000), schema_version integer,
+                                FOREIGN KEY (model_id, schema_version)
+                                REFERENCES model_metadata (id, schema_version) ON UPDATE CASCADE);
+         INSERT INTO cascaded VALUES (8001, 4444)",
+    );
+    let cascaded = |proxy: &common::TestProxy| {
+        psql(
+            proxy,
+            Some("v1"),
+            "UPDATE model_metadata SET id = 9500 WHERE id = 8001",
+        )
+        .unwrap_err()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || cascaded(&proxy)
+            .contains("failing row is the base table's")),
+        "{}",
+        cascaded(&proxy)
+    );
+    assert!(!cascaded(&proxy).contains("4444"));
+
     // v2 has schema_version: the key is its own to see.
     let at_v2 = psql(
         &proxy,

@@ -959,3 +959,56 @@ async fn a_prepared_merge_runs_after_the_complete_renames_its_columns() {
         ["1002"]
     );
 }
+
+/// The thirty-seventh red-team pass: an `up` that failed on a value printed it in the error a
+/// v1 writer got ("invalid input syntax for type integer: …"), a value of a column v1 may not
+/// have. An error raised inside a sync trigger keeps its SQLSTATE and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_triggers_error_keeps_only_its_sqlstate() {
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("0002_number.toml");
+    std::fs::write(
+        &file,
+        r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "model_metadata"
+up = "nullif(model_version, 'text')::integer"
+column = { name = "version_number", type = "integer" }
+"#,
+    )
+    .unwrap();
+    viewgate(&cluster, &["migrate", "start", &file.display().to_string()])
+        .expect("the migration starts");
+    let v1 = client(&proxy, Some("v1")).await;
+    let error = v1
+        .simple_query(
+            "INSERT INTO model_metadata (model_name, model_version) VALUES ('m', 'SECRET_VALUE')",
+        )
+        .await
+        .unwrap_err();
+    let db = error.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "22P02", "{db:?}");
+    assert!(db.message().contains("sync trigger failed"), "{db:?}");
+    assert!(
+        db.detail().is_none()
+            && db.where_().is_none()
+            && !format!("{db:?}").contains("SECRET_VALUE"),
+        "{db:?}"
+    );
+    // Unversioned sessions (the operator's) see Postgres's own error.
+    let direct = cluster.url(SUPERUSER, "postgres");
+    let (operator, connection) = tokio_postgres::connect(&direct, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let error = operator
+        .simple_query(
+            "INSERT INTO model_metadata (model_name, model_version) VALUES ('m', 'SECRET_VALUE')",
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{error:?}").contains("SECRET_VALUE"), "{error:?}");
+}

@@ -31,6 +31,15 @@ impl BaseTableKin {
         self.relatives.get(&(schema.to_owned(), table.to_owned()))
     }
 
+    /// Whether `schema.table` has a foreign key into a base table or a relative: its rows
+    /// hold the referenced key's values, hidden columns' too (a cascaded action's failing
+    /// row shows them: the thirty-sixth red-team pass).
+    pub fn references_a_base_table(&self, schema: &str, table: &str) -> bool {
+        self.references
+            .keys()
+            .any(|(s, t, _)| s == schema && t == table)
+    }
+
     /// The base table constraint `constraint` of `schema.table` references, if any.
     pub fn referenced(&self, schema: &str, table: &str, constraint: &str) -> Option<&BaseTable> {
         self.references

@@ -9,7 +9,8 @@
 //! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
 //! run the proxies sample for, filtered by a [`shape_pattern`]; [`view_mapping`] how a view's
 //! columns map onto its base table (what the rewriter writes the base table by);
-//! [`base_table_kin`] the relations that hold or point at a base table's rows by other names.
+//! [`sync_function`] how a migration's sync trigger functions are named (the proxy knows an
+//! error raised in one); [`base_table_kin`] the relations that hold or point at a base table's rows by other names.
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
@@ -27,6 +28,7 @@ pub mod rule;
 pub mod rule_error;
 pub mod shadow_run;
 pub mod shape_pattern;
+pub mod sync_function;
 pub mod view_mapping;
 
 pub use assign::{Assign, TOTAL_WEIGHT};

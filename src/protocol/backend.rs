@@ -35,6 +35,8 @@ pub const FIELD_DETAIL: u8 = b'D';
 pub const FIELD_SCHEMA: u8 = b's';
 pub const FIELD_TABLE: u8 = b't';
 pub const FIELD_CONSTRAINT: u8 = b'n';
+/// Where the error arose: the call stack of functions, one line each (CONTEXT).
+pub const FIELD_WHERE: u8 = b'W';
 
 /// Authentication request codes (the first field of an Authentication message).
 pub const AUTH_OK: u32 = 0;
@@ -220,6 +222,8 @@ pub struct ErrorFields {
     pub table: String,
     /// The constraint a violation is of (a foreign key's names the referencing table above).
     pub constraint: String,
+    /// The CONTEXT lines: which functions the error arose in.
+    pub context: String,
 }
 
 pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
@@ -241,10 +245,45 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
             FIELD_SCHEMA => fields.schema = value,
             FIELD_TABLE => fields.table = value,
             FIELD_CONSTRAINT => fields.constraint = value,
+            FIELD_WHERE => fields.context = value,
             _ => {}
         }
         rest = &after[end + 1..];
     }
+}
+
+/// An ErrorResponse with `frame`'s severity and SQLSTATE and `message`, and nothing else of
+/// it (no detail, hint, context or position); `None` for a malformed frame.
+pub fn with_only_message(frame: &[u8], message: &str) -> Option<BytesMut> {
+    let mut kept: Vec<(u8, &[u8])> = Vec::new();
+    let mut rest = body(frame);
+    loop {
+        let (&kind, after) = rest.split_first()?;
+        if kind == 0 {
+            break;
+        }
+        let end = after.iter().position(|&b| b == 0)?;
+        if matches!(
+            kind,
+            FIELD_SEVERITY | FIELD_SEVERITY_NONLOCALIZED | FIELD_CODE
+        ) {
+            kept.push((kind, &after[..end]));
+        }
+        rest = &after[end + 1..];
+    }
+    let mut out = BytesMut::with_capacity(frame.len());
+    encode_message(&mut out, ERROR_RESPONSE, |b| {
+        for (kind, value) in &kept {
+            b.put_u8(*kind);
+            b.put_slice(value);
+            b.put_u8(0);
+        }
+        b.put_u8(FIELD_MESSAGE);
+        b.put_slice(message.replace('\0', "").as_bytes());
+        b.put_u8(0);
+        b.put_u8(0);
+    });
+    Some(out)
 }
 
 /// The ErrorResponse `frame` with its detail field (if any) replaced by `detail`, the other

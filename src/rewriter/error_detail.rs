@@ -17,8 +17,8 @@ pub const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table
 /// In place of a key the version does not see whole.
 pub const HIDDEN_KEY_DETAIL: &str = "viewgate: the key is the base table's, with columns this version does not see under these names; it is not shown";
 
-const NOT_NULL_VIOLATION: &str = "23502";
-const CHECK_VIOLATION: &str = "23514";
+pub const NOT_NULL_VIOLATION: &str = "23502";
+pub const CHECK_VIOLATION: &str = "23514";
 const UNIQUE_VIOLATION: &str = "23505";
 pub const FOREIGN_KEY_VIOLATION: &str = "23503";
 const EXCLUSION_VIOLATION: &str = "23P01";

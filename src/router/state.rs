@@ -138,6 +138,11 @@ impl RoutingState {
         self.kin.referenced(schema, table, constraint).cloned()
     }
 
+    /// Whether `schema.table` has a foreign key into a managed base table (or a relative).
+    pub fn references_a_base_table(&self, schema: &str, table: &str) -> bool {
+        self.kin.references_a_base_table(schema, table)
+    }
+
     /// Whether sessions follow their search_path (some relation could shadow a managed name).
     pub fn follows_search_path(&self) -> bool {
         self.follows_search_path

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::derive::{Assign, ColumnMap, TableSync, mentions};
 use super::file::BODY_QUOTE;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
+use crate::model::sync_function;
 
 /// The version the backfill writes as; no sync trigger acts on its writes.
 pub const BACKFILL_WRITER: &str = "viewgate_backfill";
@@ -80,8 +81,8 @@ pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str)
     };
     SyncNames {
         trigger,
-        function: format!("sync_{migration_id}_{}_{table_hash}", direction.word()),
-        update_function: format!("sync_{migration_id}_{}_u_{table_hash}", direction.word()),
+        function: sync_function::name(migration_id, direction.word(), false, &table_hash),
+        update_function: sync_function::name(migration_id, direction.word(), true, &table_hash),
     }
 }
 

@@ -1,14 +1,26 @@
 //! A constraint violation's detail that prints a managed table's base row (or a WITH CHECK
-//! OPTION violation's) would show a versioned session columns its version does not have: the
-//! upstream side replaces it with the version's own shape of the detail, or hides it.
+//! OPTION violation's, or the row of a table holding a foreign key into one) would show a
+//! versioned session columns its version does not have: the upstream side replaces it with
+//! the version's own shape of the detail, or hides it. An error raised inside a migration's
+//! sync trigger keeps only its SQLSTATE.
 
 use bytes::BytesMut;
 
 use super::progress::Progress;
+use crate::model::sync_function;
 use crate::protocol::backend;
 use crate::rewriter::error_detail;
 use crate::rewriter::targets::RelationName;
 use crate::router::SharedRouting;
+
+/// What a versioned session is told in place of an error raised inside a migration's sync
+/// trigger: the SQLSTATE stands, the message, detail and context (which may print another
+/// version's values) do not.
+fn sync_trigger_failed(code: &str) -> String {
+    format!(
+        "viewgate: a migration's sync trigger failed (SQLSTATE {code}) computing another version's columns from this write; the statement was not applied (the operator sees the cause in the server log; `viewgate migrate status`)"
+    )
+}
 
 /// SQLSTATE class 23: integrity constraint violations, the errors whose detail names a row
 /// or key.
@@ -23,6 +35,10 @@ pub(super) fn detail_for_version(
     fields: &backend::ErrorFields,
     frame: &[u8],
 ) -> Option<BytesMut> {
+    if sync_function::in_context(&fields.context) {
+        progress.version_targets()?;
+        return backend::with_only_message(frame, &sync_trigger_failed(&fields.code));
+    }
     if fields.detail.is_empty() {
         return None;
     }
@@ -52,6 +68,16 @@ pub(super) fn detail_for_version(
         )
         .collect();
     let detail = match bases.as_slice() {
+        // A table with a foreign key into a base table holds its key's values, hidden
+        // columns' too; a cascaded UPDATE or SET NULL shows its row (the thirty-sixth pass).
+        [] if state.references_a_base_table(&fields.schema, &fields.table) => {
+            match fields.code.as_str() {
+                error_detail::NOT_NULL_VIOLATION | error_detail::CHECK_VIOLATION => {
+                    error_detail::HIDDEN_ROW_DETAIL.to_owned()
+                }
+                _ => error_detail::HIDDEN_KEY_DETAIL.to_owned(),
+            }
+        }
         [] => return None,
         [(schema, table)] => {
             let base = RelationName::new(schema.as_str(), table.as_str());

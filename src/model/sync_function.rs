@@ -1,0 +1,53 @@
+//! How a migration's sync trigger functions are named, which both planes need: the control
+//! plane creates them so (`control::migrate::sync`), and the proxy recognises an error raised
+//! inside one by the function its CONTEXT names. Such an error is about another version's
+//! columns: an `up` that failed on a value the writer's version does not show prints that
+//! value (the thirty-seventh red-team pass read a v2-only value from "invalid input syntax
+//! for type integer: …" at v1).
+
+/// `sync_<migration id>_<up|down>_[u_]<table hash>`.
+pub fn name(migration_id: i64, direction: &str, update: bool, table_hash: &str) -> String {
+    let update = if update { "u_" } else { "" };
+    format!("sync_{migration_id}_{direction}_{update}{table_hash}")
+}
+
+/// Whether `context` (an ErrorResponse's CONTEXT lines) runs through a sync function:
+/// `PL/pgSQL function viewgate.sync_4_up_u_…() line 12 at assignment` (unqualified when the
+/// schema is on the search_path).
+pub fn in_context(context: &str) -> bool {
+    context.match_indices("function ").any(|(at, word)| {
+        let called = &context[at + word.len()..];
+        let called = called
+            .strip_prefix("viewgate.")
+            .or_else(|| called.strip_prefix("\"viewgate\"."))
+            .unwrap_or(called);
+        let Some(rest) = called.strip_prefix("sync_") else {
+            return false;
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && (rest[digits..].starts_with("_up_") || rest[digits..].starts_with("_down_"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_its_functions_in_a_context() {
+        let function = name(4, "up", true, "332b4fbd0105");
+        assert_eq!(function, "sync_4_up_u_332b4fbd0105");
+        assert!(in_context(&format!(
+            "PL/pgSQL function viewgate.{function}() line 12 at assignment"
+        )));
+        assert!(in_context(
+            "SQL statement \"…\"\nPL/pgSQL function sync_12_down_ab() line 3 at assignment"
+        ));
+        assert!(!in_context(
+            "PL/pgSQL function public.sync_all() line 3 at RETURN"
+        ));
+        assert!(!in_context(
+            "PL/pgSQL function model_metadata_v2_write() line 30"
+        ));
+    }
+}
