@@ -14,6 +14,13 @@ use std::time::Duration;
 use common::versions::{proxy_with_spec, psql, versioned_proxy};
 use common::wait_until;
 
+/// Whether `sql` at v1 is refused for naming a managed table's relative.
+fn refused(proxy: &common::TestProxy, sql: &str) -> bool {
+    psql(proxy, Some("v1"), sql)
+        .err()
+        .is_some_and(|error| error.contains("partition, inheritance child or parent"))
+}
+
 #[test]
 fn children_are_refused_and_their_rows_and_referenced_keys_stay_hidden() {
     let proxy = versioned_proxy();
@@ -32,22 +39,20 @@ fn children_are_refused_and_their_rows_and_referenced_keys_stay_hidden() {
          ANALYZE model_metadata_child",
     );
     // Creating a child sends no notification: the proxy's periodic refresh finds it.
-    let refused = |sql: &str| {
-        psql(&proxy, Some("v1"), sql)
-            .err()
-            .is_some_and(|error| error.contains("partition, inheritance child or parent"))
-    };
     assert!(
         wait_until(Duration::from_secs(15), || refused(
+            &proxy,
             "SELECT * FROM model_metadata_child"
         )),
         "{:?}",
         psql(&proxy, Some("v1"), "SELECT * FROM model_metadata_child")
     );
     assert!(refused(
+        &proxy,
         "UPDATE public.model_metadata_child SET model_type = 'x'"
     ));
     assert!(refused(
+        &proxy,
         "SELECT count(*) FROM \"model_metadata_child\" c JOIN model_metadata m USING (id)"
     ));
     assert_eq!(
@@ -164,12 +169,7 @@ columns = ["id", "taken", "value"]
 #[test]
 fn a_partitioned_tables_partitions_stay_behind_the_version() {
     let proxy = proxy_with_spec(PARTITIONED_SCHEMA, PARTITIONED_SPEC);
-    let refused = |sql: &str| {
-        psql(&proxy, Some("v1"), sql)
-            .err()
-            .is_some_and(|error| error.contains("partition, inheritance child or parent"))
-    };
-    assert!(refused("SELECT * FROM readings_2026"));
+    assert!(refused(&proxy, "SELECT * FROM readings_2026"));
     assert_lists_none(&proxy, "readings_2026");
     assert_lists_none(&proxy, "readings_old");
     // A schema holding only a partition reads the base rows whole.
@@ -188,7 +188,10 @@ fn a_partitioned_tables_partitions_stay_behind_the_version() {
     }
     proxy.admin("CREATE TABLE readings_2027 PARTITION OF readings FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')");
     assert!(
-        wait_until(Duration::from_secs(15), || refused("TABLE readings_2027")),
+        wait_until(Duration::from_secs(15), || refused(
+            &proxy,
+            "TABLE readings_2027"
+        )),
         "a partition made later is refused once the proxy has looked again"
     );
     let failing = psql(
@@ -248,13 +251,9 @@ fn a_parent_of_a_managed_table_is_refused_and_unlisted() {
          ALTER TABLE model_metadata INHERIT mm_all;
          ANALYZE mm_all",
     );
-    let refused = |sql: &str| {
-        psql(&proxy, Some("v1"), sql)
-            .err()
-            .is_some_and(|error| error.contains("partition, inheritance child or parent"))
-    };
     assert!(
         wait_until(Duration::from_secs(15), || refused(
+            &proxy,
             "SELECT id, model_type, schema_version FROM mm_all"
         )),
         "{:?}",
@@ -265,10 +264,10 @@ fn a_parent_of_a_managed_table_is_refused_and_unlisted() {
         )
     );
     assert!(
-        refused("SELECT count(*) FROM public.mm_root"),
+        refused(&proxy, "SELECT count(*) FROM public.mm_root"),
         "a grandparent too"
     );
-    assert!(refused("UPDATE mm_all SET model_type = 'x'"));
+    assert!(refused(&proxy, "UPDATE mm_all SET model_type = 'x'"));
     for table in ["mm_all", "mm_root"] {
         assert_eq!(
             psql(

@@ -255,40 +255,26 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
 /// An ErrorResponse with `frame`'s severity and SQLSTATE and `message`, and nothing else of
 /// it (no detail, hint, context or position); `None` for a malformed frame.
 pub fn with_only_message(frame: &[u8], message: &str) -> Option<BytesMut> {
-    let mut kept: Vec<(u8, &[u8])> = Vec::new();
-    let mut rest = body(frame);
-    loop {
-        let (&kind, after) = rest.split_first()?;
-        if kind == 0 {
-            break;
-        }
-        let end = after.iter().position(|&b| b == 0)?;
-        if matches!(
-            kind,
-            FIELD_SEVERITY | FIELD_SEVERITY_NONLOCALIZED | FIELD_CODE
-        ) {
-            kept.push((kind, &after[..end]));
-        }
-        rest = &after[end + 1..];
-    }
-    let mut out = BytesMut::with_capacity(frame.len());
-    encode_message(&mut out, ERROR_RESPONSE, |b| {
-        for (kind, value) in &kept {
-            b.put_u8(*kind);
-            b.put_slice(value);
-            b.put_u8(0);
-        }
-        b.put_u8(FIELD_MESSAGE);
-        b.put_slice(message.replace('\0', "").as_bytes());
-        b.put_u8(0);
-        b.put_u8(0);
-    });
-    Some(out)
+    rebuilt(
+        frame,
+        |kind| {
+            matches!(
+                kind,
+                FIELD_SEVERITY | FIELD_SEVERITY_NONLOCALIZED | FIELD_CODE
+            )
+        },
+        (FIELD_MESSAGE, message),
+    )
 }
 
 /// The ErrorResponse `frame` with its detail field (if any) replaced by `detail`, the other
 /// fields as they were; `None` for a malformed frame.
 pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
+    rebuilt(frame, |kind| kind != FIELD_DETAIL, (FIELD_DETAIL, detail))
+}
+
+/// The ErrorResponse `frame` with the fields `keep` accepts, in their order, then `added`.
+fn rebuilt(frame: &[u8], keep: impl Fn(u8) -> bool, added: (u8, &str)) -> Option<BytesMut> {
     let mut fields: Vec<(u8, &[u8])> = Vec::new();
     let mut rest = body(frame);
     loop {
@@ -297,20 +283,21 @@ pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
             break;
         }
         let end = after.iter().position(|&b| b == 0)?;
-        if kind != FIELD_DETAIL {
+        if keep(kind) {
             fields.push((kind, &after[..end]));
         }
         rest = &after[end + 1..];
     }
-    let mut out = BytesMut::with_capacity(frame.len() + detail.len());
+    let (added_kind, added_text) = added;
+    let mut out = BytesMut::with_capacity(frame.len() + added_text.len());
     encode_message(&mut out, ERROR_RESPONSE, |b| {
         for (kind, value) in &fields {
             b.put_u8(*kind);
             b.put_slice(value);
             b.put_u8(0);
         }
-        b.put_u8(FIELD_DETAIL);
-        b.put_slice(detail.replace('\0', "").as_bytes());
+        b.put_u8(added_kind);
+        b.put_slice(added_text.replace('\0', "").as_bytes());
         b.put_u8(0);
         b.put_u8(0);
     });

@@ -25,17 +25,22 @@ pub fn versioned_proxy() -> TestProxy {
         ));
     });
     apply_example(&proxy.cluster);
-    // The proxy follows the catalog: wait until a default-version session is versioned.
+    wait_for_v1(&proxy);
+    proxy
+}
+
+/// Waits until the proxy has loaded the catalog: a session without a version is then v1
+/// (Postgres itself answers `SHOW` for a version given at startup).
+fn wait_for_v1(proxy: &TestProxy) {
     assert!(
         wait_until(Duration::from_secs(5), || psql(
-            &proxy,
+            proxy,
             None,
             "SHOW viewgate.version"
         )
         .is_ok_and(|out| out == "v1")),
         "the proxy did not pick up the catalog"
     );
-    proxy
 }
 
 /// A proxy over a cluster with `schema` created and `spec` applied by the CLI, `v1` the
@@ -54,17 +59,7 @@ pub fn proxy_with_spec(schema: &str, spec: &str) -> TestProxy {
     let spec_path = spec_file.display().to_string();
     catalog_command(&proxy, "views", &["apply", "--spec", &spec_path]).unwrap();
     proxy.admin("UPDATE viewgate.settings SET default_version = 'v1'; NOTIFY viewgate_control");
-    // A session without a version is v1 only once the proxy has loaded the catalog (with the
-    // versions' substitutes); Postgres itself answers `SHOW` for a version given at startup.
-    assert!(
-        wait_until(Duration::from_secs(5), || psql(
-            &proxy,
-            None,
-            "SHOW viewgate.version"
-        )
-        .is_ok_and(|out| out == "v1")),
-        "the proxy did not pick up the catalog"
-    );
+    wait_for_v1(&proxy);
     proxy
 }
 
