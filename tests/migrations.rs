@@ -339,7 +339,9 @@ async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
     database.admin(
         "CREATE ROLE \"App\" LOGIN; GRANT CREATE ON SCHEMA public TO \"App\";
          CREATE ROLE schema_owner LOGIN; CREATE SCHEMA appx AUTHORIZATION schema_owner;
-         CREATE ROLE creator LOGIN; GRANT CREATE ON DATABASE postgres TO creator",
+         CREATE ROLE creator LOGIN; GRANT CREATE ON DATABASE postgres TO creator;
+         CREATE ROLE planters NOLOGIN; GRANT CREATE ON SCHEMA public TO planters;
+         CREATE ROLE setter LOGIN NOINHERIT IN ROLE planters",
     );
     let error = start_text(&database, "0002.toml", text)
         .await
@@ -349,13 +351,15 @@ async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
         error.contains("App in public")
             && error.contains("REVOKE CREATE ON SCHEMA \"public\" FROM \"App\";")
             && error.contains("schema_owner in appx")
-            && error.contains("creator may create schemas in database postgres"),
+            && error.contains("creator may create schemas in database postgres")
+            // The thirty-eighth pass: a NOINHERIT member may still `SET ROLE` to the group.
+            && error.contains("setter in public"),
         "{error}"
     );
     assert_eq!(base_columns(&database), before);
     database.admin(
         "REVOKE CREATE ON SCHEMA public FROM \"App\"; ALTER SCHEMA appx OWNER TO CURRENT_USER;
-         REVOKE CREATE ON DATABASE postgres FROM creator",
+         REVOKE CREATE ON DATABASE postgres FROM creator; REVOKE CREATE ON SCHEMA public FROM planters",
     );
     start_text(&database, "0002.toml", text)
         .await

@@ -4,10 +4,10 @@
 //! read. A client that may create a function of a more exact argument type
 //! (`public.lower(varchar)`) than the built-in is handed those values and, in the backfill,
 //! runs with the catalog role's rights (the thirty-first red-team pass rewrote its own
-//! enforced routing rule so). The functions do not pin their search_path instead: a `SET`
-//! clause costs about 0.8 µs per row on every write through the triggers (measured on
-//! PostgreSQL 15), half again their cost. Only the catalog role and superusers are trusted
-//! to create: viewgate cannot tell an administrator's login role from a client's.
+//! enforced routing rule so). The trigger functions pin their search_path to the catalog,
+//! the table's schema and then `pg_temp` (`sync.rs`), so what is checked here is who may
+//! create in a schema at all. Only the catalog role and superusers are trusted to create:
+//! viewgate cannot tell an administrator's login role from a client's.
 
 use tokio_postgres::GenericClient;
 
@@ -16,8 +16,9 @@ use crate::control::error::ControlError;
 use crate::control::quote::quote_ident;
 
 /// Refuses a database where `PUBLIC`, or a login role other than the catalog role and the
-/// superusers, may create in some schema or create schemas in the database: a `CREATE`
-/// granted to the application's role, or held as an owner (the thirty-seventh red-team pass
+/// superusers (itself or any role it may `SET ROLE` to, inherited or not), may create in some
+/// schema or create schemas in the database: a `CREATE` granted to the application's role, or
+/// held as an owner (the thirty-seventh red-team pass
 /// planted `appx.lower(text)` in a schema the application's role owned, put it on its
 /// search_path, and the sync trigger handed it another version's value).
 pub async fn refuse_where_clients_may_plant_functions(
@@ -30,18 +31,20 @@ pub async fn refuse_where_clients_may_plant_functions(
               WHERE pg_catalog.has_schema_privilege('public', n.oid, 'CREATE')
                 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
              UNION ALL
-             SELECT 'schema', n.nspname::text, r.rolname::text
-               FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r
+             SELECT DISTINCT 'schema', n.nspname::text, r.rolname::text
+               FROM pg_catalog.pg_namespace n, pg_catalog.pg_roles r, pg_catalog.pg_roles g
               WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
                 AND r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> current_user
                 AND NOT pg_catalog.has_schema_privilege('public', n.oid, 'CREATE')
-                AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')
+                AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER')
+                AND pg_catalog.has_schema_privilege(g.oid, n.oid, 'CREATE')
              UNION ALL
-             SELECT 'database', d.datname::text, r.rolname::text
-               FROM pg_catalog.pg_database d CROSS JOIN pg_catalog.pg_roles r
+             SELECT DISTINCT 'database', d.datname::text, r.rolname::text
+               FROM pg_catalog.pg_database d, pg_catalog.pg_roles r, pg_catalog.pg_roles g
               WHERE d.datname = pg_catalog.current_database()
                 AND r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> current_user
-                AND pg_catalog.has_database_privilege(r.oid, d.oid, 'CREATE')
+                AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER')
+                AND pg_catalog.has_database_privilege(g.oid, d.oid, 'CREATE')
               ORDER BY 1 DESC, 2, 3",
             &[],
         )

@@ -25,6 +25,9 @@ use crate::model::sync_function;
 pub const BACKFILL_WRITER: &str = "viewgate_backfill";
 /// Schema of the trigger functions (viewgate's catalog).
 const FUNCTION_SCHEMA: &str = "viewgate";
+/// What an UPDATE's sync trigger raises in place of an error computing another version's
+/// columns (whose text may print their values).
+const SYNC_FAILED: &str = "viewgate: a migration's sync trigger failed computing another version's columns from this row; the statement was not applied";
 /// Digits of a migration id in trigger names, so names sort as numbers do.
 const ID_DIGITS: usize = 10;
 const MAX_ID: i64 = 9_999_999_999;
@@ -281,6 +284,14 @@ fn one_trigger(
     // function), while the base table's triggers keep firing for every writer. Unlike the
     // write function, this one reads nothing but the row it is given, so it carries no check
     // of the relation it runs on (each base-table write would pay for it).
+    //
+    // The search_path is pinned: the function runs in each writer's session, where a client
+    // may create types and tables in its own temporary schema, which Postgres searches first
+    // for them (the thirty-eighth red-team pass made a `pg_temp.text` domain whose CHECK
+    // handed its own function another version's value through a `::text` cast). Functions
+    // and operators are never looked up there; the table's schema comes after the catalog's,
+    // and `migrate start` refuses a database where a client could create in it.
+    let search_path = format!("pg_catalog, {}, pg_temp", quote_ident(&sync.schema));
     let function_sql =
         |function: &str, declarations: &str, decision_and_reads: &str, assignments: &str| {
             let function = quote_qualified(FUNCTION_SCHEMA, function);
@@ -288,6 +299,7 @@ fn one_trigger(
                 "CREATE OR REPLACE FUNCTION {function}()
 RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = {search_path}
 AS {BODY_QUOTE}
 DECLARE
 {declarations}BEGIN
@@ -298,6 +310,15 @@ REVOKE EXECUTE ON FUNCTION {function}() FROM PUBLIC;
 "
             )
         };
+    // An UPDATE computes from the row's other columns, other versions' among them: an
+    // expression that fails prints the value it failed on, which the writer's version may not
+    // have (the thirty-seventh pass read one through the error, the thirty-eighth through a
+    // DO block that caught it). The error keeps its SQLSTATE and loses its text. An INSERT
+    // computes from the writer's own values only.
+    let update_assignments = format!(
+        "    BEGIN\n{update_assignments}    EXCEPTION WHEN OTHERS THEN\n        RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = {};\n    END;\n",
+        quote_literal(SYNC_FAILED)
+    );
     let mut sql = function_sql(&names.function, &declare(true), "", &assignments);
     sql.push_str(&function_sql(
         &names.update_function,

@@ -439,7 +439,7 @@ pub async fn substitute_schema_is_foreign(
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $1
                    AND (pg_catalog.obj_description(n.oid, 'pg_namespace') LIKE 'Managed by viewgate:%'
-                        AND pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER')) IS NOT TRUE)",
+                        AND pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')) IS NOT TRUE)",
             &[&substitute_schema(version)],
         )
         .await
