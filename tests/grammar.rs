@@ -145,6 +145,8 @@ fn a_qualified_column_never_moves_to_another_item_of_the_tables_name() {
         "SELECT (SELECT public.model_metadata.id FROM (SELECT 42 AS id) AS model_metadata) FROM model_metadata",
         "UPDATE model_metadata SET model_name = 'x' WHERE EXISTS (SELECT 1 FROM (SELECT 4 AS id) AS model_metadata WHERE public.model_metadata.id = 4)",
         "WITH model_metadata AS (SELECT 7 AS id) SELECT public.model_metadata.id FROM public.model_metadata, model_metadata",
+        // The thirty-ninth pass: an XMLTABLE's alias.
+        "SELECT (SELECT public.model_metadata.id FROM XMLTABLE('/r' PASSING ('<r><id>42</id></r>'::xml) COLUMNS id int) AS model_metadata) FROM model_metadata",
     ] {
         let error = psql(&proxy, Some("v1"), sql).unwrap_err();
         assert!(

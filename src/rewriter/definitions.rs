@@ -23,7 +23,7 @@
 //! [`Place::FunctionBody`]: super::postgres_grammar::Place::FunctionBody
 //! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
-use super::identifier::fold_identifier;
+use super::identifier::{MAX_IDENTIFIER_BYTES, fold_identifier};
 use super::mention::VERBOSE_MARK;
 use super::targets::{VersionTargets, ViewTarget};
 use crate::model::catalog_substitutes::{
@@ -77,7 +77,7 @@ pub fn body_mention<'t>(
         let mut from = 0;
         while let Some(at) = find_ignore_ascii_case(&bytes[from..], name).map(|i| i + from) {
             from = at + 1;
-            if !stands_alone(bytes, at, name.len()) {
+            if !names_at(bytes, at, name.len()) {
                 continue;
             }
             if qualifier_before(body, at).is_some_and(|q| !q.is_empty() && q != target.table.schema)
@@ -93,7 +93,7 @@ pub fn body_mention<'t>(
     // Another version's view, by its name: it reads that version's columns.
     for view in targets.other_views() {
         let at = find_all_ignore_ascii_case(bytes, view.name.as_bytes())
-            .find(|&at| stands_alone(bytes, at, view.name.len()));
+            .find(|&at| names_at(bytes, at, view.name.len()));
         if let (Some(at), Some(first)) = (at, targets.managed().first())
             && found.is_none_or(|(earlier, _)| at < earlier)
         {
@@ -224,14 +224,28 @@ pub(super) fn stands_alone(bytes: &[u8], at: usize, len: usize) -> bool {
     !is_identifier_byte(before) && !is_identifier_byte(bytes.get(at + len).copied())
 }
 
+/// Whether the name of `len` bytes found at `at` is the identifier written there, as Postgres
+/// reads it: alone, or, when the name is as long as an identifier can be, the start of a
+/// longer one, which Postgres cuts to it (the thirty-ninth red-team pass named a partition by
+/// its 63 bytes and a suffix in a query string so).
+fn names_at(bytes: &[u8], at: usize, len: usize) -> bool {
+    let before = at.checked_sub(1).and_then(|i| bytes.get(i).copied());
+    stands_alone(bytes, at, len) || (len == MAX_IDENTIFIER_BYTES && !is_identifier_byte(before))
+}
+
 fn is_identifier_byte(byte: Option<u8>) -> bool {
     byte.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
 }
 
 /// The folded qualifier written before the name at `at` (`schema.` or `"Schema" .`), if any;
-/// empty when something other than an identifier stands before the dot (a comment).
+/// empty when something other than an identifier stands before the dot (a comment). A dot on
+/// an earlier line may end a line comment (`--x.` then the name: the thirty-ninth red-team
+/// pass had the name taken for another schema's so), so it qualifies nothing here.
 fn qualifier_before(body: &str, at: usize) -> Option<String> {
     let before = body[..at].trim_end_matches(|c: char| c.is_ascii_whitespace() || c == '"');
+    if body[before.len()..at].contains(['\n', '\r']) {
+        return None;
+    }
     let before = before.strip_suffix('.')?.trim_end();
     if let Some(quoted) = before.strip_suffix('"') {
         let start = quoted.rfind('"')?;
@@ -272,6 +286,7 @@ pub(super) fn find_all_ignore_ascii_case<'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewriter::targets::RelationName;
 
     fn targets() -> VersionTargets {
         VersionTargets::seed_example("v1")
@@ -303,6 +318,14 @@ mod tests {
         assert_eq!(at(r#"SELECT 1 FROM pg_catalog.u&"pg\005fstats""#), Some(25));
         assert_eq!(at("SELECT 1 FROM public/**/.model_metadata"), Some(25));
         assert_eq!(at("SELECT 1 FROM public /* */ . model_metadata"), Some(29));
+        // The thirty-ninth: a line comment ending in `x.` is no qualifier.
+        assert_eq!(at("SELECT 1 FROM --x.\nmodel_metadata"), Some(19));
+        // And a relative's name of 63 bytes, written longer: Postgres cuts it to the name.
+        let long = "p".repeat(MAX_IDENTIFIER_BYTES);
+        let targets = targets.with_relatives(vec![RelationName::new("archive", long.as_str())]);
+        let at = |body: &str| body_mention(body, &targets).map(|(at, _)| at);
+        assert_eq!(at(&format!("SELECT * FROM archive.{long}2027")), Some(22));
+        assert_eq!(at(&format!("SELECT * FROM archive.x{long}")), None);
     }
 
     #[test]
