@@ -1,9 +1,8 @@
 //! `MERGE` into a version's view, as one MERGE on the base table.
 //!
-//! PostgreSQL before 17 cannot MERGE into any view ("cannot execute MERGE on relation …"), so
-//! where the catalog recorded how the version's view maps onto its base table, the rewriter
-//! sends the MERGE to the base table, written so that its effect is what MERGE on the view
-//! would do (as PostgreSQL 17 runs it):
+//! PostgreSQL before 17 cannot MERGE into any view, so where the catalog recorded how the
+//! version's view maps onto its base table, the rewriter sends the MERGE to the base table,
+//! written so that its effect is what MERGE on the view would do (as PostgreSQL 17 runs it):
 //!
 //! ```sql
 //! MERGE INTO public.t AS t USING <source, as written> ON <mapped>
@@ -174,14 +173,10 @@ impl BaseRow<'_> {
         Ok(edits)
     }
 
-    /// `schema.table.col` (or longer) whose table is written like the target row's name,
-    /// but which `names_row` does not take for the row. Where `schema.table` is a managed
-    /// table, the rewriter drops `schema.` (`references::schema_qualified`, so the qualifier
-    /// names the alias it gives the table), and Postgres reads what is left as the row: the
-    /// thirty-fourth red-team pass read the base row through `MERGE INTO model_metadata AS
-    /// model_metadata … public.model_metadata.model_type`. An aliased row is what the name
-    /// means then (no other item in its scope may have its name); an unaliased row's name may
-    /// also be another schema's table in the source, which only an alias tells apart.
+    /// `schema.table.col` whose table is written like the row's name, not taken for the row by
+    /// `names_row`: the rewriter may drop `schema.` (`references::schema_qualified`), leaving
+    /// the row's name (the thirty-fourth red-team pass read the base row so). It is the row's
+    /// when the row is aliased; unaliased, only an alias tells it from another schema's table.
     fn named_like_the_row(&self, row: &RowName, offset: Option<usize>) -> Resolution {
         match row.aliased {
             true => Ok(Some(row.text.clone())),
