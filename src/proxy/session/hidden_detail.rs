@@ -18,7 +18,7 @@ use crate::router::SharedRouting;
 /// version's values) do not.
 fn sync_trigger_failed(code: &str) -> String {
     format!(
-        "viewgate: a migration's sync trigger failed (SQLSTATE {code}) computing another version's columns from this write; the statement was not applied (the operator sees the cause in the server log; `viewgate migrate status`)"
+        "viewgate: a migration's sync trigger failed (SQLSTATE {code}) computing another version's columns from this write; the statement was not applied (`viewgate migrate status` names the migration; its up and down expressions are what failed)"
     )
 }
 
