@@ -31,6 +31,12 @@ const ENV_NOT_CONFIG: &[&str] = &[
 /// not a tuning.
 const MAX_WORKER_THREADS: usize = 256;
 
+/// How often the proxy reads again, by default, which relations are named like managed tables
+/// and which are their partitions, children, parents and foreign keys
+/// (`relation_refresh_interval`): how long such a change may go unnoticed where the catalog's
+/// event trigger, which tells the proxies at once, could not be made (docs/rewriting.md).
+pub const DEFAULT_RELATION_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Entries kept by default: far more distinct statements than a typical application sends.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
@@ -117,6 +123,12 @@ pub struct Config {
     pub unparseable_policy: UnparseablePolicy,
     /// Rewritten statements kept, keyed by (version, SQL text); 0 disables the cache.
     pub rewrite_cache_entries: usize,
+    /// How often relations named like managed tables, and the managed tables' partitions,
+    /// children, parents and foreign keys, are read again from the catalog's database. The
+    /// catalog's event trigger (made where a superuser ran `init`) announces such DDL at once;
+    /// without it, a change goes unnoticed this long.
+    #[serde(with = "humantime_serde")]
+    pub relation_refresh_interval: Duration,
     /// Address of the admin HTTP API (/healthz, /readyz, /metrics); unset: no admin API.
     pub admin_listen: Option<String>,
     /// Bearer token the admin API requires (except /healthz and /readyz). Required unless
@@ -194,6 +206,7 @@ impl Default for Config {
             shadow_catalog: None,
             unparseable_policy: UnparseablePolicy::Reject,
             rewrite_cache_entries: CacheConfig::default().max_entries,
+            relation_refresh_interval: DEFAULT_RELATION_REFRESH_INTERVAL,
             admin_listen: None,
             admin_token: None,
             sticky_identity: DEFAULT_STICKY_IDENTITY.to_vec(),
@@ -334,6 +347,11 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "max_message_len must be between 1024 and {MAX_MESSAGE_LEN}"
             )));
+        }
+        if self.relation_refresh_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "relation_refresh_interval must be longer than 0 (e.g. \"5s\")".into(),
+            ));
         }
         if self.sticky_identity.is_empty() {
             return Err(ConfigError::Invalid(

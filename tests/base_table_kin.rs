@@ -11,8 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::versions::{proxy_with_spec, psql, versioned_proxy};
+use common::versions::{proxy_with_spec, psql, versioned_proxy, versioned_proxy_with};
 use common::wait_until;
+use viewgate::pg_cluster::SUPERUSER;
 
 /// Whether `sql` at v1 is refused for naming a managed table's relative.
 fn refused(proxy: &common::TestProxy, sql: &str) -> bool {
@@ -284,4 +285,52 @@ fn a_parent_of_a_managed_table_is_refused_and_unlisted() {
         psql(&proxy, Some("v1"), "SELECT count(*) FROM model_metadata").is_ok(),
         "the managed table itself still reads"
     );
+}
+
+/// Found by the thirty-sixth red-team pass as a window: a relative made while sessions run
+/// went unnoticed until the proxy's next relation refresh (5 s), its name passing as written.
+/// The catalog's event trigger (made by a superuser's `init` or apply) tells the proxies at
+/// the DDL's commit: here the proxy would not look again for an hour. A temporary table, which
+/// only its own session sees, tells no one (an application making one per request would
+/// otherwise have every proxy reload each time).
+#[test]
+fn a_relative_made_while_sessions_run_is_refused_at_its_commit() {
+    let proxy = versioned_proxy_with(|config| {
+        config.relation_refresh_interval = Duration::from_secs(3600);
+    });
+    let notified_as = |user: &str, sql: &str| -> bool {
+        let output = std::process::Command::new(proxy.cluster.bin("psql"))
+            .args(["-X", "-q", "-d"])
+            .arg(proxy.cluster.url(user, "postgres"))
+            .args(["-c", "LISTEN viewgate_control", "-c", sql, "-c", "SELECT 1"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).contains("Asynchronous notification")
+    };
+    assert!(!notified_as(
+        SUPERUSER,
+        "CREATE TEMP TABLE scratch (id int)"
+    ));
+    assert!(notified_as(SUPERUSER, "CREATE TABLE unrelated (id int)"));
+    // The function runs as whoever runs the DDL, with no right to execute it granted.
+    proxy.admin("CREATE ROLE ddl_owner LOGIN; GRANT CREATE ON SCHEMA public TO ddl_owner");
+    assert!(notified_as("ddl_owner", "CREATE TABLE owned (id int)"));
+
+    for statement in [
+        "CREATE TABLE model_metadata_late () INHERITS (model_metadata)",
+        "CREATE TABLE model_metadata_adopted (LIKE model_metadata);
+         ALTER TABLE model_metadata_adopted INHERIT model_metadata",
+    ] {
+        let child = statement.split_whitespace().nth(2).unwrap();
+        proxy.admin(statement);
+        assert!(
+            wait_until(Duration::from_secs(15), || refused(
+                &proxy,
+                &format!("SELECT * FROM {child}")
+            )),
+            "{child} is refused: {:?}",
+            psql(&proxy, Some("v1"), &format!("SELECT * FROM {child}"))
+        );
+    }
 }

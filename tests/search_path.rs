@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use common::versions::{columns, connect, connect_with, psql, versioned_proxy};
 use common::{TestProxy, wait_until};
+use viewgate::config::DEFAULT_RELATION_REFRESH_INTERVAL as RELATION_REFRESH_INTERVAL;
 use viewgate::pg_cluster::SUPERUSER;
-use viewgate::router::watcher::RELATION_REFRESH_INTERVAL;
 
 /// How many columns the v1 view of the seed example has.
 const V1_COLUMNS: usize = 5;

@@ -103,6 +103,7 @@ impl Proxy {
                 catalog.clone(),
                 state.routing.clone(),
                 state.rewrite_cache.clone(),
+                state.config.relation_refresh_interval,
                 state.shutdown.clone(),
             ));
         }

@@ -7,8 +7,8 @@
 //! a change made meanwhile is picked up by the load after reconnecting.
 //!
 //! Creating or dropping a relation named like a managed table (a tenant's own
-//! `model_metadata`) sends no notification, so every [`RELATION_REFRESH_INTERVAL`] the
-//! watcher also reads again which schemas hold such relations (`catalog_read::
+//! `model_metadata`) notifies only through the catalog's event trigger, which only a
+//! superuser can make, so every `relation_refresh_interval` (config) the watcher also reads again which schemas hold such relations (`catalog_read::
 //! relation_schemas`, one indexed query) and the managed tables' relatives (partitions,
 //! inheritance children, parents) and foreign keys (`base_table_kin`: creating a partition does not notify either),
 //! and publishes a new state only when that changed (publishing empties the rewrite cache).
@@ -30,9 +30,6 @@ use crate::shutdown::Shutdown;
 /// First and longest pause before reconnecting to the catalog.
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
-/// How often the schemas holding relations named like managed tables are read again: how
-/// long a newly created (or dropped) same-named relation may go unnoticed.
-pub const RELATION_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -118,13 +115,14 @@ pub async fn watch(
     source: Arc<CatalogSource>,
     routing: SharedRouting,
     cache: Arc<RewriteCache>,
+    refresh_every: Duration,
     shutdown: Shutdown,
 ) {
     let mut pause = RECONNECT_MIN;
     loop {
         tokio::select! {
             _ = shutdown.begun() => return,
-            result = follow(&source, &routing, &cache) => {
+            result = follow(&source, &routing, &cache, refresh_every) => {
                 if let Err(error) = result {
                     tracing::warn!(%error, retry_in = ?pause, "lost the catalog connection; serving with the last routing state");
                 }
@@ -143,6 +141,7 @@ async fn follow(
     source: &CatalogSource,
     routing: &SharedRouting,
     cache: &RewriteCache,
+    refresh_every: Duration,
 ) -> Result<(), WatchError> {
     let (client, mut connection) = source.connect().await?;
     let (notify_tx, mut notify_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -167,7 +166,7 @@ async fn follow(
     let (mut map, state) = source.load_map(&client).await?;
     publish(routing, cache, state);
     tracing::info!(database = %source.database, "following the viewgate catalog");
-    let mut refresh = tokio::time::interval(RELATION_REFRESH_INTERVAL);
+    let mut refresh = tokio::time::interval(refresh_every);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     refresh.tick().await;
     loop {

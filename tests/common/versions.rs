@@ -18,11 +18,17 @@ pub const EXAMPLE: &str = "examples/model_metadata";
 
 /// A proxy over a cluster with the seed example applied and `v1` as the default version.
 pub fn versioned_proxy() -> TestProxy {
+    versioned_proxy_with(|_| {})
+}
+
+/// [`versioned_proxy`] with more of the proxy's configuration set by `configure`.
+pub fn versioned_proxy_with(configure: impl FnOnce(&mut viewgate::config::Config)) -> TestProxy {
     let proxy = TestProxy::start_with(ClusterOptions::default(), |config| {
         config.catalog = Some(format!(
             "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
             config.upstream.rsplit(':').next().unwrap()
         ));
+        configure(config);
     });
     apply_example(&proxy.cluster);
     wait_for_v1(&proxy);
