@@ -675,3 +675,56 @@ column = { name = "meta_name", type = "text" }
         ]
     );
 }
+
+/// Found by the forty-first red-team pass: a failed start said "nothing of it remains" after
+/// undoing a migration whose `raw_sql` had no `down`, whose table stayed; so did a rollback.
+/// Both now name what remains.
+#[tokio::test]
+async fn a_rollback_names_the_raw_sql_it_could_not_undo() {
+    let database = seeded(100).await;
+    let failing = migration(
+        r#"
+[[operations]]
+op = "raw_sql"
+up = "CREATE TABLE public.raw_marker (id int)"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "100 / (id - 50)"
+column = { name = "ratio", type = "numeric" }
+"#,
+    );
+    let error = start_text(&database, "0002.toml", &failing)
+        .await
+        .expect_err("the backfill divides by zero")
+        .to_string();
+    assert!(
+        error.contains("raw_sql operation 1 has no `down`") && !error.contains("nothing of it"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin("SELECT to_regclass('public.raw_marker') IS NOT NULL"),
+        "t",
+        "what the message says remains"
+    );
+    database.admin("DROP TABLE public.raw_marker");
+
+    let lasting = migration(
+        r#"
+[[operations]]
+op = "raw_sql"
+up = "CREATE TABLE public.raw_marker (id int)"
+"#,
+    );
+    start_text(&database, "0002b.toml", &lasting)
+        .await
+        .expect("starts");
+    let outcome = rollback_now(&database).await.expect("rolls back");
+    assert!(
+        outcome
+            .not_undone
+            .as_deref()
+            .is_some_and(|remains| remains.contains("raw_sql operation 1")),
+        "{outcome:?}"
+    );
+}

@@ -154,10 +154,16 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
             templates,
         } => {
             let outcome = rollback(&database, templates.as_deref()).await?;
-            println!(
-                "migration {} -> {} rolled back in {:.1} s: {} and everything its expand added are gone",
-                outcome.from, outcome.version, outcome.seconds, outcome.version
-            );
+            match &outcome.not_undone {
+                None => println!(
+                    "migration {} -> {} rolled back in {:.1} s: {} and everything its expand added are gone",
+                    outcome.from, outcome.version, outcome.seconds, outcome.version
+                ),
+                Some(remains) => println!(
+                    "migration {} -> {} rolled back in {:.1} s: {} is gone, but {remains}",
+                    outcome.from, outcome.version, outcome.seconds, outcome.version
+                ),
+            }
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 use viewgate::control::migrate::complete::complete;
-use viewgate::control::migrate::rollback::rollback;
+use viewgate::control::migrate::rollback::{RollbackOutcome, rollback};
 use viewgate::control::migrate::start::{StartOutcome, start};
 use viewgate::control::migrate::{MigrateError, MigrationFile, Silent};
 use viewgate::control::templates::Templates;
@@ -65,11 +65,9 @@ pub async fn complete_now(database: &Database) -> Result<(), MigrateError> {
         .map(|_| ())
 }
 
-pub async fn rollback_now(database: &Database) -> Result<(), MigrateError> {
+pub async fn rollback_now(database: &Database) -> Result<RollbackOutcome, MigrateError> {
     let mut client = database.client().await;
-    rollback(&mut client, &Templates::built_in())
-        .await
-        .map(|_| ())
+    rollback(&mut client, &Templates::built_in()).await
 }
 
 pub fn base_columns(database: &Database) -> String {

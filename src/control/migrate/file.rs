@@ -36,6 +36,33 @@ pub struct Migration {
     pub operations: Vec<Operation>,
 }
 
+impl Migration {
+    /// What a rollback leaves in place, for the operator to undo by hand: the `raw_sql`
+    /// operations run in the expand without a `down` (numbered from 1, as in the file). None
+    /// when a rollback undoes everything.
+    pub fn not_undone_by_rollback(&self) -> Option<String> {
+        let numbers: Vec<String> = self
+            .operations
+            .iter()
+            .enumerate()
+            .filter(|(_, operation)| {
+                matches!(operation, Operation::RawSql(raw) if raw.down.is_none() && !raw.on_complete)
+            })
+            .map(|(index, _)| (index + 1).to_string())
+            .collect();
+        match numbers.as_slice() {
+            [] => None,
+            [one] => Some(format!(
+                "raw_sql operation {one} has no `down`, so what it did remains: undo it by hand before starting the migration again"
+            )),
+            many => Some(format!(
+                "raw_sql operations {} have no `down`, so what they did remains: undo it by hand before starting the migration again",
+                many.join(", ")
+            )),
+        }
+    }
+}
+
 /// A migration file as read: the parsed migration and the checksum of its exact bytes.
 #[derive(Debug, Clone)]
 pub struct MigrationFile {

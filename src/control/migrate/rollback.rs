@@ -25,6 +25,8 @@ pub struct RollbackOutcome {
     pub version: String,
     pub from: String,
     pub seconds: f64,
+    /// What the rollback could not undo (`Migration::not_undone_by_rollback`).
+    pub not_undone: Option<String>,
 }
 
 /// Rolls back the newest migration that is not completed.
@@ -66,6 +68,7 @@ async fn rollback_locked(
         version: record.version.clone(),
         from: record.from.clone(),
         seconds: started.elapsed().as_secs_f64(),
+        not_undone: record.migration.not_undone_by_rollback(),
     })
 }
 

@@ -134,7 +134,10 @@ async fn start_locked(
             };
             let why = format!("migration failed while {step}: {message}");
             let aftermath = match rollback::undo(client, &record, templates, &why).await {
-                Ok(()) => "the migration was rolled back: nothing of it remains".to_owned(),
+                Ok(()) => match record.migration.not_undone_by_rollback() {
+                    None => "the migration was rolled back: nothing of it remains".to_owned(),
+                    Some(remains) => format!("the migration was rolled back, but {remains}"),
+                },
                 Err(undo) => format!(
                     "rolling it back failed too ({undo}); run `viewgate migrate rollback` once the cause is fixed"
                 ),
