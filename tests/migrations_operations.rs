@@ -728,3 +728,62 @@ up = "CREATE TABLE public.raw_marker (id int)"
         "{outcome:?}"
     );
 }
+
+/// Found by the forty-first red-team pass: a column's type changed twice in a chain. The
+/// first complete renamed the second migration's old column into place while its recorded
+/// contract still dropped it by the old name, so the second could never complete. The first
+/// complete is refused while the later migration names what it renames; rolled back and
+/// started again after it, the later one completes.
+#[tokio::test]
+async fn a_complete_that_renames_under_a_later_migration_is_refused() {
+    let database = seeded(20).await;
+    database.admin("ALTER TABLE models ALTER COLUMN size DROP NOT NULL");
+    let v2 = migration(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+"#,
+    );
+    let v3 = r#"version = "v3"
+from = "v2"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "numeric"
+"#;
+    start_text(&database, "0002.toml", &v2)
+        .await
+        .expect("v2 starts");
+    start_text(&database, "0003.toml", v3)
+        .await
+        .expect("v3 starts while v2 is live");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let refused = complete_now(&database)
+        .await
+        .expect_err("v3 names v2's column")
+        .to_string();
+    assert!(
+        refused.contains("migration to v3") && refused.contains("migrate rollback"),
+        "{refused}"
+    );
+    assert_eq!(
+        database.admin("SELECT string_agg(version || '=' || state, ',' ORDER BY version) FROM viewgate.versions"),
+        "v1=active,v2=active,v3=active",
+        "nothing was completed"
+    );
+    rollback_now(&database).await.expect("v3 rolls back");
+    complete_now(&database).await.expect("v2 completes");
+    start_text(&database, "0003.toml", v3)
+        .await
+        .expect("v3 starts again");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v3'");
+    complete_now(&database).await.expect("v3 completes");
+    assert_eq!(
+        database.admin("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'size'"),
+        "numeric"
+    );
+}

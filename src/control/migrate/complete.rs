@@ -77,6 +77,12 @@ async fn complete_locked(
         });
     }
     let later: Vec<&MigrationRecord> = current[position + 1..].iter().collect();
+    if let Some((blocking, renamed)) = later_naming_renamed(record, &later) {
+        return Err(MigrateError::State(format!(
+            "completing the migration to {} renames {renamed}, which the migration to {blocking} (started after it) names in its recorded SQL: its backfill, complete or rollback would then fail. Roll the migration to {blocking} back (`viewgate migrate rollback`), complete this one, then start it again",
+            record.version
+        )));
+    }
     let settings = record.migration.settings;
     let attempted = with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
         complete_once(client, record, &later, templates).await
@@ -154,6 +160,60 @@ async fn complete_once(
         .await
         .map_err(|error| ControlError::database("committing the contract", &error))?;
     Ok(())
+}
+
+/// The first later migration whose recorded SQL (its validation, index, complete and rollback
+/// steps) names a physical name `record`'s complete renames, with the rename described. Those
+/// steps are SQL text written with the names of the day, which `follow_renames` does not
+/// rewrite (its definition, sync triggers and backfill it does): the forty-first red-team pass changed a column's type twice in a chain (the
+/// second complete dropped a column the first had renamed) and renamed a table under a
+/// backfilling migration, which then could neither resume nor roll back.
+fn later_naming_renamed(
+    record: &MigrationRecord,
+    later: &[&MigrationRecord],
+) -> Option<(String, String)> {
+    later.iter().find_map(|later| {
+        let plan = &later.plan;
+        let texts: Vec<String> = [
+            &plan.validate,
+            &plan.concurrent,
+            &plan.complete,
+            &plan.complete_concurrent,
+            &plan.rollback,
+            &plan.rollback_concurrent,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|step| step.sql.clone())
+        .collect();
+        record.plan.renames.iter().find_map(|rename| {
+            let (name, described) = match rename {
+                Rename::Column {
+                    schema,
+                    table,
+                    from,
+                    to,
+                } => (from, format!("column {from} of {schema}.{table} to {to}")),
+                Rename::Table { schema, from, to } => {
+                    (from, format!("table {schema}.{from} to {schema}.{to}"))
+                }
+            };
+            texts
+                .iter()
+                .any(|text| names_word(text, name))
+                .then(|| (later.version.clone(), described))
+        })
+    })
+}
+
+/// Whether `word` occurs in `text` as a whole identifier (not inside a longer one).
+fn names_word(text: &str, word: &str) -> bool {
+    let is_identifier = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(is_identifier) && !after.is_some_and(is_identifier)
+    })
 }
 
 /// Rewrites every recorded definition and later plan to the renamed physical names, and
@@ -305,5 +365,16 @@ pub fn rename_plan(plan: &mut MigrationPlan, renames: &[Rename]) {
             rename_physical(column, &schema, &table, renames);
         }
         rename_table_name(&mut table_sync.table, &schema, renames);
+    }
+    for backfill in &mut plan.backfills {
+        let (schema, table) = (backfill.schema.clone(), backfill.table.clone());
+        rename_column_map(&mut backfill.columns, &schema, &table, renames);
+        for (key, _) in &mut backfill.key {
+            rename_physical(key, &schema, &table, renames);
+        }
+        for assign in &mut backfill.assigns {
+            rename_physical(&mut assign.target, &schema, &table, renames);
+        }
+        rename_table_name(&mut backfill.table, &schema, renames);
     }
 }
