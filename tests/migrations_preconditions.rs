@@ -1,0 +1,109 @@
+//! Migrations refused before any change because running them would silently damage data
+//! (red-team pass 41): the backfill firing the application's UPDATE triggers, a backfill under
+//! row-level security that hides rows from it, a column replaced at complete taking its
+//! indexes and constraints with it. Each refusal leaves no new column and no version row; each
+//! remedy the message gives lets the migration start. Against a real Postgres, migrations run
+//! in-process as in tests/migrations.rs.
+
+#[path = "migrations/support.rs"]
+mod migration_support;
+#[path = "views/support.rs"]
+mod support;
+
+use migration_support::{base_columns, seeded, start_text};
+use support::Database;
+use viewgate::control::migrate::MigrationFile;
+use viewgate::control::migrate::status::plan;
+
+const ADD_DOUBLED: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "size * 2"
+column = { name = "doubled", type = "integer" }
+"#;
+
+/// Nothing of the refused migration is in the database: the base table still has `columns`,
+/// and there is no version row and no migration row.
+fn assert_unchanged(database: &Database, columns: &str) {
+    assert_eq!(base_columns(database), columns, "no column was added");
+    assert_eq!(
+        database.admin(
+            "SELECT (SELECT count(*) FROM viewgate.versions WHERE version = 'v2') + (SELECT count(*) FROM viewgate.migrations)"
+        ),
+        "0",
+        "no version or migration row"
+    );
+}
+
+/// What `migrate plan` says of the migration in `text`: its refusal, or "planned".
+async fn plan_text(database: &Database, text: &str) -> String {
+    let file = MigrationFile::load(&database.spec_file("plan.toml", text)).expect("loads");
+    let mut client = database.client().await;
+    match plan(&mut client, &file).await {
+        Ok(_) => "planned".to_owned(),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn the_backfill_would_fire_an_update_trigger_so_it_is_refused() {
+    let database = seeded(20).await;
+    database.admin(
+        "ALTER TABLE models ADD COLUMN updated_at timestamptz NOT NULL DEFAULT '2020-01-01';
+         CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+         CREATE TRIGGER touch BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION touch();
+         CREATE FUNCTION noted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER audit AFTER UPDATE ON models FOR EACH STATEMENT EXECUTE FUNCTION noted();",
+    );
+    let columns = base_columns(&database);
+    let refused = start_text(&database, "0002.toml", ADD_DOUBLED)
+        .await
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "table public.models",
+        "UPDATE trigger(s) audit, touch",
+        "UPDATE OF <its columns>",
+        "WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM 'viewgate_backfill')",
+        "nothing was changed",
+    ] {
+        assert!(refused.contains(expected), "{expected:?} in {refused}");
+    }
+    assert_unchanged(&database, &columns);
+    assert!(
+        plan_text(&database, ADD_DOUBLED)
+            .await
+            .contains("UPDATE trigger(s) audit, touch"),
+        "migrate plan shows the refusal"
+    );
+    assert_eq!(
+        database.admin("SELECT count(DISTINCT updated_at) FROM models"),
+        "1",
+        "no row was touched"
+    );
+
+    // The remedies the message gives: a column list, or a WHEN clause that skips the backfill.
+    // A disabled trigger does not fire either.
+    database.admin(
+        "DROP TRIGGER touch ON models;
+         CREATE TRIGGER touch BEFORE UPDATE OF name, size ON models FOR EACH ROW EXECUTE FUNCTION touch();
+         DROP TRIGGER audit ON models;
+         CREATE TRIGGER audit AFTER UPDATE ON models FOR EACH ROW
+           WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM 'viewgate_backfill')
+           EXECUTE FUNCTION noted();
+         CREATE TRIGGER off BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION touch();
+         ALTER TABLE models DISABLE TRIGGER off;",
+    );
+    let outcome = start_text(&database, "0002.toml", ADD_DOUBLED)
+        .await
+        .expect("starts once the triggers skip the backfill");
+    assert_eq!(outcome.rows_backfilled, 20);
+    assert_eq!(
+        database.admin("SELECT count(*) FILTER (WHERE updated_at = '2020-01-01'), count(*) FILTER (WHERE doubled = size * 2) FROM models"),
+        "20|20",
+        "every row filled, none touched"
+    );
+}
