@@ -11,9 +11,13 @@ mod migration_support;
 mod support;
 
 use migration_support::{base_columns, seeded, start_text};
-use support::Database;
-use viewgate::control::migrate::MigrationFile;
+use support::{Database, quick_locks};
+use viewgate::control::migrate::start::start;
 use viewgate::control::migrate::status::plan;
+use viewgate::control::migrate::{MigrationFile, Silent};
+use viewgate::control::templates::Templates;
+use viewgate::control::views::apply;
+use viewgate::control::views::spec::Spec;
 
 const ADD_DOUBLED: &str = r#"
 version = "v2"
@@ -105,5 +109,99 @@ async fn the_backfill_would_fire_an_update_trigger_so_it_is_refused() {
         database.admin("SELECT count(*) FILTER (WHERE updated_at = '2020-01-01'), count(*) FILTER (WHERE doubled = size * 2) FROM models"),
         "20|20",
         "every row filled, none touched"
+    );
+}
+
+const TENANTS_SPEC: &str = r#"
+[[tables]]
+name = "t"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "t"
+columns = ["id", "score", "tenant"]
+"#;
+
+const ADD_TENANT_DOUBLED: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "t"
+up = "score * 2"
+column = { name = "doubled", type = "numeric" }
+"#;
+
+/// A client of database `vgdb` as the catalog role `vg`, which is no superuser (a superuser
+/// bypasses every policy).
+async fn catalog_role_client(database: &Database) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&database.cluster.url("vg", "vgdb"), tokio_postgres::NoTls)
+            .await
+            .expect("connects as vg");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn a_backfill_under_row_level_security_is_refused() {
+    let database = Database::start();
+    database.admin("CREATE ROLE vg LOGIN");
+    database.admin("CREATE DATABASE vgdb OWNER vg");
+    let in_vgdb = |sql: &str| database.cluster.psql("vgdb", sql).expect("SQL in vgdb");
+    in_vgdb("ALTER SCHEMA public OWNER TO vg; REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    let mut client = catalog_role_client(&database).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, score numeric, tenant text NOT NULL DEFAULT current_setting('app.tenant', true));
+             INSERT INTO t SELECT g, g, 'tenant' || (g % 3) FROM generate_series(1, 30) g;
+             ALTER TABLE t ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE t FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON t USING (tenant = current_setting('app.tenant', true));",
+        )
+        .await
+        .expect("table under RLS");
+    let spec = Spec::load(&database.spec_file("spec.toml", TENANTS_SPEC)).expect("spec loads");
+    apply::apply(&mut client, &spec, &Templates::built_in(), quick_locks())
+        .await
+        .expect("v1 applied as vg");
+    let file = MigrationFile::load(&database.spec_file("0002.toml", ADD_TENANT_DOUBLED))
+        .expect("migration loads");
+    let columns = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped";
+    let version_rows = "SELECT count(*) FROM viewgate.versions WHERE version = 'v2'";
+
+    let refused = start(&mut client, &file, &Templates::built_in(), &mut Silent)
+        .await
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "table public.t",
+        "row-level security, forced on its owner (policies: tenant_isolation)",
+        "BYPASSRLS",
+        "NO FORCE ROW LEVEL SECURITY",
+        "nothing was changed",
+    ] {
+        assert!(refused.contains(expected), "{expected:?} in {refused}");
+    }
+    assert_eq!(in_vgdb(columns), "id,score,tenant", "no column was added");
+    assert_eq!(in_vgdb(version_rows), "0", "no version row");
+    let planned = match plan(&mut client, &file).await {
+        Ok(_) => "planned".to_owned(),
+        Err(error) => error.to_string(),
+    };
+    assert!(planned.contains("row-level security"), "{planned}");
+
+    // Enabled but not forced, the policies do not apply to the owner: every row is filled.
+    in_vgdb("ALTER TABLE t NO FORCE ROW LEVEL SECURITY");
+    let outcome = start(&mut client, &file, &Templates::built_in(), &mut Silent)
+        .await
+        .expect("starts once RLS does not apply to the catalog role");
+    assert_eq!(outcome.rows_backfilled, 30);
+    assert_eq!(
+        in_vgdb("SELECT count(*) FROM t WHERE doubled = score * 2"),
+        "30",
+        "every row filled"
     );
 }

@@ -7,6 +7,10 @@
 //!   trigger bumped every row and an uppercasing trigger rewrote a column for the old version
 //!   (red-team pass 41, finding 3). The backfill writes only the new columns, as
 //!   `viewgate_backfill`, and only triggers that cannot tell so are refused.
+//! - Under row-level security that applies to the catalog role (FORCE ROW LEVEL SECURITY, or
+//!   a role that does not own the table), the backfill, its high-water mark and its estimate
+//!   see only the rows the policies show it, and the migration went live with the others
+//!   unfilled (finding 6).
 
 use tokio_postgres::GenericClient;
 
@@ -14,7 +18,7 @@ use super::derive::MigrationPlan;
 use super::error::MigrateError;
 use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
-use crate::control::quote::quote_literal;
+use crate::control::quote::{quote_literal, quote_qualified};
 
 /// Refuses `plan` if running it would change data no client wrote.
 pub async fn refuse_silent_damage(
@@ -23,6 +27,7 @@ pub async fn refuse_silent_damage(
 ) -> Result<(), MigrateError> {
     for backfill in &plan.backfills {
         refuse_update_triggers(client, &plan.version, &backfill.schema, &backfill.table).await?;
+        refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
     }
     Ok(())
 }
@@ -80,6 +85,59 @@ async fn refuse_update_triggers(
         remedy: format!(
             "restrict each to the columns it is about (`UPDATE OF <its columns>`: the backfill writes only new columns), or give it `WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM {})`, then start again",
             quote_literal(BACKFILL_WRITER)
+        ),
+    })
+}
+
+/// Refuses a backfilled table whose row-level security applies to the catalog role here.
+async fn refuse_row_security(
+    client: &impl GenericClient,
+    version: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(), MigrateError> {
+    let row = client
+        .query_opt(
+            "SELECT c.relforcerowsecurity,
+                    (SELECT pg_catalog.string_agg(p.polname::text, ', ' ORDER BY p.polname)
+                       FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2
+                AND pg_catalog.row_security_active(c.oid::regclass)",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading whether row-level security applies to {schema}.{table}"),
+                &error,
+            )
+        })?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let forced: bool = row.get(0);
+    let policies: Option<String> = row.get(1);
+    Err(MigrateError::Unsafe {
+        version: version.to_owned(),
+        table: format!("{schema}.{table}"),
+        objects: format!(
+            "row-level security{} (policies: {})",
+            if forced { ", forced on its owner" } else { "" },
+            policies.as_deref().unwrap_or("none, so every row is hidden")
+        ),
+        problem: "it applies to the catalog role, so the backfill, its high-water mark and its estimate would see only the rows the policies show it, and the migration would go live with the others unfilled".into(),
+        remedy: format!(
+            "give the catalog role BYPASSRLS (`ALTER ROLE <catalog role> BYPASSRLS`){}, then start again",
+            if forced {
+                format!(
+                    ", or disable FORCE ROW LEVEL SECURITY for the migration (`ALTER TABLE {} NO FORCE ROW LEVEL SECURITY`, with the catalog role owning the table)",
+                    quote_qualified(schema, table)
+                )
+            } else {
+                ", or make it the table's owner".to_owned()
+            }
         ),
     })
 }
