@@ -205,3 +205,109 @@ async fn a_backfill_under_row_level_security_is_refused() {
         "every row filled"
     );
 }
+
+/// Changes the type of `column` of `models` (a new column, swapped in at complete).
+fn retype(column: &str, sql_type: &str) -> String {
+    format!(
+        r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "{column}"
+type = "{sql_type}"
+"#
+    )
+}
+
+#[tokio::test]
+async fn replacing_an_indexed_or_constrained_column_is_refused() {
+    let database = seeded(10).await;
+    database.admin(
+        "ALTER TABLE models ADD CONSTRAINT models_name_key UNIQUE (name);
+         CREATE INDEX models_size_idx ON models (size);
+         CREATE INDEX models_lower_note ON models (lower(legacy_note));
+         CREATE INDEX models_big ON models (id) WHERE size > 5;
+         CREATE TABLE parts (id int PRIMARY KEY, model bigint REFERENCES models (id));",
+    );
+    let columns = base_columns(&database);
+    for (migration, expected) in [
+        (
+            retype("id", "numeric"),
+            "column id is covered by foreign key parts_model_fkey of parts, index models_big, primary key models_pkey",
+        ),
+        (
+            retype("name", "varchar(40)"),
+            "column name is covered by unique constraint models_name_key",
+        ),
+        (
+            retype("size", "bigint"),
+            "column size is covered by index models_big, index models_size_idx",
+        ),
+        (
+            retype("legacy_note", "varchar(200)"),
+            "column legacy_note is covered by index models_lower_note",
+        ),
+        (
+            r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "split_column"
+table = "models"
+column = "name"
+into = [
+  { column = { name = "family", type = "text" }, up = "split_part(name, '-', 1)" },
+  { column = { name = "number", type = "text" }, up = "split_part(name, '-', 2)" },
+]
+down = "family || '-' || number"
+"#
+            .to_owned(),
+            "operation 1 (split_column) replaces the column",
+        ),
+        (
+            r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "merge_columns"
+table = "models"
+columns = ["name", "legacy_note"]
+into = { name = "label", type = "text" }
+up = "name || coalesce(legacy_note, '')"
+down = { name = "label" }
+"#
+            .to_owned(),
+            "column name is covered by unique constraint models_name_key",
+        ),
+    ] {
+        let refused = start_text(&database, "0002.toml", &migration)
+            .await
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            expected,
+            "table public.models",
+            "not supported yet",
+            "nothing was changed",
+        ] {
+            assert!(refused.contains(expected), "{expected:?} in {refused}");
+        }
+        assert_unchanged(&database, &columns);
+        assert!(
+            plan_text(&database, &migration).await.contains(expected),
+            "migrate plan shows the refusal"
+        );
+    }
+
+    // A column nothing covers is replaced as before; so is one whose index was dropped.
+    database.admin("DROP INDEX models_lower_note");
+    start_text(
+        &database,
+        "0002.toml",
+        &retype("legacy_note", "varchar(200)"),
+    )
+    .await
+    .expect("a column without index or constraint is altered");
+}

@@ -11,10 +11,14 @@
 //!   a role that does not own the table), the backfill, its high-water mark and its estimate
 //!   see only the rows the policies show it, and the migration went live with the others
 //!   unfilled (finding 6).
+//! - `alter_column` through a new column, `split_column` and `merge_columns` drop the old
+//!   column at `migrate complete`, and with it every index and constraint covering it: a
+//!   primary key, unique constraint and indexes vanished, duplicate keys followed (finding 1).
+//!   Rebuilding them on the new column is not supported yet, so such a migration is refused.
 
 use tokio_postgres::GenericClient;
 
-use super::derive::MigrationPlan;
+use super::derive::{MigrationPlan, Replaced};
 use super::error::MigrateError;
 use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
@@ -25,6 +29,9 @@ pub async fn refuse_silent_damage(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
+    for replaced in &plan.replaced {
+        refuse_lost_indexes(client, &plan.version, replaced).await?;
+    }
     for backfill in &plan.backfills {
         refuse_update_triggers(client, &plan.version, &backfill.schema, &backfill.table).await?;
         refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
@@ -139,5 +146,72 @@ async fn refuse_row_security(
                 ", or make it the table's owner".to_owned()
             }
         ),
+    })
+}
+
+/// Refuses replacing a column that an index (on it, an expression of it or a predicate over
+/// it), a primary key, unique, exclusion or foreign-key constraint (referencing it or
+/// referenced by it) depends on: the contract's `DROP COLUMN` would take them along, and
+/// nothing rebuilds them on the new column. `pg_depend` has every one of them.
+async fn refuse_lost_indexes(
+    client: &impl GenericClient,
+    version: &str,
+    replaced: &Replaced,
+) -> Result<(), MigrateError> {
+    let Replaced {
+        schema,
+        table,
+        column,
+        operation,
+    } = replaced;
+    let rows = client
+        .query(
+            "WITH col AS (
+                SELECT a.attrelid, a.attnum FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+                   AND NOT a.attisdropped)
+             SELECT 'index ' || pg_catalog.quote_ident(i.relname)
+               FROM col JOIN pg_catalog.pg_depend d
+                 ON d.refclassid = 'pg_catalog.pg_class'::regclass
+                AND d.refobjid = col.attrelid AND d.refobjsubid = col.attnum
+               JOIN pg_catalog.pg_class i
+                 ON d.classid = 'pg_catalog.pg_class'::regclass AND i.oid = d.objid
+              WHERE i.relkind IN ('i', 'I')
+             UNION
+             SELECT CASE k.contype WHEN 'p' THEN 'primary key ' WHEN 'u' THEN 'unique constraint '
+                                   WHEN 'x' THEN 'exclusion constraint ' ELSE 'foreign key ' END
+                    || pg_catalog.quote_ident(k.conname)
+                    || CASE WHEN k.conrelid <> col.attrelid
+                            THEN ' of ' || k.conrelid::regclass::text ELSE '' END
+               FROM col JOIN pg_catalog.pg_depend d
+                 ON d.refclassid = 'pg_catalog.pg_class'::regclass
+                AND d.refobjid = col.attrelid AND d.refobjsubid = col.attnum
+               JOIN pg_catalog.pg_constraint k
+                 ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
+              WHERE k.contype IN ('p', 'u', 'x', 'f')
+              ORDER BY 1",
+            &[schema, table, column],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading the indexes and constraints on {schema}.{table}.{column}"),
+                &error,
+            )
+        })?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let objects: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    Err(MigrateError::Unsafe {
+        version: version.to_owned(),
+        table: format!("{schema}.{table}"),
+        objects: format!("column {column} is covered by {}", objects.join(", ")),
+        problem: format!(
+            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these and rebuilds none (a key would stop being unique); replacing an indexed or constrained column is not supported yet"
+        ),
+        remedy: "drop them first if the table can do without them while the migration runs, and create them on the new column after `migrate complete` (`create_index` / `add_constraint` in the next migration); or add the new column with `add_column` and its own index or constraint, and drop the old one later".into(),
     })
 }
