@@ -29,6 +29,18 @@ pub enum MigrateError {
         operation: String,
         problem: String,
     },
+    /// Running the migration would change data no client wrote, leave rows unfilled or lose
+    /// what the table's rules rest on (`preconditions.rs`).
+    #[error(
+        "migration to {version}: table {table}: {objects}: {problem}; {remedy} (nothing was changed)"
+    )]
+    Unsafe {
+        version: String,
+        table: String,
+        objects: String,
+        problem: String,
+        remedy: String,
+    },
     #[error(
         "version {version} has no recorded definition in the catalog; run `viewgate views apply --spec …` for it once with this build, then start the migration again"
     )]

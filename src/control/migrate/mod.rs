@@ -8,7 +8,8 @@
 //! time and by the application's latency that [`writers`] reads from the proxies' heartbeats);
 //! [`complete`] contracts and retires the previous version; [`rollback`] undoes the expand.
 //! [`privileges`] refuses a database where a client could plant a function the expressions
-//! would call. `control::usage` says who still uses a version, [`state`] is the catalog's
+//! would call, [`preconditions`] a migration whose backfill or contract would silently damage
+//! data. `control::usage` says who still uses a version, [`state`] is the catalog's
 //! record of each migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
 
@@ -20,6 +21,7 @@ pub mod file;
 pub mod fragment;
 pub mod operation;
 pub mod pace;
+pub mod preconditions;
 pub mod privileges;
 pub mod progress;
 pub mod rollback;

@@ -24,6 +24,7 @@ use super::derive::{self, MigrationPlan};
 use super::error::MigrateError;
 use super::file::MigrationFile;
 use super::pace::BatchPacer;
+use super::preconditions;
 use super::privileges;
 use super::progress::Progress;
 use super::rollback;
@@ -256,6 +257,7 @@ pub async fn plan_against(
         .map(|table| (table.schema.as_str(), table.name.as_str()));
     let snapshot = introspect::snapshot(client, tables).await?;
     let plan = derive::derive(migration, &from, &snapshot)?;
+    preconditions::refuse_silent_damage(client, &plan).await?;
     Ok((from, plan))
 }
 

@@ -24,7 +24,7 @@ use crate::model::sync_function;
 /// The version the backfill writes as; no sync trigger acts on its writes.
 pub const BACKFILL_WRITER: &str = "viewgate_backfill";
 /// Schema of the trigger functions (viewgate's catalog).
-const FUNCTION_SCHEMA: &str = "viewgate";
+pub const FUNCTION_SCHEMA: &str = "viewgate";
 /// What an UPDATE's sync trigger raises in place of an error computing another version's
 /// columns (whose text may print their values).
 const SYNC_FAILED: &str = "viewgate: a migration's sync trigger failed computing another version's columns from this row; the statement was not applied";

@@ -2,7 +2,7 @@
 //! old version could violate the change), and the physical renames complete will do.
 
 use super::sql::is_constant;
-use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Step};
+use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Replaced, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
 use crate::control::quote::{quote_ident, quote_qualified};
@@ -114,7 +114,8 @@ impl Deriver<'_> {
         Ok(())
     }
 
-    pub(super) fn drop_column(&mut self, op: &DropColumn) -> Result<(), MigrateError> {
+    /// Returns the physical column the contract drops, if any.
+    pub(super) fn drop_column(&mut self, op: &DropColumn) -> Result<Option<String>, MigrateError> {
         let (index, managed, _) = self.table(&op.table)?;
         let live = self.live_table(&managed)?;
         let columns = &mut self.definition.version.tables[index].columns;
@@ -124,7 +125,7 @@ impl Deriver<'_> {
         let removed = columns.remove(position);
         let ColumnSource::Physical { base_column } = removed.source else {
             // An expression column has nothing physical of its own to drop.
-            return Ok(());
+            return Ok(None);
         };
         let base = live.column(&base_column);
         let needs_value = base.is_some_and(|base| base.not_null && base.default.is_none());
@@ -152,7 +153,7 @@ impl Deriver<'_> {
                 quote_ident(&base_column)
             ),
         ));
-        Ok(())
+        Ok(Some(base_column))
     }
 
     pub(super) fn rename_column(&mut self, op: &RenameColumn) -> Result<(), MigrateError> {
@@ -294,6 +295,12 @@ impl Deriver<'_> {
             self.sync_entry(&managed).1.push(Assign {
                 target: base_column.clone(),
                 expression: op.down.clone().unwrap_or_else(|| quote_ident(&new_name)),
+            });
+            self.plan_steps.replaced.push(Replaced {
+                schema: managed.schema.clone(),
+                table: managed.name.clone(),
+                column: base_column.clone(),
+                operation: self.operation.clone(),
             });
             self.plan_steps.complete.push(Step::new(
                 format!("drop the old {} (only older versions used it)", op.column),

@@ -129,6 +129,17 @@ pub enum Rename {
     },
 }
 
+/// An old physical column the contract drops in favour of the new version's column(s): what
+/// indexes and constraints cover it would be lost with it (`preconditions.rs` refuses that).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+    /// The operation that replaces it, as refusals name it (`operation 2 (alter_column)`).
+    pub operation: String,
+}
+
 /// Everything a migration does, phase by phase, derived before anything runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationPlan {
@@ -153,6 +164,9 @@ pub struct MigrationPlan {
     pub rollback: Vec<Step>,
     /// `DROP INDEX CONCURRENTLY`s undoing `concurrent`, before `rollback`.
     pub rollback_concurrent: Vec<Step>,
+    /// Old columns the contract replaces by new ones.
+    #[serde(default)]
+    pub replaced: Vec<Replaced>,
 }
 
 /// Derives the plan of `migration` from `from` (the previous version's definition) and the live
@@ -197,6 +211,7 @@ struct Steps {
     renames: Vec<Rename>,
     rollback: Vec<Step>,
     rollback_concurrent: Vec<Step>,
+    replaced: Vec<Replaced>,
 }
 
 struct Deriver<'a> {
@@ -225,7 +240,7 @@ impl Deriver<'_> {
     fn apply(&mut self, operation: &Operation) -> Result<(), MigrateError> {
         match operation {
             Operation::AddColumn(op) => self.add_column(op),
-            Operation::DropColumn(op) => self.drop_column(op),
+            Operation::DropColumn(op) => self.drop_column(op).map(|_| ()),
             Operation::RenameColumn(op) => self.rename_column(op),
             Operation::AlterColumn(op) => self.alter_column(op),
             Operation::CreateTable(op) => self.create_table(op),
@@ -264,11 +279,12 @@ impl Deriver<'_> {
                         up: Some(part.up.clone()),
                     })?;
                 }
-                self.drop_column(&DropColumn {
+                let dropped = self.drop_column(&DropColumn {
                     table: op.table.clone(),
                     column: op.column.clone(),
                     down: Some(op.down.clone()),
-                })
+                })?;
+                self.note_replaced(&op.table, dropped)
             }
             Operation::MergeColumns(op) => {
                 self.add_column(&AddColumn {
@@ -277,11 +293,12 @@ impl Deriver<'_> {
                     up: Some(op.up.clone()),
                 })?;
                 for column in &op.columns {
-                    self.drop_column(&DropColumn {
+                    let dropped = self.drop_column(&DropColumn {
                         table: op.table.clone(),
                         column: column.clone(),
                         down: op.down.get(column).cloned(),
                     })?;
+                    self.note_replaced(&op.table, dropped)?;
                 }
                 Ok(())
             }
@@ -421,6 +438,22 @@ impl Deriver<'_> {
             .collect()
     }
 
+    /// Records that the contract drops physical column `column` of the new version's table
+    /// `table` in favour of this operation's new column(s).
+    fn note_replaced(&mut self, table: &str, column: Option<String>) -> Result<(), MigrateError> {
+        let Some(column) = column else {
+            return Ok(());
+        };
+        let (_, managed, _) = self.table(table)?;
+        self.plan_steps.replaced.push(Replaced {
+            schema: managed.schema,
+            table: managed.name,
+            column,
+            operation: self.operation.clone(),
+        });
+        Ok(())
+    }
+
     fn sync_entry(&mut self, managed: &ManagedTable) -> &mut (Vec<Assign>, Vec<Assign>) {
         self.syncs
             .entry((managed.schema.clone(), managed.name.clone()))
@@ -486,6 +519,7 @@ impl Deriver<'_> {
             renames: self.plan_steps.renames,
             rollback,
             rollback_concurrent: self.plan_steps.rollback_concurrent,
+            replaced: self.plan_steps.replaced,
         })
     }
 }

@@ -1,0 +1,217 @@
+//! What a migration would silently damage, refused before any change (as `privileges.rs`
+//! refuses a database where a client could plant a function). Checked when the plan is
+//! derived against the live database, so inside `migrate start`'s expand transaction before
+//! its first statement, and by `migrate plan`.
+//!
+//! - The backfill's `UPDATE`s fire the table's own UPDATE triggers: an `updated_at` touch
+//!   trigger bumped every row and an uppercasing trigger rewrote a column for the old version
+//!   (red-team pass 41, finding 3). The backfill writes only the new columns, as
+//!   `viewgate_backfill`, and only triggers that cannot tell so are refused.
+//! - Under row-level security that applies to the catalog role (FORCE ROW LEVEL SECURITY, or
+//!   a role that does not own the table), the backfill, its high-water mark and its estimate
+//!   see only the rows the policies show it, and the migration went live with the others
+//!   unfilled (finding 6).
+//! - `alter_column` through a new column, `split_column` and `merge_columns` drop the old
+//!   column at `migrate complete`, and with it every index and constraint covering it: a
+//!   primary key, unique constraint and indexes vanished, duplicate keys followed (finding 1).
+//!   Rebuilding them on the new column is not supported yet, so such a migration is refused.
+
+use tokio_postgres::GenericClient;
+
+use super::derive::{MigrationPlan, Replaced};
+use super::error::MigrateError;
+use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
+use crate::control::error::ControlError;
+use crate::control::quote::{quote_literal, quote_qualified};
+
+/// Refuses `plan` if running it would change data no client wrote.
+pub async fn refuse_silent_damage(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    for replaced in &plan.replaced {
+        refuse_lost_indexes(client, &plan.version, replaced).await?;
+    }
+    for backfill in &plan.backfills {
+        refuse_update_triggers(client, &plan.version, &backfill.schema, &backfill.table).await?;
+        refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
+    }
+    Ok(())
+}
+
+/// Refuses a backfilled table with an enabled UPDATE trigger of the application's that would
+/// fire for the backfill's writes: one with no column list (`UPDATE OF` names only old
+/// columns, which the backfill never writes) and no WHEN clause naming the backfill's writer.
+/// viewgate's own sync triggers are known by their function's schema, not by their names.
+async fn refuse_update_triggers(
+    client: &impl GenericClient,
+    version: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(), MigrateError> {
+    // tgtype bit 16 is UPDATE; 'O' and 'A' fire for an ordinary session ('R' only replicas).
+    let rows = client
+        .query(
+            "SELECT t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid)
+               FROM pg_catalog.pg_trigger t
+               JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+               JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+              WHERE n.nspname = $1 AND c.relname = $2
+                AND NOT t.tgisinternal AND t.tgenabled IN ('O', 'A')
+                AND t.tgtype::int & 16 <> 0
+                AND pg_catalog.cardinality(t.tgattr::int2[]) = 0
+                AND pn.nspname <> $3
+                AND (t.tgqual IS NULL
+                     OR pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid), $4) = 0)
+              ORDER BY 1",
+            &[
+                &schema,
+                &table,
+                &FUNCTION_SCHEMA,
+                &quote_literal(BACKFILL_WRITER),
+            ],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading the UPDATE triggers of {schema}.{table}"),
+                &error,
+            )
+        })?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    Err(MigrateError::Unsafe {
+        version: version.to_owned(),
+        table: format!("{schema}.{table}"),
+        objects: format!("UPDATE trigger(s) {}", names.join(", ")),
+        problem: "the backfill fills the new columns with an UPDATE of every existing row, which fires them: they would change rows no client wrote (an updated_at touch, a normalisation, an audit row per row)".into(),
+        remedy: format!(
+            "restrict each to the columns it is about (`UPDATE OF <its columns>`: the backfill writes only new columns), or give it `WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM {})`, then start again",
+            quote_literal(BACKFILL_WRITER)
+        ),
+    })
+}
+
+/// Refuses a backfilled table whose row-level security applies to the catalog role here.
+async fn refuse_row_security(
+    client: &impl GenericClient,
+    version: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(), MigrateError> {
+    let row = client
+        .query_opt(
+            "SELECT c.relforcerowsecurity,
+                    (SELECT pg_catalog.string_agg(p.polname::text, ', ' ORDER BY p.polname)
+                       FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2
+                AND pg_catalog.row_security_active(c.oid::regclass)",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading whether row-level security applies to {schema}.{table}"),
+                &error,
+            )
+        })?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let forced: bool = row.get(0);
+    let policies: Option<String> = row.get(1);
+    Err(MigrateError::Unsafe {
+        version: version.to_owned(),
+        table: format!("{schema}.{table}"),
+        objects: format!(
+            "row-level security{} (policies: {})",
+            if forced { ", forced on its owner" } else { "" },
+            policies.as_deref().unwrap_or("none, so every row is hidden")
+        ),
+        problem: "it applies to the catalog role, so the backfill, its high-water mark and its estimate would see only the rows the policies show it, and the migration would go live with the others unfilled".into(),
+        remedy: format!(
+            "give the catalog role BYPASSRLS (`ALTER ROLE <catalog role> BYPASSRLS`){}, then start again",
+            if forced {
+                format!(
+                    ", or disable FORCE ROW LEVEL SECURITY for the migration (`ALTER TABLE {} NO FORCE ROW LEVEL SECURITY`, with the catalog role owning the table)",
+                    quote_qualified(schema, table)
+                )
+            } else {
+                ", or make it the table's owner".to_owned()
+            }
+        ),
+    })
+}
+
+/// Refuses replacing a column that an index (on it, an expression of it or a predicate over
+/// it), a primary key, unique, exclusion or foreign-key constraint (referencing it or
+/// referenced by it) depends on: the contract's `DROP COLUMN` would take them along, and
+/// nothing rebuilds them on the new column. `pg_depend` has every one of them.
+async fn refuse_lost_indexes(
+    client: &impl GenericClient,
+    version: &str,
+    replaced: &Replaced,
+) -> Result<(), MigrateError> {
+    let Replaced {
+        schema,
+        table,
+        column,
+        operation,
+    } = replaced;
+    let rows = client
+        .query(
+            "WITH col AS (
+                SELECT a.attrelid, a.attnum FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+                   AND NOT a.attisdropped)
+             SELECT 'index ' || pg_catalog.quote_ident(i.relname)
+               FROM col JOIN pg_catalog.pg_depend d
+                 ON d.refclassid = 'pg_catalog.pg_class'::regclass
+                AND d.refobjid = col.attrelid AND d.refobjsubid = col.attnum
+               JOIN pg_catalog.pg_class i
+                 ON d.classid = 'pg_catalog.pg_class'::regclass AND i.oid = d.objid
+              WHERE i.relkind IN ('i', 'I')
+             UNION
+             SELECT CASE k.contype WHEN 'p' THEN 'primary key ' WHEN 'u' THEN 'unique constraint '
+                                   WHEN 'x' THEN 'exclusion constraint ' ELSE 'foreign key ' END
+                    || pg_catalog.quote_ident(k.conname)
+                    || CASE WHEN k.conrelid <> col.attrelid
+                            THEN ' of ' || k.conrelid::regclass::text ELSE '' END
+               FROM col JOIN pg_catalog.pg_depend d
+                 ON d.refclassid = 'pg_catalog.pg_class'::regclass
+                AND d.refobjid = col.attrelid AND d.refobjsubid = col.attnum
+               JOIN pg_catalog.pg_constraint k
+                 ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
+              WHERE k.contype IN ('p', 'u', 'x', 'f')
+              ORDER BY 1",
+            &[schema, table, column],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading the indexes and constraints on {schema}.{table}.{column}"),
+                &error,
+            )
+        })?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let objects: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    Err(MigrateError::Unsafe {
+        version: version.to_owned(),
+        table: format!("{schema}.{table}"),
+        objects: format!("column {column} is covered by {}", objects.join(", ")),
+        problem: format!(
+            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these and rebuilds none (a key would stop being unique); replacing an indexed or constrained column is not supported yet"
+        ),
+        remedy: "drop them first if the table can do without them while the migration runs, and create them on the new column after `migrate complete` (`create_index` / `add_constraint` in the next migration); or add the new column with `add_column` and its own index or constraint, and drop the old one later".into(),
+    })
+}
