@@ -9,10 +9,14 @@
 //! `down`. The backfill writes with the version `viewgate_backfill`, which no trigger acts on.
 //!
 //! Each direction has an INSERT and an UPDATE trigger (with a function each), named so that
-//! chained migrations run in the right order: BEFORE triggers fire in name order,
-//! `_vg_sync_0_…` (down, newest migration first) before `_vg_sync_1_…` (up, oldest migration
+//! chained migrations run in the right order: BEFORE triggers fire in name order (bytewise),
+//! `~vg_sync_0_…` (down, newest migration first) before `~vg_sync_1_…` (up, oldest migration
 //! first). A v1 write then fills v2's columns before v3's are computed from them, and a v3
-//! write fills v2's before v1's.
+//! write fills v2's before v1's. The `~` sorts them after the application's own BEFORE
+//! triggers (any name of letters, digits and `_`), so both versions' columns are computed from
+//! the row as those left it (the forty-first red-team pass saw an `upper(code)` trigger's
+//! effect missing from v2 and lost at complete, under the earlier prefix `_vg_sync_`, which
+//! sorted first; triggers of that name are still dropped, and renamed when a migration starts).
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +32,12 @@ const FUNCTION_SCHEMA: &str = "viewgate";
 /// What an UPDATE's sync trigger raises in place of an error computing another version's
 /// columns (whose text may print their values).
 const SYNC_FAILED: &str = "viewgate: a migration's sync trigger failed computing another version's columns from this row; the statement was not applied";
+/// What every sync trigger's name starts with: `~` sorts after letters, digits and `_`.
+const TRIGGER_PREFIX: &str = "~vg_sync_";
+/// The prefix of earlier builds, whose triggers fired before the application's.
+const LEGACY_TRIGGER_PREFIX: &str = "_vg_sync_";
+/// A legacy sync trigger's whole name (prefix, direction, id, event), as a POSIX regex.
+const LEGACY_TRIGGER_PATTERN: &str = "^_vg_sync_[01]_[0-9]{10}_[iu]$";
 /// Digits of a migration id in trigger names, so names sort as numbers do.
 const ID_DIGITS: usize = 10;
 const MAX_ID: i64 = 9_999_999_999;
@@ -51,6 +61,8 @@ impl Direction {
 pub struct SyncNames {
     /// The name both triggers of the direction start with (it decides their order).
     pub trigger: String,
+    /// The same under an earlier build's prefix, which a migration it started still has.
+    pub legacy_trigger: String,
     /// The INSERT trigger's function: it computes, its trigger's WHEN clause decides.
     pub function: String,
     /// The UPDATE trigger's function: it decides, then computes.
@@ -61,13 +73,18 @@ impl SyncNames {
     /// The INSERT trigger's and the UPDATE trigger's names, events and functions: they judge
     /// the writer differently.
     fn triggers(&self) -> [(String, &'static str, &str); 2] {
+        Self::named(&self.trigger, self)
+    }
+
+    /// The same under the legacy prefix.
+    fn legacy_triggers(&self) -> [(String, &'static str, &str); 2] {
+        Self::named(&self.legacy_trigger, self)
+    }
+
+    fn named<'a>(stem: &str, names: &'a SyncNames) -> [(String, &'static str, &'a str); 2] {
         [
-            (format!("{}_i", self.trigger), "INSERT", &self.function),
-            (
-                format!("{}_u", self.trigger),
-                "UPDATE",
-                &self.update_function,
-            ),
+            (format!("{stem}_i"), "INSERT", &names.function),
+            (format!("{stem}_u"), "UPDATE", &names.update_function),
         ]
     }
 }
@@ -78,12 +95,13 @@ pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str)
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    let trigger = match direction {
-        Direction::Down => format!("_vg_sync_0_{:0ID_DIGITS$}", MAX_ID - migration_id),
-        Direction::Up => format!("_vg_sync_1_{migration_id:0ID_DIGITS$}"),
+    let stem = match direction {
+        Direction::Down => format!("0_{:0ID_DIGITS$}", MAX_ID - migration_id),
+        Direction::Up => format!("1_{migration_id:0ID_DIGITS$}"),
     };
     SyncNames {
-        trigger,
+        trigger: format!("{TRIGGER_PREFIX}{stem}"),
+        legacy_trigger: format!("{LEGACY_TRIGGER_PREFIX}{stem}"),
         function: sync_function::name(migration_id, direction.word(), false, &table_hash),
         update_function: sync_function::name(migration_id, direction.word(), true, &table_hash),
     }
@@ -92,7 +110,7 @@ pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str)
 /// The SQL creating both triggers (where they have work) for `sync`. `old_side` lists the
 /// versions whose writes count as older (the previous version and every version before it).
 pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> String {
-    let mut sql = String::new();
+    let mut sql = rename_legacy_sql(&sync.schema, &sync.table);
     for (direction, assigns, columns) in [
         (Direction::Down, &sync.down, &sync.down_columns),
         (Direction::Up, &sync.up, &sync.up_columns),
@@ -112,12 +130,39 @@ pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> S
     sql
 }
 
-/// The SQL dropping both triggers and their functions (whether or not they exist).
+/// The SQL giving the table's sync triggers that an earlier build named (migrations it
+/// started, still live) the current prefix: under the legacy one they would fire before the
+/// application's triggers and before every trigger of a migration started since, out of the
+/// chain's order.
+fn rename_legacy_sql(schema: &str, table: &str) -> String {
+    let table = quote_literal(&quote_qualified(schema, table));
+    format!(
+        "DO {BODY_QUOTE}
+DECLARE
+    legacy pg_catalog.name;
+BEGIN
+    FOR legacy IN SELECT tgname FROM pg_catalog.pg_trigger
+                   WHERE tgrelid = {table}::pg_catalog.regclass AND tgname OPERATOR(pg_catalog.~) {pattern}
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO %I', legacy, {table},
+            {prefix} OPERATOR(pg_catalog.||) pg_catalog.substr(legacy, {rest}));
+    END LOOP;
+END
+{BODY_QUOTE};
+",
+        pattern = quote_literal(LEGACY_TRIGGER_PATTERN),
+        prefix = quote_literal(TRIGGER_PREFIX),
+        rest = LEGACY_TRIGGER_PREFIX.len() + 1,
+    )
+}
+
+/// The SQL dropping both triggers and their functions (whether or not they exist), under the
+/// current and the legacy prefix.
 pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
     let mut sql = String::new();
     for direction in [Direction::Down, Direction::Up] {
         let names = names(migration_id, direction, schema, table);
-        for (trigger, _, _) in names.triggers() {
+        for (trigger, _, _) in names.triggers().into_iter().chain(names.legacy_triggers()) {
             sql.push_str(&format!(
                 "DROP TRIGGER IF EXISTS {} ON {};\n",
                 quote_ident(&trigger),
@@ -404,14 +449,37 @@ mod tests {
         assert_eq!(
             order,
             [
-                "_vg_sync_0_9999999988",
-                "_vg_sync_0_9999999996",
-                "_vg_sync_0_9999999997",
-                "_vg_sync_1_0000000002",
-                "_vg_sync_1_0000000003",
-                "_vg_sync_1_0000000011",
+                "~vg_sync_0_9999999988",
+                "~vg_sync_0_9999999996",
+                "~vg_sync_0_9999999997",
+                "~vg_sync_1_0000000002",
+                "~vg_sync_1_0000000003",
+                "~vg_sync_1_0000000011",
             ]
         );
+        // After any application trigger of letters, digits and `_` (Postgres compares bytes).
+        for application in ["zzz_last", "Z", "_first", "9"] {
+            assert!(
+                order.iter().all(|name| *name > application),
+                "{application}"
+            );
+        }
+    }
+
+    #[test]
+    fn drop_removes_the_legacy_names_too() {
+        let sql = drop_sql(3, "public", "t");
+        for name in [
+            "~vg_sync_0_9999999996_i",
+            "~vg_sync_1_0000000003_u",
+            "_vg_sync_0_9999999996_u",
+            "_vg_sync_1_0000000003_i",
+        ] {
+            assert!(
+                sql.contains(&format!("DROP TRIGGER IF EXISTS \"{name}\" ON")),
+                "{sql}"
+            );
+        }
     }
 
     #[test]
