@@ -361,9 +361,6 @@ pub fn rename_plan(plan: &mut MigrationPlan, renames: &[Rename]) {
         for assign in table_sync.up.iter_mut().chain(table_sync.down.iter_mut()) {
             rename_physical(&mut assign.target, &schema, &table, renames);
         }
-        for column in &mut table_sync.compared_as_text {
-            rename_physical(column, &schema, &table, renames);
-        }
         rename_table_name(&mut table_sync.table, &schema, renames);
     }
     for backfill in &mut plan.backfills {

@@ -9,10 +9,14 @@
 //! `down`. The backfill writes with the version `viewgate_backfill`, which no trigger acts on.
 //!
 //! Each direction has an INSERT and an UPDATE trigger (with a function each), named so that
-//! chained migrations run in the right order: BEFORE triggers fire in name order,
-//! `_vg_sync_0_…` (down, newest migration first) before `_vg_sync_1_…` (up, oldest migration
+//! chained migrations run in the right order: BEFORE triggers fire in name order (bytewise),
+//! `~vg_sync_0_…` (down, newest migration first) before `~vg_sync_1_…` (up, oldest migration
 //! first). A v1 write then fills v2's columns before v3's are computed from them, and a v3
-//! write fills v2's before v1's.
+//! write fills v2's before v1's. The `~` sorts them after the application's own BEFORE
+//! triggers (any name of letters, digits and `_`), so both versions' columns are computed from
+//! the row as those left it (the forty-first red-team pass saw an `upper(code)` trigger's
+//! effect missing from v2 and lost at complete, under the earlier prefix `_vg_sync_`, which
+//! sorted first; triggers of that name are still dropped, and renamed when a migration starts).
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +32,12 @@ pub const FUNCTION_SCHEMA: &str = "viewgate";
 /// What an UPDATE's sync trigger raises in place of an error computing another version's
 /// columns (whose text may print their values).
 const SYNC_FAILED: &str = "viewgate: a migration's sync trigger failed computing another version's columns from this row; the statement was not applied";
+/// What every sync trigger's name starts with: `~` sorts after letters, digits and `_`.
+const TRIGGER_PREFIX: &str = "~vg_sync_";
+/// The prefix of earlier builds, whose triggers fired before the application's.
+const LEGACY_TRIGGER_PREFIX: &str = "_vg_sync_";
+/// A legacy sync trigger's whole name (prefix, direction, id, event), as a POSIX regex.
+const LEGACY_TRIGGER_PATTERN: &str = "^_vg_sync_[01]_[0-9]{10}_[iu]$";
 /// Digits of a migration id in trigger names, so names sort as numbers do.
 const ID_DIGITS: usize = 10;
 const MAX_ID: i64 = 9_999_999_999;
@@ -51,6 +61,8 @@ impl Direction {
 pub struct SyncNames {
     /// The name both triggers of the direction start with (it decides their order).
     pub trigger: String,
+    /// The same under an earlier build's prefix, which a migration it started still has.
+    pub legacy_trigger: String,
     /// The INSERT trigger's function: it computes, its trigger's WHEN clause decides.
     pub function: String,
     /// The UPDATE trigger's function: it decides, then computes.
@@ -61,13 +73,18 @@ impl SyncNames {
     /// The INSERT trigger's and the UPDATE trigger's names, events and functions: they judge
     /// the writer differently.
     fn triggers(&self) -> [(String, &'static str, &str); 2] {
+        Self::named(&self.trigger, self)
+    }
+
+    /// The same under the legacy prefix.
+    fn legacy_triggers(&self) -> [(String, &'static str, &str); 2] {
+        Self::named(&self.legacy_trigger, self)
+    }
+
+    fn named<'a>(stem: &str, names: &'a SyncNames) -> [(String, &'static str, &'a str); 2] {
         [
-            (format!("{}_i", self.trigger), "INSERT", &self.function),
-            (
-                format!("{}_u", self.trigger),
-                "UPDATE",
-                &self.update_function,
-            ),
+            (format!("{stem}_i"), "INSERT", &names.function),
+            (format!("{stem}_u"), "UPDATE", &names.update_function),
         ]
     }
 }
@@ -78,12 +95,13 @@ pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str)
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    let trigger = match direction {
-        Direction::Down => format!("_vg_sync_0_{:0ID_DIGITS$}", MAX_ID - migration_id),
-        Direction::Up => format!("_vg_sync_1_{migration_id:0ID_DIGITS$}"),
+    let stem = match direction {
+        Direction::Down => format!("0_{:0ID_DIGITS$}", MAX_ID - migration_id),
+        Direction::Up => format!("1_{migration_id:0ID_DIGITS$}"),
     };
     SyncNames {
-        trigger,
+        trigger: format!("{TRIGGER_PREFIX}{stem}"),
+        legacy_trigger: format!("{LEGACY_TRIGGER_PREFIX}{stem}"),
         function: sync_function::name(migration_id, direction.word(), false, &table_hash),
         update_function: sync_function::name(migration_id, direction.word(), true, &table_hash),
     }
@@ -92,7 +110,7 @@ pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str)
 /// The SQL creating both triggers (where they have work) for `sync`. `old_side` lists the
 /// versions whose writes count as older (the previous version and every version before it).
 pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> String {
-    let mut sql = String::new();
+    let mut sql = rename_legacy_sql(&sync.schema, &sync.table);
     for (direction, assigns, columns) in [
         (Direction::Down, &sync.down, &sync.down_columns),
         (Direction::Up, &sync.up, &sync.up_columns),
@@ -112,12 +130,39 @@ pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> S
     sql
 }
 
-/// The SQL dropping both triggers and their functions (whether or not they exist).
+/// The SQL giving the table's sync triggers that an earlier build named (migrations it
+/// started, still live) the current prefix: under the legacy one they would fire before the
+/// application's triggers and before every trigger of a migration started since, out of the
+/// chain's order.
+fn rename_legacy_sql(schema: &str, table: &str) -> String {
+    let table = quote_literal(&quote_qualified(schema, table));
+    format!(
+        "DO {BODY_QUOTE}
+DECLARE
+    legacy pg_catalog.name;
+BEGIN
+    FOR legacy IN SELECT tgname FROM pg_catalog.pg_trigger
+                   WHERE tgrelid = {table}::pg_catalog.regclass AND tgname OPERATOR(pg_catalog.~) {pattern}
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO %I', legacy, {table},
+            {prefix} OPERATOR(pg_catalog.||) pg_catalog.substr(legacy, {rest}));
+    END LOOP;
+END
+{BODY_QUOTE};
+",
+        pattern = quote_literal(LEGACY_TRIGGER_PATTERN),
+        prefix = quote_literal(TRIGGER_PREFIX),
+        rest = LEGACY_TRIGGER_PREFIX.len() + 1,
+    )
+}
+
+/// The SQL dropping both triggers and their functions (whether or not they exist), under the
+/// current and the legacy prefix.
 pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
     let mut sql = String::new();
     for direction in [Direction::Down, Direction::Up] {
         let names = names(migration_id, direction, schema, table);
-        for (trigger, _, _) in names.triggers() {
+        for (trigger, _, _) in names.triggers().into_iter().chain(names.legacy_triggers()) {
             sql.push_str(&format!(
                 "DROP TRIGGER IF EXISTS {} ON {};\n",
                 quote_ident(&trigger),
@@ -174,8 +219,8 @@ fn one_trigger(
     // older side can change the columns only it sees (down's targets), and only one at the
     // newer side those only it sees (up's). That overrides the setting, which can lag behind a
     // statement prepared at another version; when neither or both changed, the setting decides.
-    let old_changed = changed(&sync.down, &sync.compared_as_text);
-    let new_changed = changed(&sync.up, &sync.compared_as_text);
+    let old_changed = changed(assigns_targets(&sync.down));
+    let new_changed = changed(assigns_targets(&sync.up));
     let (on_insert, update_decides) = match direction {
         Direction::Up => (
             old_writer.clone(),
@@ -246,15 +291,15 @@ fn one_trigger(
     // Assignments with the same test share it (each costs a comparison a row).
     let mut guarded: Vec<(String, String)> = Vec::new();
     for assign in assigns {
-        let read_changed: Vec<String> = columns
+        let read: Vec<&str> = columns
             .iter()
             .filter(|(logical, _)| mentions(&assign.expression, logical))
-            .map(|(_, physical)| column_changed(physical, &sync.compared_as_text))
+            .map(|(_, physical)| physical.as_str())
             .collect();
-        if read_changed.is_empty() {
+        if read.is_empty() {
             continue;
         }
-        let condition = read_changed.join(" OR ");
+        let condition = changed(read);
         let assignment = format!(
             "        NEW.{} := (\n            {}\n        );\n",
             quote_ident(&assign.target),
@@ -351,26 +396,39 @@ fn text_array<'a>(elements: impl Iterator<Item = &'a str>) -> String {
     quote_literal(&format!("{{{}}}", quoted.join(",")))
 }
 
-/// SQL true when an UPDATE changed any of the columns `assigns` write.
-fn changed(assigns: &[Assign], compared_as_text: &[String]) -> String {
-    if assigns.is_empty() {
-        return "false".to_owned();
-    }
-    let tests: Vec<String> = assigns
+/// The physical columns `assigns` write.
+fn assigns_targets(assigns: &[Assign]) -> Vec<&str> {
+    assigns
         .iter()
-        .map(|assign| column_changed(&assign.target, compared_as_text))
-        .collect();
-    format!("({})", tests.join(" OR "))
+        .map(|assign| assign.target.as_str())
+        .collect()
 }
 
-/// Whether an UPDATE changed physical column `column`: as text where its type has no
-/// equality operator (`TableSync::compared_as_text`).
-fn column_changed(column: &str, compared_as_text: &[String]) -> String {
-    let quoted = quote_ident(column);
-    match compared_as_text.iter().any(|name| name == column) {
-        true => format!("NEW.{quoted}::text IS DISTINCT FROM OLD.{quoted}::text"),
-        false => format!("NEW.{quoted} IS DISTINCT FROM OLD.{quoted}"),
+/// SQL true when an UPDATE changed what is stored in any of physical `columns`. Postgres's
+/// binary-identity record comparison (`record_image_eq`, the `*=` operator's function, called
+/// by name: between two `ROW(…)` constructors an operator is applied column by column, where
+/// no type has it) compares null flags and bytes: a type's
+/// own equality would call a new value equal to the old one where it is stored differently
+/// (citext's case, numeric's scale, a float's sign of zero), and such a write would never
+/// reach the other version (the forty-first red-team pass lost a v1 `lower(email)` at
+/// complete). It needs no equality operator either (`json`, `xml`, geometric types have none)
+/// and is never NULL.
+fn changed(columns: Vec<&str>) -> String {
+    if columns.is_empty() {
+        return "false".to_owned();
     }
+    let row = |record: &str| -> String {
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|column| format!("{record}.{}", quote_ident(column)))
+            .collect();
+        format!("ROW({})", fields.join(", "))
+    };
+    format!(
+        "(NOT pg_catalog.record_image_eq({}, {}))",
+        row("NEW"),
+        row("OLD")
+    )
 }
 
 #[cfg(test)]
@@ -391,14 +449,37 @@ mod tests {
         assert_eq!(
             order,
             [
-                "_vg_sync_0_9999999988",
-                "_vg_sync_0_9999999996",
-                "_vg_sync_0_9999999997",
-                "_vg_sync_1_0000000002",
-                "_vg_sync_1_0000000003",
-                "_vg_sync_1_0000000011",
+                "~vg_sync_0_9999999988",
+                "~vg_sync_0_9999999996",
+                "~vg_sync_0_9999999997",
+                "~vg_sync_1_0000000002",
+                "~vg_sync_1_0000000003",
+                "~vg_sync_1_0000000011",
             ]
         );
+        // After any application trigger of letters, digits and `_` (Postgres compares bytes).
+        for application in ["zzz_last", "Z", "_first", "9"] {
+            assert!(
+                order.iter().all(|name| *name > application),
+                "{application}"
+            );
+        }
+    }
+
+    #[test]
+    fn drop_removes_the_legacy_names_too() {
+        let sql = drop_sql(3, "public", "t");
+        for name in [
+            "~vg_sync_0_9999999996_i",
+            "~vg_sync_1_0000000003_u",
+            "_vg_sync_0_9999999996_u",
+            "_vg_sync_1_0000000003_i",
+        ] {
+            assert!(
+                sql.contains(&format!("DROP TRIGGER IF EXISTS \"{name}\" ON")),
+                "{sql}"
+            );
+        }
     }
 
     #[test]
@@ -419,19 +500,14 @@ mod tests {
             up_columns: vec![("n".into(), "n".into()), ("meta".into(), "meta".into())],
             down: vec![],
             down_columns: vec![],
-            compared_as_text: vec!["meta".into()],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         let update = &sql[sql.find("sync_4_up_u_").unwrap()..];
         // Both expressions reading `n` behind one test; the constant not at all.
-        assert_eq!(
-            update.matches("IS DISTINCT FROM OLD.\"n\"").count(),
-            1,
-            "{update}"
-        );
+        assert_eq!(update.matches("ROW(OLD.\"n\")").count(), 1, "{update}");
         assert!(
             update.contains(
-                "    IF NEW.\"n\" IS DISTINCT FROM OLD.\"n\" THEN\n        NEW.\"_vg_v2_n\" := ("
+                "    IF (NOT pg_catalog.record_image_eq(ROW(NEW.\"n\"), ROW(OLD.\"n\"))) THEN\n        NEW.\"_vg_v2_n\" := ("
             ) && update.contains("NEW.\"big\" := ("),
             "{update}"
         );
@@ -443,9 +519,9 @@ mod tests {
             "{update}"
         );
         assert_eq!(update.matches("NEW.\"kind\" :=").count(), 1, "{update}");
-        // A json column has no equality operator: compared as text.
+        // A json column has no equality operator: compared by its stored bytes as any other.
         assert!(
-            update.contains("    IF NEW.\"meta\"::text IS DISTINCT FROM OLD.\"meta\"::text THEN\n        NEW.\"k\" := ("),
+            update.contains("    IF (NOT pg_catalog.record_image_eq(ROW(NEW.\"meta\"), ROW(OLD.\"meta\"))) THEN\n        NEW.\"k\" := ("),
             "{update}"
         );
         // The INSERT function computes all three.
@@ -482,7 +558,6 @@ mod tests {
             up_columns: vec![("n".into(), "n".into()), ("other".into(), "other".into())],
             down: vec![],
             down_columns: vec![("n".into(), "_vg_v2_n".into())],
-            compared_as_text: Vec::new(),
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         // The INSERT function reads it as the variable's initial value, the UPDATE function
@@ -525,7 +600,7 @@ mod tests {
         );
         assert!(
             sql.contains(
-                "    IF NOT (CASE WHEN false = (NEW.\"_vg_v2_n\" IS DISTINCT FROM OLD.\"_vg_v2_n\")"
+                "    IF NOT (CASE WHEN false = (NOT pg_catalog.record_image_eq(ROW(NEW.\"_vg_v2_n\"), ROW(OLD.\"_vg_v2_n\")))"
             ),
             "{sql}"
         );

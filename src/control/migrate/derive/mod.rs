@@ -78,27 +78,8 @@ pub struct TableSync {
     pub down: Vec<Assign>,
     /// The new version's names for the table's columns, which `down` reads.
     pub down_columns: ColumnMap,
-    /// Physical columns of a type without an equality operator (`json`, `xml`, geometric
-    /// types, arrays of them): the UPDATE triggers compare them as text to tell whether they
-    /// changed (`IS DISTINCT FROM` on `json` fails: the thirty-second red-team pass saw every
-    /// older client's UPDATE refused once an `up` read a json column).
-    #[serde(default)]
-    pub compared_as_text: Vec<String>,
-}
-
-/// Types Postgres gives no equality operator (or one that is not equality: `box = box`
-/// compares areas), by `format_type` name.
-const TYPES_COMPARED_AS_TEXT: &[&str] = &[
-    "json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle",
-];
-
-/// Whether a column of type `type_name` (`format_type`, or as a migration file writes it) is
-/// compared as text.
-fn compared_as_text(type_name: &str) -> bool {
-    let element = type_name.trim().trim_end_matches("[]").trim();
-    TYPES_COMPARED_AS_TEXT
-        .iter()
-        .any(|name| element.eq_ignore_ascii_case(name))
+    // A plan recorded by an earlier build may carry `compared_as_text` (the columns its
+    // triggers compared as text): serde ignores it, the triggers now compare stored bytes.
 }
 
 /// Existing rows of one table to fill before the new version goes live.
@@ -418,26 +399,6 @@ impl Deriver<'_> {
             .push((column.to_owned(), type_name.to_owned()));
     }
 
-    /// The physical columns of a table, live or added by this migration, compared as text.
-    fn columns_compared_as_text(&self, schema: &str, table: &str) -> Vec<String> {
-        let live = self
-            .snapshot
-            .table(schema, table)
-            .into_iter()
-            .flat_map(|table| table.columns.iter())
-            .map(|column| (column.name.as_str(), column.type_name.as_str()));
-        let added = self
-            .added_columns
-            .get(&(schema.to_owned(), table.to_owned()))
-            .into_iter()
-            .flatten()
-            .map(|(name, type_name)| (name.as_str(), type_name.as_str()));
-        live.chain(added)
-            .filter(|(_, type_name)| compared_as_text(type_name))
-            .map(|(name, _)| name.to_owned())
-            .collect()
-    }
-
     /// Records that the contract drops physical column `column` of the new version's table
     /// `table` in favour of this operation's new column(s).
     fn note_replaced(&mut self, table: &str, column: Option<String>) -> Result<(), MigrateError> {
@@ -479,7 +440,6 @@ impl Deriver<'_> {
                 up_columns: from_map(schema, table),
                 down: down.clone(),
                 down_columns: to_map(schema, table),
-                compared_as_text: self.columns_compared_as_text(schema, table),
             })
             .collect();
         let mut backfills = Vec::new();
