@@ -210,6 +210,19 @@ impl Checker<'_> {
                 if !changes_something {
                     return Err(self.invalid(context, "changes nothing about the column"));
                 }
+                // The old version keeps its nullable column and may write NULL into it: the
+                // new column's value for such a row must come from `up`, or the stand-in check
+                // refuses the old version's write (the forty-first red-team pass saw a v1
+                // `UPDATE … SET score = NULL` fail on v2's check).
+                if op.nullable == Some(false) && op.up.is_none() {
+                    return Err(self.invalid(
+                        context,
+                        format!(
+                            "column {column} becomes NOT NULL, but older versions may write NULL into it: give `up` (the new version's value for every row, e.g. COALESCE({column}, …))",
+                            column = op.column
+                        ),
+                    ));
+                }
                 if op.down.is_some() && !op.needs_new_column() {
                     return Err(self.invalid(
                         context,
@@ -483,6 +496,26 @@ column = { name = "model_type", type = "text", nullable = false }
             .unwrap_err()
             .to_string();
         assert!(error.contains("batch"), "{error}");
+    }
+
+    #[test]
+    fn alter_column_to_not_null_without_up_is_refused() {
+        let alter = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "t"
+column = "score"
+nullable = false
+"#;
+        let error = parse(alter).unwrap_err().to_string();
+        assert!(error.contains("operation 1 (alter_column)"), "{error}");
+        assert!(
+            error.contains("column score becomes NOT NULL") && error.contains("give `up`"),
+            "{error}"
+        );
+        parse(&format!("{alter}up = \"COALESCE(score, 0)\"\n")).expect("with up it parses");
     }
 
     #[test]
