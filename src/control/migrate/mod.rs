@@ -9,7 +9,7 @@
 //! [`complete`] contracts and retires the previous version; [`rollback`] undoes the expand.
 //! [`privileges`] refuses a database where a client could plant a function the expressions
 //! would call, [`preconditions`] a migration whose backfill or contract would silently damage
-//! data. `control::usage` says who still uses a version, [`state`] is the catalog's
+//! data; [`rebuild`] carries the indexes of a replaced column over to its replacement. `control::usage` says who still uses a version, [`state`] is the catalog's
 //! record of each migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
 
@@ -24,6 +24,7 @@ pub mod pace;
 pub mod preconditions;
 pub mod privileges;
 pub mod progress;
+pub mod rebuild;
 pub mod rollback;
 pub mod settings;
 pub mod start;

@@ -14,7 +14,8 @@
 //! - `alter_column` through a new column, `split_column` and `merge_columns` drop the old
 //!   column at `migrate complete`, and with it every index and constraint covering it: a
 //!   primary key, unique constraint and indexes vanished, duplicate keys followed (finding 1).
-//!   Rebuilding them on the new column is not supported yet, so such a migration is refused.
+//!   `rebuild.rs` rebuilds indexes and unique constraints on the replacement; a primary key,
+//!   an exclusion or foreign-key constraint is not rebuilt, so such a migration is refused.
 
 use tokio_postgres::GenericClient;
 
@@ -151,8 +152,8 @@ async fn refuse_row_security(
 
 /// Refuses replacing a column that an index (on it, an expression of it or a predicate over
 /// it), a primary key, unique, exclusion or foreign-key constraint (referencing it or
-/// referenced by it) depends on: the contract's `DROP COLUMN` would take them along, and
-/// nothing rebuilds them on the new column. `pg_depend` has every one of them.
+/// referenced by it) depends on, unless `rebuild.rs` rebuilds it on the new column: the
+/// contract's `DROP COLUMN` would take it along. `pg_depend` has every one of them.
 async fn refuse_lost_indexes(
     client: &impl GenericClient,
     version: &str,
@@ -163,6 +164,8 @@ async fn refuse_lost_indexes(
         table,
         column,
         operation,
+        rebuilt,
+        ..
     } = replaced;
     let rows = client
         .query(
@@ -178,7 +181,7 @@ async fn refuse_lost_indexes(
                 AND d.refobjid = col.attrelid AND d.refobjsubid = col.attnum
                JOIN pg_catalog.pg_class i
                  ON d.classid = 'pg_catalog.pg_class'::regclass AND i.oid = d.objid
-              WHERE i.relkind IN ('i', 'I')
+              WHERE i.relkind IN ('i', 'I') AND i.relname::text <> ALL($4::text[])
              UNION
              SELECT CASE k.contype WHEN 'p' THEN 'primary key ' WHEN 'u' THEN 'unique constraint '
                                    WHEN 'x' THEN 'exclusion constraint ' ELSE 'foreign key ' END
@@ -191,8 +194,9 @@ async fn refuse_lost_indexes(
                JOIN pg_catalog.pg_constraint k
                  ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
               WHERE k.contype IN ('p', 'u', 'x', 'f')
+                AND NOT (k.contype = 'u' AND k.conname::text = ANY($4::text[]))
               ORDER BY 1",
-            &[schema, table, column],
+            &[schema, table, column, rebuilt],
         )
         .await
         .map_err(|error| {
@@ -210,7 +214,7 @@ async fn refuse_lost_indexes(
         table: format!("{schema}.{table}"),
         objects: format!("column {column} is covered by {}", objects.join(", ")),
         problem: format!(
-            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these and rebuilds none (a key would stop being unique); replacing an indexed or constrained column is not supported yet"
+            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes and unique constraints are rebuilt on the new column, but a primary key, an exclusion or a foreign-key constraint is not supported yet"
         ),
         remedy: "drop them first if the table can do without them while the migration runs, and create them on the new column after `migrate complete` (`create_index` / `add_constraint` in the next migration); or add the new column with `add_column` and its own index or constraint, and drop the old one later".into(),
     })

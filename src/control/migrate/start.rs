@@ -27,6 +27,7 @@ use super::pace::BatchPacer;
 use super::preconditions;
 use super::privileges;
 use super::progress::Progress;
+use super::rebuild;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
 use super::steps::{
@@ -256,7 +257,8 @@ pub async fn plan_against(
         .iter()
         .map(|table| (table.schema.as_str(), table.name.as_str()));
     let snapshot = introspect::snapshot(client, tables).await?;
-    let plan = derive::derive(migration, &from, &snapshot)?;
+    let mut plan = derive::derive(migration, &from, &snapshot)?;
+    rebuild::rebuild_indexes(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan).await?;
     Ok((from, plan))
 }

@@ -2,7 +2,7 @@
 //! old version could violate the change), and the physical renames complete will do.
 
 use super::sql::is_constant;
-use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Replaced, Step};
+use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Replaced, Replacement, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
 use crate::control::quote::{quote_ident, quote_qualified};
@@ -301,6 +301,15 @@ impl Deriver<'_> {
                 table: managed.name.clone(),
                 column: base_column.clone(),
                 operation: self.operation.clone(),
+                replacement: Some(Replacement {
+                    column: physical.clone(),
+                    same_type: op
+                        .sql_type
+                        .as_ref()
+                        .is_none_or(|sql_type| sql_type.trim() == old.type_name),
+                    unique: op.unique == Some(true),
+                }),
+                rebuilt: Vec::new(),
             });
             self.plan_steps.complete.push(Step::new(
                 format!("drop the old {} (only older versions used it)", op.column),

@@ -1,17 +1,12 @@
 //! Constraints and indexes: NOT NULL, CHECK and FOREIGN KEY added `NOT VALID` and validated
 //! after the backfill, uniqueness and indexes built `CONCURRENTLY`.
 
-use sha2::{Digest, Sha256};
-
-use super::sql::{check_over_physical, over_physical};
+use super::sql::{check_over_physical, fit_identifier, over_physical};
 use super::{Deriver, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddConstraint, ConstraintKind, CreateIndex, ForeignKey};
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::spec::{ColumnSource, MAX_IDENTIFIER_BYTES, ManagedTable};
-
-/// Bytes of the hash that ends a stand-in check's name cut to fit an identifier.
-const STAND_IN_HASH_BYTES: usize = 6;
 
 impl Deriver<'_> {
     /// Constraints of a new physical column: NOT NULL and CHECK and FOREIGN KEY as NOT VALID
@@ -269,20 +264,7 @@ fn validate_step(table: &str, constraint: &str) -> Step {
 /// long for an identifier, it is cut and a hash of the whole name keeps it unique: the
 /// check is viewgate's own and gone at complete.
 fn stand_in_name(table: &str, column: &str, version: &str) -> String {
-    let name = format!("{table}_{column}_not_null_{}", version);
-    if name.len() <= MAX_IDENTIFIER_BYTES {
-        return name;
-    }
-    let digest = Sha256::digest(name.as_bytes());
-    let hash: String = digest[..STAND_IN_HASH_BYTES]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    let mut cut = MAX_IDENTIFIER_BYTES - hash.len() - 1;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}_{hash}", &name[..cut])
+    fit_identifier(format!("{table}_{column}_not_null_{version}"))
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub struct Step {
 }
 
 impl Step {
-    fn new(description: impl Into<String>, sql: impl Into<String>) -> Self {
+    pub fn new(description: impl Into<String>, sql: impl Into<String>) -> Self {
         Step {
             description: description.into(),
             sql: sql.into(),
@@ -110,8 +110,9 @@ pub enum Rename {
     },
 }
 
-/// An old physical column the contract drops in favour of the new version's column(s): what
-/// indexes and constraints cover it would be lost with it (`preconditions.rs` refuses that).
+/// An old physical column the contract drops in favour of the new version's column(s): the
+/// indexes covering it are rebuilt on its one replacement where they can be (`rebuild.rs`),
+/// and what else covers it would be lost with it (`preconditions.rs` refuses that).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replaced {
     pub schema: String,
@@ -119,6 +120,22 @@ pub struct Replaced {
     pub column: String,
     /// The operation that replaces it, as refusals name it (`operation 2 (alter_column)`).
     pub operation: String,
+    /// The one column that takes its place (`alter_column`); none when it is split or merged.
+    #[serde(default)]
+    pub replacement: Option<Replacement>,
+    /// The indexes (and their unique constraints) rebuilt on the replacement.
+    #[serde(default)]
+    pub rebuilt: Vec<String>,
+}
+
+/// The new version's physical column that replaces an old one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replacement {
+    pub column: String,
+    /// Whether it has the old column's type (an operator class then still fits).
+    pub same_type: bool,
+    /// Whether the operation makes it unique itself (`unique = true`).
+    pub unique: bool,
 }
 
 /// Everything a migration does, phase by phase, derived before anything runs.
@@ -411,6 +428,8 @@ impl Deriver<'_> {
             table: managed.name,
             column,
             operation: self.operation.clone(),
+            replacement: None,
+            rebuilt: Vec::new(),
         });
         Ok(())
     }
@@ -509,4 +528,4 @@ fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> Colu
         .collect()
 }
 
-pub use sql::{mentions, over_physical};
+pub use sql::{fit_identifier, mentions, over_physical};

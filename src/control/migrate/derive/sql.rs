@@ -1,8 +1,33 @@
 //! SQL text from a file's fragments: expressions moved from logical to physical names, column
 //! definitions of a new table.
 
+use sha2::{Digest, Sha256};
+
 use crate::control::migrate::operation::ColumnDefinition;
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::spec::MAX_IDENTIFIER_BYTES;
+
+/// Bytes of the hash that ends a name of viewgate's own cut to fit an identifier.
+const NAME_HASH_BYTES: usize = 6;
+
+/// `name` if it fits an identifier; else cut, and ended by a hash of the whole name so that
+/// two long names cut alike stay apart. For names of viewgate's own objects only, which it
+/// finds again by the plan that recorded them, never by the name.
+pub fn fit_identifier(name: String) -> String {
+    if name.len() <= MAX_IDENTIFIER_BYTES {
+        return name;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hash: String = digest[..NAME_HASH_BYTES]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let mut cut = MAX_IDENTIFIER_BYTES - hash.len() - 1;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash}", &name[..cut])
+}
 
 /// A check names columns by their logical names; on the base table it must name the physical
 /// ones. Identifiers are replaced token by token in one pass (sqlparser's tokenizer), so
