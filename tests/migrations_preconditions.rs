@@ -232,16 +232,16 @@ async fn replacing_an_indexed_or_constrained_column_is_refused() {
          CREATE TABLE parts (id int PRIMARY KEY, model bigint REFERENCES models (id));",
     );
     let columns = base_columns(&database);
-    // Indexes and unique constraints are rebuilt on the new column (tests/migrations_indexes.rs);
+    // Indexes and constraints are rebuilt on the new column (tests/migrations_rebuild.rs);
     // keys, foreign keys and what the catalog cannot rebuild are refused.
     for (migration, expected) in [
         (
             retype("id", "numeric"),
-            "column id is covered by foreign key parts_model_fkey of parts, primary key models_pkey: operation 1 (alter_column) replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes and unique constraints are rebuilt on the new column, but a primary key, an exclusion or a foreign-key constraint is not supported yet",
+            "column id is covered by foreign key parts_model_fkey of parts, primary key models_pkey: operation 1 (alter_column) replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, unique and check constraints and the table's own foreign keys are rebuilt on the new column, but a primary key, an exclusion constraint or another table's foreign key is not supported yet",
         ),
         (
             retype("size", "bigint"),
-            "column size is covered by index models_big: the old column is dropped at `migrate complete` with its indexes, and this one cannot be rebuilt on the new column: an expression or the predicate of the index names it",
+            "column size is covered by index models_big: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: an expression or the predicate of the index names it",
         ),
         (
             retype("legacy_note", "varchar(200)"),
@@ -262,7 +262,7 @@ into = [
 down = "family || '-' || number"
 "#
             .to_owned(),
-            "column name is covered by index models_name_key: the old column is dropped at `migrate complete` with its indexes, and this one cannot be rebuilt on the new column: operation 1 (split_column) replaces it with several columns",
+            "column name is covered by index models_name_key: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: operation 1 (split_column) replaces it with several columns",
         ),
         (
             r#"

@@ -14,8 +14,9 @@
 //! - `alter_column` through a new column, `split_column` and `merge_columns` drop the old
 //!   column at `migrate complete`, and with it every index and constraint covering it: a
 //!   primary key, unique constraint and indexes vanished, duplicate keys followed (finding 1).
-//!   `rebuild.rs` rebuilds indexes and unique constraints on the replacement; a primary key,
-//!   an exclusion or foreign-key constraint is not rebuilt, so such a migration is refused.
+//!   `rebuild/` rebuilds indexes, unique and check constraints and the table's own foreign
+//!   keys on the replacement; a primary key, an exclusion constraint or another table's
+//!   foreign key is not rebuilt, so such a migration is refused.
 
 use tokio_postgres::GenericClient;
 
@@ -152,7 +153,7 @@ async fn refuse_row_security(
 
 /// Refuses replacing a column that an index (on it, an expression of it or a predicate over
 /// it), a primary key, unique, exclusion or foreign-key constraint (referencing it or
-/// referenced by it) depends on, unless `rebuild.rs` rebuilds it on the new column: the
+/// referenced by it) depends on, unless `rebuild/` rebuilds it on the new column: the
 /// contract's `DROP COLUMN` would take it along. `pg_depend` has every one of them.
 async fn refuse_lost_indexes(
     client: &impl GenericClient,
@@ -194,7 +195,8 @@ async fn refuse_lost_indexes(
                JOIN pg_catalog.pg_constraint k
                  ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
               WHERE k.contype IN ('p', 'u', 'x', 'f')
-                AND NOT (k.contype = 'u' AND k.conname::text = ANY($4::text[]))
+                AND NOT (k.contype IN ('u', 'f') AND k.conrelid = col.attrelid
+                         AND k.conname::text = ANY($4::text[]))
               ORDER BY 1",
             &[schema, table, column, rebuilt],
         )
@@ -214,7 +216,7 @@ async fn refuse_lost_indexes(
         table: format!("{schema}.{table}"),
         objects: format!("column {column} is covered by {}", objects.join(", ")),
         problem: format!(
-            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes and unique constraints are rebuilt on the new column, but a primary key, an exclusion or a foreign-key constraint is not supported yet"
+            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, unique and check constraints and the table's own foreign keys are rebuilt on the new column, but a primary key, an exclusion constraint or another table's foreign key is not supported yet"
         ),
         remedy: "drop them first if the table can do without them while the migration runs, and create them on the new column after `migrate complete` (`create_index` / `add_constraint` in the next migration); or add the new column with `add_column` and its own index or constraint, and drop the old one later".into(),
     })

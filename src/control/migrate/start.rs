@@ -258,7 +258,7 @@ pub async fn plan_against(
         .map(|table| (table.schema.as_str(), table.name.as_str()));
     let snapshot = introspect::snapshot(client, tables).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
-    rebuild::rebuild_indexes(client, &mut plan).await?;
+    rebuild::rebuild_replaced(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan).await?;
     Ok((from, plan))
 }

@@ -308,6 +308,7 @@ impl Deriver<'_> {
                         .as_ref()
                         .is_none_or(|sql_type| sql_type.trim() == old.type_name),
                     unique: op.unique == Some(true),
+                    check: op.check.is_some(),
                 }),
                 rebuilt: Vec::new(),
             });

@@ -111,8 +111,9 @@ pub enum Rename {
 }
 
 /// An old physical column the contract drops in favour of the new version's column(s): the
-/// indexes covering it are rebuilt on its one replacement where they can be (`rebuild.rs`),
-/// and what else covers it would be lost with it (`preconditions.rs` refuses that).
+/// indexes and constraints covering it are rebuilt on its one replacement where they can be
+/// (`rebuild/`), and what else covers it would be lost with it (`preconditions.rs` refuses
+/// that).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replaced {
     pub schema: String,
@@ -123,7 +124,8 @@ pub struct Replaced {
     /// The one column that takes its place (`alter_column`); none when it is split or merged.
     #[serde(default)]
     pub replacement: Option<Replacement>,
-    /// The indexes (and their unique constraints) rebuilt on the replacement.
+    /// The indexes (and their unique constraints), checks and foreign keys rebuilt on the
+    /// replacement.
     #[serde(default)]
     pub rebuilt: Vec<String>,
 }
@@ -136,6 +138,9 @@ pub struct Replacement {
     pub same_type: bool,
     /// Whether the operation makes it unique itself (`unique = true`).
     pub unique: bool,
+    /// Whether the operation gives it a check of its own (`check = …`).
+    #[serde(default)]
+    pub check: bool,
 }
 
 /// Everything a migration does, phase by phase, derived before anything runs.

@@ -1,74 +1,36 @@
-//! Indexes rebuilt on the column that replaces an old one. `alter_column` through a new column
-//! drops the old column at `migrate complete`, and Postgres drops every index on it along: a
-//! unique constraint or an index the application's queries rely on would vanish (red-team
-//! pass 41, finding 1). So each index whose key or INCLUDE columns name a replaced column is
-//! built again over the replacement, read from the catalog part by part (method, columns with
-//! their collations, operator classes and orderings, INCLUDE, NULLS NOT DISTINCT, storage
-//! parameters, tablespace, predicate): `CONCURRENTLY` after the backfill, under a name of the
-//! migration's own (`_vg_<version>_<index>`), dropped by a rollback. The contract, after it
-//! drops the old column and its indexes, gives each rebuilt index the old one's name, its
-//! unique constraint (`ADD CONSTRAINT … UNIQUE USING INDEX`), its replica identity and its
-//! clustering.
+//! Indexes rebuilt on the column that replaces an old one. Each index whose key or INCLUDE
+//! columns name a replaced column is built again over the replacement, read from the catalog
+//! part by part (method, columns with their collations, operator classes and orderings,
+//! INCLUDE, NULLS NOT DISTINCT, storage parameters, tablespace, predicate): `CONCURRENTLY`
+//! after the backfill, under a name of the migration's own (`_vg_<version>_<index>`), dropped
+//! by a rollback. The contract, after it drops the old column and its indexes, gives each
+//! rebuilt index the old one's name, its unique constraint (`ADD CONSTRAINT … UNIQUE USING
+//! INDEX`), its replica identity and its clustering.
 //!
-//! What cannot be rebuilt from the catalog alone is refused before any change, naming the
-//! index: an expression or predicate over the replaced column (the new type may not fit it),
-//! an operator class other than the default when the type changes, a column split or merged
-//! (no one replacement), an index left invalid by a failed build, a deferrable unique
-//! constraint (an index is checked at once, so its twin would fail writes it lets through). Primary keys, exclusion
-//! and foreign-key constraints stay refused by `preconditions.rs`.
+//! Refused before any change, naming the index: an expression or predicate over the replaced
+//! column (the new type may not fit it), an operator class other than the default when the
+//! type changes, a column split or merged (no one replacement), an index left invalid by a
+//! failed build, a deferrable unique constraint (an index is checked at once, so its twin
+//! would fail writes it lets through). Primary keys and exclusion constraints are left to
+//! `preconditions.rs`, which refuses them.
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::derive::{MigrationPlan, NEW_COLUMN_PREFIX, Replaced, Step, fit_identifier, mentions};
-use super::error::MigrateError;
+use super::{Rebuild, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
+use crate::control::migrate::derive::{MigrationPlan, Replaced, Step, mentions};
+use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
 
 /// `pg_index.indoption` bits (src/include/catalog/pg_index.h).
 const INDOPTION_DESC: i16 = 0x0001;
 const INDOPTION_NULLS_FIRST: i16 = 0x0002;
 
-/// Adds to `plan` the steps that rebuild, on each replacement column, the indexes covering the
-/// column it replaces; refuses an index that cannot be rebuilt so.
-pub async fn rebuild_indexes(
-    client: &impl GenericClient,
-    plan: &mut MigrationPlan,
-) -> Result<(), MigrateError> {
-    let mut tables: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (position, replaced) in plan.replaced.iter().enumerate() {
-        tables
-            .entry((replaced.schema.clone(), replaced.table.clone()))
-            .or_default()
-            .push(position);
-    }
-    for ((schema, table), positions) in tables {
-        let replaced: Vec<Replaced> = positions
-            .iter()
-            .map(|&position| plan.replaced[position].clone())
-            .collect();
-        let indexes = covering_indexes(client, &schema, &table, &replaced).await?;
-        for index in indexes {
-            let Some(rebuild) = rebuild(plan, &schema, &table, &replaced, &index)? else {
-                continue;
-            };
-            for &position in &positions {
-                if index.names_column(&plan.replaced[position].column) {
-                    plan.replaced[position].rebuilt.push(index.name.clone());
-                }
-            }
-            plan.concurrent.push(rebuild.build);
-            plan.rollback_concurrent.push(rebuild.undo);
-            plan.complete.extend(rebuild.contract);
-        }
-    }
-    Ok(())
-}
-
 /// One index of the table, as the catalog describes it.
-struct CatalogIndex {
-    name: String,
+pub(super) struct CatalogIndex {
+    pub(super) name: String,
     method: String,
     unique: bool,
     valid: bool,
@@ -97,7 +59,7 @@ struct CatalogIndex {
 }
 
 impl CatalogIndex {
-    fn names_column(&self, column: &str) -> bool {
+    pub(super) fn names_column(&self, column: &str) -> bool {
         self.columns.iter().any(|name| name == column)
     }
 
@@ -116,7 +78,7 @@ impl CatalogIndex {
 
 /// The indexes of `schema.table` that name a replaced column, in an expression, a predicate
 /// or as a column, or whose constraint depends on one.
-async fn covering_indexes(
+pub(super) async fn covering_indexes(
     client: &impl GenericClient,
     schema: &str,
     table: &str,
@@ -227,17 +189,10 @@ async fn covering_indexes(
         .collect())
 }
 
-/// The steps that rebuild one index on the replacement columns.
-struct Rebuild {
-    build: Step,
-    undo: Step,
-    contract: Vec<Step>,
-}
-
 /// How `index` is rebuilt over the replacements of `replaced`; `None` for an index left to
 /// `preconditions.rs` (a primary key or exclusion constraint's); an error for one that
 /// cannot be rebuilt.
-fn rebuild(
+pub(super) fn rebuild(
     plan: &MigrationPlan,
     schema: &str,
     table: &str,
@@ -249,17 +204,9 @@ fn rebuild(
     {
         return Ok(None);
     }
-    let refuse = |column: &str, why: &str| {
-        MigrateError::Unsafe {
-        version: plan.version.clone(),
-        table: format!("{schema}.{table}"),
-        objects: format!("column {column} is covered by index {}", index.name),
-        problem: format!(
-            "the old column is dropped at `migrate complete` with its indexes, and this one cannot be rebuilt on the new column: {why}"
-        ),
-        remedy: "drop the index first if the table can do without it while the migration runs and create it on the new column after `migrate complete` (`create_index` in the next migration), or add the new column with `add_column` and its own index, and drop the old one later".into(),
-    }
-    };
+    let object = format!("index {}", index.name);
+    let refuse =
+        |column: &str, why: &str| unsafe_to_replace(plan, schema, table, column, &object, why);
     let mut substitutes: BTreeMap<&str, &str> = BTreeMap::new();
     for old in replaced {
         let named = index.names_column(&old.column);
@@ -454,34 +401,8 @@ fn rebuild(
         ));
     }
     Ok(Some(Rebuild {
-        build,
-        undo,
-        contract,
+        concurrent: Some((build, undo)),
+        complete: contract,
+        ..Rebuild::default()
     }))
-}
-
-/// `_vg_<version>_<index>`, cut to an identifier's length if need be.
-fn rebuilt_name(version: &str, index: &str) -> String {
-    fit_identifier(format!("{NEW_COLUMN_PREFIX}{version}_{index}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::control::views::spec::MAX_IDENTIFIER_BYTES;
-
-    #[test]
-    fn rebuilt_names_fit_an_identifier_and_stay_apart() {
-        assert_eq!(
-            rebuilt_name("v2", "models_name_key"),
-            "_vg_v2_models_name_key"
-        );
-        let long = "i".repeat(60);
-        let (a, b) = (
-            rebuilt_name("v2", &format!("{long}a")),
-            rebuilt_name("v2", &format!("{long}b")),
-        );
-        assert!(a.len() <= MAX_IDENTIFIER_BYTES && b.len() <= MAX_IDENTIFIER_BYTES);
-        assert_ne!(a, b);
-    }
 }

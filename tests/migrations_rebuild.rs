@@ -1,9 +1,9 @@
-//! A retyped column keeps its indexes: `alter_column` through a new column rebuilds every index
-//! and unique constraint on the old column over the new one (concurrently, after the backfill),
-//! and the contract gives them back their names, constraints, replica identity and clustering,
-//! so the table's indexes read the same in the catalog before the migration and after it. A
-//! rollback leaves no rebuilt index behind. What cannot be rebuilt from the catalog alone is
-//! refused before any change. Against a real Postgres, migrations run in-process.
+//! A retyped column keeps what covers it: `alter_column` through a new column rebuilds every
+//! index, unique and check constraint and foreign key on the old column over the new one, and
+//! the contract gives them back their names, constraints, replica identity and clustering, so
+//! the table's indexes and constraints read the same in the catalog before the migration and
+//! after it. A rollback leaves nothing rebuilt behind. What cannot be rebuilt from the catalog
+//! alone is refused before any change. Against a real Postgres, migrations run in-process.
 
 #[path = "migrations/support.rs"]
 mod migration_support;
@@ -13,8 +13,9 @@ mod support;
 use migration_support::{at, base_columns, complete_now, rollback_now, seeded, start_text};
 use support::{Database, exec, lines};
 
-/// Every index of `models` and what it is: its definition, its constraint, whether it is the
-/// replica identity and the clustered index, and whether it is valid.
+/// Every index of `models` and what it is (its definition, its constraint, whether it is the
+/// replica identity and the clustered index, whether it is valid), then its checks and
+/// foreign keys.
 fn indexes(database: &Database) -> String {
     database.admin(
         "SELECT string_agg(pg_get_indexdef(i.indexrelid) || ' | '
@@ -24,11 +25,22 @@ fn indexes(database: &Database) -> String {
            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
            LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
           WHERE i.indrelid = 'public.models'::regclass",
-    )
+    ) + "\n"
+        + &database.admin(
+            "SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid) || ' valid=' || convalidated,
+                               E'\\n' ORDER BY conname)
+               FROM pg_constraint WHERE conrelid = 'public.models'::regclass AND contype IN ('c', 'f')",
+        )
 }
 
-/// Indexes on `size` of every kind the catalog can describe.
+/// Indexes and constraints on `size` of every kind the catalog can describe.
 const SIZE_INDEXES: &str = "
+    CREATE TABLE sizes (size integer PRIMARY KEY);
+    INSERT INTO sizes SELECT generate_series(0, 2000) EXCEPT SELECT 1234;
+    ALTER TABLE models ADD CONSTRAINT models_size_fkey FOREIGN KEY (size) REFERENCES sizes (size)
+        ON DELETE CASCADE;
+    ALTER TABLE models ADD CONSTRAINT models_size_check CHECK (size >= 0 AND size <> 1500);
+    ALTER TABLE models ADD CONSTRAINT models_size_small CHECK (size < 1900) NOT VALID;
     ALTER TABLE models ADD CONSTRAINT models_size_key UNIQUE (size);
     CREATE INDEX models_name_size ON models (name COLLATE \"C\" text_pattern_ops, size DESC NULLS LAST)
         INCLUDE (legacy_note) WITH (fillfactor = 70) WHERE name <> '';
@@ -51,7 +63,7 @@ down = "size::integer"
 "#;
 
 #[tokio::test]
-async fn a_retyped_column_keeps_its_indexes_and_unique_constraints() {
+async fn a_retyped_column_keeps_its_indexes_and_constraints() {
     let database = seeded(40).await;
     database.admin(SIZE_INDEXES);
     let before = indexes(&database);
@@ -71,6 +83,22 @@ async fn a_retyped_column_keeps_its_indexes_and_unique_constraints() {
          _vg_v2_models_size_key valid=true",
         "each index on size has a twin on the new column, built before v2 went live"
     );
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), E'\\n' ORDER BY conname)
+               FROM pg_constraint WHERE conrelid = 'public.models'::regclass AND conname LIKE '\\_vg\\_%'"
+        ),
+        "_vg_v2_models_size_check CHECK (((_vg_v2_size >= 0) AND (_vg_v2_size <> 1500)))\n\
+         _vg_v2_models_size_fkey FOREIGN KEY (_vg_v2_size) REFERENCES sizes(size) ON DELETE CASCADE\n\
+         _vg_v2_models_size_small CHECK ((_vg_v2_size < 1900)) NOT VALID",
+        "each check and foreign key has a twin, validated as the old one was"
+    );
+    // The foreign key's action reaches the rows through either column.
+    database.admin("DELETE FROM sizes WHERE size = 40");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE size = 40"),
+        "0"
+    );
 
     // Both versions write; uniqueness holds on each side while both columns live.
     let v1 = at(&database, "v1").await;
@@ -85,20 +113,47 @@ async fn a_retyped_column_keeps_its_indexes_and_unique_constraints() {
         "INSERT INTO models_v2 (name, size) VALUES ('v2-new', 1002)",
     )
     .await;
-    for (client, sql) in [
+    for (client, sql, code) in [
         (
             &v1,
             "INSERT INTO models_v1 (name, size) VALUES ('dup', 1002)",
+            "23505",
         ),
         (
             &v2,
             "INSERT INTO models_v2 (name, size) VALUES ('dup', 1001)",
+            "23505",
+        ),
+        (
+            &v1,
+            "INSERT INTO models_v1 (name, size) VALUES ('bad', 1500)",
+            "23514",
+        ),
+        (
+            &v2,
+            "INSERT INTO models_v2 (name, size) VALUES ('bad', 1500)",
+            "23514",
+        ),
+        (
+            &v2,
+            "INSERT INTO models_v2 (name, size) VALUES ('bad', 1950)",
+            "23514",
+        ),
+        (
+            &v1,
+            "INSERT INTO models_v1 (name, size) VALUES ('bad', 1234)",
+            "23503",
+        ),
+        (
+            &v2,
+            "INSERT INTO models_v2 (name, size) VALUES ('bad', 1234)",
+            "23503",
         ),
     ] {
         let error = client.batch_execute(sql).await.unwrap_err();
         assert_eq!(
             error.code().map(|code| code.code()),
-            Some("23505"),
+            Some(code),
             "{sql}: {error:?}"
         );
     }
@@ -136,7 +191,7 @@ async fn a_retyped_column_keeps_its_indexes_and_unique_constraints() {
 }
 
 #[tokio::test]
-async fn a_rollback_drops_the_rebuilt_indexes() {
+async fn a_rollback_drops_what_was_rebuilt() {
     let database = seeded(10).await;
     database.admin(SIZE_INDEXES);
     let before = indexes(&database);
@@ -177,15 +232,15 @@ async fn an_index_the_catalog_cannot_rebuild_is_refused_before_any_change() {
     for (migration, expected) in [
         (
             retype("legacy_note", "varchar(200)", ""),
-            "column legacy_note is covered by index models_lower_note: the old column is dropped at `migrate complete` with its indexes, and this one cannot be rebuilt on the new column: an expression or the predicate of the index names it",
+            "column legacy_note is covered by index models_lower_note: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: an expression or the predicate of the index names it",
         ),
         (
             retype("name", "varchar(200)", ""),
-            "column name is covered by index models_pattern: the old column is dropped at `migrate complete` with its indexes, and this one cannot be rebuilt on the new column: it uses operator class pg_catalog.text_pattern_ops and the column's type changes",
+            "column name is covered by index models_pattern: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it uses operator class pg_catalog.text_pattern_ops and the column's type changes",
         ),
         (
             retype("size", "bigint", "unique = true"),
-            "column size is covered by index models_size_key: the old column is dropped at `migrate complete` with its indexes, and this one cannot be rebuilt on the new column: the operation's `unique = true` makes the new column unique a second time",
+            "column size is covered by index models_size_key: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: the operation's `unique = true` makes the new column unique a second time",
         ),
         (
             r#"
@@ -202,7 +257,7 @@ into = [
 down = "high * 10 + low"
 "#
             .to_owned(),
-            "column size is covered by index models_size_key: the old column is dropped at `migrate complete` with its indexes, and this one cannot be rebuilt on the new column: operation 1 (split_column) replaces it with several columns or merges it into one",
+            "column size is covered by index models_size_key: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: operation 1 (split_column) replaces it with several columns or merges it into one",
         ),
     ] {
         let refused = start_text(&database, "0002.toml", &migration)
@@ -235,6 +290,49 @@ down = "high * 10 + low"
             .contains("(name text_pattern_ops)"),
         "rebuilt with its operator class"
     );
+}
+
+#[tokio::test]
+async fn a_check_restated_by_the_operation_or_a_split_foreign_key_is_refused() {
+    let database = seeded(10).await;
+    database.admin(
+        "CREATE TABLE notes (note text PRIMARY KEY);
+         ALTER TABLE models ADD CONSTRAINT models_size_check CHECK (size >= 0);
+         ALTER TABLE models ADD CONSTRAINT models_note_fkey FOREIGN KEY (legacy_note) REFERENCES notes (note);",
+    );
+    let columns = base_columns(&database);
+    for (migration, expected) in [
+        (
+            retype("size", "bigint", "check = \"size >= 1\""),
+            "column size is covered by check models_size_check: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: the operation's `check` would stand beside it",
+        ),
+        (
+            r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "split_column"
+table = "models"
+column = "legacy_note"
+into = [
+  { column = { name = "head", type = "text" }, up = "left(legacy_note, 1)" },
+  { column = { name = "tail", type = "text" }, up = "substr(legacy_note, 2)" },
+]
+down = "head || tail"
+"#
+            .to_owned(),
+            "column legacy_note is covered by foreign key models_note_fkey: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: operation 1 (split_column) replaces it with several columns",
+        ),
+    ] {
+        let refused = start_text(&database, "0002.toml", &migration)
+            .await
+            .unwrap_err()
+            .to_string();
+        for expected in [expected, "nothing was changed"] {
+            assert!(refused.contains(expected), "{expected:?} in {refused}");
+        }
+        assert_eq!(base_columns(&database), columns, "no column was added");
+    }
 }
 
 #[tokio::test]
