@@ -355,3 +355,137 @@ async fn a_deferrable_unique_constraint_is_refused() {
     }
     assert_eq!(base_columns(&database), columns, "no column was added");
 }
+
+#[tokio::test]
+async fn what_the_migration_drops_goes_and_a_renamed_table_keeps_the_rest() {
+    let database = seeded(10).await;
+    database.admin(
+        "ALTER TABLE models ADD CONSTRAINT models_size_key UNIQUE (size);
+         CREATE INDEX models_size_note ON models (size, legacy_note);
+         CREATE UNIQUE INDEX models_size_name ON models (size, name);
+         CREATE INDEX models_size_idx ON models (size DESC);",
+    );
+    start_text(
+        &database,
+        "0002.toml",
+        r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+[[operations]]
+op = "drop_constraint"
+table = "models"
+name = "models_size_key"
+[[operations]]
+op = "drop_index"
+name = "models_size_name"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "legacy_note"
+[[operations]]
+op = "rename_table"
+from = "models"
+to = "items"
+"#,
+    )
+    .await
+    .expect("starts");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(pg_get_indexdef(indexrelid), E'\\n' ORDER BY indexrelid::regclass::text)
+               FROM pg_index WHERE indrelid = 'public.items'::regclass"
+        ),
+        "CREATE UNIQUE INDEX models_pkey ON public.items USING btree (id)\n\
+         CREATE INDEX models_size_idx ON public.items USING btree (size DESC)",
+        "the dropped constraint, index and column took theirs along; the rest is rebuilt on the renamed table"
+    );
+}
+
+#[tokio::test]
+async fn an_identity_made_nullable_or_a_collation_under_a_new_type_is_refused() {
+    let database = seeded(10).await;
+    database.admin(
+        "CREATE UNIQUE INDEX models_size_identity ON models (size);
+         ALTER TABLE models REPLICA IDENTITY USING INDEX models_size_identity;
+         CREATE INDEX models_note_c ON models (legacy_note COLLATE \"C\");",
+    );
+    let columns = base_columns(&database);
+    for (migration, expected) in [
+        (
+            retype(
+                "size",
+                "bigint",
+                "nullable = true\ndown = \"coalesce(size, 0)\"",
+            ),
+            "column size is covered by index models_size_identity: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it is the table's replica identity, which needs NOT NULL columns",
+        ),
+        (
+            retype("legacy_note", "integer", "up = \"length(legacy_note)\""),
+            "column legacy_note is covered by index models_note_c: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it sorts the column by collation pg_catalog.\"C\" and the column's type changes",
+        ),
+    ] {
+        let refused = start_text(&database, "0002.toml", &migration)
+            .await
+            .unwrap_err()
+            .to_string();
+        for expected in [expected, "nothing was changed"] {
+            assert!(refused.contains(expected), "{expected:?} in {refused}");
+        }
+        assert_eq!(base_columns(&database), columns, "no column was added");
+    }
+}
+
+#[tokio::test]
+async fn complete_follows_what_changed_on_the_table_while_live() {
+    let database = seeded(10).await;
+    database.admin("ALTER TABLE models ADD CONSTRAINT models_size_key UNIQUE (size)");
+    let before = indexes(&database);
+    start_text(&database, "0002.toml", RETYPE_SIZE)
+        .await
+        .expect("starts");
+
+    // An index made on the old column after the start: the contract would drop it unrebuilt.
+    database.admin("CREATE INDEX models_size_late ON models (size)");
+    let refused = complete_now(&database).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("models_size_late covers column size of public.models, which the contract drops, and was made after the migration started"),
+        "{refused}"
+    );
+    database.admin("DROP INDEX models_size_late");
+
+    // A rebuilt twin dropped: its steps would fail.
+    database.admin("DROP INDEX _vg_v2_models_size_key");
+    let refused = complete_now(&database).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("_vg_v2_models_size_key, the rebuilt models_size_key on the new column of public.models, is missing or invalid"),
+        "{refused}"
+    );
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(
+        indexes(&database),
+        before,
+        "nothing of the migration is left"
+    );
+
+    // The old constraint dropped: its twin would bring it back.
+    start_text(&database, "0002.toml", RETYPE_SIZE)
+        .await
+        .expect("starts again");
+    database.admin("ALTER TABLE models DROP CONSTRAINT models_size_key");
+    let refused = complete_now(&database).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("models_size_key on column size of public.models was dropped while the migration was live"),
+        "{refused}"
+    );
+    database.admin("ALTER TABLE models ADD CONSTRAINT models_size_key UNIQUE (size)");
+    complete_now(&database)
+        .await
+        .expect("completes once the table matches the rebuild again");
+    assert_eq!(indexes(&database), before);
+}

@@ -14,6 +14,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::derive::{ColumnMap, MigrationPlan, Rename};
 use super::error::MigrateError;
+use super::rebuild;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{Substitutes, create_views, prepare_catalog, record_event, run_sql};
 use super::sync;
@@ -114,6 +115,7 @@ async fn complete_once(
         .map_err(|error| ControlError::database("starting the complete transaction", &error))?;
     catalog::set_local_lock_timeout(&transaction, record.migration.settings.lock_timeout).await?;
     catalog::try_apply_lock(&transaction).await?;
+    rebuild::check_before_contract(&transaction, &record.plan).await?;
     for table_sync in &record.plan.syncs {
         let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);
         run_sql(

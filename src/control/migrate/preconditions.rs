@@ -166,8 +166,10 @@ async fn refuse_lost_indexes(
         column,
         operation,
         rebuilt,
+        dropped_along,
         ..
     } = replaced;
+    let handled: Vec<&String> = rebuilt.iter().chain(dropped_along).collect();
     let rows = client
         .query(
             "WITH col AS (
@@ -195,10 +197,10 @@ async fn refuse_lost_indexes(
                JOIN pg_catalog.pg_constraint k
                  ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
               WHERE k.contype IN ('p', 'u', 'x', 'f')
-                AND NOT (k.contype IN ('u', 'f') AND k.conrelid = col.attrelid
+                AND NOT (k.contype IN ('u', 'f', 'p', 'x') AND k.conrelid = col.attrelid
                          AND k.conname::text = ANY($4::text[]))
               ORDER BY 1",
-            &[schema, table, column, rebuilt],
+            &[schema, table, column, &handled],
         )
         .await
         .map_err(|error| {

@@ -26,6 +26,9 @@ pub struct BaseColumn {
     /// `NOT NULL` is declared on the column, or a check stands in for it (a migration adds
     /// NOT NULL as `CHECK (column IS NOT NULL) NOT VALID` until it completes).
     pub not_null: bool,
+    /// An identity column: a view may not pass it a default's value (`GENERATED ALWAYS`
+    /// refuses one), so an auto-updatable view leaves it to the table.
+    pub identity: bool,
 }
 
 /// A base table as the server has it.
@@ -82,7 +85,8 @@ SELECT a.attname,
          SELECT 1 FROM pg_constraint k
          WHERE k.conrelid = c.oid AND k.contype = 'c'
            AND regexp_replace(pg_get_constraintdef(k.oid), ' NOT VALID$', '')
-               = format('CHECK ((%s IS NOT NULL))', quote_ident(a.attname)))
+               = format('CHECK ((%s IS NOT NULL))', quote_ident(a.attname))),
+       a.attidentity <> ''
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -154,6 +158,7 @@ async fn base_table(
             default: row.get(2),
             generated: row.get(3),
             not_null: row.get(4),
+            identity: row.get(5),
         })
         .collect();
     let primary_key = client

@@ -424,8 +424,10 @@ impl Planner<'_> {
         })
     }
 
-    /// Spec-declared defaults, plus, for trigger-backed views, the base table's defaults of
-    /// visible physical columns: a trigger receives NULL for an omitted column, not DEFAULT.
+    /// Spec-declared defaults, plus the base table's defaults of visible physical columns: a
+    /// trigger receives NULL for an omitted column, not DEFAULT, and an auto-updatable view
+    /// without a default of its own writes NULL for `UPDATE … SET column = DEFAULT` (the
+    /// fortieth red-team pass). An auto-updatable view leaves identity columns to the table.
     fn defaults(
         &self,
         table: &VersionTable,
@@ -446,10 +448,11 @@ impl Planner<'_> {
                 let ColumnSource::Physical { base_column } = &column.source else {
                     return None;
                 };
-                if !trigger_backed {
+                let base_column = base?.column(base_column)?;
+                if !trigger_backed && base_column.identity {
                     return None;
                 }
-                let inherited = base?.column(base_column)?.default.clone()?;
+                let inherited = base_column.default.clone()?;
                 Some(ViewDefault {
                     column: column.name.clone(),
                     expression: inherited,
@@ -537,6 +540,7 @@ columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower
             default: default.map(str::to_owned),
             generated: false,
             not_null: false,
+            identity: false,
         };
         let mut snapshot = ServerSnapshot {
             version_num: Some(160_000),
@@ -563,9 +567,10 @@ columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower
         let v1 = &plan.versions[0].views[0];
         assert_eq!(v1.view_name, "t_v1");
         assert!(v1.trigger.is_none());
-        assert!(
-            v1.defaults.is_empty(),
-            "auto-updatable views use base defaults"
+        assert_eq!(
+            (v1.defaults[0].column.as_str(), v1.defaults[0].origin),
+            ("id", "base table"),
+            "auto-updatable views carry base defaults too, for `UPDATE … SET id = DEFAULT`"
         );
         let v2 = &plan.versions[1].views[0];
         let trigger = v2.trigger.as_ref().expect("expression needs a trigger");

@@ -309,8 +309,10 @@ impl Deriver<'_> {
                         .is_none_or(|sql_type| sql_type.trim() == old.type_name),
                     unique: op.unique == Some(true),
                     check: op.check.is_some(),
+                    not_null,
                 }),
                 rebuilt: Vec::new(),
+                dropped_along: Vec::new(),
             });
             self.plan_steps.complete.push(Step::new(
                 format!("drop the old {} (only older versions used it)", op.column),

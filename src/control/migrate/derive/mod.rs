@@ -128,6 +128,10 @@ pub struct Replaced {
     /// replacement.
     #[serde(default)]
     pub rebuilt: Vec<String>,
+    /// Those that go with what the migration drops (a column also dropped, the index or
+    /// constraint itself), as Postgres would drop them: not rebuilt, and not lost by mistake.
+    #[serde(default)]
+    pub dropped_along: Vec<String>,
 }
 
 /// The new version's physical column that replaces an old one.
@@ -141,6 +145,30 @@ pub struct Replacement {
     /// Whether the operation gives it a check of its own (`check = …`).
     #[serde(default)]
     pub check: bool,
+    /// Whether it is NOT NULL once the migration completes (a replica identity needs it).
+    #[serde(default)]
+    pub not_null: bool,
+}
+
+/// What the migration's own operations drop at complete, which what covers a replaced column
+/// may go with rather than be rebuilt (`rebuild/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Dropped {
+    /// A physical column `drop_column` drops (not one a split or merge replaces).
+    Column {
+        schema: String,
+        table: String,
+        column: String,
+    },
+    Index {
+        schema: String,
+        name: String,
+    },
+    Constraint {
+        schema: String,
+        table: String,
+        name: String,
+    },
 }
 
 /// Everything a migration does, phase by phase, derived before anything runs.
@@ -170,6 +198,9 @@ pub struct MigrationPlan {
     /// Old columns the contract replaces by new ones.
     #[serde(default)]
     pub replaced: Vec<Replaced>,
+    /// Columns, indexes and constraints the operations drop.
+    #[serde(default)]
+    pub dropped: Vec<Dropped>,
 }
 
 /// Derives the plan of `migration` from `from` (the previous version's definition) and the live
@@ -215,6 +246,7 @@ struct Steps {
     rollback: Vec<Step>,
     rollback_concurrent: Vec<Step>,
     replaced: Vec<Replaced>,
+    dropped: Vec<Dropped>,
 }
 
 struct Deriver<'a> {
@@ -243,7 +275,17 @@ impl Deriver<'_> {
     fn apply(&mut self, operation: &Operation) -> Result<(), MigrateError> {
         match operation {
             Operation::AddColumn(op) => self.add_column(op),
-            Operation::DropColumn(op) => self.drop_column(op).map(|_| ()),
+            Operation::DropColumn(op) => {
+                if let Some(column) = self.drop_column(op)? {
+                    let (_, managed, _) = self.table(&op.table)?;
+                    self.plan_steps.dropped.push(Dropped::Column {
+                        schema: managed.schema,
+                        table: managed.name,
+                        column,
+                    });
+                }
+                Ok(())
+            }
             Operation::RenameColumn(op) => self.rename_column(op),
             Operation::AlterColumn(op) => self.alter_column(op),
             Operation::CreateTable(op) => self.create_table(op),
@@ -252,6 +294,10 @@ impl Deriver<'_> {
             Operation::CreateIndex(op) => self.create_index(op),
             Operation::DropIndex(op) => {
                 let schema = op.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
+                self.plan_steps.dropped.push(Dropped::Index {
+                    schema: schema.to_owned(),
+                    name: op.name.clone(),
+                });
                 self.plan_steps.complete_concurrent.push(Step::new(
                     format!("drop index {schema}.{}", op.name),
                     format!(
@@ -264,6 +310,11 @@ impl Deriver<'_> {
             Operation::AddConstraint(op) => self.add_constraint(op),
             Operation::DropConstraint(op) => {
                 let (_, managed, _) = self.table(&op.table)?;
+                self.plan_steps.dropped.push(Dropped::Constraint {
+                    schema: managed.schema.clone(),
+                    table: managed.name.clone(),
+                    name: op.name.clone(),
+                });
                 self.plan_steps.complete.push(Step::new(
                     format!("drop constraint {}", op.name),
                     format!(
@@ -435,6 +486,7 @@ impl Deriver<'_> {
             operation: self.operation.clone(),
             replacement: None,
             rebuilt: Vec::new(),
+            dropped_along: Vec::new(),
         });
         Ok(())
     }
@@ -504,6 +556,7 @@ impl Deriver<'_> {
             rollback,
             rollback_concurrent: self.plan_steps.rollback_concurrent,
             replaced: self.plan_steps.replaced,
+            dropped: self.plan_steps.dropped,
         })
     }
 }

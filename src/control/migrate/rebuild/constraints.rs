@@ -5,13 +5,15 @@
 //! complete, after the old column and its constraints are gone; dropped by a rollback. A check
 //! whose expression does not fit the new type fails the expand, which then changes nothing.
 //!
+//! A check that a column is not null is not rebuilt: `alter_column` carries NOT NULL itself.
+//!
 //! Refused before any change: a column split or merged (no one replacement), a check when the
 //! operation gives the column a `check` of its own (the two would stand side by side), a
 //! foreign key whose `ON DELETE SET NULL|DEFAULT (…)` names columns.
 
 use tokio_postgres::GenericClient;
 
-use super::{Rebuild, rebuilt_name, unsafe_to_replace};
+use super::{Drops, NOT_NULL_SHAPED, Rebuild, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{MigrationPlan, Replaced, Step, over_physical};
 use crate::control::migrate::error::MigrateError;
@@ -33,6 +35,17 @@ pub(super) struct CatalogConstraint {
     validated: bool,
 }
 
+impl CatalogConstraint {
+    /// Whether the constraint goes with what the migration drops: itself, or a column it names.
+    pub(super) fn dropped_along(&self, dropped: &Drops) -> bool {
+        dropped.constraints.contains(&self.name)
+            || self
+                .columns
+                .iter()
+                .any(|column| dropped.columns.contains(column))
+    }
+}
+
 /// The checks and foreign keys of `schema.table` that name a replaced column.
 pub(super) async fn covering_constraints(
     client: &impl GenericClient,
@@ -43,7 +56,7 @@ pub(super) async fn covering_constraints(
     let names: Vec<&str> = replaced.iter().map(|r| r.column.as_str()).collect();
     let rows = client
         .query(
-            "WITH t AS (
+            &format!("WITH t AS (
                 SELECT c.oid FROM pg_catalog.pg_class c
                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relname = $2),
@@ -60,7 +73,8 @@ pub(super) async fn covering_constraints(
                FROM pg_catalog.pg_constraint k, t
               WHERE k.conrelid = t.oid AND k.contype IN ('c', 'f')
                 AND k.conkey && ARRAY(SELECT attnum FROM replaced)
-              ORDER BY 1",
+                AND NOT {NOT_NULL_SHAPED}
+              ORDER BY 1"),
             &[&schema, &table, &names],
         )
         .await
@@ -87,6 +101,7 @@ pub(super) fn rebuild(
     plan: &MigrationPlan,
     schema: &str,
     table: &str,
+    complete_table: &str,
     replaced: &[Replaced],
     constraint: &CatalogConstraint,
 ) -> Result<Rebuild, MigrateError> {
@@ -181,7 +196,8 @@ pub(super) fn rebuild(
         complete: vec![Step::new(
             format!("give {new_name} its old name, {}", constraint.name),
             format!(
-                "ALTER TABLE {qualified_table} RENAME CONSTRAINT {} TO {}",
+                "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                quote_qualified(schema, complete_table),
                 quote_ident(&new_name),
                 quote_ident(&constraint.name)
             ),

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::{Rebuild, rebuilt_name, unsafe_to_replace};
+use super::{Drops, Rebuild, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{MigrationPlan, Replaced, Step, mentions};
 use crate::control::migrate::error::MigrateError;
@@ -50,6 +50,8 @@ pub(super) struct CatalogIndex {
     predicate: Option<String>,
     nulls_not_distinct: bool,
     replica_identity: bool,
+    /// Whether the table is partitioned (its indexes cannot be built concurrently).
+    partitioned: bool,
     clustered: bool,
     storage: Option<String>,
     tablespace: Option<String>,
@@ -63,8 +65,22 @@ impl CatalogIndex {
         self.columns.iter().any(|name| name == column)
     }
 
+    /// Whether the index goes with what the migration drops: itself, its constraint, or a
+    /// column it names.
+    pub(super) fn dropped_along(&self, dropped: &Drops) -> bool {
+        dropped.indexes.contains(&self.name)
+            || self
+                .constraint
+                .as_ref()
+                .is_some_and(|(name, ..)| dropped.constraints.contains(name))
+            || dropped
+                .columns
+                .iter()
+                .any(|column| self.names_column(column) || self.mentions_in_expression(column))
+    }
+
     /// Whether an expression or the predicate names `column`.
-    fn mentions_in_expression(&self, column: &str) -> bool {
+    pub(super) fn mentions_in_expression(&self, column: &str) -> bool {
         self.columns
             .iter()
             .zip(&self.texts)
@@ -130,6 +146,7 @@ pub(super) async fn covering_indexes(
                     pg_catalog.pg_get_expr(i.indpred, i.indrelid),
                     COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false),
                     i.indisreplident, i.indisclustered,
+                    (SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = i.indrelid),
                     pg_catalog.array_to_string(ic.reloptions, ', '),
                     ts.spcname::text,
                     k.conname::text, k.contype::text, k.condeferrable
@@ -162,7 +179,7 @@ pub(super) async fn covering_indexes(
     Ok(rows
         .iter()
         .map(|row| {
-            let conname: Option<String> = row.get(17);
+            let conname: Option<String> = row.get(18);
             CatalogIndex {
                 name: row.get(0),
                 method: row.get(1),
@@ -179,11 +196,12 @@ pub(super) async fn covering_indexes(
                 nulls_not_distinct: row.get(12),
                 replica_identity: row.get(13),
                 clustered: row.get(14),
+                partitioned: row.get(15),
                 storage: row
-                    .get::<_, Option<String>>(15)
+                    .get::<_, Option<String>>(16)
                     .filter(|text| !text.is_empty()),
-                tablespace: row.get(16),
-                constraint: conname.map(|name| (name, row.get(18), row.get(19))),
+                tablespace: row.get(17),
+                constraint: conname.map(|name| (name, row.get(19), row.get(20))),
             }
         })
         .collect())
@@ -196,6 +214,7 @@ pub(super) fn rebuild(
     plan: &MigrationPlan,
     schema: &str,
     table: &str,
+    complete_table: &str,
     replaced: &[Replaced],
     index: &CatalogIndex,
 ) -> Result<Option<Rebuild>, MigrateError> {
@@ -249,6 +268,30 @@ pub(super) fn rebuild(
                 ),
             ));
         }
+        if let Some(position) = key_position
+            && !replacement.same_type
+            && !index.collations[position].is_empty()
+        {
+            return Err(refuse(
+                &old.column,
+                &format!(
+                    "it sorts the column by collation {} and the column's type changes (the new type may have no collation)",
+                    index.collations[position]
+                ),
+            ));
+        }
+        if index.replica_identity && !replacement.not_null {
+            return Err(refuse(
+                &old.column,
+                "it is the table's replica identity, which needs NOT NULL columns, and the new column may be NULL",
+            ));
+        }
+        if index.partitioned {
+            return Err(refuse(
+                &old.column,
+                "the table is partitioned, and an index of a partitioned table cannot be built concurrently",
+            ));
+        }
         if replacement.unique
             && index.unique
             && index.columns == [old.column.clone()]
@@ -281,6 +324,8 @@ pub(super) fn rebuild(
 
     let new_name = rebuilt_name(&plan.version, &index.name);
     let qualified_table = quote_qualified(schema, table);
+    // The contract may rename the table before these steps run.
+    let completed_table = quote_qualified(schema, complete_table);
     let element = |position: usize| -> String {
         let name = &index.columns[position];
         let mut text = if name.is_empty() {
@@ -363,7 +408,7 @@ pub(super) fn rebuild(
         Some((constraint, ..)) => contract.push(Step::new(
             format!("unique constraint {constraint} on the rebuilt index"),
             format!(
-                "ALTER TABLE {qualified_table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                "ALTER TABLE {completed_table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
                 quote_ident(constraint),
                 quote_ident(&new_name),
             ),
@@ -386,7 +431,7 @@ pub(super) fn rebuild(
         contract.push(Step::new(
             format!("replica identity of {table} by {final_name} again"),
             format!(
-                "ALTER TABLE {qualified_table} REPLICA IDENTITY USING INDEX {}",
+                "ALTER TABLE {completed_table} REPLICA IDENTITY USING INDEX {}",
                 quote_ident(&final_name)
             ),
         ));
@@ -395,7 +440,7 @@ pub(super) fn rebuild(
         contract.push(Step::new(
             format!("cluster {table} on {final_name} again"),
             format!(
-                "ALTER TABLE {qualified_table} CLUSTER ON {}",
+                "ALTER TABLE {completed_table} CLUSTER ON {}",
                 quote_ident(&final_name)
             ),
         ));

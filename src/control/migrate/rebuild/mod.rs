@@ -16,15 +16,144 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::derive::{MigrationPlan, NEW_COLUMN_PREFIX, Replaced, Step, fit_identifier};
+use super::derive::{
+    Dropped, MigrationPlan, NEW_COLUMN_PREFIX, Rename, Replaced, Step, fit_identifier,
+};
 use super::error::MigrateError;
+use crate::control::error::ControlError;
+
+/// Whether constraint `k` is a check that a column is not null, the shape a migration's
+/// stand-in for NOT NULL has (`introspect.rs` counts it as NOT NULL): `alter_column` carries
+/// NOT NULL over by itself, and a stand-in goes at its own migration's complete.
+const NOT_NULL_SHAPED: &str = "(k.contype = 'c'
+      AND pg_catalog.cardinality(k.conkey) = 1
+      AND pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(k.oid), ' NOT VALID$', '')
+          = pg_catalog.format('CHECK ((%s IS NOT NULL))',
+              pg_catalog.quote_ident((SELECT a.attname FROM pg_catalog.pg_attribute a
+                                       WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]))))";
 
 /// Adds to `plan` the steps that rebuild, on each replacement column, the indexes and
-/// constraints covering the column it replaces; refuses one that cannot be rebuilt so.
+/// constraints covering the column it replaces; refuses one that cannot be rebuilt so. What
+/// goes with the migration's own drops is left to go.
 pub async fn rebuild_replaced(
     client: &impl GenericClient,
     plan: &mut MigrationPlan,
 ) -> Result<(), MigrateError> {
+    for ((schema, table), positions) in replaced_by_table(plan) {
+        let replaced: Vec<Replaced> = positions
+            .iter()
+            .map(|&position| plan.replaced[position].clone())
+            .collect();
+        let drops = Drops::of(plan, &schema, &table);
+        let complete_table = table_at_complete(plan, &schema, &table);
+        let mut outcomes: Vec<(String, Vec<String>, Outcome)> = Vec::new();
+        for index in indexes::covering_indexes(client, &schema, &table, &replaced).await? {
+            let covered = replaced
+                .iter()
+                .filter(|old| {
+                    index.names_column(&old.column) || index.mentions_in_expression(&old.column)
+                })
+                .map(|old| old.column.clone())
+                .collect();
+            let outcome = if index.dropped_along(&drops) {
+                Outcome::DroppedAlong
+            } else {
+                match indexes::rebuild(plan, &schema, &table, &complete_table, &replaced, &index)? {
+                    Some(rebuild) => Outcome::Rebuilt(rebuild),
+                    None => Outcome::Left,
+                }
+            };
+            outcomes.push((index.name.clone(), covered, outcome));
+        }
+        for constraint in
+            constraints::covering_constraints(client, &schema, &table, &replaced).await?
+        {
+            let outcome = if constraint.dropped_along(&drops) {
+                Outcome::DroppedAlong
+            } else {
+                Outcome::Rebuilt(constraints::rebuild(
+                    plan,
+                    &schema,
+                    &table,
+                    &complete_table,
+                    &replaced,
+                    &constraint,
+                )?)
+            };
+            outcomes.push((constraint.name.clone(), constraint.columns.clone(), outcome));
+        }
+        for (name, covered, outcome) in outcomes {
+            for &position in &positions {
+                let old = &mut plan.replaced[position];
+                if !covered.contains(&old.column) {
+                    continue;
+                }
+                match outcome {
+                    Outcome::Rebuilt(_) => old.rebuilt.push(name.clone()),
+                    Outcome::DroppedAlong => old.dropped_along.push(name.clone()),
+                    Outcome::Left => {}
+                }
+            }
+            if let Outcome::Rebuilt(rebuild) = outcome {
+                rebuild.add_to(plan);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the contract when the table no longer matches what `migrate start` rebuilt: an
+/// index or constraint made on an old column since (the contract would drop it with the
+/// column), a rebuilt one's twin gone (its steps would fail), or an old one dropped (its twin
+/// would bring it back).
+pub async fn check_before_contract(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    for replaced in &plan.replaced {
+        let Replaced {
+            schema,
+            table,
+            column,
+            ..
+        } = replaced;
+        let drops = Drops::of(plan, schema, table);
+        let covering = covering_now(client, schema, table, column).await?;
+        let refuse = |problem: String| MigrateError::Refused {
+            version: plan.version.clone(),
+            operation: "complete".into(),
+            problem,
+        };
+        let roll_back = "roll the migration back (`viewgate migrate rollback`) and start it again: the rebuild follows the table as it is then";
+        if let Some(new) = covering.iter().find(|name| {
+            !replaced.rebuilt.contains(name)
+                && !replaced.dropped_along.contains(name)
+                && !drops.indexes.contains(name)
+                && !drops.constraints.contains(name)
+        }) {
+            return Err(refuse(format!(
+                "{new} covers column {column} of {schema}.{table}, which the contract drops, and was made after the migration started, so nothing rebuilt it on the new column: drop it if it is not needed, or {roll_back}"
+            )));
+        }
+        for name in &replaced.rebuilt {
+            if !covering.contains(name) {
+                return Err(refuse(format!(
+                    "{name} on column {column} of {schema}.{table} was dropped while the migration was live, and its twin on the new column would bring it back: create it again, or {roll_back}"
+                )));
+            }
+            let twin = rebuilt_name(&plan.version, name);
+            if !exists_now(client, schema, table, &twin).await? {
+                return Err(refuse(format!(
+                    "{twin}, the rebuilt {name} on the new column of {schema}.{table}, is missing or invalid (dropped while the migration was live?): {roll_back}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The positions of `plan.replaced`, by base table.
+fn replaced_by_table(plan: &MigrationPlan) -> BTreeMap<(String, String), Vec<usize>> {
     let mut tables: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
     for (position, replaced) in plan.replaced.iter().enumerate() {
         tables
@@ -32,38 +161,145 @@ pub async fn rebuild_replaced(
             .or_default()
             .push(position);
     }
-    for ((schema, table), positions) in tables {
-        let replaced: Vec<Replaced> = positions
-            .iter()
-            .map(|&position| plan.replaced[position].clone())
-            .collect();
-        let mut rebuilds = Vec::new();
-        for index in indexes::covering_indexes(client, &schema, &table, &replaced).await? {
-            if let Some(rebuild) = indexes::rebuild(plan, &schema, &table, &replaced, &index)? {
-                let covered = replaced
-                    .iter()
-                    .filter(|old| index.names_column(&old.column))
-                    .map(|old| old.column.clone())
-                    .collect();
-                rebuilds.push((index.name.clone(), covered, rebuild));
-            }
-        }
-        for constraint in
-            constraints::covering_constraints(client, &schema, &table, &replaced).await?
+    tables
+}
+
+/// The name `schema.table` has when the contract's rebuild steps run (after its renames).
+fn table_at_complete(plan: &MigrationPlan, schema: &str, table: &str) -> String {
+    let mut name = table.to_owned();
+    for rename in &plan.renames {
+        if let Rename::Table {
+            schema: renamed_schema,
+            from,
+            to,
+        } = rename
+            && renamed_schema == schema
+            && *from == name
         {
-            let rebuild = constraints::rebuild(plan, &schema, &table, &replaced, &constraint)?;
-            rebuilds.push((constraint.name.clone(), constraint.columns.clone(), rebuild));
-        }
-        for (name, covered, rebuild) in rebuilds {
-            for &position in &positions {
-                if covered.contains(&plan.replaced[position].column) {
-                    plan.replaced[position].rebuilt.push(name.clone());
-                }
-            }
-            rebuild.add_to(plan);
+            name = to.clone();
         }
     }
-    Ok(())
+    name
+}
+
+/// What the migration's operations drop of one table.
+#[derive(Default)]
+struct Drops {
+    columns: Vec<String>,
+    indexes: Vec<String>,
+    constraints: Vec<String>,
+}
+
+impl Drops {
+    fn of(plan: &MigrationPlan, schema: &str, table: &str) -> Drops {
+        let mut drops = Drops::default();
+        for dropped in &plan.dropped {
+            match dropped {
+                Dropped::Column {
+                    schema: s,
+                    table: t,
+                    column,
+                } if s == schema && t == table => drops.columns.push(column.clone()),
+                Dropped::Index { schema: s, name } if s == schema => {
+                    drops.indexes.push(name.clone())
+                }
+                Dropped::Constraint {
+                    schema: s,
+                    table: t,
+                    name,
+                } if s == schema && t == table => drops.constraints.push(name.clone()),
+                _ => {}
+            }
+        }
+        drops
+    }
+}
+
+/// The names of the indexes and constraints (but NOT NULL ones) over `column` now.
+async fn covering_now(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> Result<Vec<String>, MigrateError> {
+    let rows = client
+        .query(
+            &format!(
+                "WITH col AS (
+                SELECT a.attrelid, a.attnum FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+                   AND NOT a.attisdropped)
+             SELECT ic.relname::text
+               FROM col JOIN pg_catalog.pg_index i ON i.indrelid = col.attrelid
+               JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+              WHERE col.attnum = ANY(i.indkey::int2[])
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                               AND d.objid = i.indexrelid
+                               AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                               AND d.refobjid = col.attrelid AND d.refobjsubid = col.attnum)
+             UNION
+             SELECT k.conname::text
+               FROM col JOIN pg_catalog.pg_depend d
+                 ON d.refclassid = 'pg_catalog.pg_class'::regclass
+                AND d.refobjid = col.attrelid AND d.refobjsubid = col.attnum
+               JOIN pg_catalog.pg_constraint k
+                 ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
+              WHERE k.contype <> 'n' AND NOT {NOT_NULL_SHAPED}
+              ORDER BY 1"
+            ),
+            &[&schema, &table, &column],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading what covers {schema}.{table}.{column} before the contract"),
+                &error,
+            )
+        })?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Whether `schema.table` has a valid index or a constraint named `name`.
+async fn exists_now(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+    name: &str,
+) -> Result<bool, MigrateError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_index i
+                  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace
+                 WHERE n.nspname = $1 AND ic.relname = $3 AND i.indisvalid)
+             OR EXISTS (
+                SELECT 1 FROM pg_catalog.pg_constraint k
+                  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND k.conname = $3)",
+            &[&schema, &table, &name],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading whether {name} exists before the contract"),
+                &error,
+            )
+        })?;
+    Ok(row.get(0))
+}
+
+/// What becomes of one index or constraint over a replaced column.
+enum Outcome {
+    Rebuilt(Rebuild),
+    /// It goes with what the migration drops.
+    DroppedAlong,
+    /// Left to `preconditions.rs` (a primary key's or exclusion constraint's index).
+    Left,
 }
 
 /// The steps that rebuild one index or constraint on the replacement columns, by phase.
