@@ -181,3 +181,22 @@ fn generate_prints_reviewable_deterministic_sql_offline() {
         assert!(sql.contains(expected), "missing {expected:?} in:\n{sql}");
     }
 }
+
+/// `UPDATE … SET col = DEFAULT` through a view Postgres writes itself takes the view column's
+/// default, which is NULL unless the view has one: v1's view carries the base table's
+/// defaults, so a NOT NULL column is reset to its default, not refused (fortieth red-team
+/// pass).
+#[tokio::test]
+async fn set_default_through_an_auto_updatable_view_writes_the_base_default() {
+    let database = seeded().await;
+    let v1 = database.client().await;
+    exec(&v1, "INSERT INTO model_metadata_v1 (model_name, model_version, hyperparameters) VALUES ('resnet', '1.0', '{\"lr\": 0.1}')").await;
+    assert_eq!(
+        lines(
+            &v1,
+            "UPDATE model_metadata_v1 SET hyperparameters = DEFAULT RETURNING hyperparameters"
+        )
+        .await,
+        ["{}"]
+    );
+}
