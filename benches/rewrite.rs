@@ -49,8 +49,21 @@ fn v2() -> VersionTargets {
     )
 }
 
+/// `count` statements naming the managed table, in one query string.
+fn script(count: usize) -> String {
+    "SELECT 1 FROM model_metadata WHERE false; ".repeat(count)
+}
+
 fn benches(c: &mut Criterion) {
     let targets = v2();
+    // Linear in the length of the string (the forty-second red-team pass found it quadratic):
+    // the 4,000-statement script should cost about four times the 1,000-statement one.
+    for count in [1_000, 4_000] {
+        let text = script(count);
+        c.bench_function(&format!("rewrite_cold_script_{count}_statements"), |b| {
+            b.iter(|| rewrite(black_box(&text), &targets))
+        });
+    }
     c.bench_function("rewrite_cold_350_chars", |b| {
         b.iter(|| rewrite(black_box(MANAGED_SELECT), &targets))
     });

@@ -2,8 +2,7 @@
 //! dots, quotes) for the splice, the relation's part of a column reference (`%TYPE`), and
 //! whether `TABLE` precedes it (no alias may follow).
 
-use super::super::lexer::{self, Kind};
-use super::super::postgres_parser;
+use super::super::splice::Tokens;
 
 /// The byte range of the relation name written at `offset` (`name`, `schema.name`,
 /// `"Quoted"."Name"`, spaces around the dots), and the range of its last part; `None` when
@@ -62,11 +61,12 @@ fn dotted_parts(sql: &str, offset: usize) -> Option<Vec<std::ops::Range<usize>>>
 /// the same edit (the thirty-third pass had the first poison the second's cache entry).
 pub fn aliased(
     sql: &str,
+    tokens: &Tokens,
     name: std::ops::Range<usize>,
     view: &str,
     alias: &str,
 ) -> (std::ops::Range<usize>, String) {
-    let around = Neighbours::of(sql, name.clone());
+    let around = Neighbours::of(sql, tokens, name.clone());
     match around.after.as_deref() {
         Some("*") => (name.start..around.after_end, format!("{view} AS {alias}")),
         Some(")") if around.is_before(&["(", "only"]) => {
@@ -77,10 +77,7 @@ pub fn aliased(
 }
 
 /// The significant tokens around a name: the one after it, and those before it, nearest
-/// first (lower-cased), comments and whitespace left out. Read with this crate's lexer, or,
-/// where it gives up, with Postgres's own scanner (the thirty-fourth red-team pass had a
-/// reading by bytes take the word in a `--table` comment for the `TABLE` keyword); a text
-/// that scanner rejects too is one the server rejects, and has no neighbours here.
+/// first (lower-cased).
 struct Neighbours {
     before: Vec<String>,
     after: Option<String>,
@@ -91,34 +88,21 @@ impl Neighbours {
     /// How many tokens before a name any question here looks at.
     const BEFORE: usize = 3;
 
-    fn of(sql: &str, name: std::ops::Range<usize>) -> Self {
-        let mut tokens = Vec::new();
-        let significant: Vec<std::ops::Range<usize>> = if lexer::lex(sql, &mut tokens).is_some() {
-            tokens
-                .iter()
-                .filter(|token| token.kind != Kind::Comment)
-                .map(|token| token.start..token.end)
-                .collect()
-        } else {
-            postgres_parser::token_ranges(sql)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|range| {
-                    sql.get(range.clone())
-                        .is_some_and(|token| !token.starts_with("--") && !token.starts_with("/*"))
-                })
-                .collect()
-        };
+    fn of(sql: &str, tokens: &Tokens, name: std::ops::Range<usize>) -> Self {
+        let significant = tokens.ranges();
         let text = |range: &std::ops::Range<usize>| {
             sql.get(range.clone())
                 .unwrap_or_default()
                 .to_ascii_lowercase()
         };
-        let after = significant.iter().find(|token| token.start >= name.end);
+        // Tokens are in order and do not overlap, so both ends are found by bisection.
+        let before_end = significant.partition_point(|token| token.end <= name.start);
+        let after = significant
+            .get(significant.partition_point(|token| token.start < name.end))
+            .filter(|token| token.start >= name.end);
         Neighbours {
-            before: significant
+            before: significant[..before_end]
                 .iter()
-                .filter(|token| token.end <= name.start)
                 .rev()
                 .take(Self::BEFORE)
                 .map(text)
@@ -169,8 +153,8 @@ fn identifier_end(bytes: &[u8], start: usize) -> Option<usize> {
 
 /// Whether the reference at `offset` is the relation of `TABLE [ONLY] name` or `TABLE ONLY
 /// (name)`, which take no alias (comments between count for nothing).
-pub fn after_table_keyword(sql: &str, offset: usize) -> bool {
-    let around = Neighbours::of(sql, offset..offset);
+pub fn after_table_keyword(sql: &str, tokens: &Tokens, offset: usize) -> bool {
+    let around = Neighbours::of(sql, tokens, offset..offset);
     around.is_before(&["table"])
         || around.is_before(&["only", "table"])
         || around.is_before(&["(", "only", "table"])
@@ -188,30 +172,34 @@ mod tests {
         let sql = "SELECT U&'x' FROM t é";
         let name = sql.find(" t ").unwrap() + 1..sql.find(" t ").unwrap() + 2;
         assert_eq!(
-            aliased(sql, name.clone(), "v", "t"),
+            aliased(sql, &Tokens::of(sql), name.clone(), "v", "t"),
             (name.clone(), "v AS t".to_owned())
         );
         let sql = "TABLE U&\"x\"; TABLE ONLY ( t )";
         let at = sql.rfind('t').unwrap();
-        assert!(after_table_keyword(sql, at));
+        assert!(after_table_keyword(sql, &Tokens::of(sql), at));
         assert_eq!(
-            aliased(sql, at..at + 1, "v", "t"),
+            aliased(sql, &Tokens::of(sql), at..at + 1, "v", "t"),
             (at..sql.len(), "v) AS t".to_owned())
         );
         let sql = "SELECT U&'A', (SELECT 1 FROM --table\n t) FROM x";
-        assert!(!after_table_keyword(sql, sql.find(" t)").unwrap() + 1));
+        assert!(!after_table_keyword(
+            sql,
+            &Tokens::of(sql),
+            sql.find(" t)").unwrap() + 1
+        ));
         let sql = "SELECT U&'A' FROM ONLY /*c*/ ( t /*d*/ ) WHERE true";
         let at = sql.find(" t ").unwrap() + 1;
         let close = sql.find(')').unwrap();
         assert_eq!(
-            aliased(sql, at..at + 1, "v", "t"),
+            aliased(sql, &Tokens::of(sql), at..at + 1, "v", "t"),
             (at..close + 1, "v) AS t".to_owned())
         );
         let sql = "SELECT U&'A' FROM t /*c*/ * WHERE true";
         let at = sql.find(" t ").unwrap() + 1;
         let star = sql.find(" * ").unwrap() + 1;
         assert_eq!(
-            aliased(sql, at..at + 1, "v", "t"),
+            aliased(sql, &Tokens::of(sql), at..at + 1, "v", "t"),
             (at..star + 1, "v AS t".to_owned())
         );
     }

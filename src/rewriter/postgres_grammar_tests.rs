@@ -183,9 +183,11 @@ fn name_extents() {
     assert_eq!(&sql[whole], "public . \"Model\"\"x\"");
     assert_eq!(&sql[last], "\"Model\"\"x\"");
     assert_eq!(name_extent("FROM (x)", 5), None);
-    assert!(after_table_keyword("TABLE ONLY t", 11));
-    assert!(after_table_keyword("x UNION table t", 14));
-    assert!(!after_table_keyword("SELECT * FROM mytable t", 22));
+    let keyword =
+        |sql: &str, at| after_table_keyword(sql, &crate::rewriter::splice::Tokens::of(sql), at);
+    assert!(keyword("TABLE ONLY t", 11));
+    assert!(keyword("x UNION table t", 14));
+    assert!(!keyword("SELECT * FROM mytable t", 22));
 }
 
 #[test]

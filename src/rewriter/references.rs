@@ -245,7 +245,8 @@ impl<'a> Collector<'a> {
                 self.unlocatable = true;
                 return;
             }
-            (range, text) = postgres_grammar::aliased(self.sql, range, &text, written);
+            (range, text) =
+                postgres_grammar::aliased(self.sql, self.index.tokens(), range, &text, written);
         }
         self.edits.push(Edit {
             range,

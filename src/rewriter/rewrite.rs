@@ -16,7 +16,7 @@ use super::query_functions;
 use super::references::{Collector, NotCollected, view_reference};
 use super::refusal;
 use super::search_path_catalog;
-use super::splice::{self, Edit, TextIndex};
+use super::splice::{self, Edit, TextIndex, Tokens};
 use super::statements::{self, Kind, StatementText};
 use super::table_shorthand;
 use super::targets::VersionTargets;
@@ -352,13 +352,18 @@ fn check(
         }
     }
     let mut checked = edits;
+    let text = ReferencedText {
+        sql,
+        tokens: std::cell::OnceCell::new(),
+        mentions_conflict: contains_ignore_ascii_case(sql.as_bytes(), b"conflict"),
+    };
     for reference in references.iter().filter(|r| r.place != Place::Printer) {
         let covered = !unread.iter().any(|r| r.contains(&reference.offset))
             && checked
                 .iter()
                 .any(|e| e.relation && e.range.start == reference.offset);
         if !covered {
-            checked.push(edit_from_reference(sql, targets, reference)?);
+            checked.push(edit_from_reference(&text, targets, reference)?);
         }
     }
     if let Some(extra) = checked
@@ -388,6 +393,7 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
         .iter()
         .filter(|token| token.kind != lexer::Kind::Comment)
         .collect();
+    let coverage = Coverage::of(edits);
     significant.iter().enumerate().find_map(|(i, token)| {
         let text = &sql[token.start..token.end];
         let name = match token.kind {
@@ -410,9 +416,7 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
         {
             return Some(token.start);
         }
-        let covered = edits
-            .iter()
-            .any(|edit| edit.range.start <= token.start && token.end <= edit.range.end);
+        let covered = coverage.covers(token.start..token.end);
         let qualifies = significant
             .get(i + 1)
             .is_some_and(|next| &sql[next.start..next.end] == ".");
@@ -435,13 +439,58 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
     })
 }
 
+/// Whether a range lies inside one of the edits, by bisection: asking each edit for each
+/// token made a text naming a table thousands of times quadratic (forty-second red-team
+/// pass).
+struct Coverage {
+    /// The edits' (start, end), by start.
+    spans: Vec<(usize, usize)>,
+    /// The furthest end among the spans up to each one (edits may nest).
+    reach: Vec<usize>,
+}
+
+impl Coverage {
+    fn of(edits: &[Edit]) -> Self {
+        let mut spans: Vec<(usize, usize)> = edits
+            .iter()
+            .map(|edit| (edit.range.start, edit.range.end))
+            .collect();
+        spans.sort_unstable();
+        let reach = spans
+            .iter()
+            .scan(0, |furthest, &(_, end)| {
+                *furthest = end.max(*furthest);
+                Some(*furthest)
+            })
+            .collect();
+        Coverage { spans, reach }
+    }
+
+    fn covers(&self, range: Range<usize>) -> bool {
+        let starting_before = self
+            .spans
+            .partition_point(|&(start, _)| start <= range.start);
+        starting_before > 0 && self.reach[starting_before - 1] >= range.end
+    }
+}
+
 /// The edit for a reference only Postgres's parser could read: the name replaced by the
 /// view, the written name kept as alias where the reference has none and may take one.
+/// What every reference of one text reads of it, read once: a text naming a table thousands
+/// of times made reading it again for each reference quadratic (forty-second red-team pass).
+struct ReferencedText<'a> {
+    sql: &'a str,
+    tokens: std::cell::OnceCell<Tokens>,
+    /// Whether the word `conflict` is anywhere in the text.
+    mentions_conflict: bool,
+}
+
 fn edit_from_reference(
-    sql: &str,
+    text: &ReferencedText,
     targets: &VersionTargets,
     reference: &Reference,
 ) -> Result<Edit, Failure> {
+    let sql = text.sql;
     let cannot = |why: &str| Failure {
         reason: format!(
             "it names managed table \"{}\" {why}, which viewgate cannot rewrite",
@@ -458,7 +507,7 @@ fn edit_from_reference(
         .resolve(reference.schema.as_deref(), &reference.name)
         .ok_or_else(|| cannot("ambiguously"))?;
     if reference.place == Place::Target
-        && contains_ignore_ascii_case(sql.as_bytes(), b"conflict")
+        && text.mentions_conflict
         && targets
             .base_write(target)
             .is_some_and(|write| write.mapping.trigger_backed)
@@ -488,19 +537,20 @@ fn edit_from_reference(
         _ => postgres_grammar::name_extent(sql, reference.offset),
     }
     .ok_or_else(|| cannot("in an unusual spelling"))?;
-    let mut text = view_reference(targets, target);
+    let mut view = view_reference(targets, target);
+    let tokens = || text.tokens.get_or_init(|| Tokens::of(sql));
     let takes_alias = matches!(
         reference.place,
         Place::From | Place::Target | Place::MergeTarget
     ) && !reference.aliased
-        && !postgres_grammar::after_table_keyword(sql, reference.offset);
+        && !postgres_grammar::after_table_keyword(sql, tokens(), reference.offset);
     let mut range = range;
     if takes_alias {
-        (range, text) = postgres_grammar::aliased(sql, range, &text, &sql[last]);
+        (range, view) = postgres_grammar::aliased(sql, tokens(), range, &view, &sql[last]);
     }
     Ok(Edit {
         range,
-        text,
+        text: view,
         relation: true,
     })
 }
