@@ -230,9 +230,10 @@ impl BaseRow<'_> {
                 "a whole-row reference to the target (it would read the base table's row)",
                 offset,
             )),
-            // No column has the name: Postgres reads it as the source's whole row
-            // (`to_jsonb(s)`), which holds nothing of the target (forty-second red-team pass).
-            (false, _) if source.name.as_deref() == Some(name.as_str()) => Ok(None),
+            // The source's name alone (`to_jsonb(s)`) stays refused here: Postgres reads a
+            // column of the target first, and the MERGE goes to the base table, whose hidden
+            // columns the mapping does not list (a source called `model_type` would read
+            // the hidden column). `(s.*)` says it unambiguously.
             (false, Some(false)) => Err(self.refusal(
                 format!(
                     "column \"{name}\" does not exist at version {} (nor in the source)",
@@ -278,7 +279,8 @@ impl BaseRow<'_> {
         }
         let name = fold(column);
         if source.name.as_deref() == Some(name.as_str()) {
-            // The source's whole row, or its column of that name: the source's either way.
+            // The source's whole row, or its column of that name: the target is not in
+            // scope here, so the source's either way (forty-second red-team pass).
             return Ok(None);
         }
         match source.columns.as_ref().map(|c| c.contains(&name)) {
