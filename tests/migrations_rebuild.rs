@@ -219,6 +219,38 @@ type = "{sql_type}"
     )
 }
 
+/// Splits `column` of `models` into two columns of `sql_type`, `first` and `second`.
+fn split_in_two(column: &str, sql_type: &str, first: &str, second: &str) -> String {
+    format!(
+        r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "split_column"
+table = "models"
+column = "{column}"
+into = [
+  {{ column = {{ name = "first", type = "{sql_type}" }}, up = "{first}" }},
+  {{ column = {{ name = "second", type = "{sql_type}" }}, up = "{second}" }},
+]
+down = "first || second"
+"#
+    )
+}
+
+/// Starts `migration`, which must be refused saying `expected` and add no column.
+async fn assert_refused(database: &Database, migration: &str, expected: &str) {
+    let columns = base_columns(database);
+    let refused = start_text(database, "0002.toml", migration)
+        .await
+        .unwrap_err()
+        .to_string();
+    for expected in [expected, "table public.models", "nothing was changed"] {
+        assert!(refused.contains(expected), "{expected:?} in {refused}");
+    }
+    assert_eq!(base_columns(database), columns, "no column was added");
+}
+
 #[tokio::test]
 async fn an_index_the_catalog_cannot_rebuild_is_refused_before_any_change() {
     let database = seeded(10).await;
@@ -227,7 +259,6 @@ async fn an_index_the_catalog_cannot_rebuild_is_refused_before_any_change() {
          CREATE INDEX models_pattern ON models (name text_pattern_ops);
          ALTER TABLE models ADD CONSTRAINT models_size_key UNIQUE (size);",
     );
-    let columns = base_columns(&database);
     let before = indexes(&database);
     for (migration, expected) in [
         (
@@ -243,31 +274,16 @@ async fn an_index_the_catalog_cannot_rebuild_is_refused_before_any_change() {
             "column size is covered by index models_size_key: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: the operation's `unique = true` makes the new column unique a second time",
         ),
         (
-            r#"
-version = "v2"
-from = "v1"
-[[operations]]
-op = "split_column"
-table = "models"
-column = "size"
-into = [
-  { column = { name = "low", type = "integer" }, up = "size % 10" },
-  { column = { name = "high", type = "integer" }, up = "size / 10" },
-]
-down = "high * 10 + low"
-"#
-            .to_owned(),
+            split_in_two(
+                "size",
+                "text",
+                "left(size::text, 1)",
+                "substr(size::text, 2)",
+            ),
             "column size is covered by index models_size_key: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: operation 1 (split_column) replaces it with several columns or merges it into one",
         ),
     ] {
-        let refused = start_text(&database, "0002.toml", &migration)
-            .await
-            .unwrap_err()
-            .to_string();
-        for expected in [expected, "table public.models", "nothing was changed"] {
-            assert!(refused.contains(expected), "{expected:?} in {refused}");
-        }
-        assert_eq!(base_columns(&database), columns, "no column was added");
+        assert_refused(&database, &migration, expected).await;
         assert_eq!(indexes(&database), before, "no index was built");
     }
 
@@ -300,38 +316,22 @@ async fn a_check_restated_by_the_operation_or_a_split_foreign_key_is_refused() {
          ALTER TABLE models ADD CONSTRAINT models_size_check CHECK (size >= 0);
          ALTER TABLE models ADD CONSTRAINT models_note_fkey FOREIGN KEY (legacy_note) REFERENCES notes (note);",
     );
-    let columns = base_columns(&database);
     for (migration, expected) in [
         (
             retype("size", "bigint", "check = \"size >= 1\""),
             "column size is covered by check models_size_check: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: the operation's `check` would stand beside it",
         ),
         (
-            r#"
-version = "v2"
-from = "v1"
-[[operations]]
-op = "split_column"
-table = "models"
-column = "legacy_note"
-into = [
-  { column = { name = "head", type = "text" }, up = "left(legacy_note, 1)" },
-  { column = { name = "tail", type = "text" }, up = "substr(legacy_note, 2)" },
-]
-down = "head || tail"
-"#
-            .to_owned(),
+            split_in_two(
+                "legacy_note",
+                "text",
+                "left(legacy_note, 1)",
+                "substr(legacy_note, 2)",
+            ),
             "column legacy_note is covered by foreign key models_note_fkey: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: operation 1 (split_column) replaces it with several columns",
         ),
     ] {
-        let refused = start_text(&database, "0002.toml", &migration)
-            .await
-            .unwrap_err()
-            .to_string();
-        for expected in [expected, "nothing was changed"] {
-            assert!(refused.contains(expected), "{expected:?} in {refused}");
-        }
-        assert_eq!(base_columns(&database), columns, "no column was added");
+        assert_refused(&database, &migration, expected).await;
     }
 }
 
@@ -341,19 +341,12 @@ async fn a_deferrable_unique_constraint_is_refused() {
     database.admin(
         "ALTER TABLE models ADD CONSTRAINT models_size_key UNIQUE (size) DEFERRABLE INITIALLY DEFERRED",
     );
-    let columns = base_columns(&database);
-    let refused = start_text(&database, "0002.toml", RETYPE_SIZE)
-        .await
-        .unwrap_err()
-        .to_string();
-    for expected in [
-        "column size is covered by index models_size_key",
-        "it belongs to the deferrable unique constraint models_size_key",
-        "nothing was changed",
-    ] {
-        assert!(refused.contains(expected), "{expected:?} in {refused}");
-    }
-    assert_eq!(base_columns(&database), columns, "no column was added");
+    assert_refused(
+        &database,
+        RETYPE_SIZE,
+        "column size is covered by index models_size_key: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it belongs to the deferrable unique constraint models_size_key",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -415,7 +408,6 @@ async fn an_identity_made_nullable_or_a_collation_under_a_new_type_is_refused() 
          ALTER TABLE models REPLICA IDENTITY USING INDEX models_size_identity;
          CREATE INDEX models_note_c ON models (legacy_note COLLATE \"C\");",
     );
-    let columns = base_columns(&database);
     for (migration, expected) in [
         (
             retype(
@@ -430,14 +422,7 @@ async fn an_identity_made_nullable_or_a_collation_under_a_new_type_is_refused() 
             "column legacy_note is covered by index models_note_c: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it sorts the column by collation pg_catalog.\"C\" and the column's type changes",
         ),
     ] {
-        let refused = start_text(&database, "0002.toml", &migration)
-            .await
-            .unwrap_err()
-            .to_string();
-        for expected in [expected, "nothing was changed"] {
-            assert!(refused.contains(expected), "{expected:?} in {refused}");
-        }
-        assert_eq!(base_columns(&database), columns, "no column was added");
+        assert_refused(&database, &migration, expected).await;
     }
 }
 

@@ -13,9 +13,9 @@
 
 use tokio_postgres::GenericClient;
 
-use super::{Drops, NOT_NULL_SHAPED, Rebuild, rebuilt_name, unsafe_to_replace};
+use super::{Drops, NOT_NULL_SHAPED, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
-use crate::control::migrate::derive::{MigrationPlan, Replaced, Step, over_physical};
+use crate::control::migrate::derive::{Replaced, Step, over_physical};
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
 
@@ -98,13 +98,16 @@ pub(super) async fn covering_constraints(
 
 /// How `constraint` is rebuilt over the replacements of `replaced`, or why it cannot be.
 pub(super) fn rebuild(
-    plan: &MigrationPlan,
-    schema: &str,
-    table: &str,
-    complete_table: &str,
-    replaced: &[Replaced],
+    context: &TableContext,
     constraint: &CatalogConstraint,
 ) -> Result<Rebuild, MigrateError> {
+    let TableContext {
+        plan,
+        schema,
+        table,
+        complete_table,
+        replaced,
+    } = *context;
     let check = constraint.kind == "c";
     let object = format!(
         "{} {}",

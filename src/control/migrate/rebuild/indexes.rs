@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::{Drops, Rebuild, rebuilt_name, unsafe_to_replace};
+use super::{Drops, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
-use crate::control::migrate::derive::{MigrationPlan, Replaced, Step, mentions};
+use crate::control::migrate::derive::{Replaced, Step, mentions};
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
 
@@ -211,13 +211,16 @@ pub(super) async fn covering_indexes(
 /// `preconditions.rs` (a primary key or exclusion constraint's); an error for one that
 /// cannot be rebuilt.
 pub(super) fn rebuild(
-    plan: &MigrationPlan,
-    schema: &str,
-    table: &str,
-    complete_table: &str,
-    replaced: &[Replaced],
+    context: &TableContext,
     index: &CatalogIndex,
 ) -> Result<Option<Rebuild>, MigrateError> {
+    let TableContext {
+        plan,
+        schema,
+        table,
+        complete_table,
+        replaced,
+    } = *context;
     if let Some((_, kind, ..)) = &index.constraint
         && kind != "u"
     {

@@ -46,6 +46,13 @@ pub async fn rebuild_replaced(
             .collect();
         let drops = Drops::of(plan, &schema, &table);
         let complete_table = table_at_complete(plan, &schema, &table);
+        let context = TableContext {
+            plan,
+            schema: &schema,
+            table: &table,
+            complete_table: &complete_table,
+            replaced: &replaced,
+        };
         let mut outcomes: Vec<(String, Vec<String>, Outcome)> = Vec::new();
         for index in indexes::covering_indexes(client, &schema, &table, &replaced).await? {
             let covered = replaced
@@ -58,7 +65,7 @@ pub async fn rebuild_replaced(
             let outcome = if index.dropped_along(&drops) {
                 Outcome::DroppedAlong
             } else {
-                match indexes::rebuild(plan, &schema, &table, &complete_table, &replaced, &index)? {
+                match indexes::rebuild(&context, &index)? {
                     Some(rebuild) => Outcome::Rebuilt(rebuild),
                     None => Outcome::Left,
                 }
@@ -71,14 +78,7 @@ pub async fn rebuild_replaced(
             let outcome = if constraint.dropped_along(&drops) {
                 Outcome::DroppedAlong
             } else {
-                Outcome::Rebuilt(constraints::rebuild(
-                    plan,
-                    &schema,
-                    &table,
-                    &complete_table,
-                    &replaced,
-                    &constraint,
-                )?)
+                Outcome::Rebuilt(constraints::rebuild(&context, &constraint)?)
             };
             outcomes.push((constraint.name.clone(), constraint.columns.clone(), outcome));
         }
@@ -291,6 +291,17 @@ async fn exists_now(
             )
         })?;
     Ok(row.get(0))
+}
+
+/// One table's replaced columns, as the rebuilds of its indexes and constraints read them.
+#[derive(Clone, Copy)]
+struct TableContext<'a> {
+    plan: &'a MigrationPlan,
+    schema: &'a str,
+    table: &'a str,
+    /// The table's name when the contract's rebuild steps run (after its renames).
+    complete_table: &'a str,
+    replaced: &'a [Replaced],
 }
 
 /// What becomes of one index or constraint over a replaced column.
