@@ -1,5 +1,6 @@
 //! Turning parser positions into byte offsets, and splicing replacements into the original
-//! text so that everything not replaced (comments, spacing, hints) stays as the client wrote it.
+//! text so that everything not replaced (comments, spacing, hints) stays as the client wrote it;
+//! the text's significant tokens, read once however many names in it are spliced.
 
 use sqlparser::tokenizer::{Location, Span};
 
