@@ -474,3 +474,28 @@ async fn complete_follows_what_changed_on_the_table_while_live() {
         .expect("completes once the table matches the rebuild again");
     assert_eq!(indexes(&database), before);
 }
+
+#[tokio::test]
+async fn a_retyped_serial_column_keeps_its_sequence() {
+    let database = seeded(5).await;
+    database.admin("ALTER TABLE models ADD COLUMN ticket serial");
+    database
+        .apply_text(
+            &migration_support::SPEC.replace("\"legacy_note\"]", "\"legacy_note\", \"ticket\"]"),
+        )
+        .await;
+    start_text(
+        &database,
+        "0002.toml",
+        &retype("ticket", "bigint", "up = \"ticket::bigint\""),
+    )
+    .await
+    .expect("starts");
+    complete_now(&database).await.expect("completes");
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('after')").await;
+    assert_eq!(
+        lines(&v2, "SELECT ticket FROM models_v2 WHERE name = 'after'").await,
+        ["6"]
+    );
+}

@@ -21,6 +21,7 @@ use super::derive::{
 };
 use super::error::MigrateError;
 use crate::control::error::ControlError;
+use crate::control::quote::{quote_ident, quote_qualified};
 
 /// Whether constraint `k` is a check that a column is not null, the shape a migration's
 /// stand-in for NOT NULL has (`introspect.rs` counts it as NOT NULL): `alter_column` carries
@@ -39,6 +40,7 @@ pub async fn rebuild_replaced(
     client: &impl GenericClient,
     plan: &mut MigrationPlan,
 ) -> Result<(), MigrateError> {
+    reown_sequences(client, plan).await?;
     for ((schema, table), positions) in replaced_by_table(plan) {
         let replaced: Vec<Replaced> = positions
             .iter()
@@ -98,6 +100,69 @@ pub async fn rebuild_replaced(
                 rebuild.add_to(plan);
             }
         }
+    }
+    Ok(())
+}
+
+/// A serial column's sequence is owned by the column, and the contract's `DROP COLUMN` would
+/// drop it too, which the new column's default depends on: the contract failed every time.
+/// So the contract first gives the sequence to the replacement. An identity column's sequence
+/// cannot change hands, so retyping one through a new column is refused.
+async fn reown_sequences(
+    client: &impl GenericClient,
+    plan: &mut MigrationPlan,
+) -> Result<(), MigrateError> {
+    let mut steps = Vec::new();
+    for old in &plan.replaced {
+        let Some(replacement) = &old.replacement else {
+            continue;
+        };
+        let table = quote_qualified(&old.schema, &old.table);
+        let row = client
+            .query_one(
+                "SELECT pg_catalog.pg_get_serial_sequence($1, $2),
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                 WHERE a.attrelid = $1::regclass AND a.attname = $2
+                                   AND a.attidentity <> '')",
+                &[&table, &old.column],
+            )
+            .await
+            .map_err(|error| {
+                ControlError::database(
+                    format!(
+                        "reading the sequence of {}.{}.{}",
+                        old.schema, old.table, old.column
+                    ),
+                    &error,
+                )
+            })?;
+        let sequence: Option<String> = row.get(0);
+        let identity: bool = row.get(1);
+        if identity {
+            return Err(unsafe_to_replace(
+                plan,
+                &old.schema,
+                &old.table,
+                &old.column,
+                "its identity sequence",
+                "an identity column's sequence cannot pass to another column",
+            ));
+        }
+        if let Some(sequence) = sequence {
+            steps.push(Step::new(
+                format!(
+                    "give {sequence} to the new {} before the old column goes",
+                    old.column
+                ),
+                format!(
+                    "ALTER SEQUENCE {sequence} OWNED BY {table}.{}",
+                    quote_ident(&replacement.column)
+                ),
+            ));
+        }
+    }
+    for (position, step) in steps.into_iter().enumerate() {
+        plan.complete.insert(position, step);
     }
     Ok(())
 }
