@@ -10,7 +10,7 @@ mod migration_support;
 #[path = "views/support.rs"]
 mod support;
 
-use migration_support::{base_columns, seeded, start_text};
+use migration_support::{base_columns, retype, seeded, start_text};
 use support::{Database, quick_locks};
 use viewgate::control::migrate::start::start;
 use viewgate::control::migrate::status::plan;
@@ -206,21 +206,6 @@ async fn a_backfill_under_row_level_security_is_refused() {
     );
 }
 
-/// Changes the type of `column` of `models` (a new column, swapped in at complete).
-fn retype(column: &str, sql_type: &str) -> String {
-    format!(
-        r#"
-version = "v2"
-from = "v1"
-[[operations]]
-op = "alter_column"
-table = "models"
-column = "{column}"
-type = "{sql_type}"
-"#
-    )
-}
-
 #[tokio::test]
 async fn replacing_an_indexed_or_constrained_column_is_refused() {
     let database = seeded(10).await;
@@ -236,15 +221,15 @@ async fn replacing_an_indexed_or_constrained_column_is_refused() {
     // keys, foreign keys and what the catalog cannot rebuild are refused.
     for (migration, expected) in [
         (
-            retype("id", "numeric"),
+            retype("id", "numeric", ""),
             "column id is covered by foreign key parts_model_fkey of parts, primary key models_pkey: operation 1 (alter_column) replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, unique and check constraints and the table's own foreign keys are rebuilt on the new column, but a primary key, an exclusion constraint or another table's foreign key is not supported yet",
         ),
         (
-            retype("size", "bigint"),
+            retype("size", "bigint", ""),
             "column size is covered by index models_big: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: an expression or the predicate of the index names it",
         ),
         (
-            retype("legacy_note", "varchar(200)"),
+            retype("legacy_note", "varchar(200)", ""),
             "column legacy_note is covered by index models_lower_note",
         ),
         (
@@ -299,7 +284,7 @@ down = { name = "label" }
     start_text(
         &database,
         "0002.toml",
-        &retype("legacy_note", "varchar(200)"),
+        &retype("legacy_note", "varchar(200)", ""),
     )
     .await
     .expect("a column without index or constraint is altered");

@@ -10,7 +10,7 @@ mod migration_support;
 #[path = "views/support.rs"]
 mod support;
 
-use migration_support::{at, base_columns, complete_now, rollback_now, seeded, start_text};
+use migration_support::{at, base_columns, complete_now, retype, rollback_now, seeded, start_text};
 use support::{Database, exec, lines};
 
 /// Every index of `models` and what it is (its definition, its constraint, whether it is the
@@ -201,22 +201,6 @@ async fn a_rollback_drops_what_was_rebuilt() {
     assert_ne!(indexes(&database), before, "the rebuilt indexes exist");
     rollback_now(&database).await.expect("rolls back");
     assert_eq!(indexes(&database), before, "no rebuilt index is left");
-}
-
-/// Changes the type of `column` of `models`.
-fn retype(column: &str, sql_type: &str, extra: &str) -> String {
-    format!(
-        r#"
-version = "v2"
-from = "v1"
-[[operations]]
-op = "alter_column"
-table = "models"
-column = "{column}"
-type = "{sql_type}"
-{extra}
-"#
-    )
 }
 
 /// Splits `column` of `models` into two columns of `sql_type`, `first` and `second`.

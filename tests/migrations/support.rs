@@ -80,3 +80,20 @@ pub fn base_columns(database: &Database) -> String {
 pub fn triggers(database: &Database) -> String {
     database.admin("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.models'::regclass AND NOT tgisinternal")
 }
+
+/// A migration to v2 that changes the type of `column` of `models` (a new column, swapped in
+/// at complete), with `extra` lines for the operation (`up = …`, `nullable = …`).
+pub fn retype(column: &str, sql_type: &str, extra: &str) -> String {
+    format!(
+        r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "{column}"
+type = "{sql_type}"
+{extra}
+"#
+    )
+}
