@@ -218,11 +218,11 @@ async fn replacing_an_indexed_or_constrained_column_is_refused() {
     );
     let columns = base_columns(&database);
     // Indexes and constraints are rebuilt on the new column (tests/migrations_rebuild.rs);
-    // keys, foreign keys and what the catalog cannot rebuild are refused.
+    // other tables' foreign keys and what the catalog cannot rebuild are refused.
     for (migration, expected) in [
         (
             retype("id", "numeric", ""),
-            "column id is covered by foreign key parts_model_fkey of parts, primary key models_pkey: operation 1 (alter_column) replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, unique and check constraints and the table's own foreign keys are rebuilt on the new column, but a primary key, an exclusion constraint or another table's foreign key is not supported yet",
+            "column id is covered by foreign key parts_model_fkey of parts: operation 1 (alter_column) replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, the primary key, unique and check constraints and the table's own foreign keys are rebuilt on the new column, but an exclusion constraint or another table's foreign key is not supported yet",
         ),
         (
             retype("size", "bigint", ""),

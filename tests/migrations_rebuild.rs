@@ -483,3 +483,132 @@ async fn a_retyped_serial_column_keeps_its_sequence() {
         ["6"]
     );
 }
+
+/// The migration that gives a table room to grow: its serial key from `integer` to `bigint`.
+#[tokio::test]
+async fn a_retyped_primary_key_stays_the_key_and_its_sequence_widens() {
+    let database = Database::start();
+    database.admin(&migration_support::BASE.replace("bigserial", "serial"));
+    database.apply_text(migration_support::SPEC).await;
+    database.admin(
+        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 20) AS n",
+    );
+    let before = indexes(&database);
+    let sequence_type = || {
+        database.admin(
+            "SELECT seqtypid::regtype FROM pg_sequence
+              WHERE seqrelid = pg_get_serial_sequence('models', 'id')::regclass",
+        )
+    };
+    let migration = retype(
+        "id",
+        "bigint",
+        "up = \"id::bigint\"\ndown = \"id::integer\"",
+    );
+
+    start_text(&database, "0002.toml", &migration)
+        .await
+        .expect("starts: the primary key is rebuilt on the new column");
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(indexes(&database), before, "no rebuilt key is left");
+    assert_eq!(sequence_type(), "integer");
+
+    start_text(&database, "0002.toml", &migration)
+        .await
+        .expect("starts again");
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid, ', ')
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE i.indrelid = 'public.models'::regclass AND c.relname LIKE '\\_vg\\_%'"
+        ),
+        "CREATE UNIQUE INDEX _vg_v2_models_pkey ON public.models USING btree (_vg_v2_id) valid=true",
+        "the key has a unique twin on the new column, built before v2 went live"
+    );
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('v1-new')").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('v2-new')").await;
+    for name in ["v1-new", "v2-new"] {
+        let read = format!("SELECT id FROM models_v1 WHERE name = '{name}'");
+        assert_eq!(
+            lines(&v1, &read).await,
+            lines(&v2, &read.replace("_v1", "_v2")).await,
+            "{name} has one key, read alike at both versions"
+        );
+    }
+    for (client, table) in [(&v1, "models_v1"), (&v2, "models_v2")] {
+        let duplicate = client
+            .execute(
+                &format!("INSERT INTO {table} (id, name) VALUES (1, 'dup')"),
+                &[],
+            )
+            .await
+            .expect_err("a duplicate key is refused at both versions");
+        assert_eq!(
+            duplicate.code().map(|code| code.code()),
+            Some("23505"),
+            "{duplicate}"
+        );
+    }
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (id, name) VALUES (1, 'upserted')
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+    )
+    .await;
+    assert_eq!(
+        lines(&v1, "SELECT name FROM models_v1 WHERE id = 1").await,
+        ["upserted"],
+        "v2 upserts on its key"
+    );
+
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        indexes(&database),
+        before,
+        "the primary key reads as before"
+    );
+    assert_eq!(
+        base_columns(&database),
+        "name:text!,size:integer!,legacy_note:text,id:bigint!",
+        "the new column took the old one's place (last, physically; v2 lists it first)"
+    );
+    assert_eq!(
+        sequence_type(),
+        "bigint",
+        "the sequence counts past integer"
+    );
+    database.admin("SELECT setval(pg_get_serial_sequence('models', 'id'), 3000000000)");
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('past-int')").await;
+    assert_eq!(
+        lines(&v2, "SELECT id FROM models_v2 WHERE name = 'past-int'").await,
+        ["3000000001"]
+    );
+}
+
+/// A view that computes a column is written through triggers that find rows by the key: with
+/// the key column replaced they would have none, so such a retype is refused, clearly.
+#[tokio::test]
+async fn a_key_retype_under_write_triggers_is_refused_before_any_change() {
+    let database = seeded(5).await;
+    database
+        .apply_text(&migration_support::SPEC.replace(
+            "\"legacy_note\"]",
+            "{ name = \"legacy_note\", expr = \"coalesce(legacy_note, '')\", write = { legacy_note = \"NEW.legacy_note\" } }]",
+        ))
+        .await;
+    let columns = base_columns(&database);
+    let refused = start_text(&database, "0002.toml", &retype("id", "numeric", ""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(
+            "column id is in the key by which the write triggers of version v2's view find rows"
+        ),
+        "{refused}"
+    );
+    assert_eq!(base_columns(&database), columns, "no column was added");
+}

@@ -248,6 +248,20 @@ impl Deriver<'_> {
             if self.physical_taken(&managed, &live, &physical) {
                 return Err(self.refuse(format!("base column {physical} already exists")));
             }
+            let key = if managed.key.is_empty() {
+                &live.primary_key
+            } else {
+                &managed.key
+            };
+            let computes = table_columns
+                .iter()
+                .any(|column| matches!(column.source, ColumnSource::Expression { .. }));
+            if computes && key.contains(&base_column) {
+                return Err(self.refuse(format!(
+                    "column {} is in the key by which the write triggers of version {}'s view find rows (the view computes a column), and they would have no key column while the old and the new one both live; retype the key in a migration from a version whose view has only plain columns",
+                    op.column, self.migration.version
+                )));
+            }
             let sql_type = op.sql_type.clone().unwrap_or_else(|| old.type_name.clone());
             let not_null = op.nullable.map_or(old.not_null, |nullable| !nullable);
             if old.not_null && !not_null && op.down.is_none() {
@@ -303,6 +317,7 @@ impl Deriver<'_> {
                 operation: self.operation.clone(),
                 replacement: Some(Replacement {
                     column: physical.clone(),
+                    sql_type: sql_type.clone(),
                     same_type: op
                         .sql_type
                         .as_ref()

@@ -138,6 +138,9 @@ pub struct Replaced {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replacement {
     pub column: String,
+    /// Its type as the migration file spells it (a serial's sequence widens to it).
+    #[serde(default)]
+    pub sql_type: String,
     /// Whether it has the old column's type (an operator class then still fits).
     pub same_type: bool,
     /// Whether the operation makes it unique itself (`unique = true`).
@@ -145,7 +148,8 @@ pub struct Replacement {
     /// Whether the operation gives it a check of its own (`check = …`).
     #[serde(default)]
     pub check: bool,
-    /// Whether it is NOT NULL once the migration completes (a replica identity needs it).
+    /// Whether it is NOT NULL once the migration completes (a replica identity and a primary
+    /// key need it).
     #[serde(default)]
     pub not_null: bool,
 }

@@ -4,15 +4,16 @@
 //! INCLUDE, NULLS NOT DISTINCT, storage parameters, tablespace, predicate): `CONCURRENTLY`
 //! after the backfill, under a name of the migration's own (`_vg_<version>_<index>`), dropped
 //! by a rollback. The contract, after it drops the old column and its indexes, gives each
-//! rebuilt index the old one's name, its unique constraint (`ADD CONSTRAINT … UNIQUE USING
-//! INDEX`), its replica identity and its clustering.
+//! rebuilt index the old one's name, its unique constraint or primary key (`ADD CONSTRAINT …
+//! UNIQUE | PRIMARY KEY USING INDEX`), its replica identity and its clustering.
 //!
 //! Refused before any change, naming the index: an expression or predicate over the replaced
 //! column (the new type may not fit it), an operator class other than the default when the
 //! type changes, a column split or merged (no one replacement), an index left invalid by a
 //! failed build, a deferrable unique constraint (an index is checked at once, so its twin
-//! would fail writes it lets through). Primary keys and exclusion constraints are left to
-//! `preconditions.rs`, which refuses them.
+//! would fail writes it lets through). A primary key is rebuilt as a unique index and becomes
+//! the key again at the contract; exclusion constraints are left to `preconditions.rs`, which
+//! refuses them.
 
 use std::collections::BTreeMap;
 
@@ -208,7 +209,7 @@ pub(super) async fn covering_indexes(
 }
 
 /// How `index` is rebuilt over the replacements of `replaced`; `None` for an index left to
-/// `preconditions.rs` (a primary key or exclusion constraint's); an error for one that
+/// `preconditions.rs` (an exclusion constraint's); an error for one that
 /// cannot be rebuilt.
 pub(super) fn rebuild(
     context: &TableContext,
@@ -222,10 +223,11 @@ pub(super) fn rebuild(
         replaced,
     } = *context;
     if let Some((_, kind, ..)) = &index.constraint
-        && kind != "u"
+        && kind == "x"
     {
         return Ok(None);
     }
+    let primary_key = matches!(&index.constraint, Some((_, kind, _)) if kind == "p");
     let object = format!("index {}", index.name);
     let refuse =
         |column: &str, why: &str| unsafe_to_replace(plan, schema, table, column, &object, why);
@@ -283,6 +285,12 @@ pub(super) fn rebuild(
                 ),
             ));
         }
+        if primary_key && !replacement.not_null {
+            return Err(refuse(
+                &old.column,
+                "it is in the primary key, whose columns are NOT NULL, and the operation makes the new column nullable",
+            ));
+        }
         if index.replica_identity && !replacement.not_null {
             return Err(refuse(
                 &old.column,
@@ -307,12 +315,17 @@ pub(super) fn rebuild(
         }
         substitutes.insert(&old.column, &replacement.column);
     }
-    if let Some((constraint, _, true)) = &index.constraint {
+    if let Some((constraint, kind, true)) = &index.constraint {
         let column = substitutes.keys().next().copied().unwrap_or_default();
+        let what = if kind == "p" {
+            "primary key"
+        } else {
+            "unique constraint"
+        };
         return Err(refuse(
             column,
             &format!(
-                "it belongs to the deferrable unique constraint {constraint}, and an index on the new column would check every row at once while the migration runs, failing writes that the constraint lets through until commit"
+                "it belongs to the deferrable {what} {constraint}, and an index on the new column would check every row at once while the migration runs, failing writes that the constraint lets through until commit"
             ),
         ));
     }
@@ -408,14 +421,23 @@ pub(super) fn rebuild(
     );
     let mut contract = Vec::new();
     match &index.constraint {
-        Some((constraint, ..)) => contract.push(Step::new(
-            format!("unique constraint {constraint} on the rebuilt index"),
-            format!(
-                "ALTER TABLE {completed_table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
-                quote_ident(constraint),
-                quote_ident(&new_name),
-            ),
-        )),
+        // The new column is NOT NULL by now (its validated check spared the scan), so the
+        // primary key takes the index without reading the table.
+        Some((constraint, kind, _)) => {
+            let (what, clause) = if kind == "p" {
+                ("primary key", "PRIMARY KEY")
+            } else {
+                ("unique constraint", "UNIQUE")
+            };
+            contract.push(Step::new(
+                format!("{what} {constraint} on the rebuilt index"),
+                format!(
+                    "ALTER TABLE {completed_table} ADD CONSTRAINT {} {clause} USING INDEX {}",
+                    quote_ident(constraint),
+                    quote_ident(&new_name),
+                ),
+            ))
+        }
         None => contract.push(Step::new(
             format!("give the rebuilt index its old name, {}", index.name),
             format!(

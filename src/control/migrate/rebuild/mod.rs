@@ -5,9 +5,9 @@
 //! built again over the replacement under a name of the migration's own
 //! (`_vg_<version>_<name>`), and the contract gives it back its old name: indexes and unique
 //! constraints in [`indexes`], checks and foreign keys in [`constraints`]. What cannot be
-//! rebuilt from the catalog alone is refused before any change, naming the object; primary
-//! keys, exclusion constraints and foreign keys of other tables that reference the column
-//! are refused by `preconditions.rs`.
+//! rebuilt from the catalog alone is refused before any change, naming the object; exclusion
+//! constraints and foreign keys of other tables that reference the column are refused by
+//! `preconditions.rs`.
 
 mod constraints;
 mod indexes;
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 
 use super::derive::{
-    Dropped, MigrationPlan, NEW_COLUMN_PREFIX, Rename, Replaced, Step, fit_identifier,
+    Dropped, MigrationPlan, NEW_COLUMN_PREFIX, Rename, Replaced, Replacement, Step, fit_identifier,
 };
 use super::error::MigrateError;
 use crate::control::error::ControlError;
@@ -148,16 +148,26 @@ async fn reown_sequences(
                 "an identity column's sequence cannot pass to another column",
             ));
         }
-        if let Some(sequence) = sequence {
+        let Some(sequence) = sequence else {
+            continue;
+        };
+        steps.push(Step::new(
+            format!(
+                "give {sequence} to the new {} before the old column goes",
+                old.column
+            ),
+            format!(
+                "ALTER SEQUENCE {sequence} OWNED BY {table}.{}",
+                quote_ident(&replacement.column)
+            ),
+        ));
+        if let Some(wider) = widened_sequence_type(client, &sequence, replacement).await? {
             steps.push(Step::new(
                 format!(
-                    "give {sequence} to the new {} before the old column goes",
+                    "let {sequence} count as far as the new {} can hold",
                     old.column
                 ),
-                format!(
-                    "ALTER SEQUENCE {sequence} OWNED BY {table}.{}",
-                    quote_ident(&replacement.column)
-                ),
+                format!("ALTER SEQUENCE {sequence} AS {wider}"),
             ));
         }
     }
@@ -165,6 +175,48 @@ async fn reown_sequences(
         plan.complete.insert(position, step);
     }
     Ok(())
+}
+
+/// The integer type a serial's sequence must take to count as far as its new column holds
+/// (`integer` → `bigint`: the usual reason to retype a key), if wider than its own. Only at
+/// the contract: before it, the old column still takes the sequence's values. Its limits
+/// follow the type unless they were set by hand (`ALTER SEQUENCE … AS`).
+async fn widened_sequence_type(
+    client: &impl GenericClient,
+    sequence: &str,
+    replacement: &Replacement,
+) -> Result<Option<&'static str>, MigrateError> {
+    let Some(new) = integer_width(&replacement.sql_type) else {
+        return Ok(None);
+    };
+    let row = client
+        .query_one(
+            "SELECT s.seqtypid::regtype::text
+               FROM pg_catalog.pg_sequence s WHERE s.seqrelid = $1::text::regclass",
+            &[&sequence],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(format!("reading the type of sequence {sequence}"), &error)
+        })?;
+    let current = integer_width(&row.get::<_, String>(0));
+    Ok(current
+        .is_some_and(|current| new > current)
+        .then_some(INTEGER_TYPES[new][0]))
+}
+
+/// Postgres's integer types, narrowest first, each by its names.
+const INTEGER_TYPES: [&[&str]; 3] = [
+    &["smallint", "int2"],
+    &["integer", "int", "int4"],
+    &["bigint", "int8"],
+];
+
+/// The position in [`INTEGER_TYPES`] of a type spelled `name`, if an integer type.
+fn integer_width(name: &str) -> Option<usize> {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    INTEGER_TYPES.iter().position(|names| names.contains(&name))
 }
 
 /// Refuses the contract when the table no longer matches what `migrate start` rebuilt: an
@@ -374,7 +426,7 @@ enum Outcome {
     Rebuilt(Rebuild),
     /// It goes with what the migration drops.
     DroppedAlong,
-    /// Left to `preconditions.rs` (a primary key's or exclusion constraint's index).
+    /// Left to `preconditions.rs` (an exclusion constraint's index).
     Left,
 }
 
@@ -439,6 +491,15 @@ fn unsafe_to_replace(
 mod tests {
     use super::*;
     use crate::control::views::spec::MAX_IDENTIFIER_BYTES;
+
+    #[test]
+    fn integer_types_are_known_by_every_name() {
+        assert_eq!(integer_width("int4"), integer_width(" INTEGER "));
+        assert_eq!(integer_width("pg_catalog.int8"), Some(2));
+        assert_eq!(integer_width("smallint"), Some(0));
+        assert_eq!(integer_width("numeric(20)"), None);
+        assert_eq!(integer_width("bigint[]"), None);
+    }
 
     #[test]
     fn rebuilt_names_fit_an_identifier_and_stay_apart() {
