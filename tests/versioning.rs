@@ -199,6 +199,69 @@ fn a_constraint_violation_does_not_show_a_version_the_base_row() {
     );
 }
 
+/// A trigger-backed version's write trigger runs a statement on the base table, and Postgres
+/// quotes it whole in an error's CONTEXT: hidden columns, hidden defaults and write
+/// expressions (the forty-fourth red-team pass). The version is told the function's name in
+/// its place; the message, the detail and the frames of its own code stand.
+#[test]
+fn an_error_inside_a_write_trigger_does_not_quote_its_statement() {
+    let proxy = common::versions::proxy_with_spec(
+        "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL UNIQUE,
+                             secret_code text NOT NULL, kind text)",
+        r#"
+[[tables]]
+name = "items"
+schema = "public"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "items"
+columns = ["id", "name", { name = "label", expr = "upper(kind)", write = { kind = "lower(NEW.label)" } }]
+hidden_defaults = { secret_code = "'hidden-default'" }
+"#,
+    );
+    psql(
+        &proxy,
+        Some("v1"),
+        "INSERT INTO items (name, label) VALUES ('a', 'X'), ('b', 'X')",
+    )
+    .unwrap();
+    for sql in [
+        "INSERT INTO items (name, label) VALUES ('a', 'Y')",
+        "UPDATE items SET name = 'a', label = 'Z' WHERE name = 'b'",
+        "DO $$ BEGIN INSERT INTO items_v1 (name) VALUES ('a'); END $$",
+    ] {
+        let error = psql(&proxy, Some("v1"), sql).expect_err(sql);
+        assert!(
+            error.contains("duplicate key value violates unique constraint \"items_name_key\"")
+                && error.contains("CONTEXT:  PL/pgSQL function items_v1_write(), the write trigger of this version's view")
+                && !error.contains("secret_code")
+                && !error.contains("hidden-default")
+                && !error.contains("lower("),
+            "{sql}: {error}"
+        );
+        if sql.starts_with("DO") {
+            assert!(
+                error.contains("inline_code_block"),
+                "the client's own frame stands: {error}"
+            );
+        }
+    }
+    // Straight to Postgres the statement is there.
+    let direct = proxy
+        .cluster
+        .psql(
+            "postgres",
+            "INSERT INTO items_v1 (name, label) VALUES ('a', 'Y')",
+        )
+        .map_err(|e| e.to_string());
+    assert!(
+        direct.as_ref().is_err_and(|e| e.contains("secret_code")),
+        "{direct:?}"
+    );
+}
+
 #[test]
 fn versions_are_declared_shown_and_refused_when_unknown() {
     let proxy = versioned_proxy();

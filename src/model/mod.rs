@@ -10,7 +10,8 @@
 //! run the proxies sample for, filtered by a [`shape_pattern`]; [`view_mapping`] how a view's
 //! columns map onto its base table (what the rewriter writes the base table by);
 //! [`sync_function`] how a migration's sync trigger functions are named (the proxy knows an
-//! error raised in one); [`base_table_kin`] the relations that hold or point at a base table's rows by other names.
+//! error raised in one), [`write_function`] how a trigger-backed view's write function is
+//! (whose statements an error's context must not show); [`base_table_kin`] the relations that hold or point at a base table's rows by other names.
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
@@ -30,6 +31,7 @@ pub mod shadow_run;
 pub mod shape_pattern;
 pub mod sync_function;
 pub mod view_mapping;
+pub mod write_function;
 
 pub use assign::{Assign, TOTAL_WEIGHT};
 pub use base_table_kin::BaseTableKin;

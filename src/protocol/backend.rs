@@ -273,6 +273,12 @@ pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
     rebuilt(frame, |kind| kind != FIELD_DETAIL, (FIELD_DETAIL, detail))
 }
 
+/// The ErrorResponse `frame` with its context field (`W`) replaced by `context`, the other
+/// fields as they were; `None` for a malformed frame.
+pub fn with_context(frame: &[u8], context: &str) -> Option<BytesMut> {
+    rebuilt(frame, |kind| kind != FIELD_WHERE, (FIELD_WHERE, context))
+}
+
 /// The ErrorResponse `frame` with the fields `keep` accepts, in their order, then `added`.
 fn rebuilt(frame: &[u8], keep: impl Fn(u8) -> bool, added: (u8, &str)) -> Option<BytesMut> {
     let mut fields: Vec<(u8, &[u8])> = Vec::new();

@@ -24,6 +24,7 @@ use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::{self, Templates};
 use crate::model::catalog_substitutes::{self, substitute_schema};
+use crate::model::write_function;
 
 /// How apply deals with locks.
 #[derive(Debug, Clone, Copy)]
@@ -458,7 +459,7 @@ pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String,
         templates::DROP_VIEW,
         minijinja::context! {
             object => object,
-            write_function_suffix => plan::WRITE_FUNCTION_SUFFIX,
+            write_function_suffix => write_function::SUFFIX,
             catalog_schema => substitute_schema(&object.version),
         },
     )

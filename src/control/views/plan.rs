@@ -15,9 +15,8 @@ use serde::Serialize;
 use super::introspect::{self, BaseTable, ServerSnapshot};
 use super::spec::{ColumnSource, Layout, MAX_IDENTIFIER_BYTES, Spec, Version, VersionTable};
 use crate::control::error::ControlError;
+use crate::model::write_function;
 
-/// Suffix of the plpgsql function behind a trigger-backed view.
-pub const WRITE_FUNCTION_SUFFIX: &str = "_write";
 /// Name of the INSTEAD OF trigger on a trigger-backed view.
 pub const WRITE_TRIGGER_NAME: &str = "viewgate_write";
 
@@ -195,7 +194,7 @@ impl Planner<'_> {
             Layout::Suffix => (managed.schema.clone(), format!("{}_{version}", table.name)),
             Layout::Schema => (version.to_owned(), table.name.clone()),
         };
-        let function_name = format!("{view_name}{WRITE_FUNCTION_SUFFIX}");
+        let function_name = write_function::name(&view_name);
         if function_name.len() > MAX_IDENTIFIER_BYTES {
             return Err(self.mismatch(
                 &context,

@@ -2,12 +2,13 @@
 //! OPTION violation's, or the row of a table holding a foreign key into one) would show a
 //! versioned session columns its version does not have: the upstream side replaces it with
 //! the version's own shape of the detail, or hides it. An error raised inside a migration's
-//! sync trigger keeps only its SQLSTATE.
+//! sync trigger keeps only its SQLSTATE; one raised inside a version's write trigger, whose
+//! statement the context would quote, has that statement left out of its context.
 
 use bytes::BytesMut;
 
 use super::progress::Progress;
-use crate::model::sync_function;
+use crate::model::{sync_function, write_function};
 use crate::protocol::backend;
 use crate::rewriter::error_detail;
 use crate::rewriter::targets::RelationName;
@@ -26,9 +27,10 @@ fn sync_trigger_failed(code: &str) -> String {
 /// or key.
 const INTEGRITY_CONSTRAINT_CLASS: &str = "23";
 
-/// The ErrorResponse a versioned session gets in place of `frame`, a constraint violation on
-/// a managed table's base table whose detail speaks of columns its version may not have
-/// (`rewriter::error_detail`); `None`: it stands.
+/// The ErrorResponse a versioned session gets in place of `frame` when it speaks of columns
+/// its version may not have: a constraint violation's detail on a managed table's base table
+/// (`rewriter::error_detail`), or the context of an error inside a sync or write trigger;
+/// `None`: it stands.
 pub(super) fn detail_for_version(
     progress: &Progress,
     routing: &SharedRouting,
@@ -39,6 +41,35 @@ pub(super) fn detail_for_version(
         progress.version_targets()?;
         return backend::with_only_message(frame, &sync_trigger_failed(&fields.code));
     }
+    let hidden_context = if fields.context.is_empty() {
+        None
+    } else {
+        let targets = progress.version_targets()?;
+        write_function::hidden_in_context(
+            &fields.context,
+            targets
+                .managed()
+                .iter()
+                .map(|target| (target.view.schema.as_str(), target.view.name.as_str())),
+        )
+        .and_then(|context| backend::with_context(frame, &context))
+    };
+    match hidden_context {
+        Some(context_hidden) => Some(
+            detail_hidden(progress, routing, fields, &context_hidden).unwrap_or(context_hidden),
+        ),
+        None => detail_hidden(progress, routing, fields, frame),
+    }
+}
+
+/// `frame` with the detail a versioned session is shown in place of its own, when it prints a
+/// row or key of a managed table's base table; `None`: the detail stands.
+fn detail_hidden(
+    progress: &Progress,
+    routing: &SharedRouting,
+    fields: &backend::ErrorFields,
+    frame: &[u8],
+) -> Option<BytesMut> {
     if fields.detail.is_empty() {
         return None;
     }
