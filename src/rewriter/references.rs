@@ -295,14 +295,23 @@ impl<'a> Collector<'a> {
                 SelectItemQualifiedWildcardKind::ObjectName(name),
                 _,
             ) = item
-                && let Some(idents) = name
-                    .0
-                    .iter()
-                    .map(ObjectNamePart::as_ident)
-                    .collect::<Option<Vec<_>>>()
             {
-                self.schema_qualified(&idents);
+                self.qualified_wildcard(name);
             }
+        }
+    }
+
+    /// `schema.table.*`, a select item or inside an expression (`to_json(s.t.*)`, `ROW(s.t.*)`,
+    /// `s.t.* IS NULL`: the red-team's forty-fourth pass found those left qualified, which the
+    /// alias then hid from Postgres).
+    fn qualified_wildcard(&mut self, name: &ObjectName) {
+        if let Some(idents) = name
+            .0
+            .iter()
+            .map(ObjectNamePart::as_ident)
+            .collect::<Option<Vec<_>>>()
+        {
+            self.schema_qualified(&idents);
         }
     }
 
@@ -609,8 +618,21 @@ impl Visitor for Collector<'_> {
                     self.row_type(name);
                 }
             }
+            Expr::QualifiedWildcard(name, _) => self.qualified_wildcard(name),
             Expr::Function(function) => {
                 self.substitute_function(&function.name);
+                if let FunctionArguments::List(list) = &function.args {
+                    for arg in &list.args {
+                        if let FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(name))
+                        | FunctionArg::Named {
+                            arg: FunctionArgExpr::QualifiedWildcard(name),
+                            ..
+                        } = arg
+                        {
+                            self.qualified_wildcard(name);
+                        }
+                    }
+                }
                 let after_relation = function
                     .name
                     .0

@@ -404,6 +404,15 @@ fn schema_qualified_column_references_follow_the_alias() {
         "UPDATE public.model_metadata SET model_name = 'x' WHERE public.model_metadata.id = 1 RETURNING public.model_metadata.id",
         "UPDATE public.model_metadata_v2 AS model_metadata SET model_name = 'x' WHERE model_metadata.id = 1 RETURNING model_metadata.id",
     );
+    // Inside an expression too (the forty-fourth red-team pass).
+    check(
+        "SELECT to_json(public.model_metadata.*), count(public.model_metadata.*), ROW(public.model_metadata.*) FROM public.model_metadata",
+        "SELECT to_json(model_metadata.*), count(model_metadata.*), ROW(model_metadata.*) FROM public.model_metadata_v2 AS model_metadata",
+    );
+    check(
+        "UPDATE public.model_metadata SET model_name = 'x' RETURNING to_jsonb(public.model_metadata.*)",
+        "UPDATE public.model_metadata_v2 AS model_metadata SET model_name = 'x' RETURNING to_jsonb(model_metadata.*)",
+    );
     // Catalog columns qualified the same way are not managed tables.
     check(
         "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class, model_metadata m",
