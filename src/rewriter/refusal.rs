@@ -152,9 +152,10 @@ pub fn verbose_explain(version: &str) -> String {
 }
 
 /// Why a statement that may turn `standard_conforming_strings` off, lower
-/// `client_min_messages`, or writes `pg_settings`, is refused (`reading_settings.rs`).
+/// `client_min_messages`, set `viewgate.version` by a function, or writes `pg_settings`, is
+/// refused (`reading_settings.rs`).
 pub fn reading_setting() -> String {
-    "viewgate reads string literals as PostgreSQL does with standard_conforming_strings on, and keeps the server's LOG and DEBUG messages (query trees naming every base column) from a version's client; this statement may turn standard_conforming_strings off, set client_min_messages below notice, or change a setting through pg_settings, where viewgate cannot follow; keep standard_conforming_strings on (write E'…' for backslash escapes) and client_min_messages at notice or above, and change settings with SET or set_config with a constant name".to_owned()
+    "viewgate reads string literals as PostgreSQL does with standard_conforming_strings on, keeps the server's LOG and DEBUG messages (query trees naming every base column) from a version's client, and follows viewgate.version only as SET changes it; this statement may turn standard_conforming_strings off, set client_min_messages below notice, set viewgate.version through set_config, or change a setting through pg_settings, where viewgate cannot follow; keep standard_conforming_strings on (write E'…' for backslash escapes) and client_min_messages at notice or above, change the version with SET viewgate.version, and change other settings with SET or set_config with a constant name".to_owned()
 }
 
 /// Why `CREATE [MATERIALIZED] VIEW` over managed table `table` is refused: a view's
