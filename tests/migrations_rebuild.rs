@@ -612,3 +612,79 @@ async fn a_key_retype_under_write_triggers_is_refused_before_any_change() {
     );
     assert_eq!(base_columns(&database), columns, "no column was added");
 }
+
+/// Another table's foreign key into a retyped key is made again into the new column once its
+/// index is built, and takes the old one's place at complete; a rollback drops it.
+#[tokio::test]
+async fn a_retyped_key_keeps_the_foreign_keys_into_it() {
+    let database = Database::start();
+    database.admin(&migration_support::BASE.replace("bigserial", "serial"));
+    database.apply_text(migration_support::SPEC).await;
+    database.admin(
+        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 20) AS n;
+         CREATE TABLE parts (id serial PRIMARY KEY,
+                             model integer NOT NULL REFERENCES models (id) ON DELETE CASCADE);
+         INSERT INTO parts (model) SELECT n FROM generate_series(1, 20) AS n;",
+    );
+    let foreign_keys = || {
+        database.admin(
+            "SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid) || ' valid=' || convalidated,
+                               E'\\n' ORDER BY conname)
+               FROM pg_constraint WHERE conrelid = 'public.parts'::regclass AND contype = 'f'",
+        )
+    };
+    let before = foreign_keys();
+    assert_eq!(
+        before,
+        "parts_model_fkey FOREIGN KEY (model) REFERENCES models(id) ON DELETE CASCADE valid=true"
+    );
+    let migration = retype(
+        "id",
+        "bigint",
+        "up = \"id::bigint\"\ndown = \"id::integer\"",
+    );
+
+    start_text(&database, "0002.toml", &migration)
+        .await
+        .expect("starts: the foreign key into the key is rebuilt");
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(foreign_keys(), before, "no rebuilt foreign key is left");
+
+    start_text(&database, "0002.toml", &migration)
+        .await
+        .expect("starts again");
+    assert_eq!(
+        foreign_keys(),
+        "_vg_v2_parts_model_fkey FOREIGN KEY (model) REFERENCES models(_vg_v2_id) ON DELETE CASCADE valid=true\n\
+         parts_model_fkey FOREIGN KEY (model) REFERENCES models(id) ON DELETE CASCADE valid=true",
+        "a twin into the new column, validated before v2 went live"
+    );
+    let v2 = at(&database, "v2").await;
+    let orphan = database
+        .client()
+        .await
+        .execute("INSERT INTO parts (model) VALUES (999)", &[])
+        .await
+        .expect_err("a part of no model is refused");
+    assert_eq!(orphan.code().map(|code| code.code()), Some("23503"));
+    exec(&v2, "DELETE FROM models_v2 WHERE id = 3").await;
+    assert_eq!(
+        database.admin("SELECT count(*) FROM parts WHERE model = 3"),
+        "0",
+        "the delete cascades"
+    );
+
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        foreign_keys(),
+        before,
+        "the foreign key reads as before, into the new column"
+    );
+    let orphan = database
+        .client()
+        .await
+        .execute("INSERT INTO parts (model) VALUES (999)", &[])
+        .await
+        .expect_err("still refused");
+    assert_eq!(orphan.code().map(|code| code.code()), Some("23503"));
+}

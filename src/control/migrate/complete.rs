@@ -179,10 +179,12 @@ fn later_naming_renamed(
         let texts: Vec<String> = [
             &plan.validate,
             &plan.concurrent,
+            &plan.referencing,
             &plan.complete,
             &plan.complete_concurrent,
             &plan.rollback,
             &plan.rollback_concurrent,
+            &plan.rollback_referencing,
         ]
         .into_iter()
         .flatten()

@@ -15,8 +15,8 @@
 //!   column at `migrate complete`, and with it every index and constraint covering it: a
 //!   primary key, unique constraint and indexes vanished, duplicate keys followed (finding 1).
 //!   `rebuild/` rebuilds indexes, the primary key, unique and check constraints and the
-//!   table's own foreign keys on the replacement; an exclusion constraint or another table's
-//!   foreign key is not rebuilt, so such a migration is refused.
+//!   foreign keys from and into the column on the replacement; an exclusion constraint is
+//!   not rebuilt, so such a migration is refused.
 
 use tokio_postgres::GenericClient;
 
@@ -197,7 +197,7 @@ async fn refuse_lost_indexes(
                JOIN pg_catalog.pg_constraint k
                  ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
               WHERE k.contype IN ('p', 'u', 'x', 'f')
-                AND NOT (k.contype IN ('u', 'f', 'p', 'x') AND k.conrelid = col.attrelid
+                AND NOT ((k.contype = 'f' OR k.conrelid = col.attrelid)
                          AND k.conname::text = ANY($4::text[]))
               ORDER BY 1",
             &[schema, table, column, &handled],
@@ -218,7 +218,7 @@ async fn refuse_lost_indexes(
         table: format!("{schema}.{table}"),
         objects: format!("column {column} is covered by {}", objects.join(", ")),
         problem: format!(
-            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, the primary key, unique and check constraints and the table's own foreign keys are rebuilt on the new column, but an exclusion constraint or another table's foreign key is not supported yet"
+            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, the primary key, unique and check constraints and foreign keys are rebuilt on the new column, but an exclusion constraint is not supported yet"
         ),
         remedy: "drop them first if the table can do without them while the migration runs, and create them on the new column after `migrate complete` (`create_index` / `add_constraint` in the next migration); or add the new column with `add_column` and its own index or constraint, and drop the old one later".into(),
     })

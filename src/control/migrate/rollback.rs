@@ -80,6 +80,13 @@ pub async fn undo(
     why: &str,
 ) -> Result<(), MigrateError> {
     let settings = record.migration.settings;
+    // Foreign keys into the rebuilt indexes first: they hold them.
+    for step in &record.plan.rollback_referencing {
+        client
+            .batch_execute(&step.sql)
+            .await
+            .map_err(|error| ControlError::database(step.description.clone(), &error))?;
+    }
     for step in &record.plan.rollback_concurrent {
         client
             .batch_execute(&step.sql)

@@ -1,4 +1,5 @@
-//! `viewgate migrate start FILE`: expand, backfill, validate, then make the new version live.
+//! `viewgate migrate start FILE`: expand, backfill, validate, build indexes and the foreign
+//! keys into them, then make the new version live.
 //!
 //! 1. **Expand**, one transaction under a short `lock_timeout` retried with backoff: the
 //!    migration's row, the additive DDL, the sync triggers, the new version's views (state
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
 use super::backfill::{self, checkpoint_key};
-use super::derive::{self, MigrationPlan};
+use super::derive::{self, MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
 use super::pace::BatchPacer;
@@ -381,6 +382,41 @@ async fn run_step(
     run_sql(client, version, &step.description, &step.sql).await
 }
 
+/// Runs each of `steps` in a transaction of its own, under the migration's lock timeout,
+/// retried with backoff when it times out.
+async fn run_each_in_a_transaction(
+    client: &mut Client,
+    record: &MigrationRecord,
+    steps: &[Step],
+    progress: &mut dyn Progress,
+) -> Result<(), MigrateError> {
+    let settings = record.migration.settings;
+    for step in steps {
+        progress.step(&step.description);
+        let attempted =
+            with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+                let transaction = client
+                    .transaction()
+                    .await
+                    .map_err(|error| ControlError::database("starting a transaction", &error))?;
+                catalog::set_local_lock_timeout(&transaction, settings.lock_timeout).await?;
+                transaction
+                    .batch_execute(&step.sql)
+                    .await
+                    .map_err(|error| ControlError::database(step.description.clone(), &error))?;
+                transaction
+                    .commit()
+                    .await
+                    .map_err(|error| ControlError::database(step.description.clone(), &error))
+            })
+            .await;
+        attempted
+            .result
+            .map_err(|error| failed(record, &step.description, error))?;
+    }
+    Ok(())
+}
+
 /// Backfill, validate, build indexes, go live. Returns the rows backfilled.
 async fn finish(
     client: &mut Client,
@@ -408,29 +444,10 @@ async fn finish(
         .await?;
         rows += checkpoint.rows;
     }
-    for step in &record.plan.validate {
-        progress.step(&step.description);
-        let attempted =
-            with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
-                let transaction = client
-                    .transaction()
-                    .await
-                    .map_err(|error| ControlError::database("starting a transaction", &error))?;
-                catalog::set_local_lock_timeout(&transaction, settings.lock_timeout).await?;
-                transaction
-                    .batch_execute(&step.sql)
-                    .await
-                    .map_err(|error| ControlError::database(step.description.clone(), &error))?;
-                transaction
-                    .commit()
-                    .await
-                    .map_err(|error| ControlError::database(step.description.clone(), &error))
-            })
-            .await;
-        attempted
-            .result
-            .map_err(|error| failed(record, &step.description, error))?;
-    }
+    run_each_in_a_transaction(client, record, &record.plan.validate, progress).await?;
+    // A run killed after a foreign key into a rebuilt index was added: the key holds the
+    // index, which the builds below drop and make again.
+    run_each_in_a_transaction(client, record, &record.plan.rollback_referencing, progress).await?;
     for (step, undo) in record
         .plan
         .concurrent
@@ -455,6 +472,7 @@ async fn finish(
             .result
             .map_err(|error| failed(record, &step.description, error))?;
     }
+    run_each_in_a_transaction(client, record, &record.plan.referencing, progress).await?;
     progress.step("live");
     let transaction = client
         .transaction()

@@ -228,11 +228,17 @@ impl fmt::Display for PlanReport {
         )?;
         write_steps(
             f,
+            "phase 3, foreign keys into the rebuilt indexes (one transaction each)",
+            &plan.referencing,
+        )?;
+        write_steps(
+            f,
             "migrate complete (one transaction, after the old version's views and triggers are dropped)",
             &plan.complete,
         )?;
         write_steps(f, "migrate complete, afterwards", &plan.complete_concurrent)?;
-        write_steps(f, "migrate rollback, first", &plan.rollback_concurrent)?;
+        write_steps(f, "migrate rollback, first", &plan.rollback_referencing)?;
+        write_steps(f, "migrate rollback, then", &plan.rollback_concurrent)?;
         write_steps(
             f,
             "migrate rollback (one transaction, after the new version's views and triggers are dropped)",

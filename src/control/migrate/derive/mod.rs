@@ -190,6 +190,10 @@ pub struct MigrationPlan {
     pub validate: Vec<Step>,
     /// `CREATE INDEX CONCURRENTLY`s, after the backfill, outside any transaction.
     pub concurrent: Vec<Step>,
+    /// Other tables' foreign keys into a rebuilt key, added `NOT VALID` and validated once
+    /// the key's index is built, each in its own transaction.
+    #[serde(default)]
+    pub referencing: Vec<Step>,
     /// The contract, one transaction (after the old version's views and triggers are gone).
     pub complete: Vec<Step>,
     /// `DROP INDEX CONCURRENTLY`s after the contract.
@@ -199,6 +203,9 @@ pub struct MigrationPlan {
     pub rollback: Vec<Step>,
     /// `DROP INDEX CONCURRENTLY`s undoing `concurrent`, before `rollback`.
     pub rollback_concurrent: Vec<Step>,
+    /// Undoing `referencing`, before `rollback_concurrent` (the foreign keys hold the indexes).
+    #[serde(default)]
+    pub rollback_referencing: Vec<Step>,
     /// Old columns the contract replaces by new ones.
     #[serde(default)]
     pub replaced: Vec<Replaced>,
@@ -554,11 +561,13 @@ impl Deriver<'_> {
             backfills,
             validate: self.plan_steps.validate,
             concurrent: self.plan_steps.concurrent,
+            referencing: Vec::new(),
             complete: self.plan_steps.complete,
             complete_concurrent: self.plan_steps.complete_concurrent,
             renames: self.plan_steps.renames,
             rollback,
             rollback_concurrent: self.plan_steps.rollback_concurrent,
+            rollback_referencing: Vec::new(),
             replaced: self.plan_steps.replaced,
             dropped: self.plan_steps.dropped,
         })

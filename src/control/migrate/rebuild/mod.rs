@@ -4,9 +4,9 @@
 //! the application's queries rely on would vanish (red-team pass 41, finding 1). So each is
 //! built again over the replacement under a name of the migration's own
 //! (`_vg_<version>_<name>`), and the contract gives it back its old name: indexes and unique
-//! constraints in [`indexes`], checks and foreign keys in [`constraints`]. What cannot be
-//! rebuilt from the catalog alone is refused before any change, naming the object; exclusion
-//! constraints and foreign keys of other tables that reference the column are refused by
+//! constraints in [`indexes`], checks and foreign keys (the table's, and those into the
+//! column) in [`constraints`]. What cannot be rebuilt from the catalog alone is refused
+//! before any change, naming the object; exclusion constraints are refused by
 //! `preconditions.rs`.
 
 mod constraints;
@@ -68,7 +68,7 @@ pub async fn rebuild_replaced(
                 Outcome::DroppedAlong
             } else {
                 match indexes::rebuild(&context, &index)? {
-                    Some(rebuild) => Outcome::Rebuilt(rebuild),
+                    Some(rebuild) => Outcome::Rebuilt(Box::new(rebuild)),
                     None => Outcome::Left,
                 }
             };
@@ -80,9 +80,19 @@ pub async fn rebuild_replaced(
             let outcome = if constraint.dropped_along(&drops) {
                 Outcome::DroppedAlong
             } else {
-                Outcome::Rebuilt(constraints::rebuild(&context, &constraint)?)
+                Outcome::Rebuilt(Box::new(constraints::rebuild(&context, &constraint)?))
             };
             outcomes.push((constraint.name.clone(), constraint.columns.clone(), outcome));
+        }
+        for key in constraints::referencing_keys(client, &schema, &table, &replaced).await? {
+            let (key_schema, key_table) = &key.referencing_table;
+            let dropped = Drops::of(plan, key_schema, key_table);
+            let outcome = if dropped.constraints.contains(&key.name) {
+                Outcome::DroppedAlong
+            } else {
+                Outcome::Rebuilt(Box::new(constraints::rebuild_referencing(&context, &key)?))
+            };
+            outcomes.push((key.name.clone(), key.columns.clone(), outcome));
         }
         for (name, covered, outcome) in outcomes {
             for &position in &positions {
@@ -213,7 +223,7 @@ const INTEGER_TYPES: [&[&str]; 3] = [
 ];
 
 /// The position in [`INTEGER_TYPES`] of a type spelled `name`, if an integer type.
-fn integer_width(name: &str) -> Option<usize> {
+pub(super) fn integer_width(name: &str) -> Option<usize> {
     let name = name.trim().to_ascii_lowercase();
     let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
     INTEGER_TYPES.iter().position(|names| names.contains(&name))
@@ -379,7 +389,8 @@ async fn covering_now(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Whether `schema.table` has a valid index or a constraint named `name`.
+/// Whether `schema.table` has a valid index or a constraint named `name`, or another table
+/// a foreign key into it named so.
 async fn exists_now(
     client: &impl GenericClient,
     schema: &str,
@@ -395,9 +406,10 @@ async fn exists_now(
                  WHERE n.nspname = $1 AND ic.relname = $3 AND i.indisvalid)
              OR EXISTS (
                 SELECT 1 FROM pg_catalog.pg_constraint k
-                  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+                  JOIN pg_catalog.pg_class c ON c.oid IN (k.conrelid, k.confrelid)
                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname = $2 AND k.conname = $3)",
+                 WHERE n.nspname = $1 AND c.relname = $2 AND k.conname = $3
+                   AND (c.oid = k.conrelid OR k.contype = 'f'))",
             &[&schema, &table, &name],
         )
         .await
@@ -423,7 +435,7 @@ struct TableContext<'a> {
 
 /// What becomes of one index or constraint over a replaced column.
 enum Outcome {
-    Rebuilt(Rebuild),
+    Rebuilt(Box<Rebuild>),
     /// It goes with what the migration drops.
     DroppedAlong,
     /// Left to `preconditions.rs` (an exclusion constraint's index).
@@ -439,8 +451,14 @@ struct Rebuild {
     validate: Vec<Step>,
     /// A concurrent build after the backfill, and its undo.
     concurrent: Option<(Step, Step)>,
+    /// Once the indexes are built (a foreign key into one), each in its own transaction.
+    referencing: Vec<Step>,
+    /// In the contract's transaction, before the old columns are dropped.
+    complete_first: Vec<Step>,
     /// In the contract's transaction, after the old columns are dropped.
     complete: Vec<Step>,
+    /// Before the rollback drops the indexes.
+    rollback_referencing: Vec<Step>,
     /// In the rollback's transaction, before the new columns are dropped.
     rollback: Vec<Step>,
 }
@@ -454,7 +472,12 @@ impl Rebuild {
             plan.concurrent.push(build);
             plan.rollback_concurrent.push(undo);
         }
+        plan.referencing.extend(self.referencing);
+        for (position, step) in self.complete_first.into_iter().enumerate() {
+            plan.complete.insert(position, step);
+        }
         plan.complete.extend(self.complete);
+        plan.rollback_referencing.extend(self.rollback_referencing);
         for (position, step) in self.rollback.into_iter().enumerate() {
             plan.rollback.insert(position, step);
         }
