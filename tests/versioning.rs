@@ -218,7 +218,7 @@ name = "v1"
 [[versions.tables]]
 base = "items"
 columns = ["id", "name", { name = "label", expr = "upper(kind)", write = { kind = "lower(NEW.label)" } }]
-hidden_defaults = { secret_code = "'hidden-default'" }
+hidden_defaults = { secret_code = "'hidden-default'::text" }
 "#,
     );
     psql(
@@ -248,6 +248,35 @@ hidden_defaults = { secret_code = "'hidden-default'" }
             );
         }
     }
+    // The caught error's context is the same stack: a body may not read it (the forty-fifth
+    // red-team pass).
+    let error = psql(
+        &proxy,
+        Some("v1"),
+        "DO $$ DECLARE c text; BEGIN INSERT INTO items_v1 (name) VALUES ('a');
+         EXCEPTION WHEN others THEN GET STACKED DIAGNOSTICS c = PG_EXCEPTION_CONTEXT; RAISE NOTICE '%', c; END $$",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("viewgate cannot rewrite this statement") && !error.contains("secret_code"),
+        "{error}"
+    );
+    // The trigger's search_path is pinned: a type of the session's own making does not take
+    // over the mapping's `::text` (which failed, quoting the statement as the internal query).
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v1"),
+            "CREATE TYPE pg_temp.text AS ENUM ('a');
+             INSERT INTO items (name, label) VALUES ('c', 'X') RETURNING name",
+        )
+        .as_deref(),
+        Ok("c")
+    );
+    assert_eq!(
+        proxy.admin("SELECT secret_code FROM items WHERE name = 'c'"),
+        "hidden-default"
+    );
     // Straight to Postgres the statement is there.
     let direct = proxy
         .cluster

@@ -37,6 +37,9 @@ pub const FIELD_TABLE: u8 = b't';
 pub const FIELD_CONSTRAINT: u8 = b'n';
 /// Where the error arose: the call stack of functions, one line each (CONTEXT).
 pub const FIELD_WHERE: u8 = b'W';
+/// The statement a function was preparing when the error arose, and the position in it.
+pub const FIELD_INTERNAL_QUERY: u8 = b'q';
+pub const FIELD_INTERNAL_POSITION: u8 = b'p';
 
 /// Authentication request codes (the first field of an Authentication message).
 pub const AUTH_OK: u32 = 0;
@@ -50,13 +53,16 @@ pub const AUTH_SASL_FINAL: u32 = 12;
 pub const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// The server messages the session loop acts on, all small: ReadyForQuery, ErrorResponse,
-/// ParameterStatus and CopyInResponse. Everything else (rows above all) streams through.
+/// NoticeResponse, ParameterStatus and CopyInResponse. Everything else (rows above all) streams through.
 pub fn session_interest(tag: u8) -> Interest {
     match tag {
         // CommandComplete so that the answer to a statement the proxy sent itself can be
         // dropped, and to tell a COMMIT from a ROLLBACK (`proxy/session/relay.rs`); it is
         // small, and passes on otherwise.
         READY_FOR_QUERY | ERROR_RESPONSE | PARAMETER_STATUS | COMMAND_COMPLETE => Interest::Whole,
+        // A notice's context may quote a statement of a version's write trigger, which the
+        // session must not see (`proxy/session/hidden_detail.rs`); notices are small.
+        NOTICE_RESPONSE => Interest::Whole,
         // The answers to statements the proxy prepares again on the session's behalf, which
         // the client must not see (header-only messages).
         PARSE_COMPLETE | CLOSE_COMPLETE => Interest::Whole,
@@ -273,14 +279,27 @@ pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
     rebuilt(frame, |kind| kind != FIELD_DETAIL, (FIELD_DETAIL, detail))
 }
 
-/// The ErrorResponse `frame` with its context field (`W`) replaced by `context`, the other
-/// fields as they were; `None` for a malformed frame.
+/// The ErrorResponse or NoticeResponse `frame` with its context field (`W`) replaced by
+/// `context` and its internal query and position (a statement a function was preparing, which
+/// the context would have quoted) left out, the other fields as they were; `None` for a
+/// malformed frame.
 pub fn with_context(frame: &[u8], context: &str) -> Option<BytesMut> {
-    rebuilt(frame, |kind| kind != FIELD_WHERE, (FIELD_WHERE, context))
+    rebuilt(
+        frame,
+        |kind| {
+            !matches!(
+                kind,
+                FIELD_WHERE | FIELD_INTERNAL_QUERY | FIELD_INTERNAL_POSITION
+            )
+        },
+        (FIELD_WHERE, context),
+    )
 }
 
-/// The ErrorResponse `frame` with the fields `keep` accepts, in their order, then `added`.
+/// The ErrorResponse (or NoticeResponse) `frame` with the fields `keep` accepts, in their
+/// order, then `added`.
 fn rebuilt(frame: &[u8], keep: impl Fn(u8) -> bool, added: (u8, &str)) -> Option<BytesMut> {
+    let tag = *frame.first()?;
     let mut fields: Vec<(u8, &[u8])> = Vec::new();
     let mut rest = body(frame);
     loop {
@@ -296,7 +315,7 @@ fn rebuilt(frame: &[u8], keep: impl Fn(u8) -> bool, added: (u8, &str)) -> Option
     }
     let (added_kind, added_text) = added;
     let mut out = BytesMut::with_capacity(frame.len() + added_text.len());
-    encode_message(&mut out, ERROR_RESPONSE, |b| {
+    encode_message(&mut out, tag, |b| {
         for (kind, value) in &fields {
             b.put_u8(*kind);
             b.put_slice(value);

@@ -127,9 +127,15 @@ const RUNTIME_SQL_WORDS: &[&str] = &["execute"];
 /// Refused in a body at a version with managed tables: PL/pgSQL's `PG_EXCEPTION_DETAIL`
 /// holds a caught constraint violation's detail, the base table's failing row whole
 /// (`error_detail.rs` hides it only in the ErrorResponse the client gets; the fourteenth
-/// red-team pass read hidden values so), and `RESET ALL` clears the server's
-/// `viewgate.version`, which the proxy can tell again only between statements.
-const VERSIONED_BODY_WORDS: &[&str] = &["pg_exception_detail", "reset"];
+/// red-team pass read hidden values so), `PG_EXCEPTION_CONTEXT` and `PG_CONTEXT` the call
+/// stack, with a write trigger's statement (the forty-fifth pass), and `RESET ALL` clears
+/// the server's `viewgate.version`, which the proxy can tell again only between statements.
+const VERSIONED_BODY_WORDS: &[&str] = &[
+    "pg_exception_detail",
+    "pg_exception_context",
+    "pg_context",
+    "reset",
+];
 const RUNTIME_SQL_NAMES: &[&str] = &[
     "_to_xml",
     "ts_stat",

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
-use super::hidden_detail::detail_for_version;
+use super::hidden_detail::{detail_for_version, write_statement_hidden};
 use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
 use super::version_guard::{may_reset_settings, reset_refusal, tell_version};
 use crate::model::catalog_substitutes::STANDARD_CONFORMING_STRINGS;
@@ -500,6 +500,13 @@ fn inspect_upstream(
                 if let Some(error) = detail_for_version(progress, routing, &fields, frame) {
                     return Inspection::Replace(error);
                 }
+            }
+        }
+        backend::NOTICE_RESPONSE => {
+            if let Some(fields) = backend::error_fields(frame)
+                && let Some(notice) = write_statement_hidden(progress, routing, &fields, frame)
+            {
+                return Inspection::Replace(notice);
             }
         }
         backend::PARAMETER_STATUS => {
