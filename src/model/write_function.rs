@@ -22,30 +22,41 @@ pub fn hidden_in_context<'a>(
     context: &str,
     views: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Option<String> {
-    let mut innermost_end: Option<(usize, String)> = None;
-    for (schema, view) in views {
-        let function = quote(&name(view));
-        for called in [
-            format!("function {function}("),
-            format!("function {}.{function}(", quote(schema)),
-        ] {
-            if let Some(at) = context.rfind(&called) {
-                let end = context[at..].find('\n').map_or(context.len(), |n| at + n);
-                if innermost_end.as_ref().is_none_or(|(known, _)| end > *known) {
-                    innermost_end = Some((end, function.clone()));
-                }
-            }
-        }
-    }
-    let (end, function) = innermost_end?;
+    let callers: Vec<(String, String)> = views
+        .into_iter()
+        .flat_map(|(schema, view)| {
+            let function = quote(&name(view));
+            [
+                (format!("{FRAME}{function}("), function.clone()),
+                (format!("{FRAME}{}.{function}(", quote(schema)), function),
+            ]
+        })
+        .collect();
+    // A frame is a line of its own; the same words inside a quoted statement are the
+    // client's text, not a call (the forty-fifth red-team pass).
+    let (innermost, function) = context
+        .split('\n')
+        .enumerate()
+        .filter_map(|(number, line)| {
+            callers
+                .iter()
+                .find(|(caller, _)| line.starts_with(caller.as_str()))
+                .map(|(_, function)| (number, function))
+        })
+        .last()?;
     let shown = format!(
-        "PL/pgSQL function {function}(), the write trigger of this version's view (viewgate: its statement is not shown)"
+        "{FRAME}{function}(), the write trigger of this version's view (viewgate: its statement is not shown)"
     );
-    Some(match context[end..].strip_prefix('\n') {
-        Some(outer) if !outer.is_empty() => format!("{shown}\n{outer}"),
-        _ => shown,
+    let outer: Vec<&str> = context.split('\n').skip(innermost + 1).collect();
+    Some(if outer.is_empty() {
+        shown
+    } else {
+        format!("{shown}\n{}", outer.join("\n"))
     })
 }
+
+/// How a PL/pgSQL function's frame begins in a context.
+const FRAME: &str = "PL/pgSQL function ";
 
 /// `name` as Postgres prints an identifier: bare when it is a plain lower-case one, quoted
 /// otherwise.
@@ -90,6 +101,12 @@ mod tests {
             shown.ends_with("SQL statement \"INSERT INTO model_metadata_v4 VALUES (1)\"\nPL/pgSQL function inline_code_block line 1 at SQL statement"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn its_name_in_the_clients_own_statement_is_no_frame() {
+        let context = "SQL statement \"SELECT 1/0, '\nPL/pgSQL function x() function model_metadata_v4_write('\"\nPL/pgSQL function inline_code_block line 1 at PERFORM";
+        assert_eq!(hidden_in_context(context, VIEWS), None);
     }
 
     #[test]
