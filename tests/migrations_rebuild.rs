@@ -484,15 +484,21 @@ async fn a_retyped_serial_column_keeps_its_sequence() {
     );
 }
 
-/// The migration that gives a table room to grow: its serial key from `integer` to `bigint`.
-#[tokio::test]
-async fn a_retyped_primary_key_stays_the_key_and_its_sequence_widens() {
+/// `models` with an `integer` serial key, 20 rows, v1 applied.
+async fn serial_keyed() -> Database {
     let database = Database::start();
     database.admin(&migration_support::BASE.replace("bigserial", "serial"));
     database.apply_text(migration_support::SPEC).await;
     database.admin(
         "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 20) AS n",
     );
+    database
+}
+
+/// The migration that gives a table room to grow: its serial key from `integer` to `bigint`.
+#[tokio::test]
+async fn a_retyped_primary_key_stays_the_key_and_its_sequence_widens() {
+    let database = serial_keyed().await;
     let before = indexes(&database);
     let sequence_type = || {
         database.admin(
@@ -617,12 +623,9 @@ async fn a_key_retype_under_write_triggers_is_refused_before_any_change() {
 /// index is built, and takes the old one's place at complete; a rollback drops it.
 #[tokio::test]
 async fn a_retyped_key_keeps_the_foreign_keys_into_it() {
-    let database = Database::start();
-    database.admin(&migration_support::BASE.replace("bigserial", "serial"));
-    database.apply_text(migration_support::SPEC).await;
+    let database = serial_keyed().await;
     database.admin(
-        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 20) AS n;
-         CREATE TABLE parts (id serial PRIMARY KEY,
+        "CREATE TABLE parts (id serial PRIMARY KEY,
                              model integer NOT NULL REFERENCES models (id) ON DELETE CASCADE);
          INSERT INTO parts (model) SELECT n FROM generate_series(1, 20) AS n;",
     );

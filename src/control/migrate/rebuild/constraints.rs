@@ -21,7 +21,8 @@
 use tokio_postgres::GenericClient;
 
 use super::{
-    Drops, NOT_NULL_SHAPED, Rebuild, TableContext, integer_width, rebuilt_name, unsafe_to_replace,
+    Drops, NOT_NULL_SHAPED, REPLACED_COLUMNS, Rebuild, TableContext, integer_width, rebuilt_name,
+    unsafe_to_replace,
 };
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{Replaced, Step, over_physical};
@@ -65,13 +66,7 @@ pub(super) async fn covering_constraints(
     let names: Vec<&str> = replaced.iter().map(|r| r.column.as_str()).collect();
     let rows = client
         .query(
-            &format!("WITH t AS (
-                SELECT c.oid FROM pg_catalog.pg_class c
-                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname = $2),
-             replaced AS (
-                SELECT a.attnum FROM pg_catalog.pg_attribute a, t
-                 WHERE a.attrelid = t.oid AND a.attname = ANY($3::text[]) AND NOT a.attisdropped)
+            &format!("{REPLACED_COLUMNS}
              SELECT k.conname::text, k.contype::text,
                     ARRAY(SELECT a.attname::text
                             FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY AS c(attnum, n)
@@ -268,13 +263,8 @@ pub(super) async fn referencing_keys(
     let names: Vec<&str> = replaced.iter().map(|r| r.column.as_str()).collect();
     let rows = client
         .query(
-            "WITH t AS (
-                SELECT c.oid FROM pg_catalog.pg_class c
-                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname = $2),
-             replaced AS (
-                SELECT a.attnum FROM pg_catalog.pg_attribute a, t
-                 WHERE a.attrelid = t.oid AND a.attname = ANY($3::text[]) AND NOT a.attisdropped)
+            &format!(
+                "{REPLACED_COLUMNS}
              SELECT k.conname::text, rn.nspname::text, r.relname::text, r.relkind = 'p',
                     ARRAY(SELECT a.attname::text
                             FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY AS c(attnum, n)
@@ -302,7 +292,8 @@ pub(super) async fn referencing_keys(
                JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
               WHERE k.contype = 'f' AND k.conparentid = 0
                 AND k.confkey && ARRAY(SELECT attnum FROM replaced)
-              ORDER BY 1",
+              ORDER BY 1"
+            ),
             &[&schema, &table, &names],
         )
         .await

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::{Drops, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
+use super::{Drops, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{Replaced, Step, mentions};
 use crate::control::migrate::error::MigrateError;
@@ -104,13 +104,8 @@ pub(super) async fn covering_indexes(
     let names: Vec<&str> = replaced.iter().map(|r| r.column.as_str()).collect();
     let rows = client
         .query(
-            "WITH t AS (
-                SELECT c.oid FROM pg_catalog.pg_class c
-                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname = $2),
-             replaced AS (
-                SELECT a.attnum FROM pg_catalog.pg_attribute a, t
-                 WHERE a.attrelid = t.oid AND a.attname = ANY($3::text[]) AND NOT a.attisdropped)
+            &format!(
+            "{REPLACED_COLUMNS}
              SELECT ic.relname::text, am.amname::text, i.indisunique, i.indisvalid,
                     i.indnkeyatts::int4,
                     ARRAY(SELECT COALESCE(a.attname::text, '')
@@ -167,7 +162,8 @@ pub(super) async fn covering_indexes(
                          AND d.refclassid = 'pg_catalog.pg_class'::regclass
                          AND d.refobjid = i.indrelid
                          AND d.refobjsubid IN (SELECT attnum FROM replaced))
-              ORDER BY 1",
+              ORDER BY 1"
+            ),
             &[&schema, &table, &names],
         )
         .await

@@ -33,6 +33,16 @@ const NOT_NULL_SHAPED: &str = "(k.contype = 'c'
               pg_catalog.quote_ident((SELECT a.attname FROM pg_catalog.pg_attribute a
                                        WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]))))";
 
+/// The head of the catalog reads over a table's replaced columns: `t`, the table (`$1`.`$2`),
+/// and `replaced`, the attribute numbers of the columns named in `$3`.
+const REPLACED_COLUMNS: &str = "WITH t AS (
+                SELECT c.oid FROM pg_catalog.pg_class c
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2),
+             replaced AS (
+                SELECT a.attnum FROM pg_catalog.pg_attribute a, t
+                 WHERE a.attrelid = t.oid AND a.attname = ANY($3::text[]) AND NOT a.attisdropped)";
+
 /// Adds to `plan` the steps that rebuild, on each replacement column, the indexes and
 /// constraints covering the column it replaces; refuses one that cannot be rebuilt so. What
 /// goes with the migration's own drops is left to go.
