@@ -23,6 +23,7 @@
 
 pub mod base_row;
 pub mod cache;
+pub mod coverage;
 pub mod definitions;
 pub mod error_detail;
 pub mod identifier;

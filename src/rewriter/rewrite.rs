@@ -6,6 +6,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
+use super::coverage::Coverage;
 use super::identifier::fold_identifier;
 use super::lexer;
 use super::lexer_agreement;
@@ -439,43 +440,6 @@ fn unaccounted_mention(sql: &str, targets: &VersionTargets, edits: &[Edit]) -> O
     })
 }
 
-/// Whether a range lies inside one of the edits, by bisection: asking each edit for each
-/// token made a text naming a table thousands of times quadratic (forty-second red-team
-/// pass).
-struct Coverage {
-    /// The edits' (start, end), by start.
-    spans: Vec<(usize, usize)>,
-    /// The furthest end among the spans up to each one (edits may nest).
-    reach: Vec<usize>,
-}
-
-impl Coverage {
-    fn of(edits: &[Edit]) -> Self {
-        let mut spans: Vec<(usize, usize)> = edits
-            .iter()
-            .map(|edit| (edit.range.start, edit.range.end))
-            .collect();
-        spans.sort_unstable();
-        let reach = spans
-            .iter()
-            .scan(0, |furthest, &(_, end)| {
-                *furthest = end.max(*furthest);
-                Some(*furthest)
-            })
-            .collect();
-        Coverage { spans, reach }
-    }
-
-    fn covers(&self, range: Range<usize>) -> bool {
-        let starting_before = self
-            .spans
-            .partition_point(|&(start, _)| start <= range.start);
-        starting_before > 0 && self.reach[starting_before - 1] >= range.end
-    }
-}
-
-/// The edit for a reference only Postgres's parser could read: the name replaced by the
-/// view, the written name kept as alias where the reference has none and may take one.
 /// What every reference of one text reads of it, read once: a text naming a table thousands
 /// of times made reading it again for each reference quadratic (forty-second red-team pass).
 struct ReferencedText<'a> {
@@ -485,6 +449,8 @@ struct ReferencedText<'a> {
     mentions_conflict: bool,
 }
 
+/// The edit for a reference only Postgres's parser could read: the name replaced by the
+/// view, the written name kept as alias where the reference has none and may take one.
 fn edit_from_reference(
     text: &ReferencedText,
     targets: &VersionTargets,
