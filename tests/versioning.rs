@@ -199,13 +199,10 @@ fn a_constraint_violation_does_not_show_a_version_the_base_row() {
     );
 }
 
-/// A trigger-backed version's write trigger runs a statement on the base table, and Postgres
-/// quotes it whole in an error's CONTEXT: hidden columns, hidden defaults and write
-/// expressions (the forty-fourth red-team pass). The version is told the function's name in
-/// its place; the message, the detail and the frames of its own code stand.
-#[test]
-fn an_error_inside_a_write_trigger_does_not_quote_its_statement() {
-    let proxy = common::versions::proxy_with_spec(
+/// `items` at a trigger-backed v1 (an expression column written back) that hides
+/// `secret_code`, filled by a hidden default.
+fn hidden_column_behind_triggers() -> TestProxy {
+    common::versions::proxy_with_spec(
         "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL UNIQUE,
                              secret_code text NOT NULL, kind text)",
         r#"
@@ -220,7 +217,82 @@ base = "items"
 columns = ["id", "name", { name = "label", expr = "upper(kind)", write = { kind = "lower(NEW.label)" } }]
 hidden_defaults = { secret_code = "'hidden-default'::text" }
 "#,
+    )
+}
+
+/// At a trigger-backed version an upsert goes to the base table with the version's mapping
+/// spelled out, and Postgres shows a session the text it received: `current_query()`, its own
+/// `pg_stat_activity` row and its prepared statements (the forty-fifth red-team pass). They
+/// read NULL there; the rest of those relations stands (a pool's health check by pid).
+#[test]
+fn a_session_does_not_read_its_own_rewritten_statement() {
+    let proxy = hidden_column_behind_triggers();
+    let upsert = "INSERT INTO items (name, label) VALUES ('a', 'X')
+                  ON CONFLICT (name) DO UPDATE SET label = excluded.label";
+    for (reader, expected) in [
+        (format!("{upsert} RETURNING current_query() IS NULL"), "t"),
+        (
+            format!(
+                "{upsert}; SELECT count(*) || ':' || count(query) FROM pg_stat_activity
+                  WHERE pid = pg_backend_pid()"
+            ),
+            "1:0",
+        ),
+        (
+            format!(
+                "{upsert}; SELECT count(*) FILTER (WHERE query IS NULL)
+                  FROM pg_catalog.pg_stat_get_activity(pg_backend_pid())"
+            ),
+            "1",
+        ),
+        (
+            format!(
+                "{upsert}; SELECT count(*) FROM pg_stat_get_backend_idset() b
+                  WHERE pg_stat_get_backend_pid(b) = pg_backend_pid()
+                    AND pg_stat_get_backend_activity(b) IS NULL"
+            ),
+            "1",
+        ),
+        (
+            format!(
+                "PREPARE p AS {upsert};
+                 SELECT string_agg(name || ':' || coalesce(statement, '-'), ',')
+                   FROM pg_prepared_statements"
+            ),
+            "p:-",
+        ),
+        (
+            format!(
+                "PREPARE p AS {upsert};
+                 SELECT string_agg(name || ':' || coalesce(statement, '-'), ',')
+                   FROM pg_prepared_statement()"
+            ),
+            "p:-",
+        ),
+    ] {
+        let read = psql(&proxy, Some("v1"), &reader);
+        assert_eq!(read.as_deref(), Ok(expected), "{reader}");
+    }
+    // Straight to Postgres, the text is there.
+    let direct = proxy.cluster.psql(
+        "postgres",
+        "INSERT INTO items_v1 (name, label) VALUES ('b', 'X') RETURNING current_query()",
     );
+    assert!(
+        direct
+            .as_ref()
+            .is_ok_and(|text| text.contains("INSERT INTO items_v1")),
+        "{direct:?}"
+    );
+}
+
+/// A trigger-backed version's write trigger runs a statement on the base table, and Postgres
+/// quotes it whole in an error's CONTEXT: hidden columns, hidden defaults and write
+/// expressions (the forty-fourth red-team pass). The version is told the function's name in
+/// its place; the message, the detail and the frames of its own code stand.
+#[test]
+fn an_error_inside_a_write_trigger_does_not_quote_its_statement() {
+    let proxy = hidden_column_behind_triggers();
     psql(
         &proxy,
         Some("v1"),

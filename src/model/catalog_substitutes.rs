@@ -94,6 +94,9 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_rules",
     "pg_publication_rel",
     "pg_publication_tables",
+    // The session's own statement text, as the functions below.
+    "pg_stat_activity",
+    "pg_prepared_statements",
 ];
 
 /// The `pg_catalog` substitutes among those that list indexes by name with their statistics:
@@ -152,6 +155,11 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 /// comments, or the view's definition; and the object printers, which name a column of a
 /// relation the version does not see from the oids `pg_depend` lists; and the publication
 /// lister behind `pg_publication_tables`, which prints its tables' row filters and columns.
+/// Last, what prints the text Postgres received from the session itself: the statement running
+/// now (`current_query()`, the session's own row of `pg_stat_activity` and the functions
+/// behind it) and its prepared statements. That text is the proxy's rewrite, which at a
+/// trigger-backed version spells an upsert's or MERGE's mapping out (hidden columns, hidden
+/// defaults, write expressions: the forty-fifth red-team pass); the substitutes show NULL.
 pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_indexdef",
     "pg_get_constraintdef",
@@ -168,6 +176,10 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_triggerdef",
     "pg_get_functiondef",
     "pg_get_publication_tables",
+    "current_query",
+    "pg_stat_get_activity",
+    "pg_stat_get_backend_activity",
+    "pg_prepared_statement",
 ];
 
 /// The schema holding `version`'s substitutes. Version names are at most 31 characters of

@@ -478,7 +478,7 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT * FROM columns",
         "SELECT * FROM public.pg_class",
         "SELECT * FROM pg_catalog.pg_namespace",
-        "SELECT * FROM pg_stat_activity",
+        "SELECT * FROM pg_stat_database",
         "SELECT * FROM information_schema.schemata",
         "SELECT 'pg_catalog.pg_class'::regclass",
     ] {
@@ -489,6 +489,11 @@ fn catalog_relations_go_to_the_versions_substitutes() {
     check_with_catalog(
         "SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true), col_description(c.oid, 1), Obj_Description(c.oid, 'pg_class'), pg_get_viewdef(c.oid), pg_get_userbyid(1) FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid",
         "SELECT viewgate_catalog_v2.pg_get_indexdef(i.indexrelid, 0, true), viewgate_catalog_v2.col_description(c.oid, 1), viewgate_catalog_v2.obj_description(c.oid, 'pg_class'), viewgate_catalog_v2.pg_get_viewdef(c.oid), pg_get_userbyid(1) FROM viewgate_catalog_v2.pg_class c JOIN viewgate_catalog_v2.pg_index i ON i.indrelid = c.oid",
+    );
+    // What prints the session's own statement text (the proxy's rewrite) goes there too.
+    check_with_catalog(
+        "SELECT current_query(), a.query FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()",
+        "SELECT viewgate_catalog_v2.current_query(), a.query FROM viewgate_catalog_v2.pg_stat_activity a WHERE a.pid = pg_backend_pid()",
     );
     // The extended statistics' views, unqualified or not.
     check_with_catalog(
