@@ -199,6 +199,9 @@ fn a_constraint_violation_does_not_show_a_version_the_base_row() {
     );
 }
 
+/// How many times a read is tried until it runs while parallel workers do.
+const PARALLEL_READ_ATTEMPTS: usize = 20;
+
 /// `items` at a trigger-backed v1 (an expression column written back) that hides
 /// `secret_code`, filled by a hidden default.
 fn hidden_column_behind_triggers() -> TestProxy {
@@ -222,8 +225,9 @@ hidden_defaults = { secret_code = "'hidden-default'::text" }
 
 /// At a trigger-backed version an upsert goes to the base table with the version's mapping
 /// spelled out, and Postgres shows a session the text it received: `current_query()`, its own
-/// `pg_stat_activity` row and its prepared statements (the forty-fifth red-team pass). They
-/// read NULL there; the rest of those relations stands (a pool's health check by pid).
+/// `pg_stat_activity` row, its parallel workers', its prepared statements and cursors (the
+/// forty-fifth and forty-sixth red-team passes). They read NULL there; the rest of those
+/// relations stands (a pool's health check by pid).
 #[test]
 fn a_session_does_not_read_its_own_rewritten_statement() {
     let proxy = hidden_column_behind_triggers();
@@ -261,6 +265,16 @@ fn a_session_does_not_read_its_own_rewritten_statement() {
             ),
             "p:-",
         ),
+        // A cursor keeps the whole query string it was declared in.
+        (
+            format!(
+                "BEGIN; {upsert}; DECLARE c CURSOR FOR SELECT 1;
+                 SELECT string_agg(name || ':' || coalesce(statement, '-'), ',') FROM pg_cursors;
+                 SELECT string_agg(name || ':' || coalesce(statement, '-'), ',') FROM pg_cursor();
+                 COMMIT"
+            ),
+            "c:-\nc:-",
+        ),
         (
             format!(
                 "PREPARE p AS {upsert};
@@ -273,6 +287,24 @@ fn a_session_does_not_read_its_own_rewritten_statement() {
         let read = psql(&proxy, Some("v1"), &reader);
         assert_eq!(read.as_deref(), Ok(expected), "{reader}");
     }
+    // A parallel worker shows its leader's text (the forty-sixth red-team pass): read in an
+    // InitPlan while the workers of the Gather below it scan. Whether the read finds them
+    // running is timing, so it is tried until it does.
+    let parallel_read = format!(
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+         SET min_parallel_table_scan_size = 0; SET parallel_leader_participation = off;
+         {upsert};
+         SELECT (SELECT count(*) || ':' || count(query) FROM pg_stat_activity
+                  WHERE leader_pid = pg_backend_pid() AND pid <> pg_backend_pid())
+           FROM pg_attribute WHERE pg_sleep(0.0001) IS NOT NULL LIMIT 1"
+    );
+    let saw_workers = (0..PARALLEL_READ_ATTEMPTS).any(|_| {
+        let read = psql(&proxy, Some("v1"), &parallel_read).unwrap();
+        let (workers, texts) = read.split_once(':').unwrap();
+        assert_eq!(texts, "0", "a worker's text was read: {read}");
+        workers != "0"
+    });
+    assert!(saw_workers, "no read found the parallel workers running");
     // Straight to Postgres, the text is there.
     let direct = proxy.cluster.psql(
         "postgres",

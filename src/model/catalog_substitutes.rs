@@ -97,6 +97,7 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     // The session's own statement text, as the functions below.
     "pg_stat_activity",
     "pg_prepared_statements",
+    "pg_cursors",
 ];
 
 /// The `pg_catalog` substitutes among those that list indexes by name with their statistics:
@@ -156,8 +157,9 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 /// relation the version does not see from the oids `pg_depend` lists; and the publication
 /// lister behind `pg_publication_tables`, which prints its tables' row filters and columns.
 /// Last, what prints the text Postgres received from the session itself: the statement running
-/// now (`current_query()`, the session's own row of `pg_stat_activity` and the functions
-/// behind it) and its prepared statements. That text is the proxy's rewrite, which at a
+/// now (`current_query()`, the session's own row of `pg_stat_activity`, its parallel workers'
+/// and the functions behind them) and its prepared statements and cursors (which keep the whole
+/// query string they came in). That text is the proxy's rewrite, which at a
 /// trigger-backed version spells an upsert's or MERGE's mapping out (hidden columns, hidden
 /// defaults, write expressions: the forty-fifth red-team pass); the substitutes show NULL.
 pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
@@ -180,6 +182,7 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_stat_get_activity",
     "pg_stat_get_backend_activity",
     "pg_prepared_statement",
+    "pg_cursor",
 ];
 
 /// The schema holding `version`'s substitutes. Version names are at most 31 characters of
