@@ -30,6 +30,10 @@ fn seed_mapping(version: &str) -> BaseWrite {
         default: default.filter(|_| v2).map(str::to_owned),
         base_default: default.map(str::to_owned),
         base_identity_always: false,
+        read_function: (name == "model_type").then(|| "\"public\".\"model_metadata_v2_map_1\"".into()),
+        default_function: default
+            .filter(|_| v2)
+            .map(|_| format!("\"public\".\"model_metadata_{version}_map_{name}\"")),
     };
     let mut columns = vec![
         column(
@@ -53,6 +57,10 @@ fn seed_mapping(version: &str) -> BaseWrite {
                 view_column: c.base_column.clone(),
                 expression: c.expression.as_ref().map(|_| "NEW.model_type".into()),
                 when_changed: None,
+                function: c
+                    .expression
+                    .as_ref()
+                    .map(|_| "\"public\".\"model_metadata_v2_map_2\"".into()),
             })
             .collect();
     }
@@ -69,6 +77,7 @@ fn seed_mapping(version: &str) -> BaseWrite {
             columns,
             insert,
             update,
+            pinned: true,
         }),
     }
 }

@@ -19,6 +19,8 @@ pub const VERSION: &str = "version.sql.j2";
 pub const VIEW: &str = "view.sql.j2";
 pub const VIEW_DEFAULTS: &str = "view_defaults.sql.j2";
 pub const WRITE_TRIGGER: &str = "write_trigger.sql.j2";
+pub const MAPPING_FUNCTIONS: &str = "mapping_functions.sql.j2";
+pub const DROP_MAPPING_FUNCTIONS: &str = "drop_mapping_functions.sql.j2";
 pub const DROP_VIEW: &str = "drop_view.sql.j2";
 pub const VERSION_CATALOG: &str = "version_catalog.sql.j2";
 pub const CATALOG: &str = "catalog.sql.j2";
@@ -35,6 +37,14 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         WRITE_TRIGGER,
         include_str!("../../view-templates/write_trigger.sql.j2"),
+    ),
+    (
+        MAPPING_FUNCTIONS,
+        include_str!("../../view-templates/mapping_functions.sql.j2"),
+    ),
+    (
+        DROP_MAPPING_FUNCTIONS,
+        include_str!("../../view-templates/drop_mapping_functions.sql.j2"),
     ),
     (
         DROP_VIEW,

@@ -27,6 +27,13 @@ pub struct ViewMapping {
     /// For a trigger-backed view, the base columns its trigger's UPDATE writes, and from what.
     #[serde(default)]
     pub update: Vec<WriteAssignment>,
+    /// The mapping's expressions and defaults are functions of the view's schema
+    /// (`read_function`, `default_function`, `WriteAssignment::function`) and its types are
+    /// spelled so that no name in them is looked up on the client's search_path. A mapping an
+    /// older viewgate recorded has neither; the statements that would paste it are refused
+    /// until `views apply` runs again.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// One column of the view.
@@ -38,7 +45,9 @@ pub struct MappedColumn {
     pub base_column: Option<String>,
     /// The read expression over the base row, for an expression column.
     pub expression: Option<String>,
-    /// The view column's type (`format_type`).
+    /// The view column's type, as a cast names it: `format_type`'s SQL keyword spelling
+    /// (`integer`, `character varying(20)`), otherwise schema-qualified (`pg_catalog.text`,
+    /// `public.mood[]`), so the client's temporary schema cannot stand in for it.
     pub type_name: String,
     /// The view's own default for the column (`pg_get_expr`), if it has one.
     pub default: Option<String>,
@@ -47,6 +56,13 @@ pub struct MappedColumn {
     /// The base column is an identity column `GENERATED ALWAYS` (`attidentity = 'a'`).
     #[serde(default)]
     pub base_identity_always: bool,
+    /// For an expression column, the function (qualified and quoted) that reads it over a
+    /// base row (`control::views::mapping_functions`).
+    #[serde(default)]
+    pub read_function: Option<String>,
+    /// For a column the view has a default for, the function that computes it.
+    #[serde(default)]
+    pub default_function: Option<String>,
 }
 
 /// One base column a trigger-backed view's INSERT writes.
@@ -61,6 +77,10 @@ pub struct WriteAssignment {
     /// base column keeps its value).
     #[serde(default)]
     pub when_changed: Option<String>,
+    /// For an expression, the function (qualified and quoted) that computes it from the
+    /// view-shaped `new` and `old` rows.
+    #[serde(default)]
+    pub function: Option<String>,
 }
 
 impl ViewMapping {
@@ -93,6 +113,10 @@ mod tests {
         assert!(column.base_default_applies());
         assert!(mapping.insert.is_empty() && mapping.update.is_empty());
         assert!(mapping.column("name").is_none());
+        // Recorded before the mapping functions: no functions, not pinned (refused where the
+        // proxy would paste it).
+        assert!(!mapping.pinned);
+        assert!(column.read_function.is_none() && column.default_function.is_none());
     }
 
     #[test]
@@ -105,6 +129,8 @@ mod tests {
             default: default.map(str::to_owned),
             base_default: base.map(str::to_owned),
             base_identity_always: false,
+            read_function: None,
+            default_function: None,
         };
         assert!(column(None, Some("1")).base_default_applies());
         assert!(column(Some("1"), Some("1")).base_default_applies());

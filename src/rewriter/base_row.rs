@@ -27,7 +27,7 @@ use sqlparser::tokenizer::Span;
 use super::identifier::{fold_identifier, quote_identifier};
 use super::lexer::{self, Kind, Token};
 use super::refusal::Refusal;
-use super::splice::{self, Edit, TextIndex};
+use super::splice::{Edit, TextIndex};
 use super::statement_scan::{Scan, SetSegment};
 use super::targets::{BaseWrite, ViewTarget};
 use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
@@ -35,6 +35,17 @@ use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
 /// The view-shaped rows the spec's write expressions read as `NEW` and, on UPDATE, `OLD`.
 pub const NEW_ALIAS: &str = "new";
 pub const OLD_ALIAS: &str = "old";
+
+/// What a refusal for a mapping without its functions tells the operator.
+const APPLY_AGAIN: &str = "run viewgate views apply again";
+
+/// Whether a trigger write's `old` row is in scope (UPDATE) or NULL (INSERT, as in the
+/// trigger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldRow {
+    InScope,
+    Null,
+}
 
 /// The statement written to the base table, for the refusals' wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,14 +211,31 @@ impl BaseRow<'_> {
         }
     }
 
-    /// A base column's value as the trigger writes it (over `new`, and `old` on UPDATE).
-    pub fn written_value(&self, assignment: &WriteAssignment, row: &RowName) -> String {
+    /// A base column's value as the trigger writes it, over the derived row `new` and, where
+    /// `old` is in scope (UPDATE), the derived row `old`: a view column as it is, an
+    /// expression by its mapping function over those rows as the view's row type.
+    pub fn written_value(
+        &self,
+        assignment: &WriteAssignment,
+        row: &RowName,
+        old: OldRow,
+    ) -> Result<String, Refusal> {
         let value = match (&assignment.view_column, &assignment.expression) {
             (Some(view_column), _) => format!("{NEW_ALIAS}.{}", quote_identifier(view_column)),
-            (None, Some(expression)) => format!("({expression})"),
+            (None, Some(_)) => {
+                let old = match old {
+                    OldRow::InScope => self.view_row(OLD_ALIAS),
+                    OldRow::Null => "NULL".into(),
+                };
+                format!(
+                    "{}({}, {old})",
+                    self.write_function(assignment)?,
+                    self.view_row(NEW_ALIAS)
+                )
+            }
             (None, None) => "NULL".into(),
         };
-        match &assignment.when_changed {
+        Ok(match &assignment.when_changed {
             Some(column) => {
                 let column = quote_identifier(column);
                 format!(
@@ -217,7 +245,76 @@ impl BaseRow<'_> {
                 )
             }
             None => value,
+        })
+    }
+
+    /// The mapping function that computes `assignment`'s expression.
+    pub fn write_function<'w>(&self, assignment: &'w WriteAssignment) -> Result<&'w str, Refusal> {
+        assignment.function.as_deref().ok_or_else(|| {
+            self.refusal(
+                format!(
+                    "the catalog records no function for the write expression of base column \"{}\"; {APPLY_AGAIN}",
+                    assignment.base_column
+                ),
+                None,
+            )
+        })
+    }
+
+    /// The view's row type made of the derived row `alias`'s columns, in the view's order.
+    pub fn view_row(&self, alias: &str) -> String {
+        format!(
+            "ROW({})::{}",
+            join(
+                self.mapping()
+                    .columns
+                    .iter()
+                    .map(|c| format!("{alias}.{}", quote_identifier(&c.name)))
+            ),
+            self.view_type()
+        )
+    }
+
+    /// The version's view, qualified and quoted: its row type.
+    pub fn view_type(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_identifier(&self.target.view.schema),
+            quote_identifier(&self.target.view.name)
+        )
+    }
+
+    /// The view's default for `column` (NULL where it has none), by its mapping function.
+    pub fn default_value(
+        &self,
+        column: &MappedColumn,
+        offset: Option<usize>,
+    ) -> Result<String, Refusal> {
+        match (&column.default, &column.default_function) {
+            (None, _) => Ok("NULL".into()),
+            (Some(_), Some(function)) => Ok(format!("{function}()")),
+            (Some(_), None) => Err(self.refusal(
+                format!(
+                    "the catalog records no function for the default of column \"{}\"; {APPLY_AGAIN}",
+                    column.name
+                ),
+                offset,
+            )),
         }
+    }
+
+    /// Refuses a mapping an older viewgate recorded, whose expressions, defaults and types
+    /// would be pasted as text (`ViewMapping::pinned`).
+    pub fn check_pinned(&self, offset: Option<usize>) -> Result<(), Refusal> {
+        if self.mapping().pinned {
+            return Ok(());
+        }
+        Err(self.refusal(
+            format!(
+                "the catalog's mapping of the view predates its mapping functions; {APPLY_AGAIN}"
+            ),
+            offset,
+        ))
     }
 
     /// The columns of a SET list (`c = x, …`, located as `segments`), each checked: a view
@@ -274,7 +371,12 @@ impl BaseRow<'_> {
         let at = |i: usize| scan.tokens.get(i).map(|t| t.start);
         let update = &self.mapping().update;
         let columns = join(update.iter().map(|a| quote_identifier(&a.base_column)));
-        let values = join(update.iter().map(|a| self.written_value(a, row)));
+        let values = join(
+            update
+                .iter()
+                .map(|a| self.written_value(a, row, OldRow::InScope))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         let head = if update.len() == 1 {
             columns
         } else {
@@ -458,23 +560,21 @@ impl BaseRow<'_> {
     }
 
     /// The view's read of `column` over the base row named `relation`: the base column, or
-    /// the spec's expression with its column references qualified.
+    /// the expression column's mapping function over that row.
     pub fn read(&self, column: &MappedColumn, relation: &str) -> Result<String, Refusal> {
         if let Some(base) = &column.base_column {
             return Ok(format!("{relation}.{}", quote_identifier(base)));
         }
-        let expression = column.expression.as_deref().unwrap_or("NULL");
-        qualify(expression, relation)
-            .map(|qualified| format!("({qualified})"))
-            .ok_or_else(|| {
-                self.refusal(
-                    format!(
-                        "the read expression of column \"{}\" (only expressions without subqueries that viewgate's parser reads are mapped)",
-                        column.name
-                    ),
-                    None,
-                )
-            })
+        match &column.read_function {
+            Some(function) => Ok(format!("{function}({relation}.*)")),
+            None => Err(self.refusal(
+                format!(
+                    "the catalog records no function for the read expression of column \"{}\"; {APPLY_AGAIN}",
+                    column.name
+                ),
+                None,
+            )),
+        }
     }
 }
 
@@ -525,32 +625,6 @@ pub fn parse_expression(expression: &str) -> Option<Expr> {
 /// Whether `expr` is the keyword `DEFAULT` (sqlparser reads it as an identifier).
 pub fn is_default(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
-}
-
-/// `expression` (a spec's, over the base row) with every column reference qualified by
-/// `relation`; `None` when it has a subquery or a qualified reference, or cannot be parsed.
-fn qualify(expression: &str, relation: &str) -> Option<String> {
-    let parsed = parse_expression(expression)?;
-    let index = TextIndex::new(expression);
-    let mut edits = Vec::new();
-    let flow = visit_expressions(&parsed, |e| match e {
-        Expr::Subquery(_)
-        | Expr::Exists { .. }
-        | Expr::InSubquery { .. }
-        | Expr::CompoundIdentifier(_) => ControlFlow::Break(()),
-        Expr::Identifier(ident) => match index.range(ident.span) {
-            Some(range) => {
-                edits.push(insertion(range.start, format!("{relation}.")));
-                ControlFlow::Continue(())
-            }
-            None => ControlFlow::Break(()),
-        },
-        _ => ControlFlow::Continue(()),
-    });
-    if flow.is_break() {
-        return None;
-    }
-    splice::apply(expression, edits)
 }
 
 pub fn insertion(at: usize, text: String) -> Edit {

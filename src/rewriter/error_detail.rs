@@ -118,6 +118,8 @@ mod tests {
             default: None,
             base_default: None,
             base_identity_always: false,
+            read_function: None,
+            default_function: None,
         }
     }
 
@@ -134,6 +136,7 @@ mod tests {
             ],
             insert: Vec::new(),
             update: Vec::new(),
+            pinned: true,
         };
         let targets = VersionTargets::new(
             "v2",

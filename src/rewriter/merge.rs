@@ -68,6 +68,7 @@ impl BaseRow<'_> {
         source: &Source,
     ) -> Result<Vec<Edit>, Refusal> {
         let at_name = Some(name_range.start);
+        self.check_pinned(at_name)?;
         if alias.is_some_and(|a| !a.columns.is_empty()) {
             return Err(self.refusal("a column list on the target's alias", at_name));
         }
@@ -425,7 +426,7 @@ impl BaseRow<'_> {
         let default_of = |column: &MappedColumn| -> Result<String, Refusal> {
             Ok(format!(
                 "CAST({} AS {})",
-                column.default.as_deref().unwrap_or("NULL"),
+                self.default_value(column, at_insert)?,
                 self.type_of(column, at_insert)?
             ))
         };
@@ -447,7 +448,7 @@ impl BaseRow<'_> {
             let mut extra_values = Vec::with_capacity(omitted.len());
             for column in &omitted {
                 columns.push(self.base_column(column, at_insert)?.to_owned());
-                extra_values.push(format!("({})", column.default.as_deref().unwrap_or("NULL")));
+                extra_values.push(self.default_value(column, at_insert)?);
             }
             let Some((items, expressions, close)) = row_values else {
                 if !omitted.is_empty() {
@@ -481,7 +482,7 @@ impl BaseRow<'_> {
                     if !column.base_default_applies() {
                         edits.push(Edit {
                             range: scan.tokens[value.start].start..scan.tokens[value.end - 1].end,
-                            text: format!("({})", column.default.as_deref().unwrap_or("NULL")),
+                            text: self.default_value(column, at_insert)?,
                             relation: false,
                         });
                     }
@@ -574,10 +575,6 @@ impl BaseRow<'_> {
                     Piece::Text(text) => out.push_str(text),
                     Piece::New(name) if Some(name.as_str()) == slot => split = true,
                     Piece::New(name) => out.push_str(&default_of(self.column(name, at_insert)?)?),
-                    Piece::Old(name) => out.push_str(&format!(
-                        "CAST(NULL AS {})",
-                        self.type_of(self.column(name, at_insert)?, at_insert)?
-                    )),
                 }
             }
             Ok((before, after))

@@ -1,23 +1,32 @@
-//! A trigger-backed version's writes inside a MERGE: the trigger's INSERT and UPDATE, read
-//! from the spec's write expressions as pieces (text, `NEW.col`, `OLD.col`), so `merge.rs` can
-//! splice the client's values into the one base value each of them feeds.
+//! A trigger-backed version's writes inside a MERGE: the trigger's INSERT and UPDATE, each
+//! base value as pieces (text, and the `NEW.col` it reads), so `merge.rs` can splice the
+//! client's values into the one base value each of them feeds. A write expression is its
+//! mapping function over the view's row; which columns it reads, as `NEW.col` and `OLD.col`,
+//! is read from the spec's expression, which is never pasted.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, visit_expressions};
 
-use super::super::base_row::{BaseRow, NEW_ALIAS, OLD_ALIAS, RowName, insertion, parse_expression};
+use super::super::base_row::{
+    BaseRow, NEW_ALIAS, OLD_ALIAS, OldRow, RowName, insertion, parse_expression,
+};
 use super::super::identifier::{fold_identifier, quote_identifier};
 use super::super::refusal::Refusal;
-use super::super::splice::{Edit, TextIndex};
+use super::super::splice::Edit;
 use super::super::statement_scan::{Scan, SetSegment};
 use crate::model::MappedColumn;
 
-/// One piece of a trigger's write: text of the spec's, or a `NEW.col` / `OLD.col` reference.
+/// One piece of a trigger's write: text, or the view column `NEW.col` it reads.
 pub(super) enum Piece {
     Text(String),
     New(String),
-    Old(String),
+}
+
+/// The view columns a write expression reads as `NEW.col` and as `OLD.col`.
+struct Reads {
+    new: Vec<String>,
+    old: Vec<String>,
 }
 
 /// A base column as the trigger's INSERT writes it.
@@ -45,22 +54,10 @@ impl BaseRow<'_> {
         for assignment in update {
             let mut columns: Vec<String> = match (&assignment.view_column, &assignment.expression) {
                 (Some(view_column), _) => vec![view_column.clone()],
-                (None, Some(expression)) => write_pieces(expression)
-                    .ok_or_else(|| {
-                        self.refusal(
-                            format!(
-                                "the trigger's write expression for base column \"{}\" (only expressions over NEW and OLD without subqueries are mapped)",
-                                assignment.base_column
-                            ),
-                            at_update,
-                        )
-                    })?
-                    .into_iter()
-                    .filter_map(|piece| match piece {
-                        Piece::New(name) | Piece::Old(name) => Some(name),
-                        Piece::Text(_) => None,
-                    })
-                    .collect(),
+                (None, Some(expression)) => {
+                    let reads = self.write_reads(expression, &assignment.base_column, at_update)?;
+                    reads.new.into_iter().chain(reads.old).collect()
+                }
                 (None, None) => Vec::new(),
             };
             columns.extend(assignment.when_changed.clone());
@@ -125,7 +122,7 @@ impl BaseRow<'_> {
                 text: format!(
                     "{} = (SELECT {} FROM (SELECT CAST(",
                     quote_identifier(&assignment.base_column),
-                    self.written_value(assignment, row)
+                    self.written_value(assignment, row, OldRow::InScope)?
                 ),
                 relation: false,
             });
@@ -148,15 +145,15 @@ impl BaseRow<'_> {
             .enumerate()
             .filter(|(i, _)| !owners.contains(i))
             .map(|(_, assignment)| {
-                format!(
+                Ok(format!(
                     ", {} = (SELECT {} FROM (SELECT {}) AS {}, {from_old})",
                     quote_identifier(&assignment.base_column),
-                    self.written_value(assignment, row),
+                    self.written_value(assignment, row, OldRow::InScope)?,
                     others(None).join(", "),
                     NEW_ALIAS
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, Refusal>>()?;
         if let Some((_, last)) = set.last() {
             edits.push(insertion(
                 scan.tokens[last.value.end - 1].end,
@@ -166,26 +163,33 @@ impl BaseRow<'_> {
         Ok(())
     }
 
-    /// The trigger's INSERT, each base value as pieces: the spec's text and its `NEW.col` /
-    /// `OLD.col` references (a write expression with anything else that names a column, or a
-    /// subquery, is refused: the trigger would read it otherwise).
+    /// The trigger's INSERT, each base value as pieces: a view column as `NEW.col`, an
+    /// expression as its mapping function over `ROW(…)::<view>` (`OLD` is NULL on INSERT),
+    /// the row made of the columns the expression reads as `NEW.col` (NULL for the others,
+    /// which it does not read). An expression that names a column any other way, or has a
+    /// subquery, is refused: which columns it reads would not be known.
     pub(super) fn trigger_insert(&self) -> Result<Vec<Written>, Refusal> {
         let mut written = Vec::with_capacity(self.mapping().insert.len());
         for assignment in &self.mapping().insert {
             let pieces = match (&assignment.view_column, &assignment.expression) {
                 (Some(view_column), _) => vec![Piece::New(view_column.clone())],
                 (None, Some(expression)) => {
-                    let mut pieces = vec![Piece::Text("(".into())];
-                    pieces.extend(write_pieces(expression).ok_or_else(|| {
-                        self.refusal(
-                            format!(
-                                "the trigger's write expression for base column \"{}\" (only expressions over NEW and OLD without subqueries are mapped)",
-                                assignment.base_column
-                            ),
-                            None,
-                        )
-                    })?);
-                    pieces.push(Piece::Text(")".into()));
+                    let reads = self.write_reads(expression, &assignment.base_column, None)?;
+                    let mut pieces = vec![Piece::Text(format!(
+                        "{}(ROW(",
+                        self.write_function(assignment)?
+                    ))];
+                    for (i, column) in self.mapping().columns.iter().enumerate() {
+                        if i > 0 {
+                            pieces.push(Piece::Text(", ".into()));
+                        }
+                        pieces.push(if reads.new.contains(&column.name) {
+                            Piece::New(column.name.clone())
+                        } else {
+                            Piece::Text("NULL".into())
+                        });
+                    }
+                    pieces.push(Piece::Text(format!(")::{}, NULL)", self.view_type())));
                     pieces
                 }
                 (None, None) => vec![Piece::Text("NULL".into())],
@@ -197,54 +201,58 @@ impl BaseRow<'_> {
         }
         Ok(written)
     }
+
+    /// The columns `expression`, the trigger's write of `base_column`, reads; refused (at
+    /// `offset`) when that cannot be known.
+    fn write_reads(
+        &self,
+        expression: &str,
+        base_column: &str,
+        offset: Option<usize>,
+    ) -> Result<Reads, Refusal> {
+        write_reads(expression).ok_or_else(|| {
+            self.refusal(
+                format!(
+                    "the trigger's write expression for base column \"{base_column}\" (only expressions over NEW and OLD without subqueries are mapped)"
+                ),
+                offset,
+            )
+        })
+    }
 }
 
-/// A write expression of the spec's split at its `NEW.col` and `OLD.col` references; `None`
-/// when it names anything else as a column, has a subquery, or cannot be parsed.
-fn write_pieces(expression: &str) -> Option<Vec<Piece>> {
+/// The view columns a write expression of the spec's reads as `NEW.col` and `OLD.col`, each
+/// once; `None` when it names anything else as a column (a whole row among them), has a
+/// subquery, or cannot be parsed.
+fn write_reads(expression: &str) -> Option<Reads> {
     let parsed = parse_expression(expression)?;
-    let index = TextIndex::new(expression);
-    let mut references = Vec::new();
+    let mut reads = Reads {
+        new: Vec::new(),
+        old: Vec::new(),
+    };
     let flow = visit_expressions(&parsed, |e| match e {
-        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } | Expr::Identifier(_) => {
-            ControlFlow::Break(())
-        }
+        Expr::Subquery(_)
+        | Expr::Exists { .. }
+        | Expr::InSubquery { .. }
+        | Expr::Identifier(_)
+        | Expr::Wildcard(_)
+        | Expr::QualifiedWildcard(..) => ControlFlow::Break(()),
         Expr::CompoundIdentifier(parts) => match parts.as_slice() {
             [row, column] if row.quote_style.is_none() => {
                 let column = fold_identifier(&column.value, column.quote_style.is_some());
-                let piece = match row.value.to_ascii_lowercase().as_str() {
-                    "new" => Piece::New(column),
-                    "old" => Piece::Old(column),
+                let list = match row.value.to_ascii_lowercase().as_str() {
+                    "new" => &mut reads.new,
+                    "old" => &mut reads.old,
                     _ => return ControlFlow::Break(()),
                 };
-                match index.range(parts[0].span).zip(index.range(parts[1].span)) {
-                    Some((first, last)) => {
-                        references.push((first.start..last.end, piece));
-                        ControlFlow::Continue(())
-                    }
-                    None => ControlFlow::Break(()),
+                if !list.contains(&column) {
+                    list.push(column);
                 }
+                ControlFlow::Continue(())
             }
             _ => ControlFlow::Break(()),
         },
         _ => ControlFlow::Continue(()),
     });
-    if flow.is_break() {
-        return None;
-    }
-    references.sort_by_key(|(range, _)| range.start);
-    let mut pieces = Vec::with_capacity(2 * references.len() + 1);
-    let mut position = 0;
-    for (range, piece) in references {
-        if range.start < position {
-            return None;
-        }
-        pieces.push(Piece::Text(
-            expression.get(position..range.start)?.to_owned(),
-        ));
-        pieces.push(piece);
-        position = range.end;
-    }
-    pieces.push(Piece::Text(expression.get(position..)?.to_owned()));
-    Some(pieces)
+    flow.is_continue().then_some(reads)
 }

@@ -9,7 +9,7 @@
 //! INSERT INTO public.t AS t (<the trigger's INSERT columns>)
 //! SELECT <the trigger's INSERT values, over NEW>
 //! FROM (SELECT CAST(viewgate_input.c AS <type>) AS c, …,             -- listed columns
-//!              CAST(<the view's default> AS <type>) AS d, …          -- the others
+//!              CAST(<the view's default function>() AS <type>) AS d, …  -- the others
 //!       FROM (<the client's VALUES or SELECT>) AS viewgate_input (c, …)) AS new
 //! ON CONFLICT (<base columns>) DO UPDATE SET (<the trigger's UPDATE columns>) =
 //!     (SELECT <the trigger's UPDATE values, over NEW and OLD>
@@ -18,14 +18,16 @@
 //! WHERE … RETURNING …
 //! ```
 //!
-//! The input rows become a view-shaped derived table aliased `new`, so the spec's write
-//! expressions (`NEW.col`) apply verbatim; omitted columns (and `DEFAULT` in VALUES) take the
-//! view's defaults, as an INSERT through the view would. Values are cast to the view's column
-//! types (in VALUES too, so parameters get the view's types). References to the target row
-//! and `EXCLUDED.col` in SET, WHERE and RETURNING are mapped through the view's read
-//! expressions (a plain or renamed column is the base column, an expression column its
-//! expression over that row), RETURNING `*` is the view's columns under their names, and a
-//! bare column keeps its name. One statement on the base table: atomic, and as safe under
+//! The input rows become a view-shaped derived table aliased `new`; a write expression is its
+//! mapping function over `ROW(new.…)::<view>` (and `old`), which the view's schema holds with
+//! a pinned search_path (`control::views::mapping_functions`); omitted columns (and `DEFAULT`
+//! in VALUES) take the view's defaults, by their functions, as an INSERT through the view
+//! would. Values are cast to the view's column types (in VALUES too, so parameters get the
+//! view's types), spelled so that no type name is looked up in the client's temporary
+//! schema. References to the target row and `EXCLUDED.col` in SET, WHERE and RETURNING are
+//! mapped through the view's reads (a plain or renamed column is the base column, an
+//! expression column its read function over that row), RETURNING `*` is the view's columns
+//! under their names, and a bare column keeps its name. One statement on the base table: atomic, and as safe under
 //! concurrency as any upsert. Everything it cannot map exactly is refused with a reason
 //! ([`Refusal`]): subqueries in the mapped clauses (their scoping is not tracked), columns the
 //! version does not have, a conflict target on an expression column, `DEFAULT` in SET,
@@ -41,7 +43,9 @@ use sqlparser::ast::{
     SelectItemQualifiedWildcardKind, SetExpr,
 };
 
-use super::base_row::{BaseRow, NEW_ALIAS, Resolution, RowName, Statement, insertion, join};
+use super::base_row::{
+    BaseRow, NEW_ALIAS, OldRow, Resolution, RowName, Statement, insertion, join,
+};
 use super::identifier::{fold_identifier, quote_identifier};
 use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
@@ -113,6 +117,7 @@ impl BaseRow<'_> {
         written: &str,
     ) -> Result<Vec<Edit>, Refusal> {
         let at_name = Some(name_range.start);
+        self.check_pinned(at_name)?;
         // A trigger-backed view writes at least its key columns on INSERT and UPDATE.
         if self.mapping().update.is_empty() || self.mapping().insert.is_empty() {
             return Err(self.refusal(
@@ -230,14 +235,15 @@ impl BaseRow<'_> {
             self.mapping()
                 .insert
                 .iter()
-                .map(|a| self.written_value(a, &row)),
+                .map(|a| self.written_value(a, &row, OldRow::Null))
+                .collect::<Result<Vec<_>, _>>()?,
         );
         let mut new_row = Vec::with_capacity(self.mapping().columns.len());
         for column in &self.mapping().columns {
             let value = if listed.contains(&column.name) {
                 format!("{INPUT_ALIAS}.{}", quote_identifier(&column.name))
             } else {
-                column.default.clone().unwrap_or_else(|| "NULL".into())
+                self.default_value(column, at_name)?
             };
             new_row.push(format!(
                 "CAST({value} AS {}) AS {}",
@@ -265,7 +271,7 @@ impl BaseRow<'_> {
                         range: tokens[value.start].start..tokens[value.end - 1].end,
                         text: format!(
                             "CAST({} AS {type_name})",
-                            column.default.as_deref().unwrap_or("NULL")
+                            self.default_value(column, Some(value.start))?
                         ),
                         relation: false,
                     });

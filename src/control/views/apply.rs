@@ -15,6 +15,7 @@ use tokio_postgres::{Client, GenericClient};
 use super::definition::{self, VersionDefinition};
 use super::generate::{self, GeneratedVersion};
 use super::mapping;
+use super::mapping_functions;
 use super::plan;
 use super::spec::Spec;
 use super::validate;
@@ -455,14 +456,23 @@ pub async fn substitute_schema_is_foreign(
 
 /// The SQL that drops one recorded view and its trigger function.
 pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String, ControlError> {
-    templates.render(
+    let mut sql = templates.render(
+        templates::DROP_MAPPING_FUNCTIONS,
+        minijinja::context! {
+            view_schema => &object.view_schema,
+            view_name => &object.view_name,
+            mapping_marker => mapping_functions::marker(&object.view_schema, &object.view_name),
+        },
+    )?;
+    sql.push_str(&templates.render(
         templates::DROP_VIEW,
         minijinja::context! {
             object => object,
             write_function_suffix => write_function::SUFFIX,
             catalog_schema => substitute_schema(&object.version),
         },
-    )
+    )?);
+    Ok(sql)
 }
 
 /// Hex digits of a checksum shown to people: enough to compare by eye.

@@ -8,6 +8,7 @@
 use minijinja::context;
 
 use super::checksum::sha256_hex;
+use super::mapping_functions;
 use super::plan::{Plan, ViewPlan};
 use crate::control::error::ControlError;
 use crate::control::templates::{self, Templates};
@@ -90,6 +91,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
                 substitutes => catalog_substitutes::substitutes().map(|(_, name)| name).collect::<Vec<_>>(),
                 view_column_relations => catalog_substitutes::VIEW_COLUMN_RELATIONS,
                 index_statistics_views => catalog_substitutes::INDEX_STATISTICS_VIEWS,
+                mapping_marker_prefix => mapping_functions::MARKER_PREFIX,
             },
         )?;
         let mut generated = GeneratedVersion {
@@ -118,9 +120,19 @@ fn render_view(
     security_invoker: bool,
     templates: &Templates,
 ) -> Result<String, ControlError> {
-    let context = context! { view => view, security_invoker => security_invoker };
-    let mut sql = templates.render(templates::VIEW, &context)?;
+    let mapping_marker = mapping_functions::marker(&view.view_schema, &view.view_name);
+    let context = context! {
+        view => view,
+        security_invoker => security_invoker,
+        view_schema => &view.view_schema,
+        view_name => &view.view_name,
+        mapping_marker => mapping_marker,
+    };
+    // The previous apply's mapping functions take the view's row type: they go first.
+    let mut sql = templates.render(templates::DROP_MAPPING_FUNCTIONS, &context)?;
+    sql.push_str(&templates.render(templates::VIEW, &context)?);
     sql.push_str(&templates.render(templates::VIEW_DEFAULTS, &context)?);
+    sql.push_str(&templates.render(templates::MAPPING_FUNCTIONS, &context)?);
     if view.trigger.is_some() {
         sql.push_str(&templates.render(templates::WRITE_TRIGGER, &context)?);
     }

@@ -3,22 +3,48 @@
 //! column shows, with the types, defaults and identity facts that decide whether the proxy can
 //! write the base table in the view's stead exactly (COPY … FROM through an auto-updatable
 //! view). Read from the server right after the view is created, so the defaults are the ones
-//! Postgres will apply, as `pg_get_expr` prints them for the view and for the base table.
+//! Postgres will apply, as `pg_get_expr` prints them for the view and for the base table, with
+//! the names of the functions `mapping_functions.sql.j2` made for its expressions and defaults.
 
 use tokio_postgres::GenericClient;
 
+use super::mapping_functions::{self, Kind};
 use super::plan::{self, ViewPlan};
 use crate::control::error::ControlError;
+use crate::control::quote::quote_ident;
 use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
 
 /// A relation's columns in order: name, type, default, identity (`attidentity`).
+///
+/// The type as a cast in the proxy's statements names it: those `format_type` spells as SQL
+/// keywords (`integer`, `timestamp(3) with time zone`: the grammar binds them to pg_catalog)
+/// as it prints them; any other schema-qualified, the element of a true array (its element's
+/// `typarray` points back) with the modifiers and `[]` `format_type` prints after the bare
+/// name. Postgres searches the session's temporary schema first for a type's unqualified
+/// name, so `text` could be a client's `pg_temp.text` (the forty-seventh red-team pass).
+/// The keyword types are `format_type`'s own list, less `bpchar` without a length (printed
+/// `bpchar`, a plain name).
 const COLUMNS_SQL: &str = "
-SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+SELECT a.attname::text,
+       CASE WHEN e.oid IN (16, 20, 21, 23, 700, 701, 1042, 1043, 1083, 1114, 1184, 1186, 1266,
+                           1560, 1562, 1700)
+                 AND NOT (e.oid = 1042 AND a.atttypmod < 0)
+            THEN pg_catalog.format_type(a.atttypid, a.atttypmod)
+            ELSE pg_catalog.quote_ident(en.nspname) || '.' || pg_catalog.quote_ident(e.typname)
+                 || pg_catalog.substr(pg_catalog.format_type(a.atttypid, a.atttypmod),
+                                      pg_catalog.length(pg_catalog.format_type(e.oid, -1)) + 1)
+       END,
        CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
        a.attidentity::text
   FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  JOIN pg_catalog.pg_type e ON e.oid = CASE
+           WHEN t.typelem <> 0 AND t.oid = (SELECT x.typarray FROM pg_catalog.pg_type x
+                                             WHERE x.oid = t.typelem)
+           THEN t.typelem ELSE t.oid END
+  JOIN pg_catalog.pg_namespace en ON en.oid = e.typnamespace
   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum";
@@ -59,6 +85,15 @@ pub async fn read(
 ) -> Result<ViewMapping, ControlError> {
     let view = live_columns(client, &plan.view_schema, &plan.view_name).await?;
     let base = live_columns(client, &plan.base_schema, &plan.base_table).await?;
+    let function = |kind: Kind, column: &str| {
+        mapping_functions::find(&plan.mapping_functions, kind, column).map(|function| {
+            format!(
+                "{}.{}",
+                quote_ident(&plan.view_schema),
+                quote_ident(&function.name)
+            )
+        })
+    };
     let columns = plan
         .columns
         .iter()
@@ -76,6 +111,8 @@ pub async fn read(
                 default: live.and_then(|l| l.default.clone()),
                 base_default: base_column.and_then(|b| b.default.clone()),
                 base_identity_always: base_column.is_some_and(|b| b.identity == "a"),
+                read_function: function(Kind::Read, &column.name),
+                default_function: function(Kind::Default, &column.name),
             }
         })
         .collect();
@@ -86,6 +123,10 @@ pub async fn read(
                 view_column: assignment.view_column.clone(),
                 expression: assignment.expression.clone(),
                 when_changed: assignment.when_changed.clone(),
+                function: assignment
+                    .expression
+                    .as_ref()
+                    .and_then(|_| function(Kind::Write, &assignment.base_column)),
             })
             .collect()
     };
@@ -100,5 +141,6 @@ pub async fn read(
             .trigger
             .as_ref()
             .map_or_else(Vec::new, |t| assignments(&t.update)),
+        pinned: true,
     })
 }

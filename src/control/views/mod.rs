@@ -7,7 +7,8 @@
 //! transaction with lock timeouts and retries; [`checksum`] fingerprints specs; [`status`]
 //! compares the database with the spec; [`retire`] drops a version; [`definition`] is each
 //! version's recorded definition, which migrations derive the next version from; [`mapping`]
-//! how each view's columns map onto its base table, recorded for the proxy.
+//! how each view's columns map onto its base table, recorded for the proxy, with
+//! [`mapping_functions`] the functions that let the proxy use that mapping without pasting it.
 
 pub mod apply;
 pub mod checksum;
@@ -15,6 +16,7 @@ pub mod definition;
 pub mod generate;
 pub mod introspect;
 pub mod mapping;
+pub mod mapping_functions;
 pub mod plan;
 pub mod retire;
 pub mod spec;

@@ -13,8 +13,10 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::introspect::{self, BaseTable, ServerSnapshot};
+use super::mapping_functions::{self, MappingFunction};
 use super::spec::{ColumnSource, Layout, MAX_IDENTIFIER_BYTES, Spec, Version, VersionTable};
 use crate::control::error::ControlError;
+use crate::control::quote::quote_ident;
 use crate::model::write_function;
 
 /// Name of the INSTEAD OF trigger on a trigger-backed view.
@@ -51,6 +53,8 @@ pub struct ViewPlan {
     pub defaults: Vec<ViewDefault>,
     /// Present when Postgres cannot update the view by itself.
     pub trigger: Option<WriteTrigger>,
+    /// The mapping as functions, for the statements the proxy writes to the base table.
+    pub mapping_functions: Vec<MappingFunction>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +241,36 @@ impl Planner<'_> {
             None
         };
         let defaults = self.defaults(table, base, trigger.is_some());
+        let computed = mapping_functions::Computed {
+            base: format!(
+                "{}.{}",
+                quote_ident(&managed.schema),
+                quote_ident(&managed.name)
+            ),
+            view_columns: columns.iter().map(|c| c.name.as_str()).collect(),
+            reads: columns
+                .iter()
+                .filter_map(|c| Some((c.name.as_str(), c.expression.as_deref()?)))
+                .collect(),
+            writes: trigger
+                .iter()
+                .flat_map(|t| &t.insert)
+                .filter_map(|a| Some((a.base_column.as_str(), a.expression.as_deref()?)))
+                .collect(),
+            defaults: defaults.iter().map(|d| d.column.as_str()).collect(),
+        };
+        let mapping_functions = mapping_functions::plan(&view_name, &computed);
+        if let Some(function) = mapping_functions.first()
+            && function.name.len() > MAX_IDENTIFIER_BYTES
+        {
+            return Err(self.mismatch(
+                &context,
+                format!(
+                    "generated name {:?} is longer than {MAX_IDENTIFIER_BYTES} bytes; shorten the table or version name",
+                    function.name
+                ),
+            ));
+        }
         Ok(ViewPlan {
             version: version.to_owned(),
             table_name: table.name.clone(),
@@ -247,6 +281,7 @@ impl Planner<'_> {
             columns,
             defaults,
             trigger,
+            mapping_functions,
         })
     }
 

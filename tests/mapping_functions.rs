@@ -1,0 +1,199 @@
+//! The statements the proxy writes to the base table in a version's stead (an upsert through a
+//! trigger-backed view, MERGE into it) call the version's mapping functions instead of
+//! pasting its expressions, defaults and type names, against a real Postgres behind the proxy.
+//!
+//! Pasted, they were parsed in the client's session, whose temporary schema Postgres searches
+//! first for types and relations: the forty-seventh red-team pass had a `pg_temp.text` domain
+//! whose CHECK printed every stored hidden value a read expression cast to `text`, during a
+//! MERGE that wrote nothing; a `pg_temp.text` over `varchar(3)` cut what a hidden default
+//! stored; a temporary sequence named like the base table's took over its `nextval(…)`. Here
+//! each of those runs in the client's own session and must change nothing.
+
+mod common;
+
+use common::TestProxy;
+
+/// `items` with a hidden `secret` column read (cast to `text`) and written by expressions,
+/// a hidden `jsonb` read by one, and a hidden default.
+const SPEC: &str = r#"
+[[tables]]
+name = "items"
+schema = "public"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "items"
+hidden_defaults = { origin = "'unknown'::text" }
+columns = [
+    "id",
+    "name",
+    { name = "family", expr = "split_part(secret::text, '/', 1)", write = { secret = "lower(NEW.family)" } },
+    { name = "layers", expr = "(settings::jsonb ->> 'layers')" },
+]
+"#;
+
+fn proxy() -> TestProxy {
+    common::versions::proxy_with_spec(
+        "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL UNIQUE,
+                             secret text, settings jsonb, origin text);
+         INSERT INTO items (name, secret, settings, origin) VALUES
+             ('a', 'alpha/one', '{\"layers\": \"L-a\"}', 'seed'),
+             ('b', 'beta/two', '{\"layers\": \"L-b\"}', 'seed')",
+        SPEC,
+    )
+}
+
+/// Runs `sql` through the proxy at v1 with psql: stdout and stderr together (notices are on
+/// stderr), and whether it succeeded.
+fn run(proxy: &TestProxy, sql: &str) -> (String, bool) {
+    let conninfo = format!("{} options='-c viewgate.version=v1'", proxy.conninfo());
+    let output = proxy
+        .psql(&conninfo)
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (text, output.status.success())
+}
+
+/// A client's `text` and `jsonb` domains whose CHECK prints each value it is handed.
+const PEEKING_DOMAINS: &str = "
+CREATE FUNCTION pg_temp.peek(v anyelement) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE NOTICE 'peek %', v; RETURN true; END $$;
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.peek(VALUE));
+CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (pg_temp.peek(VALUE));";
+
+#[test]
+fn a_clients_temporary_types_never_receive_the_stored_hidden_values() {
+    let proxy = proxy();
+    let statements = [
+        // The forty-seventh pass's: reads every row's family and layers, writes nothing.
+        "MERGE INTO items m USING (VALUES (1)) AS s(x) ON m.id = 100
+           WHEN MATCHED AND (m.family = '#' OR m.layers = '#') THEN DO NOTHING",
+        "MERGE INTO items m USING (SELECT id FROM items) AS s ON m.id = s.id
+           WHEN MATCHED AND m.family = 'nothing' THEN DELETE",
+        "MERGE INTO items m USING (VALUES (1, 'X')) AS s(k, f) ON m.id = s.k
+           WHEN MATCHED THEN UPDATE SET family = s.f
+           WHEN NOT MATCHED THEN INSERT (name, family) VALUES ('new', s.f)",
+        "INSERT INTO items AS t (id, name, family) VALUES (2, 'b', 'Gamma')
+           ON CONFLICT (id) DO UPDATE SET family = excluded.family || t.family
+           WHERE t.layers IS NOT NULL RETURNING *",
+    ];
+    for statement in statements {
+        let (output, ok) = run(&proxy, &format!("{PEEKING_DOMAINS}\n{statement}"));
+        assert!(ok, "{statement}: {output}");
+        assert!(!output.contains("peek"), "{statement}: {output}");
+    }
+    // The writes went through as the view's trigger makes them, and the reads are right.
+    assert_eq!(
+        proxy.admin("SELECT string_agg(id || ':' || secret, ',' ORDER BY id) FROM items"),
+        "1:x,2:gammabeta"
+    );
+    // Without the proxy's statement, the client's domain does receive what it casts: the
+    // check above is one that can fail.
+    let (output, ok) = run(
+        &proxy,
+        &format!("{PEEKING_DOMAINS}\nSELECT 'mine'::text AS mine"),
+    );
+    assert!(ok && output.contains("peek mine"), "{output}");
+}
+
+#[test]
+fn a_clients_temporary_objects_do_not_change_what_is_written() {
+    let proxy = proxy();
+    let upsert = "INSERT INTO items (name, family) VALUES ('c', 'Delta')
+                    ON CONFLICT (name) DO UPDATE SET family = excluded.family RETURNING id";
+    let merge = "MERGE INTO items m USING (VALUES ('d')) AS s(n) ON m.name = s.n
+                   WHEN NOT MATCHED THEN INSERT (name, family) VALUES (s.n, 'Echo')";
+    for (setup, statement) in [
+        // A `text` of three characters at most: the hidden default would be cut to `unk`.
+        (
+            "CREATE DOMAIN pg_temp.text AS pg_catalog.varchar(3)",
+            upsert,
+        ),
+        // A sequence named like the base table's: `nextval('items_id_seq')` would be its.
+        ("CREATE TEMPORARY SEQUENCE items_id_seq START 1000", merge),
+        // A range type named `text`: `lower(NEW.family)` would be `lower(anyrange)`.
+        (
+            "CREATE TYPE pg_temp.text AS RANGE (subtype = integer)",
+            "INSERT INTO items (id, name, family) VALUES (1, 'a', 'Zeta')
+               ON CONFLICT (id) DO UPDATE SET family = excluded.family",
+        ),
+    ] {
+        let (output, ok) = run(&proxy, &format!("{setup};\n{statement}"));
+        assert!(ok, "{setup}; {statement}: {output}");
+    }
+    assert_eq!(
+        proxy.admin(
+            "SELECT string_agg(name || ':' || (id < 1000) || ':' || secret || ':' || origin, ','
+                               ORDER BY name) FROM items"
+        ),
+        "a:true:zeta:seed,b:true:beta/two:seed,c:true:delta:unknown,d:true:echo:unknown"
+    );
+}
+
+/// A session keeps the mapping it began its transaction with while `views apply` makes the
+/// view anew (the forty-eighth red-team pass: with the functions named by position, an upsert
+/// there read `layers` as `family` after the columns moved, and a MERGE's write was lost).
+/// Named by what they compute, the old functions are gone: the stale statement fails, and
+/// the session's next transaction reads right.
+#[test]
+fn a_session_on_the_mapping_before_an_apply_fails_rather_than_call_another_columns_function() {
+    let proxy = proxy();
+    let moved = SPEC.replace(
+        "    { name = \"layers\", expr = \"(settings::jsonb ->> 'layers')\" },\n",
+        "",
+    );
+    let moved = moved.replace(
+        "    \"name\",\n",
+        "    \"name\",\n    { name = \"layers\", expr = \"(settings::jsonb ->> 'layers')\" },\n",
+    );
+    assert_ne!(moved, SPEC);
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join("viewgate.toml");
+    std::fs::write(&spec_file, &moved).unwrap();
+    let upsert = "INSERT INTO items AS t (id, name, family) VALUES (1, 'a', 'Q')
+                    ON CONFLICT (id) DO UPDATE SET name = excluded.name RETURNING family, layers";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = common::versions::connect_with(&proxy, "-c%20viewgate.version%3Dv1").await;
+        client.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        common::versions::catalog_command(
+            &proxy,
+            "views",
+            &["apply", "--spec", &spec_file.display().to_string()],
+        )
+        .unwrap();
+        let error = client.simple_query(upsert).await.unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::UNDEFINED_FUNCTION),
+            "{error:?}"
+        );
+        client.batch_execute("ROLLBACK").await.unwrap();
+        let read = |messages: Vec<tokio_postgres::SimpleQueryMessage>| {
+            messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some(format!("{}|{}", row.get(0)?, row.get(1)?))
+                }
+                _ => None,
+            })
+        };
+        // The proxy learns of the apply by NOTIFY; until then a new transaction may still
+        // begin on the old mapping and fail the same way.
+        let mut answer = None;
+        for _ in 0..50 {
+            if let Ok(messages) = client.simple_query(upsert).await {
+                answer = read(messages);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(answer.as_deref(), Some("alpha|L-a"));
+    });
+}
