@@ -787,3 +787,63 @@ type = "numeric"
         "numeric"
     );
 }
+
+/// Found by the forty-ninth red-team pass: completing a rename left the versions that read the
+/// column in an expression with a write trigger and mapping functions made from the old text.
+/// Their views followed the rename, their writes failed (42703), and once a later migration
+/// added a column of the old name they read and wrote that column, which they do not have.
+/// Now the contract is refused, naming the version and its column, and nothing changes.
+#[tokio::test]
+async fn a_rename_a_live_versions_expression_reads_is_refused_at_complete() {
+    let database = seeded(2).await;
+    database
+        .apply_text(&format!(
+            r#"{}
+[[versions]]
+name = "loud"
+[[versions.tables]]
+base = "models"
+columns = ["id", {{ name = "shout", expr = "upper(name)", write = {{ name = "lower(NEW.shout)" }} }}]
+"#,
+            migration_support::SPEC
+        ))
+        .await;
+    let rename = migration(
+        r#"
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "name"
+to = "title"
+"#,
+    );
+    start_text(&database, "0002.toml", &rename)
+        .await
+        .expect("v2 starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let error = complete_now(&database)
+        .await
+        .expect_err("the rename is refused")
+        .to_string();
+    assert!(
+        error.contains(
+            "version loud reads base column models.name in the expression of its column shout"
+        ) && error.contains("nothing was changed"),
+        "{error}"
+    );
+    assert!(
+        base_columns(&database).contains("name:text!"),
+        "{}",
+        base_columns(&database)
+    );
+    let loud = at(&database, "loud").await;
+    exec(&loud, "UPDATE models_loud SET shout = 'HELLO' WHERE id = 1").await;
+    assert_eq!(
+        lines(&loud, "SELECT shout FROM models_loud WHERE id = 1").await,
+        ["HELLO"]
+    );
+    assert_eq!(
+        database.admin("SELECT name FROM models WHERE id = 1"),
+        "hello"
+    );
+}

@@ -4,12 +4,17 @@
 //! Where Postgres cannot write through a version's view (an upsert through a trigger-backed
 //! view, `upsert.rs`; MERGE into any view before PostgreSQL 17, `merge.rs`), the rewriter writes
 //! the base table instead and must say, in SQL over the base row, what the view would have
-//! read and written: a plain or renamed column is its base column, an expression column the
-//! spec's expression over that row ([`BaseRow::read`]); a trigger-backed view's INSERT and
-//! UPDATE write the base columns from a view-shaped `new` row (and an `old` one) as its
-//! trigger does ([`BaseRow::written_value`], [`BaseRow::trigger_update`]). Column references in
-//! the client's clauses are mapped through those reads ([`BaseRow::map_expression`]); whatever
-//! cannot be mapped exactly is a [`Refusal`] naming the statement and the reason.
+//! read and written: a plain or renamed column is its base column, an expression column its
+//! read function over that row ([`BaseRow::read`]); a trigger-backed view's INSERT and UPDATE
+//! write the base columns from a view-shaped `new` row (and an `old` one) as its trigger does,
+//! an expression by its write function ([`BaseRow::written_value`],
+//! [`BaseRow::trigger_update`]); an omitted column takes the view's default by its default
+//! function ([`BaseRow::default_value`]). Those functions are the version's, made at apply
+//! with a pinned search_path (`control::views::mapping_functions`): none of the mapping is
+//! pasted as text, which Postgres would parse under the client's search_path, its temporary
+//! schema first (the forty-seventh red-team pass). Column references in the client's clauses
+//! are mapped through the reads ([`BaseRow::map_expression`]); whatever cannot be mapped
+//! exactly is a [`Refusal`] naming the statement and the reason.
 //!
 //! Every edit made here inserts or replaces text between the client's tokens and never copies
 //! the client's constants, so the shape cache can apply it to statements with other constants.

@@ -237,6 +237,16 @@ async fn follow_renames(
         let Some(mut definition) = definition::load(transaction, name).await? else {
             continue;
         };
+        if let Some(reader) = read_expression_naming(&definition, renames) {
+            return Err(MigrateError::Refused {
+                version: record.version.clone(),
+                operation: "the contract's renames".into(),
+                problem: format!(
+                    "version {name} reads base column {}.{} in the expression of its column {} (table {}); its view would follow the rename but its write trigger and mapping functions, made from the expression's text, would name a column that no longer exists, or a later column of that name. Retire version {name} (viewgate views drop) before completing",
+                    reader.table, reader.renamed, reader.column, reader.table
+                ),
+            });
+        }
         if rename_definition(&mut definition, renames) {
             let source = std::path::PathBuf::from(&record.file);
             create_views(
@@ -336,10 +346,21 @@ pub fn rename_definition(definition: &mut VersionDefinition, renames: &[Rename])
             continue;
         };
         for column in &mut version_table.columns {
-            if let ColumnSource::Physical { base_column } = &mut column.source {
-                rename_physical(base_column, &managed.schema, &managed.name, renames);
+            match &mut column.source {
+                ColumnSource::Physical { base_column } => {
+                    rename_physical(base_column, &managed.schema, &managed.name, renames);
+                }
+                ColumnSource::Expression { write, .. } => {
+                    rename_keys(write, &managed.schema, &managed.name, renames);
+                }
             }
         }
+        rename_keys(
+            &mut version_table.hidden_defaults,
+            &managed.schema,
+            &managed.name,
+            renames,
+        );
         let mut base = version_table.base.clone();
         rename_table_name(&mut base, &managed.schema, renames);
         version_table.base = base;
@@ -353,6 +374,74 @@ pub fn rename_definition(definition: &mut VersionDefinition, renames: &[Rename])
         rename_table_name(&mut managed.name, &schema, renames);
     }
     *definition != before
+}
+
+/// Renames the base columns a map is keyed by (a column's write-backs, a version's hidden
+/// defaults).
+fn rename_keys(
+    map: &mut std::collections::BTreeMap<String, String>,
+    schema: &str,
+    table: &str,
+    renames: &[Rename],
+) {
+    *map = std::mem::take(map)
+        .into_iter()
+        .map(|(mut column, value)| {
+            rename_physical(&mut column, schema, table, renames);
+            (column, value)
+        })
+        .collect();
+}
+
+/// An expression column whose read expression names a column the contract renames.
+struct RenamedRead {
+    table: String,
+    column: String,
+    renamed: String,
+}
+
+/// The first read expression of `definition` that names a column `renames` renames. Its view
+/// follows the rename (Postgres stores a view's columns by number), but the expression's text,
+/// which the write trigger and the mapping functions are made from, does not (the forty-ninth
+/// red-team pass: regenerated, they named a column that was gone, and once a later migration
+/// added one of that name they read and wrote it). Matched as a word, case-insensitively, so
+/// a string or another relation's column that merely has the name refuses too.
+fn read_expression_naming(
+    definition: &VersionDefinition,
+    renames: &[Rename],
+) -> Option<RenamedRead> {
+    for version_table in &definition.version.tables {
+        let Some(managed) = definition.managed(&version_table.base) else {
+            continue;
+        };
+        for column in &version_table.columns {
+            let ColumnSource::Expression { expression, .. } = &column.source else {
+                continue;
+            };
+            let words: Vec<&str> = expression
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                .collect();
+            for rename in renames {
+                if let Rename::Column {
+                    schema,
+                    table,
+                    from,
+                    ..
+                } = rename
+                    && *schema == managed.schema
+                    && *table == managed.name
+                    && words.iter().any(|word| word.eq_ignore_ascii_case(from))
+                {
+                    return Some(RenamedRead {
+                        table: managed.name.clone(),
+                        column: column.name.clone(),
+                        renamed: from.clone(),
+                    });
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Applies `renames` to a later migration's plan (what its triggers and backfill read).
