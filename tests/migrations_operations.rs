@@ -847,3 +847,63 @@ to = "title"
         "hello"
     );
 }
+
+/// Found by the fiftieth red-team pass: a contract that drops a column another live version
+/// fills as a hidden default completed, and that version's inserts then failed (42703); once
+/// a later migration re-added the column, they wrote it. After the contract's DDL each
+/// remaining version's write-back targets, hidden defaults and read expressions are checked
+/// against the table; here the contract is refused and nothing changes.
+#[tokio::test]
+async fn a_drop_a_live_versions_hidden_default_needs_is_refused_at_complete() {
+    let database = seeded(2).await;
+    database
+        .apply_text(&format!(
+            r#"{}
+[[versions]]
+name = "quiet"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size"]
+hidden_defaults = {{ legacy_note = "'from quiet'" }}
+"#,
+            migration_support::SPEC
+        ))
+        .await;
+    let drop = migration(
+        r#"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "legacy_note"
+"#,
+    );
+    start_text(&database, "0002.toml", &drop)
+        .await
+        .expect("v2 starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let error = complete_now(&database)
+        .await
+        .expect_err("the drop is refused")
+        .to_string();
+    assert!(
+        error.contains(
+            "version quiet stores a hidden default in base column legacy_note of public.models"
+        ) && error.contains("nothing was changed"),
+        "{error}"
+    );
+    assert!(
+        base_columns(&database).contains("legacy_note:text"),
+        "{}",
+        base_columns(&database)
+    );
+    let quiet = at(&database, "quiet").await;
+    exec(
+        &quiet,
+        "INSERT INTO models_quiet (name, size) VALUES ('q', 1)",
+    )
+    .await;
+    assert_eq!(
+        database.admin("SELECT legacy_note FROM models WHERE name = 'q'"),
+        "from quiet"
+    );
+}

@@ -263,11 +263,15 @@ fn check(
             }
             return failure.map_or(Ok(edits), Err);
         }
+        // Postgres's verdict is the reason (sqlparser's failure, where it had one, gives the
+        // position): a text read only for the marks of a function that reads a relation by
+        // name (`' xml`, from the property tests) was refused with sqlparser's tokenizer
+        // message, as if viewgate, not the grammar, had turned it down.
         Reading::Rejected(message) => {
-            return Err(failure.unwrap_or(Failure {
+            return Err(Failure {
                 reason: refusal::postgres_rejects(&message),
-                offset: None,
-            }));
+                offset: failure.and_then(|f| f.offset),
+            });
         }
         Reading::Unavailable(reason) => {
             return Err(Failure {

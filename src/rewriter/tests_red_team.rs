@@ -314,3 +314,16 @@ fn a_replacement_never_runs_into_its_neighbours() {
         }
     }
 }
+
+/// Found by the property tests: a text the fast path reads only for a relation-reading
+/// function's mark (`xml`) that neither parser reads is refused as Postgres's parser rejects
+/// it, with sqlparser's position.
+#[test]
+fn a_text_read_for_a_mark_that_no_parser_reads_is_refused_as_postgres_rejects_it() {
+    let error = rewrite("' xml", &v2()).unwrap_err();
+    assert!(
+        error.reason.contains("PostgreSQL's parser rejects it"),
+        "{error}"
+    );
+    assert_eq!(error.position, Some(1));
+}

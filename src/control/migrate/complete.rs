@@ -15,6 +15,7 @@ use tokio_postgres::{Client, Transaction};
 use super::derive::{ColumnMap, MigrationPlan, Rename};
 use super::error::MigrateError;
 use super::rebuild;
+use super::remaining;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{Substitutes, create_views, prepare_catalog, record_event, run_sql};
 use super::sync;
@@ -147,6 +148,7 @@ async fn complete_once(
     if !record.plan.renames.is_empty() {
         follow_renames(&transaction, record, later, templates).await?;
     }
+    remaining::check(&transaction, &record.version).await?;
     state::set_phase(&transaction, record.id, Phase::Completed).await?;
     record_event(
         &transaction,

@@ -6,7 +6,8 @@
 //! expand (DDL, [`sync`] triggers, the new version's views), the [`backfill`], validation and
 //! index builds, then makes the version live ([`pace`] spaces the backfill's batches, by its own
 //! time and by the application's latency that [`writers`] reads from the proxies' heartbeats);
-//! [`complete`] contracts and retires the previous version; [`rollback`] undoes the expand.
+//! [`complete`] contracts and retires the previous version, refused where [`remaining`] finds
+//! a remaining version naming a column the contract took away; [`rollback`] undoes the expand.
 //! [`privileges`] refuses a database where a client could plant a function the expressions
 //! would call, [`preconditions`] a migration whose backfill or contract would silently damage
 //! data; [`rebuild`] carries the indexes of a replaced column over to its replacement. `control::usage` says who still uses a version, [`state`] is the catalog's
@@ -25,6 +26,7 @@ pub mod preconditions;
 pub mod privileges;
 pub mod progress;
 pub mod rebuild;
+pub mod remaining;
 pub mod rollback;
 pub mod settings;
 pub mod start;
