@@ -17,7 +17,7 @@ use tokio_postgres::Transaction;
 use super::error::MigrateError;
 use crate::control::catalog;
 use crate::control::error::ControlError;
-use crate::control::quote::quote_ident;
+use crate::control::quote::quote_qualified;
 use crate::control::views::definition;
 use crate::control::views::spec::ColumnSource;
 
@@ -85,9 +85,8 @@ pub async fn check(transaction: &Transaction<'_>, migrating: &str) -> Result<(),
                 // The spec's expression is SQL by definition, pasted as in the view it
                 // defines. A failure aborts the transaction, which the refusal rolls back.
                 let probe = format!(
-                    "SELECT ({expression}) FROM {}.{} LIMIT 0",
-                    quote_ident(&managed.schema),
-                    quote_ident(&managed.name)
+                    "SELECT ({expression}) FROM {} LIMIT 0",
+                    quote_qualified(&managed.schema, &managed.name)
                 );
                 if let Err(error) = transaction.batch_execute(&probe).await {
                     let reason = error

@@ -11,7 +11,7 @@ use tokio_postgres::GenericClient;
 use super::mapping_functions::{self, Kind};
 use super::plan::{self, ViewPlan};
 use crate::control::error::ControlError;
-use crate::control::quote::quote_ident;
+use crate::control::quote::quote_qualified;
 use crate::model::{MappedColumn, ViewMapping, WriteAssignment};
 
 /// A relation's columns in order: name, type, default, identity (`attidentity`).
@@ -86,13 +86,8 @@ pub async fn read(
     let view = live_columns(client, &plan.view_schema, &plan.view_name).await?;
     let base = live_columns(client, &plan.base_schema, &plan.base_table).await?;
     let function = |kind: Kind, column: &str| {
-        mapping_functions::find(&plan.mapping_functions, kind, column).map(|function| {
-            format!(
-                "{}.{}",
-                quote_ident(&plan.view_schema),
-                quote_ident(&function.name)
-            )
-        })
+        mapping_functions::find(&plan.mapping_functions, kind, column)
+            .map(|function| quote_qualified(&plan.view_schema, &function.name))
     };
     let columns = plan
         .columns

@@ -24,7 +24,7 @@
 use serde::Serialize;
 
 use super::checksum::sha256_hex;
-use crate::control::quote::quote_ident;
+use crate::control::quote::quote_qualified;
 
 /// What a view's name takes to name its mapping functions, before their digest
 /// (`model_metadata_v2_map_f00682cdb3a2f3a9c0d2b7e`).
@@ -129,9 +129,8 @@ pub const MARKER_PREFIX: &str = "Managed by viewgate: part of the mapping of vie
 /// be dropped.
 pub fn marker(view_schema: &str, view_name: &str) -> String {
     format!(
-        "{MARKER_PREFIX}{}.{}:",
-        quote_ident(view_schema),
-        quote_ident(view_name)
+        "{MARKER_PREFIX}{}:",
+        quote_qualified(view_schema, view_name)
     )
 }
 

@@ -16,7 +16,7 @@ use super::introspect::{self, BaseTable, ServerSnapshot};
 use super::mapping_functions::{self, MappingFunction};
 use super::spec::{ColumnSource, Layout, MAX_IDENTIFIER_BYTES, Spec, Version, VersionTable};
 use crate::control::error::ControlError;
-use crate::control::quote::quote_ident;
+use crate::control::quote::quote_qualified;
 use crate::model::write_function;
 
 /// Name of the INSTEAD OF trigger on a trigger-backed view.
@@ -199,14 +199,7 @@ impl Planner<'_> {
             Layout::Schema => (version.to_owned(), table.name.clone()),
         };
         let function_name = write_function::name(&view_name);
-        if function_name.len() > MAX_IDENTIFIER_BYTES {
-            return Err(self.mismatch(
-                &context,
-                format!(
-                    "generated name {function_name:?} is longer than {MAX_IDENTIFIER_BYTES} bytes; shorten the table or version name"
-                ),
-            ));
-        }
+        self.check_generated_name(&context, &function_name)?;
         let columns: Vec<ViewColumn> = table
             .columns
             .iter()
@@ -242,11 +235,7 @@ impl Planner<'_> {
         };
         let defaults = self.defaults(table, base, trigger.is_some());
         let computed = mapping_functions::Computed {
-            base: format!(
-                "{}.{}",
-                quote_ident(&managed.schema),
-                quote_ident(&managed.name)
-            ),
+            base: quote_qualified(&managed.schema, &managed.name),
             view_columns: columns.iter().map(|c| c.name.as_str()).collect(),
             reads: columns
                 .iter()
@@ -260,16 +249,8 @@ impl Planner<'_> {
             defaults: defaults.iter().map(|d| d.column.as_str()).collect(),
         };
         let mapping_functions = mapping_functions::plan(&view_name, &computed);
-        if let Some(function) = mapping_functions.first()
-            && function.name.len() > MAX_IDENTIFIER_BYTES
-        {
-            return Err(self.mismatch(
-                &context,
-                format!(
-                    "generated name {:?} is longer than {MAX_IDENTIFIER_BYTES} bytes; shorten the table or version name",
-                    function.name
-                ),
-            ));
+        if let Some(function) = mapping_functions.first() {
+            self.check_generated_name(&context, &function.name)?;
         }
         Ok(ViewPlan {
             version: version.to_owned(),
@@ -283,6 +264,19 @@ impl Planner<'_> {
             trigger,
             mapping_functions,
         })
+    }
+
+    /// Refuses a generated name Postgres would truncate.
+    fn check_generated_name(&self, context: &str, name: &str) -> Result<(), ControlError> {
+        if name.len() > MAX_IDENTIFIER_BYTES {
+            return Err(self.mismatch(
+                context,
+                format!(
+                    "generated name {name:?} is longer than {MAX_IDENTIFIER_BYTES} bytes; shorten the table or version name"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_columns_exist(
