@@ -788,6 +788,26 @@ type = "numeric"
     );
 }
 
+/// A seeded database with `version` (a spec's `[[versions]]` entry) applied beside v1, the
+/// migration to v2 with `operations` started and made the default, and the error its
+/// complete is refused with.
+async fn complete_refused_beside(version: &str, operations: &str) -> (support::Database, String) {
+    let database = seeded(2).await;
+    database
+        .apply_text(&format!("{}\n{version}", migration_support::SPEC))
+        .await;
+    start_text(&database, "0002.toml", &migration(operations))
+        .await
+        .expect("v2 starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let error = complete_now(&database)
+        .await
+        .expect_err("the contract is refused")
+        .to_string();
+    assert!(error.contains("nothing was changed"), "{error}");
+    (database, error)
+}
+
 /// Found by the forty-ninth red-team pass: completing a rename left the versions that read the
 /// column in an expression with a write trigger and mapping functions made from the old text.
 /// Their views followed the rename, their writes failed (42703), and once a later migration
@@ -795,20 +815,12 @@ type = "numeric"
 /// Now the contract is refused, naming the version and its column, and nothing changes.
 #[tokio::test]
 async fn a_rename_a_live_versions_expression_reads_is_refused_at_complete() {
-    let database = seeded(2).await;
-    database
-        .apply_text(&format!(
-            r#"{}
-[[versions]]
+    let (database, error) = complete_refused_beside(
+        r#"[[versions]]
 name = "loud"
 [[versions.tables]]
 base = "models"
-columns = ["id", {{ name = "shout", expr = "upper(name)", write = {{ name = "lower(NEW.shout)" }} }}]
-"#,
-            migration_support::SPEC
-        ))
-        .await;
-    let rename = migration(
+columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower(NEW.shout)" } }]"#,
         r#"
 [[operations]]
 op = "rename_column"
@@ -816,19 +828,12 @@ table = "models"
 from = "name"
 to = "title"
 "#,
-    );
-    start_text(&database, "0002.toml", &rename)
-        .await
-        .expect("v2 starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    let error = complete_now(&database)
-        .await
-        .expect_err("the rename is refused")
-        .to_string();
+    )
+    .await;
     assert!(
         error.contains(
             "version loud reads base column models.name in the expression of its column shout"
-        ) && error.contains("nothing was changed"),
+        ),
         "{error}"
     );
     assert!(
@@ -855,40 +860,25 @@ to = "title"
 /// against the table; here the contract is refused and nothing changes.
 #[tokio::test]
 async fn a_drop_a_live_versions_hidden_default_needs_is_refused_at_complete() {
-    let database = seeded(2).await;
-    database
-        .apply_text(&format!(
-            r#"{}
-[[versions]]
+    let (database, error) = complete_refused_beside(
+        r#"[[versions]]
 name = "quiet"
 [[versions.tables]]
 base = "models"
 columns = ["id", "name", "size"]
-hidden_defaults = {{ legacy_note = "'from quiet'" }}
-"#,
-            migration_support::SPEC
-        ))
-        .await;
-    let drop = migration(
+hidden_defaults = { legacy_note = "'from quiet'" }"#,
         r#"
 [[operations]]
 op = "drop_column"
 table = "models"
 column = "legacy_note"
 "#,
-    );
-    start_text(&database, "0002.toml", &drop)
-        .await
-        .expect("v2 starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    let error = complete_now(&database)
-        .await
-        .expect_err("the drop is refused")
-        .to_string();
+    )
+    .await;
     assert!(
         error.contains(
             "version quiet stores a hidden default in base column legacy_note of public.models"
-        ) && error.contains("nothing was changed"),
+        ),
         "{error}"
     );
     assert!(
