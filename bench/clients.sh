@@ -16,4 +16,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export VG_BENCH_CLIENTS="${1:-1000}" VG_BENCH_SECONDS="${2:-20}"
 ulimit -n "$(( VG_BENCH_CLIENTS * 4 + 1024 ))" 2>/dev/null || true
-exec cargo test --release --test thousand_clients -- --ignored --nocapture
+exec cargo test --release --test integration -- thousand_clients:: --ignored --nocapture

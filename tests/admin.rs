@@ -1,7 +1,7 @@
 //! The admin HTTP API of `viewgate serve`: health and readiness for anyone, metrics only with
 //! the bearer token, and no start on a public address without a token.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //! challenge, a SCRAM verifier gets SCRAM-SHA-256. Correct passwords must work with libpq
 //! (psql) and tokio-postgres; a wrong one must be refused exactly as Postgres refuses it.
 
-mod common;
+use crate::common;
 
 use common::{ClusterAuth, TestProxy};
 use tokio_postgres::NoTls;

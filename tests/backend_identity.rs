@@ -3,7 +3,7 @@
 //! `pg_stat_activity`, the session's own NOTIFYs and `pg_terminate_backend` agree with it,
 //! while cancelling still goes through the proxy's own secret.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

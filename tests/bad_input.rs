@@ -1,7 +1,7 @@
 //! Malformed and hostile clients: each gets a clear ErrorResponse with the right SQLSTATE where
 //! the protocol allows one, only its own connection ends, and the proxy goes on serving others.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! by name, a partition's failing row, a foreign key's "is still referenced" key) and the
 //! thirty-ninth (a parent, the by-name catalog listings, `schema_to_xml`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

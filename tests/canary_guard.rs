@@ -2,7 +2,7 @@
 //! raises errors drops v2's weight to 0 once v2's error rate over the window passes the
 //! threshold; the event is in the catalog history, and new sessions all land on v1.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! replica already forwarded and keys of the wrong length are dropped without effect; a peer
 //! that is down or never answers costs the receiving proxy a bounded wait and nothing else.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

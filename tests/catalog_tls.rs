@@ -3,7 +3,7 @@
 //! (`hostssl` lines only): the CLI's catalog commands and a `viewgate serve` process's watcher
 //! and heartbeat, per libpq `sslmode`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

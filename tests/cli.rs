@@ -1,7 +1,7 @@
 //! The `viewgate` command line as a user meets it: the README's demo, and configuration
 //! mistakes reported with a message that says what to fix.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

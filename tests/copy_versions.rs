@@ -11,7 +11,7 @@
 //! A trigger-backed version with renamed columns (v4) takes COPY through its view and upserts
 //! through the base table with its names mapped.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

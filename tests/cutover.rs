@@ -2,7 +2,7 @@
 //! at the default move at their next transaction boundary, never inside a transaction; pinned
 //! sessions keep their version; every flip is recorded in the catalog history.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! healthy version holds when the window passes; bad options are refused before anything
 //! changes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

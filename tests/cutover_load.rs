@@ -15,7 +15,7 @@
 //!   a transaction boundary, once each way); in prepared mode every row is v1, because the
 //!   statements were prepared under v1 and keep that version.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

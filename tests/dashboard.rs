@@ -5,7 +5,7 @@
 //! within 2 s. Screenshots go to `DASHBOARD_SCREENSHOTS` (a temporary directory by default;
 //! docs/dashboard.md shows the committed ones).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};

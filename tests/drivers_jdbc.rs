@@ -5,9 +5,8 @@
 //! them with the proxy's JDBC URL. The program checks every result and exits non-zero on a
 //! mismatch; here we also require the lines saying what passed.
 
-mod common;
-#[path = "drivers/deps.rs"]
-mod deps;
+use crate::common;
+use crate::deps;
 
 use std::process::{Command, Stdio};
 

@@ -5,9 +5,8 @@
 //! checks every result and exits non-zero on a mismatch; here we also require the lines saying
 //! what passed, and look at what it wrote directly on the cluster.
 
-mod common;
-#[path = "drivers/deps.rs"]
-mod deps;
+use crate::common;
+use crate::deps;
 
 use std::process::{Command, Stdio};
 

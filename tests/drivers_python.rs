@@ -5,9 +5,8 @@
 //! (pinned in `tests/drivers/python/requirements.txt`). The scripts check every result and
 //! exit non-zero on a mismatch; here we also require the lines saying what passed.
 
-mod common;
-#[path = "drivers/deps.rs"]
-mod deps;
+use crate::common;
+use crate::deps;
 
 use common::TestProxy;
 

@@ -5,7 +5,7 @@
 //! both directions, LISTEN/NOTIFY delivered asynchronously, CancelRequest with the proxy's own
 //! keys, and several queries pipelined on one connection.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -12,7 +12,7 @@
 //! Time limits are generous (the machine is shared); the measured figures are printed and
 //! reported in docs/reliability.md.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! 7 too, and reads a NULL `model_type` as 'neural_network'), or is refused with 42601 and a
 //! position; never the base table.
 
-mod common;
+use crate::common;
 
 use common::versions::{connect_with, psql, versioned_proxy};
 

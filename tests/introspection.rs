@@ -4,7 +4,7 @@
 //! real Postgres with the seed example applied by the CLI. The drivers' own reflection
 //! (SQLAlchemy, asyncpg, pgJDBC) is in `tests/drivers_python.rs` and `tests/drivers_jdbc.rs`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

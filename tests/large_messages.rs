@@ -3,7 +3,7 @@
 //! (The proxy reads every client message's type — the pause gate needs it — but only Query
 //! and Parse whole.)
 
-mod common;
+use crate::common;
 
 use common::ProxyProcess;
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};

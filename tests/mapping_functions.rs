@@ -9,7 +9,7 @@
 //! stored; a temporary sequence named like the base table's took over its `nextval(…)`. Here
 //! each of those runs in the client's own session and must change nothing.
 
-mod common;
+use crate::common;
 
 use common::TestProxy;
 

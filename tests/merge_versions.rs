@@ -13,7 +13,7 @@
 //! PostgreSQL 15 runs by the view's rules or trigger). What cannot be mapped exactly is
 //! refused with 42601.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -636,8 +636,8 @@ fn each_merge_writes_what_the_same_change_through_the_view_writes() {
 /// The emulated MERGE against the same MERGE written by hand on the base table: 1,000-row
 /// MERGEs at v1 and v2 (every row matched and updated, after a first round that inserts them),
 /// sent straight to the cluster as the proxy rewrites them, leave the same rows. What each
-/// costs Postgres is printed, not asserted (`cargo test --release --test merge_versions --
-/// emulated_merge --nocapture`; the figures are in docs/rewriting.md).
+/// costs Postgres is printed, not asserted (`cargo test --release --test integration --
+/// merge_versions::the_emulated_merge --nocapture`; the figures are in docs/rewriting.md).
 #[test]
 fn the_emulated_merge_leaves_what_a_hand_written_one_leaves_and_prints_its_cost() {
     use std::time::Instant;

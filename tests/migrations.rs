@@ -4,10 +4,8 @@
 //! old version is in use. Clients here connect directly and set `viewgate.version` as the proxy
 //! does for its sessions.
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
+use crate::support;
 
 use migration_support::{
     at, base_columns, complete_now, rollback_now, seeded, start_text, triggers,

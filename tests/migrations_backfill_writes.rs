@@ -5,10 +5,7 @@
 //! cursor or past its high-water mark is filled all the same. Clients here connect directly
 //! and set `viewgate.version` as the proxy does for its sessions.
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
 
 use migration_support::seeded;
 use viewgate::control::migrate::start::start;

@@ -4,10 +4,8 @@
 //! trigger raises, caught where the proxy cannot see it (found by the thirty-eighth red-team
 //! pass). Clients here connect directly and set `viewgate.version` as the proxy does.
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
+use crate::support;
 
 use migration_support::{at, seeded, start_text};
 use support::exec;

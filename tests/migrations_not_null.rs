@@ -2,10 +2,8 @@
 //! of a column the live previous migration added NOT NULL (red-team pass 41, finding 9: both
 //! stand-in checks were named `<table>_<column>_not_null`).
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
+use crate::support;
 
 use migration_support::{at, base_columns, complete_now, seeded, start_text};
 use support::{exec, lines};

@@ -2,10 +2,8 @@
 //! the new version write and read the same rows, then complete (or roll back), as pgroll tests
 //! each of its operations. And a chain: v1, v2 and v3 live and writable at once.
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
+use crate::support;
 
 use migration_support::{
     at, base_columns, complete_now, rollback_now, seeded, start_text, triggers,

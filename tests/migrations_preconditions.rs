@@ -5,10 +5,8 @@
 //! column and no version row; each remedy the message gives lets the migration start. Against
 //! a real Postgres, migrations run in-process as in tests/migrations.rs.
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
+use crate::support;
 
 use migration_support::{base_columns, retype, seeded, start_text};
 use support::{Database, quick_locks};

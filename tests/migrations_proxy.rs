@@ -5,7 +5,7 @@
 //! treat its writes as the version it runs at — and keeps it while it holds statements
 //! prepared at it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -5,10 +5,8 @@
 //! after it. A rollback leaves nothing rebuilt behind. What cannot be rebuilt from the catalog
 //! alone is refused before any change. Against a real Postgres, migrations run in-process.
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
+use crate::support;
 
 use migration_support::{at, base_columns, complete_now, retype, rollback_now, seeded, start_text};
 use support::{Database, exec, lines};

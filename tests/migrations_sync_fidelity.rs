@@ -6,10 +6,8 @@
 //! whole (finding 4). Clients here connect directly and set `viewgate.version` as the proxy
 //! does for its sessions.
 
-#[path = "migrations/support.rs"]
-mod migration_support;
-#[path = "views/support.rs"]
-mod support;
+use crate::migration_support;
+use crate::support;
 
 use migration_support::{at, complete_now, rollback_now, start_text};
 use support::{Database, exec, lines};

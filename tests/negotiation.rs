@@ -4,7 +4,7 @@
 //! asking for the same kind twice is a protocol violation, as in Postgres. A replication
 //! connection is refused: its stream would carry base tables whole.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 

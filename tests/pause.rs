@@ -4,7 +4,7 @@
 //! transaction that never ends makes the pause time out, the gate reopens and the client is
 //! unaffected. The pause and switch endpoints refuse a missing or wrong token.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::Duration;

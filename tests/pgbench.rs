@@ -6,7 +6,7 @@
 //! the totals must add up, on the proxy's side and in the database. The same runs again with
 //! sessions on session threads (`session_threads`), one single-threaded runtime each.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! and stops reading queries; a proxy that stops reading results while it waits to write
 //! queries would deadlock where a direct connection does not.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

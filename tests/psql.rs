@@ -1,6 +1,6 @@
 //! psql through the proxy: simple protocol, multi-statement strings, \copy both ways.
 
-mod common;
+use crate::common;
 
 use common::{TestProxy, run_ok};
 

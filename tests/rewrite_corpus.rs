@@ -9,8 +9,7 @@
 //! (`rewrite_cached`), which must agree with `rewrite`. Each run is its own transaction, rolled back, with
 //! the sequences reset, so writes neither accumulate nor shift generated ids.
 
-#[path = "views/support.rs"]
-mod support;
+use crate::support;
 
 use std::fmt::Write as _;
 

@@ -3,7 +3,7 @@
 //! 1,000 connections, propagation to two proxies within 1 s, precedence (declared, enforce),
 //! user/CIDR/database matches, remove and set-weights, and the CLI's errors.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

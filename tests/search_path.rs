@@ -11,7 +11,7 @@
 //! `SELECT model_type` fails on the v1 view (and would succeed on the base table, which no
 //! statement here may read unrewritten).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! docs/operations.md recommends, can use the views but can neither read nor write the catalog,
 //! nor attach a version's write function to a table of its own.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -11,7 +11,7 @@
 //!   session may call only the large-object functions so (0A000 for `table_to_xml` and the
 //!   rest, and the session goes on); libpq's large-object API still works through the proxy.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

@@ -14,9 +14,8 @@
 //! `RESET ROLE`), and a result over the byte cap is counted too large (red-team pass 20b);
 //! with `shadow_catalog` a role reset by client code has no rights to use.
 
-mod common;
-#[path = "drivers/deps.rs"]
-mod deps;
+use crate::common;
+use crate::deps;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Graceful shutdown of the `viewgate serve` process: on SIGTERM it stops accepting, lets
 //! running work finish, and after `shutdown_timeout` closes what is left with 57P01.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! per version in the catalog, /metrics counts queries, errors by SQLSTATE class and latency
 //! per version, and a proxy that stops gracefully leaves the catalog.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

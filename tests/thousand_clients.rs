@@ -9,7 +9,7 @@
 //! `VG_BENCH_SECONDS` change the client count and the active window (not `VIEWGATE_*`: the
 //! proxy reads every such variable as configuration).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

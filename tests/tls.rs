@@ -7,7 +7,7 @@
 //! SCRAM-SHA-256-PLUS (channel binding cannot cross a TLS-terminating proxy), and a client that
 //! insists on channel binding fails promptly instead of hanging.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 //! extended (tokio-postgres, with parameters) protocols; two sessions upserting the same keys
 //! at once; what cannot be mapped is refused with 42601.
 
-mod common;
+use crate::common;
 
 use common::versions::{connect_with, psql, versioned_proxy};
 use tokio_postgres::Client;
@@ -223,8 +223,8 @@ fn what_cannot_be_mapped_is_refused_with_its_reason() {
 /// The emulated upsert against the same upsert written by hand on the base table: 1,000-row
 /// upserts at v2 (inserts, then updates), sent straight to the cluster as the proxy rewrites
 /// them, leave the same rows. What each costs Postgres, and a plain 1,000-row insert through
-/// the view's trigger, is printed, not asserted (`cargo test --release --test upsert_versions
-/// -- emulated_upsert --nocapture`; the figures are in docs/rewriting.md).
+/// the view's trigger, is printed, not asserted (`cargo test --release --test integration
+/// -- upsert_versions::the_emulated_upsert --nocapture`; the figures are in docs/rewriting.md).
 #[test]
 fn the_emulated_upsert_leaves_what_a_hand_written_one_leaves_and_prints_its_cost() {
     use std::time::Instant;

@@ -11,7 +11,7 @@
 //! is aborted and clients go on with A; sessions keep their settings, SQL- and protocol-level
 //! prepared statements across a move; a password login on B comes from `upstream_passfile`.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

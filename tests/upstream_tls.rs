@@ -1,7 +1,7 @@
 //! TLS between the proxy and Postgres: libpq's sslmode meanings, checked on a TLS-enabled
 //! throwaway cluster by asking the server itself whether the session is encrypted.
 
-mod common;
+use crate::common;
 
 use common::certs::TestCa;
 use common::raw;

@@ -4,7 +4,7 @@
 //! the versions from the catalog. A v1 and a v2 client share rows: v2 writes `model_type`, v1
 //! never sees it and its rows read as 'neural_network' under v2.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -8,9 +8,8 @@
 //! with the proxy's DSN and a direct admin DSN, and requires the lines saying what passed;
 //! then it checks the base table directly.
 
-mod common;
-#[path = "drivers/deps.rs"]
-mod deps;
+use crate::common;
+use crate::deps;
 
 use common::TestProxy;
 use common::versions::versioned_proxy;

@@ -1,8 +1,7 @@
 //! Bad specs and hostile conditions: each fails with a message naming what to fix, and leaves
 //! the database exactly as it was (failures are still recorded in the apply history).
 
-#[path = "views/support.rs"]
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

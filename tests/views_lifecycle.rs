@@ -1,8 +1,7 @@
 //! A version's life after the first apply: status and drift, repair, spec changes, retiring,
 //! the schema-per-version layout, `viewgate init`, and user templates, partly through the CLI.
 
-#[path = "views/support.rs"]
-mod support;
+use crate::support;
 
 use std::process::Command;
 

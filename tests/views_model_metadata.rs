@@ -2,8 +2,7 @@
 //! and write each other's rows, re-applying is a recorded no-op, and the routing map and the
 //! offline `views generate` output are what the docs promise.
 
-#[path = "views/support.rs"]
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,8 +1,7 @@
 //! Every schema change the spec supports, each applied to a real Postgres with a v1 and a v2
 //! client reading and writing through their own views and seeing each other's writes.
 
-#[path = "views/support.rs"]
-mod support;
+use crate::support;
 
 use support::{Database, exec, lines};
 use viewgate::catalog_read::load_routing_map;

@@ -1,7 +1,7 @@
 //! Client drivers for the driver tests, provisioned on first use so that plain `cargo test`
 //! works on a fresh machine: a Python venv (psycopg 3, asyncpg), node-postgres from npm, and
 //! Debian's pgJDBC jar. Everything lands under `target/driver-deps/`; each kind is built once,
-//! under a file lock (test binaries run in parallel), and marked ready with a stamp naming
+//! under a file lock (tests run in parallel), and marked ready with a stamp naming
 //! what was installed, so changing a pinned version re-provisions. A failed install fails the
 //! test with the installer's output; nothing is skipped.
 #![allow(dead_code)]
