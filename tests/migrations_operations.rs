@@ -875,7 +875,7 @@ column = "legacy_note"
     .await;
     assert!(
         error.contains(
-            "version quiet stores a hidden default in base column legacy_note of public.models"
+            "version quiet stores a hidden default in base column legacy_note (table models) by text, and after the contract that text would mean no base column"
         ),
         "{error}"
     );
@@ -894,4 +894,182 @@ column = "legacy_note"
         database.admin("SELECT legacy_note FROM models WHERE name = 'q'"),
         "from quiet"
     );
+}
+
+/// Found by the fifty-first red-team pass: one migration dropped (or renamed away) a column
+/// and gave its name to another column through `alter_column … rename_to`; the versions that
+/// remained named the first column by text and, after the contract, read and wrote the other.
+/// Now a name a column of the table has (or had earlier in the migration) is never given to
+/// another: the new column keeps the old one's name and the new version reads it under its
+/// new name.
+#[tokio::test]
+async fn alter_column_never_gives_a_column_the_name_of_another() {
+    let database = seeded(2).await;
+    let operations = migration(
+        r#"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "legacy_note"
+down = "'gone'"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+rename_to = "legacy_note"
+"#,
+    );
+    start_text(&database, "0002.toml", &operations)
+        .await
+        .expect("v2 starts");
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "UPDATE models_v2 SET legacy_note = 40 WHERE id = 2").await;
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,name:text!,size:bigint!",
+        "the new column is called what the old one was, not legacy_note"
+    );
+    assert_eq!(
+        lines(&v2, "SELECT id, legacy_note FROM models_v2 ORDER BY id").await,
+        ["1|1", "2|40"]
+    );
+}
+
+/// Found by the fifty-first red-team pass: a rename, then an alter of the renamed column, in
+/// one migration: the contract dropped the column by its old name, which the rename had
+/// already taken away, and failed every time. The alter now drops it by the name it has then.
+#[tokio::test]
+async fn a_column_renamed_then_altered_in_one_migration_completes() {
+    let database = seeded(2).await;
+    let operations = migration(
+        r#"
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "name"
+to = "title"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "title"
+type = "varchar(100)"
+"#,
+    );
+    start_text(&database, "0002.toml", &operations)
+        .await
+        .expect("v2 starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,size:integer!,legacy_note:text,title:character varying(100)!"
+    );
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT title FROM models_v2 ORDER BY id").await,
+        ["model-1", "model-2"]
+    );
+}
+
+/// What a remaining version names is checked by identity, not by name: a contract whose DDL
+/// (here a raw SQL step) renames a column away and adds another of its name would have the
+/// versions that remain read and write the new column by the old text. Refused; nothing
+/// changes.
+#[tokio::test]
+async fn a_contract_that_gives_a_remaining_versions_name_to_another_column_is_refused() {
+    let (database, error) = complete_refused_beside(
+        r#"[[versions]]
+name = "quiet"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size"]
+hidden_defaults = { legacy_note = "'from quiet'" }"#,
+        r#"
+[[operations]]
+op = "raw_sql"
+on_complete = true
+up = "ALTER TABLE public.models RENAME COLUMN legacy_note TO legacy_kept; ALTER TABLE public.models ADD COLUMN legacy_note text"
+"#,
+    )
+    .await;
+    assert!(
+        error.contains("base column legacy_note (table models) by text, and after the contract that text would mean base column(s) legacy_note, which the contract made of other columns"),
+        "{error}"
+    );
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,name:text!,size:integer!,legacy_note:text"
+    );
+}
+
+/// Found by the fifty-first red-team pass: an `up` naming a base column the previous version
+/// does not show was run by the backfill over the base table, where the hidden column exists,
+/// and copied its values into the new version (while every old-version insert failed in the
+/// sync trigger). `up` is now resolved over the previous version's columns alone; this one is
+/// refused at start, with Postgres's reason, and nothing changes.
+#[tokio::test]
+async fn an_up_naming_a_column_the_previous_version_hides_is_refused() {
+    let database = seeded(2).await;
+    database
+        .apply_text(&format!(
+            "{}\n{}",
+            migration_support::SPEC,
+            r#"[[versions]]
+name = "narrow"
+[[versions.tables]]
+base = "models"
+columns = ["id", { name = "title", from = "name" }, "size"]"#
+        ))
+        .await;
+    let before = base_columns(&database);
+    let leak = r#"
+version = "v2"
+from = "narrow"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "legacy_note"
+column = { name = "leak", type = "text" }
+"#;
+    let error = start_text(&database, "0002.toml", leak)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("the up expression for base column leak")
+            && error.contains("does not hold over the previous version's columns (column \"legacy_note\" does not exist)"),
+        "{error}"
+    );
+    // The previous version calls `name` title; spelled with Unicode escapes, the name could not
+    // be moved to the physical one, and would have read physical `title` had there been one.
+    let escaped = r#"
+version = "v2"
+from = "narrow"
+[[operations]]
+op = "add_column"
+table = "models"
+up = 'upper(U&"t\0069tle")'
+column = { name = "shout", type = "text" }
+"#;
+    let error = start_text(&database, "0002.toml", escaped)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("spells a name with Unicode escapes"),
+        "{error}"
+    );
+    let plain = escaped.replace(r#"upper(U&"t\0069tle")"#, "upper(title)");
+    start_text(&database, "0002.toml", &plain)
+        .await
+        .expect("the plain spelling starts");
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT shout FROM models_v2 ORDER BY id").await,
+        ["MODEL-1", "MODEL-2"]
+    );
+    assert_eq!(base_columns(&database), format!("{before},shout:text"));
 }

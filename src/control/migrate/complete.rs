@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
-use super::derive::{ColumnMap, MigrationPlan, Rename};
+use super::derive::{ColumnMap, MigrationPlan, Rename, rename_physical, rename_table_name};
 use super::error::MigrateError;
 use super::rebuild;
 use super::remaining;
@@ -117,6 +117,7 @@ async fn complete_once(
     catalog::set_local_lock_timeout(&transaction, record.migration.settings.lock_timeout).await?;
     catalog::try_apply_lock(&transaction).await?;
     rebuild::check_before_contract(&transaction, &record.plan).await?;
+    let meanings = remaining::Meanings::before(&transaction, &record.plan).await?;
     for table_sync in &record.plan.syncs {
         let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);
         run_sql(
@@ -148,7 +149,7 @@ async fn complete_once(
     if !record.plan.renames.is_empty() {
         follow_renames(&transaction, record, later, templates).await?;
     }
-    remaining::check(&transaction, &record.version).await?;
+    meanings.check(&transaction, &record.plan).await?;
     state::set_phase(&transaction, record.id, Phase::Completed).await?;
     record_event(
         &transaction,
@@ -305,38 +306,6 @@ fn old_side_of<'v>(
 fn rename_column_map(map: &mut ColumnMap, schema: &str, table: &str, renames: &[Rename]) {
     for (_, physical) in map.iter_mut() {
         rename_physical(physical, schema, table, renames);
-    }
-}
-
-fn rename_physical(column: &mut String, schema: &str, table: &str, renames: &[Rename]) {
-    for rename in renames {
-        if let Rename::Column {
-            schema: s,
-            table: t,
-            from,
-            to,
-        } = rename
-            && s == schema
-            && t == table
-            && column == from
-        {
-            *column = to.clone();
-        }
-    }
-}
-
-fn rename_table_name(name: &mut String, schema: &str, renames: &[Rename]) {
-    for rename in renames {
-        if let Rename::Table {
-            schema: s,
-            from,
-            to,
-        } = rename
-            && s == schema
-            && name == from
-        {
-            *name = to.clone();
-        }
     }
 }
 

@@ -20,11 +20,11 @@
 
 use tokio_postgres::GenericClient;
 
-use super::derive::{MigrationPlan, Replaced};
+use super::derive::{MigrationPlan, Replaced, TableSync};
 use super::error::MigrateError;
 use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
-use crate::control::quote::{quote_literal, quote_qualified};
+use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 
 /// Refuses `plan` if running it would change data no client wrote.
 pub async fn refuse_silent_damage(
@@ -37,6 +37,53 @@ pub async fn refuse_silent_damage(
     for backfill in &plan.backfills {
         refuse_update_triggers(client, &plan.version, &backfill.schema, &backfill.table).await?;
         refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
+    }
+    for sync in &plan.syncs {
+        refuse_names_beyond_the_version(client, &plan.version, sync).await?;
+    }
+    Ok(())
+}
+
+/// Refuses an `up` that names what the previous version does not have. The sync trigger
+/// knows only that version's columns, but the backfill runs `up` over the base table, where a
+/// name the version hides is a column all the same: the fifty-first red-team pass's `up =
+/// "schema_version::text"` (a column the version does not show) copied its values into the
+/// new version. So each `up` is evaluated (`LIMIT 0`, nothing read) over the previous
+/// version's columns alone, under its names, and what Postgres cannot resolve there refuses
+/// the migration with its own message. (A `down` names the new version's columns, which do
+/// not exist before the expand: not checked.)
+async fn refuse_names_beyond_the_version(
+    client: &impl GenericClient,
+    version: &str,
+    sync: &TableSync,
+) -> Result<(), MigrateError> {
+    let shaped: Vec<String> = sync
+        .up_columns
+        .iter()
+        .map(|(logical, physical)| format!("{} AS {}", quote_ident(physical), quote_ident(logical)))
+        .collect();
+    for assign in &sync.up {
+        // `up` is SQL by definition (the migration file's, as the trigger and backfill run it).
+        let probe = format!(
+            "SELECT ({}) FROM (SELECT {} FROM {}) AS {} LIMIT 0",
+            assign.expression,
+            shaped.join(", "),
+            quote_qualified(&sync.schema, &sync.table),
+            quote_ident(&sync.table)
+        );
+        if let Err(error) = client.batch_execute(&probe).await {
+            let reason = error
+                .as_db_error()
+                .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+            return Err(MigrateError::Refused {
+                version: version.to_owned(),
+                operation: format!("the up expression for base column {}", assign.target),
+                problem: format!(
+                    "`{}` does not hold over the previous version's columns ({reason}); `up` may name only what that version's clients see",
+                    assign.expression
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -300,9 +300,20 @@ impl Deriver<'_> {
                 op.unique == Some(true),
                 op.references.as_ref(),
             )?;
+            // `up` reads the previous version's columns, where an earlier operation of this
+            // migration may have called this one otherwise.
+            let name_before = self
+                .from
+                .table_named(&op.table)
+                .and_then(|table| {
+                    table.columns.iter().find(|column| {
+                        matches!(&column.source, ColumnSource::Physical { base_column: b } if *b == base_column)
+                    })
+                })
+                .map_or(op.column.as_str(), |column| column.name.as_str());
             let up = Assign {
                 target: physical.clone(),
-                expression: op.up.clone().unwrap_or_else(|| quote_ident(&op.column)),
+                expression: op.up.clone().unwrap_or_else(|| quote_ident(name_before)),
             };
             self.sync_entry(&managed).0.push(up.clone());
             self.backfill_entry(&managed).push(up);
@@ -329,11 +340,15 @@ impl Deriver<'_> {
                 rebuilt: Vec::new(),
                 dropped_along: Vec::new(),
             });
+            // An earlier operation of this migration may have renamed the old column; the
+            // contract runs the operations in order (the fifty-first red-team pass: a rename
+            // then an alter dropped the old name, which was gone).
+            let old_at_complete = self.renamed_at_complete(&managed, &base_column);
             self.plan_steps.complete.push(Step::new(
                 format!("drop the old {} (only older versions used it)", op.column),
                 format!(
                     "ALTER TABLE {table} DROP COLUMN {}",
-                    quote_ident(&base_column)
+                    quote_ident(&old_at_complete)
                 ),
             ));
             self.plan_steps.rollback.push(Step::new(
@@ -343,25 +358,38 @@ impl Deriver<'_> {
                     quote_ident(&physical)
                 ),
             ));
+            // The new column takes the old one's name once the old is dropped, or the name
+            // `rename_to` gives it if no column of the table has had that name. A name another
+            // column has (or had, before an earlier operation of this migration dropped or
+            // renamed it) is left to that column: versions that remain name it by text, and
+            // would read and write the new column under it (the fifty-first red-team pass).
+            // The new version then reads the column under its new name, as `physical_rename`
+            // leaves a taken name.
+            let final_name = if new_name == old_at_complete
+                || !self.physical_name_claimed(&managed, &live, &new_name)
+            {
+                new_name.clone()
+            } else {
+                old_at_complete
+            };
             let column = &mut self.definition.version.tables[index].columns[position];
-            column.name = new_name.clone();
+            column.name = new_name;
             column.source = ColumnSource::Physical {
                 base_column: physical.clone(),
             };
-            // The old column is gone by then, so its name is free for the new one.
             self.plan_steps.complete.push(Step::new(
-                format!("rename {physical} to {new_name}"),
+                format!("rename {physical} to {final_name}"),
                 format!(
                     "ALTER TABLE {table} RENAME COLUMN {} TO {}",
                     quote_ident(&physical),
-                    quote_ident(&new_name)
+                    quote_ident(&final_name)
                 ),
             ));
             self.plan_steps.renames.push(Rename::Column {
                 schema: managed.schema.clone(),
                 table: managed.name.clone(),
                 from: physical,
-                to: new_name,
+                to: final_name,
             });
             return Ok(());
         }

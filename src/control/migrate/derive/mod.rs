@@ -476,6 +476,29 @@ impl Deriver<'_> {
                 .is_some_and(|added| added.iter().any(|(column, _)| column == name))
     }
 
+    /// Whether a column of the table has `name`, had it before an earlier operation of this
+    /// migration dropped or renamed it, or is given it by one: a name that means a column.
+    fn physical_name_claimed(&self, managed: &ManagedTable, live: &BaseTable, name: &str) -> bool {
+        self.physical_taken(managed, live, name)
+            || self.plan_steps.renames.iter().any(|rename| {
+                matches!(rename, Rename::Column { schema, table, to, .. }
+                    if *schema == managed.schema && *table == managed.name && to == name)
+            })
+    }
+
+    /// What physical column `column` is called once the contract has run the renames this
+    /// migration's earlier operations planned (they run in order).
+    fn renamed_at_complete(&self, managed: &ManagedTable, column: &str) -> String {
+        let mut name = column.to_owned();
+        rename_physical(
+            &mut name,
+            &managed.schema,
+            &managed.name,
+            &self.plan_steps.renames,
+        );
+        name
+    }
+
     fn note_added(&mut self, managed: &ManagedTable, column: &str, type_name: &str) {
         self.added_columns
             .entry((managed.schema.clone(), managed.name.clone()))
@@ -517,7 +540,7 @@ impl Deriver<'_> {
     fn finish(self) -> Result<MigrationPlan, MigrateError> {
         let from_map = |schema: &str, table: &str| column_map(self.from, schema, table);
         let to_map = |schema: &str, table: &str| column_map(&self.definition, schema, table);
-        let syncs = self
+        let syncs: Vec<TableSync> = self
             .syncs
             .iter()
             .map(|((schema, table), (up, down))| TableSync {
@@ -529,6 +552,15 @@ impl Deriver<'_> {
                 down_columns: to_map(schema, table),
             })
             .collect();
+        for sync in &syncs {
+            refuse_untranslatable(&self.migration.version, "up", &sync.up, &sync.up_columns)?;
+            refuse_untranslatable(
+                &self.migration.version,
+                "down",
+                &sync.down,
+                &sync.down_columns,
+            )?;
+        }
         let mut backfills = Vec::new();
         for ((schema, table), assigns) in &self.backfills {
             let managed = ManagedTable {
@@ -571,6 +603,68 @@ impl Deriver<'_> {
             replaced: self.plan_steps.replaced,
             dropped: self.plan_steps.dropped,
         })
+    }
+}
+
+/// Refuses an `up` or `down` that names columns by the version's names where those differ from
+/// the physical ones, in a spelling [`sql::translatable`] cannot move to the physical names.
+fn refuse_untranslatable(
+    version: &str,
+    side: &str,
+    assigns: &[Assign],
+    names: &ColumnMap,
+) -> Result<(), MigrateError> {
+    if names.iter().all(|(logical, physical)| logical == physical) {
+        return Ok(());
+    }
+    match assigns
+        .iter()
+        .find(|assign| !sql::translatable(&assign.expression))
+    {
+        None => Ok(()),
+        Some(assign) => Err(MigrateError::Refused {
+            version: version.to_owned(),
+            operation: format!("the {side} expression for base column {}", assign.target),
+            problem: format!(
+                "`{}` spells a name with Unicode escapes (U&\"…\") or is text viewgate cannot tokenize, so it cannot be moved from the version's column names to the physical ones; spell column names plainly",
+                assign.expression
+            ),
+        }),
+    }
+}
+
+/// Renames physical column `column` of `schema.table` as `renames` do, in order (as the
+/// contract runs them).
+pub fn rename_physical(column: &mut String, schema: &str, table: &str, renames: &[Rename]) {
+    for rename in renames {
+        if let Rename::Column {
+            schema: s,
+            table: t,
+            from,
+            to,
+        } = rename
+            && s == schema
+            && t == table
+            && column == from
+        {
+            *column = to.clone();
+        }
+    }
+}
+
+/// Renames table `schema.name` as `renames` do.
+pub fn rename_table_name(name: &mut String, schema: &str, renames: &[Rename]) {
+    for rename in renames {
+        if let Rename::Table {
+            schema: s,
+            from,
+            to,
+        } = rename
+            && s == schema
+            && name == from
+        {
+            *name = to.clone();
+        }
     }
 }
 

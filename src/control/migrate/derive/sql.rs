@@ -59,6 +59,27 @@ pub fn over_physical(expression: &str, names: &[(String, String)]) -> String {
         .collect()
 }
 
+/// Whether [`over_physical`] can move `expression` to other names faithfully: its tokenizer
+/// reads it, and it has no identifier spelled with Unicode escapes (`U&"…"`), whose name the
+/// tokenizer does not decode (the fifty-first red-team pass: such a name was left as it was
+/// and read the physical column of that name, which the version does not have).
+pub fn translatable(expression: &str) -> bool {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, expression).tokenize() else {
+        return false;
+    };
+    !tokens.windows(3).any(|window| {
+        matches!(
+            window,
+            [Token::Word(u), Token::Ampersand, Token::Word(name)]
+                if u.quote_style.is_none()
+                    && u.value.eq_ignore_ascii_case("u")
+                    && name.quote_style == Some('"')
+        )
+    })
+}
+
 /// Whether `expression` is a constant: a literal, optionally signed or cast. Postgres adds a
 /// column with such a default without touching a row (the value is kept in the catalog), so
 /// existing rows need no backfill; any other default (a volatile one would rewrite the table
@@ -142,7 +163,16 @@ pub(super) fn column_sql(column: &ColumnDefinition) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::mentions;
+    use super::{mentions, translatable};
+
+    #[test]
+    fn unicode_escaped_identifiers_are_not_translatable() {
+        assert!(translatable("upper(name) || 'U&\"x\"'"));
+        assert!(translatable("u & \"flags\""));
+        assert!(!translatable("U&\"model\\005fversion\"::text"));
+        assert!(!translatable("u&\"name\" || 'x'"));
+        assert!(!translatable("'unterminated"));
+    }
 
     #[test]
     fn mentions_reads_identifiers_not_strings() {
