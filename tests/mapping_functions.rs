@@ -251,3 +251,79 @@ fn the_mapping_functions_are_inlined_into_the_statements_that_call_them() {
         }
     }
 }
+
+/// Found by the fifty-second red-team pass: a client called another version's mapping function
+/// by name (the functions are executable by every role, as the proxy's statements need), and
+/// one whose read expression held a subquery returned a hidden column's value for any key. The
+/// proxy calls them; a client naming one is refused, at any version.
+#[test]
+fn a_client_naming_a_mapping_function_is_refused() {
+    let proxy = proxy();
+    let read = proxy.admin(
+        "SELECT p.oid::regproc::text FROM pg_proc p
+          WHERE obj_description(p.oid, 'pg_proc') LIKE 'Managed by viewgate: part of the mapping%'
+            AND p.pronargs = 1 AND p.proargtypes[0] = 'public.items'::regtype LIMIT 1",
+    );
+    let read = read.trim();
+    assert!(read.contains("items_v1_map_"), "{read}");
+    for sql in [
+        format!("SELECT {read}(NULL::items)"),
+        format!("SELECT {read}(1, 'a', 'x', NULL, NULL)"),
+        format!("SELECT count(*) FROM items WHERE {read}(items.*) IS NOT NULL"),
+    ] {
+        let (output, succeeded) = run(&proxy, &sql);
+        assert!(!succeeded, "{sql}: {output}");
+        assert!(
+            output.contains("is one of viewgate's mapping functions"),
+            "{sql}: {output}"
+        );
+    }
+    // The upsert that calls them through the proxy still works.
+    let (output, succeeded) = run(
+        &proxy,
+        "INSERT INTO items (name, family) VALUES ('c', 'Gamma') ON CONFLICT (name) DO UPDATE SET family = excluded.family RETURNING family",
+    );
+    assert!(succeeded, "{output}");
+    assert!(output.contains("gamma"), "{output}");
+}
+
+/// Found by the fifty-second red-team pass: at any version, `pg_get_function_sqlbody` and
+/// `pg_get_function_arguments` printed the mapping functions' bodies (every version's
+/// expressions) and a read body's parameters (named as every base column), and
+/// `information_schema.parameters` listed those names. At a version, they are hidden as
+/// `pg_proc` hides the functions.
+#[test]
+fn the_function_printers_and_information_schema_hide_the_mapping_functions() {
+    let proxy = proxy();
+    let oids = proxy.admin(
+        "SELECT string_agg(p.oid::text, ',') FROM pg_proc p
+          WHERE obj_description(p.oid, 'pg_proc') LIKE 'Managed by viewgate: part of the mapping%'",
+    );
+    let oids = oids.trim();
+    assert!(!oids.is_empty());
+    let direct = proxy.admin(&format!(
+        "SELECT string_agg(pg_get_function_arguments(o), ' ') FROM unnest('{{{oids}}}'::oid[]) o"
+    ));
+    assert!(
+        direct.contains("secret text"),
+        "the real printer names base columns: {direct}"
+    );
+    let (output, succeeded) = run(
+        &proxy,
+        &format!(
+            "SELECT count(pg_get_function_arguments(o)) + count(pg_get_function_identity_arguments(o))
+                    + count(pg_get_function_result(o)) + count(pg_get_function_sqlbody(o))
+                    + count(pg_get_functiondef(o)) + count(pg_get_function_arg_default(o, 1))
+               FROM unnest('{{{oids}}}'::oid[]) o"
+        ),
+    );
+    assert!(succeeded, "{output}");
+    assert_eq!(output.trim(), "0", "printed at v1: {output}");
+    let (output, succeeded) = run(
+        &proxy,
+        "SELECT (SELECT count(*) FROM information_schema.routines WHERE routine_name LIKE 'items%')
+              + (SELECT count(*) FROM information_schema.parameters WHERE specific_name LIKE 'items%')",
+    );
+    assert!(succeeded, "{output}");
+    assert_eq!(output.trim(), "0", "listed at v1: {output}");
+}

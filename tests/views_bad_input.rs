@@ -324,3 +324,48 @@ async fn a_second_apply_while_one_runs_fails_fast() {
         "2"
     );
 }
+
+/// Found by the fifty-second red-team pass: a read expression over the whole row
+/// (`to_jsonb(items) - 'kind'`) leaves out the hidden columns the spec knows of, but shows
+/// every column the table gains later, a migration's copy of a hidden column among them.
+/// Refused at apply, in each spelling; naming the columns applies.
+#[tokio::test]
+async fn a_read_expression_over_the_whole_row_is_refused() {
+    let database = Database::start();
+    database.admin(BASE);
+    for expression in [
+        "(to_jsonb(items) - 'kind')::text",
+        "row_to_json(items.*)::text",
+        "(SELECT count(*) FROM (SELECT i FROM public.items i WHERE i.id = items.id) AS s)::text",
+    ] {
+        let path = database.spec_file(
+            "viewgate.toml",
+            &spec_with_v2_columns(&format!(
+                r#"["id", {{ name = "doc", expr = "{}" }}]"#,
+                expression.replace('"', "\\\"")
+            )),
+        );
+        let error = database
+            .apply(&path)
+            .await
+            .expect_err("a whole row")
+            .to_string();
+        assert!(
+            error.contains("version v2, table items")
+                && error.contains("reads a whole row of public.items"),
+            "{expression}: {error}"
+        );
+        assert_nothing_applied(&database);
+    }
+    let named = database.spec_file(
+        "named.toml",
+        &spec_with_v2_columns(
+            r#"["id", { name = "doc", expr = "jsonb_build_object('id', id, 'name', name)::text" }]"#,
+        ),
+    );
+    database.apply(&named).await.expect("named columns apply");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_views WHERE viewname = 'items_v2'"),
+        "1"
+    );
+}

@@ -134,6 +134,8 @@ pub const INFORMATION_SCHEMA_SUBSTITUTES: &[&str] = &[
     "check_constraints",
     "triggers",
     "triggered_update_columns",
+    "routines",
+    "parameters",
 ];
 /// The `information_schema` substitutes among those that list a table's columns (privileges,
 /// types, domains, generation): for a managed table, its version's view's own rows, so a
@@ -177,6 +179,11 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_identify_object_as_address",
     "pg_get_triggerdef",
     "pg_get_functiondef",
+    "pg_get_function_arguments",
+    "pg_get_function_identity_arguments",
+    "pg_get_function_result",
+    "pg_get_function_arg_default",
+    "pg_get_function_sqlbody",
     "pg_get_publication_tables",
     "current_query",
     "pg_stat_get_activity",

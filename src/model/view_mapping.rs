@@ -13,6 +13,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What a view's name takes to name its mapping functions, before their digest
+/// (`model_metadata_v2_map_f00682cdb3a2`): how `views apply` names them and how the rewriter
+/// knows a client naming one.
+pub const MAPPING_FUNCTION_INFIX: &str = "_map_";
+
 /// One view's mapping onto its base table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewMapping {

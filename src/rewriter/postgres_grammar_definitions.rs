@@ -148,6 +148,13 @@ impl Walker<'_> {
     /// (`query_functions.rs`), when that argument may name a managed table.
     pub(super) fn function_call(&mut self, call: &Tree) {
         let names = name_parts(call.get("funcname"));
+        if let [.., name] = names.as_slice()
+            && self.targets.names_mapping_function(name)
+        {
+            let schema = names.len().checked_sub(2).map(|at| names[at]);
+            self.other_version(call, schema, name);
+            return;
+        }
         // Another version's catalog substitutes print that version's columns and comments.
         if let [schema, name] = names.as_slice()
             && self.targets.is_other_versions_catalog(schema)

@@ -61,6 +61,13 @@ pub fn other_version(view: &str, version: &str) -> String {
     )
 }
 
+/// Why calling `function`, a version's mapping function, is refused.
+pub fn mapping_function(function: &str) -> String {
+    format!(
+        "\"{function}\" is one of viewgate's mapping functions, which the proxy calls where it writes a base table in a view's stead; a client does not call them (another version's compute that version's columns): name the managed table"
+    )
+}
+
 /// Why naming `table`, a managed table by a name version `version` does not give it, is
 /// refused in a session at that version.
 pub fn hidden_table(table: &str, version: &str) -> String {

@@ -329,6 +329,8 @@ fn check(
                     refusal::other_versions_catalog(schema, &reference.name, &targets.version)
                 } else if targets.is_hidden_table(reference.schema.as_deref(), &reference.name) {
                     refusal::hidden_table(&reference.name, &targets.version)
+                } else if targets.names_mapping_function(&reference.name) {
+                    refusal::mapping_function(&reference.name)
                 } else if targets.is_relative(reference.schema.as_deref(), &reference.name) {
                     refusal::relative(&reference.name, &targets.version)
                 } else {

@@ -30,6 +30,7 @@ pub(super) fn version_marks<'a>() -> impl Iterator<Item = &'a str> {
         .chain(READING_SETTERS)
         .map(|mark| -> &'a str { mark })
 }
+use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
 use crate::model::{RoutingMap, ViewMapping};
 
 /// A relation name as Postgres stores it: case-sensitive, after identifier folding.
@@ -199,6 +200,23 @@ impl VersionTargets {
         self.other_views
             .iter()
             .any(|view| view.name == name && schema.is_none_or(|schema| view.schema == schema))
+    }
+
+    /// Whether `name` is one of a version's mapping functions (`<view>_map_<digest>`,
+    /// `control::views::mapping_functions`): the proxy's own, which it calls where it writes
+    /// a base table in a view's stead. A client never does: another version's compute that
+    /// version's columns (the fifty-second red-team pass read a hidden column's value through
+    /// one whose expression held a subquery), and the parameters of a read's body are the
+    /// base table's columns.
+    pub fn names_mapping_function(&self, name: &str) -> bool {
+        self.targets
+            .iter()
+            .map(|target| &target.view)
+            .chain(&self.other_views)
+            .any(|view| {
+                name.strip_prefix(view.name.as_str())
+                    .is_some_and(|rest| rest.starts_with(MAPPING_FUNCTION_INFIX))
+            })
     }
 
     /// Whether `schema` (folded) holds catalog substitutes that are not this version's.

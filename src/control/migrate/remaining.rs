@@ -24,8 +24,8 @@ use super::error::MigrateError;
 use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::quote::quote_qualified;
-use crate::control::views::definition;
 use crate::control::views::spec::ColumnSource;
+use crate::control::views::{definition, validate};
 
 /// A base table's oid and the number of its column `$3`, if it has one.
 const COLUMN_SQL: &str = "
@@ -306,6 +306,15 @@ async fn resolve_expression(
         quote_qualified(schema, table)
     );
     transaction.batch_execute(&create).await.map_err(reason)?;
+    if validate::probe_reads_whole_row(transaction, PROBE_VIEW)
+        .await
+        .map_err(reason)?
+    {
+        return Err(
+            "it reads a whole row of the table, which changes with every column the table gains"
+                .to_owned(),
+        );
+    }
     let (table_oid, _) = column(transaction, schema, table, "")
         .await
         .map_err(|error| error.to_string())?;

@@ -26,9 +26,7 @@ use serde::Serialize;
 use super::checksum::sha256_hex;
 use crate::control::quote::quote_qualified;
 
-/// What a view's name takes to name its mapping functions, before their digest
-/// (`model_metadata_v2_map_f00682cdb3a2f3a9c0d2b7e`).
-pub const INFIX: &str = "_map_";
+pub use crate::model::view_mapping::MAPPING_FUNCTION_INFIX as INFIX;
 
 /// Hex digits of the digest in a function's name: 48 bits, so two functions of one view
 /// never share a name by chance in practice.

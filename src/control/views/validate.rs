@@ -96,6 +96,85 @@ pub async fn check_read_expressions(
     Ok(())
 }
 
+/// Refuses a read expression that reads a whole row of its table ([`reads_whole_row`]). Needs
+/// a transaction that may create a temporary view: `views apply`'s, not the dry run's.
+pub async fn refuse_whole_row_reads(
+    client: &impl GenericClient,
+    spec: &Spec,
+    plan: &Plan,
+) -> Result<(), ControlError> {
+    for view in plan.versions.iter().flat_map(|version| &version.views) {
+        for column in &view.columns {
+            let Some(expression) = &column.expression else {
+                continue;
+            };
+            let what = format!("expression of column {}", column.name);
+            let whole_row =
+                reads_whole_row(client, &view.base_schema, &view.base_table, expression)
+                    .await
+                    .map_err(|error| rejected(spec, view, &what, &error))?;
+            if whole_row {
+                return Err(ControlError::Rejected {
+                    file: spec.source.clone(),
+                    version: view.version.clone(),
+                    table: view.table_name.clone(),
+                    message: format!(
+                        "{what}: `{expression}` reads a whole row of {}.{}; what it reads would change with every column the table gains, hidden ones and a migration's copies of them too. Name the columns it reads",
+                        view.base_schema, view.base_table
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether view `view` (a probe of one expression) reads a whole row anywhere (`to_jsonb(t)`,
+/// `t.*`, a row passed to a function): Postgres stores such a reference in the view's rule as
+/// a variable of attribute number 0, and no string constant prints so in the rule's text.
+const WHOLE_ROW_SQL: &str = "
+SELECT pg_catalog.strpos(r.ev_action::pg_catalog.text, ':varattno 0 ') > 0
+  FROM pg_catalog.pg_rewrite r
+ WHERE r.ev_class = $1::pg_catalog.text::pg_catalog.regclass";
+
+/// Where an expression is compiled to be looked at: a temporary view.
+const EXPRESSION_PROBE: &str = "pg_temp.viewgate_expression_probe";
+
+/// Whether the temporary view `view` reads a whole row (see [`WHOLE_ROW_SQL`]).
+pub async fn probe_reads_whole_row(
+    client: &impl GenericClient,
+    view: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(WHOLE_ROW_SQL, &[&view])
+        .await?
+        .is_some_and(|row| row.get(0)))
+}
+
+/// Whether read expression `expression` over `schema.table` reads a whole row. What it reads
+/// then changes with every column the table gains: a hidden one, or the copy of a hidden
+/// column a migration's expand adds (the fifty-second red-team pass: `to_jsonb(model_metadata)
+/// - 'model_type'` showed `_vg_v7_model_type` once a migration retyped model_type).
+pub async fn reads_whole_row(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+    expression: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    // The spec's expression is SQL by definition, pasted as in the view it defines.
+    client
+        .batch_execute(&format!(
+            "CREATE TEMPORARY VIEW {EXPRESSION_PROBE} AS SELECT ({expression}) AS probe FROM {}",
+            quote_qualified(schema, table)
+        ))
+        .await?;
+    let whole_row = probe_reads_whole_row(client, EXPRESSION_PROBE).await?;
+    client
+        .batch_execute(&format!("DROP VIEW {EXPRESSION_PROBE}"))
+        .await?;
+    Ok(whole_row)
+}
+
 /// Compiles a trigger-backed view's write-back and hidden-default expressions the way its
 /// trigger will evaluate them, with `NEW` and `OLD` as rows of the view. plpgsql only checks
 /// these at the first write, which is too late. The view must exist already.
