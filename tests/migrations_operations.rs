@@ -786,6 +786,14 @@ type = "numeric"
     );
 }
 
+/// A version beside v1 that fills `legacy_note`, which it does not show, as a hidden default.
+const QUIET: &str = r#"[[versions]]
+name = "quiet"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size"]
+hidden_defaults = { legacy_note = "'from quiet'" }"#;
+
 /// A seeded database with `version` (a spec's `[[versions]]` entry) applied beside v1, the
 /// migration to v2 with `operations` started and made the default, and the error its
 /// complete is refused with.
@@ -859,12 +867,7 @@ to = "title"
 #[tokio::test]
 async fn a_drop_a_live_versions_hidden_default_needs_is_refused_at_complete() {
     let (database, error) = complete_refused_beside(
-        r#"[[versions]]
-name = "quiet"
-[[versions.tables]]
-base = "models"
-columns = ["id", "name", "size"]
-hidden_defaults = { legacy_note = "'from quiet'" }"#,
+        QUIET,
         r#"
 [[operations]]
 op = "drop_column"
@@ -981,12 +984,7 @@ type = "varchar(100)"
 #[tokio::test]
 async fn a_contract_that_gives_a_remaining_versions_name_to_another_column_is_refused() {
     let (database, error) = complete_refused_beside(
-        r#"[[versions]]
-name = "quiet"
-[[versions.tables]]
-base = "models"
-columns = ["id", "name", "size"]
-hidden_defaults = { legacy_note = "'from quiet'" }"#,
+        QUIET,
         r#"
 [[operations]]
 op = "raw_sql"

@@ -69,29 +69,38 @@ pub async fn check_names_are_free(
     Ok(())
 }
 
+/// Every read expression of the plan: its view, what a refusal calls it, the expression.
+fn read_expressions(plan: &Plan) -> impl Iterator<Item = (&ViewPlan, String, &str)> {
+    plan.versions
+        .iter()
+        .flat_map(|version| &version.views)
+        .flat_map(|view| {
+            view.columns.iter().filter_map(move |column| {
+                let expression = column.expression.as_deref()?;
+                Some((
+                    view,
+                    format!("expression of column {}", column.name),
+                    expression,
+                ))
+            })
+        })
+}
+
 /// Compiles every read expression against its base table without reading a row.
 pub async fn check_read_expressions(
     client: &impl GenericClient,
     spec: &Spec,
     plan: &Plan,
 ) -> Result<(), ControlError> {
-    for view in plan.versions.iter().flat_map(|version| &version.views) {
-        for column in &view.columns {
-            if let Some(expression) = &column.expression {
-                let sql = format!(
-                    "SELECT ({expression}) FROM {} LIMIT 0",
-                    quote_qualified(&view.base_schema, &view.base_table)
-                );
-                client.execute(sql.as_str(), &[]).await.map_err(|error| {
-                    rejected(
-                        spec,
-                        view,
-                        &format!("expression of column {}", column.name),
-                        &error,
-                    )
-                })?;
-            }
-        }
+    for (view, what, expression) in read_expressions(plan) {
+        let sql = format!(
+            "SELECT ({expression}) FROM {} LIMIT 0",
+            quote_qualified(&view.base_schema, &view.base_table)
+        );
+        client
+            .execute(sql.as_str(), &[])
+            .await
+            .map_err(|error| rejected(spec, view, &what, &error))?;
     }
     Ok(())
 }
@@ -103,27 +112,20 @@ pub async fn refuse_whole_row_reads(
     spec: &Spec,
     plan: &Plan,
 ) -> Result<(), ControlError> {
-    for view in plan.versions.iter().flat_map(|version| &version.views) {
-        for column in &view.columns {
-            let Some(expression) = &column.expression else {
-                continue;
-            };
-            let what = format!("expression of column {}", column.name);
-            let whole_row =
-                reads_whole_row(client, &view.base_schema, &view.base_table, expression)
-                    .await
-                    .map_err(|error| rejected(spec, view, &what, &error))?;
-            if whole_row {
-                return Err(ControlError::Rejected {
-                    file: spec.source.clone(),
-                    version: view.version.clone(),
-                    table: view.table_name.clone(),
-                    message: format!(
-                        "{what}: `{expression}` reads a whole row of {}.{}; what it reads would change with every column the table gains, hidden ones and a migration's copies of them too. Name the columns it reads",
-                        view.base_schema, view.base_table
-                    ),
-                });
-            }
+    for (view, what, expression) in read_expressions(plan) {
+        let whole_row = reads_whole_row(client, &view.base_schema, &view.base_table, expression)
+            .await
+            .map_err(|error| rejected(spec, view, &what, &error))?;
+        if whole_row {
+            return Err(ControlError::Rejected {
+                file: spec.source.clone(),
+                version: view.version.clone(),
+                table: view.table_name.clone(),
+                message: format!(
+                    "{what}: `{expression}` reads a whole row of {}.{}; what it reads would change with every column the table gains, hidden ones and a migration's copies of them too. Name the columns it reads",
+                    view.base_schema, view.base_table
+                ),
+            });
         }
     }
     Ok(())
