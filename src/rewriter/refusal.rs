@@ -20,7 +20,8 @@ impl Refusal {
     }
 }
 
-use super::postgres_grammar::Place;
+use super::postgres_grammar::{Place, Reference};
+use super::targets::VersionTargets;
 
 /// Why a statement whose reference stands at `place` is refused, if that place is one where
 /// viewgate refuses a managed table (`definitions.rs`).
@@ -52,6 +53,27 @@ pub fn catalog_definition(relation: &str, version: &str) -> String {
     format!(
         "a view's, rule's or policy's definition is not rewritten, and as written this one would keep reading the real \"{relation}\", which describes managed tables with columns version \"{version}\" does not have; query it directly, or create the definition over a direct connection"
     )
+}
+
+/// Why `reference`, to what is not this version's (another version's view, catalog or mapping
+/// function, a managed table by a name this version does not give it), is refused.
+pub fn not_this_versions(targets: &VersionTargets, reference: &Reference) -> String {
+    let (schema, name, version) = (
+        reference.schema.as_deref(),
+        &reference.name,
+        &targets.version,
+    );
+    if targets.is_other_versions_catalog(schema.unwrap_or_default()) {
+        other_versions_catalog(schema.unwrap_or_default(), name, version)
+    } else if targets.is_hidden_table(schema, name) {
+        hidden_table(name, version)
+    } else if targets.names_mapping_function(name) {
+        mapping_function(name)
+    } else if targets.is_relative(schema, name) {
+        relative(name, version)
+    } else {
+        other_version(name, version)
+    }
 }
 
 /// Why naming `view`, another version's view, is refused in a session at `version`.

@@ -323,19 +323,8 @@ fn check(
             });
         }
         if reference.place == Place::OtherVersion {
-            let schema = reference.schema.as_deref().unwrap_or_default();
             return Err(Failure {
-                reason: if targets.is_other_versions_catalog(schema) {
-                    refusal::other_versions_catalog(schema, &reference.name, &targets.version)
-                } else if targets.is_hidden_table(reference.schema.as_deref(), &reference.name) {
-                    refusal::hidden_table(&reference.name, &targets.version)
-                } else if targets.names_mapping_function(&reference.name) {
-                    refusal::mapping_function(&reference.name)
-                } else if targets.is_relative(reference.schema.as_deref(), &reference.name) {
-                    refusal::relative(&reference.name, &targets.version)
-                } else {
-                    refusal::other_version(&reference.name, &targets.version)
-                },
+                reason: refusal::not_this_versions(targets, reference),
                 offset: Some(reference.offset),
             });
         }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 mod columns;
 mod constraints;
+mod renames;
 mod sql;
 mod tables;
 
@@ -553,8 +554,8 @@ impl Deriver<'_> {
             })
             .collect();
         for sync in &syncs {
-            refuse_untranslatable(&self.migration.version, "up", &sync.up, &sync.up_columns)?;
-            refuse_untranslatable(
+            sql::refuse_untranslatable(&self.migration.version, "up", &sync.up, &sync.up_columns)?;
+            sql::refuse_untranslatable(
                 &self.migration.version,
                 "down",
                 &sync.down,
@@ -606,68 +607,6 @@ impl Deriver<'_> {
     }
 }
 
-/// Refuses an `up` or `down` that names columns by the version's names where those differ from
-/// the physical ones, in a spelling [`sql::translatable`] cannot move to the physical names.
-fn refuse_untranslatable(
-    version: &str,
-    side: &str,
-    assigns: &[Assign],
-    names: &ColumnMap,
-) -> Result<(), MigrateError> {
-    if names.iter().all(|(logical, physical)| logical == physical) {
-        return Ok(());
-    }
-    match assigns
-        .iter()
-        .find(|assign| !sql::translatable(&assign.expression))
-    {
-        None => Ok(()),
-        Some(assign) => Err(MigrateError::Refused {
-            version: version.to_owned(),
-            operation: format!("the {side} expression for base column {}", assign.target),
-            problem: format!(
-                "`{}` spells a name with Unicode escapes (U&\"…\") or is text viewgate cannot tokenize, so it cannot be moved from the version's column names to the physical ones; spell column names plainly",
-                assign.expression
-            ),
-        }),
-    }
-}
-
-/// Renames physical column `column` of `schema.table` as `renames` do, in order (as the
-/// contract runs them).
-pub fn rename_physical(column: &mut String, schema: &str, table: &str, renames: &[Rename]) {
-    for rename in renames {
-        if let Rename::Column {
-            schema: s,
-            table: t,
-            from,
-            to,
-        } = rename
-            && s == schema
-            && t == table
-            && column == from
-        {
-            *column = to.clone();
-        }
-    }
-}
-
-/// Renames table `schema.name` as `renames` do.
-pub fn rename_table_name(name: &mut String, schema: &str, renames: &[Rename]) {
-    for rename in renames {
-        if let Rename::Table {
-            schema: s,
-            from,
-            to,
-        } = rename
-            && s == schema
-            && name == from
-        {
-            *name = to.clone();
-        }
-    }
-}
-
 /// The logical names `definition` gives the physical columns of base table `schema.table`
 /// (physical columns only: expressions have nothing to read in a trigger).
 fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> ColumnMap {
@@ -693,4 +632,5 @@ fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> Colu
         .collect()
 }
 
+pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical};

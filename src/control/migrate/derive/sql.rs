@@ -3,6 +3,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::{Assign, ColumnMap};
+use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::ColumnDefinition;
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::spec::MAX_IDENTIFIER_BYTES;
@@ -78,6 +80,33 @@ pub fn translatable(expression: &str) -> bool {
                     && name.quote_style == Some('"')
         )
     })
+}
+
+/// Refuses an `up` or `down` that names columns by the version's names where those differ from
+/// the physical ones, in a spelling [`translatable`] cannot move to the physical names.
+pub(super) fn refuse_untranslatable(
+    version: &str,
+    side: &str,
+    assigns: &[Assign],
+    names: &ColumnMap,
+) -> Result<(), MigrateError> {
+    if names.iter().all(|(logical, physical)| logical == physical) {
+        return Ok(());
+    }
+    match assigns
+        .iter()
+        .find(|assign| !translatable(&assign.expression))
+    {
+        None => Ok(()),
+        Some(assign) => Err(MigrateError::Refused {
+            version: version.to_owned(),
+            operation: format!("the {side} expression for base column {}", assign.target),
+            problem: format!(
+                "`{}` spells a name with Unicode escapes (U&\"…\") or is text viewgate cannot tokenize, so it cannot be moved from the version's column names to the physical ones; spell column names plainly",
+                assign.expression
+            ),
+        }),
+    }
 }
 
 /// Whether `expression` is a constant: a literal, optionally signed or cast. Postgres adds a
