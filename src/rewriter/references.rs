@@ -238,7 +238,7 @@ impl<'a> Collector<'a> {
             self.unlocatable = true;
             return;
         };
-        let mut text = view_reference(self.targets, target);
+        let mut text = self.targets.view_reference(target);
         let mut range = range;
         if add_alias {
             if written.is_empty() {
@@ -340,7 +340,7 @@ impl<'a> Collector<'a> {
             self.refuse_view_definition(target, name);
             return;
         }
-        self.replace_name(name, view_reference(self.targets, target), true);
+        self.replace_name(name, self.targets.view_reference(target), true);
     }
 
     /// A view's definition names `target` at `name`: refused if it is a managed table (a
@@ -348,7 +348,7 @@ impl<'a> Collector<'a> {
     fn refuse_view_definition(&mut self, target: &ViewTarget, name: &ObjectName) {
         if self.targets.is_managed(target) {
             let offset = self.index.range(name.span()).map(|range| range.start);
-            let view = view_reference(self.targets, target);
+            let view = self.targets.view_reference(target);
             let reason = refusal::view_definition(&target.table.name, &self.targets.version, &view);
             self.refuse(reason, offset);
         }
@@ -402,7 +402,7 @@ impl<'a> Collector<'a> {
             self.unlocatable = true;
             return;
         };
-        let view = view_reference(self.targets, target);
+        let view = self.targets.view_reference(target);
         self.edits.push(Edit {
             range,
             text: format!("'{}'", view.replace('\'', "''")),
@@ -435,24 +435,6 @@ fn row_type_name(data_type: &DataType) -> Option<&ObjectName> {
         ) => row_type_name(inner),
         _ => None,
     }
-}
-
-/// How the rewritten statement names the view: always qualified with its schema. The rewriter
-/// has resolved the name on the session's search_path already; left unqualified, Postgres
-/// would resolve the view's name again, temporary schema first, and a relation or type the
-/// session made there under that name (before the version existed, or through a prepared
-/// `SELECT … INTO`) would be read in the view's place (the twenty-second red-team pass).
-/// The one exception: a name no schema on the session's known search_path holds
-/// (`VersionTargets::leaves_view_unqualified`), where Postgres alone would find nothing.
-pub fn view_reference(targets: &VersionTargets, target: &ViewTarget) -> String {
-    if targets.leaves_view_unqualified(target) {
-        return quote_identifier(&target.view.name);
-    }
-    format!(
-        "{}.{}",
-        quote_identifier(&target.view.schema),
-        quote_identifier(&target.view.name)
-    )
 }
 
 impl Visitor for Collector<'_> {

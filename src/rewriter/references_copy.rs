@@ -10,7 +10,7 @@ use super::super::identifier::{fold_identifier, quote_identifier};
 use super::super::lexer::{self, Kind};
 use super::super::splice::Edit;
 use super::super::targets::{BaseWrite, ViewTarget};
-use super::{Collector, view_reference};
+use super::Collector;
 
 /// A COPY statement's options that name columns (`FORCE_NOT_NULL`, `FORCE_NULL`, and the
 /// pre-9.0 `FORCE NOT NULL`).
@@ -67,7 +67,7 @@ impl Collector<'_> {
             self.unlocatable = true;
             return;
         };
-        let view = view_reference(self.targets, target);
+        let view = self.targets.view_reference(target);
         if !to
             && let Some(write) = self.targets.base_write(target)
             && !write.mapping.trigger_backed

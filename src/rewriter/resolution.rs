@@ -15,7 +15,7 @@
 //! read, and fails rather than falling through to the base table if that relation has gone
 //! since the map was loaded. A name no schema on the path holds is rewritten to the version's
 //! view, never left as written, and with the view's name unqualified (elsewhere it is always
-//! qualified: `references::view_reference`): were the proxy's idea of the path wrong (a change
+//! qualified: `VersionTargets::view_reference`): were the proxy's idea of the path wrong (a change
 //! it cannot see, such as a `set_config` inside a function), the name as written could reach
 //! the base table, while the view's name finds the view or nothing, as Postgres would.
 

@@ -14,7 +14,7 @@ use super::mention::{comment_after_quote, may_hide_a_name};
 use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::postgres_parser;
 use super::query_functions;
-use super::references::{Collector, NotCollected, view_reference};
+use super::references::{Collector, NotCollected};
 use super::refusal;
 use super::search_path_catalog;
 use super::splice::{self, Edit, TextIndex, Tokens};
@@ -331,7 +331,7 @@ fn check(
         let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name) else {
             continue;
         };
-        let view = view_reference(targets, target);
+        let view = targets.view_reference(target);
         if reference.place == Place::ViewDefinition && !targets.is_managed(target) {
             return Err(Failure {
                 reason: refusal::catalog_definition(&target.table.name, &targets.version),
@@ -498,7 +498,7 @@ fn edit_from_reference(
         _ => postgres_grammar::name_extent(sql, reference.offset),
     }
     .ok_or_else(|| cannot("in an unusual spelling"))?;
-    let mut view = view_reference(targets, target);
+    let mut view = targets.view_reference(target);
     let tokens = || text.tokens.get_or_init(|| Tokens::of(sql));
     let takes_alias = matches!(
         reference.place,

@@ -5,7 +5,6 @@ use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::Token;
 
 use super::identifier::fold_identifier;
-use super::references::view_reference;
 use super::splice::{Edit, TextIndex};
 use super::statements::StatementText;
 use super::targets::VersionTargets;
@@ -44,7 +43,7 @@ pub fn edits(statement: &StatementText, index: &TextIndex, targets: &VersionTarg
     else {
         return Vec::new();
     };
-    let text = view_reference(targets, target);
+    let text = targets.view_reference(target);
     vec![Edit {
         range: start..end,
         text,

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::identifier::quote_identifier;
 use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARKS, VERBOSE_MARK};
 use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::catalog_substitutes::{
@@ -495,6 +496,24 @@ impl VersionTargets {
         target.view.schema == target.table.schema
             && self.targets.contains(target)
             && self.unreached.contains(&target.table.name)
+    }
+
+    /// How the rewritten statement names the view: always qualified with its schema. The rewriter
+    /// has resolved the name on the session's search_path already; left unqualified, Postgres
+    /// would resolve the view's name again, temporary schema first, and a relation or type the
+    /// session made there under that name (before the version existed, or through a prepared
+    /// `SELECT … INTO`) would be read in the view's place (the twenty-second red-team pass).
+    /// The one exception: a name no schema on the session's known search_path holds
+    /// ([`Self::leaves_view_unqualified`]), where Postgres alone would find nothing.
+    pub fn view_reference(&self, target: &ViewTarget) -> String {
+        if self.leaves_view_unqualified(target) {
+            return quote_identifier(&target.view.name);
+        }
+        format!(
+            "{}.{}",
+            quote_identifier(&target.view.schema),
+            quote_identifier(&target.view.name)
+        )
     }
 }
 
