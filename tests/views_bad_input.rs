@@ -369,3 +369,48 @@ async fn a_read_expression_over_the_whole_row_is_refused() {
         "1"
     );
 }
+
+/// Found by the fifty-second red-team pass: a read expression naming a system column, or its
+/// table qualified with the schema, compiles in the view, but not over a row of the table as
+/// the mapping functions read it, so every upsert and MERGE at the (trigger-backed) version
+/// failed. Refused at apply with the reason; qualified by the table's name alone, it applies.
+#[tokio::test]
+async fn a_read_expression_that_needs_more_than_a_row_is_refused() {
+    let database = Database::start();
+    database.admin(BASE);
+    for (expression, postgres_says) in [
+        ("tableoid::regclass::text", "SQLSTATE 42703"),
+        ("upper(public.items.name)", "SQLSTATE 42P01"),
+    ] {
+        let path = database.spec_file(
+            "viewgate.toml",
+            &spec_with_v2_columns(&format!(
+                r#"["id", {{ name = "doc", expr = "{expression}" }}]"#
+            )),
+        );
+        let error = database
+            .apply(&path)
+            .await
+            .expect_err("more than a row")
+            .to_string();
+        assert!(
+            error.contains("version v2, table items")
+                && error.contains("cannot be computed from a row of public.items")
+                && error.contains(postgres_says),
+            "{expression}: {error}"
+        );
+        assert_nothing_applied(&database);
+    }
+    let qualified = database.spec_file(
+        "qualified.toml",
+        &spec_with_v2_columns(r#"["id", { name = "doc", expr = "upper(items.name)" }]"#),
+    );
+    database
+        .apply(&qualified)
+        .await
+        .expect("qualified by the table's name");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_views WHERE viewname = 'items_v2'"),
+        "1"
+    );
+}

@@ -11,7 +11,7 @@ use super::plan::{Plan, ViewPlan};
 use super::spec::Spec;
 use crate::control::catalog::CatalogObject;
 use crate::control::error::{ControlError, is_lock_timeout};
-use crate::control::quote::quote_qualified;
+use crate::control::quote::{quote_ident, quote_qualified};
 use crate::net::postgres_error::describe_postgres_error;
 
 /// Fails when a view or trigger function the plan creates would replace a relation or function
@@ -101,11 +101,52 @@ pub async fn check_read_expressions(
             .execute(sql.as_str(), &[])
             .await
             .map_err(|error| rejected(spec, view, &what, &error))?;
+        check_read_over_a_row(client, spec, view, &what, expression).await?;
     }
     Ok(())
 }
 
-/// Refuses a read expression that reads a whole row of its table ([`reads_whole_row`]). Needs
+/// Compiles read expression `expression`, which compiles over its base table, over a row of
+/// the table as the view's mapping functions read it where they cannot inline it (`SELECT
+/// (expr) FROM (SELECT ($1).*) AS <table>`: the table's own columns, under its bare name).
+/// A system column (`tableoid`) or the table qualified with its schema compiles in the view
+/// but not there, and the upserts and MERGEs the proxy writes at a trigger-backed version
+/// would fail on it at every call (the fifty-second red-team pass), so `views apply` refuses
+/// it with the reason.
+async fn check_read_over_a_row(
+    client: &impl GenericClient,
+    spec: &Spec,
+    view: &ViewPlan,
+    what: &str,
+    expression: &str,
+) -> Result<(), ControlError> {
+    // The spec's expression is SQL by definition, pasted as in the view it defines.
+    let sql = format!(
+        "SELECT ({expression}) FROM (SELECT * FROM {}) AS {} LIMIT 0",
+        quote_qualified(&view.base_schema, &view.base_table),
+        quote_ident(&view.base_table)
+    );
+    client.execute(sql.as_str(), &[]).await.map_err(|error| {
+        if is_lock_timeout(&error) {
+            return rejected(spec, view, what, &error);
+        }
+        ControlError::Rejected {
+            file: spec.source.clone(),
+            version: view.version.clone(),
+            table: view.table_name.clone(),
+            message: format!(
+                "{what}: `{expression}` cannot be computed from a row of {}.{}, as the upserts and MERGEs through a trigger-backed view compute it: {} Name the table's own columns, unqualified or qualified by the table's name alone; system columns (tableoid, ctid, xmin, …) are not part of a row",
+                view.base_schema,
+                view.base_table,
+                describe_postgres_error(&error)
+            ),
+        }
+    })?;
+    Ok(())
+}
+
+/// Refuses a read expression that reads a whole row of its table ([`reads_whole_row`]), or
+/// that cannot be read over a row of it ([`check_read_over_a_row`]). Needs
 /// a transaction that may create a temporary view: `views apply`'s, not the dry run's.
 pub async fn refuse_whole_row_reads(
     client: &impl GenericClient,
@@ -127,6 +168,7 @@ pub async fn refuse_whole_row_reads(
                 ),
             });
         }
+        check_read_over_a_row(client, spec, view, &what, expression).await?;
     }
     Ok(())
 }
