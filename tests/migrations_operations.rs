@@ -1071,3 +1071,66 @@ column = { name = "shout", type = "text" }
     );
     assert_eq!(base_columns(&database), format!("{before},shout:text"));
 }
+
+/// Found by the fifty-first red-team pass (not covered until now): a `down` naming a base
+/// column the new version does not show was run by the sync trigger over the base row, so a
+/// write at the new version filled the old version's column from a column it hides. `down` is
+/// now resolved over the new version's columns alone, inside the expand's transaction once the
+/// new columns exist; this one is refused with Postgres's reason, and nothing changes.
+#[tokio::test]
+async fn a_down_naming_a_column_the_new_version_hides_is_refused() {
+    let database = seeded(2).await;
+    database
+        .apply_text(&format!(
+            "{}\n{}",
+            migration_support::SPEC,
+            r#"[[versions]]
+name = "narrow"
+[[versions.tables]]
+base = "models"
+columns = ["id", { name = "title", from = "name" }, "size"]"#
+        ))
+        .await;
+    let before = base_columns(&database);
+    let leak = r#"
+version = "v2"
+from = "narrow"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "size"
+down = "length(legacy_note)"
+"#;
+    let error = start_text(&database, "0002.toml", leak)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("the down expression for base column size")
+            && error.contains(
+                "does not hold over the new version's columns (column \"legacy_note\" does not exist)"
+            ),
+        "{error}"
+    );
+    assert_eq!(base_columns(&database), before);
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM viewgate.versions WHERE version = 'v2'
+             UNION ALL SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              WHERE c.relname = 'models' AND NOT t.tgisinternal"
+        ),
+        "0\n0",
+        "nothing of the expand is left"
+    );
+    let plain = leak.replace("length(legacy_note)", "length(title)");
+    start_text(&database, "0002.toml", &plain)
+        .await
+        .expect("a down over the new version's columns starts");
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (id, title) VALUES (10, 'abc')").await;
+    let narrow = at(&database, "narrow").await;
+    assert_eq!(
+        lines(&narrow, "SELECT size FROM models_narrow WHERE id = 10").await,
+        ["3"]
+    );
+}

@@ -50,20 +50,56 @@ pub async fn refuse_silent_damage(
 /// "schema_version::text"` (a column the version does not show) copied its values into the
 /// new version. So each `up` is evaluated (`LIMIT 0`, nothing read) over the previous
 /// version's columns alone, under its names, and what Postgres cannot resolve there refuses
-/// the migration with its own message. (A `down` names the new version's columns, which do
-/// not exist before the expand: not checked.)
+/// the migration with its own message. A `down` names the new version's columns, which exist
+/// only once the expand has added them: [`refuse_downs_beyond_the_version`].
 async fn refuse_names_beyond_the_version(
     client: &impl GenericClient,
     version: &str,
     sync: &TableSync,
 ) -> Result<(), MigrateError> {
-    let shaped: Vec<String> = sync
-        .up_columns
+    refuse_names_beyond(client, version, sync, Side::Up).await
+}
+
+/// Refuses a `down` that names what the new version does not have, as
+/// [`refuse_names_beyond_the_version`] refuses such an `up`: each is evaluated over the new
+/// version's columns alone, under its names. Run inside `migrate start`'s expand transaction,
+/// after the expand's own statements (the new columns exist) and before its commit, so a
+/// refusal leaves nothing of the migration behind.
+pub async fn refuse_downs_beyond_the_version(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    for sync in &plan.syncs {
+        refuse_names_beyond(client, &plan.version, sync, Side::Down).await?;
+    }
+    Ok(())
+}
+
+/// Which of a sync's expressions: `up` (over the previous version's columns) or `down` (over
+/// the new version's).
+#[derive(Clone, Copy)]
+enum Side {
+    Up,
+    Down,
+}
+
+async fn refuse_names_beyond(
+    client: &impl GenericClient,
+    version: &str,
+    sync: &TableSync,
+    side: Side,
+) -> Result<(), MigrateError> {
+    let (assigns, columns, name, whose) = match side {
+        Side::Up => (&sync.up, &sync.up_columns, "up", "the previous version"),
+        Side::Down => (&sync.down, &sync.down_columns, "down", "the new version"),
+    };
+    let shaped: Vec<String> = columns
         .iter()
         .map(|(logical, physical)| format!("{} AS {}", quote_ident(physical), quote_ident(logical)))
         .collect();
-    for assign in &sync.up {
-        // `up` is SQL by definition (the migration file's, as the trigger and backfill run it).
+    for assign in assigns {
+        // `up` and `down` are SQL by definition (the migration file's, as the triggers and the
+        // backfill run them).
         let probe = format!(
             "SELECT ({}) FROM (SELECT {} FROM {}) AS {} LIMIT 0",
             assign.expression,
@@ -77,9 +113,9 @@ async fn refuse_names_beyond_the_version(
                 .map_or_else(|| error.to_string(), |db| db.message().to_owned());
             return Err(MigrateError::Refused {
                 version: version.to_owned(),
-                operation: format!("the up expression for base column {}", assign.target),
+                operation: format!("the {name} expression for base column {}", assign.target),
                 problem: format!(
-                    "`{}` does not hold over the previous version's columns ({reason}); `up` may name only what that version's clients see",
+                    "`{}` does not hold over {whose}'s columns ({reason}); `{name}` may name only what that version's clients see",
                     assign.expression
                 ),
             });
