@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::raw::{self, PROTOCOL_3_0};
-use common::{TestProxy, wait_until};
+use common::{TestProxy, versions, wait_until};
 use viewgate::pg_cluster::ClusterOptions;
 
 /// Asserts that a fresh, well-behaved client still gets served.
@@ -319,4 +319,64 @@ fn upstream_down_gives_an_error_and_recovery_is_immediate() {
     );
     proxy.cluster.restart().unwrap();
     assert_still_serving(&proxy);
+}
+
+/// Found by the fifty-third red-team pass: one statement naming a managed table with a
+/// 30,000-term `AND` chain overflowed a worker thread's stack, and the abort ended every
+/// session. It is answered now, through both protocols; a chain past the rewriter's limit is
+/// refused (42601) and only that statement fails; the bystander at another version goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deep_operator_chain_is_answered_or_refused_and_the_proxy_keeps_serving() {
+    let proxy = versions::versioned_proxy();
+    let bystander = versions::connect_with(&proxy, "-c%20viewgate.version%3Dv2").await;
+    let client = versions::connect_with(&proxy, "-c%20viewgate.version%3Dv1").await;
+    let chain = |terms: usize| {
+        format!(
+            "SELECT count(*) FROM model_metadata WHERE true{}",
+            " AND true".repeat(terms)
+        )
+    };
+    let expected: i64 = client
+        .query_one("SELECT count(*) FROM model_metadata", &[])
+        .await
+        .expect("a plain count")
+        .get(0);
+    let simple = client
+        .simple_query(&chain(30_000))
+        .await
+        .expect("the simple protocol answers");
+    let counted = simple.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(counted, Some(expected.to_string()));
+    let extended: i64 = client
+        .query_one(chain(30_000).as_str(), &[])
+        .await
+        .expect("the extended protocol answers")
+        .get(0);
+    assert_eq!(extended, expected);
+    let error = client
+        .simple_query(&chain(60_000))
+        .await
+        .expect_err("past the limit");
+    let db_error = error.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db_error.code().code(), "42601", "{db_error:?}");
+    assert!(
+        db_error
+            .message()
+            .contains("more than the 100000 viewgate reads"),
+        "{db_error:?}"
+    );
+    let still: i64 = client
+        .query_one("SELECT count(*) FROM model_metadata", &[])
+        .await
+        .expect("the session goes on")
+        .get(0);
+    assert_eq!(still, expected);
+    let other = bystander
+        .query_one("SELECT count(*) FROM model_metadata", &[])
+        .await
+        .expect("the bystander goes on");
+    assert_eq!(other.get::<_, i64>(0), expected);
 }

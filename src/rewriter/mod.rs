@@ -26,6 +26,7 @@ pub mod cache;
 pub mod coverage;
 pub mod definitions;
 pub mod error_detail;
+pub mod expression_depth;
 pub mod identifier;
 pub mod lexer;
 pub mod lexer_agreement;

@@ -7,6 +7,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::coverage::Coverage;
+use super::expression_depth;
 use super::identifier::fold_identifier;
 use super::lexer;
 use super::lexer_agreement;
@@ -597,29 +598,45 @@ fn parsed_edits(
     index: &TextIndex,
     targets: &VersionTargets,
 ) -> Result<Vec<Edit>, NotParsed> {
-    let parsed = Parser::new(&PostgreSqlDialect {})
-        .with_tokens_with_locations(statements::parser_tokens(statement))
-        .parse_statements()
-        .map_err(|e| {
-            let (reason, location) = parser_reason(&e.to_string());
-            NotParsed::Parser(reason, location)
-        })?;
-    let mut edits = Vec::new();
-    for parsed_statement in &parsed {
-        let found = Collector::new(sql, index, targets)
-            .collect(parsed_statement)
-            .map_err(|not| match not {
-                NotCollected::Unlocatable => NotParsed::Parser(
-                    "a table reference could not be located in the text".to_owned(),
-                    None,
-                ),
-                NotCollected::Refused(refusal) => {
-                    NotParsed::Refused(refusal.reason, refusal.offset)
-                }
-            })?;
-        edits.extend(found);
+    let depth = expression_depth::depth_bound(&statement.tokens);
+    if depth > expression_depth::MAX_EXPRESSION_DEPTH {
+        return Err(NotParsed::Refused(
+            format!(
+                "its expressions may nest {depth} levels deep, more than the {} viewgate reads; split the expression (a long AND/OR chain into an IN list or a join, say)",
+                expression_depth::MAX_EXPRESSION_DEPTH
+            ),
+            statement
+                .tokens
+                .first()
+                .and_then(|t| index.offset(t.span.start)),
+        ));
     }
-    Ok(edits)
+    // The tree is built, walked and dropped on the stack its depth needs.
+    expression_depth::on_expression_stack(depth, || {
+        let parsed = Parser::new(&PostgreSqlDialect {})
+            .with_tokens_with_locations(statements::parser_tokens(statement))
+            .parse_statements()
+            .map_err(|e| {
+                let (reason, location) = parser_reason(&e.to_string());
+                NotParsed::Parser(reason, location)
+            })?;
+        let mut edits = Vec::new();
+        for parsed_statement in &parsed {
+            let found = Collector::new(sql, index, targets)
+                .collect(parsed_statement)
+                .map_err(|not| match not {
+                    NotCollected::Unlocatable => NotParsed::Parser(
+                        "a table reference could not be located in the text".to_owned(),
+                        None,
+                    ),
+                    NotCollected::Refused(refusal) => {
+                        NotParsed::Refused(refusal.reason, refusal.offset)
+                    }
+                })?;
+            edits.extend(found);
+        }
+        Ok(edits)
+    })
 }
 
 /// sqlparser reports positions inside its message ("... at Line: 1, Column: 15").

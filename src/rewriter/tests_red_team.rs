@@ -327,3 +327,43 @@ fn a_text_read_for_a_mark_that_no_parser_reads_is_refused_as_postgres_rejects_it
     );
     assert_eq!(error.position, Some(1));
 }
+
+/// Found by the fifty-third red-team pass: a 30,000-term `AND` chain naming a managed table
+/// overflowed a 2 MiB worker thread's stack in the walks over sqlparser's left-deep tree, and
+/// the abort ended every session. Now it is rewritten on a stack sized for it, and a chain
+/// deeper than the limit is refused; on a thread with a worker's stack, neither aborts.
+#[test]
+fn a_long_operator_chain_is_rewritten_or_refused_never_overflowing_the_stack() {
+    const WORKER_STACK: usize = 2 * 1024 * 1024;
+    let chain = |terms: usize, operator: &str| {
+        format!(
+            "SELECT 1 FROM model_metadata WHERE true{}",
+            format!(" {operator} true").repeat(terms)
+        )
+    };
+    let outcomes = std::thread::Builder::new()
+        .stack_size(WORKER_STACK)
+        .spawn(move || {
+            let targets = v2();
+            [
+                rewrite(&chain(30_000, "AND"), &targets),
+                rewrite(&chain(30_000, "OR"), &targets),
+                rewrite(&chain(60_000, "AND"), &targets),
+            ]
+        })
+        .expect("a thread")
+        .join()
+        .expect("no overflow");
+    for outcome in &outcomes[..2] {
+        let Ok(Rewrite::Rewritten(sql)) = outcome else {
+            panic!("rewritten: {outcome:?}");
+        };
+        assert!(sql.starts_with("SELECT 1 FROM public.model_metadata_v2 AS model_metadata"));
+    }
+    let error = outcomes[2].as_ref().expect_err("too deep");
+    assert!(
+        error.reason.contains("more than the 100000 viewgate reads"),
+        "{error}"
+    );
+    assert_eq!(error.position, Some(1));
+}

@@ -21,7 +21,9 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::postgres_reading;
 pub use super::skip::Skip;
+use crate::rewriter::expression_depth::on_expression_stack;
 use crate::rewriter::mention::may_hide_a_name;
+use crate::rewriter::postgres_grammar::MAX_CHECKED_BYTES;
 use crate::rewriter::query_functions;
 use crate::rewriter::shape::readable;
 
@@ -53,6 +55,16 @@ pub struct Eligible {
 /// `bound`: the statement came with the client's parameters (extended protocol), so `$n`
 /// placeholders can be filled.
 pub fn classify(sql: &str, bound: bool) -> Result<Eligible, Skip> {
+    // Postgres's reading below refuses a longer text anyway; refused first, the length bounds
+    // the depth of sqlparser's tree, whose walks recurse once a level (a 30,000-term chain
+    // overflowed a worker's stack: the fifty-third red-team pass).
+    if sql.len() > MAX_CHECKED_BYTES {
+        return Err(Skip::TooLong);
+    }
+    on_expression_stack(sql.len(), || classify_parsed(sql, bound))
+}
+
+fn classify_parsed(sql: &str, bound: bool) -> Result<Eligible, Skip> {
     // sqlparser reads `U&"set\005fconfig"(…)` as a column, `&` and a call of a function of
     // that literal name, which the volatility check cannot find; Postgres calls set_config
     // (the twenty-second red-team pass left the client's role so).
