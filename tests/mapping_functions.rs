@@ -287,6 +287,77 @@ fn a_client_naming_a_mapping_function_is_refused() {
     assert!(output.contains("gamma"), "{output}");
 }
 
+/// Found by the fifty-third red-team pass: the refusal above held for statements, but a
+/// function's, procedure's or DO block's body called the mapping function all the same, and a
+/// client owning the functions replaced or renamed another version's (whose upserts then
+/// returned what it chose). Both are refused now, and the functions stay as they were.
+#[test]
+fn a_mapping_function_is_neither_named_in_a_body_nor_replaced_renamed_or_dropped() {
+    let proxy = proxy();
+    let read = proxy.admin(
+        "SELECT p.oid::regproc::text FROM pg_proc p
+          WHERE obj_description(p.oid, 'pg_proc') LIKE 'Managed by viewgate: part of the mapping%'
+            AND p.pronargs = 1 AND p.proargtypes[0] = 'public.items'::regtype LIMIT 1",
+    );
+    // Printed qualified (the name is overloaded); the bare name is what a body would spell.
+    let read = read.trim().trim_start_matches("public.");
+    let functions = || {
+        proxy.admin(
+            "SELECT string_agg(p.oid::regprocedure::text || md5(p.prosrc), ',' ORDER BY p.oid)
+               FROM pg_proc p WHERE p.proname LIKE 'items\\_v%\\_map\\_%'",
+        )
+    };
+    let before = functions();
+    assert!(before.contains(read), "{read}: {before}");
+    let escaped_tail = format!(
+        "{}\\x{:x}",
+        &read[..read.len() - 1],
+        read.as_bytes()[read.len() - 1]
+    );
+    for sql in [
+        format!(
+            "CREATE FUNCTION peek1() RETURNS text LANGUAGE sql AS $$ SELECT {read}(NULL::items) $$"
+        ),
+        format!(
+            "CREATE FUNCTION peek2() RETURNS text LANGUAGE sql AS E'SELECT {escaped_tail}(NULL::items)'"
+        ),
+        format!(
+            "CREATE FUNCTION peek3() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN public.{read}(NULL::items); END $$"
+        ),
+        format!("CREATE PROCEDURE peek4() LANGUAGE sql AS $$ SELECT {read}(NULL::items) $$"),
+        format!("DO $$ BEGIN RAISE NOTICE 'peek %', {read}(NULL::items); END $$"),
+    ] {
+        let (output, succeeded) = run(&proxy, &sql);
+        assert!(!succeeded, "{sql}: {output}");
+        assert!(
+            output.contains("body is not rewritten") && !output.contains("peek "),
+            "{sql}: {output}"
+        );
+    }
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM pg_proc WHERE proname LIKE 'peek%'"),
+        "0"
+    );
+    for sql in [
+        format!(
+            "CREATE OR REPLACE FUNCTION public.{read}(m items) RETURNS text LANGUAGE sql AS $$ SELECT 'chosen' $$"
+        ),
+        format!("ALTER FUNCTION {read}(items) RENAME TO mine"),
+        format!("ALTER FUNCTION \"{read}\"(items) OWNER TO CURRENT_USER"),
+        format!("DROP FUNCTION {read}(items)"),
+        format!("COMMENT ON FUNCTION {read}(items) IS 'mine'"),
+        format!("GRANT EXECUTE ON FUNCTION {read}(items) TO PUBLIC"),
+    ] {
+        let (output, succeeded) = run(&proxy, &sql);
+        assert!(!succeeded, "{sql}: {output}");
+        assert!(
+            output.contains("is one of viewgate's mapping functions"),
+            "{sql}: {output}"
+        );
+    }
+    assert_eq!(functions(), before, "every mapping function as it was");
+}
+
 /// Found by the fifty-second red-team pass: at any version, `pg_get_function_sqlbody` and
 /// `pg_get_function_arguments` printed the mapping functions' bodies (every version's
 /// expressions) and a read body's parameters (named as every base column), and

@@ -30,6 +30,7 @@ use crate::model::catalog_substitutes::{
     INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS,
     SET_CONFIG, SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,
 };
+use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
 
 /// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.
 /// `CreateSchemaStmt` holds `CREATE TABLE` / `CREATE VIEW` elements.
@@ -63,8 +64,8 @@ pub const UNTAGGED_TYPE_FIELDS: &[&str] = &[
 /// spelled with Unicode escapes (`U&"model\005fmetadata"`, which could spell any name: taken
 /// to name the first managed table). A name qualified with another identifier
 /// (`tenant.model_metadata`, a column `m.model_metadata`) is some other relation; one whose
-/// qualifier cannot be read (a comment before the dot) counts. Returns the byte offset in
-/// `body`.
+/// qualifier cannot be read (a comment before the dot) counts. Another version's view and any
+/// version's mapping function count too. Returns the byte offset in `body`.
 pub fn body_mention<'t>(
     body: &str,
     targets: &'t VersionTargets,
@@ -94,6 +95,24 @@ pub fn body_mention<'t>(
     for view in targets.other_views() {
         let at = find_all_ignore_ascii_case(bytes, view.name.as_bytes())
             .find(|&at| names_at(bytes, at, view.name.len()));
+        if let (Some(at), Some(first)) = (at, targets.managed().first())
+            && found.is_none_or(|(earlier, _)| at < earlier)
+        {
+            found = Some((at, first));
+        }
+    }
+    // A mapping function, any version's (`<view>_map_<digest>`): a client does not call them
+    // (`refusal::mapping_function`), in a body no more than in a statement (the fifty-third
+    // red-team pass called another version's read from a function and a DO block).
+    for view in targets
+        .managed()
+        .iter()
+        .map(|target| &target.view)
+        .chain(targets.other_views())
+    {
+        let prefix = format!("{}{MAPPING_FUNCTION_INFIX}", view.name);
+        let at = find_all_ignore_ascii_case(bytes, prefix.as_bytes())
+            .find(|&at| !is_identifier_byte(at.checked_sub(1).and_then(|i| bytes.get(i).copied())));
         if let (Some(at), Some(first)) = (at, targets.managed().first())
             && found.is_none_or(|(earlier, _)| at < earlier)
         {

@@ -296,6 +296,9 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         if !read {
             walker.column_types_in(statement);
         }
+        if !fields.first().is_some_and(|(kind, _)| rewritable(kind)) {
+            walker.mapping_function_objects(statement, stmt_location(raw));
+        }
         if read {
             walker.walk(statement);
             if !targets.managed().is_empty() && explains_verbosely(statement) {

@@ -144,6 +144,49 @@ impl Walker<'_> {
         });
     }
 
+    /// A mapping function named as an object (`CREATE OR REPLACE FUNCTION`, `ALTER FUNCTION
+    /// … RENAME TO` / `OWNER TO` / `SET SCHEMA`, `DROP`, `COMMENT ON`, `GRANT … ON FUNCTION`),
+    /// in a statement starting at `from`: a client that owns them replaced another version's
+    /// read, and that version's upserts returned what it chose (the fifty-third red-team
+    /// pass). They are the proxy's, as calling them is (`function_call`).
+    pub(super) fn mapping_function_objects(&mut self, tree: &Tree, from: usize) {
+        match tree {
+            Tree::Array(items) => items
+                .iter()
+                .for_each(|item| self.mapping_function_objects(item, from)),
+            Tree::Object(fields) => {
+                for (key, child) in fields {
+                    let names = match key.as_ref() {
+                        "ObjectWithArgs" => name_parts(child.get("objname")),
+                        "CreateFunctionStmt" => name_parts(child.get("funcname")),
+                        _ => Vec::new(),
+                    };
+                    if let [.., name] = names.as_slice()
+                        && self.targets.names_mapping_function(name)
+                    {
+                        // An object's name has no location of its own: where the text spells it.
+                        let offset = self
+                            .sql
+                            .get(from..)
+                            .and_then(|rest| {
+                                find_all_ignore_ascii_case(rest.as_bytes(), name.as_bytes()).next()
+                            })
+                            .map_or(from, |at| from + at);
+                        self.found.push(Reference {
+                            offset,
+                            schema: names.len().checked_sub(2).map(|at| names[at].to_owned()),
+                            name: (*name).to_owned(),
+                            aliased: false,
+                            place: Place::OtherVersion,
+                        });
+                    }
+                    self.mapping_function_objects(child, from);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// A call of a built-in that reads relations named in an argument
     /// (`query_functions.rs`), when that argument may name a managed table.
     pub(super) fn function_call(&mut self, call: &Tree) {

@@ -86,7 +86,7 @@ pub fn other_version(view: &str, version: &str) -> String {
 /// Why calling `function`, a version's mapping function, is refused.
 pub fn mapping_function(function: &str) -> String {
     format!(
-        "\"{function}\" is one of viewgate's mapping functions, which the proxy calls where it writes a base table in a view's stead; a client does not call them (another version's compute that version's columns): name the managed table"
+        "\"{function}\" is one of viewgate's mapping functions, which the proxy calls where it writes a base table in a view's stead; a client does not call, replace, rename or drop them, nor name them in a body (another version's compute that version's columns): name the managed table"
     )
 }
 
