@@ -1134,3 +1134,104 @@ down = "length(legacy_note)"
         ["3"]
     );
 }
+
+/// Found by the fifty-third red-team pass: an `up` reading the base table in a subquery
+/// (`(SELECT s.secret FROM public.t s …)`, a row of it) resolves over the previous version's
+/// columns all the same, and copied a hidden column into the new version. What each `up` and
+/// `down` reads is now looked at (a temporary view of it, in the expand's transaction): a
+/// column of the table beyond the version's, or a whole row, refuses it, and nothing changes.
+#[tokio::test]
+async fn an_up_or_down_reading_a_hidden_column_through_a_subquery_is_refused() {
+    let database = seeded(2).await;
+    database.admin("UPDATE models SET legacy_note = 'hidden-' || id");
+    database
+        .apply_text(&format!(
+            "{}\n{}",
+            migration_support::SPEC,
+            r#"[[versions]]
+name = "narrow"
+[[versions.tables]]
+base = "models"
+columns = ["id", { name = "title", from = "name" }, "size"]"#
+        ))
+        .await;
+    let before = base_columns(&database);
+    let add = |up: &str| {
+        format!(
+            r#"
+version = "v2"
+from = "narrow"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "{up}"
+column = {{ name = "leak", type = "text" }}
+"#
+        )
+    };
+    let drop_size = |down: &str| {
+        format!(
+            r#"
+version = "v2"
+from = "narrow"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "size"
+down = "{down}"
+"#
+        )
+    };
+    for (file, expected) in [
+        (
+            add("(SELECT s.legacy_note FROM public.models s ORDER BY s.id LIMIT 1)"),
+            "the up expression for base column leak",
+        ),
+        (
+            add("(SELECT ROW(x.*)::text FROM public.models x LIMIT 1)"),
+            "the up expression for base column leak",
+        ),
+        (
+            drop_size("(SELECT length(s.legacy_note) FROM public.models s WHERE s.id = id)"),
+            "the down expression for base column size",
+        ),
+    ] {
+        let error = start_text(&database, "0002.toml", &file)
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains(expected)
+                && error.contains("reads column(s)")
+                && error.contains("legacy_note of public.models, beyond"),
+            "{file}: {error}"
+        );
+        assert_eq!(base_columns(&database), before);
+    }
+    let whole_row = add("(SELECT to_jsonb(x)::text FROM public.models x LIMIT 1)");
+    let error = start_text(&database, "0002.toml", &whole_row)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("reads a whole row of public.models"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.versions WHERE version = 'v2'"),
+        "0"
+    );
+    // Reading the version's own columns through the base table is not refused.
+    start_text(
+        &database,
+        "0002.toml",
+        &add("(SELECT upper(min(s.name)) FROM public.models s)"),
+    )
+    .await
+    .expect("the version's own columns");
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT leak FROM models_v2 ORDER BY id").await,
+        ["MODEL-1", "MODEL-1"]
+    );
+}

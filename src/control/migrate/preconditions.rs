@@ -20,11 +20,14 @@
 
 use tokio_postgres::GenericClient;
 
-use super::derive::{MigrationPlan, Replaced, TableSync};
+use std::collections::BTreeSet;
+
+use super::derive::{Assign, ColumnMap, MigrationPlan, Replaced, TableSync};
 use super::error::MigrateError;
 use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
+use crate::control::views::probe::{self, Beyond};
 
 /// Refuses `plan` if running it would change data no client wrote.
 pub async fn refuse_silent_damage(
@@ -51,7 +54,7 @@ pub async fn refuse_silent_damage(
 /// new version. So each `up` is evaluated (`LIMIT 0`, nothing read) over the previous
 /// version's columns alone, under its names, and what Postgres cannot resolve there refuses
 /// the migration with its own message. A `down` names the new version's columns, which exist
-/// only once the expand has added them: [`refuse_downs_beyond_the_version`].
+/// only once the expand has added them: [`refuse_reads_beyond_the_versions`].
 async fn refuse_names_beyond_the_version(
     client: &impl GenericClient,
     version: &str,
@@ -62,15 +65,23 @@ async fn refuse_names_beyond_the_version(
 
 /// Refuses a `down` that names what the new version does not have, as
 /// [`refuse_names_beyond_the_version`] refuses such an `up`: each is evaluated over the new
-/// version's columns alone, under its names. Run inside `migrate start`'s expand transaction,
-/// after the expand's own statements (the new columns exist) and before its commit, so a
-/// refusal leaves nothing of the migration behind.
-pub async fn refuse_downs_beyond_the_version(
+/// version's columns alone, under its names. Then refuses an `up` or `down` that reads more
+/// of the table than its version shows by a name those columns do not resolve: a subquery
+/// over the base table (`(SELECT s.secret FROM public.t s …)`, `ROW(x.*)`) resolves, and
+/// copied a hidden column into the new version (the fifty-third red-team pass). A temporary
+/// view of each probe tells what it reads ([`probe`]): a whole row, or a column of the table
+/// outside the version's, refuses it. Run inside `migrate start`'s expand transaction, after
+/// the expand's own statements (the new columns exist) and before its commit, so a refusal
+/// leaves nothing of the migration behind.
+pub async fn refuse_reads_beyond_the_versions(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
     for sync in &plan.syncs {
         refuse_names_beyond(client, &plan.version, sync, Side::Down).await?;
+        for side in [Side::Up, Side::Down] {
+            refuse_columns_beyond(client, &plan.version, sync, side).await?;
+        }
     }
     Ok(())
 }
@@ -83,30 +94,44 @@ enum Side {
     Down,
 }
 
+impl Side {
+    /// The side's expressions, the columns they read (logical, physical), the word a file
+    /// uses for them, and whose columns those are.
+    fn of(self, sync: &TableSync) -> (&[Assign], &ColumnMap, &'static str, &'static str) {
+        match self {
+            Side::Up => (&sync.up, &sync.up_columns, "up", "the previous version"),
+            Side::Down => (&sync.down, &sync.down_columns, "down", "the new version"),
+        }
+    }
+}
+
+/// The probe of `assign` over the side's columns alone, under their names, as the sync
+/// trigger sees them: `SELECT (<expr>) FROM (SELECT <physical> AS <logical>, … FROM t) AS t`.
+fn over_the_sides_columns(sync: &TableSync, columns: &ColumnMap) -> String {
+    let shaped: Vec<String> = columns
+        .iter()
+        .map(|(logical, physical)| format!("{} AS {}", quote_ident(physical), quote_ident(logical)))
+        .collect();
+    format!(
+        "(SELECT {} FROM {}) AS {}",
+        shaped.join(", "),
+        quote_qualified(&sync.schema, &sync.table),
+        quote_ident(&sync.table)
+    )
+}
+
 async fn refuse_names_beyond(
     client: &impl GenericClient,
     version: &str,
     sync: &TableSync,
     side: Side,
 ) -> Result<(), MigrateError> {
-    let (assigns, columns, name, whose) = match side {
-        Side::Up => (&sync.up, &sync.up_columns, "up", "the previous version"),
-        Side::Down => (&sync.down, &sync.down_columns, "down", "the new version"),
-    };
-    let shaped: Vec<String> = columns
-        .iter()
-        .map(|(logical, physical)| format!("{} AS {}", quote_ident(physical), quote_ident(logical)))
-        .collect();
+    let (assigns, columns, name, whose) = side.of(sync);
+    let from = over_the_sides_columns(sync, columns);
     for assign in assigns {
         // `up` and `down` are SQL by definition (the migration file's, as the triggers and the
         // backfill run them).
-        let probe = format!(
-            "SELECT ({}) FROM (SELECT {} FROM {}) AS {} LIMIT 0",
-            assign.expression,
-            shaped.join(", "),
-            quote_qualified(&sync.schema, &sync.table),
-            quote_ident(&sync.table)
-        );
+        let probe = format!("SELECT ({}) FROM {from} LIMIT 0", assign.expression);
         if let Err(error) = client.batch_execute(&probe).await {
             let reason = error
                 .as_db_error()
@@ -117,6 +142,63 @@ async fn refuse_names_beyond(
                 problem: format!(
                     "`{}` does not hold over {whose}'s columns ({reason}); `{name}` may name only what that version's clients see",
                     assign.expression
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where an `up` or `down` is compiled to see what it reads.
+const SYNC_PROBE: &str = "pg_temp.viewgate_sync_probe";
+
+async fn refuse_columns_beyond(
+    client: &impl GenericClient,
+    version: &str,
+    sync: &TableSync,
+    side: Side,
+) -> Result<(), MigrateError> {
+    let (assigns, columns, name, whose) = side.of(sync);
+    let from = over_the_sides_columns(sync, columns);
+    let table = quote_qualified(&sync.schema, &sync.table);
+    let shown: BTreeSet<&str> = columns
+        .iter()
+        .map(|(_, physical)| physical.as_str())
+        .collect();
+    let looking = |error: tokio_postgres::Error| {
+        ControlError::database(
+            format!("looking at what the {name} expressions read"),
+            &error,
+        )
+    };
+    for assign in assigns {
+        probe::create_probe(client, SYNC_PROBE, &assign.expression, &from)
+            .await
+            .map_err(looking)?;
+        let beyond = if probe::reads_whole_row(client, SYNC_PROBE)
+            .await
+            .map_err(looking)?
+        {
+            Some(Beyond::WholeRow)
+        } else {
+            let hidden: Vec<String> = probe::columns_read(client, SYNC_PROBE, &table)
+                .await
+                .map_err(looking)?
+                .into_iter()
+                .filter(|column| !shown.contains(column.as_str()))
+                .collect();
+            (!hidden.is_empty()).then_some(Beyond::Columns(hidden))
+        };
+        probe::drop_probe(client, SYNC_PROBE)
+            .await
+            .map_err(looking)?;
+        if let Some(beyond) = beyond {
+            return Err(MigrateError::Refused {
+                version: version.to_owned(),
+                operation: format!("the {name} expression for base column {}", assign.target),
+                problem: format!(
+                    "`{}` reads {beyond} of {}.{}, beyond {whose}'s columns; `{name}` may read only what that version's clients see, by their names",
+                    assign.expression, sync.schema, sync.table
                 ),
             });
         }

@@ -25,7 +25,7 @@ use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::quote::quote_qualified;
 use crate::control::views::spec::ColumnSource;
-use crate::control::views::{definition, validate};
+use crate::control::views::{definition, probe};
 
 /// A base table's oid and the number of its column `$3`, if it has one.
 const COLUMN_SQL: &str = "
@@ -306,14 +306,18 @@ async fn resolve_expression(
         quote_qualified(schema, table)
     );
     transaction.batch_execute(&create).await.map_err(reason)?;
-    if validate::probe_reads_whole_row(transaction, PROBE_VIEW)
-        .await
-        .map_err(reason)?
+    if let Some(beyond) = probe::reads_unspelled(
+        transaction,
+        PROBE_VIEW,
+        expression,
+        &quote_qualified(schema, table),
+    )
+    .await
+    .map_err(reason)?
     {
-        return Err(
-            "it reads a whole row of the table, which changes with every column the table gains"
-                .to_owned(),
-        );
+        return Err(format!(
+            "it reads {beyond} of the table without naming it, which changes with the columns the table has"
+        ));
     }
     let (table_oid, _) = column(transaction, schema, table, "")
         .await

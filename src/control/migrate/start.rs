@@ -307,7 +307,7 @@ async fn expand(
     for step in &plan.expand {
         run_step(&transaction, &migration.version, step).await?;
     }
-    preconditions::refuse_downs_beyond_the_version(&transaction, &plan).await?;
+    preconditions::refuse_reads_beyond_the_versions(&transaction, &plan).await?;
     let old_side = old_side(&transaction, &migration.version).await?;
     for table_sync in &plan.syncs {
         let sql = sync::create_sql(id, table_sync, &old_side);

@@ -189,7 +189,7 @@ async fn apply_once(
     let recorded_versions = catalog::load_versions(&transaction).await?;
     let recorded_objects = catalog::load_objects(&transaction).await?;
     validate::check_names_are_free(&transaction, spec, &plan, &recorded_objects).await?;
-    validate::refuse_whole_row_reads(&transaction, spec, &plan).await?;
+    validate::refuse_unspelled_reads(&transaction, spec, &plan).await?;
     // Applying a backfilling version would make it active before its rows are filled (the
     // thirty-seventh red-team pass routed clients to NULLs so, and the resumed backfill then
     // overwrote what they wrote).

@@ -18,6 +18,7 @@ pub mod introspect;
 pub mod mapping;
 pub mod mapping_functions;
 pub mod plan;
+pub mod probe;
 pub mod retire;
 pub mod spec;
 pub mod status;

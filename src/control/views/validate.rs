@@ -8,6 +8,7 @@ use tokio_postgres::GenericClient;
 
 use super::introspect::relation_kind;
 use super::plan::{Plan, ViewPlan};
+use super::probe::{self, Beyond};
 use super::spec::Spec;
 use crate::control::catalog::CatalogObject;
 use crate::control::error::{ControlError, is_lock_timeout};
@@ -145,26 +146,32 @@ async fn check_read_over_a_row(
     Ok(())
 }
 
-/// Refuses a read expression that reads a whole row of its table ([`reads_whole_row`]), or
-/// that cannot be read over a row of it ([`check_read_over_a_row`]). Needs
-/// a transaction that may create a temporary view: `views apply`'s, not the dry run's.
-pub async fn refuse_whole_row_reads(
+/// Refuses a read expression that reads more of its table than it names
+/// ([`reads_unspelled`]), or that cannot be read over a row of it ([`check_read_over_a_row`]).
+/// Needs a transaction that may create a temporary view: `views apply`'s, not the dry run's.
+pub async fn refuse_unspelled_reads(
     client: &impl GenericClient,
     spec: &Spec,
     plan: &Plan,
 ) -> Result<(), ControlError> {
     for (view, what, expression) in read_expressions(plan) {
-        let whole_row = reads_whole_row(client, &view.base_schema, &view.base_table, expression)
+        let beyond = reads_unspelled(client, &view.base_schema, &view.base_table, expression)
             .await
             .map_err(|error| rejected(spec, view, &what, &error))?;
-        if whole_row {
+        if let Some(beyond) = beyond {
             return Err(ControlError::Rejected {
                 file: spec.source.clone(),
                 version: view.version.clone(),
                 table: view.table_name.clone(),
                 message: format!(
-                    "{what}: `{expression}` reads a whole row of {}.{}; what it reads would change with every column the table gains, hidden ones and a migration's copies of them too. Name the columns it reads",
-                    view.base_schema, view.base_table
+                    "{what}: `{expression}` reads {beyond} of {}.{} without naming {}; what it reads would change with the columns the table has (a star is expanded when the view is made), hidden ones and a migration's copies of them too. Name the columns it reads",
+                    view.base_schema,
+                    view.base_table,
+                    if beyond == Beyond::WholeRow {
+                        "its columns"
+                    } else {
+                        "them"
+                    }
                 ),
             });
         }
@@ -173,50 +180,26 @@ pub async fn refuse_whole_row_reads(
     Ok(())
 }
 
-/// Whether view `view` (a probe of one expression) reads a whole row anywhere (`to_jsonb(t)`,
-/// `t.*`, a row passed to a function): Postgres stores such a reference in the view's rule as
-/// a variable of attribute number 0, and no string constant prints so in the rule's text.
-const WHOLE_ROW_SQL: &str = "
-SELECT pg_catalog.strpos(r.ev_action::pg_catalog.text, ':varattno 0 ') > 0
-  FROM pg_catalog.pg_rewrite r
- WHERE r.ev_class = $1::pg_catalog.text::pg_catalog.regclass";
-
 /// Where an expression is compiled to be looked at: a temporary view.
 const EXPRESSION_PROBE: &str = "pg_temp.viewgate_expression_probe";
 
-/// Whether the temporary view `view` reads a whole row (see [`WHOLE_ROW_SQL`]).
-pub async fn probe_reads_whole_row(
-    client: &impl GenericClient,
-    view: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    Ok(client
-        .query_opt(WHOLE_ROW_SQL, &[&view])
-        .await?
-        .is_some_and(|row| row.get(0)))
-}
-
-/// Whether read expression `expression` over `schema.table` reads a whole row. What it reads
-/// then changes with every column the table gains: a hidden one, or the copy of a hidden
-/// column a migration's expand adds (the fifty-second red-team pass: `to_jsonb(model_metadata)
-/// - 'model_type'` showed `_vg_v7_model_type` once a migration retyped model_type).
-pub async fn reads_whole_row(
+/// What read expression `expression` over `schema.table` reads beyond the columns it names:
+/// a whole row, or columns a star expanded to. What it reads then changes with the columns
+/// the table has: a hidden one, or the copy of a hidden column a migration's expand adds (the
+/// fifty-second red-team pass: `to_jsonb(model_metadata) - 'model_type'` showed
+/// `_vg_v7_model_type` once a migration retyped model_type; the fifty-third: `ROW(t.*)::text`
+/// showed every hidden column).
+pub async fn reads_unspelled(
     client: &impl GenericClient,
     schema: &str,
     table: &str,
     expression: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    // The spec's expression is SQL by definition, pasted as in the view it defines.
-    client
-        .batch_execute(&format!(
-            "CREATE TEMPORARY VIEW {EXPRESSION_PROBE} AS SELECT ({expression}) AS probe FROM {}",
-            quote_qualified(schema, table)
-        ))
-        .await?;
-    let whole_row = probe_reads_whole_row(client, EXPRESSION_PROBE).await?;
-    client
-        .batch_execute(&format!("DROP VIEW {EXPRESSION_PROBE}"))
-        .await?;
-    Ok(whole_row)
+) -> Result<Option<Beyond>, tokio_postgres::Error> {
+    let table = quote_qualified(schema, table);
+    probe::create_probe(client, EXPRESSION_PROBE, expression, &table).await?;
+    let beyond = probe::reads_unspelled(client, EXPRESSION_PROBE, expression, &table).await?;
+    probe::drop_probe(client, EXPRESSION_PROBE).await?;
+    Ok(beyond)
 }
 
 /// Compiles a trigger-backed view's write-back and hidden-default expressions the way its
