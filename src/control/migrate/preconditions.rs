@@ -60,7 +60,7 @@ async fn refuse_names_beyond_the_version(
     version: &str,
     sync: &TableSync,
 ) -> Result<(), MigrateError> {
-    refuse_names_beyond(client, version, sync, Side::Up).await
+    refuse_beyond(client, version, sync, Side::Up, Look::Names).await
 }
 
 /// Refuses a `down` that names what the new version does not have, as
@@ -78,9 +78,8 @@ pub async fn refuse_reads_beyond_the_versions(
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
     for sync in &plan.syncs {
-        refuse_names_beyond(client, &plan.version, sync, Side::Down).await?;
         for side in [Side::Up, Side::Down] {
-            refuse_columns_beyond(client, &plan.version, sync, side).await?;
+            refuse_beyond(client, &plan.version, sync, side, Look::Columns).await?;
         }
     }
     Ok(())
@@ -120,43 +119,24 @@ fn over_the_sides_columns(sync: &TableSync, columns: &ColumnMap) -> String {
     )
 }
 
-async fn refuse_names_beyond(
-    client: &impl GenericClient,
-    version: &str,
-    sync: &TableSync,
-    side: Side,
-) -> Result<(), MigrateError> {
-    let (assigns, columns, name, whose) = side.of(sync);
-    let from = over_the_sides_columns(sync, columns);
-    for assign in assigns {
-        // `up` and `down` are SQL by definition (the migration file's, as the triggers and the
-        // backfill run them).
-        let probe = format!("SELECT ({}) FROM {from} LIMIT 0", assign.expression);
-        if let Err(error) = client.batch_execute(&probe).await {
-            let reason = error
-                .as_db_error()
-                .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-            return Err(MigrateError::Refused {
-                version: version.to_owned(),
-                operation: format!("the {name} expression for base column {}", assign.target),
-                problem: format!(
-                    "`{}` does not hold over {whose}'s columns ({reason}); `{name}` may name only what that version's clients see",
-                    assign.expression
-                ),
-            });
-        }
-    }
-    Ok(())
+/// How far [`refuse_beyond`] looks: at the names an expression resolves over its side's
+/// columns (a plain `SELECT … LIMIT 0`, which a read-only transaction may run), or also at the
+/// columns it reads by any path (a temporary view of it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Names,
+    Columns,
 }
 
 /// Where an `up` or `down` is compiled to see what it reads.
 const SYNC_PROBE: &str = "pg_temp.viewgate_sync_probe";
 
-async fn refuse_columns_beyond(
+async fn refuse_beyond(
     client: &impl GenericClient,
     version: &str,
     sync: &TableSync,
     side: Side,
+    look: Look,
 ) -> Result<(), MigrateError> {
     let (assigns, columns, name, whose) = side.of(sync);
     let from = over_the_sides_columns(sync, columns);
@@ -171,7 +151,30 @@ async fn refuse_columns_beyond(
             &error,
         )
     };
+    let refused = |assign: &Assign, problem: String| MigrateError::Refused {
+        version: version.to_owned(),
+        operation: format!("the {name} expression for base column {}", assign.target),
+        problem,
+    };
     for assign in assigns {
+        // `up` and `down` are SQL by definition (the migration file's, as the triggers and the
+        // backfill run them).
+        let probe = format!("SELECT ({}) FROM {from} LIMIT 0", assign.expression);
+        if let Err(error) = client.batch_execute(&probe).await {
+            let reason = error
+                .as_db_error()
+                .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+            return Err(refused(
+                assign,
+                format!(
+                    "`{}` does not hold over {whose}'s columns ({reason}); `{name}` may name only what that version's clients see",
+                    assign.expression
+                ),
+            ));
+        }
+        if look == Look::Names {
+            continue;
+        }
         probe::create_probe(client, SYNC_PROBE, &assign.expression, &from)
             .await
             .map_err(looking)?;
@@ -193,14 +196,13 @@ async fn refuse_columns_beyond(
             .await
             .map_err(looking)?;
         if let Some(beyond) = beyond {
-            return Err(MigrateError::Refused {
-                version: version.to_owned(),
-                operation: format!("the {name} expression for base column {}", assign.target),
-                problem: format!(
+            return Err(refused(
+                assign,
+                format!(
                     "`{}` reads {beyond} of {}.{}, beyond {whose}'s columns; `{name}` may read only what that version's clients see, by their names",
                     assign.expression, sync.schema, sync.table
                 ),
-            });
+            ));
         }
     }
     Ok(())
