@@ -380,3 +380,35 @@ async fn a_deep_operator_chain_is_answered_or_refused_and_the_proxy_keeps_servin
         .expect("the bystander goes on");
     assert_eq!(other.get::<_, i64>(0), expected);
 }
+
+/// Found by the fifty-third red-team pass: a proxy without a catalog accepted a session that
+/// declared `viewgate.version=v1` and served it the base tables whole. A session that asks for
+/// a version where the proxy versions nothing is refused at startup (22023, saying why); one
+/// that asks for none is served as before.
+#[tokio::test]
+async fn a_version_asked_of_a_proxy_without_a_catalog_is_refused() {
+    let proxy = TestProxy::start();
+    let url = proxy.url("postgres", "postgres");
+    let error = tokio_postgres::connect(
+        &format!("{url}?options=-c%20viewgate.version%3Dv1"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .expect("refused at startup");
+    let db_error = error.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db_error.code().code(), "22023", "{db_error:?}");
+    assert!(
+        db_error.message().contains("this proxy has no catalog"),
+        "{db_error:?}"
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("no version asked: served");
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT 40 + 2", &[])
+        .await
+        .expect("a query");
+    assert_eq!(row.get::<_, i32>(0), 42);
+}

@@ -54,16 +54,17 @@ pub fn resolve(
 /// forwarded as unversioned, or its statements would name the base table (the thirty-first
 /// red-team pass read newer versions' columns from a session whose version `views drop`
 /// retired under it).
+///
+/// A session that asked for a version on a database `state` does not (or no longer) version
+/// counts too: the last version dropped leaves the catalog empty, and the session would
+/// otherwise go on unversioned.
 pub fn retired<'r>(
     state: &RoutingState,
     client: &ClientIdentity,
     requested: Requested<'r>,
 ) -> Option<&'r str> {
-    if !state.governs(&client.database) {
-        return None;
-    }
     let asked = requested.set.or(requested.declared)?;
-    state.targets(asked).is_none().then_some(asked)
+    (!state.governs(&client.database) || state.targets(asked).is_none()).then_some(asked)
 }
 
 /// Why a SET to `version` is refused, if an enforced rule (under `state`) pins `client` (of
@@ -82,6 +83,22 @@ pub fn enforced_elsewhere(
             assignment.version()
         )),
         _ => None,
+    }
+}
+
+/// Why `version`, asked for by a session on `database`, is refused: `state` knows no such
+/// version there. A session that asks for a version must get one; served unversioned it
+/// would read the base tables whole (the fifty-third red-team pass, on a database the proxy
+/// does not version).
+pub fn refused_version_message(state: &RoutingState, database: &str, version: &str) -> String {
+    match state.database.as_deref() {
+        Some(governed) if governed != database => format!(
+            "viewgate.version \"{version}\" asks for a version, but database \"{database}\" is not versioned by this proxy (its catalog versions database \"{governed}\"); connect to that database, or leave viewgate.version out"
+        ),
+        _ if !state.governs(database) => format!(
+            "unknown viewgate version \"{version}\": the catalog has no versions (apply a spec with viewgate views apply first), or leave viewgate.version out"
+        ),
+        _ => unknown_version_message(state, version),
     }
 }
 

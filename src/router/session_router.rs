@@ -144,11 +144,12 @@ impl SessionRouter {
         {
             let state = routing.load();
             if let Some(version) = &startup_version
-                && state.governs(&client.database)
-                && state.targets(version).is_none()
+                && (!state.governs(&client.database) || state.targets(version).is_none())
             {
-                return Err(UnknownVersion(resolve::unknown_version_message(
-                    &state, version,
+                return Err(UnknownVersion(resolve::refused_version_message(
+                    &state,
+                    &client.database,
+                    version,
                 )));
             }
         }

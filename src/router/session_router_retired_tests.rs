@@ -46,16 +46,36 @@ fn a_session_whose_version_is_retired_is_refused_never_unversioned() {
             "SELECT * FROM public.t_v1 AS t"
         );
     }
-    // A database the catalog does not govern stays unversioned, as before.
+    // A database the catalog does not govern stays unversioned, as before, for a session
+    // that asks for no version; one that asks for a version there is refused (the
+    // fifty-third red-team pass: served unversioned, it read the base tables whole).
     let mut other = session(
         routing(Some("v1")),
         "other",
-        Some("v2"),
+        None,
         UnparseablePolicy::Reject,
     )
     .unwrap();
     assert!(matches!(
         other.statement("SELECT * FROM t", true),
         Routed::Forward
+    ));
+    let Err(refused) = session(
+        routing(Some("v1")),
+        "other",
+        Some("v2"),
+        UnparseablePolicy::Reject,
+    ) else {
+        panic!("a version asked for on a database the catalog does not govern");
+    };
+    assert!(
+        refused
+            .0
+            .contains("database \"other\" is not versioned by this proxy"),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        other.statement("SET viewgate.version = v1", true),
+        Routed::Refuse(_)
     ));
 }

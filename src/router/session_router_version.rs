@@ -35,8 +35,9 @@ impl SessionRouter {
             }
             VersionCommand::Set(version) => {
                 let state = self.routing.load();
-                if state.governs(&self.client.database) && state.targets(&version).is_none() {
-                    let message = resolve::unknown_version_message(&state, &version);
+                if !state.governs(&self.client.database) || state.targets(&version).is_none() {
+                    let message =
+                        resolve::refused_version_message(&state, &self.client.database, &version);
                     return Routed::Refuse(Refusal::new(
                         SqlState::INVALID_PARAMETER_VALUE,
                         message,

@@ -185,6 +185,16 @@ fn session_router(
     state: &ProxyState,
 ) -> Result<Option<SessionRouter>, SessionError> {
     let Some(catalog) = &state.catalog else {
+        // Without a catalog nothing is versioned; a session that asks for a version must not
+        // be served the base tables as if it had one (the fifty-third red-team pass).
+        if let Some(version) = version_command::from_startup(&startup.params) {
+            return Err(SessionError::Refused {
+                code: SqlState::INVALID_PARAMETER_VALUE,
+                message: format!(
+                    "viewgate.version \"{version}\" asks for a version, but this proxy has no catalog (set `catalog` in its configuration), so it versions nothing; leave viewgate.version out"
+                ),
+            });
+        }
         return Ok(None);
     };
     // Until the catalog has been read, the proxy cannot tell which version a session on its
