@@ -79,3 +79,25 @@ fn a_session_whose_version_is_retired_is_refused_never_unversioned() {
         Routed::Refuse(_)
     ));
 }
+
+/// The same when the catalog loses its last version (the database is then not versioned at
+/// all): the session that asked for one is refused, not forwarded unversioned.
+#[test]
+fn a_session_whose_catalog_loses_its_last_version_is_refused() {
+    let shared = routing(Some("v1"));
+    let mut session =
+        session(shared.clone(), "app", Some("v2"), UnparseablePolicy::Reject).expect("v2 is known");
+    assert_eq!(
+        replaced(session.statement("SELECT * FROM t", true)),
+        "SELECT * FROM public.t_v2 AS t"
+    );
+    shared.store(routing_of_versions(&[], None, Vec::new(), false).load_full());
+    let Routed::Refuse(refusal) = session.statement("SELECT * FROM t", true) else {
+        panic!("forwarded with no version");
+    };
+    assert!(
+        refusal.message.contains("\"v2\" was retired"),
+        "{}",
+        refusal.message
+    );
+}
