@@ -437,3 +437,46 @@ async fn a_read_expression_that_needs_more_than_a_row_is_refused() {
         "1"
     );
 }
+
+/// Found by the fifty-first red-team pass: a spec applied again after a migration renamed a
+/// column (and a later one added a new column of the old name) pointed the version's column at
+/// the new one, and its clients read another column's values. A spec that points a column an
+/// existing version shows at another base column is refused, and nothing changes; adding a
+/// column to the version is not re-pointing.
+#[tokio::test]
+async fn a_spec_pointing_a_live_versions_column_elsewhere_is_refused() {
+    let database = Database::start();
+    database.admin(BASE);
+    database.admin("INSERT INTO items (name, kind) VALUES ('n1', 'k1')");
+    let first = database.spec_file("viewgate.toml", &spec_with_v2_columns(r#"["id", "name"]"#));
+    database.apply(&first).await.expect("first apply");
+    let repointed = database.spec_file(
+        "repointed.toml",
+        &spec_with_v2_columns(r#"["id", { name = "name", from = "kind" }]"#),
+    );
+    let error = database
+        .apply(&repointed)
+        .await
+        .expect_err("re-pointed")
+        .to_string();
+    assert!(
+        error.contains("version v2, table items")
+            && error.contains("column name reads base column name as the catalog records it")
+            && error.contains("points it at column kind"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin("SELECT name FROM items_v2"),
+        "n1",
+        "v2 reads what it read"
+    );
+    let grown = database.spec_file(
+        "grown.toml",
+        &spec_with_v2_columns(r#"["id", "name", "kind"]"#),
+    );
+    database.apply(&grown).await.expect("a column added");
+    assert_eq!(
+        database.admin("SELECT name || '/' || kind FROM items_v2"),
+        "n1/k1"
+    );
+}

@@ -190,6 +190,7 @@ async fn apply_once(
     let recorded_objects = catalog::load_objects(&transaction).await?;
     validate::check_names_are_free(&transaction, spec, &plan, &recorded_objects).await?;
     validate::refuse_unspelled_reads(&transaction, spec, &plan).await?;
+    validate::refuse_repointed_columns(&transaction, spec, &recorded_versions).await?;
     // Applying a backfilling version would make it active before its rows are filled (the
     // thirty-seventh red-team pass routed clients to NULLs so, and the resumed backfill then
     // overwrote what they wrote).

@@ -2,15 +2,16 @@
 //! expressions compile. Run before anything is created, so a bad spec fails with Postgres's own
 //! message and nothing applied.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
+use super::definition;
 use super::introspect::relation_kind;
 use super::plan::{Plan, ViewPlan};
 use super::probe::{self, Beyond};
-use super::spec::Spec;
-use crate::control::catalog::CatalogObject;
+use super::spec::{ColumnSource, Spec};
+use crate::control::catalog::{CatalogObject, CatalogVersion};
 use crate::control::error::{ControlError, is_lock_timeout};
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::net::postgres_error::describe_postgres_error;
@@ -64,6 +65,76 @@ pub async fn check_names_are_free(
                     ),
                     "function",
                 ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a spec that would point a table or column an existing version shows at another
+/// base table or column than the catalog records for it. A version's clients are live on what
+/// it shows; re-pointed, they would read and write another column's values with no change of
+/// their own. The common way there: a migration renamed a column at its contract (the
+/// catalog's definition follows the rename), a later one added a new column of the old name,
+/// and the spec, not edited, was applied again (the fifty-first red-team pass). A retired
+/// version may be defined anew.
+pub async fn refuse_repointed_columns(
+    client: &impl GenericClient,
+    spec: &Spec,
+    recorded: &BTreeMap<String, CatalogVersion>,
+) -> Result<(), ControlError> {
+    for version in &spec.versions {
+        if recorded
+            .get(&version.name)
+            .is_none_or(|recorded| recorded.state == "retired")
+        {
+            continue;
+        }
+        let Some(definition) = definition::load(client, &version.name).await? else {
+            continue;
+        };
+        for table in &version.tables {
+            let Some(before) = definition
+                .version
+                .tables
+                .iter()
+                .find(|before| before.name == table.name)
+            else {
+                continue;
+            };
+            let repointed = |what: String, recorded: &str, now: &str| ControlError::Mismatch {
+                file: spec.source.clone(),
+                context: format!("version {}, table {}", version.name, table.name),
+                problem: format!(
+                    "{what} reads base {recorded} as the catalog records it (a migration may have renamed it), but this spec points it at {now}; the version's clients would read and write another's values. Edit the spec to match `viewgate views status`, or define a new version"
+                ),
+            };
+            if before.base != table.base {
+                return Err(repointed(
+                    "the table".to_owned(),
+                    &format!("table {}", before.base),
+                    &format!("table {}", table.base),
+                ));
+            }
+            for column in &table.columns {
+                let ColumnSource::Physical { base_column } = &column.source else {
+                    continue;
+                };
+                let recorded_base = before.columns.iter().find_map(|old| match &old.source {
+                    ColumnSource::Physical { base_column } if old.name == column.name => {
+                        Some(base_column)
+                    }
+                    _ => None,
+                });
+                if let Some(recorded_base) = recorded_base
+                    && recorded_base != base_column
+                {
+                    return Err(repointed(
+                        format!("column {}", column.name),
+                        &format!("column {recorded_base}"),
+                        &format!("column {base_column}"),
+                    ));
+                }
             }
         }
     }
