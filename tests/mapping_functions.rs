@@ -347,6 +347,11 @@ fn a_mapping_function_is_neither_named_in_a_body_nor_replaced_renamed_or_dropped
         format!("DROP FUNCTION {read}(items)"),
         format!("COMMENT ON FUNCTION {read}(items) IS 'mine'"),
         format!("GRANT EXECUTE ON FUNCTION {read}(items) TO PUBLIC"),
+        // The fifty-fourth pass: a function's attributes, named by type, not as a node.
+        format!("ALTER FUNCTION {read}(items) STRICT"),
+        format!("ALTER ROUTINE {read}(items) SET search_path = pg_temp"),
+        format!("ALTER FUNCTION {read}(items) SECURITY DEFINER"),
+        "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC".to_owned(),
     ] {
         let (output, succeeded) = run(&proxy, &sql);
         assert!(!succeeded, "{sql}: {output}");

@@ -4,9 +4,11 @@
 //! `definitions.rs` and `query_functions.rs`, apart from the walk of rows read and written.
 
 use super::{Place, Reference, Tree, Walker};
+use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
 use crate::rewriter::definitions::{self, Body, find_all_ignore_ascii_case, judge_body};
 use crate::rewriter::parse_tree::{location, name_parts};
 use crate::rewriter::query_functions::{self, Argument, Reads};
+use crate::rewriter::targets::RelationName;
 
 impl Walker<'_> {
     /// A definition Postgres keeps and reads later (`name_field` holds the new object's
@@ -156,11 +158,26 @@ impl Walker<'_> {
                 .for_each(|item| self.mapping_function_objects(item, from)),
             Tree::Object(fields) => {
                 for (key, child) in fields {
+                    // A function's name with its arguments is a tagged `ObjectWithArgs` where
+                    // a statement holds any node (DROP, RENAME, COMMENT, GRANT), and its bare
+                    // fields where it holds one by type (`ALTER FUNCTION … STRICT`: the
+                    // fifty-fourth red-team pass changed a mapping function's attributes so).
                     let names = match key.as_ref() {
-                        "ObjectWithArgs" => name_parts(child.get("objname")),
                         "CreateFunctionStmt" => name_parts(child.get("funcname")),
-                        _ => Vec::new(),
+                        _ => name_parts(child.get("objname")),
                     };
+                    if key == "GrantStmt"
+                        && let Some(view) = self.mapping_functions_granted_in(child)
+                    {
+                        // Every function of a schema that holds mapping functions.
+                        self.found.push(Reference {
+                            offset: from,
+                            schema: Some(view.schema.clone()),
+                            name: format!("{}{MAPPING_FUNCTION_INFIX}*", view.name),
+                            aliased: false,
+                            place: Place::OtherVersion,
+                        });
+                    }
                     if let [.., name] = names.as_slice()
                         && self.targets.names_mapping_function(name)
                     {
@@ -185,6 +202,27 @@ impl Walker<'_> {
             }
             _ => {}
         }
+    }
+
+    /// A view whose mapping functions `GRANT` / `REVOKE … ON ALL FUNCTIONS | PROCEDURES |
+    /// ROUTINES IN SCHEMA` would change: revoked, its version's upserts fail.
+    fn mapping_functions_granted_in(&self, grant: &Tree) -> Option<&RelationName> {
+        let every =
+            grant.get("targtype").and_then(Tree::as_text) == Some("ACL_TARGET_ALL_IN_SCHEMA");
+        let functions = matches!(
+            grant.get("objtype").and_then(Tree::as_text),
+            Some("OBJECT_FUNCTION" | "OBJECT_PROCEDURE" | "OBJECT_ROUTINE")
+        );
+        if !every || !functions {
+            return None;
+        }
+        let schemas = name_parts(grant.get("objects"));
+        self.targets
+            .managed()
+            .iter()
+            .map(|target| &target.view)
+            .chain(self.targets.other_views())
+            .find(|view| schemas.contains(&view.schema.as_str()))
     }
 
     /// A call of a built-in that reads relations named in an argument
