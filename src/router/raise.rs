@@ -42,6 +42,16 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// For a statement from a session without a version that may set `viewgate.version` where
+    /// the proxy does not follow it (`reading_settings::may_set_the_version`): the server
+    /// would keep the value while the session goes on unversioned.
+    pub fn unfollowed_version_change() -> Self {
+        Refusal::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            "this statement may set viewgate.version where viewgate does not follow it (SET LOCAL, set_config, ALTER … SET, a spelling other than viewgate.version, or a function's or DO block's body); the session would stay without a version while the server reported one. Choose a version with SET viewgate.version = … alone, or in the connection's options".to_owned(),
+        )
+    }
+
     /// For a statement the rewriter cannot read (not UTF-8, or not ASCII in another
     /// client_encoding: `foreign`) at `targets`' version: a refusal if the rewriter would
     /// have read it (it may name a managed table, a catalog relation with a substitute, or

@@ -101,3 +101,36 @@ fn a_session_whose_catalog_loses_its_last_version_is_refused() {
         refusal.message
     );
 }
+
+/// Found by the fifty-fourth red-team pass: a session without a version set
+/// `viewgate.version` by `set_config` (or `SET LOCAL` behind a `BEGIN`, or `SET viewgate .
+/// version`): the server kept it and `current_setting` reported it, while the session read
+/// the base tables. Refused; reading the setting, and other `set_config` calls, are not.
+#[test]
+fn a_session_without_a_version_cannot_set_one_where_it_is_not_followed() {
+    let mut unversioned =
+        session(routing(None), "app", None, UnparseablePolicy::Reject).expect("no version");
+    for sql in [
+        "SELECT set_config('viewgate.version', 'v1', false)",
+        "SELECT pg_catalog.set_config(lower('VIEWGATE.VERSION'), 'v1', false)",
+        "BEGIN; SET LOCAL viewgate.version = 'v1'",
+        "SET viewgate . version = v1",
+        "ALTER ROLE app SET viewgate.version = 'v1'",
+        "DO $$ BEGIN PERFORM set_config('viewgate.version', 'v1', false); END $$",
+    ] {
+        assert!(
+            matches!(unversioned.statement(sql, true), Routed::Refuse(_)),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT current_setting('viewgate.version', true)",
+        "SELECT set_config('work_mem', '8MB', false)",
+        "SELECT * FROM t",
+    ] {
+        assert!(
+            matches!(unversioned.statement(sql, true), Routed::Forward),
+            "{sql}"
+        );
+    }
+}
