@@ -145,8 +145,9 @@ impl Session {
                         });
                         let moves_version =
                             reset_refusal(router, progress, readable, tag, quiet, untellable);
-                        let inspection =
-                            route(router, progress, quiet, moves_version, strings, tag, frame);
+                        let inspection = off_the_worker(frame.len(), || {
+                            route(router, progress, quiet, moves_version, strings, tag, frame)
+                        });
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
                         }
@@ -300,6 +301,27 @@ fn follow_parameter(progress: &Progress, name: &str, value: &str) {
 /// Whether Postgres's name for an encoding is UTF-8 (it reports `UTF8`; accept spellings).
 fn is_utf8_encoding(name: &str) -> bool {
     name.eq_ignore_ascii_case("UTF8") || name.eq_ignore_ascii_case("UTF-8")
+}
+
+/// A statement this long may take the rewriter long enough (a full parse of megabytes) to
+/// hold up every session whose task waits on the same worker thread: the fifty-fourth
+/// red-team pass held a bystander's `SELECT 1` for 10 s with one 4 MB `IN` list (a debug
+/// build). Shorter ones take microseconds.
+const LONG_STATEMENT_BYTES: usize = 64 * 1024;
+
+/// Runs `inspect` on a message of `len` bytes; for a long one, on a runtime worker that hands
+/// its other tasks to another worker first (`block_in_place`), so the other sessions are
+/// served meanwhile. Sessions on `session_threads` (single-threaded runtimes) cannot hand
+/// theirs over: there a long statement holds up the sessions of its thread.
+fn off_the_worker<R>(len: usize, inspect: impl FnOnce() -> R) -> R {
+    let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    });
+    if len > LONG_STATEMENT_BYTES && multi_threaded {
+        tokio::task::block_in_place(inspect)
+    } else {
+        inspect()
+    }
 }
 
 /// Rewrites a Query or Parse for the session's version. The rewriter reads UTF-8: text in
