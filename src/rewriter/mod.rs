@@ -50,6 +50,7 @@ pub mod statements;
 pub mod table_shorthand;
 pub mod targets;
 pub mod upsert;
+pub mod version_setters;
 
 pub use cache::{CacheStats, RewriteCache, RewriteOutcome, rewrite_cached};
 pub use rewrite::{Rewrite, RewriteError, rewrite};

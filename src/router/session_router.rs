@@ -47,7 +47,7 @@ use super::view_name_capture;
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
-use crate::rewriter::reading_settings;
+use crate::rewriter::version_setters;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 /// What to send upstream for one statement.
@@ -389,7 +389,7 @@ impl SessionRouter {
         let steps = savepoints::steps(sql, &mut self.path_tokens);
         let mut in_block = !idle;
         let Some(assignment) = &self.assignment else {
-            if reading_settings::may_set_the_version(sql) {
+            if version_setters::may_set_the_version(sql) {
                 return (Routed::Refuse(Refusal::unfollowed_version_change()), false);
             }
             // Not read for search_path changes: unknown once the session is versioned.
