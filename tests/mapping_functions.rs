@@ -252,6 +252,15 @@ fn the_mapping_functions_are_inlined_into_the_statements_that_call_them() {
     }
 }
 
+/// A read mapping function's name (over a base row of `items`), as `regproc` prints it.
+fn read_function(proxy: &TestProxy) -> String {
+    proxy.admin(
+        "SELECT p.oid::regproc::text FROM pg_proc p
+          WHERE obj_description(p.oid, 'pg_proc') LIKE 'Managed by viewgate: part of the mapping%'
+            AND p.pronargs = 1 AND p.proargtypes[0] = 'public.items'::regtype LIMIT 1",
+    )
+}
+
 /// Found by the fifty-second red-team pass: a client called another version's mapping function
 /// by name (the functions are executable by every role, as the proxy's statements need), and
 /// one whose read expression held a subquery returned a hidden column's value for any key. The
@@ -259,11 +268,7 @@ fn the_mapping_functions_are_inlined_into_the_statements_that_call_them() {
 #[test]
 fn a_client_naming_a_mapping_function_is_refused() {
     let proxy = proxy();
-    let read = proxy.admin(
-        "SELECT p.oid::regproc::text FROM pg_proc p
-          WHERE obj_description(p.oid, 'pg_proc') LIKE 'Managed by viewgate: part of the mapping%'
-            AND p.pronargs = 1 AND p.proargtypes[0] = 'public.items'::regtype LIMIT 1",
-    );
+    let read = read_function(&proxy);
     let read = read.trim();
     assert!(read.contains("items_v1_map_"), "{read}");
     for sql in [
@@ -294,11 +299,7 @@ fn a_client_naming_a_mapping_function_is_refused() {
 #[test]
 fn a_mapping_function_is_neither_named_in_a_body_nor_replaced_renamed_or_dropped() {
     let proxy = proxy();
-    let read = proxy.admin(
-        "SELECT p.oid::regproc::text FROM pg_proc p
-          WHERE obj_description(p.oid, 'pg_proc') LIKE 'Managed by viewgate: part of the mapping%'
-            AND p.pronargs = 1 AND p.proargtypes[0] = 'public.items'::regtype LIMIT 1",
-    );
+    let read = read_function(&proxy);
     // Printed qualified (the name is overloaded); the bare name is what a body would spell.
     let read = read.trim().trim_start_matches("public.");
     let functions = || {

@@ -1003,14 +1003,8 @@ up = "ALTER TABLE public.models RENAME COLUMN legacy_note TO legacy_kept; ALTER 
     );
 }
 
-/// Found by the fifty-first red-team pass: an `up` naming a base column the previous version
-/// does not show was run by the backfill over the base table, where the hidden column exists,
-/// and copied its values into the new version (while every old-version insert failed in the
-/// sync trigger). `up` is now resolved over the previous version's columns alone; this one is
-/// refused at start, with Postgres's reason, and nothing changes.
-#[tokio::test]
-async fn an_up_naming_a_column_the_previous_version_hides_is_refused() {
-    let database = seeded(2).await;
+/// Applies version `narrow` beside the seed spec's: `name` as `title`, `legacy_note` hidden.
+async fn apply_narrow(database: &support::Database) {
     database
         .apply_text(&format!(
             "{}\n{}",
@@ -1022,6 +1016,17 @@ base = "models"
 columns = ["id", { name = "title", from = "name" }, "size"]"#
         ))
         .await;
+}
+
+/// Found by the fifty-first red-team pass: an `up` naming a base column the previous version
+/// does not show was run by the backfill over the base table, where the hidden column exists,
+/// and copied its values into the new version (while every old-version insert failed in the
+/// sync trigger). `up` is now resolved over the previous version's columns alone; this one is
+/// refused at start, with Postgres's reason, and nothing changes.
+#[tokio::test]
+async fn an_up_naming_a_column_the_previous_version_hides_is_refused() {
+    let database = seeded(2).await;
+    apply_narrow(&database).await;
     let before = base_columns(&database);
     let leak = r#"
 version = "v2"
@@ -1080,17 +1085,7 @@ column = { name = "shout", type = "text" }
 #[tokio::test]
 async fn a_down_naming_a_column_the_new_version_hides_is_refused() {
     let database = seeded(2).await;
-    database
-        .apply_text(&format!(
-            "{}\n{}",
-            migration_support::SPEC,
-            r#"[[versions]]
-name = "narrow"
-[[versions.tables]]
-base = "models"
-columns = ["id", { name = "title", from = "name" }, "size"]"#
-        ))
-        .await;
+    apply_narrow(&database).await;
     let before = base_columns(&database);
     let leak = r#"
 version = "v2"
@@ -1144,17 +1139,7 @@ down = "length(legacy_note)"
 async fn an_up_or_down_reading_a_hidden_column_through_a_subquery_is_refused() {
     let database = seeded(2).await;
     database.admin("UPDATE models SET legacy_note = 'hidden-' || id");
-    database
-        .apply_text(&format!(
-            "{}\n{}",
-            migration_support::SPEC,
-            r#"[[versions]]
-name = "narrow"
-[[versions.tables]]
-base = "models"
-columns = ["id", { name = "title", from = "name" }, "size"]"#
-        ))
-        .await;
+    apply_narrow(&database).await;
     let before = base_columns(&database);
     let add = |up: &str| {
         format!(
