@@ -45,6 +45,7 @@ pub mod search_path_catalog;
 pub mod shadowing;
 pub mod shape;
 pub mod splice;
+pub mod statement_edits;
 pub mod statement_scan;
 pub mod statements;
 pub mod table_shorthand;

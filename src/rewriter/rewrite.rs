@@ -2,12 +2,9 @@
 
 use std::ops::Range;
 
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token};
 
 use super::coverage::Coverage;
-use super::expression_depth;
 use super::identifier::fold_identifier;
 use super::lexer;
 use super::lexer_agreement;
@@ -15,10 +12,10 @@ use super::mention::{comment_after_quote, may_hide_a_name};
 use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::postgres_parser;
 use super::query_functions;
-use super::references::{Collector, NotCollected};
 use super::refusal;
 use super::search_path_catalog;
 use super::splice::{self, Edit, TextIndex, Tokens};
+use super::statement_edits::{NotParsed, parsed_edits};
 use super::statements::{self, Kind, StatementText};
 use super::table_shorthand;
 use super::targets::VersionTargets;
@@ -583,76 +580,4 @@ fn statement_start(statement: &StatementText) -> Location {
         .find(|t| !matches!(t.token, Token::Whitespace(_)))
         .map(|t| t.span.start)
         .unwrap_or(Location::new(1, 1))
-}
-
-/// Why a statement gives no edits: sqlparser could not read it (or locate a reference in
-/// it), or it was read and is refused (reason, byte offset).
-enum NotParsed {
-    Parser(String, Option<Location>),
-    Refused(String, Option<usize>),
-}
-
-fn parsed_edits(
-    sql: &str,
-    statement: StatementText,
-    index: &TextIndex,
-    targets: &VersionTargets,
-) -> Result<Vec<Edit>, NotParsed> {
-    let depth = expression_depth::depth_bound(&statement.tokens);
-    if depth > expression_depth::MAX_EXPRESSION_DEPTH {
-        return Err(NotParsed::Refused(
-            format!(
-                "its expressions may nest {depth} levels deep, more than the {} viewgate reads; split the expression (a long AND/OR chain into an IN list or a join, say)",
-                expression_depth::MAX_EXPRESSION_DEPTH
-            ),
-            statement
-                .tokens
-                .first()
-                .and_then(|t| index.offset(t.span.start)),
-        ));
-    }
-    // The tree is built, walked and dropped on the stack its depth needs.
-    expression_depth::on_expression_stack(depth, || {
-        let parsed = Parser::new(&PostgreSqlDialect {})
-            .with_tokens_with_locations(statements::parser_tokens(statement))
-            .parse_statements()
-            .map_err(|e| {
-                let (reason, location) = parser_reason(&e.to_string());
-                NotParsed::Parser(reason, location)
-            })?;
-        let mut edits = Vec::new();
-        for parsed_statement in &parsed {
-            let found = Collector::new(sql, index, targets)
-                .collect(parsed_statement)
-                .map_err(|not| match not {
-                    NotCollected::Unlocatable => NotParsed::Parser(
-                        "a table reference could not be located in the text".to_owned(),
-                        None,
-                    ),
-                    NotCollected::Refused(refusal) => {
-                        NotParsed::Refused(refusal.reason, refusal.offset)
-                    }
-                })?;
-            edits.extend(found);
-        }
-        Ok(edits)
-    })
-}
-
-/// sqlparser reports positions inside its message ("... at Line: 1, Column: 15").
-fn parser_reason(message: &str) -> (String, Option<Location>) {
-    let location = message.rfind(" at Line: ").and_then(|at| {
-        let rest = &message[at + " at Line: ".len()..];
-        let (line, column) = rest.split_once(", Column: ")?;
-        Some(Location::new(
-            line.trim().parse().ok()?,
-            column.trim().parse().ok()?,
-        ))
-    });
-    let reason = match message.rfind(" at Line: ") {
-        Some(at) => &message[..at],
-        None => message,
-    };
-    let reason = reason.strip_prefix("sql parser error: ").unwrap_or(reason);
-    (reason.to_owned(), location)
 }
