@@ -6,6 +6,7 @@
 //! free to `set_config('viewgate.version', …)`: the server kept the value and `current_setting`
 //! reported it, while the session read the base tables (the fifty-fourth red-team pass).
 
+use super::mention::contains_ignore_ascii_case;
 use super::parse_tree::{Tree, location, name_parts, string_constant};
 use super::postgres_grammar::{MAX_CHECKED_BYTES, on_check_stack};
 use super::postgres_parser;
@@ -20,11 +21,7 @@ use crate::model::catalog_substitutes::{PG_CATALOG, SET_CONFIG, VERSION_SETTING}
 /// fifty-fourth red-team pass). Only a text that spells `viewgate` or `set_config` is parsed;
 /// one longer than [`MAX_CHECKED_BYTES`] is not.
 pub fn may_set_the_version(sql: &str) -> bool {
-    let spells = |word: &str| {
-        sql.as_bytes()
-            .windows(word.len())
-            .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
-    };
+    let spells = |word: &str| contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes());
     let names_the_setting = spells(VERSION_SETTING_PREFIX);
     if !names_the_setting && !spells(SET_CONFIG) || sql.len() > MAX_CHECKED_BYTES {
         return false;
