@@ -272,15 +272,8 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
             .then(|| query_functions::aliased_built_in(statement))
             .flatten()
         {
-            let from = stmt_location(raw);
-            let offset = sql
-                .get(from..)
-                .and_then(|rest| {
-                    find_all_ignore_ascii_case(rest.as_bytes(), function.as_bytes()).next()
-                })
-                .map_or(from, |at| from + at);
             walker.found.push(Reference {
-                offset,
+                offset: spelled_at(sql, stmt_location(raw), function),
                 schema: None,
                 name: function.to_owned(),
                 aliased: false,
@@ -316,6 +309,14 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         return Reading::Unavailable("a table reference without a position".into());
     }
     Reading::Parsed(walker.found)
+}
+
+/// Where `sql` first spells `name` (in any case) at or after `from`, else `from`: the place of
+/// something the parse tree gives no location of its own.
+fn spelled_at(sql: &str, from: usize, name: &str) -> usize {
+    sql.get(from..)
+        .and_then(|rest| find_all_ignore_ascii_case(rest.as_bytes(), name.as_bytes()).next())
+        .map_or(from, |at| from + at)
 }
 
 /// Where a statement of a query string starts (libpg_query leaves out a 0).

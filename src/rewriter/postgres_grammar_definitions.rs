@@ -3,7 +3,7 @@
 //! calls of built-ins that read a relation named in a string: the `Walker`'s methods for
 //! `definitions.rs` and `query_functions.rs`, apart from the walk of rows read and written.
 
-use super::{Place, Reference, Tree, Walker};
+use super::{Place, Reference, Tree, Walker, spelled_at};
 use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
 use crate::rewriter::definitions::{self, Body, find_all_ignore_ascii_case, judge_body};
 use crate::rewriter::parse_tree::{location, name_parts};
@@ -181,16 +181,8 @@ impl Walker<'_> {
                     if let [.., name] = names.as_slice()
                         && self.targets.names_mapping_function(name)
                     {
-                        // An object's name has no location of its own: where the text spells it.
-                        let offset = self
-                            .sql
-                            .get(from..)
-                            .and_then(|rest| {
-                                find_all_ignore_ascii_case(rest.as_bytes(), name.as_bytes()).next()
-                            })
-                            .map_or(from, |at| from + at);
                         self.found.push(Reference {
-                            offset,
+                            offset: spelled_at(self.sql, from, name),
                             schema: names.len().checked_sub(2).map(|at| names[at].to_owned()),
                             name: (*name).to_owned(),
                             aliased: false,
