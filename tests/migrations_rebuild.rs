@@ -201,6 +201,170 @@ async fn a_rollback_drops_what_was_rebuilt() {
     assert_eq!(indexes(&database), before, "no rebuilt index is left");
 }
 
+/// Retypes `size` to bigint and `legacy_note` to varchar(200) in one migration.
+const RETYPE_SIZE_AND_NOTE: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "legacy_note"
+type = "varchar(200)"
+"#;
+
+/// The definition of index `name` of `models`.
+fn index_definition(database: &Database, name: &str) -> String {
+    database.admin(&format!(
+        "SELECT pg_get_indexdef(c.oid) FROM pg_class c
+          WHERE c.relname = '{name}' AND c.relnamespace = 'public'::regnamespace"
+    ))
+}
+
+#[tokio::test]
+async fn an_index_over_an_expression_or_a_predicate_of_the_column_is_rebuilt_over_the_new_one() {
+    let database = seeded(40).await;
+    database.admin(
+        "UPDATE models SET legacy_note = 'note-' || id;
+         CREATE INDEX models_lower_note ON models (lower(legacy_note));
+         CREATE UNIQUE INDEX models_double_size ON models ((size * 2), name) WHERE size > 5;
+         CREATE INDEX models_noted ON models (name) WHERE legacy_note IS NOT NULL;",
+    );
+    let double_size = index_definition(&database, "models_double_size");
+    let noted = index_definition(&database, "models_noted");
+
+    start_text(&database, "0002.toml", RETYPE_SIZE_AND_NOTE)
+        .await
+        .expect("starts: the expressions fit the new types");
+    for (name, expected) in [
+        (
+            "_vg_v2_models_lower_note",
+            "CREATE INDEX _vg_v2_models_lower_note ON public.models USING btree (lower((_vg_v2_legacy_note)::text))",
+        ),
+        (
+            "_vg_v2_models_double_size",
+            "CREATE UNIQUE INDEX _vg_v2_models_double_size ON public.models USING btree (((_vg_v2_size * 2)), name) WHERE (_vg_v2_size > 5)",
+        ),
+        (
+            "_vg_v2_models_noted",
+            "CREATE INDEX _vg_v2_models_noted ON public.models USING btree (name) WHERE (_vg_v2_legacy_note IS NOT NULL)",
+        ),
+    ] {
+        assert_eq!(index_definition(&database, name), expected);
+    }
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_class WHERE relname LIKE '\\_vg\\_probe%'"),
+        "0",
+        "the expand's empty copies went with its transaction"
+    );
+
+    // The rebuilt unique index holds on the new column, through either version.
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name, size) VALUES ('twin', 7)").await;
+    for (client, sql) in [
+        (&v1, "INSERT INTO models_v1 (name, size) VALUES ('twin', 7)"),
+        (&v2, "INSERT INTO models_v2 (name, size) VALUES ('twin', 7)"),
+    ] {
+        let error = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            error.code().map(|code| code.code()),
+            Some("23505"),
+            "{sql}: {error:?}"
+        );
+    }
+    exec(
+        &v1,
+        "UPDATE models_v1 SET legacy_note = 'Loud' WHERE name = 'twin'",
+    )
+    .await;
+    assert_eq!(
+        lines(
+            &v2,
+            "SELECT name FROM models_v2 WHERE lower(legacy_note) = 'loud'"
+        )
+        .await,
+        ["twin"]
+    );
+
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        index_definition(&database, "models_double_size"),
+        double_size
+    );
+    assert_eq!(index_definition(&database, "models_noted"), noted);
+    assert_eq!(
+        index_definition(&database, "models_lower_note"),
+        "CREATE INDEX models_lower_note ON public.models USING btree (lower((legacy_note)::text))"
+    );
+    // The renamed indexes serve the queries they served before.
+    for (query, index) in [
+        ("lower(legacy_note) = 'loud'", "models_lower_note"),
+        ("size * 2 = 14 AND size > 5", "models_double_size"),
+    ] {
+        let plan = database.admin(&format!(
+            "SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT * FROM models WHERE {query}"
+        ));
+        assert!(plan.contains(index), "{query}: {plan}");
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_drops_the_indexes_rebuilt_over_expressions() {
+    let database = seeded(10).await;
+    database.admin(
+        "CREATE INDEX models_lower_note ON models (lower(legacy_note));
+         CREATE INDEX models_noted ON models (name) WHERE legacy_note IS NOT NULL;",
+    );
+    let before = indexes(&database);
+    start_text(&database, "0002.toml", RETYPE_SIZE_AND_NOTE)
+        .await
+        .expect("starts");
+    assert_ne!(indexes(&database), before, "the rebuilt indexes exist");
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(indexes(&database), before, "no rebuilt index is left");
+}
+
+#[tokio::test]
+async fn an_index_expression_the_new_type_does_not_fit_fails_the_expand_which_changes_nothing() {
+    let database = seeded(10).await;
+    database.admin("CREATE INDEX models_lower_note ON models (lower(legacy_note));");
+    let before = indexes(&database);
+    let columns = base_columns(&database);
+    let refused = start_text(
+        &database,
+        "0002.toml",
+        &retype(
+            "legacy_note",
+            "integer",
+            "up = \"length(legacy_note)\"\ndown = \"legacy_note::text\"",
+        ),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "build index models_lower_note over the new version's column(s) for legacy_note on an empty copy of models",
+        "function lower(integer) does not exist (SQLSTATE 42883)",
+        "nothing was changed",
+    ] {
+        assert!(refused.contains(expected), "{expected:?} in {refused}");
+    }
+    assert_eq!(base_columns(&database), columns, "no column was added");
+    assert_eq!(indexes(&database), before, "no index was built");
+    assert_eq!(
+        database.admin(
+            "SELECT (SELECT count(*) FROM viewgate.versions WHERE version = 'v2') + (SELECT count(*) FROM viewgate.migrations)"
+        ),
+        "0",
+        "no version or migration row"
+    );
+}
+
 /// Splits `column` of `models` into two columns of `sql_type`, `first` and `second`.
 fn split_in_two(column: &str, sql_type: &str, first: &str, second: &str) -> String {
     format!(
@@ -237,16 +401,11 @@ async fn assert_refused(database: &Database, migration: &str, expected: &str) {
 async fn an_index_the_catalog_cannot_rebuild_is_refused_before_any_change() {
     let database = seeded(10).await;
     database.admin(
-        "CREATE INDEX models_lower_note ON models (lower(legacy_note));
-         CREATE INDEX models_pattern ON models (name text_pattern_ops);
+        "CREATE INDEX models_pattern ON models (name text_pattern_ops);
          ALTER TABLE models ADD CONSTRAINT models_size_key UNIQUE (size);",
     );
     let before = indexes(&database);
     for (migration, expected) in [
-        (
-            retype("legacy_note", "varchar(200)", ""),
-            "column legacy_note is covered by index models_lower_note: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: an expression or the predicate of the index names it",
-        ),
         (
             retype("name", "varchar(200)", ""),
             "column name is covered by index models_pattern: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it uses operator class pg_catalog.text_pattern_ops and the column's type changes",

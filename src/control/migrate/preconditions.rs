@@ -15,8 +15,9 @@
 //!   column at `migrate complete`, and with it every index and constraint covering it: a
 //!   primary key, unique constraint and indexes vanished, duplicate keys followed (finding 1).
 //!   `rebuild/` rebuilds indexes, the primary key, unique and check constraints and the
-//!   foreign keys from and into the column on the replacement; an exclusion constraint is
-//!   not rebuilt, so such a migration is refused.
+//!   foreign keys from and into the column on the replacement; an exclusion constraint
+//!   cannot be added without blocking writes for a whole index build, so such a migration is
+//!   refused.
 
 use tokio_postgres::GenericClient;
 
@@ -385,7 +386,7 @@ async fn refuse_lost_indexes(
         table: format!("{schema}.{table}"),
         objects: format!("column {column} is covered by {}", objects.join(", ")),
         problem: format!(
-            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, the primary key, unique and check constraints and foreign keys are rebuilt on the new column, but an exclusion constraint is not supported yet"
+            "{operation} replaces the column with a new one, and `migrate complete` drops the old column with all of these; indexes, the primary key, unique and check constraints and foreign keys are rebuilt on the new column, but an exclusion constraint cannot be: Postgres adds one only by building its index under a lock that blocks every write to the table for the whole build (it has no CONCURRENTLY, NOT VALID or USING INDEX form)"
         ),
         remedy: "drop them first if the table can do without them while the migration runs, and create them on the new column after `migrate complete` (`create_index` / `add_constraint` in the next migration); or add the new column with `add_column` and its own index or constraint, and drop the old one later".into(),
     })

@@ -633,4 +633,4 @@ fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> Colu
 }
 
 pub use renames::{rename_physical, rename_table_name};
-pub use sql::{fit_identifier, mentions, over_physical};
+pub use sql::{fit_identifier, mentions, over_physical, translatable};

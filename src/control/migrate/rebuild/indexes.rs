@@ -1,19 +1,27 @@
 //! Indexes rebuilt on the column that replaces an old one. Each index whose key or INCLUDE
-//! columns name a replaced column is built again over the replacement, read from the catalog
-//! part by part (method, columns with their collations, operator classes and orderings,
-//! INCLUDE, NULLS NOT DISTINCT, storage parameters, tablespace, predicate): `CONCURRENTLY`
-//! after the backfill, under a name of the migration's own (`_vg_<version>_<index>`), dropped
-//! by a rollback. The contract, after it drops the old column and its indexes, gives each
-//! rebuilt index the old one's name, its unique constraint or primary key (`ADD CONSTRAINT …
-//! UNIQUE | PRIMARY KEY USING INDEX`), its replica identity and its clustering.
+//! columns, expressions or predicate name a replaced column is built again over the
+//! replacement, read from the catalog part by part (method, columns with their collations,
+//! operator classes and orderings, expressions and the predicate with the replaced columns
+//! renamed token by token, INCLUDE, NULLS NOT DISTINCT, storage parameters, tablespace):
+//! `CONCURRENTLY` after the backfill, under a name of the migration's own
+//! (`_vg_<version>_<index>`), dropped by a rollback. The contract, after it drops the old column
+//! and its indexes, gives each rebuilt index the old one's name, its unique constraint or
+//! primary key (`ADD CONSTRAINT … UNIQUE | PRIMARY KEY USING INDEX`), its replica identity and
+//! its clustering.
 //!
-//! Refused before any change, naming the index: an expression or predicate over the replaced
-//! column (the new type may not fit it), an operator class other than the default when the
-//! type changes, a column split or merged (no one replacement), an index left invalid by a
-//! failed build, a deferrable unique constraint (an index is checked at once, so its twin
-//! would fail writes it lets through). A primary key is rebuilt as a unique index and becomes
-//! the key again at the contract; exclusion constraints are left to `preconditions.rs`, which
-//! refuses them.
+//! The concurrent build runs after the backfill, long after the expand committed; so the expand
+//! first builds the same index on an empty temporary copy of the table (`LIKE`, the new columns
+//! included): an expression that does not fit the new type (`lower()` of an integer), a function
+//! that is not immutable for it, an operator class that does not accept it, fail there, in the
+//! expand's transaction, which then changes nothing.
+//!
+//! Refused before any change, naming the index: an operator class other than the default, or
+//! an explicit collation, on the replaced column itself when the type changes, a column split
+//! or merged (no one replacement), an expression spelling names with Unicode escapes (it cannot
+//! be renamed token by token), an index left invalid by a failed build, a deferrable unique
+//! constraint (an index is checked at once, so its twin would fail writes it lets through). A
+//! primary key is rebuilt as a unique index and becomes the key again at the contract; exclusion
+//! constraints are left to `preconditions.rs`, which refuses them.
 
 use std::collections::BTreeMap;
 
@@ -21,13 +29,17 @@ use tokio_postgres::GenericClient;
 
 use super::{Drops, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
-use crate::control::migrate::derive::{Replaced, Step, mentions};
+use crate::control::migrate::derive::{
+    Replaced, Step, fit_identifier, mentions, over_physical, translatable,
+};
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
 
 /// `pg_index.indoption` bits (src/include/catalog/pg_index.h).
 const INDOPTION_DESC: i16 = 0x0001;
 const INDOPTION_NULLS_FIRST: i16 = 0x0002;
+/// What the name of the expand's empty copy of a table starts with, before the rebuilt index's.
+const PROBE_PREFIX: &str = "_vg_probe";
 
 /// One index of the table, as the catalog describes it.
 pub(super) struct CatalogIndex {
@@ -80,16 +92,20 @@ impl CatalogIndex {
                 .any(|column| self.names_column(column) || self.mentions_in_expression(column))
     }
 
-    /// Whether an expression or the predicate names `column`.
-    pub(super) fn mentions_in_expression(&self, column: &str) -> bool {
+    /// The index's expressions and its predicate.
+    fn expressions(&self) -> impl Iterator<Item = &str> {
         self.columns
             .iter()
             .zip(&self.texts)
-            .any(|(name, text)| name.is_empty() && mentions(text, column))
-            || self
-                .predicate
-                .as_deref()
-                .is_some_and(|predicate| mentions(predicate, column))
+            .filter(|(name, _)| name.is_empty())
+            .map(|(_, text)| text.as_str())
+            .chain(self.predicate.as_deref())
+    }
+
+    /// Whether an expression or the predicate names `column`.
+    pub(super) fn mentions_in_expression(&self, column: &str) -> bool {
+        self.expressions()
+            .any(|expression| mentions(expression, column))
     }
 }
 
@@ -229,14 +245,8 @@ pub(super) fn rebuild(
         |column: &str, why: &str| unsafe_to_replace(plan, schema, table, column, &object, why);
     let mut substitutes: BTreeMap<&str, &str> = BTreeMap::new();
     for old in replaced {
-        let named = index.names_column(&old.column);
-        if index.mentions_in_expression(&old.column) {
-            return Err(refuse(
-                &old.column,
-                "an expression or the predicate of the index names it, and need not fit the new column",
-            ));
-        }
-        if !named {
+        let in_expression = index.mentions_in_expression(&old.column);
+        if !index.names_column(&old.column) && !in_expression {
             continue;
         }
         let Some(replacement) = &old.replacement else {
@@ -252,6 +262,12 @@ pub(super) fn rebuild(
             return Err(refuse(
                 &old.column,
                 "the index is invalid (a build that failed or is still running)",
+            ));
+        }
+        if in_expression && !index.expressions().all(translatable) {
+            return Err(refuse(
+                &old.column,
+                "an expression or the predicate of the index spells a name with Unicode escapes (U&\"…\"), which cannot be moved to the new column token by token",
             ));
         }
         let key_position = index.columns[..index.key_count.min(index.columns.len())]
@@ -336,12 +352,16 @@ pub(super) fn rebuild(
 
     let new_name = rebuilt_name(&plan.version, &index.name);
     let qualified_table = quote_qualified(schema, table);
+    let renames: Vec<(String, String)> = substitutes
+        .iter()
+        .map(|(old, new)| ((*old).to_owned(), (*new).to_owned()))
+        .collect();
     // The contract may rename the table before these steps run.
     let completed_table = quote_qualified(schema, complete_table);
     let element = |position: usize| -> String {
         let name = &index.columns[position];
         let mut text = if name.is_empty() {
-            format!("({})", index.texts[position])
+            format!("({})", over_physical(&index.texts[position], &renames))
         } else {
             quote_ident(substitutes.get(name.as_str()).copied().unwrap_or(name))
         };
@@ -377,36 +397,57 @@ pub(super) fn rebuild(
     let key_count = index.key_count.min(index.columns.len());
     let keys: Vec<String> = (0..key_count).map(element).collect();
     let included: Vec<String> = (key_count..index.columns.len()).map(element).collect();
-    let mut sql = format!(
-        "CREATE {}INDEX CONCURRENTLY {} ON {qualified_table} USING {} ({})",
-        if index.unique { "UNIQUE " } else { "" },
-        quote_ident(&new_name),
-        quote_ident(&index.method),
-        keys.join(", ")
-    );
-    if !included.is_empty() {
-        sql.push_str(&format!(" INCLUDE ({})", included.join(", ")));
-    }
-    if index.nulls_not_distinct {
-        sql.push_str(" NULLS NOT DISTINCT");
-    }
-    if let Some(storage) = &index.storage {
-        sql.push_str(&format!(" WITH ({storage})"));
-    }
-    if let Some(tablespace) = &index.tablespace {
-        sql.push_str(&format!(" TABLESPACE {}", quote_ident(tablespace)));
-    }
-    if let Some(predicate) = &index.predicate {
-        sql.push_str(&format!(" WHERE ({predicate})"));
-    }
+    // The statement that builds the index: concurrently under its rebuilt name on the table,
+    // or unnamed on the expand's empty copy (no tablespace: a temporary table's is its own).
+    let index_sql = |on: &str, rebuilt: bool| -> String {
+        let mut sql = format!(
+            "CREATE {}INDEX {}ON {on} USING {} ({})",
+            if index.unique { "UNIQUE " } else { "" },
+            if rebuilt {
+                format!("CONCURRENTLY {} ", quote_ident(&new_name))
+            } else {
+                String::new()
+            },
+            quote_ident(&index.method),
+            keys.join(", ")
+        );
+        if !included.is_empty() {
+            sql.push_str(&format!(" INCLUDE ({})", included.join(", ")));
+        }
+        if index.nulls_not_distinct {
+            sql.push_str(" NULLS NOT DISTINCT");
+        }
+        if let Some(storage) = &index.storage {
+            sql.push_str(&format!(" WITH ({storage})"));
+        }
+        if let Some(tablespace) = index.tablespace.as_ref().filter(|_| rebuilt) {
+            sql.push_str(&format!(" TABLESPACE {}", quote_ident(tablespace)));
+        }
+        if let Some(predicate) = &index.predicate {
+            sql.push_str(&format!(" WHERE ({})", over_physical(predicate, &renames)));
+        }
+        sql
+    };
     let over: Vec<&str> = substitutes.keys().copied().collect();
+    let probe = quote_ident(&fit_identifier(format!("{PROBE_PREFIX}{new_name}")));
+    let probe_build = Step::new(
+        format!(
+            "build index {} over the new version's column(s) for {} on an empty copy of {table}, so that what cannot be built over them fails now",
+            index.name,
+            over.join(", ")
+        ),
+        format!(
+            "CREATE TEMPORARY TABLE {probe} (LIKE {qualified_table}) ON COMMIT DROP; {}",
+            index_sql(&format!("pg_temp.{probe}"), false)
+        ),
+    );
     let build = Step::new(
         format!(
             "rebuild index {} on the new version's column(s) for {}, without blocking writes",
             index.name,
             over.join(", ")
         ),
-        sql,
+        index_sql(&qualified_table, true),
     );
     let undo = Step::new(
         format!("drop {new_name}, the rebuilt {}", index.name),
@@ -467,6 +508,7 @@ pub(super) fn rebuild(
         ));
     }
     Ok(Some(Rebuild {
+        expand: vec![probe_build],
         concurrent: Some((build, undo)),
         complete: contract,
         ..Rebuild::default()
