@@ -483,7 +483,7 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    viewgate::logging::init(config.log_format, &config.log_level);
+    let _logs = viewgate::logging::init_serving(config.log_format, &config.log_level);
     let mut signals = TerminationSignals::install().context("cannot install signal handlers")?;
     let shutdown = Shutdown::new();
     let admin = config

@@ -196,20 +196,9 @@ fn a_proxy_follows_and_reports_to_a_tls_only_catalog() {
     );
     let port = free_port().unwrap();
     // The upstream is the same TLS-only cluster, so sessions need TLS there too.
-    let child = Command::new(viewgate_binary())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--upstream",
-            &format!("postgres://127.0.0.1:{}?sslmode=require", cluster.port()),
-        ])
-        .env("VIEWGATE_CATALOG", &catalog)
-        .env("VIEWGATE_LOG_LEVEL", "viewgate=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _process = ProxyProcess { child, port };
+    let upstream = format!("postgres://127.0.0.1:{}?sslmode=require", cluster.port());
+    let _process =
+        ProxyProcess::start_in_front_of(&upstream, port, &[("VIEWGATE_CATALOG", &catalog)]);
 
     let show_version = |application: &str| {
         let conninfo = format!(

@@ -7,7 +7,8 @@
 //! read while a large result streams (the proxy's memory stays bounded); a slow and a narrow
 //! path to Postgres (sessions slower, none broken); and a burst of
 //! connection attempts beyond `max_client_connections` (53300 each, no descriptor leaked,
-//! capacity back). Faults on the network come from `common::fault_relay`.
+//! capacity back); and a log reader that stops reading (the stderr pipe fills, sessions carry
+//! on). Faults on the network come from `common::fault_relay`.
 //!
 //! Time limits are generous (the machine is shared); the measured figures are printed and
 //! reported in docs/reliability.md.
@@ -710,4 +711,57 @@ fn a_lost_catalog_keeps_the_last_routing_and_reloads_on_return() {
         "the proxy did not reload once the catalog returned"
     );
     println!("catalog back: routing reloaded in {:?}", back.elapsed());
+}
+
+/// Bytes waiting in the pipe behind `reader`, and the pipe's capacity.
+fn pipe_fill(reader: &impl std::os::fd::AsRawFd) -> (usize, usize) {
+    let fd = reader.as_raw_fd();
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer; fd is a pipe this test holds.
+    let read = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+    // SAFETY: F_GETPIPE_SZ takes no argument and only reads the descriptor's pipe.
+    let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    assert!(read == 0 && capacity > 0, "the pipe can be inspected");
+    (queued as usize, capacity as usize)
+}
+
+#[test]
+fn a_log_reader_that_stops_reading_stalls_no_session() {
+    // Sessions allowed to fill the pipe (trace logging fills 64 KiB in a few dozen).
+    const SESSIONS_TO_FILL_AT_MOST: usize = 2_000;
+    const SESSIONS_ONCE_FULL: usize = 50;
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    let (mut process, stderr) =
+        ProxyProcess::start_with_unread_stderr(&cluster, &[("VIEWGATE_LOG", "trace")]);
+    let address: SocketAddr = format!("127.0.0.1:{}", process.port).parse().unwrap();
+    let serve_one = |n: usize| {
+        let (mut stream, _) = raw::start_session(address, SUPERUSER);
+        let answer = raw::first_column(&raw::simple_query(&mut stream, "SELECT 42"));
+        assert_eq!(answer, ["42"], "session {n}");
+    };
+    // A pipe is full once what waits in it leaves no room for one more line (a write of up
+    // to PIPE_BUF bytes either fits whole or blocks).
+    let is_full = |(queued, capacity): (usize, usize)| queued + libc::PIPE_BUF >= capacity;
+    let mut sessions = 0;
+    while !is_full(pipe_fill(&stderr)) {
+        assert!(
+            sessions < SESSIONS_TO_FILL_AT_MOST,
+            "{:?}",
+            pipe_fill(&stderr)
+        );
+        serve_one(sessions);
+        sessions += 1;
+    }
+    for n in 0..SESSIONS_ONCE_FULL {
+        serve_one(sessions + n);
+    }
+    let (queued, capacity) = pipe_fill(&stderr);
+    println!(
+        "stderr pipe full ({queued} of {capacity} bytes) after {sessions} sessions; \
+         {SESSIONS_ONCE_FULL} more served"
+    );
+    assert!(
+        process.child.try_wait().unwrap().is_none(),
+        "the proxy runs"
+    );
 }

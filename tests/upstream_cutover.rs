@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::versions::apply_example;
-use common::{ProxyProcess, viewgate_binary, wait_until};
+use common::{ProxyProcess, upstream_url, viewgate_binary, wait_until};
 use viewgate::pg_cluster::{ClusterAuth, ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
 
 const TOKEN: &str = "cutover-test-token";
@@ -173,16 +173,8 @@ impl Proxy {
 fn log_of(proxy: Proxy) -> String {
     let mut process = proxy.process;
     let _ = process.child.kill();
-    let mut log = String::new();
-    if let Some(mut stderr) = process.child.stderr.take() {
-        use std::io::Read;
-        let _ = stderr.read_to_string(&mut log);
-    }
-    log
-}
-
-fn upstream_url(cluster: &ThrowawayCluster) -> String {
-    format!("postgres://127.0.0.1:{}?sslmode=disable", cluster.port())
+    let _ = process.child.wait();
+    process.log()
 }
 
 fn text(output: &Output) -> String {

@@ -160,9 +160,14 @@ pub fn viewgate_binary() -> PathBuf {
 }
 
 /// A `viewgate serve` child process; killed on drop if still running.
+///
+/// Its stdout and stderr go to a temporary file, never to a pipe: a test that leaves a pipe
+/// unread would be testing a full pipe (faults.rs does that on purpose, through
+/// [`ProxyProcess::start_with_unread_stderr`]).
 pub struct ProxyProcess {
     pub child: Child,
     pub port: u16,
+    log: Option<tempfile::NamedTempFile>,
 }
 
 impl ProxyProcess {
@@ -174,27 +179,71 @@ impl ProxyProcess {
 
     /// As `start`, listening on `port` (for proxies that must know each other's ports).
     pub fn start_on(cluster: &ThrowawayCluster, port: u16, env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(viewgate_binary());
+        Self::start_in_front_of(&upstream_url(cluster), port, env)
+    }
+
+    /// As `start_on`, in front of the upstream at `upstream` (a URL).
+    pub fn start_in_front_of(upstream: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("a temporary log file");
+        // One open file for both streams, so they share an offset and do not overwrite.
+        let output = log.reopen().expect("the log file reopens");
+        let mut command = serve_command(upstream, port, env);
         command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--upstream",
-                &format!("postgres://127.0.0.1:{}?sslmode=disable", cluster.port()),
-            ])
-            .env("VIEWGATE_LOG_LEVEL", "viewgate=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
+            .stdout(output.try_clone().expect("the log file is shared"))
+            .stderr(output);
+        Self::spawned(command, port, Some(log))
+    }
+
+    /// As `start`, with stderr a pipe the caller holds and never reads.
+    pub fn start_with_unread_stderr(
+        cluster: &ThrowawayCluster,
+        env: &[(&str, &str)],
+    ) -> (Self, std::process::ChildStderr) {
+        let port = viewgate::pg_cluster::free_port().unwrap();
+        let mut command = serve_command(&upstream_url(cluster), port, env);
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut process = Self::spawned(command, port, None);
+        let stderr = process.child.stderr.take().expect("stderr is piped");
+        (process, stderr)
+    }
+
+    fn spawned(mut command: Command, port: u16, log: Option<tempfile::NamedTempFile>) -> Self {
         let child = command.spawn().expect("viewgate starts");
+        let process = ProxyProcess { child, port, log };
         let started = wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         assert!(started, "viewgate serve did not start listening on {port}");
-        ProxyProcess { child, port }
+        process
     }
+
+    /// What the proxy has logged so far (stdout and stderr), for failure messages.
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log.path()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `viewgate serve --listen 127.0.0.1:<port>` in front of `upstream`, logging at debug level,
+/// with `env` added.
+fn serve_command(upstream: &str, port: u16, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(viewgate_binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", upstream])
+        .env("VIEWGATE_LOG_LEVEL", "viewgate=debug")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+/// The URL `viewgate serve --upstream` takes for `cluster`.
+pub fn upstream_url(cluster: &ThrowawayCluster) -> String {
+    format!("postgres://127.0.0.1:{}?sslmode=disable", cluster.port())
 }
 
 impl Drop for ProxyProcess {

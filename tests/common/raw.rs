@@ -105,10 +105,15 @@ pub fn expect_error(stream: &mut TcpStream) -> ErrorReport {
 /// True when the peer has closed the connection (reads return EOF or reset).
 pub fn is_closed(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+    loop {
+        // A signal that lands in the wait ends a read with a timeout early, even under
+        // SA_RESTART; that says nothing about the connection.
+        return match stream.read(&mut byte) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+        };
     }
 }
 
