@@ -530,24 +530,27 @@ fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
 /// The cheap test first, on every statement: most are none of these commands. One pass that
 /// looks further only at the first letter of one of them.
 pub fn mentions_a_holding_command(sql: &str) -> bool {
-    const WORDS: [&[u8]; 7] = [
-        b"prepare",
-        b"deallocate",
-        b"discard",
-        b"declare",
-        b"close",
-        b"create",
-        b"alter",
-    ];
     let bytes = sql.as_bytes();
-    bytes.iter().enumerate().any(|(at, byte)| {
-        matches!(byte, b'p' | b'P' | b'd' | b'D' | b'c' | b'C' | b'a' | b'A')
-            && (WORDS.iter().any(|word| {
-                bytes
-                    .get(at..at + word.len())
-                    .is_some_and(|candidate| candidate.eq_ignore_ascii_case(word))
-            }) || opens_a_do_block(bytes, at))
-    })
+    let word_at = |at: usize, word: &[u8]| {
+        bytes
+            .get(at..at + word.len())
+            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(word))
+    };
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(at, byte)| match byte.to_ascii_lowercase() {
+            b'p' => word_at(at, b"prepare"),
+            b'd' => {
+                word_at(at, b"deallocate")
+                    || word_at(at, b"discard")
+                    || word_at(at, b"declare")
+                    || opens_a_do_block(bytes, at)
+            }
+            b'c' => word_at(at, b"close") || word_at(at, b"create"),
+            b'a' => word_at(at, b"alter"),
+            _ => false,
+        })
 }
 
 /// Whether `DO` starts at `at` as a word of its own: followed by anything that cannot

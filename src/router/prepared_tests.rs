@@ -259,3 +259,41 @@ fn words_inside_strings_and_comments_are_not_commands() {
     assert!(!all_answered(&mut prepared));
     assert!(prepared.held_against("v2").is_some());
 }
+
+/// The holding-command prefilter by its definition: one of the words anywhere, in any case,
+/// or `DO` as a word of its own.
+fn mentions_by_definition(sql: &str) -> bool {
+    const WORDS: [&str; 7] = [
+        "prepare",
+        "deallocate",
+        "discard",
+        "declare",
+        "close",
+        "create",
+        "alter",
+    ];
+    let lower = sql.to_ascii_lowercase();
+    WORDS.iter().any(|word| lower.contains(word))
+        || (0..sql.len()).any(|at| opens_a_do_block(sql.as_bytes(), at))
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_holding_command_prefilter_is_its_definition(
+        pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "prepare", "PrEpArE", "deallocate", "DISCARD", "declare", "close", "Create",
+                "ALTER", "do", "Do", "d", "o", "clos", "alte", "prep", " ", "_", "x", "1", "é",
+                "/**/", "'", "(", "SELECT ",
+            ]),
+            0..10,
+        )
+    ) {
+        let sql = pieces.concat();
+        proptest::prop_assert_eq!(
+            mentions_a_holding_command(&sql),
+            mentions_by_definition(&sql),
+            "{:?}", sql
+        );
+    }
+}

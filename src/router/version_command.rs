@@ -9,6 +9,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::Token;
 
 use crate::protocol::startup::startup_setting;
+use crate::rewriter::rewrite::contains_ignore_ascii_case;
 
 pub use crate::model::catalog_substitutes::VERSION_SETTING;
 
@@ -25,7 +26,7 @@ pub enum VersionCommand {
 /// The version command `sql` is, if it is one (a trailing semicolon is allowed).
 pub fn parse(sql: &str) -> Option<VersionCommand> {
     // The cheap test first: most statements never mention the setting.
-    if !contains_ignore_case(sql, VERSION_SETTING) {
+    if !contains_ignore_ascii_case(sql.as_bytes(), VERSION_SETTING.as_bytes()) {
         return None;
     }
     let tokens = super::statement_words::command_tokens(sql)?;
@@ -74,14 +75,6 @@ pub fn parse(sql: &str) -> Option<VersionCommand> {
         }
         _ => None,
     }
-}
-
-pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
 /// The version a startup packet declares: a `viewgate.version` parameter, or
