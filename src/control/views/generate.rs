@@ -163,7 +163,6 @@ mod tests {
         assert_eq!(first.script(), second.script());
         assert_eq!(first.checksum, second.checksum);
         let script = first.script();
-        std::fs::write("/tmp/vg_example.sql", &script).ok();
         assert!(script.contains("CREATE VIEW \"public\".\"model_metadata_v1\""));
         assert!(script.contains("WITH (security_invoker = true)"));
         assert!(script.contains("(COALESCE(model_type, 'neural_network')) AS \"model_type\""));
