@@ -47,8 +47,12 @@ RATE_TPS="${RATE_TPS:-1000}"
 # The server-side per-row measurement: rows per statement, and repeats.
 MICRO_ROWS="${MICRO_ROWS:-100000}"
 MICRO_REPEATS="${MICRO_REPEATS:-5}"
-# The writers' window during the migration; it must outlast the migration to cover all of it.
-DURING_WINDOW="${DURING_WINDOW:-120}"
+# The writers' window during the migration; it must outlast the migration to cover all of it
+# (the default pacing took 114-191 s over 1M rows here) and leave time after it, whose p99 is
+# the fairest reference for what the backfill adds.
+DURING_WINDOW="${DURING_WINDOW:-240}"
+# When `viewgate migrate status` is sampled for the report, in seconds after `migrate start`.
+STATUS_AFTER="${STATUS_AFTER:-12}"
 # Experiment: renice the backfill's Postgres backend (application_name viewgate) to this
 # niceness while the migration runs (root only), to see how much of the writers' tail is the
 # backfill's CPU: empty leaves it alone.
@@ -236,9 +240,17 @@ MIG_START="$(date +%s.%N)"
 # The pacer's decisions (pause ratio, batch rows) go to migrate.progress with the progress lines.
 VIEWGATE_LOG="${VIEWGATE_LOG:-warn,viewgate::control::migrate::backfill=debug}" \
 "$VG_BIN" migrate start "$WORK_DIR/0002.toml" --database "$DATABASE_URL" \
-    >"$WORK_DIR/migrate.out" 2>"$WORK_DIR/migrate.progress"
+    >"$WORK_DIR/migrate.out" 2>"$WORK_DIR/migrate.progress" &
+MIGRATE_PID=$!
+EXTRA_PIDS+=("$MIGRATE_PID")
+# What an operator sees STATUS_AFTER seconds in (the backfill's pace, if it still runs).
+sleep "$STATUS_AFTER"
+"$VG_BIN" migrate status --database "$DATABASE_URL" >"$WORK_DIR/status-mid.txt" 2>&1 || true
+wait "$MIGRATE_PID"
 MIG_END="$(date +%s.%N)"
 log "migration done in $(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "%.1f", b - a }') s; waiting for the writers' window to end"
+kill -0 "$WRITERS_PID" 2>/dev/null ||
+    log "WARNING: the writers' window (DURING_WINDOW=$DURING_WINDOW s) ended before the migration: the p99 during it covers only part of it, and there is none after; raise DURING_WINDOW"
 [ -n "$RENICE_BACKFILL" ] && stop_pid "$RENICE_PID"
 wait "$WRITERS_PID" || true
 DURING_END="$(date +%s.%N)"
@@ -342,6 +354,8 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "| the triggers alone, direct (same table: TPS triggers disabled ÷ enabled) | $TPS_UNTRIGGERED_DIRECT / $TPS_LIVE_DIRECT = $(ratio "$TPS_UNTRIGGERED_DIRECT" "$TPS_LIVE_DIRECT") | |"
     echo "| bulk INSERT, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 1) / $(micro_median 2) = $(ratio "$(micro_median 1)" "$(micro_median 2)") | ≤ 1.5× |"
     echo "| bulk UPDATE, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 3) / $(micro_median 4) = $(ratio "$(micro_median 3)" "$(micro_median 4)") | ≤ 1.5× |"
+    echo
+    echo "migrate status ${STATUS_AFTER} s in said: $(grep -h 'backfill ' "$WORK_DIR/status-mid.txt" || cat "$WORK_DIR/status-mid.txt")"
     echo
     echo "migrate start said: $(cat "$WORK_DIR/migrate.out")"
 } >"$REPORT"

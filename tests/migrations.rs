@@ -407,6 +407,23 @@ async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_ref
         database.admin("SELECT phase FROM viewgate.migrations"),
         "backfilling"
     );
+    // The last batch committed the pace before it, which `migrate status` shows.
+    assert_eq!(
+        database.admin(
+            "SELECT (p ->> 'batch_rows') || ' ' || ((p ->> 'rows_per_second')::float8 > 0)::text
+             FROM (SELECT backfill -> 'public.models' -> 'pacing' AS p FROM viewgate.migrations) s"
+        ),
+        "100 true"
+    );
+    let status = viewgate::control::migrate::status::status(&database.client().await)
+        .await
+        .unwrap()
+        .to_string();
+    assert!(
+        status.contains("backfill public.models: 300 of ~1000 rows (30%), ")
+            && status.contains(" rows/s, about "),
+        "{status}"
+    );
 
     // The thirty-seventh red-team pass: `views apply` of a spec naming the backfilling
     // version made it active, its rows half filled.

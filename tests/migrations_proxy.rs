@@ -226,6 +226,11 @@ async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
         .and_then(|value| value.parse::<u64>().ok())
         .expect("backfill rows in /metrics");
     assert!(backfilled >= 500, "{metrics}");
+    assert!(
+        metrics.contains("# TYPE viewgate_backfill_rows_per_second gauge")
+            && !metrics.contains("viewgate_backfill_rows_per_second{"),
+        "a finished backfill shows no pace: {metrics}"
+    );
 
     // The proxy's heartbeat shows v1 sessions: contract is refused, naming the proxy.
     viewgate(&cluster, &["cutover", "--to", "v2"]).unwrap();

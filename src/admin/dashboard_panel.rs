@@ -237,8 +237,15 @@ fn migrations(out: &mut String, progress: &MigrationProgress) {
             .tables
             .iter()
             .map(|t| {
+                let pace = t.pace.map_or(String::new(), |pace| {
+                    format!(
+                        " ({:.0} rows/s, in batches {:.0}% of the time)",
+                        pace.rows_per_second,
+                        pace.working_share * 100.0
+                    )
+                });
                 format!(
-                    "{} {}/{}{}",
+                    "{} {}/{}{}{pace}",
                     escape(&t.table),
                     t.rows,
                     t.estimate,

@@ -248,6 +248,34 @@ fn migrations(out: &mut String, state: &ProxyState) {
             }
         }
     }
+    for (name, help) in [
+        (
+            "viewgate_backfill_rows_per_second",
+            "Rows a running backfill filled per second over its last few seconds, waits included.",
+        ),
+        (
+            "viewgate_backfill_working_ratio",
+            "The share of those seconds a running backfill spent in batches; the rest it yielded.",
+        ),
+    ] {
+        header(out, name, "gauge", help);
+        for migration in &progress.migrations {
+            for table in &migration.tables {
+                let Some(pace) = table.pace else { continue };
+                let value = if name.ends_with("per_second") {
+                    pace.rows_per_second
+                } else {
+                    pace.working_share
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{version=\"{}\",table=\"{}\"}} {value}",
+                    migration.version,
+                    label_value(&table.table)
+                );
+            }
+        }
+    }
 }
 
 /// A label value as Prometheus's text format wants it: backslash, quote and newline escaped.

@@ -1,5 +1,6 @@
 //! Where the database's migrations stand, as a proxy publishes it in `/metrics`: each
-//! migration that is backfilling or live, and per table the rows backfilled of those estimated.
+//! migration that is backfilling or live, and per table the rows backfilled of those estimated
+//! and, while it runs, the backfill's pace.
 //! Read from `viewgate.migrations` by the heartbeat, which already visits the catalog.
 
 use serde::Deserialize;
@@ -24,6 +25,15 @@ pub struct TableBackfill {
     pub rows: u64,
     pub estimate: u64,
     pub done: bool,
+    /// The backfill's recent pace, while it runs (see `control::migrate::state::Pacing`).
+    pub pace: Option<Pace>,
+}
+
+/// Rows per second over the last few seconds, and the share of them spent in batches.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct Pace {
+    pub rows_per_second: f64,
+    pub working_share: f64,
 }
 
 /// The figures of one checkpoint, as `viewgate.migrations.backfill` stores it per table.
@@ -35,6 +45,8 @@ struct Checkpoint {
     estimate: u64,
     #[serde(default)]
     done: bool,
+    #[serde(default)]
+    pacing: Option<Pace>,
 }
 
 impl MigrationFigures {
@@ -49,6 +61,7 @@ impl MigrationFigures {
                 rows: checkpoint.rows,
                 estimate: checkpoint.estimate.max(checkpoint.rows),
                 done: checkpoint.done,
+                pace: checkpoint.pacing.filter(|_| !checkpoint.done),
             })
             .collect();
         MigrationFigures {
@@ -70,16 +83,40 @@ mod tests {
             "v2".into(),
             "v1".into(),
             "backfilling".into(),
-            r#"{"public.t": {"cursor": ["5"], "rows": 5, "estimate": 3, "done": false}}"#,
+            r#"{"public.t": {"cursor": ["5"], "rows": 5, "estimate": 3, "done": false},
+                "public.u": {"rows": 9, "estimate": 20, "done": false, "pacing":
+                    {"rows_per_second": 1200.5, "working_share": 0.25, "batch_rows": 250}},
+                "public.w": {"rows": 7, "estimate": 7, "done": true, "pacing":
+                    {"rows_per_second": 10.0, "working_share": 1.0, "batch_rows": 1}}}"#,
         );
         assert_eq!(
             figures.tables,
-            [TableBackfill {
-                table: "public.t".into(),
-                rows: 5,
-                estimate: 5,
-                done: false
-            }]
+            [
+                TableBackfill {
+                    table: "public.t".into(),
+                    rows: 5,
+                    estimate: 5,
+                    done: false,
+                    pace: None,
+                },
+                TableBackfill {
+                    table: "public.u".into(),
+                    rows: 9,
+                    estimate: 20,
+                    done: false,
+                    pace: Some(Pace {
+                        rows_per_second: 1200.5,
+                        working_share: 0.25
+                    }),
+                },
+                TableBackfill {
+                    table: "public.w".into(),
+                    rows: 7,
+                    estimate: 7,
+                    done: true,
+                    pace: None,
+                },
+            ]
         );
         let unreadable = MigrationFigures::from_row("v2".into(), "v1".into(), "live".into(), "[");
         assert!(unreadable.tables.is_empty());

@@ -15,7 +15,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::derive::{Backfill, over_physical};
 use super::error::MigrateError;
-use super::pace::BatchPacer;
+use super::pace::{BatchPacer, PaceWindow};
 use super::progress::Progress;
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
@@ -26,7 +26,9 @@ use crate::model::latency::bucket_bound;
 use crate::net::postgres_error::describe_postgres_error;
 
 /// Tables smaller than this are counted exactly for the progress estimate (the count runs under
-/// the expand's locks, so it must stay quick); larger ones use the planner's estimate.
+/// the expand's locks, so it must stay quick); larger ones are estimated as the planner does:
+/// the rows per page of the last ANALYZE times the pages there are now (a table that grew
+/// since is not taken at its old size).
 const EXACT_COUNT_BELOW_BYTES: i64 = 8 * 1024 * 1024;
 /// Bytes per row assumed for a large table the planner has never estimated.
 const GUESSED_ROW_BYTES: i64 = 100;
@@ -196,7 +198,10 @@ pub async fn start_checkpoint(
             &format!(
                 "SELECT CASE WHEN pg_relation_size(c.oid) < {EXACT_COUNT_BELOW_BYTES}
                                   THEN (SELECT count(*) FROM {table})
-                             WHEN c.reltuples > 0 THEN c.reltuples::bigint
+                             WHEN c.reltuples > 0 AND c.relpages > 0
+                                  THEN (c.reltuples / c.relpages
+                                        * (pg_relation_size(c.oid)
+                                           / current_setting('block_size')::bigint))::bigint
                              ELSE pg_relation_size(c.oid) / {GUESSED_ROW_BYTES} END
                  FROM pg_class c WHERE c.oid = $1::text::regclass"
             ),
@@ -211,6 +216,7 @@ pub async fn start_checkpoint(
         high_water,
         rows: 0,
         estimate: u64::try_from(estimate).unwrap_or(0),
+        pacing: None,
     })
 }
 
@@ -240,12 +246,15 @@ pub async fn run(
     }
     let started = Instant::now();
     let mut last_reference = started;
+    let mut pace = PaceWindow::new(started);
     let rows_at_start = checkpoint.rows;
     progress.backfill(&key, checkpoint.rows, checkpoint.estimate, 0.0);
     while !checkpoint.done {
         let Some(high_water) = checkpoint.high_water.clone() else {
             break;
         };
+        // Committed with the batch: how it was pacing itself up to now.
+        checkpoint.pacing = pace.pacing(&pacer);
         let batch_started = Instant::now();
         let rows = pacer.batch_rows();
         let (updated, last) = one_batch(
@@ -259,6 +268,7 @@ pub async fn run(
         )
         .await?;
         let took = batch_started.elapsed();
+        pace.batch(updated, took, Instant::now());
         listen_to_application(client, &mut writers, &mut pacer, &mut last_reference).await;
         let wait = pacer.after_batch(updated, took);
         checkpoint.rows += updated;

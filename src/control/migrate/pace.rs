@@ -25,9 +25,10 @@
 //! backfill's own time barely moves when a busy CPU delays the application instead of it.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::model::latency::quantile_bucket;
+use super::state::Pacing;
+use crate::model::latency::{bucket_bound, quantile_bucket};
 
 /// Batches whose times per row make the baseline (the fastest of them).
 const BASELINE_BATCHES: usize = 64;
@@ -212,6 +213,73 @@ impl BatchPacer {
     }
 }
 
+/// How long the pace `migrate status` shows is measured over.
+pub const PACE_WINDOW: Duration = Duration::from_secs(5);
+
+/// The backfill's pace over windows of [`PACE_WINDOW`]: rows per second and the share of
+/// the time spent in batches, waits and reads of the application's latency included.
+#[derive(Debug)]
+pub struct PaceWindow {
+    started: Instant,
+    rows: u64,
+    working: Duration,
+    /// The figures of the last full window, or of the current one before any is full.
+    last: Option<(f64, f64)>,
+    full: bool,
+}
+
+impl PaceWindow {
+    pub fn new(now: Instant) -> Self {
+        PaceWindow {
+            started: now,
+            rows: 0,
+            working: Duration::ZERO,
+            last: None,
+            full: false,
+        }
+    }
+
+    /// A batch of `rows` rows that took `took` ended at `now`.
+    pub fn batch(&mut self, rows: u64, took: Duration, now: Instant) {
+        self.rows += rows;
+        self.working += took;
+        let span = now
+            .saturating_duration_since(self.started)
+            .max(self.working);
+        if span.is_zero() {
+            return;
+        }
+        let seconds = span.as_secs_f64();
+        let figures = (
+            self.rows as f64 / seconds,
+            self.working.as_secs_f64() / seconds,
+        );
+        if span >= PACE_WINDOW {
+            *self = PaceWindow {
+                last: Some(figures),
+                full: true,
+                ..PaceWindow::new(now)
+            };
+        } else if !self.full {
+            self.last = Some(figures);
+        }
+    }
+
+    /// The pace to record, with the pacer's next batch size and protected bound.
+    pub fn pacing(&self, pacer: &BatchPacer) -> Option<Pacing> {
+        let (rows_per_second, working_share) = self.last?;
+        Some(Pacing {
+            rows_per_second,
+            working_share,
+            batch_rows: pacer.batch_rows(),
+            protected_p99_ms: pacer
+                .protected_bucket()
+                .map(|bucket| bucket_bound(bucket) * 1000.0)
+                .filter(|bound| bound.is_finite()),
+        })
+    }
+}
+
 /// The share of the requests in `cumulative` slower than `bucket`'s bound.
 fn share_slower(cumulative: &[u64], bucket: usize) -> f64 {
     let total = cumulative.last().copied().unwrap_or(0);
@@ -227,6 +295,32 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_pace_is_measured_over_whole_windows_and_shows_the_yielding() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let start = Instant::now();
+        let pacer = BatchPacer::new(Duration::ZERO, true, 1000);
+        let mut window = PaceWindow::new(start);
+        assert_eq!(window.pacing(&pacer), None, "no batch yet");
+        // 1000 rows in 100 ms, ending 400 ms in: a partial window is shown until one is full.
+        window.batch(1000, 100 * MS, start + 400 * MS);
+        let first = window.pacing(&pacer).unwrap();
+        assert!(close(first.rows_per_second, 2500.0), "{first:?}");
+        assert!(close(first.working_share, 0.25), "{first:?}");
+        assert_eq!(first.batch_rows, 1000);
+        assert_eq!(first.protected_p99_ms, None, "no application latency heard");
+        // Nine more such batches to 5 s: 10,000 rows, 1 s of work.
+        for n in 2..=10 {
+            window.batch(1000, 100 * MS, start + 500 * MS * n);
+        }
+        let full = window.pacing(&pacer).unwrap();
+        assert!(close(full.rows_per_second, 2000.0), "{full:?}");
+        assert!(close(full.working_share, 0.2), "{full:?}");
+        // A batch into the next window does not replace the full one's figures.
+        window.batch(5000, 500 * MS, start + 5500 * MS);
+        assert_eq!(window.pacing(&pacer).unwrap(), full);
+    }
 
     #[test]
     fn an_idle_database_gets_no_wait_and_a_loaded_one_a_growing_wait() {

@@ -56,6 +56,26 @@ pub struct Checkpoint {
     /// Rows to visit, as estimated when the backfill started.
     pub estimate: u64,
     pub done: bool,
+    /// How the backfill was pacing itself when it committed its last batch (absent in
+    /// checkpoints older builds wrote, and before the first batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<Pacing>,
+}
+
+/// The backfill's recent pace, as `migrate status` and `/metrics` show it: why a backfill is
+/// slower than the database could go is the first thing an operator asks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// Rows filled per second over the last few seconds, waits included.
+    pub rows_per_second: f64,
+    /// The share of those seconds spent in batches; the rest was spent yielding.
+    pub working_share: f64,
+    /// Rows in the next batch.
+    pub batch_rows: u32,
+    /// The bound, in milliseconds, the application's p99 through the proxies had before the
+    /// backfill, which the backfill yields to keep; absent when it does not listen to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_p99_ms: Option<f64>,
 }
 
 /// A migration as the catalog records it.
