@@ -110,6 +110,20 @@ fn send_cancel(port: u16, pid: u32, secret: &[u8]) -> Duration {
     started.elapsed()
 }
 
+/// As `send_cancel` to `replica`, failing with what the replica logged when it does not
+/// close the connection.
+fn send_cancel_to(replica: &ProxyProcess, pid: u32, secret: &[u8]) -> Duration {
+    let started = Instant::now();
+    let closed = raw::cancel_is_closed(address(replica.port), pid, secret);
+    assert!(
+        closed,
+        "the replica did not close the cancel connection within {:?}; its log:\n{}",
+        started.elapsed(),
+        replica.log()
+    );
+    started.elapsed()
+}
+
 /// Runs `pg_sleep(seconds)` on `stream`, calls `during` meanwhile, and returns the SQLSTATE
 /// it ended with, if any.
 fn sleep_outcome(stream: &mut TcpStream, seconds: f64, during: impl FnOnce()) -> Option<String> {
@@ -175,8 +189,8 @@ fn a_peer_that_is_down_or_silent_neither_hangs_nor_stops_the_receiving_replica()
     let to_silent = issue_secret(Some(3), secret);
     let mut waits = Vec::new();
     let code = sleep_outcome(&mut session, 1.0, || {
-        waits.push(send_cancel(a.port, pid, &to_down.to_be_bytes()));
-        waits.push(send_cancel(a.port, pid, &to_silent.to_be_bytes()));
+        waits.push(send_cancel_to(&a, pid, &to_down.to_be_bytes()));
+        waits.push(send_cancel_to(&a, pid, &to_silent.to_be_bytes()));
     });
     assert_eq!(code, None, "a cancel for another replica does not end ours");
     println!(

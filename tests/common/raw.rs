@@ -172,14 +172,20 @@ pub fn cancel_request(process_id: u32, secret: &[u8]) -> Vec<u8> {
 /// Sends a CancelRequest on its own connection and checks the proxy closes it, as Postgres
 /// does (a cancel is never answered).
 pub fn send_cancel(address: SocketAddr, process_id: u32, secret: &[u8]) {
+    assert!(
+        cancel_is_closed(address, process_id, secret),
+        "the proxy closes a cancel connection"
+    );
+}
+
+/// Sends a CancelRequest on its own connection; whether the proxy closed it within
+/// [`READ_TIMEOUT`].
+pub fn cancel_is_closed(address: SocketAddr, process_id: u32, secret: &[u8]) -> bool {
     let mut connection = connect(address);
     connection
         .write_all(&cancel_request(process_id, secret))
         .unwrap();
-    assert!(
-        is_closed(&mut connection),
-        "the proxy closes a cancel connection"
-    );
+    is_closed(&mut connection)
 }
 
 /// Sends `SELECT pg_sleep(seconds)`, calls `during` 300 ms later (while it sleeps), and
