@@ -46,6 +46,24 @@ const TAG_CONSTANT_LIST: u8 = 5;
 const TAG_MENTIONING_COMMENT: u8 = 6;
 const TAG_AFTER_TRIVIA: u8 = 0x80;
 
+/// A verbatim token's length in a key: one byte when below [`LONG_LENGTH`], else that byte and
+/// the length in four. No encoding is a prefix of another, so no two token lists share a key;
+/// and a statement of short tokens keys within its text plus two bytes a token, the size the
+/// key is first given (four-byte lengths outgrew it: one reallocation a statement).
+fn push_length(key: &mut Vec<u8>, length: usize) -> Option<()> {
+    match u8::try_from(length) {
+        Ok(short) if short < LONG_LENGTH => key.push(short),
+        _ => {
+            key.push(LONG_LENGTH);
+            key.extend_from_slice(&u32::try_from(length).ok()?.to_le_bytes());
+        }
+    }
+    Some(())
+}
+
+/// The length byte that says four bytes of length follow.
+const LONG_LENGTH: u8 = u8::MAX;
+
 /// The shape of one statement text.
 #[derive(Debug)]
 pub struct Shape {
@@ -153,7 +171,7 @@ impl Shape {
             };
             key.push(tag | flag);
             if tag == TAG_VERBATIM {
-                key.extend_from_slice(&u32::try_from(text.len()).ok()?.to_le_bytes());
+                push_length(&mut key, text.len())?;
                 key.extend_from_slice(text.as_bytes());
             }
             spans.push(token.start..token.end);
@@ -363,6 +381,20 @@ mod tests {
 
     fn key(sql: &str) -> Option<Vec<u8>> {
         Shape::of(sql, &v2(), &mut Vec::new()).map(|s| s.key)
+    }
+
+    #[test]
+    fn long_and_short_names_key_apart_at_every_length_encoding() {
+        let keyed = |length: usize| key(&format!("SELECT \"{}\" FROM t", "n".repeat(length)));
+        let keys: Vec<_> = [1, 253, 254, 255, 256, 300, 70_000]
+            .into_iter()
+            .map(|length| keyed(length).expect("a shape"))
+            .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]
