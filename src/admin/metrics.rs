@@ -6,6 +6,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use crate::model::migration_progress::TableBackfill;
 use crate::model::shadow_run::SHADOW_OUTCOMES;
 use crate::proxy::state::ProxyState;
 use crate::proxy::stats::Telemetry;
@@ -205,7 +206,8 @@ fn shadow(out: &mut String, state: &ProxyState) {
     );
 }
 
-/// Where migrations stand: phase, and per table the rows backfilled of those estimated.
+/// Where migrations stand: phase, per table the rows backfilled of those estimated, and a
+/// running backfill's pace.
 fn migrations(out: &mut String, state: &ProxyState) {
     let progress = state.migrations.load();
     header(
@@ -221,52 +223,35 @@ fn migrations(out: &mut String, state: &ProxyState) {
             migration.version, migration.from, migration.phase
         );
     }
-    for (name, help) in [
+    // Per table of each migration: the name, its help, and the figure (none: no sample).
+    type TableFigure = fn(&TableBackfill) -> Option<f64>;
+    let per_table: [(&str, &str, TableFigure); 4] = [
         (
             "viewgate_backfill_rows",
             "Rows a migration's backfill has filled, per table.",
+            |table| Some(table.rows as f64),
         ),
         (
             "viewgate_backfill_rows_estimate",
             "Rows a migration's backfill expects to fill, per table.",
+            |table| Some(table.estimate as f64),
         ),
-    ] {
-        header(out, name, "gauge", help);
-        for migration in &progress.migrations {
-            for table in &migration.tables {
-                let value = if name.ends_with("estimate") {
-                    table.estimate
-                } else {
-                    table.rows
-                };
-                let _ = writeln!(
-                    out,
-                    "{name}{{version=\"{}\",table=\"{}\"}} {value}",
-                    migration.version,
-                    label_value(&table.table)
-                );
-            }
-        }
-    }
-    for (name, help) in [
         (
             "viewgate_backfill_rows_per_second",
             "Rows a running backfill filled per second over its last few seconds, waits included.",
+            |table| table.pace.map(|pace| pace.rows_per_second),
         ),
         (
             "viewgate_backfill_working_ratio",
             "The share of those seconds a running backfill spent in batches; the rest it yielded.",
+            |table| table.pace.map(|pace| pace.working_share),
         ),
-    ] {
+    ];
+    for (name, help, figure) in per_table {
         header(out, name, "gauge", help);
         for migration in &progress.migrations {
             for table in &migration.tables {
-                let Some(pace) = table.pace else { continue };
-                let value = if name.ends_with("per_second") {
-                    pace.rows_per_second
-                } else {
-                    pace.working_share
-                };
+                let Some(value) = figure(table) else { continue };
                 let _ = writeln!(
                     out,
                     "{name}{{version=\"{}\",table=\"{}\"}} {value}",
@@ -317,4 +302,50 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     header(out, name, "gauge", help);
     let _ = writeln!(out, "{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::model::migration_progress::{MigrationFigures, MigrationProgress};
+    use crate::shutdown::Shutdown;
+
+    #[test]
+    fn a_running_backfill_shows_its_pace_and_a_finished_one_only_its_rows() {
+        let state = ProxyState::new(Config::default(), Shutdown::new()).unwrap();
+        let figures = MigrationFigures::from_row(
+            "v2".into(),
+            "v1".into(),
+            "backfilling".into(),
+            r#"{"public.a": {"rows": 9, "estimate": 20, "done": false, "pacing":
+                    {"rows_per_second": 1200.5, "working_share": 0.25, "batch_rows": 250}},
+                "public.b": {"rows": 7, "estimate": 7, "done": true, "pacing":
+                    {"rows_per_second": 10.0, "working_share": 1.0, "batch_rows": 1}}}"#,
+        );
+        state.migrations.store(Arc::new(MigrationProgress {
+            migrations: vec![figures],
+        }));
+        let mut out = String::new();
+        migrations(&mut out, &state);
+        for line in [
+            "viewgate_backfill_rows{version=\"v2\",table=\"public.a\"} 9\n",
+            "viewgate_backfill_rows_estimate{version=\"v2\",table=\"public.a\"} 20\n",
+            "viewgate_backfill_rows{version=\"v2\",table=\"public.b\"} 7\n",
+            "viewgate_backfill_rows_per_second{version=\"v2\",table=\"public.a\"} 1200.5\n",
+            "viewgate_backfill_working_ratio{version=\"v2\",table=\"public.a\"} 0.25\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
+        assert!(
+            !out.contains("_per_second{version=\"v2\",table=\"public.b\"}"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("_ratio{version=\"v2\",table=\"public.b\"}"),
+            "{out}"
+        );
+    }
 }
