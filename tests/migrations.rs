@@ -493,6 +493,53 @@ async fn a_foreign_schema_of_the_substitutes_name_is_refused_before_any_change()
     );
 }
 
+/// Progress that deletes all but ten rows when the backfill begins, and keeps the backfill's
+/// last advance.
+struct ShrinkingTable {
+    conninfo: String,
+    last: Option<(u64, u64)>,
+}
+
+impl Progress for ShrinkingTable {
+    fn step(&mut self, description: &str) {
+        if description.starts_with("backfill") {
+            let deleted = std::process::Command::new("psql")
+                .args([
+                    &self.conninfo,
+                    "-q",
+                    "-c",
+                    "DELETE FROM models WHERE id > 10",
+                ])
+                .output()
+                .expect("psql runs");
+            assert!(deleted.status.success(), "{deleted:?}");
+        }
+    }
+    fn backfill(&mut self, _table: &str, rows: u64, estimate: u64, _rate: f64) {
+        self.last = Some((rows, estimate));
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_that_finds_fewer_rows_than_estimated_ends_at_its_own_total() {
+    let database = seeded(100).await;
+    let path = database.spec_file("0002.toml", ADD_KIND);
+    let file = MigrationFile::load(&path).unwrap();
+    let mut client = database.client().await;
+    let mut progress = ShrinkingTable {
+        conninfo: database.url(),
+        last: None,
+    };
+    start(&mut client, &file, &Templates::built_in(), &mut progress)
+        .await
+        .expect("starts");
+    assert_eq!(
+        progress.last,
+        Some((10, 10)),
+        "the last advance says done (its bar finishes, its JSON line is printed), not 10 of 100"
+    );
+}
+
 /// Progress that, when the backfill begins, has another session update row 5 and hold its lock
 /// for a second: the backfill's batch takes its snapshot before that update commits.
 struct ConcurrentWriter {

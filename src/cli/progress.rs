@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::control::migrate::Progress;
+use crate::control::migrate::state::Pacing;
+use crate::control::migrate::status::yielding;
 
 /// Picks the bar on a terminal and JSON lines elsewhere.
 pub fn for_stderr() -> Box<dyn Progress> {
@@ -33,7 +35,7 @@ impl Progress for Bars {
             let bar = ProgressBar::new(estimate);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:40}] {pos}/{len} rows, {per_sec}, ETA {eta}",
+                    "{prefix} [{bar:40}] {pos}/{len} rows, {per_sec}, ETA {eta}{msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -47,6 +49,45 @@ impl Progress for Bars {
             bar.finish();
         }
     }
+
+    fn pacing(&mut self, table: &str, pacing: &Pacing) {
+        if let Some(bar) = self.bars.get(table) {
+            let note = yielding(pacing).map(|text| format!(", {text}"));
+            bar.set_message(note.unwrap_or_default());
+        }
+    }
+}
+
+impl JsonLines {
+    /// The line for a backfill's advance at `now`, unless one for its table was printed less
+    /// than [`JSON_LINE_INTERVAL`] ago (the last one always is).
+    fn line(
+        &mut self,
+        table: &str,
+        rows: u64,
+        estimate: u64,
+        rate: f64,
+        now: Instant,
+    ) -> Option<serde_json::Value> {
+        let due = self
+            .last_line
+            .get(table)
+            .is_none_or(|last| now.duration_since(*last) >= JSON_LINE_INTERVAL);
+        if !due && rows < estimate {
+            return None;
+        }
+        self.last_line.insert(table.to_owned(), now);
+        let mut line = serde_json::json!({
+            "backfill": table,
+            "rows": rows,
+            "estimate": estimate,
+            "rows_per_second": rate.round(),
+        });
+        if let Some(share) = self.working_share.get(table) {
+            line["working_share"] = serde_json::json!((share * 100.0).round() / 100.0);
+        }
+        Some(line)
+    }
 }
 
 /// At most one backfill line per table this often (and the last one).
@@ -55,6 +96,8 @@ const JSON_LINE_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct JsonLines {
     last_line: HashMap<String, Instant>,
+    /// Each table's share of time in batches, as last heard.
+    working_share: HashMap<String, f64>,
 }
 
 impl Progress for JsonLines {
@@ -63,23 +106,46 @@ impl Progress for JsonLines {
     }
 
     fn backfill(&mut self, table: &str, rows: u64, estimate: u64, rate: f64) {
-        let now = Instant::now();
-        let due = self
-            .last_line
-            .get(table)
-            .is_none_or(|last| now.duration_since(*last) >= JSON_LINE_INTERVAL);
-        if !due && rows < estimate {
-            return;
+        if let Some(line) = self.line(table, rows, estimate, rate, Instant::now()) {
+            eprintln!("{line}");
         }
-        self.last_line.insert(table.to_owned(), now);
-        eprintln!(
-            "{}",
-            serde_json::json!({
-                "backfill": table,
-                "rows": rows,
-                "estimate": estimate,
-                "rows_per_second": rate.round(),
-            })
+    }
+
+    fn pacing(&mut self, table: &str, pacing: &Pacing) {
+        self.working_share
+            .insert(table.to_owned(), pacing.working_share);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_come_once_a_second_and_carry_the_share_of_time_in_batches() {
+        let mut lines = JsonLines::default();
+        let start = Instant::now();
+        let first = lines.line("public.t", 100, 1000, 50.4, start).unwrap();
+        assert_eq!(
+            first,
+            serde_json::json!({"backfill": "public.t", "rows": 100, "estimate": 1000,
+                "rows_per_second": 50.0})
         );
+        lines.pacing(
+            "public.t",
+            &Pacing {
+                rows_per_second: 50.0,
+                working_share: 0.234,
+                batch_rows: 100,
+                protected_p99_ms: Some(1.0),
+            },
+        );
+        let soon = start + Duration::from_millis(200);
+        assert_eq!(lines.line("public.t", 200, 1000, 50.0, soon), None);
+        let later = start + JSON_LINE_INTERVAL;
+        let paced = lines.line("public.t", 300, 1000, 50.0, later).unwrap();
+        assert_eq!(paced["working_share"], serde_json::json!(0.23));
+        let last = lines.line("public.t", 1000, 1000, 50.0, later).unwrap();
+        assert_eq!(last["rows"], 1000, "the last line is never held back");
     }
 }

@@ -255,6 +255,9 @@ pub async fn run(
         };
         // Committed with the batch: how it was pacing itself up to now.
         checkpoint.pacing = pace.pacing(&pacer);
+        if let Some(pacing) = &checkpoint.pacing {
+            progress.pacing(&key, pacing);
+        }
         let batch_started = Instant::now();
         let rows = pacer.batch_rows();
         let (updated, last) = one_batch(
@@ -282,12 +285,13 @@ pub async fn run(
         } else {
             0.0
         };
-        progress.backfill(
-            &key,
-            checkpoint.rows,
-            checkpoint.estimate.max(checkpoint.rows),
-            rate,
-        );
+        // Done is done, whatever the estimate said: the bar finishes and the last line is
+        // printed even when fewer rows were there than estimated.
+        let estimate = match checkpoint.done {
+            true => checkpoint.rows,
+            false => checkpoint.estimate.max(checkpoint.rows),
+        };
+        progress.backfill(&key, checkpoint.rows, estimate, rate);
         if !wait.is_zero() && !checkpoint.done {
             tokio::time::sleep(wait).await;
         }

@@ -73,6 +73,16 @@ pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
 /// Below this share of its time in batches, a backfill is said to be yielding.
 const YIELDING_BELOW_SHARE: f64 = 0.9;
 
+/// `yielding: in batches 23% of the time` for a backfill that gives way to the application.
+pub fn yielding(pacing: &Pacing) -> Option<String> {
+    (pacing.working_share < YIELDING_BELOW_SHARE).then(|| {
+        format!(
+            "yielding: in batches {:.0}% of the time",
+            pacing.working_share * 100.0
+        )
+    })
+}
+
 /// `, 14300 rows/s, about 23 s left; yielding: …` for a backfill `remaining` rows from done.
 fn pace_text(pacing: &Pacing, remaining: u64) -> String {
     let mut text = format!(", {:.0} rows/s", pacing.rows_per_second);
@@ -80,12 +90,8 @@ fn pace_text(pacing: &Pacing, remaining: u64) -> String {
         let left = remaining as f64 / pacing.rows_per_second;
         text.push_str(&format!(", about {left:.0} s left"));
     }
-    if pacing.working_share < YIELDING_BELOW_SHARE {
-        text.push_str(&format!(
-            "; yielding: in batches {:.0}% of the time, {} rows each",
-            pacing.working_share * 100.0,
-            pacing.batch_rows
-        ));
+    if let Some(yielding) = yielding(pacing) {
+        text.push_str(&format!("; {yielding}, {} rows each", pacing.batch_rows));
         if let Some(p99_ms) = pacing.protected_p99_ms {
             text.push_str(&format!(
                 ", keeping the application's p99 through the proxies under {p99_ms:.1} ms"
