@@ -135,6 +135,26 @@ fn benches(c: &mut Criterion) {
     c.bench_function("rewrite_cold_catalog_lookup", |b| {
         b.iter(|| rewrite(black_box(CATALOG_LOOKUP), &with_catalog))
     });
+
+    // bench/pgbench.sh's managed read and its unmanaged twin, at a version as the proxy
+    // builds it (with catalog substitutes): their difference is what a managed table adds
+    // to a statement through viewgate.
+    let reads: Vec<String> = (1..=LITERAL_VARIANTS)
+        .map(|id| format!("SELECT id, model_name, model_type FROM model_metadata WHERE id = {id};"))
+        .collect();
+    let twins: Vec<String> = (1..=LITERAL_VARIANTS)
+        .map(|id| format!("SELECT id, model_name, model_type FROM unmanaged_v2 WHERE id = {id};"))
+        .collect();
+    let cache = RewriteCache::default();
+    rewrite_cached(&cache, &reads[0], &with_catalog);
+    let mut next = reads.iter().cycle();
+    c.bench_function("rewrite_cached_pgbench_managed_read", |b| {
+        b.iter(|| rewrite_cached(&cache, black_box(next.next().unwrap()), &with_catalog))
+    });
+    let mut next = twins.iter().cycle();
+    c.bench_function("rewrite_cached_pgbench_unmanaged_read", |b| {
+        b.iter(|| rewrite_cached(&cache, black_box(next.next().unwrap()), &with_catalog))
+    });
 }
 
 /// psql's first query for `\d model_metadata`: the table's oid by a pattern on its name.
