@@ -516,7 +516,13 @@ impl SessionRouter {
         targets: &VersionTargets,
         offset: usize,
     ) -> Result<Option<String>, Routed> {
-        match &*rewrite_cached(&self.cache, piece, targets) {
+        let outcome = match Arc::try_unwrap(rewrite_cached(&self.cache, piece, targets)) {
+            // A shape's rewrite is made for this text alone: its text is taken, not copied.
+            Ok(Ok(Rewrite::Rewritten(text))) => return Ok(Some(text)),
+            Ok(owned) => Arc::new(owned),
+            Err(shared) => shared,
+        };
+        match &*outcome {
             Ok(Rewrite::Unchanged) => Ok(None),
             Ok(Rewrite::Rewritten(text)) => Ok(Some(text.clone())),
             Err(error) => Err(match self.policy {
