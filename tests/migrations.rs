@@ -8,7 +8,7 @@ use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    at, base_columns, complete_now, rollback_now, seeded, start_text, triggers,
+    at, base_columns, complete_now, rollback_now, seeded, start_text, start_watched, triggers,
 };
 use support::{exec, lines};
 use viewgate::control::migrate::start::start;
@@ -523,14 +523,11 @@ impl Progress for ShrinkingTable {
 #[tokio::test]
 async fn a_backfill_that_finds_fewer_rows_than_estimated_ends_at_its_own_total() {
     let database = seeded(100).await;
-    let path = database.spec_file("0002.toml", ADD_KIND);
-    let file = MigrationFile::load(&path).unwrap();
-    let mut client = database.client().await;
     let mut progress = ShrinkingTable {
         conninfo: database.url(),
         last: None,
     };
-    start(&mut client, &file, &Templates::built_in(), &mut progress)
+    start_watched(&database, "0002.toml", ADD_KIND, &mut progress)
         .await
         .expect("starts");
     assert_eq!(
@@ -579,14 +576,11 @@ type = "bigint"
 up = "size::bigint * 1000"
 down = "(size / 1000)::integer"
 "#;
-    let path = database.spec_file("0002.toml", text);
-    let file = MigrationFile::load(&path).unwrap();
-    let mut client = database.client().await;
     let mut writer = ConcurrentWriter {
         conninfo: database.url(),
         started: None,
     };
-    start(&mut client, &file, &Templates::built_in(), &mut writer)
+    start_watched(&database, "0002.toml", text, &mut writer)
         .await
         .expect("starts");
     writer

@@ -7,10 +7,8 @@
 
 use crate::migration_support;
 
-use migration_support::seeded;
-use viewgate::control::migrate::start::start;
-use viewgate::control::migrate::{MigrationFile, Progress};
-use viewgate::control::templates::Templates;
+use migration_support::{seeded, start_watched};
+use viewgate::control::migrate::Progress;
 
 const ADD_KIND: &str = r#"
 version = "v2"
@@ -56,9 +54,6 @@ impl Progress for WritesAtV1 {
 async fn older_clients_update_rows_the_backfill_has_not_reached() {
     let database = seeded(1000).await;
     database.admin("UPDATE models SET name = 'bert-' || id WHERE id IN (900, 950, 960)");
-    let path = database.spec_file("0002.toml", ADD_KIND);
-    let file = MigrationFile::load(&path).unwrap();
-    let mut client = database.client().await;
     let mut writer = WritesAtV1 {
         conninfo: database.url(),
         // Ahead of the cursor; moved past the high-water mark; moved behind the cursor.
@@ -67,7 +62,7 @@ async fn older_clients_update_rows_the_backfill_has_not_reached() {
                      UPDATE models SET id = 0 WHERE id = 960;",
         output: None,
     };
-    start(&mut client, &file, &Templates::built_in(), &mut writer)
+    start_watched(&database, "0002.toml", ADD_KIND, &mut writer)
         .await
         .expect("the migration runs");
     let output = writer.output.expect("the v1 client wrote mid-backfill");
@@ -120,9 +115,7 @@ async fn a_key_changed_under_a_waiting_batch_skips_no_row() {
     let database = seeded(1000).await;
     // A high-water mark past the key the row moves to.
     database.admin("INSERT INTO models (id, name, size) VALUES (5001, 'far', 1)");
-    let path = database.spec_file(
-        "0002.toml",
-        r#"
+    let migration = r#"
 version = "v2"
 from = "v1"
 [settings]
@@ -134,15 +127,12 @@ op = "add_column"
 table = "models"
 up = "size * 2"
 column = { name = "doubled", type = "bigint" }
-"#,
-    );
-    let file = MigrationFile::load(&path).unwrap();
-    let mut client = database.client().await;
+"#;
     let mut mover = MovesAKeyUnderTheNextBatch {
         conninfo: database.url(),
         writer: None,
     };
-    start(&mut client, &file, &Templates::built_in(), &mut mover)
+    start_watched(&database, "0002.toml", migration, &mut mover)
         .await
         .expect("the migration runs");
     let status = mover

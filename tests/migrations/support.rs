@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use viewgate::control::migrate::complete::complete;
 use viewgate::control::migrate::rollback::{RollbackOutcome, rollback};
 use viewgate::control::migrate::start::{StartOutcome, start};
-use viewgate::control::migrate::{MigrateError, MigrationFile, Silent};
+use viewgate::control::migrate::{MigrateError, MigrationFile, Progress, Silent};
 use viewgate::control::templates::Templates;
 
 use super::support::{Database, exec};
@@ -52,10 +52,20 @@ pub async fn start_text(
     name: &str,
     text: &str,
 ) -> Result<StartOutcome, MigrateError> {
+    start_watched(database, name, text, &mut Silent).await
+}
+
+/// `migrate start` of the migration `text` (written to file `name`), reporting to `progress`.
+pub async fn start_watched(
+    database: &Database,
+    name: &str,
+    text: &str,
+    progress: &mut impl Progress,
+) -> Result<StartOutcome, MigrateError> {
     let path = database.spec_file(name, text);
     let file = MigrationFile::load(&path)?;
     let mut client = database.client().await;
-    start(&mut client, &file, &Templates::built_in(), &mut Silent).await
+    start(&mut client, &file, &Templates::built_in(), progress).await
 }
 
 pub async fn complete_now(database: &Database) -> Result<(), MigrateError> {
