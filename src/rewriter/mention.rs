@@ -67,7 +67,7 @@ pub struct MentionScan {
     may_straddle_tokens: bool,
     /// Whether a name is made only of bytes a numeric constant can hold (digits, `.`, `e`,
     /// `+`, `-`): only then can a number mention one, and a number is worth scanning (the
-    /// scan of every number of a managed read was a tenth of its rewrite, `perf`).
+    /// scans of a managed read's numbers were 2 % of its rewrite, criterion).
     may_occur_in_a_number: bool,
 }
 
