@@ -100,20 +100,32 @@ pub fn parse(sql: &str) -> Result<JsonTree, ParseFailure> {
 /// scanner: the offset of the part after the comment. The server's lexer (up to PostgreSQL 16
 /// at least) takes the comment for the whitespace between the two parts and reads one string;
 /// the parser libpg_query compiles reads two, so a body or a value split that way would be
-/// judged in halves. `None` also for a text the scanner rejects (the server rejects it too).
+/// judged in halves. Only a quoted string continues (`'…'`, `E'…'`, `N'…'`, `U&'…'`, not a
+/// dollar-quoted one), and only into a part that opens with the quote itself (`'b'`, not
+/// `E'b'`): the scanner calls every one of them a string constant, and the server reads the
+/// others as two constants side by side, a syntax error. `None` also for a text the scanner
+/// rejects (the server rejects it too).
 pub fn string_continued_after_comment(sql: &str) -> Option<usize> {
     use pg_query::protobuf::Token;
     let tokens = pg_query::scan(sql).ok()?.tokens;
     let is = |at: usize, token: Token| tokens.get(at).is_some_and(|t| t.token == token as i32);
+    let opens_with = |at: usize, byte: u8| {
+        tokens
+            .get(at)
+            .and_then(|token| usize::try_from(token.start).ok())
+            .and_then(|start| sql.as_bytes().get(start))
+            == Some(&byte)
+    };
     (0..tokens.len()).find_map(|at| {
-        if !is(at, Token::Sconst) && !is(at, Token::Usconst) {
+        let quoted = is(at, Token::Usconst) || (is(at, Token::Sconst) && !opens_with(at, b'$'));
+        if !quoted {
             return None;
         }
         let comments = (at + 1..)
             .take_while(|&next| is(next, Token::SqlComment))
             .count();
         let next = at + 1 + comments;
-        (comments > 0 && is(next, Token::Sconst))
+        (comments > 0 && is(next, Token::Sconst) && opens_with(next, b'\''))
             .then(|| usize::try_from(tokens[next].start).ok())
             .flatten()
     })
@@ -147,6 +159,30 @@ pub fn token_ranges(sql: &str) -> Option<Vec<std::ops::Range<usize>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_quoted_string_continues_after_a_comment_and_only_into_a_quote() {
+        for (sql, continued) in [
+            ("SELECT 'a' -- c\n'b'", true),
+            ("SELECT E'a' -- c\n'b'", true),
+            ("SELECT N'a' -- c\n'b'", true),
+            ("SELECT U&'a' -- c\n'b'", true),
+            ("SELECT 'a' -- one\n -- two\n'b'", true),
+            // Two constants side by side to the server: a syntax error, not one string.
+            ("SELECT $$a$$ -- c\n'b'", false),
+            ("SELECT $q$a$q$ -- c\n'b'", false),
+            ("SELECT 'a' -- c\nE'b'", false),
+            ("SELECT 'a' -- c\n$$b$$", false),
+            ("$$ E'\\ $$ -- \n E'\\ '", false),
+            ("SELECT 'a' -- c\nFROM t", false),
+        ] {
+            assert_eq!(
+                string_continued_after_comment(sql).is_some(),
+                continued,
+                "{sql:?}"
+            );
+        }
+    }
 
     #[test]
     fn gives_the_tree_or_postgres_message() {
