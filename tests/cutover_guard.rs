@@ -55,7 +55,8 @@ name = "v4"
 base = "model_metadata"
 columns = ["id", "model_name", { name = "model_version", expr = "model_version || '-v4'" }]
 "#;
-/// Requests each proxy serves per round; below the guard's minimum on its own.
+/// Failing requests the first proxy serves; below the guard's minimum on its own, as is the
+/// rest of the minimum, which the second serves.
 const PER_PROXY: usize = 6;
 /// The guard's minimum of requests: more than one proxy's share, less than both together.
 const MIN_QUERIES: &str = "10";
@@ -217,10 +218,16 @@ async fn a_failing_cutover_rolls_back_by_itself_and_a_healthy_one_holds() {
         wait_for_default(port, "v2").await;
     }
     // One round: each proxy serves fewer failing requests than the guard's minimum, both
-    // together more. No more traffic after it: only the sum can trip the guard.
+    // together exactly that many, so the guard cannot trip before the last of them (with more,
+    // it rolled back while the second proxy was still being probed, and the rest met v1). No
+    // more traffic after it: only the sum can trip the guard.
+    let guard_minimum: usize = MIN_QUERIES.parse().unwrap();
     let mut failed = 0;
-    for port in ports {
-        for _ in 0..PER_PROXY {
+    for (port, requests) in ports
+        .into_iter()
+        .zip([PER_PROXY, guard_minimum - PER_PROXY])
+    {
+        for _ in 0..requests {
             let code = probe(port).await.expect_err("v2 fails");
             assert_eq!(code, "22012", "v2 fails with division_by_zero");
             failed += 1;
