@@ -58,7 +58,7 @@ columns = ["id", "model_name", { name = "model_version", expr = "model_version |
 /// Failing requests the first proxy serves; below the guard's minimum on its own, as is the
 /// rest of the minimum, which the second serves.
 const PER_PROXY: usize = 6;
-/// The guard's minimum of requests: more than one proxy's share, less than both together.
+/// The guard's minimum of requests: more than either proxy's share; both together serve it.
 const MIN_QUERIES: &str = "10";
 /// Long enough for the proxies to report, judge and act (not a speed assertion).
 const ACT_WAIT: Duration = Duration::from_secs(20);
