@@ -57,6 +57,11 @@ STATUS_AFTER="${STATUS_AFTER:-12}"
 # niceness while the migration runs (root only), to see how much of the writers' tail is the
 # backfill's CPU: empty leaves it alone.
 RENICE_BACKFILL="${RENICE_BACKFILL:-}"
+# Experiment: PIN_DATABASE=1 gives Postgres (every backend, the backfill's among them) the last
+# CPU and everything else (the proxy, pgbench, `migrate start`) the others, as if the database
+# had a host of its own: the backfill then takes CPU from the writers' backends only, whose
+# delays the proxies see and report to the pacer. Needs taskset and at least two CPUs.
+PIN_DATABASE="${PIN_DATABASE:-}"
 DB_NAME=postgres
 
 # shellcheck source=bench/lib.sh
@@ -65,6 +70,17 @@ bench_init
 
 build_viewgate
 start_postgres 100
+if [ -n "$PIN_DATABASE" ]; then
+    DATABASE_CPU=$(($(nproc) - 1))
+    [ "$DATABASE_CPU" -ge 1 ] || { log "PIN_DATABASE needs two CPUs"; exit 1; }
+    POSTMASTER_PID="$(head -n 1 "$PG_DATA/postmaster.pid")"
+    for pid in "$POSTMASTER_PID" $(pgrep -P "$POSTMASTER_PID"); do
+        taskset -a -p -c "$DATABASE_CPU" "$pid" >/dev/null
+    done
+    # This shell, and so every process it starts from now on, on the other CPUs.
+    taskset -p -c "0-$((DATABASE_CPU - 1))" $$ >/dev/null
+    log "Postgres pinned to CPU $DATABASE_CPU, everything else to CPUs 0-$((DATABASE_CPU - 1))"
+fi
 cat >>"$PG_DATA/postgresql.conf" <<CONF
 log_lock_waits = on
 deadlock_timeout = 100ms
@@ -326,7 +342,7 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "# Migration under write load ($(date -Is))"
     echo
     machine_summary
-    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS${RENICE_BACKFILL:+; backfill backend reniced to $RENICE_BACKFILL}"
+    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS${RENICE_BACKFILL:+; backfill backend reniced to $RENICE_BACKFILL}${PIN_DATABASE:+; Postgres pinned to CPU $DATABASE_CPU, the proxy, pgbench and migrate start to the others}"
     echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row; paced windows at $RATE_TPS tx/s"
     echo
     echo "| measure | value | goal |"
