@@ -263,17 +263,8 @@ fn words_inside_strings_and_comments_are_not_commands() {
 /// The holding-command prefilter by its definition: one of the words anywhere, in any case,
 /// or `DO` as a word of its own.
 fn mentions_by_definition(sql: &str) -> bool {
-    const WORDS: [&str; 7] = [
-        "prepare",
-        "deallocate",
-        "discard",
-        "declare",
-        "close",
-        "create",
-        "alter",
-    ];
     let lower = sql.to_ascii_lowercase();
-    WORDS.iter().any(|word| lower.contains(word))
+    HOLDING_WORDS.iter().any(|word| lower.contains(word))
         || (0..sql.len()).any(|at| opens_a_do_block(sql.as_bytes(), at))
 }
 
