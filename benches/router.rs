@@ -80,8 +80,16 @@ fn benches(c: &mut Criterion) {
             .collect()
     };
     for (name, statements, rewritten) in [
-        ("router_statement_pgbench_managed_read", read("model_metadata"), true),
-        ("router_statement_pgbench_unmanaged_read", read("unmanaged_v2"), false),
+        (
+            "router_statement_pgbench_managed_read",
+            read("model_metadata"),
+            true,
+        ),
+        (
+            "router_statement_pgbench_unmanaged_read",
+            read("unmanaged_v2"),
+            false,
+        ),
     ] {
         let mut router = session();
         let first = router.statement(&statements[0], true);
