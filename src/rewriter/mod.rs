@@ -52,6 +52,7 @@ pub mod table_shorthand;
 pub mod targets;
 pub mod upsert;
 pub mod version_setters;
+pub mod word_scan;
 
 pub use cache::{CacheStats, RewriteCache, RewriteOutcome, rewrite_cached};
 pub use rewrite::{Rewrite, RewriteError, rewrite};

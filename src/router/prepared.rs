@@ -32,12 +32,12 @@
 //! next Parse or Query, which drivers send in the same batch as its Execute.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use super::statement_words::{self, identifier, is_word};
 use crate::rewriter::lexer::Token;
-use crate::rewriter::mention::MentionScan;
 use crate::rewriter::resolution::TEMP_SCHEMA;
+use crate::rewriter::word_scan::WordScan;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 #[derive(Debug, Default)]
@@ -529,8 +529,10 @@ fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
 }
 
 /// The commands that make or release what holds a session, but `DO` (a word of its own, looked
-/// for apart: as a part of a word it is everywhere, `model_id`).
-const HOLDING_WORDS: [&str; 7] = [
+/// for apart: as a part of a word it is everywhere, `model_id`). One pass, where a
+/// byte-by-byte look at every `p`, `d`, `c` and `a` was the most sampled function of the
+/// router (14 % of an unmanaged read's time in `SessionRouter::statement`).
+static HOLDING_WORDS: WordScan = WordScan::new(&[
     "prepare",
     "deallocate",
     "discard",
@@ -538,18 +540,13 @@ const HOLDING_WORDS: [&str; 7] = [
     "close",
     "create",
     "alter",
-];
-
-/// [`HOLDING_WORDS`] for the mention scan's one SIMD pass: a byte-by-byte look at every
-/// `p`, `d`, `c` and `a` was the most sampled function of the router (14 % of an unmanaged
-/// read's time in `SessionRouter::statement`, `benches/router.rs`).
-static HOLDING_WORD_SCAN: LazyLock<MentionScan> = LazyLock::new(|| MentionScan::new(HOLDING_WORDS));
+]);
 
 /// The cheap test first, on every statement: most are none of these commands. One of the
 /// words anywhere in the text, in any case, or `DO` as a word of its own.
 pub fn mentions_a_holding_command(sql: &str) -> bool {
     let bytes = sql.as_bytes();
-    HOLDING_WORD_SCAN.names_in(bytes)
+    HOLDING_WORDS.any_in(bytes)
         || memchr::memchr2_iter(b'd', b'D', bytes).any(|at| opens_a_do_block(bytes, at))
 }
 

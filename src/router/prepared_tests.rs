@@ -264,7 +264,10 @@ fn words_inside_strings_and_comments_are_not_commands() {
 /// or `DO` as a word of its own.
 fn mentions_by_definition(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    HOLDING_WORDS.iter().any(|word| lower.contains(word))
+    HOLDING_WORDS
+        .words()
+        .iter()
+        .any(|word| lower.contains(word))
         || (0..sql.len()).any(|at| opens_a_do_block(sql.as_bytes(), at))
 }
 

@@ -19,6 +19,7 @@ use sqlparser::tokenizer::Token;
 
 use super::statement_words::{self, truncate_identifier};
 use crate::rewriter::lexer::{self, Kind};
+use crate::rewriter::word_scan::WordScan;
 
 /// Savepoints remembered per transaction block; older ones are forgotten past it.
 pub const MAX_SAVEPOINTS: usize = 1024;
@@ -103,14 +104,14 @@ pub enum Step {
     },
 }
 
+/// The words a statement whose [`Step`] needs more than its first word holds.
+static STEP_WORDS: WordScan = WordScan::new(&["savepoint", "release", "rollback"]);
+
 /// Every [`Step`] among the statements of `sql`, in order, each with the byte offset where
 /// its statement ends: empty, cheaply, for text that mentions none of `savepoint`,
 /// `release` and `rollback`, or that the lexer cannot read.
 pub fn steps(sql: &str, tokens: &mut Vec<lexer::Token>) -> Vec<(usize, Step)> {
-    let mentions = |word: &str| {
-        crate::rewriter::rewrite::contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes())
-    };
-    if !mentions("savepoint") && !mentions("release") && !mentions("rollback") {
+    if !STEP_WORDS.any_in(sql.as_bytes()) {
         return Vec::new();
     }
     let Some(statements) = statement_words::statements(sql, tokens) else {

@@ -25,10 +25,17 @@ use super::statement_words::{self, is_word};
 use super::version_command::{self, VersionCommand};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
-use crate::rewriter::rewrite::contains_ignore_ascii_case;
+use crate::rewriter::word_scan::WordScan;
 
 /// The statements that reset every setting: `RESET ALL`, `DISCARD ALL`.
 const RESETTING: [&str; 2] = ["reset", "discard"];
+static RESETTING_WORDS: WordScan = WordScan::new(&RESETTING);
+
+/// Whether a statement may reset the session's settings (`RESET ALL`, `DISCARD ALL`, also
+/// inside a function or DO block): the words, in any case, anywhere.
+pub fn may_reset_settings(statement: &[u8]) -> bool {
+    RESETTING_WORDS.any_in(statement)
+}
 
 /// Whether a Query's or Parse's text moves the server's version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +59,7 @@ pub fn resets(sql: &str, tokens: &mut Vec<Token>) -> Reset {
         Some(VersionCommand::Reset) => return Reset::VersionCommand { resets: true },
         _ => {}
     }
-    if !RESETTING
-        .iter()
-        .any(|word| contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes()))
-    {
+    if !may_reset_settings(sql.as_bytes()) {
         return Reset::None;
     }
     let Some(statements) = statement_words::statements(sql, tokens) else {

@@ -14,7 +14,7 @@
 use super::statement_words::{self, identifier, is_word, text};
 use crate::rewriter::lexer::Token;
 use crate::rewriter::resolution::TEMP_SCHEMA;
-use crate::rewriter::rewrite::contains_ignore_ascii_case;
+use crate::rewriter::word_scan::WordScan;
 
 /// What a statement does to the session's followed temporary relations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +31,16 @@ pub enum TempCommand {
 /// Whether `sql` may create or drop a followed temporary relation: it mentions `temp`, or,
 /// while the session has some (`following`), `drop` or `discard`.
 pub fn may_change(sql: &str, following: bool) -> bool {
-    let mentions = |word: &str| contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes());
-    mentions("temp") || (following && (mentions("drop") || mentions("discard")))
+    match following {
+        true => FOLLOWING_WORDS.any_in(sql.as_bytes()),
+        false => TEMP_WORD.any_in(sql.as_bytes()),
+    }
 }
+
+/// What a statement that creates a temporary relation holds.
+static TEMP_WORD: WordScan = WordScan::new(&["temp"]);
+/// The same, and what a statement that drops one holds.
+static FOLLOWING_WORDS: WordScan = WordScan::new(&["temp", "drop", "discard"]);
 
 /// Every [`TempCommand`] among the statements of `sql`, each with the byte offset where its
 /// statement ends (see `statement_words`); empty for text the lexer cannot read.

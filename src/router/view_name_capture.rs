@@ -19,6 +19,7 @@ use crate::rewriter::parse_tree::Tree;
 use crate::rewriter::postgres_grammar::{MAX_CHECKED_BYTES, on_check_stack};
 use crate::rewriter::postgres_parser;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
+use crate::rewriter::word_scan::WordScan;
 
 /// The words that may stand between `CREATE` and the kind of relation it makes.
 const CREATE_MODIFIERS: &[&str] = &[
@@ -38,7 +39,7 @@ const CREATE_MODIFIERS: &[&str] = &[
 const UNREAD_NAME: &str = "(a name viewgate cannot read)";
 
 /// The words of the statements that make or rename a relation.
-const RELATION_MAKING_WORDS: &[&str] = &["create", "into", "rename"];
+static RELATION_MAKING_WORDS: WordScan = WordScan::new(&["create", "into", "rename"]);
 
 /// The options `EXPLAIN` takes without parentheses.
 const EXPLAIN_WORDS: &[&str] = &["ANALYZE", "ANALYSE", "VERBOSE"];
@@ -61,11 +62,10 @@ pub fn named_like_a_view<'v>(
     let mentioned = views
         .clone()
         .any(|view| contains_ignore_ascii_case(sql.as_bytes(), view.as_bytes()));
+    // The words first: one pass, where the escapes' checks are several.
     let hidden = !mentioned
-        && may_hide_a_name(sql.as_bytes())
-        && RELATION_MAKING_WORDS
-            .iter()
-            .any(|word| contains_ignore_ascii_case(sql.as_bytes(), word.as_bytes()));
+        && RELATION_MAKING_WORDS.any_in(sql.as_bytes())
+        && may_hide_a_name(sql.as_bytes());
     if !mentioned && !hidden {
         return None;
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Session;
 use super::hidden_detail::{detail_for_version, write_statement_hidden};
 use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
-use super::version_guard::{may_reset_settings, reset_refusal, tell_version};
+use super::version_guard::{reset_refusal, tell_version};
 use crate::model::catalog_substitutes::STANDARD_CONFORMING_STRINGS;
 use crate::protocol::backend;
 use crate::protocol::frame;
@@ -161,7 +161,8 @@ impl Session {
                         // `RESET ALL` and `DISCARD ALL` clear the server's setting too (the
                         // tenth red-team pass), and a version command moves it: told again
                         // ahead of the next statement.
-                        if frontend::statement_bytes(tag, frame).is_some_and(may_reset_settings)
+                        if frontend::statement_bytes(tag, frame)
+                            .is_some_and(server_version::may_reset_settings)
                             || frontend::statement_text(tag, frame)
                                 .is_some_and(server_version::commands_version)
                         {

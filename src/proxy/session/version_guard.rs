@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use super::progress::Progress;
 use crate::protocol::frontend;
 use crate::proxy::pump::Inspection;
-use crate::rewriter::rewrite::contains_ignore_ascii_case;
 use crate::router::server_version::{self, Reset};
 use crate::router::version_setting::set_version_statement;
 use crate::router::{Refusal, SessionRouter};
@@ -84,14 +83,3 @@ pub(super) fn tell_version(
     *upstream_version = Some(version.to_owned());
     Inspection::Replace(combined)
 }
-
-/// Whether a statement may reset the session's settings (`RESET ALL`, `DISCARD ALL`, also
-/// inside a function or DO block): the words, in any case, anywhere.
-pub(super) fn may_reset_settings(statement: &[u8]) -> bool {
-    RESETTING_WORDS
-        .iter()
-        .any(|word| contains_ignore_ascii_case(statement, word.as_bytes()))
-}
-
-/// The words of the statements that reset every setting.
-const RESETTING_WORDS: &[&str] = &["reset", "discard"];
