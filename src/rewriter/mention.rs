@@ -53,6 +53,9 @@ const START_LEN: usize = 3;
 /// a few hundred bytes takes one chunk, a longer one a Teddy call a chunk.
 const LOWERED_CHUNK: usize = 1024;
 
+/// How long a statement may be to be lowered into a buffer of this size instead (most are).
+const SHORT_CHUNK: usize = 256;
+
 /// What opens a Unicode escape (`U&"\006Dodel_metadata"`, `U&'…'`), found with the names.
 const UNICODE_ESCAPES: [&[u8]; 2] = [b"u&\"", b"u&'"];
 
@@ -235,31 +238,14 @@ impl Search {
                         })
                     })
                 };
-                let mut lowered = [0; LOWERED_CHUNK];
-                let mut offset = 0;
-                loop {
-                    let chunk = haystack.get(offset..).unwrap_or_default();
-                    let chunk = chunk.get(..LOWERED_CHUNK).unwrap_or(chunk);
-                    let lowered = &mut lowered[..chunk.len()];
-                    for (lower, byte) in lowered.iter_mut().zip(chunk) {
-                        *lower = byte.to_ascii_lowercase();
+                // A statement that fits the short buffer is lowered there: zeroing the whole
+                // chunk's buffer first was a fixed cost of every scan, as large as the scan
+                // of a short statement itself.
+                match haystack.len() <= SHORT_CHUNK {
+                    true => find_lowered::<SHORT_CHUNK>(searcher, *start_len, haystack, occurs_at),
+                    false => {
+                        find_lowered::<LOWERED_CHUNK>(searcher, *start_len, haystack, occurs_at)
                     }
-                    let mut from = 0;
-                    while let Some(found) =
-                        searcher.find_in(&*lowered, Span::from(from..lowered.len()))
-                    {
-                        if occurs_at(offset + found.start(), found.pattern().as_usize()) {
-                            return true;
-                        }
-                        // Another start may begin inside this one.
-                        from = found.start() + 1;
-                    }
-                    if offset + chunk.len() >= haystack.len() {
-                        return false;
-                    }
-                    // The next chunk repeats this one's last bytes, so that a start across the
-                    // boundary is seen whole.
-                    offset += chunk.len() - (*start_len - 1);
                 }
             }
             Search::Automaton { automaton, is_name } => {
@@ -320,6 +306,40 @@ pub fn may_spell_a_name(haystack: &[u8]) -> bool {
     unicode_escape(haystack)
         || escape_string_with_backslash(haystack)
         || comment_after_quote(haystack)
+}
+
+/// Whether Teddy finds, in `haystack` lowered `CHUNK` bytes at a time into a buffer on the
+/// stack, a start for which `occurs_at(offset, pattern)` says a whole entry occurs there.
+fn find_lowered<const CHUNK: usize>(
+    searcher: &packed::Searcher,
+    start_len: usize,
+    haystack: &[u8],
+    occurs_at: impl Fn(usize, usize) -> bool,
+) -> bool {
+    let mut lowered = [0; CHUNK];
+    let mut offset = 0;
+    loop {
+        let chunk = haystack.get(offset..).unwrap_or_default();
+        let chunk = chunk.get(..CHUNK).unwrap_or(chunk);
+        let lowered = &mut lowered[..chunk.len()];
+        for (lower, byte) in lowered.iter_mut().zip(chunk) {
+            *lower = byte.to_ascii_lowercase();
+        }
+        let mut from = 0;
+        while let Some(found) = searcher.find_in(&*lowered, Span::from(from..lowered.len())) {
+            if occurs_at(offset + found.start(), found.pattern().as_usize()) {
+                return true;
+            }
+            // Another start may begin inside this one.
+            from = found.start() + 1;
+        }
+        if offset + chunk.len() >= haystack.len() {
+            return false;
+        }
+        // The next chunk repeats this one's last bytes, so that a start across the boundary
+        // is seen whole.
+        offset += chunk.len() - (start_len - 1);
+    }
 }
 
 /// Every check of [`may_hide_a_name`] but the Unicode escape, which [`MentionScan`] finds in

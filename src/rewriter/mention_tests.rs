@@ -179,8 +179,9 @@ fn every_search_finds_what_a_lowered_search_finds() {
                 // Long enough for Teddy (shorter texts are searched by Rabin-Karp).
                 texts.push(format!("select 1 from t where v = 2 or w = 3; {a}{b}{c}"));
             }
-            // Across the boundary of the chunks the text is lowered in.
-            for before in LOWERED_CHUNK - 4..=LOWERED_CHUNK {
+            // Across the boundary of the chunks the text is lowered in, and around the
+            // longest text lowered in the short buffer.
+            for before in (LOWERED_CHUNK - 4..=LOWERED_CHUNK).chain(SHORT_CHUNK - 6..=SHORT_CHUNK) {
                 texts.push(format!("{}{a}{b}", "-".repeat(before)));
             }
         }
