@@ -4,14 +4,18 @@
 //! comment and dollar markers inside strings, `E''` escapes, dollar-quoted bodies, managed
 //! names inside strings, comments, quoted and longer identifiers. A second property checks that
 //! the cache does its job: variants that differ only in maskable constants share one entry
-//! (unless they are refused: errors are cached by text).
+//! (unless they are refused: errors are cached by text). Each property also runs the texts
+//! through a session's recent shapes (`rewrite_cached_in`), whose templates must rewrite
+//! exactly as the cache and the full parse do, and must never take a glued or differently
+//! read constant for one of their cuts.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use proptest::prelude::*;
 use viewgate::rewriter::rewrite::mentions_managed_table;
 use viewgate::rewriter::{
-    RelationName, RewriteCache, VersionTargets, ViewTarget, rewrite, rewrite_cached,
+    RecentShapes, RelationName, RewriteCache, VersionTargets, ViewTarget, rewrite, rewrite_cached,
+    rewrite_cached_in,
 };
 
 const MANAGED: &str = "model_metadata";
@@ -24,6 +28,39 @@ const MAX_HOLES: usize = 6;
 
 /// One cache for every case of a run, so that statements of different shapes meet in it.
 static SHARED: LazyLock<RewriteCache> = LazyLock::new(RewriteCache::default);
+
+/// A session's cache and recent shapes for every case of a run: templates of one shape are
+/// tried on texts of every other.
+static SHARED_SESSION: LazyLock<Mutex<(RewriteCache, RecentShapes)>> =
+    LazyLock::new(|| Mutex::new((RewriteCache::default(), RecentShapes::default())));
+
+/// Every way the properties send a text: the cache alone (fresh and shared), and a session's
+/// recent shapes in front of it (fresh and shared); each must give `expected`.
+fn all_paths_agree(
+    sql: &str,
+    targets: &VersionTargets,
+    cache: &RewriteCache,
+    session: &mut (RewriteCache, RecentShapes),
+) -> Result<(), TestCaseError> {
+    let expected = rewrite(sql, targets);
+    prop_assert_eq!(&*rewrite_cached(cache, sql, targets), &expected, "{}", sql);
+    prop_assert_eq!(
+        &*rewrite_cached(&SHARED, sql, targets),
+        &expected,
+        "{}",
+        sql
+    );
+    let (session_cache, recent) = session;
+    let through_session = rewrite_cached_in(session_cache, recent, sql, targets);
+    prop_assert_eq!(&*through_session, &expected, "session: {}", sql);
+    let mut shared = SHARED_SESSION
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let (shared_cache, shared_recent) = &mut *shared;
+    let through_shared = rewrite_cached_in(shared_cache, shared_recent, sql, targets);
+    prop_assert_eq!(&*through_shared, &expected, "shared session: {}", sql);
+    Ok(())
+}
 
 fn v2() -> VersionTargets {
     VersionTargets::new(
@@ -332,11 +369,9 @@ proptest! {
     ) {
         let targets = v2();
         let cache = RewriteCache::default();
+        let mut session = (RewriteCache::default(), RecentShapes::default());
         for (constants, lists) in &fillings {
-            let sql = render(&template, constants, lists);
-            let expected = rewrite(&sql, &targets);
-            prop_assert_eq!(&*rewrite_cached(&cache, &sql, &targets), &expected, "{}", sql);
-            prop_assert_eq!(&*rewrite_cached(&SHARED, &sql, &targets), &expected, "{}", sql);
+            all_paths_agree(&render(&template, constants, lists), &targets, &cache, &mut session)?;
         }
     }
 
@@ -347,11 +382,9 @@ proptest! {
     ) {
         let targets = v2();
         let cache = RewriteCache::default();
+        let mut session = (RewriteCache::default(), RecentShapes::default());
         for (constants, lists) in &fillings {
-            let sql = render(&soup, constants, lists);
-            let expected = rewrite(&sql, &targets);
-            prop_assert_eq!(&*rewrite_cached(&cache, &sql, &targets), &expected, "{}", sql);
-            prop_assert_eq!(&*rewrite_cached(&SHARED, &sql, &targets), &expected, "{}", sql);
+            all_paths_agree(&render(&soup, constants, lists), &targets, &cache, &mut session)?;
         }
     }
 
@@ -362,6 +395,8 @@ proptest! {
     ) {
         let targets = v2();
         let cache = RewriteCache::default();
+        let session_cache = RewriteCache::default();
+        let mut recent = RecentShapes::default();
         let mut refused = false;
         let mut marked = false;
         for (constants, lists) in &fillings {
@@ -373,15 +408,19 @@ proptest! {
                 .chain(lists)
                 .any(|constant| mentions_managed_table(constant, &targets));
             prop_assert_eq!(&*rewrite_cached(&cache, &sql, &targets), &expected);
+            let through_session = rewrite_cached_in(&session_cache, &mut recent, &sql, &targets);
+            prop_assert_eq!(&*through_session, &expected);
         }
-        let stats = cache.stats();
         // Statements that name no managed table outside comments and strings skip the cache;
         // refused ones are cached by their text (the parser's message quotes constants); a
         // constant the fast path stops at on its own (`$$xml$$`, a quote before `--`) is kept
-        // verbatim in the shape, or makes its text the only one of the shape read.
-        if stats.hits + stats.misses > 0 && !refused && !marked {
-            prop_assert_eq!(stats.entries, 1, "{:?} {:?}", template, stats);
-            prop_assert_eq!(stats.hits, VARIANTS as u64 - 1);
+        // verbatim in the shape, or makes its text the only one of the shape read. A session's
+        // template hit counts as a hit of its cache.
+        for stats in [cache.stats(), session_cache.stats()] {
+            if stats.hits + stats.misses > 0 && !refused && !marked {
+                prop_assert_eq!(stats.entries, 1, "{:?} {:?}", template, stats);
+                prop_assert_eq!(stats.hits, VARIANTS as u64 - 1);
+            }
         }
     }
 }

@@ -45,8 +45,10 @@ use dashmap::DashMap;
 use foldhash::quality::RandomState;
 
 use super::postgres_grammar::MAX_CHECKED_BYTES;
+use super::recent_shapes::RecentShapes;
 use super::rewrite::{Rewrite, RewriteError, analyse, finish, mentions_managed_table, rewrite};
-use super::shape::{self, Shape, ShapeRewrite};
+use super::shape::{self, Shape};
+use super::shape_template::LearnedShape;
 use super::targets::VersionTargets;
 use crate::config::CacheConfig;
 
@@ -83,7 +85,7 @@ enum KeyKind {
 #[derive(Clone)]
 enum Cached {
     Outcome(Arc<RewriteOutcome>),
-    Shape(Arc<ShapeRewrite>),
+    Shape(Arc<LearnedShape>),
 }
 
 struct Entry {
@@ -223,21 +225,44 @@ impl RewriteCache {
         targets: &VersionTargets,
         shape: Option<&Shape>,
     ) -> Option<Arc<RewriteOutcome>> {
+        if let Some(shape) = shape
+            && let Some((outcome, _)) = self.find_by_shape(sql, targets, shape)
+        {
+            return Some(outcome);
+        }
+        self.find_by_text(sql, targets)
+    }
+
+    /// The outcome for `sql` from its shape's entry, and the entry.
+    fn find_by_shape(
+        &self,
+        sql: &str,
+        targets: &VersionTargets,
+        shape: &Shape,
+    ) -> Option<(Arc<RewriteOutcome>, Arc<LearnedShape>)> {
         if !self.cacheable(sql) {
             return None;
         }
-        let version = targets.version.as_str();
-        let scope = Scope::of(targets);
-        if let Some(shape) = shape
-            && let Some(Cached::Shape(rewrite)) = self.lookup(scope, KeyKind::Shape, &shape.key)
-            && let Some(outcome) = rewrite.apply(sql, shape, version)
+        let Cached::Shape(learned) = self.lookup(Scope::of(targets), KeyKind::Shape, &shape.key)?
+        else {
+            return None;
+        };
+        let outcome = match learned
+            .rewrite
+            .apply(sql, shape, targets.version.as_str())?
         {
-            return Some(match outcome {
-                Ok(Rewrite::Unchanged) => self.unchanged(),
-                outcome => Arc::new(outcome),
-            });
+            Ok(Rewrite::Unchanged) => self.unchanged(),
+            outcome => Arc::new(outcome),
+        };
+        Some((outcome, learned))
+    }
+
+    /// The outcome cached for `sql`'s exact text.
+    fn find_by_text(&self, sql: &str, targets: &VersionTargets) -> Option<Arc<RewriteOutcome>> {
+        if !self.cacheable(sql) {
+            return None;
         }
-        match self.lookup(scope, KeyKind::Text, sql.as_bytes()) {
+        match self.lookup(Scope::of(targets), KeyKind::Text, sql.as_bytes()) {
             Some(Cached::Outcome(outcome)) => Some(outcome),
             _ => None,
         }
@@ -345,6 +370,17 @@ pub fn rewrite_cached(
     sql: &str,
     targets: &VersionTargets,
 ) -> Arc<RewriteOutcome> {
+    rewrite_cached_in(cache, &mut RecentShapes::disabled(), sql, targets)
+}
+
+/// [`rewrite_cached`] for a session that remembers its `recent` shapes: a text matching one's
+/// template is rewritten without the shared cache (`recent_shapes.rs`).
+pub fn rewrite_cached_in(
+    cache: &RewriteCache,
+    recent: &mut RecentShapes,
+    sql: &str,
+    targets: &VersionTargets,
+) -> Arc<RewriteOutcome> {
     if !mentions_managed_table(sql, targets) {
         return cache.unchanged();
     }
@@ -352,9 +388,27 @@ pub fn rewrite_cached(
         cache.count(false);
         return Arc::new(rewrite(sql, targets));
     }
+    let shapeable = shape::may_have_a_shape(sql, targets);
+    if shapeable && let Some(rewrite) = recent.rewrite(sql, targets) {
+        cache.count(true);
+        return match rewrite {
+            Rewrite::Unchanged => cache.unchanged(),
+            rewritten => Arc::new(Ok(rewritten)),
+        };
+    }
     let mut tokens = Vec::new();
-    let shape = Shape::of(sql, targets, &mut tokens);
-    if let Some(hit) = cache.find(sql, targets, shape.as_ref()) {
+    let shape = match shapeable {
+        true => Shape::of_shapeable(sql, targets, &mut tokens),
+        false => None,
+    };
+    if let Some(shape) = &shape
+        && let Some((hit, learned)) = cache.find_by_shape(sql, targets, shape)
+    {
+        recent.remember(targets, &learned);
+        cache.count(true);
+        return hit;
+    }
+    if let Some(hit) = cache.find_by_text(sql, targets) {
         cache.count(true);
         return hit;
     }
@@ -365,22 +419,22 @@ pub fn rewrite_cached(
     // reading alone: its verdict is kept for its own text, never for a shape that shorter,
     // checked texts share (the fifth red-team pass had a long text's verdict served to them).
     let checked = sql.len() <= MAX_CHECKED_BYTES;
-    let learned = shape
-        .as_ref()
-        .filter(|_| checked)
-        .and_then(|shape| Some((shape, shape::learn(shape, &tokens, &analysis)?)));
+    let learned = shape.as_ref().filter(|_| checked).and_then(|shape| {
+        let rewrite = shape::learn(shape, &tokens, &analysis)?;
+        let edits = analysis.edits.as_deref().ok()?;
+        let learned = LearnedShape::new(rewrite, sql, shape, &tokens, targets, edits);
+        Some((shape, Arc::new(learned)))
+    });
     let outcome = match finish(sql, version, analysis.edits) {
         Ok(Rewrite::Unchanged) => cache.unchanged(),
         outcome => Arc::new(outcome),
     };
     let scope = Scope::of(targets);
     match learned {
-        Some((shape, rewrite)) => cache.insert(
-            scope,
-            KeyKind::Shape,
-            &shape.key,
-            Cached::Shape(Arc::new(rewrite)),
-        ),
+        Some((shape, learned)) => {
+            recent.remember(targets, &learned);
+            cache.insert(scope, KeyKind::Shape, &shape.key, Cached::Shape(learned));
+        }
         None => cache.insert(
             scope,
             KeyKind::Text,

@@ -74,90 +74,83 @@ pub fn lex(sql: &str, out: &mut Vec<Token>) -> Option<()> {
     out.clear();
     out.reserve((sql.len() / BYTES_PER_TOKEN_GUESS).min(TOKENS_RESERVED_AT_MOST));
     let bytes = sql.as_bytes();
-    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
     let mut i = 0;
     let mut after_trivia = false;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let start = i;
-        let kind = match b {
-            b' ' | b'\t' | b'\n' | b'\r' => {
-                after_trivia = true;
-                i += 1;
-                continue;
-            }
-            b'-' if at(i + 1) == b'-' => {
-                // sqlparser ends a line comment at \n or \r, without consuming it.
-                i = memchr::memchr2(b'\n', b'\r', &bytes[i..]).map_or(bytes.len(), |p| i + p);
-                Kind::Comment
-            }
-            b'/' if at(i + 1) == b'*' => {
-                i = block_comment_end(bytes, i)?;
-                Kind::Comment
-            }
-            b'\'' => {
-                i = quoted_end(bytes, i + 1, b'\'')?;
-                Kind::String
-            }
-            b'"' => {
-                i = quoted_end(bytes, i + 1, b'"')?;
-                Kind::QuotedIdentifier
-            }
-            b'E' | b'e' if at(i + 1) == b'\'' => {
-                let (end, backslash) = escape_string_end(bytes, i + 2)?;
-                i = end;
-                if backslash {
-                    Kind::KeptString
-                } else {
-                    Kind::EscapeString
-                }
-            }
-            b'B' | b'b' | b'X' | b'x' | b'N' | b'n' if at(i + 1) == b'\'' => {
-                let end = quoted_end(bytes, i + 2, b'\'')?;
-                if bytes[i..end].contains(&b'\\') {
-                    return None;
-                }
-                i = end;
-                Kind::KeptString
-            }
-            // sqlparser reads `b"…"` as a byte string; Postgres as a name and a quoted name.
-            b'B' | b'b' if at(i + 1) == b'"' => return None,
-            b'U' | b'u' if at(i + 1) == b'&' => return None,
-            b'$' => {
-                let (end, kind) = dollar_end(bytes, i)?;
-                i = end;
-                kind
-            }
-            b'0'..=b'9' => {
-                i = number_end(bytes, i)?;
-                Kind::Number
-            }
-            b'.' if at(i + 1).is_ascii_digit() => {
-                i = number_end(bytes, i)?;
-                Kind::Number
-            }
-            b if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => {
-                i += 1;
-                while i < bytes.len() && is_identifier_part(bytes[i]) {
-                    i += 1;
-                }
-                Kind::Word
-            }
-            b if b.is_ascii_punctuation() => {
-                i += 1;
-                Kind::Punct
-            }
-            _ => return None,
-        };
+    while let Some(&b) = bytes.get(i) {
+        if is_whitespace(b) {
+            after_trivia = true;
+            i += 1;
+            continue;
+        }
+        let (kind, end) = token_at(bytes, i)?;
         out.push(Token {
             kind,
-            start,
-            end: i,
+            start: i,
+            end,
             after_trivia,
         });
         after_trivia = kind == Kind::Comment;
+        i = end;
     }
     Some(())
+}
+
+/// The whitespace between tokens, as sqlparser's tokenizer skips it.
+pub fn is_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The token (not whitespace) starting at `start`, and where it ends; `None` where the lexer
+/// gives up. It reads only from `start` on: what came before never changes a token (the shape
+/// templates, `shape_template.rs`, rely on it).
+#[inline]
+pub fn token_at(bytes: &[u8], start: usize) -> Option<(Kind, usize)> {
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let i = start;
+    let b = *bytes.get(i)?;
+    let token = match b {
+        b'-' if at(i + 1) == b'-' => {
+            // sqlparser ends a line comment at \n or \r, without consuming it.
+            let end = memchr::memchr2(b'\n', b'\r', &bytes[i..]).map_or(bytes.len(), |p| i + p);
+            (Kind::Comment, end)
+        }
+        b'/' if at(i + 1) == b'*' => (Kind::Comment, block_comment_end(bytes, i)?),
+        b'\'' => (Kind::String, quoted_end(bytes, i + 1, b'\'')?),
+        b'"' => (Kind::QuotedIdentifier, quoted_end(bytes, i + 1, b'"')?),
+        b'E' | b'e' if at(i + 1) == b'\'' => {
+            let (end, backslash) = escape_string_end(bytes, i + 2)?;
+            match backslash {
+                true => (Kind::KeptString, end),
+                false => (Kind::EscapeString, end),
+            }
+        }
+        b'B' | b'b' | b'X' | b'x' | b'N' | b'n' if at(i + 1) == b'\'' => {
+            let end = quoted_end(bytes, i + 2, b'\'')?;
+            if bytes[i..end].contains(&b'\\') {
+                return None;
+            }
+            (Kind::KeptString, end)
+        }
+        // sqlparser reads `b"…"` as a byte string; Postgres as a name and a quoted name.
+        b'B' | b'b' if at(i + 1) == b'"' => return None,
+        b'U' | b'u' if at(i + 1) == b'&' => return None,
+        b'$' => {
+            let (end, kind) = dollar_end(bytes, i)?;
+            (kind, end)
+        }
+        b'0'..=b'9' => (Kind::Number, number_end(bytes, i)?),
+        b'.' if at(i + 1).is_ascii_digit() => (Kind::Number, number_end(bytes, i)?),
+        b if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => {
+            let mut end = i + 1;
+            while end < bytes.len() && is_identifier_part(bytes[end]) {
+                end += 1;
+            }
+            (Kind::Word, end)
+        }
+        b if b.is_ascii_punctuation() => (Kind::Punct, i + 1),
+        _ => return None,
+    };
+    Some(token)
 }
 
 /// Identifier characters after the first, as sqlparser's PostgreSqlDialect has them (every

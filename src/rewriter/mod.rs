@@ -7,7 +7,8 @@
 //! splitting into statements (`statements`) → parsing each candidate from its own tokens →
 //! collecting edits (`references`) → splicing (`splice`). The proxy calls it through
 //! `cache::rewrite_cached`, which remembers rewrites by (version, statement shape): `lexer`
-//! finds the constants without parsing, `shape` masks them and keeps edits in token terms.
+//! finds the constants without parsing, `shape` masks them and keeps edits in token terms;
+//! a session tries its last few shapes' templates first (`recent_shapes`, `shape_template`).
 //! A version with catalog substitutes also rewrites the catalog relations introspection reads
 //! (`pg_catalog.pg_class`, `information_schema.columns`, …) to its own (`targets`), by the same
 //! pipeline, so psql's `\d` and ORMs' reflection show the version's tables. Where Postgres
@@ -37,6 +38,7 @@ pub mod postgres_grammar;
 pub mod postgres_parser;
 pub mod query_functions;
 pub mod reading_settings;
+pub mod recent_shapes;
 pub mod references;
 pub mod refusal;
 pub mod resolution;
@@ -44,6 +46,7 @@ pub mod rewrite;
 pub mod search_path_catalog;
 pub mod shadowing;
 pub mod shape;
+pub mod shape_template;
 pub mod splice;
 pub mod statement_edits;
 pub mod statement_scan;
@@ -54,7 +57,8 @@ pub mod upsert;
 pub mod version_setters;
 pub mod word_scan;
 
-pub use cache::{CacheStats, RewriteCache, RewriteOutcome, rewrite_cached};
+pub use cache::{CacheStats, RewriteCache, RewriteOutcome, rewrite_cached, rewrite_cached_in};
+pub use recent_shapes::RecentShapes;
 pub use rewrite::{Rewrite, RewriteError, rewrite};
 pub use targets::{RelationName, VersionTargets, ViewTarget};
 

@@ -71,6 +71,8 @@ pub struct Shape {
     pub key: Vec<u8>,
     /// The byte range of each key token in this text (a masked list spans its constants).
     spans: Vec<Range<usize>>,
+    /// Whether an `IN` list of constants is one key token (its length is not in the key).
+    pub masks_a_list: bool,
 }
 
 /// A position between tokens: the start or the end of a key token.
@@ -114,44 +116,25 @@ impl Shape {
     /// The shape of `sql` for `targets`, lexed into `tokens` (kept for [`learn`]); `None` when
     /// the lexer gives up or a managed name could straddle tokens.
     pub fn of(sql: &str, targets: &VersionTargets, tokens: &mut Vec<Token>) -> Option<Shape> {
-        // A name of identifier characters can only occur inside one token (every run of them
-        // is one token, or the lexer gave up); a name with other characters could straddle.
-        if targets.mention_scan().may_straddle_tokens() {
-            return None;
+        match may_have_a_shape(sql, targets) {
+            true => Shape::of_shapeable(sql, targets, tokens),
+            false => None,
         }
-        // A definition's verdict can turn on a body's text, a constant, and so can a call of a
-        // built-in that reads a relation named in a string (`'16386'`, a `U&"…"` inside the
-        // query), a setting's value (`SET standard_conforming_strings = 'off'`: the eighth
-        // red-team pass taught the shape with `'on'`) and EXPLAIN's options (`VERBOSE 0` and
-        // `1`): statements with any of the version's marks (rare) are not learned by shape.
-        // So can a `--` comment
-        // after a quote: Postgres continues a string across one (`'a' --⏎'b'` is one string)
-        // and not across a `/* */` comment, which the key does not tell apart (the seventh
-        // red-team pass taught the shape with one and was served its verdict with the other).
-        if starts_definition(sql.as_bytes())
-            || comment_after_quote(sql.as_bytes())
-            || has_a_mark(sql.as_bytes())
-        {
-            return None;
-        }
+    }
+
+    /// [`Shape::of`] a text [`may_have_a_shape`] has passed.
+    pub fn of_shapeable(
+        sql: &str,
+        targets: &VersionTargets,
+        tokens: &mut Vec<Token>,
+    ) -> Option<Shape> {
         lexer::lex(sql, tokens)?;
-        // One Teddy pass over the token for every name: a version with catalog substitutes
-        // has hundreds, and a search per name per constant was a tenth of a managed read's
-        // user time (`perf`).
         let scan = targets.mention_scan();
-        let mentions = |token: &Token| {
-            if token.kind == Kind::Number && !scan.may_occur_in_a_number() {
-                return false;
-            }
-            let text = sql
-                .as_bytes()
-                .get(token.start..token.end)
-                .unwrap_or_default();
-            scan.names_in(text)
-        };
+        let mentions = |token: &Token| mentions(sql, token, scan);
         let maskable = |token: &Token| token.kind.is_constant() && !mentions(token);
         let mut key = Vec::with_capacity(sql.len() + tokens.len() * 2);
         let mut spans = Vec::with_capacity(tokens.len());
+        let mut masks_a_list = false;
         let mut i = 0;
         while let Some(token) = tokens.get(i) {
             i += 1;
@@ -179,20 +162,20 @@ impl Shape {
                 key.extend_from_slice(text.as_bytes());
             }
             spans.push(token.start..token.end);
-            if token.kind == Kind::Punct
-                && text == "("
-                && i >= 2
-                && tokens.get(i - 2).is_some_and(|t| {
-                    t.kind == Kind::Word && sql[t.start..t.end].eq_ignore_ascii_case("in")
-                })
+            if opens_a_list(sql, tokens, i)
                 && let Some((last, span)) = constant_list(sql, tokens, i, &maskable, &mentions)
             {
                 key.push(TAG_CONSTANT_LIST);
                 spans.push(span);
+                masks_a_list = true;
                 i = last + 1;
             }
         }
-        Some(Shape { key, spans })
+        Some(Shape {
+            key,
+            spans,
+            masks_a_list,
+        })
     }
 
     fn start(&self, k: usize) -> Option<usize> {
@@ -230,6 +213,50 @@ impl Shape {
             Boundary::End(k) => self.end(usize::try_from(k).ok()?),
         }
     }
+}
+
+/// Whether `sql` may have a shape at all, read as a whole before it is lexed.
+pub fn may_have_a_shape(sql: &str, targets: &VersionTargets) -> bool {
+    // A name of identifier characters can only occur inside one token (every run of them is
+    // one token, or the lexer gave up); a name with other characters could straddle.
+    // A definition's verdict can turn on a body's text, a constant, and so can a call of a
+    // built-in that reads a relation named in a string (`'16386'`, a `U&"…"` inside the
+    // query), a setting's value (`SET standard_conforming_strings = 'off'`: the eighth
+    // red-team pass taught the shape with `'on'`) and EXPLAIN's options (`VERBOSE 0` and
+    // `1`): statements with any of the version's marks (rare) are not learned by shape.
+    // So can a `--` comment after a quote: Postgres continues a string across one (`'a'
+    // --⏎'b'` is one string) and not across a `/* */` comment, which the key does not tell
+    // apart (the seventh red-team pass taught the shape with one and was served its verdict
+    // with the other).
+    !targets.mention_scan().may_straddle_tokens()
+        && !starts_definition(sql.as_bytes())
+        && !comment_after_quote(sql.as_bytes())
+        && !has_a_mark(sql.as_bytes())
+}
+
+/// Whether `token` of `sql` mentions one of the names `scan` looks for. One Teddy pass over
+/// the token for every name: a version with catalog substitutes has hundreds, and a search
+/// per name per constant was a tenth of a managed read's user time (`perf`).
+pub fn mentions(sql: &str, token: &Token, scan: &MentionScan) -> bool {
+    if token.kind == Kind::Number && !scan.may_occur_in_a_number() {
+        return false;
+    }
+    let text = sql
+        .as_bytes()
+        .get(token.start..token.end)
+        .unwrap_or_default();
+    scan.names_in(text)
+}
+
+/// Whether `tokens[open - 1]` is the `(` of an `IN (`, whose constants may be one key token.
+pub fn opens_a_list(sql: &str, tokens: &[Token], open: usize) -> bool {
+    open >= 2
+        && tokens
+            .get(open - 1)
+            .is_some_and(|t| t.kind == Kind::Punct && sql.get(t.start..t.end) == Some("("))
+        && tokens
+            .get(open - 2)
+            .is_some_and(|t| t.kind == Kind::Word && sql[t.start..t.end].eq_ignore_ascii_case("in"))
 }
 
 /// `IN (c, c, …)` of maskable constants, the `(` at `tokens[open - 1]`: the index of the last

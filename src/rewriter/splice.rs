@@ -138,27 +138,51 @@ pub struct Edit {
 /// called `v1_1` so), and `FROM"model_metadata"` would become `FROMpublic…`.
 pub fn apply(text: &str, mut edits: Vec<Edit>) -> Option<String> {
     edits.sort_by_key(|e| e.range.start);
-    let mut out = String::with_capacity(text.len() + edits.len() * 16);
+    let added = most_added(edits.iter().map(|edit| edit.text.as_str()));
+    apply_sorted(
+        text,
+        added,
+        edits
+            .iter()
+            .map(|edit| (edit.range.clone(), edit.text.as_str())),
+    )
+}
+
+/// The most bytes edits with these replacement texts can add to a text: each text and the
+/// two spaces that may keep it apart from its neighbours.
+pub fn most_added<'e>(texts: impl IntoIterator<Item = &'e str>) -> usize {
+    texts.into_iter().map(|text| text.len() + 2).sum()
+}
+
+/// [`apply`] for edits already sorted by their start, given as ranges and texts (a shape
+/// template's, `shape_template.rs`, borrowed rather than copied for every statement), that
+/// add at most `added` bytes ([`most_added`]): the output is allocated once.
+pub fn apply_sorted<'e>(
+    text: &str,
+    added: usize,
+    edits: impl IntoIterator<Item = (std::ops::Range<usize>, &'e str)>,
+) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + added);
     let mut position = 0;
-    for edit in &edits {
-        if edit.range.start < position || edit.range.end > text.len() {
+    for (range, replacement) in edits {
+        if range.start < position || range.end > text.len() {
             return None;
         }
-        out.push_str(&text[position..edit.range.start]);
-        if runs_together(out.chars().next_back(), edit.text.chars().next()) {
+        out.push_str(text.get(position..range.start)?);
+        if runs_together(out.chars().next_back(), replacement.chars().next()) {
             out.push(' ');
         }
-        out.push_str(&edit.text);
+        out.push_str(replacement);
         // What now ends the output: the replacement's last character, or, for a deletion
         // (a dropped `schema.` qualifier), the character before it (the thirty-third pass
         // had `NOT"public".t.c` become `NOTt.c`, a name of the client's choosing).
-        let next = text.get(edit.range.end..)?.chars().next();
+        let next = text.get(range.end..)?.chars().next();
         if runs_together(out.chars().next_back(), next) {
             out.push(' ');
         }
-        position = edit.range.end;
+        position = range.end;
     }
-    out.push_str(&text[position..]);
+    out.push_str(text.get(position..)?);
     Some(out)
 }
 

@@ -48,7 +48,7 @@ use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
 use crate::rewriter::version_setters;
-use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
+use crate::rewriter::{RecentShapes, Rewrite, RewriteCache, VersionTargets, rewrite_cached_in};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +90,8 @@ pub struct SessionRouter {
     resolved_under: Option<u64>,
     policy: UnparseablePolicy,
     cache: Arc<RewriteCache>,
+    /// The shapes the session's statements had last, tried before `cache`.
+    recent_shapes: RecentShapes,
     /// Named prepared statements that name a managed table, with their versions.
     prepared: PreparedStatements,
     /// The session's search_path, as far as the proxy follows it.
@@ -168,6 +170,7 @@ impl SessionRouter {
             resolved_under: None,
             policy,
             cache,
+            recent_shapes: RecentShapes::default(),
             prepared: PreparedStatements::default(),
             search_path: SessionSearchPath::new(None),
             path_tokens: Vec::new(),
@@ -428,7 +431,12 @@ impl SessionRouter {
             let Some(assignment) = &self.assignment else {
                 return (Routed::Forward, false);
             };
-            return match self.rewrite_piece(sql, assignment.targets(), 0) {
+            let rewriting = Rewriting {
+                cache: &self.cache,
+                recent: &mut self.recent_shapes,
+                policy: self.policy,
+            };
+            return match rewriting.piece(sql, assignment.targets(), 0) {
                 Ok(Some(text)) => (Routed::Replace(text), true),
                 Ok(None) => (Routed::Forward, false),
                 Err(routed) => (routed, false),
@@ -476,7 +484,12 @@ impl SessionRouter {
             if !piece.is_empty() {
                 let targets = self.search_path.targets(&base, &self.client.user);
                 let offset = sql[..start].chars().count();
-                match self.rewrite_piece(piece, &targets, offset) {
+                let rewriting = Rewriting {
+                    cache: &self.cache,
+                    recent: &mut self.recent_shapes,
+                    policy: self.policy,
+                };
+                match rewriting.piece(piece, &targets, offset) {
                     Ok(Some(replaced)) => {
                         text.push_str(&replaced);
                         rewritten = true;
@@ -507,21 +520,47 @@ impl SessionRouter {
         }
     }
 
+    /// The statement being routed changes the search_path: it applies from the next
+    /// statement, and its fate is watched like a version SET's.
+    fn path_changed(&mut self, command: PathCommand) {
+        self.set_changing();
+        self.search_path.apply(command);
+    }
+
+    /// The session's own choice changed: resolve again (now if idle, else at the boundary).
+    fn requested_changed(&mut self, idle: bool) {
+        self.resolved_under = None;
+        if idle {
+            self.refresh();
+        }
+    }
+}
+
+/// What rewriting a statement's pieces needs from the session: its caches and its policy for
+/// statements the rewriter cannot read.
+struct Rewriting<'s> {
+    cache: &'s RewriteCache,
+    recent: &'s mut RecentShapes,
+    policy: UnparseablePolicy,
+}
+
+impl Rewriting<'_> {
     /// `piece` (a whole statement text, or the part of one between search_path changes that
     /// starts `offset` characters in) rewritten for `targets`: `Ok(None)` unchanged, `Err`
     /// what to send instead when it cannot be rewritten (per the unparseable policy).
-    fn rewrite_piece(
-        &self,
+    fn piece(
+        self,
         piece: &str,
         targets: &VersionTargets,
         offset: usize,
     ) -> Result<Option<String>, Routed> {
-        let outcome = match Arc::try_unwrap(rewrite_cached(&self.cache, piece, targets)) {
-            // A shape's rewrite is made for this text alone: its text is taken, not copied.
-            Ok(Ok(Rewrite::Rewritten(text))) => return Ok(Some(text)),
-            Ok(owned) => Arc::new(owned),
-            Err(shared) => shared,
-        };
+        let outcome =
+            match Arc::try_unwrap(rewrite_cached_in(self.cache, self.recent, piece, targets)) {
+                // A shape's rewrite is made for this text alone: its text is taken, not copied.
+                Ok(Ok(Rewrite::Rewritten(text))) => return Ok(Some(text)),
+                Ok(owned) => Arc::new(owned),
+                Err(shared) => shared,
+            };
         match &*outcome {
             Ok(Rewrite::Unchanged) => Ok(None),
             Ok(Rewrite::Rewritten(text)) => Ok(Some(text.clone())),
@@ -541,21 +580,6 @@ impl SessionRouter {
                     ))
                 }
             }),
-        }
-    }
-
-    /// The statement being routed changes the search_path: it applies from the next
-    /// statement, and its fate is watched like a version SET's.
-    fn path_changed(&mut self, command: PathCommand) {
-        self.set_changing();
-        self.search_path.apply(command);
-    }
-
-    /// The session's own choice changed: resolve again (now if idle, else at the boundary).
-    fn requested_changed(&mut self, idle: bool) {
-        self.resolved_under = None;
-        if idle {
-            self.refresh();
         }
     }
 }

@@ -1,0 +1,143 @@
+//! Shape templates through a session's recent shapes: which texts match a learned template
+//! and are rewritten by it, and which must go the shared cache's way.
+
+use crate::rewriter::{
+    RecentShapes, RelationName, Rewrite, RewriteCache, VersionTargets, ViewTarget, rewrite,
+    rewrite_cached_in,
+};
+
+fn v2() -> VersionTargets {
+    VersionTargets::new(
+        "v2",
+        vec![ViewTarget {
+            table: RelationName::new("public", "model_metadata"),
+            view: RelationName::new("public", "model_metadata_v2"),
+        }],
+    )
+}
+
+/// A session that has sent `learned` once (parsed, learned, remembered).
+fn session_after(learned: &str) -> (RewriteCache, RecentShapes, VersionTargets) {
+    let (cache, mut recent, targets) = (RewriteCache::default(), RecentShapes::default(), v2());
+    let outcome = rewrite_cached_in(&cache, &mut recent, learned, &targets);
+    assert!(outcome.is_ok(), "{learned}: {outcome:?}");
+    (cache, recent, targets)
+}
+
+const READ: &str = "SELECT id, model_name, model_type FROM model_metadata WHERE id = 42;";
+
+#[test]
+fn other_constants_of_the_cuts_kinds_match_and_rewrite_as_the_full_parse() {
+    let (_, mut recent, targets) = session_after(READ);
+    for id in [
+        "7",
+        "1e10",
+        ".5",
+        "007",
+        "2.5E-3",
+        "123456789012345678901234567890",
+    ] {
+        let sql = READ.replace("42", id);
+        let matched = recent.rewrite(&sql, &targets);
+        assert_eq!(matched.map(Ok), Some(rewrite(&sql, &targets)), "{sql}");
+    }
+    let (_, mut recent, targets) =
+        session_after("UPDATE model_metadata SET model_name = 'a' WHERE id = 1");
+    for name in [
+        "''",
+        "'it''s'",
+        "E'plain'",
+        "'-- no comment'",
+        "'/* nor */'",
+    ] {
+        let sql = format!("UPDATE model_metadata SET model_name = {name} WHERE id = 99");
+        let matched = recent.rewrite(&sql, &targets);
+        assert_eq!(matched.map(Ok), Some(rewrite(&sql, &targets)), "{sql}");
+    }
+}
+
+#[test]
+fn constants_of_another_kind_or_read_otherwise_do_not_match() {
+    let (_, mut recent, targets) =
+        session_after("UPDATE model_metadata SET model_name = 'a' WHERE id = 1");
+    for sql in [
+        // A number where the template has a string, and the reverse.
+        "UPDATE model_metadata SET model_name = 5 WHERE id = 1",
+        "UPDATE model_metadata SET model_name = 'a' WHERE id = '1'",
+        // Constants the key keeps verbatim or the lexer leaves to the full path.
+        "UPDATE model_metadata SET model_name = 'model_metadata' WHERE id = 1",
+        "UPDATE model_metadata SET model_name = E'a\\'b' WHERE id = 1",
+        "UPDATE model_metadata SET model_name = $$a$$ WHERE id = 1",
+        "UPDATE model_metadata SET model_name = 'a' WHERE id = 1abc",
+        "UPDATE model_metadata SET model_name = 'a' WHERE id = 1.2.3",
+        "UPDATE model_metadata SET model_name = 'a' WHERE id = 0x1F",
+        // A string that swallows what followed it in the template.
+        "UPDATE model_metadata SET model_name = 'a'' WHERE id = ''1'",
+        // More or less text around the cuts.
+        "UPDATE model_metadata SET model_name = 'a' WHERE id = 1 ",
+        "UPDATE model_metadata SET model_name = 'a' WHERE id = ",
+        "UPDATE model_metadata  SET model_name = 'a' WHERE id = 1",
+        "UPDATE public.model_metadata SET model_name = 'a' WHERE id = 1",
+    ] {
+        assert_eq!(recent.rewrite(sql, &targets), None, "{sql}");
+    }
+}
+
+#[test]
+fn no_template_where_a_cut_is_glued_to_what_precedes_it_or_a_list_is_masked() {
+    for learned in [
+        "SELECT * FROM model_metadata WHERE model_name = x||'a'",
+        "SELECT * FROM model_metadata WHERE id = -1",
+        "SELECT * FROM model_metadata WHERE id IN (1, 2)",
+    ] {
+        let (cache, mut recent, targets) = session_after(learned);
+        assert_eq!(recent.rewrite(learned, &targets), None, "{learned}");
+        // The shared cache still serves the shape.
+        let outcome = rewrite_cached_in(&cache, &mut recent, learned, &targets);
+        assert!(outcome.is_ok(), "{learned}: {outcome:?}");
+        assert_eq!(cache.stats().hits, 1, "{learned}");
+    }
+}
+
+#[test]
+fn a_template_serves_only_its_own_version_and_routing_generation() {
+    let (_, mut recent, targets) = session_after(READ);
+    assert!(recent.rewrite(READ, &targets).is_some());
+    let mut newer = v2();
+    newer.routing_generation = targets.routing_generation + 1;
+    assert_eq!(recent.rewrite(READ, &newer), None);
+    let v1 = VersionTargets::new(
+        "v1",
+        vec![ViewTarget {
+            table: RelationName::new("public", "model_metadata"),
+            view: RelationName::new("public", "model_metadata_v1"),
+        }],
+    );
+    assert_eq!(recent.rewrite(READ, &v1), None);
+}
+
+#[test]
+fn an_unchanged_shape_matches_as_unchanged() {
+    let learned = "SELECT model_metadata_id FROM deployments WHERE id = 3";
+    let (_, mut recent, targets) = session_after(learned);
+    let sql = learned.replace('3', "4");
+    assert_eq!(recent.rewrite(&sql, &targets), Some(Rewrite::Unchanged));
+}
+
+#[test]
+fn the_most_recent_shapes_are_kept() {
+    let (cache, mut recent, targets) = (RewriteCache::default(), RecentShapes::default(), v2());
+    let shape = |n: usize| format!("SELECT id AS c{n} FROM model_metadata WHERE id = 1");
+    let count = crate::rewriter::recent_shapes::RECENT_SHAPES + 1;
+    for n in 0..count {
+        rewrite_cached_in(&cache, &mut recent, &shape(n), &targets);
+    }
+    assert_eq!(
+        recent.rewrite(&shape(0), &targets),
+        None,
+        "the oldest is gone"
+    );
+    for n in 1..count {
+        assert!(recent.rewrite(&shape(n), &targets).is_some(), "{n}");
+    }
+}
