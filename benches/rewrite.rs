@@ -1,6 +1,7 @@
 //! Rewriter cost on the hot path: a cold rewrite (parse and splice), a cached one (the same
 //! text again, and a new text of a known shape: other constants inlined), a miss through the
-//! cache (parse plus learning the shape), and the fast path for statements that name no
+//! cache (parse plus learning the shape), the same through a session's recent shapes
+//! (`rewrite_cached_in`), and the fast path for statements that name no
 //! managed table (also for a version with catalog substitutes, and a catalog lookup through
 //! them). Targets: cold ≤ 50 µs, cached ≤ 2 µs. And the parsers alone, to choose
 //! between them (docs/rewriting.md): sqlparser, libpg_query (`pg_query::parse`, which packs the
@@ -19,7 +20,8 @@ use viewgate::rewriter::postgres_grammar::managed_references;
 use viewgate::rewriter::postgres_parser;
 use viewgate::rewriter::rewrite::{finish, mentions_managed_table, read_with_sqlparser};
 use viewgate::rewriter::{
-    RelationName, RewriteCache, VersionTargets, ViewTarget, rewrite, rewrite_cached,
+    RecentShapes, RelationName, RewriteCache, VersionTargets, ViewTarget, rewrite, rewrite_cached,
+    rewrite_cached_in,
 };
 
 /// A ~350-character ORM-shaped SELECT naming the managed table.
@@ -102,6 +104,15 @@ fn benches(c: &mut Criterion) {
     c.bench_function("rewrite_cached_new_text_known_shape_350_chars", |b| {
         b.iter(|| rewrite_cached(&cache, black_box(next.next().unwrap()), &targets))
     });
+    // The same texts through a session, which tries its recent shapes' templates first.
+    let mut recent = RecentShapes::default();
+    rewrite_cached_in(&cache, &mut recent, &variants[0], &targets);
+    c.bench_function("rewrite_session_new_text_known_shape_350_chars", |b| {
+        b.iter(|| {
+            let sql = black_box(next.next().unwrap());
+            rewrite_cached_in(&cache, &mut recent, sql, &targets)
+        })
+    });
     c.bench_function("rewrite_cached_miss_350_chars", |b| {
         b.iter_batched(
             RewriteCache::default,
@@ -150,6 +161,14 @@ fn benches(c: &mut Criterion) {
     let mut next = reads.iter().cycle();
     c.bench_function("rewrite_cached_pgbench_managed_read", |b| {
         b.iter(|| rewrite_cached(&cache, black_box(next.next().unwrap()), &with_catalog))
+    });
+    let mut recent = RecentShapes::default();
+    rewrite_cached_in(&cache, &mut recent, &reads[0], &with_catalog);
+    c.bench_function("rewrite_session_pgbench_managed_read", |b| {
+        b.iter(|| {
+            let sql = black_box(next.next().unwrap());
+            rewrite_cached_in(&cache, &mut recent, sql, &with_catalog)
+        })
     });
     let mut next = twins.iter().cycle();
     c.bench_function("rewrite_cached_pgbench_unmanaged_read", |b| {

@@ -36,11 +36,22 @@ fn health_is_open_and_metrics_need_the_token() {
     assert_eq!(get(admin_port, "/metrics", Some("wrong")).0, 401);
 
     // One session through the proxy shows up in the counters (the harness's readiness probe
-    // was a connection too, hence the difference rather than an absolute count).
-    let accepted_before = metric(
-        &get(admin_port, "/metrics", Some(TOKEN)).1,
-        "viewgate_sessions_total",
-    );
+    // was a connection too, hence the difference rather than an absolute count). The kernel
+    // completes the probe's connection before the proxy accepts it, so wait until the proxy
+    // has counted it and seen it go (a loaded machine once counted it after the first read).
+    let counters = || {
+        let text = get(admin_port, "/metrics", Some(TOKEN)).1;
+        let count = |name| metric(&text, name);
+        (
+            count("viewgate_sessions_total"),
+            count("viewgate_sessions_active"),
+        )
+    };
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (accepted, active) = counters();
+        accepted >= 1 && active == 0
+    }));
+    let (accepted_before, _) = counters();
     let address = format!("127.0.0.1:{}", process.port).parse().unwrap();
     let (mut session, _) = raw::start_session(address, "postgres");
     raw::simple_query(&mut session, "SELECT 1");
