@@ -1,5 +1,7 @@
 //! Shape templates through a session's recent shapes: which texts match a learned template
-//! and are rewritten by it, and which must go the shared cache's way.
+//! and are rewritten by it, and which must go the shared cache's way; and a property that a
+//! match always has the learning text's shape key and the full parse's rewrite, with
+//! constants glued to operators, signs and words.
 
 use crate::rewriter::{
     RecentShapes, RelationName, Rewrite, RewriteCache, VersionTargets, ViewTarget, rewrite,
@@ -139,5 +141,123 @@ fn the_most_recent_shapes_are_kept() {
     );
     for n in 1..count {
         assert!(recent.rewrite(&shape(n), &targets).is_some(), "{n}");
+    }
+}
+
+use proptest::prelude::*;
+
+/// Conditions of a `WHERE` clause, `?` a hole: constants after a space, glued to an operator,
+/// a parenthesis, a comma, a sign or a word, before a cast, in a list.
+const CONDITIONS: &[&str] = &[
+    "id = ?",
+    "id=?",
+    "id <?",
+    "id>?",
+    "f(?,?)",
+    "f( ? )",
+    "id IN (?, ?)",
+    "x||? = 'a'",
+    "id = -?",
+    "id = ?::int",
+    "? = id",
+    "model_name = ?--c\n",
+    "model_name =/*c*/?",
+    "id = ?+1",
+    "model_name LIKE ?",
+    "id = e?",
+    "id = $?",
+];
+
+/// Constants put in the holes, by kind: numbers, strings, dollar-quoted strings, and what only
+/// looks like a maskable constant (kept in the key, glued, or read otherwise).
+const CONSTANTS: [&[&str]; 4] = [
+    &[
+        "1",
+        "42",
+        "1e5",
+        "2.5E-3",
+        ".5",
+        "007",
+        "123456789012345678901234567890",
+    ],
+    &[
+        "'a'", "''", "'a''b'", "E'x'", "e'y'", "'--'", "'/*'", "' '", "'é'",
+    ],
+    &["$$x$$", "$t$y$t$", "$$$$"],
+    &[
+        "1abc",
+        "1.2.3",
+        "0x1F",
+        "1_000",
+        "E'a\\'b'",
+        "'model_metadata'",
+        "$1",
+        "'a' 'b'",
+        "'a'\n'b'",
+        "U&'x'",
+        "B'1'",
+        "x",
+        "-1",
+    ],
+];
+
+/// A hole's constant: `choice`'s kind is the learning text's for the hole three times in
+/// four (`index` picks within it), any kind otherwise.
+fn constant(kind: usize, choice: (u8, usize)) -> &'static str {
+    let (selector, index) = choice;
+    let kind = match selector % 4 {
+        3 => index % CONSTANTS.len(),
+        _ => kind,
+    };
+    CONSTANTS[kind][index % CONSTANTS[kind].len()]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whenever a template of one text matches another, the other has the same shape key and
+    /// is rewritten as its full parse is: the lexer's reading outside the cuts cannot change.
+    #[test]
+    fn a_template_matches_only_texts_of_its_shape(
+        conditions in proptest::collection::vec(proptest::sample::select(CONDITIONS), 1..4),
+        kinds in proptest::collection::vec(0..CONSTANTS.len(), 8),
+        fillings in proptest::collection::vec(
+            proptest::collection::vec((any::<u8>(), any::<usize>()), 8),
+            2..6,
+        ),
+    ) {
+        let render = |filling: &[(u8, usize)]| -> String {
+            let mut holes = kinds.iter().zip(filling).map(|(&kind, &choice)| constant(kind, choice));
+            let mut sql = "SELECT id FROM model_metadata WHERE ".to_owned();
+            for (i, condition) in conditions.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(" AND ");
+                }
+                for (j, piece) in condition.split('?').enumerate() {
+                    if j > 0 {
+                        sql.push_str(holes.next().unwrap_or("1"));
+                    }
+                    sql.push_str(piece);
+                }
+            }
+            sql
+        };
+        let learned = render(&fillings[0]);
+        let (cache, mut recent, targets) = (RewriteCache::default(), RecentShapes::default(), v2());
+        rewrite_cached_in(&cache, &mut recent, &learned, &targets);
+        let key = |sql: &str| {
+            crate::rewriter::shape::Shape::of(sql, &targets, &mut Vec::new()).map(|shape| shape.key)
+        };
+        for filling in &fillings[1..] {
+            let sql = render(filling);
+            // As `rewrite_cached_in` asks: only a text that may have a shape at all.
+            if crate::rewriter::shape::may_have_a_shape(&sql, &targets)
+                && let Some(matched) = recent.rewrite(&sql, &targets)
+            {
+                prop_assert!(key(&learned).is_some(), "{}", learned);
+                prop_assert_eq!(key(&sql), key(&learned), "{} learned from {}", sql, learned);
+                prop_assert_eq!(Ok(matched), rewrite(&sql, &targets), "{}", sql);
+            }
+        }
     }
 }
