@@ -296,6 +296,11 @@ impl RewriteCache {
         }
     }
 
+    /// The current sweep epoch, which a hit records.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
     /// The shared `Ok(Unchanged)` outcome, for statements that need no lookup at all.
     pub fn unchanged(&self) -> Arc<RewriteOutcome> {
         Arc::clone(&self.unchanged)
@@ -332,7 +337,11 @@ impl RewriteCache {
         let ending = self.epoch.fetch_add(1, Ordering::Relaxed);
         let salt = self.key_hasher.hash_one(ending);
         let minimum = (self.config.max_entries as u64 / SWEEP_SAMPLE).max(1);
-        let cold = |entry: &Entry| entry.last_used.load(Ordering::Relaxed) != ending;
+        // A shape a session's template served counts as hit: its entry saw no lookup.
+        let cold = |entry: &Entry| {
+            entry.last_used.load(Ordering::Relaxed) != ending
+                && !matches!(&entry.value, Cached::Shape(learned) if learned.used_in(ending))
+        };
         let mut removed: u64 = 0;
         // A random sample of the cold entries.
         self.entries.retain(|&key, entry| {
@@ -389,7 +398,7 @@ pub fn rewrite_cached_in(
         return Arc::new(rewrite(sql, targets));
     }
     let shapeable = shape::may_have_a_shape(sql, targets);
-    if shapeable && let Some(rewrite) = recent.rewrite(sql, targets) {
+    if shapeable && let Some(rewrite) = recent.rewrite(sql, targets, cache.epoch()) {
         cache.count(true);
         return match rewrite {
             Rewrite::Unchanged => cache.unchanged(),

@@ -134,6 +134,22 @@ fn an_entry_hit_between_sweeps_survives_them() {
 }
 
 #[test]
+fn a_shape_served_only_by_a_sessions_template_survives_sweeps() {
+    let cache = small(32);
+    let v2 = targets("v2");
+    let hot = statement(0);
+    let mut recent = RecentShapes::default();
+    rewrite_cached_in(&cache, &mut recent, &hot, &v2);
+    for n in 1..2_000 {
+        rewrite_cached(&cache, &statement(n), &v2);
+        let served = rewrite_cached_in(&cache, &mut recent, &hot, &v2);
+        assert!(served.is_ok());
+    }
+    assert!(cache.stats().evictions > 1_000);
+    assert!(cache.get(&hot, &v2).is_some(), "the hot shape was evicted");
+}
+
+#[test]
 fn clear_drops_everything() {
     let cache = small(10);
     let v2 = targets("v2");

@@ -55,9 +55,9 @@ impl RecentShapes {
     }
 
     /// `sql` rewritten by one of the remembered shapes of `targets`' scope, if it matches
-    /// one's template; the caller has checked that the text may have a shape at all
-    /// (`shape::may_have_a_shape`).
-    pub fn rewrite(&mut self, sql: &str, targets: &VersionTargets) -> Option<Rewrite> {
+    /// one's template, which is marked used in the shared cache's sweep `epoch`; the caller
+    /// has checked that the text may have a shape at all (`shape::may_have_a_shape`).
+    pub fn rewrite(&mut self, sql: &str, targets: &VersionTargets, epoch: u64) -> Option<Rewrite> {
         let identity = targets.cache_identity();
         let generation = targets.routing_generation;
         let scan = targets.mention_scan();
@@ -74,6 +74,9 @@ impl RecentShapes {
                 Some((index, template.rewrite(sql, scan, starts)?))
             })?;
         self.entries[..=index].rotate_right(1);
+        if let Some(recent) = self.entries.first() {
+            recent.learned.mark_used(epoch);
+        }
         Some(rewrite)
     }
 

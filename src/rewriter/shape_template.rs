@@ -18,6 +18,7 @@
 //! a key. Property tests hold the template's rewrite to the shape's (`tests/`).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::lexer::{self, Kind, Token};
 use super::mention::MentionScan;
@@ -36,6 +37,10 @@ const SEPARATORS: &[u8] = b" \t\n\r(,=<>";
 pub struct LearnedShape {
     pub rewrite: ShapeRewrite,
     pub template: Option<Template>,
+    /// One more than the shared cache's sweep epoch when a session's template last served
+    /// the shape (0: never), which the cache's own entry does not see: a shape served only so
+    /// is still hot.
+    used: AtomicU64,
 }
 
 /// The kinds of constant a key masks, as the key tells them apart.
@@ -214,7 +219,25 @@ impl LearnedShape {
         edits: &[Edit],
     ) -> Self {
         let template = Template::learn(sql, shape, tokens, targets, edits);
-        LearnedShape { rewrite, template }
+        LearnedShape {
+            rewrite,
+            template,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that a template served the shape in `epoch` (a store only when it changed,
+    /// so sessions on other threads do not write the same line for every statement).
+    pub fn mark_used(&self, epoch: u64) {
+        let used = epoch.wrapping_add(1);
+        if self.used.load(Ordering::Relaxed) != used {
+            self.used.store(used, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a template served the shape in `epoch`.
+    pub fn used_in(&self, epoch: u64) -> bool {
+        self.used.load(Ordering::Relaxed) == epoch.wrapping_add(1)
     }
 }
 

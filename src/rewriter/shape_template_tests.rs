@@ -40,7 +40,7 @@ fn other_constants_of_the_cuts_kinds_match_and_rewrite_as_the_full_parse() {
         "123456789012345678901234567890",
     ] {
         let sql = READ.replace("42", id);
-        let matched = recent.rewrite(&sql, &targets);
+        let matched = recent.rewrite(&sql, &targets, 0);
         assert_eq!(matched.map(Ok), Some(rewrite(&sql, &targets)), "{sql}");
     }
     let (_, mut recent, targets) =
@@ -53,7 +53,7 @@ fn other_constants_of_the_cuts_kinds_match_and_rewrite_as_the_full_parse() {
         "'/* nor */'",
     ] {
         let sql = format!("UPDATE model_metadata SET model_name = {name} WHERE id = 99");
-        let matched = recent.rewrite(&sql, &targets);
+        let matched = recent.rewrite(&sql, &targets, 0);
         assert_eq!(matched.map(Ok), Some(rewrite(&sql, &targets)), "{sql}");
     }
 }
@@ -81,7 +81,7 @@ fn constants_of_another_kind_or_read_otherwise_do_not_match() {
         "UPDATE model_metadata  SET model_name = 'a' WHERE id = 1",
         "UPDATE public.model_metadata SET model_name = 'a' WHERE id = 1",
     ] {
-        assert_eq!(recent.rewrite(sql, &targets), None, "{sql}");
+        assert_eq!(recent.rewrite(sql, &targets, 0), None, "{sql}");
     }
 }
 
@@ -93,7 +93,7 @@ fn no_template_where_a_cut_is_glued_to_what_precedes_it_or_a_list_is_masked() {
         "SELECT * FROM model_metadata WHERE id IN (1, 2)",
     ] {
         let (cache, mut recent, targets) = session_after(learned);
-        assert_eq!(recent.rewrite(learned, &targets), None, "{learned}");
+        assert_eq!(recent.rewrite(learned, &targets, 0), None, "{learned}");
         // The shared cache still serves the shape.
         let outcome = rewrite_cached_in(&cache, &mut recent, learned, &targets);
         assert!(outcome.is_ok(), "{learned}: {outcome:?}");
@@ -104,10 +104,10 @@ fn no_template_where_a_cut_is_glued_to_what_precedes_it_or_a_list_is_masked() {
 #[test]
 fn a_template_serves_only_its_own_version_and_routing_generation() {
     let (_, mut recent, targets) = session_after(READ);
-    assert!(recent.rewrite(READ, &targets).is_some());
+    assert!(recent.rewrite(READ, &targets, 0).is_some());
     let mut newer = v2();
     newer.routing_generation = targets.routing_generation + 1;
-    assert_eq!(recent.rewrite(READ, &newer), None);
+    assert_eq!(recent.rewrite(READ, &newer, 0), None);
     let v1 = VersionTargets::new(
         "v1",
         vec![ViewTarget {
@@ -115,7 +115,7 @@ fn a_template_serves_only_its_own_version_and_routing_generation() {
             view: RelationName::new("public", "model_metadata_v1"),
         }],
     );
-    assert_eq!(recent.rewrite(READ, &v1), None);
+    assert_eq!(recent.rewrite(READ, &v1, 0), None);
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn an_unchanged_shape_matches_as_unchanged() {
     let learned = "SELECT model_metadata_id FROM deployments WHERE id = 3";
     let (_, mut recent, targets) = session_after(learned);
     let sql = learned.replace('3', "4");
-    assert_eq!(recent.rewrite(&sql, &targets), Some(Rewrite::Unchanged));
+    assert_eq!(recent.rewrite(&sql, &targets, 0), Some(Rewrite::Unchanged));
 }
 
 #[test]
@@ -135,12 +135,12 @@ fn the_most_recent_shapes_are_kept() {
         rewrite_cached_in(&cache, &mut recent, &shape(n), &targets);
     }
     assert_eq!(
-        recent.rewrite(&shape(0), &targets),
+        recent.rewrite(&shape(0), &targets, 0),
         None,
         "the oldest is gone"
     );
     for n in 1..count {
-        assert!(recent.rewrite(&shape(n), &targets).is_some(), "{n}");
+        assert!(recent.rewrite(&shape(n), &targets, 0).is_some(), "{n}");
     }
 }
 
@@ -252,7 +252,7 @@ proptest! {
             let sql = render(filling);
             // As `rewrite_cached_in` asks: only a text that may have a shape at all.
             if crate::rewriter::shape::may_have_a_shape(&sql, &targets)
-                && let Some(matched) = recent.rewrite(&sql, &targets)
+                && let Some(matched) = recent.rewrite(&sql, &targets, 0)
             {
                 prop_assert!(key(&learned).is_some(), "{}", learned);
                 prop_assert_eq!(key(&sql), key(&learned), "{} learned from {}", sql, learned);
