@@ -39,6 +39,8 @@
 #   bench/pgbench.sh                                    # defaults: 15 s per run, about 45 minutes
 #   DURATION=5 bench/pgbench.sh                         # about 17 minutes
 #   DURATION=5 ROUNDS=1 CLIENTS="8" MODES=simple WORKLOADS="select managed_read" bench/pgbench.sh
+#   RATE=4000 TARGETS=viewgate WORKLOADS="managed_read unmanaged_read" bench/pgbench.sh
+#                                                       # the managed read's cost at a fixed rate
 # start_viewgate takes optional settings, not the script's arguments:
 # shellcheck disable=SC2119
 set -euo pipefail
@@ -50,6 +52,11 @@ MODES="${MODES:-simple prepared}"       # pgbench -M values
 WORKLOADS="${WORKLOADS:-select managed_read unmanaged_read managed_rw}"
 TARGETS="${TARGETS:-direct viewgate pgbouncer}"
 THREADS="${THREADS:-2}"                 # pgbench -j (clamped to the client count)
+# pgbench -R: transactions a second over all clients, empty for full speed. At a fixed rate
+# every target and workload does the same work a second, so the proxy's CPU per transaction
+# compares like with like: at full speed a slower run batches fewer wake-ups per epoll_wait
+# and its CPU per transaction rises with no change in the work a transaction costs.
+RATE="${RATE:-}"
 SCALE="${SCALE:-10}"                    # pgbench -i -s
 ROWS="${ROWS:-10000}"                   # rows of the managed table
 WARMUP="${WARMUP:-3}"                   # seconds of untimed pgbench per target before the runs
@@ -191,7 +198,7 @@ run_pgbench() {
     [[ -n "$pid" ]] && read -r user0 sys0 <<<"$(cpu_ticks_split "$pid")"
     # shellcheck disable=SC2086 # $script is two words (-f FILE) or one (-S)
     if ! "$PGBENCH" -n $script -M "$mode" -c "$clients" -j "$threads" -T "$seconds" \
-        -l --log-prefix="$logs/tx" \
+        ${RATE:+-R "$RATE"} -l --log-prefix="$logs/tx" \
         -h "$LOOPBACK" -p "$port" -U "$PG_SUPERUSER" "$DB_NAME" >"$out" 2>&1; then
         cat "$out" >&2
         fail "pgbench $workload -M $mode -c $clients against $target"
@@ -341,6 +348,11 @@ REPORT="$RESULTS_DIR/pgbench-$(date +%Y%m%d-%H%M%S).md"
     machine_summary
     echo "- PgBouncer: $(pgbouncer --version | head -n 1), session pooling, default_pool_size=$PGB_POOL_SIZE"
     echo "- pgbench: scale $SCALE, -n, -j min($THREADS, clients), ${DURATION}s per run, ${WARMUP}s warm-up per target; medians of $ROUNDS rounds"
+    if [[ -n "$RATE" ]]; then
+        echo "- rate: $RATE transactions/s (pgbench -R: latency includes schedule lag)"
+    else
+        echo "- rate: full speed"
+    fi
     echo "- managed workloads at $VERSION ($ROWS rows): viewgate runs them on $MANAGED_TABLE, direct and PgBouncer on $VERSION_VIEW"
     echo "- CPU: proxy utime+stime from /proc/PID/stat (CLK_TCK=$CLK_TCK), per transaction processed; p$LATENCY_PERCENTILE from pgbench -l"
     echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -56,6 +56,9 @@ const LOWERED_CHUNK: usize = 1024;
 /// How long a statement may be to be lowered into a buffer of this size instead (most are).
 const SHORT_CHUNK: usize = 256;
 
+/// How many names [`MentionScan::which_in`] reports on: the bits of its answer.
+pub const MAX_REPORTED_NAMES: usize = 64;
+
 /// What opens a Unicode escape (`U&"\006Dodel_metadata"`, `U&'…'`), found with the names.
 const UNICODE_ESCAPES: [&[u8]; 2] = [b"u&\"", b"u&'"];
 
@@ -84,6 +87,8 @@ fn may_be_in_a_number(byte: u8) -> bool {
 struct Entry {
     bytes: Box<[u8]>,
     is_name: bool,
+    /// The name's place in the list the scan was built from (escapes: past the names).
+    index: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,6 +107,8 @@ enum Search {
     Automaton {
         automaton: AhoCorasick,
         is_name: Vec<bool>,
+        /// Per pattern, its entry's [`Entry::index`].
+        index: Vec<usize>,
     },
     /// Each entry looked for on its own: the automaton could not be built (only past its
     /// limit of 2^31 states, over two gigabytes of names).
@@ -160,6 +167,13 @@ impl MentionScan {
         self.search.finds(haystack, false)
     }
 
+    /// Which of the first [`MAX_REPORTED_NAMES`] names occur in `haystack` as written, ignoring
+    /// ASCII case: bit `i` for the `i`-th name the scan was built from. One pass for a set of
+    /// tests that would each have scanned for their own few words (`word_scan.rs`).
+    pub fn which_in(&self, haystack: &[u8]) -> u64 {
+        self.search.which(haystack)
+    }
+
     /// Whether Teddy searches for these names; `None` on a machine without it.
     #[cfg(test)]
     pub(super) fn searched_by_teddy(&self) -> Option<bool> {
@@ -199,6 +213,56 @@ impl Search {
         })
     }
 
+    /// Bit `i` set for every name `i` below [`MAX_REPORTED_NAMES`] found in `haystack`.
+    fn which(&self, haystack: &[u8]) -> u64 {
+        let bit = |entry: &Entry| match entry.is_name && entry.index < MAX_REPORTED_NAMES {
+            true => 1u64 << entry.index,
+            false => 0,
+        };
+        match self {
+            Search::Nothing => 0,
+            Search::Starts {
+                searcher,
+                start_len,
+                entries,
+            } => {
+                let found = std::cell::Cell::new(0u64);
+                // Never "found": the whole text is searched, every start's entries compared.
+                let record = |at: usize, start: usize| {
+                    for entry in entries.get(start).into_iter().flatten() {
+                        if haystack
+                            .get(at..at + entry.bytes.len())
+                            .is_some_and(|window| window.eq_ignore_ascii_case(&entry.bytes))
+                        {
+                            found.set(found.get() | bit(entry));
+                        }
+                    }
+                    false
+                };
+                match haystack.len() <= SHORT_CHUNK {
+                    true => find_lowered::<SHORT_CHUNK>(searcher, *start_len, haystack, record),
+                    false => find_lowered::<LOWERED_CHUNK>(searcher, *start_len, haystack, record),
+                };
+                found.get()
+            }
+            Search::Automaton {
+                automaton,
+                is_name,
+                index,
+            } => automaton
+                .find_overlapping_iter(haystack)
+                .map(|found| found.pattern().as_usize())
+                .filter(|&pattern| is_name.get(pattern).copied().unwrap_or(false))
+                .filter_map(|pattern| index.get(pattern).copied())
+                .filter(|&name| name < MAX_REPORTED_NAMES)
+                .fold(0, |bits, name| bits | 1 << name),
+            Search::OneByOne(entries) => entries
+                .iter()
+                .filter(|entry| contains_ignore_ascii_case(haystack, &entry.bytes))
+                .fold(0, |bits, entry| bits | bit(entry)),
+        }
+    }
+
     fn automaton(entries: Vec<Entry>) -> Search {
         match AhoCorasick::builder()
             .ascii_case_insensitive(true)
@@ -207,6 +271,7 @@ impl Search {
             Ok(automaton) => Search::Automaton {
                 automaton,
                 is_name: entries.iter().map(|entry| entry.is_name).collect(),
+                index: entries.iter().map(|entry| entry.index).collect(),
             },
             Err(_) => Search::OneByOne(entries),
         }
@@ -248,7 +313,9 @@ impl Search {
                     }
                 }
             }
-            Search::Automaton { automaton, is_name } => {
+            Search::Automaton {
+                automaton, is_name, ..
+            } => {
                 if escapes {
                     automaton.is_match(haystack)
                 } else {
@@ -271,18 +338,23 @@ impl Search {
 
 /// The non-empty names and, when there is one, the escapes that may hide a name.
 fn entries<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Entry> {
+    let names: Vec<&str> = names.into_iter().collect();
+    let count = names.len();
     let mut entries: Vec<Entry> = names
         .into_iter()
-        .filter(|name| !name.is_empty())
-        .map(|name| Entry {
+        .enumerate()
+        .filter(|(_, name)| !name.is_empty())
+        .map(|(index, name)| Entry {
             bytes: name.as_bytes().into(),
             is_name: true,
+            index,
         })
         .collect();
     if !entries.is_empty() {
         entries.extend(UNICODE_ESCAPES.iter().map(|escape| Entry {
             bytes: (*escape).into(),
             is_name: false,
+            index: count,
         }));
     }
     entries

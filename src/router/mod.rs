@@ -28,6 +28,7 @@ pub mod server_version;
 pub mod session_router;
 pub mod session_search_path;
 pub mod state;
+pub mod statement;
 pub mod statement_words;
 pub mod temporary_relations;
 pub mod version_command;

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use super::statement_words::{self, identifier, is_word};
 use crate::rewriter::lexer::Token;
 use crate::rewriter::resolution::TEMP_SCHEMA;
-use crate::rewriter::word_scan::WordScan;
+use crate::rewriter::word_scan::{WordSet, Words};
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 #[derive(Debug, Default)]
@@ -224,8 +224,8 @@ impl PreparedStatements {
     /// answered; the last two kinds only outside a transaction block (a rollback undoes
     /// them), and none of them in a Parse (Postgres runs it at an Execute, which the router
     /// does not follow).
-    pub fn sql(&mut self, sql: &str, text: TextContext<'_>, tokens: &mut Vec<Token>) {
-        if !mentions_a_holding_command(sql) {
+    pub fn sql(&mut self, sql: &str, words: Words, text: TextContext<'_>, tokens: &mut Vec<Token>) {
+        if !mentions_a_holding_command(sql, words) {
             return;
         }
         // Text the lexer cannot read (a form feed, a Unicode escape) that may make something
@@ -531,8 +531,9 @@ fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
 /// The commands that make or release what holds a session, but `DO` (a word of its own, looked
 /// for apart: as a part of a word it is everywhere, `model_id`). One pass, where a
 /// byte-by-byte look at every `p`, `d`, `c` and `a` was the most sampled function of the
-/// router (14 % of an unmanaged read's time in `SessionRouter::statement`).
-static HOLDING_WORDS: WordScan = WordScan::new(&[
+/// router (14 % of an unmanaged read's time in `SessionRouter::statement`); now a part of the
+/// statement's one pass for every test's words (`word_scan.rs`).
+const HOLDING: [&str; 7] = [
     "prepare",
     "deallocate",
     "discard",
@@ -540,13 +541,14 @@ static HOLDING_WORDS: WordScan = WordScan::new(&[
     "close",
     "create",
     "alter",
-]);
+];
+const HOLDING_WORDS: WordSet = WordSet::of(&HOLDING);
 
 /// The cheap test first, on every statement: most are none of these commands. One of the
-/// words anywhere in the text, in any case, or `DO` as a word of its own.
-pub fn mentions_a_holding_command(sql: &str) -> bool {
+/// words anywhere in the text (its `words`), in any case, or `DO` as a word of its own.
+pub fn mentions_a_holding_command(sql: &str, words: Words) -> bool {
     let bytes = sql.as_bytes();
-    HOLDING_WORDS.any_in(bytes)
+    words.any(HOLDING_WORDS)
         || memchr::memchr2_iter(b'd', b'D', bytes).any(|at| opens_a_do_block(bytes, at))
 }
 

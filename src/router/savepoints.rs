@@ -19,7 +19,7 @@ use sqlparser::tokenizer::Token;
 
 use super::statement_words::{self, truncate_identifier};
 use crate::rewriter::lexer::{self, Kind};
-use crate::rewriter::word_scan::WordScan;
+use crate::rewriter::word_scan::{WordSet, Words};
 
 /// Savepoints remembered per transaction block; older ones are forgotten past it.
 pub const MAX_SAVEPOINTS: usize = 1024;
@@ -105,13 +105,13 @@ pub enum Step {
 }
 
 /// The words a statement whose [`Step`] needs more than its first word holds.
-static STEP_WORDS: WordScan = WordScan::new(&["savepoint", "release", "rollback"]);
+const STEP_WORDS: WordSet = WordSet::of(&["savepoint", "release", "rollback"]);
 
 /// Every [`Step`] among the statements of `sql`, in order, each with the byte offset where
 /// its statement ends: empty, cheaply, for text that mentions none of `savepoint`,
-/// `release` and `rollback`, or that the lexer cannot read.
-pub fn steps(sql: &str, tokens: &mut Vec<lexer::Token>) -> Vec<(usize, Step)> {
-    if !STEP_WORDS.any_in(sql.as_bytes()) {
+/// `release` and `rollback` (its `words`), or that the lexer cannot read.
+pub fn steps(sql: &str, words: Words, tokens: &mut Vec<lexer::Token>) -> Vec<(usize, Step)> {
+    if !words.any(STEP_WORDS) {
         return Vec::new();
     }
     let Some(statements) = statement_words::statements(sql, tokens) else {
@@ -253,7 +253,7 @@ mod tests {
     fn finds_the_steps_of_a_query_string() {
         let mut tokens = Vec::new();
         let sql = "BEGIN; SAVEPOINT a; /* ; */ SELECT ';'; ROLLBACK TO a; RELEASE \"B\"; ROLLBACK AND CHAIN; COMMIT";
-        let found: Vec<Step> = steps(sql, &mut tokens)
+        let found: Vec<Step> = steps(sql, Words::in_text(sql.as_bytes()), &mut tokens)
             .into_iter()
             .map(|(_, s)| s)
             .collect();
@@ -268,12 +268,23 @@ mod tests {
                 Step::End { chain: false },
             ]
         );
-        let ends: Vec<usize> = steps("BEGIN; SAVEPOINT a", &mut tokens)
-            .into_iter()
-            .map(|(end, _)| end)
-            .collect();
+        let ends: Vec<usize> = steps(
+            "BEGIN; SAVEPOINT a",
+            Words::in_text(b"BEGIN; SAVEPOINT a"),
+            &mut tokens,
+        )
+        .into_iter()
+        .map(|(end, _)| end)
+        .collect();
         assert_eq!(ends, vec![6, 18]);
-        assert!(steps("SELECT 1; BEGIN", &mut tokens).is_empty());
+        assert!(
+            steps(
+                "SELECT 1; BEGIN",
+                Words::in_text(b"SELECT 1; BEGIN"),
+                &mut tokens
+            )
+            .is_empty()
+        );
     }
 
     #[test]

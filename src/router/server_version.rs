@@ -25,16 +25,16 @@ use super::statement_words::{self, is_word};
 use super::version_command::{self, VersionCommand};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
-use crate::rewriter::word_scan::WordScan;
+use crate::rewriter::word_scan::{WordSet, Words};
 
 /// The statements that reset every setting: `RESET ALL`, `DISCARD ALL`.
 const RESETTING: [&str; 2] = ["reset", "discard"];
-static RESETTING_WORDS: WordScan = WordScan::new(&RESETTING);
+const RESETTING_WORDS: WordSet = WordSet::of(&RESETTING);
 
-/// Whether a statement may reset the session's settings (`RESET ALL`, `DISCARD ALL`, also
-/// inside a function or DO block): the words, in any case, anywhere.
-pub fn may_reset_settings(statement: &[u8]) -> bool {
-    RESETTING_WORDS.any_in(statement)
+/// Whether a statement holding `words` may reset the session's settings (`RESET ALL`,
+/// `DISCARD ALL`, also inside a function or DO block): the words, in any case, anywhere.
+pub fn may_reset_settings(words: Words) -> bool {
+    words.any(RESETTING_WORDS)
 }
 
 /// Whether a Query's or Parse's text moves the server's version.
@@ -53,13 +53,13 @@ pub enum Reset {
 
 /// Reads `sql` for a statement that moves the server's version; cheap (no lexing) for text
 /// that mentions none of `reset`, `discard` and `viewgate.version`.
-pub fn resets(sql: &str, tokens: &mut Vec<Token>) -> Reset {
+pub fn resets(sql: &str, words: Words, tokens: &mut Vec<Token>) -> Reset {
     match version_command::parse(sql) {
         Some(VersionCommand::Set(_)) => return Reset::VersionCommand { resets: false },
         Some(VersionCommand::Reset) => return Reset::VersionCommand { resets: true },
         _ => {}
     }
-    if !may_reset_settings(sql.as_bytes()) {
+    if !may_reset_settings(words) {
         return Reset::None;
     }
     let Some(statements) = statement_words::statements(sql, tokens) else {
@@ -204,7 +204,11 @@ mod tests {
             ),
             ("SHOW viewgate.version", Reset::None),
         ] {
-            assert_eq!(resets(sql, &mut tokens), expected, "{sql}");
+            assert_eq!(
+                resets(sql, Words::in_text(sql.as_bytes()), &mut tokens),
+                expected,
+                "{sql}"
+            );
         }
     }
 

@@ -41,6 +41,7 @@ use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoin
 use super::search_path::{self, PathCommand};
 use super::session_search_path::{PathValue, SavedPath, SessionSearchPath};
 use super::state::SharedRouting;
+use super::statement::Statement;
 use super::temporary_relations::{self, TempCommand};
 use super::version_command;
 use super::view_name_capture;
@@ -262,15 +263,20 @@ impl SessionRouter {
     /// Decides what to send for one statement (a Query's text or a Parse's query). `idle`
     /// says no transaction is open, so the version may change now.
     pub fn statement(&mut self, sql: &str, idle: bool) -> Routed {
-        let (routed, rewritten) = self.route(sql, idle);
-        self.remember(None, sql, rewritten, idle);
+        self.read_statement(Statement::new(sql), idle)
+    }
+
+    /// [`Self::statement`] of a statement whose words were found already (the relay's).
+    pub fn read_statement(&mut self, statement: Statement<'_>, idle: bool) -> Routed {
+        let (routed, rewritten) = self.route(statement, idle);
+        self.remember(None, statement, rewritten, idle);
         routed
     }
 
     /// Decides what to send for a Parse of statement `name`, and remembers which version a
     /// named statement that names a managed table was prepared at.
     pub fn parse(&mut self, name: &str, sql: &str, idle: bool) -> Routed {
-        self.parse_message(name, sql, idle, &[])
+        self.parse_message(name, Statement::new(sql), idle, &[])
     }
 
     /// Whether the statement just routed began an unsettled SET, whose fate (committed or
@@ -377,7 +383,8 @@ impl SessionRouter {
     }
 
     /// What to send, and whether it is the statement rewritten for the session's version.
-    fn route(&mut self, sql: &str, idle: bool) -> (Routed, bool) {
+    fn route(&mut self, statement: Statement<'_>, idle: bool) -> (Routed, bool) {
+        let Statement { sql, words } = statement;
         self.resolved_with = None;
         if idle {
             self.refresh();
@@ -389,7 +396,7 @@ impl SessionRouter {
         if let Some(refusal) = self.retired_refusal() {
             return (Routed::Refuse(refusal), false);
         }
-        let steps = savepoints::steps(sql, &mut self.path_tokens);
+        let steps = savepoints::steps(sql, words, &mut self.path_tokens);
         let mut in_block = !idle;
         let Some(assignment) = &self.assignment else {
             if version_setters::may_set_the_version(sql) {
@@ -408,7 +415,8 @@ impl SessionRouter {
             .iter()
             .map(|target| target.view.name.as_str()))
         .chain(targets.other_views().iter().map(|view| view.name.as_str()));
-        if let Some(name) = view_name_capture::named_like_a_view(sql, &mut self.path_tokens, views)
+        if let Some(name) =
+            view_name_capture::named_like_a_view(sql, words, &mut self.path_tokens, views)
         {
             return (
                 Routed::Refuse(Refusal::new(
@@ -422,7 +430,7 @@ impl SessionRouter {
             );
         }
         let follows = assignment.targets().follows_search_path;
-        let temporary = temporary_relations::may_change(sql, self.search_path.has_temporary());
+        let temporary = temporary_relations::may_change(words, self.search_path.has_temporary());
         if !follows && !temporary && !self.search_path.has_temporary() {
             self.search_path.unread();
             if let Some(refused) = self.follow_steps(steps, &mut in_block) {

@@ -5,6 +5,7 @@
 
 use super::super::prepared::{self, Answer, Resolved, TextContext};
 use super::super::rules::Assignment;
+use super::super::statement::Statement;
 use super::{Routed, SessionRouter};
 use crate::rewriter::VersionTargets;
 use crate::rewriter::lexer_agreement;
@@ -15,9 +16,16 @@ impl SessionRouter {
     /// [`SessionRouter::parse`] of the client's Parse `message`: a named statement rewritten
     /// under the session's name resolution is remembered with it, to be prepared again when
     /// that resolution changes ([`SessionRouter::stale_statements`]).
-    pub fn parse_message(&mut self, name: &str, sql: &str, idle: bool, message: &[u8]) -> Routed {
-        let (routed, rewritten) = self.route(sql, idle);
-        self.remember(Some(name), sql, rewritten, idle);
+    pub fn parse_message(
+        &mut self,
+        name: &str,
+        statement: Statement<'_>,
+        idle: bool,
+        message: &[u8],
+    ) -> Routed {
+        let (routed, rewritten) = self.route(statement, idle);
+        self.remember(Some(name), statement, rewritten, idle);
+        let sql = statement.sql;
         let resolved_with = self.resolved_with.take();
         let writes_base_rows = lexer_agreement::writes_base_rows(sql);
         if let (Routed::Replace(sent), Some(assignment), false) =
@@ -66,9 +74,16 @@ impl SessionRouter {
     /// and what releases it (`prepared.rs`). A text holds when it was rewritten for the
     /// version or names the version's own view (forwarded as it is, it reads that version's
     /// columns all the same).
-    pub(super) fn remember(&mut self, name: Option<&str>, sql: &str, rewritten: bool, idle: bool) {
+    pub(super) fn remember(
+        &mut self,
+        name: Option<&str>,
+        statement: Statement<'_>,
+        rewritten: bool,
+        idle: bool,
+    ) {
+        let Statement { sql, words } = statement;
         let named = name.is_some_and(|name| !name.is_empty());
-        if !named && !prepared::mentions_a_holding_command(sql) {
+        if !named && !prepared::mentions_a_holding_command(sql, words) {
             return;
         }
         let version = self
@@ -96,7 +111,7 @@ impl SessionRouter {
             in_block: !idle,
             parse: name.is_some(),
         };
-        self.prepared.sql(sql, text, &mut self.path_tokens);
+        self.prepared.sql(sql, words, text, &mut self.path_tokens);
     }
 
     /// At a quiet boundary, with `answered` the batch of each answer to a release since the

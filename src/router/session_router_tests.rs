@@ -527,12 +527,14 @@ fn named_statements_are_prepared_again_when_the_resolution_changes() {
     session.statement("SET search_path = tenant_a, public", true);
     session.set_settled(true);
     assert_eq!(
-        replaced(session.parse_message("s1", "SELECT * FROM t", true, b"parse s1")),
+        replaced(
+            session.parse_message("s1", Statement::new("SELECT * FROM t"), true, b"parse s1",)
+        ),
         "SELECT * FROM tenant_a.t AS t"
     );
     // The unnamed statement lives one batch; an unmanaged one depends on nothing.
     session.parse("", "SELECT * FROM t", true);
-    session.parse_message("s2", "SELECT 1", true, b"parse s2");
+    session.parse_message("s2", Statement::new("SELECT 1"), true, b"parse s2");
     assert!(session.stale_statements().is_empty());
     session.statement("SET search_path = public", true);
     session.set_settled(true);

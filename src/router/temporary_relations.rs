@@ -14,7 +14,7 @@
 use super::statement_words::{self, identifier, is_word, text};
 use crate::rewriter::lexer::Token;
 use crate::rewriter::resolution::TEMP_SCHEMA;
-use crate::rewriter::word_scan::WordScan;
+use crate::rewriter::word_scan::{WordSet, Words};
 
 /// What a statement does to the session's followed temporary relations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,19 +28,19 @@ pub enum TempCommand {
     DroppedAll,
 }
 
-/// Whether `sql` may create or drop a followed temporary relation: it mentions `temp`, or,
-/// while the session has some (`following`), `drop` or `discard`.
-pub fn may_change(sql: &str, following: bool) -> bool {
+/// Whether a statement holding `words` may create or drop a followed temporary relation: it
+/// mentions `temp`, or, while the session has some (`following`), `drop` or `discard`.
+pub fn may_change(words: Words, following: bool) -> bool {
     match following {
-        true => FOLLOWING_WORDS.any_in(sql.as_bytes()),
-        false => TEMP_WORD.any_in(sql.as_bytes()),
+        true => words.any(FOLLOWING_WORDS),
+        false => words.any(TEMP_WORD),
     }
 }
 
 /// What a statement that creates a temporary relation holds.
-static TEMP_WORD: WordScan = WordScan::new(&["temp"]);
+const TEMP_WORD: WordSet = WordSet::of(&["temp"]);
 /// The same, and what a statement that drops one holds.
-static FOLLOWING_WORDS: WordScan = WordScan::new(&["temp", "drop", "discard"]);
+const FOLLOWING_WORDS: WordSet = WordSet::of(&["temp", "drop", "discard"]);
 
 /// Every [`TempCommand`] among the statements of `sql`, each with the byte offset where its
 /// statement ends (see `statement_words`); empty for text the lexer cannot read.
@@ -279,9 +279,21 @@ mod tests {
 
     #[test]
     fn the_cheap_test_looks_for_drops_only_while_following() {
-        assert!(may_change("create temporary table t (a int)", false));
-        assert!(!may_change("DROP TABLE model_metadata", false));
-        assert!(may_change("DROP TABLE model_metadata", true));
-        assert!(!may_change("SELECT * FROM model_metadata", true));
+        assert!(may_change(
+            Words::in_text(b"create temporary table t (a int)"),
+            false
+        ));
+        assert!(!may_change(
+            Words::in_text(b"DROP TABLE model_metadata"),
+            false
+        ));
+        assert!(may_change(
+            Words::in_text(b"DROP TABLE model_metadata"),
+            true
+        ));
+        assert!(!may_change(
+            Words::in_text(b"SELECT * FROM model_metadata"),
+            true
+        ));
     }
 }

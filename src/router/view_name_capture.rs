@@ -19,7 +19,7 @@ use crate::rewriter::parse_tree::Tree;
 use crate::rewriter::postgres_grammar::{MAX_CHECKED_BYTES, on_check_stack};
 use crate::rewriter::postgres_parser;
 use crate::rewriter::rewrite::contains_ignore_ascii_case;
-use crate::rewriter::word_scan::WordScan;
+use crate::rewriter::word_scan::{WordSet, Words};
 
 /// The words that may stand between `CREATE` and the kind of relation it makes.
 const CREATE_MODIFIERS: &[&str] = &[
@@ -39,7 +39,7 @@ const CREATE_MODIFIERS: &[&str] = &[
 const UNREAD_NAME: &str = "(a name viewgate cannot read)";
 
 /// The words of the statements that make or rename a relation.
-static RELATION_MAKING_WORDS: WordScan = WordScan::new(&["create", "into", "rename"]);
+const RELATION_MAKING_WORDS: WordSet = WordSet::of(&["create", "into", "rename"]);
 
 /// The options `EXPLAIN` takes without parentheses.
 const EXPLAIN_WORDS: &[&str] = &["ANALYZE", "ANALYSE", "VERBOSE"];
@@ -51,9 +51,11 @@ const RELATION_KINDS: &[&str] = &["TABLE", "VIEW", "SEQUENCE"];
 const INTO_MODIFIERS: &[&str] = &["TEMP", "TEMPORARY", "UNLOGGED", "TABLE"];
 
 /// The first name among `views` (folded view names) that a statement of `sql` would give a
-/// relation; `None` when it gives none. Cheap when `sql` mentions none of them.
+/// relation; `None` when it gives none. Cheap when `sql` mentions none of them. `words`: the
+/// statement's.
 pub fn named_like_a_view<'v>(
     sql: &str,
+    words: Words,
     tokens: &mut Vec<Token>,
     views: impl Iterator<Item = &'v str> + Clone,
 ) -> Option<String> {
@@ -63,9 +65,7 @@ pub fn named_like_a_view<'v>(
         .clone()
         .any(|view| contains_ignore_ascii_case(sql.as_bytes(), view.as_bytes()));
     // The words first: one pass, where the escapes' checks are several.
-    let hidden = !mentioned
-        && RELATION_MAKING_WORDS.any_in(sql.as_bytes())
-        && may_hide_a_name(sql.as_bytes());
+    let hidden = !mentioned && words.any(RELATION_MAKING_WORDS) && may_hide_a_name(sql.as_bytes());
     if !mentioned && !hidden {
         return None;
     }
@@ -196,7 +196,12 @@ mod tests {
     use super::*;
 
     fn named(sql: &str) -> Option<String> {
-        named_like_a_view(sql, &mut Vec::new(), ["t_v1", "t_v2"].into_iter())
+        named_like_a_view(
+            sql,
+            Words::in_text(sql.as_bytes()),
+            &mut Vec::new(),
+            ["t_v1", "t_v2"].into_iter(),
+        )
     }
 
     #[test]

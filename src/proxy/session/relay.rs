@@ -31,8 +31,10 @@ use crate::proxy::pump::{Inspection, PumpEnd};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
 use crate::rewriter::reading_settings::is_on_value;
+use crate::rewriter::word_scan::Words;
 use crate::router::prepared::Answer;
 use crate::router::server_version;
+use crate::router::statement::Statement;
 use crate::router::{
     Assignment, ConformingStrings, REFUSED_PARSE, Refusal, Routed, SessionRouter, SharedRouting,
 };
@@ -140,13 +142,23 @@ impl Session {
                         // it can be told too.
                         let untellable =
                             batch_open && upstream_version.as_deref() != router.version();
-                        let readable = frontend::statement_text(tag, frame).filter(|sql| {
-                            !progress.foreign_encoding.load(Ordering::Relaxed) || sql.is_ascii()
-                        });
+                        // The words every cheap test looks for, found once for all of them.
+                        let words = frontend::statement_bytes(tag, frame).map(Words::in_text);
+                        let readable = frontend::statement_text(tag, frame)
+                            .filter(|sql| {
+                                !progress.foreign_encoding.load(Ordering::Relaxed) || sql.is_ascii()
+                            })
+                            .zip(words)
+                            .map(|(sql, words)| Statement { sql, words });
                         let moves_version =
                             reset_refusal(router, progress, readable, tag, quiet, untellable);
+                        let message = StatementMessage {
+                            tag,
+                            frame,
+                            readable,
+                        };
                         let inspection = off_the_worker(frame.len(), || {
-                            route(router, progress, quiet, moves_version, strings, tag, frame)
+                            route(router, progress, quiet, moves_version, strings, message)
                         });
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
@@ -161,8 +173,7 @@ impl Session {
                         // `RESET ALL` and `DISCARD ALL` clear the server's setting too (the
                         // tenth red-team pass), and a version command moves it: told again
                         // ahead of the next statement.
-                        if frontend::statement_bytes(tag, frame)
-                            .is_some_and(server_version::may_reset_settings)
+                        if words.is_some_and(server_version::may_reset_settings)
                             || frontend::statement_text(tag, frame)
                                 .is_some_and(server_version::commands_version)
                         {
@@ -343,9 +354,13 @@ fn route(
     idle: bool,
     moves_version: Option<Refusal>,
     strings: ConformingStrings,
-    tag: u8,
-    frame: &[u8],
+    message: StatementMessage<'_>,
 ) -> Inspection {
+    let StatementMessage {
+        tag,
+        frame,
+        readable,
+    } = message;
     let foreign = progress.foreign_encoding.load(Ordering::Relaxed);
     let backslashes = match strings {
         ConformingStrings::On => None,
@@ -354,7 +369,6 @@ fn route(
             .filter(|bytes| bytes.contains(&b'\\'))
             .and_then(|bytes| router.backslashes(bytes, idle, strings)),
     };
-    let readable = frontend::statement_text(tag, frame).filter(|sql| !foreign || sql.is_ascii());
     let routed = match (
         backslashes.or(moves_version),
         readable,
@@ -362,10 +376,10 @@ fn route(
         frontend::parse_name(frame),
     ) {
         (Some(refusal), _, _, _) => Routed::Refuse(refusal),
-        (None, Some(sql), frontend::PARSE, Some(name)) => {
-            router.parse_message(name, sql, idle, frame)
+        (None, Some(statement), frontend::PARSE, Some(name)) => {
+            router.parse_message(name, statement, idle, frame)
         }
-        (None, Some(sql), _, _) => router.statement(sql, idle),
+        (None, Some(statement), _, _) => router.read_statement(statement, idle),
         (None, None, _, _) => match frontend::statement_bytes(tag, frame)
             .and_then(|bytes| router.unreadable(bytes, foreign))
         {
@@ -394,6 +408,15 @@ fn route(
         Some(message) => Inspection::Replace(message),
         None => Inspection::Continue,
     }
+}
+
+/// A Query or Parse as the relay read it: its text where the router may read it (valid
+/// UTF-8, and ASCII in another client_encoding), with its words.
+#[derive(Clone, Copy)]
+struct StatementMessage<'a> {
+    tag: u8,
+    frame: &'a [u8],
+    readable: Option<Statement<'a>>,
 }
 
 /// The messages that prepare again the session's named statements whose rewrite its name

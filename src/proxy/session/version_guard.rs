@@ -9,6 +9,7 @@ use super::progress::Progress;
 use crate::protocol::frontend;
 use crate::proxy::pump::Inspection;
 use crate::router::server_version::{self, Reset};
+use crate::router::statement::Statement;
 use crate::router::version_setting::set_version_statement;
 use crate::router::{Refusal, SessionRouter};
 
@@ -19,7 +20,7 @@ use crate::router::{Refusal, SessionRouter};
 pub(super) fn reset_refusal(
     router: &SessionRouter,
     progress: &Progress,
-    sql: Option<&str>,
+    statement: Option<Statement<'_>>,
     tag: u8,
     quiet: bool,
     untellable: bool,
@@ -35,7 +36,8 @@ pub(super) fn reset_refusal(
         return Some(server_version::untold(version));
     }
     let parse = tag == frontend::PARSE;
-    let reset = server_version::resets(sql?, &mut Vec::new());
+    let statement = statement?;
+    let reset = server_version::resets(statement.sql, statement.words, &mut Vec::new());
     let situation = server_version::Situation {
         parse,
         quiet,
