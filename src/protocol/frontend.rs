@@ -94,15 +94,25 @@ pub fn closed_statement(frame: &[u8]) -> Option<&str> {
 
 /// The same message with its SQL text replaced (a Parse keeps its name and parameter types).
 pub fn with_statement(tag: u8, frame: &[u8], sql: &str) -> Option<BytesMut> {
-    let body = frame.get(super::frame::HEADER_LEN..)?;
-    let (start, end) = statement_bounds(tag, body)?;
     let mut out = BytesMut::with_capacity(frame.len() + sql.len());
-    super::frame::encode_message(&mut out, tag, |b| {
+    put_with_statement(&mut out, tag, frame, sql).then_some(out)
+}
+
+/// [`with_statement`] appended to `out`; `false` (and nothing appended) for a message that
+/// holds no statement.
+pub fn put_with_statement(out: &mut BytesMut, tag: u8, frame: &[u8], sql: &str) -> bool {
+    let Some(body) = frame.get(super::frame::HEADER_LEN..) else {
+        return false;
+    };
+    let Some((start, end)) = statement_bounds(tag, body) else {
+        return false;
+    };
+    super::frame::encode_message(out, tag, |b| {
         b.put_slice(&body[..start]);
         b.put_slice(sql.as_bytes());
         b.put_slice(&body[end..]);
     });
-    Some(out)
+    true
 }
 
 /// A Close of prepared statement `name` (the proxy's own; `name` holds no NUL, as it came
@@ -197,6 +207,33 @@ mod tests {
         });
         assert_eq!(replaced, expected);
         assert_eq!(statement_text(PARSE, &parse[..8]), None);
+    }
+
+    /// What the relay counts on to build every rewritten statement in one buffer: once the
+    /// message split off it is dropped, `reserve` takes the same memory back.
+    #[test]
+    fn a_buffer_split_and_dropped_is_reused() {
+        let mut query = BytesMut::new();
+        encode_message(&mut query, QUERY, |b| b.put_slice(b"SELECT 1\0"));
+        let mut buffer = BytesMut::new();
+        buffer.reserve(64);
+        assert!(put_with_statement(&mut buffer, QUERY, &query, "SELECT 22"));
+        let first = buffer.split();
+        let memory = first.as_ptr();
+        assert_eq!(statement_text(QUERY, &first), Some("SELECT 22"));
+        drop(first);
+        buffer.reserve(64);
+        assert!(put_with_statement(&mut buffer, QUERY, &query, "SELECT 333"));
+        let second = buffer.split();
+        assert_eq!(second.as_ptr(), memory);
+        assert_eq!(statement_text(QUERY, &second), Some("SELECT 333"));
+        assert!(!put_with_statement(
+            &mut buffer,
+            QUERY,
+            &query[..3],
+            "SELECT 4"
+        ));
+        assert!(buffer.is_empty());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::protocol::frame::{FrameError, FrameScanner, HEADER_LEN, Interest, Ste
 const READ_CHUNK: usize = 16 * 1024;
 /// A buffer that grew past this for one large message is replaced once empty, so an idle
 /// session does not keep its peak.
-const SHRINK_ABOVE: usize = 256 * 1024;
+pub const SHRINK_ABOVE: usize = 256 * 1024;
 
 /// What the pump's caller decides about a wanted message.
 pub enum Inspection {

@@ -63,6 +63,37 @@ const NEVER_USED: u64 = u64::MAX;
 /// What `rewrite` said about one statement: the text to send, or why it cannot be rewritten.
 pub type RewriteOutcome = Result<Rewrite, RewriteError>;
 
+/// What [`rewrite_cached_in`] gives: an outcome the cache shares (an unchanged statement, one
+/// cached by its text), or one made for this text alone (a shape's rewrite, from a session's
+/// template or the shared cache's entry), which its caller may take without a copy or a
+/// shared allocation of its own (one of the allocations a managed read made, `perf`).
+#[derive(Debug)]
+pub enum CachedOutcome {
+    Shared(Arc<RewriteOutcome>),
+    Own(RewriteOutcome),
+}
+
+impl std::ops::Deref for CachedOutcome {
+    type Target = RewriteOutcome;
+
+    fn deref(&self) -> &RewriteOutcome {
+        match self {
+            CachedOutcome::Shared(outcome) => outcome,
+            CachedOutcome::Own(outcome) => outcome,
+        }
+    }
+}
+
+impl CachedOutcome {
+    /// The outcome as one that can be shared.
+    pub fn shared(self) -> Arc<RewriteOutcome> {
+        match self {
+            CachedOutcome::Shared(outcome) => outcome,
+            CachedOutcome::Own(outcome) => Arc::new(outcome),
+        }
+    }
+}
+
 /// Counters since the cache was created (`entries` is the current count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheStats {
@@ -228,7 +259,7 @@ impl RewriteCache {
         if let Some(shape) = shape
             && let Some((outcome, _)) = self.find_by_shape(sql, targets, shape)
         {
-            return Some(outcome);
+            return Some(outcome.shared());
         }
         self.find_by_text(sql, targets)
     }
@@ -239,7 +270,7 @@ impl RewriteCache {
         sql: &str,
         targets: &VersionTargets,
         shape: &Shape,
-    ) -> Option<(Arc<RewriteOutcome>, Arc<LearnedShape>)> {
+    ) -> Option<(CachedOutcome, Arc<LearnedShape>)> {
         if !self.cacheable(sql) {
             return None;
         }
@@ -251,8 +282,8 @@ impl RewriteCache {
             .rewrite
             .apply(sql, shape, targets.version.as_str())?
         {
-            Ok(Rewrite::Unchanged) => self.unchanged(),
-            outcome => Arc::new(outcome),
+            Ok(Rewrite::Unchanged) => CachedOutcome::Shared(self.unchanged()),
+            outcome => CachedOutcome::Own(outcome),
         };
         Some((outcome, learned))
     }
@@ -379,7 +410,7 @@ pub fn rewrite_cached(
     sql: &str,
     targets: &VersionTargets,
 ) -> Arc<RewriteOutcome> {
-    rewrite_cached_in(cache, &mut RecentShapes::disabled(), sql, targets)
+    rewrite_cached_in(cache, &mut RecentShapes::disabled(), sql, targets).shared()
 }
 
 /// [`rewrite_cached`] for a session that remembers its `recent` shapes: a text matching one's
@@ -389,20 +420,20 @@ pub fn rewrite_cached_in(
     recent: &mut RecentShapes,
     sql: &str,
     targets: &VersionTargets,
-) -> Arc<RewriteOutcome> {
+) -> CachedOutcome {
     if !mentions_managed_table(sql, targets) {
-        return cache.unchanged();
+        return CachedOutcome::Shared(cache.unchanged());
     }
     if !cache.cacheable(sql) {
         cache.count(false);
-        return Arc::new(rewrite(sql, targets));
+        return CachedOutcome::Own(rewrite(sql, targets));
     }
     let shapeable = shape::may_have_a_shape(sql, targets);
     if shapeable && let Some(rewrite) = recent.rewrite(sql, targets, cache.epoch()) {
         cache.count(true);
         return match rewrite {
-            Rewrite::Unchanged => cache.unchanged(),
-            rewritten => Arc::new(Ok(rewritten)),
+            Rewrite::Unchanged => CachedOutcome::Shared(cache.unchanged()),
+            rewritten => CachedOutcome::Own(Ok(rewritten)),
         };
     }
     let mut tokens = Vec::new();
@@ -419,7 +450,7 @@ pub fn rewrite_cached_in(
     }
     if let Some(hit) = cache.find_by_text(sql, targets) {
         cache.count(true);
-        return hit;
+        return CachedOutcome::Shared(hit);
     }
     cache.count(false);
     let version = targets.version.as_str();
@@ -435,23 +466,27 @@ pub fn rewrite_cached_in(
         Some((shape, Arc::new(learned)))
     });
     let outcome = match finish(sql, version, analysis.edits) {
-        Ok(Rewrite::Unchanged) => cache.unchanged(),
-        outcome => Arc::new(outcome),
+        Ok(Rewrite::Unchanged) => CachedOutcome::Shared(cache.unchanged()),
+        outcome => CachedOutcome::Own(outcome),
     };
     let scope = Scope::of(targets);
     match learned {
         Some((shape, learned)) => {
             recent.remember(targets, &learned);
             cache.insert(scope, KeyKind::Shape, &shape.key, Cached::Shape(learned));
+            outcome
         }
-        None => cache.insert(
-            scope,
-            KeyKind::Text,
-            sql.as_bytes(),
-            Cached::Outcome(Arc::clone(&outcome)),
-        ),
+        None => {
+            let outcome = outcome.shared();
+            cache.insert(
+                scope,
+                KeyKind::Text,
+                sql.as_bytes(),
+                Cached::Outcome(Arc::clone(&outcome)),
+            );
+            CachedOutcome::Shared(outcome)
+        }
     }
-    outcome
 }
 
 #[cfg(test)]

@@ -193,19 +193,32 @@ fn every_search_finds_what_a_lowered_search_finds() {
             2 + usize::from(teddy_available()),
             "{names:?}"
         );
-        let lowered_entries: Vec<(String, bool)> = entries(names.iter().copied())
+        let lowered_entries: Vec<(String, bool, usize)> = entries(names.iter().copied())
             .iter()
             .map(|entry| {
                 let text = String::from_utf8_lossy(&entry.bytes).to_ascii_lowercase();
-                (text, entry.is_name)
+                (text, entry.is_name, entry.index)
             })
             .collect();
         for text in &texts {
             let lowered = text.to_ascii_lowercase();
+            // Every name found, each by its place in the list.
+            let found = lowered_entries
+                .iter()
+                .filter(|(entry, is_name, _)| *is_name && lowered.contains(entry))
+                .fold(0u64, |bits, (_, _, index)| bits | 1 << index);
+            for search in &searches {
+                assert_eq!(
+                    search.which(text.as_bytes()),
+                    found,
+                    "{names:?} in {text:?}: which, by {}",
+                    search.kind()
+                );
+            }
             for escapes in [false, true] {
                 let expected = lowered_entries
                     .iter()
-                    .any(|(entry, is_name)| (*is_name || escapes) && lowered.contains(entry));
+                    .any(|(entry, is_name, _)| (*is_name || escapes) && lowered.contains(entry));
                 for search in &searches {
                     assert_eq!(
                         search.finds(text.as_bytes(), escapes),

@@ -57,7 +57,9 @@ pub mod upsert;
 pub mod version_setters;
 pub mod word_scan;
 
-pub use cache::{CacheStats, RewriteCache, RewriteOutcome, rewrite_cached, rewrite_cached_in};
+pub use cache::{
+    CacheStats, CachedOutcome, RewriteCache, RewriteOutcome, rewrite_cached, rewrite_cached_in,
+};
 pub use recent_shapes::RecentShapes;
 pub use rewrite::{Rewrite, RewriteError, rewrite};
 pub use targets::{RelationName, VersionTargets, ViewTarget};

@@ -49,7 +49,9 @@ use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
 use crate::rewriter::version_setters;
-use crate::rewriter::{RecentShapes, Rewrite, RewriteCache, VersionTargets, rewrite_cached_in};
+use crate::rewriter::{
+    CachedOutcome, RecentShapes, Rewrite, RewriteCache, VersionTargets, rewrite_cached_in,
+};
 
 /// What to send upstream for one statement.
 #[derive(Debug, PartialEq, Eq)]
@@ -562,13 +564,11 @@ impl Rewriting<'_> {
         targets: &VersionTargets,
         offset: usize,
     ) -> Result<Option<String>, Routed> {
-        let outcome =
-            match Arc::try_unwrap(rewrite_cached_in(self.cache, self.recent, piece, targets)) {
-                // A shape's rewrite is made for this text alone: its text is taken, not copied.
-                Ok(Ok(Rewrite::Rewritten(text))) => return Ok(Some(text)),
-                Ok(owned) => Arc::new(owned),
-                Err(shared) => shared,
-            };
+        let outcome = match rewrite_cached_in(self.cache, self.recent, piece, targets) {
+            // A shape's rewrite is made for this text alone: its text is taken, not copied.
+            CachedOutcome::Own(Ok(Rewrite::Rewritten(text))) => return Ok(Some(text)),
+            outcome => outcome,
+        };
         match &*outcome {
             Ok(Rewrite::Unchanged) => Ok(None),
             Ok(Rewrite::Rewritten(text)) => Ok(Some(text.clone())),

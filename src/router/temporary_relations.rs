@@ -279,21 +279,14 @@ mod tests {
 
     #[test]
     fn the_cheap_test_looks_for_drops_only_while_following() {
-        assert!(may_change(
-            Words::in_text(b"create temporary table t (a int)"),
-            false
-        ));
-        assert!(!may_change(
-            Words::in_text(b"DROP TABLE model_metadata"),
-            false
-        ));
-        assert!(may_change(
-            Words::in_text(b"DROP TABLE model_metadata"),
-            true
-        ));
-        assert!(!may_change(
-            Words::in_text(b"SELECT * FROM model_metadata"),
-            true
-        ));
+        for (sql, following, expected) in [
+            ("create temporary table t (a int)", false, true),
+            ("DROP TABLE model_metadata", false, false),
+            ("DROP TABLE model_metadata", true, true),
+            ("SELECT * FROM model_metadata", true, false),
+        ] {
+            let words = Words::in_text(sql.as_bytes());
+            assert_eq!(may_change(words, following), expected, "{sql} {following}");
+        }
     }
 }

@@ -27,7 +27,7 @@ use crate::protocol::sqlstate::SqlState;
 use crate::proxy::error::SessionError;
 use crate::proxy::ledger::RequestLedger;
 use crate::proxy::pause::PauseGate;
-use crate::proxy::pump::{Inspection, PumpEnd};
+use crate::proxy::pump::{Inspection, PumpEnd, SHRINK_ABOVE};
 use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
 use crate::rewriter::reading_settings::is_on_value;
@@ -82,6 +82,9 @@ impl Session {
             follow_parameter(progress, name, value);
         }
 
+        // Where rewritten statements are built: the pump copies each out and drops it, so the
+        // next one reuses the memory (`reserve` reclaims it) instead of allocating its own.
+        let mut rewritten = BytesMut::new();
         let to_upstream = from_client.pump(
             client_reader,
             upstream_writer,
@@ -158,7 +161,15 @@ impl Session {
                             readable,
                         };
                         let inspection = off_the_worker(frame.len(), || {
-                            route(router, progress, quiet, moves_version, strings, message)
+                            route(
+                                router,
+                                progress,
+                                quiet,
+                                moves_version,
+                                strings,
+                                message,
+                                &mut rewritten,
+                            )
                         });
                         if router.take_unsettled_set() {
                             progress.set_sent(tag);
@@ -355,6 +366,7 @@ fn route(
     moves_version: Option<Refusal>,
     strings: ConformingStrings,
     message: StatementMessage<'_>,
+    rewritten: &mut BytesMut,
 ) -> Inspection {
     let StatementMessage {
         tag,
@@ -404,10 +416,16 @@ fn route(
         }
         Routed::Refuse(refusal) => refusal.statement(),
     };
-    match frontend::with_statement(tag, frame, &text) {
-        Some(message) => Inspection::Replace(message),
-        None => Inspection::Continue,
+    rewritten.reserve(frame.len() + text.len());
+    if !frontend::put_with_statement(rewritten, tag, frame, &text) {
+        return Inspection::Continue;
     }
+    let message = rewritten.split();
+    // A large statement's memory is not kept for the rest of the session.
+    if message.len() > SHRINK_ABOVE {
+        *rewritten = BytesMut::new();
+    }
+    Inspection::Replace(message)
 }
 
 /// A Query or Parse as the relay read it: its text where the router may read it (valid
