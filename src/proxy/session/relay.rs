@@ -145,9 +145,11 @@ impl Session {
                         // it can be told too.
                         let untellable =
                             batch_open && upstream_version.as_deref() != router.version();
-                        // The words every cheap test looks for, found once for all of them.
+                        // The text (its UTF-8 checked) and the words every cheap test looks
+                        // for, each found once for all of them.
+                        let text = frontend::statement_text(tag, frame);
                         let words = frontend::statement_bytes(tag, frame).map(Words::in_text);
-                        let readable = frontend::statement_text(tag, frame)
+                        let readable = text
                             .filter(|sql| {
                                 !progress.foreign_encoding.load(Ordering::Relaxed) || sql.is_ascii()
                             })
@@ -185,8 +187,7 @@ impl Session {
                         // tenth red-team pass), and a version command moves it: told again
                         // ahead of the next statement.
                         if words.is_some_and(server_version::may_reset_settings)
-                            || frontend::statement_text(tag, frame)
-                                .is_some_and(server_version::commands_version)
+                            || text.is_some_and(server_version::commands_version)
                         {
                             *upstream_version = None;
                         }
