@@ -1,8 +1,9 @@
 //! Throwaway PostgreSQL clusters started from the system's server binaries.
 //!
 //! `viewgate demo` and every integration test need a real Postgres that nobody has to install or
-//! configure by hand. This module finds the server binaries, runs `initdb` into a temporary
-//! directory, starts the server on a free loopback port and, on drop, stops it and deletes the
+//! configure by hand. This module finds the server binaries, copies `initdb`'s output (made once
+//! a process, `initdb_template`) into a temporary directory (on a memory file system when one
+//! has room: `scratch_dir`), starts the server on a free loopback port and, on drop, stops it and deletes the
 //! directory. `initdb` refuses to run as root, so when we are root every server command runs as
 //! the `postgres` system user through `runuser`.
 
@@ -12,6 +13,8 @@ use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+pub mod initdb_template;
 
 /// Where Debian and Ubuntu install one directory of server binaries per major version.
 const DEBIAN_PG_LIB: &str = "/usr/lib/postgresql";
@@ -25,6 +28,10 @@ const SYSTEM_USER: &str = "postgres";
 const PORT_ATTEMPTS: usize = 5;
 /// How long `pg_ctl` waits for the server to start or stop.
 const PG_CTL_TIMEOUT_SECS: &str = "60";
+/// Where clusters live when it is a memory file system with room (`scratch_dir`).
+const MEMORY_SCRATCH_DIR: &str = "/dev/shm";
+/// The free space `MEMORY_SCRATCH_DIR` must have to be used: a few busy clusters at once.
+const MEMORY_SCRATCH_MIN_FREE_BYTES: u64 = 4 << 30;
 /// How long killed server processes may take to disappear.
 const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -87,14 +94,17 @@ pub struct ThrowawayCluster {
 }
 
 impl ThrowawayCluster {
-    /// Creates and starts a cluster. Blocks for about a second (initdb plus server start).
+    /// Creates and starts a cluster. Blocks for a quarter of a second (the copy of initdb's output
+    /// and the server's start), and another second for the process's first initdb.
     pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
         let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
         let run_as_postgres = running_as_root();
         if run_as_postgres && !system_user_exists() {
             return Err(ClusterError::NoSystemUser);
         }
-        let dir = tempfile::Builder::new().prefix("viewgate-pg-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("viewgate-pg-")
+            .tempdir_in(scratch_dir())?;
         if run_as_postgres {
             chown_to_system_user(dir.path())?;
         }
@@ -121,7 +131,7 @@ impl ThrowawayCluster {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.dir.path().join(initdb_template::DATA_DIR)
     }
 
     /// A path to one of the server's client programs (`psql`, `pgbench`, ...).
@@ -221,23 +231,7 @@ impl ThrowawayCluster {
     }
 
     fn init(&self, options: &ClusterOptions) -> Result<(), ClusterError> {
-        let data = self.data_dir();
-        let data = data.to_string_lossy();
-        self.run(
-            "initdb",
-            &[
-                "-D",
-                &data,
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-        )?;
+        initdb_template::copy_to(&self.bin_dir, self.run_as_postgres, &self.data_dir())?;
         let hba_method = match options.auth {
             ClusterAuth::Trust => "trust",
             ClusterAuth::Password => "md5",
@@ -250,13 +244,17 @@ impl ThrowawayCluster {
              {tcp} all all ::1/128 {hba_method}\n"
         );
         self.write_as_owner("pg_hba.conf", &hba)?;
+        // jit: LLVM compiles each query whose estimated cost passes `jit_above_cost` (catalog
+        // queries through views do), at tens of milliseconds of CPU each; it was a fifth of the
+        // CPU of a test run (`perf`, 2026-12-04) and changes no result.
         let mut conf = String::from(
             "listen_addresses = '127.0.0.1'\n\
              fsync = off\n\
              synchronous_commit = off\n\
              full_page_writes = off\n\
              max_connections = 200\n\
-             shared_buffers = 32MB\n",
+             shared_buffers = 32MB\n\
+             jit = off\n",
         );
         conf.push_str(&format!(
             "unix_socket_directories = '{}'\n",
@@ -318,22 +316,13 @@ impl ThrowawayCluster {
 
     /// Runs a server binary, as the `postgres` system user when we are root.
     fn run(&self, program: &str, args: &[&str]) -> Result<(), ClusterError> {
-        let binary = self.bin(program);
-        let mut command = if self.run_as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", SYSTEM_USER, "--"]).arg(&binary);
-            command
-        } else {
-            Command::new(&binary)
-        };
-        // The server inherits our working directory; as another user it may not be able to
-        // read it, so start everything from the cluster's own directory.
-        let output = command
-            .args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()?;
-        check(program, &output)
+        run_server_program(
+            &self.bin_dir,
+            self.run_as_postgres,
+            self.dir.path(),
+            program,
+            args,
+        )
     }
 
     fn write_as_owner(&self, file: &str, text: &str) -> Result<(), ClusterError> {
@@ -369,6 +358,33 @@ impl Drop for ThrowawayCluster {
             let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
         }
     }
+}
+
+/// Runs the server program `program` from `bin_dir` in `directory`, as the `postgres` system
+/// user when `run_as_postgres`.
+fn run_server_program(
+    bin_dir: &Path,
+    run_as_postgres: bool,
+    directory: &Path,
+    program: &str,
+    args: &[&str],
+) -> Result<(), ClusterError> {
+    let binary = bin_dir.join(program);
+    let mut command = if run_as_postgres {
+        let mut command = Command::new("runuser");
+        command.args(["-u", SYSTEM_USER, "--"]).arg(&binary);
+        command
+    } else {
+        Command::new(&binary)
+    };
+    // The server inherits our working directory; as another user it may not be able to
+    // read it, so start everything from a directory of its own.
+    let output = command
+        .args(args)
+        .current_dir(directory)
+        .stdin(Stdio::null())
+        .output()?;
+    check(program, &output)
 }
 
 fn check(program: &str, output: &Output) -> Result<(), ClusterError> {
@@ -408,6 +424,31 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+}
+
+/// The directory clusters are made in: `MEMORY_SCRATCH_DIR` when it is a tmpfs with
+/// `MEMORY_SCRATCH_MIN_FREE_BYTES` free, else the system's temporary directory. A cluster's
+/// thousand files cost ext4 half a second of system time to create (its inode allocator skips
+/// recently deleted inodes, and a test run deletes hundreds of clusters), a tmpfs a tenth of
+/// that; and nothing in a throwaway cluster needs to outlive the machine.
+pub fn scratch_dir() -> PathBuf {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let memory = Path::new(MEMORY_SCRATCH_DIR);
+    let path = std::ffi::CString::new(MEMORY_SCRATCH_DIR).expect("a constant without NUL");
+    // SAFETY: statfs is plain data, for which all zeroes is a valid value.
+    let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs(2) reads a NUL-terminated path and fills the struct we own.
+    let found = unsafe { libc::statfs(path.as_ptr(), &mut stats) } == 0;
+    let free = (stats.f_bavail as u64).saturating_mul(stats.f_bsize as u64);
+    if found
+        && stats.f_type as i64 == TMPFS_MAGIC
+        && free >= MEMORY_SCRATCH_MIN_FREE_BYTES
+        && memory.is_dir()
+    {
+        memory.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 /// Sends `signal` to `pid`; a process that is already gone is not an error.

@@ -4,16 +4,29 @@
 use crate::common;
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::viewgate_binary;
+use viewgate::pg_cluster::{initdb_template, scratch_dir};
 
 #[test]
 fn demo_tells_a_migration_under_live_traffic_and_cleans_up() {
-    let output = Command::new(viewgate_binary())
+    let demo = Command::new(viewgate_binary())
         .args(["demo", "--no-wait"])
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // The demo's initdb template is there while it runs and gone once it exits.
+    let pid = demo.id();
+    let mut template_seen = false;
+    let deadline = Instant::now() + DEMO_TEMPLATE_WAIT;
+    while !template_seen && Instant::now() < deadline {
+        template_seen = !demo_templates(pid).is_empty();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = demo.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -43,6 +56,25 @@ fn demo_tells_a_migration_under_live_traffic_and_cleans_up() {
     // No client of the story is refused or fails on the way (v2's first client waits until
     // the proxy has loaded v2).
     assert!(!stderr.contains("session ended with an error"), "{stderr}");
+    assert!(
+        template_seen,
+        "no initdb template of the demo's in {:?}",
+        scratch_dir()
+    );
+    assert_eq!(demo_templates(pid), Vec::<String>::new(), "left behind");
+}
+
+/// How long the demo may take to make its initdb template.
+const DEMO_TEMPLATE_WAIT: Duration = Duration::from_secs(30);
+
+/// The initdb templates process `pid` has in the clusters' scratch directory.
+fn demo_templates(pid: u32) -> Vec<String> {
+    let prefix = initdb_template::directory_prefix(pid);
+    std::fs::read_dir(scratch_dir())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
 }
 
 fn serve_error(args: &[&str], env: &[(&str, &str)]) -> String {

@@ -112,7 +112,9 @@ impl Progress for MovesAKeyUnderTheNextBatch {
 /// between the two keys was skipped (980 of 1,001 left unfilled, the backfill reported done).
 #[tokio::test]
 async fn a_key_changed_under_a_waiting_batch_skips_no_row() {
-    let database = seeded(1000).await;
+    // A hundred rows in batches of ten: each batch waits `batch_delay_ms`, which gives the
+    // writer time to lock the row under the second batch.
+    let database = seeded(100).await;
     // A high-water mark past the key the row moves to.
     database.admin("INSERT INTO models (id, name, size) VALUES (5001, 'far', 1)");
     let migration = r#"

@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use viewgate::config::{Config, Overrides};
 
-/// One file per fuzzing process, rewritten for every input (in memory where /dev/shm exists).
+/// One file per fuzzing process, written for every input and removed after it (in memory where
+/// /dev/shm exists).
 fn path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -38,4 +39,6 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|mut out| out.write_all(file.as_bytes()))
         .expect("the scratch file is writable");
     let _ = Config::load(Some(path()), env, &Overrides::default());
+    // libFuzzer ends a timed run by exiting; a file left for the next input would outlive it.
+    let _ = std::fs::remove_file(path());
 });
