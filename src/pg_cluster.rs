@@ -3,9 +3,9 @@
 //! `viewgate demo` and every integration test need a real Postgres that nobody has to install or
 //! configure by hand. This module finds the server binaries, copies `initdb`'s output (made once
 //! a process, `initdb_template`) into a temporary directory (on a memory file system when one
-//! has room: `scratch_dir`), starts the server on a free loopback port and, on drop, stops it and deletes the
-//! directory. `initdb` refuses to run as root, so when we are root every server command runs as
-//! the `postgres` system user through `runuser`.
+//! has room: `scratch_dir`), starts the server on a free loopback port and, on drop, stops it
+//! and deletes the directory. `initdb` refuses to run as root, so when we are root every server
+//! command runs as the `postgres` system user through `runuser`.
 
 use std::fs;
 use std::io::Write;
@@ -244,9 +244,9 @@ impl ThrowawayCluster {
              {tcp} all all ::1/128 {hba_method}\n"
         );
         self.write_as_owner("pg_hba.conf", &hba)?;
-        // jit: LLVM compiles each query whose estimated cost passes `jit_above_cost` (catalog
-        // queries through views do), at tens of milliseconds of CPU each; it was a fifth of the
-        // CPU of a test run (`perf`, 2026-12-04) and changes no result.
+        // jit: LLVM compiles each query whose estimated cost passes `jit_above_cost`, at tens
+        // of milliseconds of CPU each; in the tests' clusters that was a fifth of a test run's
+        // CPU (`perf`, 2026-12-04), and it changes no result.
         let mut conf = String::from(
             "listen_addresses = '127.0.0.1'\n\
              fsync = off\n\

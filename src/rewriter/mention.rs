@@ -91,6 +91,21 @@ struct Entry {
     index: usize,
 }
 
+impl Entry {
+    /// Whether the entry occurs in `haystack` at `at`, where Teddy found its start of
+    /// `start_len` bytes; `next` is the haystack's byte after that start, lowered.
+    fn occurs_at(&self, haystack: &[u8], at: usize, start_len: usize, next: Option<u8>) -> bool {
+        // Names sharing a start mostly differ in the next byte (`pg_class`, `pg_index`, … at a
+        // `pg_catalog`): one byte rules them out.
+        self.bytes
+            .get(start_len)
+            .is_none_or(|byte| Some(byte.to_ascii_lowercase()) == next)
+            && haystack
+                .get(at..at + self.bytes.len())
+                .is_some_and(|window| window.eq_ignore_ascii_case(&self.bytes))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 enum Search {
     /// No names: nothing is found, not even what may hide one.
@@ -229,11 +244,9 @@ impl Search {
                 let found = std::cell::Cell::new(0u64);
                 // Never "found": the whole text is searched, every start's entries compared.
                 let record = |at: usize, start: usize| {
+                    let next = haystack.get(at + start_len).map(u8::to_ascii_lowercase);
                     for entry in entries.get(start).into_iter().flatten() {
-                        if haystack
-                            .get(at..at + entry.bytes.len())
-                            .is_some_and(|window| window.eq_ignore_ascii_case(&entry.bytes))
-                        {
+                        if entry.occurs_at(haystack, at, *start_len, next) {
                             found.set(found.get() | bit(entry));
                         }
                     }
@@ -290,17 +303,10 @@ impl Search {
                 let occurs_at = |at: usize, start: usize| {
                     let next = haystack.get(at + start_len).map(u8::to_ascii_lowercase);
                     entries.get(start).is_some_and(|entries| {
-                        entries.iter().filter(|entry| wanted(entry)).any(|entry| {
-                            // Names sharing a start mostly differ in the next byte (`pg_class`,
-                            // `pg_index`, … at a `pg_catalog`): one byte rules them out.
-                            entry
-                                .bytes
-                                .get(*start_len)
-                                .is_none_or(|byte| Some(byte.to_ascii_lowercase()) == next)
-                                && haystack
-                                    .get(at..at + entry.bytes.len())
-                                    .is_some_and(|window| window.eq_ignore_ascii_case(&entry.bytes))
-                        })
+                        entries
+                            .iter()
+                            .filter(|entry| wanted(entry))
+                            .any(|entry| entry.occurs_at(haystack, at, *start_len, next))
                     })
                 };
                 // A statement that fits the short buffer is lowered there: zeroing the whole
