@@ -51,6 +51,8 @@ pub(super) fn copy_to(
         }
     };
     let source = templates[position].dir.path().join(DATA_DIR);
+    // Other clusters' copies need not wait for this one.
+    drop(templates);
     // `-a` keeps the owner (the `postgres` user when we are root) and the 0700 mode Postgres
     // insists on.
     let output = Command::new("cp")
