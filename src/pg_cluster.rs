@@ -7,9 +7,11 @@
 //! and deletes the directory. `initdb` refuses to run as root, so when we are root every server
 //! command runs as the `postgres` system user through `runuser`.
 
+use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -29,7 +31,7 @@ const PORT_ATTEMPTS: usize = 5;
 /// How long `pg_ctl` waits for the server to start or stop.
 const PG_CTL_TIMEOUT_SECS: &str = "60";
 /// Where clusters live when it is a memory file system with room (`scratch_dir`).
-const MEMORY_SCRATCH_DIR: &str = "/dev/shm";
+const MEMORY_SCRATCH_DIR: &CStr = c"/dev/shm";
 /// The free space `MEMORY_SCRATCH_DIR` must have to be used: a few busy clusters at once.
 const MEMORY_SCRATCH_MIN_FREE_BYTES: u64 = 4 << 30;
 /// How long killed server processes may take to disappear.
@@ -432,19 +434,16 @@ pub fn find_bin_dir() -> Option<PathBuf> {
 /// recently deleted inodes, and a test run deletes hundreds of clusters), a tmpfs a tenth of
 /// that; and nothing in a throwaway cluster needs to outlive the machine.
 pub fn scratch_dir() -> PathBuf {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    let memory = Path::new(MEMORY_SCRATCH_DIR);
-    let path = std::ffi::CString::new(MEMORY_SCRATCH_DIR).expect("a constant without NUL");
+    let memory = Path::new(OsStr::from_bytes(MEMORY_SCRATCH_DIR.to_bytes()));
     // SAFETY: statfs is plain data, for which all zeroes is a valid value.
     let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: statfs(2) reads a NUL-terminated path and fills the struct we own.
-    let found = unsafe { libc::statfs(path.as_ptr(), &mut stats) } == 0;
+    let found = unsafe { libc::statfs(MEMORY_SCRATCH_DIR.as_ptr(), &mut stats) } == 0;
     let free = (stats.f_bavail as u64).saturating_mul(stats.f_bsize as u64);
-    if found
-        && stats.f_type as i64 == TMPFS_MAGIC
-        && free >= MEMORY_SCRATCH_MIN_FREE_BYTES
-        && memory.is_dir()
-    {
+    // The types of both sides differ between targets.
+    #[allow(clippy::unnecessary_cast)]
+    let tmpfs = stats.f_type as i64 == libc::TMPFS_MAGIC as i64;
+    if found && tmpfs && free >= MEMORY_SCRATCH_MIN_FREE_BYTES && memory.is_dir() {
         memory.to_owned()
     } else {
         std::env::temp_dir()
