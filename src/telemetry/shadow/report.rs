@@ -96,6 +96,17 @@ pub(super) async fn report_loop(
         if let Some((run, _, false)) = &report {
             finished = Some(run.id);
         }
+        // Counted before the differences are taken: a worker notes a difference before it
+        // counts it, so every difference these counts include is among those taken below and
+        // written first. Taken the other way round, a report could count a difference whose
+        // detail came a second later (a shadow test saw 3 diffs counted and 1 listed).
+        let counts: Option<BTreeMap<String, u64>> = report.as_ref().map(|(_, counters, _)| {
+            counters
+                .snapshot()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect()
+        });
         let diffs: Vec<_> = {
             let mut pending = pending
                 .lock()
@@ -128,13 +139,8 @@ pub(super) async fn report_loop(
                 )
                 .await?;
             }
-            if let Some((run, counters, running)) = &report {
-                let counts: BTreeMap<String, u64> = counters
-                    .snapshot()
-                    .into_iter()
-                    .map(|(name, value)| (name.to_owned(), value))
-                    .collect();
-                let compared = record::report_counts(connected, run.id, &proxy_id, &counts).await?;
+            if let (Some((run, _, running)), Some(counts)) = (&report, &counts) {
+                let compared = record::report_counts(connected, run.id, &proxy_id, counts).await?;
                 if *running
                     && compared >= run.budget
                     && record::exhaust(connected, run.id, compared).await?
