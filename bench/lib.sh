@@ -15,6 +15,9 @@
 #   VG_BIN            run this viewgate binary instead of building one [cargo build --release]
 #                     (not VIEWGATE_*: viewgate reads every VIEWGATE_* variable as configuration)
 #   UPSTREAM_SOCKET   how the proxies reach Postgres: tcp (127.0.0.1) or unix (socket) [tcp]
+#   TLS               where TLS is used [off]: client (pgbench to each target, Postgres
+#                     included), upstream (the proxies to Postgres), both; one throwaway
+#                     self-signed certificate serves Postgres, viewgate and PgBouncer alike
 
 # Variables below are used by the scripts that source this file.
 # shellcheck disable=SC2034
@@ -31,6 +34,21 @@ if [[ "$UPSTREAM_SOCKET" != tcp && "$UPSTREAM_SOCKET" != unix ]]; then
     echo "UPSTREAM_SOCKET must be tcp or unix" >&2
     exit 1
 fi
+TLS="${TLS:-off}"
+case "$TLS" in
+off | client | upstream | both) ;;
+*)
+    echo "TLS must be off, client, upstream or both" >&2
+    exit 1
+    ;;
+esac
+if [[ "$TLS" != off && "$UPSTREAM_SOCKET" == unix ]]; then
+    echo "TLS needs UPSTREAM_SOCKET=tcp (Postgres offers no TLS on a Unix socket)" >&2
+    exit 1
+fi
+# The sslmode of the clients towards each target, and of the proxies towards Postgres.
+CLIENT_SSLMODE="$([[ "$TLS" == client || "$TLS" == both ]] && echo require || echo disable)"
+UPSTREAM_SSLMODE="$([[ "$TLS" == upstream || "$TLS" == both ]] && echo require || echo disable)"
 # How long to wait for a server to accept connections, in tenths of a second.
 READY_WAIT_TENTHS=300
 # How long a stopped proxy may take to exit before it is killed, in tenths of a second.
@@ -62,6 +80,9 @@ VG_PORT=""
 PGB_PID=""
 PGB_PORT=""
 PGB_PIDFILE=""
+# The throwaway certificate and its key (make_certificate), when TLS is not off.
+TLS_CERT=""
+TLS_KEY=""
 # Extra PIDs (e.g. a background sampler) a script wants killed on exit.
 EXTRA_PIDS=()
 
@@ -147,9 +168,29 @@ full_page_writes = off
 max_connections = $max_connections
 shared_buffers = $PG_SHARED_BUFFERS
 EOF
+    if [[ "$TLS" != off ]]; then
+        make_certificate
+        cat >>"$PG_DATA/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = '$TLS_CERT'
+ssl_key_file = '$TLS_KEY'
+EOF
+    fi
     (cd "$WORK_DIR" && "${AS_SERVER_USER[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" \
         -l "$WORK_DIR/postgres.log" -w -t 60 start >/dev/null)
     wait_ready "$PG_PORT" Postgres
+}
+
+# make_certificate: a self-signed P-256 certificate for 127.0.0.1 in the work dir, its key
+# readable by the server user only (Postgres refuses a key others can read).
+make_certificate() {
+    [[ -n "$TLS_CERT" ]] && return
+    TLS_CERT="$WORK_DIR/tls.crt"
+    TLS_KEY="$WORK_DIR/tls.key"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=$LOOPBACK" -keyout "$TLS_KEY" -out "$TLS_CERT" >"$WORK_DIR/openssl.log" 2>&1
+    chmod 600 "$TLS_KEY"
+    if [[ "$(id -u)" == 0 ]]; then chown "$PG_SYSTEM_USER:" "$TLS_KEY" "$TLS_CERT"; fi
 }
 
 build_viewgate() {
@@ -167,7 +208,7 @@ upstream_url() {
     if [[ "${1:-$UPSTREAM_SOCKET}" == unix ]]; then
         echo "postgres://$LOOPBACK:$PG_PORT?host=$WORK_DIR&sslmode=disable"
     else
-        echo "postgres://$LOOPBACK:$PG_PORT?sslmode=disable"
+        echo "postgres://$LOOPBACK:$PG_PORT?sslmode=$UPSTREAM_SSLMODE"
     fi
 }
 
@@ -179,9 +220,15 @@ start_viewgate() {
     for setting in "$@"; do
         [[ "$setting" == UPSTREAM_SOCKET=* ]] && socket="${setting#UPSTREAM_SOCKET=}"
     done
+    [[ "$TLS" == off ]] || make_certificate
     VG_PORT="$(free_port)"
     log "start viewgate ${VG_BIN/#$REPO_DIR\//} $* on $LOOPBACK:$VG_PORT"
-    env "$@" VIEWGATE_LOG_LEVEL=warn VIEWGATE_UPSTREAM_TLS__MODE=disable \
+    local client_tls=(VIEWGATE_CLIENT_TLS__MODE=disable)
+    if [[ "$CLIENT_SSLMODE" == require ]]; then
+        client_tls=(VIEWGATE_CLIENT_TLS__MODE=require VIEWGATE_CLIENT_TLS__CERT="$TLS_CERT"
+            VIEWGATE_CLIENT_TLS__KEY="$TLS_KEY")
+    fi
+    env "$@" VIEWGATE_LOG_LEVEL=warn VIEWGATE_UPSTREAM_TLS__MODE="$UPSTREAM_SSLMODE" "${client_tls[@]}" \
         "$VG_BIN" serve --listen "$LOOPBACK:$VG_PORT" \
         --upstream "$(upstream_url "$socket")" \
         >"$WORK_DIR/viewgate-$VG_PORT.log" 2>&1 &
@@ -197,6 +244,7 @@ start_pgbouncer() {
         apt-get install -y -qq pgbouncer >/dev/null 2>&1 ||
             { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
     fi
+    [[ "$TLS" == off ]] || make_certificate
     PGB_PORT="$(free_port)"
     local dir="$WORK_DIR/pgbouncer"
     PGB_PIDFILE="$dir/pgbouncer.pid"
@@ -221,6 +269,7 @@ logfile = $dir/pgbouncer.log
 pidfile = $PGB_PIDFILE
 log_connections = 0
 log_disconnections = 0
+$(pgbouncer_tls_settings)
 EOF
     if [[ "$(id -u)" == 0 ]]; then chown -R "$PG_SYSTEM_USER:" "$dir"; fi
     log "start $(pgbouncer --version | head -n 1) on $LOOPBACK:$PGB_PORT (session pool, $pool_size per pool)"
@@ -229,6 +278,17 @@ EOF
     while [[ ! -s "$PGB_PIDFILE" ]] && ((i++ < READY_WAIT_TENTHS)); do sleep 0.1; done
     PGB_PID="$(cat "$PGB_PIDFILE")"
     wait_ready "$PGB_PORT" pgbouncer
+}
+
+# The TLS lines of pgbouncer.ini for $TLS (nothing when off).
+pgbouncer_tls_settings() {
+    if [[ "$CLIENT_SSLMODE" == require ]]; then
+        printf 'client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\n' \
+            "$TLS_CERT" "$TLS_KEY"
+    fi
+    if [[ "$UPSTREAM_SSLMODE" == require ]]; then
+        printf 'server_tls_sslmode = require\n'
+    fi
 }
 
 # CPU time (utime + stime, all threads) a process has used so far, in clock ticks.
@@ -261,5 +321,6 @@ machine_summary() {
     echo "- load average at start: $LOAD_AT_START"
     echo "- Postgres: $("$PG_BIN/postgres" --version)"
     echo "- proxies reach Postgres over: $UPSTREAM_SOCKET"
+    echo "- TLS: $TLS (clients to every target: sslmode=$CLIENT_SSLMODE; proxies to Postgres: $UPSTREAM_SSLMODE)"
     echo "- viewgate: $(git -C "$REPO_DIR" rev-parse --short HEAD)$(git -C "$REPO_DIR" diff --quiet HEAD -- src || echo ' (with uncommitted changes in src/)')"
 }

@@ -20,6 +20,7 @@
 # How to run (as root or as a user that can run initdb; needs psql, python3):
 #   bench/memory.sh
 #   IDLE_CLIENTS=200 ROWS=100000 bench/memory.sh      # a quicker, smaller run
+#   TLS=upstream bench/memory.sh                      # viewgate reaches Postgres over TLS
 # start_viewgate takes optional settings, not the script's arguments:
 # shellcheck disable=SC2119
 set -euo pipefail
@@ -36,6 +37,10 @@ DB_NAME=postgres
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+if [[ "$CLIENT_SSLMODE" == require ]]; then
+    echo "bench/memory.sh: TLS=$TLS is not supported: its idle clients are raw sockets without TLS (TLS=upstream is)" >&2
+    exit 1
+fi
 bench_init
 
 build_viewgate

@@ -41,6 +41,8 @@
 #   DURATION=5 ROUNDS=1 CLIENTS="8" MODES=simple WORKLOADS="select managed_read" bench/pgbench.sh
 #   RATE=4000 TARGETS=viewgate WORKLOADS="managed_read unmanaged_read" bench/pgbench.sh
 #                                                       # the managed read's cost at a fixed rate
+#   TLS=client WORKLOADS=select bench/pgbench.sh        # pgbench speaks TLS to every target
+#                                                       # (TLS=upstream, TLS=both: bench/lib.sh)
 # start_viewgate takes optional settings, not the script's arguments:
 # shellcheck disable=SC2119
 set -euo pipefail
@@ -153,6 +155,21 @@ pid_of() {
     esac
 }
 
+# Each proxy reaches Postgres over TLS exactly when TLS says so (pgbench, with its sslmode,
+# shows the client side: a proxy that required TLS and did not offer it would fail it).
+TLS_IN_USE="SELECT version || ' ' || cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+for target in viewgate pgbouncer; do
+    expect "$target: TLS to Postgres" "$(PGSSLMODE="$CLIENT_SSLMODE" sql "$(port_of "$target")" \
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")" \
+        "$([[ "$UPSTREAM_SSLMODE" == require ]] && echo t || echo f)"
+    if [[ "$UPSTREAM_SSLMODE" == require ]]; then
+        log "$target to Postgres: $(PGSSLMODE="$CLIENT_SSLMODE" sql "$(port_of "$target")" "$TLS_IN_USE")"
+    fi
+done
+if [[ "$CLIENT_SSLMODE" == require ]]; then
+    log "pgbench to Postgres: $(PGSSLMODE=require sql "$PG_PORT" "$TLS_IN_USE")"
+fi
+
 # script_of WORKLOAD TARGET -> pgbench arguments selecting the workload's script.
 script_of() {
     local workload="$1" target="$2" table file
@@ -197,7 +214,7 @@ run_pgbench() {
     rm -rf "$logs" && mkdir -p "$logs"
     [[ -n "$pid" ]] && read -r user0 sys0 <<<"$(cpu_ticks_split "$pid")"
     # shellcheck disable=SC2086 # $script is two words (-f FILE) or one (-S)
-    if ! "$PGBENCH" -n $script -M "$mode" -c "$clients" -j "$threads" -T "$seconds" \
+    if ! PGSSLMODE="$CLIENT_SSLMODE" "$PGBENCH" -n $script -M "$mode" -c "$clients" -j "$threads" -T "$seconds" \
         ${RATE:+-R "$RATE"} -l --log-prefix="$logs/tx" \
         -h "$LOOPBACK" -p "$port" -U "$PG_SUPERUSER" "$DB_NAME" >"$out" 2>&1; then
         cat "$out" >&2

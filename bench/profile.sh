@@ -22,6 +22,7 @@
 #   bench/profile.sh
 #   CLIENTS=32 MODE=prepared SECONDS_PER_STEP=5 bench/profile.sh
 #   PROXY=pgbouncer bench/profile.sh     # the same measurements of PgBouncer, for comparison
+#   TLS=client bench/profile.sh          # with TLS (bench/lib.sh)
 # start_viewgate takes optional settings, not the script's arguments:
 # shellcheck disable=SC2119
 set -euo pipefail
@@ -66,7 +67,7 @@ mkdir -p "$OUT_DIR"
 
 # pgbench_through SECONDS LOGFILE: select-only pgbench through the proxy; prints transactions.
 pgbench_through() {
-    "$PGBENCH" -n -S -M "$MODE" -c "$CLIENTS" -j "$((THREADS < CLIENTS ? THREADS : CLIENTS))" \
+    PGSSLMODE="$CLIENT_SSLMODE" "$PGBENCH" -n -S -M "$MODE" -c "$CLIENTS" -j "$((THREADS < CLIENTS ? THREADS : CLIENTS))" \
         -T "$1" -h "$LOOPBACK" -p "$PROXY_PORT" -U "$PG_SUPERUSER" "$DB_NAME" >"$2" 2>&1
     sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$2"
 }
