@@ -9,8 +9,8 @@
 # $IDLE_CLIENTS connections and viewgate in front of it, all on 127.0.0.1.
 #  (a) Reads viewgate's VmRSS (after $WARMUP_CLIENTS connections opened and closed, so that
 #      one-time allocations are in the baseline), opens $IDLE_CLIENTS idle sessions through it
-#      with bench/idle_clients.py (raw sockets, full startup), reads VmRSS again and reports
-#      KiB per connection; then closes them and reads VmRSS once more.
+#      with bench/idle_clients.py (raw sockets, full startup, TLS when TLS says so), reads
+#      VmRSS again and reports KiB per connection; then closes them and reads VmRSS once more.
 #  (b) Restarts viewgate (so memory freed in (a) cannot mask growth), runs `COPY (SELECT repeat('x', $ROW_BYTES) FROM generate_series(1, $ROWS)) TO STDOUT`
 #      through viewgate with psql, counting the bytes, while sampling viewgate's VmRSS every
 #      $SAMPLE_INTERVAL s; reports the largest growth over the pre-transfer RSS and the
@@ -20,7 +20,7 @@
 # How to run (as root or as a user that can run initdb; needs psql, python3):
 #   bench/memory.sh
 #   IDLE_CLIENTS=200 ROWS=100000 bench/memory.sh      # a quicker, smaller run
-#   TLS=upstream bench/memory.sh                      # viewgate reaches Postgres over TLS
+#   TLS=both bench/memory.sh                          # TLS on both sides (bench/lib.sh)
 # start_viewgate takes optional settings, not the script's arguments:
 # shellcheck disable=SC2119
 set -euo pipefail
@@ -37,10 +37,6 @@ DB_NAME=postgres
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-if [[ "$CLIENT_SSLMODE" == require ]]; then
-    echo "bench/memory.sh: TLS=$TLS is not supported: its idle clients are raw sockets without TLS (TLS=upstream is)" >&2
-    exit 1
-fi
 bench_init
 
 build_viewgate
@@ -53,7 +49,7 @@ hold_clients() {
     local fifo="$WORK_DIR/clients.fifo" ready="$WORK_DIR/clients.ready"
     rm -f "$fifo" "$ready"
     mkfifo "$fifo"
-    python3 "$BENCH_DIR/idle_clients.py" "$LOOPBACK" "$VG_PORT" "$1" "$PG_SUPERUSER" "$DB_NAME" \
+    PGSSLMODE="$CLIENT_SSLMODE" python3 "$BENCH_DIR/idle_clients.py" "$LOOPBACK" "$VG_PORT" "$1" "$PG_SUPERUSER" "$DB_NAME" \
         <"$fifo" >"$ready" &
     HOLDER_PID=$!
     EXTRA_PIDS+=("$HOLDER_PID")
@@ -98,7 +94,7 @@ COPY_SQL="COPY (SELECT repeat('x', $ROW_BYTES) FROM generate_series(1, $ROWS)) T
 stream() {
     local start end bytes
     start="$(date +%s.%N)"
-    bytes="$("$PSQL" -X -q -h "$LOOPBACK" -p "$1" -U "$PG_SUPERUSER" -d "$DB_NAME" \
+    bytes="$(PGSSLMODE="$CLIENT_SSLMODE" "$PSQL" -X -q -h "$LOOPBACK" -p "$1" -U "$PG_SUPERUSER" -d "$DB_NAME" \
         -v ON_ERROR_STOP=1 -c "$COPY_SQL" | wc -c)"
     end="$(date +%s.%N)"
     echo "$bytes $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }')"
