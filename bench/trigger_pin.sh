@@ -69,21 +69,27 @@ VARIANTS="by_hand unpinned pinned"
 RESULTS="$WORK_DIR/results.txt"
 for ((round = 1; round <= ROUNDS; round++)); do
     for variant in $VARIANTS; do
-        echo "$variant $(insert_ms "$variant")" >>"$RESULTS"
+        ms="$(insert_ms "$variant")"
+        [[ -n "$ms" ]] || { echo "the INSERT under $variant failed or was not timed" >&2; exit 1; }
+        echo "$variant $ms" >>"$RESULTS"
     done
     log "round $round/$ROUNDS done"
 done
 
-median_of() { awk -v v="$1" '$1 == v { print $2 }' "$RESULTS" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], a[1] }'; }
-read -r hand_median _ <<<"$(median_of by_hand)"
-read -r unpinned_median unpinned_fastest <<<"$(median_of unpinned)"
-read -r pinned_median pinned_fastest <<<"$(median_of pinned)"
+# median_and_fastest VARIANT -> "median fastest" of its times, in ms.
+median_and_fastest() {
+    awk -v v="$1" '$1 == v { print $2 }' "$RESULTS" | sort -n |
+        awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], a[1] }'
+}
+read -r hand_median _ <<<"$(median_and_fastest by_hand)"
+read -r unpinned_median unpinned_fastest <<<"$(median_and_fastest unpinned)"
+read -r pinned_median pinned_fastest <<<"$(median_and_fastest pinned)"
 echo "# INSERT of $ROWS rows, $ROUNDS rounds in turn ($("$PG_BIN/postgres" --version))"
 echo
 echo "| variant | median ms | fastest ms | ÷ by hand |"
 echo "|---|---:|---:|---:|"
 for variant in $VARIANTS; do
-    read -r median fastest <<<"$(median_of "$variant")"
+    read -r median fastest <<<"$(median_and_fastest "$variant")"
     awk -v v="$variant" -v m="$median" -v f="$fastest" -v h="$hand_median" \
         'BEGIN { printf "| %s | %.0f | %.0f | %.2f |\n", v, m, f, m / h }'
 done
