@@ -977,6 +977,140 @@ type = "varchar(100)"
     );
 }
 
+/// A table renamed, then changed under its new name, in one migration: the contract ran the
+/// column operations' DDL against the table's old name, which its own rename had already
+/// taken away (42P01), and could never complete. Each contract step now names the table as
+/// the steps before it leave it.
+#[tokio::test]
+async fn a_table_renamed_then_changed_in_one_migration_completes() {
+    let database = seeded(2).await;
+    let operations = migration(
+        r#"
+[[operations]]
+op = "rename_table"
+from = "models"
+to = "things"
+[[operations]]
+op = "rename_column"
+table = "things"
+from = "name"
+to = "title"
+[[operations]]
+op = "alter_column"
+table = "things"
+column = "size"
+type = "bigint"
+[[operations]]
+op = "add_column"
+table = "things"
+column = { name = "weight", type = "integer", nullable = false }
+up = "size * 10"
+[[operations]]
+op = "drop_column"
+table = "things"
+column = "legacy_note"
+down = "'gone'"
+"#,
+    );
+    start_text(&database, "0002.toml", &operations)
+        .await
+        .expect("v2 starts");
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(
+        &v2,
+        "INSERT INTO things_v2 (title, size, weight) VALUES ('via v2', 3, 31)",
+    )
+    .await;
+    exec(
+        &v1,
+        "INSERT INTO models_v1 (name, size) VALUES ('via v1', 4)",
+    )
+    .await;
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN '!' ELSE '' END, ',' ORDER BY attnum)
+             FROM pg_attribute WHERE attrelid = 'public.things'::regclass AND attnum > 0 AND NOT attisdropped"
+        ),
+        "id:bigint!,title:text!,size:bigint!,weight:integer!"
+    );
+    assert_eq!(
+        database.admin("SELECT to_regclass('public.models') IS NULL"),
+        "t"
+    );
+    assert_eq!(
+        lines(
+            &v2,
+            "SELECT id, title, size, weight FROM things_v2 ORDER BY id"
+        )
+        .await,
+        [
+            "1|model-1|1|10",
+            "2|model-2|2|20",
+            "3|via v2|3|31",
+            "4|via v1|4|40"
+        ]
+    );
+    exec(
+        &v2,
+        "UPDATE things_v2 SET title = 'renamed', weight = 7 WHERE id = 1",
+    )
+    .await;
+    assert_eq!(
+        database.admin("SELECT title || ':' || weight FROM public.things WHERE id = 1"),
+        "renamed:7"
+    );
+}
+
+/// A column renamed, then dropped or given a new default, in one migration: the contract's
+/// drop named the column by its old name, which `IF EXISTS` let drop nothing (the column
+/// stayed), and its default named it so too (42703, the contract refused whole). Both now
+/// name it as the rename left it.
+#[tokio::test]
+async fn a_column_renamed_then_dropped_or_given_a_default_completes() {
+    let database = seeded(2).await;
+    let operations = migration(
+        r#"
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "legacy_note"
+to = "note"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "note"
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "size"
+to = "amount"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "amount"
+default = "5"
+"#,
+    );
+    start_text(&database, "0002.toml", &operations)
+        .await
+        .expect("v2 starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,name:text!,amount:integer!"
+    );
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('defaulted')").await;
+    assert_eq!(
+        database.admin("SELECT amount FROM public.models WHERE name = 'defaulted'"),
+        "5"
+    );
+}
+
 /// What a remaining version names is checked by identity, not by name: a contract whose DDL
 /// (here a raw SQL step) renames a column away and adds another of its name would have the
 /// versions that remain read and write the new column by the old text. Refused; nothing

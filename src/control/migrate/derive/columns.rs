@@ -145,12 +145,15 @@ impl Deriver<'_> {
             }
             None => {}
         }
-        let table = quote_qualified(&managed.schema, &managed.name);
+        // Named as the contract's earlier steps leave the table and the column (a rename
+        // before the drop would otherwise make `IF EXISTS` drop nothing).
+        let table = self.table_at_complete(&managed);
+        let column_then = self.renamed_at_complete(&managed, &base_column);
         self.plan_steps.complete.push(Step::new(
             format!("drop column {} (only older versions used it)", op.column),
             format!(
                 "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
-                quote_ident(&base_column)
+                quote_ident(&column_then)
             ),
         ));
         Ok(Some(base_column))
@@ -188,7 +191,7 @@ impl Deriver<'_> {
             // version keeps reading `from` under its new name, and nothing is renamed.
             return Ok(());
         }
-        let table = quote_qualified(&managed.schema, &managed.name);
+        let table = self.table_at_complete(managed);
         self.plan_steps.complete.push(Step::new(
             format!("rename column {from} to {to}"),
             format!(
@@ -234,6 +237,10 @@ impl Deriver<'_> {
             .cloned()
             .ok_or_else(|| self.refuse(format!("base column {base_column} does not exist")))?;
         let table = quote_qualified(&managed.schema, &managed.name);
+        // The contract's steps name the table and the old column as its earlier steps leave
+        // them (the fifty-first red-team pass: a rename then an alter dropped a name that was gone).
+        let table_then = self.table_at_complete(&managed);
+        let old_at_complete = self.renamed_at_complete(&managed, &base_column);
 
         if op.needs_new_column() || op.nullable == Some(true) && old.not_null {
             let physical = format!(
@@ -340,14 +347,10 @@ impl Deriver<'_> {
                 rebuilt: Vec::new(),
                 dropped_along: Vec::new(),
             });
-            // An earlier operation of this migration may have renamed the old column; the
-            // contract runs the operations in order (the fifty-first red-team pass: a rename
-            // then an alter dropped the old name, which was gone).
-            let old_at_complete = self.renamed_at_complete(&managed, &base_column);
             self.plan_steps.complete.push(Step::new(
                 format!("drop the old {} (only older versions used it)", op.column),
                 format!(
-                    "ALTER TABLE {table} DROP COLUMN {}",
+                    "ALTER TABLE {table_then} DROP COLUMN {}",
                     quote_ident(&old_at_complete)
                 ),
             ));
@@ -380,7 +383,7 @@ impl Deriver<'_> {
             self.plan_steps.complete.push(Step::new(
                 format!("rename {physical} to {final_name}"),
                 format!(
-                    "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                    "ALTER TABLE {table_then} RENAME COLUMN {} TO {}",
                     quote_ident(&physical),
                     quote_ident(&final_name)
                 ),
@@ -402,8 +405,8 @@ impl Deriver<'_> {
             self.plan_steps.complete.push(Step::new(
                 format!("default of {new_name} for every writer"),
                 format!(
-                    "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {default}",
-                    quote_ident(&base_column)
+                    "ALTER TABLE {table_then} ALTER COLUMN {} SET DEFAULT {default}",
+                    quote_ident(&old_at_complete)
                 ),
             ));
         }
@@ -412,8 +415,8 @@ impl Deriver<'_> {
             self.plan_steps.complete.push(Step::new(
                 format!("drop the default of {new_name}"),
                 format!(
-                    "ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT",
-                    quote_ident(&base_column)
+                    "ALTER TABLE {table_then} ALTER COLUMN {} DROP DEFAULT",
+                    quote_ident(&old_at_complete)
                 ),
             ));
         }

@@ -23,6 +23,7 @@ impl Deriver<'_> {
         references: Option<&ForeignKey>,
     ) -> Result<(), MigrateError> {
         let table = quote_qualified(&managed.schema, &managed.name);
+        let table_then = self.table_at_complete(managed);
         if not_null {
             let name = stand_in_name(&managed.name, logical, &self.migration.version);
             self.plan_steps.expand.push(Step::new(
@@ -39,13 +40,16 @@ impl Deriver<'_> {
             self.plan_steps.complete.push(Step::new(
                 format!("make {logical} NOT NULL (the validated check spares a table scan)"),
                 format!(
-                    "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+                    "ALTER TABLE {table_then} ALTER COLUMN {} SET NOT NULL",
                     quote_ident(physical)
                 ),
             ));
             self.plan_steps.complete.push(Step::new(
                 format!("drop the check that stood in for NOT NULL on {logical}"),
-                format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote_ident(&name)),
+                format!(
+                    "ALTER TABLE {table_then} DROP CONSTRAINT {}",
+                    quote_ident(&name)
+                ),
             ));
         }
         if let Some(check) = check {
@@ -99,7 +103,7 @@ impl Deriver<'_> {
             self.plan_steps.complete.push(Step::new(
                 format!("turn the unique index on {logical} into a constraint"),
                 format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                    "ALTER TABLE {table_then} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
                     quote_ident(&index),
                     quote_ident(&index)
                 ),
@@ -208,7 +212,10 @@ impl Deriver<'_> {
                 ));
                 self.plan_steps.complete.push(Step::new(
                     format!("turn the unique index {} into a constraint", op.name),
-                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}"),
+                    format!(
+                        "ALTER TABLE {} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}",
+                        self.table_at_complete(&managed)
+                    ),
                 ));
             }
         }

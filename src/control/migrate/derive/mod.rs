@@ -327,11 +327,11 @@ impl Deriver<'_> {
                     table: managed.name.clone(),
                     name: op.name.clone(),
                 });
+                let table = self.table_at_complete(&managed);
                 self.plan_steps.complete.push(Step::new(
                     format!("drop constraint {}", op.name),
                     format!(
-                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                        quote_qualified(&managed.schema, &managed.name),
+                        "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
                         quote_ident(&op.name)
                     ),
                 ));
@@ -498,6 +498,14 @@ impl Deriver<'_> {
             &self.plan_steps.renames,
         );
         name
+    }
+
+    /// Table `managed`, quoted, as the contract's steps planned so far leave it named: an
+    /// earlier `rename_table` of this migration renames it before the steps that follow run.
+    fn table_at_complete(&self, managed: &ManagedTable) -> String {
+        let mut name = managed.name.clone();
+        rename_table_name(&mut name, &managed.schema, &self.plan_steps.renames);
+        quote_qualified(&managed.schema, &name)
     }
 
     fn note_added(&mut self, managed: &ManagedTable, column: &str, type_name: &str) {

@@ -101,10 +101,9 @@ impl Deriver<'_> {
                     "drop table {}.{} (only older versions used it)",
                     managed.schema, managed.name
                 ),
-                format!(
-                    "DROP TABLE IF EXISTS {}",
-                    quote_qualified(&managed.schema, &managed.name)
-                ),
+                // As the contract's earlier steps leave it named: a rename before the drop
+                // would otherwise make `IF EXISTS` drop nothing.
+                format!("DROP TABLE IF EXISTS {}", self.table_at_complete(&managed)),
             ));
         }
         Ok(())
