@@ -1354,3 +1354,96 @@ down = "{down}"
         ["MODEL-1", "MODEL-1"]
     );
 }
+
+/// The new version inherits an expression column reading `name` and `size` (a hand-written
+/// spec mapping of v1); a migration that would drop, replace or rename one of them started,
+/// and its contract then failed every time (2BP01: Postgres keeps a column a view reads; or a
+/// rename refused with "retire version v2"). Now each is refused before any change, naming
+/// the column, its expression and the way out.
+#[tokio::test]
+async fn a_contract_the_new_versions_expression_would_outlive_is_refused_at_start() {
+    let cases = [
+        (
+            "op = \"drop_column\"\ntable = \"models\"\ncolumn = \"size\"",
+            "reads base column public.models.size, which the contract drops",
+        ),
+        (
+            "op = \"alter_column\"\ntable = \"models\"\ncolumn = \"name\"\ntype = \"varchar(100)\"",
+            "reads base column public.models.name, which the contract replaces (operation 1 (alter_column))",
+        ),
+        (
+            "op = \"rename_column\"\ntable = \"models\"\nfrom = \"name\"\nto = \"title\"",
+            "reads base column public.models.name, which the contract renames to title",
+        ),
+    ];
+    for (operation, problem) in cases {
+        let database = seeded(2).await;
+        database
+            .apply_text(&migration_support::SPEC.replace(
+                "\"legacy_note\"]",
+                "\"legacy_note\", { name = \"shout\", expr = \"upper(name) || size\" }]",
+            ))
+            .await;
+        let columns = base_columns(&database);
+        let refused = start_text(
+            &database,
+            "0002.toml",
+            &migration(&format!("[[operations]]\n{operation}\n")),
+        )
+        .await
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            refused.contains("column shout of table models (an expression)")
+                && refused.contains(problem)
+                && refused.contains("Drop shout from version v2 in this migration too")
+                && refused.contains("nothing was changed"),
+            "{refused}"
+        );
+        assert_eq!(base_columns(&database), columns, "{operation}");
+        assert_eq!(
+            database.admin("SELECT count(*) FROM viewgate.migrations"),
+            "0",
+            "{operation}"
+        );
+    }
+}
+
+/// The way out the refusal names: the same drop, with the expression column dropped from the
+/// new version too, starts and completes.
+#[tokio::test]
+async fn the_expression_dropped_too_lets_the_contract_run() {
+    let database = seeded(2).await;
+    database
+        .apply_text(&migration_support::SPEC.replace(
+            "\"legacy_note\"]",
+            "\"legacy_note\", { name = \"shout\", expr = \"upper(name) || size\" }]",
+        ))
+        .await;
+    let operations = migration(
+        r#"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "size"
+[[operations]]
+op = "drop_column"
+table = "models"
+column = "shout"
+"#,
+    );
+    start_text(&database, "0002.toml", &operations)
+        .await
+        .expect("v2 starts");
+    let v1 = at(&database, "v1").await;
+    assert_eq!(
+        lines(&v1, "SELECT shout FROM models_v1 WHERE id = 2").await,
+        ["MODEL-22"]
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,name:text!,legacy_note:text"
+    );
+}

@@ -15,7 +15,8 @@
 //!
 //! Everything here is pure: the facts about the live schema come in as a [`ServerSnapshot`].
 //! This file holds the plan's types and the walk over the operations; `columns`, `tables` and
-//! `constraints` derive each kind of operation, `sql` turns fragments into statements.
+//! `constraints` derive each kind of operation, `sql` turns fragments into statements,
+//! `expression_reads` checks the new version's expressions against the contract.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 mod columns;
 mod constraints;
+mod expression_reads;
 mod renames;
 mod sql;
 mod tables;
@@ -547,6 +549,11 @@ impl Deriver<'_> {
     }
 
     fn finish(self) -> Result<MigrationPlan, MigrateError> {
+        expression_reads::refuse_reads_of_contracted(
+            &self.migration.version,
+            &self.definition,
+            &self.plan_steps,
+        )?;
         let from_map = |schema: &str, table: &str| column_map(self.from, schema, table);
         let to_map = |schema: &str, table: &str| column_map(&self.definition, schema, table);
         let syncs: Vec<TableSync> = self
