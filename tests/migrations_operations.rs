@@ -786,6 +786,42 @@ type = "numeric"
     );
 }
 
+/// The backfill moves `up` to the physical names (here v3 reads `size`, which is v2's column
+/// `_vg_v2_size` until v2 completes) and keeps its strings as written: it once wrote back a
+/// string's value, and `'it''s'` became `'it's'`.
+#[tokio::test]
+async fn a_backfill_keeps_ups_strings_as_written() {
+    let database = seeded(3).await;
+    let v2 = migration(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+"#,
+    );
+    let v3 = r#"version = "v3"
+from = "v2"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text" }
+up = "CASE WHEN size > 1 THEN 'it''s big' ELSE 'x'' OR ''1''=''1' END"
+"#;
+    start_text(&database, "0002.toml", &v2)
+        .await
+        .expect("v2 starts");
+    start_text(&database, "0003.toml", v3)
+        .await
+        .expect("v3 starts, its backfill over v2's column");
+    let v3 = at(&database, "v3").await;
+    assert_eq!(
+        lines(&v3, "SELECT label FROM models_v3 ORDER BY id").await,
+        ["x' OR '1'='1", "it's big", "it's big"]
+    );
+}
+
 /// A version beside v1 that fills `legacy_note`, which it does not show, as a hidden default.
 const QUIET: &str = r#"[[versions]]
 name = "quiet"

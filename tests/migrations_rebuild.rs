@@ -313,6 +313,38 @@ async fn an_index_over_an_expression_or_a_predicate_of_the_column_is_rebuilt_ove
     }
 }
 
+/// A predicate's string with doubled quotes is rebuilt as Postgres wrote it: moving the index's
+/// text to the new column's name once wrote back the string's value (`'x' OR '1'='1'`), and
+/// the rebuilt partial unique index covered every row.
+#[tokio::test]
+async fn a_predicates_quoted_string_is_rebuilt_as_written() {
+    let database = seeded(4).await;
+    database.admin(
+        "UPDATE models SET legacy_note = 'twin', name = 'twin' WHERE id IN (1, 2);
+         CREATE UNIQUE INDEX models_quoted ON models (name)
+          WHERE legacy_note <> 'twin' AND legacy_note <> 'x'' OR ''1''=''1';",
+    );
+    start_text(&database, "0002.toml", RETYPE_SIZE_AND_NOTE)
+        .await
+        .expect("starts");
+    let rebuilt = index_definition(&database, "_vg_v2_models_quoted");
+    assert!(
+        rebuilt.contains("<> 'x'' OR ''1''=''1'"),
+        "the string as written: {rebuilt}"
+    );
+    let v2 = at(&database, "v2").await;
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (name, legacy_note) VALUES ('twin', 'twin')",
+    )
+    .await;
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE name = 'twin'"),
+        "3",
+        "rows the predicate leaves out are not unique"
+    );
+}
+
 #[tokio::test]
 async fn a_rollback_drops_the_indexes_rebuilt_over_expressions() {
     let database = seeded(10).await;

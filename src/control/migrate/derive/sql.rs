@@ -1,7 +1,11 @@
 //! SQL text from a file's fragments: expressions moved from logical to physical names, column
 //! definitions of a new table.
 
+use std::ops::Range;
+
 use sha2::{Digest, Sha256};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Word};
 
 use super::{Assign, ColumnMap};
 use crate::control::migrate::error::MigrateError;
@@ -32,49 +36,96 @@ pub fn fit_identifier(name: String) -> String {
 }
 
 /// A check names columns by their logical names; on the base table it must name the physical
-/// ones. Identifiers are replaced token by token in one pass (sqlparser's tokenizer), so
-/// strings, comments and longer names that merely contain a name stay as they are.
+/// ones. Identifiers are replaced token by token in one pass (sqlparser's tokenizer), spliced
+/// into the text where they stand, so strings (a `'it''s'`, an `E'\\n'`), comments and longer
+/// names that merely contain a name stay exactly as written. Text the tokenizer cannot read,
+/// or whose identifiers it cannot place, is returned unchanged: [`translatable`] refuses it
+/// where that matters.
 pub fn over_physical(expression: &str, names: &[(String, String)]) -> String {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::tokenizer::{Token, Tokenizer};
     if names.iter().all(|(logical, physical)| logical == physical) {
         return expression.to_owned();
     }
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, expression).tokenize() else {
+    let Some(tokens) = placed_tokens(expression) else {
         return expression.to_owned();
+    };
+    let mut moved = String::with_capacity(expression.len());
+    let mut written = 0;
+    for (token, range) in tokens {
+        if let Token::Word(word) = &token
+            && let Some(name) = identifier_name(word)
+            && let Some((_, physical)) = names.iter().find(|(logical, _)| *logical == name)
+        {
+            moved.push_str(&expression[written..range.start]);
+            moved.push_str(&quote_ident(physical));
+            written = range.end;
+        }
+    }
+    moved.push_str(&expression[written..]);
+    moved
+}
+
+/// `expression`'s tokens, each identifier with the byte range where it is spelled; `None`
+/// when the tokenizer cannot read the text or an identifier's range does not hold it as
+/// spelled. (A string is not written back from its token, which holds its value: a
+/// `'it''s'` written back as `'it's'` would change what the expression means.)
+fn placed_tokens(expression: &str) -> Option<Vec<(Token, Range<usize>)>> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, expression)
+        .with_unescape(false)
+        .tokenize_with_location()
+        .ok()?;
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(expression.match_indices('\n').map(|(at, _)| at + 1))
+        .collect();
+    let offset = |location: Location| -> Option<usize> {
+        let line = usize::try_from(location.line).ok()?.checked_sub(1)?;
+        let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
+        let start = *line_starts.get(line)?;
+        let rest = &expression[start..];
+        Some(
+            start
+                + rest
+                    .char_indices()
+                    .nth(column)
+                    .map_or(rest.len(), |(at, _)| at),
+        )
     };
     tokens
         .into_iter()
-        .map(|token| {
-            if let Token::Word(word) = &token {
-                let name = match word.quote_style {
-                    None => word.value.to_lowercase(),
-                    Some('"') => word.value.clone(),
-                    Some(_) => return token.to_string(),
-                };
-                if let Some((_, physical)) = names.iter().find(|(logical, _)| *logical == name) {
-                    return quote_ident(physical);
-                }
+        .map(|TokenWithSpan { token, span }| {
+            let range = offset(span.start)?..offset(span.end)?;
+            if let Token::Word(word) = &token
+                && expression.get(range.clone()) != Some(word.to_string().as_str())
+            {
+                return None;
             }
-            token.to_string()
+            Some((token, range))
         })
         .collect()
 }
 
+/// The name an identifier token stands for, as Postgres reads it (unquoted: folded to lower
+/// case; quoted: its doubled quotes undone); `None` for a token quoted otherwise.
+fn identifier_name(word: &Word) -> Option<String> {
+    match word.quote_style {
+        None => Some(word.value.to_lowercase()),
+        Some('"') => Some(word.value.replace("\"\"", "\"")),
+        Some(_) => None,
+    }
+}
+
 /// Whether [`over_physical`] can move `expression` to other names faithfully: its tokenizer
-/// reads it, and it has no identifier spelled with Unicode escapes (`U&"…"`), whose name the
-/// tokenizer does not decode (the fifty-first red-team pass: such a name was left as it was
-/// and read the physical column of that name, which the version does not have).
+/// reads it and places its identifiers, and it has no identifier spelled with Unicode
+/// escapes (`U&"…"`), whose name the tokenizer does not decode (the fifty-first red-team
+/// pass: such a name was left as it was and read the physical column of that name, which the
+/// version does not have).
 pub fn translatable(expression: &str) -> bool {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, expression).tokenize() else {
+    let Some(tokens) = placed_tokens(expression) else {
         return false;
     };
     !tokens.windows(3).any(|window| {
         matches!(
             window,
-            [Token::Word(u), Token::Ampersand, Token::Word(name)]
+            [(Token::Word(u), _), (Token::Ampersand, _), (Token::Word(name), _)]
                 if u.quote_style.is_none()
                     && u.value.eq_ignore_ascii_case("u")
                     && name.quote_style == Some('"')
@@ -141,8 +192,6 @@ pub fn is_constant(expression: &str) -> bool {
 /// Whether `expression` names `logical` as an identifier (the way Postgres folds names). An
 /// expression the tokenizer cannot read is assumed to name it.
 pub fn mentions(expression: &str, logical: &str) -> bool {
-    use sqlparser::dialect::PostgreSqlDialect;
-    use sqlparser::tokenizer::{Token, Tokenizer};
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, expression).tokenize() else {
         return true;
     };
@@ -192,7 +241,7 @@ pub(super) fn column_sql(column: &ColumnDefinition) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{mentions, translatable};
+    use super::{mentions, over_physical, translatable};
 
     #[test]
     fn unicode_escaped_identifiers_are_not_translatable() {
@@ -209,5 +258,31 @@ mod tests {
         assert!(mentions("\"Size\" * 2", "Size"));
         assert!(!mentions("\"Size\" * 2", "size"));
         assert!(!mentions("'size' || note", "size"));
+    }
+
+    #[test]
+    fn over_physical_keeps_literals_as_written() {
+        let names = [("note".to_owned(), "_vg_v2_note".to_owned())];
+        for (expression, moved) in [
+            ("note <> 'it''s'", "\"_vg_v2_note\" <> 'it''s'"),
+            (
+                "note <> 'x'' OR ''1''=''1'",
+                "\"_vg_v2_note\" <> 'x'' OR ''1''=''1'",
+            ),
+            (
+                "note || E'\\n' || \"no\"\"te\"",
+                "\"_vg_v2_note\" || E'\\n' || \"no\"\"te\"",
+            ),
+            (
+                "$q$it's$q$ || note -- note\n",
+                "$q$it's$q$ || \"_vg_v2_note\" -- note\n",
+            ),
+            (
+                "E'it\\'s' <> Note\n  AND U&'d\\0061t' <> \"note\"",
+                "E'it\\'s' <> \"_vg_v2_note\"\n  AND U&'d\\0061t' <> \"_vg_v2_note\"",
+            ),
+        ] {
+            assert_eq!(over_physical(expression, &names), moved, "{expression}");
+        }
     }
 }
