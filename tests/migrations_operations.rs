@@ -1483,3 +1483,80 @@ column = "shout"
         "id:bigint!,name:text!,legacy_note:text"
     );
 }
+
+/// The sync functions name their variables after the columns their expressions read: a
+/// column called `new` hid the trigger's row from the functions' `RETURN NEW`, and once the
+/// migration started every INSERT and UPDATE at the old version failed. Columns named like
+/// the trigger's other variables are read as columns too.
+#[tokio::test]
+async fn columns_named_like_a_triggers_variables_are_synced() {
+    for column in ["new", "old", "tg_op", "found"] {
+        let database = seeded(2).await;
+        database.admin(&format!(
+            "ALTER TABLE models ADD COLUMN \"{column}\" integer NOT NULL DEFAULT 7"
+        ));
+        database
+            .apply_text(&migration_support::SPEC.replace(
+                "\"legacy_note\"]",
+                &format!("\"legacy_note\", \"{column}\"]"),
+            ))
+            .await;
+        let text = migration(&format!(
+            "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = {{ name = \"twice\", type = \"integer\" }}\nup = '\"{column}\" * 2'\n"
+        ));
+        start_text(&database, "0002.toml", &text)
+            .await
+            .expect("starts");
+        let v1 = at(&database, "v1").await;
+        exec(
+            &v1,
+            &format!("INSERT INTO models_v1 (name, \"{column}\") VALUES ('x', 5)"),
+        )
+        .await;
+        exec(
+            &v1,
+            &format!("UPDATE models_v1 SET \"{column}\" = 6 WHERE id = 1"),
+        )
+        .await;
+        let v2 = at(&database, "v2").await;
+        exec(&v2, "UPDATE models_v2 SET twice = 1 WHERE id = 2").await;
+        assert_eq!(
+            lines(&v2, "SELECT id, twice FROM models_v2 ORDER BY id").await,
+            ["1|12", "2|1", "3|10"],
+            "{column}"
+        );
+    }
+}
+
+/// An `up` that looks a value up in another table whose column is named like one the
+/// expression reads from the row: the backfill's UPDATE reads the other table's column (SQL's
+/// scoping), while the sync trigger, whose variables stand for the row's columns, refused
+/// every older writer's INSERT and UPDATE (42702). Both now read it as SQL does.
+#[tokio::test]
+async fn an_ups_subquery_reads_its_own_tables_columns_first() {
+    let database = seeded(2).await;
+    database.admin(
+        "CREATE TABLE public.categories (id int PRIMARY KEY, name text NOT NULL);
+         INSERT INTO public.categories VALUES (1, 'small'), (2, 'medium'), (5, 'large');",
+    );
+    let text = migration(
+        r#"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "category", type = "text" }
+up = "(SELECT name FROM public.categories c WHERE c.id = size) || ' ' || name"
+"#,
+    );
+    start_text(&database, "0002.toml", &text)
+        .await
+        .expect("starts");
+    let v1 = at(&database, "v1").await;
+    exec(&v1, "INSERT INTO models_v1 (name, size) VALUES ('new', 5)").await;
+    exec(&v1, "UPDATE models_v1 SET size = 2 WHERE id = 1").await;
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT id, category FROM models_v2 ORDER BY id").await,
+        ["1|medium model-1", "2|medium model-2", "3|large new"]
+    );
+}

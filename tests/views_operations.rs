@@ -475,3 +475,47 @@ columns = ["id", "name"]
         "{error:?}"
     );
 }
+
+/// A view written through its trigger (it has an expression column) over a table with columns
+/// named like the trigger function's variables: each INSERT and UPDATE through it failed
+/// (42702, "could refer to either a PL/pgSQL variable or a table column"). The columns win.
+#[tokio::test]
+async fn columns_named_like_the_write_triggers_variables() {
+    let database = with_spec(
+        "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL,
+                             found boolean NOT NULL DEFAULT false, new int, old int, tg_op text)",
+        r#"
+[[tables]]
+name = "items"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "items"
+columns = ["id", "name", "found", "new", "old", "tg_op", { name = "shout", expr = "upper(name)" }]
+"#,
+    )
+    .await;
+    let v1 = database.client().await;
+    exec(&v1, "SET viewgate.version = 'v1'").await;
+    exec(
+        &v1,
+        "INSERT INTO items_v1 (name, found, new, old, tg_op) VALUES ('a', true, 1, 2, 'x')",
+    )
+    .await;
+    exec(
+        &v1,
+        "UPDATE items_v1 SET found = false, new = 10, old = 20, tg_op = 'y' WHERE id = 1",
+    )
+    .await;
+    assert_eq!(
+        lines(
+            &v1,
+            "SELECT name, found, new, old, tg_op, shout FROM items_v1"
+        )
+        .await,
+        ["a|f|10|20|y|A"]
+    );
+    exec(&v1, "DELETE FROM items_v1 WHERE id = 1").await;
+    assert_eq!(database.admin("SELECT count(*) FROM items"), "0");
+}

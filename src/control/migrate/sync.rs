@@ -33,6 +33,12 @@ pub const FUNCTION_SCHEMA: &str = "viewgate";
 /// columns (whose text may print their values).
 const SYNC_FAILED: &str = "viewgate: a migration's sync trigger failed computing another version's columns from this row; the statement was not applied";
 /// What every sync trigger's name starts with: `~` sorts after letters, digits and `_`.
+/// The name a sync function returns its row by. The function's variables are named after the
+/// columns its expressions read, and one named `new` would hide the trigger's NEW from a bare
+/// `RETURN NEW` (a table with a column `new` failed every older writer's INSERT); a qualified
+/// `NEW.column` still finds the row.
+const ROW: &str = "\"viewgate.row\"";
+
 const TRIGGER_PREFIX: &str = "~vg_sync_";
 /// The prefix of earlier builds, whose triggers fired before the application's.
 const LEGACY_TRIGGER_PREFIX: &str = "_vg_sync_";
@@ -330,6 +336,11 @@ fn one_trigger(
     // write function, this one reads nothing but the row it is given, so it carries no check
     // of the relation it runs on (each base-table write would pay for it).
     //
+    // The function's variables stand for the row's columns. In a subquery of an expression a
+    // column of the subquery's own tables is read before them, as SQL reads the outer row's
+    // columns and as the backfill's UPDATE (which runs the same expression) does
+    // (`use_column`; Postgres's default refused every write naming such a column, 42702).
+    //
     // The search_path is pinned: the function runs in each writer's session, where a client
     // may create types and tables in its own temporary schema, which Postgres searches first
     // for them (the thirty-eighth red-team pass made a `pg_temp.text` domain whose CHECK
@@ -346,9 +357,11 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = {search_path}
 AS {BODY_QUOTE}
+#variable_conflict use_column
 DECLARE
+    {ROW} ALIAS FOR NEW;
 {declarations}BEGIN
-{decision_and_reads}{assignments}    RETURN NEW;
+{decision_and_reads}{assignments}    RETURN {ROW};
 END
 {BODY_QUOTE};
 REVOKE EXECUTE ON FUNCTION {function}() FROM PUBLIC;
@@ -368,7 +381,7 @@ REVOKE EXECUTE ON FUNCTION {function}() FROM PUBLIC;
     sql.push_str(&function_sql(
         &names.update_function,
         &declare(false),
-        &format!("    IF NOT ({update_decides}) THEN\n        RETURN NEW;\n    END IF;\n{reads}"),
+        &format!("    IF NOT ({update_decides}) THEN\n        RETURN {ROW};\n    END IF;\n{reads}"),
         &update_assignments,
     ));
     for ((trigger, event, function), condition) in
