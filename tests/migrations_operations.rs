@@ -822,6 +822,54 @@ up = "CASE WHEN size > 1 THEN 'it''s big' ELSE 'x'' OR ''1''=''1' END"
     );
 }
 
+/// A column named like a type: v3's `up` casts to that type while v2's column of the name is
+/// still `_vg_v2_date`. The backfill moved the type to the column's physical name too
+/// (`::"_vg_v2_date"`, 42704) and v3 could not start.
+#[tokio::test]
+async fn a_backfill_leaves_a_type_named_like_a_column() {
+    let database = seeded(2).await;
+    database.admin("ALTER TABLE models ADD COLUMN date date NOT NULL DEFAULT DATE '2026-12-05'");
+    database
+        .apply_text(
+            &migration_support::SPEC.replace("\"legacy_note\"]", "\"legacy_note\", \"date\"]"),
+        )
+        .await;
+    let v2 = migration(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "date"
+type = "timestamptz"
+"#,
+    );
+    let v3 = r#"version = "v3"
+from = "v2"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "day", type = "text" }
+up = "to_char(date::date, 'DD')"
+"#;
+    start_text(&database, "0002.toml", &v2)
+        .await
+        .expect("v2 starts");
+    start_text(&database, "0003.toml", v3)
+        .await
+        .expect("v3 starts, its backfill over v2's column");
+    let v1 = at(&database, "v1").await;
+    exec(
+        &v1,
+        "INSERT INTO models_v1 (name, date) VALUES ('later', DATE '2026-12-24')",
+    )
+    .await;
+    let v3 = at(&database, "v3").await;
+    assert_eq!(
+        lines(&v3, "SELECT id, day FROM models_v3 ORDER BY id").await,
+        ["1|05", "2|05", "3|24"]
+    );
+}
+
 /// A version beside v1 that fills `legacy_note`, which it does not show, as a hidden default.
 const QUIET: &str = r#"[[versions]]
 name = "quiet"

@@ -48,10 +48,29 @@ pub fn over_physical(expression: &str, names: &[(String, String)]) -> String {
     let Some(tokens) = placed_tokens(expression) else {
         return expression.to_owned();
     };
+    // Only words where a column can stand: not a type after `::` or `AS` (`created::date`
+    // beside a column `date`; an alias), not a function before `(` (`lower(note)` beside a
+    // column `lower`), which the sync triggers' variables do not take either.
+    let significant: Vec<&(Token, Range<usize>)> = tokens
+        .iter()
+        .filter(|(token, _)| !matches!(token, Token::Whitespace(_)))
+        .collect();
     let mut moved = String::with_capacity(expression.len());
     let mut written = 0;
-    for (token, range) in tokens {
-        if let Token::Word(word) = &token
+    for (at, (token, range)) in significant.iter().enumerate() {
+        let after_cast = at
+            .checked_sub(1)
+            .is_some_and(|before| match &significant[before].0 {
+                Token::DoubleColon => true,
+                Token::Word(word) => {
+                    word.quote_style.is_none() && word.value.eq_ignore_ascii_case("as")
+                }
+                _ => false,
+            });
+        let called = matches!(significant.get(at + 1), Some((Token::LParen, _)));
+        if let Token::Word(word) = token
+            && !after_cast
+            && !called
             && let Some(name) = identifier_name(word)
             && let Some((_, physical)) = names.iter().find(|(logical, _)| *logical == name)
         {
@@ -284,5 +303,20 @@ mod tests {
         ] {
             assert_eq!(over_physical(expression, &names), moved, "{expression}");
         }
+    }
+
+    #[test]
+    fn over_physical_leaves_types_and_functions_named_like_a_column() {
+        let names = [
+            ("date".to_owned(), "_vg_v2_date".to_owned()),
+            ("lower".to_owned(), "_vg_v2_lower".to_owned()),
+        ];
+        assert_eq!(
+            over_physical(
+                "date::date || lower (lower) || pg_catalog.lower(x) || CAST(date AS date)",
+                &names
+            ),
+            "\"_vg_v2_date\"::date || lower (\"_vg_v2_lower\") || pg_catalog.lower(x) || CAST(\"_vg_v2_date\" AS date)"
+        );
     }
 }
