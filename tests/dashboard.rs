@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::http::get;
+use common::http::{admin_ready, get};
 use common::versions::apply_example;
 use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster, free_port};
@@ -102,10 +102,9 @@ fn the_dashboard_changes_weights_and_follows_the_catalog() {
             ("VIEWGATE_ADMIN_TOKEN", TOKEN),
         ],
     );
-    assert!(wait_until(Duration::from_secs(10), || get(
-        admin_port, "/readyz", None
-    )
-    .0 == 200));
+    assert!(wait_until(Duration::from_secs(10), || admin_ready(
+        admin_port
+    )));
 
     // Without the token: the page shell holds no data, the panel is refused.
     let (code, page) = get(admin_port, "/ui", None);

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::http::{get, post_json};
+use common::http::{admin_ready, get, post_json};
 use common::versions::EXAMPLE;
 use common::{ProxyProcess, run_ok, viewgate_binary, wait_until};
 use viewgate::model::shadow_run::SHADOW_OUTCOMES;
@@ -181,9 +181,9 @@ fn start_as(
             ("VIEWGATE_LOG_LEVEL", "warn"),
         ],
     );
-    assert!(wait_until(Duration::from_secs(10), || {
-        get(admin_port, "/readyz", None).0 == 200
-    }));
+    assert!(wait_until(Duration::from_secs(10), || admin_ready(
+        admin_port
+    )));
     Setup {
         database,
         admin_port,

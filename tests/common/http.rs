@@ -10,6 +10,13 @@ pub fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     request(port, "GET", path, token, None)
 }
 
+/// Whether the admin server on `port` says it is ready; false, not a panic, while nothing
+/// listens there yet (a proxy starting on a loaded machine binds its admin port a moment
+/// after its client port).
+pub fn admin_ready(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/readyz", None).0 == 200
+}
+
 /// A POST of a JSON body; returns the status code and the body.
 pub fn post_json(port: u16, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     request(port, "POST", path, token, Some(body))
