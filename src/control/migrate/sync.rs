@@ -32,13 +32,12 @@ pub const FUNCTION_SCHEMA: &str = "viewgate";
 /// What an UPDATE's sync trigger raises in place of an error computing another version's
 /// columns (whose text may print their values).
 const SYNC_FAILED: &str = "viewgate: a migration's sync trigger failed computing another version's columns from this row; the statement was not applied";
-/// What every sync trigger's name starts with: `~` sorts after letters, digits and `_`.
 /// The name a sync function returns its row by. The function's variables are named after the
 /// columns its expressions read, and one named `new` would hide the trigger's NEW from a bare
 /// `RETURN NEW` (a table with a column `new` failed every older writer's INSERT); a qualified
 /// `NEW.column` still finds the row.
 const ROW: &str = "\"viewgate.row\"";
-
+/// What every sync trigger's name starts with: `~` sorts after letters, digits and `_`.
 const TRIGGER_PREFIX: &str = "~vg_sync_";
 /// The prefix of earlier builds, whose triggers fired before the application's.
 const LEGACY_TRIGGER_PREFIX: &str = "_vg_sync_";

@@ -238,7 +238,8 @@ impl Deriver<'_> {
             .ok_or_else(|| self.refuse(format!("base column {base_column} does not exist")))?;
         let table = quote_qualified(&managed.schema, &managed.name);
         // The contract's steps name the table and the old column as its earlier steps leave
-        // them (the fifty-first red-team pass: a rename then an alter dropped a name that was gone).
+        // them (the fifty-first red-team pass: a rename, then an alter that dropped the old
+        // column by the name the rename had taken away).
         let table_then = self.table_at_complete(&managed);
         let old_at_complete = self.renamed_at_complete(&managed, &base_column);
 

@@ -37,7 +37,7 @@ pub fn fit_identifier(name: String) -> String {
 
 /// A check names columns by their logical names; on the base table it must name the physical
 /// ones. Identifiers are replaced token by token in one pass (sqlparser's tokenizer), spliced
-/// into the text where they stand, so strings (a `'it''s'`, an `E'\\n'`), comments and longer
+/// into the text where they stand, so strings (a `'it''s'`, an `E'\n'`), comments and longer
 /// names that merely contain a name stay exactly as written. Text the tokenizer cannot read,
 /// or whose identifiers it cannot place, is returned unchanged: [`translatable`] refuses it
 /// where that matters.
