@@ -870,6 +870,49 @@ up = "to_char(date::date, 'DD')"
     );
 }
 
+/// v3's `up` looks the category's `name` up while v2's column `name` is still `_vg_v2_name`:
+/// the backfill moved the subquery's `name` to `_vg_v2_name` too, which the categories table
+/// does not have, so Postgres read the model's own column there and every backfilled row got
+/// its own name as its category, silently, while the sync triggers wrote the category's.
+#[tokio::test]
+async fn a_backfill_reads_a_subquerys_own_columns_as_the_triggers_do() {
+    let database = seeded(2).await;
+    database.admin(
+        "CREATE TABLE public.categories (id int PRIMARY KEY, name text NOT NULL);
+         INSERT INTO public.categories VALUES (1, 'small'), (2, 'medium'), (5, 'large');",
+    );
+    let v2 = migration(
+        r#"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "name"
+type = "varchar(200)"
+"#,
+    );
+    let v3 = r#"version = "v3"
+from = "v2"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "category", type = "text" }
+up = "(SELECT name FROM public.categories c WHERE c.id = size) || ' ' || name"
+"#;
+    start_text(&database, "0002.toml", &v2)
+        .await
+        .expect("v2 starts");
+    start_text(&database, "0003.toml", v3)
+        .await
+        .expect("v3 starts, its backfill over v2's column");
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name, size) VALUES ('new', 5)").await;
+    let v3 = at(&database, "v3").await;
+    assert_eq!(
+        lines(&v3, "SELECT id, category FROM models_v3 ORDER BY id").await,
+        ["1|small model-1", "2|medium model-2", "3|large new"]
+    );
+}
+
 /// A version beside v1 that fills `legacy_note`, which it does not show, as a hidden default.
 const QUIET: &str = r#"[[versions]]
 name = "quiet"

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient};
 
-use super::derive::{Backfill, over_physical};
+use super::derive::{Backfill, ColumnMap, mentions};
 use super::error::MigrateError;
 use super::pace::{BatchPacer, PaceWindow};
 use super::progress::Progress;
@@ -41,6 +41,9 @@ const TAIL_GUARD_MIN_ROWS: u64 = 100_000;
 /// tail without itself: the load it is judged against may be someone else's.
 const REFERENCE_EVERY: Duration = Duration::from_secs(10);
 
+/// The alias of the row a batch's UPDATE fills.
+const TARGET: &str = "_vg_target";
+
 /// Key of a checkpoint: `schema.table`.
 pub fn checkpoint_key(backfill: &Backfill) -> String {
     format!("{}.{}", backfill.schema, backfill.table)
@@ -53,8 +56,8 @@ pub fn checkpoint_key(backfill: &Backfill) -> String {
 /// The new values are computed in the UPDATE's own SET list, over the target row: if a writer
 /// changed a row between this statement's snapshot and its lock, Postgres re-evaluates the SET
 /// list on the row's newest version (EvalPlanQual), so the backfill never writes a value
-/// computed from a stale row. `up` is written over the previous version's names; it is
-/// translated to the physical columns token by token.
+/// computed from a stale row. `up` is written over the previous version's names
+/// ([`over_previous_names`]).
 pub fn batch_sql(backfill: &Backfill) -> String {
     let table = quote_qualified(&backfill.schema, &backfill.table);
     let key_count = backfill.key.len();
@@ -88,7 +91,7 @@ pub fn batch_sql(backfill: &Backfill) -> String {
                 format!(
                     "{} = (\n        {}\n    )",
                     quote_ident(&assign.target),
-                    over_physical(&assign.expression, &backfill.columns)
+                    over_previous_names(&assign.expression, &backfill.columns)
                 )
             })
             .collect(),
@@ -98,7 +101,7 @@ pub fn batch_sql(backfill: &Backfill) -> String {
         backfill
             .key
             .iter()
-            .map(|(name, _)| format!("_vg_target.{}", quote_ident(name)))
+            .map(|(name, _)| format!("{TARGET}.{}", quote_ident(name)))
             .collect(),
         ", ",
     );
@@ -151,7 +154,7 @@ pub fn batch_sql(backfill: &Backfill) -> String {
     ORDER BY {key_list}
     FOR NO KEY UPDATE
 ), _vg_updated AS (
-    UPDATE {table} AS _vg_target SET
+    UPDATE {table} AS {TARGET} SET
     {sets}
     FROM _vg_batch
     WHERE ({target_keys}) = ({batch_keys})
@@ -163,6 +166,34 @@ SELECT (SELECT count(*) FROM _vg_updated),
         high_water = params(key_count),
         limit = 2 * key_count + 1,
     )
+}
+
+/// `expression` (written over the previous version's column names) as the batch's SET list
+/// computes it over the target row, which holds those columns under their physical names.
+/// Where the expression reads a column whose names differ, it runs over a row that gives the
+/// target's columns the previous version's names, so each of its words means what it means
+/// in the sync triggers (whose variables carry those names): in a subquery, the subquery's
+/// own columns first. Moving its words to the physical names instead read the row's column
+/// `_vg_v2_name` where a subquery named its own table's `name`.
+fn over_previous_names(expression: &str, columns: &ColumnMap) -> String {
+    let renamed_read = columns
+        .iter()
+        .any(|(logical, physical)| logical != physical && mentions(expression, logical));
+    if !renamed_read {
+        return expression.to_owned();
+    }
+    let row = columns
+        .iter()
+        .map(|(logical, physical)| {
+            format!(
+                "{TARGET}.{} AS {}",
+                quote_ident(physical),
+                quote_ident(logical)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("SELECT ({expression}) FROM (SELECT {row}) AS _vg_row")
 }
 
 /// The largest key now and an estimate of the rows up to it. The expand takes it under its
