@@ -786,35 +786,40 @@ type = "numeric"
     );
 }
 
-/// The backfill moves `up` to the physical names (here v3 reads `size`, which is v2's column
-/// `_vg_v2_size` until v2 completes) and keeps its strings as written: it once wrote back a
-/// string's value, and `'it''s'` became `'it's'`.
+/// Starts v2, which gives a column another type (the column `_vg_v2_<name>` of its own until
+/// it completes), then v3 from v2 with `operation`, whose backfill reads v2's column.
+async fn start_over_v2s_retyped(
+    database: &support::Database,
+    (column, sql_type): (&str, &str),
+    operation: &str,
+) {
+    let v2 = migration(&format!(
+        "[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"{column}\"\ntype = \"{sql_type}\"\n"
+    ));
+    start_text(database, "0002.toml", &v2)
+        .await
+        .expect("v2 starts");
+    let v3 = format!("version = \"v3\"\nfrom = \"v2\"\n[[operations]]\n{operation}\n");
+    start_text(database, "0003.toml", &v3)
+        .await
+        .expect("v3 starts, its backfill over v2's column");
+}
+
+/// The backfill reads `up` over v2's column (here `size`, which is `_vg_v2_size` until v2
+/// completes) and keeps its strings as written: moving it to the physical names once wrote
+/// back a string's value, and `'it''s'` became `'it's'`.
 #[tokio::test]
 async fn a_backfill_keeps_ups_strings_as_written() {
     let database = seeded(3).await;
-    let v2 = migration(
-        r#"
-[[operations]]
-op = "alter_column"
-table = "models"
-column = "size"
-type = "bigint"
-"#,
-    );
-    let v3 = r#"version = "v3"
-from = "v2"
-[[operations]]
-op = "add_column"
+    start_over_v2s_retyped(
+        &database,
+        ("size", "bigint"),
+        r#"op = "add_column"
 table = "models"
 column = { name = "label", type = "text" }
-up = "CASE WHEN size > 1 THEN 'it''s big' ELSE 'x'' OR ''1''=''1' END"
-"#;
-    start_text(&database, "0002.toml", &v2)
-        .await
-        .expect("v2 starts");
-    start_text(&database, "0003.toml", v3)
-        .await
-        .expect("v3 starts, its backfill over v2's column");
+up = "CASE WHEN size > 1 THEN 'it''s big' ELSE 'x'' OR ''1''=''1' END""#,
+    )
+    .await;
     let v3 = at(&database, "v3").await;
     assert_eq!(
         lines(&v3, "SELECT label FROM models_v3 ORDER BY id").await,
@@ -834,29 +839,15 @@ async fn a_backfill_leaves_a_type_named_like_a_column() {
             &migration_support::SPEC.replace("\"legacy_note\"]", "\"legacy_note\", \"date\"]"),
         )
         .await;
-    let v2 = migration(
-        r#"
-[[operations]]
-op = "alter_column"
-table = "models"
-column = "date"
-type = "timestamptz"
-"#,
-    );
-    let v3 = r#"version = "v3"
-from = "v2"
-[[operations]]
-op = "add_column"
+    start_over_v2s_retyped(
+        &database,
+        ("date", "timestamptz"),
+        r#"op = "add_column"
 table = "models"
 column = { name = "day", type = "text" }
-up = "to_char(date::date, 'DD')"
-"#;
-    start_text(&database, "0002.toml", &v2)
-        .await
-        .expect("v2 starts");
-    start_text(&database, "0003.toml", v3)
-        .await
-        .expect("v3 starts, its backfill over v2's column");
+up = "to_char(date::date, 'DD')""#,
+    )
+    .await;
     let v1 = at(&database, "v1").await;
     exec(
         &v1,
@@ -881,29 +872,15 @@ async fn a_backfill_reads_a_subquerys_own_columns_as_the_triggers_do() {
         "CREATE TABLE public.categories (id int PRIMARY KEY, name text NOT NULL);
          INSERT INTO public.categories VALUES (1, 'small'), (2, 'medium'), (5, 'large');",
     );
-    let v2 = migration(
-        r#"
-[[operations]]
-op = "alter_column"
-table = "models"
-column = "name"
-type = "varchar(200)"
-"#,
-    );
-    let v3 = r#"version = "v3"
-from = "v2"
-[[operations]]
-op = "add_column"
+    start_over_v2s_retyped(
+        &database,
+        ("name", "varchar(200)"),
+        r#"op = "add_column"
 table = "models"
 column = { name = "category", type = "text" }
-up = "(SELECT name FROM public.categories c WHERE c.id = size) || ' ' || name"
-"#;
-    start_text(&database, "0002.toml", &v2)
-        .await
-        .expect("v2 starts");
-    start_text(&database, "0003.toml", v3)
-        .await
-        .expect("v3 starts, its backfill over v2's column");
+up = "(SELECT name FROM public.categories c WHERE c.id = size) || ' ' || name""#,
+    )
+    .await;
     let v2 = at(&database, "v2").await;
     exec(&v2, "INSERT INTO models_v2 (name, size) VALUES ('new', 5)").await;
     let v3 = at(&database, "v3").await;

@@ -381,34 +381,28 @@ fn read_expression_naming(
     definition: &VersionDefinition,
     renames: &[Rename],
 ) -> Option<RenamedRead> {
-    for version_table in &definition.version.tables {
-        let Some(managed) = definition.managed(&version_table.base) else {
-            continue;
-        };
-        for column in &version_table.columns {
-            let ColumnSource::Expression { expression, .. } = &column.source else {
-                continue;
-            };
-            let words: Vec<&str> = expression
-                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-                .collect();
-            for rename in renames {
-                if let Rename::Column {
-                    schema,
-                    table,
-                    from,
-                    ..
-                } = rename
-                    && *schema == managed.schema
-                    && *table == managed.name
-                    && words.iter().any(|word| word.eq_ignore_ascii_case(from))
-                {
-                    return Some(RenamedRead {
-                        table: managed.name.clone(),
-                        column: column.name.clone(),
-                        renamed: from.clone(),
-                    });
-                }
+    for read in definition.expression_columns() {
+        let managed = read.base;
+        let words: Vec<&str> = read
+            .expression
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .collect();
+        for rename in renames {
+            if let Rename::Column {
+                schema,
+                table,
+                from,
+                ..
+            } = rename
+                && *schema == managed.schema
+                && *table == managed.name
+                && words.iter().any(|word| word.eq_ignore_ascii_case(from))
+            {
+                return Some(RenamedRead {
+                    table: managed.name.clone(),
+                    column: read.column.to_owned(),
+                    renamed: from.clone(),
+                });
             }
         }
     }

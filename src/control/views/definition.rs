@@ -10,8 +10,8 @@ use tokio_postgres::GenericClient;
 
 use crate::control::error::ControlError;
 use crate::control::views::spec::{
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Layout, ManagedTable, Spec, SpecOptions, Version,
-    VersionTable,
+    ColumnSource, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ATTEMPTS, Layout, ManagedTable, Spec,
+    SpecOptions, Version, VersionTable,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +61,37 @@ impl VersionDefinition {
     pub fn table_named(&self, name: &str) -> Option<&VersionTable> {
         self.version.tables.iter().find(|table| table.name == name)
     }
+
+    /// Each column the version computes by an expression.
+    pub fn expression_columns(&self) -> impl Iterator<Item = ExpressionColumn<'_>> {
+        self.version.tables.iter().flat_map(move |version_table| {
+            let base = self.managed(&version_table.base);
+            version_table
+                .columns
+                .iter()
+                .filter_map(move |column| match (&column.source, base) {
+                    (ColumnSource::Expression { expression, .. }, Some(base)) => {
+                        Some(ExpressionColumn {
+                            base,
+                            table: &version_table.name,
+                            column: &column.name,
+                            expression,
+                        })
+                    }
+                    _ => None,
+                })
+        })
+    }
+}
+
+/// A column a version computes by an expression over its base table.
+pub struct ExpressionColumn<'d> {
+    /// The base table the expression reads.
+    pub base: &'d ManagedTable,
+    /// The version's name for the table.
+    pub table: &'d str,
+    pub column: &'d str,
+    pub expression: &'d str,
 }
 
 /// Records `definition` for its version (the version row must exist).

@@ -9,7 +9,6 @@ use super::sql::mentions;
 use super::{Dropped, Rename, Steps};
 use crate::control::migrate::error::MigrateError;
 use crate::control::views::definition::VersionDefinition;
-use crate::control::views::spec::ColumnSource;
 
 /// A base column the contract takes away from under its current name, and how.
 struct Contracted<'p> {
@@ -28,32 +27,30 @@ pub(super) fn refuse_reads_of_contracted(
     steps: &Steps,
 ) -> Result<(), MigrateError> {
     let contracted = contracted(steps);
-    for version_table in &definition.version.tables {
-        let Some(managed) = definition.managed(&version_table.base) else {
-            continue;
-        };
-        for column in &version_table.columns {
-            let ColumnSource::Expression { expression, .. } = &column.source else {
-                continue;
-            };
-            let read = contracted.iter().find(|contracted| {
-                contracted.schema == managed.schema
-                    && contracted.table == managed.name
-                    && mentions(expression, contracted.column)
+    for reader in definition.expression_columns() {
+        let read = contracted.iter().find(|contracted| {
+            contracted.schema == reader.base.schema
+                && contracted.table == reader.base.name
+                && mentions(reader.expression, contracted.column)
+        });
+        if let Some(read) = read {
+            return Err(MigrateError::Refused {
+                version: version.to_owned(),
+                operation: format!(
+                    "column {} of table {} (an expression)",
+                    reader.column, reader.table
+                ),
+                problem: format!(
+                    "its expression `{}` reads base column {}.{}.{}, which the contract {}: the migration could start but never complete (Postgres keeps a column a view reads, and the expression's text would name a column that is gone). Drop {} from version {version} in this migration too (drop_column), or leave {} as it is",
+                    reader.expression,
+                    read.schema,
+                    read.table,
+                    read.column,
+                    read.fate,
+                    reader.column,
+                    read.column
+                ),
             });
-            if let Some(read) = read {
-                return Err(MigrateError::Refused {
-                    version: version.to_owned(),
-                    operation: format!(
-                        "column {} of table {} (an expression)",
-                        column.name, version_table.name
-                    ),
-                    problem: format!(
-                        "its expression `{expression}` reads base column {}.{}.{}, which the contract {}: the migration could start but never complete (Postgres keeps a column a view reads, and the expression's text would name a column that is gone). Drop {} from version {version} in this migration too (drop_column), or leave {} as it is",
-                        read.schema, read.table, read.column, read.fate, column.name, read.column
-                    ),
-                });
-            }
         }
     }
     Ok(())
