@@ -1003,6 +1003,15 @@ column = "legacy_note"
     );
 }
 
+/// Starts the migration to v2 in `text`, makes v2 the default and completes it.
+async fn start_then_complete(database: &support::Database, text: &str) {
+    start_text(database, "0002.toml", text)
+        .await
+        .expect("v2 starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(database).await.expect("completes");
+}
+
 /// Found by the fifty-first red-team pass: one migration dropped (or renamed away) a column
 /// and gave its name to another column through `alter_column … rename_to`; the versions that
 /// remained named the first column by text and, after the contract, read and wrote the other.
@@ -1065,11 +1074,7 @@ column = "title"
 type = "varchar(100)"
 "#,
     );
-    start_text(&database, "0002.toml", &operations)
-        .await
-        .expect("v2 starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    start_then_complete(&database, &operations).await;
     assert_eq!(
         base_columns(&database),
         "id:bigint!,size:integer!,legacy_note:text,title:character varying(100)!"
@@ -1198,11 +1203,7 @@ column = "amount"
 default = "5"
 "#,
     );
-    start_text(&database, "0002.toml", &operations)
-        .await
-        .expect("v2 starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    start_then_complete(&database, &operations).await;
     assert_eq!(
         base_columns(&database),
         "id:bigint!,name:text!,amount:integer!"
