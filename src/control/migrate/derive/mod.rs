@@ -489,27 +489,6 @@ impl Deriver<'_> {
             })
     }
 
-    /// What physical column `column` is called once the contract has run the renames this
-    /// migration's earlier operations planned (they run in order).
-    fn renamed_at_complete(&self, managed: &ManagedTable, column: &str) -> String {
-        let mut name = column.to_owned();
-        rename_physical(
-            &mut name,
-            &managed.schema,
-            &managed.name,
-            &self.plan_steps.renames,
-        );
-        name
-    }
-
-    /// Table `managed`, quoted, as the contract's steps planned so far leave it named: an
-    /// earlier `rename_table` of this migration renames it before the steps that follow run.
-    fn table_at_complete(&self, managed: &ManagedTable) -> String {
-        let mut name = managed.name.clone();
-        rename_table_name(&mut name, &managed.schema, &self.plan_steps.renames);
-        quote_qualified(&managed.schema, &name)
-    }
-
     fn note_added(&mut self, managed: &ManagedTable, column: &str, type_name: &str) {
         self.added_columns
             .entry((managed.schema.clone(), managed.name.clone()))
