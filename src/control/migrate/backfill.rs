@@ -171,9 +171,9 @@ SELECT (SELECT count(*) FROM _vg_updated),
 /// `expression` (written over the previous version's column names) as the batch's SET list
 /// computes it over the target row, which holds those columns under their physical names.
 /// Where the expression reads a column whose names differ, it runs over a row that gives the
-/// target's columns the previous version's names, so each of its words means what it means
-/// in the sync triggers (whose variables carry those names): in a subquery, the subquery's
-/// own columns first. Moving its words to the physical names instead read the row's column
+/// columns it reads the previous version's names, so each of its words means what it means in
+/// the sync triggers (whose variables carry those names): in a subquery, the subquery's own
+/// columns first. Moving its words to the physical names instead read the row's column
 /// `_vg_v2_name` where a subquery named its own table's `name`.
 fn over_previous_names(expression: &str, columns: &ColumnMap) -> String {
     let renamed_read = columns
@@ -184,6 +184,7 @@ fn over_previous_names(expression: &str, columns: &ColumnMap) -> String {
     }
     let row = columns
         .iter()
+        .filter(|(logical, _)| mentions(expression, logical))
         .map(|(logical, physical)| {
             format!(
                 "{TARGET}.{} AS {}",
@@ -456,5 +457,25 @@ async fn one_batch(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::over_previous_names;
+
+    #[test]
+    fn up_runs_over_the_previous_names_only_where_they_differ() {
+        let columns = vec![
+            ("id".to_owned(), "id".to_owned()),
+            ("name".to_owned(), "_vg_v2_name".to_owned()),
+            ("size".to_owned(), "size".to_owned()),
+        ];
+        assert_eq!(over_previous_names("size * 2", &columns), "size * 2");
+        assert_eq!(
+            over_previous_names("(SELECT name FROM c WHERE c.key = size)", &columns),
+            "SELECT ((SELECT name FROM c WHERE c.key = size)) FROM (SELECT _vg_target.\"_vg_v2_name\" AS \"name\", _vg_target.\"size\" AS \"size\") AS _vg_row",
+            "only the columns it names"
+        );
     }
 }
