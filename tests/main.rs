@@ -49,6 +49,7 @@ mod migrations_operations;
 mod migrations_preconditions;
 mod migrations_proxy;
 mod migrations_rebuild;
+mod migrations_references;
 mod migrations_sync_fidelity;
 mod negotiation;
 mod pause;

@@ -4,7 +4,9 @@
 use super::sql::{check_over_physical, fit_identifier, over_physical};
 use super::{Deriver, Step};
 use crate::control::migrate::error::MigrateError;
-use crate::control::migrate::operation::{AddConstraint, ConstraintKind, CreateIndex, ForeignKey};
+use crate::control::migrate::operation::{
+    AddConstraint, ConstraintKind, CreateIndex, ForeignKey, MultiColumnReference, ReferentialAction,
+};
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::spec::{ColumnSource, MAX_IDENTIFIER_BYTES, ManagedTable};
 
@@ -66,21 +68,14 @@ impl Deriver<'_> {
         }
         if let Some(references) = references {
             let name = self.constraint_name(&managed.name, logical, "fkey")?;
-            let target = quote_qualified(
-                references.schema.as_deref().unwrap_or(&managed.schema),
-                &references.table,
-            );
-            let on_delete = references
-                .on_delete
-                .map(|action| format!(" ON DELETE {}", action.sql()))
-                .unwrap_or_default();
+            let target =
+                self.references_clause(&Referenced::column(references), &managed.schema)?;
             self.plan_steps.expand.push(Step::new(
                 format!("foreign key on {logical}, validated after the backfill"),
                 format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {target} ({}){on_delete} NOT VALID",
+                    "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({}) {target} NOT VALID",
                     quote_ident(&name),
                     quote_ident(physical),
-                    quote_ident(&references.column)
                 ),
             ));
             self.plan_steps.validate.push(validate_step(&table, &name));
@@ -110,6 +105,67 @@ impl Deriver<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// `REFERENCES …` for a foreign key to `target`, whose names are the new version's. A
+    /// table of the version is named by its base table and physical columns as they are now:
+    /// a rename in this migration, or in one still pending, happens at complete, and the key
+    /// follows the table and column it was made on, not their names (naming them as the version
+    /// does failed the expand with 42P01 or 42703). A managed table under a name the version no
+    /// longer gives it is refused: a key on its columns as written could hold the one a pending
+    /// contract drops. Any other table is named as written, in its schema or else
+    /// `default_schema`.
+    pub(super) fn references_clause(
+        &self,
+        target: &Referenced<'_>,
+        default_schema: &str,
+    ) -> Result<String, MigrateError> {
+        let version_table = self.definition.version.tables.iter().position(|table| {
+            table.name == target.table
+                && target.schema.is_none_or(|schema| {
+                    self.definition
+                        .managed(&table.base)
+                        .is_some_and(|managed| managed.schema == schema)
+                })
+        });
+        let (table, columns) = match version_table {
+            Some(index) => {
+                let (_, managed, _) = self.table(target.table)?;
+                (
+                    quote_qualified(&managed.schema, &managed.name),
+                    self.physical_columns(index, target.table, target.columns)?,
+                )
+            }
+            None => {
+                let schema = target.schema.unwrap_or(default_schema);
+                if let Some(table) = self.definition.version.tables.iter().find(|table| {
+                    table.base == target.table
+                        && self
+                            .definition
+                            .managed(&table.base)
+                            .is_some_and(|managed| managed.schema == schema)
+                }) {
+                    return Err(self.refuse(format!(
+                        "a foreign key references {schema}.{}, which the new version calls {}; name it so",
+                        target.table, table.name
+                    )));
+                }
+                (
+                    quote_qualified(schema, target.table),
+                    target.columns.to_vec(),
+                )
+            }
+        };
+        let columns = columns
+            .iter()
+            .map(|column| quote_ident(column))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let on_delete = target
+            .on_delete
+            .map(|action| format!(" ON DELETE {}", action.sql()))
+            .unwrap_or_default();
+        Ok(format!("REFERENCES {table} ({columns}){on_delete}"))
     }
 
     pub(super) fn constraint_name(
@@ -170,24 +226,12 @@ impl Deriver<'_> {
                     .references
                     .as_ref()
                     .ok_or_else(|| self.refuse("a foreign key needs `references`"))?;
-                let target = quote_qualified(
-                    references.schema.as_deref().unwrap_or(&managed.schema),
-                    &references.table,
-                );
-                let target_columns = references
-                    .columns
-                    .iter()
-                    .map(|column| quote_ident(column))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let on_delete = references
-                    .on_delete
-                    .map(|action| format!(" ON DELETE {}", action.sql()))
-                    .unwrap_or_default();
+                let target =
+                    self.references_clause(&Referenced::columns(references), &managed.schema)?;
                 self.plan_steps.expand.push(Step::new(
                     format!("foreign key {} for new rows, validated after the backfill", op.name),
                     format!(
-                        "ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({column_list}) REFERENCES {target} ({target_columns}){on_delete} NOT VALID"
+                        "ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({column_list}) {target} NOT VALID"
                     ),
                 ));
                 self.plan_steps
@@ -272,6 +316,34 @@ fn validate_step(table: &str, constraint: &str) -> Step {
 /// check is viewgate's own and gone at complete.
 fn stand_in_name(table: &str, column: &str, version: &str) -> String {
     fit_identifier(format!("{table}_{column}_not_null_{version}"))
+}
+
+/// What a foreign key references, from either form the file writes it in.
+pub(super) struct Referenced<'a> {
+    schema: Option<&'a str>,
+    table: &'a str,
+    columns: &'a [String],
+    on_delete: Option<ReferentialAction>,
+}
+
+impl<'a> Referenced<'a> {
+    pub(super) fn column(references: &'a ForeignKey) -> Self {
+        Referenced {
+            schema: references.schema.as_deref(),
+            table: &references.table,
+            columns: std::slice::from_ref(&references.column),
+            on_delete: references.on_delete,
+        }
+    }
+
+    pub(super) fn columns(references: &'a MultiColumnReference) -> Self {
+        Referenced {
+            schema: references.schema.as_deref(),
+            table: &references.table,
+            columns: &references.columns,
+            on_delete: references.on_delete,
+        }
+    }
 }
 
 #[cfg(test)]

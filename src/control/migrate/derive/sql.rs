@@ -10,7 +10,7 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Word};
 use super::{Assign, ColumnMap};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::ColumnDefinition;
-use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::quote::quote_ident;
 use crate::control::views::spec::MAX_IDENTIFIER_BYTES;
 
 /// Bytes of the hash that ends a name of viewgate's own cut to fit an identifier.
@@ -228,7 +228,9 @@ pub(super) fn check_over_physical(check: &str, logical: &str, physical: &str) ->
     over_physical(check, &[(logical.to_owned(), physical.to_owned())])
 }
 
-pub(super) fn column_sql(column: &ColumnDefinition) -> String {
+/// A column of `CREATE TABLE`; `references` is its `REFERENCES …` clause, named as the
+/// server knows the table (`Deriver::references_clause`).
+pub(super) fn column_sql(column: &ColumnDefinition, references: Option<&str>) -> String {
     let mut sql = format!("{} {}", quote_ident(&column.name), column.sql_type);
     if !column.nullable && !column.primary_key {
         sql.push_str(" NOT NULL");
@@ -242,18 +244,9 @@ pub(super) fn column_sql(column: &ColumnDefinition) -> String {
     if let Some(check) = &column.check {
         sql.push_str(&format!(" CHECK ({check})"));
     }
-    if let Some(references) = &column.references {
-        let target = match &references.schema {
-            Some(schema) => quote_qualified(schema, &references.table),
-            None => quote_ident(&references.table),
-        };
-        sql.push_str(&format!(
-            " REFERENCES {target} ({})",
-            quote_ident(&references.column)
-        ));
-        if let Some(action) = references.on_delete {
-            sql.push_str(&format!(" ON DELETE {}", action.sql()));
-        }
+    if let Some(references) = references {
+        sql.push(' ');
+        sql.push_str(references);
     }
     sql
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::constraints::Referenced;
 use super::sql::column_sql;
 use super::{Deriver, Rename, Step};
 use crate::control::migrate::error::MigrateError;
@@ -35,7 +36,20 @@ impl Deriver<'_> {
             )));
         }
         let table = quote_qualified(&schema, &op.table);
-        let mut definitions: Vec<String> = op.columns.iter().map(column_sql).collect();
+        let mut definitions = op
+            .columns
+            .iter()
+            .map(|column| {
+                let references = column
+                    .references
+                    .as_ref()
+                    .map(|references| {
+                        self.references_clause(&Referenced::column(references), &schema)
+                    })
+                    .transpose()?;
+                Ok(column_sql(column, references.as_deref()))
+            })
+            .collect::<Result<Vec<_>, MigrateError>>()?;
         let key: Vec<String> = op
             .columns
             .iter()
