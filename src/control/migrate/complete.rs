@@ -179,20 +179,24 @@ fn later_naming_renamed(
 ) -> Option<(String, String)> {
     later.iter().find_map(|later| {
         let plan = &later.plan;
-        let texts: Vec<String> = [
-            &plan.validate,
-            &plan.concurrent,
-            &plan.referencing,
-            &plan.complete,
-            &plan.complete_concurrent,
-            &plan.rollback,
-            &plan.rollback_concurrent,
-            &plan.rollback_referencing,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|step| step.sql.clone())
-        .collect();
+        // A live migration's validate, index and key steps have run: only what is left to run
+        // can fail on the old name.
+        let still_to_run = match later.phase {
+            Phase::Backfilling => vec![&plan.validate, &plan.concurrent, &plan.referencing],
+            _ => Vec::new(),
+        };
+        let texts: Vec<String> = still_to_run
+            .into_iter()
+            .chain([
+                &plan.complete,
+                &plan.complete_concurrent,
+                &plan.rollback,
+                &plan.rollback_concurrent,
+                &plan.rollback_referencing,
+            ])
+            .flatten()
+            .map(|step| step.sql.clone())
+            .collect();
         record.plan.renames.iter().find_map(|rename| {
             let (name, described) = match rename {
                 Rename::Column {

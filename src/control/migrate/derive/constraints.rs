@@ -2,13 +2,13 @@
 //! after the backfill, uniqueness and indexes built `CONCURRENTLY`.
 
 use super::sql::{check_over_physical, fit_identifier, over_physical};
-use super::{Deriver, Step};
+use super::{Deriver, Step, column_map};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{
     AddConstraint, ConstraintKind, CreateIndex, ForeignKey, MultiColumnReference, ReferentialAction,
 };
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::control::views::spec::{ColumnSource, MAX_IDENTIFIER_BYTES, ManagedTable};
+use crate::control::views::spec::{MAX_IDENTIFIER_BYTES, ManagedTable};
 
 impl Deriver<'_> {
     /// Constraints of a new physical column: NOT NULL and CHECK and FOREIGN KEY as NOT VALID
@@ -195,16 +195,7 @@ impl Deriver<'_> {
             .join(", ");
         match op.kind {
             ConstraintKind::Check => {
-                let names: Vec<(String, String)> = self.definition.version.tables[index]
-                    .columns
-                    .iter()
-                    .filter_map(|column| match &column.source {
-                        ColumnSource::Physical { base_column } => {
-                            Some((column.name.clone(), base_column.clone()))
-                        }
-                        ColumnSource::Expression { .. } => None,
-                    })
-                    .collect();
+                let names = column_map(&self.definition, &managed.schema, &managed.name);
                 let check = over_physical(op.check.as_deref().unwrap_or_default(), &names);
                 self.plan_steps.expand.push(Step::new(
                     format!(
@@ -275,10 +266,11 @@ impl Deriver<'_> {
             .collect();
         let unique = if op.unique { "UNIQUE " } else { "" };
         let method = op.method.as_deref().unwrap_or("btree");
+        let names = column_map(&self.definition, &managed.schema, &managed.name);
         let predicate = op
             .predicate
             .as_ref()
-            .map(|predicate| format!(" WHERE ({predicate})"))
+            .map(|predicate| format!(" WHERE ({})", over_physical(predicate, &names)))
             .unwrap_or_default();
         let qualified = quote_qualified(&managed.schema, &op.name);
         self.plan_steps.concurrent.push(Step::new(

@@ -1,6 +1,8 @@
-//! Foreign keys a migration adds name the referenced table and columns as the new version's
-//! clients do, while the physical schema keeps the old names until complete: the key is made
-//! on the table and columns as the server has them now, and follows them through the renames.
+//! A migration's operations name tables and columns as the new version's clients do, after the
+//! operations before them, while the physical schema keeps the old names until complete (and a
+//! retyped column is the version's own `_vg_<version>_<name>`): what the expand makes — a
+//! foreign key's target, an index's predicate — is made on what the server has now, and
+//! follows it through the renames.
 
 use crate::migration_support;
 use crate::support;
@@ -223,5 +225,84 @@ column = { name = "kind", type = "integer", references = { table = "categories",
     assert_eq!(
         database.admin("SELECT count(*) FROM viewgate.migrations"),
         "0"
+    );
+}
+
+/// An index's predicate names columns as the new version does: here a column renamed in the
+/// same migration (the expand named `weight`, which is still `size`, and failed with 42703)
+/// beside a string that merely spells the name, and then, in a chain, v2's retyped column.
+/// v2's complete renames the table v3's index was built on: v3, live, has nothing left to run
+/// that names it (its index built), so v2 completes under it (it was refused).
+#[tokio::test]
+async fn an_indexs_predicate_names_columns_as_the_new_version_does() {
+    let database = with_categories().await;
+    let v2 = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "rename_table"
+from = "models"
+to = "things"
+[[operations]]
+op = "rename_column"
+table = "things"
+from = "size"
+to = "weight"
+[[operations]]
+op = "alter_column"
+table = "things"
+column = "name"
+type = "varchar(200)"
+[[operations]]
+op = "create_index"
+name = "things_heavy"
+table = "things"
+columns = ["name"]
+where = "weight > 10 AND name <> 'weight'"
+"#;
+    start_text(&database, "0002.toml", v2)
+        .await
+        .expect("v2 starts");
+    let v3 = r#"
+version = "v3"
+from = "v2"
+[[operations]]
+op = "create_index"
+name = "things_named"
+table = "things"
+columns = ["weight"]
+where = "name IS NOT NULL"
+"#;
+    start_text(&database, "0003.toml", v3)
+        .await
+        .expect("v3 starts");
+    let index = |name: &str| {
+        database.admin(&format!(
+            "SELECT pg_get_indexdef('public.{name}'::regclass)"
+        ))
+    };
+    assert_eq!(
+        index("things_heavy"),
+        "CREATE INDEX things_heavy ON public.models USING btree (_vg_v2_name) WHERE ((size > 10) AND ((_vg_v2_name)::text <> 'weight'::text))"
+    );
+    assert_eq!(
+        index("things_named"),
+        "CREATE INDEX things_named ON public.models USING btree (size) WHERE (_vg_v2_name IS NOT NULL)"
+    );
+    for version in ["v2", "v3"] {
+        database.admin(&format!(
+            "UPDATE viewgate.settings SET default_version = '{version}'"
+        ));
+        complete_now(&database)
+            .await
+            .unwrap_or_else(|error| panic!("{version} completes: {error}"));
+    }
+    assert_eq!(
+        index("things_heavy"),
+        "CREATE INDEX things_heavy ON public.things USING btree (name) WHERE ((weight > 10) AND ((name)::text <> 'weight'::text))"
+    );
+    assert_eq!(
+        index("things_named"),
+        "CREATE INDEX things_named ON public.things USING btree (weight) WHERE (name IS NOT NULL)"
     );
 }
