@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
+use super::dependents;
 use super::derive::{ColumnMap, MigrationPlan, Rename, rename_physical, rename_table_name};
 use super::error::MigrateError;
 use super::rebuild;
@@ -117,6 +118,7 @@ async fn complete_once(
     catalog::set_local_lock_timeout(&transaction, record.migration.settings.lock_timeout).await?;
     catalog::try_apply_lock(&transaction).await?;
     rebuild::check_before_contract(&transaction, &record.plan).await?;
+    dependents::refuse_dependents(&transaction, &record.plan).await?;
     let meanings = remaining::Meanings::before(&transaction, &record.plan).await?;
     for table_sync in &record.plan.syncs {
         let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);

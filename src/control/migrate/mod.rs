@@ -16,6 +16,7 @@
 
 pub mod backfill;
 pub mod complete;
+pub mod dependents;
 pub mod derive;
 pub mod error;
 pub mod file;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
 use super::backfill::{self, checkpoint_key};
+use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
@@ -261,6 +262,7 @@ pub async fn plan_against(
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     rebuild::rebuild_replaced(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan).await?;
+    dependents::refuse_dependents(client, &plan).await?;
     Ok((from, plan))
 }
 

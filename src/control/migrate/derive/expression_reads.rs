@@ -70,7 +70,7 @@ fn contracted(steps: &Steps) -> Vec<Contracted<'_>> {
             column,
             fate: "drops".to_owned(),
         }),
-        Dropped::Index { .. } | Dropped::Constraint { .. } => None,
+        Dropped::Table { .. } | Dropped::Index { .. } | Dropped::Constraint { .. } => None,
     });
     let replaced = steps.replaced.iter().map(|replaced| Contracted {
         schema: &replaced.schema,

@@ -167,6 +167,11 @@ pub enum Dropped {
         table: String,
         column: String,
     },
+    /// A base table `drop_table` drops.
+    Table {
+        schema: String,
+        table: String,
+    },
     Index {
         schema: String,
         name: String,

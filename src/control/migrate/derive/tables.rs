@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::constraints::Referenced;
 use super::sql::column_sql;
-use super::{Deriver, Rename, Step};
+use super::{Deriver, Dropped, Rename, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{CreateTable, RawSql};
 use crate::control::quote::{quote_ident, quote_qualified};
@@ -110,6 +110,10 @@ impl Deriver<'_> {
             self.definition
                 .tables
                 .retain(|table| table.name != managed.name);
+            self.plan_steps.dropped.push(Dropped::Table {
+                schema: managed.schema.clone(),
+                table: managed.name.clone(),
+            });
             self.plan_steps.complete.push(Step::new(
                 format!(
                     "drop table {}.{} (only older versions used it)",

@@ -1,0 +1,172 @@
+//! The application's objects that read what the contract drops, refused before any change.
+//!
+//! `migrate complete` drops the old version's columns and tables without `CASCADE`: it must
+//! never take the application's objects along. So a view, materialized view, rule, policy,
+//! trigger (by its `WHEN` or `UPDATE OF`), generated column or SQL-standard function body that
+//! reads such a column or table makes the contract fail (2BP01), and a migration that started
+//! could serve both versions but never complete. Each holds a normal dependency in
+//! `pg_depend`, which is what Postgres refuses the drop by. Not counted: the versions' own
+//! views (the contract drops the retired version's first), viewgate's triggers, and for a
+//! replaced column the foreign keys `rebuild/` makes again on the new one.
+
+use tokio_postgres::GenericClient;
+
+use super::derive::{Dropped, MigrationPlan};
+use super::error::MigrateError;
+use super::sync::FUNCTION_SCHEMA;
+use crate::control::error::ControlError;
+
+/// What the contract drops that others may read: a column (`None`: a whole table).
+struct Contracted<'a> {
+    schema: &'a str,
+    table: &'a str,
+    column: Option<&'a str>,
+    /// A replaced column, whose foreign keys are rebuilt rather than lost.
+    replaced: bool,
+    why: String,
+}
+
+/// Refuses `plan` while an object of the application's reads a column or table its
+/// contract drops: run by `migrate start` (and `migrate plan`) before any change, and again by
+/// `migrate complete`, for what was made in between.
+pub async fn refuse_dependents(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    for contracted in contracted(plan) {
+        let readers = readers(client, &contracted).await?;
+        if readers.is_empty() {
+            continue;
+        }
+        let what = match contracted.column {
+            Some(column) => format!("column {column}"),
+            None => "the table".to_owned(),
+        };
+        return Err(MigrateError::Unsafe {
+            version: plan.version.clone(),
+            table: format!("{}.{}", contracted.schema, contracted.table),
+            objects: format!("{what} is read by {}", readers.join(", ")),
+            problem: format!(
+                "`migrate complete` drops {what} ({}), and never with CASCADE: Postgres would refuse the drop while these read it, and the migration could never complete",
+                contracted.why
+            ),
+            remedy: "drop these or redefine them so they no longer read it (a view can read the new version's view instead), then run the command again".into(),
+        });
+    }
+    Ok(())
+}
+
+fn contracted(plan: &MigrationPlan) -> Vec<Contracted<'_>> {
+    let dropped = plan.dropped.iter().filter_map(|dropped| match dropped {
+        Dropped::Column {
+            schema,
+            table,
+            column,
+        } => Some(Contracted {
+            schema,
+            table,
+            column: Some(column),
+            replaced: false,
+            why: "drop_column".into(),
+        }),
+        Dropped::Table { schema, table } => Some(Contracted {
+            schema,
+            table,
+            column: None,
+            replaced: false,
+            why: "drop_table".into(),
+        }),
+        Dropped::Index { .. } | Dropped::Constraint { .. } => None,
+    });
+    let replaced = plan.replaced.iter().map(|replaced| Contracted {
+        schema: &replaced.schema,
+        table: &replaced.table,
+        column: Some(&replaced.column),
+        replaced: true,
+        why: format!("{} replaces it with a new column", replaced.operation),
+    });
+    dropped.chain(replaced).collect()
+}
+
+/// The objects with a normal dependency on `contracted`, described as Postgres describes them.
+async fn readers(
+    client: &impl GenericClient,
+    contracted: &Contracted<'_>,
+) -> Result<Vec<String>, MigrateError> {
+    let rows = client
+        .query(
+            "WITH target AS (
+                SELECT c.oid AS relid FROM pg_catalog.pg_class c
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2)
+             SELECT DISTINCT coalesce(
+                    (SELECT CASE v.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END
+                            || r.ev_class::regclass::text
+                       FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+                      WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
+                        AND r.rulename = '_RETURN'),
+                    (SELECT 'generated column ' || pg_catalog.quote_ident(a.attname) || ' of '
+                            || ad.adrelid::regclass::text
+                       FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a
+                         ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+                      WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND ad.oid = d.objid
+                        AND a.attgenerated <> ''),
+                    pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid))
+               FROM pg_catalog.pg_depend d JOIN target ON d.refobjid = target.relid
+              WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n'
+                AND ($3::text IS NULL OR d.refobjsubid = (
+                     SELECT a.attnum FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = target.relid AND a.attname = $3 AND NOT a.attisdropped))
+                AND NOT (d.classid = 'pg_catalog.pg_rewrite'::regclass AND EXISTS (
+                     SELECT 1 FROM pg_catalog.pg_rewrite r
+                       JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+                       JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+                       JOIN viewgate.version_objects o
+                         ON o.view_schema = vn.nspname AND o.view_name = v.relname
+                      WHERE r.oid = d.objid))
+                AND NOT (d.classid = 'pg_catalog.pg_trigger'::regclass AND EXISTS (
+                     SELECT 1 FROM pg_catalog.pg_trigger t
+                       JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                       JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+                      WHERE t.oid = d.objid AND pn.nspname = $4))
+                AND NOT ($5 AND d.classid = 'pg_catalog.pg_constraint'::regclass)
+                -- A dropped table takes its own rules, triggers, policies, defaults and
+                -- constraints along.
+                AND NOT ($3::text IS NULL AND (
+                     d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = target.relid
+                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
+                              WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+                                AND r.oid = d.objid AND r.ev_class = target.relid)
+                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                              WHERE d.classid = 'pg_catalog.pg_trigger'::regclass
+                                AND t.oid = d.objid AND t.tgrelid = target.relid)
+                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                              WHERE d.classid = 'pg_catalog.pg_policy'::regclass
+                                AND p.oid = d.objid AND p.polrelid = target.relid)
+                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef a
+                              WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass
+                                AND a.oid = d.objid AND a.adrelid = target.relid)
+                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                              WHERE d.classid = 'pg_catalog.pg_constraint'::regclass
+                                AND k.oid = d.objid AND k.conrelid = target.relid)))
+              ORDER BY 1",
+            &[
+                &contracted.schema,
+                &contracted.table,
+                &contracted.column,
+                &FUNCTION_SCHEMA,
+                &contracted.replaced,
+            ],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!(
+                    "reading what depends on {}.{}",
+                    contracted.schema, contracted.table
+                ),
+                &error,
+            )
+        })?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}

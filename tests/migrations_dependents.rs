@@ -1,0 +1,169 @@
+//! The application's objects that read a column or table the contract drops (a view, a
+//! generated column, a trigger's WHEN, a policy, another table's foreign key) refuse the
+//! migration before any change, and refuse its complete when made after the start: the
+//! contract drops without CASCADE, so Postgres would refuse it (2BP01) and the migration,
+//! started, could never complete.
+
+use crate::migration_support;
+use crate::support;
+
+use migration_support::{at, base_columns, complete_now, seeded, start_text};
+use support::{Database, lines};
+use viewgate::control::migrate::MigrateError;
+
+fn migration(operation: &str) -> String {
+    format!("version = \"v2\"\nfrom = \"v1\"\n[[operations]]\n{operation}\n")
+}
+
+/// What a refusal names as reading the column or table, asserting that it is one.
+fn readers(error: &MigrateError) -> String {
+    match error {
+        MigrateError::Unsafe { objects, .. } => objects.clone(),
+        other => panic!("not refused as unsafe: {other}"),
+    }
+}
+
+fn migrations_recorded(database: &Database) -> String {
+    database.admin("SELECT count(*) FROM viewgate.migrations")
+}
+
+#[tokio::test]
+async fn objects_reading_a_column_the_contract_drops_or_replaces_refuse_the_start() {
+    let database = seeded(2).await;
+    database.admin(
+        "CREATE VIEW public.report AS SELECT id, legacy_note FROM models;
+         ALTER TABLE models ADD COLUMN doubled bigint GENERATED ALWAYS AS (size * 2) STORED;
+         CREATE FUNCTION public.keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+         CREATE TRIGGER named_change BEFORE UPDATE OF name ON models FOR EACH ROW
+             EXECUTE FUNCTION public.keep();
+         CREATE POLICY small ON models USING (size < 1000)",
+    );
+    let before = base_columns(&database);
+    let cases = [
+        (
+            r#"op = "drop_column"
+table = "models"
+column = "legacy_note""#,
+            "column legacy_note is read by view report",
+        ),
+        (
+            r#"op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint""#,
+            "column size is read by generated column doubled of models, policy small on table models",
+        ),
+        (
+            r#"op = "split_column"
+table = "models"
+column = "name"
+down = "first || ' ' || last"
+into = [
+    { column = { name = "first", type = "text" }, up = "split_part(name, ' ', 1)" },
+    { column = { name = "last", type = "text" }, up = "split_part(name, ' ', 2)" },
+]"#,
+            "column name is read by trigger named_change on table models",
+        ),
+    ];
+    for (operation, named) in cases {
+        let error = start_text(&database, "0002.toml", &migration(operation))
+            .await
+            .expect_err(operation);
+        assert_eq!(readers(&error), named, "{operation}");
+        assert_eq!(migrations_recorded(&database), "0", "{operation}");
+        assert_eq!(base_columns(&database), before, "{operation}");
+    }
+    // Once nothing reads the column, the same migration runs to its end.
+    database.admin("DROP VIEW public.report");
+    start_text(&database, "0002.toml", &migration(cases[0].0))
+        .await
+        .expect("starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert!(!base_columns(&database).contains("legacy_note"));
+}
+
+#[tokio::test]
+async fn a_table_the_contract_drops_is_refused_while_another_object_reads_it() {
+    let database = seeded(2).await;
+    database.admin(
+        "CREATE TABLE public.old_log (id bigserial PRIMARY KEY, line text);
+         CREATE FUNCTION public.keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+         CREATE TRIGGER own BEFORE UPDATE OF line ON old_log FOR EACH ROW EXECUTE FUNCTION public.keep();
+         CREATE VIEW public.recent_lines AS SELECT line FROM old_log;
+         CREATE TABLE public.log_marks (id int PRIMARY KEY, log_id bigint REFERENCES old_log (id))",
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "models"
+key = ["id"]
+[[tables]]
+name = "old_log"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "legacy_note"]
+[[versions.tables]]
+base = "old_log"
+columns = ["id", "line"]
+"#,
+        )
+        .await;
+    let drop = migration("op = \"drop_table\"\ntable = \"old_log\"");
+    let error = start_text(&database, "0002.toml", &drop)
+        .await
+        .expect_err("refused");
+    // The table's own trigger goes with it; the view and the other table's key would not.
+    assert_eq!(
+        readers(&error),
+        "the table is read by constraint log_marks_log_id_fkey on table log_marks, view recent_lines"
+    );
+    assert_eq!(migrations_recorded(&database), "0");
+    database.admin("DROP VIEW public.recent_lines; DROP TABLE public.log_marks");
+    start_text(&database, "0002.toml", &drop)
+        .await
+        .expect("starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_class WHERE relname = 'old_log'"),
+        "0"
+    );
+}
+
+/// A view made while the migration is live refuses its complete the same way, which changes
+/// nothing; dropped, the complete runs.
+#[tokio::test]
+async fn a_view_made_after_the_start_refuses_the_complete_until_it_goes() {
+    let database = seeded(2).await;
+    start_text(
+        &database,
+        "0002.toml",
+        &migration("op = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\""),
+    )
+    .await
+    .expect("starts");
+    database.admin("CREATE VIEW public.report AS SELECT id, legacy_note FROM models");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let error = complete_now(&database).await.expect_err("refused");
+    assert_eq!(readers(&error), "column legacy_note is read by view report");
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "live"
+    );
+    let v1 = at(&database, "v1").await;
+    assert_eq!(
+        lines(&v1, "SELECT count(*) FROM models_v1").await,
+        ["2"],
+        "v1 still served"
+    );
+    drop(v1);
+    database.admin("DROP VIEW public.report");
+    complete_now(&database).await.expect("completes");
+    assert!(!base_columns(&database).contains("legacy_note"));
+}
