@@ -51,6 +51,7 @@ mod migrations_operations;
 mod migrations_preconditions;
 mod migrations_proxy;
 mod migrations_rebuild;
+mod migrations_refusals;
 mod migrations_sync_fidelity;
 mod negotiation;
 mod pause;

@@ -167,3 +167,36 @@ async fn a_view_made_after_the_start_refuses_the_complete_until_it_goes() {
     complete_now(&database).await.expect("completes");
     assert!(!base_columns(&database).contains("legacy_note"));
 }
+
+/// viewgate's own objects do not count: here the old version's trigger-backed view, whose
+/// expression column reads the dropped column (the contract drops the view first).
+#[tokio::test]
+async fn the_old_versions_own_views_do_not_count() {
+    let database = Database::start();
+    database.admin(migration_support::BASE);
+    database.admin("INSERT INTO models (name, legacy_note) VALUES ('first', 'note')");
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "models"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "legacy_note", { name = "shouted_note", expr = "upper(legacy_note)" }]
+"#,
+        )
+        .await;
+    let text = migration(
+        "op = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"shouted_note\"",
+    );
+    start_text(&database, "0002.toml", &text)
+        .await
+        .expect("starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert!(!base_columns(&database).contains("legacy_note"));
+}

@@ -23,7 +23,7 @@ use tokio_postgres::GenericClient;
 
 use std::collections::BTreeSet;
 
-use super::derive::{Assign, ColumnMap, MigrationPlan, Replaced, TableSync};
+use super::derive::{Assign, ColumnMap, MigrationPlan, Replaced, TableSync, mentions};
 use super::error::MigrateError;
 use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
@@ -43,9 +43,21 @@ pub async fn refuse_silent_damage(
         refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
     }
     for sync in &plan.syncs {
-        refuse_names_beyond_the_version(client, &plan.version, sync).await?;
+        let computed = computed_columns(plan, sync);
+        refuse_names_beyond_the_version(client, &plan.version, sync, &computed).await?;
     }
     Ok(())
+}
+
+/// The columns the version computes by a spec expression on `sync`'s table, with their
+/// expressions: names its clients see that `up` and `down` cannot read, which a refusal
+/// explains.
+fn computed_columns<'p>(plan: &'p MigrationPlan, sync: &TableSync) -> Vec<(&'p str, &'p str)> {
+    plan.definition
+        .expression_columns()
+        .filter(|computed| computed.base.schema == sync.schema && computed.base.name == sync.table)
+        .map(|computed| (computed.column, computed.expression))
+        .collect()
 }
 
 /// Refuses an `up` that names what the previous version does not have. The sync trigger
@@ -60,8 +72,9 @@ async fn refuse_names_beyond_the_version(
     client: &impl GenericClient,
     version: &str,
     sync: &TableSync,
+    computed: &[(&str, &str)],
 ) -> Result<(), MigrateError> {
-    refuse_beyond(client, version, sync, Side::Up, Look::Names).await
+    refuse_beyond(client, version, sync, Side::Up, Look::Names, computed).await
 }
 
 /// Refuses a `down` that names what the new version does not have, as
@@ -79,8 +92,9 @@ pub async fn refuse_reads_beyond_the_versions(
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
     for sync in &plan.syncs {
+        let computed = computed_columns(plan, sync);
         for side in [Side::Up, Side::Down] {
-            refuse_beyond(client, &plan.version, sync, side, Look::Columns).await?;
+            refuse_beyond(client, &plan.version, sync, side, Look::Columns, &computed).await?;
         }
     }
     Ok(())
@@ -138,6 +152,7 @@ async fn refuse_beyond(
     sync: &TableSync,
     side: Side,
     look: Look,
+    computed: &[(&str, &str)],
 ) -> Result<(), MigrateError> {
     let (assigns, columns, name, whose) = side.of(sync);
     let from = over_the_sides_columns(sync, columns);
@@ -165,10 +180,23 @@ async fn refuse_beyond(
             let reason = error
                 .as_db_error()
                 .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+            let computed_here: Vec<String> = computed
+                .iter()
+                .filter(|(column, _)| mentions(&assign.expression, column))
+                .map(|(column, expression)| format!("{column} is `{expression}`"))
+                .collect();
+            let advice = if computed_here.is_empty() {
+                format!("`{name}` may name only what that version's clients see")
+            } else {
+                format!(
+                    "the version computes columns by its spec's expressions, which `{name}` cannot read by name ({}): write the expression over the base columns instead",
+                    computed_here.join("; ")
+                )
+            };
             return Err(refused(
                 assign,
                 format!(
-                    "`{}` does not hold over {whose}'s columns ({reason}); `{name}` may name only what that version's clients see",
+                    "`{}` does not hold over {whose}'s columns ({reason}); {advice}",
                     assign.expression
                 ),
             ));

@@ -38,6 +38,8 @@ pub struct BaseTable {
     pub name: String,
     pub columns: Vec<BaseColumn>,
     pub primary_key: Vec<String>,
+    /// A partitioned table (`PARTITION BY`), on which Postgres builds no index concurrently.
+    pub partitioned: bool,
 }
 
 impl BaseTable {
@@ -86,7 +88,8 @@ SELECT a.attname,
          WHERE k.conrelid = c.oid AND k.contype = 'c'
            AND regexp_replace(pg_get_constraintdef(k.oid), ' NOT VALID$', '')
                = format('CHECK ((%s IS NOT NULL))', quote_ident(a.attname))),
-       a.attidentity <> ''
+       a.attidentity <> '',
+       c.relkind = 'p'
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -161,6 +164,7 @@ async fn base_table(
             identity: row.get(5),
         })
         .collect();
+    let partitioned = rows[0].get(6);
     let primary_key = client
         .query(PRIMARY_KEY_SQL, &[&schema, &name])
         .await
@@ -173,6 +177,7 @@ async fn base_table(
         name: name.to_owned(),
         columns,
         primary_key,
+        partitioned,
     }))
 }
 

@@ -232,10 +232,20 @@ impl Deriver<'_> {
                 op.column, self.migration.from
             )));
         };
-        let old = live
-            .column(&base_column)
-            .cloned()
-            .ok_or_else(|| self.refuse(format!("base column {base_column} does not exist")))?;
+        let old = live.column(&base_column).cloned().ok_or_else(|| {
+            let added_here = self
+                .added_columns
+                .get(&(managed.schema.clone(), managed.name.clone()))
+                .is_some_and(|added| added.iter().any(|(column, _)| *column == base_column));
+            self.refuse(if added_here {
+                format!(
+                    "column {} is made by an earlier operation of this migration: give it its final shape there (one alter_column changes type, nullability, default and checks at once)",
+                    op.column
+                )
+            } else {
+                format!("base column {base_column} does not exist")
+            })
+        })?;
         let table = quote_qualified(&managed.schema, &managed.name);
         // The contract's steps name the table and the old column as its earlier steps leave
         // them (the fifty-first red-team pass: a rename, then an alter that dropped the old

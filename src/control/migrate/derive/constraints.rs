@@ -83,14 +83,17 @@ impl Deriver<'_> {
         if unique {
             let index = self.constraint_name(&managed.name, logical, "key")?;
             let quoted_index = quote_qualified(&managed.schema, &index);
-            self.plan_steps.concurrent.push(Step::new(
-                format!("unique index on {logical}, built without blocking writes"),
-                format!(
-                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
-                    quote_ident(&index),
-                    quote_ident(physical)
+            self.build_concurrently(
+                managed,
+                Step::new(
+                    format!("unique index on {logical}, built without blocking writes"),
+                    format!(
+                        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
+                        quote_ident(&index),
+                        quote_ident(physical)
+                    ),
                 ),
-            ));
+            )?;
             self.plan_steps.rollback_concurrent.push(Step::new(
                 format!("drop the unique index on {logical}"),
                 format!("DROP INDEX CONCURRENTLY IF EXISTS {quoted_index}"),
@@ -104,6 +107,28 @@ impl Deriver<'_> {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Adds `build`, an index built `CONCURRENTLY` on `managed`: refused on a partitioned
+    /// table, where Postgres has no concurrent build (the expand ran, the backfill filled
+    /// every row, and the build failed; the migration was rolled back whole).
+    fn build_concurrently(
+        &mut self,
+        managed: &ManagedTable,
+        build: Step,
+    ) -> Result<(), MigrateError> {
+        if self
+            .snapshot
+            .table(&managed.schema, &managed.name)
+            .is_some_and(|live| live.partitioned)
+        {
+            return Err(self.refuse(format!(
+                "{}.{} is partitioned, and Postgres builds no index on a partitioned table CONCURRENTLY: a plain build would block every write to it for the whole build. Build the index on each partition by hand (CREATE INDEX CONCURRENTLY, then ALTER INDEX … ATTACH PARTITION onto one made ON ONLY the table)",
+                managed.schema, managed.name
+            )));
+        }
+        self.plan_steps.concurrent.push(build);
         Ok(())
     }
 
@@ -234,10 +259,15 @@ impl Deriver<'_> {
                 ));
             }
             ConstraintKind::Unique => {
-                self.plan_steps.concurrent.push(Step::new(
-                    format!("unique index {} built without blocking writes", op.name),
-                    format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({column_list})"),
-                ));
+                self.build_concurrently(
+                    &managed,
+                    Step::new(
+                        format!("unique index {} built without blocking writes", op.name),
+                        format!(
+                            "CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({column_list})"
+                        ),
+                    ),
+                )?;
                 self.plan_steps.rollback_concurrent.push(Step::new(
                     format!("drop the unique index {}", op.name),
                     format!(
@@ -273,15 +303,18 @@ impl Deriver<'_> {
             .map(|predicate| format!(" WHERE ({})", over_physical(predicate, &names)))
             .unwrap_or_default();
         let qualified = quote_qualified(&managed.schema, &op.name);
-        self.plan_steps.concurrent.push(Step::new(
-            format!("build index {} without blocking writes", op.name),
-            format!(
-                "CREATE {unique}INDEX CONCURRENTLY {} ON {} USING {method} ({}){predicate}",
-                quote_ident(&op.name),
-                quote_qualified(&managed.schema, &managed.name),
-                physical.join(", ")
+        self.build_concurrently(
+            &managed,
+            Step::new(
+                format!("build index {} without blocking writes", op.name),
+                format!(
+                    "CREATE {unique}INDEX CONCURRENTLY {} ON {} USING {method} ({}){predicate}",
+                    quote_ident(&op.name),
+                    quote_qualified(&managed.schema, &managed.name),
+                    physical.join(", ")
+                ),
             ),
-        ));
+        )?;
         self.plan_steps.rollback_concurrent.push(Step::new(
             format!("drop index {}", op.name),
             format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"),

@@ -444,6 +444,12 @@ impl Deriver<'_> {
             .table(&managed.schema, &managed.name)
             .cloned()
             .ok_or_else(|| {
+                if self.created_here(managed) {
+                    return self.refuse(format!(
+                        "table {} is created by this migration: give it its final columns in its create_table (later operations change only tables that exist before it)",
+                        managed.name
+                    ));
+                }
                 self.refuse(format!(
                     "base table {}.{} does not exist in the database",
                     managed.schema, managed.name

@@ -6,7 +6,7 @@ use super::constraints::Referenced;
 use super::sql::column_sql;
 use super::{Deriver, Dropped, Rename, Step};
 use crate::control::migrate::error::MigrateError;
-use crate::control::migrate::operation::{CreateTable, RawSql};
+use crate::control::migrate::operation::{CreateTable, Operation, RawSql};
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::spec::{
     Column, ColumnSource, DEFAULT_SCHEMA, ManagedTable, VersionTable,
@@ -125,6 +125,15 @@ impl Deriver<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Whether an operation of this migration creates `managed`.
+    pub(super) fn created_here(&self, managed: &ManagedTable) -> bool {
+        self.migration.operations.iter().any(|operation| {
+            matches!(operation, Operation::CreateTable(created)
+                if created.table == managed.name
+                    && created.schema.as_deref().unwrap_or(DEFAULT_SCHEMA) == managed.schema)
+        })
     }
 
     pub(super) fn rename_table(&mut self, from: &str, to: &str) -> Result<(), MigrateError> {

@@ -1,0 +1,146 @@
+//! Migrations a file or the live schema cannot take, refused before any change with a message
+//! that says what to write instead: an index a partitioned table cannot build without
+//! blocking writes, an `up` naming a column the version computes by its spec's expression, and
+//! operations that change what an earlier operation of the same migration makes.
+
+use crate::migration_support;
+use crate::support;
+
+use migration_support::{BASE, base_columns, seeded, start_text};
+use support::Database;
+
+/// Starts the migration to v2 with `operations`, asserts it refused with a message containing
+/// `expected`, and that nothing of it is in the database.
+async fn assert_refused(database: &Database, operations: &str, expected: &str) {
+    let columns = base_columns(database);
+    let text = format!("version = \"v2\"\nfrom = \"v1\"\n{operations}");
+    let error = start_text(database, "0002.toml", &text)
+        .await
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains(expected),
+        "{operations}\nrefused with: {error}"
+    );
+    assert_eq!(base_columns(database), columns, "no column was added");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations"),
+        "0",
+        "no migration row"
+    );
+}
+
+/// Postgres has no concurrent index build on a partitioned table: the migration ran its
+/// expand and its whole backfill, then failed at the build (0A000) and was rolled back.
+#[tokio::test]
+async fn an_index_on_a_partitioned_table_is_refused_before_the_expand() {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE public.models (id bigint, taken date NOT NULL DEFAULT '2026-01-10',
+             name text NOT NULL, size integer NOT NULL DEFAULT 0, legacy_note text,
+             PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
+         CREATE TABLE public.models_january PARTITION OF models
+             FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+         INSERT INTO models (id, name) SELECT n, 'model-' || n FROM generate_series(1, 50) AS n",
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "models"
+key = ["id", "taken"]
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "taken", "name", "size", "legacy_note"]
+"#,
+        )
+        .await;
+    let partitioned = "public.models is partitioned, and Postgres builds no index on a partitioned table CONCURRENTLY";
+    for operations in [
+        "[[operations]]\nop = \"create_index\"\nname = \"models_name_idx\"\ntable = \"models\"\ncolumns = [\"name\"]",
+        "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"code\", type = \"text\", unique = true }",
+        "[[operations]]\nop = \"add_constraint\"\ntable = \"models\"\nname = \"models_name_key\"\ntype = \"unique\"\ncolumns = [\"name\", \"taken\"]",
+    ] {
+        assert_refused(&database, operations, partitioned).await;
+    }
+    // What needs no index runs on it as on any table.
+    start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"label\", type = \"text\", nullable = false }\nup = \"name || '!'\"",
+    )
+    .await
+    .expect("starts");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE label = name || '!'"),
+        "50"
+    );
+}
+
+/// v1 computes `shouted` by its spec's expression; `up` reads only base columns by the
+/// version's names, and the refusal said "may name only what that version's clients see",
+/// which those clients do see.
+#[tokio::test]
+async fn an_up_naming_a_computed_column_is_told_its_expression() {
+    let database = Database::start();
+    database.admin(BASE);
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "models"
+key = ["id"]
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "legacy_note", { name = "shouted", expr = "upper(name)" }]
+"#,
+        )
+        .await;
+    assert_refused(
+        &database,
+        "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"loud\", type = \"text\" }\nup = \"shouted || '!'\"",
+        "which `up` cannot read by name (shouted is `upper(name)`): write the expression over the base columns instead",
+    )
+    .await;
+}
+
+/// An operation on what an earlier one of the same migration makes was refused naming a
+/// base column or table that "does not exist", which the file never named.
+#[tokio::test]
+async fn changing_what_the_same_migration_makes_is_told_to_give_it_its_final_shape() {
+    let database = seeded(3).await;
+    assert_refused(
+        &database,
+        r#"[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+nullable = true
+up = "size"
+down = "coalesce(size, 0)""#,
+        "column size is made by an earlier operation of this migration: give it its final shape there",
+    )
+    .await;
+    assert_refused(
+        &database,
+        r#"[[operations]]
+op = "create_table"
+table = "tags"
+columns = [{ name = "id", type = "bigserial", primary_key = true }, { name = "label", type = "text" }]
+[[operations]]
+op = "alter_column"
+table = "tags"
+column = "label"
+type = "varchar(10)""#,
+        "table tags is created by this migration: give it its final columns in its create_table",
+    )
+    .await;
+}
