@@ -144,3 +144,57 @@ type = "varchar(10)""#,
     )
     .await;
 }
+
+/// `type` went into `ADD COLUMN` as written, and more than a type rewrote or scanned the table
+/// under the ALTER's ACCESS EXCLUSIVE lock: every reader and writer waited for it.
+#[tokio::test]
+async fn a_type_that_is_more_than_a_type_is_refused() {
+    let database = seeded(3).await;
+    for sql_type in [
+        "bigserial",
+        "bigint GENERATED ALWAYS AS (size * 2) STORED",
+        "timestamptz DEFAULT clock_timestamp()",
+        "integer UNIQUE",
+    ] {
+        assert_refused(
+            &database,
+            &format!(
+                "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = {{ name = \"extra\", type = \"{sql_type}\" }}"
+            ),
+            &format!("type {sql_type:?} is not a type name"),
+        )
+        .await;
+    }
+    assert_refused(
+        &database,
+        "[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"size\"\ntype = \"serial\"",
+        "type \"serial\" is not a type name",
+    )
+    .await;
+    // Type names in their every spelling pass, and a table of the migration's own may say more.
+    start_text(
+        &database,
+        "0002.toml",
+        r#"version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "price", type = "numeric(10, 2)[]" }
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "taken", type = "timestamp with time zone" }
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "name"
+type = "character varying(200)"
+[[operations]]
+op = "create_table"
+table = "tags"
+columns = [{ name = "id", type = "bigserial", primary_key = true }]"#,
+    )
+    .await
+    .expect("starts");
+}

@@ -15,6 +15,7 @@
 //! See docs/migrations.md.
 
 pub mod backfill;
+pub mod column_types;
 pub mod complete;
 pub mod dependents;
 pub mod derive;

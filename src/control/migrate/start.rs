@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
 use super::backfill::{self, checkpoint_key};
+use super::column_types;
 use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
 use super::error::MigrateError;
@@ -260,6 +261,7 @@ pub async fn plan_against(
         .map(|table| (table.schema.as_str(), table.name.as_str()));
     let snapshot = introspect::snapshot(client, tables).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
+    column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan).await?;
     dependents::refuse_dependents(client, &plan).await?;
