@@ -198,3 +198,25 @@ columns = [{ name = "id", type = "bigserial", primary_key = true }]"#,
     .await
     .expect("starts");
 }
+
+/// `up` and `down` give their column a value by assignment, as the backfill's UPDATE does: a
+/// text into an integer failed the backfill after the expand (42804), and on an empty table
+/// never failed at all, the trigger's PL/pgSQL reading '4' as 4.
+#[tokio::test]
+async fn an_up_or_down_of_a_type_its_column_does_not_take_is_refused() {
+    for rows in [3, 0] {
+        let database = seeded(rows).await;
+        assert_refused(
+            &database,
+            "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"counted\", type = \"integer\" }\nup = \"size::text\"",
+            "`size::text` gives a value base column counted does not take (column \"counted\" is of type integer but expression is of type text)",
+        )
+        .await;
+        assert_refused(
+            &database,
+            "[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"size\"\ndown = \"name\"",
+            "`name` gives a value base column size does not take",
+        )
+        .await;
+    }
+}
