@@ -84,8 +84,8 @@ async fn refuse_names_beyond_the_version(
 /// over the base table (`(SELECT s.secret FROM public.t s …)`, `ROW(x.*)`) resolves, and
 /// copied a hidden column into the new version (the fifty-third red-team pass). A temporary
 /// view of each probe tells what it reads ([`probe`]): a whole row, or a column of the table
-/// outside the version's, refuses it; so does a value its base column does not take by
-/// assignment. Run inside `migrate start`'s expand transaction, after
+/// outside the version's, refuses it; so does an `up` value its base column does not take
+/// by assignment. Run inside `migrate start`'s expand transaction, after
 /// the expand's own statements (the new columns exist) and before its commit, so a refusal
 /// leaves nothing of the migration behind.
 pub async fn refuse_reads_beyond_the_versions(
@@ -205,26 +205,30 @@ async fn refuse_beyond(
         if look == Look::Names {
             continue;
         }
-        // The value must go into its column as the backfill's UPDATE puts it there (by
+        // An `up` value must go into its column as the backfill's UPDATE puts it there (by
         // assignment): `size::text` into an integer failed the backfill after the expand, and
-        // on an empty table never, while the trigger's PL/pgSQL took '4' as 4. Analysed, not
-        // run: an UPDATE of no rows still fires statement triggers.
-        let assigned = format!(
-            "EXPLAIN UPDATE {table} SET {} = (SELECT ({}) FROM {from} LIMIT 0) WHERE false",
-            quote_ident(&assign.target),
-            assign.expression
-        );
-        if let Err(error) = client.batch_execute(&assigned).await {
-            let reason = error
-                .as_db_error()
-                .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-            return Err(refused(
-                assign,
-                format!(
-                    "`{}` gives a value base column {} does not take ({reason}); cast it to the column's type",
-                    assign.expression, assign.target
-                ),
-            ));
+        // on an empty table never, while the trigger's PL/pgSQL took '4' as 4. (A `down` is
+        // run by the triggers alone, whose PL/pgSQL assigns through text where SQL has no
+        // cast: the default `down` of an enum made text is the text.) Analysed, not run: an
+        // UPDATE of no rows still fires statement triggers.
+        if matches!(side, Side::Up) {
+            let assigned = format!(
+                "EXPLAIN UPDATE {table} SET {} = (SELECT ({}) FROM {from} LIMIT 0) WHERE false",
+                quote_ident(&assign.target),
+                assign.expression
+            );
+            if let Err(error) = client.batch_execute(&assigned).await {
+                let reason = error
+                    .as_db_error()
+                    .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+                return Err(refused(
+                    assign,
+                    format!(
+                        "`{}` gives a value base column {} does not take ({reason}); cast it to the column's type",
+                        assign.expression, assign.target
+                    ),
+                ));
+            }
         }
         probe::create_probe(client, SYNC_PROBE, &assign.expression, &from)
             .await
