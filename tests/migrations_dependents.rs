@@ -200,3 +200,52 @@ columns = ["id", "name", "size", "legacy_note", { name = "shouted_note", expr = 
     complete_now(&database).await.expect("completes");
     assert!(!base_columns(&database).contains("legacy_note"));
 }
+
+/// An index or unique constraint the contract drops while a constraint owns the index or
+/// another table's foreign key references through it: Postgres refuses the drop (2BP01). A
+/// `drop_index` runs after the contract commits, and its failure left the index behind a
+/// completed migration; a `drop_constraint` failed the contract every time.
+#[tokio::test]
+async fn an_index_or_key_the_contract_drops_is_refused_while_something_needs_it() {
+    let database = seeded(2).await;
+    database.admin(
+        "ALTER TABLE models ADD CONSTRAINT models_name_key UNIQUE (name);
+         CREATE UNIQUE INDEX models_size_idx ON models (size);
+         CREATE TABLE public.named (id int PRIMARY KEY,
+             model_name text REFERENCES models (name), model_size int REFERENCES models (size))",
+    );
+    for (operation, named) in [
+        (
+            "op = \"drop_index\"\nname = \"models_pkey\"",
+            "index models_pkey is needed by constraint models_pkey on table models",
+        ),
+        (
+            "op = \"drop_index\"\nname = \"models_size_idx\"",
+            "index models_size_idx is needed by constraint named_model_size_fkey on table named",
+        ),
+        (
+            "op = \"drop_constraint\"\ntable = \"models\"\nname = \"models_name_key\"",
+            "constraint models_name_key is needed by constraint named_model_name_fkey on table named",
+        ),
+    ] {
+        let error = start_text(&database, "0002.toml", &migration(operation))
+            .await
+            .expect_err(operation);
+        assert_eq!(readers(&error), named, "{operation}");
+        assert_eq!(migrations_recorded(&database), "0", "{operation}");
+    }
+    database.admin("DROP TABLE public.named");
+    start_text(
+        &database,
+        "0002.toml",
+        &migration("op = \"drop_index\"\nname = \"models_size_idx\""),
+    )
+    .await
+    .expect("starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_class WHERE relname = 'models_size_idx'"),
+        "0"
+    );
+}

@@ -28,6 +28,7 @@ use crate::control::usage;
 use crate::control::views::apply::drop_sql;
 use crate::control::views::definition::{self, VersionDefinition};
 use crate::control::views::spec::ColumnSource;
+use crate::net::postgres_error::describe_postgres_error;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CompleteOutcome {
@@ -92,11 +93,20 @@ async fn complete_locked(
     })
     .await;
     attempted.result?;
+    // After the contract's commit: a failure here cannot undo it, so it says what is left.
     for step in &record.plan.complete_concurrent {
         client
             .batch_execute(&step.sql)
             .await
-            .map_err(|error| ControlError::database(step.description.clone(), &error))?;
+            .map_err(|error| MigrateError::Failed {
+                version: record.version.clone(),
+                step: step.description.clone(),
+                message: describe_postgres_error(&error),
+                aftermath: format!(
+                    "the migration is complete ({} retired) and only this was not done: run `{}` once nothing needs it",
+                    record.from, step.sql
+                ),
+            })?;
     }
     Ok(CompleteOutcome {
         version: record.version.clone(),

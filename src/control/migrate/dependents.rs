@@ -7,7 +7,10 @@
 //! could serve both versions but never complete. Each holds a normal dependency in
 //! `pg_depend`, which is what Postgres refuses the drop by. Not counted: the versions' own
 //! views (the contract drops the retired version's first), viewgate's triggers, and for a
-//! replaced column the foreign keys `rebuild/` makes again on the new one.
+//! replaced column the foreign keys `rebuild/` makes again on the new one. Likewise an index
+//! or a unique constraint the contract drops while a constraint owns it or another table's
+//! foreign key references through it (a `drop_index` runs after the contract commits, and
+//! its failure left the index behind a completed migration).
 
 use tokio_postgres::GenericClient;
 
@@ -33,6 +36,35 @@ pub async fn refuse_dependents(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
+    for dropped in &plan.dropped {
+        let (schema, table, name, described) = match dropped {
+            Dropped::Index { schema, name } => (schema, None, name, format!("index {name}")),
+            Dropped::Constraint {
+                schema,
+                table,
+                name,
+            } => (schema, Some(table), name, format!("constraint {name}")),
+            Dropped::Column { .. } | Dropped::Table { .. } => continue,
+        };
+        let readers: Vec<String> = index_readers(client, schema, table.map(String::as_str), name)
+            .await?
+            .into_iter()
+            .filter(|reader| !dropped_too(plan, reader))
+            .map(|reader| reader.described)
+            .collect();
+        if readers.is_empty() {
+            continue;
+        }
+        return Err(MigrateError::Unsafe {
+            version: plan.version.clone(),
+            table: schema.clone(),
+            objects: format!("{described} is needed by {}", readers.join(", ")),
+            problem: format!(
+                "`migrate complete` drops {described}, which Postgres refuses while these need it (the index of a drop_index done after the contract commits would be left behind)"
+            ),
+            remedy: "drop an index that backs a constraint with drop_constraint; drop the foreign keys that need it first (or in the same migration), then run the command again".into(),
+        });
+    }
     for contracted in contracted(plan) {
         let readers = readers(client, &contracted).await?;
         if readers.is_empty() {
@@ -169,4 +201,78 @@ async fn readers(
             )
         })?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// An object that keeps an index from being dropped; a foreign key, by name.
+struct IndexReader {
+    described: String,
+    foreign_key: Option<(String, String, String)>,
+}
+
+/// Whether the migration drops `reader` itself (a foreign key it drops with drop_constraint).
+fn dropped_too(plan: &MigrationPlan, reader: &IndexReader) -> bool {
+    reader
+        .foreign_key
+        .as_ref()
+        .is_some_and(|(schema, table, name)| {
+            plan.dropped.iter().any(|dropped| {
+                matches!(dropped, Dropped::Constraint { schema: s, table: t, name: n }
+                if s == schema && t == table && n == name)
+            })
+        })
+}
+
+/// What keeps index `name` of `schema` (`table`: `None`) or the index of constraint `name` of
+/// `schema.table` from being dropped: the constraint the index belongs to, and the foreign
+/// keys that reference through it.
+async fn index_readers(
+    client: &impl GenericClient,
+    schema: &str,
+    table: Option<&str>,
+    name: &str,
+) -> Result<Vec<IndexReader>, MigrateError> {
+    let rows = client
+        .query(
+            "WITH target AS (
+                SELECT i.oid FROM pg_catalog.pg_class i
+                  JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+                 WHERE $2::text IS NULL AND n.nspname = $1 AND i.relname = $3
+                   AND i.relkind IN ('i', 'I')
+                UNION
+                SELECT k.conindid FROM pg_catalog.pg_constraint k
+                  JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+                 WHERE n.nspname = $1 AND t.relname = $2 AND k.conname = $3
+                   AND k.contype IN ('p', 'u'))
+             SELECT pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0),
+                    NULL::text, NULL::text, NULL::text
+               FROM pg_catalog.pg_depend d JOIN target ON d.objid = target.oid
+              WHERE $2::text IS NULL AND d.classid = 'pg_catalog.pg_class'::regclass
+                AND d.refclassid = 'pg_catalog.pg_constraint'::regclass AND d.deptype = 'i'
+             UNION
+             SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0),
+                    kn.nspname::text, kt.relname::text, k.conname::text
+               FROM pg_catalog.pg_depend d JOIN target ON d.refobjid = target.oid
+               LEFT JOIN pg_catalog.pg_constraint k
+                 ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
+               LEFT JOIN pg_catalog.pg_class kt ON kt.oid = k.conrelid
+               LEFT JOIN pg_catalog.pg_namespace kn ON kn.oid = kt.relnamespace
+              WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n'
+             ORDER BY 1",
+            &[&schema, &table, &name],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(format!("reading what needs {schema}.{name}"), &error)
+        })?;
+    Ok(rows
+        .iter()
+        .map(|row| IndexReader {
+            described: row.get(0),
+            foreign_key: match (row.get(1), row.get(2), row.get(3)) {
+                (Some(schema), Some(table), Some(name)) => Some((schema, table, name)),
+                _ => None,
+            },
+        })
+        .collect())
 }
