@@ -27,6 +27,25 @@ fn migrations_recorded(database: &Database) -> String {
     database.admin("SELECT count(*) FROM viewgate.migrations")
 }
 
+/// Starts the migration to v2 with `operation` and asserts that it is refused naming `named`
+/// as what reads (or needs) what its contract drops, with nothing of it recorded.
+async fn assert_refused_naming(database: &Database, operation: &str, named: &str) {
+    let error = start_text(database, "0002.toml", &migration(operation))
+        .await
+        .expect_err(operation);
+    assert_eq!(readers(&error), named, "{operation}");
+    assert_eq!(migrations_recorded(database), "0", "{operation}");
+}
+
+/// Starts the migration to v2 in `text`, makes v2 the default and completes it.
+async fn start_then_complete(database: &Database, text: &str) {
+    start_text(database, "0002.toml", text)
+        .await
+        .expect("starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(database).await.expect("completes");
+}
+
 #[tokio::test]
 async fn objects_reading_a_column_the_contract_drops_or_replaces_refuse_the_start() {
     let database = seeded(2).await;
@@ -66,20 +85,12 @@ into = [
         ),
     ];
     for (operation, named) in cases {
-        let error = start_text(&database, "0002.toml", &migration(operation))
-            .await
-            .expect_err(operation);
-        assert_eq!(readers(&error), named, "{operation}");
-        assert_eq!(migrations_recorded(&database), "0", "{operation}");
+        assert_refused_naming(&database, operation, named).await;
         assert_eq!(base_columns(&database), before, "{operation}");
     }
     // Once nothing reads the column, the same migration runs to its end.
     database.admin("DROP VIEW public.report");
-    start_text(&database, "0002.toml", &migration(cases[0].0))
-        .await
-        .expect("starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    start_then_complete(&database, &migration(cases[0].0)).await;
     assert!(!base_columns(&database).contains("legacy_note"));
 }
 
@@ -114,22 +125,16 @@ columns = ["id", "line"]
 "#,
         )
         .await;
-    let drop = migration("op = \"drop_table\"\ntable = \"old_log\"");
-    let error = start_text(&database, "0002.toml", &drop)
-        .await
-        .expect_err("refused");
+    let drop = "op = \"drop_table\"\ntable = \"old_log\"";
     // The table's own trigger goes with it; the view and the other table's key would not.
-    assert_eq!(
-        readers(&error),
-        "the table is read by constraint log_marks_log_id_fkey on table log_marks, view recent_lines"
-    );
-    assert_eq!(migrations_recorded(&database), "0");
+    assert_refused_naming(
+        &database,
+        drop,
+        "the table is read by constraint log_marks_log_id_fkey on table log_marks, view recent_lines",
+    )
+    .await;
     database.admin("DROP VIEW public.recent_lines; DROP TABLE public.log_marks");
-    start_text(&database, "0002.toml", &drop)
-        .await
-        .expect("starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    start_then_complete(&database, &migration(drop)).await;
     assert_eq!(
         database.admin("SELECT count(*) FROM pg_class WHERE relname = 'old_log'"),
         "0"
@@ -193,11 +198,7 @@ columns = ["id", "name", "size", "legacy_note", { name = "shouted_note", expr = 
     let text = migration(
         "op = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"shouted_note\"",
     );
-    start_text(&database, "0002.toml", &text)
-        .await
-        .expect("starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    start_then_complete(&database, &text).await;
     assert!(!base_columns(&database).contains("legacy_note"));
 }
 
@@ -228,22 +229,14 @@ async fn an_index_or_key_the_contract_drops_is_refused_while_something_needs_it(
             "constraint models_name_key is needed by constraint named_model_name_fkey on table named",
         ),
     ] {
-        let error = start_text(&database, "0002.toml", &migration(operation))
-            .await
-            .expect_err(operation);
-        assert_eq!(readers(&error), named, "{operation}");
-        assert_eq!(migrations_recorded(&database), "0", "{operation}");
+        assert_refused_naming(&database, operation, named).await;
     }
     database.admin("DROP TABLE public.named");
-    start_text(
+    start_then_complete(
         &database,
-        "0002.toml",
         &migration("op = \"drop_index\"\nname = \"models_size_idx\""),
     )
-    .await
-    .expect("starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    .await;
     assert_eq!(
         database.admin("SELECT count(*) FROM pg_class WHERE relname = 'models_size_idx'"),
         "0"
