@@ -48,6 +48,7 @@ mod migrations_hostile_writers;
 mod migrations_names;
 mod migrations_not_null;
 mod migrations_operations;
+mod migrations_partitioned;
 mod migrations_preconditions;
 mod migrations_proxy;
 mod migrations_rebuild;

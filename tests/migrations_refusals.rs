@@ -242,3 +242,59 @@ async fn an_up_of_a_type_its_column_does_not_take_is_refused() {
         "happy"
     );
 }
+
+/// Each index build's undo (`DROP INDEX CONCURRENTLY IF EXISTS`) runs before the build, so
+/// that a killed run can build again: an index of the application's under the name was
+/// dropped and the migration's built in its place (a unique index on `name` became a plain
+/// one on `size`), and a rollback then left neither.
+#[tokio::test]
+async fn an_index_name_already_taken_is_refused_and_its_index_kept() {
+    let database = seeded(3).await;
+    database.admin(
+        "CREATE UNIQUE INDEX models_guard ON models (name);
+         CREATE INDEX models_code_key ON models (size)",
+    );
+    let indexes = || {
+        database.admin(
+            "SELECT string_agg(pg_get_indexdef(indexrelid), ' | ' ORDER BY indexrelid::regclass::text)
+               FROM pg_index WHERE indrelid = 'models'::regclass",
+        )
+    };
+    let before = indexes();
+    let index_on_size = |name: &str| {
+        format!(
+            "[[operations]]\nop = \"create_index\"\nname = \"{name}\"\ntable = \"models\"\ncolumns = [\"size\"]\n"
+        )
+    };
+    for (operations, expected) in [
+        (
+            index_on_size("models_guard"),
+            "index public.models_guard: an existing index of this database has that name",
+        ),
+        (
+            "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"code\", type = \"text\", unique = true }".to_owned(),
+            "index public.models_code_key: an existing index of this database has that name",
+        ),
+        (
+            index_on_size("models"),
+            "index public.models: an existing table of this database has that name",
+        ),
+        (
+            index_on_size("models_size_idx").repeat(2),
+            "index public.models_size_idx: another index this migration builds has that name",
+        ),
+    ] {
+        assert_refused(&database, &operations, expected).await;
+    }
+    assert_eq!(indexes(), before);
+    start_text(
+        &database,
+        "0002.toml",
+        &format!(
+            "version = \"v2\"\nfrom = \"v1\"\n{}",
+            index_on_size("models_size_idx")
+        ),
+    )
+    .await
+    .expect("a free name starts");
+}

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::views::spec::DEFAULT_SCHEMA;
+
 /// One step of a migration. Expressions (`up`, `down`, `default`, `check`) and `type` are SQL
 /// written by the file's author; everything named (tables, columns, indexes) is an identifier
 /// and is always quoted.
@@ -214,6 +216,12 @@ pub struct DropIndex {
     pub name: String,
     #[serde(default)]
     pub schema: Option<String>,
+}
+
+impl DropIndex {
+    pub fn schema_or_default(&self) -> &str {
+        self.schema.as_deref().unwrap_or(DEFAULT_SCHEMA)
+    }
 }
 
 /// A constraint over one or more columns of the new version. CHECK and FOREIGN KEY are added

@@ -18,6 +18,8 @@
 //!   foreign keys from and into the column on the replacement; an exclusion constraint
 //!   cannot be added without blocking writes for a whole index build, so such a migration is
 //!   refused.
+//! - Each index build's undo (`DROP INDEX CONCURRENTLY IF EXISTS`) runs before the build, so
+//!   a name an index of the application's has is refused: the undo dropped it.
 
 use tokio_postgres::GenericClient;
 
@@ -35,6 +37,7 @@ pub async fn refuse_silent_damage(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
+    refuse_taken_index_names(client, plan).await?;
     for replaced in &plan.replaced {
         refuse_lost_indexes(client, &plan.version, replaced).await?;
     }
@@ -444,4 +447,57 @@ async fn refuse_lost_indexes(
         ),
         remedy: "drop them first if the table can do without them while the migration runs, and create them on the new column after `migrate complete` (`create_index` / `add_constraint` in the next migration); or add the new column with `add_column` and its own index or constraint, and drop the old one later".into(),
     })
+}
+
+/// Refuses an index name the migration builds that a relation already has, or that two of
+/// its builds share. Each build's undo (`DROP INDEX CONCURRENTLY IF EXISTS`) runs before the
+/// build, so that a killed run can build again, and at rollback: it dropped the application's
+/// own index of the name and the build put the migration's in its place (seen: a unique index
+/// `models_guard` on `name` became a plain one on `size`, and was gone after a rollback).
+async fn refuse_taken_index_names(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    let refuse = |name: &(String, String), holder: String| MigrateError::Refused {
+        version: plan.version.clone(),
+        operation: format!("index {}.{}", name.0, name.1),
+        problem: format!(
+            "{holder} has that name, and building the index starts by dropping any index of its name (a killed build leaves one behind); name the index differently (a column's `unique = true` names it <table>_<column>_key: add the column without it and an `add_constraint` of kind \"unique\" with a name of your own)"
+        ),
+    };
+    let mut seen = BTreeSet::new();
+    if let Some(twice) = plan.built_indexes.iter().find(|name| !seen.insert(*name)) {
+        return Err(refuse(twice, "another index this migration builds".into()));
+    }
+    let (schemas, names): (Vec<&str>, Vec<&str>) = plan
+        .built_indexes
+        .iter()
+        .map(|(schema, name)| (schema.as_str(), name.as_str()))
+        .unzip();
+    let taken = client
+        .query_opt(
+            "SELECT n.nspname::text, c.relname::text,
+                    CASE c.relkind WHEN 'i' THEN 'index' WHEN 'I' THEN 'partitioned index'
+                                   WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
+                                   WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                   WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                                   ELSE 'relation' END
+               FROM unnest($1::text[], $2::text[]) AS built(schema, name)
+               JOIN pg_catalog.pg_namespace n ON n.nspname = built.schema
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = built.name
+              ORDER BY 1, 2 LIMIT 1",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(|error| ControlError::database("reading the names of existing indexes", &error))?;
+    match taken {
+        None => Ok(()),
+        Some(row) => {
+            let kind: String = row.get(2);
+            Err(refuse(
+                &(row.get(0), row.get(1)),
+                format!("an existing {kind} of this database"),
+            ))
+        }
+    }
 }

@@ -259,7 +259,9 @@ pub async fn plan_against(
         .tables
         .iter()
         .map(|table| (table.schema.as_str(), table.name.as_str()));
-    let snapshot = introspect::snapshot(client, tables).await?;
+    let mut snapshot = introspect::snapshot(client, tables).await?;
+    snapshot.partitioned_indexes =
+        introspect::partitioned_indexes(client, &migration.dropped_indexes()).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;

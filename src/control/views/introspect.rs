@@ -4,7 +4,7 @@
 //! Generation needs these facts to check a spec against the database and to give trigger-backed
 //! views the base table's defaults (an INSTEAD OF trigger only sees what the view supplies).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
@@ -55,6 +55,9 @@ pub struct ServerSnapshot {
     pub version_num: Option<i32>,
     /// Base tables found, keyed by (schema, name). Missing tables are absent.
     pub tables: BTreeMap<(String, String), BaseTable>,
+    /// Of the indexes asked about ([`partitioned_indexes`]), those on a partitioned table,
+    /// which Postgres drops only in one piece (no `CONCURRENTLY`).
+    pub partitioned_indexes: BTreeSet<(String, String)>,
 }
 
 impl ServerSnapshot {
@@ -120,7 +123,7 @@ pub async fn snapshot(
     let version_num = server_version_num(client).await?;
     let mut snapshot = ServerSnapshot {
         version_num: Some(version_num),
-        tables: BTreeMap::new(),
+        ..ServerSnapshot::default()
     };
     for (schema, name) in tables {
         if let Some(table) = base_table(client, schema, name).await? {
@@ -179,6 +182,29 @@ async fn base_table(
         primary_key,
         partitioned,
     }))
+}
+
+/// Which of `indexes` (schema, name) are partitioned indexes.
+pub async fn partitioned_indexes(
+    client: &impl GenericClient,
+    indexes: &[(String, String)],
+) -> Result<BTreeSet<(String, String)>, ControlError> {
+    let (schemas, names): (Vec<&str>, Vec<&str>) = indexes
+        .iter()
+        .map(|(schema, name)| (schema.as_str(), name.as_str()))
+        .unzip();
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text
+               FROM unnest($1::text[], $2::text[]) AS asked(schema, name)
+               JOIN pg_catalog.pg_namespace n ON n.nspname = asked.schema
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = asked.name
+              WHERE c.relkind = 'I'",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(|error| ControlError::database("reading which indexes are partitioned", &error))?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// The `relkind` of the relation `schema.name`, if one exists (`v` for a view, `r` a table, …).

@@ -82,9 +82,9 @@ impl Deriver<'_> {
         }
         if unique {
             let index = self.constraint_name(&managed.name, logical, "key")?;
-            let quoted_index = quote_qualified(&managed.schema, &index);
             self.build_concurrently(
                 managed,
+                &index,
                 Step::new(
                     format!("unique index on {logical}, built without blocking writes"),
                     format!(
@@ -93,11 +93,8 @@ impl Deriver<'_> {
                         quote_ident(physical)
                     ),
                 ),
-            )?;
-            self.plan_steps.rollback_concurrent.push(Step::new(
                 format!("drop the unique index on {logical}"),
-                format!("DROP INDEX CONCURRENTLY IF EXISTS {quoted_index}"),
-            ));
+            )?;
             self.plan_steps.complete.push(Step::new(
                 format!("turn the unique index on {logical} into a constraint"),
                 format!(
@@ -110,13 +107,17 @@ impl Deriver<'_> {
         Ok(())
     }
 
-    /// Adds `build`, an index built `CONCURRENTLY` on `managed`: refused on a partitioned
-    /// table, where Postgres has no concurrent build (the expand ran, the backfill filled
-    /// every row, and the build failed; the migration was rolled back whole).
+    /// Adds `build`, which builds index `index` `CONCURRENTLY` on `managed`, and its undo
+    /// (described as `undo`): refused on a partitioned table, where Postgres has no concurrent
+    /// build (the expand ran, the backfill filled every row, and the build failed; the
+    /// migration was rolled back whole). The name is recorded for `preconditions.rs`, which
+    /// refuses one already taken: the undo drops whatever index has it.
     fn build_concurrently(
         &mut self,
         managed: &ManagedTable,
+        index: &str,
         build: Step,
+        undo: String,
     ) -> Result<(), MigrateError> {
         if self
             .snapshot
@@ -129,6 +130,16 @@ impl Deriver<'_> {
             )));
         }
         self.plan_steps.concurrent.push(build);
+        self.plan_steps.rollback_concurrent.push(Step::new(
+            undo,
+            format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                quote_qualified(&managed.schema, index)
+            ),
+        ));
+        self.plan_steps
+            .built_indexes
+            .push((managed.schema.clone(), index.to_owned()));
         Ok(())
     }
 
@@ -261,20 +272,15 @@ impl Deriver<'_> {
             ConstraintKind::Unique => {
                 self.build_concurrently(
                     &managed,
+                    &op.name,
                     Step::new(
                         format!("unique index {} built without blocking writes", op.name),
                         format!(
                             "CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({column_list})"
                         ),
                     ),
-                )?;
-                self.plan_steps.rollback_concurrent.push(Step::new(
                     format!("drop the unique index {}", op.name),
-                    format!(
-                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                        quote_qualified(&managed.schema, &op.name)
-                    ),
-                ));
+                )?;
                 self.plan_steps.complete.push(Step::new(
                     format!("turn the unique index {} into a constraint", op.name),
                     format!(
@@ -302,9 +308,9 @@ impl Deriver<'_> {
             .as_ref()
             .map(|predicate| format!(" WHERE ({})", over_physical(predicate, &names)))
             .unwrap_or_default();
-        let qualified = quote_qualified(&managed.schema, &op.name);
         self.build_concurrently(
             &managed,
+            &op.name,
             Step::new(
                 format!("build index {} without blocking writes", op.name),
                 format!(
@@ -314,11 +320,8 @@ impl Deriver<'_> {
                     physical.join(", ")
                 ),
             ),
-        )?;
-        self.plan_steps.rollback_concurrent.push(Step::new(
             format!("drop index {}", op.name),
-            format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"),
-        ));
+        )?;
         Ok(())
     }
 }

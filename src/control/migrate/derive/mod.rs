@@ -35,7 +35,7 @@ use super::operation::{AddColumn, DropColumn, Operation};
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::definition::VersionDefinition;
 use crate::control::views::introspect::{BaseTable, ServerSnapshot};
-use crate::control::views::spec::{Column, ColumnSource, DEFAULT_SCHEMA, ManagedTable};
+use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
 
 /// Prefix of the physical columns a migration adds for a changed column.
 pub const NEW_COLUMN_PREFIX: &str = "_vg_";
@@ -220,6 +220,11 @@ pub struct MigrationPlan {
     /// Columns, indexes and constraints the operations drop.
     #[serde(default)]
     pub dropped: Vec<Dropped>,
+    /// The indexes `concurrent` builds, as (schema, name): a name must be free, since the
+    /// build's undo (run before it, so that a killed run can build again, and by a rollback)
+    /// drops whatever index has it.
+    #[serde(default)]
+    pub built_indexes: Vec<(String, String)>,
 }
 
 /// Derives the plan of `migration` from `from` (the previous version's definition) and the live
@@ -266,6 +271,7 @@ struct Steps {
     rollback_concurrent: Vec<Step>,
     replaced: Vec<Replaced>,
     dropped: Vec<Dropped>,
+    built_indexes: Vec<(String, String)>,
 }
 
 struct Deriver<'a> {
@@ -312,18 +318,31 @@ impl Deriver<'_> {
             Operation::RenameTable(op) => self.rename_table(&op.from, &op.to),
             Operation::CreateIndex(op) => self.create_index(op),
             Operation::DropIndex(op) => {
-                let schema = op.schema.as_deref().unwrap_or(DEFAULT_SCHEMA);
+                let schema = op.schema_or_default();
                 self.plan_steps.dropped.push(Dropped::Index {
                     schema: schema.to_owned(),
                     name: op.name.clone(),
                 });
-                self.plan_steps.complete_concurrent.push(Step::new(
-                    format!("drop index {schema}.{}", op.name),
-                    format!(
-                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                        quote_qualified(schema, &op.name)
-                    ),
-                ));
+                let index = quote_qualified(schema, &op.name);
+                let description = format!("drop index {schema}.{}", op.name);
+                if self
+                    .snapshot
+                    .partitioned_indexes
+                    .contains(&(schema.to_owned(), op.name.clone()))
+                {
+                    // No CONCURRENTLY for a partitioned index (it failed after the contract
+                    // had committed); dropping it touches only the catalog, so it goes in the
+                    // contract's transaction, under its lock timeout.
+                    self.plan_steps.complete.push(Step::new(
+                        description,
+                        format!("DROP INDEX IF EXISTS {index}"),
+                    ));
+                } else {
+                    self.plan_steps.complete_concurrent.push(Step::new(
+                        description,
+                        format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
+                    ));
+                }
                 Ok(())
             }
             Operation::AddConstraint(op) => self.add_constraint(op),
@@ -608,6 +627,7 @@ impl Deriver<'_> {
             rollback_referencing: Vec::new(),
             replaced: self.plan_steps.replaced,
             dropped: self.plan_steps.dropped,
+            built_indexes: self.plan_steps.built_indexes,
         })
     }
 }

@@ -509,7 +509,7 @@ pub(super) fn rebuild(
     }
     Ok(Some(Rebuild {
         expand: vec![probe_build],
-        concurrent: Some((build, undo)),
+        concurrent: Some((build, undo, (schema.to_owned(), new_name))),
         complete: contract,
         ..Rebuild::default()
     }))

@@ -459,8 +459,8 @@ struct Rebuild {
     expand: Vec<Step>,
     /// After the backfill.
     validate: Vec<Step>,
-    /// A concurrent build after the backfill, and its undo.
-    concurrent: Option<(Step, Step)>,
+    /// A concurrent build after the backfill, its undo, and the index it builds (schema, name).
+    concurrent: Option<(Step, Step, (String, String))>,
     /// Once the indexes are built (a foreign key into one), each in its own transaction.
     referencing: Vec<Step>,
     /// In the contract's transaction, before the old columns are dropped.
@@ -477,10 +477,11 @@ impl Rebuild {
     fn add_to(self, plan: &mut MigrationPlan) {
         plan.expand.extend(self.expand);
         plan.validate.extend(self.validate);
-        if let Some((build, undo)) = self.concurrent {
+        if let Some((build, undo, index)) = self.concurrent {
             // `start` pairs each build with its undo by position.
             plan.concurrent.push(build);
             plan.rollback_concurrent.push(undo);
+            plan.built_indexes.push(index);
         }
         plan.referencing.extend(self.referencing);
         for (position, step) in self.complete_first.into_iter().enumerate() {
