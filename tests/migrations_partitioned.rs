@@ -1,9 +1,179 @@
 //! Migrations on partitioned tables, whose indexes Postgres neither builds nor drops
-//! `CONCURRENTLY`.
+//! `CONCURRENTLY`: an index built partition by partition (a partition partitioned in turn, a
+//! default partition), killed between attachments and resumed, rolled back and completed; a
+//! unique index without the partition key refused in the expand; a partitioned index dropped
+//! by the contract.
 
 use crate::migration_support;
+use crate::support;
 
-use migration_support::{complete_now, seeded, start_text};
+use migration_support::{at, complete_now, rollback_now, seeded, start_text, start_watched};
+use support::{Database, exec};
+use viewgate::control::migrate::Progress;
+
+/// `models` partitioned by month, February partitioned again by hash of `id`, and a default
+/// partition; 90 rows over all four tables that hold rows; its v1 spec applied.
+async fn partitioned_models() -> Database {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE public.models (id bigint, taken date NOT NULL, name text NOT NULL,
+             size integer NOT NULL DEFAULT 0, PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
+         CREATE TABLE public.models_january PARTITION OF models
+             FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+         CREATE TABLE public.models_february PARTITION OF models
+             FOR VALUES FROM ('2026-02-01') TO ('2026-03-01') PARTITION BY HASH (id);
+         CREATE TABLE public.models_february_0 PARTITION OF models_february
+             FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+         CREATE TABLE public.models_february_1 PARTITION OF models_february
+             FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+         CREATE TABLE public.models_later PARTITION OF models DEFAULT;
+         INSERT INTO models (id, taken, name)
+             SELECT n, DATE '2026-01-01' + n, 'model-' || n FROM generate_series(1, 90) AS n",
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "models"
+key = ["id", "taken"]
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "taken", "name", "size"]
+"#,
+        )
+        .await;
+    database
+}
+
+const LABELLED: &str = r#"version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text", nullable = false }
+up = "upper(name)"
+[[operations]]
+op = "create_index"
+name = "models_label_key"
+table = "models"
+columns = ["label", "taken", "id"]
+unique = true
+where = "size >= 0"
+"#;
+
+/// The index's tree as `pg_partition_tree` has it: each member's table and whether it is
+/// valid, and the names of the indexes on the label column whatever they are attached to.
+fn label_indexes(database: &Database) -> String {
+    database.admin(
+        "SELECT coalesce((SELECT string_agg(i.indrelid::regclass::text || ':' || i.indisvalid, ','
+                                            ORDER BY i.indrelid::regclass::text)
+                            FROM pg_partition_tree(to_regclass('models_label_key')) t
+                            JOIN pg_index i ON i.indexrelid = t.relid), '-')
+                || ' / ' || (SELECT count(*) FROM pg_class WHERE relname LIKE 'models_label_key%')",
+    )
+}
+
+const ALL_VALID: &str = "models:true,models_february:true,models_february_0:true,models_february_1:true,models_january:true,models_later:true / 6";
+
+/// Panics (as a killed process stops) when a step whose description contains the text begins.
+struct KillAtStep(&'static str);
+
+impl Progress for KillAtStep {
+    fn step(&mut self, description: &str) {
+        assert!(!description.contains(self.0), "killed at {description}");
+    }
+    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
+}
+
+/// Postgres builds no index on a partitioned table `CONCURRENTLY`, and `create_index` was
+/// refused on one. It is made `ON ONLY` the table, built concurrently on each partition that
+/// holds rows and attached; a run killed between two attachments starts the builds over.
+#[tokio::test]
+async fn an_index_on_a_partitioned_table_is_built_partition_by_partition() {
+    let database = partitioned_models().await;
+    let killed =
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(start_watched(
+            &database,
+            "0002.toml",
+            LABELLED,
+            &mut KillAtStep("attach index models_label_key_models_later"),
+        )))
+        .await;
+    assert!(killed.is_err(), "the run was killed");
+    database.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'");
+    assert!(
+        label_indexes(&database).starts_with("models:false,"),
+        "the table's index is not valid until each partition's is attached: {}",
+        label_indexes(&database)
+    );
+    let outcome = start_text(&database, "0002.toml", LABELLED)
+        .await
+        .expect("resumes");
+    assert_eq!(outcome.how, "resumed");
+    assert_eq!(label_indexes(&database), ALL_VALID);
+
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(
+        &v1,
+        "INSERT INTO models_v1 (id, taken, name) VALUES (100, '2026-02-10', 'old')",
+    )
+    .await;
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (id, taken, name, label) VALUES (101, '2026-05-01', 'new', 'NEW')",
+    )
+    .await;
+    let duplicate = v2
+        .batch_execute("INSERT INTO models_v2 (id, taken, name, label) VALUES (101, '2026-05-01', 'again', 'NEW')")
+        .await
+        .expect_err("the key and the unique index refuse it");
+    assert_eq!(
+        duplicate.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE label = upper(name)"),
+        "92"
+    );
+    drop((v1, v2));
+
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(label_indexes(&database), "- / 0");
+    start_text(&database, "0002.toml", LABELLED)
+        .await
+        .expect("starts again");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(label_indexes(&database), ALL_VALID);
+}
+
+/// A unique index on a partitioned table must hold the partition key: the build failed after
+/// the whole backfill. The expand builds the index on an empty copy first.
+#[tokio::test]
+async fn a_unique_index_without_the_partition_key_fails_in_the_expand() {
+    let database = partitioned_models().await;
+    let error = start_text(
+        &database,
+        "0002.toml",
+        &LABELLED.replace("[\"label\", \"taken\", \"id\"]", "[\"label\"]"),
+    )
+    .await
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        error.contains("must include all partitioning columns")
+            && error.contains("nothing was changed"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations"),
+        "0"
+    );
+    assert_eq!(label_indexes(&database), "- / 0");
+}
 
 /// `DROP INDEX CONCURRENTLY` of a partitioned index fails (0A000), and it ran after the
 /// contract had committed: the migration was complete and the index still there, with advice

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use super::error::MigrateError;
 use super::state::{self, MigrationRecord, Phase};
-use super::steps::{prepare_catalog, record_event, run_sql};
+use super::steps::{prepare_catalog, record_event, run_alone, run_sql};
 use super::sync;
 use crate::control::catalog;
 use crate::control::error::ControlError;
@@ -87,11 +87,10 @@ pub async fn undo(
             .await
             .map_err(|error| ControlError::database(step.description.clone(), &error))?;
     }
+    // Under the lock timeout: a partitioned index has no concurrent drop, and a plain one
+    // waiting for its lock would queue every writer of the table behind it.
     for step in &record.plan.rollback_concurrent {
-        client
-            .batch_execute(&step.sql)
-            .await
-            .map_err(|error| ControlError::database(step.description.clone(), &error))?;
+        run_alone(client, settings, &step.description, &[&step.sql]).await?;
     }
     let locks = LockSettings {
         lock_timeout: settings.lock_timeout,

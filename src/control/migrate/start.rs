@@ -34,7 +34,8 @@ use super::rebuild;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
 use super::steps::{
-    Substitutes, create_substitutes, create_views, prepare_catalog, record_event, run_sql,
+    Substitutes, create_substitutes, create_views, prepare_catalog, record_event, run_alone,
+    run_sql,
 };
 use super::sync;
 use crate::control::catalog::{self, HistoryEntry};
@@ -455,28 +456,28 @@ async fn finish(
     // A run killed after a foreign key into a rebuilt index was added: the key holds the
     // index, which the builds below drop and make again.
     run_each_in_a_transaction(client, record, &record.plan.rollback_referencing, progress).await?;
-    for (step, undo) in record
+    // Plans recorded before builds carried what clears their leftovers pair each build with
+    // its undo by position.
+    let recorded_without_clears = record
         .plan
         .concurrent
         .iter()
-        .zip(&record.plan.rollback_concurrent)
-    {
+        .all(|step| step.clear.is_none());
+    for (position, step) in record.plan.concurrent.iter().enumerate() {
         progress.step(&step.description);
-        // A build killed half-way leaves an invalid index behind: drop it and build again.
-        let attempted =
-            with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
-                set_session_lock_timeout(client, settings.lock_timeout).await?;
-                for sql in [&undo.sql, &step.sql] {
-                    client.batch_execute(sql).await.map_err(|error| {
-                        ControlError::database(step.description.clone(), &error)
-                    })?;
-                }
-                Ok(())
-            })
-            .await;
-        let _ = client.batch_execute("RESET lock_timeout").await;
-        attempted
-            .result
+        // A build killed or timed out half-way leaves an invalid index: clear it, build again.
+        let clear = if recorded_without_clears {
+            record
+                .plan
+                .rollback_concurrent
+                .get(position)
+                .map(|undo| undo.sql.as_str())
+        } else {
+            step.clear.as_deref()
+        };
+        let statements: Vec<&str> = clear.into_iter().chain([step.sql.as_str()]).collect();
+        run_alone(client, settings, &step.description, &statements)
+            .await
             .map_err(|error| failed(record, &step.description, error))?;
     }
     run_each_in_a_transaction(client, record, &record.plan.referencing, progress).await?;
@@ -524,18 +525,4 @@ fn failed(record: &MigrationRecord, step: &str, error: ControlError) -> MigrateE
         message: error.to_string(),
         aftermath: String::new(),
     }
-}
-
-async fn set_session_lock_timeout(
-    client: &Client,
-    timeout: std::time::Duration,
-) -> Result<(), ControlError> {
-    client
-        .execute(
-            "SELECT set_config('lock_timeout', $1, false)",
-            &[&format!("{}ms", timeout.as_millis())],
-        )
-        .await
-        .map_err(|error| ControlError::database("setting lock_timeout", &error))?;
-    Ok(())
 }

@@ -1,12 +1,15 @@
 //! What every migration phase does the same way: bring the catalog up to date, run one
 //! statement with its description (a lock timeout stays retryable, anything else names the
-//! step), and create a version's views and catalog substitutes from its definition.
+//! step) or run statements outside a transaction under the lock timeout, and create a
+//! version's views and catalog substitutes from its definition.
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::error::MigrateError;
+use super::settings::MigrationSettings;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
+use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
 use crate::control::views::definition::{self, VersionDefinition};
 use crate::control::views::{apply, generate, plan, validate};
@@ -50,6 +53,36 @@ pub async fn run_sql(
             }
         }
     })
+}
+
+/// Runs `statements` one by one outside any transaction (a `CONCURRENTLY` statement cannot
+/// run in one), under the migration's lock timeout, all of them again with backoff when one
+/// times out.
+pub async fn run_alone(
+    client: &Client,
+    settings: MigrationSettings,
+    what: &str,
+    statements: &[&str],
+) -> Result<(), ControlError> {
+    let attempted = with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+        client
+            .execute(
+                "SELECT pg_catalog.set_config('lock_timeout', $1, false)",
+                &[&format!("{}ms", settings.lock_timeout.as_millis())],
+            )
+            .await
+            .map_err(|error| ControlError::database("setting lock_timeout", &error))?;
+        for sql in statements {
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|error| ControlError::database(what.to_owned(), &error))?;
+        }
+        Ok(())
+    })
+    .await;
+    let _ = client.batch_execute("RESET lock_timeout").await;
+    attempted.result
 }
 
 /// When [`create_views`] makes the version's catalog substitutes.

@@ -38,14 +38,49 @@ pub struct BaseTable {
     pub name: String,
     pub columns: Vec<BaseColumn>,
     pub primary_key: Vec<String>,
-    /// A partitioned table (`PARTITION BY`), on which Postgres builds no index concurrently.
-    pub partitioned: bool,
+    /// How the table is partitioned (`PARTITION BY`), if it is: Postgres builds no index on
+    /// it concurrently, only on each of its partitions.
+    pub partitioning: Option<Partitioning>,
 }
 
 impl BaseTable {
     pub fn column(&self, name: &str) -> Option<&BaseColumn> {
         self.columns.iter().find(|column| column.name == name)
     }
+
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioning.is_some()
+    }
+}
+
+/// A partitioned table's key and partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitioning {
+    /// The key as `pg_get_partkeydef` gives it, e.g. `RANGE (taken)`.
+    pub key: String,
+    /// Every partition below the table, each after its parent.
+    pub partitions: Vec<Partition>,
+}
+
+/// One partition of a partitioned table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub schema: String,
+    pub name: String,
+    /// The table it is a partition of (schema, name): the partitioned table or a partition
+    /// that is partitioned itself.
+    pub parent: (String, String),
+    pub kind: PartitionKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionKind {
+    /// A table that holds rows.
+    Leaf,
+    /// A partition partitioned in turn.
+    Partitioned,
+    /// A foreign table, which has no indexes.
+    Foreign,
 }
 
 /// The facts generation depends on. Built from the server, or empty when generating offline.
@@ -109,6 +144,22 @@ JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) ON true
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
 WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
 ORDER BY k.position";
+
+const PARTITION_KEY_SQL: &str = "
+SELECT pg_catalog.pg_get_partkeydef(c.oid)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2";
+
+/// The partition tree below a table, parents before children.
+const PARTITIONS_SQL: &str = "
+SELECT n.nspname::text, c.relname::text, pn.nspname::text, pc.relname::text, c.relkind::text
+FROM pg_catalog.pg_partition_tree(pg_catalog.format('%I.%I', $1::text, $2::text)::regclass) AS t
+JOIN pg_catalog.pg_class c ON c.oid = t.relid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class pc ON pc.oid = t.parentrelid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+WHERE t.level > 0
+ORDER BY t.level, n.nspname, c.relname";
 
 const RELATION_KIND_SQL: &str = "
 SELECT c.relkind::text
@@ -175,13 +226,48 @@ async fn base_table(
         .iter()
         .map(|row| row.get(0))
         .collect();
+    let partitioning = if partitioned {
+        Some(partitioning(client, schema, name).await?)
+    } else {
+        None
+    };
     Ok(Some(BaseTable {
         schema: schema.to_owned(),
         name: name.to_owned(),
         columns,
         primary_key,
-        partitioned,
+        partitioning,
     }))
+}
+
+async fn partitioning(
+    client: &impl GenericClient,
+    schema: &str,
+    name: &str,
+) -> Result<Partitioning, ControlError> {
+    let context = || format!("reading the partitions of {schema}.{name}");
+    let key = client
+        .query_one(PARTITION_KEY_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .get(0);
+    let partitions = client
+        .query(PARTITIONS_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .iter()
+        .map(|row| Partition {
+            schema: row.get(0),
+            name: row.get(1),
+            parent: (row.get(2), row.get(3)),
+            kind: match row.get::<_, String>(4).as_str() {
+                "p" => PartitionKind::Partitioned,
+                "f" => PartitionKind::Foreign,
+                _ => PartitionKind::Leaf,
+            },
+        })
+        .collect();
+    Ok(Partitioning { key, partitions })
 }
 
 /// Which of `indexes` (schema, name) are partitioned indexes.

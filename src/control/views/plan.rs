@@ -584,7 +584,7 @@ columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower
                     column("name", None),
                 ],
                 primary_key: vec!["id".into()],
-                partitioned: false,
+                partitioning: None,
             },
         );
         snapshot

@@ -2,7 +2,7 @@
 //! after the backfill, uniqueness and indexes built `CONCURRENTLY`.
 
 use super::sql::{check_over_physical, fit_identifier, over_physical};
-use super::{Deriver, Step, column_map};
+use super::{Deriver, PROBE_PREFIX, Step, column_map};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{
     AddConstraint, ConstraintKind, CreateIndex, ForeignKey, MultiColumnReference, ReferentialAction,
@@ -108,9 +108,9 @@ impl Deriver<'_> {
     }
 
     /// Adds `build`, which builds index `index` `CONCURRENTLY` on `managed`, and its undo
-    /// (described as `undo`): refused on a partitioned table, where Postgres has no concurrent
-    /// build (the expand ran, the backfill filled every row, and the build failed; the
-    /// migration was rolled back whole). The name is recorded for `preconditions.rs`, which
+    /// (described as `undo`). Refused on a partitioned table: the callers' unique indexes
+    /// become constraints at complete, which a partitioned table takes only by a build
+    /// that blocks writes (a `create_index` is built partition by partition instead). The name is recorded for `preconditions.rs`, which
     /// refuses one already taken: the undo drops whatever index has it.
     fn build_concurrently(
         &mut self,
@@ -122,21 +122,23 @@ impl Deriver<'_> {
         if self
             .snapshot
             .table(&managed.schema, &managed.name)
-            .is_some_and(|live| live.partitioned)
+            .is_some_and(|live| live.is_partitioned())
         {
             return Err(self.refuse(format!(
-                "{}.{} is partitioned, and Postgres builds no index on a partitioned table CONCURRENTLY: a plain build would block every write to it for the whole build. Build the index on each partition by hand (CREATE INDEX CONCURRENTLY, then ALTER INDEX … ATTACH PARTITION onto one made ON ONLY the table)",
+                "{}.{} is partitioned, and a unique constraint on a partitioned table cannot be made from an index built without blocking writes (Postgres has no USING INDEX for it): a plain build would block every write to it for the whole build. A `create_index` with `unique = true` over columns that include the partition key builds a unique index partition by partition instead",
                 managed.schema, managed.name
             )));
         }
-        self.plan_steps.concurrent.push(build);
-        self.plan_steps.rollback_concurrent.push(Step::new(
-            undo,
-            format!(
-                "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                quote_qualified(&managed.schema, index)
-            ),
-        ));
+        let drop = format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            quote_qualified(&managed.schema, index)
+        );
+        self.plan_steps
+            .concurrent
+            .push(build.clearing(drop.clone()));
+        self.plan_steps
+            .rollback_concurrent
+            .push(Step::new(undo, drop));
         self.plan_steps
             .built_indexes
             .push((managed.schema.clone(), index.to_owned()));
@@ -294,7 +296,7 @@ impl Deriver<'_> {
     }
 
     pub(super) fn create_index(&mut self, op: &CreateIndex) -> Result<(), MigrateError> {
-        let (index, managed, _) = self.table(&op.table)?;
+        let (index, managed, live) = self.table(&op.table)?;
         let physical: Vec<String> = self
             .physical_columns(index, &op.table, &op.columns)?
             .iter()
@@ -308,21 +310,40 @@ impl Deriver<'_> {
             .as_ref()
             .map(|predicate| format!(" WHERE ({})", over_physical(predicate, &names)))
             .unwrap_or_default();
+        let definition = format!("USING {method} ({}){predicate}", physical.join(", "));
+        let table = quote_qualified(&managed.schema, &managed.name);
+        let partitioning = live.and_then(|live| live.partitioning);
+        // The build runs after the backfill: what cannot be built (a method or predicate that
+        // does not fit the columns, a unique index without the partition key) fails now.
+        let probe = quote_ident(&fit_identifier(format!("{PROBE_PREFIX}{}", op.name)));
+        let partition_by = partitioning
+            .as_ref()
+            .map(|partitioning| format!(" PARTITION BY {}", partitioning.key))
+            .unwrap_or_default();
+        self.plan_steps.expand.push(Step::new(
+            format!(
+                "build index {} on an empty copy of {}, so that what cannot be built fails now",
+                op.name, managed.name
+            ),
+            format!(
+                "CREATE TEMPORARY TABLE {probe} (LIKE {table}){partition_by} ON COMMIT DROP; CREATE {unique}INDEX ON pg_temp.{probe} {definition}"
+            ),
+        ));
+        if let Some(partitioning) = &partitioning {
+            return self.build_on_partitions(&managed, partitioning, &op.name, unique, &definition);
+        }
         self.build_concurrently(
             &managed,
             &op.name,
             Step::new(
                 format!("build index {} without blocking writes", op.name),
                 format!(
-                    "CREATE {unique}INDEX CONCURRENTLY {} ON {} USING {method} ({}){predicate}",
-                    quote_ident(&op.name),
-                    quote_qualified(&managed.schema, &managed.name),
-                    physical.join(", ")
+                    "CREATE {unique}INDEX CONCURRENTLY {} ON {table} {definition}",
+                    quote_ident(&op.name)
                 ),
             ),
             format!("drop index {}", op.name),
-        )?;
-        Ok(())
+        )
     }
 }
 

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 mod columns;
 mod constraints;
 mod expression_reads;
+mod partitions;
 mod renames;
 mod sql;
 mod tables;
@@ -39,12 +40,20 @@ use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
 
 /// Prefix of the physical columns a migration adds for a changed column.
 pub const NEW_COLUMN_PREFIX: &str = "_vg_";
+/// What the name of the expand's empty copy of a table starts with, on which an index is
+/// built first so that what cannot be built fails in the expand.
+pub const PROBE_PREFIX: &str = "_vg_probe";
 
 /// One SQL statement of a phase, with what it does in words.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub description: String,
     pub sql: String,
+    /// For a concurrent build: what clears a killed or timed-out attempt's leftover (an
+    /// invalid index), run before each attempt. Plans recorded before builds carried it
+    /// pair each build with its undo in `rollback_concurrent` by position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear: Option<String>,
 }
 
 impl Step {
@@ -52,6 +61,15 @@ impl Step {
         Step {
             description: description.into(),
             sql: sql.into(),
+            clear: None,
+        }
+    }
+
+    /// The step, with `clear` run before each attempt of it.
+    pub fn clearing(self, clear: impl Into<String>) -> Self {
+        Step {
+            clear: Some(clear.into()),
+            ..self
         }
     }
 }

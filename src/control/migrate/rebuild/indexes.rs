@@ -30,7 +30,7 @@ use tokio_postgres::GenericClient;
 use super::{Drops, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{
-    Replaced, Step, fit_identifier, mentions, over_physical, translatable,
+    PROBE_PREFIX, Replaced, Step, fit_identifier, mentions, over_physical, translatable,
 };
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
@@ -38,8 +38,6 @@ use crate::control::quote::{quote_ident, quote_qualified};
 /// `pg_index.indoption` bits (src/include/catalog/pg_index.h).
 const INDOPTION_DESC: i16 = 0x0001;
 const INDOPTION_NULLS_FIRST: i16 = 0x0002;
-/// What the name of the expand's empty copy of a table starts with, before the rebuilt index's.
-const PROBE_PREFIX: &str = "_vg_probe";
 
 /// One index of the table, as the catalog describes it.
 pub(super) struct CatalogIndex {
@@ -509,7 +507,11 @@ pub(super) fn rebuild(
     }
     Ok(Some(Rebuild {
         expand: vec![probe_build],
-        concurrent: Some((build, undo, (schema.to_owned(), new_name))),
+        concurrent: Some((
+            build.clearing(undo.sql.clone()),
+            undo,
+            (schema.to_owned(), new_name),
+        )),
         complete: contract,
         ..Rebuild::default()
     }))

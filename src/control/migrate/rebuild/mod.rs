@@ -478,7 +478,6 @@ impl Rebuild {
         plan.expand.extend(self.expand);
         plan.validate.extend(self.validate);
         if let Some((build, undo, index)) = self.concurrent {
-            // `start` pairs each build with its undo by position.
             plan.concurrent.push(build);
             plan.rollback_concurrent.push(undo);
             plan.built_indexes.push(index);

@@ -1,0 +1,129 @@
+//! An index on a partitioned table, built without blocking writes. Postgres builds no index
+//! on a partitioned table `CONCURRENTLY`, and a plain build blocks every write to each
+//! partition for the whole build. So the index is made `ON ONLY` the table (catalog only,
+//! invalid until every partition has its own), built `CONCURRENTLY` on each partition that
+//! holds rows and attached to its parent's (`ALTER INDEX … ATTACH PARTITION`); the last
+//! attachment makes it valid. A partition partitioned in turn gets an index `ON ONLY` it,
+//! attached to its parent's in the same transaction.
+//!
+//! A resumed or timed-out run starts over: dropping the table's index drops every index
+//! attached to it, and a partition's index a killed build left unattached is dropped before
+//! it is built again.
+
+use super::sql::fit_identifier;
+use super::{Deriver, Step};
+use crate::control::migrate::error::MigrateError;
+use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::introspect::{PartitionKind, Partitioning};
+use crate::control::views::spec::ManagedTable;
+
+impl Deriver<'_> {
+    /// Adds the steps that build index `index` (`CREATE [UNIQUE] INDEX <name> ON <table>
+    /// <definition>`, `definition` from `USING` on) on `managed`, partitioned as
+    /// `partitioning`, and their undo.
+    pub(super) fn build_on_partitions(
+        &mut self,
+        managed: &ManagedTable,
+        partitioning: &Partitioning,
+        index: &str,
+        unique: &str,
+        definition: &str,
+    ) -> Result<(), MigrateError> {
+        if let Some(foreign) = partitioning
+            .partitions
+            .iter()
+            .find(|partition| partition.kind == PartitionKind::Foreign)
+        {
+            return Err(self.refuse(format!(
+                "{}.{} has partition {}.{}, a foreign table, which can have no index: the index on {} would never become valid",
+                managed.schema, managed.name, foreign.schema, foreign.name, managed.name
+            )));
+        }
+        let root = quote_qualified(&managed.schema, index);
+        // The index of each table of the tree, by (schema, table): its own name in its schema.
+        let mut names = vec![(
+            (managed.schema.clone(), managed.name.clone()),
+            (managed.schema.clone(), index.to_owned()),
+        )];
+        self.plan_steps.concurrent.push(
+            Step::new(
+                format!(
+                    "make index {index} on {} alone (valid once each partition has its own)",
+                    managed.name
+                ),
+                format!(
+                    "CREATE {unique}INDEX {} ON ONLY {} {definition}",
+                    quote_ident(index),
+                    quote_qualified(&managed.schema, &managed.name)
+                ),
+            )
+            .clearing(format!("DROP INDEX IF EXISTS {root}")),
+        );
+        self.plan_steps.rollback_concurrent.push(Step::new(
+            format!("drop index {index} and the partitions' indexes attached to it"),
+            format!("DROP INDEX IF EXISTS {root}"),
+        ));
+        for partition in &partitioning.partitions {
+            let own = fit_identifier(format!("{index}_{}", partition.name));
+            let table = quote_qualified(&partition.schema, &partition.name);
+            let Some((_, parent)) = names.iter().find(|(table, _)| *table == partition.parent)
+            else {
+                return Err(self.refuse(format!(
+                    "partition {}.{} is listed before its parent {}.{}",
+                    partition.schema, partition.name, partition.parent.0, partition.parent.1
+                )));
+            };
+            let attach = format!(
+                "ALTER INDEX {} ATTACH PARTITION {}",
+                quote_qualified(&parent.0, &parent.1),
+                quote_qualified(&partition.schema, &own)
+            );
+            if partition.kind == PartitionKind::Partitioned {
+                self.plan_steps.concurrent.push(Step::new(
+                    format!(
+                        "make index {own} on partition {} alone, attached",
+                        partition.name
+                    ),
+                    format!(
+                        "CREATE {unique}INDEX {} ON ONLY {table} {definition}; {attach}",
+                        quote_ident(&own)
+                    ),
+                ));
+            } else {
+                let drop_own = format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    quote_qualified(&partition.schema, &own)
+                );
+                self.plan_steps.concurrent.push(
+                    Step::new(
+                        format!(
+                            "build index {own} on partition {} without blocking writes",
+                            partition.name
+                        ),
+                        format!(
+                            "CREATE {unique}INDEX CONCURRENTLY {} ON {table} {definition}",
+                            quote_ident(&own)
+                        ),
+                    )
+                    .clearing(drop_own.clone()),
+                );
+                self.plan_steps.concurrent.push(Step::new(
+                    format!("attach index {own} to {}", parent.1),
+                    attach,
+                ));
+                self.plan_steps.rollback_concurrent.push(Step::new(
+                    format!("drop index {own} if a build left it unattached"),
+                    drop_own,
+                ));
+            }
+            names.push((
+                (partition.schema.clone(), partition.name.clone()),
+                (partition.schema.clone(), own),
+            ));
+        }
+        self.plan_steps
+            .built_indexes
+            .extend(names.into_iter().map(|(_, index)| index));
+        Ok(())
+    }
+}
