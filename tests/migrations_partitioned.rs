@@ -2,16 +2,17 @@
 //! `CONCURRENTLY`: an index built partition by partition (a partition partitioned in turn, a
 //! default partition), killed between attachments and resumed, rolled back and completed; a
 //! unique index without the partition key refused in the expand; a partitioned index dropped
-//! by the contract.
+//! by the contract; a unique constraint made of each partition's, built concurrently.
 
 use crate::migration_support;
 use crate::support;
 
 use migration_support::{at, complete_now, rollback_now, seeded, start_text, start_watched};
 use support::{Database, exec};
+use tokio_postgres::error::SqlState;
 use viewgate::control::migrate::Progress;
 
-/// `models` partitioned by month, February partitioned again by hash of `id`, and a default
+/// `models` partitioned by month, February partitioned again by half-month, and a default
 /// partition; 90 rows over all four tables that hold rows; its v1 spec applied.
 async fn partitioned_models() -> Database {
     let database = Database::start();
@@ -21,11 +22,11 @@ async fn partitioned_models() -> Database {
          CREATE TABLE public.models_january PARTITION OF models
              FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
          CREATE TABLE public.models_february PARTITION OF models
-             FOR VALUES FROM ('2026-02-01') TO ('2026-03-01') PARTITION BY HASH (id);
+             FOR VALUES FROM ('2026-02-01') TO ('2026-03-01') PARTITION BY RANGE (taken);
          CREATE TABLE public.models_february_0 PARTITION OF models_february
-             FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+             FOR VALUES FROM ('2026-02-01') TO ('2026-02-15');
          CREATE TABLE public.models_february_1 PARTITION OF models_february
-             FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+             FOR VALUES FROM ('2026-02-15') TO ('2026-03-01');
          CREATE TABLE public.models_later PARTITION OF models DEFAULT;
          INSERT INTO models (id, taken, name)
              SELECT n, DATE '2026-01-01' + n, 'model-' || n FROM generate_series(1, 90) AS n",
@@ -205,4 +206,84 @@ async fn a_partitioned_index_is_dropped_by_the_contract() {
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
     complete_now(&database).await.expect("completes");
     assert_eq!(indexes_on_at(), "0");
+}
+
+/// A unique constraint on a partitioned table was refused: Postgres has no `USING INDEX` for
+/// one, and adding it builds every partition's index under a lock that blocks writes. It is
+/// made of the partitions' own, each built concurrently and made its partition's constraint
+/// at complete: adding the table's then builds nothing.
+#[tokio::test]
+async fn a_unique_constraint_on_a_partitioned_table_is_made_of_its_partitions() {
+    let database = partitioned_models().await;
+    let column_alone = start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"code\", type = \"text\", unique = true }",
+    )
+    .await
+    .expect_err("a unique column without the partition key")
+    .to_string();
+    assert!(
+        column_alone.contains("must include all partitioning columns")
+            && column_alone.contains("nothing was changed"),
+        "{column_alone}"
+    );
+    let text = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_constraint\"\ntable = \"models\"\nname = \"models_name_key\"\ntype = \"unique\"\ncolumns = [\"name\", \"taken\"]";
+    let partition_indexes = || {
+        database.admin(
+            "SELECT count(*) || ' ' || coalesce(bool_and(i.indisvalid), false)
+               FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+              WHERE c.relname LIKE 'models_name_key_%'",
+        )
+    };
+    start_text(&database, "0002.toml", text)
+        .await
+        .expect("starts");
+    assert_eq!(
+        partition_indexes(),
+        "4 true",
+        "one on each partition holding rows"
+    );
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(partition_indexes(), "0 false");
+
+    start_text(&database, "0002.toml", text)
+        .await
+        .expect("starts again");
+    let v1 = at(&database, "v1").await;
+    let duplicate = v1
+        .batch_execute(
+            "INSERT INTO models_v1 (id, taken, name) VALUES (500, DATE '2026-01-01' + 40, 'model-40')",
+        )
+        .await
+        .expect_err("the partition's unique index refuses a duplicate of the older version's");
+    assert_eq!(duplicate.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    drop(v1);
+    let built = database.admin(
+        "SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_class WHERE relname LIKE 'models_name_key_%'",
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+              WHERE conrelid = 'models'::regclass AND conname = 'models_name_key'"
+        ),
+        "UNIQUE (name, taken)"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)
+               FROM pg_partition_tree('models_name_key') t WHERE t.isleaf"
+        ),
+        built,
+        "the table's constraint took the partitions' indexes, building none"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) || ' ' || bool_and(i.indisvalid)
+               FROM pg_partition_tree('models_name_key') t JOIN pg_index i ON i.indexrelid = t.relid"
+        ),
+        "6 true"
+    );
 }

@@ -1,9 +1,8 @@
 //! Migrations a file or the live schema cannot take, refused before any change with a message
-//! that says what to write instead: a unique constraint a partitioned table cannot take
-//! without blocking writes, an `up` naming a column the version computes by its spec's
-//! expression, operations that change what an earlier operation of the same migration makes,
-//! a `type` that says more than a type, an `up` of a type its column does not take, and an
-//! index name already taken.
+//! that says what to write instead: an `up` naming a column the version computes by its
+//! spec's expression, operations that change what an earlier operation of the same migration
+//! makes, a `type` that says more than a type, an `up` of a type its column does not take,
+//! and an index name already taken.
 
 use crate::migration_support;
 use crate::support;
@@ -28,56 +27,6 @@ async fn assert_refused(database: &Database, operations: &str, expected: &str) {
         database.admin("SELECT count(*) FROM viewgate.migrations"),
         "0",
         "no migration row"
-    );
-}
-
-/// Postgres has no concurrent index build on a partitioned table: the migration ran its
-/// expand and its whole backfill, then failed at the build (0A000) and was rolled back. A
-/// `create_index` is built partition by partition now (`migrations_partitioned.rs`); a unique
-/// constraint cannot be made so.
-#[tokio::test]
-async fn a_unique_constraint_on_a_partitioned_table_is_refused_before_the_expand() {
-    let database = Database::start();
-    database.admin(
-        "CREATE TABLE public.models (id bigint, taken date NOT NULL DEFAULT '2026-01-10',
-             name text NOT NULL, size integer NOT NULL DEFAULT 0, legacy_note text,
-             PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
-         CREATE TABLE public.models_january PARTITION OF models
-             FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
-         INSERT INTO models (id, name) SELECT n, 'model-' || n FROM generate_series(1, 50) AS n",
-    );
-    database
-        .apply_text(
-            r#"
-[[tables]]
-name = "models"
-key = ["id", "taken"]
-[[versions]]
-name = "v1"
-[[versions.tables]]
-base = "models"
-columns = ["id", "taken", "name", "size", "legacy_note"]
-"#,
-        )
-        .await;
-    let partitioned = "public.models is partitioned, and a unique constraint on a partitioned table cannot be made from an index built without blocking writes";
-    for operations in [
-        "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"code\", type = \"text\", unique = true }",
-        "[[operations]]\nop = \"add_constraint\"\ntable = \"models\"\nname = \"models_name_key\"\ntype = \"unique\"\ncolumns = [\"name\", \"taken\"]",
-    ] {
-        assert_refused(&database, operations, partitioned).await;
-    }
-    // What needs no index runs on it as on any table.
-    start_text(
-        &database,
-        "0002.toml",
-        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"label\", type = \"text\", nullable = false }\nup = \"name || '!'\"",
-    )
-    .await
-    .expect("starts");
-    assert_eq!(
-        database.admin("SELECT count(*) FROM models WHERE label = name || '!'"),
-        "50"
     );
 }
 

@@ -8,6 +8,7 @@ use crate::control::migrate::operation::{
     AddConstraint, ConstraintKind, CreateIndex, ForeignKey, MultiColumnReference, ReferentialAction,
 };
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::introspect::Partitioning;
 use crate::control::views::spec::{MAX_IDENTIFIER_BYTES, ManagedTable};
 
 impl Deriver<'_> {
@@ -82,56 +83,70 @@ impl Deriver<'_> {
         }
         if unique {
             let index = self.constraint_name(&managed.name, logical, "key")?;
-            self.build_concurrently(
+            self.unique_constraint(
                 managed,
                 &index,
-                Step::new(
-                    format!("unique index on {logical}, built without blocking writes"),
-                    format!(
-                        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
-                        quote_ident(&index),
-                        quote_ident(physical)
-                    ),
-                ),
-                format!("drop the unique index on {logical}"),
+                &[physical.to_owned()],
+                &format!("the unique index on {logical}"),
             )?;
-            self.plan_steps.complete.push(Step::new(
-                format!("turn the unique index on {logical} into a constraint"),
-                format!(
-                    "ALTER TABLE {table_then} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
-                    quote_ident(&index),
-                    quote_ident(&index)
-                ),
-            ));
         }
         Ok(())
     }
 
-    /// Adds `build`, which builds index `index` `CONCURRENTLY` on `managed`, and its undo
-    /// (described as `undo`). Refused on a partitioned table: the callers' unique indexes
-    /// become constraints at complete, which a partitioned table takes only by a build
-    /// that blocks writes (a `create_index` is built partition by partition instead). The name is recorded for `preconditions.rs`, which
-    /// refuses one already taken: the undo drops whatever index has it.
-    fn build_concurrently(
+    /// A unique constraint `name` on `managed`'s physical `columns` (`what` in words): an
+    /// index built `CONCURRENTLY` after the backfill, which becomes the constraint at
+    /// complete; on a partitioned table, one on each partition ([`Self::unique_on_partitions`]).
+    fn unique_constraint(
         &mut self,
         managed: &ManagedTable,
+        name: &str,
+        columns: &[String],
+        what: &str,
+    ) -> Result<(), MigrateError> {
+        let partitioning = self
+            .snapshot
+            .table(&managed.schema, &managed.name)
+            .and_then(|live| live.partitioning.clone());
+        if let Some(partitioning) = partitioning {
+            return self.unique_on_partitions(managed, &partitioning, name, columns, what);
+        }
+        let index = quote_ident(name);
+        self.build_concurrently(
+            &managed.schema,
+            name,
+            Step::new(
+                format!("{what}, built without blocking writes"),
+                format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {index} ON {} ({})",
+                    quote_qualified(&managed.schema, &managed.name),
+                    quoted_list(columns)
+                ),
+            ),
+            format!("drop {what}"),
+        );
+        self.plan_steps.complete.push(Step::new(
+            format!("turn {what} into a constraint"),
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {index} UNIQUE USING INDEX {index}",
+                self.table_at_complete(managed)
+            ),
+        ));
+        Ok(())
+    }
+
+    /// Adds `build`, which builds index `index` `CONCURRENTLY` on the table `schema`, and its
+    /// undo (described as `undo`). The name is recorded for `preconditions.rs`, which refuses
+    /// one already taken: the undo drops whatever index has it.
+    pub(super) fn build_concurrently(
+        &mut self,
+        schema: &str,
         index: &str,
         build: Step,
         undo: String,
-    ) -> Result<(), MigrateError> {
-        if self
-            .snapshot
-            .table(&managed.schema, &managed.name)
-            .is_some_and(|live| live.is_partitioned())
-        {
-            return Err(self.refuse(format!(
-                "{}.{} is partitioned, and a unique constraint on a partitioned table cannot be made from an index built without blocking writes (Postgres has no USING INDEX for it): a plain build would block every write to it for the whole build. A `create_index` with `unique = true` over columns that include the partition key builds a unique index partition by partition instead",
-                managed.schema, managed.name
-            )));
-        }
+    ) {
         let drop = format!(
             "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            quote_qualified(&managed.schema, index)
+            quote_qualified(schema, index)
         );
         self.plan_steps
             .concurrent
@@ -141,8 +156,7 @@ impl Deriver<'_> {
             .push(Step::new(undo, drop));
         self.plan_steps
             .built_indexes
-            .push((managed.schema.clone(), index.to_owned()));
-        Ok(())
+            .push((schema.to_owned(), index.to_owned()));
     }
 
     /// `REFERENCES …` for a foreign key to `target`, whose names are the new version's. A
@@ -226,11 +240,7 @@ impl Deriver<'_> {
         let table = quote_qualified(&managed.schema, &managed.name);
         let name = quote_ident(&op.name);
         let physical = self.physical_columns(index, &op.table, &op.columns)?;
-        let column_list = physical
-            .iter()
-            .map(|column| quote_ident(column))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let column_list = quoted_list(&physical);
         match op.kind {
             ConstraintKind::Check => {
                 let names = column_map(&self.definition, &managed.schema, &managed.name);
@@ -272,24 +282,12 @@ impl Deriver<'_> {
                 ));
             }
             ConstraintKind::Unique => {
-                self.build_concurrently(
+                self.unique_constraint(
                     &managed,
                     &op.name,
-                    Step::new(
-                        format!("unique index {} built without blocking writes", op.name),
-                        format!(
-                            "CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({column_list})"
-                        ),
-                    ),
-                    format!("drop the unique index {}", op.name),
+                    &physical,
+                    &format!("the unique index {}", op.name),
                 )?;
-                self.plan_steps.complete.push(Step::new(
-                    format!("turn the unique index {} into a constraint", op.name),
-                    format!(
-                        "ALTER TABLE {} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}",
-                        self.table_at_complete(&managed)
-                    ),
-                ));
             }
         }
         Ok(())
@@ -313,27 +311,18 @@ impl Deriver<'_> {
         let definition = format!("USING {method} ({}){predicate}", physical.join(", "));
         let table = quote_qualified(&managed.schema, &managed.name);
         let partitioning = live.and_then(|live| live.partitioning);
-        // The build runs after the backfill: what cannot be built (a method or predicate that
-        // does not fit the columns, a unique index without the partition key) fails now.
-        let probe = quote_ident(&fit_identifier(format!("{PROBE_PREFIX}{}", op.name)));
-        let partition_by = partitioning
-            .as_ref()
-            .map(|partitioning| format!(" PARTITION BY {}", partitioning.key))
-            .unwrap_or_default();
-        self.plan_steps.expand.push(Step::new(
-            format!(
-                "build index {} on an empty copy of {}, so that what cannot be built fails now",
-                op.name, managed.name
-            ),
-            format!(
-                "CREATE TEMPORARY TABLE {probe} (LIKE {table}){partition_by} ON COMMIT DROP; CREATE {unique}INDEX ON pg_temp.{probe} {definition}"
-            ),
-        ));
+        self.probe_index(
+            &managed,
+            partitioning.as_ref(),
+            &op.name,
+            &format!("{unique}INDEX"),
+            &definition,
+        );
         if let Some(partitioning) = &partitioning {
             return self.build_on_partitions(&managed, partitioning, &op.name, unique, &definition);
         }
         self.build_concurrently(
-            &managed,
+            &managed.schema,
             &op.name,
             Step::new(
                 format!("build index {} without blocking writes", op.name),
@@ -343,8 +332,48 @@ impl Deriver<'_> {
                 ),
             ),
             format!("drop index {}", op.name),
-        )
+        );
+        Ok(())
     }
+}
+
+impl Deriver<'_> {
+    /// Builds index `name` (`CREATE <kind> ON <table> <definition>`) in the expand on an empty
+    /// temporary copy of `managed`, partitioned as it is: the real build runs after the
+    /// backfill, and what cannot be built (a method or predicate that does not fit the
+    /// columns, a unique index without the partition key) fails now, before any change.
+    pub(super) fn probe_index(
+        &mut self,
+        managed: &ManagedTable,
+        partitioning: Option<&Partitioning>,
+        name: &str,
+        kind: &str,
+        definition: &str,
+    ) {
+        let probe = quote_ident(&fit_identifier(format!("{PROBE_PREFIX}{name}")));
+        let partition_by = partitioning
+            .map(|partitioning| format!(" PARTITION BY {}", partitioning.key))
+            .unwrap_or_default();
+        self.plan_steps.expand.push(Step::new(
+            format!(
+                "build index {name} on an empty copy of {}, so that what cannot be built fails now",
+                managed.name
+            ),
+            format!(
+                "CREATE TEMPORARY TABLE {probe} (LIKE {}){partition_by} ON COMMIT DROP; CREATE {kind} ON pg_temp.{probe} {definition}",
+                quote_qualified(&managed.schema, &managed.name)
+            ),
+        ));
+    }
+}
+
+/// `columns`, quoted, separated by commas.
+pub(super) fn quoted_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|column| quote_ident(column))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn validate_step(table: &str, constraint: &str) -> Step {

@@ -238,9 +238,9 @@ pub struct MigrationPlan {
     /// Columns, indexes and constraints the operations drop.
     #[serde(default)]
     pub dropped: Vec<Dropped>,
-    /// The indexes `concurrent` builds, as (schema, name): a name must be free, since the
-    /// build's undo (run before it, so that a killed run can build again, and by a rollback)
-    /// drops whatever index has it.
+    /// The indexes the migration makes, as (schema, name): a name must be free, since a
+    /// concurrent build's undo (run before it, so that a killed run can build again, and by a
+    /// rollback) drops whatever index has it.
     #[serde(default)]
     pub built_indexes: Vec<(String, String)>,
 }

@@ -9,7 +9,13 @@
 //! A resumed or timed-out run starts over: dropping the table's index drops every index
 //! attached to it, and a partition's index a killed build left unattached is dropped before
 //! it is built again.
+//!
+//! A unique constraint cannot be made so (a partitioned table has no `ADD CONSTRAINT … USING
+//! INDEX`); but Postgres adding one to a partitioned table takes each partition's matching
+//! constraint instead of building: so each partition gets its unique index concurrently, and
+//! the contract makes those the partitions' constraints and then adds the table's.
 
+use super::constraints::quoted_list;
 use super::sql::fit_identifier;
 use super::{Deriver, Step};
 use crate::control::migrate::error::MigrateError;
@@ -29,16 +35,7 @@ impl Deriver<'_> {
         unique: &str,
         definition: &str,
     ) -> Result<(), MigrateError> {
-        if let Some(foreign) = partitioning
-            .partitions
-            .iter()
-            .find(|partition| partition.kind == PartitionKind::Foreign)
-        {
-            return Err(self.refuse(format!(
-                "{}.{} has partition {}.{}, a foreign table, which can have no index: the index on {} would never become valid",
-                managed.schema, managed.name, foreign.schema, foreign.name, managed.name
-            )));
-        }
+        self.refuse_foreign_partitions(managed, partitioning)?;
         let root = quote_qualified(&managed.schema, index);
         // The index of each table of the tree, by (schema, table): its own name in its schema.
         let mut names = vec![(
@@ -125,5 +122,102 @@ impl Deriver<'_> {
             .built_indexes
             .extend(names.into_iter().map(|(_, index)| index));
         Ok(())
+    }
+
+    /// Adds the steps of a unique constraint `name` over `columns` (physical, as they are now)
+    /// on `managed`, partitioned as `partitioning` (`what` in words). Postgres makes a unique
+    /// constraint on a partitioned table only with a build that blocks writes, unless each
+    /// partition already has a matching one: it then takes theirs. So a unique index is built
+    /// `CONCURRENTLY` on each partition that holds rows and, at complete, made that
+    /// partition's constraint (`USING INDEX`), and the table's constraint is added over them
+    /// (catalog only; a partition partitioned in turn gets one over its partitions' too).
+    pub(super) fn unique_on_partitions(
+        &mut self,
+        managed: &ManagedTable,
+        partitioning: &Partitioning,
+        name: &str,
+        columns: &[String],
+        what: &str,
+    ) -> Result<(), MigrateError> {
+        self.refuse_foreign_partitions(managed, partitioning)?;
+        let column_list = quoted_list(columns);
+        self.probe_index(
+            managed,
+            Some(partitioning),
+            name,
+            "UNIQUE INDEX",
+            &format!("({column_list})"),
+        );
+        for leaf in partitioning
+            .partitions
+            .iter()
+            .filter(|partition| partition.kind == PartitionKind::Leaf)
+        {
+            let own = fit_identifier(format!("{name}_{}", leaf.name));
+            let table = quote_qualified(&leaf.schema, &leaf.name);
+            self.build_concurrently(
+                &leaf.schema,
+                &own,
+                Step::new(
+                    format!(
+                        "{what} on partition {}, built without blocking writes",
+                        leaf.name
+                    ),
+                    format!(
+                        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({column_list})",
+                        quote_ident(&own)
+                    ),
+                ),
+                format!("drop {what} on partition {}", leaf.name),
+            );
+            self.plan_steps.complete.push(Step::new(
+                format!("make {own} partition {}'s unique constraint", leaf.name),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                    quote_ident(&own),
+                    quote_ident(&own)
+                ),
+            ));
+        }
+        let columns_then: Vec<String> = columns
+            .iter()
+            .map(|column| self.renamed_at_complete(managed, column))
+            .collect();
+        self.plan_steps.complete.push(Step::new(
+            format!(
+                "turn {what} into a constraint of {}, over its partitions'",
+                managed.name
+            ),
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
+                self.table_at_complete(managed),
+                quote_ident(name),
+                quoted_list(&columns_then)
+            ),
+        ));
+        self.plan_steps
+            .built_indexes
+            .push((managed.schema.clone(), name.to_owned()));
+        Ok(())
+    }
+
+    /// Refuses an index on a table with a foreign partition, which can have none: the
+    /// table's index would never become valid.
+    fn refuse_foreign_partitions(
+        &self,
+        managed: &ManagedTable,
+        partitioning: &Partitioning,
+    ) -> Result<(), MigrateError> {
+        match partitioning
+            .partitions
+            .iter()
+            .find(|partition| partition.kind == PartitionKind::Foreign)
+        {
+            Some(foreign) => Err(self.refuse(format!(
+                "{}.{} has partition {}.{}, a foreign table, which can have no index: the index on {} would never become valid",
+                managed.schema, managed.name, foreign.schema, foreign.name, managed.name
+            ))),
+            None => Ok(()),
+        }
     }
 }
