@@ -11,7 +11,9 @@
 //! columns map onto its base table (what the rewriter writes the base table by);
 //! [`sync_function`] how a migration's sync trigger functions are named (the proxy knows an
 //! error raised in one), [`write_function`] how a trigger-backed view's write function is
-//! (whose statements an error's context must not show); [`base_table_kin`] the relations that hold or point at a base table's rows by other names.
+//! (whose statements an error's context must not show); [`base_table_kin`] the relations that
+//! hold or point at a base table's rows by other names; [`identifier`] the length Postgres cuts
+//! names at.
 //! The reads that fill this model from Postgres are in `catalog_read`.
 
 pub mod assign;
@@ -22,6 +24,7 @@ pub mod cidr;
 pub mod glob;
 pub mod guard;
 pub mod heartbeat;
+pub mod identifier;
 pub mod latency;
 pub mod migration_progress;
 pub mod routing_map;

@@ -23,13 +23,14 @@
 //! [`Place::FunctionBody`]: super::postgres_grammar::Place::FunctionBody
 //! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
-use super::identifier::{MAX_IDENTIFIER_BYTES, fold_identifier};
+use super::identifier::fold_identifier;
 use super::mention::VERBOSE_MARK;
 use super::targets::{VersionTargets, ViewTarget};
 use crate::model::catalog_substitutes::{
     INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS,
     SET_CONFIG, SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,
 };
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
 
 /// The DDL statement kinds (libpg_query's node names) whose shape-copying parts are read.

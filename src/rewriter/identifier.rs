@@ -3,6 +3,8 @@
 //! Shared by every part of the rewriter that compares a name with a managed table's or
 //! splices one into a statement.
 
+use crate::model::identifier::truncate_identifier;
+
 /// Reads `name`, `schema.name` or quoted forms from a regclass literal's content.
 pub fn parse_relation_literal(content: &str) -> Option<(Option<String>, String)> {
     let mut parts = Vec::new();
@@ -46,15 +48,11 @@ pub fn parse_relation_literal(content: &str) -> Option<(Option<String>, String)>
     Some((schema, name))
 }
 
-/// The longest identifier Postgres keeps, in bytes (`NAMEDATALEN - 1`): longer ones are cut,
-/// quoted or not, at a character boundary.
-pub const MAX_IDENTIFIER_BYTES: usize = 63;
-
 /// Folds an identifier the way Postgres does: unquoted ones to lower case (ASCII only, as
 /// Postgres does for multi-byte encodings), quoted ones as written; either cut to
-/// [`MAX_IDENTIFIER_BYTES`]. Two names that differ only past the cut are one name to
-/// Postgres (the twenty-eighth red-team pass read a MERGE target's hidden columns through an
-/// alias that matched only after the cut).
+/// [`MAX_IDENTIFIER_BYTES`](crate::model::identifier::MAX_IDENTIFIER_BYTES). Two names that
+/// differ only past the cut are one name to Postgres (the twenty-eighth red-team pass read a
+/// MERGE target's hidden columns through an alias that matched only after the cut).
 pub fn fold_identifier(value: &str, quoted: bool) -> String {
     let kept = truncate_identifier(value);
     if quoted {
@@ -62,16 +60,6 @@ pub fn fold_identifier(value: &str, quoted: bool) -> String {
     } else {
         kept.to_ascii_lowercase()
     }
-}
-
-/// `name` as Postgres keeps it: its first [`MAX_IDENTIFIER_BYTES`] bytes, cut before a
-/// character that would not fit whole.
-pub fn truncate_identifier(name: &str) -> &str {
-    let mut end = name.len().min(MAX_IDENTIFIER_BYTES);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
 }
 
 /// Writes an identifier so Postgres reads it back unchanged: bare when it is a plain

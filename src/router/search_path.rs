@@ -14,13 +14,10 @@
 //! [`change`] is the shadow runs' narrower reading (session-level SET and RESET only).
 
 use super::statement_words::{self, is_word, text, truncate_identifier};
+use crate::model::catalog_substitutes::{SEARCH_PATH, SET_CONFIG};
 use crate::protocol::startup::startup_setting;
 use crate::rewriter::lexer::{Kind, Token};
 
-/// The setting's name.
-const SEARCH_PATH: &str = "search_path";
-/// The function that can set it inside any statement.
-const SET_CONFIG: &str = "set_config";
 /// Words without which a statement that does not name the search_path cannot change it:
 /// RESET and DISCARD, a role change, and `set_config` with a bound setting name.
 const USER_OR_RESET_WORDS: [&str; 5] = ["reset", "discard", "role", "authorization", SET_CONFIG];
@@ -579,7 +576,7 @@ mod tests {
         let long = "x".repeat(70);
         assert_eq!(
             parse_list(&long).unwrap()[0].len(),
-            statement_words::MAX_IDENTIFIER_BYTES
+            crate::model::identifier::MAX_IDENTIFIER_BYTES
         );
     }
 }

@@ -7,10 +7,8 @@
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token as SqlToken, Tokenizer};
 
+use crate::model::identifier;
 use crate::rewriter::lexer::{self, Kind, Token};
-
-/// Postgres's longest identifier, in bytes (`NAMEDATALEN - 1`); longer names are truncated.
-pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// The statements of `sql`, lexed into `tokens`: each as the byte offset where it ends (after
 /// its `;`, or the end of the text) and its words. `None` when the lexer cannot read it.
@@ -44,7 +42,7 @@ pub fn is_word(sql: &str, token: &Token, word: &str) -> bool {
 }
 
 /// An identifier token's name as Postgres folds it (unquoted: lower case; `"…"`: as written,
-/// `""` read as `"`), truncated to [`MAX_IDENTIFIER_BYTES`]; `None` for other tokens.
+/// `""` read as `"`), truncated to [`identifier::MAX_IDENTIFIER_BYTES`]; `None` for other tokens.
 pub fn identifier(sql: &str, token: &Token) -> Option<String> {
     let raw = text(sql, token);
     let mut name = match token.kind {
@@ -56,15 +54,9 @@ pub fn identifier(sql: &str, token: &Token) -> Option<String> {
     Some(name)
 }
 
-/// Truncates `name` to [`MAX_IDENTIFIER_BYTES`] on a character boundary, as Postgres does.
+/// Truncates `name` to [`identifier::MAX_IDENTIFIER_BYTES`] on a character boundary, as Postgres does.
 pub fn truncate_identifier(name: &mut String) {
-    if name.len() > MAX_IDENTIFIER_BYTES {
-        let mut end = MAX_IDENTIFIER_BYTES;
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
-        name.truncate(end);
-    }
+    name.truncate(identifier::truncate_identifier(name).len());
 }
 
 /// sqlparser's tokens of `sql` read as one command: whitespace and comments left out, and a

@@ -17,7 +17,8 @@ use super::fragment::has_statement_separator;
 use super::operation::{ColumnDefinition, ConstraintKind, ForeignKey, Operation};
 use super::settings::{MAX_BATCH_SIZE, MigrationSettings};
 use crate::control::views::checksum::sha256_hex;
-use crate::control::views::spec::{MAX_IDENTIFIER_BYTES, is_valid_version_name};
+use crate::control::views::spec::is_valid_version_name;
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
 /// Marker no SQL fragment from a file may contain: generated trigger bodies are quoted with it.
 pub const BODY_QUOTE: &str = "$viewgate_sync$";

@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use super::introspect::{self, BaseTable, ServerSnapshot};
 use super::mapping_functions::{self, MappingFunction};
-use super::spec::{ColumnSource, Layout, MAX_IDENTIFIER_BYTES, Spec, Version, VersionTable};
+use super::spec::{ColumnSource, Layout, Spec, Version, VersionTable};
 use crate::control::error::ControlError;
 use crate::control::quote::quote_qualified;
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 use crate::model::write_function;
 
 /// Name of the INSTEAD OF trigger on a trigger-backed view.

@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::error::SpecError;
 
-/// Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
-pub const MAX_IDENTIFIER_BYTES: usize = 63;
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 /// Longest version name: short enough that `{table}_{version}` usually fits an identifier.
 pub const MAX_VERSION_NAME_LEN: usize = 31;
 /// Schema a managed table lives in when the spec does not say.

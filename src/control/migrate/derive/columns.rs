@@ -6,7 +6,8 @@ use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Replaced, Replacement, S
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::control::views::spec::{Column, ColumnSource, MAX_IDENTIFIER_BYTES, ManagedTable};
+use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
 impl Deriver<'_> {
     pub(super) fn add_column(&mut self, op: &AddColumn) -> Result<(), MigrateError> {

@@ -9,7 +9,8 @@ use crate::control::migrate::operation::{
 };
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::introspect::Partitioning;
-use crate::control::views::spec::{MAX_IDENTIFIER_BYTES, ManagedTable};
+use crate::control::views::spec::ManagedTable;
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
 impl Deriver<'_> {
     /// Constraints of a new physical column: NOT NULL and CHECK and FOREIGN KEY as NOT VALID

@@ -11,7 +11,7 @@ use super::{Assign, ColumnMap};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::ColumnDefinition;
 use crate::control::quote::quote_ident;
-use crate::control::views::spec::MAX_IDENTIFIER_BYTES;
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
 /// Bytes of the hash that ends a name of viewgate's own cut to fit an identifier.
 const NAME_HASH_BYTES: usize = 6;

@@ -523,7 +523,7 @@ fn unsafe_to_replace(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::views::spec::MAX_IDENTIFIER_BYTES;
+    use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
     #[test]
     fn integer_types_are_known_by_every_name() {
