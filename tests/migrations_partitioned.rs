@@ -151,6 +151,60 @@ async fn an_index_on_a_partitioned_table_is_built_partition_by_partition() {
     assert_eq!(label_indexes(&database), ALL_VALID);
 }
 
+/// Runs `sql` (as the application might, from another session) when a step whose description
+/// contains the text begins.
+struct AtStep<'a> {
+    database: &'a Database,
+    step: &'static str,
+    sql: &'static str,
+}
+
+impl Progress for AtStep<'_> {
+    fn step(&mut self, description: &str) {
+        if description.contains(self.step) {
+            self.database.admin(self.sql);
+        }
+    }
+    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
+}
+
+/// The plan builds the index of each partition the table has when the migration starts: one
+/// attached while it backfilled had none, and the table's index stayed invalid (never used)
+/// under a live migration.
+#[tokio::test]
+async fn a_partition_attached_during_the_backfill_fails_the_run_whole() {
+    let database = partitioned_models().await;
+    let error = start_watched(
+        &database,
+        "0002.toml",
+        LABELLED,
+        &mut AtStep {
+            database: &database,
+            step: "make index models_label_key on models alone",
+            sql: "CREATE TABLE public.models_2027 PARTITION OF models
+                      FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')",
+        },
+    )
+    .await
+    .expect_err("the table's index is not valid")
+    .to_string();
+    assert!(
+        error.contains("partition(s) models_2027 of its table have no index attached to it")
+            && error.contains("the migration was rolled back: nothing of it remains"),
+        "{error}"
+    );
+    assert_eq!(label_indexes(&database), "- / 0");
+    start_text(&database, "0002.toml", LABELLED)
+        .await
+        .expect("starts again, with the new partition in its plan");
+    assert_eq!(
+        label_indexes(&database),
+        ALL_VALID
+            .replace("models:true,", "models:true,models_2027:true,")
+            .replace("/ 6", "/ 7")
+    );
+}
+
 /// A unique index on a partitioned table must hold the partition key: the build failed after
 /// the whole backfill. The expand builds the index on an empty copy first.
 #[tokio::test]

@@ -480,6 +480,7 @@ async fn finish(
             .await
             .map_err(|error| failed(record, &step.description, error))?;
     }
+    refuse_invalid_builds(client, record).await?;
     run_each_in_a_transaction(client, record, &record.plan.referencing, progress).await?;
     progress.step("live");
     let transaction = client
@@ -516,6 +517,59 @@ async fn finish(
         .await
         .map_err(|error| ControlError::database("making the new version live", &error))?;
     Ok(rows)
+}
+
+/// Fails the run if an index it built is not valid. A partitioned table's index becomes valid
+/// when each of its partitions has one attached; the plan builds one for each partition the
+/// table had at the start, so a partition attached since (while the backfill ran) leaves it
+/// invalid, and the migration would go live with an index that is never used.
+async fn refuse_invalid_builds(
+    client: &Client,
+    record: &MigrationRecord,
+) -> Result<(), MigrateError> {
+    let (schemas, names): (Vec<&str>, Vec<&str>) = record
+        .plan
+        .built_indexes
+        .iter()
+        .map(|(schema, name)| (schema.as_str(), name.as_str()))
+        .unzip();
+    let invalid = client
+        .query_opt(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
+                    (SELECT pg_catalog.string_agg(p.oid::regclass::text, ', ' ORDER BY p.oid::regclass::text)
+                       FROM pg_catalog.pg_inherits part
+                       JOIN pg_catalog.pg_class p ON p.oid = part.inhrelid
+                      WHERE part.inhparent = i.indrelid
+                        AND NOT EXISTS (
+                            SELECT 1 FROM pg_catalog.pg_inherits attached
+                              JOIN pg_catalog.pg_index own ON own.indexrelid = attached.inhrelid
+                             WHERE attached.inhparent = c.oid AND own.indrelid = p.oid))
+               FROM unnest($1::text[], $2::text[]) AS built(schema, name)
+               JOIN pg_catalog.pg_namespace n ON n.nspname = built.schema
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = built.name
+               JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+              WHERE NOT i.indisvalid
+              ORDER BY 1 LIMIT 1",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(|error| ControlError::database("checking the indexes built", &error))?;
+    let Some(row) = invalid else {
+        return Ok(());
+    };
+    let index: String = row.get(0);
+    let missing: Option<String> = row.get(1);
+    Err(MigrateError::Failed {
+        version: record.version.clone(),
+        step: format!("checking index {index}"),
+        message: match missing {
+            Some(partitions) => format!(
+                "index {index} is not valid: partition(s) {partitions} of its table have no index attached to it (attached since the migration started, so not in its plan); once it is rolled back, start it again and its plan will build theirs"
+            ),
+            None => format!("index {index} is not valid after its build"),
+        },
+        aftermath: String::new(),
+    })
 }
 
 fn failed(record: &MigrationRecord, step: &str, error: ControlError) -> MigrateError {
