@@ -341,3 +341,68 @@ async fn a_unique_constraint_on_a_partitioned_table_is_made_of_its_partitions() 
         "6 true"
     );
 }
+
+/// Changing a column's type drops the old column at complete, and its indexes with it: each
+/// is rebuilt on the new column first, which on a partitioned table was refused. A plain index
+/// is rebuilt partition by partition and takes its old name at complete; the primary key is
+/// still refused.
+#[tokio::test]
+async fn an_index_over_a_retyped_column_of_a_partitioned_table_is_rebuilt_partition_by_partition() {
+    let database = partitioned_models().await;
+    database.admin("CREATE INDEX models_size_idx ON models (size) WHERE size > 0");
+    let size_index = || {
+        database.admin(
+            "SELECT pg_get_indexdef('models_size_idx'::regclass) || ' / ' || count(*) || ' ' || bool_and(i.indisvalid)
+               FROM pg_partition_tree('models_size_idx') t JOIN pg_index i ON i.indexrelid = t.relid",
+        )
+    };
+    let before = size_index();
+    assert_eq!(
+        before,
+        "CREATE INDEX models_size_idx ON ONLY public.models USING btree (size) WHERE (size > 0) / 6 true"
+    );
+    let retype = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"size\"\ntype = \"bigint\"";
+    start_text(&database, "0002.toml", retype)
+        .await
+        .expect("starts");
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) || ' ' || bool_and(i.indisvalid)
+               FROM pg_partition_tree('_vg_v2_models_size_idx') t JOIN pg_index i ON i.indexrelid = t.relid"
+        ),
+        "6 true",
+        "the rebuilt index on the new column, on the table and each partition"
+    );
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(size_index(), before);
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_class WHERE relname LIKE '\\_vg\\_v2%'"),
+        "0"
+    );
+    start_text(&database, "0002.toml", retype)
+        .await
+        .expect("starts again");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        size_index(),
+        before,
+        "the same index, on the new bigint column under the old name"
+    );
+    assert_eq!(
+        database.admin("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'size'"),
+        "bigint"
+    );
+    let key = start_text(
+        &database,
+        "0003.toml",
+        "version = \"v3\"\nfrom = \"v2\"\n[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"id\"\ntype = \"numeric\"",
+    )
+    .await
+    .expect_err("the primary key is not rebuilt partition by partition")
+    .to_string();
+    assert!(
+        key.contains("its primary key or unique constraint is not rebuilt partition by partition"),
+        "{key}"
+    );
+}

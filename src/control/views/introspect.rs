@@ -240,6 +240,18 @@ async fn base_table(
     }))
 }
 
+/// How table `schema.name` is partitioned; `None` if it is not (or does not exist).
+pub async fn partitioning_of(
+    client: &impl GenericClient,
+    schema: &str,
+    name: &str,
+) -> Result<Option<Partitioning>, ControlError> {
+    match relation_kind(client, schema, name).await?.as_deref() {
+        Some("p") => Ok(Some(partitioning(client, schema, name).await?)),
+        _ => Ok(None),
+    }
+}
+
 async fn partitioning(
     client: &impl GenericClient,
     schema: &str,

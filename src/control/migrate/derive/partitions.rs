@@ -23,10 +23,130 @@ use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::introspect::{PartitionKind, Partitioning};
 use crate::control::views::spec::ManagedTable;
 
+/// The steps that build an index partition by partition, and undo it.
+#[derive(Debug, Default)]
+pub struct PartitionBuilds {
+    /// In order: the table's index `ON ONLY`, each partition's (built, or made `ON ONLY` for a
+    /// partition partitioned in turn) and its attachment.
+    pub concurrent: Vec<Step>,
+    /// The table's index (with what is attached to it), then each partition's left unattached.
+    pub rollback: Vec<Step>,
+    /// Every index made, (schema, name).
+    pub built: Vec<(String, String)>,
+}
+
+/// The steps that build index `index` (`CREATE [UNIQUE] INDEX <name> ON <table>
+/// <definition>`, `definition` from `USING` on) on `schema.table`, partitioned as
+/// `partitioning`; the problem, when it cannot be built so.
+pub fn index_on_partitions(
+    (schema, table): (&str, &str),
+    partitioning: &Partitioning,
+    index: &str,
+    unique: &str,
+    definition: &str,
+) -> Result<PartitionBuilds, String> {
+    if let Some(problem) = foreign_partition((schema, table), partitioning) {
+        return Err(problem);
+    }
+    let mut builds = PartitionBuilds::default();
+    let root = quote_qualified(schema, index);
+    // The index of each table of the tree, by (schema, table): its own name in its schema.
+    let mut names = vec![(
+        (schema.to_owned(), table.to_owned()),
+        (schema.to_owned(), index.to_owned()),
+    )];
+    builds.concurrent.push(
+        Step::new(
+            format!("make index {index} on {table} alone (valid once each partition has its own)"),
+            format!(
+                "CREATE {unique}INDEX {} ON ONLY {} {definition}",
+                quote_ident(index),
+                quote_qualified(schema, table)
+            ),
+        )
+        .clearing(format!("DROP INDEX IF EXISTS {root}")),
+    );
+    builds.rollback.push(Step::new(
+        format!("drop index {index} and the partitions' indexes attached to it"),
+        format!("DROP INDEX IF EXISTS {root}"),
+    ));
+    for partition in &partitioning.partitions {
+        let own = fit_identifier(format!("{index}_{}", partition.name));
+        let on = quote_qualified(&partition.schema, &partition.name);
+        let Some((_, parent)) = names.iter().find(|(table, _)| *table == partition.parent) else {
+            return Err(format!(
+                "partition {}.{} is listed before its parent {}.{}",
+                partition.schema, partition.name, partition.parent.0, partition.parent.1
+            ));
+        };
+        let attach = format!(
+            "ALTER INDEX {} ATTACH PARTITION {}",
+            quote_qualified(&parent.0, &parent.1),
+            quote_qualified(&partition.schema, &own)
+        );
+        if partition.kind == PartitionKind::Partitioned {
+            builds.concurrent.push(Step::new(
+                format!(
+                    "make index {own} on partition {} alone, attached",
+                    partition.name
+                ),
+                format!(
+                    "CREATE {unique}INDEX {} ON ONLY {on} {definition}; {attach}",
+                    quote_ident(&own)
+                ),
+            ));
+        } else {
+            let drop_own = format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                quote_qualified(&partition.schema, &own)
+            );
+            builds.concurrent.push(
+                Step::new(
+                    format!(
+                        "build index {own} on partition {} without blocking writes",
+                        partition.name
+                    ),
+                    format!(
+                        "CREATE {unique}INDEX CONCURRENTLY {} ON {on} {definition}",
+                        quote_ident(&own)
+                    ),
+                )
+                .clearing(drop_own.clone()),
+            );
+            builds.concurrent.push(Step::new(
+                format!("attach index {own} to {}", parent.1),
+                attach,
+            ));
+            builds.rollback.push(Step::new(
+                format!("drop index {own} if a build left it unattached"),
+                drop_own,
+            ));
+        }
+        names.push((
+            (partition.schema.clone(), partition.name.clone()),
+            (partition.schema.clone(), own),
+        ));
+    }
+    builds.built = names.into_iter().map(|(_, index)| index).collect();
+    Ok(builds)
+}
+
+/// What is wrong with indexing `schema.table` if a partition is a foreign table, which can
+/// have no index: the table's index would never become valid.
+fn foreign_partition((schema, table): (&str, &str), partitioning: &Partitioning) -> Option<String> {
+    let foreign = partitioning
+        .partitions
+        .iter()
+        .find(|partition| partition.kind == PartitionKind::Foreign)?;
+    Some(format!(
+        "{schema}.{table} has partition {}.{}, a foreign table, which can have no index: the index on {table} would never become valid",
+        foreign.schema, foreign.name
+    ))
+}
+
 impl Deriver<'_> {
-    /// Adds the steps that build index `index` (`CREATE [UNIQUE] INDEX <name> ON <table>
-    /// <definition>`, `definition` from `USING` on) on `managed`, partitioned as
-    /// `partitioning`, and their undo.
+    /// Adds the steps that build index `index` on `managed`, partitioned as `partitioning`
+    /// ([`index_on_partitions`]), and their undo.
     pub(super) fn build_on_partitions(
         &mut self,
         managed: &ManagedTable,
@@ -35,92 +155,17 @@ impl Deriver<'_> {
         unique: &str,
         definition: &str,
     ) -> Result<(), MigrateError> {
-        self.refuse_foreign_partitions(managed, partitioning)?;
-        let root = quote_qualified(&managed.schema, index);
-        // The index of each table of the tree, by (schema, table): its own name in its schema.
-        let mut names = vec![(
-            (managed.schema.clone(), managed.name.clone()),
-            (managed.schema.clone(), index.to_owned()),
-        )];
-        self.plan_steps.concurrent.push(
-            Step::new(
-                format!(
-                    "make index {index} on {} alone (valid once each partition has its own)",
-                    managed.name
-                ),
-                format!(
-                    "CREATE {unique}INDEX {} ON ONLY {} {definition}",
-                    quote_ident(index),
-                    quote_qualified(&managed.schema, &managed.name)
-                ),
-            )
-            .clearing(format!("DROP INDEX IF EXISTS {root}")),
-        );
-        self.plan_steps.rollback_concurrent.push(Step::new(
-            format!("drop index {index} and the partitions' indexes attached to it"),
-            format!("DROP INDEX IF EXISTS {root}"),
-        ));
-        for partition in &partitioning.partitions {
-            let own = fit_identifier(format!("{index}_{}", partition.name));
-            let table = quote_qualified(&partition.schema, &partition.name);
-            let Some((_, parent)) = names.iter().find(|(table, _)| *table == partition.parent)
-            else {
-                return Err(self.refuse(format!(
-                    "partition {}.{} is listed before its parent {}.{}",
-                    partition.schema, partition.name, partition.parent.0, partition.parent.1
-                )));
-            };
-            let attach = format!(
-                "ALTER INDEX {} ATTACH PARTITION {}",
-                quote_qualified(&parent.0, &parent.1),
-                quote_qualified(&partition.schema, &own)
-            );
-            if partition.kind == PartitionKind::Partitioned {
-                self.plan_steps.concurrent.push(Step::new(
-                    format!(
-                        "make index {own} on partition {} alone, attached",
-                        partition.name
-                    ),
-                    format!(
-                        "CREATE {unique}INDEX {} ON ONLY {table} {definition}; {attach}",
-                        quote_ident(&own)
-                    ),
-                ));
-            } else {
-                let drop_own = format!(
-                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                    quote_qualified(&partition.schema, &own)
-                );
-                self.plan_steps.concurrent.push(
-                    Step::new(
-                        format!(
-                            "build index {own} on partition {} without blocking writes",
-                            partition.name
-                        ),
-                        format!(
-                            "CREATE {unique}INDEX CONCURRENTLY {} ON {table} {definition}",
-                            quote_ident(&own)
-                        ),
-                    )
-                    .clearing(drop_own.clone()),
-                );
-                self.plan_steps.concurrent.push(Step::new(
-                    format!("attach index {own} to {}", parent.1),
-                    attach,
-                ));
-                self.plan_steps.rollback_concurrent.push(Step::new(
-                    format!("drop index {own} if a build left it unattached"),
-                    drop_own,
-                ));
-            }
-            names.push((
-                (partition.schema.clone(), partition.name.clone()),
-                (partition.schema.clone(), own),
-            ));
-        }
-        self.plan_steps
-            .built_indexes
-            .extend(names.into_iter().map(|(_, index)| index));
+        let builds = index_on_partitions(
+            (&managed.schema, &managed.name),
+            partitioning,
+            index,
+            unique,
+            definition,
+        )
+        .map_err(|problem| self.refuse(problem))?;
+        self.plan_steps.concurrent.extend(builds.concurrent);
+        self.plan_steps.rollback_concurrent.extend(builds.rollback);
+        self.plan_steps.built_indexes.extend(builds.built);
         Ok(())
     }
 
@@ -201,22 +246,13 @@ impl Deriver<'_> {
         Ok(())
     }
 
-    /// Refuses an index on a table with a foreign partition, which can have none: the
-    /// table's index would never become valid.
     fn refuse_foreign_partitions(
         &self,
         managed: &ManagedTable,
         partitioning: &Partitioning,
     ) -> Result<(), MigrateError> {
-        match partitioning
-            .partitions
-            .iter()
-            .find(|partition| partition.kind == PartitionKind::Foreign)
-        {
-            Some(foreign) => Err(self.refuse(format!(
-                "{}.{} has partition {}.{}, a foreign table, which can have no index: the index on {} would never become valid",
-                managed.schema, managed.name, foreign.schema, foreign.name, managed.name
-            ))),
+        match foreign_partition((&managed.schema, &managed.name), partitioning) {
+            Some(problem) => Err(self.refuse(problem)),
             None => Ok(()),
         }
     }

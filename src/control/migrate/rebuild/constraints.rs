@@ -111,6 +111,7 @@ pub(super) fn rebuild(
         table,
         complete_table,
         replaced,
+        ..
     } = *context;
     let check = constraint.kind == "c";
     let object = format!(

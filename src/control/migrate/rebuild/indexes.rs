@@ -3,7 +3,8 @@
 //! replacement, read from the catalog part by part (method, columns with their collations,
 //! operator classes and orderings, expressions and the predicate with the replaced columns
 //! renamed token by token, INCLUDE, NULLS NOT DISTINCT, storage parameters, tablespace):
-//! `CONCURRENTLY` after the backfill, under a name of the migration's own
+//! `CONCURRENTLY` after the backfill (partition by partition on a partitioned table,
+//! `derive/partitions.rs`), under a name of the migration's own
 //! (`_vg_<version>_<index>`), dropped by a rollback. The contract, after it drops the old column
 //! and its indexes, gives each rebuilt index the old one's name, its unique constraint or
 //! primary key (`ADD CONSTRAINT … UNIQUE | PRIMARY KEY USING INDEX`), its replica identity and
@@ -19,7 +20,8 @@
 //! an explicit collation, on the replaced column itself when the type changes, a column split
 //! or merged (no one replacement), an expression spelling names with Unicode escapes (it cannot
 //! be renamed token by token), an index left invalid by a failed build, a deferrable unique
-//! constraint (an index is checked at once, so its twin would fail writes it lets through). A
+//! constraint (an index is checked at once, so its twin would fail writes it lets through), a
+//! partitioned table's primary key or unique constraint. A
 //! primary key is rebuilt as a unique index and becomes the key again at the contract; exclusion
 //! constraints are left to `preconditions.rs`, which refuses them.
 
@@ -30,7 +32,8 @@ use tokio_postgres::GenericClient;
 use super::{Drops, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{
-    PROBE_PREFIX, Replaced, Step, fit_identifier, mentions, over_physical, translatable,
+    PROBE_PREFIX, PartitionBuilds, Replaced, Step, fit_identifier, index_on_partitions, mentions,
+    over_physical, translatable,
 };
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
@@ -61,7 +64,8 @@ pub(super) struct CatalogIndex {
     predicate: Option<String>,
     nulls_not_distinct: bool,
     replica_identity: bool,
-    /// Whether the table is partitioned (its indexes cannot be built concurrently).
+    /// Whether the table is partitioned (its indexes are built partition by partition, and
+    /// its constraints are not rebuilt).
     partitioned: bool,
     clustered: bool,
     storage: Option<String>,
@@ -231,6 +235,7 @@ pub(super) fn rebuild(
         table,
         complete_table,
         replaced,
+        partitioning,
     } = *context;
     if let Some((_, kind, ..)) = &index.constraint
         && kind == "x"
@@ -307,10 +312,10 @@ pub(super) fn rebuild(
                 "it is the table's replica identity, which needs NOT NULL columns, and the new column may be NULL",
             ));
         }
-        if index.partitioned {
+        if index.partitioned && index.constraint.is_some() {
             return Err(refuse(
                 &old.column,
-                "the table is partitioned, and an index of a partitioned table cannot be built concurrently",
+                "the table is partitioned, and its primary key or unique constraint is not rebuilt partition by partition (its indexes are)",
             ));
         }
         if replacement.unique
@@ -395,20 +400,11 @@ pub(super) fn rebuild(
     let key_count = index.key_count.min(index.columns.len());
     let keys: Vec<String> = (0..key_count).map(element).collect();
     let included: Vec<String> = (key_count..index.columns.len()).map(element).collect();
-    // The statement that builds the index: concurrently under its rebuilt name on the table,
-    // or unnamed on the expand's empty copy (no tablespace: a temporary table's is its own).
-    let index_sql = |on: &str, rebuilt: bool| -> String {
-        let mut sql = format!(
-            "CREATE {}INDEX {}ON {on} USING {} ({})",
-            if index.unique { "UNIQUE " } else { "" },
-            if rebuilt {
-                format!("CONCURRENTLY {} ", quote_ident(&new_name))
-            } else {
-                String::new()
-            },
-            quote_ident(&index.method),
-            keys.join(", ")
-        );
+    let unique = if index.unique { "UNIQUE " } else { "" };
+    // What follows `ON <table>`: on the rebuilt index, or on the expand's empty copy (no
+    // tablespace: a temporary table's is its own).
+    let definition = |rebuilt: bool| -> String {
+        let mut sql = format!("USING {} ({})", quote_ident(&index.method), keys.join(", "));
         if !included.is_empty() {
             sql.push_str(&format!(" INCLUDE ({})", included.join(", ")));
         }
@@ -435,25 +431,52 @@ pub(super) fn rebuild(
             over.join(", ")
         ),
         format!(
-            "CREATE TEMPORARY TABLE {probe} (LIKE {qualified_table}) ON COMMIT DROP; {}",
-            index_sql(&format!("pg_temp.{probe}"), false)
+            "CREATE TEMPORARY TABLE {probe} (LIKE {qualified_table}) ON COMMIT DROP; CREATE {unique}INDEX ON pg_temp.{probe} {}",
+            definition(false)
         ),
     );
-    let build = Step::new(
-        format!(
-            "rebuild index {} on the new version's column(s) for {}, without blocking writes",
-            index.name,
-            over.join(", ")
-        ),
-        index_sql(&qualified_table, true),
-    );
-    let undo = Step::new(
-        format!("drop {new_name}, the rebuilt {}", index.name),
-        format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS {}",
-            quote_qualified(schema, &new_name)
-        ),
-    );
+    let concurrent = match partitioning {
+        Some(partitioning) => index_on_partitions(
+            (schema, table),
+            partitioning,
+            &new_name,
+            unique,
+            &definition(true),
+        )
+        .map_err(|problem| {
+            refuse(
+                substitutes.keys().next().copied().unwrap_or_default(),
+                &problem,
+            )
+        })?,
+        None => {
+            let undo = Step::new(
+                format!("drop {new_name}, the rebuilt {}", index.name),
+                format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    quote_qualified(schema, &new_name)
+                ),
+            );
+            let build = Step::new(
+                format!(
+                    "rebuild index {} on the new version's column(s) for {}, without blocking writes",
+                    index.name,
+                    over.join(", ")
+                ),
+                format!(
+                    "CREATE {unique}INDEX CONCURRENTLY {} ON {qualified_table} {}",
+                    quote_ident(&new_name),
+                    definition(true)
+                ),
+            )
+            .clearing(undo.sql.clone());
+            PartitionBuilds {
+                concurrent: vec![build],
+                rollback: vec![undo],
+                built: vec![(schema.to_owned(), new_name.clone())],
+            }
+        }
+    };
     let mut contract = Vec::new();
     match &index.constraint {
         // The new column is NOT NULL by now (its validated check spared the scan), so the
@@ -507,11 +530,7 @@ pub(super) fn rebuild(
     }
     Ok(Some(Rebuild {
         expand: vec![probe_build],
-        concurrent: Some((
-            build.clearing(undo.sql.clone()),
-            undo,
-            (schema.to_owned(), new_name),
-        )),
+        concurrent,
         complete: contract,
         ..Rebuild::default()
     }))

@@ -17,11 +17,13 @@ use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 
 use super::derive::{
-    Dropped, MigrationPlan, NEW_COLUMN_PREFIX, Rename, Replaced, Replacement, Step, fit_identifier,
+    Dropped, MigrationPlan, NEW_COLUMN_PREFIX, PartitionBuilds, Rename, Replaced, Replacement,
+    Step, fit_identifier,
 };
 use super::error::MigrateError;
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::introspect::{self, Partitioning};
 
 /// Whether constraint `k` is a check that a column is not null, the shape a migration's
 /// stand-in for NOT NULL has (`introspect.rs` counts it as NOT NULL): `alter_column` carries
@@ -58,12 +60,14 @@ pub async fn rebuild_replaced(
             .collect();
         let drops = Drops::of(plan, &schema, &table);
         let complete_table = table_at_complete(plan, &schema, &table);
+        let partitioning = introspect::partitioning_of(client, &schema, &table).await?;
         let context = TableContext {
             plan,
             schema: &schema,
             table: &table,
             complete_table: &complete_table,
             replaced: &replaced,
+            partitioning: partitioning.as_ref(),
         };
         let mut outcomes: Vec<(String, Vec<String>, Outcome)> = Vec::new();
         for index in indexes::covering_indexes(client, &schema, &table, &replaced).await? {
@@ -441,6 +445,8 @@ struct TableContext<'a> {
     /// The table's name when the contract's rebuild steps run (after its renames).
     complete_table: &'a str,
     replaced: &'a [Replaced],
+    /// How the table is partitioned, if it is.
+    partitioning: Option<&'a Partitioning>,
 }
 
 /// What becomes of one index or constraint over a replaced column.
@@ -459,8 +465,8 @@ struct Rebuild {
     expand: Vec<Step>,
     /// After the backfill.
     validate: Vec<Step>,
-    /// A concurrent build after the backfill, its undo, and the index it builds (schema, name).
-    concurrent: Option<(Step, Step, (String, String))>,
+    /// Concurrent builds after the backfill (partition by partition on a partitioned table).
+    concurrent: PartitionBuilds,
     /// Once the indexes are built (a foreign key into one), each in its own transaction.
     referencing: Vec<Step>,
     /// In the contract's transaction, before the old columns are dropped.
@@ -477,11 +483,9 @@ impl Rebuild {
     fn add_to(self, plan: &mut MigrationPlan) {
         plan.expand.extend(self.expand);
         plan.validate.extend(self.validate);
-        if let Some((build, undo, index)) = self.concurrent {
-            plan.concurrent.push(build);
-            plan.rollback_concurrent.push(undo);
-            plan.built_indexes.push(index);
-        }
+        plan.concurrent.extend(self.concurrent.concurrent);
+        plan.rollback_concurrent.extend(self.concurrent.rollback);
+        plan.built_indexes.extend(self.concurrent.built);
         plan.referencing.extend(self.referencing);
         for (position, step) in self.complete_first.into_iter().enumerate() {
             plan.complete.insert(position, step);
