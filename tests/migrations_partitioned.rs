@@ -10,7 +10,8 @@ use crate::support;
 use migration_support::{at, complete_now, rollback_now, seeded, start_text, start_watched};
 use support::{Database, exec};
 use tokio_postgres::error::SqlState;
-use viewgate::control::migrate::Progress;
+use viewgate::control::migrate::status::plan;
+use viewgate::control::migrate::{MigrationFile, Progress};
 
 /// `models` partitioned by month, February partitioned again by half-month, and a default
 /// partition; 90 rows over all four tables that hold rows; its v1 spec applied.
@@ -94,6 +95,23 @@ impl Progress for KillAtStep {
 #[tokio::test]
 async fn an_index_on_a_partitioned_table_is_built_partition_by_partition() {
     let database = partitioned_models().await;
+    let file = MigrationFile::load(&database.spec_file("plan.toml", LABELLED)).expect("loads");
+    let report = plan(&mut database.client().await, &file)
+        .await
+        .expect("plans")
+        .to_string();
+    for shown in [
+        "CREATE UNIQUE INDEX \"models_label_key\" ON ONLY \"public\".\"models\" USING btree (\"label\", \"taken\", \"id\") WHERE (size >= 0);",
+        "-- (each attempt first clears what a killed or timed-out one left: DROP INDEX IF EXISTS \"public\".\"models_label_key\")",
+        "CREATE UNIQUE INDEX \"models_label_key_models_february\" ON ONLY \"public\".\"models_february\" USING btree (\"label\", \"taken\", \"id\") WHERE (size >= 0); ALTER INDEX \"public\".\"models_label_key\" ATTACH PARTITION \"public\".\"models_label_key_models_february\";",
+        "CREATE UNIQUE INDEX CONCURRENTLY \"models_label_key_models_february_0\" ON \"public\".\"models_february_0\"",
+        "ALTER INDEX \"public\".\"models_label_key_models_february\" ATTACH PARTITION \"public\".\"models_label_key_models_february_0\";",
+    ] {
+        assert!(
+            report.contains(shown),
+            "`migrate plan` shows {shown}\n{report}"
+        );
+    }
     let killed =
         futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(start_watched(
             &database,

@@ -222,7 +222,14 @@ fn write_steps(f: &mut fmt::Formatter<'_>, title: &str, steps: &[Step]) -> fmt::
     }
     writeln!(f, "\n-- {title}")?;
     for step in steps {
-        writeln!(f, "-- {}\n{};", step.description, step.sql)?;
+        writeln!(f, "-- {}", step.description)?;
+        if let Some(clear) = &step.clear {
+            writeln!(
+                f,
+                "-- (each attempt first clears what a killed or timed-out one left: {clear})"
+            )?;
+        }
+        writeln!(f, "{};", step.sql)?;
     }
     Ok(())
 }
