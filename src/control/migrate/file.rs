@@ -38,19 +38,6 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// The indexes `drop_index` operations name, as (schema, name).
-    pub fn dropped_indexes(&self) -> Vec<(String, String)> {
-        self.operations
-            .iter()
-            .filter_map(|operation| match operation {
-                Operation::DropIndex(drop) => {
-                    Some((drop.schema_or_default().to_owned(), drop.name.clone()))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
     /// What a rollback leaves in place, for the operator to undo by hand: the `raw_sql`
     /// operations run in the expand without a `down` (numbered from 1, as in the file). None
     /// when a rollback undoes everything.

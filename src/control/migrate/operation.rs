@@ -224,6 +224,19 @@ impl DropIndex {
     }
 }
 
+/// The indexes the `drop_index` operations of `operations` name, as (schema, name).
+pub fn dropped_indexes(operations: &[Operation]) -> Vec<(String, String)> {
+    operations
+        .iter()
+        .filter_map(|operation| match operation {
+            Operation::DropIndex(drop) => {
+                Some((drop.schema_or_default().to_owned(), drop.name.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A constraint over one or more columns of the new version. CHECK and FOREIGN KEY are added
 /// `NOT VALID` during expand and validated after the backfill; UNIQUE is built as an index
 /// `CONCURRENTLY` and becomes a constraint at complete. Older versions' writes must satisfy it

@@ -26,6 +26,7 @@ use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::operation::dropped_indexes;
 use super::pace::BatchPacer;
 use super::preconditions;
 use super::privileges;
@@ -262,7 +263,7 @@ pub async fn plan_against(
         .map(|table| (table.schema.as_str(), table.name.as_str()));
     let mut snapshot = introspect::snapshot(client, tables).await?;
     snapshot.partitioned_indexes =
-        introspect::partitioned_indexes(client, &migration.dropped_indexes()).await?;
+        introspect::partitioned_indexes(client, &dropped_indexes(&migration.operations)).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;

@@ -2,10 +2,11 @@
 //! after the backfill, uniqueness and indexes built `CONCURRENTLY`.
 
 use super::sql::{check_over_physical, fit_identifier, over_physical};
-use super::{Deriver, PROBE_PREFIX, Step, column_map};
+use super::{Deriver, Dropped, PROBE_PREFIX, Step, column_map};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{
-    AddConstraint, ConstraintKind, CreateIndex, ForeignKey, MultiColumnReference, ReferentialAction,
+    AddConstraint, ConstraintKind, CreateIndex, DropConstraint, DropIndex, ForeignKey,
+    MultiColumnReference, ReferentialAction,
 };
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::introspect::Partitioning;
@@ -291,6 +292,54 @@ impl Deriver<'_> {
                 )?;
             }
         }
+        Ok(())
+    }
+
+    /// Drops index `op` at complete: `CONCURRENTLY` after the contract commits, or, for a
+    /// partitioned index, which has no concurrent drop (it failed after the contract had
+    /// committed), inside the contract's transaction (catalog only, under its lock timeout).
+    pub(super) fn drop_index(&mut self, op: &DropIndex) -> Result<(), MigrateError> {
+        let schema = op.schema_or_default();
+        self.plan_steps.dropped.push(Dropped::Index {
+            schema: schema.to_owned(),
+            name: op.name.clone(),
+        });
+        let index = quote_qualified(schema, &op.name);
+        let description = format!("drop index {schema}.{}", op.name);
+        if self
+            .snapshot
+            .partitioned_indexes
+            .contains(&(schema.to_owned(), op.name.clone()))
+        {
+            self.plan_steps.complete.push(Step::new(
+                description,
+                format!("DROP INDEX IF EXISTS {index}"),
+            ));
+        } else {
+            self.plan_steps.complete_concurrent.push(Step::new(
+                description,
+                format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Drops constraint `op` in the contract.
+    pub(super) fn drop_constraint(&mut self, op: &DropConstraint) -> Result<(), MigrateError> {
+        let (_, managed, _) = self.table(&op.table)?;
+        self.plan_steps.dropped.push(Dropped::Constraint {
+            schema: managed.schema.clone(),
+            table: managed.name.clone(),
+            name: op.name.clone(),
+        });
+        let table = self.table_at_complete(&managed);
+        self.plan_steps.complete.push(Step::new(
+            format!("drop constraint {}", op.name),
+            format!(
+                "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+                quote_ident(&op.name)
+            ),
+        ));
         Ok(())
     }
 

@@ -15,8 +15,9 @@
 //!
 //! Everything here is pure: the facts about the live schema come in as a [`ServerSnapshot`].
 //! This file holds the plan's types and the walk over the operations; `columns`, `tables` and
-//! `constraints` derive each kind of operation, `sql` turns fragments into statements,
-//! `expression_reads` checks the new version's expressions against the contract.
+//! `constraints` derive each kind of operation (`partitions` an index or unique constraint on a
+//! partitioned table), `sql` turns fragments into statements, `expression_reads` checks the
+//! new version's expressions against the contract.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +34,6 @@ mod tables;
 use super::error::MigrateError;
 use super::file::Migration;
 use super::operation::{AddColumn, DropColumn, Operation};
-use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::definition::VersionDefinition;
 use crate::control::views::introspect::{BaseTable, ServerSnapshot};
 use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
@@ -335,52 +335,9 @@ impl Deriver<'_> {
             Operation::DropTable(op) => self.drop_table(&op.table),
             Operation::RenameTable(op) => self.rename_table(&op.from, &op.to),
             Operation::CreateIndex(op) => self.create_index(op),
-            Operation::DropIndex(op) => {
-                let schema = op.schema_or_default();
-                self.plan_steps.dropped.push(Dropped::Index {
-                    schema: schema.to_owned(),
-                    name: op.name.clone(),
-                });
-                let index = quote_qualified(schema, &op.name);
-                let description = format!("drop index {schema}.{}", op.name);
-                if self
-                    .snapshot
-                    .partitioned_indexes
-                    .contains(&(schema.to_owned(), op.name.clone()))
-                {
-                    // No CONCURRENTLY for a partitioned index (it failed after the contract
-                    // had committed); dropping it touches only the catalog, so it goes in the
-                    // contract's transaction, under its lock timeout.
-                    self.plan_steps.complete.push(Step::new(
-                        description,
-                        format!("DROP INDEX IF EXISTS {index}"),
-                    ));
-                } else {
-                    self.plan_steps.complete_concurrent.push(Step::new(
-                        description,
-                        format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
-                    ));
-                }
-                Ok(())
-            }
+            Operation::DropIndex(op) => self.drop_index(op),
             Operation::AddConstraint(op) => self.add_constraint(op),
-            Operation::DropConstraint(op) => {
-                let (_, managed, _) = self.table(&op.table)?;
-                self.plan_steps.dropped.push(Dropped::Constraint {
-                    schema: managed.schema.clone(),
-                    table: managed.name.clone(),
-                    name: op.name.clone(),
-                });
-                let table = self.table_at_complete(&managed);
-                self.plan_steps.complete.push(Step::new(
-                    format!("drop constraint {}", op.name),
-                    format!(
-                        "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-                        quote_ident(&op.name)
-                    ),
-                ));
-                Ok(())
-            }
+            Operation::DropConstraint(op) => self.drop_constraint(op),
             Operation::SplitColumn(op) => {
                 for part in &op.into {
                     self.add_column(&AddColumn {
