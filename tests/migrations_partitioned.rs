@@ -361,11 +361,12 @@ async fn a_unique_constraint_on_a_partitioned_table_is_made_of_its_partitions() 
 }
 
 /// Changing a column's type drops the old column at complete, and its indexes with it: each
-/// is rebuilt on the new column first, which on a partitioned table was refused. A plain index
-/// is rebuilt partition by partition and takes its old name at complete; the primary key is
-/// still refused.
+/// is rebuilt on the new column first, which on a partitioned table was refused. An index is
+/// rebuilt partition by partition and takes its old name at complete; the primary key is made
+/// of its partitions' (a foreign key into it, which would need it before complete, is
+/// refused).
 #[tokio::test]
-async fn an_index_over_a_retyped_column_of_a_partitioned_table_is_rebuilt_partition_by_partition() {
+async fn the_index_and_key_over_a_retyped_column_of_a_partitioned_table_are_rebuilt() {
     let database = partitioned_models().await;
     database.admin("CREATE INDEX models_size_idx ON models (size) WHERE size > 0");
     let size_index = || {
@@ -411,16 +412,55 @@ async fn an_index_over_a_retyped_column_of_a_partitioned_table_is_rebuilt_partit
         database.admin("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'size'"),
         "bigint"
     );
-    let key = start_text(
-        &database,
-        "0003.toml",
-        "version = \"v3\"\nfrom = \"v2\"\n[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"id\"\ntype = \"numeric\"",
-    )
-    .await
-    .expect_err("the primary key is not rebuilt partition by partition")
-    .to_string();
+    let refs = "CREATE TABLE public.mentions (id bigint, taken date, FOREIGN KEY (id, taken) REFERENCES models)";
+    database.admin(refs);
+    let retype_key = "version = \"v3\"\nfrom = \"v2\"\n[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"id\"\ntype = \"numeric(20)\"";
+    let referenced = start_text(&database, "0003.toml", retype_key)
+        .await
+        .expect_err("a foreign key into the key is not made again")
+        .to_string();
     assert!(
-        key.contains("its primary key or unique constraint is not rebuilt partition by partition"),
-        "{key}"
+        referenced.contains("the table it references is partitioned"),
+        "{referenced}"
+    );
+    database.admin("DROP TABLE mentions");
+    start_text(&database, "0003.toml", retype_key)
+        .await
+        .expect("starts");
+    let built = database.admin(
+        "SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_class WHERE relname LIKE '\\_vg\\_v3\\_models\\_pkey\\_%'",
+    );
+    assert_eq!(
+        built.split(',').count(),
+        4,
+        "one on each partition holding rows"
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v3'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+              WHERE conrelid = 'models'::regclass AND contype = 'p'"
+        ),
+        "PRIMARY KEY (id, taken)"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)
+               FROM pg_partition_tree('models_pkey') t WHERE t.isleaf"
+        ),
+        built,
+        "the table's key took the partitions' indexes, building none"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) || ' ' || bool_and(i.indisvalid) || ' ' || bool_and(i.indisprimary)
+               FROM pg_partition_tree('models_pkey') t JOIN pg_index i ON i.indexrelid = t.relid"
+        ),
+        "6 true true"
+    );
+    assert_eq!(
+        database.admin("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'id'"),
+        "numeric(20,0)"
     );
 }

@@ -110,7 +110,7 @@ impl Deriver<'_> {
             .table(&managed.schema, &managed.name)
             .and_then(|live| live.partitioning.clone());
         if let Some(partitioning) = partitioning {
-            return self.unique_on_partitions(managed, &partitioning, name, columns, what);
+            return self.unique_on_partitions(managed, &partitioning, name, columns);
         }
         let index = quote_ident(name);
         self.build_concurrently(

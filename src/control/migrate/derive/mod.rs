@@ -632,6 +632,6 @@ fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> Colu
         .collect()
 }
 
-pub use partitions::{PartitionBuilds, index_on_partitions};
+pub use partitions::{PartitionBuilds, constraint_on_partitions, index_on_partitions};
 pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical, translatable};

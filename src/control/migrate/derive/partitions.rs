@@ -144,6 +144,72 @@ fn foreign_partition((schema, table): (&str, &str), partitioning: &Partitioning)
     ))
 }
 
+/// The steps of constraint `name` (`clause`: `UNIQUE` or `PRIMARY KEY`, then `columns`, the
+/// parenthesised list as the contract names them) on `schema.table`, partitioned as
+/// `partitioning`, made of its partitions': a unique index `<index>_<partition>` (`definition`
+/// from `USING` on) built concurrently on each partition that holds rows; at complete, each
+/// made its partition's constraint, then the table's added on `table_then` (the table as the
+/// contract names it) over them, building nothing. The builds, and the contract's steps.
+pub fn constraint_on_partitions(
+    (schema, table): (&str, &str),
+    partitioning: &Partitioning,
+    index: &str,
+    definition: &str,
+    (name, clause, columns): (&str, &str, &str),
+    table_then: &str,
+) -> Result<(PartitionBuilds, Vec<Step>), String> {
+    if let Some(problem) = foreign_partition((schema, table), partitioning) {
+        return Err(problem);
+    }
+    let mut builds = PartitionBuilds::default();
+    let mut contract = Vec::new();
+    for leaf in partitioning
+        .partitions
+        .iter()
+        .filter(|partition| partition.kind == PartitionKind::Leaf)
+    {
+        let own = fit_identifier(format!("{index}_{}", leaf.name));
+        let on = quote_qualified(&leaf.schema, &leaf.name);
+        let drop_own = format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            quote_qualified(&leaf.schema, &own)
+        );
+        builds.concurrent.push(
+            Step::new(
+                format!(
+                    "build unique index {own} on partition {} for {name}, without blocking writes",
+                    leaf.name
+                ),
+                format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {on} {definition}",
+                    quote_ident(&own)
+                ),
+            )
+            .clearing(drop_own.clone()),
+        );
+        builds
+            .rollback
+            .push(Step::new(format!("drop index {own}"), drop_own));
+        builds.built.push((leaf.schema.clone(), own.clone()));
+        contract.push(Step::new(
+            format!("make {own} partition {}'s {clause}", leaf.name),
+            format!(
+                "ALTER TABLE {on} ADD CONSTRAINT {} {clause} USING INDEX {}",
+                quote_ident(&own),
+                quote_ident(&own)
+            ),
+        ));
+    }
+    contract.push(Step::new(
+        format!("{clause} {name} of {table}, over its partitions'"),
+        format!(
+            "ALTER TABLE {table_then} ADD CONSTRAINT {} {clause} {columns}",
+            quote_ident(name)
+        ),
+    ));
+    Ok((builds, contract))
+}
+
 impl Deriver<'_> {
     /// Adds the steps that build index `index` on `managed`, partitioned as `partitioning`
     /// ([`index_on_partitions`]), and their undo.
@@ -170,90 +236,45 @@ impl Deriver<'_> {
     }
 
     /// Adds the steps of a unique constraint `name` over `columns` (physical, as they are now)
-    /// on `managed`, partitioned as `partitioning` (`what` in words). Postgres makes a unique
-    /// constraint on a partitioned table only with a build that blocks writes, unless each
-    /// partition already has a matching one: it then takes theirs. So a unique index is built
-    /// `CONCURRENTLY` on each partition that holds rows and, at complete, made that
-    /// partition's constraint (`USING INDEX`), and the table's constraint is added over them
-    /// (catalog only; a partition partitioned in turn gets one over its partitions' too).
+    /// on `managed`, partitioned as `partitioning` ([`constraint_on_partitions`]). Postgres
+    /// makes a unique constraint on a partitioned table only with a build that blocks writes,
+    /// unless each partition already has a matching one: it then takes theirs.
     pub(super) fn unique_on_partitions(
         &mut self,
         managed: &ManagedTable,
         partitioning: &Partitioning,
         name: &str,
         columns: &[String],
-        what: &str,
     ) -> Result<(), MigrateError> {
-        self.refuse_foreign_partitions(managed, partitioning)?;
-        let column_list = quoted_list(columns);
+        let column_list = format!("({})", quoted_list(columns));
         self.probe_index(
             managed,
             Some(partitioning),
             name,
             "UNIQUE INDEX",
-            &format!("({column_list})"),
+            &column_list,
         );
-        for leaf in partitioning
-            .partitions
-            .iter()
-            .filter(|partition| partition.kind == PartitionKind::Leaf)
-        {
-            let own = fit_identifier(format!("{name}_{}", leaf.name));
-            let table = quote_qualified(&leaf.schema, &leaf.name);
-            self.build_concurrently(
-                &leaf.schema,
-                &own,
-                Step::new(
-                    format!(
-                        "{what} on partition {}, built without blocking writes",
-                        leaf.name
-                    ),
-                    format!(
-                        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({column_list})",
-                        quote_ident(&own)
-                    ),
-                ),
-                format!("drop {what} on partition {}", leaf.name),
-            );
-            self.plan_steps.complete.push(Step::new(
-                format!("make {own} partition {}'s unique constraint", leaf.name),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
-                    quote_ident(&own),
-                    quote_ident(&own)
-                ),
-            ));
-        }
         let columns_then: Vec<String> = columns
             .iter()
             .map(|column| self.renamed_at_complete(managed, column))
             .collect();
-        self.plan_steps.complete.push(Step::new(
-            format!(
-                "turn {what} into a constraint of {}, over its partitions'",
-                managed.name
-            ),
-            format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
-                self.table_at_complete(managed),
-                quote_ident(name),
-                quoted_list(&columns_then)
-            ),
-        ));
+        let (builds, contract) = constraint_on_partitions(
+            (&managed.schema, &managed.name),
+            partitioning,
+            name,
+            &column_list,
+            (name, "UNIQUE", &format!("({})", quoted_list(&columns_then))),
+            &self.table_at_complete(managed),
+        )
+        .map_err(|problem| self.refuse(problem))?;
+        self.plan_steps.concurrent.extend(builds.concurrent);
+        self.plan_steps.rollback_concurrent.extend(builds.rollback);
+        self.plan_steps.built_indexes.extend(builds.built);
+        // The table's constraint makes an index of its name at complete.
         self.plan_steps
             .built_indexes
             .push((managed.schema.clone(), name.to_owned()));
+        self.plan_steps.complete.extend(contract);
         Ok(())
-    }
-
-    fn refuse_foreign_partitions(
-        &self,
-        managed: &ManagedTable,
-        partitioning: &Partitioning,
-    ) -> Result<(), MigrateError> {
-        match foreign_partition((&managed.schema, &managed.name), partitioning) {
-            Some(problem) => Err(self.refuse(problem)),
-            None => Ok(()),
-        }
     }
 }

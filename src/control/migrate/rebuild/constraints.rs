@@ -364,6 +364,12 @@ pub(super) fn rebuild_referencing(
             "its table is partitioned, where a foreign key cannot be added NOT VALID",
         ));
     }
+    if context.partitioning.is_some() {
+        return Err(refuse(
+            first,
+            "the table it references is partitioned, where the key it needs on the new column is made only at complete",
+        ));
+    }
     let mut new_columns = Vec::with_capacity(key.columns.len());
     for (column, referencing_type) in key.columns.iter().zip(&key.referencing_types) {
         let replacement = match replaced.iter().find(|old| old.column == *column) {

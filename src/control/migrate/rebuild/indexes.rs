@@ -20,10 +20,10 @@
 //! an explicit collation, on the replaced column itself when the type changes, a column split
 //! or merged (no one replacement), an expression spelling names with Unicode escapes (it cannot
 //! be renamed token by token), an index left invalid by a failed build, a deferrable unique
-//! constraint (an index is checked at once, so its twin would fail writes it lets through), a
-//! partitioned table's primary key or unique constraint. A
-//! primary key is rebuilt as a unique index and becomes the key again at the contract; exclusion
-//! constraints are left to `preconditions.rs`, which refuses them.
+//! constraint (an index is checked at once, so its twin would fail writes it lets through). A
+//! primary key is rebuilt as a unique index and becomes the key again at the contract (on a
+//! partitioned table, one on each partition, each made its partition's key and then taken by
+//! the table's); exclusion constraints are left to `preconditions.rs`, which refuses them.
 
 use std::collections::BTreeMap;
 
@@ -32,8 +32,8 @@ use tokio_postgres::GenericClient;
 use super::{Drops, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{
-    PROBE_PREFIX, PartitionBuilds, Replaced, Step, fit_identifier, index_on_partitions, mentions,
-    over_physical, translatable,
+    PROBE_PREFIX, PartitionBuilds, Replaced, Step, constraint_on_partitions, fit_identifier,
+    index_on_partitions, mentions, over_physical, rename_physical, translatable,
 };
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
@@ -64,9 +64,6 @@ pub(super) struct CatalogIndex {
     predicate: Option<String>,
     nulls_not_distinct: bool,
     replica_identity: bool,
-    /// Whether the table is partitioned (its indexes are built partition by partition, and
-    /// its constraints are not rebuilt).
-    partitioned: bool,
     clustered: bool,
     storage: Option<String>,
     tablespace: Option<String>,
@@ -160,7 +157,6 @@ pub(super) async fn covering_indexes(
                     pg_catalog.pg_get_expr(i.indpred, i.indrelid),
                     COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false),
                     i.indisreplident, i.indisclustered,
-                    (SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = i.indrelid),
                     pg_catalog.array_to_string(ic.reloptions, ', '),
                     ts.spcname::text,
                     k.conname::text, k.contype::text, k.condeferrable
@@ -194,7 +190,7 @@ pub(super) async fn covering_indexes(
     Ok(rows
         .iter()
         .map(|row| {
-            let conname: Option<String> = row.get(18);
+            let conname: Option<String> = row.get(17);
             CatalogIndex {
                 name: row.get(0),
                 method: row.get(1),
@@ -211,12 +207,11 @@ pub(super) async fn covering_indexes(
                 nulls_not_distinct: row.get(12),
                 replica_identity: row.get(13),
                 clustered: row.get(14),
-                partitioned: row.get(15),
                 storage: row
-                    .get::<_, Option<String>>(16)
+                    .get::<_, Option<String>>(15)
                     .filter(|text| !text.is_empty()),
-                tablespace: row.get(17),
-                constraint: conname.map(|name| (name, row.get(19), row.get(20))),
+                tablespace: row.get(16),
+                constraint: conname.map(|name| (name, row.get(18), row.get(19))),
             }
         })
         .collect())
@@ -310,12 +305,6 @@ pub(super) fn rebuild(
             return Err(refuse(
                 &old.column,
                 "it is the table's replica identity, which needs NOT NULL columns, and the new column may be NULL",
-            ));
-        }
-        if index.partitioned && index.constraint.is_some() {
-            return Err(refuse(
-                &old.column,
-                "the table is partitioned, and its primary key or unique constraint is not rebuilt partition by partition (its indexes are)",
             ));
         }
         if replacement.unique
@@ -435,21 +424,67 @@ pub(super) fn rebuild(
             definition(false)
         ),
     );
-    let concurrent = match partitioning {
-        Some(partitioning) => index_on_partitions(
-            (schema, table),
-            partitioning,
-            &new_name,
-            unique,
-            &definition(true),
+    let refuse_problem = |problem: String| {
+        refuse(
+            substitutes.keys().next().copied().unwrap_or_default(),
+            &problem,
         )
-        .map_err(|problem| {
-            refuse(
-                substitutes.keys().next().copied().unwrap_or_default(),
-                &problem,
+    };
+    let (concurrent, contract) = match (partitioning, &index.constraint) {
+        // No USING INDEX for a partitioned table: its constraint is made at complete over
+        // its partitions', each built concurrently.
+        (Some(partitioning), Some((constraint, kind, _))) => {
+            let clause = match (kind.as_str(), index.nulls_not_distinct) {
+                ("p", _) => "PRIMARY KEY",
+                (_, true) => "UNIQUE NULLS NOT DISTINCT",
+                _ => "UNIQUE",
+            };
+            let final_name = |position: usize| {
+                let name = &index.columns[position];
+                let mut name = substitutes
+                    .get(name.as_str())
+                    .map_or_else(|| name.clone(), |new| (*new).to_owned());
+                rename_physical(&mut name, schema, table, &plan.renames);
+                quote_ident(&name)
+            };
+            let mut columns = format!(
+                "({})",
+                (0..key_count)
+                    .map(final_name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if key_count < index.columns.len() {
+                columns.push_str(&format!(
+                    " INCLUDE ({})",
+                    (key_count..index.columns.len())
+                        .map(final_name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            constraint_on_partitions(
+                (schema, table),
+                partitioning,
+                &new_name,
+                &definition(true),
+                (constraint, clause, &columns),
+                &completed_table,
             )
-        })?,
-        None => {
+            .map_err(refuse_problem)?
+        }
+        (Some(partitioning), None) => (
+            index_on_partitions(
+                (schema, table),
+                partitioning,
+                &new_name,
+                unique,
+                &definition(true),
+            )
+            .map_err(refuse_problem)?,
+            vec![rename_to_old(index, schema, &new_name)],
+        ),
+        (None, constraint) => {
             let undo = Step::new(
                 format!("drop {new_name}, the rebuilt {}", index.name),
                 format!(
@@ -470,41 +505,37 @@ pub(super) fn rebuild(
                 ),
             )
             .clearing(undo.sql.clone());
-            PartitionBuilds {
-                concurrent: vec![build],
-                rollback: vec![undo],
-                built: vec![(schema.to_owned(), new_name.clone())],
-            }
+            let contract = match constraint {
+                // The new column is NOT NULL by now (its validated check spared the scan), so
+                // the primary key takes the index without reading the table.
+                Some((constraint, kind, _)) => {
+                    let (what, clause) = if kind == "p" {
+                        ("primary key", "PRIMARY KEY")
+                    } else {
+                        ("unique constraint", "UNIQUE")
+                    };
+                    Step::new(
+                        format!("{what} {constraint} on the rebuilt index"),
+                        format!(
+                            "ALTER TABLE {completed_table} ADD CONSTRAINT {} {clause} USING INDEX {}",
+                            quote_ident(constraint),
+                            quote_ident(&new_name),
+                        ),
+                    )
+                }
+                None => rename_to_old(index, schema, &new_name),
+            };
+            (
+                PartitionBuilds {
+                    concurrent: vec![build],
+                    rollback: vec![undo],
+                    built: vec![(schema.to_owned(), new_name.clone())],
+                },
+                vec![contract],
+            )
         }
     };
-    let mut contract = Vec::new();
-    match &index.constraint {
-        // The new column is NOT NULL by now (its validated check spared the scan), so the
-        // primary key takes the index without reading the table.
-        Some((constraint, kind, _)) => {
-            let (what, clause) = if kind == "p" {
-                ("primary key", "PRIMARY KEY")
-            } else {
-                ("unique constraint", "UNIQUE")
-            };
-            contract.push(Step::new(
-                format!("{what} {constraint} on the rebuilt index"),
-                format!(
-                    "ALTER TABLE {completed_table} ADD CONSTRAINT {} {clause} USING INDEX {}",
-                    quote_ident(constraint),
-                    quote_ident(&new_name),
-                ),
-            ))
-        }
-        None => contract.push(Step::new(
-            format!("give the rebuilt index its old name, {}", index.name),
-            format!(
-                "ALTER INDEX {} RENAME TO {}",
-                quote_qualified(schema, &new_name),
-                quote_ident(&index.name)
-            ),
-        )),
-    }
+    let mut contract = contract;
     // A constraint's index takes the constraint's name, which was the old index's.
     let final_name = match &index.constraint {
         Some((constraint, ..)) => constraint.clone(),
@@ -534,4 +565,16 @@ pub(super) fn rebuild(
         complete: contract,
         ..Rebuild::default()
     }))
+}
+
+/// The contract's step giving the rebuilt index `new_name` the old one's name.
+fn rename_to_old(index: &CatalogIndex, schema: &str, new_name: &str) -> Step {
+    Step::new(
+        format!("give the rebuilt index its old name, {}", index.name),
+        format!(
+            "ALTER INDEX {} RENAME TO {}",
+            quote_qualified(schema, new_name),
+            quote_ident(&index.name)
+        ),
+    )
 }

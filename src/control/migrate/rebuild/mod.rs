@@ -283,7 +283,13 @@ pub async fn check_before_contract(
                 )));
             }
             let twin = rebuilt_name(&plan.version, name);
-            if !exists_now(client, schema, table, &twin).await? {
+            // A partitioned table's key or unique constraint has no twin on the table, only
+            // on its partitions, whose steps in the contract fail if one is gone.
+            if !exists_now(client, schema, table, &twin).await?
+                && introspect::partitioning_of(client, schema, table)
+                    .await?
+                    .is_none()
+            {
                 return Err(refuse(format!(
                     "{twin}, the rebuilt {name} on the new column of {schema}.{table}, is missing or invalid (dropped while the migration was live?): {roll_back}"
                 )));
