@@ -430,7 +430,7 @@ pub(super) fn rebuild(
             &problem,
         )
     };
-    let (concurrent, contract) = match (partitioning, &index.constraint) {
+    let (concurrent, mut contract) = match (partitioning, &index.constraint) {
         // No USING INDEX for a partitioned table: its constraint is made at complete over
         // its partitions', each built concurrently.
         (Some(partitioning), Some((constraint, kind, _))) => {
@@ -535,7 +535,6 @@ pub(super) fn rebuild(
             )
         }
     };
-    let mut contract = contract;
     // A constraint's index takes the constraint's name, which was the old index's.
     let final_name = match &index.constraint {
         Some((constraint, ..)) => constraint.clone(),
