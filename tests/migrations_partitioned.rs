@@ -280,6 +280,45 @@ async fn a_partitioned_index_is_dropped_by_the_contract() {
     assert_eq!(indexes_on_at(), "0");
 }
 
+/// Makes `version` the default and completes its migration, then asserts that `models` has
+/// constraint `name` as `definition`, whose index on each partition holding rows is one of
+/// `built` (the OIDs of the indexes the migration built: the contract built none), all six
+/// of its tree valid, and primary keys if it is one.
+async fn complete_into_constraint(
+    database: &Database,
+    version: &str,
+    (name, definition): (&str, &str),
+    built: &str,
+) {
+    database.admin(&format!(
+        "UPDATE viewgate.settings SET default_version = '{version}'"
+    ));
+    complete_now(database).await.expect("completes");
+    assert_eq!(
+        database.admin(&format!(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+              WHERE conrelid = 'models'::regclass AND conname = '{name}'"
+        )),
+        definition
+    );
+    assert_eq!(
+        database.admin(&format!(
+            "SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)
+               FROM pg_partition_tree('{name}') t WHERE t.isleaf"
+        )),
+        built,
+        "the table's constraint took the partitions' indexes, building none"
+    );
+    assert_eq!(
+        database.admin(&format!(
+            "SELECT count(*) || ' ' || bool_and(i.indisvalid) || ' ' || bool_and(i.indisprimary)
+               FROM pg_partition_tree('{name}') t JOIN pg_index i ON i.indexrelid = t.relid"
+        )),
+        format!("6 true {}", definition.starts_with("PRIMARY KEY")),
+        "valid, and each a key if the table's is"
+    );
+}
+
 /// A unique constraint on a partitioned table was refused: Postgres has no `USING INDEX` for
 /// one, and adding it builds every partition's index under a lock that blocks writes. It is
 /// made of the partitions' own, each built concurrently and made its partition's constraint
@@ -334,30 +373,13 @@ async fn a_unique_constraint_on_a_partitioned_table_is_made_of_its_partitions() 
     let built = database.admin(
         "SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_class WHERE relname LIKE 'models_name_key_%'",
     );
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
-    assert_eq!(
-        database.admin(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
-              WHERE conrelid = 'models'::regclass AND conname = 'models_name_key'"
-        ),
-        "UNIQUE (name, taken)"
-    );
-    assert_eq!(
-        database.admin(
-            "SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)
-               FROM pg_partition_tree('models_name_key') t WHERE t.isleaf"
-        ),
-        built,
-        "the table's constraint took the partitions' indexes, building none"
-    );
-    assert_eq!(
-        database.admin(
-            "SELECT count(*) || ' ' || bool_and(i.indisvalid)
-               FROM pg_partition_tree('models_name_key') t JOIN pg_index i ON i.indexrelid = t.relid"
-        ),
-        "6 true"
-    );
+    complete_into_constraint(
+        &database,
+        "v2",
+        ("models_name_key", "UNIQUE (name, taken)"),
+        &built,
+    )
+    .await;
 }
 
 /// Changing a column's type drops the old column at complete, and its indexes with it: each
@@ -435,30 +457,13 @@ async fn the_index_and_key_over_a_retyped_column_of_a_partitioned_table_are_rebu
         4,
         "one on each partition holding rows"
     );
-    database.admin("UPDATE viewgate.settings SET default_version = 'v3'");
-    complete_now(&database).await.expect("completes");
-    assert_eq!(
-        database.admin(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
-              WHERE conrelid = 'models'::regclass AND contype = 'p'"
-        ),
-        "PRIMARY KEY (id, taken)"
-    );
-    assert_eq!(
-        database.admin(
-            "SELECT string_agg(t.relid::oid::text, ',' ORDER BY t.relid::oid)
-               FROM pg_partition_tree('models_pkey') t WHERE t.isleaf"
-        ),
-        built,
-        "the table's key took the partitions' indexes, building none"
-    );
-    assert_eq!(
-        database.admin(
-            "SELECT count(*) || ' ' || bool_and(i.indisvalid) || ' ' || bool_and(i.indisprimary)
-               FROM pg_partition_tree('models_pkey') t JOIN pg_index i ON i.indexrelid = t.relid"
-        ),
-        "6 true true"
-    );
+    complete_into_constraint(
+        &database,
+        "v3",
+        ("models_pkey", "PRIMARY KEY (id, taken)"),
+        &built,
+    )
+    .await;
     assert_eq!(
         database.admin("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'id'"),
         "numeric(20,0)"
