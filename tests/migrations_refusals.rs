@@ -2,7 +2,7 @@
 //! that says what to write instead: an `up` naming a column the version computes by its
 //! spec's expression, operations that change what an earlier operation of the same migration
 //! makes, a `type` that says more than a type, an `up` of a type its column does not take,
-//! and an index name already taken.
+//! an index name already taken, and a table in a table-inheritance tree.
 
 use crate::migration_support;
 use crate::support;
@@ -249,4 +249,73 @@ async fn an_index_name_already_taken_is_refused_and_its_index_kept() {
     )
     .await
     .expect("a free name starts");
+}
+
+/// A table in a table-inheritance tree (`INHERITS`, not partitioning): the sync triggers and
+/// the backfill reached the parent's own rows alone while the new column and its NOT NULL
+/// check reached the child, so a v1 write of a child's row left v2's column stale and a
+/// direct insert into the child failed the check (23514). Refused, for the parent and for
+/// the child, and the parent's drop (which would fail at the contract) too; detached, the
+/// parent migrates.
+#[tokio::test]
+async fn a_table_in_an_inheritance_tree_is_refused() {
+    let database = seeded(3).await;
+    database.admin(
+        "CREATE TABLE models_archive (archived_at date) INHERITS (models);
+         INSERT INTO models_archive (id, name, size) VALUES (1001, 'old', 10)",
+    );
+    let labelled = "[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"label\", type = \"text\", nullable = false }\nup = \"upper(name)\"";
+    assert_refused(
+        &database,
+        labelled,
+        "table public.models is inherited by public.models_archive (table inheritance)",
+    )
+    .await;
+    assert_refused(
+        &database,
+        "[[operations]]\nop = \"drop_table\"\ntable = \"models\"",
+        "table public.models is inherited by public.models_archive (table inheritance): the contract's `DROP TABLE`",
+    )
+    .await;
+    database.admin("INSERT INTO models_archive (id, name, size) VALUES (1002, 'direct', 1)");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"),
+        "0"
+    );
+
+    database.admin("ALTER TABLE models_archive NO INHERIT models");
+    start_text(
+        &database,
+        "0002.toml",
+        &format!("version = \"v2\"\nfrom = \"v1\"\n{labelled}"),
+    )
+    .await
+    .expect("a table of its own migrates");
+
+    let child = Database::start();
+    child.admin(&format!(
+        "{BASE}
+         CREATE TABLE models_archive (archived_at date) INHERITS (models);
+         ALTER TABLE models_archive ADD PRIMARY KEY (id)"
+    ));
+    child
+        .apply_text(
+            r#"
+[[tables]]
+name = "models_archive"
+key = ["id"]
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models_archive"
+columns = ["id", "name", "size", "archived_at"]
+"#,
+        )
+        .await;
+    assert_refused(
+        &child,
+        "[[operations]]\nop = \"rename_column\"\ntable = \"models_archive\"\nfrom = \"name\"\nto = \"title\"",
+        "table public.models_archive inherits from public.models (table inheritance)",
+    )
+    .await;
 }

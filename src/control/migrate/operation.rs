@@ -348,4 +348,26 @@ impl Operation {
             Operation::RawSql(_) => "raw_sql",
         }
     }
+
+    /// The table (the version's name) whose columns, constraints or indexes the operation
+    /// changes in place; `None` for one that makes, renames or drops a whole table, names only
+    /// an index, or is the author's own SQL.
+    pub fn table_changed_in_place(&self) -> Option<&str> {
+        match self {
+            Operation::AddColumn(AddColumn { table, .. })
+            | Operation::DropColumn(DropColumn { table, .. })
+            | Operation::RenameColumn(RenameColumn { table, .. })
+            | Operation::AlterColumn(AlterColumn { table, .. })
+            | Operation::CreateIndex(CreateIndex { table, .. })
+            | Operation::AddConstraint(AddConstraint { table, .. })
+            | Operation::DropConstraint(DropConstraint { table, .. })
+            | Operation::SplitColumn(SplitColumn { table, .. })
+            | Operation::MergeColumns(MergeColumns { table, .. }) => Some(table),
+            Operation::CreateTable(_)
+            | Operation::DropTable(_)
+            | Operation::RenameTable(_)
+            | Operation::DropIndex(_)
+            | Operation::RawSql(_) => None,
+        }
+    }
 }

@@ -41,6 +41,18 @@ pub struct BaseTable {
     /// How the table is partitioned (`PARTITION BY`), if it is: Postgres builds no index on
     /// it concurrently, only on each of its partitions.
     pub partitioning: Option<Partitioning>,
+    /// The tables linked to it by table inheritance (`INHERITS`, not partitioning), each
+    /// `schema.name`, parents first: their rows share its scans but not its triggers.
+    pub inheritance: Vec<InheritanceLink>,
+}
+
+/// One table-inheritance link of a base table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InheritanceLink {
+    /// The table inherits from this one.
+    Parent(String),
+    /// This one inherits from the table.
+    Child(String),
 }
 
 impl BaseTable {
@@ -161,6 +173,20 @@ JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 WHERE t.level > 0
 ORDER BY t.level, n.nspname, c.relname";
 
+/// The tables a table inherits from or is inherited by, partitions left out: a link is a
+/// partition's when its child is one (`relispartition`).
+const INHERITANCE_SQL: &str = "
+SELECT link.inhrelid = c.oid, pg_catalog.format('%I.%I', other_n.nspname, other.relname)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_inherits link ON c.oid IN (link.inhrelid, link.inhparent)
+JOIN pg_catalog.pg_class child ON child.oid = link.inhrelid
+JOIN pg_catalog.pg_class other
+  ON other.oid = CASE WHEN link.inhrelid = c.oid THEN link.inhparent ELSE link.inhrelid END
+JOIN pg_catalog.pg_namespace other_n ON other_n.oid = other.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND NOT child.relispartition
+ORDER BY 1 DESC, 2";
+
 const RELATION_KIND_SQL: &str = "
 SELECT c.relkind::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -231,12 +257,23 @@ async fn base_table(
     } else {
         None
     };
+    let inheritance = client
+        .query(INHERITANCE_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .iter()
+        .map(|row| match row.get::<_, bool>(0) {
+            true => InheritanceLink::Parent(row.get(1)),
+            false => InheritanceLink::Child(row.get(1)),
+        })
+        .collect();
     Ok(Some(BaseTable {
         schema: schema.to_owned(),
         name: name.to_owned(),
         columns,
         primary_key,
         partitioning,
+        inheritance,
     }))
 }
 

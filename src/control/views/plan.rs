@@ -586,6 +586,7 @@ columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower
                 ],
                 primary_key: vec!["id".into()],
                 partitioning: None,
+                inheritance: Vec::new(),
             },
         );
         snapshot

@@ -316,6 +316,9 @@ impl Deriver<'_> {
     }
 
     fn apply(&mut self, operation: &Operation) -> Result<(), MigrateError> {
+        if let Some(table) = operation.table_changed_in_place() {
+            self.refuse_table_inheritance(table)?;
+        }
         match operation {
             Operation::AddColumn(op) => self.add_column(op),
             Operation::DropColumn(op) => {

@@ -8,6 +8,7 @@ use super::{Deriver, Dropped, Rename, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{CreateTable, Operation, RawSql};
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::introspect::{BaseTable, InheritanceLink};
 use crate::control::views::spec::{
     Column, ColumnSource, DEFAULT_SCHEMA, ManagedTable, VersionTable,
 };
@@ -98,7 +99,17 @@ impl Deriver<'_> {
     }
 
     pub(super) fn drop_table(&mut self, name: &str) -> Result<(), MigrateError> {
-        let (index, managed, _) = self.table(name)?;
+        let (index, managed, live) = self.table(name)?;
+        let inherited_by = live.as_ref().map(children).unwrap_or_default();
+        if !inherited_by.is_empty() {
+            return Err(self.refuse(format!(
+                "table {}.{} is inherited by {} (table inheritance): the contract's `DROP TABLE`, never with CASCADE, would fail on them. Drop them or detach them (`ALTER TABLE <child> NO INHERIT {}`) first",
+                managed.schema,
+                managed.name,
+                inherited_by.join(", "),
+                quote_qualified(&managed.schema, &managed.name)
+            )));
+        }
         self.definition.version.tables.remove(index);
         let still_used = self
             .definition
@@ -123,6 +134,42 @@ impl Deriver<'_> {
                 // would otherwise make `IF EXISTS` drop nothing.
                 format!("DROP TABLE IF EXISTS {}", self.table_at_complete(&managed)),
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses changing table `name` in place if it is in a table-inheritance tree
+    /// (`INHERITS`): the sync triggers and the backfill reach its own rows alone while its new
+    /// columns, checks and renames reach every table below it, so a row of one of those would
+    /// read differently at each version and its writers would fail the new checks; and
+    /// Postgres changes an inherited column only at the top.
+    pub(super) fn refuse_table_inheritance(&self, name: &str) -> Result<(), MigrateError> {
+        let (_, managed, Some(live)) = self.table(name)? else {
+            return Ok(());
+        };
+        let table = format!("{}.{}", managed.schema, managed.name);
+        let parents: Vec<&str> = live
+            .inheritance
+            .iter()
+            .filter_map(|link| match link {
+                InheritanceLink::Parent(parent) => Some(parent.as_str()),
+                InheritanceLink::Child(_) => None,
+            })
+            .collect();
+        if !parents.is_empty() {
+            return Err(self.refuse(format!(
+                "table {table} inherits from {} (table inheritance): Postgres renames, retypes and drops an inherited column only on the table it comes from, and the scans of that table read the rows of {table} without their sync triggers. Change the tree outside viewgate, or make {table} a table of its own (`ALTER TABLE {} NO INHERIT <parent>`) first",
+                parents.join(", "),
+                quote_qualified(&managed.schema, &managed.name)
+            )));
+        }
+        let inherited_by = children(&live);
+        if !inherited_by.is_empty() {
+            return Err(self.refuse(format!(
+                "table {table} is inherited by {} (table inheritance): the migration's sync triggers and backfill would reach the rows of {table} alone while its columns and checks reach theirs, so their rows would read differently at each version and their writers would fail the new checks. Detach them (`ALTER TABLE <child> NO INHERIT {}`) for the migration, or change the tree outside viewgate",
+                inherited_by.join(", "),
+                quote_qualified(&managed.schema, &managed.name)
+            )));
         }
         Ok(())
     }
@@ -186,4 +233,16 @@ impl Deriver<'_> {
                 .insert(0, Step::new("undo the migration's own SQL", down.clone()));
         }
     }
+}
+
+/// The tables inheriting from `table` (`schema.name` each), partitions left out.
+fn children(table: &BaseTable) -> Vec<&str> {
+    table
+        .inheritance
+        .iter()
+        .filter_map(|link| match link {
+            InheritanceLink::Child(child) => Some(child.as_str()),
+            InheritanceLink::Parent(_) => None,
+        })
+        .collect()
 }
