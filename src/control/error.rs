@@ -64,7 +64,7 @@ pub enum ControlError {
     )]
     ApplyInProgress,
     #[error(
-        "gave up after {attempts} attempts: a lock needed for the DDL stayed held longer than lock_timeout ({lock_timeout_ms} ms) each time ({message}); nothing was applied. Find the blocking session in pg_locks/pg_stat_activity, or raise lock_timeout_ms"
+        "gave up after {attempts} attempts: a lock the migration needed stayed held longer than lock_timeout ({lock_timeout_ms} ms) each time ({message}); nothing was applied. Find the blocking session in pg_locks/pg_stat_activity, or raise lock_timeout_ms"
     )]
     LockTimeout {
         attempts: u32,

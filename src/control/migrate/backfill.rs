@@ -7,7 +7,10 @@
 //! triggers (pgroll's issue #583 is what happens otherwise: a backfill that never ends under
 //! heavy inserts). A batch's keys are read, then its rows locked by them in key order (`FOR
 //! NO KEY UPDATE`), as single-row writers expect; the checkpoint is the last key read. The
-//! batch writes as `viewgate_backfill`, so no sync trigger redoes its work.
+//! batch writes as `viewgate_backfill`, so no sync trigger redoes its work. A row lock waits at
+//! most the migration's `lock_timeout`: a batch waiting behind an application transaction holds
+//! every row it locked before, and a writer of any of them waited as long (2.7 s behind a row
+//! held 5 s).
 
 use std::time::{Duration, Instant};
 
@@ -17,11 +20,13 @@ use super::derive::{Backfill, ColumnMap, mentions};
 use super::error::MigrateError;
 use super::pace::{BatchPacer, PaceWindow};
 use super::progress::Progress;
+use super::settings::MigrationSettings;
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
 use super::writers::WriterLatency;
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::retry::with_lock_retries;
 use crate::model::latency::bucket_bound;
 use crate::net::postgres_error::describe_postgres_error;
 
@@ -258,9 +263,14 @@ pub async fn run(
     migration_id: i64,
     backfill: &Backfill,
     checkpoint: Option<Checkpoint>,
-    mut pacer: BatchPacer,
+    settings: &MigrationSettings,
     progress: &mut dyn Progress,
 ) -> Result<Checkpoint, MigrateError> {
+    let mut pacer = BatchPacer::new(
+        settings.batch_delay,
+        settings.yield_to_writers,
+        settings.batch_size,
+    );
     let key = checkpoint_key(backfill);
     let mut checkpoint = match checkpoint {
         Some(checkpoint) if checkpoint.high_water.is_some() || checkpoint.done => checkpoint,
@@ -292,16 +302,29 @@ pub async fn run(
         }
         let batch_started = Instant::now();
         let rows = pacer.batch_rows();
-        let (updated, last) = one_batch(
-            client,
+        let batch = Batch {
             migration_id,
-            &key,
-            &sql,
-            &checkpoint,
-            &high_water,
+            key: &key,
+            sql: &sql,
+            checkpoint: &checkpoint,
+            high_water: &high_water,
             rows,
-        )
-        .await?;
+        };
+        let (updated, last) =
+            with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+                one_batch(client, &batch, settings.lock_timeout).await
+            })
+            .await
+            .result
+            .map_err(|error| match error {
+                MigrateError::Control(gave_up) => MigrateError::Failed {
+                    version: String::new(),
+                    step: format!("backfilling {key}"),
+                    message: gave_up.to_string(),
+                    aftermath: String::new(),
+                },
+                other => other,
+            })?;
         let took = batch_started.elapsed();
         pace.batch(updated, took, Instant::now());
         listen_to_application(client, &mut writers, &mut pacer, &mut last_reference).await;
@@ -378,16 +401,32 @@ async fn listen_to_application(
     }
 }
 
-/// One batch and its checkpoint in one transaction, retried on deadlocks with writers.
+/// One batch to run: where the walk is and how far it goes.
+struct Batch<'a> {
+    migration_id: i64,
+    key: &'a str,
+    sql: &'a str,
+    checkpoint: &'a Checkpoint,
+    high_water: &'a [String],
+    rows: u32,
+}
+
+/// One batch and its checkpoint in one transaction, retried on deadlocks with writers; a row
+/// lock it waits for longer than `lock_timeout` fails it with every lock it took let go, as a
+/// lock timeout its caller retries after a backoff.
 async fn one_batch(
     client: &mut Client,
-    migration_id: i64,
-    key: &str,
-    sql: &str,
-    checkpoint: &Checkpoint,
-    high_water: &[String],
-    rows: u32,
+    batch: &Batch<'_>,
+    lock_timeout: Duration,
 ) -> Result<(u64, Option<Vec<String>>), MigrateError> {
+    let Batch {
+        migration_id,
+        key,
+        sql,
+        checkpoint,
+        high_water,
+        rows,
+    } = *batch;
     let limit = i64::from(rows);
     let key_count = high_water.len();
     let cursor: Vec<Option<String>> = match &checkpoint.cursor {
@@ -395,6 +434,14 @@ async fn one_batch(
         None => vec![None; key_count],
     };
     let high: Vec<Option<String>> = high_water.iter().cloned().map(Some).collect();
+    let lock_timeout = format!("{}ms", lock_timeout.as_millis().max(1));
+    let at = || {
+        checkpoint
+            .cursor
+            .as_ref()
+            .map(|cursor| format!(" after key ({})", cursor.join(", ")))
+            .unwrap_or_default()
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -402,8 +449,8 @@ async fn one_batch(
             let transaction = client.transaction().await?;
             transaction
                 .execute(
-                    "SELECT set_config('viewgate.version', $1, true)",
-                    &[&BACKFILL_WRITER],
+                    "SELECT set_config('viewgate.version', $1, true), set_config('lock_timeout', $2, true)",
+                    &[&BACKFILL_WRITER, &lock_timeout],
                 )
                 .await?;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = cursor
@@ -443,15 +490,15 @@ async fn one_batch(
             {
                 tracing::warn!(%error, attempt, "backfill batch lost a lock race; retrying");
             }
+            Err(error) if crate::control::error::is_lock_timeout(&error) => {
+                return Err(
+                    ControlError::database(format!("backfilling {key}{}", at()), &error).into(),
+                );
+            }
             Err(error) => {
-                let at = checkpoint
-                    .cursor
-                    .as_ref()
-                    .map(|cursor| format!(" after key ({})", cursor.join(", ")))
-                    .unwrap_or_default();
                 return Err(MigrateError::Failed {
                     version: String::new(),
-                    step: format!("backfilling {key}{at}"),
+                    step: format!("backfilling {key}{}", at()),
                     message: describe_postgres_error(&error),
                     aftermath: String::new(),
                 });

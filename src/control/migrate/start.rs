@@ -27,7 +27,6 @@ use super::derive::{self, MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
 use super::operation::dropped_indexes;
-use super::pace::BatchPacer;
 use super::preconditions;
 use super::privileges;
 use super::progress::Progress;
@@ -443,11 +442,7 @@ async fn finish(
             record.id,
             backfill_plan,
             record.backfill.get(&key).cloned(),
-            BatchPacer::new(
-                settings.batch_delay,
-                settings.yield_to_writers,
-                settings.batch_size,
-            ),
+            &settings,
             progress,
         )
         .await?;

@@ -236,12 +236,28 @@ pub async fn save_plan(
     Ok(())
 }
 
+/// What a migration command's session sets over the role's and the database's defaults,
+/// which are the application's: a `statement_timeout` cancelled an index build or a validation
+/// (after the whole backfill; rolled back whole), though neither holds a lock a writer waits
+/// for, and every statement that does is bounded by the migration's own `lock_timeout`; a
+/// `default_transaction_isolation` of serializable failed the backfill's batches as the
+/// writers' serialization pivots (40001). Every step is written for read committed.
+/// `transaction_timeout` exists from PostgreSQL 17.
+const SESSION_SETTINGS: &str = "SET statement_timeout = 0;
+    SET default_transaction_isolation = 'read committed';
+    SELECT pg_catalog.set_config('transaction_timeout', '0', false)
+     WHERE pg_catalog.current_setting('server_version_num')::int >= 170000";
+
 /// Runs `work` holding the migration lock (refused at once if another migration command holds
 /// it), and releases the lock after, whatever `work` returned.
 pub async fn with_lock<T>(
     client: &mut tokio_postgres::Client,
     work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, MigrateError>,
 ) -> Result<T, MigrateError> {
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(|error| ControlError::database("setting the migration's session up", &error))?;
     try_lock(client).await?;
     let result = work(client).await;
     unlock(client).await;
