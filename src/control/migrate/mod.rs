@@ -22,6 +22,7 @@ pub mod derive;
 pub mod error;
 pub mod file;
 pub mod fragment;
+pub mod new_partitions;
 pub mod operation;
 pub mod pace;
 pub mod preconditions;

@@ -26,6 +26,7 @@ use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::new_partitions::index_partitions_created_since;
 use super::operation::dropped_indexes;
 use super::preconditions;
 use super::privileges;
@@ -83,7 +84,7 @@ async fn start_locked(
         .await?
         .into_iter()
         .find(|record| record.version == migration.version);
-    let (record, how) = match existing {
+    let (mut record, how) = match existing {
         Some(record) if record.checksum != file.checksum => {
             return Err(MigrateError::ChecksumChanged {
                 version: record.version,
@@ -125,7 +126,7 @@ async fn start_locked(
         }
     };
 
-    match finish(client, &record, templates, progress).await {
+    match finish(client, &mut record, templates, progress).await {
         Ok(rows) => Ok(StartOutcome {
             version: record.version.clone(),
             from: record.from.clone(),
@@ -428,7 +429,7 @@ async fn run_each_in_a_transaction(
 /// Backfill, validate, build indexes, go live. Returns the rows backfilled.
 async fn finish(
     client: &mut Client,
-    record: &MigrationRecord,
+    record: &mut MigrationRecord,
     templates: &Templates,
     progress: &mut dyn Progress,
 ) -> Result<u64, MigrateError> {
@@ -476,6 +477,7 @@ async fn finish(
             .await
             .map_err(|error| failed(record, &step.description, error))?;
     }
+    index_partitions_created_since(client, record, progress).await?;
     refuse_invalid_builds(client, record).await?;
     run_each_in_a_transaction(client, record, &record.plan.referencing, progress).await?;
     progress.step("live");
@@ -516,9 +518,9 @@ async fn finish(
 }
 
 /// Fails the run if an index it built is not valid. A partitioned table's index becomes valid
-/// when each of its partitions has one attached; the plan builds one for each partition the
-/// table had at the start, so a partition attached since (while the backfill ran) leaves it
-/// invalid, and the migration would go live with an index that is never used.
+/// when each of its partitions has one attached; the partitions created since the start get
+/// theirs (`new_partitions.rs`), but one created during that last round leaves it invalid,
+/// and the migration would go live with an index that is never used.
 async fn refuse_invalid_builds(
     client: &Client,
     record: &MigrationRecord,
@@ -560,7 +562,7 @@ async fn refuse_invalid_builds(
         step: format!("checking index {index}"),
         message: match missing {
             Some(partitions) => format!(
-                "index {index} is not valid: partition(s) {partitions} of its table have no index attached to it (attached since the migration started, so not in its plan); once it is rolled back, start it again and its plan will build theirs"
+                "index {index} is not valid: partition(s) {partitions} of its table have no index attached to it (created while the run built the others' indexes, after its last look); once it is rolled back, start it again and its plan will build theirs"
             ),
             None => format!("index {index} is not valid after its build"),
         },

@@ -243,6 +243,9 @@ pub struct MigrationPlan {
     /// rollback) drops whatever index has it.
     #[serde(default)]
     pub built_indexes: Vec<(String, String)>,
+    /// The indexes built partition by partition, for the partitions created since the start.
+    #[serde(default)]
+    pub partition_wise: Vec<PartitionWiseIndex>,
 }
 
 /// Derives the plan of `migration` from `from` (the previous version's definition) and the live
@@ -290,6 +293,7 @@ struct Steps {
     replaced: Vec<Replaced>,
     dropped: Vec<Dropped>,
     built_indexes: Vec<(String, String)>,
+    partition_wise: Vec<PartitionWiseIndex>,
 }
 
 struct Deriver<'a> {
@@ -606,6 +610,7 @@ impl Deriver<'_> {
             replaced: self.plan_steps.replaced,
             dropped: self.plan_steps.dropped,
             built_indexes: self.plan_steps.built_indexes,
+            partition_wise: self.plan_steps.partition_wise,
         })
     }
 }
@@ -635,6 +640,9 @@ fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> Colu
         .collect()
 }
 
-pub use partitions::{PartitionBuilds, constraint_on_partitions, index_on_partitions};
+pub use partitions::{
+    PartitionBuilds, PartitionWiseIndex, constraint_on_partitions, index_new_partitions,
+    index_on_partitions,
+};
 pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical, translatable};

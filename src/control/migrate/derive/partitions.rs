@@ -15,12 +15,14 @@
 //! constraint instead of building: so each partition gets its unique index concurrently, and
 //! the contract makes those the partitions' constraints and then adds the table's.
 
+use serde::{Deserialize, Serialize};
+
 use super::constraints::quoted_list;
 use super::sql::fit_identifier;
 use super::{Deriver, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::control::views::introspect::{PartitionKind, Partitioning};
+use crate::control::views::introspect::{Partition, PartitionKind, Partitioning};
 use crate::control::views::spec::ManagedTable;
 
 /// The steps that build an index partition by partition, and undo it.
@@ -33,6 +35,27 @@ pub struct PartitionBuilds {
     pub rollback: Vec<Step>,
     /// Every index made, (schema, name).
     pub built: Vec<(String, String)>,
+    /// What a partition created while the migration runs needs to be given its own index.
+    pub partition_wise: Option<PartitionWiseIndex>,
+}
+
+/// An index the migration builds on a partitioned table partition by partition, recorded in
+/// the plan: a partition created while the migration runs (pg_partman's next month) has none
+/// of it, and the run builds it one before the table's index is checked valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionWiseIndex {
+    pub schema: String,
+    pub table: String,
+    pub index: String,
+    pub unique: bool,
+    /// From `USING` on.
+    pub definition: String,
+}
+
+impl PartitionWiseIndex {
+    fn unique(&self) -> &'static str {
+        if self.unique { "UNIQUE " } else { "" }
+    }
 }
 
 /// The steps that build index `index` (`CREATE [UNIQUE] INDEX <name> ON <table>
@@ -45,16 +68,18 @@ pub fn index_on_partitions(
     unique: &str,
     definition: &str,
 ) -> Result<PartitionBuilds, String> {
-    if let Some(problem) = foreign_partition((schema, table), partitioning) {
+    if let Some(problem) = foreign_partition((schema, table), partitioning.partitions.iter()) {
         return Err(problem);
     }
+    let wise = PartitionWiseIndex {
+        schema: schema.to_owned(),
+        table: table.to_owned(),
+        index: index.to_owned(),
+        unique: !unique.is_empty(),
+        definition: definition.to_owned(),
+    };
     let mut builds = PartitionBuilds::default();
     let root = quote_qualified(schema, index);
-    // The index of each table of the tree, by (schema, table): its own name in its schema.
-    let mut names = vec![(
-        (schema.to_owned(), table.to_owned()),
-        (schema.to_owned(), index.to_owned()),
-    )];
     builds.concurrent.push(
         Step::new(
             format!("make index {index} on {table} alone (valid once each partition has its own)"),
@@ -70,10 +95,56 @@ pub fn index_on_partitions(
         format!("drop index {index} and the partitions' indexes attached to it"),
         format!("DROP INDEX IF EXISTS {root}"),
     ));
-    for partition in &partitioning.partitions {
-        let own = fit_identifier(format!("{index}_{}", partition.name));
+    builds.built.push((schema.to_owned(), index.to_owned()));
+    let indexed = vec![(
+        (schema.to_owned(), table.to_owned()),
+        (schema.to_owned(), index.to_owned()),
+    )];
+    index_partitions(&mut builds, indexed, partitioning.partitions.iter(), &wise)?;
+    builds.partition_wise = Some(wise);
+    Ok(builds)
+}
+
+/// The steps that give each partition of `index`'s table that has none of it (created since
+/// the plan was made) its own: `indexed` pairs each table of the tree that has one, (schema,
+/// name), with it. The problem, when one cannot have it.
+pub fn index_new_partitions(
+    index: &PartitionWiseIndex,
+    partitioning: &Partitioning,
+    indexed: Vec<((String, String), (String, String))>,
+) -> Result<PartitionBuilds, String> {
+    let missing: Vec<&Partition> = partitioning
+        .partitions
+        .iter()
+        .filter(|partition| {
+            !indexed
+                .iter()
+                .any(|((schema, table), _)| *schema == partition.schema && *table == partition.name)
+        })
+        .collect();
+    if let Some(problem) = foreign_partition((&index.schema, &index.table), missing.iter().copied())
+    {
+        return Err(problem);
+    }
+    let mut builds = PartitionBuilds::default();
+    index_partitions(&mut builds, indexed, missing.into_iter(), index)?;
+    Ok(builds)
+}
+
+/// Adds to `builds` the steps that give each of `partitions` (parents before children) its
+/// index of `index`, attached to its parent's; `indexed` has the index of each table that has
+/// one, and gains each partition's.
+fn index_partitions<'p>(
+    builds: &mut PartitionBuilds,
+    mut indexed: Vec<((String, String), (String, String))>,
+    partitions: impl Iterator<Item = &'p Partition>,
+    index: &PartitionWiseIndex,
+) -> Result<(), String> {
+    let (unique, definition) = (index.unique(), &index.definition);
+    for partition in partitions {
+        let own = fit_identifier(format!("{}_{}", index.index, partition.name));
         let on = quote_qualified(&partition.schema, &partition.name);
-        let Some((_, parent)) = names.iter().find(|(table, _)| *table == partition.parent) else {
+        let Some((_, parent)) = indexed.iter().find(|(table, _)| *table == partition.parent) else {
             return Err(format!(
                 "partition {}.{} is listed before its parent {}.{}",
                 partition.schema, partition.name, partition.parent.0, partition.parent.1
@@ -122,22 +193,22 @@ pub fn index_on_partitions(
                 drop_own,
             ));
         }
-        names.push((
+        builds.built.push((partition.schema.clone(), own.clone()));
+        indexed.push((
             (partition.schema.clone(), partition.name.clone()),
             (partition.schema.clone(), own),
         ));
     }
-    builds.built = names.into_iter().map(|(_, index)| index).collect();
-    Ok(builds)
+    Ok(())
 }
 
 /// What is wrong with indexing `schema.table` if a partition is a foreign table, which can
 /// have no index: the table's index would never become valid.
-fn foreign_partition((schema, table): (&str, &str), partitioning: &Partitioning) -> Option<String> {
-    let foreign = partitioning
-        .partitions
-        .iter()
-        .find(|partition| partition.kind == PartitionKind::Foreign)?;
+fn foreign_partition<'p>(
+    (schema, table): (&str, &str),
+    mut partitions: impl Iterator<Item = &'p Partition>,
+) -> Option<String> {
+    let foreign = partitions.find(|partition| partition.kind == PartitionKind::Foreign)?;
     Some(format!(
         "{schema}.{table} has partition {}.{}, a foreign table, which can have no index: the index on {table} would never become valid",
         foreign.schema, foreign.name
@@ -158,7 +229,7 @@ pub fn constraint_on_partitions(
     (name, clause, columns): (&str, &str, &str),
     table_then: &str,
 ) -> Result<(PartitionBuilds, Vec<Step>), String> {
-    if let Some(problem) = foreign_partition((schema, table), partitioning) {
+    if let Some(problem) = foreign_partition((schema, table), partitioning.partitions.iter()) {
         return Err(problem);
     }
     let mut builds = PartitionBuilds::default();
@@ -232,6 +303,7 @@ impl Deriver<'_> {
         self.plan_steps.concurrent.extend(builds.concurrent);
         self.plan_steps.rollback_concurrent.extend(builds.rollback);
         self.plan_steps.built_indexes.extend(builds.built);
+        self.plan_steps.partition_wise.extend(builds.partition_wise);
         Ok(())
     }
 
@@ -276,5 +348,86 @@ impl Deriver<'_> {
             .push((managed.schema.clone(), name.to_owned()));
         self.plan_steps.complete.extend(contract);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(name: &str, parent: &str, kind: PartitionKind) -> Partition {
+        Partition {
+            schema: "public".into(),
+            name: name.into(),
+            parent: ("public".into(), parent.into()),
+            kind,
+        }
+    }
+
+    fn index(name: &str) -> (String, String) {
+        ("public".into(), name.into())
+    }
+
+    #[test]
+    fn a_new_partition_is_attached_to_its_parents_index_whatever_its_name() {
+        let wise = PartitionWiseIndex {
+            schema: "public".into(),
+            table: "events".into(),
+            index: "events_at".into(),
+            unique: false,
+            definition: "USING btree (at)".into(),
+        };
+        let partitioning = Partitioning {
+            key: "RANGE (at)".into(),
+            partitions: vec![
+                partition("events_2026", "events", PartitionKind::Partitioned),
+                partition("events_2026_a", "events_2026", PartitionKind::Leaf),
+                partition("events_2026_b", "events_2026", PartitionKind::Leaf),
+                partition("events_2027", "events", PartitionKind::Partitioned),
+            ],
+        };
+        let indexed = vec![
+            (("public".into(), "events".into()), index("events_at")),
+            (
+                ("public".into(), "events_2026".into()),
+                index("renamed_by_hand"),
+            ),
+            (
+                ("public".into(), "events_2026_a".into()),
+                index("events_at_events_2026_a"),
+            ),
+        ];
+        let builds = index_new_partitions(&wise, &partitioning, indexed).expect("builds");
+        let sql: Vec<&str> = builds
+            .concurrent
+            .iter()
+            .map(|step| step.sql.as_str())
+            .collect();
+        assert_eq!(
+            sql,
+            [
+                r#"CREATE INDEX CONCURRENTLY "events_at_events_2026_b" ON "public"."events_2026_b" USING btree (at)"#,
+                r#"ALTER INDEX "public"."renamed_by_hand" ATTACH PARTITION "public"."events_at_events_2026_b""#,
+                r#"CREATE INDEX "events_at_events_2027" ON ONLY "public"."events_2027" USING btree (at); ALTER INDEX "public"."events_at" ATTACH PARTITION "public"."events_at_events_2027""#,
+            ]
+        );
+        assert_eq!(
+            builds.built,
+            [
+                index("events_at_events_2026_b"),
+                index("events_at_events_2027")
+            ]
+        );
+        assert!(builds.partition_wise.is_none());
+
+        let foreign = Partitioning {
+            partitions: vec![partition("events_remote", "events", PartitionKind::Foreign)],
+            ..partitioning
+        };
+        let problem = index_new_partitions(&wise, &foreign, Vec::new()).expect_err("refused");
+        assert!(
+            problem.contains("events_remote, a foreign table"),
+            "{problem}"
+        );
     }
 }

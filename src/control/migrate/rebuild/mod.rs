@@ -492,6 +492,7 @@ impl Rebuild {
         plan.concurrent.extend(self.concurrent.concurrent);
         plan.rollback_concurrent.extend(self.concurrent.rollback);
         plan.built_indexes.extend(self.concurrent.built);
+        plan.partition_wise.extend(self.concurrent.partition_wise);
         plan.referencing.extend(self.referencing);
         for (position, step) in self.complete_first.into_iter().enumerate() {
             plan.complete.insert(position, step);
