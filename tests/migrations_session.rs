@@ -10,14 +10,16 @@ use crate::migration_support;
 use migration_support::{seeded, start_text, start_watched};
 use viewgate::control::migrate::Progress;
 
-/// The migration's session runs at read committed and with no statement (or, from 17,
-/// transaction) timeout, whatever the database says: each row records its backfill's isolation, and a batch that takes longer
-/// than the database's timeout completes.
+/// The migration's session runs at read committed and with no statement, idle-session (or,
+/// from 17, transaction) timeout, whatever the database says: each row records its backfill's
+/// isolation, a batch that takes longer than the database's statement timeout completes, and
+/// the pauses between batches outlast its idle-session timeout.
 #[tokio::test]
 async fn the_database_defaults_do_not_reach_the_migration() {
     let database = seeded(3).await;
     database.admin(
         "ALTER DATABASE postgres SET statement_timeout = '100ms';
+         ALTER DATABASE postgres SET idle_session_timeout = '200ms';
          ALTER DATABASE postgres SET default_transaction_isolation = 'serializable';
          DO $$ BEGIN
              IF current_setting('server_version_num')::int >= 170000 THEN
@@ -30,6 +32,9 @@ async fn the_database_defaults_do_not_reach_the_migration() {
         "0002.toml",
         r#"version = "v2"
 from = "v1"
+[settings]
+batch_size = 1
+batch_delay_ms = 400
 [[operations]]
 op = "add_column"
 table = "models"

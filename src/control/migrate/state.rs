@@ -241,9 +241,13 @@ pub async fn save_plan(
 /// (after the whole backfill; rolled back whole), though neither holds a lock a writer waits
 /// for, and every statement that does is bounded by the migration's own `lock_timeout`; a
 /// `default_transaction_isolation` of serializable failed the backfill's batches as the
-/// writers' serialization pivots (40001). Every step is written for read committed.
-/// `transaction_timeout` exists from PostgreSQL 17.
+/// writers' serialization pivots (40001). Every step is written for read committed. An
+/// `idle_session_timeout` ended the session while the backfill paused between batches, and
+/// with it the rollback. `transaction_timeout` exists from PostgreSQL 17. (An
+/// `idle_in_transaction_session_timeout` stays: a migration never idles in a transaction on
+/// purpose, and if its process hangs in one, the timeout frees the application's locks.)
 const SESSION_SETTINGS: &str = "SET statement_timeout = 0;
+    SET idle_session_timeout = 0;
     SET default_transaction_isolation = 'read committed';
     SELECT pg_catalog.set_config('transaction_timeout', '0', false)
      WHERE pg_catalog.current_setting('server_version_num')::int >= 170000";
