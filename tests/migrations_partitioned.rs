@@ -2,8 +2,8 @@
 //! `CONCURRENTLY`: an index built partition by partition (a partition partitioned in turn, a
 //! default partition), killed between attachments and resumed, rolled back and completed; a
 //! unique index without the partition key refused in the expand; partitions created during
-//! the run given the index; a partitioned index dropped by the contract; a unique constraint
-//! made of each partition's, built concurrently.
+//! the run given the index, and steps on the partitions gone skipped; a partitioned index
+//! dropped by the contract; a unique constraint made of each partition's, built concurrently.
 
 use crate::migration_support;
 use crate::support;
@@ -234,6 +234,62 @@ async fn partitions_created_during_the_run_get_the_index() {
         .await
         .expect("starts again, with the new partitions in its plan");
     assert_eq!(label_indexes(&database), with_new_partitions);
+}
+
+/// pg_partman's retention detaches and drops old partitions while a migration runs: the
+/// plan's build on a partition that is gone failed the run after the backfill, and the
+/// contract's step making a dropped partition's index its constraint failed every `migrate
+/// complete` (and gave a detached one a constraint of its own). A step on a partition that is
+/// no longer one of its parent's is skipped.
+#[tokio::test]
+async fn partitions_gone_during_the_run_are_skipped() {
+    let database = partitioned_models().await;
+    start_watched(
+        &database,
+        "0002.toml",
+        LABELLED,
+        &mut AtStep {
+            database: &database,
+            step: "make index models_label_key on models alone",
+            sql: "ALTER TABLE models DETACH PARTITION models_january; DROP TABLE models_february_1",
+        },
+    )
+    .await
+    .expect("the builds on the partitions gone are skipped");
+    assert_eq!(
+        label_indexes(&database),
+        "models:true,models_february:true,models_february_0:true,models_later:true / 4"
+    );
+
+    let database = partitioned_models().await;
+    start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_constraint\"\ntable = \"models\"\nname = \"models_name_key\"\ntype = \"unique\"\ncolumns = [\"name\", \"taken\"]",
+    )
+    .await
+    .expect("starts");
+    database
+        .admin("ALTER TABLE models DETACH PARTITION models_january; DROP TABLE models_february_0");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database)
+        .await
+        .expect("completes without the partitions gone");
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(t.relid::regclass || ':' || i.indisvalid, ',' ORDER BY t.relid::regclass::text)
+               FROM pg_partition_tree('models_name_key') t JOIN pg_index i ON i.indexrelid = t.relid"
+        ),
+        "models_february_name_taken_key:true,models_name_key:true,models_name_key_models_february_1:true,models_name_key_models_later:true"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM pg_constraint
+              WHERE conrelid = 'models_january'::regclass AND conname LIKE 'models_name_key%'"
+        ),
+        "0",
+        "the detached partition is not given the constraint"
+    );
 }
 
 /// A unique index on a partitioned table must hold the partition key: the build failed after

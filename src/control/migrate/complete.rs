@@ -18,7 +18,9 @@ use super::error::MigrateError;
 use super::rebuild;
 use super::remaining;
 use super::state::{self, MigrationRecord, Phase};
-use super::steps::{Substitutes, create_views, prepare_catalog, record_event, run_sql};
+use super::steps::{
+    Substitutes, create_views, gone_partition, prepare_catalog, record_event, run_sql,
+};
 use super::sync;
 use crate::control::catalog;
 use crate::control::error::ControlError;
@@ -156,6 +158,10 @@ async fn complete_once(
     }
     catalog::retire_version(&transaction, &record.from).await?;
     for step in &record.plan.complete {
+        if let Some(skipped) = gone_partition(&transaction, step).await? {
+            tracing::info!("{skipped}");
+            continue;
+        }
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     if !record.plan.renames.is_empty() {

@@ -13,7 +13,7 @@ use super::derive::{PartitionBuilds, PartitionWiseIndex, index_new_partitions};
 use super::error::MigrateError;
 use super::progress::Progress;
 use super::state::{self, MigrationRecord};
-use super::steps::run_alone;
+use super::steps::{gone_partition, run_alone};
 use crate::control::error::ControlError;
 use crate::control::views::introspect;
 
@@ -67,6 +67,13 @@ pub async fn index_partitions_created_since(
         state::save_plan(client, record.id, &record.plan).await?;
         let settings = record.migration.settings;
         for step in &added.concurrent {
+            if let Some(skipped) = gone_partition(client, step)
+                .await
+                .map_err(|error| failed(record, &step.description, error.to_string()))?
+            {
+                progress.step(&skipped);
+                continue;
+            }
             progress.step(&step.description);
             let statements: Vec<&str> = step
                 .clear

@@ -35,8 +35,8 @@ use super::rebuild;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
 use super::steps::{
-    Substitutes, create_substitutes, create_views, prepare_catalog, record_event, run_alone,
-    run_sql,
+    Substitutes, create_substitutes, create_views, gone_partition, prepare_catalog, record_event,
+    run_alone, run_sql,
 };
 use super::sync;
 use crate::control::catalog::{self, HistoryEntry};
@@ -461,6 +461,13 @@ async fn finish(
         .iter()
         .all(|step| step.clear.is_none());
     for (position, step) in record.plan.concurrent.iter().enumerate() {
+        if let Some(skipped) = gone_partition(client, step)
+            .await
+            .map_err(|error| failed(record, &step.description, error))?
+        {
+            progress.step(&skipped);
+            continue;
+        }
         progress.step(&step.description);
         // A build killed or timed out half-way leaves an invalid index: clear it, build again.
         let clear = if recorded_without_clears {

@@ -1,10 +1,12 @@
 //! What every migration phase does the same way: bring the catalog up to date, run one
 //! statement with its description (a lock timeout stays retryable, anything else names the
-//! step) or run statements outside a transaction under the lock timeout, and create a
-//! version's views and catalog substitutes from its definition.
+//! step) or run statements outside a transaction under the lock timeout, skip a step on a
+//! partition that is gone, and create a version's views and catalog substitutes from its
+//! definition.
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
+use super::derive::{OnPartition, Step};
 use super::error::MigrateError;
 use super::settings::MigrationSettings;
 use crate::control::catalog::{self, HistoryEntry};
@@ -32,6 +34,36 @@ pub async fn prepare_catalog(
         .await
         .map_err(|error| ControlError::database("preparing the catalog", &error))?;
     Ok(())
+}
+
+/// Why `step` is no longer to run, if it is not: a step on a partition that is no longer one
+/// of the parent it was planned under (detached, or dropped).
+pub async fn gone_partition(
+    client: &impl GenericClient,
+    step: &Step,
+) -> Result<Option<String>, ControlError> {
+    let Some(OnPartition { partition, parent }) = &step.on_partition else {
+        return Ok(None);
+    };
+    let still: bool = client
+        .query_one(
+            "SELECT EXISTS (
+                 SELECT 1 FROM pg_catalog.pg_inherits
+                  WHERE inhrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
+                    AND inhparent = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $3::text, $4::text)))",
+            &[&partition.0, &partition.1, &parent.0, &parent.1],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(format!("looking up partition {}.{}", partition.0, partition.1), &error)
+        })?
+        .get(0);
+    Ok((!still).then(|| {
+        format!(
+            "skipped ({}.{} is no longer a partition of {}.{}): {}",
+            partition.0, partition.1, parent.0, parent.1, step.description
+        )
+    }))
 }
 
 /// Runs `sql`; a lock timeout stays a [`ControlError::LockNotAvailable`] so the caller retries.

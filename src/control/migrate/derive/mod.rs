@@ -35,7 +35,7 @@ use super::error::MigrateError;
 use super::file::Migration;
 use super::operation::{AddColumn, DropColumn, Operation};
 use crate::control::views::definition::VersionDefinition;
-use crate::control::views::introspect::{BaseTable, ServerSnapshot};
+use crate::control::views::introspect::{BaseTable, Partition, ServerSnapshot};
 use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
 
 /// Prefix of the physical columns a migration adds for a changed column.
@@ -54,6 +54,19 @@ pub struct Step {
     /// pair each build with its undo in `rollback_concurrent` by position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clear: Option<String>,
+    /// For a step on one partition: the partition and the parent it was planned under. The
+    /// step is skipped once the partition is no longer one of that parent's (pg_partman's
+    /// retention detaches and drops old partitions while a migration runs; the build, or the
+    /// contract, failed on the missing table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_partition: Option<OnPartition>,
+}
+
+/// A partition and its parent, each (schema, name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnPartition {
+    pub partition: (String, String),
+    pub parent: (String, String),
 }
 
 impl Step {
@@ -62,6 +75,18 @@ impl Step {
             description: description.into(),
             sql: sql.into(),
             clear: None,
+            on_partition: None,
+        }
+    }
+
+    /// The step, skipped once `partition` is no longer a partition of its parent.
+    pub fn on_partition(self, partition: &Partition) -> Self {
+        Step {
+            on_partition: Some(OnPartition {
+                partition: (partition.schema.clone(), partition.name.clone()),
+                parent: partition.parent.clone(),
+            }),
+            ..self
         }
     }
 

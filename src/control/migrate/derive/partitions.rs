@@ -156,16 +156,19 @@ fn index_partitions<'p>(
             quote_qualified(&partition.schema, &own)
         );
         if partition.kind == PartitionKind::Partitioned {
-            builds.concurrent.push(Step::new(
-                format!(
-                    "make index {own} on partition {} alone, attached",
-                    partition.name
-                ),
-                format!(
-                    "CREATE {unique}INDEX {} ON ONLY {on} {definition}; {attach}",
-                    quote_ident(&own)
-                ),
-            ));
+            builds.concurrent.push(
+                Step::new(
+                    format!(
+                        "make index {own} on partition {} alone, attached",
+                        partition.name
+                    ),
+                    format!(
+                        "CREATE {unique}INDEX {} ON ONLY {on} {definition}; {attach}",
+                        quote_ident(&own)
+                    ),
+                )
+                .on_partition(partition),
+            );
         } else {
             let drop_own = format!(
                 "DROP INDEX CONCURRENTLY IF EXISTS {}",
@@ -182,12 +185,13 @@ fn index_partitions<'p>(
                         quote_ident(&own)
                     ),
                 )
-                .clearing(drop_own.clone()),
+                .clearing(drop_own.clone())
+                .on_partition(partition),
             );
-            builds.concurrent.push(Step::new(
-                format!("attach index {own} to {}", parent.1),
-                attach,
-            ));
+            builds.concurrent.push(
+                Step::new(format!("attach index {own} to {}", parent.1), attach)
+                    .on_partition(partition),
+            );
             builds.rollback.push(Step::new(
                 format!("drop index {own} if a build left it unattached"),
                 drop_own,
@@ -256,20 +260,24 @@ pub fn constraint_on_partitions(
                     quote_ident(&own)
                 ),
             )
-            .clearing(drop_own.clone()),
+            .clearing(drop_own.clone())
+            .on_partition(leaf),
         );
         builds
             .rollback
             .push(Step::new(format!("drop index {own}"), drop_own));
         builds.built.push((leaf.schema.clone(), own.clone()));
-        contract.push(Step::new(
-            format!("make {own} partition {}'s {clause}", leaf.name),
-            format!(
-                "ALTER TABLE {on} ADD CONSTRAINT {} {clause} USING INDEX {}",
-                quote_ident(&own),
-                quote_ident(&own)
-            ),
-        ));
+        contract.push(
+            Step::new(
+                format!("make {own} partition {}'s {clause}", leaf.name),
+                format!(
+                    "ALTER TABLE {on} ADD CONSTRAINT {} {clause} USING INDEX {}",
+                    quote_ident(&own),
+                    quote_ident(&own)
+                ),
+            )
+            .on_partition(leaf),
+        );
     }
     contract.push(Step::new(
         format!("{clause} {name} of {table}, over its partitions'"),
