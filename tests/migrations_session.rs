@@ -1,12 +1,14 @@
 //! A migration against the database's defaults and the application's locks, which are not its
 //! own: a `statement_timeout` and a serializable `default_transaction_isolation` set on the
 //! database (a backfill batch or an index build cancelled after the whole backfill, batches
-//! failing as the writers' serialization pivots), and a row an application transaction holds
+//! failing as the writers' serialization pivots), a row an application transaction holds
 //! while a batch reaches it (the batch kept every row it had locked before, and a writer of
-//! one waited as long as the application's transaction).
+//! one waited as long as the application's transaction), and the waits of an index build and
+//! a validation, which block no writer, cut by the lock timeout.
 
 use crate::migration_support;
 
+use crate::support::Database;
 use migration_support::{seeded, start_text, start_watched};
 use viewgate::control::migrate::Progress;
 
@@ -61,43 +63,65 @@ up = "(SELECT 'slept' FROM pg_sleep(0.3))"
     );
 }
 
-/// Progress that, when the backfill begins, runs an application transaction holding row 1500
-/// for 3 s and, a second in, a writer of row 1450 (in the same batch, before it) that waits
-/// at most a second for its lock.
-struct HolderAndWriter {
+/// Progress that, when the first step starting with `at` begins, runs each of `sessions` in
+/// a psql session of its own, as the application's, and gives them a moment to take their
+/// locks.
+struct Beside {
     conninfo: String,
+    at: &'static str,
+    sessions: Vec<&'static str>,
     running: Vec<std::process::Child>,
 }
 
-impl HolderAndWriter {
-    fn psql(&self, sql: &str) -> std::process::Child {
-        std::process::Command::new("psql")
-            .args([
-                &self.conninfo,
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("psql runs")
+impl Beside {
+    fn new(database: &Database, at: &'static str, sessions: &[&'static str]) -> Self {
+        Beside {
+            conninfo: database.url(),
+            at,
+            sessions: sessions.to_vec(),
+            running: Vec::new(),
+        }
+    }
+
+    /// Waits for every session and asserts each succeeded.
+    fn assert_all_succeeded(self) {
+        assert_eq!(
+            self.running.len(),
+            self.sessions.len(),
+            "the step was reached"
+        );
+        for (child, sql) in self.running.into_iter().zip(&self.sessions) {
+            let output = child.wait_with_output().expect("psql ends");
+            assert!(
+                output.status.success(),
+                "{sql}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 }
 
-impl Progress for HolderAndWriter {
+impl Progress for Beside {
     fn step(&mut self, description: &str) {
-        if description.starts_with("backfill ") {
-            let holder =
-                self.psql("BEGIN; SELECT 1 FROM models WHERE id = 1500 FOR UPDATE; SELECT pg_sleep(3); COMMIT");
-            let writer = self.psql(
-                "SET lock_timeout = '1s'; SELECT pg_sleep(1);
-                 UPDATE models SET size = size + 1 WHERE id = 1450",
-            );
-            self.running = vec![holder, writer];
+        if description.starts_with(self.at) && self.running.is_empty() {
+            for sql in &self.sessions {
+                let child = std::process::Command::new("psql")
+                    .args([
+                        &self.conninfo,
+                        "-X",
+                        "-q",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-c",
+                        sql,
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("psql runs");
+                self.running.push(child);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
         }
     }
     fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
@@ -110,10 +134,15 @@ impl Progress for HolderAndWriter {
 #[tokio::test]
 async fn a_batch_behind_a_held_row_lets_the_other_rows_go() {
     let database = seeded(2000).await;
-    let mut progress = HolderAndWriter {
-        conninfo: database.url(),
-        running: Vec::new(),
-    };
+    let mut beside = Beside::new(
+        &database,
+        "backfill ",
+        &[
+            "BEGIN; SELECT 1 FROM models WHERE id = 1500 FOR UPDATE; SELECT pg_sleep(3); COMMIT",
+            "SET lock_timeout = '1s'; SELECT pg_sleep(1);
+             UPDATE models SET size = size + 1 WHERE id = 1450",
+        ],
+    );
     let outcome = start_watched(
         &database,
         "0002.toml",
@@ -129,28 +158,63 @@ table = "models"
 column = { name = "label", type = "text", nullable = false }
 up = "upper(name)"
 "#,
-        &mut progress,
+        &mut beside,
     )
     .await
     .expect("the migration runs");
     assert_eq!(outcome.rows_backfilled, 2000);
-    let [holder, writer] = <[_; 2]>::try_from(progress.running).expect("both ran");
-    let holder = holder.wait_with_output().expect("holder ends");
-    let writer = writer.wait_with_output().expect("writer ends");
-    assert!(
-        holder.status.success(),
-        "{}",
-        String::from_utf8_lossy(&holder.stderr)
-    );
-    assert!(
-        writer.status.success(),
-        "the writer of a row in the blocked batch: {}",
-        String::from_utf8_lossy(&writer.stderr)
-    );
+    beside.assert_all_succeeded();
     assert_eq!(
         database.admin(
             "SELECT count(*) FILTER (WHERE label IS NULL) || ':' || max(label) FILTER (WHERE id = 1500) FROM models"
         ),
         "0:MODEL-1500"
     );
+}
+
+/// Statements that wait without blocking the application's reads and writes wait as long as
+/// they need: a concurrent index build waits for every transaction older than its snapshot
+/// (a report holding one for 3 s), a validation for the lock autovacuum holds right after a
+/// backfill (taken here by hand). Under the lock timeout each attempt timed out until they
+/// ran out, and the migration failed after its whole backfill.
+#[tokio::test]
+async fn an_index_build_and_a_validation_wait_for_what_blocks_no_writer() {
+    let migration = r#"version = "v2"
+from = "v1"
+[settings]
+max_attempts = 3
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text", nullable = false }
+up = "upper(name)"
+[[operations]]
+op = "create_index"
+name = "models_label"
+table = "models"
+columns = ["label"]
+"#;
+    for (step, holder) in [
+        (
+            "build index models_label",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM models; SELECT pg_sleep(3); COMMIT",
+        ),
+        (
+            "validate ",
+            "BEGIN; LOCK TABLE models IN SHARE UPDATE EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT",
+        ),
+    ] {
+        let database = seeded(100).await;
+        let mut beside = Beside::new(&database, step, &[holder]);
+        start_watched(&database, "0002.toml", migration, &mut beside)
+            .await
+            .unwrap_or_else(|error| panic!("{step}: {error}"));
+        beside.assert_all_succeeded();
+        assert_eq!(
+            database.admin(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'models_label'::regclass"
+            ),
+            "t"
+        );
+    }
 }

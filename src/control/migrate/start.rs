@@ -15,7 +15,7 @@
 //! migration stands; a file whose checksum changed since it started is refused.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
@@ -175,7 +175,7 @@ async fn record_refusal(
         spec_file: Some(file.path.display().to_string()),
         spec_checksum: Some(file.checksum.clone()),
         versions: vec![file.migration.from.clone(), file.migration.version.clone()],
-        duration: std::time::Duration::ZERO,
+        duration: Duration::ZERO,
         attempts,
         error: Some(error.to_string()),
     };
@@ -391,15 +391,32 @@ async fn run_step(
     run_sql(client, version, &step.description, &step.sql).await
 }
 
-/// Runs each of `steps` in a transaction of its own, under the migration's lock timeout,
+/// How long a phase's statements may wait for their locks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LockWait {
+    /// Under the migration's lock timeout: the application queues behind a statement that
+    /// waits for a lock conflicting with its writes.
+    Bounded,
+    /// As long as they need: `VALIDATE CONSTRAINT` takes a lock no read or write conflicts
+    /// with. Right after a backfill, which leaves every row it updated dead, autovacuum is on
+    /// the table holding the same lock: a bounded wait timed out until the attempts ran out
+    /// and the migration failed, where one of Postgres's `deadlock_timeout` cancels it.
+    AsLongAsNeeded,
+}
+
+/// Runs each of `steps` in a transaction of its own, waiting for its locks as `wait` says,
 /// retried with backoff when it times out.
 async fn run_each_in_a_transaction(
     client: &mut Client,
     record: &MigrationRecord,
-    steps: &[Step],
+    (steps, wait): (&[Step], LockWait),
     progress: &mut dyn Progress,
 ) -> Result<(), MigrateError> {
     let settings = record.migration.settings;
+    let lock_timeout = match wait {
+        LockWait::Bounded => settings.lock_timeout,
+        LockWait::AsLongAsNeeded => Duration::ZERO,
+    };
     for step in steps {
         progress.step(&step.description);
         let attempted =
@@ -408,7 +425,7 @@ async fn run_each_in_a_transaction(
                     .transaction()
                     .await
                     .map_err(|error| ControlError::database("starting a transaction", &error))?;
-                catalog::set_local_lock_timeout(&transaction, settings.lock_timeout).await?;
+                catalog::set_local_lock_timeout(&transaction, lock_timeout).await?;
                 transaction
                     .batch_execute(&step.sql)
                     .await
@@ -449,10 +466,22 @@ async fn finish(
         .await?;
         rows += checkpoint.rows;
     }
-    run_each_in_a_transaction(client, record, &record.plan.validate, progress).await?;
+    run_each_in_a_transaction(
+        client,
+        record,
+        (&record.plan.validate, LockWait::AsLongAsNeeded),
+        progress,
+    )
+    .await?;
     // A run killed after a foreign key into a rebuilt index was added: the key holds the
     // index, which the builds below drop and make again.
-    run_each_in_a_transaction(client, record, &record.plan.rollback_referencing, progress).await?;
+    run_each_in_a_transaction(
+        client,
+        record,
+        (&record.plan.rollback_referencing, LockWait::Bounded),
+        progress,
+    )
+    .await?;
     // Plans recorded before builds carried what clears their leftovers pair each build with
     // its undo by position.
     let recorded_without_clears = record
@@ -486,7 +515,13 @@ async fn finish(
     }
     index_partitions_created_since(client, record, progress).await?;
     refuse_invalid_builds(client, record).await?;
-    run_each_in_a_transaction(client, record, &record.plan.referencing, progress).await?;
+    run_each_in_a_transaction(
+        client,
+        record,
+        (&record.plan.referencing, LockWait::Bounded),
+        progress,
+    )
+    .await?;
     progress.step("live");
     let transaction = client
         .transaction()

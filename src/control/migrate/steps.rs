@@ -87,24 +87,43 @@ pub async fn run_sql(
     })
 }
 
+/// How the statements that wait without blocking the application begin: `CREATE INDEX
+/// CONCURRENTLY` and `DROP INDEX CONCURRENTLY` take a lock no read or write conflicts with,
+/// then wait for every transaction older than their snapshot. A lock timeout cut those waits:
+/// behind a report holding its snapshot for a few seconds every attempt timed out, then so did
+/// the rollback's drop, and the migration failed after its whole backfill, half rolled back.
+const WAITING_WITHOUT_BLOCKING: [&str; 3] = [
+    "CREATE INDEX CONCURRENTLY ",
+    "CREATE UNIQUE INDEX CONCURRENTLY ",
+    "DROP INDEX CONCURRENTLY ",
+];
+
 /// Runs `statements` one by one outside any transaction (a `CONCURRENTLY` statement cannot
-/// run in one), under the migration's lock timeout, all of them again with backoff when one
-/// times out.
+/// run in one), each that could keep the application waiting under the migration's lock
+/// timeout, all of them again with backoff when one times out.
 pub async fn run_alone(
     client: &Client,
     settings: MigrationSettings,
     what: &str,
     statements: &[&str],
 ) -> Result<(), ControlError> {
+    let bounded = format!("{}ms", settings.lock_timeout.as_millis());
     let attempted = with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
-        client
-            .execute(
-                "SELECT pg_catalog.set_config('lock_timeout', $1, false)",
-                &[&format!("{}ms", settings.lock_timeout.as_millis())],
-            )
-            .await
-            .map_err(|error| ControlError::database("setting lock_timeout", &error))?;
         for sql in statements {
+            let waits_harmlessly = WAITING_WITHOUT_BLOCKING
+                .iter()
+                .any(|start| sql.starts_with(start));
+            client
+                .execute(
+                    "SELECT pg_catalog.set_config('lock_timeout', $1, false)",
+                    &[&if waits_harmlessly {
+                        "0"
+                    } else {
+                        bounded.as_str()
+                    }],
+                )
+                .await
+                .map_err(|error| ControlError::database("setting lock_timeout", &error))?;
             client
                 .batch_execute(sql)
                 .await
