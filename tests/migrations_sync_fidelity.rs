@@ -3,13 +3,14 @@
 //! reaches the other version (red-team pass 41, finding 5); they fire after the application's
 //! own BEFORE triggers, so both versions hold the row as those left it, and a migration an
 //! earlier build started (its triggers under the old names) is renamed into order and dropped
-//! whole (finding 4). Clients here connect directly and set `viewgate.version` as the proxy
-//! does for its sessions.
+//! whole (finding 4); they fire for a write in replica mode (logical replication's apply
+//! worker). Clients here connect directly and set `viewgate.version` as the proxy does for
+//! its sessions.
 
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{at, complete_now, rollback_now, start_text};
+use migration_support::{at, complete_now, rollback_now, seeded, start_text};
 use support::{Database, exec, lines};
 
 const SPEC: &str = r#"
@@ -238,4 +239,76 @@ down = "score::numeric"
     as_an_earlier_build_named_them(&database);
     rollback_now(&database).await.expect("v2 rolls back");
     assert_eq!(sync_triggers(&database), "");
+}
+
+/// A write in replica mode (`session_replication_role = replica`: logical replication's apply
+/// worker, a `pg_restore --disable-triggers`) fires only triggers enabled ALWAYS: the sync
+/// triggers did not fire, a replicated v1 row failed the new column's NOT NULL check (23514,
+/// which stops a subscription), and an update left v2's column stale. They are enabled
+/// ALWAYS, on a partitioned table's partitions too.
+#[tokio::test]
+async fn writes_in_replica_mode_fire_the_sync_triggers() {
+    let database = seeded(2).await;
+    database.admin(
+        "CREATE TABLE public.events (id bigint, at date NOT NULL, kind text NOT NULL,
+             PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE public.events_all PARTITION OF events DEFAULT;
+         INSERT INTO events VALUES (1, '2026-01-01', 'start')",
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "models"
+key = ["id"]
+[[tables]]
+name = "events"
+key = ["id", "at"]
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "models"
+columns = ["id", "name", "size", "legacy_note"]
+[[versions.tables]]
+base = "events"
+columns = ["id", "at", "kind"]
+"#,
+        )
+        .await;
+    start_text(
+        &database,
+        "0002.toml",
+        r#"version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text", nullable = false }
+up = "upper(name)"
+[[operations]]
+op = "add_column"
+table = "events"
+column = { name = "loud", type = "text", nullable = false }
+up = "upper(kind)"
+"#,
+    )
+    .await
+    .expect("starts");
+    let replica = database.client().await;
+    exec(
+        &replica,
+        "SET session_replication_role = replica;
+         INSERT INTO models (name, size) VALUES ('replicated', 1);
+         UPDATE models SET name = 'changed' WHERE id = 1;
+         INSERT INTO events VALUES (2, '2026-02-01', 'stop')",
+    )
+    .await;
+    assert_eq!(
+        lines(&replica, "SELECT id, label FROM models ORDER BY id").await,
+        ["1|CHANGED", "2|MODEL-2", "3|REPLICATED"]
+    );
+    assert_eq!(
+        lines(&replica, "SELECT id, loud FROM events ORDER BY id").await,
+        ["1|START", "2|STOP"]
+    );
 }

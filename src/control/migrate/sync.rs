@@ -7,6 +7,9 @@
 //! deployment writing the base table directly), gets the new version's columns computed with
 //! `up`; a writer at the new version or newer gets the old version's columns computed with
 //! `down`. The backfill writes with the version `viewgate_backfill`, which no trigger acts on.
+//! The triggers are enabled ALWAYS, so that a write in replica mode (logical replication's
+//! apply worker, `pg_restore --disable-triggers`) fills both sides too: otherwise a replicated
+//! row failed the new column's NOT NULL check and stopped the subscription.
 //!
 //! Each direction has an INSERT and an UPDATE trigger (with a function each), named so that
 //! chained migrations run in the right order: BEFORE triggers fire in name order (bytewise),
@@ -393,6 +396,7 @@ CREATE TRIGGER {trigger}
     FOR EACH ROW
     WHEN ({condition})
     EXECUTE FUNCTION {function}();
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};
 ",
             trigger = quote_ident(&trigger),
             function = quote_qualified(FUNCTION_SCHEMA, function),
