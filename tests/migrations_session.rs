@@ -3,14 +3,16 @@
 //! database (a backfill batch or an index build cancelled after the whole backfill, batches
 //! failing as the writers' serialization pivots), a row an application transaction holds
 //! while a batch reaches it (the batch kept every row it had locked before, and a writer of
-//! one waited as long as the application's transaction), and the waits of an index build and
-//! a validation, which block no writer, cut by the lock timeout.
+//! one waited as long as the application's transaction), the waits of an index build and a
+//! validation, which block no writer, cut by the lock timeout, and an autovacuum in the way of
+//! the expand's and the contract's lock.
 
 use crate::migration_support;
 
 use crate::support::Database;
-use migration_support::{seeded, start_text, start_watched};
+use migration_support::{BASE, SPEC, complete_now, seeded, start_text, start_watched};
 use viewgate::control::migrate::Progress;
+use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
 
 /// The migration's session runs at read committed and with no statement, idle-session (or,
 /// from 17, transaction) timeout, whatever the database says: each row records its backfill's
@@ -217,4 +219,71 @@ columns = ["label"]
             "t"
         );
     }
+}
+
+/// Waits (up to a minute) until an autovacuum worker holds a lock on `models`.
+async fn autovacuum_on_models(database: &Database) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while database.admin(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+          WHERE a.backend_type = 'autovacuum worker' AND l.relation = 'models'::regclass",
+    ) == "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "autovacuum came to models"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// An autovacuum holding the table (as one does for minutes on a large table, and right after
+/// a backfill) was in the way of the expand's and the contract's lock: Postgres cancels it
+/// only for a lock waited on for `deadlock_timeout`, longer than a migration waits, so each
+/// attempt timed out until they ran out. Each attempt after the first cancels it (a superuser
+/// here) and waits for it to let go. The autovacuum is made slow by the table's own cost
+/// settings, and comes every second.
+#[tokio::test]
+async fn an_autovacuum_in_the_way_of_the_expand_and_the_contract_is_cancelled() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions {
+        settings: vec!["autovacuum_naptime = 1".into()],
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts");
+    let database = Database {
+        cluster,
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    database.admin(BASE);
+    database.apply_text(SPEC).await;
+    database.admin(
+        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 20000) AS n;
+         ALTER TABLE models SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
+             autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1);
+         UPDATE models SET size = size + 1",
+    );
+    autovacuum_on_models(&database).await;
+    start_text(
+        &database,
+        "0002.toml",
+        r#"version = "v2"
+from = "v1"
+[settings]
+max_attempts = 6
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text", nullable = false }
+up = "upper(name)"
+"#,
+    )
+    .await
+    .expect("the expand cancels the autovacuum in its way");
+
+    database.admin("UPDATE models SET size = size + 1");
+    autovacuum_on_models(&database).await;
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database)
+        .await
+        .expect("the contract cancels the autovacuum in its way");
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::{Client, Transaction};
 
+use super::autovacuum;
 use super::dependents;
 use super::derive::{ColumnMap, MigrationPlan, Rename, rename_physical, rename_table_name};
 use super::error::MigrateError;
@@ -90,7 +91,19 @@ async fn complete_locked(
         )));
     }
     let settings = record.migration.settings;
+    let tables: Vec<(String, String)> = record
+        .plan
+        .definition
+        .tables
+        .iter()
+        .map(|table| (table.schema.clone(), table.name.clone()))
+        .collect();
+    let mut attempts = 0;
     let attempted = with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+        attempts += 1;
+        if attempts > 1 {
+            autovacuum::cancel_in_the_way(client, &tables).await;
+        }
         complete_once(client, record, &later, templates).await
     })
     .await;

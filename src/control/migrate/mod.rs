@@ -14,6 +14,7 @@
 //! record of each migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
 
+pub mod autovacuum;
 pub mod backfill;
 pub mod column_types;
 pub mod complete;

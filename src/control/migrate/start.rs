@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
+use super::autovacuum;
 use super::backfill::{self, checkpoint_key};
 use super::column_types;
 use super::dependents;
@@ -110,8 +111,14 @@ async fn start_locked(
         None => {
             progress.step("expand");
             let settings = migration.settings;
+            let tables = tables_of(client, &migration.from).await?;
+            let mut attempts = 0;
             let attempted =
                 with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
+                    attempts += 1;
+                    if attempts > 1 {
+                        autovacuum::cancel_in_the_way(client, &tables).await;
+                    }
                     expand(client, file, templates).await
                 })
                 .await;
@@ -282,6 +289,21 @@ async fn old_side(
         .into_keys()
         .filter(|version| version != new_version)
         .collect())
+}
+
+/// The base tables of `version`'s recorded definition, (schema, name): what the expand takes
+/// locks on (none if the catalog has no definition, which the expand then refuses).
+async fn tables_of(client: &Client, version: &str) -> Result<Vec<(String, String)>, MigrateError> {
+    Ok(definition::load(client, version)
+        .await?
+        .map(|definition| {
+            definition
+                .tables
+                .into_iter()
+                .map(|table| (table.schema, table.name))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 async fn expand(
