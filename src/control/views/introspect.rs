@@ -32,7 +32,7 @@ pub struct BaseColumn {
 }
 
 /// A base table as the server has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BaseTable {
     pub schema: String,
     pub name: String,

@@ -585,8 +585,7 @@ columns = ["id", { name = "shout", expr = "upper(name)", write = { name = "lower
                     column("name", None),
                 ],
                 primary_key: vec!["id".into()],
-                partitioning: None,
-                inheritance: Vec::new(),
+                ..BaseTable::default()
             },
         );
         snapshot

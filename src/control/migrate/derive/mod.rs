@@ -29,13 +29,14 @@ mod expression_reads;
 mod partitions;
 mod renames;
 mod sql;
+mod step;
 mod tables;
 
 use super::error::MigrateError;
 use super::file::Migration;
 use super::operation::{AddColumn, DropColumn, Operation};
 use crate::control::views::definition::VersionDefinition;
-use crate::control::views::introspect::{BaseTable, Partition, ServerSnapshot};
+use crate::control::views::introspect::{BaseTable, ServerSnapshot};
 use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
 
 /// Prefix of the physical columns a migration adds for a changed column.
@@ -43,61 +44,6 @@ pub const NEW_COLUMN_PREFIX: &str = "_vg_";
 /// What the name of the expand's empty copy of a table starts with, on which an index is
 /// built first so that what cannot be built fails in the expand.
 pub const PROBE_PREFIX: &str = "_vg_probe";
-
-/// One SQL statement of a phase, with what it does in words.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Step {
-    pub description: String,
-    pub sql: String,
-    /// For a concurrent build: what clears a killed or timed-out attempt's leftover (an
-    /// invalid index), run before each attempt. Plans recorded before builds carried it
-    /// pair each build with its undo in `rollback_concurrent` by position.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clear: Option<String>,
-    /// For a step on one partition: the partition and the parent it was planned under. The
-    /// step is skipped once the partition is no longer one of that parent's (pg_partman's
-    /// retention detaches and drops old partitions while a migration runs; the build, or the
-    /// contract, failed on the missing table).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_partition: Option<OnPartition>,
-}
-
-/// A partition and its parent, each (schema, name).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OnPartition {
-    pub partition: (String, String),
-    pub parent: (String, String),
-}
-
-impl Step {
-    pub fn new(description: impl Into<String>, sql: impl Into<String>) -> Self {
-        Step {
-            description: description.into(),
-            sql: sql.into(),
-            clear: None,
-            on_partition: None,
-        }
-    }
-
-    /// The step, skipped once `partition` is no longer a partition of its parent.
-    pub fn on_partition(self, partition: &Partition) -> Self {
-        Step {
-            on_partition: Some(OnPartition {
-                partition: (partition.schema.clone(), partition.name.clone()),
-                parent: partition.parent.clone(),
-            }),
-            ..self
-        }
-    }
-
-    /// The step, with `clear` run before each attempt of it.
-    pub fn clearing(self, clear: impl Into<String>) -> Self {
-        Step {
-            clear: Some(clear.into()),
-            ..self
-        }
-    }
-}
 
 /// One column a sync trigger (or the backfill) computes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -671,3 +617,4 @@ pub use partitions::{
 };
 pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical, translatable};
+pub use step::{OnPartition, Step};

@@ -1,0 +1,62 @@
+//! One SQL statement of a migration's phase, with what it does in words, what clears a
+//! killed attempt's leftover, and the partition it is about: the unit a plan is made of,
+//! recorded in the catalog and shown by `migrate plan`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::views::introspect::Partition;
+
+/// One SQL statement of a phase, with what it does in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub description: String,
+    pub sql: String,
+    /// For a concurrent build: what clears a killed or timed-out attempt's leftover (an
+    /// invalid index), run before each attempt. Plans recorded before builds carried it
+    /// pair each build with its undo in `rollback_concurrent` by position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear: Option<String>,
+    /// For a step on one partition: the partition and the parent it was planned under. The
+    /// step is skipped once the partition is no longer one of that parent's (pg_partman's
+    /// retention detaches and drops old partitions while a migration runs; the build, or the
+    /// contract, failed on the missing table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_partition: Option<OnPartition>,
+}
+
+/// A partition and its parent, each (schema, name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnPartition {
+    pub partition: (String, String),
+    pub parent: (String, String),
+}
+
+impl Step {
+    pub fn new(description: impl Into<String>, sql: impl Into<String>) -> Self {
+        Step {
+            description: description.into(),
+            sql: sql.into(),
+            clear: None,
+            on_partition: None,
+        }
+    }
+
+    /// The step, skipped once `partition` is no longer a partition of its parent.
+    pub fn on_partition(self, partition: &Partition) -> Self {
+        Step {
+            on_partition: Some(OnPartition {
+                partition: (partition.schema.clone(), partition.name.clone()),
+                parent: partition.parent.clone(),
+            }),
+            ..self
+        }
+    }
+
+    /// The step, with `clear` run before each attempt of it.
+    pub fn clearing(self, clear: impl Into<String>) -> Self {
+        Step {
+            clear: Some(clear.into()),
+            ..self
+        }
+    }
+}
