@@ -4,8 +4,8 @@
 //! failing as the writers' serialization pivots), a row an application transaction holds
 //! while a batch reaches it (the batch kept every row it had locked before, and a writer of
 //! one waited as long as the application's transaction), the waits of an index build and a
-//! validation, which block no writer, cut by the lock timeout, and an autovacuum in the way of
-//! the expand's and the contract's lock.
+//! validation (and the contract's index drop), which block no writer, cut by a lock timeout,
+//! and an autovacuum in the way of the expand's and the contract's lock.
 
 use crate::migration_support;
 
@@ -286,4 +286,38 @@ up = "upper(name)"
     complete_now(&database)
         .await
         .expect("the contract cancels the autovacuum in its way");
+}
+
+/// `migrate complete`'s `DROP INDEX CONCURRENTLY` (after the contract) waits for every
+/// transaction that holds the table, which blocks no writer; under a database's own
+/// `lock_timeout` it failed behind a report, the migration complete and the index left.
+#[tokio::test]
+async fn the_contracts_index_drop_waits_for_a_report() {
+    let database = seeded(100).await;
+    database.admin(
+        "CREATE INDEX models_size ON models (size);
+         ALTER DATABASE postgres SET lock_timeout = '10ms'",
+    );
+    start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_index\"\nname = \"models_size\"",
+    )
+    .await
+    .expect("starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let mut report = Beside::new(
+        &database,
+        "",
+        &["BEGIN; SELECT count(*) FROM models; SELECT pg_sleep(2); COMMIT"],
+    );
+    report.step(""); // every step starts with "": the report begins before the complete
+    complete_now(&database)
+        .await
+        .expect("completes, the index dropped");
+    report.assert_all_succeeded();
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_class WHERE relname = 'models_size'"),
+        "0"
+    );
 }

@@ -20,7 +20,7 @@ use super::rebuild;
 use super::remaining;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{
-    Substitutes, create_views, gone_partition, prepare_catalog, record_event, run_sql,
+    Substitutes, create_views, gone_partition, prepare_catalog, record_event, run_alone, run_sql,
 };
 use super::sync;
 use crate::control::catalog;
@@ -31,7 +31,6 @@ use crate::control::usage;
 use crate::control::views::apply::drop_sql;
 use crate::control::views::definition::{self, VersionDefinition};
 use crate::control::views::spec::ColumnSource;
-use crate::net::postgres_error::describe_postgres_error;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CompleteOutcome {
@@ -110,13 +109,12 @@ async fn complete_locked(
     attempted.result?;
     // After the contract's commit: a failure here cannot undo it, so it says what is left.
     for step in &record.plan.complete_concurrent {
-        client
-            .batch_execute(&step.sql)
+        run_alone(client, settings, &step.description, &[&step.sql])
             .await
             .map_err(|error| MigrateError::Failed {
                 version: record.version.clone(),
                 step: step.description.clone(),
-                message: describe_postgres_error(&error),
+                message: error.to_string(),
                 aftermath: format!(
                     "the migration is complete ({} retired) and only this was not done: run `{}` once nothing needs it",
                     record.from, step.sql
