@@ -5,7 +5,8 @@
 //! while a batch reaches it (the batch kept every row it had locked before, and a writer of
 //! one waited as long as the application's transaction), the waits of an index build and a
 //! validation (and the contract's index drop), which block no writer, cut by a lock timeout,
-//! and an autovacuum in the way of the expand's and the contract's lock.
+//! an autovacuum in the way of the expand's and the contract's lock, and a database printing
+//! floats rounded (the backfill reads its cursor back from text).
 
 use crate::migration_support;
 
@@ -318,6 +319,70 @@ async fn the_contracts_index_drop_waits_for_a_report() {
     report.assert_all_succeeded();
     assert_eq!(
         database.admin("SELECT count(*) FROM pg_class WHERE relname = 'models_size'"),
+        "0"
+    );
+}
+
+/// The backfill's cursor and high-water mark are keys printed as text and read back, in the
+/// migration's session: a database's `extra_float_digits = 0` printed a float key to 15
+/// digits, and keys that differ only past them all came back as the smallest (seen: the
+/// high-water mark read back as 1, and nine of the ten rows left unfilled, the migration
+/// reported done). The migration's session prints every float in full, whatever the
+/// database's (or the role's) output settings; a day-first `DateStyle` and the SQL-standard
+/// interval style beside it change nothing either.
+#[tokio::test]
+async fn float_keys_are_read_back_exactly_whatever_the_output_settings() {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE public.readings (at float8 PRIMARY KEY, value integer NOT NULL);
+         INSERT INTO readings
+             SELECT 1::float8 + n * 2.220446049250313e-16::float8, n FROM generate_series(0, 9) AS n;
+         ALTER DATABASE postgres SET extra_float_digits = 0;
+         ALTER DATABASE postgres SET DateStyle = 'SQL, DMY';
+         ALTER DATABASE postgres SET IntervalStyle = 'sql_standard'",
+    );
+    assert_eq!(
+        database
+            .admin("SELECT count(DISTINCT at) || ':' || count(DISTINCT at::text) FROM readings"),
+        "10:1",
+        "the keys are distinct, and print alike under the database's settings"
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "readings"
+key = ["at"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "readings"
+columns = ["at", "value"]
+"#,
+        )
+        .await;
+    let outcome = start_text(
+        &database,
+        "0002.toml",
+        r#"version = "v2"
+from = "v1"
+[settings]
+batch_size = 3
+[[operations]]
+op = "add_column"
+table = "readings"
+column = { name = "doubled", type = "integer" }
+up = "value * 2"
+"#,
+    )
+    .await
+    .expect("the migration runs");
+    assert_eq!(outcome.rows_backfilled, 10);
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FILTER (WHERE doubled IS DISTINCT FROM value * 2) FROM readings"
+        ),
         "0"
     );
 }

@@ -246,8 +246,13 @@ pub async fn save_plan(
 /// with it the rollback. `transaction_timeout` exists from PostgreSQL 17. (An
 /// `idle_in_transaction_session_timeout` stays: a migration never idles in a transaction on
 /// purpose, and if its process hangs in one, the timeout frees the application's locks.)
+/// The backfill's cursor and high-water mark are keys printed as text and read back: an
+/// `extra_float_digits` of 0 or less rounds a float to 15 digits, and keys differing past them
+/// read back as one (nine rows of ten left unfilled, the migration reported done); above 0,
+/// every float prints exactly, as by default.
 const SESSION_SETTINGS: &str = "SET statement_timeout = 0;
     SET idle_session_timeout = 0;
+    SET extra_float_digits = 3;
     SET default_transaction_isolation = 'read committed';
     SELECT pg_catalog.set_config('transaction_timeout', '0', false)
      WHERE pg_catalog.current_setting('server_version_num')::int >= 170000";
