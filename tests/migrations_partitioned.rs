@@ -3,7 +3,8 @@
 //! default partition), killed between attachments and resumed, rolled back and completed; a
 //! unique index without the partition key refused in the expand; partitions created during
 //! the run given the index, and steps on the partitions gone skipped; a partitioned index
-//! dropped by the contract; a unique constraint made of each partition's, built concurrently.
+//! dropped by the contract; a unique constraint made of each partition's, built concurrently,
+//! also on the partitions created since the start, before the contract.
 
 use crate::migration_support;
 use crate::support;
@@ -536,5 +537,74 @@ async fn the_index_and_key_over_a_retyped_column_of_a_partitioned_table_are_rebu
     assert_eq!(
         database.admin("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'id'"),
         "numeric(20,0)"
+    );
+}
+
+/// A unique constraint on a partitioned table is made of its partitions' own indexes: a
+/// partition created after the plan was made (while the run backfills, or while the
+/// migration is live: pg_partman's next month) had none, and the contract's constraint on
+/// the table built that partition's under a lock blocking its reads and writes. Each gets its
+/// own, built concurrently, at the end of the run and before the contract; a duplicate a
+/// partition without one took while the migration was live fails the build before the
+/// contract, naming it, and leaves the migration live.
+#[tokio::test]
+async fn partitions_created_since_the_start_get_the_unique_constraints_index() {
+    let database = partitioned_models().await;
+    let text = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"add_constraint\"\ntable = \"models\"\nname = \"models_name_key\"\ntype = \"unique\"\ncolumns = [\"name\", \"taken\"]";
+    start_watched(
+        &database,
+        "0002.toml",
+        text,
+        &mut AtStep {
+            database: &database,
+            step: "build unique index models_name_key_models_january",
+            sql: "CREATE TABLE public.models_2027 PARTITION OF models
+                      FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+                  INSERT INTO models (id, taken, name) VALUES (500, '2027-02-01', 'model-500')",
+        },
+    )
+    .await
+    .expect("starts");
+    let partition_indexes = || {
+        database.admin(
+            "SELECT string_agg(i.indrelid::regclass || ':' || i.indisvalid, ',' ORDER BY c.relname)
+               FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+              WHERE c.relname LIKE 'models_name_key_%'",
+        )
+    };
+    assert_eq!(
+        partition_indexes(),
+        "models_2027:true,models_february_0:true,models_february_1:true,models_january:true,models_later:true"
+    );
+
+    database.admin(
+        "CREATE TABLE public.models_2028 PARTITION OF models
+             FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
+         INSERT INTO models (id, taken, name)
+             VALUES (600, '2028-02-01', 'model-600'), (601, '2028-02-01', 'model-600')",
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let duplicate = complete_now(&database)
+        .await
+        .expect_err("the new partition holds a duplicate")
+        .to_string();
+    assert!(
+        duplicate.contains("models_2028") && duplicate.contains("23505"),
+        "{duplicate}"
+    );
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations WHERE version = 'v2'"),
+        "live"
+    );
+    database.admin("DELETE FROM models WHERE id = 601");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(t.relid::regclass || ':' || i.indisvalid, ',' ORDER BY t.relid::regclass::text)
+               FROM pg_partition_tree('models_name_key') t JOIN pg_index i ON i.indexrelid = t.relid
+              WHERE t.isleaf"
+        ),
+        "models_name_key_models_2027:true,models_name_key_models_2028:true,models_name_key_models_february_0:true,models_name_key_models_february_1:true,models_name_key_models_january:true,models_name_key_models_later:true",
+        "the table's constraint took indexes built concurrently, building none"
     );
 }

@@ -16,6 +16,8 @@ use super::autovacuum;
 use super::dependents;
 use super::derive::{ColumnMap, MigrationPlan, Rename, rename_physical, rename_table_name};
 use super::error::MigrateError;
+use super::new_partitions::index_partitions_created_since;
+use super::progress::Logged;
 use super::rebuild;
 use super::remaining;
 use super::state::{self, MigrationRecord, Phase};
@@ -65,6 +67,7 @@ async fn complete_locked(
             "there is no live migration to complete".into(),
         ));
     };
+    let mut live = current[position].clone();
     let record = &current[position];
     if record.phase != Phase::Live {
         return Err(MigrateError::State(format!(
@@ -89,6 +92,24 @@ async fn complete_locked(
             record.version
         )));
     }
+    // Before the contract, which would build them under its lock.
+    index_partitions_created_since(client, &mut live, &mut Logged)
+        .await
+        .map_err(|error| match error {
+            MigrateError::Failed {
+                version,
+                step,
+                message,
+                ..
+            } => MigrateError::Failed {
+                version,
+                step,
+                message,
+                aftermath: "the migration is still live and nothing of its contract was done; once the cause is fixed, run `viewgate migrate complete` again".to_owned(),
+            },
+            other => other,
+        })?;
+    let record = &live;
     let settings = record.migration.settings;
     let tables: Vec<(String, String)> = record
         .plan

@@ -217,6 +217,9 @@ pub struct MigrationPlan {
     /// The indexes built partition by partition, for the partitions created since the start.
     #[serde(default)]
     pub partition_wise: Vec<PartitionWiseIndex>,
+    /// The unique constraints made of their partitions', for the partitions created since.
+    #[serde(default)]
+    pub partition_wise_constraints: Vec<PartitionWiseConstraint>,
 }
 
 /// Derives the plan of `migration` from `from` (the previous version's definition) and the live
@@ -265,6 +268,7 @@ struct Steps {
     dropped: Vec<Dropped>,
     built_indexes: Vec<(String, String)>,
     partition_wise: Vec<PartitionWiseIndex>,
+    partition_wise_constraints: Vec<PartitionWiseConstraint>,
 }
 
 struct Deriver<'a> {
@@ -582,6 +586,7 @@ impl Deriver<'_> {
             dropped: self.plan_steps.dropped,
             built_indexes: self.plan_steps.built_indexes,
             partition_wise: self.plan_steps.partition_wise,
+            partition_wise_constraints: self.plan_steps.partition_wise_constraints,
         })
     }
 }
@@ -612,8 +617,8 @@ fn column_map(definition: &VersionDefinition, schema: &str, table: &str) -> Colu
 }
 
 pub use partitions::{
-    PartitionBuilds, PartitionWiseIndex, constraint_on_partitions, index_new_partitions,
-    index_on_partitions,
+    PartitionBuilds, PartitionWiseConstraint, PartitionWiseIndex, constrain_partitions,
+    constraint_on_partitions, index_new_partitions, index_on_partitions,
 };
 pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical, translatable};

@@ -37,6 +37,8 @@ pub struct PartitionBuilds {
     pub built: Vec<(String, String)>,
     /// What a partition created while the migration runs needs to be given its own index.
     pub partition_wise: Option<PartitionWiseIndex>,
+    /// The same for a constraint made of its partitions'.
+    pub partition_wise_constraint: Option<PartitionWiseConstraint>,
 }
 
 /// An index the migration builds on a partitioned table partition by partition, recorded in
@@ -219,31 +221,31 @@ fn foreign_partition<'p>(
     ))
 }
 
-/// The steps of constraint `name` (`clause`: `UNIQUE` or `PRIMARY KEY`, then `columns`, the
-/// parenthesised list as the contract names them) on `schema.table`, partitioned as
-/// `partitioning`, made of its partitions': a unique index `<index>_<partition>` (`definition`
-/// from `USING` on) built concurrently on each partition that holds rows; at complete, each
-/// made its partition's constraint, then the table's added on `table_then` (the table as the
-/// contract names it) over them, building nothing. The builds, and the contract's steps.
-pub fn constraint_on_partitions(
-    (schema, table): (&str, &str),
-    partitioning: &Partitioning,
-    index: &str,
-    definition: &str,
-    (name, clause, columns): (&str, &str, &str),
-    table_then: &str,
-) -> Result<(PartitionBuilds, Vec<Step>), String> {
-    if let Some(problem) = foreign_partition((schema, table), partitioning.partitions.iter()) {
-        return Err(problem);
-    }
-    let mut builds = PartitionBuilds::default();
-    let mut contract = Vec::new();
-    for leaf in partitioning
-        .partitions
-        .iter()
-        .filter(|partition| partition.kind == PartitionKind::Leaf)
-    {
-        let own = fit_identifier(format!("{index}_{}", leaf.name));
+/// A unique constraint the migration makes of its partitions' own indexes, recorded in the
+/// plan: a partition created since the plan was made (pg_partman's next month) has none, and
+/// the contract's constraint on the table built that partition's under a lock blocking its
+/// reads and writes. The run, and `migrate complete` before the contract, build it one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionWiseConstraint {
+    pub schema: String,
+    pub table: String,
+    /// Each partition's index is named `<index>_<partition>`.
+    pub index: String,
+    /// The partitions' indexes' column list.
+    pub definition: String,
+    pub name: String,
+    /// `UNIQUE` or `PRIMARY KEY`.
+    pub clause: String,
+    /// The description of the contract's step adding the table's constraint: each partition's
+    /// comes before it.
+    pub table_step: String,
+}
+
+impl PartitionWiseConstraint {
+    /// Adds to `builds` and `contract` the steps of `leaf`'s part: its index built
+    /// concurrently (and its undo), made its constraint by the contract.
+    fn add_leaf(&self, leaf: &Partition, builds: &mut PartitionBuilds, contract: &mut Vec<Step>) {
+        let own = self.own_index(leaf);
         let on = quote_qualified(&leaf.schema, &leaf.name);
         let drop_own = format!(
             "DROP INDEX CONCURRENTLY IF EXISTS {}",
@@ -252,12 +254,13 @@ pub fn constraint_on_partitions(
         builds.concurrent.push(
             Step::new(
                 format!(
-                    "build unique index {own} on partition {} for {name}, without blocking writes",
-                    leaf.name
+                    "build unique index {own} on partition {} for {}, without blocking writes",
+                    leaf.name, self.name
                 ),
                 format!(
-                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {on} {definition}",
-                    quote_ident(&own)
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {on} {}",
+                    quote_ident(&own),
+                    self.definition
                 ),
             )
             .clearing(drop_own.clone())
@@ -269,23 +272,89 @@ pub fn constraint_on_partitions(
         builds.built.push((leaf.schema.clone(), own.clone()));
         contract.push(
             Step::new(
-                format!("make {own} partition {}'s {clause}", leaf.name),
+                format!("make {own} partition {}'s {}", leaf.name, self.clause),
                 format!(
-                    "ALTER TABLE {on} ADD CONSTRAINT {} {clause} USING INDEX {}",
+                    "ALTER TABLE {on} ADD CONSTRAINT {} {} USING INDEX {}",
                     quote_ident(&own),
+                    self.clause,
                     quote_ident(&own)
                 ),
             )
             .on_partition(leaf),
         );
     }
-    contract.push(Step::new(
+
+    /// The name of `leaf`'s index (in `leaf`'s schema).
+    pub fn own_index(&self, leaf: &Partition) -> String {
+        fit_identifier(format!("{}_{}", self.index, leaf.name))
+    }
+}
+
+/// The steps of constraint `name` (`clause`: `UNIQUE` or `PRIMARY KEY`, then `columns`, the
+/// parenthesised list as the contract names them) on `schema.table`, partitioned as
+/// `partitioning`, made of its partitions': a unique index `<index>_<partition>` (`definition`
+/// from `USING` on) built concurrently on each partition that holds rows; at complete, each
+/// made its partition's constraint, then the table's added on `table_then` (the table as the
+/// contract names it) over them, building nothing. The builds (with the record that gives a
+/// partition created later its part), and the contract's steps.
+pub fn constraint_on_partitions(
+    (schema, table): (&str, &str),
+    partitioning: &Partitioning,
+    index: &str,
+    definition: &str,
+    (name, clause, columns): (&str, &str, &str),
+    table_then: &str,
+) -> Result<(PartitionBuilds, Vec<Step>), String> {
+    if let Some(problem) = foreign_partition((schema, table), partitioning.partitions.iter()) {
+        return Err(problem);
+    }
+    let table_step = Step::new(
         format!("{clause} {name} of {table}, over its partitions'"),
         format!(
             "ALTER TABLE {table_then} ADD CONSTRAINT {} {clause} {columns}",
             quote_ident(name)
         ),
-    ));
+    );
+    let wise = PartitionWiseConstraint {
+        schema: schema.to_owned(),
+        table: table.to_owned(),
+        index: index.to_owned(),
+        definition: definition.to_owned(),
+        name: name.to_owned(),
+        clause: clause.to_owned(),
+        table_step: table_step.description.clone(),
+    };
+    let mut builds = PartitionBuilds::default();
+    let mut contract = Vec::new();
+    for leaf in partitioning
+        .partitions
+        .iter()
+        .filter(|partition| partition.kind == PartitionKind::Leaf)
+    {
+        wise.add_leaf(leaf, &mut builds, &mut contract);
+    }
+    contract.push(table_step);
+    builds.partition_wise_constraint = Some(wise);
+    Ok((builds, contract))
+}
+
+/// The steps that give each of `leaves` (of `constraint`'s table) its part: the builds, and
+/// the contract's steps, which go before the table's. The problem, when one cannot have it.
+pub fn constrain_partitions(
+    constraint: &PartitionWiseConstraint,
+    leaves: &[&Partition],
+) -> Result<(PartitionBuilds, Vec<Step>), String> {
+    if let Some(problem) = foreign_partition(
+        (&constraint.schema, &constraint.table),
+        leaves.iter().copied(),
+    ) {
+        return Err(problem);
+    }
+    let mut builds = PartitionBuilds::default();
+    let mut contract = Vec::new();
+    for leaf in leaves {
+        constraint.add_leaf(leaf, &mut builds, &mut contract);
+    }
     Ok((builds, contract))
 }
 
@@ -355,6 +424,9 @@ impl Deriver<'_> {
             .built_indexes
             .push((managed.schema.clone(), name.to_owned()));
         self.plan_steps.complete.extend(contract);
+        self.plan_steps
+            .partition_wise_constraints
+            .extend(builds.partition_wise_constraint);
         Ok(())
     }
 }

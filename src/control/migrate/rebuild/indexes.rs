@@ -530,7 +530,7 @@ pub(super) fn rebuild(
                     concurrent: vec![build],
                     rollback: vec![undo],
                     built: vec![(schema.to_owned(), new_name.clone())],
-                    partition_wise: None,
+                    ..PartitionBuilds::default()
                 },
                 vec![contract],
             )

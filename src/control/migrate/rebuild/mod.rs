@@ -493,6 +493,8 @@ impl Rebuild {
         plan.rollback_concurrent.extend(self.concurrent.rollback);
         plan.built_indexes.extend(self.concurrent.built);
         plan.partition_wise.extend(self.concurrent.partition_wise);
+        plan.partition_wise_constraints
+            .extend(self.concurrent.partition_wise_constraint);
         plan.referencing.extend(self.referencing);
         for (position, step) in self.complete_first.into_iter().enumerate() {
             plan.complete.insert(position, step);
