@@ -122,6 +122,49 @@ impl ThrowawayCluster {
         Ok(cluster)
     }
 
+    /// Starts a streaming standby of `primary`: a copy of its data directory taken while it
+    /// is stopped (a clean shutdown, so the copy needs no recovery of its own; every server
+    /// release can do this, where `pg_basebackup` must be the server's own release), which
+    /// connects back over `primary`'s Unix socket, on a free port in a directory of its own.
+    /// `primary` is started again at once, on its port.
+    pub fn standby_of(primary: &mut ThrowawayCluster) -> Result<Self, ClusterError> {
+        let dir = tempfile::Builder::new()
+            .prefix("viewgate-pg-standby-")
+            .tempdir_in(scratch_dir())?;
+        if primary.run_as_postgres {
+            chown_to_system_user(dir.path())?;
+        }
+        let mut standby = ThrowawayCluster {
+            bin_dir: primary.bin_dir.clone(),
+            dir,
+            port: 0,
+            run_as_postgres: primary.run_as_postgres,
+            running: false,
+        };
+        primary.stop()?;
+        // `-a` keeps the files' owner, the server's system user when we are root.
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(primary.data_dir())
+            .arg(standby.data_dir())
+            .stdin(Stdio::null())
+            .output();
+        primary.pg_ctl(&["start"])?;
+        primary.running = true;
+        check("cp", &copied?)?;
+        standby.write_as_owner("standby.signal", "")?;
+        standby.append_as_owner(
+            "postgresql.conf",
+            &format!(
+                "unix_socket_directories = '{}'\nprimary_conninfo = '{}'\n",
+                standby.socket_dir().display(),
+                primary.admin_conninfo("postgres")
+            ),
+        )?;
+        standby.start_on_free_port()?;
+        Ok(standby)
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
@@ -242,6 +285,7 @@ impl ThrowawayCluster {
         let tcp = if options.tls_only { "hostssl" } else { "host" };
         let hba = format!(
             "local all all trust\n\
+             local replication all trust\n\
              {tcp} all all 127.0.0.1/32 {hba_method}\n\
              {tcp} all all ::1/128 {hba_method}\n"
         );

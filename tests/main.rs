@@ -54,6 +54,7 @@ mod migrations_proxy;
 mod migrations_rebuild;
 mod migrations_refusals;
 mod migrations_session;
+mod migrations_standbys;
 mod migrations_sync_fidelity;
 mod negotiation;
 mod pause;

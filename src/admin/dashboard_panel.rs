@@ -237,9 +237,13 @@ fn migrations(out: &mut String, progress: &MigrationProgress) {
             .tables
             .iter()
             .map(|t| {
-                let pace = t.pace.map_or(String::new(), |pace| {
+                let pace = t.pace.as_ref().map_or(String::new(), |pace| {
+                    let waiting = pace
+                        .waiting_for_standby
+                        .as_ref()
+                        .map_or(String::new(), |waiting| format!("; {}", escape(waiting)));
                     format!(
-                        " ({:.0} rows/s, in batches {:.0}% of the time)",
+                        " ({:.0} rows/s, in batches {:.0}% of the time{waiting})",
                         pace.rows_per_second,
                         pace.working_share * 100.0
                     )

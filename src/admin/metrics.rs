@@ -225,7 +225,7 @@ fn migrations(out: &mut String, state: &ProxyState) {
     }
     // Per table of each migration: the name, its help, and the figure (none: no sample).
     type TableFigure = fn(&TableBackfill) -> Option<f64>;
-    let per_table: [(&str, &str, TableFigure); 4] = [
+    let per_table: [(&str, &str, TableFigure); 5] = [
         (
             "viewgate_backfill_rows",
             "Rows a migration's backfill has filled, per table.",
@@ -239,12 +239,22 @@ fn migrations(out: &mut String, state: &ProxyState) {
         (
             "viewgate_backfill_rows_per_second",
             "Rows a running backfill filled per second over its last few seconds, waits included.",
-            |table| table.pace.map(|pace| pace.rows_per_second),
+            |table| table.pace.as_ref().map(|pace| pace.rows_per_second),
         ),
         (
             "viewgate_backfill_working_ratio",
             "The share of those seconds a running backfill spent in batches; the rest it yielded.",
-            |table| table.pace.map(|pace| pace.working_share),
+            |table| table.pace.as_ref().map(|pace| pace.working_share),
+        ),
+        (
+            "viewgate_backfill_waiting_for_standby",
+            "1 while a running backfill waits for a standby more than its max_replica_lag_ms behind.",
+            |table| {
+                table
+                    .pace
+                    .as_ref()
+                    .map(|pace| f64::from(u8::from(pace.waiting_for_standby.is_some())))
+            },
         ),
     ];
     for (name, help, figure) in per_table {
@@ -336,6 +346,7 @@ mod tests {
             "viewgate_backfill_rows{version=\"v2\",table=\"public.b\"} 7\n",
             "viewgate_backfill_rows_per_second{version=\"v2\",table=\"public.a\"} 1200.5\n",
             "viewgate_backfill_working_ratio{version=\"v2\",table=\"public.a\"} 0.25\n",
+            "viewgate_backfill_waiting_for_standby{version=\"v2\",table=\"public.a\"} 0\n",
         ] {
             assert!(out.contains(line), "{line} in {out}");
         }

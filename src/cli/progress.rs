@@ -52,7 +52,11 @@ impl Progress for Bars {
 
     fn pacing(&mut self, table: &str, pacing: &Pacing) {
         if let Some(bar) = self.bars.get(table) {
-            let note = yielding(pacing).map(|text| format!(", {text}"));
+            let note = pacing
+                .waiting_for_standby
+                .clone()
+                .or_else(|| yielding(pacing))
+                .map(|text| format!(", {text}"));
             bar.set_message(note.unwrap_or_default());
         }
     }
@@ -90,6 +94,31 @@ impl JsonLines {
     }
 }
 
+impl JsonLines {
+    /// The line saying the backfill of `table` waits for a standby, when it has just begun
+    /// to, or at most once a [`JSON_LINE_INTERVAL`] while it goes on.
+    fn waiting_line(
+        &mut self,
+        table: &str,
+        pacing: &Pacing,
+        now: Instant,
+    ) -> Option<serde_json::Value> {
+        let Some(waiting) = &pacing.waiting_for_standby else {
+            self.waiting_since_line.remove(table);
+            return None;
+        };
+        let due = self
+            .waiting_since_line
+            .get(table)
+            .is_none_or(|last| now.duration_since(*last) >= JSON_LINE_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.waiting_since_line.insert(table.to_owned(), now);
+        Some(serde_json::json!({ "backfill": table, "waiting": waiting }))
+    }
+}
+
 /// At most one backfill line per table this often (and the last one).
 const JSON_LINE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -98,6 +127,8 @@ struct JsonLines {
     last_line: HashMap<String, Instant>,
     /// Each table's share of time in batches, as last heard.
     working_share: HashMap<String, f64>,
+    /// When each table waiting for a standby last had a line saying so.
+    waiting_since_line: HashMap<String, Instant>,
 }
 
 impl Progress for JsonLines {
@@ -114,6 +145,10 @@ impl Progress for JsonLines {
     fn pacing(&mut self, table: &str, pacing: &Pacing) {
         self.working_share
             .insert(table.to_owned(), pacing.working_share);
+        // No backfill line comes while the backfill waits for a standby: this one says why.
+        if let Some(line) = self.waiting_line(table, pacing, Instant::now()) {
+            eprintln!("{line}");
+        }
     }
 }
 
@@ -138,6 +173,7 @@ mod tests {
                 working_share: 0.234,
                 batch_rows: 100,
                 protected_p99_ms: Some(1.0),
+                waiting_for_standby: None,
             },
         );
         let soon = start + Duration::from_millis(200);
@@ -147,5 +183,32 @@ mod tests {
         assert_eq!(paced["working_share"], serde_json::json!(0.23));
         let last = lines.line("public.t", 1000, 1000, 50.0, later).unwrap();
         assert_eq!(last["rows"], 1000, "the last line is never held back");
+    }
+
+    #[test]
+    fn waiting_for_a_standby_is_said_at_once_then_once_a_second() {
+        let mut lines = JsonLines::default();
+        let waiting = Pacing {
+            waiting_for_standby: Some("waiting for standby walreceiver".into()),
+            ..Pacing::default()
+        };
+        let start = Instant::now();
+        assert_eq!(
+            lines.waiting_line("public.t", &waiting, start),
+            Some(serde_json::json!({"backfill": "public.t",
+                "waiting": "waiting for standby walreceiver"}))
+        );
+        let soon = start + Duration::from_millis(500);
+        assert_eq!(lines.waiting_line("public.t", &waiting, soon), None);
+        let later = start + JSON_LINE_INTERVAL;
+        assert!(lines.waiting_line("public.t", &waiting, later).is_some());
+        assert_eq!(
+            lines.waiting_line("public.t", &Pacing::default(), later),
+            None
+        );
+        assert!(
+            lines.waiting_line("public.t", &waiting, later).is_some(),
+            "a new wait is said at once"
+        );
     }
 }

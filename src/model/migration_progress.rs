@@ -29,11 +29,14 @@ pub struct TableBackfill {
     pub pace: Option<Pace>,
 }
 
-/// Rows per second over the last few seconds, and the share of them spent in batches.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+/// Rows per second over the last few seconds, the share of them spent in batches, and the
+/// standby the backfill waits for, if it does.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Pace {
     pub rows_per_second: f64,
     pub working_share: f64,
+    #[serde(default)]
+    pub waiting_for_standby: Option<String>,
 }
 
 /// The figures of one checkpoint, as `viewgate.migrations.backfill` stores it per table.
@@ -85,7 +88,8 @@ mod tests {
             "backfilling".into(),
             r#"{"public.t": {"cursor": ["5"], "rows": 5, "estimate": 3, "done": false},
                 "public.u": {"rows": 9, "estimate": 20, "done": false, "pacing":
-                    {"rows_per_second": 1200.5, "working_share": 0.25, "batch_rows": 250}},
+                    {"rows_per_second": 1200.5, "working_share": 0.25, "batch_rows": 250,
+                     "waiting_for_standby": "waiting for standby walreceiver"}},
                 "public.w": {"rows": 7, "estimate": 7, "done": true, "pacing":
                     {"rows_per_second": 10.0, "working_share": 1.0, "batch_rows": 1}}}"#,
         );
@@ -106,7 +110,8 @@ mod tests {
                     done: false,
                     pace: Some(Pace {
                         rows_per_second: 1200.5,
-                        working_share: 0.25
+                        working_share: 0.25,
+                        waiting_for_standby: Some("waiting for standby walreceiver".into()),
                     }),
                 },
                 TableBackfill {

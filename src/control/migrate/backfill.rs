@@ -21,6 +21,7 @@ use super::error::MigrateError;
 use super::pace::{BatchPacer, PaceWindow};
 use super::progress::Progress;
 use super::settings::MigrationSettings;
+use super::standbys::{self, StandbyWatch};
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
 use super::writers::WriterLatency;
@@ -282,6 +283,7 @@ pub async fn run(
     };
     let sql = batch_sql(backfill);
     let mut writers = WriterLatency::default();
+    let mut standbys = StandbyWatch::new(settings.max_replica_lag);
     if pacer.yields() && checkpoint.estimate.saturating_sub(checkpoint.rows) >= TAIL_GUARD_MIN_ROWS
     {
         guard_application_tail(client, &mut writers, &mut pacer).await;
@@ -350,8 +352,54 @@ pub async fn run(
         if !wait.is_zero() && !checkpoint.done {
             tokio::time::sleep(wait).await;
         }
+        if !checkpoint.done {
+            let waiting = Waiting {
+                migration_id,
+                key: &key,
+            };
+            waiting
+                .for_standbys(client, &mut standbys, &mut checkpoint, progress)
+                .await?;
+        }
     }
     Ok(checkpoint)
+}
+
+/// Which backfill waits for the standbys.
+struct Waiting<'a> {
+    migration_id: i64,
+    key: &'a str,
+}
+
+impl Waiting<'_> {
+    /// Between batches: waits while a standby is too far behind (`standbys.rs`), saying so to
+    /// `progress` and in the checkpoint, which `migrate status` reads.
+    async fn for_standbys(
+        &self,
+        client: &Client,
+        standbys: &mut StandbyWatch,
+        checkpoint: &mut Checkpoint,
+        progress: &mut dyn Progress,
+    ) -> Result<(), MigrateError> {
+        let mut waited = false;
+        while let Some(behind) = standbys.behind(client, waited).await {
+            if !waited {
+                tracing::info!(standby = %behind.standby, lag_s = behind.lag.as_secs_f64(), "the backfill waits for a standby to catch up");
+            }
+            waited = true;
+            let mut pacing = checkpoint.pacing.clone().unwrap_or_default();
+            pacing.waiting_for_standby = Some(behind.describe());
+            progress.pacing(self.key, &pacing);
+            checkpoint.pacing = Some(pacing);
+            state::save_checkpoint(client, self.migration_id, self.key, checkpoint).await?;
+            tokio::time::sleep(standbys::WAIT_POLL).await;
+        }
+        if let Some(pacing) = checkpoint.pacing.as_mut().filter(|_| waited) {
+            pacing.waiting_for_standby = None;
+            progress.pacing(self.key, pacing);
+        }
+        Ok(())
+    }
 }
 
 /// Starts guarding the application's p99 from its latency before the first batch.

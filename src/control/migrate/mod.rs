@@ -33,6 +33,7 @@ pub mod rebuild;
 pub mod remaining;
 pub mod rollback;
 pub mod settings;
+pub mod standbys;
 pub mod start;
 pub mod state;
 pub mod status;

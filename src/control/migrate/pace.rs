@@ -276,6 +276,7 @@ impl PaceWindow {
                 .protected_bucket()
                 .map(|bucket| bucket_bound(bucket) * 1000.0)
                 .filter(|bound| bound.is_finite()),
+            waiting_for_standby: None,
         })
     }
 }

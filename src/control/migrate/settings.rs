@@ -1,5 +1,5 @@
-//! How a migration runs, from its file's `[settings]` table: the backfill's batch size, pause
-//! and yielding to the application, and how DDL waits for its locks. Every setting has a
+//! How a migration runs, from its file's `[settings]` table: the backfill's batch size, pause,
+//! yielding to the application and waiting for the standbys, and how DDL waits for its locks. Every setting has a
 //! default that suits a live application, so most files leave the table out.
 
 use std::time::Duration;
@@ -16,6 +16,8 @@ pub const DEFAULT_BATCH_DELAY: Duration = Duration::ZERO;
 pub const DEFAULT_MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
 /// Attempts in all for one DDL transaction that keeps losing its lock race.
 pub const DEFAULT_MIGRATION_ATTEMPTS: u32 = 40;
+/// How far behind the primary a standby may fall before the backfill waits for it.
+pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_secs(5);
 
 /// How the migration runs: backfill pace and DDL lock behaviour.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -37,6 +39,14 @@ pub struct MigrationSettings {
     /// application's load (`pace.rs`); on top of `batch_delay`.
     #[serde(default = "default_yield_to_writers")]
     pub yield_to_writers: bool,
+    /// How far behind a streaming standby may fall before the backfill waits for it to catch
+    /// up (`standbys.rs`); zero never waits.
+    #[serde(
+        default = "default_max_replica_lag",
+        rename = "max_replica_lag_ms",
+        with = "millis"
+    )]
+    pub max_replica_lag: Duration,
 }
 
 impl Default for MigrationSettings {
@@ -47,6 +57,7 @@ impl Default for MigrationSettings {
             lock_timeout: DEFAULT_MIGRATION_LOCK_TIMEOUT,
             max_attempts: DEFAULT_MIGRATION_ATTEMPTS,
             yield_to_writers: true,
+            max_replica_lag: DEFAULT_MAX_REPLICA_LAG,
         }
     }
 }
@@ -62,6 +73,9 @@ fn default_attempts() -> u32 {
 }
 fn default_yield_to_writers() -> bool {
     true
+}
+fn default_max_replica_lag() -> Duration {
+    DEFAULT_MAX_REPLICA_LAG
 }
 
 mod millis {

@@ -76,6 +76,9 @@ pub struct Pacing {
     /// backfill, which the backfill yields to keep; absent when it does not listen to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_p99_ms: Option<f64>,
+    /// The standby the backfill is waiting for, and how far behind it is; absent while none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for_standby: Option<String>,
 }
 
 /// A migration as the catalog records it.

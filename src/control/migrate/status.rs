@@ -99,6 +99,9 @@ fn pace_text(pacing: &Pacing, remaining: u64) -> String {
         }
         text.push_str(" (the migration file's `yield_to_writers` and `batch_delay_ms` set this)");
     }
+    if let Some(waiting) = &pacing.waiting_for_standby {
+        text.push_str(&format!("; {waiting}"));
+    }
     text
 }
 
@@ -303,6 +306,7 @@ mod tests {
             working_share: 0.12,
             batch_rows: 500,
             protected_p99_ms: Some(0.5),
+            waiting_for_standby: None,
         };
         assert_eq!(
             pace_text(&yielding, 143_004),
@@ -315,10 +319,21 @@ mod tests {
             working_share: 0.97,
             batch_rows: 1000,
             protected_p99_ms: None,
+            waiting_for_standby: None,
         };
         assert_eq!(
             pace_text(&flat_out, 240_000),
             ", 120000 rows/s, about 2 s left"
+        );
+        let waiting = Pacing {
+            waiting_for_standby: Some(
+                "waiting for standby walreceiver (local socket), 6.0 s behind".into(),
+            ),
+            ..flat_out.clone()
+        };
+        assert_eq!(
+            pace_text(&waiting, 240_000),
+            ", 120000 rows/s, about 2 s left; waiting for standby walreceiver (local socket), 6.0 s behind"
         );
         let stalled = Pacing {
             working_share: 0.0,

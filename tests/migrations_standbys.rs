@@ -1,0 +1,121 @@
+//! The backfill and the standbys: a streaming standby that falls further behind than the
+//! migration allows (`max_replica_lag_ms`) makes the backfill wait, saying so, until it has
+//! caught up; a real standby made from a copy of the test's cluster, its replay paused and
+//! resumed.
+
+use std::time::{Duration, Instant};
+
+use crate::migration_support;
+
+use migration_support::{seeded, start_watched};
+use viewgate::control::migrate::Progress;
+use viewgate::control::migrate::state::Pacing;
+use viewgate::pg_cluster::ThrowawayCluster;
+
+/// Collects what the backfill says while it waits for a standby.
+#[derive(Default)]
+struct Waits(Vec<String>);
+
+impl Progress for Waits {
+    fn step(&mut self, _description: &str) {}
+    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
+    fn pacing(&mut self, _table: &str, pacing: &Pacing) {
+        self.0.extend(pacing.waiting_for_standby.clone());
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A standby whose replay stops while the backfill runs falls behind; the backfill waits
+/// once it is more than `max_replica_lag_ms` behind (`migrate status` says so meanwhile), and
+/// goes on once it has caught up. Every row is filled, on the standby too.
+#[tokio::test]
+async fn the_backfill_waits_for_a_standby_that_falls_behind() {
+    let mut database = seeded(5000).await;
+    let standby = ThrowawayCluster::standby_of(&mut database.cluster).expect("the standby starts");
+    wait_until("the standby streams", || {
+        database.admin("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
+    });
+    standby
+        .psql("postgres", "SELECT pg_wal_replay_pause()")
+        .expect("replay pauses");
+
+    let primary = database.cluster.admin_conninfo("postgres");
+    let psql = database.cluster.bin("psql");
+    let standby_conninfo = standby.admin_conninfo("postgres");
+    let during = std::thread::spawn(move || {
+        let run = |conninfo: &str, sql: &str| {
+            let output = std::process::Command::new(&psql)
+                .args(["-X", "-q", "-A", "-t", "-d", conninfo, "-c", sql])
+                .output()
+                .expect("psql runs");
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut status = String::new();
+        while !status.contains("waiting for standby") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            status = run(&primary, "SELECT backfill::text FROM viewgate.migrations");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        run(&standby_conninfo, "SELECT pg_wal_replay_resume()");
+        status
+    });
+    let mut waits = Waits::default();
+    let outcome = start_watched(
+        &database,
+        "0002.toml",
+        r#"version = "v2"
+from = "v1"
+[settings]
+batch_size = 100
+batch_delay_ms = 50
+yield_to_writers = false
+max_replica_lag_ms = 1000
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text", nullable = false }
+up = "upper(name)"
+"#,
+        &mut waits,
+    )
+    .await
+    .expect("the migration runs");
+    let status = during.join().expect("the checker ends");
+    assert!(
+        status.contains("waiting for standby walreceiver (local socket)"),
+        "the checkpoint says what the backfill waits for: {status}"
+    );
+    assert_eq!(outcome.rows_backfilled, 5000);
+    let first = waits
+        .0
+        .first()
+        .expect("the backfill waited for the standby");
+    assert!(
+        first.starts_with("waiting for standby walreceiver (local socket), ")
+            && first.ends_with("s behind (over 1.0 s: the migration file's `max_replica_lag_ms`)"),
+        "{first}"
+    );
+
+    wait_until("the standby has replayed everything", || {
+        database.admin(
+            "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()",
+        ) == "1"
+    });
+    assert_eq!(
+        standby
+            .psql(
+                "postgres",
+                "SELECT count(*) FILTER (WHERE label = upper(name)) FROM models"
+            )
+            .expect("the standby reads"),
+        "5000"
+    );
+}
