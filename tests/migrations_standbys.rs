@@ -1,16 +1,33 @@
 //! The backfill and the standbys: a streaming standby that falls further behind than the
 //! migration allows (`max_replica_lag_ms`) makes the backfill wait, saying so, until it has
 //! caught up; a real standby made from a copy of the test's cluster, its replay paused and
-//! resumed.
+//! resumed. A logical subscriber that stops confirming is not waited for.
 
 use std::time::{Duration, Instant};
 
 use crate::migration_support;
 
-use migration_support::{seeded, start_watched};
+use crate::support::Database;
+use migration_support::{BASE, SPEC, seeded, start_watched};
 use viewgate::control::migrate::Progress;
 use viewgate::control::migrate::state::Pacing;
-use viewgate::pg_cluster::ThrowawayCluster;
+use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
+
+/// A backfill of 5,000 rows in batches of 100 with a pause between them: a few seconds long,
+/// waiting for a standby more than a second behind.
+const LABELLED: &str = r#"version = "v2"
+from = "v1"
+[settings]
+batch_size = 100
+batch_delay_ms = 50
+yield_to_writers = false
+max_replica_lag_ms = 1000
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text", nullable = false }
+up = "upper(name)"
+"#;
 
 /// Collects what the backfill says while it waits for a standby.
 #[derive(Default)]
@@ -68,26 +85,9 @@ async fn the_backfill_waits_for_a_standby_that_falls_behind() {
         status
     });
     let mut waits = Waits::default();
-    let outcome = start_watched(
-        &database,
-        "0002.toml",
-        r#"version = "v2"
-from = "v1"
-[settings]
-batch_size = 100
-batch_delay_ms = 50
-yield_to_writers = false
-max_replica_lag_ms = 1000
-[[operations]]
-op = "add_column"
-table = "models"
-column = { name = "label", type = "text", nullable = false }
-up = "upper(name)"
-"#,
-        &mut waits,
-    )
-    .await
-    .expect("the migration runs");
+    let outcome = start_watched(&database, "0002.toml", LABELLED, &mut waits)
+        .await
+        .expect("the migration runs");
     let status = during.join().expect("the checker ends");
     assert!(
         status.contains("waiting for standby walreceiver (local socket)"),
@@ -118,4 +118,57 @@ up = "upper(name)"
             .expect("the standby reads"),
         "5000"
     );
+}
+
+/// A logical consumer's position advances only as it confirms, which a CDC connector idle on
+/// the tables it reads may not do for minutes: a subscriber whose apply worker stops
+/// (SIGSTOP, while its walsender streams on) does not make the backfill wait.
+#[tokio::test]
+async fn a_logical_subscriber_that_stops_confirming_is_not_waited_for() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions {
+        settings: vec!["wal_level = logical".into()],
+        ..Default::default()
+    })
+    .expect("cluster starts");
+    let database = Database {
+        cluster,
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    database.admin(BASE);
+    database.apply_text(SPEC).await;
+    database.admin(
+        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 5000) AS n;
+         CREATE TABLE public.audit (id integer PRIMARY KEY);
+         CREATE PUBLICATION audit FOR TABLE audit",
+    );
+    let subscriber = ThrowawayCluster::start(&ClusterOptions::default()).expect("cluster starts");
+    let on_subscriber = |sql: &str| subscriber.psql("postgres", sql).expect("subscriber SQL");
+    on_subscriber("CREATE TABLE public.audit (id integer PRIMARY KEY)");
+    on_subscriber(&format!(
+        "CREATE SUBSCRIPTION audit CONNECTION '{}' PUBLICATION audit",
+        database.cluster.admin_conninfo("postgres")
+    ));
+    wait_until("the subscriber streams", || {
+        database.admin(
+            "SELECT count(*) FROM pg_stat_replication
+              WHERE application_name = 'audit' AND state = 'streaming' AND replay_lsn IS NOT NULL",
+        ) == "1"
+            && on_subscriber("SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")
+                == "0"
+    });
+    let apply_worker = on_subscriber(
+        "SELECT pid FROM pg_stat_subscription WHERE subname = 'audit' AND relid IS NULL",
+    );
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &apply_worker])
+            .status()
+            .expect("kill runs");
+    };
+    signal("-STOP");
+    let mut waits = Waits::default();
+    let outcome = start_watched(&database, "0002.toml", LABELLED, &mut waits).await;
+    signal("-CONT");
+    assert_eq!(outcome.expect("the migration runs").rows_backfilled, 5000);
+    assert_eq!(waits.0, Vec::<String>::new(), "the backfill never waited");
 }

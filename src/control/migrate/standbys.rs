@@ -3,9 +3,11 @@
 //! minutes behind, and then reads served there go stale and a failover to it waits for (or,
 //! promoted at once, loses) what it has not replayed. gh-ost and pt-online-schema-change
 //! throttle on their replicas' lag for the same reason. Between batches, at most every
-//! [`CHECK_EVERY`], the backfill reads each walsender's replay position from
-//! `pg_stat_replication` (physical standbys and logical subscribers alike) and waits while one
-//! is more than `max_replica_lag_ms` behind.
+//! [`CHECK_EVERY`], the backfill reads each physical standby's replay position from
+//! `pg_stat_replication` and waits while one is more than `max_replica_lag_ms` behind. A
+//! logical consumer's position (its slot's confirmed one) advances only as it confirms, which
+//! one idle on the tables it reads (a CDC connector) may not do for minutes: it is not waited
+//! for.
 //!
 //! The lag is measured against the primary's own WAL positions, sampled at each check: a
 //! standby is as far behind as the oldest sample past its replay position is old. Postgres's
@@ -39,7 +41,9 @@ const READ_STANDBYS: &str =
         pg_catalog.pg_wal_lsn_diff(s.replay_lsn, '0/0')::bigint,
         (extract(epoch FROM s.replay_lag) * 1000)::bigint
    FROM (SELECT 1) AS one
-   LEFT JOIN pg_catalog.pg_stat_replication s ON true";
+   LEFT JOIN pg_catalog.pg_stat_replication s
+          ON NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots r
+                          WHERE r.active_pid = s.pid AND r.slot_type = 'logical')";
 
 /// A standby the backfill waits for.
 #[derive(Debug, Clone, PartialEq)]
