@@ -44,6 +44,7 @@ mod merge_versions;
 mod migrations;
 mod migrations_backfill_writes;
 mod migrations_dependents;
+mod migrations_directory;
 mod migrations_hostile_writers;
 mod migrations_names;
 mod migrations_not_null;

@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use crate::control::connect::connect;
 use crate::control::migrate::complete::{self, CompleteOutcome};
+use crate::control::migrate::directory;
 use crate::control::migrate::rollback::{self, RollbackOutcome};
 use crate::control::migrate::start::{self, StartOutcome};
 use crate::control::migrate::status::{self, PlanReport, StatusReport};
@@ -25,7 +26,9 @@ pub enum MigrateCommand {
         json: bool,
     },
     /// Expand, backfill and validate; the new version then becomes available. Resumes a
-    /// migration that was interrupted.
+    /// migration that was interrupted. Given a directory, starts each of its migration files
+    /// (`<number>_<name>.toml`) in the order of their numbers, passing over those already
+    /// live or completed.
     Start {
         file: PathBuf,
         #[arg(long, env = "VIEWGATE_DATABASE")]
@@ -64,16 +67,26 @@ pub async fn plan(file: &Path, database: &str) -> Result<PlanReport, MigrateErro
     status::plan(&mut client, &file).await
 }
 
+/// Starts the migration in `path`, or each of a directory's in turn, telling `report` how
+/// each went; stops at the first that fails.
 pub async fn start(
-    file: &Path,
+    path: &Path,
     database: &str,
     templates_dir: Option<&Path>,
     progress: &mut dyn Progress,
-) -> Result<StartOutcome, MigrateError> {
-    let file = MigrationFile::load(file)?;
+    mut report: impl FnMut(&StartOutcome),
+) -> Result<(), MigrateError> {
+    let files = if path.is_dir() {
+        directory::migration_files(path)?
+    } else {
+        vec![MigrationFile::load(path)?]
+    };
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
-    start::start(&mut client, &file, &templates, progress).await
+    for file in &files {
+        report(&start::start(&mut client, file, &templates, progress).await?);
+    }
+    Ok(())
 }
 
 pub async fn status(database: &str) -> Result<StatusReport, MigrateError> {
@@ -120,16 +133,27 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
             templates,
         } => {
             let mut progress = super::progress::for_stderr();
-            let outcome = start(&file, &database, templates.as_deref(), progress.as_mut()).await?;
-            println!(
-                "migration {} -> {} {}: {} rows backfilled in {:.1} s; {} is live (route clients to it, then `viewgate migrate complete`)",
-                outcome.from,
-                outcome.version,
-                outcome.how,
-                outcome.rows_backfilled,
-                outcome.seconds,
-                outcome.version
-            );
+            start(
+                &file,
+                &database,
+                templates.as_deref(),
+                progress.as_mut(),
+                |outcome| match outcome.how {
+                    "already completed" => println!(
+                        "migration {} -> {} already completed: {} is retired",
+                        outcome.from, outcome.version, outcome.from
+                    ),
+                    how => println!(
+                        "migration {} -> {} {how}: {} rows backfilled in {:.1} s; {} is live (route clients to it, then `viewgate migrate complete`)",
+                        outcome.from,
+                        outcome.version,
+                        outcome.rows_backfilled,
+                        outcome.seconds,
+                        outcome.version
+                    ),
+                },
+            )
+            .await?;
         }
         MigrateCommand::Status { database, json } => {
             let report = status(&database).await?;

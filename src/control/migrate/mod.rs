@@ -20,6 +20,7 @@ pub mod column_types;
 pub mod complete;
 pub mod dependents;
 pub mod derive;
+pub mod directory;
 pub mod error;
 pub mod file;
 pub mod fragment;

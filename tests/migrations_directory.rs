@@ -1,0 +1,86 @@
+//! `viewgate migrate start <directory>`, as a deploy runs it: the seed example's migrations
+//! directory (its spec and schema beside the migration files) with a second migration added;
+//! each file starts in the order of its number, a second run passes over what is live, and a
+//! file changed since it started stops the run before anything changes.
+
+use crate::common;
+
+use std::process::Command;
+
+use common::viewgate_binary;
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
+
+const SEED: &str = "examples/model_metadata/migrations";
+
+const RENAME_NAME: &str = r#"version = "v3"
+from = "v2"
+[[operations]]
+op = "rename_column"
+table = "model_metadata"
+from = "model_name"
+to = "name"
+"#;
+
+fn viewgate(cluster: &ThrowawayCluster, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(viewgate_binary())
+        .args(args)
+        .args(["--database", &cluster.url(SUPERUSER, "postgres")])
+        .output()
+        .expect("viewgate runs");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+#[test]
+fn a_directory_of_migrations_starts_in_order_and_again_passes_over_what_is_live() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).expect("cluster starts");
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).expect("seed schema");
+    cluster.psql("postgres", &schema).expect("schema loads");
+    viewgate(
+        &cluster,
+        &["views", "apply", "--spec", &format!("{SEED}/viewgate.toml")],
+    )
+    .expect("spec applies");
+    let directory = tempfile::tempdir().expect("temp dir");
+    for name in ["viewgate.toml", "schema.sql", "0002_model_type.toml"] {
+        std::fs::copy(format!("{SEED}/{name}"), directory.path().join(name)).expect("copied");
+    }
+    let third = directory.path().join("0003_rename_name.toml");
+    std::fs::write(&third, RENAME_NAME).expect("written");
+    let path = directory.path().to_string_lossy().into_owned();
+
+    let first = viewgate(&cluster, &["migrate", "start", &path]).expect("starts both");
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 2, "{first}");
+    assert!(
+        lines[0].starts_with("migration v1 -> v2 started: "),
+        "{first}"
+    );
+    assert!(
+        lines[1].starts_with("migration v2 -> v3 started: "),
+        "{first}"
+    );
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT string_agg(version || ':' || phase, ',' ORDER BY id) FROM viewgate.migrations"
+            )
+            .expect("reads"),
+        "v2:live,v3:live"
+    );
+
+    let again = viewgate(&cluster, &["migrate", "start", &path]).expect("runs again");
+    assert!(
+        again.contains("v1 -> v2 already live") && again.contains("v2 -> v3 already live"),
+        "{again}"
+    );
+
+    std::fs::write(&third, RENAME_NAME.replace("\"name\"", "\"title\"")).expect("written");
+    let changed = viewgate(&cluster, &["migrate", "start", &path]).unwrap_err();
+    assert!(changed.contains("v3"), "{changed}");
+    assert!(changed.to_lowercase().contains("checksum"), "{changed}");
+}
