@@ -608,3 +608,24 @@ async fn partitions_created_since_the_start_get_the_unique_constraints_index() {
         "the table's constraint took indexes built concurrently, building none"
     );
 }
+
+/// The backfill's UPDATE reaches each partition's rows, and fires the triggers made on a
+/// partition alone: one that fires in replica mode too (enabled ALWAYS) is refused, found on
+/// the partition, as it is on the table.
+#[tokio::test]
+async fn a_trigger_on_one_partition_alone_counts() {
+    let database = partitioned_models().await;
+    database.admin(
+        "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER january_only BEFORE UPDATE ON models_january FOR EACH ROW EXECUTE FUNCTION keep();
+         ALTER TABLE models_january ENABLE ALWAYS TRIGGER january_only;",
+    );
+    let refused = start_text(&database, "0002.toml", LABELLED)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("UPDATE trigger(s) january_only (enabled ALWAYS"),
+        "{refused}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Migrations refused before any change because running them would silently damage data
-//! (red-team pass 41): the backfill firing the application's UPDATE triggers, a backfill under
+//! (red-team pass 41): the backfill firing the application's UPDATE triggers (run past them in
+//! replica mode where the role may set `session_replication_role`), a backfill under
 //! row-level security that hides rows from it, a column replaced at complete taking its key,
 //! foreign keys or an index that cannot be rebuilt along with it. Each refusal leaves no new
 //! column and no version row; each remedy the message gives lets the migration start. Against
@@ -8,11 +9,11 @@
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{base_columns, retype, seeded, start_text};
+use migration_support::{at, base_columns, retype, seeded, start_text, start_watched};
 use support::{Database, quick_locks};
 use viewgate::control::migrate::start::start;
 use viewgate::control::migrate::status::plan;
-use viewgate::control::migrate::{MigrationFile, Silent};
+use viewgate::control::migrate::{MigrationFile, Progress, Silent};
 use viewgate::control::templates::Templates;
 use viewgate::control::views::apply;
 use viewgate::control::views::spec::Spec;
@@ -50,16 +51,38 @@ async fn plan_text(database: &Database, text: &str) -> String {
     }
 }
 
+/// Collects the steps a migration reports.
+#[derive(Default)]
+struct Steps(Vec<String>);
+
+impl Progress for Steps {
+    fn step(&mut self, description: &str) {
+        self.0.push(description.to_owned());
+    }
+    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
+}
+
+/// The application's UPDATE triggers: a BEFORE touch of `updated_at`, an AFTER audit row per
+/// row, and `always`, which also touches, enabled ALWAYS (it fires in replica mode too).
+const UPDATE_TRIGGERS: &str = "
+    ALTER TABLE models ADD COLUMN updated_at timestamptz NOT NULL DEFAULT '2020-01-01';
+    CREATE TABLE audit_log (id bigint, at timestamptz DEFAULT now());
+    CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+    CREATE TRIGGER touch BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION touch();
+    CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit_log (id) VALUES (NEW.id); RETURN NULL; END $$;
+    CREATE TRIGGER audit AFTER UPDATE ON models FOR EACH ROW EXECUTE FUNCTION audit();
+    CREATE TRIGGER always BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION touch();
+    ALTER TABLE models ENABLE ALWAYS TRIGGER always;";
+
+/// The backfill's UPDATE of every row fired the application's UPDATE triggers: an
+/// `updated_at` touch bumped every row, an audit trigger wrote a row per row. A role that may
+/// set `session_replication_role` (a superuser here) backfills in replica mode, where they do
+/// not fire, and says so; they still fire for the application's own writes. A trigger that
+/// fires in replica mode too (enabled ALWAYS) is refused before any change.
 #[tokio::test]
-async fn the_backfill_would_fire_an_update_trigger_so_it_is_refused() {
+async fn the_backfill_runs_in_replica_mode_past_the_applications_update_triggers() {
     let database = seeded(20).await;
-    database.admin(
-        "ALTER TABLE models ADD COLUMN updated_at timestamptz NOT NULL DEFAULT '2020-01-01';
-         CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
-         CREATE TRIGGER touch BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION touch();
-         CREATE FUNCTION noted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-         CREATE TRIGGER audit AFTER UPDATE ON models FOR EACH STATEMENT EXECUTE FUNCTION noted();",
-    );
+    database.admin(UPDATE_TRIGGERS);
     let columns = base_columns(&database);
     let refused = start_text(&database, "0002.toml", ADD_DOUBLED)
         .await
@@ -67,9 +90,8 @@ async fn the_backfill_would_fire_an_update_trigger_so_it_is_refused() {
         .to_string();
     for expected in [
         "table public.models",
-        "UPDATE trigger(s) audit, touch",
-        "UPDATE OF <its columns>",
-        "WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM 'viewgate_backfill')",
+        "UPDATE trigger(s) always (enabled ALWAYS or REPLICA",
+        "ENABLE TRIGGER <name>",
         "nothing was changed",
     ] {
         assert!(refused.contains(expected), "{expected:?} in {refused}");
@@ -78,35 +100,40 @@ async fn the_backfill_would_fire_an_update_trigger_so_it_is_refused() {
     assert!(
         plan_text(&database, ADD_DOUBLED)
             .await
-            .contains("UPDATE trigger(s) audit, touch"),
+            .contains("UPDATE trigger(s) always"),
         "migrate plan shows the refusal"
     );
-    assert_eq!(
-        database.admin("SELECT count(DISTINCT updated_at) FROM models"),
-        "1",
-        "no row was touched"
-    );
 
-    // The remedies the message gives: a column list, or a WHEN clause that skips the backfill.
-    // A disabled trigger does not fire either.
-    database.admin(
-        "DROP TRIGGER touch ON models;
-         CREATE TRIGGER touch BEFORE UPDATE OF name, size ON models FOR EACH ROW EXECUTE FUNCTION touch();
-         DROP TRIGGER audit ON models;
-         CREATE TRIGGER audit AFTER UPDATE ON models FOR EACH ROW
-           WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM 'viewgate_backfill')
-           EXECUTE FUNCTION noted();
-         CREATE TRIGGER off BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION touch();
-         ALTER TABLE models DISABLE TRIGGER off;",
-    );
-    let outcome = start_text(&database, "0002.toml", ADD_DOUBLED)
+    database.admin("ALTER TABLE models ENABLE TRIGGER always");
+    let mut steps = Steps::default();
+    let outcome = start_watched(&database, "0002.toml", ADD_DOUBLED, &mut steps)
         .await
-        .expect("starts once the triggers skip the backfill");
+        .expect("starts, backfilling in replica mode");
     assert_eq!(outcome.rows_backfilled, 20);
+    assert!(
+        steps.0.iter().any(|step| step
+            == "backfill public.models in replica mode: the application's UPDATE trigger(s) always, audit, touch do not fire for it"),
+        "{:?}",
+        steps.0
+    );
     assert_eq!(
-        database.admin("SELECT count(*) FILTER (WHERE updated_at = '2020-01-01'), count(*) FILTER (WHERE doubled = size * 2) FROM models"),
-        "20|20",
-        "every row filled, none touched"
+        database.admin(
+            "SELECT count(*) FILTER (WHERE updated_at = '2020-01-01') || ':' || count(*) FILTER (WHERE doubled = size * 2)
+                    || ':' || (SELECT count(*) FROM audit_log) FROM models"
+        ),
+        "20:20:0",
+        "every row filled, none touched, nothing audited"
+    );
+    let v1 = at(&database, "v1").await;
+    v1.batch_execute("UPDATE models_v1 SET size = size + 1 WHERE id = 1")
+        .await
+        .expect("a v1 write");
+    assert_eq!(
+        database.admin(
+            "SELECT (updated_at > '2020-01-01') || ':' || doubled || ':' || (SELECT count(*) FROM audit_log) FROM models WHERE id = 1"
+        ),
+        "true:4:1",
+        "the application's triggers fire for its own writes"
     );
 }
 
@@ -201,6 +228,66 @@ async fn a_backfill_under_row_level_security_is_refused() {
         in_vgdb("SELECT count(*) FROM t WHERE doubled = score * 2"),
         "30",
         "every row filled"
+    );
+}
+
+/// A role that may not set `session_replication_role` cannot backfill past the application's
+/// UPDATE triggers: refused before any change, the remedies named; granted `SET` on it (from
+/// PostgreSQL 15), the same role backfills in replica mode.
+#[tokio::test]
+async fn without_replica_mode_the_applications_update_triggers_are_refused() {
+    let database = Database::start();
+    database.admin("CREATE ROLE vg LOGIN");
+    database.admin("CREATE DATABASE vgdb OWNER vg");
+    let in_vgdb = |sql: &str| database.cluster.psql("vgdb", sql).expect("SQL in vgdb");
+    in_vgdb("ALTER SCHEMA public OWNER TO vg; REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    let mut client = catalog_role_client(&database).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, score numeric, tenant text NOT NULL DEFAULT 'a',
+                             updated_at timestamptz NOT NULL DEFAULT '2020-01-01');
+             INSERT INTO t (id, score) SELECT g, g FROM generate_series(1, 30) g;
+             CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+             CREATE TRIGGER touch BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION touch();",
+        )
+        .await
+        .expect("a table with an UPDATE trigger");
+    let spec = Spec::load(&database.spec_file("spec.toml", TENANTS_SPEC)).expect("spec loads");
+    apply::apply(&mut client, &spec, &Templates::built_in(), quick_locks())
+        .await
+        .expect("v1 applied as vg");
+    let file = MigrationFile::load(&database.spec_file("0002.toml", ADD_TENANT_DOUBLED))
+        .expect("migration loads");
+    let refused = start(&mut client, &file, &Templates::built_in(), &mut Silent)
+        .await
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "table public.t",
+        "UPDATE trigger(s) touch",
+        "UPDATE OF <its columns>",
+        "WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM 'viewgate_backfill')",
+        "GRANT SET ON PARAMETER session_replication_role TO <role>",
+        "nothing was changed",
+    ] {
+        assert!(refused.contains(expected), "{expected:?} in {refused}");
+    }
+    assert_eq!(
+        in_vgdb("SELECT count(*) FROM viewgate.versions WHERE version = 'v2'"),
+        "0"
+    );
+
+    in_vgdb("GRANT SET ON PARAMETER session_replication_role TO vg");
+    let outcome = start(&mut client, &file, &Templates::built_in(), &mut Silent)
+        .await
+        .expect("starts once the role may run the backfill in replica mode");
+    assert_eq!(outcome.rows_backfilled, 30);
+    assert_eq!(
+        in_vgdb(
+            "SELECT count(*) FILTER (WHERE updated_at = '2020-01-01' AND doubled = score * 2) FROM t"
+        ),
+        "30",
+        "every row filled, none touched"
     );
 }
 

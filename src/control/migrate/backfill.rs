@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient};
 
+use super::backfill_triggers;
 use super::derive::{Backfill, ColumnMap, mentions};
 use super::error::MigrateError;
 use super::pace::{BatchPacer, PaceWindow};
@@ -282,6 +283,13 @@ pub async fn run(
         }
     };
     let sql = batch_sql(backfill);
+    let skipped_triggers = backfill_triggers::skipped_in_replica_mode(client, backfill).await?;
+    if !skipped_triggers.is_empty() {
+        progress.step(&format!(
+            "backfill {key} in replica mode: the application's UPDATE trigger(s) {} do not fire for it",
+            skipped_triggers.join(", ")
+        ));
+    }
     let mut writers = WriterLatency::default();
     let mut standbys = StandbyWatch::new(settings.max_replica_lag);
     if pacer.yields() && checkpoint.estimate.saturating_sub(checkpoint.rows) >= TAIL_GUARD_MIN_ROWS
@@ -311,6 +319,7 @@ pub async fn run(
             checkpoint: &checkpoint,
             high_water: &high_water,
             rows,
+            replica_mode: !skipped_triggers.is_empty(),
         };
         let (updated, last) =
             with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
@@ -457,6 +466,9 @@ struct Batch<'a> {
     checkpoint: &'a Checkpoint,
     high_water: &'a [String],
     rows: u32,
+    /// Whether the batch runs with `session_replication_role = replica`, so that the
+    /// application's triggers enabled the ordinary way do not fire (`backfill_triggers.rs`).
+    replica_mode: bool,
 }
 
 /// One batch and its checkpoint in one transaction, retried on deadlocks with writers; a row
@@ -474,6 +486,7 @@ async fn one_batch(
         checkpoint,
         high_water,
         rows,
+        replica_mode,
     } = *batch;
     let limit = i64::from(rows);
     let key_count = high_water.len();
@@ -495,11 +508,14 @@ async fn one_batch(
         attempt += 1;
         let result: Result<(u64, Option<Vec<String>>), tokio_postgres::Error> = async {
             let transaction = client.transaction().await?;
+            let settings = if replica_mode {
+                "SELECT set_config('viewgate.version', $1, true), set_config('lock_timeout', $2, true),
+                        set_config('session_replication_role', 'replica', true)"
+            } else {
+                "SELECT set_config('viewgate.version', $1, true), set_config('lock_timeout', $2, true)"
+            };
             transaction
-                .execute(
-                    "SELECT set_config('viewgate.version', $1, true), set_config('lock_timeout', $2, true)",
-                    &[&BACKFILL_WRITER, &lock_timeout],
-                )
+                .execute(settings, &[&BACKFILL_WRITER, &lock_timeout])
                 .await?;
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = cursor
                 .iter()

@@ -16,6 +16,7 @@
 
 pub mod autovacuum;
 pub mod backfill;
+pub mod backfill_triggers;
 pub mod column_types;
 pub mod complete;
 pub mod dependents;

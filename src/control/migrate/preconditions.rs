@@ -3,10 +3,9 @@
 //! derived against the live database, so inside `migrate start`'s expand transaction before
 //! its first statement, and by `migrate plan`.
 //!
-//! - The backfill's `UPDATE`s fire the table's own UPDATE triggers: an `updated_at` touch
-//!   trigger bumped every row and an uppercasing trigger rewrote a column for the old version
-//!   (red-team pass 41, finding 3). The backfill writes only the new columns, as
-//!   `viewgate_backfill`, and only triggers that cannot tell so are refused.
+//! - The backfill's `UPDATE`s fire the table's own UPDATE triggers (red-team pass 41, finding
+//!   3): skipped in replica mode where the role may, refused otherwise
+//!   (`backfill_triggers.rs`).
 //! - Under row-level security that applies to the catalog role (FORCE ROW LEVEL SECURITY, or
 //!   a role that does not own the table), the backfill, its high-water mark and its estimate
 //!   see only the rows the policies show it, and the migration went live with the others
@@ -25,11 +24,11 @@ use tokio_postgres::GenericClient;
 
 use std::collections::BTreeSet;
 
+use super::backfill_triggers;
 use super::derive::{Assign, ColumnMap, MigrationPlan, Replaced, TableSync, mentions};
 use super::error::MigrateError;
-use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
-use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
+use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::probe::{self, Beyond};
 
 /// Refuses `plan` if running it would change data no client wrote.
@@ -42,7 +41,8 @@ pub async fn refuse_silent_damage(
         refuse_lost_indexes(client, &plan.version, replaced).await?;
     }
     for backfill in &plan.backfills {
-        refuse_update_triggers(client, &plan.version, &backfill.schema, &backfill.table).await?;
+        backfill_triggers::refuse_firing(client, &plan.version, &backfill.schema, &backfill.table)
+            .await?;
         refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
     }
     for sync in &plan.syncs {
@@ -264,63 +264,6 @@ async fn refuse_beyond(
         }
     }
     Ok(())
-}
-
-/// Refuses a backfilled table with an enabled UPDATE trigger of the application's that would
-/// fire for the backfill's writes: one with no column list (`UPDATE OF` names only old
-/// columns, which the backfill never writes) and no WHEN clause naming the backfill's writer.
-/// viewgate's own sync triggers are known by their function's schema, not by their names.
-async fn refuse_update_triggers(
-    client: &impl GenericClient,
-    version: &str,
-    schema: &str,
-    table: &str,
-) -> Result<(), MigrateError> {
-    // tgtype bit 16 is UPDATE; 'O' and 'A' fire for an ordinary session ('R' only replicas).
-    let rows = client
-        .query(
-            "SELECT t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid)
-               FROM pg_catalog.pg_trigger t
-               JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-               JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-               JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-              WHERE n.nspname = $1 AND c.relname = $2
-                AND NOT t.tgisinternal AND t.tgenabled IN ('O', 'A')
-                AND t.tgtype::int & 16 <> 0
-                AND pg_catalog.cardinality(t.tgattr::int2[]) = 0
-                AND pn.nspname <> $3
-                AND (t.tgqual IS NULL
-                     OR pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid), $4) = 0)
-              ORDER BY 1",
-            &[
-                &schema,
-                &table,
-                &FUNCTION_SCHEMA,
-                &quote_literal(BACKFILL_WRITER),
-            ],
-        )
-        .await
-        .map_err(|error| {
-            ControlError::database(
-                format!("reading the UPDATE triggers of {schema}.{table}"),
-                &error,
-            )
-        })?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
-    Err(MigrateError::Unsafe {
-        version: version.to_owned(),
-        table: format!("{schema}.{table}"),
-        objects: format!("UPDATE trigger(s) {}", names.join(", ")),
-        problem: "the backfill fills the new columns with an UPDATE of every existing row, which fires them: they would change rows no client wrote (an updated_at touch, a normalisation, an audit row per row)".into(),
-        remedy: format!(
-            "restrict each to the columns it is about (`UPDATE OF <its columns>`: the backfill writes only new columns), or give it `WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM {})`, then start again",
-            quote_literal(BACKFILL_WRITER)
-        ),
-    })
 }
 
 /// Refuses a backfilled table whose row-level security applies to the catalog role here.
