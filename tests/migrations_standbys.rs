@@ -3,15 +3,18 @@
 //! caught up; a real standby made from a copy of the test's cluster, its replay paused and
 //! resumed. A logical subscriber that stops confirming is not waited for.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::migration_support;
 
 use crate::support::Database;
+use common::viewgate_binary;
 use migration_support::{BASE, SPEC, seeded, start_watched};
 use viewgate::control::migrate::Progress;
 use viewgate::control::migrate::state::Pacing;
-use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 
 /// A backfill of 5,000 rows in batches of 100 with a pause between them: a few seconds long,
 /// waiting for a standby more than a second behind.
@@ -64,11 +67,12 @@ async fn the_backfill_waits_for_a_standby_that_falls_behind() {
         .expect("replay pauses");
 
     let primary = database.cluster.admin_conninfo("postgres");
+    let url = database.cluster.url(SUPERUSER, "postgres");
     let psql = database.cluster.bin("psql");
     let standby_conninfo = standby.admin_conninfo("postgres");
     let during = std::thread::spawn(move || {
         let run = |conninfo: &str, sql: &str| {
-            let output = std::process::Command::new(&psql)
+            let output = Command::new(&psql)
                 .args(["-X", "-q", "-A", "-t", "-d", conninfo, "-c", sql])
                 .output()
                 .expect("psql runs");
@@ -80,18 +84,26 @@ async fn the_backfill_waits_for_a_standby_that_falls_behind() {
             std::thread::sleep(Duration::from_millis(100));
             status = run(&primary, "SELECT backfill::text FROM viewgate.migrations");
         }
-        std::thread::sleep(Duration::from_secs(1));
+        let told = Command::new(viewgate_binary())
+            .args(["migrate", "status", "--database", &url])
+            .output()
+            .expect("viewgate runs");
         run(&standby_conninfo, "SELECT pg_wal_replay_resume()");
-        status
+        (status, String::from_utf8_lossy(&told.stdout).into_owned())
     });
     let mut waits = Waits::default();
     let outcome = start_watched(&database, "0002.toml", LABELLED, &mut waits)
         .await
         .expect("the migration runs");
-    let status = during.join().expect("the checker ends");
+    let (status, told) = during.join().expect("the checker ends");
     assert!(
         status.contains("waiting for standby walreceiver (local socket)"),
         "the checkpoint says what the backfill waits for: {status}"
+    );
+    assert!(
+        told.contains("v1 -> v2: backfilling, run by the session of pid ")
+            && told.contains("; waiting for standby walreceiver (local socket), "),
+        "migrate status says the backfill runs, and what it waits for: {told}"
     );
     assert_eq!(outcome.rows_backfilled, 5000);
     let first = waits
@@ -160,7 +172,7 @@ async fn a_logical_subscriber_that_stops_confirming_is_not_waited_for() {
         "SELECT pid FROM pg_stat_subscription WHERE subname = 'audit' AND relid IS NULL",
     );
     let signal = |name: &str| {
-        std::process::Command::new("kill")
+        Command::new("kill")
             .args([name, &apply_worker])
             .status()
             .expect("kill runs");

@@ -280,8 +280,8 @@ pub async fn with_lock<T>(
 async fn unlock(client: &impl GenericClient) {
     if let Err(error) = client
         .execute(
-            "SELECT pg_advisory_unlock(hashtext('viewgate.migrate'))",
-            &[],
+            "SELECT pg_advisory_unlock(hashtext($1::text))",
+            &[&MIGRATION_LOCK],
         )
         .await
     {
@@ -289,12 +289,40 @@ async fn unlock(client: &impl GenericClient) {
     }
 }
 
+/// The name of the session-level advisory lock a migration command holds while it runs (as
+/// `hashtext` of it, one bigint key).
+const MIGRATION_LOCK: &str = "viewgate.migrate";
+
+/// The process ID of the session holding the migration lock: a `migrate` command running now
+/// (a `migrate start` backfilling, most likely); `None` when none runs.
+pub async fn migration_command_pid(
+    client: &impl GenericClient,
+) -> Result<Option<i32>, MigrateError> {
+    // pg_locks shows a one-bigint advisory key as its high and low 32 bits, objsubid 1.
+    let row = client
+        .query_opt(
+            "SELECT l.pid FROM pg_catalog.pg_locks l
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                   WHERE d.datname = pg_catalog.current_database())
+                AND l.classid = ((pg_catalog.hashtext($1::text)::bigint >> 32) & 4294967295)::oid
+                AND l.objid = (pg_catalog.hashtext($1::text)::bigint & 4294967295)::oid
+              LIMIT 1",
+            &[&MIGRATION_LOCK],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database("looking for a running migration command", &error)
+        })?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
 /// Takes the migration lock for this session, or says another migration command holds it.
 async fn try_lock(client: &impl GenericClient) -> Result<(), MigrateError> {
     let locked: bool = client
         .query_one(
-            "SELECT pg_try_advisory_lock(hashtext('viewgate.migrate'))",
-            &[],
+            "SELECT pg_try_advisory_lock(hashtext($1::text))",
+            &[&MIGRATION_LOCK],
         )
         .await
         .map_err(|error| ControlError::database("taking the migration lock", &error))?

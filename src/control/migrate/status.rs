@@ -35,6 +35,9 @@ pub struct StatusReport {
     /// Live sessions per version, summed over every proxy whose heartbeat is fresh.
     pub sessions: BTreeMap<String, i64>,
     pub default_version: Option<String>,
+    /// The process ID of the session running a `migrate` command now (holding the migration
+    /// lock); without one, a backfilling migration is stopped until `migrate start` resumes it.
+    pub command_running_pid: Option<i32>,
 }
 
 pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
@@ -67,6 +70,7 @@ pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
         migrations,
         sessions,
         default_version: catalog_read::default_version(client).await?,
+        command_running_pid: state::migration_command_pid(client).await?,
     })
 }
 
@@ -111,9 +115,20 @@ impl fmt::Display for StatusReport {
             writeln!(f, "no migrations in progress")?;
         }
         for migration in &self.migrations {
+            // A backfill's recorded pace is its last batch's; with no command running, nothing
+            // goes on from there until `migrate start` is run again.
+            let stopped = migration.phase == "backfilling" && self.command_running_pid.is_none();
+            let how = match (migration.phase, self.command_running_pid) {
+                ("backfilling", None) => format!(
+                    ", stopped: no `viewgate migrate start` is running; run it again on {} to resume",
+                    migration.file
+                ),
+                ("backfilling", Some(pid)) => format!(", run by the session of pid {pid}"),
+                _ => String::new(),
+            };
             writeln!(
                 f,
-                "{} -> {}: {} (file {}, started {})",
+                "{} -> {}: {}{how} (file {}, started {})",
                 migration.from,
                 migration.version,
                 migration.phase,
@@ -133,6 +148,7 @@ impl fmt::Display for StatusReport {
                 };
                 let state = match (&checkpoint.pacing, checkpoint.done) {
                     (_, true) => ", done".to_owned(),
+                    (_, false) if stopped => ", stopped".to_owned(),
                     (Some(pacing), false) => {
                         pace_text(pacing, estimate.saturating_sub(checkpoint.rows))
                     }
@@ -298,6 +314,52 @@ impl fmt::Display for PlanReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backfill_is_said_to_run_only_while_a_command_holds_the_migration_lock() {
+        let checkpoint = Checkpoint {
+            cursor: None,
+            high_water: None,
+            done: false,
+            rows: 300,
+            estimate: 1000,
+            pacing: Some(Pacing {
+                rows_per_second: 150.0,
+                working_share: 1.0,
+                batch_rows: 100,
+                protected_p99_ms: None,
+                waiting_for_standby: None,
+            }),
+        };
+        let mut report = StatusReport {
+            migrations: vec![MigrationStatus {
+                version: "v2".into(),
+                from: "v1".into(),
+                phase: "backfilling",
+                file: "0002.toml".into(),
+                checksum: String::new(),
+                started_at: "2026-12-05 14:00".into(),
+                backfill: BTreeMap::from([("public.t".to_owned(), checkpoint)]),
+            }],
+            sessions: BTreeMap::new(),
+            default_version: Some("v1".into()),
+            command_running_pid: Some(4242),
+        };
+        let running = report.to_string();
+        assert!(
+            running.starts_with(
+                "v1 -> v2: backfilling, run by the session of pid 4242 (file 0002.toml"
+            ) && running.contains("300 of ~1000 rows (30%), 150 rows/s, about 5 s left\n"),
+            "{running}"
+        );
+        report.command_running_pid = None;
+        let stopped = report.to_string();
+        assert!(
+            stopped.contains("backfilling, stopped: no `viewgate migrate start` is running; run it again on 0002.toml to resume")
+                && stopped.contains("300 of ~1000 rows (30%), stopped\n"),
+            "{stopped}"
+        );
+    }
 
     #[test]
     fn a_yielding_backfill_says_how_fast_how_long_and_why() {
