@@ -160,8 +160,17 @@ column = { name = "doubled", type = "numeric" }
 "#;
 
 /// A client of database `vgdb` as the catalog role `vg`, which is no superuser (a superuser
-/// bypasses every policy).
+/// bypasses every policy): `vg` owns `vgdb`, and its `public` schema is `vg`'s alone.
 async fn catalog_role_client(database: &Database) -> tokio_postgres::Client {
+    database.admin("CREATE ROLE vg LOGIN");
+    database.admin("CREATE DATABASE vgdb OWNER vg");
+    database
+        .cluster
+        .psql(
+            "vgdb",
+            "ALTER SCHEMA public OWNER TO vg; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        )
+        .expect("vgdb's schema made vg's");
     let (client, connection) =
         tokio_postgres::connect(&database.cluster.url("vg", "vgdb"), tokio_postgres::NoTls)
             .await
@@ -173,10 +182,7 @@ async fn catalog_role_client(database: &Database) -> tokio_postgres::Client {
 #[tokio::test]
 async fn a_backfill_under_row_level_security_is_refused() {
     let database = Database::start();
-    database.admin("CREATE ROLE vg LOGIN");
-    database.admin("CREATE DATABASE vgdb OWNER vg");
     let in_vgdb = |sql: &str| database.cluster.psql("vgdb", sql).expect("SQL in vgdb");
-    in_vgdb("ALTER SCHEMA public OWNER TO vg; REVOKE CREATE ON SCHEMA public FROM PUBLIC");
     let mut client = catalog_role_client(&database).await;
     client
         .batch_execute(
@@ -237,10 +243,7 @@ async fn a_backfill_under_row_level_security_is_refused() {
 #[tokio::test]
 async fn without_replica_mode_the_applications_update_triggers_are_refused() {
     let database = Database::start();
-    database.admin("CREATE ROLE vg LOGIN");
-    database.admin("CREATE DATABASE vgdb OWNER vg");
     let in_vgdb = |sql: &str| database.cluster.psql("vgdb", sql).expect("SQL in vgdb");
-    in_vgdb("ALTER SCHEMA public OWNER TO vg; REVOKE CREATE ON SCHEMA public FROM PUBLIC");
     let mut client = catalog_role_client(&database).await;
     client
         .batch_execute(

@@ -11,9 +11,9 @@
 use crate::migration_support;
 
 use crate::support::Database;
-use migration_support::{BASE, SPEC, complete_now, seeded, start_text, start_watched};
+use migration_support::{complete_now, seeded, seeded_on, start_text, start_watched};
 use viewgate::control::migrate::Progress;
-use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
+use viewgate::pg_cluster::ClusterOptions;
 
 /// The migration's session runs at read committed and with no statement, idle-session (or,
 /// from 17, transaction) timeout, whatever the database says: each row records its backfill's
@@ -246,20 +246,16 @@ async fn autovacuum_on_models(database: &Database) {
 /// settings, and comes every second.
 #[tokio::test]
 async fn an_autovacuum_in_the_way_of_the_expand_and_the_contract_is_cancelled() {
-    let cluster = ThrowawayCluster::start(&ClusterOptions {
-        settings: vec!["autovacuum_naptime = 1".into()],
-        ..ClusterOptions::default()
-    })
-    .expect("cluster starts");
-    let database = Database {
-        cluster,
-        dir: tempfile::tempdir().expect("temp dir"),
-    };
-    database.admin(BASE);
-    database.apply_text(SPEC).await;
+    let database = seeded_on(
+        &ClusterOptions {
+            settings: vec!["autovacuum_naptime = 1".into()],
+            ..ClusterOptions::default()
+        },
+        20000,
+    )
+    .await;
     database.admin(
-        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 20000) AS n;
-         ALTER TABLE models SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
+        "ALTER TABLE models SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
              autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1);
          UPDATE models SET size = size + 1",
     );

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use crate::common;
 use crate::migration_support;
 
-use crate::support::Database;
 use common::viewgate_binary;
-use migration_support::{BASE, SPEC, seeded, start_watched};
+use migration_support::{seeded, seeded_on, start_watched};
 use viewgate::control::migrate::Progress;
 use viewgate::control::migrate::state::Pacing;
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
@@ -137,20 +136,16 @@ async fn the_backfill_waits_for_a_standby_that_falls_behind() {
 /// (SIGSTOP, while its walsender streams on) does not make the backfill wait.
 #[tokio::test]
 async fn a_logical_subscriber_that_stops_confirming_is_not_waited_for() {
-    let cluster = ThrowawayCluster::start(&ClusterOptions {
-        settings: vec!["wal_level = logical".into()],
-        ..Default::default()
-    })
-    .expect("cluster starts");
-    let database = Database {
-        cluster,
-        dir: tempfile::tempdir().expect("temp dir"),
-    };
-    database.admin(BASE);
-    database.apply_text(SPEC).await;
+    let database = seeded_on(
+        &ClusterOptions {
+            settings: vec!["wal_level = logical".into()],
+            ..Default::default()
+        },
+        5000,
+    )
+    .await;
     database.admin(
-        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 5000) AS n;
-         CREATE TABLE public.audit (id integer PRIMARY KEY);
+        "CREATE TABLE public.audit (id integer PRIMARY KEY);
          CREATE PUBLICATION audit FOR TABLE audit",
     );
     let subscriber = ThrowawayCluster::start(&ClusterOptions::default()).expect("cluster starts");

@@ -8,6 +8,7 @@ use viewgate::control::migrate::rollback::{RollbackOutcome, rollback};
 use viewgate::control::migrate::start::{StartOutcome, start};
 use viewgate::control::migrate::{MigrateError, MigrationFile, Progress, Silent};
 use viewgate::control::templates::Templates;
+use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
 
 use super::support::{Database, exec};
 
@@ -31,7 +32,15 @@ columns = ["id", "name", "size", "legacy_note"]
 "#;
 
 pub async fn seeded(rows: usize) -> Database {
-    let database = Database::start();
+    seeded_on(&ClusterOptions::default(), rows).await
+}
+
+/// [`seeded`] on a cluster started with `options` (settings of its own).
+pub async fn seeded_on(options: &ClusterOptions, rows: usize) -> Database {
+    let database = Database {
+        cluster: ThrowawayCluster::start(options).expect("cluster starts"),
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
     database.admin(BASE);
     database.apply_text(SPEC).await;
     database.admin(&format!(
