@@ -159,6 +159,17 @@ up = "score * 2"
 column = { name = "doubled", type = "numeric" }
 "#;
 
+/// Applies the v1 spec of table `t` through `client` and reads the migration adding
+/// `doubled` to it.
+async fn tenants_v1(database: &Database, client: &mut tokio_postgres::Client) -> MigrationFile {
+    let spec = Spec::load(&database.spec_file("spec.toml", TENANTS_SPEC)).expect("spec loads");
+    apply::apply(client, &spec, &Templates::built_in(), quick_locks())
+        .await
+        .expect("v1 applied as vg");
+    MigrationFile::load(&database.spec_file("0002.toml", ADD_TENANT_DOUBLED))
+        .expect("migration loads")
+}
+
 /// A client of database `vgdb` as the catalog role `vg`, which is no superuser (a superuser
 /// bypasses every policy): `vg` owns `vgdb`, and its `public` schema is `vg`'s alone.
 async fn catalog_role_client(database: &Database) -> tokio_postgres::Client {
@@ -194,12 +205,7 @@ async fn a_backfill_under_row_level_security_is_refused() {
         )
         .await
         .expect("table under RLS");
-    let spec = Spec::load(&database.spec_file("spec.toml", TENANTS_SPEC)).expect("spec loads");
-    apply::apply(&mut client, &spec, &Templates::built_in(), quick_locks())
-        .await
-        .expect("v1 applied as vg");
-    let file = MigrationFile::load(&database.spec_file("0002.toml", ADD_TENANT_DOUBLED))
-        .expect("migration loads");
+    let file = tenants_v1(&database, &mut client).await;
     let columns = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped";
     let version_rows = "SELECT count(*) FROM viewgate.versions WHERE version = 'v2'";
 
@@ -255,12 +261,7 @@ async fn without_replica_mode_the_applications_update_triggers_are_refused() {
         )
         .await
         .expect("a table with an UPDATE trigger");
-    let spec = Spec::load(&database.spec_file("spec.toml", TENANTS_SPEC)).expect("spec loads");
-    apply::apply(&mut client, &spec, &Templates::built_in(), quick_locks())
-        .await
-        .expect("v1 applied as vg");
-    let file = MigrationFile::load(&database.spec_file("0002.toml", ADD_TENANT_DOUBLED))
-        .expect("migration loads");
+    let file = tenants_v1(&database, &mut client).await;
     let refused = start(&mut client, &file, &Templates::built_in(), &mut Silent)
         .await
         .unwrap_err()
