@@ -1,7 +1,8 @@
 //! The backfill and the standbys: a streaming standby that falls further behind than the
 //! migration allows (`max_replica_lag_ms`) makes the backfill wait, saying so, until it has
 //! caught up; a real standby made from a copy of the test's cluster, its replay paused and
-//! resumed. A logical subscriber that stops confirming is not waited for.
+//! resumed. A logical subscriber that stops confirming is not waited for, and a standby is
+//! seen only with the privilege to read its position.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use crate::migration_support;
 use common::viewgate_binary;
 use migration_support::{seeded, seeded_on, start_watched};
 use viewgate::control::migrate::Progress;
+use viewgate::control::migrate::standbys::StandbyWatch;
 use viewgate::control::migrate::state::Pacing;
 use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 
@@ -178,4 +180,63 @@ async fn a_logical_subscriber_that_stops_confirming_is_not_waited_for() {
     signal("-CONT");
     assert_eq!(outcome.expect("the migration runs").rows_backfilled, 5000);
     assert_eq!(waits.0, Vec::<String>::new(), "the backfill never waited");
+}
+
+/// Reading a standby's position takes `pg_read_all_stats` (or a superuser): without it
+/// `pg_stat_replication` shows the walsender with its figures NULL, and the backfill cannot
+/// wait for what it cannot see (it says so in the log); with it, the same standby, its replay
+/// paused, is seen falling behind.
+#[tokio::test]
+async fn a_standby_is_seen_only_with_the_privilege_to_read_its_position() {
+    let mut database = seeded(10).await;
+    let standby = ThrowawayCluster::standby_of(&mut database.cluster).expect("the standby starts");
+    wait_until("the standby streams", || {
+        database.admin("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
+    });
+    standby
+        .psql("postgres", "SELECT pg_wal_replay_pause()")
+        .expect("replay pauses");
+    database.admin("CREATE ROLE watcher LOGIN");
+    let behind_as_watcher = async || {
+        let (client, connection) = tokio_postgres::connect(
+            &database.cluster.url("watcher", "postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connects as watcher");
+        tokio::spawn(connection);
+        let mut watch = StandbyWatch::new(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            database.admin("INSERT INTO models (name) SELECT 'more' FROM generate_series(1, 100)");
+            if let Some(behind) = watch.behind(&client, true).await {
+                return Some(behind);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    };
+    assert_eq!(
+        behind_as_watcher().await,
+        None,
+        "nothing seen without the privilege"
+    );
+    // Caught up again before it is watched anew: a standby already behind when first seen is
+    // allowed that much more.
+    standby
+        .psql("postgres", "SELECT pg_wal_replay_resume()")
+        .expect("replay resumes");
+    wait_until("the standby has caught up", || {
+        database.admin(
+            "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()",
+        ) == "1"
+    });
+    standby
+        .psql("postgres", "SELECT pg_wal_replay_pause()")
+        .expect("replay pauses");
+    database.admin("GRANT pg_read_all_stats TO watcher");
+    let behind = behind_as_watcher()
+        .await
+        .expect("the paused standby is seen falling behind");
+    assert!(behind.lag > Duration::from_millis(300), "{behind:?}");
 }
