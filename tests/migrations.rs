@@ -441,6 +441,29 @@ async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_ref
         "pending"
     );
 
+    // An UPDATE trigger made since the start, which replica mode would not skip: the resumed
+    // backfill would fire it on every row, so the resume is refused before any batch.
+    database.admin(
+        "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER keep BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION keep();
+         ALTER TABLE models ENABLE ALWAYS TRIGGER keep;",
+    );
+    let refused = start_text(&database, "0002.toml", &text)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("UPDATE trigger(s) keep") && refused.contains("nothing was changed"),
+        "{refused}"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT phase || ':' || (backfill -> 'public.models' ->> 'rows') FROM viewgate.migrations"
+        ),
+        "backfilling:300"
+    );
+    database.admin("DROP TRIGGER keep ON models");
+
     let changed = start_text(
         &database,
         "0002.toml",

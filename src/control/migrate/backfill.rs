@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient};
 
-use super::backfill_triggers;
 use super::derive::{Backfill, ColumnMap, mentions};
 use super::error::MigrateError;
 use super::pace::{BatchPacer, PaceWindow};
@@ -259,13 +258,14 @@ pub async fn start_checkpoint(
     })
 }
 
-/// Runs (or resumes) the backfill of one table to its high-water mark.
+/// Runs (or resumes) the backfill of one table to its high-water mark, in replica mode when
+/// `skipped_triggers` (the application's UPDATE triggers it would fire) is not empty.
 pub async fn run(
     client: &mut Client,
-    migration_id: i64,
-    backfill: &Backfill,
+    (migration_id, backfill): (i64, &Backfill),
     checkpoint: Option<Checkpoint>,
     settings: &MigrationSettings,
+    skipped_triggers: &[String],
     progress: &mut dyn Progress,
 ) -> Result<Checkpoint, MigrateError> {
     let mut pacer = BatchPacer::new(
@@ -283,7 +283,6 @@ pub async fn run(
         }
     };
     let sql = batch_sql(backfill);
-    let skipped_triggers = backfill_triggers::skipped_in_replica_mode(client, backfill).await?;
     if !skipped_triggers.is_empty() {
         progress.step(&format!(
             "backfill {key} in replica mode: the application's UPDATE trigger(s) {} do not fire for it",

@@ -18,7 +18,6 @@
 
 use tokio_postgres::GenericClient;
 
-use super::derive::Backfill;
 use super::error::MigrateError;
 use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
@@ -113,28 +112,35 @@ async fn may_set_replication_role(client: &impl GenericClient) -> Result<bool, C
 }
 
 /// Refuses a backfilled table with an UPDATE trigger of the application's that would fire for
-/// the backfill's writes, as the migration's role may run them.
+/// the backfill's writes, as the migration's role may run them; otherwise the triggers the
+/// backfill skips by running in replica mode (none: it runs as an ordinary session). Checked
+/// when the plan is made and again before a resumed backfill, whose role or triggers may have
+/// changed since.
 pub async fn refuse_firing(
     client: &impl GenericClient,
     version: &str,
     schema: &str,
     table: &str,
-) -> Result<(), MigrateError> {
+) -> Result<Vec<String>, MigrateError> {
     let firing = firing(client, schema, table).await?;
     let replica_mode = may_set_replication_role(client).await?;
     let (names, how) = if replica_mode {
         (
-            firing.in_replica_mode,
+            firing.in_replica_mode.clone(),
             " (enabled ALWAYS or REPLICA, so they fire even in replica mode, in which the backfill runs)",
         )
     } else {
-        let mut names = firing.ordinary;
-        names.extend(firing.always);
+        let mut names = firing.ordinary.clone();
+        names.extend(firing.always.iter().cloned());
         names.sort();
         (names, "")
     };
     if names.is_empty() {
-        return Ok(());
+        return Ok(if replica_mode {
+            firing.ordinary
+        } else {
+            Vec::new()
+        });
     }
     let replica_remedy = if replica_mode {
         "; or enable it the ordinary way (`ALTER TABLE … ENABLE TRIGGER <name>`), which replica mode skips"
@@ -151,17 +157,4 @@ pub async fn refuse_firing(
             quote_literal(BACKFILL_WRITER)
         ),
     })
-}
-
-/// The application's triggers the backfill of `backfill` skips by running in replica mode;
-/// empty when none would fire (then it runs as an ordinary session).
-pub async fn skipped_in_replica_mode(
-    client: &impl GenericClient,
-    backfill: &Backfill,
-) -> Result<Vec<String>, ControlError> {
-    let firing = firing(client, &backfill.schema, &backfill.table).await?;
-    if firing.ordinary.is_empty() || !may_set_replication_role(client).await? {
-        return Ok(Vec::new());
-    }
-    Ok(firing.ordinary)
 }

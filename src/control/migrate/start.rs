@@ -22,6 +22,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::autovacuum;
 use super::backfill::{self, checkpoint_key};
+use super::backfill_triggers;
 use super::column_types;
 use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
@@ -133,6 +134,19 @@ async fn start_locked(
         }
     };
 
+    if how == "resumed" {
+        // The role resuming the backfill, or the table's triggers, may have changed since the
+        // plan was made: refused here, nothing runs and nothing is undone.
+        for backfill_plan in &record.plan.backfills {
+            backfill_triggers::refuse_firing(
+                client,
+                &record.version,
+                &backfill_plan.schema,
+                &backfill_plan.table,
+            )
+            .await?;
+        }
+    }
     match finish(client, &mut record, templates, progress).await {
         Ok(rows) => Ok(StartOutcome {
             version: record.version.clone(),
@@ -477,12 +491,20 @@ async fn finish(
     for backfill_plan in &record.plan.backfills {
         let key = checkpoint_key(backfill_plan);
         progress.step(&format!("backfill {key}"));
+        // The application's UPDATE triggers the backfill skips in replica mode.
+        let skipped_triggers = backfill_triggers::refuse_firing(
+            client,
+            &record.version,
+            &backfill_plan.schema,
+            &backfill_plan.table,
+        )
+        .await?;
         let checkpoint = backfill::run(
             client,
-            record.id,
-            backfill_plan,
+            (record.id, backfill_plan),
             record.backfill.get(&key).cloned(),
             &settings,
+            &skipped_triggers,
             progress,
         )
         .await?;
