@@ -18,6 +18,7 @@
 
 use tokio_postgres::GenericClient;
 
+use super::derive::Backfill;
 use super::error::MigrateError;
 use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
@@ -119,9 +120,9 @@ async fn may_set_replication_role(client: &impl GenericClient) -> Result<bool, C
 pub async fn refuse_firing(
     client: &impl GenericClient,
     version: &str,
-    schema: &str,
-    table: &str,
+    backfill: &Backfill,
 ) -> Result<Vec<String>, MigrateError> {
+    let (schema, table) = (backfill.schema.as_str(), backfill.table.as_str());
     let firing = firing(client, schema, table).await?;
     let replica_mode = may_set_replication_role(client).await?;
     let (names, how) = if replica_mode {

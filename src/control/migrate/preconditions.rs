@@ -41,8 +41,7 @@ pub async fn refuse_silent_damage(
         refuse_lost_indexes(client, &plan.version, replaced).await?;
     }
     for backfill in &plan.backfills {
-        backfill_triggers::refuse_firing(client, &plan.version, &backfill.schema, &backfill.table)
-            .await?;
+        backfill_triggers::refuse_firing(client, &plan.version, backfill).await?;
         refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
     }
     for sync in &plan.syncs {

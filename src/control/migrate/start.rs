@@ -134,18 +134,8 @@ async fn start_locked(
         }
     };
 
-    if how == "resumed" {
-        // The role resuming the backfill, or the table's triggers, may have changed since the
-        // plan was made: refused here, nothing runs and nothing is undone.
-        for backfill_plan in &record.plan.backfills {
-            backfill_triggers::refuse_firing(
-                client,
-                &record.version,
-                &backfill_plan.schema,
-                &backfill_plan.table,
-            )
-            .await?;
-        }
+    for backfill_plan in record.plan.backfills.iter().filter(|_| how == "resumed") {
+        backfill_triggers::refuse_firing(client, &record.version, backfill_plan).await?;
     }
     match finish(client, &mut record, templates, progress).await {
         Ok(rows) => Ok(StartOutcome {
@@ -491,14 +481,8 @@ async fn finish(
     for backfill_plan in &record.plan.backfills {
         let key = checkpoint_key(backfill_plan);
         progress.step(&format!("backfill {key}"));
-        // The application's UPDATE triggers the backfill skips in replica mode.
-        let skipped_triggers = backfill_triggers::refuse_firing(
-            client,
-            &record.version,
-            &backfill_plan.schema,
-            &backfill_plan.table,
-        )
-        .await?;
+        let skipped_triggers =
+            backfill_triggers::refuse_firing(client, &record.version, backfill_plan).await?;
         let checkpoint = backfill::run(
             client,
             (record.id, backfill_plan),
