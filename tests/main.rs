@@ -43,6 +43,7 @@ mod merge_properties;
 mod merge_versions;
 mod migrations;
 mod migrations_backfill_writes;
+mod migrations_column_properties;
 mod migrations_dependents;
 mod migrations_directory;
 mod migrations_hostile_writers;

@@ -17,7 +17,7 @@ use viewgate::control::migrate::{MigrationFile, Progress};
 
 /// `models` partitioned by month, February partitioned again by half-month, and a default
 /// partition; 90 rows over all four tables that hold rows; its v1 spec applied.
-async fn partitioned_models() -> Database {
+pub(crate) async fn partitioned_models() -> Database {
     let database = Database::start();
     database.admin(
         "CREATE TABLE public.models (id bigint, taken date NOT NULL, name text NOT NULL,

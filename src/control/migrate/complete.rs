@@ -14,7 +14,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::autovacuum;
 use super::dependents;
-use super::derive::{ColumnMap, MigrationPlan, Rename, rename_physical, rename_table_name};
+use super::derive::{ColumnMap, MigrationPlan, Rename, Step, rename_physical, rename_table_name};
 use super::error::MigrateError;
 use super::new_partitions::index_partitions_created_since;
 use super::progress::Logged;
@@ -127,9 +127,9 @@ async fn complete_locked(
         complete_once(client, record, &later, templates).await
     })
     .await;
-    attempted.result?;
+    let analyze = attempted.result?;
     // After the contract's commit: a failure here cannot undo it, so it says what is left.
-    for step in &record.plan.complete_concurrent {
+    for step in record.plan.complete_concurrent.iter().chain(&analyze) {
         run_alone(client, settings, &step.description, &[&step.sql])
             .await
             .map_err(|error| MigrateError::Failed {
@@ -154,8 +154,8 @@ async fn complete_once(
     record: &MigrationRecord,
     later: &[&MigrationRecord],
     templates: &Templates,
-) -> Result<(), MigrateError> {
-    let transaction = client
+) -> Result<Vec<Step>, MigrateError> {
+    let mut transaction = client
         .transaction()
         .await
         .map_err(|error| ControlError::database("starting the complete transaction", &error))?;
@@ -164,6 +164,8 @@ async fn complete_once(
     rebuild::check_before_contract(&transaction, &record.plan).await?;
     dependents::refuse_dependents(&transaction, &record.plan).await?;
     let meanings = remaining::Meanings::before(&transaction, &record.plan).await?;
+    let carried = rebuild::carried_settings(&transaction, &record.plan).await?;
+    let statistics = rebuild::held_statistics(&transaction, &record.plan).await?;
     for table_sync in &record.plan.syncs {
         let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);
         run_sql(
@@ -189,6 +191,9 @@ async fn complete_once(
         .await?;
     }
     catalog::retire_version(&transaction, &record.from).await?;
+    for step in &carried {
+        run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
+    }
     for step in &record.plan.complete {
         if let Some(skipped) = gone_partition(&transaction, step).await? {
             tracing::info!("{skipped}");
@@ -196,6 +201,16 @@ async fn complete_once(
         }
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
+    let analyze = rebuild::remake_statistics(&mut transaction, &statistics)
+        .await?
+        .into_iter()
+        .map(|relation| {
+            Step::new(
+                format!("gather the extended statistics made again on {relation}"),
+                format!("ANALYZE {relation}"),
+            )
+        })
+        .collect();
     if !record.plan.renames.is_empty() {
         follow_renames(&transaction, record, later, templates).await?;
     }
@@ -214,7 +229,7 @@ async fn complete_once(
         .commit()
         .await
         .map_err(|error| ControlError::database("committing the contract", &error))?;
-    Ok(())
+    Ok(analyze)
 }
 
 /// The first later migration whose recorded SQL (its validation, index, complete and rollback

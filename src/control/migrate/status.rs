@@ -300,6 +300,15 @@ impl fmt::Display for PlanReport {
             "migrate complete (one transaction, after the old version's views and triggers are dropped)",
             &plan.complete,
         )?;
+        for old in &plan.replaced {
+            if let Some(replacement) = &old.replacement {
+                writeln!(
+                    f,
+                    "-- and, before the old column goes: whatever comment, column privileges, statistics target and options {}.{}.{} has then are given to {}, and the extended statistics over it are made again (ANALYZE after the commit)",
+                    old.schema, old.table, old.column, replacement.column
+                )?;
+            }
+        }
         write_steps(f, "migrate complete, afterwards", &plan.complete_concurrent)?;
         write_steps(f, "migrate rollback, first", &plan.rollback_referencing)?;
         write_steps(f, "migrate rollback, then", &plan.rollback_concurrent)?;

@@ -5,12 +5,19 @@
 //! built again over the replacement under a name of the migration's own
 //! (`_vg_<version>_<name>`), and the contract gives it back its old name: indexes and unique
 //! constraints in [`indexes`], checks and foreign keys (the table's, and those into the
-//! column) in [`constraints`]. What cannot be rebuilt from the catalog alone is refused
+//! column) in [`constraints`]. What the column carries besides (its storage, comment,
+//! privileges and statistics settings) goes over in [`column_settings`], the extended
+//! statistics over it in [`statistics`]. What cannot be rebuilt from the catalog alone is refused
 //! before any change, naming the object; exclusion constraints are refused by
 //! `preconditions.rs`.
 
+mod column_settings;
 mod constraints;
 mod indexes;
+mod statistics;
+
+pub use column_settings::carried_settings;
+pub use statistics::{HeldStatistics, held_statistics, remake_statistics};
 
 use std::collections::BTreeMap;
 
@@ -35,6 +42,12 @@ const NOT_NULL_SHAPED: &str = "(k.contype = 'c'
               pg_catalog.quote_ident((SELECT a.attname FROM pg_catalog.pg_attribute a
                                        WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]))))";
 
+/// The table `$1`.`$2` and, if partitioned, every partition under it, as rows of (`relid`,
+/// `level`): `pg_partition_tree` alone gives no row for a table that is not partitioned.
+const TABLE_AND_PARTITIONS: &str = "(SELECT relid, level FROM pg_catalog.pg_partition_tree(
+                  pg_catalog.format('%I.%I', $1::text, $2::text)::regclass)
+          UNION SELECT pg_catalog.format('%I.%I', $1::text, $2::text)::regclass, 0)";
+
 /// The head of the catalog reads over a table's replaced columns: `t`, the table (`$1`.`$2`),
 /// and `replaced`, the attribute numbers of the columns named in `$3`.
 const REPLACED_COLUMNS: &str = "WITH t AS (
@@ -53,6 +66,7 @@ pub async fn rebuild_replaced(
     plan: &mut MigrationPlan,
 ) -> Result<(), MigrateError> {
     reown_sequences(client, plan).await?;
+    column_settings::plan_storage(client, plan).await?;
     for ((schema, table), positions) in replaced_by_table(plan) {
         let replaced: Vec<Replaced> = positions
             .iter()
