@@ -53,6 +53,7 @@ mod migrations_operations;
 mod migrations_partitioned;
 mod migrations_preconditions;
 mod migrations_proxy;
+mod migrations_publications;
 mod migrations_rebuild;
 mod migrations_refusals;
 mod migrations_session;

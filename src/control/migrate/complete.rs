@@ -18,6 +18,7 @@ use super::derive::{ColumnMap, MigrationPlan, Rename, Step, rename_physical, ren
 use super::error::MigrateError;
 use super::new_partitions::index_partitions_created_since;
 use super::progress::Logged;
+use super::publications::{self, Asked};
 use super::rebuild;
 use super::remaining;
 use super::state::{self, MigrationRecord, Phase};
@@ -163,6 +164,13 @@ async fn complete_once(
     catalog::try_apply_lock(&transaction).await?;
     rebuild::check_before_contract(&transaction, &record.plan).await?;
     dependents::refuse_dependents(&transaction, &record.plan).await?;
+    publications::refuse_unready_subscribers(
+        &transaction,
+        &record.plan,
+        record.migration.settings.subscribers_ready,
+        Asked::TheContract,
+    )
+    .await?;
     let meanings = remaining::Meanings::before(&transaction, &record.plan).await?;
     let carried = rebuild::carried_settings(&transaction, &record.plan).await?;
     let statistics = rebuild::held_statistics(&transaction, &record.plan).await?;

@@ -31,6 +31,7 @@ pub mod pace;
 pub mod preconditions;
 pub mod privileges;
 pub mod progress;
+pub mod publications;
 pub mod rebuild;
 pub mod remaining;
 pub mod rollback;

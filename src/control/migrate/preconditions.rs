@@ -17,6 +17,8 @@
 //!   foreign keys from and into the column on the replacement; an exclusion constraint
 //!   cannot be added without blocking writes for a whole index build, so such a migration is
 //!   refused.
+//! - A table a publication streams to logical subscribers, reshaped, stops a subscriber
+//!   whose table does not follow (`publications.rs`).
 //! - Each index build's undo (`DROP INDEX CONCURRENTLY IF EXISTS`) runs before the build, so
 //!   a name an index of the application's has is refused: the undo dropped it.
 
@@ -27,16 +29,27 @@ use std::collections::BTreeSet;
 use super::backfill_triggers;
 use super::derive::{Assign, ColumnMap, MigrationPlan, Replaced, TableSync, mentions};
 use super::error::MigrateError;
+use super::publications::{self, Asked};
+use super::settings::MigrationSettings;
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::probe::{self, Beyond};
 
-/// Refuses `plan` if running it would change data no client wrote.
+/// Refuses `plan` if running it would change data no client wrote, or stop a logical
+/// subscriber.
 pub async fn refuse_silent_damage(
     client: &impl GenericClient,
     plan: &MigrationPlan,
+    settings: MigrationSettings,
 ) -> Result<(), MigrateError> {
     refuse_taken_index_names(client, plan).await?;
+    publications::refuse_unready_subscribers(
+        client,
+        plan,
+        settings.subscribers_ready,
+        Asked::Everything,
+    )
+    .await?;
     for replaced in &plan.replaced {
         refuse_lost_indexes(client, &plan.version, replaced).await?;
     }

@@ -1,5 +1,6 @@
 //! How a migration runs, from its file's `[settings]` table: the backfill's batch size, pause,
-//! yielding to the application and waiting for the standbys, and how DDL waits for its locks. Every setting has a
+//! yielding to the application and waiting for the standbys, how DDL waits for its locks,
+//! and whether logical subscribers are ready for the new shape. Every setting has a
 //! default that suits a live application, so most files leave the table out.
 
 use std::time::Duration;
@@ -47,6 +48,11 @@ pub struct MigrationSettings {
         with = "millis"
     )]
     pub max_replica_lag: Duration,
+    /// Whether the logical subscribers of the publications streaming a table the migration
+    /// reshapes are ready for it (`publications.rs`): their tables have the new columns, or
+    /// they follow schema changes themselves. Without it such a migration is refused.
+    #[serde(default)]
+    pub subscribers_ready: bool,
 }
 
 impl Default for MigrationSettings {
@@ -58,6 +64,7 @@ impl Default for MigrationSettings {
             max_attempts: DEFAULT_MIGRATION_ATTEMPTS,
             yield_to_writers: true,
             max_replica_lag: DEFAULT_MAX_REPLICA_LAG,
+            subscribers_ready: false,
         }
     }
 }

@@ -278,7 +278,7 @@ pub async fn plan_against(
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;
-    preconditions::refuse_silent_damage(client, &plan).await?;
+    preconditions::refuse_silent_damage(client, &plan, migration.settings).await?;
     dependents::refuse_dependents(client, &plan).await?;
     Ok((from, plan))
 }

@@ -220,6 +220,9 @@ pub struct MigrationPlan {
     /// The unique constraints made of their partitions', for the partitions created since.
     #[serde(default)]
     pub partition_wise_constraints: Vec<PartitionWiseConstraint>,
+    /// The physical columns the expand adds, as (schema, table, column).
+    #[serde(default)]
+    pub added_columns: Vec<(String, String, String)>,
 }
 
 /// Derives the plan of `migration` from `from` (the previous version's definition) and the live
@@ -587,6 +590,13 @@ impl Deriver<'_> {
             built_indexes: self.plan_steps.built_indexes,
             partition_wise: self.plan_steps.partition_wise,
             partition_wise_constraints: self.plan_steps.partition_wise_constraints,
+            added_columns: (self.added_columns.iter())
+                .flat_map(|((schema, table), added)| {
+                    added
+                        .iter()
+                        .map(|(column, _)| (schema.clone(), table.clone(), column.clone()))
+                })
+                .collect(),
         })
     }
 }
