@@ -8,12 +8,11 @@ use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    at, base_columns, complete_now, rollback_now, seeded, start_text, start_watched, triggers,
+    KillAfter, at, base_columns, complete_now, rollback_now, seeded, start_killed, start_text,
+    start_watched, triggers,
 };
 use support::{exec, lines};
-use viewgate::control::migrate::start::start;
 use viewgate::control::migrate::{MigrationFile, Progress};
-use viewgate::control::templates::Templates;
 
 const ADD_KIND: &str = r#"
 version = "v2"
@@ -364,40 +363,13 @@ async fn a_schema_anyone_may_create_in_is_refused_before_any_change() {
         .expect("starts once no client may create there");
 }
 
-/// Progress that stops the run (by panicking its task) once `after` rows are done.
-struct KillAfter(u64);
-
-impl Progress for KillAfter {
-    fn step(&mut self, _description: &str) {}
-    fn backfill(&mut self, _table: &str, rows: u64, _estimate: u64, _rate: f64) {
-        assert!(rows < self.0, "killed mid-backfill");
-    }
-}
-
 #[tokio::test]
 async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_refused() {
     let database = seeded(1000).await;
     let text = format!("{ADD_KIND}\n[settings]\nbatch_size = 100\n");
     let path = database.spec_file("0002.toml", &text);
     let file = MigrationFile::load(&path).unwrap();
-    let mut client = database.client().await;
-    let templates = Templates::built_in();
-    let mut kill = KillAfter(300);
-    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(start(
-        &mut client,
-        &file,
-        &templates,
-        &mut kill,
-    )))
-    .await;
-    // A killed process's session ends and Postgres releases its locks; the panic left this
-    // session open, so release them as its end would.
-    client
-        .batch_execute("SELECT pg_advisory_unlock_all()")
-        .await
-        .unwrap();
-    drop(client);
-    assert!(killed.is_err(), "the run was killed");
+    start_killed(&database, &file, &mut KillAfter(300)).await;
     let done: i64 = database
         .admin("SELECT (backfill -> 'public.models' ->> 'rows')::bigint FROM viewgate.migrations")
         .parse()

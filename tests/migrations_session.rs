@@ -11,8 +11,10 @@
 use crate::migration_support;
 
 use crate::support::Database;
-use migration_support::{complete_now, seeded, seeded_on, start_text, start_watched};
-use viewgate::control::migrate::Progress;
+use migration_support::{
+    KillAfter, complete_now, seeded, seeded_on, start_killed, start_text, start_watched,
+};
+use viewgate::control::migrate::{MigrationFile, Progress};
 use viewgate::pg_cluster::ClusterOptions;
 
 /// The migration's session runs at read committed and with no statement, idle-session (or,
@@ -380,5 +382,59 @@ up = "value * 2"
             "SELECT count(*) FILTER (WHERE doubled IS DISTINCT FROM value * 2) FROM readings"
         ),
         "0"
+    );
+}
+
+/// The backfill's cursor is a key printed as text in one run and read back in the next: a
+/// date printed under a day-first `DateStyle` (`11/02/2025`) and read back after the
+/// database's style became month-first is the second of November, and a resumed backfill
+/// started there, the rows between left unfilled. The migration's session prints dates in
+/// ISO, which reads back the same under any style.
+#[tokio::test]
+async fn a_resumed_backfill_reads_its_date_cursor_back_whatever_the_date_style_became() {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE public.days (day date PRIMARY KEY, value integer NOT NULL);
+         INSERT INTO days SELECT DATE '2024-04-18' + n, n FROM generate_series(0, 999) AS n;
+         ALTER DATABASE postgres SET DateStyle = 'SQL, DMY'",
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "days"
+key = ["day"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "days"
+columns = ["day", "value"]
+"#,
+        )
+        .await;
+    let text = r#"version = "v2"
+from = "v1"
+[settings]
+batch_size = 100
+[[operations]]
+op = "add_column"
+table = "days"
+column = { name = "doubled", type = "integer" }
+up = "value * 2"
+"#;
+    let file = MigrationFile::load(&database.spec_file("0002.toml", text)).expect("loads");
+    start_killed(&database, &file, &mut KillAfter(300)).await;
+    // The three batches done end on 2025-02-11.
+    database.admin("ALTER DATABASE postgres SET DateStyle = 'SQL, MDY'");
+    let outcome = start_text(&database, "0002.toml", text)
+        .await
+        .expect("resumes");
+    assert_eq!(outcome.how, "resumed");
+    assert_eq!(
+        database
+            .admin("SELECT count(*) FILTER (WHERE doubled IS DISTINCT FROM value * 2) FROM days"),
+        "0",
+        "every row is filled"
     );
 }

@@ -116,3 +116,33 @@ type = "{sql_type}"
 "#
     )
 }
+
+/// A progress that kills `migrate start` (a panic) once the backfill has committed this many
+/// rows, as a process killed between batches.
+pub struct KillAfter(pub u64);
+
+impl Progress for KillAfter {
+    fn step(&mut self, _description: &str) {}
+    fn backfill(&mut self, _table: &str, rows: u64, _estimate: u64, _rate: f64) {
+        assert!(rows < self.0, "killed mid-backfill");
+    }
+}
+
+/// Runs `migrate start` of `file` on a session of its own until `kill` kills it, then ends
+/// what the killed process's session held (its advisory locks).
+pub async fn start_killed(database: &Database, file: &MigrationFile, kill: &mut KillAfter) {
+    let mut client = database.client().await;
+    let templates = Templates::built_in();
+    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(start(
+        &mut client,
+        file,
+        &templates,
+        kill,
+    )))
+    .await;
+    client
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .expect("locks released");
+    assert!(killed.is_err(), "the run was killed");
+}

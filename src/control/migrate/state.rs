@@ -252,10 +252,19 @@ pub async fn save_plan(
 /// The backfill's cursor and high-water mark are keys printed as text and read back: an
 /// `extra_float_digits` of 0 or less rounds a float to 15 digits, and keys differing past them
 /// read back as one (nine rows of ten left unfilled, the migration reported done); above 0,
-/// every float prints exactly, as by default.
+/// every float prints exactly, as by default. Likewise a date key printed under a day-first
+/// `DateStyle` (`11/02/2025`) and read back by a resumed run after the style became
+/// month-first was the second of November, and the rows between were left unfilled: dates
+/// print in ISO (`SET DateStyle = ISO` changes the output alone; the field order stays the
+/// database's, so a cursor an earlier build printed reads back as it did), intervals in
+/// Postgres's own style, which reads back alike whatever the style (`sql_standard` changes
+/// what a leading sign applies to). An `up` that makes text of a date sees ISO too, as most
+/// drivers' sessions do.
 const SESSION_SETTINGS: &str = "SET statement_timeout = 0;
     SET idle_session_timeout = 0;
     SET extra_float_digits = 3;
+    SET DateStyle = ISO;
+    SET IntervalStyle = postgres;
     SET default_transaction_isolation = 'read committed';
     SELECT pg_catalog.set_config('transaction_timeout', '0', false)
      WHERE pg_catalog.current_setting('server_version_num')::int >= 170000";
