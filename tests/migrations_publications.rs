@@ -4,13 +4,11 @@
 //! WAL); a publication with a column list streams no added column; `migrate complete` asks
 //! again for its renames. Against real Postgres clusters, a real subscriber among them.
 
-use std::time::{Duration, Instant};
-
 use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    BASE, at, base_columns, complete_now, seeded, seeded_on, start_text, triggers,
+    BASE, at, base_columns, complete_now, seeded, seeded_on, start_text, triggers, wait_until,
 };
 use support::exec;
 use viewgate::control::migrate::MigrateError;
@@ -33,14 +31,6 @@ fn refusal(result: Result<impl std::fmt::Debug, MigrateError>) -> String {
     match result {
         Err(error @ MigrateError::Refused { .. }) => error.to_string(),
         other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -78,7 +68,7 @@ async fn a_published_table_is_refused_until_its_subscribers_are_ready() {
         "CREATE SUBSCRIPTION models_in CONNECTION '{}' PUBLICATION models_out",
         database.cluster.admin_conninfo("postgres")
     ));
-    wait_for("the subscriber has the table's rows", || {
+    wait_until("the subscriber has the table's rows", || {
         on_subscriber("SELECT count(*) FROM models") == "100"
     });
     start_text(&database, "0002.toml", &ready(LABELLED))
@@ -90,7 +80,7 @@ async fn a_published_table_is_refused_until_its_subscribers_are_ready() {
         "INSERT INTO models_v1 (name, size) VALUES ('after', 1)",
     )
     .await;
-    wait_for("the subscriber has every row labelled", || {
+    wait_until("the subscriber has every row labelled", || {
         on_subscriber("SELECT count(*) FILTER (WHERE label = upper(name)) FROM models") == "101"
     });
     assert_eq!(

@@ -11,7 +11,7 @@ use crate::common;
 use crate::migration_support;
 
 use common::viewgate_binary;
-use migration_support::{seeded, seeded_on, start_watched};
+use migration_support::{seeded, seeded_on, start_watched, wait_until};
 use viewgate::control::migrate::Progress;
 use viewgate::control::migrate::standbys::StandbyWatch;
 use viewgate::control::migrate::state::Pacing;
@@ -42,14 +42,6 @@ impl Progress for Waits {
     fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
     fn pacing(&mut self, _table: &str, pacing: &Pacing) {
         self.0.extend(pacing.waiting_for_standby.clone());
-    }
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

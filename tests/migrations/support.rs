@@ -146,3 +146,15 @@ pub async fn start_killed(database: &Database, file: &MigrationFile, kill: &mut 
         .expect("locks released");
     assert!(killed.is_err(), "the run was killed");
 }
+
+/// Waits (30 s at most) until `done`, checked every 50 ms.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

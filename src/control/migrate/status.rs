@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use super::derive::{MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::rebuild;
 use super::start::plan_against;
 use super::state::{self, Checkpoint, Pacing};
 use super::sync;
@@ -300,14 +301,12 @@ impl fmt::Display for PlanReport {
             "migrate complete (one transaction, after the old version's views and triggers are dropped)",
             &plan.complete,
         )?;
-        for old in &plan.replaced {
-            if let Some(replacement) = &old.replacement {
-                writeln!(
-                    f,
-                    "-- and, before the old column goes: whatever comment, column privileges, statistics target and options {}.{}.{} has then are given to {}, and the extended statistics over it are made again (ANALYZE after the commit)",
-                    old.schema, old.table, old.column, replacement.column
-                )?;
-            }
+        for (old, replacement) in rebuild::replacements(plan) {
+            writeln!(
+                f,
+                "-- and, before the old column goes: whatever comment, column privileges, statistics target and options {}.{}.{} has then are given to {}, and the extended statistics over it are made again (ANALYZE after the commit)",
+                old.schema, old.table, old.column, replacement.column
+            )?;
         }
         write_steps(f, "migrate complete, afterwards", &plan.complete_concurrent)?;
         write_steps(f, "migrate rollback, first", &plan.rollback_referencing)?;

@@ -15,7 +15,7 @@ use tokio_postgres::GenericClient;
 
 use super::super::derive::{MigrationPlan, Replaced, Replacement, Step};
 use super::super::error::MigrateError;
-use super::TABLE_AND_PARTITIONS;
+use super::{TABLE_AND_PARTITIONS, replacements};
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 
@@ -31,10 +31,7 @@ pub(super) async fn plan_storage(
     plan: &mut MigrationPlan,
 ) -> Result<(), MigrateError> {
     let mut steps = Vec::new();
-    for old in &plan.replaced {
-        let Some(replacement) = &old.replacement else {
-            continue;
-        };
+    for (old, replacement) in replacements(plan) {
         let row = client
             .query_opt(
                 "SELECT CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END,
@@ -103,10 +100,7 @@ pub async fn carried_settings(
     plan: &MigrationPlan,
 ) -> Result<Vec<Step>, MigrateError> {
     let mut steps = Vec::new();
-    for old in &plan.replaced {
-        let Some(replacement) = &old.replacement else {
-            continue;
-        };
+    for (old, replacement) in replacements(plan) {
         let rows = client
             .query(
                 &format!(

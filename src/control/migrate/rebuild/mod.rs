@@ -151,10 +151,7 @@ async fn reown_sequences(
     plan: &mut MigrationPlan,
 ) -> Result<(), MigrateError> {
     let mut steps = Vec::new();
-    for old in &plan.replaced {
-        let Some(replacement) = &old.replacement else {
-            continue;
-        };
+    for (old, replacement) in replacements(plan) {
         let table = quote_qualified(&old.schema, &old.table);
         let row = client
             .query_one(
@@ -311,6 +308,13 @@ pub async fn check_before_contract(
         }
     }
     Ok(())
+}
+
+/// Each old column the plan replaces by one new column (not a split or merged one), with it.
+pub fn replacements(plan: &MigrationPlan) -> impl Iterator<Item = (&Replaced, &Replacement)> {
+    plan.replaced
+        .iter()
+        .filter_map(|old| Some((old, old.replacement.as_ref()?)))
 }
 
 /// The positions of `plan.replaced`, by base table.

@@ -11,7 +11,7 @@ use tokio_postgres::GenericClient;
 
 use super::super::derive::{MigrationPlan, over_physical, translatable};
 use super::super::error::MigrateError;
-use super::TABLE_AND_PARTITIONS;
+use super::{TABLE_AND_PARTITIONS, replacements};
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 
@@ -44,10 +44,7 @@ pub async fn held_statistics(
     plan: &MigrationPlan,
 ) -> Result<Vec<HeldStatistics>, MigrateError> {
     let mut held = Vec::new();
-    for old in &plan.replaced {
-        if old.replacement.is_none() {
-            continue;
-        }
+    for (old, _) in replacements(plan) {
         let rows = client
             .query(
                 &format!(
@@ -121,10 +118,7 @@ pub async fn held_statistics(
             })?;
         let mut names: Vec<(String, i16)> =
             rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-        for old in &plan.replaced {
-            let Some(replacement) = &old.replacement else {
-                continue;
-            };
+        for (old, replacement) in replacements(plan) {
             let number = |name: &str| {
                 names
                     .iter()
