@@ -8,7 +8,8 @@ use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    BASE, at, base_columns, complete_now, seeded, seeded_on, start_text, triggers, wait_until,
+    BASE, at, base_columns, complete_now, seeded, seeded_publisher, start_text, triggers,
+    wait_until,
 };
 use support::exec;
 use viewgate::control::migrate::MigrateError;
@@ -36,14 +37,7 @@ fn refusal(result: Result<impl std::fmt::Debug, MigrateError>) -> String {
 
 #[tokio::test]
 async fn a_published_table_is_refused_until_its_subscribers_are_ready() {
-    let database = seeded_on(
-        &ClusterOptions {
-            settings: vec!["wal_level = logical".into()],
-            ..Default::default()
-        },
-        100,
-    )
-    .await;
+    let database = seeded_publisher(100).await;
     database.admin("CREATE PUBLICATION models_out FOR TABLE models");
     let columns_before = base_columns(&database);
 
@@ -92,14 +86,7 @@ async fn a_published_table_is_refused_until_its_subscribers_are_ready() {
 
 #[tokio::test]
 async fn a_publication_with_a_column_list_streams_no_added_column() {
-    let database = seeded_on(
-        &ClusterOptions {
-            settings: vec!["wal_level = logical".into()],
-            ..Default::default()
-        },
-        20,
-    )
-    .await;
+    let database = seeded_publisher(20).await;
     database.admin("CREATE PUBLICATION models_out FOR TABLE models (id, name, size)");
     start_text(&database, "0002.toml", LABELLED)
         .await

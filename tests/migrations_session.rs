@@ -12,7 +12,8 @@ use crate::migration_support;
 
 use crate::support::Database;
 use migration_support::{
-    KillAfter, complete_now, seeded, seeded_on, start_killed, start_text, start_watched,
+    KillAfter, complete_now, one_table_at_v1, seeded, seeded_on, start_killed, start_text,
+    start_watched,
 };
 use viewgate::control::migrate::{MigrationFile, Progress};
 use viewgate::pg_cluster::ClusterOptions;
@@ -345,21 +346,7 @@ async fn float_keys_are_read_back_exactly_whatever_the_output_settings() {
         "10:1",
         "the keys are distinct, and print alike under the database's settings"
     );
-    database
-        .apply_text(
-            r#"
-[[tables]]
-name = "readings"
-key = ["at"]
-
-[[versions]]
-name = "v1"
-[[versions.tables]]
-base = "readings"
-columns = ["at", "value"]
-"#,
-        )
-        .await;
+    one_table_at_v1(&database, "readings", "at", &["at", "value"]).await;
     let outcome = start_text(
         &database,
         "0002.toml",
@@ -398,21 +385,7 @@ async fn a_resumed_backfill_reads_its_date_cursor_back_whatever_the_date_style_b
          INSERT INTO days SELECT DATE '2024-04-18' + n, n FROM generate_series(0, 999) AS n;
          ALTER DATABASE postgres SET DateStyle = 'SQL, DMY'",
     );
-    database
-        .apply_text(
-            r#"
-[[tables]]
-name = "days"
-key = ["day"]
-
-[[versions]]
-name = "v1"
-[[versions.tables]]
-base = "days"
-columns = ["day", "value"]
-"#,
-        )
-        .await;
+    one_table_at_v1(&database, "days", "day", &["day", "value"]).await;
     let text = r#"version = "v2"
 from = "v1"
 [settings]

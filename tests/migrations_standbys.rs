@@ -11,7 +11,7 @@ use crate::common;
 use crate::migration_support;
 
 use common::viewgate_binary;
-use migration_support::{seeded, seeded_on, start_watched, wait_until};
+use migration_support::{seeded, seeded_publisher, start_watched, wait_until};
 use viewgate::control::migrate::Progress;
 use viewgate::control::migrate::standbys::StandbyWatch;
 use viewgate::control::migrate::state::Pacing;
@@ -130,14 +130,7 @@ async fn the_backfill_waits_for_a_standby_that_falls_behind() {
 /// (SIGSTOP, while its walsender streams on) does not make the backfill wait.
 #[tokio::test]
 async fn a_logical_subscriber_that_stops_confirming_is_not_waited_for() {
-    let database = seeded_on(
-        &ClusterOptions {
-            settings: vec!["wal_level = logical".into()],
-            ..Default::default()
-        },
-        5000,
-    )
-    .await;
+    let database = seeded_publisher(5000).await;
     database.admin(
         "CREATE TABLE public.audit (id integer PRIMARY KEY);
          CREATE PUBLICATION audit FOR TABLE audit",

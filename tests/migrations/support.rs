@@ -49,6 +49,30 @@ pub async fn seeded_on(options: &ClusterOptions, rows: usize) -> Database {
     database
 }
 
+/// [`seeded`] on a cluster whose WAL carries logical decoding, so that it can publish.
+pub async fn seeded_publisher(rows: usize) -> Database {
+    seeded_on(
+        &ClusterOptions {
+            settings: vec!["wal_level = logical".into()],
+            ..Default::default()
+        },
+        rows,
+    )
+    .await
+}
+
+/// Applies a spec whose one managed table `table`, keyed by `key`, has `columns` at v1.
+pub async fn one_table_at_v1(database: &Database, table: &str, key: &str, columns: &[&str]) {
+    let columns: Vec<String> = columns.iter().map(|column| format!("{column:?}")).collect();
+    database
+        .apply_text(&format!(
+            "[[tables]]\nname = {table:?}\nkey = [{key:?}]\n\n[[versions]]\nname = \"v1\"\n\
+             [[versions.tables]]\nbase = {table:?}\ncolumns = [{}]\n",
+            columns.join(", ")
+        ))
+        .await;
+}
+
 /// A client at `version`, as the proxy would make it.
 pub async fn at(database: &Database, version: &str) -> Client {
     let client = database.client().await;
