@@ -411,3 +411,63 @@ up = "value * 2"
         "every row is filled"
     );
 }
+
+/// When every attempt of the expand, or of the contract, times out on its lock, the error
+/// names the sessions that held the table: here a report idle in its transaction.
+#[tokio::test]
+async fn a_lock_given_up_on_names_who_held_the_table() {
+    let database = seeded(20).await;
+    let text = r#"version = "v2"
+from = "v1"
+[settings]
+max_attempts = 2
+lock_timeout_ms = 20
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text" }
+up = "upper(name)"
+"#;
+    let report = database.client().await;
+    let hold = async || {
+        report
+            .batch_execute(
+                "SET application_name = 'nightly_report'; BEGIN; SELECT count(*) FROM models",
+            )
+            .await
+            .expect("the report reads");
+    };
+    let pid: i32 = report
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let named = format!(
+        "held as the last attempt gave up by pid {pid} (nightly_report, user postgres, idle in transaction, in a transaction for "
+    );
+    hold().await;
+    let refused = start_text(&database, "0002.toml", text)
+        .await
+        .expect_err("the report holds the table")
+        .to_string();
+    for expected in [
+        "gave up after 2 attempts",
+        named.as_str(),
+        "AccessShareLock on public.models): SET application_name = 'nightly_report'; BEGIN; SELECT count(*) FROM models",
+    ] {
+        assert!(refused.contains(expected), "{expected} in: {refused}");
+    }
+    report.batch_execute("COMMIT").await.expect("commits");
+    start_text(&database, "0002.toml", text)
+        .await
+        .expect("starts once the report is done");
+
+    hold().await;
+    let refused = complete_now(&database)
+        .await
+        .expect_err("the report holds the table")
+        .to_string();
+    assert!(refused.contains(&named), "{named} in: {refused}");
+    report.batch_execute("COMMIT").await.expect("commits");
+    complete_now(&database).await.expect("completes");
+}

@@ -16,6 +16,7 @@ use super::autovacuum;
 use super::dependents;
 use super::derive::{ColumnMap, MigrationPlan, Rename, Step, rename_physical, rename_table_name};
 use super::error::MigrateError;
+use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
 use super::progress::Logged;
 use super::publications::{self, Asked};
@@ -128,7 +129,10 @@ async fn complete_locked(
         complete_once(client, record, &later, templates).await
     })
     .await;
-    let analyze = attempted.result?;
+    let analyze = match attempted.result {
+        Ok(analyze) => analyze,
+        Err(error) => return Err(lock_holders::name_holders(client, &tables, error).await),
+    };
     // After the contract's commit: a failure here cannot undo it, so it says what is left.
     for step in record.plan.complete_concurrent.iter().chain(&analyze) {
         run_alone(client, settings, &step.description, &[&step.sql])

@@ -25,6 +25,7 @@ pub mod directory;
 pub mod error;
 pub mod file;
 pub mod fragment;
+pub mod lock_holders;
 pub mod new_partitions;
 pub mod operation;
 pub mod pace;

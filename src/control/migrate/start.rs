@@ -28,6 +28,7 @@ use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
 use super::operation::dropped_indexes;
 use super::preconditions;
@@ -112,7 +113,7 @@ async fn start_locked(
         None => {
             progress.step("expand");
             let settings = migration.settings;
-            let tables = tables_of(client, &migration.from).await?;
+            let tables = lock_holders::tables_of(client, &migration.from).await?;
             let mut attempts = 0;
             let attempted =
                 with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
@@ -126,6 +127,7 @@ async fn start_locked(
             let record = match attempted.result {
                 Ok(record) => record,
                 Err(error) => {
+                    let error = lock_holders::name_holders(client, &tables, error).await;
                     record_refusal(client, templates, file, &error, attempted.attempts).await;
                     return Err(error);
                 }
@@ -293,21 +295,6 @@ async fn old_side(
         .into_keys()
         .filter(|version| version != new_version)
         .collect())
-}
-
-/// The base tables of `version`'s recorded definition, (schema, name): what the expand takes
-/// locks on (none if the catalog has no definition, which the expand then refuses).
-async fn tables_of(client: &Client, version: &str) -> Result<Vec<(String, String)>, MigrateError> {
-    Ok(definition::load(client, version)
-        .await?
-        .map(|definition| {
-            definition
-                .tables
-                .into_iter()
-                .map(|table| (table.schema, table.name))
-                .collect()
-        })
-        .unwrap_or_default())
 }
 
 async fn expand(
