@@ -425,7 +425,8 @@ async fn a_killed_backfill_resumes_from_its_checkpoint_and_a_changed_file_is_ref
         .unwrap_err()
         .to_string();
     assert!(
-        refused.contains("UPDATE trigger(s) keep") && refused.contains("nothing was changed"),
+        refused.contains("UPDATE trigger(s) or rule(s) keep")
+            && refused.contains("nothing was changed"),
         "{refused}"
     );
     assert_eq!(

@@ -625,7 +625,7 @@ async fn a_trigger_on_one_partition_alone_counts() {
         .unwrap_err()
         .to_string();
     assert!(
-        refused.contains("UPDATE trigger(s) january_only (enabled ALWAYS"),
+        refused.contains("UPDATE trigger(s) or rule(s) january_only (enabled ALWAYS"),
         "{refused}"
     );
 }

@@ -90,7 +90,7 @@ async fn the_backfill_runs_in_replica_mode_past_the_applications_update_triggers
         .to_string();
     for expected in [
         "table public.models",
-        "UPDATE trigger(s) always (enabled ALWAYS or REPLICA",
+        "UPDATE trigger(s) or rule(s) always (enabled ALWAYS or REPLICA",
         "ENABLE TRIGGER <name>",
         "nothing was changed",
     ] {
@@ -100,7 +100,7 @@ async fn the_backfill_runs_in_replica_mode_past_the_applications_update_triggers
     assert!(
         plan_text(&database, ADD_DOUBLED)
             .await
-            .contains("UPDATE trigger(s) always"),
+            .contains("UPDATE trigger(s) or rule(s) always"),
         "migrate plan shows the refusal"
     );
 
@@ -268,7 +268,7 @@ async fn without_replica_mode_the_applications_update_triggers_are_refused() {
         .to_string();
     for expected in [
         "table public.t",
-        "UPDATE trigger(s) touch",
+        "UPDATE trigger(s) or rule(s) touch",
         "UPDATE OF <its columns>",
         "WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM 'viewgate_backfill')",
         "GRANT SET ON PARAMETER session_replication_role TO <role>",
@@ -369,4 +369,125 @@ down = { name = "label" }
     )
     .await
     .expect("a column without index or constraint is altered");
+}
+
+/// A migration to v2 adding `shout`, filled from `payload`, to table `events`, ten rows a batch.
+const SHOUTED: &str = r#"version = "v2"
+from = "v1"
+[settings]
+batch_size = 10
+[[operations]]
+op = "add_column"
+table = "events"
+column = { name = "shout", type = "text" }
+up = "upper(payload)"
+"#;
+
+/// `events`, 100 rows whose `code` repeats and is NULL in ten of them, its spec declaring
+/// `code` the key, after `setup`.
+async fn events_keyed_by_code(setup: &str) -> Database {
+    let database = Database::start();
+    database.admin(&format!(
+        "CREATE TABLE public.events (code text, payload text NOT NULL);
+         INSERT INTO events
+             SELECT CASE WHEN n % 10 = 0 THEN NULL ELSE 'c' || (n % 7) END, 'p' || n
+               FROM generate_series(1, 100) AS n;
+         {setup}"
+    ));
+    migration_support::one_table_at_v1(&database, "events", "code", &["code", "payload"]).await;
+    database
+}
+
+/// The backfill walks rows in key order from the last key it filled: a key two rows share
+/// lets it pass over one at a batch's edge, and a NULL key is never reached (a nullable key
+/// failed the expand on its NULL high-water mark). Without a primary key, the spec's key must
+/// be NOT NULL and unique; with one, the backfill walks by it whatever the spec declares.
+#[tokio::test]
+async fn the_backfill_walks_only_by_a_key_that_names_each_row_once() {
+    let nullable = events_keyed_by_code("").await;
+    let refused = start_text(&nullable, "0002.toml", SHOUTED)
+        .await
+        .expect_err("a nullable key")
+        .to_string();
+    assert!(
+        refused.contains("has no primary key, and the backfill would walk its rows by the spec's key (code), but its column(s) code may be NULL"),
+        "{refused}"
+    );
+    assert_eq!(
+        nullable.admin("SELECT count(*) FROM pg_attribute WHERE attrelid = 'events'::regclass AND attname = 'shout'"),
+        "0",
+        "nothing changed"
+    );
+
+    let shared = events_keyed_by_code(
+        "UPDATE events SET code = 'none' WHERE code IS NULL;
+         ALTER TABLE events ALTER COLUMN code SET NOT NULL",
+    )
+    .await;
+    let refused = start_text(&shared, "0002.toml", SHOUTED)
+        .await
+        .expect_err("a key rows share")
+        .to_string();
+    assert!(
+        refused.contains("but no unique index lies within it, so two rows may share it"),
+        "{refused}"
+    );
+
+    let keyed =
+        events_keyed_by_code("ALTER TABLE events ADD COLUMN id bigserial PRIMARY KEY").await;
+    let outcome = start_text(&keyed, "0002.toml", SHOUTED)
+        .await
+        .expect("walks by the primary key");
+    assert_eq!(outcome.rows_backfilled, 100);
+    assert_eq!(
+        keyed.admin(
+            "SELECT count(*) FILTER (WHERE shout IS DISTINCT FROM upper(payload)) FROM events"
+        ),
+        "0"
+    );
+}
+
+/// An `ON UPDATE` rule is rewritten into the backfill's UPDATE as a trigger fires for it (`DO
+/// ALSO` writes a row per row, `DO INSTEAD` replaces the batch): one enabled ALWAYS is refused,
+/// one enabled the ordinary way is skipped in replica mode and still serves the clients.
+#[tokio::test]
+async fn the_applications_update_rules_count_as_its_triggers() {
+    let database = seeded(30).await;
+    let columns = base_columns(&database);
+    database.admin(
+        "CREATE TABLE audit_log (id bigint);
+         CREATE RULE models_audit AS ON UPDATE TO models DO ALSO INSERT INTO audit_log VALUES (OLD.id);
+         CREATE RULE models_frozen AS ON UPDATE TO models WHERE OLD.size < 0 DO INSTEAD NOTHING;
+         ALTER TABLE models ENABLE ALWAYS RULE models_audit",
+    );
+    let refused = start_text(&database, "0002.toml", ADD_DOUBLED)
+        .await
+        .expect_err("a rule that fires in replica mode")
+        .to_string();
+    assert!(
+        refused
+            .contains("UPDATE trigger(s) or rule(s) rule models_audit (enabled ALWAYS or REPLICA"),
+        "{refused}"
+    );
+    assert_unchanged(&database, &columns);
+
+    database.admin("ALTER TABLE models ENABLE RULE models_audit");
+    let outcome = start_text(&database, "0002.toml", ADD_DOUBLED)
+        .await
+        .expect("backfills in replica mode, past the rules");
+    assert_eq!(outcome.rows_backfilled, 30);
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FILTER (WHERE doubled = size * 2) || ' ' || (SELECT count(*) FROM audit_log) FROM models"
+        ),
+        "30 0",
+        "every row filled, no audit row written for the backfill"
+    );
+    let v1 = at(&database, "v1").await;
+    crate::support::exec(&v1, "UPDATE models_v1 SET size = 7 WHERE id = 1").await;
+    assert_eq!(
+        database.admin("SELECT string_agg(id::text, ',') FROM audit_log"),
+        "1",
+        "a client's update is audited as before"
+    );
 }

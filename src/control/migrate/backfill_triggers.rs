@@ -13,6 +13,11 @@
 //! writer by its WHEN clause never fires for the backfill. The triggers of every partition
 //! count: a trigger made on one partition alone fires for the rows the backfill routes there.
 //!
+//! An `ON UPDATE` rule is the same, or worse: `DO ALSO` writes a row per row, `DO INSTEAD`
+//! replaces the batch's UPDATE and leaves the rows unfilled. Rules are enabled as triggers are
+//! (`ENABLE ALWAYS RULE`), and replica mode skips the ordinary ones alike; they are counted
+//! with the triggers, as `rule <name>`.
+//!
 //! Replica mode also skips Postgres's own foreign-key triggers: the backfill changes no key,
 //! and a foreign key on a new column is added NOT VALID and validated after the backfill.
 
@@ -45,11 +50,13 @@ async fn firing(
     schema: &str,
     table: &str,
 ) -> Result<Firing, ControlError> {
-    // tgtype bit 16 is UPDATE. 'O' fires in an ordinary session, 'R' in replica mode, 'A' in
-    // both. pg_partition_tree lists nothing for a table that is not partitioned.
+    // tgtype bit 16 is UPDATE, a rule's ev_type '2'. 'O' fires in an ordinary session, 'R' in
+    // replica mode, 'A' in both (rules are enabled as triggers are). pg_partition_tree lists
+    // nothing for a table that is not partitioned.
     let rows = client
         .query(
-            "SELECT DISTINCT t.tgname::text, t.tgenabled::text
+            "SELECT DISTINCT name, enabled FROM (
+             SELECT t.tgname::text AS name, t.tgenabled::text AS enabled
                FROM pg_catalog.pg_trigger t
                JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
@@ -63,6 +70,15 @@ async fn firing(
                 AND pn.nspname <> $3
                 AND (t.tgqual IS NULL
                      OR pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid), $4) = 0)
+             UNION ALL
+             SELECT 'rule ' || r.rulename::text, r.ev_enabled::text
+               FROM pg_catalog.pg_rewrite r
+              WHERE (r.ev_class = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
+                     OR r.ev_class IN (
+                        SELECT tree.relid FROM pg_catalog.pg_partition_tree(
+                            pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))) AS tree))
+                AND r.ev_type = '2' AND r.rulename <> '_RETURN' AND r.ev_enabled IN ('O', 'A', 'R')
+             ) AS firing
               ORDER BY 1",
             &[
                 &schema,
@@ -151,10 +167,10 @@ pub async fn refuse_firing(
     Err(MigrateError::Unsafe {
         version: version.to_owned(),
         table: format!("{schema}.{table}"),
-        objects: format!("UPDATE trigger(s) {}{how}", names.join(", ")),
+        objects: format!("UPDATE trigger(s) or rule(s) {}{how}", names.join(", ")),
         problem: "the backfill fills the new columns with an UPDATE of every existing row, which fires them: they would change rows no client wrote (an updated_at touch, a normalisation, an audit row per row)".into(),
         remedy: format!(
-            "restrict each to the columns it is about (`UPDATE OF <its columns>`: the backfill writes only new columns), or give it `WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM {})`{replica_remedy}, then start again",
+            "restrict each trigger to the columns it is about (`UPDATE OF <its columns>`: the backfill writes only new columns), or give it `WHEN (current_setting('viewgate.version', true) IS DISTINCT FROM {})`; drop or disable a rule for the migration's time{replica_remedy}, then start again",
             quote_literal(BACKFILL_WRITER)
         ),
     })

@@ -19,6 +19,8 @@
 //!   refused.
 //! - A table a publication streams to logical subscribers, reshaped, stops a subscriber
 //!   whose table does not follow (`publications.rs`).
+//! - A backfill walking by a key two rows share, or a NULL key, passes over rows: without a
+//!   primary key, the spec's key must be NOT NULL and unique.
 //! - Each index build's undo (`DROP INDEX CONCURRENTLY IF EXISTS`) runs before the build, so
 //!   a name an index of the application's has is refused: the undo dropped it.
 
@@ -27,7 +29,7 @@ use tokio_postgres::GenericClient;
 use std::collections::BTreeSet;
 
 use super::backfill_triggers;
-use super::derive::{Assign, ColumnMap, MigrationPlan, Replaced, TableSync, mentions};
+use super::derive::{Assign, Backfill, ColumnMap, MigrationPlan, Replaced, TableSync, mentions};
 use super::error::MigrateError;
 use super::publications::{self, Asked};
 use super::settings::MigrationSettings;
@@ -54,6 +56,7 @@ pub async fn refuse_silent_damage(
         refuse_lost_indexes(client, &plan.version, replaced).await?;
     }
     for backfill in &plan.backfills {
+        refuse_unwalkable_key(client, &plan.version, backfill).await?;
         backfill_triggers::refuse_firing(client, &plan.version, backfill).await?;
         refuse_row_security(client, &plan.version, &backfill.schema, &backfill.table).await?;
     }
@@ -62,6 +65,60 @@ pub async fn refuse_silent_damage(
         refuse_names_beyond_the_version(client, &plan.version, sync, &computed).await?;
     }
     Ok(())
+}
+
+/// Refuses a backfill key that does not name each row once: the backfill walks rows in key
+/// order from the last key it filled, so a key two rows share lets the walk pass over one of
+/// them at a batch's edge, and a NULL key is never reached (a nullable key the spec declared,
+/// on a table without a primary key, failed the expand with a NULL high-water mark). Its
+/// columns must be NOT NULL and a valid unique index (no predicate, no expression) must lie
+/// within them.
+async fn refuse_unwalkable_key(
+    client: &impl GenericClient,
+    version: &str,
+    backfill: &Backfill,
+) -> Result<(), MigrateError> {
+    let key: Vec<&str> = backfill.key.iter().map(|(name, _)| name.as_str()).collect();
+    let row = client
+        .query_one(
+            "WITH t AS (SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text)) AS oid),
+                  k AS (SELECT a.attnum, a.attname, a.attnotnull FROM pg_catalog.pg_attribute a, t
+                         WHERE a.attrelid = t.oid AND a.attname = ANY($3::text[]) AND NOT a.attisdropped)
+             SELECT (SELECT pg_catalog.array_agg(k.attname::text ORDER BY k.attnum) FROM k WHERE NOT k.attnotnull),
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_index i, t
+                             WHERE i.indrelid = t.oid AND i.indisunique AND i.indisvalid
+                               AND i.indpred IS NULL AND i.indexprs IS NULL
+                               AND (SELECT pg_catalog.bool_and(c.attnum IN (SELECT k.attnum FROM k))
+                                      FROM pg_catalog.unnest(i.indkey::int2[]) AS c(attnum)))",
+            &[&backfill.schema, &backfill.table, &key],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!(
+                    "reading the key of {}.{}",
+                    backfill.schema, backfill.table
+                ),
+                &error,
+            )
+        })?;
+    let nullable: Option<Vec<String>> = row.get(0);
+    let unique: bool = row.get(1);
+    let problem = match (nullable, unique) {
+        (Some(nullable), _) => format!("its column(s) {} may be NULL", nullable.join(", ")),
+        (None, false) => "no unique index lies within it, so two rows may share it".to_owned(),
+        (None, true) => return Ok(()),
+    };
+    Err(MigrateError::Refused {
+        version: version.to_owned(),
+        operation: "the backfill".into(),
+        problem: format!(
+            "table {}.{} has no primary key, and the backfill would walk its rows by the spec's key ({}), but {problem}: a row could be passed over and left unfilled. Add a primary key, or make the key NOT NULL and unique, then start again",
+            backfill.schema,
+            backfill.table,
+            key.join(", ")
+        ),
+    })
 }
 
 /// The columns the version computes by a spec expression on `sync`'s table, with their

@@ -441,14 +441,17 @@ impl Deriver<'_> {
         managed: &ManagedTable,
         live: &BaseTable,
     ) -> Result<Vec<(String, String)>, MigrateError> {
-        let key = if managed.key.is_empty() {
-            &live.primary_key
-        } else {
+        // The backfill walks by the primary key where there is one, whatever key the spec
+        // declares for the views' triggers: that one need not be unique or NOT NULL
+        // (`preconditions.rs` checks it where the backfill must walk by it).
+        let key = if live.primary_key.is_empty() {
             &managed.key
+        } else {
+            &live.primary_key
         };
         if key.is_empty() {
             return Err(self.refuse(format!(
-                "table {}.{} has no primary key: the backfill walks rows by their key and cannot do so safely without one; add a primary key (or declare `key` in the spec) first",
+                "table {}.{} has no primary key: the backfill walks rows by their key and cannot do so safely without one; add a primary key (or declare a unique, NOT NULL `key` in the spec) first",
                 managed.schema, managed.name
             )));
         }
