@@ -398,8 +398,8 @@ async fn events_keyed_by_code(setup: &str) -> Database {
     database
 }
 
-/// The backfill walks rows in key order from the last key it filled: a key two rows share
-/// lets it pass over one at a batch's edge, and a NULL key is never reached (a nullable key
+/// The backfill walks rows in key order from the last key it filled: a NULL key is never
+/// reached, and a batch takes every row sharing one of its keys (a nullable key
 /// failed the expand on its NULL high-water mark). Without a primary key, the spec's key must
 /// be NOT NULL and unique; with one, the backfill walks by it whatever the spec declares.
 #[tokio::test]
@@ -429,7 +429,7 @@ async fn the_backfill_walks_only_by_a_key_that_names_each_row_once() {
         .expect_err("a key rows share")
         .to_string();
     assert!(
-        refused.contains("but no unique index lies within it, so two rows may share it"),
+        refused.contains("but no unique index lies within it, and a batch takes every row sharing one of its keys at once"),
         "{refused}"
     );
 

@@ -19,8 +19,9 @@
 //!   refused.
 //! - A table a publication streams to logical subscribers, reshaped, stops a subscriber
 //!   whose table does not follow (`publications.rs`).
-//! - A backfill walking by a key two rows share, or a NULL key, passes over rows: without a
-//!   primary key, the spec's key must be NOT NULL and unique.
+//! - A backfill walking by a NULL key never reaches its row, and one walking by a key many
+//!   rows share takes them all in one batch: without a primary key, the spec's key must be
+//!   NOT NULL and unique.
 //! - Each index build's undo (`DROP INDEX CONCURRENTLY IF EXISTS`) runs before the build, so
 //!   a name an index of the application's has is refused: the undo dropped it.
 
@@ -68,11 +69,12 @@ pub async fn refuse_silent_damage(
 }
 
 /// Refuses a backfill key that does not name each row once: the backfill walks rows in key
-/// order from the last key it filled, so a key two rows share lets the walk pass over one of
-/// them at a batch's edge, and a NULL key is never reached (a nullable key the spec declared,
-/// on a table without a primary key, failed the expand with a NULL high-water mark). Its
-/// columns must be NOT NULL and a valid unique index (no predicate, no expression) must lie
-/// within them.
+/// order from the last key it filled, so a NULL key is never reached (a nullable key the spec
+/// declared, on a table without a primary key, failed the expand on its NULL high-water
+/// mark), and a batch updates every row sharing one of its keys, however many: a key a
+/// million rows share is one batch of a million rows, one long transaction holding all their
+/// locks. Its columns must be NOT NULL and a valid unique index (no predicate, no expression)
+/// must lie within them.
 async fn refuse_unwalkable_key(
     client: &impl GenericClient,
     version: &str,
@@ -105,15 +107,18 @@ async fn refuse_unwalkable_key(
     let nullable: Option<Vec<String>> = row.get(0);
     let unique: bool = row.get(1);
     let problem = match (nullable, unique) {
-        (Some(nullable), _) => format!("its column(s) {} may be NULL", nullable.join(", ")),
-        (None, false) => "no unique index lies within it, so two rows may share it".to_owned(),
+        (Some(nullable), _) => format!(
+            "its column(s) {} may be NULL, and a row whose key is NULL is never reached",
+            nullable.join(", ")
+        ),
+        (None, false) => "no unique index lies within it, and a batch takes every row sharing one of its keys at once, however many (one long transaction holding their locks)".to_owned(),
         (None, true) => return Ok(()),
     };
     Err(MigrateError::Refused {
         version: version.to_owned(),
         operation: "the backfill".into(),
         problem: format!(
-            "table {}.{} has no primary key, and the backfill would walk its rows by the spec's key ({}), but {problem}: a row could be passed over and left unfilled. Add a primary key, or make the key NOT NULL and unique, then start again",
+            "table {}.{} has no primary key, and the backfill would walk its rows by the spec's key ({}), but {problem}. Add a primary key, or make the key NOT NULL and unique, then start again",
             backfill.schema,
             backfill.table,
             key.join(", ")
