@@ -46,6 +46,7 @@ mod migrations_backfill_writes;
 mod migrations_column_properties;
 mod migrations_dependents;
 mod migrations_directory;
+mod migrations_foreign_partitions;
 mod migrations_hostile_writers;
 mod migrations_names;
 mod migrations_not_null;

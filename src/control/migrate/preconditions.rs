@@ -22,6 +22,8 @@
 //! - A backfill walking by a NULL key never reaches its row, and one walking by a key many
 //!   rows share takes them all in one batch: without a primary key, the spec's key must be
 //!   NOT NULL and unique.
+//! - Columns added to a partitioned table reach a foreign partition's definition here and
+//!   not its remote table, where its rows' writes then fail.
 //! - Each index build's undo (`DROP INDEX CONCURRENTLY IF EXISTS`) runs before the build, so
 //!   a name an index of the application's has is refused: the undo dropped it.
 
@@ -46,6 +48,7 @@ pub async fn refuse_silent_damage(
     settings: MigrationSettings,
 ) -> Result<(), MigrateError> {
     refuse_taken_index_names(client, plan).await?;
+    refuse_foreign_partitions(client, plan).await?;
     publications::refuse_unready_subscribers(
         client,
         plan,
@@ -64,6 +67,50 @@ pub async fn refuse_silent_damage(
     for sync in &plan.syncs {
         let computed = computed_columns(plan, sync);
         refuse_names_beyond_the_version(client, &plan.version, sync, &computed).await?;
+    }
+    Ok(())
+}
+
+/// Refuses adding columns to a partitioned table with a foreign partition (postgres_fdw's
+/// sharding): `ADD COLUMN` on the table gives the partition's definition here the column and
+/// the remote table nothing, so the backfill's and every later write of the partition's rows
+/// fail there (the remote server's "column does not exist").
+async fn refuse_foreign_partitions(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    let mut tables: Vec<(&str, &str)> = plan
+        .added_columns
+        .iter()
+        .map(|(schema, table, _)| (schema.as_str(), table.as_str()))
+        .collect();
+    tables.dedup();
+    for (schema, table) in tables {
+        let foreign = client
+            .query_opt(
+                "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                   FROM pg_catalog.pg_partition_tree(
+                            pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))) t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind = 'f'
+                  ORDER BY 1 LIMIT 1",
+                &[&schema, &table],
+            )
+            .await
+            .map_err(|error| {
+                ControlError::database(format!("reading the partitions of {schema}.{table}"), &error)
+            })?;
+        if let Some(row) = foreign {
+            let partition: String = row.get(0);
+            return Err(MigrateError::Refused {
+                version: plan.version.clone(),
+                operation: "the expand".into(),
+                problem: format!(
+                    "table {schema}.{table} has partition {partition}, a foreign table: adding a column to {table} gives the partition's definition here the column and the remote table nothing, so the backfill's writes of its rows, and every later one, would fail there. Detach the partition for the migration's time, or give the remote table the new columns and migrate the two by hand"
+                ),
+            });
+        }
     }
     Ok(())
 }
