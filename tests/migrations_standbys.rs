@@ -209,6 +209,9 @@ async fn a_standby_is_seen_only_with_the_privilege_to_read_its_position() {
     standby
         .psql("postgres", "SELECT pg_wal_replay_resume()")
         .expect("replay resumes");
+    // The clusters commit asynchronously: one commit made synchronously writes out every WAL
+    // record before it, so the primary's write position then covers all that was committed.
+    database.admin("SET synchronous_commit = on; SELECT pg_current_xact_id()");
     wait_until("the standby has caught up", || {
         database.admin(
             "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()",
