@@ -629,3 +629,69 @@ async fn a_trigger_on_one_partition_alone_counts() {
         "{refused}"
     );
 }
+
+/// The columns of `table`, in order, with their types.
+fn columns_of(database: &Database, table: &str) -> String {
+    database.admin(&format!(
+        "SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+           FROM pg_attribute
+          WHERE attrelid = 'public.{table}'::regclass AND attnum > 0 AND NOT attisdropped"
+    ))
+}
+
+/// A partition detached while the migration is live (pg_partman's retention keeping the
+/// table) kept the expand's columns: after a rollback it could not be attached again
+/// (`contains column … not found in parent`), after the contract it kept the new version's
+/// unmaintained copy of the retyped column. The rollback drops every added column from it, the
+/// contract the replacement; it keeps its old shape either way.
+#[tokio::test]
+async fn a_partition_detached_while_live_is_given_back_its_old_shape() {
+    let retype_size = r#"version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+up = "size::bigint"
+down = "size::integer"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "label", type = "text" }
+up = "upper(name)"
+"#;
+    let database = partitioned_models().await;
+    let before = columns_of(&database, "models_january");
+    assert_eq!(before, "id:bigint,taken:date,name:text,size:integer");
+
+    start_text(&database, "0002.toml", retype_size)
+        .await
+        .expect("starts");
+    database.admin("ALTER TABLE models DETACH PARTITION models_january");
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(columns_of(&database, "models_january"), before);
+    database.admin(
+        "ALTER TABLE models ATTACH PARTITION models_january
+             FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')",
+    );
+
+    start_text(&database, "0002.toml", retype_size)
+        .await
+        .expect("starts again");
+    database.admin("ALTER TABLE models DETACH PARTITION models_february");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        columns_of(&database, "models_february"),
+        "id:bigint,taken:date,name:text,size:integer,label:text",
+        "the detached partition and its own partitions keep the old size, and the label filled until it left"
+    );
+    assert_eq!(
+        columns_of(&database, "models_february_0"),
+        "id:bigint,taken:date,name:text,size:integer,label:text"
+    );
+    assert_eq!(
+        columns_of(&database, "models_january"),
+        "id:bigint,taken:date,name:text,size:bigint,label:text"
+    );
+}

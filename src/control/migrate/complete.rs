@@ -15,6 +15,7 @@ use tokio_postgres::{Client, Transaction};
 use super::autovacuum;
 use super::dependents;
 use super::derive::{ColumnMap, MigrationPlan, Rename, Step, rename_physical, rename_table_name};
+use super::detached::{self, Tidy};
 use super::error::MigrateError;
 use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
@@ -211,6 +212,9 @@ async fn complete_once(
             tracing::info!("{skipped}");
             continue;
         }
+        run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
+    }
+    for step in detached::tidy_steps(&transaction, &record.plan, Tidy::Contract).await? {
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     let analyze = rebuild::remake_statistics(&mut transaction, &statistics)

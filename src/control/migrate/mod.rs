@@ -21,6 +21,7 @@ pub mod column_types;
 pub mod complete;
 pub mod dependents;
 pub mod derive;
+pub mod detached;
 pub mod directory;
 pub mod error;
 pub mod file;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::detached::{self, Tidy};
 use super::error::MigrateError;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{prepare_catalog, record_event, run_alone, run_sql};
@@ -148,6 +149,9 @@ async fn undo_once(
         .await
         .map_err(|error| ControlError::database("forgetting the new version", &error))?;
     for step in &record.plan.rollback {
+        run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
+    }
+    for step in detached::tidy_steps(&transaction, &record.plan, Tidy::Rollback).await? {
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     state::set_phase(&transaction, record.id, Phase::RolledBack).await?;

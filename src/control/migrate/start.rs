@@ -26,6 +26,7 @@ use super::backfill_triggers;
 use super::column_types;
 use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
+use super::detached;
 use super::error::MigrateError;
 use super::file::MigrationFile;
 use super::lock_holders;
@@ -280,6 +281,7 @@ pub async fn plan_against(
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;
+    detached::record_partitions(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan, migration.settings).await?;
     dependents::refuse_dependents(client, &plan).await?;
     Ok((from, plan))

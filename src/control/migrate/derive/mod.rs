@@ -223,6 +223,9 @@ pub struct MigrationPlan {
     /// The physical columns the expand adds, as (schema, table, column).
     #[serde(default)]
     pub added_columns: Vec<(String, String, String)>,
+    /// The partitions of the tables it adds columns to, at the start (`detached.rs`).
+    #[serde(default)]
+    pub partitions_at_start: Vec<PartitionAtStart>,
 }
 
 /// Derives the plan of `migration` from `from` (the previous version's definition) and the live
@@ -600,6 +603,7 @@ impl Deriver<'_> {
                         .map(|(column, _)| (schema.clone(), table.clone(), column.clone()))
                 })
                 .collect(),
+            partitions_at_start: Vec::new(),
         })
     }
 }
@@ -635,4 +639,4 @@ pub use partitions::{
 };
 pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical, translatable};
-pub use step::{OnPartition, Step};
+pub use step::{OnPartition, PartitionAtStart, Step};

@@ -24,6 +24,17 @@ pub struct Step {
     pub on_partition: Option<OnPartition>,
 }
 
+/// A partition of a table the migration adds columns to, as it was at the start
+/// (`detached.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAtStart {
+    /// The table the columns are added to, (schema, name).
+    pub root: (String, String),
+    /// The partition's own parent then (the root, or a partition partitioned in turn).
+    pub parent: (String, String),
+    pub partition: (String, String),
+}
+
 /// A partition and its parent, each (schema, name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnPartition {
