@@ -9,7 +9,9 @@
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{at, complete_now, rollback_now, seeded, start_text, start_watched};
+use migration_support::{
+    at, complete_now, retype, rollback_now, seeded, start_text, start_watched,
+};
 use support::{Database, exec};
 use tokio_postgres::error::SqlState;
 use viewgate::control::migrate::status::plan;
@@ -646,26 +648,17 @@ fn columns_of(database: &Database, table: &str) -> String {
 /// contract the replacement; it keeps its old shape either way.
 #[tokio::test]
 async fn a_partition_detached_while_live_is_given_back_its_old_shape() {
-    let retype_size = r#"version = "v2"
-from = "v1"
-[[operations]]
-op = "alter_column"
-table = "models"
-column = "size"
-type = "bigint"
-up = "size::bigint"
-down = "size::integer"
-[[operations]]
-op = "add_column"
-table = "models"
-column = { name = "label", type = "text" }
-up = "upper(name)"
-"#;
+    let retype_size = retype(
+        "size",
+        "bigint",
+        "up = \"size::bigint\"\ndown = \"size::integer\"",
+    ) + "[[operations]]\nop = \"add_column\"\ntable = \"models\"\n\
+           column = { name = \"label\", type = \"text\" }\nup = \"upper(name)\"\n";
     let database = partitioned_models().await;
     let before = columns_of(&database, "models_january");
     assert_eq!(before, "id:bigint,taken:date,name:text,size:integer");
 
-    start_text(&database, "0002.toml", retype_size)
+    start_text(&database, "0002.toml", &retype_size)
         .await
         .expect("starts");
     database.admin("ALTER TABLE models DETACH PARTITION models_january");
@@ -676,7 +669,7 @@ up = "upper(name)"
              FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')",
     );
 
-    start_text(&database, "0002.toml", retype_size)
+    start_text(&database, "0002.toml", &retype_size)
         .await
         .expect("starts again");
     database.admin("ALTER TABLE models DETACH PARTITION models_february");
