@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::migration_support;
+use crate::support::Database;
 
 use common::viewgate_binary;
 use migration_support::{seeded, seeded_publisher, start_watched, wait_until};
@@ -45,12 +46,10 @@ impl Progress for Waits {
     }
 }
 
-/// A standby whose replay stops while the backfill runs falls behind; the backfill waits
-/// once it is more than `max_replica_lag_ms` behind (`migrate status` says so meanwhile), and
-/// goes on once it has caught up. Every row is filled, on the standby too.
-#[tokio::test]
-async fn the_backfill_waits_for_a_standby_that_falls_behind() {
-    let mut database = seeded(5000).await;
+/// `models` seeded with `rows` rows on a primary, and a streaming standby of it whose replay
+/// is paused.
+async fn primary_and_paused_standby(rows: usize) -> (Database, ThrowawayCluster) {
+    let mut database = seeded(rows).await;
     let standby = ThrowawayCluster::standby_of(&mut database.cluster).expect("the standby starts");
     wait_until("the standby streams", || {
         database.admin("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
@@ -58,6 +57,15 @@ async fn the_backfill_waits_for_a_standby_that_falls_behind() {
     standby
         .psql("postgres", "SELECT pg_wal_replay_pause()")
         .expect("replay pauses");
+    (database, standby)
+}
+
+/// A standby whose replay stops while the backfill runs falls behind; the backfill waits
+/// once it is more than `max_replica_lag_ms` behind (`migrate status` says so meanwhile), and
+/// goes on once it has caught up. Every row is filled, on the standby too.
+#[tokio::test]
+async fn the_backfill_waits_for_a_standby_that_falls_behind() {
+    let (database, standby) = primary_and_paused_standby(5000).await;
 
     let primary = database.cluster.admin_conninfo("postgres");
     let url = database.cluster.url(SUPERUSER, "postgres");
@@ -171,14 +179,7 @@ async fn a_logical_subscriber_that_stops_confirming_is_not_waited_for() {
 /// paused, is seen falling behind.
 #[tokio::test]
 async fn a_standby_is_seen_only_with_the_privilege_to_read_its_position() {
-    let mut database = seeded(10).await;
-    let standby = ThrowawayCluster::standby_of(&mut database.cluster).expect("the standby starts");
-    wait_until("the standby streams", || {
-        database.admin("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
-    });
-    standby
-        .psql("postgres", "SELECT pg_wal_replay_pause()")
-        .expect("replay pauses");
+    let (database, standby) = primary_and_paused_standby(10).await;
     database.admin("CREATE ROLE watcher LOGIN");
     let behind_as_watcher = async || {
         let (client, connection) = tokio_postgres::connect(
