@@ -48,6 +48,7 @@ mod migrations_dependents;
 mod migrations_directory;
 mod migrations_foreign_partitions;
 mod migrations_hostile_writers;
+mod migrations_identity;
 mod migrations_names;
 mod migrations_not_null;
 mod migrations_operations;

@@ -189,6 +189,7 @@ async fn complete_once(
         )
         .await?;
     }
+    let identities = rebuild::held_identities(&transaction, &record.plan).await?;
     for object in catalog::load_objects(&transaction)
         .await?
         .iter()
@@ -215,6 +216,9 @@ async fn complete_once(
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     for step in detached::tidy_steps(&transaction, &record.plan, Tidy::Contract).await? {
+        run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
+    }
+    for step in rebuild::identity_steps(&transaction, &identities).await? {
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     let analyze = rebuild::remake_statistics(&mut transaction, &statistics)

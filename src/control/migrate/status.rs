@@ -307,6 +307,13 @@ impl fmt::Display for PlanReport {
                 "-- and, before the old column goes: whatever comment, column privileges, statistics target and options {}.{}.{} has then are given to {}, and the extended statistics over it are made again (ANALYZE after the commit)",
                 old.schema, old.table, old.column, replacement.column
             )?;
+            if replacement.identity {
+                writeln!(
+                    f,
+                    "-- and, after the contract's steps: {} is generated as identity again, by a sequence of the old one's name and options set where it stood",
+                    replacement.column
+                )?;
+            }
         }
         write_steps(f, "migrate complete, afterwards", &plan.complete_concurrent)?;
         write_steps(f, "migrate rollback, first", &plan.rollback_referencing)?;

@@ -6,6 +6,7 @@ use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Replaced, Replacement, S
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
 use crate::control::quote::{quote_ident, quote_qualified};
+use crate::control::views::introspect::BaseColumn;
 use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
 use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
@@ -296,10 +297,11 @@ impl Deriver<'_> {
                     quote_ident(&physical)
                 ),
             ));
-            let default = op
-                .default
-                .clone()
-                .or_else(|| (!op.drop_default).then(|| old.default.clone()).flatten());
+            let default = op.default.clone().or_else(|| {
+                (!op.drop_default)
+                    .then(|| inherited_default(&old))
+                    .flatten()
+            });
             if let Some(default) = &default {
                 self.plan_steps.expand.push(Step::new(
                     format!("default for {physical}"),
@@ -355,6 +357,7 @@ impl Deriver<'_> {
                     unique: op.unique == Some(true),
                     check: op.check.is_some(),
                     not_null,
+                    identity: false,
                 }),
                 rebuilt: Vec::new(),
                 dropped_along: Vec::new(),
@@ -440,4 +443,20 @@ impl Deriver<'_> {
         }
         Ok(())
     }
+}
+
+/// The default a replacement takes from the column it replaces. An identity column's
+/// `nextval(…::regclass)` (as `introspect.rs` writes it) becomes `nextval(…::text)`, which finds
+/// the sequence by name when called: bound to the old sequence, the default would hold it, and
+/// the contract's drop of the old column, whose sequence goes with it, would fail; by name, it
+/// calls the sequence the contract makes again under that name.
+fn inherited_default(old: &BaseColumn) -> Option<String> {
+    let default = old.default.clone()?;
+    if !old.identity {
+        return Some(default);
+    }
+    Some(match default.strip_suffix("::regclass)") {
+        Some(call) => format!("{call}::text)"),
+        None => default,
+    })
 }

@@ -144,6 +144,9 @@ pub struct Replacement {
     /// key need it).
     #[serde(default)]
     pub not_null: bool,
+    /// Whether the old column is generated as identity (the contract makes it so again).
+    #[serde(default)]
+    pub identity: bool,
 }
 
 /// What the migration's own operations drop at complete, which what covers a replaced column

@@ -259,6 +259,7 @@ mod tests {
             unique: false,
             check: false,
             not_null: false,
+            identity: false,
         };
         let old = Replaced {
             schema: "public".into(),

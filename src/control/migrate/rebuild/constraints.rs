@@ -20,8 +20,9 @@
 
 use tokio_postgres::GenericClient;
 
+use super::sequences::integer_width;
 use super::{
-    Drops, NOT_NULL_SHAPED, REPLACED_COLUMNS, Rebuild, TableContext, integer_width, rebuilt_name,
+    Drops, NOT_NULL_SHAPED, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name,
     unsafe_to_replace,
 };
 use crate::control::error::ControlError;

@@ -7,16 +7,19 @@
 //! constraints in [`indexes`], checks and foreign keys (the table's, and those into the
 //! column) in [`constraints`]. What the column carries besides (its storage, comment,
 //! privileges and statistics settings) goes over in [`column_settings`], the extended
-//! statistics over it in [`statistics`]. What cannot be rebuilt from the catalog alone is refused
+//! statistics over it in [`statistics`], a serial's or an identity's sequence in
+//! [`sequences`]. What cannot be rebuilt from the catalog alone is refused
 //! before any change, naming the object; exclusion constraints are refused by
 //! `preconditions.rs`.
 
 mod column_settings;
 mod constraints;
 mod indexes;
+mod sequences;
 mod statistics;
 
 pub use column_settings::carried_settings;
+pub use sequences::{HeldIdentity, held_identities, identity_steps};
 pub use statistics::{HeldStatistics, held_statistics, remake_statistics};
 
 use std::collections::BTreeMap;
@@ -29,7 +32,6 @@ use super::derive::{
 };
 use super::error::MigrateError;
 use crate::control::error::ControlError;
-use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::introspect::{self, Partitioning};
 
 /// Whether constraint `k` is a check that a column is not null, the shape a migration's
@@ -65,7 +67,7 @@ pub async fn rebuild_replaced(
     client: &impl GenericClient,
     plan: &mut MigrationPlan,
 ) -> Result<(), MigrateError> {
-    reown_sequences(client, plan).await?;
+    sequences::reown_sequences(client, plan).await?;
     column_settings::plan_storage(client, plan).await?;
     for ((schema, table), positions) in replaced_by_table(plan) {
         let replaced: Vec<Replaced> = positions
@@ -140,118 +142,6 @@ pub async fn rebuild_replaced(
         }
     }
     Ok(())
-}
-
-/// A serial column's sequence is owned by the column, and the contract's `DROP COLUMN` would
-/// drop it too, which the new column's default depends on: the contract failed every time.
-/// So the contract first gives the sequence to the replacement. An identity column's sequence
-/// cannot change hands, so retyping one through a new column is refused.
-async fn reown_sequences(
-    client: &impl GenericClient,
-    plan: &mut MigrationPlan,
-) -> Result<(), MigrateError> {
-    let mut steps = Vec::new();
-    for (old, replacement) in replacements(plan) {
-        let table = quote_qualified(&old.schema, &old.table);
-        let row = client
-            .query_one(
-                "SELECT pg_catalog.pg_get_serial_sequence($1, $2),
-                        EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                                 WHERE a.attrelid = $1::regclass AND a.attname = $2
-                                   AND a.attidentity <> '')",
-                &[&table, &old.column],
-            )
-            .await
-            .map_err(|error| {
-                ControlError::database(
-                    format!(
-                        "reading the sequence of {}.{}.{}",
-                        old.schema, old.table, old.column
-                    ),
-                    &error,
-                )
-            })?;
-        let sequence: Option<String> = row.get(0);
-        let identity: bool = row.get(1);
-        if identity {
-            return Err(unsafe_to_replace(
-                plan,
-                &old.schema,
-                &old.table,
-                &old.column,
-                "its identity sequence",
-                "an identity column's sequence cannot pass to another column",
-            ));
-        }
-        let Some(sequence) = sequence else {
-            continue;
-        };
-        steps.push(Step::new(
-            format!(
-                "give {sequence} to the new {} before the old column goes",
-                old.column
-            ),
-            format!(
-                "ALTER SEQUENCE {sequence} OWNED BY {table}.{}",
-                quote_ident(&replacement.column)
-            ),
-        ));
-        if let Some(wider) = widened_sequence_type(client, &sequence, replacement).await? {
-            steps.push(Step::new(
-                format!(
-                    "let {sequence} count as far as the new {} can hold",
-                    old.column
-                ),
-                format!("ALTER SEQUENCE {sequence} AS {wider}"),
-            ));
-        }
-    }
-    for (position, step) in steps.into_iter().enumerate() {
-        plan.complete.insert(position, step);
-    }
-    Ok(())
-}
-
-/// The integer type a serial's sequence must take to count as far as its new column holds
-/// (`integer` → `bigint`: the usual reason to retype a key), if wider than its own. Only at
-/// the contract: before it, the old column still takes the sequence's values. Its limits
-/// follow the type unless they were set by hand (`ALTER SEQUENCE … AS`).
-async fn widened_sequence_type(
-    client: &impl GenericClient,
-    sequence: &str,
-    replacement: &Replacement,
-) -> Result<Option<&'static str>, MigrateError> {
-    let Some(new) = integer_width(&replacement.sql_type) else {
-        return Ok(None);
-    };
-    let row = client
-        .query_one(
-            "SELECT s.seqtypid::regtype::text
-               FROM pg_catalog.pg_sequence s WHERE s.seqrelid = $1::text::regclass",
-            &[&sequence],
-        )
-        .await
-        .map_err(|error| {
-            ControlError::database(format!("reading the type of sequence {sequence}"), &error)
-        })?;
-    let current = integer_width(&row.get::<_, String>(0));
-    Ok(current
-        .is_some_and(|current| new > current)
-        .then_some(INTEGER_TYPES[new][0]))
-}
-
-/// Postgres's integer types, narrowest first, each by its names.
-const INTEGER_TYPES: [&[&str]; 3] = [
-    &["smallint", "int2"],
-    &["integer", "int", "int4"],
-    &["bigint", "int8"],
-];
-
-/// The position in [`INTEGER_TYPES`] of a type spelled `name`, if an integer type.
-pub(super) fn integer_width(name: &str) -> Option<usize> {
-    let name = name.trim().to_ascii_lowercase();
-    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
-    INTEGER_TYPES.iter().position(|names| names.contains(&name))
 }
 
 /// Refuses the contract when the table no longer matches what `migrate start` rebuilt: an
@@ -555,15 +445,6 @@ fn unsafe_to_replace(
 mod tests {
     use super::*;
     use crate::model::identifier::MAX_IDENTIFIER_BYTES;
-
-    #[test]
-    fn integer_types_are_known_by_every_name() {
-        assert_eq!(integer_width("int4"), integer_width(" INTEGER "));
-        assert_eq!(integer_width("pg_catalog.int8"), Some(2));
-        assert_eq!(integer_width("smallint"), Some(0));
-        assert_eq!(integer_width("numeric(20)"), None);
-        assert_eq!(integer_width("bigint[]"), None);
-    }
 
     #[test]
     fn rebuilt_names_fit_an_identifier_and_stay_apart() {

@@ -1,0 +1,204 @@
+//! A retyped identity column stays an identity: the migration most tables meet sooner or later,
+//! an `integer` key generated as identity that must grow to `bigint`, runs through a new column
+//! like any retype, and the contract makes the new column generated as identity again, by
+//! the same sequence name and options, counting on from where the old sequence stood (not from
+//! the largest key: rows deleted at the top keep their numbers retired). Against a real
+//! Postgres, migrations run in-process.
+
+use crate::migration_support;
+use crate::support;
+
+use migration_support::{at, complete_now, retype, rollback_now, start_text};
+use support::{Database, exec, lines};
+use viewgate::control::migrate::MigrationFile;
+use viewgate::control::migrate::status::plan;
+
+/// `models` keyed by an `integer` identity generated `generated` (`ALWAYS` or `BY DEFAULT`)
+/// with `options`, 20 rows of which the last 5 are deleted, v1 applied.
+async fn identity_keyed(generated: &str, options: &str) -> Database {
+    let database = Database::start();
+    database.admin(&migration_support::BASE.replace(
+        "id bigserial PRIMARY KEY",
+        &format!("id integer GENERATED {generated} AS IDENTITY ({options}) PRIMARY KEY"),
+    ));
+    database.apply_text(migration_support::SPEC).await;
+    database.admin(
+        "INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 20) AS n;
+         DELETE FROM models WHERE name IN (SELECT 'model-' || n FROM generate_series(16, 20) AS n)",
+    );
+    database
+}
+
+/// The identity of `models.id` as Postgres describes it: how it is generated, its sequence's
+/// name, type, increment, bounds, cache and cycling.
+fn identity(database: &Database) -> String {
+    database.admin(
+        "SELECT a.attidentity::text || ' ' || a.atttypid::regtype || ' '
+                || pg_get_serial_sequence('public.models', 'id') || ' '
+                || s.seqtypid::regtype || ' +' || s.seqincrement || ' ' || s.seqmin || '..'
+                || s.seqmax || ' cache ' || s.seqcache || ' cycle=' || s.seqcycle
+           FROM pg_attribute a, pg_sequence s
+          WHERE a.attrelid = 'public.models'::regclass AND a.attname = 'id'
+            AND s.seqrelid = pg_get_serial_sequence('public.models', 'id')::regclass",
+    )
+}
+
+fn widen_key() -> String {
+    retype(
+        "id",
+        "bigint",
+        "up = \"id::bigint\"\ndown = \"id::integer\"",
+    )
+}
+
+#[tokio::test]
+async fn a_retyped_identity_key_stays_generated_and_counts_on_from_its_sequence() {
+    let database = identity_keyed("BY DEFAULT", "INCREMENT BY 1 CACHE 1").await;
+    let before = identity(&database);
+    assert_eq!(
+        before,
+        "d integer public.models_id_seq integer +1 1..2147483647 cache 1 cycle=false"
+    );
+
+    let file = MigrationFile::load(&database.spec_file("plan.toml", &widen_key())).expect("loads");
+    let planned = plan(&mut database.client().await, &file)
+        .await
+        .expect("plans")
+        .to_string();
+    assert!(
+        planned.contains("_vg_v2_id is generated as identity again, by a sequence of the old one's name and options set where it stood"),
+        "{planned}"
+    );
+
+    start_text(&database, "0002.toml", &widen_key())
+        .await
+        .expect("starts: the identity key is retyped through a new column");
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(
+        identity(&database),
+        before,
+        "the rollback leaves the identity as it was"
+    );
+
+    start_text(&database, "0002.toml", &widen_key())
+        .await
+        .expect("starts again");
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('v1-new')").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('v2-new')").await;
+    for name in ["v1-new", "v2-new"] {
+        let read = format!("SELECT id FROM models_v1 WHERE name = '{name}'");
+        assert_eq!(
+            lines(&v1, &read).await,
+            lines(&v2, &read.replace("_v1", "_v2")).await,
+            "{name} has one key, read alike at both versions"
+        );
+    }
+    assert_eq!(
+        lines(&v2, "SELECT name FROM models_v2 WHERE id > 20 ORDER BY id").await,
+        ["v1-new", "v2-new"],
+        "both versions' rows are numbered by the identity, past the deleted ones"
+    );
+
+    // The largest key falls back to 15; the sequence stands where it stood.
+    database.admin("DELETE FROM models WHERE id > 15");
+    let stood: i64 = database
+        .admin("SELECT last_value FROM models_id_seq")
+        .parse()
+        .expect("a number");
+    assert!(stood >= 22, "two inserts were numbered: {stood}");
+
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        identity(&database),
+        "d bigint public.models_id_seq bigint +1 1..9223372036854775807 cache 1 cycle=false",
+        "the new column is generated as identity by a sequence of its own width"
+    );
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('after')").await;
+    assert_eq!(
+        lines(&v2, "SELECT id FROM models_v2 WHERE name = 'after'").await,
+        [(stood + 1).to_string()],
+        "the sequence counts on from where it stood, not from the largest key"
+    );
+    database.admin("SELECT setval(pg_get_serial_sequence('public.models', 'id'), 3000000000)");
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('past-int')").await;
+    assert_eq!(
+        lines(&v2, "SELECT id FROM models_v2 WHERE name = 'past-int'").await,
+        ["3000000001"]
+    );
+}
+
+#[tokio::test]
+async fn an_identity_generated_always_keeps_its_rule_and_its_options() {
+    let database = identity_keyed(
+        "ALWAYS",
+        "START WITH 100 INCREMENT BY 10 MAXVALUE 1000000 CACHE 5 CYCLE",
+    )
+    .await;
+    assert_eq!(
+        identity(&database),
+        "a integer public.models_id_seq integer +10 1..1000000 cache 5 cycle=true"
+    );
+    start_text(&database, "0002.toml", &widen_key())
+        .await
+        .expect("starts");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        identity(&database),
+        "a bigint public.models_id_seq bigint +10 1..1000000 cache 5 cycle=true",
+        "a bound set by hand stays; the rest follows the new type"
+    );
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('after')").await;
+    assert_eq!(
+        lines(&v2, "SELECT id FROM models_v2 WHERE name = 'after'").await,
+        ["300"],
+        "20 rows numbered 100 to 290: the next is 300"
+    );
+    let refused = v2
+        .execute("INSERT INTO models_v2 (id, name) VALUES (5, 'chosen')", &[])
+        .await
+        .expect_err("a key generated always cannot be chosen");
+    assert_eq!(
+        refused.code().map(|code| code.code()),
+        Some("428C9"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn an_identity_that_could_not_be_one_again_is_refused_before_any_change() {
+    let database = identity_keyed("BY DEFAULT", "CACHE 1").await;
+    let columns = migration_support::base_columns(&database);
+    for (extra, expected) in [
+        (
+            "type = \"numeric\"",
+            "an identity column counts in smallint, integer or bigint",
+        ),
+        (
+            "type = \"bigint\"\nnullable = true\ndown = \"coalesce(id, 0)\"",
+            "an identity column is NOT NULL, and the new column may be NULL",
+        ),
+    ] {
+        let migration = format!(
+            "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\n\
+             table = \"models\"\ncolumn = \"id\"\n{extra}\n"
+        );
+        let refused = start_text(&database, "0002.toml", &migration)
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            refused.contains("column id is covered by its identity sequence")
+                && refused.contains(expected),
+            "{refused}"
+        );
+        assert_eq!(
+            migration_support::base_columns(&database),
+            columns,
+            "no column was added"
+        );
+    }
+}
