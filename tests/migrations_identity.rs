@@ -54,6 +54,20 @@ fn widen_key() -> String {
 #[tokio::test]
 async fn a_retyped_identity_key_stays_generated_and_counts_on_from_its_sequence() {
     let database = identity_keyed("BY DEFAULT", "INCREMENT BY 1 CACHE 1").await;
+    database.admin(
+        "CREATE ROLE orm LOGIN;
+         GRANT USAGE ON SEQUENCE models_id_seq TO orm;
+         GRANT SELECT ON SEQUENCE models_id_seq TO PUBLIC;
+         COMMENT ON SEQUENCE models_id_seq IS 'keys of models';",
+    );
+    let sequence_extras = || {
+        database.admin(
+            "SELECT has_sequence_privilege('orm', 'models_id_seq', 'USAGE') || ' '
+                    || has_sequence_privilege('public', 'models_id_seq', 'UPDATE') || ' '
+                    || coalesce(obj_description('models_id_seq'::regclass, 'pg_class'), '-')",
+        )
+    };
+    assert_eq!(sequence_extras(), "true false keys of models");
     let before = identity(&database);
     assert_eq!(
         before,
@@ -114,6 +128,11 @@ async fn a_retyped_identity_key_stays_generated_and_counts_on_from_its_sequence(
         identity(&database),
         "d bigint public.models_id_seq bigint +1 1..9223372036854775807 cache 1 cycle=false",
         "the new column is generated as identity by a sequence of its own width"
+    );
+    assert_eq!(
+        sequence_extras(),
+        "true false keys of models",
+        "the sequence keeps its grants (currval needs one) and its comment"
     );
     let v2 = at(&database, "v2").await;
     exec(&v2, "INSERT INTO models_v2 (name) VALUES ('after')").await;

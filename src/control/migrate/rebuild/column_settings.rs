@@ -133,16 +133,7 @@ pub async fn carried_settings(
             let grantable: Vec<bool> = row.get::<_, Option<_>>(5).unwrap_or_default();
             let settings = ColumnSettings {
                 comment: row.get(2),
-                privileges: kinds
-                    .into_iter()
-                    .zip(grantees)
-                    .zip(grantable)
-                    .map(|((kind, grantee), grantable)| Privilege {
-                        kind,
-                        grantee,
-                        grantable,
-                    })
-                    .collect(),
+                privileges: Privilege::all(kinds, grantees, grantable),
                 statistics_target: row.get(6),
                 options: row.get::<_, Option<Vec<String>>>(7).unwrap_or_default(),
             };
@@ -152,13 +143,57 @@ pub async fn carried_settings(
     Ok(steps)
 }
 
-/// One privilege on a column, as `aclexplode` gives it.
-struct Privilege {
-    /// `SELECT`, `INSERT`, `UPDATE` or `REFERENCES`.
+/// One privilege on a column or a sequence, as `aclexplode` gives it.
+#[derive(Debug)]
+pub(super) struct Privilege {
+    /// `SELECT`, `INSERT`, `UPDATE`, `REFERENCES`, `USAGE`.
     kind: String,
     /// None for PUBLIC.
     grantee: Option<String>,
     grantable: bool,
+}
+
+impl Privilege {
+    /// The privileges of `aclexplode`'s columns, aggregated in one order.
+    pub(super) fn all(
+        kinds: Vec<String>,
+        grantees: Vec<Option<String>>,
+        grantable: Vec<bool>,
+    ) -> Vec<Privilege> {
+        kinds
+            .into_iter()
+            .zip(grantees)
+            .zip(grantable)
+            .map(|((kind, grantee), grantable)| Privilege {
+                kind,
+                grantee,
+                grantable,
+            })
+            .collect()
+    }
+
+    /// The `GRANT` of this privilege on `object` (` (column) ON TABLE t`, ` ON SEQUENCE s`),
+    /// and what it gives to whom; none for a kind that is not a plain keyword.
+    pub(super) fn grant(&self, object: &str) -> Option<(String, String)> {
+        // aclexplode names the privileges in capitals, from a fixed set.
+        let kind = &self.kind;
+        if kind.is_empty() || !kind.bytes().all(|byte| byte.is_ascii_uppercase()) {
+            return None;
+        }
+        let grantee = self
+            .grantee
+            .as_deref()
+            .map_or_else(|| "PUBLIC".to_owned(), quote_ident);
+        let option = if self.grantable {
+            " WITH GRANT OPTION"
+        } else {
+            ""
+        };
+        Some((
+            format!("{kind} to {grantee}"),
+            format!("GRANT {kind}{object} TO {grantee}{option}"),
+        ))
+    }
 }
 
 /// What one relation's old column has, as read from the catalog.
@@ -186,24 +221,13 @@ impl ColumnSettings {
             ));
         }
         for privilege in &self.privileges {
-            // aclexplode names the privileges in capitals, from a fixed set.
-            let kind = &privilege.kind;
-            if kind.is_empty() || !kind.bytes().all(|byte| byte.is_ascii_uppercase()) {
-                continue;
+            if let Some((what, sql)) = privilege.grant(&format!(" ({column}) ON TABLE {relation}"))
+            {
+                steps.push(Step::new(
+                    format!("grant {what} on the new {old_name} of {relation}, as on the old one"),
+                    sql,
+                ));
             }
-            let grantee = privilege
-                .grantee
-                .as_deref()
-                .map_or_else(|| "PUBLIC".to_owned(), quote_ident);
-            let option = if privilege.grantable {
-                " WITH GRANT OPTION"
-            } else {
-                ""
-            };
-            steps.push(Step::new(
-                format!("grant {kind} on the new {old_name} of {relation} to {grantee}, as on the old one"),
-                format!("GRANT {kind} ({column}) ON TABLE {relation} TO {grantee}{option}"),
-            ));
         }
         if self.statistics_target >= 0 {
             steps.push(Step::new(

@@ -13,6 +13,7 @@ use tokio_postgres::GenericClient;
 
 use super::super::derive::{MigrationPlan, Replacement, Step};
 use super::super::error::MigrateError;
+use super::column_settings::Privilege;
 use super::{replacements, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
@@ -192,6 +193,10 @@ pub struct HeldIdentity {
     cycle: bool,
     last_value: i64,
     is_called: bool,
+    comment: Option<String>,
+    /// Its grants to others than its owner (the table's, as the new one's will be): `currval`
+    /// needs one, which some ORMs call after an insert.
+    privileges: Vec<Privilege>,
 }
 
 /// The identity columns `plan` replaces and their sequences. Read once the sync triggers'
@@ -216,7 +221,8 @@ pub async fn held_identities(
             .query_opt(
                 "SELECT a.attrelid, new.attnum, a.attidentity::text, sn.nspname, sc.relname,
                         s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache, s.seqcycle,
-                        s.seqtypid::regtype::text
+                        s.seqtypid::regtype::text, pg_catalog.obj_description(sc.oid, 'pg_class'),
+                        privileges.kinds, privileges.grantees, privileges.grantable
                    FROM pg_catalog.pg_attribute a
                    JOIN pg_catalog.pg_attribute new ON new.attrelid = a.attrelid
                                                     AND new.attname = $4
@@ -224,6 +230,13 @@ pub async fn held_identities(
                             pg_catalog.format('%I.%I', $1::text, $2::text), $3)::regclass
                    JOIN pg_catalog.pg_class sc ON sc.oid = s.seqrelid
                    JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
+                  CROSS JOIN LATERAL (
+                        SELECT pg_catalog.array_agg(p.privilege_type ORDER BY p.grantee, p.privilege_type) AS kinds,
+                               pg_catalog.array_agg(g.rolname ORDER BY p.grantee, p.privilege_type) AS grantees,
+                               pg_catalog.array_agg(p.is_grantable ORDER BY p.grantee, p.privilege_type) AS grantable
+                          FROM pg_catalog.aclexplode(sc.relacl) p
+                          LEFT JOIN pg_catalog.pg_roles g ON g.oid = p.grantee
+                         WHERE p.grantee <> sc.relowner) privileges
                   WHERE a.attrelid = pg_catalog.format('%I.%I', $1::text, $2::text)::regclass
                     AND a.attname = $3 AND a.attidentity <> ''",
                 &[&old.schema, &old.table, &old.column, &replacement.column],
@@ -259,6 +272,12 @@ pub async fn held_identities(
             cycle: row.get(10),
             last_value: state.get(0),
             is_called: state.get(1),
+            comment: row.get(12),
+            privileges: Privilege::all(
+                row.get::<_, Option<_>>(13).unwrap_or_default(),
+                row.get::<_, Option<_>>(14).unwrap_or_default(),
+                row.get::<_, Option<_>>(15).unwrap_or_default(),
+            ),
         });
     }
     Ok(held)
@@ -344,6 +363,23 @@ pub async fn identity_steps(
                 identity.is_called
             ),
         ));
+        if let Some(comment) = &identity.comment {
+            steps.push(Step::new(
+                format!("{sequence} given the old sequence's comment"),
+                format!(
+                    "COMMENT ON SEQUENCE {sequence} IS {}",
+                    quote_literal(comment)
+                ),
+            ));
+        }
+        for privilege in &identity.privileges {
+            if let Some((what, sql)) = privilege.grant(&format!(" ON SEQUENCE {sequence}")) {
+                steps.push(Step::new(
+                    format!("grant {what} on {sequence}, as on the old sequence"),
+                    sql,
+                ));
+            }
+        }
     }
     Ok(steps)
 }
