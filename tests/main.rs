@@ -61,6 +61,7 @@ mod migrations_refusals;
 mod migrations_session;
 mod migrations_standbys;
 mod migrations_sync_fidelity;
+mod migrations_trigger_fields;
 mod negotiation;
 mod pause;
 mod pgbench;

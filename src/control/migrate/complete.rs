@@ -28,6 +28,7 @@ use super::steps::{
     Substitutes, create_views, gone_partition, prepare_catalog, record_event, run_alone, run_sql,
 };
 use super::sync;
+use super::trigger_fields;
 use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
@@ -169,6 +170,7 @@ async fn complete_once(
     catalog::try_apply_lock(&transaction).await?;
     rebuild::check_before_contract(&transaction, &record.plan).await?;
     dependents::refuse_dependents(&transaction, &record.plan).await?;
+    trigger_fields::refuse_stale_trigger_fields(&transaction, &record.plan).await?;
     publications::refuse_unready_subscribers(
         &transaction,
         &record.plan,

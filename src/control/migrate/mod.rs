@@ -44,6 +44,7 @@ pub mod state;
 pub mod status;
 pub mod steps;
 pub mod sync;
+pub mod trigger_fields;
 pub mod writers;
 
 pub use error::MigrateError;

@@ -43,6 +43,7 @@ use super::steps::{
     run_alone, run_sql,
 };
 use super::sync;
+use super::trigger_fields;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
@@ -284,6 +285,7 @@ pub async fn plan_against(
     detached::record_partitions(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan, migration.settings).await?;
     dependents::refuse_dependents(client, &plan).await?;
+    trigger_fields::refuse_stale_trigger_fields(client, &plan).await?;
     Ok((from, plan))
 }
 

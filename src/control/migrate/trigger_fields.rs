@@ -1,0 +1,206 @@
+//! The application's PL/pgSQL triggers that name a field of the row (`NEW.legacy_note`,
+//! `OLD.legacy_note`) which the contract drops or renames, refused before any change.
+//!
+//! Postgres records no dependency on what a PL/pgSQL body names, so `dependents.rs`, which
+//! reads `pg_depend`, cannot see them: the contract succeeded, and from then on every write that
+//! fired such a trigger failed (`record "new" has no field "legacy_note"`, 42703), an outage
+//! beginning at `migrate complete`. Each trigger function on a table whose columns the contract
+//! takes away is compiled by libpg_query's PL/pgSQL parser, whose record-field datums are the
+//! fields the body names of its records: not a text search, so a comment, a string
+//! (`to_jsonb(NEW) ->> 'legacy_note'`) or a longer name is no reason to refuse. Checked by
+//! `migrate start` (and `plan`), and again by `migrate complete` for what was made since.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use tokio_postgres::GenericClient;
+
+use super::derive::{Dropped, MigrationPlan, NEW_COLUMN_PREFIX, Rename};
+use super::error::MigrateError;
+use super::sync::FUNCTION_SCHEMA;
+use crate::control::error::ControlError;
+
+/// Refuses `plan` while a PL/pgSQL trigger of the application's names a field of the row that
+/// the contract drops or renames.
+pub async fn refuse_stale_trigger_fields(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    for ((schema, table), vanishing) in vanishing_columns(plan) {
+        let rows = client
+            .query(
+                "SELECT t.tgname,
+                        pg_catalog.format('%I.%I(%s)', pn.nspname, p.proname,
+                                          pg_catalog.pg_get_function_identity_arguments(p.oid)),
+                        pg_catalog.pg_get_functiondef(p.oid)
+                   FROM pg_catalog.pg_trigger t
+                   JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                   JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+                   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+                  WHERE t.tgrelid = pg_catalog.format('%I.%I', $1::text, $2::text)::regclass
+                    AND NOT t.tgisinternal AND l.lanname = 'plpgsql' AND pn.nspname <> $3
+                  ORDER BY t.tgname",
+                &[&schema, &table, &FUNCTION_SCHEMA],
+            )
+            .await
+            .map_err(|error| {
+                ControlError::database(format!("reading the triggers of {schema}.{table}"), &error)
+            })?;
+        for row in rows {
+            let (trigger, function, definition): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            let fields = match row_fields(&definition) {
+                Ok(fields) => fields,
+                Err(problem) => {
+                    tracing::warn!(
+                        "trigger {trigger} on {schema}.{table}: function {function} could not be read ({problem}); the fields of the row it names were not checked"
+                    );
+                    continue;
+                }
+            };
+            let named: Vec<String> = fields
+                .iter()
+                .filter(|(_, field)| vanishing.contains(field))
+                .map(|(record, field)| format!("{}.{field}", record.to_uppercase()))
+                .collect();
+            if !named.is_empty() {
+                return Err(MigrateError::Unsafe {
+                    version: plan.version.clone(),
+                    table: format!("{schema}.{table}"),
+                    objects: format!(
+                        "trigger {trigger} (function {function}) names {}",
+                        named.join(", ")
+                    ),
+                    problem: "`migrate complete` drops or renames that column, and Postgres keeps no record of what a PL/pgSQL body names: the contract would succeed and every write that fires it would fail from then on (42703)".into(),
+                    remedy: "redefine the function so that it does not name the column (`to_jsonb(NEW) ->> '<column>'` reads it while it exists, and NULL once it is gone), or drop the trigger, then start again; checked again at `migrate complete`".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The physical columns of each table that have no column of their name once the contract
+/// has run: dropped, replaced under another name (or by several), or renamed.
+fn vanishing_columns(plan: &MigrationPlan) -> BTreeMap<(String, String), BTreeSet<String>> {
+    let mut vanishing: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut arriving: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for dropped in &plan.dropped {
+        if let Dropped::Column {
+            schema,
+            table,
+            column,
+        } = dropped
+        {
+            vanishing
+                .entry((schema.clone(), table.clone()))
+                .or_default()
+                .insert(column.clone());
+        }
+    }
+    for replaced in &plan.replaced {
+        vanishing
+            .entry((replaced.schema.clone(), replaced.table.clone()))
+            .or_default()
+            .insert(replaced.column.clone());
+    }
+    for rename in &plan.renames {
+        if let Rename::Column {
+            schema,
+            table,
+            from,
+            to,
+        } = rename
+        {
+            let key = (schema.clone(), table.clone());
+            if !from.starts_with(NEW_COLUMN_PREFIX) {
+                vanishing
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(from.clone());
+            }
+            arriving.entry(key).or_default().insert(to.clone());
+        }
+    }
+    for (key, columns) in &mut vanishing {
+        if let Some(arrived) = arriving.get(key) {
+            columns.retain(|column| !arrived.contains(column));
+        }
+    }
+    vanishing.retain(|_, columns| !columns.is_empty());
+    vanishing
+}
+
+/// The fields of `NEW` and `OLD` that the PL/pgSQL function `definition` (a `CREATE FUNCTION`
+/// statement) names, as (record, field).
+fn row_fields(definition: &str) -> Result<BTreeSet<(String, String)>, String> {
+    let parsed = pg_query::parse_plpgsql(definition).map_err(|error| error.to_string())?;
+    let mut fields = BTreeSet::new();
+    for function in parsed.as_array().into_iter().flatten() {
+        let function = &function["PLpgSQL_function"];
+        let datums = function["datums"].as_array().map_or(&[][..], Vec::as_slice);
+        let record_name = |number: &Value| {
+            let number = number.as_u64()?;
+            let record = &datums.get(usize::try_from(number).ok()?)?["PLpgSQL_rec"];
+            record["refname"].as_str().map(str::to_owned)
+        };
+        let rows: Vec<u64> = [&function["new_varno"], &function["old_varno"]]
+            .into_iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        for datum in datums {
+            let field = &datum["PLpgSQL_recfield"];
+            let (Some(parent), Some(name)) =
+                (field["recparentno"].as_u64(), field["fieldname"].as_str())
+            else {
+                continue;
+            };
+            if rows.contains(&parent)
+                && let Some(record) = record_name(&field["recparentno"])
+            {
+                fields.insert((record, name.to_owned()));
+            }
+        }
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields_of(body: &str) -> Vec<String> {
+        row_fields(&format!(
+            "CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $x$ BEGIN {body} RETURN NEW; END $x$"
+        ))
+        .expect("parses")
+        .into_iter()
+        .map(|(record, field)| format!("{record}.{field}"))
+        .collect()
+    }
+
+    #[test]
+    fn the_fields_named_of_new_and_old_are_found_wherever_they_are_named() {
+        assert_eq!(
+            fields_of(
+                "IF NEW.note IS DISTINCT FROM OLD.\"Note\" THEN
+                     INSERT INTO audit VALUES (OLD.size);
+                     NEW.size := 1;
+                 END IF;"
+            ),
+            ["new.note", "new.size", "old.Note", "old.size"]
+        );
+    }
+
+    #[test]
+    fn comments_strings_and_other_records_name_no_field() {
+        assert_eq!(
+            fields_of(
+                "-- NEW.note
+                 PERFORM to_jsonb(NEW) ->> 'note';
+                 PERFORM 'NEW.size';"
+            ),
+            Vec::<String>::new()
+        );
+    }
+}
