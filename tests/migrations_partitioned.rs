@@ -688,3 +688,53 @@ async fn a_partition_detached_while_live_is_given_back_its_old_shape() {
         "id:bigint,taken:date,name:text,size:bigint,label:text"
     );
 }
+
+/// The partition key cannot be dropped (Postgres refuses `DROP COLUMN` of a column in it), so
+/// a migration whose contract would drop it, directly or by replacing it with a new column,
+/// could start and serve both versions but never complete: refused before any change.
+#[tokio::test]
+async fn a_migration_whose_contract_drops_the_partition_key_is_refused_before_any_change() {
+    let database = partitioned_models().await;
+    let columns = columns_of(&database, "models");
+    for operation in [
+        "op = \"drop_column\"\ntable = \"models\"\ncolumn = \"taken\"\ndown = \"DATE '2026-01-05'\"",
+        "op = \"alter_column\"\ntable = \"models\"\ncolumn = \"taken\"\ntype = \"timestamp\"",
+    ] {
+        let error = start_text(
+            &database,
+            "0002.toml",
+            &format!("version = \"v2\"\nfrom = \"v1\"\n[[operations]]\n{operation}\n"),
+        )
+        .await
+        .expect_err(operation)
+        .to_string();
+        assert!(
+            error.contains("column taken is in the partition key of public.models"),
+            "{operation}: {error}"
+        );
+        assert_eq!(columns_of(&database, "models"), columns, "{operation}");
+    }
+}
+
+#[tokio::test]
+async fn a_column_a_partition_key_expression_reads_is_kept_too() {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE public.events (id integer NOT NULL, k integer NOT NULL)
+             PARTITION BY RANGE ((k * 2));
+         CREATE TABLE public.events_all PARTITION OF events DEFAULT;",
+    );
+    migration_support::one_table_at_v1(&database, "events", "id", &["id", "k"]).await;
+    let error = start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"events\"\ncolumn = \"k\"\ndown = \"0\"\n",
+    )
+    .await
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        error.contains("column k is in the partition key of public.events"),
+        "{error}"
+    );
+}

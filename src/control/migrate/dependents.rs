@@ -66,6 +66,21 @@ pub async fn refuse_dependents(
         });
     }
     for contracted in contracted(plan) {
+        if let Some(column) = contracted.column {
+            let keyed = partition_keys(client, &contracted, column).await?;
+            if let Some(table) = keyed.first() {
+                return Err(MigrateError::Unsafe {
+                    version: plan.version.clone(),
+                    table: format!("{}.{}", contracted.schema, contracted.table),
+                    objects: format!("column {column} is in the partition key of {table}"),
+                    problem: format!(
+                        "`migrate complete` drops column {column} ({}), and Postgres never drops a column a partition key names: the migration could never complete",
+                        contracted.why
+                    ),
+                    remedy: "a partitioned table keeps its key: leave the column in place (a new column beside it carries another type or meaning), or move the rows to a table partitioned anew (create_table, raw_sql)".into(),
+                });
+            }
+        }
         let readers = readers(client, &contracted).await?;
         if readers.is_empty() {
             continue;
@@ -195,6 +210,47 @@ async fn readers(
             ControlError::database(
                 format!(
                     "reading what depends on {}.{}",
+                    contracted.schema, contracted.table
+                ),
+                &error,
+            )
+        })?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The partitioned tables (`contracted`'s table, or a partition of it partitioned in turn)
+/// whose partition key names column `column`, directly or in an expression.
+async fn partition_keys(
+    client: &impl GenericClient,
+    contracted: &Contracted<'_>,
+    column: &str,
+) -> Result<Vec<String>, MigrateError> {
+    let rows = client
+        .query(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+               FROM pg_catalog.pg_partition_tree(
+                        pg_catalog.format('%I.%I', $1::text, $2::text)::regclass) t
+               JOIN pg_catalog.pg_partitioned_table p ON p.partrelid = t.relid
+               JOIN pg_catalog.pg_class c ON c.oid = t.relid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attname = $3
+                                              AND NOT a.attisdropped
+              WHERE a.attnum = ANY (p.partattrs::int2[])
+                 -- A column an expression of the key reads depends on the table internally.
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                               AND d.objid = t.relid AND d.objsubid = a.attnum
+                               AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                               AND d.refobjid = t.relid AND d.refobjsubid = 0
+                               AND d.deptype = 'i')
+              ORDER BY t.level, 1",
+            &[&contracted.schema, &contracted.table, &column],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!(
+                    "reading the partition keys of {}.{}",
                     contracted.schema, contracted.table
                 ),
                 &error,
