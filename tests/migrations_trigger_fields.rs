@@ -6,7 +6,7 @@
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{at, complete_now, seeded, start_text};
+use migration_support::{at, base_columns, complete_now, rollback_now, seeded, start_text};
 use support::{Database, exec, lines};
 use viewgate::control::migrate::MigrateError;
 
@@ -58,7 +58,7 @@ async fn a_trigger_naming_a_field_the_contract_takes_away_is_refused_before_any_
             "{operation}"
         );
         assert!(
-            error.to_string().contains("every write that fires it would fail"),
+            error.to_string().contains("every write that fires the trigger would fail"),
             "{error}"
         );
         assert_eq!(
@@ -111,4 +111,49 @@ async fn a_trigger_made_while_live_refuses_the_complete_until_it_no_longer_names
         lines(&v2, "SELECT count(*) FROM models_v2 WHERE name = 'after'").await,
         ["1"]
     );
+}
+
+/// A trigger written for the new version, naming a column its expand added, refuses the
+/// rollback, which would drop the column under it.
+#[tokio::test]
+async fn a_trigger_naming_a_column_the_expand_added_refuses_the_rollback() {
+    let database = seeded(5).await;
+    start_text(
+        &database,
+        "0002.toml",
+        &migration("op = \"add_column\"\ntable = \"models\"\ncolumn = { name = \"label\", type = \"text\" }"),
+    )
+    .await
+    .expect("starts");
+    trigger(&database, "models_label", "NEW.label := lower(NEW.label);");
+    let columns = base_columns(&database);
+    let error = rollback_now(&database).await.expect_err("refused");
+    assert_eq!(
+        refused_objects(&error),
+        "trigger models_label (function public.models_label()) names NEW.label"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("`migrate rollback` drops that column"),
+        "{error}"
+    );
+    assert_eq!(base_columns(&database), columns, "nothing was rolled back");
+    let v2 = at(&database, "v2").await;
+    exec(
+        &v2,
+        "INSERT INTO models_v2 (name, label) VALUES ('x', 'LOUD')",
+    )
+    .await;
+    assert_eq!(
+        lines(&v2, "SELECT label FROM models_v2 WHERE name = 'x'").await,
+        ["loud"],
+        "v2 still writes"
+    );
+
+    database.admin("DROP TRIGGER models_label ON models");
+    rollback_now(&database)
+        .await
+        .expect("rolls back once the trigger is gone");
+    assert!(!base_columns(&database).contains("label"));
 }

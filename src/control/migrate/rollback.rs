@@ -14,6 +14,7 @@ use super::error::MigrateError;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{prepare_catalog, record_event, run_alone, run_sql};
 use super::sync;
+use super::trigger_fields;
 use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
@@ -64,6 +65,7 @@ async fn rollback_locked(
             reasons: reasons.join("; "),
         });
     }
+    trigger_fields::refuse_before_rollback(client, &record.plan).await?;
     undo(client, record, templates, "migrate rollback").await?;
     Ok(RollbackOutcome {
         version: record.version.clone(),

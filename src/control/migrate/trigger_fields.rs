@@ -8,7 +8,9 @@
 //! takes away is compiled by libpg_query's PL/pgSQL parser, whose record-field datums are the
 //! fields the body names of its records: not a text search, so a comment, a string
 //! (`to_jsonb(NEW) ->> 'legacy_note'`) or a longer name is no reason to refuse. Checked by
-//! `migrate start` (and `plan`), and again by `migrate complete` for what was made since.
+//! `migrate start` (and `plan`), and again by `migrate complete` for what was made since; and
+//! by `migrate rollback` for the columns the expand added, which a trigger written for the new
+//! version may name.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,13 +22,64 @@ use super::error::MigrateError;
 use super::sync::FUNCTION_SCHEMA;
 use crate::control::error::ControlError;
 
+/// Which command would take the columns away.
+#[derive(Debug, Clone, Copy)]
+enum Taking {
+    /// `migrate complete`: the columns it drops or renames.
+    Contract,
+    /// `migrate rollback`: the columns the expand added.
+    Rollback,
+}
+
+impl Taking {
+    fn what_it_does(self) -> &'static str {
+        match self {
+            Taking::Contract => "`migrate complete` drops or renames that column",
+            Taking::Rollback => "`migrate rollback` drops that column, which the expand added",
+        }
+    }
+
+    fn then(self) -> &'static str {
+        match self {
+            Taking::Contract => "start again; checked again at `migrate complete`",
+            Taking::Rollback => "roll back again",
+        }
+    }
+}
+
 /// Refuses `plan` while a PL/pgSQL trigger of the application's names a field of the row that
 /// the contract drops or renames.
 pub async fn refuse_stale_trigger_fields(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
-    for ((schema, table), vanishing) in vanishing_columns(plan) {
+    refuse_fields(client, plan, vanishing_columns(plan), Taking::Contract).await
+}
+
+/// Refuses to roll `plan` back while a PL/pgSQL trigger of the application's names a field of
+/// the row that the expand added (one written for the new version, say): the rollback drops
+/// the column, and every write firing the trigger would fail from then on.
+pub async fn refuse_before_rollback(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<(), MigrateError> {
+    let mut added: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for (schema, table, column) in &plan.added_columns {
+        added
+            .entry((schema.clone(), table.clone()))
+            .or_default()
+            .insert(column.clone());
+    }
+    refuse_fields(client, plan, added, Taking::Rollback).await
+}
+
+async fn refuse_fields(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+    taken: BTreeMap<(String, String), BTreeSet<String>>,
+    taking: Taking,
+) -> Result<(), MigrateError> {
+    for ((schema, table), vanishing) in taken {
         let rows = client
             .query(
                 "SELECT t.tgname,
@@ -71,8 +124,14 @@ pub async fn refuse_stale_trigger_fields(
                         "trigger {trigger} (function {function}) names {}",
                         named.join(", ")
                     ),
-                    problem: "`migrate complete` drops or renames that column, and Postgres keeps no record of what a PL/pgSQL body names: the contract would succeed and every write that fires it would fail from then on (42703)".into(),
-                    remedy: "redefine the function so that it does not name the column (`to_jsonb(NEW) ->> '<column>'` reads it while it exists, and NULL once it is gone), or drop the trigger, then start again; checked again at `migrate complete`".into(),
+                    problem: format!(
+                        "{}, and Postgres keeps no record of what a PL/pgSQL body names: it would succeed and every write that fires the trigger would fail from then on (42703)",
+                        taking.what_it_does()
+                    ),
+                    remedy: format!(
+                        "redefine the function so that it does not name the column (`to_jsonb(NEW) ->> '<column>'` reads it while it exists, and NULL once it is gone), or drop the trigger, then {}",
+                        taking.then()
+                    ),
                 });
             }
         }
