@@ -58,6 +58,7 @@ mod migrations_proxy;
 mod migrations_publications;
 mod migrations_rebuild;
 mod migrations_refusals;
+mod migrations_retained_wal;
 mod migrations_session;
 mod migrations_standbys;
 mod migrations_sync_fidelity;

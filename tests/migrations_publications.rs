@@ -62,8 +62,12 @@ async fn a_published_table_is_refused_until_its_subscribers_are_ready() {
         "CREATE SUBSCRIPTION models_in CONNECTION '{}' PUBLICATION models_out",
         database.cluster.admin_conninfo("postgres")
     ));
+    // The table's copy done, its slot dropped: an inactive slot would refuse the backfill.
     wait_until("the subscriber has the table's rows", || {
         on_subscriber("SELECT count(*) FROM models") == "100"
+            && on_subscriber("SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")
+                == "0"
+            && database.admin("SELECT count(*) FROM pg_replication_slots WHERE NOT active") == "0"
     });
     start_text(&database, "0002.toml", &ready(LABELLED))
         .await

@@ -36,6 +36,7 @@ pub mod progress;
 pub mod publications;
 pub mod rebuild;
 pub mod remaining;
+pub mod retained_wal;
 pub mod rollback;
 pub mod settings;
 pub mod standbys;

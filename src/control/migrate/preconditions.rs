@@ -35,6 +35,7 @@ use super::backfill_triggers;
 use super::derive::{Assign, Backfill, ColumnMap, MigrationPlan, Replaced, TableSync, mentions};
 use super::error::MigrateError;
 use super::publications::{self, Asked};
+use super::retained_wal;
 use super::settings::MigrationSettings;
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};
@@ -56,6 +57,7 @@ pub async fn refuse_silent_damage(
         Asked::Everything,
     )
     .await?;
+    retained_wal::refuse_unread_slots(client, plan, settings.inactive_slots_ok).await?;
     for replaced in &plan.replaced {
         refuse_lost_indexes(client, &plan.version, replaced).await?;
     }

@@ -1,6 +1,7 @@
 //! How a migration runs, from its file's `[settings]` table: the backfill's batch size, pause,
 //! yielding to the application and waiting for the standbys, how DDL waits for its locks,
-//! and whether logical subscribers are ready for the new shape. Every setting has a
+//! whether logical subscribers are ready for the new shape and whether the disk has room for
+//! WAL that inactive replication slots keep. Every setting has a
 //! default that suits a live application, so most files leave the table out.
 
 use std::time::Duration;
@@ -53,6 +54,10 @@ pub struct MigrationSettings {
     /// they follow schema changes themselves. Without it such a migration is refused.
     #[serde(default)]
     pub subscribers_ready: bool,
+    /// Whether the disk has room for the backfill's WAL while an inactive replication slot
+    /// keeps it (`retained_wal.rs`). Without it such a migration is refused.
+    #[serde(default)]
+    pub inactive_slots_ok: bool,
 }
 
 impl Default for MigrationSettings {
@@ -65,6 +70,7 @@ impl Default for MigrationSettings {
             yield_to_writers: true,
             max_replica_lag: DEFAULT_MAX_REPLICA_LAG,
             subscribers_ready: false,
+            inactive_slots_ok: false,
         }
     }
 }
