@@ -47,6 +47,7 @@ mod migrations_column_properties;
 mod migrations_dependents;
 mod migrations_directory;
 mod migrations_foreign_partitions;
+mod migrations_function_bodies;
 mod migrations_hostile_writers;
 mod migrations_identity;
 mod migrations_names;

@@ -17,6 +17,7 @@ use super::dependents;
 use super::derive::{ColumnMap, MigrationPlan, Rename, Step, rename_physical, rename_table_name};
 use super::detached::{self, Tidy};
 use super::error::MigrateError;
+use super::function_bodies;
 use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
 use super::progress::Logged;
@@ -171,6 +172,7 @@ async fn complete_once(
     rebuild::check_before_contract(&transaction, &record.plan).await?;
     dependents::refuse_dependents(&transaction, &record.plan).await?;
     trigger_fields::refuse_stale_trigger_fields(&transaction, &record.plan).await?;
+    function_bodies::refuse_stale_function_tables(&transaction, &record.plan).await?;
     publications::refuse_unready_subscribers(
         &transaction,
         &record.plan,

@@ -26,6 +26,7 @@ pub mod directory;
 pub mod error;
 pub mod file;
 pub mod fragment;
+pub mod function_bodies;
 pub mod lock_holders;
 pub mod new_partitions;
 pub mod operation;

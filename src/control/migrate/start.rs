@@ -29,6 +29,7 @@ use super::derive::{self, MigrationPlan, Step};
 use super::detached;
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::function_bodies;
 use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
 use super::operation::dropped_indexes;
@@ -286,6 +287,7 @@ pub async fn plan_against(
     preconditions::refuse_silent_damage(client, &plan, migration.settings).await?;
     dependents::refuse_dependents(client, &plan).await?;
     trigger_fields::refuse_stale_trigger_fields(client, &plan).await?;
+    function_bodies::refuse_stale_function_tables(client, &plan).await?;
     Ok((from, plan))
 }
 

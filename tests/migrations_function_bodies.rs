@@ -1,0 +1,100 @@
+//! The application's functions whose SQL names a table the contract drops or renames refuse the
+//! migration before any change, and its complete when made after the start: Postgres records
+//! no dependency on a PL/pgSQL body or an SQL function written as a string, so the contract
+//! would succeed and every call fail (42P01). SQL built at run time, a comment or a string
+//! naming the table, and a `BEGIN ATOMIC` body (which follows a rename) do not count.
+
+use crate::migration_support;
+use crate::support;
+
+use migration_support::{at, complete_now, seeded, start_text};
+use support::lines;
+use viewgate::control::migrate::MigrateError;
+
+const RENAME: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"models\"\nto = \"items\"\n";
+
+fn refusal(error: &MigrateError) -> (String, String) {
+    match error {
+        MigrateError::Unsafe { table, objects, .. } => (table.clone(), objects.clone()),
+        other => panic!("not refused as unsafe: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_change() {
+    let database = seeded(5).await;
+    database.admin(
+        "CREATE FUNCTION public.count_models() RETURNS bigint LANGUAGE sql
+             AS 'SELECT count(*) FROM models';
+         CREATE FUNCTION public.count_later() RETURNS bigint LANGUAGE plpgsql AS $body$
+             DECLARE n bigint;
+             BEGIN -- FROM models
+                 EXECUTE 'SELECT count(*) FROM ' || 'models' INTO n;
+                 RETURN n;
+             END $body$;
+         CREATE FUNCTION public.count_atomic() RETURNS bigint LANGUAGE sql
+             BEGIN ATOMIC SELECT count(*) FROM public.models; END;",
+    );
+    let error = start_text(&database, "0002.toml", RENAME)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refusal(&error),
+        (
+            "public.models (renamed)".to_owned(),
+            "function public.count_models() names it in its SQL".to_owned()
+        )
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations"),
+        "0"
+    );
+
+    database.admin("DROP FUNCTION public.count_models()");
+    start_text(&database, "0002.toml", RENAME)
+        .await
+        .expect("starts: SQL built at run time and an atomic body do not count");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin("SELECT public.count_atomic()"),
+        "5",
+        "an atomic body follows the rename"
+    );
+}
+
+#[tokio::test]
+async fn a_function_made_while_live_refuses_the_complete_until_it_no_longer_names_the_table() {
+    let database = seeded(5).await;
+    start_text(&database, "0002.toml", RENAME)
+        .await
+        .expect("starts");
+    database.admin(
+        "CREATE TABLE public.orders (id serial PRIMARY KEY, model bigint);
+         CREATE FUNCTION public.touch_model() RETURNS trigger LANGUAGE plpgsql AS $body$
+             BEGIN UPDATE models SET size = size + 1 WHERE id = NEW.model; RETURN NEW; END $body$;
+         CREATE TRIGGER touch_model AFTER INSERT ON orders FOR EACH ROW
+             EXECUTE FUNCTION public.touch_model();",
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let error = complete_now(&database).await.expect_err("refused");
+    assert_eq!(
+        refusal(&error).1,
+        "function public.touch_model() names it in its SQL"
+    );
+
+    database.admin(
+        "CREATE OR REPLACE FUNCTION public.touch_model() RETURNS trigger LANGUAGE plpgsql AS $body$
+             BEGIN UPDATE items SET size = size + 1 WHERE id = NEW.model; RETURN NEW; END $body$",
+    );
+    complete_now(&database)
+        .await
+        .expect("completes once the function names the new name");
+    database.admin("INSERT INTO orders (model) VALUES (1)");
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(&v2, "SELECT size FROM items_v2 WHERE id = 1").await,
+        ["2"],
+        "the order's trigger reached the renamed table"
+    );
+}
