@@ -8,7 +8,9 @@
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{at, complete_now, retype, rollback_now, start_text};
+use migration_support::{
+    at, complete_now, insert_keyed_at_both_versions, retype, rollback_now, start_text,
+};
 use support::{Database, exec, lines};
 use viewgate::control::migrate::MigrationFile;
 use viewgate::control::migrate::status::plan;
@@ -97,18 +99,7 @@ async fn a_retyped_identity_key_stays_generated_and_counts_on_from_its_sequence(
     start_text(&database, "0002.toml", &widen_key())
         .await
         .expect("starts again");
-    let v1 = at(&database, "v1").await;
-    let v2 = at(&database, "v2").await;
-    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('v1-new')").await;
-    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('v2-new')").await;
-    for name in ["v1-new", "v2-new"] {
-        let read = format!("SELECT id FROM models_v1 WHERE name = '{name}'");
-        assert_eq!(
-            lines(&v1, &read).await,
-            lines(&v2, &read.replace("_v1", "_v2")).await,
-            "{name} has one key, read alike at both versions"
-        );
-    }
+    let (_, v2) = insert_keyed_at_both_versions(&database).await;
     assert_eq!(
         lines(&v2, "SELECT name FROM models_v2 WHERE id > 20 ORDER BY id").await,
         ["v1-new", "v2-new"],

@@ -8,7 +8,10 @@
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{at, base_columns, complete_now, retype, rollback_now, seeded, start_text};
+use migration_support::{
+    at, base_columns, complete_now, insert_keyed_at_both_versions, retype, rollback_now, seeded,
+    start_text,
+};
 use support::{Database, exec, lines};
 
 /// Every index of `models` and what it is (its definition, its constraint, whether it is the
@@ -720,18 +723,7 @@ async fn a_retyped_primary_key_stays_the_key_and_its_sequence_widens() {
         "CREATE UNIQUE INDEX _vg_v2_models_pkey ON public.models USING btree (_vg_v2_id) valid=true",
         "the key has a unique twin on the new column, built before v2 went live"
     );
-    let v1 = at(&database, "v1").await;
-    let v2 = at(&database, "v2").await;
-    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('v1-new')").await;
-    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('v2-new')").await;
-    for name in ["v1-new", "v2-new"] {
-        let read = format!("SELECT id FROM models_v1 WHERE name = '{name}'");
-        assert_eq!(
-            lines(&v1, &read).await,
-            lines(&v2, &read.replace("_v1", "_v2")).await,
-            "{name} has one key, read alike at both versions"
-        );
-    }
+    let (v1, v2) = insert_keyed_at_both_versions(&database).await;
     for (client, table) in [(&v1, "models_v1"), (&v2, "models_v2")] {
         let duplicate = client
             .execute(

@@ -10,7 +10,7 @@ use viewgate::control::migrate::{MigrateError, MigrationFile, Progress, Silent};
 use viewgate::control::templates::Templates;
 use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
 
-use super::support::{Database, exec};
+use super::support::{Database, exec, lines};
 
 pub const BASE: &str = "CREATE TABLE public.models (
     id bigserial PRIMARY KEY,
@@ -181,4 +181,22 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Inserts a row through v1 and one through v2 of `models`, neither giving its key, and checks
+/// that each has one key, read alike at both versions; returns the two clients.
+pub async fn insert_keyed_at_both_versions(database: &Database) -> (Client, Client) {
+    let v1 = at(database, "v1").await;
+    let v2 = at(database, "v2").await;
+    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('v1-new')").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('v2-new')").await;
+    for name in ["v1-new", "v2-new"] {
+        let read = format!("SELECT id FROM models_v1 WHERE name = '{name}'");
+        assert_eq!(
+            lines(&v1, &read).await,
+            lines(&v2, &read.replace("_v1", "_v2")).await,
+            "{name} has one key, read alike at both versions"
+        );
+    }
+    (v1, v2)
 }
