@@ -98,3 +98,36 @@ async fn a_function_made_while_live_refuses_the_complete_until_it_no_longer_name
         "the order's trigger reached the renamed table"
     );
 }
+
+#[tokio::test]
+async fn a_function_naming_a_column_the_contract_drops_is_refused_before_any_change() {
+    let database = seeded(5).await;
+    database.admin(
+        "CREATE FUNCTION public.clear_notes() RETURNS void LANGUAGE plpgsql AS $body$
+             BEGIN UPDATE models SET legacy_note = NULL WHERE legacy_note = ''; END $body$;
+         CREATE FUNCTION public.note_of(bigint) RETURNS text LANGUAGE sql
+             AS 'SELECT to_jsonb(m) ->> ''legacy_note'' FROM models m WHERE m.id = $1';",
+    );
+    let drop_note = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n";
+    let error = start_text(&database, "0002.toml", drop_note)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refusal(&error),
+        (
+            "public.models".to_owned(),
+            "function public.clear_notes() names column(s) legacy_note in its SQL".to_owned()
+        )
+    );
+
+    database.admin("DROP FUNCTION public.clear_notes()");
+    start_text(&database, "0002.toml", drop_note)
+        .await
+        .expect("starts: a row read through to_jsonb names no column");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin("SELECT coalesce(public.note_of(1), 'gone')"),
+        "gone"
+    );
+}

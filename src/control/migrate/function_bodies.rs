@@ -1,24 +1,30 @@
-//! The application's functions whose SQL names a table the contract drops or renames.
+//! The application's functions whose SQL names a table, or a column of a table, that the
+//! contract drops or renames.
 //!
 //! A PL/pgSQL function, or an SQL function written as a string (not `BEGIN ATOMIC`), is kept
-//! as text: Postgres records no dependency on the tables it names, so `dependents.rs`, which
-//! reads `pg_depend`, cannot see them, and the contract's `DROP TABLE` or `RENAME TO` succeeds.
-//! From then on each call fails (`relation "models" does not exist`, 42P01): a trigger on
-//! another table that writes an audit row into it, a procedure a job runs every night. Each
-//! such function is read by libpg_query (PL/pgSQL compiled to its statements, each statement
-//! parsed), and the relations its statements name are compared with what the contract takes
-//! away: a name in a comment or a string does not count, nor does SQL built at run time
-//! (`EXECUTE`), which nothing can read before it runs. Checked by `migrate start` (and
-//! `plan`), and again by `migrate complete` for what was made since.
+//! as text: Postgres records no dependency on what it names, so `dependents.rs`, which reads
+//! `pg_depend`, cannot see it, and the contract's `DROP TABLE`, `DROP COLUMN` or `RENAME`
+//! succeeds. From then on each call fails (`relation "models" does not exist`, 42P01; `column
+//! "legacy_note" does not exist`, 42703): a trigger on another table that writes an audit row
+//! into it, a procedure a job runs every night. Each such function is read by libpg_query
+//! (PL/pgSQL compiled to its statements, each statement parsed), and what its statements name
+//! is compared with what the contract takes away: a table by its name, qualified or not; a
+//! column where the statement can only mean that table's (qualified by the table's name or
+//! alias, unqualified in a statement naming no other relation, the column list of an INSERT
+//! into it, the SET list of an UPDATE of it). A name in a comment or a string does not count,
+//! nor does SQL built at run time (`EXECUTE`), which nothing can read before it runs. Checked
+//! by `migrate start` (and `plan`), and again by `migrate complete` for what was made since.
 
 use std::collections::BTreeSet;
 
+use pg_query::ParseResult;
 use serde_json::Value;
 use tokio_postgres::GenericClient;
 
 use super::derive::{Dropped, MigrationPlan, Rename};
 use super::error::MigrateError;
 use super::sync::FUNCTION_SCHEMA;
+use super::trigger_fields::vanishing_columns;
 use crate::control::error::ControlError;
 use crate::control::views::mapping_functions::MARKER_PREFIX;
 
@@ -29,7 +35,8 @@ pub async fn refuse_stale_function_tables(
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
     let vanishing = vanishing_tables(plan);
-    if vanishing.is_empty() {
+    let columns = vanishing_columns(plan);
+    if vanishing.is_empty() && columns.is_empty() {
         return Ok(());
     }
     let rows = client
@@ -65,15 +72,16 @@ pub async fn refuse_stale_function_tables(
     for row in rows {
         let (function, source, plpgsql): (String, String, bool) =
             (row.get(0), row.get(1), row.get(2));
-        let named = match relations_named(&source, plpgsql) {
-            Ok(named) => named,
+        let statements = match statements(&source, plpgsql) {
+            Ok(statements) => statements,
             Err(problem) => {
                 tracing::warn!(
-                    "function {function} could not be read ({problem}); the tables it names were not checked"
+                    "function {function} could not be read ({problem}); what it names was not checked"
                 );
                 continue;
             }
         };
+        let named = tables_named(&statements);
         let stale: Vec<String> = vanishing
             .iter()
             .filter(|(schema, table, _)| names_table(&named, schema, table))
@@ -87,6 +95,24 @@ pub async fn refuse_stale_function_tables(
                 problem: "Postgres keeps no record of the tables a PL/pgSQL function or an SQL function written as a string names: `migrate complete` would drop or rename the table, and every call of the function would fail from then on (42P01)".into(),
                 remedy: "redefine the function so that it no longer names the table (the new version's view, or the table's new name once the contract has run, which the function can reach through `EXECUTE` meanwhile), or drop it, then start again; checked again at `migrate complete`".into(),
             });
+        }
+        for ((schema, table), gone) in &columns {
+            let stale: Vec<&String> = columns_named(&statements, schema, table)
+                .into_iter()
+                .filter_map(|column| gone.get(&column))
+                .collect();
+            if !stale.is_empty() {
+                return Err(MigrateError::Unsafe {
+                    version: plan.version.clone(),
+                    table: format!("{schema}.{table}"),
+                    objects: format!(
+                        "function {function} names column(s) {} in its SQL",
+                        stale.iter().map(|column| column.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    problem: "Postgres keeps no record of the columns a PL/pgSQL function or an SQL function written as a string names: `migrate complete` would drop or rename the column, and every call of the function that reaches the statement would fail from then on (42703)".into(),
+                    remedy: "redefine the function so that it no longer names the column (read it through `to_jsonb(row)` while it exists, or leave the statement to the new version's view), or drop it, then start again; checked again at `migrate complete`".into(),
+                });
+            }
         }
     }
     Ok(())
@@ -111,26 +137,142 @@ fn names_table(named: &BTreeSet<String>, schema: &str, table: &str) -> bool {
     named.contains(table) || named.contains(&format!("{schema}.{table}"))
 }
 
-/// The relations the statements of function `source` name: a PL/pgSQL `CREATE FUNCTION`
-/// statement, compiled to its statements, or an SQL function's body.
-fn relations_named(source: &str, plpgsql: bool) -> Result<BTreeSet<String>, String> {
-    let statements = if plpgsql {
+/// The statements of function `source`, parsed: a PL/pgSQL `CREATE FUNCTION` statement,
+/// compiled to its statements and expressions, or an SQL function's body.
+fn statements(source: &str, plpgsql: bool) -> Result<Vec<ParseResult>, String> {
+    let texts = if plpgsql {
         let compiled = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
         let mut queries = Vec::new();
         collect_queries(&compiled, &mut queries);
         queries
     } else {
-        vec![source.to_owned()]
+        pg_query::split_with_parser(source)
+            .map_err(|error| error.to_string())?
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     };
-    let mut named = BTreeSet::new();
+    texts
+        .iter()
+        .map(|text| {
+            // PL/pgSQL keeps an expression (`IF …`, `x := …`) without its SELECT.
+            pg_query::parse(text)
+                .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
+                .map_err(|error| error.to_string())
+        })
+        .collect()
+}
+
+/// The relations `statements` name, as written (qualified or not).
+fn tables_named(statements: &[ParseResult]) -> BTreeSet<String> {
+    statements
+        .iter()
+        .flat_map(|statement| statement.tables())
+        .collect()
+}
+
+/// The columns of `schema.table` that `statements` name where they can only mean that table's:
+/// qualified by its name or alias, unqualified in a statement naming no other relation, in the
+/// column list of an INSERT into it or the SET list of an UPDATE of it.
+fn columns_named(statements: &[ParseResult], schema: &str, table: &str) -> BTreeSet<String> {
+    let qualified = format!("{schema}.{table}");
+    let is_table = |name: &str| name == table || name == qualified;
+    let mut columns = BTreeSet::new();
     for statement in statements {
-        // PL/pgSQL keeps an expression (`IF …`, `x := …`) without its SELECT.
-        let parsed = pg_query::parse(&statement)
-            .or_else(|_| pg_query::parse(&format!("SELECT {statement}")))
-            .map_err(|error| error.to_string())?;
-        named.extend(parsed.tables());
+        let tables = statement.tables();
+        if !tables.iter().any(|name| is_table(name)) {
+            continue;
+        }
+        let alone = tables.iter().all(|name| is_table(name));
+        let mut qualifiers: BTreeSet<&str> = BTreeSet::from([table]);
+        qualifiers.extend(
+            statement
+                .aliases
+                .iter()
+                .filter(|(_, aliased)| is_table(aliased))
+                .map(|(alias, _)| alias.as_str()),
+        );
+        let Ok(tree) = serde_json::to_value(&statement.protobuf) else {
+            continue;
+        };
+        let mut found = Found::default();
+        walk(&tree, &mut found);
+        for fields in found.column_refs {
+            match fields.as_slice() {
+                [column] if alone => {
+                    columns.insert(column.clone());
+                }
+                [qualifier, column] if qualifiers.contains(qualifier.as_str()) => {
+                    columns.insert(column.clone());
+                }
+                [in_schema, in_table, column] if in_schema == schema && in_table == table => {
+                    columns.insert(column.clone());
+                }
+                _ => {}
+            }
+        }
+        for (relation, column) in found.targets {
+            if is_table(&relation) {
+                columns.insert(column);
+            }
+        }
     }
-    Ok(named)
+    columns
+}
+
+/// What one statement's tree names: each column reference's fields, and each (relation,
+/// column) an INSERT's column list or an UPDATE's SET list writes.
+#[derive(Default)]
+struct Found {
+    column_refs: Vec<Vec<String>>,
+    targets: Vec<(String, String)>,
+}
+
+/// Walks libpg_query's tree (its protobuf as serde writes it: a node is `{"Kind": {…}}`).
+fn walk(node: &Value, found: &mut Found) {
+    match node {
+        Value::Object(fields) => {
+            if let Some(reference) = fields.get("ColumnRef") {
+                let names = reference["fields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|field| field["node"]["String"]["sval"].as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>();
+                if let Some(names) = names {
+                    found.column_refs.push(names);
+                }
+            }
+            for (statement, list) in [("InsertStmt", "cols"), ("UpdateStmt", "target_list")] {
+                let Some(written) = fields.get(statement) else {
+                    continue;
+                };
+                let relation = &written["relation"];
+                let name = match (
+                    relation["schemaname"].as_str(),
+                    relation["relname"].as_str(),
+                ) {
+                    (Some(schema), Some(name)) if !schema.is_empty() => format!("{schema}.{name}"),
+                    (_, Some(name)) => name.to_owned(),
+                    _ => continue,
+                };
+                for target in written[list].as_array().into_iter().flatten() {
+                    if let Some(column) = target["node"]["ResTarget"]["name"].as_str() {
+                        found.targets.push((name.clone(), column.to_owned()));
+                    }
+                }
+            }
+            for value in fields.values() {
+                walk(value, found);
+            }
+        }
+        Value::Array(values) => {
+            for value in values {
+                walk(value, found);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Every SQL text in a compiled PL/pgSQL function: the `query` of each of its expressions.
@@ -160,52 +302,77 @@ fn collect_queries(node: &Value, queries: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    fn named_by(body: &str) -> Vec<String> {
-        relations_named(
+    fn plpgsql(body: &str) -> Vec<ParseResult> {
+        statements(
             &format!(
                 "CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $x$ BEGIN {body} RETURN NEW; END $x$"
             ),
             true,
         )
         .expect("parses")
-        .into_iter()
-        .collect()
     }
 
     #[test]
     fn the_relations_a_plpgsql_body_names_are_found_in_its_statements_and_expressions() {
         assert_eq!(
-            named_by(
+            Vec::from_iter(tables_named(&plpgsql(
                 "INSERT INTO audit.models_log SELECT NEW.id;
                  IF EXISTS (SELECT 1 FROM models WHERE id = NEW.id) THEN
                      UPDATE public.sizes SET n = n + 1;
                  END IF;"
-            ),
+            ))),
             ["audit.models_log", "models", "public.sizes"]
         );
     }
 
     #[test]
-    fn comments_strings_and_dynamic_sql_name_no_relation() {
+    fn comments_strings_and_dynamic_sql_name_nothing() {
+        let statements = plpgsql(
+            "-- DELETE FROM models WHERE legacy_note IS NULL
+             PERFORM 'SELECT legacy_note FROM models';
+             EXECUTE 'TRUNCATE models';",
+        );
+        assert_eq!(tables_named(&statements), BTreeSet::new());
         assert_eq!(
-            named_by(
-                "-- DELETE FROM models
-                 PERFORM 'SELECT * FROM models';
-                 EXECUTE 'TRUNCATE models';"
-            ),
-            Vec::<String>::new()
+            columns_named(&statements, "public", "models"),
+            BTreeSet::new()
         );
     }
 
     #[test]
     fn an_sql_functions_body_is_read_statement_by_statement() {
-        let named = relations_named(
+        let statements = statements(
             "DELETE FROM models WHERE id = $1; SELECT count(*) FROM public.parts",
             false,
         )
         .expect("parses");
+        let named = tables_named(&statements);
         assert!(names_table(&named, "public", "models"));
         assert!(names_table(&named, "public", "parts"));
         assert!(!names_table(&named, "public", "model"));
+    }
+
+    #[test]
+    fn a_column_counts_only_where_the_statement_can_mean_the_tables_own() {
+        let statements = plpgsql(
+            "SELECT legacy_note INTO NEW.name FROM models WHERE id = NEW.id;
+             UPDATE public.models SET size = 0 WHERE id = 1;
+             INSERT INTO models (name, shade) VALUES ('x', 'y');
+             SELECT m.colour, p.weight, public.models.hue FROM models m JOIN parts p ON p.id = m.id;
+             SELECT depth FROM models JOIN parts USING (id);
+             INSERT INTO parts (finish) SELECT name FROM models;",
+        );
+        assert_eq!(
+            Vec::from_iter(columns_named(&statements, "public", "models")),
+            [
+                "colour",
+                "hue",
+                "id",
+                "legacy_note",
+                "name",
+                "shade",
+                "size"
+            ]
+        );
     }
 }

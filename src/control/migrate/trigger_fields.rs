@@ -141,7 +141,9 @@ async fn refuse_fields(
 
 /// The physical columns of each table that have no column of their name once the contract
 /// has run: dropped, replaced under another name (or by several), or renamed.
-fn vanishing_columns(plan: &MigrationPlan) -> BTreeMap<(String, String), BTreeSet<String>> {
+pub(super) fn vanishing_columns(
+    plan: &MigrationPlan,
+) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut vanishing: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut arriving: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for dropped in &plan.dropped {

@@ -27,8 +27,8 @@ pub(super) async fn reown_sequences(
     plan: &mut MigrationPlan,
 ) -> Result<(), MigrateError> {
     let mut steps = Vec::new();
-    let mut identities = Vec::new();
-    for (position, (old, replacement)) in replacements(plan).enumerate() {
+    let mut identities: Vec<(String, String, String)> = Vec::new();
+    for (old, replacement) in replacements(plan) {
         let table = quote_qualified(&old.schema, &old.table);
         let row = client
             .query_one(
@@ -52,7 +52,7 @@ pub(super) async fn reown_sequences(
         let identity: bool = row.get(1);
         if identity {
             refuse_unremakable_identity(client, plan, old, replacement).await?;
-            identities.push(position);
+            identities.push((old.schema.clone(), old.table.clone(), old.column.clone()));
             continue;
         }
         let Some(sequence) = sequence else {
@@ -81,14 +81,12 @@ pub(super) async fn reown_sequences(
     for (position, step) in steps.into_iter().enumerate() {
         plan.complete.insert(position, step);
     }
-    for (position, replaced) in plan
-        .replaced
-        .iter_mut()
-        .filter(|old| old.replacement.is_some())
-        .enumerate()
-    {
+    for replaced in &mut plan.replaced {
+        let identity = identities.iter().any(|(schema, table, column)| {
+            *schema == replaced.schema && *table == replaced.table && *column == replaced.column
+        });
         if let Some(replacement) = replaced.replacement.as_mut() {
-            replacement.identity = identities.contains(&position);
+            replacement.identity = identity;
         }
     }
     Ok(())
