@@ -11,7 +11,8 @@
 //! is compared with what the contract takes away: a table by its name, qualified or not; a
 //! column where the statement can only mean that table's (qualified by the table's name or
 //! alias, unqualified in a statement naming no other relation, the column list of an INSERT
-//! into it, the SET list of an UPDATE of it). A name in a comment or a string does not count,
+//! into it, the SET list of an UPDATE of it), and a PL/pgSQL declaration copying its type
+//! (`models%ROWTYPE`, `models.legacy_note%TYPE`). A name in a comment or a string does not count,
 //! nor does SQL built at run time (`EXECUTE`), which nothing can read before it runs. Checked
 //! by `migrate start` (and `plan`), and again by `migrate complete` for what was made since.
 
@@ -72,8 +73,8 @@ pub async fn refuse_stale_function_tables(
     for row in rows {
         let (function, source, plpgsql): (String, String, bool) =
             (row.get(0), row.get(1), row.get(2));
-        let statements = match statements(&source, plpgsql) {
-            Ok(statements) => statements,
+        let body = match read_body(&source, plpgsql) {
+            Ok(body) => body,
             Err(problem) => {
                 tracing::warn!(
                     "function {function} could not be read ({problem}); what it names was not checked"
@@ -81,7 +82,7 @@ pub async fn refuse_stale_function_tables(
                 continue;
             }
         };
-        let named = tables_named(&statements);
+        let named = tables_named(&body);
         let stale: Vec<String> = vanishing
             .iter()
             .filter(|(schema, table, _)| names_table(&named, schema, table))
@@ -97,7 +98,7 @@ pub async fn refuse_stale_function_tables(
             });
         }
         for ((schema, table), gone) in &columns {
-            let stale: Vec<&String> = columns_named(&statements, schema, table)
+            let stale: Vec<&String> = columns_named(&body, schema, table)
                 .into_iter()
                 .filter_map(|column| gone.get(&column))
                 .collect();
@@ -137,13 +138,38 @@ fn names_table(named: &BTreeSet<String>, schema: &str, table: &str) -> bool {
     named.contains(table) || named.contains(&format!("{schema}.{table}"))
 }
 
-/// The statements of function `source`, parsed: a PL/pgSQL `CREATE FUNCTION` statement,
-/// compiled to its statements and expressions, or an SQL function's body.
-fn statements(source: &str, plpgsql: bool) -> Result<Vec<ParseResult>, String> {
+/// What a function's body names: its statements, parsed, and the types its PL/pgSQL
+/// declarations copy from a table (`models%ROWTYPE`, `models.legacy_note%TYPE`), as name
+/// parts.
+#[derive(Default)]
+struct Body {
+    statements: Vec<ParseResult>,
+    /// A row type's relation: `[table]` or `[schema, table]`.
+    row_types: Vec<Vec<String>>,
+    /// A column's type: the relation's parts, then the column.
+    column_types: Vec<Vec<String>>,
+}
+
+/// The body of function `source`, parsed: a PL/pgSQL `CREATE FUNCTION` statement, compiled
+/// to its statements, expressions and declarations, or an SQL function's body.
+fn read_body(source: &str, plpgsql: bool) -> Result<Body, String> {
+    let mut body = Body::default();
     let texts = if plpgsql {
         let compiled = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
         let mut queries = Vec::new();
-        collect_queries(&compiled, &mut queries);
+        let mut types = Vec::new();
+        collect_queries(&compiled, &mut queries, &mut types);
+        for declared in types {
+            if let Some(relation) = strip_suffix_ignoring_case(&declared, "%ROWTYPE") {
+                body.row_types.push(name_parts(relation));
+            } else if let Some(column) = strip_suffix_ignoring_case(&declared, "%TYPE") {
+                // One word is another variable's type; two or three name a column.
+                let parts = name_parts(column);
+                if (2..=3).contains(&parts.len()) {
+                    body.column_types.push(parts);
+                }
+            }
+        }
         queries
     } else {
         pg_query::split_with_parser(source)
@@ -152,7 +178,7 @@ fn statements(source: &str, plpgsql: bool) -> Result<Vec<ParseResult>, String> {
             .map(str::to_owned)
             .collect()
     };
-    texts
+    body.statements = texts
         .iter()
         .map(|text| {
             // PL/pgSQL keeps an expression (`IF …`, `x := …`) without its SELECT.
@@ -160,25 +186,67 @@ fn statements(source: &str, plpgsql: bool) -> Result<Vec<ParseResult>, String> {
                 .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
                 .map_err(|error| error.to_string())
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(body)
 }
 
-/// The relations `statements` name, as written (qualified or not).
-fn tables_named(statements: &[ParseResult]) -> BTreeSet<String> {
-    statements
+fn strip_suffix_ignoring_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
+    let split = text.len().checked_sub(suffix.len())?;
+    (text.is_char_boundary(split) && text[split..].eq_ignore_ascii_case(suffix))
+        .then(|| &text[..split])
+}
+
+/// The parts of a dotted name as Postgres reads them: quoted ones as written, others folded
+/// to lower case.
+fn name_parts(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut quoted = false;
+    let mut characters = name.trim().chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            '"' if quoted && characters.peek() == Some(&'"') => {
+                characters.next();
+                part.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut part)),
+            other if quoted => part.push(other),
+            other => part.push(other.to_ascii_lowercase()),
+        }
+    }
+    parts.push(part);
+    parts
+}
+
+/// The relations `body` names, as written (qualified or not).
+fn tables_named(body: &Body) -> BTreeSet<String> {
+    let declared = body.row_types.iter().map(|parts| parts.join(".")).chain(
+        body.column_types
+            .iter()
+            .map(|parts| parts[..parts.len() - 1].join(".")),
+    );
+    body.statements
         .iter()
         .flat_map(|statement| statement.tables())
+        .chain(declared)
         .collect()
 }
 
-/// The columns of `schema.table` that `statements` name where they can only mean that table's:
+/// The columns of `schema.table` that `body` names where they can only mean that table's:
 /// qualified by its name or alias, unqualified in a statement naming no other relation, in the
-/// column list of an INSERT into it or the SET list of an UPDATE of it.
-fn columns_named(statements: &[ParseResult], schema: &str, table: &str) -> BTreeSet<String> {
+/// column list of an INSERT into it or the SET list of an UPDATE of it, or in a declaration
+/// copying its type.
+fn columns_named(body: &Body, schema: &str, table: &str) -> BTreeSet<String> {
     let qualified = format!("{schema}.{table}");
     let is_table = |name: &str| name == table || name == qualified;
-    let mut columns = BTreeSet::new();
-    for statement in statements {
+    let mut columns: BTreeSet<String> = body
+        .column_types
+        .iter()
+        .filter(|parts| is_table(&parts[..parts.len() - 1].join(".")))
+        .map(|parts| parts[parts.len() - 1].clone())
+        .collect();
+    for statement in &body.statements {
         let tables = statement.tables();
         if !tables.iter().any(|name| is_table(name)) {
             continue;
@@ -275,8 +343,9 @@ fn walk(node: &Value, found: &mut Found) {
     }
 }
 
-/// Every SQL text in a compiled PL/pgSQL function: the `query` of each of its expressions.
-fn collect_queries(node: &Value, queries: &mut Vec<String>) {
+/// Every SQL text in a compiled PL/pgSQL function (the `query` of each of its expressions),
+/// and every declared type's name as written.
+fn collect_queries(node: &Value, queries: &mut Vec<String>, types: &mut Vec<String>) {
     match node {
         Value::Object(fields) => {
             if let Some(Value::String(query)) = fields
@@ -285,13 +354,19 @@ fn collect_queries(node: &Value, queries: &mut Vec<String>) {
             {
                 queries.push(query.clone());
             }
+            if let Some(Value::String(name)) = fields
+                .get("PLpgSQL_type")
+                .and_then(|declared| declared.get("typname"))
+            {
+                types.push(name.clone());
+            }
             for value in fields.values() {
-                collect_queries(value, queries);
+                collect_queries(value, queries, types);
             }
         }
         Value::Array(values) => {
             for value in values {
-                collect_queries(value, queries);
+                collect_queries(value, queries, types);
             }
         }
         _ => {}
@@ -302,10 +377,10 @@ fn collect_queries(node: &Value, queries: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    fn plpgsql(body: &str) -> Vec<ParseResult> {
-        statements(
+    fn plpgsql(declarations: &str, body: &str) -> Body {
+        read_body(
             &format!(
-                "CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $x$ BEGIN {body} RETURN NEW; END $x$"
+                "CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $x$ {declarations} BEGIN {body} RETURN NEW; END $x$"
             ),
             true,
         )
@@ -316,6 +391,7 @@ mod tests {
     fn the_relations_a_plpgsql_body_names_are_found_in_its_statements_and_expressions() {
         assert_eq!(
             Vec::from_iter(tables_named(&plpgsql(
+                "",
                 "INSERT INTO audit.models_log SELECT NEW.id;
                  IF EXISTS (SELECT 1 FROM models WHERE id = NEW.id) THEN
                      UPDATE public.sizes SET n = n + 1;
@@ -327,26 +403,24 @@ mod tests {
 
     #[test]
     fn comments_strings_and_dynamic_sql_name_nothing() {
-        let statements = plpgsql(
+        let body = plpgsql(
+            "",
             "-- DELETE FROM models WHERE legacy_note IS NULL
              PERFORM 'SELECT legacy_note FROM models';
              EXECUTE 'TRUNCATE models';",
         );
-        assert_eq!(tables_named(&statements), BTreeSet::new());
-        assert_eq!(
-            columns_named(&statements, "public", "models"),
-            BTreeSet::new()
-        );
+        assert_eq!(tables_named(&body), BTreeSet::new());
+        assert_eq!(columns_named(&body, "public", "models"), BTreeSet::new());
     }
 
     #[test]
     fn an_sql_functions_body_is_read_statement_by_statement() {
-        let statements = statements(
+        let body = read_body(
             "DELETE FROM models WHERE id = $1; SELECT count(*) FROM public.parts",
             false,
         )
         .expect("parses");
-        let named = tables_named(&statements);
+        let named = tables_named(&body);
         assert!(names_table(&named, "public", "models"));
         assert!(names_table(&named, "public", "parts"));
         assert!(!names_table(&named, "public", "model"));
@@ -354,7 +428,8 @@ mod tests {
 
     #[test]
     fn a_column_counts_only_where_the_statement_can_mean_the_tables_own() {
-        let statements = plpgsql(
+        let body = plpgsql(
+            "",
             "SELECT legacy_note INTO NEW.name FROM models WHERE id = NEW.id;
              UPDATE public.models SET size = 0 WHERE id = 1;
              INSERT INTO models (name, shade) VALUES ('x', 'y');
@@ -363,7 +438,7 @@ mod tests {
              INSERT INTO parts (finish) SELECT name FROM models;",
         );
         assert_eq!(
-            Vec::from_iter(columns_named(&statements, "public", "models")),
+            Vec::from_iter(columns_named(&body, "public", "models")),
             [
                 "colour",
                 "hue",
@@ -374,5 +449,36 @@ mod tests {
                 "size"
             ]
         );
+    }
+
+    #[test]
+    fn declarations_copying_a_tables_row_or_column_type_name_them() {
+        let body = plpgsql(
+            "DECLARE whole \"Models\"%ROWTYPE; note public.models.legacy_note%TYPE;
+                     size Parts.Size%type; copied note%TYPE;",
+            "",
+        );
+        assert_eq!(
+            Vec::from_iter(tables_named(&body)),
+            ["Models", "parts", "public.models"]
+        );
+        assert_eq!(
+            Vec::from_iter(columns_named(&body, "public", "models")),
+            ["legacy_note"]
+        );
+        assert_eq!(
+            Vec::from_iter(columns_named(&body, "public", "parts")),
+            ["size"]
+        );
+    }
+
+    #[test]
+    fn dotted_names_are_read_as_postgres_reads_them() {
+        assert_eq!(name_parts("Public.\"My \"\"T\"\""), ["public", "My \"T\""]);
+        assert_eq!(
+            strip_suffix_ignoring_case("a%rowtype", "%ROWTYPE"),
+            Some("a")
+        );
+        assert_eq!(strip_suffix_ignoring_case("é", "%TYPE"), None);
     }
 }
