@@ -172,7 +172,7 @@ async fn complete_once(
     rebuild::check_before_contract(&transaction, &record.plan).await?;
     dependents::refuse_dependents(&transaction, &record.plan).await?;
     trigger_fields::refuse_stale_trigger_fields(&transaction, &record.plan).await?;
-    function_bodies::refuse_stale_function_tables(&transaction, &record.plan).await?;
+    function_bodies::refuse_stale_function_bodies(&transaction, &record.plan).await?;
     publications::refuse_unready_subscribers(
         &transaction,
         &record.plan,

@@ -29,9 +29,9 @@ use super::trigger_fields::vanishing_columns;
 use crate::control::error::ControlError;
 use crate::control::views::mapping_functions::MARKER_PREFIX;
 
-/// Refuses `plan` while a function of the application's names, in its SQL, a table the
-/// contract drops or renames.
-pub async fn refuse_stale_function_tables(
+/// Refuses `plan` while a function of the application's names, in its SQL or its
+/// declarations, a table or a column the contract drops or renames.
+pub async fn refuse_stale_function_bodies(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {

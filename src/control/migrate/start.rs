@@ -287,7 +287,7 @@ pub async fn plan_against(
     preconditions::refuse_silent_damage(client, &plan, migration.settings).await?;
     dependents::refuse_dependents(client, &plan).await?;
     trigger_fields::refuse_stale_trigger_fields(client, &plan).await?;
-    function_bodies::refuse_stale_function_tables(client, &plan).await?;
+    function_bodies::refuse_stale_function_bodies(client, &plan).await?;
     Ok((from, plan))
 }
 
