@@ -242,3 +242,55 @@ async fn an_index_or_key_the_contract_drops_is_refused_while_something_needs_it(
         "0"
     );
 }
+
+/// A sequence the contract drops with its column (a serial's, owned by it) or its table, while
+/// another table's default or a view calls it: Postgres refuses the drop (2BP01), and the
+/// migration, seen started without this check, failed its complete every time.
+#[tokio::test]
+async fn a_sequence_the_contract_drops_is_refused_while_something_else_calls_it() {
+    let database = Database::start();
+    database.admin(
+        &migration_support::BASE
+            .replace("legacy_note text", "legacy_note text,\n    ticket serial"),
+    );
+    migration_support::one_table_at_v1(
+        &database,
+        "models",
+        "id",
+        &["id", "name", "size", "legacy_note", "ticket"],
+    )
+    .await;
+    database.admin(
+        "INSERT INTO models (name) VALUES ('first');
+         CREATE TABLE public.queue (n integer DEFAULT nextval('models_ticket_seq'));
+         CREATE VIEW public.next_ticket AS SELECT nextval('models_ticket_seq')",
+    );
+    let drop_column = "op = \"drop_column\"\ntable = \"models\"\ncolumn = \"ticket\"";
+    let before = base_columns(&database);
+    assert_refused_naming(
+        &database,
+        drop_column,
+        "column ticket's sequence models_ticket_seq is called by default value for column n of table queue, view next_ticket",
+    )
+    .await;
+    assert_eq!(base_columns(&database), before);
+    // The table's own sequences go with it: its id's too.
+    database.admin("CREATE VIEW public.next_id AS SELECT nextval('models_id_seq')");
+    assert_refused_naming(
+        &database,
+        "op = \"drop_table\"\ntable = \"models\"",
+        "the table's sequence models_id_seq is called by view next_id",
+    )
+    .await;
+    // A column's own default does not count, nor another sequence's callers.
+    database.admin("DROP VIEW public.next_ticket");
+    database.admin("ALTER SEQUENCE models_ticket_seq OWNED BY NONE");
+    start_then_complete(&database, &migration(drop_column)).await;
+    assert!(!base_columns(&database).contains("ticket"));
+    database.admin("INSERT INTO queue DEFAULT VALUES");
+    assert_eq!(
+        database.admin("SELECT n FROM queue"),
+        "2",
+        "the sequence counts on"
+    );
+}

@@ -212,3 +212,45 @@ async fn an_identity_that_could_not_be_one_again_is_refused_before_any_change() 
         );
     }
 }
+
+/// Another table's default calling the identity's sequence as `nextval('…')` is written (bound
+/// to the sequence itself) would keep the contract from dropping it (2BP01): refused before any
+/// change. Called by name, it reaches the sequence the contract makes under that name, and the
+/// two tables keep drawing from one count.
+#[tokio::test]
+async fn another_table_calling_the_identity_sequence_refuses_until_it_calls_it_by_name() {
+    let database = identity_keyed("BY DEFAULT", "CACHE 1").await;
+    database.admin(
+        "CREATE TABLE public.tickets (n bigint DEFAULT nextval('models_id_seq'), what text)",
+    );
+    let columns = migration_support::base_columns(&database);
+    let refused = start_text(&database, "0002.toml", &widen_key())
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        refused.contains(
+            "column id's sequence models_id_seq is called by default value for column n of table tickets"
+        ) && refused.contains("nextval('models_id_seq'::text)"),
+        "{refused}"
+    );
+    assert_eq!(migration_support::base_columns(&database), columns);
+
+    database.admin("ALTER TABLE tickets ALTER COLUMN n SET DEFAULT nextval('models_id_seq'::text)");
+    start_text(&database, "0002.toml", &widen_key())
+        .await
+        .expect("starts");
+    complete_now(&database).await.expect("completes");
+    database.admin("INSERT INTO tickets (what) VALUES ('after')");
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('after')").await;
+    assert_eq!(
+        database.admin("SELECT n FROM tickets"),
+        "21",
+        "the sequence stood at 20"
+    );
+    assert_eq!(
+        lines(&v2, "SELECT id FROM models_v2 WHERE name = 'after'").await,
+        ["22"]
+    );
+}

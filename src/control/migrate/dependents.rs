@@ -10,7 +10,9 @@
 //! replaced column the foreign keys `rebuild/` makes again on the new one. Likewise an index
 //! or a unique constraint the contract drops while a constraint owns it or another table's
 //! foreign key references through it (a `drop_index` runs after the contract commits, and
-//! its failure left the index behind a completed migration).
+//! its failure left the index behind a completed migration). And a sequence the column or
+//! table takes with it (a serial's, an identity's) while another table's default or a view
+//! calls it: the dependency is on the sequence, so Postgres refuses the drop the same way.
 
 use tokio_postgres::GenericClient;
 
@@ -18,6 +20,7 @@ use super::derive::{Dropped, MigrationPlan};
 use super::error::MigrateError;
 use super::sync::FUNCTION_SCHEMA;
 use crate::control::error::ControlError;
+use crate::control::views::mapping_functions::MARKER_PREFIX;
 
 /// What the contract drops that others may read: a column (`None`: a whole table).
 struct Contracted<'a> {
@@ -81,14 +84,33 @@ pub async fn refuse_dependents(
                 });
             }
         }
-        let readers = readers(client, &contracted).await?;
-        if readers.is_empty() {
-            continue;
-        }
         let what = match contracted.column {
             Some(column) => format!("column {column}"),
             None => "the table".to_owned(),
         };
+        if let Some(called) = called_sequences(client, &contracted).await?.first() {
+            return Err(MigrateError::Unsafe {
+                version: plan.version.clone(),
+                table: format!("{}.{}", contracted.schema, contracted.table),
+                objects: format!(
+                    "{what}'s sequence {} is called by {}",
+                    called.sequence,
+                    called.callers.join(", ")
+                ),
+                problem: format!(
+                    "`migrate complete` drops {what} ({}) and its sequence with it, and never with CASCADE: Postgres would refuse the drop while these call the sequence, and the migration could never complete",
+                    contracted.why
+                ),
+                remedy: format!(
+                    "keep a serial's sequence apart from its column (`ALTER SEQUENCE {0} OWNED BY NONE`: the contract then leaves it), or have these call another sequence (of an identity retyped, the one the contract makes under the same name, reached by name: `nextval('{0}'::text)`), then run the command again",
+                    called.sequence
+                ),
+            });
+        }
+        let readers = readers(client, &contracted).await?;
+        if readers.is_empty() {
+            continue;
+        }
         return Err(MigrateError::Unsafe {
             version: plan.version.clone(),
             table: format!("{}.{}", contracted.schema, contracted.table),
@@ -135,6 +157,63 @@ fn contracted(plan: &MigrationPlan) -> Vec<Contracted<'_>> {
     dropped.chain(replaced).collect()
 }
 
+/// The contracted table (`$1`.`$2`) as CTE `target`.
+const TARGET: &str = "target AS (
+    SELECT c.oid AS relid FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relname = $2)";
+
+/// A dependent object (`pg_depend` row `d`) as a user knows it: a view by its name, a
+/// generated column as such, anything else as Postgres describes it.
+const DESCRIBED: &str = "coalesce(
+    (SELECT CASE v.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END
+            || r.ev_class::regclass::text
+       FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+      WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
+        AND r.rulename = '_RETURN'),
+    (SELECT 'generated column ' || pg_catalog.quote_ident(a.attname) || ' of '
+            || ad.adrelid::regclass::text
+       FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a
+         ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+      WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND ad.oid = d.objid
+        AND a.attgenerated <> ''),
+    pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid))";
+
+/// Not a dependent (`d`) the contract itself takes care of: the versions' own views (dropped
+/// first) and viewgate's triggers (functions in schema `$4`).
+const NOT_VIEWGATES: &str = "NOT (d.classid = 'pg_catalog.pg_rewrite'::regclass AND EXISTS (
+         SELECT 1 FROM pg_catalog.pg_rewrite r
+           JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+           JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+           JOIN viewgate.version_objects o
+             ON o.view_schema = vn.nspname AND o.view_name = v.relname
+          WHERE r.oid = d.objid))
+    AND NOT (d.classid = 'pg_catalog.pg_trigger'::regclass AND EXISTS (
+         SELECT 1 FROM pg_catalog.pg_trigger t
+           JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+           JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+          WHERE t.oid = d.objid AND pn.nspname = $4))";
+
+/// Not, when the whole table goes (`$3` null), a dependent (`d`) of `target`'s own: its rules,
+/// triggers, policies, defaults and constraints go with it.
+const NOT_THE_TABLES_OWN: &str = "NOT ($3::text IS NULL AND (
+         d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = target.relid
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
+                  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+                    AND r.oid = d.objid AND r.ev_class = target.relid)
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                  WHERE d.classid = 'pg_catalog.pg_trigger'::regclass
+                    AND t.oid = d.objid AND t.tgrelid = target.relid)
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                  WHERE d.classid = 'pg_catalog.pg_policy'::regclass
+                    AND p.oid = d.objid AND p.polrelid = target.relid)
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef a
+                  WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass
+                    AND a.oid = d.objid AND a.adrelid = target.relid)
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                  WHERE d.classid = 'pg_catalog.pg_constraint'::regclass
+                    AND k.oid = d.objid AND k.conrelid = target.relid)))";
+
 /// The objects with a normal dependency on `contracted`, described as Postgres describes them.
 async fn readers(
     client: &impl GenericClient,
@@ -142,61 +221,20 @@ async fn readers(
 ) -> Result<Vec<String>, MigrateError> {
     let rows = client
         .query(
-            "WITH target AS (
-                SELECT c.oid AS relid FROM pg_catalog.pg_class c
-                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relname = $2)
-             SELECT DISTINCT coalesce(
-                    (SELECT CASE v.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END
-                            || r.ev_class::regclass::text
-                       FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
-                      WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
-                        AND r.rulename = '_RETURN'),
-                    (SELECT 'generated column ' || pg_catalog.quote_ident(a.attname) || ' of '
-                            || ad.adrelid::regclass::text
-                       FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a
-                         ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
-                      WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND ad.oid = d.objid
-                        AND a.attgenerated <> ''),
-                    pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid))
-               FROM pg_catalog.pg_depend d JOIN target ON d.refobjid = target.relid
-              WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n'
-                AND ($3::text IS NULL OR d.refobjsubid = (
-                     SELECT a.attnum FROM pg_catalog.pg_attribute a
-                      WHERE a.attrelid = target.relid AND a.attname = $3 AND NOT a.attisdropped))
-                AND NOT (d.classid = 'pg_catalog.pg_rewrite'::regclass AND EXISTS (
-                     SELECT 1 FROM pg_catalog.pg_rewrite r
-                       JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
-                       JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
-                       JOIN viewgate.version_objects o
-                         ON o.view_schema = vn.nspname AND o.view_name = v.relname
-                      WHERE r.oid = d.objid))
-                AND NOT (d.classid = 'pg_catalog.pg_trigger'::regclass AND EXISTS (
-                     SELECT 1 FROM pg_catalog.pg_trigger t
-                       JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-                       JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-                      WHERE t.oid = d.objid AND pn.nspname = $4))
-                AND NOT ($5 AND d.classid = 'pg_catalog.pg_constraint'::regclass)
-                -- A dropped table takes its own rules, triggers, policies, defaults and
-                -- constraints along.
-                AND NOT ($3::text IS NULL AND (
-                     d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = target.relid
-                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
-                              WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
-                                AND r.oid = d.objid AND r.ev_class = target.relid)
-                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                              WHERE d.classid = 'pg_catalog.pg_trigger'::regclass
-                                AND t.oid = d.objid AND t.tgrelid = target.relid)
-                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
-                              WHERE d.classid = 'pg_catalog.pg_policy'::regclass
-                                AND p.oid = d.objid AND p.polrelid = target.relid)
-                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef a
-                              WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass
-                                AND a.oid = d.objid AND a.adrelid = target.relid)
-                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
-                              WHERE d.classid = 'pg_catalog.pg_constraint'::regclass
-                                AND k.oid = d.objid AND k.conrelid = target.relid)))
-              ORDER BY 1",
+            &format!(
+                "WITH {TARGET}
+                 SELECT DISTINCT {DESCRIBED}
+                   FROM pg_catalog.pg_depend d JOIN target ON d.refobjid = target.relid
+                  WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n'
+                    AND ($3::text IS NULL OR d.refobjsubid = (
+                         SELECT a.attnum FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = target.relid AND a.attname = $3
+                            AND NOT a.attisdropped))
+                    AND {NOT_VIEWGATES}
+                    AND NOT ($5 AND d.classid = 'pg_catalog.pg_constraint'::regclass)
+                    AND {NOT_THE_TABLES_OWN}
+                  ORDER BY 1"
+            ),
             &[
                 &contracted.schema,
                 &contracted.table,
@@ -216,6 +254,93 @@ async fn readers(
             )
         })?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// A sequence the contract drops with `contracted` and the objects that call it, described.
+struct CalledSequence {
+    sequence: String,
+    callers: Vec<String>,
+}
+
+/// The sequences that go with `contracted` (a serial's, owned by its column, unless a
+/// replacement takes it over; an identity's, which a retype makes again under its name) and
+/// what else holds a normal dependency on them: another table's default, a view. Postgres
+/// refuses the drop of the column or table while these call them (2BP01).
+async fn called_sequences(
+    client: &impl GenericClient,
+    contracted: &Contracted<'_>,
+) -> Result<Vec<CalledSequence>, MigrateError> {
+    let rows = client
+        .query(
+            &format!(
+                "WITH {TARGET},
+                 gone AS (
+                    SELECT o.objid AS sequence, o.refobjsubid AS owner
+                      FROM pg_catalog.pg_depend o JOIN target ON o.refobjid = target.relid
+                      JOIN pg_catalog.pg_class s ON s.oid = o.objid AND s.relkind = 'S'
+                     WHERE o.classid = 'pg_catalog.pg_class'::regclass
+                       AND o.refclassid = 'pg_catalog.pg_class'::regclass
+                       AND (o.deptype = 'i' OR (o.deptype = 'a' AND NOT $5))
+                       AND ($3::text IS NULL OR o.refobjsubid = (
+                            SELECT a.attnum FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = target.relid AND a.attname = $3
+                               AND NOT a.attisdropped)))
+                 SELECT DISTINCT gone.sequence::regclass::text, {DESCRIBED}
+                   FROM pg_catalog.pg_depend d JOIN gone ON d.refobjid = gone.sequence, target
+                  WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n'
+                    AND {NOT_VIEWGATES}
+                    AND {NOT_THE_TABLES_OWN}
+                    -- The versions' views copy a column's default, and their mapping
+                    -- functions (marked by their comment) call it: the retired version's go
+                    -- first, and no remaining version has the column or table.
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef ad
+                                      JOIN pg_catalog.pg_class v ON v.oid = ad.adrelid
+                                      JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+                                      JOIN viewgate.version_objects o
+                                        ON o.view_schema = vn.nspname AND o.view_name = v.relname
+                                     WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass
+                                       AND ad.oid = d.objid)
+                    AND NOT (d.classid = 'pg_catalog.pg_proc'::regclass
+                             AND coalesce(pg_catalog.obj_description(d.objid, 'pg_proc'), '')
+                                 LIKE $6 || '%')
+                    -- The owning column's own default goes with it.
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef ad
+                                     WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass
+                                       AND ad.oid = d.objid AND ad.adrelid = target.relid
+                                       AND ad.adnum = gone.owner)
+                  ORDER BY 1, 2"
+            ),
+            &[
+                &contracted.schema,
+                &contracted.table,
+                &contracted.column,
+                &FUNCTION_SCHEMA,
+                &contracted.replaced,
+                &MARKER_PREFIX,
+            ],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!(
+                    "reading what calls the sequences of {}.{}",
+                    contracted.schema, contracted.table
+                ),
+                &error,
+            )
+        })?;
+    let mut called: Vec<CalledSequence> = Vec::new();
+    for row in rows {
+        let (sequence, caller): (String, String) = (row.get(0), row.get(1));
+        match called.last_mut() {
+            Some(last) if last.sequence == sequence => last.callers.push(caller),
+            _ => called.push(CalledSequence {
+                sequence,
+                callers: vec![caller],
+            }),
+        }
+    }
+    Ok(called)
 }
 
 /// The partitioned tables (`contracted`'s table, or a partition of it partitioned in turn)
