@@ -294,3 +294,61 @@ async fn a_sequence_the_contract_drops_is_refused_while_something_else_calls_it(
         "the sequence counts on"
     );
 }
+
+/// A rollback Postgres refuses (here: a view of the application's reads the column the expand
+/// added) changes nothing: the new version keeps its unique index, which the rollback dropped
+/// first until 2026-12-05, leaving v2 live without it while the error said nothing changed.
+#[tokio::test]
+async fn a_rollback_that_fails_leaves_the_new_version_whole() {
+    let database = seeded(5).await;
+    start_text(
+        &database,
+        "0002.toml",
+        &migration(
+            "op = \"add_column\"\ntable = \"models\"\nup = \"'c' || id\"\n\
+             column = { name = \"code\", type = \"text\", unique = true }",
+        ),
+    )
+    .await
+    .expect("starts");
+    database.admin("CREATE VIEW public.codes AS SELECT code FROM models");
+    let indexes = || {
+        database.admin(
+            "SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY 1) FROM pg_index
+              WHERE indrelid = 'models'::regclass",
+        )
+    };
+    assert_eq!(indexes(), "models_pkey,models_code_key");
+
+    let refused = migration_support::rollback_now(&database)
+        .await
+        .expect_err("Postgres refuses the drop")
+        .to_string();
+    assert!(
+        refused.contains("view codes depends on column code of table models")
+            && refused.contains("nothing was changed"),
+        "{refused}"
+    );
+    assert_eq!(indexes(), "models_pkey,models_code_key", "the index stays");
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "live"
+    );
+    let v2 = at(&database, "v2").await;
+    let duplicate = v2
+        .execute(
+            "INSERT INTO models_v2 (name, code) VALUES ('again', 'c1')",
+            &[],
+        )
+        .await
+        .expect_err("v2's code stays unique");
+    assert_eq!(duplicate.code().map(|code| code.code()), Some("23505"));
+    drop(v2);
+
+    database.admin("DROP VIEW public.codes");
+    migration_support::rollback_now(&database)
+        .await
+        .expect("rolls back");
+    assert_eq!(indexes(), "models_pkey");
+    assert!(!base_columns(&database).contains("code"));
+}

@@ -75,7 +75,12 @@ async fn rollback_locked(
     })
 }
 
-/// Removes everything `record`'s expand created and marks it rolled back.
+/// Removes everything `record`'s expand created and marks it rolled back: first, in one
+/// transaction, what decides the migration's state (the foreign keys into its rebuilt indexes,
+/// its triggers, views, columns and tables, whose indexes go with them); then, once that has
+/// committed, the indexes it built on columns that stay. A failure in the transaction changes
+/// nothing (its indexes dropped first had left a live version without its unique keys); one
+/// after it leaves an index a later start of the migration clears.
 pub async fn undo(
     client: &mut Client,
     record: &MigrationRecord,
@@ -83,18 +88,6 @@ pub async fn undo(
     why: &str,
 ) -> Result<(), MigrateError> {
     let settings = record.migration.settings;
-    // Foreign keys into the rebuilt indexes first: they hold them.
-    for step in &record.plan.rollback_referencing {
-        client
-            .batch_execute(&step.sql)
-            .await
-            .map_err(|error| ControlError::database(step.description.clone(), &error))?;
-    }
-    // Under the lock timeout: a partitioned index has no concurrent drop, and a plain one
-    // waiting for its lock would queue every writer of the table behind it.
-    for step in &record.plan.rollback_concurrent {
-        run_alone(client, settings, &step.description, &[&step.sql]).await?;
-    }
     let locks = LockSettings {
         lock_timeout: settings.lock_timeout,
         max_attempts: settings.max_attempts,
@@ -103,7 +96,23 @@ pub async fn undo(
         undo_once(client, record, templates, locks, why).await
     })
     .await;
-    attempted.result
+    attempted.result?;
+    // Under the lock timeout: a partitioned index has no concurrent drop, and a plain one
+    // waiting for its lock would queue every writer of the table behind it.
+    for step in &record.plan.rollback_concurrent {
+        run_alone(client, settings, &step.description, &[&step.sql])
+            .await
+            .map_err(|error| MigrateError::Failed {
+                version: record.version.clone(),
+                step: step.description.clone(),
+                message: error.to_string(),
+                aftermath: format!(
+                    "the migration is rolled back, and this index of it is left: run `{}` (a new start of the migration clears it too)",
+                    step.sql
+                ),
+            })?;
+    }
+    Ok(())
 }
 
 async fn undo_once(
@@ -119,6 +128,10 @@ async fn undo_once(
         .map_err(|error| ControlError::database("starting the rollback transaction", &error))?;
     catalog::set_local_lock_timeout(&transaction, locks.lock_timeout).await?;
     catalog::wait_apply_lock(&transaction).await?;
+    // Foreign keys into the rebuilt indexes first: they hold the columns.
+    for step in &record.plan.rollback_referencing {
+        run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
+    }
     for table_sync in &record.plan.syncs {
         let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);
         run_sql(

@@ -316,12 +316,20 @@ impl fmt::Display for PlanReport {
             }
         }
         write_steps(f, "migrate complete, afterwards", &plan.complete_concurrent)?;
-        write_steps(f, "migrate rollback, first", &plan.rollback_referencing)?;
-        write_steps(f, "migrate rollback, then", &plan.rollback_concurrent)?;
         write_steps(
             f,
-            "migrate rollback (one transaction, after the new version's views and triggers are dropped)",
+            "migrate rollback (one transaction, first)",
+            &plan.rollback_referencing,
+        )?;
+        write_steps(
+            f,
+            "migrate rollback (the same transaction, after the new version's views and triggers are dropped)",
             &plan.rollback,
+        )?;
+        write_steps(
+            f,
+            "migrate rollback, once that has committed",
+            &plan.rollback_concurrent,
         )
     }
 }
