@@ -131,3 +131,67 @@ async fn a_function_naming_a_column_the_contract_drops_is_refused_before_any_cha
         "gone"
     );
 }
+
+/// A function written for the new version, naming a column its expand added or a table it
+/// created, refuses the rollback, which would drop them and leave every call failing (42703,
+/// 42P01); redefined, the rollback runs.
+#[tokio::test]
+async fn a_function_naming_what_the_expand_added_refuses_the_rollback() {
+    let database = seeded(5).await;
+    start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n\
+         [[operations]]\nop = \"add_column\"\ntable = \"models\"\n\
+         column = { name = \"model_type\", type = \"text\" }\n\
+         [[operations]]\nop = \"create_table\"\ntable = \"model_tags\"\n\
+         columns = [{ name = \"id\", type = \"bigserial\", primary_key = true }, { name = \"tag\", type = \"text\" }]\n",
+    )
+    .await
+    .expect("starts");
+    database.admin(
+        "CREATE FUNCTION public.typed(wanted text) RETURNS bigint LANGUAGE plpgsql AS $body$
+             BEGIN RETURN (SELECT count(*) FROM models m WHERE m.model_type = wanted); END $body$",
+    );
+    let rollback = || async { migration_support::rollback_now(&database).await };
+    let error = rollback().await.expect_err("refused");
+    assert_eq!(
+        refusal(&error),
+        (
+            "public.models".to_owned(),
+            "function public.typed(wanted text) names column(s) model_type in its SQL".to_owned()
+        )
+    );
+    assert!(
+        error.to_string().contains("`migrate rollback` would drop"),
+        "{error}"
+    );
+
+    database.admin(
+        "CREATE OR REPLACE FUNCTION public.typed(wanted text) RETURNS bigint LANGUAGE sql
+             AS 'SELECT count(*) FROM public.model_tags WHERE tag = wanted'",
+    );
+    let error = rollback().await.expect_err("refused");
+    assert_eq!(
+        refusal(&error).1,
+        "function public.typed(wanted text) names it in its SQL"
+    );
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "live"
+    );
+
+    database.admin("DROP FUNCTION public.typed(text)");
+    rollback().await.expect("rolls back");
+    // What the refusal spared: the function, made again, fails every call once the column is gone.
+    database.admin(
+        "CREATE FUNCTION public.typed(wanted text) RETURNS bigint LANGUAGE plpgsql AS $body$
+             BEGIN RETURN (SELECT count(*) FROM models m WHERE m.model_type = wanted); END $body$",
+    );
+    let client = database.client().await;
+    let failed = client
+        .query("SELECT public.typed('a')", &[])
+        .await
+        .expect_err("the column is gone");
+    assert_eq!(failed.code().map(|code| code.code()), Some("42703"));
+}

@@ -14,9 +14,11 @@
 //! into it, the SET list of an UPDATE of it), and a PL/pgSQL declaration copying its type
 //! (`models%ROWTYPE`, `models.legacy_note%TYPE`). A name in a comment or a string does not count,
 //! nor does SQL built at run time (`EXECUTE`), which nothing can read before it runs. Checked
-//! by `migrate start` (and `plan`), and again by `migrate complete` for what was made since.
+//! by `migrate start` (and `plan`), and again by `migrate complete` for what was made since;
+//! and by `migrate rollback` for the tables the expand created and the columns it added, which
+//! a function written for the new version may name.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use pg_query::ParseResult;
 use serde_json::Value;
@@ -24,10 +26,13 @@ use tokio_postgres::GenericClient;
 
 use super::derive::{Dropped, MigrationPlan, Rename};
 use super::error::MigrateError;
+use super::file::Migration;
+use super::operation::Operation;
 use super::sync::FUNCTION_SCHEMA;
-use super::trigger_fields::vanishing_columns;
+use super::trigger_fields::{Taking, added_columns, vanishing_columns};
 use crate::control::error::ControlError;
 use crate::control::views::mapping_functions::MARKER_PREFIX;
+use crate::control::views::spec::DEFAULT_SCHEMA;
 
 /// Refuses `plan` while a function of the application's names, in its SQL or its
 /// declarations, a table or a column the contract drops or renames.
@@ -35,8 +40,47 @@ pub async fn refuse_stale_function_bodies(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
-    let vanishing = vanishing_tables(plan);
+    let tables = vanishing_tables(plan);
     let columns = vanishing_columns(plan);
+    refuse_naming(client, plan, &tables, &columns, Taking::Contract).await
+}
+
+/// Refuses to roll back the migration of `plan` (from `migration`) while a function of the
+/// application's names a table its expand created or a column it added (one written for the
+/// new version, say): the rollback drops them, and every call would fail from then on.
+pub async fn refuse_before_rollback(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+    migration: &Migration,
+) -> Result<(), MigrateError> {
+    let tables: Vec<(String, String, &'static str)> = migration
+        .operations
+        .iter()
+        .filter_map(|operation| match operation {
+            Operation::CreateTable(created) => Some((
+                created
+                    .schema
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SCHEMA.to_owned()),
+                created.table.clone(),
+                "created by the expand",
+            )),
+            _ => None,
+        })
+        .collect();
+    let columns = added_columns(plan);
+    refuse_naming(client, plan, &tables, &columns, Taking::Rollback).await
+}
+
+/// Refuses while a function names one of `tables` (schema, table, what becomes of it) or of
+/// `columns`, which `taking` takes away.
+async fn refuse_naming(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+    vanishing: &[(String, String, &'static str)],
+    columns: &BTreeMap<(String, String), BTreeSet<String>>,
+    taking: Taking,
+) -> Result<(), MigrateError> {
     if vanishing.is_empty() && columns.is_empty() {
         return Ok(());
     }
@@ -93,11 +137,17 @@ pub async fn refuse_stale_function_bodies(
                 version: plan.version.clone(),
                 table: stale.join(", "),
                 objects: format!("function {function} names it in its SQL"),
-                problem: "Postgres keeps no record of the tables a PL/pgSQL function or an SQL function written as a string names: `migrate complete` would drop or rename the table, and every call of the function would fail from then on (42P01)".into(),
-                remedy: "redefine the function so that it no longer names the table (the new version's view, or the table's new name once the contract has run, which the function can reach through `EXECUTE` meanwhile), or drop it, then start again; checked again at `migrate complete`".into(),
+                problem: format!(
+                    "Postgres keeps no record of the tables a PL/pgSQL function or an SQL function written as a string names: {} the table, and every call of the function would fail from then on (42P01)",
+                    taking.would()
+                ),
+                remedy: match taking {
+                    Taking::Contract => "redefine the function so that it no longer names the table (the new version's view, or the table's new name once the contract has run, which the function can reach through `EXECUTE` meanwhile), or drop it, then start again; checked again at `migrate complete`".into(),
+                    Taking::Rollback => "redefine the function so that it no longer names the table, or drop it, then roll back again".into(),
+                },
             });
         }
-        for ((schema, table), gone) in &columns {
+        for ((schema, table), gone) in columns {
             let stale: Vec<&String> = columns_named(&body, schema, table)
                 .into_iter()
                 .filter_map(|column| gone.get(&column))
@@ -108,10 +158,20 @@ pub async fn refuse_stale_function_bodies(
                     table: format!("{schema}.{table}"),
                     objects: format!(
                         "function {function} names column(s) {} in its SQL",
-                        stale.iter().map(|column| column.as_str()).collect::<Vec<_>>().join(", ")
+                        stale
+                            .iter()
+                            .map(|column| column.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
-                    problem: "Postgres keeps no record of the columns a PL/pgSQL function or an SQL function written as a string names: `migrate complete` would drop or rename the column, and every call of the function that reaches the statement would fail from then on (42703)".into(),
-                    remedy: "redefine the function so that it no longer names the column (read it through `to_jsonb(row)` while it exists, or leave the statement to the new version's view), or drop it, then start again; checked again at `migrate complete`".into(),
+                    problem: format!(
+                        "Postgres keeps no record of the columns a PL/pgSQL function or an SQL function written as a string names: {} the column, and every call of the function that reaches the statement would fail from then on (42703)",
+                        taking.would()
+                    ),
+                    remedy: format!(
+                        "redefine the function so that it no longer names the column (read it through `to_jsonb(row)` while it exists, or leave the statement to the new version's view), or drop it, then {}",
+                        taking.then()
+                    ),
                 });
             }
         }

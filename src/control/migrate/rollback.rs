@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 
 use super::detached::{self, Tidy};
 use super::error::MigrateError;
+use super::function_bodies;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{prepare_catalog, record_event, run_alone, run_sql};
 use super::sync;
@@ -66,6 +67,7 @@ async fn rollback_locked(
         });
     }
     trigger_fields::refuse_before_rollback(client, &record.plan).await?;
+    function_bodies::refuse_before_rollback(client, &record.plan, &record.migration).await?;
     undo(client, record, templates, "migrate rollback").await?;
     Ok(RollbackOutcome {
         version: record.version.clone(),

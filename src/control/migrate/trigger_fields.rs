@@ -22,9 +22,9 @@ use super::error::MigrateError;
 use super::sync::FUNCTION_SCHEMA;
 use crate::control::error::ControlError;
 
-/// Which command would take the columns away.
+/// Which command would take the columns (or tables) away.
 #[derive(Debug, Clone, Copy)]
-enum Taking {
+pub(super) enum Taking {
     /// `migrate complete`: the columns it drops or renames.
     Contract,
     /// `migrate rollback`: the columns the expand added.
@@ -39,7 +39,15 @@ impl Taking {
         }
     }
 
-    fn then(self) -> &'static str {
+    /// What it would do to a table or column named after it.
+    pub(super) fn would(self) -> &'static str {
+        match self {
+            Taking::Contract => "`migrate complete` would drop or rename",
+            Taking::Rollback => "`migrate rollback` would drop, since the expand made it,",
+        }
+    }
+
+    pub(super) fn then(self) -> &'static str {
         match self {
             Taking::Contract => "start again; checked again at `migrate complete`",
             Taking::Rollback => "roll back again",
@@ -63,6 +71,11 @@ pub async fn refuse_before_rollback(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
+    refuse_fields(client, plan, added_columns(plan), Taking::Rollback).await
+}
+
+/// The columns the expand added, by table.
+pub(super) fn added_columns(plan: &MigrationPlan) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut added: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (schema, table, column) in &plan.added_columns {
         added
@@ -70,7 +83,7 @@ pub async fn refuse_before_rollback(
             .or_default()
             .insert(column.clone());
     }
-    refuse_fields(client, plan, added, Taking::Rollback).await
+    added
 }
 
 async fn refuse_fields(
