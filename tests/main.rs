@@ -59,6 +59,7 @@ mod migrations_proxy;
 mod migrations_publications;
 mod migrations_rebuild;
 mod migrations_refusals;
+mod migrations_replica_identity;
 mod migrations_retained_wal;
 mod migrations_session;
 mod migrations_standbys;

@@ -195,3 +195,44 @@ async fn a_function_naming_what_the_expand_added_refuses_the_rollback() {
         .expect_err("the column is gone");
     assert_eq!(failed.code().map(|code| code.code()), Some("42703"));
 }
+
+/// An unqualified column in a statement that joins other tables counts where none of them has
+/// a column of that name, as the catalog says: a report joining `models` to `owners` that
+/// reads `legacy_note` refuses the drop; one reading `owners.note` unqualified does not.
+#[tokio::test]
+async fn an_unqualified_column_in_a_join_counts_where_no_other_table_has_it() {
+    let database = seeded(5).await;
+    let report = |column: &str| {
+        format!(
+            "CREATE OR REPLACE FUNCTION public.owner_notes() RETURNS SETOF text LANGUAGE plpgsql
+                 AS $body$ BEGIN
+                     RETURN QUERY SELECT {column} FROM models JOIN owners ON owners.model = models.id;
+                 END $body$"
+        )
+    };
+    database.admin(
+        "CREATE TABLE public.owners (id bigint PRIMARY KEY, model bigint, note text);
+         INSERT INTO owners VALUES (1, 1, 'first')",
+    );
+    database.admin(&report("legacy_note"));
+    let drop = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\n\
+                table = \"models\"\ncolumn = \"legacy_note\"\n";
+    let error = start_text(&database, "0002.toml", drop)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refusal(&error),
+        (
+            "public.models".to_owned(),
+            "function public.owner_notes() names column(s) legacy_note in its SQL".to_owned()
+        )
+    );
+
+    database.admin(&report("note"));
+    start_text(&database, "0002.toml", drop)
+        .await
+        .expect("starts: owners has a note, models none");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(database.admin("SELECT public.owner_notes()"), "first");
+}

@@ -24,6 +24,7 @@ use super::progress::Logged;
 use super::publications::{self, Asked};
 use super::rebuild;
 use super::remaining;
+use super::replica_identity;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{
     Substitutes, create_views, gone_partition, prepare_catalog, record_event, run_alone, run_sql,
@@ -171,6 +172,7 @@ async fn complete_once(
     catalog::try_apply_lock(&transaction).await?;
     rebuild::check_before_contract(&transaction, &record.plan).await?;
     dependents::refuse_dependents(&transaction, &record.plan).await?;
+    replica_identity::refuse_lost_replica_identity(&transaction, &record.plan).await?;
     trigger_fields::refuse_stale_trigger_fields(&transaction, &record.plan).await?;
     function_bodies::refuse_stale_function_bodies(&transaction, &record.plan).await?;
     publications::refuse_unready_subscribers(

@@ -20,14 +20,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pg_query::ParseResult;
-use serde_json::Value;
 use tokio_postgres::GenericClient;
 
 use super::derive::{Dropped, MigrationPlan, Rename};
 use super::error::MigrateError;
 use super::file::Migration;
 use super::operation::Operation;
+use super::sql_names::{Neighbours, columns_named, names_table, read_body, tables_named};
 use super::sync::FUNCTION_SCHEMA;
 use super::trigger_fields::{Taking, added_columns, vanishing_columns};
 use crate::control::error::ControlError;
@@ -90,7 +89,8 @@ async fn refuse_naming(
                                       pg_catalog.pg_get_function_identity_arguments(p.oid)),
                     CASE l.lanname WHEN 'plpgsql' THEN pg_catalog.pg_get_functiondef(p.oid)
                                    ELSE p.prosrc END,
-                    l.lanname = 'plpgsql'
+                    l.lanname = 'plpgsql',
+                    coalesce(p.proargnames::text[], '{}')
                FROM pg_catalog.pg_proc p
                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                JOIN pg_catalog.pg_language l ON l.oid = p.prolang
@@ -115,9 +115,9 @@ async fn refuse_naming(
         .await
         .map_err(|error| ControlError::database("reading the application's functions", &error))?;
     for row in rows {
-        let (function, source, plpgsql): (String, String, bool) =
-            (row.get(0), row.get(1), row.get(2));
-        let body = match read_body(&source, plpgsql) {
+        let (function, source, plpgsql, parameters): (String, String, bool, Vec<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let body = match read_body(&source, plpgsql, &parameters) {
             Ok(body) => body,
             Err(problem) => {
                 tracing::warn!(
@@ -147,8 +147,16 @@ async fn refuse_naming(
                 },
             });
         }
+        let neighbours = if columns
+            .keys()
+            .any(|(schema, table)| names_table(&named, schema, table))
+        {
+            neighbours(client, &named).await?
+        } else {
+            Neighbours::new()
+        };
         for ((schema, table), gone) in columns {
-            let stale: Vec<&String> = columns_named(&body, schema, table)
+            let stale: Vec<&String> = columns_named(&body, schema, table, &neighbours)
                 .into_iter()
                 .filter_map(|column| gone.get(&column))
                 .collect();
@@ -179,6 +187,50 @@ async fn refuse_naming(
     Ok(())
 }
 
+/// The columns of each relation in `named` (names as written), as the catalog has them now.
+async fn neighbours(
+    client: &impl GenericClient,
+    named: &BTreeSet<String>,
+) -> Result<Neighbours, MigrateError> {
+    let split = |name: &str| match name.rsplit_once('.') {
+        Some((schema, relation)) => (Some(schema.to_owned()), relation.to_owned()),
+        None => (None, name.to_owned()),
+    };
+    let relations: Vec<String> = named.iter().map(|name| split(name).1).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, array_agg(a.attname::text)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              WHERE c.relname = ANY ($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+              GROUP BY 1, 2",
+            &[&relations],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                "reading the columns of the relations functions name",
+                &error,
+            )
+        })?;
+    let mut neighbours = Neighbours::new();
+    for name in named {
+        let (schema, relation) = split(name);
+        for row in &rows {
+            let (in_schema, named_relation): (String, String) = (row.get(0), row.get(1));
+            if named_relation == relation
+                && schema.as_ref().is_none_or(|wanted| *wanted == in_schema)
+            {
+                let columns: Vec<String> = row.get(2);
+                neighbours.entry(name.clone()).or_default().extend(columns);
+            }
+        }
+    }
+    Ok(neighbours)
+}
+
 /// The tables the contract drops or renames, as (schema, table, what the contract does).
 fn vanishing_tables(plan: &MigrationPlan) -> Vec<(String, String, &'static str)> {
     let dropped = plan.dropped.iter().filter_map(|dropped| match dropped {
@@ -190,355 +242,4 @@ fn vanishing_tables(plan: &MigrationPlan) -> Vec<(String, String, &'static str)>
         Rename::Column { .. } => None,
     });
     dropped.chain(renamed).collect()
-}
-
-/// Whether `named` (relation names as written, qualified or not) holds `schema.table`. An
-/// unqualified name counts: which table it means depends on the search path of each call.
-fn names_table(named: &BTreeSet<String>, schema: &str, table: &str) -> bool {
-    named.contains(table) || named.contains(&format!("{schema}.{table}"))
-}
-
-/// What a function's body names: its statements, parsed, and the types its PL/pgSQL
-/// declarations copy from a table (`models%ROWTYPE`, `models.legacy_note%TYPE`), as name
-/// parts.
-#[derive(Default)]
-struct Body {
-    statements: Vec<ParseResult>,
-    /// A row type's relation: `[table]` or `[schema, table]`.
-    row_types: Vec<Vec<String>>,
-    /// A column's type: the relation's parts, then the column.
-    column_types: Vec<Vec<String>>,
-}
-
-/// The body of function `source`, parsed: a PL/pgSQL `CREATE FUNCTION` statement, compiled
-/// to its statements, expressions and declarations, or an SQL function's body.
-fn read_body(source: &str, plpgsql: bool) -> Result<Body, String> {
-    let mut body = Body::default();
-    let texts = if plpgsql {
-        let compiled = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
-        let mut queries = Vec::new();
-        let mut types = Vec::new();
-        collect_queries(&compiled, &mut queries, &mut types);
-        for declared in types {
-            if let Some(relation) = strip_suffix_ignoring_case(&declared, "%ROWTYPE") {
-                body.row_types.push(name_parts(relation));
-            } else if let Some(column) = strip_suffix_ignoring_case(&declared, "%TYPE") {
-                // One word is another variable's type; two or three name a column.
-                let parts = name_parts(column);
-                if (2..=3).contains(&parts.len()) {
-                    body.column_types.push(parts);
-                }
-            }
-        }
-        queries
-    } else {
-        pg_query::split_with_parser(source)
-            .map_err(|error| error.to_string())?
-            .into_iter()
-            .map(str::to_owned)
-            .collect()
-    };
-    body.statements = texts
-        .iter()
-        .map(|text| {
-            // PL/pgSQL keeps an expression (`IF …`, `x := …`) without its SELECT.
-            pg_query::parse(text)
-                .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
-                .map_err(|error| error.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(body)
-}
-
-fn strip_suffix_ignoring_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
-    let split = text.len().checked_sub(suffix.len())?;
-    (text.is_char_boundary(split) && text[split..].eq_ignore_ascii_case(suffix))
-        .then(|| &text[..split])
-}
-
-/// The parts of a dotted name as Postgres reads them: quoted ones as written, others folded
-/// to lower case.
-fn name_parts(name: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut part = String::new();
-    let mut quoted = false;
-    let mut characters = name.trim().chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            '"' if quoted && characters.peek() == Some(&'"') => {
-                characters.next();
-                part.push('"');
-            }
-            '"' => quoted = !quoted,
-            '.' if !quoted => parts.push(std::mem::take(&mut part)),
-            other if quoted => part.push(other),
-            other => part.push(other.to_ascii_lowercase()),
-        }
-    }
-    parts.push(part);
-    parts
-}
-
-/// The relations `body` names, as written (qualified or not).
-fn tables_named(body: &Body) -> BTreeSet<String> {
-    let declared = body.row_types.iter().map(|parts| parts.join(".")).chain(
-        body.column_types
-            .iter()
-            .map(|parts| parts[..parts.len() - 1].join(".")),
-    );
-    body.statements
-        .iter()
-        .flat_map(|statement| statement.tables())
-        .chain(declared)
-        .collect()
-}
-
-/// The columns of `schema.table` that `body` names where they can only mean that table's:
-/// qualified by its name or alias, unqualified in a statement naming no other relation, in the
-/// column list of an INSERT into it or the SET list of an UPDATE of it, or in a declaration
-/// copying its type.
-fn columns_named(body: &Body, schema: &str, table: &str) -> BTreeSet<String> {
-    let qualified = format!("{schema}.{table}");
-    let is_table = |name: &str| name == table || name == qualified;
-    let mut columns: BTreeSet<String> = body
-        .column_types
-        .iter()
-        .filter(|parts| is_table(&parts[..parts.len() - 1].join(".")))
-        .map(|parts| parts[parts.len() - 1].clone())
-        .collect();
-    for statement in &body.statements {
-        let tables = statement.tables();
-        if !tables.iter().any(|name| is_table(name)) {
-            continue;
-        }
-        let alone = tables.iter().all(|name| is_table(name));
-        let mut qualifiers: BTreeSet<&str> = BTreeSet::from([table]);
-        qualifiers.extend(
-            statement
-                .aliases
-                .iter()
-                .filter(|(_, aliased)| is_table(aliased))
-                .map(|(alias, _)| alias.as_str()),
-        );
-        let Ok(tree) = serde_json::to_value(&statement.protobuf) else {
-            continue;
-        };
-        let mut found = Found::default();
-        walk(&tree, &mut found);
-        for fields in found.column_refs {
-            match fields.as_slice() {
-                [column] if alone => {
-                    columns.insert(column.clone());
-                }
-                [qualifier, column] if qualifiers.contains(qualifier.as_str()) => {
-                    columns.insert(column.clone());
-                }
-                [in_schema, in_table, column] if in_schema == schema && in_table == table => {
-                    columns.insert(column.clone());
-                }
-                _ => {}
-            }
-        }
-        for (relation, column) in found.targets {
-            if is_table(&relation) {
-                columns.insert(column);
-            }
-        }
-    }
-    columns
-}
-
-/// What one statement's tree names: each column reference's fields, and each (relation,
-/// column) an INSERT's column list or an UPDATE's SET list writes.
-#[derive(Default)]
-struct Found {
-    column_refs: Vec<Vec<String>>,
-    targets: Vec<(String, String)>,
-}
-
-/// Walks libpg_query's tree (its protobuf as serde writes it: a node is `{"Kind": {…}}`).
-fn walk(node: &Value, found: &mut Found) {
-    match node {
-        Value::Object(fields) => {
-            if let Some(reference) = fields.get("ColumnRef") {
-                let names = reference["fields"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|field| field["node"]["String"]["sval"].as_str().map(str::to_owned))
-                    .collect::<Option<Vec<String>>>();
-                if let Some(names) = names {
-                    found.column_refs.push(names);
-                }
-            }
-            for (statement, list) in [("InsertStmt", "cols"), ("UpdateStmt", "target_list")] {
-                let Some(written) = fields.get(statement) else {
-                    continue;
-                };
-                let relation = &written["relation"];
-                let name = match (
-                    relation["schemaname"].as_str(),
-                    relation["relname"].as_str(),
-                ) {
-                    (Some(schema), Some(name)) if !schema.is_empty() => format!("{schema}.{name}"),
-                    (_, Some(name)) => name.to_owned(),
-                    _ => continue,
-                };
-                for target in written[list].as_array().into_iter().flatten() {
-                    if let Some(column) = target["node"]["ResTarget"]["name"].as_str() {
-                        found.targets.push((name.clone(), column.to_owned()));
-                    }
-                }
-            }
-            for value in fields.values() {
-                walk(value, found);
-            }
-        }
-        Value::Array(values) => {
-            for value in values {
-                walk(value, found);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Every SQL text in a compiled PL/pgSQL function (the `query` of each of its expressions),
-/// and every declared type's name as written.
-fn collect_queries(node: &Value, queries: &mut Vec<String>, types: &mut Vec<String>) {
-    match node {
-        Value::Object(fields) => {
-            if let Some(Value::String(query)) = fields
-                .get("PLpgSQL_expr")
-                .and_then(|expression| expression.get("query"))
-            {
-                queries.push(query.clone());
-            }
-            if let Some(Value::String(name)) = fields
-                .get("PLpgSQL_type")
-                .and_then(|declared| declared.get("typname"))
-            {
-                types.push(name.clone());
-            }
-            for value in fields.values() {
-                collect_queries(value, queries, types);
-            }
-        }
-        Value::Array(values) => {
-            for value in values {
-                collect_queries(value, queries, types);
-            }
-        }
-        _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plpgsql(declarations: &str, body: &str) -> Body {
-        read_body(
-            &format!(
-                "CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $x$ {declarations} BEGIN {body} RETURN NEW; END $x$"
-            ),
-            true,
-        )
-        .expect("parses")
-    }
-
-    #[test]
-    fn the_relations_a_plpgsql_body_names_are_found_in_its_statements_and_expressions() {
-        assert_eq!(
-            Vec::from_iter(tables_named(&plpgsql(
-                "",
-                "INSERT INTO audit.models_log SELECT NEW.id;
-                 IF EXISTS (SELECT 1 FROM models WHERE id = NEW.id) THEN
-                     UPDATE public.sizes SET n = n + 1;
-                 END IF;"
-            ))),
-            ["audit.models_log", "models", "public.sizes"]
-        );
-    }
-
-    #[test]
-    fn comments_strings_and_dynamic_sql_name_nothing() {
-        let body = plpgsql(
-            "",
-            "-- DELETE FROM models WHERE legacy_note IS NULL
-             PERFORM 'SELECT legacy_note FROM models';
-             EXECUTE 'TRUNCATE models';",
-        );
-        assert_eq!(tables_named(&body), BTreeSet::new());
-        assert_eq!(columns_named(&body, "public", "models"), BTreeSet::new());
-    }
-
-    #[test]
-    fn an_sql_functions_body_is_read_statement_by_statement() {
-        let body = read_body(
-            "DELETE FROM models WHERE id = $1; SELECT count(*) FROM public.parts",
-            false,
-        )
-        .expect("parses");
-        let named = tables_named(&body);
-        assert!(names_table(&named, "public", "models"));
-        assert!(names_table(&named, "public", "parts"));
-        assert!(!names_table(&named, "public", "model"));
-    }
-
-    #[test]
-    fn a_column_counts_only_where_the_statement_can_mean_the_tables_own() {
-        let body = plpgsql(
-            "",
-            "SELECT legacy_note INTO NEW.name FROM models WHERE id = NEW.id;
-             UPDATE public.models SET size = 0 WHERE id = 1;
-             INSERT INTO models (name, shade) VALUES ('x', 'y');
-             SELECT m.colour, p.weight, public.models.hue FROM models m JOIN parts p ON p.id = m.id;
-             SELECT depth FROM models JOIN parts USING (id);
-             INSERT INTO parts (finish) SELECT name FROM models;",
-        );
-        assert_eq!(
-            Vec::from_iter(columns_named(&body, "public", "models")),
-            [
-                "colour",
-                "hue",
-                "id",
-                "legacy_note",
-                "name",
-                "shade",
-                "size"
-            ]
-        );
-    }
-
-    #[test]
-    fn declarations_copying_a_tables_row_or_column_type_name_them() {
-        let body = plpgsql(
-            "DECLARE whole \"Models\"%ROWTYPE; note public.models.legacy_note%TYPE;
-                     size Parts.Size%type; copied note%TYPE;",
-            "",
-        );
-        assert_eq!(
-            Vec::from_iter(tables_named(&body)),
-            ["Models", "parts", "public.models"]
-        );
-        assert_eq!(
-            Vec::from_iter(columns_named(&body, "public", "models")),
-            ["legacy_note"]
-        );
-        assert_eq!(
-            Vec::from_iter(columns_named(&body, "public", "parts")),
-            ["size"]
-        );
-    }
-
-    #[test]
-    fn dotted_names_are_read_as_postgres_reads_them() {
-        assert_eq!(name_parts("Public.\"My \"\"T\"\""), ["public", "My \"T\""]);
-        assert_eq!(
-            strip_suffix_ignoring_case("a%rowtype", "%ROWTYPE"),
-            Some("a")
-        );
-        assert_eq!(strip_suffix_ignoring_case("é", "%TYPE"), None);
-    }
 }

@@ -37,6 +37,7 @@ use super::preconditions;
 use super::privileges;
 use super::progress::Progress;
 use super::rebuild;
+use super::replica_identity;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
 use super::steps::{
@@ -286,6 +287,7 @@ pub async fn plan_against(
     detached::record_partitions(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan, migration.settings).await?;
     dependents::refuse_dependents(client, &plan).await?;
+    replica_identity::refuse_lost_replica_identity(client, &plan).await?;
     trigger_fields::refuse_stale_trigger_fields(client, &plan).await?;
     function_bodies::refuse_stale_function_bodies(client, &plan).await?;
     Ok((from, plan))

@@ -1,0 +1,467 @@
+//! What the SQL of a function's body names: the relations its statements name, the columns
+//! they name of a given table where they can only mean that table's, and the types its
+//! PL/pgSQL declarations copy from a table. Read by libpg_query (PL/pgSQL compiled to its
+//! statements, each statement parsed), not searched as text: a name in a comment or a string
+//! does not count, nor does SQL built at run time (`EXECUTE`). Pure: `function_bodies.rs`
+//! reads the functions and the catalog, and decides.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pg_query::ParseResult;
+use serde_json::Value;
+
+/// Whether `named` (relation names as written, qualified or not) holds `schema.table`. An
+/// unqualified name counts: which table it means depends on the search path of each call.
+pub(super) fn names_table(named: &BTreeSet<String>, schema: &str, table: &str) -> bool {
+    named.contains(table) || named.contains(&format!("{schema}.{table}"))
+}
+
+/// What a function's body names: its statements, parsed, and the types its PL/pgSQL
+/// declarations copy from a table (`models%ROWTYPE`, `models.legacy_note%TYPE`), as name
+/// parts.
+#[derive(Default)]
+pub(super) struct Body {
+    statements: Vec<ParseResult>,
+    /// A row type's relation: `[table]` or `[schema, table]`.
+    row_types: Vec<Vec<String>>,
+    /// A column's type: the relation's parts, then the column.
+    column_types: Vec<Vec<String>>,
+    /// The names a PL/pgSQL body declares (its variables, parameters, records, `found`): an
+    /// unqualified name may mean one of these rather than a column.
+    variables: BTreeSet<String>,
+}
+
+/// The body of function `source`, parsed: a PL/pgSQL `CREATE FUNCTION` statement, compiled
+/// to its statements, expressions and declarations, or an SQL function's body.
+pub(super) fn read_body(
+    source: &str,
+    plpgsql: bool,
+    parameters: &[String],
+) -> Result<Body, String> {
+    let mut body = Body {
+        variables: parameters.iter().cloned().collect(),
+        ..Body::default()
+    };
+    let texts = if plpgsql {
+        let compiled = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
+        let mut found = Compiled::default();
+        collect_compiled(&compiled, &mut found);
+        body.variables.extend(found.variables);
+        for declared in found.types {
+            if let Some(relation) = strip_suffix_ignoring_case(&declared, "%ROWTYPE") {
+                body.row_types.push(name_parts(relation));
+            } else if let Some(column) = strip_suffix_ignoring_case(&declared, "%TYPE") {
+                // One word is another variable's type; two or three name a column.
+                let parts = name_parts(column);
+                if (2..=3).contains(&parts.len()) {
+                    body.column_types.push(parts);
+                }
+            }
+        }
+        found.queries
+    } else {
+        pg_query::split_with_parser(source)
+            .map_err(|error| error.to_string())?
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    body.statements = texts
+        .iter()
+        .map(|text| {
+            // PL/pgSQL keeps an expression (`IF …`, `x := …`) without its SELECT.
+            pg_query::parse(text)
+                .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
+                .map_err(|error| error.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(body)
+}
+
+fn strip_suffix_ignoring_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
+    let split = text.len().checked_sub(suffix.len())?;
+    (text.is_char_boundary(split) && text[split..].eq_ignore_ascii_case(suffix))
+        .then(|| &text[..split])
+}
+
+/// The parts of a dotted name as Postgres reads them: quoted ones as written, others folded
+/// to lower case.
+fn name_parts(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut quoted = false;
+    let mut characters = name.trim().chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            '"' if quoted && characters.peek() == Some(&'"') => {
+                characters.next();
+                part.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut part)),
+            other if quoted => part.push(other),
+            other => part.push(other.to_ascii_lowercase()),
+        }
+    }
+    parts.push(part);
+    parts
+}
+
+/// The relations `body` names, as written (qualified or not).
+pub(super) fn tables_named(body: &Body) -> BTreeSet<String> {
+    let declared = body.row_types.iter().map(|parts| parts.join(".")).chain(
+        body.column_types
+            .iter()
+            .map(|parts| parts[..parts.len() - 1].join(".")),
+    );
+    body.statements
+        .iter()
+        .flat_map(|statement| statement.tables())
+        .chain(declared)
+        .collect()
+}
+
+/// The columns of the relations a body's statements name, as the catalog has them, by the
+/// name as written (`schema.table`; `table`: every schema's relation of that name). A name
+/// the catalog lacks (a table made at run time) is absent.
+pub(super) type Neighbours = BTreeMap<String, BTreeSet<String>>;
+
+/// How a statement's FROM can name columns the catalog does not list: a subquery, a function,
+/// a common table expression.
+const DERIVED_SOURCES: [&str; 5] = [
+    "RangeSubselect",
+    "RangeFunction",
+    "RangeTableFunc",
+    "CommonTableExpr",
+    "JsonTable",
+];
+
+/// The columns of `schema.table` that `body` names where they can only mean that table's:
+/// qualified by its name or alias; unqualified, in a statement naming no other relation, or
+/// whose other relations all are in `neighbours` without such a column (and no subquery,
+/// function or CTE could supply one), unless the body declares a variable or parameter of
+/// that name; in the column list of an INSERT into it or the SET list of an UPDATE of it; or
+/// in a declaration copying its type.
+pub(super) fn columns_named(
+    body: &Body,
+    schema: &str,
+    table: &str,
+    neighbours: &Neighbours,
+) -> BTreeSet<String> {
+    let qualified = format!("{schema}.{table}");
+    let is_table = |name: &str| name == table || name == qualified;
+    let mut columns: BTreeSet<String> = body
+        .column_types
+        .iter()
+        .filter(|parts| is_table(&parts[..parts.len() - 1].join(".")))
+        .map(|parts| parts[parts.len() - 1].clone())
+        .collect();
+    for statement in &body.statements {
+        let tables = statement.tables();
+        if !tables.iter().any(|name| is_table(name)) {
+            continue;
+        }
+        let alone = tables.iter().all(|name| is_table(name));
+        let others: Vec<&String> = tables.iter().filter(|name| !is_table(name)).collect();
+        let mut qualifiers: BTreeSet<&str> = BTreeSet::from([table]);
+        qualifiers.extend(
+            statement
+                .aliases
+                .iter()
+                .filter(|(_, aliased)| is_table(aliased))
+                .map(|(alias, _)| alias.as_str()),
+        );
+        let Ok(tree) = serde_json::to_value(&statement.protobuf) else {
+            continue;
+        };
+        let mut found = Found::default();
+        walk(&tree, &mut found);
+        let only_its_own = |column: &str| {
+            !body.variables.contains(column)
+                && (alone
+                    || (!found.derived
+                        && others.iter().all(|name| {
+                            neighbours
+                                .get(name.as_str())
+                                .is_some_and(|theirs| !theirs.contains(column))
+                        })))
+        };
+        for fields in &found.column_refs {
+            match fields.as_slice() {
+                [column] if only_its_own(column) => {
+                    columns.insert(column.clone());
+                }
+                [qualifier, column] if qualifiers.contains(qualifier.as_str()) => {
+                    columns.insert(column.clone());
+                }
+                [in_schema, in_table, column] if in_schema == schema && in_table == table => {
+                    columns.insert(column.clone());
+                }
+                _ => {}
+            }
+        }
+        for (relation, column) in found.targets {
+            if is_table(&relation) {
+                columns.insert(column);
+            }
+        }
+    }
+    columns
+}
+
+/// What one statement's tree names: each column reference's fields, and each (relation,
+/// column) an INSERT's column list or an UPDATE's SET list writes.
+#[derive(Default)]
+struct Found {
+    column_refs: Vec<Vec<String>>,
+    targets: Vec<(String, String)>,
+    /// Whether a source of [`DERIVED_SOURCES`] is among its relations.
+    derived: bool,
+}
+
+/// Walks libpg_query's tree (its protobuf as serde writes it: a node is `{"Kind": {…}}`).
+fn walk(node: &Value, found: &mut Found) {
+    match node {
+        Value::Object(fields) => {
+            found.derived |= DERIVED_SOURCES
+                .iter()
+                .any(|source| fields.contains_key(*source));
+            if let Some(reference) = fields.get("ColumnRef") {
+                let names = reference["fields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|field| field["node"]["String"]["sval"].as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>();
+                if let Some(names) = names {
+                    found.column_refs.push(names);
+                }
+            }
+            for (statement, list) in [("InsertStmt", "cols"), ("UpdateStmt", "target_list")] {
+                let Some(written) = fields.get(statement) else {
+                    continue;
+                };
+                let relation = &written["relation"];
+                let name = match (
+                    relation["schemaname"].as_str(),
+                    relation["relname"].as_str(),
+                ) {
+                    (Some(schema), Some(name)) if !schema.is_empty() => format!("{schema}.{name}"),
+                    (_, Some(name)) => name.to_owned(),
+                    _ => continue,
+                };
+                for target in written[list].as_array().into_iter().flatten() {
+                    if let Some(column) = target["node"]["ResTarget"]["name"].as_str() {
+                        found.targets.push((name.clone(), column.to_owned()));
+                    }
+                }
+            }
+            for value in fields.values() {
+                walk(value, found);
+            }
+        }
+        Value::Array(values) => {
+            for value in values {
+                walk(value, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What a compiled PL/pgSQL function holds that names things.
+#[derive(Default)]
+struct Compiled {
+    /// Every SQL text (the `query` of each of its expressions).
+    queries: Vec<String>,
+    /// Every declared type's name as written.
+    types: Vec<String>,
+    /// Every variable's, parameter's and record's name.
+    variables: BTreeSet<String>,
+}
+
+fn collect_compiled(node: &Value, compiled: &mut Compiled) {
+    match node {
+        Value::Object(fields) => {
+            if let Some(Value::String(query)) = fields
+                .get("PLpgSQL_expr")
+                .and_then(|expression| expression.get("query"))
+            {
+                compiled.queries.push(query.clone());
+            }
+            if let Some(Value::String(name)) = fields
+                .get("PLpgSQL_type")
+                .and_then(|declared| declared.get("typname"))
+            {
+                compiled.types.push(name.clone());
+            }
+            for datum in ["PLpgSQL_var", "PLpgSQL_rec", "PLpgSQL_row"] {
+                if let Some(Value::String(name)) = fields
+                    .get(datum)
+                    .and_then(|declared| declared.get("refname"))
+                {
+                    compiled.variables.insert(name.clone());
+                }
+            }
+            for value in fields.values() {
+                collect_compiled(value, compiled);
+            }
+        }
+        Value::Array(values) => {
+            for value in values {
+                collect_compiled(value, compiled);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plpgsql(declarations: &str, body: &str) -> Body {
+        read_body(
+            &format!(
+                "CREATE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $x$ {declarations} BEGIN {body} RETURN NEW; END $x$"
+            ),
+            true,
+            &[],
+        )
+        .expect("parses")
+    }
+
+    #[test]
+    fn the_relations_a_plpgsql_body_names_are_found_in_its_statements_and_expressions() {
+        assert_eq!(
+            Vec::from_iter(tables_named(&plpgsql(
+                "",
+                "INSERT INTO audit.models_log SELECT NEW.id;
+                 IF EXISTS (SELECT 1 FROM models WHERE id = NEW.id) THEN
+                     UPDATE public.sizes SET n = n + 1;
+                 END IF;"
+            ))),
+            ["audit.models_log", "models", "public.sizes"]
+        );
+    }
+
+    #[test]
+    fn comments_strings_and_dynamic_sql_name_nothing() {
+        let body = plpgsql(
+            "",
+            "-- DELETE FROM models WHERE legacy_note IS NULL
+             PERFORM 'SELECT legacy_note FROM models';
+             EXECUTE 'TRUNCATE models';",
+        );
+        assert_eq!(tables_named(&body), BTreeSet::new());
+        assert_eq!(
+            columns_named(&body, "public", "models", &Neighbours::new()),
+            BTreeSet::new()
+        );
+    }
+
+    #[test]
+    fn an_sql_functions_body_is_read_statement_by_statement() {
+        let body = read_body(
+            "DELETE FROM models WHERE id = $1; SELECT count(*) FROM public.parts",
+            false,
+            &[],
+        )
+        .expect("parses");
+        let named = tables_named(&body);
+        assert!(names_table(&named, "public", "models"));
+        assert!(names_table(&named, "public", "parts"));
+        assert!(!names_table(&named, "public", "model"));
+    }
+
+    #[test]
+    fn a_column_counts_only_where_the_statement_can_mean_the_tables_own() {
+        let body = plpgsql(
+            "",
+            "SELECT legacy_note INTO NEW.name FROM models WHERE id = NEW.id;
+             UPDATE public.models SET size = 0 WHERE id = 1;
+             INSERT INTO models (name, shade) VALUES ('x', 'y');
+             SELECT m.colour, p.weight, public.models.hue FROM models m JOIN parts p ON p.id = m.id;
+             SELECT depth FROM models JOIN parts USING (id);
+             INSERT INTO parts (finish) SELECT name FROM models;",
+        );
+        assert_eq!(
+            Vec::from_iter(columns_named(&body, "public", "models", &Neighbours::new())),
+            [
+                "colour",
+                "hue",
+                "id",
+                "legacy_note",
+                "name",
+                "shade",
+                "size"
+            ]
+        );
+    }
+
+    #[test]
+    fn declarations_copying_a_tables_row_or_column_type_name_them() {
+        let body = plpgsql(
+            "DECLARE whole \"Models\"%ROWTYPE; note public.models.legacy_note%TYPE;
+                     size Parts.Size%type; copied note%TYPE;",
+            "",
+        );
+        assert_eq!(
+            Vec::from_iter(tables_named(&body)),
+            ["Models", "parts", "public.models"]
+        );
+        assert_eq!(
+            Vec::from_iter(columns_named(&body, "public", "models", &Neighbours::new())),
+            ["legacy_note"]
+        );
+        assert_eq!(
+            Vec::from_iter(columns_named(&body, "public", "parts", &Neighbours::new())),
+            ["size"]
+        );
+    }
+
+    #[test]
+    fn dotted_names_are_read_as_postgres_reads_them() {
+        assert_eq!(name_parts("Public.\"My \"\"T\"\""), ["public", "My \"T\""]);
+        assert_eq!(
+            strip_suffix_ignoring_case("a%rowtype", "%ROWTYPE"),
+            Some("a")
+        );
+        assert_eq!(strip_suffix_ignoring_case("é", "%TYPE"), None);
+    }
+
+    #[test]
+    fn an_unqualified_column_beside_other_relations_counts_where_none_of_them_has_it() {
+        let body = plpgsql(
+            "DECLARE size_wanted integer;",
+            "SELECT legacy_note INTO NEW.name FROM models JOIN parts ON parts.id = models.part;
+             SELECT weight INTO NEW.size FROM models JOIN parts ON parts.id = models.part;
+             SELECT hue INTO NEW.name FROM models JOIN made_at_run_time USING (id);
+             SELECT shade INTO NEW.name FROM models JOIN parts ON parts.id = models.part,
+                    LATERAL (SELECT 1 AS shade) s;
+             SELECT count(*) INTO NEW.size FROM models JOIN parts USING (id)
+              WHERE size = size_wanted;",
+        );
+        let neighbours = Neighbours::from([(
+            "parts".to_owned(),
+            BTreeSet::from(["id".to_owned(), "weight".to_owned()]),
+        )]);
+        assert_eq!(
+            Vec::from_iter(columns_named(&body, "public", "models", &neighbours)),
+            ["legacy_note", "part", "size"],
+            "weight is parts', hue may be the unknown table's, shade the subquery's, \
+             size_wanted a variable"
+        );
+        let sql = read_body(
+            "SELECT legacy_note FROM models WHERE name = legacy_note",
+            false,
+            &["legacy_note".to_owned()],
+        )
+        .expect("parses");
+        assert_eq!(
+            Vec::from_iter(columns_named(&sql, "public", "models", &neighbours)),
+            ["name"],
+            "a parameter of that name takes the name over once the column is gone"
+        );
+    }
+}
