@@ -27,7 +27,8 @@ use super::remaining;
 use super::replica_identity;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{
-    Substitutes, create_views, gone_partition, prepare_catalog, record_event, run_alone, run_sql,
+    Substitutes, create_views, gone_partition, prepare_catalog, record_event, run_after_commit,
+    run_sql,
 };
 use super::sync;
 use super::trigger_fields;
@@ -138,19 +139,18 @@ async fn complete_locked(
         Err(error) => return Err(lock_holders::name_holders(client, &tables, error).await),
     };
     // After the contract's commit: a failure here cannot undo it, so it says what is left.
-    for step in record.plan.complete_concurrent.iter().chain(&analyze) {
-        run_alone(client, settings, &step.description, &[&step.sql])
-            .await
-            .map_err(|error| MigrateError::Failed {
-                version: record.version.clone(),
-                step: step.description.clone(),
-                message: error.to_string(),
-                aftermath: format!(
-                    "the migration is complete ({} retired) and only this was not done: run `{}` once nothing needs it",
-                    record.from, step.sql
-                ),
-            })?;
-    }
+    run_after_commit(
+        client,
+        (&record.version, settings),
+        record.plan.complete_concurrent.iter().chain(&analyze),
+        |step| {
+            format!(
+                "the migration is complete ({} retired) and only this was not done: run `{}` once nothing needs it",
+                record.from, step.sql
+            )
+        },
+    )
+    .await?;
     Ok(CompleteOutcome {
         version: record.version.clone(),
         retired: record.from.clone(),

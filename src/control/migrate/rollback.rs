@@ -13,7 +13,7 @@ use super::detached::{self, Tidy};
 use super::error::MigrateError;
 use super::function_bodies;
 use super::state::{self, MigrationRecord, Phase};
-use super::steps::{prepare_catalog, record_event, run_alone, run_sql};
+use super::steps::{prepare_catalog, record_event, run_after_commit, run_sql};
 use super::sync;
 use super::trigger_fields;
 use crate::control::catalog;
@@ -101,20 +101,18 @@ pub async fn undo(
     attempted.result?;
     // Under the lock timeout: a partitioned index has no concurrent drop, and a plain one
     // waiting for its lock would queue every writer of the table behind it.
-    for step in &record.plan.rollback_concurrent {
-        run_alone(client, settings, &step.description, &[&step.sql])
-            .await
-            .map_err(|error| MigrateError::Failed {
-                version: record.version.clone(),
-                step: step.description.clone(),
-                message: error.to_string(),
-                aftermath: format!(
-                    "the migration is rolled back, and this index of it is left: run `{}` (a new start of the migration clears it too)",
-                    step.sql
-                ),
-            })?;
-    }
-    Ok(())
+    run_after_commit(
+        client,
+        (&record.version, settings),
+        &record.plan.rollback_concurrent,
+        |step| {
+            format!(
+                "the migration is rolled back, and this index of it is left: run `{}` (a new start of the migration clears it too)",
+                step.sql
+            )
+        },
+    )
+    .await
 }
 
 async fn undo_once(

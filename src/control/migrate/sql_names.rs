@@ -44,8 +44,7 @@ pub(super) fn read_body(
     };
     let texts = if plpgsql {
         let compiled = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
-        let mut found = Compiled::default();
-        collect_compiled(&compiled, &mut found);
+        let found = collect_compiled(&compiled);
         body.variables.extend(found.variables);
         for declared in found.types {
             if let Some(relation) = strip_suffix_ignoring_case(&declared, "%ROWTYPE") {
@@ -174,8 +173,7 @@ pub(super) fn columns_named(
         let Ok(tree) = serde_json::to_value(&statement.protobuf) else {
             continue;
         };
-        let mut found = Found::default();
-        walk(&tree, &mut found);
+        let found = walk(&tree);
         let only_its_own = |column: &str| {
             !body.variables.contains(column)
                 && (alone
@@ -219,54 +217,64 @@ struct Found {
     derived: bool,
 }
 
-/// Walks libpg_query's tree (its protobuf as serde writes it: a node is `{"Kind": {…}}`).
-fn walk(node: &Value, found: &mut Found) {
+/// Calls `visit` on each object of `node`, depth first: libpg_query's trees as serde writes
+/// them (a node is `{"Kind": {…}}`).
+fn each_object(node: &Value, visit: &mut impl FnMut(&serde_json::Map<String, Value>)) {
     match node {
         Value::Object(fields) => {
-            found.derived |= DERIVED_SOURCES
-                .iter()
-                .any(|source| fields.contains_key(*source));
-            if let Some(reference) = fields.get("ColumnRef") {
-                let names = reference["fields"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|field| field["node"]["String"]["sval"].as_str().map(str::to_owned))
-                    .collect::<Option<Vec<String>>>();
-                if let Some(names) = names {
-                    found.column_refs.push(names);
-                }
-            }
-            for (statement, list) in [("InsertStmt", "cols"), ("UpdateStmt", "target_list")] {
-                let Some(written) = fields.get(statement) else {
-                    continue;
-                };
-                let relation = &written["relation"];
-                let name = match (
-                    relation["schemaname"].as_str(),
-                    relation["relname"].as_str(),
-                ) {
-                    (Some(schema), Some(name)) if !schema.is_empty() => format!("{schema}.{name}"),
-                    (_, Some(name)) => name.to_owned(),
-                    _ => continue,
-                };
-                for target in written[list].as_array().into_iter().flatten() {
-                    if let Some(column) = target["node"]["ResTarget"]["name"].as_str() {
-                        found.targets.push((name.clone(), column.to_owned()));
-                    }
-                }
-            }
+            visit(fields);
             for value in fields.values() {
-                walk(value, found);
+                each_object(value, visit);
             }
         }
         Value::Array(values) => {
             for value in values {
-                walk(value, found);
+                each_object(value, visit);
             }
         }
         _ => {}
     }
+}
+
+/// What statement tree `tree` names.
+fn walk(tree: &Value) -> Found {
+    let mut found = Found::default();
+    each_object(tree, &mut |fields| {
+        found.derived |= DERIVED_SOURCES
+            .iter()
+            .any(|source| fields.contains_key(*source));
+        if let Some(reference) = fields.get("ColumnRef") {
+            let names = reference["fields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|field| field["node"]["String"]["sval"].as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>();
+            if let Some(names) = names {
+                found.column_refs.push(names);
+            }
+        }
+        for (statement, list) in [("InsertStmt", "cols"), ("UpdateStmt", "target_list")] {
+            let Some(written) = fields.get(statement) else {
+                continue;
+            };
+            let relation = &written["relation"];
+            let name = match (
+                relation["schemaname"].as_str(),
+                relation["relname"].as_str(),
+            ) {
+                (Some(schema), Some(name)) if !schema.is_empty() => format!("{schema}.{name}"),
+                (_, Some(name)) => name.to_owned(),
+                _ => continue,
+            };
+            for target in written[list].as_array().into_iter().flatten() {
+                if let Some(column) = target["node"]["ResTarget"]["name"].as_str() {
+                    found.targets.push((name.clone(), column.to_owned()));
+                }
+            }
+        }
+    });
+    found
 }
 
 /// What a compiled PL/pgSQL function holds that names things.
@@ -280,40 +288,32 @@ struct Compiled {
     variables: BTreeSet<String>,
 }
 
-fn collect_compiled(node: &Value, compiled: &mut Compiled) {
-    match node {
-        Value::Object(fields) => {
-            if let Some(Value::String(query)) = fields
-                .get("PLpgSQL_expr")
-                .and_then(|expression| expression.get("query"))
-            {
-                compiled.queries.push(query.clone());
-            }
+/// What compiled function `tree` holds.
+fn collect_compiled(tree: &Value) -> Compiled {
+    let mut compiled = Compiled::default();
+    each_object(tree, &mut |fields| {
+        if let Some(Value::String(query)) = fields
+            .get("PLpgSQL_expr")
+            .and_then(|expression| expression.get("query"))
+        {
+            compiled.queries.push(query.clone());
+        }
+        if let Some(Value::String(name)) = fields
+            .get("PLpgSQL_type")
+            .and_then(|declared| declared.get("typname"))
+        {
+            compiled.types.push(name.clone());
+        }
+        for datum in ["PLpgSQL_var", "PLpgSQL_rec", "PLpgSQL_row"] {
             if let Some(Value::String(name)) = fields
-                .get("PLpgSQL_type")
-                .and_then(|declared| declared.get("typname"))
+                .get(datum)
+                .and_then(|declared| declared.get("refname"))
             {
-                compiled.types.push(name.clone());
-            }
-            for datum in ["PLpgSQL_var", "PLpgSQL_rec", "PLpgSQL_row"] {
-                if let Some(Value::String(name)) = fields
-                    .get(datum)
-                    .and_then(|declared| declared.get("refname"))
-                {
-                    compiled.variables.insert(name.clone());
-                }
-            }
-            for value in fields.values() {
-                collect_compiled(value, compiled);
+                compiled.variables.insert(name.clone());
             }
         }
-        Value::Array(values) => {
-            for value in values {
-                collect_compiled(value, compiled);
-            }
-        }
-        _ => {}
-    }
+    });
+    compiled
 }
 
 #[cfg(test)]

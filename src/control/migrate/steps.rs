@@ -136,6 +136,27 @@ pub async fn run_alone(
     attempted.result
 }
 
+/// Runs `steps` one by one with [`run_alone`] once a phase's transaction has committed: a
+/// failure cannot undo that phase, so it says, in `left(step)`, what is left and how to do it.
+pub async fn run_after_commit<'a>(
+    client: &Client,
+    (version, settings): (&str, MigrationSettings),
+    steps: impl IntoIterator<Item = &'a Step>,
+    left: impl Fn(&Step) -> String,
+) -> Result<(), MigrateError> {
+    for step in steps {
+        run_alone(client, settings, &step.description, &[&step.sql])
+            .await
+            .map_err(|error| MigrateError::Failed {
+                version: version.to_owned(),
+                step: step.description.clone(),
+                message: error.to_string(),
+                aftermath: left(step),
+            })?;
+    }
+    Ok(())
+}
+
 /// When [`create_views`] makes the version's catalog substitutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Substitutes {
