@@ -6,7 +6,10 @@
 
 use crate::migration_support;
 
-use migration_support::{base_columns, rollback_now, seeded, start_text, wait_until};
+use migration_support::{
+    KillAfter, base_columns, rollback_now, seeded, start_killed, start_text, wait_until,
+};
+use viewgate::control::migrate::MigrationFile;
 
 /// Adds a column filled from another, with `settings` (a `[settings]` body).
 fn backfilling(settings: &str) -> String {
@@ -71,5 +74,43 @@ async fn an_inactive_slot_keeping_wal_without_bound_refuses_a_backfill_before_an
     assert_eq!(
         database.admin("SELECT count(*) FROM models WHERE label = upper(name)"),
         "100"
+    );
+}
+
+/// A killed backfill resumed beside an inactive slot made since is refused the same way, and
+/// stays where it stopped; with the slot gone, it goes on from there.
+#[tokio::test]
+async fn a_resumed_backfill_is_refused_beside_an_inactive_slot_made_since() {
+    let database = seeded(1000).await;
+    let text = backfilling("batch_size = 100");
+    let file = MigrationFile::load(&database.spec_file("0002.toml", &text)).expect("loads");
+    start_killed(&database, &file, &mut KillAfter(300)).await;
+    let backfilled =
+        || database.admin("SELECT backfill -> 'public.models' ->> 'rows' FROM viewgate.migrations");
+    assert_eq!(backfilled(), "300");
+
+    database.admin("SELECT pg_create_physical_replication_slot('gone_standby', true)");
+    let refused = start_text(&database, "0002.toml", &text)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        refused.contains("replication slot gone_standby (physical, inactive"),
+        "{refused}"
+    );
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "backfilling"
+    );
+    assert_eq!(backfilled(), "300", "not a row more");
+
+    database.admin("SELECT pg_drop_replication_slot('gone_standby')");
+    let resumed = start_text(&database, "0002.toml", &text)
+        .await
+        .expect("resumes");
+    assert_eq!(resumed.how, "resumed");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE label = upper(name)"),
+        "1000"
     );
 }

@@ -8,8 +8,9 @@
 //! a disk that fills stops the whole database, every application with it. So `migrate start`
 //! (and `plan`) refuses, before any change, a migration that backfills while an inactive slot
 //! holds WAL without bound, naming each slot and what it holds already, unless the file's
-//! `inactive_slots_ok = true` says the disk has room. A bound on what slots keep lets the
-//! migration run: past it, Postgres gives up the slot rather than the disk.
+//! `inactive_slots_ok = true` says the disk has room; and so does a start resuming a killed
+//! backfill, before it goes on. A bound on what slots keep lets the migration run: past it,
+//! Postgres gives up the slot rather than the disk.
 
 use tokio_postgres::GenericClient;
 

@@ -38,6 +38,7 @@ use super::privileges;
 use super::progress::Progress;
 use super::rebuild;
 use super::replica_identity;
+use super::retained_wal;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
 use super::steps::{
@@ -140,8 +141,12 @@ async fn start_locked(
         }
     };
 
-    for backfill_plan in record.plan.backfills.iter().filter(|_| how == "resumed") {
-        backfill_triggers::refuse_firing(client, &record.version, backfill_plan).await?;
+    if how == "resumed" {
+        for backfill_plan in &record.plan.backfills {
+            backfill_triggers::refuse_firing(client, &record.version, backfill_plan).await?;
+        }
+        let slots_ok = record.migration.settings.inactive_slots_ok;
+        retained_wal::refuse_unread_slots(client, &record.plan, slots_ok).await?;
     }
     match finish(client, &mut record, templates, progress).await {
         Ok(rows) => Ok(StartOutcome {
