@@ -9,7 +9,8 @@ use crate::support;
 
 use migration_support::{at, base_columns, complete_now, seeded, start_text};
 use support::{Database, lines};
-use viewgate::control::migrate::MigrateError;
+use viewgate::control::migrate::status::plan;
+use viewgate::control::migrate::{MigrateError, MigrationFile};
 
 fn migration(operation: &str) -> String {
     format!("version = \"v2\"\nfrom = \"v1\"\n[[operations]]\n{operation}\n")
@@ -351,4 +352,49 @@ async fn a_rollback_that_fails_leaves_the_new_version_whole() {
         .expect("rolls back");
     assert_eq!(indexes(), "models_pkey");
     assert!(!base_columns(&database).contains("code"));
+}
+
+/// `migrate plan` names what Postgres drops by itself with a dropped column: a composite index
+/// over it goes whole, and a check of it; an index of other columns stays. The contract then
+/// runs and drops them so.
+#[tokio::test]
+async fn the_plan_names_what_goes_with_a_dropped_column() {
+    let database = seeded(2).await;
+    database.admin(
+        "CREATE INDEX models_name_note ON models (name, legacy_note);
+         CREATE INDEX models_size ON models (size);
+         ALTER TABLE models ADD CONSTRAINT note_short CHECK (length(legacy_note) < 100)",
+    );
+    let text = migration("op = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"");
+    let file = MigrationFile::load(&database.spec_file("0002.toml", &text)).expect("loads");
+    let mut client = database.client().await;
+    let report = plan(&mut client, &file).await.expect("plans");
+    assert_eq!(
+        report.taken_along,
+        [
+            "constraint note_short on table models (with column legacy_note)",
+            "index models_name_note (with column legacy_note)"
+        ]
+    );
+    assert!(
+        report.to_string().contains(
+            "-- and Postgres drops with the dropped columns, by itself: constraint note_short"
+        ),
+        "{report}"
+    );
+    // A check reads the column too, but goes with it: no reason to refuse (until 2026-12-05
+    // it was refused as a reader).
+    drop(client);
+    start_then_complete(&database, &text).await;
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class
+              WHERE relname IN ('models_name_note', 'models_size')"
+        ),
+        "models_size"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_constraint WHERE conname = 'note_short'"),
+        "0"
+    );
 }

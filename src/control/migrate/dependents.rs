@@ -157,6 +157,55 @@ fn contracted(plan: &MigrationPlan) -> Vec<Contracted<'_>> {
     dropped.chain(replaced).collect()
 }
 
+/// What Postgres drops by itself with each column `plan`'s `drop_column`s drop (its objects
+/// holding an automatic dependency on it: indexes over it, whole even where it is one column of
+/// several, its check constraints and foreign keys, extended statistics, an owned sequence),
+/// described as Postgres describes them and named with the column: what `migrate plan` shows
+/// an operator, who may not expect a composite index to go.
+pub async fn taken_along(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<Vec<String>, MigrateError> {
+    let mut taken = Vec::new();
+    for dropped in &plan.dropped {
+        let Dropped::Column {
+            schema,
+            table,
+            column,
+        } = dropped
+        else {
+            continue;
+        };
+        let rows = client
+            .query(
+                &format!(
+                    "WITH {TARGET}
+                     SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, 0)
+                       FROM pg_catalog.pg_depend d JOIN target ON d.refobjid = target.relid
+                       JOIN pg_catalog.pg_attribute a
+                         ON a.attrelid = target.relid AND a.attnum = d.refobjsubid
+                      WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'a'
+                        AND a.attname = $3 AND NOT a.attisdropped
+                        AND d.classid <> 'pg_catalog.pg_attrdef'::regclass
+                      ORDER BY 1"
+                ),
+                &[schema, table, column],
+            )
+            .await
+            .map_err(|error| {
+                ControlError::database(
+                    format!("reading what goes with column {column} of {schema}.{table}"),
+                    &error,
+                )
+            })?;
+        taken.extend(
+            rows.iter()
+                .map(|row| format!("{} (with column {column})", row.get::<_, String>(0))),
+        );
+    }
+    Ok(taken)
+}
+
 /// The contracted table (`$1`.`$2`) as CTE `target`.
 const TARGET: &str = "target AS (
     SELECT c.oid AS relid FROM pg_catalog.pg_class c
@@ -233,6 +282,14 @@ async fn readers(
                     AND {NOT_VIEWGATES}
                     AND NOT ($5 AND d.classid = 'pg_catalog.pg_constraint'::regclass)
                     AND {NOT_THE_TABLES_OWN}
+                    -- A check of the column reads it and goes with it: Postgres drops what
+                    -- depends on the column automatically as well.
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend auto
+                                     WHERE auto.classid = d.classid AND auto.objid = d.objid
+                                       AND auto.refclassid = d.refclassid
+                                       AND auto.refobjid = d.refobjid
+                                       AND auto.refobjsubid = d.refobjsubid
+                                       AND auto.deptype = 'a')
                   ORDER BY 1"
             ),
             &[

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::dependents;
 use super::derive::{MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
@@ -188,6 +189,9 @@ pub struct PlanReport {
     pub plan: MigrationPlan,
     pub sync_sql: String,
     pub backfill_sql: Vec<String>,
+    /// What Postgres drops by itself with the columns the contract drops, as it describes
+    /// them: a composite index over a dropped column goes whole.
+    pub taken_along: Vec<String>,
 }
 
 pub async fn plan(client: &mut Client, file: &MigrationFile) -> Result<PlanReport, MigrateError> {
@@ -227,7 +231,9 @@ pub async fn plan(client: &mut Client, file: &MigrationFile) -> Result<PlanRepor
         .iter()
         .map(super::backfill::batch_sql)
         .collect();
+    let taken_along = dependents::taken_along(&transaction, &plan).await?;
     Ok(PlanReport {
+        taken_along,
         version: file.migration.version.clone(),
         from: file.migration.from.clone(),
         plan,
@@ -301,6 +307,13 @@ impl fmt::Display for PlanReport {
             "migrate complete (one transaction, after the old version's views and triggers are dropped)",
             &plan.complete,
         )?;
+        if !self.taken_along.is_empty() {
+            writeln!(
+                f,
+                "-- and Postgres drops with the dropped columns, by itself: {}",
+                self.taken_along.join("; ")
+            )?;
+        }
         for (old, replacement) in rebuild::replacements(plan) {
             writeln!(
                 f,
