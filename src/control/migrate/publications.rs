@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::derive::{Dropped, MigrationPlan, Rename};
+use super::derive::{MigrationPlan, Rename};
 use super::error::MigrateError;
 use crate::control::error::ControlError;
 
@@ -152,26 +152,12 @@ fn reshapes(plan: &MigrationPlan, asked: Asked) -> BTreeMap<(String, String), Re
             .renamed
             .push(described);
     }
-    for dropped in &plan.dropped {
-        if let Dropped::Column {
-            schema,
-            table,
-            column,
-        } = dropped
-        {
-            by_table
-                .entry((schema.clone(), table.clone()))
-                .or_default()
-                .dropped
-                .push(column.clone());
-        }
-    }
-    for replaced in &plan.replaced {
+    for (schema, table, column) in plan.contracted_columns() {
         by_table
-            .entry((replaced.schema.clone(), replaced.table.clone()))
+            .entry((schema.to_owned(), table.to_owned()))
             .or_default()
             .dropped
-            .push(replaced.column.clone());
+            .push(column.to_owned());
     }
     by_table
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use tokio_postgres::GenericClient;
 
-use super::derive::{Dropped, MigrationPlan, NEW_COLUMN_PREFIX, Rename};
+use super::derive::{MigrationPlan, NEW_COLUMN_PREFIX, Rename};
 use super::error::MigrateError;
 use super::sync::FUNCTION_SCHEMA;
 use crate::control::error::ControlError;
@@ -159,24 +159,11 @@ pub(super) fn vanishing_columns(
 ) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut vanishing: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     let mut arriving: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for dropped in &plan.dropped {
-        if let Dropped::Column {
-            schema,
-            table,
-            column,
-        } = dropped
-        {
-            vanishing
-                .entry((schema.clone(), table.clone()))
-                .or_default()
-                .insert(column.clone());
-        }
-    }
-    for replaced in &plan.replaced {
+    for (schema, table, column) in plan.contracted_columns() {
         vanishing
-            .entry((replaced.schema.clone(), replaced.table.clone()))
+            .entry((schema.to_owned(), table.to_owned()))
             .or_default()
-            .insert(replaced.column.clone());
+            .insert(column.to_owned());
     }
     for rename in &plan.renames {
         if let Rename::Column {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 mod columns;
 mod constraints;
+mod contracted;
 mod expression_reads;
 mod partitions;
 mod renames;
