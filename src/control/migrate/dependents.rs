@@ -6,13 +6,15 @@
 //! reads such a column or table makes the contract fail (2BP01), and a migration that started
 //! could serve both versions but never complete. Each holds a normal dependency in
 //! `pg_depend`, which is what Postgres refuses the drop by. Not counted: the versions' own
-//! views (the contract drops the retired version's first), viewgate's triggers, and for a
-//! replaced column the foreign keys `rebuild/` makes again on the new one. Likewise an index
-//! or a unique constraint the contract drops while a constraint owns it or another table's
-//! foreign key references through it (a `drop_index` runs after the contract commits, and
-//! its failure left the index behind a completed migration). And a sequence the column or
-//! table takes with it (a serial's, an identity's) while another table's default or a view
-//! calls it: the dependency is on the sequence, so Postgres refuses the drop the same way.
+//! views (the contract drops the retired version's first), viewgate's triggers, what also
+//! depends on the column automatically (a check of it, which Postgres drops along and `migrate
+//! plan` names), and for a replaced column the foreign keys `rebuild/` makes again on the new
+//! one. Likewise an index or a unique constraint the contract drops while a constraint owns it
+//! or another table's foreign key references through it (a `drop_index` runs after the
+//! contract commits, and its failure left the index behind a completed migration). And a
+//! sequence the column or table takes with it (a serial's, an identity's) while another
+//! table's default or a view calls it: the dependency is on the sequence, so Postgres refuses
+//! the drop the same way.
 
 use tokio_postgres::GenericClient;
 

@@ -6,14 +6,12 @@
 //! `pg_depend`, cannot see it, and the contract's `DROP TABLE`, `DROP COLUMN` or `RENAME`
 //! succeeds. From then on each call fails (`relation "models" does not exist`, 42P01; `column
 //! "legacy_note" does not exist`, 42703): a trigger on another table that writes an audit row
-//! into it, a procedure a job runs every night. Each such function is read by libpg_query
-//! (PL/pgSQL compiled to its statements, each statement parsed), and what its statements name
-//! is compared with what the contract takes away: a table by its name, qualified or not; a
-//! column where the statement can only mean that table's (qualified by the table's name or
-//! alias, unqualified in a statement naming no other relation, the column list of an INSERT
-//! into it, the SET list of an UPDATE of it), and a PL/pgSQL declaration copying its type
-//! (`models%ROWTYPE`, `models.legacy_note%TYPE`). A name in a comment or a string does not count,
-//! nor does SQL built at run time (`EXECUTE`), which nothing can read before it runs. Checked
+//! into it, a procedure a job runs every night. Each such function is read (`sql_names.rs`:
+//! libpg_query, not a text search), and what its statements name is compared with what the
+//! contract takes away: a table by its name, qualified or not; a column where the statement
+//! can only mean that table's, judged with the columns the catalog lists for the statement's
+//! other relations; a PL/pgSQL declaration copying its type. SQL built at run time
+//! (`EXECUTE`) cannot be read before it runs. Checked
 //! by `migrate start` (and `plan`), and again by `migrate complete` for what was made since;
 //! and by `migrate rollback` for the tables the expand created and the columns it added, which
 //! a function written for the new version may name.
