@@ -18,6 +18,7 @@ use super::derive::{ColumnMap, MigrationPlan, Rename, Step, rename_physical, ren
 use super::detached::{self, Tidy};
 use super::error::MigrateError;
 use super::function_bodies;
+use super::left_over;
 use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
 use super::progress::Logged;
@@ -65,6 +66,7 @@ async fn complete_locked(
 ) -> Result<CompleteOutcome, MigrateError> {
     let started = Instant::now();
     prepare_catalog(client, templates).await?;
+    left_over::finish_earlier(client).await?;
     let current = state::load_current(client).await?;
     let Some(position) = current
         .iter()
@@ -139,17 +141,26 @@ async fn complete_locked(
         Err(error) => return Err(lock_holders::name_holders(client, &tables, error).await),
     };
     // After the contract's commit: a failure here cannot undo it, so it says what is left.
-    run_after_commit(
+    left_over::run(
         client,
-        (&record.version, settings),
-        record.plan.complete_concurrent.iter().chain(&analyze),
-        |step| {
+        (record.id, &record.version, settings),
+        &record.plan.complete_concurrent,
+        |_| {
             format!(
-                "the migration is complete ({} retired) and only this was not done: run `{}` once nothing needs it",
-                record.from, step.sql
+                "the migration is complete ({} retired), and this drop of an index is left: {}",
+                record.from,
+                left_over::KEPT
             )
         },
     )
+    .await?;
+    // Statistics only: autovacuum gathers them too, so they are not kept as left to run.
+    run_after_commit(client, (&record.version, settings), &analyze, |step| {
+        format!(
+            "the migration is complete ({} retired) and only this was not done: run `{}`",
+            record.from, step.sql
+        )
+    })
     .await?;
     Ok(CompleteOutcome {
         version: record.version.clone(),
@@ -242,6 +253,7 @@ async fn complete_once(
     }
     meanings.check(&transaction, &record.plan).await?;
     state::set_phase(&transaction, record.id, Phase::Completed).await?;
+    left_over::record(&transaction, record.id, &record.plan.complete_concurrent).await?;
     record_event(
         &transaction,
         "migrate_complete",

@@ -27,6 +27,7 @@ pub mod error;
 pub mod file;
 pub mod fragment;
 pub mod function_bodies;
+pub mod left_over;
 pub mod lock_holders;
 pub mod new_partitions;
 pub mod operation;

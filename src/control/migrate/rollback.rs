@@ -12,8 +12,9 @@ use tokio_postgres::Client;
 use super::detached::{self, Tidy};
 use super::error::MigrateError;
 use super::function_bodies;
+use super::left_over;
 use super::state::{self, MigrationRecord, Phase};
-use super::steps::{prepare_catalog, record_event, run_after_commit, run_sql};
+use super::steps::{prepare_catalog, record_event, run_sql};
 use super::sync;
 use super::trigger_fields;
 use crate::control::catalog;
@@ -49,6 +50,7 @@ async fn rollback_locked(
 ) -> Result<RollbackOutcome, MigrateError> {
     let started = Instant::now();
     prepare_catalog(client, templates).await?;
+    left_over::finish_earlier(client).await?;
     let current = state::load_current(client).await?;
     let Some(record) = current
         .iter()
@@ -101,14 +103,14 @@ pub async fn undo(
     attempted.result?;
     // Under the lock timeout: a partitioned index has no concurrent drop, and a plain one
     // waiting for its lock would queue every writer of the table behind it.
-    run_after_commit(
+    left_over::run(
         client,
-        (&record.version, settings),
+        (record.id, &record.version, settings),
         &record.plan.rollback_concurrent,
-        |step| {
+        |_| {
             format!(
-                "the migration is rolled back, and this index of it is left: run `{}` (a new start of the migration clears it too)",
-                step.sql
+                "the migration is rolled back, and this drop of an index it built is left: {}",
+                left_over::KEPT
             )
         },
     )
@@ -170,6 +172,7 @@ async fn undo_once(
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     state::set_phase(&transaction, record.id, Phase::RolledBack).await?;
+    left_over::record(&transaction, record.id, &record.plan.rollback_concurrent).await?;
     record_event(
         &transaction,
         "migrate_rollback",

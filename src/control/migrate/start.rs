@@ -87,7 +87,7 @@ async fn start_locked(
     let started = Instant::now();
     let migration = &file.migration;
     prepare_catalog(client, templates).await?;
-
+    super::left_over::finish_earlier(client).await?;
     let existing = state::load_current(client)
         .await?
         .into_iter()

@@ -96,7 +96,10 @@ pub struct MigrationRecord {
     pub started_at: String,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, MigrateError> {
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+    what: &str,
+    text: &str,
+) -> Result<T, MigrateError> {
     serde_json::from_str(text).map_err(|error| {
         MigrateError::State(format!(
             "the catalog's {what} cannot be read by this build: {error}"
@@ -104,7 +107,7 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, Mig
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> String {
+pub(super) fn encode<T: Serialize>(value: &T) -> String {
     // Plain data with string keys: serialising cannot fail.
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }

@@ -11,6 +11,7 @@ use super::dependents;
 use super::derive::{MigrationPlan, Step};
 use super::error::MigrateError;
 use super::file::MigrationFile;
+use super::left_over::{self, LeftToRun};
 use super::rebuild;
 use super::start::plan_against;
 use super::state::{self, Checkpoint, Pacing};
@@ -40,6 +41,8 @@ pub struct StatusReport {
     /// The process ID of the session running a `migrate` command now (holding the migration
     /// lock); without one, a backfilling migration is stopped until `migrate start` resumes it.
     pub command_running_pid: Option<i32>,
+    /// What a complete or rollback left to run after its commit (`left_over.rs`).
+    pub left_to_run: Vec<LeftToRun>,
 }
 
 pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
@@ -73,6 +76,7 @@ pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
         sessions,
         default_version: catalog_read::default_version(client).await?,
         command_running_pid: state::migration_command_pid(client).await?,
+        left_to_run: left_over::pending(client).await?,
     })
 }
 
@@ -161,6 +165,16 @@ impl fmt::Display for StatusReport {
                     "  backfill {table}: {} of ~{estimate} rows ({percent:.0}%){state}",
                     checkpoint.rows
                 )?;
+            }
+        }
+        for left in &self.left_to_run {
+            writeln!(
+                f,
+                "left to run after the {} of the migration to {} (the next `viewgate migrate` start, complete or rollback runs it first):",
+                left.after, left.version
+            )?;
+            for step in &left.steps {
+                writeln!(f, "  {}: {}", step.description, step.sql)?;
             }
         }
         let sessions: Vec<String> = self
@@ -380,6 +394,7 @@ mod tests {
             sessions: BTreeMap::new(),
             default_version: Some("v1".into()),
             command_running_pid: Some(4242),
+            left_to_run: Vec::new(),
         };
         let running = report.to_string();
         assert!(

@@ -1,0 +1,213 @@
+//! What a complete or rollback has left to run once its transaction committed (the concurrent
+//! index drops): a command whose session ends while a drop waits leaves the index, and before
+//! the catalog kept the drop, nothing knew it was owed. Each test ends the command's session
+//! while its `DROP INDEX CONCURRENTLY` waits behind a reader's open transaction, then sees
+//! `migrate status` name the drop and the next migration command run it.
+
+use std::time::Duration;
+
+use crate::migration_support;
+use crate::support::Database;
+
+use migration_support::{complete_now, rollback_now, seeded, start_text};
+use viewgate::control::migrate::MigrateError;
+use viewgate::control::migrate::status::status;
+
+/// How long the watcher waits for the drop to queue.
+const DROP_QUEUES_WITHIN: Duration = Duration::from_secs(30);
+
+/// The migration to v2 made of `operation`.
+fn migration(operation: &str) -> String {
+    format!("version = \"v2\"\nfrom = \"v1\"\n[[operations]]\n{operation}\n")
+}
+
+fn index_count(database: &Database) -> String {
+    database.admin("SELECT count(*) FROM pg_class WHERE relname = 'models_size_idx'")
+}
+
+/// Runs `command` while a reader holds `models` in an open transaction, ends the command's
+/// session once its `DROP INDEX CONCURRENTLY` waits for that reader, and returns the
+/// command's error; then lets the reader go.
+async fn end_session_during_drop<T: std::fmt::Debug>(
+    database: &Database,
+    command: impl Future<Output = Result<T, MigrateError>>,
+) -> MigrateError {
+    let reader = database.client().await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM models")
+        .await
+        .expect("the reader's transaction begins");
+    let watcher = database.client().await;
+    let watch = async {
+        let deadline = std::time::Instant::now() + DROP_QUEUES_WITHIN;
+        loop {
+            let ended = watcher
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                      WHERE query LIKE 'DROP INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_activity is read");
+            if !ended.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the drop never waited for the reader"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (outcome, ()) = tokio::join!(command, watch);
+    reader
+        .batch_execute("COMMIT")
+        .await
+        .expect("the reader commits");
+    outcome.expect_err("the command's session was ended during the drop")
+}
+
+#[tokio::test]
+async fn a_rollback_ended_before_its_index_drop_leaves_the_drop_to_the_next_command() {
+    let database = seeded(20).await;
+    let create_index = "op = \"create_index\"\nname = \"models_size_idx\"\ntable = \"models\"\ncolumns = [\"size\"]";
+    start_text(&database, "0002.toml", &migration(create_index))
+        .await
+        .expect("the migration starts");
+    assert_eq!(index_count(&database), "1");
+
+    let error = end_session_during_drop(&database, rollback_now(&database)).await;
+    let message = error.to_string();
+    assert!(
+        message.contains("the migration is rolled back")
+            && message.contains("`viewgate migrate status` lists it"),
+        "{message}"
+    );
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations WHERE version = 'v2'"),
+        "rolled_back"
+    );
+    assert_eq!(index_count(&database), "1", "the drop did not run");
+    let report = status(&database.client().await)
+        .await
+        .expect("status reads");
+    assert_eq!(report.left_to_run.len(), 1, "{report:?}");
+    let shown = report.to_string();
+    assert!(
+        shown.contains("left to run after the rollback of the migration to v2")
+            && shown.contains(r#"DROP INDEX CONCURRENTLY IF EXISTS "public"."models_size_idx""#),
+        "{shown}"
+    );
+
+    // Any migration command runs it first; this one then finds nothing of its own to do.
+    let error = complete_now(&database)
+        .await
+        .expect_err("nothing to complete");
+    assert!(error.to_string().contains("no live migration"), "{error}");
+    assert_eq!(index_count(&database), "0");
+    let report = status(&database.client().await)
+        .await
+        .expect("status reads");
+    assert!(report.left_to_run.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_complete_ended_before_its_index_drop_leaves_the_drop_to_the_next_command() {
+    let database = seeded(20).await;
+    database.admin("CREATE INDEX models_size_idx ON models (size)");
+    start_text(
+        &database,
+        "0002.toml",
+        &migration("op = \"drop_index\"\nname = \"models_size_idx\""),
+    )
+    .await
+    .expect("the migration starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+
+    let error = end_session_during_drop(&database, complete_now(&database)).await;
+    assert!(
+        error
+            .to_string()
+            .contains("the migration is complete (v1 retired), and this drop of an index is left"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations WHERE version = 'v2'"),
+        "completed"
+    );
+    assert_eq!(index_count(&database), "1", "the drop did not run");
+    let shown = status(&database.client().await)
+        .await
+        .expect("status reads")
+        .to_string();
+    assert!(
+        shown.contains("left to run after the complete of the migration to v2"),
+        "{shown}"
+    );
+
+    // A new migration's start runs it before its own expand.
+    let add_column = "op = \"add_column\"\ntable = \"models\"\n[operations.column]\nname = \"score\"\ntype = \"integer\"";
+    start_text(
+        &database,
+        "0003.toml",
+        &format!("version = \"v3\"\nfrom = \"v2\"\n[[operations]]\n{add_column}\n"),
+    )
+    .await
+    .expect("the next migration starts");
+    assert_eq!(index_count(&database), "0");
+    let report = status(&database.client().await)
+        .await
+        .expect("status reads");
+    assert!(report.left_to_run.is_empty(), "{report:?}");
+}
+
+/// A drop that cannot run refuses the next command before it changes anything, naming what
+/// left it; once the cause is gone, the same command runs it and goes on.
+#[tokio::test]
+async fn a_left_drop_that_fails_again_refuses_the_next_command_before_it_changes_anything() {
+    let database = seeded(20).await;
+    database.admin("CREATE INDEX models_size_idx ON models (size)");
+    start_text(
+        &database,
+        "0002.toml",
+        &migration("op = \"drop_index\"\nname = \"models_size_idx\""),
+    )
+    .await
+    .expect("the migration starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    end_session_during_drop(&database, complete_now(&database)).await;
+
+    // The index (left invalid by the drop's first step) made again, now a constraint's:
+    // Postgres refuses its drop (2BP01).
+    database.admin(
+        "DROP INDEX models_size_idx;
+         CREATE UNIQUE INDEX models_size_idx ON models (size);
+         ALTER TABLE models ADD CONSTRAINT models_size_idx UNIQUE USING INDEX models_size_idx",
+    );
+    let before = migration_support::base_columns(&database);
+    let add_column = "op = \"add_column\"\ntable = \"models\"\n[operations.column]\nname = \"score\"\ntype = \"integer\"";
+    let v3 = format!("version = \"v3\"\nfrom = \"v2\"\n[[operations]]\n{add_column}\n");
+    let error = start_text(&database, "0003.toml", &v3)
+        .await
+        .expect_err("refused while the left drop fails");
+    let message = error.to_string();
+    assert!(
+        message.contains("left by the complete of the migration to v2")
+            && message.contains("nothing of this command was done"),
+        "{message}"
+    );
+    assert_eq!(migration_support::base_columns(&database), before);
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations WHERE version = 'v3'"),
+        "0"
+    );
+
+    database.admin(
+        "ALTER TABLE models DROP CONSTRAINT models_size_idx;
+         CREATE INDEX models_size_idx ON models (size)",
+    );
+    start_text(&database, "0003.toml", &v3)
+        .await
+        .expect("the next migration starts once the drop can run");
+    assert_eq!(index_count(&database), "0");
+}
