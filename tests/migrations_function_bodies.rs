@@ -132,6 +132,38 @@ async fn a_function_naming_a_column_the_contract_drops_is_refused_before_any_cha
     );
 }
 
+/// A PL/pgSQL assignment (`note := (SELECT …)`) is read for what its value names: the text
+/// Postgres keeps of it is no SQL statement, and a function with one was left unread (with a
+/// warning), its call failing after the contract.
+#[tokio::test]
+async fn a_column_read_in_an_assignment_refuses_the_drop() {
+    let database = seeded(5).await;
+    database.admin(
+        "CREATE FUNCTION public.first_note() RETURNS text LANGUAGE plpgsql AS $body$
+             DECLARE note text;
+             BEGIN note := (SELECT m.legacy_note FROM models m ORDER BY m.id LIMIT 1); RETURN note; END $body$",
+    );
+    let drop_note = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n";
+    let error = start_text(&database, "0002.toml", drop_note)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refusal(&error),
+        (
+            "public.models".to_owned(),
+            "function public.first_note() names column(s) legacy_note in its SQL".to_owned()
+        )
+    );
+    database.admin(
+        "CREATE OR REPLACE FUNCTION public.first_note() RETURNS text LANGUAGE plpgsql AS $body$
+             DECLARE note text;
+             BEGIN note := (SELECT m.name FROM models m ORDER BY m.id LIMIT 1); RETURN note; END $body$",
+    );
+    start_text(&database, "0002.toml", drop_note)
+        .await
+        .expect("starts once the function reads another column");
+}
+
 /// A function written for the new version, naming a column its expand added or a table it
 /// created, refuses the rollback, which would drop them and leave every call failing (42703,
 /// 42P01); redefined, the rollback runs.

@@ -30,6 +30,7 @@ use super::trigger_fields::{Taking, added_columns, vanishing_columns};
 use crate::control::error::ControlError;
 use crate::control::views::mapping_functions::MARKER_PREFIX;
 use crate::control::views::spec::DEFAULT_SCHEMA;
+use crate::model::catalog_substitutes::SUBSTITUTE_SCHEMA_PREFIX;
 
 /// Refuses `plan` while a function of the application's names, in its SQL or its
 /// declarations, a table or a column the contract drops or renames.
@@ -95,8 +96,10 @@ async fn refuse_naming(
               WHERE l.lanname IN ('plpgsql', 'sql') AND p.prosqlbody IS NULL
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
                 AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-                -- Not an extension's, nor the versions' own: their mapping functions (marked
-                -- by their comment) and the write functions of their views' triggers.
+                -- Not an extension's, nor the versions' own: their catalog substitutes, their
+                -- mapping functions (marked by their comment) and the write functions of their
+                -- views' triggers.
+                AND NOT pg_catalog.starts_with(n.nspname, $3)
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                  WHERE d.classid = 'pg_catalog.pg_proc'::regclass
                                    AND d.objid = p.oid AND d.deptype = 'e')
@@ -108,7 +111,7 @@ async fn refuse_naming(
                                     ON o.view_schema = vn.nspname AND o.view_name = v.relname
                                  WHERE t.tgfoid = p.oid)
               ORDER BY 1",
-            &[&FUNCTION_SCHEMA, &MARKER_PREFIX],
+            &[&FUNCTION_SCHEMA, &MARKER_PREFIX, &SUBSTITUTE_SCHEMA_PREFIX],
         )
         .await
         .map_err(|error| ControlError::database("reading the application's functions", &error))?;

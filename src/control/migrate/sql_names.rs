@@ -68,9 +68,15 @@ pub(super) fn read_body(
     body.statements = texts
         .iter()
         .map(|text| {
-            // PL/pgSQL keeps an expression (`IF …`, `x := …`) without its SELECT.
+            // PL/pgSQL keeps an expression (`IF …`) without its SELECT, and an assignment
+            // (`x := …`) whole, which no SQL statement parses as: every function with one
+            // was left unread, and what it named unchecked.
             pg_query::parse(text)
                 .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
+                .or_else(|error| match assigned_value(text) {
+                    Some(value) => pg_query::parse(&format!("SELECT {value}")),
+                    None => Err(error),
+                })
                 .map_err(|error| error.to_string())
         })
         .collect::<Result<_, _>>()?;
@@ -316,6 +322,17 @@ fn collect_compiled(tree: &Value) -> Compiled {
     compiled
 }
 
+/// The value a PL/pgSQL assignment's text gives (`target := value`, or `target = value`):
+/// what follows the first `:=` or `=` outside strings, quoted names and comments.
+fn assigned_value(text: &str) -> Option<&str> {
+    use pg_query::protobuf::Token;
+    let tokens = pg_query::scan(text).ok()?.tokens;
+    let assigns = tokens.iter().find(|token| {
+        token.token == Token::ColonEquals as i32 || token.token == Token::Ascii61 as i32
+    })?;
+    text.get(usize::try_from(assigns.end).ok()?..)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +359,20 @@ mod tests {
                  END IF;"
             ))),
             ["audit.models_log", "models", "public.sizes"]
+        );
+    }
+
+    #[test]
+    fn an_assignment_is_read_for_what_its_value_names() {
+        let body = plpgsql(
+            "DECLARE note text; n pg_catalog.int8 := 0;",
+            "note := (SELECT m.legacy_note FROM public.models m WHERE m.id = NEW.id);
+             n = n + (SELECT count(*) FROM audit.models_log);
+             NEW.name := 'x';",
+        );
+        assert_eq!(
+            Vec::from_iter(tables_named(&body)),
+            ["audit.models_log", "public.models"]
         );
     }
 
