@@ -20,6 +20,7 @@ use super::error::MigrateError;
 use super::function_bodies;
 use super::left_over;
 use super::lock_holders;
+use super::lock_order;
 use super::new_partitions::index_partitions_created_since;
 use super::progress::Logged;
 use super::publications::{self, Asked};
@@ -120,13 +121,7 @@ async fn complete_locked(
         })?;
     let record = &live;
     let settings = record.migration.settings;
-    let tables: Vec<(String, String)> = record
-        .plan
-        .definition
-        .tables
-        .iter()
-        .map(|table| (table.schema.clone(), table.name.clone()))
-        .collect();
+    let tables = lock_order::physical_tables(&record.plan);
     let mut attempts = 0;
     let attempted = with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
         attempts += 1;
@@ -196,6 +191,13 @@ async fn complete_once(
     let meanings = remaining::Meanings::before(&transaction, &record.plan).await?;
     let carried = rebuild::carried_settings(&transaction, &record.plan).await?;
     let statistics = rebuild::held_statistics(&transaction, &record.plan).await?;
+    lock_order::lock_views_then_tables(
+        &transaction,
+        (&record.version, &record.from),
+        &record.plan,
+        lock_order::Phase::Contract,
+    )
+    .await?;
     for table_sync in &record.plan.syncs {
         let sql = sync::drop_sql(record.id, &table_sync.schema, &table_sync.table);
         run_sql(

@@ -29,6 +29,7 @@ pub mod fragment;
 pub mod function_bodies;
 pub mod left_over;
 pub mod lock_holders;
+pub mod lock_order;
 pub mod new_partitions;
 pub mod operation;
 pub mod pace;

@@ -13,6 +13,7 @@ use super::detached::{self, Tidy};
 use super::error::MigrateError;
 use super::function_bodies;
 use super::left_over;
+use super::lock_order;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{prepare_catalog, record_event, run_sql};
 use super::sync;
@@ -130,6 +131,13 @@ async fn undo_once(
         .map_err(|error| ControlError::database("starting the rollback transaction", &error))?;
     catalog::set_local_lock_timeout(&transaction, locks.lock_timeout).await?;
     catalog::wait_apply_lock(&transaction).await?;
+    lock_order::lock_views_then_tables(
+        &transaction,
+        (&record.version, &record.version),
+        &record.plan,
+        lock_order::Phase::Rollback,
+    )
+    .await?;
     // Foreign keys into the rebuilt indexes first: they hold the columns.
     for step in &record.plan.rollback_referencing {
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;

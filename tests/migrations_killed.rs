@@ -1,0 +1,326 @@
+//! `viewgate migrate start`, `complete` and `rollback`, the real binary, killed with SIGKILL at
+//! moments spread over their phases while clients keep writing, then run again until done.
+//! Whatever the moment (the expand's transaction, a batch of the backfill, an index build, a
+//! validation, the contract, the drops after it), the next run goes on from where the killed
+//! one stopped: no acknowledged write is lost, every row reads right at each version, no
+//! index is left invalid, no constraint unvalidated, nothing left to run. A killed process's
+//! backend may outlive it for a moment, holding the migration lock: the next run is then
+//! refused as "another … command is running", as an operator would see, and tried again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::viewgate_binary;
+use crate::migration_support;
+use crate::support::Database;
+
+use migration_support::{at, base_columns, seeded, start_text, triggers};
+
+/// The migration: a NOT NULL column filled from another (backfill, validation), a type
+/// change (a new column, sync triggers both ways, swapped in at complete), an index built
+/// concurrently, and one dropped after the contract commits.
+const MIGRATION: &str = r#"
+version = "v2"
+from = "v1"
+[settings]
+batch_size = 250
+batch_delay_ms = 5
+[[operations]]
+op = "add_column"
+table = "models"
+up = "'size-' || size"
+column = { name = "size_label", type = "text", nullable = false }
+[[operations]]
+op = "alter_column"
+table = "models"
+column = "size"
+type = "bigint"
+[[operations]]
+op = "create_index"
+name = "models_name_idx"
+table = "models"
+columns = ["name"]
+[[operations]]
+op = "drop_index"
+name = "models_note_idx"
+"#;
+
+/// Rows seeded before the migration: enough for a backfill of a second or more.
+const ROWS: usize = 20_000;
+
+/// When each run is killed after it was spawned, in turn: the first soon (inside the catalog's
+/// setup or the expand), each later one a step later. Every run resumes where the one before
+/// stopped, so the kills walk through the backfill and then, once it is done, through the
+/// phases after it (validation, index builds, going live; the contract, the drops after it).
+const FIRST_KILL_MS: u64 = 50;
+const KILL_STEP_MS: u64 = 25;
+const KILLS: u64 = 40;
+
+/// How long a run refused because the killed one's backend still holds the lock is retried.
+const LOCK_FREED_WITHIN: Duration = Duration::from_secs(30);
+
+/// A writer's pause between writes: a steady trickle, not a load test.
+const WRITER_PAUSE: Duration = Duration::from_millis(2);
+
+/// Where a killed run left things: the migration's phase, rows backfilled (and whether done),
+/// invalid indexes, steps left to run.
+const KILLED_AT_SQL: &str = "SELECT coalesce(string_agg(phase
+        || ' ' || coalesce(backfill -> 'public.models' ->> 'rows', '-')
+        || CASE WHEN (backfill -> 'public.models' ->> 'done')::boolean THEN ' done' ELSE '' END
+        || ', ' || (SELECT count(*) FROM pg_index WHERE NOT indisvalid) || ' invalid'
+        || ', ' || jsonb_array_length(left_to_run) || ' left', '; '), 'nothing yet')
+   FROM viewgate.migrations";
+
+/// What a run of the binary came to.
+#[derive(Debug)]
+enum Run {
+    Finished,
+    Failed(String),
+    Killed,
+}
+
+/// Runs `viewgate migrate <args>`, killed after `kill_after` unless it ends first.
+async fn run(database: &Database, args: &[&str], kill_after: Option<Duration>) -> Run {
+    let mut child = tokio::process::Command::new(viewgate_binary())
+        .arg("migrate")
+        .args(args)
+        .args(["--database", &database.url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("viewgate runs");
+    if let Some(after) = kill_after
+        && tokio::time::timeout(after, child.wait()).await.is_err()
+    {
+        child.kill().await.expect("the run is killed");
+        return Run::Killed;
+    }
+    let output = child.wait_with_output().await.expect("the run ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Run::Finished
+    } else {
+        Run::Failed(said)
+    }
+}
+
+/// Runs the command killed after each of `kills` in turn, then once unkilled; a run refused
+/// while the killed one's backend holds the migration lock is run again. Returns the last
+/// run's output and what each killed run left (phase and rows backfilled), for messages.
+async fn killed_then_finished(database: &Database, args: &[&str]) -> (Run, Vec<String>) {
+    let mut seen = Vec::new();
+    // Each delay moved by up to a step, differently each run of the test (the seed is in
+    // every message), so that runs over time kill at more moments than one schedule would.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos() as u64);
+    seen.push(format!("jitter seed {seed}"));
+    let mut kills = (0..KILLS).map(|k| {
+        let jitter = (seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % KILL_STEP_MS;
+        Duration::from_millis(FIRST_KILL_MS + k * KILL_STEP_MS + jitter)
+    });
+    let mut next_kill = kills.next();
+    let deadline = Instant::now() + LOCK_FREED_WITHIN * 4;
+    loop {
+        assert!(Instant::now() < deadline, "never finished: {seen:?}");
+        match run(database, args, next_kill).await {
+            Run::Killed => {
+                seen.push(database.admin(KILLED_AT_SQL));
+                next_kill = kills.next();
+            }
+            Run::Failed(said) if said.contains("another viewgate migration command is running") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ended => return (ended, seen),
+        }
+    }
+}
+
+/// A client writing at `version` (`v1` or `v2`) through its view until stopped: inserts
+/// named `<version>-<n>`, counted once acknowledged, and at v1 an update of `size` each. Any
+/// error fails the test.
+fn writer(
+    client: tokio_postgres::Client,
+    version: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut acknowledged = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let n = acknowledged as i64 + 1;
+            let name = format!("{version}-{n}");
+            let inserted = if version == "v1" {
+                client
+                    .execute(
+                        "INSERT INTO models_v1 (name, size) VALUES ($1, $2)",
+                        &[&name, &(n as i32)],
+                    )
+                    .await
+            } else {
+                client
+                    .execute(
+                        "INSERT INTO models_v2 (name, size, size_label) VALUES ($1, $2, $3)",
+                        &[&name, &n, &format!("size-{n}")],
+                    )
+                    .await
+            };
+            inserted.unwrap_or_else(|error| panic!("{version} insert {n} failed: {error:?}"));
+            acknowledged += 1;
+            if version == "v1" {
+                client
+                    .execute(
+                        "UPDATE models_v1 SET size = size + 1 WHERE id = $1",
+                        &[&(n * 7 % ROWS as i64 + 1)],
+                    )
+                    .await
+                    .unwrap_or_else(|error| panic!("v1 update {n} failed: {error:?}"));
+            }
+            tokio::time::sleep(WRITER_PAUSE).await;
+        }
+        acknowledged
+    })
+}
+
+/// What no phase, killed or not, may leave behind on `models`.
+fn assert_nothing_half_done(database: &Database, context: &str) {
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_index WHERE NOT indisvalid OR NOT indisready"),
+        "0",
+        "an index is left invalid ({context})"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_constraint WHERE NOT convalidated"),
+        "0",
+        "a constraint is left unvalidated ({context})"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations WHERE left_to_run <> '[]'"),
+        "0",
+        "something is left to run ({context})"
+    );
+}
+
+async fn seeded_with_note_index() -> Database {
+    let database = seeded(ROWS).await;
+    database.admin("CREATE INDEX models_note_idx ON models (legacy_note)");
+    database
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_killed_at_any_moment_finishes_when_run_again() {
+    let database = seeded_with_note_index().await;
+    let file = database.spec_file("0002.toml", MIGRATION);
+    let file = file.to_str().expect("a UTF-8 path");
+
+    let stop_v1 = Arc::new(AtomicBool::new(false));
+    let v1 = writer(at(&database, "v1").await, "v1", stop_v1.clone());
+    let (ended, killed) = killed_then_finished(&database, &["start", file]).await;
+    assert!(
+        matches!(&ended, Run::Finished),
+        "{ended:?} after kills leaving {killed:?}"
+    );
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "live",
+        "{killed:?}"
+    );
+    eprintln!("start killed leaving {killed:?}");
+    assert_nothing_half_done(&database, "after the start");
+    stop_v1.store(true, Ordering::Relaxed);
+    let written_at_v1 = v1.await.expect("the v1 writer ends");
+    assert!(written_at_v1 > 0);
+
+    // Every row reads right at v2, whichever run filled it or a v1 write kept it.
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM models_v2 WHERE size_label IS DISTINCT FROM 'size-' || size"
+        ),
+        "0",
+        "{killed:?}"
+    );
+
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let stop_v2 = Arc::new(AtomicBool::new(false));
+    let v2 = writer(at(&database, "v2").await, "v2", stop_v2.clone());
+    let (ended, killed) = killed_then_finished(&database, &["complete"]).await;
+    assert!(
+        matches!(&ended, Run::Finished)
+            || matches!(&ended, Run::Failed(said) if said.contains("no live migration")),
+        "{ended:?} after kills leaving {killed:?}"
+    );
+    stop_v2.store(true, Ordering::Relaxed);
+    let written_at_v2 = v2.await.expect("the v2 writer ends");
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "completed"
+    );
+    eprintln!("complete killed leaving {killed:?}");
+    assert_nothing_half_done(&database, "after the complete");
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,name:text!,legacy_note:text,size_label:text!,size:bigint!"
+    );
+    assert_eq!(triggers(&database), "0", "the sync triggers are gone");
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'models'::regclass"
+        ),
+        "models_name_idx,models_pkey"
+    );
+    assert_eq!(
+        database.admin(&format!(
+            "SELECT count(*) FILTER (WHERE name LIKE 'v1-%') = {written_at_v1}
+                AND count(*) FILTER (WHERE name LIKE 'v2-%') = {written_at_v2}
+                AND count(*) FILTER (WHERE size_label IS DISTINCT FROM 'size-' || size) = 0
+               FROM models"
+        )),
+        "t",
+        "every acknowledged write kept, every row filled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_killed_at_any_moment_finishes_when_run_again() {
+    let database = seeded_with_note_index().await;
+    let before = base_columns(&database);
+    start_text(&database, "0002.toml", MIGRATION)
+        .await
+        .expect("the migration starts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let v1 = writer(at(&database, "v1").await, "v1", stop.clone());
+    let (ended, killed) = killed_then_finished(&database, &["rollback"]).await;
+    // The run that commits the rollback may be killed after; the next finds nothing to roll
+    // back, having run what it left.
+    assert!(
+        matches!(&ended, Run::Finished)
+            || matches!(&ended, Run::Failed(said) if said.contains("no migration to roll back")),
+        "{ended:?} after kills leaving {killed:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let written = v1.await.expect("the writer ends");
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "rolled_back"
+    );
+    assert_nothing_half_done(&database, "after the rollback");
+    assert_eq!(base_columns(&database), before);
+    assert_eq!(triggers(&database), "0");
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'models'::regclass"
+        ),
+        "models_note_idx,models_pkey"
+    );
+    assert_eq!(
+        database.admin(&format!(
+            "SELECT count(*) FILTER (WHERE name LIKE 'v1-%') = {written} FROM models"
+        )),
+        "t"
+    );
+}
