@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::common::{ProxyProcess, http, wait_until};
 use crate::migration_support;
 use crate::support::Database;
 
@@ -67,6 +68,40 @@ async fn end_session_during_drop<T: std::fmt::Debug>(
     outcome.expect_err("the command's session was ended during the drop")
 }
 
+/// The admin API's token of the proxy [`metrics_of_a_proxy`] starts.
+const TOKEN: &str = "left-to-run-token";
+
+/// `/metrics` of a proxy started on `database`'s catalog, once it reports what is left to run.
+fn metrics_of_a_proxy(database: &Database) -> String {
+    let catalog = database.url();
+    let _proxy = ProxyProcess::start(
+        &database.cluster,
+        &[
+            ("VIEWGATE_CATALOG", &catalog),
+            ("VIEWGATE_ADMIN_LISTEN", "127.0.0.1:0"),
+            ("VIEWGATE_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    let mut admin_port = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            admin_port = database
+                .admin("SELECT coalesce(max(admin_listen), '') FROM viewgate.proxies")
+                .rsplit(':')
+                .next()
+                .and_then(|port| port.parse::<u16>().ok());
+            admin_port.is_some()
+        }),
+        "the proxy's heartbeat names its admin address"
+    );
+    let mut metrics = String::new();
+    wait_until(Duration::from_secs(10), || {
+        metrics = http::get(admin_port.unwrap_or_default(), "/metrics", Some(TOKEN)).1;
+        metrics.contains("viewgate_migration_left_to_run{")
+    });
+    metrics
+}
+
 #[tokio::test]
 async fn a_rollback_ended_before_its_index_drop_leaves_the_drop_to_the_next_command() {
     let database = seeded(20).await;
@@ -97,6 +132,13 @@ async fn a_rollback_ended_before_its_index_drop_leaves_the_drop_to_the_next_comm
         shown.contains("left to run after the rollback of the migration to v2")
             && shown.contains(r#"DROP INDEX CONCURRENTLY IF EXISTS "public"."models_size_idx""#),
         "{shown}"
+    );
+
+    // A proxy on the catalog says so in /metrics, read with its heartbeat.
+    let metrics = metrics_of_a_proxy(&database);
+    assert!(
+        metrics.contains("viewgate_migration_left_to_run{version=\"v2\",after=\"rollback\"} 1"),
+        "{metrics}"
     );
 
     // Any migration command runs it first; this one then finds nothing of its own to do.

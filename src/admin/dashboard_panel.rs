@@ -227,6 +227,15 @@ fn shadow(out: &mut String, report: Option<&ShadowReport>, overview: &Overview) 
 
 fn migrations(out: &mut String, progress: &MigrationProgress) {
     out.push_str("<h2>Migrations</h2>");
+    for left in &progress.left_to_run {
+        let _ = write!(
+            out,
+            "<p class=\"bad\">the {} of the migration to {} left {} statement(s) to run after its commit: the next <code>viewgate migrate</code> start, complete or rollback runs them; <code>viewgate migrate status</code> lists them</p>",
+            left.after,
+            escape(&left.version),
+            left.statements
+        );
+    }
     if progress.migrations.is_empty() {
         out.push_str("<p class=\"muted\">none in progress</p>");
         return;
@@ -305,6 +314,22 @@ fn traffic(out: &mut String, versions: &[VersionSnapshot]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_migration_left_to_run_is_shown_even_with_none_in_progress() {
+        use crate::model::migration_progress::LeftToRun;
+        let progress = MigrationProgress {
+            migrations: Vec::new(),
+            left_to_run: vec![LeftToRun::from_row("v<2>".into(), "completed", 1)],
+        };
+        let mut out = String::new();
+        migrations(&mut out, &progress);
+        assert!(
+            out.contains("the complete of the migration to v&lt;2&gt; left 1 statement(s)"),
+            "{out}"
+        );
+        assert!(out.contains("none in progress"), "{out}");
+    }
 
     #[test]
     fn traffic_shows_the_p99_to_its_bucket() {

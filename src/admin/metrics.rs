@@ -223,6 +223,19 @@ fn migrations(out: &mut String, state: &ProxyState) {
             migration.version, migration.from, migration.phase
         );
     }
+    header(
+        out,
+        "viewgate_migration_left_to_run",
+        "gauge",
+        "Statements a migration's complete or rollback left to run after its commit (index drops of a killed command); the next migrate command runs them.",
+    );
+    for left in &progress.left_to_run {
+        let _ = writeln!(
+            out,
+            "viewgate_migration_left_to_run{{version=\"{}\",after=\"{}\"}} {}",
+            left.version, left.after, left.statements
+        );
+    }
     // Per table of each migration: the name, its help, and the figure (none: no sample).
     type TableFigure = fn(&TableBackfill) -> Option<f64>;
     let per_table: [(&str, &str, TableFigure); 5] = [
@@ -320,7 +333,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::model::migration_progress::{MigrationFigures, MigrationProgress};
+    use crate::model::migration_progress::{LeftToRun, MigrationFigures, MigrationProgress};
     use crate::shutdown::Shutdown;
 
     #[test]
@@ -337,6 +350,7 @@ mod tests {
         );
         state.migrations.store(Arc::new(MigrationProgress {
             migrations: vec![figures],
+            left_to_run: vec![LeftToRun::from_row("v3".into(), "rolled_back", 2)],
         }));
         let mut out = String::new();
         migrations(&mut out, &state);
@@ -347,6 +361,7 @@ mod tests {
             "viewgate_backfill_rows_per_second{version=\"v2\",table=\"public.a\"} 1200.5\n",
             "viewgate_backfill_working_ratio{version=\"v2\",table=\"public.a\"} 0.25\n",
             "viewgate_backfill_waiting_for_standby{version=\"v2\",table=\"public.a\"} 0\n",
+            "viewgate_migration_left_to_run{version=\"v3\",after=\"rollback\"} 2\n",
         ] {
             assert!(out.contains(line), "{line} in {out}");
         }

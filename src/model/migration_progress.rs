@@ -1,6 +1,7 @@
 //! Where the database's migrations stand, as a proxy publishes it in `/metrics`: each
 //! migration that is backfilling or live, and per table the rows backfilled of those estimated
-//! and, while it runs, the backfill's pace.
+//! and, while it runs, the backfill's pace; and what a complete or rollback left to run after
+//! its commit (a killed one's index drops), which an operator should hear of without asking.
 //! Read from `viewgate.migrations` by the heartbeat, which already visits the catalog.
 
 use serde::Deserialize;
@@ -9,6 +10,32 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MigrationProgress {
     pub migrations: Vec<MigrationFigures>,
+    pub left_to_run: Vec<LeftToRun>,
+}
+
+/// Statements a migration's complete or rollback left to run after its commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeftToRun {
+    pub version: String,
+    /// `complete` or `rollback`: the command that committed.
+    pub after: &'static str,
+    pub statements: u64,
+}
+
+impl LeftToRun {
+    /// One migration's row: its version, its phase as the catalog records it, and how many
+    /// statements it has left.
+    pub fn from_row(version: String, phase: &str, statements: u64) -> Self {
+        LeftToRun {
+            version,
+            after: if phase == "completed" {
+                "complete"
+            } else {
+                "rollback"
+            },
+            statements,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

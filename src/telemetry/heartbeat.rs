@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::model::heartbeat::{BACKFILL_HEARTBEAT_INTERVAL, BACKFILLING_PHASE, HEARTBEAT_INTERVAL};
-use crate::model::migration_progress::{MigrationFigures, MigrationProgress};
+use crate::model::migration_progress::{LeftToRun, MigrationFigures, MigrationProgress};
 use crate::net::postgres_tls::error_text;
 use crate::proxy::state::ProxyState;
 use crate::router::watcher::CatalogSource;
@@ -159,9 +159,38 @@ async fn read_migrations(client: &Client, state: &ProxyState) {
             return;
         }
     };
+    let left_to_run = read_left_to_run(client).await;
     state
         .migrations
-        .store(std::sync::Arc::new(MigrationProgress { migrations }));
+        .store(std::sync::Arc::new(MigrationProgress {
+            migrations,
+            left_to_run,
+        }));
+}
+
+/// What migrations' completes and rollbacks left to run after their commits; none when the
+/// catalog predates the record of it (no migration command of this build has run on it).
+async fn read_left_to_run(client: &Client) -> Vec<LeftToRun> {
+    let rows = client
+        .query(
+            "SELECT version, phase, jsonb_array_length(left_to_run)::int8 FROM viewgate.migrations
+             WHERE left_to_run <> '[]'::jsonb ORDER BY id",
+            &[],
+        )
+        .await;
+    match rows {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| {
+                let statements: i64 = row.get(2);
+                LeftToRun::from_row(row.get(0), row.get(1), statements.unsigned_abs())
+            })
+            .collect(),
+        Err(error) => {
+            tracing::debug!(%error, "could not read what migrations left to run");
+            Vec::new()
+        }
+    }
 }
 
 /// Writes one heartbeat; skipped when the catalog has no `viewgate.proxies` table.
