@@ -615,8 +615,11 @@ async fn a_second_migration_command_and_a_table_without_a_key_are_refused() {
         .await
         .unwrap_err()
         .to_string();
+    let holder_pid = lines(&holder, "SELECT pg_backend_pid()").await.join("");
     assert!(
-        busy.contains("another viewgate migration command is running"),
+        busy.contains("another viewgate migration command is running")
+            && busy.contains(&format!("session of pid {holder_pid}, "))
+            && busy.contains(&format!("SELECT pg_terminate_backend({holder_pid})")),
         "{busy}"
     );
     drop(holder);

@@ -55,10 +55,12 @@ pub enum MigrateError {
     },
     #[error("{0}")]
     State(String),
-    #[error(
-        "another viewgate migration command is running on this database; wait for it to finish"
-    )]
-    Busy,
+    #[error("another viewgate migration command is running on this database, in the {holder}")]
+    Busy {
+        /// The session holding the migration lock, as `pg_stat_activity` shows it, and how to
+        /// end it if its process is gone.
+        holder: String,
+    },
     /// Contract or rollback would take tables away from live clients.
     #[error("{action} refused: {reasons}")]
     InUse { action: String, reasons: String },

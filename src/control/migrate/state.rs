@@ -340,8 +340,40 @@ async fn try_lock(client: &impl GenericClient) -> Result<(), MigrateError> {
         .map_err(|error| ControlError::database("taking the migration lock", &error))?
         .get(0);
     if locked {
-        Ok(())
-    } else {
-        Err(MigrateError::Busy)
+        return Ok(());
     }
+    Err(MigrateError::Busy {
+        holder: describe_holder(client).await,
+    })
+}
+
+/// What a statement's text is cut to in a description of the lock's holder.
+const HOLDER_QUERY_CHARS: i32 = 120;
+
+/// The session holding the migration lock, for the refusal: a process killed mid-statement
+/// (`kill -9` of a `migrate start` while its index builds) leaves its session holding the lock
+/// until that statement ends, and the operator must be able to tell that from a colleague's
+/// run, and end it.
+async fn describe_holder(client: &impl GenericClient) -> String {
+    let Ok(Some(pid)) = migration_command_pid(client).await else {
+        return "session that has ended since: run the command again".to_owned();
+    };
+    let described = client
+        .query_opt(
+            "SELECT pg_catalog.format('session of pid %s, %s from %s, connected since %s UTC, %s: %s',
+                        a.pid, coalesce(nullif(a.application_name, ''), 'no application name'),
+                        coalesce(pg_catalog.host(a.client_addr), 'a local socket'),
+                        pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                        coalesce(a.state, 'state unknown'),
+                        pg_catalog.left(coalesce(a.query, ''), $2))
+               FROM pg_catalog.pg_stat_activity a WHERE a.pid = $1",
+            &[&pid, &HOLDER_QUERY_CHARS],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("session of pid {pid}"), |row| row.get(0));
+    format!(
+        "{described}. Wait for it to finish; if that command's process is gone, its session ends with its statement, or end it now: SELECT pg_terminate_backend({pid})"
+    )
 }
