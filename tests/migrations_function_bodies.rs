@@ -268,3 +268,51 @@ async fn an_unqualified_column_in_a_join_counts_where_no_other_table_has_it() {
     complete_now(&database).await.expect("completes");
     assert_eq!(database.admin("SELECT public.owner_notes()"), "first");
 }
+
+/// A function calling by name (`nextval('…')`) the sequence the contract drops with a serial
+/// column: Postgres records no dependency, the drop succeeds, and every call would fail
+/// (42P01). Refused; with the sequence kept apart from its column, the migration runs and the
+/// function goes on counting.
+#[tokio::test]
+async fn a_function_calling_a_dropped_columns_sequence_by_name_is_refused() {
+    let database = support::Database::start();
+    database.admin(
+        &migration_support::BASE
+            .replace("legacy_note text", "legacy_note text,\n    ticket serial"),
+    );
+    migration_support::one_table_at_v1(
+        &database,
+        "models",
+        "id",
+        &["id", "name", "size", "legacy_note", "ticket"],
+    )
+    .await;
+    database.admin(
+        "CREATE FUNCTION public.next_ticket() RETURNS bigint LANGUAGE plpgsql AS $body$
+             BEGIN RETURN nextval('public.models_ticket_seq'); END $body$",
+    );
+    let drop_ticket = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"ticket\"\n";
+    let error = start_text(&database, "0002.toml", drop_ticket)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refusal(&error),
+        (
+            "public.models_ticket_seq (dropped with column ticket of public.models (drop_column))"
+                .to_owned(),
+            "function public.next_ticket() calls the sequence by name".to_owned()
+        )
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations"),
+        "0"
+    );
+
+    database.admin("ALTER SEQUENCE models_ticket_seq OWNED BY NONE");
+    start_text(&database, "0002.toml", drop_ticket)
+        .await
+        .expect("starts once the sequence is its own");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(database.admin("SELECT public.next_ticket()"), "1");
+}

@@ -214,6 +214,21 @@ const TARGET: &str = "target AS (
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = $1 AND c.relname = $2)";
 
+/// The sequences that go with the column `$3` of the target (every column when NULL): a
+/// serial's, owned by its column (`a`), unless the column is replaced (`$5`: the replacement
+/// takes it over); an identity's (`i`). Each with the column number that owns it.
+const GONE: &str = "gone AS (
+    SELECT o.objid AS sequence, o.refobjsubid AS owner
+      FROM pg_catalog.pg_depend o JOIN target ON o.refobjid = target.relid
+      JOIN pg_catalog.pg_class s ON s.oid = o.objid AND s.relkind = 'S'
+     WHERE o.classid = 'pg_catalog.pg_class'::regclass
+       AND o.refclassid = 'pg_catalog.pg_class'::regclass
+       AND (o.deptype = 'i' OR (o.deptype = 'a' AND NOT $5))
+       AND ($3::text IS NULL OR o.refobjsubid = (
+            SELECT a.attnum FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = target.relid AND a.attname = $3
+               AND NOT a.attisdropped)))";
+
 /// A dependent object (`pg_depend` row `d`) as a user knows it: a view by its name, a
 /// generated column as such, anything else as Postgres describes it.
 const DESCRIBED: &str = "coalesce(
@@ -315,6 +330,70 @@ async fn readers(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// A sequence the contract drops: schema, name, what takes it.
+pub(super) type DroppedSequence = (String, String, String);
+
+/// The sequences the contract of `plan` drops with a column or table: a function calling one by name (`nextval('models_ticket_seq')`) fails from
+/// then on, and Postgres records no dependency to refuse the drop by (`function_bodies.rs`).
+pub(super) async fn dropped_sequences(
+    client: &impl GenericClient,
+    plan: &MigrationPlan,
+) -> Result<Vec<DroppedSequence>, MigrateError> {
+    use tokio_postgres::types::Type;
+    // $4 is not read here and $5 always false: the numbering is `GONE`'s, shared with
+    // `called_sequences`.
+    let statement = client
+        .prepare_typed(
+            &format!(
+                "WITH {TARGET}, {GONE}
+                 SELECT n.nspname::text, s.relname::text
+                   FROM gone JOIN pg_catalog.pg_class s ON s.oid = gone.sequence
+                   JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+                  ORDER BY 1, 2"
+            ),
+            &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::BOOL],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database("reading the sequences the contract drops", &error)
+        })?;
+    let mut dropped = Vec::new();
+    // A replaced column's serial sequence passes to the replacement, and an identity's is
+    // made again under its name: a call by name reaches it still.
+    for contracted in contracted(plan).into_iter().filter(|taken| !taken.replaced) {
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &contracted.schema,
+                    &contracted.table,
+                    &contracted.column,
+                    &None::<String>,
+                    &contracted.replaced,
+                ],
+            )
+            .await
+            .map_err(|error| {
+                ControlError::database("reading the sequences the contract drops", &error)
+            })?;
+        let what = match contracted.column {
+            Some(column) => format!(
+                "dropped with column {column} of {}.{} ({})",
+                contracted.schema, contracted.table, contracted.why
+            ),
+            None => format!(
+                "dropped with table {}.{} ({})",
+                contracted.schema, contracted.table, contracted.why
+            ),
+        };
+        dropped.extend(
+            rows.iter()
+                .map(|row| (row.get(0), row.get(1), what.clone())),
+        );
+    }
+    Ok(dropped)
+}
+
 /// A sequence the contract drops with `contracted` and the objects that call it, described.
 struct CalledSequence {
     sequence: String,
@@ -332,18 +411,7 @@ async fn called_sequences(
     let rows = client
         .query(
             &format!(
-                "WITH {TARGET},
-                 gone AS (
-                    SELECT o.objid AS sequence, o.refobjsubid AS owner
-                      FROM pg_catalog.pg_depend o JOIN target ON o.refobjid = target.relid
-                      JOIN pg_catalog.pg_class s ON s.oid = o.objid AND s.relkind = 'S'
-                     WHERE o.classid = 'pg_catalog.pg_class'::regclass
-                       AND o.refclassid = 'pg_catalog.pg_class'::regclass
-                       AND (o.deptype = 'i' OR (o.deptype = 'a' AND NOT $5))
-                       AND ($3::text IS NULL OR o.refobjsubid = (
-                            SELECT a.attnum FROM pg_catalog.pg_attribute a
-                             WHERE a.attrelid = target.relid AND a.attname = $3
-                               AND NOT a.attisdropped)))
+                "WITH {TARGET}, {GONE}
                  SELECT DISTINCT gone.sequence::regclass::text, {DESCRIBED}
                    FROM pg_catalog.pg_depend d JOIN gone ON d.refobjid = gone.sequence, target
                   WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'n'

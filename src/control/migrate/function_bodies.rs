@@ -10,7 +10,8 @@
 //! libpg_query, not a text search), and what its statements name is compared with what the
 //! contract takes away: a table by its name, qualified or not; a column where the statement
 //! can only mean that table's, judged with the columns the catalog lists for the statement's
-//! other relations; a PL/pgSQL declaration copying its type. SQL built at run time
+//! other relations; a PL/pgSQL declaration copying its type; a sequence the contract drops
+//! with its column or table, called by name (`nextval('models_ticket_seq')`). SQL built at run time
 //! (`EXECUTE`) cannot be read before it runs. Checked
 //! by `migrate start` (and `plan`), and again by `migrate complete` for what was made since;
 //! and by `migrate rollback` for the tables the expand created and the columns it added, which
@@ -20,17 +21,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
+use super::dependents::{self, DroppedSequence};
 use super::derive::{Dropped, MigrationPlan, Rename};
 use super::error::MigrateError;
 use super::file::Migration;
 use super::operation::Operation;
-use super::sql_names::{Neighbours, columns_named, names_table, read_body, tables_named};
+use super::sql_names::{
+    Neighbours, columns_named, names_table, read_body, sequences_called, tables_named,
+};
 use super::sync::FUNCTION_SCHEMA;
 use super::trigger_fields::{Taking, added_columns, vanishing_columns};
 use crate::control::error::ControlError;
 use crate::control::views::mapping_functions::MARKER_PREFIX;
 use crate::control::views::spec::DEFAULT_SCHEMA;
 use crate::model::catalog_substitutes::SUBSTITUTE_SCHEMA_PREFIX;
+
+/// A table the phase takes away: schema, name, what becomes of it.
+type VanishingTable = (String, String, &'static str);
 
 /// Refuses `plan` while a function of the application's names, in its SQL or its
 /// declarations, a table or a column the contract drops or renames.
@@ -40,7 +47,15 @@ pub async fn refuse_stale_function_bodies(
 ) -> Result<(), MigrateError> {
     let tables = vanishing_tables(plan);
     let columns = vanishing_columns(plan);
-    refuse_naming(client, plan, &tables, &columns, Taking::Contract).await
+    let sequences = dependents::dropped_sequences(client, plan).await?;
+    refuse_naming(
+        client,
+        plan,
+        (&tables, &sequences),
+        &columns,
+        Taking::Contract,
+    )
+    .await
 }
 
 /// Refuses to roll back the migration of `plan` (from `migration`) while a function of the
@@ -51,7 +66,7 @@ pub async fn refuse_before_rollback(
     plan: &MigrationPlan,
     migration: &Migration,
 ) -> Result<(), MigrateError> {
-    let tables: Vec<(String, String, &'static str)> = migration
+    let tables: Vec<VanishingTable> = migration
         .operations
         .iter()
         .filter_map(|operation| match operation {
@@ -67,19 +82,20 @@ pub async fn refuse_before_rollback(
         })
         .collect();
     let columns = added_columns(plan);
-    refuse_naming(client, plan, &tables, &columns, Taking::Rollback).await
+    refuse_naming(client, plan, (&tables, &[]), &columns, Taking::Rollback).await
 }
 
-/// Refuses while a function names one of `tables` (schema, table, what becomes of it) or of
+/// Refuses while a function names one of `vanishing`'s tables (schema, table, what becomes of
+/// it), calls one of its sequences by name (schema, sequence, what takes it), or names one of
 /// `columns`, which `taking` takes away.
 async fn refuse_naming(
     client: &impl GenericClient,
     plan: &MigrationPlan,
-    vanishing: &[(String, String, &'static str)],
+    (vanishing, sequences): (&[VanishingTable], &[DroppedSequence]),
     columns: &BTreeMap<(String, String), BTreeSet<String>>,
     taking: Taking,
 ) -> Result<(), MigrateError> {
-    if vanishing.is_empty() && columns.is_empty() {
+    if vanishing.is_empty() && sequences.is_empty() && columns.is_empty() {
         return Ok(());
     }
     let rows = client
@@ -146,6 +162,21 @@ async fn refuse_naming(
                     Taking::Contract => "redefine the function so that it no longer names the table (the new version's view, or the table's new name once the contract has run, which the function can reach through `EXECUTE` meanwhile), or drop it, then start again; checked again at `migrate complete`".into(),
                     Taking::Rollback => "redefine the function so that it no longer names the table, or drop it, then roll back again".into(),
                 },
+            });
+        }
+        let called = sequences_called(&body);
+        if let Some((schema, sequence, why)) = sequences
+            .iter()
+            .find(|(schema, sequence, _)| names_table(&called, schema, sequence))
+        {
+            return Err(MigrateError::Unsafe {
+                version: plan.version.clone(),
+                table: format!("{schema}.{sequence} ({why})"),
+                objects: format!("function {function} calls the sequence by name"),
+                problem: "Postgres keeps no record of a sequence a function calls by its name as text (`nextval('…')`): the contract drops the sequence, and every call of the function would fail from then on (42P01)".into(),
+                remedy: format!(
+                    "keep the sequence apart from its column (`ALTER SEQUENCE {schema}.{sequence} OWNED BY NONE`: the contract then leaves it), or redefine the function so that it no longer calls it, then start again; checked again at `migrate complete`"
+                ),
             });
         }
         let neighbours = if columns
@@ -233,7 +264,7 @@ async fn neighbours(
 }
 
 /// The tables the contract drops or renames, as (schema, table, what the contract does).
-fn vanishing_tables(plan: &MigrationPlan) -> Vec<(String, String, &'static str)> {
+fn vanishing_tables(plan: &MigrationPlan) -> Vec<VanishingTable> {
     let dropped = plan.dropped.iter().filter_map(|dropped| match dropped {
         Dropped::Table { schema, table } => Some((schema.clone(), table.clone(), "dropped")),
         _ => None,

@@ -1,6 +1,6 @@
-//! What the SQL of a function's body names: the relations its statements name, the columns
-//! they name of a given table where they can only mean that table's, and the types its
-//! PL/pgSQL declarations copy from a table. Read by libpg_query (PL/pgSQL compiled to its
+//! What the SQL of a function's body names: the relations its statements name, the sequences
+//! it calls by name as text (`nextval('…')`), the columns they name of a given table where
+//! they can only mean that table's, and the types its PL/pgSQL declarations copy from a table. Read by libpg_query (PL/pgSQL compiled to its
 //! statements, each statement parsed), not searched as text: a name in a comment or a string
 //! does not count, nor does SQL built at run time (`EXECUTE`). Pure: `function_bodies.rs`
 //! reads the functions and the catalog, and decides.
@@ -124,6 +124,43 @@ pub(super) fn tables_named(body: &Body) -> BTreeSet<String> {
         .flat_map(|statement| statement.tables())
         .chain(declared)
         .collect()
+}
+
+/// The functions that take a sequence by its name as text (`nextval('models_ticket_seq')`):
+/// Postgres records a dependency only on a `regclass` constant in a stored expression, never
+/// on what a function's body calls.
+const SEQUENCE_FUNCTIONS: [&str; 3] = ["nextval", "currval", "setval"];
+
+/// The sequences `body` calls by name (`nextval('…')`, `setval('s.n', …)`), as written in the
+/// string (qualified or not), parts read as Postgres reads a `regclass` name.
+pub(super) fn sequences_called(body: &Body) -> BTreeSet<String> {
+    let mut called = BTreeSet::new();
+    for statement in &body.statements {
+        let Ok(tree) = serde_json::to_value(&statement.protobuf) else {
+            continue;
+        };
+        each_object(&tree, &mut |fields| {
+            let Some(call) = fields.get("FuncCall") else {
+                return;
+            };
+            let function = call["funcname"]
+                .as_array()
+                .and_then(|parts| parts.last())
+                .and_then(|part| part["node"]["String"]["sval"].as_str());
+            if !function.is_some_and(|name| SEQUENCE_FUNCTIONS.contains(&name)) {
+                return;
+            }
+            let mut argument = &call["args"][0]["node"];
+            // `'models_ticket_seq'::regclass` or `::text`: the constant under the cast.
+            if let Some(cast) = argument.get("TypeCast") {
+                argument = &cast["arg"]["node"];
+            }
+            if let Some(name) = argument["AConst"]["val"]["Sval"]["sval"].as_str() {
+                called.insert(name_parts(name).join("."));
+            }
+        });
+    }
+    called
 }
 
 /// The columns of the relations a body's statements name, as the catalog has them, by the
@@ -373,6 +410,20 @@ mod tests {
         assert_eq!(
             Vec::from_iter(tables_named(&body)),
             ["audit.models_log", "public.models"]
+        );
+    }
+
+    #[test]
+    fn the_sequences_a_body_calls_by_name_are_found() {
+        let body = plpgsql(
+            "DECLARE n bigint := nextval('public.models_ticket_seq');",
+            "PERFORM setval('\"Odd\".Seq', 5);
+             NEW.n := pg_catalog.nextval('Tickets'::regclass) + currval('other'::text);
+             NEW.m := nextval(NEW.name) + length('nextval(''x'')');",
+        );
+        assert_eq!(
+            Vec::from_iter(sequences_called(&body)),
+            ["Odd.seq", "other", "public.models_ticket_seq", "tickets"]
         );
     }
 
