@@ -249,18 +249,7 @@ async fn an_index_or_key_the_contract_drops_is_refused_while_something_needs_it(
 /// migration, seen started without this check, failed its complete every time.
 #[tokio::test]
 async fn a_sequence_the_contract_drops_is_refused_while_something_else_calls_it() {
-    let database = Database::start();
-    database.admin(
-        &migration_support::BASE
-            .replace("legacy_note text", "legacy_note text,\n    ticket serial"),
-    );
-    migration_support::one_table_at_v1(
-        &database,
-        "models",
-        "id",
-        &["id", "name", "size", "legacy_note", "ticket"],
-    )
-    .await;
+    let database = migration_support::with_serial_ticket().await;
     database.admin(
         "INSERT INTO models (name) VALUES ('first');
          CREATE TABLE public.queue (n integer DEFAULT nextval('models_ticket_seq'));

@@ -275,18 +275,7 @@ async fn an_unqualified_column_in_a_join_counts_where_no_other_table_has_it() {
 /// function goes on counting.
 #[tokio::test]
 async fn a_function_calling_a_dropped_columns_sequence_by_name_is_refused() {
-    let database = support::Database::start();
-    database.admin(
-        &migration_support::BASE
-            .replace("legacy_note text", "legacy_note text,\n    ticket serial"),
-    );
-    migration_support::one_table_at_v1(
-        &database,
-        "models",
-        "id",
-        &["id", "name", "size", "legacy_note", "ticket"],
-    )
-    .await;
+    let database = migration_support::with_serial_ticket().await;
     database.admin(
         "CREATE FUNCTION public.next_ticket() RETURNS bigint LANGUAGE plpgsql AS $body$
              BEGIN RETURN nextval('public.models_ticket_seq'); END $body$",

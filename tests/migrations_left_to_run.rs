@@ -153,8 +153,12 @@ async fn a_rollback_ended_before_its_index_drop_leaves_the_drop_to_the_next_comm
     assert!(report.left_to_run.is_empty(), "{report:?}");
 }
 
-#[tokio::test]
-async fn a_complete_ended_before_its_index_drop_leaves_the_drop_to_the_next_command() {
+/// The next migration, to v3, after the one to v2: a column added.
+const V3: &str = "version = \"v3\"\nfrom = \"v2\"\n[[operations]]\nop = \"add_column\"\ntable = \"models\"\n[operations.column]\nname = \"score\"\ntype = \"integer\"\n";
+
+/// A migration to v2 dropping index `models_size_idx`, started, then completed with the
+/// session ended during its drop; the complete's error.
+async fn complete_ended_during_drop() -> (Database, MigrateError) {
     let database = seeded(20).await;
     database.admin("CREATE INDEX models_size_idx ON models (size)");
     start_text(
@@ -165,8 +169,13 @@ async fn a_complete_ended_before_its_index_drop_leaves_the_drop_to_the_next_comm
     .await
     .expect("the migration starts");
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-
     let error = end_session_during_drop(&database, complete_now(&database)).await;
+    (database, error)
+}
+
+#[tokio::test]
+async fn a_complete_ended_before_its_index_drop_leaves_the_drop_to_the_next_command() {
+    let (database, error) = complete_ended_during_drop().await;
     assert!(
         error
             .to_string()
@@ -188,14 +197,9 @@ async fn a_complete_ended_before_its_index_drop_leaves_the_drop_to_the_next_comm
     );
 
     // A new migration's start runs it before its own expand.
-    let add_column = "op = \"add_column\"\ntable = \"models\"\n[operations.column]\nname = \"score\"\ntype = \"integer\"";
-    start_text(
-        &database,
-        "0003.toml",
-        &format!("version = \"v3\"\nfrom = \"v2\"\n[[operations]]\n{add_column}\n"),
-    )
-    .await
-    .expect("the next migration starts");
+    start_text(&database, "0003.toml", V3)
+        .await
+        .expect("the next migration starts");
     assert_eq!(index_count(&database), "0");
     let report = status(&database.client().await)
         .await
@@ -207,17 +211,7 @@ async fn a_complete_ended_before_its_index_drop_leaves_the_drop_to_the_next_comm
 /// left it; once the cause is gone, the same command runs it and goes on.
 #[tokio::test]
 async fn a_left_drop_that_fails_again_refuses_the_next_command_before_it_changes_anything() {
-    let database = seeded(20).await;
-    database.admin("CREATE INDEX models_size_idx ON models (size)");
-    start_text(
-        &database,
-        "0002.toml",
-        &migration("op = \"drop_index\"\nname = \"models_size_idx\""),
-    )
-    .await
-    .expect("the migration starts");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    end_session_during_drop(&database, complete_now(&database)).await;
+    let (database, _) = complete_ended_during_drop().await;
 
     // The index (left invalid by the drop's first step) made again, now a constraint's:
     // Postgres refuses its drop (2BP01).
@@ -227,9 +221,7 @@ async fn a_left_drop_that_fails_again_refuses_the_next_command_before_it_changes
          ALTER TABLE models ADD CONSTRAINT models_size_idx UNIQUE USING INDEX models_size_idx",
     );
     let before = migration_support::base_columns(&database);
-    let add_column = "op = \"add_column\"\ntable = \"models\"\n[operations.column]\nname = \"score\"\ntype = \"integer\"";
-    let v3 = format!("version = \"v3\"\nfrom = \"v2\"\n[[operations]]\n{add_column}\n");
-    let error = start_text(&database, "0003.toml", &v3)
+    let error = start_text(&database, "0003.toml", V3)
         .await
         .expect_err("refused while the left drop fails");
     let message = error.to_string();
@@ -248,7 +240,7 @@ async fn a_left_drop_that_fails_again_refuses_the_next_command_before_it_changes
         "ALTER TABLE models DROP CONSTRAINT models_size_idx;
          CREATE INDEX models_size_idx ON models (size)",
     );
-    start_text(&database, "0003.toml", &v3)
+    start_text(&database, "0003.toml", V3)
         .await
         .expect("the next migration starts once the drop can run");
     assert_eq!(index_count(&database), "0");

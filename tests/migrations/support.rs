@@ -73,6 +73,21 @@ pub async fn one_table_at_v1(database: &Database, table: &str, key: &str, column
         .await;
 }
 
+/// [`BASE`] with a `ticket serial` column too (its sequence `models_ticket_seq`), all of it
+/// at v1, no rows.
+pub async fn with_serial_ticket() -> Database {
+    let database = Database::start();
+    database.admin(&BASE.replace("legacy_note text", "legacy_note text,\n    ticket serial"));
+    one_table_at_v1(
+        &database,
+        "models",
+        "id",
+        &["id", "name", "size", "legacy_note", "ticket"],
+    )
+    .await;
+    database
+}
+
 /// A client at `version`, as the proxy would make it.
 pub async fn at(database: &Database, version: &str) -> Client {
     let client = database.client().await;

@@ -18,7 +18,7 @@ use super::error::MigrateError;
 use super::file::Migration;
 use super::settings::MigrationSettings;
 use super::state::{self, Phase};
-use super::steps::run_alone;
+use super::steps::run_after_commit;
 use crate::control::error::ControlError;
 
 /// What one migration's phase left to run.
@@ -68,14 +68,7 @@ pub async fn run(
     aftermath: impl Fn(&Step) -> String,
 ) -> Result<(), MigrateError> {
     for step in steps {
-        run_alone(client, settings, &step.description, &[&step.sql])
-            .await
-            .map_err(|error| MigrateError::Failed {
-                version: version.to_owned(),
-                step: step.description.clone(),
-                message: error.to_string(),
-                aftermath: aftermath(step),
-            })?;
+        run_after_commit(client, (version, settings), [step], &aftermath).await?;
         client
             .execute(
                 "UPDATE viewgate.migrations SET left_to_run = left_to_run - 0 WHERE id = $1",
