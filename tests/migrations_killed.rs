@@ -142,7 +142,7 @@ async fn killed_then_finished(database: &Database, args: &[&str]) -> (Run, Vec<S
     }
 }
 
-/// A client writing at `version` (`v1` or `v2`) through its view until stopped: inserts
+/// A client writing at `version` (`v1`, `v2` or `v3`) through its view until stopped: inserts
 /// named `<version>-<n>`, counted once acknowledged, and at v1 an update of `size` each. Any
 /// error fails the test.
 fn writer(
@@ -155,21 +155,29 @@ fn writer(
         while !stop.load(Ordering::Relaxed) {
             let n = acknowledged as i64 + 1;
             let name = format!("{version}-{n}");
-            let inserted = if version == "v1" {
-                client
-                    .execute(
-                        "INSERT INTO models_v1 (name, size) VALUES ($1, $2)",
-                        &[&name, &(n as i32)],
-                    )
-                    .await
-            } else {
-                client
-                    .execute(
-                        "INSERT INTO models_v2 (name, size, size_label) VALUES ($1, $2, $3)",
-                        &[&name, &n, &format!("size-{n}")],
-                    )
-                    .await
-            };
+            let inserted =
+                match version {
+                    "v1" => {
+                        client
+                            .execute(
+                                "INSERT INTO models_v1 (name, size) VALUES ($1, $2)",
+                                &[&name, &(n as i32)],
+                            )
+                            .await
+                    }
+                    "v2" => client
+                        .execute(
+                            "INSERT INTO models_v2 (name, size, size_label) VALUES ($1, $2, $3)",
+                            &[&name, &n, &format!("size-{n}")],
+                        )
+                        .await,
+                    _ => client
+                        .execute(
+                            "INSERT INTO models_v3 (title, size, size_label) VALUES ($1, $2, $3)",
+                            &[&name, &n, &format!("size-{n}")],
+                        )
+                        .await,
+                };
             inserted.unwrap_or_else(|error| panic!("{version} insert {n} failed: {error:?}"));
             acknowledged += 1;
             if version == "v1" {
@@ -248,20 +256,13 @@ async fn a_migration_killed_at_any_moment_finishes_when_run_again() {
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
     let stop_v2 = Arc::new(AtomicBool::new(false));
     let v2 = writer(at(&database, "v2").await, "v2", stop_v2.clone());
-    let (ended, killed) = killed_then_finished(&database, &["complete"]).await;
-    assert!(
-        matches!(&ended, Run::Finished)
-            || matches!(&ended, Run::Failed(said) if said.contains("no live migration")),
-        "{ended:?} after kills leaving {killed:?}"
-    );
+    completed_though_killed(&database, "the complete").await;
     stop_v2.store(true, Ordering::Relaxed);
     let written_at_v2 = v2.await.expect("the v2 writer ends");
     assert_eq!(
         database.admin("SELECT phase FROM viewgate.migrations"),
         "completed"
     );
-    eprintln!("complete killed leaving {killed:?}");
-    assert_nothing_half_done(&database, "after the complete");
     assert_eq!(
         base_columns(&database),
         "id:bigint!,name:text!,legacy_note:text,size_label:text!,size:bigint!"
@@ -322,5 +323,103 @@ async fn a_rollback_killed_at_any_moment_finishes_when_run_again() {
             "SELECT count(*) FILTER (WHERE name LIKE 'v1-%') = {written} FROM models"
         )),
         "t"
+    );
+}
+
+/// The migration to v3, started while v2's is live: `name` renamed `title` (at its complete),
+/// an index on it.
+const CHAIN_V3: &str = r#"
+version = "v3"
+from = "v2"
+[settings]
+batch_size = 250
+batch_delay_ms = 5
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "name"
+to = "title"
+[[operations]]
+op = "create_index"
+name = "models_title_idx"
+table = "models"
+columns = ["title"]
+"#;
+
+/// Runs `migrate complete`, killed again and again, to its end. The run that commits may be
+/// killed after it: the next runs what it left, then finds nothing to complete, or the next
+/// migration's complete, refused while the default version is the one it would retire.
+async fn completed_though_killed(database: &Database, what: &str) {
+    let (ended, killed) = killed_then_finished(database, &["complete"]).await;
+    assert!(
+        matches!(&ended, Run::Finished)
+            || matches!(&ended, Run::Failed(said) if said.contains("no live migration")
+                || said.contains("is the default version")),
+        "{what}: {ended:?} after kills leaving {killed:?}"
+    );
+    eprintln!("{what} killed leaving {killed:?}");
+    assert_nothing_half_done(database, what);
+}
+
+/// A chain: v3's migration started (killed again and again) while v2's is live, with clients
+/// writing at v1, v2 and v3; then v2's complete and v3's, each killed again and again under
+/// the writers of the versions that remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_migrations_killed_at_any_moment_finishes_when_run_again() {
+    let database = seeded_with_note_index().await;
+    let v2_file = database.spec_file("0002.toml", MIGRATION);
+    let v3_file = database.spec_file("0003.toml", CHAIN_V3);
+    let (v2_file, v3_file) = (
+        v2_file.to_str().expect("a UTF-8 path"),
+        v3_file.to_str().expect("a UTF-8 path"),
+    );
+    assert!(matches!(
+        run(&database, &["start", v2_file], None).await,
+        Run::Finished
+    ));
+
+    let stop = [(); 3].map(|()| Arc::new(AtomicBool::new(false)));
+    let v1 = writer(at(&database, "v1").await, "v1", stop[0].clone());
+    let v2 = writer(at(&database, "v2").await, "v2", stop[1].clone());
+    let (ended, killed) = killed_then_finished(&database, &["start", v3_file]).await;
+    assert!(
+        matches!(&ended, Run::Finished),
+        "{ended:?} after {killed:?}"
+    );
+    assert_nothing_half_done(&database, "after v3's start");
+    let v3 = writer(at(&database, "v3").await, "v3", stop[2].clone());
+    stop[0].store(true, Ordering::Relaxed);
+    let written_at_v1 = v1.await.expect("the v1 writer ends");
+
+    // v2's complete retires v1 under the v2 and v3 writers (v2 the default, as after a
+    // cutover to it: a run after the one that committed must not go on to retire v2); v3's
+    // retires v2, whose writer stops first, under the v3 writer.
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    completed_though_killed(&database, "v2's complete").await;
+    stop[1].store(true, Ordering::Relaxed);
+    let written_at_v2 = v2.await.expect("the v2 writer ends");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v3'");
+    completed_though_killed(&database, "v3's complete").await;
+    stop[2].store(true, Ordering::Relaxed);
+    let written_at_v3 = v3.await.expect("the v3 writer ends");
+    assert_eq!(
+        database.admin("SELECT string_agg(phase, ',' ORDER BY id) FROM viewgate.migrations"),
+        "completed,completed"
+    );
+    assert_eq!(
+        base_columns(&database),
+        "id:bigint!,title:text!,legacy_note:text,size_label:text!,size:bigint!"
+    );
+    assert_eq!(triggers(&database), "0");
+    assert_eq!(
+        database.admin(&format!(
+            "SELECT count(*) FILTER (WHERE title LIKE 'v1-%') = {written_at_v1}
+                AND count(*) FILTER (WHERE title LIKE 'v2-%') = {written_at_v2}
+                AND count(*) FILTER (WHERE title LIKE 'v3-%') = {written_at_v3}
+                AND count(*) FILTER (WHERE size_label IS DISTINCT FROM 'size-' || size) = 0
+               FROM models"
+        )),
+        "t",
+        "every acknowledged write kept, every row filled"
     );
 }

@@ -7,8 +7,15 @@
 //! view again after a rename): each waited for the other, and the lock timeout, which fires
 //! long before Postgres's deadlock check, cancelled the contract, attempt after attempt. Seen
 //! with one v2 client writing every 2 ms: `migrate complete` gave up after 40 attempts, for as
-//! long as the new version took traffic, which is exactly when a contract runs. Taking the
-//! views first, in one `LOCK`, leaves a writer waiting on the view with nothing of ours held.
+//! long as the new version took traffic, which is exactly when a contract runs. Taking every
+//! view first leaves a writer waiting on a view with nothing of ours held.
+//!
+//! Not by `LOCK TABLE` on the views: Postgres locks a view's tables right after the view, so
+//! the first view listed took `models` before the next view, and writers of a chain's third
+//! version (or of the second, listed after the retired first) met the same deadlock (a
+//! complete killed and run again 22 times before one went through). Each view is taken alone,
+//! by `ALTER VIEW … OWNER TO` its owner, a statement that changes nothing and locks the view
+//! only (ACCESS EXCLUSIVE), then the tables by `LOCK TABLE`.
 
 use tokio_postgres::GenericClient;
 
@@ -17,22 +24,33 @@ use super::error::MigrateError;
 use super::steps::run_sql;
 use crate::control::error::ControlError;
 
-/// The views (`$1`: of the version that goes, whatever their table; of any version over a
-/// table of `$2`/`$3`, schemas and names) and those tables, as quoted names, views first; only
-/// those that exist.
-const RELATIONS_SQL: &str = "
-SELECT name FROM (
-    SELECT 0 AS rank, pg_catalog.format('%I.%I', o.view_schema, o.view_name) AS name
+/// The statements that lock, in order: `ALTER VIEW … OWNER TO` its owner for each view (`$1`:
+/// of the version that goes, whatever their table; of any version over a table of `$2`/`$3`,
+/// schemas and names), then one `LOCK TABLE` of those tables; only what exists. Every name is
+/// quoted by Postgres from its catalog.
+const STATEMENTS_SQL: &str = "
+WITH views AS (
+    SELECT DISTINCT pg_catalog.format('%I.%I', o.view_schema, o.view_name) AS name
       FROM viewgate.version_objects o
      WHERE o.version = $1
         OR (o.base_schema, o.base_table) IN (
-               SELECT * FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])))
-    UNION
-    SELECT 1, pg_catalog.format('%I.%I', t.schema, t.name)
+               SELECT * FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])))),
+tables AS (
+    SELECT pg_catalog.format('%I.%I', t.schema, t.name) AS name
       FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS t(schema, name)
-) relations
- WHERE pg_catalog.to_regclass(name) IS NOT NULL
- ORDER BY rank, name";
+     WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.schema, t.name)) IS NOT NULL)
+SELECT statement FROM (
+    SELECT 0 AS rank, v.name AS sort,
+           pg_catalog.format('ALTER VIEW %s OWNER TO %I', v.name,
+                             pg_catalog.pg_get_userbyid(c.relowner)) AS statement
+      FROM views v JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(v.name)
+     WHERE c.relkind = 'v'
+    UNION ALL
+    SELECT 1, '', 'LOCK TABLE ' || pg_catalog.string_agg(name, ', ' ORDER BY name)
+                  || ' IN ACCESS EXCLUSIVE MODE'
+      FROM tables HAVING pg_catalog.count(*) > 0
+) statements
+ ORDER BY rank, sort";
 
 /// The new version's tables as they are physically, (schema, name).
 pub fn physical_tables(plan: &MigrationPlan) -> Vec<(String, String)> {
@@ -82,26 +100,21 @@ pub async fn lock_views_then_tables(
     let tables = physical_tables(plan);
     let schemas: Vec<&str> = tables.iter().map(|(schema, _)| schema.as_str()).collect();
     let names: Vec<&str> = tables.iter().map(|(_, name)| name.as_str()).collect();
-    let relations: Vec<String> = transaction
-        .query(RELATIONS_SQL, &[&going, &schemas, &names])
+    let statements: Vec<String> = transaction
+        .query(STATEMENTS_SQL, &[&going, &schemas, &names])
         .await
         .map_err(|error| ControlError::database("listing what the phase locks", &error))?
         .iter()
         .map(|row| row.get(0))
         .collect();
-    if relations.is_empty() {
-        return Ok(());
+    for statement in &statements {
+        run_sql(
+            transaction,
+            version,
+            "locking the versions' views, then their tables",
+            statement,
+        )
+        .await?;
     }
-    // Names Postgres quoted itself (format's %I), read from its catalog.
-    let sql = format!(
-        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-        relations.join(", ")
-    );
-    run_sql(
-        transaction,
-        version,
-        "locking the versions' views, then their tables",
-        &sql,
-    )
-    .await
+    Ok(())
 }
