@@ -57,8 +57,12 @@ const FIRST_KILL_MS: u64 = 50;
 const KILL_STEP_MS: u64 = 25;
 const KILLS: u64 = 40;
 
-/// How long a run refused because the killed one's backend still holds the lock is retried.
-const LOCK_FREED_WITHIN: Duration = Duration::from_secs(30);
+/// How long the kills and the runs after them may take in all before the test fails.
+const FINISHED_WITHIN: Duration = Duration::from_secs(120);
+
+/// The wait before running again a command refused while a killed run's session still holds
+/// the migration lock (until the statement it was in ends).
+const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// A writer's pause between writes: a steady trickle, not a load test.
 const WRITER_PAUSE: Duration = Duration::from_millis(2);
@@ -110,9 +114,9 @@ async fn run(database: &Database, args: &[&str], kill_after: Option<Duration>) -
     }
 }
 
-/// Runs the command killed after each of `kills` in turn, then once unkilled; a run refused
-/// while the killed one's backend holds the migration lock is run again. Returns the last
-/// run's output and what each killed run left (phase and rows backfilled), for messages.
+/// Runs the command killed after each delay of the schedule in turn, until a run ends by
+/// itself; a run refused while a killed one's session holds the migration lock is run again.
+/// Returns how the last run ended and where each killed run left things, for messages.
 async fn killed_then_finished(database: &Database, args: &[&str]) -> (Run, Vec<String>) {
     let mut seen = Vec::new();
     // Each delay moved by up to a step, differently each run of the test (the seed is in
@@ -126,7 +130,7 @@ async fn killed_then_finished(database: &Database, args: &[&str]) -> (Run, Vec<S
         Duration::from_millis(FIRST_KILL_MS + k * KILL_STEP_MS + jitter)
     });
     let mut next_kill = kills.next();
-    let deadline = Instant::now() + LOCK_FREED_WITHIN * 4;
+    let deadline = Instant::now() + FINISHED_WITHIN;
     loop {
         assert!(Instant::now() < deadline, "never finished: {seen:?}");
         match run(database, args, next_kill).await {
@@ -135,7 +139,7 @@ async fn killed_then_finished(database: &Database, args: &[&str]) -> (Run, Vec<S
                 next_kill = kills.next();
             }
             Run::Failed(said) if said.contains("another viewgate migration command is running") => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(LOCK_RETRY_PAUSE).await;
             }
             ended => return (ended, seen),
         }
