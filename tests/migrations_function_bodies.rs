@@ -13,6 +13,17 @@ use viewgate::control::migrate::MigrateError;
 
 const RENAME: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"models\"\nto = \"items\"\n";
 
+/// The migration to v2 that drops `models.legacy_note`.
+const DROP_NOTE: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n";
+
+/// What `migrate start` of `text`, refused as unsafe, names: the table, and the objects.
+async fn refused_start(database: &support::Database, text: &str) -> (String, String) {
+    let error = start_text(database, "0002.toml", text)
+        .await
+        .expect_err("refused");
+    refusal(&error)
+}
+
 fn refusal(error: &MigrateError) -> (String, String) {
     match error {
         MigrateError::Unsafe { table, objects, .. } => (table.clone(), objects.clone()),
@@ -35,11 +46,8 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
          CREATE FUNCTION public.count_atomic() RETURNS bigint LANGUAGE sql
              BEGIN ATOMIC SELECT count(*) FROM public.models; END;",
     );
-    let error = start_text(&database, "0002.toml", RENAME)
-        .await
-        .expect_err("refused");
     assert_eq!(
-        refusal(&error),
+        refused_start(&database, RENAME).await,
         (
             "public.models (renamed)".to_owned(),
             "function public.count_models() names it in its SQL".to_owned()
@@ -108,12 +116,8 @@ async fn a_function_naming_a_column_the_contract_drops_is_refused_before_any_cha
          CREATE FUNCTION public.note_of(bigint) RETURNS text LANGUAGE sql
              AS 'SELECT to_jsonb(m) ->> ''legacy_note'' FROM models m WHERE m.id = $1';",
     );
-    let drop_note = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n";
-    let error = start_text(&database, "0002.toml", drop_note)
-        .await
-        .expect_err("refused");
     assert_eq!(
-        refusal(&error),
+        refused_start(&database, DROP_NOTE).await,
         (
             "public.models".to_owned(),
             "function public.clear_notes() names column(s) legacy_note in its SQL".to_owned()
@@ -121,7 +125,7 @@ async fn a_function_naming_a_column_the_contract_drops_is_refused_before_any_cha
     );
 
     database.admin("DROP FUNCTION public.clear_notes()");
-    start_text(&database, "0002.toml", drop_note)
+    start_text(&database, "0002.toml", DROP_NOTE)
         .await
         .expect("starts: a row read through to_jsonb names no column");
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
@@ -143,12 +147,8 @@ async fn a_column_read_in_an_assignment_refuses_the_drop() {
              DECLARE note text;
              BEGIN note := (SELECT m.legacy_note FROM models m ORDER BY m.id LIMIT 1); RETURN note; END $body$",
     );
-    let drop_note = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n";
-    let error = start_text(&database, "0002.toml", drop_note)
-        .await
-        .expect_err("refused");
     assert_eq!(
-        refusal(&error),
+        refused_start(&database, DROP_NOTE).await,
         (
             "public.models".to_owned(),
             "function public.first_note() names column(s) legacy_note in its SQL".to_owned()
@@ -159,7 +159,7 @@ async fn a_column_read_in_an_assignment_refuses_the_drop() {
              DECLARE note text;
              BEGIN note := (SELECT m.name FROM models m ORDER BY m.id LIMIT 1); RETURN note; END $body$",
     );
-    start_text(&database, "0002.toml", drop_note)
+    start_text(&database, "0002.toml", DROP_NOTE)
         .await
         .expect("starts once the function reads another column");
 }
@@ -247,13 +247,8 @@ async fn an_unqualified_column_in_a_join_counts_where_no_other_table_has_it() {
          INSERT INTO owners VALUES (1, 1, 'first')",
     );
     database.admin(&report("legacy_note"));
-    let drop = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\n\
-                table = \"models\"\ncolumn = \"legacy_note\"\n";
-    let error = start_text(&database, "0002.toml", drop)
-        .await
-        .expect_err("refused");
     assert_eq!(
-        refusal(&error),
+        refused_start(&database, DROP_NOTE).await,
         (
             "public.models".to_owned(),
             "function public.owner_notes() names column(s) legacy_note in its SQL".to_owned()
@@ -261,7 +256,7 @@ async fn an_unqualified_column_in_a_join_counts_where_no_other_table_has_it() {
     );
 
     database.admin(&report("note"));
-    start_text(&database, "0002.toml", drop)
+    start_text(&database, "0002.toml", DROP_NOTE)
         .await
         .expect("starts: owners has a note, models none");
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
@@ -281,11 +276,8 @@ async fn a_function_calling_a_dropped_columns_sequence_by_name_is_refused() {
              BEGIN RETURN nextval('public.models_ticket_seq'); END $body$",
     );
     let drop_ticket = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"ticket\"\n";
-    let error = start_text(&database, "0002.toml", drop_ticket)
-        .await
-        .expect_err("refused");
     assert_eq!(
-        refusal(&error),
+        refused_start(&database, drop_ticket).await,
         (
             "public.models_ticket_seq (dropped with column ticket of public.models (drop_column))"
                 .to_owned(),
