@@ -6,10 +6,16 @@
 //! index is left invalid, no constraint unvalidated, nothing left to run. A killed process's
 //! backend may outlive it for a moment, holding the migration lock: the next run is then
 //! refused as "another … command is running", as an operator would see, and tried again.
+//! The kills come on a schedule of delays (a step later each run, jittered), and, for the
+//! start, in each step it announces in turn, the process alone or its sessions ended too.
 
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::viewgate_binary;
 use crate::migration_support;
@@ -64,16 +70,41 @@ const FINISHED_WITHIN: Duration = Duration::from_secs(120);
 /// the migration lock (until the statement it was in ends).
 const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// The kills made in each step, in turn: how long after the step is announced (before or at
+/// its first statement, inside it, late in a long one such as the expand; a step that ends
+/// sooner is killed at its end), and whether the run's
+/// sessions are ended too. A process killed alone leaves its backend to finish the statement
+/// it was in (Postgres notices a client gone only when it next talks to it); ending the
+/// session as well (a restart, a failover, an operator's `pg_terminate_backend`) cuts the
+/// statement off half-way: a concurrent index build left invalid, a validation or a batch
+/// rolled back.
+/// The first ends the sessions, so that a build is cut off before a kill of the process alone
+/// lets one run to its end (and the runs after keep it).
+const STEP_KILLS: [(u64, SessionsEnded); 5] =
+    [(5, true), (0, false), (20, true), (20, false), (60, true)];
+
+/// Whether a kill ends the killed run's sessions too.
+type SessionsEnded = bool;
+
+/// What a start adds to a build's step when it keeps the index an earlier run built.
+const KEPT: &str = " (kept: an earlier run built it)";
+
+/// The `application_name` of the runs killed in a step, which finds their sessions.
+const KILLED_RUN_NAME: &str = "killed-migration";
+
 /// A writer's pause between writes: a steady trickle, not a load test.
 const WRITER_PAUSE: Duration = Duration::from_millis(2);
 
 /// Where a killed run left things: the migration's phase, rows backfilled (and whether done),
-/// invalid indexes, steps left to run.
+/// invalid indexes, steps left to run, the index the migration builds (its oid, valid or not).
 const KILLED_AT_SQL: &str = "SELECT coalesce(string_agg(phase
         || ' ' || coalesce(backfill -> 'public.models' ->> 'rows', '-')
         || CASE WHEN (backfill -> 'public.models' ->> 'done')::boolean THEN ' done' ELSE '' END
         || ', ' || (SELECT count(*) FROM pg_index WHERE NOT indisvalid) || ' invalid'
         || ', ' || jsonb_array_length(left_to_run) || ' left', '; '), 'nothing yet')
+        || ', models_name_idx=' || coalesce((SELECT indexrelid::text
+               || CASE WHEN indisvalid THEN ':valid' ELSE ':invalid' END
+             FROM pg_index WHERE indexrelid = to_regclass('models_name_idx')), 'none')
    FROM viewgate.migrations";
 
 /// What a run of the binary came to.
@@ -142,6 +173,124 @@ async fn killed_then_finished(database: &Database, args: &[&str]) -> (Run, Vec<S
                 tokio::time::sleep(LOCK_RETRY_PAUSE).await;
             }
             ended => return (ended, seen),
+        }
+    }
+}
+
+/// The step a line of `migrate`'s standard error announces, if it is one.
+fn announced_step(line: &str) -> Option<String> {
+    let line: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(line.get("step")?.as_str()?.to_owned())
+}
+
+/// Runs `migrate <args>` once, reading the steps it announces (JSON lines on standard error),
+/// killed in the first step that still has a kill left (`kills_done` counts them; the next of
+/// [`STEP_KILLS`]). Returns how the run ended and, when killed, in which step and how.
+async fn run_killed_in_a_step(
+    (database, admin): (&Database, &tokio_postgres::Client),
+    args: &[&str],
+    kills_done: &mut HashMap<String, usize>,
+) -> (Run, Option<String>) {
+    let mut child = tokio::process::Command::new(viewgate_binary())
+        .arg("migrate")
+        .args(args)
+        .args([
+            "--database",
+            &format!("{}?application_name={KILLED_RUN_NAME}", database.url()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("viewgate runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("standard error is piped")).lines();
+    let mut said = String::new();
+    let mut killed_in = None;
+    while let Some(line) = lines.next_line().await.expect("standard error reads") {
+        said.push_str(&line);
+        said.push('\n');
+        let Some(step) = announced_step(&line) else {
+            continue;
+        };
+        // A build kept from an earlier run is the same step.
+        let same_step = step.split(KEPT).next().unwrap_or_default();
+        let done = kills_done.entry(same_step.to_owned()).or_default();
+        if let Some(&(delay, sessions_ended)) = STEP_KILLS.get(*done) {
+            *done += 1;
+            // A step that ends sooner is killed at its end (the next one's announcement): a
+            // kill meant for it never lands in the steps after, which get their own.
+            let next_step = async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if announced_step(&line).is_some() {
+                        return;
+                    }
+                }
+                std::future::pending().await
+            };
+            let ended_sooner = tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(delay)) => false,
+                () = next_step => true,
+            };
+            child.kill().await.expect("the run is killed");
+            if sessions_ended {
+                admin
+                    .execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                          WHERE application_name = $1",
+                        &[&KILLED_RUN_NAME],
+                    )
+                    .await
+                    .expect("the killed run's sessions are ended");
+            }
+            let how = if sessions_ended {
+                ", sessions ended"
+            } else {
+                ""
+            };
+            let when = if ended_sooner {
+                "at its end".to_owned()
+            } else {
+                format!("+{delay} ms")
+            };
+            killed_in = Some(format!("{step} {when}{how}"));
+            break;
+        }
+    }
+    let status = child.wait().await.expect("the run ends");
+    let ended = if status.signal().is_some() {
+        Run::Killed
+    } else if status.success() {
+        Run::Finished
+    } else {
+        Run::Failed(said)
+    };
+    (ended, killed_in)
+}
+
+/// Runs the command again and again, each run killed in the first step it announces that has
+/// a kill left, until one goes through every step it announces. A resumed start announces its
+/// steps from the backfill on again (each is idempotent), so the kills walk through every step
+/// after the expand at every delay. Returns how the last run ended and, for each kill, its
+/// step and where it left things.
+async fn killed_in_each_step(database: &Database, args: &[&str]) -> (Run, Vec<String>) {
+    let mut kills_done = HashMap::new();
+    let mut seen = Vec::new();
+    let admin = database.client().await;
+    let deadline = Instant::now() + FINISHED_WITHIN;
+    loop {
+        assert!(Instant::now() < deadline, "never finished: {seen:?}");
+        match run_killed_in_a_step((database, &admin), args, &mut kills_done).await {
+            (Run::Killed, step) => seen.push(format!(
+                "{}: {}",
+                step.unwrap_or_else(|| "ended as killed".into()),
+                database.admin(KILLED_AT_SQL)
+            )),
+            (Run::Failed(said), _)
+                if said.contains("another viewgate migration command is running") =>
+            {
+                tokio::time::sleep(LOCK_RETRY_PAUSE).await;
+            }
+            (ended, _) => return (ended, seen),
         }
     }
 }
@@ -237,25 +386,10 @@ async fn a_migration_killed_at_any_moment_finishes_when_run_again() {
         matches!(&ended, Run::Finished),
         "{ended:?} after kills leaving {killed:?}"
     );
-    assert_eq!(
-        database.admin("SELECT phase FROM viewgate.migrations"),
-        "live",
-        "{killed:?}"
-    );
-    eprintln!("start killed leaving {killed:?}");
-    assert_nothing_half_done(&database, "after the start");
+    assert_live_and_filled(&database, &killed);
     stop_v1.store(true, Ordering::Relaxed);
     let written_at_v1 = v1.await.expect("the v1 writer ends");
     assert!(written_at_v1 > 0);
-
-    // Every row reads right at v2, whichever run filled it or a v1 write kept it.
-    assert_eq!(
-        database.admin(
-            "SELECT count(*) FROM models_v2 WHERE size_label IS DISTINCT FROM 'size-' || size"
-        ),
-        "0",
-        "{killed:?}"
-    );
 
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
     let stop_v2 = Arc::new(AtomicBool::new(false));
@@ -263,15 +397,40 @@ async fn a_migration_killed_at_any_moment_finishes_when_run_again() {
     completed_though_killed(&database, "the complete").await;
     stop_v2.store(true, Ordering::Relaxed);
     let written_at_v2 = v2.await.expect("the v2 writer ends");
+    assert_completed(&database, written_at_v1, written_at_v2);
+}
+
+/// What a start, killed or not, must have come to: live, nothing half-done, every row right
+/// at v2 whichever run filled it or a v1 write kept it.
+fn assert_live_and_filled(database: &Database, killed: &[String]) {
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "live",
+        "{killed:?}"
+    );
+    eprintln!("start killed leaving {killed:?}");
+    assert_nothing_half_done(database, "after the start");
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM models_v2 WHERE size_label IS DISTINCT FROM 'size-' || size"
+        ),
+        "0",
+        "{killed:?}"
+    );
+}
+
+/// [`MIGRATION`] completed: the table in v2's shape, nothing of v1's left, every acknowledged
+/// write of either version kept and filled.
+fn assert_completed(database: &Database, written_at_v1: u64, written_at_v2: u64) {
     assert_eq!(
         database.admin("SELECT phase FROM viewgate.migrations"),
         "completed"
     );
     assert_eq!(
-        base_columns(&database),
+        base_columns(database),
         "id:bigint!,name:text!,legacy_note:text,size_label:text!,size:bigint!"
     );
-    assert_eq!(triggers(&database), "0", "the sync triggers are gone");
+    assert_eq!(triggers(database), "0", "the sync triggers are gone");
     assert_eq!(
         database.admin(
             "SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'models'::regclass"
@@ -288,6 +447,62 @@ async fn a_migration_killed_at_any_moment_finishes_when_run_again() {
         "t",
         "every acknowledged write kept, every row filled"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_killed_in_each_of_its_steps_finishes_when_run_again() {
+    let database = seeded_with_note_index().await;
+    let file = database.spec_file("0002.toml", MIGRATION);
+    let file = file.to_str().expect("a UTF-8 path");
+
+    let stop_v1 = Arc::new(AtomicBool::new(false));
+    let v1 = writer(at(&database, "v1").await, "v1", stop_v1.clone());
+    let (ended, killed) = killed_in_each_step(&database, &["start", file]).await;
+    assert!(
+        matches!(&ended, Run::Finished),
+        "{ended:?} after kills leaving {killed:?}"
+    );
+    for step in [
+        "expand",
+        "backfill public.models",
+        "build index models_name_idx without blocking writes",
+        "live",
+    ] {
+        assert!(
+            killed
+                .iter()
+                .any(|kill| kill.starts_with(&format!("{step} "))),
+            "never killed in {step}: {killed:?}"
+        );
+    }
+    assert_live_and_filled(&database, &killed);
+    // Once built whole, the index is kept by every run after: the same one to the end.
+    let built =
+        database.admin("SELECT 'models_name_idx=' || 'models_name_idx'::regclass::oid || ':valid'");
+    let seen_valid: Vec<&String> = killed
+        .iter()
+        .filter(|kill| kill.contains(":valid"))
+        .collect();
+    assert!(
+        !seen_valid.is_empty(),
+        "no kill after the build: {killed:?}"
+    );
+    assert!(
+        seen_valid.iter().all(|kill| kill.ends_with(&built)),
+        "the index was built again after a run built it whole ({built}): {killed:?}"
+    );
+    stop_v1.store(true, Ordering::Relaxed);
+    let written_at_v1 = v1.await.expect("the v1 writer ends");
+
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let stop_v2 = Arc::new(AtomicBool::new(false));
+    let v2 = writer(at(&database, "v2").await, "v2", stop_v2.clone());
+    let completed = run(&database, &["complete"], None).await;
+    assert!(matches!(&completed, Run::Finished), "{completed:?}");
+    stop_v2.store(true, Ordering::Relaxed);
+    let written_at_v2 = v2.await.expect("the v2 writer ends");
+    assert_nothing_half_done(&database, "after the complete");
+    assert_completed(&database, written_at_v1, written_at_v2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,9 +93,30 @@ impl Progress for KillAtStep {
     fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
 }
 
+/// Runs the start of [`LABELLED`] until `kill` kills it, then ends its sessions.
+async fn killed_at_step(database: &Database, mut kill: KillAtStep) {
+    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        start_watched(database, "0002.toml", LABELLED, &mut kill),
+    ))
+    .await;
+    assert!(killed.is_err(), "the run was killed");
+    database.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'");
+}
+
+/// Each index on the label column whose name starts with `models_label_key` and `suffix`,
+/// with its oid: the same after a run means it was kept, not built again.
+fn label_index_oids(database: &Database, suffix: &str) -> String {
+    database.admin(&format!(
+        "SELECT string_agg(relname || '=' || oid, ',' ORDER BY relname) FROM pg_class
+          WHERE relkind IN ('i', 'I') AND relname LIKE 'models_label_key{suffix}%'"
+    ))
+}
+
 /// Postgres builds no index on a partitioned table `CONCURRENTLY`, and `create_index` was
 /// refused on one. It is made `ON ONLY` the table, built concurrently on each partition that
-/// holds rows and attached; a run killed between two attachments starts the builds over.
+/// holds rows and attached; a run killed between two attachments starts the builds over but
+/// for the partitions' indexes built whole and not attached yet; one killed after all of them
+/// keeps them all.
 #[tokio::test]
 async fn an_index_on_a_partitioned_table_is_built_partition_by_partition() {
     let database = partitioned_models().await;
@@ -116,26 +137,28 @@ async fn an_index_on_a_partitioned_table_is_built_partition_by_partition() {
             "`migrate plan` shows {shown}\n{report}"
         );
     }
-    let killed =
-        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(start_watched(
-            &database,
-            "0002.toml",
-            LABELLED,
-            &mut KillAtStep("attach index models_label_key_models_later"),
-        )))
-        .await;
-    assert!(killed.is_err(), "the run was killed");
-    database.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'");
+    killed_at_step(
+        &database,
+        KillAtStep("attach index models_label_key_models_later"),
+    )
+    .await;
     assert!(
         label_indexes(&database).starts_with("models:false,"),
         "the table's index is not valid until each partition's is attached: {}",
         label_indexes(&database)
     );
+    let built_before_the_kill = label_index_oids(&database, "models_label_key_models_later");
+    // Resumed, killed again as it goes live: every index built whole by then is kept by the
+    // run after, not built again (the unattached one of the first run too).
+    killed_at_step(&database, KillAtStep("live")).await;
+    let built = label_index_oids(&database, "");
+    assert!(built.contains(&built_before_the_kill), "{built}");
     let outcome = start_text(&database, "0002.toml", LABELLED)
         .await
         .expect("resumes");
     assert_eq!(outcome.how, "resumed");
     assert_eq!(label_indexes(&database), ALL_VALID);
+    assert_eq!(label_index_oids(&database, ""), built);
 
     let v1 = at(&database, "v1").await;
     let v2 = at(&database, "v2").await;

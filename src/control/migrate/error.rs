@@ -75,6 +75,19 @@ pub enum MigrateError {
     Control(#[from] ControlError),
 }
 
+impl MigrateError {
+    /// `step` of the migration to `version` failed with `error`; what the failure left is for
+    /// the caller to say.
+    pub fn step_failed(version: &str, step: &str, error: ControlError) -> Self {
+        MigrateError::Failed {
+            version: version.to_owned(),
+            step: step.to_owned(),
+            message: error.to_string(),
+            aftermath: String::new(),
+        }
+    }
+}
+
 impl LockRetryError for MigrateError {
     fn lock_timeout(&self) -> Option<String> {
         match self {

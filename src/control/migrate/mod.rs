@@ -19,6 +19,7 @@ pub mod backfill;
 pub mod backfill_triggers;
 pub mod column_types;
 pub mod complete;
+pub mod concurrent_builds;
 pub mod dependents;
 pub mod derive;
 pub mod detached;

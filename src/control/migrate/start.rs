@@ -24,6 +24,7 @@ use super::autovacuum;
 use super::backfill::{self, checkpoint_key};
 use super::backfill_triggers;
 use super::column_types;
+use super::concurrent_builds;
 use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
 use super::detached;
@@ -42,8 +43,7 @@ use super::retained_wal;
 use super::rollback;
 use super::state::{self, Checkpoint, MigrationRecord, Phase};
 use super::steps::{
-    Substitutes, create_substitutes, create_views, gone_partition, prepare_catalog, record_event,
-    run_alone, run_sql,
+    Substitutes, create_substitutes, create_views, prepare_catalog, record_event, run_sql,
 };
 use super::sync;
 use super::trigger_fields;
@@ -462,9 +462,9 @@ async fn run_each_in_a_transaction(
                     .map_err(|error| ControlError::database(step.description.clone(), &error))
             })
             .await;
-        attempted
-            .result
-            .map_err(|error| failed(record, &step.description, error))?;
+        attempted.result.map_err(|error| {
+            MigrateError::step_failed(&record.version, &step.description, error)
+        })?;
     }
     Ok(())
 }
@@ -510,39 +510,9 @@ async fn finish(
         progress,
     )
     .await?;
-    // Plans recorded before builds carried what clears their leftovers pair each build with
-    // its undo by position.
-    let recorded_without_clears = record
-        .plan
-        .concurrent
-        .iter()
-        .all(|step| step.clear.is_none());
-    for (position, step) in record.plan.concurrent.iter().enumerate() {
-        if let Some(skipped) = gone_partition(client, step)
-            .await
-            .map_err(|error| failed(record, &step.description, error))?
-        {
-            progress.step(&skipped);
-            continue;
-        }
-        progress.step(&step.description);
-        // A build killed or timed out half-way leaves an invalid index: clear it, build again.
-        let clear = if recorded_without_clears {
-            record
-                .plan
-                .rollback_concurrent
-                .get(position)
-                .map(|undo| undo.sql.as_str())
-        } else {
-            step.clear.as_deref()
-        };
-        let statements: Vec<&str> = clear.into_iter().chain([step.sql.as_str()]).collect();
-        run_alone(client, settings, &step.description, &statements)
-            .await
-            .map_err(|error| failed(record, &step.description, error))?;
-    }
+    concurrent_builds::build(client, record, progress).await?;
     index_partitions_created_since(client, record, progress).await?;
-    refuse_invalid_builds(client, record).await?;
+    concurrent_builds::refuse_invalid(client, record).await?;
     run_each_in_a_transaction(
         client,
         record,
@@ -585,66 +555,4 @@ async fn finish(
         .await
         .map_err(|error| ControlError::database("making the new version live", &error))?;
     Ok(rows)
-}
-
-/// Fails the run if an index it built is not valid. A partitioned table's index becomes valid
-/// when each of its partitions has one attached; the partitions created since the start get
-/// theirs (`new_partitions.rs`), but one created during that last round leaves it invalid,
-/// and the migration would go live with an index that is never used.
-async fn refuse_invalid_builds(
-    client: &Client,
-    record: &MigrationRecord,
-) -> Result<(), MigrateError> {
-    let (schemas, names): (Vec<&str>, Vec<&str>) = record
-        .plan
-        .built_indexes
-        .iter()
-        .map(|(schema, name)| (schema.as_str(), name.as_str()))
-        .unzip();
-    let invalid = client
-        .query_opt(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
-                    (SELECT pg_catalog.string_agg(p.oid::regclass::text, ', ' ORDER BY p.oid::regclass::text)
-                       FROM pg_catalog.pg_inherits part
-                       JOIN pg_catalog.pg_class p ON p.oid = part.inhrelid
-                      WHERE part.inhparent = i.indrelid
-                        AND NOT EXISTS (
-                            SELECT 1 FROM pg_catalog.pg_inherits attached
-                              JOIN pg_catalog.pg_index own ON own.indexrelid = attached.inhrelid
-                             WHERE attached.inhparent = c.oid AND own.indrelid = p.oid))
-               FROM unnest($1::text[], $2::text[]) AS built(schema, name)
-               JOIN pg_catalog.pg_namespace n ON n.nspname = built.schema
-               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = built.name
-               JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
-              WHERE NOT i.indisvalid
-              ORDER BY 1 LIMIT 1",
-            &[&schemas, &names],
-        )
-        .await
-        .map_err(|error| ControlError::database("checking the indexes built", &error))?;
-    let Some(row) = invalid else {
-        return Ok(());
-    };
-    let index: String = row.get(0);
-    let missing: Option<String> = row.get(1);
-    Err(MigrateError::Failed {
-        version: record.version.clone(),
-        step: format!("checking index {index}"),
-        message: match missing {
-            Some(partitions) => format!(
-                "index {index} is not valid: partition(s) {partitions} of its table have no index attached to it (created while the run built the others' indexes, after its last look); once it is rolled back, start it again and its plan will build theirs"
-            ),
-            None => format!("index {index} is not valid after its build"),
-        },
-        aftermath: String::new(),
-    })
-}
-
-fn failed(record: &MigrationRecord, step: &str, error: ControlError) -> MigrateError {
-    MigrateError::Failed {
-        version: record.version.clone(),
-        step: step.to_owned(),
-        message: error.to_string(),
-        aftermath: String::new(),
-    }
 }

@@ -152,7 +152,7 @@ impl Deriver<'_> {
         );
         self.plan_steps
             .concurrent
-            .push(build.clearing(drop.clone()));
+            .push(build.clearing(drop.clone()).building(schema, index));
         self.plan_steps
             .rollback_concurrent
             .push(Step::new(undo, drop));

@@ -91,7 +91,8 @@ pub fn index_on_partitions(
                 quote_qualified(schema, table)
             ),
         )
-        .clearing(format!("DROP INDEX IF EXISTS {root}")),
+        .clearing(format!("DROP INDEX IF EXISTS {root}"))
+        .building(schema, index),
     );
     builds.rollback.push(Step::new(
         format!("drop index {index} and the partitions' indexes attached to it"),
@@ -169,6 +170,7 @@ fn index_partitions<'p>(
                         quote_ident(&own)
                     ),
                 )
+                .building(&partition.schema, &own)
                 .on_partition(partition),
             );
         } else {
@@ -188,6 +190,7 @@ fn index_partitions<'p>(
                     ),
                 )
                 .clearing(drop_own.clone())
+                .building(&partition.schema, &own)
                 .on_partition(partition),
             );
             builds.concurrent.push(
@@ -264,6 +267,7 @@ impl PartitionWiseConstraint {
                 ),
             )
             .clearing(drop_own.clone())
+            .building(&leaf.schema, &own)
             .on_partition(leaf),
         );
         builds

@@ -16,6 +16,10 @@ pub struct Step {
     /// pair each build with its undo in `rollback_concurrent` by position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clear: Option<String>,
+    /// For a concurrent build: the index it builds, (schema, name). A run after one killed
+    /// keeps the index when it is valid rather than build it again (`concurrent_builds.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builds: Option<(String, String)>,
     /// For a step on one partition: the partition and the parent it was planned under. The
     /// step is skipped once the partition is no longer one of that parent's (pg_partman's
     /// retention detaches and drops old partitions while a migration runs; the build, or the
@@ -48,6 +52,7 @@ impl Step {
             description: description.into(),
             sql: sql.into(),
             clear: None,
+            builds: None,
             on_partition: None,
         }
     }
@@ -59,6 +64,14 @@ impl Step {
                 partition: (partition.schema.clone(), partition.name.clone()),
                 parent: partition.parent.clone(),
             }),
+            ..self
+        }
+    }
+
+    /// The step, building index `(schema, name)`.
+    pub fn building(self, schema: &str, name: &str) -> Self {
+        Step {
+            builds: Some((schema.to_owned(), name.to_owned())),
             ..self
         }
     }
