@@ -297,3 +297,41 @@ async fn a_function_calling_a_dropped_columns_sequence_by_name_is_refused() {
     complete_now(&database).await.expect("completes");
     assert_eq!(database.admin("SELECT public.next_ticket()"), "1");
 }
+
+/// A column default calling by name as text (`nextval('…'::text)`, an ORM's way) the sequence
+/// the contract drops with a serial column: no dependency, the drop succeeds, and every insert
+/// taking the default would fail (42P01). Refused, naming the column; the dropped column's own
+/// default, which goes with it, is not. With the sequence kept apart, the migration runs and
+/// the default goes on numbering.
+#[tokio::test]
+async fn a_default_calling_a_dropped_columns_sequence_by_name_is_refused() {
+    let database = migration_support::with_serial_ticket().await;
+    database.admin(
+        "CREATE TABLE public.counters (id int PRIMARY KEY,
+             ticket bigint DEFAULT nextval('public.models_ticket_seq'::text))",
+    );
+    let drop_ticket = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"ticket\"\n";
+    assert_eq!(
+        refused_start(&database, drop_ticket).await,
+        (
+            "public.models_ticket_seq (dropped with column ticket of public.models (drop_column))"
+                .to_owned(),
+            "the default of column ticket of public.counters calls the sequence by name (nextval(('public.models_ticket_seq'::text)::regclass))".to_owned()
+        )
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations"),
+        "0"
+    );
+
+    database.admin("ALTER SEQUENCE models_ticket_seq OWNED BY NONE");
+    start_text(&database, "0002.toml", drop_ticket)
+        .await
+        .expect("starts once the sequence is its own");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        database.admin("INSERT INTO counters (id) VALUES (1) RETURNING ticket"),
+        "1"
+    );
+}

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
+use super::default_calls;
 use super::dependents::{self, DroppedSequence};
 use super::derive::{Dropped, MigrationPlan, Rename};
 use super::error::MigrateError;
@@ -40,7 +41,8 @@ use crate::model::catalog_substitutes::SUBSTITUTE_SCHEMA_PREFIX;
 type VanishingTable = (String, String, &'static str);
 
 /// Refuses `plan` while a function of the application's names, in its SQL or its
-/// declarations, a table or a column the contract drops or renames.
+/// declarations, a table or a column the contract drops or renames, or calls by name a
+/// sequence it drops; or while a column default does (`default_calls.rs`).
 pub async fn refuse_stale_function_bodies(
     client: &impl GenericClient,
     plan: &MigrationPlan,
@@ -55,7 +57,8 @@ pub async fn refuse_stale_function_bodies(
         &columns,
         Taking::Contract,
     )
-    .await
+    .await?;
+    default_calls::refuse_defaults_calling(client, plan, &sequences).await
 }
 
 /// Refuses to roll back the migration of `plan` (from `migration`) while a function of the

@@ -151,8 +151,9 @@ pub(super) fn sequences_called(body: &Body) -> BTreeSet<String> {
                 return;
             }
             let mut argument = &call["args"][0]["node"];
-            // `'models_ticket_seq'::regclass` or `::text`: the constant under the cast.
-            if let Some(cast) = argument.get("TypeCast") {
+            // `'models_ticket_seq'::regclass` or `::text`, or both as Postgres shows a default
+            // written with `::text` (`(('s'::text)::regclass)`): the constant under the casts.
+            while let Some(cast) = argument.get("TypeCast") {
                 argument = &cast["arg"]["node"];
             }
             if let Some(name) = argument["AConst"]["val"]["Sval"]["sval"].as_str() {
@@ -419,11 +420,18 @@ mod tests {
             "DECLARE n bigint := nextval('public.models_ticket_seq');",
             "PERFORM setval('\"Odd\".Seq', 5);
              NEW.n := pg_catalog.nextval('Tickets'::regclass) + currval('other'::text);
-             NEW.m := nextval(NEW.name) + length('nextval(''x'')');",
+             NEW.m := nextval(NEW.name) + length('nextval(''x'')');
+             NEW.k := nextval(('kept'::text)::regclass);",
         );
         assert_eq!(
             Vec::from_iter(sequences_called(&body)),
-            ["Odd.seq", "other", "public.models_ticket_seq", "tickets"]
+            [
+                "Odd.seq",
+                "kept",
+                "other",
+                "public.models_ticket_seq",
+                "tickets"
+            ]
         );
     }
 
