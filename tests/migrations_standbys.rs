@@ -111,9 +111,16 @@ async fn the_backfill_waits_for_a_standby_that_falls_behind() {
         .0
         .first()
         .expect("the backfill waited for the standby");
+    // Allowed the file's 1.0 s, and more by the lag Postgres reported for the standby when the
+    // backfill first saw it (a loaded machine's standby may be 0.2 s behind by then).
+    let allowed: f64 = first
+        .strip_suffix(" s: the migration file's `max_replica_lag_ms`)")
+        .and_then(|head| head.rsplit_once("s behind (over "))
+        .and_then(|(_, allowed)| allowed.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
     assert!(
         first.starts_with("waiting for standby walreceiver (local socket), ")
-            && first.ends_with("s behind (over 1.0 s: the migration file's `max_replica_lag_ms`)"),
+            && (1.0..2.0).contains(&allowed),
         "{first}"
     );
 
