@@ -66,22 +66,24 @@ const KILLS: u64 = 40;
 /// How long the kills and the runs after them may take in all before the test fails.
 const FINISHED_WITHIN: Duration = Duration::from_secs(120);
 
+/// How long the kills in each step and the runs after them may take in all: their number is
+/// bounded (the kills of [`STEP_KILLS`] in each step), each run on a loaded machine slower.
+const STEPS_FINISHED_WITHIN: Duration = Duration::from_secs(300);
+
 /// The wait before running again a command refused while a killed run's session still holds
 /// the migration lock (until the statement it was in ends).
 const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The kills made in each step, in turn: how long after the step is announced (before or at
 /// its first statement, inside it, late in a long one such as the expand; a step that ends
-/// sooner is killed at its end), and whether the run's
-/// sessions are ended too. A process killed alone leaves its backend to finish the statement
-/// it was in (Postgres notices a client gone only when it next talks to it); ending the
-/// session as well (a restart, a failover, an operator's `pg_terminate_backend`) cuts the
-/// statement off half-way: a concurrent index build left invalid, a validation or a batch
-/// rolled back.
-/// The first ends the sessions, so that a build is cut off before a kill of the process alone
-/// lets one run to its end (and the runs after keep it).
-const STEP_KILLS: [(u64, SessionsEnded); 5] =
-    [(5, true), (0, false), (20, true), (20, false), (60, true)];
+/// sooner is killed at its end), and whether the run's sessions are ended too. A process
+/// killed alone leaves its backend to finish the statement it was in (Postgres notices a
+/// client gone only when it next talks to it); ending the session as well (a restart, a
+/// failover, an operator's `pg_terminate_backend`) cuts the statement off half-way: a
+/// concurrent index build left invalid, a validation or a batch rolled back. The first ends
+/// the sessions, so that a build is cut off before a kill of the process alone lets one run
+/// to its end (and the runs after keep it).
+const STEP_KILLS: [(u64, SessionsEnded); 4] = [(5, true), (0, false), (20, true), (60, false)];
 
 /// Whether a kill ends the killed run's sessions too.
 type SessionsEnded = bool;
@@ -221,6 +223,8 @@ async fn run_killed_in_a_step(
             // kill meant for it never lands in the steps after, which get their own.
             let next_step = async {
                 while let Ok(Some(line)) = lines.next_line().await {
+                    said.push_str(&line);
+                    said.push('\n');
                     if announced_step(&line).is_some() {
                         return;
                     }
@@ -276,7 +280,7 @@ async fn killed_in_each_step(database: &Database, args: &[&str]) -> (Run, Vec<St
     let mut kills_done = HashMap::new();
     let mut seen = Vec::new();
     let admin = database.client().await;
-    let deadline = Instant::now() + FINISHED_WITHIN;
+    let deadline = Instant::now() + STEPS_FINISHED_WITHIN;
     loop {
         assert!(Instant::now() < deadline, "never finished: {seen:?}");
         match run_killed_in_a_step((database, &admin), args, &mut kills_done).await {
@@ -292,6 +296,22 @@ async fn killed_in_each_step(database: &Database, args: &[&str]) -> (Run, Vec<St
             }
             (ended, _) => return (ended, seen),
         }
+    }
+}
+
+/// How a command is killed until it runs to its end.
+#[derive(Debug, Clone, Copy)]
+enum Kills {
+    /// After each delay of a schedule ([`killed_then_finished`]).
+    OnASchedule,
+    /// In each step it announces ([`killed_in_each_step`]).
+    InEachStep,
+}
+
+async fn killed_until_done(database: &Database, args: &[&str], kills: Kills) -> (Run, Vec<String>) {
+    match kills {
+        Kills::OnASchedule => killed_then_finished(database, args).await,
+        Kills::InEachStep => killed_in_each_step(database, args).await,
     }
 }
 
@@ -394,7 +414,7 @@ async fn a_migration_killed_at_any_moment_finishes_when_run_again() {
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
     let stop_v2 = Arc::new(AtomicBool::new(false));
     let v2 = writer(at(&database, "v2").await, "v2", stop_v2.clone());
-    completed_though_killed(&database, "the complete").await;
+    completed_though_killed(&database, "the complete", Kills::OnASchedule).await;
     stop_v2.store(true, Ordering::Relaxed);
     let written_at_v2 = v2.await.expect("the v2 writer ends");
     assert_completed(&database, written_at_v1, written_at_v2);
@@ -497,8 +517,7 @@ async fn a_start_killed_in_each_of_its_steps_finishes_when_run_again() {
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
     let stop_v2 = Arc::new(AtomicBool::new(false));
     let v2 = writer(at(&database, "v2").await, "v2", stop_v2.clone());
-    let completed = run(&database, &["complete"], None).await;
-    assert!(matches!(&completed, Run::Finished), "{completed:?}");
+    completed_though_killed(&database, "the complete", Kills::InEachStep).await;
     stop_v2.store(true, Ordering::Relaxed);
     let written_at_v2 = v2.await.expect("the v2 writer ends");
     assert_nothing_half_done(&database, "after the complete");
@@ -507,6 +526,17 @@ async fn a_start_killed_in_each_of_its_steps_finishes_when_run_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_killed_at_any_moment_finishes_when_run_again() {
+    rollback_killed(Kills::OnASchedule).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_killed_in_each_of_its_steps_finishes_when_run_again() {
+    rollback_killed(Kills::InEachStep).await;
+}
+
+/// [`MIGRATION`] started, then rolled back under a v1 writer, killed as `kills` says until a
+/// run goes through.
+async fn rollback_killed(kills: Kills) {
     let database = seeded_with_note_index().await;
     let before = base_columns(&database);
     start_text(&database, "0002.toml", MIGRATION)
@@ -514,7 +544,8 @@ async fn a_rollback_killed_at_any_moment_finishes_when_run_again() {
         .expect("the migration starts");
     let stop = Arc::new(AtomicBool::new(false));
     let v1 = writer(at(&database, "v1").await, "v1", stop.clone());
-    let (ended, killed) = killed_then_finished(&database, &["rollback"]).await;
+    let (ended, killed) = killed_until_done(&database, &["rollback"], kills).await;
+    eprintln!("rollback killed leaving {killed:?}");
     // The run that commits the rollback may be killed after; the next finds nothing to roll
     // back, having run what it left.
     assert!(
@@ -568,8 +599,8 @@ columns = ["title"]
 /// Runs `migrate complete`, killed again and again, to its end. The run that commits may be
 /// killed after it: the next runs what it left, then finds nothing to complete, or the next
 /// migration's complete, refused while the default version is the one it would retire.
-async fn completed_though_killed(database: &Database, what: &str) {
-    let (ended, killed) = killed_then_finished(database, &["complete"]).await;
+async fn completed_though_killed(database: &Database, what: &str, kills: Kills) {
+    let (ended, killed) = killed_until_done(database, &["complete"], kills).await;
     assert!(
         matches!(&ended, Run::Finished)
             || matches!(&ended, Run::Failed(said) if said.contains("no live migration")
@@ -614,11 +645,11 @@ async fn a_chain_of_migrations_killed_at_any_moment_finishes_when_run_again() {
     // cutover to it: a run after the one that committed must not go on to retire v2); v3's
     // retires v2, whose writer stops first, under the v3 writer.
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    completed_though_killed(&database, "v2's complete").await;
+    completed_though_killed(&database, "v2's complete", Kills::OnASchedule).await;
     stop[1].store(true, Ordering::Relaxed);
     let written_at_v2 = v2.await.expect("the v2 writer ends");
     database.admin("UPDATE viewgate.settings SET default_version = 'v3'");
-    completed_though_killed(&database, "v3's complete").await;
+    completed_though_killed(&database, "v3's complete", Kills::OnASchedule).await;
     stop[2].store(true, Ordering::Relaxed);
     let written_at_v3 = v3.await.expect("the v3 writer ends");
     assert_eq!(

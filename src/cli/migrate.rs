@@ -97,19 +97,21 @@ pub async fn status(database: &str) -> Result<StatusReport, MigrateError> {
 pub async fn complete(
     database: &str,
     templates_dir: Option<&Path>,
+    progress: &mut dyn Progress,
 ) -> Result<CompleteOutcome, MigrateError> {
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
-    complete::complete(&mut client, &templates).await
+    complete::complete(&mut client, &templates, progress).await
 }
 
 pub async fn rollback(
     database: &str,
     templates_dir: Option<&Path>,
+    progress: &mut dyn Progress,
 ) -> Result<RollbackOutcome, MigrateError> {
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
-    rollback::rollback(&mut client, &templates).await
+    rollback::rollback(&mut client, &templates, progress).await
 }
 
 /// Runs one `migrate` subcommand and prints its outcome (JSON with `--json`).
@@ -167,7 +169,8 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
             database,
             templates,
         } => {
-            let outcome = complete(&database, templates.as_deref()).await?;
+            let mut progress = super::progress::for_stderr();
+            let outcome = complete(&database, templates.as_deref(), progress.as_mut()).await?;
             println!(
                 "migration to {} completed in {:.1} s: {} is retired and the schema contracted",
                 outcome.version, outcome.seconds, outcome.retired
@@ -177,7 +180,8 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
             database,
             templates,
         } => {
-            let outcome = rollback(&database, templates.as_deref()).await?;
+            let mut progress = super::progress::for_stderr();
+            let outcome = rollback(&database, templates.as_deref(), progress.as_mut()).await?;
             match &outcome.not_undone {
                 None => println!(
                     "migration {} -> {} rolled back in {:.1} s: {} and everything its expand added are gone",

@@ -22,7 +22,7 @@ use super::left_over;
 use super::lock_holders;
 use super::lock_order;
 use super::new_partitions::index_partitions_created_since;
-use super::progress::Logged;
+use super::progress::Progress;
 use super::publications::{self, Asked};
 use super::rebuild;
 use super::remaining;
@@ -54,9 +54,10 @@ pub struct CompleteOutcome {
 pub async fn complete(
     client: &mut Client,
     templates: &Templates,
+    progress: &mut dyn Progress,
 ) -> Result<CompleteOutcome, MigrateError> {
     state::with_lock(client, async |client| {
-        complete_locked(client, templates).await
+        complete_locked(client, templates, progress).await
     })
     .await
 }
@@ -64,10 +65,11 @@ pub async fn complete(
 async fn complete_locked(
     client: &mut Client,
     templates: &Templates,
+    progress: &mut dyn Progress,
 ) -> Result<CompleteOutcome, MigrateError> {
     let started = Instant::now();
     prepare_catalog(client, templates).await?;
-    left_over::finish_earlier(client).await?;
+    left_over::finish_earlier(client, progress).await?;
     let current = state::load_current(client).await?;
     let Some(position) = current
         .iter()
@@ -103,7 +105,7 @@ async fn complete_locked(
         )));
     }
     // Before the contract, which would build them under its lock.
-    index_partitions_created_since(client, &mut live, &mut Logged)
+    index_partitions_created_since(client, &mut live, progress)
         .await
         .map_err(|error| match error {
             MigrateError::Failed {
@@ -122,6 +124,10 @@ async fn complete_locked(
     let record = &live;
     let settings = record.migration.settings;
     let tables = lock_order::physical_tables(&record.plan);
+    progress.step(&format!(
+        "contract: retire {} (drop what only it needed, put the tables in {}'s shape)",
+        record.from, record.version
+    ));
     let mut attempts = 0;
     let attempted = with_lock_retries(settings.max_attempts, settings.lock_timeout, async || {
         attempts += 1;
@@ -147,15 +153,22 @@ async fn complete_locked(
                 left_over::KEPT
             )
         },
+        progress,
     )
     .await?;
     // Statistics only: autovacuum gathers them too, so they are not kept as left to run.
-    run_after_commit(client, (&record.version, settings), &analyze, |step| {
-        format!(
-            "the migration is complete ({} retired) and only this was not done: run `{}`",
-            record.from, step.sql
-        )
-    })
+    run_after_commit(
+        client,
+        (&record.version, settings),
+        &analyze,
+        |step| {
+            format!(
+                "the migration is complete ({} retired) and only this was not done: run `{}`",
+                record.from, step.sql
+            )
+        },
+        progress,
+    )
     .await?;
     Ok(CompleteOutcome {
         version: record.version.clone(),

@@ -16,6 +16,7 @@ use tokio_postgres::{Client, GenericClient};
 use super::derive::Step;
 use super::error::MigrateError;
 use super::file::Migration;
+use super::progress::Progress;
 use super::settings::MigrationSettings;
 use super::state::{self, Phase};
 use super::steps::run_after_commit;
@@ -66,9 +67,10 @@ pub async fn run(
     (id, version, settings): (i64, &str, MigrationSettings),
     steps: &[Step],
     aftermath: impl Fn(&Step) -> String,
+    progress: &mut dyn Progress,
 ) -> Result<(), MigrateError> {
     for step in steps {
-        run_after_commit(client, (version, settings), [step], &aftermath).await?;
+        run_after_commit(client, (version, settings), [step], &aftermath, progress).await?;
         client
             .execute(
                 "UPDATE viewgate.migrations SET left_to_run = left_to_run - 0 WHERE id = $1",
@@ -95,7 +97,10 @@ pub async fn pending(client: &impl GenericClient) -> Result<Vec<LeftToRun>, Migr
 /// Runs what earlier phases left, before a migration command does anything else. Refused
 /// while it cannot: a new phase must not start beside an index an earlier one meant to drop
 /// (a later migration may build one of the same name).
-pub async fn finish_earlier(client: &Client) -> Result<(), MigrateError> {
+pub async fn finish_earlier(
+    client: &Client,
+    progress: &mut dyn Progress,
+) -> Result<(), MigrateError> {
     for (id, left, settings) in load(client).await? {
         let phase = left.after;
         tracing::info!(
@@ -108,7 +113,7 @@ pub async fn finish_earlier(client: &Client) -> Result<(), MigrateError> {
                 "this was left by the {phase} of the migration to {}, and nothing of this command was done: run it again once the cause is fixed, or run `{}` yourself",
                 left.version, step.sql
             )
-        })
+        }, progress)
         .await?;
     }
     Ok(())

@@ -20,13 +20,3 @@ impl Progress for Silent {
     fn step(&mut self, _description: &str) {}
     fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
 }
-
-/// Progress written to the log: for a command that draws nothing (`migrate complete`).
-pub struct Logged;
-
-impl Progress for Logged {
-    fn step(&mut self, description: &str) {
-        tracing::info!("{description}");
-    }
-    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
-}

@@ -14,6 +14,7 @@ use super::error::MigrateError;
 use super::function_bodies;
 use super::left_over;
 use super::lock_order;
+use super::progress::Progress;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{prepare_catalog, record_event, run_sql};
 use super::sync;
@@ -38,9 +39,10 @@ pub struct RollbackOutcome {
 pub async fn rollback(
     client: &mut Client,
     templates: &Templates,
+    progress: &mut dyn Progress,
 ) -> Result<RollbackOutcome, MigrateError> {
     state::with_lock(client, async |client| {
-        rollback_locked(client, templates).await
+        rollback_locked(client, templates, progress).await
     })
     .await
 }
@@ -48,10 +50,11 @@ pub async fn rollback(
 async fn rollback_locked(
     client: &mut Client,
     templates: &Templates,
+    progress: &mut dyn Progress,
 ) -> Result<RollbackOutcome, MigrateError> {
     let started = Instant::now();
     prepare_catalog(client, templates).await?;
-    left_over::finish_earlier(client).await?;
+    left_over::finish_earlier(client, progress).await?;
     let current = state::load_current(client).await?;
     let Some(record) = current
         .iter()
@@ -71,7 +74,7 @@ async fn rollback_locked(
     }
     trigger_fields::refuse_before_rollback(client, &record.plan).await?;
     function_bodies::refuse_before_rollback(client, &record.plan, &record.migration).await?;
-    undo(client, record, templates, "migrate rollback").await?;
+    undo(client, record, templates, ("migrate rollback", progress)).await?;
     Ok(RollbackOutcome {
         version: record.version.clone(),
         from: record.from.clone(),
@@ -90,13 +93,17 @@ pub async fn undo(
     client: &mut Client,
     record: &MigrationRecord,
     templates: &Templates,
-    why: &str,
+    (why, progress): (&str, &mut dyn Progress),
 ) -> Result<(), MigrateError> {
     let settings = record.migration.settings;
     let locks = LockSettings {
         lock_timeout: settings.lock_timeout,
         max_attempts: settings.max_attempts,
     };
+    progress.step(&format!(
+        "roll back the expand of {} (its views, triggers, columns and tables)",
+        record.version
+    ));
     let attempted = with_lock_retries(locks.max_attempts, locks.lock_timeout, async || {
         undo_once(client, record, templates, locks, why).await
     })
@@ -114,6 +121,7 @@ pub async fn undo(
                 left_over::KEPT
             )
         },
+        progress,
     )
     .await
 }

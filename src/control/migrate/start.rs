@@ -87,7 +87,7 @@ async fn start_locked(
     let started = Instant::now();
     let migration = &file.migration;
     prepare_catalog(client, templates).await?;
-    super::left_over::finish_earlier(client).await?;
+    super::left_over::finish_earlier(client, progress).await?;
     let existing = state::load_current(client)
         .await?
         .into_iter()
@@ -162,7 +162,8 @@ async fn start_locked(
                 other => ("finishing the migration".to_owned(), other.to_string()),
             };
             let why = format!("migration failed while {step}: {message}");
-            let aftermath = match rollback::undo(client, &record, templates, &why).await {
+            let aftermath = match rollback::undo(client, &record, templates, (&why, progress)).await
+            {
                 Ok(()) => match record.migration.not_undone_by_rollback() {
                     None => "the migration was rolled back: nothing of it remains".to_owned(),
                     Some(remains) => format!("the migration was rolled back, but {remains}"),

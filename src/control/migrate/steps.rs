@@ -8,6 +8,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::derive::{OnPartition, Step};
 use super::error::MigrateError;
+use super::progress::Progress;
 use super::settings::MigrationSettings;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
@@ -143,8 +144,10 @@ pub async fn run_after_commit<'a>(
     (version, settings): (&str, MigrationSettings),
     steps: impl IntoIterator<Item = &'a Step>,
     left: impl Fn(&Step) -> String,
+    progress: &mut dyn Progress,
 ) -> Result<(), MigrateError> {
     for step in steps {
+        progress.step(&step.description);
         run_alone(client, settings, &step.description, &[&step.sql])
             .await
             .map_err(|error| MigrateError::Failed {
