@@ -240,7 +240,7 @@ async fn tour(
     let templates = Templates::built_in();
     let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
     loop {
-        match complete(admin, &templates, progress.as_mut()).await {
+        match complete(admin, &templates, None, progress.as_mut()).await {
             Ok(outcome) => {
                 println!(
                     "migration to {} completed in {:.1} s: {} retired, model_type and schema_version are NOT NULL columns",

@@ -412,6 +412,7 @@ async fn rollback_now_v2_first(database: &support::Database) -> String {
     let error = viewgate::control::migrate::rollback::rollback(
         &mut client,
         &viewgate::control::templates::Templates::built_in(),
+        None,
         &mut viewgate::control::migrate::Silent,
     )
     .await

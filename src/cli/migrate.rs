@@ -51,6 +51,10 @@ pub enum MigrateCommand {
         database: String,
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// The version whose migration to complete (must be the oldest live one); once it is
+        /// completed, running the command again says so and does nothing more.
+        #[arg(long)]
+        version: Option<String>,
     },
     /// Undo the newest migration's expand. Refused while anything uses its version.
     Rollback {
@@ -58,6 +62,10 @@ pub enum MigrateCommand {
         database: String,
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// The version whose migration to roll back (must be the newest one not completed);
+        /// once it is rolled back, running the command again says so and does nothing more.
+        #[arg(long)]
+        version: Option<String>,
     },
 }
 
@@ -96,22 +104,22 @@ pub async fn status(database: &str) -> Result<StatusReport, MigrateError> {
 
 pub async fn complete(
     database: &str,
-    templates_dir: Option<&Path>,
+    (templates_dir, version): (Option<&Path>, Option<&str>),
     progress: &mut dyn Progress,
 ) -> Result<CompleteOutcome, MigrateError> {
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
-    complete::complete(&mut client, &templates, progress).await
+    complete::complete(&mut client, &templates, version, progress).await
 }
 
 pub async fn rollback(
     database: &str,
-    templates_dir: Option<&Path>,
+    (templates_dir, version): (Option<&Path>, Option<&str>),
     progress: &mut dyn Progress,
 ) -> Result<RollbackOutcome, MigrateError> {
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
-    rollback::rollback(&mut client, &templates, progress).await
+    rollback::rollback(&mut client, &templates, version, progress).await
 }
 
 /// Runs one `migrate` subcommand and prints its outcome (JSON with `--json`).
@@ -168,20 +176,46 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
         MigrateCommand::Complete {
             database,
             templates,
+            version,
         } => {
             let mut progress = super::progress::for_stderr();
-            let outcome = complete(&database, templates.as_deref(), progress.as_mut()).await?;
-            println!(
-                "migration to {} completed in {:.1} s: {} is retired and the schema contracted",
-                outcome.version, outcome.seconds, outcome.retired
-            );
+            let outcome = complete(
+                &database,
+                (templates.as_deref(), version.as_deref()),
+                progress.as_mut(),
+            )
+            .await?;
+            if outcome.already_done {
+                println!(
+                    "migration to {} was already completed: {} is retired",
+                    outcome.version, outcome.retired
+                );
+            } else {
+                println!(
+                    "migration to {} completed in {:.1} s: {} is retired and the schema contracted",
+                    outcome.version, outcome.seconds, outcome.retired
+                );
+            }
         }
         MigrateCommand::Rollback {
             database,
             templates,
+            version,
         } => {
             let mut progress = super::progress::for_stderr();
-            let outcome = rollback(&database, templates.as_deref(), progress.as_mut()).await?;
+            let outcome = rollback(
+                &database,
+                (templates.as_deref(), version.as_deref()),
+                progress.as_mut(),
+            )
+            .await?;
+            if outcome.already_done {
+                println!(
+                    "migration {} -> {} was already rolled back",
+                    outcome.from, outcome.version
+                );
+                return Ok(());
+            }
             match &outcome.not_undone {
                 None => println!(
                     "migration {} -> {} rolled back in {:.1} s: {} and everything its expand added are gone",

@@ -118,14 +118,14 @@ pub async fn start_watched(
 
 pub async fn complete_now(database: &Database) -> Result<(), MigrateError> {
     let mut client = database.client().await;
-    complete(&mut client, &Templates::built_in(), &mut Silent)
+    complete(&mut client, &Templates::built_in(), None, &mut Silent)
         .await
         .map(|_| ())
 }
 
 pub async fn rollback_now(database: &Database) -> Result<RollbackOutcome, MigrateError> {
     let mut client = database.client().await;
-    rollback(&mut client, &Templates::built_in(), &mut Silent).await
+    rollback(&mut client, &Templates::built_in(), None, &mut Silent).await
 }
 
 pub fn base_columns(database: &Database) -> String {

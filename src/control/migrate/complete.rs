@@ -33,6 +33,7 @@ use super::steps::{
     run_sql,
 };
 use super::sync;
+use super::target::{self, Chosen};
 use super::trigger_fields;
 use crate::control::catalog;
 use crate::control::error::ControlError;
@@ -48,16 +49,19 @@ pub struct CompleteOutcome {
     pub version: String,
     pub retired: String,
     pub seconds: f64,
+    /// The migration named was completed before this command (`target.rs`).
+    pub already_done: bool,
 }
 
-/// Completes the oldest live migration.
+/// Completes the oldest live migration, which must be the one to `named` if it is given.
 pub async fn complete(
     client: &mut Client,
     templates: &Templates,
+    named: Option<&str>,
     progress: &mut dyn Progress,
 ) -> Result<CompleteOutcome, MigrateError> {
     state::with_lock(client, async |client| {
-        complete_locked(client, templates, progress).await
+        complete_locked(client, templates, named, progress).await
     })
     .await
 }
@@ -65,19 +69,31 @@ pub async fn complete(
 async fn complete_locked(
     client: &mut Client,
     templates: &Templates,
+    named: Option<&str>,
     progress: &mut dyn Progress,
 ) -> Result<CompleteOutcome, MigrateError> {
     let started = Instant::now();
     prepare_catalog(client, templates).await?;
     left_over::finish_earlier(client, progress).await?;
     let current = state::load_current(client).await?;
-    let Some(position) = current
+    let phases: Vec<(&str, Phase)> = current
         .iter()
-        .position(|record| record.phase != Phase::Completed)
-    else {
-        return Err(MigrateError::State(
-            "there is no live migration to complete".into(),
-        ));
+        .map(|record| (record.version.as_str(), record.phase))
+        .collect();
+    let position = match target::for_complete(&phases, named)? {
+        Chosen::At(position) => position,
+        Chosen::AlreadyDone => {
+            let done = current
+                .iter()
+                .rev()
+                .find(|record| Some(record.version.as_str()) == named);
+            return Ok(CompleteOutcome {
+                version: named.unwrap_or_default().to_owned(),
+                retired: done.map(|record| record.from.clone()).unwrap_or_default(),
+                seconds: started.elapsed().as_secs_f64(),
+                already_done: true,
+            });
+        }
     };
     let mut live = current[position].clone();
     let record = &current[position];
@@ -174,6 +190,7 @@ async fn complete_locked(
         version: record.version.clone(),
         retired: record.from.clone(),
         seconds: started.elapsed().as_secs_f64(),
+        already_done: false,
     })
 }
 

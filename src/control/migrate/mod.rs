@@ -52,6 +52,7 @@ pub mod state;
 pub mod status;
 pub mod steps;
 pub mod sync;
+pub mod target;
 pub mod trigger_fields;
 pub mod writers;
 

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::detached::{self, Tidy};
 use super::error::MigrateError;
@@ -18,6 +18,7 @@ use super::progress::Progress;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{prepare_catalog, record_event, run_sql};
 use super::sync;
+use super::target::{self, Chosen};
 use super::trigger_fields;
 use crate::control::catalog;
 use crate::control::error::ControlError;
@@ -33,16 +34,19 @@ pub struct RollbackOutcome {
     pub seconds: f64,
     /// What the rollback could not undo (`Migration::not_undone_by_rollback`).
     pub not_undone: Option<String>,
+    /// The migration named was rolled back before this command (`target.rs`).
+    pub already_done: bool,
 }
 
 /// Rolls back the newest migration that is not completed.
 pub async fn rollback(
     client: &mut Client,
     templates: &Templates,
+    named: Option<&str>,
     progress: &mut dyn Progress,
 ) -> Result<RollbackOutcome, MigrateError> {
     state::with_lock(client, async |client| {
-        rollback_locked(client, templates, progress).await
+        rollback_locked(client, templates, named, progress).await
     })
     .await
 }
@@ -50,20 +54,32 @@ pub async fn rollback(
 async fn rollback_locked(
     client: &mut Client,
     templates: &Templates,
+    named: Option<&str>,
     progress: &mut dyn Progress,
 ) -> Result<RollbackOutcome, MigrateError> {
     let started = Instant::now();
     prepare_catalog(client, templates).await?;
     left_over::finish_earlier(client, progress).await?;
     let current = state::load_current(client).await?;
-    let Some(record) = current
+    let phases: Vec<(&str, Phase)> = current
         .iter()
-        .rev()
-        .find(|record| record.phase != Phase::Completed)
-    else {
-        return Err(MigrateError::State(
-            "there is no migration to roll back (none started, or all completed)".into(),
-        ));
+        .map(|record| (record.version.as_str(), record.phase))
+        .collect();
+    let rolled_back_from = match named {
+        Some(version) => rolled_back_from(client, version).await?,
+        None => None,
+    };
+    let record = match target::for_rollback(&phases, named, rolled_back_from.is_some())? {
+        Chosen::At(position) => &current[position],
+        Chosen::AlreadyDone => {
+            return Ok(RollbackOutcome {
+                version: named.unwrap_or_default().to_owned(),
+                from: rolled_back_from.unwrap_or_default(),
+                seconds: started.elapsed().as_secs_f64(),
+                not_undone: None,
+                already_done: true,
+            });
+        }
     };
     let reasons = usage::reasons_in_use(client, &record.version).await?;
     if !reasons.is_empty() {
@@ -80,7 +96,24 @@ async fn rollback_locked(
         from: record.from.clone(),
         seconds: started.elapsed().as_secs_f64(),
         not_undone: record.migration.not_undone_by_rollback(),
+        already_done: false,
     })
+}
+
+/// The version the newest rolled-back migration to `version` started from, if one was.
+async fn rolled_back_from(
+    client: &impl GenericClient,
+    version: &str,
+) -> Result<Option<String>, MigrateError> {
+    let row = client
+        .query_opt(
+            "SELECT from_version FROM viewgate.migrations
+              WHERE version = $1 AND phase = 'rolled_back' ORDER BY id DESC LIMIT 1",
+            &[&version],
+        )
+        .await
+        .map_err(|error| ControlError::database("reading the rolled-back migrations", &error))?;
+    Ok(row.map(|row| row.get(0)))
 }
 
 /// Removes everything `record`'s expand created and marks it rolled back: first, in one
