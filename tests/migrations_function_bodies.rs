@@ -275,27 +275,37 @@ async fn a_function_calling_a_dropped_columns_sequence_by_name_is_refused() {
         "CREATE FUNCTION public.next_ticket() RETURNS bigint LANGUAGE plpgsql AS $body$
              BEGIN RETURN nextval('public.models_ticket_seq'); END $body$",
     );
+    refused_until_the_sequence_is_its_own(
+        &database,
+        "function public.next_ticket() calls the sequence by name",
+    )
+    .await;
+    assert_eq!(database.admin("SELECT public.next_ticket()"), "1");
+}
+
+/// Starts the migration dropping the serial column `ticket` (and its sequence
+/// `models_ticket_seq`): refused as `calls` says, with nothing recorded; then, the sequence kept
+/// apart from its column, started and completed.
+async fn refused_until_the_sequence_is_its_own(database: &support::Database, calls: &str) {
     let drop_ticket = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"ticket\"\n";
     assert_eq!(
-        refused_start(&database, drop_ticket).await,
+        refused_start(database, drop_ticket).await,
         (
             "public.models_ticket_seq (dropped with column ticket of public.models (drop_column))"
                 .to_owned(),
-            "function public.next_ticket() calls the sequence by name".to_owned()
+            calls.to_owned()
         )
     );
     assert_eq!(
         database.admin("SELECT count(*) FROM viewgate.migrations"),
         "0"
     );
-
     database.admin("ALTER SEQUENCE models_ticket_seq OWNED BY NONE");
-    start_text(&database, "0002.toml", drop_ticket)
+    start_text(database, "0002.toml", drop_ticket)
         .await
         .expect("starts once the sequence is its own");
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
-    assert_eq!(database.admin("SELECT public.next_ticket()"), "1");
+    complete_now(database).await.expect("completes");
 }
 
 /// A column default calling by name as text (`nextval('…'::text)`, an ORM's way) the sequence
@@ -310,26 +320,11 @@ async fn a_default_calling_a_dropped_columns_sequence_by_name_is_refused() {
         "CREATE TABLE public.counters (id int PRIMARY KEY,
              ticket bigint DEFAULT nextval('public.models_ticket_seq'::text))",
     );
-    let drop_ticket = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"ticket\"\n";
-    assert_eq!(
-        refused_start(&database, drop_ticket).await,
-        (
-            "public.models_ticket_seq (dropped with column ticket of public.models (drop_column))"
-                .to_owned(),
-            "the default of column ticket of public.counters calls the sequence by name (nextval(('public.models_ticket_seq'::text)::regclass))".to_owned()
-        )
-    );
-    assert_eq!(
-        database.admin("SELECT count(*) FROM viewgate.migrations"),
-        "0"
-    );
-
-    database.admin("ALTER SEQUENCE models_ticket_seq OWNED BY NONE");
-    start_text(&database, "0002.toml", drop_ticket)
-        .await
-        .expect("starts once the sequence is its own");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    refused_until_the_sequence_is_its_own(
+        &database,
+        "the default of column ticket of public.counters calls the sequence by name (nextval(('public.models_ticket_seq'::text)::regclass))",
+    )
+    .await;
     assert_eq!(
         database.admin("INSERT INTO counters (id) VALUES (1) RETURNING ticket"),
         "1"

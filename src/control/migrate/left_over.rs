@@ -108,12 +108,19 @@ pub async fn finish_earlier(
             left.version,
             left.steps.len()
         );
-        run(client, (id, &left.version, settings), &left.steps, |step| {
+        let aftermath = |step: &Step| {
             format!(
                 "this was left by the {phase} of the migration to {}, and nothing of this command was done: run it again once the cause is fixed, or run `{}` yourself",
                 left.version, step.sql
             )
-        }, progress)
+        };
+        run(
+            client,
+            (id, &left.version, settings),
+            &left.steps,
+            aftermath,
+            progress,
+        )
         .await?;
     }
     Ok(())

@@ -38,7 +38,8 @@ pub struct RollbackOutcome {
     pub already_done: bool,
 }
 
-/// Rolls back the newest migration that is not completed.
+/// Rolls back the newest migration that is not completed, which must be the one to `named` if
+/// it is given.
 pub async fn rollback(
     client: &mut Client,
     templates: &Templates,
