@@ -2,7 +2,8 @@
 //! migration before any change, and its complete when made after the start: Postgres records
 //! no dependency on a PL/pgSQL body or an SQL function written as a string, so the contract
 //! would succeed and every call fail (42P01). SQL built at run time, a comment or a string
-//! naming the table, and a `BEGIN ATOMIC` body (which follows a rename) do not count.
+//! naming the table, and a `BEGIN ATOMIC` body (which follows a rename) do not count; SQL
+//! run by `EXECUTE` as a constant does.
 
 use crate::migration_support;
 use crate::support;
@@ -37,15 +38,30 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
     database.admin(
         "CREATE FUNCTION public.count_models() RETURNS bigint LANGUAGE sql
              AS 'SELECT count(*) FROM models';
+         CREATE FUNCTION public.count_executed() RETURNS bigint LANGUAGE plpgsql AS $body$
+             DECLARE n bigint;
+             BEGIN
+                 EXECUTE 'SELECT count(*) FROM ' || 'models' INTO n;
+                 RETURN n;
+             END $body$;
          CREATE FUNCTION public.count_later() RETURNS bigint LANGUAGE plpgsql AS $body$
              DECLARE n bigint;
              BEGIN -- FROM models
-                 EXECUTE 'SELECT count(*) FROM ' || 'models' INTO n;
+                 EXECUTE format('SELECT count(*) FROM %I', 'models') INTO n;
                  RETURN n;
              END $body$;
          CREATE FUNCTION public.count_atomic() RETURNS bigint LANGUAGE sql
              BEGIN ATOMIC SELECT count(*) FROM public.models; END;",
     );
+    // SQL run by `EXECUTE` is read where it is a constant.
+    assert_eq!(
+        refused_start(&database, RENAME).await,
+        (
+            "public.models (renamed)".to_owned(),
+            "function public.count_executed() names it in its SQL".to_owned()
+        )
+    );
+    database.admin("DROP FUNCTION public.count_executed()");
     assert_eq!(
         refused_start(&database, RENAME).await,
         (
@@ -328,5 +344,75 @@ async fn a_default_calling_a_dropped_columns_sequence_by_name_is_refused() {
     assert_eq!(
         database.admin("INSERT INTO counters (id) VALUES (1) RETURNING ticket"),
         "1"
+    );
+}
+
+/// The rollback drops a table the expand created, and its serial's sequence with it: a
+/// function, or another table's default, calling that sequence by name as text holds no
+/// dependency, and every call would fail (42P01). Refused, naming each, with nothing changed;
+/// once neither calls it, the rollback runs. A default holding it as a `regclass` makes
+/// Postgres refuse the rollback's drop (2BP01), which undoes the rollback whole.
+#[tokio::test]
+async fn calling_a_created_tables_sequence_by_name_refuses_the_rollback() {
+    let database = seeded(5).await;
+    start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n\
+         [[operations]]\nop = \"create_table\"\ntable = \"model_tags\"\n\
+         columns = [{ name = \"id\", type = \"bigserial\", primary_key = true }, { name = \"tag\", type = \"text\" }]\n",
+    )
+    .await
+    .expect("starts");
+    let rollback = || async { migration_support::rollback_now(&database).await };
+    let sequence =
+        "public.model_tags_id_seq (dropped with table public.model_tags, which the expand created)";
+    database.admin(
+        "CREATE FUNCTION public.next_tag() RETURNS bigint LANGUAGE plpgsql AS $body$
+             BEGIN RETURN nextval('model_tags_id_seq'); END $body$",
+    );
+    let error = rollback().await.expect_err("refused");
+    assert_eq!(
+        refusal(&error),
+        (
+            sequence.to_owned(),
+            "function public.next_tag() calls the sequence by name".to_owned()
+        )
+    );
+    assert!(error.to_string().contains("roll back again"), "{error}");
+
+    database.admin(
+        "DROP FUNCTION public.next_tag();
+         CREATE TABLE public.counters (id int PRIMARY KEY,
+             tag bigint DEFAULT nextval('model_tags_id_seq'::text))",
+    );
+    assert_eq!(
+        refusal(&rollback().await.expect_err("refused")),
+        (
+            sequence.to_owned(),
+            "the default of column tag of public.counters calls the sequence by name (nextval(('model_tags_id_seq'::text)::regclass))".to_owned()
+        )
+    );
+
+    database
+        .admin("ALTER TABLE public.counters ALTER tag SET DEFAULT nextval('model_tags_id_seq')");
+    let error = rollback().await.expect_err("Postgres refuses the drop");
+    assert!(
+        error.to_string().contains("2BP01") && error.to_string().contains("counters"),
+        "{error}"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT phase || ' ' || (to_regclass('public.model_tags') IS NOT NULL)
+               FROM viewgate.migrations"
+        ),
+        "live true"
+    );
+
+    database.admin("ALTER TABLE public.counters ALTER tag DROP DEFAULT");
+    rollback().await.expect("rolls back");
+    assert_eq!(
+        database.admin("SELECT to_regclass('public.model_tags_id_seq') IS NULL"),
+        "t"
     );
 }

@@ -1,4 +1,4 @@
-//! Column defaults that call, by name as text, a sequence the contract drops.
+//! Column defaults that call, by name as text, a sequence the contract or a rollback drops.
 //!
 //! `DEFAULT nextval('models_ticket_seq')` holds a dependency on the sequence (the constant is a
 //! `regclass`), and `dependents.rs` refuses the contract while one does. A default written
@@ -6,23 +6,26 @@
 //! each call and holds none: the contract's drop of the serial column succeeds, takes the
 //! sequence with it, and every insert into the other table fails from then on (42P01). Each
 //! default calling a sequence function is read (`sql_names.rs`: libpg_query, not a text search)
-//! and refused where it calls one of the dropped sequences, except the defaults that go with
-//! the contract (the dropped column's own, a dropped table's).
+//! and refused where it calls one of the dropped sequences, except the defaults that go along
+//! (the dropped column's own, a dropped table's). `migrate rollback` is checked the same way
+//! for the sequences of the tables its expand created and the columns it added.
 
 use tokio_postgres::GenericClient;
 
-use super::dependents::DroppedSequence;
-use super::derive::{Dropped, MigrationPlan};
+use super::dependents::{DroppedSequence, TakenAway};
+use super::derive::MigrationPlan;
 use super::error::MigrateError;
-use super::sql_names::{names_table, read_body, sequences_called};
+use super::sql_names::{first_called, read_body, sequences_called_as_text};
+use super::trigger_fields::Taking;
 use crate::control::error::ControlError;
 
-/// Refuses `plan` while a column default outside what its contract drops calls one of
-/// `sequences` by name as text.
-pub async fn refuse_defaults_calling(
+/// Refuses `plan` while a column default calls one of `sequences` by name as text, but the
+/// defaults that go with what `taking` takes away (`taken`: the columns and tables).
+pub(super) async fn refuse_defaults_calling(
     client: &impl GenericClient,
     plan: &MigrationPlan,
-    sequences: &[DroppedSequence],
+    (sequences, taken): (&[DroppedSequence], &[TakenAway]),
+    taking: Taking,
 ) -> Result<(), MigrateError> {
     if sequences.is_empty() {
         return Ok(());
@@ -52,7 +55,7 @@ pub async fn refuse_defaults_calling(
     for row in rows {
         let (schema, table, column, default): (String, String, String, String) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        if goes_with_the_contract(plan, (&schema, &table, &column)) {
+        if goes_along(taken, (&schema, &table, &column)) {
             continue;
         }
         let Ok(body) = read_body(&format!("SELECT {default}"), false, &[]) else {
@@ -61,10 +64,8 @@ pub async fn refuse_defaults_calling(
             );
             continue;
         };
-        let called = sequences_called(&body);
-        if let Some((sequence_schema, sequence, why)) = sequences
-            .iter()
-            .find(|(schema, sequence, _)| names_table(&called, schema, sequence))
+        if let Some((sequence_schema, sequence, why)) =
+            first_called(&sequences_called_as_text(&body), sequences)
         {
             return Err(MigrateError::Unsafe {
                 version: plan.version.clone(),
@@ -72,32 +73,32 @@ pub async fn refuse_defaults_calling(
                 objects: format!(
                     "the default of column {column} of {schema}.{table} calls the sequence by name ({default})"
                 ),
-                problem: "Postgres keeps no record of a sequence a default calls by its name as text (`nextval('…'::text)`): the contract drops the sequence, and every insert taking the default would fail from then on (42P01)".into(),
-                remedy: format!(
-                    "keep the sequence apart from its column (`ALTER SEQUENCE {sequence_schema}.{sequence} OWNED BY NONE`: the contract then leaves it), or give the column a default calling it as a `regclass` (`nextval('{sequence_schema}.{sequence}')`, which holds it), then start again; checked again at `migrate complete`"
+                problem: format!(
+                    "Postgres keeps no record of a sequence a default calls by its name as text (`nextval('…'::text)`): {} the sequence, and every insert taking the default would fail from then on (42P01)",
+                    taking.would()
                 ),
+                remedy: match taking {
+                    Taking::Contract => format!(
+                        "keep the sequence apart from its column (`ALTER SEQUENCE {sequence_schema}.{sequence} OWNED BY NONE`: the contract then leaves it), or give the column a default calling it as a `regclass` (`nextval('{sequence_schema}.{sequence}')`, which holds it), then start again; checked again at `migrate complete`"
+                    ),
+                    Taking::Rollback => format!(
+                        "give the column a default that does not call the sequence, or keep the sequence apart from its column (`ALTER SEQUENCE {sequence_schema}.{sequence} OWNED BY NONE`: the rollback then leaves it), then roll back again"
+                    ),
+                },
             });
         }
     }
     Ok(())
 }
 
-/// Whether the default of `(schema, table, column)` goes with the contract of `plan`: the
-/// column dropped, or its table.
-fn goes_with_the_contract(
-    plan: &MigrationPlan,
-    (schema, table, column): (&str, &str, &str),
-) -> bool {
-    plan.dropped.iter().any(|dropped| match dropped {
-        Dropped::Column {
-            schema: dropped_schema,
-            table: dropped_table,
-            column: dropped_column,
-        } => dropped_schema == schema && dropped_table == table && dropped_column == column,
-        Dropped::Table {
-            schema: dropped_schema,
-            table: dropped_table,
-        } => dropped_schema == schema && dropped_table == table,
-        Dropped::Index { .. } | Dropped::Constraint { .. } => false,
-    })
+/// Whether the default of `(schema, table, column)` goes along with what is `taken`: the column
+/// itself, or its table.
+fn goes_along(taken: &[TakenAway], (schema, table, column): (&str, &str, &str)) -> bool {
+    taken
+        .iter()
+        .any(|(taken_schema, taken_table, taken_column)| {
+            taken_schema == schema
+                && taken_table == table
+                && taken_column.as_deref().is_none_or(|taken| taken == column)
+        })
 }

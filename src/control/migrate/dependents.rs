@@ -333,6 +333,9 @@ async fn readers(
 /// A sequence the contract drops: schema, name, what takes it.
 pub(super) type DroppedSequence = (String, String, String);
 
+/// What a phase takes away, as (schema, table, column): a column, or (`None`) a whole table.
+pub(super) type TakenAway = (String, String, Option<String>);
+
 /// The sequences the contract of `plan` drops with a column or table: a function calling one by name (`nextval('models_ticket_seq')`) fails from
 /// then on, and Postgres records no dependency to refuse the drop by (`function_bodies.rs`).
 pub(super) async fn dropped_sequences(
@@ -385,6 +388,49 @@ pub(super) async fn dropped_sequences(
                 "dropped with table {}.{} ({})",
                 contracted.schema, contracted.table, contracted.why
             ),
+        };
+        dropped.extend(
+            rows.iter()
+                .map(|row| (row.get(0), row.get(1), what.clone())),
+        );
+    }
+    Ok(dropped)
+}
+
+/// The sequences `migrate rollback` drops with what the expand made (`taken`: a table it
+/// created, `None`; or a column it added): a serial's or an identity's, which a function or
+/// another table's default may call by name as text (`function_bodies.rs`).
+pub(super) async fn sequences_rollback_drops(
+    client: &impl GenericClient,
+    taken: &[TakenAway],
+) -> Result<Vec<DroppedSequence>, MigrateError> {
+    let mut dropped = Vec::new();
+    for (schema, table, column) in taken {
+        let rows = client
+            .query(
+                "SELECT n.nspname::text, s.relname::text
+                   FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                   JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+                   JOIN pg_catalog.pg_attribute a
+                     ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                    AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                    AND d.deptype IN ('a', 'i')
+                    AND d.refobjid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
+                    AND ($3::text IS NULL OR a.attname = $3)
+                  ORDER BY 1, 2",
+                &[schema, table, column],
+            )
+            .await
+            .map_err(|error| {
+                ControlError::database("reading the sequences the rollback drops", &error)
+            })?;
+        let what = match column {
+            Some(column) => {
+                format!("dropped with column {column} of {schema}.{table}, which the expand added")
+            }
+            None => format!("dropped with table {schema}.{table}, which the expand created"),
         };
         dropped.extend(
             rows.iter()

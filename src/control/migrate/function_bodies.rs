@@ -11,24 +11,24 @@
 //! contract takes away: a table by its name, qualified or not; a column where the statement
 //! can only mean that table's, judged with the columns the catalog lists for the statement's
 //! other relations; a PL/pgSQL declaration copying its type; a sequence the contract drops
-//! with its column or table, called by name (`nextval('models_ticket_seq')`). SQL built at run time
-//! (`EXECUTE`) cannot be read before it runs. Checked
-//! by `migrate start` (and `plan`), and again by `migrate complete` for what was made since;
-//! and by `migrate rollback` for the tables the expand created and the columns it added, which
-//! a function written for the new version may name.
+//! with its column or table, called by name (`nextval('models_ticket_seq')`). SQL a body runs
+//! by `EXECUTE` is read where it is a constant; SQL built at run time cannot be read before it
+//! runs. Checked by `migrate start` (and `plan`), and again by `migrate complete` for what was
+//! made since; and by `migrate rollback` for the tables the expand created and the columns it
+//! added (and their sequences), which a function written for the new version may name.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
 
 use super::default_calls;
-use super::dependents::{self, DroppedSequence};
+use super::dependents::{self, DroppedSequence, TakenAway};
 use super::derive::{Dropped, MigrationPlan, Rename};
 use super::error::MigrateError;
 use super::file::Migration;
 use super::operation::Operation;
 use super::sql_names::{
-    Neighbours, columns_named, names_table, read_body, sequences_called, tables_named,
+    Neighbours, columns_named, first_called, names_table, read_body, sequences_called, tables_named,
 };
 use super::sync::FUNCTION_SCHEMA;
 use super::trigger_fields::{Taking, added_columns, vanishing_columns};
@@ -58,12 +58,27 @@ pub async fn refuse_stale_function_bodies(
         Taking::Contract,
     )
     .await?;
-    default_calls::refuse_defaults_calling(client, plan, &sequences).await
+    let dropped: Vec<TakenAway> = plan
+        .dropped
+        .iter()
+        .filter_map(|dropped| match dropped {
+            Dropped::Column {
+                schema,
+                table,
+                column,
+            } => Some((schema.clone(), table.clone(), Some(column.clone()))),
+            Dropped::Table { schema, table } => Some((schema.clone(), table.clone(), None)),
+            Dropped::Index { .. } | Dropped::Constraint { .. } => None,
+        })
+        .collect();
+    default_calls::refuse_defaults_calling(client, plan, (&sequences, &dropped), Taking::Contract)
+        .await
 }
 
 /// Refuses to roll back the migration of `plan` (from `migration`) while a function of the
 /// application's names a table its expand created or a column it added (one written for the
-/// new version, say): the rollback drops them, and every call would fail from then on.
+/// new version, say), or calls by name a sequence of theirs; or while a column default does:
+/// the rollback drops them, and every call would fail from then on.
 pub async fn refuse_before_rollback(
     client: &impl GenericClient,
     plan: &MigrationPlan,
@@ -85,7 +100,25 @@ pub async fn refuse_before_rollback(
         })
         .collect();
     let columns = added_columns(plan);
-    refuse_naming(client, plan, (&tables, &[]), &columns, Taking::Rollback).await
+    let made: Vec<TakenAway> =
+        tables
+            .iter()
+            .map(|(schema, table, _)| (schema.clone(), table.clone(), None))
+            .chain(plan.added_columns.iter().map(|(schema, table, column)| {
+                (schema.clone(), table.clone(), Some(column.clone()))
+            }))
+            .collect();
+    let sequences = dependents::sequences_rollback_drops(client, &made).await?;
+    refuse_naming(
+        client,
+        plan,
+        (&tables, &sequences),
+        &columns,
+        Taking::Rollback,
+    )
+    .await?;
+    default_calls::refuse_defaults_calling(client, plan, (&sequences, &made), Taking::Rollback)
+        .await
 }
 
 /// Refuses while a function names one of `vanishing`'s tables (schema, table, what becomes of
@@ -167,18 +200,19 @@ async fn refuse_naming(
                 },
             });
         }
-        let called = sequences_called(&body);
-        if let Some((schema, sequence, why)) = sequences
-            .iter()
-            .find(|(schema, sequence, _)| names_table(&called, schema, sequence))
-        {
+        if let Some((schema, sequence, why)) = first_called(&sequences_called(&body), sequences) {
             return Err(MigrateError::Unsafe {
                 version: plan.version.clone(),
                 table: format!("{schema}.{sequence} ({why})"),
                 objects: format!("function {function} calls the sequence by name"),
-                problem: "Postgres keeps no record of a sequence a function calls by its name as text (`nextval('…')`): the contract drops the sequence, and every call of the function would fail from then on (42P01)".into(),
+                problem: format!(
+                    "Postgres keeps no record of a sequence a function calls by its name as text (`nextval('…')`): {} the sequence, and every call of the function would fail from then on (42P01)",
+                    taking.would()
+                ),
                 remedy: format!(
-                    "keep the sequence apart from its column (`ALTER SEQUENCE {schema}.{sequence} OWNED BY NONE`: the contract then leaves it), or redefine the function so that it no longer calls it, then start again; checked again at `migrate complete`"
+                    "keep the sequence apart from its column (`ALTER SEQUENCE {schema}.{sequence} OWNED BY NONE`: the {} then leaves it), or redefine the function so that it no longer calls it, then {}",
+                    taking.phase(),
+                    taking.then()
                 ),
             });
         }

@@ -2,7 +2,9 @@
 //! it calls by name as text (`nextval('…')`), the columns they name of a given table where
 //! they can only mean that table's, and the types its PL/pgSQL declarations copy from a table. Read by libpg_query (PL/pgSQL compiled to its
 //! statements, each statement parsed), not searched as text: a name in a comment or a string
-//! does not count, nor does SQL built at run time (`EXECUTE`). Pure: `function_bodies.rs`
+//! does not count. SQL a PL/pgSQL body runs with `EXECUTE` is read where it is a constant (a
+//! string, or strings joined with `||`: `EXECUTE 'UPDATE models SET …' USING …`), not where it
+//! is built at run time (`format(…)`, a variable). Pure: `function_bodies.rs`
 //! reads the functions and the catalog, and decides.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +59,15 @@ pub(super) fn read_body(
                 }
             }
         }
+        // A constant that is no statement (a fragment the body completes) is left unread,
+        // as SQL built at run time is.
+        body.statements.extend(
+            found
+                .dynamic
+                .iter()
+                .filter_map(|expression| constant_text(expression))
+                .filter_map(|text| pg_query::parse(&text).ok()),
+        );
         found.queries
     } else {
         pg_query::split_with_parser(source)
@@ -65,7 +76,7 @@ pub(super) fn read_body(
             .map(str::to_owned)
             .collect()
     };
-    body.statements = texts
+    let statements: Vec<ParseResult> = texts
         .iter()
         .map(|text| {
             // PL/pgSQL keeps an expression (`IF …`) without its SELECT, and an assignment
@@ -80,6 +91,7 @@ pub(super) fn read_body(
                 .map_err(|error| error.to_string())
         })
         .collect::<Result<_, _>>()?;
+    body.statements.extend(statements);
     Ok(body)
 }
 
@@ -126,6 +138,17 @@ pub(super) fn tables_named(body: &Body) -> BTreeSet<String> {
         .collect()
 }
 
+/// The first of `sequences` (schema, name, and what the caller knows of it) that `called` (the
+/// sequences a body calls, `sequences_called`) holds.
+pub(super) fn first_called<'a, T>(
+    called: &BTreeSet<String>,
+    sequences: &'a [(String, String, T)],
+) -> Option<&'a (String, String, T)> {
+    sequences
+        .iter()
+        .find(|(schema, sequence, _)| names_table(called, schema, sequence))
+}
+
 /// The functions that take a sequence by its name as text (`nextval('models_ticket_seq')`):
 /// Postgres records a dependency only on a `regclass` constant in a stored expression, never
 /// on what a function's body calls.
@@ -134,6 +157,27 @@ const SEQUENCE_FUNCTIONS: [&str; 3] = ["nextval", "currval", "setval"];
 /// The sequences `body` calls by name (`nextval('…')`, `setval('s.n', …)`), as written in the
 /// string (qualified or not), parts read as Postgres reads a `regclass` name.
 pub(super) fn sequences_called(body: &Body) -> BTreeSet<String> {
+    sequence_calls(body)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// The sequences a stored expression `body` (a column default, as Postgres shows it) calls by
+/// name as text (`nextval('s'::text)`, shown `(('s'::text)::regclass)`), which holds no
+/// dependency; not those it calls as a `regclass` constant (`nextval('s'::regclass)`), which
+/// does.
+pub(super) fn sequences_called_as_text(body: &Body) -> BTreeSet<String> {
+    sequence_calls(body)
+        .into_iter()
+        .filter(|(_, as_regclass)| !as_regclass)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Each sequence `body` calls by name, and whether the constant naming it is cast straight to
+/// `regclass`.
+fn sequence_calls(body: &Body) -> BTreeSet<(String, bool)> {
     let mut called = BTreeSet::new();
     for statement in &body.statements {
         let Ok(tree) = serde_json::to_value(&statement.protobuf) else {
@@ -151,13 +195,21 @@ pub(super) fn sequences_called(body: &Body) -> BTreeSet<String> {
                 return;
             }
             let mut argument = &call["args"][0]["node"];
+            let mut innermost_cast = None;
             // `'models_ticket_seq'::regclass` or `::text`, or both as Postgres shows a default
             // written with `::text` (`(('s'::text)::regclass)`): the constant under the casts.
             while let Some(cast) = argument.get("TypeCast") {
+                innermost_cast = cast["type_name"]["names"]
+                    .as_array()
+                    .and_then(|parts| parts.last())
+                    .and_then(|part| part["node"]["String"]["sval"].as_str());
                 argument = &cast["arg"]["node"];
             }
             if let Some(name) = argument["AConst"]["val"]["Sval"]["sval"].as_str() {
-                called.insert(name_parts(name).join("."));
+                called.insert((
+                    name_parts(name).join("."),
+                    innermost_cast == Some("regclass"),
+                ));
             }
         });
     }
@@ -326,10 +378,47 @@ fn walk(tree: &Value) -> Found {
 struct Compiled {
     /// Every SQL text (the `query` of each of its expressions).
     queries: Vec<String>,
+    /// The expression of each statement running SQL given at run time (`EXECUTE …`).
+    dynamic: Vec<String>,
     /// Every declared type's name as written.
     types: Vec<String>,
     /// Every variable's, parameter's and record's name.
     variables: BTreeSet<String>,
+}
+
+/// The PL/pgSQL statements that run SQL given at run time, and the field holding its
+/// expression: `EXECUTE`, `FOR … IN EXECUTE`, `RETURN QUERY EXECUTE`, `OPEN … FOR EXECUTE`.
+const DYNAMIC_STATEMENTS: [(&str, &str); 4] = [
+    ("PLpgSQL_stmt_dynexecute", "query"),
+    ("PLpgSQL_stmt_dynfors", "query"),
+    ("PLpgSQL_stmt_return_query", "dynquery"),
+    ("PLpgSQL_stmt_open", "dynquery"),
+];
+
+/// The text of expression `expression` (as PL/pgSQL keeps it, without its SELECT) where it is
+/// a constant: a string, or strings joined with `||`.
+fn constant_text(expression: &str) -> Option<String> {
+    let parsed = pg_query::parse(&format!("SELECT {expression}")).ok()?;
+    let tree = serde_json::to_value(&parsed.protobuf).ok()?;
+    let targets = tree["stmts"][0]["stmt"]["node"]["SelectStmt"]["target_list"].as_array()?;
+    match targets.as_slice() {
+        [target] => joined_constant(&target["node"]["ResTarget"]["val"]["node"]),
+        _ => None,
+    }
+}
+
+/// The string node `node` is, or the strings its `||` joins.
+fn joined_constant(node: &Value) -> Option<String> {
+    if let Some(text) = node["AConst"]["val"]["Sval"]["sval"].as_str() {
+        return Some(text.to_owned());
+    }
+    let joined = node.get("AExpr")?;
+    let operator = joined["name"].as_array()?.last()?["node"]["String"]["sval"].as_str()?;
+    if operator != "||" {
+        return None;
+    }
+    let left = joined_constant(&joined["lexpr"]["node"])?;
+    Some(left + &joined_constant(&joined["rexpr"]["node"])?)
 }
 
 /// What compiled function `tree` holds.
@@ -341,6 +430,16 @@ fn collect_compiled(tree: &Value) -> Compiled {
             .and_then(|expression| expression.get("query"))
         {
             compiled.queries.push(query.clone());
+        }
+        for (statement, field) in DYNAMIC_STATEMENTS {
+            if let Some(Value::String(query)) = fields
+                .get(statement)
+                .and_then(|dynamic| dynamic.get(field))
+                .and_then(|expression| expression.get("PLpgSQL_expr"))
+                .and_then(|expression| expression.get("query"))
+            {
+                compiled.dynamic.push(query.clone());
+            }
         }
         if let Some(Value::String(name)) = fields
             .get("PLpgSQL_type")
@@ -433,20 +532,56 @@ mod tests {
                 "tickets"
             ]
         );
+        // What a stored default calls as a `regclass` constant holds a dependency on it.
+        assert_eq!(
+            Vec::from_iter(sequences_called_as_text(&body)),
+            ["Odd.seq", "kept", "other", "public.models_ticket_seq"]
+        );
     }
 
     #[test]
-    fn comments_strings_and_dynamic_sql_name_nothing() {
+    fn comments_strings_and_sql_built_at_run_time_name_nothing() {
         let body = plpgsql(
-            "",
+            "DECLARE target text := 'models';",
             "-- DELETE FROM models WHERE legacy_note IS NULL
              PERFORM 'SELECT legacy_note FROM models';
-             EXECUTE 'TRUNCATE models';",
+             EXECUTE format('TRUNCATE %I', target);
+             EXECUTE 'DELETE FROM ' || target || ' WHERE legacy_note IS NULL';
+             EXECUTE 'DELETE FROM models WHERE';",
         );
         assert_eq!(tables_named(&body), BTreeSet::new());
         assert_eq!(
             columns_named(&body, "public", "models", &Neighbours::new()),
             BTreeSet::new()
+        );
+    }
+
+    #[test]
+    fn sql_a_body_executes_as_a_constant_is_read() {
+        let body = read_body(
+            "CREATE FUNCTION public.f() RETURNS SETOF bigint LANGUAGE plpgsql AS $x$
+             DECLARE found_row record; cursor_name refcursor;
+             BEGIN
+             EXECUTE 'UPDATE models SET legacy_note = $1 WHERE id = $2' USING 'x', 1;
+             FOR found_row IN EXECUTE 'SELECT name FROM ' || 'public.owners o WHERE o.note = ' || E'\\'a\\'' LOOP END LOOP;
+             OPEN cursor_name FOR EXECUTE $q$SELECT kind FROM kinds$q$;
+             RETURN QUERY EXECUTE 'SELECT nextval(''tickets'')';
+             END $x$",
+            true,
+            &[],
+        )
+        .expect("parses");
+        assert_eq!(
+            tables_named(&body),
+            BTreeSet::from(["kinds", "models", "public.owners"].map(String::from))
+        );
+        assert_eq!(
+            columns_named(&body, "public", "models", &Neighbours::new()),
+            BTreeSet::from(["id".to_owned(), "legacy_note".to_owned()])
+        );
+        assert_eq!(
+            sequences_called(&body),
+            BTreeSet::from(["tickets".to_owned()])
         );
     }
 

@@ -47,6 +47,14 @@ impl Taking {
         }
     }
 
+    /// The phase's name in a sentence.
+    pub(super) fn phase(self) -> &'static str {
+        match self {
+            Taking::Contract => "contract",
+            Taking::Rollback => "rollback",
+        }
+    }
+
     pub(super) fn then(self) -> &'static str {
         match self {
             Taking::Contract => "start again; checked again at `migrate complete`",
