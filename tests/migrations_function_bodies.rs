@@ -14,6 +14,10 @@ use viewgate::control::migrate::MigrateError;
 
 const RENAME: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"models\"\nto = \"items\"\n";
 
+/// The operation creating `model_tags`, whose key is a `bigserial`.
+const CREATE_TAGS: &str = "[[operations]]\nop = \"create_table\"\ntable = \"model_tags\"\n\
+    columns = [{ name = \"id\", type = \"bigserial\", primary_key = true }, { name = \"tag\", type = \"text\" }]\n";
+
 /// The migration to v2 that drops `models.legacy_note`.
 const DROP_NOTE: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"drop_column\"\ntable = \"models\"\ncolumn = \"legacy_note\"\n";
 
@@ -189,11 +193,11 @@ async fn a_function_naming_what_the_expand_added_refuses_the_rollback() {
     start_text(
         &database,
         "0002.toml",
-        "version = \"v2\"\nfrom = \"v1\"\n\
-         [[operations]]\nop = \"add_column\"\ntable = \"models\"\n\
-         column = { name = \"model_type\", type = \"text\" }\n\
-         [[operations]]\nop = \"create_table\"\ntable = \"model_tags\"\n\
-         columns = [{ name = \"id\", type = \"bigserial\", primary_key = true }, { name = \"tag\", type = \"text\" }]\n",
+        &format!(
+            "version = \"v2\"\nfrom = \"v1\"\n\
+             [[operations]]\nop = \"add_column\"\ntable = \"models\"\n\
+             column = {{ name = \"model_type\", type = \"text\" }}\n{CREATE_TAGS}"
+        ),
     )
     .await
     .expect("starts");
@@ -358,9 +362,7 @@ async fn calling_a_created_tables_sequence_by_name_refuses_the_rollback() {
     start_text(
         &database,
         "0002.toml",
-        "version = \"v2\"\nfrom = \"v1\"\n\
-         [[operations]]\nop = \"create_table\"\ntable = \"model_tags\"\n\
-         columns = [{ name = \"id\", type = \"bigserial\", primary_key = true }, { name = \"tag\", type = \"text\" }]\n",
+        &format!("version = \"v2\"\nfrom = \"v1\"\n{CREATE_TAGS}"),
     )
     .await
     .expect("starts");

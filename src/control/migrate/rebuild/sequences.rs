@@ -134,10 +134,15 @@ pub(super) fn integer_width(name: &str) -> Option<usize> {
     INTEGER_TYPES.iter().position(|names| names.contains(&name))
 }
 
+/// First server version (`server_version_num`) whose partitions take a partitioned table's
+/// identity along (`ADD GENERATED … AS IDENTITY` recurses, a partition attached later takes it
+/// too); before it the table's identity served inserts through the table only.
+const PARTITIONED_IDENTITY_MIN_VERSION: i32 = 170_000;
+
 /// Refuses, before any change, an identity column whose replacement could not be generated
 /// as identity at the contract: one that may be NULL, one of a type no sequence counts in, or
-/// one of a partitioned table (whose partitions take the identity along only on PostgreSQL 17
-/// and later).
+/// one of a partitioned table before PostgreSQL 17 (whose partitions do not take the identity
+/// along).
 async fn refuse_unremakable_identity(
     client: &impl GenericClient,
     plan: &MigrationPlan,
@@ -153,8 +158,11 @@ async fn refuse_unremakable_identity(
     } else if introspect::partitioning_of(client, &old.schema, &old.table)
         .await?
         .is_some()
+        && introspect::server_version_num(client).await? < PARTITIONED_IDENTITY_MIN_VERSION
     {
-        Some("the table is partitioned, and its partitions would not all take the identity along")
+        Some(
+            "the table is partitioned, and before PostgreSQL 17 its partitions would not all take the identity along",
+        )
     } else {
         None
     };
