@@ -64,7 +64,7 @@ impl Progress for Bars {
 
 impl JsonLines {
     /// The line for a backfill's advance at `now`, unless one for its table was printed less
-    /// than [`JSON_LINE_INTERVAL`] ago (the last one always is).
+    /// than [`JSON_LINE_INTERVAL`] ago (the last one always is, once).
     fn line(
         &mut self,
         table: &str,
@@ -73,14 +73,14 @@ impl JsonLines {
         rate: f64,
         now: Instant,
     ) -> Option<serde_json::Value> {
-        let due = self
-            .last_line
-            .get(table)
-            .is_none_or(|last| now.duration_since(*last) >= JSON_LINE_INTERVAL);
-        if !due && rows < estimate {
+        let last = self.last_line.get(table);
+        let due = last.is_none_or(|(at, _)| now.duration_since(*at) >= JSON_LINE_INTERVAL);
+        let finished = rows >= estimate;
+        let said_so = last.is_some_and(|(_, said)| *said == rows);
+        if !due && (!finished || said_so) {
             return None;
         }
-        self.last_line.insert(table.to_owned(), now);
+        self.last_line.insert(table.to_owned(), (now, rows));
         let mut line = serde_json::json!({
             "backfill": table,
             "rows": rows,
@@ -124,7 +124,8 @@ const JSON_LINE_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct JsonLines {
-    last_line: HashMap<String, Instant>,
+    /// When each table's last line was printed, and the rows it said.
+    last_line: HashMap<String, (Instant, u64)>,
     /// Each table's share of time in batches, as last heard.
     working_share: HashMap<String, f64>,
     /// When each table waiting for a standby last had a line saying so.
@@ -183,6 +184,11 @@ mod tests {
         assert_eq!(paced["working_share"], serde_json::json!(0.23));
         let last = lines.line("public.t", 1000, 1000, 50.0, later).unwrap();
         assert_eq!(last["rows"], 1000, "the last line is never held back");
+        assert_eq!(
+            lines.line("public.t", 1000, 1000, 49.0, later),
+            None,
+            "nor said twice"
+        );
     }
 
     #[test]
