@@ -35,6 +35,7 @@ pub mod lock_order;
 pub mod new_partitions;
 pub mod operation;
 pub mod pace;
+pub mod plpgsql_body;
 pub mod preconditions;
 pub mod privileges;
 pub mod progress;

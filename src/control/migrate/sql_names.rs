@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use pg_query::ParseResult;
 use serde_json::Value;
 
+use super::plpgsql_body;
+
 /// Whether `named` (relation names as written, qualified or not) holds `schema.table`. An
 /// unqualified name counts: which table it means depends on the search path of each call.
 pub(super) fn names_table(named: &BTreeSet<String>, schema: &str, table: &str) -> bool {
@@ -44,11 +46,10 @@ pub(super) fn read_body(
         variables: parameters.iter().cloned().collect(),
         ..Body::default()
     };
-    let texts = if plpgsql {
-        let compiled = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
-        let found = collect_compiled(&compiled);
-        body.variables.extend(found.variables);
-        for declared in found.types {
+    body.statements = if plpgsql {
+        let compiled = plpgsql_body::compile(source)?;
+        body.variables.extend(compiled.variables);
+        for declared in compiled.types {
             if let Some(relation) = strip_suffix_ignoring_case(&declared, "%ROWTYPE") {
                 body.row_types.push(name_parts(relation));
             } else if let Some(column) = strip_suffix_ignoring_case(&declared, "%TYPE") {
@@ -59,39 +60,14 @@ pub(super) fn read_body(
                 }
             }
         }
-        // A constant that is no statement (a fragment the body completes) is left unread,
-        // as SQL built at run time is.
-        body.statements.extend(
-            found
-                .dynamic
-                .iter()
-                .filter_map(|expression| constant_text(expression))
-                .filter_map(|text| pg_query::parse(&text).ok()),
-        );
-        found.queries
+        compiled.statements
     } else {
         pg_query::split_with_parser(source)
             .map_err(|error| error.to_string())?
             .into_iter()
-            .map(str::to_owned)
-            .collect()
+            .map(|text| pg_query::parse(text).map_err(|error| error.to_string()))
+            .collect::<Result<_, _>>()?
     };
-    let statements: Vec<ParseResult> = texts
-        .iter()
-        .map(|text| {
-            // PL/pgSQL keeps an expression (`IF …`) without its SELECT, and an assignment
-            // (`x := …`) whole, which no SQL statement parses as: every function with one
-            // was left unread, and what it named unchecked.
-            pg_query::parse(text)
-                .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
-                .or_else(|error| match assigned_value(text) {
-                    Some(value) => pg_query::parse(&format!("SELECT {value}")),
-                    None => Err(error),
-                })
-                .map_err(|error| error.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    body.statements.extend(statements);
     Ok(body)
 }
 
@@ -315,7 +291,7 @@ struct Found {
 
 /// Calls `visit` on each object of `node`, depth first: libpg_query's trees as serde writes
 /// them (a node is `{"Kind": {…}}`).
-fn each_object(node: &Value, visit: &mut impl FnMut(&serde_json::Map<String, Value>)) {
+pub(super) fn each_object(node: &Value, visit: &mut impl FnMut(&serde_json::Map<String, Value>)) {
     match node {
         Value::Object(fields) => {
             visit(fields);
@@ -371,103 +347,6 @@ fn walk(tree: &Value) -> Found {
         }
     });
     found
-}
-
-/// What a compiled PL/pgSQL function holds that names things.
-#[derive(Default)]
-struct Compiled {
-    /// Every SQL text (the `query` of each of its expressions).
-    queries: Vec<String>,
-    /// The expression of each statement running SQL given at run time (`EXECUTE …`).
-    dynamic: Vec<String>,
-    /// Every declared type's name as written.
-    types: Vec<String>,
-    /// Every variable's, parameter's and record's name.
-    variables: BTreeSet<String>,
-}
-
-/// The PL/pgSQL statements that run SQL given at run time, and the field holding its
-/// expression: `EXECUTE`, `FOR … IN EXECUTE`, `RETURN QUERY EXECUTE`, `OPEN … FOR EXECUTE`.
-const DYNAMIC_STATEMENTS: [(&str, &str); 4] = [
-    ("PLpgSQL_stmt_dynexecute", "query"),
-    ("PLpgSQL_stmt_dynfors", "query"),
-    ("PLpgSQL_stmt_return_query", "dynquery"),
-    ("PLpgSQL_stmt_open", "dynquery"),
-];
-
-/// The text of expression `expression` (as PL/pgSQL keeps it, without its SELECT) where it is
-/// a constant: a string, or strings joined with `||`.
-fn constant_text(expression: &str) -> Option<String> {
-    let parsed = pg_query::parse(&format!("SELECT {expression}")).ok()?;
-    let tree = serde_json::to_value(&parsed.protobuf).ok()?;
-    let targets = tree["stmts"][0]["stmt"]["node"]["SelectStmt"]["target_list"].as_array()?;
-    match targets.as_slice() {
-        [target] => joined_constant(&target["node"]["ResTarget"]["val"]["node"]),
-        _ => None,
-    }
-}
-
-/// The string node `node` is, or the strings its `||` joins.
-fn joined_constant(node: &Value) -> Option<String> {
-    if let Some(text) = node["AConst"]["val"]["Sval"]["sval"].as_str() {
-        return Some(text.to_owned());
-    }
-    let joined = node.get("AExpr")?;
-    let operator = joined["name"].as_array()?.last()?["node"]["String"]["sval"].as_str()?;
-    if operator != "||" {
-        return None;
-    }
-    let left = joined_constant(&joined["lexpr"]["node"])?;
-    Some(left + &joined_constant(&joined["rexpr"]["node"])?)
-}
-
-/// What compiled function `tree` holds.
-fn collect_compiled(tree: &Value) -> Compiled {
-    let mut compiled = Compiled::default();
-    each_object(tree, &mut |fields| {
-        if let Some(Value::String(query)) = fields
-            .get("PLpgSQL_expr")
-            .and_then(|expression| expression.get("query"))
-        {
-            compiled.queries.push(query.clone());
-        }
-        for (statement, field) in DYNAMIC_STATEMENTS {
-            if let Some(Value::String(query)) = fields
-                .get(statement)
-                .and_then(|dynamic| dynamic.get(field))
-                .and_then(|expression| expression.get("PLpgSQL_expr"))
-                .and_then(|expression| expression.get("query"))
-            {
-                compiled.dynamic.push(query.clone());
-            }
-        }
-        if let Some(Value::String(name)) = fields
-            .get("PLpgSQL_type")
-            .and_then(|declared| declared.get("typname"))
-        {
-            compiled.types.push(name.clone());
-        }
-        for datum in ["PLpgSQL_var", "PLpgSQL_rec", "PLpgSQL_row"] {
-            if let Some(Value::String(name)) = fields
-                .get(datum)
-                .and_then(|declared| declared.get("refname"))
-            {
-                compiled.variables.insert(name.clone());
-            }
-        }
-    });
-    compiled
-}
-
-/// The value a PL/pgSQL assignment's text gives (`target := value`, or `target = value`):
-/// what follows the first `:=` or `=` outside strings, quoted names and comments.
-fn assigned_value(text: &str) -> Option<&str> {
-    use pg_query::protobuf::Token;
-    let tokens = pg_query::scan(text).ok()?.tokens;
-    let assigns = tokens.iter().find(|token| {
-        token.token == Token::ColonEquals as i32 || token.token == Token::Ascii61 as i32
-    })?;
-    text.get(usize::try_from(assigns.end).ok()?..)
 }
 
 #[cfg(test)]

@@ -1,0 +1,176 @@
+//! A PL/pgSQL function's body as libpg_query compiles it: the SQL of each of its statements
+//! and expressions, parsed; the SQL it runs by `EXECUTE` where that is a constant (a string,
+//! or strings joined with `||`); the types its declarations copy; the names it declares.
+//!
+//! Why its own file: PL/pgSQL keeps its SQL in pieces no SQL statement parses as (a condition
+//! without its SELECT, an assignment whole, the text an `EXECUTE` runs as a string), and each
+//! piece must be made a statement before `sql_names.rs` can read what it names. Pure.
+
+use std::collections::BTreeSet;
+
+use pg_query::ParseResult;
+use serde_json::Value;
+
+use super::sql_names::each_object;
+
+/// What a compiled PL/pgSQL function holds that names things.
+#[derive(Default)]
+pub(super) struct Compiled {
+    /// Each SQL statement or expression, parsed, and the SQL each constant `EXECUTE` runs.
+    pub(super) statements: Vec<ParseResult>,
+    /// Every declared type's name as written.
+    pub(super) types: Vec<String>,
+    /// Every variable's, parameter's and record's name.
+    pub(super) variables: BTreeSet<String>,
+}
+
+/// The PL/pgSQL statements that run SQL given at run time, and the field holding its
+/// expression: `EXECUTE`, `FOR … IN EXECUTE`, `RETURN QUERY EXECUTE`, `OPEN … FOR EXECUTE`.
+const DYNAMIC_STATEMENTS: [(&str, &str); 4] = [
+    ("PLpgSQL_stmt_dynexecute", "query"),
+    ("PLpgSQL_stmt_dynfors", "query"),
+    ("PLpgSQL_stmt_return_query", "dynquery"),
+    ("PLpgSQL_stmt_open", "dynquery"),
+];
+
+/// Compiles `source`, a PL/pgSQL `CREATE FUNCTION` statement. Fails where the function or one
+/// of its SQL texts does not parse (what it names cannot then be known).
+pub(super) fn compile(source: &str) -> Result<Compiled, String> {
+    let tree = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
+    let mut texts = Vec::new();
+    let mut executed = Vec::new();
+    let mut compiled = Compiled::default();
+    each_object(&tree, &mut |fields| {
+        if let Some(Value::String(query)) = fields
+            .get("PLpgSQL_expr")
+            .and_then(|expression| expression.get("query"))
+        {
+            texts.push(query.clone());
+        }
+        for (statement, field) in DYNAMIC_STATEMENTS {
+            if let Some(Value::String(query)) = fields
+                .get(statement)
+                .and_then(|dynamic| dynamic.get(field))
+                .and_then(|expression| expression.get("PLpgSQL_expr"))
+                .and_then(|expression| expression.get("query"))
+            {
+                executed.push(query.clone());
+            }
+        }
+        if let Some(Value::String(name)) = fields
+            .get("PLpgSQL_type")
+            .and_then(|declared| declared.get("typname"))
+        {
+            compiled.types.push(name.clone());
+        }
+        for datum in ["PLpgSQL_var", "PLpgSQL_rec", "PLpgSQL_row"] {
+            if let Some(Value::String(name)) = fields
+                .get(datum)
+                .and_then(|declared| declared.get("refname"))
+            {
+                compiled.variables.insert(name.clone());
+            }
+        }
+    });
+    compiled.statements = texts
+        .iter()
+        .map(|text| parse_piece(text))
+        .collect::<Result<_, _>>()?;
+    // A constant that is no statement (a fragment the body completes) is left unread, as SQL
+    // built at run time is.
+    compiled.statements.extend(
+        executed
+            .iter()
+            .filter_map(|expression| constant_text(expression))
+            .filter_map(|text| pg_query::parse(&text).ok()),
+    );
+    Ok(compiled)
+}
+
+/// One SQL text of a compiled body, parsed. PL/pgSQL keeps an expression (`IF …`) without its
+/// SELECT, and an assignment (`x := …`) whole, which no SQL statement parses as: every
+/// function with one was left unread, and what it named unchecked.
+fn parse_piece(text: &str) -> Result<ParseResult, String> {
+    pg_query::parse(text)
+        .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
+        .or_else(|error| match assigned_value(text) {
+            Some(value) => pg_query::parse(&format!("SELECT {value}")),
+            None => Err(error),
+        })
+        .map_err(|error| error.to_string())
+}
+
+/// The value a PL/pgSQL assignment's text gives (`target := value`, or `target = value`):
+/// what follows the first `:=` or `=` outside strings, quoted names and comments.
+fn assigned_value(text: &str) -> Option<&str> {
+    use pg_query::protobuf::Token;
+    let tokens = pg_query::scan(text).ok()?.tokens;
+    let assigns = tokens.iter().find(|token| {
+        token.token == Token::ColonEquals as i32 || token.token == Token::Ascii61 as i32
+    })?;
+    text.get(usize::try_from(assigns.end).ok()?..)
+}
+
+/// The text of expression `expression` (as PL/pgSQL keeps it, without its SELECT) where it is
+/// a constant: a string, or strings joined with `||`.
+fn constant_text(expression: &str) -> Option<String> {
+    let parsed = pg_query::parse(&format!("SELECT {expression}")).ok()?;
+    let tree = serde_json::to_value(&parsed.protobuf).ok()?;
+    let targets = tree["stmts"][0]["stmt"]["node"]["SelectStmt"]["target_list"].as_array()?;
+    match targets.as_slice() {
+        [target] => joined_constant(&target["node"]["ResTarget"]["val"]["node"]),
+        _ => None,
+    }
+}
+
+/// The string node `node` is, or the strings its `||` joins.
+fn joined_constant(node: &Value) -> Option<String> {
+    if let Some(text) = node["AConst"]["val"]["Sval"]["sval"].as_str() {
+        return Some(text.to_owned());
+    }
+    let joined = node.get("AExpr")?;
+    let operator = joined["name"].as_array()?.last()?["node"]["String"]["sval"].as_str()?;
+    if operator != "||" {
+        return None;
+    }
+    let left = joined_constant(&joined["lexpr"]["node"])?;
+    Some(left + &joined_constant(&joined["rexpr"]["node"])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_sql_is_read_and_sql_built_at_run_time_is_not() {
+        for (expression, expected) in [
+            ("'SELECT 1'", Some("SELECT 1")),
+            (
+                "'SELECT ' || 'name FROM ' || $q$models$q$",
+                Some("SELECT name FROM models"),
+            ),
+            ("E'SELECT \\'a\\''", Some("SELECT 'a'")),
+            ("'SELECT ' || target", None),
+            ("format('SELECT %I', 'models')", None),
+            ("'a' + 'b'", None),
+        ] {
+            assert_eq!(
+                constant_text(expression).as_deref(),
+                expected,
+                "{expression}"
+            );
+        }
+    }
+
+    #[test]
+    fn conditions_and_assignments_are_read_as_the_values_they_compute() {
+        for piece in [
+            "found AND n > 1",
+            "n := (SELECT count(*) FROM models)",
+            "x = 1",
+        ] {
+            assert!(parse_piece(piece).is_ok(), "{piece}");
+        }
+        assert!(parse_piece("n := (SELECT").is_err());
+    }
+}
