@@ -40,6 +40,7 @@ pub mod preconditions;
 pub mod privileges;
 pub mod progress;
 pub mod publications;
+pub mod query_tree;
 pub mod rebuild;
 pub mod remaining;
 pub mod replica_identity;

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use pg_query::ParseResult;
 use serde_json::Value;
 
-use super::sql_names::each_object;
+use super::query_tree::each_object;
 
 /// What a compiled PL/pgSQL function holds that names things.
 #[derive(Default)]

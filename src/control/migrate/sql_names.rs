@@ -13,6 +13,7 @@ use pg_query::ParseResult;
 use serde_json::Value;
 
 use super::plpgsql_body;
+use super::query_tree::each_object;
 
 /// Whether `named` (relation names as written, qualified or not) holds `schema.table`. An
 /// unqualified name counts: which table it means depends on the search path of each call.
@@ -287,25 +288,6 @@ struct Found {
     targets: Vec<(String, String)>,
     /// Whether a source of [`DERIVED_SOURCES`] is among its relations.
     derived: bool,
-}
-
-/// Calls `visit` on each object of `node`, depth first: libpg_query's trees as serde writes
-/// them (a node is `{"Kind": {…}}`).
-pub(super) fn each_object(node: &Value, visit: &mut impl FnMut(&serde_json::Map<String, Value>)) {
-    match node {
-        Value::Object(fields) => {
-            visit(fields);
-            for value in fields.values() {
-                each_object(value, visit);
-            }
-        }
-        Value::Array(values) => {
-            for value in values {
-                each_object(value, visit);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// What statement tree `tree` names.
