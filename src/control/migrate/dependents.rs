@@ -330,7 +330,7 @@ async fn readers(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// A sequence the contract drops: schema, name, what takes it.
+/// A sequence the contract or a rollback drops: schema, name, what takes it.
 pub(super) type DroppedSequence = (String, String, String);
 
 /// What a phase takes away, as (schema, table, column): a column, or (`None`) a whole table.

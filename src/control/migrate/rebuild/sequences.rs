@@ -135,8 +135,8 @@ pub(super) fn integer_width(name: &str) -> Option<usize> {
 }
 
 /// First server version (`server_version_num`) whose partitions take a partitioned table's
-/// identity along (`ADD GENERATED … AS IDENTITY` recurses, a partition attached later takes it
-/// too); before it the table's identity served inserts through the table only.
+/// identity along (`ADD GENERATED … AS IDENTITY` on the table reaches each partition); before
+/// it the table's identity served inserts through the table only.
 const PARTITIONED_IDENTITY_MIN_VERSION: i32 = 170_000;
 
 /// Refuses, before any change, an identity column whose replacement could not be generated
