@@ -4,6 +4,7 @@
 //! partition that is gone, and create a version's views and catalog substitutes from its
 //! definition.
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::derive::{OnPartition, Step};
@@ -17,7 +18,7 @@ use crate::control::templates::Templates;
 use crate::control::views::definition::{self, VersionDefinition};
 use crate::control::views::{apply, generate, plan, validate};
 use crate::model::catalog_substitutes::substitute_schema;
-use crate::net::postgres_error::describe_postgres_error;
+use crate::net::postgres_error::{describe_postgres_error, describe_postgres_error_hinting};
 
 /// Creates or upgrades the catalog (idempotent), under the apply lock.
 pub async fn prepare_catalog(
@@ -81,11 +82,25 @@ pub async fn run_sql(
             MigrateError::Failed {
                 version: version.to_owned(),
                 step: what.to_owned(),
-                message: describe_postgres_error(&error),
+                message: step_failure(&error),
                 aftermath: "its transaction was rolled back: nothing was changed".to_owned(),
             }
         }
     })
+}
+
+/// What a step's failure says: Postgres's message, but for a drop refused while other objects
+/// depend on what it drops (2BP01), whose hint (`Use DROP ... CASCADE`) a migration cannot
+/// take: it never drops the application's objects.
+fn step_failure(error: &tokio_postgres::Error) -> String {
+    if error.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) {
+        describe_postgres_error_hinting(
+            error,
+            "viewgate never drops with CASCADE: drop or change what the detail names so that it no longer depends on it, then run the command again",
+        )
+    } else {
+        describe_postgres_error(error)
+    }
 }
 
 /// How the statements that wait without blocking the application begin: `CREATE INDEX
