@@ -54,6 +54,13 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
                  EXECUTE format('SELECT count(*) FROM %I', 'models') INTO n;
                  RETURN n;
              END $body$;
+         CREATE FUNCTION public.count_through_variable() RETURNS bigint LANGUAGE plpgsql AS $body$
+             DECLARE n bigint; query text;
+             BEGIN
+                 query := 'SELECT count(*) FROM models';
+                 EXECUTE query INTO n;
+                 RETURN n;
+             END $body$;
          CREATE FUNCTION public.count_atomic() RETURNS bigint LANGUAGE sql
              BEGIN ATOMIC SELECT count(*) FROM public.models; END;",
     );
@@ -73,12 +80,21 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
             "function public.count_models() names it in its SQL".to_owned()
         )
     );
+    database.admin("DROP FUNCTION public.count_models()");
+    // And where it is a constant given to the variable executed.
+    assert_eq!(
+        refused_start(&database, RENAME).await,
+        (
+            "public.models (renamed)".to_owned(),
+            "function public.count_through_variable() names it in its SQL".to_owned()
+        )
+    );
     assert_eq!(
         database.admin("SELECT count(*) FROM viewgate.migrations"),
         "0"
     );
 
-    database.admin("DROP FUNCTION public.count_models()");
+    database.admin("DROP FUNCTION public.count_through_variable()");
     start_text(&database, "0002.toml", RENAME)
         .await
         .expect("starts: SQL built at run time and an atomic body do not count");

@@ -1,6 +1,7 @@
 //! A PL/pgSQL function's body as libpg_query compiles it: the SQL of each of its statements
 //! and expressions, parsed; the SQL it runs by `EXECUTE` where that is a constant (a string,
-//! or strings joined with `||`); the types its declarations copy; the names it declares.
+//! or strings joined with `||`, written in the statement or given to the variable it
+//! executes); the types its declarations copy; the names it declares.
 //!
 //! Why its own file: PL/pgSQL keeps its SQL in pieces no SQL statement parses as (a condition
 //! without its SELECT, an assignment whole, the text an `EXECUTE` runs as a string), and each
@@ -39,6 +40,9 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
     let tree = pg_query::parse_plpgsql(source).map_err(|error| error.to_string())?;
     let mut texts = Vec::new();
     let mut executed = Vec::new();
+    // Each variable's declared default and assigned values, as expressions: what `EXECUTE
+    // variable` may run.
+    let mut assigned: Vec<(String, String)> = Vec::new();
     let mut compiled = Compiled::default();
     each_object(&tree, &mut |fields| {
         if let Some(Value::String(query)) = fields
@@ -46,6 +50,23 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
             .and_then(|expression| expression.get("query"))
         {
             texts.push(query.clone());
+        }
+        if let Some(Value::String(query)) = fields
+            .get("PLpgSQL_stmt_assign")
+            .and_then(|assign| assign.get("expr"))
+            .and_then(|expression| expression.get("PLpgSQL_expr"))
+            .and_then(|expression| expression.get("query"))
+            && let Some((target, value)) = assignment(query)
+        {
+            assigned.push((target.trim().to_owned(), value.to_owned()));
+        }
+        if let Some(declared) = fields.get("PLpgSQL_var")
+            && let (Some(Value::String(name)), Some(Value::String(default))) = (
+                declared.get("refname"),
+                declared["default_val"]["PLpgSQL_expr"].get("query"),
+            )
+        {
+            assigned.push((name.clone(), default.clone()));
         }
         for (statement, field) in DYNAMIC_STATEMENTS {
             if let Some(Value::String(query)) = fields
@@ -76,12 +97,17 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
         .iter()
         .map(|text| parse_piece(text))
         .collect::<Result<_, _>>()?;
-    // A constant that is no statement (a fragment the body completes) is left unread, as SQL
-    // built at run time is.
-    compiled.statements.extend(
-        executed
+    // A variable executed runs one of the values given it; a constant that is no statement
+    // (a fragment the body completes) is left unread, as SQL built at run time is.
+    let runs = executed.iter().flat_map(|expression| {
+        let given = assigned
             .iter()
-            .filter_map(|expression| constant_text(expression))
+            .filter(|(variable, _)| variable.eq_ignore_ascii_case(expression.trim()))
+            .map(|(_, value)| value);
+        std::iter::once(expression).chain(given)
+    });
+    compiled.statements.extend(
+        runs.filter_map(|expression| constant_text(expression))
             .filter_map(|text| pg_query::parse(&text).ok()),
     );
     Ok(compiled)
@@ -93,22 +119,24 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
 fn parse_piece(text: &str) -> Result<ParseResult, String> {
     pg_query::parse(text)
         .or_else(|_| pg_query::parse(&format!("SELECT {text}")))
-        .or_else(|error| match assigned_value(text) {
-            Some(value) => pg_query::parse(&format!("SELECT {value}")),
+        .or_else(|error| match assignment(text) {
+            Some((_, value)) => pg_query::parse(&format!("SELECT {value}")),
             None => Err(error),
         })
         .map_err(|error| error.to_string())
 }
 
-/// The value a PL/pgSQL assignment's text gives (`target := value`, or `target = value`):
-/// what follows the first `:=` or `=` outside strings, quoted names and comments.
-fn assigned_value(text: &str) -> Option<&str> {
+/// A PL/pgSQL assignment's text (`target := value`, or `target = value`) split at the first
+/// `:=` or `=` outside strings, quoted names and comments: its target and its value.
+fn assignment(text: &str) -> Option<(&str, &str)> {
     use pg_query::protobuf::Token;
     let tokens = pg_query::scan(text).ok()?.tokens;
     let assigns = tokens.iter().find(|token| {
         token.token == Token::ColonEquals as i32 || token.token == Token::Ascii61 as i32
     })?;
-    text.get(usize::try_from(assigns.end).ok()?..)
+    let target = text.get(..usize::try_from(assigns.start).ok()?)?;
+    let value = text.get(usize::try_from(assigns.end).ok()?..)?;
+    Some((target, value))
 }
 
 /// The text of expression `expression` (as PL/pgSQL keeps it, without its SELECT) where it is
@@ -160,6 +188,31 @@ mod tests {
                 "{expression}"
             );
         }
+    }
+
+    #[test]
+    fn a_variable_executed_runs_each_constant_it_was_given() {
+        let compiled = compile(
+            "CREATE FUNCTION f() RETURNS bigint LANGUAGE plpgsql AS $x$
+             DECLARE query text := 'SELECT legacy_note FROM models'; other text; n bigint;
+             BEGIN
+                 IF n > 0 THEN QUERY := 'DELETE FROM ' || 'owners'; END IF;
+                 other := 'SELECT 1 FROM unread';
+                 query := format('SELECT %I', other);
+                 EXECUTE query INTO n;
+                 RETURN n;
+             END $x$",
+        )
+        .expect("compiles");
+        let named: BTreeSet<String> = compiled
+            .statements
+            .iter()
+            .flat_map(|statement| statement.tables())
+            .collect();
+        assert_eq!(
+            named,
+            BTreeSet::from(["models".to_owned(), "owners".to_owned()])
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! What the SQL of a function's body names: the relations its statements name, the sequences
 //! it calls by name as text (`nextval('…')`), the columns they name of a given table where
-//! they can only mean that table's, and the types its PL/pgSQL declarations copy from a table. Read by libpg_query (PL/pgSQL compiled to its
-//! statements, each statement parsed), not searched as text: a name in a comment or a string
-//! does not count. SQL a PL/pgSQL body runs with `EXECUTE` is read where it is a constant (a
-//! string, or strings joined with `||`: `EXECUTE 'UPDATE models SET …' USING …`), not where it
-//! is built at run time (`format(…)`, a variable). Pure: `function_bodies.rs`
-//! reads the functions and the catalog, and decides.
+//! they can only mean that table's, and the types its PL/pgSQL declarations copy from a
+//! table. Read by libpg_query (PL/pgSQL compiled to its statements by `plpgsql_body.rs`, each
+//! statement parsed), not searched as text: a name in a comment or a string does not count.
+//! SQL a PL/pgSQL body runs with `EXECUTE` is read where it is a constant (a string, or
+//! strings joined with `||`: `EXECUTE 'UPDATE models SET …' USING …`; or a variable given
+//! such constants), not where it is built at run time (`format(…)`). Pure:
+//! `function_bodies.rs` reads the functions and the catalog, and decides.
 
 use std::collections::{BTreeMap, BTreeSet};
 
