@@ -48,10 +48,17 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
                  EXECUTE 'SELECT count(*) FROM ' || 'models' INTO n;
                  RETURN n;
              END $body$;
-         CREATE FUNCTION public.count_later() RETURNS bigint LANGUAGE plpgsql AS $body$
+         CREATE FUNCTION public.count_formatted() RETURNS bigint LANGUAGE plpgsql AS $body$
+             DECLARE n bigint; column_name text := 'name';
+             BEGIN
+                 EXECUTE format('SELECT count(*) FROM %I WHERE %I IS NOT NULL', 'models', column_name)
+                     INTO n;
+                 RETURN n;
+             END $body$;
+         CREATE FUNCTION public.count_later(suffix text) RETURNS bigint LANGUAGE plpgsql AS $body$
              DECLARE n bigint;
              BEGIN -- FROM models
-                 EXECUTE format('SELECT count(*) FROM %I', 'models') INTO n;
+                 EXECUTE format('SELECT count(*) FROM %s', 'mod' || suffix) INTO n;
                  RETURN n;
              END $body$;
          CREATE FUNCTION public.count_through_variable() RETURNS bigint LANGUAGE plpgsql AS $body$
@@ -73,6 +80,16 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
         )
     );
     database.admin("DROP FUNCTION public.count_executed()");
+    // And `format()`'s, its identifiers given as constants; one known only at run time stands
+    // in as a name that matches nothing.
+    assert_eq!(
+        refused_start(&database, RENAME).await,
+        (
+            "public.models (renamed)".to_owned(),
+            "function public.count_formatted() names it in its SQL".to_owned()
+        )
+    );
+    database.admin("DROP FUNCTION public.count_formatted()");
     assert_eq!(
         refused_start(&database, RENAME).await,
         (

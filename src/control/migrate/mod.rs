@@ -20,6 +20,7 @@ pub mod backfill_triggers;
 pub mod column_types;
 pub mod complete;
 pub mod concurrent_builds;
+pub mod constant_sql;
 pub mod default_calls;
 pub mod dependents;
 pub mod derive;

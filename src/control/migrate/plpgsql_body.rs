@@ -1,7 +1,7 @@
 //! A PL/pgSQL function's body as libpg_query compiles it: the SQL of each of its statements
-//! and expressions, parsed; the SQL it runs by `EXECUTE` where that is a constant (a string,
-//! or strings joined with `||`, written in the statement or given to the variable it
-//! executes); the types its declarations copy; the names it declares.
+//! and expressions, parsed; the SQL it runs by `EXECUTE` where that is known before run time
+//! (`constant_sql.rs`), written in the statement or given to the variable it executes; the
+//! types its declarations copy; the names it declares.
 //!
 //! Why its own file: PL/pgSQL keeps its SQL in pieces no SQL statement parses as (a condition
 //! without its SELECT, an assignment whole, the text an `EXECUTE` runs as a string), and each
@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use pg_query::ParseResult;
 use serde_json::Value;
 
+use super::constant_sql::constant_text;
 use super::query_tree::each_object;
 
 /// What a compiled PL/pgSQL function holds that names things.
@@ -139,56 +140,9 @@ fn assignment(text: &str) -> Option<(&str, &str)> {
     Some((target, value))
 }
 
-/// The text of expression `expression` (as PL/pgSQL keeps it, without its SELECT) where it is
-/// a constant: a string, or strings joined with `||`.
-fn constant_text(expression: &str) -> Option<String> {
-    let parsed = pg_query::parse(&format!("SELECT {expression}")).ok()?;
-    let tree = serde_json::to_value(&parsed.protobuf).ok()?;
-    let targets = tree["stmts"][0]["stmt"]["node"]["SelectStmt"]["target_list"].as_array()?;
-    match targets.as_slice() {
-        [target] => joined_constant(&target["node"]["ResTarget"]["val"]["node"]),
-        _ => None,
-    }
-}
-
-/// The string node `node` is, or the strings its `||` joins.
-fn joined_constant(node: &Value) -> Option<String> {
-    if let Some(text) = node["AConst"]["val"]["Sval"]["sval"].as_str() {
-        return Some(text.to_owned());
-    }
-    let joined = node.get("AExpr")?;
-    let operator = joined["name"].as_array()?.last()?["node"]["String"]["sval"].as_str()?;
-    if operator != "||" {
-        return None;
-    }
-    let left = joined_constant(&joined["lexpr"]["node"])?;
-    Some(left + &joined_constant(&joined["rexpr"]["node"])?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_sql_is_read_and_sql_built_at_run_time_is_not() {
-        for (expression, expected) in [
-            ("'SELECT 1'", Some("SELECT 1")),
-            (
-                "'SELECT ' || 'name FROM ' || $q$models$q$",
-                Some("SELECT name FROM models"),
-            ),
-            ("E'SELECT \\'a\\''", Some("SELECT 'a'")),
-            ("'SELECT ' || target", None),
-            ("format('SELECT %I', 'models')", None),
-            ("'a' + 'b'", None),
-        ] {
-            assert_eq!(
-                constant_text(expression).as_deref(),
-                expected,
-                "{expression}"
-            );
-        }
-    }
 
     #[test]
     fn a_variable_executed_runs_each_constant_it_was_given() {

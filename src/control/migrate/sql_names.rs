@@ -411,7 +411,12 @@ mod tests {
              EXECUTE 'DELETE FROM ' || target || ' WHERE legacy_note IS NULL';
              EXECUTE 'DELETE FROM models WHERE';",
         );
-        assert_eq!(tables_named(&body), BTreeSet::new());
+        // `format`'s identifier known only at run time stands in as a name that matches nothing.
+        let named = tables_named(&body);
+        assert!(
+            named.iter().all(|name| !name.contains("models")),
+            "{named:?}"
+        );
         assert_eq!(
             columns_named(&body, "public", "models", &Neighbours::new()),
             BTreeSet::new()
