@@ -5,9 +5,10 @@
 //! Only rows that existed when the backfill started are visited: the walk stops at the largest
 //! key seen then (the high-water mark). Rows written later got their values from the sync
 //! triggers (pgroll's issue #583 is what happens otherwise: a backfill that never ends under
-//! heavy inserts). A batch's keys are read, then its rows locked by them in key order (`FOR
-//! NO KEY UPDATE`), as single-row writers expect; the checkpoint is the last key read. The
-//! batch writes as `viewgate_backfill`, so no sync trigger redoes its work. A row lock waits at
+//! heavy inserts). A batch reads where it ends, then updates the key range up to there along
+//! the key's index, locking its rows in key order, as single-row writers expect; the checkpoint
+//! is the last key read. The batch writes as `viewgate_backfill`, so no sync trigger redoes its
+//! work. A row lock waits at
 //! most the migration's `lock_timeout`: a batch waiting behind an application transaction holds
 //! every row it locked before, and a writer of any of them waited as long (2.7 s behind a row
 //! held 5 s).
@@ -49,33 +50,76 @@ const REFERENCE_EVERY: Duration = Duration::from_secs(10);
 
 /// The alias of the row a batch's UPDATE fills.
 const TARGET: &str = "_vg_target";
+/// The planner settings of a batch's transaction: its UPDATE walks the key's index, so its
+/// rows are locked in key order, whatever the planner would estimate of a key range whose
+/// bounds it cannot read (a key type whose input depends on settings, as `timestamptz`'s).
+const ONE_BATCH_PLAN: &str =
+    "set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)";
 
 /// Key of a checkpoint: `schema.table`.
 pub fn checkpoint_key(backfill: &Backfill) -> String {
     format!("{}.{}", backfill.schema, backfill.table)
 }
 
-/// The statement that fills one batch. Parameters: the cursor's key values (all NULL for the
-/// first batch), then the high-water mark's, then the batch's row count. Returns the rows
-/// updated and the batch's last key.
+/// The two statements of one batch, run in one transaction.
+pub struct BatchSql {
+    /// Where the batch ends: the last of the next `batch_size` keys after the cursor, up to
+    /// the high-water mark, read without locks. Parameters: the cursor's key values (all NULL
+    /// for the first batch), then the high-water mark's, then the batch's row count. No row
+    /// when none is left.
+    pub bound: String,
+    /// The batch's rows filled, found by the key range from the cursor to that last key.
+    /// Parameters: the cursor's key values, then the last key's. Its row count is the rows
+    /// updated.
+    pub update: String,
+}
+
+impl BatchSql {
+    /// Both statements as `migrate plan` prints them.
+    pub fn plan_text(&self) -> String {
+        format!(
+            "-- where the batch ends ($1.. = cursor, then high-water mark, then batch size)\n{};\n\
+             -- then its rows, in the same transaction, along the key's index (enable_seqscan and \
+             enable_bitmapscan off; $1.. = cursor, then the last key read)\n{};",
+            self.bound, self.update
+        )
+    }
+}
+
+/// The statements that fill one batch ([`BatchSql`]).
+///
+/// The batch's last key is read first, without locks, and is the checkpoint: a row locked
+/// while a writer changes its key comes back from the lock under its new key (Postgres re-reads
+/// the row's latest version), which as the checkpoint skipped every row between the two keys
+/// (the forty-first red-team pass left 980 of 1,001 rows unfilled, reported done). The UPDATE
+/// then takes the rows by the key range up to it, so a row whose key moved out of the range is
+/// left out of this batch (Postgres checks the range again on the row's newest version): the
+/// writer's UPDATE went through the sync triggers, which fill a new column still NULL, and a row
+/// moved ahead of the cursor is met again by a later batch. One index range scan, where reading
+/// the keys, locking them (`FOR NO KEY UPDATE`) and joining the UPDATE to them cost twice as
+/// much a row (`docs/benchmarks.md`); [`ONE_BATCH_PLAN`] keeps it an index scan, so its rows
+/// are locked in key order, as single-row writers expect (a partitioned table's partition by
+/// partition).
 ///
 /// The new values are computed in the UPDATE's own SET list, over the target row: if a writer
 /// changed a row between this statement's snapshot and its lock, Postgres re-evaluates the SET
 /// list on the row's newest version (EvalPlanQual), so the backfill never writes a value
 /// computed from a stale row. `up` is written over the previous version's names
 /// ([`over_previous_names`]).
-pub fn batch_sql(backfill: &Backfill) -> String {
+pub fn batch_sql(backfill: &Backfill) -> BatchSql {
     let table = quote_qualified(&backfill.schema, &backfill.table);
     let key_count = backfill.key.len();
     let joined = |items: Vec<String>, separator: &str| items.join(separator);
-    let key_list = joined(
-        backfill
-            .key
-            .iter()
-            .map(|(name, _)| quote_ident(name))
-            .collect(),
-        ", ",
-    );
+    let key_list = |qualifier: &str| {
+        joined(
+            backfill
+                .key
+                .iter()
+                .map(|(name, _)| format!("{qualifier}{}", quote_ident(name)))
+                .collect(),
+            ", ",
+        )
+    };
     let params = |offset: usize| {
         joined(
             backfill
@@ -103,15 +147,8 @@ pub fn batch_sql(backfill: &Backfill) -> String {
             .collect(),
         ",\n    ",
     );
-    let target_keys = joined(
-        backfill
-            .key
-            .iter()
-            .map(|(name, _)| format!("{TARGET}.{}", quote_ident(name)))
-            .collect(),
-        ", ",
-    );
-    // The batch's keys go by aliases, so that an `up` naming a key column is not ambiguous.
+    // The scan's keys go by aliases, so that the last key's text reads them whatever they
+    // are named.
     let alias = |index: usize| format!("_vg_k{index}");
     let aliased_keys = joined(
         backfill
@@ -119,12 +156,6 @@ pub fn batch_sql(backfill: &Backfill) -> String {
             .iter()
             .enumerate()
             .map(|(index, (name, _))| format!("{} AS {}", quote_ident(name), alias(index)))
-            .collect(),
-        ", ",
-    );
-    let batch_keys = joined(
-        (0..key_count)
-            .map(|index| format!("_vg_batch.{}", alias(index)))
             .collect(),
         ", ",
     );
@@ -140,38 +171,31 @@ pub fn batch_sql(backfill: &Backfill) -> String {
             .collect(),
         ", ",
     );
-    // The batch's keys are scanned first, without locks, and the checkpoint is the last of them:
-    // a row locked while a writer changes its key comes back from the lock under its new key
-    // (Postgres re-reads the row's latest version), which as the checkpoint skipped every row
-    // between the two keys (the forty-first red-team pass left 980 of 1,001 rows unfilled,
-    // reported done). Locking by the scanned keys instead, a row whose key moved is left out of
-    // this batch: the writer's UPDATE went through the sync triggers, which fill a new column
-    // still NULL, and a row moved ahead of the cursor is met again by a later batch.
-    format!(
-        "WITH _vg_scan AS (
+    let bound = format!(
+        "SELECT ARRAY[{last_key}] FROM (
     SELECT {aliased_keys} FROM {table}
-    WHERE ($1::text IS NULL OR ({key_list}) > ({cursor}))
-      AND ({key_list}) <= ({high_water})
-    ORDER BY {key_list}
+    WHERE ($1::text IS NULL OR ({keys}) > ({cursor}))
+      AND ({keys}) <= ({high_water})
+    ORDER BY {keys}
     LIMIT ${limit}::bigint
-), _vg_batch AS (
-    SELECT {aliased_keys} FROM {table}
-    WHERE ({key_list}) IN (SELECT * FROM _vg_scan)
-    ORDER BY {key_list}
-    FOR NO KEY UPDATE
-), _vg_updated AS (
-    UPDATE {table} AS {TARGET} SET
-    {sets}
-    FROM _vg_batch
-    WHERE ({target_keys}) = ({batch_keys})
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM _vg_updated),
-       (SELECT ARRAY[{last_key}] FROM _vg_scan ORDER BY {descending} LIMIT 1)",
+) AS _vg_scan
+ORDER BY {descending}
+LIMIT 1",
+        keys = key_list(""),
         cursor = params(0),
         high_water = params(key_count),
         limit = 2 * key_count + 1,
-    )
+    );
+    let target_keys = key_list(&format!("{TARGET}."));
+    let update = format!(
+        "UPDATE {table} AS {TARGET} SET
+    {sets}
+WHERE ($1::text IS NULL OR ({target_keys}) > ({cursor}))
+  AND ({target_keys}) <= ({last})",
+        cursor = params(0),
+        last = params(key_count),
+    );
+    BatchSql { bound, update }
 }
 
 /// `expression` (written over the previous version's column names) as the batch's SET list
@@ -461,13 +485,21 @@ async fn listen_to_application(
 struct Batch<'a> {
     migration_id: i64,
     key: &'a str,
-    sql: &'a str,
+    sql: &'a BatchSql,
     checkpoint: &'a Checkpoint,
     high_water: &'a [String],
     rows: u32,
     /// Whether the batch runs with `session_replication_role = replica`, so that the
     /// application's triggers enabled the ordinary way do not fire (`backfill_triggers.rs`).
     replica_mode: bool,
+}
+
+/// A key's values as a statement's parameters.
+fn as_params(values: &[Option<String>]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    values
+        .iter()
+        .map(|value| value as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
 }
 
 /// One batch and its checkpoint in one transaction, retried on deadlocks with writers; a row
@@ -507,26 +539,35 @@ async fn one_batch(
         attempt += 1;
         let result: Result<(u64, Option<Vec<String>>), tokio_postgres::Error> = async {
             let transaction = client.transaction().await?;
-            let settings = if replica_mode {
-                "SELECT set_config('viewgate.version', $1, true), set_config('lock_timeout', $2, true),
-                        set_config('session_replication_role', 'replica', true)"
-            } else {
-                "SELECT set_config('viewgate.version', $1, true), set_config('lock_timeout', $2, true)"
-            };
+            let settings = format!(
+                "SELECT set_config('viewgate.version', $1, true), set_config('lock_timeout', $2, true), {ONE_BATCH_PLAN}{}",
+                if replica_mode {
+                    ", set_config('session_replication_role', 'replica', true)"
+                } else {
+                    ""
+                }
+            );
             transaction
-                .execute(settings, &[&BACKFILL_WRITER, &lock_timeout])
+                .execute(&settings, &[&BACKFILL_WRITER, &lock_timeout])
                 .await?;
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = cursor
-                .iter()
-                .chain(high.iter())
-                .map(|value| value as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            params.push(&limit);
-            let row = transaction.query_one(sql, &params).await?;
-            let updated: i64 = row.get(0);
-            let last: Option<Vec<String>> = row.get(1);
+            let mut bound_params = as_params(&cursor);
+            bound_params.extend(as_params(&high));
+            bound_params.push(&limit);
+            let last: Option<Vec<String>> = transaction
+                .query_opt(&sql.bound, &bound_params)
+                .await?
+                .map(|row| row.get(0));
+            let updated = match &last {
+                Some(last) => {
+                    let last: Vec<Option<String>> = last.iter().cloned().map(Some).collect();
+                    let mut update_params = as_params(&cursor);
+                    update_params.extend(as_params(&last));
+                    transaction.execute(&sql.update, &update_params).await?
+                }
+                None => 0,
+            };
             let mut next = checkpoint.clone();
-            next.rows += u64::try_from(updated).unwrap_or(0);
+            next.rows += updated;
             match &last {
                 Some(last) => next.cursor = Some(last.clone()),
                 None => next.done = true,
@@ -538,7 +579,7 @@ async fn one_batch(
                 )
                 .await?;
             transaction.commit().await?;
-            Ok((u64::try_from(updated).unwrap_or(0), last))
+            Ok((updated, last))
         }
         .await;
         match result {

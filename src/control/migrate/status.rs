@@ -243,7 +243,7 @@ pub async fn plan(client: &mut Client, file: &MigrationFile) -> Result<PlanRepor
     let backfill_sql = plan
         .backfills
         .iter()
-        .map(super::backfill::batch_sql)
+        .map(|backfill| super::backfill::batch_sql(backfill).plan_text())
         .collect();
     let taken_along = dependents::taken_along(&transaction, &plan).await?;
     Ok(PlanReport {
@@ -298,7 +298,7 @@ impl fmt::Display for PlanReport {
         for sql in &self.backfill_sql {
             writeln!(
                 f,
-                "\n-- phase 2, backfill: one batch ($1.. = cursor, then high-water mark)\n{sql};"
+                "\n-- phase 2, backfill: one batch, one transaction\n{sql}"
             )?;
         }
         write_steps(
