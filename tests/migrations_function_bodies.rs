@@ -55,6 +55,13 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
                      INTO n;
                  RETURN n;
              END $body$;
+         CREATE FUNCTION public.count_formatted_by_variable() RETURNS bigint LANGUAGE plpgsql
+             AS $body$
+             DECLARE n bigint; target text := 'models';
+             BEGIN
+                 EXECUTE format('SELECT count(*) FROM %I', target) INTO n;
+                 RETURN n;
+             END $body$;
          CREATE FUNCTION public.count_later(suffix text) RETURNS bigint LANGUAGE plpgsql AS $body$
              DECLARE n bigint;
              BEGIN -- FROM models
@@ -90,6 +97,15 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
         )
     );
     database.admin("DROP FUNCTION public.count_formatted()");
+    // And where the identifier is a variable the function gives only constants.
+    assert_eq!(
+        refused_start(&database, RENAME).await,
+        (
+            "public.models (renamed)".to_owned(),
+            "function public.count_formatted_by_variable() names it in its SQL".to_owned()
+        )
+    );
+    database.admin("DROP FUNCTION public.count_formatted_by_variable()");
     assert_eq!(
         refused_start(&database, RENAME).await,
         (

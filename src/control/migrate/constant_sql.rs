@@ -4,13 +4,17 @@
 //!
 //! Why its own file: `EXECUTE format('UPDATE %I SET …', 'models')` is how PL/pgSQL is taught to
 //! build a statement, and a check that cannot read it lets a contract drop what every call
-//! then fails on. Where an argument is known only at run time and can only be one identifier
-//! or one literal (`%I`, `%L`, `quote_ident(variable)`), it stands in as a name that matches
-//! nothing, so the rest of the statement is still read; where it could be any SQL (`%s`, a
-//! variable joined with `||`), the text is not worked out. Pure.
+//! then fails on. A variable the function gives only constants (its declared default, its
+//! assignments) is read as each of them. Where an argument is known only at run time and can
+//! only be one identifier or one literal (`%I`, `%L`, `quote_ident(variable)`), it stands in
+//! as a name that matches nothing, so the rest of the statement is still read; where it could
+//! be any SQL (`%s`, a variable joined with `||`), the text is not worked out. Pure.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::query_tree::each_object;
 use crate::control::quote::{quote_ident, quote_literal};
 
 /// What stands for an identifier known only at run time: a quoted name no catalog holds, so
@@ -19,17 +23,70 @@ const UNKNOWN_IDENTIFIER: &str = "\"viewgate: an identifier known only at run ti
 /// What stands for a literal known only at run time.
 const UNKNOWN_LITERAL: &str = "NULL";
 
-/// The text of expression `expression` (as PL/pgSQL keeps it, without its SELECT) where it is
-/// worked out without running it.
-pub(super) fn constant_text(expression: &str) -> Option<String> {
-    let parsed = pg_query::parse(&format!("SELECT {expression}")).ok()?;
-    let tree = serde_json::to_value(&parsed.protobuf).ok()?;
-    let targets = tree["stmts"][0]["stmt"]["node"]["SelectStmt"]["target_list"].as_array()?;
-    match targets.as_slice() {
-        [target] => match value(&target["node"]["ResTarget"]["val"]["node"])? {
+/// The texts a function's variables may hold where each is known before run time, by the
+/// variable's name as the parser reads it (unquoted names folded to lower case).
+pub(super) type Given = BTreeMap<String, Vec<String>>;
+
+/// Readings of an expression that names more variables of [`Given`] than make this many
+/// combinations of their values are not made: its variables are taken as known at run time.
+const MAX_READINGS: usize = 16;
+
+/// The texts expression `expression` (as PL/pgSQL keeps it, without its SELECT) computes where
+/// they are worked out without running it: one, or one for each combination of the values
+/// `given` its variables.
+pub(super) fn constant_texts(expression: &str, given: &Given) -> Vec<String> {
+    let Some(tree) = pg_query::parse(&format!("SELECT {expression}"))
+        .ok()
+        .and_then(|parsed| serde_json::to_value(&parsed.protobuf).ok())
+    else {
+        return Vec::new();
+    };
+    let targets = tree["stmts"][0]["stmt"]["node"]["SelectStmt"]["target_list"].as_array();
+    let Some([target]) = targets.map(Vec::as_slice) else {
+        return Vec::new();
+    };
+    let node = &target["node"]["ResTarget"]["val"]["node"];
+    let mut named: Vec<String> = Vec::new();
+    each_object(node, &mut |fields| {
+        if let Some(name) = variable_named(fields.get("ColumnRef"))
+            && given.contains_key(name)
+            && !named.iter().any(|known| known == name)
+        {
+            named.push(name.to_owned());
+        }
+    });
+    let combinations = named
+        .iter()
+        .try_fold(1usize, |count, name| count.checked_mul(given[name].len()))
+        .filter(|count| *count <= MAX_READINGS);
+    let bindings: Vec<Binding> = match combinations {
+        Some(_) => named.iter().fold(vec![Binding::new()], |bindings, name| {
+            bindings
+                .iter()
+                .flat_map(|binding| {
+                    given[name].iter().map(move |text| {
+                        let mut binding = binding.clone();
+                        binding.insert(name.as_str(), text.as_str());
+                        binding
+                    })
+                })
+                .collect()
+        }),
+        None => vec![Binding::new()],
+    };
+    bindings
+        .iter()
+        .filter_map(|binding| match value(node, binding)? {
             Computed::Text(text) => Some(text),
             Computed::Null | Computed::AtRunTime => None,
-        },
+        })
+        .collect()
+}
+
+/// The name a column reference of one bare name gives: in a PL/pgSQL expression, a variable's.
+fn variable_named(reference: Option<&Value>) -> Option<&str> {
+    match reference?["fields"].as_array()?.as_slice() {
+        [field] => field["node"]["String"]["sval"].as_str(),
         _ => None,
     }
 }
@@ -42,15 +99,22 @@ enum Computed {
     AtRunTime,
 }
 
-/// What `node` computes: a constant, a cast of one to a text type, a `||` of known texts, or a
-/// function of [`text_function`]'s; `None` where it is an SQL text not known before run time.
-fn value(node: &Value) -> Option<Computed> {
+/// The values bound to the variables an expression names, for one reading of it.
+type Binding<'a> = BTreeMap<&'a str, &'a str>;
+
+/// What `node` computes: a constant, a variable `binding` gives a value, a cast of one to a
+/// text type, a `||` of known texts, or a function of [`text_function`]'s; `None` where it is
+/// an SQL text not known before run time.
+fn value(node: &Value, binding: &Binding) -> Option<Computed> {
     if let Some(constant) = node.get("AConst") {
         return Some(constant_value(constant));
     }
+    if let Some(text) = variable_named(node.get("ColumnRef")).and_then(|name| binding.get(name)) {
+        return Some(Computed::Text((*text).to_owned()));
+    }
     if let Some(cast) = node.get("TypeCast") {
         let type_name = last_name(&cast["type_name"]["names"])?;
-        return match value(&cast["arg"]["node"])? {
+        return match value(&cast["arg"]["node"], binding)? {
             known @ (Computed::Text(_) | Computed::Null)
                 if matches!(type_name, "text" | "varchar" | "name" | "bpchar") =>
             {
@@ -64,8 +128,8 @@ fn value(node: &Value) -> Option<Computed> {
             return Some(Computed::AtRunTime);
         }
         return match (
-            value(&joined["lexpr"]["node"])?,
-            value(&joined["rexpr"]["node"])?,
+            value(&joined["lexpr"]["node"], binding)?,
+            value(&joined["rexpr"]["node"], binding)?,
         ) {
             (Computed::Text(left), Computed::Text(right)) => Some(Computed::Text(left + &right)),
             (Computed::Null, _) | (_, Computed::Null) => Some(Computed::Null),
@@ -74,7 +138,7 @@ fn value(node: &Value) -> Option<Computed> {
         };
     }
     if let Some(call) = node.get("FuncCall") {
-        return text_function(call);
+        return text_function(call, binding);
     }
     Some(Computed::AtRunTime)
 }
@@ -100,7 +164,7 @@ fn constant_value(constant: &Value) -> Computed {
 /// A call of `format`, `quote_ident`, `quote_literal` or `quote_nullable`: the text it returns
 /// where its arguments are known, or a stand-in where the argument is not but the result can
 /// only be one identifier or literal. Any other function's result is known at run time only.
-fn text_function(call: &Value) -> Option<Computed> {
+fn text_function(call: &Value, binding: &Binding) -> Option<Computed> {
     let name = last_name(&call["funcname"])?;
     let arguments: Vec<&Value> = call["args"]
         .as_array()
@@ -109,21 +173,21 @@ fn text_function(call: &Value) -> Option<Computed> {
     let variadic = call["func_variadic"].as_bool() == Some(true);
     match (name, arguments.as_slice()) {
         ("format", [template, rest @ ..]) if !variadic => {
-            let Computed::Text(template) = value(template)? else {
+            let Computed::Text(template) = value(template, binding)? else {
                 return None;
             };
             let rest = rest
                 .iter()
-                .map(|argument| value(argument))
+                .map(|argument| value(argument, binding))
                 .collect::<Option<Vec<_>>>()?;
             format(&template, &rest).map(Computed::Text)
         }
-        ("quote_ident", [argument]) => Some(match value(argument)? {
+        ("quote_ident", [argument]) => Some(match value(argument, binding)? {
             Computed::Text(text) => Computed::Text(quote_ident(&text)),
             Computed::Null => Computed::Null,
             Computed::AtRunTime => Computed::Text(UNKNOWN_IDENTIFIER.to_owned()),
         }),
-        ("quote_literal" | "quote_nullable", [argument]) => Some(match value(argument)? {
+        ("quote_literal" | "quote_nullable", [argument]) => Some(match value(argument, binding)? {
             Computed::Text(text) => Computed::Text(quote_literal(&text)),
             Computed::Null if name == "quote_literal" => Computed::Null,
             Computed::Null | Computed::AtRunTime => Computed::Text(UNKNOWN_LITERAL.to_owned()),
@@ -200,6 +264,15 @@ fn format(template: &str, arguments: &[Computed]) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// The one text `expression` computes with no variable known.
+    fn constant_text(expression: &str) -> Option<String> {
+        match constant_texts(expression, &Given::new()).as_slice() {
+            [text] => Some(text.clone()),
+            [] => None,
+            more => panic!("{more:?}"),
+        }
+    }
+
     #[test]
     fn constant_sql_is_read_and_sql_built_at_run_time_is_not() {
         for (expression, expected) in [
@@ -253,6 +326,38 @@ mod tests {
                 "{expression}"
             );
         }
+    }
+
+    #[test]
+    fn each_combination_of_the_values_given_the_variables_is_read() {
+        let given = Given::from([
+            (
+                "target".to_owned(),
+                vec!["models".to_owned(), "owners".to_owned()],
+            ),
+            ("Column".to_owned(), vec!["note".to_owned()]),
+        ]);
+        assert_eq!(
+            constant_texts(r#"format('SELECT %I FROM %I', "Column", target)"#, &given),
+            [
+                r#"SELECT "note" FROM "models""#,
+                r#"SELECT "note" FROM "owners""#
+            ]
+        );
+        assert_eq!(
+            constant_texts("'SELECT ' || column_name || ' FROM models'", &given),
+            Vec::<String>::new(),
+            "a variable given nothing known is known at run time"
+        );
+        let many = Given::from(
+            ["a", "b", "c", "d", "e"]
+                .map(|name| (name.to_owned(), vec!["x".to_owned(), "y".to_owned()])),
+        );
+        assert_eq!(
+            constant_texts("format('%I.%I.%I.%I.%I', a, b, c, d, e)", &many),
+            [format!("{0}.{0}.{0}.{0}.{0}", UNKNOWN_IDENTIFIER)],
+            "past {MAX_READINGS} readings, the variables are known at run time only"
+        );
     }
 
     #[test]

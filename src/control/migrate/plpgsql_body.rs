@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use pg_query::ParseResult;
 use serde_json::Value;
 
-use super::constant_sql::constant_text;
+use super::constant_sql::{Given, constant_texts};
 use super::query_tree::each_object;
 
 /// What a compiled PL/pgSQL function holds that names things.
@@ -42,7 +42,7 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
     let mut texts = Vec::new();
     let mut executed = Vec::new();
     // Each variable's declared default and assigned values, as expressions: what `EXECUTE
-    // variable` may run.
+    // variable` may run, and what `format(…, variable)` may be given.
     let mut assigned: Vec<(String, String)> = Vec::new();
     let mut compiled = Compiled::default();
     each_object(&tree, &mut |fields| {
@@ -59,7 +59,8 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
             .and_then(|expression| expression.get("query"))
             && let Some((target, value)) = assignment(query)
         {
-            assigned.push((target.trim().to_owned(), value.to_owned()));
+            let variable = variable_name(target).unwrap_or_else(|| target.trim().to_owned());
+            assigned.push((variable, value.to_owned()));
         }
         if let Some(declared) = fields.get("PLpgSQL_var")
             && let (Some(Value::String(name)), Some(Value::String(default))) = (
@@ -98,20 +99,64 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
         .iter()
         .map(|text| parse_piece(text))
         .collect::<Result<_, _>>()?;
+    let given = given(&assigned);
     // A variable executed runs one of the values given it; a constant that is no statement
     // (a fragment the body completes) is left unread, as SQL built at run time is.
     let runs = executed.iter().flat_map(|expression| {
-        let given = assigned
+        let values = assigned
             .iter()
             .filter(|(variable, _)| variable.eq_ignore_ascii_case(expression.trim()))
             .map(|(_, value)| value);
-        std::iter::once(expression).chain(given)
+        std::iter::once(expression).chain(values)
     });
     compiled.statements.extend(
-        runs.filter_map(|expression| constant_text(expression))
+        runs.flat_map(|expression| constant_texts(expression, &given))
             .filter_map(|text| pg_query::parse(&text).ok()),
     );
     Ok(compiled)
+}
+
+/// The variables every value given of which (`assigned`: declared defaults and assignments,
+/// by the variable's name as the parser reads it) is known before run time, with those
+/// values. A variable also given something else is known at run time only.
+fn given(assigned: &[(String, String)]) -> Given {
+    let mut given = Given::new();
+    let mut at_run_time = BTreeSet::new();
+    for (variable, expression) in assigned {
+        match constant_texts(expression, &Given::new()).as_slice() {
+            [text] => given
+                .entry(variable.clone())
+                .or_default()
+                .push(text.clone()),
+            _ => {
+                at_run_time.insert(variable);
+            }
+        }
+    }
+    given.retain(|variable, values| {
+        values.sort();
+        values.dedup();
+        !at_run_time.contains(variable)
+    });
+    given
+}
+
+/// An assignment's target as the parser names a variable (an unquoted name folded to lower
+/// case, a quoted one as written); `None` for a field, an element or a qualified name.
+fn variable_name(target: &str) -> Option<String> {
+    let target = target.trim();
+    if let Some(quoted) = target
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        return (!quoted.is_empty()).then(|| quoted.replace("\"\"", "\""));
+    }
+    let mut characters = target.chars();
+    let starts = characters
+        .next()
+        .is_some_and(|first| first.is_alphabetic() || first == '_');
+    (starts && characters.all(|next| next.is_alphanumeric() || next == '_' || next == '$'))
+        .then(|| target.to_lowercase())
 }
 
 /// One SQL text of a compiled body, parsed. PL/pgSQL keeps an expression (`IF …`) without its
@@ -166,6 +211,37 @@ mod tests {
         assert_eq!(
             named,
             BTreeSet::from(["models".to_owned(), "owners".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_variable_given_only_constants_is_read_as_each_of_them_in_the_sql_executed() {
+        let compiled = compile(
+            r#"CREATE FUNCTION f(kind text) RETURNS void LANGUAGE plpgsql AS $x$
+             DECLARE target text := 'models'; "Other" text; later text := 'unread';
+             BEGIN
+                 IF kind = 'owners' THEN target := 'owners'; END IF;
+                 "Other" := 'archive';
+                 later := kind;
+                 EXECUTE format('TRUNCATE %I, %I', target, "Other");
+                 EXECUTE 'DELETE FROM ' || quote_ident(later);
+                 EXECUTE format('DELETE FROM %s', later);
+             END $x$"#,
+        )
+        .expect("compiles");
+        let named: BTreeSet<String> = compiled
+            .statements
+            .iter()
+            .flat_map(|statement| statement.tables())
+            .filter(|name| !name.starts_with("viewgate: "))
+            .collect();
+        assert_eq!(
+            named,
+            BTreeSet::from([
+                "archive".to_owned(),
+                "models".to_owned(),
+                "owners".to_owned()
+            ])
         );
     }
 

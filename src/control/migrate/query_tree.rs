@@ -1,5 +1,6 @@
 //! libpg_query's trees (of a statement, or of a compiled PL/pgSQL function) as serde writes
-//! them, walked: what `sql_names.rs` and `plpgsql_body.rs` read them with. Pure.
+//! them, walked: what `sql_names.rs`, `plpgsql_body.rs` and `constant_sql.rs` read them with.
+//! Pure.
 
 use serde_json::Value;
 

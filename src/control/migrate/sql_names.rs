@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn comments_strings_and_sql_built_at_run_time_name_nothing() {
         let body = plpgsql(
-            "DECLARE target text := 'models';",
+            "DECLARE target text := current_setting('app.target');",
             "-- DELETE FROM models WHERE legacy_note IS NULL
              PERFORM 'SELECT legacy_note FROM models';
              EXECUTE format('TRUNCATE %I', target);
