@@ -78,56 +78,30 @@ async fn a_function_naming_a_table_the_contract_renames_is_refused_before_any_ch
          CREATE FUNCTION public.count_atomic() RETURNS bigint LANGUAGE sql
              BEGIN ATOMIC SELECT count(*) FROM public.models; END;",
     );
-    // SQL run by `EXECUTE` is read where it is a constant.
-    assert_eq!(
-        refused_start(&database, RENAME).await,
-        (
-            "public.models (renamed)".to_owned(),
-            "function public.count_executed() names it in its SQL".to_owned()
-        )
-    );
-    database.admin("DROP FUNCTION public.count_executed()");
-    // And `format()`'s, its identifiers given as constants; one known only at run time stands
-    // in as a name that matches nothing.
-    assert_eq!(
-        refused_start(&database, RENAME).await,
-        (
-            "public.models (renamed)".to_owned(),
-            "function public.count_formatted() names it in its SQL".to_owned()
-        )
-    );
-    database.admin("DROP FUNCTION public.count_formatted()");
-    // And where the identifier is a variable the function gives only constants.
-    assert_eq!(
-        refused_start(&database, RENAME).await,
-        (
-            "public.models (renamed)".to_owned(),
-            "function public.count_formatted_by_variable() names it in its SQL".to_owned()
-        )
-    );
-    database.admin("DROP FUNCTION public.count_formatted_by_variable()");
-    assert_eq!(
-        refused_start(&database, RENAME).await,
-        (
-            "public.models (renamed)".to_owned(),
-            "function public.count_models() names it in its SQL".to_owned()
-        )
-    );
-    database.admin("DROP FUNCTION public.count_models()");
-    // And where it is a constant given to the variable executed.
-    assert_eq!(
-        refused_start(&database, RENAME).await,
-        (
-            "public.models (renamed)".to_owned(),
-            "function public.count_through_variable() names it in its SQL".to_owned()
-        )
-    );
-    assert_eq!(
-        database.admin("SELECT count(*) FROM viewgate.migrations"),
-        "0"
-    );
-
-    database.admin("DROP FUNCTION public.count_through_variable()");
+    // Each refuses the rename in turn, and is dropped: SQL run by `EXECUTE` is read where it is
+    // a constant; `format()`'s, its identifiers given as constants (one known only at run time
+    // stands in as a name that matches nothing), or as a variable the function gives only
+    // constants; an SQL function's string body; a constant given to the variable executed.
+    for function in [
+        "count_executed()",
+        "count_formatted()",
+        "count_formatted_by_variable()",
+        "count_models()",
+        "count_through_variable()",
+    ] {
+        assert_eq!(
+            refused_start(&database, RENAME).await,
+            (
+                "public.models (renamed)".to_owned(),
+                format!("function public.{function} names it in its SQL")
+            )
+        );
+        assert_eq!(
+            database.admin("SELECT count(*) FROM viewgate.migrations"),
+            "0"
+        );
+        database.admin(&format!("DROP FUNCTION public.{function}"));
+    }
     start_text(&database, "0002.toml", RENAME)
         .await
         .expect("starts: SQL built at run time and an atomic body do not count");
