@@ -27,6 +27,10 @@ const UNKNOWN_LITERAL: &str = "NULL";
 /// variable's name as the parser reads it (unquoted names folded to lower case).
 pub(super) type Given = BTreeMap<String, Vec<String>>;
 
+/// The widest `format()` field worked out: a wider one (Postgres pads it with as many spaces)
+/// is taken as unknown rather than allocated.
+const MAX_FORMAT_WIDTH: usize = 1024;
+
 /// Readings of an expression that names more variables of [`Given`] than make this many
 /// combinations of their values are not made: its variables are taken as known at run time.
 const MAX_READINGS: usize = 16;
@@ -203,8 +207,8 @@ fn last_name(names: &Value) -> Option<&str> {
 
 /// What `format(template, arguments…)` returns, as Postgres documents it: `%s`, `%I`, `%L`
 /// and `%%`, each with an optional `n$` position, `-` flag and width. `None` where the result
-/// is not known: a `%s` of a value known only at run time, a `*` width, a `%I` of NULL (which
-/// raises), a template Postgres would refuse.
+/// is not known: a `%s` of a value known only at run time, a `*` width or one over
+/// [`MAX_FORMAT_WIDTH`], a `%I` of NULL (which raises), a template Postgres would refuse.
 fn format(template: &str, arguments: &[Computed]) -> Option<String> {
     let mut output = String::with_capacity(template.len());
     let mut next_argument = 0;
@@ -234,7 +238,10 @@ fn format(template: &str, arguments: &[Computed]) -> Option<String> {
         let width: usize = if digits.is_empty() {
             0
         } else {
-            digits.parse().ok()?
+            digits
+                .parse()
+                .ok()
+                .filter(|width| *width <= MAX_FORMAT_WIDTH)?
         };
         let conversion = characters.next()?;
         let argument = arguments.get(next_argument)?;
@@ -316,6 +323,8 @@ mod tests {
             ("format('SELECT %I', NULL)", None),
             ("format('SELECT %s FROM models', columns)", None),
             ("format('SELECT %*s', 3, 'x')", None),
+            ("format('SELECT 1%99999999999s', 'x')", None),
+            ("format('SELECT 1%', 'x')", None),
             ("format('SELECT %I, %I', 'one')", None),
             ("format('SELECT %I', VARIADIC ARRAY['a'])", None),
             ("format(template, 'models')", None),
