@@ -8,8 +8,8 @@ use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    KillAfter, at, base_columns, complete_now, rollback_now, seeded, start_killed, start_text,
-    start_watched, triggers,
+    KillAfter, KillAtStep, at, base_columns, complete_now, rollback_now, seeded, start_killed,
+    start_killed_at_step, start_text, start_watched, triggers,
 };
 use support::{exec, lines};
 use viewgate::control::migrate::{MigrationFile, Progress};
@@ -488,6 +488,86 @@ async fn a_foreign_schema_of_the_substitutes_name_is_refused_before_any_change()
     assert_eq!(
         database.admin("SELECT count(*) FROM viewgate_catalog_v2.keep"),
         "0"
+    );
+}
+
+/// The new version's views are made in a transaction of their own after the expand's, which
+/// holds the table's lock and so keeps them out of that window: a run killed between the two
+/// leaves the new columns and their triggers without the views, and the run that resumes
+/// makes them.
+#[tokio::test]
+async fn a_run_killed_between_the_expand_and_the_views_makes_them_when_resumed() {
+    let database = seeded(300).await;
+    start_killed_at_step(&database, "0002.toml", ADD_KIND, KillAtStep("views of v2")).await;
+    assert_eq!(
+        database.admin(
+            "SELECT phase || ' ' || (SELECT count(*) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'kind')
+                    || ' ' || (SELECT count(*) FROM viewgate.versions WHERE version = 'v2')
+                    || ' ' || (to_regclass('public.models_v2') IS NULL)
+               FROM viewgate.migrations WHERE version = 'v2'"
+        ),
+        "backfilling 1 0 true",
+        "the expand committed, the views not yet"
+    );
+    let outcome = start_text(&database, "0002.toml", ADD_KIND)
+        .await
+        .expect("the run resumes");
+    assert_eq!((outcome.how, outcome.rows_backfilled), ("resumed", 300));
+    let v2 = at(&database, "v2").await;
+    assert_eq!(
+        lines(
+            &v2,
+            "SELECT count(*) FROM models WHERE kind = 'transformer' OR kind = 'neural_network'"
+        )
+        .await,
+        vec!["300"]
+    );
+}
+
+/// A migration killed between the expand and its views is rolled back as any other: its
+/// columns and triggers go, and there are no views to drop.
+#[tokio::test]
+async fn a_run_killed_between_the_expand_and_the_views_rolls_back_whole() {
+    let database = seeded(30).await;
+    let before = base_columns(&database);
+    start_killed_at_step(&database, "0002.toml", ADD_KIND, KillAtStep("views of v2")).await;
+    assert_ne!(base_columns(&database), before, "the expand committed");
+    rollback_now(&database).await.expect("rolled back");
+    assert_eq!(base_columns(&database), before);
+    assert_eq!(triggers(&database), "0");
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations WHERE version = 'v2'"),
+        "rolled_back"
+    );
+}
+
+/// A view name the new version needs, taken by a table of the application's, is found when
+/// the views are made, after the expand committed: the migration is rolled back whole and
+/// the table left as it was.
+#[tokio::test]
+async fn a_view_name_taken_by_a_table_rolls_the_migration_back_whole() {
+    let database = seeded(3).await;
+    let before = base_columns(&database);
+    database
+        .admin("CREATE TABLE public.models_v2 (x int); INSERT INTO public.models_v2 VALUES (7)");
+    let error = start_text(&database, "0002.toml", ADD_KIND)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "would create view public.models_v2, but a table of that name already exists"
+        ) && error.contains("the migration was rolled back: nothing of it remains"),
+        "{error}"
+    );
+    assert_eq!(base_columns(&database), before);
+    assert_eq!(triggers(&database), "0");
+    assert_eq!(
+        database.admin(
+            "SELECT (SELECT string_agg(x::text, ',') FROM public.models_v2) || ' ' || phase
+               FROM viewgate.migrations WHERE version = 'v2'"
+        ),
+        "7 rolled_back"
     );
 }
 

@@ -10,7 +10,8 @@ use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    at, complete_now, retype, rollback_now, seeded, start_text, start_watched,
+    KillAtStep, at, complete_now, retype, rollback_now, seeded, start_killed_at_step, start_text,
+    start_watched,
 };
 use support::{Database, exec};
 use tokio_postgres::error::SqlState;
@@ -83,24 +84,9 @@ fn label_indexes(database: &Database) -> String {
 
 const ALL_VALID: &str = "models:true,models_february:true,models_february_0:true,models_february_1:true,models_january:true,models_later:true / 6";
 
-/// Panics (as a killed process stops) when a step whose description contains the text begins.
-struct KillAtStep(&'static str);
-
-impl Progress for KillAtStep {
-    fn step(&mut self, description: &str) {
-        assert!(!description.contains(self.0), "killed at {description}");
-    }
-    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
-}
-
 /// Runs the start of [`LABELLED`] until `kill` kills it, then ends its sessions.
-async fn killed_at_step(database: &Database, mut kill: KillAtStep) {
-    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-        start_watched(database, "0002.toml", LABELLED, &mut kill),
-    ))
-    .await;
-    assert!(killed.is_err(), "the run was killed");
-    database.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'");
+async fn killed_at_step(database: &Database, kill: KillAtStep) {
+    start_killed_at_step(database, "0002.toml", LABELLED, kill).await;
 }
 
 /// Each index on the label column whose name starts with `models_label_key` and `suffix`,

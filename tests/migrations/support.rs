@@ -186,6 +186,33 @@ pub async fn start_killed(database: &Database, file: &MigrationFile, kill: &mut 
     assert!(killed.is_err(), "the run was killed");
 }
 
+/// A progress that kills `migrate start` (a panic) when it announces a step whose description
+/// contains the text, as a process killed as that step begins.
+pub struct KillAtStep(pub &'static str);
+
+impl Progress for KillAtStep {
+    fn step(&mut self, description: &str) {
+        assert!(!description.contains(self.0), "killed at {description}");
+    }
+    fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
+}
+
+/// Runs `migrate start` of `text` until `kill` kills it, then ends every other session (what
+/// the killed process's held: its advisory locks).
+pub async fn start_killed_at_step(
+    database: &Database,
+    name: &str,
+    text: &str,
+    mut kill: KillAtStep,
+) {
+    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        start_watched(database, name, text, &mut kill),
+    ))
+    .await;
+    assert!(killed.is_err(), "the run was killed");
+    database.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'");
+}
+
 /// Waits (30 s at most) until `done`, checked every 50 ms.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::Client;
 
 use super::derive::{Backfill, ColumnMap, mentions};
 use super::error::MigrateError;
@@ -23,6 +23,7 @@ use super::pace::{BatchPacer, PaceWindow};
 use super::progress::Progress;
 use super::settings::MigrationSettings;
 use super::standbys::{self, StandbyWatch};
+use super::start_point::{self, checkpoint_key};
 use super::state::{self, Checkpoint};
 use super::sync::BACKFILL_WRITER;
 use super::writers::WriterLatency;
@@ -32,13 +33,6 @@ use crate::control::retry::with_lock_retries;
 use crate::model::latency::bucket_bound;
 use crate::net::postgres_error::describe_postgres_error;
 
-/// Tables smaller than this are counted exactly for the progress estimate (the count runs under
-/// the expand's locks, so it must stay quick); larger ones are estimated as the planner does:
-/// the rows per page of the last ANALYZE times the pages there are now (a table that grew
-/// since is not taken at its old size).
-const EXACT_COUNT_BELOW_BYTES: i64 = 8 * 1024 * 1024;
-/// Bytes per row assumed for a large table the planner has never estimated.
-const GUESSED_ROW_BYTES: i64 = 100;
 /// Times one batch is tried again after a deadlock or a serialization failure with a writer.
 const BATCH_ATTEMPTS: u32 = 5;
 /// Rows left below which the backfill does not wait to observe the application's latency
@@ -55,11 +49,6 @@ const TARGET: &str = "_vg_target";
 /// bounds it cannot read (a key type whose input depends on settings, as `timestamptz`'s).
 const ONE_BATCH_PLAN: &str =
     "set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)";
-
-/// Key of a checkpoint: `schema.table`.
-pub fn checkpoint_key(backfill: &Backfill) -> String {
-    format!("{}.{}", backfill.schema, backfill.table)
-}
 
 /// The two statements of one batch, run in one transaction.
 pub struct BatchSql {
@@ -227,61 +216,6 @@ fn over_previous_names(expression: &str, columns: &ColumnMap) -> String {
     format!("SELECT ({expression}) FROM (SELECT {row}) AS _vg_row")
 }
 
-/// The largest key now and an estimate of the rows up to it. The expand takes it under its
-/// table locks, after the sync triggers exist: every row past it was written under them.
-pub async fn start_checkpoint(
-    client: &impl GenericClient,
-    backfill: &Backfill,
-) -> Result<Checkpoint, MigrateError> {
-    let table = quote_qualified(&backfill.schema, &backfill.table);
-    let key = backfill
-        .key
-        .iter()
-        .map(|(name, _)| format!("{}::text", quote_ident(name)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let descending = backfill
-        .key
-        .iter()
-        .map(|(name, _)| format!("{} DESC", quote_ident(name)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let context = || format!("reading the key range of {}", checkpoint_key(backfill));
-    let high_water: Option<Vec<String>> = client
-        .query_opt(
-            &format!("SELECT ARRAY[{key}] FROM {table} ORDER BY {descending} LIMIT 1"),
-            &[],
-        )
-        .await
-        .map_err(|error| ControlError::database(context(), &error))?
-        .map(|row| row.get(0));
-    let estimate: i64 = client
-        .query_one(
-            &format!(
-                "SELECT CASE WHEN pg_relation_size(c.oid) < {EXACT_COUNT_BELOW_BYTES}
-                                  THEN (SELECT count(*) FROM {table})
-                             WHEN c.reltuples > 0 AND c.relpages > 0
-                                  THEN (c.reltuples / c.relpages
-                                        * (pg_relation_size(c.oid)
-                                           / current_setting('block_size')::bigint))::bigint
-                             ELSE pg_relation_size(c.oid) / {GUESSED_ROW_BYTES} END
-                 FROM pg_class c WHERE c.oid = $1::text::regclass"
-            ),
-            &[&table],
-        )
-        .await
-        .map_err(|error| ControlError::database(context(), &error))?
-        .get(0);
-    Ok(Checkpoint {
-        cursor: None,
-        done: high_water.is_none(),
-        high_water,
-        rows: 0,
-        estimate: u64::try_from(estimate).unwrap_or(0),
-        pacing: None,
-    })
-}
-
 /// Runs (or resumes) the backfill of one table to its high-water mark, in replica mode when
 /// `skipped_triggers` (the application's UPDATE triggers it would fire) is not empty.
 pub async fn run(
@@ -301,7 +235,7 @@ pub async fn run(
     let mut checkpoint = match checkpoint {
         Some(checkpoint) if checkpoint.high_water.is_some() || checkpoint.done => checkpoint,
         _ => {
-            let fresh = start_checkpoint(client, backfill).await?;
+            let fresh = start_point::start_checkpoint(client, backfill).await?;
             state::save_checkpoint(client, migration_id, &key, &fresh).await?;
             fresh
         }

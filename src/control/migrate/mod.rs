@@ -51,6 +51,7 @@ pub mod settings;
 pub mod sql_names;
 pub mod standbys;
 pub mod start;
+pub mod start_point;
 pub mod state;
 pub mod status;
 pub mod steps;

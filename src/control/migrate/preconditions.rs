@@ -299,36 +299,40 @@ async fn refuse_beyond(
         operation: format!("the {name} expression for base column {}", assign.target),
         problem,
     };
+    let does_not_hold = |assign: &Assign, error: &tokio_postgres::Error| {
+        let reason = error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+        let computed_here: Vec<String> = computed
+            .iter()
+            .filter(|(column, _)| mentions(&assign.expression, column))
+            .map(|(column, expression)| format!("{column} is `{expression}`"))
+            .collect();
+        let advice = if computed_here.is_empty() {
+            format!("`{name}` may name only what that version's clients see")
+        } else {
+            format!(
+                "the version computes columns by its spec's expressions, which `{name}` cannot read by name ({}): write the expression over the base columns instead",
+                computed_here.join("; ")
+            )
+        };
+        refused(
+            assign,
+            format!(
+                "`{}` does not hold over {whose}'s columns ({reason}); {advice}",
+                assign.expression
+            ),
+        )
+    };
     for assign in assigns {
         // `up` and `down` are SQL by definition (the migration file's, as the triggers and the
         // backfill run them).
         let probe = format!("SELECT ({}) FROM {from} LIMIT 0", assign.expression);
-        if let Err(error) = client.batch_execute(&probe).await {
-            let reason = error
-                .as_db_error()
-                .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-            let computed_here: Vec<String> = computed
-                .iter()
-                .filter(|(column, _)| mentions(&assign.expression, column))
-                .map(|(column, expression)| format!("{column} is `{expression}`"))
-                .collect();
-            let advice = if computed_here.is_empty() {
-                format!("`{name}` may name only what that version's clients see")
-            } else {
-                format!(
-                    "the version computes columns by its spec's expressions, which `{name}` cannot read by name ({}): write the expression over the base columns instead",
-                    computed_here.join("; ")
-                )
-            };
-            return Err(refused(
-                assign,
-                format!(
-                    "`{}` does not hold over {whose}'s columns ({reason}); {advice}",
-                    assign.expression
-                ),
-            ));
-        }
         if look == Look::Names {
+            client
+                .batch_execute(&probe)
+                .await
+                .map_err(|error| does_not_hold(assign, &error))?;
             continue;
         }
         // An `up` value must go into its column as the backfill's UPDATE puts it there (by
@@ -337,45 +341,54 @@ async fn refuse_beyond(
         // run by the triggers alone, whose PL/pgSQL assigns through text where SQL has no
         // cast: the default `down` of an enum made text is the text.) Analysed, not run: an
         // UPDATE of no rows still fires statement triggers.
-        if matches!(side, Side::Up) {
-            let assigned = format!(
+        let assigned = matches!(side, Side::Up).then(|| {
+            format!(
                 "EXPLAIN UPDATE {table} SET {} = (SELECT ({}) FROM {from} LIMIT 0) WHERE false",
                 quote_ident(&assign.target),
                 assign.expression
-            );
-            if let Err(error) = client.batch_execute(&assigned).await {
-                let reason = error
-                    .as_db_error()
-                    .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-                return Err(refused(
-                    assign,
-                    format!(
-                        "`{}` gives a value base column {} does not take ({reason}); cast it to the column's type",
-                        assign.expression, assign.target
-                    ),
-                ));
-            }
+            )
+        });
+        // All of it in one round trip (sent together, run in order): the expand runs this
+        // with its tables locked. After a failure Postgres refuses the rest (the transaction
+        // is aborted), so the first failure is the one to report.
+        let (probed, assigned, created, whole_row, columns, dropped) = futures_util::join!(
+            client.batch_execute(&probe),
+            async {
+                match &assigned {
+                    Some(sql) => client.batch_execute(sql).await,
+                    None => Ok(()),
+                }
+            },
+            probe::create_probe(client, SYNC_PROBE, &assign.expression, &from),
+            probe::reads_whole_row(client, SYNC_PROBE),
+            probe::columns_read(client, SYNC_PROBE, &table),
+            probe::drop_probe(client, SYNC_PROBE),
+        );
+        probed.map_err(|error| does_not_hold(assign, &error))?;
+        if let Err(error) = assigned {
+            let reason = error
+                .as_db_error()
+                .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+            return Err(refused(
+                assign,
+                format!(
+                    "`{}` gives a value base column {} does not take ({reason}); cast it to the column's type",
+                    assign.expression, assign.target
+                ),
+            ));
         }
-        probe::create_probe(client, SYNC_PROBE, &assign.expression, &from)
-            .await
-            .map_err(looking)?;
-        let beyond = if probe::reads_whole_row(client, SYNC_PROBE)
-            .await
-            .map_err(looking)?
-        {
+        created.map_err(looking)?;
+        let beyond = if whole_row.map_err(looking)? {
             Some(Beyond::WholeRow)
         } else {
-            let hidden: Vec<String> = probe::columns_read(client, SYNC_PROBE, &table)
-                .await
+            let hidden: Vec<String> = columns
                 .map_err(looking)?
                 .into_iter()
                 .filter(|column| !shown.contains(column.as_str()))
                 .collect();
             (!hidden.is_empty()).then_some(Beyond::Columns(hidden))
         };
-        probe::drop_probe(client, SYNC_PROBE)
-            .await
-            .map_err(looking)?;
+        dropped.map_err(looking)?;
         if let Some(beyond) = beyond {
             return Err(refused(
                 assign,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 
 use super::derive::MigrationPlan;
 use super::error::MigrateError;
@@ -221,7 +222,14 @@ pub async fn save_checkpoint(
     checkpoint: &Checkpoint,
 ) -> Result<(), MigrateError> {
     client
-        .execute(SAVE_CHECKPOINT, &[&id, &table, &encode(checkpoint)])
+        .execute_typed(
+            SAVE_CHECKPOINT,
+            &[
+                (&id, Type::INT8),
+                (&table, Type::TEXT),
+                (&encode(checkpoint), Type::TEXT),
+            ],
+        )
         .await
         .map_err(|error| ControlError::database("recording the backfill checkpoint", &error))?;
     Ok(())

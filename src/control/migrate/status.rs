@@ -292,7 +292,7 @@ impl fmt::Display for PlanReport {
         }
         writeln!(
             f,
-            "-- phase 1, views of {} (same transaction; `viewgate views generate` renders them the same way)",
+            "-- phase 1, views of {} (a transaction of its own, after the expand's; `viewgate views generate` renders them the same way)",
             self.version
         )?;
         for sql in &self.backfill_sql {

@@ -75,18 +75,43 @@ pub async fn run_sql(
     what: &str,
     sql: &str,
 ) -> Result<(), MigrateError> {
-    client.batch_execute(sql).await.map_err(|error| {
-        if crate::control::error::is_lock_timeout(&error) {
-            MigrateError::Control(ControlError::database(what.to_owned(), &error))
-        } else {
-            MigrateError::Failed {
-                version: version.to_owned(),
-                step: what.to_owned(),
-                message: step_failure(&error),
-                aftermath: "its transaction was rolled back: nothing was changed".to_owned(),
-            }
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|error| step_error(version, what, &error))
+}
+
+/// A failed statement of step `what`: a lock timeout stays retryable, anything else names the
+/// step.
+fn step_error(version: &str, what: &str, error: &tokio_postgres::Error) -> MigrateError {
+    if crate::control::error::is_lock_timeout(error) {
+        MigrateError::Control(ControlError::database(what.to_owned(), error))
+    } else {
+        MigrateError::Failed {
+            version: version.to_owned(),
+            step: what.to_owned(),
+            message: step_failure(error),
+            aftermath: "its transaction was rolled back: nothing was changed".to_owned(),
         }
-    })
+    }
+}
+
+/// Runs `steps` in order as one pipeline: sent together, they hold a lock taken by the first
+/// for one round trip to the server rather than one each. Postgres refuses every statement
+/// after a failed one (the transaction is aborted), so the first failure is the one reported,
+/// as [`run_sql`] reports it.
+pub async fn run_pipelined(
+    client: &impl GenericClient,
+    version: &str,
+    steps: &[Step],
+) -> Result<(), MigrateError> {
+    let results =
+        futures_util::future::join_all(steps.iter().map(|step| client.batch_execute(&step.sql)))
+            .await;
+    for (step, result) in steps.iter().zip(results) {
+        result.map_err(|error| step_error(version, &step.description, &error))?;
+    }
+    Ok(())
 }
 
 /// What a step's failure says: Postgres's message, but for a drop refused while other objects
@@ -202,18 +227,8 @@ pub async fn create_views(
     validate::check_names_are_free(transaction, &spec, &view_plan, &recorded_objects).await?;
     for version in &mut generated.versions {
         if substitutes == Substitutes::AtGoingLive {
-            // Refused now, before anything changes, rather than after the backfill.
-            if apply::substitute_schema_is_foreign(transaction, &version.name).await? {
-                return Err(MigrateError::Refused {
-                    version: version.name.clone(),
-                    operation: "the new version's catalog substitutes".into(),
-                    problem: format!(
-                        "schema {} exists and is not viewgate's: rename it, viewgate keeps the catalog substitutes of version {} there",
-                        substitute_schema(&version.name),
-                        version.name
-                    ),
-                });
-            }
+            // Refused now rather than after the backfill.
+            refuse_foreign_substitute_schema(transaction, &version.name).await?;
             version.catalog.clear();
         }
         let recorded: Vec<_> = recorded_objects
@@ -223,6 +238,25 @@ pub async fn create_views(
         apply::apply_version(transaction, &spec, templates, version, &recorded).await?;
     }
     definition::record(transaction, definition).await?;
+    Ok(())
+}
+
+/// Refuses a schema of the name `version`'s catalog substitutes will take that viewgate did
+/// not make: the expand checks before it changes anything, not after the backfill.
+pub async fn refuse_foreign_substitute_schema(
+    client: &impl GenericClient,
+    version: &str,
+) -> Result<(), MigrateError> {
+    if apply::substitute_schema_is_foreign(client, version).await? {
+        return Err(MigrateError::Refused {
+            version: version.to_owned(),
+            operation: "the new version's catalog substitutes".into(),
+            problem: format!(
+                "schema {} exists and is not viewgate's: rename it, viewgate keeps the catalog substitutes of version {version} there",
+                substitute_schema(version),
+            ),
+        });
+    }
     Ok(())
 }
 

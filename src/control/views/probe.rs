@@ -15,6 +15,7 @@ use std::fmt;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 
 /// Whether view `$1` reads a whole row anywhere (`to_jsonb(t)`, `t.*`, a row passed to a
 /// function): Postgres stores such a reference in the view's rule as a variable of attribute
@@ -86,7 +87,7 @@ pub async fn reads_whole_row(
     view: &str,
 ) -> Result<bool, tokio_postgres::Error> {
     Ok(client
-        .query_opt(WHOLE_ROW_SQL, &[&view])
+        .query_typed_opt(WHOLE_ROW_SQL, &[(&view, Type::TEXT)])
         .await?
         .is_some_and(|row| row.get(0)))
 }
@@ -98,7 +99,10 @@ pub async fn columns_read(
     table: &str,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     Ok(client
-        .query(COLUMNS_READ_SQL, &[&view, &table])
+        .query_typed(
+            COLUMNS_READ_SQL,
+            &[(&view, Type::TEXT), (&table, Type::TEXT)],
+        )
         .await?
         .iter()
         .map(|row| row.get(0))
