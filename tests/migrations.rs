@@ -493,8 +493,8 @@ async fn a_foreign_schema_of_the_substitutes_name_is_refused_before_any_change()
 
 /// The new version's views are made in a transaction of their own after the expand's, which
 /// holds the table's lock and so keeps them out of that window: a run killed between the two
-/// leaves the new columns and their triggers without the views, and the run that resumes
-/// makes them.
+/// leaves the new columns and their triggers without the views (the version's name reserved:
+/// `views apply` cannot take it meanwhile), and the run that resumes makes them.
 #[tokio::test]
 async fn a_run_killed_between_the_expand_and_the_views_makes_them_when_resumed() {
     let database = seeded(300).await;
@@ -502,12 +502,25 @@ async fn a_run_killed_between_the_expand_and_the_views_makes_them_when_resumed()
     assert_eq!(
         database.admin(
             "SELECT phase || ' ' || (SELECT count(*) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attname = 'kind')
-                    || ' ' || (SELECT count(*) FROM viewgate.versions WHERE version = 'v2')
+                    || ' ' || (SELECT state || ' ' || (definition IS NULL) FROM viewgate.versions WHERE version = 'v2')
                     || ' ' || (to_regclass('public.models_v2') IS NULL)
                FROM viewgate.migrations WHERE version = 'v2'"
         ),
-        "backfilling 1 0 true",
-        "the expand committed, the views not yet"
+        "backfilling 1 pending true true",
+        "the expand committed and reserved the version's name, the views not yet"
+    );
+    let taking_v2 = format!(
+        "{}\n[[versions]]\nname = \"v2\"\n[[versions.tables]]\nbase = \"models\"\ncolumns = [\"id\", \"name\"]\n",
+        migration_support::SPEC
+    );
+    let refused = database
+        .apply(&database.spec_file("v2.toml", &taking_v2))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("version v2 belongs to a migration that is still backfilling"),
+        "`views apply` cannot take the reserved name: {refused}"
     );
     let outcome = start_text(&database, "0002.toml", ADD_KIND)
         .await

@@ -21,7 +21,9 @@ pub use history::{HistoryEntry, record_history};
 pub use locks::{APPLY_LOCK_KEY, set_local_lock_timeout, try_apply_lock, wait_apply_lock};
 pub use notify::notify_change;
 pub use objects::{CatalogObject, live_fingerprint, load_objects, replace_objects};
-pub use versions::{CatalogVersion, load_versions, retire_version, upsert_version};
+pub use versions::{
+    CatalogVersion, load_versions, reserve_version, retire_version, upsert_version,
+};
 
 /// Creates the catalog if it is missing; harmless when it exists.
 pub async fn ensure_catalog(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 
 use crate::control::error::ControlError;
 
@@ -61,6 +62,34 @@ pub async fn upsert_version(
         )
         .await
         .map_err(|error| ControlError::database(format!("recording version {version}"), &error))?;
+    Ok(())
+}
+
+/// Holds `version`'s name for a migration from its expand on: `pending`, with no checksum and
+/// no definition until its views are made in the next transaction. `views apply` refuses a
+/// pending version, so no spec can take the name, and make the version active, meanwhile.
+/// A retired version of the name is taken over, as applying it anew would.
+pub async fn reserve_version(
+    client: &impl GenericClient,
+    version: &str,
+    layout: &str,
+    spec_file: &str,
+) -> Result<(), ControlError> {
+    client
+        .execute_typed(
+            "INSERT INTO viewgate.versions (version, layout, checksum, state, spec_file)
+             VALUES ($1, $2, '', 'pending', $3)
+             ON CONFLICT (version) DO UPDATE
+             SET layout = EXCLUDED.layout, checksum = '', state = 'pending', definition = NULL,
+                 spec_file = EXCLUDED.spec_file, applied_at = now(), retired_at = NULL",
+            &[
+                (&version, Type::TEXT),
+                (&layout, Type::TEXT),
+                (&spec_file, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(|error| ControlError::database(format!("reserving version {version}"), &error))?;
     Ok(())
 }
 

@@ -35,6 +35,27 @@ const DYNAMIC_STATEMENTS: [(&str, &str); 4] = [
     ("PLpgSQL_stmt_open", "dynquery"),
 ];
 
+/// The PL/pgSQL statements that give variables values at run time, and the field naming them:
+/// `SELECT … INTO`, `EXECUTE … INTO`, `FETCH`, `CALL` (its `OUT` arguments) and the loops'
+/// variables. (`FOREACH` and `GET DIAGNOSTICS` name theirs by number: [`FILLED_BY_NUMBER`].)
+const FILLING_STATEMENTS: [(&str, &str); 8] = [
+    ("PLpgSQL_stmt_execsql", "target"),
+    ("PLpgSQL_stmt_dynexecute", "target"),
+    ("PLpgSQL_stmt_fetch", "target"),
+    ("PLpgSQL_stmt_call", "target"),
+    ("PLpgSQL_stmt_fori", "var"),
+    ("PLpgSQL_stmt_fors", "var"),
+    ("PLpgSQL_stmt_forc", "var"),
+    ("PLpgSQL_stmt_dynfors", "var"),
+];
+
+/// The objects naming a variable filled at run time by its number among the function's
+/// datums, and the field holding it.
+const FILLED_BY_NUMBER: [(&str, &str); 2] = [
+    ("PLpgSQL_stmt_foreach_a", "varno"),
+    ("PLpgSQL_diag_item", "target"),
+];
+
 /// Compiles `source`, a PL/pgSQL `CREATE FUNCTION` statement. Fails where the function or one
 /// of its SQL texts does not parse (what it names cannot then be known).
 pub(super) fn compile(source: &str) -> Result<Compiled, String> {
@@ -44,8 +65,32 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
     // Each variable's declared default and assigned values, as expressions: what `EXECUTE
     // variable` may run, and what `format(…, variable)` may be given.
     let mut assigned: Vec<(String, String)> = Vec::new();
+    // The variables a statement fills at run time: what they hold is not known before.
+    let mut filled = BTreeSet::new();
+    let mut filled_numbers = Vec::new();
+    let mut datums = Vec::new();
     let mut compiled = Compiled::default();
     each_object(&tree, &mut |fields| {
+        if let Some(Value::Array(declared)) = fields
+            .get("PLpgSQL_function")
+            .and_then(|function| function.get("datums"))
+        {
+            datums.clone_from(declared);
+        }
+        for (statement, field) in FILLING_STATEMENTS {
+            if let Some(variable) = fields.get(statement).and_then(|filling| filling.get(field)) {
+                filled.extend(variable_names(variable));
+            }
+        }
+        for (object, field) in FILLED_BY_NUMBER {
+            if let Some(number) = fields
+                .get(object)
+                .and_then(|filling| filling.get(field))
+                .and_then(Value::as_u64)
+            {
+                filled_numbers.push(number);
+            }
+        }
         if let Some(Value::String(query)) = fields
             .get("PLpgSQL_expr")
             .and_then(|expression| expression.get("query"))
@@ -99,7 +144,15 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
         .iter()
         .map(|text| parse_piece(text))
         .collect::<Result<_, _>>()?;
-    let given = given(&assigned);
+    for number in filled_numbers {
+        if let Some(datum) = usize::try_from(number)
+            .ok()
+            .and_then(|number| datums.get(number))
+        {
+            filled.extend(variable_names(datum));
+        }
+    }
+    let given = given(&assigned, &filled);
     // A variable executed runs one of the values given it; a constant that is no statement
     // (a fragment the body completes) is left unread, as SQL built at run time is.
     let runs = executed.iter().flat_map(|expression| {
@@ -116,12 +169,38 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
     Ok(compiled)
 }
 
+/// The names of the variables a compiled variable object stands for: a scalar's or a
+/// record's own, each of a row's fields (`SELECT a, b INTO x, y`: the row of `x` and `y`).
+fn variable_names(variable: &Value) -> Vec<String> {
+    let name = |object: &Value| {
+        object
+            .get("refname")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if let Some(row) = variable.get("PLpgSQL_row") {
+        return row
+            .get("fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|field| field.get("name").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect();
+    }
+    ["PLpgSQL_var", "PLpgSQL_rec"]
+        .iter()
+        .filter_map(|kind| variable.get(kind).and_then(name))
+        .collect()
+}
+
 /// The variables every value given of which (`assigned`: declared defaults and assignments,
 /// by the variable's name as the parser reads it) is known before run time, with those
-/// values. A variable also given something else is known at run time only.
-fn given(assigned: &[(String, String)]) -> Given {
+/// values. A variable also given something else, or `filled` by a statement (`SELECT …
+/// INTO`, a loop), is known at run time only.
+fn given(assigned: &[(String, String)], filled: &BTreeSet<String>) -> Given {
     let mut given = Given::new();
-    let mut at_run_time = BTreeSet::new();
+    let mut at_run_time: BTreeSet<&String> = filled.iter().collect();
     for (variable, expression) in assigned {
         match constant_texts(expression, &Given::new()).as_slice() {
             [text] => given
@@ -242,6 +321,40 @@ mod tests {
                 "models".to_owned(),
                 "owners".to_owned()
             ])
+        );
+    }
+
+    #[test]
+    fn a_variable_a_statement_fills_at_run_time_is_not_read_as_its_constants() {
+        let compiled = compile(
+            r#"CREATE FUNCTION f(names text[]) RETURNS void LANGUAGE plpgsql AS $x$
+             DECLARE by_select text := 'models'; by_row text := 'models'; n int;
+                     by_loop text := 'models'; by_each text := 'models';
+                     by_diag text := 'models'; kept text := 'owners';
+             BEGIN
+                 SELECT relname INTO by_select FROM pg_class LIMIT 1;
+                 SELECT 1, relname INTO n, by_row FROM pg_class LIMIT 1;
+                 FOR by_loop IN SELECT relname FROM pg_class LOOP END LOOP;
+                 FOREACH by_each IN ARRAY names LOOP END LOOP;
+                 GET DIAGNOSTICS by_diag = PG_CONTEXT;
+                 EXECUTE format('DELETE FROM %I', by_select);
+                 EXECUTE format('DELETE FROM %I', by_row);
+                 EXECUTE format('DELETE FROM %I', by_loop);
+                 EXECUTE format('DELETE FROM %I', by_each);
+                 EXECUTE format('DELETE FROM %I', by_diag);
+                 EXECUTE format('DELETE FROM %I', kept);
+             END $x$"#,
+        )
+        .expect("compiles");
+        let named: BTreeSet<String> = compiled
+            .statements
+            .iter()
+            .flat_map(|statement| statement.tables())
+            .filter(|name| !name.starts_with("viewgate: "))
+            .collect();
+        assert_eq!(
+            named,
+            BTreeSet::from(["owners".to_owned(), "pg_class".to_owned()])
         );
     }
 

@@ -317,8 +317,8 @@ async fn old_side(
 }
 
 /// The expand: one transaction whose every statement that needs no lock on the tables (the
-/// plan's reads, the checks, the migration's row, the row estimates) runs before the first
-/// that takes one. From that `ALTER TABLE` to the commit every writer of the table waits, so
+/// plan's reads, the checks, the migration's row, the row estimates, the version's name
+/// reserved) runs before the first that takes one. From that `ALTER TABLE` to the commit every writer of the table waits, so
 /// that window holds only what must see the new columns: the DDL (one pipeline), the checks of
 /// what `up` and `down` read, the sync triggers and the high-water marks.
 async fn expand(
@@ -351,6 +351,13 @@ async fn expand(
         migration,
         &plan,
         &checkpoints,
+    )
+    .await?;
+    catalog::reserve_version(
+        &transaction,
+        &migration.version,
+        plan.definition.layout.as_str(),
+        &file_name,
     )
     .await?;
     run_pipelined(&transaction, &migration.version, &plan.expand).await?;
@@ -419,9 +426,11 @@ async fn create_pending_views(
             .map_err(|error| ControlError::database("starting a transaction", &error))?;
         catalog::set_local_lock_timeout(&transaction, settings.lock_timeout).await?;
         catalog::wait_apply_lock(&transaction).await?;
-        if catalog::load_versions(&transaction)
+        // The expand reserved the version without a definition; one recorded means an
+        // earlier run made the views.
+        if definition::load(&transaction, &record.version)
             .await?
-            .contains_key(&record.version)
+            .is_some()
         {
             return Ok(());
         }

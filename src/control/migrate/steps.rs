@@ -1,8 +1,8 @@
 //! What every migration phase does the same way: bring the catalog up to date, run one
-//! statement with its description (a lock timeout stays retryable, anything else names the
-//! step) or run statements outside a transaction under the lock timeout, skip a step on a
-//! partition that is gone, and create a version's views and catalog substitutes from its
-//! definition.
+//! statement, or several as one pipeline, with its description (a lock timeout stays
+//! retryable, anything else names the step) or run statements outside a transaction under the
+//! lock timeout, skip a step on a partition that is gone, and create a version's views and
+//! catalog substitutes from its definition.
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Transaction};
