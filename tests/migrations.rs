@@ -554,13 +554,39 @@ async fn a_run_killed_between_the_expand_and_the_views_rolls_back_whole() {
     );
 }
 
-/// A view name the new version needs, taken by a table of the application's, is found when
-/// the views are made, after the expand committed: the migration is rolled back whole and
-/// the table left as it was.
+/// A view name the new version needs, taken by a table of the application's, is refused
+/// before any change: the names are checked in the expand before its first statement that
+/// changes anything, though the views are made after it.
 #[tokio::test]
-async fn a_view_name_taken_by_a_table_rolls_the_migration_back_whole() {
+async fn a_view_name_taken_by_a_table_is_refused_before_any_change() {
     let database = seeded(3).await;
     let before = base_columns(&database);
+    database.admin("CREATE TABLE public.models_v2 (x int)");
+    let error = start_text(&database, "0002.toml", ADD_KIND)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "would create view public.models_v2, but a table of that name already exists"
+        ) && error.contains("nothing was changed"),
+        "{error}"
+    );
+    assert_eq!(base_columns(&database), before);
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations WHERE version = 'v2'"),
+        "0"
+    );
+}
+
+/// A view name taken between the expand and the views (while a killed run lay stopped) is
+/// found when the resumed run makes them: the migration is rolled back whole and the
+/// application's table left as it was.
+#[tokio::test]
+async fn a_view_name_taken_after_the_expand_rolls_the_migration_back_whole() {
+    let database = seeded(3).await;
+    let before = base_columns(&database);
+    start_killed_at_step(&database, "0002.toml", ADD_KIND, KillAtStep("views of v2")).await;
     database
         .admin("CREATE TABLE public.models_v2 (x int); INSERT INTO public.models_v2 VALUES (7)");
     let error = start_text(&database, "0002.toml", ADD_KIND)

@@ -268,6 +268,16 @@ fn assignment(text: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
+    /// The tables the compiled statements name, but the stand-in for a name known at run time.
+    fn tables_named(compiled: &Compiled) -> BTreeSet<String> {
+        compiled
+            .statements
+            .iter()
+            .flat_map(|statement| statement.tables())
+            .filter(|name| !name.starts_with("viewgate: "))
+            .collect()
+    }
+
     #[test]
     fn a_variable_executed_runs_each_constant_it_was_given() {
         let compiled = compile(
@@ -282,11 +292,7 @@ mod tests {
              END $x$",
         )
         .expect("compiles");
-        let named: BTreeSet<String> = compiled
-            .statements
-            .iter()
-            .flat_map(|statement| statement.tables())
-            .collect();
+        let named = tables_named(&compiled);
         assert_eq!(
             named,
             BTreeSet::from(["models".to_owned(), "owners".to_owned()])
@@ -308,12 +314,7 @@ mod tests {
              END $x$"#,
         )
         .expect("compiles");
-        let named: BTreeSet<String> = compiled
-            .statements
-            .iter()
-            .flat_map(|statement| statement.tables())
-            .filter(|name| !name.starts_with("viewgate: "))
-            .collect();
+        let named = tables_named(&compiled);
         assert_eq!(
             named,
             BTreeSet::from([
@@ -346,12 +347,7 @@ mod tests {
              END $x$"#,
         )
         .expect("compiles");
-        let named: BTreeSet<String> = compiled
-            .statements
-            .iter()
-            .flat_map(|statement| statement.tables())
-            .filter(|name| !name.starts_with("viewgate: "))
-            .collect();
+        let named = tables_named(&compiled);
         assert_eq!(
             named,
             BTreeSet::from(["owners".to_owned(), "pg_class".to_owned()])

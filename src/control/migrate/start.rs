@@ -48,7 +48,7 @@ use super::start_point::{self, checkpoint_key};
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{
     Substitutes, create_substitutes, create_views, prepare_catalog, record_event,
-    refuse_foreign_substitute_schema, run_pipelined, run_sql,
+    refuse_foreign_substitute_schema, refuse_taken_view_names, run_pipelined, run_sql,
 };
 use super::sync;
 use super::trigger_fields;
@@ -334,6 +334,7 @@ async fn expand(
     catalog::try_apply_lock(&transaction).await?;
     let (_, plan) = plan_against(&transaction, file).await?;
     refuse_foreign_substitute_schema(&transaction, &migration.version).await?;
+    refuse_taken_view_names(&transaction, &plan.definition, &file.path).await?;
     let old_side = old_side(&transaction, &migration.version).await?;
     let mut checkpoints = BTreeMap::new();
     for backfill_plan in &plan.backfills {

@@ -16,6 +16,7 @@ use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
 use crate::control::views::definition::{self, VersionDefinition};
+use crate::control::views::introspect::ServerSnapshot;
 use crate::control::views::{apply, generate, plan, validate};
 use crate::model::catalog_substitutes::substitute_schema;
 use crate::net::postgres_error::{describe_postgres_error, describe_postgres_error_hinting};
@@ -239,6 +240,33 @@ pub async fn create_views(
     }
     definition::record(transaction, definition).await?;
     Ok(())
+}
+
+/// Refuses, before the expand changes anything, a name the new version's views or their
+/// trigger functions would take that an object of the application's holds (a table
+/// `models_v2`): the views are made after the expand commits, where the same check would roll
+/// the migration back. The names are planned offline, since they need no columns; a
+/// definition that cannot be planned so is left to that later check.
+pub async fn refuse_taken_view_names(
+    client: &impl GenericClient,
+    definition: &VersionDefinition,
+    source: &std::path::Path,
+) -> Result<(), MigrateError> {
+    let spec = definition.to_spec(source);
+    let Ok(offline) = plan::build(&spec, &ServerSnapshot::default()) else {
+        return Ok(());
+    };
+    let recorded_objects = catalog::load_objects(client).await?;
+    match validate::check_names_are_free(client, &spec, &offline, &recorded_objects).await {
+        Err(ControlError::Mismatch {
+            context, problem, ..
+        }) => Err(MigrateError::Refused {
+            version: definition.version.name.clone(),
+            operation: context,
+            problem,
+        }),
+        checked => Ok(checked?),
+    }
 }
 
 /// Refuses a schema of the name `version`'s catalog substitutes will take that viewgate did
