@@ -10,9 +10,12 @@ use crate::common::{ProxyProcess, http, wait_until};
 use crate::migration_support;
 use crate::support::Database;
 
-use migration_support::{complete_now, rollback_now, seeded, start_text};
-use viewgate::control::migrate::MigrateError;
+use migration_support::{
+    KillAtStep, complete_killed_at_step, complete_now, complete_watched, retype, rollback_now,
+    seeded, start_text,
+};
 use viewgate::control::migrate::status::status;
+use viewgate::control::migrate::{MigrateError, Silent};
 
 /// How long the watcher waits for the drop to queue.
 const DROP_QUEUES_WITHIN: Duration = Duration::from_secs(30);
@@ -179,7 +182,7 @@ async fn a_complete_ended_before_its_index_drop_leaves_the_drop_to_the_next_comm
     assert!(
         error
             .to_string()
-            .contains("the migration is complete (v1 retired), and this drop of an index is left"),
+            .contains("the migration is complete (v1 retired), and this is left (drop"),
         "{error}"
     );
     assert_eq!(
@@ -244,4 +247,46 @@ async fn a_left_drop_that_fails_again_refuses_the_next_command_before_it_changes
         .await
         .expect("the next migration starts once the drop can run");
     assert_eq!(index_count(&database), "0");
+}
+
+/// The contract's renames change what the version's catalog substitutes name (`size` is
+/// `_vg_v2_size` until then): they are remade once it has committed, outside the window in
+/// which it holds the table's lock, and kept as left to run until done, so a run killed first
+/// leaves them to the next migration command.
+#[tokio::test]
+async fn the_catalog_substitutes_a_contract_renames_are_remade_after_it_even_when_killed() {
+    let database = seeded(10).await;
+    start_text(&database, "0002.toml", &retype("size", "bigint", ""))
+        .await
+        .expect("the migration starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_killed_at_step(&database, KillAtStep("remake the catalog substitutes")).await;
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations WHERE version = 'v2'"),
+        "completed"
+    );
+    let shown = status(&database.client().await)
+        .await
+        .expect("status reads")
+        .to_string();
+    assert!(
+        shown.contains("remake the catalog substitutes of version v2: its SQL (`viewgate migrate status --json` shows it)"),
+        "{shown}"
+    );
+
+    let outcome = complete_watched(&database, Some("v2"), &mut Silent)
+        .await
+        .expect("what was left runs first");
+    assert!(outcome.already_done);
+    assert_eq!(
+        database.admin(
+            "SELECT data_type || ' ' || is_nullable FROM viewgate_catalog_v2.columns
+              WHERE table_name = 'models' AND column_name = 'size'"
+        ),
+        "bigint NO"
+    );
+    assert_eq!(
+        database.admin("SELECT left_to_run::text FROM viewgate.migrations WHERE version = 'v2'"),
+        "[]"
+    );
 }

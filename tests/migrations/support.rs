@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use tokio_postgres::Client;
-use viewgate::control::migrate::complete::complete;
+use viewgate::control::migrate::complete::{CompleteOutcome, complete};
 use viewgate::control::migrate::rollback::{RollbackOutcome, rollback};
 use viewgate::control::migrate::start::{StartOutcome, start};
 use viewgate::control::migrate::{MigrateError, MigrationFile, Progress, Silent};
@@ -117,10 +117,20 @@ pub async fn start_watched(
 }
 
 pub async fn complete_now(database: &Database) -> Result<(), MigrateError> {
-    let mut client = database.client().await;
-    complete(&mut client, &Templates::built_in(), None, &mut Silent)
+    complete_watched(database, None, &mut Silent)
         .await
         .map(|_| ())
+}
+
+/// Runs `migrate complete` of `named` (or of the oldest live migration) on a session of its
+/// own, telling `progress`.
+pub async fn complete_watched(
+    database: &Database,
+    named: Option<&str>,
+    progress: &mut impl Progress,
+) -> Result<CompleteOutcome, MigrateError> {
+    let mut client = database.client().await;
+    complete(&mut client, &Templates::built_in(), named, progress).await
 }
 
 pub async fn rollback_now(database: &Database) -> Result<RollbackOutcome, MigrateError> {
@@ -197,18 +207,25 @@ impl Progress for KillAtStep {
     fn backfill(&mut self, _table: &str, _rows: u64, _estimate: u64, _rate: f64) {}
 }
 
-/// Runs `migrate start` of `text` until `kill` kills it, then ends every other session (what
-/// the killed process's held: its advisory locks).
+/// Runs `migrate start` of `text` until `kill` kills it, then ends every other session.
 pub async fn start_killed_at_step(
     database: &Database,
     name: &str,
     text: &str,
     mut kill: KillAtStep,
 ) {
-    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-        start_watched(database, name, text, &mut kill),
-    ))
-    .await;
+    killed_then_ended(database, start_watched(database, name, text, &mut kill)).await;
+}
+
+/// Runs `migrate complete` until `kill` kills it, then ends every other session.
+pub async fn complete_killed_at_step(database: &Database, mut kill: KillAtStep) {
+    killed_then_ended(database, complete_watched(database, None, &mut kill)).await;
+}
+
+/// Awaits `command` until a [`KillAtStep`] kills it (a panic), then ends every other session
+/// (what the killed process's held: its advisory locks).
+async fn killed_then_ended<T>(database: &Database, command: impl Future<Output = T>) {
+    let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(command)).await;
     assert!(killed.is_err(), "the run was killed");
     database.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'");
 }

@@ -153,19 +153,23 @@ async fn complete_locked(
         complete_once(client, record, &later, templates).await
     })
     .await;
-    let analyze = match attempted.result {
-        Ok(analyze) => analyze,
+    let Contracted {
+        after_commit,
+        analyze,
+    } = match attempted.result {
+        Ok(contracted) => contracted,
         Err(error) => return Err(lock_holders::name_holders(client, &tables, error).await),
     };
     // After the contract's commit: a failure here cannot undo it, so it says what is left.
     left_over::run(
         client,
         (record.id, &record.version, settings),
-        &record.plan.complete_concurrent,
-        |_| {
+        &after_commit,
+        |step| {
             format!(
-                "the migration is complete ({} retired), and this drop of an index is left: {}",
+                "the migration is complete ({} retired), and this is left ({}): {}",
                 record.from,
+                step.description,
                 left_over::KEPT
             )
         },
@@ -194,12 +198,21 @@ async fn complete_locked(
     })
 }
 
+/// What the contract's transaction leaves to run once it has committed.
+struct Contracted {
+    /// Kept in the catalog until done (`left_over.rs`): the index drops that cannot run in a
+    /// transaction, and the catalog substitutes its renames changed.
+    after_commit: Vec<Step>,
+    /// `ANALYZE` of the relations whose extended statistics were made again.
+    analyze: Vec<Step>,
+}
+
 async fn complete_once(
     client: &mut Client,
     record: &MigrationRecord,
     later: &[&MigrationRecord],
     templates: &Templates,
-) -> Result<Vec<Step>, MigrateError> {
+) -> Result<Contracted, MigrateError> {
     let mut transaction = client
         .transaction()
         .await
@@ -280,12 +293,15 @@ async fn complete_once(
             )
         })
         .collect();
+    // The substitutes first: until they run, introspection shows the renamed columns bare.
+    let mut after_commit = Vec::new();
     if !record.plan.renames.is_empty() {
-        follow_renames(&transaction, record, later, templates).await?;
+        after_commit = follow_renames(&transaction, record, later, templates).await?;
     }
+    after_commit.extend(record.plan.complete_concurrent.iter().cloned());
     meanings.check(&transaction, &record.plan).await?;
     state::set_phase(&transaction, record.id, Phase::Completed).await?;
-    left_over::record(&transaction, record.id, &record.plan.complete_concurrent).await?;
+    left_over::record(&transaction, record.id, &after_commit).await?;
     record_event(
         &transaction,
         "migrate_complete",
@@ -299,7 +315,10 @@ async fn complete_once(
         .commit()
         .await
         .map_err(|error| ControlError::database("committing the contract", &error))?;
-    Ok(analyze)
+    Ok(Contracted {
+        after_commit,
+        analyze,
+    })
 }
 
 /// The first later migration whose recorded SQL (its validation, index, complete and rollback
@@ -363,13 +382,15 @@ fn names_word(text: &str, word: &str) -> bool {
 }
 
 /// Rewrites every recorded definition and later plan to the renamed physical names, and
-/// regenerates what was generated from them.
+/// regenerates what was generated from them; the catalog substitutes are returned, as steps
+/// to run after the contract commits (see [`Substitutes::AfterCommit`]).
 async fn follow_renames(
     transaction: &Transaction<'_>,
     record: &MigrationRecord,
     later: &[&MigrationRecord],
     templates: &Templates,
-) -> Result<(), MigrateError> {
+) -> Result<Vec<Step>, MigrateError> {
+    let mut substitutes = Vec::new();
     let renames = &record.plan.renames;
     let versions = catalog::load_versions(transaction).await?;
     for (name, recorded) in &versions {
@@ -391,14 +412,16 @@ async fn follow_renames(
         }
         if rename_definition(&mut definition, renames) {
             let source = std::path::PathBuf::from(&record.file);
-            create_views(
-                transaction,
-                &definition,
-                &source,
-                templates,
-                Substitutes::WithViews,
-            )
-            .await?;
+            substitutes.extend(
+                create_views(
+                    transaction,
+                    &definition,
+                    &source,
+                    templates,
+                    Substitutes::AfterCommit,
+                )
+                .await?,
+            );
         }
     }
     for (at, later_record) in later.iter().enumerate() {
@@ -421,7 +444,7 @@ async fn follow_renames(
         }
         state::save_plan(transaction, later_record.id, &plan).await?;
     }
-    Ok(())
+    Ok(substitutes)
 }
 
 /// The versions whose writers count as older than `record`'s new version: what its start

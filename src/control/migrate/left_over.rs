@@ -82,6 +82,19 @@ pub async fn run(
     Ok(())
 }
 
+/// Longest SQL a message shows whole; a longer step's (the catalog substitutes', hundreds of
+/// lines) is left to `viewgate migrate status --json`.
+const MAX_SHOWN_SQL: usize = 200;
+
+/// A left step's SQL as a message shows it: whole when short and on one line.
+pub fn shown_sql(step: &Step) -> String {
+    if step.sql.len() <= MAX_SHOWN_SQL && !step.sql.contains('\n') {
+        format!("`{}`", step.sql)
+    } else {
+        "its SQL (`viewgate migrate status --json` shows it)".to_owned()
+    }
+}
+
 /// How an `aftermath` ends: where what is left is kept, and what runs it.
 pub const KEPT: &str = "it is kept in the catalog (`viewgate migrate status` lists it), and the next `viewgate migrate` start, complete or rollback runs it first";
 
@@ -110,8 +123,9 @@ pub async fn finish_earlier(
         );
         let aftermath = |step: &Step| {
             format!(
-                "this was left by the {phase} of the migration to {}, and nothing of this command was done: run it again once the cause is fixed, or run `{}` yourself",
-                left.version, step.sql
+                "this was left by the {phase} of the migration to {}, and nothing of this command was done: run it again once the cause is fixed, or run {} yourself",
+                left.version,
+                shown_sql(step)
             )
         };
         run(

@@ -174,7 +174,7 @@ impl fmt::Display for StatusReport {
                 left.after, left.version
             )?;
             for step in &left.steps {
-                writeln!(f, "  {}: {}", step.description, step.sql)?;
+                writeln!(f, "  {}: {}", step.description, left_over::shown_sql(step))?;
             }
         }
         let sessions: Vec<String> = self
