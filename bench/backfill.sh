@@ -21,6 +21,8 @@
 #      VACUUM of what the backfill left behind (autovacuum's job in production): full speed
 #      direct and through viewgate, paced through viewgate, and full speed direct with the
 #      sync triggers disabled (the same table without the triggers: their cost alone).
+#   4. contract: the default version moved to v2 and paced writers at v2 through viewgate for
+#      $CONTRACT_WINDOW s while `viewgate migrate complete` retires v1: their lock waits.
 # Latency is compared between paced windows: an application sends its traffic at its own rate,
 # and at full speed p99 measures the queue pgbench builds, not the migration. Full-speed
 # windows give the dual-write cost (TPS before ÷ TPS live). Then checks that every row the writers were told was committed is there and has the new
@@ -51,6 +53,8 @@ MICRO_REPEATS="${MICRO_REPEATS:-5}"
 # (the default pacing took 114-191 s over 1M rows here) and leave time after it, whose p99 is
 # the fairest reference for what the backfill adds.
 DURING_WINDOW="${DURING_WINDOW:-240}"
+# How long the writers at v2 run while `migrate complete` retires v1 (it starts 2 s in).
+CONTRACT_WINDOW="${CONTRACT_WINDOW:-15}"
 # When `viewgate migrate status` is sampled for the report, in seconds after `migrate start`.
 STATUS_AFTER="${STATUS_AFTER:-12}"
 # Experiment: renice the backfill's Postgres backend (application_name viewgate) to this
@@ -145,26 +149,27 @@ INSERT INTO models (name, size, kind, _vg_v2_size) VALUES ('writer', 1, 'small',
 END;
 WRITER
 
-# run_writers NAME SECONDS [PORT [RATE]]: pgbench through viewgate at v1 (or, given PORT,
-# straight to Postgres on the base table, as an old deployment would), at full speed or paced
-# at RATE transactions/s, one log line per transaction.
+# run_writers NAME SECONDS [PORT [RATE [SCRIPT]]]: pgbench through viewgate at v1 (or, given
+# PORT, straight to Postgres on the base table, as an old deployment would), at full speed or
+# paced at RATE transactions/s, one log line per transaction. WRITER_VERSION and WRITER_APP
+# (the application_name the lock waits are told by) override v1 and `writer`.
 run_writers() {
     local name="$1" seconds="$2" port="${3:-$VG_PORT}" rate="${4:-}" script="${5:-writer.sql}"
     local pace=()
     [ -n "$rate" ] && pace=(-R "$rate")
-    PGOPTIONS="-c viewgate.version=v1" PGAPPNAME="writer" "$PGBENCH" -n -M simple \
+    PGOPTIONS="-c viewgate.version=${WRITER_VERSION:-v1}" PGAPPNAME="${WRITER_APP:-writer}" "$PGBENCH" -n -M simple \
         -f "$WORK_DIR/$script" -c "$WRITERS" -j 2 -T "$seconds" "${pace[@]}" \
         -l --log-prefix="$WORK_DIR/tx-$name" \
         -h "$LOOPBACK" -p "$port" -U "$PG_SUPERUSER" "$DB_NAME" >"$WORK_DIR/pgbench-$name.log" 2>&1 || true
 }
 
 # p99 latency in ms of the transactions logged for NAME, optionally only those that ended
-# between epoch seconds FROM and TO. A paced transaction's latency includes its schedule lag
+# between epoch seconds FROM and TO (to the microsecond: a contract lasts well under one). A paced transaction's latency includes its schedule lag
 # (the log's 7th field): the wait an application would see.
 p99_ms() {
     local name="$1" from="${2:-0}" to="${3:-9999999999}"
     cat "$WORK_DIR"/tx-"$name".* 2>/dev/null |
-        awk -v from="$from" -v to="$to" '$5 >= from && $5 <= to { print $3 + $7 }' |
+        awk -v from="$from" -v to="$to" '$5 + $6 / 1000000 >= from && $5 + $6 / 1000000 <= to { print $3 + $7 }' |
         sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else printf "%.2f", v[int(NR * 0.99 + 0.5)] / 1000 }'
 }
 # p99 in ms per STEP seconds of the transactions logged for NAME that ended between FROM and
@@ -338,6 +343,40 @@ TPS_BEFORE_DIRECT="$(tps_of before-direct)"
 TPS_LIVE_DIRECT="$(tps_of live-direct)"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }'; }
 
+# 4. The contract under writers at v2: the default version moved to v2, paced writers through
+#    viewgate at v2 while `migrate complete` retires v1 (run again while the proxy's last
+#    heartbeat still shows a session at v1), holding the table from its LOCK to its commit.
+log "phase 4: paced writers at v2 while migrate complete runs"
+"$VG_BIN" cutover --to v2 --database "$DATABASE_URL" >/dev/null
+cat >"$WORK_DIR/writer-v2.sql" <<WRITER
+\set id random(1, $ROWS)
+BEGIN;
+UPDATE models SET size = size + 1000 WHERE id = :id;
+INSERT INTO models (name, size, kind) VALUES ('writer', 1000, 'small');
+END;
+WRITER
+WRITER_VERSION=v2 WRITER_APP=contract-writer \
+    run_writers contract "$CONTRACT_WINDOW" "$VG_PORT" "$RATE_TPS" writer-v2.sql &
+CONTRACT_WRITERS_PID=$!
+EXTRA_PIDS+=("$CONTRACT_WRITERS_PID")
+sleep 2
+CONTRACT_START="$(date +%s.%N)"
+for _ in $(seq 60); do
+    if "$VG_BIN" migrate complete --database "$DATABASE_URL" >"$WORK_DIR/complete.out" 2>&1; then
+        break
+    fi
+    grep -q "refused: " "$WORK_DIR/complete.out" || break
+    sleep 0.5
+done
+CONTRACT_END="$(date +%s.%N)"
+wait "$CONTRACT_WRITERS_PID" || true
+CONTRACT_WAITS="$(grep -c 'app=contract-writer.*still waiting for' "$WORK_DIR/postgres.log" || true)"
+CONTRACT_LONGEST="$(grep -o 'app=contract-writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
+P99_CONTRACT="$(p99_ms contract "$CONTRACT_START" "$CONTRACT_END")"
+P99_CONTRACT_WINDOW="$(p99_ms contract)"
+ACKED_V2="$(tx_count contract)"
+STORED_AFTER="$(psql_q "SELECT count(*) FROM models WHERE name = 'writer'")"
+
 mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
 {
@@ -372,6 +411,10 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "| the triggers alone, direct (same table: TPS triggers disabled ÷ enabled) | $TPS_UNTRIGGERED_DIRECT / $TPS_LIVE_DIRECT = $(ratio "$TPS_UNTRIGGERED_DIRECT" "$TPS_LIVE_DIRECT") | |"
     echo "| bulk INSERT, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 1) / $(micro_median 2) = $(ratio "$(micro_median 1)" "$(micro_median 2)") | ≤ 1.5× |"
     echo "| bulk UPDATE, µs per row, triggers / by hand (server-side, median of $MICRO_REPEATS) | $(micro_median 3) / $(micro_median 4) = $(ratio "$(micro_median 3)" "$(micro_median 4)") | ≤ 1.5× |"
+    echo "| migrate complete under paced writers at v2: its outcome | $(tail -n 1 "$WORK_DIR/complete.out") | |"
+    echo "| their lock waits over 100 ms | ${CONTRACT_WAITS} (longest ${CONTRACT_LONGEST:-none} ms) | 0 |"
+    echo "| their p99 while it ran / over their whole window | ${P99_CONTRACT} / ${P99_CONTRACT_WINDOW} ms | |"
+    echo "| their failed transactions; acknowledged writes in all / rows stored after it | $(failed_of contract); $((ACKED + ACKED_V2)) / $STORED_AFTER | 0; equal |"
     echo
     echo "migrate status ${STATUS_AFTER} s in said: $(grep -h 'backfill ' "$WORK_DIR/status-mid.txt" || cat "$WORK_DIR/status-mid.txt")"
     echo
