@@ -164,8 +164,9 @@ run_writers() {
 }
 
 # p99 latency in ms of the transactions logged for NAME, optionally only those that ended
-# between epoch seconds FROM and TO (to the microsecond: a contract lasts well under one). A paced transaction's latency includes its schedule lag
-# (the log's 7th field): the wait an application would see.
+# between epoch seconds FROM and TO (to the microsecond: a contract lasts well under one). A
+# paced transaction's latency includes its schedule lag (the log's 7th field): the wait an
+# application would see.
 p99_ms() {
     local name="$1" from="${2:-0}" to="${3:-9999999999}"
     cat "$WORK_DIR"/tx-"$name".* 2>/dev/null |
