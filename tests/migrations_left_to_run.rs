@@ -290,3 +290,40 @@ async fn the_catalog_substitutes_a_contract_renames_are_remade_after_it_even_whe
         "[]"
     );
 }
+
+/// Nothing reads a retired version's catalog substitutes: they are dropped once the contract
+/// has committed, not under the table's lock, and kept as left to run until done.
+#[tokio::test]
+async fn a_retired_versions_catalog_substitutes_are_dropped_after_the_contract_even_when_killed() {
+    let database = seeded(10).await;
+    start_text(&database, "0002.toml", &retype("size", "bigint", ""))
+        .await
+        .expect("the migration starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    let v1_substitutes = "SELECT pg_catalog.count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'viewgate_catalog_v1'";
+    assert_eq!(database.admin(v1_substitutes), "1");
+    complete_killed_at_step(
+        &database,
+        KillAtStep("drop the catalog substitutes of retired version v1"),
+    )
+    .await;
+    assert_eq!(
+        database.admin("SELECT state FROM viewgate.versions WHERE version = 'v1'"),
+        "retired"
+    );
+    assert_eq!(
+        database.admin(v1_substitutes),
+        "1",
+        "killed before the drop"
+    );
+
+    let outcome = complete_watched(&database, Some("v2"), &mut Silent)
+        .await
+        .expect("what was left runs first");
+    assert!(outcome.already_done);
+    assert_eq!(database.admin(v1_substitutes), "0");
+    assert_eq!(
+        database.admin("SELECT left_to_run::text FROM viewgate.migrations WHERE version = 'v2'"),
+        "[]"
+    );
+}

@@ -22,6 +22,7 @@ pub const WRITE_TRIGGER: &str = "write_trigger.sql.j2";
 pub const MAPPING_FUNCTIONS: &str = "mapping_functions.sql.j2";
 pub const DROP_MAPPING_FUNCTIONS: &str = "drop_mapping_functions.sql.j2";
 pub const DROP_VIEW: &str = "drop_view.sql.j2";
+pub const DROP_VERSION_CATALOG: &str = "drop_version_catalog.sql.j2";
 pub const VERSION_CATALOG: &str = "version_catalog.sql.j2";
 pub const CATALOG: &str = "catalog.sql.j2";
 
@@ -49,6 +50,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         DROP_VIEW,
         include_str!("../../view-templates/drop_view.sql.j2"),
+    ),
+    (
+        DROP_VERSION_CATALOG,
+        include_str!("../../view-templates/drop_version_catalog.sql.j2"),
     ),
     (CATALOG, include_str!("../../view-templates/catalog.sql.j2")),
     (

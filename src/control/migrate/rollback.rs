@@ -25,7 +25,7 @@ use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
 use crate::control::usage;
-use crate::control::views::apply::{LockSettings, drop_sql};
+use crate::control::views::apply::{LockSettings, drop_catalog_sql, drop_sql};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackOutcome {
@@ -208,6 +208,13 @@ async fn undo_once(
         )
         .await?;
     }
+    run_sql(
+        &transaction,
+        &record.version,
+        "dropping the new version's catalog substitutes",
+        &drop_catalog_sql(templates, &record.version)?,
+    )
+    .await?;
     transaction
         .execute(
             "DELETE FROM viewgate.versions WHERE version = $1",

@@ -456,7 +456,8 @@ pub async fn substitute_schema_is_foreign(
         .get(0))
 }
 
-/// The SQL that drops one recorded view and its trigger function.
+/// The SQL that drops one recorded view, its trigger function and its mapping functions; its
+/// version's catalog substitutes stay ([`drop_catalog_sql`] drops them when the version goes).
 pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String, ControlError> {
     let mut sql = templates.render(
         templates::DROP_MAPPING_FUNCTIONS,
@@ -471,10 +472,20 @@ pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String,
         minijinja::context! {
             object => object,
             write_function_suffix => write_function::SUFFIX,
-            catalog_schema => substitute_schema(&object.version),
         },
     )?);
     Ok(sql)
+}
+
+/// The SQL that drops the catalog substitutes of `version`, which goes.
+pub fn drop_catalog_sql(templates: &Templates, version: &str) -> Result<String, ControlError> {
+    templates.render(
+        templates::DROP_VERSION_CATALOG,
+        minijinja::context! {
+            version => version,
+            catalog_schema => substitute_schema(version),
+        },
+    )
 }
 
 /// Hex digits of a checksum shown to people: enough to compare by eye.
