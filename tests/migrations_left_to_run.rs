@@ -11,8 +11,8 @@ use crate::migration_support;
 use crate::support::Database;
 
 use migration_support::{
-    KillAtStep, complete_killed_at_step, complete_now, complete_watched, retype, rollback_now,
-    seeded, start_text,
+    KillAtStep, SPEC, complete_killed_at_step, complete_now, complete_watched, retype,
+    rollback_killed_at_step, rollback_now, seeded, start_text,
 };
 use viewgate::control::migrate::status::status;
 use viewgate::control::migrate::{MigrateError, Silent};
@@ -322,6 +322,79 @@ async fn a_retired_versions_catalog_substitutes_are_dropped_after_the_contract_e
         .expect("what was left runs first");
     assert!(outcome.already_done);
     assert_eq!(database.admin(v1_substitutes), "0");
+    assert_eq!(
+        database.admin("SELECT left_to_run::text FROM viewgate.migrations WHERE version = 'v2'"),
+        "[]"
+    );
+}
+
+/// A retired version applied anew before the drop of its old substitutes ran (the complete
+/// killed first) keeps its new ones: the drop left to run looks at the catalog when it runs.
+#[tokio::test]
+async fn a_retired_version_applied_anew_keeps_its_substitutes_from_the_drop_left_to_run() {
+    let database = seeded(10).await;
+    start_text(&database, "0002.toml", &retype("size", "bigint", ""))
+        .await
+        .expect("the migration starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_killed_at_step(
+        &database,
+        KillAtStep("drop the catalog substitutes of retired version v1"),
+    )
+    .await;
+    database.apply_text(SPEC).await;
+    assert_eq!(
+        database.admin("SELECT state FROM viewgate.versions WHERE version = 'v1'"),
+        "active"
+    );
+
+    complete_watched(&database, Some("v2"), &mut Silent)
+        .await
+        .expect("what was left runs first");
+    assert_eq!(
+        database.admin(
+            "SELECT pg_catalog.count(*) FROM viewgate_catalog_v1.columns WHERE table_name = 'models'"
+        ),
+        "4",
+        "v1's new substitutes show its four columns"
+    );
+    assert_eq!(
+        database.admin("SELECT left_to_run::text FROM viewgate.migrations WHERE version = 'v2'"),
+        "[]"
+    );
+}
+
+/// A rollback drops its version's catalog substitutes after its commit, not under the table's
+/// lock; killed first, it leaves the drop to the next migration command.
+#[tokio::test]
+async fn a_rolled_back_versions_catalog_substitutes_are_dropped_after_the_rollback_even_when_killed()
+ {
+    let database = seeded(10).await;
+    start_text(&database, "0002.toml", &retype("size", "bigint", ""))
+        .await
+        .expect("the migration starts");
+    let v2_substitutes = "SELECT pg_catalog.count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'viewgate_catalog_v2'";
+    assert_eq!(database.admin(v2_substitutes), "1");
+    rollback_killed_at_step(
+        &database,
+        KillAtStep("drop the catalog substitutes of rolled-back version v2"),
+    )
+    .await;
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations WHERE version = 'v2'"),
+        "rolled_back"
+    );
+    assert_eq!(
+        database.admin(v2_substitutes),
+        "1",
+        "killed before the drop"
+    );
+
+    let error = complete_now(&database)
+        .await
+        .expect_err("nothing to complete");
+    assert!(error.to_string().contains("no live migration"), "{error}");
+    assert_eq!(database.admin(v2_substitutes), "0");
     assert_eq!(
         database.admin("SELECT left_to_run::text FROM viewgate.migrations WHERE version = 'v2'"),
         "[]"

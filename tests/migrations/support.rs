@@ -134,8 +134,17 @@ pub async fn complete_watched(
 }
 
 pub async fn rollback_now(database: &Database) -> Result<RollbackOutcome, MigrateError> {
+    rollback_watched(database, &mut Silent).await
+}
+
+/// Runs `migrate rollback` of the newest live migration on a session of its own, telling
+/// `progress`.
+pub async fn rollback_watched(
+    database: &Database,
+    progress: &mut impl Progress,
+) -> Result<RollbackOutcome, MigrateError> {
     let mut client = database.client().await;
-    rollback(&mut client, &Templates::built_in(), None, &mut Silent).await
+    rollback(&mut client, &Templates::built_in(), None, progress).await
 }
 
 pub fn base_columns(database: &Database) -> String {
@@ -215,6 +224,11 @@ pub async fn start_killed_at_step(
     mut kill: KillAtStep,
 ) {
     killed_then_ended(database, start_watched(database, name, text, &mut kill)).await;
+}
+
+/// Runs `migrate rollback` until `kill` kills it, then ends every other session.
+pub async fn rollback_killed_at_step(database: &Database, mut kill: KillAtStep) {
+    killed_then_ended(database, rollback_watched(database, &mut kill)).await;
 }
 
 /// Runs `migrate complete` until `kill` kills it, then ends every other session.

@@ -40,7 +40,7 @@ use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
 use crate::control::usage;
-use crate::control::views::apply::{drop_catalog_sql, drop_sql};
+use crate::control::views::apply::{CatalogDrop, drop_catalog_sql, drop_sql};
 use crate::control::views::definition::{self, VersionDefinition};
 use crate::control::views::spec::ColumnSource;
 
@@ -305,7 +305,7 @@ async fn complete_once(
             "drop the catalog substitutes of retired version {}",
             record.from
         ),
-        drop_catalog_sql(templates, &record.from)?,
+        drop_catalog_sql(templates, &record.from, CatalogDrop::AfterTheCommit)?,
     ));
     after_commit.extend(record.plan.complete_concurrent.iter().cloned());
     meanings.check(&transaction, &record.plan).await?;

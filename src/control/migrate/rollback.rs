@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
+use super::derive::Step;
 use super::detached::{self, Tidy};
 use super::error::MigrateError;
 use super::function_bodies;
@@ -25,7 +26,7 @@ use crate::control::error::ControlError;
 use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
 use crate::control::usage;
-use crate::control::views::apply::{LockSettings, drop_catalog_sql, drop_sql};
+use crate::control::views::apply::{CatalogDrop, LockSettings, drop_catalog_sql, drop_sql};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackOutcome {
@@ -138,8 +139,19 @@ pub async fn undo(
         "roll back the expand of {} (its views, triggers, columns and tables)",
         record.version
     ));
+    // The new version's catalog substitutes (a schema of about a hundred views) need not go
+    // under the tables' lock: nothing reads them once the version is forgotten.
+    let after_commit: Vec<Step> = std::iter::once(Step::new(
+        format!(
+            "drop the catalog substitutes of rolled-back version {}",
+            record.version
+        ),
+        drop_catalog_sql(templates, &record.version, CatalogDrop::AfterTheCommit)?,
+    ))
+    .chain(record.plan.rollback_concurrent.iter().cloned())
+    .collect();
     let attempted = with_lock_retries(locks.max_attempts, locks.lock_timeout, async || {
-        undo_once(client, record, templates, locks, why).await
+        undo_once(client, record, (templates, &after_commit), locks, why).await
     })
     .await;
     attempted.result?;
@@ -148,10 +160,11 @@ pub async fn undo(
     left_over::run(
         client,
         (record.id, &record.version, settings),
-        &record.plan.rollback_concurrent,
-        |_| {
+        &after_commit,
+        |step| {
             format!(
-                "the migration is rolled back, and this drop of an index it built is left: {}",
+                "the migration is rolled back, and this is left ({}): {}",
+                step.description,
                 left_over::KEPT
             )
         },
@@ -163,7 +176,7 @@ pub async fn undo(
 async fn undo_once(
     client: &mut Client,
     record: &MigrationRecord,
-    templates: &Templates,
+    (templates, after_commit): (&Templates, &[Step]),
     locks: LockSettings,
     why: &str,
 ) -> Result<(), MigrateError> {
@@ -208,13 +221,6 @@ async fn undo_once(
         )
         .await?;
     }
-    run_sql(
-        &transaction,
-        &record.version,
-        "dropping the new version's catalog substitutes",
-        &drop_catalog_sql(templates, &record.version)?,
-    )
-    .await?;
     transaction
         .execute(
             "DELETE FROM viewgate.versions WHERE version = $1",
@@ -229,7 +235,7 @@ async fn undo_once(
         run_sql(&transaction, &record.version, &step.description, &step.sql).await?;
     }
     state::set_phase(&transaction, record.id, Phase::RolledBack).await?;
-    left_over::record(&transaction, record.id, &record.plan.rollback_concurrent).await?;
+    left_over::record(&transaction, record.id, after_commit).await?;
     record_event(
         &transaction,
         "migrate_rollback",

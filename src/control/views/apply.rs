@@ -477,13 +477,29 @@ pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String,
     Ok(sql)
 }
 
+/// When [`drop_catalog_sql`]'s SQL runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogDrop {
+    /// In the transaction that retires the version.
+    InTheTransaction,
+    /// After the commit of the transaction that retired or forgot the version, perhaps much
+    /// later (a killed run leaves it to the next migration command): by then `views apply`
+    /// may have made the version anew, whose substitutes stay.
+    AfterTheCommit,
+}
+
 /// The SQL that drops the catalog substitutes of `version`, which goes.
-pub fn drop_catalog_sql(templates: &Templates, version: &str) -> Result<String, ControlError> {
+pub fn drop_catalog_sql(
+    templates: &Templates,
+    version: &str,
+    when: CatalogDrop,
+) -> Result<String, ControlError> {
     templates.render(
         templates::DROP_VERSION_CATALOG,
         minijinja::context! {
             version => version,
             catalog_schema => substitute_schema(version),
+            only_if_gone => when == CatalogDrop::AfterTheCommit,
         },
     )
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::apply::{LockSettings, drop_catalog_sql, drop_sql, record_failure};
+use super::apply::{CatalogDrop, LockSettings, drop_catalog_sql, drop_sql, record_failure};
 use crate::catalog_read;
 use crate::control::catalog::{self, HistoryEntry};
 use crate::control::error::ControlError;
@@ -149,7 +149,7 @@ async fn retire_once(
         })?;
         dropped.push(format!("{}.{}", object.view_schema, object.view_name));
     }
-    let sql = drop_catalog_sql(templates, version)?;
+    let sql = drop_catalog_sql(templates, version, CatalogDrop::InTheTransaction)?;
     transaction.batch_execute(&sql).await.map_err(|error| {
         ControlError::database(
             format!("dropping the catalog substitutes of version {version}"),
