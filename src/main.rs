@@ -352,8 +352,9 @@ fn main() -> std::process::ExitCode {
 /// find (compacting if it must) and zero a huge page: under load that stalled `migrate
 /// complete` 30–80 ms while it held its tables' locks (encoding the steps it leaves for after
 /// the commit took 77 ms of CPU instead of 0.5, writers' longest wait 127 ms; with huge pages
-/// off, 38–47 ms). A short-lived command touches only fresh memory; the proxy's new sessions
-/// do too. Glibc's malloc, which PgBouncer uses, never asks for huge pages.
+/// off, 38–47 ms). A short-lived command touches only fresh memory. The proxy showed no cost
+/// either way (`bench/ab.sh`, docs/benchmarks.md), and glibc's malloc, which PgBouncer uses,
+/// never asks for huge pages.
 fn without_transparent_huge_pages() {
     // SAFETY: a process-wide flag set at start-up, before any thread exists; the call reads
     // no memory of ours. It can fail only on a kernel without the option, where nothing is lost.
