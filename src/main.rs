@@ -9,6 +9,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 use viewgate::admin::AdminServer;
 use viewgate::cli;
 use viewgate::cli::commands as control;
+use viewgate::cli::process;
 use viewgate::config::{Config, Overrides};
 use viewgate::control::cutover::guard::GuardArgs;
 use viewgate::control::cutover::upstream::{self as upstream_cutover, CutoverOptions};
@@ -333,10 +334,10 @@ impl LockArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    without_transparent_huge_pages();
+    process::without_transparent_huge_pages();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
-        end_quietly_on_a_closed_pipe();
+        process::end_quietly_on_a_closed_pipe();
     }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -344,33 +345,6 @@ fn main() -> std::process::ExitCode {
             eprintln!("viewgate: error: {}", user_message(&error));
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas
-/// (`madvise(MADV_HUGEPAGE)`), so the first touch of each fresh 2 MiB region has the kernel
-/// find (compacting if it must) and zero a huge page: under load that stalled `migrate
-/// complete` 30–80 ms while it held its tables' locks (encoding the steps it leaves for after
-/// the commit took 77 ms of CPU instead of 0.5, writers' longest wait 127 ms; with huge pages
-/// off, 38–47 ms). A short-lived command touches only fresh memory. The proxy showed no cost
-/// either way (`bench/ab.sh`, docs/benchmarks.md), and glibc's malloc, which PgBouncer uses,
-/// never asks for huge pages.
-fn without_transparent_huge_pages() {
-    // SAFETY: a process-wide flag set at start-up, before any thread exists; the call reads
-    // no memory of ours. It can fail only on a kernel without the option, where nothing is lost.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}
-
-/// A control command's output piped into a reader that stops early (`viewgate status |
-/// head`) ends the command as it ends other Unix tools, instead of panicking in `println!`
-/// on the broken pipe. Rust ignores SIGPIPE so a server sees EPIPE on a socket; the proxy
-/// (`serve`, `demo`) keeps that.
-fn end_quietly_on_a_closed_pipe() {
-    // SAFETY: restoring a signal's default disposition at start-up, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

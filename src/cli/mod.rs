@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod migrate;
+pub mod process;
 pub mod progress;
 pub mod serve;
 pub mod shadow;
