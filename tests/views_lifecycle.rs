@@ -378,6 +378,44 @@ async fn user_templates_change_what_is_generated() {
     );
 }
 
+/// A `drop_view.sql.j2` copied before the substitutes' drop moved to
+/// `drop_version_catalog.sql.j2` reads `catalog_schema`, which templates render strictly:
+/// it still renders, and dropping the schema twice is harmless.
+#[tokio::test]
+async fn a_drop_view_template_copied_before_the_catalog_drop_moved_out_still_works() {
+    let database = Database::start();
+    database.admin(SCHEMA);
+    let path = database.spec_file("viewgate.toml", &spec("suffix", V2_TABLES));
+    database.apply(&path).await.expect("applies");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v1'");
+    let templates = tempfile::tempdir().expect("temp dir");
+    let drop_view =
+        std::fs::read_to_string(repo_file("view-templates/drop_view.sql.j2")).expect("shipped");
+    std::fs::write(
+        templates.path().join("drop_view.sql.j2"),
+        format!("{drop_view}DROP SCHEMA IF EXISTS {{{{ catalog_schema | ident }}}} CASCADE;\n"),
+    )
+    .expect("an old-style copy");
+    let substitutes = "SELECT count(*) FROM pg_namespace WHERE nspname = 'viewgate_catalog_v2'";
+    assert_eq!(database.admin(substitutes), "1");
+
+    let url = database.url();
+    let templates_arg = templates.path().to_string_lossy().into_owned();
+    let (ok, out, stderr) = viewgate(&[
+        "views",
+        "drop",
+        "--version",
+        "v2",
+        "--database",
+        &url,
+        "--templates",
+        &templates_arg,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("retired version v2"), "{out}");
+    assert_eq!(database.admin(substitutes), "0");
+}
+
 #[tokio::test]
 async fn apply_and_drop_notify_listening_proxies_and_noops_stay_quiet() {
     let database = Database::start();

@@ -472,6 +472,9 @@ pub fn drop_sql(templates: &Templates, object: &CatalogObject) -> Result<String,
         minijinja::context! {
             object => object,
             write_function_suffix => write_function::SUFFIX,
+            // Read by copies of this template made before drop_version_catalog.sql.j2 took
+            // the substitutes' drop out of it (templates render strictly).
+            catalog_schema => substitute_schema(&object.version),
         },
     )?);
     Ok(sql)
