@@ -11,7 +11,7 @@
 # log_lock_waits=on, deadlock_timeout=100ms so every wait over 100 ms is logged), creates
 # `models` with $ROWS rows and applies a v1 spec, starts viewgate with the catalog, then runs
 # $WRITERS pgbench clients through viewgate at v1 (each transaction updates a random row and
-# inserts one) in three phases:
+# inserts one) in five phases:
 #   1. before: $DURATION s with no migration, at full speed (direct and through viewgate) and
 #      paced at $RATE_TPS transactions/s through viewgate;
 #   2. during: the paced writers run while `viewgate migrate start` adds a NOT NULL column
@@ -23,6 +23,8 @@
 #      sync triggers disabled (the same table without the triggers: their cost alone).
 #   4. contract: the default version moved to v2 and paced writers at v2 through viewgate for
 #      $CONTRACT_WINDOW s while `viewgate migrate complete` retires v1: their lock waits.
+#   5. rollback: the same writers at v2 while a migration to v3 (a nullable column with a
+#      default) starts and `viewgate migrate rollback` undoes it: their lock waits.
 # Latency is compared between paced windows: an application sends its traffic at its own rate,
 # and at full speed p99 measures the queue pgbench builds, not the migration. Full-speed
 # windows give the dual-write cost (TPS before ÷ TPS live). Then checks that every row the writers were told was committed is there and has the new
@@ -378,6 +380,35 @@ P99_CONTRACT_WINDOW="$(p99_ms contract)"
 ACKED_V2="$(tx_count contract)"
 STORED_AFTER="$(psql_q "SELECT count(*) FROM models WHERE name = 'writer'")"
 
+# 5. A rollback under writers at v2: a migration to v3 (a nullable column with a default: no
+#    backfill) started and rolled back while paced writers at v2 run; both hold the table for
+#    a moment (the expand, then the rollback dropping what it added).
+log "phase 5: paced writers at v2 while a migration to v3 starts and rolls back"
+cat >"$WORK_DIR/0003.toml" <<MIGRATION
+version = "v3"
+from = "v2"
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "score", type = "integer", default = "0" }
+MIGRATION
+WRITER_VERSION=v2 WRITER_APP=rollback-writer \
+    run_writers rollback "$CONTRACT_WINDOW" "$VG_PORT" "$RATE_TPS" writer-v2.sql &
+ROLLBACK_WRITERS_PID=$!
+EXTRA_PIDS+=("$ROLLBACK_WRITERS_PID")
+sleep 2
+ROLLBACK_START="$(date +%s.%N)"
+"$VG_BIN" migrate start "$WORK_DIR/0003.toml" --database "$DATABASE_URL" >"$WORK_DIR/start-v3.out" 2>&1 || true
+"$VG_BIN" migrate rollback --database "$DATABASE_URL" >"$WORK_DIR/rollback.out" 2>&1 || true
+ROLLBACK_END="$(date +%s.%N)"
+wait "$ROLLBACK_WRITERS_PID" || true
+ROLLBACK_WAITS="$(grep -c 'app=rollback-writer.*still waiting for' "$WORK_DIR/postgres.log" || true)"
+ROLLBACK_LONGEST="$(grep -o 'app=rollback-writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
+P99_ROLLBACK="$(p99_ms rollback "$ROLLBACK_START" "$ROLLBACK_END")"
+P99_ROLLBACK_WINDOW="$(p99_ms rollback)"
+ACKED_ROLLBACK="$(tx_count rollback)"
+STORED_LAST="$(psql_q "SELECT count(*) FROM models WHERE name = 'writer'")"
+
 mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
 {
@@ -416,6 +447,10 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "| their lock waits over 100 ms | ${CONTRACT_WAITS} (longest ${CONTRACT_LONGEST:-none} ms) | 0 |"
     echo "| their p99 while it ran / over their whole window | ${P99_CONTRACT} / ${P99_CONTRACT_WINDOW} ms | |"
     echo "| their failed transactions; acknowledged writes in all / rows stored after it | $(failed_of contract); $((ACKED + ACKED_V2)) / $STORED_AFTER | 0; equal |"
+    echo "| a migration to v3 started and rolled back under paced writers at v2: its outcome | $(tail -n 1 "$WORK_DIR/start-v3.out" | cut -c1-60)…; $(tail -n 1 "$WORK_DIR/rollback.out") | |"
+    echo "| their lock waits over 100 ms | ${ROLLBACK_WAITS} (longest ${ROLLBACK_LONGEST:-none} ms) | 0 |"
+    echo "| their p99 while both ran / over their whole window | ${P99_ROLLBACK} / ${P99_ROLLBACK_WINDOW} ms | |"
+    echo "| their failed transactions; acknowledged writes in all / rows stored after it | $(failed_of rollback); $((ACKED + ACKED_V2 + ACKED_ROLLBACK)) / $STORED_LAST | 0; equal |"
     echo
     echo "migrate status ${STATUS_AFTER} s in said: $(grep -h 'backfill ' "$WORK_DIR/status-mid.txt" || cat "$WORK_DIR/status-mid.txt")"
     echo
