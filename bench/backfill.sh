@@ -189,6 +189,14 @@ p99_timeline() {
             { v[++n] = $2 }
             END { flush(); print "" }'
 }
+# lock_waits APP [WHAT]: the waits over deadlock_timeout Postgres logged for writers named APP
+# (WHAT narrows them, e.g. ' on relation' for a table's lock); longest_wait APP: the longest in
+# ms, empty when none.
+lock_waits() { grep -c "app=$1.*still waiting for${2:+.*$2}" "$WORK_DIR/postgres.log" || true; }
+longest_wait() {
+    grep -o "app=$1.*acquired .* after [0-9.]* ms" "$WORK_DIR/postgres.log" |
+        sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true
+}
 tx_count() { cat "$WORK_DIR"/tx-"$1".* 2>/dev/null | wc -l; }
 tps_of() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK_DIR/pgbench-$1.log" | head -n 1; }
 failed_of() {
@@ -323,10 +331,10 @@ for window in before-direct before before-paced during live-direct live live-pac
 done
 STORED="$(psql_q "SELECT count(*) FROM models WHERE name = 'writer'")"
 UNFILLED="$(psql_q "SELECT count(*) FROM models WHERE kind IS NULL OR _vg_v2_size IS DISTINCT FROM size::bigint * 1000")"
-WAITS="$(grep -c 'app=writer.*still waiting for' "$WORK_DIR/postgres.log" || true)"
+WAITS="$(lock_waits writer)"
 # A table's lock (the expand's or the contract's DDL) or a row's (a batch holding the row).
-TABLE_WAITS="$(grep -c 'app=writer.*still waiting for .* on relation' "$WORK_DIR/postgres.log" || true)"
-LONGEST_WAIT="$(grep -o 'app=writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
+TABLE_WAITS="$(lock_waits writer ' on relation')"
+LONGEST_WAIT="$(longest_wait writer)"
 P99_BEFORE="$(p99_ms before-paced)"
 P99_DURING="$(p99_ms during "$MIG_START" "$MIG_END")"
 # The same pgbench run after the migration went live (sync triggers on, before the VACUUM):
@@ -373,8 +381,8 @@ for _ in $(seq 60); do
 done
 CONTRACT_END="$(date +%s.%N)"
 wait "$CONTRACT_WRITERS_PID" || true
-CONTRACT_WAITS="$(grep -c 'app=contract-writer.*still waiting for' "$WORK_DIR/postgres.log" || true)"
-CONTRACT_LONGEST="$(grep -o 'app=contract-writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
+CONTRACT_WAITS="$(lock_waits contract-writer)"
+CONTRACT_LONGEST="$(longest_wait contract-writer)"
 P99_CONTRACT="$(p99_ms contract "$CONTRACT_START" "$CONTRACT_END")"
 P99_CONTRACT_WINDOW="$(p99_ms contract)"
 ACKED_V2="$(tx_count contract)"
@@ -402,8 +410,8 @@ ROLLBACK_START="$(date +%s.%N)"
 "$VG_BIN" migrate rollback --database "$DATABASE_URL" >"$WORK_DIR/rollback.out" 2>&1 || true
 ROLLBACK_END="$(date +%s.%N)"
 wait "$ROLLBACK_WRITERS_PID" || true
-ROLLBACK_WAITS="$(grep -c 'app=rollback-writer.*still waiting for' "$WORK_DIR/postgres.log" || true)"
-ROLLBACK_LONGEST="$(grep -o 'app=rollback-writer.*acquired .* after [0-9.]* ms' "$WORK_DIR/postgres.log" | sed 's/.* after \([0-9.]*\) ms/\1/' | sort -n | tail -n 1 || true)"
+ROLLBACK_WAITS="$(lock_waits rollback-writer)"
+ROLLBACK_LONGEST="$(longest_wait rollback-writer)"
 P99_ROLLBACK="$(p99_ms rollback "$ROLLBACK_START" "$ROLLBACK_END")"
 P99_ROLLBACK_WINDOW="$(p99_ms rollback)"
 ACKED_ROLLBACK="$(tx_count rollback)"
