@@ -11,6 +11,12 @@ pub fn name(migration_id: i64, direction: &str, update: bool, table_hash: &str) 
     format!("sync_{migration_id}_{direction}_{update}{table_hash}")
 }
 
+/// `sync_<migration id>_up_f_<table hash>`: the function that fills a retyped identity
+/// column's stand-in (an `up`, computed for a writer at the new version).
+pub fn fill_name(migration_id: i64, table_hash: &str) -> String {
+    format!("sync_{migration_id}_up_f_{table_hash}")
+}
+
 /// Whether `context` (an ErrorResponse's CONTEXT lines) runs through a sync function:
 /// `PL/pgSQL function viewgate.sync_4_up_u_…() line 12 at assignment` (unqualified when the
 /// schema is on the search_path).
@@ -35,6 +41,10 @@ mod tests {
 
     #[test]
     fn knows_its_functions_in_a_context() {
+        assert!(in_context(&format!(
+            "PL/pgSQL function viewgate.{}() line 5 at assignment",
+            fill_name(4, "332b4fbd0105")
+        )));
         let function = name(4, "up", true, "332b4fbd0105");
         assert_eq!(function, "sync_4_up_u_332b4fbd0105");
         assert!(in_context(&format!(

@@ -25,7 +25,7 @@ use super::settings::MigrationSettings;
 use super::standbys::{self, StandbyWatch};
 use super::start_point::{self, checkpoint_key};
 use super::state::{self, Checkpoint};
-use super::sync::BACKFILL_WRITER;
+use super::sync_sql::BACKFILL_WRITER;
 use super::writers::WriterLatency;
 use crate::control::error::ControlError;
 use crate::control::quote::{quote_ident, quote_qualified};

@@ -25,7 +25,7 @@ use tokio_postgres::GenericClient;
 
 use super::derive::Backfill;
 use super::error::MigrateError;
-use super::sync::{BACKFILL_WRITER, FUNCTION_SCHEMA};
+use super::sync_sql::{BACKFILL_WRITER, FUNCTION_SCHEMA};
 use crate::control::error::ControlError;
 use crate::control::quote::quote_literal;
 use crate::control::views::introspect::server_version_num;

@@ -590,6 +590,9 @@ pub fn rename_plan(plan: &mut MigrationPlan, renames: &[Rename]) {
         for assign in table_sync.up.iter_mut().chain(table_sync.down.iter_mut()) {
             rename_physical(&mut assign.target, &schema, &table, renames);
         }
+        for filled in &mut table_sync.filled {
+            rename_physical(filled, &schema, &table, renames);
+        }
         rename_table_name(&mut table_sync.table, &schema, renames);
     }
     for backfill in &mut plan.backfills {

@@ -20,7 +20,7 @@ use tokio_postgres::GenericClient;
 
 use super::derive::{Dropped, MigrationPlan};
 use super::error::MigrateError;
-use super::sync::FUNCTION_SCHEMA;
+use super::sync_sql::FUNCTION_SCHEMA;
 use crate::control::error::ControlError;
 use crate::control::views::mapping_functions::MARKER_PREFIX;
 

@@ -30,7 +30,7 @@ use super::operation::Operation;
 use super::sql_names::{
     Neighbours, columns_named, first_called, names_table, read_body, sequences_called, tables_named,
 };
-use super::sync::FUNCTION_SCHEMA;
+use super::sync_sql::FUNCTION_SCHEMA;
 use super::trigger_fields::{Taking, added_columns, vanishing_columns};
 use crate::control::error::ControlError;
 use crate::control::views::mapping_functions::MARKER_PREFIX;

@@ -20,34 +20,26 @@
 //! the row as those left it (the forty-first red-team pass saw an `upper(code)` trigger's
 //! effect missing from v2 and lost at complete, under the earlier prefix `_vg_sync_`, which
 //! sorted first; triggers of that name are still dropped, and renamed when a migration starts).
-
-use sha2::{Digest, Sha256};
+//! Where a migration retypes an identity column, a third trigger, before all of these, fills
+//! the new column from the number the identity took (`identity_fill.rs`).
 
 use super::derive::{Assign, ColumnMap, TableSync, mentions};
 use super::file::BODY_QUOTE;
+use super::identity_fill;
+use super::sync_sql::{
+    BACKFILL_WRITER, FUNCTION_SCHEMA, ID_DIGITS, ROW, TRIGGER_PREFIX, declarations, function_sql,
+    new_writer_test, old_writer_test, table_hash, trigger_sql,
+};
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 use crate::model::sync_function;
 
-/// The version the backfill writes as; no sync trigger acts on its writes.
-pub const BACKFILL_WRITER: &str = "viewgate_backfill";
-/// Schema of the trigger functions (viewgate's catalog).
-pub const FUNCTION_SCHEMA: &str = "viewgate";
 /// What an UPDATE's sync trigger raises in place of an error computing another version's
 /// columns (whose text may print their values).
 const SYNC_FAILED: &str = "viewgate: a migration's sync trigger failed computing another version's columns from this row; the statement was not applied";
-/// The name a sync function returns its row by. The function's variables are named after the
-/// columns its expressions read, and one named `new` would hide the trigger's NEW from a bare
-/// `RETURN NEW` (a table with a column `new` failed every older writer's INSERT); a qualified
-/// `NEW.column` still finds the row.
-const ROW: &str = "\"viewgate.row\"";
-/// What every sync trigger's name starts with: `~` sorts after letters, digits and `_`.
-const TRIGGER_PREFIX: &str = "~vg_sync_";
 /// The prefix of earlier builds, whose triggers fired before the application's.
 const LEGACY_TRIGGER_PREFIX: &str = "_vg_sync_";
 /// A legacy sync trigger's whole name (prefix, direction, id, event), as a POSIX regex.
 const LEGACY_TRIGGER_PATTERN: &str = "^_vg_sync_[01]_[0-9]{10}_[iu]$";
-/// Digits of a migration id in trigger names, so names sort as numbers do.
-const ID_DIGITS: usize = 10;
 const MAX_ID: i64 = 9_999_999_999;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +90,7 @@ impl SyncNames {
 }
 
 pub fn names(migration_id: i64, direction: Direction, schema: &str, table: &str) -> SyncNames {
-    let digest = Sha256::digest(format!("{schema}.{table}").as_bytes());
-    let table_hash: String = digest[..6]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let table_hash = table_hash(schema, table);
     let stem = match direction {
         Direction::Down => format!("0_{:0ID_DIGITS$}", MAX_ID - migration_id),
         Direction::Up => format!("1_{migration_id:0ID_DIGITS$}"),
@@ -135,6 +123,7 @@ pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> S
             old_side,
         ));
     }
+    sql.push_str(&identity_fill::create_sql(migration_id, sync, old_side));
     sql
 }
 
@@ -184,6 +173,7 @@ pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
             ));
         }
     }
+    sql.push_str(&identity_fill::drop_sql(migration_id, schema, table));
     sql
 }
 
@@ -205,20 +195,8 @@ fn one_trigger(
     // and a write it has no work for never calls its function; the UPDATE trigger, whose
     // decision also looks at which columns changed, decides in its function, behind a WHEN
     // clause that only keeps the backfill's rows from calling it.
-    let writer = "coalesce(current_setting('viewgate.version', true), '')";
-    let old_writer = format!(
-        "{writer} = ANY ({}::text[])",
-        text_array(old_side.iter().map(String::as_str).chain([""]))
-    );
-    let new_writer = format!(
-        "NOT {writer} = ANY ({}::text[])",
-        text_array(
-            old_side
-                .iter()
-                .map(String::as_str)
-                .chain(["", BACKFILL_WRITER])
-        )
-    );
+    let old_writer = old_writer_test(old_side);
+    let new_writer = new_writer_test(old_side);
     let not_backfill = format!(
         "current_setting('viewgate.version', true) IS DISTINCT FROM {}",
         quote_literal(BACKFILL_WRITER)
@@ -256,18 +234,7 @@ fn one_trigger(
                 .any(|assign| mentions(&assign.expression, logical))
         })
         .collect();
-    let declare = |initialised: bool| -> String {
-        read.iter()
-            .map(|(logical, physical)| {
-                let (logical, physical) = (quote_ident(logical), quote_ident(physical));
-                let initial = match initialised {
-                    true => format!(" := NEW.{physical}"),
-                    false => String::new(),
-                };
-                format!("    {logical} {table}.{physical}%TYPE{initial};\n")
-            })
-            .collect()
-    };
+    let declare = |initialised: bool| declarations(&read, &table, initialised);
     let reads: String = read
         .iter()
         .map(|(logical, physical)| {
@@ -331,45 +298,10 @@ fn one_trigger(
             ));
         }
     }
-    // A trigger function is executable by PUBLIC unless revoked, and Postgres checks EXECUTE
-    // only when a trigger is created: revoked, no role but the owner can attach it to a
-    // relation of its own (as the nineteenth red-team pass did with a version's write
-    // function), while the base table's triggers keep firing for every writer. Unlike the
-    // write function, this one reads nothing but the row it is given, so it carries no check
-    // of the relation it runs on (each base-table write would pay for it).
-    //
-    // The function's variables stand for the row's columns. In a subquery of an expression a
-    // column of the subquery's own tables is read before them, as SQL reads the outer row's
-    // columns and as the backfill's UPDATE (which runs the same expression) does
-    // (`use_column`; Postgres's default refused every write naming such a column, 42702).
-    //
-    // The search_path is pinned: the function runs in each writer's session, where a client
-    // may create types and tables in its own temporary schema, which Postgres searches first
-    // for them (the thirty-eighth red-team pass made a `pg_temp.text` domain whose CHECK
-    // handed its own function another version's value through a `::text` cast). Functions
-    // and operators are never looked up there; the table's schema comes after the catalog's,
-    // and `migrate start` refuses a database where a client could create in it.
-    let search_path = format!("pg_catalog, {}, pg_temp", quote_ident(&sync.schema));
-    let function_sql =
-        |function: &str, declarations: &str, decision_and_reads: &str, assignments: &str| {
-            let function = quote_qualified(FUNCTION_SCHEMA, function);
-            format!(
-                "CREATE OR REPLACE FUNCTION {function}()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = {search_path}
-AS {BODY_QUOTE}
-#variable_conflict use_column
-DECLARE
-    {ROW} ALIAS FOR NEW;
-{declarations}BEGIN
-{decision_and_reads}{assignments}    RETURN {ROW};
-END
-{BODY_QUOTE};
-REVOKE EXECUTE ON FUNCTION {function}() FROM PUBLIC;
-"
-            )
-        };
+    // Made by `function_sql`, which says why it is so.
+    let function_sql = |function: &str, declarations: &str, decisions: &str, assignments: &str| {
+        function_sql(&sync.schema, function, declarations, decisions, assignments)
+    };
     // An UPDATE computes from the row's other columns, other versions' among them: an
     // expression that fails prints the value it failed on, which the writer's version may not
     // have (the thirty-seventh pass read one through the error, the thirty-eighth through a
@@ -389,27 +321,9 @@ REVOKE EXECUTE ON FUNCTION {function}() FROM PUBLIC;
     for ((trigger, event, function), condition) in
         names.triggers().into_iter().zip([on_insert, not_backfill])
     {
-        sql.push_str(&format!(
-            "DROP TRIGGER IF EXISTS {trigger} ON {table};
-CREATE TRIGGER {trigger}
-    BEFORE {event} ON {table}
-    FOR EACH ROW
-    WHEN ({condition})
-    EXECUTE FUNCTION {function}();
-ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};
-",
-            trigger = quote_ident(&trigger),
-            function = quote_qualified(FUNCTION_SCHEMA, function),
-        ));
+        sql.push_str(&trigger_sql(&trigger, event, &table, &condition, function));
     }
     sql
-}
-
-/// A `text[]` literal of `elements` (version names, which hold no quote or backslash, and the
-/// empty string), every element double-quoted.
-fn text_array<'a>(elements: impl Iterator<Item = &'a str>) -> String {
-    let quoted: Vec<String> = elements.map(|element| format!("\"{element}\"")).collect();
-    quote_literal(&format!("{{{}}}", quoted.join(",")))
 }
 
 /// The physical columns `assigns` write.
@@ -516,6 +430,7 @@ mod tests {
             up_columns: vec![("n".into(), "n".into()), ("meta".into(), "meta".into())],
             down: vec![],
             down_columns: vec![],
+            filled: vec![],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         let update = &sql[sql.find("sync_4_up_u_").unwrap()..];
@@ -574,6 +489,7 @@ mod tests {
             up_columns: vec![("n".into(), "n".into()), ("other".into(), "other".into())],
             down: vec![],
             down_columns: vec![("n".into(), "_vg_v2_n".into())],
+            filled: vec![],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         // The INSERT function reads it as the variable's initial value, the UPDATE function
@@ -619,6 +535,71 @@ mod tests {
                 "    IF NOT (CASE WHEN false = (NOT pg_catalog.record_image_eq(ROW(NEW.\"_vg_v2_n\"), ROW(OLD.\"_vg_v2_n\")))"
             ),
             "{sql}"
+        );
+    }
+
+    fn retyped_key() -> TableSync {
+        TableSync {
+            schema: "public".into(),
+            table: "t".into(),
+            up: vec![Assign {
+                target: "_vg_v2_id".into(),
+                expression: "id::bigint".into(),
+            }],
+            up_columns: vec![("id".into(), "id".into()), ("n".into(), "n".into())],
+            down: vec![Assign {
+                target: "id".into(),
+                expression: "id::integer".into(),
+            }],
+            down_columns: vec![("id".into(), "_vg_v2_id".into())],
+            filled: vec!["_vg_v2_id".into()],
+        }
+    }
+
+    #[test]
+    fn a_new_version_insert_leaving_the_stand_in_out_has_it_computed_from_the_identity() {
+        let sql = create_sql(4, &retyped_key(), &["v1".into()]);
+        let fill = &sql[sql.find("sync_4_up_f_").expect("a fill function")..];
+        assert!(
+            fill.contains("\"id\" \"public\".\"t\".\"id\"%TYPE := NEW.\"id\";")
+                && !fill.contains("\"n\""),
+            "it reads the old column, and only what `up` reads: {fill}"
+        );
+        assert!(
+            fill.contains("    IF NEW.\"_vg_v2_id\" IS NULL THEN\n        NEW.\"_vg_v2_id\" := (\n            id::bigint\n        );"),
+            "{fill}"
+        );
+        assert!(
+            fill.contains("BEFORE INSERT ON \"public\".\"t\"\n    FOR EACH ROW\n    WHEN ((NEW.\"_vg_v2_id\" IS NULL) AND NOT coalesce(current_setting('viewgate.version', true), '') = ANY ('{\"v1\",\"\",\"viewgate_backfill\"}'::text[]))"),
+            "only writers at the new version, and only when the column was left out: {fill}"
+        );
+        assert!(
+            sql.contains("REVOKE EXECUTE ON FUNCTION \"viewgate\".\"sync_4_up_f_332b4fbd0105\"() FROM PUBLIC;"),
+            "{sql}"
+        );
+        let without = TableSync {
+            filled: Vec::new(),
+            ..retyped_key()
+        };
+        assert!(!create_sql(4, &without, &["v1".into()]).contains("_f_"));
+    }
+
+    #[test]
+    fn fills_fire_before_every_down_trigger_oldest_first_and_are_dropped_with_the_rest() {
+        let (fill_2, _) = identity_fill::names(2, "public", "t");
+        let (fill_11, _) = identity_fill::names(11, "public", "t");
+        assert!(fill_2 < fill_11);
+        for id in [2, 3, 11, MAX_ID] {
+            let down = format!("{}_i", names(id, Direction::Down, "public", "t").trigger);
+            assert!(fill_11 < down, "{fill_11} before {down}");
+        }
+        assert!(fill_2.len() <= 63);
+        let dropped = drop_sql(2, "public", "t");
+        assert!(
+            dropped.contains(&format!(
+                "DROP TRIGGER IF EXISTS \"{fill_2}\" ON \"public\".\"t\";"
+            )) && dropped.contains("DROP FUNCTION IF EXISTS \"viewgate\".\"sync_2_up_f_"),
+            "{dropped}"
         );
     }
 }

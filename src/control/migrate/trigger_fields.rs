@@ -19,7 +19,7 @@ use tokio_postgres::GenericClient;
 
 use super::derive::{MigrationPlan, NEW_COLUMN_PREFIX, Rename};
 use super::error::MigrateError;
-use super::sync::FUNCTION_SCHEMA;
+use super::sync_sql::FUNCTION_SCHEMA;
 use crate::control::error::ControlError;
 
 /// Which command would take the columns (or tables) away.

@@ -6,7 +6,6 @@ use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Replaced, Replacement, S
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::control::views::introspect::BaseColumn;
 use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
 use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
@@ -297,9 +296,18 @@ impl Deriver<'_> {
                     quote_ident(&physical)
                 ),
             ));
+            // An identity column's stand-in takes no default: the sync triggers fill it from
+            // the number the identity takes (`identity_fill.rs`).
+            let fills_identity = old.identity && op.default.is_none() && !op.drop_default;
+            if fills_identity {
+                self.filled
+                    .entry((managed.schema.clone(), managed.name.clone()))
+                    .or_default()
+                    .push(physical.clone());
+            }
             let default = op.default.clone().or_else(|| {
-                (!op.drop_default)
-                    .then(|| inherited_default(&old))
+                (!op.drop_default && !old.identity)
+                    .then(|| old.default.clone())
                     .flatten()
             });
             if let Some(default) = &default {
@@ -443,20 +451,4 @@ impl Deriver<'_> {
         }
         Ok(())
     }
-}
-
-/// The default a replacement takes from the column it replaces. An identity column's
-/// `nextval(…::regclass)` (as `introspect.rs` writes it) becomes `nextval(…::text)`, which finds
-/// the sequence by name when called: bound to the old sequence, the default would hold it, and
-/// the contract's drop of the old column, whose sequence goes with it, would fail; by name, it
-/// calls the sequence the contract makes again under that name.
-fn inherited_default(old: &BaseColumn) -> Option<String> {
-    let default = old.default.clone()?;
-    if !old.identity {
-        return Some(default);
-    }
-    Some(match default.strip_suffix("::regclass)") {
-        Some(call) => format!("{call}::text)"),
-        None => default,
-    })
 }

@@ -71,6 +71,11 @@ pub struct TableSync {
     pub down: Vec<Assign>,
     /// The new version's names for the table's columns, which `down` reads.
     pub down_columns: ColumnMap,
+    /// Targets of `up` that stand in for an identity column the migration retypes: they have
+    /// no default, and an insert at the new version that leaves one out has it computed by
+    /// `up` from the number the identity took (`identity_fill.rs`).
+    #[serde(default)]
+    pub filled: Vec<String>,
     // A plan recorded by an earlier build may carry `compared_as_text` (the columns its
     // triggers compared as text): serde ignores it, the triggers now compare stored bytes.
 }
@@ -253,6 +258,7 @@ pub fn derive(
         },
         plan_steps: Steps::default(),
         syncs: BTreeMap::new(),
+        filled: BTreeMap::new(),
         backfills: BTreeMap::new(),
         added_columns: BTreeMap::new(),
         operation: String::new(),
@@ -289,6 +295,8 @@ struct Deriver<'a> {
     plan_steps: Steps,
     /// Per base table (schema, name): its sync assignments (up, down).
     syncs: BTreeMap<(String, String), (Vec<Assign>, Vec<Assign>)>,
+    /// Per base table: the new columns standing in for a retyped identity column.
+    filled: BTreeMap<(String, String), Vec<String>>,
     backfills: BTreeMap<(String, String), Vec<Assign>>,
     /// Physical columns this migration adds, with their types, per base table.
     added_columns: BTreeMap<(String, String), Vec<(String, String)>>,
@@ -545,6 +553,11 @@ impl Deriver<'_> {
                 up_columns: from_map(schema, table),
                 down: down.clone(),
                 down_columns: to_map(schema, table),
+                filled: self
+                    .filled
+                    .get(&(schema.clone(), table.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
             })
             .collect();
         for sync in &syncs {
