@@ -458,7 +458,7 @@ async fn a_retyped_identitys_stand_in_is_not_retyped_again_before_its_migration_
         .expect_err("refused")
         .to_string();
     assert!(
-        refused.contains("base column _vg_v2_id of public.models stands in for the identity column that the migration to v2 retypes")
+        refused.contains("base column _vg_v2_id of public.models stands in for a column numbered by a sequence that the migration to v2 retypes")
             && refused.contains("Complete the migration to v2 first"),
         "{refused}"
     );

@@ -723,7 +723,14 @@ async fn a_retyped_primary_key_stays_the_key_and_its_sequence_widens() {
         "CREATE UNIQUE INDEX _vg_v2_models_pkey ON public.models USING btree (_vg_v2_id) valid=true",
         "the key has a unique twin on the new column, built before v2 went live"
     );
+    let last_number = || database.admin("SELECT last_value FROM models_id_seq");
+    assert_eq!(last_number(), "20");
     let (v1, v2) = insert_keyed_at_both_versions(&database).await;
+    assert_eq!(
+        last_number(),
+        "22",
+        "one number a row at either version: the new column has no default of its own while live"
+    );
     for (client, table) in [(&v1, "models_v1"), (&v2, "models_v2")] {
         let duplicate = client
             .execute(

@@ -34,7 +34,6 @@ use super::detached;
 use super::error::MigrateError;
 use super::file::MigrationFile;
 use super::function_bodies;
-use super::identity_fill;
 use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
 use super::operation::dropped_indexes;
@@ -45,6 +44,7 @@ use super::rebuild;
 use super::replica_identity;
 use super::retained_wal;
 use super::rollback;
+use super::sequence_fill;
 use super::start_point::{self, checkpoint_key};
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{
@@ -294,7 +294,7 @@ pub async fn plan_against(
     snapshot.partitioned_indexes =
         introspect::partitioned_indexes(client, &dropped_indexes(&migration.operations)).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
-    identity_fill::refuse_replacing_a_stand_in(&migration.version, &plan, &current)?;
+    sequence_fill::refuse_replacing_a_stand_in(&migration.version, &plan, &current)?;
     column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;
     detached::record_partitions(client, &mut plan).await?;

@@ -20,12 +20,12 @@
 //! the row as those left it (the forty-first red-team pass saw an `upper(code)` trigger's
 //! effect missing from v2 and lost at complete, under the earlier prefix `_vg_sync_`, which
 //! sorted first; triggers of that name are still dropped, and renamed when a migration starts).
-//! Where a migration retypes an identity column, a third trigger, before all of these, fills
-//! the new column from the number the identity took (`identity_fill.rs`).
+//! Where a migration retypes a column a sequence numbers, a third trigger, before all of
+//! these, fills the new column from the number the old one took (`sequence_fill.rs`).
 
 use super::derive::{Assign, ColumnMap, TableSync, mentions};
 use super::file::BODY_QUOTE;
-use super::identity_fill;
+use super::sequence_fill;
 use super::sync_sql::{
     BACKFILL_WRITER, FUNCTION_SCHEMA, ID_DIGITS, ROW, TRIGGER_PREFIX, declarations, function_sql,
     new_writer_test, old_writer_test, table_hash, trigger_sql,
@@ -123,7 +123,7 @@ pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> S
             old_side,
         ));
     }
-    sql.push_str(&identity_fill::create_sql(migration_id, sync, old_side));
+    sql.push_str(&sequence_fill::create_sql(migration_id, sync, old_side));
     sql
 }
 
@@ -173,7 +173,7 @@ pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
             ));
         }
     }
-    sql.push_str(&identity_fill::drop_sql(migration_id, schema, table));
+    sql.push_str(&sequence_fill::drop_sql(migration_id, schema, table));
     sql
 }
 
@@ -586,8 +586,8 @@ mod tests {
 
     #[test]
     fn fills_fire_before_every_down_trigger_oldest_first_and_are_dropped_with_the_rest() {
-        let (fill_2, _) = identity_fill::names(2, "public", "t");
-        let (fill_11, _) = identity_fill::names(11, "public", "t");
+        let (fill_2, _) = sequence_fill::names(2, "public", "t");
+        let (fill_11, _) = sequence_fill::names(11, "public", "t");
         assert!(fill_2 < fill_11);
         for id in [2, 3, 11, MAX_ID] {
             let down = format!("{}_i", names(id, Direction::Down, "public", "t").trigger);

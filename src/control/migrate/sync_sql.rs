@@ -1,4 +1,4 @@
-//! The pieces every sync trigger is made of (`sync.rs`, `identity_fill.rs`): who writes as the
+//! The pieces every sync trigger is made of (`sync.rs`, `sequence_fill.rs`): who writes as the
 //! triggers read it, the shape of a trigger function (its variables, its pinned search_path,
 //! EXECUTE revoked) and of its trigger, and the parts of their names.
 

@@ -296,17 +296,25 @@ impl Deriver<'_> {
                     quote_ident(&physical)
                 ),
             ));
-            // An identity column's stand-in takes no default: the sync triggers fill it from
-            // the number the identity takes (`identity_fill.rs`).
-            let fills_identity = old.identity && op.default.is_none() && !op.drop_default;
-            if fills_identity {
+            // The stand-in of a NOT NULL column a sequence numbers (an identity, a serial)
+            // takes no default until the contract: the sync triggers fill it from the number
+            // the old column took (`sequence_fill.rs`), one number a row. (Where either side
+            // may be NULL, a NULL could be meant, and the default is inherited as any other.)
+            let numbered = old.identity
+                || old
+                    .default
+                    .as_deref()
+                    .is_some_and(|default| default.trim_start().starts_with("nextval("));
+            let stand_in =
+                numbered && old.not_null && not_null && op.default.is_none() && !op.drop_default;
+            if stand_in {
                 self.filled
                     .entry((managed.schema.clone(), managed.name.clone()))
                     .or_default()
                     .push(physical.clone());
             }
             let default = op.default.clone().or_else(|| {
-                (!op.drop_default && !old.identity)
+                (!op.drop_default && !stand_in && !old.identity)
                     .then(|| old.default.clone())
                     .flatten()
             });
@@ -370,6 +378,16 @@ impl Deriver<'_> {
                 rebuilt: Vec::new(),
                 dropped_along: Vec::new(),
             });
+            if let Some(serial) = old.default.as_ref().filter(|_| stand_in && !old.identity) {
+                // Its sequence is the new column's by now (`rebuild/sequences.rs`).
+                self.plan_steps.complete.push(Step::new(
+                    format!("number {physical} by the old {}'s default", op.column),
+                    format!(
+                        "ALTER TABLE {table_then} ALTER COLUMN {} SET DEFAULT {serial}",
+                        quote_ident(&physical)
+                    ),
+                ));
+            }
             self.plan_steps.complete.push(Step::new(
                 format!("drop the old {} (only older versions used it)", op.column),
                 format!(

@@ -71,9 +71,10 @@ pub struct TableSync {
     pub down: Vec<Assign>,
     /// The new version's names for the table's columns, which `down` reads.
     pub down_columns: ColumnMap,
-    /// Targets of `up` that stand in for an identity column the migration retypes: they have
-    /// no default, and an insert at the new version that leaves one out has it computed by
-    /// `up` from the number the identity took (`identity_fill.rs`).
+    /// Targets of `up` that stand in for a column a sequence numbers (an identity, a serial)
+    /// the migration retypes: they have no default until the contract, and an insert at the
+    /// new version that leaves one out has it computed by `up` from the number the old column
+    /// took (`sequence_fill.rs`).
     #[serde(default)]
     pub filled: Vec<String>,
     // A plan recorded by an earlier build may carry `compared_as_text` (the columns its
@@ -295,7 +296,7 @@ struct Deriver<'a> {
     plan_steps: Steps,
     /// Per base table (schema, name): its sync assignments (up, down).
     syncs: BTreeMap<(String, String), (Vec<Assign>, Vec<Assign>)>,
-    /// Per base table: the new columns standing in for a retyped identity column.
+    /// Per base table: the new columns standing in for a retyped column a sequence numbers.
     filled: BTreeMap<(String, String), Vec<String>>,
     backfills: BTreeMap<(String, String), Vec<Assign>>,
     /// Physical columns this migration adds, with their types, per base table.

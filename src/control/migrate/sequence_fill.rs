@@ -1,16 +1,16 @@
-//! The fill of a retyped identity column's stand-in: one number a row, and no privilege on
-//! the sequence.
+//! The fill of a retyped column's stand-in where a sequence numbers the column (an identity,
+//! or a serial's `nextval` default): one number a row, and no privilege an identity did not ask.
 //!
-//! While a migration retypes an identity column, the new version writes the new column
-//! (`_vg_v2_id`), which has no default. A default calling the identity's sequence by name took
+//! While a migration retypes such a column, the new version writes the new column
+//! (`_vg_v2_id`), which has no default until the contract. A default calling the sequence took
 //! a second number for every insert (the key ran towards the old type's limit twice as fast,
-//! and that limit is why keys are widened), and, unlike an identity, it needs the writer to
-//! hold a privilege on the sequence: every insert of a role granted only the table failed at
-//! both versions once the expand had run (42501, `permission denied for sequence`). Without
-//! the default, an insert at the new version that leaves the column out has it computed here
-//! by `up` from the number the old column's identity took, before the `down` trigger computes
-//! the old column back from it. Older writers need nothing new: their `up` trigger computes
-//! the column on every insert.
+//! and that limit is why keys are widened), and, for an identity, it needed the writer to hold
+//! a privilege on the sequence, which an identity never asks: every insert of a role granted
+//! only the table failed at both versions once the expand had run (42501, `permission denied
+//! for sequence`). Without the default, an insert at the new version that leaves the column
+//! out has it computed here by `up` from the number the old column took, before the `down`
+//! trigger computes the old column back from it. Older writers need nothing new: their `up`
+//! trigger computes the column on every insert.
 //!
 //! Its trigger fires before every `down` trigger (`~vg_sync_00_…` sorts before `~vg_sync_0_…`),
 //! and before the fills of later migrations, oldest first.
@@ -98,9 +98,9 @@ pub fn drop_sql(migration_id: i64, schema: &str, table: &str) -> String {
 }
 
 /// Refuses `plan` (of the migration to `version`) where it replaces a stand-in of a live
-/// migration (`live`): the stand-in has no default, its numbers come from the identity through
-/// that migration's fill, and a column made from it would get none; the identity the earlier
-/// contract makes again would go with the column this one's contract drops.
+/// migration (`live`): the stand-in has no default, its numbers come from the old column
+/// through that migration's fill, and a column made from it would get none; the numbering the
+/// earlier contract gives it would go with the column this one's contract drops.
 pub fn refuse_replacing_a_stand_in(
     version: &str,
     plan: &MigrationPlan,
@@ -119,7 +119,7 @@ pub fn refuse_replacing_a_stand_in(
                 version: version.to_owned(),
                 operation: replaced.operation.clone(),
                 problem: format!(
-                    "base column {} of {}.{} stands in for the identity column that the migration to {} retypes, and takes its numbers from that identity until it completes: a column made from it would have none. Complete the migration to {} first (its contract makes the column an identity again), then change it",
+                    "base column {} of {}.{} stands in for a column numbered by a sequence that the migration to {} retypes, and takes its numbers from the old column until that migration completes: a column made from it would have none. Complete the migration to {} first (its contract numbers the column itself), then change it",
                     replaced.column, replaced.schema, replaced.table, owner.version, owner.version
                 ),
             });
