@@ -68,6 +68,13 @@ RENICE_BACKFILL="${RENICE_BACKFILL:-}"
 # had a host of its own: the backfill then takes CPU from the writers' backends only, whose
 # delays the proxies see and report to the pacer. Needs taskset and at least two CPUs.
 PIN_DATABASE="${PIN_DATABASE:-}"
+# Experiment: PIN_BACKFILL=1 gives the migration's work the last CPU alone (`migrate start`, its
+# Postgres backend, which runs the backfill, and the autovacuum workers, which the backfill's
+# dead rows set off) and everything else (the writers' backends and Postgres's other
+# processes, the proxy, pgbench) the others, as on a database host with a core to spare for
+# the migration: what it still adds to the writers' tail is then not its CPU. Needs taskset
+# and at least two CPUs.
+PIN_BACKFILL="${PIN_BACKFILL:-}"
 DB_NAME=postgres
 
 # shellcheck source=bench/lib.sh
@@ -86,6 +93,17 @@ if [ -n "$PIN_DATABASE" ]; then
     # This shell, and so every process it starts from now on, on the other CPUs.
     taskset -p -c "0-$((DATABASE_CPU - 1))" $$ >/dev/null
     log "Postgres pinned to CPU $DATABASE_CPU, everything else to CPUs 0-$((DATABASE_CPU - 1))"
+fi
+if [ -n "$PIN_BACKFILL" ]; then
+    BACKFILL_CPU=$(($(nproc) - 1))
+    [ "$BACKFILL_CPU" -ge 1 ] || { log "PIN_BACKFILL needs two CPUs"; exit 1; }
+    POSTMASTER_PID="$(head -n 1 "$PG_DATA/postmaster.pid")"
+    # The backends the postmaster starts from now on inherit its CPUs.
+    for pid in "$POSTMASTER_PID" $(pgrep -P "$POSTMASTER_PID"); do
+        taskset -a -p -c "0-$((BACKFILL_CPU - 1))" "$pid" >/dev/null
+    done
+    taskset -p -c "0-$((BACKFILL_CPU - 1))" $$ >/dev/null
+    log "everything on CPUs 0-$((BACKFILL_CPU - 1)), the migration's work alone on CPU $BACKFILL_CPU"
 fi
 cat >>"$PG_DATA/postgresql.conf" <<CONF
 log_lock_waits = on
@@ -249,6 +267,16 @@ renice_backfill() {
         done
     done
 }
+# Moves the backfill's backend and the autovacuum workers to BACKFILL_CPU until killed (see
+# PIN_BACKFILL).
+pin_backfill() {
+    while sleep 0.2; do
+        for pid in $(psql_q "SELECT pid FROM pg_stat_activity
+                              WHERE application_name = 'viewgate' OR backend_type = 'autovacuum worker'"); do
+            taskset -p -c "$BACKFILL_CPU" "$pid" >/dev/null 2>&1 || true
+        done
+    done
+}
 start_sampler
 
 log "phase 1: writers without a migration, ${DURATION}s each (direct, through viewgate, paced)"
@@ -268,10 +296,15 @@ if [ -n "$RENICE_BACKFILL" ]; then
     RENICE_PID=$!
     EXTRA_PIDS+=("$RENICE_PID")
 fi
+if [ -n "$PIN_BACKFILL" ]; then
+    pin_backfill &
+    PIN_PID=$!
+    EXTRA_PIDS+=("$PIN_PID")
+fi
 MIG_START="$(date +%s.%N)"
 # The pacer's decisions (pause ratio, batch rows) go to migrate.progress with the progress lines.
 VIEWGATE_LOG="${VIEWGATE_LOG:-warn,viewgate::control::migrate::backfill=debug}" \
-"$VG_BIN" migrate start "$WORK_DIR/0002.toml" --database "$DATABASE_URL" \
+${PIN_BACKFILL:+taskset -c "$BACKFILL_CPU"} "$VG_BIN" migrate start "$WORK_DIR/0002.toml" --database "$DATABASE_URL" \
     >"$WORK_DIR/migrate.out" 2>"$WORK_DIR/migrate.progress" &
 MIGRATE_PID=$!
 EXTRA_PIDS+=("$MIGRATE_PID")
@@ -284,6 +317,7 @@ log "migration done in $(awk -v a="$MIG_START" -v b="$MIG_END" 'BEGIN { printf "
 kill -0 "$WRITERS_PID" 2>/dev/null ||
     log "WARNING: the writers' window (DURING_WINDOW=$DURING_WINDOW s) ended before the migration: the p99 during it covers only part of it, and there is none after; raise DURING_WINDOW"
 [ -n "$RENICE_BACKFILL" ] && stop_pid "$RENICE_PID"
+[ -n "$PIN_BACKFILL" ] && stop_pid "$PIN_PID"
 wait "$WRITERS_PID" || true
 DURING_END="$(date +%s.%N)"
 
@@ -423,7 +457,7 @@ REPORT="$RESULTS_DIR/backfill-$(date +%Y%m%d-%H%M%S).md"
     echo "# Migration under write load ($(date -Is))"
     echo
     machine_summary
-    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS${RENICE_BACKFILL:+; backfill backend reniced to $RENICE_BACKFILL}${PIN_DATABASE:+; Postgres pinned to CPU $DATABASE_CPU, the proxy, pgbench and migrate start to the others}"
+    echo "- table: $ROWS rows; migration: add_column NOT NULL with up + alter_column type with up/down; batch_size $BATCH_SIZE, batch_delay_ms $BATCH_DELAY_MS, yield_to_writers $YIELD_TO_WRITERS${RENICE_BACKFILL:+; backfill backend reniced to $RENICE_BACKFILL}${PIN_DATABASE:+; Postgres pinned to CPU $DATABASE_CPU, the proxy, pgbench and migrate start to the others}${PIN_BACKFILL:+; migrate start, its backend and autovacuum alone on CPU $BACKFILL_CPU, everything else on the others}"
     echo "- writers: $WRITERS pgbench clients through viewgate at v1, each transaction = UPDATE a random row + INSERT a row; paced windows at $RATE_TPS tx/s"
     echo
     echo "| measure | value | goal |"

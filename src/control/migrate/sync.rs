@@ -299,8 +299,8 @@ fn one_trigger(
         }
     }
     // Made by `function_sql`, which says why it is so.
-    let function_sql = |function: &str, declarations: &str, decisions: &str, assignments: &str| {
-        function_sql(&sync.schema, function, declarations, decisions, assignments)
+    let function = |name: &str, declarations: &str, decisions: &str, assignments: &str| {
+        function_sql(&sync.schema, name, declarations, decisions, assignments)
     };
     // An UPDATE computes from the row's other columns, other versions' among them: an
     // expression that fails prints the value it failed on, which the writer's version may not
@@ -311,8 +311,8 @@ fn one_trigger(
         "    BEGIN\n{update_assignments}    EXCEPTION WHEN OTHERS THEN\n        RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = {};\n    END;\n",
         quote_literal(SYNC_FAILED)
     );
-    let mut sql = function_sql(&names.function, &declare(true), "", &assignments);
-    sql.push_str(&function_sql(
+    let mut sql = function(&names.function, &declare(true), "", &assignments);
+    sql.push_str(&function(
         &names.update_function,
         &declare(false),
         &format!("    IF NOT ({update_decides}) THEN\n        RETURN {ROW};\n    END IF;\n{reads}"),
