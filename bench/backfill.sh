@@ -83,26 +83,29 @@ bench_init
 
 build_viewgate
 start_postgres 100
-if [ -n "$PIN_DATABASE" ]; then
-    DATABASE_CPU=$(($(nproc) - 1))
-    [ "$DATABASE_CPU" -ge 1 ] || { log "PIN_DATABASE needs two CPUs"; exit 1; }
-    POSTMASTER_PID="$(head -n 1 "$PG_DATA/postmaster.pid")"
-    for pid in "$POSTMASTER_PID" $(pgrep -P "$POSTMASTER_PID"); do
-        taskset -a -p -c "$DATABASE_CPU" "$pid" >/dev/null
+# Pins Postgres (the postmaster and its processes, so every backend it starts from now on too)
+# to CPUs $1, and this shell (so every process it starts from now on) to CPUs $2.
+pin_cpus() {
+    local postmaster pid
+    postmaster="$(head -n 1 "$PG_DATA/postmaster.pid")"
+    for pid in "$postmaster" $(pgrep -P "$postmaster"); do
+        taskset -a -p -c "$1" "$pid" >/dev/null
     done
-    # This shell, and so every process it starts from now on, on the other CPUs.
-    taskset -p -c "0-$((DATABASE_CPU - 1))" $$ >/dev/null
+    taskset -p -c "$2" $$ >/dev/null
+}
+LAST_CPU=$(($(nproc) - 1))
+if [ -n "$PIN_DATABASE$PIN_BACKFILL" ] && [ "$LAST_CPU" -lt 1 ]; then
+    log "PIN_DATABASE and PIN_BACKFILL need two CPUs"
+    exit 1
+fi
+if [ -n "$PIN_DATABASE" ]; then
+    DATABASE_CPU=$LAST_CPU
+    pin_cpus "$DATABASE_CPU" "0-$((DATABASE_CPU - 1))"
     log "Postgres pinned to CPU $DATABASE_CPU, everything else to CPUs 0-$((DATABASE_CPU - 1))"
 fi
 if [ -n "$PIN_BACKFILL" ]; then
-    BACKFILL_CPU=$(($(nproc) - 1))
-    [ "$BACKFILL_CPU" -ge 1 ] || { log "PIN_BACKFILL needs two CPUs"; exit 1; }
-    POSTMASTER_PID="$(head -n 1 "$PG_DATA/postmaster.pid")"
-    # The backends the postmaster starts from now on inherit its CPUs.
-    for pid in "$POSTMASTER_PID" $(pgrep -P "$POSTMASTER_PID"); do
-        taskset -a -p -c "0-$((BACKFILL_CPU - 1))" "$pid" >/dev/null
-    done
-    taskset -p -c "0-$((BACKFILL_CPU - 1))" $$ >/dev/null
+    BACKFILL_CPU=$LAST_CPU
+    pin_cpus "0-$((BACKFILL_CPU - 1))" "0-$((BACKFILL_CPU - 1))"
     log "everything on CPUs 0-$((BACKFILL_CPU - 1)), the migration's work alone on CPU $BACKFILL_CPU"
 fi
 cat >>"$PG_DATA/postgresql.conf" <<CONF
