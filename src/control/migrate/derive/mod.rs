@@ -14,10 +14,10 @@
 //!   schema into the new version's shape; rollback drops what expand added.
 //!
 //! Everything here is pure: the facts about the live schema come in as a [`ServerSnapshot`].
-//! This file holds the plan's types and the walk over the operations; `columns`, `tables` and
-//! `constraints` derive each kind of operation (`partitions` an index or unique constraint on a
-//! partitioned table), `sql` turns fragments into statements, `expression_reads` checks the
-//! new version's expressions against the contract.
+//! This file holds the plan and the walk over the operations; `parts` the plan's pieces;
+//! `columns`, `tables` and `constraints` derive each kind of operation (`partitions` an index
+//! or unique constraint on a partitioned table), `sql` turns fragments into statements,
+//! `expression_reads` checks the new version's expressions against the contract.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +28,7 @@ mod constraints;
 mod contracted;
 mod expression_reads;
 mod partitions;
+mod parts;
 mod renames;
 mod sql;
 mod step;
@@ -45,142 +46,6 @@ pub const NEW_COLUMN_PREFIX: &str = "_vg_";
 /// What the name of the expand's empty copy of a table starts with, on which an index is
 /// built first so that what cannot be built fails in the expand.
 pub const PROBE_PREFIX: &str = "_vg_probe";
-
-/// One column a sync trigger (or the backfill) computes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Assign {
-    /// The physical column written.
-    pub target: String,
-    /// SQL over the logical column names of the side it reads from.
-    pub expression: String,
-}
-
-/// The logical names one side of a table sees, and the physical columns behind them.
-pub type ColumnMap = Vec<(String, String)>;
-
-/// What keeps one base table's two representations in step while the migration is live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableSync {
-    pub schema: String,
-    pub table: String,
-    /// Columns written for writers at the previous version or older (and direct writers).
-    pub up: Vec<Assign>,
-    /// The previous version's names for the table's columns, which `up` reads.
-    pub up_columns: ColumnMap,
-    /// Columns written for writers at the new version or newer.
-    pub down: Vec<Assign>,
-    /// The new version's names for the table's columns, which `down` reads.
-    pub down_columns: ColumnMap,
-    /// Targets of `up` that stand in for a column a sequence numbers (an identity, a serial)
-    /// the migration retypes: they have no default until the contract, and an insert at the
-    /// new version that leaves one out has it computed by `up` from the number the old column
-    /// took (`sequence_fill.rs`).
-    #[serde(default)]
-    pub filled: Vec<String>,
-    // A plan recorded by an earlier build may carry `compared_as_text` (the columns its
-    // triggers compared as text): serde ignores it, the triggers now compare stored bytes.
-}
-
-/// Existing rows of one table to fill before the new version goes live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Backfill {
-    pub schema: String,
-    pub table: String,
-    /// The primary key: physical names and their types, walked in order.
-    pub key: Vec<(String, String)>,
-    pub assigns: Vec<Assign>,
-    /// The previous version's names, which the assignments read.
-    pub columns: ColumnMap,
-}
-
-/// A physical rename done at complete; the remaining versions' definitions follow it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Rename {
-    Column {
-        schema: String,
-        table: String,
-        from: String,
-        to: String,
-    },
-    Table {
-        schema: String,
-        from: String,
-        to: String,
-    },
-}
-
-/// An old physical column the contract drops in favour of the new version's column(s): the
-/// indexes and constraints covering it are rebuilt on its one replacement where they can be
-/// (`rebuild/`), and what else covers it would be lost with it (`preconditions.rs` refuses
-/// that).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Replaced {
-    pub schema: String,
-    pub table: String,
-    pub column: String,
-    /// The operation that replaces it, as refusals name it (`operation 2 (alter_column)`).
-    pub operation: String,
-    /// The one column that takes its place (`alter_column`); none when it is split or merged.
-    #[serde(default)]
-    pub replacement: Option<Replacement>,
-    /// The indexes (and their unique constraints), checks and foreign keys rebuilt on the
-    /// replacement.
-    #[serde(default)]
-    pub rebuilt: Vec<String>,
-    /// Those that go with what the migration drops (a column also dropped, the index or
-    /// constraint itself), as Postgres would drop them: not rebuilt, and not lost by mistake.
-    #[serde(default)]
-    pub dropped_along: Vec<String>,
-}
-
-/// The new version's physical column that replaces an old one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Replacement {
-    pub column: String,
-    /// Its type as the migration file spells it (a serial's sequence widens to it).
-    #[serde(default)]
-    pub sql_type: String,
-    /// Whether it has the old column's type (an operator class then still fits).
-    pub same_type: bool,
-    /// Whether the operation makes it unique itself (`unique = true`).
-    pub unique: bool,
-    /// Whether the operation gives it a check of its own (`check = …`).
-    #[serde(default)]
-    pub check: bool,
-    /// Whether it is NOT NULL once the migration completes (a replica identity and a primary
-    /// key need it).
-    #[serde(default)]
-    pub not_null: bool,
-    /// Whether the old column is generated as identity (the contract makes it so again).
-    #[serde(default)]
-    pub identity: bool,
-}
-
-/// What the migration's own operations drop at complete, which what covers a replaced column
-/// may go with rather than be rebuilt (`rebuild/`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Dropped {
-    /// A physical column `drop_column` drops (not one a split or merge replaces).
-    Column {
-        schema: String,
-        table: String,
-        column: String,
-    },
-    /// A base table `drop_table` drops.
-    Table {
-        schema: String,
-        table: String,
-    },
-    Index {
-        schema: String,
-        name: String,
-    },
-    Constraint {
-        schema: String,
-        table: String,
-        name: String,
-    },
-}
 
 /// Everything a migration does, phase by phase, derived before anything runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -655,6 +520,7 @@ pub use partitions::{
     PartitionBuilds, PartitionWiseConstraint, PartitionWiseIndex, constrain_partitions,
     constraint_on_partitions, index_new_partitions, index_on_partitions,
 };
+pub use parts::{Assign, Backfill, ColumnMap, Dropped, Rename, Replaced, Replacement, TableSync};
 pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical, translatable};
 pub use step::{OnPartition, PartitionAtStart, Step};
