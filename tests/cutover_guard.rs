@@ -223,14 +223,24 @@ async fn a_failing_cutover_rolls_back_by_itself_and_a_healthy_one_holds() {
     // more traffic after it: only the sum can trip the guard.
     let guard_minimum: usize = MIN_QUERIES.parse().unwrap();
     let mut failed = 0;
-    for (port, requests) in ports
+    'requests: for (port, requests) in ports
         .into_iter()
         .zip([PER_PROXY, guard_minimum - PER_PROXY])
     {
         for _ in 0..requests {
-            let code = probe(port).await.expect_err("v2 fails");
-            assert_eq!(code, "22012", "v2 fails with division_by_zero");
-            failed += 1;
+            match probe(port).await {
+                Err(code) => {
+                    assert_eq!(code, "22012", "v2 fails with division_by_zero");
+                    failed += 1;
+                }
+                // The waits for each proxy to serve v2 ended on a failing request each, which
+                // counts too: on a loaded machine the guard may judge the sum before the last
+                // of these (CI, 2026-12-06), and this read then meets v1 again.
+                Ok(version) => {
+                    assert_eq!(version, "v1", "v2 fails, or the guard already rolled back");
+                    break 'requests;
+                }
+            }
         }
     }
     let started = Instant::now();
