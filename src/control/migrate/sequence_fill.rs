@@ -15,12 +15,12 @@
 //! Its trigger fires before every `down` trigger (`~vg_sync_00_…` sorts before `~vg_sync_0_…`),
 //! and before the fills of later migrations, oldest first.
 
-use super::derive::{Assign, MigrationPlan, TableSync, mentions};
+use super::derive::{Assign, MigrationPlan, TableSync};
 use super::error::MigrateError;
 use super::state::MigrationRecord;
 use super::sync_sql::{
     FUNCTION_SCHEMA, ID_DIGITS, TRIGGER_PREFIX, declarations, function_sql, new_writer_test,
-    table_hash, trigger_sql,
+    read_by, table_hash, trigger_sql,
 };
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::model::sync_function;
@@ -44,15 +44,7 @@ pub fn create_sql(migration_id: i64, sync: &TableSync, old_side: &[String]) -> S
         return String::new();
     }
     let table = quote_qualified(&sync.schema, &sync.table);
-    let read: Vec<&(String, String)> = sync
-        .up_columns
-        .iter()
-        .filter(|(logical, _)| {
-            fills
-                .iter()
-                .any(|assign| mentions(&assign.expression, logical))
-        })
-        .collect();
+    let read = read_by(&sync.up_columns, &fills);
     let assignments: String = fills
         .iter()
         .map(|assign| {

@@ -28,7 +28,7 @@ use super::file::BODY_QUOTE;
 use super::sequence_fill;
 use super::sync_sql::{
     BACKFILL_WRITER, FUNCTION_SCHEMA, ID_DIGITS, ROW, TRIGGER_PREFIX, declarations, function_sql,
-    new_writer_test, old_writer_test, table_hash, trigger_sql,
+    new_writer_test, old_writer_test, read_by, table_hash, trigger_sql,
 };
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 use crate::model::sync_function;
@@ -226,14 +226,7 @@ fn one_trigger(
     // statement fewer per name: 1.46× a bulk INSERT by hand against 1.62× with separate
     // assignments, /tmp/trg, docs/benchmarks.md); the UPDATE function reads them after its
     // decision, which often returns at once.
-    let read: Vec<_> = columns
-        .iter()
-        .filter(|(logical, _)| {
-            assigns
-                .iter()
-                .any(|assign| mentions(&assign.expression, logical))
-        })
-        .collect();
+    let read = read_by(columns, &assigns.iter().collect::<Vec<_>>());
     let declare = |initialised: bool| declarations(&read, &table, initialised);
     let reads: String = read
         .iter()

@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::derive::{Assign, mentions};
 use super::file::BODY_QUOTE;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 
@@ -76,6 +77,22 @@ pub(super) fn new_writer_test(old_side: &[String]) -> String {
                 .chain(["", BACKFILL_WRITER])
         )
     )
+}
+
+/// The columns of `columns` (logical name, physical column) that `assigns`' expressions read:
+/// a function declares a variable for each of these only.
+pub(super) fn read_by<'a>(
+    columns: &'a [(String, String)],
+    assigns: &[&Assign],
+) -> Vec<&'a (String, String)> {
+    columns
+        .iter()
+        .filter(|(logical, _)| {
+            assigns
+                .iter()
+                .any(|assign| mentions(&assign.expression, logical))
+        })
+        .collect()
 }
 
 /// A sync function's variables: one per column its expressions `read` (logical name, physical
