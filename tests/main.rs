@@ -91,6 +91,7 @@ mod upstream_cutover;
 mod upstream_tls;
 mod versioning;
 mod versions_python;
+mod view_grants;
 mod views_bad_input;
 mod views_lifecycle;
 mod views_model_metadata;

@@ -4,8 +4,8 @@
 //! One folder a concern: [`catalog`] (the schema's I/O), [`views`] (spec → plan → SQL →
 //! apply), [`routing`] (changing routing rules), [`cutover`] (default version and upstream),
 //! [`migrate`] (physical schema changes under live traffic, beside views).
-//! Files several rooms share stay here: [`error`], [`connect`], [`quote`], [`retry`],
-//! [`templates`] and [`overview`] (`viewgate status`).
+//! Files several rooms share stay here: [`error`], [`connect`], [`quote`], [`privilege`],
+//! [`retry`], [`templates`] and [`overview`] (`viewgate status`).
 //! See docs/views.md.
 
 pub mod catalog;
@@ -14,6 +14,7 @@ pub mod cutover;
 pub mod error;
 pub mod migrate;
 pub mod overview;
+pub mod privilege;
 pub mod quote;
 pub mod retry;
 pub mod routing;

@@ -428,6 +428,7 @@ async fn follow_renames(
                     &source,
                     templates,
                     Substitutes::AfterCommit,
+                    None,
                 )
                 .await?,
             );

@@ -443,6 +443,7 @@ async fn create_pending_views(
             std::path::Path::new(&record.file),
             templates,
             Substitutes::AtGoingLive,
+            Some(&record.from),
         )
         .await?;
         transaction

@@ -17,7 +17,7 @@ use crate::control::retry::with_lock_retries;
 use crate::control::templates::Templates;
 use crate::control::views::definition::{self, VersionDefinition};
 use crate::control::views::introspect::ServerSnapshot;
-use crate::control::views::{apply, generate, plan, validate};
+use crate::control::views::{apply, generate, grants, plan, validate};
 use crate::model::catalog_substitutes::substitute_schema;
 use crate::net::postgres_error::{describe_postgres_error, describe_postgres_error_hinting};
 
@@ -219,6 +219,8 @@ pub enum Substitutes {
 }
 
 /// Generates, creates and records the views of `definition`'s version (and the definition).
+/// A view made anew keeps its grants; with `grants_from`, each new view also takes the grants
+/// of that version's view of the same base table (the version a migration starts from).
 /// Returns, with [`Substitutes::AfterCommit`], the step that makes the catalog substitutes.
 pub async fn create_views(
     transaction: &Transaction<'_>,
@@ -226,6 +228,7 @@ pub async fn create_views(
     source: &std::path::Path,
     templates: &Templates,
     substitutes: Substitutes,
+    grants_from: Option<&str>,
 ) -> Result<Vec<Step>, MigrateError> {
     let mut after_commit = Vec::new();
     let spec = definition.to_spec(source);
@@ -254,6 +257,21 @@ pub async fn create_views(
             .filter(|object| object.version == version.name)
             .collect();
         apply::apply_version(transaction, &spec, templates, version, &recorded).await?;
+        if let Some(from) = grants_from {
+            for view in &version.views {
+                let plan = &view.plan;
+                let earlier = recorded_objects.iter().find(|object| {
+                    object.version == from
+                        && object.base_schema == plan.base_schema
+                        && object.base_table == plan.base_table
+                });
+                if let Some(earlier) = earlier {
+                    let taken =
+                        grants::read(transaction, &earlier.view_schema, &earlier.view_name).await?;
+                    grants::give(transaction, &plan.view_schema, &plan.view_name, &taken).await?;
+                }
+            }
+        }
     }
     definition::record(transaction, definition).await?;
     Ok(after_commit)

@@ -14,6 +14,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::definition::{self, VersionDefinition};
 use super::generate::{self, GeneratedVersion};
+use super::grants;
 use super::mapping;
 use super::mapping_functions;
 use super::plan;
@@ -325,7 +326,8 @@ async fn substitutes_present(
 }
 
 /// (Re)creates one version's objects and records them, with the version's definition; returns
-/// the views it dropped because the spec no longer lists them.
+/// the views it dropped because the spec no longer lists them. A view made anew keeps the
+/// grants it had ([`grants`]).
 pub async fn apply_version(
     client: &impl GenericClient,
     spec: &Spec,
@@ -364,21 +366,23 @@ pub async fn apply_version(
 
     let mut objects = Vec::with_capacity(version.views.len());
     for view in &version.views {
+        let (view_schema, view_name) = (&view.plan.view_schema, &view.plan.view_name);
+        let kept = grants::read(client, view_schema, view_name).await?;
         client
             .batch_execute(&view.sql)
             .await
             .map_err(|error| validate::rejected(spec, &view.plan, "creating the view", &error))?;
         validate::check_write_expressions(client, spec, &view.plan).await?;
-        let fingerprint =
-            catalog::live_fingerprint(client, &view.plan.view_schema, &view.plan.view_name)
-                .await?
-                .ok_or_else(|| ControlError::Template {
-                    name: templates::VIEW.into(),
-                    message: format!(
-                        "rendered SQL did not create view {}",
-                        view.plan.qualified_view()
-                    ),
-                })?;
+        let fingerprint = catalog::live_fingerprint(client, view_schema, view_name)
+            .await?
+            .ok_or_else(|| ControlError::Template {
+                name: templates::VIEW.into(),
+                message: format!(
+                    "rendered SQL did not create view {}",
+                    view.plan.qualified_view()
+                ),
+            })?;
+        grants::give(client, view_schema, view_name, &kept).await?;
         let mapping = mapping::read(client, &view.plan).await?;
         objects.push(CatalogObject {
             version: version.name.clone(),

@@ -8,12 +8,14 @@
 //! compares the database with the spec; [`retire`] drops a version; [`definition`] is each
 //! version's recorded definition, which migrations derive the next version from; [`mapping`]
 //! how each view's columns map onto its base table, recorded for the proxy, with
-//! [`mapping_functions`] the functions that let the proxy use that mapping without pasting it.
+//! [`mapping_functions`] the functions that let the proxy use that mapping without pasting it;
+//! [`grants`] keeps the grants made on a view when it is made anew.
 
 pub mod apply;
 pub mod checksum;
 pub mod definition;
 pub mod generate;
+pub mod grants;
 pub mod introspect;
 pub mod mapping;
 pub mod mapping_functions;

@@ -17,6 +17,7 @@ use super::super::derive::{MigrationPlan, Replaced, Replacement, Step};
 use super::super::error::MigrateError;
 use super::{TABLE_AND_PARTITIONS, replacements};
 use crate::control::error::ControlError;
+use crate::control::privilege::Privilege;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 
 /// The attribute options Postgres has (`ALTER TABLE … ALTER COLUMN … SET (…)`); an option
@@ -143,59 +144,6 @@ pub async fn carried_settings(
     Ok(steps)
 }
 
-/// One privilege on a column or a sequence, as `aclexplode` gives it.
-#[derive(Debug)]
-pub(super) struct Privilege {
-    /// `SELECT`, `INSERT`, `UPDATE`, `REFERENCES`, `USAGE`.
-    kind: String,
-    /// None for PUBLIC.
-    grantee: Option<String>,
-    grantable: bool,
-}
-
-impl Privilege {
-    /// The privileges of `aclexplode`'s columns, aggregated in one order.
-    pub(super) fn all(
-        kinds: Vec<String>,
-        grantees: Vec<Option<String>>,
-        grantable: Vec<bool>,
-    ) -> Vec<Privilege> {
-        kinds
-            .into_iter()
-            .zip(grantees)
-            .zip(grantable)
-            .map(|((kind, grantee), grantable)| Privilege {
-                kind,
-                grantee,
-                grantable,
-            })
-            .collect()
-    }
-
-    /// The `GRANT` of this privilege on `object` (` (column) ON TABLE t`, ` ON SEQUENCE s`),
-    /// and what it gives to whom; none for a kind that is not a plain keyword.
-    pub(super) fn grant(&self, object: &str) -> Option<(String, String)> {
-        // aclexplode names the privileges in capitals, from a fixed set.
-        let kind = &self.kind;
-        if kind.is_empty() || !kind.bytes().all(|byte| byte.is_ascii_uppercase()) {
-            return None;
-        }
-        let grantee = self
-            .grantee
-            .as_deref()
-            .map_or_else(|| "PUBLIC".to_owned(), quote_ident);
-        let option = if self.grantable {
-            " WITH GRANT OPTION"
-        } else {
-            ""
-        };
-        Some((
-            format!("{kind} to {grantee}"),
-            format!("GRANT {kind}{object} TO {grantee}{option}"),
-        ))
-    }
-}
-
 /// What one relation's old column has, as read from the catalog.
 struct ColumnSettings {
     comment: Option<String>,
@@ -303,21 +251,9 @@ mod tests {
         let settings = ColumnSettings {
             comment: Some("it's \\ free".into()),
             privileges: vec![
-                Privilege {
-                    kind: "SELECT".into(),
-                    grantee: Some("Reader\" role".into()),
-                    grantable: true,
-                },
-                Privilege {
-                    kind: "REFERENCES".into(),
-                    grantee: None,
-                    grantable: false,
-                },
-                Privilege {
-                    kind: "select; DROP x".into(),
-                    grantee: None,
-                    grantable: false,
-                },
+                Privilege::new("SELECT".into(), Some("Reader\" role".into()), true),
+                Privilege::new("REFERENCES".into(), None, false),
+                Privilege::new("select; DROP x".into(), None, false),
             ],
             statistics_target: 500,
             options: vec![

@@ -13,9 +13,9 @@ use tokio_postgres::GenericClient;
 
 use super::super::derive::{MigrationPlan, Replacement, Step};
 use super::super::error::MigrateError;
-use super::column_settings::Privilege;
 use super::{replacements, unsafe_to_replace};
 use crate::control::error::ControlError;
+use crate::control::privilege::Privilege;
 use crate::control::quote::{quote_ident, quote_literal, quote_qualified};
 use crate::control::views::introspect;
 
