@@ -382,7 +382,7 @@ async fn a_role_granted_only_the_table_inserts_at_both_versions_one_number_a_row
     start_text(&database, "0002.toml", &widen_key())
         .await
         .expect("starts");
-    // models_v2 took models_v1's grants (view_grants.rs), and keeps them past the contract.
+    // models_v2 took models_v1's grants (views_kept.rs), and keeps them past the contract.
     let v1 = at_as(&database, "v1", "app").await;
     let v2 = at_as(&database, "v2", "app").await;
     let direct = database.client().await;

@@ -15,6 +15,7 @@ use tokio_postgres::{Client, GenericClient};
 use super::definition::{self, VersionDefinition};
 use super::generate::{self, GeneratedVersion};
 use super::grants;
+use super::in_place;
 use super::mapping;
 use super::mapping_functions;
 use super::plan;
@@ -326,8 +327,9 @@ async fn substitutes_present(
 }
 
 /// (Re)creates one version's objects and records them, with the version's definition; returns
-/// the views it dropped because the spec no longer lists them. A view made anew keeps the
-/// grants it had ([`grants`]).
+/// the views it dropped because the spec no longer lists them. A view that exists is replaced
+/// in place where its columns allow ([`in_place`]); one made anew keeps the grants it had
+/// ([`grants`]).
 pub async fn apply_version(
     client: &impl GenericClient,
     spec: &Spec,
@@ -368,10 +370,14 @@ pub async fn apply_version(
     for view in &version.views {
         let (view_schema, view_name) = (&view.plan.view_schema, &view.plan.view_name);
         let kept = grants::read(client, view_schema, view_name).await?;
-        client
-            .batch_execute(&view.sql)
-            .await
-            .map_err(|error| validate::rejected(spec, &view.plan, "creating the view", &error))?;
+        let replaced = in_place::replace(client, view).await.map_err(|error| {
+            validate::rejected(spec, &view.plan, "replacing the view in place", &error)
+        })?;
+        if !replaced {
+            client.batch_execute(&view.sql).await.map_err(|error| {
+                validate::rejected(spec, &view.plan, "creating the view", &error)
+            })?;
+        }
         validate::check_write_expressions(client, spec, &view.plan).await?;
         let fingerprint = catalog::live_fingerprint(client, view_schema, view_name)
             .await?
@@ -382,7 +388,9 @@ pub async fn apply_version(
                     view.plan.qualified_view()
                 ),
             })?;
-        grants::give(client, view_schema, view_name, &kept).await?;
+        if !replaced {
+            grants::give(client, view_schema, view_name, &kept).await?;
+        }
         let mapping = mapping::read(client, &view.plan).await?;
         objects.push(CatalogObject {
             version: version.name.clone(),

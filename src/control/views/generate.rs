@@ -38,7 +38,11 @@ pub struct GeneratedVersion {
 #[derive(Debug, Clone)]
 pub struct GeneratedView {
     pub plan: ViewPlan,
+    /// The view made anew (dropped first if it exists): what is reviewed and checksummed.
     pub sql: String,
+    /// The same with the view replaced in place (`CREATE OR REPLACE VIEW`), which apply tries
+    /// first where the view exists.
+    pub in_place_sql: String,
 }
 
 impl GeneratedSql {
@@ -79,7 +83,8 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
             .map(|view| {
                 Ok(GeneratedView {
                     plan: view.clone(),
-                    sql: render_view(view, plan.security_invoker, templates)?,
+                    sql: render_view(view, plan.security_invoker, false, templates)?,
+                    in_place_sql: render_view(view, plan.security_invoker, true, templates)?,
                 })
             })
             .collect::<Result<Vec<_>, ControlError>>()?;
@@ -118,12 +123,14 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
 fn render_view(
     view: &ViewPlan,
     security_invoker: bool,
+    in_place: bool,
     templates: &Templates,
 ) -> Result<String, ControlError> {
     let mapping_marker = mapping_functions::marker(&view.view_schema, &view.view_name);
     let context = context! {
         view => view,
         security_invoker => security_invoker,
+        in_place => in_place,
         view_schema => &view.view_schema,
         view_name => &view.view_name,
         mapping_marker => mapping_marker,

@@ -9,13 +9,15 @@
 //! version's recorded definition, which migrations derive the next version from; [`mapping`]
 //! how each view's columns map onto its base table, recorded for the proxy, with
 //! [`mapping_functions`] the functions that let the proxy use that mapping without pasting it;
-//! [`grants`] keeps the grants made on a view when it is made anew.
+//! [`in_place`] replaces a view in place where its columns allow, and [`grants`] keeps the
+//! grants made on a view when it must be made anew.
 
 pub mod apply;
 pub mod checksum;
 pub mod definition;
 pub mod generate;
 pub mod grants;
+pub mod in_place;
 pub mod introspect;
 pub mod mapping;
 pub mod mapping_functions;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
 
 use super::definition;
 use super::introspect::relation_kind;
@@ -14,7 +15,7 @@ use super::spec::{ColumnSource, Spec};
 use crate::control::catalog::{CatalogObject, CatalogVersion};
 use crate::control::error::{ControlError, is_lock_timeout};
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::net::postgres_error::describe_postgres_error;
+use crate::net::postgres_error::{describe_postgres_error, describe_postgres_error_hinting};
 
 /// Fails when a view or trigger function the plan creates would replace a relation or function
 /// viewgate does not manage (e.g. a version name that makes `orders_v2` clash with a real table).
@@ -322,13 +323,22 @@ pub fn rejected(
             error,
         );
     }
+    let described = if error.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) {
+        describe_postgres_error_hinting(error, DEPENDENT_ON_A_VIEW_MADE_ANEW)
+    } else {
+        describe_postgres_error(error)
+    };
     ControlError::Rejected {
         file: spec.source.clone(),
         version: view.version.clone(),
         table: view.table_name.clone(),
-        message: format!("{what}: {}", describe_postgres_error(error)),
+        message: format!("{what}: {described}"),
     }
 }
+
+/// What to do about an object that depends on a view which must be made anew: Postgres's own
+/// hint (`Use DROP ... CASCADE`) would drop the application's objects.
+const DEPENDENT_ON_A_VIEW_MADE_ANEW: &str = "the view's columns change (one renamed, dropped, retyped or moved), so it must be made anew, and viewgate never drops with CASCADE: drop what the detail names, or make it read the base table or another version's view, apply, then make it again";
 
 fn relation_kind_name(kind: &str) -> &'static str {
     match kind {
