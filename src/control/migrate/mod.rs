@@ -10,8 +10,10 @@
 //! a remaining version naming a column the contract took away; [`rollback`] undoes the expand.
 //! [`privileges`] refuses a database where a client could plant a function the expressions
 //! would call, [`preconditions`] a migration whose backfill or contract would silently damage
-//! data; [`rebuild`] carries the indexes of a replaced column over to its replacement. `control::usage` says who still uses a version, [`state`] is the catalog's
-//! record of each migration, [`status`] reports on them and prints plans.
+//! data; [`rebuild`] carries the indexes of a replaced column over to its replacement;
+//! [`definitions`] makes the file's own types and sequences for those checks.
+//! `control::usage` says who still uses a version, [`state`] is the catalog's record of each
+//! migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
 
 pub mod autovacuum;
@@ -22,6 +24,7 @@ pub mod complete;
 pub mod concurrent_builds;
 pub mod constant_sql;
 pub mod default_calls;
+pub mod definitions;
 pub mod dependents;
 pub mod derive;
 pub mod detached;

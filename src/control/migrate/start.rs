@@ -28,11 +28,12 @@ use super::backfill;
 use super::backfill_triggers;
 use super::column_types;
 use super::concurrent_builds;
+use super::definitions;
 use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
 use super::detached;
 use super::error::MigrateError;
-use super::file::MigrationFile;
+use super::file::{Migration, MigrationFile};
 use super::function_bodies;
 use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
@@ -281,6 +282,21 @@ pub async fn plan_against(
             ),
         });
     }
+    let made = definitions::make(client, migration).await?;
+    let checked = checked_plan(client, migration, &current).await;
+    if made {
+        definitions::undo(client).await?;
+    }
+    checked
+}
+
+/// The plan derived from `migration`'s previous version, and every check made before any
+/// change; `current` holds the live migrations.
+async fn checked_plan(
+    client: &impl GenericClient,
+    migration: &Migration,
+    current: &[MigrationRecord],
+) -> Result<(VersionDefinition, MigrationPlan), MigrateError> {
     let from = definition::load(client, &migration.from)
         .await?
         .ok_or_else(|| MigrateError::NoDefinition {
@@ -294,7 +310,7 @@ pub async fn plan_against(
     snapshot.partitioned_indexes =
         introspect::partitioned_indexes(client, &dropped_indexes(&migration.operations)).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
-    sequence_fill::refuse_replacing_a_stand_in(&migration.version, &plan, &current)?;
+    sequence_fill::refuse_replacing_a_stand_in(&migration.version, &plan, current)?;
     column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;
     detached::record_partitions(client, &mut plan).await?;

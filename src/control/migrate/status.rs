@@ -7,6 +7,7 @@ use std::fmt;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::definitions;
 use super::dependents;
 use super::derive::{MigrationPlan, Step};
 use super::error::MigrateError;
@@ -213,10 +214,14 @@ pub async fn plan(client: &mut Client, file: &MigrationFile) -> Result<PlanRepor
         .transaction()
         .await
         .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
-    transaction
-        .batch_execute("SET TRANSACTION READ ONLY")
-        .await
-        .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
+    // Read-only, unless the file's own definitions must be made for its checks (in a
+    // transaction never committed: `definitions.rs`).
+    if !definitions::any(&file.migration) {
+        transaction
+            .batch_execute("SET TRANSACTION READ ONLY")
+            .await
+            .map_err(|error| ControlError::database("starting a read-only transaction", &error))?;
+    }
     if !catalog_read::catalog_exists(&transaction).await? {
         return Err(MigrateError::Control(ControlError::NoCatalog));
     }

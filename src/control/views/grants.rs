@@ -1,15 +1,14 @@
-//! A version's views keep the grants made on them. The templates make a view by `DROP VIEW` and
-//! `CREATE VIEW` (a view's columns cannot be renamed or dropped in place), and a new view has
-//! only its owner's rights and the schema's default privileges: every `views apply` that
-//! changed a version, and the contract that remakes the remaining version's views over the
-//! renamed columns, took away a `GRANT SELECT … ON model_metadata_v2 TO app` made by hand, and
-//! the application at that version got `permission denied` (42501) the moment it committed.
-//! So the grants a view has (on the view and on its columns, `WITH GRANT OPTION` kept) are
-//! read before it is remade and given again after, in the same transaction; and a view
-//! `migrate start` makes for a new version takes the grants of the view the version it starts
-//! from has of the same table, so the application keeps its rights when it moves to the new
-//! version. The view's owner's own rights come with ownership; a grant on a column the new
-//! view no longer has is not given.
+//! A version's views keep the grants made on them. A view whose columns change must be made
+//! anew (`DROP VIEW`, `CREATE VIEW`: see [`super::in_place`] for the views replaced in place),
+//! and a new view has only its owner's rights and the schema's default privileges: such an
+//! apply took away a `GRANT SELECT … ON model_metadata_v2 TO app` made by hand, and the
+//! application at that version got `permission denied` (42501) the moment it committed. So the
+//! grants a view has (on the view and on its columns, `WITH GRANT OPTION` kept) are read before
+//! it is made and given again after, in the same transaction; and a view `migrate start` makes
+//! for a new version takes the grants of the view the version it starts from has of the same
+//! table, so the application keeps its rights when it moves to the new version. The view's
+//! owner's own rights come with ownership; a grant on a column the new view no longer has is
+//! not given.
 
 use tokio_postgres::GenericClient;
 

@@ -319,8 +319,17 @@ impl Deriver<'_> {
                     .flatten()
             });
             if let Some(default) = &default {
+                // Postgres checks an inherited default against the new type only here (text
+                // to an enum: 42804): the step says where it came from and what replaces it.
+                let whose = if op.default.is_none() {
+                    format!(
+                        ", {base_column}'s as it is (give the operation a `default` of the new type to replace it)"
+                    )
+                } else {
+                    String::new()
+                };
                 self.plan_steps.expand.push(Step::new(
-                    format!("default for {physical}"),
+                    format!("default for {physical}{whose}"),
                     format!(
                         "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {default}",
                         quote_ident(&physical)
