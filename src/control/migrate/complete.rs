@@ -26,6 +26,7 @@ use super::progress::Progress;
 use super::publications::{self, Asked};
 use super::rebuild;
 use super::remaining;
+use super::rename_chain;
 use super::replica_identity;
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{
@@ -114,7 +115,13 @@ async fn complete_locked(
         });
     }
     let later: Vec<&MigrationRecord> = current[position + 1..].iter().collect();
-    if let Some((blocking, renamed)) = later_naming_renamed(record, &later) {
+    // Refused at their start since that check came in; a later migration an earlier build
+    // started may still name what this complete renames (`rename_chain.rs`).
+    let blocked = later.iter().find_map(|later| {
+        rename_chain::renamed_and_named(&record.plan, &later.plan, later.phase)
+            .map(|renamed| (later.version.clone(), renamed))
+    });
+    if let Some((blocking, renamed)) = blocked {
         return Err(MigrateError::State(format!(
             "completing the migration to {} renames {renamed}, which the migration to {blocking} (started after it) names in its recorded SQL: its backfill, complete or rollback would then fail. Roll the migration to {blocking} back (`viewgate migrate rollback`), complete this one, then start it again",
             record.version
@@ -327,66 +334,6 @@ async fn complete_once(
     Ok(Contracted {
         after_commit,
         analyze,
-    })
-}
-
-/// The first later migration whose recorded SQL (its validation, index, complete and rollback
-/// steps) names a physical name `record`'s complete renames, with the rename described. Those
-/// steps are SQL text written with the names of the day, which `follow_renames` does not
-/// rewrite (its definition, sync triggers and backfill it does): the forty-first red-team pass changed a column's type twice in a chain (the
-/// second complete dropped a column the first had renamed) and renamed a table under a
-/// backfilling migration, which then could neither resume nor roll back.
-fn later_naming_renamed(
-    record: &MigrationRecord,
-    later: &[&MigrationRecord],
-) -> Option<(String, String)> {
-    later.iter().find_map(|later| {
-        let plan = &later.plan;
-        // A live migration's validate, index and key steps have run: only what is left to run
-        // can fail on the old name.
-        let still_to_run = match later.phase {
-            Phase::Backfilling => vec![&plan.validate, &plan.concurrent, &plan.referencing],
-            _ => Vec::new(),
-        };
-        let texts: Vec<String> = still_to_run
-            .into_iter()
-            .chain([
-                &plan.complete,
-                &plan.complete_concurrent,
-                &plan.rollback,
-                &plan.rollback_concurrent,
-                &plan.rollback_referencing,
-            ])
-            .flatten()
-            .map(|step| step.sql.clone())
-            .collect();
-        record.plan.renames.iter().find_map(|rename| {
-            let (name, described) = match rename {
-                Rename::Column {
-                    schema,
-                    table,
-                    from,
-                    to,
-                } => (from, format!("column {from} of {schema}.{table} to {to}")),
-                Rename::Table { schema, from, to } => {
-                    (from, format!("table {schema}.{from} to {schema}.{to}"))
-                }
-            };
-            texts
-                .iter()
-                .any(|text| names_word(text, name))
-                .then(|| (later.version.clone(), described))
-        })
-    })
-}
-
-/// Whether `word` occurs in `text` as a whole identifier (not inside a longer one).
-fn names_word(text: &str, word: &str) -> bool {
-    let is_identifier = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    text.match_indices(word).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + word.len()..].chars().next();
-        !before.is_some_and(is_identifier) && !after.is_some_and(is_identifier)
     })
 }
 

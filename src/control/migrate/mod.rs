@@ -11,7 +11,8 @@
 //! [`privileges`] refuses a database where a client could plant a function the expressions
 //! would call, [`preconditions`] a migration whose backfill or contract would silently damage
 //! data; [`rebuild`] carries the indexes of a replaced column over to its replacement;
-//! [`definitions`] makes the file's own types and sequences for those checks.
+//! [`definitions`] makes the file's own types and sequences for those checks;
+//! [`rename_chain`] refuses a migration whose steps name what a live one renames.
 //! `control::usage` says who still uses a version, [`state`] is the catalog's record of each
 //! migration, [`status`] reports on them and prints plans.
 //! See docs/migrations.md.
@@ -47,6 +48,7 @@ pub mod publications;
 pub mod query_tree;
 pub mod rebuild;
 pub mod remaining;
+pub mod rename_chain;
 pub mod replica_identity;
 pub mod retained_wal;
 pub mod rollback;

@@ -42,6 +42,7 @@ use super::preconditions;
 use super::privileges;
 use super::progress::Progress;
 use super::rebuild;
+use super::rename_chain;
 use super::replica_identity;
 use super::retained_wal;
 use super::rollback;
@@ -311,6 +312,7 @@ async fn checked_plan(
         introspect::partitioned_indexes(client, &dropped_indexes(&migration.operations)).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     sequence_fill::refuse_replacing_a_stand_in(&migration.version, &plan, current)?;
+    rename_chain::refuse_naming_renamed(&migration.version, &plan, current)?;
     column_types::refuse_more_than_types(client, migration).await?;
     rebuild::rebuild_replaced(client, &mut plan).await?;
     detached::record_partitions(client, &mut plan).await?;
