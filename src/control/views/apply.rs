@@ -369,15 +369,19 @@ pub async fn apply_version(
     let mut objects = Vec::with_capacity(version.views.len());
     for view in &version.views {
         let (view_schema, view_name) = (&view.plan.view_schema, &view.plan.view_name);
-        let kept = grants::read(client, view_schema, view_name).await?;
         let replaced = in_place::replace(client, view).await.map_err(|error| {
             validate::rejected(spec, &view.plan, "replacing the view in place", &error)
         })?;
-        if !replaced {
+        // A view made anew gives back the grants it had (read before it is dropped).
+        let kept = if replaced {
+            None
+        } else {
+            let kept = grants::read(client, view_schema, view_name).await?;
             client.batch_execute(&view.sql).await.map_err(|error| {
                 validate::rejected(spec, &view.plan, "creating the view", &error)
             })?;
-        }
+            Some(kept)
+        };
         validate::check_write_expressions(client, spec, &view.plan).await?;
         let fingerprint = catalog::live_fingerprint(client, view_schema, view_name)
             .await?
@@ -388,8 +392,8 @@ pub async fn apply_version(
                     view.plan.qualified_view()
                 ),
             })?;
-        if !replaced {
-            grants::give(client, view_schema, view_name, &kept).await?;
+        if let Some(kept) = &kept {
+            grants::give(client, view_schema, view_name, kept).await?;
         }
         let mapping = mapping::read(client, &view.plan).await?;
         objects.push(CatalogObject {

@@ -19,6 +19,7 @@ const SAVEPOINT: &str = "viewgate_view_in_place";
 
 /// Replaces `view` in place if it exists and Postgres allows it; `Ok(false)` when the view is
 /// new or its columns changed so that it must be made anew (nothing of the attempt remains).
+/// Two round trips when it is replaced (the contract holds its tables' locks meanwhile).
 pub async fn replace(
     client: &impl GenericClient,
     view: &GeneratedView,
@@ -27,21 +28,13 @@ pub async fn replace(
     let Some(clearing) = clearing_sql(client, schema, name).await? else {
         return Ok(false);
     };
-    client
-        .batch_execute(&format!("SAVEPOINT {SAVEPOINT}"))
-        .await?;
-    let attempt = async {
-        client.batch_execute(&clearing).await?;
-        client.batch_execute(&view.in_place_sql).await
-    }
-    .await;
-    match attempt {
-        Ok(()) => {
-            client
-                .batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
-                .await?;
-            Ok(true)
-        }
+    // One batch: Postgres stops at the first failing statement, before the release.
+    let attempt = format!(
+        "SAVEPOINT {SAVEPOINT};\n{clearing};\n{}\n;RELEASE SAVEPOINT {SAVEPOINT}",
+        view.in_place_sql
+    );
+    match client.batch_execute(&attempt).await {
+        Ok(()) => Ok(true),
         Err(error) if error.code() == Some(&SqlState::INVALID_TABLE_DEFINITION) => {
             client
                 .batch_execute(&format!(
