@@ -12,6 +12,9 @@ use crate::support;
 use migration_support::{BASE, SPEC, complete_now, retype, seeded, start_text};
 use support::{Database, exec, lines};
 use viewgate::control::ControlError;
+use viewgate::control::templates::Templates;
+use viewgate::control::views::apply;
+use viewgate::control::views::spec::Spec;
 
 /// Every grant on `view` other than its owner's, one per line, sorted: `role PRIVILEGE`,
 /// `(column)` for a column's, `grantable` with the grant option.
@@ -252,4 +255,43 @@ async fn a_view_that_must_be_made_anew_under_a_view_of_the_applications_is_refus
         "0",
         "the application's view still reads"
     );
+}
+
+#[tokio::test]
+async fn a_template_written_before_in_place_makes_the_view_anew_and_keeps_its_grants() {
+    let database = Database::start();
+    database.admin(BASE);
+    // The shipped view template as it was before it knew `in_place`: always drop, then create.
+    let shipped = std::fs::read_to_string(support::repo_file("view-templates/view.sql.j2"))
+        .expect("shipped template");
+    let branch = shipped
+        .find("{% if in_place %}")
+        .expect("the in-place branch");
+    let fresh = shipped.find("{% else %}\n").expect("its else") + "{% else %}\n".len();
+    let end = shipped[fresh..].find("{% endif %}\n").expect("its end") + fresh;
+    let old_style = format!(
+        "{}{}{}",
+        &shipped[..branch],
+        &shipped[fresh..end],
+        &shipped[end + "{% endif %}\n".len()..]
+    );
+    assert!(!old_style.contains("{% if in_place"), "{old_style}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("view.sql.j2"), old_style).expect("template");
+    let templates = Templates::from_dir(dir.path()).expect("templates load");
+    let apply = async |text: &str| {
+        let spec = Spec::load(&database.spec_file("viewgate.toml", text)).expect("spec");
+        let mut client = database.client().await;
+        apply::apply(&mut client, &spec, &templates, support::quick_locks())
+            .await
+            .expect("applies")
+    };
+    apply(&computed_note_spec("COALESCE(legacy_note, '')")).await;
+    database.admin("CREATE ROLE reader NOLOGIN; GRANT SELECT ON models_v1 TO reader");
+    let before = oid(&database, "models_v1");
+
+    let outcome = apply(&computed_note_spec("COALESCE(legacy_note, '(none)')")).await;
+    assert_eq!(outcome.applied, ["v1"]);
+    assert_ne!(oid(&database, "models_v1"), before, "made anew");
+    assert_eq!(grants_on(&database, "models_v1"), "reader SELECT");
 }

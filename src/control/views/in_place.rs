@@ -24,6 +24,11 @@ pub async fn replace(
     client: &impl GenericClient,
     view: &GeneratedView,
 ) -> Result<bool, tokio_postgres::Error> {
+    // A template of the user's written before `in_place` renders the same both ways: its
+    // "replacement" would drop the view, and the grants would not be given back.
+    if view.in_place_sql == view.sql {
+        return Ok(false);
+    }
     let (schema, name) = (&view.plan.view_schema, &view.plan.view_name);
     let Some(clearing) = clearing_sql(client, schema, name).await? else {
         return Ok(false);
