@@ -295,3 +295,31 @@ async fn a_template_written_before_in_place_makes_the_view_anew_and_keeps_its_gr
     assert_ne!(oid(&database, "models_v1"), before, "made anew");
     assert_eq!(grants_on(&database, "models_v1"), "reader SELECT");
 }
+
+#[tokio::test]
+async fn a_role_whose_name_needs_quotes_applies_and_keeps_the_grants() {
+    // The grants are read leaving out the current role's own, found by its name as data: a
+    // role named with capitals or spaces is not SQL (`current_user::regrole` failed with
+    // "invalid name syntax", and every apply with it).
+    let database = Database::start();
+    database.admin(BASE);
+    database.admin("CREATE ROLE \"Schema Admin\" SUPERUSER; CREATE ROLE reader NOLOGIN");
+    let apply_as_admin = async |text: &str| {
+        let spec = Spec::load(&database.spec_file("viewgate.toml", text)).expect("spec");
+        let mut client = database.client().await;
+        exec(&client, "SET ROLE \"Schema Admin\"").await;
+        apply::apply(
+            &mut client,
+            &spec,
+            &Templates::built_in(),
+            support::quick_locks(),
+        )
+        .await
+        .expect("applies")
+    };
+    apply_as_admin(SPEC).await;
+    database.admin("GRANT SELECT ON models_v1 TO reader");
+    let outcome = apply_as_admin(&SPEC.replace(", \"legacy_note\"]", "]")).await;
+    assert_eq!(outcome.applied, ["v1"]);
+    assert_eq!(grants_on(&database, "models_v1"), "reader SELECT");
+}

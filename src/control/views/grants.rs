@@ -40,14 +40,17 @@ pub async fn read(
     // out: the new view's owner holds its rights by owning it.
     const GRANTS_SQL: &str = "
         WITH view AS (
-            SELECT c.oid, c.relacl, c.relowner
+            -- The current role by its name: `current_user::regrole` would parse the name as
+            -- SQL, and a role named with capitals or spaces would not be found.
+            SELECT c.oid, c.relacl, c.relowner,
+                   (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) AS me
               FROM pg_catalog.pg_class c
               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'v')
         SELECT NULL::text, p.privilege_type, g.rolname::text, p.is_grantable
           FROM view CROSS JOIN LATERAL pg_catalog.aclexplode(view.relacl) p
           LEFT JOIN pg_catalog.pg_roles g ON g.oid = p.grantee
-         WHERE p.grantee NOT IN (view.relowner, current_user::regrole)
+         WHERE p.grantee NOT IN (view.relowner, view.me)
         UNION ALL
         SELECT a.attname::text, p.privilege_type, g.rolname::text, p.is_grantable
           FROM view
@@ -55,7 +58,7 @@ pub async fn read(
                                         AND NOT a.attisdropped
          CROSS JOIN LATERAL pg_catalog.aclexplode(a.attacl) p
           LEFT JOIN pg_catalog.pg_roles g ON g.oid = p.grantee
-         WHERE p.grantee NOT IN (view.relowner, current_user::regrole)
+         WHERE p.grantee NOT IN (view.relowner, view.me)
          ORDER BY 1 NULLS FIRST, 3, 2";
     let rows = client
         .query(GRANTS_SQL, &[&schema, &name])
