@@ -178,6 +178,18 @@ async fn the_seed_example_evolves_while_v1_and_v2_clients_write() {
         .contains(&"model_type".to_owned()),
         "v2's catalog substitutes, made as it went live, show its column"
     );
+    assert_eq!(
+        text(
+            &v2,
+            "SELECT string_agg(c.column_name || ':' || c.is_nullable || ':' || a.attnotnull, ',' ORDER BY c.ordinal_position)
+               FROM information_schema.columns c
+               JOIN pg_attribute a ON a.attrelid = 'model_metadata'::regclass AND a.attname = c.column_name
+              WHERE c.table_name = 'model_metadata' AND c.column_name IN ('model_type', 'schema_version', 'model_name')"
+        )
+        .await,
+        ["model_name:NO:true,model_type:NO:true,schema_version:NO:true"],
+        "v2's new NOT NULL columns read as NOT NULL while their validated checks stand in"
+    );
     text(&v2, "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES ('bert', '2', 'transformer')").await;
     assert_eq!(
         text(
