@@ -82,6 +82,52 @@ async fn older_clients_update_rows_the_backfill_has_not_reached() {
     );
 }
 
+/// A NOT NULL column numbered by its default, with no `up`: until the backfill reaches a row,
+/// the row has no number, and the column's check refused every UPDATE of it, the live
+/// version's writers' (23514). The sync trigger now numbers such a row when it is updated, and
+/// an insert takes one number, its default's.
+#[tokio::test]
+async fn older_clients_update_rows_ahead_of_a_backfill_numbering_them() {
+    let database = seeded(1000).await;
+    database.admin("CREATE SEQUENCE models_ticket_seq");
+    let mut writer = WritesAtV1 {
+        conninfo: database.url(),
+        statements: "UPDATE models SET size = size + 1 WHERE id = 900;
+                     INSERT INTO models (id, name) VALUES (2000, 'new at v1');",
+        output: None,
+    };
+    start_watched(
+        &database,
+        "0002.toml",
+        r#"
+version = "v2"
+from = "v1"
+[settings]
+batch_size = 100
+[[operations]]
+op = "add_column"
+table = "models"
+column = { name = "ticket", type = "bigint", nullable = false, default = "nextval('models_ticket_seq')" }
+"#,
+        &mut writer,
+    )
+    .await
+    .expect("the migration runs");
+    let output = writer.output.expect("the v1 client wrote mid-backfill");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // (The backfill numbers every row it walks, the one updated ahead of it again: a number
+    // no version saw, since v2 goes live after the backfill.)
+    assert_eq!(
+        database.admin("SELECT count(*) || ' ' || count(DISTINCT ticket) FROM models"),
+        "1001 1001",
+        "every row has a number of its own"
+    );
+}
+
 /// Progress that, once the first batch has committed, starts a v1 client's transaction that
 /// changes the key of a row the next batch will reach and holds it open while that batch
 /// waits for the row.

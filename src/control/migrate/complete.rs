@@ -538,7 +538,11 @@ pub fn rename_plan(plan: &mut MigrationPlan, renames: &[Rename]) {
         for assign in table_sync.up.iter_mut().chain(table_sync.down.iter_mut()) {
             rename_physical(&mut assign.target, &schema, &table, renames);
         }
-        for filled in &mut table_sync.filled {
+        for filled in table_sync
+            .filled
+            .iter_mut()
+            .chain(table_sync.defaulted.iter_mut())
+        {
             rename_physical(filled, &schema, &table, renames);
         }
         rename_table_name(&mut table_sync.table, &schema, renames);

@@ -227,7 +227,12 @@ fn one_trigger(
     // assignments, /tmp/trg, docs/benchmarks.md); the UPDATE function reads them after its
     // decision, which often returns at once.
     let read = read_by(columns, &assigns.iter().collect::<Vec<_>>());
-    let declare = |initialised: bool| declarations(&read, &table, initialised);
+    // What an INSERT computes: not what the column's default has computed already.
+    let inserted: Vec<&Assign> = assigns
+        .iter()
+        .filter(|assign| direction == Direction::Down || !sync.defaulted.contains(&assign.target))
+        .collect();
+    let insert_read = read_by(columns, &inserted);
     let reads: String = read
         .iter()
         .map(|(logical, physical)| {
@@ -238,7 +243,7 @@ fn one_trigger(
             )
         })
         .collect();
-    let assignments: String = assigns
+    let assignments: String = inserted
         .iter()
         .map(|assign| {
             format!(
@@ -304,16 +309,27 @@ fn one_trigger(
         "    BEGIN\n{update_assignments}    EXCEPTION WHEN OTHERS THEN\n        RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = {};\n    END;\n",
         quote_literal(SYNC_FAILED)
     );
-    let mut sql = function(&names.function, &declare(true), "", &assignments);
+    let mut sql = String::new();
+    if !inserted.is_empty() {
+        sql.push_str(&function(
+            &names.function,
+            &declarations(&insert_read, &table, true),
+            "",
+            &assignments,
+        ));
+    }
     sql.push_str(&function(
         &names.update_function,
-        &declare(false),
+        &declarations(&read, &table, false),
         &format!("    IF NOT ({update_decides}) THEN\n        RETURN {ROW};\n    END IF;\n{reads}"),
         &update_assignments,
     ));
     for ((trigger, event, function), condition) in
         names.triggers().into_iter().zip([on_insert, not_backfill])
     {
+        if event == "INSERT" && inserted.is_empty() {
+            continue;
+        }
         sql.push_str(&trigger_sql(&trigger, event, &table, &condition, function));
     }
     sql
@@ -424,6 +440,7 @@ mod tests {
             down: vec![],
             down_columns: vec![],
             filled: vec![],
+            defaulted: vec![],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         let update = &sql[sql.find("sync_4_up_u_").unwrap()..];
@@ -456,6 +473,47 @@ mod tests {
     }
 
     #[test]
+    fn an_insert_leaves_to_the_default_what_it_computes_as_up_does() {
+        let assign = |target: &str, expression: &str| Assign {
+            target: target.into(),
+            expression: expression.into(),
+        };
+        let ticket = "nextval('t_ticket_seq')";
+        let sync = TableSync {
+            schema: "public".into(),
+            table: "t".into(),
+            up: vec![assign("ticket", ticket), assign("kind", "lower(n)")],
+            up_columns: vec![("n".into(), "n".into())],
+            down: vec![],
+            down_columns: vec![],
+            filled: vec![],
+            defaulted: vec!["ticket".into()],
+        };
+        let sql = create_sql(4, &sync, &["v1".into()]);
+        let update_at = sql.find("sync_4_up_u_").unwrap();
+        let (insert, update) = sql.split_at(update_at);
+        assert!(
+            !insert.contains("\"ticket\"") && insert.contains("NEW.\"kind\" := ("),
+            "{insert}"
+        );
+        assert!(
+            update.contains(&format!(
+                "    IF NEW.\"ticket\" IS NULL THEN\n        NEW.\"ticket\" := (\n            {ticket}\n        );"
+            )),
+            "a row the backfill has not reached is filled: {update}"
+        );
+        let only_defaulted = TableSync {
+            up: vec![assign("ticket", ticket)],
+            ..sync
+        };
+        let sql = create_sql(4, &only_defaulted, &["v1".into()]);
+        assert!(
+            !sql.contains("BEFORE INSERT") && sql.contains("BEFORE UPDATE"),
+            "no INSERT trigger with nothing to compute: {sql}"
+        );
+    }
+
+    #[test]
     fn names_fit_an_identifier_and_differ_per_table() {
         let a = names(
             MAX_ID,
@@ -483,6 +541,7 @@ mod tests {
             down: vec![],
             down_columns: vec![("n".into(), "_vg_v2_n".into())],
             filled: vec![],
+            defaulted: vec![],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
         // The INSERT function reads it as the variable's initial value, the UPDATE function
@@ -546,6 +605,7 @@ mod tests {
             }],
             down_columns: vec![("id".into(), "_vg_v2_id".into())],
             filled: vec!["_vg_v2_id".into()],
+            defaulted: Vec::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Operations on columns: add, drop, rename, alter (a column of the new version's own when the
 //! old version could violate the change), and the physical renames complete will do.
 
-use super::sql::is_constant;
+use super::sql::{is_constant, same_expression};
 use super::{Assign, Deriver, NEW_COLUMN_PREFIX, Rename, Replaced, Replacement, Step};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{AddColumn, AlterColumn, DropColumn, RenameColumn};
@@ -80,6 +80,10 @@ impl Deriver<'_> {
             column.unique,
             column.references.as_ref(),
         )?;
+        let own_default = column
+            .default
+            .as_ref()
+            .filter(|_| catalog_default.is_none());
         if let Some(up) = &op.up {
             let assign = Assign {
                 target: physical.clone(),
@@ -87,16 +91,23 @@ impl Deriver<'_> {
             };
             self.sync_entry(&managed).0.push(assign.clone());
             self.backfill_entry(&managed).push(assign);
-        } else if let Some(default) = column
-            .default
-            .as_ref()
-            .filter(|_| catalog_default.is_none())
-        {
-            // Older versions' inserts get the base default; existing rows get it from the backfill.
-            self.backfill_entry(&managed).push(Assign {
+            if own_default.is_some_and(|default| same_expression(default, up)) {
+                self.note_defaulted(&managed, &physical);
+            }
+        } else if let Some(default) = own_default {
+            // Older versions' inserts get the base default; existing rows get it from the
+            // backfill. Until the backfill reaches a row, its column is NULL, and the NOT NULL
+            // check refuses any UPDATE of it (the live version's writers'): the sync triggers
+            // fill it there with the default's expression.
+            let assign = Assign {
                 target: physical.clone(),
                 expression: default.clone(),
-            });
+            };
+            if !column.nullable {
+                self.sync_entry(&managed).0.push(assign.clone());
+                self.note_defaulted(&managed, &physical);
+            }
+            self.backfill_entry(&managed).push(assign);
         }
         self.plan_steps.rollback.push(Step::new(
             format!("drop column {}", column.name),

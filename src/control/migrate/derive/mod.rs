@@ -125,6 +125,7 @@ pub fn derive(
         plan_steps: Steps::default(),
         syncs: BTreeMap::new(),
         filled: BTreeMap::new(),
+        defaulted: BTreeMap::new(),
         backfills: BTreeMap::new(),
         added_columns: BTreeMap::new(),
         operation: String::new(),
@@ -163,6 +164,8 @@ struct Deriver<'a> {
     syncs: BTreeMap<(String, String), (Vec<Assign>, Vec<Assign>)>,
     /// Per base table: the new columns standing in for a retyped column a sequence numbers.
     filled: BTreeMap<(String, String), Vec<String>>,
+    /// Per base table: the new columns whose default computes what their `up` would.
+    defaulted: BTreeMap<(String, String), Vec<String>>,
     backfills: BTreeMap<(String, String), Vec<Assign>>,
     /// Physical columns this migration adds, with their types, per base table.
     added_columns: BTreeMap<(String, String), Vec<(String, String)>>,
@@ -389,6 +392,13 @@ impl Deriver<'_> {
         Ok(())
     }
 
+    fn note_defaulted(&mut self, managed: &ManagedTable, column: &str) {
+        self.defaulted
+            .entry((managed.schema.clone(), managed.name.clone()))
+            .or_default()
+            .push(column.to_owned());
+    }
+
     fn sync_entry(&mut self, managed: &ManagedTable) -> &mut (Vec<Assign>, Vec<Assign>) {
         self.syncs
             .entry((managed.schema.clone(), managed.name.clone()))
@@ -421,6 +431,11 @@ impl Deriver<'_> {
                 down_columns: to_map(schema, table),
                 filled: self
                     .filled
+                    .get(&(schema.clone(), table.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
+                defaulted: self
+                    .defaulted
                     .get(&(schema.clone(), table.clone()))
                     .cloned()
                     .unwrap_or_default(),

@@ -35,6 +35,13 @@ pub struct TableSync {
     /// took (`sequence_fill.rs`).
     #[serde(default)]
     pub filled: Vec<String>,
+    /// Targets of `up` that the column's own default computes as `up` does (an `up` written
+    /// as the default, or a NOT NULL column's default standing in for a missing `up`): an
+    /// older writer's INSERT leaves them to the default, which has run by then (a second
+    /// `nextval` took a second number), and an UPDATE fills them only where still NULL, a row
+    /// the backfill has not reached (whose NOT NULL check refused the UPDATE).
+    #[serde(default)]
+    pub defaulted: Vec<String>,
     // A plan recorded by an earlier build may carry `compared_as_text` (the columns its
     // triggers compared as text): serde ignores it, the triggers now compare stored bytes.
 }

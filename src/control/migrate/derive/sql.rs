@@ -208,6 +208,21 @@ pub fn is_constant(expression: &str) -> bool {
     }
 }
 
+/// Whether two expressions are written alike, whatever their spacing (both as sqlparser
+/// prints them back). Names and keywords are compared as written: a difference of case only
+/// tells them apart, which costs at most what the caller does for different expressions.
+pub fn same_expression(left: &str, right: &str) -> bool {
+    use sqlparser::parser::Parser;
+    let printed = |expression: &str| {
+        let mut parser = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(expression)
+            .ok()?;
+        let expr = parser.parse_expr().ok()?;
+        (parser.peek_token().token == Token::EOF).then(|| expr.to_string())
+    };
+    matches!((printed(left), printed(right)), (Some(left), Some(right)) if left == right)
+}
+
 /// Whether `expression` names `logical` as an identifier (the way Postgres folds names). An
 /// expression the tokenizer cannot read is assumed to name it.
 pub fn mentions(expression: &str, logical: &str) -> bool {
@@ -253,7 +268,20 @@ pub(super) fn column_sql(column: &ColumnDefinition, references: Option<&str>) ->
 
 #[cfg(test)]
 mod tests {
-    use super::{mentions, over_physical, translatable};
+    use super::{mentions, over_physical, same_expression, translatable};
+
+    #[test]
+    fn expressions_written_alike_are_the_same_whatever_their_spacing() {
+        assert!(same_expression("nextval('t_seq')", " nextval( 't_seq' )\n"));
+        assert!(same_expression("now()", "now( )"));
+        assert!(!same_expression("nextval('t_seq')", "nextval('u_seq')"));
+        assert!(!same_expression("1", "2"));
+        assert!(
+            !same_expression("now()", "now() now()"),
+            "not one expression"
+        );
+        assert!(!same_expression("(", "("), "unreadable is never the same");
+    }
 
     #[test]
     fn unicode_escaped_identifiers_are_not_translatable() {
