@@ -36,6 +36,11 @@ pub enum MigrateCommand {
         /// A directory of templates overriding the built-in ones.
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// Complete each migration once it is live (a live one found too), as `migrate
+        /// complete` would: for a database nothing at the older version uses (development, CI,
+        /// a first deployment). Refused as that is, the migration staying live.
+        #[arg(long)]
+        complete: bool,
     },
     /// Phase and backfill progress of each migration, live sessions per version.
     Status {
@@ -75,14 +80,21 @@ pub async fn plan(file: &Path, database: &str) -> Result<PlanReport, MigrateErro
     status::plan(&mut client, &file).await
 }
 
-/// Starts the migration in `path`, or each of a directory's in turn, telling `report` how
-/// each went; stops at the first that fails.
+/// How one migration went in [`start`].
+pub enum Went<'a> {
+    Started(&'a StartOutcome),
+    Completed(&'a CompleteOutcome),
+}
+
+/// Starts the migration in `path`, or each of a directory's in turn, and with `and_complete`
+/// completes each once it is live, telling `report` how each went; stops at the first that
+/// fails.
 pub async fn start(
     path: &Path,
     database: &str,
-    templates_dir: Option<&Path>,
+    (templates_dir, and_complete): (Option<&Path>, bool),
     progress: &mut dyn Progress,
-    mut report: impl FnMut(&StartOutcome),
+    mut report: impl FnMut(Went<'_>),
 ) -> Result<(), MigrateError> {
     let files = if path.is_dir() {
         directory::migration_files(path)?
@@ -92,7 +104,14 @@ pub async fn start(
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
     for file in &files {
-        report(&start::start(&mut client, file, &templates, progress).await?);
+        let started = start::start(&mut client, file, &templates, progress).await?;
+        report(Went::Started(&started));
+        if and_complete && started.how != start::ALREADY_COMPLETED {
+            let completed =
+                complete::complete(&mut client, &templates, Some(&started.version), progress)
+                    .await?;
+            report(Went::Completed(&completed));
+        }
     }
     Ok(())
 }
@@ -141,26 +160,34 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
             file,
             database,
             templates,
+            complete,
         } => {
             let mut progress = super::progress::for_stderr();
             start(
                 &file,
                 &database,
-                templates.as_deref(),
+                (templates.as_deref(), complete),
                 progress.as_mut(),
-                |outcome| match outcome.how {
-                    "already completed" => println!(
+                |went| match went {
+                    Went::Started(outcome) if outcome.how == start::ALREADY_COMPLETED => println!(
                         "migration {} -> {} already completed: {} is retired",
                         outcome.from, outcome.version, outcome.from
                     ),
-                    how => println!(
-                        "migration {} -> {} {how}: {} rows backfilled in {:.1} s; {} is live (route clients to it, then `viewgate migrate complete`)",
+                    Went::Started(outcome) => println!(
+                        "migration {} -> {} {}: {} rows backfilled in {:.1} s; {} is live{}",
                         outcome.from,
                         outcome.version,
+                        outcome.how,
                         outcome.rows_backfilled,
                         outcome.seconds,
-                        outcome.version
+                        outcome.version,
+                        if complete {
+                            ""
+                        } else {
+                            " (route clients to it, then `viewgate migrate complete`)"
+                        }
                     ),
+                    Went::Completed(outcome) => print_completed(outcome),
                 },
             )
             .await?;
@@ -185,17 +212,7 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
                 progress.as_mut(),
             )
             .await?;
-            if outcome.already_done {
-                println!(
-                    "migration to {} was already completed: {} is retired",
-                    outcome.version, outcome.retired
-                );
-            } else {
-                println!(
-                    "migration to {} completed in {:.1} s: {} is retired and the schema contracted",
-                    outcome.version, outcome.seconds, outcome.retired
-                );
-            }
+            print_completed(&outcome);
         }
         MigrateCommand::Rollback {
             database,
@@ -229,6 +246,20 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
         }
     }
     Ok(())
+}
+
+fn print_completed(outcome: &CompleteOutcome) {
+    if outcome.already_done {
+        println!(
+            "migration to {} was already completed: {} is retired",
+            outcome.version, outcome.retired
+        );
+    } else {
+        println!(
+            "migration to {} completed in {:.1} s: {} is retired and the schema contracted",
+            outcome.version, outcome.seconds, outcome.retired
+        );
+    }
 }
 
 fn to_json(value: &impl serde::Serialize) -> String {

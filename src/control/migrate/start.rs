@@ -63,11 +63,14 @@ use crate::control::views::apply;
 use crate::control::views::definition::{self, VersionDefinition};
 use crate::control::views::introspect;
 
+/// [`StartOutcome::how`] of a migration completed before: there is nothing to start.
+pub const ALREADY_COMPLETED: &str = "already completed";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StartOutcome {
     pub version: String,
     pub from: String,
-    /// `started`, `resumed`, `already live` or `already completed`.
+    /// `started`, `resumed`, `already live` or [`ALREADY_COMPLETED`].
     pub how: &'static str,
     pub rows_backfilled: u64,
     pub seconds: f64,
@@ -110,7 +113,7 @@ async fn start_locked(
         }
         Some(record) if record.phase != Phase::Backfilling => {
             let how = if record.phase == Phase::Completed {
-                "already completed"
+                ALREADY_COMPLETED
             } else {
                 "already live"
             };
