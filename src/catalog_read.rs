@@ -139,8 +139,8 @@ pub async fn relation_schemas(
 }
 
 /// The relatives of `bases` (their partitions and inheritance children, and the tables they
-/// are partitions or children of, at any depth) and the foreign keys into any of them
-/// (`model::base_table_kin`). Base tables travel as bound arrays. A relative that is itself a
+/// are partitions or children of, at any depth), the foreign keys into any of them, and their
+/// own keys that may arbitrate an upsert (`model::base_table_kin`). Base tables travel as bound arrays. A relative that is itself a
 /// managed base table is that table's own concern (its name is rewritten), not a relative.
 pub async fn base_table_kin(
     client: &impl GenericClient,
@@ -193,6 +193,26 @@ pub async fn base_table_kin(
         .map_err(failed(
             "looking for the managed tables' partitions, children, parents and foreign keys",
         ))?;
+    let keys = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, k.conname::text,
+                    pg_catalog.array_agg(a.attname::text ORDER BY u.ord)
+               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS b (schema, name)
+               JOIN pg_catalog.pg_namespace n ON n.nspname = b.schema
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = b.name
+               JOIN pg_catalog.pg_constraint k
+                 ON k.conrelid = c.oid AND k.contype IN ('p', 'u') AND NOT k.condeferrable
+              CROSS JOIN LATERAL pg_catalog.unnest(k.conkey) WITH ORDINALITY AS u (attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum
+              GROUP BY 1, 2, 3",
+            &[&schemas, &tables],
+        )
+        .await
+        .map_err(failed("looking for the managed tables' primary keys and unique constraints"))?;
+    for row in keys {
+        kin.unique_keys
+            .insert((row.get(0), row.get(1), row.get(2)), row.get(3));
+    }
     for row in rows {
         let (schema, table): (String, String) = (row.get(0), row.get(1));
         let base = (row.get(3), row.get(4));

@@ -22,6 +22,11 @@ pub struct BaseTableKin {
     /// Foreign keys into a base table or a relative, (schema, table, constraint) of the
     /// referencing side → the base table referenced.
     pub references: BTreeMap<(String, String, String), BaseTable>,
+    /// The base tables' primary keys and unique constraints that may arbitrate an upsert
+    /// (not deferrable), (schema, table, constraint) → their key's base columns in order: an
+    /// upsert naming one `ON CONSTRAINT` through a view Postgres writes itself is given its
+    /// columns instead, since a view has no constraints (`rewriter::references_conflict`).
+    pub unique_keys: BTreeMap<(String, String, String), Vec<String>>,
 }
 
 impl BaseTableKin {
@@ -38,6 +43,19 @@ impl BaseTableKin {
         self.references
             .keys()
             .any(|(s, t, _)| s == schema && t == table)
+    }
+
+    /// The primary keys and unique constraints of base table `schema.table` that may
+    /// arbitrate an upsert: (constraint, its key's base columns).
+    pub fn unique_keys_of<'a>(
+        &'a self,
+        schema: &'a str,
+        table: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a [String])> + 'a {
+        self.unique_keys
+            .iter()
+            .filter(move |((s, t, _), _)| s == schema && t == table)
+            .map(|((_, _, constraint), columns)| (constraint.as_str(), columns.as_slice()))
     }
 
     /// The base table constraint `constraint` of `schema.table` references, if any.

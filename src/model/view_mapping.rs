@@ -41,6 +41,23 @@ pub struct ViewMapping {
     pub pinned: bool,
 }
 
+impl ViewMapping {
+    /// The view's names for base columns `bases`, where it shows each as a plain or renamed
+    /// column.
+    pub fn view_names_of(&self, bases: &[String]) -> Option<Vec<String>> {
+        bases
+            .iter()
+            .map(|base| {
+                let shown = self.columns.iter();
+                shown
+                    .filter(|column| column.base_column.as_ref() == Some(base))
+                    .map(|column| column.name.clone())
+                    .next()
+            })
+            .collect()
+    }
+}
+
 /// One column of the view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappedColumn {
@@ -122,6 +139,39 @@ mod tests {
         // proxy would paste it).
         assert!(!mapping.pinned);
         assert!(column.read_function.is_none() && column.default_function.is_none());
+    }
+
+    #[test]
+    fn a_key_is_named_as_the_view_names_its_columns_or_not_at_all() {
+        let column = |name: &str, base: Option<&str>| MappedColumn {
+            name: name.into(),
+            base_column: base.map(str::to_owned),
+            expression: base.is_none().then(|| "upper(code)".to_owned()),
+            type_name: "text".into(),
+            default: None,
+            base_default: None,
+            base_identity_always: false,
+            read_function: None,
+            default_function: None,
+        };
+        let mapping = ViewMapping {
+            trigger_backed: true,
+            columns: vec![
+                column("model_id", Some("id")),
+                column("tenant", Some("tenant")),
+                column("code", None),
+            ],
+            insert: Vec::new(),
+            update: Vec::new(),
+            pinned: true,
+        };
+        let bases = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            mapping.view_names_of(&bases(&["tenant", "id"])),
+            Some(vec!["tenant".to_owned(), "model_id".to_owned()])
+        );
+        assert_eq!(mapping.view_names_of(&bases(&["id", "code"])), None);
+        assert_eq!(mapping.view_names_of(&bases(&["id", "hidden"])), None);
     }
 
     #[test]

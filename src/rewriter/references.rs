@@ -31,6 +31,8 @@ use super::targets::{VersionTargets, ViewTarget};
 
 #[path = "references_base_writes.rs"]
 mod base_writes;
+#[path = "references_conflict.rs"]
+mod conflict;
 #[path = "references_copy.rs"]
 mod copy;
 

@@ -28,13 +28,15 @@ impl Collector<'_> {
         let Some((target, written)) = self.resolve_in(name, false) else {
             return false;
         };
-        let Some(write) = self
-            .targets
-            .base_write(target)
-            .filter(|write| write.mapping.trigger_backed)
-        else {
+        let Some(write) = self.targets.base_write(target) else {
             return false;
         };
+        if !write.mapping.trigger_backed {
+            // Through the view, as written: only a constraint's name needs its columns.
+            let target = target.clone();
+            self.constraint_as_columns(&target, conflict);
+            return false;
+        }
         let Some(name_range) = self.index.range(name.span()) else {
             self.unlocatable = true;
             return true;

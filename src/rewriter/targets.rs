@@ -109,6 +109,9 @@ pub struct VersionTargets {
     /// children hold base rows with every base column, parents read them with theirs, so
     /// they are refused like other versions' views, and looked for by the fast path's scan.
     relatives: Vec<RelationName>,
+    /// Per view: its base table's keys that may arbitrate an upsert (constraint, the view's
+    /// names for its columns), where it shows them all (`references_conflict.rs`).
+    constraint_keys: Vec<(RelationName, String, Vec<String>)>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
     /// keys by it too: a rewrite a session made with the targets of a state that was replaced
     /// meanwhile (stored after the cache was cleared) is never served under the new one.
@@ -135,6 +138,7 @@ impl VersionTargets {
             other_views: Vec::new(),
             hidden_tables: Vec::new(),
             relatives: Vec::new(),
+            constraint_keys: Vec::new(),
             routing_generation: 0,
         }
     }
@@ -314,6 +318,14 @@ impl VersionTargets {
             .map(|(_, write)| write)
     }
 
+    /// The view's names for the key of its base table's constraint `constraint`, if known.
+    pub fn constraint_key(&self, view: &RelationName, constraint: &str) -> Option<&[String]> {
+        self.constraint_keys
+            .iter()
+            .find(|(v, c, _)| v == view && c == constraint)
+            .map(|(_, _, columns)| columns.as_slice())
+    }
+
     /// The mapping recorded for the view over base table `base`, if any.
     pub fn base_write_of(&self, base: &RelationName) -> Option<&BaseWrite> {
         self.base_writes
@@ -378,6 +390,16 @@ impl VersionTargets {
             .with_relatives(relatives);
         for routed in tables {
             if let Some(mapping) = &routed.mapping {
+                let view = RelationName::new(&routed.view_schema, &routed.view_name);
+                let keys = map
+                    .kin
+                    .unique_keys_of(&routed.base_schema, &routed.base_table);
+                for (constraint, columns) in keys {
+                    if let Some(named) = mapping.view_names_of(columns) {
+                        let key = (view.clone(), constraint.to_owned(), named);
+                        targets.constraint_keys.push(key);
+                    }
+                }
                 targets = targets.with_base_write(
                     RelationName::new(&routed.view_schema, &routed.view_name),
                     BaseWrite {
