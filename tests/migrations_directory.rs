@@ -34,8 +34,8 @@ fn viewgate(cluster: &ThrowawayCluster, args: &[&str]) -> Result<String, String>
     }
 }
 
-#[test]
-fn a_directory_of_migrations_starts_in_order_and_again_passes_over_what_is_live() {
+/// A cluster with the seed example's table and its spec applied: v1.
+fn seeded_at_v1() -> ThrowawayCluster {
     let cluster = ThrowawayCluster::start(&ClusterOptions::default()).expect("cluster starts");
     let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).expect("seed schema");
     cluster.psql("postgres", &schema).expect("schema loads");
@@ -44,6 +44,12 @@ fn a_directory_of_migrations_starts_in_order_and_again_passes_over_what_is_live(
         &["views", "apply", "--spec", &format!("{SEED}/viewgate.toml")],
     )
     .expect("spec applies");
+    cluster
+}
+
+#[test]
+fn a_directory_of_migrations_starts_in_order_and_again_passes_over_what_is_live() {
+    let cluster = seeded_at_v1();
     let directory = tempfile::tempdir().expect("temp dir");
     for name in ["viewgate.toml", "schema.sql", "0002_model_type.toml"] {
         std::fs::copy(format!("{SEED}/{name}"), directory.path().join(name)).expect("copied");
@@ -90,14 +96,7 @@ fn a_directory_of_migrations_starts_in_order_and_again_passes_over_what_is_live(
 /// complete refused (the older version is the default) leaves its migration live.
 #[test]
 fn start_complete_retires_each_older_version_and_is_refused_as_complete_is() {
-    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).expect("cluster starts");
-    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).expect("seed schema");
-    cluster.psql("postgres", &schema).expect("schema loads");
-    viewgate(
-        &cluster,
-        &["views", "apply", "--spec", &format!("{SEED}/viewgate.toml")],
-    )
-    .expect("spec applies");
+    let cluster = seeded_at_v1();
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::copy(
         format!("{SEED}/0002_model_type.toml"),

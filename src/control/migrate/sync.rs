@@ -423,10 +423,6 @@ mod tests {
 
     #[test]
     fn an_update_computes_again_only_what_reads_a_changed_column() {
-        let assign = |target: &str, expression: &str| Assign {
-            target: target.into(),
-            expression: expression.into(),
-        };
         let sync = TableSync {
             schema: "public".into(),
             table: "t".into(),
@@ -472,12 +468,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_insert_leaves_to_the_default_what_it_computes_as_up_does() {
-        let assign = |target: &str, expression: &str| Assign {
+    fn assign(target: &str, expression: &str) -> Assign {
+        Assign {
             target: target.into(),
             expression: expression.into(),
-        };
+        }
+    }
+
+    #[test]
+    fn an_insert_leaves_to_the_default_what_it_computes_as_up_does() {
         let ticket = "nextval('t_ticket_seq')";
         let sync = TableSync {
             schema: "public".into(),
@@ -490,8 +489,7 @@ mod tests {
             defaulted: vec!["ticket".into()],
         };
         let sql = create_sql(4, &sync, &["v1".into()]);
-        let update_at = sql.find("sync_4_up_u_").unwrap();
-        let (insert, update) = sql.split_at(update_at);
+        let (insert, update) = sql.split_at(sql.find("sync_4_up_u_").unwrap());
         assert!(
             !insert.contains("\"ticket\"") && insert.contains("NEW.\"kind\" := ("),
             "{insert}"
@@ -502,11 +500,8 @@ mod tests {
             )),
             "a row the backfill has not reached is filled: {update}"
         );
-        let only_defaulted = TableSync {
-            up: vec![assign("ticket", ticket)],
-            ..sync
-        };
-        let sql = create_sql(4, &only_defaulted, &["v1".into()]);
+        let up = vec![assign("ticket", ticket)];
+        let sql = create_sql(4, &TableSync { up, ..sync }, &["v1".into()]);
         assert!(
             !sql.contains("BEFORE INSERT") && sql.contains("BEFORE UPDATE"),
             "no INSERT trigger with nothing to compute: {sql}"
@@ -533,10 +528,7 @@ mod tests {
         let sync = TableSync {
             schema: "public".into(),
             table: "t".into(),
-            up: vec![Assign {
-                target: "_vg_v2_n".into(),
-                expression: "n::bigint".into(),
-            }],
+            up: vec![assign("_vg_v2_n", "n::bigint")],
             up_columns: vec![("n".into(), "n".into()), ("other".into(), "other".into())],
             down: vec![],
             down_columns: vec![("n".into(), "_vg_v2_n".into())],
@@ -594,15 +586,9 @@ mod tests {
         TableSync {
             schema: "public".into(),
             table: "t".into(),
-            up: vec![Assign {
-                target: "_vg_v2_id".into(),
-                expression: "id::bigint".into(),
-            }],
+            up: vec![assign("_vg_v2_id", "id::bigint")],
             up_columns: vec![("id".into(), "id".into()), ("n".into(), "n".into())],
-            down: vec![Assign {
-                target: "id".into(),
-                expression: "id::integer".into(),
-            }],
+            down: vec![assign("id", "id::integer")],
             down_columns: vec![("id".into(), "_vg_v2_id".into())],
             filled: vec!["_vg_v2_id".into()],
             defaulted: Vec::new(),
