@@ -48,11 +48,9 @@ impl ViewMapping {
         bases
             .iter()
             .map(|base| {
-                let shown = self.columns.iter();
-                shown
-                    .filter(|column| column.base_column.as_ref() == Some(base))
-                    .map(|column| column.name.clone())
-                    .next()
+                let mut shown = self.columns.iter();
+                let column = shown.find(|column| column.base_column.as_ref() == Some(base));
+                column.map(|column| column.name.clone())
             })
             .collect()
     }
