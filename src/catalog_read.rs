@@ -139,8 +139,9 @@ pub async fn relation_schemas(
 }
 
 /// The relatives of `bases` (their partitions and inheritance children, and the tables they
-/// are partitions or children of, at any depth), the foreign keys into any of them, and their
-/// own keys that may arbitrate an upsert (`model::base_table_kin`). Base tables travel as
+/// are partitions or children of, at any depth), the foreign keys into any of them, their
+/// own keys that may arbitrate an upsert, and their checks standing in for a NOT NULL
+/// (`model::base_table_kin`). Base tables travel as
 /// bound arrays. A relative that is itself a managed base table is that table's own concern
 /// (its name is rewritten), not a relative.
 pub async fn base_table_kin(
@@ -194,25 +195,45 @@ pub async fn base_table_kin(
         .map_err(failed(
             "looking for the managed tables' partitions, children, parents and foreign keys",
         ))?;
+    // A check stands in for a NOT NULL by the rule the version catalog's `managed_columns`
+    // reads it so (view-templates/version_catalog.sql.j2): validated, of one column, exactly
+    // `CHECK ((column IS NOT NULL))`.
     let keys = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, k.conname::text,
+            "SELECT n.nspname::text, c.relname::text, k.conname::text, k.contype = 'c',
                     pg_catalog.array_agg(a.attname::text ORDER BY u.ord)
                FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS b (schema, name)
                JOIN pg_catalog.pg_namespace n ON n.nspname = b.schema
                JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = b.name
                JOIN pg_catalog.pg_constraint k
-                 ON k.conrelid = c.oid AND k.contype IN ('p', 'u') AND NOT k.condeferrable
+                 ON k.conrelid = c.oid
+                AND (k.contype IN ('p', 'u') AND NOT k.condeferrable
+                     OR k.contype = 'c' AND k.convalidated AND pg_catalog.cardinality(k.conkey) = 1)
               CROSS JOIN LATERAL pg_catalog.unnest(k.conkey) WITH ORDINALITY AS u (attnum, ord)
                JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum
-              GROUP BY 1, 2, 3",
+              WHERE k.contype <> 'c'
+                 OR pg_catalog.pg_get_constraintdef(k.oid)
+                    = pg_catalog.format('CHECK ((%s IS NOT NULL))', pg_catalog.quote_ident(a.attname))
+              GROUP BY 1, 2, 3, 4",
             &[&schemas, &tables],
         )
         .await
-        .map_err(failed("looking for the managed tables' primary keys and unique constraints"))?;
+        .map_err(failed(
+            "looking for the managed tables' keys and the checks standing in for NOT NULL",
+        ))?;
     for row in keys {
-        kin.unique_keys
-            .insert((row.get(0), row.get(1), row.get(2)), row.get(3));
+        let constraint = (row.get(0), row.get(1), row.get(2));
+        let mut columns: Vec<String> = row.get(4);
+        match row.get::<_, bool>(3) {
+            true => {
+                if let Some(column) = columns.pop() {
+                    kin.not_null_checks.insert(constraint, column);
+                }
+            }
+            false => {
+                kin.unique_keys.insert(constraint, columns);
+            }
+        }
     }
     for row in rows {
         let (schema, table): (String, String) = (row.get(0), row.get(1));

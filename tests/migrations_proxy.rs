@@ -1031,3 +1031,115 @@ column = { name = "version_number", type = "integer" }
         .unwrap_err();
     assert!(format!("{error:?}").contains("SECRET_VALUE"), "{error:?}");
 }
+
+/// What a version's client is told of a NULL in a NOT NULL column: the SQLSTATE, message and
+/// column field of a NOT NULL violation, under the version's name for the column, the same
+/// before the contract (where a validated check stands in for the NOT NULL: Postgres says
+/// 23514, "violates check constraint") and after it (a real NOT NULL), and at a later version
+/// that renames the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_in_a_new_not_null_column_is_a_not_null_violation_before_and_after_the_contract() {
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in [
+        (
+            "0002_owner.toml",
+            r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "model_metadata"
+up = "'nobody'"
+column = { name = "owner", type = "text", nullable = false }
+"#,
+        ),
+        (
+            "0003_owned_by.toml",
+            r#"
+version = "v3"
+from = "v2"
+[[operations]]
+op = "rename_column"
+table = "model_metadata"
+from = "owner"
+to = "owned_by"
+"#,
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, body).unwrap();
+        viewgate(&cluster, &["migrate", "start", &file.display().to_string()])
+            .unwrap_or_else(|error| panic!("{name} starts: {error}"));
+    }
+    let told = |error: tokio_postgres::Error| {
+        let db = error.as_db_error().expect("a server error").clone();
+        (
+            db.code().code().to_owned(),
+            db.message().to_owned(),
+            db.column().map(str::to_owned),
+            db.constraint().map(str::to_owned),
+        )
+    };
+    let violation = |column: &str| {
+        (
+            "23502".to_owned(),
+            format!(
+                "null value in column \"{column}\" of relation \"model_metadata\" violates not-null constraint"
+            ),
+            Some(column.to_owned()),
+            None,
+        )
+    };
+    // Every way a version's client puts a NULL there: an INSERT leaving the column out (it
+    // has no default), one giving NULL, an UPDATE.
+    let writes = |column: &str| {
+        [
+            "INSERT INTO model_metadata (model_name, model_version) VALUES ('m', '1')".to_owned(),
+            format!(
+                "INSERT INTO model_metadata (model_name, model_version, {column}) VALUES ('m', '1', NULL)"
+            ),
+            format!("UPDATE model_metadata SET {column} = NULL"),
+        ]
+    };
+    let v1 = client(&proxy, Some("v1")).await;
+    v1.batch_execute("INSERT INTO model_metadata (model_name, model_version) VALUES ('old', '1')")
+        .await
+        .expect("a v1 insert has its owner from up");
+    for (version, column) in [("v2", "owner"), ("v3", "owned_by")] {
+        let session = client(&proxy, Some(version)).await;
+        for write in writes(column) {
+            let error = session.simple_query(&write).await.unwrap_err();
+            assert_eq!(told(error), violation(column), "{version}: {write}");
+        }
+    }
+    // The operator, straight to Postgres, sees Postgres's own error.
+    let direct = cluster.url(SUPERUSER, "postgres");
+    let (operator, connection) = tokio_postgres::connect(&direct, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let error = operator
+        .simple_query("UPDATE model_metadata SET owner = NULL")
+        .await
+        .unwrap_err();
+    assert_eq!(told(error).0, "23514");
+
+    drop(v1);
+    viewgate(&cluster, &["cutover", "--to", "v2"]).unwrap();
+    let mut completed = Err(String::new());
+    for _ in 0..100 {
+        completed = viewgate(&cluster, &["migrate", "complete", "--version", "v2"]);
+        if completed.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    completed.expect("v2 completes once v1's session is gone");
+    for (version, column) in [("v2", "owner"), ("v3", "owned_by")] {
+        let session = client(&proxy, Some(version)).await;
+        for write in writes(column) {
+            let error = session.simple_query(&write).await.unwrap_err();
+            assert_eq!(told(error), violation(column), "{version} after: {write}");
+        }
+    }
+}

@@ -27,6 +27,11 @@ pub struct BaseTableKin {
     /// upsert naming one `ON CONSTRAINT` through a view Postgres writes itself is given its
     /// columns instead, since a view has no constraints (`rewriter::references_conflict`).
     pub unique_keys: BTreeMap<(String, String, String), Vec<String>>,
+    /// The base tables' validated checks that stand in for a NOT NULL, `CHECK (column IS NOT
+    /// NULL)` (a migration's, until its contract makes the column NOT NULL), (schema, table,
+    /// constraint) → the column: a version that shows the column NOT NULL is told of a
+    /// violation as of a NOT NULL (`rewriter::error_detail`).
+    pub not_null_checks: BTreeMap<(String, String, String), String>,
 }
 
 impl BaseTableKin {
@@ -56,6 +61,13 @@ impl BaseTableKin {
             .iter()
             .filter(move |((s, t, _), _)| s == schema && t == table)
             .map(|((_, _, constraint), columns)| (constraint.as_str(), columns.as_slice()))
+    }
+
+    /// The column check `constraint` of base table `schema.table` stands in a NOT NULL for.
+    pub fn not_null_check(&self, schema: &str, table: &str, constraint: &str) -> Option<&str> {
+        self.not_null_checks
+            .get(&(schema.to_owned(), table.to_owned(), constraint.to_owned()))
+            .map(String::as_str)
     }
 
     /// The base table constraint `constraint` of `schema.table` references, if any.

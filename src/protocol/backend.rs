@@ -35,6 +35,7 @@ pub const FIELD_DETAIL: u8 = b'D';
 pub const FIELD_SCHEMA: u8 = b's';
 pub const FIELD_TABLE: u8 = b't';
 pub const FIELD_CONSTRAINT: u8 = b'n';
+pub const FIELD_COLUMN: u8 = b'c';
 /// Where the error arose: the call stack of functions, one line each (CONTEXT).
 pub const FIELD_WHERE: u8 = b'W';
 /// The statement a function was preparing when the error arose, and the position in it.
@@ -228,6 +229,8 @@ pub struct ErrorFields {
     pub table: String,
     /// The constraint a violation is of (a foreign key's names the referencing table above).
     pub constraint: String,
+    /// The column a violation is about (a NOT NULL violation's).
+    pub column: String,
     /// The CONTEXT lines: which functions the error arose in.
     pub context: String,
 }
@@ -251,6 +254,7 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
             FIELD_SCHEMA => fields.schema = value,
             FIELD_TABLE => fields.table = value,
             FIELD_CONSTRAINT => fields.constraint = value,
+            FIELD_COLUMN => fields.column = value,
             FIELD_WHERE => fields.context = value,
             _ => {}
         }
@@ -269,14 +273,53 @@ pub fn with_only_message(frame: &[u8], message: &str) -> Option<BytesMut> {
                 FIELD_SEVERITY | FIELD_SEVERITY_NONLOCALIZED | FIELD_CODE
             )
         },
-        (FIELD_MESSAGE, message),
+        &[(FIELD_MESSAGE, message)],
     )
 }
 
 /// The ErrorResponse `frame` with its detail field (if any) replaced by `detail`, the other
 /// fields as they were; `None` for a malformed frame.
 pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
-    rebuilt(frame, |kind| kind != FIELD_DETAIL, (FIELD_DETAIL, detail))
+    rebuilt(
+        frame,
+        |kind| kind != FIELD_DETAIL,
+        &[(FIELD_DETAIL, detail)],
+    )
+}
+
+/// The ErrorResponse `frame` as a violation about `column`: SQLSTATE `code`, `message`,
+/// `detail` and the column field in place of its own code, message, detail, column,
+/// constraint and context (with its internal query and position); its severity, schema, table
+/// and source location stand. `None` for a malformed frame.
+pub fn as_column_violation(
+    frame: &[u8],
+    code: &str,
+    message: &str,
+    detail: &str,
+    column: &str,
+) -> Option<BytesMut> {
+    rebuilt(
+        frame,
+        |kind| {
+            !matches!(
+                kind,
+                FIELD_CODE
+                    | FIELD_MESSAGE
+                    | FIELD_DETAIL
+                    | FIELD_COLUMN
+                    | FIELD_CONSTRAINT
+                    | FIELD_WHERE
+                    | FIELD_INTERNAL_QUERY
+                    | FIELD_INTERNAL_POSITION
+            )
+        },
+        &[
+            (FIELD_CODE, code),
+            (FIELD_MESSAGE, message),
+            (FIELD_DETAIL, detail),
+            (FIELD_COLUMN, column),
+        ],
+    )
 }
 
 /// The ErrorResponse or NoticeResponse `frame` with its context field (`W`) replaced by
@@ -292,13 +335,13 @@ pub fn with_context(frame: &[u8], context: &str) -> Option<BytesMut> {
                 FIELD_WHERE | FIELD_INTERNAL_QUERY | FIELD_INTERNAL_POSITION
             )
         },
-        (FIELD_WHERE, context),
+        &[(FIELD_WHERE, context)],
     )
 }
 
 /// The ErrorResponse (or NoticeResponse) `frame` with the fields `keep` accepts, in their
 /// order, then `added`.
-fn rebuilt(frame: &[u8], keep: impl Fn(u8) -> bool, added: (u8, &str)) -> Option<BytesMut> {
+fn rebuilt(frame: &[u8], keep: impl Fn(u8) -> bool, added: &[(u8, &str)]) -> Option<BytesMut> {
     let tag = *frame.first()?;
     let mut fields: Vec<(u8, &[u8])> = Vec::new();
     let mut rest = body(frame);
@@ -313,17 +356,19 @@ fn rebuilt(frame: &[u8], keep: impl Fn(u8) -> bool, added: (u8, &str)) -> Option
         }
         rest = &after[end + 1..];
     }
-    let (added_kind, added_text) = added;
-    let mut out = BytesMut::with_capacity(frame.len() + added_text.len());
+    let added_len: usize = added.iter().map(|(_, text)| text.len() + 2).sum();
+    let mut out = BytesMut::with_capacity(frame.len() + added_len);
     encode_message(&mut out, tag, |b| {
         for (kind, value) in &fields {
             b.put_u8(*kind);
             b.put_slice(value);
             b.put_u8(0);
         }
-        b.put_u8(added_kind);
-        b.put_slice(added_text.replace('\0', "").as_bytes());
-        b.put_u8(0);
+        for (kind, text) in added {
+            b.put_u8(*kind);
+            b.put_slice(text.replace('\0', "").as_bytes());
+            b.put_u8(0);
+        }
         b.put_u8(0);
     });
     Some(out)
@@ -397,5 +442,26 @@ mod tests {
             ("public", "t")
         );
         assert_eq!(with_detail(&frame(b'E', b"SERROR"), "x"), None);
+    }
+
+    #[test]
+    fn a_check_violation_becomes_one_about_a_column() {
+        let original = frame(
+            b'E',
+            b"SERROR\0C23514\0Mnew row violates check\0Drow\0spublic\0tt\0nt_c_not_null_v2\0Wsync\0\0",
+        );
+        let told = as_column_violation(&original, "23502", "null value", "hidden", "c").unwrap();
+        assert_eq!(
+            &told[..],
+            &frame(
+                b'E',
+                b"SERROR\0spublic\0tt\0C23502\0Mnull value\0Dhidden\0cc\0\0"
+            )[..]
+        );
+        let fields = error_fields(&told).unwrap();
+        assert_eq!(
+            (fields.column.as_str(), fields.constraint.as_str()),
+            ("c", "")
+        );
     }
 }

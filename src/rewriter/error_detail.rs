@@ -7,7 +7,9 @@
 //! never shown, and a key only when each of its columns is one the version sees (a renamed one
 //! under the version's name); the proxy replaces the detail, never the message or SQLSTATE.
 //! A view's check option violation names no table, and its row may be a base table's: its
-//! detail is replaced at every version with managed tables.
+//! detail is replaced at every version with managed tables. One violation is told otherwise
+//! whole: a check standing in for a NOT NULL (a migration's, until its contract) on a column
+//! the version shows NOT NULL is told as the NOT NULL violation it becomes at the contract.
 
 use super::identifier::quote_identifier;
 use super::targets::{RelationName, VersionTargets};
@@ -46,6 +48,28 @@ pub fn for_version(
         }
         _ => None,
     }
+}
+
+/// The name a client of `targets`' version knows base column `base_column` of `base` by,
+/// where the version shows it as a plain or renamed column (not through an expression).
+pub fn shown_column(
+    base_column: &str,
+    base: &RelationName,
+    targets: &VersionTargets,
+) -> Option<String> {
+    let mapping = &targets.base_write_of(base)?.mapping;
+    mapping
+        .columns
+        .iter()
+        .find(|c| c.base_column.as_deref() == Some(base_column) && c.expression.is_none())
+        .map(|c| c.name.clone())
+}
+
+/// Postgres's message for a NULL in NOT NULL column `column` of `relation`.
+pub fn not_null_message(column: &str, relation: &str) -> String {
+    format!(
+        "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
+    )
 }
 
 enum Key {
@@ -192,6 +216,15 @@ mod tests {
             Some(HIDDEN_KEY_DETAIL)
         );
         assert_eq!(detail("22012", "anything"), None);
+        assert_eq!(
+            shown_column("name", &base, &targets).as_deref(),
+            Some("full_name")
+        );
+        assert_eq!(shown_column("label", &base, &targets), None);
+        assert_eq!(
+            not_null_message("full_name", "customers"),
+            "null value in column \"full_name\" of relation \"customers\" violates not-null constraint"
+        );
         // A base table without a recorded mapping: no key is shown.
         let other = RelationName::new("public", "orders");
         assert_eq!(

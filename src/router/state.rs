@@ -138,6 +138,12 @@ impl RoutingState {
         self.kin.referenced(schema, table, constraint).cloned()
     }
 
+    /// The column check `constraint` of managed base table `schema.table` stands in a NOT NULL
+    /// for, if it is such a check.
+    pub fn not_null_check(&self, schema: &str, table: &str, constraint: &str) -> Option<&str> {
+        self.kin.not_null_check(schema, table, constraint)
+    }
+
     /// Whether `schema.table` has a foreign key into a managed base table (or a relative).
     pub fn references_a_base_table(&self, schema: &str, table: &str) -> bool {
         self.kin.references_a_base_table(schema, table)

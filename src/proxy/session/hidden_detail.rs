@@ -2,9 +2,10 @@
 //! OPTION violation's, or the row of a table holding a foreign key into one) would show a
 //! versioned session columns its version does not have: the upstream side replaces it with
 //! the version's own shape of the detail, or hides it. An error raised inside a migration's
-//! sync trigger keeps only its SQLSTATE; one raised inside a version's write trigger, whose
-//! statement the context (or internal query) would quote, has that statement left out, and
-//! so has a notice raised there.
+//! sync trigger keeps only its SQLSTATE; a NOT NULL violation (or one of a check standing in
+//! for a NOT NULL) names the column as the version does; one raised inside a version's write
+//! trigger, whose statement the context (or internal query) would quote, has that statement
+//! left out, and so has a notice raised there.
 
 use bytes::BytesMut;
 
@@ -38,6 +39,9 @@ pub(super) fn detail_for_version(
     fields: &backend::ErrorFields,
     frame: &[u8],
 ) -> Option<BytesMut> {
+    if let Some(not_null) = not_null_violation(progress, routing, fields, frame) {
+        return Some(not_null);
+    }
     if sync_function::in_context(&fields.context) {
         progress.version_targets()?;
         return backend::with_only_message(frame, &sync_trigger_failed(&fields.code));
@@ -48,6 +52,52 @@ pub(super) fn detail_for_version(
         ),
         None => detail_hidden(progress, routing, fields, frame),
     }
+}
+
+/// A NOT NULL violation on a column the session's version shows, told under the version's
+/// name for the column (a renamed one, or a migration's stand-in `_vg_v2_…`): so is a
+/// violation of a check standing in for a NOT NULL (a migration's new NOT NULL column, until
+/// the contract makes it one), which the version's introspection shows NOT NULL and the
+/// contract turns into one: 23502, not a check violation (23514) that an application catching
+/// NOT NULL violations would not recognise. `None`: the usual path decides.
+fn not_null_violation(
+    progress: &Progress,
+    routing: &SharedRouting,
+    fields: &backend::ErrorFields,
+    frame: &[u8],
+) -> Option<BytesMut> {
+    let by_check = fields.code == error_detail::CHECK_VIOLATION && !fields.constraint.is_empty();
+    let by_column = fields.code == error_detail::NOT_NULL_VIOLATION && !fields.column.is_empty();
+    if !by_check && !by_column {
+        return None;
+    }
+    let targets = progress.version_targets()?;
+    let state = routing.load();
+    let (schema, table) = state.base_table_of(&fields.schema, &fields.table)?;
+    let base_column = match by_check {
+        true => state.not_null_check(&schema, &table, &fields.constraint)?,
+        false => fields.column.as_str(),
+    };
+    let base = RelationName::new(schema.as_str(), table.as_str());
+    let column = error_detail::shown_column(base_column, &base, &targets)?;
+    if by_column && column == base_column {
+        return None;
+    }
+    // Postgres's own message is rewritten where it is the one expected (English); a
+    // translated one stands, with the column field naming the version's column.
+    let expected =
+        by_check || fields.message == error_detail::not_null_message(base_column, &fields.table);
+    let message = match expected {
+        true => error_detail::not_null_message(&column, &fields.table),
+        false => fields.message.clone(),
+    };
+    backend::as_column_violation(
+        frame,
+        error_detail::NOT_NULL_VIOLATION,
+        &message,
+        error_detail::HIDDEN_ROW_DETAIL,
+        &column,
+    )
 }
 
 /// `frame`, an ErrorResponse or a NoticeResponse, with the statement of a version's write
