@@ -1036,7 +1036,8 @@ column = { name = "version_number", type = "integer" }
 /// column field of a NOT NULL violation, under the version's name for the column, the same
 /// before the contract (where a validated check stands in for the NOT NULL: Postgres says
 /// 23514, "violates check constraint") and after it (a real NOT NULL), and at a later version
-/// that renames the column.
+/// that renames the column. And of a column the table does not have, the table by its name,
+/// not the version's view's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_null_in_a_new_not_null_column_is_a_not_null_violation_before_and_after_the_contract() {
     let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
@@ -1141,5 +1142,16 @@ to = "owned_by"
             let error = session.simple_query(&write).await.unwrap_err();
             assert_eq!(told(error), violation(column), "{version} after: {write}");
         }
+        let error = session
+            .simple_query("UPDATE model_metadata SET no_such_column = 1")
+            .await
+            .unwrap_err();
+        let undefined = (
+            "42703".to_owned(),
+            "column \"no_such_column\" of relation \"model_metadata\" does not exist".to_owned(),
+            None,
+            None,
+        );
+        assert_eq!(told(error), undefined, "{version}");
     }
 }

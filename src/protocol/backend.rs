@@ -277,6 +277,16 @@ pub fn with_only_message(frame: &[u8], message: &str) -> Option<BytesMut> {
     )
 }
 
+/// The ErrorResponse `frame` with its message replaced by `message`, the other fields as they
+/// were; `None` for a malformed frame.
+pub fn with_message(frame: &[u8], message: &str) -> Option<BytesMut> {
+    rebuilt(
+        frame,
+        |kind| kind != FIELD_MESSAGE,
+        &[(FIELD_MESSAGE, message)],
+    )
+}
+
 /// The ErrorResponse `frame` with its detail field (if any) replaced by `detail`, the other
 /// fields as they were; `None` for a malformed frame.
 pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
@@ -288,9 +298,9 @@ pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {
 }
 
 /// The ErrorResponse `frame` as a violation about `column`: SQLSTATE `code`, `message`,
-/// `detail` and the column field in place of its own code, message, detail, column,
-/// constraint and context (with its internal query and position); its severity, schema, table
-/// and source location stand. `None` for a malformed frame.
+/// `detail` and the column field in place of its own code, message, detail, column and
+/// constraint; its severity, schema, table, context and source location stand. `None` for a
+/// malformed frame.
 pub fn as_column_violation(
     frame: &[u8],
     code: &str,
@@ -303,14 +313,7 @@ pub fn as_column_violation(
         |kind| {
             !matches!(
                 kind,
-                FIELD_CODE
-                    | FIELD_MESSAGE
-                    | FIELD_DETAIL
-                    | FIELD_COLUMN
-                    | FIELD_CONSTRAINT
-                    | FIELD_WHERE
-                    | FIELD_INTERNAL_QUERY
-                    | FIELD_INTERNAL_POSITION
+                FIELD_CODE | FIELD_MESSAGE | FIELD_DETAIL | FIELD_COLUMN | FIELD_CONSTRAINT
             )
         },
         &[
@@ -448,14 +451,14 @@ mod tests {
     fn a_check_violation_becomes_one_about_a_column() {
         let original = frame(
             b'E',
-            b"SERROR\0C23514\0Mnew row violates check\0Drow\0spublic\0tt\0nt_c_not_null_v2\0Wsync\0\0",
+            b"SERROR\0C23514\0Mnew row violates check\0Drow\0spublic\0tt\0nt_c_not_null_v2\0WCOPY t, line 1\0\0",
         );
         let told = as_column_violation(&original, "23502", "null value", "hidden", "c").unwrap();
         assert_eq!(
             &told[..],
             &frame(
                 b'E',
-                b"SERROR\0spublic\0tt\0C23502\0Mnull value\0Dhidden\0cc\0\0"
+                b"SERROR\0spublic\0tt\0WCOPY t, line 1\0C23502\0Mnull value\0Dhidden\0cc\0\0"
             )[..]
         );
         let fields = error_fields(&told).unwrap();

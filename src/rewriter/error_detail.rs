@@ -10,6 +10,7 @@
 //! detail is replaced at every version with managed tables. One violation is told otherwise
 //! whole: a check standing in for a NOT NULL (a migration's, until its contract) on a column
 //! the version shows NOT NULL is told as the NOT NULL violation it becomes at the contract.
+//! And an undefined column's message names the table, not the version's view.
 
 use super::identifier::quote_identifier;
 use super::targets::{RelationName, VersionTargets};
@@ -28,6 +29,7 @@ const EXCLUSION_VIOLATION: &str = "23P01";
 /// written, the base table's whole when the view is over a version's view, and Postgres names
 /// no table in the error (the ninth red-team pass read hidden values so).
 pub const WITH_CHECK_OPTION_VIOLATION: &str = "44000";
+pub const UNDEFINED_COLUMN: &str = "42703";
 
 /// The detail a client of `targets`' version gets instead of `detail`, for an error with
 /// SQLSTATE `code` about `base` (a managed table's base table); `None`: the detail stands.
@@ -70,6 +72,21 @@ pub fn not_null_message(column: &str, relation: &str) -> String {
     format!(
         "null value in column \"{column}\" of relation \"{relation}\" violates not-null constraint"
     )
+}
+
+/// Postgres's message for an INSERT or UPDATE that names a column the relation it writes does
+/// not have names that relation: at a version, the version's view (`model_metadata_v2`), a
+/// name the client never wrote. The same message naming the table as the version does, where
+/// it names one of the version's views.
+pub fn undefined_column_message(message: &str, targets: &VersionTargets) -> Option<String> {
+    let rest = message.strip_prefix("column \"")?;
+    let (column, relation) = rest.rsplit_once("\" of relation \"")?;
+    let relation = relation.strip_suffix("\" does not exist")?;
+    let target = targets.managed().iter().find(|t| t.view.name == relation)?;
+    Some(format!(
+        "column \"{column}\" of relation \"{}\" does not exist",
+        target.table.name
+    ))
 }
 
 enum Key {
@@ -221,6 +238,21 @@ mod tests {
             Some("full_name")
         );
         assert_eq!(shown_column("label", &base, &targets), None);
+        assert_eq!(
+            undefined_column_message(
+                "column \"a\" of relation \"b\" of relation \"customers_v2\" does not exist",
+                &targets
+            )
+            .as_deref(),
+            Some("column \"a\" of relation \"b\" of relation \"customers\" does not exist")
+        );
+        for stands in [
+            "column \"a\" of relation \"orders_v2\" does not exist",
+            "column \"a\" does not exist",
+            "Spalte »a« von Relation »customers_v2« existiert nicht",
+        ] {
+            assert_eq!(undefined_column_message(stands, &targets), None, "{stands}");
+        }
         assert_eq!(
             not_null_message("full_name", "customers"),
             "null value in column \"full_name\" of relation \"customers\" violates not-null constraint"

@@ -3,7 +3,8 @@
 //! versioned session columns its version does not have: the upstream side replaces it with
 //! the version's own shape of the detail, or hides it. An error raised inside a migration's
 //! sync trigger keeps only its SQLSTATE; a NOT NULL violation (or one of a check standing in
-//! for a NOT NULL) names the column as the version does; one raised inside a version's write
+//! for a NOT NULL) names the column as the version does, an undefined column's message the
+//! table as the version does (not its view); one raised inside a version's write
 //! trigger, whose statement the context (or internal query) would quote, has that statement
 //! left out, and so has a notice raised there.
 
@@ -39,14 +40,18 @@ pub(super) fn detail_for_version(
     fields: &backend::ErrorFields,
     frame: &[u8],
 ) -> Option<BytesMut> {
-    if let Some(not_null) = not_null_violation(progress, routing, fields, frame) {
-        return Some(not_null);
-    }
     if sync_function::in_context(&fields.context) {
         progress.version_targets()?;
         return backend::with_only_message(frame, &sync_trigger_failed(&fields.code));
     }
-    match write_statement_hidden(progress, routing, fields, frame) {
+    let context_hidden = write_statement_hidden(progress, routing, fields, frame);
+    let current = context_hidden.as_deref().unwrap_or(frame);
+    let retold = not_null_violation(progress, routing, fields, current)
+        .or_else(|| undefined_column(progress, fields, current));
+    if retold.is_some() {
+        return retold;
+    }
+    match context_hidden {
         Some(context_hidden) => Some(
             detail_hidden(progress, routing, fields, &context_hidden).unwrap_or(context_hidden),
         ),
@@ -98,6 +103,21 @@ fn not_null_violation(
         error_detail::HIDDEN_ROW_DETAIL,
         &column,
     )
+}
+
+/// An INSERT's or UPDATE's column the relation does not have, told of the table as the
+/// version names it rather than of the version's view (`rewriter::error_detail`).
+fn undefined_column(
+    progress: &Progress,
+    fields: &backend::ErrorFields,
+    frame: &[u8],
+) -> Option<BytesMut> {
+    if fields.code != error_detail::UNDEFINED_COLUMN {
+        return None;
+    }
+    let targets = progress.version_targets()?;
+    let message = error_detail::undefined_column_message(&fields.message, &targets)?;
+    backend::with_message(frame, &message)
 }
 
 /// `frame`, an ErrorResponse or a NoticeResponse, with the statement of a version's write
