@@ -186,7 +186,14 @@ async fn tour(
     );
     let file = MigrationFile::parse(Path::new(EXAMPLE_MIGRATION_NAME), EXAMPLE_MIGRATION)?;
     let mut progress = progress::for_stderr();
-    let outcome = start(admin, &file, &Templates::built_in(), progress.as_mut()).await?;
+    let no_override = &Default::default();
+    let outcome = start(
+        admin,
+        (&file, no_override),
+        &Templates::built_in(),
+        progress.as_mut(),
+    )
+    .await?;
     println!(
         "migration v1 -> v2 {}: {} rows backfilled in {:.1} s; v1 wrote {} rows meanwhile",
         outcome.how,

@@ -687,3 +687,101 @@ async fn a_chain_of_migrations_killed_at_any_moment_finishes_when_run_again() {
         "every acknowledged write kept, every row filled"
     );
 }
+
+/// A migration whose file leaves the backfill's pace at its defaults.
+const UNPACED: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "add_column"
+table = "models"
+up = "'size-' || size"
+column = { name = "size_label", type = "text", nullable = false }
+"#;
+
+/// The operator's way to slow a backfill down without editing its file: stop the run, start
+/// it again with the pace on the command line. The file's checksum is unchanged, so the run
+/// resumes; each run goes at the pace it was given, the file's when none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_stopped_and_started_again_at_another_pace_resumes_from_its_last_batch() {
+    const ROWS: u64 = 2_000;
+    let database = seeded(ROWS as usize).await;
+    let file = database
+        .spec_file("0002.toml", UNPACED)
+        .display()
+        .to_string();
+    let refused = run(&database, &["start", &file, "--batch-size", "0"], None).await;
+    assert!(
+        matches!(&refused, Run::Failed(said) if said.contains("1..=100000")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM viewgate.migrations"),
+        "0"
+    );
+
+    // Ten rows a batch and a tenth of a second between batches (the file's pace would fill the
+    // table in two batches): stopped once it reports rows done.
+    let mut child = tokio::process::Command::new(viewgate_binary())
+        .args(["migrate", "start", &file, "--batch-size", "10"])
+        .args(["--batch-delay-ms", "100", "--database", &database.url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("viewgate runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("standard error is piped")).lines();
+    let mut said = String::new();
+    let reported = tokio::time::timeout(FINISHED_WITHIN, async {
+        while let Some(line) = lines.next_line().await.expect("standard error reads") {
+            said.push_str(&line);
+            said.push('\n');
+            let rows: Option<u64> = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|progress| progress.get("rows")?.as_u64());
+            if rows.is_some_and(|rows| rows > 0) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    child.kill().await.expect("the run is stopped");
+    assert_eq!(reported, Ok(true), "{said}");
+    assert!(
+        said.contains(
+            "backfill paced as the command line says: batch_size = 10, batch_delay_ms = 100"
+        ),
+        "{said}"
+    );
+    let stopped = database.admin(
+        "SELECT phase || ' ' || (backfill -> 'public.models' ->> 'rows') FROM viewgate.migrations",
+    );
+    let rows: u64 = stopped
+        .strip_prefix("backfilling ")
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or_else(|| panic!("stopped mid-backfill: {stopped}"));
+    assert!(
+        rows > 0 && rows < ROWS && rows.is_multiple_of(10),
+        "{stopped}"
+    );
+
+    // Started again with nothing on the command line: the file's pace, from the last batch.
+    let resumed = loop {
+        match run(&database, &["start", &file], None).await {
+            Run::Failed(said) if said.contains("another viewgate migration command is running") => {
+                tokio::time::sleep(LOCK_RETRY_PAUSE).await;
+            }
+            other => break other,
+        }
+    };
+    assert!(matches!(resumed, Run::Finished), "{resumed:?}");
+    assert_eq!(
+        database.admin("SELECT phase FROM viewgate.migrations"),
+        "live"
+    );
+    assert_eq!(
+        database.admin("SELECT count(*) FROM models WHERE size_label = 'size-' || size"),
+        ROWS.to_string()
+    );
+}

@@ -209,10 +209,15 @@ async fn a_backfill_under_row_level_security_is_refused() {
     let columns = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped";
     let version_rows = "SELECT count(*) FROM viewgate.versions WHERE version = 'v2'";
 
-    let refused = start(&mut client, &file, &Templates::built_in(), &mut Silent)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = start(
+        &mut client,
+        (&file, &Default::default()),
+        &Templates::built_in(),
+        &mut Silent,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     for expected in [
         "table public.t",
         "row-level security, forced on its owner (policies: tenant_isolation)",
@@ -232,9 +237,14 @@ async fn a_backfill_under_row_level_security_is_refused() {
 
     // Enabled but not forced, the policies do not apply to the owner: every row is filled.
     in_vgdb("ALTER TABLE t NO FORCE ROW LEVEL SECURITY");
-    let outcome = start(&mut client, &file, &Templates::built_in(), &mut Silent)
-        .await
-        .expect("starts once RLS does not apply to the catalog role");
+    let outcome = start(
+        &mut client,
+        (&file, &Default::default()),
+        &Templates::built_in(),
+        &mut Silent,
+    )
+    .await
+    .expect("starts once RLS does not apply to the catalog role");
     assert_eq!(outcome.rows_backfilled, 30);
     assert_eq!(
         in_vgdb("SELECT count(*) FROM t WHERE doubled = score * 2"),
@@ -262,10 +272,15 @@ async fn without_replica_mode_the_applications_update_triggers_are_refused() {
         .await
         .expect("a table with an UPDATE trigger");
     let file = tenants_v1(&database, &mut client).await;
-    let refused = start(&mut client, &file, &Templates::built_in(), &mut Silent)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = start(
+        &mut client,
+        (&file, &Default::default()),
+        &Templates::built_in(),
+        &mut Silent,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     for expected in [
         "table public.t",
         "UPDATE trigger(s) or rule(s) touch",
@@ -282,9 +297,14 @@ async fn without_replica_mode_the_applications_update_triggers_are_refused() {
     );
 
     in_vgdb("GRANT SET ON PARAMETER session_replication_role TO vg");
-    let outcome = start(&mut client, &file, &Templates::built_in(), &mut Silent)
-        .await
-        .expect("starts once the role may run the backfill in replica mode");
+    let outcome = start(
+        &mut client,
+        (&file, &Default::default()),
+        &Templates::built_in(),
+        &mut Silent,
+    )
+    .await
+    .expect("starts once the role may run the backfill in replica mode");
     assert_eq!(outcome.rows_backfilled, 30);
     assert_eq!(
         in_vgdb(

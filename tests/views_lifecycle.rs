@@ -527,7 +527,7 @@ async fn a_forged_substitutes_schema_of_another_role_is_refused_before_any_chang
     let file = viewgate::control::migrate::MigrationFile::load(&migration).unwrap();
     let error = viewgate::control::migrate::start::start(
         &mut client,
-        &file,
+        (&file, &Default::default()),
         &Templates::built_in(),
         &mut viewgate::control::migrate::Silent,
     )

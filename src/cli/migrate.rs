@@ -2,6 +2,7 @@
 //! each: load the file, connect, run, print. The work itself is in `control::migrate`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Subcommand;
 
@@ -9,6 +10,7 @@ use crate::control::connect::connect;
 use crate::control::migrate::complete::{self, CompleteOutcome};
 use crate::control::migrate::directory;
 use crate::control::migrate::rollback::{self, RollbackOutcome};
+use crate::control::migrate::settings::{MAX_BATCH_SIZE, PaceOverride};
 use crate::control::migrate::start::{self, StartOutcome};
 use crate::control::migrate::status::{self, PlanReport, StatusReport};
 use crate::control::migrate::{MigrateError, MigrationFile, Progress};
@@ -41,6 +43,18 @@ pub enum MigrateCommand {
         /// a first deployment). Refused as that is, the migration staying live.
         #[arg(long)]
         complete: bool,
+        /// Rows per backfill batch for this run, over the file's `batch_size` (the file and its
+        /// checksum stay as they are): stop a backfill that is too hard on the application and
+        /// start it again slower; it resumes from its last batch.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH_SIZE)))]
+        batch_size: Option<u32>,
+        /// Pause between backfill batches for this run, over the file's `batch_delay_ms`.
+        #[arg(long)]
+        batch_delay_ms: Option<u64>,
+        /// Whether the backfill yields to the application's load for this run, over the file's
+        /// `yield_to_writers`.
+        #[arg(long)]
+        yield_to_writers: Option<bool>,
     },
     /// Phase and backfill progress of each migration, live sessions per version.
     Status {
@@ -86,13 +100,13 @@ pub enum Went<'a> {
     Completed(&'a CompleteOutcome),
 }
 
-/// Starts the migration in `path`, or each of a directory's in turn, and with `and_complete`
-/// completes each once it is live, telling `report` how each went; stops at the first that
-/// fails.
+/// Starts the migration in `path`, or each of a directory's in turn (their backfills at
+/// `pace`), and with `and_complete` completes each once it is live, telling `report` how each
+/// went; stops at the first that fails.
 pub async fn start(
     path: &Path,
     database: &str,
-    (templates_dir, and_complete): (Option<&Path>, bool),
+    (templates_dir, and_complete, pace): (Option<&Path>, bool, &PaceOverride),
     progress: &mut dyn Progress,
     mut report: impl FnMut(Went<'_>),
 ) -> Result<(), MigrateError> {
@@ -104,7 +118,7 @@ pub async fn start(
     let templates = Templates::load(templates_dir)?;
     let mut client = connect(database).await?;
     for file in &files {
-        let started = start::start(&mut client, file, &templates, progress).await?;
+        let started = start::start(&mut client, (file, pace), &templates, progress).await?;
         report(Went::Started(&started));
         if and_complete && started.how != start::ALREADY_COMPLETED {
             let completed =
@@ -161,12 +175,20 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
             database,
             templates,
             complete,
+            batch_size,
+            batch_delay_ms,
+            yield_to_writers,
         } => {
             let mut progress = super::progress::for_stderr();
+            let pace = PaceOverride {
+                batch_size,
+                batch_delay: batch_delay_ms.map(Duration::from_millis),
+                yield_to_writers,
+            };
             start(
                 &file,
                 &database,
-                (templates.as_deref(), complete),
+                (templates.as_deref(), complete, &pace),
                 progress.as_mut(),
                 |went| match went {
                     Went::Started(outcome) if outcome.how == start::ALREADY_COMPLETED => println!(

@@ -113,7 +113,8 @@ pub async fn start_watched(
     let path = database.spec_file(name, text);
     let file = MigrationFile::load(&path)?;
     let mut client = database.client().await;
-    start(&mut client, &file, &Templates::built_in(), progress).await
+    let file_pace = (&file, &Default::default());
+    start(&mut client, file_pace, &Templates::built_in(), progress).await
 }
 
 pub async fn complete_now(database: &Database) -> Result<(), MigrateError> {
@@ -193,7 +194,7 @@ pub async fn start_killed(database: &Database, file: &MigrationFile, kill: &mut 
     let templates = Templates::built_in();
     let killed = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(start(
         &mut client,
-        file,
+        (file, &Default::default()),
         &templates,
         kill,
     )))

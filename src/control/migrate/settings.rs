@@ -2,7 +2,8 @@
 //! yielding to the application and waiting for the standbys, how DDL waits for its locks,
 //! whether logical subscribers are ready for the new shape and whether the disk has room for
 //! WAL that inactive replication slots keep. Every setting has a
-//! default that suits a live application, so most files leave the table out.
+//! default that suits a live application, so most files leave the table out. `migrate start`
+//! may set the backfill's pace for one run (`PaceOverride`).
 
 use std::time::Duration;
 
@@ -75,6 +76,44 @@ impl Default for MigrationSettings {
     }
 }
 
+/// The backfill's pace as `migrate start` was told on its command line, over the file's
+/// `[settings]` for that run only: an operator slows down (or speeds up) a backfill by
+/// stopping it and starting it again, without editing the file, whose checksum the resumed
+/// run must match (pgroll's `--backfill-batch-size` and `--backfill-batch-delay`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PaceOverride {
+    pub batch_size: Option<u32>,
+    pub batch_delay: Option<Duration>,
+    pub yield_to_writers: Option<bool>,
+}
+
+impl PaceOverride {
+    /// `settings` with the pace this override gives.
+    pub fn over(&self, settings: MigrationSettings) -> MigrationSettings {
+        MigrationSettings {
+            batch_size: self.batch_size.unwrap_or(settings.batch_size),
+            batch_delay: self.batch_delay.unwrap_or(settings.batch_delay),
+            yield_to_writers: self.yield_to_writers.unwrap_or(settings.yield_to_writers),
+            ..settings
+        }
+    }
+
+    /// What it sets, as the file would say it (`batch_size = 200, …`); `None` when nothing.
+    pub fn described(&self) -> Option<String> {
+        let set: Vec<String> = [
+            self.batch_size.map(|rows| format!("batch_size = {rows}")),
+            self.batch_delay
+                .map(|delay| format!("batch_delay_ms = {}", delay.as_millis())),
+            self.yield_to_writers
+                .map(|yields| format!("yield_to_writers = {yields}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!set.is_empty()).then(|| set.join(", "))
+    }
+}
+
 fn default_batch_size() -> u32 {
     DEFAULT_BATCH_SIZE
 }
@@ -102,5 +141,37 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_override_sets_the_pace_alone_and_says_what_it_set() {
+        let file = MigrationSettings {
+            batch_size: 5_000,
+            lock_timeout: Duration::from_millis(80),
+            ..MigrationSettings::default()
+        };
+        let none = PaceOverride::default();
+        assert_eq!(none.over(file), file);
+        assert_eq!(none.described(), None);
+        let slower = PaceOverride {
+            batch_size: Some(200),
+            batch_delay: Some(Duration::from_millis(50)),
+            yield_to_writers: None,
+        };
+        let paced = slower.over(file);
+        assert_eq!(
+            (paced.batch_size, paced.batch_delay, paced.yield_to_writers),
+            (200, Duration::from_millis(50), true)
+        );
+        assert_eq!(paced.lock_timeout, file.lock_timeout);
+        assert_eq!(
+            slower.described().as_deref(),
+            Some("batch_size = 200, batch_delay_ms = 50")
+        );
     }
 }

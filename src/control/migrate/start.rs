@@ -47,6 +47,7 @@ use super::replica_identity;
 use super::retained_wal;
 use super::rollback;
 use super::sequence_fill;
+use super::settings::PaceOverride;
 use super::start_point::{self, checkpoint_key};
 use super::state::{self, MigrationRecord, Phase};
 use super::steps::{
@@ -76,22 +77,23 @@ pub struct StartOutcome {
     pub seconds: f64,
 }
 
-/// Runs or resumes the migration in `file`. `client` holds the migration lock for its session.
+/// Runs or resumes the migration in `file`, its backfill at the file's pace or `pace`'s.
+/// `client` holds the migration lock for its session.
 pub async fn start(
     client: &mut Client,
-    file: &MigrationFile,
+    (file, pace): (&MigrationFile, &PaceOverride),
     templates: &Templates,
     progress: &mut dyn Progress,
 ) -> Result<StartOutcome, MigrateError> {
     state::with_lock(client, async |client| {
-        start_locked(client, file, templates, progress).await
+        start_locked(client, (file, pace), templates, progress).await
     })
     .await
 }
 
 async fn start_locked(
     client: &mut Client,
-    file: &MigrationFile,
+    (file, pace): (&MigrationFile, &PaceOverride),
     templates: &Templates,
     progress: &mut dyn Progress,
 ) -> Result<StartOutcome, MigrateError> {
@@ -158,6 +160,10 @@ async fn start_locked(
         }
         let slots_ok = record.migration.settings.inactive_slots_ok;
         retained_wal::refuse_unread_slots(client, &record.plan, slots_ok).await?;
+    }
+    if let Some(set) = pace.described() {
+        progress.step(&format!("backfill paced as the command line says: {set}"));
+        record.migration.settings = pace.over(record.migration.settings);
     }
     match finish(client, &mut record, templates, progress).await {
         Ok(rows) => Ok(StartOutcome {
