@@ -141,9 +141,8 @@ pub async fn relation_schemas(
 /// The relatives of `bases` (their partitions and inheritance children, and the tables they
 /// are partitions or children of, at any depth), the foreign keys into any of them, their
 /// own keys that may arbitrate an upsert, and their checks standing in for a NOT NULL
-/// (`model::base_table_kin`). Base tables travel as
-/// bound arrays. A relative that is itself a managed base table is that table's own concern
-/// (its name is rewritten), not a relative.
+/// (`model::base_table_kin`). Base tables travel as bound arrays. A relative that is itself
+/// a managed base table is that table's own concern (its name is rewritten), not a relative.
 pub async fn base_table_kin(
     client: &impl GenericClient,
     bases: &[(String, String)],

@@ -84,7 +84,7 @@ impl MigrationFile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, MigrateError> {
         let migration: Migration = toml::from_str(text).map_err(|error| MigrateError::Syntax {
             file: path.to_owned(),
-            message: error.to_string(),
+            message: super::file_syntax::located(text, error.to_string()),
         })?;
         Checker { file: path }.check(&migration)?;
         Ok(MigrationFile {

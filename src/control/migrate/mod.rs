@@ -32,6 +32,7 @@ pub mod detached;
 pub mod directory;
 pub mod error;
 pub mod file;
+mod file_syntax;
 pub mod fragment;
 pub mod function_bodies;
 pub mod left_over;

@@ -44,7 +44,10 @@ pub struct AddColumn {
 
 /// A column as `add_column` and `create_table` declare it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a column as an inline table: { name = \"…\", type = \"…\", … }"
+)]
 pub struct ColumnDefinition {
     pub name: String,
     #[serde(rename = "type")]
@@ -69,7 +72,10 @@ fn yes() -> bool {
 
 /// `REFERENCES table (column) [ON DELETE action]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a reference as an inline table: { table = \"…\", column = \"…\" }"
+)]
 pub struct ForeignKey {
     pub table: String,
     #[serde(default)]
@@ -269,7 +275,10 @@ pub enum ConstraintKind {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a reference as an inline table: { table = \"…\", columns = [\"…\"] }"
+)]
 pub struct MultiColumnReference {
     pub table: String,
     #[serde(default)]
