@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr};
 
 use crate::common::viewgate_binary;
 use crate::migration_support;
@@ -147,6 +148,21 @@ async fn run(database: &Database, args: &[&str], kill_after: Option<Duration>) -
     }
 }
 
+/// `viewgate migrate <args>` against `url`, its standard error read line by line.
+fn spawn_watched(args: &[&str], url: &str) -> (Child, Lines<BufReader<ChildStderr>>) {
+    let mut child = tokio::process::Command::new(viewgate_binary())
+        .arg("migrate")
+        .args(args)
+        .args(["--database", url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("viewgate runs");
+    let lines = BufReader::new(child.stderr.take().expect("standard error is piped")).lines();
+    (child, lines)
+}
+
 /// Runs the command killed after each delay of the schedule in turn, until a run ends by
 /// itself; a run refused while a killed one's session holds the migration lock is run again.
 /// Returns how the last run ended and where each killed run left things, for messages.
@@ -193,19 +209,8 @@ async fn run_killed_in_a_step(
     args: &[&str],
     kills_done: &mut HashMap<String, usize>,
 ) -> (Run, Option<String>) {
-    let mut child = tokio::process::Command::new(viewgate_binary())
-        .arg("migrate")
-        .args(args)
-        .args([
-            "--database",
-            &format!("{}?application_name={KILLED_RUN_NAME}", database.url()),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("viewgate runs");
-    let mut lines = BufReader::new(child.stderr.take().expect("standard error is piped")).lines();
+    let url = format!("{}?application_name={KILLED_RUN_NAME}", database.url());
+    let (mut child, mut lines) = spawn_watched(args, &url);
     let mut said = String::new();
     let mut killed_in = None;
     while let Some(line) = lines.next_line().await.expect("standard error reads") {
@@ -722,15 +727,15 @@ async fn a_backfill_stopped_and_started_again_at_another_pace_resumes_from_its_l
 
     // Ten rows a batch and a tenth of a second between batches (the file's pace would fill the
     // table in two batches): stopped once it reports rows done.
-    let mut child = tokio::process::Command::new(viewgate_binary())
-        .args(["migrate", "start", &file, "--batch-size", "10"])
-        .args(["--batch-delay-ms", "100", "--database", &database.url()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("viewgate runs");
-    let mut lines = BufReader::new(child.stderr.take().expect("standard error is piped")).lines();
+    let slower = [
+        "start",
+        &file,
+        "--batch-size",
+        "10",
+        "--batch-delay-ms",
+        "100",
+    ];
+    let (mut child, mut lines) = spawn_watched(&slower, &database.url());
     let mut said = String::new();
     let reported = tokio::time::timeout(FINISHED_WITHIN, async {
         while let Some(line) = lines.next_line().await.expect("standard error reads") {

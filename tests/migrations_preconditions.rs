@@ -11,9 +11,9 @@ use crate::support;
 
 use migration_support::{at, base_columns, retype, seeded, start_text, start_watched};
 use support::{Database, quick_locks};
-use viewgate::control::migrate::start::start;
+use viewgate::control::migrate::start::{StartOutcome, start};
 use viewgate::control::migrate::status::plan;
-use viewgate::control::migrate::{MigrationFile, Progress, Silent};
+use viewgate::control::migrate::{MigrateError, MigrationFile, Progress, Silent};
 use viewgate::control::templates::Templates;
 use viewgate::control::views::apply;
 use viewgate::control::views::spec::Spec;
@@ -172,6 +172,15 @@ async fn tenants_v1(database: &Database, client: &mut tokio_postgres::Client) ->
 
 /// A client of database `vgdb` as the catalog role `vg`, which is no superuser (a superuser
 /// bypasses every policy): `vg` owns `vgdb`, and its `public` schema is `vg`'s alone.
+/// `migrate start` of `file` at its own pace, reporting nothing.
+async fn start_silent(
+    client: &mut tokio_postgres::Client,
+    file: &MigrationFile,
+) -> Result<StartOutcome, MigrateError> {
+    let own_pace = (file, &Default::default());
+    start(client, own_pace, &Templates::built_in(), &mut Silent).await
+}
+
 async fn catalog_role_client(database: &Database) -> tokio_postgres::Client {
     database.admin("CREATE ROLE vg LOGIN");
     database.admin("CREATE DATABASE vgdb OWNER vg");
@@ -209,15 +218,10 @@ async fn a_backfill_under_row_level_security_is_refused() {
     let columns = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped";
     let version_rows = "SELECT count(*) FROM viewgate.versions WHERE version = 'v2'";
 
-    let refused = start(
-        &mut client,
-        (&file, &Default::default()),
-        &Templates::built_in(),
-        &mut Silent,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let refused = start_silent(&mut client, &file)
+        .await
+        .unwrap_err()
+        .to_string();
     for expected in [
         "table public.t",
         "row-level security, forced on its owner (policies: tenant_isolation)",
@@ -237,14 +241,9 @@ async fn a_backfill_under_row_level_security_is_refused() {
 
     // Enabled but not forced, the policies do not apply to the owner: every row is filled.
     in_vgdb("ALTER TABLE t NO FORCE ROW LEVEL SECURITY");
-    let outcome = start(
-        &mut client,
-        (&file, &Default::default()),
-        &Templates::built_in(),
-        &mut Silent,
-    )
-    .await
-    .expect("starts once RLS does not apply to the catalog role");
+    let outcome = start_silent(&mut client, &file)
+        .await
+        .expect("starts once RLS does not apply to the catalog role");
     assert_eq!(outcome.rows_backfilled, 30);
     assert_eq!(
         in_vgdb("SELECT count(*) FROM t WHERE doubled = score * 2"),
@@ -272,15 +271,10 @@ async fn without_replica_mode_the_applications_update_triggers_are_refused() {
         .await
         .expect("a table with an UPDATE trigger");
     let file = tenants_v1(&database, &mut client).await;
-    let refused = start(
-        &mut client,
-        (&file, &Default::default()),
-        &Templates::built_in(),
-        &mut Silent,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let refused = start_silent(&mut client, &file)
+        .await
+        .unwrap_err()
+        .to_string();
     for expected in [
         "table public.t",
         "UPDATE trigger(s) or rule(s) touch",
@@ -297,14 +291,9 @@ async fn without_replica_mode_the_applications_update_triggers_are_refused() {
     );
 
     in_vgdb("GRANT SET ON PARAMETER session_replication_role TO vg");
-    let outcome = start(
-        &mut client,
-        (&file, &Default::default()),
-        &Templates::built_in(),
-        &mut Silent,
-    )
-    .await
-    .expect("starts once the role may run the backfill in replica mode");
+    let outcome = start_silent(&mut client, &file)
+        .await
+        .expect("starts once the role may run the backfill in replica mode");
     assert_eq!(outcome.rows_backfilled, 30);
     assert_eq!(
         in_vgdb(
