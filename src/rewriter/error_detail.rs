@@ -60,11 +60,7 @@ pub fn shown_column(
     targets: &VersionTargets,
 ) -> Option<String> {
     let mapping = &targets.base_write_of(base)?.mapping;
-    mapping
-        .columns
-        .iter()
-        .find(|c| c.base_column.as_deref() == Some(base_column) && c.expression.is_none())
-        .map(|c| c.name.clone())
+    mapping.view_names_of(&[base_column.to_owned()])?.pop()
 }
 
 /// Postgres's message for a NULL in NOT NULL column `column` of `relation`.
