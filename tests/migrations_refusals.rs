@@ -2,12 +2,13 @@
 //! that says what to write instead: an `up` naming a column the version computes by its
 //! spec's expression, operations that change what an earlier operation of the same migration
 //! makes, a `type` that says more than a type, an `up` of a type its column does not take,
-//! an index name already taken, and a table in a table-inheritance tree.
+//! an index name already taken, a constraint or index to drop that does not exist, and a table
+//! in a table-inheritance tree.
 
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{BASE, base_columns, seeded, start_text};
+use migration_support::{BASE, base_columns, complete_now, seeded, start_text};
 use support::Database;
 
 /// Starts the migration to v2 with `operations`, asserts it refused with a message containing
@@ -249,6 +250,71 @@ async fn an_index_name_already_taken_is_refused_and_its_index_kept() {
     )
     .await
     .expect("a free name starts");
+}
+
+/// A `drop_constraint` or `drop_index` naming what does not exist was accepted, and its
+/// contract's `DROP … IF EXISTS` dropped nothing without a word: a misspelt name left the
+/// constraint the author meant to retire in force after `migrate complete`. Refused now,
+/// naming what the table has (or the schema the index is in); what a live migration adds
+/// (a unique constraint, an index until its own complete) may be dropped by the next one.
+#[tokio::test]
+async fn dropping_a_constraint_or_index_that_does_not_exist_is_refused() {
+    let database = seeded(3).await;
+    database.admin(
+        "ALTER TABLE models ADD CONSTRAINT models_size_small CHECK (size < 1000000);
+         CREATE SCHEMA archive;
+         CREATE TABLE archive.old_models (id bigint);
+         CREATE INDEX old_models_id_idx ON archive.old_models (id)",
+    );
+    let drop_constraint = |name: &str| {
+        format!("[[operations]]\nop = \"drop_constraint\"\ntable = \"models\"\nname = \"{name}\"\n")
+    };
+    for (operations, expected) in [
+        (
+            drop_constraint("models_size_smal"),
+            "operation 1 (drop_constraint): table public.models has no constraint models_size_smal (it has: models_pkey, models_size_small): `migrate complete` would have nothing to drop (nothing was changed)",
+        ),
+        (
+            "[[operations]]\nop = \"drop_index\"\nname = \"models_nosuch_idx\"\n".to_owned(),
+            "there is no index public.models_nosuch_idx: `migrate complete` would have nothing to drop",
+        ),
+        (
+            "[[operations]]\nop = \"drop_index\"\nname = \"old_models_id_idx\"\n".to_owned(),
+            "there is no index public.old_models_id_idx, but there is one in schema archive: give the operation `schema = \"archive\"`",
+        ),
+    ] {
+        assert_refused(&database, &operations, expected).await;
+    }
+
+    let unique_name = "[[operations]]\nop = \"add_constraint\"\ntable = \"models\"\nname = \"models_name_key\"\ntype = \"unique\"\ncolumns = [\"name\"]\n";
+    start_text(
+        &database,
+        "0002.toml",
+        &format!("version = \"v2\"\nfrom = \"v1\"\n{unique_name}"),
+    )
+    .await
+    .expect("v2 adds a unique constraint");
+    let v3 = format!(
+        "version = \"v3\"\nfrom = \"v2\"\n{}{}[[operations]]\nop = \"drop_index\"\nname = \"old_models_id_idx\"\nschema = \"archive\"\n",
+        drop_constraint("models_name_key"),
+        drop_constraint("models_size_small"),
+    );
+    start_text(&database, "0003.toml", &v3)
+        .await
+        .expect("v3 drops v2's unique constraint, still an index, and what exists");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v3'");
+    complete_now(&database).await.expect("v2 completes");
+    complete_now(&database).await.expect("v3 completes");
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM pg_constraint WHERE conname IN ('models_name_key', 'models_size_small')"
+        ),
+        "0"
+    );
+    assert_eq!(
+        database.admin("SELECT to_regclass('archive.old_models_id_idx') IS NULL"),
+        "t"
+    );
 }
 
 /// A table in a table-inheritance tree (`INHERITS`, not partitioning): the sync triggers and

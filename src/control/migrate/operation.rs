@@ -230,17 +230,12 @@ impl DropIndex {
     }
 }
 
-/// The indexes the `drop_index` operations of `operations` name, as (schema, name).
-pub fn dropped_indexes(operations: &[Operation]) -> Vec<(String, String)> {
-    operations
-        .iter()
-        .filter_map(|operation| match operation {
-            Operation::DropIndex(drop) => {
-                Some((drop.schema_or_default().to_owned(), drop.name.clone()))
-            }
-            _ => None,
-        })
-        .collect()
+/// The `drop_index` operations of `operations`.
+pub fn dropped_indexes(operations: &[Operation]) -> impl Iterator<Item = &DropIndex> {
+    operations.iter().filter_map(|operation| match operation {
+        Operation::DropIndex(drop) => Some(drop),
+        _ => None,
+    })
 }
 
 /// A constraint over one or more columns of the new version. CHECK and FOREIGN KEY are added

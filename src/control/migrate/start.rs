@@ -317,8 +317,10 @@ async fn checked_plan(
         .iter()
         .map(|table| (table.schema.as_str(), table.name.as_str()));
     let mut snapshot = introspect::snapshot(client, tables).await?;
-    snapshot.partitioned_indexes =
-        introspect::partitioned_indexes(client, &dropped_indexes(&migration.operations)).await?;
+    let dropped_index_names: Vec<&str> = dropped_indexes(&migration.operations)
+        .map(|drop| drop.name.as_str())
+        .collect();
+    snapshot.indexes_named = introspect::indexes_named(client, &dropped_index_names).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     sequence_fill::refuse_replacing_a_stand_in(&migration.version, &plan, current)?;
     rename_chain::refuse_naming_renamed(&migration.version, &plan, current)?;

@@ -44,6 +44,11 @@ pub struct BaseTable {
     /// The tables linked to it by table inheritance (`INHERITS`, not partitioning), each
     /// `schema.name`, parents first: their rows share its scans but not its triggers.
     pub inheritance: Vec<InheritanceLink>,
+    /// The names of its constraints, which a `drop_constraint` may name.
+    pub constraints: BTreeSet<String>,
+    /// The names of its indexes: a unique constraint a live migration adds is an index until
+    /// that migration completes.
+    pub indexes: BTreeSet<String>,
 }
 
 /// One table-inheritance link of a base table.
@@ -102,9 +107,18 @@ pub struct ServerSnapshot {
     pub version_num: Option<i32>,
     /// Base tables found, keyed by (schema, name). Missing tables are absent.
     pub tables: BTreeMap<(String, String), BaseTable>,
-    /// Of the indexes asked about ([`partitioned_indexes`]), those on a partitioned table,
-    /// which Postgres drops only in one piece (no `CONCURRENTLY`).
-    pub partitioned_indexes: BTreeSet<(String, String)>,
+    /// The indexes of the names asked about ([`indexes_named`]), in whatever schema: those
+    /// `drop_index` operations name, which must exist.
+    pub indexes_named: Vec<NamedIndex>,
+}
+
+/// An index found by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedIndex {
+    pub schema: String,
+    pub name: String,
+    /// On a partitioned table, which Postgres drops only in one piece (no `CONCURRENTLY`).
+    pub partitioned: bool,
 }
 
 impl ServerSnapshot {
@@ -120,6 +134,13 @@ impl ServerSnapshot {
 
     pub fn table(&self, schema: &str, name: &str) -> Option<&BaseTable> {
         self.tables.get(&(schema.to_owned(), name.to_owned()))
+    }
+
+    /// The index `schema.name`, if [`indexes_named`] found it.
+    pub fn index(&self, schema: &str, name: &str) -> Option<&NamedIndex> {
+        self.indexes_named
+            .iter()
+            .find(|index| index.schema == schema && index.name == name)
     }
 }
 
@@ -186,6 +207,21 @@ JOIN pg_catalog.pg_class other
 JOIN pg_catalog.pg_namespace other_n ON other_n.oid = other.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND NOT child.relispartition
 ORDER BY 1 DESC, 2";
+
+/// The names of a table's constraints (`false`) and indexes (`true`).
+const CONSTRAINT_AND_INDEX_NAMES_SQL: &str = "
+SELECT k.conname::text, false
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2
+UNION ALL
+SELECT ic.relname::text, true
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2";
 
 const RELATION_KIND_SQL: &str = "
 SELECT c.relkind::text
@@ -267,6 +303,13 @@ async fn base_table(
             false => InheritanceLink::Child(row.get(1)),
         })
         .collect();
+    let (indexes, constraints): (Vec<_>, Vec<_>) = client
+        .query(CONSTRAINT_AND_INDEX_NAMES_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, bool>(1)))
+        .partition(|(_, index)| *index);
     Ok(Some(BaseTable {
         schema: schema.to_owned(),
         name: name.to_owned(),
@@ -274,6 +317,8 @@ async fn base_table(
         primary_key,
         partitioning,
         inheritance,
+        constraints: constraints.into_iter().map(|(name, _)| name).collect(),
+        indexes: indexes.into_iter().map(|(name, _)| name).collect(),
     }))
 }
 
@@ -319,27 +364,30 @@ async fn partitioning(
     Ok(Partitioning { key, partitions })
 }
 
-/// Which of `indexes` (schema, name) are partitioned indexes.
-pub async fn partitioned_indexes(
+/// The indexes named as one of `names`, in any schema.
+pub async fn indexes_named(
     client: &impl GenericClient,
-    indexes: &[(String, String)],
-) -> Result<BTreeSet<(String, String)>, ControlError> {
-    let (schemas, names): (Vec<&str>, Vec<&str>) = indexes
-        .iter()
-        .map(|(schema, name)| (schema.as_str(), name.as_str()))
-        .unzip();
+    names: &[&str],
+) -> Result<Vec<NamedIndex>, ControlError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text
-               FROM unnest($1::text[], $2::text[]) AS asked(schema, name)
-               JOIN pg_catalog.pg_namespace n ON n.nspname = asked.schema
-               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = asked.name
-              WHERE c.relkind = 'I'",
-            &[&schemas, &names],
+            "SELECT n.nspname::text, c.relname::text, c.relkind = 'I'
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relname = ANY ($1::text[]) AND c.relkind IN ('i', 'I')
+              ORDER BY 1, 2",
+            &[&names],
         )
         .await
-        .map_err(|error| ControlError::database("reading which indexes are partitioned", &error))?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        .map_err(|error| ControlError::database("looking up the indexes to drop", &error))?;
+    Ok(rows
+        .iter()
+        .map(|row| NamedIndex {
+            schema: row.get(0),
+            name: row.get(1),
+            partitioned: row.get(2),
+        })
+        .collect())
 }
 
 /// The `relkind` of the relation `schema.name`, if one exists (`v` for a view, `r` a table, …).

@@ -300,17 +300,18 @@ impl Deriver<'_> {
     /// committed), inside the contract's transaction (catalog only, under its lock timeout).
     pub(super) fn drop_index(&mut self, op: &DropIndex) -> Result<(), MigrateError> {
         let schema = op.schema_or_default();
+        let partitioned = match self.snapshot.index(schema, &op.name) {
+            Some(index) => index.partitioned,
+            None if self.snapshot.is_offline() => false,
+            None => return Err(self.refuse(self.no_index_to_drop(schema, &op.name))),
+        };
         self.plan_steps.dropped.push(Dropped::Index {
             schema: schema.to_owned(),
             name: op.name.clone(),
         });
         let index = quote_qualified(schema, &op.name);
         let description = format!("drop index {schema}.{}", op.name);
-        if self
-            .snapshot
-            .partitioned_indexes
-            .contains(&(schema.to_owned(), op.name.clone()))
-        {
+        if partitioned {
             self.plan_steps.complete.push(Step::new(
                 description,
                 format!("DROP INDEX IF EXISTS {index}"),
@@ -324,9 +325,47 @@ impl Deriver<'_> {
         Ok(())
     }
 
-    /// Drops constraint `op` in the contract.
+    /// Why a `drop_index` of `schema.name` is refused: there is no such index, so the
+    /// contract's `DROP INDEX IF EXISTS` would drop nothing and say nothing.
+    fn no_index_to_drop(&self, schema: &str, name: &str) -> String {
+        let elsewhere: Vec<&str> = self
+            .snapshot
+            .indexes_named
+            .iter()
+            .filter(|index| index.name == name)
+            .map(|index| index.schema.as_str())
+            .collect();
+        match elsewhere.as_slice() {
+            [] => format!(
+                "there is no index {schema}.{name}: `migrate complete` would have nothing to drop"
+            ),
+            [other] => format!(
+                "there is no index {schema}.{name}, but there is one in schema {other}: give the operation `schema = {other:?}`"
+            ),
+            others => format!(
+                "there is no index {schema}.{name}, but there is one in each of the schemas {}: give the operation the `schema` of the one to drop",
+                others.join(", ")
+            ),
+        }
+    }
+
+    /// Drops constraint `op` in the contract; refused unless the table has it (or, a unique
+    /// constraint a live migration adds, the index it will be made from).
     pub(super) fn drop_constraint(&mut self, op: &DropConstraint) -> Result<(), MigrateError> {
-        let (_, managed, _) = self.table(&op.table)?;
+        let (_, managed, live) = self.table(&op.table)?;
+        if let Some(live) = live
+            && !live.constraints.contains(&op.name)
+            && !live.indexes.contains(&op.name)
+        {
+            let known: Vec<&str> = live.constraints.iter().map(String::as_str).collect();
+            return Err(self.refuse(format!(
+                "table {}.{} has no constraint {} (it has: {}): `migrate complete` would have nothing to drop",
+                managed.schema,
+                managed.name,
+                op.name,
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )));
+        }
         self.plan_steps.dropped.push(Dropped::Constraint {
             schema: managed.schema.clone(),
             table: managed.name.clone(),
