@@ -232,6 +232,20 @@ async fn an_index_or_key_the_contract_drops_is_refused_while_something_needs_it(
     ] {
         assert_refused_naming(&database, operation, named).await;
     }
+    // The table the index is on, which the operation does not name (it said "table public").
+    let error = start_text(
+        &database,
+        "0002.toml",
+        &migration("op = \"drop_index\"\nname = \"models_size_idx\""),
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("table public.models: index models_size_idx is needed by"),
+        "{error}"
+    );
     database.admin("DROP TABLE public.named");
     start_then_complete(
         &database,

@@ -60,9 +60,15 @@ pub async fn refuse_dependents(
         if readers.is_empty() {
             continue;
         }
+        let table = match table {
+            Some(table) => table.clone(),
+            None => index_table(client, schema, name)
+                .await?
+                .unwrap_or_else(|| format!("of index {name}")),
+        };
         return Err(MigrateError::Unsafe {
             version: plan.version.clone(),
-            table: schema.clone(),
+            table: format!("{schema}.{table}"),
             objects: format!("{described} is needed by {}", readers.join(", ")),
             problem: format!(
                 "`migrate complete` drops {described}, which Postgres refuses while these need it (the index of a drop_index done after the contract commits would be left behind)"
@@ -579,6 +585,32 @@ fn dropped_too(plan: &MigrationPlan, reader: &IndexReader) -> bool {
 /// What keeps index `name` of `schema` (`table`: `None`) or the index of constraint `name` of
 /// `schema.table` from being dropped: the constraint the index belongs to, and the foreign
 /// keys that reference through it.
+/// The table index `schema.name` is on, if the index exists.
+async fn index_table(
+    client: &impl GenericClient,
+    schema: &str,
+    name: &str,
+) -> Result<Option<String>, MigrateError> {
+    let row = client
+        .query_opt(
+            "SELECT t.relname::text
+               FROM pg_catalog.pg_class i
+               JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+               JOIN pg_catalog.pg_index x ON x.indexrelid = i.oid
+               JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+              WHERE n.nspname = $1 AND i.relname = $2",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|error| {
+            ControlError::database(
+                format!("reading the table of index {schema}.{name}"),
+                &error,
+            )
+        })?;
+    Ok(row.map(|row| row.get(0)))
+}
+
 async fn index_readers(
     client: &impl GenericClient,
     schema: &str,
