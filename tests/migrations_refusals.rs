@@ -2,8 +2,8 @@
 //! that says what to write instead: an `up` naming a column the version computes by its
 //! spec's expression, operations that change what an earlier operation of the same migration
 //! makes, a `type` that says more than a type, an `up` of a type its column does not take,
-//! an index name already taken, a constraint or index to drop that does not exist, and a table
-//! in a table-inheritance tree.
+//! an index name already taken, a constraint or index to drop that does not exist, a table
+//! renamed to a name another relation has, and a table in a table-inheritance tree.
 
 use crate::migration_support;
 use crate::support;
@@ -282,6 +282,11 @@ async fn dropping_a_constraint_or_index_that_does_not_exist_is_refused() {
             "[[operations]]\nop = \"drop_index\"\nname = \"old_models_id_idx\"\n".to_owned(),
             "there is no index public.old_models_id_idx, but there is one in schema archive: give the operation `schema = \"archive\"`",
         ),
+        (
+            "[[operations]]\nop = \"drop_index\"\nname = \"old_models\"\nschema = \"archive\"\n"
+                .to_owned(),
+            "archive.old_models is a table, not an index",
+        ),
     ] {
         assert_refused(&database, &operations, expected).await;
     }
@@ -315,6 +320,32 @@ async fn dropping_a_constraint_or_index_that_does_not_exist_is_refused() {
         database.admin("SELECT to_regclass('archive.old_models_id_idx') IS NULL"),
         "t"
     );
+}
+
+/// A `rename_table` to the name of a view (or any relation) of the database that is not a
+/// managed table was accepted: the new version's clients lost that view behind the table's
+/// new name, and the contract's `ALTER TABLE … RENAME TO` failed on it (42P07), so the
+/// migration could never complete.
+#[tokio::test]
+async fn a_table_renamed_to_a_name_another_relation_has_is_refused() {
+    let database = seeded(3).await;
+    database.admin("CREATE VIEW public.catalog AS SELECT name FROM models");
+    assert_refused(
+        &database,
+        "[[operations]]\nop = \"rename_table\"\nfrom = \"models\"\nto = \"catalog\"\n",
+        "operation 1 (rename_table): public.catalog is a view of this database: the new version's clients would no longer reach it by its name, and `migrate complete` could not rename the table to it",
+    )
+    .await;
+    start_text(
+        &database,
+        "0002.toml",
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"models\"\nto = \"entries\"\n",
+    )
+    .await
+    .expect("a free name starts");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(database.admin("SELECT count(*) FROM public.entries"), "3");
 }
 
 /// A table in a table-inheritance tree (`INHERITS`, not partitioning): the sync triggers and

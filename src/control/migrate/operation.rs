@@ -230,12 +230,17 @@ impl DropIndex {
     }
 }
 
-/// The `drop_index` operations of `operations`.
-pub fn dropped_indexes(operations: &[Operation]) -> impl Iterator<Item = &DropIndex> {
-    operations.iter().filter_map(|operation| match operation {
-        Operation::DropIndex(drop) => Some(drop),
-        _ => None,
-    })
+/// The relation names `operations` drop (`drop_index`) or give (`rename_table`), which the
+/// server is asked about before the plan is derived.
+pub fn relation_names(operations: &[Operation]) -> Vec<&str> {
+    operations
+        .iter()
+        .filter_map(|operation| match operation {
+            Operation::DropIndex(drop) => Some(drop.name.as_str()),
+            Operation::RenameTable(rename) => Some(rename.to.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A constraint over one or more columns of the new version. CHECK and FOREIGN KEY are added

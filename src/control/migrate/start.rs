@@ -37,7 +37,7 @@ use super::file::{Migration, MigrationFile};
 use super::function_bodies;
 use super::lock_holders;
 use super::new_partitions::index_partitions_created_since;
-use super::operation::dropped_indexes;
+use super::operation::relation_names;
 use super::preconditions;
 use super::privileges;
 use super::progress::Progress;
@@ -317,10 +317,8 @@ async fn checked_plan(
         .iter()
         .map(|table| (table.schema.as_str(), table.name.as_str()));
     let mut snapshot = introspect::snapshot(client, tables).await?;
-    let dropped_index_names: Vec<&str> = dropped_indexes(&migration.operations)
-        .map(|drop| drop.name.as_str())
-        .collect();
-    snapshot.indexes_named = introspect::indexes_named(client, &dropped_index_names).await?;
+    snapshot.relations_named =
+        introspect::relations_named(client, &relation_names(&migration.operations)).await?;
     let mut plan = derive::derive(migration, &from, &snapshot)?;
     sequence_fill::refuse_replacing_a_stand_in(&migration.version, &plan, current)?;
     rename_chain::refuse_naming_renamed(&migration.version, &plan, current)?;

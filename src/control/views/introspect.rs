@@ -107,18 +107,45 @@ pub struct ServerSnapshot {
     pub version_num: Option<i32>,
     /// Base tables found, keyed by (schema, name). Missing tables are absent.
     pub tables: BTreeMap<(String, String), BaseTable>,
-    /// The indexes of the names asked about ([`indexes_named`]), in whatever schema: those
-    /// `drop_index` operations name, which must exist.
-    pub indexes_named: Vec<NamedIndex>,
+    /// The relations of the names asked about ([`relations_named`]), in whatever schema: the
+    /// indexes `drop_index` operations name, which must exist, and the names `rename_table`
+    /// operations give, which must be free.
+    pub relations_named: Vec<NamedRelation>,
 }
 
-/// An index found by its name.
+/// A relation found by its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedIndex {
+pub struct NamedRelation {
     pub schema: String,
     pub name: String,
-    /// On a partitioned table, which Postgres drops only in one piece (no `CONCURRENTLY`).
-    pub partitioned: bool,
+    /// Its `relkind`: `i` an index, `I` a partitioned table's index (which Postgres drops only
+    /// in one piece, without `CONCURRENTLY`), `r` a table, `v` a view, …
+    pub kind: String,
+}
+
+impl NamedRelation {
+    pub fn is_index(&self) -> bool {
+        matches!(self.kind.as_str(), "i" | "I")
+    }
+
+    pub fn is_partitioned_index(&self) -> bool {
+        self.kind == "I"
+    }
+
+    /// What the relation is, in Postgres's words.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind.as_str() {
+            "r" => "table",
+            "p" => "partitioned table",
+            "v" => "view",
+            "m" => "materialized view",
+            "f" => "foreign table",
+            "S" => "sequence",
+            "c" => "composite type",
+            "i" | "I" => "index",
+            _ => "relation",
+        }
+    }
 }
 
 impl ServerSnapshot {
@@ -136,11 +163,11 @@ impl ServerSnapshot {
         self.tables.get(&(schema.to_owned(), name.to_owned()))
     }
 
-    /// The index `schema.name`, if [`indexes_named`] found it.
-    pub fn index(&self, schema: &str, name: &str) -> Option<&NamedIndex> {
-        self.indexes_named
+    /// The relation `schema.name`, if [`relations_named`] found it.
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&NamedRelation> {
+        self.relations_named
             .iter()
-            .find(|index| index.schema == schema && index.name == name)
+            .find(|relation| relation.schema == schema && relation.name == name)
     }
 }
 
@@ -364,28 +391,30 @@ async fn partitioning(
     Ok(Partitioning { key, partitions })
 }
 
-/// The indexes named as one of `names`, in any schema.
-pub async fn indexes_named(
+/// The relations named as one of `names`, in any schema.
+pub async fn relations_named(
     client: &impl GenericClient,
     names: &[&str],
-) -> Result<Vec<NamedIndex>, ControlError> {
+) -> Result<Vec<NamedRelation>, ControlError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, c.relkind = 'I'
+            "SELECT n.nspname::text, c.relname::text, c.relkind::text
                FROM pg_catalog.pg_class c
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relname = ANY ($1::text[]) AND c.relkind IN ('i', 'I')
+              WHERE c.relname = ANY ($1::text[])
               ORDER BY 1, 2",
             &[&names],
         )
         .await
-        .map_err(|error| ControlError::database("looking up the indexes to drop", &error))?;
+        .map_err(|error| {
+            ControlError::database("looking up the relations a migration names", &error)
+        })?;
     Ok(rows
         .iter()
-        .map(|row| NamedIndex {
+        .map(|row| NamedRelation {
             schema: row.get(0),
             name: row.get(1),
-            partitioned: row.get(2),
+            kind: row.get(2),
         })
         .collect())
 }

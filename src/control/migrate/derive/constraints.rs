@@ -300,10 +300,10 @@ impl Deriver<'_> {
     /// committed), inside the contract's transaction (catalog only, under its lock timeout).
     pub(super) fn drop_index(&mut self, op: &DropIndex) -> Result<(), MigrateError> {
         let schema = op.schema_or_default();
-        let partitioned = match self.snapshot.index(schema, &op.name) {
-            Some(index) => index.partitioned,
-            None if self.snapshot.is_offline() => false,
-            None => return Err(self.refuse(self.no_index_to_drop(schema, &op.name))),
+        let partitioned = match self.snapshot.relation(schema, &op.name) {
+            Some(relation) if relation.is_index() => relation.is_partitioned_index(),
+            _ if self.snapshot.is_offline() => false,
+            _ => return Err(self.refuse(self.no_index_to_drop(schema, &op.name))),
         };
         self.plan_steps.dropped.push(Dropped::Index {
             schema: schema.to_owned(),
@@ -328,12 +328,18 @@ impl Deriver<'_> {
     /// Why a `drop_index` of `schema.name` is refused: there is no such index, so the
     /// contract's `DROP INDEX IF EXISTS` would drop nothing and say nothing.
     fn no_index_to_drop(&self, schema: &str, name: &str) -> String {
+        if let Some(relation) = self.snapshot.relation(schema, name) {
+            return format!(
+                "{schema}.{name} is a {}, not an index: `migrate complete` would have nothing to drop",
+                relation.kind_name()
+            );
+        }
         let elsewhere: Vec<&str> = self
             .snapshot
-            .indexes_named
+            .relations_named
             .iter()
-            .filter(|index| index.name == name)
-            .map(|index| index.schema.as_str())
+            .filter(|relation| relation.name == name && relation.is_index())
+            .map(|relation| relation.schema.as_str())
             .collect();
         match elsewhere.as_slice() {
             [] => format!(

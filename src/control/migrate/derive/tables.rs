@@ -194,6 +194,17 @@ impl Deriver<'_> {
         {
             return Err(self.refuse(format!("version already has a table {to}")));
         }
+        let managed_name =
+            |table: &ManagedTable| table.schema == managed.schema && table.name == to;
+        if let Some(taken) = self.snapshot.relation(&managed.schema, to)
+            && !self.definition.tables.iter().any(managed_name)
+        {
+            let kind = taken.kind_name();
+            return Err(self.refuse(format!(
+                "{}.{to} is a {kind} of this database: the new version's clients would no longer reach it by its name, and `migrate complete` could not rename the table to it; give the table another name, or rename or drop the {kind} first",
+                managed.schema
+            )));
+        }
         self.definition.version.tables[index].name = to.to_owned();
         let name_free = !self.definition.tables.iter().any(|table| table.name == to)
             && self.snapshot.table(&managed.schema, to).is_none();
