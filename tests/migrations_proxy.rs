@@ -1155,3 +1155,53 @@ to = "owned_by"
         assert_eq!(told(error), undefined, "{version}");
     }
 }
+
+/// A session naming a relation its version does not have (the managed table by the name
+/// another version gives it, another version's view) was refused as a syntax error (42601);
+/// its version's introspection does not show the relation, and an application catching
+/// Postgres's undefined table (psycopg's `UndefinedTable`, asyncpg's
+/// `UndefinedTableError`) must see that one: 42P01, in both protocols, the explanation kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relation_the_version_does_not_have_is_an_undefined_table() {
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("0002_ml_models.toml");
+    std::fs::write(
+        &file,
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"model_metadata\"\nto = \"ml_models\"\n",
+    )
+    .unwrap();
+    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    let v1 = client(&proxy, Some("v1")).await;
+    let v2 = client(&proxy, Some("v2")).await;
+    for (session, sql, named) in [
+        (&v2, "SELECT count(*) FROM model_metadata", "model_metadata"),
+        (&v1, "SELECT count(*) FROM ml_models_v2", "ml_models_v2"),
+        (
+            &v1,
+            "SELECT count(*) FROM public.ml_models_v2",
+            "public.ml_models_v2",
+        ),
+    ] {
+        let simple = session.simple_query(sql).await.expect_err(sql);
+        let extended = session.query(sql, &[]).await.expect_err(sql);
+        for error in [simple, extended] {
+            let error = error
+                .as_db_error()
+                .unwrap_or_else(|| panic!("{sql}: {error:?}"));
+            assert_eq!(error.code().code(), "42P01", "{sql}: {error:?}");
+            assert!(
+                error
+                    .message()
+                    .starts_with(&format!("relation \"{named}\" does not exist at version v")),
+                "{sql}: {error:?}"
+            );
+        }
+    }
+    assert_eq!(text(&v2, "SELECT count(*) FROM ml_models").await, ["0"]);
+    assert_eq!(
+        text(&v1, "SELECT count(*) FROM model_metadata").await,
+        ["0"]
+    );
+}

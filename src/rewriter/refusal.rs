@@ -76,6 +76,22 @@ pub fn not_this_versions(targets: &VersionTargets, reference: &Reference) -> Str
     }
 }
 
+/// The relation `reference` names, when what [`not_this_versions`] refuses it for is that
+/// the version's clients do not have it (another version's view or catalog, a managed table
+/// by a name the version does not give it); `None` for what they have but may not name (a
+/// mapping function, a managed table's partition or inheritance relative).
+pub fn missing_at_version(targets: &VersionTargets, reference: &Reference) -> Option<String> {
+    let schema = reference.schema.as_deref();
+    let name = &reference.name;
+    let missing = targets.is_other_versions_catalog(schema.unwrap_or_default())
+        || targets.is_hidden_table(schema, name)
+        || !(targets.names_mapping_function(name) || targets.is_relative(schema, name));
+    missing.then(|| match schema {
+        Some(schema) => format!("{schema}.{name}"),
+        None => name.clone(),
+    })
+}
+
 /// Why naming `view`, another version's view, is refused in a session at `version`.
 pub fn other_version(view: &str, version: &str) -> String {
     format!(

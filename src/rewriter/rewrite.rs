@@ -31,14 +31,35 @@ pub enum Rewrite {
     Rewritten(String),
 }
 
-/// A statement names a managed table but could not be read safely.
+/// A statement names a managed table but could not be read safely, or names a relation the
+/// version's clients do not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("viewgate cannot rewrite this statement for version {version}: {reason}")]
+#[error("{}", self.message())]
 pub struct RewriteError {
     pub version: String,
     pub reason: String,
     /// 1-based character position in the query string, as in Postgres's error position.
     pub position: Option<usize>,
+    /// The relation named, when it does not exist for the version's clients: told as
+    /// Postgres tells an undefined table (42P01), which is what an application at that
+    /// version, whose introspection does not show it either, must be able to catch.
+    pub missing_relation: Option<String>,
+}
+
+impl RewriteError {
+    fn message(&self) -> String {
+        let RewriteError {
+            version, reason, ..
+        } = self;
+        match &self.missing_relation {
+            Some(relation) => {
+                format!("relation \"{relation}\" does not exist at version {version}: {reason}")
+            }
+            None => {
+                format!("viewgate cannot rewrite this statement for version {version}: {reason}")
+            }
+        }
+    }
 }
 
 /// Rewrites the references to `targets`' tables in `sql`.
@@ -54,6 +75,9 @@ pub fn rewrite(sql: &str, targets: &VersionTargets) -> Result<Rewrite, RewriteEr
 pub struct Failure {
     pub reason: String,
     pub offset: Option<usize>,
+    /// The relation named, when what it names does not exist for the version's clients
+    /// (another version's view, a managed table by a name the version does not give it).
+    pub missing_relation: Option<String>,
 }
 
 /// What the full path learned about one text: the edits (or why there are none), and the byte
@@ -77,6 +101,7 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
             edits: Err(Failure {
                 reason: refusal::STRING_CONTINUED_AFTER_COMMENT.into(),
                 offset: Some(offset),
+                missing_relation: None,
             }),
         };
     }
@@ -90,6 +115,7 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
             edits: Err(Failure {
                 reason: refusal::LEXERS_DISAGREE.into(),
                 offset: Some(offset),
+                missing_relation: None,
             }),
         };
     }
@@ -130,6 +156,7 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
     let failure = |reason: String, location: Option<Location>| Failure {
         reason,
         offset: location.and_then(|l| index.offset(l)),
+        missing_relation: None,
     };
     let mut parser_tokens = Vec::new();
     let statements = match statements::split_recording(sql, &index, Some(&mut parser_tokens)) {
@@ -177,6 +204,7 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
                         refusal.get_or_insert(Failure {
                             reason,
                             offset: offset.or_else(|| index.offset(start)),
+                            missing_relation: None,
                         });
                         Vec::new()
                     }
@@ -230,6 +258,7 @@ fn check(
                     postgres_grammar::MAX_CHECKED_DEFINITION_BYTES
                 ),
                 offset: None,
+                missing_relation: None,
             });
         }
     }
@@ -247,6 +276,7 @@ fn check(
                         postgres_grammar::MAX_CHECKED_BYTES
                     ),
                     offset: Some(offset),
+                    missing_relation: None,
                 });
             }
             if let Some(offset) = unaccounted_mention(sql, targets, &edits) {
@@ -257,6 +287,7 @@ fn check(
                         postgres_grammar::MAX_CHECKED_BYTES
                     ),
                     offset: Some(offset),
+                    missing_relation: None,
                 });
             }
             return failure.map_or(Ok(edits), Err);
@@ -269,12 +300,14 @@ fn check(
             return Err(Failure {
                 reason: refusal::postgres_rejects(&message),
                 offset: failure.and_then(|f| f.offset),
+                missing_relation: None,
             });
         }
         Reading::Unavailable(reason) => {
             return Err(Failure {
                 reason: format!("PostgreSQL's parser could not check it ({reason})"),
                 offset: failure.and_then(|f| f.offset),
+                missing_relation: None,
             });
         }
     };
@@ -286,6 +319,7 @@ fn check(
                 return Err(Failure {
                     reason: refusal::unsubstituted_printer(&reference.name, &targets.version),
                     offset: Some(reference.offset),
+                    missing_relation: None,
                 });
             }
             continue;
@@ -294,36 +328,42 @@ fn check(
             return Err(Failure {
                 reason: refusal::field_call(&reference.name, &targets.version),
                 offset: Some(reference.offset),
+                missing_relation: None,
             });
         }
         if reference.place == Place::AliasedBuiltIn {
             return Err(Failure {
                 reason: refusal::aliased_built_in(&reference.name, &targets.version),
                 offset: Some(reference.offset),
+                missing_relation: None,
             });
         }
         if reference.place == Place::CatalogPath {
             return Err(Failure {
                 reason: refusal::information_schema_path(&targets.version),
                 offset: Some(reference.offset),
+                missing_relation: None,
             });
         }
         if reference.place == Place::VerboseExplain {
             return Err(Failure {
                 reason: refusal::verbose_explain(&targets.version),
                 offset: Some(reference.offset),
+                missing_relation: None,
             });
         }
         if reference.place == Place::ReadingSetting {
             return Err(Failure {
                 reason: refusal::reading_setting(),
                 offset: Some(reference.offset),
+                missing_relation: None,
             });
         }
         if reference.place == Place::OtherVersion {
             return Err(Failure {
                 reason: refusal::not_this_versions(targets, reference),
                 offset: Some(reference.offset),
+                missing_relation: refusal::missing_at_version(targets, reference),
             });
         }
         let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name) else {
@@ -334,6 +374,7 @@ fn check(
             return Err(Failure {
                 reason: refusal::catalog_definition(&target.table.name, &targets.version),
                 offset: Some(reference.offset),
+                missing_relation: None,
             });
         }
         if let Some(reason) =
@@ -342,6 +383,7 @@ fn check(
             return Err(Failure {
                 reason,
                 offset: Some(reference.offset),
+                missing_relation: None,
             });
         }
     }
@@ -367,6 +409,7 @@ fn check(
         return Err(Failure {
             reason: "viewgate's parser and PostgreSQL's disagree about a table reference".into(),
             offset: Some(extra.range.start),
+            missing_relation: None,
         });
     }
     Ok(checked)
@@ -456,6 +499,7 @@ fn edit_from_reference(
             reference.name
         ),
         offset: Some(reference.offset),
+        missing_relation: None,
     };
     if reference.place == Place::CopyTo {
         return Err(cannot(
@@ -531,6 +575,7 @@ pub fn finish(
             Err(Failure {
                 reason: "a rewrite would cut into a comment, a string or a quoted name".into(),
                 offset: None,
+                missing_relation: None,
             }),
         );
     }
@@ -546,6 +591,7 @@ pub fn finish_between_tokens(
 ) -> Result<Rewrite, RewriteError> {
     let error = |failure: Failure| RewriteError {
         version: version.to_owned(),
+        missing_relation: failure.missing_relation,
         reason: failure.reason,
         position: failure
             .offset
@@ -560,6 +606,7 @@ pub fn finish_between_tokens(
                 error(Failure {
                     reason: "overlapping table references".into(),
                     offset: None,
+                    missing_relation: None,
                 })
             }),
         Err(failure) => Err(error(failure)),

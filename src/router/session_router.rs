@@ -582,10 +582,11 @@ impl Rewriting<'_> {
                         .position
                         .map(|p| format!(" (at character {})", p + offset))
                         .unwrap_or_default();
-                    Routed::Refuse(Refusal::new(
-                        SqlState::SYNTAX_ERROR,
-                        format!("{error}{position}"),
-                    ))
+                    let code = match error.missing_relation {
+                        Some(_) => SqlState::UNDEFINED_TABLE,
+                        None => SqlState::SYNTAX_ERROR,
+                    };
+                    Routed::Refuse(Refusal::new(code, format!("{error}{position}")))
                 }
             }),
         }
