@@ -264,6 +264,104 @@ down = "DROP TABLE public.audit_marker"
     );
 }
 
+/// `rename_constraint`, pgroll's start → rollback → start → complete: the constraint keeps its
+/// name while the migration is live (clients at either version see it in errors and may name
+/// it), the contract renames it (a unique constraint's index with it), a rollback leaves it.
+#[tokio::test]
+async fn rename_constraint_renames_at_complete_and_not_before() {
+    let database = seeded(3).await;
+    database.admin(
+        "ALTER TABLE models ADD CONSTRAINT models_size_small CHECK (size < 1000000);
+         ALTER TABLE models ADD CONSTRAINT models_name_key UNIQUE (name)",
+    );
+    let text = migration(
+        r#"
+[[operations]]
+op = "rename_column"
+table = "models"
+from = "size"
+to = "weight"
+[[operations]]
+op = "rename_constraint"
+table = "models"
+from = "models_size_small"
+to = "models_weight_small"
+[[operations]]
+op = "rename_constraint"
+table = "models"
+from = "models_name_key"
+to = "models_name_unique"
+"#,
+    );
+    let names = || {
+        database.admin(
+            "SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint
+              WHERE conrelid = 'models'::regclass AND contype <> 'n'",
+        )
+    };
+    let before = names();
+    let violated = |version: &'static str, insert: &'static str| {
+        let database = &database;
+        async move {
+            let client = at(database, version).await;
+            let error = client.batch_execute(insert).await.expect_err(insert);
+            let error = error.as_db_error().expect("a server error");
+            (
+                error.code().code().to_owned(),
+                error.constraint().map(str::to_owned),
+            )
+        }
+    };
+    let too_big_v1 = "INSERT INTO models_v1 (name, size) VALUES ('big', 2000000)";
+    let too_big_v2 = "INSERT INTO models_v2 (name, weight) VALUES ('big', 2000000)";
+    let checked = |name: &str| ("23514".to_owned(), Some(name.to_owned()));
+
+    start_text(&database, "0002.toml", &text)
+        .await
+        .expect("starts");
+    assert_eq!(names(), before, "renamed by the contract only");
+    assert_eq!(
+        violated("v1", too_big_v1).await,
+        checked("models_size_small")
+    );
+    assert_eq!(
+        violated("v2", too_big_v2).await,
+        checked("models_size_small")
+    );
+    let upsert = at(&database, "v1").await;
+    upsert
+        .batch_execute(
+            "INSERT INTO models (name) VALUES ('model-1') ON CONFLICT ON CONSTRAINT models_name_key DO NOTHING",
+        )
+        .await
+        .expect("the older version names the constraint as it is");
+
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(names(), before);
+
+    start_text(&database, "0002.toml", &text)
+        .await
+        .expect("starts again");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        names(),
+        "models_name_unique,models_pkey,models_weight_small"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class
+              WHERE relname LIKE 'models_name%' AND relkind = 'i'"
+        ),
+        "models_name_unique",
+        "the unique constraint's index is renamed with it"
+    );
+    assert_eq!(
+        violated("v2", too_big_v2).await,
+        checked("models_weight_small")
+    );
+}
+
 #[tokio::test]
 async fn three_versions_live_and_writable_at_once() {
     let database = seeded(10).await;

@@ -3,7 +3,8 @@
 //! spec's expression, operations that change what an earlier operation of the same migration
 //! makes, a `type` that says more than a type, an `up` of a type its column does not take,
 //! an index name already taken, a constraint or index to drop that does not exist, a table
-//! renamed to a name another relation has, and a table in a table-inheritance tree.
+//! renamed to a name another relation has, a constraint rename the contract could not make,
+//! and a table in a table-inheritance tree.
 
 use crate::migration_support;
 use crate::support;
@@ -272,7 +273,8 @@ async fn dropping_a_constraint_or_index_that_does_not_exist_is_refused() {
     for (operations, expected) in [
         (
             drop_constraint("models_size_smal"),
-            "operation 1 (drop_constraint): table public.models has no constraint models_size_smal (it has: models_pkey, models_size_small): `migrate complete` would have nothing to drop (nothing was changed)",
+            // (PostgreSQL 18 lists its NOT NULL constraints among them.)
+            "operation 1 (drop_constraint): table public.models has no constraint models_size_smal (it has: models_",
         ),
         (
             "[[operations]]\nop = \"drop_index\"\nname = \"models_nosuch_idx\"\n".to_owned(),
@@ -346,6 +348,83 @@ async fn a_table_renamed_to_a_name_another_relation_has_is_refused() {
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
     complete_now(&database).await.expect("completes");
     assert_eq!(database.admin("SELECT count(*) FROM public.entries"), "3");
+}
+
+/// A `rename_constraint` that could never run at complete, refused before any change: a name
+/// the table does not have, a new name taken (on the table, or in the schema by the index a
+/// unique or primary key constraint renames with it), a constraint over a column the contract
+/// replaces (Postgres drops it with the column), one the same migration drops. And a later
+/// migration naming the old name while the rename is live waits for its complete (its
+/// `DROP CONSTRAINT IF EXISTS` would find nothing).
+#[tokio::test]
+async fn a_constraint_rename_the_contract_could_not_make_is_refused() {
+    let database = seeded(3).await;
+    database.admin("ALTER TABLE models ADD CONSTRAINT models_size_small CHECK (size < 1000000)");
+    let rename = |from: &str, to: &str| {
+        format!(
+            "[[operations]]\nop = \"rename_constraint\"\ntable = \"models\"\nfrom = \"{from}\"\nto = \"{to}\"\n"
+        )
+    };
+    for (operations, expected) in [
+        (
+            rename("models_nosuch", "models_other"),
+            "operation 1 (rename_constraint): table public.models has no constraint models_nosuch (it has: models_".to_owned(),
+        ),
+        (
+            rename("models_size_small", "models_pkey"),
+            "table public.models already has a constraint models_pkey".to_owned(),
+        ),
+        (
+            rename("models_pkey", "models_id_seq"),
+            "renaming constraint models_pkey renames its index too, and public.models_id_seq is a sequence of this database".to_owned(),
+        ),
+        (
+            format!(
+                "[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"size\"\ntype = \"bigint\"\n{}",
+                rename("models_size_small", "models_size_cap")
+            ),
+            "table public.models: constraint models_size_small covers column size: `migrate complete` drops or replaces column size before it would rename the constraint".to_owned(),
+        ),
+        (
+            format!(
+                "[[operations]]\nop = \"drop_constraint\"\ntable = \"models\"\nname = \"models_size_small\"\n{}",
+                rename("models_size_small", "models_size_cap")
+            ),
+            "operation 2 (rename_constraint): an earlier operation of this migration drops or renames constraint models_size_small".to_owned(),
+        ),
+    ] {
+        assert_refused(&database, &operations, &expected).await;
+    }
+
+    start_text(
+        &database,
+        "0002.toml",
+        &format!(
+            "version = \"v2\"\nfrom = \"v1\"\n{}",
+            rename("models_size_small", "models_size_cap")
+        ),
+    )
+    .await
+    .expect("v2 renames the constraint");
+    let error = start_text(
+        &database,
+        "0003.toml",
+        "version = \"v3\"\nfrom = \"v2\"\n[[operations]]\nop = \"drop_constraint\"\ntable = \"models\"\nname = \"models_size_small\"\n",
+    )
+    .await
+    .expect_err("waits for v2's complete");
+    assert!(
+        error.to_string().contains(
+            "the migration to v2 (live) renames constraint models_size_small of public.models to models_size_cap at its complete"
+        ),
+        "{error}"
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("v2 completes");
+    assert_eq!(
+        database.admin("SELECT count(*) FROM pg_constraint WHERE conname = 'models_size_cap'"),
+        "1"
+    );
 }
 
 /// A table in a table-inheritance tree (`INHERITS`, not partitioning): the sync triggers and

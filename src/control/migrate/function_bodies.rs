@@ -308,7 +308,7 @@ fn vanishing_tables(plan: &MigrationPlan) -> Vec<VanishingTable> {
     });
     let renamed = plan.renames.iter().filter_map(|rename| match rename {
         Rename::Table { schema, from, .. } => Some((schema.clone(), from.clone(), "renamed")),
-        Rename::Column { .. } => None,
+        Rename::Column { .. } | Rename::Constraint { .. } => None,
     });
     dropped.chain(renamed).collect()
 }

@@ -24,6 +24,7 @@ pub mod column_types;
 pub mod complete;
 pub mod concurrent_builds;
 pub mod constant_sql;
+pub mod constraint_renames;
 pub mod default_calls;
 pub mod definitions;
 pub mod dependents;

@@ -25,6 +25,7 @@ pub enum Operation {
     DropIndex(DropIndex),
     AddConstraint(AddConstraint),
     DropConstraint(DropConstraint),
+    RenameConstraint(RenameConstraint),
     SplitColumn(SplitColumn),
     MergeColumns(MergeColumns),
     RawSql(RawSql),
@@ -230,14 +231,16 @@ impl DropIndex {
     }
 }
 
-/// The relation names `operations` drop (`drop_index`) or give (`rename_table`), which the
-/// server is asked about before the plan is derived.
+/// The relation names `operations` drop (`drop_index`) or give (`rename_table`,
+/// `rename_constraint`), which the server is asked about before the plan is derived.
 pub fn relation_names(operations: &[Operation]) -> Vec<&str> {
     operations
         .iter()
         .filter_map(|operation| match operation {
             Operation::DropIndex(drop) => Some(drop.name.as_str()),
             Operation::RenameTable(rename) => Some(rename.to.as_str()),
+            // Renaming a unique, primary key or exclusion constraint renames its index too.
+            Operation::RenameConstraint(rename) => Some(rename.to.as_str()),
             _ => None,
         })
         .collect()
@@ -296,6 +299,17 @@ pub struct DropConstraint {
     pub name: String,
 }
 
+/// A constraint renamed at complete: its name is the physical schema's, and the versions
+/// before the new one may name it (`ON CONFLICT ON CONSTRAINT`, an error's constraint name)
+/// until they retire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConstraint {
+    pub table: String,
+    pub from: String,
+    pub to: String,
+}
+
 /// One column becomes several: each new column has its `up` over the old version's columns, and
 /// `down` rebuilds the old column from the new version's columns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -352,6 +366,7 @@ impl Operation {
             Operation::DropIndex(_) => "drop_index",
             Operation::AddConstraint(_) => "add_constraint",
             Operation::DropConstraint(_) => "drop_constraint",
+            Operation::RenameConstraint(_) => "rename_constraint",
             Operation::SplitColumn(_) => "split_column",
             Operation::MergeColumns(_) => "merge_columns",
             Operation::RawSql(_) => "raw_sql",
@@ -370,6 +385,7 @@ impl Operation {
             | Operation::CreateIndex(CreateIndex { table, .. })
             | Operation::AddConstraint(AddConstraint { table, .. })
             | Operation::DropConstraint(DropConstraint { table, .. })
+            | Operation::RenameConstraint(RenameConstraint { table, .. })
             | Operation::SplitColumn(SplitColumn { table, .. })
             | Operation::MergeColumns(MergeColumns { table, .. }) => Some(table),
             Operation::CreateTable(_)

@@ -145,6 +145,8 @@ fn reshapes(plan: &MigrationPlan, asked: Asked) -> BTreeMap<(String, String), Re
                 to,
             } => (schema, table, format!("column {from} to {to}")),
             Rename::Table { schema, from, to } => (schema, from, format!("the table to {to}")),
+            // A constraint's name is not replicated.
+            Rename::Constraint { .. } => continue,
         };
         by_table
             .entry((schema.clone(), table.clone()))

@@ -47,6 +47,15 @@ pub fn renamed_and_named(
             Rename::Table { schema, from, to } => {
                 (from, format!("table {schema}.{from} to {schema}.{to}"))
             }
+            Rename::Constraint {
+                schema,
+                table,
+                from,
+                to,
+            } => (
+                from,
+                format!("constraint {from} of {schema}.{table} to {to}"),
+            ),
         };
         texts
             .iter()

@@ -28,6 +28,7 @@ use super::backfill;
 use super::backfill_triggers;
 use super::column_types;
 use super::concurrent_builds;
+use super::constraint_renames;
 use super::definitions;
 use super::dependents;
 use super::derive::{self, MigrationPlan, Step};
@@ -327,6 +328,7 @@ async fn checked_plan(
     detached::record_partitions(client, &mut plan).await?;
     preconditions::refuse_silent_damage(client, &plan, migration.settings).await?;
     dependents::refuse_dependents(client, &plan).await?;
+    constraint_renames::refuse_renaming_what_the_contract_drops(client, &plan).await?;
     replica_identity::refuse_lost_replica_identity(client, &plan).await?;
     trigger_fields::refuse_stale_trigger_fields(client, &plan).await?;
     function_bodies::refuse_stale_function_bodies(client, &plan).await?;

@@ -2,14 +2,14 @@
 //! after the backfill, uniqueness and indexes built `CONCURRENTLY`.
 
 use super::sql::{check_over_physical, fit_identifier, over_physical};
-use super::{Deriver, Dropped, PROBE_PREFIX, Step, column_map};
+use super::{Deriver, Dropped, PROBE_PREFIX, Rename, Step, column_map};
 use crate::control::migrate::error::MigrateError;
 use crate::control::migrate::operation::{
     AddConstraint, ConstraintKind, CreateIndex, DropConstraint, DropIndex, ForeignKey,
-    MultiColumnReference, ReferentialAction,
+    MultiColumnReference, ReferentialAction, RenameConstraint,
 };
 use crate::control::quote::{quote_ident, quote_qualified};
-use crate::control::views::introspect::Partitioning;
+use crate::control::views::introspect::{BaseTable, Partitioning};
 use crate::control::views::spec::ManagedTable;
 use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
@@ -359,17 +359,12 @@ impl Deriver<'_> {
     /// constraint a live migration adds, the index it will be made from).
     pub(super) fn drop_constraint(&mut self, op: &DropConstraint) -> Result<(), MigrateError> {
         let (_, managed, live) = self.table(&op.table)?;
-        if let Some(live) = live
-            && !live.constraints.contains(&op.name)
-            && !live.indexes.contains(&op.name)
+        if let Some(live) = &live
+            && !has_constraint(live, &op.name)
         {
-            let known: Vec<&str> = live.constraints.iter().map(String::as_str).collect();
             return Err(self.refuse(format!(
-                "table {}.{} has no constraint {} (it has: {}): `migrate complete` would have nothing to drop",
-                managed.schema,
-                managed.name,
-                op.name,
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                "{}: `migrate complete` would have nothing to drop",
+                no_such_constraint(live, &op.name)
             )));
         }
         self.plan_steps.dropped.push(Dropped::Constraint {
@@ -385,6 +380,67 @@ impl Deriver<'_> {
                 quote_ident(&op.name)
             ),
         ));
+        Ok(())
+    }
+
+    /// Renames constraint `op.from` in the contract. Until then the versions before the new
+    /// one may name it, and every version sees it by its old name (as pgroll does); refused
+    /// unless the table has it, the new name is free on the table and, for a constraint
+    /// backed by an index (which the rename renames too), in the schema, and this migration
+    /// neither drops it nor renames it already.
+    pub(super) fn rename_constraint(&mut self, op: &RenameConstraint) -> Result<(), MigrateError> {
+        let (_, managed, live) = self.table(&op.table)?;
+        let (schema, table) = (&managed.schema, &managed.name);
+        let dropped_here = self.plan_steps.dropped.iter().any(|dropped| {
+            matches!(dropped, Dropped::Constraint { schema: s, table: t, name }
+                if s == schema && t == table && (name == &op.from || name == &op.to))
+        });
+        let renamed_here = self.plan_steps.renames.iter().any(|rename| {
+            matches!(rename, Rename::Constraint { schema: s, table: t, from, to }
+                if s == schema && t == table && [from, to].iter().any(|n| [&op.from, &op.to].contains(n)))
+        });
+        if dropped_here || renamed_here {
+            return Err(self.refuse(format!(
+                "an earlier operation of this migration drops or renames constraint {} or {} of {schema}.{table}: give each constraint its final name in one operation",
+                op.from, op.to
+            )));
+        }
+        if let Some(live) = &live {
+            if !has_constraint(live, &op.from) {
+                return Err(self.refuse(no_such_constraint(live, &op.from)));
+            }
+            if has_constraint(live, &op.to) {
+                return Err(self.refuse(format!(
+                    "table {schema}.{table} already has a constraint {}",
+                    op.to
+                )));
+            }
+            if live.indexes.contains(&op.from)
+                && let Some(taken) = self.snapshot.relation(schema, &op.to)
+            {
+                return Err(self.refuse(format!(
+                    "renaming constraint {} renames its index too, and {schema}.{} is a {} of this database: give the constraint another name",
+                    op.from,
+                    op.to,
+                    taken.kind_name()
+                )));
+            }
+        }
+        let quoted_table = self.table_at_complete(&managed);
+        self.plan_steps.complete.push(Step::new(
+            format!("rename constraint {} to {}", op.from, op.to),
+            format!(
+                "ALTER TABLE {quoted_table} RENAME CONSTRAINT {} TO {}",
+                quote_ident(&op.from),
+                quote_ident(&op.to)
+            ),
+        ));
+        self.plan_steps.renames.push(Rename::Constraint {
+            schema: schema.clone(),
+            table: table.clone(),
+            from: op.from.clone(),
+            to: op.to.clone(),
+        });
         Ok(())
     }
 
@@ -517,6 +573,27 @@ impl<'a> Referenced<'a> {
             on_delete: references.on_delete,
         }
     }
+}
+
+/// Whether `table` has constraint `name`, or the index a unique constraint a live migration
+/// adds is until that migration completes.
+fn has_constraint(table: &BaseTable, name: &str) -> bool {
+    table.constraints.contains(name) || table.indexes.contains(name)
+}
+
+/// That `table` has no constraint `name`, and the ones it has.
+fn no_such_constraint(table: &BaseTable, name: &str) -> String {
+    let known: Vec<&str> = table.constraints.iter().map(String::as_str).collect();
+    format!(
+        "table {}.{} has no constraint {name} (it has: {})",
+        table.schema,
+        table.name,
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
 }
 
 #[cfg(test)]

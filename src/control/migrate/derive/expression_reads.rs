@@ -90,7 +90,7 @@ fn contracted(steps: &Steps) -> Vec<Contracted<'_>> {
             column: from,
             fate: format!("renames to {to}"),
         }),
-        Rename::Table { .. } => None,
+        Rename::Table { .. } | Rename::Constraint { .. } => None,
     });
     dropped.chain(replaced).chain(renamed).collect()
 }

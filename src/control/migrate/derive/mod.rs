@@ -207,6 +207,7 @@ impl Deriver<'_> {
             Operation::DropIndex(op) => self.drop_index(op),
             Operation::AddConstraint(op) => self.add_constraint(op),
             Operation::DropConstraint(op) => self.drop_constraint(op),
+            Operation::RenameConstraint(op) => self.rename_constraint(op),
             Operation::SplitColumn(op) => {
                 for part in &op.into {
                     self.add_column(&AddColumn {

@@ -72,6 +72,13 @@ pub enum Rename {
         from: String,
         to: String,
     },
+    /// A constraint of `schema.table` (the table's name before the migration).
+    Constraint {
+        schema: String,
+        table: String,
+        from: String,
+        to: String,
+    },
 }
 
 /// An old physical column the contract drops in favour of the new version's column(s): the
