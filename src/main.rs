@@ -476,6 +476,10 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let _logs = viewgate::logging::init_serving(config.log_format, &config.log_level);
     let mut signals = TerminationSignals::install().context("cannot install signal handlers")?;
+    // Caught before the listener opens, as the termination signals are: SIGHUP's default
+    // action would end the process, every session with it.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     let shutdown = Shutdown::new();
     let admin = config
         .admin_listen
@@ -489,6 +493,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(listen = %server.local_addr()?, "admin API serving");
         tokio::spawn(server.run(proxy.state().clone()));
     }
+    tokio::spawn(viewgate::proxy::reload::reload_on_hangup(
+        proxy.state().clone(),
+        hangups,
+    ));
     let identity = ProxyIdentity::new(proxy.local_addr()?, admin_address);
     tracing::info!(listen = %proxy.local_addr()?, upstream = %proxy.state().upstream.load().address, "viewgate serving");
     let serving = tokio::spawn(viewgate::cli::serve::run(proxy, Some(identity)));

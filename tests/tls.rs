@@ -5,7 +5,8 @@
 //! connection here is plain TCP); `client_tls.mode` require/allow/disable answer SSLRequest and
 //! plaintext startups as documented; SCRAM works over client TLS because the proxy strips
 //! SCRAM-SHA-256-PLUS (channel binding cannot cross a TLS-terminating proxy), and a client that
-//! insists on channel binding fails promptly instead of hanging.
+//! insists on channel binding fails promptly instead of hanging. And SIGHUP reads the
+//! certificate and key again.
 
 use crate::common;
 
@@ -15,11 +16,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::certs::TestCa;
-use common::{ClusterAuth, TestProxy};
+use common::{ClusterAuth, ProxyProcess, TestProxy, wait_until};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use viewgate::config::{ClientTlsConfig, ClientTlsMode, UpstreamTlsMode};
-use viewgate::pg_cluster::ClusterOptions;
+use viewgate::pg_cluster::{ClusterOptions, SUPERUSER, ThrowawayCluster};
 
 const SCRAM_PASSWORD: &str = "tls-scram-secret";
 
@@ -352,4 +353,68 @@ fn scram_over_client_tls_with_a_tls_upstream() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "t");
+}
+
+/// SIGHUP reads the client certificate and key again, as PgBouncer's reload does: after a
+/// renewal by another CA, new connections verify against the new CA and no longer the old
+/// one, with no restart (which would end every session). Files that do not fit (a certificate
+/// written without its key) are refused, and the certificate in use stays.
+#[test]
+fn sighup_reloads_the_client_certificate_and_keeps_it_when_the_files_do_not_fit() {
+    let pki = TestPki::new();
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    let (cert, key) = (pki.path("server.crt"), pki.path("server.key"));
+    let mut proxy = ProxyProcess::start(
+        &cluster,
+        &[
+            ("VIEWGATE_CLIENT_TLS__MODE", "require"),
+            ("VIEWGATE_CLIENT_TLS__CERT", &cert.display().to_string()),
+            ("VIEWGATE_CLIENT_TLS__KEY", &key.display().to_string()),
+        ],
+    );
+    let connects = |ca: &str| {
+        let conninfo = format!(
+            "host=localhost hostaddr=127.0.0.1 port={} user={SUPERUSER} dbname=postgres connect_timeout=10 sslmode=verify-full sslrootcert={}",
+            proxy.port,
+            pki.path(ca).display()
+        );
+        let mut psql = Command::new(cluster.bin("psql"));
+        psql.args(["-X", "-A", "-t", "-d", &conninfo, "-c", "SELECT 'through'"]);
+        output_within(&mut psql, Duration::from_secs(15))
+            .status
+            .success()
+    };
+    let hangup_logged = |times: usize, line: &str| {
+        Command::new("kill")
+            .args(["-HUP", &proxy.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(
+            wait_until(Duration::from_secs(10), || proxy
+                .log()
+                .matches(line)
+                .count()
+                == times),
+            "{line}: {}",
+            proxy.log()
+        );
+    };
+    assert!(connects("ca.pem"));
+
+    let renewed = TestCa::new("renewing CA");
+    renewed.write_cert(pki.dir.path(), "renewed-ca.pem");
+    assert!(!connects("renewed-ca.pem"), "not before the reload");
+    renewed.write_server_files(pki.dir.path(), &["localhost", "127.0.0.1"]);
+    hangup_logged(1, "reloaded the client TLS certificate and key");
+    assert!(connects("renewed-ca.pem"), "{}", proxy.log());
+    assert!(
+        !connects("ca.pem"),
+        "the old certificate is no longer served"
+    );
+
+    let unrelated = pki.ca.server_certificate(&["localhost"]);
+    std::fs::write(&cert, unrelated.cert_pem).unwrap();
+    hangup_logged(1, "reload: kept the client TLS certificate in use");
+    assert!(connects("renewed-ca.pem"), "the certificate in use stays");
+    assert!(proxy.child.try_wait().unwrap().is_none(), "still running");
 }

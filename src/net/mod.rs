@@ -3,6 +3,7 @@
 //! connection strings without passwords; and the HTTP client of the admin API.
 
 pub mod admin_client;
+pub mod client_certificate;
 pub mod conninfo;
 pub mod postgres_error;
 pub mod postgres_tls;

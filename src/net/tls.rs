@@ -17,8 +17,9 @@ use rustls::{
     SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::client_certificate::ClientCertificate;
 use crate::config::UpstreamTlsMode;
 
 /// The ALPN protocol name Postgres 17+ clients offer.
@@ -36,11 +37,11 @@ pub enum TlsError {
     MissingRootCert,
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(super) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(super) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let error = |reason: String| TlsError::Certificate {
         path: path.display().to_string(),
         reason,
@@ -55,17 +56,13 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
     Ok(certificates)
 }
 
-/// The configuration for TLS between clients and the proxy.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = read_certificates(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.display().to_string(),
-        reason: e.to_string(),
-    })?;
+/// The configuration for TLS between clients and the proxy, serving `certificate` (which a
+/// reload may replace).
+pub fn server_config(certificate: Arc<ClientCertificate>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(certificate);
     config.alpn_protocols = vec![POSTGRES_ALPN.to_vec()];
     Ok(Arc::new(config))
 }

@@ -24,6 +24,7 @@ pub mod pause;
 pub mod peers;
 pub mod pump;
 pub mod reconnect;
+pub mod reload;
 pub mod session;
 pub mod session_threads;
 pub mod shadow_session;

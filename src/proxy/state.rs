@@ -15,6 +15,7 @@ use super::switch::{SessionRegistry, Switchboard};
 use super::upstream::{UpstreamError, UpstreamTarget};
 use crate::config::{CacheConfig, ClientTlsMode, Config};
 use crate::model::migration_progress::MigrationProgress;
+use crate::net::client_certificate::ClientCertificate;
 use crate::net::tls;
 use crate::proxy::stats::Telemetry;
 use crate::rewriter::RewriteCache;
@@ -38,6 +39,8 @@ pub struct ProxyState {
     pub upstream: ArcSwap<UpstreamTarget>,
     /// Present unless client TLS is disabled.
     pub tls_acceptor: Option<TlsAcceptor>,
+    /// What `tls_acceptor` serves, which SIGHUP reads again from its files.
+    pub client_certificate: Option<Arc<ClientCertificate>>,
     pub cancel_keys: Arc<CancelRegistry>,
     /// The other replicas a CancelRequest naming them is forwarded to.
     pub peers: Peers,
@@ -70,11 +73,15 @@ pub struct SessionCounters {
 
 impl ProxyState {
     pub fn new(config: Config, shutdown: Shutdown) -> Result<Self, StateError> {
-        let tls_acceptor = match (&config.client_tls.cert, &config.client_tls.key) {
+        let client_certificate = match (&config.client_tls.cert, &config.client_tls.key) {
             (Some(cert), Some(key)) if config.client_tls.mode != ClientTlsMode::Disable => {
-                Some(TlsAcceptor::from(tls::server_config(cert, key)?))
+                Some(Arc::new(ClientCertificate::load(cert, key)?))
             }
             _ => None,
+        };
+        let tls_acceptor = match &client_certificate {
+            Some(certificate) => Some(TlsAcceptor::from(tls::server_config(certificate.clone())?)),
+            None => None,
         };
         let catalog = match &config.catalog {
             Some(url) => Some(Arc::new(CatalogSource::parse(url)?)),
@@ -96,6 +103,7 @@ impl ProxyState {
             migrations: ArcSwap::default(),
             shadow: ShadowTap::default(),
             tls_acceptor,
+            client_certificate,
             cancel_keys: CancelRegistry::with_peer_id(config.peer_id),
             peers: Peers::from_config(&config),
             shutdown,
