@@ -362,6 +362,58 @@ to = "models_name_unique"
     );
 }
 
+/// `set_replica_identity`, pgroll's start → rollback → start → complete: the identity is set
+/// by the expand (both versions write the same rows), put back by a rollback, kept by the
+/// complete; an index that is not the table's is refused before any change.
+#[tokio::test]
+async fn set_replica_identity_is_set_by_the_expand_and_put_back_by_a_rollback() {
+    let database = seeded(3).await;
+    database.admin(
+        "CREATE UNIQUE INDEX models_name_idx ON models (name);
+         ALTER TABLE models REPLICA IDENTITY FULL",
+    );
+    let identity = || {
+        database.admin(
+            "SELECT c.relreplident::text || coalesce(':' || (SELECT i.indexrelid::regclass::text
+               FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident), '')
+               FROM pg_class c WHERE c.oid = 'models'::regclass",
+        )
+    };
+    let set = |index: &str| {
+        migration(&format!(
+            "[[operations]]\nop = \"set_replica_identity\"\ntable = \"models\"\nidentity = \"index\"\nindex = \"{index}\"\n[[operations]]\nop = \"add_column\"\ntable = \"models\"\ncolumn = {{ name = \"note\", type = \"text\" }}\n"
+        ))
+    };
+    let refused = start_text(&database, "0002.toml", &set("models_nosuch_idx"))
+        .await
+        .expect_err("no such index");
+    assert!(
+        refused
+            .to_string()
+            .contains("table public.models has no index models_nosuch_idx"),
+        "{refused}"
+    );
+    assert_eq!(identity(), "f");
+
+    start_text(&database, "0002.toml", &set("models_name_idx"))
+        .await
+        .expect("starts");
+    assert_eq!(identity(), "i:models_name_idx");
+    let v2 = at(&database, "v2").await;
+    v2.batch_execute("UPDATE models_v2 SET note = 'x' WHERE id = 1")
+        .await
+        .expect("v2 writes");
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(identity(), "f", "the identity it had");
+
+    start_text(&database, "0002.toml", &set("models_name_idx"))
+        .await
+        .expect("starts again");
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+    assert_eq!(identity(), "i:models_name_idx");
+}
+
 #[tokio::test]
 async fn three_versions_live_and_writable_at_once() {
     let database = seeded(10).await;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::server::ResolvesServerCert;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
     SignatureScheme,
@@ -19,7 +20,6 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::client_certificate::ClientCertificate;
 use crate::config::UpstreamTlsMode;
 
 /// The ALPN protocol name Postgres 17+ clients offer.
@@ -56,9 +56,11 @@ pub(super) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'stati
     Ok(certificates)
 }
 
-/// The configuration for TLS between clients and the proxy, serving `certificate` (which a
-/// reload may replace).
-pub fn server_config(certificate: Arc<ClientCertificate>) -> Result<Arc<ServerConfig>, TlsError> {
+/// The configuration for TLS between clients and the proxy, serving what `certificate`
+/// resolves to (`client_certificate.rs`'s, which a reload may replace).
+pub fn server_config(
+    certificate: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -582,9 +582,6 @@ fn dropped_too(plan: &MigrationPlan, reader: &IndexReader) -> bool {
         })
 }
 
-/// What keeps index `name` of `schema` (`table`: `None`) or the index of constraint `name` of
-/// `schema.table` from being dropped: the constraint the index belongs to, and the foreign
-/// keys that reference through it.
 /// The table index `schema.name` is on, if the index exists.
 async fn index_table(
     client: &impl GenericClient,
@@ -611,6 +608,9 @@ async fn index_table(
     Ok(row.map(|row| row.get(0)))
 }
 
+/// What keeps index `name` of `schema` (`table`: `None`) or the index of constraint `name` of
+/// `schema.table` from being dropped: the constraint the index belongs to, and the foreign
+/// keys that reference through it.
 async fn index_readers(
     client: &impl GenericClient,
     schema: &str,

@@ -16,6 +16,7 @@ use super::error::MigrateError;
 use super::fragment::has_statement_separator;
 use super::operation::{
     ColumnDefinition, ConstraintKind, ForeignKey, Operation, RenameColumn, RenameConstraint,
+    ReplicaIdentity,
 };
 use super::settings::{MAX_BATCH_SIZE, MigrationSettings};
 use crate::control::views::checksum::sha256_hex;
@@ -333,6 +334,26 @@ impl Checker<'_> {
             Operation::DropConstraint(op) => {
                 self.identifier(context, "table", &op.table)?;
                 self.identifier(context, "constraint", &op.name)?;
+            }
+            Operation::SetReplicaIdentity(op) => {
+                self.identifier(context, "table", &op.table)?;
+                match (op.identity, &op.index) {
+                    (ReplicaIdentity::Index, Some(index)) => {
+                        self.identifier(context, "index", index)?
+                    }
+                    (ReplicaIdentity::Index, None) => {
+                        return Err(self.invalid(
+                            context,
+                            "identity = \"index\" needs `index`, the table's unique index to name rows by",
+                        ));
+                    }
+                    (_, Some(_)) => {
+                        return Err(
+                            self.invalid(context, "`index` goes with identity = \"index\" only")
+                        );
+                    }
+                    (_, None) => {}
+                }
             }
 
             Operation::SplitColumn(op) => {

@@ -159,6 +159,11 @@ table = "t"
 from = "t_n_check"
 to = "t_n_positive"
 [[operations]]
+op = "set_replica_identity"
+table = "t"
+identity = "index"
+index = "t_b_idx"
+[[operations]]
 op = "raw_sql"
 up = "COMMENT ON TABLE t IS 'x'"
 down = "COMMENT ON TABLE t IS NULL"
@@ -182,6 +187,7 @@ down = "COMMENT ON TABLE t IS NULL"
             "create_index",
             "drop_index",
             "rename_constraint",
+            "set_replica_identity",
             "raw_sql"
         ]
     );
@@ -198,4 +204,29 @@ table = "tags"
 columns = [{ name = "label", type = "text" }]
 "#;
     assert!(parse(text).unwrap_err().to_string().contains("primary key"));
+}
+
+#[test]
+fn a_replica_identity_names_an_index_exactly_when_it_is_one() {
+    let identity = |rest: &str| {
+        parse(&format!(
+            "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"set_replica_identity\"\ntable = \"t\"\n{rest}\n"
+        ))
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+    };
+    assert!(identity("identity = \"full\"").is_ok());
+    assert!(identity("identity = \"index\"\nindex = \"t_key\"").is_ok());
+    let missing = identity("identity = \"index\"").unwrap_err();
+    assert!(missing.contains("needs `index`"), "{missing}");
+    let stray = identity("identity = \"full\"\nindex = \"t_key\"").unwrap_err();
+    assert!(
+        stray.contains("`index` goes with identity = \"index\" only"),
+        "{stray}"
+    );
+    let unknown = identity("identity = \"everything\"").unwrap_err();
+    assert!(
+        unknown.contains("unknown variant `everything`"),
+        "{unknown}"
+    );
 }

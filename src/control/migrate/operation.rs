@@ -26,6 +26,7 @@ pub enum Operation {
     AddConstraint(AddConstraint),
     DropConstraint(DropConstraint),
     RenameConstraint(RenameConstraint),
+    SetReplicaIdentity(SetReplicaIdentity),
     SplitColumn(SplitColumn),
     MergeColumns(MergeColumns),
     RawSql(RawSql),
@@ -310,6 +311,28 @@ pub struct RenameConstraint {
     pub to: String,
 }
 
+/// The table's replica identity, by which logical replication names the row an UPDATE or
+/// DELETE changes: set in the expand (every version writes the same rows), put back by a
+/// rollback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetReplicaIdentity {
+    pub table: String,
+    pub identity: ReplicaIdentity,
+    /// The table's unique index `identity = "index"` names.
+    #[serde(default)]
+    pub index: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaIdentity {
+    Default,
+    Full,
+    Nothing,
+    Index,
+}
+
 /// One column becomes several: each new column has its `up` over the old version's columns, and
 /// `down` rebuilds the old column from the new version's columns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -367,6 +390,7 @@ impl Operation {
             Operation::AddConstraint(_) => "add_constraint",
             Operation::DropConstraint(_) => "drop_constraint",
             Operation::RenameConstraint(_) => "rename_constraint",
+            Operation::SetReplicaIdentity(_) => "set_replica_identity",
             Operation::SplitColumn(_) => "split_column",
             Operation::MergeColumns(_) => "merge_columns",
             Operation::RawSql(_) => "raw_sql",
@@ -386,6 +410,7 @@ impl Operation {
             | Operation::AddConstraint(AddConstraint { table, .. })
             | Operation::DropConstraint(DropConstraint { table, .. })
             | Operation::RenameConstraint(RenameConstraint { table, .. })
+            | Operation::SetReplicaIdentity(SetReplicaIdentity { table, .. })
             | Operation::SplitColumn(SplitColumn { table, .. })
             | Operation::MergeColumns(MergeColumns { table, .. }) => Some(table),
             Operation::CreateTable(_)

@@ -44,11 +44,14 @@ pub struct BaseTable {
     /// The tables linked to it by table inheritance (`INHERITS`, not partitioning), each
     /// `schema.name`, parents first: their rows share its scans but not its triggers.
     pub inheritance: Vec<InheritanceLink>,
-    /// The names of its constraints, which a `drop_constraint` may name.
+    /// The names of its constraints, which `drop_constraint` and `rename_constraint` name.
     pub constraints: BTreeSet<String>,
     /// The names of its indexes: a unique constraint a live migration adds is an index until
     /// that migration completes.
     pub indexes: BTreeSet<String>,
+    /// Its replica identity as `ALTER TABLE … REPLICA IDENTITY` takes it (`DEFAULT`, `FULL`,
+    /// `NOTHING`, `USING INDEX "name"`), which a rollback of `set_replica_identity` puts back.
+    pub replica_identity: String,
 }
 
 /// One table-inheritance link of a base table.
@@ -109,7 +112,7 @@ pub struct ServerSnapshot {
     pub tables: BTreeMap<(String, String), BaseTable>,
     /// The relations of the names asked about ([`relations_named`]), in whatever schema: the
     /// indexes `drop_index` operations name, which must exist, and the names `rename_table`
-    /// operations give, which must be free.
+    /// and `rename_constraint` operations give, which must be free.
     pub relations_named: Vec<NamedRelation>,
 }
 
@@ -250,6 +253,22 @@ JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2";
 
+/// A table's replica identity as `ALTER TABLE … REPLICA IDENTITY` takes it (an identity
+/// index since dropped leaves the table with none, as `NOTHING`).
+const REPLICA_IDENTITY_SQL: &str = "
+SELECT CASE c.relreplident
+         WHEN 'd' THEN 'DEFAULT'
+         WHEN 'f' THEN 'FULL'
+         WHEN 'n' THEN 'NOTHING'
+         ELSE coalesce('USING INDEX ' || (SELECT pg_catalog.quote_ident(ic.relname)
+                                            FROM pg_catalog.pg_index x
+                                            JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+                                           WHERE x.indrelid = c.oid AND x.indisreplident),
+                       'NOTHING')
+       END
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2";
+
 const RELATION_KIND_SQL: &str = "
 SELECT c.relkind::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -337,6 +356,11 @@ async fn base_table(
         .iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, bool>(1)))
         .partition(|(_, index)| *index);
+    let replica_identity = client
+        .query_one(REPLICA_IDENTITY_SQL, &[&schema, &name])
+        .await
+        .map_err(|error| ControlError::database(context(), &error))?
+        .get(0);
     Ok(Some(BaseTable {
         schema: schema.to_owned(),
         name: name.to_owned(),
@@ -346,6 +370,7 @@ async fn base_table(
         inheritance,
         constraints: constraints.into_iter().map(|(name, _)| name).collect(),
         indexes: indexes.into_iter().map(|(name, _)| name).collect(),
+        replica_identity,
     }))
 }
 

@@ -208,6 +208,7 @@ impl Deriver<'_> {
             Operation::AddConstraint(op) => self.add_constraint(op),
             Operation::DropConstraint(op) => self.drop_constraint(op),
             Operation::RenameConstraint(op) => self.rename_constraint(op),
+            Operation::SetReplicaIdentity(op) => self.set_replica_identity(op),
             Operation::SplitColumn(op) => {
                 for part in &op.into {
                     self.add_column(&AddColumn {

@@ -6,7 +6,9 @@ use super::constraints::Referenced;
 use super::sql::column_sql;
 use super::{Deriver, Dropped, Rename, Step};
 use crate::control::migrate::error::MigrateError;
-use crate::control::migrate::operation::{CreateTable, Operation, RawSql};
+use crate::control::migrate::operation::{
+    CreateTable, Operation, RawSql, ReplicaIdentity, SetReplicaIdentity,
+};
 use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::introspect::{BaseTable, InheritanceLink};
 use crate::control::views::spec::{
@@ -222,6 +224,61 @@ impl Deriver<'_> {
                 from: from.to_owned(),
                 to: to.to_owned(),
             });
+        }
+        Ok(())
+    }
+
+    /// Sets the table's replica identity in the expand; a rollback puts back the one it had.
+    /// Refused when `identity = "index"` names no index of the table (one this migration
+    /// builds exists only after its backfill, too late for the expand).
+    pub(super) fn set_replica_identity(
+        &mut self,
+        op: &SetReplicaIdentity,
+    ) -> Result<(), MigrateError> {
+        let (_, managed, live) = self.table(&op.table)?;
+        let clause = match (op.identity, &op.index) {
+            (ReplicaIdentity::Default, _) => "DEFAULT".to_owned(),
+            (ReplicaIdentity::Full, _) => "FULL".to_owned(),
+            (ReplicaIdentity::Nothing, _) => "NOTHING".to_owned(),
+            (ReplicaIdentity::Index, Some(index)) => {
+                if let Some(live) = &live
+                    && !live.indexes.contains(index)
+                {
+                    return Err(self.refuse(format!(
+                        "table {}.{} has no index {index} (one this migration builds is made after the backfill, after the expand that sets the identity: set it in a later migration)",
+                        managed.schema, managed.name
+                    )));
+                }
+                format!("USING INDEX {}", quote_ident(index))
+            }
+            (ReplicaIdentity::Index, None) => {
+                return Err(self.refuse("identity = \"index\" needs `index`"));
+            }
+        };
+        let table = quote_qualified(&managed.schema, &managed.name);
+        self.plan_steps.expand.push(Step::new(
+            format!(
+                "replica identity of {}.{}: {clause}",
+                managed.schema, managed.name
+            ),
+            format!("ALTER TABLE {table} REPLICA IDENTITY {clause}"),
+        ));
+        if let Some(live) = live {
+            // Undone before anything the migration added earlier is dropped (an index of
+            // its own cannot be the identity: see above).
+            self.plan_steps.rollback.insert(
+                0,
+                Step::new(
+                    format!(
+                        "put back the replica identity of {}.{}: {}",
+                        managed.schema, managed.name, live.replica_identity
+                    ),
+                    format!(
+                        "ALTER TABLE {table} REPLICA IDENTITY {}",
+                        live.replica_identity
+                    ),
+                ),
+            );
         }
         Ok(())
     }
