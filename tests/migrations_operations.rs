@@ -339,11 +339,7 @@ to = "models_name_unique"
     rollback_now(&database).await.expect("rolls back");
     assert_eq!(names(), before);
 
-    start_text(&database, "0002.toml", &text)
-        .await
-        .expect("starts again");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    start_then_complete(&database, &text).await;
     assert_eq!(
         names(),
         "models_name_unique,models_pkey,models_weight_small"
@@ -406,11 +402,7 @@ async fn set_replica_identity_is_set_by_the_expand_and_put_back_by_a_rollback() 
     rollback_now(&database).await.expect("rolls back");
     assert_eq!(identity(), "f", "the identity it had");
 
-    start_text(&database, "0002.toml", &set("models_name_idx"))
-        .await
-        .expect("starts again");
-    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
-    complete_now(&database).await.expect("completes");
+    start_then_complete(&database, &set("models_name_idx")).await;
     assert_eq!(identity(), "i:models_name_idx");
 }
 

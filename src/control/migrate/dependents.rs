@@ -51,21 +51,20 @@ pub async fn refuse_dependents(
             } => (schema, Some(table), name, format!("constraint {name}")),
             Dropped::Column { .. } | Dropped::Table { .. } => continue,
         };
-        let readers: Vec<String> = index_readers(client, schema, table.map(String::as_str), name)
-            .await?
-            .into_iter()
-            .filter(|reader| !dropped_too(plan, reader))
-            .map(|reader| reader.described)
-            .collect();
-        if readers.is_empty() {
-            continue;
-        }
-        let table = match table {
-            Some(table) => table.clone(),
-            None => index_table(client, schema, name)
+        let readers: Vec<IndexReader> =
+            index_readers(client, schema, table.map(String::as_str), name)
                 .await?
-                .unwrap_or_else(|| format!("of index {name}")),
+                .into_iter()
+                .filter(|reader| !dropped_too(plan, reader))
+                .collect();
+        let Some(first) = readers.first() else {
+            continue;
         };
+        let table = table.unwrap_or(&first.index_table);
+        let readers: Vec<&str> = readers
+            .iter()
+            .map(|reader| reader.described.as_str())
+            .collect();
         return Err(MigrateError::Unsafe {
             version: plan.version.clone(),
             table: format!("{schema}.{table}"),
@@ -567,6 +566,8 @@ async fn partition_keys(
 struct IndexReader {
     described: String,
     foreign_key: Option<(String, String, String)>,
+    /// The table the index is on, which a `drop_index` does not name.
+    index_table: String,
 }
 
 /// Whether the migration drops `reader` itself (a foreign key it drops with drop_constraint).
@@ -582,32 +583,6 @@ fn dropped_too(plan: &MigrationPlan, reader: &IndexReader) -> bool {
         })
 }
 
-/// The table index `schema.name` is on, if the index exists.
-async fn index_table(
-    client: &impl GenericClient,
-    schema: &str,
-    name: &str,
-) -> Result<Option<String>, MigrateError> {
-    let row = client
-        .query_opt(
-            "SELECT t.relname::text
-               FROM pg_catalog.pg_class i
-               JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
-               JOIN pg_catalog.pg_index x ON x.indexrelid = i.oid
-               JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
-              WHERE n.nspname = $1 AND i.relname = $2",
-            &[&schema, &name],
-        )
-        .await
-        .map_err(|error| {
-            ControlError::database(
-                format!("reading the table of index {schema}.{name}"),
-                &error,
-            )
-        })?;
-    Ok(row.map(|row| row.get(0)))
-}
-
 /// What keeps index `name` of `schema` (`table`: `None`) or the index of constraint `name` of
 /// `schema.table` from being dropped: the constraint the index belongs to, and the foreign
 /// keys that reference through it.
@@ -619,25 +594,27 @@ async fn index_readers(
 ) -> Result<Vec<IndexReader>, MigrateError> {
     let rows = client
         .query(
-            "WITH target AS (
-                SELECT i.oid FROM pg_catalog.pg_class i
+            "WITH target (oid, table_name) AS (
+                SELECT i.oid, t.relname FROM pg_catalog.pg_class i
                   JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+                  JOIN pg_catalog.pg_index x ON x.indexrelid = i.oid
+                  JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
                  WHERE $2::text IS NULL AND n.nspname = $1 AND i.relname = $3
                    AND i.relkind IN ('i', 'I')
                 UNION
-                SELECT k.conindid FROM pg_catalog.pg_constraint k
+                SELECT k.conindid, t.relname FROM pg_catalog.pg_constraint k
                   JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
                   JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
                  WHERE n.nspname = $1 AND t.relname = $2 AND k.conname = $3
                    AND k.contype IN ('p', 'u'))
              SELECT pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0),
-                    NULL::text, NULL::text, NULL::text
+                    NULL::text, NULL::text, NULL::text, target.table_name::text
                FROM pg_catalog.pg_depend d JOIN target ON d.objid = target.oid
               WHERE $2::text IS NULL AND d.classid = 'pg_catalog.pg_class'::regclass
                 AND d.refclassid = 'pg_catalog.pg_constraint'::regclass AND d.deptype = 'i'
              UNION
              SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0),
-                    kn.nspname::text, kt.relname::text, k.conname::text
+                    kn.nspname::text, kt.relname::text, k.conname::text, target.table_name::text
                FROM pg_catalog.pg_depend d JOIN target ON d.refobjid = target.oid
                LEFT JOIN pg_catalog.pg_constraint k
                  ON d.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = d.objid
@@ -659,6 +636,7 @@ async fn index_readers(
                 (Some(schema), Some(table), Some(name)) => Some((schema, table, name)),
                 _ => None,
             },
+            index_table: row.get(4),
         })
         .collect())
 }
