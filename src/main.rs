@@ -9,7 +9,9 @@ use clap::{ArgGroup, Parser, Subcommand};
 use viewgate::admin::AdminServer;
 use viewgate::cli;
 use viewgate::cli::commands as control;
+use viewgate::cli::duration_arg::parse_duration;
 use viewgate::cli::process;
+use viewgate::cli::route::RouteCommand;
 use viewgate::config::{Config, Overrides};
 use viewgate::control::cutover::guard::GuardArgs;
 use viewgate::control::cutover::upstream::{self as upstream_cutover, CutoverOptions};
@@ -122,6 +124,12 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Make the proxies read their TLS files again (client certificate and key, the upstream's
+    /// CA file), as SIGHUP does; sessions go on. Fails naming a file that was kept.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Versions, the default, routing rules, live sessions per version per proxy, recent events.
     Status {
         #[arg(long, env = "VIEWGATE_DATABASE")]
@@ -153,102 +161,6 @@ enum Command {
         #[command(subcommand)]
         command: cli::shadow::ShadowCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum RouteCommand {
-    /// List the rules in evaluation order.
-    List {
-        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Add a rule; prints the new rule's id.
-    Add {
-        /// Matching clients run at this version.
-        #[arg(long, required_unless_present = "split", conflicts_with = "split")]
-        version: Option<String>,
-        /// A sticky weighted split in percent, e.g. v2=10,v1=90 (weights sum to 100).
-        #[arg(long, value_name = "V=W,...")]
-        split: Option<String>,
-        /// Match the user name (a glob: * any run, ? one character, \ escapes).
-        #[arg(long, visible_alias = "match-user", value_name = "GLOB")]
-        user: Option<String>,
-        /// Match the database the client connects to (a glob). Not --database, which is the
-        /// catalog's URL.
-        #[arg(long, value_name = "GLOB")]
-        match_database: Option<String>,
-        /// Match application_name as sent at startup (a glob).
-        #[arg(long, visible_alias = "match-application", value_name = "GLOB")]
-        application: Option<String>,
-        /// Match the client's address, e.g. 10.0.0.0/8 or 2001:db8::/32.
-        #[arg(long, visible_alias = "match-cidr")]
-        cidr: Option<String>,
-        /// The rule beats the client's own declaration (startup or SET).
-        #[arg(long)]
-        enforce: bool,
-        /// Insert at this position (1 = evaluated first); later rules move down [default: last].
-        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
-        position: Option<i32>,
-        /// Canary guard: drop the canary's weight to 0 above this error rate (e.g. 0.05).
-        #[arg(long)]
-        guard_error_rate: Option<f64>,
-        /// Canary guard: the window the error rate is measured over, e.g. 30s.
-        #[arg(long, requires = "guard_error_rate", value_parser = parse_duration)]
-        guard_window: Option<std::time::Duration>,
-        /// Canary guard: queries needed in the window before the rate counts.
-        #[arg(long, requires = "guard_error_rate")]
-        guard_min_queries: Option<u32>,
-        /// A note for people reading `route list`.
-        #[arg(long)]
-        note: Option<String>,
-        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-    },
-    /// Remove a rule by id.
-    Remove {
-        id: i64,
-        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-    },
-    /// Turn a rule back on (its versions must be active).
-    Enable {
-        id: i64,
-        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-    },
-    /// Turn a rule off without removing it: proxies skip it until it is enabled again.
-    Disable {
-        id: i64,
-        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-    },
-    /// Replace a rule's assignment with a split, e.g. v2=20,v1=80.
-    SetWeights {
-        id: i64,
-        #[arg(value_name = "V=W,...")]
-        weights: String,
-        /// The database holding the catalog, e.g. postgres://user@host:5432/app.
-        #[arg(long, env = "VIEWGATE_DATABASE")]
-        database: String,
-    },
-}
-
-/// A duration argument that does not read as one.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} (write e.g. 30s, 500ms, 2m)")]
-struct DurationArgError(humantime_serde::re::humantime::DurationError);
-
-/// clap's value parser for durations (`30s`, `500ms`, `2m`).
-fn parse_duration(text: &str) -> Result<Duration, DurationArgError> {
-    humantime_serde::re::humantime::parse_duration(text).map_err(DurationArgError)
 }
 
 #[derive(Subcommand)]
@@ -302,7 +214,7 @@ enum ViewsCommand {
     },
 }
 
-/// Which proxies a pause, resume or upstream cutover talks to.
+/// Which proxies a pause, resume, reload or upstream cutover talks to.
 #[derive(clap::Args)]
 struct AdminArgs {
     /// A proxy's admin API, e.g. http://127.0.0.1:6433; repeat for several proxies.
@@ -451,8 +363,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", upstream_cutover::resume(&proxies).await?);
             Ok(())
         }),
+        Command::Reload { admin } => runtime(0)?.block_on(async {
+            let proxies = upstream_cutover::clients(&admin.admin, admin.token)?;
+            println!("{}", upstream_cutover::reload(&proxies).await?);
+            Ok(())
+        }),
         Command::Views { command } => runtime(0)?.block_on(views(command)),
-        Command::Route { command } => runtime(0)?.block_on(route(command)),
+        Command::Route { command } => Ok(runtime(0)?.block_on(cli::route::run(command))?),
         Command::Migrate { command } => {
             viewgate::logging::init(Default::default(), "warn");
             Ok(runtime(0)?.block_on(cli::migrate::run(command))?)
@@ -561,80 +478,6 @@ async fn views(command: ViewsCommand) -> anyhow::Result<()> {
             let outcome =
                 control::drop_version(&database, &version, templates.as_deref(), overrides).await?;
             println!("{outcome}");
-        }
-    }
-    Ok(())
-}
-
-async fn route(command: RouteCommand) -> anyhow::Result<()> {
-    viewgate::logging::init(Default::default(), "warn");
-    match command {
-        RouteCommand::List { database, json } => {
-            let rules = control::route_list(&database).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rules)?);
-            } else {
-                print!("{}", viewgate::control::routing::routes::list_text(&rules));
-            }
-        }
-        RouteCommand::Add {
-            version,
-            split,
-            user,
-            match_database,
-            application,
-            cidr,
-            enforce,
-            position,
-            guard_error_rate,
-            guard_window,
-            guard_min_queries,
-            note,
-            database,
-        } => {
-            let args = viewgate::control::routing::RouteArgs {
-                version,
-                split,
-                user,
-                database: match_database,
-                application,
-                cidr,
-                enforce,
-                position,
-                guard_error_rate,
-                guard_window,
-                guard_min_queries,
-                note,
-            };
-            let added = control::route_add(&database, &args).await?;
-            // The id alone on stdout, for scripts; the summary for people on stderr.
-            println!("{}", added.id);
-            eprintln!(
-                "rule {} added at position {}: {}; proxies apply it at each session's next transaction boundary",
-                added.id, added.position, added.assign
-            );
-        }
-        RouteCommand::Remove { id, database } => {
-            println!("{}", control::route_remove(&database, id).await?);
-        }
-        RouteCommand::Enable { id, database } => {
-            println!("{}", control::route_set_enabled(&database, id, true).await?);
-        }
-        RouteCommand::Disable { id, database } => {
-            println!(
-                "{}",
-                control::route_set_enabled(&database, id, false).await?
-            );
-        }
-        RouteCommand::SetWeights {
-            id,
-            weights,
-            database,
-        } => {
-            println!(
-                "{}",
-                control::route_set_weights(&database, id, &weights).await?
-            );
         }
     }
     Ok(())

@@ -7,6 +7,9 @@
 //! Errors are `{"error": "..."}` with 409 (wrong state, or another operation running),
 //! 400 (bad parameters), 502 (a session could not move: the switch was undone) or 504 (in-flight
 //! transactions outlasted the timeout: the proxy resumed).
+//!
+//! `POST /reload` reads the TLS files again, as SIGHUP does (`proxy::reload`): 200 with what
+//! became of each file, or 422 with the same and an `error` when a file was kept.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use tokio::net::TcpListener;
 
 use super::auth::{AdminToken, require_token};
 use super::{dashboard, metrics, operations, shadow};
+use crate::proxy::reload;
 use crate::proxy::state::ProxyState;
 use crate::proxy::switch::SwitchError;
 
@@ -78,6 +82,7 @@ impl AdminServer {
             .route("/upstream/prepare", post(prepare_handler))
             .route("/upstream/commit", post(commit_handler))
             .route("/upstream/abort", post(abort_handler))
+            .route("/reload", post(reload_handler))
             .route_layer(axum::middleware::from_fn_with_state(
                 AdminToken(token),
                 require_token,
@@ -230,4 +235,16 @@ async fn commit_handler(State(state): State<Arc<ProxyState>>) -> Response {
 
 async fn abort_handler(State(state): State<Arc<ProxyState>>) -> Response {
     answer(state.switchboard.abort(&state).await)
+}
+
+async fn reload_handler(State(state): State<Arc<ProxyState>>) -> Response {
+    let report = reload::reload(&state);
+    let mut answer = serde_json::to_value(&report).unwrap_or_default();
+    match report.failure() {
+        None => (StatusCode::OK, axum_json(&answer)).into_response(),
+        Some(failure) => {
+            answer["error"] = failure.into();
+            (StatusCode::UNPROCESSABLE_ENTITY, axum_json(&answer)).into_response()
+        }
+    }
 }

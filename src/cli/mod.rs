@@ -2,8 +2,10 @@
 //! prints what these return.
 
 pub mod commands;
+pub mod duration_arg;
 pub mod migrate;
 pub mod process;
 pub mod progress;
+pub mod route;
 pub mod serve;
 pub mod shadow;

@@ -4,7 +4,7 @@
 //! `?host=/dir` for a Unix socket directory and `sslmode` / `sslrootcert` parameters), then
 //! used for every session's connection and for forwarding cancel requests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +57,11 @@ impl std::fmt::Display for UpstreamAddress {
 /// One upstream server and the way to connect to it.
 pub struct UpstreamTarget {
     pub address: UpstreamAddress,
+    /// The URL this target was read from, for reading its TLS files again.
+    url: String,
     tls_mode: UpstreamTlsMode,
+    /// The CA file `verify-full` trusts (read into `tls`); `None` in the other modes.
+    root_cert: Option<PathBuf>,
     tls: Option<Arc<ClientConfig>>,
     connect_timeout: Duration,
 }
@@ -116,12 +120,26 @@ impl UpstreamTarget {
         if matches!(address, UpstreamAddress::Unix(_)) {
             tls_mode = UpstreamTlsMode::Disable;
         }
+        let root_cert = root_cert.filter(|_| tls_mode == UpstreamTlsMode::VerifyFull);
         Ok(UpstreamTarget {
             tls: tls::upstream_config(tls_mode, root_cert.as_deref())?,
             address,
+            url: url.clone(),
             tls_mode,
+            root_cert,
             connect_timeout: config.upstream_connect_timeout,
         })
+    }
+
+    /// The CA file new connections verify the upstream's certificate against, if any.
+    pub fn root_cert(&self) -> Option<&Path> {
+        self.root_cert.as_deref()
+    }
+
+    /// The same upstream with its CA file read again (a rotated CA reaches new connections
+    /// without a restart); sessions already connected keep theirs.
+    pub fn reread(&self, config: &Config) -> Result<UpstreamTarget, UpstreamError> {
+        Self::from_url(&self.url, config)
     }
 
     /// Opens a connection and negotiates TLS as the mode says. The caller sends the startup

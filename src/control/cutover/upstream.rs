@@ -1,5 +1,5 @@
-//! `viewgate pause`, `resume` and `cutover --upstream URL` across one or more proxies, through
-//! their admin APIs (`proxy::switch` is the proxy side).
+//! `viewgate pause`, `resume`, `reload` and `cutover --upstream URL` across one or more
+//! proxies, through their admin APIs (`proxy::switch` and `proxy::reload` are the proxy side).
 //!
 //! An upstream cutover is two-phase across proxies as it is across sessions inside one:
 //! prepare on every proxy (each pauses at transaction boundaries and connects every session to
@@ -168,6 +168,39 @@ pub async fn resume(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverE
     if !failures.is_empty() {
         return Err(UpstreamCutoverError::Several(failures));
     }
+    Ok(Outcome { lines })
+}
+
+/// Asks every proxy to read its TLS files again (`POST /reload`, as SIGHUP does); says what
+/// each read, and fails naming the proxies that kept a file in use.
+pub async fn reload(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverError> {
+    let timeout = Duration::from_secs(10);
+    let empty = json!({});
+    let results = join_all(proxies.iter().map(|p| p.post("/reload", &empty, timeout))).await;
+    let failures = failures(&results);
+    if !failures.is_empty() {
+        return Err(UpstreamCutoverError::Several(failures));
+    }
+    let file = |report: &serde_json::Value, what: &str| match report["outcome"].as_str() {
+        Some("reloaded") => format!(
+            "{what} reloaded from {}",
+            report["file"].as_str().unwrap_or("?")
+        ),
+        _ => format!("{what} not configured"),
+    };
+    let lines = proxies
+        .iter()
+        .zip(&results)
+        .filter_map(|(proxy, result)| {
+            let report = result.as_ref().ok()?;
+            Some(format!(
+                "{}: {}; {}",
+                proxy.address(),
+                file(&report["client_tls"], "client TLS certificate"),
+                file(&report["upstream_tls"], "upstream CA certificates"),
+            ))
+        })
+        .collect();
     Ok(Outcome { lines })
 }
 
