@@ -200,7 +200,7 @@ pub async fn base_table_kin(
     let keys = client
         .query(
             "SELECT n.nspname::text, c.relname::text, k.conname::text, k.contype = 'c',
-                    pg_catalog.array_agg(a.attname::text ORDER BY u.ord)
+                    pg_catalog.array_agg(a.attname::text ORDER BY u.ord), k.contype = 'p'
                FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS b (schema, name)
                JOIN pg_catalog.pg_namespace n ON n.nspname = b.schema
                JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = b.name
@@ -213,7 +213,7 @@ pub async fn base_table_kin(
               WHERE k.contype <> 'c'
                  OR pg_catalog.pg_get_constraintdef(k.oid)
                     = pg_catalog.format('CHECK ((%s IS NOT NULL))', pg_catalog.quote_ident(a.attname))
-              GROUP BY 1, 2, 3, 4",
+              GROUP BY 1, 2, 3, 4, 6",
             &[&schemas, &tables],
         )
         .await
@@ -230,6 +230,10 @@ pub async fn base_table_kin(
                 }
             }
             false => {
+                if row.get::<_, bool>(5) {
+                    let table = (constraint.0.clone(), constraint.1.clone());
+                    kin.primary_keys.insert(table, constraint.2.clone());
+                }
                 kin.unique_keys.insert(constraint, columns);
             }
         }

@@ -399,6 +399,22 @@ async fn cut_over_to_v2(cluster: &ThrowawayCluster, proxy: &ProxyProcess) {
     );
 }
 
+/// `migrate complete`, again while the proxies' heartbeats have not yet caught up with the
+/// cutover (within seconds).
+async fn complete_once_the_heartbeats_allow(cluster: &ThrowawayCluster) {
+    let mut completed = Err(String::new());
+    for _ in 0..50 {
+        completed = viewgate(cluster, &["migrate", "complete"]);
+        match &completed {
+            Err(message) if message.contains("refused") => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            _ => break,
+        }
+    }
+    completed.expect("completes once the proxies no longer serve v1");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_session_writes_as_the_version_it_runs_at() {
     let (_dir, cluster, proxy, _) = start_rescale();
@@ -952,18 +968,7 @@ async fn a_prepared_merge_runs_after_the_complete_renames_its_columns() {
         .await
         .unwrap();
     assert_eq!(v2.execute(&merge, &[]).await.unwrap(), 1);
-    let mut completed = Err(String::new());
-    for _ in 0..50 {
-        completed = viewgate(&cluster, &["migrate", "complete"]);
-        match &completed {
-            // The proxies' heartbeats catch up with the cutover within seconds.
-            Err(message) if message.contains("refused") => {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            _ => break,
-        }
-    }
-    completed.expect("completes once the proxies no longer serve v1");
+    complete_once_the_heartbeats_allow(&cluster).await;
     assert_eq!(
         cluster
             .psql("postgres", "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attnum > 0 AND NOT attisdropped")
@@ -1204,4 +1209,61 @@ async fn a_relation_the_version_does_not_have_is_an_undefined_table() {
         text(&v1, "SELECT count(*) FROM model_metadata").await,
         ["0"]
     );
+}
+
+/// Django's `annotate(Count(…))` and Rails' `group(:id)` group by the primary key and read the
+/// row's other columns, which Postgres allows on a table and refuses through a view (42803):
+/// through the proxy they answer at every version, before, during and after a migration that
+/// renames a column, in both protocols, as the base table would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_grouped_by_the_primary_key_reads_the_rows_other_columns() {
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    cluster
+        .psql(
+            "postgres",
+            "INSERT INTO model_metadata (id, model_name, model_version) VALUES (1, 'resnet', '1'), (2, 'bert', '2'), (3, 'gpt', '3');
+             CREATE TABLE runs (id serial PRIMARY KEY, model_id bigint REFERENCES model_metadata (id));
+             INSERT INTO runs (model_id) VALUES (1), (1), (3);",
+        )
+        .unwrap();
+    let grouped = |name: &str| {
+        format!(
+            "SELECT \"model_metadata\".\"id\", \"model_metadata\".\"{name}\", COUNT(\"runs\".\"id\") AS \"n\" \
+             FROM \"model_metadata\" LEFT OUTER JOIN \"runs\" ON (\"model_metadata\".\"id\" = \"runs\".\"model_id\") \
+             GROUP BY \"model_metadata\".\"id\" ORDER BY \"model_metadata\".\"id\""
+        )
+    };
+    let aliased = |name: &str| {
+        format!(
+            "SELECT upper(m.{name}), count(r.id) FROM model_metadata m JOIN runs r ON r.model_id = m.id \
+             GROUP BY m.id HAVING m.{name} <> '' ORDER BY m.{name}"
+        )
+    };
+    let expected = ["1|resnet|2", "2|bert|0", "3|gpt|1"];
+    let answers = async |client: &Client, name: &str| {
+        assert_eq!(text(client, &grouped(name)).await, expected);
+        let rows = client.query(&aliased(name), &[]).await.unwrap();
+        let rows: Vec<(String, i64)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        assert_eq!(rows, [("GPT".to_owned(), 1), ("RESNET".to_owned(), 2)]);
+    };
+    let v1 = client(&proxy, Some("v1")).await;
+    answers(&v1, "model_name").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("0002_name.toml");
+    std::fs::write(
+        &file,
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_column\"\ntable = \"model_metadata\"\nfrom = \"model_name\"\nto = \"name\"\n",
+    )
+    .unwrap();
+    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    let v2 = client(&proxy, Some("v2")).await;
+    answers(&v1, "model_name").await;
+    answers(&v2, "name").await;
+    drop(v1);
+    cut_over_to_v2(&cluster, &proxy).await;
+    complete_once_the_heartbeats_allow(&cluster).await;
+    let v2 = client(&proxy, Some("v2")).await;
+    answers(&v2, "name").await;
 }

@@ -117,7 +117,9 @@ impl Entry {
 
     /// Whether the client's text names a managed table where the rewriter must act.
     fn expects_rewrite(&self) -> bool {
-        self.hand.is_some() || MARKERS.iter().any(|(m, _, _)| self.template.contains(m))
+        self.hand.is_some()
+            || !self.hand_at.is_empty()
+            || MARKERS.iter().any(|(m, _, _)| self.template.contains(m))
     }
 }
 

@@ -27,6 +27,10 @@ pub struct BaseTableKin {
     /// upsert naming one `ON CONSTRAINT` through a view Postgres writes itself is given its
     /// columns instead, since a view has no constraints (`rewriter::references_conflict`).
     pub unique_keys: BTreeMap<(String, String, String), Vec<String>>,
+    /// Which of `unique_keys` is each base table's primary key: base table → constraint. A
+    /// view has none, so Postgres does not let a query grouped by the key read the row's
+    /// other columns through it (`rewriter::references_group_by` adds them to the GROUP BY).
+    pub primary_keys: BTreeMap<BaseTable, String>,
     /// The base tables' validated checks that stand in for a NOT NULL, `CHECK (column IS NOT
     /// NULL)` (a migration's, until its contract makes the column NOT NULL), (schema, table,
     /// constraint) → the column: a version that shows the column NOT NULL is told of a
@@ -61,6 +65,16 @@ impl BaseTableKin {
             .iter()
             .filter(move |((s, t, _), _)| s == schema && t == table)
             .map(|((_, _, constraint), columns)| (constraint.as_str(), columns.as_slice()))
+    }
+
+    /// The primary key of base table `schema.table`, if it has one: its base columns.
+    pub fn primary_key_of(&self, schema: &str, table: &str) -> Option<&[String]> {
+        let constraint = self
+            .primary_keys
+            .get(&(schema.to_owned(), table.to_owned()))?;
+        self.unique_keys
+            .get(&(schema.to_owned(), table.to_owned(), constraint.clone()))
+            .map(Vec::as_slice)
     }
 
     /// The column check `constraint` of base table `schema.table` stands in a NOT NULL for.

@@ -19,6 +19,25 @@
 
 use aho_corasick::{AhoCorasick, Span, packed};
 
+use crate::model::catalog_substitutes::{
+    READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS, SUBSTITUTE_SCHEMA_PREFIX,
+};
+
+/// What every version with managed tables looks for besides the tables' names: the built-ins
+/// that read a relation named in a string, another version's substitutes, and what may
+/// change the search_path (`search_path_catalog.rs`) or how later text reads
+/// (`reading_settings.rs`), and EXPLAIN's `VERBOSE`. The verdicts they lead to may turn on a
+/// constant (a setting's value, an option's), so a text with one is never learned by shape
+/// (`shape.rs`).
+pub(super) fn version_marks<'a>() -> impl Iterator<Item = &'a str> {
+    RELATION_READING_FUNCTION_MARKS
+        .iter()
+        .chain([&SUBSTITUTE_SCHEMA_PREFIX, &SCHEMA_WORD, &VERBOSE_MARK])
+        .chain(SEARCH_PATH_SETTERS)
+        .chain(READING_SETTERS)
+        .map(|mark| -> &'a str { mark })
+}
+
 /// What the built-ins that read a relation named in a string have in their names
 /// (`query_to_xml`, `table_to_xml_and_xmlschema`, …, `ts_stat`, `ts_rewrite`, and the
 /// extensions' `crosstab`, `connectby`, `xpath_table`): a statement must mention one for

@@ -35,6 +35,8 @@ mod base_writes;
 mod conflict;
 #[path = "references_copy.rs"]
 mod copy;
+#[path = "references_group_by.rs"]
+mod group_by;
 
 use copy::copy_option_columns;
 
@@ -480,6 +482,7 @@ impl Visitor for Collector<'_> {
         };
         self.frames.push((pushed, restore));
         self.set_expr(&query.body);
+        self.group_by_dependents(query);
         ControlFlow::Continue(())
     }
 

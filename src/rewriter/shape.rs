@@ -29,10 +29,11 @@ use std::sync::LazyLock;
 
 use super::definitions::{find_all_ignore_ascii_case, stands_alone};
 use super::lexer::{self, Kind, Token};
+use super::mention::version_marks;
 use super::mention::{MentionScan, comment_after_quote, starts_definition};
 use super::rewrite::{Analysis, finish_between_tokens};
 use super::splice::Edit;
-use super::targets::{VersionTargets, version_marks};
+use super::targets::VersionTargets;
 use super::{Rewrite, RewriteError};
 use crate::model::catalog_substitutes::SCHEMA_WORD;
 

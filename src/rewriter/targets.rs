@@ -11,26 +11,10 @@
 use std::sync::Arc;
 
 use super::identifier::quote_identifier;
-use super::mention::{MentionScan, RELATION_READING_FUNCTION_MARKS, VERBOSE_MARK};
+use super::mention::{MentionScan, version_marks};
 use super::shadowing::{Pin, SearchPathCandidates};
-use crate::model::catalog_substitutes::{
-    self, PG_CATALOG, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS, SUBSTITUTE_SCHEMA_PREFIX,
-};
+use crate::model::catalog_substitutes::{self, PG_CATALOG, SUBSTITUTE_SCHEMA_PREFIX};
 
-/// What every version with managed tables looks for besides the tables' names: the built-ins
-/// that read a relation named in a string, another version's substitutes, and what may
-/// change the search_path (`search_path_catalog.rs`) or how later text reads
-/// (`reading_settings.rs`), and EXPLAIN's `VERBOSE`. The verdicts they lead to may turn on a
-/// constant (a setting's value, an option's), so a text with one is never learned by shape
-/// (`shape.rs`).
-pub(super) fn version_marks<'a>() -> impl Iterator<Item = &'a str> {
-    RELATION_READING_FUNCTION_MARKS
-        .iter()
-        .chain([&SUBSTITUTE_SCHEMA_PREFIX, &SCHEMA_WORD, &VERBOSE_MARK])
-        .chain(SEARCH_PATH_SETTERS)
-        .chain(READING_SETTERS)
-        .map(|mark| -> &'a str { mark })
-}
 use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
 use crate::model::{RoutingMap, ViewMapping};
 
@@ -112,6 +96,8 @@ pub struct VersionTargets {
     /// Per view: its base table's keys that may arbitrate an upsert (constraint, the view's
     /// names for its columns), where it shows them all (`references_conflict.rs`).
     constraint_keys: Vec<(RelationName, String, Vec<String>)>,
+    /// Per view: which of its `constraint_keys` is its base table's primary key.
+    primary_keys: Vec<(RelationName, String)>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
     /// keys by it too: a rewrite a session made with the targets of a state that was replaced
     /// meanwhile (stored after the cache was cleared) is never served under the new one.
@@ -139,6 +125,7 @@ impl VersionTargets {
             hidden_tables: Vec::new(),
             relatives: Vec::new(),
             constraint_keys: Vec::new(),
+            primary_keys: Vec::new(),
             routing_generation: 0,
         }
     }
@@ -326,6 +313,12 @@ impl VersionTargets {
             .map(|(_, _, columns)| columns.as_slice())
     }
 
+    /// The view's names for its base table's primary key, where it shows every column of it.
+    pub fn primary_key(&self, view: &RelationName) -> Option<&[String]> {
+        let (_, constraint) = self.primary_keys.iter().find(|(v, _)| v == view)?;
+        self.constraint_key(view, constraint)
+    }
+
     /// The mapping recorded for the view over base table `base`, if any.
     pub fn base_write_of(&self, base: &RelationName) -> Option<&BaseWrite> {
         self.base_writes
@@ -391,9 +384,11 @@ impl VersionTargets {
         for routed in tables {
             if let Some(mapping) = &routed.mapping {
                 let view = RelationName::new(&routed.view_schema, &routed.view_name);
-                let keys = map
-                    .kin
-                    .unique_keys_of(&routed.base_schema, &routed.base_table);
+                let (schema, table) = (&routed.base_schema, &routed.base_table);
+                if let Some(primary) = map.kin.primary_keys.get(&(schema.clone(), table.clone())) {
+                    targets.primary_keys.push((view.clone(), primary.clone()));
+                }
+                let keys = map.kin.unique_keys_of(schema, table);
                 for (constraint, columns) in keys {
                     if let Some(named) = mapping.view_names_of(columns) {
                         let key = (view.clone(), constraint.to_owned(), named);

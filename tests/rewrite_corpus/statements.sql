@@ -850,6 +850,22 @@ SELECT AVG({Q}."id") AS "id__avg" FROM {Q}
 -- name: django_annotate_count_join
 SELECT {Q}."id", COUNT("deployments"."id") AS "n" FROM {Q} LEFT OUTER JOIN "deployments" ON ({Q}."id" = "deployments"."model_id") GROUP BY {Q}."id" ORDER BY {Q}."id"
 
+-- name: django_annotate_count_reads_the_row
+-- The view has no primary key, so the row's other columns are grouped too (`{Q}` is not
+-- used: the hand version lists them).
+SELECT "model_metadata"."id", "model_metadata"."model_name", COUNT("deployments"."id") AS "n" FROM "model_metadata" LEFT OUTER JOIN "deployments" ON ("model_metadata"."id" = "deployments"."model_id") GROUP BY "model_metadata"."id" ORDER BY "model_metadata"."id"
+-- hand:
+SELECT "model_metadata"."id", "model_metadata"."model_name", COUNT("deployments"."id") AS "n" FROM "model_metadata_{V}" AS "model_metadata" LEFT OUTER JOIN "deployments" ON ("model_metadata"."id" = "deployments"."model_id") GROUP BY "model_metadata"."id", "model_metadata"."model_name" ORDER BY "model_metadata"."id"
+
+-- name: grouped_by_key_reads_in_having_and_order_by_not_in_aggregates
+SELECT upper(m.model_name) AS name, count(d.id) AS n, max(m.created_at) AS latest FROM model_metadata m JOIN deployments d ON d.model_id = m.id GROUP BY m.id HAVING m.model_version <> '' ORDER BY m.model_version DESC, m.id
+-- hand:
+SELECT upper(m.model_name) AS name, count(d.id) AS n, max(m.created_at) AS latest FROM model_metadata_{V} m JOIN deployments d ON d.model_id = m.id GROUP BY m.id, m.model_name, m.model_version HAVING m.model_version <> '' ORDER BY m.model_version DESC, m.id
+
+-- name: grouped_by_something_else_is_left_to_postgres
+-- errors: v1 v2
+SELECT {N}.model_name, count(*) FROM {N} GROUP BY {N}.model_version
+
 -- name: django_q_or
 SELECT {Q}."id" FROM {Q} WHERE ({Q}."model_name" = 'bert' OR {Q}."model_version" = '1.0') ORDER BY {Q}."id"
 
@@ -967,6 +983,13 @@ SELECT {Q}.* FROM {Q} WHERE {Q}."id" > $1 ORDER BY {Q}."id" ASC LIMIT $2
 -- name: ar_touch
 -- params: int8:3
 UPDATE {Q} SET "created_at" = '2024-07-01 00:00:00' WHERE {Q}."id" = $1
+
+-- name: activerecord_group_by_key_with_star
+SELECT model_metadata.*, COUNT(deployments.id) AS deployments_count FROM model_metadata LEFT OUTER JOIN deployments ON deployments.model_id = model_metadata.id GROUP BY model_metadata.id HAVING COUNT(deployments.id) >= 0 ORDER BY model_metadata.id
+-- hand v1:
+SELECT model_metadata.*, COUNT(deployments.id) AS deployments_count FROM model_metadata_v1 AS model_metadata LEFT OUTER JOIN deployments ON deployments.model_id = model_metadata.id GROUP BY model_metadata.id, model_metadata.model_name, model_metadata.model_version, model_metadata.hyperparameters, model_metadata.created_at HAVING COUNT(deployments.id) >= 0 ORDER BY model_metadata.id
+-- hand v2:
+SELECT model_metadata.*, COUNT(deployments.id) AS deployments_count FROM model_metadata_v2 AS model_metadata LEFT OUTER JOIN deployments ON deployments.model_id = model_metadata.id GROUP BY model_metadata.id, model_metadata.model_name, model_metadata.model_version, model_metadata.model_type, model_metadata.hyperparameters, model_metadata.created_at, model_metadata.schema_version HAVING COUNT(deployments.id) >= 0 ORDER BY model_metadata.id
 
 -- ===== More Prisma ================================================================
 
