@@ -61,6 +61,7 @@ fn psycopg3_v1_and_v2_clients_share_rows_through_their_views() {
             "statement prepared before SET keeps v1's columns",
             "new statement after SET gets v2's columns",
             "unprepared statement after SET gets v2's columns",
+            "client-side executemany of values with backslashes, pipelined",
         ],
         "psycopg versions: all checks passed",
     );

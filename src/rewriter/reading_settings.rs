@@ -29,6 +29,8 @@
 //! any word the proxy looks for. Writes to it, and views over it (which pass writes on), are
 //! refused; reading it is not.
 
+use super::lexer::{self, Kind};
+use super::mention;
 use super::parse_tree::{Tree, constant, location, name_parts, string_constant};
 use super::postgres_parser;
 use crate::model::catalog_substitutes::{
@@ -87,6 +89,26 @@ pub fn restores_conforming_strings(sql: &str) -> bool {
 /// The longest `SET standard_conforming_strings = on` (or `SHOW`) [`restores_conforming_strings`]
 /// reads.
 const MAX_SETTING_STATEMENT_BYTES: usize = 1024;
+
+/// Whether `text` reads the same with `standard_conforming_strings` on or off, so that it may
+/// be rewritten while earlier work that could change the setting is unanswered: no `'…'`
+/// literal holds a backslash (an `E'…'` string reads its escapes either way, and a comment, a
+/// quoted name or a dollar-quoted string has none to read; lexed with the setting on, each
+/// token then ends where it would with it off), and it defines nothing (a body is compiled
+/// when it is called, with the setting as it is then). psycopg's client-side binding writes a
+/// value with a backslash as `E'C:\\dir'`, which reads alike: its pipelined `executemany`
+/// need not wait.
+pub fn reads_alike_either_way(text: &[u8]) -> bool {
+    let Ok(sql) = std::str::from_utf8(text) else {
+        return false;
+    };
+    let mut tokens = Vec::new();
+    lexer::lex(sql, &mut tokens).is_some()
+        && !mention::starts_definition(text)
+        && tokens
+            .iter()
+            .all(|token| token.kind != Kind::String || !sql[token.start..token.end].contains('\\'))
+}
 
 /// The byte offset of the first place in `statement` (a parse tree) that turns
 /// `standard_conforming_strings` off or may, or writes `pg_settings`.

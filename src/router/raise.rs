@@ -79,7 +79,8 @@ impl Refusal {
     /// read it (the test [`Refusal::unreadable`] makes), since a backslash may end a literal
     /// where viewgate reads none and leave a reference unrewritten; `None` (read it as usual)
     /// otherwise. A statement without a backslash reads the same under either setting: the
-    /// caller does not ask.
+    /// caller does not ask, nor does one whose backslashes are all in `E'…'` strings while the
+    /// setting is only pending (`reading_settings::reads_alike_either_way`).
     pub fn backslashes(
         targets: &VersionTargets,
         bytes: &[u8],
@@ -89,6 +90,9 @@ impl Refusal {
             ConformingStrings::On => return None,
             ConformingStrings::Off => {
                 "it has a backslash and standard_conforming_strings is off, so Postgres may end a string literal where viewgate reads none; set standard_conforming_strings to on"
+            }
+            ConformingStrings::Pending if reading_settings::reads_alike_either_way(bytes) => {
+                return None;
             }
             ConformingStrings::Pending => {
                 "it has a backslash and a statement sent before it, not yet answered, may change standard_conforming_strings; send it once the earlier statements are answered, with standard_conforming_strings on"
@@ -255,7 +259,28 @@ mod tests {
                 .is_some()
             );
             assert!(
-                Refusal::backslashes(&targets, b"select 1 from MODEL_METADATA", strings).is_some()
+                Refusal::backslashes(&targets, br"select '\' from MODEL_METADATA", strings)
+                    .is_some()
+            );
+        }
+        // Backslashes only in escape strings read alike whatever the setting turns out to be:
+        // rewritten while it is pending (psycopg's client-side binding), not while it is off
+        // (a call compiles a body with it).
+        let escaped = br"INSERT INTO model_metadata (model_name) VALUES (E'C:\\dir\'s'), ('x')";
+        assert_eq!(
+            Refusal::backslashes(&targets, escaped, ConformingStrings::Pending),
+            None
+        );
+        assert!(Refusal::backslashes(&targets, escaped, ConformingStrings::Off).is_some());
+        for still_refused in [
+            &br"SELECT E'a\\b', 'c\' FROM model_metadata"[..],
+            br"DO $$BEGIN PERFORM E'\\x' FROM model_metadata; END$$",
+            br"SELECT N'a\' FROM model_metadata",
+        ] {
+            assert!(
+                Refusal::backslashes(&targets, still_refused, ConformingStrings::Pending).is_some(),
+                "{}",
+                String::from_utf8_lossy(still_refused)
             );
         }
     }

@@ -208,5 +208,18 @@ with psycopg.connect(proxy_dsn, autocommit=True, prepare_threshold=0) as conn:
         ["cnn", "neural_network", "transformer"],
     )
 
+# Client-side binding (Django's default): psycopg writes a value with a backslash as E'…'
+# and pipelines executemany, so each INSERT is sent before the one before it is answered.
+# E'…' reads alike whatever standard_conforming_strings is: none is refused.
+with psycopg.connect(proxy_dsn, options="-c viewgate.version=v2", autocommit=True) as conn:
+    paths = [f"C:\\models\\{i}\\'s" for i in range(3)]
+    psycopg.ClientCursor(conn).executemany(
+        "INSERT INTO model_metadata (model_name, model_version, model_type) VALUES (%s, %s, 'backslash')",
+        [(path, "1") for path in paths],
+    )
+    written = "SELECT model_name FROM model_metadata WHERE model_type = 'backslash' ORDER BY 1"
+    check("client-side executemany of values with backslashes, pipelined", [r[0] for r in conn.execute(written)], paths)
+    conn.execute("DELETE FROM model_metadata WHERE model_type = 'backslash'")
+
 admin.close()
 print("psycopg versions: all checks passed")
