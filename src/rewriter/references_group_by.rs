@@ -8,14 +8,15 @@
 //! table's whole primary key and the GROUP BY lists it, the table's columns the statement
 //! reads outside aggregates are added to the GROUP BY (`GROUP BY c.id, "c"."name"`): grouped
 //! by the key already, each group is one row of the table, so the groups and the answer are
-//! what the base table gives. Columns only aggregates read are left out, and so are types
+//! what the base table gives. The key may be listed by position (`GROUP BY 1`, as Django
+//! writes it). Columns only aggregates read are left out, and so are types
 //! Postgres cannot group by (`json`, geometric types): adding those would fail a statement
 //! that works.
 
 use sqlparser::ast::{
     Expr, Function, GroupByExpr, Ident, ObjectName, ObjectNamePart, OrderByExpr, OrderByKind,
     Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableFactor,
-    TableWithJoins, visit_expressions,
+    TableWithJoins, Value, visit_expressions,
 };
 
 use super::super::identifier::{fold_identifier, quote_identifier};
@@ -152,7 +153,10 @@ impl<'a> Collector<'a> {
         }
         // An unqualified name is the managed table's only when nothing else is in FROM.
         let alone = items == 1;
-        let grouped: Vec<ColumnRef> = grouped.iter().filter_map(column_ref).collect();
+        let grouped: Vec<ColumnRef> = grouped
+            .iter()
+            .filter_map(|expr| column_ref(output_column(expr, &select.projection).unwrap_or(expr)))
+            .collect();
         let read = ReadColumns::of(select, order_by);
         let mut added = Vec::new();
         for table in keyed {
@@ -282,6 +286,22 @@ fn column_ref(expr: &Expr) -> Option<ColumnRef> {
             _ => None,
         },
         Expr::Nested(inner) => column_ref(inner),
+        _ => None,
+    }
+}
+
+/// The projection's expression a GROUP BY position names (`GROUP BY 1`, as Django writes a
+/// grouped column it also selects).
+fn output_column<'e>(expr: &Expr, projection: &'e [SelectItem]) -> Option<&'e Expr> {
+    let Expr::Value(value) = expr else {
+        return None;
+    };
+    let Value::Number(position, _) = &value.value else {
+        return None;
+    };
+    let index = position.parse::<usize>().ok()?.checked_sub(1)?;
+    match projection.get(index)? {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => Some(expr),
         _ => None,
     }
 }

@@ -857,6 +857,11 @@ SELECT "model_metadata"."id", "model_metadata"."model_name", COUNT("deployments"
 -- hand:
 SELECT "model_metadata"."id", "model_metadata"."model_name", COUNT("deployments"."id") AS "n" FROM "model_metadata_{V}" AS "model_metadata" LEFT OUTER JOIN "deployments" ON ("model_metadata"."id" = "deployments"."model_id") GROUP BY "model_metadata"."id", "model_metadata"."model_name" ORDER BY "model_metadata"."id"
 
+-- name: django_annotate_grouped_by_position
+SELECT "model_metadata"."id" AS "id", "model_metadata"."model_version" AS "model_version", COUNT("deployments"."id") AS "s" FROM "model_metadata" LEFT OUTER JOIN "deployments" ON ("model_metadata"."id" = "deployments"."model_id") GROUP BY 1 ORDER BY 1 ASC
+-- hand:
+SELECT "model_metadata"."id" AS "id", "model_metadata"."model_version" AS "model_version", COUNT("deployments"."id") AS "s" FROM "model_metadata_{V}" AS "model_metadata" LEFT OUTER JOIN "deployments" ON ("model_metadata"."id" = "deployments"."model_id") GROUP BY 1, "model_metadata"."model_version" ORDER BY 1 ASC
+
 -- name: grouped_by_key_reads_in_having_and_order_by_not_in_aggregates
 SELECT upper(m.model_name) AS name, count(d.id) AS n, max(m.created_at) AS latest FROM model_metadata m JOIN deployments d ON d.model_id = m.id GROUP BY m.id HAVING m.model_version <> '' ORDER BY m.model_version DESC, m.id
 -- hand:
