@@ -7,7 +7,8 @@
 //! Text, CSV and binary, with and without column lists, through the extended protocol
 //! (tokio-postgres) and the simple one (psql's `\copy`); every row is checked in the base
 //! table and read back through the version. What cannot be copied exactly is refused with
-//! 42601 and its position; a view recorded before the catalog kept mappings copies as before.
+//! 42601 and its position, a column the version does not have with 42703 (as Postgres and
+//! `COPY … TO` tell it); a view recorded before the catalog kept mappings copies as before.
 //! A trigger-backed version with renamed columns (v4) takes COPY through its view and upserts
 //! through the base table with its names mapped.
 
@@ -444,17 +445,39 @@ fn what_cannot_be_copied_exactly_is_refused_and_old_catalogs_copy_as_before() {
             .await
             .unwrap_err(),
         );
-        assert_eq!(code, "42601");
+        // Told as Postgres tells a column the table lacks (42703, undefined_column), as
+        // `COPY … TO` is, which reads through the view: it was a syntax error (42601).
+        assert_eq!(code, "42703", "{message}");
         assert!(
-            message.contains("\"model_name\"") && message.contains("version v3"),
+            message.starts_with(
+                "column \"model_name\" of relation \"model_metadata\" does not exist at version v3"
+            ),
             "{message}"
         );
         assert!(
             message.contains("at character 26"),
             "{message} {position:?}"
         );
+        let (code, message, _) = refused(
+            copy_out(&v3, "COPY model_metadata (id, model_name) TO STDOUT")
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(code, "42703", "COPY … TO: {message}");
+        // A FORCE_NOT_NULL column the version lacks, the one column list being right.
+        let (code, message, _) = refused(
+            copy_in(
+                &v3,
+                "COPY model_metadata (id, name, version) FROM STDIN (FORMAT csv, FORCE_NOT_NULL (model_name))",
+                "",
+            )
+            .await
+            .unwrap_err(),
+        );
+        assert_eq!(code, "42703", "{message}");
+        assert!(message.contains("\"model_name\""), "{message}");
         let v1 = connect(&proxy, "v1").await;
-        let (_, message, _) = refused(
+        let (code, message, _) = refused(
             copy_in(
                 &v1,
                 "COPY model_metadata (id, model_name, model_version, schema_version) FROM STDIN",
@@ -463,6 +486,7 @@ fn what_cannot_be_copied_exactly_is_refused_and_old_catalogs_copy_as_before() {
             .await
             .unwrap_err(),
         );
+        assert_eq!(code, "42703", "{message}");
         assert!(
             message.contains("\"schema_version\"") && message.contains("version v1"),
             "{message}"

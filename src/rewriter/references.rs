@@ -130,10 +130,10 @@ impl<'a> Collector<'a> {
             .iter()
             .find(|(table, _)| self.other_item_names.contains(table))
         {
-            return Err(NotCollected::Refused(Refusal {
-                reason: refusal::schema_qualified_beside_namesake(table),
-                offset: Some(*offset),
-            }));
+            return Err(NotCollected::Refused(Refusal::new(
+                refusal::schema_qualified_beside_namesake(table),
+                Some(*offset),
+            )));
         }
         match self.unlocatable {
             true => Err(NotCollected::Unlocatable),
@@ -143,7 +143,7 @@ impl<'a> Collector<'a> {
 
     /// Refuses the statement (the first reason is kept).
     fn refuse(&mut self, reason: String, offset: Option<usize>) {
-        self.refusal.get_or_insert(Refusal { reason, offset });
+        self.refusal.get_or_insert(Refusal::new(reason, offset));
     }
 
     fn shadowed(&self, name: &str) -> bool {

@@ -8,6 +8,7 @@ use sqlparser::ast::{
 
 use super::super::identifier::{fold_identifier, quote_identifier};
 use super::super::lexer::{self, Kind};
+use super::super::refusal::{Refusal, Undefined};
 use super::super::splice::Edit;
 use super::super::targets::{BaseWrite, ViewTarget};
 use super::Collector;
@@ -48,6 +49,16 @@ fn closing_parenthesis(sql: &str, from: usize) -> Option<usize> {
 }
 
 impl Collector<'_> {
+    /// Refuses the statement for naming a column the version does not have: 42703, as
+    /// Postgres tells a COPY naming a column its table lacks (and as `COPY … TO`, which reads
+    /// through the view, is told); `reason` is Postgres's wording with the version.
+    fn refuse_undefined_column(&mut self, reason: String, offset: Option<usize>) {
+        self.refusal.get_or_insert(Refusal {
+            undefined: Some(Undefined::Column),
+            ..Refusal::new(reason, offset)
+        });
+    }
+
     /// `COPY t [(cols)] TO ...` reads through the view with a query. `COPY t FROM` writes
     /// through the view where it has an INSTEAD OF INSERT trigger (Postgres runs it for each
     /// row); into an auto-updatable view, which Postgres cannot copy to, it writes the base
@@ -162,7 +173,7 @@ impl Collector<'_> {
         let mut base_columns = Vec::with_capacity(listed.len());
         for (name, offset) in &listed {
             let Some(column) = mapping.column(name) else {
-                return self.refuse(
+                return self.refuse_undefined_column(
                     format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
                     offset.or(Some(name_range.start)),
                 );
@@ -200,7 +211,7 @@ impl Collector<'_> {
                 return;
             };
             let Some(base) = mapping.column(&name).and_then(|c| c.base_column.as_deref()) else {
-                return self.refuse(
+                return self.refuse_undefined_column(
                     format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
                     Some(range.start),
                 );

@@ -1,14 +1,17 @@
 //! `Refusal`: a statement the rewriter could read but refuses all the same, because viewgate
 //! would have to write the base table for it and cannot do so exactly (a COPY … FROM column
 //! the version lacks, an upsert form it cannot map). The proxy answers it with 42601 and the
-//! position; it is never forwarded. So is DDL that would keep a managed table's whole shape
-//! (a view's definition, a stored row type, a function's body: `definitions.rs`).
+//! position (42703 or 42P01 where it names what the version does not have: [`Undefined`]);
+//! it is never forwarded. So is DDL that would keep a managed table's whole shape (a view's
+//! definition, a stored row type, a function's body: `definitions.rs`).
 
 /// Why a read statement is refused. `offset` is a byte offset into the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub reason: String,
     pub offset: Option<usize>,
+    /// What the statement names that the version does not have, if that is why.
+    pub undefined: Option<Undefined>,
 }
 
 impl Refusal {
@@ -16,8 +19,21 @@ impl Refusal {
         Refusal {
             reason: reason.into(),
             offset,
+            undefined: None,
         }
     }
+}
+
+/// What a refused statement names that the version's clients do not have. Postgres tells
+/// such a statement by its SQLSTATE (undefined table, undefined column), and an application
+/// at that version, whose introspection does not show the name either, catches that code
+/// (psycopg's `UndefinedColumn`, Django's checks), not a syntax error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undefined {
+    /// A relation (42P01), as written (`schema.name` or `name`).
+    Relation(String),
+    /// A column (42703); the reason names it in Postgres's words.
+    Column,
 }
 
 use super::postgres_grammar::{Place, Reference};

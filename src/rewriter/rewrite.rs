@@ -12,7 +12,7 @@ use super::mention::{comment_after_quote, may_hide_a_name};
 use super::postgres_grammar::{self, Place, Reading, Reference};
 use super::postgres_parser;
 use super::query_functions;
-use super::refusal;
+use super::refusal::{self, Undefined};
 use super::search_path_catalog;
 use super::splice::{self, Edit, TextIndex, Tokens};
 use super::statement_edits::{NotParsed, parsed_edits};
@@ -40,10 +40,10 @@ pub struct RewriteError {
     pub reason: String,
     /// 1-based character position in the query string, as in Postgres's error position.
     pub position: Option<usize>,
-    /// The relation named, when it does not exist for the version's clients: told as
-    /// Postgres tells an undefined table (42P01), which is what an application at that
-    /// version, whose introspection does not show it either, must be able to catch.
-    pub missing_relation: Option<String>,
+    /// What the statement names that the version's clients do not have: told as Postgres
+    /// tells an undefined table (42P01) or column (42703), which is what an application at
+    /// that version, whose introspection does not show it either, must be able to catch.
+    pub undefined: Option<Undefined>,
 }
 
 impl RewriteError {
@@ -51,10 +51,13 @@ impl RewriteError {
         let RewriteError {
             version, reason, ..
         } = self;
-        match &self.missing_relation {
-            Some(relation) => {
+        match &self.undefined {
+            Some(Undefined::Relation(relation)) => {
                 format!("relation \"{relation}\" does not exist at version {version}: {reason}")
             }
+            // The reason is Postgres's wording with the version: `column "x" of relation "t"
+            // does not exist at version v2`.
+            Some(Undefined::Column) => reason.clone(),
             None => {
                 format!("viewgate cannot rewrite this statement for version {version}: {reason}")
             }
@@ -75,9 +78,9 @@ pub fn rewrite(sql: &str, targets: &VersionTargets) -> Result<Rewrite, RewriteEr
 pub struct Failure {
     pub reason: String,
     pub offset: Option<usize>,
-    /// The relation named, when what it names does not exist for the version's clients
-    /// (another version's view, a managed table by a name the version does not give it).
-    pub missing_relation: Option<String>,
+    /// What it names that does not exist for the version's clients (another version's
+    /// view, a managed table by a name the version does not give it, a column).
+    pub undefined: Option<Undefined>,
 }
 
 /// What the full path learned about one text: the edits (or why there are none), and the byte
@@ -101,7 +104,7 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
             edits: Err(Failure {
                 reason: refusal::STRING_CONTINUED_AFTER_COMMENT.into(),
                 offset: Some(offset),
-                missing_relation: None,
+                undefined: None,
             }),
         };
     }
@@ -115,7 +118,7 @@ pub fn analyse(sql: &str, targets: &VersionTargets) -> Analysis {
             edits: Err(Failure {
                 reason: refusal::LEXERS_DISAGREE.into(),
                 offset: Some(offset),
-                missing_relation: None,
+                undefined: None,
             }),
         };
     }
@@ -156,7 +159,7 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
     let failure = |reason: String, location: Option<Location>| Failure {
         reason,
         offset: location.and_then(|l| index.offset(l)),
-        missing_relation: None,
+        undefined: None,
     };
     let mut parser_tokens = Vec::new();
     let statements = match statements::split_recording(sql, &index, Some(&mut parser_tokens)) {
@@ -200,11 +203,11 @@ pub fn read_with_sqlparser(sql: &str, targets: &VersionTargets) -> ParserReading
                         unread.push(range);
                         Vec::new()
                     }
-                    Err(NotParsed::Refused(reason, offset)) => {
+                    Err(NotParsed::Refused(refused)) => {
                         refusal.get_or_insert(Failure {
-                            reason,
-                            offset: offset.or_else(|| index.offset(start)),
-                            missing_relation: None,
+                            reason: refused.reason,
+                            offset: refused.offset.or_else(|| index.offset(start)),
+                            undefined: refused.undefined,
                         });
                         Vec::new()
                     }
@@ -258,7 +261,7 @@ fn check(
                     postgres_grammar::MAX_CHECKED_DEFINITION_BYTES
                 ),
                 offset: None,
-                missing_relation: None,
+                undefined: None,
             });
         }
     }
@@ -276,7 +279,7 @@ fn check(
                         postgres_grammar::MAX_CHECKED_BYTES
                     ),
                     offset: Some(offset),
-                    missing_relation: None,
+                    undefined: None,
                 });
             }
             if let Some(offset) = unaccounted_mention(sql, targets, &edits) {
@@ -287,7 +290,7 @@ fn check(
                         postgres_grammar::MAX_CHECKED_BYTES
                     ),
                     offset: Some(offset),
-                    missing_relation: None,
+                    undefined: None,
                 });
             }
             return failure.map_or(Ok(edits), Err);
@@ -300,14 +303,14 @@ fn check(
             return Err(Failure {
                 reason: refusal::postgres_rejects(&message),
                 offset: failure.and_then(|f| f.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
         Reading::Unavailable(reason) => {
             return Err(Failure {
                 reason: format!("PostgreSQL's parser could not check it ({reason})"),
                 offset: failure.and_then(|f| f.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
     };
@@ -319,7 +322,7 @@ fn check(
                 return Err(Failure {
                     reason: refusal::unsubstituted_printer(&reference.name, &targets.version),
                     offset: Some(reference.offset),
-                    missing_relation: None,
+                    undefined: None,
                 });
             }
             continue;
@@ -328,42 +331,42 @@ fn check(
             return Err(Failure {
                 reason: refusal::field_call(&reference.name, &targets.version),
                 offset: Some(reference.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
         if reference.place == Place::AliasedBuiltIn {
             return Err(Failure {
                 reason: refusal::aliased_built_in(&reference.name, &targets.version),
                 offset: Some(reference.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
         if reference.place == Place::CatalogPath {
             return Err(Failure {
                 reason: refusal::information_schema_path(&targets.version),
                 offset: Some(reference.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
         if reference.place == Place::VerboseExplain {
             return Err(Failure {
                 reason: refusal::verbose_explain(&targets.version),
                 offset: Some(reference.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
         if reference.place == Place::ReadingSetting {
             return Err(Failure {
                 reason: refusal::reading_setting(),
                 offset: Some(reference.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
         if reference.place == Place::OtherVersion {
             return Err(Failure {
                 reason: refusal::not_this_versions(targets, reference),
                 offset: Some(reference.offset),
-                missing_relation: refusal::missing_at_version(targets, reference),
+                undefined: refusal::missing_at_version(targets, reference).map(Undefined::Relation),
             });
         }
         let Some(target) = targets.resolve(reference.schema.as_deref(), &reference.name) else {
@@ -374,7 +377,7 @@ fn check(
             return Err(Failure {
                 reason: refusal::catalog_definition(&target.table.name, &targets.version),
                 offset: Some(reference.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
         if let Some(reason) =
@@ -383,7 +386,7 @@ fn check(
             return Err(Failure {
                 reason,
                 offset: Some(reference.offset),
-                missing_relation: None,
+                undefined: None,
             });
         }
     }
@@ -409,7 +412,7 @@ fn check(
         return Err(Failure {
             reason: "viewgate's parser and PostgreSQL's disagree about a table reference".into(),
             offset: Some(extra.range.start),
-            missing_relation: None,
+            undefined: None,
         });
     }
     Ok(checked)
@@ -499,7 +502,7 @@ fn edit_from_reference(
             reference.name
         ),
         offset: Some(reference.offset),
-        missing_relation: None,
+        undefined: None,
     };
     if reference.place == Place::CopyTo {
         return Err(cannot(
@@ -575,7 +578,7 @@ pub fn finish(
             Err(Failure {
                 reason: "a rewrite would cut into a comment, a string or a quoted name".into(),
                 offset: None,
-                missing_relation: None,
+                undefined: None,
             }),
         );
     }
@@ -591,7 +594,7 @@ pub fn finish_between_tokens(
 ) -> Result<Rewrite, RewriteError> {
     let error = |failure: Failure| RewriteError {
         version: version.to_owned(),
-        missing_relation: failure.missing_relation,
+        undefined: failure.undefined,
         reason: failure.reason,
         position: failure
             .offset
@@ -606,7 +609,7 @@ pub fn finish_between_tokens(
                 error(Failure {
                     reason: "overlapping table references".into(),
                     offset: None,
-                    missing_relation: None,
+                    undefined: None,
                 })
             }),
         Err(failure) => Err(error(failure)),

@@ -8,15 +8,16 @@ use sqlparser::tokenizer::Location;
 
 use super::expression_depth;
 use super::references::{Collector, NotCollected};
+use super::refusal::Refusal;
 use super::splice::{Edit, TextIndex};
 use super::statements::{self, StatementText};
 use super::targets::VersionTargets;
 
 /// Why a statement gives no edits: sqlparser could not read it (or locate a reference in
-/// it), or it was read and is refused (reason, byte offset).
+/// it), or it was read and is refused.
 pub enum NotParsed {
     Parser(String, Option<Location>),
-    Refused(String, Option<usize>),
+    Refused(Refusal),
 }
 
 pub fn parsed_edits(
@@ -27,7 +28,7 @@ pub fn parsed_edits(
 ) -> Result<Vec<Edit>, NotParsed> {
     let depth = expression_depth::depth_bound(&statement.tokens);
     if depth > expression_depth::MAX_EXPRESSION_DEPTH {
-        return Err(NotParsed::Refused(
+        return Err(NotParsed::Refused(Refusal::new(
             format!(
                 "its expressions may nest {depth} levels deep, more than the {} viewgate reads; split the expression (a long AND/OR chain into an IN list or a join, say)",
                 expression_depth::MAX_EXPRESSION_DEPTH
@@ -36,7 +37,7 @@ pub fn parsed_edits(
                 .tokens
                 .first()
                 .and_then(|t| index.offset(t.span.start)),
-        ));
+        )));
     }
     // The tree is built, walked and dropped on the stack its depth needs.
     expression_depth::on_expression_stack(depth, || {
@@ -56,9 +57,7 @@ pub fn parsed_edits(
                         "a table reference could not be located in the text".to_owned(),
                         None,
                     ),
-                    NotCollected::Refused(refusal) => {
-                        NotParsed::Refused(refusal.reason, refusal.offset)
-                    }
+                    NotCollected::Refused(refusal) => NotParsed::Refused(refusal),
                 })?;
             edits.extend(found);
         }

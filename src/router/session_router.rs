@@ -48,6 +48,7 @@ use super::view_name_capture;
 use crate::config::{StickyField, UnparseablePolicy};
 use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::lexer::Token;
+use crate::rewriter::refusal::Undefined;
 use crate::rewriter::version_setters;
 use crate::rewriter::{
     CachedOutcome, RecentShapes, Rewrite, RewriteCache, VersionTargets, rewrite_cached_in,
@@ -582,8 +583,9 @@ impl Rewriting<'_> {
                         .position
                         .map(|p| format!(" (at character {})", p + offset))
                         .unwrap_or_default();
-                    let code = match error.missing_relation {
-                        Some(_) => SqlState::UNDEFINED_TABLE,
+                    let code = match error.undefined {
+                        Some(Undefined::Relation(_)) => SqlState::UNDEFINED_TABLE,
+                        Some(Undefined::Column) => SqlState::UNDEFINED_COLUMN,
                         None => SqlState::SYNTAX_ERROR,
                     };
                     Routed::Refuse(Refusal::new(code, format!("{error}{position}")))
