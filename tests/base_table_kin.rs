@@ -5,7 +5,10 @@
 //! and no constraint violation's detail shows it a hidden value, whether Postgres names the
 //! child or the referencing table. Found by the thirty-fifth red-team pass (a partition read
 //! by name, a partition's failing row, a foreign key's "is still referenced" key) and the
-//! thirty-ninth (a parent, the by-name catalog listings, `schema_to_xml`).
+//! thirty-ninth (a parent, the by-name catalog listings, `schema_to_xml`). A foreign key
+//! between two managed tables shows its key where the version sees each of its columns in
+//! the table whose columns they are (a renamed one under the version's name), and hides it
+//! otherwise.
 
 use crate::common;
 
@@ -137,6 +140,134 @@ fn children_are_refused_and_their_rows_and_referenced_keys_stay_hidden() {
     )
     .unwrap_err();
     assert!(at_v2.contains("(9001, 4343)"), "{at_v2}");
+}
+
+/// Django's shape: a product referencing its category (deferred, as Django makes its keys),
+/// and a code only the base tables have, referenced with ON DELETE RESTRICT.
+const SHOP_SCHEMA: &str = "
+CREATE TABLE shop_category (id serial PRIMARY KEY, name varchar(100) NOT NULL UNIQUE,
+                            secret_code text UNIQUE);
+CREATE TABLE shop_product (id serial PRIMARY KEY, name text NOT NULL, price numeric NOT NULL,
+                           created_at timestamptz NOT NULL,
+                           category_id integer NOT NULL REFERENCES shop_category (id)
+                               DEFERRABLE INITIALLY DEFERRED,
+                           category_code text REFERENCES shop_category (secret_code)
+                               ON DELETE RESTRICT);
+INSERT INTO shop_category (name, secret_code) VALUES ('books', NULL), ('vault', 'CODE-SECRET');
+INSERT INTO shop_product (name, price, created_at, category_id, category_code)
+     VALUES ('novel', 1, now(), 1, NULL), ('safe', 2, now(), 1, 'CODE-SECRET');
+";
+
+/// v1 sees neither code; v2 calls `category_id` `category`; v3 does not see the category's
+/// `id` (the product's `id`, a column of the same name, it does see).
+const SHOP_SPEC: &str = r#"
+[[tables]]
+name = "shop_category"
+
+[[tables]]
+name = "shop_product"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "shop_category"
+columns = ["id", "name"]
+[[versions.tables]]
+base = "shop_product"
+columns = ["id", "name", "price", "created_at", "category_id"]
+
+[[versions]]
+name = "v2"
+[[versions.tables]]
+base = "shop_category"
+columns = ["id", "name"]
+[[versions.tables]]
+base = "shop_product"
+columns = ["id", "name", "price", "created_at", { name = "category", from = "category_id" }]
+
+[[versions]]
+name = "v3"
+[[versions.tables]]
+base = "shop_category"
+columns = ["name"]
+[[versions.tables]]
+base = "shop_product"
+columns = ["id", "name", "price", "created_at", "category_id"]
+"#;
+
+/// A foreign key between two managed tables: the detail was hidden whenever both were
+/// managed, even at v1, where every column of the key is the version's own
+/// (`Key (category_id)=(999999) is not present in table "shop_category".`). Postgres's
+/// wording says whose columns the key lists (the referencing table's when the referenced row
+/// is missing, the referenced table's when it is still referenced), and only that table's
+/// columns at the version decide: shown under the same name, the detail stands; renamed, it
+/// is told in the version's name; hidden, it is not shown, though the other table has a
+/// visible column of that name. A RESTRICT violation's key (the referenced table's; 23001
+/// on PostgreSQL 18, 23503 before) is judged the same way: as 23001 it was shown whole,
+/// hidden column and all.
+#[test]
+fn a_foreign_key_between_managed_tables_shows_the_key_the_version_sees() {
+    let proxy = proxy_with_spec(SHOP_SCHEMA, SHOP_SPEC);
+    let insert = |version: &str, column: &str| {
+        psql(
+            &proxy,
+            Some(version),
+            &format!("INSERT INTO shop_product (name, price, created_at, {column}) VALUES ('fk', 1, now(), 999999)"),
+        )
+        .unwrap_err()
+    };
+    let missing = insert("v1", "category_id");
+    assert!(
+        missing.contains("violates foreign key constraint")
+            && missing.contains(
+                "DETAIL:  Key (category_id)=(999999) is not present in table \"shop_category\"."
+            ),
+        "{missing}"
+    );
+    let renamed = insert("v2", "category");
+    assert!(
+        renamed.contains(
+            "DETAIL:  Key (category)=(999999) is not present in table \"shop_category\"."
+        ) && !renamed.contains("Key (category_id)"),
+        "{renamed}"
+    );
+    let delete = |version: &str, name: &str| {
+        psql(
+            &proxy,
+            Some(version),
+            &format!("DELETE FROM shop_category WHERE name = '{name}'"),
+        )
+        .unwrap_err()
+    };
+    let referenced = delete("v1", "books");
+    assert!(
+        referenced
+            .contains("DETAIL:  Key (id)=(1) is still referenced from table \"shop_product\"."),
+        "{referenced}"
+    );
+    let hidden = delete("v3", "books");
+    assert!(
+        hidden.contains("violates foreign key constraint")
+            && hidden.contains("the key is the base table's")
+            && !hidden.contains("Key (id)"),
+        "{hidden}"
+    );
+    let restricted = delete("v1", "vault");
+    assert!(
+        restricted.contains("foreign key constraint \"shop_product_category_code_fkey\"")
+            && restricted.contains("the key is the base table's")
+            && !restricted.contains("CODE-SECRET"),
+        "{restricted}"
+    );
+    // Straight to Postgres the key is the hidden code.
+    let direct = proxy
+        .cluster
+        .psql("postgres", "DELETE FROM shop_category WHERE name = 'vault'")
+        .map_err(|e| e.to_string());
+    assert!(
+        direct.as_ref().is_err_and(|e| e.contains("CODE-SECRET")),
+        "{direct:?}"
+    );
 }
 
 const PARTITIONED_SCHEMA: &str = "

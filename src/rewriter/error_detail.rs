@@ -24,6 +24,9 @@ pub const NOT_NULL_VIOLATION: &str = "23502";
 pub const CHECK_VIOLATION: &str = "23514";
 const UNIQUE_VIOLATION: &str = "23505";
 pub const FOREIGN_KEY_VIOLATION: &str = "23503";
+/// A foreign key's `ON DELETE` / `ON UPDATE RESTRICT` violated: its detail prints the
+/// referenced table's key, as a NO ACTION key's "is still referenced" does.
+pub const RESTRICT_VIOLATION: &str = "23001";
 const EXCLUSION_VIOLATION: &str = "23P01";
 /// A view's `WITH CHECK OPTION` violated: its detail is the failing row of the relation
 /// written, the base table's whole when the view is over a version's view, and Postgres names
@@ -41,7 +44,7 @@ pub fn for_version(
 ) -> Option<String> {
     match code {
         NOT_NULL_VIOLATION | CHECK_VIOLATION => Some(HIDDEN_ROW_DETAIL.to_owned()),
-        UNIQUE_VIOLATION | FOREIGN_KEY_VIOLATION | EXCLUSION_VIOLATION => {
+        UNIQUE_VIOLATION | FOREIGN_KEY_VIOLATION | RESTRICT_VIOLATION | EXCLUSION_VIOLATION => {
             match key_for_version(code, detail, base, targets) {
                 Key::Same => None,
                 Key::Renamed(detail) => Some(detail),
@@ -49,6 +52,40 @@ pub fn for_version(
             }
         }
         _ => None,
+    }
+}
+
+/// Whose columns a foreign key violation's `Key (…)=(…)` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOwner {
+    /// The referencing table's: an insert or update of it found no referenced row.
+    Referencing,
+    /// The referenced table's: an update or delete of it left a row referencing the key.
+    Referenced,
+}
+
+/// Which table's columns the key in `detail`, a foreign key violation's, lists, by Postgres's
+/// wording (ri_triggers.c, `ri_ReportViolation`): the referencing table's in `… is not present
+/// in table "t".`, the referenced table's in `… is still referenced from table "t".` and
+/// RESTRICT's `… is referenced from table "t".`. The error's table field names the
+/// referencing table in every case, so it cannot tell. The phrase found last decides: the
+/// key's values, which a client writes, come before it and may spell the other one. `None`:
+/// another error, or a wording not recognised (a translated one).
+pub fn foreign_key_owner(code: &str, detail: &str) -> Option<KeyOwner> {
+    if !(code == FOREIGN_KEY_VIOLATION || code == RESTRICT_VIOLATION)
+        || !detail.starts_with("Key (")
+    {
+        return None;
+    }
+    let absent = detail.rfind(") is not present in table \"");
+    let referenced = detail
+        .rfind(") is still referenced from table \"")
+        .max(detail.rfind(") is referenced from table \""));
+    match (absent, referenced) {
+        (Some(absent), Some(referenced)) if absent > referenced => Some(KeyOwner::Referencing),
+        (Some(_), None) => Some(KeyOwner::Referencing),
+        (_, Some(_)) => Some(KeyOwner::Referenced),
+        (None, None) => None,
     }
 }
 
@@ -193,6 +230,57 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_key_s_wording_says_whose_key_it_prints() {
+        let owner = |code: &str, detail: &str| foreign_key_owner(code, detail);
+        assert_eq!(
+            owner(
+                "23503",
+                "Key (category_id)=(9) is not present in table \"shop_category\"."
+            ),
+            Some(KeyOwner::Referencing)
+        );
+        assert_eq!(
+            owner(
+                "23503",
+                "Key (id)=(1) is still referenced from table \"shop_product\"."
+            ),
+            Some(KeyOwner::Referenced)
+        );
+        assert_eq!(
+            owner(
+                "23001",
+                "Key (code)=(x) is referenced from table \"shop_product\"."
+            ),
+            Some(KeyOwner::Referenced)
+        );
+        // A value spelling the other phrase comes before the real one.
+        assert_eq!(
+            owner(
+                "23503",
+                "Key (name)=(a) is still referenced from table \"b) is not present in table \"t\"."
+            ),
+            Some(KeyOwner::Referencing)
+        );
+        assert_eq!(
+            owner(
+                "23503",
+                "Key (name)=(a) is not present in table \"b) is still referenced from table \"t\"."
+            ),
+            Some(KeyOwner::Referenced)
+        );
+        for unknown in [
+            ("23503", "Key is not present in table \"t\"."),
+            (
+                "23503",
+                "Schlüssel (id)=(1) ist nicht in Tabelle »t« vorhanden.",
+            ),
+            ("23505", "Key (id)=(1) is not present in table \"t\"."),
+        ] {
+            assert_eq!(owner(unknown.0, unknown.1), None, "{unknown:?}");
+        }
+    }
+
+    #[test]
     fn rows_are_never_shown_and_keys_only_in_the_version_s_names() {
         let (base, targets) = targets();
         let detail = |code: &str, text: &str| for_version(code, text, &base, &targets);
@@ -226,6 +314,10 @@ mod tests {
                 "Key (name)=(a) conflicts with existing key (name)=(b)."
             )
             .as_deref(),
+            Some(HIDDEN_KEY_DETAIL)
+        );
+        assert_eq!(
+            detail("23001", "Key (secret)=(x) is referenced from table \"t\".").as_deref(),
             Some(HIDDEN_KEY_DETAIL)
         );
         assert_eq!(detail("22012", "anything"), None);

@@ -13,9 +13,9 @@ use bytes::BytesMut;
 use super::progress::Progress;
 use crate::model::{sync_function, write_function};
 use crate::protocol::backend;
-use crate::rewriter::error_detail;
-use crate::rewriter::targets::RelationName;
-use crate::router::SharedRouting;
+use crate::rewriter::error_detail::{self, KeyOwner};
+use crate::rewriter::targets::{RelationName, VersionTargets};
+use crate::router::{RoutingState, SharedRouting};
 
 /// What a versioned session is told in place of an error raised inside a migration's sync
 /// trigger: the SQLSTATE stands, the message, detail and context (which may print another
@@ -168,6 +168,10 @@ fn detail_hidden(
     }
     let targets = progress.version_targets()?;
     let state = routing.load();
+    if let Some(owner) = error_detail::foreign_key_owner(&fields.code, &fields.detail) {
+        let detail = foreign_key_detail(&state, &targets, fields, owner)?;
+        return backend::with_detail(frame, &detail);
+    }
     // The row or key a detail prints is of the table the error names (or of the base table a
     // partition or child of it belongs to), or, for a foreign key into a base table violated
     // by a write to it, of that base table: Postgres names the referencing table then.
@@ -175,7 +179,8 @@ fn detail_hidden(
         .base_table_of(&fields.schema, &fields.table)
         .into_iter()
         .chain(
-            (fields.code == error_detail::FOREIGN_KEY_VIOLATION)
+            (fields.code == error_detail::FOREIGN_KEY_VIOLATION
+                || fields.code == error_detail::RESTRICT_VIOLATION)
                 .then(|| {
                     state.referenced_base_table(&fields.schema, &fields.table, &fields.constraint)
                 })
@@ -211,4 +216,36 @@ fn detail_hidden(
         }
     };
     backend::with_detail(frame, &detail)
+}
+
+/// The detail a versioned session is shown for a foreign key violation whose wording says
+/// whose key it prints (`owner`); `None`: it stands. Where that table is a managed one, its
+/// columns at the version alone decide (the other table may show a column of the same name,
+/// or hide one the key does not list): the detail stands, is told in the version's names, or
+/// is hidden. The table the detail names stands, as in the message and the table field: the
+/// base table's name.
+fn foreign_key_detail(
+    state: &RoutingState,
+    targets: &VersionTargets,
+    fields: &backend::ErrorFields,
+    owner: KeyOwner,
+) -> Option<String> {
+    let (schema, table) = (fields.schema.as_str(), fields.table.as_str());
+    let base = match owner {
+        KeyOwner::Referencing => state.base_table_of(schema, table),
+        KeyOwner::Referenced => state.referenced_base_table(schema, table, &fields.constraint),
+    };
+    match base {
+        Some((schema, table)) => {
+            let base = RelationName::new(schema.as_str(), table.as_str());
+            error_detail::for_version(&fields.code, &fields.detail, &base, targets)
+        }
+        // An unmanaged referencing table with a foreign key into a base table holds that
+        // key's values, hidden columns' too (written by a cascade, say).
+        None if owner == KeyOwner::Referencing && state.references_a_base_table(schema, table) => {
+            Some(error_detail::HIDDEN_KEY_DETAIL.to_owned())
+        }
+        // An unmanaged table's key, which Postgres prints only to whom may read it.
+        None => None,
+    }
 }
