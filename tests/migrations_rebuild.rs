@@ -2,15 +2,16 @@
 //! index, unique and check constraint and foreign key on the old column over the new one, and
 //! the contract gives them back their names, constraints, replica identity and clustering, so
 //! the table's indexes and constraints read the same in the catalog before the migration and
-//! after it. A rollback leaves nothing rebuilt behind. What cannot be rebuilt from the catalog
-//! alone is refused before any change. Against a real Postgres, migrations run in-process.
+//! after it (a widened `varchar`'s `varchar_pattern_ops` index too, as Django makes one for
+//! each indexed `CharField`). A rollback leaves nothing rebuilt behind. What cannot be rebuilt
+//! from the catalog alone is refused before any change. Against a real Postgres, migrations run in-process.
 
 use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    at, base_columns, complete_now, insert_keyed_at_both_versions, retype, rollback_now, seeded,
-    start_text,
+    BASE, at, base_columns, complete_now, insert_keyed_at_both_versions, one_table_at_v1, retype,
+    rollback_now, seeded, start_text,
 };
 use support::{Database, exec, lines};
 
@@ -442,8 +443,12 @@ async fn an_index_the_catalog_cannot_rebuild_is_refused_before_any_change() {
     let before = indexes(&database);
     for (migration, expected) in [
         (
-            retype("name", "varchar(200)", ""),
-            "column name is covered by index models_pattern: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it uses operator class pg_catalog.text_pattern_ops and the column's type changes",
+            retype(
+                "name",
+                "integer",
+                "up = \"length(name)\"\ndown = \"name::text\"",
+            ),
+            "column name is covered by index models_pattern: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it uses operator class pg_catalog.text_pattern_ops, which does not take the column's new type integer",
         ),
         (
             retype("size", "bigint", "unique = true"),
@@ -482,6 +487,119 @@ async fn an_index_the_catalog_cannot_rebuild_is_refused_before_any_change() {
             .contains("(name text_pattern_ops)"),
         "rebuilt with its operator class"
     );
+}
+
+/// Django's `CharField(max_length=100, unique=True)`: a unique constraint and the
+/// `varchar_pattern_ops` index Django adds for LIKE, on `models.name` as `varchar(100)`,
+/// with v1 over it and no rows.
+async fn django_char_field() -> Database {
+    let database = Database::start();
+    database.admin(&format!(
+        "{};
+         ALTER TABLE models ADD CONSTRAINT models_name_key UNIQUE (name);
+         CREATE INDEX models_name_like ON models (name varchar_pattern_ops);
+         INSERT INTO models (name, size) SELECT 'model-' || n, n FROM generate_series(1, 10) AS n",
+        BASE.replace("name text NOT NULL", "name varchar(100) NOT NULL")
+            .trim_end_matches(';')
+    ));
+    one_table_at_v1(
+        &database,
+        "models",
+        "id",
+        &["id", "name", "size", "legacy_note"],
+    )
+    .await;
+    database
+}
+
+/// Widening a Django `CharField` (`varchar(100)` to `varchar(150)`) was refused: its `_like`
+/// index's operator class, `varchar_pattern_ops`, is not the default, and the type changed.
+/// The class takes `text`, which a `varchar` of any length is binary-coercible to, so the
+/// index is rebuilt with it over the new column: both versions write and read through the
+/// migration (the unique constraint holding on each side), the contract leaves the same
+/// indexes and constraints under their names, the pattern index serves `LIKE 'abc%'`, and a
+/// rollback leaves the table as it was.
+#[tokio::test]
+async fn a_widened_varchar_keeps_its_pattern_ops_index() {
+    let widen = retype("name", "varchar(150)", "");
+    let database = django_char_field().await;
+    let before = indexes(&database);
+    start_text(&database, "0002.toml", &widen)
+        .await
+        .expect("starts: varchar_pattern_ops takes varchar(150)");
+    assert!(
+        index_definition(&database, "_vg_v2_models_name_like")
+            .contains("(_vg_v2_name varchar_pattern_ops)"),
+        "{}",
+        index_definition(&database, "_vg_v2_models_name_like")
+    );
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v1, "INSERT INTO models_v1 (name) VALUES ('abc-v1')").await;
+    exec(&v2, "INSERT INTO models_v2 (name) VALUES ('abc-v2')").await;
+    for (client, view) in [(&v1, "models_v1"), (&v2, "models_v2")] {
+        assert_eq!(
+            lines(
+                client,
+                &format!("SELECT name FROM {view} WHERE name LIKE 'abc%' ORDER BY name")
+            )
+            .await,
+            ["abc-v1", "abc-v2"]
+        );
+    }
+    for (client, sql) in [
+        (&v1, "INSERT INTO models_v1 (name) VALUES ('abc-v2')"),
+        (&v2, "INSERT INTO models_v2 (name) VALUES ('abc-v1')"),
+    ] {
+        let error = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            error.code().map(|code| code.code()),
+            Some("23505"),
+            "{sql}: {error:?}"
+        );
+    }
+
+    complete_now(&database).await.expect("completes");
+    assert_eq!(
+        indexes(&database),
+        before,
+        "the same indexes and constraints, by name"
+    );
+    assert!(
+        base_columns(&database).contains("name:character varying(150)!"),
+        "{}",
+        base_columns(&database)
+    );
+    assert!(
+        index_definition(&database, "models_name_like").contains("(name varchar_pattern_ops)"),
+        "{}",
+        index_definition(&database, "models_name_like")
+    );
+    // Under the C locale the unique index serves a prefix too: without it (for this
+    // transaction only) the plan must take the pattern index, not scan.
+    let client = database.client().await;
+    exec(
+        &client,
+        "BEGIN; SET LOCAL enable_seqscan = off; ALTER TABLE models DROP CONSTRAINT models_name_key",
+    )
+    .await;
+    let plan = lines(
+        &client,
+        "EXPLAIN SELECT id FROM models WHERE name LIKE 'abc%'",
+    )
+    .await
+    .join("\n");
+    exec(&client, "ROLLBACK").await;
+    assert!(plan.contains("using models_name_like"), "{plan}");
+
+    let database = django_char_field().await;
+    let columns = base_columns(&database);
+    start_text(&database, "0002.toml", &widen)
+        .await
+        .expect("starts");
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(indexes(&database), before, "no rebuilt index is left");
+    assert_eq!(base_columns(&database), columns);
 }
 
 #[tokio::test]

@@ -16,10 +16,12 @@
 //! that is not immutable for it, an operator class that does not accept it, fail there, in the
 //! expand's transaction, which then changes nothing.
 //!
-//! Refused before any change, naming the index: an operator class other than the default, or
-//! an explicit collation, on the replaced column itself when the type changes, a column split
-//! or merged (no one replacement), an expression spelling names with Unicode escapes (it cannot
-//! be renamed token by token), an index left invalid by a failed build, a deferrable unique
+//! Refused before any change, naming the index: an operator class other than the default that
+//! does not take the new type (one whose input type the new type is, or is binary-coercible
+//! to, does: `varchar_pattern_ops` over a widened `varchar`), or an explicit collation, on the
+//! replaced column itself when the type changes, a column split or merged (no one
+//! replacement), an expression spelling names with Unicode escapes (it cannot be renamed token
+//! by token), an index left invalid by a failed build, a deferrable unique
 //! constraint (an index is checked at once, so its twin would fail writes it lets through). A
 //! primary key is rebuilt as a unique index and becomes the key again at the contract (on a
 //! partitioned table, one on each partition, each made its partition's key and then taken by
@@ -28,6 +30,7 @@
 use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Oid;
 
 use super::{Drops, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
@@ -57,6 +60,9 @@ pub(super) struct CatalogIndex {
     collations: Vec<String>,
     /// Per key column: a non-default operator class (qualified, quoted), or empty.
     operator_classes: Vec<String>,
+    /// Per key column: whether its operator class takes the new type of the column it is
+    /// over, where that column is replaced by one of another type (`operator_class_takes`).
+    operator_classes_fit: Vec<bool>,
     /// Per key column: `indoption` bits.
     orderings: Vec<i16>,
     /// Whether the method orders its entries (only then do DESC / NULLS FIRST apply).
@@ -159,7 +165,8 @@ pub(super) async fn covering_indexes(
                     i.indisreplident, i.indisclustered,
                     pg_catalog.array_to_string(ic.reloptions, ', '),
                     ts.spcname::text,
-                    k.conname::text, k.contype::text, k.condeferrable
+                    k.conname::text, k.contype::text, k.condeferrable,
+                    i.indclass::oid[]
                FROM t
                JOIN pg_catalog.pg_index i ON i.indrelid = t.oid
                JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
@@ -187,34 +194,87 @@ pub(super) async fn covering_indexes(
                 &error,
             )
         })?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let conname: Option<String> = row.get(17);
-            CatalogIndex {
-                name: row.get(0),
-                method: row.get(1),
-                unique: row.get(2),
-                valid: row.get(3),
-                key_count: usize::try_from(row.get::<_, i32>(4)).unwrap_or(0),
-                columns: row.get(5),
-                texts: row.get(6),
-                collations: row.get(7),
-                operator_classes: row.get(8),
-                orderings: row.get(9),
-                ordered: row.get::<_, Option<bool>>(10).unwrap_or(false),
-                predicate: row.get(11),
-                nulls_not_distinct: row.get(12),
-                replica_identity: row.get(13),
-                clustered: row.get(14),
-                storage: row
-                    .get::<_, Option<String>>(15)
-                    .filter(|text| !text.is_empty()),
-                tablespace: row.get(16),
-                constraint: conname.map(|name| (name, row.get(18), row.get(19))),
-            }
-        })
-        .collect())
+    let mut indexes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let conname: Option<String> = row.get(17);
+        let mut index = CatalogIndex {
+            name: row.get(0),
+            method: row.get(1),
+            unique: row.get(2),
+            valid: row.get(3),
+            key_count: usize::try_from(row.get::<_, i32>(4)).unwrap_or(0),
+            columns: row.get(5),
+            texts: row.get(6),
+            collations: row.get(7),
+            operator_classes: row.get(8),
+            operator_classes_fit: Vec::new(),
+            orderings: row.get(9),
+            ordered: row.get::<_, Option<bool>>(10).unwrap_or(false),
+            predicate: row.get(11),
+            nulls_not_distinct: row.get(12),
+            replica_identity: row.get(13),
+            clustered: row.get(14),
+            storage: row
+                .get::<_, Option<String>>(15)
+                .filter(|text| !text.is_empty()),
+            tablespace: row.get(16),
+            constraint: conname.map(|name| (name, row.get(18), row.get(19))),
+        };
+        let classes: Vec<Oid> = row.get(20);
+        for (position, class) in classes.into_iter().enumerate() {
+            let new_type = replaced
+                .iter()
+                .find(|old| index.columns.get(position) == Some(&old.column))
+                .and_then(|old| old.replacement.as_ref())
+                .filter(|replacement| !replacement.same_type)
+                .map(|replacement| replacement.sql_type.as_str());
+            let fits = match new_type {
+                Some(new_type) if !index.operator_classes[position].is_empty() => {
+                    operator_class_takes(client, &index, (position, class), new_type).await?
+                }
+                _ => true,
+            };
+            index.operator_classes_fit.push(fits);
+        }
+        indexes.push(index);
+    }
+    Ok(indexes)
+}
+
+/// Whether the operator class of `index`'s key column at `position` (`class`) takes values of
+/// `new_type` (the file's spelling, a parameter, never spliced into the SQL): its input type
+/// is the new type (a domain's base type) or one the new type is binary-coercible to, as
+/// Postgres asks when it builds an index (`varchar_pattern_ops` takes `text`, which a
+/// `varchar(n)` is: widening a Django `CharField` keeps its `_like` index). A polymorphic
+/// class, or a type not there yet (the migration makes it), is taken not to fit; the
+/// expand's build on an empty copy asks Postgres itself again.
+async fn operator_class_takes(
+    client: &impl GenericClient,
+    index: &CatalogIndex,
+    (position, class): (usize, Oid),
+    new_type: &str,
+) -> Result<bool, MigrateError> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE((
+                 SELECT oc.opcintype = n.base
+                        OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
+                                    WHERE c.castsource = n.base AND c.casttarget = oc.opcintype
+                                      AND c.castmethod = 'b')
+                   FROM pg_catalog.pg_opclass oc,
+                        (SELECT COALESCE(NULLIF(ty.typbasetype, 0), ty.oid) AS base
+                           FROM pg_catalog.pg_type ty
+                          WHERE ty.oid = pg_catalog.to_regtype($2)) n
+                  WHERE oc.oid = $1), false)",
+            &[&class, &new_type],
+        )
+        .await
+        .map_err(|error| {
+            let (class, name) = (&index.operator_classes[position], &index.name);
+            let asked = format!("whether operator class {class} of index {name} takes {new_type}");
+            ControlError::database(asked, &error)
+        })?;
+    Ok(row.get(0))
 }
 
 /// How `index` is rebuilt over the replacements of `replaced`; `None` for an index left to
@@ -274,12 +334,17 @@ pub(super) fn rebuild(
         if let Some(position) = key_position
             && !replacement.same_type
             && !index.operator_classes[position].is_empty()
+            && !index
+                .operator_classes_fit
+                .get(position)
+                .copied()
+                .unwrap_or(false)
         {
             return Err(refuse(
                 &old.column,
                 &format!(
-                    "it uses operator class {} and the column's type changes",
-                    index.operator_classes[position]
+                    "it uses operator class {}, which does not take the column's new type {}",
+                    index.operator_classes[position], replacement.sql_type
                 ),
             ));
         }
