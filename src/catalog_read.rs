@@ -238,6 +238,23 @@ pub async fn base_table_kin(
             }
         }
     }
+    let columns = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text,
+                    pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS b (schema, name)
+               JOIN pg_catalog.pg_namespace n ON n.nspname = b.schema
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = b.name
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              GROUP BY 1, 2",
+            &[&schemas, &tables],
+        )
+        .await
+        .map_err(failed("reading the managed tables' columns"))?;
+    for row in columns {
+        kin.columns.insert((row.get(0), row.get(1)), row.get(2));
+    }
     for row in rows {
         let (schema, table): (String, String) = (row.get(0), row.get(1));
         let base = (row.get(3), row.get(4));

@@ -8,7 +8,7 @@
 //! thirty-ninth (a parent, the by-name catalog listings, `schema_to_xml`). A foreign key
 //! between two managed tables shows its key where the version sees each of its columns in
 //! the table whose columns they are (a renamed one under the version's name), and hides it
-//! otherwise.
+//! otherwise; a failing row stands where the version sees every base column in order.
 
 use crate::common;
 
@@ -268,6 +268,95 @@ fn a_foreign_key_between_managed_tables_shows_the_key_the_version_sees() {
         direct.as_ref().is_err_and(|e| e.contains("CODE-SECRET")),
         "{direct:?}"
     );
+}
+
+/// A failing row was hidden at every version (`the failing row is the base table's, with
+/// columns this version does not see`), even where the version sees every base column: now
+/// Postgres's `Failing row contains (…)` stands where the version's view shows each base
+/// column, plainly or renamed, in order, and stays hidden where it hides one.
+#[test]
+fn a_failing_row_stands_where_the_version_sees_every_column() {
+    let proxy = proxy_with_spec(
+        "CREATE TABLE items (id serial PRIMARY KEY, sku text NOT NULL,
+                             qty integer NOT NULL CHECK (qty > 0), secret text);
+         INSERT INTO items (sku, qty, secret) VALUES ('a', 1, 'ITEM-SECRET');",
+        r#"
+[[tables]]
+name = "items"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "items"
+columns = ["id", "sku", "qty", "secret"]
+
+[[versions]]
+name = "v2"
+[[versions.tables]]
+base = "items"
+columns = ["id", "sku", { name = "quantity", from = "qty" }, "secret"]
+
+[[versions]]
+name = "v3"
+[[versions.tables]]
+base = "items"
+columns = ["id", "sku", "qty"]
+"#,
+    );
+    let fails = |version: &str, sql: &str| psql(&proxy, Some(version), sql).unwrap_err();
+    let check = fails("v1", "UPDATE items SET qty = 0 WHERE sku = 'a'");
+    assert!(
+        check.contains("violates check constraint \"items_qty_check\"")
+            && check.contains("DETAIL:  Failing row contains (1, a, 0, ITEM-SECRET)."),
+        "{check}"
+    );
+    let renamed = fails(
+        "v2",
+        "INSERT INTO items (id, sku, quantity) VALUES (7, 'b', NULL)",
+    );
+    assert!(
+        renamed.contains("null value in column \"quantity\"")
+            && renamed.contains("DETAIL:  Failing row contains (7, b, null, null)."),
+        "{renamed}"
+    );
+    let null_sku = fails(
+        "v2",
+        "INSERT INTO items (id, sku, quantity) VALUES (8, NULL, 1)",
+    );
+    assert!(
+        null_sku.contains("null value in column \"sku\"")
+            && null_sku.contains("DETAIL:  Failing row contains (8, null, 1, null)."),
+        "{null_sku}"
+    );
+    let hidden = fails("v3", "UPDATE items SET qty = 0 WHERE sku = 'a'");
+    assert!(
+        hidden.contains("violates check constraint")
+            && hidden.contains("the failing row is the base table's")
+            && !hidden.contains("ITEM-SECRET"),
+        "{hidden}"
+    );
+    // A value with `, ` in it reads as two values: the row is hidden rather than misread.
+    let comma = fails(
+        "v1",
+        "UPDATE items SET qty = 0, sku = 'a, b' WHERE sku = 'a'",
+    );
+    assert!(
+        comma.contains("the failing row is the base table's"),
+        "{comma}"
+    );
+    // A column added to the base table, which no version shows: the row is hidden at v1 too,
+    // at once (it prints one value more than the columns the proxy knows), and after the
+    // proxy has read the catalog again.
+    proxy.admin("ALTER TABLE items ADD COLUMN added text DEFAULT 'ADDED-SECRET'");
+    for _ in 0..20 {
+        let error = fails("v1", "UPDATE items SET qty = 0 WHERE sku = 'a'");
+        assert!(
+            error.contains("the failing row is the base table's")
+                && !error.contains("ADDED-SECRET"),
+            "{error}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 const PARTITIONED_SCHEMA: &str = "

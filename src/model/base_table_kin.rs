@@ -36,6 +36,10 @@ pub struct BaseTableKin {
     /// constraint) → the column: a version that shows the column NOT NULL is told of a
     /// violation as of a NOT NULL (`rewriter::error_detail`).
     pub not_null_checks: BTreeMap<(String, String, String), String>,
+    /// The base tables' columns in order, as a failing row prints its values: a version that
+    /// shows every one of them, in that order, may be shown the row
+    /// (`rewriter::error_detail::shows_the_whole_row`).
+    pub columns: BTreeMap<BaseTable, Vec<String>>,
 }
 
 impl BaseTableKin {
@@ -74,6 +78,13 @@ impl BaseTableKin {
             .get(&(schema.to_owned(), table.to_owned()))?;
         self.unique_keys
             .get(&(schema.to_owned(), table.to_owned(), constraint.clone()))
+            .map(Vec::as_slice)
+    }
+
+    /// The columns of base table `schema.table`, in order.
+    pub fn columns_of(&self, schema: &str, table: &str) -> Option<&[String]> {
+        self.columns
+            .get(&(schema.to_owned(), table.to_owned()))
             .map(Vec::as_slice)
     }
 

@@ -20,6 +20,11 @@ pub const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table
 /// In place of a key the version does not see whole.
 pub const HIDDEN_KEY_DETAIL: &str = "viewgate: the key is the base table's, with columns this version does not see under these names; it is not shown";
 
+/// How Postgres prints a failing row (`ExecBuildSlotValueDescription`), before and after
+/// its values.
+const FAILING_ROW_PREFIX: &str = "Failing row contains (";
+const FAILING_ROW_SUFFIX: &str = ").";
+
 pub const NOT_NULL_VIOLATION: &str = "23502";
 pub const CHECK_VIOLATION: &str = "23514";
 const UNIQUE_VIOLATION: &str = "23505";
@@ -98,6 +103,37 @@ pub fn shown_column(
 ) -> Option<String> {
     let mapping = &targets.base_write_of(base)?.mapping;
     mapping.view_names_of(&[base_column.to_owned()])?.pop()
+}
+
+/// Whether `detail`, a failing row of `base` whose columns were `base_columns` in order when
+/// the catalog was last read, shows nothing `targets`' version does not: the version's view
+/// shows every one of them, plainly or renamed, in the same order, so the values the row
+/// prints are the version's own row's (a table no migration has changed, or one whose
+/// contract left the version's shape). The row must print exactly that many values: a column
+/// added since the catalog was read (the proxy learns of it a moment later) would print
+/// another. A value holding `, ` reads as two, and the row is hidden: never shown wrongly.
+pub fn shows_the_whole_row(
+    detail: &str,
+    base: &RelationName,
+    base_columns: &[String],
+    targets: &VersionTargets,
+) -> bool {
+    let Some(write) = targets.base_write_of(base) else {
+        return false;
+    };
+    let Some(values) = detail
+        .strip_prefix(FAILING_ROW_PREFIX)
+        .and_then(|row| row.strip_suffix(FAILING_ROW_SUFFIX))
+    else {
+        return false;
+    };
+    let shown = &write.mapping.columns;
+    values.split(", ").count() == base_columns.len()
+        && shown.len() == base_columns.len()
+        && shown
+            .iter()
+            .zip(base_columns)
+            .all(|(column, base)| column.base_column.as_deref() == Some(base.as_str()))
 }
 
 /// Postgres's message for a NULL in NOT NULL column `column` of `relation`.

@@ -144,6 +144,12 @@ impl RoutingState {
         self.kin.not_null_check(schema, table, constraint)
     }
 
+    /// The columns of managed base table `schema.table`, in order, as the catalog was last
+    /// read.
+    pub fn base_columns(&self, schema: &str, table: &str) -> Option<&[String]> {
+        self.kin.columns_of(schema, table)
+    }
+
     /// Whether `schema.table` has a foreign key into a managed base table (or a relative).
     pub fn references_a_base_table(&self, schema: &str, table: &str) -> bool {
         self.kin.references_a_base_table(schema, table)

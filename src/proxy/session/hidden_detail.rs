@@ -96,11 +96,15 @@ fn not_null_violation(
         true => error_detail::not_null_message(&column, &fields.table),
         false => fields.message.clone(),
     };
+    let detail = match whole_row_shown(&state, &targets, fields, &base) {
+        true => fields.detail.as_str(),
+        false => error_detail::HIDDEN_ROW_DETAIL,
+    };
     backend::as_column_violation(
         frame,
         error_detail::NOT_NULL_VIOLATION,
         &message,
-        error_detail::HIDDEN_ROW_DETAIL,
+        detail,
         &column,
     )
 }
@@ -201,6 +205,9 @@ fn detail_hidden(
         [] => return None,
         [(schema, table)] => {
             let base = RelationName::new(schema.as_str(), table.as_str());
+            if whole_row_shown(&state, &targets, fields, &base) {
+                return None;
+            }
             error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?
         }
         // Which side's key it prints is not known: it stands only where both let it stand.
@@ -216,6 +223,29 @@ fn detail_hidden(
         }
     };
     backend::with_detail(frame, &detail)
+}
+
+/// Whether the failing row a NOT NULL or CHECK violation on `base` prints is one the version
+/// may see whole (`error_detail::shows_the_whole_row`): on the base table itself, since a
+/// partition or child may order its columns otherwise.
+fn whole_row_shown(
+    state: &RoutingState,
+    targets: &VersionTargets,
+    fields: &backend::ErrorFields,
+    base: &RelationName,
+) -> bool {
+    let row = [
+        error_detail::NOT_NULL_VIOLATION,
+        error_detail::CHECK_VIOLATION,
+    ];
+    row.contains(&fields.code.as_str())
+        && fields.schema == base.schema
+        && fields.table == base.name
+        && state
+            .base_columns(&base.schema, &base.name)
+            .is_some_and(|columns| {
+                error_detail::shows_the_whole_row(&fields.detail, base, columns, targets)
+            })
 }
 
 /// The detail a versioned session is shown for a foreign key violation whose wording says
