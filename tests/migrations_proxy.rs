@@ -1267,3 +1267,92 @@ async fn a_query_grouped_by_the_primary_key_reads_the_rows_other_columns() {
     let v2 = client(&proxy, Some("v2")).await;
     answers(&v2, "name").await;
 }
+
+/// While a migration renames a table, its constraint violations named the base table (its
+/// old name) to the new version's clients, in the message and the table field, though at
+/// that version the name is refused as an undefined table: they name the table as the
+/// version does, the old version's clients as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constraint_violation_names_the_table_as_the_version_does() {
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    cluster
+        .psql(
+            "postgres",
+            "INSERT INTO model_metadata (id, model_name, model_version) VALUES (1, 'resnet', '1');
+             ALTER TABLE model_metadata ADD CONSTRAINT short_version CHECK (length(model_version) < 5);
+             CREATE TABLE runs (id serial PRIMARY KEY, model_id bigint REFERENCES model_metadata (id));
+             INSERT INTO runs (model_id) VALUES (1);",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("0002_ml_models.toml");
+    std::fs::write(
+        &file,
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"model_metadata\"\nto = \"ml_models\"\n",
+    )
+    .unwrap();
+    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    let v1 = client(&proxy, Some("v1")).await;
+    let v2 = client(&proxy, Some("v2")).await;
+    let error = async |client: &Client, sql: &str| {
+        let error = client.execute(sql, &[]).await.expect_err(sql);
+        let error = error.as_db_error().expect("a server error").clone();
+        (
+            error.code().code().to_owned(),
+            error.message().to_owned(),
+            error.detail().map(str::to_owned),
+            error.table().map(str::to_owned),
+        )
+    };
+    for (table, client) in [("model_metadata", &v1), ("ml_models", &v2)] {
+        let (code, message, _, field) = error(
+            client,
+            &format!("INSERT INTO {table} (model_name, model_version) VALUES (NULL, '1')"),
+        )
+        .await;
+        assert_eq!(code, "23502");
+        assert_eq!(
+            message,
+            format!(
+                "null value in column \"model_name\" of relation \"{table}\" violates not-null constraint"
+            )
+        );
+        assert_eq!(field.as_deref(), Some(table));
+        let (code, message, _, field) = error(
+            client,
+            &format!("UPDATE {table} SET model_version = 'too long' WHERE id = 1"),
+        )
+        .await;
+        assert_eq!(code, "23514");
+        assert_eq!(
+            message,
+            format!("new row for relation \"{table}\" violates check constraint \"short_version\"")
+        );
+        assert_eq!(field.as_deref(), Some(table));
+        let (code, _, detail, field) = error(
+            client,
+            &format!(
+                "INSERT INTO {table} (id, model_name, model_version) VALUES (1, 'again', '1')"
+            ),
+        )
+        .await;
+        assert_eq!(code, "23505");
+        assert_eq!(detail.as_deref(), Some("Key (id)=(1) already exists."));
+        assert_eq!(field.as_deref(), Some(table));
+        let (code, message, detail, field) =
+            error(client, &format!("DELETE FROM {table} WHERE id = 1")).await;
+        assert_eq!(code, "23503");
+        assert_eq!(
+            message,
+            format!(
+                "update or delete on table \"{table}\" violates foreign key constraint \"runs_model_id_fkey\" on table \"runs\""
+            )
+        );
+        assert_eq!(
+            detail.as_deref(),
+            Some("Key (id)=(1) is still referenced from table \"runs\".")
+        );
+        assert_eq!(field.as_deref(), Some("runs"));
+    }
+}

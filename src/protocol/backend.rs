@@ -287,6 +287,16 @@ pub fn with_message(frame: &[u8], message: &str) -> Option<BytesMut> {
     )
 }
 
+/// The ErrorResponse `frame` with each field of `replaced` (by its kind) in place of its own,
+/// the other fields as they were; `None` for a malformed frame.
+pub fn with_fields(frame: &[u8], replaced: &[(u8, &str)]) -> Option<BytesMut> {
+    rebuilt(
+        frame,
+        |kind| replaced.iter().all(|(replacing, _)| *replacing != kind),
+        replaced,
+    )
+}
+
 /// The ErrorResponse `frame` with its detail field (if any) replaced by `detail`, the other
 /// fields as they were; `None` for a malformed frame.
 pub fn with_detail(frame: &[u8], detail: &str) -> Option<BytesMut> {

@@ -136,6 +136,20 @@ pub fn shows_the_whole_row(
             .all(|(column, base)| column.base_column.as_deref() == Some(base.as_str()))
 }
 
+/// The name `targets`' version gives the managed table whose base table is `base` (its own
+/// name unless a migration renames it, until the contract).
+pub fn table_at_version<'t>(base: &RelationName, targets: &'t VersionTargets) -> Option<&'t str> {
+    targets
+        .managed()
+        .iter()
+        .find(|target| {
+            targets
+                .base_write(target)
+                .is_some_and(|write| write.base == *base)
+        })
+        .map(|target| target.table.name.as_str())
+}
+
 /// Postgres's message for a NULL in NOT NULL column `column` of `relation`.
 pub fn not_null_message(column: &str, relation: &str) -> String {
     format!(

@@ -4,13 +4,15 @@
 //! the version's own shape of the detail, or hides it. An error raised inside a migration's
 //! sync trigger keeps only its SQLSTATE; a NOT NULL violation (or one of a check standing in
 //! for a NOT NULL) names the column as the version does, an undefined column's message the
-//! table as the version does (not its view); one raised inside a version's write
+//! table as the version does (not its view), and a table the version renames by the
+//! version's name (`table_at_version.rs`); one raised inside a version's write
 //! trigger, whose statement the context (or internal query) would quote, has that statement
 //! left out, and so has a notice raised there.
 
 use bytes::BytesMut;
 
 use super::progress::Progress;
+use super::table_at_version::told_by_version_names;
 use crate::model::{sync_function, write_function};
 use crate::protocol::backend;
 use crate::rewriter::error_detail::{self, KeyOwner};
@@ -33,8 +35,20 @@ const INTEGRITY_CONSTRAINT_CLASS: &str = "23";
 /// The ErrorResponse a versioned session gets in place of `frame` when it speaks of columns
 /// its version may not have: a constraint violation's detail on a managed table's base table
 /// (`rewriter::error_detail`), or the context of an error inside a sync or write trigger;
-/// `None`: it stands.
+/// and a table the version renames told by its name at the version. `None`: it stands.
 pub(super) fn detail_for_version(
+    progress: &Progress,
+    routing: &SharedRouting,
+    fields: &backend::ErrorFields,
+    frame: &[u8],
+) -> Option<BytesMut> {
+    let told = detail_told(progress, routing, fields, frame);
+    let current = told.as_deref().unwrap_or(frame);
+    told_by_version_names(progress, routing, current).or(told)
+}
+
+/// [`detail_for_version`] but for the tables' names.
+fn detail_told(
     progress: &Progress,
     routing: &SharedRouting,
     fields: &backend::ErrorFields,

@@ -19,6 +19,7 @@
 mod hidden_detail;
 mod progress;
 mod relay;
+mod table_at_version;
 mod upstream_move;
 mod version_guard;
 
