@@ -14,6 +14,7 @@ use tokio_postgres::GenericClient;
 use crate::model::catalog_substitutes::{
     SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX, substitutes,
 };
+use crate::model::identifier::MIGRATION_NAME_PREFIX;
 use crate::model::{
     Assign, BaseTableKin, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap,
     Rule, RuleError, ShadowRun, ShapePattern, ViewMapping,
@@ -254,6 +255,33 @@ pub async fn base_table_kin(
         .map_err(failed("reading the managed tables' columns"))?;
     for row in columns {
         kin.columns.insert((row.get(0), row.get(1)), row.get(2));
+    }
+    // A migration's twins of unique keys: valid unique indexes of plain columns, by name,
+    // that no constraint uses yet.
+    let rebuilt = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, i.relname::text,
+                    pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
+               FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS b (schema, name)
+               JOIN pg_catalog.pg_namespace n ON n.nspname = b.schema
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = b.name
+               JOIN pg_catalog.pg_index x
+                 ON x.indrelid = c.oid AND x.indisunique AND x.indisvalid
+                AND x.indpred IS NULL AND x.indexprs IS NULL
+               JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+              CROSS JOIN LATERAL pg_catalog.unnest(x.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k (attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+              WHERE pg_catalog.starts_with(i.relname::text, $3)
+                AND k.ord <= x.indnkeyatts
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint pc WHERE pc.conindid = x.indexrelid)
+              GROUP BY 1, 2, 3",
+            &[&schemas, &tables, &MIGRATION_NAME_PREFIX],
+        )
+        .await
+        .map_err(failed("reading the unique indexes a migration built for keys"))?;
+    for row in rebuilt {
+        kin.rebuilt_keys
+            .insert((row.get(0), row.get(1), row.get(2)), row.get(3));
     }
     for row in rows {
         let (schema, table): (String, String) = (row.get(0), row.get(1));

@@ -1356,3 +1356,71 @@ async fn a_constraint_violation_names_the_table_as_the_version_does() {
         assert_eq!(field.as_deref(), Some("runs"));
     }
 }
+
+/// While a migration retypes a key column (`integer` → `bigint`, the classic one), the new
+/// version sees the key through the unique index the migration builds over the new column
+/// until the contract makes it the constraint: a GROUP BY of the key reading the row's other
+/// columns (Django's `annotate`) and an upsert naming the constraint (`ON CONFLICT ON
+/// CONSTRAINT accounts_email_key`) failed at the new version (42803, 42704 naming the view),
+/// and answer at both versions now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_being_retyped_still_keys_the_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("viewgate.toml");
+    std::fs::write(
+        &spec,
+        "[[tables]]\nname = \"accounts\"\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"accounts\"\ncolumns = [\"id\", \"email\", \"name\"]\n",
+    )
+    .unwrap();
+    let (cluster, proxy, _) = setup(
+        "CREATE TABLE accounts (id integer PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL);
+         INSERT INTO accounts VALUES (1, 'a@x', 'ada'), (2, 'b@x', 'bob');
+         CREATE TABLE runs (id serial PRIMARY KEY, account_id bigint);
+         INSERT INTO runs (account_id) VALUES (1), (1), (2);",
+        &spec.display().to_string(),
+    );
+    let file = dir.path().join("0002_bigint.toml");
+    std::fs::write(
+        &file,
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"accounts\"\ncolumn = \"id\"\ntype = \"bigint\"\nup = \"id::bigint\"\ndown = \"id::integer\"\n[[operations]]\nop = \"alter_column\"\ntable = \"accounts\"\ncolumn = \"email\"\ntype = \"varchar(320)\"\n",
+    )
+    .unwrap();
+    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    assert_eq!(
+        cluster
+            .psql("postgres", "SELECT count(*) FROM pg_indexes WHERE indexname IN ('_vg_v2_accounts_pkey', '_vg_v2_accounts_email_key')")
+            .unwrap(),
+        "2",
+        "the migration built the keys' twins"
+    );
+    let grouped = "SELECT a.id, a.name, count(r.id) FROM accounts a LEFT JOIN runs r ON r.account_id = a.id GROUP BY a.id ORDER BY a.id";
+    let upsert = "INSERT INTO accounts (id, email, name) VALUES (3, 'a@x', 'again') ON CONFLICT ON CONSTRAINT accounts_email_key DO UPDATE SET name = excluded.name";
+    for version in ["v1", "v2"] {
+        let session = client(&proxy, Some(version)).await;
+        assert_eq!(
+            text(&session, grouped).await,
+            ["1|ada|2", "2|bob|1"],
+            "{version}"
+        );
+        let rows = session.query(grouped, &[]).await.unwrap();
+        assert_eq!(rows.len(), 2, "{version}");
+        session
+            .execute(upsert, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{version}: {e:?}"));
+        assert_eq!(
+            text(&session, "SELECT name FROM accounts WHERE email = 'a@x'").await,
+            ["again"],
+            "{version}"
+        );
+        session
+            .execute("UPDATE accounts SET name = 'ada' WHERE id = 1", &[])
+            .await
+            .unwrap();
+    }
+    cut_over_to_v2(&cluster, &proxy).await;
+    complete_once_the_heartbeats_allow(&cluster).await;
+    let v2 = client(&proxy, Some("v2")).await;
+    assert_eq!(text(&v2, grouped).await, ["1|ada|2", "2|bob|1"]);
+    v2.execute(upsert, &[]).await.unwrap();
+}

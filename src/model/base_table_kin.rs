@@ -40,6 +40,11 @@ pub struct BaseTableKin {
     /// shows every one of them, in that order, may be shown the row
     /// (`rewriter::error_detail::shows_the_whole_row`).
     pub columns: BTreeMap<BaseTable, Vec<String>>,
+    /// The unique indexes a migration built over the columns replacing a key's (twins of
+    /// unique constraints and primary keys, `_vg_<version>_<constraint>`, which the contract
+    /// makes the constraints), (schema, table, index) → their key's base columns
+    /// (`model::shown_keys`).
+    pub rebuilt_keys: BTreeMap<(String, String, String), Vec<String>>,
 }
 
 impl BaseTableKin {

@@ -6,6 +6,10 @@
 /// quoted or not, at a character boundary.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
+/// What the names of a migration's own columns and indexes start with (`_vg_v2_price`,
+/// `_vg_v2_models_pkey`), which the proxy recognises too.
+pub const MIGRATION_NAME_PREFIX: &str = "_vg_";
+
 /// `name` as Postgres keeps it: its first [`MAX_IDENTIFIER_BYTES`] bytes, cut before a
 /// character that would not fit whole.
 pub fn truncate_identifier(name: &str) -> &str {

@@ -32,6 +32,7 @@ pub mod rule;
 pub mod rule_error;
 pub mod shadow_run;
 pub mod shape_pattern;
+pub mod shown_keys;
 pub mod sync_function;
 pub mod view_mapping;
 pub mod write_function;

@@ -15,6 +15,7 @@ use super::mention::{MentionScan, version_marks};
 use super::shadowing::{Pin, SearchPathCandidates};
 use crate::model::catalog_substitutes::{self, PG_CATALOG, SUBSTITUTE_SCHEMA_PREFIX};
 
+use crate::model::shown_keys::shown_keys;
 use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
 use crate::model::{RoutingMap, ViewMapping};
 
@@ -385,15 +386,15 @@ impl VersionTargets {
             if let Some(mapping) = &routed.mapping {
                 let view = RelationName::new(&routed.view_schema, &routed.view_name);
                 let (schema, table) = (&routed.base_schema, &routed.base_table);
-                if let Some(primary) = map.kin.primary_keys.get(&(schema.clone(), table.clone())) {
-                    targets.primary_keys.push((view.clone(), primary.clone()));
-                }
-                let keys = map.kin.unique_keys_of(schema, table);
-                for (constraint, columns) in keys {
-                    if let Some(named) = mapping.view_names_of(columns) {
-                        let key = (view.clone(), constraint.to_owned(), named);
-                        targets.constraint_keys.push(key);
+                let versions = map.versions.keys().map(String::as_str);
+                for key in shown_keys(&map.kin, schema, table, mapping, versions) {
+                    if key.primary {
+                        targets
+                            .primary_keys
+                            .push((view.clone(), key.constraint.clone()));
                     }
+                    let key = (view.clone(), key.constraint, key.columns);
+                    targets.constraint_keys.push(key);
                 }
                 targets = targets.with_base_write(
                     RelationName::new(&routed.view_schema, &routed.view_name),

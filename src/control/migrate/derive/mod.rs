@@ -42,7 +42,7 @@ use crate::control::views::introspect::{BaseTable, ServerSnapshot};
 use crate::control::views::spec::{Column, ColumnSource, ManagedTable};
 
 /// Prefix of the physical columns a migration adds for a changed column.
-pub const NEW_COLUMN_PREFIX: &str = "_vg_";
+pub const NEW_COLUMN_PREFIX: &str = crate::model::identifier::MIGRATION_NAME_PREFIX;
 /// What the name of the expand's empty copy of a table starts with, on which an index is
 /// built first so that what cannot be built fails in the expand.
 pub const PROBE_PREFIX: &str = "_vg_probe";
