@@ -271,6 +271,21 @@ fn pg_catalog_by_name_and_by_regclass_agree() {
         .unwrap(),
         "t|t"
     );
+    // Django and Rails reset sequences by the table's name (Django quoted): the key's sequence
+    // at every version (`tests/introspection_sequences.rs` has the rest).
+    for version in ["v1", "v2"] {
+        assert_eq!(
+            psql(
+                &proxy,
+                Some(version),
+                "SELECT pg_get_serial_sequence('model_metadata', 'id'), \
+                 pg_get_serial_sequence('\"model_metadata\"', 'id')"
+            )
+            .unwrap(),
+            "public.model_metadata_id_seq|public.model_metadata_id_seq",
+            "at {version}"
+        );
+    }
     assert_eq!(
         psql(&proxy, Some("v2"), &by_name).unwrap(),
         "id|bigint|t|nextval('model_metadata_id_seq'::regclass)

@@ -36,6 +36,7 @@ mod drivers_tokio_postgres;
 mod faults;
 mod grammar;
 mod introspection;
+mod introspection_sequences;
 mod large_messages;
 mod layers;
 mod mapping_functions;

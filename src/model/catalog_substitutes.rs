@@ -158,6 +158,10 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 /// comments, or the view's definition; and the object printers, which name a column of a
 /// relation the version does not see from the oids `pg_depend` lists; and the publication
 /// lister behind `pg_publication_tables`, which prints its tables' row filters and columns.
+/// `pg_get_serial_sequence`, which takes the table by name: the version's view's (as
+/// `attrelid::regclass::text` prints it over the `pg_attribute` substitute) or the base
+/// table's, and the version's column name, which it maps to the base column that owns the
+/// sequence (a hidden one is missing, as in Postgres, rather than NULL).
 /// Last, what prints the text Postgres received from the session itself: the statement running
 /// now (`current_query()`, the session's own row of `pg_stat_activity`, its parallel workers'
 /// and the functions behind them) and its prepared statements and cursors (which keep the whole
@@ -185,6 +189,7 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_function_arg_default",
     "pg_get_function_sqlbody",
     "pg_get_publication_tables",
+    "pg_get_serial_sequence",
     "current_query",
     "pg_stat_get_activity",
     "pg_stat_get_backend_activity",

@@ -490,6 +490,12 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true), col_description(c.oid, 1), Obj_Description(c.oid, 'pg_class'), pg_get_viewdef(c.oid), pg_get_userbyid(1) FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid",
         "SELECT viewgate_catalog_v2.pg_get_indexdef(i.indexrelid, 0, true), viewgate_catalog_v2.col_description(c.oid, 1), viewgate_catalog_v2.obj_description(c.oid, 'pg_class'), viewgate_catalog_v2.pg_get_viewdef(c.oid), pg_get_userbyid(1) FROM viewgate_catalog_v2.pg_class c JOIN viewgate_catalog_v2.pg_index i ON i.indrelid = c.oid",
     );
+    // The sequence printer goes there with its table's name as written (the substitute
+    // resolves the base table's name and the view's both); without substitutes it stays.
+    check_with_catalog(
+        "SELECT setval(pg_get_serial_sequence('model_metadata', 'id'), 1) FROM model_metadata",
+        "SELECT setval(viewgate_catalog_v2.pg_get_serial_sequence('model_metadata', 'id'), 1) FROM public.model_metadata_v2 AS model_metadata",
+    );
     // What prints the session's own statement text (the proxy's rewrite) goes there too.
     check_with_catalog(
         "SELECT current_query(), a.query FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()",
