@@ -31,7 +31,7 @@ use sqlparser::tokenizer::Span;
 
 use super::identifier::{fold_identifier, quote_identifier};
 use super::lexer::{self, Kind, Token};
-use super::refusal::Refusal;
+use super::refusal::{Refusal, missing_column};
 use super::splice::{Edit, TextIndex};
 use super::statement_scan::{Scan, SetSegment};
 use super::targets::{BaseWrite, ViewTarget};
@@ -138,15 +138,12 @@ impl BaseRow<'_> {
         )
     }
 
+    /// The view's column `name`; one the version does not have is refused as Postgres
+    /// refuses a missing column (42703), as INSERT and UPDATE through the view are.
     pub fn column(&self, name: &str, offset: Option<usize>) -> Result<&MappedColumn, Refusal> {
         self.mapping().column(name).ok_or_else(|| {
-            self.refusal(
-                format!(
-                    "column \"{name}\" does not exist at version {}",
-                    self.version
-                ),
-                offset,
-            )
+            let table = &self.target.table.name;
+            Refusal::undefined_column(missing_column(name, table, self.version), offset)
         })
     }
 

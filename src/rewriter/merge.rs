@@ -233,7 +233,7 @@ impl BaseRow<'_> {
             // column of the target first, and the MERGE goes to the base table, whose hidden
             // columns the mapping does not list (a source called `model_type` would read
             // the hidden column). `(s.*)` says it unambiguously.
-            (false, Some(false)) => Err(self.refusal(
+            (false, Some(false)) => Err(Refusal::undefined_column(
                 format!(
                     "column \"{name}\" does not exist at version {} (nor in the source)",
                     self.version

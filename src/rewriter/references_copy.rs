@@ -8,7 +8,7 @@ use sqlparser::ast::{
 
 use super::super::identifier::{fold_identifier, quote_identifier};
 use super::super::lexer::{self, Kind};
-use super::super::refusal::{Refusal, Undefined};
+use super::super::refusal::{self, Refusal};
 use super::super::splice::Edit;
 use super::super::targets::{BaseWrite, ViewTarget};
 use super::Collector;
@@ -49,14 +49,13 @@ fn closing_parenthesis(sql: &str, from: usize) -> Option<usize> {
 }
 
 impl Collector<'_> {
-    /// Refuses the statement for naming a column the version does not have: 42703, as
-    /// Postgres tells a COPY naming a column its table lacks (and as `COPY … TO`, which reads
-    /// through the view, is told); `reason` is Postgres's wording with the version.
-    fn refuse_undefined_column(&mut self, reason: String, offset: Option<usize>) {
-        self.refusal.get_or_insert(Refusal {
-            undefined: Some(Undefined::Column),
-            ..Refusal::new(reason, offset)
-        });
+    /// Refuses the statement for naming `column`, which the version's `table` does not have:
+    /// 42703, as Postgres tells a COPY naming a column its table lacks (and as `COPY … TO`,
+    /// which reads through the view, is told).
+    fn refuse_undefined_column(&mut self, column: &str, table: &str, offset: Option<usize>) {
+        let reason = refusal::missing_column(column, table, &self.targets.version);
+        self.refusal
+            .get_or_insert(Refusal::undefined_column(reason, offset));
     }
 
     /// `COPY t [(cols)] TO ...` reads through the view with a query. `COPY t FROM` writes
@@ -174,7 +173,8 @@ impl Collector<'_> {
         for (name, offset) in &listed {
             let Some(column) = mapping.column(name) else {
                 return self.refuse_undefined_column(
-                    format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
+                    name,
+                    table,
                     offset.or(Some(name_range.start)),
                 );
             };
@@ -211,10 +211,7 @@ impl Collector<'_> {
                 return;
             };
             let Some(base) = mapping.column(&name).and_then(|c| c.base_column.as_deref()) else {
-                return self.refuse_undefined_column(
-                    format!("column \"{name}\" of relation \"{table}\" does not exist at version {version}"),
-                    Some(range.start),
-                );
+                return self.refuse_undefined_column(&name, table, Some(range.start));
             };
             self.edits.push(Edit {
                 range,

@@ -22,6 +22,21 @@ impl Refusal {
             undefined: None,
         }
     }
+
+    /// A statement naming a column the version does not have: 42703, as Postgres tells a
+    /// column its table lacks (and INSERT, UPDATE or COPY … TO through the version's view is
+    /// told); `reason` says it in Postgres's words with the version ([`missing_column`]).
+    pub fn undefined_column(reason: String, offset: Option<usize>) -> Self {
+        Refusal {
+            undefined: Some(Undefined::Column),
+            ..Refusal::new(reason, offset)
+        }
+    }
+}
+
+/// Postgres's wording of a column `table` lacks, at `version`.
+pub fn missing_column(column: &str, table: &str, version: &str) -> String {
+    format!("column \"{column}\" of relation \"{table}\" does not exist at version {version}")
 }
 
 /// What a refused statement names that the version's clients do not have. Postgres tells

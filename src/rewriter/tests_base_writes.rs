@@ -439,11 +439,14 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
         &v3,
     )
     .unwrap_err();
-    assert!(
-        error
-            .reason
-            .contains("\"model_name\" does not exist at version v3"),
-        "{error}"
+    assert_eq!(
+        error.reason,
+        "column \"model_name\" of relation \"model_metadata\" does not exist at version v3"
+    );
+    // Told as Postgres tells a missing column (42703), as INSERT and UPDATE are.
+    assert_eq!(
+        error.undefined,
+        Some(crate::rewriter::refusal::Undefined::Column)
     );
     assert_eq!(error.position, Some(74));
     // The target may not be named like the trigger's rows.
