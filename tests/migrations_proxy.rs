@@ -399,6 +399,17 @@ async fn cut_over_to_v2(cluster: &ThrowawayCluster, proxy: &ProxyProcess) {
     );
 }
 
+/// v2 of the seed calls `model_metadata` `ml_models`.
+const RENAME_TO_ML_MODELS: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"model_metadata\"\nto = \"ml_models\"\n";
+
+/// `migrate start` of a migration file holding `text`.
+fn start_migration(cluster: &ThrowawayCluster, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("migration.toml");
+    std::fs::write(&file, text).unwrap();
+    viewgate(cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+}
+
 /// `migrate complete`, again while the proxies' heartbeats have not yet caught up with the
 /// cutover (within seconds).
 async fn complete_once_the_heartbeats_allow(cluster: &ThrowawayCluster) {
@@ -1170,14 +1181,7 @@ to = "owned_by"
 async fn a_relation_the_version_does_not_have_is_an_undefined_table() {
     let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
     let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("0002_ml_models.toml");
-    std::fs::write(
-        &file,
-        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"model_metadata\"\nto = \"ml_models\"\n",
-    )
-    .unwrap();
-    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    start_migration(&cluster, RENAME_TO_ML_MODELS);
     let v1 = client(&proxy, Some("v1")).await;
     let v2 = client(&proxy, Some("v2")).await;
     for (session, sql, named) in [
@@ -1250,14 +1254,10 @@ async fn a_query_grouped_by_the_primary_key_reads_the_rows_other_columns() {
     let v1 = client(&proxy, Some("v1")).await;
     answers(&v1, "model_name").await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("0002_name.toml");
-    std::fs::write(
-        &file,
+    start_migration(
+        &cluster,
         "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_column\"\ntable = \"model_metadata\"\nfrom = \"model_name\"\nto = \"name\"\n",
-    )
-    .unwrap();
-    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    );
     let v2 = client(&proxy, Some("v2")).await;
     answers(&v1, "model_name").await;
     answers(&v2, "name").await;
@@ -1285,14 +1285,7 @@ async fn a_constraint_violation_names_the_table_as_the_version_does() {
              INSERT INTO runs (model_id) VALUES (1);",
         )
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("0002_ml_models.toml");
-    std::fs::write(
-        &file,
-        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"model_metadata\"\nto = \"ml_models\"\n",
-    )
-    .unwrap();
-    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    start_migration(&cluster, RENAME_TO_ML_MODELS);
     let v1 = client(&proxy, Some("v1")).await;
     let v2 = client(&proxy, Some("v2")).await;
     let error = async |client: &Client, sql: &str| {
@@ -1379,13 +1372,10 @@ async fn a_key_being_retyped_still_keys_the_new_version() {
          INSERT INTO runs (account_id) VALUES (1), (1), (2);",
         &spec.display().to_string(),
     );
-    let file = dir.path().join("0002_bigint.toml");
-    std::fs::write(
-        &file,
+    start_migration(
+        &cluster,
         "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"accounts\"\ncolumn = \"id\"\ntype = \"bigint\"\nup = \"id::bigint\"\ndown = \"id::integer\"\n[[operations]]\nop = \"alter_column\"\ntable = \"accounts\"\ncolumn = \"email\"\ntype = \"varchar(320)\"\n",
-    )
-    .unwrap();
-    viewgate(&cluster, &["migrate", "start", &file.display().to_string()]).expect("starts");
+    );
     assert_eq!(
         cluster
             .psql("postgres", "SELECT count(*) FROM pg_indexes WHERE indexname IN ('_vg_v2_accounts_pkey', '_vg_v2_accounts_email_key')")

@@ -131,40 +131,22 @@ pub async fn pause(
         }
         return Err(UpstreamCutoverError::Several(failures));
     }
-    let lines = proxies
-        .iter()
-        .zip(results)
-        // Every result is Ok here: failures returned above.
-        .filter_map(|(proxy, result)| {
-            let report = result.ok()?;
-            Some(format!(
-                "{}: paused ({} sessions; in-flight transactions finished in {:.1} ms)",
-                proxy.address(),
-                report["sessions"],
-                report["waited_ms"].as_f64().unwrap_or_default()
-            ))
-        })
-        .collect();
+    let lines = answered(proxies, &results, |report| {
+        format!(
+            "paused ({} sessions; in-flight transactions finished in {:.1} ms)",
+            report["sessions"],
+            report["waited_ms"].as_f64().unwrap_or_default()
+        )
+    });
     Ok(Outcome { lines })
 }
 
 pub async fn resume(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverError> {
-    let timeout = Duration::from_secs(10);
-    let empty = json!({});
-    let results = join_all(proxies.iter().map(|p| p.post("/resume", &empty, timeout))).await;
+    let results = post_to_all(proxies, "/resume").await;
     let failures = failures(&results);
-    let lines = proxies
-        .iter()
-        .zip(&results)
-        .filter_map(|(proxy, result)| {
-            let report = result.as_ref().ok()?;
-            Some(format!(
-                "{}: resumed; {}",
-                proxy.address(),
-                waits(&report["waits"])
-            ))
-        })
-        .collect();
+    let lines = answered(proxies, &results, |report| {
+        format!("resumed; {}", waits(&report["waits"]))
+    });
     if !failures.is_empty() {
         return Err(UpstreamCutoverError::Several(failures));
     }
@@ -174,9 +156,7 @@ pub async fn resume(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverE
 /// Asks every proxy to read its TLS files again (`POST /reload`, as SIGHUP does); says what
 /// each read, and fails naming the proxies that kept a file in use.
 pub async fn reload(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverError> {
-    let timeout = Duration::from_secs(10);
-    let empty = json!({});
-    let results = join_all(proxies.iter().map(|p| p.post("/reload", &empty, timeout))).await;
+    let results = post_to_all(proxies, "/reload").await;
     let failures = failures(&results);
     if !failures.is_empty() {
         return Err(UpstreamCutoverError::Several(failures));
@@ -188,19 +168,13 @@ pub async fn reload(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverE
         ),
         _ => format!("{what} not configured"),
     };
-    let lines = proxies
-        .iter()
-        .zip(&results)
-        .filter_map(|(proxy, result)| {
-            let report = result.as_ref().ok()?;
-            Some(format!(
-                "{}: {}; {}",
-                proxy.address(),
-                file(&report["client_tls"], "client TLS certificate"),
-                file(&report["upstream_tls"], "upstream CA certificates"),
-            ))
-        })
-        .collect();
+    let lines = answered(proxies, &results, |report| {
+        format!(
+            "{}; {}",
+            file(&report["client_tls"], "client TLS certificate"),
+            file(&report["upstream_tls"], "upstream CA certificates")
+        )
+    });
     Ok(Outcome { lines })
 }
 
@@ -377,6 +351,37 @@ async fn record(database: &str, url: &str, duration: Duration) -> Result<(), Con
         .commit()
         .await
         .map_err(|e| ControlError::database("committing the recorded upstream", &e))
+}
+
+/// How long a resume or reload may take on a proxy before it counts as failed.
+const QUICK_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// POSTs `path` with an empty body to every proxy at once: their answers, in order.
+async fn post_to_all(
+    proxies: &[AdminClient],
+    path: &str,
+) -> Vec<Result<serde_json::Value, AdminClientError>> {
+    let empty = json!({});
+    let requests = proxies
+        .iter()
+        .map(|proxy| proxy.post(path, &empty, QUICK_REQUEST_TIMEOUT));
+    join_all(requests).await
+}
+
+/// One line per proxy that answered: its address and `describe` of its answer.
+fn answered(
+    proxies: &[AdminClient],
+    results: &[Result<serde_json::Value, AdminClientError>],
+    describe: impl Fn(&serde_json::Value) -> String,
+) -> Vec<String> {
+    proxies
+        .iter()
+        .zip(results)
+        .filter_map(|(proxy, result)| {
+            let report = result.as_ref().ok()?;
+            Some(format!("{}: {}", proxy.address(), describe(report)))
+        })
+        .collect()
 }
 
 fn failures(results: &[Result<serde_json::Value, AdminClientError>]) -> Vec<String> {
