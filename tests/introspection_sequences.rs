@@ -234,3 +234,54 @@ fn sqlalchemy_reflects_the_identity_of_a_versions_key() {
         "v1 row,v2 row"
     );
 }
+
+/// A version that renames the table (`clients` over `accounts`, as a migration's
+/// `rename_table` does until its contract): its name, which no relation has, answers as the
+/// base table's does, on the search_path or qualified; a column it does not show is missing
+/// from `clients`.
+#[test]
+fn the_versions_name_for_a_renamed_table_answers() {
+    let proxy = proxy_with_spec(
+        SCHEMA,
+        r#"
+[[tables]]
+name = "accounts"
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "accounts"
+name = "clients"
+columns = [{ name = "id", from = "account_id" }, "name"]
+"#,
+    );
+    assert_eq!(
+        at(
+            &proxy,
+            "v1",
+            "SELECT pg_get_serial_sequence('clients', 'id'), pg_get_serial_sequence('public.clients', 'id'), \
+                    pg_get_serial_sequence('\"clients\"', 'id'), pg_get_serial_sequence('clients', 'name') IS NULL"
+        )
+        .unwrap(),
+        "public.accounts_account_id_seq|public.accounts_account_id_seq|public.accounts_account_id_seq|t"
+    );
+    assert_eq!(
+        at(
+            &proxy,
+            "v1",
+            "SELECT pg_get_serial_sequence('clients', 'ticket')"
+        )
+        .unwrap_err(),
+        "ERROR:  42703: column \"ticket\" of relation \"clients\" does not exist"
+    );
+    assert_eq!(
+        at(
+            &proxy,
+            "v1",
+            "SELECT pg_get_serial_sequence('other.clients', 'id')"
+        )
+        .unwrap_err(),
+        "ERROR:  3F000: schema \"other\" does not exist",
+        "another schema's name is the real function's to answer, as Postgres does"
+    );
+}
