@@ -1414,3 +1414,43 @@ async fn a_key_being_retyped_still_keys_the_new_version() {
     assert_eq!(text(&v2, grouped).await, ["1|ada|2", "2|bob|1"]);
     v2.execute(upsert, &[]).await.unwrap();
 }
+
+/// A NULL a new version writes to a column that replaces an older one (retyped and renamed)
+/// reaches the old column through the migration's `down`, and the old column's NOT NULL
+/// fails first: the new version's clients were told of the old column, which they do not
+/// see (`null value in column "model_name"`); they are told of theirs, the older version's
+/// clients of theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_in_a_replacing_column_is_told_by_the_versions_name() {
+    let schema = std::fs::read_to_string(format!("{SEED}/schema.sql")).unwrap();
+    let (cluster, proxy, _) = setup(&schema, &format!("{SEED}/viewgate.toml"));
+    start_migration(
+        &cluster,
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"model_metadata\"\ncolumn = \"model_name\"\ntype = \"varchar(100)\"\nrename_to = \"name\"\nup = \"model_name::varchar(100)\"\ndown = \"name\"\n",
+    );
+    for (version, insert, column) in [
+        (
+            "v2",
+            "INSERT INTO model_metadata (name, model_version) VALUES (NULL, '1')",
+            "name",
+        ),
+        (
+            "v1",
+            "INSERT INTO model_metadata (model_name, model_version) VALUES (NULL, '1')",
+            "model_name",
+        ),
+    ] {
+        let session = client(&proxy, Some(version)).await;
+        let error = session.execute(insert, &[]).await.expect_err(insert);
+        let error = error.as_db_error().expect("a server error");
+        assert_eq!(error.code().code(), "23502", "{version}: {error:?}");
+        assert_eq!(
+            error.message(),
+            format!(
+                "null value in column \"{column}\" of relation \"model_metadata\" violates not-null constraint"
+            ),
+            "{version}"
+        );
+        assert_eq!(error.column(), Some(column), "{version}");
+    }
+}

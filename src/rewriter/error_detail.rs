@@ -14,6 +14,7 @@
 
 use super::identifier::quote_identifier;
 use super::targets::{RelationName, VersionTargets};
+use crate::model::identifier::MIGRATION_NAME_PREFIX;
 
 /// In place of a failing row.
 pub const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table's, with columns this version does not see; it is not shown";
@@ -103,6 +104,34 @@ pub fn shown_column(
 ) -> Option<String> {
     let mapping = &targets.base_write_of(base)?.mapping;
     mapping.view_names_of(&[base_column.to_owned()])?.pop()
+}
+
+/// The name a client of `targets`' version knows the column replacing base column
+/// `base_column` of `base` by: a migration to one of `versions` that retypes or renames a
+/// column gives the new version a column of its own, `_vg_<version>_<base column>`, and its
+/// `down` fills the old column from it, so a NULL written to the new column fails the old
+/// column's NOT NULL, which the new version does not see.
+pub fn replacing_column(
+    base_column: &str,
+    base: &RelationName,
+    targets: &VersionTargets,
+    versions: &[&str],
+) -> Option<String> {
+    let stand_ins: Vec<String> = versions
+        .iter()
+        .map(|version| format!("{MIGRATION_NAME_PREFIX}{version}_{base_column}"))
+        .collect();
+    let mapping = &targets.base_write_of(base)?.mapping;
+    mapping
+        .columns
+        .iter()
+        .find(|column| {
+            column
+                .base_column
+                .as_ref()
+                .is_some_and(|shown| stand_ins.contains(shown))
+        })
+        .map(|column| column.name.clone())
 }
 
 /// Whether `detail`, a failing row of `base` whose columns were `base_columns` in order when

@@ -74,7 +74,9 @@ fn detail_told(
 }
 
 /// A NOT NULL violation on a column the session's version shows, told under the version's
-/// name for the column (a renamed one, or a migration's stand-in `_vg_v2_…`): so is a
+/// name for the column (a renamed one, or a migration's stand-in `_vg_v2_…`), or on an older
+/// version's column that one of the version's replaces (a NULL written to the new column,
+/// which the migration's `down` carries into the old one): so is a
 /// violation of a check standing in for a NOT NULL (a migration's new NOT NULL column, until
 /// the contract makes it one), which the version's introspection shows NOT NULL and the
 /// contract turns into one: 23502, not a check violation (23514) that an application catching
@@ -98,7 +100,10 @@ fn not_null_violation(
         false => fields.column.as_str(),
     };
     let base = RelationName::new(schema.as_str(), table.as_str());
-    let column = error_detail::shown_column(base_column, &base, &targets)?;
+    let column = error_detail::shown_column(base_column, &base, &targets).or_else(|| {
+        let versions = state.version_names();
+        error_detail::replacing_column(base_column, &base, &targets, &versions)
+    })?;
     if by_column && column == base_column {
         return None;
     }
