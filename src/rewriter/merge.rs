@@ -284,9 +284,10 @@ impl BaseRow<'_> {
         }
         match source.columns.as_ref().map(|c| c.contains(&name)) {
             Some(true) => Ok(None),
-            Some(false) => Err(self.refusal(
+            // Postgres: `column "x" does not exist` (42703), the target being out of scope.
+            Some(false) => Err(Refusal::undefined_column(
                 format!(
-                    "column \"{name}\" is not the source's (WHEN NOT MATCHED sees only the source)"
+                    "column \"{name}\" does not exist (WHEN NOT MATCHED sees only the source, and \"{name}\" is not the source's)"
                 ),
                 offset,
             )),

@@ -413,6 +413,13 @@ model_version = (SELECT new.model_version FROM (SELECT t.id AS id, t.model_name 
         );
         let error = rewrite(&sql, &v3).unwrap_err();
         assert!(error.reason.contains(why), "{sql}: {error}");
+        // A name the source lacks is an undefined column, as Postgres says of it there.
+        let undefined = error.undefined == Some(crate::rewriter::refusal::Undefined::Column);
+        assert_eq!(
+            undefined,
+            why.contains("is not the source's"),
+            "{sql}: {error:?}"
+        );
     }
     // Unqualified, `name` is both the target's and the source's: ambiguous, as in Postgres.
     let error = rewrite(
