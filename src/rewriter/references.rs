@@ -419,14 +419,12 @@ impl<'a> Collector<'a> {
 /// arguments after it (the relation is that far from the end: `has_table_privilege` takes an
 /// optional role first). Left as written, the name would resolve to the base table, whose
 /// columns answer `has_column_privilege('model_metadata', 'hidden', …)` (the twenty-sixth
-/// red-team pass read hidden columns' names so). Not `pg_get_serial_sequence`, whose name is
-/// left as written: at a version with catalog substitutes the call goes to its substitute,
-/// which resolves the base table's name (as ORMs pass it, literal or bound: Django and Rails
-/// reset sequences by it) and the view's (as `attrelid::regclass::text` prints it: SQLAlchemy)
-/// alike, maps the version's column to the base column owning the sequence and calls a hidden
-/// one missing; rewriting the name would gain nothing there, and at a version without
-/// substitutes would lose the sequences (a view's column owns none), where the real function
-/// on the base table stays a name oracle (docs/rewriting.md, "Not covered").
+/// red-team pass read hidden columns' names so). Not `pg_get_serial_sequence`: its catalog
+/// substitute resolves the base table's name (as Django and Rails pass it), the view's (as
+/// SQLAlchemy's `attrelid::regclass::text` prints it) and the version's alike, and calls a
+/// hidden column missing; at a version without substitutes a rewritten name would lose the
+/// sequences (a view's column owns none), and the real function stays a name oracle
+/// (docs/rewriting.md, "Not covered").
 pub const RELATION_NAMING_FUNCTIONS: &[(&str, usize)] = &[
     ("to_regclass", 0),
     ("has_table_privilege", 1),
