@@ -257,7 +257,7 @@ pub async fn base_table_kin(
         kin.columns.insert((row.get(0), row.get(1)), row.get(2));
     }
     // A migration's twins of unique keys: valid unique indexes of plain columns, by name,
-    // that no constraint uses yet.
+    // that no key uses yet (a foreign key rebuilt into one uses it, as its referenced index).
     let rebuilt = client
         .query(
             "SELECT n.nspname::text, c.relname::text, i.relname::text,
@@ -273,7 +273,8 @@ pub async fn base_table_kin(
                JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
               WHERE pg_catalog.starts_with(i.relname::text, $3)
                 AND k.ord <= x.indnkeyatts
-                AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint pc WHERE pc.conindid = x.indexrelid)
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint pc
+                                 WHERE pc.conindid = x.indexrelid AND pc.contype IN ('p', 'u', 'x'))
               GROUP BY 1, 2, 3",
             &[&schemas, &tables, &MIGRATION_NAME_PREFIX],
         )

@@ -52,6 +52,7 @@ mod migrations_foreign_partitions;
 mod migrations_function_bodies;
 mod migrations_hostile_writers;
 mod migrations_identity;
+mod migrations_introspection;
 mod migrations_killed;
 mod migrations_left_to_run;
 mod migrations_names;

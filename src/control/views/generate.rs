@@ -13,6 +13,7 @@ use super::plan::{Plan, ViewPlan};
 use crate::control::error::ControlError;
 use crate::control::templates::{self, Templates};
 use crate::model::catalog_substitutes::{self, substitute_schema};
+use crate::model::identifier::MIGRATION_NAME_PREFIX;
 
 /// All SQL for a plan.
 #[derive(Debug, Clone)]
@@ -97,6 +98,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
                 view_column_relations => catalog_substitutes::VIEW_COLUMN_RELATIONS,
                 index_statistics_views => catalog_substitutes::INDEX_STATISTICS_VIEWS,
                 mapping_marker_prefix => mapping_functions::MARKER_PREFIX,
+                migration_name_prefix => MIGRATION_NAME_PREFIX,
             },
         )?;
         let mut generated = GeneratedVersion {

@@ -1,0 +1,155 @@
+//! Introspection while a migration replaces a key column: the new version sees its table as
+//! it will be after the contract. `alter_column` of a key (integer → bigint, pgroll's headline
+//! case) builds the key's index and every index over the column again on the replacement
+//! (`_vg_<version>_<index>`), and foreign keys into it (`_vg_<version>_<constraint>`); the
+//! contract gives them the old names and makes the key's index the key. Until then the new
+//! version showed no primary key, the twins by their own names, and SQLAlchemy's automap
+//! skipped the table. Through the proxy on a real Postgres, with psql and with SQLAlchemy's
+//! reflection (`tests/drivers/python/reflect_keys.py`), compared stage by stage.
+
+use crate::common;
+use crate::deps;
+
+use std::time::Duration;
+
+use common::TestProxy;
+use common::versions::{catalog_command, proxy_with_spec, psql};
+use common::wait_until;
+use viewgate::model::identifier::MIGRATION_NAME_PREFIX;
+use viewgate::pg_cluster::SUPERUSER;
+
+/// A key, a unique key and an index over the key column, and an unmanaged table referencing
+/// the key.
+const SCHEMA: &str = "CREATE TABLE accounts (id integer PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL);
+CREATE INDEX accounts_name_id ON accounts (name, id);
+INSERT INTO accounts VALUES (1, 'a@x', 'ada'), (2, 'b@x', 'bob');
+CREATE TABLE runs (id serial PRIMARY KEY, account_id integer REFERENCES accounts);
+INSERT INTO runs (account_id) VALUES (1), (1), (2);";
+
+const SPEC: &str = "[[tables]]\nname = \"accounts\"\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"accounts\"\ncolumns = [\"id\", \"email\", \"name\"]\n";
+
+/// v2 widens the key and retypes the unique column.
+const RETYPE_KEYS: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"accounts\"\ncolumn = \"id\"\ntype = \"bigint\"\nup = \"id::bigint\"\ndown = \"id::integer\"\n[[operations]]\nop = \"alter_column\"\ntable = \"accounts\"\ncolumn = \"email\"\ntype = \"varchar(320)\"\n";
+
+/// What psql's `\d` and the catalog queries ORMs make print of both tables.
+const INTROSPECTION: &[&str] = &[
+    "\\d accounts",
+    "\\d runs",
+    "SELECT conname, contype, pg_get_constraintdef(oid), (SELECT relname FROM pg_class WHERE oid = conindid) FROM pg_constraint WHERE conrelid IN ('accounts'::regclass, 'runs'::regclass) ORDER BY conname",
+    "SELECT c.relname, i.indisprimary, i.indisunique, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'accounts'::regclass ORDER BY c.relname",
+    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('accounts', 'runs') ORDER BY indexname",
+    "SELECT constraint_name, constraint_type FROM information_schema.table_constraints WHERE table_name = 'accounts' AND constraint_type <> 'CHECK' ORDER BY constraint_name",
+    "SELECT constraint_name, column_name, ordinal_position FROM information_schema.key_column_usage WHERE table_name = 'accounts' ORDER BY constraint_name",
+];
+
+/// Each of `INTROSPECTION` through the proxy at `version`, printed with headers and footers.
+fn introspect(proxy: &TestProxy, version: &str) -> Vec<String> {
+    let conninfo = format!(
+        "{} options='-c viewgate.version={version}'",
+        proxy.conninfo()
+    );
+    INTROSPECTION
+        .iter()
+        .map(|sql| {
+            common::run_ok(
+                proxy
+                    .psql(&conninfo)
+                    .args(["-P", "tuples_only=off", "-c", sql]),
+            )
+        })
+        .collect()
+}
+
+/// SQLAlchemy's reflection of both tables' keys at `version`, after its own checks.
+fn reflect(proxy: &TestProxy, version: &str) -> Vec<String> {
+    let stdout = deps::run_python(
+        "reflect_keys.py",
+        &[proxy.url(SUPERUSER, "postgres"), version.to_owned()],
+    );
+    deps::assert_checked(
+        &stdout,
+        &[
+            &format!("{version} accounts has a primary key"),
+            &format!("{version} automap maps both tables"),
+        ],
+    );
+    stdout
+        .lines()
+        .filter(|line| line.starts_with("reflected "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_retyped_keys_new_version_reads_its_keys_as_after_the_contract() {
+    let proxy = proxy_with_spec(SCHEMA, SPEC);
+    let v1_before = introspect(&proxy, "v1");
+    assert!(
+        v1_before[0].contains("\"accounts_pkey\" PRIMARY KEY, btree (id)"),
+        "{}",
+        v1_before[0]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("0002_keys.toml");
+    std::fs::write(&file, RETYPE_KEYS).unwrap();
+    catalog_command(&proxy, "migrate", &["start", &file.display().to_string()]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || psql(
+            &proxy,
+            Some("v2"),
+            "SELECT 1"
+        )
+        .is_ok()),
+        "the proxy learns v2"
+    );
+    assert_eq!(
+        proxy.admin("SELECT count(*) FROM pg_indexes WHERE indexname LIKE '\\_vg\\_v2\\_%'"),
+        "3",
+        "the migration built the twins of the key, the unique key and the index"
+    );
+
+    // v1 reads as before; v2 as it will after the contract, no twin named.
+    assert_eq!(introspect(&proxy, "v1"), v1_before);
+    let v2_live = introspect(&proxy, "v2");
+    let reflected_live = reflect(&proxy, "v2");
+    for printed in v2_live.iter().chain(&reflected_live) {
+        assert!(!printed.contains(MIGRATION_NAME_PREFIX), "{printed}");
+    }
+    assert!(
+        v2_live[0].contains("\"accounts_pkey\" PRIMARY KEY, btree (id)")
+            && v2_live[0].contains("\"accounts_email_key\" UNIQUE CONSTRAINT, btree (email)")
+            && v2_live[0].contains("\"accounts_name_id\" btree (name, id)")
+            && v2_live[0].contains("id|bigint||not null|"),
+        "{}",
+        v2_live[0]
+    );
+    assert!(
+        v2_live[1]
+            .contains("\"runs_account_id_fkey\" FOREIGN KEY (account_id) REFERENCES accounts(id)"),
+        "{}",
+        v2_live[1]
+    );
+    assert_eq!(reflect(&proxy, "v1").len(), reflected_live.len());
+    // The key holds at v2 by its name, though a foreign key rebuilt into its twin uses the twin.
+    assert_eq!(
+        psql(
+            &proxy,
+            Some("v2"),
+            "INSERT INTO accounts (id, email, name) VALUES (1, 'z@x', 'zed') ON CONFLICT ON CONSTRAINT accounts_pkey DO UPDATE SET name = excluded.name RETURNING email, name"
+        ),
+        Ok("a@x|zed".to_owned())
+    );
+
+    catalog_command(&proxy, "cutover", &["--to", "v2"]).unwrap();
+    let mut completed = Err(String::new());
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            completed = catalog_command(&proxy, "migrate", &["complete"]);
+            completed.is_ok()
+        }),
+        "completes once the proxy serves no v1 session: {completed:?}"
+    );
+    assert_eq!(introspect(&proxy, "v2"), v2_live);
+    assert_eq!(reflect(&proxy, "v2"), reflected_live);
+}
