@@ -524,12 +524,24 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         ["6"],
         "down ran after DISCARD ALL: the writer was still v2"
     );
+    // asyncpg's pool reset ends with RESET ALL after statements that keep no state: told
+    // again the same way (in a session at its startup version: `session` moved since).
+    v2.batch_execute(ASYNCPG_RESET)
+        .await
+        .expect("a reset ending its query");
+    text(&v2, "INSERT INTO models (name, size) VALUES ('d2', 6300)").await;
+    assert_eq!(
+        text(&v1, "SELECT size FROM models WHERE name = 'd2'").await,
+        ["6"],
+        "down ran after asyncpg's reset: the writer was still v2"
+    );
     // Where the proxy could not tell it again before the next write, a reset is refused (the
     // thirteenth red-team pass wrote as another version so): among other statements, inside
     // a block, and a statement pipelined behind an unanswered one.
     for sql in [
         "RESET ALL; INSERT INTO models (name, size) VALUES ('e', 1)",
         "BEGIN; RESET ALL",
+        "BEGIN; SELECT pg_advisory_unlock_all(); RESET ALL",
     ] {
         let error = session.batch_execute(sql).await.expect_err(sql);
         assert_eq!(
@@ -616,6 +628,30 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
             "down ran: the writer was v2"
         ),
     }
+}
+
+/// What asyncpg sends when a connection goes back into its pool (`Connection.reset`).
+const ASYNCPG_RESET: &str = "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;";
+
+/// An asyncpg pool at v2 while a migration is live: each connection it takes back is reset
+/// with a Query ending in RESET ALL, which was refused (0A000) after the work had committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asyncpg_pool_resets_its_connections_while_a_migration_is_live() {
+    let (_dir, _cluster, proxy, _) = start_rescale();
+    let stdout = crate::deps::run_python(
+        "pool_reset_asyncpg.py",
+        &[format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
+            proxy.port
+        )],
+    );
+    crate::deps::assert_checked(
+        &stdout,
+        &[
+            "three acquire-insert-release rounds at v2",
+            "v1 reads each as written at v2 (down ran after every reset)",
+        ],
+    );
 }
 
 /// Found by the eighteenth red-team pass: a session moved by a cutover while it had an

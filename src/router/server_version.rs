@@ -13,11 +13,13 @@
 //!
 //! The thirteenth red-team pass and its verification wrote as another version through each
 //! (a `RESET ALL` or `RESET viewgate.version` in a block, `SET … TO DEFAULT` at any time). So
-//! while a migration is live, such a statement must be a Query of its own, sent with nothing
-//! in flight and outside a block, and nothing may follow it until it is answered; the proxy
-//! then tells the version again before the next statement. Connection pools send exactly
-//! that (`server_reset_query`); Postgres itself runs `DISCARD ALL` only outside blocks and
-//! pipelines, which lets it through a Parse too. A Parse of `RESET ALL` is refused at every
+//! while a migration is live, such a statement must end a Query sent with nothing in flight
+//! and outside a block, nothing before it in that Query opening a block, and nothing may
+//! follow it until it is answered; the proxy then tells the version again before the next
+//! statement. Connection pools send exactly that: a reset alone (`server_reset_query`), or
+//! last after statements that keep no state (asyncpg's `SELECT pg_advisory_unlock_all();
+//! CLOSE ALL; UNLISTEN *; RESET ALL;`); Postgres itself runs `DISCARD ALL` only outside blocks
+//! and pipelines, which lets it through a Parse too. A Parse of `RESET ALL` is refused at every
 //! version: the prepared statement could run later, inside a block of a live migration.
 
 use super::raise::Refusal;
@@ -31,6 +33,12 @@ use crate::rewriter::word_scan::{WordSet, Words};
 const RESETTING: [&str; 2] = ["reset", "discard"];
 const RESETTING_WORDS: WordSet = WordSet::of(&RESETTING);
 
+/// The first words of statements that open a transaction block (`BEGIN`, `START
+/// TRANSACTION`), and the word that opens one as another ends (`COMMIT AND CHAIN`): a reset
+/// after one would leave a block open at the startup version.
+const BLOCK_OPENING: [&str; 2] = ["begin", "start"];
+const CHAINING: &str = "chain";
+
 /// Whether a statement holding `words` may reset the session's settings (`RESET ALL`,
 /// `DISCARD ALL`, also inside a function or DO block): the words, in any case, anywhere.
 pub fn may_reset_settings(words: Words) -> bool {
@@ -42,8 +50,10 @@ pub fn may_reset_settings(words: Words) -> bool {
 pub enum Reset {
     /// No statement of it does.
     None,
-    /// It resets every setting and is nothing else; `discard`: `DISCARD ALL`.
-    Alone { discard: bool },
+    /// Its last statement resets every setting, and none before it resets or opens a
+    /// transaction block (so, sent outside one, the Query ends outside one); `discard`:
+    /// `DISCARD ALL`.
+    Last { discard: bool },
     /// It is `SET` or `RESET viewgate.version` (only ever recognised as a whole text);
     /// `resets`: `RESET`, or `SET … TO DEFAULT`.
     VersionCommand { resets: bool },
@@ -75,10 +85,23 @@ pub fn resets(sql: &str, words: Words, tokens: &mut Vec<Token>) -> Reset {
         }
         _ => false,
     };
-    match statements.as_slice() {
-        [(_, words)] if resetting(words) => Reset::Alone {
-            discard: is_word(sql, words[0], "discard"),
-        },
+    let opens_block = |words: &[&Token]| {
+        BLOCK_OPENING
+            .iter()
+            .any(|word| is_word(sql, words[0], word))
+            || words.iter().any(|token| is_word(sql, token, CHAINING))
+    };
+    match statements.split_last() {
+        Some(((_, last), before))
+            if resetting(last)
+                && !before
+                    .iter()
+                    .any(|(_, words)| resetting(words) || opens_block(words)) =>
+        {
+            Reset::Last {
+                discard: is_word(sql, last[0], "discard"),
+            }
+        }
         _ if statements.iter().any(|(_, words)| resetting(words)) => Reset::AmongOthers,
         _ => Reset::None,
     }
@@ -119,14 +142,14 @@ pub fn refusal(reset: Reset, at: Situation, version: &str) -> Option<Refusal> {
     // survive: a Query of `DISCARD ALL` drops them all (the unnamed one too, as every Query
     // does), a Parse of it not the unnamed one (the seventeenth red-team pass ran one so).
     let resets_to_startup = match reset {
-        Reset::Alone { discard } => !discard || at.parse,
+        Reset::Last { discard } => !discard || at.parse,
         Reset::VersionCommand { resets } => resets,
         _ => false,
     };
     let mut advice = "send it as a query of its own outside a transaction block";
     let why = match reset {
         Reset::None => return None,
-        Reset::Alone { discard: false } if at.parse => {
+        Reset::Last { discard: false } if at.parse => {
             return Some(Refusal::new(
                 SqlState::FEATURE_NOT_SUPPORTED,
                 format!(
@@ -178,16 +201,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_a_reset_alone_or_among_others() {
+    fn finds_a_reset_last_or_among_others() {
         let mut tokens = Vec::new();
         for (sql, expected) in [
             ("SELECT reset_password(1)", Reset::None),
             ("RESET search_path", Reset::None),
             ("SELECT 'reset all'", Reset::None),
-            ("RESET ALL", Reset::Alone { discard: false }),
-            (" reset  all ; ", Reset::Alone { discard: false }),
-            ("/* pool */ DISCARD ALL", Reset::Alone { discard: true }),
+            ("RESET ALL", Reset::Last { discard: false }),
+            (" reset  all ; ", Reset::Last { discard: false }),
+            ("/* pool */ DISCARD ALL", Reset::Last { discard: true }),
+            (
+                "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;",
+                Reset::Last { discard: false },
+            ),
             ("BEGIN; RESET ALL", Reset::AmongOthers),
+            ("start transaction; SELECT 1; RESET ALL", Reset::AmongOthers),
+            ("COMMIT AND CHAIN; RESET ALL", Reset::AmongOthers),
+            ("RESET ALL; RESET ALL", Reset::AmongOthers),
             ("RESET ALL; INSERT INTO t VALUES (1)", Reset::AmongOthers),
             ("SELECT $$ RESET ALL", Reset::AmongOthers),
             (
@@ -214,8 +244,8 @@ mod tests {
 
     #[test]
     fn only_a_lone_reset_at_a_quiet_boundary_may_run_during_a_migration() {
-        let reset_all = Reset::Alone { discard: false };
-        let discard_all = Reset::Alone { discard: true };
+        let reset_all = Reset::Last { discard: false };
+        let discard_all = Reset::Last { discard: true };
         let set = Reset::VersionCommand { resets: false };
         let reset = Reset::VersionCommand { resets: true };
         let at = |parse, quiet, live, default_is_other| Situation {
