@@ -1523,6 +1523,23 @@ fn referential_and_check_constraints_follow_the_version() {
         proxy.admin(referential),
         "v1 sees every key"
     );
+    // The columns and tables keys use, a foreign key's referenced ones too, which Peewee's and
+    // Sequelize's foreign key reflection join to the keys' own (they were gone for keys of
+    // other tables than the referenced one).
+    for usage in [
+        "SELECT string_agg(format('%s %s.%s', constraint_name, table_name, column_name), E'\\n'
+                          ORDER BY constraint_name, table_name, column_name)
+           FROM information_schema.constraint_column_usage
+          WHERE table_schema = 'public' AND constraint_name !~ '_check$'",
+        "SELECT string_agg(format('%s %s', constraint_name, table_name), E'\\n' ORDER BY constraint_name, table_name)
+           FROM information_schema.constraint_table_usage
+          WHERE table_schema = 'public' AND constraint_name !~ '_check$'",
+    ] {
+        let v2 = at("v2", usage);
+        assert_eq!(v2, handmade(usage));
+        assert!(v2.contains("orders_customer_id_fkey clients"), "{v2}");
+        assert_eq!(at("v1", usage), proxy.admin(usage), "v1 sees every key");
+    }
 
     let checks = |filter: &str| {
         format!(

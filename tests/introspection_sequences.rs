@@ -110,6 +110,29 @@ fn serial_sequences_follow_the_versions_columns() {
         format!("account_id|{direct_options}\nticket|\nname|")
     );
 
+    // information_schema's identity settings are the base column's (drizzle-kit pulls its
+    // identity options from them; they were NULL).
+    let identity_settings = |column: &str| {
+        format!(
+            "SELECT is_identity, identity_generation, identity_start, identity_increment, identity_maximum,
+                    identity_minimum, identity_cycle
+               FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = '{column}'"
+        )
+    };
+    let direct_settings = proxy.admin(&identity_settings("account_id"));
+    assert_eq!(
+        direct_settings,
+        "YES|BY DEFAULT|1|1|9223372036854775807|1|NO"
+    );
+    assert_eq!(
+        at(&proxy, "v1", &identity_settings("id")).unwrap(),
+        direct_settings
+    );
+    assert_eq!(
+        at(&proxy, "v2", &identity_settings("account_id")).unwrap(),
+        direct_settings
+    );
+
     // By the table's name, as Django and Rails reset sequences: the version's column name.
     assert_eq!(
         at(

@@ -40,6 +40,8 @@ const INTROSPECTION: &[&str] = &[
     "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('accounts', 'runs') ORDER BY indexname",
     "SELECT constraint_name, constraint_type FROM information_schema.table_constraints WHERE table_name = 'accounts' AND constraint_type <> 'CHECK' ORDER BY constraint_name",
     "SELECT constraint_name, column_name, ordinal_position FROM information_schema.key_column_usage WHERE table_name = 'accounts' ORDER BY constraint_name",
+    "SELECT constraint_name, unique_constraint_catalog, unique_constraint_schema, unique_constraint_name FROM information_schema.referential_constraints WHERE constraint_schema = 'public'",
+    "SELECT constraint_name, table_name, column_name FROM information_schema.constraint_column_usage WHERE constraint_name LIKE 'runs%' ORDER BY 1, 2, 3",
 ];
 
 /// Each of `INTROSPECTION` through the proxy at `version`, printed with headers and footers.
