@@ -338,6 +338,40 @@ fn comments_of_the_base_table_show_on_the_versions_table() {
 /// Found by the thirty-first red-team pass: the views of a version that is not live yet (a
 /// migration's new version while it backfills) were in no proxy's list, so any session could
 /// read and write them by name. They are refused like another version's.
+/// psql's `\dt+` and monitoring queries read a table's size by the oid the `pg_class`
+/// substitute gives it, the version's view's: its base table's size, as Postgres gives it
+/// directly (a view's is 0 bytes).
+#[test]
+fn sizes_by_the_tables_oid_are_the_base_tables() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "INSERT INTO model_metadata (model_name, model_version)
+         SELECT 'm' || n, '1' FROM generate_series(1, 2000) n",
+    );
+    let sizes = |table: &str| {
+        format!(
+            "SELECT pg_table_size(c.oid), pg_total_relation_size(c.oid), pg_indexes_size(c.oid),
+                    pg_relation_size(c.oid), pg_catalog.pg_relation_size(c.oid, 'main')
+               FROM pg_catalog.pg_class c WHERE c.relname = '{table}' AND c.relkind = 'r'"
+        )
+    };
+    let direct = proxy.admin(&sizes("model_metadata"));
+    assert!(!direct.starts_with("0|"), "{direct}");
+    for version in ["v1", "v2"] {
+        assert_eq!(
+            psql(&proxy, Some(version), &sizes("model_metadata")).unwrap(),
+            direct,
+            "{version}"
+        );
+        // An unmanaged relation's, and a name resolving to the base table: the real function.
+        assert_eq!(
+            psql(&proxy, Some(version), "SELECT pg_table_size('pg_class'::regclass) > 0, pg_table_size('model_metadata'::regclass)")
+                .unwrap(),
+            format!("t|{}", direct.split('|').next().unwrap())
+        );
+    }
+}
+
 #[test]
 fn a_pending_versions_views_are_refused_by_name() {
     let proxy = versioned_proxy();

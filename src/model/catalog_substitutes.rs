@@ -162,6 +162,8 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 /// `attrelid::regclass::text` prints it over the `pg_attribute` substitute) or the base
 /// table's, and the version's column name, which it maps to the base column that owns the
 /// sequence (a hidden one is missing, as in Postgres, rather than NULL).
+/// The disk size readers, called with the version's view's oid over the `pg_class` substitute
+/// (psql's `\dt+`): the base table's size, where the view's is 0.
 /// Last, what prints the text Postgres received from the session itself: the statement running
 /// now (`current_query()`, the session's own row of `pg_stat_activity`, its parallel workers'
 /// and the functions behind them) and its prepared statements and cursors (which keep the whole
@@ -190,6 +192,10 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_get_function_sqlbody",
     "pg_get_publication_tables",
     "pg_get_serial_sequence",
+    "pg_table_size",
+    "pg_total_relation_size",
+    "pg_indexes_size",
+    "pg_relation_size",
     "current_query",
     "pg_stat_get_activity",
     "pg_stat_get_backend_activity",
