@@ -45,6 +45,7 @@ mod merge_versions;
 mod migrations;
 mod migrations_backfill_writes;
 mod migrations_column_properties;
+mod migrations_contract_order;
 mod migrations_definitions;
 mod migrations_dependents;
 mod migrations_directory;

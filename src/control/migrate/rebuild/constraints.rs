@@ -9,7 +9,10 @@
 //!
 //! Foreign keys into a replaced column (other tables', or the table's own from columns not
 //! replaced) are added again into the replacement once its unique index is built, and the
-//! contract drops the old ones before the old column, whose index they hold.
+//! contract drops the old ones before the old column, whose index they hold, and gives the new
+//! ones the old names after all the operations' steps, on the referencing table under the
+//! name those steps leave it (a `rename_table` of it comes before). One the migration drops
+//! (itself, a referencing column or its table) is not rebuilt, only dropped as early.
 //!
 //! Refused before any change: a column split or merged (no one replacement), a check when the
 //! operation gives the column a `check` of its own (the two would stand side by side), a
@@ -23,7 +26,7 @@ use tokio_postgres::GenericClient;
 use super::sequences::integer_width;
 use super::{
     Drops, NOT_NULL_SHAPED, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name,
-    unsafe_to_replace,
+    table_at_complete, unsafe_to_replace,
 };
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{Replaced, Step, over_physical};
@@ -243,6 +246,8 @@ pub(super) struct ReferencingKey {
     partitioned: bool,
     /// The referenced columns, in order.
     pub(super) columns: Vec<String>,
+    /// The referencing columns, in the same order.
+    referencing_columns: Vec<String>,
     /// The types of the referencing columns, in the same order.
     referencing_types: Vec<String>,
     definition: String,
@@ -252,6 +257,16 @@ pub(super) struct ReferencingKey {
     /// What `pg_get_constraintdef` may print after `REFERENCES`: the table (bare, or
     /// qualified when not on the search_path) and the referenced columns.
     printed_references: Vec<String>,
+}
+
+impl ReferencingKey {
+    /// Whether the key goes with what the migration drops of its table (`drops`): itself, a
+    /// referencing column, or the table.
+    pub(super) fn dropped_along(&self, drops: &Drops) -> bool {
+        drops.table
+            || drops.constraints.contains(&self.name)
+            || (self.referencing_columns.iter()).any(|column| drops.columns.contains(column))
+    }
 }
 
 /// The foreign keys that reference a replaced column of `schema.table` (partitions' clones
@@ -274,6 +289,11 @@ pub(super) async fn referencing_keys(
                               ON a.attrelid = k.confrelid AND a.attnum = c.attnum
                            ORDER BY c.n),
                     ARRAY(SELECT pg_catalog.format_type(a.atttypid, NULL)
+                            FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY AS c(attnum, n)
+                            JOIN pg_catalog.pg_attribute a
+                              ON a.attrelid = k.conrelid AND a.attnum = c.attnum
+                           ORDER BY c.n),
+                    ARRAY(SELECT a.attname::text
                             FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY AS c(attnum, n)
                             JOIN pg_catalog.pg_attribute a
                               ON a.attrelid = k.conrelid AND a.attnum = c.attnum
@@ -317,13 +337,14 @@ pub(super) async fn referencing_keys(
                 partitioned: row.get(3),
                 columns: row.get(4),
                 referencing_types: row.get(5),
-                definition: row.get(6),
-                validated: row.get(7),
-                both_sides: row.get(8),
+                referencing_columns: row.get(6),
+                definition: row.get(7),
+                validated: row.get(8),
+                both_sides: row.get(9),
                 printed_references: row
-                    .get::<_, Vec<String>>(9)
+                    .get::<_, Vec<String>>(10)
                     .into_iter()
-                    .map(|relation| format!("{relation}({})", row.get::<_, String>(10)))
+                    .map(|relation| format!("{relation}({})", row.get::<_, String>(11)))
                     .collect(),
             }
         })
@@ -431,6 +452,13 @@ pub(super) fn rebuild_referencing(
         &definition[rest_start..]
     );
     let new_name = rebuilt_name(&plan.version, &key.name);
+    // The rename runs after the operations' steps, which may have renamed the referencing
+    // table (`rename_table` of it, or of the table itself for a key into itself): the name it
+    // has then, or the contract failed on the old one (42P01) every time.
+    let referencing_then = quote_qualified(
+        referencing_schema,
+        &table_at_complete(plan, referencing_schema, referencing_table),
+    );
     let mut referencing = vec![Step::new(
         format!("{object} again, into the new version's column(s), for new rows now"),
         format!(
@@ -470,12 +498,34 @@ pub(super) fn rebuild_referencing(
         complete: vec![Step::new(
             format!("give {new_name} its old name, {}", key.name),
             format!(
-                "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
-                key.referencing,
+                "ALTER TABLE {referencing_then} RENAME CONSTRAINT {} TO {}",
                 quote_ident(&new_name),
                 quote_ident(&key.name)
             ),
         )],
         ..Rebuild::default()
     })
+}
+
+/// The contract's step for `key`, a foreign key into replaced columns that goes with what the
+/// migration drops (itself, a referencing column, its table): not rebuilt, but dropped before
+/// the operations' steps all the same, since it holds the old column's index and the old
+/// column's drop, which may come first, would fail on it (2BP01). `IF EXISTS`: the
+/// operation's own drop finds it gone, and its `DROP … IF EXISTS` does nothing.
+pub(super) fn drop_referencing_first(key: &ReferencingKey) -> Rebuild {
+    let (schema, table) = &key.referencing_table;
+    Rebuild {
+        complete_first: vec![Step::new(
+            format!(
+                "drop foreign key {} of {schema}.{table}, which holds the old column's index (the migration drops it)",
+                key.name
+            ),
+            format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                key.referencing,
+                quote_ident(&key.name)
+            ),
+        )],
+        ..Rebuild::default()
+    }
 }

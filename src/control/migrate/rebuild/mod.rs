@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 
 use super::derive::{
-    Dropped, MigrationPlan, NEW_COLUMN_PREFIX, PartitionBuilds, Rename, Replaced, Replacement,
-    Step, fit_identifier,
+    Dropped, MigrationPlan, NEW_COLUMN_PREFIX, PartitionBuilds, Replaced, Replacement, Step,
+    fit_identifier, rename_table_name,
 };
 use super::error::MigrateError;
 use crate::control::error::ControlError;
@@ -95,7 +95,7 @@ pub async fn rebuild_replaced(
                 .map(|old| old.column.clone())
                 .collect();
             let outcome = if index.dropped_along(&drops) {
-                Outcome::DroppedAlong
+                Outcome::DroppedAlong(Box::default())
             } else {
                 match indexes::rebuild(&context, &index)? {
                     Some(rebuild) => Outcome::Rebuilt(Box::new(rebuild)),
@@ -108,7 +108,7 @@ pub async fn rebuild_replaced(
             constraints::covering_constraints(client, &schema, &table, &replaced).await?
         {
             let outcome = if constraint.dropped_along(&drops) {
-                Outcome::DroppedAlong
+                Outcome::DroppedAlong(Box::default())
             } else {
                 Outcome::Rebuilt(Box::new(constraints::rebuild(&context, &constraint)?))
             };
@@ -116,9 +116,8 @@ pub async fn rebuild_replaced(
         }
         for key in constraints::referencing_keys(client, &schema, &table, &replaced).await? {
             let (key_schema, key_table) = &key.referencing_table;
-            let dropped = Drops::of(plan, key_schema, key_table);
-            let outcome = if dropped.constraints.contains(&key.name) {
-                Outcome::DroppedAlong
+            let outcome = if key.dropped_along(&Drops::of(plan, key_schema, key_table)) {
+                Outcome::DroppedAlong(Box::new(constraints::drop_referencing_first(&key)))
             } else {
                 Outcome::Rebuilt(Box::new(constraints::rebuild_referencing(&context, &key)?))
             };
@@ -132,12 +131,12 @@ pub async fn rebuild_replaced(
                 }
                 match outcome {
                     Outcome::Rebuilt(_) => old.rebuilt.push(name.clone()),
-                    Outcome::DroppedAlong => old.dropped_along.push(name.clone()),
+                    Outcome::DroppedAlong(_) => old.dropped_along.push(name.clone()),
                     Outcome::Left => {}
                 }
             }
-            if let Outcome::Rebuilt(rebuild) = outcome {
-                rebuild.add_to(plan);
+            if let Outcome::Rebuilt(steps) | Outcome::DroppedAlong(steps) = outcome {
+                steps.add_to(plan);
             }
         }
     }
@@ -219,27 +218,19 @@ fn replaced_by_table(plan: &MigrationPlan) -> BTreeMap<(String, String), Vec<usi
     tables
 }
 
-/// The name `schema.table` has when the contract's rebuild steps run (after its renames).
+/// The name `schema.table` has when the contract's rebuild steps run: after every step of
+/// the operations, so after each `rename_table` of the migration.
 fn table_at_complete(plan: &MigrationPlan, schema: &str, table: &str) -> String {
     let mut name = table.to_owned();
-    for rename in &plan.renames {
-        if let Rename::Table {
-            schema: renamed_schema,
-            from,
-            to,
-        } = rename
-            && renamed_schema == schema
-            && *from == name
-        {
-            name = to.clone();
-        }
-    }
+    rename_table_name(&mut name, schema, &plan.renames);
     name
 }
 
 /// What the migration's operations drop of one table.
 #[derive(Default)]
 struct Drops {
+    /// Whether `drop_table` drops the table itself.
+    table: bool,
     columns: Vec<String>,
     indexes: Vec<String>,
     constraints: Vec<String>,
@@ -250,6 +241,10 @@ impl Drops {
         let mut drops = Drops::default();
         for dropped in &plan.dropped {
             match dropped {
+                Dropped::Table {
+                    schema: s,
+                    table: t,
+                } if s == schema && t == table => drops.table = true,
                 Dropped::Column {
                     schema: s,
                     table: t,
@@ -366,8 +361,9 @@ struct TableContext<'a> {
 /// What becomes of one index or constraint over a replaced column.
 enum Outcome {
     Rebuilt(Box<Rebuild>),
-    /// It goes with what the migration drops.
-    DroppedAlong,
+    /// It goes with what the migration drops: not rebuilt, though it may still have to go
+    /// early (a foreign key into the replaced column holds its index), by these steps.
+    DroppedAlong(Box<Rebuild>),
     /// Left to `preconditions.rs` (an exclusion constraint's index).
     Left,
 }
@@ -383,9 +379,12 @@ struct Rebuild {
     concurrent: PartitionBuilds,
     /// Once the indexes are built (a foreign key into one), each in its own transaction.
     referencing: Vec<Step>,
-    /// In the contract's transaction, before the old columns are dropped.
+    /// In the contract's transaction, before the operations' steps (so before any of them
+    /// drops an old column or renames a table): tables by their names at the start.
     complete_first: Vec<Step>,
-    /// In the contract's transaction, after the old columns are dropped.
+    /// In the contract's transaction, after all the operations' steps (the old columns are
+    /// gone, each `rename_table` has run): tables by their names at the end
+    /// ([`table_at_complete`]).
     complete: Vec<Step>,
     /// Before the rollback drops the indexes.
     rollback_referencing: Vec<Step>,

@@ -1,0 +1,445 @@
+//! The contract names every table as its earlier steps leave it: a migration that renames a
+//! table and retypes a key a foreign key points into completes. The foreign key rebuilt into
+//! the new column (`_vg_<version>_<constraint>`, on the referencing table) takes its old name
+//! after the contract's renames, under the name its table has by then; so do the retyped
+//! key's own steps on a renamed table, and a table's foreign key into itself. Found by a
+//! real application's walk: `migrate complete` always failed with 42P01 on the old name.
+//! Against a real Postgres, migrations run in-process.
+
+use crate::migration_support;
+use crate::support;
+
+use migration_support::{at, complete_now, start_text};
+use support::{Database, exec, lines};
+use viewgate::control::migrate::MigrationFile;
+use viewgate::control::migrate::status::plan;
+
+/// `orders` keyed by an `integer` serial (with a foreign key into itself) and `order_items`
+/// referencing it, three orders of two items each, both at v1.
+async fn orders_and_items() -> Database {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE orders (id serial PRIMARY KEY,
+                              parent_id integer REFERENCES orders (id),
+                              customer text NOT NULL);
+         CREATE TABLE order_items (id serial PRIMARY KEY,
+                                   order_id integer NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+                                   sku text NOT NULL);
+         INSERT INTO orders (customer) SELECT 'customer-' || n FROM generate_series(1, 3) AS n;
+         INSERT INTO order_items (order_id, sku)
+              SELECT o, 'sku-' || o || '-' || i FROM generate_series(1, 3) AS o, generate_series(1, 2) AS i;",
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "orders"
+key = ["id"]
+[[tables]]
+name = "order_items"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "orders"
+columns = ["id", "parent_id", "customer"]
+[[versions.tables]]
+base = "order_items"
+columns = ["id", "order_id", "sku"]
+"#,
+        )
+        .await;
+    database
+}
+
+/// Each of `table`'s foreign keys: name, definition, whether validated.
+fn foreign_keys(database: &Database, table: &str) -> String {
+    database.admin(&format!(
+        "SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid) || ' valid=' || convalidated,
+                           E'\\n' ORDER BY conname)
+           FROM pg_constraint WHERE conrelid = 'public.{table}'::regclass AND contype = 'f'"
+    ))
+}
+
+/// The type of `table`.`column`, and the name and definition of `table`'s primary key.
+fn key(database: &Database, table: &str, column: &str) -> String {
+    database.admin(&format!(
+        "SELECT format_type(a.atttypid, a.atttypmod) || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+           FROM pg_attribute a JOIN pg_constraint k ON k.conrelid = a.attrelid AND k.contype = 'p'
+          WHERE a.attrelid = 'public.{table}'::regclass AND a.attname = '{column}'"
+    ))
+}
+
+/// What covers `table`'s key and what its key column carries: indexes (replica identity,
+/// clustering), constraints, extended statistics, the column's comment, its sequence's type.
+fn covering(database: &Database, table: &str) -> String {
+    database.admin(&format!(
+        "WITH t AS (SELECT 'public.{table}'::regclass AS oid)
+         SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+           SELECT pg_get_indexdef(i.indexrelid) || ' ri=' || i.indisreplident
+                  || ' clustered=' || i.indisclustered AS x
+             FROM pg_index i, t WHERE i.indrelid = t.oid
+           UNION ALL
+           SELECT conname || ' ' || pg_get_constraintdef(k.oid) || ' valid=' || convalidated
+             FROM pg_constraint k, t WHERE k.conrelid = t.oid
+           UNION ALL
+           SELECT 'statistics ' || stxname || ' ' || pg_get_statisticsobjdef_columns(s.oid)
+             FROM pg_statistic_ext s, t WHERE s.stxrelid = t.oid
+           UNION ALL
+           SELECT 'comment ' || col_description(t.oid, a.attnum) || ', sequence '
+                  || pg_get_serial_sequence(t.oid::text, 'id') || ' of '
+                  || (SELECT seqtypid::regtype::text FROM pg_sequence
+                       WHERE seqrelid = pg_get_serial_sequence(t.oid::text, 'id')::regclass)
+             FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attname = 'id') f"
+    ))
+}
+
+/// Checks, in the contract `migrate plan` shows for `text`, that no step after the one
+/// renaming each of `renamed` (old names) names that table by its old name. The contract's
+/// steps only: the rollback's, printed after them, run instead of the contract, on the old
+/// names (`DROP CONSTRAINT IF EXISTS` of a rebuilt key on `order_items` rightly names it so).
+async fn assert_plan_follows_renames(database: &Database, text: &str, renamed: &[&str]) {
+    let file = MigrationFile::load(&database.spec_file("plan.toml", text)).expect("loads");
+    let report = plan(&mut database.client().await, &file)
+        .await
+        .expect("plans");
+    for table in renamed {
+        let old = format!("\"public\".\"{table}\"");
+        let steps = &report.plan.complete;
+        let renaming = steps
+            .iter()
+            .position(|step| {
+                step.sql
+                    .starts_with(&format!("ALTER TABLE {old} RENAME TO "))
+            })
+            .unwrap_or_else(|| panic!("the contract renames {table}: {steps:#?}"));
+        let stale: Vec<_> = steps[renaming + 1..]
+            .iter()
+            .filter(|step| step.sql.contains(&old))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "after renaming {table} the contract still names it so: {stale:#?}"
+        );
+    }
+}
+
+const RENAME_ITEMS_RETYPE_ORDERS: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "rename_table"
+from = "order_items"
+to = "line_items"
+[[operations]]
+op = "alter_column"
+table = "orders"
+column = "id"
+type = "bigint"
+up = "id::bigint"
+down = "id::integer"
+"#;
+
+/// The walk's migration: the referencing table renamed, the key it references retyped. The
+/// contract renamed `order_items` first and then gave the rebuilt foreign key its old name on
+/// `order_items`, which no longer existed (42P01), every time.
+#[tokio::test]
+async fn a_renamed_table_keeps_its_foreign_key_into_a_retyped_key() {
+    let database = orders_and_items().await;
+    let before = foreign_keys(&database, "order_items");
+    assert_plan_follows_renames(&database, RENAME_ITEMS_RETYPE_ORDERS, &["order_items"]).await;
+
+    start_text(&database, "0002.toml", RENAME_ITEMS_RETYPE_ORDERS)
+        .await
+        .expect("starts");
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v1, "INSERT INTO orders_v1 (customer) VALUES ('via v1')").await;
+    exec(
+        &v1,
+        "INSERT INTO order_items_v1 (order_id, sku) VALUES (4, 'sku-v1')",
+    )
+    .await;
+    exec(&v2, "INSERT INTO orders_v2 (customer) VALUES ('via v2')").await;
+    exec(
+        &v2,
+        "INSERT INTO line_items_v2 (order_id, sku) VALUES (5, 'sku-v2')",
+    )
+    .await;
+    for (client, sql) in [
+        (
+            &v1,
+            "INSERT INTO order_items_v1 (order_id, sku) VALUES (99, 'x')",
+        ),
+        (
+            &v2,
+            "INSERT INTO line_items_v2 (order_id, sku) VALUES (99, 'x')",
+        ),
+    ] {
+        let orphan = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            orphan.code().map(|code| code.code()),
+            Some("23503"),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        lines(
+            &v1,
+            "SELECT order_id || ':' || sku FROM order_items_v1 WHERE id > 6 ORDER BY id"
+        )
+        .await,
+        ["4:sku-v1", "5:sku-v2"],
+        "each version reads the other's rows"
+    );
+
+    complete_now(&database)
+        .await
+        .expect("completes: the rebuilt foreign key is renamed on line_items");
+    assert_eq!(
+        database.admin("SELECT to_regclass('public.order_items') IS NULL"),
+        "t"
+    );
+    assert_eq!(
+        foreign_keys(&database, "line_items"),
+        before,
+        "the foreign key has its old name and reads as before, into the bigint key"
+    );
+    assert_eq!(
+        key(&database, "orders", "id"),
+        "bigint orders_pkey PRIMARY KEY (id)"
+    );
+    exec(&v2, "DELETE FROM orders_v2 WHERE id = 5").await;
+    assert_eq!(
+        lines(&v2, "SELECT count(*) FROM line_items_v2 WHERE order_id = 5").await,
+        ["0"],
+        "the delete cascades through the key"
+    );
+    let orphan = v2
+        .batch_execute("INSERT INTO line_items_v2 (order_id, sku) VALUES (99, 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(orphan.code().map(|code| code.code()), Some("23503"));
+}
+
+const RETYPE_ORDERS_RENAME_BOTH: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "orders"
+column = "id"
+type = "bigint"
+up = "id::bigint"
+down = "id::integer"
+[[operations]]
+op = "rename_table"
+from = "orders"
+to = "purchases"
+[[operations]]
+op = "rename_table"
+from = "order_items"
+to = "line_items"
+"#;
+
+/// The referenced table renamed too, after its key is retyped: its key, its foreign key into
+/// itself, the other table's into it, its check, index, replica identity, clustering,
+/// statistics, comment and sequence over the key are given back under the tables' new names.
+#[tokio::test]
+async fn a_retyped_key_of_a_renamed_table_keeps_what_covers_it() {
+    let database = orders_and_items().await;
+    database.admin(
+        "ALTER TABLE orders ADD CONSTRAINT orders_id_positive CHECK (id > 0);
+         CREATE INDEX orders_id_customer ON orders (id, customer);
+         ALTER TABLE orders REPLICA IDENTITY USING INDEX orders_pkey;
+         ALTER TABLE orders CLUSTER ON orders_id_customer;
+         CREATE STATISTICS orders_id_customer_stats ON id, customer FROM orders;
+         COMMENT ON COLUMN orders.id IS 'the order number';",
+    );
+    let items_before = foreign_keys(&database, "order_items");
+    let orders_before = covering(&database, "orders");
+    assert_plan_follows_renames(
+        &database,
+        RETYPE_ORDERS_RENAME_BOTH,
+        &["orders", "order_items"],
+    )
+    .await;
+
+    start_text(&database, "0002.toml", RETYPE_ORDERS_RENAME_BOTH)
+        .await
+        .expect("starts");
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(
+        &v1,
+        "INSERT INTO orders_v1 (parent_id, customer) VALUES (1, 'via v1')",
+    )
+    .await;
+    exec(
+        &v2,
+        "INSERT INTO purchases_v2 (parent_id, customer) VALUES (4, 'via v2')",
+    )
+    .await;
+    exec(
+        &v2,
+        "INSERT INTO line_items_v2 (order_id, sku) VALUES (5, 'sku-v2')",
+    )
+    .await;
+    exec(
+        &v1,
+        "INSERT INTO order_items_v1 (order_id, sku) VALUES (4, 'sku-v1')",
+    )
+    .await;
+    let orphan = v2
+        .batch_execute("INSERT INTO purchases_v2 (parent_id, customer) VALUES (99, 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(orphan.code().map(|code| code.code()), Some("23503"));
+
+    complete_now(&database)
+        .await
+        .expect("completes: each rebuilt key is renamed on its renamed table");
+    assert_eq!(
+        database.admin(
+            "SELECT to_regclass('public.orders') IS NULL AND to_regclass('public.order_items') IS NULL"
+        ),
+        "t"
+    );
+    assert_eq!(
+        foreign_keys(&database, "line_items"),
+        items_before.replace("REFERENCES orders(", "REFERENCES purchases("),
+    );
+    assert_eq!(
+        covering(&database, "purchases"),
+        orders_before
+            .replace("REFERENCES orders(", "REFERENCES purchases(")
+            .replace(" ON public.orders ", " ON public.purchases ")
+            .replace("orders_id_seq of integer", "orders_id_seq of bigint")
+            // Postgres lists a statistics object's columns by number: the new id is last.
+            .replace("_stats id, customer", "_stats customer, id"),
+        "the same, the foreign key into itself too, the sequence widened"
+    );
+    assert_eq!(
+        key(&database, "purchases", "id"),
+        "bigint orders_pkey PRIMARY KEY (id)"
+    );
+    assert_eq!(
+        lines(
+            &v2,
+            "SELECT p.customer || ':' || coalesce(p.parent_id::text, '-') || ':' || count(l.id)
+               FROM purchases_v2 p LEFT JOIN line_items_v2 l ON l.order_id = p.id
+              GROUP BY p.id, p.customer, p.parent_id ORDER BY p.id"
+        )
+        .await,
+        [
+            "customer-1:-:2",
+            "customer-2:-:2",
+            "customer-3:-:2",
+            "via v1:1:1",
+            "via v2:4:1"
+        ]
+    );
+    let orphan = v2
+        .batch_execute("INSERT INTO line_items_v2 (order_id, sku) VALUES (99, 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(orphan.code().map(|code| code.code()), Some("23503"));
+}
+
+const RETYPE_ORDERS: &str = r#"
+[[operations]]
+op = "alter_column"
+table = "orders"
+column = "id"
+type = "bigint"
+up = "id::bigint"
+down = "id::integer"
+"#;
+
+/// A foreign key into the retyped key that the migration drops (by `drop_constraint`, with
+/// its column, with its table) is not rebuilt, and goes before the old key column whichever
+/// operation comes first: the contract gave its twin the old name after the drop had taken it
+/// (42704, 42P01), or dropped the old key column while the foreign key still held its index
+/// (2BP01).
+#[tokio::test]
+async fn a_foreign_key_the_migration_drops_goes_before_the_key_it_references() {
+    let drops = [
+        (
+            "drop_constraint",
+            "[[operations]]\nop = \"drop_constraint\"\ntable = \"order_items\"\nname = \"order_items_order_id_fkey\"\n",
+            true,
+        ),
+        (
+            "drop_column",
+            "[[operations]]\nop = \"drop_column\"\ntable = \"order_items\"\ncolumn = \"order_id\"\ndown = \"1\"\n",
+            true,
+        ),
+        (
+            "drop_table",
+            "[[operations]]\nop = \"drop_table\"\ntable = \"order_items\"\n",
+            false,
+        ),
+    ];
+    for (op, drop, table_stays) in drops {
+        for retype_first in [true, false] {
+            let database = orders_and_items().await;
+            let operations = if retype_first {
+                format!("{RETYPE_ORDERS}{drop}")
+            } else {
+                format!("{drop}{RETYPE_ORDERS}")
+            };
+            let text = format!("version = \"v2\"\nfrom = \"v1\"\n{operations}");
+            start_text(&database, "0002.toml", &text)
+                .await
+                .unwrap_or_else(|error| panic!("{op}, retype first {retype_first}: {error}"));
+            let v2 = at(&database, "v2").await;
+            exec(&v2, "INSERT INTO orders_v2 (customer) VALUES ('via v2')").await;
+            complete_now(&database)
+                .await
+                .unwrap_or_else(|error| panic!("{op}, retype first {retype_first}: {error}"));
+            assert_eq!(
+                database.admin(
+                    "SELECT to_regclass('public.order_items') IS NOT NULL || ' ' || count(k.oid)
+                       FROM (SELECT 1) one LEFT JOIN pg_constraint k
+                         ON k.contype = 'f' AND k.conrelid = to_regclass('public.order_items')"
+                ),
+                format!("{table_stays} 0"),
+                "{op}, retype first {retype_first}: the foreign key went, no twin was left"
+            );
+            assert_eq!(
+                key(&database, "orders", "id"),
+                "bigint orders_pkey PRIMARY KEY (id)",
+                "{op}, retype first {retype_first}"
+            );
+        }
+    }
+}
+
+/// A `rename_constraint` of a foreign key into a replaced column is refused before any
+/// change: the contract drops that key before its steps and gives the rebuilt one its name
+/// after them, and the rename between found no constraint (42704), every time.
+#[tokio::test]
+async fn renaming_a_foreign_key_into_a_retyped_key_is_refused_before_any_change() {
+    let database = orders_and_items().await;
+    let text = format!(
+        "version = \"v2\"\nfrom = \"v1\"\n{RETYPE_ORDERS}[[operations]]\nop = \"rename_constraint\"\ntable = \"order_items\"\nfrom = \"order_items_order_id_fkey\"\nto = \"items_to_orders\"\n"
+    );
+    let refused = start_text(&database, "0002.toml", &text)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(
+            "table public.order_items: foreign key order_items_order_id_fkey references column public.orders.id: the migration replaces public.orders.id"
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.orders'::regclass AND attname LIKE '\\_vg\\_%'"
+        ),
+        "0",
+        "nothing was changed"
+    );
+}
