@@ -18,11 +18,12 @@ use common::wait_until;
 use viewgate::model::identifier::MIGRATION_NAME_PREFIX;
 use viewgate::pg_cluster::SUPERUSER;
 
-/// A key, a unique key and an index over the key column, and an unmanaged table referencing
-/// the key.
-const SCHEMA: &str = "CREATE TABLE accounts (id integer PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL);
+/// A serial key, a unique key and an index over the key column, and an unmanaged table
+/// referencing the key.
+const SCHEMA: &str =
+    "CREATE TABLE accounts (id serial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL);
 CREATE INDEX accounts_name_id ON accounts (name, id);
-INSERT INTO accounts VALUES (1, 'a@x', 'ada'), (2, 'b@x', 'bob');
+INSERT INTO accounts (email, name) VALUES ('a@x', 'ada'), ('b@x', 'bob');
 CREATE TABLE runs (id serial PRIMARY KEY, account_id integer REFERENCES accounts);
 INSERT INTO runs (account_id) VALUES (1), (1), (2);";
 
@@ -42,6 +43,9 @@ const INTROSPECTION: &[&str] = &[
     "SELECT constraint_name, column_name, ordinal_position FROM information_schema.key_column_usage WHERE table_name = 'accounts' ORDER BY constraint_name",
     "SELECT constraint_name, unique_constraint_catalog, unique_constraint_schema, unique_constraint_name FROM information_schema.referential_constraints WHERE constraint_schema = 'public'",
     "SELECT constraint_name, table_name, column_name FROM information_schema.constraint_column_usage WHERE constraint_name LIKE 'runs%' ORDER BY 1, 2, 3",
+    "SELECT column_name, column_default, is_identity FROM information_schema.columns WHERE table_name = 'accounts' ORDER BY ordinal_position",
+    "SELECT a.attname, a.atthasdef, pg_get_expr(d.adbin, d.adrelid), pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) FROM pg_attribute a LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum) WHERE a.attrelid = 'accounts'::regclass AND a.attnum > 0 ORDER BY a.attnum",
+    "SELECT pg_get_serial_sequence('accounts', 'id')",
 ];
 
 /// Each of `INTROSPECTION` through the proxy at `version`, printed with headers and footers.
@@ -122,7 +126,7 @@ fn a_retyped_keys_new_version_reads_its_keys_as_after_the_contract() {
         v2_live[0].contains("\"accounts_pkey\" PRIMARY KEY, btree (id)")
             && v2_live[0].contains("\"accounts_email_key\" UNIQUE CONSTRAINT, btree (email)")
             && v2_live[0].contains("\"accounts_name_id\" btree (name, id)")
-            && v2_live[0].contains("id|bigint||not null|"),
+            && v2_live[0].contains("id|bigint||not null|nextval('accounts_id_seq'::regclass)"),
         "{}",
         v2_live[0]
     );

@@ -2,9 +2,10 @@
 
 Why: while a migration retypes a key column (integer -> bigint), the new version reads the new
 column, and the key stands on the index the migration built over it (`_vg_<version>_<key>`)
-until the contract makes it the constraint. The new version's reflection had no primary key:
-automap skipped the table, an ORM mapping it failed, and alembic's autogenerate proposed to
-drop the index. It must reflect the table as it will be after the contract.
+until the contract makes it the constraint and gives the column the old one's default. The
+new version's reflection had no primary key and no default: automap skipped the table, an
+ORM mapping it failed, and alembic's autogenerate proposed to drop the index. It must reflect
+the table as it will be after the contract.
 
 Usage: reflect_keys.py PROXY_DSN VERSION, over `accounts` and `runs` of
 tests/migrations_introspection.rs. Prints one "ok <check>" line per passed check, then the
@@ -28,7 +29,8 @@ base = automap_base()
 base.prepare(autoload_with=engine)
 check(f"{version} automap maps both tables", sorted(base.classes.keys()), ["accounts", "runs"])
 
-lines = []
+lines = [f"reflected accounts column {c['name']} {c['type']} {c['default']} {c['autoincrement']}"
+         for c in inspector.get_columns("accounts")]
 for table in ["accounts", "runs"]:
     for what, value in [("primary key", inspector.get_pk_constraint(table)),
                         ("unique", inspector.get_unique_constraints(table)),
