@@ -919,6 +919,16 @@ UNIQUE|name_code_unique|name,legacy_code"
         ),
         "customers_email_key,customers_pkey"
     );
+    // The index statistics on the version's table, by its oid and name, as drizzle-kit matches
+    // them with pg_class (they named the base table).
+    assert_eq!(
+        at(
+            "v2",
+            "SELECT string_agg(s.indexrelname, ',' ORDER BY s.indexrelname) FROM pg_stat_user_indexes s
+               JOIN pg_class c ON c.oid = s.relid AND c.relname = s.relname WHERE s.relname = 'clients'"
+        ),
+        "customers_email_key,customers_pkey"
+    );
     assert_eq!(
         at(
             "v2",

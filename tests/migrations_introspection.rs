@@ -46,6 +46,7 @@ const INTROSPECTION: &[&str] = &[
     "SELECT column_name, column_default, is_identity FROM information_schema.columns WHERE table_name = 'accounts' ORDER BY ordinal_position",
     "SELECT a.attname, a.atthasdef, pg_get_expr(d.adbin, d.adrelid), pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) FROM pg_attribute a LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum) WHERE a.attrelid = 'accounts'::regclass AND a.attnum > 0 ORDER BY a.attnum",
     "SELECT pg_get_serial_sequence('accounts', 'id')",
+    "SELECT relname, indexrelname FROM pg_stat_user_indexes WHERE relname = 'accounts' ORDER BY 2",
 ];
 
 /// Each of `INTROSPECTION` through the proxy at `version`, printed with headers and footers.
