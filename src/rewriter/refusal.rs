@@ -54,13 +54,27 @@ pub enum Undefined {
 use super::postgres_grammar::{Place, Reference};
 use super::targets::VersionTargets;
 
+/// What Sequelize's `Model.findOrCreate` sends on Postgres: a temporary function returning
+/// the table's row type, whose body inserts into the table (refused twice over).
+const SEQUELIZE_FIND_OR_CREATE: &str = "sequelize_caught_exception";
+
+/// The refusal `reason` of `sql`, with what to do instead where a library sent it.
+pub fn with_library_advice(reason: String, sql: &str) -> String {
+    if sql.contains(SEQUELIZE_FIND_OR_CREATE) {
+        return format!(
+            "{reason}. This is Sequelize's findOrCreate, which builds such a function: use findCreateFind (a find, a create, and a find again on a unique violation), or findOne then create in a transaction"
+        );
+    }
+    reason
+}
+
 /// Why a statement whose reference stands at `place` is refused, if that place is one where
 /// viewgate refuses a managed table (`definitions.rs`).
 pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<String> {
     match place {
         Place::ViewDefinition => Some(view_definition(table, version, view)),
         Place::StoredShape => Some(format!(
-            "DDL is not rewritten, and this statement would keep the row type or the columns of managed table \"{table}\" itself, which has columns version \"{version}\" does not have; use the version's view ({view}) or its row type, or run the statement over a direct connection to build on the base table (inheriting from or partitioning a managed table can only be done there)"
+            "DDL is not rewritten, and this statement would keep the row type or the columns of managed table \"{table}\" itself, its base table's, which may have columns version \"{version}\" does not have, now or once a migration adds them; use the version's view ({view}) or its row type, or run the statement over a direct connection to build on the base table (inheriting from or partitioning a managed table can only be done there)"
         )),
         Place::FunctionBody => Some(format!(
             "a function's or DO block's body is not rewritten: Postgres reads it when it runs, under the caller's search_path, and as written it may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) or another schema's table explicitly in the body, or create it over a direct connection"

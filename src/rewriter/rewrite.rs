@@ -384,7 +384,7 @@ fn check(
             refusal::of_place(reference.place, &target.table.name, &targets.version, &view)
         {
             return Err(Failure {
-                reason,
+                reason: refusal::with_library_advice(reason, sql),
                 offset: Some(reference.offset),
                 undefined: None,
             });

@@ -587,3 +587,23 @@ mod isolation;
 
 #[path = "tests_red_team.rs"]
 mod red_team;
+
+/// Sequelize's `findOrCreate` builds a temporary function over the table's row type whose
+/// body inserts into it: refused, with the library's way around it in the message.
+#[test]
+fn sequelizes_find_or_create_is_refused_with_its_alternative() {
+    let v1 = VersionTargets::seed_example("v1");
+    let sql = "CREATE OR REPLACE FUNCTION pg_temp.testfunc(OUT response \"model_metadata\", OUT sequelize_caught_exception text) RETURNS RECORD AS $func_1$ BEGIN INSERT INTO \"model_metadata\" (\"model_name\") VALUES ('m') RETURNING * INTO response; EXCEPTION WHEN unique_violation THEN GET STACKED DIAGNOSTICS sequelize_caught_exception = PG_EXCEPTION_DETAIL; END $func_1$ LANGUAGE plpgsql; SELECT (testfunc.response).\"id\", testfunc.sequelize_caught_exception FROM pg_temp.testfunc(); DROP FUNCTION IF EXISTS pg_temp.testfunc();";
+    let Err(error) = rewrite(sql, &v1) else {
+        panic!("passed");
+    };
+    assert!(error.reason.contains("use findCreateFind"), "{error}");
+    // Another statement refused so is told nothing of Sequelize.
+    let Err(error) = rewrite(
+        "CREATE FUNCTION pg_temp.f(OUT r model_metadata) RETURNS model_metadata AS 'SELECT NULL::model_metadata_v1' LANGUAGE sql",
+        &v1,
+    ) else {
+        panic!("passed");
+    };
+    assert!(!error.reason.contains("Sequelize"), "{error}");
+}
