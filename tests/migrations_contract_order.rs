@@ -4,12 +4,16 @@
 //! after the contract's renames, under the name its table has by then; so do the retyped
 //! key's own steps on a renamed table, and a table's foreign key into itself. Found by a
 //! real application's walk: `migrate complete` always failed with 42P01 on the old name.
+//! A foreign key whose both ends are retyped (`orders.id` and `order_items.order_id` to
+//! `bigint`; `parent_id` and `id` of one table; one column of each end of a composite key) is
+//! rebuilt once, from the new column into the new key, enforced at both versions while live,
+//! and given back its name by the contract; a rollback leaves the schema as it was.
 //! Against a real Postgres, migrations run in-process.
 
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{at, complete_now, start_text};
+use migration_support::{at, complete_now, rollback_now, start_text};
 use support::{Database, exec, lines};
 use viewgate::control::migrate::MigrationFile;
 use viewgate::control::migrate::status::plan;
@@ -442,4 +446,407 @@ async fn renaming_a_foreign_key_into_a_retyped_key_is_refused_before_any_change(
         "0",
         "nothing was changed"
     );
+}
+
+/// `orders.id` and `order_items.order_id` both retyped, in the order given: pgroll's
+/// headline migration, every key moved to `bigint`.
+fn retype_both_ends(orders_first: bool) -> String {
+    let orders = "[[operations]]\nop = \"alter_column\"\ntable = \"orders\"\ncolumn = \"id\"\ntype = \"bigint\"\nup = \"id::bigint\"\ndown = \"id::integer\"\n";
+    let items = "[[operations]]\nop = \"alter_column\"\ntable = \"order_items\"\ncolumn = \"order_id\"\ntype = \"bigint\"\nup = \"order_id::bigint\"\ndown = \"order_id::integer\"\n";
+    let (first, second) = if orders_first {
+        (orders, items)
+    } else {
+        (items, orders)
+    };
+    format!("version = \"v2\"\nfrom = \"v1\"\n{first}{second}")
+}
+
+/// Every foreign key of the database: table, name, definition, whether validated.
+fn all_foreign_keys(database: &Database) -> String {
+    database.admin(
+        "SELECT string_agg(conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+                           || ' valid=' || convalidated, E'\\n' ORDER BY conrelid::regclass::text, conname)
+           FROM pg_constraint WHERE contype = 'f'",
+    )
+}
+
+/// What the application's schema is made of: each column of the public tables (type, NOT
+/// NULL, default), each constraint, index and trigger of theirs, and each sequence's type.
+fn schema(database: &Database) -> String {
+    database.admin(
+        "WITH t AS (SELECT c.oid FROM pg_class c
+                     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p'))
+         SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+           SELECT 'column ' || a.attrelid::regclass || '.' || a.attname || ' '
+                  || format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull
+                  || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS x
+             FROM pg_attribute a JOIN t ON t.oid = a.attrelid
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attnum > 0 AND NOT a.attisdropped
+           UNION ALL
+           SELECT 'constraint ' || k.conrelid::regclass || ' ' || k.conname || ' '
+                  || pg_get_constraintdef(k.oid) || ' valid=' || k.convalidated
+             FROM pg_constraint k JOIN t ON t.oid = k.conrelid
+           UNION ALL
+           SELECT 'index ' || pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid
+             FROM pg_index i JOIN t ON t.oid = i.indrelid
+           UNION ALL
+           SELECT 'trigger ' || g.tgrelid::regclass || ' ' || g.tgname
+             FROM pg_trigger g JOIN t ON t.oid = g.tgrelid WHERE NOT g.tgisinternal
+           UNION ALL
+           SELECT 'sequence ' || seqrelid::regclass || ' ' || seqtypid::regtype FROM pg_sequence) s",
+    )
+}
+
+/// The names of the public schema's relations, constraints and tables' columns that are the
+/// migration's own (`_vg_…`): none once it is completed or rolled back. (An index keeps the
+/// name its column had when it was built, as Postgres leaves it on a column's rename.)
+fn migration_names(database: &Database) -> String {
+    database.admin(
+        "SELECT coalesce(string_agg(n, ', ' ORDER BY n), '') FROM (
+           SELECT relname::text AS n FROM pg_class
+            WHERE relnamespace = 'public'::regnamespace AND relname LIKE '\\_vg\\_%'
+           UNION ALL
+           SELECT conname::text FROM pg_constraint
+            WHERE connamespace = 'public'::regnamespace AND conname LIKE '\\_vg\\_%'
+           UNION ALL
+           SELECT attrelid::regclass || '.' || attname FROM pg_attribute
+            WHERE attrelid IN (SELECT oid FROM pg_class
+                                WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p'))
+              AND attname LIKE '\\_vg\\_%' AND NOT attisdropped) names",
+    )
+}
+
+/// Whether `sql`, run by `client`, is refused as a foreign key violation (23503).
+async fn assert_orphan_refused(client: &tokio_postgres::Client, sql: &str) {
+    let refused = client.batch_execute(sql).await.unwrap_err();
+    assert_eq!(
+        refused.code().map(|code| code.code()),
+        Some("23503"),
+        "{sql}: {refused}"
+    );
+}
+
+/// Both ends of a foreign key retyped by one migration. Each end's rebuild made its own
+/// `_vg_v2_order_items_order_id_fkey` (the new column into the old key in the expand; the old
+/// column into the new key once the key's index was built, after dropping the first by the
+/// name they shared), so the start went through with a twin from the old column, and every
+/// `migrate complete` was refused: "… covers column order_id … was made after the migration
+/// started". Now one key is rebuilt, from the new column into the new key, validated before
+/// v2 goes live, and it takes the old one's name at complete.
+#[tokio::test]
+async fn a_foreign_key_whose_both_ends_are_retyped_completes() {
+    let database = orders_and_items().await;
+    let before = foreign_keys(&database, "order_items");
+    start_text(&database, "0002.toml", &retype_both_ends(false))
+        .await
+        .expect("starts");
+    assert_eq!(
+        foreign_keys(&database, "order_items"),
+        "_vg_v2_order_items_order_id_fkey FOREIGN KEY (_vg_v2_order_id) REFERENCES orders(_vg_v2_id) ON DELETE CASCADE valid=true\n\
+         order_items_order_id_fkey FOREIGN KEY (order_id) REFERENCES orders(id) ON DELETE CASCADE valid=true",
+        "one twin, from the new column into the new key, validated"
+    );
+    for version in ["v1", "v2"] {
+        assert_eq!(
+            database.admin(&format!(
+                "SELECT string_agg(mk.shown_name || ' ' || k.conname, ', ')
+                   FROM viewgate_catalog_{version}.managed_constraints mk
+                   JOIN pg_constraint k ON k.oid = mk.oid
+                  WHERE k.contype = 'f' AND k.conrelid = 'public.order_items'::regclass"
+            )),
+            if version == "v1" {
+                "order_items_order_id_fkey order_items_order_id_fkey"
+            } else {
+                "order_items_order_id_fkey _vg_v2_order_items_order_id_fkey"
+            },
+            "{version}'s catalog shows the one key over the columns it sees, by the old name"
+        );
+    }
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v1, "INSERT INTO orders_v1 (customer) VALUES ('via v1')").await;
+    exec(&v2, "INSERT INTO orders_v2 (customer) VALUES ('via v2')").await;
+    exec(
+        &v1,
+        "INSERT INTO order_items_v1 (order_id, sku) VALUES (5, 'sku-v1')",
+    )
+    .await;
+    exec(
+        &v2,
+        "INSERT INTO order_items_v2 (order_id, sku) VALUES (4, 'sku-v2')",
+    )
+    .await;
+    exec(&v2, "UPDATE order_items_v2 SET order_id = 5 WHERE id = 1").await;
+    assert_orphan_refused(
+        &v1,
+        "INSERT INTO order_items_v1 (order_id, sku) VALUES (99, 'x')",
+    )
+    .await;
+    assert_orphan_refused(
+        &v2,
+        "INSERT INTO order_items_v2 (order_id, sku) VALUES (99, 'x')",
+    )
+    .await;
+    assert_orphan_refused(&v2, "UPDATE order_items_v2 SET order_id = 98 WHERE id = 2").await;
+    assert_eq!(
+        lines(
+            &v1,
+            "SELECT id || ':' || order_id FROM order_items_v1 WHERE id IN (1, 7, 8) ORDER BY id"
+        )
+        .await,
+        ["1:5", "7:5", "8:4"],
+        "each version reads the other's rows"
+    );
+
+    complete_now(&database)
+        .await
+        .expect("completes: the one twin takes the old name");
+    assert_eq!(
+        foreign_keys(&database, "order_items"),
+        before,
+        "validated, into orders(id), as before"
+    );
+    assert_eq!(
+        key(&database, "orders", "id"),
+        "bigint orders_pkey PRIMARY KEY (id)"
+    );
+    assert_eq!(
+        database.admin(
+            "SELECT format_type(atttypid, atttypmod) || ' notnull=' || attnotnull FROM pg_attribute
+              WHERE attrelid = 'public.order_items'::regclass AND attname = 'order_id'"
+        ),
+        "bigint notnull=true"
+    );
+    assert_eq!(
+        migration_names(&database),
+        "",
+        "nothing of the migration's is left"
+    );
+    assert_orphan_refused(
+        &v2,
+        "INSERT INTO order_items_v2 (order_id, sku) VALUES (99, 'x')",
+    )
+    .await;
+    exec(&v2, "DELETE FROM orders_v2 WHERE id = 5").await;
+    assert_eq!(
+        lines(
+            &v2,
+            "SELECT count(*) FROM order_items_v2 WHERE order_id = 5"
+        )
+        .await,
+        ["0"],
+        "the delete cascades through the key"
+    );
+}
+
+/// The same migration, the key first in the file, rolled back: the schema is as it was. The
+/// referencing column retyped to a type the new key is not known to serve is refused before
+/// any change, as a referencing column of that type was.
+#[tokio::test]
+async fn a_rollback_of_both_ends_leaves_the_schema_as_it_was() {
+    let database = orders_and_items().await;
+    let before = schema(&database);
+    let keys = all_foreign_keys(&database);
+    let refused = start_text(
+        &database,
+        "0002.toml",
+        &retype_both_ends(true).replace(
+            "type = \"bigint\"\nup = \"order_id::bigint\"",
+            "type = \"numeric\"\nup = \"order_id::numeric\"",
+        ),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains(
+            "column id is covered by foreign key order_items_order_id_fkey of public.order_items: the old column is dropped at `migrate complete` with what covers it, and this one cannot be rebuilt on the new column: it references the column from a column of type numeric, and whether a key of type bigint can serve it is not known here"
+        ),
+        "{refused}"
+    );
+    assert_eq!(schema(&database), before, "nothing was changed");
+    start_text(&database, "0002.toml", &retype_both_ends(true))
+        .await
+        .expect("starts");
+    assert_eq!(
+        database.admin(
+            "SELECT count(*) FROM pg_constraint WHERE conname LIKE '\\_vg\\_v2\\_order\\_items%'"
+        ),
+        "1",
+        "one twin of the foreign key"
+    );
+    let v2 = at(&database, "v2").await;
+    exec(
+        &v2,
+        "INSERT INTO order_items_v2 (order_id, sku) VALUES (2, 'sku-v2')",
+    )
+    .await;
+    rollback_now(&database).await.expect("rolls back");
+    assert_eq!(schema(&database), before, "the schema is as before");
+    assert_eq!(all_foreign_keys(&database), keys);
+    assert_eq!(migration_names(&database), "");
+    let v1 = at(&database, "v1").await;
+    assert_orphan_refused(
+        &v1,
+        "INSERT INTO order_items_v1 (order_id, sku) VALUES (99, 'x')",
+    )
+    .await;
+}
+
+const RETYPE_ORDERS_AND_PARENT: &str = r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "orders"
+column = "parent_id"
+type = "bigint"
+up = "parent_id::bigint"
+down = "parent_id::integer"
+[[operations]]
+op = "alter_column"
+table = "orders"
+column = "id"
+type = "bigint"
+up = "id::bigint"
+down = "id::integer"
+"#;
+
+/// A table's foreign key into itself whose both ends are retyped (`parent_id` → `id`): the
+/// start refused it ("from columns that are replaced too"). It is rebuilt as one key from the
+/// new column into the new key, like another table's.
+#[tokio::test]
+async fn a_key_into_its_own_table_with_both_ends_retyped_completes() {
+    let database = orders_and_items().await;
+    let before = all_foreign_keys(&database);
+    start_text(&database, "0002.toml", RETYPE_ORDERS_AND_PARENT)
+        .await
+        .expect("starts");
+    assert_eq!(
+        foreign_keys(&database, "orders"),
+        "_vg_v2_orders_parent_id_fkey FOREIGN KEY (_vg_v2_parent_id) REFERENCES orders(_vg_v2_id) valid=true\n\
+         orders_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES orders(id) valid=true",
+    );
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(
+        &v1,
+        "INSERT INTO orders_v1 (parent_id, customer) VALUES (1, 'via v1')",
+    )
+    .await;
+    exec(
+        &v2,
+        "INSERT INTO orders_v2 (parent_id, customer) VALUES (4, 'via v2')",
+    )
+    .await;
+    assert_orphan_refused(
+        &v1,
+        "INSERT INTO orders_v1 (parent_id, customer) VALUES (99, 'x')",
+    )
+    .await;
+    assert_orphan_refused(
+        &v2,
+        "INSERT INTO orders_v2 (parent_id, customer) VALUES (99, 'x')",
+    )
+    .await;
+
+    complete_now(&database).await.expect("completes");
+    assert_eq!(all_foreign_keys(&database), before);
+    assert_eq!(migration_names(&database), "");
+    assert_eq!(
+        lines(
+            &v2,
+            "SELECT customer || ':' || coalesce(parent_id::text, '-') || ':' || pg_typeof(parent_id)
+               FROM orders_v2 WHERE id > 3 ORDER BY id"
+        )
+        .await,
+        ["via v1:1:bigint", "via v2:4:bigint"]
+    );
+    assert_orphan_refused(
+        &v2,
+        "INSERT INTO orders_v2 (parent_id, customer) VALUES (99, 'x')",
+    )
+    .await;
+}
+
+/// A composite key into a composite primary key, one column of each end retyped: the one
+/// twin names the new column at each end and the other as it is.
+#[tokio::test]
+async fn a_composite_foreign_key_with_both_ends_retyped_completes() {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE shops (region integer, id integer, name text NOT NULL, PRIMARY KEY (region, id));
+         CREATE TABLE sales (id serial PRIMARY KEY, region integer NOT NULL, shop integer NOT NULL,
+                             FOREIGN KEY (region, shop) REFERENCES shops (region, id));
+         INSERT INTO shops VALUES (1, 1, 'a'), (1, 2, 'b'), (2, 1, 'c');
+         INSERT INTO sales (region, shop) VALUES (1, 1), (1, 2), (2, 1);",
+    );
+    database
+        .apply_text(
+            r#"
+[[tables]]
+name = "shops"
+key = ["region", "id"]
+[[tables]]
+name = "sales"
+key = ["id"]
+
+[[versions]]
+name = "v1"
+[[versions.tables]]
+base = "shops"
+columns = ["region", "id", "name"]
+[[versions.tables]]
+base = "sales"
+columns = ["id", "region", "shop"]
+"#,
+        )
+        .await;
+    let before = all_foreign_keys(&database);
+    start_text(
+        &database,
+        "0002.toml",
+        r#"
+version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "sales"
+column = "shop"
+type = "bigint"
+up = "shop::bigint"
+down = "shop::integer"
+[[operations]]
+op = "alter_column"
+table = "shops"
+column = "id"
+type = "bigint"
+up = "id::bigint"
+down = "id::integer"
+"#,
+    )
+    .await
+    .expect("starts");
+    assert_eq!(
+        foreign_keys(&database, "sales"),
+        "_vg_v2_sales_region_shop_fkey FOREIGN KEY (region, _vg_v2_shop) REFERENCES shops(region, _vg_v2_id) valid=true\n\
+         sales_region_shop_fkey FOREIGN KEY (region, shop) REFERENCES shops(region, id) valid=true",
+    );
+    let v1 = at(&database, "v1").await;
+    let v2 = at(&database, "v2").await;
+    exec(&v2, "INSERT INTO shops_v2 VALUES (2, 2, 'd')").await;
+    exec(&v1, "INSERT INTO sales_v1 (region, shop) VALUES (2, 2)").await;
+    exec(&v2, "INSERT INTO sales_v2 (region, shop) VALUES (2, 2)").await;
+    for (client, sql) in [
+        (&v1, "INSERT INTO sales_v1 (region, shop) VALUES (1, 3)"),
+        (&v2, "INSERT INTO sales_v2 (region, shop) VALUES (1, 3)"),
+        (&v2, "INSERT INTO sales_v2 (region, shop) VALUES (3, 1)"),
+    ] {
+        assert_orphan_refused(client, sql).await;
+    }
+    complete_now(&database).await.expect("completes");
+    assert_eq!(all_foreign_keys(&database), before);
+    assert_eq!(migration_names(&database), "");
+    assert_orphan_refused(&v2, "INSERT INTO sales_v2 (region, shop) VALUES (1, 3)").await;
 }

@@ -7,19 +7,26 @@
 //!
 //! A check that a column is not null is not rebuilt: `alter_column` carries NOT NULL itself.
 //!
-//! Foreign keys into a replaced column (other tables', or the table's own from columns not
-//! replaced) are added again into the replacement once its unique index is built, and the
-//! contract drops the old ones before the old column, whose index they hold, and gives the new
-//! ones the old names after all the operations' steps, on the referencing table under the
-//! name those steps leave it (a `rename_table` of it comes before). One the migration drops
-//! (itself, a referencing column or its table) is not rebuilt, only dropped as early.
+//! Foreign keys into a replaced column (other tables', or the table's own) are added again
+//! into the replacement once its unique index is built, and the contract drops the old ones
+//! before the old column, whose index they hold, and gives the new ones the old names after
+//! all the operations' steps, on the referencing table under the name those steps leave it (a
+//! `rename_table` of it comes before). One the migration drops (itself, a referencing column
+//! or its table) is not rebuilt, only dropped as early.
+//!
+//! A foreign key whose both ends are replaced (`order_items.order_id` into `orders.id`, both
+//! retyped to `bigint`; a table's `parent_id` into its `id`) is rebuilt once, by the rebuild
+//! of the key it references, from the new columns into the new key. Each end used to make its
+//! own twin under the one name (`_vg_<version>_<constraint>`): the second, from the old column
+//! into the new key, dropped the first as a killed run's leftover and stood in its place, and
+//! `migrate complete` then refused the twin as covering the old column.
 //!
 //! Refused before any change: a column split or merged (no one replacement), a check when the
 //! operation gives the column a `check` of its own (the two would stand side by side), a
 //! foreign key whose `ON DELETE SET NULL|DEFAULT (…)` names columns, a foreign key into the
-//! column from a partitioned table or from columns also replaced, or into a column whose type
-//! changes other than from one integer type to another (whether the new key's operators can
-//! serve the referencing column's type is not read here).
+//! column from a partitioned table, or one into a column, or from one, whose type changes
+//! other than from one integer type to another (whether the new key's operators can serve the
+//! referencing column's type is not read here).
 
 use tokio_postgres::GenericClient;
 
@@ -29,7 +36,7 @@ use super::{
     table_at_complete, unsafe_to_replace,
 };
 use crate::control::error::ControlError;
-use crate::control::migrate::derive::{Replaced, Step, over_physical};
+use crate::control::migrate::derive::{MigrationPlan, Replaced, Step, over_physical};
 use crate::control::migrate::error::MigrateError;
 use crate::control::quote::{quote_ident, quote_qualified};
 
@@ -47,6 +54,8 @@ pub(super) struct CatalogConstraint {
     pub(super) columns: Vec<String>,
     definition: String,
     validated: bool,
+    /// A foreign key's referenced table (schema, name) and columns; none for a check.
+    references: Option<(String, String, Vec<String>)>,
 }
 
 impl CatalogConstraint {
@@ -57,6 +66,18 @@ impl CatalogConstraint {
                 .columns
                 .iter()
                 .any(|column| dropped.columns.contains(column))
+    }
+
+    /// Whether the constraint is a foreign key into columns `plan` replaces as well: the
+    /// rebuild of the key it references makes its one twin ([`rebuild_referencing`]).
+    fn references_replaced(&self, plan: &MigrationPlan) -> bool {
+        self.references
+            .as_ref()
+            .is_some_and(|(schema, table, columns)| {
+                (plan.replaced.iter()).any(|old| {
+                    old.schema == *schema && old.table == *table && columns.contains(&old.column)
+                })
+            })
     }
 }
 
@@ -77,8 +98,16 @@ pub(super) async fn covering_constraints(
                             JOIN pg_catalog.pg_attribute a
                               ON a.attrelid = k.conrelid AND a.attnum = c.attnum
                            ORDER BY c.n),
-                    pg_catalog.pg_get_constraintdef(k.oid), k.convalidated
-               FROM pg_catalog.pg_constraint k, t
+                    pg_catalog.pg_get_constraintdef(k.oid), k.convalidated,
+                    fn.nspname::text, fc.relname::text,
+                    ARRAY(SELECT a.attname::text
+                            FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY AS c(attnum, n)
+                            JOIN pg_catalog.pg_attribute a
+                              ON a.attrelid = k.confrelid AND a.attnum = c.attnum
+                           ORDER BY c.n)
+               FROM t, pg_catalog.pg_constraint k
+               LEFT JOIN pg_catalog.pg_class fc ON fc.oid = k.confrelid
+               LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
               WHERE k.conrelid = t.oid AND k.contype IN ('c', 'f')
                 AND k.conkey && ARRAY(SELECT attnum FROM replaced)
                 AND NOT {NOT_NULL_SHAPED}
@@ -100,6 +129,8 @@ pub(super) async fn covering_constraints(
             columns: row.get(2),
             definition: row.get(3),
             validated: row.get(4),
+            references: Option::zip(row.get::<_, Option<String>>(5), row.get(6))
+                .map(|(schema, table)| (schema, table, row.get(7))),
         })
         .collect())
 }
@@ -118,6 +149,11 @@ pub(super) fn rebuild(
         ..
     } = *context;
     let check = constraint.kind == "c";
+    if !check && constraint.references_replaced(plan) {
+        // Made once, from the replacements at both ends, by the rebuild of what it
+        // references: a twin made here too would reference the old key under the same name.
+        return Ok(Rebuild::default());
+    }
     let object = format!(
         "{} {}",
         if check { "check" } else { "foreign key" },
@@ -250,10 +286,10 @@ pub(super) struct ReferencingKey {
     referencing_columns: Vec<String>,
     /// The types of the referencing columns, in the same order.
     referencing_types: Vec<String>,
+    /// The types of the referenced columns, in order.
+    referenced_types: Vec<String>,
     definition: String,
     validated: bool,
-    /// Whether some of its own columns are replaced too (the table's key into itself).
-    both_sides: bool,
     /// What `pg_get_constraintdef` may print after `REFERENCES`: the table (bare, or
     /// qualified when not on the search_path) and the referenced columns.
     printed_references: Vec<String>,
@@ -299,7 +335,11 @@ pub(super) async fn referencing_keys(
                               ON a.attrelid = k.conrelid AND a.attnum = c.attnum
                            ORDER BY c.n),
                     pg_catalog.pg_get_constraintdef(k.oid), k.convalidated,
-                    k.conrelid = t.oid AND k.conkey && ARRAY(SELECT attnum FROM replaced),
+                    ARRAY(SELECT pg_catalog.format_type(a.atttypid, NULL)
+                            FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY AS c(attnum, n)
+                            JOIN pg_catalog.pg_attribute a
+                              ON a.attrelid = k.confrelid AND a.attnum = c.attnum
+                           ORDER BY c.n),
                     ARRAY[pg_catalog.quote_ident(fc.relname),
                           pg_catalog.quote_ident(fn.nspname) || '.' || pg_catalog.quote_ident(fc.relname)],
                     (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY c.n)
@@ -340,7 +380,7 @@ pub(super) async fn referencing_keys(
                 referencing_columns: row.get(6),
                 definition: row.get(7),
                 validated: row.get(8),
-                both_sides: row.get(9),
+                referenced_types: row.get(9),
                 printed_references: row
                     .get::<_, Vec<String>>(10)
                     .into_iter()
@@ -354,7 +394,9 @@ pub(super) async fn referencing_keys(
 /// How `key`, a foreign key into replaced columns, comes to reference their replacements:
 /// added again over them `NOT VALID` once their unique index is built (`referencing`),
 /// validated then if the old one was valid; at the contract the old key goes before the old
-/// columns (it holds their index), and the new one takes its name after.
+/// columns (it holds their index), and the new one takes its name after. Its own columns the
+/// migration replaces too are named by their replacements: the one twin of a key whose both
+/// ends are replaced, made here alone ([`CatalogConstraint::references_replaced`]).
 pub(super) fn rebuild_referencing(
     context: &TableContext,
     key: &ReferencingKey,
@@ -374,12 +416,6 @@ pub(super) fn rebuild_referencing(
     let first = key.columns.first().map(String::as_str).unwrap_or_default();
     let refuse =
         |column: &str, why: &str| unsafe_to_replace(plan, schema, table, column, &object, why);
-    if key.both_sides {
-        return Err(refuse(
-            first,
-            "it references the table from columns that are replaced too",
-        ));
-    }
     if key.partitioned {
         return Err(refuse(
             first,
@@ -392,37 +428,48 @@ pub(super) fn rebuild_referencing(
             "the table it references is partitioned, where the key it needs on the new column is made only at complete",
         ));
     }
-    let mut new_columns = Vec::with_capacity(key.columns.len());
-    for (column, referencing_type) in key.columns.iter().zip(&key.referencing_types) {
-        let replacement = match replaced.iter().find(|old| old.column == *column) {
-            Some(old) => match &old.replacement {
-                Some(replacement)
-                    if !(replacement.same_type
-                        || integer_width(&replacement.sql_type).is_some()
-                            && integer_width(referencing_type).is_some()) =>
-                {
-                    return Err(refuse(
-                        column,
-                        &format!(
-                            "it references the column from a column of type {referencing_type}, and whether a key of type {} can serve it is not known here (integer types can serve each other)",
-                            replacement.sql_type
-                        ),
-                    ));
-                }
-                Some(replacement) => replacement.column.as_str(),
-                None => {
-                    return Err(refuse(
-                        column,
-                        &format!(
-                            "{} replaces it with several columns or merges it into one",
-                            old.operation
-                        ),
-                    ));
-                }
-            },
-            None => column.as_str(),
+    let own_replaced = |column: &str| {
+        (plan.replaced.iter()).find(|old| {
+            old.schema == *referencing_schema
+                && old.table == *referencing_table
+                && old.column == column
+        })
+    };
+    let (mut new_columns, mut new_referencing) = (Vec::new(), Vec::new());
+    let mut own_ends_replaced = false;
+    let ends = (key.columns.iter().zip(&key.referenced_types))
+        .zip(key.referencing_columns.iter().zip(&key.referencing_types));
+    for ((column, key_type), (referencing_column, referencing_type)) in ends {
+        let several = |operation: &str, what: &str| {
+            refuse(
+                column,
+                &format!("{operation} replaces {what} with several columns or merges it into one"),
+            )
         };
-        new_columns.push(quote_ident(replacement));
+        let (new_key, key_type, key_retyped) = new_end(
+            replaced.iter().find(|old| old.column == *column),
+            column,
+            key_type,
+        )
+        .map_err(|operation| several(operation, "it"))?;
+        let own = own_replaced(referencing_column);
+        own_ends_replaced |= own.is_some();
+        let (new_from, from_type, from_retyped) =
+            new_end(own, referencing_column, referencing_type).map_err(|operation| {
+                several(operation, &format!("its column {referencing_column}"))
+            })?;
+        if (key_retyped || from_retyped)
+            && (integer_width(key_type).is_none() || integer_width(from_type).is_none())
+        {
+            return Err(refuse(
+                column,
+                &format!(
+                    "it references the column from a column of type {from_type}, and whether a key of type {key_type} can serve it is not known here (integer types can serve each other)"
+                ),
+            ));
+        }
+        new_columns.push(quote_ident(new_key));
+        new_referencing.push(quote_ident(new_from));
     }
     let definition = key
         .definition
@@ -444,12 +491,22 @@ pub(super) fn rebuild_referencing(
             "the catalog's definition of it is not the foreign key's usual form",
         ));
     };
+    let rest = &definition[rest_start..];
+    let head = if own_ends_replaced {
+        if rest.contains("SET NULL (") || rest.contains("SET DEFAULT (") {
+            return Err(refuse(
+                first,
+                "its ON DELETE action names the columns it sets",
+            ));
+        }
+        format!("{FOREIGN_KEY}{})", new_referencing.join(", "))
+    } else {
+        definition[..head_end].to_owned()
+    };
     let new_definition = format!(
-        "{} REFERENCES {}({}){}",
-        &definition[..head_end],
+        "{head} REFERENCES {}({}){rest}",
         quote_qualified(schema, table),
         new_columns.join(", "),
-        &definition[rest_start..]
     );
     let new_name = rebuilt_name(&plan.version, &key.name);
     // The rename runs after the operations' steps, which may have renamed the referencing
@@ -505,6 +562,23 @@ pub(super) fn rebuild_referencing(
         )],
         ..Rebuild::default()
     })
+}
+
+/// One column at an end of a rebuilt foreign key (`old`, its replacement if the migration
+/// replaces it; `column` and `old_type` as it is now): its name, its type once the migration
+/// completes, and whether that type is new. The operation when it is split or merged: no one
+/// column takes its place.
+fn new_end<'a>(
+    old: Option<&'a Replaced>,
+    column: &'a str,
+    old_type: &'a str,
+) -> Result<(&'a str, &'a str, bool), &'a str> {
+    match old.map(|old| (old, &old.replacement)) {
+        None => Ok((column, old_type, false)),
+        Some((old, None)) => Err(&old.operation),
+        Some((_, Some(new))) if new.same_type => Ok((&new.column, old_type, false)),
+        Some((_, Some(new))) => Ok((&new.column, &new.sql_type, true)),
+    }
 }
 
 /// The contract's step for `key`, a foreign key into replaced columns that goes with what the
