@@ -33,6 +33,7 @@ mod drivers_jdbc;
 mod drivers_node;
 mod drivers_python;
 mod drivers_tokio_postgres;
+mod error_positions;
 mod faults;
 mod grammar;
 mod introspection;

@@ -36,6 +36,8 @@ pub const FIELD_SCHEMA: u8 = b's';
 pub const FIELD_TABLE: u8 = b't';
 pub const FIELD_CONSTRAINT: u8 = b'n';
 pub const FIELD_COLUMN: u8 = b'c';
+/// Where in the statement's text the error is, a 1-based character offset.
+pub const FIELD_POSITION: u8 = b'P';
 /// Where the error arose: the call stack of functions, one line each (CONTEXT).
 pub const FIELD_WHERE: u8 = b'W';
 /// The statement a function was preparing when the error arose, and the position in it.
@@ -233,6 +235,8 @@ pub struct ErrorFields {
     pub column: String,
     /// The CONTEXT lines: which functions the error arose in.
     pub context: String,
+    /// Where in the statement's text it is (empty: nowhere in particular).
+    pub position: String,
 }
 
 pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
@@ -256,6 +260,7 @@ pub fn error_fields(frame: &[u8]) -> Option<ErrorFields> {
             FIELD_CONSTRAINT => fields.constraint = value,
             FIELD_COLUMN => fields.column = value,
             FIELD_WHERE => fields.context = value,
+            FIELD_POSITION => fields.position = value,
             _ => {}
         }
         rest = &after[end + 1..];
@@ -295,6 +300,12 @@ pub fn with_fields(frame: &[u8], replaced: &[(u8, &str)]) -> Option<BytesMut> {
         |kind| replaced.iter().all(|(replacing, _)| *replacing != kind),
         replaced,
     )
+}
+
+/// The ErrorResponse `frame` without its position, the other fields as they were; `None` for
+/// a malformed frame.
+pub fn without_position(frame: &[u8]) -> Option<BytesMut> {
+    rebuilt(frame, |kind| kind != FIELD_POSITION, &[])
 }
 
 /// The ErrorResponse `frame` with its detail field (if any) replaced by `detail`, the other

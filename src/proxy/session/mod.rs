@@ -16,6 +16,7 @@
 //! it: `progress` (transaction boundaries), `relay` (the pump loop) and `upstream_move` (the
 //! move to another upstream).
 
+mod error_position;
 mod hidden_detail;
 mod progress;
 mod relay;

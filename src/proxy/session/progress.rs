@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 
+use super::error_position::SentTexts;
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend;
 use crate::proxy::pause::PauseGate;
@@ -102,6 +103,8 @@ pub(super) struct Progress {
     /// The session's standard_conforming_strings is off (from ParameterStatus): Postgres
     /// reads `\'` inside `'…'` as an escaped quote, which viewgate's lexers do not.
     pub(super) nonstandard_strings: AtomicBool,
+    /// The texts of the rewritten statements not yet answered, for an error's position.
+    pub(super) sent_texts: SentTexts,
 }
 
 /// `unsettled_set` when no SET waits for its fate.
@@ -137,6 +140,7 @@ impl Progress {
         }
         let end = self.last_end.swap(0, Ordering::Relaxed);
         let answered = self.batches_answered.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sent_texts.batch_answered(answered);
         if self.refusals_waiting.load(Ordering::Relaxed) > 0 {
             self.with_refusals(|refusals| {
                 while refusals.front().is_some_and(|(batch, _)| *batch < answered) {

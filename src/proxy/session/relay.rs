@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
+use super::error_position::at_clients_position;
 use super::hidden_detail::{detail_for_version, write_statement_hidden};
 use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
 use super::version_guard::{reset_refusal, tell_version};
@@ -161,6 +162,8 @@ impl Session {
                             tag,
                             frame,
                             readable,
+                            batch,
+                            ordinal: progress.sent_texts.next_ordinal(batch),
                         };
                         let inspection = off_the_worker(frame.len(), || {
                             route(
@@ -373,6 +376,8 @@ fn route(
         tag,
         frame,
         readable,
+        batch,
+        ordinal,
     } = message;
     let foreign = progress.foreign_encoding.load(Ordering::Relaxed);
     let backslashes = match strings {
@@ -402,7 +407,14 @@ fn route(
     };
     let text = match routed {
         Routed::Forward => return Inspection::Continue,
-        Routed::Replace(text) => text,
+        Routed::Replace(text) => {
+            if let Some(statement) = readable {
+                progress
+                    .sent_texts
+                    .rewritten(batch, ordinal, statement.sql, &text);
+            }
+            text
+        }
         Routed::Refuse(refusal) if tag == frontend::PARSE => {
             let Some(message) = frontend::with_statement(tag, frame, REFUSED_PARSE) else {
                 return Inspection::Continue;
@@ -436,6 +448,9 @@ struct StatementMessage<'a> {
     tag: u8,
     frame: &'a [u8],
     readable: Option<Statement<'a>>,
+    /// The batch it belongs to, and its place among the batch's Query and Parse messages.
+    batch: u64,
+    ordinal: u32,
 }
 
 /// The messages that prepare again the session's named statements whose rewrite its name
@@ -533,6 +548,9 @@ fn inspect_upstream(
             progress.maybe_leave(gate);
         }
         backend::COPY_IN_RESPONSE => progress.copy_in_started(),
+        backend::PARSE_COMPLETE => progress
+            .sent_texts
+            .parse_answered(progress.batches_answered.load(Ordering::Relaxed)),
         backend::CLOSE_COMPLETE => progress.release_answered(Answer::CloseComplete),
         // Only the tags count: a block that ends without one (a COMMIT that failed) rolled back.
         backend::COMMAND_COMPLETE => match backend::command_block_end(frame) {
@@ -562,8 +580,18 @@ fn inspect_upstream(
                 if let Some(error) = progress.refusal_answered(refused) {
                     return Inspection::Replace(error);
                 }
+                let positioned = at_clients_position(
+                    &progress.sent_texts,
+                    progress.batches_answered.load(Ordering::Relaxed),
+                    &fields.position,
+                    frame,
+                );
+                let frame = positioned.as_deref().unwrap_or(frame);
                 if let Some(error) = detail_for_version(progress, routing, &fields, frame) {
                     return Inspection::Replace(error);
+                }
+                if let Some(positioned) = positioned {
+                    return Inspection::Replace(positioned);
                 }
             }
         }
