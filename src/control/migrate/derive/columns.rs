@@ -71,7 +71,7 @@ impl Deriver<'_> {
             ));
         }
         self.note_added(&managed, &physical, &column.sql_type);
-        self.column_constraints(
+        let not_null = self.column_constraints(
             &managed,
             &physical,
             &column.name,
@@ -80,6 +80,10 @@ impl Deriver<'_> {
             column.unique,
             column.references.as_ref(),
         )?;
+        // The column has its name already.
+        if let Some(not_null) = not_null {
+            self.plan_steps.complete.extend(not_null.steps(&physical));
+        }
         let own_default = column
             .default
             .as_ref()
@@ -348,7 +352,7 @@ impl Deriver<'_> {
                 ));
             }
             self.note_added(&managed, &physical, &sql_type);
-            self.column_constraints(
+            let not_null_at_complete = self.column_constraints(
                 &managed,
                 &physical,
                 &new_name,
@@ -449,6 +453,10 @@ impl Deriver<'_> {
                     quote_ident(&final_name)
                 ),
             ));
+            // Once it has the name it keeps (`NotNullAtComplete`).
+            if let Some(not_null) = not_null_at_complete {
+                self.plan_steps.complete.extend(not_null.steps(&final_name));
+            }
             self.plan_steps.renames.push(Rename::Column {
                 schema: managed.schema.clone(),
                 table: managed.name.clone(),

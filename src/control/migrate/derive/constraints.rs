@@ -13,9 +13,48 @@ use crate::control::views::introspect::{BaseTable, Partitioning};
 use crate::control::views::spec::ManagedTable;
 use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 
+/// The contract's steps that make a new column NOT NULL, where a validated check stood in
+/// for it until then, and drop the check. They are placed once the column has the name it
+/// keeps: PostgreSQL 18 catalogues a NOT NULL constraint under the column's name as it is when
+/// the constraint is made (`<table>_<column>_not_null`), so a replacement made NOT NULL before
+/// its rename kept `<table>__vg_v2_<column>_not_null` for good.
+pub(super) struct NotNullAtComplete {
+    table_then: String,
+    logical: String,
+    check: String,
+}
+
+impl NotNullAtComplete {
+    /// The steps, for the column named `column` by then.
+    pub(super) fn steps(&self, column: &str) -> [Step; 2] {
+        let Self {
+            table_then,
+            logical,
+            check,
+        } = self;
+        [
+            Step::new(
+                format!("make {logical} NOT NULL (the validated check spares a table scan)"),
+                format!(
+                    "ALTER TABLE {table_then} ALTER COLUMN {} SET NOT NULL",
+                    quote_ident(column)
+                ),
+            ),
+            Step::new(
+                format!("drop the check that stood in for NOT NULL on {logical}"),
+                format!(
+                    "ALTER TABLE {table_then} DROP CONSTRAINT {}",
+                    quote_ident(check)
+                ),
+            ),
+        ]
+    }
+}
+
 impl Deriver<'_> {
     /// Constraints of a new physical column: NOT NULL and CHECK and FOREIGN KEY as NOT VALID
     /// constraints validated after the backfill, uniqueness as an index built concurrently.
+    /// The contract's NOT NULL steps are the caller's to place (`NotNullAtComplete`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn column_constraints(
         &mut self,
@@ -26,9 +65,9 @@ impl Deriver<'_> {
         check: Option<&str>,
         unique: bool,
         references: Option<&ForeignKey>,
-    ) -> Result<(), MigrateError> {
+    ) -> Result<Option<NotNullAtComplete>, MigrateError> {
         let table = quote_qualified(&managed.schema, &managed.name);
-        let table_then = self.table_at_complete(managed);
+        let mut not_null_at_complete = None;
         if not_null {
             let name = stand_in_name(&managed.name, logical, &self.migration.version);
             self.plan_steps.expand.push(Step::new(
@@ -42,20 +81,11 @@ impl Deriver<'_> {
                 ),
             ));
             self.plan_steps.validate.push(validate_step(&table, &name));
-            self.plan_steps.complete.push(Step::new(
-                format!("make {logical} NOT NULL (the validated check spares a table scan)"),
-                format!(
-                    "ALTER TABLE {table_then} ALTER COLUMN {} SET NOT NULL",
-                    quote_ident(physical)
-                ),
-            ));
-            self.plan_steps.complete.push(Step::new(
-                format!("drop the check that stood in for NOT NULL on {logical}"),
-                format!(
-                    "ALTER TABLE {table_then} DROP CONSTRAINT {}",
-                    quote_ident(&name)
-                ),
-            ));
+            not_null_at_complete = Some(NotNullAtComplete {
+                table_then: self.table_at_complete(managed),
+                logical: logical.to_owned(),
+                check: name,
+            });
         }
         if let Some(check) = check {
             let name = self.constraint_name(&managed.name, logical, "check")?;
@@ -92,7 +122,7 @@ impl Deriver<'_> {
                 &format!("the unique index on {logical}"),
             )?;
         }
-        Ok(())
+        Ok(not_null_at_complete)
     }
 
     /// A unique constraint `name` on `managed`'s physical `columns` (`what` in words): an
