@@ -7,7 +7,9 @@
 //! A foreign key whose both ends are retyped (`orders.id` and `order_items.order_id` to
 //! `bigint`; `parent_id` and `id` of one table; one column of each end of a composite key) is
 //! rebuilt once, from the new column into the new key, enforced at both versions while live,
-//! and given back its name by the contract; a rollback leaves the schema as it was.
+//! and given back its name by the contract; a rollback leaves the schema as it was. Each
+//! rebuilt index's columns are named by the contract as the same index made by hand names
+//! them (found by two application walks: `_vg_v2_id` stayed in `\d orders_pkey` for good).
 //! Against a real Postgres, migrations run in-process.
 
 use crate::migration_support;
@@ -498,9 +500,10 @@ fn schema(database: &Database) -> String {
     )
 }
 
-/// The names of the public schema's relations, constraints and tables' columns that are the
-/// migration's own (`_vg_…`): none once it is completed or rolled back. (An index keeps the
-/// name its column had when it was built, as Postgres leaves it on a column's rename.)
+/// The names of the public schema's relations, constraints, and tables' and indexes' columns
+/// that are the migration's own (`_vg_…`): none once it is completed or rolled back (an
+/// index's columns are named after the table's when it is built, and a rebuilt index's were
+/// the new column's until the contract renamed them too).
 fn migration_names(database: &Database) -> String {
     database.admin(
         "SELECT coalesce(string_agg(n, ', ' ORDER BY n), '') FROM (
@@ -512,7 +515,8 @@ fn migration_names(database: &Database) -> String {
            UNION ALL
            SELECT attrelid::regclass || '.' || attname FROM pg_attribute
             WHERE attrelid IN (SELECT oid FROM pg_class
-                                WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p'))
+                                WHERE relnamespace = 'public'::regnamespace
+                                  AND relkind IN ('r', 'p', 'i', 'I'))
               AND attname LIKE '\\_vg\\_%' AND NOT attisdropped) names",
     )
 }
@@ -849,4 +853,168 @@ down = "id::integer"
     assert_eq!(all_foreign_keys(&database), before);
     assert_eq!(migration_names(&database), "");
     assert_orphan_refused(&v2, "INSERT INTO sales_v2 (region, shop) VALUES (1, 3)").await;
+}
+
+/// Each index of `schema.table` with its columns' names as the catalog has them: what `\d`
+/// of the index shows in `Column`, and what a tool reading the index's `pg_attribute` sees.
+fn index_columns(database: &Database, schema: &str, table: &str) -> String {
+    database.admin(&format!(
+        "SELECT string_agg(c.relname || ' (' || a.names || ')', E'\\n' ORDER BY c.relname)
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid,
+                LATERAL (SELECT string_agg(attname, ', ' ORDER BY attnum) AS names
+                           FROM pg_attribute WHERE attrelid = i.indexrelid) a
+          WHERE i.indrelid = '{schema}.{table}'::regclass"
+    ))
+}
+
+/// Indexes over the keys `retype_both_ends` retypes, in `{schema}`: the primary keys, a
+/// composite index with the key second, a unique constraint, a key as an INCLUDE column, an
+/// expression Postgres names after the column (a cast of it), one it names `expr` and one
+/// after its function, a composite index on the referencing column.
+const KEY_INDEXES: &str = "
+    CREATE INDEX orders_customer_id ON {schema}.orders (customer, id);
+    ALTER TABLE {schema}.orders ADD CONSTRAINT orders_id_customer_key UNIQUE (id, customer);
+    CREATE UNIQUE INDEX orders_customer_key ON {schema}.orders (customer) INCLUDE (id);
+    CREATE INDEX orders_id_text ON {schema}.orders (((id)::text));
+    CREATE INDEX orders_id_plus ON {schema}.orders ((id + 1));
+    CREATE INDEX orders_lower_customer_id ON {schema}.orders (lower(customer), id DESC) WHERE id > 0;
+    CREATE INDEX order_items_order_sku ON {schema}.order_items (order_id, sku);";
+
+/// Postgres names an index's columns after the table's when it builds it and never renames
+/// them: each rebuilt index kept the new column's name (`\d orders_pkey`: `Column _vg_v2_id |
+/// Definition id`) for good, where the same index made by hand shows `id`. Found by two
+/// application walks. The contract renames them, in the transaction that renames the column;
+/// `migrate plan` shows it.
+#[tokio::test]
+async fn a_rebuilt_index_names_its_columns_as_one_made_by_hand() {
+    let database = orders_and_items().await;
+    database.admin(&KEY_INDEXES.replace("{schema}", "public"));
+    let text = retype_both_ends(true);
+    let file = MigrationFile::load(&database.spec_file("plan.toml", &text)).expect("loads");
+    let report = plan(&mut database.client().await, &file)
+        .await
+        .expect("plans");
+    let contract: Vec<&str> = report
+        .plan
+        .complete
+        .iter()
+        .map(|step| step.sql.as_str())
+        .collect();
+    for expected in [
+        r#"ALTER TABLE "public"."orders_pkey" RENAME COLUMN "_vg_v2_id" TO "id""#,
+        r#"ALTER TABLE "public"."orders_id_text" RENAME COLUMN "_vg_v2_id" TO "id""#,
+        r#"ALTER TABLE "public"."order_items_order_sku" RENAME COLUMN "_vg_v2_order_id" TO "order_id""#,
+    ] {
+        assert!(
+            contract.contains(&expected),
+            "the contract shows {expected}: {contract:#?}"
+        );
+    }
+    assert!(
+        !contract
+            .iter()
+            .any(|sql| sql.starts_with(r#"ALTER TABLE "public"."orders_id_plus""#)),
+        "an expression Postgres names `expr` has no column to rename: {contract:#?}"
+    );
+
+    start_text(&database, "0002.toml", &text)
+        .await
+        .expect("starts");
+    assert_eq!(
+        index_columns(&database, "public", "orders")
+            .lines()
+            .filter(|line| line.starts_with("_vg_v2_orders_pkey"))
+            .collect::<Vec<_>>(),
+        ["_vg_v2_orders_pkey (_vg_v2_id)"],
+        "while live, a rebuilt index's column has the new column's name"
+    );
+    complete_now(&database).await.expect("completes");
+
+    database.admin(
+        "CREATE SCHEMA fresh;
+         CREATE TABLE fresh.orders (id bigserial PRIMARY KEY,
+                                    parent_id integer REFERENCES fresh.orders (id),
+                                    customer text NOT NULL);
+         CREATE TABLE fresh.order_items (id serial PRIMARY KEY,
+                                         order_id bigint NOT NULL REFERENCES fresh.orders (id),
+                                         sku text NOT NULL);",
+    );
+    database.admin(&KEY_INDEXES.replace("{schema}", "fresh"));
+    for table in ["orders", "order_items"] {
+        assert_eq!(
+            index_columns(&database, "public", table),
+            index_columns(&database, "fresh", table),
+            "{table}'s indexes name their columns as the same indexes made by hand"
+        );
+    }
+    assert_eq!(
+        migration_names(&database),
+        "",
+        "no index has a column named as the migration's"
+    );
+}
+
+/// A column retyped and renamed (`rename_to`) is named in its rebuilt indexes by its new name,
+/// as an index made after the rename would be. One whose name an expression of the index has
+/// (Postgres names `(body || '')` `expr`, and so the column `expr` beside it `expr1`) keeps
+/// the new column's: renaming it would fail (42701), and the contract completes without it.
+#[tokio::test]
+async fn a_rebuilt_index_column_renamed_with_its_column_or_kept_where_taken() {
+    let database = Database::start();
+    database.admin(
+        "CREATE TABLE notes (id bigint PRIMARY KEY, title varchar(20) NOT NULL,
+                             expr integer NOT NULL, body text NOT NULL);
+         INSERT INTO notes SELECT n, 'title-' || n, n, 'body-' || n FROM generate_series(1, 5) AS n;
+         CREATE INDEX notes_title ON notes (title);
+         CREATE INDEX notes_body_expr ON notes ((body || ''), expr);",
+    );
+    migration_support::one_table_at_v1(&database, "notes", "id", &["id", "title", "expr", "body"])
+        .await;
+    assert_eq!(
+        index_columns(&database, "public", "notes"),
+        "notes_body_expr (expr, expr1)\nnotes_pkey (id)\nnotes_title (title)"
+    );
+    let text = r#"version = "v2"
+from = "v1"
+[[operations]]
+op = "alter_column"
+table = "notes"
+column = "title"
+type = "varchar(200)"
+rename_to = "heading"
+[[operations]]
+op = "alter_column"
+table = "notes"
+column = "expr"
+type = "bigint"
+"#;
+    let file = MigrationFile::load(&database.spec_file("plan.toml", text)).expect("loads");
+    let report = plan(&mut database.client().await, &file)
+        .await
+        .expect("plans");
+    let contract: Vec<&str> = report
+        .plan
+        .complete
+        .iter()
+        .map(|step| step.sql.as_str())
+        .collect();
+    for expected in [
+        r#"ALTER TABLE "public"."notes_title" RENAME COLUMN "_vg_v2_title" TO "heading""#,
+        r#"ALTER TABLE "public"."notes_body_expr" RENAME COLUMN "_vg_v2_expr" TO "expr""#,
+    ] {
+        assert!(
+            contract.contains(&expected),
+            "the contract shows {expected}: {contract:#?}"
+        );
+    }
+    start_text(&database, "0002.toml", text)
+        .await
+        .expect("starts");
+    complete_now(&database)
+        .await
+        .expect("completes, the taken name left");
+    assert_eq!(
+        index_columns(&database, "public", "notes"),
+        "notes_body_expr (expr, _vg_v2_expr)\nnotes_pkey (id)\nnotes_title (heading)"
+    );
 }

@@ -4,7 +4,8 @@
 //! unique index without the partition key refused in the expand; partitions created during
 //! the run given the index, and steps on the partitions gone skipped; a partitioned index
 //! dropped by the contract; a unique constraint made of each partition's, built concurrently,
-//! also on the partitions created since the start, before the contract.
+//! also on the partitions created since the start, before the contract; the rebuilt indexes'
+//! columns named by the contract as on the same tree made by hand.
 
 use crate::migration_support;
 use crate::support;
@@ -745,5 +746,93 @@ async fn a_column_a_partition_key_expression_reads_is_kept_too() {
     assert!(
         error.contains("column k is in the partition key of public.events"),
         "{error}"
+    );
+}
+
+/// Each index of each table of `schema.models`'s tree, by its table (named without the
+/// schema) and its columns' names as the catalog has them, sorted: the indexes' own names
+/// left out, since a partition's index is named after its table's when Postgres makes it and
+/// after the migration's when the migration builds it.
+fn tree_index_columns(database: &Database, schema: &str) -> String {
+    database.admin(&format!(
+        "SELECT string_agg(line, E'\\n' ORDER BY line) FROM (
+           SELECT c.relname || ': ' || (SELECT string_agg(attname, ', ' ORDER BY attnum)
+                                          FROM pg_attribute WHERE attrelid = i.indexrelid) AS line
+             FROM pg_partition_tree('{schema}.models') t
+             JOIN pg_class c ON c.oid = t.relid
+             JOIN pg_index i ON i.indrelid = t.relid) lines"
+    ))
+}
+
+/// A partitioned table's rebuilt indexes named their columns after the new column too: the
+/// table's and each partition's index of a plain index (attached to it), and each partition's
+/// index of the primary key (the table's own is made by the contract, after the rename).
+/// The contract renames them: one statement on the table's index, which Postgres follows down
+/// the indexes attached to it, and one on each partition's key index, a partition created
+/// while the migration was live included. They then read as on the same tree made by hand.
+#[tokio::test]
+async fn a_partitioned_tables_rebuilt_indexes_name_their_columns_as_made_by_hand() {
+    let database = partitioned_models().await;
+    database.admin("CREATE INDEX models_size_idx ON models (size) INCLUDE (name)");
+    let text = retype("size", "bigint", "")
+        + &retype("id", "numeric(20)", "").replace("version = \"v2\"\nfrom = \"v1\"\n", "");
+    let file = MigrationFile::load(&database.spec_file("plan.toml", &text)).expect("loads");
+    let report = plan(&mut database.client().await, &file)
+        .await
+        .expect("plans");
+    let contract: Vec<&str> = report
+        .plan
+        .complete
+        .iter()
+        .map(|step| step.sql.as_str())
+        .collect();
+    for expected in [
+        r#"ALTER TABLE "public"."models_size_idx" RENAME COLUMN "_vg_v2_size" TO "size""#,
+        r#"ALTER TABLE "public"."_vg_v2_models_pkey_models_january" RENAME COLUMN "_vg_v2_id" TO "id""#,
+        r#"ALTER TABLE "public"."_vg_v2_models_pkey_models_february_0" RENAME COLUMN "_vg_v2_id" TO "id""#,
+    ] {
+        assert!(
+            contract.contains(&expected),
+            "the contract shows {expected}: {contract:#?}"
+        );
+    }
+
+    start_text(&database, "0002.toml", &text)
+        .await
+        .expect("starts");
+    database.admin(
+        "CREATE TABLE public.models_2027 PARTITION OF models
+             FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')",
+    );
+    assert!(
+        tree_index_columns(&database, "public").contains("models_january: _vg_v2_id, taken"),
+        "while live, a partition's rebuilt key index names the new column"
+    );
+    database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
+    complete_now(&database).await.expect("completes");
+
+    database.admin(
+        "CREATE SCHEMA fresh;
+         CREATE TABLE fresh.models (id numeric(20), taken date NOT NULL, name text NOT NULL,
+             size bigint NOT NULL DEFAULT 0, PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
+         CREATE TABLE fresh.models_january PARTITION OF fresh.models
+             FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+         CREATE TABLE fresh.models_february PARTITION OF fresh.models
+             FOR VALUES FROM ('2026-02-01') TO ('2026-03-01') PARTITION BY RANGE (taken);
+         CREATE TABLE fresh.models_february_0 PARTITION OF fresh.models_february
+             FOR VALUES FROM ('2026-02-01') TO ('2026-02-15');
+         CREATE TABLE fresh.models_february_1 PARTITION OF fresh.models_february
+             FOR VALUES FROM ('2026-02-15') TO ('2026-03-01');
+         CREATE TABLE fresh.models_later PARTITION OF fresh.models DEFAULT;
+         CREATE TABLE fresh.models_2027 PARTITION OF fresh.models
+             FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+         CREATE INDEX models_size_idx ON fresh.models (size) INCLUDE (name);",
+    );
+    let fresh = tree_index_columns(&database, "fresh");
+    assert_eq!(fresh.lines().count(), 14, "{fresh}");
+    assert_eq!(
+        tree_index_columns(&database, "public"),
+        fresh,
+        "every index of the tree names its columns as the same made by hand"
     );
 }

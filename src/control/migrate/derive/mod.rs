@@ -540,4 +540,4 @@ pub use partitions::{
 pub use parts::{Assign, Backfill, ColumnMap, Dropped, Rename, Replaced, Replacement, TableSync};
 pub use renames::{rename_physical, rename_table_name};
 pub use sql::{fit_identifier, mentions, over_physical, translatable};
-pub use step::{OnPartition, PartitionAtStart, Step};
+pub use step::{IndexColumnRename, OnPartition, PartitionAtStart, Step};

@@ -242,6 +242,12 @@ pub struct PartitionWiseConstraint {
     /// The description of the contract's step adding the table's constraint: each partition's
     /// comes before it.
     pub table_step: String,
+    /// The columns of each partition's index the contract renames (from, to), once it is the
+    /// partition's constraint: those Postgres named after a column that replaces an old one
+    /// (`_vg_<version>_<column>`) when it built the index, which takes the old column's name.
+    /// The table's index, made by the contract after that rename, has the new names already.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed_columns: Vec<(String, String)>,
 }
 
 impl PartitionWiseConstraint {
@@ -286,6 +292,10 @@ impl PartitionWiseConstraint {
             )
             .on_partition(leaf),
         );
+        for (from, to) in &self.renamed_columns {
+            contract
+                .push(Step::renaming_index_column(&leaf.schema, &own, from, to).on_partition(leaf));
+        }
     }
 
     /// The name of `leaf`'s index (in `leaf`'s schema).
@@ -299,8 +309,9 @@ impl PartitionWiseConstraint {
 /// `partitioning`, made of its partitions': a unique index `<index>_<partition>` (`definition`
 /// from `USING` on) built concurrently on each partition that holds rows; at complete, each
 /// made its partition's constraint, then the table's added on `table_then` (the table as the
-/// contract names it) over them, building nothing. The builds (with the record that gives a
-/// partition created later its part), and the contract's steps.
+/// contract names it) over them, building nothing; `renamed_columns`, the columns of each
+/// partition's index renamed once it is the partition's constraint. The builds (with the
+/// record that gives a partition created later its part), and the contract's steps.
 pub fn constraint_on_partitions(
     (schema, table): (&str, &str),
     partitioning: &Partitioning,
@@ -308,6 +319,7 @@ pub fn constraint_on_partitions(
     definition: &str,
     (name, clause, columns): (&str, &str, &str),
     table_then: &str,
+    renamed_columns: &[(String, String)],
 ) -> Result<(PartitionBuilds, Vec<Step>), String> {
     if let Some(problem) = foreign_partition((schema, table), partitioning.partitions.iter()) {
         return Err(problem);
@@ -327,6 +339,7 @@ pub fn constraint_on_partitions(
         name: name.to_owned(),
         clause: clause.to_owned(),
         table_step: table_step.description.clone(),
+        renamed_columns: renamed_columns.to_vec(),
     };
     let mut builds = PartitionBuilds::default();
     let mut contract = Vec::new();
@@ -418,6 +431,8 @@ impl Deriver<'_> {
             &column_list,
             (name, "UNIQUE", &format!("({})", quoted_list(&columns_then))),
             &self.table_at_complete(managed),
+            // Built over columns that keep their names.
+            &[],
         )
         .map_err(|problem| self.refuse(problem))?;
         self.plan_steps.concurrent.extend(builds.concurrent);

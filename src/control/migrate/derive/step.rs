@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::quote::{quote_ident, quote_qualified};
 use crate::control::views::introspect::Partition;
 
 /// One SQL statement of a phase, with what it does in words.
@@ -26,6 +27,19 @@ pub struct Step {
     /// contract, failed on the missing table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_partition: Option<OnPartition>,
+    /// For a contract's rename of an index's column: which. The step is skipped where the
+    /// index (or one attached to it) has no column of the old name or has one of the new
+    /// (`rebuild/index_names.rs`): a name only, never worth failing the contract for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renames_index_column: Option<IndexColumnRename>,
+}
+
+/// A column of index `index` (schema, name) renamed `from` → `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexColumnRename {
+    pub index: (String, String),
+    pub from: String,
+    pub to: String,
 }
 
 /// A partition of a table the migration adds columns to, as it was at the start
@@ -54,6 +68,31 @@ impl Step {
             clear: None,
             builds: None,
             on_partition: None,
+            renames_index_column: None,
+        }
+    }
+
+    /// The step renaming column `from` of index `schema.index` to `to` (`ALTER TABLE` takes an
+    /// index there, `ALTER INDEX` has no `RENAME COLUMN`). On a partitioned index Postgres
+    /// renames it on every index attached to it too, and refuses `ONLY`.
+    pub fn renaming_index_column(schema: &str, index: &str, from: &str, to: &str) -> Self {
+        Step {
+            renames_index_column: Some(IndexColumnRename {
+                index: (schema.to_owned(), index.to_owned()),
+                from: from.to_owned(),
+                to: to.to_owned(),
+            }),
+            ..Step::new(
+                format!(
+                    "rename column {from} of index {index} to {to}, its table column's name now"
+                ),
+                format!(
+                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                    quote_qualified(schema, index),
+                    quote_ident(from),
+                    quote_ident(to)
+                ),
+            )
         }
     }
 

@@ -26,12 +26,14 @@
 //! primary key is rebuilt as a unique index and becomes the key again at the contract (on a
 //! partitioned table, one on each partition, each made its partition's key and then taken by
 //! the table's); exclusion constraints are left to `preconditions.rs`, which refuses them.
+//! The names given back at the contract, the index's and its columns', are `index_names.rs`'s.
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::Oid;
 
+use super::index_names::{column_steps, rename_to_old, renamed_columns};
 use super::{Drops, REPLACED_COLUMNS, Rebuild, TableContext, rebuilt_name, unsafe_to_replace};
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{
@@ -56,6 +58,8 @@ pub(super) struct CatalogIndex {
     columns: Vec<String>,
     /// Per column: the column's name or the expression's text, as `pg_get_indexdef` gives it.
     texts: Vec<String>,
+    /// Per column: the index's own name for it (`pg_attribute`), as Postgres named it.
+    names: Vec<String>,
     /// Per key column: an explicit collation (qualified, quoted), or empty.
     collations: Vec<String>,
     /// Per key column: a non-default operator class (qualified, quoted), or empty.
@@ -166,7 +170,9 @@ pub(super) async fn covering_indexes(
                     pg_catalog.array_to_string(ic.reloptions, ', '),
                     ts.spcname::text,
                     k.conname::text, k.contype::text, k.condeferrable,
-                    i.indclass::oid[]
+                    i.indclass::oid[],
+                    ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = i.indexrelid AND a.attnum > 0 ORDER BY a.attnum)
                FROM t
                JOIN pg_catalog.pg_index i ON i.indrelid = t.oid
                JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
@@ -205,6 +211,7 @@ pub(super) async fn covering_indexes(
             key_count: usize::try_from(row.get::<_, i32>(4)).unwrap_or(0),
             columns: row.get(5),
             texts: row.get(6),
+            names: row.get(21),
             collations: row.get(7),
             operator_classes: row.get(8),
             operator_classes_fit: Vec::new(),
@@ -408,6 +415,8 @@ pub(super) fn rebuild(
     }
 
     let new_name = rebuilt_name(&plan.version, &index.name);
+    let named = (index.columns.as_slice(), index.names.as_slice());
+    let renamed_columns = renamed_columns(named, &substitutes, (schema, table), &plan.renames);
     let qualified_table = quote_qualified(schema, table);
     let renames: Vec<(String, String)> = substitutes
         .iter()
@@ -535,6 +544,7 @@ pub(super) fn rebuild(
                 &definition(true),
                 (constraint, clause, &columns),
                 &completed_table,
+                &renamed_columns,
             )
             .map_err(refuse_problem)?
         }
@@ -606,6 +616,11 @@ pub(super) fn rebuild(
         Some((constraint, ..)) => constraint.clone(),
         None => index.name.clone(),
     };
+    // A partitioned table's constraint renames its partitions' indexes' columns (above), its
+    // own being made with the final names; any other index's are renamed under its final name.
+    if partitioning.is_none() || index.constraint.is_none() {
+        contract.extend(column_steps(schema, &final_name, &renamed_columns));
+    }
     if index.replica_identity {
         contract.push(Step::new(
             format!("replica identity of {table} by {final_name} again"),
@@ -630,16 +645,4 @@ pub(super) fn rebuild(
         complete: contract,
         ..Rebuild::default()
     }))
-}
-
-/// The contract's step giving the rebuilt index `new_name` the old one's name.
-fn rename_to_old(index: &CatalogIndex, schema: &str, new_name: &str) -> Step {
-    Step::new(
-        format!("give the rebuilt index its old name, {}", index.name),
-        format!(
-            "ALTER INDEX {} RENAME TO {}",
-            quote_qualified(schema, new_name),
-            quote_ident(&index.name)
-        ),
-    )
 }

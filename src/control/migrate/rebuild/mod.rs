@@ -4,9 +4,10 @@
 //! the application's queries rely on would vanish (red-team pass 41, finding 1). So each is
 //! built again over the replacement under a name of the migration's own
 //! (`_vg_<version>_<name>`), and the contract gives it back its old name: indexes and unique
-//! constraints in [`indexes`], checks and foreign keys (the table's, and those into the
-//! column) in [`constraints`]. What the column carries besides (its storage, comment,
-//! privileges and statistics settings) goes over in [`column_settings`], the extended
+//! constraints in [`indexes`] (their names and their columns' given back in [`index_names`]),
+//! checks and foreign keys (the table's, and those into the column) in [`constraints`]. What
+//! the column carries besides (its storage, comment, privileges and statistics settings)
+//! goes over in [`column_settings`], the extended
 //! statistics over it in [`statistics`], a serial's or an identity's sequence in
 //! [`sequences`]. What cannot be rebuilt from the catalog alone is refused
 //! before any change, naming the object; exclusion constraints are refused by
@@ -14,11 +15,13 @@
 
 mod column_settings;
 mod constraints;
+mod index_names;
 mod indexes;
 mod sequences;
 mod statistics;
 
 pub use column_settings::carried_settings;
+pub use index_names::index_column_kept;
 pub use sequences::{HeldIdentity, held_identities, identity_steps};
 pub use statistics::{HeldStatistics, held_statistics, remake_statistics};
 
