@@ -30,19 +30,18 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
-use super::indexes::CatalogIndex;
 use crate::control::error::ControlError;
 use crate::control::migrate::derive::{IndexColumnRename, Rename, Step, rename_physical};
 use crate::control::quote::{quote_ident, quote_qualified};
 
-/// The contract's step giving the rebuilt index `new_name` the old one's name.
-pub(super) fn rename_to_old(index: &CatalogIndex, schema: &str, new_name: &str) -> Step {
+/// The contract's step giving the rebuilt index `new_name` the old one's name, `old_name`.
+pub(super) fn rename_to_old(old_name: &str, schema: &str, new_name: &str) -> Step {
     Step::new(
-        format!("give the rebuilt index its old name, {}", index.name),
+        format!("give the rebuilt index its old name, {old_name}"),
         format!(
             "ALTER INDEX {} RENAME TO {}",
             quote_qualified(schema, new_name),
-            quote_ident(&index.name)
+            quote_ident(old_name)
         ),
     )
 }

@@ -557,7 +557,7 @@ pub(super) fn rebuild(
                 &definition(true),
             )
             .map_err(refuse_problem)?,
-            vec![rename_to_old(index, schema, &new_name)],
+            vec![rename_to_old(&index.name, schema, &new_name)],
         ),
         (None, constraint) => {
             let undo = Step::new(
@@ -598,7 +598,7 @@ pub(super) fn rebuild(
                         ),
                     )
                 }
-                None => rename_to_old(index, schema, &new_name),
+                None => rename_to_old(&index.name, schema, &new_name),
             };
             (
                 PartitionBuilds {
