@@ -15,10 +15,8 @@
 use crate::migration_support;
 use crate::support;
 
-use migration_support::{at, complete_now, rollback_now, start_text};
+use migration_support::{at, complete_now, contract_sql, planned, rollback_now, start_text};
 use support::{Database, exec, lines};
-use viewgate::control::migrate::MigrationFile;
-use viewgate::control::migrate::status::plan;
 
 /// `orders` keyed by an `integer` serial (with a foreign key into itself) and `order_items`
 /// referencing it, three orders of two items each, both at v1.
@@ -106,10 +104,7 @@ fn covering(database: &Database, table: &str) -> String {
 /// steps only: the rollback's, printed after them, run instead of the contract, on the old
 /// names (`DROP CONSTRAINT IF EXISTS` of a rebuilt key on `order_items` rightly names it so).
 async fn assert_plan_follows_renames(database: &Database, text: &str, renamed: &[&str]) {
-    let file = MigrationFile::load(&database.spec_file("plan.toml", text)).expect("loads");
-    let report = plan(&mut database.client().await, &file)
-        .await
-        .expect("plans");
+    let report = planned(database, text).await;
     for table in renamed {
         let old = format!("\"public\".\"{table}\"");
         let steps = &report.plan.complete;
@@ -890,16 +885,8 @@ async fn a_rebuilt_index_names_its_columns_as_one_made_by_hand() {
     let database = orders_and_items().await;
     database.admin(&KEY_INDEXES.replace("{schema}", "public"));
     let text = retype_both_ends(true);
-    let file = MigrationFile::load(&database.spec_file("plan.toml", &text)).expect("loads");
-    let report = plan(&mut database.client().await, &file)
-        .await
-        .expect("plans");
-    let contract: Vec<&str> = report
-        .plan
-        .complete
-        .iter()
-        .map(|step| step.sql.as_str())
-        .collect();
+    let report = planned(&database, &text).await;
+    let contract = contract_sql(&report);
     for expected in [
         r#"ALTER TABLE "public"."orders_pkey" RENAME COLUMN "_vg_v2_id" TO "id""#,
         r#"ALTER TABLE "public"."orders_id_text" RENAME COLUMN "_vg_v2_id" TO "id""#,
@@ -988,16 +975,8 @@ table = "notes"
 column = "expr"
 type = "bigint"
 "#;
-    let file = MigrationFile::load(&database.spec_file("plan.toml", text)).expect("loads");
-    let report = plan(&mut database.client().await, &file)
-        .await
-        .expect("plans");
-    let contract: Vec<&str> = report
-        .plan
-        .complete
-        .iter()
-        .map(|step| step.sql.as_str())
-        .collect();
+    let report = planned(&database, text).await;
+    let contract = contract_sql(&report);
     for expected in [
         r#"ALTER TABLE "public"."notes_title" RENAME COLUMN "_vg_v2_title" TO "heading""#,
         r#"ALTER TABLE "public"."notes_body_expr" RENAME COLUMN "_vg_v2_expr" TO "expr""#,

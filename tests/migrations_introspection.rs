@@ -44,7 +44,7 @@ const INTROSPECTION: &[&str] = &[
     "SELECT constraint_name, constraint_type FROM information_schema.table_constraints WHERE table_name = 'accounts' AND constraint_type <> 'CHECK' ORDER BY constraint_name",
     "SELECT constraint_name, column_name, ordinal_position FROM information_schema.key_column_usage WHERE table_name = 'accounts' ORDER BY constraint_name",
     "SELECT constraint_name, unique_constraint_catalog, unique_constraint_schema, unique_constraint_name FROM information_schema.referential_constraints WHERE constraint_schema = 'public'",
-    "SELECT constraint_name, table_name, column_name FROM information_schema.constraint_column_usage WHERE constraint_name LIKE 'runs%' OR table_name = 'accounts' ORDER BY 1, 2, 3",
+    "SELECT constraint_name, table_name, column_name FROM information_schema.constraint_column_usage WHERE (constraint_name LIKE 'runs%' OR table_name = 'accounts') AND constraint_name NOT LIKE '%\\_not\\_null' ORDER BY 1, 2, 3",
     "SELECT column_name, column_default, is_identity FROM information_schema.columns WHERE table_name = 'accounts' ORDER BY ordinal_position",
     "SELECT a.attname, a.atthasdef, pg_get_expr(d.adbin, d.adrelid), pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) FROM pg_attribute a LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum) WHERE a.attrelid = 'accounts'::regclass AND a.attnum > 0 ORDER BY a.attnum",
     "SELECT pg_get_serial_sequence('accounts', 'id')",

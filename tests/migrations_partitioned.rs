@@ -11,13 +11,12 @@ use crate::migration_support;
 use crate::support;
 
 use migration_support::{
-    KillAtStep, at, complete_now, retype, rollback_now, seeded, start_killed_at_step, start_text,
-    start_watched,
+    KillAtStep, at, complete_now, contract_sql, planned, retype, rollback_now, seeded,
+    start_killed_at_step, start_text, start_watched,
 };
 use support::{Database, exec};
 use tokio_postgres::error::SqlState;
-use viewgate::control::migrate::status::plan;
-use viewgate::control::migrate::{MigrationFile, Progress};
+use viewgate::control::migrate::Progress;
 
 /// `models` partitioned by month, February partitioned again by half-month, and a default
 /// partition; 90 rows over all four tables that hold rows; its v1 spec applied.
@@ -107,11 +106,7 @@ fn label_index_oids(database: &Database, suffix: &str) -> String {
 #[tokio::test]
 async fn an_index_on_a_partitioned_table_is_built_partition_by_partition() {
     let database = partitioned_models().await;
-    let file = MigrationFile::load(&database.spec_file("plan.toml", LABELLED)).expect("loads");
-    let report = plan(&mut database.client().await, &file)
-        .await
-        .expect("plans")
-        .to_string();
+    let report = planned(&database, LABELLED).await.to_string();
     for shown in [
         "CREATE UNIQUE INDEX \"models_label_key\" ON ONLY \"public\".\"models\" USING btree (\"label\", \"taken\", \"id\") WHERE (size >= 0);",
         "-- (each attempt first clears what a killed or timed-out one left: DROP INDEX IF EXISTS \"public\".\"models_label_key\")",
@@ -776,16 +771,8 @@ async fn a_partitioned_tables_rebuilt_indexes_name_their_columns_as_made_by_hand
     database.admin("CREATE INDEX models_size_idx ON models (size) INCLUDE (name)");
     let text = retype("size", "bigint", "")
         + &retype("id", "numeric(20)", "").replace("version = \"v2\"\nfrom = \"v1\"\n", "");
-    let file = MigrationFile::load(&database.spec_file("plan.toml", &text)).expect("loads");
-    let report = plan(&mut database.client().await, &file)
-        .await
-        .expect("plans");
-    let contract: Vec<&str> = report
-        .plan
-        .complete
-        .iter()
-        .map(|step| step.sql.as_str())
-        .collect();
+    let report = planned(&database, &text).await;
+    let contract = contract_sql(&report);
     for expected in [
         r#"ALTER TABLE "public"."models_size_idx" RENAME COLUMN "_vg_v2_size" TO "size""#,
         r#"ALTER TABLE "public"."_vg_v2_models_pkey_models_january" RENAME COLUMN "_vg_v2_id" TO "id""#,

@@ -6,6 +6,7 @@ use tokio_postgres::Client;
 use viewgate::control::migrate::complete::{CompleteOutcome, complete};
 use viewgate::control::migrate::rollback::{RollbackOutcome, rollback};
 use viewgate::control::migrate::start::{StartOutcome, start};
+use viewgate::control::migrate::status::{PlanReport, plan};
 use viewgate::control::migrate::{MigrateError, MigrationFile, Progress, Silent};
 use viewgate::control::templates::Templates;
 use viewgate::pg_cluster::{ClusterOptions, ThrowawayCluster};
@@ -89,6 +90,24 @@ pub async fn with_serial_ticket() -> Database {
 }
 
 /// A client at `version`, as the proxy would make it.
+/// What `migrate plan` shows for a migration file holding `text`.
+pub async fn planned(database: &Database, text: &str) -> PlanReport {
+    let file = MigrationFile::load(&database.spec_file("plan.toml", text)).expect("loads");
+    plan(&mut database.client().await, &file)
+        .await
+        .expect("plans")
+}
+
+/// The SQL of each of the contract's steps in `report`.
+pub fn contract_sql(report: &PlanReport) -> Vec<&str> {
+    report
+        .plan
+        .complete
+        .iter()
+        .map(|step| step.sql.as_str())
+        .collect()
+}
+
 pub async fn at(database: &Database, version: &str) -> Client {
     let client = database.client().await;
     exec(&client, &format!("SET viewgate.version = '{version}'")).await;
