@@ -372,6 +372,32 @@ fn sizes_by_the_tables_oid_are_the_base_tables() {
     }
 }
 
+/// psycopg2's `register_composite` reads a table's row type by `'t'::regtype` and its
+/// attributes by `typrelid`: the version's view's, with the version's columns (the base
+/// table's row type led to no attribute at all: "type 'model_metadata' not found").
+#[test]
+fn a_tables_row_type_by_regtype_has_the_versions_columns() {
+    let proxy = versioned_proxy();
+    let attributes = "SELECT string_agg(a.attname, ',' ORDER BY a.attnum)
+                        FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+                       WHERE t.oid = 'model_metadata'::regtype AND a.attnum > 0";
+    for version in ["v1", "v2"] {
+        let columns = psql(
+            &proxy,
+            Some(version),
+            "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+              WHERE attrelid = 'model_metadata'::regclass AND attnum > 0",
+        )
+        .unwrap();
+        assert!(columns.starts_with("id,model_name"), "{columns}");
+        assert_eq!(
+            psql(&proxy, Some(version), attributes).unwrap(),
+            columns,
+            "{version}"
+        );
+    }
+}
+
 #[test]
 fn a_pending_versions_views_are_refused_by_name() {
     let proxy = versioned_proxy();

@@ -17,10 +17,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    ArrayElemTypeDef, CopySource, DataType, Expr, FromTable, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Spanned, Statement, TableFactor, TableObject, Value,
-    Visit, Visitor,
+    CopySource, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Spanned, Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 
 use super::identifier::{fold_identifier, parse_relation_literal, quote_identifier};
@@ -37,8 +36,11 @@ mod conflict;
 mod copy;
 #[path = "references_group_by.rs"]
 mod group_by;
+#[path = "references_types.rs"]
+mod types;
 
 use copy::copy_option_columns;
+use types::{is_relation_type, row_type_name};
 
 /// Why [`Collector::collect`] gives no edits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,18 +434,6 @@ pub const RELATION_NAMING_FUNCTIONS: &[(&str, usize)] = &[
     ("has_column_privilege", 2),
 ];
 
-/// The name a type written as a plain or array type (`t`, `t[]`, `s.t[][]`) gives, if it is
-/// not one of sqlparser's built-in types.
-fn row_type_name(data_type: &DataType) -> Option<&ObjectName> {
-    match data_type {
-        DataType::Custom(name, modifiers) if modifiers.is_empty() => Some(name),
-        DataType::Array(
-            ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::AngleBracket(inner),
-        ) => row_type_name(inner),
-        _ => None,
-    }
-}
-
 impl Visitor for Collector<'_> {
     type Break = ();
 
@@ -593,11 +583,12 @@ impl Visitor for Collector<'_> {
                 let qualifier: Vec<&Ident> = parts[..parts.len() - 1].iter().collect();
                 self.schema_qualified(&qualifier);
             }
+            // A table's row type has its name: `'t'::regtype` names the version's view's.
             Expr::Cast {
                 expr: inner,
-                data_type: DataType::Regclass,
+                data_type,
                 ..
-            } => {
+            } if is_relation_type(data_type) => {
                 if let Expr::Value(literal) = &**inner {
                     self.regclass_literal(literal);
                 }

@@ -607,3 +607,31 @@ fn sequelizes_find_or_create_is_refused_with_its_alternative() {
     };
     assert!(!error.reason.contains("Sequelize"), "{error}");
 }
+
+/// A table's row type has its name: `'t'::regtype` (psycopg2's `register_composite` reads the
+/// type's attributes so) names the version's view's row type, as `'t'::regclass` its view.
+#[test]
+fn a_regtype_literal_of_a_managed_table_names_the_versions_row_type() {
+    let v2 = VersionTargets::seed_example("v2");
+    for (sql, expected) in [
+        (
+            "SELECT typrelid FROM pg_type WHERE oid = 'model_metadata'::regtype",
+            "SELECT typrelid FROM pg_type WHERE oid = 'public.model_metadata_v2'::regtype",
+        ),
+        (
+            "SELECT CAST('public.model_metadata' AS pg_catalog.regtype)",
+            "SELECT CAST('public.model_metadata_v2' AS pg_catalog.regtype)",
+        ),
+    ] {
+        assert_eq!(
+            rewrite(sql, &v2).unwrap(),
+            Rewrite::Rewritten(expected.to_owned()),
+            "{sql}"
+        );
+    }
+    // Another type of that name elsewhere, or quoted otherwise, is left alone.
+    assert_eq!(
+        rewrite("SELECT 'model_metadata'::\"RegType\"", &v2).unwrap(),
+        Rewrite::Unchanged
+    );
+}
