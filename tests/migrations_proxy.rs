@@ -426,6 +426,43 @@ async fn complete_once_the_heartbeats_allow(cluster: &ThrowawayCluster) {
     completed.expect("completes once the proxies no longer serve v1");
 }
 
+/// A default session that only binds what it prepared (pgx's and lib/pq's statement caches:
+/// Bind and Execute, never a Parse or a Query) keeps its version across a cutover while the
+/// migration is live, and is counted as `held`, as a session that parses is. It was counted
+/// under `default` at the old version, so an operator waiting for `migrate complete` could
+/// not tell why it stayed (the Rails and Go walk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_only_binds_is_counted_as_held() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let session = client(&proxy, None).await;
+    assert!(
+        wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v1"] })
+            .await
+    );
+    let insert_at_v1 = session
+        .prepare("INSERT INTO models (name, size) VALUES ($1, $2)")
+        .await
+        .unwrap();
+    cut_over_to_v2(&cluster, &proxy).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut status = String::new();
+    for bound in 0.. {
+        session
+            .execute(&insert_at_v1, &[&format!("bound {bound}"), &1i32])
+            .await
+            .unwrap();
+        status = viewgate(&cluster, &["status", "--json"]).expect("status");
+        if status.contains("\"held\"") || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        status.contains("\"held\""),
+        "the heartbeat shows why the session is at v1: {status}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_session_writes_as_the_version_it_runs_at() {
     let (_dir, cluster, proxy, _) = start_rescale();

@@ -40,7 +40,7 @@ use super::rules::{Assignment, ClientIdentity, Reason};
 use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
 use super::search_path::{self, PathCommand};
 use super::session_search_path::{PathValue, SavedPath, SessionSearchPath};
-use super::state::SharedRouting;
+use super::state::{RoutingState, SharedRouting};
 use super::statement::Statement;
 use super::temporary_relations::{self, TempCommand};
 use super::version_command;
@@ -92,6 +92,8 @@ pub struct SessionRouter {
     retired: Option<String>,
     /// The routing state generation `assignment` was resolved under; `None`: resolve again.
     resolved_under: Option<u64>,
+    /// The generation [`SessionRouter::relabel`] last looked at.
+    relabelled_under: Option<u64>,
     policy: UnparseablePolicy,
     cache: Arc<RewriteCache>,
     /// The shapes the session's statements had last, tried before `cache`.
@@ -172,6 +174,7 @@ impl SessionRouter {
             assignment: None,
             retired: None,
             resolved_under: None,
+            relabelled_under: None,
             policy,
             cache,
             recent_shapes: RecentShapes::default(),
@@ -238,29 +241,59 @@ impl SessionRouter {
         if self.resolved_under == Some(state.generation()) {
             return;
         }
-        let requested = Requested {
-            set: self.set.as_deref(),
-            declared: self.startup_version.as_deref(),
-        };
-        let next = resolve::resolve(&state, &self.client, self.bucket, requested);
+        let next = self.resolve(&state);
         self.resolved_under = Some(state.generation());
+        self.relabelled_under = self.resolved_under;
         self.retired = match next {
             Some(_) => None,
-            None => resolve::retired(&state, &self.client, requested).map(str::to_owned),
+            None => resolve::retired(&state, &self.client, self.requested()).map(str::to_owned),
         };
-        if state.tracks_writers()
-            && let Some(current) = &self.assignment
-            && next.as_ref().map(Assignment::version) != Some(current.version())
-            && let Some(next_version) = next.as_ref().map(Assignment::version)
-            && self.prepared.held_against(next_version).is_some()
-        {
-            self.assignment = Some(Assignment {
-                reason: Reason::Held,
-                ..current.clone()
-            });
+        self.assignment = self.held(&state, next.as_ref()).or(next);
+    }
+
+    /// At a quiet Bind, of a session that may only bind what it prepared (pgx's and lib/pq's
+    /// cached statements): the reason it keeps its version picked again, `held` where the
+    /// routing now gives another that a statement it prepared holds it away from, as
+    /// [`Self::refresh`] would. Before, such a session was counted as routed by `default` at
+    /// the old version after a cutover, and the operator waiting for `migrate complete` could
+    /// not tell why it stayed. Its version itself moves only at its next Query or Parse,
+    /// ahead of which the upstream can be told it.
+    pub fn relabel(&mut self) {
+        let state = self.routing.load();
+        if self.relabelled_under == Some(state.generation()) {
             return;
         }
-        self.assignment = next;
+        self.relabelled_under = Some(state.generation());
+        let next = self.resolve(&state);
+        if let Some(held) = self.held(&state, next.as_ref()) {
+            self.assignment = Some(held);
+        }
+    }
+
+    fn requested(&self) -> Requested<'_> {
+        Requested {
+            set: self.set.as_deref(),
+            declared: self.startup_version.as_deref(),
+        }
+    }
+
+    fn resolve(&self, state: &RoutingState) -> Option<Assignment> {
+        resolve::resolve(state, &self.client, self.bucket, self.requested())
+    }
+
+    /// The session's assignment kept, as `held`, where a migration is live and `next`, the
+    /// version the routing gives it now, is another that a statement it prepared holds it
+    /// away from.
+    fn held(&self, state: &RoutingState, next: Option<&Assignment>) -> Option<Assignment> {
+        let current = self.assignment.as_ref()?;
+        let next_version = next?.version();
+        (state.tracks_writers()
+            && next_version != current.version()
+            && self.prepared.held_against(next_version).is_some())
+        .then(|| Assignment {
+            reason: Reason::Held,
+            ..current.clone()
+        })
     }
 
     /// Decides what to send for one statement (a Query's text or a Parse's query). `idle`

@@ -133,6 +133,12 @@ impl Session {
                         router.closed(frontend::closed_statement(frame));
                         Inspection::Continue
                     }
+                    // Counted under why it keeps its version, as a session that parses is.
+                    frontend::BIND if quiet => {
+                        router.relabel();
+                        account_for(router, account, ledger);
+                        Inspection::Continue
+                    }
                     frontend::QUERY | frontend::PARSE => {
                         if let Some(kept) = progress.take_set_verdict() {
                             router.set_settled(kept);
