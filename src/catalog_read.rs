@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_postgres::GenericClient;
 
 use crate::model::catalog_substitutes::{
-    SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX, substitutes,
+    SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX, VERSION_NAME_READERS, substitutes,
 };
 use crate::model::identifier::MIGRATION_NAME_PREFIX;
 use crate::model::{
@@ -306,7 +306,9 @@ async fn catalog_substitutes(
     client: &impl GenericClient,
 ) -> Result<BTreeSet<String>, CatalogReadError> {
     let names: Vec<&str> = substitutes().map(|(_, name)| name).collect();
-    let functions: Vec<&str> = SUBSTITUTE_FUNCTIONS.to_vec();
+    let functions: Vec<&str> = (SUBSTITUTE_FUNCTIONS.iter().copied())
+        .chain(VERSION_NAME_READERS.iter().copied())
+        .collect();
     let rows = client
         .query(
             "SELECT v.version FROM viewgate.versions v

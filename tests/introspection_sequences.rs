@@ -308,3 +308,86 @@ columns = [{ name = "id", from = "account_id" }, "name"]
         "another schema's name is the real function's to answer, as Postgres does"
     );
 }
+
+/// Django's `get_sequences(table)`: the sequences `pg_depend` says a table's columns own.
+const DJANGO_SEQUENCES: &str = "SELECT s.relname, a.attname
+  FROM pg_class s
+  JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  JOIN pg_attribute a ON d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
+  JOIN pg_class tbl ON tbl.oid = d.refobjid AND tbl.relname = 'accounts' AND pg_catalog.pg_table_is_visible(tbl.oid)
+ WHERE s.relkind = 'S' ORDER BY 1";
+
+/// ActiveRecord's `pk_and_sequence_for(table)` (its first query, by `pg_depend`), which
+/// `reset_pk_sequence!` resets; without an answer it did nothing on an identity key.
+const ACTIVERECORD_PK_SEQUENCE: &str = "SELECT attr.attname, nsp.nspname, seq.relname
+  FROM pg_class seq, pg_attribute attr, pg_depend dep, pg_constraint cons, pg_namespace nsp
+ WHERE seq.oid = dep.objid AND seq.relkind = 'S' AND attr.attrelid = dep.refobjid
+   AND attr.attnum = dep.refobjsubid AND attr.attrelid = cons.conrelid
+   AND attr.attnum = cons.conkey[1] AND seq.relnamespace = nsp.oid AND cons.contype = 'p'
+   AND dep.classid = 'pg_class'::regclass AND dep.refobjid = '\"accounts\"'::regclass";
+
+/// What depends on what reads as on a table of the version's shape: its columns own their
+/// sequences (a column the version does not show, none), and the objects of relations the
+/// version does not see are not there. `pg_depend` read the base table's oid, which the
+/// version never sees, so Django found no sequence, ActiveRecord's `reset_pk_sequence!` did
+/// nothing on an identity key, and psql's `\d` of a sequence had no "Owned by".
+#[test]
+fn sequence_ownership_follows_the_versions_columns() {
+    let proxy = proxy_with_spec(SCHEMA, SPEC);
+    assert_eq!(
+        at(&proxy, "v1", DJANGO_SEQUENCES).unwrap(),
+        "accounts_account_id_seq|id"
+    );
+    assert_eq!(
+        at(&proxy, "v2", DJANGO_SEQUENCES).unwrap(),
+        "accounts_account_id_seq|account_id\naccounts_ticket_seq|ticket"
+    );
+    assert_eq!(
+        at(&proxy, "v1", ACTIVERECORD_PK_SEQUENCE).unwrap(),
+        "id|public|accounts_account_id_seq"
+    );
+    assert_eq!(
+        at(&proxy, "v2", ACTIVERECORD_PK_SEQUENCE).unwrap(),
+        "account_id|public|accounts_account_id_seq"
+    );
+    let owner = |version: &str, sequence: &str| {
+        let conninfo = format!(
+            "{} options='-c viewgate.version={version}'",
+            proxy.conninfo()
+        );
+        let described = common::run_ok(proxy.psql(&conninfo).args([
+            "-P",
+            "tuples_only=off",
+            "-c",
+            &format!("\\d {sequence}"),
+        ]));
+        (described.lines())
+            .find(|line| line.starts_with("Owned by") || line.starts_with("Sequence for"))
+            .unwrap_or("-")
+            .to_owned()
+    };
+    assert_eq!(
+        owner("v1", "accounts_account_id_seq"),
+        "Sequence for identity column: public.accounts.id"
+    );
+    assert_eq!(owner("v1", "accounts_ticket_seq"), "-");
+    assert_eq!(
+        owner("v2", "accounts_ticket_seq"),
+        "Owned by: public.accounts.ticket"
+    );
+    assert_eq!(owner("v1", "notes_id_seq"), "Owned by: public.notes.id");
+    // Nothing the version does not see: no row of the base table, of another version's view
+    // or of a view's rule; the version's table is the view.
+    let real = proxy.admin(
+        "SELECT string_agg(oid::text, ',') FROM pg_class WHERE relname IN ('accounts', 'accounts_v1', 'accounts_v2')",
+    );
+    let hidden = format!(
+        "SELECT count(*) FROM pg_depend d
+          WHERE (d.classid = 'pg_class'::regclass AND d.objid IN ({real}) AND d.objid <> 'accounts'::regclass)
+             OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN ({real}) AND d.refobjid <> 'accounts'::regclass)
+             OR (d.classid = 'pg_rewrite'::regclass AND d.refobjid = 'accounts'::regclass)"
+    );
+    for version in ["v1", "v2"] {
+        assert_eq!(at(&proxy, version, &hidden).unwrap(), "0", "{version}");
+    }
+}

@@ -94,6 +94,7 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_rules",
     "pg_publication_rel",
     "pg_publication_tables",
+    "pg_depend",
     // The session's own statement text, as the functions below.
     "pg_stat_activity",
     "pg_prepared_statements",
@@ -202,6 +203,27 @@ pub const SUBSTITUTE_FUNCTIONS: &[&str] = &[
     "pg_prepared_statement",
     "pg_cursor",
 ];
+
+/// The substitutes' functions that read a relation name a statement computes or binds as the
+/// version's (`rewriter/references_relation_names.rs` wraps such a name in one): the name for
+/// `to_regclass(…)`, and the casts to `regclass` and `regtype`.
+pub const VERSION_RELATION_NAME: &str = "version_relation_name";
+pub const VERSION_REGCLASS: &str = "version_regclass";
+pub const VERSION_REGTYPE: &str = "version_regtype";
+/// The substitutes' function that prints a relation's oid by the version's name, which the
+/// rewriter wraps a cast to `regclass` cast on to text in (`x::regclass::text`).
+pub const VERSION_RELATION_TEXT: &str = "version_relation_text";
+/// Those functions, which a version's substitutes must all have for the rewriter to use them.
+pub const VERSION_NAME_READERS: &[&str] = &[
+    VERSION_RELATION_NAME,
+    VERSION_REGCLASS,
+    VERSION_REGTYPE,
+    VERSION_RELATION_TEXT,
+];
+
+/// Words a statement that may compute a relation's name holds (`::regclass`, `::regtype`,
+/// `to_regclass(…)`): with substitutes, such a statement is read for the name to wrap.
+pub const RELATION_TYPE_MENTIONS: &[&str] = &["regclass", "regtype"];
 
 /// The schema holding `version`'s substitutes. Version names are at most 31 characters of
 /// `[a-z0-9_]`, so the result is a plain identifier within Postgres's 63-byte limit.

@@ -19,10 +19,10 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     CopySource, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
     ObjectName, ObjectNamePart, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Spanned, Statement, TableFactor, TableObject, Value, Visit, Visitor,
+    Spanned, Statement, TableFactor, TableObject, Visit, Visitor,
 };
 
-use super::identifier::{fold_identifier, parse_relation_literal, quote_identifier};
+use super::identifier::{fold_identifier, quote_identifier};
 use super::postgres_grammar;
 use super::refusal::{self, Refusal};
 use super::splice::{Edit, TextIndex};
@@ -36,10 +36,14 @@ mod conflict;
 mod copy;
 #[path = "references_group_by.rs"]
 mod group_by;
+#[path = "references_relation_names.rs"]
+mod relation_names;
 #[path = "references_types.rs"]
 mod types;
 
 use copy::copy_option_columns;
+pub use relation_names::RELATION_NAMING_FUNCTIONS;
+use relation_names::{Ending, Reader};
 use types::{is_relation_type, row_type_name};
 
 /// Why [`Collector::collect`] gives no edits.
@@ -90,6 +94,8 @@ pub struct Collector<'a> {
     /// The names (folded) of the FROM items other than an unaliased managed table's
     /// reference: aliases, and tables, functions and WITH items by their own name.
     other_item_names: Vec<String>,
+    /// Addresses of the select list's unaliased expressions, which Postgres names after them.
+    unnamed_items: Vec<usize>,
 }
 
 impl<'a> Collector<'a> {
@@ -109,6 +115,7 @@ impl<'a> Collector<'a> {
             defining_view: false,
             dropped_schemas: Vec::new(),
             other_item_names: Vec::new(),
+            unnamed_items: Vec::new(),
         }
     }
 
@@ -392,53 +399,14 @@ impl<'a> Collector<'a> {
         );
         self.replace_name(name, text, false);
     }
-
-    /// A table name inside a string literal that Postgres resolves as a relation.
-    fn regclass_literal(&mut self, literal: &sqlparser::ast::ValueWithSpan) {
-        let Value::SingleQuotedString(content) = &literal.value else {
-            return;
-        };
-        let Some((schema, table)) = parse_relation_literal(content) else {
-            return;
-        };
-        let Some(target) = self.targets.resolve_table(schema.as_deref(), &table) else {
-            return;
-        };
-        let Some(range) = self.index.range(literal.span) else {
-            self.unlocatable = true;
-            return;
-        };
-        let view = self.targets.view_reference(target);
-        self.edits.push(Edit {
-            range,
-            text: format!("'{}'", view.replace('\'', "''")),
-            relation: false,
-        });
-    }
 }
-
-/// Built-ins that resolve a string argument as a relation name, each with the number of
-/// arguments after it (the relation is that far from the end: `has_table_privilege` takes an
-/// optional role first). Left as written, the name would resolve to the base table, whose
-/// columns answer `has_column_privilege('model_metadata', 'hidden', …)` (the twenty-sixth
-/// red-team pass read hidden columns' names so). Not `pg_get_serial_sequence`: its catalog
-/// substitute resolves the base table's name (as Django and Rails pass it), the view's (as
-/// SQLAlchemy's `attrelid::regclass::text` prints it) and the version's alike, and calls a
-/// hidden column missing; at a version without substitutes a rewritten name would lose the
-/// sequences (a view's column owns none), and the real function stays a name oracle
-/// (docs/rewriting.md, "Not covered").
-pub const RELATION_NAMING_FUNCTIONS: &[(&str, usize)] = &[
-    ("to_regclass", 0),
-    ("has_table_privilege", 1),
-    ("has_any_column_privilege", 1),
-    ("has_column_privilege", 2),
-];
 
 impl Visitor for Collector<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         let address = query as *const Query as usize;
+        self.note_unnamed_items(&query.body);
         let mut restore = None;
         for (i, scope) in self.scopes.iter_mut().enumerate().rev() {
             if let Some(position) = scope.bodies.iter().position(|&b| b == address) {
@@ -585,6 +553,7 @@ impl Visitor for Collector<'_> {
             }
             // A table's row type has its name: `'t'::regtype` names the version's view's.
             Expr::Cast {
+                kind,
                 expr: inner,
                 data_type,
                 ..
@@ -592,6 +561,18 @@ impl Visitor for Collector<'_> {
                 if let Expr::Value(literal) = &**inner {
                     self.regclass_literal(literal);
                 }
+                let (ending, reader) = (Ending::of_cast(kind), Reader::of_cast(data_type));
+                self.computed_relation_name(inner, ending, reader, false);
+            }
+            // `x::regclass::text` prints the version's table's name, not its view's.
+            Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } if relation_names::is_text_type(data_type)
+                && !self.unnamed_items.contains(&(expr as *const Expr as usize)) =>
+            {
+                self.printed_relation_name(inner)
             }
             Expr::Cast { data_type, .. }
             | Expr::TypedString(sqlparser::ast::TypedString { data_type, .. }) => {
@@ -614,25 +595,7 @@ impl Visitor for Collector<'_> {
                         }
                     }
                 }
-                let after_relation = function
-                    .name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .and_then(|i| {
-                        RELATION_NAMING_FUNCTIONS
-                            .iter()
-                            .find(|(name, _)| i.value.eq_ignore_ascii_case(name))
-                    })
-                    .map(|(_, after)| *after);
-                if let Some(after) = after_relation
-                    && let FunctionArguments::List(list) = &function.args
-                    && let Some(index) = list.args.len().checked_sub(after + 1)
-                    && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(literal)))) =
-                        list.args.get(index)
-                {
-                    self.regclass_literal(literal);
-                }
+                self.relation_naming_call(function);
             }
             _ => {}
         }

@@ -274,6 +274,13 @@ impl VersionTargets {
         .then(|| RelationName::new(substitutes.as_str(), name))
     }
 
+    /// The version's substitute `name` (one of `catalog_substitutes::VERSION_NAME_READERS`),
+    /// which reads a computed relation name as the version's; `None` without substitutes.
+    pub fn version_name_reader(&self, name: &str) -> Option<RelationName> {
+        let substitutes = &self.catalog.first()?.view.schema;
+        Some(RelationName::new(substitutes.as_str(), name))
+    }
+
     /// These targets, with the catalog relations sent to the substitutes in `schema`.
     pub fn with_catalog_substitutes(mut self, schema: &str) -> Self {
         self.catalog = catalog_substitutes::substitutes()
@@ -288,6 +295,8 @@ impl VersionTargets {
         // A printer called by oid alone (`pg_get_indexdef(16390)`) goes to its substitute too.
         self.catalog_mentions
             .extend(catalog_substitutes::SUBSTITUTE_FUNCTIONS.iter().copied());
+        self.catalog_mentions
+            .extend(catalog_substitutes::RELATION_TYPE_MENTIONS.iter().copied());
         self.mention_scan = MentionScan::new(self.table_names());
         self
     }

@@ -588,6 +588,9 @@ mod isolation;
 #[path = "tests_red_team.rs"]
 mod red_team;
 
+#[path = "tests_relation_names.rs"]
+mod relation_names;
+
 /// Sequelize's `findOrCreate` builds a temporary function over the table's row type whose
 /// body inserts into it: refused, with the library's way around it in the message.
 #[test]
