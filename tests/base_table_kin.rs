@@ -273,7 +273,8 @@ fn a_foreign_key_between_managed_tables_shows_the_key_the_version_sees() {
 /// A failing row was hidden at every version (`the failing row is the base table's, with
 /// columns this version does not see`), even where the version sees every base column: now
 /// Postgres's `Failing row contains (…)` stands where the version's view shows each base
-/// column, plainly or renamed, in order, and stays hidden where it hides one.
+/// column, plainly or renamed, in order, is told in the version's order where it shows them
+/// in another, and stays hidden where it hides one.
 #[test]
 fn a_failing_row_stands_where_the_version_sees_every_column() {
     let proxy = proxy_with_spec(
@@ -301,6 +302,12 @@ name = "v3"
 [[versions.tables]]
 base = "items"
 columns = ["id", "sku", "qty"]
+
+[[versions]]
+name = "v4"
+[[versions.tables]]
+base = "items"
+columns = ["id", "qty", "secret", { name = "code", from = "sku" }]
 "#,
     );
     let fails = |version: &str, sql: &str| psql(&proxy, Some(version), sql).unwrap_err();
@@ -327,6 +334,14 @@ columns = ["id", "sku", "qty"]
         null_sku.contains("null value in column \"sku\"")
             && null_sku.contains("DETAIL:  Failing row contains (8, null, 1, null)."),
         "{null_sku}"
+    );
+    // Every column, in another order (as after a contract that retyped one: its replacement
+    // comes last in the base table): the row in the version's order. It was hidden.
+    let reordered = fails("v4", "UPDATE items SET qty = 0 WHERE code = 'a'");
+    assert!(
+        reordered.contains("violates check constraint \"items_qty_check\"")
+            && reordered.contains("DETAIL:  Failing row contains (1, 0, ITEM-SECRET, a)."),
+        "{reordered}"
     );
     let hidden = fails("v3", "UPDATE items SET qty = 0 WHERE sku = 'a'");
     assert!(

@@ -37,8 +37,8 @@ pub struct BaseTableKin {
     /// violation as of a NOT NULL (`rewriter::error_detail`).
     pub not_null_checks: BTreeMap<(String, String, String), String>,
     /// The base tables' columns in order, as a failing row prints its values: a version that
-    /// shows every one of them, in that order, may be shown the row
-    /// (`rewriter::error_detail::shows_the_whole_row`).
+    /// shows every one of them, in any order, may be shown the row in its order
+    /// (`rewriter::error_detail::row_for_version`).
     pub columns: BTreeMap<BaseTable, Vec<String>>,
     /// The unique indexes a migration built over the columns replacing a key's (twins of
     /// unique constraints and primary keys, `_vg_<version>_<constraint>`, which the contract

@@ -134,35 +134,49 @@ pub fn replacing_column(
         .map(|column| column.name.clone())
 }
 
-/// Whether `detail`, a failing row of `base` whose columns were `base_columns` in order when
-/// the catalog was last read, shows nothing `targets`' version does not: the version's view
-/// shows every one of them, plainly or renamed, in the same order, so the values the row
-/// prints are the version's own row's (a table no migration has changed, or one whose
-/// contract left the version's shape). The row must print exactly that many values: a column
-/// added since the catalog was read (the proxy learns of it a moment later) would print
-/// another. A value holding `, ` reads as two, and the row is hidden: never shown wrongly.
-pub fn shows_the_whole_row(
+/// The failing row `detail` of `base`, whose columns were `base_columns` in order when the
+/// catalog was last read, as `targets`' version is shown it: its values in the version's
+/// column order, where the version's view shows every one of those columns once, plainly or
+/// renamed, and nothing else (a table no migration has changed, or one whose contract left
+/// the version's shape, the base's columns perhaps in another order: a retyped column's
+/// replacement comes last); `None` where it shows any other (the row is then hidden). The
+/// row must print exactly that many values: a column added since the catalog was read (the
+/// proxy learns of it a moment later) would print another. A value holding `, ` reads as
+/// two, and the row is hidden: never shown wrongly.
+pub fn row_for_version(
     detail: &str,
     base: &RelationName,
     base_columns: &[String],
     targets: &VersionTargets,
-) -> bool {
-    let Some(write) = targets.base_write_of(base) else {
-        return false;
-    };
-    let Some(values) = detail
-        .strip_prefix(FAILING_ROW_PREFIX)
-        .and_then(|row| row.strip_suffix(FAILING_ROW_SUFFIX))
-    else {
-        return false;
-    };
+) -> Option<String> {
+    let write = targets.base_write_of(base)?;
+    let values: Vec<&str> = detail
+        .strip_prefix(FAILING_ROW_PREFIX)?
+        .strip_suffix(FAILING_ROW_SUFFIX)?
+        .split(", ")
+        .collect();
     let shown = &write.mapping.columns;
-    values.split(", ").count() == base_columns.len()
-        && shown.len() == base_columns.len()
-        && shown
-            .iter()
-            .zip(base_columns)
-            .all(|(column, base)| column.base_column.as_deref() == Some(base.as_str()))
+    if values.len() != base_columns.len() || shown.len() != base_columns.len() {
+        return None;
+    }
+    let mut taken = vec![false; base_columns.len()];
+    let mut in_version_order = Vec::with_capacity(values.len());
+    for column in shown {
+        // A column read through an expression prints its base value otherwise.
+        if column.expression.is_some() {
+            return None;
+        }
+        let base_column = column.base_column.as_deref()?;
+        let position = base_columns.iter().position(|name| name == base_column)?;
+        if std::mem::replace(&mut taken[position], true) {
+            return None;
+        }
+        in_version_order.push(values[position]);
+    }
+    Some(format!(
+        "{FAILING_ROW_PREFIX}{}{FAILING_ROW_SUFFIX}",
+        in_version_order.join(", ")
+    ))
 }
 
 /// The name `targets`' version gives the managed table whose base table is `base` (its own
@@ -306,6 +320,64 @@ mod tests {
             },
         );
         (base, targets)
+    }
+
+    /// A row is shown in the version's order only where the version shows each base column
+    /// once and nothing else: `targets()` has an expression column, so never; a view of the
+    /// base columns in another order, always; one naming a base column twice, never.
+    #[test]
+    fn a_failing_row_is_shown_in_the_versions_order_or_not_at_all() {
+        let row = "Failing row contains (1, ada, a@x).";
+        let base_columns: Vec<String> = ["id", "name", "email"].map(str::to_owned).to_vec();
+        let (base, with_expression) = targets();
+        assert_eq!(
+            row_for_version(row, &base, &base_columns, &with_expression),
+            None
+        );
+        let shaped = |columns: Vec<MappedColumn>| {
+            let view = RelationName::new("public", "customers_v3");
+            let mapping = ViewMapping {
+                trigger_backed: false,
+                columns,
+                insert: Vec::new(),
+                update: Vec::new(),
+                pinned: true,
+            };
+            let target = ViewTarget {
+                table: base.clone(),
+                view: view.clone(),
+            };
+            let write = BaseWrite {
+                base: base.clone(),
+                mapping: Arc::new(mapping),
+            };
+            VersionTargets::new("v3", vec![target]).with_base_write(view, write)
+        };
+        let reordered = shaped(vec![
+            column("email", Some("email")),
+            column("id", Some("id")),
+            column("full_name", Some("name")),
+        ]);
+        assert_eq!(
+            row_for_version(row, &base, &base_columns, &reordered).as_deref(),
+            Some("Failing row contains (a@x, 1, ada).")
+        );
+        let twice = shaped(vec![
+            column("id", Some("id")),
+            column("name", Some("name")),
+            column("again", Some("name")),
+        ]);
+        assert_eq!(row_for_version(row, &base, &base_columns, &twice), None);
+        // A value holding `, ` reads as two: hidden, never misread.
+        assert_eq!(
+            row_for_version(
+                "Failing row contains (1, ada, lovelace, a@x).",
+                &base,
+                &base_columns,
+                &reordered
+            ),
+            None
+        );
     }
 
     #[test]

@@ -115,15 +115,13 @@ fn not_null_violation(
         true => error_detail::not_null_message(&column, &fields.table),
         false => fields.message.clone(),
     };
-    let detail = match whole_row_shown(&state, &targets, fields, &base) {
-        true => fields.detail.as_str(),
-        false => error_detail::HIDDEN_ROW_DETAIL,
-    };
+    let detail = row_for_version(&state, &targets, fields, &base)
+        .unwrap_or_else(|| error_detail::HIDDEN_ROW_DETAIL.to_owned());
     backend::as_column_violation(
         frame,
         error_detail::NOT_NULL_VIOLATION,
         &message,
-        detail,
+        &detail,
         &column,
     )
 }
@@ -224,10 +222,11 @@ fn detail_hidden(
         [] => return None,
         [(schema, table)] => {
             let base = RelationName::new(schema.as_str(), table.as_str());
-            if whole_row_shown(&state, &targets, fields, &base) {
-                return None;
+            match row_for_version(&state, &targets, fields, &base) {
+                Some(row) if row == fields.detail => return None,
+                Some(row) => row,
+                None => error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?,
             }
-            error_detail::for_version(&fields.code, &fields.detail, &base, &targets)?
         }
         // Which side's key it prints is not known: it stands only where both let it stand.
         [..] => {
@@ -244,27 +243,27 @@ fn detail_hidden(
     backend::with_detail(frame, &detail)
 }
 
-/// Whether the failing row a NOT NULL or CHECK violation on `base` prints is one the version
-/// may see whole (`error_detail::shows_the_whole_row`): on the base table itself, since a
-/// partition or child may order its columns otherwise.
-fn whole_row_shown(
+/// The failing row a NOT NULL or CHECK violation on `base` prints, as the version may see it
+/// whole (`error_detail::row_for_version`); `None` where it may not: on the base table itself
+/// only, since a partition or child may order its columns otherwise.
+fn row_for_version(
     state: &RoutingState,
     targets: &VersionTargets,
     fields: &backend::ErrorFields,
     base: &RelationName,
-) -> bool {
+) -> Option<String> {
     let row = [
         error_detail::NOT_NULL_VIOLATION,
         error_detail::CHECK_VIOLATION,
     ];
-    row.contains(&fields.code.as_str())
-        && fields.schema == base.schema
-        && fields.table == base.name
-        && state
-            .base_columns(&base.schema, &base.name)
-            .is_some_and(|columns| {
-                error_detail::shows_the_whole_row(&fields.detail, base, columns, targets)
-            })
+    if !row.contains(&fields.code.as_str())
+        || fields.schema != base.schema
+        || fields.table != base.name
+    {
+        return None;
+    }
+    let columns = state.base_columns(&base.schema, &base.name)?;
+    error_detail::row_for_version(&fields.detail, base, columns, targets)
 }
 
 /// The detail a versioned session is shown for a foreign key violation whose wording says
