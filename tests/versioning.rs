@@ -535,6 +535,28 @@ async fn show(client: &tokio_postgres::Client) -> String {
         .expect("a row")
 }
 
+/// A setting's value bound as a parameter (Django's server-side binding of
+/// `SET viewgate.version = %s`) is no statement Postgres's grammar reads: the client gets
+/// Postgres's own syntax error, as straight to Postgres, not viewgate's long refusal of a
+/// setting it cannot follow; nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setting_bound_as_a_parameter_gets_postgres_syntax_error() {
+    let proxy = versioned_proxy();
+    let client = connect(&proxy).await;
+    for sql in [
+        "SET viewgate.version = $1",
+        "SET standard_conforming_strings = $1",
+        "SET client_min_messages TO $1",
+    ] {
+        let error = client.execute(sql, &[&"v2"]).await.unwrap_err();
+        let error = error.as_db_error().expect(sql);
+        assert_eq!(error.code().code(), "42601", "{sql}");
+        assert_eq!(error.message(), "syntax error at or near \"$1\"", "{sql}");
+    }
+    assert_eq!(show(&client).await, "v1");
+    assert_eq!(columns(&client).await, 5);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_set_in_a_transaction_that_rolls_back_is_undone() {
     let proxy = versioned_proxy();

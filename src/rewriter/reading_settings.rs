@@ -128,6 +128,11 @@ fn visit(tree: &Tree, defines_view: bool, found: &mut Option<usize>) {
         Tree::Object(fields) => {
             for (key, child) in fields {
                 let at = match key.as_ref() {
+                    // A value bound as a parameter: the parser read here accepts one (it
+                    // normalises statements so), Postgres's grammar does not, and answers the
+                    // statement with its own syntax error (this refusal's long reason was
+                    // what Django's server-side binding of `SET … = %s` met instead).
+                    "VariableSetStmt" | "setstmt" if binds_a_parameter(child) => None,
                     // A statement or a function's option; `setstmt` in `ALTER ROLE … SET`.
                     "VariableSetStmt" | "setstmt" => turns_strings_off(child)
                         .or_else(|| sets_the_version(child))
@@ -147,6 +152,13 @@ fn visit(tree: &Tree, defines_view: bool, found: &mut Option<usize>) {
         }
         _ => {}
     }
+}
+
+/// Whether a `SET`'s value is a parameter (`$1`), which only the normalising parser reads.
+fn binds_a_parameter(set: &Tree) -> bool {
+    (set.get("args").map(Tree::as_array).unwrap_or_default())
+        .iter()
+        .any(|argument| argument.get("ParamRef").is_some())
 }
 
 /// `SET standard_conforming_strings` to anything but on (or its default, which a session
