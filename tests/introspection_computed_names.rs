@@ -11,11 +11,8 @@
 use crate::common;
 use crate::deps;
 
-use std::time::Duration;
-
 use common::TestProxy;
-use common::versions::{catalog_command, connect_with, proxy_with_spec, psql};
-use common::wait_until;
+use common::versions::{connect_with, cut_over_and_complete, proxy_with_spec, start_migration};
 use tokio_postgres::error::SqlState;
 use viewgate::pg_cluster::SUPERUSER;
 
@@ -164,19 +161,7 @@ fn composite_info(proxy: &TestProxy, version: &str, table: &str, columns: &str) 
 #[test]
 fn a_bound_or_built_relation_name_names_the_versions_table() {
     let proxy = proxy_with_spec(SCHEMA, SPEC);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("0002_clients.toml");
-    std::fs::write(&file, RENAME).unwrap();
-    catalog_command(&proxy, "migrate", &["start", &file.display().to_string()]).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || psql(
-            &proxy,
-            Some("v2"),
-            "SELECT 1"
-        )
-        .is_ok()),
-        "the proxy learns v2"
-    );
+    start_migration(&proxy, "0002_clients.toml", RENAME, "v2");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         // Live: v1 calls the table accounts, v2 clients; neither has the other's name, and
@@ -189,15 +174,7 @@ fn a_bound_or_built_relation_name_names_the_versions_table() {
     composite_info(&proxy, "v2", "clients", V2_COLUMNS);
 
     // After the contract the base table is called clients too.
-    catalog_command(&proxy, "cutover", &["--to", "v2"]).unwrap();
-    let mut completed = Err(String::new());
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            completed = catalog_command(&proxy, "migrate", &["complete"]);
-            completed.is_ok()
-        }),
-        "completes once the proxy serves no v1 session: {completed:?}"
-    );
+    cut_over_and_complete(&proxy, "v2");
     runtime.block_on(names_resolve(
         &proxy, "v2", "clients", V2_COLUMNS, "accounts",
     ));

@@ -37,6 +37,7 @@ mod error_positions;
 mod faults;
 mod grammar;
 mod introspection;
+mod introspection_checks;
 mod introspection_computed_names;
 mod introspection_sequences;
 mod large_messages;

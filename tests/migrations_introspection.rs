@@ -10,11 +10,8 @@
 use crate::common;
 use crate::deps;
 
-use std::time::Duration;
-
 use common::TestProxy;
-use common::versions::{catalog_command, proxy_with_spec, psql};
-use common::wait_until;
+use common::versions::{cut_over_and_complete, proxy_with_spec, psql, start_migration};
 use viewgate::model::identifier::MIGRATION_NAME_PREFIX;
 use viewgate::pg_cluster::SUPERUSER;
 
@@ -99,19 +96,7 @@ fn a_retyped_keys_new_version_reads_its_keys_as_after_the_contract() {
         v1_before[0]
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("0002_keys.toml");
-    std::fs::write(&file, RETYPE_KEYS).unwrap();
-    catalog_command(&proxy, "migrate", &["start", &file.display().to_string()]).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || psql(
-            &proxy,
-            Some("v2"),
-            "SELECT 1"
-        )
-        .is_ok()),
-        "the proxy learns v2"
-    );
+    start_migration(&proxy, "0002_keys.toml", RETYPE_KEYS, "v2");
     assert_eq!(
         proxy.admin("SELECT count(*) FROM pg_indexes WHERE indexname LIKE '\\_vg\\_v2\\_%'"),
         "3",
@@ -150,15 +135,7 @@ fn a_retyped_keys_new_version_reads_its_keys_as_after_the_contract() {
         Ok("a@x|zed".to_owned())
     );
 
-    catalog_command(&proxy, "cutover", &["--to", "v2"]).unwrap();
-    let mut completed = Err(String::new());
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            completed = catalog_command(&proxy, "migrate", &["complete"]);
-            completed.is_ok()
-        }),
-        "completes once the proxy serves no v1 session: {completed:?}"
-    );
+    cut_over_and_complete(&proxy, "v2");
     assert_eq!(introspect(&proxy, "v2"), v2_live);
     assert_eq!(reflect(&proxy, "v2"), reflected_live);
 }

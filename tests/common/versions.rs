@@ -106,6 +106,38 @@ pub fn catalog_command(proxy: &TestProxy, command: &str, args: &[&str]) -> Resul
     }
 }
 
+/// Starts the migration `text` (file `file_name`) with the CLI, and waits until the proxy
+/// serves its version (`version`).
+pub fn start_migration(proxy: &TestProxy, file_name: &str, text: &str, version: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(file_name);
+    std::fs::write(&file, text).unwrap();
+    catalog_command(proxy, "migrate", &["start", &file.display().to_string()]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || psql(
+            proxy,
+            Some(version),
+            "SELECT 1"
+        )
+        .is_ok()),
+        "the proxy learns {version}"
+    );
+}
+
+/// Cuts over to `version` and completes the live migration once the proxy serves no session
+/// at the old version.
+pub fn cut_over_and_complete(proxy: &TestProxy, version: &str) {
+    catalog_command(proxy, "cutover", &["--to", version]).unwrap();
+    let mut completed = Err(String::new());
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            completed = catalog_command(proxy, "migrate", &["complete"]);
+            completed.is_ok()
+        }),
+        "completes once the proxy serves no session at the old version: {completed:?}"
+    );
+}
+
 /// Runs SQL through the proxy with psql at `version` (None: the default).
 pub fn psql(proxy: &TestProxy, version: Option<&str>, sql: &str) -> Result<String, String> {
     let mut conninfo = proxy.conninfo();
