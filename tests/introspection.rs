@@ -544,6 +544,41 @@ fn the_versions_table_has_no_rule_definition() {
     );
 }
 
+/// The catalog substitutes' schemas (`viewgate_catalog_<version>`) and the views in them are
+/// not listed: tools that list every schema's tables (Kysely's and pgJDBC's `getTables`, their
+/// `getSchemas`, psql's `\dn`) showed dozens of views describing the catalog, which
+/// `information_schema`'s substitutes already leave out.
+#[test]
+fn the_catalog_substitutes_schemas_are_not_listed() {
+    let proxy = versioned_proxy();
+    let substitutes = proxy.admin(
+        "SELECT string_agg(oid::text, ',') FROM pg_namespace WHERE nspname LIKE 'viewgate\\_catalog\\_%'",
+    );
+    let in_substitutes =
+        format!("SELECT count(*) FROM pg_class WHERE relnamespace IN ({substitutes})");
+    assert_ne!(proxy.admin(&in_substitutes), "0", "there are substitutes");
+    for version in ["v1", "v2"] {
+        assert_eq!(
+            psql(
+                &proxy,
+                Some(version),
+                "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace
+                  WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
+            )
+            .unwrap(),
+            "public,viewgate",
+            "{version}"
+        );
+        assert_eq!(
+            psql(&proxy, Some(version), &in_substitutes).unwrap(),
+            "0",
+            "{version}"
+        );
+        // psql's \d still describes the version's table, through both substitutes.
+        assert!(describe(&proxy, version).contains("Table \"public.model_metadata\""));
+    }
+}
+
 /// No relation listed anywhere in the catalog names a column the version does not have: not
 /// another version's view, not a base-table index over a hidden column (an index's
 /// attributes carry the columns' names), and another version's catalog substitutes, which

@@ -68,6 +68,7 @@ pub const SUBSTITUTE_SCHEMA_PREFIX: &str = "viewgate_catalog_";
 /// or unqualified (`pg_catalog` is always searched first for unqualified names).
 pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_class",
+    "pg_namespace",
     "pg_attribute",
     "pg_attrdef",
     "pg_index",

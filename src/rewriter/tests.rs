@@ -473,11 +473,16 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = 'model_metadata'::regclass AND 'pg_class'::regclass > 0",
         "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a WHERE a.attrelid = 'public.model_metadata_v2'::regclass AND 'pg_class'::regclass > 0",
     );
+    // pg_namespace, without the substitutes' own schemas.
+    check_with_catalog(
+        "SELECT * FROM pg_catalog.pg_namespace",
+        "SELECT * FROM viewgate_catalog_v2.pg_namespace AS pg_namespace",
+    );
     // Only pg_catalog's relations, and information_schema's only when qualified.
     for unchanged in [
         "SELECT * FROM columns",
         "SELECT * FROM public.pg_class",
-        "SELECT * FROM pg_catalog.pg_namespace",
+        "SELECT * FROM pg_catalog.pg_type",
         "SELECT * FROM pg_stat_database",
         "SELECT * FROM information_schema.schemata",
         "SELECT 'pg_catalog.pg_class'::regclass",
@@ -538,7 +543,7 @@ fn with_catalog_substitutes_the_mention_scan_also_looks_for_the_catalog() {
         "SELECT * FROM Information_Schema.tables",
         &with_catalog
     ));
-    let unrelated = "SELECT * FROM pg_namespace JOIN deployments USING (id)";
+    let unrelated = "SELECT * FROM pg_type JOIN deployments USING (id)";
     assert!(!mentions_managed_table(unrelated, &with_catalog));
     assert!(mentions_managed_table(
         "SELECT * FROM Model_Metadata",

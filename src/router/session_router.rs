@@ -257,17 +257,21 @@ impl SessionRouter {
     /// [`Self::refresh`] would. Before, such a session was counted as routed by `default` at
     /// the old version after a cutover, and the operator waiting for `migrate complete` could
     /// not tell why it stayed. Its version itself moves only at its next Query or Parse,
-    /// ahead of which the upstream can be told it.
-    pub fn relabel(&mut self) {
+    /// ahead of which the upstream can be told it. Whether the reason changed: a Bind under
+    /// the same routing state costs one generation comparison.
+    pub fn relabel(&mut self) -> bool {
         let state = self.routing.load();
         if self.relabelled_under == Some(state.generation()) {
-            return;
+            return false;
         }
         self.relabelled_under = Some(state.generation());
         let next = self.resolve(&state);
-        if let Some(held) = self.held(&state, next.as_ref()) {
-            self.assignment = Some(held);
-        }
+        let Some(held) = self.held(&state, next.as_ref()) else {
+            return false;
+        };
+        let changed = self.assignment.as_ref().map(|a| a.reason) != Some(held.reason);
+        self.assignment = Some(held);
+        changed
     }
 
     fn requested(&self) -> Requested<'_> {

@@ -584,7 +584,12 @@ SELECT tc.constraint_type, k.column_name, k.ordinal_position FROM information_sc
 SELECT tc.constraint_type, k.column_name, k.ordinal_position FROM viewgate_catalog_{V}.table_constraints tc JOIN viewgate_catalog_{V}.key_column_usage k ON k.constraint_name = tc.constraint_name AND k.table_name = tc.table_name WHERE tc.table_name = 'model_metadata' ORDER BY 1, 3
 
 -- name: catalog_unrelated_relation_unchanged
+SELECT count(*) > 0 FROM pg_catalog.pg_collation l JOIN pg_catalog.pg_type t ON t.typcollation = l.oid WHERE l.collname = 'default'
+
+-- name: catalog_namespaces_without_the_substitutes
 SELECT count(*) > 0 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid WHERE n.nspname = 'pg_catalog'
+-- hand:
+SELECT count(*) > 0 FROM viewgate_catalog_{V}.pg_namespace AS n JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid WHERE n.nspname = 'pg_catalog'
 
 -- name: catalog_regclass_literal_stays_the_catalog
 SELECT count(*) FROM pg_catalog.pg_description WHERE classoid = 'pg_catalog.pg_class'::regclass AND objoid = 0

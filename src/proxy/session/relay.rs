@@ -135,8 +135,9 @@ impl Session {
                     }
                     // Counted under why it keeps its version, as a session that parses is.
                     frontend::BIND if quiet => {
-                        router.relabel();
-                        account_for(router, account, ledger);
+                        if router.relabel() {
+                            account_for(router, account, ledger);
+                        }
                         Inspection::Continue
                     }
                     frontend::QUERY | frontend::PARSE => {
