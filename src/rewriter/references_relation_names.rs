@@ -7,8 +7,11 @@
 //! ::regclass`, as TypeORM builds one; `to_regclass($1)`) is known only when the statement
 //! runs, so it is wrapped in one of the version's substitutes (`version_regclass`,
 //! `version_regtype`, `version_relation_name` for `to_regclass`), which give the version's
-//! view for a managed table and miss what the version does not see. Left as written, such a name resolved to the base table, which the catalog
-//! substitutes hide: no columns, no row type's attributes.
+//! view for a managed table and miss what the version does not see. Left as written, such a
+//! name resolved to the base table, which the catalog substitutes hide: no columns, no row
+//! type's attributes. And the other way: a relation's oid printed as text (`x::regclass::text`)
+//! is wrapped in `version_relation_text`, which prints the version's table's name where the
+//! `regclass` output prints its view's.
 
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
