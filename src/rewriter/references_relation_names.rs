@@ -205,7 +205,7 @@ impl Collector<'_> {
             return;
         }
         let (wrapper, after_name) = reader.wrapper(text);
-        let Some(function) = self.targets.version_name_reader(wrapper) else {
+        let Some(function) = self.targets.substitutes_function(wrapper) else {
             return;
         };
         let Some(start) = self.index.offset(inner.span().start) else {
@@ -252,7 +252,7 @@ impl Collector<'_> {
         if !is_relation_type(data_type) || names_a_type(data_type) {
             return;
         }
-        let Some(function) = self.targets.version_name_reader(VERSION_RELATION_TEXT) else {
+        let Some(function) = self.targets.substitutes_function(VERSION_RELATION_TEXT) else {
             return;
         };
         let Some(start) = self.index.offset(operand.span().start) else {

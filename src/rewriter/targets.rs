@@ -268,15 +268,13 @@ impl VersionTargets {
     /// function with a substitute (`SUBSTITUTE_FUNCTIONS`), in this version's substitutes'
     /// schema; `None` for every other function, and for every function without substitutes.
     pub fn substitute_function(&self, schema: Option<&str>, name: &str) -> Option<RelationName> {
-        let substitutes = &self.catalog.first()?.view.schema;
         (schema.is_none_or(|schema| schema == PG_CATALOG)
             && catalog_substitutes::SUBSTITUTE_FUNCTIONS.contains(&name))
-        .then(|| RelationName::new(substitutes.as_str(), name))
+        .then(|| self.substitutes_function(name))?
     }
 
-    /// The version's substitute `name` (one of `catalog_substitutes::VERSION_NAME_READERS`),
-    /// which reads a computed relation name as the version's; `None` without substitutes.
-    pub fn version_name_reader(&self, name: &str) -> Option<RelationName> {
+    /// The function `name` in the version's substitutes' schema; `None` without substitutes.
+    pub fn substitutes_function(&self, name: &str) -> Option<RelationName> {
         let substitutes = &self.catalog.first()?.view.schema;
         Some(RelationName::new(substitutes.as_str(), name))
     }
