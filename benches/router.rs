@@ -48,6 +48,7 @@ fn routing_map() -> RoutingMap {
         relation_schemas: Default::default(),
         pending_views: Vec::new(),
         kin: Default::default(),
+        catalog_change: None,
     }
 }
 

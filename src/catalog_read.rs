@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio_postgres::GenericClient;
 
 use crate::model::catalog_substitutes::{
-    SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX, VERSION_NAME_READERS, substitutes,
+    PLAN_OUTLINERS, SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX, VERSION_NAME_READERS,
+    substitutes,
 };
 use crate::model::identifier::MIGRATION_NAME_PREFIX;
 use crate::model::{
@@ -38,6 +39,9 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
     if !catalog_exists(client).await? {
         return Ok(RoutingMap::default());
     }
+    // First, so the map holds at least every change it counts (read committed: each read
+    // below sees every commit this one saw).
+    let catalog_change = catalog_change(client).await?;
     let context = "reading the routing map from the viewgate catalog";
     let rows = client
         .query(
@@ -62,6 +66,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         relation_schemas: BTreeMap::new(),
         pending_views: pending_views(client).await?,
         kin: BaseTableKin::default(),
+        catalog_change,
     };
     for row in rows {
         let version: String = row.get(0);
@@ -308,6 +313,7 @@ async fn catalog_substitutes(
     let names: Vec<&str> = substitutes().map(|(_, name)| name).collect();
     let functions: Vec<&str> = (SUBSTITUTE_FUNCTIONS.iter().copied())
         .chain(VERSION_NAME_READERS.iter().copied())
+        .chain(PLAN_OUTLINERS.iter().copied())
         .collect();
     let rows = client
         .query(
@@ -404,6 +410,36 @@ pub async fn catalog_exists(client: &impl GenericClient) -> Result<bool, Catalog
         .await
         .map_err(failed("looking for the viewgate catalog"))?;
     Ok(row.get(0))
+}
+
+/// How many changes the catalog has announced (`viewgate.catalog_change`); `None` for a catalog
+/// made before the count existed, or one this role may not read (the proxy then reports nothing
+/// and commands do not wait for it).
+pub async fn catalog_change(client: &impl GenericClient) -> Result<Option<i64>, CatalogReadError> {
+    let context = "reading the viewgate catalog's change count";
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('viewgate.catalog_change') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(failed(context))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    match client
+        .query_opt("SELECT change FROM viewgate.catalog_change", &[])
+        .await
+    {
+        Ok(row) => Ok(row.map(|row| row.get(0))),
+        Err(error)
+            if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(failed(context)(error)),
+    }
 }
 
 /// The version sessions get when nothing else decides (`cutover --to`).

@@ -342,6 +342,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("--database (or VIEWGATE_DATABASE) is required for a version cutover")?;
             let outcome = control::cutover(&database, to.as_deref(), guard.as_ref()).await?;
             println!("{outcome}");
+            cli::proxies_loaded::report(&database).await;
             Ok(())
         }),
         Command::Status { database, json } => runtime(0)?.block_on(async {
@@ -454,6 +455,7 @@ async fn views(command: ViewsCommand) -> anyhow::Result<()> {
             let overrides = lock_args.overrides();
             let outcome = control::apply(&spec, templates.as_deref(), &database, overrides).await?;
             println!("{outcome}");
+            cli::proxies_loaded::report(&database).await;
         }
         ViewsCommand::Status {
             spec,
@@ -478,6 +480,7 @@ async fn views(command: ViewsCommand) -> anyhow::Result<()> {
             let outcome =
                 control::drop_version(&database, &version, templates.as_deref(), overrides).await?;
             println!("{outcome}");
+            cli::proxies_loaded::report(&database).await;
         }
     }
     Ok(())

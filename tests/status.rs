@@ -219,6 +219,13 @@ fn the_admin_api_runs_status_and_cutover_with_the_token_only() {
         (reply["from"].as_str(), reply["to"].as_str()),
         (Some("v2"), Some("v1"))
     );
+    // It answers once the proxy (the only one) has loaded the change.
+    assert_eq!(
+        reply["proxies"]["serving"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(reply["proxies"]["behind"], serde_json::json!([]), "{body}");
 
     let (code, body) = post_json(admin_port, "/cutover", Some(TOKEN), r#"{"to": "v9"}"#);
     assert_eq!(code, 400, "{body}");

@@ -304,7 +304,7 @@ async fn init_creates_the_catalog_idempotently() {
             "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = 'viewgate' AND c.relkind = 'r'"
         ),
-        "apply_history,cutover_guard_counts,cutover_guards,migrations,proxies,routing_rules,settings,shadow_counts,shadow_diffs,shadow_runs,version_objects,versions"
+        "apply_history,catalog_change,cutover_guard_counts,cutover_guards,migrations,proxies,routing_rules,settings,shadow_counts,shadow_diffs,shadow_runs,version_objects,versions"
     );
     assert_eq!(
         database.admin("SELECT count(*), bool_and(default_version IS NULL) FROM viewgate.settings"),

@@ -2,7 +2,9 @@
 //! (`viewgate status`, `cutover --to` / `--rollback`, `route list|add|remove|set-weights`),
 //! for callers that reach the proxy's admin
 //! port rather than the catalog database. The proxy connects to its catalog for each request;
-//! the change reaches every proxy (this one included) through the catalog's NOTIFY.
+//! the change reaches every proxy (this one included) through the catalog's NOTIFY. A change
+//! answers once every live proxy has loaded it, with what they reported (`"proxies"`, as
+//! `control::proxies_loaded` gives it; `null` for a catalog that keeps no count).
 //!
 //! All routes here sit behind the bearer token.
 
@@ -21,6 +23,7 @@ use crate::control::cutover::default_version as cutover;
 use crate::control::cutover::guard::GuardArgs;
 use crate::control::error::ControlError;
 use crate::control::overview;
+use crate::control::proxies_loaded::{PROXY_LOAD_TIMEOUT, wait_for_proxies};
 use crate::control::routing::{RouteArgs, routes};
 use crate::model::Assign;
 use crate::proxy::state::ProxyState;
@@ -66,6 +69,18 @@ pub(super) async fn catalog(state: &ProxyState) -> Result<tokio_postgres::Client
         ));
     };
     Ok(connect(url).await?)
+}
+
+/// `answer` with the proxies' report of the change, once every live proxy has loaded it.
+async fn after_change(
+    client: &tokio_postgres::Client,
+    mut answer: serde_json::Value,
+) -> Result<Response, OperationError> {
+    let loaded = wait_for_proxies(client, PROXY_LOAD_TIMEOUT).await?;
+    if let Some(fields) = answer.as_object_mut() {
+        fields.insert("proxies".into(), serde_json::json!(loaded));
+    }
+    Ok(Json(answer).into_response())
 }
 
 async fn status(State(state): State<Arc<ProxyState>>) -> Result<Response, OperationError> {
@@ -117,13 +132,13 @@ async fn cutover_handler(
             ));
         }
     };
-    Ok(Json(serde_json::json!({
+    let answer = serde_json::json!({
         "from": outcome.from,
         "to": outcome.to,
         "guard": outcome.guard.map(|(id, _)| id),
         "message": outcome.to_string(),
-    }))
-    .into_response())
+    });
+    after_change(&client, answer).await
 }
 
 async fn route_list(State(state): State<Arc<ProxyState>>) -> Result<Response, OperationError> {
@@ -139,7 +154,8 @@ async fn route_add(
 ) -> Result<Response, OperationError> {
     let rule = args.to_rule()?;
     let mut client = catalog(&state).await?;
-    Ok(Json(routes::add(&mut client, &rule).await?).into_response())
+    let added = routes::add(&mut client, &rule).await?;
+    after_change(&client, serde_json::json!(added)).await
 }
 
 async fn route_remove(
@@ -148,10 +164,8 @@ async fn route_remove(
 ) -> Result<Response, OperationError> {
     let mut client = catalog(&state).await?;
     let removed = routes::remove(&mut client, id).await?;
-    Ok(
-        Json(serde_json::json!({ "removed": removed.id, "message": removed.to_string() }))
-            .into_response(),
-    )
+    let answer = serde_json::json!({ "removed": removed.id, "message": removed.to_string() });
+    after_change(&client, answer).await
 }
 
 /// `{"enabled": false}`.
@@ -168,12 +182,12 @@ async fn route_set_enabled(
 ) -> Result<Response, OperationError> {
     let mut client = catalog(&state).await?;
     let toggled = routes::set_enabled(&mut client, id, request.enabled).await?;
-    Ok(Json(serde_json::json!({
+    let answer = serde_json::json!({
         "id": toggled.id,
         "enabled": toggled.enabled,
         "message": toggled.to_string(),
-    }))
-    .into_response())
+    });
+    after_change(&client, answer).await
 }
 
 /// `{"weights": "v2=20,v1=80"}`.
@@ -191,11 +205,11 @@ async fn route_set_weights(
     let split = Assign::parse_split(&request.weights).map_err(ControlError::from)?;
     let mut client = catalog(&state).await?;
     let changed = routes::set_weights(&mut client, id, split).await?;
-    Ok(Json(serde_json::json!({
+    let answer = serde_json::json!({
         "id": changed.id,
         "from": changed.from,
         "to": changed.to.to_string(),
         "message": changed.to_string(),
-    }))
-    .into_response())
+    });
+    after_change(&client, answer).await
 }

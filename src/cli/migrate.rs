@@ -213,6 +213,7 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
                 },
             )
             .await?;
+            super::proxies_loaded::report(&database).await;
         }
         MigrateCommand::Status { database, json } => {
             let report = status(&database).await?;
@@ -235,6 +236,7 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
             )
             .await?;
             print_completed(&outcome);
+            super::proxies_loaded::report(&database).await;
         }
         MigrateCommand::Rollback {
             database,
@@ -265,6 +267,7 @@ pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
                     outcome.from, outcome.version, outcome.seconds, outcome.version
                 ),
             }
+            super::proxies_loaded::report(&database).await;
         }
     }
     Ok(())

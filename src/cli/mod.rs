@@ -6,6 +6,7 @@ pub mod duration_arg;
 pub mod migrate;
 pub mod process;
 pub mod progress;
+pub mod proxies_loaded;
 pub mod route;
 pub mod serve;
 pub mod shadow;

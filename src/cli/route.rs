@@ -147,18 +147,22 @@ pub async fn run(command: RouteCommand) -> Result<(), ControlError> {
                 "rule {} added at position {}: {}; proxies apply it at each session's next transaction boundary",
                 added.id, added.position, added.assign
             );
+            super::proxies_loaded::report(&database).await;
         }
         RouteCommand::Remove { id, database } => {
             println!("{}", control::route_remove(&database, id).await?);
+            super::proxies_loaded::report(&database).await;
         }
         RouteCommand::Enable { id, database } => {
             println!("{}", control::route_set_enabled(&database, id, true).await?);
+            super::proxies_loaded::report(&database).await;
         }
         RouteCommand::Disable { id, database } => {
             println!(
                 "{}",
                 control::route_set_enabled(&database, id, false).await?
             );
+            super::proxies_loaded::report(&database).await;
         }
         RouteCommand::SetWeights {
             id,
@@ -169,6 +173,7 @@ pub async fn run(command: RouteCommand) -> Result<(), ControlError> {
                 "{}",
                 control::route_set_weights(&database, id, &weights).await?
             );
+            super::proxies_loaded::report(&database).await;
         }
     }
     Ok(())

@@ -73,11 +73,13 @@ pub async fn run(command: ShadowCommand) -> Result<(), ControlError> {
             args.check()?;
             let mut client = connect(&database).await?;
             println!("{}", run::start(&mut client, &args).await?);
+            super::proxies_loaded::report(&database).await;
         }
         ShadowCommand::Stop { database } => {
             let mut client = connect(&database).await?;
             let id = run::stop(&mut client).await?;
             println!("shadow run {id} stopped; `viewgate shadow report` shows what it found");
+            super::proxies_loaded::report(&database).await;
         }
         ShadowCommand::Report { database, json } => {
             let client = connect(&database).await?;

@@ -5,7 +5,8 @@
 //! apply), [`routing`] (changing routing rules), [`cutover`] (default version and upstream),
 //! [`migrate`] (physical schema changes under live traffic, beside views).
 //! Files several rooms share stay here: [`error`], [`connect`], [`quote`], [`privilege`],
-//! [`retry`], [`templates`] and [`overview`] (`viewgate status`).
+//! [`retry`], [`templates`], [`overview`] (`viewgate status`) and [`proxies_loaded`] (a
+//! command waits for the proxies to serve its change).
 //! See docs/views.md.
 
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod migrate;
 pub mod overview;
 pub mod privilege;
+pub mod proxies_loaded;
 pub mod quote;
 pub mod retry;
 pub mod routing;

@@ -47,6 +47,9 @@ pub struct ProxyHeartbeat {
     pub sessions_active: i64,
     pub sessions: BTreeMap<String, i64>,
     pub session_reasons: BTreeMap<String, BTreeMap<String, i64>>,
+    /// The catalog change its routing state has loaded (`viewgate.catalog_change`); `None`
+    /// from a build or a catalog that does not report it.
+    pub loaded_change: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,8 +115,10 @@ pub async fn load_proxies(
             "SELECT proxy_id, listen, admin_listen, pid, build,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                     extract(epoch FROM now() - last_seen)::float8,
-                    default_version, sessions_active, sessions::text, session_reasons::text
-             FROM viewgate.proxies ORDER BY proxy_id",
+                    default_version, sessions_active, sessions::text, session_reasons::text,
+                    -- Through jsonb: a catalog from before the column has no such column.
+                    (to_jsonb(p) ->> 'loaded_change')::bigint
+             FROM viewgate.proxies p ORDER BY proxy_id",
             &[],
         )
         .await
@@ -137,6 +142,7 @@ pub async fn load_proxies(
                 sessions_active: row.get(8),
                 sessions: serde_json::from_str(&sessions).unwrap_or_default(),
                 session_reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                loaded_change: row.get(11),
             }
         })
         .collect())

@@ -222,6 +222,12 @@ pub const VERSION_NAME_READERS: &[&str] = &[
     VERSION_RELATION_TEXT,
 ];
 
+/// The substitutes' function that answers sqlx's `EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE
+/// sqlx_s_N(NULL, …)` with the plan's outline (`router::explain_execute` sends it there).
+pub const EXPLAIN_EXECUTE: &str = "explain_execute";
+/// It and the function that outlines a plan node, which a version's substitutes must have.
+pub const PLAN_OUTLINERS: &[&str] = &[EXPLAIN_EXECUTE, "explain_outline"];
+
 /// Words a statement that may compute a relation's name holds (`::regclass`, `::regtype`,
 /// `to_regclass(…)`): with substitutes, such a statement is read for the name to wrap.
 pub const RELATION_TYPE_MENTIONS: &[&str] = &["regclass", "regtype"];

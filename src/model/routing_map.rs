@@ -52,6 +52,9 @@ pub struct RoutingMap {
     /// foreign keys into them; kept fresh by the watcher's periodic refresh, as
     /// `relation_schemas` is.
     pub kin: BaseTableKin,
+    /// How many changes the catalog had announced when this map was read
+    /// (`viewgate.catalog_change`, read first); `None` for a catalog without the count.
+    pub catalog_change: Option<i64>,
 }
 
 impl RoutingMap {

@@ -99,10 +99,14 @@ impl Proxy {
             threads,
         } = self;
         if let Some(catalog) = &state.catalog {
+            let publisher = watcher::Publisher {
+                routing: state.routing.clone(),
+                cache: state.rewrite_cache.clone(),
+                reloaded: state.routing_reloaded.clone(),
+            };
             tokio::spawn(watcher::watch(
                 catalog.clone(),
-                state.routing.clone(),
-                state.rewrite_cache.clone(),
+                publisher,
                 state.config.relation_refresh_interval,
                 state.shutdown.clone(),
             ));

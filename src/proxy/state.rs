@@ -50,6 +50,8 @@ pub struct ProxyState {
     pub routing: SharedRouting,
     /// Rewrites shared by all sessions; cleared whenever the routing state is reloaded.
     pub rewrite_cache: Arc<RewriteCache>,
+    /// Signalled by the catalog watcher after each reload; the heartbeat then reports at once.
+    pub routing_reloaded: Arc<tokio::sync::Notify>,
     pub session_counters: SessionCounters,
     /// Per-version and per-rule counters (admin API, heartbeat, canary guard).
     pub telemetry: Arc<Telemetry>,
@@ -100,6 +102,7 @@ impl ProxyState {
             pause: PauseGate::default(),
             sessions: Arc::default(),
             switchboard: Arc::default(),
+            routing_reloaded: Arc::default(),
             migrations: ArcSwap::default(),
             shadow: ShadowTap::default(),
             tls_acceptor,

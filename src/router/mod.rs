@@ -15,8 +15,10 @@
 //! words those readers look at; `function_call` decides which FunctionCall messages a
 //! versioned session may send (large-object functions only); `server_version` what may
 //! move the server's `viewgate.version` away from the version told it, and when a session
-//! may send it. The routing map comes from the catalog through `catalog_read`.
+//! may send it; `explain_execute` sends sqlx's nullability EXPLAIN to the version's plan
+//! outline. The routing map comes from the catalog through `catalog_read`.
 
+pub mod explain_execute;
 pub mod function_call;
 pub mod prepared;
 pub mod raise;

@@ -170,6 +170,7 @@ mod tests {
             relation_schemas: Default::default(),
             pending_views: Vec::new(),
             kin: Default::default(),
+            catalog_change: None,
         };
         RoutingState::from_catalog("app", &map)
     }

@@ -1,13 +1,12 @@
 //! A session's version and what each of its statements becomes.
 //!
-//! Resolution order (decision 3 of the team's design notes, in `resolve.rs`): a matching routing rule
-//! marked `enforce`, then `SET viewgate.version` in the session, then the startup declaration,
-//! then the first matching routing rule, then the catalog's default version. A change takes
-//! effect at a transaction boundary: the version in effect is picked again only when the
-//! session is idle, so a transaction sees one version from BEGIN to COMMIT. A statement
-//! prepared under a version keeps it, because Parse is rewritten when it is sent; while a
-//! migration is live, a session holding such statements keeps its version too
-//! (`prepared.rs` says why), until it closes them.
+//! Resolution order (decision 3 of the design notes, in `resolve.rs`): a matching rule marked
+//! `enforce`, `SET viewgate.version`, the startup declaration, the first matching rule, the
+//! catalog's default version. A change takes effect at a transaction boundary: the version is
+//! picked again only when the session is idle, so a transaction sees one version from BEGIN
+//! to COMMIT. A statement prepared under a version keeps it, because Parse is rewritten when
+//! it is sent; while a migration is live, a session holding such statements keeps its
+//! version too (`prepared.rs` says why), until it closes them.
 //!
 //! Picking again is cheap: the session remembers the routing state's generation it resolved
 //! under and evaluates rules only when the catalog was reloaded or its own SET changed.
@@ -16,10 +15,9 @@
 //! could shadow a managed name: unqualified names are rewritten only where Postgres would
 //! find the managed table. Its SETs share the version's transaction bookkeeping: one
 //! snapshot, taken before the first change whose fate is not known, is put back if the
-//! transaction block rolls back, and a `SET LOCAL` value ends with the block.
-//!
-//! A session's own temporary relations named like a managed table (`temporary_relations`)
-//! are followed the same way in every versioned session: Postgres searches them first.
+//! transaction block rolls back, and a `SET LOCAL` value ends with the block. A session's
+//! own temporary relations named like a managed table (`temporary_relations`) are followed
+//! the same way: Postgres searches them first.
 //!
 //! Savepoints (`savepoints`) take the same kind of snapshot (the version SET and both
 //! search_path values) when made; `ROLLBACK TO` puts it back. Like SETs, they take effect
@@ -33,6 +31,7 @@
 
 use std::sync::Arc;
 
+use super::explain_execute;
 use super::prepared::PreparedStatements;
 use super::raise::Refusal;
 use super::resolve::{self, Requested};
@@ -450,6 +449,9 @@ impl SessionRouter {
             };
         };
         let targets = assignment.targets();
+        if let Some(call) = explain_execute::outline_call(sql, targets) {
+            return (Routed::Replace(call), true);
+        }
         let views = (targets
             .managed()
             .iter()

@@ -82,6 +82,7 @@ pub(super) fn routing_of_versions(
         relation_schemas: Default::default(),
         pending_views: Vec::new(),
         kin: Default::default(),
+        catalog_change: None,
     };
     Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
         "app", &map,

@@ -38,6 +38,9 @@ pub struct RoutingState {
     /// Their relatives (partitions, inheritance children, parents) and the foreign keys into
     /// them.
     kin: BaseTableKin,
+    /// The catalog change this state was loaded at (`RoutingMap::catalog_change`), which the
+    /// heartbeat reports so a command can wait until every proxy serves its change.
+    catalog_change: Option<i64>,
 }
 
 impl RoutingState {
@@ -96,6 +99,7 @@ impl RoutingState {
                 .map(|routed| (routed.base_schema.clone(), routed.base_table.clone()))
                 .collect(),
             kin: map.kin.clone(),
+            catalog_change: map.catalog_change,
             shadow: map
                 .shadow
                 .clone()
@@ -103,6 +107,12 @@ impl RoutingState {
                 .map(Arc::new),
             versions,
         }
+    }
+
+    /// The catalog change this state was loaded at; `None` before a load, or for a catalog
+    /// without the count.
+    pub fn catalog_change(&self) -> Option<i64> {
+        self.catalog_change
     }
 
     /// The shadow run in progress, if any.

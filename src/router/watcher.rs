@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
@@ -110,11 +111,29 @@ impl CatalogSource {
     }
 }
 
-/// Runs until shutdown: keeps `routing` equal to the catalog's latest state.
+/// Where the watcher publishes a state it loaded, and who hears of it.
+pub struct Publisher {
+    pub routing: SharedRouting,
+    /// Rewrites name views of the state they were made under, so a new state empties it.
+    pub cache: Arc<RewriteCache>,
+    /// Signalled after each publication, so the heartbeat reports the loaded catalog change
+    /// at once: a command waits for that report (`control::proxies_loaded`).
+    pub reloaded: Arc<Notify>,
+}
+
+impl Publisher {
+    /// Makes `state` the routing state.
+    fn publish(&self, state: RoutingState) {
+        self.routing.store(Arc::new(state));
+        self.cache.clear();
+        self.reloaded.notify_one();
+    }
+}
+
+/// Runs until shutdown: keeps the published routing state equal to the catalog's latest.
 pub async fn watch(
     source: Arc<CatalogSource>,
-    routing: SharedRouting,
-    cache: Arc<RewriteCache>,
+    publisher: Publisher,
     refresh_every: Duration,
     shutdown: Shutdown,
 ) {
@@ -122,7 +141,7 @@ pub async fn watch(
     loop {
         tokio::select! {
             _ = shutdown.begun() => return,
-            result = follow(&source, &routing, &cache, refresh_every) => {
+            result = follow(&source, &publisher, refresh_every) => {
                 if let Err(error) = result {
                     tracing::warn!(%error, retry_in = ?pause, "lost the catalog connection; serving with the last routing state");
                 }
@@ -139,8 +158,7 @@ pub async fn watch(
 /// One control connection's life: LISTEN, load, reload on each notification.
 async fn follow(
     source: &CatalogSource,
-    routing: &SharedRouting,
-    cache: &RewriteCache,
+    publisher: &Publisher,
     refresh_every: Duration,
 ) -> Result<(), WatchError> {
     let (client, mut connection) = source.connect().await?;
@@ -164,7 +182,7 @@ async fn follow(
         .batch_execute(&format!("LISTEN {CONTROL_CHANNEL}"))
         .await?;
     let (mut map, state) = source.load_map(&client).await?;
-    publish(routing, cache, state);
+    publisher.publish(state);
     tracing::info!(database = %source.database, "following the viewgate catalog");
     let mut refresh = tokio::time::interval(refresh_every);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,7 +203,7 @@ async fn follow(
                 }
                 map = loaded;
                 tracing::info!(versions = ?state.version_names(), default = ?state.default_version, rules = state.rules().len(), "routing state reloaded");
-                publish(routing, cache, state);
+                publisher.publish(state);
             }
             _ = refresh.tick() => {
                 let names = map.managed_names();
@@ -195,7 +213,7 @@ async fn follow(
                     map.relation_schemas = schemas;
                     map.kin = kin;
                     tracing::info!(relations = ?map.relation_schemas, relatives = map.kin.relatives.len(), foreign_keys = map.kin.references.len(), "relations named like managed tables, or their partitions, children, parents or foreign keys, changed");
-                    publish(routing, cache, RoutingState::from_catalog(&source.database, &map));
+                    publisher.publish(RoutingState::from_catalog(&source.database, &map));
                 }
             }
         }
@@ -204,10 +222,4 @@ async fn follow(
         Ok(result) => Ok(result?),
         Err(_) => Ok(()),
     }
-}
-
-/// Makes `state` the routing state. Cached rewrites name views of the old state, so they go.
-fn publish(routing: &SharedRouting, cache: &RewriteCache, state: RoutingState) {
-    routing.store(Arc::new(state));
-    cache.clear();
 }

@@ -105,6 +105,8 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
         tokio::select! {
             _ = state.shutdown.begun() => break,
             _ = tokio::time::sleep(interval) => {}
+            // A command waits for every proxy to report the change it made.
+            _ = state.routing_reloaded.notified() => {}
         }
     }
     if let Some(client) = client {
@@ -248,7 +250,7 @@ async fn beat(
         }
         Err(error) => return Err(error.into()),
     }
-    // Apart, so that a catalog from before this column (42703) still gets the beat above.
+    // Apart, so that a catalog from before these columns still gets the beat above.
     let latency: Vec<i64> = state
         .telemetry
         .latency_total()
@@ -262,6 +264,19 @@ async fn beat(
             &[&identity.proxy_id, &latency],
         )
         .await;
+    tolerate_older_catalog(written)?;
+    let loaded_change = state.routing.load().catalog_change();
+    let written = client
+        .execute(
+            "UPDATE viewgate.proxies SET loaded_change = $2 WHERE proxy_id = $1",
+            &[&identity.proxy_id, &loaded_change],
+        )
+        .await;
+    tolerate_older_catalog(written)
+}
+
+/// A catalog from before a column (42703) still gets the rest of the beat.
+fn tolerate_older_catalog(written: Result<u64, tokio_postgres::Error>) -> Result<(), BeatError> {
     match written {
         Err(error) if error.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) => {
             Err(error.into())
