@@ -49,6 +49,7 @@ fn routing_map() -> RoutingMap {
         pending_views: Vec::new(),
         kin: Default::default(),
         catalog_change: None,
+        unavailable: Default::default(),
     }
 }
 

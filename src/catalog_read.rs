@@ -18,7 +18,7 @@ use crate::model::catalog_substitutes::{
 use crate::model::identifier::MIGRATION_NAME_PREFIX;
 use crate::model::{
     Assign, BaseTableKin, CatalogRules, Cidr, Glob, Guard, InvalidRule, RoutedTable, RoutingMap,
-    Rule, RuleError, ShadowRun, ShapePattern, ViewMapping,
+    Rule, RuleError, ShadowRun, ShapePattern, Unavailable, ViewMapping,
 };
 use crate::net::postgres_error::describe_postgres_error;
 
@@ -67,6 +67,7 @@ pub async fn load_routing_map(client: &impl GenericClient) -> Result<RoutingMap,
         pending_views: pending_views(client).await?,
         kin: BaseTableKin::default(),
         catalog_change,
+        unavailable: unavailable_versions(client).await?,
     };
     for row in rows {
         let version: String = row.get(0);
@@ -410,6 +411,36 @@ pub async fn catalog_exists(client: &impl GenericClient) -> Result<bool, Catalog
         .await
         .map_err(failed("looking for the viewgate catalog"))?;
     Ok(row.get(0))
+}
+
+/// The versions the catalog has that are not active: pending (their migration backfills) or
+/// retired (with the version whose migration's contract retired it).
+async fn unavailable_versions(
+    client: &impl GenericClient,
+) -> Result<BTreeMap<String, Unavailable>, CatalogReadError> {
+    let rows = client
+        .query(
+            "SELECT v.version, v.state = 'pending',
+                    (SELECT m.version FROM viewgate.migrations m
+                      WHERE m.from_version = v.version AND m.phase = 'completed'
+                      ORDER BY m.id DESC LIMIT 1)
+               FROM viewgate.versions v WHERE v.state <> 'active'",
+            &[],
+        )
+        .await
+        .map_err(failed(
+            "reading the viewgate catalog's versions that are not active",
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let why = match row.get::<_, bool>(1) {
+                true => Unavailable::Pending,
+                false => Unavailable::Retired(row.get(2)),
+            };
+            (row.get(0), why)
+        })
+        .collect())
 }
 
 /// How many changes the catalog has announced (`viewgate.catalog_change`); `None` for a catalog

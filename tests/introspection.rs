@@ -574,6 +574,18 @@ fn the_catalog_substitutes_schemas_are_not_listed() {
             "0",
             "{version}"
         );
+        // Nor in information_schema's list (Doctrine's schema comparator reads it).
+        assert_eq!(
+            psql(
+                &proxy,
+                Some(version),
+                "SELECT string_agg(schema_name, ',' ORDER BY schema_name) FROM information_schema.schemata
+                  WHERE schema_name !~ '^pg_' AND schema_name <> 'information_schema'"
+            )
+            .unwrap(),
+            "public,viewgate",
+            "{version}"
+        );
         // psql's \d still describes the version's table, through both substitutes.
         assert!(describe(&proxy, version).contains("Table \"public.model_metadata\""));
     }

@@ -75,6 +75,19 @@ fn setup(schema: &str, spec: &str) -> (ThrowawayCluster, ProxyProcess, u16) {
     (cluster, proxy, admin_port)
 }
 
+/// [`setup`] with the spec given as its text, written to the returned directory (keep it
+/// until the test ends).
+fn setup_with_spec(
+    schema: &str,
+    spec: &str,
+) -> (tempfile::TempDir, ThrowawayCluster, ProxyProcess, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("viewgate.toml");
+    std::fs::write(&file, spec).unwrap();
+    let (cluster, proxy, admin_port) = setup(schema, &file.display().to_string());
+    (dir, cluster, proxy, admin_port)
+}
+
 /// A client through the proxy at the default version, or declaring `version` (retried until
 /// the proxy has learned it from the catalog).
 async fn client(proxy: &ProxyProcess, version: Option<&str>) -> Client {
@@ -461,6 +474,96 @@ async fn a_session_that_only_binds_is_counted_as_held() {
         status.contains("\"held\""),
         "the heartbeat shows why the session is at v1: {status}"
     );
+}
+
+/// Live sessions per version, as `viewgate status --json` sums the heartbeats.
+fn sessions_by_version(cluster: &ThrowawayCluster) -> serde_json::Value {
+    let status = viewgate(cluster, &["status", "--json"]).expect("status");
+    serde_json::from_str::<serde_json::Value>(&status).unwrap()["sessions"].clone()
+}
+
+/// A session that stands quiet through a cutover (a LISTEN connection waiting for
+/// notifications: sqlx's `PgListener`, job queues) is counted where its next statement will
+/// run, so `migrate complete` is not refused for it; it was counted at v1 until it sent
+/// another statement, so the contract waited for the application to restart (the Rust walk).
+/// One idle inside a transaction holds v1 until the transaction ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_session_follows_a_cutover_and_does_not_hold_back_the_contract() {
+    use futures_util::StreamExt;
+
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let url = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", proxy.port);
+    let (listener, mut connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(notification) = message {
+                let _ = heard_tx.send(notification.payload().to_owned());
+            }
+        }
+    });
+    assert_eq!(text(&listener, "SHOW viewgate.version").await, ["v1"]);
+    listener.batch_execute("LISTEN jobs").await.unwrap();
+    let in_block = client(&proxy, None).await;
+    in_block
+        .batch_execute("BEGIN; SELECT count(*) FROM models")
+        .await
+        .unwrap();
+
+    viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
+    // The listener sent nothing since; it is counted at v2, the open transaction at v1.
+    let mut sessions = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            sessions = sessions_by_version(&cluster);
+            sessions == serde_json::json!({"v1": 1, "v2": 1})
+        }),
+        "{sessions}"
+    );
+    let refused = viewgate(&cluster, &["migrate", "complete"]).unwrap_err();
+    assert!(refused.contains("1 live session(s) at v1"), "{refused}");
+
+    // Its transaction over, the other session follows too, and the contract goes ahead
+    // with both still connected.
+    in_block.batch_execute("COMMIT").await.unwrap();
+    complete_once_the_heartbeats_allow(&cluster).await;
+    let notifier = client(&proxy, None).await;
+    notifier.batch_execute("NOTIFY jobs, 'done'").await.unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await;
+    assert_eq!(payload.ok().flatten().as_deref(), Some("done"));
+    assert_eq!(text(&listener, "SHOW viewgate.version").await, ["v2"]);
+    assert_eq!(text(&in_block, "SELECT count(*) FROM models").await, ["2"]);
+}
+
+/// A named Parse that Postgres refused made no statement, and holds nothing: drivers do not
+/// close a statement whose Parse failed (the PHP, Perl and Ruby walk's PDO, DBD::Pg and Sequel
+/// sessions were each held at their version by one after a 42703, and `migrate complete` was
+/// refused, until they reconnected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parse_postgres_refused_holds_nothing() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let session = client(&proxy, None).await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    let refused = session
+        .prepare("SELECT no_such_column FROM models")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN)
+    );
+    let kept = session.prepare("SELECT name FROM models").await.unwrap();
+    cut_over_to_v2(&cluster, &proxy).await;
+    // Held by the statement that exists, and by nothing once it is closed.
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    drop(kept);
+    assert!(
+        wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v2"] })
+            .await,
+        "the refused Parse holds nothing"
+    );
+    complete_once_the_heartbeats_allow(&cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1068,6 +1171,63 @@ async fn a_prepared_merge_runs_after_the_complete_renames_its_columns() {
     );
 }
 
+/// A write at the new version that the older version's narrower column cannot hold, while
+/// both are live, is refused with the type it does not fit and what to do (the Node walk:
+/// a 150-character email at v2 while v1's column is `varchar(100)` got only "SQLSTATE
+/// 22001 … its up and down expressions are what failed", though the migration had none);
+/// after the contract it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_too_wide_for_the_older_version_says_which_type_it_does_not_fit() {
+    let (_dir, cluster, proxy, _) = setup_with_spec(
+        "CREATE TABLE people (id bigserial PRIMARY KEY, email varchar(10) NOT NULL)",
+        "[[tables]]\nname = \"people\"\nkey = [\"id\"]\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"people\"\ncolumns = [\"id\", \"email\"]\n",
+    );
+    start_migration(
+        &cluster,
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"people\"\ncolumn = \"email\"\ntype = \"varchar(40)\"\n",
+    );
+    let v2 = client(&proxy, Some("v2")).await;
+    let wide = "INSERT INTO people (email) VALUES ('twenty-characters-xy')";
+    let error = v2.simple_query(wide).await.unwrap_err();
+    let db = error.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "22001", "{db:?}");
+    assert!(
+        db.message().contains("into an older version's columns")
+            && db
+                .message()
+                .contains("value too long for type character varying(10)")
+            && db.message().contains("viewgate migrate complete"),
+        "{db:?}"
+    );
+    text(&v2, "INSERT INTO people (email) VALUES ('short')").await;
+
+    viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
+    drop(v2);
+    complete_once_the_heartbeats_allow(&cluster).await;
+    let v2 = client(&proxy, Some("v2")).await;
+    text(&v2, wide).await;
+    assert_eq!(
+        text(&v2, "SELECT email FROM people ORDER BY id").await,
+        ["short", "twenty-characters-xy"]
+    );
+    // An application still declaring v1 is told what became of it.
+    let at_v1 = format!(
+        "postgres://{SUPERUSER}@127.0.0.1:{}/postgres?options=-c%20viewgate.version%3Dv1",
+        proxy.port
+    );
+    let refused = tokio_postgres::connect(&at_v1, NoTls).await.err();
+    let message = refused
+        .as_ref()
+        .and_then(|e| e.as_db_error())
+        .map(|e| e.message());
+    assert_eq!(
+        message,
+        Some(
+            "unknown viewgate version \"v1\": it was retired when the migration to v2 completed; known versions: v2"
+        )
+    );
+}
+
 /// The thirty-seventh red-team pass: an `up` that failed on a value printed it in the error a
 /// v1 writer got ("invalid input syntax for type integer: …"), a value of a column v1 may not
 /// have. An error raised inside a sync trigger keeps its SQLSTATE and nothing else.
@@ -1101,7 +1261,11 @@ column = { name = "version_number", type = "integer" }
         .unwrap_err();
     let db = error.as_db_error().expect("a server error");
     assert_eq!(db.code().code(), "22P02", "{db:?}");
-    assert!(db.message().contains("sync trigger failed"), "{db:?}");
+    assert!(
+        db.message()
+            .contains("sync trigger could not carry this write into a newer version's columns"),
+        "{db:?}"
+    );
     assert!(
         db.detail().is_none()
             && db.where_().is_none()
@@ -1431,19 +1595,12 @@ async fn a_constraint_violation_names_the_table_as_the_version_does() {
 /// and answer at both versions now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_being_retyped_still_keys_the_new_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("viewgate.toml");
-    std::fs::write(
-        &spec,
-        "[[tables]]\nname = \"accounts\"\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"accounts\"\ncolumns = [\"id\", \"email\", \"name\"]\n",
-    )
-    .unwrap();
-    let (cluster, proxy, _) = setup(
+    let (_dir, cluster, proxy, _) = setup_with_spec(
         "CREATE TABLE accounts (id integer PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL);
          INSERT INTO accounts VALUES (1, 'a@x', 'ada'), (2, 'b@x', 'bob');
          CREATE TABLE runs (id serial PRIMARY KEY, account_id bigint);
          INSERT INTO runs (account_id) VALUES (1), (1), (2);",
-        &spec.display().to_string(),
+        "[[tables]]\nname = \"accounts\"\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"accounts\"\ncolumns = [\"id\", \"email\", \"name\"]\n",
     );
     start_migration(
         &cluster,

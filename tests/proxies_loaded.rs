@@ -50,16 +50,23 @@ fn two_proxies() -> (ThrowawayCluster, ProxyProcess, ProxyProcess) {
         ProxyProcess::start(&cluster, &env),
     );
     assert!(
-        wait_until(Duration::from_secs(10), || cluster
-            .psql(
-                "postgres",
-                "SELECT count(*) FROM viewgate.proxies
-                 WHERE loaded_change = (SELECT change FROM viewgate.catalog_change)"
-            )
-            .is_ok_and(|count| count == "2")),
+        both_report_the_change(&cluster),
         "both proxies report the catalog's change"
     );
     (cluster, first, second)
+}
+
+/// Waits until both proxies' heartbeats report the catalog's latest change.
+fn both_report_the_change(cluster: &ThrowawayCluster) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        cluster
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM viewgate.proxies
+                 WHERE loaded_change = (SELECT change FROM viewgate.catalog_change)",
+            )
+            .is_ok_and(|count| count == "2")
+    })
 }
 
 /// One connection attempt, no retry: the test is that the first one is routed right.
@@ -162,13 +169,7 @@ async fn a_proxy_that_cannot_load_the_change_is_named() {
 
     // Running again, it loads the change and reports it.
     assert!(
-        wait_until(Duration::from_secs(10), || cluster
-            .psql(
-                "postgres",
-                "SELECT count(*) FROM viewgate.proxies
-                 WHERE loaded_change = (SELECT change FROM viewgate.catalog_change)"
-            )
-            .is_ok_and(|count| count == "2")),
+        both_report_the_change(&cluster),
         "the stopped proxy reports the change once it runs"
     );
     connect_once(&stopped, Some("v2")).await;

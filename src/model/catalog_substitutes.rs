@@ -138,6 +138,7 @@ pub const INFORMATION_SCHEMA_SUBSTITUTES: &[&str] = &[
     "triggered_update_columns",
     "routines",
     "parameters",
+    "schemata",
 ];
 /// The `information_schema` substitutes among those that list a table's columns (privileges,
 /// types, domains, generation): for a managed table, its version's view's own rows, so a

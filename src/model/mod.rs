@@ -42,7 +42,7 @@ pub use base_table_kin::BaseTableKin;
 pub use cidr::{Cidr, CidrError};
 pub use glob::{Glob, GlobError};
 pub use guard::Guard;
-pub use routing_map::{RoutedTable, RoutingMap};
+pub use routing_map::{RoutedTable, RoutingMap, Unavailable};
 pub use rule::{CatalogRules, InvalidRule, Rule};
 pub use rule_error::RuleError;
 pub use shadow_run::ShadowRun;

@@ -23,6 +23,15 @@ pub struct RoutedTable {
     pub mapping: Option<ViewMapping>,
 }
 
+/// Why the catalog has a version that no session may ask for, told to one that asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Unavailable {
+    /// Its migration has not gone live yet (it backfills).
+    Pending,
+    /// Retired by the contract of the migration to this version; `None`: by `views drop`.
+    Retired(Option<String>),
+}
+
 /// What the proxy needs to route sessions and rewrite table names: per active version, its
 /// tables and views; the default version; every routing rule, in evaluation order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -55,6 +64,8 @@ pub struct RoutingMap {
     /// How many changes the catalog had announced when this map was read
     /// (`viewgate.catalog_change`, read first); `None` for a catalog without the count.
     pub catalog_change: Option<i64>,
+    /// The versions that are not active, and why.
+    pub unavailable: BTreeMap<String, Unavailable>,
 }
 
 impl RoutingMap {

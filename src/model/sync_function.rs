@@ -17,21 +17,37 @@ pub fn fill_name(migration_id: i64, table_hash: &str) -> String {
     format!("sync_{migration_id}_up_f_{table_hash}")
 }
 
+/// Which way a sync function carries a write: `up` computes the newer version's columns from
+/// an older version's write, `down` the older version's from a newer one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    Up,
+    Down,
+}
+
 /// Whether `context` (an ErrorResponse's CONTEXT lines) runs through a sync function:
 /// `PL/pgSQL function viewgate.sync_4_up_u_…() line 12 at assignment` (unqualified when the
 /// schema is on the search_path).
 pub fn in_context(context: &str) -> bool {
-    context.match_indices("function ").any(|(at, word)| {
+    carried_in_context(context).is_some()
+}
+
+/// The way the first sync function `context` runs through carries the write.
+pub fn carried_in_context(context: &str) -> Option<Carried> {
+    context.match_indices("function ").find_map(|(at, word)| {
         let called = &context[at + word.len()..];
         let called = called
             .strip_prefix("viewgate.")
             .or_else(|| called.strip_prefix("\"viewgate\"."))
             .unwrap_or(called);
-        let Some(rest) = called.strip_prefix("sync_") else {
-            return false;
-        };
+        let rest = called.strip_prefix("sync_")?;
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        digits > 0 && (rest[digits..].starts_with("_up_") || rest[digits..].starts_with("_down_"))
+        match &rest[digits..] {
+            _ if digits == 0 => None,
+            after if after.starts_with("_up_") => Some(Carried::Up),
+            after if after.starts_with("_down_") => Some(Carried::Down),
+            _ => None,
+        }
     })
 }
 
@@ -53,6 +69,14 @@ mod tests {
         assert!(in_context(
             "SQL statement \"…\"\nPL/pgSQL function sync_12_down_ab() line 3 at assignment"
         ));
+        assert_eq!(
+            carried_in_context("PL/pgSQL function sync_12_down_ab() line 3 at assignment"),
+            Some(Carried::Down)
+        );
+        assert_eq!(
+            carried_in_context(&format!("PL/pgSQL function viewgate.{function}() line 1")),
+            Some(Carried::Up)
+        );
         assert!(!in_context(
             "PL/pgSQL function public.sync_all() line 3 at RETURN"
         ));

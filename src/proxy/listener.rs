@@ -110,6 +110,7 @@ impl Proxy {
                 state.config.relation_refresh_interval,
                 state.shutdown.clone(),
             ));
+            tokio::spawn(tell_sessions_of_reloads(state.clone()));
         }
         let sessions = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(state.config.max_client_connections));
@@ -241,5 +242,20 @@ async fn refuse_too_many(tcp: TcpStream, state: &ProxyState) {
     {
         handshake::refuse(&mut client, SessionError::TooManyClients).await;
         let _ = client.shutdown().await;
+    }
+}
+
+/// Tells the sessions of each reload of the routing state, until shutdown: a quiet one picks
+/// its version again (`session::follow_routing`).
+async fn tell_sessions_of_reloads(state: Arc<ProxyState>) {
+    let mut reloaded = state.routing_reloaded.subscribe();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.begun() => return,
+            changed = reloaded.changed() => match changed {
+                Ok(()) => state.sessions.follow_routing(),
+                Err(_) => return,
+            },
+        }
     }
 }

@@ -50,8 +50,9 @@ pub struct ProxyState {
     pub routing: SharedRouting,
     /// Rewrites shared by all sessions; cleared whenever the routing state is reloaded.
     pub rewrite_cache: Arc<RewriteCache>,
-    /// Signalled by the catalog watcher after each reload; the heartbeat then reports at once.
-    pub routing_reloaded: Arc<tokio::sync::Notify>,
+    /// Marked by the catalog watcher after each reload: the heartbeat then reports at once,
+    /// and quiet sessions pick their version again (`SessionControl::FollowRouting`).
+    pub routing_reloaded: Arc<tokio::sync::watch::Sender<()>>,
     pub session_counters: SessionCounters,
     /// Per-version and per-rule counters (admin API, heartbeat, canary guard).
     pub telemetry: Arc<Telemetry>,
@@ -102,7 +103,7 @@ impl ProxyState {
             pause: PauseGate::default(),
             sessions: Arc::default(),
             switchboard: Arc::default(),
-            routing_reloaded: Arc::default(),
+            routing_reloaded: Arc::new(tokio::sync::watch::Sender::new(())),
             migrations: ArcSwap::default(),
             shadow: ShadowTap::default(),
             tls_acceptor,

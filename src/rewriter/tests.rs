@@ -473,10 +473,14 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = 'model_metadata'::regclass AND 'pg_class'::regclass > 0",
         "SELECT a.attname FROM viewgate_catalog_v2.pg_attribute a WHERE a.attrelid = 'public.model_metadata_v2'::regclass AND 'pg_class'::regclass > 0",
     );
-    // pg_namespace, without the substitutes' own schemas.
+    // pg_namespace and information_schema's schemata, without the substitutes' own schemas.
     check_with_catalog(
         "SELECT * FROM pg_catalog.pg_namespace",
         "SELECT * FROM viewgate_catalog_v2.pg_namespace AS pg_namespace",
+    );
+    check_with_catalog(
+        "SELECT * FROM information_schema.schemata",
+        "SELECT * FROM viewgate_catalog_v2.schemata AS schemata",
     );
     // Only pg_catalog's relations, and information_schema's only when qualified.
     for unchanged in [
@@ -484,7 +488,7 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT * FROM public.pg_class",
         "SELECT * FROM pg_catalog.pg_type",
         "SELECT * FROM pg_stat_database",
-        "SELECT * FROM information_schema.schemata",
+        "SELECT * FROM information_schema.sequences",
         "SELECT 'pg_catalog.pg_class'::regclass",
     ] {
         check_with_catalog(unchanged, unchanged);

@@ -13,6 +13,11 @@
 //! A temporary view or function holds until `DISCARD TEMP` or `DISCARD ALL` (a `DROP` of it
 //! is not followed).
 //!
+//! A named Parse holds from when it is sent; at the next quiet boundary, one of a batch that
+//! Postgres refused before answering that Parse (each Parse is answered in order, and an
+//! error skips the rest of its batch) made no statement and holds nothing, though drivers
+//! never close it.
+//!
 //! A release counts only once Postgres has done it (the nineteenth red-team pass released
 //! holds on a `DEALLOCATE` that Postgres refused, skipped after an error, or never saw because
 //! the proxy refused its query string). Each release the client sends (a Close of a statement
@@ -59,6 +64,10 @@ pub struct PreparedStatements {
     pending: Vec<Pending>,
     /// The batch the messages routed now belong to (`SessionRouter::note_batch`).
     batch: u64,
+    /// How many Parses the client has sent in `batch`.
+    parses_in_batch: u32,
+    /// The named Parses that made a hold since the last quiet boundary.
+    created: Vec<Created>,
     /// Orders holds and releases within one stretch between quiet boundaries.
     sequence: u64,
 }
@@ -76,6 +85,27 @@ struct Pending {
     sent: u64,
     batch: u64,
     answer: Answer,
+}
+
+/// What Postgres answered since the last quiet boundary that decides what the session still
+/// holds: the batch of each answer to a release, and each batch it refused a message of,
+/// with how many of the batch's Parses it had answered by then.
+#[derive(Debug, Default)]
+pub struct Answers {
+    pub releases: Vec<(u64, Answer)>,
+    pub failed_batches: Vec<(u64, u32)>,
+}
+
+/// A named Parse that made a hold, until its batch is answered: Postgres answers a batch's
+/// Parses in order and skips the rest of the batch after an error, so the Parse made its
+/// statement only if its batch failed after it, or not at all.
+#[derive(Debug, Clone)]
+struct Created {
+    name: String,
+    made: u64,
+    batch: u64,
+    /// Its place among the batch's Parses, from 0.
+    ordinal: u32,
 }
 
 /// What answers a release: a Close's CloseComplete, or a statement's command tag.
@@ -153,6 +183,14 @@ impl PreparedStatements {
         self.resolved.remove(name);
         if let (false, Some(version)) = (name.is_empty(), version) {
             let held = self.held(version);
+            if self.created.len() < MAX_PENDING_RELEASES {
+                self.created.push(Created {
+                    name: name.to_owned(),
+                    made: held.made,
+                    batch: self.batch,
+                    ordinal: self.parses_in_batch.saturating_sub(1),
+                });
+            }
             self.versions.insert(name.to_owned(), held);
         }
     }
@@ -169,8 +207,12 @@ impl PreparedStatements {
 
     /// The messages routed from now on belong to batch `batch` (see `proxy::session::progress`:
     /// counted by the messages a ReadyForQuery answers).
-    pub fn note_batch(&mut self, batch: u64) {
-        self.batch = batch;
+    pub fn note_batch(&mut self, batch: u64, parse: bool) {
+        if self.batch != batch {
+            self.batch = batch;
+            self.parses_in_batch = 0;
+        }
+        self.parses_in_batch += u32::from(parse);
     }
 
     /// Statement `name`, just parsed, depends on the session's name resolution.
@@ -319,13 +361,30 @@ impl PreparedStatements {
     /// since the last one, in order: of the releases of each kind each batch held, as many as
     /// it had answers of that kind were done (Postgres stops a batch at its first error).
     /// Returns whether a hold ended.
-    pub fn settle(&mut self, answered: &[(u64, Answer)]) -> bool {
+    pub fn settle(&mut self, answered: &Answers) -> bool {
+        let created = std::mem::take(&mut self.created);
+        let before = self.held_count();
+        // A Parse of a batch Postgres refused before answering it made nothing (drivers do not
+        // close a statement whose Parse failed: the walk's DBD::Pg, PDO and Sequel sessions
+        // were held by one after a 42703 until they reconnected).
+        for made in created {
+            let failed = (answered.failed_batches.iter())
+                .any(|&(batch, parses)| batch == made.batch && made.ordinal >= parses);
+            if failed
+                && self
+                    .versions
+                    .get(&made.name)
+                    .is_some_and(|held| held.made == made.made)
+            {
+                self.versions.remove(&made.name);
+                self.resolved.remove(&made.name);
+            }
+        }
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
-            return false;
+            return self.held_count() < before;
         }
-        let before = self.held_count();
-        let mut unused: Vec<(u64, Answer)> = answered.to_vec();
+        let mut unused: Vec<(u64, Answer)> = answered.releases.clone();
         for Pending {
             release,
             sent,

@@ -18,7 +18,15 @@ fn all_answered(prepared: &mut PreparedStatements) -> bool {
     let answered: Vec<(u64, Answer)> = (prepared.pending.iter())
         .map(|pending| (pending.batch, pending.answer))
         .collect();
-    prepared.settle(&answered)
+    settle(prepared, &answered)
+}
+
+/// A quiet boundary at which `releases` were answered and no batch failed.
+fn settle(prepared: &mut PreparedStatements, releases: &[(u64, Answer)]) -> bool {
+    prepared.settle(&Answers {
+        releases: releases.to_vec(),
+        failed_batches: Vec::new(),
+    })
 }
 
 fn held(prepared: &PreparedStatements, version: &str) -> Option<String> {
@@ -48,24 +56,60 @@ fn a_release_counts_only_as_far_as_its_batch_was_answered() {
     prepared.parsed("s1", Some("v1"));
     prepared.parsed("s2", Some("v1"));
     // Batch 4: a portal's Close answered, then an error skips the statement's.
-    prepared.note_batch(4);
+    prepared.note_batch(4, false);
     prepared.closed(None);
     prepared.closed(Some("s1"));
-    assert!(!prepared.settle(&[(4, Answer::CloseComplete)]));
+    assert!(!settle(&mut prepared, &[(4, Answer::CloseComplete)]));
     assert!(held(&prepared, "v2").is_some());
     // Batch 5: a DEALLOCATE behind an error in its query string, or one the proxy refused,
     // has no answer.
-    prepared.note_batch(5);
+    prepared.note_batch(5, false);
     run(&mut prepared, "SELECT 1/0; DEALLOCATE s1", None);
-    assert!(!prepared.settle(&[]));
+    assert!(!settle(&mut prepared, &[]));
     // Batch 6: an error after a release leaves it done; batch 7 is answered in full.
-    prepared.note_batch(6);
+    prepared.note_batch(6, false);
     prepared.closed(Some("s1"));
     prepared.closed(Some("s2"));
-    prepared.note_batch(7);
+    prepared.note_batch(7, false);
     run(&mut prepared, "DEALLOCATE s2", None);
-    assert!(prepared.settle(&[(6, Answer::CloseComplete), (7, Answer::Tag("DEALLOCATE")),]));
+    assert!(settle(
+        &mut prepared,
+        &[(6, Answer::CloseComplete), (7, Answer::Tag("DEALLOCATE")),]
+    ));
     assert!(prepared.versions.is_empty());
+}
+
+#[test]
+fn a_parse_of_a_batch_postgres_refused_first_holds_nothing() {
+    let mut prepared = PreparedStatements::default();
+    let mut parse = |batch: u64, name: &str| {
+        prepared.note_batch(batch, true);
+        prepared.parsed(name, Some("v1"));
+    };
+    // Batch 3: two Parses answered, the third refused (42703). Batch 4: its Parse answered,
+    // then its Bind failed. Batch 5: the unnamed statement's Parse answered, the named one's
+    // refused. Batch 6: answered in full.
+    for (batch, name) in [
+        (3, "a"),
+        (3, "b"),
+        (3, "c"),
+        (4, "d"),
+        (5, ""),
+        (5, "e"),
+        (6, "f"),
+    ] {
+        parse(batch, name);
+    }
+    let answered = Answers {
+        releases: Vec::new(),
+        failed_batches: vec![(3, 2), (4, 1), (5, 1)],
+    };
+    assert!(prepared.settle(&answered));
+    let mut names: Vec<&str> = prepared.versions.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "b", "d", "f"]);
+    // Known once settled: a later failure of batch 3's number changes nothing.
+    assert!(!prepared.settle(&answered));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use super::rules::{Assignment, ClientIdentity, CompiledRule, Reason};
 use super::state::RoutingState;
+use crate::model::Unavailable;
 
 /// What a session asked for itself.
 #[derive(Debug, Clone, Copy, Default)]
@@ -102,10 +103,23 @@ pub fn refused_version_message(state: &RoutingState, database: &str, version: &s
     }
 }
 
-/// The message for a version `state` does not know, naming those it does.
+/// The message for a version `state` does not serve, naming those it does: with why, where
+/// the catalog has it (an application still declaring a retired version after the contract,
+/// or one deployed before its migration went live).
 pub fn unknown_version_message(state: &RoutingState, version: &str) -> String {
+    let why = match state.unavailable(version) {
+        Some(Unavailable::Pending) => {
+            ": it is not live yet, its migration is still running (viewgate migrate status)"
+                .to_owned()
+        }
+        Some(Unavailable::Retired(Some(successor))) => {
+            format!(": it was retired when the migration to {successor} completed")
+        }
+        Some(Unavailable::Retired(None)) => ": it was retired (viewgate views drop)".to_owned(),
+        None => String::new(),
+    };
     format!(
-        "unknown viewgate version \"{version}\"; known versions: {}",
+        "unknown viewgate version \"{version}\"{why}; known versions: {}",
         state.version_names().join(", ")
     )
 }
@@ -171,6 +185,12 @@ mod tests {
             pending_views: Vec::new(),
             kin: Default::default(),
             catalog_change: None,
+            unavailable: [
+                ("v0".to_owned(), Unavailable::Retired(Some("v1".into()))),
+                ("vx".to_owned(), Unavailable::Retired(None)),
+                ("v4".to_owned(), Unavailable::Pending),
+            ]
+            .into(),
         };
         RoutingState::from_catalog("app", &map)
     }
@@ -314,5 +334,21 @@ mod tests {
             declared: Some("v0"),
         };
         assert!(resolve(&state, &client("a", "b", "127.0.0.1"), 0, gone).is_none());
+    }
+
+    #[test]
+    fn a_version_the_catalog_has_but_does_not_serve_is_told_why() {
+        let state = state(Vec::new());
+        let told = |version: &str| unknown_version_message(&state, version);
+        assert_eq!(
+            told("v0"),
+            "unknown viewgate version \"v0\": it was retired when the migration to v1 completed; known versions: v1, v2, v3"
+        );
+        assert!(told("vx").contains(": it was retired (viewgate views drop);"));
+        assert!(told("v4").contains(": it is not live yet, its migration is still running"));
+        assert_eq!(
+            told("v9"),
+            "unknown viewgate version \"v9\"; known versions: v1, v2, v3"
+        );
     }
 }

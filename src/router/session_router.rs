@@ -250,29 +250,6 @@ impl SessionRouter {
         self.assignment = self.held(&state, next.as_ref()).or(next);
     }
 
-    /// At a quiet Bind, of a session that may only bind what it prepared (pgx's and lib/pq's
-    /// cached statements): the reason it keeps its version picked again, `held` where the
-    /// routing now gives another that a statement it prepared holds it away from, as
-    /// [`Self::refresh`] would. Before, such a session was counted as routed by `default` at
-    /// the old version after a cutover, and the operator waiting for `migrate complete` could
-    /// not tell why it stayed. Its version itself moves only at its next Query or Parse,
-    /// ahead of which the upstream can be told it. Whether the reason changed: a Bind under
-    /// the same routing state costs one generation comparison.
-    pub fn relabel(&mut self) -> bool {
-        let state = self.routing.load();
-        if self.relabelled_under == Some(state.generation()) {
-            return false;
-        }
-        self.relabelled_under = Some(state.generation());
-        let next = self.resolve(&state);
-        let Some(held) = self.held(&state, next.as_ref()) else {
-            return false;
-        };
-        let changed = self.assignment.as_ref().map(|a| a.reason) != Some(held.reason);
-        self.assignment = Some(held);
-        changed
-    }
-
     fn requested(&self) -> Requested<'_> {
         Requested {
             set: self.set.as_deref(),
@@ -638,6 +615,8 @@ impl Rewriting<'_> {
 mod holds;
 #[path = "session_router_refusals.rs"]
 mod refusals;
+#[path = "session_router_relabel.rs"]
+mod relabel;
 #[path = "session_router_version.rs"]
 mod version_commands;
 

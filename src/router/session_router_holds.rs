@@ -3,7 +3,7 @@
 //! name resolution changes, SQL that creates something reading a version's view, and the
 //! Close messages and answers that end a hold.
 
-use super::super::prepared::{self, Answer, Resolved, TextContext};
+use super::super::prepared::{self, Answers, Resolved, TextContext};
 use super::super::rules::Assignment;
 use super::super::statement::Statement;
 use super::{Routed, SessionRouter};
@@ -117,7 +117,7 @@ impl SessionRouter {
     /// At a quiet boundary, with `answered` the batch of each answer to a release since the
     /// last one: the releases Postgres did take effect (`prepared.rs`); a hold that ends lets
     /// the version change.
-    pub fn settle_releases(&mut self, answered: &[(u64, Answer)]) {
+    pub fn settle_releases(&mut self, answered: &Answers) {
         if self.prepared.settle(answered) {
             self.resolved_under = None;
         }
@@ -129,10 +129,10 @@ impl SessionRouter {
         self.resolved_under = None;
     }
 
-    /// The messages routed from now on belong to batch `batch` (the count of messages a
-    /// ReadyForQuery answers sent before them).
-    pub fn note_batch(&mut self, batch: u64) {
-        self.prepared.note_batch(batch);
+    /// The message routed now belongs to batch `batch` (the count of messages a
+    /// ReadyForQuery answers sent before them); `parse`: it is a Parse.
+    pub fn note_batch(&mut self, batch: u64, parse: bool) {
+        self.prepared.note_batch(batch, parse);
     }
 
     /// The client sent a Close of a statement (`Some(name)`) or a portal (`None`): a

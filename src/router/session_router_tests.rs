@@ -4,11 +4,19 @@
 use super::*;
 use crate::model::{Assign, CatalogRules, Glob, Guard, Rule};
 use crate::model::{RoutedTable, RoutingMap};
-use crate::router::prepared::Answer;
+use crate::router::prepared::{Answer, Answers};
 use crate::router::raise::select_text;
 use crate::router::state::RoutingState;
 use crate::router::version_command::VERSION_SETTING;
 use arc_swap::ArcSwap;
+
+/// What a quiet boundary settles when `answered` were answered and no batch failed.
+fn releases(answered: &[(u64, Answer)]) -> Answers {
+    Answers {
+        releases: answered.to_vec(),
+        failed_batches: Vec::new(),
+    }
+}
 
 fn client(database: &str) -> ClientIdentity {
     ClientIdentity {
@@ -83,6 +91,7 @@ pub(super) fn routing_of_versions(
         pending_views: Vec::new(),
         kin: Default::default(),
         catalog_change: None,
+        unavailable: Default::default(),
     };
     Arc::new(ArcSwap::from_pointee(RoutingState::from_catalog(
         "app", &map,
@@ -342,9 +351,9 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
         session.parse("own", "SELECT * FROM T_V1", true),
         Routed::Forward
     );
-    session.note_batch(1);
+    session.note_batch(1, false);
     session.closed(Some("plain"));
-    session.settle_releases(&[(1, Answer::CloseComplete)]);
+    session.settle_releases(&releases(&[(1, Answer::CloseComplete)]));
     session.statement("SELECT 1", true);
     assert_eq!(
         why(&session),
@@ -352,16 +361,19 @@ fn prepared_statements_hold_the_version_while_a_migration_is_live() {
         "an unmanaged statement holds nothing"
     );
     // A release Postgres does not answer (skipped after an error) releases nothing.
-    session.note_batch(2);
+    session.note_batch(2, false);
     session.statement("SELECT 1/0; DEALLOCATE ins", true);
-    session.settle_releases(&[]);
+    session.settle_releases(&releases(&[]));
     session.statement("SELECT 1", true);
     assert_eq!(why(&session), "v1 (held)");
-    session.note_batch(3);
+    session.note_batch(3, false);
     session.statement("DEALLOCATE ins", true);
-    session.note_batch(4);
+    session.note_batch(4, false);
     session.closed(Some("own"));
-    session.settle_releases(&[(3, Answer::Tag("DEALLOCATE")), (4, Answer::CloseComplete)]);
+    session.settle_releases(&releases(&[
+        (3, Answer::Tag("DEALLOCATE")),
+        (4, Answer::CloseComplete),
+    ]));
     session.statement("SELECT 1", true);
     assert_eq!(why(&session), "v2 (default)");
     // With no migration live, statements hold nothing.
@@ -554,7 +566,7 @@ fn named_statements_are_prepared_again_when_the_resolution_changes() {
     assert!(session.stale_statements().is_empty());
     // Closed, and the close answered: forgotten.
     session.closed(Some("s1"));
-    session.settle_releases(&[(0, Answer::CloseComplete)]);
+    session.settle_releases(&releases(&[(0, Answer::CloseComplete)]));
     session.statement("SET search_path = tenant_a", true);
     session.set_settled(true);
     assert!(session.stale_statements().is_empty());

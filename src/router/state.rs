@@ -2,14 +2,14 @@
 //! default, and the routing rules compiled against those versions. Built from the catalog;
 //! replaced whole and swapped atomically, so sessions never take a lock to read it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
 use super::rules::{CompiledRule, InactiveVersion};
-use crate::model::{BaseTableKin, RoutingMap, ShadowRun};
+use crate::model::{BaseTableKin, RoutingMap, ShadowRun, Unavailable};
 use crate::rewriter::VersionTargets;
 use crate::rewriter::resolution;
 
@@ -41,6 +41,8 @@ pub struct RoutingState {
     /// The catalog change this state was loaded at (`RoutingMap::catalog_change`), which the
     /// heartbeat reports so a command can wait until every proxy serves its change.
     catalog_change: Option<i64>,
+    /// The versions no session may ask for, and why (told to one that asks).
+    unavailable: BTreeMap<String, Unavailable>,
 }
 
 impl RoutingState {
@@ -100,6 +102,7 @@ impl RoutingState {
                 .collect(),
             kin: map.kin.clone(),
             catalog_change: map.catalog_change,
+            unavailable: map.unavailable.clone(),
             shadow: map
                 .shadow
                 .clone()
@@ -113,6 +116,11 @@ impl RoutingState {
     /// without the count.
     pub fn catalog_change(&self) -> Option<i64> {
         self.catalog_change
+    }
+
+    /// Why `version` is not active, when the catalog has it.
+    pub fn unavailable(&self, version: &str) -> Option<&Unavailable> {
+        self.unavailable.get(version)
     }
 
     /// The shadow run in progress, if any.

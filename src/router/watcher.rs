@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 
 use super::state::{RoutingState, SharedRouting};
@@ -116,9 +116,10 @@ pub struct Publisher {
     pub routing: SharedRouting,
     /// Rewrites name views of the state they were made under, so a new state empties it.
     pub cache: Arc<RewriteCache>,
-    /// Signalled after each publication, so the heartbeat reports the loaded catalog change
-    /// at once: a command waits for that report (`control::proxies_loaded`).
-    pub reloaded: Arc<Notify>,
+    /// Marked after each publication: the heartbeat reports the loaded catalog change at once
+    /// (a command waits for that report, `control::proxies_loaded`), and quiet sessions pick
+    /// their version again.
+    pub reloaded: Arc<watch::Sender<()>>,
 }
 
 impl Publisher {
@@ -126,7 +127,7 @@ impl Publisher {
     fn publish(&self, state: RoutingState) {
         self.routing.store(Arc::new(state));
         self.cache.clear();
-        self.reloaded.notify_one();
+        self.reloaded.send_replace(());
     }
 }
 

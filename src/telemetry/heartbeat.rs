@@ -61,6 +61,7 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
         return;
     };
     let started = unix_now();
+    let mut reloaded = state.routing_reloaded.subscribe();
     let mut client: Option<Client> = None;
     let mut warned = false;
     loop {
@@ -106,7 +107,7 @@ pub async fn run(state: Arc<ProxyState>, identity: ProxyIdentity) {
             _ = state.shutdown.begun() => break,
             _ = tokio::time::sleep(interval) => {}
             // A command waits for every proxy to report the change it made.
-            _ = state.routing_reloaded.notified() => {}
+            Ok(()) = reloaded.changed() => {}
         }
     }
     if let Some(client) = client {

@@ -89,6 +89,11 @@ impl SentTexts {
         });
     }
 
+    /// How many Parses Postgres answered so far in the batch it is answering.
+    pub(super) fn parses_answered_now(&self) -> u32 {
+        self.parses_answered.load(Ordering::Relaxed)
+    }
+
     /// Postgres answered batches up to `answered` (its count): their statements are done.
     pub(super) fn batch_answered(&self, answered: u64) {
         self.parses_answered.store(0, Ordering::Relaxed);

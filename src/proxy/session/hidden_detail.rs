@@ -13,20 +13,38 @@ use bytes::BytesMut;
 
 use super::progress::Progress;
 use super::table_at_version::told_by_version_names;
-use crate::model::{sync_function, write_function};
+use crate::model::sync_function::{self, Carried};
+use crate::model::write_function;
 use crate::protocol::backend;
 use crate::rewriter::error_detail::{self, KeyOwner};
 use crate::rewriter::targets::{RelationName, VersionTargets};
 use crate::router::{RoutingState, SharedRouting};
 
 /// What a versioned session is told in place of an error raised inside a migration's sync
-/// trigger: the SQLSTATE stands, the message, detail and context (which may print another
-/// version's values) do not.
-fn sync_trigger_failed(code: &str) -> String {
+/// trigger: the SQLSTATE stands, and which way the write was carried; the detail and context
+/// (which may print another version's values) do not, nor does the message, but where its
+/// SQLSTATE is one whose message names a type and never a value ([`TYPE_ONLY_MESSAGES`]):
+/// a write at the new version that an older version's narrower column cannot hold (the Node
+/// walk's 150-character email at v2 while v1's column is `varchar(100)`) says so.
+fn sync_trigger_failed(code: &str, message: &str, carried: Option<Carried>) -> String {
+    let (into, expressions) = match carried {
+        Some(Carried::Up) => ("a newer version's columns", "its `up` expressions"),
+        _ => ("an older version's columns", "its `down` expressions"),
+    };
+    let told = TYPE_ONLY_MESSAGES.contains(&code) && !message.contains(['"', '\'']);
+    let cause = match told {
+        true => format!("SQLSTATE {code}: {message}"),
+        false => format!("SQLSTATE {code}"),
+    };
     format!(
-        "viewgate: a migration's sync trigger failed (SQLSTATE {code}) computing another version's columns from this write; the statement was not applied (`viewgate migrate status` names the migration; its up and down expressions are what failed)"
+        "viewgate: a migration's sync trigger could not carry this write into {into}, which are live too ({cause}); the statement was not applied. Until `viewgate migrate complete` retires the older version, every write must fit both versions' columns (a value too long or too large for the column a migration widens fails), and {expressions} must succeed on it (`viewgate migrate status` names the migration)"
     )
 }
+
+/// SQLSTATEs whose messages name at most a type (`value too long for type character
+/// varying(100)`, `integer out of range`, `numeric field overflow`, `division by zero`),
+/// which a sync trigger's error may pass on; a message holding a quote is still left out.
+const TYPE_ONLY_MESSAGES: &[&str] = &["22001", "22003", "22012"];
 
 /// SQLSTATE class 23: integrity constraint violations, the errors whose detail names a row
 /// or key.
@@ -56,7 +74,9 @@ fn detail_told(
 ) -> Option<BytesMut> {
     if sync_function::in_context(&fields.context) {
         progress.version_targets()?;
-        return backend::with_only_message(frame, &sync_trigger_failed(&fields.code));
+        let carried = sync_function::carried_in_context(&fields.context);
+        let message = sync_trigger_failed(&fields.code, &fields.message, carried);
+        return backend::with_only_message(frame, &message);
     }
     let context_hidden = write_statement_hidden(progress, routing, fields, frame);
     let current = context_hidden.as_deref().unwrap_or(frame);

@@ -17,6 +17,7 @@
 //! move to another upstream).
 
 mod error_position;
+mod follow_routing;
 mod hidden_detail;
 mod progress;
 mod relay;
@@ -286,7 +287,8 @@ struct Session {
     upstream_version: Option<String>,
     /// What shadow reads need to remember of the session (prepared reads, search_path).
     shadow: ShadowSession,
-    _registration: Registration,
+    /// Its place in the registry, through which switch requests and reminders reach it.
+    registration: Registration,
 }
 
 impl Session {
@@ -329,7 +331,7 @@ impl Session {
             control: Some(control),
             pending: None,
             upstream_version,
-            _registration: registration,
+            registration,
             state,
         }
     }

@@ -15,7 +15,7 @@ use crate::protocol::frontend;
 use crate::proxy::pause::PauseGate;
 use crate::rewriter::VersionTargets;
 use crate::router::ConformingStrings;
-use crate::router::prepared::{Answer, MAX_PENDING_RELEASES};
+use crate::router::prepared::{Answer, Answers, MAX_PENDING_RELEASES};
 
 /// What both pumps read and write. Atomics because the session future must be `Send`; both
 /// pumps run in one task, so `Relaxed` suffices.
@@ -95,7 +95,11 @@ pub(super) struct Progress {
     /// nothing back any more only once answered (`router::prepared`). Touched only for those
     /// answers, which are rare.
     release_answers: Mutex<Vec<(u64, Answer)>>,
-    /// `release_answers` is not empty: most quiet boundaries take no lock.
+    /// Each batch Postgres refused a message of since the last quiet boundary, with how many
+    /// of its Parses it had answered: the batch's later Parses made no statement, and hold
+    /// nothing (`router::prepared`). Touched only on errors.
+    failed_batches: Mutex<Vec<(u64, u32)>>,
+    /// `release_answers` or `failed_batches` is not empty: most quiet boundaries take no lock.
     releases_answered: AtomicBool,
     /// The session's client_encoding is not UTF8 (from ParameterStatus): only pure-ASCII
     /// text, which reads the same in every encoding Postgres supports, can be rewritten.
@@ -205,10 +209,22 @@ impl Progress {
     /// and noted against the unsettled SET if it answers the SET's batch.
     pub(super) fn upstream_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        let batch = self.batches_answered.load(Ordering::Relaxed);
         let unsettled = self.unsettled_set.load(Ordering::Relaxed);
-        if unsettled != NO_BATCH && self.batches_answered.load(Ordering::Relaxed) == unsettled {
+        if unsettled != NO_BATCH && batch == unsettled {
             self.unsettled_failed.store(true, Ordering::Relaxed);
         }
+        let parses = self.sent_texts.parses_answered_now();
+        let mut failed = self
+            .failed_batches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Postgres skips the rest of a batch after its first error: one entry a batch.
+        if failed.len() < MAX_PENDING_RELEASES && failed.last().is_none_or(|&(b, _)| b != batch) {
+            failed.push((batch, parses));
+        }
+        drop(failed);
+        self.releases_answered.store(true, Ordering::Release);
     }
 
     /// A Parse was refused and replaced by `REFUSED_PARSE`: `error` goes to the client in
@@ -318,20 +334,25 @@ impl Progress {
         self.releases_answered.store(true, Ordering::Release);
     }
 
-    /// The batches of the release answers since the last call.
-    pub(super) fn take_release_answers(&self) -> Vec<(u64, Answer)> {
+    /// The batches of the release answers and of the failed batches since the last call.
+    pub(super) fn take_release_answers(&self) -> Answers {
         // A load first: the common boundary has nothing, and a swap would write the line.
         if !self.releases_answered.load(Ordering::Relaxed)
             || !self.releases_answered.swap(false, Ordering::Acquire)
         {
-            return Vec::new();
+            return Answers::default();
         }
-        std::mem::take(
-            &mut *self
-                .release_answers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        fn take<T>(answers: &Mutex<Vec<T>>) -> Vec<T> {
+            std::mem::take(
+                &mut *answers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+        }
+        Answers {
+            releases: take(&self.release_answers),
+            failed_batches: take(&self.failed_batches),
+        }
     }
 
     /// At a boundary where the pause gate may hold the session or move it to another

@@ -33,7 +33,7 @@ use crate::proxy::stats::SessionAccount;
 use crate::proxy::switch::SessionControl;
 use crate::rewriter::reading_settings::is_on_value;
 use crate::rewriter::word_scan::Words;
-use crate::router::prepared::Answer;
+use crate::router::prepared::{Answer, Answers};
 use crate::router::server_version;
 use crate::router::statement::Statement;
 use crate::router::{
@@ -43,6 +43,8 @@ use crate::router::{
 impl Session {
     /// Runs the pumps, stopping them for each switch request and starting them again after.
     pub(super) async fn relay(&mut self) -> Result<(), SessionError> {
+        // Counted from the start at the version its first statement will run at.
+        self.follow_routing();
         loop {
             match self.relay_until_control().await? {
                 Some(control) => self.obey(control).await?,
@@ -109,7 +111,7 @@ impl Session {
                 // take effect (`router::prepared`).
                 let answered = match quiet {
                     true => progress.take_release_answers(),
-                    false => Vec::new(),
+                    false => Answers::default(),
                 };
                 let Some(router) = router.as_mut() else {
                     return Inspection::Continue;
@@ -117,7 +119,7 @@ impl Session {
                 if quiet {
                     router.settle_releases(&answered);
                 }
-                router.note_batch(batch);
+                router.note_batch(batch, tag == frontend::PARSE);
                 // Ahead of a message seen whole only: one glanced at by its header can only
                 // pass or wait (`pump`).
                 let prepared_again = match quiet && frame::is_whole(frame) {

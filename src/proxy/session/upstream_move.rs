@@ -38,6 +38,7 @@ impl Session {
                 }
                 let _ = reply.send(());
             }
+            SessionControl::FollowRouting => self.follow_routing(),
         }
         Ok(())
     }

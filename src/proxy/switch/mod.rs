@@ -35,8 +35,9 @@ use crate::proxy::upstream::{UpstreamError, UpstreamTarget};
 
 /// A prepared switch that is neither committed nor aborted within this time is aborted.
 pub const PREPARED_EXPIRY: Duration = Duration::from_secs(60);
-/// Control messages a session may have queued; the coordinator sends at most three.
-const CONTROL_QUEUE: usize = 4;
+/// Control messages a session may have queued: the coordinator sends at most three, and a
+/// reload of the routing state one more (dropped when the queue is full).
+const CONTROL_QUEUE: usize = 5;
 /// Extra time sessions get to answer a commit or abort (they only swap connections).
 const SWAP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,6 +63,9 @@ pub enum SessionControl {
     Commit { reply: oneshot::Sender<()> },
     /// Drop the prepared connection.
     Abort { reply: oneshot::Sender<()> },
+    /// The routing state was reloaded: a session standing quiet picks its version again, as
+    /// its next statement would, so it is counted where it will run.
+    FollowRouting,
 }
 
 /// The established sessions of one proxy, by id.
@@ -75,6 +79,23 @@ pub struct SessionRegistry {
 pub struct Registration {
     registry: Arc<SessionRegistry>,
     id: u64,
+}
+
+impl Registration {
+    /// Sends this session `control` after `delay`, unless it has ended by then.
+    pub fn remind(&self, delay: Duration, control: SessionControl) {
+        let (registry, id) = (self.registry.clone(), self.id);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let sender = registry
+                .sessions
+                .get(&id)
+                .map(|entry| entry.value().clone());
+            if let Some(sender) = sender {
+                let _ = sender.try_send(control);
+            }
+        });
+    }
 }
 
 impl Drop for Registration {
@@ -101,6 +122,14 @@ impl SessionRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+
+    /// Tells every session the routing state was reloaded; a session whose queue is full is
+    /// busy with a switch and picks its version again at its next statement anyway.
+    pub fn follow_routing(&self) {
+        for entry in &self.sessions {
+            let _ = entry.value().try_send(SessionControl::FollowRouting);
+        }
     }
 
     fn senders(&self) -> Vec<mpsc::Sender<SessionControl>> {
