@@ -591,6 +591,44 @@ fn the_catalog_substitutes_schemas_are_not_listed() {
     }
 }
 
+/// A catalog table's substitute keeps its `tableoid`, which queries join `pg_description`
+/// on: DBD::Pg's `table_info` (and with it `$dbh->tables()` and DBIx::Class::Schema::Loader)
+/// and psql's `\dd` failed with 42703 (`column c.tableoid does not exist`) at every version.
+#[test]
+fn catalog_tables_keep_their_tableoid() {
+    let proxy = versioned_proxy();
+    proxy.admin(
+        "COMMENT ON TABLE model_metadata IS 'the models';
+         ALTER TABLE model_metadata ADD CONSTRAINT named_model CHECK (model_name <> '');
+         COMMENT ON CONSTRAINT named_model ON model_metadata IS 'a name'",
+    );
+    let table_info = "SELECT c.relname, d.description FROM pg_catalog.pg_class c
+        LEFT JOIN pg_catalog.pg_description d
+               ON c.oid = d.objoid AND c.tableoid = d.classoid AND d.objsubid = 0
+        WHERE c.relname = 'model_metadata'";
+    let described = "SELECT count(*) FROM pg_catalog.pg_constraint k
+        JOIN pg_catalog.pg_description d ON d.objoid = k.oid AND d.classoid = k.tableoid
+        WHERE k.conname = 'named_model'";
+    for version in ["v1", "v2"] {
+        assert_eq!(
+            psql(&proxy, Some(version), table_info).unwrap(),
+            "model_metadata|the models",
+            "{version}"
+        );
+        assert_eq!(
+            psql(&proxy, Some(version), described).unwrap(),
+            "1",
+            "{version}"
+        );
+        let conninfo = format!(
+            "{} options='-c viewgate.version={version}'",
+            proxy.conninfo()
+        );
+        let dd = common::run_ok(proxy.psql(&conninfo).args(["-c", "\\dd named_model"]));
+        assert!(dd.contains("a name"), "{version}: {dd}");
+    }
+}
+
 /// No relation listed anywhere in the catalog names a column the version does not have: not
 /// another version's view, not a base-table index over a hidden column (an index's
 /// attributes carry the columns' names), and another version's catalog substitutes, which
