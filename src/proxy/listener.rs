@@ -245,8 +245,8 @@ async fn refuse_too_many(tcp: TcpStream, state: &ProxyState) {
     }
 }
 
-/// Tells the sessions of each reload of the routing state, until shutdown: a quiet one picks
-/// its version again (`session::follow_routing`).
+/// Tells the sessions of each reload of the routing state, until shutdown: a quiet one is
+/// counted at what its next statement will run at (`session::follow_routing`).
 async fn tell_sessions_of_reloads(state: Arc<ProxyState>) {
     let mut reloaded = state.routing_reloaded.subscribe();
     loop {

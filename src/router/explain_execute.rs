@@ -14,18 +14,21 @@ use crate::model::catalog_substitutes::EXPLAIN_EXECUTE;
 use crate::rewriter::VersionTargets;
 use crate::rewriter::identifier::quote_identifier;
 use crate::rewriter::lexer::{Kind, Token};
-use crate::rewriter::rewrite::contains_ignore_ascii_case;
+use crate::rewriter::word_scan::{WordSet, Words};
 
+/// The word every such statement holds, found by the statement's one word scan.
+const EXPLAIN_WORD: WordSet = WordSet::of(&["explain"]);
 /// A prepared statement takes at most this many parameters (Postgres's protocol limit).
 const MAX_PARAMETERS: usize = 65_535;
 /// Postgres's longest identifier; a longer statement name is not sqlx's.
 const MAX_NAME_BYTES: usize = 63;
 
-/// The statement to send for `sql` at `targets`' version when `sql` is sqlx's nullability
-/// EXPLAIN and the version has managed tables and catalog substitutes; `None` otherwise.
-pub fn outline_call(sql: &str, targets: &VersionTargets) -> Option<String> {
-    // The cheap test first: almost no statement is an EXPLAIN of an EXECUTE.
-    if !contains_ignore_ascii_case(sql.as_bytes(), b"explain") || targets.managed().is_empty() {
+/// The statement to send for `sql` (holding `words`) at `targets`' version when `sql` is
+/// sqlx's nullability EXPLAIN and the version has managed tables and catalog substitutes;
+/// `None` otherwise.
+pub fn outline_call(sql: &str, words: Words, targets: &VersionTargets) -> Option<String> {
+    // The cheap test first: almost no statement is an EXPLAIN.
+    if !words.any(EXPLAIN_WORD) || targets.managed().is_empty() {
         return None;
     }
     let function = targets.substitutes_function(EXPLAIN_EXECUTE)?;

@@ -426,7 +426,7 @@ impl SessionRouter {
             };
         };
         let targets = assignment.targets();
-        if let Some(call) = explain_execute::outline_call(sql, targets) {
+        if let Some(call) = explain_execute::outline_call(sql, words, targets) {
             return (Routed::Replace(call), true);
         }
         let views = (targets
