@@ -151,7 +151,9 @@ async fn tour(
     v1_url: &str,
     v2_url: &str,
 ) -> Result<(), DemoError> {
-    let v1 = connect(v1_url).await?;
+    // Named, as an application's connections should be: a refused `migrate complete` names
+    // the sessions that still hold v1 by their application_name.
+    let v1 = connect(&format!("{v1_url}&application_name=demo-v1-app")).await?;
     println!("\nApplication build v1 works through the proxy:");
     show(
         &v1,
@@ -165,7 +167,7 @@ async fn tour(
     let written = Arc::new(AtomicU64::new(0));
     let writer = {
         let (stop, written) = (stop.clone(), written.clone());
-        let writer_client = connect(v1_url).await?;
+        let writer_client = connect(&format!("{v1_url}&application_name=demo-v1-writer")).await?;
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 writer_client

@@ -536,6 +536,94 @@ async fn a_quiet_session_follows_a_cutover_and_does_not_hold_back_the_contract()
     assert_eq!(text(&in_block, "SELECT count(*) FROM models").await, ["2"]);
 }
 
+/// A refused contract names the sessions that hold the old version back, as an operator finds
+/// them: the application, the client's address, why it is at its version, its transaction
+/// status and the Postgres backend serving it (to look up in `pg_stat_activity`). So do
+/// `migrate status` and `viewgate status`, from the heartbeats; the admin API's `/sessions`
+/// lists every session of its proxy. Before, the refusal said only "1 live session(s) at v1".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_contract_names_the_sessions_that_hold_the_old_version() {
+    let (_dir, cluster, proxy, admin_port) = start_rescale();
+    let url = |application: &str| {
+        format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres?application_name={application}",
+            proxy.port
+        )
+    };
+    let (billing, connection) = tokio_postgres::connect(&url("billing-worker"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let (web, connection) = tokio_postgres::connect(&url("web"), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let backend_pid = text(&billing, "SELECT pg_backend_pid()").await[0].clone();
+    billing
+        .batch_execute("BEGIN; SELECT count(*) FROM models")
+        .await
+        .unwrap();
+    assert_eq!(text(&web, "SHOW viewgate.version").await, ["v1"]);
+    viewgate(&cluster, &["cutover", "--to", "v2"]).expect("cutover");
+
+    let expected = format!(
+        "1 live session(s) at v1: application \"billing-worker\" (user {SUPERUSER}, from 127.0.0.1:"
+    );
+    let held = format!(
+        "placed by the default version, in transaction, Postgres backend pid {backend_pid})"
+    );
+    let mut refused = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            refused = viewgate(&cluster, &["migrate", "complete"]).unwrap_err();
+            refused.contains(&expected) && refused.contains(&held)
+        }),
+        "{refused}"
+    );
+    assert!(!refused.contains("\"web\""), "{refused}");
+
+    let status = viewgate(&cluster, &["migrate", "status", "--json"]).expect("status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let elsewhere = status["sessions_off_default"].as_array().unwrap();
+    assert_eq!(elsewhere.len(), 1, "{status}");
+    assert_eq!(elsewhere[0]["application_name"], "billing-worker");
+    assert_eq!(elsewhere[0]["version"], "v1");
+    assert!(
+        elsewhere[0]["proxy_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    let overview = viewgate(&cluster, &["status"]).expect("status");
+    assert!(
+        overview.contains("sessions at a version other than the default")
+            && overview.contains("v1 via ")
+            && overview.contains("application \"billing-worker\""),
+        "{overview}"
+    );
+
+    let (code, body) = common::http::get(admin_port, "/sessions", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let mut names: Vec<&str> = all
+        .iter()
+        .map(|session| session["application_name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["billing-worker", "web"], "{body}");
+    let (_, body) = common::http::get(admin_port, "/sessions?version=v1", Some(TOKEN));
+    let at_v1: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(at_v1.len(), 1, "{body}");
+    assert_eq!(at_v1[0]["transaction"], "in transaction");
+    assert_eq!(at_v1[0]["backend_pid"].to_string(), backend_pid);
+    assert_eq!(at_v1[0]["user"], SUPERUSER);
+    let (code, _) = common::http::get(admin_port, "/sessions", None);
+    assert_eq!(
+        code, 401,
+        "the session list names clients: it needs the token"
+    );
+
+    billing.batch_execute("COMMIT").await.unwrap();
+    complete_once_the_heartbeats_allow(&cluster).await;
+}
+
 /// A named Parse that Postgres refused made no statement, and holds nothing: drivers do not
 /// close a statement whose Parse failed (the PHP, Perl and Ruby walk's PDO, DBD::Pg and Sequel
 /// sessions were each held at their version by one after a 42703, and `migrate complete` was

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use crate::control::overview::Overview;
+use crate::control::overview::{self, Overview};
 use crate::control::shadow::report::ShadowReport;
 use crate::model::Assign;
 use crate::model::latency::LATENCY_BUCKETS;
@@ -119,6 +119,7 @@ pub fn render(data: &PanelData<'_>) -> String {
         );
     }
     out.push_str("</table>");
+    sessions_off_default(&mut out, overview);
 
     traffic(&mut out, data.versions);
 
@@ -140,6 +141,27 @@ pub fn render(data: &PanelData<'_>) -> String {
     }
     out.push_str("</table>");
     out
+}
+
+/// Who the sessions at another version than the default are: after a cutover, those a
+/// contract waits for.
+fn sessions_off_default(out: &mut String, overview: &Overview) {
+    let off_default =
+        overview::sessions_off_default(&overview.proxies, overview.default_version.as_deref());
+    if off_default.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Sessions at another version than the default</h2><table><tr><th>version</th><th>proxy</th><th>session</th></tr>");
+    for (proxy, session) in off_default {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(session.version.as_deref().unwrap_or("-")),
+            escape(proxy),
+            escape(&session.to_string())
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn shadow(out: &mut String, report: Option<&ShadowReport>, overview: &Overview) {
@@ -329,6 +351,59 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("none in progress"), "{out}");
+    }
+
+    #[test]
+    fn sessions_off_the_default_are_listed_escaped() {
+        use crate::control::overview::ProxyHeartbeat;
+        use crate::model::listed_session::ListedSession;
+        let session = |version: &str, application_name: &str| ListedSession {
+            client: "10.0.0.5:51234".into(),
+            user: "app".into(),
+            database: "shop".into(),
+            application_name: application_name.into(),
+            connected_at: "2026-12-07T15:02:11Z".into(),
+            version: Some(version.into()),
+            reason: Some("declared".into()),
+            transaction: "idle".into(),
+            backend_pid: Some(4242),
+        };
+        let proxy = ProxyHeartbeat {
+            proxy_id: "vg-a:6432".into(),
+            listen: "10.0.0.17:6432".into(),
+            admin_listen: None,
+            pid: 1,
+            build: "test".into(),
+            started_at: String::new(),
+            seconds_since_seen: 0.5,
+            stale: false,
+            default_version: Some("v2".into()),
+            sessions_active: 2,
+            sessions: Default::default(),
+            session_reasons: Default::default(),
+            loaded_change: None,
+            listed_sessions: [
+                ("v1".to_owned(), vec![session("v1", "<script>billing")]),
+                ("v2".to_owned(), vec![session("v2", "web")]),
+            ]
+            .into(),
+        };
+        let overview = Overview {
+            versions: Vec::new(),
+            default_version: Some("v2".into()),
+            rules: Vec::new(),
+            proxies: vec![proxy],
+            sessions: Default::default(),
+            session_reasons: Default::default(),
+            recent_events: Vec::new(),
+        };
+        let mut out = String::new();
+        sessions_off_default(&mut out, &overview);
+        assert!(
+            out.contains("application &quot;&lt;script&gt;billing&quot;"),
+            "{out}"
+        );
+        assert!(!out.contains("<script>") && !out.contains("web"), "{out}");
     }
 
     #[test]

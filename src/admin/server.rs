@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use super::auth::{AdminToken, require_token};
-use super::{dashboard, metrics, operations, shadow};
+use super::{dashboard, metrics, operations, sessions, shadow};
 use crate::proxy::reload;
 use crate::proxy::state::ProxyState;
 use crate::proxy::switch::SwitchError;
@@ -76,6 +76,7 @@ impl AdminServer {
             .route("/metrics", get(metrics_handler))
             .merge(operations::router())
             .merge(shadow::router())
+            .merge(sessions::router())
             .merge(dashboard::router())
             .route("/pause", get(pause_status).post(pause_handler))
             .route("/resume", post(resume_handler))

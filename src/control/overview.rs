@@ -13,6 +13,7 @@ use super::error::ControlError;
 use crate::catalog_read;
 use crate::model::Rule;
 use crate::model::heartbeat::{HEARTBEAT_INTERVAL, STALE_AFTER_BEATS};
+use crate::model::listed_session::{self, ListedByVersion, ListedSession};
 
 /// How many recent history rows status shows.
 const RECENT_EVENTS: i64 = 10;
@@ -50,6 +51,39 @@ pub struct ProxyHeartbeat {
     /// The catalog change its routing state has loaded (`viewgate.catalog_change`); `None`
     /// from a build or a catalog that does not report it.
     pub loaded_change: Option<i64>,
+    /// Who a few of the sessions at each version are, the longest connected first (empty
+    /// from a build or a catalog that does not report them).
+    pub listed_sessions: ListedByVersion,
+}
+
+impl ProxyHeartbeat {
+    /// `sessions` (of this proxy's `count` at `version`) for a message: who they are, as far as
+    /// the heartbeat lists them.
+    pub fn describe_sessions(&self, version: &str, count: i64) -> Option<String> {
+        let listed = self.listed_sessions.get(version)?;
+        (!listed.is_empty()).then(|| listed_session::describe(listed, count))
+    }
+}
+
+/// The listed sessions of live proxies at a version other than `default`, with their proxy's
+/// id: those a contract would wait for once the default has moved on.
+pub fn sessions_off_default<'p>(
+    proxies: &'p [ProxyHeartbeat],
+    default: Option<&str>,
+) -> Vec<(&'p str, &'p ListedSession)> {
+    proxies
+        .iter()
+        .filter(|proxy| !proxy.stale)
+        .flat_map(|proxy| {
+            proxy
+                .listed_sessions
+                .iter()
+                .filter(|(version, _)| Some(version.as_str()) != default)
+                .flat_map(move |(_, listed)| {
+                    listed.iter().map(move |s| (proxy.proxy_id.as_str(), s))
+                })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,7 +151,8 @@ pub async fn load_proxies(
                     extract(epoch FROM now() - last_seen)::float8,
                     default_version, sessions_active, sessions::text, session_reasons::text,
                     -- Through jsonb: a catalog from before the column has no such column.
-                    (to_jsonb(p) ->> 'loaded_change')::bigint
+                    (to_jsonb(p) ->> 'loaded_change')::bigint,
+                    coalesce(to_jsonb(p) -> 'listed_sessions', '{}')::text
              FROM viewgate.proxies p ORDER BY proxy_id",
             &[],
         )
@@ -129,6 +164,7 @@ pub async fn load_proxies(
             let seconds_since_seen: f64 = row.get(6);
             let sessions: String = row.get(9);
             let reasons: String = row.get(10);
+            let listed: String = row.get(12);
             ProxyHeartbeat {
                 proxy_id: row.get(0),
                 listen: row.get(1),
@@ -143,6 +179,7 @@ pub async fn load_proxies(
                 sessions: serde_json::from_str(&sessions).unwrap_or_default(),
                 session_reasons: serde_json::from_str(&reasons).unwrap_or_default(),
                 loaded_change: row.get(11),
+                listed_sessions: serde_json::from_str(&listed).unwrap_or_default(),
             }
         })
         .collect())
@@ -239,6 +276,17 @@ impl fmt::Display for Overview {
                 proxy.default_version.as_deref().unwrap_or("-"),
                 proxy.sessions_active,
             )?;
+        }
+        let off_default = sessions_off_default(&self.proxies, self.default_version.as_deref());
+        if !off_default.is_empty() {
+            writeln!(
+                f,
+                "sessions at a version other than the default (a few per version and proxy):"
+            )?;
+            for (proxy, session) in off_default {
+                let version = session.version.as_deref().unwrap_or("-");
+                writeln!(f, "  {version} via {proxy}: {session}")?;
+            }
         }
         writeln!(f, "recent events:")?;
         for event in &self.recent_events {

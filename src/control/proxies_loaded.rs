@@ -138,6 +138,7 @@ mod tests {
             sessions: Default::default(),
             session_reasons: Default::default(),
             loaded_change,
+            listed_sessions: Default::default(),
         }
     }
 

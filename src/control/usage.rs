@@ -26,9 +26,13 @@ pub async fn reasons_in_use(
             continue;
         }
         let sessions = proxy.sessions.get(version).copied().unwrap_or(0);
+        let who = proxy
+            .describe_sessions(version, sessions)
+            .map(|who| format!(": {who}"))
+            .unwrap_or_default();
         if sessions > 0 && proxy.stale {
             reasons.push(format!(
-                "proxy {} ({}) has not reported for {:.0} s; its last heartbeat showed {sessions} live session(s) at {version} (a silent proxy counts for {} minutes after its last heartbeat, in case it is only cut off from the catalog)",
+                "proxy {} ({}) has not reported for {:.0} s; its last heartbeat showed {sessions} live session(s) at {version} (a silent proxy counts for {} minutes after its last heartbeat, in case it is only cut off from the catalog){who}",
                 proxy.proxy_id,
                 proxy.listen,
                 proxy.seconds_since_seen,
@@ -36,7 +40,7 @@ pub async fn reasons_in_use(
             ));
         } else if sessions > 0 {
             reasons.push(format!(
-                "proxy {} ({}) has {sessions} live session(s) at {version}",
+                "proxy {} ({}) has {sessions} live session(s) at {version}{who}",
                 proxy.proxy_id, proxy.listen
             ));
         }

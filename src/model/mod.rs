@@ -4,7 +4,7 @@
 //! [`rule`] a routing rule, made of a match ([`glob`], [`cidr`]), an [`assign`]ment and a
 //! [`guard`], failing with a [`rule_error`]; [`channel`] and [`heartbeat`] are the contracts
 //! between the proxies and the control plane (the NOTIFY channel, the heartbeat's timing, the
-//! [`latency`] buckets);
+//! [`latency`] buckets, the [`listed_session`]s a heartbeat names);
 //! [`catalog_substitutes`] names the catalog relations each version sees through substitutes;
 //! [`migration_progress`] is where migrations stand, for `/metrics`; [`shadow_run`] the shadow
 //! run the proxies sample for, filtered by a [`shape_pattern`]; [`view_mapping`] how a view's
@@ -26,6 +26,7 @@ pub mod guard;
 pub mod heartbeat;
 pub mod identifier;
 pub mod latency;
+pub mod listed_session;
 pub mod migration_progress;
 pub mod routing_map;
 pub mod rule;

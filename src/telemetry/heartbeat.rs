@@ -1,6 +1,6 @@
 //! The proxy's heartbeat: every few seconds it writes who it is, where its admin API listens,
-//! the default version it routes to and its live sessions per version into
-//! `viewgate.proxies`, so `viewgate status` can show every replica from the catalog alone.
+//! the default version it routes to, its live sessions per version and who a few of them are
+//! into `viewgate.proxies`, so `viewgate status` can show every replica from the catalog alone.
 //!
 //! The heartbeat never creates catalog objects: if the table is missing (no catalog yet, or one
 //! made by an older build) it skips the beat. A lost connection is retried; serving never
@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::model::heartbeat::{BACKFILL_HEARTBEAT_INTERVAL, BACKFILLING_PHASE, HEARTBEAT_INTERVAL};
+use crate::model::listed_session::MAX_LISTED_SESSIONS_PER_VERSION;
 use crate::model::migration_progress::{LeftToRun, MigrationFigures, MigrationProgress};
 use crate::net::postgres_tls::error_text;
 use crate::proxy::state::ProxyState;
@@ -271,6 +272,19 @@ async fn beat(
         .execute(
             "UPDATE viewgate.proxies SET loaded_change = $2 WHERE proxy_id = $1",
             &[&identity.proxy_id, &loaded_change],
+        )
+        .await;
+    tolerate_older_catalog(written)?;
+    let listed = json_text(
+        &state
+            .telemetry
+            .cards()
+            .by_version(MAX_LISTED_SESSIONS_PER_VERSION),
+    );
+    let written = client
+        .execute(
+            "UPDATE viewgate.proxies SET listed_sessions = $2::text::jsonb WHERE proxy_id = $1",
+            &[&identity.proxy_id, &listed],
         )
         .await;
     tolerate_older_catalog(written)

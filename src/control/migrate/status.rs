@@ -21,6 +21,7 @@ use crate::catalog_read;
 use crate::control::catalog;
 use crate::control::error::ControlError;
 use crate::control::overview;
+use crate::model::listed_session::ListedSession;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationStatus {
@@ -39,11 +40,23 @@ pub struct StatusReport {
     /// Live sessions per version, summed over every proxy whose heartbeat is fresh.
     pub sessions: BTreeMap<String, i64>,
     pub default_version: Option<String>,
+    /// Who the sessions at a version other than the default are (a few per version and
+    /// proxy, as the heartbeats list them): those a contract waits for once the cutover is
+    /// made.
+    pub sessions_off_default: Vec<SessionElsewhere>,
     /// The process ID of the session running a `migrate` command now (holding the migration
     /// lock); without one, a backfilling migration is stopped until `migrate start` resumes it.
     pub command_running_pid: Option<i32>,
     /// What a complete or rollback left to run after its commit (`left_over.rs`).
     pub left_to_run: Vec<LeftToRun>,
+}
+
+/// A listed session at a version other than the default, and the proxy serving it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionElsewhere {
+    pub proxy_id: String,
+    #[serde(flatten)]
+    pub session: ListedSession,
 }
 
 pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
@@ -63,19 +76,26 @@ pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
             backfill: record.backfill,
         })
         .collect();
+    let proxies = overview::load_proxies(client).await?;
     let mut sessions = BTreeMap::new();
-    for proxy in overview::load_proxies(client).await? {
-        if proxy.stale {
-            continue;
-        }
-        for (version, count) in proxy.sessions {
-            *sessions.entry(version).or_insert(0) += count;
+    for proxy in proxies.iter().filter(|proxy| !proxy.stale) {
+        for (version, count) in &proxy.sessions {
+            *sessions.entry(version.clone()).or_insert(0) += count;
         }
     }
+    let default_version = catalog_read::default_version(client).await?;
+    let sessions_off_default = overview::sessions_off_default(&proxies, default_version.as_deref())
+        .into_iter()
+        .map(|(proxy_id, session)| SessionElsewhere {
+            proxy_id: proxy_id.to_owned(),
+            session: session.clone(),
+        })
+        .collect();
     Ok(StatusReport {
         migrations,
         sessions,
-        default_version: catalog_read::default_version(client).await?,
+        default_version,
+        sessions_off_default,
         command_running_pid: state::migration_command_pid(client).await?,
         left_to_run: left_over::pending(client).await?,
     })
@@ -192,7 +212,16 @@ impl fmt::Display for StatusReport {
                 sessions.join(", ")
             },
             self.default_version.as_deref().unwrap_or("(none)")
-        )
+        )?;
+        for elsewhere in &self.sessions_off_default {
+            let version = elsewhere.session.version.as_deref().unwrap_or("-");
+            writeln!(
+                f,
+                "  at {version} via proxy {}: {}",
+                elsewhere.proxy_id, elsewhere.session
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -398,6 +427,7 @@ mod tests {
             }],
             sessions: BTreeMap::new(),
             default_version: Some("v1".into()),
+            sessions_off_default: Vec::new(),
             command_running_pid: Some(4242),
             left_to_run: Vec::new(),
         };

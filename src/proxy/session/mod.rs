@@ -54,7 +54,7 @@ use crate::proxy::pump::Direction;
 use crate::proxy::reconnect::Reconnected;
 use crate::proxy::shadow_session::ShadowSession;
 use crate::proxy::state::ProxyState;
-use crate::proxy::stats::SessionAccount;
+use crate::proxy::stats::{Introduction, SessionAccount, SessionCard};
 use crate::proxy::switch::{Registration, SessionControl};
 use crate::router::version_command::VERSION_SETTING;
 use crate::router::{ClientIdentity, SessionRouter, search_path, version_command};
@@ -83,7 +83,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
         Some(version) => startup.with_setting(VERSION_SETTING, Some(version)),
         None => startup,
     };
-    relay_session(client, startup, router, state, deadline)
+    relay_session(client, peer, startup, router, state, deadline)
         .instrument(span)
         .await
         .unwrap_or_else(|error| log_end(peer, &error));
@@ -97,6 +97,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
 /// counts as busy: a pause waits for logins under way to finish.
 async fn relay_session(
     mut client: ClientStream,
+    peer: SocketAddr,
     startup: StartupMessage,
     router: Option<SessionRouter>,
     state: Arc<ProxyState>,
@@ -143,7 +144,7 @@ async fn relay_session(
     tracing::debug!("session established");
     // Registered before the startup pass ends, so a switch that waits for quiet sessions
     // cannot miss this one.
-    let session = Session::new(client, upstream, established, startup, router, state);
+    let session = Session::new(client, peer, upstream, established, startup, router, state);
     drop(startup_pass);
     session.run().await
 }
@@ -271,7 +272,8 @@ struct Session {
     upstream_key: Option<UpstreamKey>,
     /// ParameterStatus values, as the client last heard them.
     parameters: Vec<(String, String)>,
-    /// Per-version accounting of a versioned session's requests (unused when unversioned).
+    /// Per-version accounting of a versioned session's requests, and the card that lists the
+    /// session (versioned or not) to the heartbeat and the admin API.
     account: SessionAccount,
     ledger: RequestLedger,
     /// The client's startup, with the session's version for `viewgate.version`: what the
@@ -294,6 +296,7 @@ struct Session {
 impl Session {
     fn new(
         client: ClientStream,
+        peer: SocketAddr,
         upstream: UpstreamStream,
         established: Established,
         startup: StartupMessage,
@@ -306,6 +309,15 @@ impl Session {
         if let Some(router) = router.as_mut() {
             router.started_upstream_at(upstream_version.as_deref());
         }
+        let progress = Progress::new();
+        let introduction = Introduction {
+            client: peer,
+            user: startup.user().to_owned(),
+            database: startup.database().to_owned(),
+            application_name: startup.param("application_name").unwrap_or("").to_owned(),
+            backend_pid: established.upstream_key.as_ref().map(|key| key.process_id),
+        };
+        let card = SessionCard::new(introduction, progress.transaction.clone());
         Session {
             client,
             upstream,
@@ -319,12 +331,12 @@ impl Session {
                 UPSTREAM_MESSAGE_MAX_LEN,
                 false,
             ),
-            progress: Progress::new(),
+            progress,
             shadow: ShadowSession::new(&startup.params),
             router,
             upstream_key: established.upstream_key,
             parameters: established.parameters,
-            account: SessionAccount::new(state.telemetry.clone()),
+            account: SessionAccount::listed(state.telemetry.clone(), card),
             ledger: RequestLedger::default(),
             startup,
             cancel_key: established.cancel_key,

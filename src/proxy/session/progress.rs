@@ -23,7 +23,8 @@ use crate::router::prepared::{Answer, Answers, MAX_PENDING_RELEASES};
 pub(super) struct Progress {
     /// Messages sent upstream that are still owed a ReadyForQuery.
     pub(super) awaiting_ready: AtomicU32,
-    pub(super) transaction: AtomicU8,
+    /// Shared with the session's card (`proxy::stats::session_cards`), which lists it.
+    pub(super) transaction: Arc<AtomicU8>,
     /// The upstream sent a FATAL error: the client knows why the session is ending.
     pub(super) upstream_fatal: AtomicBool,
     /// An Execute was sent since the last Sync: work runs that only the Sync will end.

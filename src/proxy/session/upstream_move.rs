@@ -123,6 +123,9 @@ impl Session {
         if let Some(registration) = &self.cancel_key {
             registration.repoint(key.clone());
         }
+        if let Some(card) = self.account.card() {
+            card.served_by(key.process_id);
+        }
         self.upstream_key = Some(key);
         // The new backend started from the startup packet the move sent: it has the version
         // in it, not anything the proxy set on the old one.

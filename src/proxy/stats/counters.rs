@@ -12,6 +12,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use super::histogram::{HistogramSnapshot, LatencyHistogram};
+use super::session_cards::{SessionCard, SessionCards};
 use super::window::ErrorWindow;
 use crate::router::Reason;
 
@@ -25,6 +26,8 @@ pub struct Telemetry {
     /// Outcomes of the requests of sessions the default version placed, per version, for the
     /// guard of a guarded cutover (`telemetry::cutover_guard`).
     defaults: DashMap<String, Arc<ErrorWindow>>,
+    /// Who the live sessions are (`session_cards.rs`).
+    cards: SessionCards,
 }
 
 #[derive(Debug, Default)]
@@ -180,6 +183,11 @@ impl Telemetry {
         out
     }
 
+    /// The live sessions' cards.
+    pub fn cards(&self) -> &SessionCards {
+        &self.cards
+    }
+
     /// Hits per rule id, in id order.
     pub fn rule_hits(&self) -> Vec<(i64, u64)> {
         let mut hits: Vec<(i64, u64)> = self
@@ -198,6 +206,8 @@ impl Telemetry {
 pub struct SessionAccount {
     telemetry: Arc<Telemetry>,
     current: Option<(String, Reason, Arc<Attribution>)>,
+    /// The session's card and its number among the cards, kept while the account lives.
+    card: Option<(u64, Arc<SessionCard>)>,
 }
 
 impl SessionAccount {
@@ -205,7 +215,24 @@ impl SessionAccount {
         SessionAccount {
             telemetry,
             current: None,
+            card: None,
         }
+    }
+
+    /// An account whose session is listed by `card` until the account ends.
+    pub fn listed(telemetry: Arc<Telemetry>, card: SessionCard) -> Self {
+        let card = Arc::new(card);
+        let id = telemetry.cards.insert(card.clone());
+        SessionAccount {
+            telemetry,
+            current: None,
+            card: Some((id, card)),
+        }
+    }
+
+    /// The session's card, if it is listed.
+    pub fn card(&self) -> Option<&Arc<SessionCard>> {
+        self.card.as_ref().map(|(_, card)| card)
     }
 
     /// The session now runs at `version` for `reason`. Cheap when nothing changed, which is
@@ -214,6 +241,9 @@ impl SessionAccount {
         let unchanged = matches!(&self.current, Some((v, r, _)) if v == version && *r == reason);
         if !unchanged {
             self.release();
+            if let Some((_, card)) = &self.card {
+                card.count_at(Some((version, reason)));
+            }
         }
         let telemetry = &self.telemetry;
         let (_, _, attribution) = self.current.get_or_insert_with(|| {
@@ -255,6 +285,9 @@ impl SessionAccount {
         if let Some((_, _, attribution)) = self.current.take() {
             attribution.version.sessions.fetch_sub(1, Ordering::Relaxed);
             attribution.reason_sessions.fetch_sub(1, Ordering::Relaxed);
+            if let Some((_, card)) = &self.card {
+                card.count_at(None);
+            }
         }
     }
 
@@ -266,6 +299,9 @@ impl SessionAccount {
 impl Drop for SessionAccount {
     fn drop(&mut self) {
         self.release();
+        if let Some((id, _)) = &self.card {
+            self.telemetry.cards.remove(*id);
+        }
     }
 }
 
