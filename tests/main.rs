@@ -93,6 +93,7 @@ mod session_leaks;
 mod shadow;
 mod shutdown;
 mod status;
+mod table_structure;
 mod thousand_clients;
 mod tls;
 mod upsert_versions;

@@ -1,9 +1,11 @@
 //! DDL that would keep a managed table's whole shape: what the grammar check reads in it.
 //!
 //! Most DDL names a managed table to change the table itself (`ALTER TABLE`, `CREATE INDEX`,
-//! `GRANT`): that is the operator's business and passes through. Some DDL instead builds a new
-//! object from the table's shape or stores a reference that is read later, and as written it
-//! would give a version every column of every version:
+//! `GRANT`): that is the operator's business and passes through, except what would change
+//! its columns, name, schema or existence under every version, which no version's view would
+//! follow (refused at a version: `postgres_grammar_structure.rs`). Some DDL instead builds a
+//! new object from the table's shape or stores a reference that is read later, and as
+//! written it would give a version every column of every version:
 //! - `CREATE TABLE … (LIKE t)` copies the columns: rewritten to the version's view, which
 //!   `LIKE` accepts and which leaves no dependency behind ([`Place::Like`]);
 //! - the row type stored in a column, a function's argument or result, a composite type, a

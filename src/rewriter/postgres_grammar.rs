@@ -16,7 +16,9 @@
 //! and an unqualified name a WITH item shadows in its scope. DML targets are never shadowed by
 //! a WITH item: Postgres opens them as tables. In a view's or materialized view's definition,
 //! only managed tables count, as [`Place::ViewDefinition`] (refused, `refusal.rs`). In DDL
-//! only what copies or stores a managed table's shape is read (`definitions.rs`).
+//! only what copies or stores a managed table's shape is read (`definitions.rs`), and what
+//! would change a managed table's columns, name, schema or existence under every version
+//! ([`Place::TableStructure`], `postgres_grammar_structure.rs`).
 
 use std::borrow::Cow;
 
@@ -34,9 +36,12 @@ use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, STANDARD_CONFORMING_
 mod explain;
 #[path = "postgres_grammar_names.rs"]
 mod names;
+#[path = "postgres_grammar_structure.rs"]
+mod structure;
 
 use explain::explains_verbosely;
 pub use names::{after_table_keyword, aliased, name_extent, relation_of_column_extent};
+pub use structure::TableChange;
 
 /// Where a reference stands, which decides how it may be rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +66,9 @@ pub enum Place {
     /// A managed table (or its row type) in the definition of a view, materialized view or
     /// rule, which viewgate refuses (`refusal::view_definition`).
     ViewDefinition,
-    /// `CREATE TABLE … (LIKE name)`: the columns are copied from the version's view.
+    /// `CREATE TABLE … (LIKE name)`: the columns are copied from the version's view. Also a
+    /// name the search_path pins elsewhere where DDL stores its shape or changes its
+    /// structure: written qualified with the pin's schema.
     Like,
     /// The row type stored by DDL, a typed table's type, or a parent table (`INHERITS`,
     /// `PARTITION OF`): refused (`definitions.rs`).
@@ -105,6 +112,10 @@ pub enum Place {
     /// (`(arg).ts_stat` and `q.ts_stat` are `ts_stat(arg)`, `ts_stat(q)` in Postgres):
     /// refused; the reference names it.
     FieldCall,
+    /// DDL that would change a managed table's columns, their names or types, or the table's
+    /// name, schema or existence under every version, where the version's view would not
+    /// follow (`postgres_grammar_structure.rs`): refused at a version.
+    TableStructure(TableChange),
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -279,6 +290,9 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
                 aliased: false,
                 place: Place::AliasedBuiltIn,
             });
+        }
+        if !targets.managed().is_empty() {
+            walker.table_structure(statement, stmt_location(raw));
         }
         let read = fields
             .first()

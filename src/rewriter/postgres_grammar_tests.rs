@@ -53,7 +53,8 @@ fn finds_references_postgres_reads_and_only_those() {
 fn ddl_is_read_only_where_it_copies_or_stores_a_shape() {
     // The DDL's own object, a foreign key's table, an index's: the DDL's business.
     for sql in [
-        "ALTER TABLE model_metadata ADD COLUMN c int REFERENCES model_metadata (id)",
+        "ALTER TABLE t ADD COLUMN c int REFERENCES model_metadata (id)",
+        "ALTER TABLE model_metadata ADD CONSTRAINT c FOREIGN KEY (p) REFERENCES model_metadata",
         "CREATE TABLE model_metadata (id int REFERENCES model_metadata)",
         "CREATE INDEX ON model_metadata (id)",
         "GRANT SELECT ON model_metadata TO PUBLIC",
@@ -99,6 +100,42 @@ fn ddl_is_read_only_where_it_copies_or_stores_a_shape() {
     // A body with doubled quotes is not verbatim in the text: the refusal points at AS.
     let sql = "DO 'BEGIN RAISE NOTICE ''%'', (SELECT 1 FROM model_metadata); END'";
     assert_eq!(offsets(sql), vec![(3, Place::FunctionBody)]);
+}
+
+#[test]
+fn ddl_changing_a_managed_tables_structure_is_placed_at_its_name() {
+    let change = |sql: &str, name: &str, change| {
+        assert_eq!(
+            offsets(sql),
+            vec![(sql.find(name).unwrap(), Place::TableStructure(change))],
+            "{sql}"
+        );
+    };
+    change(
+        "ALTER TABLE model_metadata ALTER id SET DEFAULT 1, DROP COLUMN c",
+        "model",
+        TableChange::DropColumn,
+    );
+    change(
+        "ALTER TABLE public.model_metadata RENAME c TO d",
+        "public",
+        TableChange::RenameColumn,
+    );
+    change(
+        "ALTER TABLE model_metadata SET SCHEMA s",
+        "model",
+        TableChange::SetSchema,
+    );
+    change(
+        "DROP TABLE t, \"model_metadata\"",
+        "\"model",
+        TableChange::DropTable,
+    );
+    // The table's own structure only: a constraint's or trigger's new name is not one.
+    assert_eq!(
+        offsets("ALTER TABLE model_metadata RENAME CONSTRAINT c TO d"),
+        vec![]
+    );
 }
 
 #[test]

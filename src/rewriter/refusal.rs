@@ -3,7 +3,9 @@
 //! the version lacks, an upsert form it cannot map). The proxy answers it with 42601 and the
 //! position (42703 or 42P01 where it names what the version does not have: [`Undefined`]);
 //! it is never forwarded. So is DDL that would keep a managed table's whole shape (a view's
-//! definition, a stored row type, a function's body: `definitions.rs`).
+//! definition, a stored row type, a function's body: `definitions.rs`), and DDL that would
+//! change its columns, name, schema or existence under every version
+//! (`postgres_grammar_structure.rs`).
 
 /// Why a read statement is refused. `offset` is a byte offset into the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub enum Undefined {
     Column,
 }
 
-use super::postgres_grammar::{Place, Reference};
+use super::postgres_grammar::{Place, Reference, TableChange};
 use super::targets::VersionTargets;
 
 /// What Sequelize's `Model.findOrCreate` sends on Postgres: a temporary function returning
@@ -85,11 +87,43 @@ pub fn of_place(place: Place, table: &str, version: &str, view: &str) -> Option<
         Place::BaseArrayType => Some(format!(
             "\"_{table}\" is the array type of managed table \"{table}\" itself, whose rows have columns version \"{version}\" does not have; write {table}[] (viewgate rewrites it to the version's row type, {view}[])"
         )),
+        Place::TableStructure(change) => Some(table_structure(change, table, version, view)),
         Place::QueryText => Some(format!(
             "the relations a function reads from a string are not rewritten, and this call may read managed table \"{table}\" whole, with columns version \"{version}\" does not have; name the version's view ({view}) in a constant argument, or read the version's views one by one"
         )),
         _ => None,
     }
+}
+
+/// Why DDL making `change` to managed table `table` is refused at `version`, whose clients
+/// read it through `view`: it would reach the base table under every version and no version's
+/// view (each lists its columns), or leave viewgate's spec and a live migration's sync
+/// triggers naming a table or column that is gone.
+pub fn table_structure(change: TableChange, table: &str, version: &str, view: &str) -> String {
+    let effect = match change {
+        TableChange::AddColumn => format!(
+            "would add the column to its base table under every version, and no version's view would show it (at version \"{version}\" the table is read through its view, {view}, which lists its columns: the next query naming the new column fails with 42703)"
+        ),
+        TableChange::DropColumn => "would drop the column from its base table under every version, behind the spec viewgate generated the versions' views from (with CASCADE, the views reading it are dropped too)".to_owned(),
+        TableChange::AlterColumnType => "would change the column's type in its base table under every version, behind the spec viewgate generated the versions' views and a live migration's sync triggers from".to_owned(),
+        TableChange::RenameColumn => "would rename the column in its base table under every version, behind viewgate's spec and a live migration's sync triggers, which name it".to_owned(),
+        TableChange::RenameTable => "would rename its base table behind viewgate's spec and catalog and a live migration's sync triggers, which name it".to_owned(),
+        TableChange::SetSchema => "would move its base table out of the schema viewgate's spec and catalog and a live migration's sync triggers name it in".to_owned(),
+        TableChange::DropTable => "would drop its base table under every version (with CASCADE, every version's view with it)".to_owned(),
+    };
+    let instead = match change.operation() {
+        Some(operation) => format!(
+            "change a managed table with a migration (viewgate migrate start, operation \"{operation}\"), or run this DDL over a direct connection to Postgres"
+        ),
+        None => {
+            "run this DDL over a direct connection to Postgres, and change viewgate's spec to match"
+                .to_owned()
+        }
+    };
+    format!(
+        "{} on \"{table}\", a table viewgate manages, {effect}; {instead}",
+        change.statement()
+    )
 }
 
 /// Why a definition (a view's, rule's or policy's) naming catalog relation `relation`, which
