@@ -457,6 +457,24 @@ up = "upper(name)"
     ] {
         assert!(refused.contains(expected), "{expected} in: {refused}");
     }
+    // While the attempts go on, each retry warns who holds the table now: an operator can end
+    // the report before the command gives up.
+    let cli = std::process::Command::new(crate::common::viewgate_binary())
+        .arg("migrate")
+        .arg("start")
+        .arg(database.spec_file("0002.toml", text))
+        .args(["--database", &database.url()])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(!cli.status.success(), "{stderr}");
+    let warned =
+        format!("held now by pid {pid} (nightly_report, user postgres, idle in transaction");
+    assert!(
+        stderr.contains("the last attempt waited for a lock on the migration's tables")
+            && stderr.contains(&warned),
+        "{warned} in: {stderr}"
+    );
     report.batch_execute("COMMIT").await.expect("commits");
     start_text(&database, "0002.toml", text)
         .await

@@ -156,6 +156,7 @@ async fn complete_locked(
         attempts += 1;
         if attempts > 1 {
             autovacuum::cancel_in_the_way(client, &tables).await;
+            lock_holders::warn_holders(client, &tables, attempts).await;
         }
         complete_once(client, record, &later, templates).await
     })

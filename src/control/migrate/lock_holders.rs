@@ -69,6 +69,21 @@ pub async fn name_holders(
     })
 }
 
+/// Warns, before attempt `attempt` (2 or later), which sessions hold a lock on `tables` now:
+/// while the attempts go on, an operator can end a stuck report or a forgotten transaction
+/// before the command gives up, rather than learn of it only from the final error.
+pub async fn warn_holders(client: &impl GenericClient, tables: &[(String, String)], attempt: u32) {
+    match holders(client, tables).await {
+        Ok(holders) if !holders.is_empty() => tracing::warn!(
+            attempt,
+            "the last attempt waited for a lock on the migration's tables; held now by {}",
+            holders.join("; ")
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "could not read who holds the migration's tables"),
+    }
+}
+
 /// Each other session holding a lock on one of `tables` or their partitions, described.
 async fn holders(
     client: &impl GenericClient,

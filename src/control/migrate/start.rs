@@ -139,6 +139,7 @@ async fn start_locked(
                     attempts += 1;
                     if attempts > 1 {
                         autovacuum::cancel_in_the_way(client, &tables).await;
+                        lock_holders::warn_holders(client, &tables, attempts).await;
                     }
                     expand(client, file).await
                 })
