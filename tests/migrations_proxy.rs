@@ -624,6 +624,87 @@ async fn a_refused_contract_names_the_sessions_that_hold_the_old_version() {
     complete_once_the_heartbeats_allow(&cluster).await;
 }
 
+/// The SQL an ORM writes for a schema change (here as Django's `sqlmigrate` prints it), turned
+/// into a migration file by `viewgate migrate convert`, migrates the table with both
+/// versions' clients working: the way from the DDL the proxy refuses at a version to a
+/// migration. Sent through the proxy at v1, the same DDL is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orms_sql_converted_to_a_migration_serves_both_versions() {
+    let (dir, cluster, proxy, _) = setup_with_spec(MODELS, MODELS_SPEC);
+    let sql = r#"BEGIN;
+--
+-- Add field label to model, rename name to title
+--
+ALTER TABLE "models" ADD COLUMN "label" varchar(40) DEFAULT 'none' NOT NULL;
+ALTER TABLE "models" ALTER COLUMN "label" DROP DEFAULT;
+ALTER TABLE "models" RENAME COLUMN "name" TO "title";
+CREATE INDEX "models_label_idx" ON "models" ("label");
+COMMIT;
+"#;
+    let v1 = client(&proxy, Some("v1")).await;
+    let refused = v1
+        .batch_execute(sql.trim_start_matches("BEGIN;"))
+        .await
+        .expect_err("structural DDL is refused at a version");
+    assert!(
+        refused
+            .as_db_error()
+            .is_some_and(|error| error.message().contains("viewgate migrate")),
+        "{refused:?}"
+    );
+    v1.batch_execute("ROLLBACK").await.unwrap();
+
+    let sql_file = dir.path().join("0002_label.sql");
+    std::fs::write(&sql_file, sql).unwrap();
+    let converted = Command::new(viewgate_binary())
+        .args(["migrate", "convert", sql_file.to_str().unwrap()])
+        .args(["--version", "v2", "--from", "v1"])
+        .output()
+        .unwrap();
+    let notes = String::from_utf8_lossy(&converted.stderr);
+    assert!(converted.status.success() && notes.is_empty(), "{notes}");
+    let file = dir.path().join("0002_label.toml");
+    std::fs::write(&file, &converted.stdout).unwrap();
+    viewgate(&cluster, &["migrate", "start", file.to_str().unwrap()]).expect("starts");
+
+    let v2 = client(&proxy, Some("v2")).await;
+    v2.batch_execute("INSERT INTO models (title, size, label) VALUES ('c', 3, 'new')")
+        .await
+        .unwrap();
+    v1.batch_execute("INSERT INTO models (name, size) VALUES ('d', 4)")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&v2, "SELECT title || ':' || label FROM models ORDER BY id").await,
+        ["a:none", "b:none", "c:new", "d:none"]
+    );
+    assert_eq!(
+        text(&v1, "SELECT name FROM models ORDER BY id").await,
+        ["a", "b", "c", "d"]
+    );
+    drop(v1);
+    cut_over_to_v2(&cluster, &proxy).await;
+    complete_once_the_heartbeats_allow(&cluster).await;
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'models'::regclass AND attnum > 0 AND NOT attisdropped",
+            )
+            .unwrap(),
+        "id,title,size,label"
+    );
+    assert!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'models_label_idx'"
+            )
+            .unwrap()
+            .contains("(label)")
+    );
+}
+
 /// A named Parse that Postgres refused made no statement, and holds nothing: drivers do not
 /// close a statement whose Parse failed (the PHP, Perl and Ruby walk's PDO, DBD::Pg and Sequel
 /// sessions were each held at their version by one after a 42703, and `migrate complete` was

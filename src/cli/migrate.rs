@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use crate::control::connect::connect;
 use crate::control::migrate::complete::{self, CompleteOutcome};
+use crate::control::migrate::convert;
 use crate::control::migrate::directory;
 use crate::control::migrate::rollback::{self, RollbackOutcome};
 use crate::control::migrate::settings::{MAX_BATCH_SIZE, PaceOverride};
@@ -18,6 +19,22 @@ use crate::control::templates::Templates;
 
 #[derive(Subcommand)]
 pub enum MigrateCommand {
+    /// Write a migration file from the SQL an ORM wrote for a schema change (Django's
+    /// sqlmigrate, Alembic's --sql, Prisma's migration.sql, Flyway's SQL files, hand-written
+    /// DDL): the file on stdout, to review; on stderr what it could not carry over or still
+    /// needs. Connects to nothing.
+    Convert {
+        /// The SQL file; `-` or nothing reads stdin.
+        sql: Option<PathBuf>,
+        /// The version the migration creates.
+        #[arg(long)]
+        version: String,
+        /// The version it starts from.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Print every SQL statement of every phase; nothing runs.
     Plan {
         file: PathBuf,
@@ -158,6 +175,19 @@ pub async fn rollback(
 /// Runs one `migrate` subcommand and prints its outcome (JSON with `--json`).
 pub async fn run(command: MigrateCommand) -> Result<(), MigrateError> {
     match command {
+        MigrateCommand::Convert {
+            sql,
+            version,
+            from,
+            description,
+        } => {
+            let text = read_sql(sql.as_deref())?;
+            let converted = convert::convert(&text, &version, &from, description.as_deref())?;
+            print!("{}", converted.text);
+            for note in &converted.notes {
+                eprintln!("viewgate: {note}");
+            }
+        }
         MigrateCommand::Plan {
             file,
             database,
@@ -290,4 +320,18 @@ fn print_completed(outcome: &CompleteOutcome) {
 fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value)
         .unwrap_or_else(|error| format!("{{\"error\": \"cannot encode the report: {error}\"}}"))
+}
+
+/// The SQL to convert: a file, or stdin for `-` or none.
+fn read_sql(path: Option<&std::path::Path>) -> Result<String, MigrateError> {
+    let from_stdin = path.is_none_or(|path| path.as_os_str() == "-");
+    let read = if from_stdin {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path.unwrap_or(std::path::Path::new("-")))
+    };
+    read.map_err(|source| MigrateError::Read {
+        file: path.map_or_else(|| "stdin".into(), ToOwned::to_owned),
+        source,
+    })
 }

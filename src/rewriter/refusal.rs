@@ -113,7 +113,7 @@ pub fn table_structure(change: TableChange, table: &str, version: &str, view: &s
     };
     let instead = match change.operation() {
         Some(operation) => format!(
-            "change a managed table with a migration (viewgate migrate start, operation \"{operation}\"), or run this DDL over a direct connection to Postgres"
+            "change a managed table with a migration (viewgate migrate start, operation \"{operation}\"; viewgate migrate convert writes one from an ORM's SQL), or run this DDL over a direct connection to Postgres"
         ),
         None => {
             "run this DDL over a direct connection to Postgres, and change viewgate's spec to match"

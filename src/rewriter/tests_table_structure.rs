@@ -128,7 +128,7 @@ fn the_refusal_says_what_would_break_and_what_to_do_instead() {
     let (_, message) = refused("ALTER TABLE model_metadata ADD COLUMN x int", &v2());
     assert_eq!(
         message,
-        "viewgate cannot rewrite this statement for version v2: ALTER TABLE … ADD COLUMN on \"model_metadata\", a table viewgate manages, would add the column to its base table under every version, and no version's view would show it (at version \"v2\" the table is read through its view, public.model_metadata_v2, which lists its columns: the next query naming the new column fails with 42703); change a managed table with a migration (viewgate migrate start, operation \"add_column\"), or run this DDL over a direct connection to Postgres"
+        "viewgate cannot rewrite this statement for version v2: ALTER TABLE … ADD COLUMN on \"model_metadata\", a table viewgate manages, would add the column to its base table under every version, and no version's view would show it (at version \"v2\" the table is read through its view, public.model_metadata_v2, which lists its columns: the next query naming the new column fails with 42703); change a managed table with a migration (viewgate migrate start, operation \"add_column\"; viewgate migrate convert writes one from an ORM's SQL), or run this DDL over a direct connection to Postgres"
     );
     let (_, message) = refused("DROP TABLE model_metadata CASCADE", &v2());
     assert!(

@@ -73,6 +73,8 @@ pub enum MigrateError {
     },
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Convert(#[from] super::convert::error::ConvertError),
 }
 
 impl MigrateError {

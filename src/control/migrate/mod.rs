@@ -14,7 +14,8 @@
 //! [`definitions`] makes the file's own types and sequences for those checks;
 //! [`rename_chain`] refuses a migration whose steps name what a live one renames.
 //! `control::usage` says who still uses a version, [`state`] is the catalog's record of each
-//! migration, [`status`] reports on them and prints plans.
+//! migration, [`status`] reports on them and prints plans; [`convert`] writes a migration file
+//! from an ORM's SQL.
 //! See docs/migrations.md.
 
 pub mod autovacuum;
@@ -25,6 +26,7 @@ pub mod complete;
 pub mod concurrent_builds;
 pub mod constant_sql;
 pub mod constraint_renames;
+pub mod convert;
 pub mod default_calls;
 pub mod definitions;
 pub mod dependents;
