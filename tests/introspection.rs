@@ -547,7 +547,9 @@ fn the_versions_table_has_no_rule_definition() {
 /// The catalog substitutes' schemas (`viewgate_catalog_<version>`) and the views in them are
 /// not listed: tools that list every schema's tables (Kysely's and pgJDBC's `getTables`, their
 /// `getSchemas`, psql's `\dn`) showed dozens of views describing the catalog, which
-/// `information_schema`'s substitutes already leave out.
+/// `information_schema`'s substitutes already leave out. Nor is the catalog's own schema
+/// (`viewgate`) and its tables: Kysely's codegen made a model of each, and MikroORM's schema
+/// diff proposed `drop schema "viewgate"` (the Node walk).
 #[test]
 fn the_catalog_substitutes_schemas_are_not_listed() {
     let proxy = versioned_proxy();
@@ -566,11 +568,34 @@ fn the_catalog_substitutes_schemas_are_not_listed() {
                   WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
             )
             .unwrap(),
-            "public,viewgate",
+            "public",
             "{version}"
         );
         assert_eq!(
             psql(&proxy, Some(version), &in_substitutes).unwrap(),
+            "0",
+            "{version}"
+        );
+        for listing in [
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'viewgate'",
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'viewgate'",
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'viewgate'",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'viewgate'",
+        ] {
+            assert_eq!(
+                psql(&proxy, Some(version), listing).unwrap(),
+                "0",
+                "{version}: {listing}"
+            );
+        }
+        // The catalog's tables are still there to read, by name.
+        assert_ne!(
+            psql(
+                &proxy,
+                Some(version),
+                "SELECT count(*) FROM viewgate.versions"
+            )
+            .unwrap(),
             "0",
             "{version}"
         );
@@ -583,7 +608,7 @@ fn the_catalog_substitutes_schemas_are_not_listed() {
                   WHERE schema_name !~ '^pg_' AND schema_name <> 'information_schema'"
             )
             .unwrap(),
-            "public,viewgate",
+            "public",
             "{version}"
         );
         // psql's \d still describes the version's table, through both substitutes.

@@ -36,6 +36,10 @@ const BY_BOUND_NAME: &str =
 /// The same by a name built from a bound schema and table.
 const BY_BUILT_NAME: &str = "SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a
   WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND a.attnum > 0 AND NOT a.attisdropped";
+/// The same qualified with the database, as TypeORM builds it from `information_schema`'s
+/// `table_catalog` for `col_description`.
+const BY_CATALOG_QUALIFIED_NAME: &str = "SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a
+  WHERE a.attrelid = (quote_ident(current_database()) || '.' || quote_ident($1) || '.' || quote_ident($2))::regclass AND a.attnum > 0 AND NOT a.attisdropped";
 /// ActiveRecord's `foreign_keys(table)`: the referenced table printed by `::regclass::text`.
 const FOREIGN_KEYS_TO_TABLE: &str = "SELECT t2.oid::regclass::text AS to_table
   FROM pg_constraint c JOIN pg_class t1 ON c.conrelid = t1.oid JOIN pg_class t2 ON c.confrelid = t2.oid
@@ -75,6 +79,13 @@ async fn names_resolve(
     );
     assert_eq!(
         query_one(&client, BY_BUILT_NAME, &["public", table])
+            .await
+            .unwrap(),
+        found,
+        "{version}"
+    );
+    assert_eq!(
+        query_one(&client, BY_CATALOG_QUALIFIED_NAME, &["public", table])
             .await
             .unwrap(),
         found,
