@@ -579,6 +579,10 @@ async fn a_refused_contract_names_the_sessions_that_hold_the_old_version() {
         "{refused}"
     );
     assert!(!refused.contains("\"web\""), "{refused}");
+    assert!(
+        refused.contains("a session in transaction moves on when its transaction ends"),
+        "how to free them: {refused}"
+    );
 
     let status = viewgate(&cluster, &["migrate", "status", "--json"]).expect("status");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();

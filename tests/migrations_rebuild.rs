@@ -729,14 +729,19 @@ async fn complete_follows_what_changed_on_the_table_while_live() {
         .await
         .expect("starts");
 
-    // An index made on the old column after the start: the contract would drop it unrebuilt.
+    // Indexes made on the old column after the start: the contract would drop them
+    // unrebuilt. The one refusal names each (one a run before, the Node walk).
     database.admin("CREATE INDEX models_size_late ON models (size)");
+    database.admin("CREATE INDEX models_size_later ON models (size, id)");
     let refused = complete_now(&database).await.unwrap_err().to_string();
-    assert!(
-        refused.contains("models_size_late covers column size of public.models, which the contract drops, and was made after the migration started"),
-        "{refused}"
-    );
+    for late in ["models_size_late", "models_size_later"] {
+        assert!(
+            refused.contains(&format!("{late} covers column size of public.models, which the contract drops, and was made after the migration started")),
+            "{refused}"
+        );
+    }
     database.admin("DROP INDEX models_size_late");
+    database.admin("DROP INDEX models_size_later");
 
     // A rebuilt twin dropped: its steps would fail.
     database.admin("DROP INDEX _vg_v2_models_size_key");

@@ -15,12 +15,16 @@ use crate::catalog_read;
 /// crash, a killed pod) is forgotten after this.
 pub const SILENT_PROXY_COUNTS_FOR: Duration = Duration::from_secs(10 * 60);
 
+/// How the sessions a refusal names leave the version, for the operator who must free them.
+const SESSIONS_MOVE_ON: &str = "a session in transaction moves on when its transaction ends; one held by its prepared statements when it closes them or reconnects (a pool's maximum connection lifetime, or `SELECT pg_terminate_backend(<Postgres backend pid>)` over a direct connection); one declared at connect only when its application, deployed anew, declares another version";
+
 /// Why `version` is still in use, one reason a line; empty when nothing uses it.
 pub async fn reasons_in_use(
     client: &impl GenericClient,
     version: &str,
 ) -> Result<Vec<String>, ControlError> {
     let mut reasons = Vec::new();
+    let mut sessions_named = false;
     for proxy in overview::load_proxies(client).await? {
         if proxy.stale && proxy.seconds_since_seen > SILENT_PROXY_COUNTS_FOR.as_secs_f64() {
             continue;
@@ -30,6 +34,7 @@ pub async fn reasons_in_use(
             .describe_sessions(version, sessions)
             .map(|who| format!(": {who}"))
             .unwrap_or_default();
+        sessions_named |= sessions > 0 && !who.is_empty();
         if sessions > 0 && proxy.stale {
             reasons.push(format!(
                 "proxy {} ({}) has not reported for {:.0} s; its last heartbeat showed {sessions} live session(s) at {version} (a silent proxy counts for {} minutes after its last heartbeat, in case it is only cut off from the catalog){who}",
@@ -50,6 +55,9 @@ pub async fn reasons_in_use(
                 proxy.proxy_id, proxy.listen
             ));
         }
+    }
+    if sessions_named {
+        reasons.push(SESSIONS_MOVE_ON.to_owned());
     }
     if catalog_read::default_version(client).await?.as_deref() == Some(version) {
         reasons.push(format!(

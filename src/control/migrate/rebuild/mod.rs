@@ -149,11 +149,14 @@ pub async fn rebuild_replaced(
 /// Refuses the contract when the table no longer matches what `migrate start` rebuilt: an
 /// index or constraint made on an old column since (the contract would drop it with the
 /// column), a rebuilt one's twin gone (its steps would fail), or an old one dropped (its twin
-/// would bring it back).
+/// would bring it back). Every such object is named in the one refusal: named one a run, an
+/// operator fixing them ran `migrate complete` once for each.
 pub async fn check_before_contract(
     client: &impl GenericClient,
     plan: &MigrationPlan,
 ) -> Result<(), MigrateError> {
+    let roll_back = "roll the migration back (`viewgate migrate rollback`) and start it again: the rebuild follows the table as it is then";
+    let mut problems = Vec::new();
     for replaced in &plan.replaced {
         let Replaced {
             schema,
@@ -163,27 +166,22 @@ pub async fn check_before_contract(
         } = replaced;
         let drops = Drops::of(plan, schema, table);
         let covering = covering_now(client, schema, table, column).await?;
-        let refuse = |problem: String| MigrateError::Refused {
-            version: plan.version.clone(),
-            operation: "complete".into(),
-            problem,
-        };
-        let roll_back = "roll the migration back (`viewgate migrate rollback`) and start it again: the rebuild follows the table as it is then";
-        if let Some(new) = covering.iter().find(|name| {
+        for new in covering.iter().filter(|name| {
             !replaced.rebuilt.contains(name)
                 && !replaced.dropped_along.contains(name)
                 && !drops.indexes.contains(name)
                 && !drops.constraints.contains(name)
         }) {
-            return Err(refuse(format!(
+            problems.push(format!(
                 "{new} covers column {column} of {schema}.{table}, which the contract drops, and was made after the migration started, so nothing rebuilt it on the new column: drop it if it is not needed, or {roll_back}"
-            )));
+            ));
         }
         for name in &replaced.rebuilt {
             if !covering.contains(name) {
-                return Err(refuse(format!(
+                problems.push(format!(
                     "{name} on column {column} of {schema}.{table} was dropped while the migration was live, and its twin on the new column would bring it back: create it again, or {roll_back}"
-                )));
+                ));
+                continue;
             }
             let twin = rebuilt_name(&plan.version, name);
             // A partitioned table's key or unique constraint has no twin on the table, only
@@ -193,13 +191,20 @@ pub async fn check_before_contract(
                     .await?
                     .is_none()
             {
-                return Err(refuse(format!(
+                problems.push(format!(
                     "{twin}, the rebuilt {name} on the new column of {schema}.{table}, is missing or invalid (dropped while the migration was live?): {roll_back}"
-                )));
+                ));
             }
         }
     }
-    Ok(())
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(MigrateError::Refused {
+        version: plan.version.clone(),
+        operation: "complete".into(),
+        problem: problems.join("; "),
+    })
 }
 
 /// Each old column the plan replaces by one new column (not a split or merged one), with it.
