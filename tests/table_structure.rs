@@ -5,10 +5,20 @@
 //! index) still reaches it. Found by the ORM walks (Alembic, knex, Sequelize's
 //! `sync({alter: true})`, Django's migrate): the column was added to the base table, no
 //! version's view had it, and the application's next query failed with 42703.
+//!
+//! While a migration retypes and renames columns, DDL at the new version naming a column the
+//! version stores under another base name (`CREATE INDEX ON customers (email)`, which would
+//! cover the old version's `email`, not v2's `_vg_v2_email`) is refused and makes nothing;
+//! after `migrate complete` the same DDL reaches the version's column (the Node/TypeORM walk).
+
+use std::time::Duration;
 
 use crate::common;
 
-use common::versions::{connect_with, versioned_proxy};
+use common::versions::{
+    connect_with, cut_over_and_complete, proxy_with_spec, start_migration, versioned_proxy,
+};
+use common::wait_until;
 use tokio_postgres::error::SqlState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,4 +87,83 @@ async fn ddl_changing_a_managed_tables_columns_is_refused_at_a_version_and_other
     // Over a direct connection the DDL is Postgres's to run.
     proxy.admin("ALTER TABLE model_metadata ADD COLUMN added_by_operator int");
     assert!(base_has("added_by_operator"));
+}
+
+const CUSTOMERS: &str = "CREATE TABLE customers (id serial PRIMARY KEY, email varchar(100) NOT NULL, name text NOT NULL);
+INSERT INTO customers (email, name) VALUES ('a@x', 'ada');";
+
+const CUSTOMERS_SPEC: &str = "[[tables]]\nname = \"customers\"\n[[versions]]\nname = \"v1\"\n[[versions.tables]]\nbase = \"customers\"\ncolumns = [\"id\", \"email\", \"name\"]\n";
+
+/// v2 widens `email` (a column of its own, `_vg_v2_email`, until the complete) and renames
+/// `name` to `full_name`.
+const RETYPE_AND_RENAME: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"customers\"\ncolumn = \"email\"\ntype = \"varchar(200)\"\n[[operations]]\nop = \"rename_column\"\ntable = \"customers\"\nfrom = \"name\"\nto = \"full_name\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_naming_a_column_a_live_migration_stores_elsewhere_is_refused_until_complete() {
+    let proxy = proxy_with_spec(CUSTOMERS, CUSTOMERS_SPEC);
+    start_migration(&proxy, "0002_customers.toml", RETYPE_AND_RENAME, "v2");
+    let indexes = |name: &str| {
+        proxy.admin(&format!(
+            "SELECT coalesce(string_agg(indexdef, ';'), '') FROM pg_indexes WHERE indexname = '{name}'"
+        ))
+    };
+    let v2 = connect_with(&proxy, "-c%20viewgate.version%3Dv2").await;
+    let sql = "CREATE INDEX walk_v2_email_idx ON customers (email)";
+    for error in [
+        v2.simple_query(sql).await.unwrap_err(),
+        v2.execute(sql, &[]).await.unwrap_err(),
+    ] {
+        let db = error.as_db_error().expect("an ErrorResponse");
+        assert_eq!(db.code(), &SqlState::SYNTAX_ERROR, "{db:?}");
+        let message = db.message();
+        assert!(
+            message.contains("CREATE INDEX on \"customers\" names column \"email\", which at version \"v2\" is stored in base column \"_vg_v2_email\" while the migration to v2 is live")
+                && message.contains("operation \"create_index\"")
+                && message.contains("viewgate migrate complete"),
+            "{message}"
+        );
+        assert!(message.ends_with("(at character 46)"), "{message}");
+    }
+    assert_eq!(indexes("walk_v2_email_idx"), "", "the refusal made nothing");
+    // A renamed column, which Postgres would have refused with a bare 42703.
+    let error = v2
+        .simple_query("ALTER TABLE customers ADD CONSTRAINT named CHECK (full_name <> '')")
+        .await
+        .unwrap_err();
+    let db = error.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code(), &SqlState::SYNTAX_ERROR, "{db:?}");
+    assert!(
+        db.message()
+            .contains("is stored in base column \"name\" under another name"),
+        "{db:?}"
+    );
+    // A column the base table has by the version's name is the operator's, as before.
+    v2.batch_execute("CREATE INDEX walk_v2_id_idx ON customers (id)")
+        .await
+        .unwrap();
+    assert!(indexes("walk_v2_id_idx").contains("(id)"));
+    // The session goes on, at its version.
+    let rows = v2
+        .query("SELECT email, full_name FROM customers", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    drop(v2);
+
+    cut_over_and_complete(&proxy, "v2");
+    // Once the base columns have the version's names, the same DDL reaches them (the proxy
+    // learns the completed mapping from the catalog within moments).
+    let mut made = Err(String::new());
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            made = common::versions::psql(&proxy, Some("v2"), sql);
+            made.is_ok()
+        }),
+        "{made:?}"
+    );
+    assert_eq!(
+        indexes("walk_v2_email_idx"),
+        "CREATE INDEX walk_v2_email_idx ON public.customers USING btree (email)"
+    );
+    common::versions::psql(&proxy, Some("v2"), "CREATE INDEX ON customers (full_name)").unwrap();
 }

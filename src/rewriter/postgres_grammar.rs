@@ -18,7 +18,8 @@
 //! only managed tables count, as [`Place::ViewDefinition`] (refused, `refusal.rs`). In DDL
 //! only what copies or stores a managed table's shape is read (`definitions.rs`), and what
 //! would change a managed table's columns, name, schema or existence under every version
-//! ([`Place::TableStructure`], `postgres_grammar_structure.rs`).
+//! ([`Place::TableStructure`], `postgres_grammar_structure.rs`), or name a column the
+//! version stores under another base name ([`Place::ColumnStorage`], `…_columns.rs`).
 
 use std::borrow::Cow;
 
@@ -32,6 +33,8 @@ use super::search_path_catalog;
 use super::targets::VersionTargets;
 use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, STANDARD_CONFORMING_STRINGS};
 
+#[path = "postgres_grammar_columns.rs"]
+mod columns;
 #[path = "postgres_grammar_explain.rs"]
 mod explain;
 #[path = "postgres_grammar_names.rs"]
@@ -39,6 +42,7 @@ mod names;
 #[path = "postgres_grammar_structure.rs"]
 mod structure;
 
+pub use columns::{ColumnDdl, StoredAs};
 use explain::explains_verbosely;
 pub use names::{after_table_keyword, aliased, name_extent, relation_of_column_extent};
 pub use structure::TableChange;
@@ -116,6 +120,10 @@ pub enum Place {
     /// name, schema or existence under every version, where the version's view would not
     /// follow (`postgres_grammar_structure.rs`): refused at a version.
     TableStructure(TableChange),
+    /// DDL naming a managed table's column that the version stores in a base column of
+    /// another name, or a base column the version shows under another name
+    /// (`postgres_grammar_columns.rs`): refused at a version.
+    ColumnStorage(ColumnDdl, StoredAs),
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -293,6 +301,7 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
         }
         if !targets.managed().is_empty() {
             walker.table_structure(statement, stmt_location(raw));
+            walker.column_storage(statement, stmt_location(raw));
         }
         let read = fields
             .first()

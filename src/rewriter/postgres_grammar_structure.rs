@@ -9,7 +9,11 @@
 //! triggers; `DROP … CASCADE` drops the versions' views. So at a version it is refused
 //! ([`Place::TableStructure`], `refusal::table_structure`), and a migration makes the change
 //! instead. The rest of the DDL on a managed table (indexes, constraints, defaults, NOT NULL,
-//! statistics, triggers, grants) is the operator's and still passes through unchanged.
+//! statistics, triggers, grants) is the operator's and still passes through unchanged, short
+//! of naming a column the version stores under another base name
+//! (`postgres_grammar_columns.rs`).
+
+use std::ops::Range;
 
 use super::{Place, Reference, Tree, Walker};
 use crate::rewriter::identifier::fold_identifier;
@@ -203,10 +207,16 @@ enum Part {
 /// at or after byte `from`; `None` where the lexer cannot read the text or finds no such
 /// name (a Unicode-escaped spelling).
 fn named_at(sql: &str, from: usize, parts: &[&str]) -> Option<usize> {
+    named_range(sql, from, parts).map(|range| range.start)
+}
+
+/// [`named_at`]'s name with where it ends, so that a search for what follows it can start
+/// after it (`postgres_grammar_columns.rs`).
+pub(super) fn named_range(sql: &str, from: usize, parts: &[&str]) -> Option<Range<usize>> {
     let rest = sql.get(from..)?;
     let mut tokens = Vec::new();
     lexer::lex(rest, &mut tokens)?;
-    let read: Vec<(usize, Part)> = tokens
+    let read: Vec<(Range<usize>, Part)> = tokens
         .iter()
         .filter(|token| token.kind != Kind::Comment)
         .map(|token| {
@@ -220,7 +230,7 @@ fn named_at(sql: &str, from: usize, parts: &[&str]) -> Option<usize> {
                 Kind::Punct if text == "." => Part::Dot,
                 _ => Part::Other,
             };
-            (token.start, part)
+            (token.start..token.end, part)
         })
         .collect();
     let wanted: Vec<Part> = parts
@@ -240,5 +250,5 @@ fn named_at(sql: &str, from: usize, parts: &[&str]) -> Option<usize> {
             let longer = (*i > 0 && dot_at(i - 1)) || dot_at(i + wanted.len());
             !longer && window.iter().map(|(_, part)| part).eq(wanted.iter())
         })
-        .map(|(_, window)| from + window[0].0)
+        .map(|(_, window)| from + window[0].0.start..from + window[window.len() - 1].0.end)
 }

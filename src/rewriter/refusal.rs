@@ -5,7 +5,8 @@
 //! it is never forwarded. So is DDL that would keep a managed table's whole shape (a view's
 //! definition, a stored row type, a function's body: `definitions.rs`), and DDL that would
 //! change its columns, name, schema or existence under every version
-//! (`postgres_grammar_structure.rs`).
+//! (`postgres_grammar_structure.rs`), or name a column a version stores under another base
+//! name (`postgres_grammar_columns.rs`).
 
 /// Why a read statement is refused. `offset` is a byte offset into the query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +54,9 @@ pub enum Undefined {
     Column,
 }
 
-use super::postgres_grammar::{Place, Reference, TableChange};
+use super::postgres_grammar::{ColumnDdl, Place, Reference, StoredAs, TableChange};
 use super::targets::VersionTargets;
+use crate::model::view_mapping::ViewMapping;
 
 /// What Sequelize's `Model.findOrCreate` sends on Postgres: a temporary function returning
 /// the table's row type, whose body inserts into the table (refused twice over).
@@ -124,6 +126,56 @@ pub fn table_structure(change: TableChange, table: &str, version: &str, view: &s
         "{} on \"{table}\", a table viewgate manages, {effect}; {instead}",
         change.statement()
     )
+}
+
+/// Why DDL naming a column of managed table `table` is refused at `version`, whose view maps
+/// it by `mapping`: the column is stored under another base name (`stored`, by its index in
+/// the mapping), and DDL names base columns, so as written it would reach another version's
+/// column, or none (`postgres_grammar_columns.rs`).
+pub fn column_storage(
+    command: ColumnDdl,
+    stored: StoredAs,
+    table: &str,
+    version: &str,
+    mapping: &ViewMapping,
+) -> String {
+    let statement = command.statement();
+    let effect = command.effect();
+    let (StoredAs::Elsewhere(index) | StoredAs::Hidden(index)) = stored;
+    let Some(column) = mapping.columns.get(index) else {
+        return format!(
+            "{statement} on \"{table}\" names a column that version \"{version}\" stores under another name in the base table; run it over a direct connection to Postgres"
+        );
+    };
+    let name = &column.name;
+    let Some(base) = column.base_column.as_deref() else {
+        return format!(
+            "{statement} on \"{table}\" names column \"{name}\", which at version \"{version}\" is an expression over the base table's columns, stored in no base column of its own: Postgres would look for \"{name}\" in the base table, where it is not the version's column. Run it over a direct connection to Postgres, written over the base columns the expression reads"
+        );
+    };
+    let why = match stored {
+        StoredAs::Hidden(_) => format!(
+            "names column \"{base}\", which version \"{version}\" does not show under that name: it is the base column the version's \"{name}\" is stored in (a migration renames or replaces a column in the base table only at its complete)"
+        ),
+        StoredAs::Elsewhere(_) if base.starts_with(&format!("_vg_{version}_")) => format!(
+            "names column \"{name}\", which at version \"{version}\" is stored in base column \"{base}\" while the migration to {version} is live (the base table's \"{name}\" is an older version's): {effect} the older version's column"
+        ),
+        StoredAs::Elsewhere(_) if base.starts_with("_vg_") => format!(
+            "names column \"{name}\", which at version \"{version}\" is stored in base column \"{base}\" while a migration that replaces it is live (the base table's \"{name}\", if it has one, is another version's): {effect} that column, not the version's"
+        ),
+        StoredAs::Elsewhere(_) => format!(
+            "names column \"{name}\", which at version \"{version}\" is stored in base column \"{base}\" under another name (a migration renames a column in the base table only at its complete): Postgres would look for \"{name}\" in the base table, where it is not the version's column"
+        ),
+    };
+    let instead = match command.operation() {
+        Some(operation) => format!(
+            "Make it with a migration (viewgate migrate start, operation \"{operation}\"), which names the version's columns and makes it on the base ones, or after `viewgate migrate complete`, when the base column has the version's name; or over a direct connection to Postgres, naming base column \"{base}\""
+        ),
+        None => format!(
+            "Run it after `viewgate migrate complete`, when the base column has the version's name (a migration's raw_sql with on_complete = true), or over a direct connection to Postgres, naming base column \"{base}\""
+        ),
+    };
+    format!("{statement} on \"{table}\" {why}. {instead}")
 }
 
 /// Why a definition (a view's, rule's or policy's) naming catalog relation `relation`, which

@@ -380,6 +380,16 @@ fn check(
                 undefined: None,
             });
         }
+        if let (Place::ColumnStorage(command, stored), Some(write)) =
+            (reference.place, targets.base_write(target))
+        {
+            let (table, version) = (&target.table.name, &targets.version);
+            return Err(Failure {
+                reason: refusal::column_storage(command, stored, table, version, &write.mapping),
+                offset: Some(reference.offset),
+                undefined: None,
+            });
+        }
         if let Some(reason) =
             refusal::of_place(reference.place, &target.table.name, &targets.version, &view)
         {

@@ -587,6 +587,9 @@ mod relation_names;
 #[path = "tests_table_structure.rs"]
 mod table_structure;
 
+#[path = "tests_column_storage.rs"]
+mod column_storage;
+
 /// Sequelize's `findOrCreate` builds a temporary function over the table's row type whose
 /// body inserts into it: refused, with the library's way around it in the message.
 #[test]
