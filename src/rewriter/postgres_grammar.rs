@@ -600,7 +600,19 @@ impl Walker<'_> {
         aliased: bool,
         place: Place,
     ) {
-        let Some(offset) = location(node) else {
+        self.record_at(location(node), schema, name, aliased, place);
+    }
+
+    /// Adds the reference at byte `offset`; none makes the reading unusable.
+    fn record_at(
+        &mut self,
+        offset: Option<usize>,
+        schema: Option<&str>,
+        name: &str,
+        aliased: bool,
+        place: Place,
+    ) {
+        let Some(offset) = offset else {
             self.unlocatable = true;
             return;
         };

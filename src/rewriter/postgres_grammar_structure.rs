@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use super::{Place, Reference, Tree, Walker};
+use super::{Place, Tree, Walker};
 use crate::rewriter::identifier::fold_identifier;
 use crate::rewriter::lexer::{self, Kind};
 use crate::rewriter::parse_tree::{location, name_parts};
@@ -181,17 +181,7 @@ impl Walker<'_> {
         } else {
             return;
         };
-        let Some(offset) = offset else {
-            self.unlocatable = true;
-            return;
-        };
-        self.found.push(Reference {
-            offset,
-            schema: schema.map(str::to_owned),
-            name: name.to_owned(),
-            aliased: false,
-            place,
-        });
+        self.record_at(offset, schema, name, false, place);
     }
 }
 
