@@ -709,6 +709,39 @@ COMMIT;
     );
 }
 
+/// At v2, while a migration widens a unique column, a duplicate violates the older version's
+/// index on its copy of the column first (the older index is checked first): its key is not
+/// shown at v2, and the detail says why without claiming v2 has no such column (the Node
+/// walk read "columns this version does not see under these names" of v2's own `name`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_on_a_widened_unique_column_is_told_as_the_older_versions_key() {
+    let schema = "CREATE TABLE models (id bigserial PRIMARY KEY, name varchar(20) NOT NULL UNIQUE, size integer NOT NULL);
+INSERT INTO models (name, size) VALUES ('a', 1), ('b', 2);";
+    let (dir, cluster, proxy, _) = setup_with_spec(schema, MODELS_SPEC);
+    let file = dir.path().join("0002_widen.toml");
+    std::fs::write(
+        &file,
+        "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"models\"\ncolumn = \"name\"\ntype = \"varchar(40)\"\n",
+    )
+    .unwrap();
+    viewgate(&cluster, &["migrate", "start", file.to_str().unwrap()]).expect("starts");
+    let v2 = client(&proxy, Some("v2")).await;
+    let duplicate = v2
+        .batch_execute("INSERT INTO models (name, size) VALUES ('a', 3)")
+        .await
+        .expect_err("a duplicate name");
+    let error = duplicate.as_db_error().expect("from Postgres");
+    assert_eq!(
+        error.code(),
+        &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+    );
+    let detail = error.detail().unwrap_or_default();
+    assert!(
+        detail.contains("an older version's copy of one it has") && !detail.contains("(a)"),
+        "{detail}"
+    );
+}
+
 /// A named Parse that Postgres refused made no statement, and holds nothing: drivers do not
 /// close a statement whose Parse failed (the PHP, Perl and Ruby walk's PDO, DBD::Pg and Sequel
 /// sessions were each held at their version by one after a 42703, and `migrate complete` was

@@ -18,8 +18,11 @@ use crate::model::identifier::MIGRATION_NAME_PREFIX;
 
 /// In place of a failing row.
 pub const HIDDEN_ROW_DETAIL: &str = "viewgate: the failing row is the base table's, with columns this version does not see; it is not shown";
-/// In place of a key the version does not see whole.
-pub const HIDDEN_KEY_DETAIL: &str = "viewgate: the key is the base table's, with columns this version does not see under these names; it is not shown";
+/// In place of a key the version does not see whole. While a migration is live the key may be
+/// an older version's copy of a column the version has in a column of its own (v1's `email`
+/// beside v2's): "columns this version does not see under these names" misled there (the
+/// Node walk), since the version does have an `email`.
+pub const HIDDEN_KEY_DETAIL: &str = "viewgate: the key is the base table's, over columns this version does not see (a column it hides, or, while a migration is live, an older version's copy of one it has); it is not shown";
 
 /// How Postgres prints a failing row (`ExecBuildSlotValueDescription`), before and after
 /// its values.
