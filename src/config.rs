@@ -277,6 +277,22 @@ pub struct Overrides {
     pub upstream: Option<String>,
 }
 
+/// Where a serving proxy's configuration came from, kept so that a reload (SIGHUP,
+/// `POST /reload`) builds it again from the same layers: the file read anew, the process's
+/// environment and the same flags.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// The configuration as the layers give it now.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.file.as_deref(), std::env::vars(), &self.overrides)
+    }
+}
+
 impl Config {
     /// Builds the configuration from all layers. `env` is passed in (rather than read here) so
     /// that tests do not depend on the process environment.
@@ -352,6 +368,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "relation_refresh_interval must be longer than 0 (e.g. \"5s\")".into(),
             ));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError::Invalid(format!(
+                "log_level {:?} is not a filter ({error}); e.g. \"info\" or \"viewgate=debug\"",
+                self.log_level
+            )));
         }
         if self.sticky_identity.is_empty() {
             return Err(ConfigError::Invalid(

@@ -5,6 +5,8 @@
 //! (a full pipe, a slow journald, `viewgate serve | less` left paused), lines are dropped
 //! and counted instead of stalling every session behind a blocked `write(2)`.
 
+use std::sync::OnceLock;
+
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
@@ -67,6 +69,34 @@ impl Drop for ServingLogs {
     }
 }
 
+/// Replaces the serving proxy's filter (a reload's `log_level`); set once the global
+/// subscriber is installed.
+type FilterReload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+static FILTER_RELOAD: OnceLock<FilterReload> = OnceLock::new();
+
+/// What became of a reloaded `log_level`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LevelChange {
+    /// In effect for the lines logged from now on.
+    Applied,
+    /// `VIEWGATE_LOG` is set, and overrides the configured filter as it did at start.
+    OverriddenByEnvironment,
+    /// No subscriber of this process takes a new filter (an in-process test's proxy).
+    NotInstalled,
+}
+
+/// Makes `level` the filter of the lines logged from now on.
+pub fn set_level(level: &str) -> Result<LevelChange, String> {
+    if std::env::var_os(LOG_ENV).is_some() {
+        return Ok(LevelChange::OverriddenByEnvironment);
+    }
+    let Some(reload) = FILTER_RELOAD.get() else {
+        return Ok(LevelChange::NotInstalled);
+    };
+    let filter = EnvFilter::try_new(level).map_err(|error| error.to_string())?;
+    reload(filter).map(|()| LevelChange::Applied)
+}
+
 fn install<W>(format: LogFormat, level: &str, writer: W)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
@@ -79,8 +109,30 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    // Each format is its own subscriber type, hence its own handle type: kept behind a
+    // closure. Installed only by the first call (tests start many proxies).
+    let reload = match format {
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().ok().map(|()| filter_reload(handle))
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().ok().map(|()| filter_reload(handle))
+        }
     };
+    if let Some(reload) = reload {
+        let _ = FILTER_RELOAD.set(reload);
+    }
+}
+
+fn filter_reload<S: 'static>(
+    handle: tracing_subscriber::reload::Handle<EnvFilter, S>,
+) -> FilterReload
+where
+    tracing_subscriber::reload::Handle<EnvFilter, S>: Send + Sync,
+{
+    Box::new(move |filter| handle.reload(filter).map_err(|error| error.to_string()))
 }

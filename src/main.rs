@@ -12,7 +12,7 @@ use viewgate::cli::commands as control;
 use viewgate::cli::duration_arg::parse_duration;
 use viewgate::cli::process;
 use viewgate::cli::route::RouteCommand;
-use viewgate::config::{Config, Overrides};
+use viewgate::config::{Config, ConfigSource, Overrides};
 use viewgate::control::cutover::guard::GuardArgs;
 use viewgate::control::cutover::upstream::{self as upstream_cutover, CutoverOptions};
 use viewgate::demo::{self, DemoOptions};
@@ -124,8 +124,9 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Make the proxies read their TLS files again (client certificate and key, the upstream's
-    /// CA file), as SIGHUP does; sessions go on. Fails naming a file that was kept.
+    /// Make the proxies read their configuration file and TLS files again (client certificate
+    /// and key, the upstream's CA file), as SIGHUP does; sessions go on. Prints the settings
+    /// applied and those that take a restart; fails naming a file that was kept.
     Reload {
         #[command(flatten)]
         admin: AdminArgs,
@@ -281,9 +282,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             upstream,
         } => {
-            let overrides = Overrides { listen, upstream };
-            let config = Config::load(config.as_deref(), std::env::vars(), &overrides)?;
-            runtime(config.worker_threads)?.block_on(serve(config))
+            let source = ConfigSource {
+                file: config,
+                overrides: Overrides { listen, upstream },
+            };
+            let config = source.load()?;
+            runtime(config.worker_threads)?.block_on(serve(config, source))
         }
         Command::Demo { listen, no_wait } => runtime(0)?.block_on(async {
             viewgate::logging::init(Default::default(), "warn");
@@ -391,7 +395,7 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let _logs = viewgate::logging::init_serving(config.log_format, &config.log_level);
     let mut signals = TerminationSignals::install().context("cannot install signal handlers")?;
     // Caught before the listener opens, as the termination signals are: SIGHUP's default
@@ -399,14 +403,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
     let shutdown = Shutdown::new();
-    let admin = config
-        .admin_listen
-        .clone()
-        .map(|a| (a, config.admin_token.clone()));
+    let admin = config.admin_listen.clone();
     let proxy = Proxy::bind(config, shutdown.clone()).await?;
+    // A reload reads the same layers again; set before anything can ask for one.
+    let _ = proxy.state().config_source.set(source);
     let mut admin_address = None;
-    if let Some((address, token)) = admin {
-        let server = AdminServer::bind(&address, token, proxy.state().clone()).await?;
+    if let Some(address) = admin {
+        let server = AdminServer::bind(&address, proxy.state().clone()).await?;
         admin_address = Some(server.local_addr()?);
         tracing::info!(listen = %server.local_addr()?, "admin API serving");
         tokio::spawn(server.run(proxy.state().clone()));

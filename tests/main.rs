@@ -23,6 +23,7 @@ mod canary_guard;
 mod cancel_peers;
 mod catalog_tls;
 mod cli;
+mod config_reload;
 mod copy_versions;
 mod cutover;
 mod cutover_guard;

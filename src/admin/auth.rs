@@ -4,22 +4,33 @@
 //! so neither where the first differing byte is nor the expected token's length shows in how
 //! long a refusal takes; the two digests are then compared with an XOR fold, no early exit.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-/// The token admin requests must present; `None` allows everyone (loopback-only setups).
-#[derive(Clone)]
-pub struct AdminToken(pub Option<String>);
+use crate::proxy::state::ProxyState;
+
+/// The token admin requests must present, as the configuration in effect says (a reload may
+/// have rotated it); `None` allows everyone (loopback-only setups). An empty token is none.
+pub fn admin_token(state: &ProxyState) -> Option<String> {
+    state
+        .config
+        .load()
+        .admin_token
+        .clone()
+        .filter(|token| !token.is_empty())
+}
 
 pub async fn require_token(
-    State(token): State<AdminToken>,
+    State(state): State<Arc<ProxyState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = &token.0 else {
+    let Some(expected) = admin_token(&state) else {
         return next.run(request).await;
     };
     let presented = request

@@ -28,6 +28,12 @@ pub fn render(state: &ProxyState) -> String {
         "Client sessions accepted since start.",
         sessions.accepted.load(Ordering::Relaxed),
     );
+    gauge(
+        &mut out,
+        "viewgate_max_client_connections",
+        "Client sessions served at once at most (max_client_connections; a reload moves it).",
+        state.client_slots.limit() as u64,
+    );
     counter(
         &mut out,
         "viewgate_sessions_refused_total",

@@ -62,13 +62,13 @@ impl IntoResponse for OperationError {
 
 /// The catalog connection for one operation.
 pub(super) async fn catalog(state: &ProxyState) -> Result<tokio_postgres::Client, OperationError> {
-    let Some(url) = &state.config.catalog else {
+    let Some(url) = state.config.load().catalog.clone() else {
         return Err(OperationError(
             StatusCode::CONFLICT,
             "this proxy has no catalog configured (set `catalog` in its configuration)".into(),
         ));
     };
-    Ok(connect(url).await?)
+    Ok(connect(&url).await?)
 }
 
 /// `answer` with the proxies' report of the change, once every live proxy has loaded it.

@@ -8,8 +8,9 @@
 //! 400 (bad parameters), 502 (a session could not move: the switch was undone) or 504 (in-flight
 //! transactions outlasted the timeout: the proxy resumed).
 //!
-//! `POST /reload` reads the TLS files again, as SIGHUP does (`proxy::reload`): 200 with what
-//! became of each file, or 422 with the same and an `error` when a file was kept.
+//! `POST /reload` reads the configuration file and the TLS files again, as SIGHUP does
+//! (`proxy::reload`): 200 with the settings applied and those that take a restart, and what
+//! became of each TLS file; or 422 with the same and an `error` when a file was kept.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::auth::{AdminToken, require_token};
+use super::auth::{admin_token, require_token};
 use super::{dashboard, metrics, operations, sessions, shadow};
 use crate::proxy::reload;
 use crate::proxy::state::ProxyState;
@@ -52,13 +53,9 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Binds `address`; refuses a non-loopback address without a token.
-    pub async fn bind(
-        address: &str,
-        token: Option<String>,
-        state: Arc<ProxyState>,
-    ) -> Result<AdminServer, AdminError> {
-        let token = token.filter(|t| !t.is_empty());
+    /// Binds `address`; refuses a non-loopback address without a token (which is why a
+    /// reload may rotate the token but not remove it).
+    pub async fn bind(address: &str, state: Arc<ProxyState>) -> Result<AdminServer, AdminError> {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| AdminError::Bind {
@@ -69,7 +66,7 @@ impl AdminServer {
             address: address.to_owned(),
             source,
         })?;
-        if token.is_none() && !local.ip().is_loopback() {
+        if admin_token(&state).is_none() && !local.ip().is_loopback() {
             return Err(AdminError::TokenRequired(local.to_string()));
         }
         let protected = Router::new()
@@ -85,7 +82,7 @@ impl AdminServer {
             .route("/upstream/abort", post(abort_handler))
             .route("/reload", post(reload_handler))
             .route_layer(axum::middleware::from_fn_with_state(
-                AdminToken(token),
+                state.clone(),
                 require_token,
             ));
         let router = Router::new()

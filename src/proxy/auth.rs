@@ -54,7 +54,7 @@ pub async fn establish(
         .write_all(&startup.encode_for_upstream())
         .await
         .map_err(|_| SessionError::UpstreamClosed)?;
-    let mut from_client = MessageReader::new(state.config.max_message_len);
+    let mut from_client = MessageReader::new(state.config.load().max_message_len);
     let mut from_upstream = MessageReader::new(LOGIN_MESSAGE_MAX_LEN);
     let mut to_client = BytesMut::with_capacity(1024);
     let mut established = Established {

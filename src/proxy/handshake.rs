@@ -119,7 +119,8 @@ pub async fn negotiate(
                 return Ok(Negotiated::Cancelled);
             }
             StartupPacket::Startup(startup) => {
-                if state.config.client_tls.mode == ClientTlsMode::Require && !client.is_tls() {
+                if state.config.load().client_tls.mode == ClientTlsMode::Require && !client.is_tls()
+                {
                     let error = SessionError::Refused {
                         code: SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
                         message: "viewgate requires TLS: connect with sslmode=require or stronger"
@@ -164,7 +165,7 @@ pub async fn refuse(client: &mut ClientStream, error: SessionError) -> SessionEr
 }
 
 async fn forward_cancel(state: &ProxyState, process_id: u32, secret: &[u8]) {
-    let secret = match state.peers.route(secret) {
+    let secret = match state.peers.load().route(secret) {
         CancelRoute::Local(secret) => secret,
         CancelRoute::Forward {
             peer_id,

@@ -68,11 +68,11 @@ impl Proxy {
         if let Some(catalog) = &state.catalog {
             use_recorded_upstream(catalog, &state).await;
         }
-        let address = state.config.listen.clone();
+        let address = state.config.load().listen.clone();
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| ListenError::Bind { address, source })?;
-        let threads = match state.config.session_threads {
+        let threads = match state.config.load().session_threads {
             0 => None,
             count => Some(SessionThreads::start(count).map_err(ListenError::SessionThreads)?),
         };
@@ -107,13 +107,12 @@ impl Proxy {
             tokio::spawn(watcher::watch(
                 catalog.clone(),
                 publisher,
-                state.config.relation_refresh_interval,
+                state.config.load().relation_refresh_interval,
                 state.shutdown.clone(),
             ));
             tokio::spawn(tell_sessions_of_reloads(state.clone()));
         }
         let sessions = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(state.config.max_client_connections));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
         loop {
             let (tcp, peer) = tokio::select! {
@@ -128,7 +127,7 @@ impl Proxy {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            if let Ok(slot) = slots.clone().try_acquire_owned() {
+            if let Some(slot) = state.client_slots.try_take() {
                 let state = state.clone();
                 let counters = &state.session_counters;
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
@@ -181,12 +180,13 @@ impl Proxy {
         }
         drop(listener);
         sessions.close();
+        let shutdown_timeout = state.config.load().shutdown_timeout;
         tracing::info!(
             sessions = sessions.len(),
-            timeout = ?state.config.shutdown_timeout,
+            timeout = ?shutdown_timeout,
             "no longer accepting connections; waiting for sessions to finish"
         );
-        if tokio::time::timeout(state.config.shutdown_timeout, sessions.wait())
+        if tokio::time::timeout(shutdown_timeout, sessions.wait())
             .await
             .is_err()
         {
@@ -218,8 +218,8 @@ async fn use_recorded_upstream(catalog: &CatalogSource, state: &ProxyState) {
         Ok::<_, tokio_postgres::Error>(row?.and_then(|row| row.get::<_, Option<String>>(0)))
     };
     match recorded.await {
-        Ok(Some(url)) if url != state.config.upstream => {
-            match UpstreamTarget::from_url(&url, &state.config) {
+        Ok(Some(url)) if url != state.config.load().upstream => {
+            match UpstreamTarget::from_url(&url, &state.config.load()) {
                 Ok(target) => {
                     tracing::info!(%url, "using the upstream recorded by the last cutover");
                     state.upstream.store(Arc::new(target));

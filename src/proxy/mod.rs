@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod client_slots;
 pub mod error;
 pub mod handshake;
 pub mod ledger;
@@ -27,6 +28,7 @@ pub mod reconnect;
 pub mod reload;
 pub mod session;
 pub mod session_threads;
+pub mod settings_reload;
 pub mod shadow_session;
 pub mod shadow_tap;
 pub mod state;

@@ -1,22 +1,29 @@
 //! Reload: what a running proxy reads again without a restart, as PgBouncer's RELOAD does,
 //! asked by SIGHUP or by the admin API's `POST /reload` (for a container nobody can signal).
-//! That is the TLS files: the certificate and key shown to clients, and the CA file a
-//! `verify-full` upstream is checked against. A renewal or a CA rotation would otherwise
-//! cost a restart, which ends every session. The upstream's password file is already read at
-//! each login, and routing state follows the catalog by itself; every other setting takes a
-//! restart. Sessions already connected keep what they were made with.
+//! That is the configuration file, whose reloadable settings (`settings_reload`) apply to new
+//! connections, sessions and admin requests from then on, and the TLS files: the certificate
+//! and key shown to clients, and the CA file a `verify-full` upstream is checked against. A
+//! renewal, a rotated admin token or a raised connection limit would otherwise cost a
+//! restart, which ends every session. The upstream's password file is already read at each
+//! login, and routing state follows the catalog by itself. Sessions already connected keep
+//! what they were made with.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::signal::unix::Signal;
 
+use super::peers::Peers;
+use super::settings_reload::{MergeError, SettingsReload, merge};
 use super::state::ProxyState;
+use crate::config::Config;
+use crate::logging::{self, LevelChange};
 
 /// What one reload did with each file it reads, for the log, the admin API's answer and
 /// `viewgate reload`.
 #[derive(Debug, Serialize)]
 pub struct ReloadReport {
+    pub settings: SettingsReload,
     pub client_tls: FileReload,
     pub upstream_tls: FileReload,
 }
@@ -36,18 +43,28 @@ pub enum FileReload {
 impl ReloadReport {
     /// Why a file was kept, for each that was; `None` when everything read.
     pub fn failure(&self) -> Option<String> {
-        let failures: Vec<String> = [
-            ("client TLS", &self.client_tls),
-            ("upstream TLS", &self.upstream_tls),
-        ]
-        .into_iter()
-        .filter_map(|(what, reload)| match reload {
-            FileReload::Kept { file, error } => {
-                Some(format!("{what}: kept the one in use, {file}: {error}"))
+        let settings = match &self.settings {
+            SettingsReload::Kept { file, error } => {
+                Some(format!("settings: kept every one in use, {file}: {error}"))
             }
             _ => None,
-        })
-        .collect();
+        };
+        let failures: Vec<String> = settings
+            .into_iter()
+            .chain(
+                [
+                    ("client TLS", &self.client_tls),
+                    ("upstream TLS", &self.upstream_tls),
+                ]
+                .into_iter()
+                .filter_map(|(what, reload)| match reload {
+                    FileReload::Kept { file, error } => {
+                        Some(format!("{what}: kept the one in use, {file}: {error}"))
+                    }
+                    _ => None,
+                }),
+            )
+            .collect();
         (!failures.is_empty()).then(|| failures.join("; "))
     }
 }
@@ -59,12 +76,39 @@ pub async fn reload_on_hangup(state: Arc<ProxyState>, mut hangups: Signal) {
     }
 }
 
-/// Reads the TLS files again; one that cannot be read leaves the one in use (and says why).
+/// Reads the configuration and the TLS files again; what cannot be read leaves what is in
+/// use (and says why).
 pub fn reload(state: &ProxyState) -> ReloadReport {
+    let settings = reload_settings(state);
     let report = ReloadReport {
+        settings,
         client_tls: reload_client_certificate(state),
-        upstream_tls: reload_upstream_root(state),
+        upstream_tls: reload_upstream_target(state),
     };
+    match &report.settings {
+        SettingsReload::NoFile => {
+            tracing::info!("reload: no configuration file, settings unchanged")
+        }
+        SettingsReload::Read {
+            file,
+            applied,
+            need_restart,
+        } => {
+            tracing::info!(config = %file, ?applied, "reload: settings read; applied the changed ones that reload");
+            if !need_restart.is_empty() {
+                tracing::warn!(
+                    config = %file,
+                    ?need_restart,
+                    "reload: these settings changed but take a restart; the running values stay"
+                );
+            }
+        }
+        SettingsReload::Kept { file, error } => tracing::error!(
+            config = %file,
+            %error,
+            "reload: kept every setting in use"
+        ),
+    }
     match &report.client_tls {
         FileReload::NotConfigured => tracing::info!("reload: client TLS is off"),
         FileReload::Reloaded { file } => tracing::info!(
@@ -106,18 +150,18 @@ fn reload_client_certificate(state: &ProxyState) -> FileReload {
     }
 }
 
-fn reload_upstream_root(state: &ProxyState) -> FileReload {
+/// Builds the upstream target again: its CA file read anew, and the connect timeout a reload
+/// may have changed. Reports on the CA file, the one thing in it that can fail to read.
+fn reload_upstream_target(state: &ProxyState) -> FileReload {
+    let config = state.config.load_full();
     loop {
         let current = state.upstream.load_full();
-        let Some(root_cert) = current.root_cert() else {
-            return FileReload::NotConfigured;
-        };
-        let file = root_cert.display().to_string();
-        let fresh = match current.reread(&state.config) {
+        let root_cert = current.root_cert().map(|file| file.display().to_string());
+        let fresh = match current.reread(&config) {
             Ok(fresh) => Arc::new(fresh),
             Err(error) => {
                 return FileReload::Kept {
-                    file,
+                    file: root_cert.unwrap_or_else(|| current.address.to_string()),
                     error: error.to_string(),
                 };
             }
@@ -126,7 +170,62 @@ fn reload_upstream_root(state: &ProxyState) -> FileReload {
         // newer (and freshly read), and must not be replaced by the old upstream.
         let previous = state.upstream.compare_and_swap(&current, fresh);
         if Arc::ptr_eq(&previous, &current) {
-            return FileReload::Reloaded { file };
+            return match root_cert {
+                Some(file) => FileReload::Reloaded { file },
+                None => FileReload::NotConfigured,
+            };
+        }
+    }
+}
+
+/// Reads the configuration's layers again and puts the reloadable settings that changed in
+/// effect; an unreadable or invalid file leaves every setting as it is.
+fn reload_settings(state: &ProxyState) -> SettingsReload {
+    let Some(source) = state.config_source.get() else {
+        return SettingsReload::NoFile;
+    };
+    let Some(file) = &source.file else {
+        return SettingsReload::NoFile;
+    };
+    let file = file.display().to_string();
+    let running = state.config.load_full();
+    let merged = source
+        .load()
+        .map_err(MergeError::from)
+        .and_then(|fresh| merge(&running, &fresh));
+    let merged = match merged {
+        Ok(merged) => merged,
+        Err(error) => {
+            return SettingsReload::Kept {
+                file,
+                error: error.to_string(),
+            };
+        }
+    };
+    put_in_effect(state, &running, &merged.config);
+    state.config.store(Arc::new(merged.config));
+    SettingsReload::Read {
+        file,
+        applied: merged.applied,
+        need_restart: merged.need_restart,
+    }
+}
+
+/// What a changed setting needs besides the new configuration, which every other reloadable
+/// setting is read from where it is used.
+fn put_in_effect(state: &ProxyState, running: &Config, new: &Config) {
+    state.client_slots.set_limit(new.max_client_connections);
+    if running.peers != new.peers {
+        state.peers.store(Arc::new(Peers::from_config(new)));
+    }
+    if running.log_level != new.log_level {
+        match logging::set_level(&new.log_level) {
+            Ok(LevelChange::Applied) | Ok(LevelChange::NotInstalled) => {}
+            Ok(LevelChange::OverriddenByEnvironment) => tracing::warn!(
+                log_level = %new.log_level,
+                "reload: VIEWGATE_LOG is set and overrides log_level, as it did at start"
+            ),
+            Err(error) => tracing::error!(%error, "reload: kept the log filter in use"),
         }
     }
 }

@@ -1,19 +1,20 @@
 //! What every session of one proxy shares: configuration, the upstream, TLS, cancel keys and peers,
 //! the pause gate and the registry the upstream switch reaches sessions through.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use tokio_rustls::TlsAcceptor;
 
 use super::cancel::CancelRegistry;
+use super::client_slots::ClientSlots;
 use super::pause::PauseGate;
 use super::peers::Peers;
 use super::shadow_tap::ShadowTap;
 use super::switch::{SessionRegistry, Switchboard};
 use super::upstream::{UpstreamError, UpstreamTarget};
-use crate::config::{CacheConfig, ClientTlsMode, Config};
+use crate::config::{CacheConfig, ClientTlsMode, Config, ConfigSource};
 use crate::model::migration_progress::MigrationProgress;
 use crate::net::client_certificate::ClientCertificate;
 use crate::net::tls;
@@ -34,7 +35,14 @@ pub enum StateError {
 }
 
 pub struct ProxyState {
-    pub config: Config,
+    /// The configuration in effect; a reload replaces it whole, with only the settings
+    /// `settings_reload` calls reloadable changed.
+    pub config: ArcSwap<Config>,
+    /// Where `config` came from, set by `viewgate serve` so that a reload reads the same
+    /// layers again; unset (the demo, in-process tests), a reload reads only the TLS files.
+    pub config_source: OnceLock<ConfigSource>,
+    /// The `max_client_connections` bound, which a reload moves.
+    pub client_slots: Arc<ClientSlots>,
     /// Where new sessions connect; replaced whole by a committed upstream switch.
     pub upstream: ArcSwap<UpstreamTarget>,
     /// Present unless client TLS is disabled.
@@ -42,8 +50,8 @@ pub struct ProxyState {
     /// What `tls_acceptor` serves, which SIGHUP reads again from its files.
     pub client_certificate: Option<Arc<ClientCertificate>>,
     pub cancel_keys: Arc<CancelRegistry>,
-    /// The other replicas a CancelRequest naming them is forwarded to.
-    pub peers: Peers,
+    /// The other replicas a CancelRequest naming them is forwarded to; a reload replaces it.
+    pub peers: ArcSwap<Peers>,
     pub shutdown: Shutdown,
     /// Where routing state comes from; `None` when versioning is off (a plain proxy).
     pub catalog: Option<Arc<CatalogSource>>,
@@ -109,9 +117,11 @@ impl ProxyState {
             tls_acceptor,
             client_certificate,
             cancel_keys: CancelRegistry::with_peer_id(config.peer_id),
-            peers: Peers::from_config(&config),
+            peers: ArcSwap::from_pointee(Peers::from_config(&config)),
+            client_slots: ClientSlots::new(config.max_client_connections),
+            config_source: OnceLock::new(),
             shutdown,
-            config,
+            config: ArcSwap::from_pointee(config),
         })
     }
 }

@@ -29,7 +29,7 @@ pub const CUTOVER_GUARD_INTERVAL: Duration = Duration::from_secs(1);
 /// Watches for guarded cutovers until shutdown; does nothing without a catalog. `proxy_id`
 /// names this proxy's counts (its heartbeat id, or its listen address).
 pub async fn run(state: Arc<ProxyState>, proxy_id: String) {
-    let Some(url) = state.config.catalog.clone() else {
+    let Some(url) = state.config.load().catalog.clone() else {
         return;
     };
     let mut client: Option<Client> = None;

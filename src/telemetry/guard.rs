@@ -75,7 +75,7 @@ pub fn without_canary(split: &[(String, u32)]) -> Option<Vec<(String, u32)>> {
 
 /// Watches every guarded rule until shutdown; does nothing without a catalog.
 pub async fn run(state: Arc<ProxyState>) {
-    let Some(url) = state.config.catalog.clone() else {
+    let Some(url) = state.config.load().catalog.clone() else {
         return;
     };
     // Rules this proxy already tripped, until the catalog's answer (a new routing state)

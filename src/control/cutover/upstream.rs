@@ -153,8 +153,9 @@ pub async fn resume(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverE
     Ok(Outcome { lines })
 }
 
-/// Asks every proxy to read its TLS files again (`POST /reload`, as SIGHUP does); says what
-/// each read, and fails naming the proxies that kept a file in use.
+/// Asks every proxy to read its configuration and TLS files again (`POST /reload`, as SIGHUP
+/// does); says what each read and applied, and fails naming the proxies that kept a file in
+/// use.
 pub async fn reload(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverError> {
     let results = post_to_all(proxies, "/reload").await;
     let failures = failures(&results);
@@ -170,12 +171,39 @@ pub async fn reload(proxies: &[AdminClient]) -> Result<Outcome, UpstreamCutoverE
     };
     let lines = answered(proxies, &results, |report| {
         format!(
-            "{}; {}",
+            "{}; {}; {}",
+            settings(&report["settings"]),
             file(&report["client_tls"], "client TLS certificate"),
             file(&report["upstream_tls"], "upstream CA certificates")
         )
     });
     Ok(Outcome { lines })
+}
+
+/// One proxy's reloaded settings in a line: the file, what applied, what takes a restart.
+fn settings(report: &serde_json::Value) -> String {
+    if report["outcome"].as_str() != Some("read") {
+        return "no configuration file".into();
+    }
+    let names = |key: &str| {
+        let names: Vec<&str> = report[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    format!(
+        "settings read from {}: applied {}, taking a restart {}",
+        report["file"].as_str().unwrap_or("?"),
+        names("applied"),
+        names("need_restart")
+    )
 }
 
 /// The whole upstream cutover: prepare all, wait for replication, commit all, record.

@@ -61,7 +61,7 @@ use crate::router::{ClientIdentity, SessionRouter, search_path, version_command}
 
 /// Serves one accepted connection to its end. Never panics on input; errors are logged.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, state: Arc<ProxyState>) {
-    let deadline = Instant::now() + state.config.startup_timeout;
+    let deadline = Instant::now() + state.config.load().startup_timeout;
     let (mut client, startup) = match handshake::negotiate(tcp, &state, deadline).await {
         Ok(Negotiated::Session { client, startup }) => (client, startup),
         Ok(Negotiated::Cancelled) => return,
@@ -106,7 +106,7 @@ async fn relay_session(
     let startup_pass = match pass_gate(&state).await {
         Ok((pass, waited)) => {
             if waited {
-                deadline = Instant::now() + state.config.startup_timeout;
+                deadline = Instant::now() + state.config.load().startup_timeout;
             }
             pass
         }
@@ -218,12 +218,13 @@ fn session_router(
         application_name: startup.param("application_name").unwrap_or("").to_owned(),
         address: Some(peer.ip()),
     };
+    let config = state.config.load_full();
     let mut router = SessionRouter::new(
         state.routing.clone(),
         client,
         version_command::from_startup(&startup.params),
-        &state.config.sticky_identity,
-        state.config.unparseable_policy,
+        &config.sticky_identity,
+        config.unparseable_policy,
         state.rewrite_cache.clone(),
     )
     .map_err(|error| SessionError::Refused {
@@ -323,7 +324,7 @@ impl Session {
             upstream,
             from_client: Direction::new(
                 established.client_leftover,
-                state.config.max_message_len,
+                state.config.load().max_message_len,
                 true,
             ),
             from_upstream: Direction::new(

@@ -104,7 +104,8 @@ impl Switchboard {
                 ));
             }
         };
-        let target = Arc::new(UpstreamTarget::from_url(url, &state.config)?);
+        let config = state.config.load_full();
+        let target = Arc::new(UpstreamTarget::from_url(url, &config)?);
         let waited = if paused_before {
             Duration::ZERO
         } else {
@@ -114,11 +115,11 @@ impl Switchboard {
         let plan = Arc::new(SwitchPlan {
             target: target.clone(),
             credentials: Credentials {
-                passfile: state.config.upstream_passfile.clone(),
+                passfile: config.upstream_passfile.clone(),
             },
         });
         // Each session connects and logs in; bounded like a client's own startup.
-        let deadline = state.config.upstream_connect_timeout + state.config.startup_timeout;
+        let deadline = config.upstream_connect_timeout + config.startup_timeout;
         let replies = state.sessions.senders().into_iter().map(|session| {
             let plan = plan.clone();
             async move {

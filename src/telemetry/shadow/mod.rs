@@ -78,7 +78,7 @@ pub const SHADOW_THREAD_NICE: i32 = 10;
 /// sessions' runtime, so parsing and comparing never take a core from a session; returns at
 /// once. Nothing runs without a catalog.
 pub fn spawn(state: Arc<ProxyState>, proxy_id: String) {
-    if state.config.catalog.is_none() {
+    if state.config.load().catalog.is_none() {
         return;
     }
     let started = std::thread::Builder::new()
@@ -118,7 +118,7 @@ fn lower_priority() {
 
 /// The workers and the reporter until shutdown.
 async fn run(state: Arc<ProxyState>, proxy_id: String) {
-    let Some(url) = state.config.catalog.clone() else {
+    let Some(url) = state.config.load().catalog.clone() else {
         return;
     };
     let Some(receiver) = state.shadow.take_receiver() else {
@@ -128,6 +128,7 @@ async fn run(state: Arc<ProxyState>, proxy_id: String) {
     let pending = PendingDiffs::default();
     let workers_url = state
         .config
+        .load()
         .shadow_catalog
         .clone()
         .unwrap_or_else(|| url.clone());
