@@ -227,3 +227,33 @@ fn a_reload_rotates_the_admin_token_but_never_removes_it() {
     assert!(body.contains("settings: kept every one in use"), "{body}");
     assert_eq!(metrics("second"), 200);
 }
+
+/// `log_level` lowered by SIGHUP: a session's debug lines appear from the reload on, none
+/// before it.
+#[test]
+fn sighup_changes_the_log_level() {
+    let cluster = ThrowawayCluster::start(&ClusterOptions::default()).unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("viewgate.toml");
+    write_config(&file, "log_level = \"warn\"\n");
+    let proxy = ProxyProcess::start_with_configured_logging(
+        &cluster,
+        &[("VIEWGATE_CONFIG", &file.display().to_string())],
+    );
+    let address: SocketAddr = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    let session_line = "DEBUG";
+    assert!(answers(&mut log_in(address).unwrap()));
+    assert!(!proxy.log().contains(session_line), "{}", proxy.log());
+
+    write_config(&file, "log_level = \"viewgate=debug\"\n");
+    hang_up(&proxy);
+    assert!(answers(&mut log_in(address).unwrap()));
+    logged(&proxy, "reload: settings read", 1);
+    assert!(
+        wait_until(Duration::from_secs(10), || proxy
+            .log()
+            .contains(session_line)),
+        "{}",
+        proxy.log()
+    );
+}

@@ -194,6 +194,20 @@ impl ProxyProcess {
         Self::spawned(command, port, Some(log))
     }
 
+    /// As `start`, logging at the level the configuration says rather than the harness's
+    /// debug (a test of `log_level`).
+    pub fn start_with_configured_logging(cluster: &ThrowawayCluster, env: &[(&str, &str)]) -> Self {
+        let port = viewgate::pg_cluster::free_port().unwrap();
+        let log = tempfile::NamedTempFile::new().expect("a temporary log file");
+        let output = log.reopen().expect("the log file reopens");
+        let mut command = serve_command(&upstream_url(cluster), port, env);
+        command
+            .env_remove("VIEWGATE_LOG_LEVEL")
+            .stdout(output.try_clone().expect("the log file is shared"))
+            .stderr(output);
+        Self::spawned(command, port, Some(log))
+    }
+
     /// As `start`, with stderr a pipe the caller holds and never reads.
     pub fn start_with_unread_stderr(
         cluster: &ThrowawayCluster,
