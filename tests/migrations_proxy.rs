@@ -536,6 +536,36 @@ async fn a_quiet_session_follows_a_cutover_and_does_not_hold_back_the_contract()
     assert_eq!(text(&in_block, "SELECT count(*) FROM models").await, ["2"]);
 }
 
+/// A connection that declared a version and has sent nothing since its startup (a pool's
+/// spare connection: asyncpg's pool reuses its most recent one, so the others stay silent)
+/// is counted at that version from its start. It was counted at none until the next reload of
+/// the routing state, so a contract after the cutover retired v1 under it, and its first
+/// statement failed with 55000 (the async Python walk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_declared_a_version_and_sent_nothing_holds_it() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    cut_over_to_v2(&cluster, &proxy).await;
+    let declared = client(&proxy, Some("v1")).await;
+    let routed = client(&proxy, None).await;
+    let mut sessions = serde_json::Value::Null;
+    // The cutover's own probe session may still be counted at v2 for a moment.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            sessions = sessions_by_version(&cluster);
+            sessions["v1"] == 1 && sessions["v2"].as_u64().is_some_and(|n| n >= 1)
+        }),
+        "{sessions}"
+    );
+    let refused = viewgate(&cluster, &["migrate", "complete"]).unwrap_err();
+    assert!(refused.contains("1 live session(s) at v1"), "{refused}");
+    assert_eq!(text(&declared, "SHOW viewgate.version").await, ["v1"]);
+    assert_eq!(text(&routed, "SHOW viewgate.version").await, ["v2"]);
+
+    drop(declared);
+    complete_once_the_heartbeats_allow(&cluster).await;
+    assert_eq!(text(&routed, "SELECT count(*) FROM models").await, ["2"]);
+}
+
 /// A refused contract names the sessions that hold the old version back, as an operator finds
 /// them: the application, the client's address, why it is at its version, its transaction
 /// status and the Postgres backend serving it (to look up in `pg_stat_activity`). So do
@@ -768,6 +798,47 @@ async fn a_parse_postgres_refused_holds_nothing() {
         wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v2"] })
             .await,
         "the refused Parse holds nothing"
+    );
+    complete_once_the_heartbeats_allow(&cluster).await;
+}
+
+/// So does a SQL `PREPARE` Postgres refused (42703), or skipped after an earlier error in its
+/// query string; one made beside them holds until `DEALLOCATE`, and a second `PREPARE` of its
+/// name, refused (42P05), leaves its hold. Before, a failed SQL `PREPARE` held the session
+/// until `DEALLOCATE ALL` or `DISCARD ALL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_prepare_postgres_refused_holds_nothing() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let session = client(&proxy, None).await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    let refused = session
+        .batch_execute("PREPARE missing AS SELECT no_such_column FROM models")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN)
+    );
+    session
+        .batch_execute("PREPARE kept AS SELECT name FROM models; SELECT 1/0; PREPARE skipped AS SELECT name FROM models")
+        .await
+        .unwrap_err();
+    let duplicate = session
+        .batch_execute("PREPARE kept AS SELECT size FROM models")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        duplicate.code(),
+        Some(&tokio_postgres::error::SqlState::DUPLICATE_PSTATEMENT)
+    );
+    cut_over_to_v2(&cluster, &proxy).await;
+    // Held by the statement that exists, and by nothing once it is deallocated.
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    session.batch_execute("DEALLOCATE kept").await.unwrap();
+    assert!(
+        wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v2"] })
+            .await,
+        "the refused and skipped PREPAREs hold nothing"
     );
     complete_once_the_heartbeats_allow(&cluster).await;
 }

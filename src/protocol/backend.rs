@@ -180,25 +180,28 @@ pub fn command_block_end(frame: &[u8]) -> Option<BlockEnd> {
     })
 }
 
-/// The command tags of the statements that drop what a session prepared or declared
-/// (`DEALLOCATE`, `CLOSE`, `DISCARD`): their answer confirms the release (`router::prepared`).
-pub const RELEASE_TAGS: [&str; 6] = [
+/// The command tags whose answer settles what holds a session at its version
+/// (`router::prepared`): those of the statements that drop what a session prepared or declared
+/// (`DEALLOCATE`, `CLOSE`, `DISCARD`), which confirm the release, and SQL `PREPARE`'s, which
+/// confirms the statement was made.
+pub const HOLD_TAGS: [&str; 7] = [
     "DEALLOCATE",
     "DEALLOCATE ALL",
     "CLOSE CURSOR",
     "CLOSE CURSOR ALL",
     "DISCARD ALL",
     "DISCARD TEMP",
+    "PREPARE",
 ];
 
-/// The tag of a CommandComplete that answers a statement that dropped prepared statements,
-/// cursors or temporary objects; `None` for any other.
-pub fn release_tag(frame: &[u8]) -> Option<&'static str> {
+/// The tag of a CommandComplete that answers a statement in [`HOLD_TAGS`]; `None` for any
+/// other.
+pub fn hold_tag(frame: &[u8]) -> Option<&'static str> {
     let tag = body(frame).split(|&b| b == 0).next()?;
-    RELEASE_TAGS
+    HOLD_TAGS
         .iter()
         .copied()
-        .find(|release| release.as_bytes() == tag)
+        .find(|known| known.as_bytes() == tag)
 }
 
 /// The transaction status a ReadyForQuery reports.

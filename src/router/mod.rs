@@ -20,6 +20,7 @@
 
 pub mod explain_execute;
 pub mod function_call;
+pub mod holding_commands;
 pub mod prepared;
 pub mod raise;
 pub mod resolve;

@@ -16,7 +16,9 @@
 //! A named Parse holds from when it is sent; at the next quiet boundary, one of a batch that
 //! Postgres refused before answering that Parse (each Parse is answered in order, and an
 //! error skips the rest of its batch) made no statement and holds nothing, though drivers
-//! never close it.
+//! never close it. Likewise a SQL `PREPARE` in a Query: Postgres answers each one it made
+//! with the tag `PREPARE`, in order, so one past the count of those answers failed or was
+//! skipped. Either way a name it would have replaced (refused with 42P05) keeps its hold.
 //!
 //! A release counts only once Postgres has done it (the nineteenth red-team pass released
 //! holds on a `DEALLOCATE` that Postgres refused, skipped after an error, or never saw because
@@ -39,10 +41,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::holding_commands::{
+    copies_rows, creates_code, mentions_a_holding_command, says_temporary,
+};
 use super::statement_words::{self, identifier, is_word};
 use crate::rewriter::lexer::Token;
-use crate::rewriter::resolution::TEMP_SCHEMA;
-use crate::rewriter::word_scan::{WordSet, Words};
+use crate::rewriter::word_scan::Words;
 use crate::rewriter::{Rewrite, RewriteCache, VersionTargets, rewrite_cached};
 
 #[derive(Debug, Default)]
@@ -66,7 +70,7 @@ pub struct PreparedStatements {
     batch: u64,
     /// How many Parses the client has sent in `batch`.
     parses_in_batch: u32,
-    /// The named Parses that made a hold since the last quiet boundary.
+    /// The named Parses and SQL `PREPARE`s that made a hold since the last quiet boundary.
     created: Vec<Created>,
     /// Orders holds and releases within one stretch between quiet boundaries.
     sequence: u64,
@@ -96,17 +100,32 @@ pub struct Answers {
     pub failed_batches: Vec<(u64, u32)>,
 }
 
-/// A named Parse that made a hold, until its batch is answered: Postgres answers a batch's
-/// Parses in order and skips the rest of the batch after an error, so the Parse made its
-/// statement only if its batch failed after it, or not at all.
+/// A statement that made a hold, until its batch is answered: Postgres answers a batch's
+/// statements in order and skips the rest of the batch after an error, so it was made only
+/// if its batch failed after it, or not at all.
 #[derive(Debug, Clone)]
 struct Created {
     name: String,
     made: u64,
     batch: u64,
-    /// Its place among the batch's Parses, from 0.
-    ordinal: u32,
+    by: Creation,
+    /// The hold of the name before, which stays if this statement was not made (Postgres
+    /// refuses a name already prepared).
+    replaced: Option<Held>,
 }
+
+/// How a held statement was made, with its place among the batch's statements of that kind,
+/// from 0.
+#[derive(Debug, Clone, Copy)]
+enum Creation {
+    /// A protocol Parse: made if the batch failed after its ParseComplete, or not at all.
+    Parse { ordinal: u32 },
+    /// A SQL `PREPARE` in a Query: made if the Query was answered with as many `PREPARE` tags.
+    Query { ordinal: u32 },
+}
+
+/// The tag Postgres answers a SQL `PREPARE` with.
+const PREPARE_TAG: &str = "PREPARE";
 
 /// What answers a release: a Close's CloseComplete, or a statement's command tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +193,21 @@ pub struct Resolved {
     pub writes_base_rows: bool,
 }
 
+/// Whether the answers to `made`'s batch show Postgres did not make it. Past
+/// [`MAX_PENDING_RELEASES`] answers some were not kept, and a `PREPARE` is taken as made.
+fn not_made(made: &Created, answered: &Answers) -> bool {
+    match made.by {
+        Creation::Parse { ordinal } => (answered.failed_batches.iter())
+            .any(|&(batch, parses)| batch == made.batch && ordinal >= parses),
+        Creation::Query { ordinal } => {
+            let prepared = (answered.releases.iter())
+                .filter(|&&answer| answer == (made.batch, Answer::Tag(PREPARE_TAG)))
+                .count();
+            answered.releases.len() < MAX_PENDING_RELEASES && ordinal as usize >= prepared
+        }
+    }
+}
+
 impl PreparedStatements {
     /// A protocol Parse of statement `name`; `version` is the version it was made at, or
     /// `None` when it names no managed table nor the version's view. A name that is already
@@ -182,17 +216,25 @@ impl PreparedStatements {
     pub fn parsed(&mut self, name: &str, version: Option<&str>) {
         self.resolved.remove(name);
         if let (false, Some(version)) = (name.is_empty(), version) {
-            let held = self.held(version);
-            if self.created.len() < MAX_PENDING_RELEASES {
-                self.created.push(Created {
-                    name: name.to_owned(),
-                    made: held.made,
-                    batch: self.batch,
-                    ordinal: self.parses_in_batch.saturating_sub(1),
-                });
-            }
-            self.versions.insert(name.to_owned(), held);
+            let ordinal = self.parses_in_batch.saturating_sub(1);
+            self.hold_made(name.to_owned(), version, Creation::Parse { ordinal });
         }
+    }
+
+    /// Statement `name` holds at `version` from now on, until the answer to its batch shows
+    /// it was not made ([`Self::settle`]).
+    fn hold_made(&mut self, name: String, version: &str, by: Creation) {
+        let held = self.held(version);
+        if self.created.len() < MAX_PENDING_RELEASES {
+            self.created.push(Created {
+                name: name.clone(),
+                made: held.made,
+                batch: self.batch,
+                by,
+                replaced: self.versions.get(&name).cloned(),
+            });
+        }
+        self.versions.insert(name, held);
     }
 
     /// A protocol Close of a statement (`Some(name)`) or a portal (`None`): a statement's hold
@@ -287,6 +329,7 @@ impl PreparedStatements {
             .filter(|(_, words)| !words.is_empty())
             .collect();
         let alone = statements.len() == 1 && !text.in_block && !text.parse;
+        let mut prepares = 0;
         for (_, words) in statements {
             let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
             let name = |at: usize| words.get(at).and_then(|t| identifier(sql, t));
@@ -296,9 +339,16 @@ impl PreparedStatements {
             if word(0, "PREPARE") && word(1, "TRANSACTION") {
                 // Two-phase commit, not a statement.
             } else if word(0, "PREPARE") {
+                let ordinal = prepares;
+                prepares += 1;
                 if let (Some(version), Some(name)) = (text.names_version, name(1)) {
-                    let held = self.held(version);
-                    self.versions.insert(name, held);
+                    if text.parse {
+                        // Made at an Execute the router does not follow: held for good.
+                        let held = self.held(version);
+                        self.versions.insert(name, held);
+                    } else {
+                        self.hold_made(name, version, Creation::Query { ordinal });
+                    }
                 }
             } else if word(0, "DEALLOCATE") {
                 let at = if word(1, "PREPARE") { 2 } else { 1 };
@@ -364,21 +414,25 @@ impl PreparedStatements {
     pub fn settle(&mut self, answered: &Answers) -> bool {
         let created = std::mem::take(&mut self.created);
         let before = self.held_count();
-        // A Parse of a batch Postgres refused before answering it made nothing (drivers do not
-        // close a statement whose Parse failed: the walk's DBD::Pg, PDO and Sequel sessions
-        // were held by one after a 42703 until they reconnected).
+        // A statement Postgres did not make holds nothing (drivers do not close a statement
+        // whose Parse failed: the walk's DBD::Pg, PDO and Sequel sessions were held by one
+        // after a 42703 until they reconnected).
         for made in created {
-            let failed = (answered.failed_batches.iter())
-                .any(|&(batch, parses)| batch == made.batch && made.ordinal >= parses);
-            if failed
-                && self
+            if !not_made(&made, answered)
+                || self
                     .versions
                     .get(&made.name)
-                    .is_some_and(|held| held.made == made.made)
+                    .is_none_or(|held| held.made != made.made)
             {
-                self.versions.remove(&made.name);
-                self.resolved.remove(&made.name);
+                continue;
             }
+            match made.replaced {
+                Some(before) => self.versions.insert(made.name, before),
+                None => {
+                    self.resolved.remove(&made.name);
+                    self.versions.remove(&made.name)
+                }
+            };
         }
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
@@ -506,122 +560,6 @@ impl PreparedStatements {
     fn held_count(&self) -> usize {
         self.versions.len() + self.cursors.len() + self.temporary.len() + self.code.len()
     }
-}
-
-/// Whether a `CREATE` statement says its object is temporary, as the word after `CREATE [OR
-/// REPLACE] [GLOBAL | LOCAL]`. Anything else counts as lasting, which holds longer.
-fn says_temporary(sql: &str, words: &[&Token]) -> bool {
-    let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
-    let mut at = 1;
-    if word(at, "OR") && word(at + 1, "REPLACE") {
-        at += 2;
-    }
-    if word(at, "GLOBAL") || word(at, "LOCAL") {
-        at += 1;
-    }
-    word(at, "TEMP") || word(at, "TEMPORARY")
-}
-
-/// Whether a `CREATE` statement makes a table from a query's rows (`CREATE [GLOBAL | LOCAL]
-/// [TEMP | TEMPORARY | UNLOGGED] TABLE … AS query`, an `AS` outside parentheses): a copy,
-/// which reads nothing later. `TABLE` must be the kind made: a trigger's `REFERENCING NEW
-/// TABLE AS` is no copy (the twenty-third pass hid a WHEN clause reading the view so).
-fn copies_rows(sql: &str, words: &[&Token]) -> bool {
-    let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
-    let mut table = 1;
-    if word(table, "GLOBAL") || word(table, "LOCAL") {
-        table += 1;
-    }
-    if ["TEMP", "TEMPORARY", "UNLOGGED"]
-        .iter()
-        .any(|modifier| word(table, modifier))
-    {
-        table += 1;
-    }
-    if !word(table, "TABLE") {
-        return false;
-    }
-    let mut depth = 0usize;
-    words[table..].iter().any(|token| {
-        match statement_words::text(sql, token) {
-            "(" => depth += 1,
-            ")" => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        depth == 0 && is_word(sql, token, "AS")
-    })
-}
-
-/// Whether a `CREATE` statement makes a view, a function, a procedure or a rule (`CREATE [OR
-/// REPLACE] [TEMP | TEMPORARY] [RECURSIVE | MATERIALIZED] {VIEW | FUNCTION | PROCEDURE |
-/// RULE}`), and if so whether it says it is temporary (the keyword, or a `pg_temp…` schema).
-/// A view Postgres makes temporary by itself (it reads a temporary table) counts as lasting:
-/// it holds longer.
-fn creates_code(sql: &str, words: &[&Token]) -> Option<bool> {
-    let word = |at: usize, w: &str| words.get(at).is_some_and(|t| is_word(sql, t, w));
-    let mut at = 1;
-    if word(at, "OR") && word(at + 1, "REPLACE") {
-        at += 2;
-    }
-    let mut temporary = word(at, "TEMP") || word(at, "TEMPORARY");
-    if temporary {
-        at += 1;
-    }
-    // A materialized view keeps its query, which REFRESH runs again.
-    if word(at, "RECURSIVE") || word(at, "MATERIALIZED") {
-        at += 1;
-    }
-    if !["VIEW", "FUNCTION", "PROCEDURE", "RULE"]
-        .iter()
-        .any(|kind| word(at, kind))
-    {
-        return None;
-    }
-    temporary |= words
-        .get(at + 1)
-        .and_then(|t| identifier(sql, t))
-        .is_some_and(|schema| schema.starts_with(TEMP_SCHEMA))
-        && words
-            .get(at + 2)
-            .is_some_and(|t| statement_words::text(sql, t) == ".");
-    Some(temporary)
-}
-
-/// The commands that make or release what holds a session, but `DO` (a word of its own, looked
-/// for apart: as a part of a word it is everywhere, `model_id`). One pass, where a
-/// byte-by-byte look at every `p`, `d`, `c` and `a` was the most sampled function of the
-/// router (14 % of an unmanaged read's time in `SessionRouter::statement`); now a part of the
-/// statement's one pass for every test's words (`word_scan.rs`).
-const HOLDING: [&str; 7] = [
-    "prepare",
-    "deallocate",
-    "discard",
-    "declare",
-    "close",
-    "create",
-    "alter",
-];
-const HOLDING_WORDS: WordSet = WordSet::of(&HOLDING);
-
-/// The cheap test first, on every statement: most are none of these commands. One of the
-/// words anywhere in the text (its `words`), in any case, or `DO` as a word of its own.
-pub fn mentions_a_holding_command(sql: &str, words: Words) -> bool {
-    let bytes = sql.as_bytes();
-    words.any(HOLDING_WORDS)
-        || memchr::memchr2_iter(b'd', b'D', bytes).any(|at| opens_a_do_block(bytes, at))
-}
-
-/// Whether `DO` starts at `at` as a word of its own: followed by anything that cannot
-/// continue a word (a space, a comment: the twenty-second pass sent `DO/**/E'…'`, a quote).
-fn opens_a_do_block(bytes: &[u8], at: usize) -> bool {
-    let continues_a_word = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80;
-    bytes
-        .get(at..at + 2)
-        .is_some_and(|word| word.eq_ignore_ascii_case(b"do"))
-        && bytes
-            .get(at + 2)
-            .is_none_or(|&next| !continues_a_word(next))
-        && (at == 0 || !continues_a_word(bytes[at - 1]))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `PreparedStatements`' unit tests: what holds a session, and what releases it once answered.
 
 use super::*;
+use crate::router::holding_commands::{HOLDING, opens_a_do_block};
 
 /// `prepared`'s SQL `sql` as made at `version`.
 fn run(prepared: &mut PreparedStatements, sql: &str, version: Option<&str>) {
@@ -13,10 +14,15 @@ fn run(prepared: &mut PreparedStatements, sql: &str, version: Option<&str>) {
     prepared.sql(sql, Words::in_text(sql.as_bytes()), text, &mut Vec::new());
 }
 
-/// A quiet boundary at which every release sent since the last one was answered.
+/// A quiet boundary at which every release and SQL `PREPARE` sent since the last one was
+/// answered.
 fn all_answered(prepared: &mut PreparedStatements) -> bool {
+    let prepares = (prepared.created.iter())
+        .filter(|made| matches!(made.by, Creation::Query { .. }))
+        .map(|made| (made.batch, Answer::Tag(PREPARE_TAG)));
     let answered: Vec<(u64, Answer)> = (prepared.pending.iter())
         .map(|pending| (pending.batch, pending.answer))
+        .chain(prepares)
         .collect();
     settle(prepared, &answered)
 }
@@ -110,6 +116,44 @@ fn a_parse_of_a_batch_postgres_refused_first_holds_nothing() {
     assert_eq!(names, ["a", "b", "d", "f"]);
     // Known once settled: a later failure of batch 3's number changes nothing.
     assert!(!prepared.settle(&answered));
+}
+
+#[test]
+fn a_sql_prepare_holds_only_if_its_query_answered_it() {
+    let mut prepared = PreparedStatements::default();
+    prepared.parsed("kept", Some("v1"));
+    let made = Answer::Tag(PREPARE_TAG);
+    // Batch 2: `plain` (held with the rest: the text names the view) and `a` answered, then
+    // `b` refused (or skipped).
+    prepared.note_batch(2, false);
+    run(
+        &mut prepared,
+        "PREPARE plain AS SELECT 1; PREPARE a AS SELECT * FROM t_v1; PREPARE b AS SELECT * FROM t_v1",
+        Some("v1"),
+    );
+    // Batch 3: a second statement named `kept`, refused (42P05): the first one's hold stays.
+    prepared.note_batch(3, false);
+    run(
+        &mut prepared,
+        "PREPARE kept AS SELECT * FROM t_v1",
+        Some("v1"),
+    );
+    assert!(prepared.settle(&Answers {
+        releases: vec![(2, made), (2, made)],
+        failed_batches: vec![(2, 0), (3, 0)],
+    }));
+    let mut names: Vec<&str> = prepared.versions.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "kept", "plain"]);
+    // Its answers cut short past the limit, a PREPARE is taken as made.
+    prepared.note_batch(4, false);
+    run(&mut prepared, "PREPARE c AS SELECT * FROM t_v1", Some("v1"));
+    let releases = vec![(0, Answer::CloseComplete); MAX_PENDING_RELEASES];
+    prepared.settle(&Answers {
+        releases,
+        failed_batches: Vec::new(),
+    });
+    assert!(prepared.versions.contains_key("c"));
 }
 
 #[test]

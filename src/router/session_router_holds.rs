@@ -3,7 +3,8 @@
 //! name resolution changes, SQL that creates something reading a version's view, and the
 //! Close messages and answers that end a hold.
 
-use super::super::prepared::{self, Answers, Resolved, TextContext};
+use super::super::holding_commands;
+use super::super::prepared::{Answers, Resolved, TextContext};
 use super::super::rules::Assignment;
 use super::super::statement::Statement;
 use super::{Routed, SessionRouter};
@@ -83,7 +84,7 @@ impl SessionRouter {
     ) {
         let Statement { sql, words } = statement;
         let named = name.is_some_and(|name| !name.is_empty());
-        if !named && !prepared::mentions_a_holding_command(sql, words) {
+        if !named && !holding_commands::mentions_a_holding_command(sql, words) {
             return;
         }
         let version = self

@@ -20,13 +20,32 @@ use crate::proxy::switch::SessionControl;
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 impl Session {
+    /// At the session's start: counted at the version its first statement will run at. Its
+    /// startup picked that version under the routing state in effect, so the check of
+    /// [`Self::follow_routing`] would find nothing to do, and the session was counted at no
+    /// version until the next reload: a contract could retire the version an idle pool
+    /// connection had declared (the async Python walk: asyncpg's pool keeps spare connections
+    /// that send nothing).
+    pub(super) fn count_from_start(&mut self) {
+        self.count_at_upcoming();
+    }
+
+    /// At a reload of the routing state: counted at what its next statement will run at,
+    /// unless it already picked its version under that state.
     pub(super) fn follow_routing(&mut self) {
-        let Some(router) = self.router.as_mut() else {
+        let Some(router) = self.router.as_ref() else {
             return;
         };
         if router.follows_current_routing() {
             return;
         }
+        self.count_at_upcoming();
+    }
+
+    fn count_at_upcoming(&mut self) {
+        let Some(router) = self.router.as_mut() else {
+            return;
+        };
         if !self.progress.quiet() {
             self.registration
                 .remind(BUSY_RETRY, SessionControl::FollowRouting);

@@ -92,9 +92,9 @@ pub(super) struct Progress {
     /// targets takes no lock.
     version_targets_at: AtomicUsize,
     /// The batch of each answer to a client's release (CloseComplete, and the command tags of
-    /// `DEALLOCATE`, `CLOSE`, `DISCARD`) since the last quiet boundary: a release holds
-    /// nothing back any more only once answered (`router::prepared`). Touched only for those
-    /// answers, which are rare.
+    /// `DEALLOCATE`, `CLOSE`, `DISCARD`) or SQL `PREPARE` since the last quiet boundary: a
+    /// release holds nothing back any more, and a `PREPARE` holds, only once answered
+    /// (`router::prepared`). Touched only for those answers, which are rare.
     release_answers: Mutex<Vec<(u64, Answer)>>,
     /// Each batch Postgres refused a message of since the last quiet boundary, with how many
     /// of its Parses it had answered: the batch's later Parses made no statement, and hold

@@ -43,8 +43,7 @@ use crate::router::{
 impl Session {
     /// Runs the pumps, stopping them for each switch request and starting them again after.
     pub(super) async fn relay(&mut self) -> Result<(), SessionError> {
-        // Counted from the start at the version its first statement will run at.
-        self.follow_routing();
+        self.count_from_start();
         loop {
             match self.relay_until_control().await? {
                 Some(control) => self.obey(control).await?,
@@ -570,7 +569,7 @@ fn inspect_upstream(
                 progress.last_end.store(END_ROLLBACK, Ordering::Relaxed)
             }
             _ => {
-                if let Some(tag) = backend::release_tag(frame) {
+                if let Some(tag) = backend::hold_tag(frame) {
                     progress.release_answered(Answer::Tag(tag));
                 }
             }
