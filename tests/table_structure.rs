@@ -167,3 +167,45 @@ async fn ddl_naming_a_column_a_live_migration_stores_elsewhere_is_refused_until_
     );
     common::versions::psql(&proxy, Some("v2"), "CREATE INDEX ON customers (full_name)").unwrap();
 }
+
+/// v2 widens `email` and calls `customers` `clients`.
+const RETYPE_AND_RENAME_TABLE: &str = "version = \"v2\"\nfrom = \"v1\"\n[[operations]]\nop = \"alter_column\"\ntable = \"customers\"\ncolumn = \"email\"\ntype = \"varchar(200)\"\n[[operations]]\nop = \"rename_table\"\nfrom = \"customers\"\nto = \"clients\"\n";
+
+/// `CREATE TABLE IF NOT EXISTS` of a managed table by the name the version knows it by makes
+/// nothing, as for the version's shape made by hand (an ORM creating its tables at startup:
+/// Tortoise's `generate_schemas`). At v2 it was refused for naming `email`, which v2 stores
+/// in `_vg_v2_email` (the async Python walk); under v2's name of a table the migration renames,
+/// it made a stray base table `clients`, and the complete's rename then failed on it (42P07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_managed_table_that_exists_makes_nothing_at_a_version() {
+    let proxy = proxy_with_spec(CUSTOMERS, CUSTOMERS_SPEC);
+    start_migration(&proxy, "0002_customers.toml", RETYPE_AND_RENAME_TABLE, "v2");
+    let tables = || {
+        proxy.admin(
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace",
+        )
+    };
+    let before = tables();
+    let v1 = connect_with(&proxy, "-c%20viewgate.version%3Dv1").await;
+    v1.batch_execute(
+        "CREATE TABLE IF NOT EXISTS customers (id serial PRIMARY KEY, email varchar(100) NOT NULL UNIQUE, name text NOT NULL)",
+    )
+    .await
+    .unwrap();
+    let v2 = connect_with(&proxy, "-c%20viewgate.version%3Dv2").await;
+    v2.batch_execute(
+        "CREATE TABLE IF NOT EXISTS clients (id serial PRIMARY KEY, email varchar(200) NOT NULL, CHECK (email <> ''))",
+    )
+    .await
+    .unwrap();
+    let error = v2
+        .batch_execute("CREATE TABLE clients (id int)")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::DUPLICATE_TABLE), "{error:?}");
+    assert_eq!(tables(), before, "nothing was made");
+    let rows = v2.query("SELECT email FROM clients", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    drop((v1, v2));
+    cut_over_and_complete(&proxy, "v2");
+}

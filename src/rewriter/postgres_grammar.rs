@@ -124,6 +124,9 @@ pub enum Place {
     /// another name, or a base column the version shows under another name
     /// (`postgres_grammar_columns.rs`): refused at a version.
     ColumnStorage(ColumnDdl, StoredAs),
+    /// The name `CREATE TABLE` gives, of a table the version knows by it under another base
+    /// name (a live rename): the version's view, which exists (`postgres_grammar_structure.rs`).
+    ExistingTable,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -299,9 +302,8 @@ fn read(sql: &str, targets: &VersionTargets) -> Reading {
                 place: Place::AliasedBuiltIn,
             });
         }
-        if !targets.managed().is_empty() {
-            walker.table_structure(statement, stmt_location(raw));
-            walker.column_storage(statement, stmt_location(raw));
+        if !targets.managed().is_empty() && !walker.checks_ddl(statement, stmt_location(raw)) {
+            continue;
         }
         let read = fields
             .first()

@@ -90,11 +90,68 @@ const RENAMED_RELATION_KINDS: &[&str] = &[
 const RENAMED_COLUMN_KINDS: &[&str] = &["OBJECT_COLUMN", "OBJECT_ATTRIBUTE"];
 
 impl Walker<'_> {
+    /// Reads `statement` (one of a query string's, starting at byte `from`) for what it would
+    /// change of a managed table's structure and for the columns it names; `false` when it
+    /// creates a managed table that exists, and nothing else of it is to be read.
+    pub(super) fn checks_ddl(&mut self, statement: &Tree, from: usize) -> bool {
+        if self.creates_an_existing_table(statement) {
+            return false;
+        }
+        self.table_structure(statement, from);
+        self.column_storage(statement, from);
+        true
+    }
+
+    /// `CREATE TABLE [IF NOT EXISTS] name …` of a managed table, by a name the version knows
+    /// it by: the table exists, so Postgres skips the statement (IF NOT EXISTS, with a NOTICE)
+    /// or refuses it (42P07) and makes nothing, as for the version's shape made by hand; what
+    /// its columns and keys name is not read. Tortoise's `generate_schemas` at startup was
+    /// refused at v2 for a foreign key naming a column v2 stores elsewhere. Where the name is
+    /// not the base table's (a live `rename_table`: v3's `purchases` is base `orders`), it is
+    /// written as the version's view ([`Place::ExistingTable`]): sent as written, it made a
+    /// stray table `purchases`, which the complete's rename then ran into. A temporary table
+    /// is the session's own.
+    fn creates_an_existing_table(&mut self, statement: &Tree) -> bool {
+        let Some(relation) = statement
+            .get("CreateStmt")
+            .and_then(|body| body.get("relation"))
+        else {
+            return false;
+        };
+        let text = |key: &str| relation.get(key).and_then(Tree::as_text);
+        let (schema, name) = (
+            text("schemaname").filter(|s| !s.is_empty()),
+            text("relname").unwrap_or_default(),
+        );
+        if text("relpersistence") == Some("t") || self.targets.is_pinned(schema, name) {
+            return false;
+        }
+        let Some(target) =
+            (self.targets.resolve(schema, name)).filter(|target| self.targets.is_managed(target))
+        else {
+            return false;
+        };
+        let base = self
+            .targets
+            .base_write(target)
+            .map(|write| &write.base.name);
+        if base.is_some_and(|base| base != name) {
+            self.record_at(
+                location(relation),
+                schema,
+                name,
+                false,
+                Place::ExistingTable,
+            );
+        }
+        true
+    }
+
     /// The managed tables `statement` (one of a query string's, starting at byte `from`)
     /// would change the structure of, as [`Place::TableStructure`]; a managed table by a name
     /// the version does not give it (`targets::hidden_tables`, the base table's own name at a
     /// version that renames it) as [`Place::OtherVersion`], as everywhere else.
-    pub(super) fn table_structure(&mut self, statement: &Tree, from: usize) {
+    fn table_structure(&mut self, statement: &Tree, from: usize) {
         let Tree::Object(fields) = statement else {
             return;
         };

@@ -331,3 +331,44 @@ fn ddl_on_columns_the_base_table_has_by_the_versions_name_passes_unchanged() {
     let sql = "CREATE INDEX ON public.customers (email)";
     assert_eq!(refused(sql, &pinned).0, at(sql, "(", "email"));
 }
+
+/// `CREATE TABLE [IF NOT EXISTS]` of a managed table by the version's name makes nothing:
+/// Postgres skips it (or refuses it, 42P07), whatever its columns and keys name, as for the
+/// version's shape made by hand (Tortoise's `generate_schemas` at startup). Where the version
+/// names the table otherwise than its base table (a live rename), the name is written as the
+/// version's view, which exists; a temporary table is the session's own.
+#[test]
+fn creating_a_managed_table_that_exists_makes_nothing_and_reads_nothing_else() {
+    for sql in [
+        "CREATE TABLE IF NOT EXISTS customers (id bigint PRIMARY KEY, email text UNIQUE)",
+        "CREATE TABLE IF NOT EXISTS \"orders\" (id int, c int REFERENCES \"customers\" (\"email\"))",
+        "CREATE TABLE customers (full_name text, CHECK (length(email) > 0))",
+        "CREATE TEMP TABLE customers (email text)",
+    ] {
+        assert_eq!(
+            rewrite(sql, &live_v2()).unwrap(),
+            Rewrite::Unchanged,
+            "{sql}"
+        );
+    }
+    // v2 calls the base table `customers` `clients`.
+    let targets = live_v2();
+    let view = RelationName::new("public", "customers_v2");
+    let write = targets.base_write(&targets.managed()[0]).unwrap().clone();
+    let renamed = VersionTargets::new(
+        "v2",
+        vec![ViewTarget {
+            table: RelationName::new("public", "clients"),
+            view: view.clone(),
+        }],
+    )
+    .with_base_write(view, write);
+    assert_eq!(
+        rewrite("CREATE TABLE IF NOT EXISTS clients (id int)", &renamed).unwrap(),
+        Rewrite::Rewritten("CREATE TABLE IF NOT EXISTS public.customers_v2 (id int)".into())
+    );
+    assert_eq!(
+        rewrite("create table public.clients (id int)", &renamed).unwrap(),
+        Rewrite::Rewritten("create table public.customers_v2 (id int)".into())
+    );
+}
