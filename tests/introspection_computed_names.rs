@@ -5,7 +5,8 @@
 //! renames, nothing for a name the version does not have. Before, a bound name reached the base
 //! table, whose attributes the catalog substitutes hide. And a relation printed as text
 //! (`x::regclass::text`, ActiveRecord's foreign keys) is printed by the version's name, where it
-//! printed the view's. Through the proxy on a real Postgres,
+//! printed the view's; so is a result column `x::regclass AS name` (MikroORM's index
+//! introspection, whose indexes matched no table), as text. Through the proxy on a real Postgres,
 //! while a migration renames the table and after its contract.
 
 use crate::common;
@@ -14,6 +15,7 @@ use crate::deps;
 use common::TestProxy;
 use common::versions::{connect_with, cut_over_and_complete, proxy_with_spec, start_migration};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use viewgate::pg_cluster::SUPERUSER;
 
 const SCHEMA: &str =
@@ -44,6 +46,25 @@ const BY_CATALOG_QUALIFIED_NAME: &str = "SELECT string_agg(a.attname, ',' ORDER 
 const FOREIGN_KEYS_TO_TABLE: &str = "SELECT t2.oid::regclass::text AS to_table
   FROM pg_constraint c JOIN pg_class t1 ON c.conrelid = t1.oid JOIN pg_class t2 ON c.confrelid = t2.oid
  WHERE c.contype = 'f' AND t1.relname = $1";
+
+/// MikroORM's index introspection (`getIndexes`), the relations named as it inlines them: each
+/// index's table is the aliased `indrelid::regclass`.
+fn mikro_indexes(table: &str) -> String {
+    format!(
+        "select indrelid::regclass as table_name, ns.nspname as schema_name, relname as constraint_name, idx.indisunique as unique, idx.indisprimary as primary, contype, condeferrable, condeferred, array( select pg_get_indexdef(idx.indexrelid, k + 1, true) from generate_subscripts(idx.indkey, 1) as k order by k ) as index_def, pg_get_indexdef(idx.indexrelid) as expression, c.condeferrable as deferrable, c.condeferred as initially_deferred from pg_index idx join pg_class as i on i.oid = idx.indexrelid join pg_namespace as ns on i.relnamespace = ns.oid left join pg_constraint as c on c.conname = i.relname where indrelid in ('\"public\".\"{table}\"'::regclass, '\"public\".\"events\"'::regclass) order by relname"
+    )
+}
+
+/// A relation's oid as a regclass in a subquery, compared with a regclass: left a regclass.
+const INDEXES_BY_SUBQUERY: &str = "SELECT string_agg(i.indexrelid::regclass::text, ',') AS indexes
+  FROM pg_index i WHERE i.indrelid IN (SELECT c.oid::regclass AS r FROM pg_class c WHERE c.relname = $1)";
+/// Both sides of a set operation, ordered by the column, which is text: by name.
+const TABLES_BY_UNION: &str = "SELECT c.oid::regclass AS r FROM pg_class c WHERE c.relname = $1
+ UNION ALL SELECT i.indrelid::regclass FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+  WHERE x.relname = 'events_pkey' ORDER BY r DESC";
+/// Grouped by the cast the column prints: still grouped once the column is wrapped.
+const GROUPED_BY_RELATION: &str = "SELECT c.oid::regclass AS r, count(*)::text AS n FROM pg_class c
+  WHERE c.relname IN ($1, 'events') GROUP BY c.oid::regclass ORDER BY 1";
 /// The row type's attributes, found by `$1::regtype`.
 const BY_BOUND_TYPE: &str = "SELECT string_agg(a.attname, ',' ORDER BY a.attnum)
   FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
@@ -129,6 +150,7 @@ async fn names_resolve(
         Some(table.to_owned()),
         "{version}"
     );
+    printed_relation_columns(&client, version, table).await;
     // Unmanaged relations, and oids, resolve as they always did.
     assert_eq!(
         query_one(&client, BY_BOUND_NAME, &["events"])
@@ -145,6 +167,50 @@ async fn names_resolve(
         query_one(&client, oid, &[&events_oid]).await.unwrap(),
         Some("events".to_owned())
     );
+}
+
+/// A result column `x::regclass AS name` prints the version's table's name (what Postgres prints
+/// for a table by that name), as text; a subquery's is still a regclass, compared with one.
+async fn printed_relation_columns(client: &tokio_postgres::Client, version: &str, table: &str) {
+    let rows = client.query(&mikro_indexes(table), &[]).await.unwrap();
+    assert_eq!(rows[0].columns()[0].type_(), &Type::TEXT, "{version}");
+    let indexes: Vec<(String, String, bool)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.get("table_name"),
+                row.get("constraint_name"),
+                row.get("primary"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            (table.to_owned(), "accounts_pkey".to_owned(), true),
+            ("events".to_owned(), "events_pkey".to_owned(), true),
+        ],
+        "{version}"
+    );
+    assert_eq!(
+        query_one(client, INDEXES_BY_SUBQUERY, &[table])
+            .await
+            .unwrap(),
+        Some("accounts_pkey".to_owned()),
+        "{version}"
+    );
+    let tables: Vec<String> = (client.query(TABLES_BY_UNION, &[&table]).await.unwrap())
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(tables, ["events", table], "{version}");
+    let grouped: Vec<(String, String)> =
+        (client.query(GROUPED_BY_RELATION, &[&table]).await.unwrap())
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+    let one = |name: &str| (name.to_owned(), "1".to_owned());
+    assert_eq!(grouped, [one(table), one("events")], "{version}");
 }
 
 /// psycopg 3's `CompositeInfo` of `table` at `version`.

@@ -38,6 +38,8 @@ mod copy;
 mod group_by;
 #[path = "references_relation_names.rs"]
 mod relation_names;
+#[path = "references_result_columns.rs"]
+mod result_columns;
 #[path = "references_types.rs"]
 mod types;
 
@@ -96,6 +98,8 @@ pub struct Collector<'a> {
     other_item_names: Vec<String>,
     /// Addresses of the select list's unaliased expressions, which Postgres names after them.
     unnamed_items: Vec<usize>,
+    /// Address of the statement's own query, when it is one: its rows are the result.
+    outermost_query: Option<usize>,
 }
 
 impl<'a> Collector<'a> {
@@ -116,12 +120,16 @@ impl<'a> Collector<'a> {
             dropped_schemas: Vec::new(),
             other_item_names: Vec::new(),
             unnamed_items: Vec::new(),
+            outermost_query: None,
         }
     }
 
     /// The edits for one statement; none when a reference could not be located in the text
     /// (the statement must then not be rewritten piecemeal) or the statement is refused.
     pub fn collect(mut self, statement: &Statement) -> Result<Vec<Edit>, NotCollected> {
+        if let Statement::Query(query) = statement {
+            self.outermost_query = Some(&**query as *const Query as usize);
+        }
         let _ = statement.visit(&mut self);
         if let Some(refusal) = self.refusal {
             return Err(NotCollected::Refused(refusal));
@@ -407,6 +415,9 @@ impl Visitor for Collector<'_> {
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         let address = query as *const Query as usize;
         self.note_unnamed_items(&query.body);
+        if self.outermost_query == Some(address) {
+            self.result_relation_columns(query);
+        }
         let mut restore = None;
         for (i, scope) in self.scopes.iter_mut().enumerate().rev() {
             if let Some(position) = scope.bodies.iter().position(|&b| b == address) {

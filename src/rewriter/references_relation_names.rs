@@ -11,7 +11,8 @@
 //! name resolved to the base table, which the catalog substitutes hide: no columns, no row
 //! type's attributes. And the other way: a relation's oid printed as text (`x::regclass::text`)
 //! is wrapped in `version_relation_text`, which prints the version's table's name where the
-//! `regclass` output prints its view's.
+//! `regclass` output prints its view's; so is a result column `x::regclass AS name`, which
+//! `references_result_columns.rs` finds.
 
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
@@ -437,11 +438,11 @@ pub(super) fn is_text_type(data_type: &DataType) -> bool {
 }
 
 /// A constant the rewriter reads itself (a string) or that names nothing (NULL, a number).
-fn is_literal(expr: &Expr) -> bool {
+pub(super) fn is_literal(expr: &Expr) -> bool {
     matches!(strip_parentheses(expr), Expr::Value(value) if !matches!(value.value, Value::Placeholder(_)))
 }
 
-fn strip_parentheses(expr: &Expr) -> &Expr {
+pub(super) fn strip_parentheses(expr: &Expr) -> &Expr {
     match expr {
         Expr::Nested(inner) => strip_parentheses(inner),
         other => other,

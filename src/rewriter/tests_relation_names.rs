@@ -144,3 +144,113 @@ fn a_relation_printed_as_text_is_printed_by_the_versions_name() {
         );
     }
 }
+
+/// MikroORM's index introspection (`getIndexes`), over the test's managed table.
+const MIKRO_INDEXES: &str = "select indrelid::regclass as table_name, ns.nspname as schema_name, relname as constraint_name, idx.indisunique as unique, idx.indisprimary as primary, contype, condeferrable, condeferred, array( select pg_get_indexdef(idx.indexrelid, k + 1, true) from generate_subscripts(idx.indkey, 1) as k order by k ) as index_def, pg_get_indexdef(idx.indexrelid) as expression, c.condeferrable as deferrable, c.condeferred as initially_deferred from pg_index idx join pg_class as i on i.oid = idx.indexrelid join pg_namespace as ns on i.relnamespace = ns.oid left join pg_constraint as c on c.conname = i.relname where indrelid in ('\"public\".\"audit_log\"'::regclass, '\"public\".\"model_metadata\"'::regclass) order by relname";
+
+#[test]
+fn a_result_column_printing_a_relation_is_printed_by_the_versions_name() {
+    let text = "viewgate_catalog_v2.version_relation_text";
+    let mikro = format!(
+        "select {text}(indrelid::regclass) as table_name, ns.nspname as schema_name, relname as constraint_name, idx.indisunique as unique, idx.indisprimary as primary, contype, condeferrable, condeferred, array( select viewgate_catalog_v2.pg_get_indexdef(idx.indexrelid, k + 1, true) from generate_subscripts(idx.indkey, 1) as k order by k ) as index_def, viewgate_catalog_v2.pg_get_indexdef(idx.indexrelid) as expression, c.condeferrable as deferrable, c.condeferred as initially_deferred from viewgate_catalog_v2.pg_index idx join viewgate_catalog_v2.pg_class as i on i.oid = idx.indexrelid join viewgate_catalog_v2.pg_namespace as ns on i.relnamespace = ns.oid left join viewgate_catalog_v2.pg_constraint as c on c.conname = i.relname where indrelid in ('\"public\".\"audit_log\"'::regclass, 'public.model_metadata_v2'::regclass) order by relname"
+    );
+    for (sql, expected) in [
+        (MIKRO_INDEXES.to_owned(), mikro),
+        (
+            // psql's "Referenced by:" footer; and the other spellings of the cast.
+            "SELECT conname, conrelid::pg_catalog.regclass AS ontable, CAST(c.oid AS regclass) AS r, (c.oid::regclass) AS p, (c.oid)::regclass AS q, c.relid::oid::regclass AS o FROM names c ORDER BY conname".to_owned(),
+            format!("SELECT conname, {text}(conrelid::pg_catalog.regclass) AS ontable, {text}(CAST(c.oid AS regclass)) AS r, ({text}(c.oid::regclass)) AS p, {text}((c.oid)::regclass) AS q, {text}(c.relid::oid::regclass) AS o FROM names c ORDER BY conname"),
+        ),
+        (
+            // A bound name: read as the version's relation, then printed by its name.
+            "SELECT $1::regclass AS r, $2::text::regclass AS s".to_owned(),
+            format!("SELECT {text}(viewgate_catalog_v2.version_regclass(($1)::pg_catalog.text)::regclass) AS r, {text}(viewgate_catalog_v2.version_relation_name(($2)::pg_catalog.text, 'relation')::text::regclass) AS s"),
+        ),
+        (
+            // Every side of a set operation; the first names the column.
+            "SELECT c.oid::regclass AS r, 1 AS n FROM names c UNION ALL SELECT d.relid::regclass, 2 FROM names d UNION (SELECT e.oid::regclass AS x, 3 FROM names e LIMIT 1) ORDER BY r".to_owned(),
+            format!("SELECT {text}(c.oid::regclass) AS r, 1 AS n FROM names c UNION ALL SELECT {text}(d.relid::regclass), 2 FROM names d UNION (SELECT {text}(e.oid::regclass) AS x, 3 FROM names e LIMIT 1) ORDER BY r"),
+        ),
+        (
+            // The outermost query only: not its CTE's body, its subquery's, its WHERE.
+            "WITH x AS (SELECT c.oid::regclass AS r FROM names c) SELECT x.r::oid::regclass AS r FROM x WHERE x.r IN (SELECT d.oid::regclass AS s FROM names d) AND x.r::regclass = 'other'::regclass".to_owned(),
+            format!("WITH x AS (SELECT c.oid::regclass AS r FROM names c) SELECT {text}(x.r::oid::regclass) AS r FROM x WHERE x.r IN (SELECT d.oid::regclass AS s FROM names d) AND x.r::regclass = 'other'::regclass"),
+        ),
+        (
+            // DISTINCT ordered by the alias orders by the text it selects.
+            "SELECT DISTINCT c.oid::regclass AS r, *, c.relid::regclass AS s FROM names c ORDER BY r".to_owned(),
+            format!("SELECT DISTINCT {text}(c.oid::regclass) AS r, *, {text}(c.relid::regclass) AS s FROM names c ORDER BY r"),
+        ),
+    ] {
+        assert_eq!(
+            rewrite(&sql, &with_catalog()).unwrap(),
+            Rewrite::Rewritten(expected),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn a_regclass_compared_stored_or_named_after_its_expression_is_left_as_written() {
+    for sql in [
+        // Unaliased: Postgres names the column `oid`, the wrapper would rename it.
+        "SELECT c.oid::regclass FROM names c",
+        // Not the result: a derived table's, a CTE's, a subquery's column, compared with
+        // regclass; WHERE, GROUP BY, ORDER BY, function arguments.
+        "SELECT x.r AS r FROM (SELECT c.oid::regclass AS r FROM names c) x",
+        "WITH x AS (SELECT c.oid::regclass AS r FROM names c) SELECT r FROM x",
+        "SELECT 1 AS one FROM names i WHERE i.relid IN (SELECT c.oid::regclass AS r FROM names c)",
+        "SELECT (SELECT c.oid::regclass AS r FROM names c LIMIT 1) = 'other'::regclass AS same",
+        "SELECT count(*) AS n FROM names c WHERE c.oid::regclass <> 0 GROUP BY c.oid::regclass ORDER BY c.oid::regclass",
+        "SELECT format('%s', c.oid::regclass) AS f, coalesce(c.oid::regclass, c.relid::regclass) AS s FROM names c",
+        // Constants: a literal is the view's name already; a type is not a relation.
+        "SELECT 'other'::regclass AS r, NULL::regclass AS n, 16384::regclass AS o",
+        "SELECT c.oid::regtype AS t FROM names c",
+        // A set operation whose other side is no cast of an oid, or not a select list, or
+        // whose columns a `*` shifts.
+        "SELECT c.oid::regclass AS r FROM names c UNION SELECT 'other'::regclass",
+        "SELECT c.oid::regclass AS r FROM names c UNION SELECT c.relid FROM names c",
+        "SELECT c.oid::regclass AS r FROM names c UNION VALUES (NULL)",
+        "SELECT c.oid::regclass AS r, c.relid FROM names c UNION SELECT *, d.oid::regclass FROM names d",
+        // DISTINCT ON, and DISTINCT ordered by the expression it selects: the ORDER BY must
+        // match what is selected.
+        "SELECT DISTINCT ON (c.oid::regclass) c.oid::regclass AS r FROM names c ORDER BY c.oid::regclass",
+        "SELECT DISTINCT c.oid::regclass AS r FROM names c ORDER BY c.oid::regclass",
+        "SELECT DISTINCT c.oid::regclass AS r FROM names c ORDER BY CAST(c.oid AS PG_CATALOG.REGCLASS)",
+        "(SELECT DISTINCT c.oid::regclass AS r FROM names c) ORDER BY c.oid::regclass",
+        // Rows stored, not returned: their column's type is the table's.
+        "SELECT c.oid::regclass AS r INTO snap FROM names c",
+        "CREATE TABLE snap AS SELECT c.oid::regclass AS r FROM names c",
+        "INSERT INTO snap SELECT c.oid::regclass AS r FROM names c",
+        "EXPLAIN SELECT c.oid::regclass AS r FROM names c",
+    ] {
+        assert_eq!(
+            rewrite(sql, &with_catalog()).unwrap(),
+            Rewrite::Unchanged,
+            "{sql}"
+        );
+    }
+    // Without catalog substitutes there is nothing to wrap it in.
+    assert_eq!(
+        rewrite("SELECT m.id::regclass AS r FROM model_metadata m", &v2()).unwrap(),
+        Rewrite::Rewritten("SELECT m.id::regclass AS r FROM public.model_metadata_v2 m".to_owned())
+    );
+}
+
+#[test]
+fn a_cached_shape_wraps_the_same_result_columns_whatever_its_constants() {
+    let cache = RewriteCache::default();
+    let mut recent = RecentShapes::default();
+    let targets = with_catalog();
+    // The first column is not wrapped in either side, the second side's being a constant.
+    for (oid, schema) in [("1", "public"), ("22", "app"), ("333", "x_y")] {
+        let sql = format!(
+            "SELECT $1::regclass AS r, c.oid::regclass AS s, '{schema}' AS n FROM names c WHERE c.oid > {oid} UNION SELECT {oid}::regclass, $2::regclass, 'x' FROM names c"
+        );
+        let expected = format!(
+            "SELECT {WRAP}($1)::pg_catalog.text)::regclass AS r, viewgate_catalog_v2.version_relation_text(c.oid::regclass) AS s, '{schema}' AS n FROM names c WHERE c.oid > {oid} UNION SELECT {oid}::regclass, viewgate_catalog_v2.version_relation_text({WRAP}($2)::pg_catalog.text)::regclass), 'x' FROM names c"
+        );
+        let outcome = rewrite_cached_in(&cache, &mut recent, &sql, &targets).shared();
+        assert_eq!(*outcome, Ok(Rewrite::Rewritten(expected)), "{sql}");
+    }
+}
