@@ -46,6 +46,9 @@ async fn ddl_changing_a_managed_tables_columns_is_refused_at_a_version_and_other
             "{message}"
         );
         assert!(message.ends_with("(at character 13)"), "{message}");
+        // The proxy's refusal, not a PL/pgSQL failure of the server's (a DO block's RAISE
+        // carried `PL/pgSQL function inline_code_block line 1 at RAISE`).
+        assert_eq!(db.where_(), None, "{db:?}");
     }
     assert!(!base_has("added_by_orm"));
     // The session goes on, at its version.

@@ -39,7 +39,7 @@ pub mod version_setting;
 pub mod view_name_capture;
 pub mod watcher;
 
-pub use raise::{ConformingStrings, REFUSED_PARSE, Refusal};
+pub use raise::{ConformingStrings, REFUSED_STATEMENT, Refusal};
 pub use rules::{Assignment, ClientIdentity, Reason};
 pub use session_router::{Routed, SessionRouter};
 pub use state::{RoutingState, SharedRouting};

@@ -10,13 +10,16 @@ use crate::protocol::sqlstate::SqlState;
 use crate::rewriter::VersionTargets;
 use crate::rewriter::reading_settings;
 
-/// What a Parse that viewgate refuses is replaced by: Postgres fails it at once (42601,
-/// `syntax error at or near "viewgate_refused_statement"`), so the Bind, Describe and
-/// Execute after it are skipped up to the Sync, as after any failed Parse; the session puts
-/// the refusal's own ErrorResponse in place of that syntax error. (A DO block raising the
-/// error, as for a Query, would fail at Bind instead whenever the client binds parameters:
-/// 08P01, "bind message supplies 1 parameters, but prepared statement requires 0".)
-pub const REFUSED_PARSE: &str = "viewgate_refused_statement";
+/// What a Query or a Parse that viewgate refuses is replaced by: Postgres fails it at once
+/// (42601, `syntax error at or near "viewgate_refused_statement"`), aborting the transaction
+/// as any error does; after a Parse the Bind, Describe and Execute are skipped up to the
+/// Sync, as after any failed Parse. The session puts the refusal's own ErrorResponse in place
+/// of that syntax error. (A DO block raising the error would fail at Bind instead whenever
+/// the client binds parameters: 08P01, "bind message supplies 1 parameters, but prepared
+/// statement requires 0"; for a Query, its error carried PL/pgSQL's `CONTEXT:
+/// PL/pgSQL function inline_code_block line 1 at RAISE`, which read as the server's own
+/// failure. The DO block, [`Refusal::statement`], is left for a FunctionCall.)
+pub const REFUSED_STATEMENT: &str = "viewgate_refused_statement";
 
 /// How Postgres will read a backslash in the session's next `'…'` literal, as the session
 /// follows `standard_conforming_strings` (reported in ParameterStatus whenever it changes).

@@ -62,7 +62,7 @@ impl SessionRouter {
         Some(Refusal::new(
             SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!(
-                "viewgate version \"{version}\" was retired while this session used it; reconnect, or SET viewgate.version to a live version"
+                "viewgate version \"{version}\" was retired (by migrate complete, migrate rollback or views drop) while this session used it; reconnect, or SET viewgate.version to a live version"
             ),
         ))
     }

@@ -60,8 +60,8 @@ pub(super) struct Progress {
     /// block, the batch was one implicit transaction, rolled back whole (the SET with it, or
     /// skipped after the error).
     pub(super) unsettled_failed: AtomicBool,
-    /// Parses viewgate refused, oldest first: the batch each belongs to and the ErrorResponse
-    /// the client gets in place of Postgres's answer to `REFUSED_PARSE`. A Mutex, touched
+    /// Queries and Parses viewgate refused, oldest first: the batch each belongs to and the ErrorResponse
+    /// the client gets in place of Postgres's answer to `REFUSED_STATEMENT`. A Mutex, touched
     /// only when `refusals_waiting` says there is one; entries whose batch was answered
     /// without their error (an earlier error skipped the Parse) are dropped.
     pub(super) refusals: Mutex<VecDeque<(u64, BytesMut)>>,
@@ -228,15 +228,15 @@ impl Progress {
         self.releases_answered.store(true, Ordering::Release);
     }
 
-    /// A Parse was refused and replaced by `REFUSED_PARSE`: `error` goes to the client in
+    /// A Query or Parse was refused and replaced by `REFUSED_STATEMENT`: `error` goes to the client in
     /// place of Postgres's answer (its batch ends at the next Sync).
-    pub(super) fn parse_refused(&self, error: BytesMut) {
+    pub(super) fn statement_refused(&self, error: BytesMut) {
         let batch = self.batches_sent.load(Ordering::Relaxed);
         self.with_refusals(|refusals| refusals.push_back((batch, error)));
     }
 
     /// The client's ErrorResponse for an upstream error answering a refused Parse, if it is
-    /// one (`refused`: the error is Postgres's answer to `REFUSED_PARSE`).
+    /// one (`refused`: the error is Postgres's answer to `REFUSED_STATEMENT`).
     pub(super) fn refusal_answered(&self, refused: impl FnOnce() -> bool) -> Option<BytesMut> {
         if self.refusals_waiting.load(Ordering::Relaxed) == 0 || !refused() {
             return None;
@@ -577,7 +577,7 @@ mod tests {
     fn a_parse_is_settled_by_the_next_sync_and_stale_refusals_are_dropped() {
         let progress = Progress::new();
         send(&progress, frontend::PARSE, true);
-        progress.parse_refused(BytesMut::from(&b"refusal"[..]));
+        progress.statement_refused(BytesMut::from(&b"refusal"[..]));
         send(&progress, frontend::SYNC, false);
         // An earlier error skipped the refused Parse: its refusal never answers anything.
         assert_eq!(progress.refusal_answered(|| false), None);
@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(progress.take_set_verdict(), Some(true));
         assert_eq!(progress.refusals_waiting.load(Ordering::Relaxed), 0);
         // A refusal answered in its batch replaces the error once.
-        progress.parse_refused(BytesMut::from(&b"mine"[..]));
+        progress.statement_refused(BytesMut::from(&b"mine"[..]));
         send(&progress, frontend::SYNC, false);
         assert_eq!(
             progress.refusal_answered(|| true).as_deref(),

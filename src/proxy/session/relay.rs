@@ -37,7 +37,7 @@ use crate::router::prepared::{Answer, Answers};
 use crate::router::server_version;
 use crate::router::statement::Statement;
 use crate::router::{
-    Assignment, ConformingStrings, REFUSED_PARSE, Refusal, Routed, SessionRouter, SharedRouting,
+    Assignment, ConformingStrings, REFUSED_STATEMENT, Refusal, Routed, SessionRouter, SharedRouting,
 };
 
 impl Session {
@@ -423,11 +423,11 @@ fn route(
             }
             text
         }
-        Routed::Refuse(refusal) if tag == frontend::PARSE => {
-            let Some(message) = frontend::with_statement(tag, frame, REFUSED_PARSE) else {
+        Routed::Refuse(refusal) => {
+            let Some(message) = frontend::with_statement(tag, frame, REFUSED_STATEMENT) else {
                 return Inspection::Continue;
             };
-            progress.parse_refused(reply::error_response(
+            progress.statement_refused(reply::error_response(
                 Severity::Error,
                 refusal.code,
                 &refusal.message,
@@ -435,7 +435,6 @@ fn route(
             ));
             return Inspection::Replace(message);
         }
-        Routed::Refuse(refusal) => refusal.statement(),
     };
     rewritten.reserve(frame.len() + text.len());
     if !frontend::put_with_statement(rewritten, tag, frame, &text) {
@@ -580,14 +579,16 @@ fn inspect_upstream(
                 if matches!(fields.severity.as_str(), "FATAL" | "PANIC") {
                     progress.upstream_fatal.store(true, Ordering::Relaxed);
                 }
-                ledger.error(&fields.code);
                 let refused = || {
                     fields.code == SqlState::SYNTAX_ERROR.as_str()
-                        && fields.message.contains(REFUSED_PARSE)
+                        && fields.message.contains(REFUSED_STATEMENT)
                 };
                 if let Some(error) = progress.refusal_answered(refused) {
+                    let own = backend::error_fields(&error);
+                    ledger.error(own.as_ref().map_or(&fields.code, |own| &own.code));
                     return Inspection::Replace(error);
                 }
+                ledger.error(&fields.code);
                 let positioned = at_clients_position(
                     &progress.sent_texts,
                     progress.batches_answered.load(Ordering::Relaxed),
