@@ -843,6 +843,67 @@ async fn a_sql_prepare_postgres_refused_holds_nothing() {
     complete_once_the_heartbeats_allow(&cluster).await;
 }
 
+/// A pool's reset on release (asyncpg's `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN
+/// *; RESET ALL;`) in a session a cutover moved while the migration is live runs, with the
+/// session's version told after it in the same Query: a statement prepared since, bound with
+/// no tell ahead of it, still writes as the session's version, not as the startup's the reset
+/// put the server back at. It was refused (0A000), and asyncpg's release raised after the
+/// connection's work had committed, which an application's retry then wrote twice (the async
+/// Python walk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_reset_in_a_session_a_cutover_moved_runs_and_keeps_its_version() {
+    let (_dir, cluster, proxy, _) = start_rescale();
+    let session = client(&proxy, None).await;
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v1"]);
+    cut_over_to_v2(&cluster, &proxy).await;
+    assert!(
+        wait_until_async(|| async { text(&session, "SHOW viewgate.version").await == ["v2"] })
+            .await
+    );
+    // An upsert is written to the base table, whose sync trigger takes the server's
+    // `viewgate.version` for the writer's version.
+    let upsert = session
+        .prepare("INSERT INTO models (id, name, size) VALUES ($1, 'a', $2) ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size")
+        .await
+        .unwrap();
+    let answers = session
+        .simple_query("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;")
+        .await
+        .unwrap();
+    let completions = answers
+        .iter()
+        .filter(|answer| {
+            matches!(
+                answer,
+                tokio_postgres::SimpleQueryMessage::CommandComplete(_)
+            )
+        })
+        .count();
+    assert_eq!(
+        completions, 4,
+        "the client sees its own statements' answers only"
+    );
+    let id: i64 = text(&session, "SELECT id FROM models WHERE name = 'a'").await[0]
+        .parse()
+        .unwrap();
+    session
+        .simple_query("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;")
+        .await
+        .unwrap();
+    session.execute(&upsert, &[&id, &9000i64]).await.unwrap();
+    let v1 = client(&proxy, Some("v1")).await;
+    assert_eq!(
+        text(&v1, "SELECT size FROM models WHERE name = 'a'").await,
+        ["9"],
+        "written as v2, and carried down to v1"
+    );
+    assert_eq!(
+        text(&session, "SELECT size FROM models WHERE name = 'a'").await,
+        ["9000"]
+    );
+    assert_eq!(text(&session, "SHOW viewgate.version").await, ["v2"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_session_writes_as_the_version_it_runs_at() {
     let (_dir, cluster, proxy, _) = start_rescale();

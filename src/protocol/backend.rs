@@ -204,6 +204,11 @@ pub fn hold_tag(frame: &[u8]) -> Option<&'static str> {
         .find(|known| known.as_bytes() == tag)
 }
 
+/// Whether a CommandComplete's tag is `tag`.
+pub fn command_tag_is(frame: &[u8], tag: &str) -> bool {
+    body(frame).split(|&b| b == 0).next() == Some(tag.as_bytes())
+}
+
 /// The transaction status a ReadyForQuery reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TransactionStatus {

@@ -20,7 +20,11 @@
 //! last after statements that keep no state (asyncpg's `SELECT pg_advisory_unlock_all();
 //! CLOSE ALL; UNLISTEN *; RESET ALL;`); Postgres itself runs `DISCARD ALL` only outside blocks
 //! and pipelines, which lets it through a Parse too. A Parse of `RESET ALL` is refused at every
-//! version: the prepared statement could run later, inside a block of a live migration.
+//! version: the prepared statement could run later, inside a block of a live migration. Where
+//! the session's version changed since it connected, a reset back to the startup value would
+//! leave the server there ahead of Binds no tell precedes: a Query ending in `RESET ALL` is
+//! then told the session's version as its last statement ([`is_told_after`]); the others are
+//! refused.
 
 use super::raise::Refusal;
 use super::statement_words::{self, is_word};
@@ -161,7 +165,7 @@ pub fn refusal(reset: Reset, at: Situation, version: &str) -> Option<Refusal> {
         Reset::AmongOthers => "among other statements",
         Reset::VersionCommand { .. } if at.parse => "through the extended protocol",
         _ if !at.quiet => "inside a transaction block or behind unanswered work",
-        _ if resets_to_startup && at.default_is_other => {
+        _ if resets_to_startup && at.default_is_other && !is_told_after(reset, at) => {
             advice = "reconnect instead, or SET viewgate.version";
             "in a session whose version changed since it connected (it would put the server back at the startup version)"
         }
@@ -173,6 +177,23 @@ pub fn refusal(reset: Reset, at: Situation, version: &str) -> Option<Refusal> {
             "viewgate: RESET ALL, DISCARD ALL or a SET or RESET of viewgate.version {why} is refused at version \"{version}\" while a migration is live: it moves the version the server writes at; {advice}"
         ),
     ))
+}
+
+/// Whether `reset`, sent now, is let through with the session's version told right after it
+/// in the same Query (`SET viewgate.version` appended as its last statement): a `RESET ALL`
+/// ending a Query, sent quiet while a migration is live, in a session whose version changed
+/// since it connected. It would put the server back at the startup version, ahead of Binds
+/// of statements parsed since, which no tell precedes; told in the same implicit
+/// transaction, the server is at the session's version when the Query is answered, or the
+/// whole Query (the reset with it) failed. This is how a pool's reset on release arrives
+/// (asyncpg's `… UNLISTEN *; RESET ALL;`), and refused it raised from the release of a
+/// connection whose work had committed (the async Python walk).
+pub fn is_told_after(reset: Reset, at: Situation) -> bool {
+    reset == (Reset::Last { discard: false })
+        && !at.parse
+        && at.live
+        && at.quiet
+        && at.default_is_other
 }
 
 /// For a statement sent while the server may hold another version than the session's and an
@@ -264,11 +285,23 @@ mod tests {
             (set, at(true, false, false, true)),
             (Reset::None, at(true, false, true, true)),
             (Reset::AmongOthers, at(false, false, false, false)),
+            // Told the session's version after it, in the same Query.
+            (reset_all, at(false, true, true, true)),
         ] {
             assert!(
                 refusal(statement, situation, "v1").is_none(),
                 "{statement:?}"
             );
+        }
+        assert!(is_told_after(reset_all, at(false, true, true, true)));
+        for (statement, situation) in [
+            (reset_all, at(false, true, true, false)),
+            (reset_all, at(true, true, true, true)),
+            (reset_all, at(false, true, false, true)),
+            (reset, at(false, true, true, true)),
+            (discard_all, at(false, true, true, true)),
+        ] {
+            assert!(!is_told_after(statement, situation), "{statement:?}");
         }
         for (statement, situation) in [
             (reset_all, at(false, false, true, false)),
@@ -276,7 +309,6 @@ mod tests {
             (set, at(false, false, true, false)),
             (set, at(true, true, true, false)),
             (Reset::AmongOthers, at(false, true, true, false)),
-            (reset_all, at(false, true, true, true)),
             (reset, at(false, true, true, true)),
             (discard_all, at(true, true, true, true)),
         ] {

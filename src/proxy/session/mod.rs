@@ -19,9 +19,11 @@
 mod error_position;
 mod follow_routing;
 mod hidden_detail;
+mod own_answers;
 mod progress;
 mod relay;
 mod table_at_version;
+mod tell_after_reset;
 mod upstream_move;
 mod version_guard;
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 
 use super::error_position::SentTexts;
+use super::tell_after_reset::TellAfterReset;
 use crate::protocol::backend::TransactionStatus;
 use crate::protocol::frontend;
 use crate::proxy::pause::PauseGate;
@@ -38,6 +39,8 @@ pub(super) struct Progress {
     /// Statements the proxy sent upstream on its own (telling Postgres the session's version)
     /// whose answers, up to their ReadyForQuery, the client must not see.
     pub(super) own_statements: AtomicU32,
+    /// A Query ending in `RESET ALL` went with the version told after it (`own_answers`).
+    pub(super) tell_after_reset: TellAfterReset,
     /// One of those statements failed since the proxy last sent the version: the server's
     /// `viewgate.version` may not be what the proxy told it.
     pub(super) own_failed: AtomicBool,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Session;
 use super::error_position::at_clients_position;
 use super::hidden_detail::{detail_for_version, write_statement_hidden};
+use super::own_answers::own_answer;
 use super::progress::{END_COMMIT, END_ROLLBACK, Progress};
 use super::version_guard::{reset_refusal, tell_version};
 use crate::model::catalog_substitutes::STANDARD_CONFORMING_STRINGS;
@@ -537,8 +538,8 @@ fn inspect_upstream(
     tag: u8,
     frame: &[u8],
 ) -> Inspection {
-    if progress.own_statements.load(Ordering::Relaxed) > 0 {
-        return drop_own_answer(progress, tag, frame);
+    if let Some(own) = own_answer(progress, tag, frame) {
+        return own;
     }
     match tag {
         backend::READY_FOR_QUERY => {
@@ -623,28 +624,4 @@ fn inspect_upstream(
         _ => {}
     }
     Inspection::Continue
-}
-
-/// The answer to a statement the proxy sent itself: dropped, up to and including its
-/// ReadyForQuery. Asynchronous messages (notices, notifications, parameter changes) pass.
-fn drop_own_answer(progress: &Progress, tag: u8, frame: &[u8]) -> Inspection {
-    match tag {
-        backend::COMMAND_COMPLETE | backend::PARSE_COMPLETE | backend::CLOSE_COMPLETE => {
-            Inspection::Replace(bytes::BytesMut::new())
-        }
-        backend::READY_FOR_QUERY => {
-            progress.own_statements.fetch_sub(1, Ordering::Relaxed);
-            Inspection::Replace(bytes::BytesMut::new())
-        }
-        backend::ERROR_RESPONSE => {
-            progress.own_failed.store(true, Ordering::Relaxed);
-            let code = backend::error_fields(frame).map(|fields| fields.code);
-            tracing::warn!(
-                ?code,
-                "Postgres refused a statement the proxy sent on the session's behalf (its version setting, or a prepared statement prepared again)"
-            );
-            Inspection::Replace(bytes::BytesMut::new())
-        }
-        _ => Inspection::Continue,
-    }
 }

@@ -47,8 +47,33 @@ pub(super) fn reset_refusal(
     let refusal = server_version::refusal(reset, situation, version);
     if live && refusal.is_none() && reset != Reset::None {
         progress.reset_sent(parse);
+        if server_version::is_told_after(reset, situation) {
+            progress.tell_after_reset.sent();
+        }
     }
     refusal
+}
+
+/// Appends a setting of `viewgate.version` to a Query that ends in `RESET ALL`, where
+/// `reset_refusal` let it through on that condition (`server_version::is_told_after`): the
+/// reset puts the server back at the startup version, which the session has left.
+fn tell_after_reset(router: &SessionRouter, frame: &[u8], inspection: Inspection) -> Inspection {
+    let Some(version) = router.version() else {
+        return inspection;
+    };
+    let message = match inspection {
+        Inspection::Continue => frame,
+        Inspection::Replace(ref replaced) => &replaced[..],
+        other => return other,
+    };
+    // The text ends its last statement on a new line, after any comment it ends with.
+    let Some(sql) = frontend::statement_bytes(frontend::QUERY, message)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    else {
+        return inspection;
+    };
+    let told = format!("{sql}\n;{}", set_version_statement(version));
+    Inspection::Replace(frontend::query(&told))
 }
 
 /// Puts a setting of `viewgate.version` ahead of the message when the upstream session has another
@@ -62,6 +87,11 @@ pub(super) fn tell_version(
     frame: &[u8],
     inspection: Inspection,
 ) -> Inspection {
+    let inspection = if progress.tell_after_reset.is_sent() {
+        tell_after_reset(router, frame, inspection)
+    } else {
+        inspection
+    };
     // A statement of the proxy's own failed (a tell among them): what the server holds is
     // not known, so it is told again.
     if progress.own_failed.swap(false, Ordering::Relaxed) {
