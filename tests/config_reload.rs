@@ -43,27 +43,6 @@ fn answers(session: &mut TcpStream) -> bool {
     raw::first_column(&raw::simple_query(session, "SELECT 'on'")) == ["on"]
 }
 
-fn hang_up(proxy: &ProxyProcess) {
-    let status = Command::new("kill")
-        .args(["-HUP", &proxy.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-/// Waits until `line` is in the proxy's log `times` times.
-fn logged(proxy: &ProxyProcess, line: &str, times: usize) {
-    assert!(
-        wait_until(Duration::from_secs(10), || proxy
-            .log()
-            .matches(line)
-            .count()
-            == times),
-        "{line} ×{times}: {}",
-        proxy.log()
-    );
-}
-
 /// `max_client_connections` raised and lowered by SIGHUP: the sessions served go on whatever
 /// the limit, new ones are counted against the new one; a changed setting read only at start
 /// is named and keeps its value; a file that is not a valid configuration changes nothing.
@@ -95,9 +74,9 @@ fn sighup_moves_the_connection_limit_names_what_takes_a_restart_and_keeps_an_inv
         &file,
         "max_client_connections = 3\nrewrite_cache_entries = 200\n",
     );
-    hang_up(&proxy);
-    logged(&proxy, "reload: settings read", 1);
-    logged(&proxy, "take a restart", 1);
+    proxy.hang_up();
+    proxy.wait_logged("reload: settings read", 1);
+    proxy.wait_logged("take a restart", 1);
     assert!(
         proxy.log().contains("rewrite_cache_entries"),
         "the setting read only at start is named: {}",
@@ -110,14 +89,14 @@ fn sighup_moves_the_connection_limit_names_what_takes_a_restart_and_keeps_an_inv
         &file,
         "max_client_connections = 1\nrewrite_cache_entries = 100\n",
     );
-    hang_up(&proxy);
-    logged(&proxy, "reload: settings read", 2);
+    proxy.hang_up();
+    proxy.wait_logged("reload: settings read", 2);
     assert!(held.iter_mut().all(answers), "the sessions served go on");
     assert_eq!(log_in(address).err().as_deref(), Some("53300"));
 
     write_config(&file, "max_client_connections = 0\n");
-    hang_up(&proxy);
-    logged(&proxy, "reload: kept every setting in use", 1);
+    proxy.hang_up();
+    proxy.wait_logged("reload: kept every setting in use", 1);
     assert!(
         proxy
             .log()
@@ -246,9 +225,9 @@ fn sighup_changes_the_log_level() {
     assert!(!proxy.log().contains(session_line), "{}", proxy.log());
 
     write_config(&file, "log_level = \"viewgate=debug\"\n");
-    hang_up(&proxy);
+    proxy.hang_up();
     assert!(answers(&mut log_in(address).unwrap()));
-    logged(&proxy, "reload: settings read", 1);
+    proxy.wait_logged("reload: settings read", 1);
     assert!(
         wait_until(Duration::from_secs(10), || proxy
             .log()

@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::certs::TestCa;
-use common::{ClusterAuth, ProxyProcess, TestProxy, wait_until};
+use common::{ClusterAuth, ProxyProcess, TestProxy};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use viewgate::config::{ClientTlsConfig, ClientTlsMode, UpstreamTlsMode};
@@ -385,19 +385,8 @@ fn sighup_reloads_the_client_certificate_and_keeps_it_when_the_files_do_not_fit(
             .success()
     };
     let hangup_logged = |times: usize, line: &str| {
-        Command::new("kill")
-            .args(["-HUP", &proxy.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(
-            wait_until(Duration::from_secs(10), || proxy
-                .log()
-                .matches(line)
-                .count()
-                == times),
-            "{line}: {}",
-            proxy.log()
-        );
+        proxy.hang_up();
+        proxy.wait_logged(line, times);
     };
     assert!(connects("ca.pem"));
 

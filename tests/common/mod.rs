@@ -231,6 +231,25 @@ impl ProxyProcess {
         process
     }
 
+    /// Sends SIGHUP: a reload, as `systemctl reload` asks for one.
+    pub fn hang_up(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits until `line` is in the log `times` times; fails showing the log otherwise.
+    pub fn wait_logged(&self, line: &str, times: usize) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self.log().matches(line).count()
+                == times),
+            "{line} ×{times}: {}",
+            self.log()
+        );
+    }
+
     /// What the proxy has logged so far (stdout and stderr), for failure messages.
     pub fn log(&self) -> String {
         self.log
