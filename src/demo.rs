@@ -230,7 +230,6 @@ async fn tour(
     cutover::cutover(admin, "v2").await?;
     stop.store(true, Ordering::Relaxed);
     writer.await.map_err(std::io::Error::other)??;
-    drop(v1);
     let acknowledged = written.load(Ordering::Relaxed);
     let stored = count(
         admin,
@@ -248,6 +247,9 @@ async fn tour(
     println!("\n$ viewgate migrate complete   (refused while any proxy still serves v1)");
     let templates = Templates::built_in();
     let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+    // The v1 application stays connected for the first try, which the heartbeats refuse by
+    // naming it; then it disconnects, as a redeployed build would.
+    let mut v1_application = Some(v1);
     loop {
         match complete(admin, &templates, None, progress.as_mut()).await {
             Ok(outcome) => {
@@ -258,7 +260,14 @@ async fn tour(
                 break;
             }
             Err(MigrateError::InUse { reasons, .. }) if tokio::time::Instant::now() < deadline => {
-                println!("  not yet: {reasons}");
+                match v1_application.take() {
+                    Some(application) => {
+                        println!("  refused: {reasons}");
+                        println!("\n(application build v1 disconnects; complete again)");
+                        drop(application);
+                    }
+                    None => println!("  not yet: {reasons}"),
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(error) => return Err(error.into()),
