@@ -958,6 +958,18 @@ async fn a_default_session_writes_as_the_version_it_runs_at() {
         .await
         .expect_err("a held session cannot SET another version");
     assert_eq!(error.code().map(|c| c.code()), Some("55000"), "{error}");
+    // DEALLOCATE would break a driver's statement cache (asyncpg then fails every cached
+    // query with 26000): the message says so (the async Python walk).
+    let message = error
+        .as_db_error()
+        .map(|db| db.message())
+        .unwrap_or_default();
+    assert!(
+        message.contains("was made at \"v1\"")
+            && message.contains("a driver's statement cache")
+            && message.contains("reconnect, declaring the version at connect"),
+        "{message}"
+    );
     let mut status = String::new();
     assert!(
         wait_until(Duration::from_secs(10), || {

@@ -54,7 +54,7 @@ impl SessionRouter {
                     return Routed::Refuse(Refusal::new(
                         SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
                         format!(
-                            "viewgate.version cannot change to \"{version}\" while a migration is live: {what} was made at \"{held}\"; drop it (DEALLOCATE, CLOSE, DISCARD TEMP) or reconnect first"
+                            "viewgate.version cannot change to \"{version}\" while a migration is live: {what} was made at \"{held}\"; drop it (DEALLOCATE, CLOSE, DISCARD TEMP) or reconnect first (a driver's statement cache, as asyncpg's, pgx's or postgres.js', names its statements for the connection's life: reconnect, declaring the version at connect)"
                         ),
                     ));
                 }
