@@ -583,7 +583,7 @@ impl Visitor for Collector<'_> {
             } if relation_names::is_text_type(data_type)
                 && !self.unnamed_items.contains(&(expr as *const Expr as usize)) =>
             {
-                self.printed_relation_name(inner)
+                self.printed_relation_name(inner, None)
             }
             Expr::Cast { data_type, .. }
             | Expr::TypedString(sqlparser::ast::TypedString { data_type, .. }) => {

@@ -240,7 +240,9 @@ impl Collector<'_> {
     /// named `customers_v2` as the table they reference). The cast's text is found from its
     /// operand's span (sqlparser spans a cast by its operand) and confirmed by parsing it;
     /// where that fails, it is left as written.
-    pub(super) fn printed_relation_name(&mut self, cast: &Expr) {
+    /// `alias`: the name to give the column, for an unaliased select-list item that
+    /// Postgres names after the expression, where the wrapper would name it after itself.
+    pub(super) fn printed_relation_name(&mut self, cast: &Expr, alias: Option<&str>) {
         let Expr::Cast {
             kind,
             expr: operand,
@@ -285,7 +287,11 @@ impl Collector<'_> {
                     quote_identifier(&function.name)
                 );
                 self.edits.push(insertion(region_start, call));
-                self.edits.push(insertion(end, ")".to_owned()));
+                let closing = match alias {
+                    Some(name) => format!(") AS \"{}\"", name.replace('"', "\"\"")),
+                    None => ")".to_owned(),
+                };
+                self.edits.push(insertion(end, closing));
                 return;
             }
         }

@@ -1,28 +1,33 @@
-//! The statement's result columns that print a relation: an aliased select-list item of the
-//! outermost query that is a cast of an oid to `regclass` (`indrelid::regclass AS table_name`,
-//! MikroORM's index introspection; `conrelid::pg_catalog.regclass AS ontable`, psql's "Referenced
-//! by:" footer). The `regclass` type's output reads the real `pg_class` row of the oid, so at a
-//! version it printed the view's name (`customers_v2`), and MikroORM matched no index to the
-//! table. Such a column is wrapped in the version's `version_relation_text`, as
-//! `x::regclass::text` is (`references_relation_names.rs`), and reads as the version's table's
-//! name.
+//! The statement's result columns that print a relation: a select-list item of the outermost
+//! query that is a cast of an oid to `regclass` (`indrelid::regclass AS table_name`, MikroORM's
+//! index introspection; `conrelid::pg_catalog.regclass AS ontable`, psql's "Referenced by:"
+//! footer; `stxrelid::pg_catalog.regclass`, its "Statistics objects:" footer). The `regclass`
+//! type's output reads the real `pg_class` row of the oid, so at a version it printed the
+//! view's name (`customers_v2`), and MikroORM matched no index to the table. Such a column is
+//! wrapped in the version's `version_relation_text`, as `x::regclass::text` is
+//! (`references_relation_names.rs`), and reads as the version's table's name. An unaliased
+//! one, which Postgres names after the expression (`stxrelid`), is given that name as its
+//! alias, since the wrapper would name it after itself; one Postgres names after the type
+//! (`$1::regclass`, `(a + b)::regclass`) or that is parenthesized is left as written.
 //!
 //! Only there: the wrapper returns `text`, and only the outermost query's rows go to the client
 //! and nowhere else. A subquery's, CTE's or derived table's column may be compared with a
 //! `regclass` (`WHERE indrelid IN (SELECT c.oid::regclass AS r …)`, which would then compare
-//! text with regclass and fail), and `SELECT … INTO` stores the type. Not an unaliased item,
-//! which Postgres names after the expression (`indrelid`): the wrapper would rename the column.
-//! Not a literal (`'t'::regclass`, rewritten to the view's name already). In a set operation a
-//! column is wrapped in every side or in none, since sides of `text` and `regclass` do not
-//! match; the first side names it, so only that one must have an alias. An ORDER BY of the
-//! column then orders by the name, where Postgres orders a `regclass` by its oid
-//! (docs/rewriting.md).
+//! text with regclass and fail), and `SELECT … INTO` stores the type. Not a literal
+//! (`'t'::regclass`, rewritten to the view's name already). In a set operation a column is
+//! wrapped in every side or in none, since sides of `text` and `regclass` do not match; the
+//! first side names it. An ORDER BY of the column (by its name or position) then orders by the
+//! name, where Postgres orders a `regclass` by its oid (docs/rewriting.md).
 
-use sqlparser::ast::{Distinct, Expr, OrderByKind, Query, SelectItem, SetExpr};
+use sqlparser::ast::{
+    Distinct, Expr, Ident, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr,
+};
 
 use super::Collector;
 use super::relation_names::{is_literal, strip_parentheses};
 use super::types::{is_relation_type, names_a_type};
+use crate::model::identifier::MAX_IDENTIFIER_BYTES;
+use crate::rewriter::identifier::fold_identifier;
 
 /// One select list whose rows are the statement's result.
 struct ResultList<'q> {
@@ -43,8 +48,8 @@ impl Collector<'_> {
         if !result_lists(query, false, &mut lists) {
             return;
         }
-        for cast in printing_casts(&lists) {
-            self.printed_relation_name(cast);
+        for (cast, alias) in printing_casts(&lists) {
+            self.printed_relation_name(cast, alias.as_deref());
         }
     }
 }
@@ -97,10 +102,11 @@ fn side_lists<'q>(
     }
 }
 
-/// The casts to wrap: column by column, where the first list has an aliased cast of an oid to
-/// `regclass` and every other list a cast of one (aliased or not: the first side names the
-/// column). Of a set operation, columns after a `*` in any list are not matched up.
-fn printing_casts<'q>(lists: &[ResultList<'q>]) -> Vec<&'q Expr> {
+/// The casts to wrap, each with the alias to give it: column by column, where the first list has
+/// a cast of an oid to `regclass` (aliased, or named after a column or function) and every
+/// other list a cast of one (aliased or not: the first side names the column). Of a set
+/// operation, columns after a `*` in any list are not matched up.
+fn printing_casts<'q>(lists: &[ResultList<'q>]) -> Vec<(&'q Expr, Option<String>)> {
     let Some((first, others)) = lists.split_first() else {
         return Vec::new();
     };
@@ -111,8 +117,15 @@ fn printing_casts<'q>(lists: &[ResultList<'q>]) -> Vec<&'q Expr> {
     };
     let mut casts = Vec::new();
     for column in 0..width {
-        let Some(SelectItem::ExprWithAlias { expr, .. }) = first.items.get(column) else {
-            continue;
+        let (expr, alias) = match first.items.get(column) {
+            Some(SelectItem::ExprWithAlias { expr, .. }) => (expr, None),
+            Some(SelectItem::UnnamedExpr(expr @ Expr::Cast { .. })) => {
+                let Some(name) = figured_column_name(expr) else {
+                    continue;
+                };
+                (expr, Some(name))
+            }
+            _ => continue,
         };
         let Some(named) = printing_cast(expr, first) else {
             continue;
@@ -127,8 +140,8 @@ fn printing_casts<'q>(lists: &[ResultList<'q>]) -> Vec<&'q Expr> {
             })
             .collect();
         if let Some(rest) = rest {
-            casts.push(named);
-            casts.extend(rest);
+            casts.push((named, alias));
+            casts.extend(rest.into_iter().map(|cast| (cast, None)));
         }
     }
     casts
@@ -171,4 +184,26 @@ fn printing_cast<'q>(expr: &'q Expr, list: &ResultList<'_>) -> Option<&'q Expr> 
         _ => {}
     }
     Some(cast)
+}
+
+/// The name Postgres gives an unaliased result column `expr` where it takes it from a column or
+/// a function (`FigureColname`, parse_target.c: a cast's from its operand's, through
+/// parentheses; `c.oid` and `pg_catalog.f(…)` by their last name); `None` where Postgres would
+/// take the name of a type or a keyword (`$1::regclass` is `regclass`), or the name is longer
+/// than an identifier may be (Postgres would cut it, with a notice).
+fn figured_column_name(expr: &Expr) -> Option<String> {
+    let named = |ident: &Ident| {
+        (ident.value.len() <= MAX_IDENTIFIER_BYTES)
+            .then(|| fold_identifier(&ident.value, ident.quote_style.is_some()))
+    };
+    match expr {
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => figured_column_name(inner),
+        Expr::Identifier(ident) => named(ident),
+        Expr::CompoundIdentifier(parts) => named(parts.last()?),
+        Expr::Function(function) => match function.name.0.last()? {
+            ObjectNamePart::Identifier(ident) => named(ident),
+            _ => None,
+        },
+        _ => None,
+    }
 }

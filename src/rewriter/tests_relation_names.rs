@@ -27,8 +27,8 @@ fn a_bound_or_built_name_cast_to_a_relation_type_is_wrapped() {
             "SELECT CAST(viewgate_catalog_v2.version_regclass(($1)::pg_catalog.text) AS pg_catalog.regclass)",
         ),
         (
-            "SELECT format('%I.%I', 'public', $1)::regclass",
-            "SELECT viewgate_catalog_v2.version_regclass((format('%I.%I', 'public', $1))::pg_catalog.text)::regclass",
+            "SELECT format('%I.%I', 'public', $1)::regclass::oid",
+            "SELECT viewgate_catalog_v2.version_regclass((format('%I.%I', 'public', $1))::pg_catalog.text)::regclass::oid",
         ),
         (
             "SELECT to_regclass($1), to_regclass(t.name) FROM names t",
@@ -56,7 +56,7 @@ fn oids_literals_and_unsure_extents_are_left_as_written() {
     for sql in [
         // An oid column cast to regclass: the rewriter cannot tell its type, and oids are
         // what such casts mostly hold (psql's and every ORM's catalog queries).
-        "SELECT c.oid::regclass, a.attrelid::regclass = c.oid FROM names c, names a",
+        "SELECT a.attrelid::regclass = c.oid FROM names c, names a WHERE c.oid::regclass IS NOT NULL",
         "SELECT NULL::regclass, 16384::regclass",
         "SELECT 'other'::regclass",
         // A parenthesized first operand: sqlparser's span starts inside its parentheses, so
@@ -130,10 +130,9 @@ fn a_relation_printed_as_text_is_printed_by_the_versions_name() {
             "{sql}"
         );
     }
-    // A regclass kept as one, a type printed, and an unaliased select-list item, which
-    // Postgres names after the expression (`relid`): as written.
+    // A regclass kept as one, a type printed, and an unaliased select-list item printed as
+    // text, which Postgres names after the expression (`relid`): as written.
     for sql in [
-        "SELECT c.oid::regclass FROM names c ORDER BY 1",
         "SELECT c.oid::regtype::text FROM names c",
         "SELECT c.relid::regclass::text FROM names c UNION SELECT c.relid::regclass::text FROM names c",
     ] {
@@ -177,6 +176,16 @@ fn a_result_column_printing_a_relation_is_printed_by_the_versions_name() {
             format!("WITH x AS (SELECT c.oid::regclass AS r FROM names c) SELECT {text}(x.r::oid::regclass) AS r FROM x WHERE x.r IN (SELECT d.oid::regclass AS s FROM names d) AND x.r::regclass = 'other'::regclass"),
         ),
         (
+            // Unaliased, named as Postgres names it: after the column or the function
+            // (psql's "Statistics objects:" footer), and only on the first side.
+            "SELECT oid, stxrelid::pg_catalog.regclass FROM names c UNION ALL SELECT 1, c.oid::regclass FROM names c ORDER BY 1".to_owned(),
+            format!("SELECT oid, {text}(stxrelid::pg_catalog.regclass) AS \"stxrelid\" FROM names c UNION ALL SELECT 1, {text}(c.oid::regclass) FROM names c ORDER BY 1"),
+        ),
+        (
+            "SELECT c.\"Rel\"::regclass, PG_CATALOG.F(x)::oid::regclass, format('%I', $1)::regclass FROM names c".to_owned(),
+            format!("SELECT {text}(c.\"Rel\"::regclass) AS \"Rel\", {text}(PG_CATALOG.F(x)::oid::regclass) AS \"f\", {text}(viewgate_catalog_v2.version_regclass((format('%I', $1))::pg_catalog.text)::regclass) AS \"format\" FROM names c"),
+        ),
+        (
             // DISTINCT ordered by the alias orders by the text it selects.
             "SELECT DISTINCT c.oid::regclass AS r, *, c.relid::regclass AS s FROM names c ORDER BY r".to_owned(),
             format!("SELECT DISTINCT {text}(c.oid::regclass) AS r, *, {text}(c.relid::regclass) AS s FROM names c ORDER BY r"),
@@ -193,8 +202,10 @@ fn a_result_column_printing_a_relation_is_printed_by_the_versions_name() {
 #[test]
 fn a_regclass_compared_stored_or_named_after_its_expression_is_left_as_written() {
     for sql in [
-        // Unaliased: Postgres names the column `oid`, the wrapper would rename it.
-        "SELECT c.oid::regclass FROM names c",
+        // Unaliased, where Postgres names the column after the type (`regclass`), or in
+        // parentheses, which an alias may not follow.
+        "SELECT (c.oid + 0)::regclass FROM names c",
+        "SELECT (c.oid::regclass) FROM names c",
         // Not the result: a derived table's, a CTE's, a subquery's column, compared with
         // regclass; WHERE, GROUP BY, ORDER BY, function arguments.
         "SELECT x.r AS r FROM (SELECT c.oid::regclass AS r FROM names c) x",
