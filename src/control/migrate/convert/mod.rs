@@ -9,11 +9,13 @@
 //! `raw_sql`. What the SQL cannot say and the file needs (an `up` for a new NOT NULL column,
 //! a `down` for a retyped one) is never invented: the notes name it, and the file as
 //! converted is checked as `migrate plan` would read it, its refusal reported with the notes.
+//! A tool's file with up and down sections gives its up section only ([`tool_sections`]).
 
 mod columns;
 pub mod error;
 mod sql_text;
 mod statements;
+mod tool_sections;
 
 pub use error::ConvertError;
 
@@ -66,9 +68,16 @@ pub fn convert(
     from: &str,
     description: Option<&str>,
 ) -> Result<ConvertedFile, ConvertError> {
+    let (sql, down_section) = tool_sections::without_down_sections(sql);
+    let sql = sql.as_str();
     let parsed =
         pg_query::parse(sql).map_err(|error| ConvertError::Unparsable(error.to_string()))?;
     let mut converted = Converted::default();
+    if let Some(marker) = down_section {
+        converted.notes.push(format!(
+            "the down section (after `{marker}`) is left out: `viewgate migrate rollback` undoes the operations until `migrate complete`"
+        ));
+    }
     for raw in &parsed.protobuf.stmts {
         let Some(statement) = raw.stmt.as_ref().and_then(|stmt| stmt.node.as_ref()) else {
             continue;

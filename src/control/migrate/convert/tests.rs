@@ -221,3 +221,33 @@ fn a_later_change_to_a_column_the_conversion_adds_is_folded_into_it() {
         "{notes:?}"
     );
 }
+
+/// A dbmate file holds the change and its undoing: the down section is not more of the change
+/// (it became a `drop_column` of the column just added, and a `drop_table`; the dbmate walk).
+#[test]
+fn a_tools_down_section_is_left_out_with_a_note() {
+    let (migration, notes) = converted(
+        "-- migrate:up
+ALTER TABLE orders ADD COLUMN shipped_at timestamptz;
+CREATE TABLE audit_archive (id bigint PRIMARY KEY, message text);
+
+-- migrate:down
+ALTER TABLE orders DROP COLUMN shipped_at;
+DROP TABLE audit_log;
+",
+    );
+    let kinds: Vec<&str> = migration.operations.iter().map(Operation::kind).collect();
+    assert_eq!(kinds, ["add_column", "create_table"]);
+    assert_eq!(
+        notes,
+        [
+            "the down section (after `-- migrate:down`) is left out: `viewgate migrate rollback` undoes the operations until `migrate complete`"
+        ]
+    );
+    // A file that is only a down section makes no change.
+    let only_down = convert("-- +goose Down\nDROP TABLE audit_log;\n", "v2", "v1", None);
+    assert!(
+        matches!(only_down, Err(ConvertError::Unsupported(_))),
+        "{only_down:?}"
+    );
+}
