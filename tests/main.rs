@@ -34,6 +34,7 @@ mod drivers_jdbc;
 mod drivers_node;
 mod drivers_python;
 mod drivers_tokio_postgres;
+mod dumps;
 mod error_positions;
 mod faults;
 mod grammar;

@@ -23,6 +23,7 @@ pub mod function_call;
 pub mod holding_commands;
 pub mod prepared;
 pub mod raise;
+pub mod relation_kind_restriction;
 pub mod resolve;
 pub mod rules;
 pub mod savepoints;

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use super::explain_execute;
 use super::prepared::PreparedStatements;
 use super::raise::Refusal;
+use super::relation_kind_restriction;
 use super::resolve::{self, Requested};
 use super::rules::{Assignment, ClientIdentity, Reason};
 use super::savepoints::{self, Lookup, MAX_SAVEPOINTS, SavepointCommand, Savepoints, Step};
@@ -412,11 +413,19 @@ impl SessionRouter {
         if let Some(refusal) = self.retired_refusal() {
             return (Routed::Refuse(refusal), false);
         }
+        if let Some(assigned) = &self.assignment
+            && let Some(refusal) =
+                relation_kind_restriction::refusal(sql, words, Some(&assigned.targets().version))
+        {
+            return (Routed::Refuse(refusal), false);
+        }
         let steps = savepoints::steps(sql, words, &mut self.path_tokens);
         let mut in_block = !idle;
         let Some(assignment) = &self.assignment else {
             if version_setters::may_set_the_version(sql) {
-                return (Routed::Refuse(Refusal::unfollowed_version_change()), false);
+                let refusal = relation_kind_restriction::refusal(sql, words, None);
+                let refusal = refusal.unwrap_or_else(Refusal::unfollowed_version_change);
+                return (Routed::Refuse(refusal), false);
             }
             // Not read for search_path changes: unknown once the session is versioned.
             self.search_path.unread();
