@@ -860,6 +860,22 @@ fn pg_settings_writes_and_verbose_plans_are_refused_at_a_version() {
         !plan.contains("model_type") && !plan.contains("Output"),
         "{plan}"
     );
+    // A body that only raises the level runs: sqitch's registry check (App::Sqitch::Engine::pg),
+    // refused until 2026-12-07 as a body that might lower it (the operator-tools walk).
+    let sqitch = "DO $$
+        BEGIN
+            SET LOCAL client_min_messages = 'ERROR';
+            RAISE WARNING USING ERRCODE = 'undefined_table', MESSAGE = 'Sqitch registry not initialized';
+        END;
+    $$";
+    assert_eq!(psql(&proxy, Some("v1"), sqitch), Ok(String::new()));
+    let lowered = psql(&proxy, Some("v1"), &sqitch.replace("'ERROR'", "'DEBUG5'"));
+    assert!(
+        lowered
+            .as_ref()
+            .is_err_and(|e| e.contains("may run SQL viewgate cannot see")),
+        "{lowered:?}"
+    );
 }
 
 #[test]

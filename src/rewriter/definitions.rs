@@ -27,10 +27,11 @@
 
 use super::identifier::fold_identifier;
 use super::mention::VERBOSE_MARK;
+use super::reading_settings;
 use super::targets::{VersionTargets, ViewTarget};
 use crate::model::catalog_substitutes::{
-    INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, READING_SETTERS, SCHEMA_WORD, SEARCH_PATH_SETTERS,
-    SET_CONFIG, SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,
+    CLIENT_MIN_MESSAGES, INFORMATION_SCHEMA, PG_CATALOG_SUBSTITUTES, READING_SETTERS, SCHEMA_WORD,
+    SEARCH_PATH_SETTERS, SET_CONFIG, SUBSTITUTE_FUNCTIONS, SUBSTITUTE_SCHEMA_PREFIX,
 };
 use crate::model::identifier::MAX_IDENTIFIER_BYTES;
 use crate::model::view_mapping::MAPPING_FUNCTION_INFIX;
@@ -226,7 +227,10 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     let reading_setters = READING_SETTERS
         .iter()
         .filter(|_| !targets.managed().is_empty())
-        .filter(|setter| has_backslash || **setter != SET_CONFIG);
+        .filter(|setter| has_backslash || **setter != SET_CONFIG)
+        .filter(|setter| {
+            **setter != CLIENT_MIN_MESSAGES || !reading_settings::only_quiets_client_messages(body)
+        });
     let names = RUNTIME_SQL_NAMES
         .iter()
         .chain(reading_setters)
