@@ -140,7 +140,35 @@ async fn ddl_naming_a_column_a_live_migration_stores_elsewhere_is_refused_until_
             .contains("is stored in base column \"name\" under another name"),
         "{db:?}"
     );
+    // ANALYZE's and GRANT's column lists too: they reached v1's email (the operator-tools
+    // walk), and a grant on it passed.
+    proxy.admin("CREATE ROLE reader");
+    for (sql, statement) in [
+        ("ANALYZE customers (email)", "ANALYZE (columns)"),
+        (
+            "GRANT SELECT (id), UPDATE (email) ON customers TO reader",
+            "GRANT or REVOKE (columns)",
+        ),
+    ] {
+        let error = v2.simple_query(sql).await.unwrap_err();
+        let db = error.as_db_error().expect("an ErrorResponse");
+        assert!(
+            db.message().contains(&format!(
+                "{statement} on \"customers\" names column \"email\", which at version \"v2\" is stored in base column \"_vg_v2_email\""
+            )),
+            "{db:?}"
+        );
+    }
+    assert_eq!(
+        proxy.admin(
+            "SELECT count(*) FROM information_schema.column_privileges WHERE grantee = 'reader'"
+        ),
+        "0"
+    );
     // A column the base table has by the version's name is the operator's, as before.
+    v2.batch_execute("ANALYZE customers (id); GRANT SELECT (id) ON customers TO reader")
+        .await
+        .unwrap();
     v2.batch_execute("CREATE INDEX walk_v2_id_idx ON customers (id)")
         .await
         .unwrap();

@@ -18,7 +18,8 @@
 //! `ALTER TABLE … ALTER COLUMN c …` short of a type change (refused as structure),
 //! `ADD CONSTRAINT` (keys, `INCLUDE`, CHECK and EXCLUDE expressions, a foreign key's columns
 //! and those it references in a managed table, from any table's `ALTER` or `CREATE TABLE`),
-//! `COMMENT ON COLUMN` and `CREATE STATISTICS`. Most of these names have no position in the
+//! `COMMENT ON COLUMN`, `CREATE STATISTICS`, `VACUUM` and `ANALYZE`'s column lists, and
+//! `GRANT` and `REVOKE` of column privileges. Most of these names have no position in the
 //! parse tree: each is found in the text after what precedes it (the table's name, the
 //! constraint's), falling back to the table's position.
 
@@ -40,6 +41,10 @@ pub enum ColumnDdl {
     AlterColumn,
     Comment,
     CreateStatistics,
+    /// `VACUUM` or `ANALYZE` with a column list.
+    Analyze,
+    /// `GRANT` or `REVOKE` of column privileges.
+    Grant,
 }
 
 impl ColumnDdl {
@@ -52,6 +57,8 @@ impl ColumnDdl {
             ColumnDdl::AlterColumn => "ALTER TABLE … ALTER COLUMN",
             ColumnDdl::Comment => "COMMENT ON COLUMN",
             ColumnDdl::CreateStatistics => "CREATE STATISTICS",
+            ColumnDdl::Analyze => "ANALYZE (columns)",
+            ColumnDdl::Grant => "GRANT or REVOKE (columns)",
         }
     }
 
@@ -63,6 +70,8 @@ impl ColumnDdl {
             ColumnDdl::AlterColumn => "the change would apply to",
             ColumnDdl::Comment => "the comment would go on",
             ColumnDdl::CreateStatistics => "the statistics would cover",
+            ColumnDdl::Analyze => "the statistics would be gathered on",
+            ColumnDdl::Grant => "the privilege would be on",
         }
     }
 
@@ -73,7 +82,10 @@ impl ColumnDdl {
             ColumnDdl::CreateIndex => Some("create_index"),
             ColumnDdl::AddConstraint | ColumnDdl::References => Some("add_constraint"),
             ColumnDdl::AlterColumn => Some("alter_column"),
-            ColumnDdl::Comment | ColumnDdl::CreateStatistics => None,
+            ColumnDdl::Comment
+            | ColumnDdl::CreateStatistics
+            | ColumnDdl::Analyze
+            | ColumnDdl::Grant => None,
         }
     }
 }
@@ -132,6 +144,8 @@ const READ_KINDS: &[&str] = &[
     "CreateStmt",
     "CommentStmt",
     "CreateStatsStmt",
+    "VacuumStmt",
+    "GrantStmt",
 ];
 
 /// A managed table DDL names, with its mapping at the version.
@@ -222,6 +236,42 @@ impl Walker<'_> {
                 if body.get("objtype").and_then(Tree::as_text) == Some("OBJECT_COLUMN") =>
             {
                 self.commented_column(body, from);
+            }
+            "VacuumStmt" => {
+                for relation in body.get("rels").map(Tree::as_array).unwrap_or_default() {
+                    let Some(relation) = relation.get("VacuumRelation") else {
+                        continue;
+                    };
+                    let range = relation.get("relation");
+                    let Some(table) = range.and_then(|r| self.stored_table(r)) else {
+                        continue;
+                    };
+                    let mut cursor = range.map_or(from, |r| self.after_relation(r, from));
+                    for column in name_parts(relation.get("va_cols")) {
+                        self.bare(&table, column, &mut cursor, ColumnDdl::Analyze);
+                    }
+                }
+            }
+            // `GRANT SELECT (a), UPDATE (b) ON t, u TO r`: the columns before the tables.
+            "GrantStmt" if body.get("objtype").and_then(Tree::as_text) == Some("OBJECT_TABLE") => {
+                let tables: Vec<Table> = (body.get("objects").map(Tree::as_array))
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|object| self.stored_table(object.get("RangeVar")?))
+                    .collect();
+                for table in &tables {
+                    let mut cursor = from;
+                    for privilege in body
+                        .get("privileges")
+                        .map(Tree::as_array)
+                        .unwrap_or_default()
+                    {
+                        let columns = privilege.get("AccessPriv").and_then(|p| p.get("cols"));
+                        for column in name_parts(columns) {
+                            self.bare(table, column, &mut cursor, ColumnDdl::Grant);
+                        }
+                    }
+                }
             }
             "CreateStatsStmt" => {
                 let relations = body

@@ -91,6 +91,31 @@ fn ddl_naming_a_column_stored_under_another_base_name_is_refused_at_the_column()
             "full_name",
             "name",
         ),
+        // The operator-tools walk: ANALYZE and GRANT reached v1's email, or failed bare.
+        (
+            "ANALYZE customers (id, email)",
+            "id,",
+            "email",
+            "_vg_v2_email",
+        ),
+        (
+            "VACUUM (ANALYZE) orders, public.customers (full_name)",
+            "customers",
+            "full_name",
+            "name",
+        ),
+        (
+            "GRANT SELECT (id), UPDATE (email) ON customers TO r2",
+            "UPDATE",
+            "email",
+            "_vg_v2_email",
+        ),
+        (
+            "REVOKE SELECT (name) ON TABLE customers FROM r2",
+            "(",
+            "name",
+            "name",
+        ),
         (
             "CREATE UNIQUE INDEX email ON public.customers USING btree (id, lower(email)) WHERE email IS NOT NULL",
             "lower(",
@@ -298,7 +323,13 @@ fn ddl_on_columns_the_base_table_has_by_the_versions_name_passes_unchanged() {
         "COMMENT ON COLUMN audit.email IS 'x'",
         "CREATE STATISTICS s ON id, (id + 1) FROM customers",
         "CREATE INDEX ON audit (email, full_name, name)",
+        "ANALYZE customers (id)",
+        "VACUUM customers, audit (email)",
+        "GRANT SELECT (id), INSERT ON customers, audit TO r2",
+        "GRANT SELECT ON customers TO r2",
+        "REVOKE UPDATE (email) ON audit FROM r2",
         // A table without a mapping recorded: Postgres decides.
+        "ANALYZE orders (email)",
         "CREATE INDEX ON orders (email)",
         "ALTER TABLE orders ALTER COLUMN full_name SET NOT NULL",
         // A name the version's view has, where the base table has it too, is not the case.
