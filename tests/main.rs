@@ -41,6 +41,7 @@ mod grammar;
 mod introspection;
 mod introspection_checks;
 mod introspection_computed_names;
+mod introspection_own_schemas;
 mod introspection_sequences;
 mod introspection_sqlx_explain;
 mod large_messages;

@@ -96,6 +96,24 @@ pub const PG_CATALOG_SUBSTITUTES: &[&str] = &[
     "pg_publication_rel",
     "pg_publication_tables",
     "pg_depend",
+    // Without what is in viewgate's own schemas, which pg_namespace leaves out (pg_dump failed
+    // on a type or function whose schema it could not find).
+    "pg_type",
+    "pg_event_trigger",
+    "pg_sequence",
+    "pg_sequences",
+    "pg_statio_all_sequences",
+    "pg_statio_sys_sequences",
+    "pg_statio_user_sequences",
+    "pg_stat_all_tables",
+    "pg_stat_sys_tables",
+    "pg_stat_user_tables",
+    "pg_stat_xact_all_tables",
+    "pg_stat_xact_sys_tables",
+    "pg_stat_xact_user_tables",
+    "pg_statio_all_tables",
+    "pg_statio_sys_tables",
+    "pg_statio_user_tables",
     // The session's own statement text, as the functions below.
     "pg_stat_activity",
     "pg_prepared_statements",
@@ -112,6 +130,21 @@ pub const INDEX_STATISTICS_VIEWS: &[&str] = &[
     "pg_statio_all_indexes",
     "pg_statio_sys_indexes",
     "pg_statio_user_indexes",
+];
+
+/// The `pg_catalog` substitutes among those that list tables by name with their statistics:
+/// a managed table's base table as the version's table, without the relations the version
+/// does not see and viewgate's own tables (monitoring through the proxy listed the catalog's).
+pub const TABLE_STATISTICS_VIEWS: &[&str] = &[
+    "pg_stat_all_tables",
+    "pg_stat_sys_tables",
+    "pg_stat_user_tables",
+    "pg_stat_xact_all_tables",
+    "pg_stat_xact_sys_tables",
+    "pg_stat_xact_user_tables",
+    "pg_statio_all_tables",
+    "pg_statio_sys_tables",
+    "pg_statio_user_tables",
 ];
 
 /// The schema `PG_CATALOG_SUBSTITUTES` stand in for.
@@ -139,6 +172,7 @@ pub const INFORMATION_SCHEMA_SUBSTITUTES: &[&str] = &[
     "routines",
     "parameters",
     "schemata",
+    "sequences",
 ];
 /// The `information_schema` substitutes among those that list a table's columns (privileges,
 /// types, domains, generation): for a managed table, its version's view's own rows, so a
@@ -256,8 +290,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn index_statistics_views_are_pg_catalog_substitutes() {
-        for name in INDEX_STATISTICS_VIEWS {
+    fn statistics_views_are_pg_catalog_substitutes() {
+        for name in INDEX_STATISTICS_VIEWS.iter().chain(TABLE_STATISTICS_VIEWS) {
             assert!(PG_CATALOG_SUBSTITUTES.contains(name), "{name}");
         }
     }

@@ -234,11 +234,15 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
     let names = RUNTIME_SQL_NAMES
         .iter()
         .chain(reading_setters)
-        .chain(PG_CATALOG_SUBSTITUTES)
         .chain([&INFORMATION_SCHEMA, &SUBSTITUTE_SCHEMA_PREFIX])
         .chain(path_changes)
         .filter_map(|name| find_all_ignore_ascii_case(bytes, name.as_bytes()).next());
-    match words.chain(names).min() {
+    // A catalog relation is named alone: `pg_type` inside `pg_typeof(x)` reads no catalog.
+    let catalog_relations = PG_CATALOG_SUBSTITUTES.iter().filter_map(|name| {
+        find_all_ignore_ascii_case(bytes, name.as_bytes())
+            .find(|&at| stands_alone(bytes, at, name.len()))
+    });
+    match words.chain(names).chain(catalog_relations).min() {
         Some(at) => Body::RunsUnseenSql(Some(at)),
         None => Body::Plain,
     }
@@ -393,6 +397,12 @@ mod tests {
             judge("BEGIN PERFORM executed_at FROM jobs; END", "plpgsql"),
             Body::Plain
         );
+        // A catalog relation with a substitute, named alone; not inside another name.
+        assert_eq!(
+            judge("SELECT typname FROM pg_catalog.pg_type", "sql"),
+            Body::RunsUnseenSql(Some(31))
+        );
+        assert_eq!(judge("SELECT pg_typeof($1)::text", "sql"), Body::Plain);
     }
 
     #[test]

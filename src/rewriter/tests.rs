@@ -466,13 +466,19 @@ fn catalog_relations_go_to_the_versions_substitutes() {
         "SELECT * FROM information_schema.schemata",
         "SELECT * FROM viewgate_catalog_v2.schemata AS schemata",
     );
+    // And what lists the objects of those schemas by kind, or their statistics.
+    check_with_catalog(
+        "SELECT * FROM pg_catalog.pg_type, pg_stat_user_tables s",
+        "SELECT * FROM viewgate_catalog_v2.pg_type AS pg_type, viewgate_catalog_v2.pg_stat_user_tables s",
+    );
     // Only pg_catalog's relations, and information_schema's only when qualified.
     for unchanged in [
         "SELECT * FROM columns",
         "SELECT * FROM public.pg_class",
-        "SELECT * FROM pg_catalog.pg_type",
+        "SELECT * FROM pg_catalog.pg_operator",
         "SELECT * FROM pg_stat_database",
-        "SELECT * FROM information_schema.sequences",
+        "SELECT * FROM information_schema.domains",
+        "SELECT pg_typeof(1)",
         "SELECT 'pg_catalog.pg_class'::regclass",
     ] {
         check_with_catalog(unchanged, unchanged);
@@ -531,7 +537,7 @@ fn with_catalog_substitutes_the_mention_scan_also_looks_for_the_catalog() {
         "SELECT * FROM Information_Schema.tables",
         &with_catalog
     ));
-    let unrelated = "SELECT * FROM pg_type JOIN deployments USING (id)";
+    let unrelated = "SELECT * FROM pg_operator JOIN deployments USING (id)";
     assert!(!mentions_managed_table(unrelated, &with_catalog));
     assert!(mentions_managed_table(
         "SELECT * FROM Model_Metadata",

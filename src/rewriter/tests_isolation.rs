@@ -98,7 +98,7 @@ fn policies_and_statistics_views_in_definitions_are_refused() {
     let sql = "CREATE TEMP VIEW c AS SELECT attname FROM pg_attribute";
     let error = rewrite(sql, &catalog).unwrap_err();
     assert!(error.reason.contains("\"pg_attribute\""), "{error}");
-    let sql = "CREATE TEMP VIEW c AS SELECT typname FROM pg_type";
+    let sql = "CREATE TEMP VIEW c AS SELECT oprname FROM pg_operator";
     assert_eq!(rewrite(sql, &catalog).unwrap(), Rewrite::Unchanged);
 }
 

@@ -16,7 +16,7 @@ fn a_bound_or_built_name_cast_to_a_relation_type_is_wrapped() {
     for (sql, expected) in [
         (
             "SELECT t.typname FROM pg_type t WHERE t.oid = $1::regtype",
-            "SELECT t.typname FROM pg_type t WHERE t.oid = viewgate_catalog_v2.version_regtype(($1)::pg_catalog.text)::regtype",
+            "SELECT t.typname FROM viewgate_catalog_v2.pg_type t WHERE t.oid = viewgate_catalog_v2.version_regtype(($1)::pg_catalog.text)::regtype",
         ),
         (
             "SELECT (quote_ident(n.s) || '.' || quote_ident(n.t))::regclass FROM names n",

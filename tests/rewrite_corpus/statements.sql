@@ -269,7 +269,7 @@ SELECT {Q}.* FROM {Q} WHERE {Q}."id" = 4 LIMIT 1 FOR UPDATE
 -- name: activerecord_introspect_attributes
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.atttypid, a.atttypmod, c.collname, col_description(a.attrelid, a.attnum) AS comment FROM pg_attribute a LEFT JOIN pg_attrdef d ON a.attrelid = d.adrelid AND a.attnum = d.adnum LEFT JOIN pg_type t ON a.atttypid = t.oid LEFT JOIN pg_collation c ON a.attcollation = c.oid AND a.attcollation <> t.typcollation WHERE a.attrelid = {RQ}::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 -- hand:
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.atttypid, a.atttypmod, c.collname, col_description(a.attrelid, a.attnum) AS comment FROM viewgate_catalog_{V}.pg_attribute a LEFT JOIN viewgate_catalog_{V}.pg_attrdef d ON a.attrelid = d.adrelid AND a.attnum = d.adnum LEFT JOIN pg_type t ON a.atttypid = t.oid LEFT JOIN pg_collation c ON a.attcollation = c.oid AND a.attcollation <> t.typcollation WHERE a.attrelid = '"model_metadata_{V}"'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.attnotnull, a.atttypid, a.atttypmod, c.collname, col_description(a.attrelid, a.attnum) AS comment FROM viewgate_catalog_{V}.pg_attribute a LEFT JOIN viewgate_catalog_{V}.pg_attrdef d ON a.attrelid = d.adrelid AND a.attnum = d.adnum LEFT JOIN viewgate_catalog_{V}.pg_type t ON a.atttypid = t.oid LEFT JOIN pg_collation c ON a.attcollation = c.oid AND a.attcollation <> t.typcollation WHERE a.attrelid = '"model_metadata_{V}"'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 
 -- name: activerecord_primary_keys
 SELECT a.attname FROM (SELECT indrelid, indkey, generate_subscripts(indkey, 1) idx FROM pg_index WHERE indrelid = {RQ}::regclass AND indisprimary) i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[i.idx] ORDER BY i.idx
@@ -584,12 +584,12 @@ SELECT tc.constraint_type, k.column_name, k.ordinal_position FROM information_sc
 SELECT tc.constraint_type, k.column_name, k.ordinal_position FROM viewgate_catalog_{V}.table_constraints tc JOIN viewgate_catalog_{V}.key_column_usage k ON k.constraint_name = tc.constraint_name AND k.table_name = tc.table_name WHERE tc.table_name = 'model_metadata' ORDER BY 1, 3
 
 -- name: catalog_unrelated_relation_unchanged
-SELECT count(*) > 0 FROM pg_catalog.pg_collation l JOIN pg_catalog.pg_type t ON t.typcollation = l.oid WHERE l.collname = 'default'
+SELECT count(*) > 0 FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_am a ON a.oid = c.opcmethod WHERE a.amname = 'btree'
 
 -- name: catalog_namespaces_without_the_substitutes
 SELECT count(*) > 0 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid WHERE n.nspname = 'pg_catalog'
 -- hand:
-SELECT count(*) > 0 FROM viewgate_catalog_{V}.pg_namespace AS n JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid WHERE n.nspname = 'pg_catalog'
+SELECT count(*) > 0 FROM viewgate_catalog_{V}.pg_namespace AS n JOIN viewgate_catalog_{V}.pg_type t ON t.typnamespace = n.oid WHERE n.nspname = 'pg_catalog'
 
 -- name: catalog_regclass_literal_stays_the_catalog
 SELECT count(*) FROM pg_catalog.pg_description WHERE classoid = 'pg_catalog.pg_class'::regclass AND objoid = 0

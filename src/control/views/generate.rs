@@ -97,6 +97,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<GeneratedSql, Contro
                 substitutes => catalog_substitutes::substitutes().map(|(_, name)| name).collect::<Vec<_>>(),
                 view_column_relations => catalog_substitutes::VIEW_COLUMN_RELATIONS,
                 index_statistics_views => catalog_substitutes::INDEX_STATISTICS_VIEWS,
+                table_statistics_views => catalog_substitutes::TABLE_STATISTICS_VIEWS,
                 mapping_marker_prefix => mapping_functions::MARKER_PREFIX,
                 migration_name_prefix => MIGRATION_NAME_PREFIX,
             },
