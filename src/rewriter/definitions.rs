@@ -26,6 +26,7 @@
 //! [`Place::UnseenSql`]: super::postgres_grammar::Place::UnseenSql
 
 use super::identifier::fold_identifier;
+use super::lexer::{self, Kind};
 use super::mention::VERBOSE_MARK;
 use super::reading_settings;
 use super::targets::{VersionTargets, ViewTarget};
@@ -228,9 +229,7 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
         .iter()
         .filter(|_| !targets.managed().is_empty())
         .filter(|setter| has_backslash || **setter != SET_CONFIG)
-        .filter(|setter| {
-            **setter != CLIENT_MIN_MESSAGES || !reading_settings::only_quiets_client_messages(body)
-        });
+        .filter(|setter| **setter != CLIENT_MIN_MESSAGES || !only_quiets_client_messages(body));
     let names = RUNTIME_SQL_NAMES
         .iter()
         .chain(reading_setters)
@@ -246,6 +245,47 @@ pub fn judge_body<'t>(body: &str, language: &str, targets: &'t VersionTargets) -
         Some(at) => Body::RunsUnseenSql(Some(at)),
         None => Body::Plain,
     }
+}
+
+/// Whether every mention of `client_min_messages` in a function's or DO block's `body` is
+/// `SET [LOCAL | SESSION] client_min_messages {TO | =} <level>` to a level that sends no LOG
+/// or DEBUG message, the statement's end right after it. Sqitch's registry check runs `DO $$
+/// BEGIN SET LOCAL client_min_messages = 'ERROR'; RAISE WARNING …; END $$`, which the
+/// proxy refused as a body that might lower the level (the operator-tools walk); a mention in
+/// a string, a quoted name or any other statement still counts, as `judge_body` reads it.
+pub fn only_quiets_client_messages(body: &str) -> bool {
+    let mut tokens = Vec::new();
+    if lexer::lex(body, &mut tokens).is_none() {
+        return false;
+    }
+    let tokens: Vec<_> = tokens
+        .into_iter()
+        .filter(|t| t.kind != Kind::Comment)
+        .collect();
+    let text = |i: usize| tokens.get(i).and_then(|t| body.get(t.start..t.end));
+    let is = |i: usize, word: &str| text(i).is_some_and(|t| t.eq_ignore_ascii_case(word));
+    let quiet_set = |at: usize| {
+        let Some(name) = tokens
+            .iter()
+            .position(|t| t.start == at && t.kind == Kind::Word)
+        else {
+            return false;
+        };
+        let scope = usize::from(name >= 2 && (is(name - 1, "local") || is(name - 1, "session")));
+        let value = name + 2;
+        let quiet = tokens.get(value).is_some_and(|t| {
+            matches!(t.kind, Kind::Word | Kind::String)
+                && text(value)
+                    .is_some_and(|v| reading_settings::is_quiet_level_value(v.trim_matches('\'')))
+        });
+        name > scope
+            && is(name - 1 - scope, "set")
+            && (is(name + 1, "to") || is(name + 1, "="))
+            && quiet
+            && (value + 1 == tokens.len() || is(value + 1, ";"))
+    };
+    let bytes = body.as_bytes();
+    find_all_ignore_ascii_case(bytes, CLIENT_MIN_MESSAGES.as_bytes()).all(quiet_set)
 }
 
 /// Where `body` stands in `sql`, searching from `from` (a body in dollar quotes appears
@@ -411,5 +451,29 @@ mod tests {
         assert_eq!(body_offset(sql, 32, " SELECT 1 "), Some(37));
         assert_eq!(body_offset(sql, 32, "it''s"), None);
         assert_eq!(body_offset(sql, 500, "x"), None);
+    }
+
+    #[test]
+    fn a_body_that_only_quiets_client_messages() {
+        for body in [
+            "\n BEGIN\n SET LOCAL client_min_messages = 'ERROR';\n RAISE WARNING USING MESSAGE = 'x';\n END;\n",
+            "begin set client_min_messages to warning; /* why */ set session CLIENT_MIN_MESSAGES = notice; end",
+            "SET client_min_messages = 'error'",
+            "BEGIN RAISE NOTICE 'nothing'; END",
+        ] {
+            assert!(only_quiets_client_messages(body), "{body}");
+        }
+        for body in [
+            "BEGIN SET LOCAL client_min_messages = 'debug5'; END",
+            "BEGIN SET client_min_messages TO log; END",
+            "BEGIN SET client_min_messages TO DEFAULT; END",
+            "BEGIN PERFORM set_config('client_min_messages', 'debug', true); END",
+            "BEGIN SET \"client_min_messages\" = 'debug'; END",
+            "BEGIN SET client_min_messages = 'error', 'debug'; END",
+            "BEGIN ALTER ROLE r RESET client_min_messages; END",
+            "BEGIN SET client_min_messages = 'error'; SET x = 'client_min_messages'; END",
+        ] {
+            assert!(!only_quiets_client_messages(body), "{body}");
+        }
     }
 }

@@ -219,47 +219,6 @@ pub fn is_quiet_level_value(value: &str) -> bool {
         .any(|level| value.eq_ignore_ascii_case(level))
 }
 
-/// Whether every mention of `client_min_messages` in a function's or DO block's `body` is
-/// `SET [LOCAL | SESSION] client_min_messages {TO | =} <level>` to a level that sends no LOG
-/// or DEBUG message, the statement's end right after it. Sqitch's registry check runs `DO $$
-/// BEGIN SET LOCAL client_min_messages = 'ERROR'; RAISE WARNING …; END $$`, which the
-/// proxy refused as a body that might lower the level (the operator-tools walk); a mention in
-/// a string, a quoted name or any other statement still counts, as `judge_body` reads it.
-pub fn only_quiets_client_messages(body: &str) -> bool {
-    let mut tokens = Vec::new();
-    if lexer::lex(body, &mut tokens).is_none() {
-        return false;
-    }
-    let tokens: Vec<_> = tokens
-        .into_iter()
-        .filter(|t| t.kind != Kind::Comment)
-        .collect();
-    let text = |i: usize| tokens.get(i).and_then(|t| body.get(t.start..t.end));
-    let is = |i: usize, word: &str| text(i).is_some_and(|t| t.eq_ignore_ascii_case(word));
-    let quiet_set = |at: usize| {
-        let Some(name) = tokens
-            .iter()
-            .position(|t| t.start == at && t.kind == Kind::Word)
-        else {
-            return false;
-        };
-        let scope = usize::from(name >= 2 && (is(name - 1, "local") || is(name - 1, "session")));
-        let value = name + 2;
-        let quiet = tokens.get(value).is_some_and(|t| {
-            matches!(t.kind, Kind::Word | Kind::String)
-                && text(value).is_some_and(|v| is_quiet_level_value(v.trim_matches('\'')))
-        });
-        name > scope
-            && is(name - 1 - scope, "set")
-            && (is(name + 1, "to") || is(name + 1, "="))
-            && quiet
-            && (value + 1 == tokens.len() || is(value + 1, ";"))
-    };
-    let bytes = body.as_bytes();
-    super::definitions::find_all_ignore_ascii_case(bytes, CLIENT_MIN_MESSAGES.as_bytes())
-        .all(quiet_set)
-}
-
 /// `SET viewgate.version` (or its RESET) that reached the rewriter: not one the proxy
 /// recognised and applied itself.
 pub fn sets_the_version(set: &Tree) -> Option<usize> {
@@ -329,30 +288,6 @@ fn is_on(argument: &Tree) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_body_that_only_quiets_client_messages() {
-        for body in [
-            "\n BEGIN\n SET LOCAL client_min_messages = 'ERROR';\n RAISE WARNING USING MESSAGE = 'x';\n END;\n",
-            "begin set client_min_messages to warning; /* why */ set session CLIENT_MIN_MESSAGES = notice; end",
-            "SET client_min_messages = 'error'",
-            "BEGIN RAISE NOTICE 'nothing'; END",
-        ] {
-            assert!(only_quiets_client_messages(body), "{body}");
-        }
-        for body in [
-            "BEGIN SET LOCAL client_min_messages = 'debug5'; END",
-            "BEGIN SET client_min_messages TO log; END",
-            "BEGIN SET client_min_messages TO DEFAULT; END",
-            "BEGIN PERFORM set_config('client_min_messages', 'debug', true); END",
-            "BEGIN SET \"client_min_messages\" = 'debug'; END",
-            "BEGIN SET client_min_messages = 'error', 'debug'; END",
-            "BEGIN ALTER ROLE r RESET client_min_messages; END",
-            "BEGIN SET client_min_messages = 'error'; SET x = 'client_min_messages'; END",
-        ] {
-            assert!(!only_quiets_client_messages(body), "{body}");
-        }
-    }
 
     fn changes(sql: &str) -> bool {
         let json = postgres_parser::parse(sql).unwrap();
