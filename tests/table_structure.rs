@@ -240,3 +240,48 @@ async fn creating_a_managed_table_that_exists_makes_nothing_at_a_version() {
     drop((v1, v2));
     cut_over_and_complete(&proxy, "v2");
 }
+
+/// Maintenance and DDL on a table by the name a live `rename_table` gives it at the version
+/// act on its base table, which has that name only from the complete: they failed with a bare
+/// 42P01 (`VACUUM clients`, vacuumdb, reindexdb, `CREATE INDEX ON clients`; the operator-tools
+/// walk). What they made is there after the complete, under the new name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_by_a_live_renames_new_name_acts_on_the_base_table() {
+    let proxy = proxy_with_spec(CUSTOMERS, CUSTOMERS_SPEC);
+    start_migration(&proxy, "0002_customers.toml", RETYPE_AND_RENAME_TABLE, "v2");
+    proxy.admin("CREATE ROLE auditor");
+    let v2 = connect_with(&proxy, "-c%20viewgate.version%3Dv2").await;
+    v2.batch_execute("VACUUM (ANALYZE) clients (id)")
+        .await
+        .unwrap();
+    v2.batch_execute(
+        "REINDEX TABLE clients;
+         CREATE INDEX clients_by_id ON clients (id);
+         GRANT SELECT ON TABLE clients TO auditor;
+         CREATE TABLE invoices (id int PRIMARY KEY, client_id int REFERENCES clients (id))",
+    )
+    .await
+    .unwrap();
+    let on_customers = "SELECT (SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = 'clients_by_id'::regclass),
+                               has_table_privilege('auditor', 'customers', 'SELECT'),
+                               (SELECT confrelid::regclass::text FROM pg_constraint WHERE conrelid = 'invoices'::regclass AND contype = 'f')";
+    assert_eq!(proxy.admin(on_customers), "customers|t|customers");
+    for tool in ["vacuumdb", "reindexdb"] {
+        let output = std::process::Command::new(proxy.cluster.bin(tool))
+            .args(["-d", &proxy.conninfo(), "-t", "clients"])
+            .env("PGOPTIONS", "-c viewgate.version=v2")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    drop(v2);
+    cut_over_and_complete(&proxy, "v2");
+    assert_eq!(
+        proxy.admin(&on_customers.replace("'customers'", "'clients'")),
+        "clients|t|clients"
+    );
+}

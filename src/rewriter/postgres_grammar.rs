@@ -39,6 +39,8 @@ mod columns;
 mod explain;
 #[path = "postgres_grammar_names.rs"]
 mod names;
+#[path = "postgres_grammar_renamed.rs"]
+pub mod renamed;
 #[path = "postgres_grammar_structure.rs"]
 mod structure;
 
@@ -127,6 +129,8 @@ pub enum Place {
     /// The name `CREATE TABLE` gives, of a table the version knows by it under another base
     /// name (a live rename): the version's view, which exists (`postgres_grammar_structure.rs`).
     ExistingTable,
+    /// DDL on a managed table by a live rename's new name: its base table (`…_renamed.rs`).
+    BaseTable,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.

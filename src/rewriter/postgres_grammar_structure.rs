@@ -99,6 +99,7 @@ impl Walker<'_> {
         }
         self.table_structure(statement, from);
         self.column_storage(statement, from);
+        self.renamed_tables(statement);
         true
     }
 

@@ -553,7 +553,11 @@ fn edit_from_reference(
         _ => postgres_grammar::name_extent(sql, reference.offset),
     }
     .ok_or_else(|| cannot("in an unusual spelling"))?;
-    let mut view = targets.view_reference(target);
+    let mut view = match reference.place {
+        Place::BaseTable => postgres_grammar::renamed::base_reference(targets, target)
+            .ok_or_else(|| cannot("without a base table known"))?,
+        _ => targets.view_reference(target),
+    };
     let tokens = || text.tokens.get_or_init(|| Tokens::of(sql));
     let takes_alias = matches!(
         reference.place,

@@ -402,4 +402,62 @@ fn creating_a_managed_table_that_exists_makes_nothing_and_reads_nothing_else() {
         rewrite("create table public.clients (id int)", &renamed).unwrap(),
         Rewrite::Rewritten("create table public.customers_v2 (id int)".into())
     );
+    // DDL acting on the table by the version's name is written as the base table's.
+    for (sql, expected) in [
+        (
+            "VACUUM (ANALYZE) clients (id)",
+            "VACUUM (ANALYZE) public.customers (id)",
+        ),
+        ("analyze public.clients", "analyze public.customers"),
+        (
+            "TRUNCATE clients, audit",
+            "TRUNCATE public.customers, audit",
+        ),
+        ("REINDEX TABLE clients", "REINDEX TABLE public.customers"),
+        (
+            "CLUSTER clients USING clients_pkey",
+            "CLUSTER public.customers USING clients_pkey",
+        ),
+        (
+            "CREATE INDEX clients_id_idx ON clients (id)",
+            "CREATE INDEX clients_id_idx ON public.customers (id)",
+        ),
+        (
+            "GRANT SELECT ON TABLE clients, audit TO r",
+            "GRANT SELECT ON TABLE public.customers, audit TO r",
+        ),
+        (
+            "ALTER TABLE clients ADD CONSTRAINT p CHECK (id > 0)",
+            "ALTER TABLE public.customers ADD CONSTRAINT p CHECK (id > 0)",
+        ),
+        (
+            "CREATE TABLE notes (id int, c int REFERENCES clients (id))",
+            "CREATE TABLE notes (id int, c int REFERENCES public.customers (id))",
+        ),
+        (
+            "ALTER TABLE audit ADD FOREIGN KEY (c) REFERENCES clients",
+            "ALTER TABLE audit ADD FOREIGN KEY (c) REFERENCES public.customers",
+        ),
+        (
+            "CREATE STATISTICS s ON id, (id + 1) FROM clients",
+            "CREATE STATISTICS s ON id, (id + 1) FROM public.customers",
+        ),
+    ] {
+        assert_eq!(
+            rewrite(sql, &renamed).unwrap(),
+            Rewrite::Rewritten(expected.into()),
+            "{sql}"
+        );
+    }
+    // The application's own tables are left as written; `ON ALL TABLES IN SCHEMA` names no
+    // table; `COMMENT ON TABLE` and `LOCK` are not read (docs/migrations.md, "Limits").
+    for sql in [
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO r",
+        "COMMENT ON TABLE clients IS 'x'",
+        "LOCK TABLE clients IN SHARE MODE",
+        "VACUUM audit",
+        "CREATE TEMP TABLE t (c int); VACUUM t",
+    ] {
+        assert_eq!(rewrite(sql, &renamed).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
 }
