@@ -46,6 +46,14 @@ const INTROSPECTION: &[&str] = &[
     "SELECT a.attname, a.atthasdef, pg_get_expr(d.adbin, d.adrelid), pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) FROM pg_attribute a LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum) WHERE a.attrelid = 'accounts'::regclass AND a.attnum > 0 ORDER BY a.attnum",
     "SELECT pg_get_serial_sequence('accounts', 'id')",
     "SELECT relname, indexrelname FROM pg_stat_user_indexes WHERE relname = 'accounts' ORDER BY 2",
+    // pgAdmin's primary key and unique constraint nodes (index_constraint/sql/default/nodes.sql):
+    // an index's constraint through pg_depend; during the migration the twins had none, and
+    // pgAdmin showed no key (the pgAdmin walk).
+    "SELECT cls.relname, con.conname, con.contype FROM pg_index idx JOIN pg_class cls ON cls.oid = idx.indexrelid
+       LEFT JOIN pg_depend dep ON (dep.classid = cls.tableoid AND dep.objid = cls.oid AND dep.refobjsubid = '0'
+                                   AND dep.refclassid = (SELECT oid FROM pg_class WHERE relname = 'pg_constraint'))
+       LEFT JOIN pg_constraint con ON (con.tableoid = dep.refclassid AND con.oid = dep.refobjid)
+      WHERE idx.indrelid = 'accounts'::regclass ORDER BY 1",
 ];
 
 /// Each of `INTROSPECTION` through the proxy at `version`, printed with headers and footers.
