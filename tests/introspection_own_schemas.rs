@@ -180,6 +180,12 @@ const LISTINGS: &[&str] = &[
     "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_statio_user_sequences",
     // psql's list of event triggers: viewgate's is its own, as its schema is.
     "\\dy",
+    // pgAdmin's Types node (types/pg/sql/default/nodes.sql): a row type whose relation
+    // pg_class lacks is listed, and the base table's and v1's view's were (the pgAdmin walk).
+    "SELECT string_agg(t.typname, ',' ORDER BY t.typname) FROM pg_type t
+       LEFT JOIN pg_class ct ON ct.oid = t.typrelid AND ct.relkind <> 'c'
+      WHERE t.typtype <> 'd' AND t.typname NOT LIKE E'\\\\_%' AND t.typnamespace = 'public'::regnamespace
+        AND ct.oid IS NULL",
 ];
 
 #[test]
