@@ -244,7 +244,8 @@ async fn creating_a_managed_table_that_exists_makes_nothing_at_a_version() {
 /// Maintenance and DDL on a table by the name a live `rename_table` gives it at the version
 /// act on its base table, which has that name only from the complete: they failed with a bare
 /// 42P01 (`VACUUM clients`, vacuumdb, reindexdb, `CREATE INDEX ON clients`; the operator-tools
-/// walk). What they made is there after the complete, under the new name.
+/// walk; `LOCK` and `COMMENT ON TABLE` until later). What they made is there after the
+/// complete, under the new name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_by_a_live_renames_new_name_acts_on_the_base_table() {
     let proxy = proxy_with_spec(CUSTOMERS, CUSTOMERS_SPEC);
@@ -258,14 +259,17 @@ async fn ddl_by_a_live_renames_new_name_acts_on_the_base_table() {
         "REINDEX TABLE clients;
          CREATE INDEX clients_by_id ON clients (id);
          GRANT SELECT ON TABLE clients TO auditor;
-         CREATE TABLE invoices (id int PRIMARY KEY, client_id int REFERENCES clients (id))",
+         CREATE TABLE invoices (id int PRIMARY KEY, client_id int REFERENCES clients (id));
+         BEGIN; LOCK TABLE clients IN SHARE MODE; COMMIT;
+         COMMENT ON TABLE clients IS 'who pays'",
     )
     .await
     .unwrap();
     let on_customers = "SELECT (SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = 'clients_by_id'::regclass),
                                has_table_privilege('auditor', 'customers', 'SELECT'),
-                               (SELECT confrelid::regclass::text FROM pg_constraint WHERE conrelid = 'invoices'::regclass AND contype = 'f')";
-    assert_eq!(proxy.admin(on_customers), "customers|t|customers");
+                               (SELECT confrelid::regclass::text FROM pg_constraint WHERE conrelid = 'invoices'::regclass AND contype = 'f'),
+                               obj_description('customers'::regclass, 'pg_class')";
+    assert_eq!(proxy.admin(on_customers), "customers|t|customers|who pays");
     for tool in ["vacuumdb", "reindexdb"] {
         let output = std::process::Command::new(proxy.cluster.bin(tool))
             .args(["-d", &proxy.conninfo(), "-t", "clients"])
@@ -282,6 +286,58 @@ async fn ddl_by_a_live_renames_new_name_acts_on_the_base_table() {
     cut_over_and_complete(&proxy, "v2");
     assert_eq!(
         proxy.admin(&on_customers.replace("'customers'", "'clients'")),
-        "clients|t|clients"
+        "clients|t|clients|who pays"
     );
+}
+
+/// A `GRANT` on a managed table through the proxy reaches its base table and every live
+/// version's view, so the role reads through the proxy at each version (before, it reached the
+/// base table alone and the role read nothing: `permission denied for view customers_v1`, a
+/// name it never wrote), and keeps reading after the complete; a `REVOKE` takes it from all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_through_the_proxy_lets_the_role_read_at_every_version() {
+    let proxy = proxy_with_spec(CUSTOMERS, CUSTOMERS_SPEC);
+    start_migration(&proxy, "0002_customers.toml", RETYPE_AND_RENAME_TABLE, "v2");
+    proxy.admin("CREATE ROLE reporting LOGIN");
+    let reporting_reads = |version: &str, table: &str| {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=reporting dbname=postgres options='-c viewgate.version={version}'",
+            proxy.port()
+        );
+        let sql = format!("SELECT count(*) FROM {table}");
+        let output = proxy.psql(&conninfo).args(["-c", &sql]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        match output.status.success() {
+            true => Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
+            false => Err(stderr),
+        }
+    };
+    let v2 = connect_with(&proxy, "-c%20viewgate.version%3Dv2").await;
+    v2.batch_execute("GRANT SELECT ON TABLE clients TO reporting")
+        .await
+        .unwrap();
+    assert_eq!(reporting_reads("v1", "customers"), Ok("1".to_owned()));
+    assert_eq!(reporting_reads("v2", "clients"), Ok("1".to_owned()));
+    let v1 = connect_with(&proxy, "-c%20viewgate.version%3Dv1").await;
+    v1.batch_execute("REVOKE SELECT ON customers FROM reporting")
+        .await
+        .unwrap();
+    for (version, table) in [("v1", "customers"), ("v2", "clients")] {
+        let refused = reporting_reads(version, table).unwrap_err();
+        assert!(
+            refused.contains("permission denied"),
+            "{version}: {refused}"
+        );
+    }
+    let privileged = "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
+                       WHERE c.relnamespace = 'public'::regnamespace
+                         AND has_table_privilege('reporting', c.oid, 'SELECT')";
+    assert_eq!(proxy.admin(privileged), "");
+    v1.batch_execute("GRANT SELECT ON customers TO reporting")
+        .await
+        .unwrap();
+    assert_eq!(proxy.admin(privileged), "clients_v2,customers,customers_v1");
+    drop((v1, v2));
+    cut_over_and_complete(&proxy, "v2");
+    assert_eq!(reporting_reads("v2", "clients"), Ok("1".to_owned()));
 }

@@ -37,16 +37,21 @@ use crate::model::catalog_substitutes::{INFORMATION_SCHEMA, STANDARD_CONFORMING_
 mod columns;
 #[path = "postgres_grammar_explain.rs"]
 mod explain;
+#[path = "postgres_grammar_grants.rs"]
+pub mod grants;
 #[path = "postgres_grammar_names.rs"]
 mod names;
 #[path = "postgres_grammar_renamed.rs"]
 pub mod renamed;
+#[path = "postgres_grammar_stack.rs"]
+mod stack;
 #[path = "postgres_grammar_structure.rs"]
 mod structure;
 
 pub use columns::{ColumnDdl, StoredAs};
 use explain::explains_verbosely;
 pub use names::{after_table_keyword, aliased, name_extent, relation_of_column_extent};
+pub use stack::{CHECK_STACK_BYTES, CHECK_STACK_PER_BYTE, on_check_stack};
 pub use structure::TableChange;
 
 /// Where a reference stands, which decides how it may be rewritten.
@@ -131,6 +136,9 @@ pub enum Place {
     ExistingTable,
     /// DDL on a managed table by a live rename's new name: its base table (`…_renamed.rs`).
     BaseTable,
+    /// A managed table a `GRANT` or `REVOKE` of whole-table privileges names: its base table
+    /// and every active version's view (`postgres_grammar_grants.rs`).
+    Granted,
 }
 
 /// One reference to a managed table, as Postgres's parser reports it.
@@ -162,23 +170,6 @@ pub enum Reading {
 /// mostly) are rewritten on sqlparser's reading alone: checking costs time in proportion to
 /// the text, and a bulk INSERT's shape is new for every row count.
 pub const MAX_CHECKED_BYTES: usize = 16 * 1024;
-
-/// The stack a check runs on when the thread's own has too little left: a fresh mapping for
-/// that check (only the pages touched are ever committed), so a deep tree can never overflow
-/// a worker thread's own, smaller stack.
-pub const CHECK_STACK_BYTES: usize = 64 * 1024 * 1024;
-
-/// Stack a check may take per byte of text. The parser itself is not recursive (and its
-/// bison stack stops at 10,000 levels), but the conversion of its tree to JSON is: a
-/// left-deep chain like `1+1+…+1` nests one level per two bytes. Measured in a release build
-/// (`1+…`, `x COLLATE c …`, `x AT TIME ZONE 1 …`, `1::int…` chains until a 1 MiB thread
-/// overflowed): at most 129 bytes a level, 64 a byte of text. Four times that, for frames
-/// this measurement did not meet.
-const CHECK_STACK_PER_BYTE: usize = 256;
-
-/// Stack a check takes besides the conversion's recursion (the JSON reader and the walk stop
-/// at 128 levels).
-const CHECK_STACK_BASE: usize = 256 * 1024;
 
 /// Statement kinds whose relation references read or write rows (the same kinds the
 /// rewriter reads: `CREATE TABLE … AS` is rewritten, a view's definition refused; other
@@ -221,14 +212,6 @@ fn managed_references_within(sql: &str, targets: &VersionTargets, limit: usize) 
         return Reading::TooLong;
     }
     on_check_stack(sql.len(), || read(sql, targets))
-}
-
-/// Runs `parse`, which hands a text of `len` bytes to Postgres's parser, on a stack deep
-/// enough for it: mapping a fresh stack costs a few system calls and page faults, and a short
-/// statement's worst case fits in what a thread has left, so it runs where it is.
-pub fn on_check_stack<R>(len: usize, parse: impl FnOnce() -> R) -> R {
-    let worst_case = CHECK_STACK_BASE + len * CHECK_STACK_PER_BYTE;
-    stacker::maybe_grow(worst_case, CHECK_STACK_BYTES, parse)
 }
 
 fn read(sql: &str, targets: &VersionTargets) -> Reading {

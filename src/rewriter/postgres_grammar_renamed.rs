@@ -8,21 +8,25 @@
 //! purchases`, `TRUNCATE purchases` or `GRANT … ON purchases` failed with a bare 42P01, and
 //! vacuumdb and reindexdb with them (the operator-tools walk), while the old name, which the
 //! version does not have, reached the table. Read here: the relations of `VACUUM` and
-//! `ANALYZE`, `TRUNCATE`, `CLUSTER`, `REINDEX TABLE`, `CREATE INDEX`, `CREATE TRIGGER`,
-//! `CREATE` and `ALTER POLICY`, `CREATE STATISTICS`, `GRANT` and `REVOKE` on tables,
-//! `ALTER TABLE` (what it may change is judged in `postgres_grammar_structure.rs`), and the
-//! table a foreign key references from `CREATE TABLE` or `ALTER TABLE`. `COMMENT ON TABLE`
-//! names its table without a position in the parse tree, and is left as written.
+//! `ANALYZE`, `TRUNCATE`, `LOCK`, `CLUSTER`, `REINDEX TABLE`, `CREATE INDEX`, `CREATE TRIGGER`,
+//! `CREATE` and `ALTER POLICY`, `CREATE STATISTICS`, `GRANT` and `REVOKE` of column privileges
+//! (of whole tables: `postgres_grammar_grants.rs`),
+//! `ALTER TABLE` (what it may change is judged in `postgres_grammar_structure.rs`), the table
+//! a foreign key references from `CREATE TABLE` or `ALTER TABLE`, and `COMMENT ON TABLE`
+//! (found in the text: the parse tree gives it no position).
 
+use super::grants::grants_whole_tables;
+use super::structure::named_at;
 use super::{Place, Tree, Walker};
 use crate::rewriter::identifier::quote_identifier;
-use crate::rewriter::parse_tree::location;
+use crate::rewriter::parse_tree::{location, name_parts};
 use crate::rewriter::targets::{VersionTargets, ViewTarget};
 
 impl Walker<'_> {
     /// The relations `statement` names as DDL on a managed table by the version's name for
     /// it, where that is not its base table's, as [`Place::BaseTable`].
-    pub(super) fn renamed_tables(&mut self, statement: &Tree) {
+    /// `from` is the statement's first byte.
+    pub(super) fn renamed_tables(&mut self, statement: &Tree, from: usize) {
         let Tree::Object(fields) = statement else {
             return;
         };
@@ -36,16 +40,36 @@ impl Walker<'_> {
             let Some(name) = text("relname") else {
                 continue;
             };
-            if text("relpersistence") == Some("t") || self.targets.is_pinned(schema, name) {
-                continue;
+            if text("relpersistence") != Some("t") {
+                self.record_if_renamed(location(relation), schema, name);
             }
-            let renamed = (self.targets.resolve(schema, name))
-                .filter(|target| self.targets.is_managed(target))
-                .and_then(|target| self.targets.base_write(target))
-                .is_some_and(|write| write.base.name != name);
-            if renamed {
-                self.record_at(location(relation), schema, name, false, Place::BaseTable);
-            }
+        }
+        // `COMMENT ON TABLE s.t` names its table as a bare list, without a position.
+        if kind == "CommentStmt"
+            && body.get("objtype").and_then(Tree::as_text) == Some("OBJECT_TABLE")
+        {
+            let parts = name_parts(body.get("object").and_then(|o| o.get("List")?.get("items")));
+            let (schema, name) = match parts.as_slice() {
+                [.., schema, name] => (Some(*schema), *name),
+                [name] => (None, *name),
+                [] => return,
+            };
+            self.record_if_renamed(named_at(self.sql, from, &parts), schema, name);
+        }
+    }
+
+    /// Records `schema.name`, at `offset`, as [`Place::BaseTable`] if it names a managed
+    /// table by a name that is not its base table's.
+    fn record_if_renamed(&mut self, offset: Option<usize>, schema: Option<&str>, name: &str) {
+        if self.targets.is_pinned(schema, name) {
+            return;
+        }
+        let renamed = (self.targets.resolve(schema, name))
+            .filter(|target| self.targets.is_managed(target))
+            .and_then(|target| self.targets.base_write(target))
+            .is_some_and(|write| write.base.name != name);
+        if renamed {
+            self.record_at(offset, schema, name, false, Place::BaseTable);
         }
     }
 }
@@ -71,7 +95,7 @@ fn relations<'t, 'a>(kind: &str, body: &'t Tree<'a>) -> Vec<&'t Tree<'a>> {
                 .iter()
                 .filter_map(|r| r.get("VacuumRelation")?.get("relation")),
         ),
-        "TruncateStmt" | "CreateStatsStmt" => found.extend(list("relations")),
+        "TruncateStmt" | "CreateStatsStmt" | "LockStmt" => found.extend(list("relations")),
         "ClusterStmt" | "IndexStmt" | "CreateTrigStmt" => found.extend(body.get("relation")),
         "ReindexStmt" if text("kind") == Some("REINDEX_OBJECT_TABLE") => {
             found.extend(body.get("relation"));
@@ -80,7 +104,8 @@ fn relations<'t, 'a>(kind: &str, body: &'t Tree<'a>) -> Vec<&'t Tree<'a>> {
         // `ON ALL TABLES IN SCHEMA s` lists schemas, not relations.
         "GrantStmt"
             if text("objtype") == Some("OBJECT_TABLE")
-                && text("targtype").is_none_or(|t| t == "ACL_TARGET_OBJECT") =>
+                && text("targtype").is_none_or(|t| t == "ACL_TARGET_OBJECT")
+                && !grants_whole_tables(body) =>
         {
             found.extend(list("objects"));
         }

@@ -99,7 +99,8 @@ impl Walker<'_> {
         }
         self.table_structure(statement, from);
         self.column_storage(statement, from);
-        self.renamed_tables(statement);
+        self.renamed_tables(statement, from);
+        self.granted_tables(statement);
         true
     }
 
@@ -254,7 +255,7 @@ enum Part {
 /// Where `sql` first writes the dotted name `parts` (as Postgres folds them) as whole tokens
 /// at or after byte `from`; `None` where the lexer cannot read the text or finds no such
 /// name (a Unicode-escaped spelling).
-fn named_at(sql: &str, from: usize, parts: &[&str]) -> Option<usize> {
+pub(super) fn named_at(sql: &str, from: usize, parts: &[&str]) -> Option<usize> {
     named_range(sql, from, parts).map(|range| range.start)
 }
 

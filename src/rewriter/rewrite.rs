@@ -556,6 +556,8 @@ fn edit_from_reference(
     let mut view = match reference.place {
         Place::BaseTable => postgres_grammar::renamed::base_reference(targets, target)
             .ok_or_else(|| cannot("without a base table known"))?,
+        Place::Granted => postgres_grammar::grants::granted_references(targets, target)
+            .ok_or_else(|| cannot("without a base table known"))?,
         _ => targets.view_reference(target),
     };
     let tokens = || text.tokens.get_or_init(|| Tokens::of(sql));

@@ -99,6 +99,9 @@ pub struct VersionTargets {
     constraint_keys: Vec<(RelationName, String, Vec<String>)>,
     /// Per view: which of its `constraint_keys` is its base table's primary key.
     primary_keys: Vec<(RelationName, String)>,
+    /// Every active version's view, with its base table (`(base, view)`, in version order):
+    /// what a `GRANT` on a managed table reaches (`postgres_grammar_grants.rs`).
+    every_versions_views: Vec<(RelationName, RelationName)>,
     /// The routing state these targets were built for (`router::state`). The rewrite cache
     /// keys by it too: a rewrite a session made with the targets of a state that was replaced
     /// meanwhile (stored after the cache was cleared) is never served under the new one.
@@ -123,6 +126,7 @@ impl VersionTargets {
             unreached: Vec::new(),
             cache_identity: None,
             other_views: Vec::new(),
+            every_versions_views: Vec::new(),
             hidden_tables: Vec::new(),
             relatives: Vec::new(),
             constraint_keys: Vec::new(),
@@ -305,6 +309,25 @@ impl VersionTargets {
         self
     }
 
+    /// These targets, with every active version's `(base table, view)`.
+    pub fn with_every_versions_views(
+        mut self,
+        views: impl IntoIterator<Item = (RelationName, RelationName)>,
+    ) -> Self {
+        self.every_versions_views = views.into_iter().collect();
+        self
+    }
+
+    /// Every active version's view of base table `base`.
+    pub fn views_of_base<'t>(
+        &'t self,
+        base: &'t RelationName,
+    ) -> impl Iterator<Item = &'t RelationName> + 't {
+        (self.every_versions_views.iter())
+            .filter(move |(of, _)| of == base)
+            .map(|(_, view)| view)
+    }
+
     /// The base table and column mapping of a target's view, if the catalog recorded them.
     pub fn base_write(&self, target: &ViewTarget) -> Option<&BaseWrite> {
         self.base_writes
@@ -386,6 +409,13 @@ impl VersionTargets {
             .map(|(schema, name)| RelationName::new(schema, name))
             .collect();
         let mut targets = VersionTargets::new(version, targets)
+            .with_every_versions_views(map.versions.values().flatten().map(|routed| {
+                let base = RelationName::new(&routed.base_schema, &routed.base_table);
+                (
+                    base,
+                    RelationName::new(&routed.view_schema, &routed.view_name),
+                )
+            }))
             .with_other_versions_views(other_views)
             .with_hidden_tables(hidden)
             .with_relatives(relatives);
@@ -558,93 +588,5 @@ impl VersionTargets {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn targets() -> VersionTargets {
-        VersionTargets::new(
-            "v2",
-            vec![
-                ViewTarget {
-                    table: RelationName::new("public", "model_metadata"),
-                    view: RelationName::new("public", "model_metadata_v2"),
-                },
-                ViewTarget {
-                    table: RelationName::new("public", "dup"),
-                    view: RelationName::new("public", "dup_v2"),
-                },
-                ViewTarget {
-                    table: RelationName::new("other", "dup"),
-                    view: RelationName::new("other", "dup_v2"),
-                },
-            ],
-        )
-    }
-
-    #[test]
-    fn resolves_qualified_and_unambiguous_names() {
-        let targets = targets();
-        assert!(targets.resolve(None, "model_metadata").is_some());
-        assert!(targets.resolve(Some("public"), "model_metadata").is_some());
-        assert!(targets.resolve(Some("other"), "model_metadata").is_none());
-        assert!(
-            targets.resolve(None, "dup").is_none(),
-            "ambiguous without a schema"
-        );
-        assert_eq!(
-            targets.resolve(Some("other"), "dup").unwrap().view.name,
-            "dup_v2"
-        );
-    }
-
-    #[test]
-    fn builds_targets_from_the_routing_map() {
-        use crate::model::RoutedTable;
-        let mut map = RoutingMap::default();
-        map.versions.insert(
-            "v2".into(),
-            vec![RoutedTable {
-                table_name: "model_metadata".into(),
-                base_schema: "public".into(),
-                base_table: "model_metadata".into(),
-                view_schema: "public".into(),
-                view_name: "model_metadata_v2".into(),
-                mapping: None,
-            }],
-        );
-        let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
-        assert_eq!(targets.version, "v2");
-        let target = targets.resolve(Some("public"), "model_metadata").unwrap();
-        assert_eq!(
-            target.view,
-            RelationName::new("public", "model_metadata_v2")
-        );
-        assert!(VersionTargets::from_routing_map(&map, "v3").is_none());
-        assert!(
-            targets.resolve(Some("pg_catalog"), "pg_class").is_none(),
-            "no substitutes unless the catalog has them"
-        );
-        map.catalog_substitutes.insert("v2".into());
-        let targets = VersionTargets::from_routing_map(&map, "v2").unwrap();
-        let pg_class = targets.resolve(None, "pg_class").unwrap();
-        assert_eq!(
-            pg_class.view,
-            RelationName::new("viewgate_catalog_v2", "pg_class")
-        );
-        assert_eq!(
-            targets.resolve(Some("pg_catalog"), "pg_class"),
-            Some(pg_class)
-        );
-        assert!(targets.resolve(Some("public"), "pg_class").is_none());
-        assert!(targets.resolve_table(None, "pg_class").is_none());
-        assert!(targets.resolve(None, "columns").is_none());
-        assert_eq!(
-            targets
-                .resolve(Some("information_schema"), "columns")
-                .unwrap()
-                .view,
-            RelationName::new("viewgate_catalog_v2", "columns")
-        );
-        assert!(targets.table_names().any(|n| n == "information_schema"));
-    }
-}
+#[path = "targets_tests.rs"]
+mod tests;

@@ -326,7 +326,6 @@ fn ddl_on_columns_the_base_table_has_by_the_versions_name_passes_unchanged() {
         "ANALYZE customers (id)",
         "VACUUM customers, audit (email)",
         "GRANT SELECT (id), INSERT ON customers, audit TO r2",
-        "GRANT SELECT ON customers TO r2",
         "REVOKE UPDATE (email) ON audit FROM r2",
         // A table without a mapping recorded: Postgres decides.
         "ANALYZE orders (email)",
@@ -413,6 +412,14 @@ fn creating_a_managed_table_that_exists_makes_nothing_and_reads_nothing_else() {
             "TRUNCATE clients, audit",
             "TRUNCATE public.customers, audit",
         ),
+        (
+            "LOCK TABLE clients IN SHARE MODE",
+            "LOCK TABLE public.customers IN SHARE MODE",
+        ),
+        (
+            "COMMENT ON TABLE \"public\" . clients IS 'clients'",
+            "COMMENT ON TABLE public.customers IS 'clients'",
+        ),
         ("REINDEX TABLE clients", "REINDEX TABLE public.customers"),
         (
             "CLUSTER clients USING clients_pkey",
@@ -450,14 +457,57 @@ fn creating_a_managed_table_that_exists_makes_nothing_and_reads_nothing_else() {
         );
     }
     // The application's own tables are left as written; `ON ALL TABLES IN SCHEMA` names no
-    // table; `COMMENT ON TABLE` and `LOCK` are not read (docs/migrations.md, "Limits").
+    // table.
     for sql in [
         "GRANT SELECT ON ALL TABLES IN SCHEMA public TO r",
-        "COMMENT ON TABLE clients IS 'x'",
-        "LOCK TABLE clients IN SHARE MODE",
+        "COMMENT ON TABLE audit IS 'clients'",
         "VACUUM audit",
         "CREATE TEMP TABLE t (c int); VACUUM t",
     ] {
         assert_eq!(rewrite(sql, &renamed).unwrap(), Rewrite::Unchanged, "{sql}");
+    }
+}
+
+/// A `GRANT` or `REVOKE` of whole-table privileges on a managed table reaches its base table
+/// and every active version's view (a role granted through the proxy read nothing through it:
+/// `permission denied for view customers_v1`); column privileges and `ON ALL TABLES IN SCHEMA`
+/// are left as written.
+#[test]
+fn whole_table_grants_reach_the_base_table_and_every_versions_view() {
+    let base = RelationName::new("public", "customers");
+    let targets = live_v2().with_every_versions_views(["v1", "v2"].map(|version| {
+        let view = RelationName::new("public", format!("customers_{version}"));
+        (base.clone(), view)
+    }));
+    let every = "public.customers, public.customers_v1, public.customers_v2";
+    for (sql, expected) in [
+        (
+            "GRANT SELECT ON customers TO r2".to_owned(),
+            format!("GRANT SELECT ON {every} TO r2"),
+        ),
+        (
+            "REVOKE ALL ON TABLE public.\"customers\", audit FROM r2 CASCADE".to_owned(),
+            format!("REVOKE ALL ON TABLE {every}, audit FROM r2 CASCADE"),
+        ),
+        (
+            "grant insert, update on audit, customers to r2 with grant option".to_owned(),
+            format!("grant insert, update on audit, {every} to r2 with grant option"),
+        ),
+    ] {
+        assert_eq!(
+            rewrite(&sql, &targets).unwrap(),
+            Rewrite::Rewritten(expected),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "GRANT SELECT (id), INSERT ON customers, audit TO r2",
+        "REVOKE UPDATE (id) ON customers FROM r2",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO r2",
+        "GRANT SELECT ON audit TO r2",
+        // No mapping recorded: the table is left to Postgres, as written.
+        "GRANT SELECT ON orders TO r2",
+    ] {
+        assert_eq!(rewrite(sql, &targets).unwrap(), Rewrite::Unchanged, "{sql}");
     }
 }
