@@ -12,6 +12,7 @@ use migration_support::{
     start_killed_at_step, start_text, start_watched, triggers,
 };
 use support::{exec, lines};
+use viewgate::control::migrate::status::{MigrationStatus, StatusReport, status};
 use viewgate::control::migrate::{MigrationFile, Progress};
 
 const ADD_KIND: &str = r#"
@@ -192,12 +193,31 @@ async fn alter_rename_drop_roll_back_cleanly_then_complete() {
         ["new|15"],
         "writes made during the migration stay"
     );
+    // `migrate status` tells of the rollback (it left rolled-back migrations out), without the
+    // backfill the rollback dropped.
+    let shown = |report: &StatusReport| -> Vec<(String, &'static str)> {
+        let phase = |m: &MigrationStatus| (m.version.clone(), m.phase);
+        report.migrations.iter().map(phase).collect()
+    };
+    let report = status(&database.client().await).await.unwrap();
+    assert_eq!(shown(&report), [("v2".to_owned(), "rolled_back")]);
+    let text = report.to_string();
+    assert!(
+        text.starts_with("v1 -> v2: rolled_back (file ") && !text.contains("backfill"),
+        "{text}"
+    );
 
     start_text(&database, "0002.toml", CHANGE_SIZE)
         .await
         .expect("starts again");
     database.admin("UPDATE viewgate.settings SET default_version = 'v2'");
     complete_now(&database).await.expect("completes");
+    let report = status(&database.client().await).await.unwrap();
+    let history = [
+        ("v2".to_owned(), "rolled_back"),
+        ("v2".to_owned(), "completed"),
+    ];
+    assert_eq!(shown(&report), history);
     assert_eq!(
         base_columns(&database),
         "id:bigint!,title:text!,size:numeric(12,1)!",

@@ -138,6 +138,21 @@ fn record(row: &tokio_postgres::Row) -> Result<MigrationRecord, MigrateError> {
 pub async fn load_current(
     client: &impl GenericClient,
 ) -> Result<Vec<MigrationRecord>, MigrateError> {
+    load_where(client, "WHERE phase <> 'rolled_back'").await
+}
+
+/// Every migration recorded, rolled back ones too, oldest first: what `migrate status` shows.
+pub async fn load_history(
+    client: &impl GenericClient,
+) -> Result<Vec<MigrationRecord>, MigrateError> {
+    load_where(client, "").await
+}
+
+/// The migrations `filter` (a constant `WHERE` clause, or none) keeps, oldest first.
+async fn load_where(
+    client: &impl GenericClient,
+    filter: &'static str,
+) -> Result<Vec<MigrationRecord>, MigrateError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('viewgate.migrations') IS NOT NULL", &[])
         .await
@@ -147,10 +162,7 @@ pub async fn load_current(
         return Ok(Vec::new());
     }
     let rows = client
-        .query(
-            &format!("{SELECT} WHERE phase <> 'rolled_back' ORDER BY id"),
-            &[],
-        )
+        .query(&format!("{SELECT} {filter} ORDER BY id"), &[])
         .await
         .map_err(|error| ControlError::database("reading viewgate.migrations", &error))?;
     rows.iter().map(record).collect()

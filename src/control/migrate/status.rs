@@ -63,7 +63,7 @@ pub async fn status(client: &Client) -> Result<StatusReport, MigrateError> {
     if !catalog_read::catalog_exists(client).await? {
         return Err(MigrateError::Control(ControlError::NoCatalog));
     }
-    let migrations = state::load_current(client)
+    let migrations = state::load_history(client)
         .await?
         .into_iter()
         .map(|record| MigrationStatus {
@@ -139,7 +139,7 @@ fn pace_text(pacing: &Pacing, remaining: u64) -> String {
 impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.migrations.is_empty() {
-            writeln!(f, "no migrations in progress")?;
+            writeln!(f, "no migrations recorded")?;
         }
         for migration in &self.migrations {
             // A backfill's recorded pace is its last batch's; with no command running, nothing
@@ -162,7 +162,10 @@ impl fmt::Display for StatusReport {
                 migration.file,
                 migration.started_at
             )?;
-            for (table, checkpoint) in &migration.backfill {
+            // A rolled-back migration's tables lost what its backfill filled.
+            let rolled_back = migration.phase == state::Phase::RolledBack.as_str();
+            let backfill = (!rolled_back).then_some(&migration.backfill);
+            for (table, checkpoint) in backfill.into_iter().flatten() {
                 let estimate = if checkpoint.done {
                     checkpoint.rows
                 } else {
