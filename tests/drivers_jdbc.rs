@@ -103,3 +103,28 @@ fn pgjdbc_prepare_threshold_batch_transaction_binary_errors() {
         "1001|5001"
     );
 }
+
+/// pgJDBC sends its `ApplicationName` as a `SET` once connected (unless
+/// `assumeMinServerVersion` is 9.0 or later): a rule on the application routes the session
+/// either way (the Java walk: the `SET` left it at the default version).
+#[test]
+fn pgjdbc_application_name_is_matched_by_rules_however_it_is_sent() {
+    let proxy = versioned_proxy();
+    common::versions::catalog_command(
+        &proxy,
+        "route",
+        &["add", "--version", "v2", "--application", "billing-*"],
+    )
+    .unwrap();
+    let reloaded = common::wait_until(std::time::Duration::from_secs(10), || {
+        let conninfo = format!("{} application_name=billing-probe", proxy.conninfo());
+        let output = proxy
+            .psql(&conninfo)
+            .args(["-c", "SHOW viewgate.version"])
+            .output();
+        output.is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "v2")
+    });
+    assert!(reloaded, "the proxy never routed by the new rule");
+    let stdout = run_program(&proxy, "ApplicationName");
+    assert_eq!(stdout, "set billing-svc v2\nstartup billing-svc v2\n");
+}

@@ -599,3 +599,59 @@ async fn a_catalog_from_the_previous_build_is_upgraded_by_the_first_route_comman
         "0"
     );
 }
+
+/// An application_name set after the startup (pgJDBC sends the URL's `ApplicationName` as a
+/// `SET` once connected) is what rules match from the session's next statement, and what
+/// `viewgate status` lists it by: before, the session kept the version its startup got (the
+/// default, not its rule's) and was listed as "a client without application_name" (the Java
+/// walk). A `SET` rolled back with its block is undone, and a `RESET` puts the startup's back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_name_set_after_the_startup_is_matched_from_the_next_statement() {
+    let base = versioned_proxy();
+    let catalog = base.cluster.url(SUPERUSER, "postgres");
+    // A process of its own: its heartbeat is what `viewgate status` lists sessions from.
+    let process = ProxyProcess::start(&base.cluster, &[("VIEWGATE_CATALOG", catalog.as_str())]);
+    let port = process.port;
+    add(&base, &["--version", "v2", "--application", "billing-*"]);
+    wait_for(port, SUPERUSER, "billing-1", None, "v2").await;
+    let session = connect(port, SUPERUSER, "", None).await.unwrap();
+    assert_eq!(show(&session).await, "v1");
+    session
+        .batch_execute("SET application_name = 'billing-svc'")
+        .await
+        .unwrap();
+    assert_eq!(show(&session).await, "v2");
+    let mut listed = serde_json::Value::Null;
+    let named = common::wait_until(RELOAD_WAIT, || {
+        let status = catalog_command(&base, "status", &["--json"]).unwrap();
+        listed = serde_json::from_str::<serde_json::Value>(&status).unwrap()["proxies"][0]
+            ["listed_sessions"]["v2"]
+            .clone();
+        listed[0]["application_name"] == "billing-svc"
+    });
+    assert!(named, "status lists the session by its name: {listed:#}");
+    session
+        .batch_execute("BEGIN; SET application_name = 'other'; ROLLBACK")
+        .await
+        .unwrap();
+    assert_eq!(show(&session).await, "v2");
+    session
+        .batch_execute("BEGIN; SET LOCAL application_name = 'other'; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(show(&session).await, "v2");
+    session
+        .batch_execute("RESET application_name")
+        .await
+        .unwrap();
+    assert_eq!(show(&session).await, "v1");
+    // A declaration still beats a rule, whatever the name.
+    let declared = connect(port, SUPERUSER, "", Some("-c viewgate.version=v1"))
+        .await
+        .unwrap();
+    declared
+        .batch_execute("SET application_name = 'billing-svc'")
+        .await
+        .unwrap();
+    assert_eq!(show(&declared).await, "v1");
+}

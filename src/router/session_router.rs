@@ -620,6 +620,8 @@ impl Rewriting<'_> {
     }
 }
 
+#[path = "session_router_application.rs"]
+mod application;
 #[path = "session_router_holds.rs"]
 mod holds;
 #[path = "session_router_refusals.rs"]

@@ -22,6 +22,7 @@ mod hidden_detail;
 mod own_answers;
 mod progress;
 mod relay;
+mod reported_name;
 mod table_at_version;
 mod tell_after_reset;
 mod upstream_move;
@@ -275,6 +276,8 @@ struct Session {
     upstream_key: Option<UpstreamKey>,
     /// ParameterStatus values, as the client last heard them.
     parameters: Vec<(String, String)>,
+    /// An application_name the session set, for its router.
+    reported_name: reported_name::ReportedName,
     /// Per-version accounting of a versioned session's requests, and the card that lists the
     /// session (versioned or not) to the heartbeat and the admin API.
     account: SessionAccount,
@@ -339,6 +342,7 @@ impl Session {
             router,
             upstream_key: established.upstream_key,
             parameters: established.parameters,
+            reported_name: Default::default(),
             account: SessionAccount::listed(state.telemetry.clone(), card),
             ledger: RequestLedger::default(),
             startup,

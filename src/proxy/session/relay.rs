@@ -2,7 +2,8 @@
 //! closes the session, or a switch request stops them at clean points. Client messages are
 //! counted (`progress`), routed and rewritten on their way up; upstream messages are watched
 //! for ReadyForQuery, FATAL errors and ParameterStatus (client_encoding and
-//! standard_conforming_strings decide what the rewriter may read) on their way down, and a
+//! standard_conforming_strings decide what the rewriter may read; an application_name set
+//! after the startup is what rules match, `reported_name`) on their way down, and a
 //! constraint violation's detail that prints a managed table's base row is hidden from a
 //! versioned session (`hidden_detail`). What moves the server's `viewgate.version` is guarded,
 //! and the version told ahead when needed (`version_guard`). A versioned session forwards
@@ -65,6 +66,7 @@ impl Session {
             progress,
             router,
             parameters,
+            reported_name,
             control,
             account,
             ledger,
@@ -79,6 +81,8 @@ impl Session {
         let (upstream_reader, upstream_writer) = upstream.split();
         let progress = &*progress;
         let ledger = &*ledger;
+        let reported_name = &*reported_name;
+        let card = account.card().cloned();
         // Followed from the login's reports, and after a move to another upstream from what
         // the new server reported (`upstream_move`).
         for (name, value) in parameters.iter() {
@@ -145,6 +149,9 @@ impl Session {
                     frontend::QUERY | frontend::PARSE => {
                         if let Some(kept) = progress.take_set_verdict() {
                             router.set_settled(kept);
+                        }
+                        if let Some(name) = reported_name.take() {
+                            router.renamed(&name, &state.config.load().sticky_identity);
                         }
                         router.note_errors(errors, errors_settled);
                         // Inside an open extended batch the version cannot be told ahead of
@@ -241,6 +248,11 @@ impl Session {
             client_writer,
             backend::session_interest,
             |tag, frame| {
+                if tag == backend::PARAMETER_STATUS
+                    && let Some((name, value)) = backend::parameter_status(frame)
+                {
+                    reported_name.follow(&name, &value, card.as_deref());
+                }
                 inspect_upstream(
                     progress,
                     ledger,

@@ -1,7 +1,8 @@
 //! Who each live session of one proxy is: the card a session fills at its start (address,
 //! user, database, application_name, when), and keeps current where that costs nothing on the
-//! hot path (the version it is counted at changes rarely; the transaction status is the atomic
-//! the pumps already write; the backend pid changes only with an upstream move).
+//! hot path (the version it is counted at changes rarely, and so does an application_name set
+//! after the startup; the transaction status is the atomic the pumps already write; the
+//! backend pid changes only with an upstream move).
 //!
 //! Counts say that a version is still in use; cards say by whom. The heartbeat lists a few per
 //! version (`model::listed_session`), the admin API's `/sessions` all of them, and `migrate
@@ -32,7 +33,8 @@ pub struct SessionCard {
     client: SocketAddr,
     user: String,
     database: String,
-    application_name: String,
+    /// The startup's, then what the session set (`proxy::session::reported_name`).
+    application_name: Mutex<String>,
     connected_at: SystemTime,
     /// The session's transaction status as its pumps last read it from a ReadyForQuery
     /// (`TransactionStatus as u8`): the same atomic, shared.
@@ -61,12 +63,23 @@ impl SessionCard {
             database: introduction.database,
             // As Postgres keeps it (`pg_stat_activity`): a client cannot make its card, or the
             // heartbeat's row, long.
-            application_name: truncate_identifier(&introduction.application_name).to_owned(),
+            application_name: Mutex::new(
+                truncate_identifier(&introduction.application_name).to_owned(),
+            ),
             connected_at: SystemTime::now(),
             transaction,
             backend_pid: AtomicU32::new(introduction.backend_pid.unwrap_or(0)),
             counted: Mutex::new(None),
         }
+    }
+
+    /// The session set its application_name to `name` (Postgres reported it).
+    pub fn renamed(&self, name: &str) {
+        *self
+            .application_name
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            truncate_identifier(name).to_owned();
     }
 
     /// The session moved to another backend (an upstream switch).
@@ -98,7 +111,11 @@ impl SessionCard {
             client: self.client.to_string(),
             user: self.user.clone(),
             database: self.database.clone(),
-            application_name: self.application_name.clone(),
+            application_name: self
+                .application_name
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
             connected_at: humantime_serde::re::humantime::format_rfc3339_seconds(self.connected_at)
                 .to_string(),
             reason: counted.as_ref().map(|(_, reason)| reason.to_string()),
