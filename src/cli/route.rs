@@ -36,7 +36,7 @@ pub enum RouteCommand {
         /// catalog's URL.
         #[arg(long, value_name = "GLOB")]
         match_database: Option<String>,
-        /// Match application_name as sent at startup (a glob).
+        /// Match application_name (a glob): the startup's, then one the session sets.
         #[arg(long, visible_alias = "match-application", value_name = "GLOB")]
         application: Option<String>,
         /// Match the client's address, e.g. 10.0.0.0/8 or 2001:db8::/32.
