@@ -630,21 +630,14 @@ async fn an_application_name_set_after_the_startup_is_matched_from_the_next_stat
         listed[0]["application_name"] == "billing-svc"
     });
     assert!(named, "status lists the session by its name: {listed:#}");
-    session
-        .batch_execute("BEGIN; SET application_name = 'other'; ROLLBACK")
-        .await
-        .unwrap();
-    assert_eq!(show(&session).await, "v2");
-    session
-        .batch_execute("BEGIN; SET LOCAL application_name = 'other'; COMMIT")
-        .await
-        .unwrap();
-    assert_eq!(show(&session).await, "v2");
-    session
-        .batch_execute("RESET application_name")
-        .await
-        .unwrap();
-    assert_eq!(show(&session).await, "v1");
+    for (sql, expected) in [
+        ("BEGIN; SET application_name = 'other'; ROLLBACK", "v2"),
+        ("BEGIN; SET LOCAL application_name = 'other'; COMMIT", "v2"),
+        ("RESET application_name", "v1"),
+    ] {
+        session.batch_execute(sql).await.unwrap();
+        assert_eq!(show(&session).await, expected, "after {sql}");
+    }
     // A declaration still beats a rule, whatever the name.
     let declared = connect(port, SUPERUSER, "", Some("-c viewgate.version=v1"))
         .await
