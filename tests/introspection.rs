@@ -712,7 +712,10 @@ fn no_listed_relation_names_a_column_the_version_does_not_have() {
     // Nor are their definitions printed, which name the columns they describe (found by the
     // fifth red-team pass): not in pg_views, information_schema.views or pg_rewrite, and
     // NULL by oid.
-    let v2_columns = proxy.admin("SELECT 'viewgate_catalog_v2.managed_columns'::regclass::oid");
+    // (managed_columns reads its rows through a function; the query naming the columns is
+    // managed_columns_query's)
+    let v2_columns =
+        proxy.admin("SELECT 'viewgate_catalog_v2.managed_columns_query'::regclass::oid");
     let definitions = format!(
         "SELECT (SELECT count(*) FROM pg_views WHERE schemaname LIKE 'viewgate%')
               + (SELECT count(*) FROM information_schema.views WHERE table_schema LIKE 'viewgate%')
