@@ -287,17 +287,22 @@ fn a_session_does_not_read_its_own_rewritten_statement() {
         let read = psql(&proxy, Some("v1"), &reader);
         assert_eq!(read.as_deref(), Ok(expected), "{reader}");
     }
-    // A parallel worker shows its leader's text (the forty-sixth red-team pass): read in an
-    // InitPlan while the workers of the Gather below it scan. Whether the read finds them
-    // running is timing, so it is tried until it does: on 15 within a few tries; on 17 twenty
-    // tries never showed them (the check then holds for no row).
+    // A parallel worker shows its leader's text (the forty-sixth red-team pass): read in a
+    // subquery the leader runs for the first row while the workers of the Gather below it
+    // scan. Correlated, so that it is not an InitPlan, which a Gather evaluates before it
+    // starts its workers; over pg_operator, which has no substitute (over pg_attribute's, read
+    // through PL/pgSQL functions since 2026-12-08, no read found the workers any more).
+    // Whether the read finds them running is timing, so it is tried until it does: on 15
+    // within a few tries; on 17 twenty tries never showed them (the check then holds for no
+    // row).
     let parallel_read = format!(
         "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
          SET min_parallel_table_scan_size = 0; SET parallel_leader_participation = off;
          {upsert};
          SELECT (SELECT count(*) || ':' || count(query) FROM pg_stat_activity
-                  WHERE leader_pid = pg_backend_pid() AND pid <> pg_backend_pid())
-           FROM pg_attribute WHERE pg_sleep(0.0001) IS NOT NULL LIMIT 1"
+                  WHERE leader_pid = pg_backend_pid() AND pid <> pg_backend_pid()
+                    AND o.oid IS NOT NULL)
+           FROM pg_operator o WHERE pg_sleep(0.0001) IS NOT NULL LIMIT 1"
     );
     let saw_workers = (0..PARALLEL_READ_ATTEMPTS).any(|_| {
         let read = psql(&proxy, Some("v1"), &parallel_read).unwrap();
