@@ -22,9 +22,4 @@ impl SessionRouter {
         self.resolved_under = None;
         self.relabelled_under = None;
     }
-
-    /// The application_name rules match the session by.
-    pub fn application_name(&self) -> &str {
-        &self.client.application_name
-    }
 }
