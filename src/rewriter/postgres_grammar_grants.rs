@@ -1,5 +1,6 @@
 //! `GRANT` and `REVOKE` of privileges on a whole managed table: written as its base table and
-//! every active version's view of it ([`Place::Granted`]).
+//! every active version's view of it (`Place::Granted`, found with the other DDL relations in
+//! `postgres_grammar_renamed.rs`).
 //!
 //! Through the proxy a version reads a managed table through its view, which is
 //! `security_invoker` (the role needs rights on the view and on the base table). Sent as
@@ -11,40 +12,9 @@
 //! ON customers`) are left to `postgres_grammar_renamed.rs` and reach the base table alone: a
 //! column's name is not the same at every version, and one statement names its columns once.
 
-use super::{Place, Tree, Walker};
+use super::Tree;
 use crate::rewriter::identifier::quote_identifier;
-use crate::rewriter::parse_tree::location;
 use crate::rewriter::targets::{RelationName, VersionTargets, ViewTarget};
-
-impl Walker<'_> {
-    /// The managed tables a `GRANT` or `REVOKE` of whole-table privileges names, as
-    /// [`Place::Granted`].
-    pub(super) fn granted_tables(&mut self, statement: &Tree) {
-        let Some(grant) = statement.get("GrantStmt") else {
-            return;
-        };
-        if !grants_whole_tables(grant) {
-            return;
-        }
-        for object in grant.get("objects").map(Tree::as_array).unwrap_or_default() {
-            let relation = object.get("RangeVar").unwrap_or(object);
-            let text = |key: &str| relation.get(key).and_then(Tree::as_text);
-            let schema = text("schemaname").filter(|s| !s.is_empty());
-            let Some(name) = text("relname") else {
-                continue;
-            };
-            if text("relpersistence") == Some("t") || self.targets.is_pinned(schema, name) {
-                continue;
-            }
-            let managed = (self.targets.resolve(schema, name))
-                .filter(|target| self.targets.is_managed(target))
-                .is_some_and(|target| self.targets.base_write(target).is_some());
-            if managed {
-                self.record_at(location(relation), schema, name, false, Place::Granted);
-            }
-        }
-    }
-}
 
 /// Whether `grant` (a `GrantStmt`) gives or takes privileges on named tables, none of them on
 /// columns: `ON ALL TABLES IN SCHEMA` names schemas, whose views it reaches already.
@@ -62,7 +32,7 @@ pub(super) fn grants_whole_tables(grant: &Tree) -> bool {
         && !on_columns
 }
 
-/// What [`Place::Granted`] writes for `target`: its base table and every active version's view
+/// What `Place::Granted` writes for `target`: its base table and every active version's view
 /// of it, qualified, comma-separated (`"public"."customers", "public"."customers_v1", …`).
 pub fn granted_references(targets: &VersionTargets, target: &ViewTarget) -> Option<String> {
     let base = &targets.base_write(target)?.base;

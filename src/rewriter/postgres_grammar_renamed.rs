@@ -9,8 +9,8 @@
 //! vacuumdb and reindexdb with them (the operator-tools walk), while the old name, which the
 //! version does not have, reached the table. Read here: the relations of `VACUUM` and
 //! `ANALYZE`, `TRUNCATE`, `LOCK`, `CLUSTER`, `REINDEX TABLE`, `CREATE INDEX`, `CREATE TRIGGER`,
-//! `CREATE` and `ALTER POLICY`, `CREATE STATISTICS`, `GRANT` and `REVOKE` of column privileges
-//! (of whole tables: `postgres_grammar_grants.rs`),
+//! `CREATE` and `ALTER POLICY`, `CREATE STATISTICS`, `GRANT` and `REVOKE` (those of whole-table
+//! privileges are written as more: `postgres_grammar_grants.rs`),
 //! `ALTER TABLE` (what it may change is judged in `postgres_grammar_structure.rs`), the table
 //! a foreign key references from `CREATE TABLE` or `ALTER TABLE`, and `COMMENT ON TABLE`
 //! (found in the text: the parse tree gives it no position).
@@ -24,8 +24,9 @@ use crate::rewriter::targets::{VersionTargets, ViewTarget};
 
 impl Walker<'_> {
     /// The relations `statement` names as DDL on a managed table by the version's name for
-    /// it, where that is not its base table's, as [`Place::BaseTable`].
-    /// `from` is the statement's first byte.
+    /// it, where that is not its base table's, as [`Place::BaseTable`]; every managed table a
+    /// `GRANT` or `REVOKE` of whole-table privileges names, as [`Place::Granted`]
+    /// (`postgres_grammar_grants.rs`). `from` is the statement's first byte.
     pub(super) fn renamed_tables(&mut self, statement: &Tree, from: usize) {
         let Tree::Object(fields) = statement else {
             return;
@@ -33,6 +34,7 @@ impl Walker<'_> {
         let Some((kind, body)) = fields.first() else {
             return;
         };
+        let granted = kind == "GrantStmt" && grants_whole_tables(body);
         for relation in relations(kind, body) {
             let relation = relation.get("RangeVar").unwrap_or(relation);
             let text = |key: &str| relation.get(key).and_then(Tree::as_text);
@@ -41,7 +43,7 @@ impl Walker<'_> {
                 continue;
             };
             if text("relpersistence") != Some("t") {
-                self.record_if_renamed(location(relation), schema, name);
+                self.record_ddl_relation(location(relation), schema, name, granted);
             }
         }
         // `COMMENT ON TABLE s.t` names its table as a bare list, without a position.
@@ -54,23 +56,35 @@ impl Walker<'_> {
                 [name] => (None, *name),
                 [] => return,
             };
-            self.record_if_renamed(named_at(self.sql, from, &parts), schema, name);
+            self.record_ddl_relation(named_at(self.sql, from, &parts), schema, name, false);
         }
     }
 
-    /// Records `schema.name`, at `offset`, as [`Place::BaseTable`] if it names a managed
-    /// table by a name that is not its base table's.
-    fn record_if_renamed(&mut self, offset: Option<usize>, schema: Option<&str>, name: &str) {
+    /// Records `schema.name`, at `offset`, if it names a managed table whose base table is
+    /// known: as [`Place::Granted`] in a whole-table grant, else as [`Place::BaseTable`] where
+    /// the name is not its base table's.
+    fn record_ddl_relation(
+        &mut self,
+        offset: Option<usize>,
+        schema: Option<&str>,
+        name: &str,
+        granted: bool,
+    ) {
         if self.targets.is_pinned(schema, name) {
             return;
         }
-        let renamed = (self.targets.resolve(schema, name))
+        let Some(write) = (self.targets.resolve(schema, name))
             .filter(|target| self.targets.is_managed(target))
             .and_then(|target| self.targets.base_write(target))
-            .is_some_and(|write| write.base.name != name);
-        if renamed {
-            self.record_at(offset, schema, name, false, Place::BaseTable);
-        }
+        else {
+            return;
+        };
+        let place = match granted {
+            true => Place::Granted,
+            false if write.base.name != name => Place::BaseTable,
+            false => return,
+        };
+        self.record_at(offset, schema, name, false, place);
     }
 }
 
@@ -104,8 +118,7 @@ fn relations<'t, 'a>(kind: &str, body: &'t Tree<'a>) -> Vec<&'t Tree<'a>> {
         // `ON ALL TABLES IN SCHEMA s` lists schemas, not relations.
         "GrantStmt"
             if text("objtype") == Some("OBJECT_TABLE")
-                && text("targtype").is_none_or(|t| t == "ACL_TARGET_OBJECT")
-                && !grants_whole_tables(body) =>
+                && text("targtype").is_none_or(|t| t == "ACL_TARGET_OBJECT") =>
         {
             found.extend(list("objects"));
         }

@@ -100,7 +100,6 @@ impl Walker<'_> {
         self.table_structure(statement, from);
         self.column_storage(statement, from);
         self.renamed_tables(statement, from);
-        self.granted_tables(statement);
         true
     }
 
